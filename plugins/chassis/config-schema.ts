@@ -1,0 +1,34 @@
+import type { ConfigFragment } from './config.js'
+
+/** Variables every service reads. `PORT` has a per-service default set by the service's own fragment. */
+export const chassisConfigFragment = {
+  properties: {
+    NODE_ENV: { type: 'string', default: 'production', enum: ['production', 'development', 'test'], description: 'Runtime mode' },
+    HOST: { type: 'string', default: '127.0.0.1', description: 'Address to listen on (0.0.0.0 in containers)' },
+    PORT: { type: 'integer', default: 3000, minimum: 0, maximum: 65535, description: 'Port to listen on' },
+    LOG_LEVEL: { type: 'string', default: 'info', enum: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], description: 'pino log level' },
+    BODY_LIMIT_BYTES: { type: 'integer', default: 1048576, minimum: 1024, description: 'Largest request body accepted; larger bodies get 413' },
+    HEALTH_CHECK_TIMEOUT_MS: { type: 'integer', default: 2000, minimum: 1, description: 'Time budget of each dependency check in /health/ready' },
+    SHUTDOWN_DELAY_MS: { type: 'integer', default: 0, minimum: 0, description: 'On SIGTERM, time readiness reports 503 before the server stops accepting' },
+    SHUTDOWN_TIMEOUT_MS: { type: 'integer', default: 10000, minimum: 100, description: 'Upper bound of a graceful shutdown; the process exits with code 1 past it' },
+    PRESSURE_MAX_EVENT_LOOP_DELAY_MS: { type: 'integer', default: 1000, minimum: 0, description: 'Shed load (503) above this event-loop delay; 0 disables' },
+    PRESSURE_MAX_EVENT_LOOP_UTILIZATION: { type: 'number', default: 0.98, minimum: 0, maximum: 1, description: 'Shed load above this event-loop utilization; 0 disables' },
+    PRESSURE_MAX_HEAP_USED_BYTES: { type: 'integer', default: 0, minimum: 0, description: 'Shed load above this heap size; 0 disables' },
+    PRESSURE_RETRY_AFTER_S: { type: 'integer', default: 10, minimum: 1, description: 'Retry-After sent with a load-shedding 503' }
+  }
+} as const satisfies ConfigFragment
+
+export interface ChassisConfig {
+  NODE_ENV: 'production' | 'development' | 'test'
+  HOST: string
+  PORT: number
+  LOG_LEVEL: string
+  BODY_LIMIT_BYTES: number
+  HEALTH_CHECK_TIMEOUT_MS: number
+  SHUTDOWN_DELAY_MS: number
+  SHUTDOWN_TIMEOUT_MS: number
+  PRESSURE_MAX_EVENT_LOOP_DELAY_MS: number
+  PRESSURE_MAX_EVENT_LOOP_UTILIZATION: number
+  PRESSURE_MAX_HEAP_USED_BYTES: number
+  PRESSURE_RETRY_AFTER_S: number
+}

@@ -1,0 +1,110 @@
+import { Ajv, type AnySchemaObject, type ErrorObject } from 'ajv'
+import type { SchemaValidateFunction } from 'ajv/dist/types/index.js'
+import envSchema from 'env-schema'
+import { ChassisErrors } from './errors.js'
+
+export type ConfigValue = string | number | boolean
+
+/** One environment variable: its JSON-schema type, default and a one-line meaning. */
+export interface ConfigProperty {
+  type: 'string' | 'integer' | 'number' | 'boolean'
+  description: string
+  default?: ConfigValue
+  minimum?: number
+  maximum?: number
+  enum?: readonly ConfigValue[]
+  /** A named format: `postgres-url`, `redis-url` or `cidr-list`. */
+  format?: 'postgres-url' | 'redis-url'
+  /** Name of another integer variable this one must not exceed. */
+  maxOf?: string
+}
+
+/** The variables one plugin or service reads. */
+export interface ConfigFragment {
+  properties: Record<string, ConfigProperty>
+  required?: readonly string[]
+}
+
+export interface ConfigSchema {
+  type: 'object'
+  properties: Record<string, ConfigProperty>
+  required: string[]
+}
+
+/** Merges fragments into one schema; a variable declared twice keeps the later declaration. */
+export function composeSchema (...fragments: ConfigFragment[]): ConfigSchema {
+  const properties: Record<string, ConfigProperty> = {}
+  const required = new Set<string>()
+  for (const fragment of fragments) {
+    Object.assign(properties, fragment.properties)
+    for (const name of fragment.required ?? []) required.add(name)
+  }
+  return { type: 'object', properties, required: [...required] }
+}
+
+function isUrlWithProtocol (protocols: string[]) {
+  return (text: string): boolean => {
+    try {
+      return protocols.includes(new URL(text).protocol)
+    } catch {
+      return false
+    }
+  }
+}
+
+const FORMAT_MESSAGES: Record<string, string> = {
+  'postgres-url': 'must be a postgres:// or postgresql:// URL',
+  'redis-url': 'must be a redis:// or rediss:// URL'
+}
+
+function createAjv (): Ajv {
+  const ajv = new Ajv({ allErrors: true, removeAdditional: true, useDefaults: true, coerceTypes: true, allowUnionTypes: true })
+  ajv.addFormat('postgres-url', isUrlWithProtocol(['postgres:', 'postgresql:']))
+  ajv.addFormat('redis-url', isUrlWithProtocol(['redis:', 'rediss:']))
+  const maxOf: SchemaValidateFunction = (schema: string, data: unknown, _parent?: AnySchemaObject, ctx?) => {
+    const other = Number((ctx?.rootData as Record<string, unknown> | undefined)?.[schema])
+    // The other variable reports its own problem when it is not a number.
+    if (!Number.isFinite(other) || typeof data !== 'number' || data <= other) return true
+    maxOf.errors = [{ keyword: 'maxOf', message: `must not exceed ${schema} (${data} > ${other})`, params: {}, instancePath: '', schemaPath: '' }]
+    return false
+  }
+  ajv.addKeyword({ keyword: 'maxOf', type: 'number', errors: true, validate: maxOf })
+  return ajv
+}
+
+function describe (error: ErrorObject): string {
+  const name = error.instancePath.replace(/^\//, '')
+  if (error.keyword === 'required') return `${String(error.params.missingProperty)} is required`
+  if (error.keyword === 'format') return `${name} ${FORMAT_MESSAGES[String(error.params.format)] ?? error.message ?? 'is invalid'}`
+  if (error.keyword === 'enum') return `${name} must be one of ${(error.params.allowedValues as unknown[]).join(', ')}`
+  return `${name} ${error.message ?? 'is invalid'}`
+}
+
+export interface LoadConfigOptions {
+  /** Variables to read; defaults to `process.env`. */
+  env?: Record<string, string | undefined>
+  /** Read an optional `.env` file (or the given path) under the variables. @default true */
+  dotenv?: boolean | string
+}
+
+/**
+ * Validates the environment against a composed schema, once, at start.
+ * Every problem is named in one CHASSIS_CONFIG_INVALID error; values are never echoed, so secrets in URLs stay out of logs.
+ */
+export function loadConfig<T> (schema: ConfigSchema, options: LoadConfigOptions = {}): Readonly<T> {
+  const dotenv = options.dotenv ?? true
+  try {
+    const values = envSchema({
+      schema: structuredClone(schema),
+      data: { ...(options.env ?? process.env) },
+      env: false,
+      dotenv: dotenv === false ? false : typeof dotenv === 'string' ? { path: dotenv } : true,
+      ajv: createAjv()
+    })
+    return Object.freeze(values) as unknown as Readonly<T>
+  } catch (error) {
+    const problems = (error as { errors?: ErrorObject[] }).errors
+    if (problems === undefined) throw error
+    throw new ChassisErrors.CHASSIS_CONFIG_INVALID(problems.map(describe).join('; '))
+  }
+}

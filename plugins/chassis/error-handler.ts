@@ -1,0 +1,72 @@
+import { STATUS_CODES } from 'node:http'
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest, FastifySchemaValidationError } from 'fastify'
+import type { SchemaErrorDataVar } from 'fastify/types/schema.js'
+
+/** The one JSON body of every 4xx and 5xx answer. */
+export interface ErrorBody {
+  statusCode: number
+  code: string
+  error: string
+  message: string
+}
+
+export const errorBodySchema = {
+  type: 'object',
+  properties: {
+    statusCode: { type: 'integer' },
+    code: { type: 'string' },
+    error: { type: 'string' },
+    message: { type: 'string' }
+  },
+  required: ['statusCode', 'code', 'error', 'message']
+} as const
+
+export function errorBody (statusCode: number, code: string, message: string): ErrorBody {
+  return { statusCode, code, error: STATUS_CODES[statusCode] ?? 'Error', message }
+}
+
+/** Names the offending field, including the one ajv only reports in its params. */
+export function formatSchemaErrors (errors: FastifySchemaValidationError[], dataVar: SchemaErrorDataVar): Error {
+  const parts = errors.map((e) => {
+    const path = `${dataVar}${e.instancePath}`
+    const params = e.params as Record<string, unknown>
+    if (e.keyword === 'additionalProperties') return `${path}/${String(params.additionalProperty)} is not allowed`
+    if (e.keyword === 'required') return `${path}/${String(params.missingProperty)} is required`
+    if (e.keyword === 'enum') return `${path} must be one of ${(params.allowedValues as unknown[]).join(', ')}`
+    return `${path} ${e.message ?? 'is invalid'}`
+  })
+  return new Error(parts.join('; '))
+}
+
+interface CodedError extends FastifyError {
+  headers?: Record<string, string>
+  retryAfterSeconds?: number
+}
+
+const FASTIFY_CODES: Record<string, string> = {
+  FST_ERR_VALIDATION: 'VALIDATION_ERROR',
+  FST_ERR_CTP_BODY_TOO_LARGE: 'BODY_TOO_LARGE',
+  FST_ERR_CTP_INVALID_MEDIA_TYPE: 'UNSUPPORTED_MEDIA_TYPE',
+  FST_ERR_CTP_EMPTY_JSON_BODY: 'INVALID_JSON',
+  FST_ERR_CTP_INVALID_JSON_BODY: 'INVALID_JSON'
+}
+
+export function installErrorHandling (app: FastifyInstance): void {
+  app.setErrorHandler((err: CodedError, request: FastifyRequest, reply: FastifyReply) => {
+    const fromError = err.validation ? 400 : (err.statusCode ?? 500)
+    const statusCode = fromError >= 400 && fromError < 600 ? fromError : 500
+    const deliberate = typeof err.code === 'string' && typeof err.statusCode === 'number'
+    // SyntaxError from the JSON parser carries statusCode 400 but its own code.
+    const code = FASTIFY_CODES[err.code] ?? (deliberate ? err.code : statusCode >= 500 ? 'INTERNAL_ERROR' : 'BAD_REQUEST')
+    const message = statusCode < 500 || deliberate ? err.message : 'Internal Server Error'
+    if (statusCode >= 500) request.log.error({ err }, 'request failed')
+    else request.log.info({ code, statusCode }, err.message)
+    if (err.headers) void reply.headers(err.headers)
+    if (statusCode === 503 && !reply.hasHeader('retry-after')) void reply.header('retry-after', String(err.retryAfterSeconds ?? 1))
+    void reply.code(statusCode).type('application/json; charset=utf-8').send(errorBody(statusCode, code, message))
+  })
+
+  app.setNotFoundHandler((request, reply) => {
+    void reply.code(404).send(errorBody(404, 'NOT_FOUND', `Route ${request.method} ${request.url.split('?')[0] ?? ''} not found`))
+  })
+}

@@ -1,0 +1,36 @@
+import closeWithGrace from 'close-with-grace'
+import type { FastifyInstance } from 'fastify'
+import type { ChassisConfig } from './config-schema.js'
+
+export interface RunningService {
+  app: FastifyInstance
+  /** The address the service listens on. */
+  url: string
+  /** Runs the same phased shutdown a signal does. */
+  shutdown: () => Promise<void>
+}
+
+/**
+ * Listens, and shuts down in phases on SIGTERM or SIGINT: readiness turns 503 (for SHUTDOWN_DELAY_MS),
+ * the server stops accepting and finishes in-flight requests, then plugins close their pools and clients.
+ * The whole shutdown is bounded by SHUTDOWN_TIMEOUT_MS, after which the process exits with code 1.
+ */
+export async function runService (app: FastifyInstance, config: ChassisConfig): Promise<RunningService> {
+  let closing: Promise<void> | undefined
+  const shutdown = (): Promise<void> => {
+    closing ??= (async () => {
+      app.health.markShuttingDown()
+      if (config.SHUTDOWN_DELAY_MS > 0) await new Promise((resolve) => setTimeout(resolve, config.SHUTDOWN_DELAY_MS))
+      await app.close()
+    })()
+    return closing
+  }
+  closeWithGrace({ delay: config.SHUTDOWN_TIMEOUT_MS, logger: app.log }, async ({ signal, err }) => {
+    if (err) app.log.error({ err }, 'fatal error, shutting down')
+    else app.log.info({ signal }, 'shutting down')
+    await shutdown()
+    app.log.info('shut down cleanly')
+  })
+  const url = await app.listen({ host: config.HOST, port: config.PORT })
+  return { app, url, shutdown }
+}

@@ -1,0 +1,84 @@
+import { randomUUID } from 'node:crypto'
+import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify'
+import underPressure from '@fastify/under-pressure'
+import type { ChassisConfig } from './config-schema.js'
+import { formatSchemaErrors, installErrorHandling } from './error-handler.js'
+import { healthPlugin } from './health.js'
+
+/** A step that registers something on the app: a shared plugin, a route module, a hook. */
+export type Registrar = (app: FastifyInstance) => unknown
+
+export interface ServiceDefinition {
+  /** Service name: it appears in every log line. */
+  name: string
+  config: ChassisConfig
+  /** Shared plugins (db-pool, cache, ...), registered in order before the routes. */
+  plugins?: Registrar[]
+  /** Route modules, registered after the plugins. */
+  routes?: Registrar[]
+  /** Overrides for the pino logger, e.g. a destination stream in tests. */
+  logger?: FastifyServerOptions['loggerInstance'] | Record<string, unknown> | false
+}
+
+const REQUEST_ID = /^[\w.:-]{1,128}$/
+
+/** Paths that must never reach the logs: credentials and personal data. */
+export const REDACTED_LOG_PATHS = [
+  'req.headers.authorization',
+  'req.headers.cookie',
+  'req.headers["x-api-key"]',
+  'req.headers["x-service-key"]'
+]
+
+function loggerOptions (def: ServiceDefinition): Pick<FastifyServerOptions, 'logger' | 'loggerInstance'> {
+  if (def.logger === false) return { logger: false }
+  if (def.logger && 'info' in def.logger && typeof def.logger.info === 'function') {
+    return { loggerInstance: def.logger as FastifyServerOptions['loggerInstance'] }
+  }
+  return {
+    logger: {
+      level: def.config.LOG_LEVEL,
+      base: { service: def.name },
+      redact: { paths: REDACTED_LOG_PATHS, censor: '[redacted]' },
+      ...(def.logger ?? {})
+    }
+  }
+}
+
+/**
+ * Builds a Fastify service with everything every service gets: request ids, uniform JSON errors,
+ * health routes, load shedding, then the given plugins and routes. It does not listen (see `runService`).
+ */
+export async function buildService (def: ServiceDefinition): Promise<FastifyInstance> {
+  const { config } = def
+  const app = Fastify({
+    ...loggerOptions(def),
+    bodyLimit: config.BODY_LIMIT_BYTES,
+    requestIdHeader: false,
+    requestIdLogLabel: 'reqId',
+    genReqId: (req) => {
+      const incoming = req.headers['x-request-id']
+      return typeof incoming === 'string' && REQUEST_ID.test(incoming) ? incoming : randomUUID()
+    },
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', useDefaults: true, allErrors: false } },
+    schemaErrorFormatter: formatSchemaErrors,
+    return503OnClosing: true
+  }) as unknown as FastifyInstance
+
+  app.addHook('onRequest', async (request, reply) => {
+    void reply.header('x-request-id', request.id)
+  })
+  installErrorHandling(app)
+
+  await app.register(underPressure, {
+    maxEventLoopDelay: config.PRESSURE_MAX_EVENT_LOOP_DELAY_MS,
+    maxEventLoopUtilization: config.PRESSURE_MAX_EVENT_LOOP_UTILIZATION,
+    maxHeapUsedBytes: config.PRESSURE_MAX_HEAP_USED_BYTES,
+    retryAfter: config.PRESSURE_RETRY_AFTER_S
+  })
+  await app.register(healthPlugin, { timeoutMs: config.HEALTH_CHECK_TIMEOUT_MS })
+
+  for (const register of def.plugins ?? []) await register(app)
+  for (const register of def.routes ?? []) await register(app)
+  return app
+}

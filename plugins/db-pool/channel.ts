@@ -1,0 +1,19 @@
+import { tracingChannel } from 'node:diagnostics_channel'
+
+/**
+ * The query seam: every query of every pool is published here. Subscribers (query tracing, spans) get the context;
+ * with nobody subscribed a query pays one boolean check. Parameter values are never put in the context.
+ */
+export interface QueryContext {
+  pool: string
+  text: string
+  paramCount: number
+  /** Set when the query resolves. */
+  result?: { rowCount: number | null }
+  /** Set when the query rejects. */
+  error?: unknown
+}
+
+export const QUERY_CHANNEL_NAME = 'chassis:db-pool:query'
+
+export const queryChannel = tracingChannel<QueryContext, QueryContext>(QUERY_CHANNEL_NAME)

@@ -1,0 +1,336 @@
+import pg from 'pg'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { queryChannel, type QueryContext } from './channel.js'
+import { DatabaseError, PoolErrors, isConnectionError, toDatabaseError } from './errors.js'
+
+export interface PoolLogger {
+  info: (obj: object, msg: string) => void
+  warn: (obj: object, msg: string) => void
+  error: (obj: object, msg: string) => void
+}
+
+export interface ConnectionPoolOptions {
+  /** Name used in logs, metrics and the query seam. @default 'main' */
+  name?: string
+  /** A postgres:// URL; host, port, database, user and password override its parts. */
+  connectionString?: string
+  host?: string
+  port?: number
+  database?: string
+  user?: string
+  password?: string
+  /** Schema put first on the search_path of every connection. @default undefined (server default) */
+  schema?: string
+  /** Connections opened at start and kept open, refilled after errors. @default 5 */
+  min?: number
+  /** Connections never exceeded. @default 20 */
+  max?: number
+  /** An idle connection above `min` is closed after this long. @default 30000 */
+  idleTimeoutMillis?: number
+  /** Waiting for a connection longer than this fails with DB_UNAVAILABLE. @default 10000 */
+  connectionTimeoutMillis?: number
+  /** Server-side statement_timeout: a longer query is cancelled by PostgreSQL. 0 disables. @default 30000 */
+  queryTimeoutMillis?: number
+  /** Period of the background health check (SELECT 1, refill to `min`). 0 disables. @default 60000 */
+  healthCheckInterval?: number
+  /** Re-runs of a transaction after a serialization failure or deadlock. @default 5 */
+  transactionRetries?: number
+  /** application_name reported to PostgreSQL. @default the pool name */
+  applicationName?: string
+  logger?: PoolLogger
+}
+
+export type ResolvedPoolOptions = Required<Omit<ConnectionPoolOptions, 'connectionString' | 'host' | 'port' | 'database' | 'user' | 'password' | 'schema' | 'logger' | 'applicationName'>>
+
+export const poolDefaults: ResolvedPoolOptions = Object.freeze({
+  name: 'main',
+  min: 5,
+  max: 20,
+  idleTimeoutMillis: 30000,
+  connectionTimeoutMillis: 10000,
+  queryTimeoutMillis: 30000,
+  healthCheckInterval: 60000,
+  transactionRetries: 5
+})
+
+export interface PoolMetrics {
+  totalConnections: number
+  activeConnections: number
+  idleConnections: number
+  waitingRequests: number
+  errors: number
+  queries: number
+  min: number
+  max: number
+}
+
+export interface PoolHealth {
+  healthy: boolean
+  checkedAt: Date | undefined
+  latencyMs: number | undefined
+  error: string | undefined
+}
+
+export type IsolationLevel = 'read committed' | 'repeatable read' | 'serializable'
+
+export interface TransactionOptions {
+  /** @default 'read committed' */
+  isolationLevel?: IsolationLevel
+  /** @default false */
+  readOnly?: boolean
+  /** Re-runs after 40001/40P01; overrides the pool's transactionRetries. */
+  retries?: number
+}
+
+export interface QueryResult<R> {
+  rows: R[]
+  rowCount: number | null
+}
+
+/** What a transaction callback queries through: the one connection the transaction holds. */
+export interface TransactionClient {
+  query: <R extends object = Record<string, unknown>>(text: string, params?: readonly unknown[]) => Promise<QueryResult<R>>
+}
+
+const SCHEMA_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,62}$/
+const noopLogger: PoolLogger = { info () {}, warn () {}, error () {} }
+
+function validate (options: ConnectionPoolOptions): ResolvedPoolOptions {
+  const o = { ...poolDefaults, ...Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined)) } as ResolvedPoolOptions
+  const problems: string[] = []
+  const nonNegative = ['min', 'idleTimeoutMillis', 'connectionTimeoutMillis', 'queryTimeoutMillis', 'healthCheckInterval', 'transactionRetries'] as const
+  for (const key of nonNegative) if (!Number.isInteger(o[key]) || o[key] < 0) problems.push(`${key} must be a non-negative integer`)
+  if (!Number.isInteger(o.max) || o.max < 1) problems.push('max must be a positive integer')
+  if (o.min > o.max) problems.push(`min (${o.min}) must not exceed max (${o.max})`)
+  if (options.schema !== undefined && !SCHEMA_NAME.test(options.schema)) problems.push('schema must be a plain identifier')
+  if (problems.length > 0) throw new PoolErrors.DB_POOL_INVALID_OPTIONS(problems.join('; '))
+  return o
+}
+
+/**
+ * A pg.Pool with `min` honoured for real, server-side query timeouts, typed errors, transactions that re-run on
+ * serialization failures, a background health check, and one seam every query passes through.
+ */
+export class ConnectionPool {
+  readonly options: ResolvedPoolOptions
+  readonly #pool: pg.Pool
+  readonly #log: PoolLogger
+  #errors = 0
+  #queries = 0
+  #closed = false
+  #filling: Promise<void> | undefined
+  #refillTimer: NodeJS.Timeout | undefined
+  #refillDelay = 100
+  #healthTimer: NodeJS.Timeout | undefined
+  #health: PoolHealth = { healthy: false, checkedAt: undefined, latencyMs: undefined, error: undefined }
+
+  constructor (options: ConnectionPoolOptions = {}) {
+    this.options = validate(options)
+    this.#log = options.logger ?? noopLogger
+    const o = this.options
+    this.#pool = new pg.Pool({
+      ...(options.connectionString ? { connectionString: options.connectionString } : {}),
+      ...(options.host ? { host: options.host } : {}),
+      ...(options.port ? { port: options.port } : {}),
+      ...(options.database ? { database: options.database } : {}),
+      ...(options.user ? { user: options.user } : {}),
+      ...(options.password !== undefined ? { password: options.password } : {}),
+      min: o.min,
+      max: o.max,
+      idleTimeoutMillis: o.idleTimeoutMillis,
+      connectionTimeoutMillis: o.connectionTimeoutMillis,
+      application_name: options.applicationName ?? o.name,
+      ...(o.queryTimeoutMillis > 0 ? { statement_timeout: o.queryTimeoutMillis } : {}),
+      ...(options.schema ? { options: `-c search_path=${options.schema}` } : {})
+    })
+    // A connection that dies while idle or checked out emits 'error'; unhandled, it would crash the process.
+    this.#pool.on('error', (err) => this.#onConnectionError(err))
+    this.#pool.on('connect', (client) => client.on('error', (err) => this.#onConnectionError(err)))
+    this.#pool.on('remove', () => this.#scheduleRefill())
+  }
+
+  get name (): string {
+    return this.options.name
+  }
+
+  /** Opens `min` connections (failing fast when the server is unreachable) and starts the health check. */
+  async start (): Promise<void> {
+    await this.#fill()
+    await this.checkHealth()
+    if (this.options.healthCheckInterval > 0) {
+      this.#healthTimer = setInterval(() => { void this.checkHealth() }, this.options.healthCheckInterval).unref()
+    }
+  }
+
+  async query<R extends object = Record<string, unknown>> (text: string, params: readonly unknown[] = []): Promise<QueryResult<R>> {
+    const client = await this.#connect()
+    let broken: Error | undefined
+    try {
+      return await this.#run<R>(client, text, params)
+    } catch (error) {
+      if (isConnectionError(error)) broken = error as Error
+      throw error
+    } finally {
+      client.release(broken)
+    }
+  }
+
+  /**
+   * Runs `fn` inside BEGIN/COMMIT on one connection; rolls back when it throws. A serialization failure or deadlock
+   * re-runs the whole callback with jittered backoff. A COMMIT whose outcome is unknown is never re-run.
+   */
+  async transaction<T> (fn: (tx: TransactionClient) => Promise<T>, opts: TransactionOptions = {}): Promise<T> {
+    const retries = opts.retries ?? this.options.transactionRetries
+    const begin = `BEGIN ISOLATION LEVEL ${(opts.isolationLevel ?? 'read committed').toUpperCase()}${opts.readOnly ? ' READ ONLY' : ''}`
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await this.#transactionOnce(fn, begin)
+      } catch (error) {
+        const e = toDatabaseError(error)
+        const rerun = (e.code === 'DB_SERIALIZATION_FAILURE' || e.code === 'DB_DEADLOCK') && attempt < retries
+        // Database errors arrive already typed by #run; anything else is the callback's own and passes through.
+        if (!rerun) throw error
+        await sleep(Math.random() * Math.min(1000, 20 * 2 ** attempt))
+      }
+    }
+  }
+
+  async #transactionOnce<T> (fn: (tx: TransactionClient) => Promise<T>, begin: string): Promise<T> {
+    const client = await this.#connect()
+    let broken: Error | undefined
+    try {
+      await this.#run(client, begin, [])
+      let result: T
+      try {
+        result = await fn({ query: (text, params = []) => this.#run(client, text, params) })
+      } catch (error) {
+        if (isConnectionError(error)) broken = error as Error
+        else await this.#run(client, 'ROLLBACK', []).catch((e: Error) => { broken = e })
+        throw error
+      }
+      try {
+        await this.#run(client, 'COMMIT', [])
+      } catch (error) {
+        if (isConnectionError(error)) {
+          broken = error as Error
+          throw new DatabaseError('DB_COMMIT_OUTCOME_UNKNOWN', 'The connection failed during COMMIT; the outcome is unknown', { retryable: false, statusCode: 503, cause: error })
+        }
+        throw error
+      }
+      return result
+    } catch (error) {
+      if (broken === undefined && isConnectionError(error)) broken = error as Error
+      throw error
+    } finally {
+      client.release(broken)
+    }
+  }
+
+  async #connect (): Promise<pg.PoolClient> {
+    if (this.#closed) throw new PoolErrors.DB_POOL_CLOSED(this.name)
+    try {
+      return await this.#pool.connect()
+    } catch (error) {
+      this.#errors++
+      throw toDatabaseError(error)
+    }
+  }
+
+  async #run<R extends object> (client: pg.PoolClient, text: string, params: readonly unknown[]): Promise<QueryResult<R>> {
+    this.#queries++
+    const exec = async (): Promise<QueryResult<R>> => {
+      try {
+        const result = await client.query<R>(text, params as unknown[])
+        return { rows: result.rows, rowCount: result.rowCount }
+      } catch (error) {
+        this.#errors++
+        throw toDatabaseError(error)
+      }
+    }
+    if (!queryChannel.hasSubscribers) return exec()
+    const context: QueryContext = { pool: this.name, text, paramCount: params.length }
+    return queryChannel.tracePromise(exec, context)
+  }
+
+  /** Runs SELECT 1 and refills to `min`; the result feeds readiness. */
+  async checkHealth (): Promise<PoolHealth> {
+    const started = performance.now()
+    try {
+      await this.query('SELECT 1')
+      this.#health = { healthy: true, checkedAt: new Date(), latencyMs: performance.now() - started, error: undefined }
+      this.#scheduleRefill()
+    } catch (error) {
+      this.#health = { healthy: false, checkedAt: new Date(), latencyMs: performance.now() - started, error: (error as Error).message }
+    }
+    return this.#health
+  }
+
+  getHealth (): PoolHealth {
+    return { ...this.#health }
+  }
+
+  getMetrics (): PoolMetrics {
+    const total = this.#pool.totalCount
+    const idle = this.#pool.idleCount
+    return {
+      totalConnections: total,
+      activeConnections: total - idle,
+      idleConnections: idle,
+      waitingRequests: this.#pool.waitingCount,
+      errors: this.#errors,
+      queries: this.#queries,
+      min: this.options.min,
+      max: this.options.max
+    }
+  }
+
+  /** Closes every connection; queries after close fail with DB_POOL_CLOSED. Safe to call twice. */
+  async close (): Promise<void> {
+    if (this.#closed) return
+    this.#closed = true
+    clearInterval(this.#healthTimer)
+    clearTimeout(this.#refillTimer)
+    await this.#filling?.catch(() => {})
+    await this.#pool.end()
+  }
+
+  #onConnectionError (err: Error): void {
+    this.#errors++
+    this.#health = { ...this.#health, healthy: false, error: err.message }
+    this.#log.warn({ pool: this.name, err: { message: err.message, code: (err as { code?: string }).code } }, 'database connection error')
+  }
+
+  /** Opens connections until `min` are open; pg's own `min` only stops idle eviction below it. */
+  async #fill (): Promise<void> {
+    this.#filling ??= (async () => {
+      try {
+        const missing = this.options.min - this.#pool.totalCount
+        if (missing <= 0) return
+        const clients = await Promise.allSettled(Array.from({ length: missing }, () => this.#pool.connect()))
+        const failed = clients.find((c): c is PromiseRejectedResult => c.status === 'rejected')
+        for (const c of clients) if (c.status === 'fulfilled') c.value.release()
+        if (failed) throw toDatabaseError(failed.reason)
+      } finally {
+        this.#filling = undefined
+      }
+    })()
+    return this.#filling
+  }
+
+  #scheduleRefill (): void {
+    if (this.#closed || this.#refillTimer !== undefined || this.#pool.totalCount >= this.options.min) return
+    this.#refillTimer = setTimeout(() => {
+      this.#refillTimer = undefined
+      this.#fill().then(() => { this.#refillDelay = 100 }, (error: Error) => {
+        this.#refillDelay = Math.min(this.#refillDelay * 2, 5000)
+        this.#log.warn({ pool: this.name, err: { message: error.message } }, 'refilling the pool to min failed; retrying')
+        this.#scheduleRefill()
+      })
+    }, this.#refillDelay).unref()
+  }
+}
+
+/** Creates a pool; call `start()` to open `min` connections and begin health checks. */
+export function createConnectionPool (options: ConnectionPoolOptions = {}): ConnectionPool {
+  return new ConnectionPool(options)
+}

@@ -1,0 +1,19 @@
+import { chassisConfigFragment, composeSchema, loadConfig, type ChassisConfig, type ConfigFragment, type LoadConfigOptions } from '../../plugins/chassis/index.js'
+import { dbPoolConfigFragment, type DbPoolConfig } from '../../plugins/db-pool/index.js'
+
+const apiFragment = {
+  properties: {
+    PORT: { type: 'integer', default: 3000, minimum: 0, maximum: 65535, description: 'Port of the api service' },
+    LEAD_BODY_LIMIT_BYTES: { type: 'integer', default: 16384, minimum: 1024, description: 'Largest lead body accepted by POST and PATCH; larger gets 413' }
+  }
+} as const satisfies ConfigFragment
+
+export const apiConfigSchema = composeSchema(chassisConfigFragment, dbPoolConfigFragment, apiFragment)
+
+export interface ApiConfig extends ChassisConfig, DbPoolConfig {
+  LEAD_BODY_LIMIT_BYTES: number
+}
+
+export function loadApiConfig (options?: LoadConfigOptions): Readonly<ApiConfig> {
+  return loadConfig<ApiConfig>(apiConfigSchema, options)
+}

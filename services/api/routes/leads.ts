@@ -1,0 +1,60 @@
+import type { FastifyInstance } from 'fastify'
+import { HttpError, errorBodySchema } from '../../../plugins/chassis/index.js'
+import { LeadsRepository } from '../../domain/leads-repository.js'
+import {
+  activityPageSchema, createLeadBodySchema, leadIdParamsSchema, leadPageSchema, leadSchema, listLeadsQuerySchema,
+  pageQuerySchema, patchLeadBodySchema, type LeadInput, type LeadListQuery, type LeadPatch
+} from '../../domain/lead-schemas.js'
+
+export interface LeadRoutesOptions {
+  bodyLimit: number
+}
+
+const errors = { 400: errorBodySchema, 404: errorBodySchema, 409: errorBodySchema, 413: errorBodySchema, 503: errorBodySchema }
+
+function notFound (id: string): HttpError {
+  return new HttpError(404, 'LEAD_NOT_FOUND', `Lead ${id} not found`)
+}
+
+/** `/api/v1/leads`: list with filters and keyset pages, read, create, patch, and the activity trail. */
+export async function leadRoutes (app: FastifyInstance, opts: LeadRoutesOptions): Promise<void> {
+  const leads = new LeadsRepository(app.db)
+
+  app.get<{ Querystring: LeadListQuery }>('/', {
+    schema: { querystring: listLeadsQuerySchema, response: { 200: leadPageSchema, ...errors } }
+  }, async (request) => leads.list(request.query))
+
+  app.get<{ Params: { id: string } }>('/:id', {
+    schema: { params: leadIdParamsSchema, response: { 200: leadSchema, ...errors } }
+  }, async (request) => {
+    const lead = await leads.get(request.params.id)
+    if (!lead) throw notFound(request.params.id)
+    return lead
+  })
+
+  app.post<{ Body: LeadInput }>('/', {
+    bodyLimit: opts.bodyLimit,
+    schema: { body: createLeadBodySchema, response: { 201: leadSchema, ...errors } }
+  }, async (request, reply) => {
+    const lead = await leads.create(request.body)
+    void reply.code(201).header('location', `/api/v1/leads/${lead.id}`)
+    return lead
+  })
+
+  app.patch<{ Params: { id: string }, Body: LeadPatch }>('/:id', {
+    bodyLimit: opts.bodyLimit,
+    schema: { params: leadIdParamsSchema, body: patchLeadBodySchema, response: { 200: leadSchema, ...errors } }
+  }, async (request) => {
+    const lead = await leads.update(request.params.id, request.body)
+    if (!lead) throw notFound(request.params.id)
+    return lead
+  })
+
+  app.get<{ Params: { id: string }, Querystring: { limit: number, cursor?: string } }>('/:id/activities', {
+    schema: { params: leadIdParamsSchema, querystring: pageQuerySchema, response: { 200: activityPageSchema, ...errors } }
+  }, async (request) => {
+    const page = await leads.activities(request.params.id, request.query)
+    if (!page) throw notFound(request.params.id)
+    return page
+  })
+}

@@ -1,0 +1,163 @@
+export const PRODUCTS = ['auto', 'home', 'life', 'health', 'commercial'] as const
+export const STATUSES = ['new', 'contacted', 'qualified', 'converted', 'lost'] as const
+export const US_STATES = [
+  'AL', 'AK', 'AZ', 'AR', 'CA', 'CO', 'CT', 'DE', 'DC', 'FL', 'GA', 'HI', 'ID', 'IL', 'IN', 'IA', 'KS', 'KY', 'LA', 'ME',
+  'MD', 'MA', 'MI', 'MN', 'MS', 'MO', 'MT', 'NE', 'NV', 'NH', 'NJ', 'NM', 'NY', 'NC', 'ND', 'OH', 'OK', 'OR', 'PA', 'RI',
+  'SC', 'SD', 'TN', 'TX', 'UT', 'VT', 'VA', 'WA', 'WV', 'WI', 'WY'
+] as const
+export const SORTS = ['-createdAt', 'createdAt', '-score', 'score'] as const
+
+export type Product = typeof PRODUCTS[number]
+export type LeadStatus = typeof STATUSES[number]
+export type UsState = typeof US_STATES[number]
+export type LeadSort = typeof SORTS[number]
+
+export interface Lead {
+  id: string
+  firstName: string
+  lastName: string
+  email: string
+  phone: string | null
+  product: Product
+  state: UsState
+  status: LeadStatus
+  score: number
+  source: string
+  createdAt: Date
+  updatedAt: Date
+}
+
+export interface LeadInput {
+  firstName: string
+  lastName: string
+  email: string
+  phone?: string | null
+  product: Product
+  state: UsState
+  source?: string
+  score?: number
+}
+
+export type LeadPatch = Partial<LeadInput & { status: LeadStatus }>
+
+export interface LeadActivity {
+  id: string
+  leadId: string
+  type: string
+  details: Record<string, unknown>
+  actor: string | null
+  createdAt: Date
+}
+
+export interface LeadListQuery {
+  status?: LeadStatus
+  product?: Product
+  state?: UsState
+  minScore?: number
+  sort: LeadSort
+  limit: number
+  cursor?: string
+}
+
+const name = { type: 'string', minLength: 1, maxLength: 100, pattern: '\\S' } as const
+const fields = {
+  firstName: name,
+  lastName: name,
+  email: { type: 'string', format: 'email', maxLength: 254 },
+  phone: { type: ['string', 'null'], pattern: '^\\+?[0-9 ().-]{7,20}$' },
+  product: { type: 'string', enum: PRODUCTS },
+  state: { type: 'string', enum: US_STATES },
+  source: { type: 'string', minLength: 1, maxLength: 64, pattern: '^[a-z0-9_.:-]+$' },
+  score: { type: 'integer', minimum: 0, maximum: 100 }
+} as const
+
+export const createLeadBodySchema = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['firstName', 'lastName', 'email', 'product', 'state'],
+  properties: fields
+} as const
+
+export const patchLeadBodySchema = {
+  type: 'object',
+  additionalProperties: false,
+  minProperties: 1,
+  properties: { ...fields, status: { type: 'string', enum: STATUSES } }
+} as const
+
+export const leadIdParamsSchema = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['id'],
+  properties: { id: { type: 'string', format: 'uuid' } }
+} as const
+
+export const listLeadsQuerySchema = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    status: { type: 'string', enum: STATUSES },
+    product: { type: 'string', enum: PRODUCTS },
+    state: { type: 'string', enum: US_STATES },
+    minScore: { type: 'integer', minimum: 0, maximum: 100 },
+    sort: { type: 'string', enum: SORTS, default: '-createdAt' },
+    limit: { type: 'integer', minimum: 1, maximum: 100, default: 20 },
+    cursor: { type: 'string', minLength: 1, maxLength: 512, pattern: '^[A-Za-z0-9_-]+$' }
+  }
+} as const
+
+export const pageQuerySchema = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    limit: { type: 'integer', minimum: 1, maximum: 100, default: 20 },
+    cursor: { type: 'string', minLength: 1, maxLength: 512, pattern: '^[A-Za-z0-9_-]+$' }
+  }
+} as const
+
+export const leadSchema = {
+  type: 'object',
+  required: ['id', 'firstName', 'lastName', 'email', 'phone', 'product', 'state', 'status', 'score', 'source', 'createdAt', 'updatedAt'],
+  properties: {
+    id: { type: 'string' },
+    firstName: { type: 'string' },
+    lastName: { type: 'string' },
+    email: { type: 'string' },
+    phone: { type: ['string', 'null'] },
+    product: { type: 'string' },
+    state: { type: 'string' },
+    status: { type: 'string' },
+    score: { type: 'integer' },
+    source: { type: 'string' },
+    createdAt: { type: 'string', format: 'date-time' },
+    updatedAt: { type: 'string', format: 'date-time' }
+  }
+} as const
+
+export const leadPageSchema = {
+  type: 'object',
+  required: ['data', 'nextCursor'],
+  properties: { data: { type: 'array', items: leadSchema }, nextCursor: { type: ['string', 'null'] } }
+} as const
+
+export const activityPageSchema = {
+  type: 'object',
+  required: ['data', 'nextCursor'],
+  properties: {
+    data: {
+      type: 'array',
+      items: {
+        type: 'object',
+        properties: {
+          id: { type: 'string' },
+          leadId: { type: 'string' },
+          type: { type: 'string' },
+          details: { type: 'object', additionalProperties: true },
+          actor: { type: ['string', 'null'] },
+          createdAt: { type: 'string', format: 'date-time' }
+        }
+      }
+    },
+    nextCursor: { type: ['string', 'null'] }
+  }
+} as const

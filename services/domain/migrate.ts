@@ -1,0 +1,28 @@
+import { runner } from 'node-pg-migrate'
+import { migrationsDir } from './paths.js'
+
+export interface MigrateOptions {
+  databaseUrl: string
+  /** Schema the tables live in; created when missing. @default 'public' */
+  schema?: string
+  direction?: 'up' | 'down'
+  log?: (message: string) => void
+}
+
+/** Applies the pending migrations, under node-pg-migrate's advisory lock so concurrent starts do not collide. */
+export async function migrate (options: MigrateOptions): Promise<string[]> {
+  const schema = options.schema ?? 'public'
+  const applied = await runner({
+    databaseUrl: options.databaseUrl,
+    dir: migrationsDir,
+    direction: options.direction ?? 'up',
+    migrationsTable: 'pgmigrations',
+    schema,
+    createSchema: true,
+    checkOrder: true,
+    singleTransaction: true,
+    log: options.log ?? (() => {}),
+    verbose: false
+  })
+  return applied.map((m) => m.name)
+}
