@@ -65,7 +65,7 @@ function createAjv (): Ajv {
     const other = Number((ctx?.rootData as Record<string, unknown> | undefined)?.[schema])
     // The other variable reports its own problem when it is not a number.
     if (!Number.isFinite(other) || typeof data !== 'number' || data <= other) return true
-    maxOf.errors = [{ keyword: 'maxOf', message: `must not exceed ${schema} (${data} > ${other})`, params: {}, instancePath: '', schemaPath: '' }]
+    maxOf.errors = [{ keyword: 'maxOf', message: `must not exceed ${schema} (${data} > ${other})`, params: {} }]
     return false
   }
   ajv.addKeyword({ keyword: 'maxOf', type: 'number', errors: true, validate: maxOf })

@@ -63,8 +63,8 @@ export class HealthRegistry {
     let timer: NodeJS.Timeout | undefined
     const timeout = new Promise<never>((_resolve, reject) => {
       timer = setTimeout(() => {
-        controller.abort()
         reject(new Error(`timed out after ${this.#timeoutMs} ms`))
+        controller.abort()
       }, this.#timeoutMs)
     })
     try {

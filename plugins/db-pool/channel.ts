@@ -8,7 +8,7 @@ export interface QueryContext {
   pool: string
   text: string
   paramCount: number
-  /** Set when the query resolves. */
+  /** Set when the query resolves: the result the caller gets, rows included. Subscribers record counts, never rows. */
   result?: { rowCount: number | null }
   /** Set when the query rejects. */
   error?: unknown

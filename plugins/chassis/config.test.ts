@@ -1,0 +1,69 @@
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { composeSchema, loadConfig, type ConfigFragment } from './config.js'
+import { chassisConfigFragment } from './config-schema.js'
+import { dbPoolConfigFragment } from '../db-pool/config.js'
+import { redactConfig, redactUrl } from './redact.js'
+
+const schema = composeSchema(chassisConfigFragment, dbPoolConfigFragment)
+const load = (env: Record<string, string>) => loadConfig<Record<string, unknown>>(schema, { env, dotenv: false })
+const URL_OK = 'postgres://app:s3cret@db.internal:5432/leads'
+
+test('defaults fill every unset variable and numbers are coerced', () => {
+  const config = load({ DATABASE_URL: URL_OK, DB_POOL_MAX: '7' })
+  assert.equal(config.DB_POOL_MAX, 7)
+  assert.equal(config.DB_POOL_MIN, 5)
+  assert.equal(config.PORT, 3000)
+  assert.equal(config.LOG_LEVEL, 'info')
+  assert.ok(Object.isFrozen(config))
+})
+
+test('variables outside the schema are dropped', () => {
+  const config = load({ DATABASE_URL: URL_OK, UNRELATED: 'x' })
+  assert.equal('UNRELATED' in config, false)
+})
+
+test('a non-numeric pool size is named', () => {
+  assert.throws(() => load({ DATABASE_URL: URL_OK, DB_POOL_MAX: 'abc' }), (e: Error & { code: string }) => {
+    assert.equal(e.code, 'CHASSIS_CONFIG_INVALID')
+    assert.match(e.message, /DB_POOL_MAX must be integer/)
+    return true
+  })
+})
+
+test('a minimum above the maximum is named with both values', () => {
+  assert.throws(() => load({ DATABASE_URL: URL_OK, DB_POOL_MIN: '30', DB_POOL_MAX: '10' }), /DB_POOL_MIN must not exceed DB_POOL_MAX \(30 > 10\)/)
+})
+
+test('an unparsable DATABASE_URL is named without echoing it', () => {
+  assert.throws(() => load({ DATABASE_URL: 'postgres//user:hunter2@nowhere' }), (e: Error) => {
+    assert.match(e.message, /DATABASE_URL must be a postgres:\/\/ or postgresql:\/\/ URL/)
+    assert.doesNotMatch(e.message, /hunter2/)
+    return true
+  })
+})
+
+test('every problem is named in one message', () => {
+  assert.throws(() => load({ DATABASE_URL: 'mysql://x', DB_POOL_MAX: 'abc', PORT: '70000', LOG_LEVEL: 'loud' }), (e: Error) => {
+    for (const name of ['DATABASE_URL', 'DB_POOL_MAX', 'PORT', 'LOG_LEVEL']) assert.match(e.message, new RegExp(name))
+    return true
+  })
+})
+
+test('a missing required variable is named', () => {
+  assert.throws(() => load({}), /DATABASE_URL is required/)
+})
+
+test('later fragments override earlier declarations of the same variable', () => {
+  const fragment: ConfigFragment = { properties: { PORT: { type: 'integer', default: 3001, description: 'x' } } }
+  const config = loadConfig<{ PORT: number }>(composeSchema(chassisConfigFragment, fragment), { env: {}, dotenv: false })
+  assert.equal(config.PORT, 3001)
+})
+
+test('redaction masks URL passwords and secrets', () => {
+  assert.equal(redactUrl(URL_OK), 'postgres://app:***@db.internal:5432/leads')
+  assert.equal(redactUrl('not a url'), '[unparsable url]')
+  const safe = redactConfig({ DATABASE_URL: URL_OK, SERVICE_API_KEY: 'abc', PORT: 1 })
+  assert.doesNotMatch(JSON.stringify(safe), /s3cret|abc/)
+  assert.equal(safe.PORT, 1)
+})

@@ -1,0 +1,142 @@
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { setTimeout as sleep } from 'node:timers/promises'
+import type { FastifyInstance } from 'fastify'
+import { buildService } from './service.js'
+import { composeSchema, loadConfig } from './config.js'
+import { chassisConfigFragment, type ChassisConfig } from './config-schema.js'
+import { HttpError } from './errors.js'
+
+function config (env: Record<string, string> = {}): ChassisConfig {
+  return loadConfig<ChassisConfig>(composeSchema(chassisConfigFragment), { env: { LOG_LEVEL: 'silent', ...env }, dotenv: false })
+}
+
+async function build (t: { after: (fn: () => Promise<void>) => void }, setup: (app: FastifyInstance) => unknown = () => {}, env: Record<string, string> = {}) {
+  const app = await buildService({ name: 'test', config: config(env), routes: [setup] })
+  t.after(() => app.close())
+  return app
+}
+
+test('an unknown route gets the JSON error body with 404', async (t) => {
+  const app = await build(t)
+  const res = await app.inject('/missing?x=1')
+  assert.equal(res.statusCode, 404)
+  assert.deepEqual(res.json(), { statusCode: 404, code: 'NOT_FOUND', error: 'Not Found', message: 'Route GET /missing not found' })
+})
+
+test('a thrown HttpError keeps its status, code and message', async (t) => {
+  const app = await build(t, (a) => a.get('/teapot', async () => { throw new HttpError(418, 'TEAPOT', 'short and stout') }))
+  const res = await app.inject('/teapot')
+  assert.equal(res.statusCode, 418)
+  assert.deepEqual(res.json(), { statusCode: 418, code: 'TEAPOT', error: "I'm a Teapot", message: 'short and stout' })
+})
+
+test('an unexpected error is a 500 that leaks nothing', async (t) => {
+  const app = await build(t, (a) => a.get('/boom', async () => { throw new TypeError('secret internals') }))
+  const res = await app.inject('/boom')
+  assert.equal(res.statusCode, 500)
+  assert.deepEqual(res.json(), { statusCode: 500, code: 'INTERNAL_ERROR', error: 'Internal Server Error', message: 'Internal Server Error' })
+})
+
+test('a 503 always carries Retry-After', async (t) => {
+  const app = await build(t, (a) => a.get('/busy', async () => { throw new HttpError(503, 'BUSY', 'busy') }))
+  const res = await app.inject('/busy')
+  assert.equal(res.statusCode, 503)
+  assert.ok(Number(res.headers['retry-after']) >= 1)
+})
+
+test('validation errors name the offending field, unknown fields included', async (t) => {
+  const app = await build(t, (a) => a.post('/things', {
+    schema: { body: { type: 'object', additionalProperties: false, required: ['name'], properties: { name: { type: 'string' }, n: { type: 'integer' } } } }
+  }, async () => ({ ok: true })))
+  const cases: Array<[unknown, RegExp]> = [
+    [{}, /body\/name is required/],
+    [{ name: 'a', extra: 1 }, /body\/extra is not allowed/],
+    [{ name: 'a', n: 'x' }, /body\/n must be integer/]
+  ]
+  for (const [payload, message] of cases) {
+    const res = await app.inject({ method: 'POST', url: '/things', payload: payload as object })
+    assert.equal(res.statusCode, 400)
+    assert.equal(res.json().code, 'VALIDATION_ERROR')
+    assert.match(res.json().message, message)
+  }
+})
+
+test('malformed JSON and oversized bodies get 400 and 413 with codes', async (t) => {
+  const app = await build(t, (a) => a.post('/echo', { bodyLimit: 1024 }, async (req) => req.body))
+  const bad = await app.inject({ method: 'POST', url: '/echo', headers: { 'content-type': 'application/json' }, payload: '{oops' })
+  assert.equal(bad.statusCode, 400)
+  assert.equal(bad.json().code, 'INVALID_JSON')
+  const big = await app.inject({ method: 'POST', url: '/echo', payload: { text: 'x'.repeat(2000) } })
+  assert.equal(big.statusCode, 413)
+  assert.equal(big.json().code, 'BODY_TOO_LARGE')
+})
+
+test('the request id is taken from x-request-id when sane and echoed', async (t) => {
+  const app = await build(t, (a) => a.get('/id', async (req) => ({ id: req.id })))
+  const given = await app.inject({ url: '/id', headers: { 'x-request-id': 'abc-123' } })
+  assert.equal(given.json().id, 'abc-123')
+  assert.equal(given.headers['x-request-id'], 'abc-123')
+  const forged = await app.inject({ url: '/id', headers: { 'x-request-id': 'bad id\nwith newline' } })
+  assert.notEqual(forged.json().id, 'bad id\nwith newline')
+  assert.match(String(forged.headers['x-request-id']), /^[0-9a-f-]{36}$/)
+})
+
+test('liveness is cheap; readiness reports each check and 503s on a required failure', async (t) => {
+  const app = await build(t, (a) => {
+    a.health.register({ name: 'db', check: async () => { throw new Error('down') } })
+    a.health.register({ name: 'cache', required: false, check: async () => ({ hits: 1 }) })
+  })
+  const live = await app.inject('/health/live')
+  assert.equal(live.statusCode, 200)
+  const ready = await app.inject('/health/ready')
+  assert.equal(ready.statusCode, 503)
+  const body = ready.json()
+  assert.equal(body.status, 'unavailable')
+  assert.equal(body.checks.db.status, 'down')
+  assert.equal(body.checks.db.error, 'down')
+  assert.equal(body.checks.cache.status, 'up')
+  assert.deepEqual(body.checks.cache.details, { hits: 1 })
+})
+
+test('an optional dependency that is down only degrades readiness', async (t) => {
+  const app = await build(t, (a) => a.health.register({ name: 'redis', required: false, check: async () => { throw new Error('gone') } }))
+  const res = await app.inject('/health/ready')
+  assert.equal(res.statusCode, 200)
+  assert.equal(res.json().status, 'degraded')
+})
+
+test('a hanging check is cut off by its time budget', async (t) => {
+  const app = await build(t, (a) => a.health.register({ name: 'slow', check: (signal) => new Promise((_r, reject) => signal.addEventListener('abort', () => reject(new Error('aborted')))) }), { HEALTH_CHECK_TIMEOUT_MS: '50' })
+  const started = Date.now()
+  const res = await app.inject('/health/ready')
+  assert.ok(Date.now() - started < 1000)
+  assert.equal(res.statusCode, 503)
+  assert.match(res.json().checks.slow.error, /timed out after 50 ms/)
+})
+
+test('readiness turns 503 once shutdown begins while liveness stays 200', async (t) => {
+  const app = await build(t)
+  assert.equal((await app.inject('/health/ready')).statusCode, 200)
+  app.health.markShuttingDown()
+  const res = await app.inject('/health/ready')
+  assert.equal(res.statusCode, 503)
+  assert.equal(res.json().status, 'shutting_down')
+  assert.equal((await app.inject('/health/live')).statusCode, 200)
+})
+
+test('under pressure the service sheds load with 503 and Retry-After, but stays live', async (t) => {
+  const app = await build(t, (a) => a.get('/work', async () => ({ ok: true })), { PRESSURE_MAX_HEAP_USED_BYTES: '1', PRESSURE_RETRY_AFTER_S: '7' })
+  await app.ready()
+  // under-pressure samples memory once per second.
+  let res = await app.inject('/work')
+  for (let i = 0; i < 30 && res.statusCode === 200; i++) {
+    await sleep(100)
+    res = await app.inject('/work')
+  }
+  assert.equal(res.statusCode, 503)
+  assert.equal(res.headers['retry-after'], '7')
+  assert.equal(res.json().statusCode, 503)
+  assert.equal(typeof res.json().code, 'string')
+  assert.equal((await app.inject('/health/live')).statusCode, 200)
+})

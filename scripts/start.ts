@@ -1,0 +1,86 @@
+import { spawn, type ChildProcess } from 'node:child_process'
+import { join } from 'node:path'
+import { setTimeout as sleep } from 'node:timers/promises'
+import pg from 'pg'
+import { redactUrl } from '../plugins/chassis/index.js'
+import { migrate } from '../services/domain/migrate.js'
+import { projectRoot } from '../services/domain/paths.js'
+import { seed } from '../services/domain/seed.js'
+import { loadScriptsConfig } from './lib/config.js'
+import { openDatabase } from './lib/database.js'
+
+/** The services `npm start` runs, each from its own listening entry, as production does. */
+const SERVICES = [
+  { name: 'api', entry: 'dist/services/api/main.js', port: Number(process.env.API_PORT ?? 3000), path: '/api/v1/leads' }
+]
+
+const started = performance.now()
+const log = (message: string): void => console.log(`[start] ${message}`)
+const config = loadScriptsConfig()
+const db = await openDatabase({ databaseUrl: config.DATABASE_URL, port: config.EMBEDDED_PG_PORT, dataDir: config.EMBEDDED_PG_DATA_DIR, log })
+
+const applied = await migrate({ databaseUrl: db.url, schema: config.DB_SCHEMA })
+if (applied.length > 0) log(`migrations applied: ${applied.join(', ')}`)
+const client = new pg.Client({ connectionString: db.url, options: `-c search_path=${config.DB_SCHEMA}` })
+await client.connect()
+const { rows } = await client.query<{ any: boolean }>('SELECT EXISTS (SELECT 1 FROM leads) AS any')
+await client.end()
+if (!rows[0]?.any && config.SEED_COUNT > 0) {
+  const result = await seed({ databaseUrl: db.url, schema: config.DB_SCHEMA, count: config.SEED_COUNT })
+  log(`seeded ${result.leads} demo leads and ${result.agents} agents in ${result.ms} ms`)
+}
+if (!config.REDIS_URL) log('REDIS_URL is unset: single-instance mode (in-process cache and rate limiter, nothing shared between instances)')
+
+const children = new Map<string, ChildProcess>()
+let stopping = false
+
+async function stopAll (code: number): Promise<never> {
+  if (stopping) return new Promise<never>(() => {})
+  stopping = true
+  log('stopping services')
+  await Promise.all([...children.values()].map(async (child) => {
+    if (child.exitCode !== null || child.signalCode !== null) return
+    child.kill('SIGTERM')
+    await new Promise((resolve) => child.once('exit', resolve))
+  }))
+  if (db.embedded) {
+    await db.stop().catch((e: Error) => log(`stopping the embedded PostgreSQL: ${e.message}`))
+    log('embedded PostgreSQL stopped')
+  }
+  process.exit(code)
+}
+process.once('SIGINT', () => { void stopAll(0) })
+process.once('SIGTERM', () => { void stopAll(0) })
+
+for (const service of SERVICES) {
+  const child = spawn(process.execPath, [join(projectRoot, service.entry)], {
+    cwd: projectRoot,
+    stdio: 'inherit',
+    env: { ...process.env, DATABASE_URL: db.url, DB_SCHEMA: config.DB_SCHEMA, PORT: String(service.port), NODE_ENV: process.env.NODE_ENV ?? 'development' }
+  })
+  children.set(service.name, child)
+  child.once('exit', (code, signal) => {
+    if (stopping) return
+    log(`${service.name} exited (${signal ?? code}); stopping everything`)
+    void stopAll(1)
+  })
+}
+
+async function waitReady (port: number): Promise<boolean> {
+  for (let i = 0; i < 300; i++) {
+    try {
+      if ((await fetch(`http://127.0.0.1:${port}/health/ready`)).ok) return true
+    } catch {}
+    await sleep(100)
+  }
+  return false
+}
+
+const ready = await Promise.all(SERVICES.map((s) => waitReady(s.port)))
+if (ready.includes(false)) {
+  log('a service did not become ready within 30 s')
+  await stopAll(1)
+}
+log(`database: ${redactUrl(db.url) ?? ''}${db.embedded ? ' (embedded)' : ''}`)
+for (const s of SERVICES) log(`${s.name}: http://127.0.0.1:${s.port}${s.path}`)
+log(`ready in ${((performance.now() - started) / 1000).toFixed(1)} s; Ctrl-C stops everything`)

@@ -1,0 +1,43 @@
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { readFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { projectRoot } from '../services/domain/paths.js'
+import { apiConfigSchema } from '../services/api/config.js'
+import { composeSchema } from '../plugins/chassis/index.js'
+import { scriptsConfigFragment } from '../scripts/lib/config.js'
+
+const schemas = { api: apiConfigSchema, scripts: composeSchema(scriptsConfigFragment) }
+
+function documented (): Map<string, string> {
+  const vars = new Map<string, string>()
+  for (const line of readFileSync(join(projectRoot, '.env.example'), 'utf8').split('\n')) {
+    const match = /^#?\s*([A-Z][A-Z0-9_]*)=(.*)$/.exec(line)
+    if (match?.[1]) vars.set(match[1], match[2] ?? '')
+  }
+  return vars
+}
+
+test('.env.example lists every variable of every schema', () => {
+  const vars = documented()
+  for (const [service, schema] of Object.entries(schemas)) {
+    for (const name of Object.keys(schema.properties)) assert.ok(vars.has(name), `${name} (${service}) is missing from .env.example`)
+  }
+})
+
+test('.env.example shows each default as the schema declares it', () => {
+  const vars = documented()
+  for (const schema of Object.values(schemas)) {
+    for (const [name, property] of Object.entries(schema.properties)) {
+      if (property.default === undefined || name === 'PORT') continue
+      assert.equal(vars.get(name), String(property.default), `${name} default differs from .env.example`)
+    }
+  }
+})
+
+test('the README configuration table names every variable', () => {
+  const readme = readFileSync(join(projectRoot, 'README.md'), 'utf8')
+  for (const schema of Object.values(schemas)) {
+    for (const name of Object.keys(schema.properties)) assert.match(readme, new RegExp(`\\| \`${name}\` \\|`), `${name} is missing from the README table`)
+  }
+})

@@ -1,0 +1,48 @@
+import { randomBytes } from 'node:crypto'
+import pg from 'pg'
+import { loadApiConfig, type ApiConfig } from '../../services/api/config.js'
+import { migrate } from '../../services/domain/migrate.js'
+
+/** The shared PostgreSQL of the machine; tests isolate themselves in schemas of their own. */
+export const TEST_DATABASE_URL = process.env.TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres'
+
+export interface TestSchema {
+  schema: string
+  url: string
+  /** Runs SQL outside any pool under test, on the test schema. */
+  sql: <R extends object = Record<string, unknown>>(text: string, params?: unknown[]) => Promise<R[]>
+  drop: () => Promise<void>
+}
+
+export function uniqueName (prefix: string): string {
+  return `${prefix}_${process.pid}_${randomBytes(4).toString('hex')}`
+}
+
+/** A fresh schema with every migration applied. Drop it in `after`. */
+export async function createTestSchema (url = TEST_DATABASE_URL): Promise<TestSchema> {
+  const schema = uniqueName('t')
+  await migrate({ databaseUrl: url, schema })
+  const sql = async <R extends object>(text: string, params: unknown[] = []): Promise<R[]> => {
+    const client = new pg.Client({ connectionString: url, options: `-c search_path=${schema}` })
+    await client.connect()
+    try {
+      return (await client.query<R>(text, params)).rows
+    } finally {
+      await client.end()
+    }
+  }
+  return {
+    schema,
+    url,
+    sql,
+    drop: async () => { await sql(`DROP SCHEMA ${schema} CASCADE`) }
+  }
+}
+
+/** An api configuration for tests: the test schema, a small pool, no .env file. */
+export function testApiConfig (schema: TestSchema, env: Record<string, string> = {}): ApiConfig {
+  return loadApiConfig({
+    dotenv: false,
+    env: { DATABASE_URL: schema.url, DB_SCHEMA: schema.schema, DB_POOL_MIN: '1', DB_POOL_MAX: '5', LOG_LEVEL: 'silent', NODE_ENV: 'test', ...env }
+  }) as ApiConfig
+}
