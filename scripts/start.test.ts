@@ -1,0 +1,59 @@
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { spawn } from 'node:child_process'
+import { once } from 'node:events'
+import { rmSync } from 'node:fs'
+import { join } from 'node:path'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { projectRoot } from '../services/domain/paths.js'
+import { freePort } from '../test/helpers/ports.js'
+
+const dataDir = join('.data', `test-start-${process.pid}`)
+
+async function runStart (env: Record<string, string>, whileUp: (out: () => string) => Promise<void>): Promise<{ code: number | null, out: string }> {
+  const child = spawn(process.execPath, [join(projectRoot, 'dist', 'scripts', 'start.js')], {
+    cwd: projectRoot,
+    env: { PATH: process.env.PATH ?? '', ...env },
+    stdio: ['ignore', 'pipe', 'pipe']
+  })
+  let out = ''
+  child.stdout.on('data', (d: Buffer) => { out += d.toString() })
+  child.stderr.on('data', (d: Buffer) => { out += d.toString() })
+  const exit = once(child, 'exit')
+  try {
+    for (let i = 0; i < 600 && !/ready in/.test(out) && child.exitCode === null; i++) await sleep(100)
+    assert.match(out, /ready in/, out)
+    await whileUp(() => out)
+  } finally {
+    child.kill('SIGINT')
+  }
+  const [code] = await exit
+  return { code: code as number | null, out }
+}
+
+test('npm start with nothing configured: embedded PostgreSQL, seeded leads, clean stop, data reused', { timeout: 180000 }, async (t) => {
+  t.after(() => rmSync(join(projectRoot, dataDir), { recursive: true, force: true }))
+  const env = { EMBEDDED_PG_DATA_DIR: dataDir, EMBEDDED_PG_PORT: String(await freePort()), API_PORT: String(await freePort()), SEED_COUNT: '150' }
+  const api = `http://127.0.0.1:${env.API_PORT}/api/v1/leads`
+
+  const first = await runStart(env, async (out) => {
+    assert.match(out(), /initialising an embedded PostgreSQL/)
+    assert.match(out(), /seeded 150 demo leads/)
+    assert.equal(out().match(/REDIS_URL is unset: single-instance mode/g)?.length, 1)
+    assert.match(out(), new RegExp(`api: ${api}`))
+    const res = await fetch(`${api}?limit=100`)
+    assert.equal(res.status, 200)
+    assert.equal(((await res.json()) as { data: unknown[] }).data.length, 100)
+  })
+  assert.equal(first.code, 0, first.out)
+  assert.match(first.out, /embedded PostgreSQL stopped/)
+  assert.match(first.out, /shut down cleanly/)
+
+  const second = await runStart(env, async (out) => {
+    assert.match(out(), /data reused/)
+    assert.doesNotMatch(out(), /seeded/)
+    const created = await fetch(api, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ firstName: 'Ann', lastName: 'Lee', email: 'ann@example.com', product: 'auto', state: 'CA' }) })
+    assert.equal(created.status, 201)
+  })
+  assert.equal(second.code, 0, second.out)
+})

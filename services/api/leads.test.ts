@@ -1,0 +1,206 @@
+import { test, before, after } from 'node:test'
+import assert from 'node:assert/strict'
+import type { FastifyInstance } from 'fastify'
+import { buildApp } from './app.js'
+import { createTestSchema, testApiConfig, type TestSchema } from '../../test/helpers/database.js'
+import { seed } from '../domain/seed.js'
+
+let db: TestSchema
+let app: FastifyInstance
+
+const newLead = (over: Record<string, unknown> = {}) => ({
+  firstName: 'Ann', lastName: 'Lee', email: `ann.${Math.random().toString(36).slice(2)}@example.com`, phone: '+1 (555) 123-4567', product: 'auto', state: 'CA', ...over
+})
+
+before(async () => {
+  db = await createTestSchema()
+  await seed({ databaseUrl: db.url, schema: db.schema, count: 500, agents: 5, seed: 42 })
+  app = await buildApp(testApiConfig(db))
+})
+
+after(async () => {
+  await app?.close()
+  await db?.drop()
+})
+
+test('GET /api/v1/leads lists newest first with a default page of 20', async () => {
+  const res = await app.inject('/api/v1/leads')
+  assert.equal(res.statusCode, 200)
+  const body = res.json()
+  assert.equal(body.data.length, 20)
+  assert.equal(typeof body.nextCursor, 'string')
+  const times = body.data.map((l: { createdAt: string }) => Date.parse(l.createdAt))
+  assert.deepEqual(times, [...times].sort((a, b) => b - a))
+})
+
+test('filters combine: status, product, state and minimum score', async () => {
+  const res = await app.inject('/api/v1/leads?status=new&product=auto&minScore=50&limit=100')
+  assert.equal(res.statusCode, 200)
+  const { data } = res.json()
+  assert.ok(data.length > 0)
+  for (const lead of data) {
+    assert.equal(lead.status, 'new')
+    assert.equal(lead.product, 'auto')
+    assert.ok(lead.score >= 50)
+  }
+  const [expected] = await db.sql<{ n: number }>("SELECT count(*)::int AS n FROM leads WHERE status = 'new' AND product = 'auto' AND score >= 50")
+  assert.equal(data.length, Math.min(100, expected?.n ?? 0))
+  const byState = (await app.inject('/api/v1/leads?state=CA&limit=100')).json().data
+  for (const lead of byState) assert.equal(lead.state, 'CA')
+})
+
+test('keyset pages walk every row exactly once, in each sort order', async () => {
+  const [total] = await db.sql<{ n: number }>("SELECT count(*)::int AS n FROM leads WHERE product = 'home'")
+  for (const sort of ['-createdAt', 'createdAt', '-score', 'score']) {
+    const ids: string[] = []
+    let values: number[] = []
+    let cursor: string | null = null
+    do {
+      const url: string = `/api/v1/leads?product=home&sort=${encodeURIComponent(sort)}&limit=7${cursor ? `&cursor=${cursor}` : ''}`
+      const res = await app.inject(url)
+      assert.equal(res.statusCode, 200, url)
+      const body: { data: Array<{ id: string, score: number, createdAt: string }>, nextCursor: string | null } = res.json()
+      ids.push(...body.data.map((l) => l.id))
+      values = values.concat(body.data.map((l) => sort.endsWith('score') ? l.score : Date.parse(l.createdAt)))
+      cursor = body.nextCursor
+    } while (cursor)
+    assert.equal(ids.length, total?.n, sort)
+    assert.equal(new Set(ids).size, ids.length, `${sort}: no repeats`)
+    const sorted = [...values].sort((a, b) => sort.startsWith('-') ? b - a : a - b)
+    assert.deepEqual(values, sorted, `${sort}: ordered`)
+  }
+})
+
+test('bad list parameters get 400 naming the parameter', async () => {
+  const cases: Array<[string, RegExp]> = [
+    ['limit=0', /querystring\/limit must be >= 1/],
+    ['limit=101', /querystring\/limit must be <= 100/],
+    ['status=won', /querystring\/status must be one of/],
+    ['product=boat', /querystring\/product must be one of/],
+    ['state=ZZ', /querystring\/state must be one of/],
+    ['minScore=abc', /querystring\/minScore must be integer/],
+    ['sort=name', /querystring\/sort must be one of/],
+    ['color=red', /querystring\/color is not allowed/],
+    ['cursor=***', /querystring\/cursor must match pattern/]
+  ]
+  for (const [query, message] of cases) {
+    const res = await app.inject(`/api/v1/leads?${query}`)
+    assert.equal(res.statusCode, 400, query)
+    assert.equal(res.json().code, 'VALIDATION_ERROR')
+    assert.match(res.json().message, message, query)
+  }
+})
+
+test('a forged or foreign cursor gets 400 INVALID_CURSOR', async () => {
+  const forged = Buffer.from('["-createdAt","not a date","x"]').toString('base64url')
+  const garbage = Buffer.from('hello').toString('base64url')
+  const page = (await app.inject('/api/v1/leads?limit=1&sort=-score')).json()
+  for (const url of [`/api/v1/leads?cursor=${garbage}`, `/api/v1/leads?cursor=${page.nextCursor}`, `/api/v1/leads?cursor=${forged}`]) {
+    const res = await app.inject(url)
+    assert.equal(res.statusCode, 400, url)
+    assert.match(res.json().code, /INVALID_CURSOR|DB_INVALID_INPUT/)
+  }
+})
+
+test('POST creates a lead (201, Location) and records a created activity', async () => {
+  const res = await app.inject({ method: 'POST', url: '/api/v1/leads', payload: newLead({ source: 'partner:acme', score: 70 }) })
+  assert.equal(res.statusCode, 201)
+  const lead = res.json()
+  assert.equal(res.headers.location, `/api/v1/leads/${lead.id}`)
+  assert.equal(lead.status, 'new')
+  assert.equal(lead.score, 70)
+  assert.equal(lead.source, 'partner:acme')
+  const got = await app.inject(`/api/v1/leads/${lead.id}`)
+  assert.deepEqual(got.json(), lead)
+  const activities = (await app.inject(`/api/v1/leads/${lead.id}/activities`)).json()
+  assert.deepEqual(activities.data.map((a: { type: string }) => a.type), ['created'])
+})
+
+test('POST rejects bad input with 400 naming the field', async () => {
+  const cases: Array<[Record<string, unknown>, RegExp]> = [
+    [{ firstName: undefined }, /body\/firstName is required/],
+    [{ email: 'not-an-email' }, /body\/email must match format "email"/],
+    [{ product: 'boat' }, /body\/product must be one of/],
+    [{ state: 'XX' }, /body\/state must be one of/],
+    [{ phone: 'call me' }, /body\/phone must match pattern/],
+    [{ score: 101 }, /body\/score must be <= 100/],
+    [{ firstName: '   ' }, /body\/firstName must match pattern/],
+    [{ status: 'converted' }, /body\/status is not allowed/]
+  ]
+  for (const [over, message] of cases) {
+    const res = await app.inject({ method: 'POST', url: '/api/v1/leads', payload: newLead(over) })
+    assert.equal(res.statusCode, 400, JSON.stringify(over))
+    assert.match(res.json().message, message)
+  }
+})
+
+test('POST of the same email and product is a 409; another product is fine', async () => {
+  const lead = newLead()
+  assert.equal((await app.inject({ method: 'POST', url: '/api/v1/leads', payload: lead })).statusCode, 201)
+  const dup = await app.inject({ method: 'POST', url: '/api/v1/leads', payload: { ...lead, email: lead.email.toUpperCase() } })
+  assert.equal(dup.statusCode, 409)
+  assert.equal(dup.json().code, 'LEAD_DUPLICATE')
+  assert.equal((await app.inject({ method: 'POST', url: '/api/v1/leads', payload: { ...lead, product: 'life' } })).statusCode, 201)
+})
+
+test('a body over the limit gets 413; a non-JSON body 415', async () => {
+  const big = await app.inject({ method: 'POST', url: '/api/v1/leads', payload: newLead({ firstName: 'x'.repeat(20000) }) })
+  assert.equal(big.statusCode, 413)
+  assert.equal(big.json().code, 'BODY_TOO_LARGE')
+  const text = await app.inject({ method: 'POST', url: '/api/v1/leads', headers: { 'content-type': 'text/plain' }, payload: 'hi' })
+  assert.equal(text.statusCode, 415)
+})
+
+test('GET /:id answers 404 for an unknown id and 400 for a malformed one', async () => {
+  const missing = await app.inject('/api/v1/leads/00000000-0000-4000-8000-000000000000')
+  assert.equal(missing.statusCode, 404)
+  assert.equal(missing.json().code, 'LEAD_NOT_FOUND')
+  const bad = await app.inject('/api/v1/leads/42')
+  assert.equal(bad.statusCode, 400)
+  assert.match(bad.json().message, /params\/id must match format "uuid"/)
+})
+
+test('PATCH changes only the given fields and records the status change', async () => {
+  const lead = (await app.inject({ method: 'POST', url: '/api/v1/leads', payload: newLead() })).json()
+  const res = await app.inject({ method: 'PATCH', url: `/api/v1/leads/${lead.id}`, payload: { status: 'contacted', score: 55 } })
+  assert.equal(res.statusCode, 200)
+  const updated = res.json()
+  assert.equal(updated.status, 'contacted')
+  assert.equal(updated.score, 55)
+  assert.equal(updated.email, lead.email)
+  assert.ok(Date.parse(updated.updatedAt) >= Date.parse(lead.updatedAt))
+  const activities = (await app.inject(`/api/v1/leads/${lead.id}/activities`)).json().data
+  assert.equal(activities[0].type, 'status_changed')
+  assert.deepEqual(activities[0].details.status, { from: 'new', to: 'contacted' })
+  assert.deepEqual(activities[0].details.fields.sort(), ['score', 'status'])
+})
+
+test('PATCH failure paths: empty body, unknown field, bad value, unknown id, duplicate', async () => {
+  const a = (await app.inject({ method: 'POST', url: '/api/v1/leads', payload: newLead() })).json()
+  const b = (await app.inject({ method: 'POST', url: '/api/v1/leads', payload: newLead() })).json()
+  const patch = (id: string, payload: object) => app.inject({ method: 'PATCH', url: `/api/v1/leads/${id}`, payload })
+  assert.equal((await patch(a.id, {})).statusCode, 400)
+  assert.match((await patch(a.id, { id: 'x' })).json().message, /body\/id is not allowed/)
+  assert.match((await patch(a.id, { status: 'won' })).json().message, /body\/status must be one of/)
+  assert.equal((await patch('00000000-0000-4000-8000-000000000000', { score: 1 })).statusCode, 404)
+  const dup = await patch(b.id, { email: a.email })
+  assert.equal(dup.statusCode, 409)
+  assert.equal(dup.json().code, 'LEAD_DUPLICATE')
+  // The failed PATCH left no activity behind.
+  const activities = (await app.inject(`/api/v1/leads/${b.id}/activities`)).json().data
+  assert.deepEqual(activities.map((x: { type: string }) => x.type), ['created'])
+})
+
+test('activities page newest first; an unknown lead is 404', async () => {
+  const lead = (await app.inject({ method: 'POST', url: '/api/v1/leads', payload: newLead() })).json()
+  for (const score of [1, 2, 3]) await app.inject({ method: 'PATCH', url: `/api/v1/leads/${lead.id}`, payload: { score } })
+  const first = (await app.inject(`/api/v1/leads/${lead.id}/activities?limit=2`)).json()
+  assert.equal(first.data.length, 2)
+  const second = (await app.inject(`/api/v1/leads/${lead.id}/activities?limit=2&cursor=${first.nextCursor}`)).json()
+  assert.equal(second.data.length, 2)
+  assert.equal(second.nextCursor, null)
+  const ids = [...first.data, ...second.data].map((x: { id: string }) => Number(x.id))
+  assert.deepEqual(ids, [...ids].sort((x, y) => y - x))
+  const missing = await app.inject('/api/v1/leads/00000000-0000-4000-8000-000000000000/activities')
+  assert.equal(missing.statusCode, 404)
+})

@@ -1,0 +1,97 @@
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { spawn, type ChildProcess } from 'node:child_process'
+import { once } from 'node:events'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { setTimeout as sleep } from 'node:timers/promises'
+import pg from 'pg'
+import { projectRoot } from '../domain/paths.js'
+import { createTestSchema } from '../../test/helpers/database.js'
+import { freePort } from '../../test/helpers/ports.js'
+
+const ENTRY = join(projectRoot, 'dist', 'services', 'api', 'main.js')
+
+interface Started {
+  child: ChildProcess
+  output: () => string
+  exit: Promise<number | null>
+}
+
+// cwd is a temp folder so a developer's .env cannot change what the test sees.
+function startApi (env: Record<string, string>): Started {
+  const child = spawn(process.execPath, [ENTRY], { cwd: tmpdir(), env: { PATH: process.env.PATH ?? '', ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
+  let out = ''
+  child.stdout?.on('data', (d: Buffer) => { out += d.toString() })
+  child.stderr?.on('data', (d: Buffer) => { out += d.toString() })
+  const exit = once(child, 'exit').then(([code]) => code as number | null)
+  return { child, output: () => out, exit }
+}
+
+test('bad configuration stops the process before it listens, naming every problem', async () => {
+  const port = await freePort()
+  const api = startApi({ DATABASE_URL: 'postgres//app:hunter2@db', DB_POOL_MAX: 'abc', PORT: String(port) })
+  assert.equal(await api.exit, 1)
+  const out = api.output()
+  assert.match(out, /CHASSIS_CONFIG_INVALID/)
+  assert.match(out, /DATABASE_URL must be a postgres:\/\/ or postgresql:\/\/ URL/)
+  assert.match(out, /DB_POOL_MAX must be integer/)
+  assert.doesNotMatch(out, /hunter2/)
+  assert.doesNotMatch(out, /Server listening/)
+})
+
+test('a minimum above the maximum stops the process', async () => {
+  const api = startApi({ DATABASE_URL: 'postgres://postgres@127.0.0.1:5432/postgres', DB_POOL_MIN: '30', DB_POOL_MAX: '10' })
+  assert.equal(await api.exit, 1)
+  assert.match(api.output(), /DB_POOL_MIN must not exceed DB_POOL_MAX \(30 > 10\)/)
+})
+
+test('an unreachable database stops the process at boot with a non-zero exit', async () => {
+  const port = await freePort()
+  const api = startApi({ DATABASE_URL: `postgres://postgres:hunter2@127.0.0.1:${port}/postgres`, DB_CONNECTION_TIMEOUT: '500', PORT: String(await freePort()) })
+  assert.equal(await api.exit, 1)
+  assert.match(api.output(), /DB_UNAVAILABLE/)
+  assert.doesNotMatch(api.output(), /hunter2/)
+})
+
+test('SIGTERM while a slow request is in flight lets it finish with 200, then exits 0', async (t) => {
+  const db = await createTestSchema()
+  t.after(() => db.drop())
+  const [lead] = await db.sql<{ id: string }>("INSERT INTO leads (first_name, last_name, email, product, state) VALUES ('A', 'B', 'a@b.co', 'auto', 'CA') RETURNING id")
+  const port = await freePort()
+  const url = new URL(db.url)
+  url.password = 'hunter2'
+  const api = startApi({ DATABASE_URL: url.toString(), DB_SCHEMA: db.schema, DB_POOL_MIN: '1', DB_POOL_MAX: '3', PORT: String(port), SHUTDOWN_TIMEOUT_MS: '10000' })
+  t.after(() => { api.child.kill('SIGKILL') })
+  const base = `http://127.0.0.1:${port}`
+  for (let i = 0; i < 100; i++) {
+    if (await fetch(`${base}/health/ready`).then((r) => r.ok, () => false)) break
+    await sleep(100)
+  }
+
+  // Hold the row lock so the PATCH blocks inside the database: a real slow request.
+  const locker = new pg.Client({ connectionString: db.url, options: `-c search_path=${db.schema}` })
+  await locker.connect()
+  t.after(() => locker.end())
+  await locker.query('BEGIN')
+  await locker.query('SELECT 1 FROM leads WHERE id = $1 FOR UPDATE', [lead?.id])
+  const patch = fetch(`${base}/api/v1/leads/${lead?.id}`, { method: 'PATCH', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ status: 'contacted' }) })
+  for (let i = 0; i < 100; i++) {
+    const rows = await db.sql("SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%FOR UPDATE%' AND datname IS NOT NULL")
+    if (rows.length > 0) break
+    await sleep(20)
+  }
+  api.child.kill('SIGTERM')
+  await sleep(300)
+  assert.equal(api.child.exitCode, null, 'the process waits for the in-flight request')
+  await locker.query('COMMIT')
+  const res = await patch
+  assert.equal(res.status, 200)
+  assert.equal(((await res.json()) as { status: string }).status, 'contacted')
+  const code = await api.exit
+  assert.equal(code, 0, api.output().split('\n').slice(-6).join('\n'))
+  const out = api.output()
+  assert.match(out, /shut down cleanly/)
+  assert.match(out, /postgres:\*\*\*@/, 'the configuration log shows the URL with its password masked')
+  assert.doesNotMatch(out, /hunter2/)
+})
