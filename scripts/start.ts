@@ -9,14 +9,14 @@ import { seed } from '../services/domain/seed.js'
 import { loadScriptsConfig } from './lib/config.js'
 import { openDatabase } from './lib/database.js'
 
-/** The services `npm start` runs, each from its own listening entry, as production does. */
-const SERVICES = [
-  { name: 'api', entry: 'dist/services/api/main.js', port: Number(process.env.API_PORT ?? 3000), path: '/api/v1/leads' }
-]
-
 const started = performance.now()
 const log = (message: string): void => console.log(`[start] ${message}`)
 const config = loadScriptsConfig()
+
+/** The services `npm start` runs, each from its own listening entry, as production does. */
+const SERVICES = [
+  { name: 'api', entry: 'dist/services/api/main.js', port: config.API_PORT, path: '/api/v1/leads' }
+]
 const db = await openDatabase({ databaseUrl: config.DATABASE_URL, port: config.EMBEDDED_PG_PORT, dataDir: config.EMBEDDED_PG_DATA_DIR, log })
 
 const applied = await migrate({ databaseUrl: db.url, schema: config.DB_SCHEMA })
@@ -70,7 +70,9 @@ async function waitReady (port: number): Promise<boolean> {
   for (let i = 0; i < 300; i++) {
     try {
       if ((await fetch(`http://127.0.0.1:${port}/health/ready`)).ok) return true
-    } catch {}
+    } catch {
+      // Not listening yet.
+    }
     await sleep(100)
   }
   return false

@@ -6,6 +6,7 @@ export const scriptsConfigFragment = {
     DB_SCHEMA: { type: 'string', default: 'public', description: 'Schema first on the search_path of every connection' },
     EMBEDDED_PG_PORT: { type: 'integer', default: 54329, minimum: 1, maximum: 65535, description: 'Port of the embedded PostgreSQL started when DATABASE_URL is unset' },
     EMBEDDED_PG_DATA_DIR: { type: 'string', default: '.data/postgres', description: 'Data folder of the embedded PostgreSQL (git-ignored; reused across starts)' },
+    API_PORT: { type: 'integer', default: 3000, minimum: 1, maximum: 65535, description: 'Port `npm start` gives the api service' },
     SEED_COUNT: { type: 'integer', default: 10000, minimum: 0, description: 'Demo leads seeded by `npm start` when the leads table is empty' },
     REDIS_URL: { type: 'string', format: 'redis-url', description: 'Redis URL shared by cache and rate limiter; unset runs single-instance with in-process stores' }
   }
@@ -17,6 +18,7 @@ export interface ScriptsConfig {
   EMBEDDED_PG_PORT: number
   EMBEDDED_PG_DATA_DIR: string
   SEED_COUNT: number
+  API_PORT: number
   REDIS_URL?: string
 }
 

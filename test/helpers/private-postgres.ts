@@ -35,7 +35,11 @@ export async function startPrivatePostgres (): Promise<PrivatePostgres> {
     start,
     stop,
     destroy: () => {
-      try { stop('immediate') } catch {}
+      try {
+        stop('immediate')
+      } catch {
+        // Already stopped by the test.
+      }
       rmSync(dir, { recursive: true, force: true })
     }
   }
