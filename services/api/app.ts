@@ -1,6 +1,8 @@
 import type { FastifyInstance } from 'fastify'
 import { buildService, type ServiceDefinition } from '../../plugins/chassis/index.js'
 import { dbPoolPlugin, poolOptionsFromConfig, type ConnectionPool } from '../../plugins/db-pool/index.js'
+import { redisPlugin, type RedisClient } from '../../plugins/redis/index.js'
+import { cacheOptionsFromConfig, cachePlugin } from '../../plugins/cache/index.js'
 import type { ApiConfig } from './config.js'
 import { leadRoutes } from './routes/leads.js'
 
@@ -8,6 +10,8 @@ export interface BuildApiOptions {
   logger?: ServiceDefinition['logger']
   /** A pool to share instead of opening one (tests); it is not closed with the app. */
   pool?: ConnectionPool
+  /** A Redis client to use instead of one made from REDIS_URL; it is not closed with the app. */
+  redis?: RedisClient
 }
 
 /** The api service, not listening: use `inject` in tests, `runService` in the entry. */
@@ -17,10 +21,14 @@ export async function buildApp (config: ApiConfig, options: BuildApiOptions = {}
     config,
     ...(options.logger !== undefined ? { logger: options.logger } : {}),
     plugins: [
-      (app) => app.register(dbPoolPlugin, options.pool ? { pool: options.pool } : poolOptionsFromConfig(config))
+      (app) => app.register(dbPoolPlugin, options.pool ? { pool: options.pool } : poolOptionsFromConfig(config)),
+      (app) => app.register(redisPlugin, options.redis
+        ? { client: options.redis }
+        : { ...(config.REDIS_URL ? { url: config.REDIS_URL } : {}), cluster: config.REDIS_CLUSTER, commandTimeoutMs: config.REDIS_COMMAND_TIMEOUT_MS }),
+      (app) => app.register(cachePlugin, cacheOptionsFromConfig(config))
     ],
     routes: [
-      (app) => app.register(leadRoutes, { prefix: '/api/v1/leads', bodyLimit: config.LEAD_BODY_LIMIT_BYTES })
+      (app) => app.register(leadRoutes, { prefix: '/api/v1/leads', bodyLimit: config.LEAD_BODY_LIMIT_BYTES, cache: config.CACHE_ENABLED })
     ]
   })
 }

@@ -1,5 +1,7 @@
 import { chassisConfigFragment, composeSchema, loadConfig, type ChassisConfig, type ConfigFragment, type LoadConfigOptions } from '../../plugins/chassis/index.js'
 import { dbPoolConfigFragment, type DbPoolConfig } from '../../plugins/db-pool/index.js'
+import { redisConfigFragment, type RedisConfig } from '../../plugins/redis/index.js'
+import { cacheConfigFragment, type CacheConfig } from '../../plugins/cache/index.js'
 
 const apiFragment = {
   properties: {
@@ -8,9 +10,9 @@ const apiFragment = {
   }
 } as const satisfies ConfigFragment
 
-export const apiConfigSchema = composeSchema(chassisConfigFragment, dbPoolConfigFragment, apiFragment)
+export const apiConfigSchema = composeSchema(chassisConfigFragment, dbPoolConfigFragment, redisConfigFragment, cacheConfigFragment, apiFragment)
 
-export interface ApiConfig extends ChassisConfig, DbPoolConfig {
+export interface ApiConfig extends ChassisConfig, DbPoolConfig, RedisConfig, CacheConfig {
   LEAD_BODY_LIMIT_BYTES: number
 }
 

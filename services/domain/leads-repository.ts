@@ -100,14 +100,17 @@ export class LeadsRepository {
     })
   }
 
-  /** Applies a patch; undefined when the lead does not exist. The activity names the changed fields, not their values. */
-  async update (id: string, patch: LeadPatch, actor: string | null = null): Promise<Lead | undefined> {
+  /**
+   * Applies a patch; undefined when the lead does not exist. Returns the lead before and after, so callers can
+   * invalidate what both versions appear in. The activity names the changed fields, not their values.
+   */
+  async update (id: string, patch: LeadPatch, actor: string | null = null): Promise<{ before: Lead, after: Lead } | undefined> {
     return this.#db.transaction(async (tx) => {
       const { rows: current } = await tx.query<Lead>(`SELECT ${LEAD_COLUMNS} FROM leads WHERE id = $1 FOR UPDATE`, [id])
       const before = current[0]
       if (!before) return undefined
       const changed = (Object.keys(patch) as Array<keyof LeadPatch>).filter((k) => patch[k] !== undefined && patch[k] !== before[k])
-      if (changed.length === 0) return before
+      if (changed.length === 0) return { before, after: before }
       const params: unknown[] = [id]
       const sets = changed.map((k) => {
         params.push(patch[k])
@@ -119,7 +122,7 @@ export class LeadsRepository {
       const details: Record<string, unknown> = { fields: changed }
       if (changed.includes('status')) details.status = { from: before.status, to: patch.status }
       await this.#activity(tx, id, changed.includes('status') ? 'status_changed' : 'updated', details, actor)
-      return rows[0]
+      return { before, after: rows[0] as Lead }
     })
   }
 

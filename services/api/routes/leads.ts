@@ -1,5 +1,7 @@
 import type { FastifyInstance } from 'fastify'
 import { HttpError, errorBodySchema } from '../../../plugins/chassis/index.js'
+import { sendCached } from '../../../plugins/cache/index.js'
+import { leadKey, listKey, listTagFor, listTagsOf } from '../lead-cache.js'
 import { LeadsRepository } from '../../domain/leads-repository.js'
 import {
   activityPageSchema, createLeadBodySchema, leadIdParamsSchema, leadPageSchema, leadSchema, listLeadsQuerySchema,
@@ -8,6 +10,8 @@ import {
 
 export interface LeadRoutesOptions {
   bodyLimit: number
+  /** Serve GETs through `app.cache` (serialized bytes and ETag); false sends every read to PostgreSQL. */
+  cache: boolean
 }
 
 const errors = { 400: errorBodySchema, 404: errorBodySchema, 409: errorBodySchema, 413: errorBodySchema, 503: errorBodySchema }
@@ -22,14 +26,20 @@ export async function leadRoutes (app: FastifyInstance, opts: LeadRoutesOptions)
 
   app.get<{ Querystring: LeadListQuery }>('/', {
     schema: { querystring: listLeadsQuerySchema, response: { 200: leadPageSchema, ...errors } }
-  }, async (request) => leads.list(request.query))
+  }, async (request, reply) => {
+    if (!opts.cache) return leads.list(request.query)
+    return sendCached(app.cache, request, reply, { key: listKey(request.query), tags: [listTagFor(request.query)] }, () => leads.list(request.query))
+  })
 
   app.get<{ Params: { id: string } }>('/:id', {
     schema: { params: leadIdParamsSchema, response: { 200: leadSchema, ...errors } }
-  }, async (request) => {
-    const lead = await leads.get(request.params.id)
-    if (!lead) throw notFound(request.params.id)
-    return lead
+  }, async (request, reply) => {
+    const load = async () => {
+      const lead = await leads.get(request.params.id)
+      if (!lead) throw notFound(request.params.id)
+      return lead
+    }
+    return opts.cache ? sendCached(app.cache, request, reply, { key: leadKey(request.params.id) }, load) : load()
   })
 
   app.post<{ Body: LeadInput }>('/', {
@@ -37,6 +47,7 @@ export async function leadRoutes (app: FastifyInstance, opts: LeadRoutesOptions)
     schema: { body: createLeadBodySchema, response: { 201: leadSchema, ...errors } }
   }, async (request, reply) => {
     const lead = await leads.create(request.body)
+    if (opts.cache) await app.cache.invalidateTags(listTagsOf(lead))
     void reply.code(201).header('location', `/api/v1/leads/${lead.id}`)
     return lead
   })
@@ -45,9 +56,12 @@ export async function leadRoutes (app: FastifyInstance, opts: LeadRoutesOptions)
     bodyLimit: opts.bodyLimit,
     schema: { params: leadIdParamsSchema, body: patchLeadBodySchema, response: { 200: leadSchema, ...errors } }
   }, async (request) => {
-    const lead = await leads.update(request.params.id, request.body)
-    if (!lead) throw notFound(request.params.id)
-    return lead
+    const changed = await leads.update(request.params.id, request.body)
+    if (!changed) throw notFound(request.params.id)
+    if (opts.cache && changed.before !== changed.after) {
+      await app.cache.invalidate({ keys: [leadKey(request.params.id)], tags: listTagsOf(changed.before, changed.after) })
+    }
+    return changed.after
   })
 
   app.get<{ Params: { id: string }, Querystring: { limit: number, cursor?: string } }>('/:id/activities', {

@@ -1,0 +1,461 @@
+import type { RedisClient } from '../redis/index.js'
+import { CircuitBreaker, type BreakerState } from './breaker.js'
+import { decode, encode, stateToken, tombstone, type Envelope } from './codec.js'
+import { CacheErrors } from './errors.js'
+import { escapeGlob, globToRegExp } from './glob.js'
+import { InvalidationBus, type Invalidation } from './invalidation-bus.js'
+import { LocalTier } from './local-tier.js'
+import { resolveCacheOptions, type CacheOptions, type ResolvedCacheOptions } from './options.js'
+import { RedisTier } from './redis-tier.js'
+import { CacheCounters, snapshot, type CacheStats } from './stats.js'
+
+export type CacheSource = 'local' | 'redis' | 'loader' | 'stale'
+
+export interface GetOrSetOptions {
+  /** Seconds; the manager's default when unset. */
+  ttl?: number
+  /** Tags this entry depends on; `invalidateTags` makes it stale on every instance in constant time. */
+  tags?: string[]
+  /** Seconds of grace; the manager's default when unset. */
+  grace?: number
+}
+
+export interface SetOptions {
+  tags?: string[]
+}
+
+interface Change {
+  seq: number
+  keys?: Set<string>
+  patterns?: RegExp[]
+  tags?: string[]
+  all?: boolean
+}
+
+const HISTORY = 1024
+
+/**
+ * A two-tier cache: a bounded in-process LRU in front of Redis, kept coherent across instances by an invalidation
+ * bus. Every read path coalesces concurrent misses; Redis failures never reach the caller (the cache degrades to
+ * local-only and recovers by itself). Without a Redis client it runs local-only behind the same API.
+ */
+export class CacheManager {
+  readonly options: ResolvedCacheOptions
+  readonly #local: LocalTier
+  readonly #tier: RedisTier | undefined
+  readonly #bus: InvalidationBus | undefined
+  readonly #breaker: CircuitBreaker | undefined
+  readonly #stats = new CacheCounters()
+  readonly #inflight = new Map<string, Promise<{ value: unknown, source: CacheSource }>>()
+  readonly #tagGens = new Map<string, number>()
+  readonly #history: Change[] = []
+  #pending: Invalidation[] = []
+  #pendingOverflow = false
+  #seq = 0
+  #closed = false
+
+  constructor (redis: RedisClient | undefined, options: CacheOptions = {}) {
+    this.options = resolveCacheOptions(options)
+    const o = this.options
+    this.#local = new LocalTier(o.localMaxEntries, o.localMaxBytes, () => { this.#stats.evictions++ })
+    if (!redis) return
+    this.#breaker = new CircuitBreaker(o.breakerThreshold, o.breakerCooldownMs, (state) => this.#onBreaker(state))
+    this.#tier = new RedisTier(redis, o.redisTimeoutMs, this.#breaker, this.#stats)
+    this.#bus = new InvalidationBus(redis, this.#tier, this.#stats, {
+      channel: `${o.prefix}__invalidate`,
+      instanceId: o.instanceId,
+      ackTimeoutMs: o.ackTimeoutMs,
+      onInvalidation: (inv) => this.#apply(inv),
+      onLink: (up) => this.#onLink(up),
+      log: (msg, err) => o.logger?.warn({ err: { message: (err as Error | undefined)?.message } }, msg)
+    })
+  }
+
+  /** Waits until the invalidation bus is subscribed (immediately true when local-only). */
+  async ready (timeoutMs = 2000): Promise<boolean> {
+    return this.#bus ? this.#bus.ready(timeoutMs) : true
+  }
+
+  async get<T = unknown> (key: string): Promise<T | undefined> {
+    const full = this.#full(key)
+    const local = this.#localFresh(full)
+    if (local) return local.value as T
+    const [found] = await this.#readRedis([full], this.#seq)
+    return found?.value as T | undefined
+  }
+
+  async getOrSet<T> (key: string, loader: () => Promise<T>, options: GetOrSetOptions = {}): Promise<T> {
+    return (await this.getOrSetWithSource(key, loader, options)).value
+  }
+
+  /** `getOrSet` under the name other caches use. */
+  wrap<T> (key: string, loader: () => Promise<T>, options: GetOrSetOptions = {}): Promise<T> {
+    return this.getOrSet(key, loader, options)
+  }
+
+  /** Like getOrSet, and says where the value came from: local, redis, loader or stale (loader failed, grace value). */
+  async getOrSetWithSource<T> (key: string, loader: () => Promise<T>, options: GetOrSetOptions = {}): Promise<{ value: T, source: CacheSource }> {
+    if (this.#closed) throw new CacheErrors.CACHE_CLOSED()
+    const full = this.#full(key)
+    const entry = this.options.localEnabled ? this.#local.get(full) : undefined
+    const usable = entry && this.#tagsCurrent(entry.tags) ? entry : undefined
+    if (usable && usable.freshUntil > Date.now()) {
+      this.#stats.localHits++
+      return { value: usable.value as T, source: 'local' }
+    }
+    if (this.options.localEnabled) this.#stats.localMisses++
+    const running = this.#inflight.get(full)
+    if (running) {
+      this.#stats.coalesced++
+      return running as Promise<{ value: T, source: CacheSource }>
+    }
+    const load = this.#load(full, loader, options, usable?.value).finally(() => this.#inflight.delete(full))
+    this.#inflight.set(full, load)
+    return load as Promise<{ value: T, source: CacheSource }>
+  }
+
+  async #load (full: string, loader: () => Promise<unknown>, options: GetOrSetOptions, localStale: unknown): Promise<{ value: unknown, source: CacheSource }> {
+    const startSeq = this.#seq
+    const ttlMs = (options.ttl ?? this.options.ttl) * 1000
+    const graceMs = (options.grace ?? this.options.grace) * 1000
+    let stale: { value: unknown } | undefined = localStale === undefined ? undefined : { value: localStale }
+    let token = stateToken(undefined)
+    let redisRead = false
+    if (this.#tier) {
+      try {
+        const [hit] = await this.#tier.getMany([full])
+        redisRead = true
+        token = stateToken(hit?.bytes)
+        const envelope = hit ? this.#decode(hit.bytes) : undefined
+        if (hit && envelope && this.#tagsCurrent(envelope.t, await this.#currentGens(Object.keys(envelope.t ?? {})))) {
+          const freshMs = hit.pttl - envelope.g
+          if (freshMs > 0) {
+            this.#stats.redisHits++
+            this.#storeLocal(full, envelope.v, envelope.t, freshMs, hit.pttl, hit.bytes.length, startSeq)
+            return { value: envelope.v, source: 'redis' }
+          }
+          stale ??= { value: envelope.v }
+        }
+        this.#stats.redisMisses++
+      } catch {
+        // Counted by the tier; the loader answers instead.
+      }
+    }
+    const gens = options.tags && options.tags.length > 0 ? await this.#currentGens(options.tags) : undefined
+    this.#stats.loaderCalls++
+    const started = performance.now()
+    let value: unknown
+    try {
+      value = await loader()
+    } catch (error) {
+      this.#stats.loaderErrors++
+      if (stale) {
+        this.#stats.staleServes++
+        return { value: stale.value, source: 'stale' }
+      }
+      throw error
+    } finally {
+      this.#stats.loaderLatency.add(performance.now() - started)
+    }
+    const payload = encode({ v: value, g: graceMs, ...(gens ? { t: gens } : {}) })
+    if (this.#changedSince(full, options.tags, startSeq)) {
+      this.#stats.uncachedLoads++
+      return { value, source: 'loader' }
+    }
+    if (this.#tier && redisRead) {
+      try {
+        if (!(await this.#tier.fill(full, token, payload, ttlMs + graceMs))) {
+          // A delete landed between our read and our write: the value may predate it.
+          this.#stats.uncachedLoads++
+          return { value, source: 'loader' }
+        }
+      } catch {
+        // Redis failed after the read: keep the value locally only.
+      }
+    }
+    this.#storeLocal(full, value, gens, ttlMs, ttlMs + graceMs, payload.length, startSeq)
+    return { value, source: 'loader' }
+  }
+
+  async set (key: string, value: unknown, ttlSeconds?: number, options: SetOptions = {}): Promise<void> {
+    await this.mset([[key, value]], ttlSeconds, options)
+  }
+
+  /** Writes several entries in one pipeline (chunked), then invalidates them on the other instances in one message. */
+  async mset (entries: Array<[string, unknown]> | Record<string, unknown>, ttlSeconds?: number, options: SetOptions = {}): Promise<void> {
+    const list = Array.isArray(entries) ? entries : Object.entries(entries)
+    const ttlMs = (ttlSeconds ?? this.options.ttl) * 1000
+    const graceMs = this.options.grace * 1000
+    const gens = options.tags && options.tags.length > 0 ? await this.#currentGens(options.tags) : undefined
+    const encoded = list.map(([key, value]) => ({ key: this.#full(key), value, payload: encode({ v: value, g: graceMs, ...(gens ? { t: gens } : {}) }), pxMs: ttlMs + graceMs }))
+    const keys = encoded.map((e) => e.key)
+    this.#record({ keys })
+    if (this.#tier) {
+      try {
+        await this.#tier.setMany(encoded)
+      } catch {
+        this.#queue({ keys })
+      }
+    }
+    for (const e of encoded) this.#storeLocal(e.key, e.value, gens, ttlMs, ttlMs + graceMs, e.payload.length, this.#seq)
+    await this.#publish({ keys })
+  }
+
+  async mget<T = unknown> (keys: string[]): Promise<Array<T | undefined>> {
+    const out = new Array<T | undefined>(keys.length)
+    const missing: Array<{ i: number, full: string }> = []
+    keys.forEach((key, i) => {
+      const full = this.#full(key)
+      const local = this.#localFresh(full)
+      if (local) out[i] = local.value as T
+      else missing.push({ i, full })
+    })
+    if (missing.length > 0) {
+      const found = await this.#readRedis(missing.map((m) => m.full), this.#seq)
+      missing.forEach((m, j) => { out[m.i] = found[j]?.value as T | undefined })
+    }
+    return out
+  }
+
+  async del (keys: string | string[]): Promise<void> {
+    await this.invalidate({ keys: Array.isArray(keys) ? keys : [keys] })
+  }
+
+  /** Deletes every key matching a Redis glob (after the prefix) by SCAN and UNLINK. Build patterns with `cachePattern`. */
+  async deletePattern (pattern: string): Promise<void> {
+    await this.invalidate({ patterns: [pattern] })
+  }
+
+  /** Makes every entry tagged with one of `tags` stale on every instance: one INCR per tag, whatever the entry count. */
+  async invalidateTags (tags: string[]): Promise<void> {
+    await this.invalidate({ tags })
+  }
+
+  /** Keys, patterns and tags in one go, with one message to the other instances. */
+  async invalidate (what: { keys?: string[], patterns?: string[], tags?: string[] }): Promise<void> {
+    const keys = (what.keys ?? []).map((k) => this.#full(k))
+    const patterns = (what.patterns ?? []).map((p) => escapeGlob(this.options.prefix) + p)
+    const tags = what.tags ?? []
+    const tagGens: Record<string, number> = {}
+    if (tags.length > 0) {
+      let next: number[] | undefined
+      if (this.#tier) next = await this.#tier.incr(tags.map((t) => this.#tagKey(t))).catch(() => undefined)
+      tags.forEach((t, i) => {
+        const gen = Math.max(next?.[i] ?? 0, (this.#tagGens.get(t) ?? 0) + 1)
+        tagGens[t] = gen
+        this.#tagGens.set(t, gen)
+      })
+      if (this.#tier && !next) this.#queue({ tags: Object.fromEntries(tags.map((t) => [t, 0])) })
+    }
+    const invalidation: Invalidation = {
+      ...(keys.length > 0 ? { keys } : {}),
+      ...(patterns.length > 0 ? { patterns } : {}),
+      ...(tags.length > 0 ? { tags: tagGens } : {})
+    }
+    this.#apply(invalidation)
+    if (this.#tier) {
+      try {
+        await this.#invalidateRedis({ keys, patterns })
+      } catch {
+        this.#queue({ keys, patterns })
+      }
+    }
+    await this.#publish(invalidation)
+  }
+
+  getStats (): CacheStats {
+    return snapshot(this.#stats, {
+      localEnabled: this.options.localEnabled,
+      entries: this.#local.size,
+      bytes: this.#local.bytes,
+      maxEntries: this.#local.maxEntries,
+      maxBytes: this.#local.maxBytes,
+      hasRedis: this.#tier !== undefined,
+      breaker: this.#breaker?.state ?? 'none',
+      connected: this.#tier ? this.#tier.client.status === 'ready' && (this.#bus?.up ?? false) : false
+    })
+  }
+
+  /** Ms the in-process copy of `key` has left (0 when absent); for operators and tests. */
+  localTtl (key: string): number {
+    return this.#local.remainingTtl(this.#full(key))
+  }
+
+  /** Stops the invalidation bus; the Redis client belongs to the caller. */
+  async close (): Promise<void> {
+    if (this.#closed) return
+    this.#closed = true
+    this.#local.clear()
+    await this.#bus?.close()
+  }
+
+  #full (key: string): string {
+    return this.options.prefix + key
+  }
+
+  #tagKey (tag: string): string {
+    return `${this.options.prefix}__tag:${tag}`
+  }
+
+  #localFresh (full: string): { value: unknown } | undefined {
+    if (!this.options.localEnabled) return undefined
+    const entry = this.#local.get(full)
+    if (entry && entry.freshUntil > Date.now() && this.#tagsCurrent(entry.tags)) {
+      this.#stats.localHits++
+      return entry
+    }
+    this.#stats.localMisses++
+    return undefined
+  }
+
+  async #readRedis (fulls: string[], startSeq: number): Promise<Array<{ value: unknown } | undefined>> {
+    if (!this.#tier) return fulls.map(() => undefined)
+    let hits
+    try {
+      hits = await this.#tier.getMany(fulls)
+    } catch {
+      return fulls.map(() => undefined)
+    }
+    const out: Array<{ value: unknown } | undefined> = []
+    for (const [i, hit] of hits.entries()) {
+      const envelope = hit ? this.#decode(hit.bytes) : undefined
+      const fresh = hit && envelope && hit.pttl - envelope.g > 0 && this.#tagsCurrent(envelope.t, await this.#currentGens(Object.keys(envelope.t ?? {})))
+      if (!hit || !envelope || !fresh) {
+        this.#stats.redisMisses++
+        out.push(undefined)
+        continue
+      }
+      this.#stats.redisHits++
+      this.#storeLocal(fulls[i] as string, envelope.v, envelope.t, hit.pttl - envelope.g, hit.pttl, hit.bytes.length, startSeq)
+      out.push({ value: envelope.v })
+    }
+    return out
+  }
+
+  #decode (bytes: Buffer): Envelope | undefined {
+    const envelope = decode(bytes)
+    if (!envelope && bytes[1] !== 0x00) this.#stats.decodeErrors++
+    return envelope
+  }
+
+  /** A local copy stays fresh at most localTtl and is gone no later than the Redis entry. */
+  #storeLocal (full: string, value: unknown, tags: Record<string, number> | undefined, freshMs: number, totalMs: number, size: number, startSeq: number): void {
+    if (!this.options.localEnabled || this.#changedSince(full, tags ? Object.keys(tags) : undefined, startSeq)) return
+    const fresh = Math.min(freshMs, this.options.localTtl * 1000)
+    const lifetime = Math.min(totalMs, fresh + (totalMs - freshMs))
+    this.#local.set(full, { value, freshUntil: Date.now() + fresh, tags }, lifetime, size)
+  }
+
+  #tagsCurrent (tags: Record<string, number> | undefined, known?: Record<string, number>): boolean {
+    if (!tags) return true
+    for (const [tag, gen] of Object.entries(tags)) {
+      const current = known?.[tag] ?? this.#tagGens.get(tag)
+      if (current === undefined) return false
+      if (gen < current) return false
+      if (gen > current) this.#tagGens.set(tag, gen)
+    }
+    return true
+  }
+
+  /** Generations of `tags`, asking Redis for the ones this instance has not seen; bus messages keep them current. */
+  async #currentGens (tags: string[]): Promise<Record<string, number>> {
+    const unknown = tags.filter((t) => !this.#tagGens.has(t))
+    if (unknown.length > 0) {
+      let fetched: number[] | undefined
+      if (this.#tier) fetched = await this.#tier.getNumbers(unknown.map((t) => this.#tagKey(t))).catch(() => undefined)
+      // Without Redis, an unknown tag starts at 0; reconnecting flushes these guesses.
+      unknown.forEach((t, i) => this.#tagGens.set(t, Math.max(this.#tagGens.get(t) ?? 0, fetched?.[i] ?? 0)))
+    }
+    return Object.fromEntries(tags.map((t) => [t, this.#tagGens.get(t) ?? 0]))
+  }
+
+  /** Applies an invalidation to this instance (own or received) and remembers it for fills still in flight. */
+  #apply (inv: Invalidation): void {
+    const patterns = inv.patterns?.map(globToRegExp)
+    for (const key of inv.keys ?? []) this.#local.delete(key)
+    for (const re of patterns ?? []) this.#local.deleteMatching(re)
+    for (const [tag, gen] of Object.entries(inv.tags ?? {})) this.#tagGens.set(tag, Math.max(this.#tagGens.get(tag) ?? 0, gen))
+    this.#record({ ...(inv.keys ? { keys: inv.keys } : {}), ...(patterns ? { patterns } : {}), ...(inv.tags ? { tags: Object.keys(inv.tags) } : {}) })
+  }
+
+  #record (change: { keys?: string[], patterns?: RegExp[], tags?: string[], all?: boolean }): void {
+    this.#history.push({ seq: ++this.#seq, ...(change.keys ? { keys: new Set(change.keys) } : {}), ...(change.patterns ? { patterns: change.patterns } : {}), ...(change.tags ? { tags: change.tags } : {}), ...(change.all ? { all: true } : {}) })
+    if (this.#history.length > HISTORY) this.#history.shift()
+  }
+
+  /** True when an invalidation that touches `full` arrived after `seq`: a value read before it must not be cached. */
+  #changedSince (full: string, tags: string[] | undefined, seq: number): boolean {
+    if (seq === this.#seq) return false
+    const oldest = this.#history[0]
+    if (!oldest || oldest.seq > seq + 1) return true
+    for (let i = this.#history.length - 1; i >= 0; i--) {
+      const c = this.#history[i] as Change
+      if (c.seq <= seq) break
+      if (c.all || c.keys?.has(full) || c.patterns?.some((re) => re.test(full)) || (tags && c.tags?.some((t) => tags.includes(t)))) return true
+    }
+    return false
+  }
+
+  async #invalidateRedis (what: { keys?: string[], patterns?: string[] }): Promise<void> {
+    const tier = this.#tier as RedisTier
+    if (what.keys && what.keys.length > 0) await tier.bury(what.keys, tombstone, this.options.tombstoneTtl * 1000)
+    for (const pattern of what.patterns ?? []) await tier.deleteMatching(pattern)
+  }
+
+  async #publish (inv: Invalidation): Promise<void> {
+    if (!this.#bus || !this.#tier?.available) return
+    await this.#bus.publish(inv).catch(() => {})
+  }
+
+  /** Remembers an invalidation Redis could not take, to replay when it is back. */
+  #queue (inv: Invalidation): void {
+    if (this.#pending.length >= this.options.maxPendingInvalidations) {
+      this.#pendingOverflow = true
+      this.#pending = []
+      return
+    }
+    this.#pending.push(inv)
+  }
+
+  async #replay (): Promise<void> {
+    const pending = this.#pending
+    const overflow = this.#pendingOverflow
+    this.#pending = []
+    this.#pendingOverflow = false
+    try {
+      if (overflow) await this.#invalidateRedis({ patterns: [escapeGlob(this.options.prefix) + '*'] })
+      for (const inv of pending) {
+        await this.#invalidateRedis(inv)
+        const tags = Object.keys(inv.tags ?? {})
+        if (tags.length > 0) await (this.#tier as RedisTier).incr(tags.map((t) => this.#tagKey(t)))
+      }
+    } catch {
+      this.#pending = pending.concat(this.#pending)
+      this.#pendingOverflow ||= overflow
+    }
+  }
+
+  /** A local tier must not outlive a lost link: invalidations may have been missed. */
+  #flush (): void {
+    this.#local.clear()
+    this.#tagGens.clear()
+    this.#record({ all: true })
+    this.#stats.localFlushes++
+  }
+
+  #onLink (up: boolean): void {
+    this.#flush()
+    if (up && (this.#pending.length > 0 || this.#pendingOverflow)) void this.#replay()
+  }
+
+  #onBreaker (state: BreakerState): void {
+    if (state === 'half_open') return
+    this.#flush()
+    if (state === 'closed' && (this.#pending.length > 0 || this.#pendingOverflow)) void this.#replay()
+  }
+}
+
+/** Creates a cache over a Redis client (standalone or cluster), or local-only when `redis` is undefined. */
+export function createCacheManager (redis: RedisClient | undefined, options: CacheOptions = {}): CacheManager {
+  return new CacheManager(redis, options)
+}

@@ -1,0 +1,37 @@
+import { createHash } from 'node:crypto'
+import type { FastifyReply, FastifyRequest } from 'fastify'
+import type { CacheManager, CacheSource } from './cache-manager.js'
+
+export interface CachedResponse {
+  body: Buffer
+  etag: string
+}
+
+export interface SendCachedOptions {
+  /** Cache key of this response (after the manager's prefix). */
+  key: string
+  ttl?: number
+  tags?: string[]
+}
+
+const SOURCE_HEADER: Record<CacheSource, string> = { local: 'HIT-LOCAL', redis: 'HIT-REDIS', loader: 'MISS', stale: 'STALE' }
+
+function matches (ifNoneMatch: string | undefined, etag: string): boolean {
+  if (!ifNoneMatch) return false
+  if (ifNoneMatch.trim() === '*') return true
+  return ifNoneMatch.split(',').some((tag) => tag.trim().replace(/^W\//, '') === etag)
+}
+
+/**
+ * Answers a GET from the cache. What is cached is the serialized body (through the route's response schema) and
+ * its ETag, so a hit costs no serialization; If-None-Match gets 304. `x-cache` tells the operator where it came from.
+ */
+export async function sendCached (cache: CacheManager, request: FastifyRequest, reply: FastifyReply, options: SendCachedOptions, load: () => Promise<unknown>): Promise<FastifyReply> {
+  const { value, source } = await cache.getOrSetWithSource<CachedResponse>(options.key, async () => {
+    const body = Buffer.from(reply.serialize(await load()) as string)
+    return { body, etag: `"${createHash('sha1').update(body).digest('base64url')}"` }
+  }, { ...(options.ttl !== undefined ? { ttl: options.ttl } : {}), ...(options.tags ? { tags: options.tags } : {}) })
+  void reply.header('etag', value.etag).header('x-cache', SOURCE_HEADER[source]).header('cache-control', 'no-cache')
+  if (matches(request.headers['if-none-match'], value.etag)) return reply.code(304).send()
+  return reply.type('application/json; charset=utf-8').send(value.body)
+}

@@ -1,0 +1,128 @@
+import { randomUUID } from 'node:crypto'
+import type { RedisClient } from '../redis/index.js'
+import type { RedisTier } from './redis-tier.js'
+import type { CacheCounters } from './stats.js'
+
+/** What one write invalidated, as sent to every other instance. */
+export interface Invalidation {
+  keys?: string[]
+  patterns?: string[]
+  /** Tag -> its new generation. */
+  tags?: Record<string, number>
+}
+
+interface Message extends Invalidation {
+  id: string
+  src: string
+}
+
+export interface BusOptions {
+  channel: string
+  instanceId: string
+  ackTimeoutMs: number
+  onInvalidation: (invalidation: Invalidation) => void
+  /** Called with false when the subscription link drops (local tiers must flush) and true when it is back. */
+  onLink: (up: boolean) => void
+  log: (msg: string, err?: unknown) => void
+}
+
+/**
+ * Redis pub/sub between instances of one cache. A publisher waits (up to ackTimeoutMs) until every other subscriber
+ * acknowledges that its local tier dropped the keys, so a write answered to a client is not followed by a stale
+ * local read on another instance. An instance ignores its own messages.
+ */
+export class InvalidationBus {
+  readonly #subscriber: RedisClient
+  readonly #tier: RedisTier
+  readonly #o: BusOptions
+  readonly #stats: CacheCounters
+  readonly #ackChannel: string
+  readonly #pending = new Map<string, { acks: number, expected: number, done: () => void }>()
+  #up = false
+
+  constructor (client: RedisClient, tier: RedisTier, stats: CacheCounters, options: BusOptions) {
+    this.#o = options
+    this.#tier = tier
+    this.#stats = stats
+    this.#ackChannel = `${options.channel}:ack:${options.instanceId}`
+    // Subscriptions need their own connection; this one may queue while offline, since it only subscribes.
+    this.#subscriber = client.duplicate({ enableOfflineQueue: true, commandTimeout: undefined, connectionName: 'chassis-cache-bus' } as never)
+    this.#subscriber.on('messageBuffer', (channel: Buffer, message: Buffer) => this.#onMessage(channel.toString(), message.toString()))
+    this.#subscriber.on('ready', () => { void this.#subscribe() })
+    this.#subscriber.on('close', () => this.#setUp(false))
+    this.#subscriber.on('error', (err: Error) => this.#o.log('cache invalidation link error', err))
+  }
+
+  get up (): boolean {
+    return this.#up
+  }
+
+  async #subscribe (): Promise<void> {
+    try {
+      await this.#subscriber.subscribe(this.#o.channel, this.#ackChannel)
+      this.#setUp(true)
+    } catch (error) {
+      this.#o.log('cache invalidation subscribe failed', error)
+    }
+  }
+
+  /** Resolves once subscribed, or after `timeoutMs`. */
+  async ready (timeoutMs: number): Promise<boolean> {
+    const started = Date.now()
+    while (!this.#up && Date.now() - started < timeoutMs) await new Promise((resolve) => setTimeout(resolve, 10))
+    return this.#up
+  }
+
+  #setUp (up: boolean): void {
+    if (this.#up === up) return
+    this.#up = up
+    this.#o.onLink(up)
+  }
+
+  async publish (invalidation: Invalidation): Promise<void> {
+    const id = randomUUID()
+    const message: Message = { id, src: this.#o.instanceId, ...invalidation }
+    const acked = new Promise<void>((resolve) => this.#pending.set(id, { acks: 0, expected: Number.POSITIVE_INFINITY, done: resolve }))
+    let timer: NodeJS.Timeout | undefined
+    try {
+      const receivers = await this.#tier.publish(this.#o.channel, JSON.stringify(message))
+      this.#stats.invalidationsPublished++
+      const pending = this.#pending.get(id)
+      if (!pending) return
+      // Every subscriber but this instance's own acknowledges; acks may already have arrived.
+      pending.expected = receivers - (this.#up ? 1 : 0)
+      if (pending.acks >= pending.expected) return
+      const timedOut = await Promise.race([
+        acked.then(() => false),
+        new Promise<boolean>((resolve) => { timer = setTimeout(() => resolve(true), this.#o.ackTimeoutMs) })
+      ])
+      if (timedOut) this.#stats.ackTimeouts++
+    } finally {
+      clearTimeout(timer)
+      this.#pending.delete(id)
+    }
+  }
+
+  #onMessage (channel: string, raw: string): void {
+    if (channel === this.#ackChannel) {
+      const pending = this.#pending.get(raw)
+      if (pending && ++pending.acks >= pending.expected) pending.done()
+      return
+    }
+    let message: Message
+    try {
+      message = JSON.parse(raw) as Message
+    } catch {
+      return
+    }
+    if (message.src === this.#o.instanceId) return
+    this.#stats.invalidationsReceived++
+    this.#o.onInvalidation(message)
+    this.#tier.publish(`${this.#o.channel}:ack:${message.src}`, message.id).catch(() => {})
+  }
+
+  async close (): Promise<void> {
+    this.#subscriber.removeAllListeners('close')
+    await this.#subscriber.quit().catch(() => this.#subscriber.disconnect())
+  }
+}

@@ -1,0 +1,69 @@
+import { randomUUID } from 'node:crypto'
+import { CacheErrors } from './errors.js'
+
+export interface CacheLogger {
+  warn: (obj: object, msg: string) => void
+}
+
+export interface CacheOptions {
+  /** Default TTL of an entry, in seconds. @default 300 */
+  ttl?: number
+  /** Prefix of every Redis key and pub/sub channel. @default 'app:' */
+  prefix?: string
+  /** Seconds an expired entry is kept to be served when its loader fails. @default 60 */
+  grace?: number
+  /** Use the in-process tier. @default true */
+  localEnabled?: boolean
+  /** Entries the in-process tier holds at most. @default 10000 */
+  localMaxEntries?: number
+  /** Bytes (serialized size) the in-process tier holds at most. @default 67108864 */
+  localMaxBytes?: number
+  /** Seconds an in-process copy stays fresh at most (never past its Redis TTL). @default 60 */
+  localTtl?: number
+  /** Time budget of one Redis command, in ms. @default 100 */
+  redisTimeoutMs?: number
+  /** Consecutive Redis failures that open the circuit breaker. @default 5 */
+  breakerThreshold?: number
+  /** Ms the breaker stays open before one probe. @default 2000 */
+  breakerCooldownMs?: number
+  /** Ms a write waits for other instances to confirm their local tiers dropped the keys. @default 200 */
+  ackTimeoutMs?: number
+  /** Seconds a deleted key keeps its tombstone, longer than any loader runs. @default 60 */
+  tombstoneTtl?: number
+  /** Invalidations kept while Redis is unreachable, replayed when it is back. @default 10000 */
+  maxPendingInvalidations?: number
+  /** Identifies this instance on the invalidation bus. @default a random UUID */
+  instanceId?: string
+  logger?: CacheLogger
+}
+
+export type ResolvedCacheOptions = Required<Omit<CacheOptions, 'logger'>> & { logger: CacheLogger | undefined }
+
+export const cacheDefaults = Object.freeze({
+  ttl: 300,
+  prefix: 'app:',
+  grace: 60,
+  localEnabled: true,
+  localMaxEntries: 10000,
+  localMaxBytes: 64 * 1024 * 1024,
+  localTtl: 60,
+  redisTimeoutMs: 100,
+  breakerThreshold: 5,
+  breakerCooldownMs: 2000,
+  ackTimeoutMs: 200,
+  tombstoneTtl: 60,
+  maxPendingInvalidations: 10000
+})
+
+export function resolveCacheOptions (options: CacheOptions): ResolvedCacheOptions {
+  const defined = Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined))
+  const o = { ...cacheDefaults, instanceId: randomUUID(), logger: undefined, ...defined } as ResolvedCacheOptions
+  const problems: string[] = []
+  const positive = ['ttl', 'localMaxEntries', 'localMaxBytes', 'redisTimeoutMs', 'breakerThreshold', 'tombstoneTtl'] as const
+  for (const key of positive) if (!(Number.isFinite(o[key]) && o[key] > 0)) problems.push(`${key} must be a positive number`)
+  const nonNegative = ['grace', 'localTtl', 'breakerCooldownMs', 'ackTimeoutMs', 'maxPendingInvalidations'] as const
+  for (const key of nonNegative) if (!(Number.isFinite(o[key]) && o[key] >= 0)) problems.push(`${key} must be a non-negative number`)
+  if (typeof o.prefix !== 'string') problems.push('prefix must be a string')
+  if (problems.length > 0) throw new CacheErrors.CACHE_INVALID_OPTIONS(problems.join('; '))
+  return Object.freeze(o)
+}

@@ -1,0 +1,24 @@
+import fp from 'fastify-plugin'
+import type { FastifyInstance } from 'fastify'
+import { CacheManager } from './cache-manager.js'
+import type { CacheOptions } from './options.js'
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    cache: CacheManager
+  }
+}
+
+export interface CachePluginOptions extends CacheOptions {
+  /** Use this manager instead of creating one over `app.redis`. */
+  manager?: CacheManager
+}
+
+/** Decorates `app.cache`: two-tier over `app.redis` when the redis plugin has a client, local-only otherwise. */
+export const cachePlugin = fp(async (app: FastifyInstance, opts: CachePluginOptions) => {
+  const { manager, ...options } = opts
+  const cache = manager ?? new CacheManager(app.hasDecorator('redis') ? app.redis : undefined, { logger: app.log, ...options })
+  app.decorate('cache', cache)
+  if (!manager && !(await cache.ready(2000))) app.log.warn('cache invalidation bus not subscribed (Redis unreachable?): local-only until it is')
+  app.addHook('onClose', async () => { if (!manager) await cache.close() })
+}, { name: 'cache', fastify: '5.x' })

@@ -1,0 +1,179 @@
+import calculateSlot from 'cluster-key-slot'
+import type { Redis } from 'ioredis'
+import { isCluster, type RedisClient } from '../redis/index.js'
+import type { CircuitBreaker } from './breaker.js'
+import { CacheErrors } from './errors.js'
+import type { CacheCounters } from './stats.js'
+
+// One round trip for any number of keys: each value with its remaining TTL, so a local copy never outlives it.
+const GET_LUA = `
+local out = {}
+for i = 1, #KEYS do
+  local v = redis.call('GET', KEYS[i])
+  if v then
+    out[2 * i - 1] = v
+    out[2 * i] = redis.call('PTTL', KEYS[i])
+  else
+    out[2 * i - 1] = ''
+    out[2 * i] = -2
+  end
+end
+return out`
+
+// Compare-and-set on the state token (first 18 bytes) the reader saw: a delete in between left a new tombstone,
+// so a loader that read the database before that delete cannot write its old value back.
+const FILL_LUA = `
+local cur = redis.call('GET', KEYS[1])
+local token = ''
+if cur then token = string.sub(cur, 1, 18) end
+if token ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+return 1`
+
+interface ScriptCommands {
+  chassisCacheGetBuffer: (numKeys: number, ...keys: string[]) => Promise<Array<Buffer | number>>
+  chassisCacheFill: (key: string, token: Buffer, payload: Buffer, px: number) => Promise<number>
+}
+
+export interface RedisHit {
+  bytes: Buffer
+  pttl: number
+}
+
+function groupBySlot<T> (items: T[], keyOf: (item: T) => string, cluster: boolean): T[][] {
+  if (!cluster) return items.length === 0 ? [] : [items]
+  const groups = new Map<number, T[]>()
+  for (const item of items) {
+    const slot = calculateSlot(keyOf(item))
+    const group = groups.get(slot)
+    if (group) group.push(item)
+    else groups.set(slot, [item])
+  }
+  return [...groups.values()]
+}
+
+/**
+ * The Redis tier. Every command runs under the circuit breaker and a time budget, so a slow or absent Redis costs
+ * a request at most the budget, and nothing once the breaker is open. In a cluster, keys are grouped by slot.
+ */
+export class RedisTier {
+  readonly client: RedisClient
+  readonly #cluster: boolean
+  readonly #timeoutMs: number
+  readonly #breaker: CircuitBreaker
+  readonly #stats: CacheCounters
+
+  constructor (client: RedisClient, timeoutMs: number, breaker: CircuitBreaker, stats: CacheCounters) {
+    this.client = client
+    this.#cluster = isCluster(client)
+    this.#timeoutMs = timeoutMs
+    this.#breaker = breaker
+    this.#stats = stats
+    client.defineCommand('chassisCacheGet', { lua: GET_LUA })
+    client.defineCommand('chassisCacheFill', { numberOfKeys: 1, lua: FILL_LUA })
+  }
+
+  get available (): boolean {
+    return this.client.status === 'ready' && this.#breaker.state !== 'open'
+  }
+
+  get #scripts (): ScriptCommands {
+    return this.client as unknown as ScriptCommands
+  }
+
+  /** Values and remaining TTLs; one script call per slot (one in all for a standalone server). */
+  async getMany (keys: string[]): Promise<Array<RedisHit | undefined>> {
+    const out = new Array<RedisHit | undefined>(keys.length)
+    const indexed = keys.map((key, i) => ({ key, i }))
+    await Promise.all(groupBySlot(indexed, (x) => x.key, this.#cluster).map(async (group) => {
+      const reply = await this.#run(() => this.#scripts.chassisCacheGetBuffer(group.length, ...group.map((x) => x.key)))
+      group.forEach((x, j) => {
+        const bytes = reply[2 * j] as Buffer
+        const pttl = Number(reply[2 * j + 1])
+        out[x.i] = bytes.length > 0 && pttl !== -2 ? { bytes, pttl: pttl < 0 ? Number.POSITIVE_INFINITY : pttl } : undefined
+      })
+    }))
+    return out
+  }
+
+  /** Writes only when the key is still in the state the reader saw; false when a delete came in between. */
+  async fill (key: string, token: Buffer, payload: Buffer, pxMs: number): Promise<boolean> {
+    return (await this.#run(() => this.#scripts.chassisCacheFill(key, token, payload, Math.ceil(pxMs)))) === 1
+  }
+
+  /** Unconditional writes in pipelines of at most 500 commands, grouped by slot in a cluster. */
+  async setMany (entries: Array<{ key: string, payload: Buffer, pxMs: number }>): Promise<void> {
+    const chunks: Array<typeof entries> = []
+    for (const group of groupBySlot(entries, (e) => e.key, this.#cluster)) {
+      for (let i = 0; i < group.length; i += 500) chunks.push(group.slice(i, i + 500))
+    }
+    await Promise.all(chunks.map((chunk) => this.#run(async () => {
+      const pipeline = this.client.pipeline()
+      for (const e of chunk) pipeline.set(e.key, e.payload, 'PX', Math.ceil(e.pxMs))
+      const results = await pipeline.exec()
+      const failed = results?.find(([err]) => err)
+      if (failed?.[0]) throw failed[0]
+    })))
+  }
+
+  /** Replaces each key with a tombstone that lives `pxMs`. */
+  async bury (keys: string[], tomb: () => Buffer, pxMs: number): Promise<void> {
+    await this.setMany(keys.map((key) => ({ key, payload: tomb(), pxMs })))
+  }
+
+  /** SCAN + UNLINK in batches on every master: never KEYS, never blocking the server. */
+  async deleteMatching (match: string): Promise<number> {
+    const nodes: Redis[] = isCluster(this.client) ? this.client.nodes('master') : [this.client]
+    let deleted = 0
+    for (const node of nodes) {
+      let cursor = '0'
+      do {
+        const [next, keys] = await this.#run(() => node.scan(cursor, 'MATCH', match, 'COUNT', 1000))
+        cursor = next
+        if (keys.length > 0) {
+          for (const group of groupBySlot(keys, (k) => k, this.#cluster)) {
+            deleted += await this.#run(() => (this.#cluster ? this.client : node).unlink(...group))
+          }
+        }
+      } while (cursor !== '0')
+    }
+    return deleted
+  }
+
+  async incr (keys: string[]): Promise<number[]> {
+    return Promise.all(keys.map((k) => this.#run(() => this.client.incr(k))))
+  }
+
+  async getNumbers (keys: string[]): Promise<number[]> {
+    return Promise.all(keys.map(async (k) => Number(await this.#run(() => this.client.get(k))) || 0))
+  }
+
+  async publish (channel: string, message: string): Promise<number> {
+    return this.#run(() => this.client.publish(channel, message))
+  }
+
+  async #run<T> (command: () => Promise<T>): Promise<T> {
+    if (!this.#breaker.allow()) throw new CacheErrors.CACHE_BREAKER_OPEN()
+    const started = performance.now()
+    let timer: NodeJS.Timeout | undefined
+    try {
+      const result = await Promise.race([
+        command(),
+        new Promise<never>((_resolve, reject) => {
+          timer = setTimeout(() => reject(new CacheErrors.CACHE_REDIS_TIMEOUT(this.#timeoutMs)), this.#timeoutMs)
+        })
+      ])
+      this.#breaker.success()
+      this.#stats.redisRoundTrips++
+      this.#stats.redisLatency.add(performance.now() - started)
+      return result
+    } catch (error) {
+      this.#breaker.failure()
+      this.#stats.redisErrors++
+      if ((error as { code?: string }).code === 'CACHE_REDIS_TIMEOUT' || /timed? ?out/i.test((error as Error).message)) this.#stats.redisTimeouts++
+      throw error
+    } finally {
+      clearTimeout(timer)
+    }
+  }
+}

@@ -1,0 +1,3 @@
+export { createRedisClient, isCluster, type RedisClient, type RedisClientOptions } from './client.js'
+export { redisConfigFragment, type RedisConfig } from './config.js'
+export { redisPlugin, type RedisPluginOptions } from './plugin.js'

@@ -1,0 +1,37 @@
+import fp from 'fastify-plugin'
+import type { FastifyInstance } from 'fastify'
+import { createRedisClient, type RedisClient, type RedisClientOptions } from './client.js'
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** The shared Redis client, or undefined in single-instance mode. */
+    redis: RedisClient | undefined
+  }
+}
+
+export interface RedisPluginOptions extends Partial<RedisClientOptions> {
+  /** Use this client instead of creating one; it is closed with the app only when `closeInjected` is true. */
+  client?: RedisClient
+  closeInjected?: boolean
+}
+
+/**
+ * Decorates `app.redis`. Redis is an optional dependency: when it is down the service degrades (readiness says
+ * `degraded`, not 503), so boot does not wait for it. Without a URL the app runs in single-instance mode.
+ */
+export const redisPlugin = fp(async (app: FastifyInstance, opts: RedisPluginOptions) => {
+  const { client: injected, closeInjected = false, url, ...rest } = opts
+  const client = injected ?? (url ? createRedisClient({ url, name: 'chassis', ...rest }) : undefined)
+  app.decorate<RedisClient | undefined>('redis', client)
+  if (!client) {
+    app.log.debug('REDIS_URL is unset: single-instance mode (in-process cache and rate limiter)')
+    return
+  }
+  client.on('error', (err: Error) => app.log.warn({ err: { message: err.message } }, 'redis connection error'))
+  if (app.hasDecorator('health')) {
+    app.health.register({ name: 'redis', required: false, check: async () => { await client.ping() } })
+  }
+  app.addHook('onClose', async () => {
+    if (!injected || closeInjected) await client.quit().catch(() => client.disconnect())
+  })
+}, { name: 'redis', fastify: '5.x' })
