@@ -1,0 +1,72 @@
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { createRedisClient } from '../redis/index.js'
+import { createCacheManager } from './cache-manager.js'
+import { startPrivateRedis } from '../../test/helpers/private-redis.js'
+
+async function eventually (check: () => boolean | Promise<boolean>, ms = 5000): Promise<void> {
+  const start = Date.now()
+  while (!(await check())) {
+    if (Date.now() - start > ms) throw new Error('condition not met in time')
+    await sleep(20)
+  }
+}
+
+test('losing the link to Redis flushes the local tier; calls keep working and recover by themselves', async (t) => {
+  const redis = await startPrivateRedis()
+  t.after(() => redis.destroy())
+  const client = createRedisClient({ url: redis.url, commandTimeoutMs: 50 })
+  t.after(() => client.disconnect())
+  const cache = createCacheManager(client, { prefix: 'o:', breakerCooldownMs: 200 })
+  t.after(() => cache.close())
+  assert.ok(await cache.ready())
+  for (let i = 0; i < 10; i++) await cache.getOrSet(`k${i}`, async () => i)
+  assert.equal(cache.getStats().local.entries, 10)
+
+  await redis.stop()
+  await eventually(() => cache.getStats().local.entries === 0)
+  assert.ok(cache.getStats().local.flushes >= 1)
+  // During the outage: no throw, bounded latency, the loader answers, the local tier serves.
+  const started = performance.now()
+  assert.equal(await cache.getOrSet('k1', async () => 'loaded'), 'loaded')
+  assert.ok(performance.now() - started < 200)
+  assert.equal((await cache.getOrSetWithSource('k1', async () => 'again')).source, 'local')
+  await cache.set('written-during-outage', 1)
+  await cache.del('k2')
+
+  await redis.start()
+  await eventually(async () => cache.getStats().redis.connected && (await cache.getOrSetWithSource('fresh', async () => 1)).source !== 'stale')
+  await cache.set('after', 'ok')
+  await eventually(async () => (await client.get('o:after').catch(() => null)) !== null)
+  assert.equal(await cache.get('after'), 'ok')
+})
+
+test('a hung Redis (SIGSTOP) costs each call at most the budget, then nothing once the breaker opens', async (t) => {
+  const redis = await startPrivateRedis()
+  t.after(() => redis.destroy())
+  const client = createRedisClient({ url: redis.url, commandTimeoutMs: 50 })
+  t.after(() => client.disconnect())
+  const cache = createCacheManager(client, { prefix: 'h:', redisTimeoutMs: 50, breakerThreshold: 3, breakerCooldownMs: 300 })
+  t.after(() => cache.close())
+  assert.ok(await cache.ready())
+  await cache.getOrSet('warm', async () => 1)
+
+  redis.pause()
+  t.after(() => redis.resume())
+  const latencies: number[] = []
+  for (let i = 0; i < 30; i++) {
+    const started = performance.now()
+    assert.equal(await cache.getOrSet(`hung${i}`, async () => i), i)
+    latencies.push(performance.now() - started)
+  }
+  assert.equal(cache.getStats().redis.breaker, 'open')
+  assert.ok(Math.max(...latencies) < 250, `slowest call ${Math.max(...latencies).toFixed(0)} ms`)
+  assert.ok(latencies.slice(-10).every((ms) => ms < 20), 'with the breaker open Redis is skipped')
+
+  redis.resume()
+  await eventually(async () => {
+    await cache.getOrSet(`probe${Date.now()}`, async () => 0)
+    return cache.getStats().redis.breaker === 'closed'
+  })
+})

@@ -1,0 +1,194 @@
+import { test, after } from 'node:test'
+import assert from 'node:assert/strict'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { Redis } from 'ioredis'
+import { createCacheManager, type CacheManager } from './cache-manager.js'
+import { cachePattern } from './glob.js'
+import type { CacheOptions } from './options.js'
+import { uniqueName } from '../../test/helpers/database.js'
+
+const REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379'
+const clients: Redis[] = []
+const managers: CacheManager[] = []
+const admin = new Redis(REDIS_URL)
+
+after(async () => {
+  await Promise.all(managers.map((m) => m.close()))
+  await Promise.all(clients.map((c) => c.quit()))
+  await admin.quit()
+})
+
+/** Two or more instances sharing one Redis under a prefix of the test's own. */
+async function instances (n: number, options: CacheOptions = {}): Promise<CacheManager[]> {
+  const prefix = `${uniqueName('cache')}:`
+  const out: CacheManager[] = []
+  for (let i = 0; i < n; i++) {
+    const client = new Redis(REDIS_URL, { enableOfflineQueue: false, maxRetriesPerRequest: 0, enableAutoPipelining: true })
+    await new Promise((resolve) => client.once('ready', resolve))
+    clients.push(client)
+    const m = createCacheManager(client, { prefix, ttl: 60, ...options })
+    managers.push(m)
+    assert.ok(await m.ready())
+    out.push(m)
+  }
+  return out
+}
+
+async function eventually (check: () => Promise<boolean> | boolean, ms = 2000): Promise<void> {
+  const start = Date.now()
+  while (!(await check())) {
+    if (Date.now() - start > ms) throw new Error('condition not met in time')
+    await sleep(10)
+  }
+}
+
+test('a value written by one instance is read by another from Redis, then locally', async () => {
+  const [a, b] = await instances(2) as [CacheManager, CacheManager]
+  await a.set('lead:1', { name: 'Ann' })
+  assert.deepEqual(await b.getOrSetWithSource('lead:1', async () => ({ name: 'from db' })), { value: { name: 'Ann' }, source: 'redis' })
+  assert.deepEqual(await b.getOrSetWithSource('lead:1', async () => ({ name: 'from db' })), { value: { name: 'Ann' }, source: 'local' })
+})
+
+test('set, delete, tag and pattern invalidations on one instance evict the other instances\' local copies', async () => {
+  const [a, b] = await instances(2) as [CacheManager, CacheManager]
+  const load = (v: string) => async () => v
+  await b.getOrSet('k1', load('v1'))
+  await b.getOrSet('k2', load('v2'), { tags: ['t'] })
+  await b.getOrSet('p:1', load('p1'))
+  await b.getOrSet('p:2', load('p2'))
+  await b.getOrSet('other', load('o'))
+  assert.equal(b.getStats().local.entries, 5)
+
+  await a.set('k1', 'changed')
+  assert.equal(await b.get('k1'), 'changed', 'the write is visible on B as soon as A returns')
+  await a.invalidateTags(['t'])
+  assert.equal((await b.getOrSetWithSource('k2', load('v2b'), { tags: ['t'] })).source, 'loader')
+  await a.deletePattern('p:*')
+  assert.equal((await b.getOrSetWithSource('p:1', load('p1b'))).source, 'loader')
+  assert.equal((await b.getOrSetWithSource('other', load('x'))).source, 'local', 'unrelated keys stay')
+  await a.del('other')
+  assert.equal((await b.getOrSetWithSource('other', load('o2'))).value, 'o2')
+  assert.equal(a.getStats().invalidations.ackTimeouts, 0, 'every write was acknowledged by B')
+})
+
+test('an instance ignores its own invalidation messages', async () => {
+  const [a, b] = await instances(2) as [CacheManager, CacheManager]
+  await a.del('x')
+  await a.invalidateTags(['y'])
+  await eventually(() => b.getStats().invalidations.received === 2)
+  assert.equal(a.getStats().invalidations.received, 0)
+  assert.equal(a.getStats().invalidations.published, 2)
+})
+
+test('a local copy never outlives the remaining Redis TTL', async () => {
+  const [a, b] = await instances(2, { localTtl: 60 }) as [CacheManager, CacheManager]
+  await a.set('short', 'v', 2)
+  await sleep(1200)
+  assert.equal(await b.get('short'), 'v')
+  const grace = b.options.grace * 1000
+  const pttl = await admin.pttl(`${b.options.prefix}short`)
+  assert.ok(b.localTtl('short') <= pttl + 5, `local ${b.localTtl('short')} ms vs redis ${pttl} ms`)
+  assert.ok(b.localTtl('short') <= 2000 + grace - 1000)
+})
+
+test('100 concurrent misses on each of two instances run the loader once per instance at most', async () => {
+  const [a, b] = await instances(2) as [CacheManager, CacheManager]
+  let calls = 0
+  const loader = async () => {
+    calls++
+    await sleep(30)
+    return 'v'
+  }
+  await Promise.all([...Array.from({ length: 100 }, () => a.getOrSet('hot', loader)), ...Array.from({ length: 100 }, () => b.getOrSet('hot', loader))])
+  assert.ok(calls <= 2, `loader ran ${calls} times`)
+})
+
+test('mget serves local hits locally and fetches the rest in one round trip', async () => {
+  const [a, b] = await instances(2) as [CacheManager, CacheManager]
+  await a.mset(Object.fromEntries(Array.from({ length: 100 }, (_, i) => [`m:${i}`, i])))
+  await b.getOrSet('m:0', async () => -1)
+  await b.getOrSet('m:1', async () => -1)
+  const before = b.getStats()
+  const values = await b.mget(Array.from({ length: 100 }, (_, i) => `m:${i}`))
+  const after = b.getStats()
+  assert.deepEqual(values, Array.from({ length: 100 }, (_, i) => i))
+  assert.equal(after.redis.roundTrips - before.redis.roundTrips, 1)
+  assert.equal(after.local.hits - before.local.hits, 2)
+  assert.equal(after.redis.hits - before.redis.hits, 98)
+})
+
+test('mset sends chunked pipelines of SET with PX', async () => {
+  const [a] = await instances(1) as [CacheManager]
+  const before = a.getStats().redis.roundTrips
+  await a.mset(Array.from({ length: 1200 }, (_, i) => [`s:${i}`, { i }] as [string, unknown]), 30)
+  assert.equal(a.getStats().redis.roundTrips - before, 4, '1200 entries in 3 pipelines of at most 500, then one PUBLISH')
+  const pttl = await admin.pttl(`${a.options.prefix}s:1199`)
+  assert.ok(pttl > 29000 && pttl <= (30 + a.options.grace) * 1000)
+})
+
+test('pattern deletion uses SCAN and UNLINK and an escaped id cannot widen it', async () => {
+  const [a, b] = await instances(2) as [CacheManager, CacheManager]
+  await a.mset(Array.from({ length: 3000 }, (_, i) => [`lead:${i}:profile`, i] as [string, unknown]))
+  await a.set('lead:*:profile', 'star')
+  await a.deletePattern(cachePattern`lead:${'*'}:*`)
+  assert.equal(await b.get('lead:*:profile'), undefined)
+  assert.equal(await b.get('lead:7:profile'), 7, 'the escaped star matched only itself')
+  await a.deletePattern('lead:*')
+  const left = await admin.keys(`${a.options.prefix}lead:*`)
+  assert.equal(left.length, 0)
+})
+
+test('tag invalidation is one INCR per tag, whatever the number of tagged entries', async () => {
+  const [a, b] = await instances(2) as [CacheManager, CacheManager]
+  for (let i = 0; i < 200; i++) await a.getOrSet(`t:${i}`, async () => i, { tags: ['leads'] })
+  const keysBefore = (await admin.keys(`${a.options.prefix}*`)).length
+  const before = a.getStats().redis.roundTrips
+  await a.invalidateTags(['leads'])
+  assert.ok(a.getStats().redis.roundTrips - before <= 3, 'INCR, PUBLISH and nothing per entry')
+  assert.equal((await admin.keys(`${a.options.prefix}*`)).length, keysBefore + 1, 'one counter key: no index sets, nothing deleted')
+  assert.equal((await b.getOrSetWithSource('t:5', async () => 'new', { tags: ['leads'] })).value, 'new')
+})
+
+test('values come back intact through Redis', async () => {
+  const [a, b] = await instances(2, { localEnabled: false }) as [CacheManager, CacheManager]
+  const value = { at: new Date('2026-01-01T00:00:00Z'), big: 2n ** 70n, map: new Map([[1, { x: 'y' }]]), set: new Set([1, 2]), buf: Buffer.from([0, 255, 7]) }
+  await a.set('typed', value)
+  const back = await b.get<typeof value>('typed')
+  assert.ok(back)
+  assert.ok(back.at instanceof Date && back.at.getTime() === value.at.getTime())
+  assert.equal(back.big, value.big)
+  assert.deepEqual(back.map.get(1), { x: 'y' })
+  assert.deepEqual([...back.set], [1, 2])
+  assert.ok(Buffer.isBuffer(back.buf) && back.buf.equals(value.buf))
+})
+
+test('a delete on another instance during a load keeps the old value out of Redis', async () => {
+  const [a, b] = await instances(2) as [CacheManager, CacheManager]
+  let release!: () => void
+  const gate = new Promise<void>((resolve) => { release = resolve })
+  const loading = b.getOrSet('race', async () => {
+    await gate
+    return 'read before the delete'
+  })
+  await sleep(20)
+  await a.del('race')
+  release()
+  assert.equal(await loading, 'read before the delete')
+  assert.equal((await a.getOrSetWithSource('race', async () => 'after')).value, 'after', 'the old value was not written back')
+  assert.equal(b.getStats().uncachedLoads, 1)
+})
+
+test('getStats reports every tier', async () => {
+  const [a] = await instances(1) as [CacheManager]
+  await a.getOrSet('s', async () => 1)
+  await a.getOrSet('s', async () => 1)
+  const s = a.getStats()
+  assert.equal(s.mode, 'two-tier')
+  assert.equal(s.local.hits, 1)
+  assert.equal(s.loader.calls, 1)
+  assert.equal(s.redis.misses, 1)
+  assert.equal(s.redis.breaker, 'closed')
+  assert.equal(s.redis.connected, true)
+  assert.ok(s.redis.latency.count >= 2)
+  assert.equal(s.hitRate, 0.5)
+})
