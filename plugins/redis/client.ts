@@ -31,9 +31,10 @@ export function createRedisClient (options: RedisClientOptions): RedisClient {
   const url = new URL(options.url)
   const clusterOptions: ClusterOptions = {
     enableOfflineQueue: false,
-    enableAutoPipelining: true,
+    // ioredis auto-pipelines custom scripts of different slots together and the cluster rejects them.
+    enableAutoPipelining: false,
     clusterRetryStrategy: (times) => Math.min(50 * 2 ** times, 1000),
-    redisOptions: { ...common, ...(url.password ? { password: decodeURIComponent(url.password) } : {}), ...(url.username ? { username: decodeURIComponent(url.username) } : {}) }
+    redisOptions: { ...common, enableAutoPipelining: false, ...(url.password ? { password: decodeURIComponent(url.password) } : {}), ...(url.username ? { username: decodeURIComponent(url.username) } : {}) }
   }
   return new Cluster([{ host: url.hostname, port: Number(url.port || 6379) }], clusterOptions)
 }

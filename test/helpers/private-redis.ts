@@ -17,7 +17,7 @@ export interface PrivateRedis {
 
 async function waitPing (port: number, up: boolean): Promise<void> {
   for (let i = 0; i < 200; i++) {
-    let ok = false
+    let ok: boolean
     try {
       ok = execFileSync('redis-cli', ['-p', String(port), 'ping'], { stdio: 'pipe', timeout: 1000 }).toString().trim() === 'PONG'
     } catch {
