@@ -11,6 +11,8 @@ export interface Invalidation {
   tags?: Record<string, number>
 }
 
+const PRESENCE_BEAT_MS = 2000
+
 interface Message extends Invalidation {
   id: string
   src: string
@@ -39,6 +41,8 @@ export class InvalidationBus {
   readonly #ackChannel: string
   readonly #pending = new Map<string, { acks: number, expected: number, done: () => void }>()
   #up = false
+  #peers = 1
+  #heartbeat: NodeJS.Timeout | undefined
 
   constructor (client: RedisClient, tier: RedisTier, stats: CacheCounters, options: BusOptions) {
     this.#o = options
@@ -51,6 +55,19 @@ export class InvalidationBus {
     this.#subscriber.on('ready', () => { void this.#subscribe() })
     this.#subscriber.on('close', () => this.#setUp(false))
     this.#subscriber.on('error', (err: Error) => this.#o.log('cache invalidation link error', err))
+    if (tier.cluster) this.#heartbeat = setInterval(() => { void this.#announce() }, PRESENCE_BEAT_MS).unref()
+  }
+
+  get #membersKey (): string {
+    return `${this.#o.channel}:members`
+  }
+
+  async #announce (): Promise<void> {
+    try {
+      this.#peers = await this.#tier.presence(this.#membersKey, this.#o.instanceId, PRESENCE_BEAT_MS * 3)
+    } catch {
+      // Redis unreachable: the breaker and the link handlers deal with it.
+    }
   }
 
   get up (): boolean {
@@ -60,6 +77,7 @@ export class InvalidationBus {
   async #subscribe (): Promise<void> {
     try {
       await this.#subscriber.subscribe(this.#o.channel, this.#ackChannel)
+      if (this.#tier.cluster) await this.#announce()
       this.#setUp(true)
     } catch (error) {
       this.#o.log('cache invalidation subscribe failed', error)
@@ -85,12 +103,14 @@ export class InvalidationBus {
     const acked = new Promise<void>((resolve) => this.#pending.set(id, { acks: 0, expected: Number.POSITIVE_INFINITY, done: resolve }))
     let timer: NodeJS.Timeout | undefined
     try {
-      const receivers = await this.#tier.publish(this.#o.channel, JSON.stringify(message))
+      // In a cluster the presence set is re-read with every publish, so an instance that just joined is waited for.
+      const [receivers] = await Promise.all([this.#tier.publish(this.#o.channel, JSON.stringify(message)), this.#tier.cluster ? this.#announce() : undefined])
       this.#stats.invalidationsPublished++
       const pending = this.#pending.get(id)
       if (!pending) return
-      // Every subscriber but this instance's own acknowledges; acks may already have arrived.
-      pending.expected = receivers - (this.#up ? 1 : 0)
+      // Every other instance acknowledges; acks may already have arrived. PUBLISH counts subscribers exactly on a
+      // standalone server but only those of one node in a cluster, where the presence set counts instead.
+      pending.expected = this.#tier.cluster ? this.#peers - 1 : receivers - (this.#up ? 1 : 0)
       if (pending.acks >= pending.expected) return
       const timedOut = await Promise.race([
         acked.then(() => false),
@@ -122,6 +142,8 @@ export class InvalidationBus {
   }
 
   async close (): Promise<void> {
+    clearInterval(this.#heartbeat)
+    if (this.#tier.cluster) await this.#tier.leave(this.#membersKey, this.#o.instanceId).catch(() => {})
     this.#subscriber.removeAllListeners('close')
     await this.#subscriber.quit().catch(() => this.#subscriber.disconnect())
   }

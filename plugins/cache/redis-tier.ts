@@ -30,9 +30,18 @@ if token ~= ARGV[1] then return 0 end
 redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
 return 1`
 
+// Instances of one cache announce themselves in a sorted set scored by their last heartbeat; in a cluster,
+// PUBLISH counts only the receivers on one node, so this is how a publisher knows how many acks to wait for.
+const PRESENCE_LUA = `
+redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1] - ARGV[3])
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return redis.call('ZCARD', KEYS[1])`
+
 interface ScriptCommands {
   chassisCacheGetBuffer: (numKeys: number, ...keys: string[]) => Promise<Array<Buffer | number>>
   chassisCacheFill: (key: string, token: Buffer, payload: Buffer, px: number) => Promise<number>
+  chassisCachePresence: (key: string, now: number, id: string, ttlMs: number) => Promise<number>
 }
 
 export interface RedisHit {
@@ -71,6 +80,11 @@ export class RedisTier {
     this.#stats = stats
     client.defineCommand('chassisCacheGet', { lua: GET_LUA })
     client.defineCommand('chassisCacheFill', { numberOfKeys: 1, lua: FILL_LUA })
+    client.defineCommand('chassisCachePresence', { numberOfKeys: 1, lua: PRESENCE_LUA })
+  }
+
+  get cluster (): boolean {
+    return this.#cluster
   }
 
   get available (): boolean {
@@ -146,6 +160,15 @@ export class RedisTier {
 
   async getNumbers (keys: string[]): Promise<number[]> {
     return Promise.all(keys.map(async (k) => Number(await this.#run(() => this.client.get(k))) || 0))
+  }
+
+  /** Records this instance as alive and returns how many instances are. */
+  async presence (key: string, id: string, ttlMs: number): Promise<number> {
+    return this.#run(() => this.#scripts.chassisCachePresence(key, Date.now(), id, ttlMs))
+  }
+
+  async leave (key: string, id: string): Promise<void> {
+    await this.#run(() => this.client.zrem(key, id))
   }
 
   async publish (channel: string, message: string): Promise<number> {
