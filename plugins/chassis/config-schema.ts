@@ -12,7 +12,7 @@ export const chassisConfigFragment = {
     SHUTDOWN_DELAY_MS: { type: 'integer', default: 0, minimum: 0, description: 'On SIGTERM, time readiness reports 503 before the server stops accepting' },
     SHUTDOWN_TIMEOUT_MS: { type: 'integer', default: 10000, minimum: 100, description: 'Upper bound of a graceful shutdown; the process exits with code 1 past it' },
     PRESSURE_MAX_EVENT_LOOP_DELAY_MS: { type: 'integer', default: 1000, minimum: 0, description: 'Shed load (503) above this event-loop delay; 0 disables' },
-    PRESSURE_MAX_EVENT_LOOP_UTILIZATION: { type: 'number', default: 0.98, minimum: 0, maximum: 1, description: 'Shed load above this event-loop utilization; 0 disables' },
+    PRESSURE_MAX_EVENT_LOOP_UTILIZATION: { type: 'number', default: 0, minimum: 0, maximum: 1, description: 'Shed load above this event-loop utilization; 0 disables' },
     PRESSURE_MAX_HEAP_USED_BYTES: { type: 'integer', default: 0, minimum: 0, description: 'Shed load above this heap size; 0 disables' },
     PRESSURE_RETRY_AFTER_S: { type: 'integer', default: 10, minimum: 1, description: 'Retry-After sent with a load-shedding 503' }
   }

@@ -1,6 +1,6 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { setTimeout as sleep } from 'node:timers/promises'
+import { setImmediate as yieldToLoop, setTimeout as sleep } from 'node:timers/promises'
 import { buildApp } from './app.js'
 import { loadApiConfig } from './config.js'
 import { migrate } from '../domain/migrate.js'
@@ -12,7 +12,7 @@ test('a PostgreSQL restart under load: no crash, 503s during the outage, full re
   await migrate({ databaseUrl: server.url })
   const config = loadApiConfig({
     dotenv: false,
-    env: { CACHE_ENABLED: 'false', DATABASE_URL: server.url, DB_POOL_MIN: '2', DB_POOL_MAX: '4', DB_CONNECTION_TIMEOUT: '1000', DB_HEALTH_CHECK_INTERVAL: '200', LOG_LEVEL: 'silent' }
+    env: { CACHE_ENABLED: 'false', PRESSURE_MAX_EVENT_LOOP_DELAY_MS: '0', DATABASE_URL: server.url, DB_POOL_MIN: '2', DB_POOL_MAX: '4', DB_CONNECTION_TIMEOUT: '1000', DB_HEALTH_CHECK_INTERVAL: '200', LOG_LEVEL: 'silent' }
   })
   const app = await buildApp(config)
   t.after(() => app.close())
@@ -30,6 +30,7 @@ test('a PostgreSQL restart under load: no crash, 503s during the outage, full re
       const key = res.statusCode === 200 ? '200' : `${res.statusCode} ${String(res.json().code)}`
       seen[phase].set(key, (seen[phase].get(key) ?? 0) + 1)
       if (res.statusCode !== 200) await sleep(5)
+      else await yieldToLoop()
     }
   }
   const workers = Array.from({ length: 8 }, worker)

@@ -43,6 +43,7 @@ export async function createTestSchema (url = TEST_DATABASE_URL): Promise<TestSc
 export function testApiConfig (schema: TestSchema, env: Record<string, string> = {}): ApiConfig {
   return loadApiConfig({
     dotenv: false,
-    env: { DATABASE_URL: schema.url, DB_SCHEMA: schema.schema, DB_POOL_MIN: '1', DB_POOL_MAX: '5', LOG_LEVEL: 'silent', NODE_ENV: 'test', ...env }
+    // Load shedding off: tests drive the event loop hard on purpose and assert on what the features answer.
+    env: { DATABASE_URL: schema.url, DB_SCHEMA: schema.schema, DB_POOL_MIN: '1', DB_POOL_MAX: '5', LOG_LEVEL: 'silent', NODE_ENV: 'test', PRESSURE_MAX_EVENT_LOOP_DELAY_MS: '0', ...env }
   }) as ApiConfig
 }
