@@ -4,7 +4,7 @@ import { decode, encode, stateToken, tombstone, type Envelope } from './codec.js
 import { CacheErrors } from './errors.js'
 import { escapeGlob, globToRegExp } from './glob.js'
 import { InvalidationBus, type Invalidation } from './invalidation-bus.js'
-import { LocalTier } from './local-tier.js'
+import { LocalTier, type LocalEntry } from './local-tier.js'
 import { resolveCacheOptions, type CacheOptions, type ResolvedCacheOptions } from './options.js'
 import { RedisTier } from './redis-tier.js'
 import { CacheCounters, snapshot, type CacheStats } from './stats.js'
@@ -77,14 +77,20 @@ export class CacheManager {
   }
 
   async get<T = unknown> (key: string): Promise<T | undefined> {
-    const full = this.#full(key)
-    const local = this.#localFresh(full)
+    const local = this.#localFresh(key)
     if (local) return local.value as T
-    const [found] = await this.#readRedis([full], this.#seq)
+    const [found] = await this.#readRedis([key], this.#seq)
     return found?.value as T | undefined
   }
 
+  /** The fresh in-process value of `key`, synchronously; undefined sends the caller to `getOrSet`. */
+  peek<T = unknown> (key: string): T | undefined {
+    return this.#localHit(key)?.value as T | undefined
+  }
+
   async getOrSet<T> (key: string, loader: () => Promise<T>, options: GetOrSetOptions = {}): Promise<T> {
+    const local = this.#localHit(key)
+    if (local) return local.value as T
     return (await this.getOrSetWithSource(key, loader, options)).value
   }
 
@@ -96,29 +102,30 @@ export class CacheManager {
   /** Like getOrSet, and says where the value came from: local, redis, loader or stale (loader failed, grace value). */
   async getOrSetWithSource<T> (key: string, loader: () => Promise<T>, options: GetOrSetOptions = {}): Promise<{ value: T, source: CacheSource }> {
     if (this.#closed) throw new CacheErrors.CACHE_CLOSED()
-    const full = this.#full(key)
-    const entry = this.options.localEnabled ? this.#local.get(full) : undefined
-    const usable = entry && this.#tagsCurrent(entry.tags) ? entry : undefined
-    if (usable && usable.freshUntil > Date.now()) {
-      this.#stats.localHits++
-      return { value: usable.value as T, source: 'local' }
+    const hit = this.#localHit(key)
+    if (hit) return { value: hit.value as T, source: 'local' }
+    let stale: LocalEntry | undefined
+    if (this.options.localEnabled) {
+      this.#stats.localMisses++
+      stale = this.#local.getStale(key)
+      if (stale && !this.#tagsCurrent(stale.tags)) stale = undefined
     }
-    if (this.options.localEnabled) this.#stats.localMisses++
-    const running = this.#inflight.get(full)
+    const running = this.#inflight.get(key)
     if (running) {
       this.#stats.coalesced++
       return running as Promise<{ value: T, source: CacheSource }>
     }
-    const load = this.#load(full, loader, options, usable?.value).finally(() => this.#inflight.delete(full))
-    this.#inflight.set(full, load)
+    const load = this.#load(key, loader, options, stale).finally(() => this.#inflight.delete(key))
+    this.#inflight.set(key, load)
     return load as Promise<{ value: T, source: CacheSource }>
   }
 
-  async #load (full: string, loader: () => Promise<unknown>, options: GetOrSetOptions, localStale: unknown): Promise<{ value: unknown, source: CacheSource }> {
+  async #load (key: string, loader: () => Promise<unknown>, options: GetOrSetOptions, localStale: LocalEntry | undefined): Promise<{ value: unknown, source: CacheSource }> {
     const startSeq = this.#seq
+    const full = this.#full(key)
     const ttlMs = (options.ttl ?? this.options.ttl) * 1000
     const graceMs = (options.grace ?? this.options.grace) * 1000
-    let stale: { value: unknown } | undefined = localStale === undefined ? undefined : { value: localStale }
+    let stale: { value: unknown } | undefined = localStale
     let token = stateToken(undefined)
     let redisRead = false
     if (this.#tier) {
@@ -131,7 +138,7 @@ export class CacheManager {
           const freshMs = hit.pttl - envelope.g
           if (freshMs > 0) {
             this.#stats.redisHits++
-            this.#storeLocal(full, envelope.v, envelope.t, freshMs, hit.pttl, hit.bytes.length, startSeq)
+            this.#storeLocal(key, envelope.v, envelope.t, freshMs, hit.pttl, hit.bytes.length, startSeq)
             return { value: envelope.v, source: 'redis' }
           }
           stale ??= { value: envelope.v }
@@ -158,7 +165,7 @@ export class CacheManager {
       this.#stats.loaderLatency.add(performance.now() - started)
     }
     const payload = encode({ v: value, g: graceMs, ...(gens ? { t: gens } : {}) })
-    if (this.#changedSince(full, options.tags, startSeq)) {
+    if (this.#changedSince(key, options.tags, startSeq)) {
       this.#stats.uncachedLoads++
       return { value, source: 'loader' }
     }
@@ -173,7 +180,7 @@ export class CacheManager {
         // Redis failed after the read: keep the value locally only.
       }
     }
-    this.#storeLocal(full, value, gens, ttlMs, ttlMs + graceMs, payload.length, startSeq)
+    this.#storeLocal(key, value, gens, ttlMs, ttlMs + graceMs, payload.length, startSeq)
     return { value, source: 'loader' }
   }
 
@@ -187,8 +194,8 @@ export class CacheManager {
     const ttlMs = (ttlSeconds ?? this.options.ttl) * 1000
     const graceMs = this.options.grace * 1000
     const gens = options.tags && options.tags.length > 0 ? await this.#currentGens(options.tags) : undefined
-    const encoded = list.map(([key, value]) => ({ key: this.#full(key), value, payload: encode({ v: value, g: graceMs, ...(gens ? { t: gens } : {}) }), pxMs: ttlMs + graceMs }))
-    const keys = encoded.map((e) => e.key)
+    const encoded = list.map(([key, value]) => ({ local: key, key: this.#full(key), value, payload: encode({ v: value, g: graceMs, ...(gens ? { t: gens } : {}) }), pxMs: ttlMs + graceMs }))
+    const keys = encoded.map((e) => e.local)
     this.#record({ keys })
     if (this.#tier) {
       try {
@@ -197,21 +204,20 @@ export class CacheManager {
         this.#queue({ keys })
       }
     }
-    for (const e of encoded) this.#storeLocal(e.key, e.value, gens, ttlMs, ttlMs + graceMs, e.payload.length, this.#seq)
+    for (const e of encoded) this.#storeLocal(e.local, e.value, gens, ttlMs, ttlMs + graceMs, e.payload.length, this.#seq)
     await this.#publish({ keys })
   }
 
   async mget<T = unknown> (keys: string[]): Promise<Array<T | undefined>> {
     const out = new Array<T | undefined>(keys.length)
-    const missing: Array<{ i: number, full: string }> = []
+    const missing: Array<{ i: number, key: string }> = []
     keys.forEach((key, i) => {
-      const full = this.#full(key)
-      const local = this.#localFresh(full)
+      const local = this.#localFresh(key)
       if (local) out[i] = local.value as T
-      else missing.push({ i, full })
+      else missing.push({ i, key })
     })
     if (missing.length > 0) {
-      const found = await this.#readRedis(missing.map((m) => m.full), this.#seq)
+      const found = await this.#readRedis(missing.map((m) => m.key), this.#seq)
       missing.forEach((m, j) => { out[m.i] = found[j]?.value as T | undefined })
     }
     return out
@@ -233,8 +239,8 @@ export class CacheManager {
 
   /** Keys, patterns and tags in one go, with one message to the other instances. */
   async invalidate (what: { keys?: string[], patterns?: string[], tags?: string[] }): Promise<void> {
-    const keys = (what.keys ?? []).map((k) => this.#full(k))
-    const patterns = (what.patterns ?? []).map((p) => escapeGlob(this.options.prefix) + p)
+    const keys = what.keys ?? []
+    const patterns = what.patterns ?? []
     const tags = what.tags ?? []
     const tagGens: Record<string, number> = {}
     if (tags.length > 0) {
@@ -278,7 +284,7 @@ export class CacheManager {
 
   /** Ms the in-process copy of `key` has left (0 when absent); for operators and tests. */
   localTtl (key: string): number {
-    return this.#local.remainingTtl(this.#full(key))
+    return this.#local.remainingTtl(key)
   }
 
   /** Stops the invalidation bus; the Redis client belongs to the caller. */
@@ -289,6 +295,7 @@ export class CacheManager {
     await this.#bus?.close()
   }
 
+  /** The Redis key; the local tier, the history and bus messages use keys without the prefix. */
   #full (key: string): string {
     return this.options.prefix + key
   }
@@ -297,24 +304,30 @@ export class CacheManager {
     return `${this.options.prefix}__tag:${tag}`
   }
 
-  #localFresh (full: string): { value: unknown } | undefined {
-    if (!this.options.localEnabled) return undefined
-    const entry = this.#local.get(full)
-    if (entry && entry.freshUntil > Date.now() && this.#tagsCurrent(entry.tags)) {
+  /** A fresh local entry (counted as a hit), without counting a miss: the caller goes on to the next tier. */
+  #localHit (key: string): { value: unknown } | undefined {
+    if (this.#closed || !this.options.localEnabled) return undefined
+    const entry = this.#local.get(key)
+    if (entry !== undefined && (entry.tags === undefined || this.#tagsCurrent(entry.tags))) {
       this.#stats.localHits++
       return entry
     }
-    this.#stats.localMisses++
     return undefined
   }
 
-  async #readRedis (fulls: string[], startSeq: number): Promise<Array<{ value: unknown } | undefined>> {
-    if (!this.#tier) return fulls.map(() => undefined)
+  #localFresh (key: string): { value: unknown } | undefined {
+    const hit = this.#localHit(key)
+    if (!hit && this.options.localEnabled) this.#stats.localMisses++
+    return hit
+  }
+
+  async #readRedis (keys: string[], startSeq: number): Promise<Array<{ value: unknown } | undefined>> {
+    if (!this.#tier) return keys.map(() => undefined)
     let hits
     try {
-      hits = await this.#tier.getMany(fulls)
+      hits = await this.#tier.getMany(keys.map((k) => this.#full(k)))
     } catch {
-      return fulls.map(() => undefined)
+      return keys.map(() => undefined)
     }
     const out: Array<{ value: unknown } | undefined> = []
     for (const [i, hit] of hits.entries()) {
@@ -326,7 +339,7 @@ export class CacheManager {
         continue
       }
       this.#stats.redisHits++
-      this.#storeLocal(fulls[i] as string, envelope.v, envelope.t, hit.pttl - envelope.g, hit.pttl, hit.bytes.length, startSeq)
+      this.#storeLocal(keys[i] as string, envelope.v, envelope.t, hit.pttl - envelope.g, hit.pttl, hit.bytes.length, startSeq)
       out.push({ value: envelope.v })
     }
     return out
@@ -339,11 +352,11 @@ export class CacheManager {
   }
 
   /** A local copy stays fresh at most localTtl and is gone no later than the Redis entry. */
-  #storeLocal (full: string, value: unknown, tags: Record<string, number> | undefined, freshMs: number, totalMs: number, size: number, startSeq: number): void {
-    if (!this.options.localEnabled || this.#changedSince(full, tags ? Object.keys(tags) : undefined, startSeq)) return
+  #storeLocal (key: string, value: unknown, tags: Record<string, number> | undefined, freshMs: number, totalMs: number, size: number, startSeq: number): void {
+    if (!this.options.localEnabled || this.#changedSince(key, tags ? Object.keys(tags) : undefined, startSeq)) return
     const fresh = Math.min(freshMs, this.options.localTtl * 1000)
     const lifetime = Math.min(totalMs, fresh + (totalMs - freshMs))
-    this.#local.set(full, { value, freshUntil: Date.now() + fresh, tags }, lifetime, size)
+    this.#local.set(key, { value, staleUntil: Date.now() + lifetime, tags }, fresh, size)
   }
 
   #tagsCurrent (tags: Record<string, number> | undefined, known?: Record<string, number>): boolean {
@@ -383,23 +396,23 @@ export class CacheManager {
     if (this.#history.length > HISTORY) this.#history.shift()
   }
 
-  /** True when an invalidation that touches `full` arrived after `seq`: a value read before it must not be cached. */
-  #changedSince (full: string, tags: string[] | undefined, seq: number): boolean {
+  /** True when an invalidation that touches `key` arrived after `seq`: a value read before it must not be cached. */
+  #changedSince (key: string, tags: string[] | undefined, seq: number): boolean {
     if (seq === this.#seq) return false
     const oldest = this.#history[0]
     if (!oldest || oldest.seq > seq + 1) return true
     for (let i = this.#history.length - 1; i >= 0; i--) {
       const c = this.#history[i] as Change
       if (c.seq <= seq) break
-      if (c.all || c.keys?.has(full) || c.patterns?.some((re) => re.test(full)) || (tags && c.tags?.some((t) => tags.includes(t)))) return true
+      if (c.all || c.keys?.has(key) || c.patterns?.some((re) => re.test(key)) || (tags && c.tags?.some((t) => tags.includes(t)))) return true
     }
     return false
   }
 
   async #invalidateRedis (what: { keys?: string[], patterns?: string[] }): Promise<void> {
     const tier = this.#tier as RedisTier
-    if (what.keys && what.keys.length > 0) await tier.bury(what.keys, tombstone, this.options.tombstoneTtl * 1000)
-    for (const pattern of what.patterns ?? []) await tier.deleteMatching(pattern)
+    if (what.keys && what.keys.length > 0) await tier.bury(what.keys.map((k) => this.#full(k)), tombstone, this.options.tombstoneTtl * 1000)
+    for (const pattern of what.patterns ?? []) await tier.deleteMatching(escapeGlob(this.options.prefix) + pattern)
   }
 
   async #publish (inv: Invalidation): Promise<void> {
@@ -423,7 +436,7 @@ export class CacheManager {
     this.#pending = []
     this.#pendingOverflow = false
     try {
-      if (overflow) await this.#invalidateRedis({ patterns: [escapeGlob(this.options.prefix) + '*'] })
+      if (overflow) await this.#invalidateRedis({ patterns: ['*'] })
       for (const inv of pending) {
         await this.#invalidateRedis(inv)
         const tags = Object.keys(inv.tags ?? {})

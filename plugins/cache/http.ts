@@ -27,11 +27,17 @@ function matches (ifNoneMatch: string | undefined, etag: string): boolean {
  * its ETag, so a hit costs no serialization; If-None-Match gets 304. `x-cache` tells the operator where it came from.
  */
 export async function sendCached (cache: CacheManager, request: FastifyRequest, reply: FastifyReply, options: SendCachedOptions, load: () => Promise<unknown>): Promise<FastifyReply> {
+  const local = cache.peek<CachedResponse>(options.key)
+  if (local) return respond(request, reply, local, 'local')
   const { value, source } = await cache.getOrSetWithSource<CachedResponse>(options.key, async () => {
     const body = Buffer.from(reply.serialize(await load()) as string)
     return { body, etag: `"${createHash('sha1').update(body).digest('base64url')}"` }
   }, { ...(options.ttl !== undefined ? { ttl: options.ttl } : {}), ...(options.tags ? { tags: options.tags } : {}) })
-  void reply.header('etag', value.etag).header('x-cache', SOURCE_HEADER[source]).header('cache-control', 'no-cache')
+  return respond(request, reply, value, source)
+}
+
+function respond (request: FastifyRequest, reply: FastifyReply, value: CachedResponse, source: CacheSource): FastifyReply {
+  void reply.headers({ etag: value.etag, 'x-cache': SOURCE_HEADER[source], 'cache-control': 'no-cache' })
   if (matches(request.headers['if-none-match'], value.etag)) return reply.code(304).send()
-  return reply.type('application/json; charset=utf-8').send(value.body)
+  return reply.header('content-type', 'application/json; charset=utf-8').send(value.body)
 }

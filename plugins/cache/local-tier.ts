@@ -2,12 +2,16 @@ import { LRUCache } from 'lru-cache'
 
 export interface LocalEntry {
   value: unknown
-  /** Epoch ms until which the entry is fresh; after it, it is stale until the LRU drops it. */
-  freshUntil: number
+  /** Epoch ms after which even a stale copy must not be served (its grace, never past the Redis TTL). */
+  staleUntil: number
   tags: Record<string, number> | undefined
 }
 
-/** The in-process tier: bounded in entries and bytes, least recently used evicted first, expiry checked lazily. */
+/**
+ * The in-process tier: bounded in entries and bytes, least recently used evicted first, expiry checked lazily.
+ * The LRU's own TTL is the fresh period (its clock is cached, so a hit reads no system clock); a stale entry stays
+ * until evicted so it can be served within its grace when a loader fails.
+ */
 export class LocalTier {
   readonly #lru: LRUCache<string, LocalEntry>
   readonly maxEntries: number
@@ -21,22 +25,30 @@ export class LocalTier {
       maxSize: maxBytes,
       ttlAutopurge: false,
       allowStale: false,
+      noDeleteOnStaleGet: true,
       updateAgeOnGet: false,
       dispose: (_value, _key, reason) => { if (reason === 'evict') onEvict() }
     })
   }
 
+  /** A fresh entry, or undefined. */
   get (key: string): LocalEntry | undefined {
     return this.#lru.get(key)
   }
 
-  /** `ttlMs` is when the entry must be gone (fresh plus grace, never past the Redis TTL); `size` its encoded bytes. */
-  set (key: string, entry: LocalEntry, ttlMs: number, size: number): void {
-    if (ttlMs <= 0 || size > this.maxBytes) {
+  /** An entry past its fresh period but within its grace. */
+  getStale (key: string): LocalEntry | undefined {
+    const entry = this.#lru.get(key, { allowStale: true })
+    return entry !== undefined && entry.staleUntil > Date.now() ? entry : undefined
+  }
+
+  /** `freshMs` is the fresh period; `size` the encoded bytes. */
+  set (key: string, entry: LocalEntry, freshMs: number, size: number): void {
+    if (freshMs <= 0 || size > this.maxBytes) {
       this.#lru.delete(key)
       return
     }
-    this.#lru.set(key, entry, { ttl: Math.ceil(ttlMs), size: Math.max(1, size) })
+    this.#lru.set(key, entry, { ttl: Math.ceil(freshMs), size: Math.max(1, size) })
   }
 
   delete (key: string): void {

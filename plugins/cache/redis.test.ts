@@ -130,7 +130,12 @@ test('pattern deletion uses SCAN and UNLINK and an escaped id cannot widen it', 
   const [a, b] = await instances(2) as [CacheManager, CacheManager]
   await a.mset(Array.from({ length: 3000 }, (_, i) => [`lead:${i}:profile`, i] as [string, unknown]))
   await a.set('lead:*:profile', 'star')
+  const calls = async (cmd: string): Promise<number> => Number(new RegExp(`cmdstat_${cmd}:calls=(\\d+)`).exec(await admin.info('commandstats'))?.[1] ?? 0)
+  const [keysBefore, scanBefore, unlinkBefore] = [await calls('keys'), await calls('scan'), await calls('unlink')]
   await a.deletePattern(cachePattern`lead:${'*'}:*`)
+  assert.equal(await calls('keys'), keysBefore, 'never KEYS')
+  assert.ok(await calls('scan') > scanBefore, 'SCAN')
+  assert.ok(await calls('unlink') > unlinkBefore, 'UNLINK')
   assert.equal(await b.get('lead:*:profile'), undefined)
   assert.equal(await b.get('lead:7:profile'), 7, 'the escaped star matched only itself')
   await a.deletePattern('lead:*')

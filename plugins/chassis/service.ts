@@ -4,6 +4,7 @@ import underPressure from '@fastify/under-pressure'
 import type { ChassisConfig } from './config-schema.js'
 import { formatSchemaErrors, installErrorHandling } from './error-handler.js'
 import { healthPlugin } from './health.js'
+import { lazyChildLogger } from './lazy-logger.js'
 
 /** A step that registers something on the app: a shared plugin, a route module, a hook. */
 export type Registrar = (app: FastifyInstance) => unknown
@@ -61,11 +62,19 @@ export async function buildService (def: ServiceDefinition): Promise<FastifyInst
     },
     ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', useDefaults: true, allErrors: false } },
     schemaErrorFormatter: formatSchemaErrors,
+    childLoggerFactory: lazyChildLogger,
     return503OnClosing: true
   }) as unknown as FastifyInstance
 
-  app.addHook('onRequest', async (request, reply) => {
+  // Callback-style hooks: no promise per request on the hot path.
+  app.addHook('onRequest', (request, reply, done) => {
     void reply.header('x-request-id', request.id)
+    done()
+  })
+  // Keep-alive connections would hold close() open after their in-flight request: ask clients to hang up.
+  app.addHook('onSend', (_request, reply, payload, done) => {
+    if (app.health.shuttingDown) void reply.header('connection', 'close')
+    done(null, payload)
   })
   installErrorHandling(app)
   // A JSON API: a text body is answered 415, not parsed into a string that fails validation later.
@@ -78,11 +87,7 @@ export async function buildService (def: ServiceDefinition): Promise<FastifyInst
     retryAfter: config.PRESSURE_RETRY_AFTER_S
   })
   await app.register(healthPlugin, { timeoutMs: config.HEALTH_CHECK_TIMEOUT_MS })
-  // Keep-alive connections would hold close() open after their in-flight request: ask clients to hang up.
   app.addHook('preClose', async () => app.health.markShuttingDown())
-  app.addHook('onSend', async (_request, reply) => {
-    if (app.health.shuttingDown) void reply.header('connection', 'close')
-  })
 
   for (const register of def.plugins ?? []) await register(app)
   for (const register of def.routes ?? []) await register(app)

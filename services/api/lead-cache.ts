@@ -1,4 +1,3 @@
-import { argsKey } from '../../plugins/cache/index.js'
 import type { Lead, LeadListQuery } from '../domain/lead-schemas.js'
 
 /**
@@ -10,9 +9,10 @@ export function leadKey (id: string): string {
   return `http:leads:id:${id}`
 }
 
+/** Every part is an enum, a number or a base64url cursor (schema-checked), so `|` cannot occur inside one. */
 export function listKey (query: LeadListQuery): string {
   const { status, product, state, minScore, sort, limit, cursor } = query
-  return `http:leads:list:${argsKey([status ?? null, product ?? null, state ?? null, minScore ?? null, sort, limit, cursor ?? null])}`
+  return `http:leads:list:${status ?? ''}|${product ?? ''}|${state ?? ''}|${minScore ?? ''}|${sort}|${limit}|${cursor ?? ''}`
 }
 
 function listTag (status: string, product: string, state: string): string {

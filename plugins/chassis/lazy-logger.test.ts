@@ -1,0 +1,29 @@
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { Writable } from 'node:stream'
+import pino from 'pino'
+import { lazyChildLogger } from './lazy-logger.js'
+
+function capture (level: string) {
+  const lines: Array<Record<string, unknown>> = []
+  const stream = new Writable({ write (chunk: Buffer, _enc, done) { lines.push(JSON.parse(chunk.toString())); done() } })
+  return { logger: pino({ level }, stream), lines }
+}
+
+test('a request logger logs with its bindings at enabled levels and not below', async () => {
+  const { logger, lines } = capture('warn')
+  const child = lazyChildLogger(logger, { reqId: 'r1' }, {})
+  child.info('hidden')
+  child.warn({ a: 1 }, 'shown')
+  await new Promise((resolve) => setImmediate(resolve))
+  assert.equal(lines.length, 1)
+  assert.equal(lines[0]?.reqId, 'r1')
+  assert.equal(lines[0]?.msg, 'shown')
+  assert.equal(lines[0]?.a, 1)
+  assert.equal(child.level, 'warn')
+  const grandchild = child.child({ step: 'x' })
+  grandchild.error('deep')
+  await new Promise((resolve) => setImmediate(resolve))
+  assert.equal(lines[1]?.reqId, 'r1')
+  assert.equal(lines[1]?.step, 'x')
+})

@@ -1,0 +1,72 @@
+import { spawn, type ChildProcess } from 'node:child_process'
+import { join } from 'node:path'
+import { setTimeout as sleep } from 'node:timers/promises'
+import autocannon from 'autocannon'
+import { projectRoot } from '../../services/domain/paths.js'
+
+export interface Service {
+  url: string
+  child: ChildProcess
+  stop: () => Promise<void>
+}
+
+/** Starts a service entry in its own process (the load generator must not share its event loop). */
+export async function startService (entry: string, env: Record<string, string>, port: number): Promise<Service> {
+  const child = spawn(process.execPath, [join(projectRoot, entry)], {
+    cwd: projectRoot,
+    env: { PATH: process.env.PATH ?? '', LOG_LEVEL: 'warn', PORT: String(port), ...env },
+    stdio: ['ignore', 'ignore', 'inherit']
+  })
+  const url = `http://127.0.0.1:${port}`
+  for (let i = 0; i < 200; i++) {
+    if (child.exitCode !== null) throw new Error(`${entry} exited with ${child.exitCode}`)
+    if (await fetch(`${url}/health/ready`).then((r) => r.ok, () => false)) break
+    await sleep(50)
+  }
+  return {
+    url,
+    child,
+    stop: async () => {
+      if (child.exitCode !== null) return
+      const exited = new Promise((resolve) => child.once('exit', resolve))
+      child.kill('SIGTERM')
+      await exited
+    }
+  }
+}
+
+export interface LoadResult {
+  rps: number
+  avgMs: number
+  p50Ms: number
+  p99Ms: number
+  errors: number
+  non2xx: number
+}
+
+export async function load (url: string, connections: number, durationS: number): Promise<LoadResult> {
+  const r = await autocannon({ url, connections, duration: durationS, pipelining: 1 })
+  return { rps: r.requests.average, avgMs: r.latency.average, p50Ms: r.latency.p50, p99Ms: r.latency.p99, errors: r.errors + r.timeouts, non2xx: r.non2xx }
+}
+
+export function median (values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b)
+  const mid = Math.floor(sorted.length / 2)
+  return sorted.length % 2 === 1 ? (sorted[mid] as number) : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2
+}
+
+/** Operations per second of `op`, run `n` times with `concurrency` in flight. */
+export async function opsPerSecond (n: number, concurrency: number, op: (i: number) => unknown): Promise<number> {
+  let next = 0
+  const started = performance.now()
+  await Promise.all(Array.from({ length: concurrency }, async () => {
+    while (next < n) await op(next++)
+  }))
+  return n / ((performance.now() - started) / 1000)
+}
+
+export function table (rows: Array<Record<string, string | number>>): string {
+  const headers = Object.keys(rows[0] ?? {})
+  const line = (cells: Array<string | number>) => `| ${cells.join(' | ')} |`
+  return [line(headers), line(headers.map(() => '---')), ...rows.map((r) => line(headers.map((h) => r[h] ?? '')))].join('\n')
+}
