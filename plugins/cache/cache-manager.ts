@@ -1,5 +1,5 @@
 import type { RedisClient } from '../redis/index.js'
-import { CircuitBreaker, type BreakerState } from './breaker.js'
+import { CircuitBreaker, type BreakerState } from '../redis/index.js'
 import { decode, encode, stateToken, tombstone, type Envelope } from './codec.js'
 import { CacheErrors } from './errors.js'
 import { escapeGlob, globToRegExp } from './glob.js'
@@ -445,6 +445,8 @@ export class CacheManager {
     } catch {
       this.#pending = pending.concat(this.#pending)
       this.#pendingOverflow ||= overflow
+      // Redis may be back for the bus but not yet for commands (breaker cooling down): try again shortly.
+      if (!this.#closed) setTimeout(() => { void this.#replay() }, 250).unref()
     }
   }
 

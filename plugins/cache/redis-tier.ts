@@ -1,7 +1,7 @@
 import calculateSlot from 'cluster-key-slot'
 import type { Redis } from 'ioredis'
 import { isCluster, type RedisClient } from '../redis/index.js'
-import type { CircuitBreaker } from './breaker.js'
+import type { CircuitBreaker } from '../redis/index.js'
 import { CacheErrors } from './errors.js'
 import type { CacheCounters } from './stats.js'
 

@@ -1,4 +1,4 @@
-import type { BreakerState } from './breaker.js'
+import type { BreakerState } from '../redis/index.js'
 
 class Latency {
   count = 0

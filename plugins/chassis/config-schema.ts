@@ -6,6 +6,7 @@ export const chassisConfigFragment = {
     NODE_ENV: { type: 'string', default: 'production', enum: ['production', 'development', 'test'], description: 'Runtime mode' },
     HOST: { type: 'string', default: '127.0.0.1', description: 'Address to listen on (0.0.0.0 in containers)' },
     PORT: { type: 'integer', default: 3000, minimum: 0, maximum: 65535, description: 'Port to listen on' },
+    TRUST_PROXY: { type: 'string', default: '', description: 'Comma-separated CIDRs of proxies whose X-Forwarded-For is believed (empty: none)' },
     LOG_LEVEL: { type: 'string', default: 'info', enum: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], description: 'pino log level' },
     BODY_LIMIT_BYTES: { type: 'integer', default: 1048576, minimum: 1024, description: 'Largest request body accepted; larger bodies get 413' },
     HEALTH_CHECK_TIMEOUT_MS: { type: 'integer', default: 2000, minimum: 1, description: 'Time budget of each dependency check in /health/ready' },
@@ -22,6 +23,7 @@ export interface ChassisConfig {
   NODE_ENV: 'production' | 'development' | 'test'
   HOST: string
   PORT: number
+  TRUST_PROXY: string
   LOG_LEVEL: string
   BODY_LIMIT_BYTES: number
   HEALTH_CHECK_TIMEOUT_MS: number

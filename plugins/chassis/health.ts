@@ -1,5 +1,5 @@
 import fp from 'fastify-plugin'
-import type { FastifyInstance } from 'fastify'
+import type { FastifyContextConfig, FastifyInstance } from 'fastify'
 import { ChassisErrors } from './errors.js'
 
 /** A dependency the readiness probe checks. The check rejects (or throws) when the dependency is down. */
@@ -112,9 +112,11 @@ export const healthPlugin = fp(async (app: FastifyInstance, opts: { timeoutMs: n
   app.decorate('health', new HealthRegistry(opts.timeoutMs))
 
   // Liveness must not fail under load: the load-shedding hook lets it through.
-  app.get('/health/live', { config: { pressureHandler: () => undefined }, logLevel: 'warn' }, async () => ({ status: 'ok' }))
+  // Probes are never shed or rate limited (the rate-limit plugin reads `rateLimit: false`).
+  const probe = { pressureHandler: () => undefined, rateLimit: false } as FastifyContextConfig
+  app.get('/health/live', { config: probe, logLevel: 'warn' }, async () => ({ status: 'ok' }))
 
-  app.get('/health/ready', { logLevel: 'warn', schema: { response: { 200: reportSchema, 503: reportSchema } } }, async (_req, reply) => {
+  app.get('/health/ready', { config: { rateLimit: false } as FastifyContextConfig, logLevel: 'warn', schema: { response: { 200: reportSchema, 503: reportSchema } } }, async (_req, reply) => {
     const report = await app.health.report()
     if (report.status === 'unavailable' || report.status === 'shutting_down') reply.code(503).header('retry-after', '5')
     return report

@@ -63,7 +63,9 @@ export async function buildService (def: ServiceDefinition): Promise<FastifyInst
     ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', useDefaults: true, allErrors: false } },
     schemaErrorFormatter: formatSchemaErrors,
     childLoggerFactory: lazyChildLogger,
-    return503OnClosing: true
+    return503OnClosing: true,
+    // The client address comes from X-Forwarded-For only when the direct peer is a trusted proxy.
+    trustProxy: config.TRUST_PROXY.trim() === '' ? false : config.TRUST_PROXY.split(',').map((s) => s.trim()).filter(Boolean)
   }) as unknown as FastifyInstance
 
   // Callback-style hooks: no promise per request on the hot path.

@@ -107,7 +107,7 @@ async function http (): Promise<{ rows: Array<Record<string, string | number>>, 
     log(`seeding ${Number(args.leads) - (count?.n ?? 0)} leads into schema ${SCHEMA}`)
     await seed({ databaseUrl: DATABASE_URL, schema: SCHEMA, count: Number(args.leads) - (count?.n ?? 0) })
   }
-  const env = { DATABASE_URL, DB_SCHEMA: SCHEMA, REDIS_URL, CACHE_PREFIX: `bench:${process.pid}:http:` }
+  const env = { DATABASE_URL, DB_SCHEMA: SCHEMA, REDIS_URL, CACHE_PREFIX: `bench:${process.pid}:http:`, RATE_LIMIT_ENABLED: 'false' }
   const cached = await startService('dist/services/api/main.js', { ...env, CACHE_ENABLED: 'true' }, await freePort())
   const uncached = await startService('dist/services/api/main.js', { ...env, CACHE_ENABLED: 'false' }, await freePort())
   const ceiling = await startService('dist/scripts/bench/ceiling-server.js', { BENCH_SOURCE_URL: `${cached.url}/api/v1/leads` }, await freePort())

@@ -3,6 +3,7 @@ import { buildService, type ServiceDefinition } from '../../plugins/chassis/inde
 import { dbPoolPlugin, poolOptionsFromConfig, type ConnectionPool } from '../../plugins/db-pool/index.js'
 import { redisPlugin, type RedisClient } from '../../plugins/redis/index.js'
 import { cacheOptionsFromConfig, cachePlugin } from '../../plugins/cache/index.js'
+import { rateLimitOptionsFromConfig, rateLimitPlugin } from '../../plugins/rate-limit/index.js'
 import type { ApiConfig } from './config.js'
 import { leadRoutes } from './routes/leads.js'
 
@@ -25,7 +26,8 @@ export async function buildApp (config: ApiConfig, options: BuildApiOptions = {}
       (app) => app.register(redisPlugin, options.redis
         ? { client: options.redis }
         : { ...(config.REDIS_URL ? { url: config.REDIS_URL } : {}), cluster: config.REDIS_CLUSTER, commandTimeoutMs: config.REDIS_COMMAND_TIMEOUT_MS }),
-      (app) => app.register(cachePlugin, cacheOptionsFromConfig(config))
+      (app) => app.register(cachePlugin, cacheOptionsFromConfig(config)),
+      (app) => config.RATE_LIMIT_ENABLED && app.register(rateLimitPlugin, rateLimitOptionsFromConfig(config))
     ],
     routes: [
       (app) => app.register(leadRoutes, { prefix: '/api/v1/leads', bodyLimit: config.LEAD_BODY_LIMIT_BYTES, cache: config.CACHE_ENABLED })

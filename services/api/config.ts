@@ -2,6 +2,7 @@ import { chassisConfigFragment, composeSchema, loadConfig, type ChassisConfig, t
 import { dbPoolConfigFragment, type DbPoolConfig } from '../../plugins/db-pool/index.js'
 import { redisConfigFragment, type RedisConfig } from '../../plugins/redis/index.js'
 import { cacheConfigFragment, type CacheConfig } from '../../plugins/cache/index.js'
+import { rateLimitConfigFragment, type RateLimitConfig } from '../../plugins/rate-limit/index.js'
 
 const apiFragment = {
   properties: {
@@ -10,9 +11,9 @@ const apiFragment = {
   }
 } as const satisfies ConfigFragment
 
-export const apiConfigSchema = composeSchema(chassisConfigFragment, dbPoolConfigFragment, redisConfigFragment, cacheConfigFragment, apiFragment)
+export const apiConfigSchema = composeSchema(chassisConfigFragment, dbPoolConfigFragment, redisConfigFragment, cacheConfigFragment, rateLimitConfigFragment, apiFragment)
 
-export interface ApiConfig extends ChassisConfig, DbPoolConfig, RedisConfig, CacheConfig {
+export interface ApiConfig extends ChassisConfig, DbPoolConfig, RedisConfig, CacheConfig, RateLimitConfig {
   LEAD_BODY_LIMIT_BYTES: number
 }
 

@@ -12,7 +12,7 @@ test('a PostgreSQL restart under load: no crash, 503s during the outage, full re
   await migrate({ databaseUrl: server.url })
   const config = loadApiConfig({
     dotenv: false,
-    env: { CACHE_ENABLED: 'false', PRESSURE_MAX_EVENT_LOOP_DELAY_MS: '0', DATABASE_URL: server.url, DB_POOL_MIN: '2', DB_POOL_MAX: '4', DB_CONNECTION_TIMEOUT: '1000', DB_HEALTH_CHECK_INTERVAL: '200', LOG_LEVEL: 'silent' }
+    env: { CACHE_ENABLED: 'false', RATE_LIMIT_ENABLED: 'false', PRESSURE_MAX_EVENT_LOOP_DELAY_MS: '0', DATABASE_URL: server.url, DB_POOL_MIN: '2', DB_POOL_MAX: '4', DB_CONNECTION_TIMEOUT: '1000', DB_HEALTH_CHECK_INTERVAL: '200', LOG_LEVEL: 'silent' }
   })
   const app = await buildApp(config)
   t.after(() => app.close())

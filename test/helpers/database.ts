@@ -44,6 +44,6 @@ export function testApiConfig (schema: TestSchema, env: Record<string, string> =
   return loadApiConfig({
     dotenv: false,
     // Load shedding off: tests drive the event loop hard on purpose and assert on what the features answer.
-    env: { DATABASE_URL: schema.url, DB_SCHEMA: schema.schema, DB_POOL_MIN: '1', DB_POOL_MAX: '5', LOG_LEVEL: 'silent', NODE_ENV: 'test', PRESSURE_MAX_EVENT_LOOP_DELAY_MS: '0', ...env }
+    env: { DATABASE_URL: schema.url, DB_SCHEMA: schema.schema, DB_POOL_MIN: '1', DB_POOL_MAX: '5', LOG_LEVEL: 'silent', NODE_ENV: 'test', PRESSURE_MAX_EVENT_LOOP_DELAY_MS: '0', RATE_LIMIT_ENABLED: 'false', ...env }
   }) as ApiConfig
 }

@@ -1,0 +1,36 @@
+import type { ConfigFragment } from '../chassis/index.js'
+
+export const rateLimitConfigFragment = {
+  properties: {
+    RATE_LIMIT_ENABLED: { type: 'boolean', default: true, description: 'Apply rate limits (false: no limiter, e.g. for benchmarks of other parts)' },
+    RATE_LIMIT_WINDOW_MS: { type: 'integer', default: 60000, minimum: 1, description: 'Window of the default preset in ms' },
+    RATE_LIMIT_MAX_REQUESTS: { type: 'integer', default: 100, minimum: 1, description: 'Requests the default preset admits per window' },
+    RATE_LIMIT_PREFIX: { type: 'string', default: 'rl:', description: 'Prefix of rate-limit keys in Redis' },
+    RATE_LIMIT_ALLOWLIST: { type: 'string', default: '', description: 'Comma-separated CIDRs or addresses never limited (internal services)' },
+    RATE_LIMIT_ON_STORE_FAILURE: { type: 'string', default: 'open', enum: ['open', 'closed'], description: 'With Redis down: open limits per instance in memory, closed answers 503' }
+  }
+} as const satisfies ConfigFragment
+
+export interface RateLimitConfig {
+  RATE_LIMIT_ENABLED: boolean
+  RATE_LIMIT_WINDOW_MS: number
+  RATE_LIMIT_MAX_REQUESTS: number
+  RATE_LIMIT_PREFIX: string
+  RATE_LIMIT_ALLOWLIST: string
+  RATE_LIMIT_ON_STORE_FAILURE: 'open' | 'closed'
+  REDIS_COMMAND_TIMEOUT_MS: number
+}
+
+export function rateLimitOptionsFromConfig (config: RateLimitConfig): import('./plugin.js').RateLimitPluginOptions {
+  const onStoreFailure = config.RATE_LIMIT_ON_STORE_FAILURE
+  return {
+    prefix: config.RATE_LIMIT_PREFIX,
+    timeoutMs: config.REDIS_COMMAND_TIMEOUT_MS,
+    allowList: config.RATE_LIMIT_ALLOWLIST.split(',').map((s) => s.trim()).filter(Boolean),
+    presets: {
+      default: { windowMs: config.RATE_LIMIT_WINDOW_MS, limit: config.RATE_LIMIT_MAX_REQUESTS, onStoreFailure },
+      apiKey: { onStoreFailure },
+      strict: { onStoreFailure }
+    }
+  }
+}

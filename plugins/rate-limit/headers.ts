@@ -1,0 +1,23 @@
+import type { FastifyReply } from 'fastify'
+import type { Decision } from './rate-limiter.js'
+
+/**
+ * X-RateLimit-Limit/Remaining/Reset (Reset in Unix epoch seconds, as the specification shows) for the binding
+ * policy, and the IETF draft's RateLimit-Policy and RateLimit fields (draft-ietf-httpapi-ratelimit-headers) for
+ * every policy. On refusal, Retry-After is the real number of seconds until the request would be admitted.
+ */
+export function setRateLimitHeaders (reply: FastifyReply, decision: Decision, nowMs = Date.now()): void {
+  const b = decision.binding
+  if (!b) return
+  const policies = decision.results.map((r) => `"${r.policy.name}";q=${r.policy.limit};w=${Math.ceil(r.policy.windowMs / 1000)}`).join(', ')
+  const state = decision.results.map((r) => `"${r.policy.name}";r=${r.remaining};t=${Math.ceil((r.allowed ? r.resetMs : r.retryAfterMs) / 1000)}`).join(', ')
+  const waitMs = decision.allowed ? b.resetMs : b.retryAfterMs
+  void reply.headers({
+    'x-ratelimit-limit': b.policy.limit,
+    'x-ratelimit-remaining': decision.allowed ? b.remaining : 0,
+    'x-ratelimit-reset': Math.ceil((nowMs + waitMs) / 1000),
+    'ratelimit-policy': policies,
+    ratelimit: state
+  })
+  if (!decision.allowed) void reply.header('retry-after', Math.max(1, Math.ceil(b.retryAfterMs / 1000)))
+}

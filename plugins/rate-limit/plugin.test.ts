@@ -1,0 +1,91 @@
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import type { FastifyInstance } from 'fastify'
+import { buildService, chassisConfigFragment, composeSchema, loadConfig, type ChassisConfig } from '../chassis/index.js'
+import { rateLimitPlugin, type RateLimitPluginOptions } from './plugin.js'
+
+async function build (t: { after: (fn: () => Promise<void>) => void }, options: RateLimitPluginOptions = {}, env: Record<string, string> = {}): Promise<FastifyInstance> {
+  const config = loadConfig<ChassisConfig>(composeSchema(chassisConfigFragment), { env: { LOG_LEVEL: 'silent', ...env }, dotenv: false })
+  const app = await buildService({
+    name: 'rl-test',
+    config,
+    plugins: [(a) => a.register(rateLimitPlugin, { global: { name: 'global', limit: 3, windowMs: 60000 }, ...options })],
+    routes: [(a) => {
+      a.get('/open', async () => ({ ok: true }))
+      a.get('/free', { config: { rateLimit: false } }, async () => ({ ok: true }))
+      a.get('/admin', { config: { rateLimit: { name: 'admin', limit: 1, windowMs: 60000 } } }, async () => ({ ok: true }))
+    }]
+  })
+  t.after(() => app.close())
+  return app
+}
+
+test('headers on every answer; 429 with the real Retry-After and a body naming the policy', async (t) => {
+  const app = await build(t)
+  const first = await app.inject('/open')
+  assert.equal(first.headers['x-ratelimit-limit'], '3')
+  assert.equal(first.headers['x-ratelimit-remaining'], '2')
+  const reset = Number(first.headers['x-ratelimit-reset'])
+  assert.ok(reset >= Math.floor(Date.now() / 1000) + 59 && reset <= Math.ceil(Date.now() / 1000) + 60, `reset ${reset}`)
+  assert.equal(first.headers['ratelimit-policy'], '"global";q=3;w=60')
+  assert.equal(first.headers.ratelimit, '"global";r=2;t=60')
+  await app.inject('/open')
+  await app.inject('/open')
+  const refused = await app.inject('/open')
+  assert.equal(refused.statusCode, 429)
+  assert.equal(refused.headers['x-ratelimit-remaining'], '0')
+  const retry = Number(refused.headers['retry-after'])
+  assert.ok(retry >= 59 && retry <= 60, `retry-after ${retry}`)
+  assert.deepEqual(refused.json(), { statusCode: 429, code: 'RATE_LIMITED', error: 'Too Many Requests', message: `Rate limit "global" exceeded: 3 requests per 60 s; retry in ${retry} s` })
+})
+
+test('a route can opt out; route limits layer over the global one; probes are never limited', async (t) => {
+  const app = await build(t)
+  for (let i = 0; i < 5; i++) assert.equal((await app.inject('/free')).statusCode, 200)
+  assert.equal((await app.inject('/free')).headers['x-ratelimit-limit'], undefined)
+  const admin = await app.inject('/admin')
+  assert.equal(admin.statusCode, 200)
+  assert.match(String(admin.headers['ratelimit-policy']), /"global";q=3;w=60, "admin";q=1;w=60/)
+  const second = await app.inject('/admin')
+  assert.equal(second.statusCode, 429)
+  assert.match(second.json().message, /"admin"/)
+  assert.equal((await app.inject('/open')).headers['x-ratelimit-remaining'], '1', 'the refused admin request did not count globally')
+  for (let i = 0; i < 10; i++) assert.equal((await app.inject('/health/live')).statusCode, 200)
+})
+
+test('trusted sources on the allowlist are not limited', async (t) => {
+  const app = await build(t, { allowList: ['10.0.0.0/8'] })
+  for (let i = 0; i < 6; i++) assert.equal((await app.inject({ url: '/open', remoteAddress: '10.1.2.3' })).statusCode, 200)
+  for (let i = 0; i < 3; i++) await app.inject({ url: '/open', remoteAddress: '203.0.113.9' })
+  assert.equal((await app.inject({ url: '/open', remoteAddress: '203.0.113.9' })).statusCode, 429)
+})
+
+test('a forged X-Forwarded-For from an untrusted peer buys no new quota; a trusted proxy passes the client on', async (t) => {
+  const app = await build(t, {}, { TRUST_PROXY: '10.0.0.0/8' })
+  for (let i = 0; i < 3; i++) await app.inject({ url: '/open', remoteAddress: '203.0.113.7', headers: { 'x-forwarded-for': `198.51.100.${i}` } })
+  const forged = await app.inject({ url: '/open', remoteAddress: '203.0.113.7', headers: { 'x-forwarded-for': '198.51.100.99' } })
+  assert.equal(forged.statusCode, 429)
+  for (let i = 0; i < 3; i++) {
+    const viaProxy = await app.inject({ url: '/open', remoteAddress: '10.0.0.5', headers: { 'x-forwarded-for': `192.0.2.${i}` } })
+    assert.equal(viaProxy.statusCode, 200, 'each client behind the proxy has its own quota')
+  }
+})
+
+test('IPv6 clients are grouped by /64', async (t) => {
+  const app = await build(t)
+  for (let i = 1; i <= 3; i++) assert.equal((await app.inject({ url: '/open', remoteAddress: `2001:db8:1:2::${i}` })).statusCode, 200)
+  assert.equal((await app.inject({ url: '/open', remoteAddress: '2001:db8:1:2:ffff::9' })).statusCode, 429)
+  assert.equal((await app.inject({ url: '/open', remoteAddress: '2001:db8:1:3::1' })).statusCode, 200)
+})
+
+test('a custom key, cost and handler', async (t) => {
+  const app = await build(t, {
+    keyGenerator: (req) => String(req.headers['x-user'] ?? 'anonymous'),
+    cost: (req) => Number(req.headers['x-cost'] ?? 1),
+    onExceeded: (_req, reply) => reply.code(429).send({ custom: true })
+  })
+  assert.equal((await app.inject({ url: '/open', headers: { 'x-user': 'u1', 'x-cost': '3' } })).statusCode, 200)
+  const refused = await app.inject({ url: '/open', headers: { 'x-user': 'u1' } })
+  assert.deepEqual(refused.json(), { custom: true })
+  assert.equal((await app.inject({ url: '/open', headers: { 'x-user': 'u2' } })).statusCode, 200)
+})

@@ -1,0 +1,95 @@
+import fp from 'fastify-plugin'
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import { HttpError } from '../chassis/index.js'
+import { setRateLimitHeaders } from './headers.js'
+import { cidrMatcher, clientAddressKey } from './identity.js'
+import { presets, validatePolicy, RateLimitErrors, type PresetName, type RateLimitPolicy } from './policies.js'
+import { RateLimiter, type Decision, type RateLimiterOptions } from './rate-limiter.js'
+
+export type PolicyLike = RateLimitPolicy | PresetName
+
+/** Per-route setting: `false` opts the route out of every limit; policies add to the global one. */
+export type RouteRateLimit = false | PolicyLike | PolicyLike[]
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    rateLimiter: RateLimiter
+  }
+  interface FastifyContextConfig {
+    rateLimit?: RouteRateLimit
+  }
+  interface FastifyRequest {
+    rateLimit?: Decision
+  }
+}
+
+export interface RateLimitPluginOptions extends RateLimiterOptions {
+  /** Applied to every route unless a route says `rateLimit: false`. @default 'default' preset */
+  global?: PolicyLike | false
+  /** Overrides of the presets (e.g. from RATE_LIMIT_WINDOW_MS and RATE_LIMIT_MAX_REQUESTS). */
+  presets?: Partial<Record<PresetName, Partial<RateLimitPolicy>>>
+  /** Who is limited: the client address (IPv6 by /64) unless given. */
+  keyGenerator?: (request: FastifyRequest) => string
+  /** Replaces the global policy for a request, e.g. the apiKey preset for a caller with a valid key. */
+  globalFor?: (request: FastifyRequest) => PolicyLike | undefined
+  /** Trusted sources skip limiting: CIDRs or addresses, or a function. */
+  allowList?: string[] | ((request: FastifyRequest) => boolean)
+  /** Units a request costs. @default 1 */
+  cost?: (request: FastifyRequest) => number
+  /** Called instead of the default 429 answer. */
+  onExceeded?: (request: FastifyRequest, reply: FastifyReply, decision: Decision) => unknown
+}
+
+/**
+ * Rate limiting for every route, evaluated in `onRequest` before anything else: the global policy plus the route's
+ * own, decided together in one store call. The default answer to a refusal is 429 with Retry-After and a JSON body
+ * that names the policy.
+ */
+export const rateLimitPlugin = fp(async (app: FastifyInstance, opts: RateLimitPluginOptions) => {
+  const resolvedPresets = Object.fromEntries(Object.entries(presets).map(([name, p]) => [name, validatePolicy({ ...p, ...(opts.presets?.[name as PresetName] ?? {}) })])) as Record<PresetName, RateLimitPolicy>
+  const resolve = (p: PolicyLike): RateLimitPolicy => {
+    if (typeof p !== 'string') return validatePolicy(p)
+    const preset = resolvedPresets[p]
+    if (!preset) throw new RateLimitErrors.RATE_LIMIT_UNKNOWN_PRESET(p)
+    return preset
+  }
+  const global = opts.global === false ? undefined : resolve(opts.global ?? 'default')
+  const limiter = new RateLimiter(app.hasDecorator('redis') ? app.redis : undefined, opts)
+  const allowed = Array.isArray(opts.allowList) ? cidrMatcher(opts.allowList) : undefined
+  const isTrusted = typeof opts.allowList === 'function' ? opts.allowList : (req: FastifyRequest) => allowed?.(req.ip) ?? false
+  const keyOf = opts.keyGenerator ?? ((req: FastifyRequest) => clientAddressKey(req.ip))
+  app.decorate('rateLimiter', limiter)
+
+  // A route's setting is resolved once, on its first request; routes registered before this plugin count too.
+  const resolvedRoutes = new WeakMap<object, RateLimitPolicy[] | false>()
+  const routeSetting = (config: { rateLimit?: RouteRateLimit }): RateLimitPolicy[] | false | undefined => {
+    const setting = config.rateLimit
+    if (setting === undefined) return undefined
+    let list = resolvedRoutes.get(config)
+    if (list === undefined) {
+      list = setting === false ? false : (Array.isArray(setting) ? setting : [setting]).map(resolve)
+      resolvedRoutes.set(config, list)
+    }
+    return list
+  }
+
+  app.addHook('onRequest', async (request, reply) => {
+    const own = routeSetting(request.routeOptions.config)
+    if (own === false || isTrusted(request)) return
+    const base = opts.globalFor?.(request)
+    const first = base !== undefined ? resolve(base) : global
+    const policies = [...(first ? [first] : []), ...(own ?? [])]
+    if (policies.length === 0) return
+    const decision = await limiter.check(keyOf(request), policies, opts.cost?.(request) ?? 1)
+    request.rateLimit = decision
+    setRateLimitHeaders(reply, decision)
+    if (decision.allowed) return
+    if (opts.onExceeded) {
+      await opts.onExceeded(request, reply, decision)
+      return reply
+    }
+    const b = decision.binding
+    if (decision.source === 'closed') throw new HttpError(503, 'RATE_LIMIT_UNAVAILABLE', `Rate limit "${b?.policy.name ?? ''}" cannot be checked right now`)
+    throw new HttpError(429, 'RATE_LIMITED', `Rate limit "${b?.policy.name ?? ''}" exceeded: ${b?.policy.limit ?? 0} requests per ${Math.ceil((b?.policy.windowMs ?? 0) / 1000)} s; retry in ${Math.max(1, Math.ceil((b?.retryAfterMs ?? 0) / 1000))} s`)
+  })
+}, { name: 'rate-limit', fastify: '5.x' })

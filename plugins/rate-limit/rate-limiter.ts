@@ -1,0 +1,171 @@
+import { LRUCache } from 'lru-cache'
+import { CircuitBreaker, withBudget, type RedisClient } from '../redis/index.js'
+import { MemoryStore } from './memory-store.js'
+import { presets, validatePolicy, type RateLimitPolicy } from './policies.js'
+import { RedisStore } from './redis-store.js'
+import type { PolicyResult, RateLimitStore } from './store.js'
+
+export type DecisionSource = 'store' | 'fast-path' | 'fallback' | 'closed'
+
+export interface Decision {
+  allowed: boolean
+  /** Where the decision came from: the shared store, the local record of a key known to be over, the in-process fallback, or a closed policy while the store is down. */
+  source: DecisionSource
+  results: PolicyResult[]
+  /** The result the headers describe: the refusing policy with the longest wait, or the one with the least room. */
+  binding: PolicyResult | undefined
+  /** True when only shadow policies would have refused. */
+  shadowLimited: boolean
+}
+
+export interface RateLimiterOptions {
+  /** Key prefix in the store. @default 'rl:' */
+  prefix?: string
+  /** Time budget of one store call, in ms. @default 100 */
+  timeoutMs?: number
+  /** Consecutive store failures that open the breaker. @default 5 */
+  breakerThreshold?: number
+  /** @default 2000 */
+  breakerCooldownMs?: number
+  /** Keys the in-process store (and fallback) keeps at most. @default 100000 */
+  maxKeys?: number
+  /** A store of your own instead of Redis or memory. */
+  store?: RateLimitStore
+}
+
+interface PolicyCounters {
+  allowed: number
+  limited: number
+  shadowLimited: number
+  fallback: number
+  fastPath: number
+}
+
+/** A key is escaped so that `{`/`}` in an identity cannot change its Redis Cluster hash slot. */
+function escapeIdentity (identity: string): string {
+  return identity.replace(/[{}]/g, (c) => (c === '{' ? '%7B' : '%7D'))
+}
+
+/**
+ * Sliding-window rate limiting decided in the store in one atomic call per request for all its policies. When the
+ * store fails or hangs, each policy fails open (an in-process limiter per instance) or closed, within the budget.
+ * A key known to be over its limit is answered from memory until it frees, so a flood costs the store nothing.
+ */
+export class RateLimiter {
+  readonly #store: RateLimitStore
+  readonly #fallback: MemoryStore
+  readonly #shared: boolean
+  readonly #breaker: CircuitBreaker
+  readonly #timeoutMs: number
+  readonly #prefix: string
+  readonly #overUntil: LRUCache<string, number>
+  readonly #counters = new Map<string, PolicyCounters>()
+
+  constructor (redis: RedisClient | undefined, options: RateLimiterOptions = {}) {
+    this.#prefix = options.prefix ?? 'rl:'
+    this.#timeoutMs = options.timeoutMs ?? 100
+    this.#breaker = new CircuitBreaker(options.breakerThreshold ?? 5, options.breakerCooldownMs ?? 2000)
+    this.#fallback = new MemoryStore({ maxKeys: options.maxKeys ?? 100_000 })
+    this.#store = options.store ?? (redis ? new RedisStore(redis) : this.#fallback)
+    this.#shared = this.#store !== this.#fallback
+    this.#overUntil = new LRUCache({ max: options.maxKeys ?? 100_000 })
+  }
+
+  #keys (identity: string, policies: RateLimitPolicy[]): string[] {
+    const id = escapeIdentity(identity)
+    return policies.map((p) => `${this.#prefix}{${id}}:${p.name}`)
+  }
+
+  /**
+   * Decides one request: every enforced policy must admit `cost` units, and then all of them record it. Shadow
+   * policies are decided on their own (in the same call when there are no others), so they never hold back a count.
+   */
+  async check (identity: string, policies: RateLimitPolicy[], cost = 1): Promise<Decision> {
+    if (policies.length === 0) return { allowed: true, source: 'store', results: [], binding: undefined, shadowLimited: false }
+    const enforced = policies.filter((p) => !p.shadow)
+    const shadow = policies.filter((p) => p.shadow)
+    const groups = enforced.length > 0 && shadow.length > 0 ? [enforced, shadow] : [policies]
+    const decided = await Promise.all(groups.map((group) => this.#checkGroup(identity, group, cost)))
+    const source = decided.find((d) => d.source !== 'store')?.source ?? 'store'
+    return this.#decide(decided.flatMap((d) => d.results), source)
+  }
+
+  async #checkGroup (identity: string, policies: RateLimitPolicy[], cost: number): Promise<{ results: PolicyResult[], source: DecisionSource }> {
+    const keys = this.#keys(identity, policies)
+    const now = Date.now()
+    const fast = this.#fastPath(keys, policies, now)
+    if (fast) return { results: fast, source: 'fast-path' }
+    let results: PolicyResult[]
+    let source: DecisionSource = 'store'
+    try {
+      results = this.#shared ? await withBudget(this.#breaker, this.#timeoutMs, () => this.#store.check({ keys, policies, cost, consume: true })) : await this.#store.check({ keys, policies, cost, consume: true })
+    } catch {
+      if (policies.some((p) => p.onStoreFailure === 'closed')) {
+        return { results: policies.map((policy) => ({ policy, allowed: policy.onStoreFailure !== 'closed', remaining: 0, resetMs: 0, retryAfterMs: policy.onStoreFailure === 'closed' ? 1000 : 0 })), source: 'closed' }
+      }
+      results = await this.#fallback.check({ keys, policies, cost, consume: true })
+      source = 'fallback'
+    }
+    for (const [i, r] of results.entries()) {
+      if (!r.allowed && r.retryAfterMs > 0 && cost <= r.policy.limit && !r.policy.shadow) this.#overUntil.set(keys[i] as string, now + r.retryAfterMs, { ttl: r.retryAfterMs })
+    }
+    return { results, source }
+  }
+
+  /** Units left for `identity` under `policy` (the default preset), without consuming any. */
+  async getRemainingRequests (identity: string, policy: RateLimitPolicy = presets.default): Promise<number> {
+    const keys = this.#keys(identity, [policy])
+    try {
+      const [result] = this.#shared
+        ? await withBudget(this.#breaker, this.#timeoutMs, () => this.#store.check({ keys, policies: [policy], cost: 0, consume: false }))
+        : await this.#store.check({ keys, policies: [policy], cost: 0, consume: false })
+      return result?.remaining ?? policy.limit
+    } catch {
+      const [result] = await this.#fallback.check({ keys, policies: [policy], cost: 0, consume: false })
+      return result?.remaining ?? policy.limit
+    }
+  }
+
+  getStats (): { breaker: string, shared: boolean, policies: Record<string, PolicyCounters> } {
+    return { breaker: this.#breaker.state, shared: this.#shared, policies: Object.fromEntries(this.#counters) }
+  }
+
+  #fastPath (keys: string[], policies: RateLimitPolicy[], now: number): PolicyResult[] | undefined {
+    let over = false
+    const results = policies.map((policy, i) => {
+      const until = this.#overUntil.get(keys[i] as string) ?? 0
+      if (until > now) over = true
+      return { policy, allowed: until <= now, remaining: until > now ? 0 : policy.limit, resetMs: Math.max(0, until - now), retryAfterMs: Math.max(0, until - now) }
+    })
+    return over ? results : undefined
+  }
+
+  #decide (results: PolicyResult[], source: DecisionSource): Decision {
+    const refusing = results.filter((r) => !r.allowed)
+    const enforced = refusing.filter((r) => !r.policy.shadow)
+    const allowed = enforced.length === 0
+    for (const r of results) {
+      const c = this.#counter(r.policy.name)
+      if (source === 'fallback') c.fallback++
+      if (source === 'fast-path') c.fastPath++
+      if (!r.allowed && r.policy.shadow) c.shadowLimited++
+      else if (!r.allowed || !allowed) c.limited++
+      else c.allowed++
+    }
+    const binding = (allowed ? undefined : enforced.reduce<PolicyResult | undefined>((a, r) => (!a || r.retryAfterMs > a.retryAfterMs ? r : a), undefined)) ??
+      results.reduce<PolicyResult | undefined>((a, r) => (!a || r.remaining < a.remaining ? r : a), undefined)
+    return { allowed, source, results, binding, shadowLimited: allowed && refusing.length > 0 }
+  }
+
+  #counter (name: string): PolicyCounters {
+    let c = this.#counters.get(name)
+    if (!c) this.#counters.set(name, c = { allowed: 0, limited: 0, shadowLimited: 0, fallback: 0, fastPath: 0 })
+    return c
+  }
+}
+
+export function createRateLimiter (redis: RedisClient | undefined, options: RateLimiterOptions = {}): RateLimiter {
+  return new RateLimiter(redis, options)
+}
+
+export { validatePolicy }

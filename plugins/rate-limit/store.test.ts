@@ -1,0 +1,83 @@
+import { describe, test, after } from 'node:test'
+import assert from 'node:assert/strict'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { Redis } from 'ioredis'
+import { MemoryStore } from './memory-store.js'
+import { RedisStore } from './redis-store.js'
+import type { RateLimitStore } from './store.js'
+import type { RateLimitPolicy } from './policies.js'
+import { uniqueName } from '../../test/helpers/database.js'
+
+const redis = new Redis(process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379')
+after(() => redis.quit())
+
+const stores: Array<[string, () => RateLimitStore]> = [
+  ['memory store', () => new MemoryStore()],
+  ['redis store', () => new RedisStore(redis)]
+]
+
+const policy = (limit: number, windowMs: number, name = 'p'): RateLimitPolicy => ({ name, limit, windowMs })
+
+for (const [name, make] of stores) {
+  describe(name, () => {
+    test('admits up to the limit, then refuses with the real wait', async () => {
+      const store = make()
+      const key = uniqueName('rl')
+      const p = policy(5, 2000)
+      for (let i = 0; i < 5; i++) {
+        const [r] = await store.check({ keys: [key], policies: [p], cost: 1, consume: true })
+        assert.equal(r?.allowed, true)
+        assert.equal(r?.remaining, 4 - i)
+      }
+      const [refused] = await store.check({ keys: [key], policies: [p], cost: 1, consume: true })
+      assert.equal(refused?.allowed, false)
+      assert.equal(refused?.remaining, 0)
+      assert.ok((refused?.retryAfterMs ?? 0) > 1500 && (refused?.retryAfterMs ?? 0) <= 2000, `retry ${refused?.retryAfterMs}`)
+    })
+
+    test('all policies of a request are decided together: a refusal records nothing anywhere', async () => {
+      const store = make()
+      const [k1, k2] = [uniqueName('rl'), uniqueName('rl')]
+      const wide = policy(100, 60000, 'wide')
+      const narrow = policy(2, 60000, 'narrow')
+      for (let i = 0; i < 2; i++) await store.check({ keys: [k1, k2], policies: [wide, narrow], cost: 1, consume: true })
+      const results = await store.check({ keys: [k1, k2], policies: [wide, narrow], cost: 1, consume: true })
+      assert.deepEqual(results.map((r) => r.allowed), [true, false])
+      const [peek] = await store.check({ keys: [k1], policies: [wide], cost: 0, consume: false })
+      assert.equal(peek?.remaining, 98, 'the refused request was not counted by the wide policy')
+    })
+
+    test('cost counts units; a cost above the limit is refused; a peek consumes nothing', async () => {
+      const store = make()
+      const key = uniqueName('rl')
+      const p = policy(10, 60000)
+      assert.equal((await store.check({ keys: [key], policies: [p], cost: 4, consume: true }))[0]?.remaining, 6)
+      assert.equal((await store.check({ keys: [key], policies: [p], cost: 0, consume: false }))[0]?.remaining, 6)
+      assert.equal((await store.check({ keys: [key], policies: [p], cost: 6, consume: true }))[0]?.allowed, true)
+      assert.equal((await store.check({ keys: [key], policies: [p], cost: 1, consume: true }))[0]?.allowed, false)
+      const big = await store.check({ keys: [uniqueName('rl')], policies: [p], cost: 11, consume: true })
+      assert.equal(big[0]?.allowed, false)
+    })
+
+    test('a window boundary never lets more than the limit through any trailing window', async () => {
+      const store = make()
+      const key = uniqueName('rl')
+      const windowMs = 400
+      const p = policy(10, windowMs)
+      const admitted: number[] = []
+      const started = Date.now()
+      // Requests packed at the end of one window and the start of the next, as a fixed window would split them.
+      while (Date.now() - started < 1300) {
+        const [r] = await store.check({ keys: [key], policies: [p], cost: 1, consume: true })
+        if (r?.allowed) admitted.push(Date.now())
+        await sleep(5)
+      }
+      assert.ok(admitted.length >= 20, `admitted ${admitted.length}`)
+      // The client clock can differ from the store's by a round trip: allow a few ms of slack on the window.
+      for (const t of admitted) {
+        const inWindow = admitted.filter((x) => x > t - (windowMs - 10) && x <= t).length
+        assert.ok(inWindow <= 10, `${inWindow} admitted within one trailing window`)
+      }
+    })
+  })
+}

@@ -1,0 +1,22 @@
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { buildApp } from './app.js'
+import { createTestSchema, testApiConfig, uniqueName } from '../../test/helpers/database.js'
+
+test('the api applies the default preset from RATE_LIMIT_* across two instances sharing Redis', async (t) => {
+  const db = await createTestSchema()
+  t.after(() => db.drop())
+  const env = { REDIS_URL: process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379', RATE_LIMIT_ENABLED: 'true', RATE_LIMIT_MAX_REQUESTS: '5', RATE_LIMIT_WINDOW_MS: '60000', RATE_LIMIT_PREFIX: `${uniqueName('rl')}:` }
+  const a = await buildApp(testApiConfig(db, env))
+  const b = await buildApp(testApiConfig(db, env))
+  t.after(() => a.close())
+  t.after(() => b.close())
+  await new Promise((resolve) => setTimeout(resolve, 100))
+  const statuses = []
+  for (let i = 0; i < 8; i++) statuses.push((await (i % 2 === 0 ? a : b).inject('/api/v1/leads?limit=1')).statusCode)
+  assert.deepEqual(statuses, [200, 200, 200, 200, 200, 429, 429, 429])
+  const refused = await a.inject('/api/v1/leads?limit=1')
+  assert.equal(refused.json().code, 'RATE_LIMITED')
+  assert.match(refused.json().message, /"default" exceeded: 5 requests per 60 s/)
+  assert.equal((await a.inject('/health/ready')).statusCode, 200, 'probes are not limited')
+})
