@@ -8,6 +8,7 @@ export const scriptsConfigFragment = {
     EMBEDDED_PG_DATA_DIR: { type: 'string', default: '.data/postgres', description: 'Data folder of the embedded PostgreSQL (git-ignored; reused across starts)' },
     API_PORT: { type: 'integer', default: 3000, minimum: 1, maximum: 65535, description: 'Port `npm start` gives the api service' },
     SEED_COUNT: { type: 'integer', default: 10000, minimum: 0, description: 'Demo leads seeded by `npm start` when the leads table is empty' },
+    CACHE_PREFIX: { type: 'string', default: 'app:', description: 'Prefix of every cache key and channel in Redis' },
     REDIS_URL: { type: 'string', format: 'redis-url', description: 'Redis URL shared by cache and rate limiter; unset runs single-instance with in-process stores' }
   }
 } as const satisfies ConfigFragment
@@ -20,6 +21,7 @@ export interface ScriptsConfig {
   SEED_COUNT: number
   API_PORT: number
   REDIS_URL?: string
+  CACHE_PREFIX: string
 }
 
 export function loadScriptsConfig (): Readonly<ScriptsConfig> {

@@ -3,9 +3,11 @@ import { buildService, type ServiceDefinition } from '../../plugins/chassis/inde
 import { dbPoolPlugin, poolOptionsFromConfig, type ConnectionPool } from '../../plugins/db-pool/index.js'
 import { redisPlugin, type RedisClient } from '../../plugins/redis/index.js'
 import { cacheOptionsFromConfig, cachePlugin } from '../../plugins/cache/index.js'
-import { rateLimitOptionsFromConfig, rateLimitPlugin } from '../../plugins/rate-limit/index.js'
+import { clientAddressKey, rateLimitOptionsFromConfig, rateLimitPlugin } from '../../plugins/rate-limit/index.js'
+import { apiKeysPlugin } from '../../plugins/api-keys/index.js'
 import type { ApiConfig } from './config.js'
 import { leadRoutes } from './routes/leads.js'
+import { adminRoutes } from './routes/admin.js'
 
 export interface BuildApiOptions {
   logger?: ServiceDefinition['logger']
@@ -27,10 +29,17 @@ export async function buildApp (config: ApiConfig, options: BuildApiOptions = {}
         ? { client: options.redis }
         : { ...(config.REDIS_URL ? { url: config.REDIS_URL } : {}), cluster: config.REDIS_CLUSTER, commandTimeoutMs: config.REDIS_COMMAND_TIMEOUT_MS }),
       (app) => app.register(cachePlugin, cacheOptionsFromConfig(config)),
-      (app) => config.RATE_LIMIT_ENABLED && app.register(rateLimitPlugin, rateLimitOptionsFromConfig(config))
+      (app) => app.register(apiKeysPlugin, { cacheTtl: config.API_KEY_CACHE_TTL }),
+      // A caller with a valid key gets the apiKey preset, counted per key; everyone else the default, per address.
+      (app) => config.RATE_LIMIT_ENABLED && app.register(rateLimitPlugin, {
+        ...rateLimitOptionsFromConfig(config),
+        keyGenerator: (request) => (request.apiKey ? `key:${request.apiKey.id}` : clientAddressKey(request.ip)),
+        globalFor: (request) => (request.apiKey ? 'apiKey' : undefined)
+      })
     ],
     routes: [
-      (app) => app.register(leadRoutes, { prefix: '/api/v1/leads', bodyLimit: config.LEAD_BODY_LIMIT_BYTES, cache: config.CACHE_ENABLED })
+      (app) => app.register(leadRoutes, { prefix: '/api/v1/leads', bodyLimit: config.LEAD_BODY_LIMIT_BYTES, cache: config.CACHE_ENABLED }),
+      (app) => app.register(adminRoutes, { prefix: '/api/v1/admin' })
     ]
   })
 }

@@ -3,6 +3,7 @@ import { dbPoolConfigFragment, type DbPoolConfig } from '../../plugins/db-pool/i
 import { redisConfigFragment, type RedisConfig } from '../../plugins/redis/index.js'
 import { cacheConfigFragment, type CacheConfig } from '../../plugins/cache/index.js'
 import { rateLimitConfigFragment, type RateLimitConfig } from '../../plugins/rate-limit/index.js'
+import { apiKeysConfigFragment, type ApiKeysConfig } from '../../plugins/api-keys/index.js'
 
 const apiFragment = {
   properties: {
@@ -11,9 +12,9 @@ const apiFragment = {
   }
 } as const satisfies ConfigFragment
 
-export const apiConfigSchema = composeSchema(chassisConfigFragment, dbPoolConfigFragment, redisConfigFragment, cacheConfigFragment, rateLimitConfigFragment, apiFragment)
+export const apiConfigSchema = composeSchema(chassisConfigFragment, dbPoolConfigFragment, redisConfigFragment, cacheConfigFragment, rateLimitConfigFragment, apiKeysConfigFragment, apiFragment)
 
-export interface ApiConfig extends ChassisConfig, DbPoolConfig, RedisConfig, CacheConfig, RateLimitConfig {
+export interface ApiConfig extends ChassisConfig, DbPoolConfig, RedisConfig, CacheConfig, RateLimitConfig, ApiKeysConfig {
   LEAD_BODY_LIMIT_BYTES: number
 }
 

@@ -1,0 +1,90 @@
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto'
+import type { ConnectionPool } from '../db-pool/index.js'
+import type { CacheManager } from '../cache/index.js'
+
+/** What a verified key grants. */
+export interface ApiKeyIdentity {
+  id: string
+  name: string
+  scopes: string[]
+}
+
+export interface MintedKey extends ApiKeyIdentity {
+  /** The whole key, `lck_<id>_<secret>`: shown once, never stored. */
+  key: string
+}
+
+interface StoredKey {
+  name: string
+  hash: string
+  scopes: string[]
+  revoked: boolean
+}
+
+const KEY = /^lck_([A-Za-z0-9]{12})_([A-Za-z0-9_-]{43})$/
+const ALPHANUMERIC = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789'
+
+function publicId (): string {
+  const bytes = randomBytes(12)
+  return Array.from(bytes, (b) => ALPHANUMERIC[b % ALPHANUMERIC.length]).join('')
+}
+
+// The secret has 256 bits of entropy, so a plain SHA-256 is enough: a slow password hash protects guessable secrets.
+function hashSecret (secret: string): Buffer {
+  return createHash('sha256').update(secret).digest()
+}
+
+/**
+ * API keys in PostgreSQL, stored as hashes and compared in constant time. Verified keys are cached (through the
+ * cache manager, so a revocation invalidates them on every instance when Redis is shared).
+ */
+export class ApiKeyStore {
+  readonly #db: ConnectionPool
+  readonly #cache: CacheManager | undefined
+  readonly #cacheTtl: number
+
+  constructor (db: ConnectionPool, cache?: CacheManager, cacheTtlSeconds = 30) {
+    this.#db = db
+    this.#cache = cache
+    this.#cacheTtl = cacheTtlSeconds
+  }
+
+  async mint (name: string, scopes: string[] = []): Promise<MintedKey> {
+    const id = publicId()
+    const secret = randomBytes(32).toString('base64url')
+    await this.#db.query('INSERT INTO api_keys (id, name, secret_hash, scopes) VALUES ($1, $2, $3, $4)', [id, name, hashSecret(secret), scopes])
+    return { id, name, scopes, key: `lck_${id}_${secret}` }
+  }
+
+  /** Revokes a key; false when there is no such active key. */
+  async revoke (id: string): Promise<boolean> {
+    const { rowCount } = await this.#db.query('UPDATE api_keys SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL', [id])
+    await this.#cache?.del(`apikey:${id}`)
+    return (rowCount ?? 0) > 0
+  }
+
+  async list (): Promise<Array<ApiKeyIdentity & { createdAt: Date, revokedAt: Date | null }>> {
+    const { rows } = await this.#db.query<ApiKeyIdentity & { createdAt: Date, revokedAt: Date | null }>(
+      'SELECT id, name, scopes, created_at AS "createdAt", revoked_at AS "revokedAt" FROM api_keys ORDER BY created_at')
+    return rows
+  }
+
+  /** The identity of a valid, unrevoked key; undefined for anything else. */
+  async verify (key: string): Promise<ApiKeyIdentity | undefined> {
+    const match = KEY.exec(key)
+    if (!match) return undefined
+    const [, id, secret] = match as unknown as [string, string, string]
+    const load = async (): Promise<StoredKey | null> => {
+      const { rows } = await this.#db.query<{ name: string, secret_hash: Buffer, scopes: string[], revoked: boolean }>(
+        'SELECT name, secret_hash, scopes, revoked_at IS NOT NULL AS revoked FROM api_keys WHERE id = $1', [id])
+      const row = rows[0]
+      return row ? { name: row.name, hash: row.secret_hash.toString('base64'), scopes: row.scopes, revoked: row.revoked } : null
+    }
+    const stored = this.#cache ? await this.#cache.getOrSet(`apikey:${id}`, load, { ttl: this.#cacheTtl }) : await load()
+    if (!stored || stored.revoked) return undefined
+    const expected = Buffer.from(stored.hash, 'base64')
+    const given = hashSecret(secret)
+    if (expected.length !== given.length || !timingSafeEqual(expected, given)) return undefined
+    return { id, name: stored.name, scopes: stored.scopes }
+  }
+}

@@ -1,0 +1,49 @@
+import { parseArgs } from 'node:util'
+import { Redis } from 'ioredis'
+import { ApiKeyStore } from '../plugins/api-keys/index.js'
+import { createCacheManager } from '../plugins/cache/index.js'
+import { createConnectionPool } from '../plugins/db-pool/index.js'
+import { migrate } from '../services/domain/migrate.js'
+import { loadScriptsConfig } from './lib/config.js'
+import { openDatabase } from './lib/database.js'
+
+const USAGE = `usage: npm run keys -- mint --name NAME [--scopes a,b]
+       npm run keys -- revoke --id ID
+       npm run keys -- list`
+
+const { values, positionals } = parseArgs({ allowPositionals: true, options: { name: { type: 'string' }, scopes: { type: 'string', default: '' }, id: { type: 'string' } } })
+const command = positionals[0]
+if (!['mint', 'revoke', 'list'].includes(command ?? '') || (command === 'mint' && !values.name) || (command === 'revoke' && !values.id)) {
+  console.error(USAGE)
+  process.exit(2)
+}
+
+const config = loadScriptsConfig()
+const db = await openDatabase({ databaseUrl: config.DATABASE_URL, port: config.EMBEDDED_PG_PORT, dataDir: config.EMBEDDED_PG_DATA_DIR, log: (m) => console.error(`[keys] ${m}`) })
+const pool = createConnectionPool({ connectionString: db.url, schema: config.DB_SCHEMA, min: 0, max: 2, healthCheckInterval: 0 })
+// With a shared Redis, a revocation also drops the key from every running instance's cache at once.
+const redis = config.REDIS_URL ? new Redis(config.REDIS_URL, { lazyConnect: true }) : undefined
+await redis?.connect().catch(() => {})
+const cache = redis ? createCacheManager(redis, { prefix: config.CACHE_PREFIX }) : undefined
+await cache?.ready(2000)
+try {
+  await migrate({ databaseUrl: db.url, schema: config.DB_SCHEMA })
+  const store = new ApiKeyStore(pool, cache)
+  if (command === 'mint') {
+    const minted = await store.mint(values.name as string, (values.scopes ?? '').split(',').map((s) => s.trim()).filter(Boolean))
+    console.log(`minted key ${minted.id} (${minted.name}) with scopes [${minted.scopes.join(', ')}]`)
+    console.log('the key is shown this once; store it now:')
+    console.log(minted.key)
+  } else if (command === 'revoke') {
+    const done = await store.revoke(values.id as string)
+    console.log(done ? `revoked ${values.id}` : `no active key ${values.id}`)
+    if (!done) process.exitCode = 1
+  } else {
+    for (const k of await store.list()) console.log(`${k.id}  ${k.revokedAt ? 'revoked' : 'active '}  [${k.scopes.join(',')}]  ${k.name}`)
+  }
+} finally {
+  await cache?.close()
+  redis?.disconnect()
+  await pool.close()
+  await db.stop()
+}
