@@ -29,7 +29,8 @@ export class MemoryStore implements RateLimitStore {
       if (!ok) allowed = false
       const needed = count + cost - policy.limit
       const retryAfterMs = ok ? 0 : cost > policy.limit ? policy.windowMs : (log[needed - 1] as number) + policy.windowMs - now
-      results.push({ policy, allowed: ok, remaining: Math.max(0, policy.limit - count), resetMs: count === 0 ? 0 : (log[0] as number) + policy.windowMs - now, retryAfterMs })
+      // Reset: when the whole quota is back, one window after the newest request (as the Redis store reports it).
+      results.push({ policy, allowed: ok, remaining: Math.max(0, policy.limit - count), resetMs: count === 0 ? 0 : (log[count - 1] as number) + policy.windowMs - now, retryAfterMs })
     })
     keys.forEach((key, i) => {
       const log = logs[i] as number[]
@@ -37,7 +38,7 @@ export class MemoryStore implements RateLimitStore {
       if (allowed && consume) {
         for (let c = 0; c < cost; c++) log.push(now)
         result.remaining = Math.max(0, result.policy.limit - log.length)
-        result.resetMs = (log[0] as number) + result.policy.windowMs - now
+        result.resetMs = result.policy.windowMs
       }
       if (log.length > 0) this.#logs.set(key, log, { ttl: result.policy.windowMs })
       else this.#logs.delete(key)

@@ -1,5 +1,5 @@
 import { LRUCache } from 'lru-cache'
-import { CircuitBreaker, withBudget, type RedisClient } from '../redis/index.js'
+import { CircuitBreaker, RedisErrors, withBudget, type RedisClient } from '../redis/index.js'
 import { MemoryStore } from './memory-store.js'
 import { presets, validatePolicy, type RateLimitPolicy } from './policies.js'
 import { RedisStore } from './redis-store.js'
@@ -43,7 +43,7 @@ interface PolicyCounters {
 
 /** A key is escaped so that `{`/`}` in an identity cannot change its Redis Cluster hash slot. */
 function escapeIdentity (identity: string): string {
-  return identity.replace(/[{}]/g, (c) => (c === '{' ? '%7B' : '%7D'))
+  return identity.includes('{') || identity.includes('}') ? identity.replace(/[{}]/g, (c) => (c === '{' ? '%7B' : '%7D')) : identity
 }
 
 /**
@@ -60,6 +60,7 @@ export class RateLimiter {
   readonly #prefix: string
   readonly #overUntil: LRUCache<string, number>
   readonly #counters = new Map<string, PolicyCounters>()
+  readonly #clientTimesOut: boolean
 
   constructor (redis: RedisClient | undefined, options: RateLimiterOptions = {}) {
     this.#prefix = options.prefix ?? 'rl:'
@@ -69,6 +70,8 @@ export class RateLimiter {
     this.#store = options.store ?? (redis ? new RedisStore(redis) : this.#fallback)
     this.#shared = this.#store !== this.#fallback
     this.#overUntil = new LRUCache({ max: options.maxKeys ?? 100_000 })
+    const clientTimeout = (redis?.options as { commandTimeout?: number } | undefined)?.commandTimeout ?? (redis as { options?: { redisOptions?: { commandTimeout?: number } } } | undefined)?.options?.redisOptions?.commandTimeout
+    this.#clientTimesOut = options.store === undefined && clientTimeout !== undefined && clientTimeout <= this.#timeoutMs
   }
 
   #keys (identity: string, policies: RateLimitPolicy[]): string[] {
@@ -82,10 +85,12 @@ export class RateLimiter {
    */
   async check (identity: string, policies: RateLimitPolicy[], cost = 1): Promise<Decision> {
     if (policies.length === 0) return { allowed: true, source: 'store', results: [], binding: undefined, shadowLimited: false }
-    const enforced = policies.filter((p) => !p.shadow)
     const shadow = policies.filter((p) => p.shadow)
-    const groups = enforced.length > 0 && shadow.length > 0 ? [enforced, shadow] : [policies]
-    const decided = await Promise.all(groups.map((group) => this.#checkGroup(identity, group, cost)))
+    if (shadow.length === 0 || shadow.length === policies.length) {
+      const only = await this.#checkGroup(identity, policies, cost)
+      return this.#decide(only.results, only.source)
+    }
+    const decided = await Promise.all([this.#checkGroup(identity, policies.filter((p) => !p.shadow), cost), this.#checkGroup(identity, shadow, cost)])
     const source = decided.find((d) => d.source !== 'store')?.source ?? 'store'
     return this.#decide(decided.flatMap((d) => d.results), source)
   }
@@ -93,12 +98,12 @@ export class RateLimiter {
   async #checkGroup (identity: string, policies: RateLimitPolicy[], cost: number): Promise<{ results: PolicyResult[], source: DecisionSource }> {
     const keys = this.#keys(identity, policies)
     const now = Date.now()
-    const fast = this.#fastPath(keys, policies, now)
+    const fast = this.#overUntil.size > 0 ? this.#fastPath(keys, policies, now) : undefined
     if (fast) return { results: fast, source: 'fast-path' }
     let results: PolicyResult[]
     let source: DecisionSource = 'store'
     try {
-      results = this.#shared ? await withBudget(this.#breaker, this.#timeoutMs, () => this.#store.check({ keys, policies, cost, consume: true })) : await this.#store.check({ keys, policies, cost, consume: true })
+      results = this.#shared ? await this.#guarded(() => this.#store.check({ keys, policies, cost, consume: true })) : await this.#store.check({ keys, policies, cost, consume: true })
     } catch {
       if (policies.some((p) => p.onStoreFailure === 'closed')) {
         return { results: policies.map((policy) => ({ policy, allowed: policy.onStoreFailure !== 'closed', remaining: 0, resetMs: 0, retryAfterMs: policy.onStoreFailure === 'closed' ? 1000 : 0 })), source: 'closed' }
@@ -117,7 +122,7 @@ export class RateLimiter {
     const keys = this.#keys(identity, [policy])
     try {
       const [result] = this.#shared
-        ? await withBudget(this.#breaker, this.#timeoutMs, () => this.#store.check({ keys, policies: [policy], cost: 0, consume: false }))
+        ? await this.#guarded(() => this.#store.check({ keys, policies: [policy], cost: 0, consume: false }))
         : await this.#store.check({ keys, policies: [policy], cost: 0, consume: false })
       return result?.remaining ?? policy.limit
     } catch {
@@ -128,6 +133,23 @@ export class RateLimiter {
 
   getStats (): { breaker: string, shared: boolean, policies: Record<string, PolicyCounters> } {
     return { breaker: this.#breaker.state, shared: this.#shared, policies: Object.fromEntries(this.#counters) }
+  }
+
+  /**
+   * The store call under the breaker and the budget. A client that enforces a command timeout no longer than the
+   * budget (ours does) needs no extra timer per request.
+   */
+  async #guarded (call: () => Promise<PolicyResult[]>): Promise<PolicyResult[]> {
+    if (!this.#clientTimesOut) return withBudget(this.#breaker, this.#timeoutMs, call)
+    if (!this.#breaker.allow()) throw new RedisErrors.REDIS_BREAKER_OPEN()
+    try {
+      const results = await call()
+      this.#breaker.success()
+      return results
+    } catch (error) {
+      this.#breaker.failure()
+      throw error
+    }
   }
 
   #fastPath (keys: string[], policies: RateLimitPolicy[], now: number): PolicyResult[] | undefined {

@@ -1,0 +1,25 @@
+import Fastify, { type FastifyRequest } from 'fastify'
+import fastifyRateLimit from '@fastify/rate-limit'
+import { Redis } from 'ioredis'
+import { createRedisClient } from '../../plugins/redis/index.js'
+import { rateLimitPlugin } from '../../plugins/rate-limit/index.js'
+
+// One route, three ways: no limiter, ours over Redis, @fastify/rate-limit over Redis. Same key, same limit.
+const limiter = process.env.BENCH_LIMITER ?? 'none'
+const limit = Number(process.env.BENCH_LIMIT ?? 1_000_000)
+const windowMs = Number(process.env.BENCH_WINDOW_MS ?? 10_000)
+const keyOf = (req: FastifyRequest): string => String(req.headers['x-client'] ?? req.ip)
+const app = Fastify({ logger: false })
+let redis: Redis | undefined
+if (limiter === 'ours') {
+  redis = createRedisClient({ url: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379', commandTimeoutMs: 1000 }) as Redis
+  app.decorate('redis', redis)
+  await app.register(rateLimitPlugin, { global: { name: 'bench', limit, windowMs }, keyGenerator: keyOf, prefix: 'bench-ours:', timeoutMs: 1000 })
+} else if (limiter === 'fastify') {
+  redis = new Redis(process.env.REDIS_URL ?? 'redis://127.0.0.1:6379', { connectTimeout: 500, maxRetriesPerRequest: 1 })
+  await app.register(fastifyRateLimit, { max: limit, timeWindow: windowMs, redis, keyGenerator: keyOf, nameSpace: 'bench-fastify:' })
+}
+app.get('/health/ready', { config: { rateLimit: false } }, async () => ({ status: 'ok' }))
+app.get('/hello', async () => ({ hello: 'world' }))
+await app.listen({ host: '127.0.0.1', port: Number(process.env.PORT) })
+process.once('SIGTERM', () => { void app.close().then(() => { redis?.disconnect(); process.exit(0) }) })
