@@ -23,9 +23,12 @@ const clients = Number(args.clients)
 const log = (m: string): void => console.log(`[bench:ratelimit] ${m}`)
 const redis = new Redis(REDIS_URL)
 
-async function commandCalls (): Promise<number> {
+/** Commands Redis executed (those inside scripts included) and round trips (script calls). */
+async function commandCalls (): Promise<{ commands: number, trips: number }> {
   const info = await redis.info('commandstats')
-  return [...info.matchAll(/calls=(\d+)/g)].reduce((n, m) => n + Number(m[1]), 0)
+  const commands = [...info.matchAll(/calls=(\d+)/g)].reduce((n, m) => n + Number(m[1]), 0)
+  const trips = [...info.matchAll(/cmdstat_(?:evalsha|eval):calls=(\d+)/g)].reduce((n, m) => n + Number(m[1]), 0)
+  return { commands, trips }
 }
 
 async function run (url: string, seconds: number): Promise<{ rps: number, p99: number, total: number, non2xx: number, errors: number }> {
@@ -46,7 +49,7 @@ const configs = {
 } as const
 const services = Object.fromEntries(await Promise.all(Object.entries(configs).map(async ([name, limiter]) =>
   [name, await startService('dist/scripts/bench/ratelimit-server.js', { BENCH_LIMITER: limiter, REDIS_URL }, await freePort())] as const)))
-const results: Record<string, Array<{ rps: number, p99: number, callsPerRequest: number, non2xx: number, errors: number }>> = {}
+const results: Record<string, Array<{ rps: number, p99: number, callsPerRequest: number, tripsPerRequest: number, non2xx: number, errors: number }>> = {}
 try {
   for (let round = 1; round <= rounds; round++) {
     for (const name of Object.keys(configs)) {
@@ -55,10 +58,12 @@ try {
       await run(service.url, 1)
       const before = await commandCalls()
       const r = await run(service.url, duration)
-      // INFO itself counts as one call.
-      const calls = (await commandCalls()) - before - 1
-      ;(results[name] ??= []).push({ rps: r.rps, p99: r.p99, callsPerRequest: calls / r.total, non2xx: r.non2xx, errors: r.errors })
-      log(`round ${round} ${name}: ${r.rps.toFixed(0)} req/s, p99 ${r.p99} ms, ${(calls / r.total).toFixed(2)} Redis calls per request`)
+      const after = await commandCalls()
+      // INFO itself counts as one command.
+      const calls = after.commands - before.commands - 1
+      const trips = after.trips - before.trips
+      ;(results[name] ??= []).push({ rps: r.rps, p99: r.p99, callsPerRequest: calls / r.total, tripsPerRequest: trips / r.total, non2xx: r.non2xx, errors: r.errors })
+      log(`round ${round} ${name}: ${r.rps.toFixed(0)} req/s, p99 ${r.p99} ms, ${(trips / r.total).toFixed(2)} round trips and ${(calls / r.total).toFixed(2)} Redis commands per request`)
     }
   }
 } finally {
@@ -70,12 +75,13 @@ const theirKey = (await redis.keys('bench-fastify:*'))[0]
 const ourBytes = ourKey ? Number(await redis.memory('USAGE', ourKey)) : 0
 const ourMembers = ourKey ? await redis.zcard(ourKey) : 0
 const theirBytes = theirKey ? Number(await redis.memory('USAGE', theirKey)) : 0
-const med = (name: string, f: 'rps' | 'p99' | 'callsPerRequest'): number => median((results[name] ?? []).map((r) => r[f]))
+const med = (name: string, f: 'rps' | 'p99' | 'callsPerRequest' | 'tripsPerRequest'): number => median((results[name] ?? []).map((r) => r[f]))
 const rows = Object.keys(configs).map((name) => ({
   configuration: name,
   'req/s': med(name, 'rps').toFixed(0),
   'p99 ms': med(name, 'p99').toFixed(0),
-  'Redis calls / request': med(name, 'callsPerRequest').toFixed(2),
+  'Redis round trips / request': med(name, 'tripsPerRequest').toFixed(2),
+  'Redis commands / request (inside scripts too)': med(name, 'callsPerRequest').toFixed(2),
   'non-2xx': (results[name] ?? []).reduce((n, r) => n + r.non2xx + r.errors, 0)
 }))
 const ours = med('ours (Redis, exact sliding window)', 'rps')
