@@ -1,5 +1,14 @@
 import type { FastifyReply } from 'fastify'
+import type { RateLimitPolicy } from './policies.js'
 import type { Decision } from './rate-limiter.js'
+
+// Policies are frozen once validated, so their RateLimit-Policy item can be computed once.
+const policyFields = new WeakMap<RateLimitPolicy, string>()
+function policyField (p: RateLimitPolicy): string {
+  let field = policyFields.get(p)
+  if (field === undefined) policyFields.set(p, field = `"${p.name}";q=${p.limit};w=${Math.ceil(p.windowMs / 1000)}`)
+  return field
+}
 
 /**
  * X-RateLimit-Limit/Remaining/Reset (Reset in Unix epoch seconds, as the specification shows) for the binding
@@ -9,7 +18,7 @@ import type { Decision } from './rate-limiter.js'
 export function setRateLimitHeaders (reply: FastifyReply, decision: Decision, nowMs = Date.now()): void {
   const b = decision.binding
   if (!b) return
-  const policies = decision.results.map((r) => `"${r.policy.name}";q=${r.policy.limit};w=${Math.ceil(r.policy.windowMs / 1000)}`).join(', ')
+  const policies = decision.results.length === 1 ? policyField(b.policy) : decision.results.map((r) => policyField(r.policy)).join(', ')
   const state = decision.results.map((r) => `"${r.policy.name}";r=${r.remaining};t=${Math.ceil((r.allowed ? r.resetMs : r.retryAfterMs) / 1000)}`).join(', ')
   const waitMs = decision.allowed ? b.resetMs : b.retryAfterMs
   void reply.headers({

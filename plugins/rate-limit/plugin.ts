@@ -54,6 +54,7 @@ export const rateLimitPlugin = fp(async (app: FastifyInstance, opts: RateLimitPl
     return preset
   }
   const global = opts.global === false ? undefined : resolve(opts.global ?? 'default')
+  const globalList: RateLimitPolicy[] = global ? [global] : []
   const limiter = new RateLimiter(app.hasDecorator('redis') ? app.redis : undefined, opts)
   const allowed = Array.isArray(opts.allowList) ? cidrMatcher(opts.allowList) : undefined
   const isTrusted = typeof opts.allowList === 'function' ? opts.allowList : (req: FastifyRequest) => allowed?.(req.ip) ?? false
@@ -78,7 +79,7 @@ export const rateLimitPlugin = fp(async (app: FastifyInstance, opts: RateLimitPl
     if (own === false || isTrusted(request)) return
     const base = opts.globalFor?.(request)
     const first = base !== undefined ? resolve(base) : global
-    const policies = [...(first ? [first] : []), ...(own ?? [])]
+    const policies = own === undefined ? (first === global ? globalList : first ? [first] : []) : first ? [first, ...own] : own
     if (policies.length === 0) return
     const decision = await limiter.check(keyOf(request), policies, opts.cost?.(request) ?? 1)
     request.rateLimit = decision

@@ -85,12 +85,13 @@ export class RateLimiter {
    */
   async check (identity: string, policies: RateLimitPolicy[], cost = 1): Promise<Decision> {
     if (policies.length === 0) return { allowed: true, source: 'store', results: [], binding: undefined, shadowLimited: false }
-    const shadow = policies.filter((p) => p.shadow)
-    if (shadow.length === 0 || shadow.length === policies.length) {
+    let shadows = 0
+    for (const p of policies) if (p.shadow) shadows++
+    if (shadows === 0 || shadows === policies.length) {
       const only = await this.#checkGroup(identity, policies, cost)
       return this.#decide(only.results, only.source)
     }
-    const decided = await Promise.all([this.#checkGroup(identity, policies.filter((p) => !p.shadow), cost), this.#checkGroup(identity, shadow, cost)])
+    const decided = await Promise.all([this.#checkGroup(identity, policies.filter((p) => !p.shadow), cost), this.#checkGroup(identity, policies.filter((p) => p.shadow), cost)])
     const source = decided.find((d) => d.source !== 'store')?.source ?? 'store'
     return this.#decide(decided.flatMap((d) => d.results), source)
   }
@@ -163,6 +164,12 @@ export class RateLimiter {
   }
 
   #decide (results: PolicyResult[], source: DecisionSource): Decision {
+    if (source === 'store' && results.length === 1 && results[0]?.allowed) {
+      // The common case, without the allocations of the general one.
+      const only = results[0]
+      this.#counter(only.policy.name).allowed++
+      return { allowed: true, source, results, binding: only, shadowLimited: false }
+    }
     const refusing = results.filter((r) => !r.allowed)
     const enforced = refusing.filter((r) => !r.policy.shadow)
     const allowed = enforced.length === 0

@@ -11,18 +11,24 @@ export interface RedisClientOptions {
   commandTimeoutMs?: number
   /** Client name shown by CLIENT LIST. */
   name?: string
+  /**
+   * Batch the commands of one event-loop tick into one write. It saves Redis CPU, but on a small machine it couples
+   * the server's and Redis's work into lockstep batches: the rate-limit benchmark measured 15% more requests per
+   * second without it, so it is off unless asked for. @default false
+   */
+  autoPipelining?: boolean
 }
 
 /**
  * A client tuned for a cache in front of a database: no offline queue (a command while disconnected fails at once),
- * no per-command retries, a short command timeout, reconnection with capped backoff, and auto-pipelining.
+ * no per-command retries, a short command timeout, and reconnection with capped backoff.
  */
 export function createRedisClient (options: RedisClientOptions): RedisClient {
   const common: RedisOptions = {
     enableOfflineQueue: false,
     maxRetriesPerRequest: 0,
     commandTimeout: options.commandTimeoutMs ?? 100,
-    enableAutoPipelining: true,
+    enableAutoPipelining: options.autoPipelining ?? false,
     connectTimeout: 2000,
     retryStrategy: (times) => Math.min(50 * 2 ** times, 1000),
     ...(options.name ? { connectionName: options.name } : {})

@@ -12,7 +12,7 @@ const keyOf = (req: FastifyRequest): string => String(req.headers['x-client'] ??
 const app = Fastify({ logger: false })
 let redis: Redis | undefined
 if (limiter === 'ours') {
-  redis = createRedisClient({ url: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379', commandTimeoutMs: 1000 }) as Redis
+  redis = createRedisClient({ url: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379', commandTimeoutMs: 1000, autoPipelining: process.env.BENCH_AUTOPIPELINING === '1' }) as Redis
   app.decorate('redis', redis)
   await app.register(rateLimitPlugin, { global: { name: 'bench', limit, windowMs }, keyGenerator: keyOf, prefix: 'bench-ours:', timeoutMs: 1000 })
 } else if (limiter === 'fastify') {
