@@ -4,10 +4,11 @@ import { ApiKeyStore } from '../plugins/api-keys/index.js'
 import { createCacheManager } from '../plugins/cache/index.js'
 import { createConnectionPool } from '../plugins/db-pool/index.js'
 import { migrate } from '../services/domain/migrate.js'
+import { SCOPES } from '../services/domain/scopes.js'
 import { loadScriptsConfig } from './lib/config.js'
 import { openDatabase } from './lib/database.js'
 
-const USAGE = `usage: npm run keys -- mint --name NAME [--scopes a,b]
+const USAGE = `usage: npm run keys -- mint --name NAME [--scopes leads:create,leads:read,leads:write,admin]
        npm run keys -- revoke --id ID
        npm run keys -- list`
 
@@ -30,7 +31,13 @@ try {
   await migrate({ databaseUrl: db.url, schema: config.DB_SCHEMA })
   const store = new ApiKeyStore(pool, cache)
   if (command === 'mint') {
-    const minted = await store.mint(values.name as string, (values.scopes ?? '').split(',').map((s) => s.trim()).filter(Boolean))
+    const scopes = (values.scopes ?? '').split(',').map((s) => s.trim()).filter(Boolean)
+    const unknown = scopes.filter((s) => !(SCOPES as readonly string[]).includes(s))
+    if (unknown.length > 0) {
+      console.error(`unknown scopes: ${unknown.join(', ')} (known: ${SCOPES.join(', ')})`)
+      process.exit(2)
+    }
+    const minted = await store.mint(values.name as string, scopes)
     console.log(`minted key ${minted.id} (${minted.name}) with scopes [${minted.scopes.join(', ')}]`)
     console.log('the key is shown this once; store it now:')
     console.log(minted.key)

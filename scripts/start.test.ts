@@ -33,6 +33,7 @@ async function runStart (env: Record<string, string>, whileUp: (out: () => strin
 
 test('npm start with nothing configured: embedded PostgreSQL, seeded leads, clean stop, data reused', { timeout: 180000 }, async (t) => {
   t.after(() => rmSync(join(projectRoot, dataDir), { recursive: true, force: true }))
+  t.after(() => rmSync(`${join(projectRoot, dataDir)}.demo-api-key`, { force: true }))
   const env = { EMBEDDED_PG_DATA_DIR: dataDir, EMBEDDED_PG_PORT: String(await freePort()), API_PORT: String(await freePort()), SEED_COUNT: '150' }
   const api = `http://127.0.0.1:${env.API_PORT}/api/v1/leads`
 
@@ -41,7 +42,11 @@ test('npm start with nothing configured: embedded PostgreSQL, seeded leads, clea
     assert.match(out(), /seeded 150 demo leads/)
     assert.equal(out().match(/REDIS_URL is unset: single-instance mode/g)?.length, 1)
     assert.match(out(), new RegExp(`api: ${api}`))
-    const res = await fetch(`${api}?limit=100`)
+    const key = /demo API key \(leads:read, leads:write\): (lck_\S+)/.exec(out())?.[1]
+    assert.ok(key, 'a demo key is printed')
+    assert.match(out(), /try: curl -s -H 'x-api-key: lck_/)
+    assert.equal((await fetch(`${api}?limit=100`)).status, 401, 'listing needs a key')
+    const res = await fetch(`${api}?limit=100`, { headers: { 'x-api-key': key } })
     assert.equal(res.status, 200)
     assert.equal(((await res.json()) as { data: unknown[] }).data.length, 100)
   })
@@ -51,6 +56,7 @@ test('npm start with nothing configured: embedded PostgreSQL, seeded leads, clea
 
   const second = await runStart(env, async (out) => {
     assert.match(out(), /data reused/)
+    assert.doesNotMatch(out(), /minted a demo API key/, 'the demo key is kept, not minted again')
     assert.doesNotMatch(out(), /seeded/)
     const created = await fetch(api, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ firstName: 'Ann', lastName: 'Lee', email: 'ann@example.com', product: 'auto', state: 'CA' }) })
     assert.equal(created.status, 201)

@@ -1,8 +1,11 @@
 import { spawn, type ChildProcess } from 'node:child_process'
+import { existsSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import pg from 'pg'
 import { redactUrl } from '../plugins/chassis/index.js'
+import { ApiKeyStore } from '../plugins/api-keys/index.js'
+import { createConnectionPool } from '../plugins/db-pool/index.js'
 import { migrate } from '../services/domain/migrate.js'
 import { projectRoot } from '../services/domain/paths.js'
 import { seed } from '../services/domain/seed.js'
@@ -28,6 +31,22 @@ await client.end()
 if (!rows[0]?.any && config.SEED_COUNT > 0) {
   const result = await seed({ databaseUrl: db.url, schema: config.DB_SCHEMA, count: config.SEED_COUNT })
   log(`seeded ${result.leads} demo leads and ${result.agents} agents in ${result.ms} ms`)
+}
+// A demo key with read and write scopes, minted on the first embedded start and kept (git-ignored) for the next.
+let demoKey: string | undefined
+if (db.embedded) {
+  const file = `${join(projectRoot, config.EMBEDDED_PG_DATA_DIR)}.demo-api-key`
+  demoKey = existsSync(file) ? readFileSync(file, 'utf8').trim() : undefined
+  if (!demoKey) {
+    const pool = createConnectionPool({ connectionString: db.url, schema: config.DB_SCHEMA, min: 0, max: 1, healthCheckInterval: 0 })
+    try {
+      demoKey = (await new ApiKeyStore(pool).mint('demo (npm start)', ['leads:read', 'leads:write'])).key
+    } finally {
+      await pool.close()
+    }
+    writeFileSync(file, `${demoKey}\n`, { mode: 0o600 })
+    log(`minted a demo API key with scopes leads:read and leads:write (kept in ${file})`)
+  }
 }
 if (!config.REDIS_URL) log('REDIS_URL is unset: single-instance mode (in-process cache and rate limiter, nothing shared between instances)')
 
@@ -85,4 +104,8 @@ if (ready.includes(false)) {
 }
 log(`database: ${redactUrl(db.url) ?? ''}${db.embedded ? ' (embedded)' : ''}`)
 for (const s of SERVICES) log(`${s.name}: http://127.0.0.1:${s.port}${s.path}`)
+if (demoKey) {
+  log(`demo API key (leads:read, leads:write): ${demoKey}`)
+  log(`try: curl -s -H 'x-api-key: ${demoKey}' 'http://127.0.0.1:${config.API_PORT}/api/v1/leads?status=new&limit=5'`)
+}
 log(`ready in ${((performance.now() - started) / 1000).toFixed(1)} s; Ctrl-C stops everything`)

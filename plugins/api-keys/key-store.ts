@@ -50,6 +50,8 @@ export class ApiKeyStore {
   }
 
   async mint (name: string, scopes: string[] = []): Promise<MintedKey> {
+    const bad = scopes.filter((s) => !/^[a-z][a-z0-9_.:-]{0,63}$/.test(s))
+    if (bad.length > 0) throw new Error(`invalid scope names: ${bad.join(', ')}`)
     const id = publicId()
     const secret = randomBytes(32).toString('base64url')
     await this.#db.query('INSERT INTO api_keys (id, name, secret_hash, scopes) VALUES ($1, $2, $3, $4)', [id, name, hashSecret(secret), scopes])

@@ -1,26 +1,35 @@
 import fp from 'fastify-plugin'
 import type { FastifyInstance } from 'fastify'
 import { HttpError } from '../chassis/index.js'
+import { createHash, timingSafeEqual } from 'node:crypto'
 import { ApiKeyStore, type ApiKeyIdentity } from './key-store.js'
+
+const SERVICE_IDENTITY: ApiKeyIdentity = Object.freeze({ id: 'internal-service', name: 'internal service', scopes: ['*'] })
 
 declare module 'fastify' {
   interface FastifyInstance {
     apiKeys: ApiKeyStore
   }
   interface FastifyRequest {
-    /** The verified key of this request, if it carried a valid one. */
+    /** The verified key of this request, if it carried a valid one (or the internal service identity). */
     apiKey?: ApiKeyIdentity
     apiKeyRejected?: boolean
+    /** True for a call from another service of the platform, authenticated by the shared service key. */
+    internalService?: boolean
   }
   interface FastifyContextConfig {
     /** A route that needs a key with this scope: no key 401, a key without it 403. */
     requiredScope?: string
+    /** With `requiredScope`: callers without any key are let through; a key that is presented must carry the scope. */
+    anonymous?: boolean
   }
 }
 
 export interface ApiKeysPluginOptions {
   /** Header that carries the key. @default 'x-api-key' */
   header?: string
+  /** The shared secret other services of the platform present in `x-service-key`; empty disables it. */
+  serviceKey?: string
   /** Seconds a verified key stays cached (revocation reaches other instances at once through a shared cache). @default 30 */
   cacheTtl?: number
 }
@@ -32,9 +41,19 @@ export interface ApiKeysPluginOptions {
 export const apiKeysPlugin = fp(async (app: FastifyInstance, opts: ApiKeysPluginOptions) => {
   const header = (opts.header ?? 'x-api-key').toLowerCase()
   const store = new ApiKeyStore(app.db, app.hasDecorator('cache') ? app.cache : undefined, opts.cacheTtl ?? 30)
+  // Hashing both sides gives equal lengths, which timingSafeEqual needs, without revealing the secret's length.
   app.decorate('apiKeys', store)
 
+  const serviceKey = opts.serviceKey ? createHash('sha256').update(opts.serviceKey).digest() : undefined
+  const isService = (given: string | string[] | undefined): boolean =>
+    serviceKey !== undefined && typeof given === 'string' && timingSafeEqual(createHash('sha256').update(given).digest(), serviceKey)
+
   app.addHook('onRequest', async (request) => {
+    if (isService(request.headers['x-service-key'])) {
+      request.internalService = true
+      request.apiKey = SERVICE_IDENTITY
+      return
+    }
     const given = request.headers[header]
     if (given === undefined) return
     const identity = typeof given === 'string' ? await store.verify(given) : undefined
@@ -44,8 +63,9 @@ export const apiKeysPlugin = fp(async (app: FastifyInstance, opts: ApiKeysPlugin
 
   app.addHook('preParsing', async (request) => {
     if (request.apiKeyRejected) throw new HttpError(401, 'INVALID_API_KEY', 'The API key is not valid or has been revoked')
-    const scope = request.routeOptions.config.requiredScope
-    if (!scope) return
+    const { requiredScope: scope, anonymous } = request.routeOptions.config
+    if (!scope || request.internalService) return
+    if (!request.apiKey && anonymous) return
     if (!request.apiKey) throw new HttpError(401, 'API_KEY_REQUIRED', `This route needs an API key with scope "${scope}" in the ${header} header`)
     if (!request.apiKey.scopes.includes(scope)) throw new HttpError(403, 'MISSING_SCOPE', `The API key lacks the scope "${scope}"`)
   })

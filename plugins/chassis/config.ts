@@ -17,6 +17,9 @@ export interface ConfigProperty {
   format?: 'postgres-url' | 'redis-url'
   /** Name of another integer variable this one must not exceed. */
   maxOf?: string
+  /** A regular expression the value must match, with the message shown when it does not. */
+  pattern?: string
+  patternMessage?: string
 }
 
 /** The variables one plugin or service reads. */
@@ -58,7 +61,7 @@ const FORMAT_MESSAGES: Record<string, string> = {
 }
 
 function createAjv (): Ajv {
-  const ajv = new Ajv({ allErrors: true, removeAdditional: true, useDefaults: true, coerceTypes: true, allowUnionTypes: true })
+  const ajv = new Ajv({ verbose: true, allErrors: true, removeAdditional: true, useDefaults: true, coerceTypes: true, allowUnionTypes: true })
   ajv.addFormat('postgres-url', isUrlWithProtocol(['postgres:', 'postgresql:']))
   ajv.addFormat('redis-url', isUrlWithProtocol(['redis:', 'rediss:']))
   const maxOf: SchemaValidateFunction = (schema: string, data: unknown, _parent?: AnySchemaObject, ctx?) => {
@@ -69,6 +72,7 @@ function createAjv (): Ajv {
     return false
   }
   ajv.addKeyword({ keyword: 'maxOf', type: 'number', errors: true, validate: maxOf })
+  ajv.addKeyword({ keyword: 'patternMessage' })
   return ajv
 }
 
@@ -76,6 +80,7 @@ function describe (error: ErrorObject): string {
   const name = error.instancePath.replace(/^\//, '')
   if (error.keyword === 'required') return `${String(error.params.missingProperty)} is required`
   if (error.keyword === 'format') return `${name} ${FORMAT_MESSAGES[String(error.params.format)] ?? error.message ?? 'is invalid'}`
+  if (error.keyword === 'pattern') return `${name} ${(error.parentSchema as { patternMessage?: string } | undefined)?.patternMessage ?? error.message ?? 'is invalid'}`
   if (error.keyword === 'enum') return `${name} must be one of ${(error.params.allowedValues as unknown[]).join(', ')}`
   return `${name} ${error.message ?? 'is invalid'}`
 }

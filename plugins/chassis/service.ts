@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto'
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify'
+import helmet from '@fastify/helmet'
 import underPressure from '@fastify/under-pressure'
 import type { ChassisConfig } from './config-schema.js'
 import { formatSchemaErrors, installErrorHandling } from './error-handler.js'
@@ -23,12 +24,13 @@ export interface ServiceDefinition {
 
 const REQUEST_ID = /^[\w.:-]{1,128}$/
 
-/** Paths that must never reach the logs: credentials and personal data. */
+/** Paths that must never reach the logs: credentials and personal data, wherever an object carrying them is logged. */
 export const REDACTED_LOG_PATHS = [
   'req.headers.authorization',
   'req.headers.cookie',
   'req.headers["x-api-key"]',
-  'req.headers["x-service-key"]'
+  'req.headers["x-service-key"]',
+  ...['email', 'phone', 'firstName', 'lastName', 'first_name', 'last_name'].flatMap((f) => [f, `*.${f}`, `*.*.${f}`])
 ]
 
 function loggerOptions (def: ServiceDefinition): Pick<FastifyServerOptions, 'logger' | 'loggerInstance'> {
@@ -88,6 +90,8 @@ export async function buildService (def: ServiceDefinition): Promise<FastifyInst
     maxHeapUsedBytes: config.PRESSURE_MAX_HEAP_USED_BYTES,
     retryAfter: config.PRESSURE_RETRY_AFTER_S
   })
+  // Security headers on direct access too, matching what NGINX adds in front; a JSON API loads no content.
+  await app.register(helmet, { contentSecurityPolicy: { directives: { defaultSrc: ["'none'"], frameAncestors: ["'none'"] } }, crossOriginResourcePolicy: { policy: 'same-site' } })
   await app.register(healthPlugin, { timeoutMs: config.HEALTH_CHECK_TIMEOUT_MS })
   app.addHook('preClose', async () => app.health.markShuttingDown())
 

@@ -35,7 +35,7 @@ test('keys are stored only as hashes', async () => {
 })
 
 test('a valid key moves the caller to the apiKey preset, counted per key whatever the address', async () => {
-  const { key } = await a.apiKeys.mint('partner', [])
+  const { key } = await a.apiKeys.mint('partner', ['leads:read'])
   const withKey = await a.inject({ url: '/api/v1/leads?limit=1', headers: { 'x-api-key': key }, remoteAddress: '198.51.100.1' })
   assert.equal(withKey.statusCode, 200)
   assert.equal(withKey.headers['x-ratelimit-limit'], '1000')
@@ -47,7 +47,7 @@ test('a valid key moves the caller to the apiKey preset, counted per key whateve
 })
 
 test('an invalid or revoked key gets 401; a revocation reaches the other instance at once', async () => {
-  const { id, key } = await a.apiKeys.mint('to-revoke', [])
+  const { id, key } = await a.apiKeys.mint('to-revoke', ['leads:read'])
   assert.equal((await b.inject({ url: '/api/v1/leads?limit=1', headers: { 'x-api-key': key } })).statusCode, 200)
   const bogus = await a.inject({ url: '/api/v1/leads', headers: { 'x-api-key': 'lck_AAAAAAAAAAAA_' + 'x'.repeat(43) } })
   assert.equal(bogus.statusCode, 401)

@@ -3,7 +3,7 @@ import { buildService, type ServiceDefinition } from '../../plugins/chassis/inde
 import { dbPoolPlugin, poolOptionsFromConfig, type ConnectionPool } from '../../plugins/db-pool/index.js'
 import { redisPlugin, type RedisClient } from '../../plugins/redis/index.js'
 import { cacheOptionsFromConfig, cachePlugin } from '../../plugins/cache/index.js'
-import { clientAddressKey, rateLimitOptionsFromConfig, rateLimitPlugin } from '../../plugins/rate-limit/index.js'
+import { cidrMatcher, clientAddressKey, rateLimitOptionsFromConfig, rateLimitPlugin } from '../../plugins/rate-limit/index.js'
 import { apiKeysPlugin } from '../../plugins/api-keys/index.js'
 import type { ApiConfig } from './config.js'
 import { leadRoutes } from './routes/leads.js'
@@ -19,6 +19,7 @@ export interface BuildApiOptions {
 
 /** The api service, not listening: use `inject` in tests, `runService` in the entry. */
 export async function buildApp (config: ApiConfig, options: BuildApiOptions = {}): Promise<FastifyInstance> {
+  const allowListed = cidrMatcher(config.RATE_LIMIT_ALLOWLIST.split(','))
   return buildService({
     name: 'api',
     config,
@@ -29,10 +30,12 @@ export async function buildApp (config: ApiConfig, options: BuildApiOptions = {}
         ? { client: options.redis }
         : { ...(config.REDIS_URL ? { url: config.REDIS_URL } : {}), cluster: config.REDIS_CLUSTER, commandTimeoutMs: config.REDIS_COMMAND_TIMEOUT_MS }),
       (app) => app.register(cachePlugin, cacheOptionsFromConfig(config)),
-      (app) => app.register(apiKeysPlugin, { cacheTtl: config.API_KEY_CACHE_TTL }),
+      (app) => app.register(apiKeysPlugin, { cacheTtl: config.API_KEY_CACHE_TTL, serviceKey: config.SERVICE_API_KEY }),
       // A caller with a valid key gets the apiKey preset, counted per key; everyone else the default, per address.
       (app) => config.RATE_LIMIT_ENABLED && app.register(rateLimitPlugin, {
         ...rateLimitOptionsFromConfig(config),
+        // Other services of the platform (service key) and the configured CIDRs are never limited.
+        allowList: (request) => request.internalService === true || allowListed(request.ip),
         keyGenerator: (request) => (request.apiKey ? `key:${request.apiKey.id}` : clientAddressKey(request.ip)),
         globalFor: (request) => (request.apiKey ? 'apiKey' : undefined)
       })

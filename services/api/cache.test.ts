@@ -3,7 +3,7 @@ import assert from 'node:assert/strict'
 import { setImmediate as yieldToLoop, setTimeout as sleep } from 'node:timers/promises'
 import type { FastifyInstance } from 'fastify'
 import { buildApp } from './app.js'
-import { createTestSchema, testApiConfig, uniqueName, type TestSchema } from '../../test/helpers/database.js'
+import { authed, createTestSchema, testApiConfig, uniqueName, type TestSchema } from '../../test/helpers/database.js'
 import { startPrivateRedis } from '../../test/helpers/private-redis.js'
 import { seed } from '../domain/seed.js'
 
@@ -35,10 +35,10 @@ async function someLead (where = 'true'): Promise<{ id: string, product: string,
 test('PATCH through A, then GET through B: B returns the new value every time, over 200 rounds', async () => {
   const lead = await someLead()
   for (let round = 0; round < 200; round++) {
-    await b.inject(`/api/v1/leads/${lead.id}`)
-    const patched = await a.inject({ method: 'PATCH', url: `/api/v1/leads/${lead.id}`, payload: { score: round % 101 } })
+    await authed(b).inject(`/api/v1/leads/${lead.id}`)
+    const patched = await authed(a).inject({ method: 'PATCH', url: `/api/v1/leads/${lead.id}`, payload: { score: round % 101 } })
     assert.equal(patched.statusCode, 200)
-    const read = await b.inject(`/api/v1/leads/${lead.id}`)
+    const read = await authed(b).inject(`/api/v1/leads/${lead.id}`)
     assert.equal(read.json().score, round % 101, `round ${round}: ${String(read.headers['x-cache'])}`)
   }
   assert.equal(a.cache.getStats().invalidations.ackTimeouts, 0)
@@ -47,20 +47,20 @@ test('PATCH through A, then GET through B: B returns the new value every time, o
 test('responses carry an ETag; a matching If-None-Match gets 304; x-cache tells the tier', async () => {
   const lead = await someLead()
   await a.cache.del(`http:leads:id:${lead.id}`)
-  const first = await a.inject(`/api/v1/leads/${lead.id}`)
+  const first = await authed(a).inject(`/api/v1/leads/${lead.id}`)
   assert.equal(first.headers['x-cache'], 'MISS')
   assert.equal(first.headers['cache-control'], 'no-cache')
   const etag = String(first.headers.etag)
   assert.match(etag, /^"[\w-]+"$/)
-  const again = await a.inject(`/api/v1/leads/${lead.id}`)
+  const again = await authed(a).inject(`/api/v1/leads/${lead.id}`)
   assert.equal(again.headers['x-cache'], 'HIT-LOCAL')
   assert.equal(again.body, first.body)
-  const other = await b.inject(`/api/v1/leads/${lead.id}`)
+  const other = await authed(b).inject(`/api/v1/leads/${lead.id}`)
   assert.match(String(other.headers['x-cache']), /HIT-REDIS|HIT-LOCAL/)
-  const notModified = await a.inject({ url: `/api/v1/leads/${lead.id}`, headers: { 'if-none-match': etag } })
+  const notModified = await authed(a).inject({ url: `/api/v1/leads/${lead.id}`, headers: { 'if-none-match': etag } })
   assert.equal(notModified.statusCode, 304)
   assert.equal(notModified.body, '')
-  const changed = await a.inject({ url: `/api/v1/leads/${lead.id}`, headers: { 'if-none-match': '"something-else"' } })
+  const changed = await authed(a).inject({ url: `/api/v1/leads/${lead.id}`, headers: { 'if-none-match': '"something-else"' } })
   assert.equal(changed.statusCode, 200)
 })
 
@@ -69,26 +69,26 @@ test('a PATCH invalidates the lead and the lists it can appear in, not unrelated
   const unrelated = '/api/v1/leads?product=life&limit=5'
   const related = '/api/v1/leads?product=auto&limit=5'
   const target = '/api/v1/leads?status=contacted&product=auto&limit=100'
-  for (const url of [unrelated, related, target]) await a.inject(url)
-  assert.equal((await a.inject(unrelated)).headers['x-cache'], 'HIT-LOCAL')
-  const beforeTarget = (await a.inject(target)).json().data.map((l: { id: string }) => l.id)
+  for (const url of [unrelated, related, target]) await authed(a).inject(url)
+  assert.equal((await authed(a).inject(unrelated)).headers['x-cache'], 'HIT-LOCAL')
+  const beforeTarget = (await authed(a).inject(target)).json().data.map((l: { id: string }) => l.id)
   assert.ok(!beforeTarget.includes(lead.id))
 
-  assert.equal((await a.inject({ method: 'PATCH', url: `/api/v1/leads/${lead.id}`, payload: { status: 'contacted' } })).statusCode, 200)
-  assert.equal((await a.inject(unrelated)).headers['x-cache'], 'HIT-LOCAL', 'a list the lead is not in stays cached')
-  assert.equal((await b.inject(unrelated)).statusCode, 200)
-  assert.equal((await a.inject(related)).headers['x-cache'], 'MISS')
-  const afterTarget = await b.inject(target)
+  assert.equal((await authed(a).inject({ method: 'PATCH', url: `/api/v1/leads/${lead.id}`, payload: { status: 'contacted' } })).statusCode, 200)
+  assert.equal((await authed(a).inject(unrelated)).headers['x-cache'], 'HIT-LOCAL', 'a list the lead is not in stays cached')
+  assert.equal((await authed(b).inject(unrelated)).statusCode, 200)
+  assert.equal((await authed(a).inject(related)).headers['x-cache'], 'MISS')
+  const afterTarget = await authed(b).inject(target)
   assert.ok(afterTarget.json().data.some((l: { id: string }) => l.id === lead.id), 'the lead appears in the list of its new status on the other instance')
 })
 
 test('a POST invalidates the lists the new lead appears in', async () => {
   const url = '/api/v1/leads?state=WY&product=commercial&limit=100'
-  const before = (await b.inject(url)).json().data.length
-  assert.equal((await b.inject(url)).headers['x-cache'], 'HIT-LOCAL')
-  const created = await a.inject({ method: 'POST', url: '/api/v1/leads', payload: { firstName: 'Wy', lastName: 'Oming', email: `wy.${Date.now()}@example.com`, product: 'commercial', state: 'WY' } })
+  const before = (await authed(b).inject(url)).json().data.length
+  assert.equal((await authed(b).inject(url)).headers['x-cache'], 'HIT-LOCAL')
+  const created = await authed(a).inject({ method: 'POST', url: '/api/v1/leads', payload: { firstName: 'Wy', lastName: 'Oming', email: `wy.${Date.now()}@example.com`, product: 'commercial', state: 'WY' } })
   assert.equal(created.statusCode, 201)
-  const after = await b.inject(url)
+  const after = await authed(b).inject(url)
   assert.equal(after.json().data.length, before + 1)
 })
 
@@ -107,8 +107,8 @@ test('a Redis outage (stop, hang, restart) under load: zero 5xx and bounded late
       const url = i % 3 === 0 ? `/api/v1/leads?limit=10&minScore=${(i + w) % 50}` : `/api/v1/leads/${ids[(i * 7 + w) % ids.length]}`
       const started = performance.now()
       const res = i % 10 === 9
-        ? await app.inject({ method: 'PATCH', url: `/api/v1/leads/${ids[w % ids.length]}`, payload: { score: i % 100 } })
-        : await app.inject(url)
+        ? await authed(app).inject({ method: 'PATCH', url: `/api/v1/leads/${ids[w % ids.length]}`, payload: { score: i % 100 } })
+        : await authed(app).inject(url)
       latencies.push(performance.now() - started)
       statuses.set(res.statusCode, (statuses.get(res.statusCode) ?? 0) + 1)
       // Local hits complete without I/O; yield so the test's timers can run.

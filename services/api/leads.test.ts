@@ -2,11 +2,12 @@ import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 import type { FastifyInstance } from 'fastify'
 import { buildApp } from './app.js'
-import { createTestSchema, testApiConfig, type TestSchema } from '../../test/helpers/database.js'
+import { authed, createTestSchema, testApiConfig, type TestSchema } from '../../test/helpers/database.js'
 import { seed } from '../domain/seed.js'
 
 let db: TestSchema
 let app: FastifyInstance
+let api: ReturnType<typeof authed<FastifyInstance>>
 
 const newLead = (over: Record<string, unknown> = {}) => ({
   firstName: 'Ann', lastName: 'Lee', email: `ann.${Math.random().toString(36).slice(2)}@example.com`, phone: '+1 (555) 123-4567', product: 'auto', state: 'CA', ...over
@@ -16,6 +17,7 @@ before(async () => {
   db = await createTestSchema()
   await seed({ databaseUrl: db.url, schema: db.schema, count: 500, agents: 5, seed: 42 })
   app = await buildApp(testApiConfig(db))
+  api = authed(app)
 })
 
 after(async () => {
@@ -24,7 +26,7 @@ after(async () => {
 })
 
 test('GET /api/v1/leads lists newest first with a default page of 20', async () => {
-  const res = await app.inject('/api/v1/leads')
+  const res = await api.inject('/api/v1/leads')
   assert.equal(res.statusCode, 200)
   const body = res.json()
   assert.equal(body.data.length, 20)
@@ -34,7 +36,7 @@ test('GET /api/v1/leads lists newest first with a default page of 20', async () 
 })
 
 test('filters combine: status, product, state and minimum score', async () => {
-  const res = await app.inject('/api/v1/leads?status=new&product=auto&minScore=50&limit=100')
+  const res = await api.inject('/api/v1/leads?status=new&product=auto&minScore=50&limit=100')
   assert.equal(res.statusCode, 200)
   const { data } = res.json()
   assert.ok(data.length > 0)
@@ -45,7 +47,7 @@ test('filters combine: status, product, state and minimum score', async () => {
   }
   const [expected] = await db.sql<{ n: number }>("SELECT count(*)::int AS n FROM leads WHERE status = 'new' AND product = 'auto' AND score >= 50")
   assert.equal(data.length, Math.min(100, expected?.n ?? 0))
-  const byState = (await app.inject('/api/v1/leads?state=CA&limit=100')).json().data
+  const byState = (await api.inject('/api/v1/leads?state=CA&limit=100')).json().data
   for (const lead of byState) assert.equal(lead.state, 'CA')
 })
 
@@ -57,7 +59,7 @@ test('keyset pages walk every row exactly once, in each sort order', async () =>
     let cursor: string | null = null
     do {
       const url: string = `/api/v1/leads?product=home&sort=${encodeURIComponent(sort)}&limit=7${cursor ? `&cursor=${cursor}` : ''}`
-      const res = await app.inject(url)
+      const res = await api.inject(url)
       assert.equal(res.statusCode, 200, url)
       const body: { data: Array<{ id: string, score: number, createdAt: string }>, nextCursor: string | null } = res.json()
       ids.push(...body.data.map((l) => l.id))
@@ -84,7 +86,7 @@ test('bad list parameters get 400 naming the parameter', async () => {
     ['cursor=***', /querystring\/cursor must match pattern/]
   ]
   for (const [query, message] of cases) {
-    const res = await app.inject(`/api/v1/leads?${query}`)
+    const res = await api.inject(`/api/v1/leads?${query}`)
     assert.equal(res.statusCode, 400, query)
     assert.equal(res.json().code, 'VALIDATION_ERROR')
     assert.match(res.json().message, message, query)
@@ -94,25 +96,25 @@ test('bad list parameters get 400 naming the parameter', async () => {
 test('a forged or foreign cursor gets 400 INVALID_CURSOR', async () => {
   const forged = Buffer.from('["-createdAt","not a date","x"]').toString('base64url')
   const garbage = Buffer.from('hello').toString('base64url')
-  const page = (await app.inject('/api/v1/leads?limit=1&sort=-score')).json()
+  const page = (await api.inject('/api/v1/leads?limit=1&sort=-score')).json()
   for (const url of [`/api/v1/leads?cursor=${garbage}`, `/api/v1/leads?cursor=${page.nextCursor}`, `/api/v1/leads?cursor=${forged}`]) {
-    const res = await app.inject(url)
+    const res = await api.inject(url)
     assert.equal(res.statusCode, 400, url)
     assert.match(res.json().code, /INVALID_CURSOR|DB_INVALID_INPUT/)
   }
 })
 
 test('POST creates a lead (201, Location) and records a created activity', async () => {
-  const res = await app.inject({ method: 'POST', url: '/api/v1/leads', payload: newLead({ source: 'partner:acme', score: 70 }) })
+  const res = await api.inject({ method: 'POST', url: '/api/v1/leads', payload: newLead({ source: 'partner:acme', score: 70 }) })
   assert.equal(res.statusCode, 201)
   const lead = res.json()
   assert.equal(res.headers.location, `/api/v1/leads/${lead.id}`)
   assert.equal(lead.status, 'new')
   assert.equal(lead.score, 70)
   assert.equal(lead.source, 'partner:acme')
-  const got = await app.inject(`/api/v1/leads/${lead.id}`)
+  const got = await api.inject(`/api/v1/leads/${lead.id}`)
   assert.deepEqual(got.json(), lead)
-  const activities = (await app.inject(`/api/v1/leads/${lead.id}/activities`)).json()
+  const activities = (await api.inject(`/api/v1/leads/${lead.id}/activities`)).json()
   assert.deepEqual(activities.data.map((a: { type: string }) => a.type), ['created'])
 })
 
@@ -128,7 +130,7 @@ test('POST rejects bad input with 400 naming the field', async () => {
     [{ status: 'converted' }, /body\/status is not allowed/]
   ]
   for (const [over, message] of cases) {
-    const res = await app.inject({ method: 'POST', url: '/api/v1/leads', payload: newLead(over) })
+    const res = await api.inject({ method: 'POST', url: '/api/v1/leads', payload: newLead(over) })
     assert.equal(res.statusCode, 400, JSON.stringify(over))
     assert.match(res.json().message, message)
   }
@@ -136,49 +138,49 @@ test('POST rejects bad input with 400 naming the field', async () => {
 
 test('POST of the same email and product is a 409; another product is fine', async () => {
   const lead = newLead()
-  assert.equal((await app.inject({ method: 'POST', url: '/api/v1/leads', payload: lead })).statusCode, 201)
-  const dup = await app.inject({ method: 'POST', url: '/api/v1/leads', payload: { ...lead, email: lead.email.toUpperCase() } })
+  assert.equal((await api.inject({ method: 'POST', url: '/api/v1/leads', payload: lead })).statusCode, 201)
+  const dup = await api.inject({ method: 'POST', url: '/api/v1/leads', payload: { ...lead, email: lead.email.toUpperCase() } })
   assert.equal(dup.statusCode, 409)
   assert.equal(dup.json().code, 'LEAD_DUPLICATE')
-  assert.equal((await app.inject({ method: 'POST', url: '/api/v1/leads', payload: { ...lead, product: 'life' } })).statusCode, 201)
+  assert.equal((await api.inject({ method: 'POST', url: '/api/v1/leads', payload: { ...lead, product: 'life' } })).statusCode, 201)
 })
 
 test('a body over the limit gets 413; a non-JSON body 415', async () => {
-  const big = await app.inject({ method: 'POST', url: '/api/v1/leads', payload: newLead({ firstName: 'x'.repeat(20000) }) })
+  const big = await api.inject({ method: 'POST', url: '/api/v1/leads', payload: newLead({ firstName: 'x'.repeat(20000) }) })
   assert.equal(big.statusCode, 413)
   assert.equal(big.json().code, 'BODY_TOO_LARGE')
-  const text = await app.inject({ method: 'POST', url: '/api/v1/leads', headers: { 'content-type': 'text/plain' }, payload: 'hi' })
+  const text = await api.inject({ method: 'POST', url: '/api/v1/leads', headers: { 'content-type': 'text/plain' }, payload: 'hi' })
   assert.equal(text.statusCode, 415)
 })
 
 test('GET /:id answers 404 for an unknown id and 400 for a malformed one', async () => {
-  const missing = await app.inject('/api/v1/leads/00000000-0000-4000-8000-000000000000')
+  const missing = await api.inject('/api/v1/leads/00000000-0000-4000-8000-000000000000')
   assert.equal(missing.statusCode, 404)
   assert.equal(missing.json().code, 'LEAD_NOT_FOUND')
-  const bad = await app.inject('/api/v1/leads/42')
+  const bad = await api.inject('/api/v1/leads/42')
   assert.equal(bad.statusCode, 400)
   assert.match(bad.json().message, /params\/id must match format "uuid"/)
 })
 
 test('PATCH changes only the given fields and records the status change', async () => {
-  const lead = (await app.inject({ method: 'POST', url: '/api/v1/leads', payload: newLead() })).json()
-  const res = await app.inject({ method: 'PATCH', url: `/api/v1/leads/${lead.id}`, payload: { status: 'contacted', score: 55 } })
+  const lead = (await api.inject({ method: 'POST', url: '/api/v1/leads', payload: newLead() })).json()
+  const res = await api.inject({ method: 'PATCH', url: `/api/v1/leads/${lead.id}`, payload: { status: 'contacted', score: 55 } })
   assert.equal(res.statusCode, 200)
   const updated = res.json()
   assert.equal(updated.status, 'contacted')
   assert.equal(updated.score, 55)
   assert.equal(updated.email, lead.email)
   assert.ok(Date.parse(updated.updatedAt) >= Date.parse(lead.updatedAt))
-  const activities = (await app.inject(`/api/v1/leads/${lead.id}/activities`)).json().data
+  const activities = (await api.inject(`/api/v1/leads/${lead.id}/activities`)).json().data
   assert.equal(activities[0].type, 'status_changed')
   assert.deepEqual(activities[0].details.status, { from: 'new', to: 'contacted' })
   assert.deepEqual(activities[0].details.fields.sort(), ['score', 'status'])
 })
 
 test('PATCH failure paths: empty body, unknown field, bad value, unknown id, duplicate', async () => {
-  const a = (await app.inject({ method: 'POST', url: '/api/v1/leads', payload: newLead() })).json()
-  const b = (await app.inject({ method: 'POST', url: '/api/v1/leads', payload: newLead() })).json()
-  const patch = (id: string, payload: object) => app.inject({ method: 'PATCH', url: `/api/v1/leads/${id}`, payload })
+  const a = (await api.inject({ method: 'POST', url: '/api/v1/leads', payload: newLead() })).json()
+  const b = (await api.inject({ method: 'POST', url: '/api/v1/leads', payload: newLead() })).json()
+  const patch = (id: string, payload: object) => api.inject({ method: 'PATCH', url: `/api/v1/leads/${id}`, payload })
   assert.equal((await patch(a.id, {})).statusCode, 400)
   assert.match((await patch(a.id, { id: 'x' })).json().message, /body\/id is not allowed/)
   assert.match((await patch(a.id, { status: 'won' })).json().message, /body\/status must be one of/)
@@ -187,20 +189,20 @@ test('PATCH failure paths: empty body, unknown field, bad value, unknown id, dup
   assert.equal(dup.statusCode, 409)
   assert.equal(dup.json().code, 'LEAD_DUPLICATE')
   // The failed PATCH left no activity behind.
-  const activities = (await app.inject(`/api/v1/leads/${b.id}/activities`)).json().data
+  const activities = (await api.inject(`/api/v1/leads/${b.id}/activities`)).json().data
   assert.deepEqual(activities.map((x: { type: string }) => x.type), ['created'])
 })
 
 test('activities page newest first; an unknown lead is 404', async () => {
-  const lead = (await app.inject({ method: 'POST', url: '/api/v1/leads', payload: newLead() })).json()
-  for (const score of [1, 2, 3]) await app.inject({ method: 'PATCH', url: `/api/v1/leads/${lead.id}`, payload: { score } })
-  const first = (await app.inject(`/api/v1/leads/${lead.id}/activities?limit=2`)).json()
+  const lead = (await api.inject({ method: 'POST', url: '/api/v1/leads', payload: newLead() })).json()
+  for (const score of [1, 2, 3]) await api.inject({ method: 'PATCH', url: `/api/v1/leads/${lead.id}`, payload: { score } })
+  const first = (await api.inject(`/api/v1/leads/${lead.id}/activities?limit=2`)).json()
   assert.equal(first.data.length, 2)
-  const second = (await app.inject(`/api/v1/leads/${lead.id}/activities?limit=2&cursor=${first.nextCursor}`)).json()
+  const second = (await api.inject(`/api/v1/leads/${lead.id}/activities?limit=2&cursor=${first.nextCursor}`)).json()
   assert.equal(second.data.length, 2)
   assert.equal(second.nextCursor, null)
   const ids = [...first.data, ...second.data].map((x: { id: string }) => Number(x.id))
   assert.deepEqual(ids, [...ids].sort((x, y) => y - x))
-  const missing = await app.inject('/api/v1/leads/00000000-0000-4000-8000-000000000000/activities')
+  const missing = await api.inject('/api/v1/leads/00000000-0000-4000-8000-000000000000/activities')
   assert.equal(missing.statusCode, 404)
 })

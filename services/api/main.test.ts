@@ -7,7 +7,7 @@ import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import pg from 'pg'
 import { projectRoot } from '../domain/paths.js'
-import { createTestSchema } from '../../test/helpers/database.js'
+import { createTestSchema, SERVICE_HEADERS, TEST_SERVICE_KEY } from '../../test/helpers/database.js'
 import { freePort } from '../../test/helpers/ports.js'
 
 const ENTRY = join(projectRoot, 'dist', 'services', 'api', 'main.js')
@@ -61,7 +61,7 @@ test('SIGTERM while a slow request is in flight lets it finish with 200, then ex
   const port = await freePort()
   const url = new URL(db.url)
   url.password = 'hunter2'
-  const api = startApi({ DATABASE_URL: url.toString(), DB_SCHEMA: db.schema, DB_POOL_MIN: '1', DB_POOL_MAX: '3', PORT: String(port), SHUTDOWN_TIMEOUT_MS: '10000' })
+  const api = startApi({ SERVICE_API_KEY: TEST_SERVICE_KEY, DATABASE_URL: url.toString(), DB_SCHEMA: db.schema, DB_POOL_MIN: '1', DB_POOL_MAX: '3', PORT: String(port), SHUTDOWN_TIMEOUT_MS: '10000' })
   t.after(() => { api.child.kill('SIGKILL') })
   const base = `http://127.0.0.1:${port}`
   for (let i = 0; i < 100; i++) {
@@ -75,7 +75,7 @@ test('SIGTERM while a slow request is in flight lets it finish with 200, then ex
   t.after(() => locker.end())
   await locker.query('BEGIN')
   await locker.query('SELECT 1 FROM leads WHERE id = $1 FOR UPDATE', [lead?.id])
-  const patch = fetch(`${base}/api/v1/leads/${lead?.id}`, { method: 'PATCH', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ status: 'contacted' }) })
+  const patch = fetch(`${base}/api/v1/leads/${lead?.id}`, { method: 'PATCH', headers: { 'content-type': 'application/json', ...SERVICE_HEADERS }, body: JSON.stringify({ status: 'contacted' }) })
   for (let i = 0; i < 100; i++) {
     const rows = await db.sql("SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%FOR UPDATE%' AND datname IS NOT NULL")
     if (rows.length > 0) break

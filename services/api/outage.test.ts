@@ -5,6 +5,7 @@ import { buildApp } from './app.js'
 import { loadApiConfig } from './config.js'
 import { migrate } from '../domain/migrate.js'
 import { startPrivatePostgres } from '../../test/helpers/private-postgres.js'
+import { SERVICE_HEADERS, TEST_SERVICE_KEY } from '../../test/helpers/database.js'
 
 test('a PostgreSQL restart under load: no crash, 503s during the outage, full recovery after', async (t) => {
   const server = await startPrivatePostgres()
@@ -12,7 +13,7 @@ test('a PostgreSQL restart under load: no crash, 503s during the outage, full re
   await migrate({ databaseUrl: server.url })
   const config = loadApiConfig({
     dotenv: false,
-    env: { CACHE_ENABLED: 'false', RATE_LIMIT_ENABLED: 'false', PRESSURE_MAX_EVENT_LOOP_DELAY_MS: '0', DATABASE_URL: server.url, DB_POOL_MIN: '2', DB_POOL_MAX: '4', DB_CONNECTION_TIMEOUT: '1000', DB_HEALTH_CHECK_INTERVAL: '200', LOG_LEVEL: 'silent' }
+    env: { SERVICE_API_KEY: TEST_SERVICE_KEY, CACHE_ENABLED: 'false', RATE_LIMIT_ENABLED: 'false', PRESSURE_MAX_EVENT_LOOP_DELAY_MS: '0', DATABASE_URL: server.url, DB_POOL_MIN: '2', DB_POOL_MAX: '4', DB_CONNECTION_TIMEOUT: '1000', DB_HEALTH_CHECK_INTERVAL: '200', LOG_LEVEL: 'silent' }
   })
   const app = await buildApp(config)
   t.after(() => app.close())
@@ -26,7 +27,7 @@ test('a PostgreSQL restart under load: no crash, 503s during the outage, full re
   let running = true
   const worker = async (): Promise<void> => {
     while (running) {
-      const res = await app.inject('/api/v1/leads?limit=5')
+      const res = await app.inject({ url: '/api/v1/leads?limit=5', headers: SERVICE_HEADERS })
       const key = res.statusCode === 200 ? '200' : `${res.statusCode} ${String(res.json().code)}`
       seen[phase].set(key, (seen[phase].get(key) ?? 0) + 1)
       if (res.statusCode !== 200) await sleep(5)
@@ -44,7 +45,7 @@ test('a PostgreSQL restart under load: no crash, 503s during the outage, full re
   server.start()
   // Recovery: the first success ends the outage phase.
   for (let i = 0; i < 200; i++) {
-    if ((await app.inject('/api/v1/leads?limit=1')).statusCode === 200) break
+    if ((await app.inject({ url: '/api/v1/leads?limit=1', headers: SERVICE_HEADERS })).statusCode === 200) break
     await sleep(50)
   }
   phase = 'after'

@@ -13,10 +13,16 @@ test('the api applies the default preset from RATE_LIMIT_* across two instances 
   t.after(() => b.close())
   await new Promise((resolve) => setTimeout(resolve, 100))
   const statuses = []
-  for (let i = 0; i < 8; i++) statuses.push((await (i % 2 === 0 ? a : b).inject('/api/v1/leads?limit=1')).statusCode)
-  assert.deepEqual(statuses, [200, 200, 200, 200, 200, 429, 429, 429])
+  for (let i = 0; i < 8; i++) {
+    const payload = { firstName: 'Ann', lastName: 'Lee', email: `ann.${i}@example.com`, product: 'auto', state: 'CA' }
+    statuses.push((await (i % 2 === 0 ? a : b).inject({ method: 'POST', url: '/api/v1/leads', payload })).statusCode)
+  }
+  assert.deepEqual(statuses, [201, 201, 201, 201, 201, 429, 429, 429], 'anonymous lead capture, limited per address across instances')
   const refused = await a.inject('/api/v1/leads?limit=1')
+  assert.equal(refused.statusCode, 429, 'the limiter answers before authentication, so bad keys cannot flood')
   assert.equal(refused.json().code, 'RATE_LIMITED')
   assert.match(refused.json().message, /"default" exceeded: 5 requests per 60 s/)
+  const [rows] = await db.sql<{ n: number }>('SELECT count(*)::int AS n FROM leads')
+  assert.equal(rows?.n, 5, 'refused requests wrote nothing')
   assert.equal((await a.inject('/health/ready')).statusCode, 200, 'probes are not limited')
 })

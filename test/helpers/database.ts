@@ -39,11 +39,27 @@ export async function createTestSchema (url = TEST_DATABASE_URL): Promise<TestSc
   }
 }
 
+/** The service key test configurations carry: requests presenting it act as another service of the platform. */
+export const TEST_SERVICE_KEY = 'test-service-key-0123456789abcdefghijklmnop'
+export const SERVICE_HEADERS = { 'x-service-key': TEST_SERVICE_KEY }
+
+type InjectArg = string | { url?: string, headers?: Record<string, string>, [k: string]: unknown }
+
+/** An `inject` that adds headers (the service key by default) to every request. */
+export function authed<A extends { inject: (opts: never) => unknown }> (app: A, headers: Record<string, string> = SERVICE_HEADERS): { inject: (opts: InjectArg) => ReturnType<A['inject']> } {
+  return {
+    inject: (opts: InjectArg) => {
+      const o = typeof opts === 'string' ? { url: opts } : opts
+      return app.inject({ ...o, headers: { ...headers, ...(o.headers ?? {}) } } as never) as ReturnType<A['inject']>
+    }
+  }
+}
+
 /** An api configuration for tests: the test schema, a small pool, no .env file. */
 export function testApiConfig (schema: TestSchema, env: Record<string, string> = {}): ApiConfig {
   return loadApiConfig({
     dotenv: false,
     // Load shedding off: tests drive the event loop hard on purpose and assert on what the features answer.
-    env: { DATABASE_URL: schema.url, DB_SCHEMA: schema.schema, DB_POOL_MIN: '1', DB_POOL_MAX: '5', LOG_LEVEL: 'silent', NODE_ENV: 'test', PRESSURE_MAX_EVENT_LOOP_DELAY_MS: '0', RATE_LIMIT_ENABLED: 'false', ...env }
+    env: { DATABASE_URL: schema.url, DB_SCHEMA: schema.schema, DB_POOL_MIN: '1', DB_POOL_MAX: '5', LOG_LEVEL: 'silent', NODE_ENV: 'test', PRESSURE_MAX_EVENT_LOOP_DELAY_MS: '0', RATE_LIMIT_ENABLED: 'false', SERVICE_API_KEY: TEST_SERVICE_KEY, ...env }
   }) as ApiConfig
 }

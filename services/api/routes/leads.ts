@@ -1,4 +1,4 @@
-import type { FastifyInstance } from 'fastify'
+import type { FastifyInstance, FastifyRequest } from 'fastify'
 import { HttpError, errorBodySchema } from '../../../plugins/chassis/index.js'
 import { sendCached } from '../../../plugins/cache/index.js'
 import { leadKey, listKey, listTagFor, listTagsOf } from '../lead-cache.js'
@@ -14,7 +14,12 @@ export interface LeadRoutesOptions {
   cache: boolean
 }
 
-const errors = { 400: errorBodySchema, 404: errorBodySchema, 409: errorBodySchema, 413: errorBodySchema, 503: errorBodySchema }
+const errors = { 400: errorBodySchema, 401: errorBodySchema, 403: errorBodySchema, 404: errorBodySchema, 409: errorBodySchema, 413: errorBodySchema, 429: errorBodySchema, 503: errorBodySchema }
+
+/** Who made a change, for the audit trail: the key id, or anonymous for the capture form. */
+function actorOf (request: FastifyRequest): string {
+  return request.apiKey ? `key:${request.apiKey.id}` : 'anonymous'
+}
 
 function notFound (id: string): HttpError {
   return new HttpError(404, 'LEAD_NOT_FOUND', `Lead ${id} not found`)
@@ -24,7 +29,9 @@ function notFound (id: string): HttpError {
 export async function leadRoutes (app: FastifyInstance, opts: LeadRoutesOptions): Promise<void> {
   const leads = new LeadsRepository(app.db)
 
+  const read = { requiredScope: 'leads:read' }
   app.get<{ Querystring: LeadListQuery }>('/', {
+    config: read,
     schema: { querystring: listLeadsQuerySchema, response: { 200: leadPageSchema, ...errors } }
   }, async (request, reply) => {
     if (!opts.cache) return leads.list(request.query)
@@ -32,6 +39,7 @@ export async function leadRoutes (app: FastifyInstance, opts: LeadRoutesOptions)
   })
 
   app.get<{ Params: { id: string } }>('/:id', {
+    config: read,
     schema: { params: leadIdParamsSchema, response: { 200: leadSchema, ...errors } }
   }, async (request, reply) => {
     const load = async () => {
@@ -42,21 +50,24 @@ export async function leadRoutes (app: FastifyInstance, opts: LeadRoutesOptions)
     return opts.cache ? sendCached(app.cache, request, reply, { key: leadKey(request.params.id) }, load) : load()
   })
 
+  // The one anonymous door: the lead-capture form. A key, when presented, must carry leads:create.
   app.post<{ Body: LeadInput }>('/', {
+    config: { requiredScope: 'leads:create', anonymous: true },
     bodyLimit: opts.bodyLimit,
     schema: { body: createLeadBodySchema, response: { 201: leadSchema, ...errors } }
   }, async (request, reply) => {
-    const lead = await leads.create(request.body)
+    const lead = await leads.create(request.body, actorOf(request))
     if (opts.cache) await app.cache.invalidateTags(listTagsOf(lead))
     void reply.code(201).header('location', `/api/v1/leads/${lead.id}`)
     return lead
   })
 
   app.patch<{ Params: { id: string }, Body: LeadPatch }>('/:id', {
+    config: { requiredScope: 'leads:write' },
     bodyLimit: opts.bodyLimit,
     schema: { params: leadIdParamsSchema, body: patchLeadBodySchema, response: { 200: leadSchema, ...errors } }
   }, async (request) => {
-    const changed = await leads.update(request.params.id, request.body)
+    const changed = await leads.update(request.params.id, request.body, actorOf(request))
     if (!changed) throw notFound(request.params.id)
     if (opts.cache && changed.before !== changed.after) {
       await app.cache.invalidate({ keys: [leadKey(request.params.id)], tags: listTagsOf(changed.before, changed.after) })
@@ -65,6 +76,7 @@ export async function leadRoutes (app: FastifyInstance, opts: LeadRoutesOptions)
   })
 
   app.get<{ Params: { id: string }, Querystring: { limit: number, cursor?: string } }>('/:id/activities', {
+    config: read,
     schema: { params: leadIdParamsSchema, querystring: pageQuerySchema, response: { 200: activityPageSchema, ...errors } }
   }, async (request) => {
     const page = await leads.activities(request.params.id, request.query)

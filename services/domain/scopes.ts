@@ -1,0 +1,3 @@
+/** The scopes an API key can carry. */
+export const SCOPES = ['leads:create', 'leads:read', 'leads:write', 'admin'] as const
+export type Scope = typeof SCOPES[number]
