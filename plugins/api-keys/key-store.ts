@@ -1,5 +1,6 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto'
 import type { ConnectionPool } from '../db-pool/index.js'
+import { LRUCache } from 'lru-cache'
 import type { CacheManager } from '../cache/index.js'
 
 /** What a verified key grants. */
@@ -42,6 +43,9 @@ export class ApiKeyStore {
   readonly #db: ConnectionPool
   readonly #cache: CacheManager | undefined
   readonly #cacheTtl: number
+  // Keys verified against the cached record they were checked with; a revocation replaces or drops that record,
+  // which ends the memo's validity without a hash per request.
+  readonly #verified = new LRUCache<string, { stored: StoredKey, identity: ApiKeyIdentity }>({ max: 10000 })
 
   constructor (db: ConnectionPool, cache?: CacheManager, cacheTtlSeconds = 30) {
     this.#db = db
@@ -73,6 +77,8 @@ export class ApiKeyStore {
 
   /** The identity of a valid, unrevoked key; undefined for anything else. */
   async verify (key: string): Promise<ApiKeyIdentity | undefined> {
+    const memo = this.#verified.get(key)
+    if (memo && this.#cache?.peek(`apikey:${memo.identity.id}`) === memo.stored) return memo.identity
     const match = KEY.exec(key)
     if (!match) return undefined
     const [, id, secret] = match as unknown as [string, string, string]
@@ -87,6 +93,8 @@ export class ApiKeyStore {
     const expected = Buffer.from(stored.hash, 'base64')
     const given = hashSecret(secret)
     if (expected.length !== given.length || !timingSafeEqual(expected, given)) return undefined
-    return { id, name: stored.name, scopes: stored.scopes }
+    const identity = Object.freeze({ id, name: stored.name, scopes: stored.scopes })
+    if (this.#cache) this.#verified.set(key, { stored, identity })
+    return identity
   }
 }

@@ -43,6 +43,10 @@ export const apiKeysPlugin = fp(async (app: FastifyInstance, opts: ApiKeysPlugin
   const store = new ApiKeyStore(app.db, app.hasDecorator('cache') ? app.cache : undefined, opts.cacheTtl ?? 30)
   // Hashing both sides gives equal lengths, which timingSafeEqual needs, without revealing the secret's length.
   app.decorate('apiKeys', store)
+  // Declared up front so every request object keeps one shape.
+  app.decorateRequest('apiKey', undefined)
+  app.decorateRequest('apiKeyRejected', false)
+  app.decorateRequest('internalService', false)
 
   const serviceKey = opts.serviceKey ? createHash('sha256').update(opts.serviceKey).digest() : undefined
   const isService = (given: string | string[] | undefined): boolean =>

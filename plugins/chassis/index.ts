@@ -6,3 +6,4 @@ export { HealthRegistry, type HealthCheck, type ReadinessReport } from './health
 export { redactConfig, redactUrl } from './redact.js'
 export { buildService, REDACTED_LOG_PATHS, type Registrar, type ServiceDefinition } from './service.js'
 export { runService, type RunningService } from './run.js'
+export { SECURITY_HEADERS } from './security-headers.js'

@@ -1,11 +1,11 @@
 import { randomUUID } from 'node:crypto'
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify'
-import helmet from '@fastify/helmet'
 import underPressure from '@fastify/under-pressure'
 import type { ChassisConfig } from './config-schema.js'
 import { formatSchemaErrors, installErrorHandling } from './error-handler.js'
 import { healthPlugin } from './health.js'
 import { lazyChildLogger } from './lazy-logger.js'
+import { installSecurityHeaders } from './security-headers.js'
 
 /** A step that registers something on the app: a shared plugin, a route module, a hook. */
 export type Registrar = (app: FastifyInstance) => unknown
@@ -90,8 +90,8 @@ export async function buildService (def: ServiceDefinition): Promise<FastifyInst
     maxHeapUsedBytes: config.PRESSURE_MAX_HEAP_USED_BYTES,
     retryAfter: config.PRESSURE_RETRY_AFTER_S
   })
-  // Security headers on direct access too, matching what NGINX adds in front; a JSON API loads no content.
-  await app.register(helmet, { contentSecurityPolicy: { directives: { defaultSrc: ["'none'"], frameAncestors: ["'none'"] } }, crossOriginResourcePolicy: { policy: 'same-site' } })
+  // Security headers on direct access too, matching what NGINX adds in front.
+  installSecurityHeaders(app)
   await app.register(healthPlugin, { timeoutMs: config.HEALTH_CHECK_TIMEOUT_MS })
   app.addHook('preClose', async () => app.health.markShuttingDown())
 

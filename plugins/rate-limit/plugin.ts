@@ -60,6 +60,7 @@ export const rateLimitPlugin = fp(async (app: FastifyInstance, opts: RateLimitPl
   const isTrusted = typeof opts.allowList === 'function' ? opts.allowList : (req: FastifyRequest) => allowed?.(req.ip) ?? false
   const keyOf = opts.keyGenerator ?? ((req: FastifyRequest) => clientAddressKey(req.ip))
   app.decorate('rateLimiter', limiter)
+  app.decorateRequest('rateLimit', undefined)
 
   // A route's setting is resolved once, on its first request; routes registered before this plugin count too.
   const resolvedRoutes = new WeakMap<object, RateLimitPolicy[] | false>()

@@ -5,6 +5,8 @@ import { Redis } from 'ioredis'
 import { LRUCache } from 'lru-cache'
 import pg from 'pg'
 import { createCacheManager } from '../../plugins/cache/index.js'
+import { ApiKeyStore } from '../../plugins/api-keys/index.js'
+import { createConnectionPool } from '../../plugins/db-pool/index.js'
 import { migrate } from '../../services/domain/migrate.js'
 import { projectRoot } from '../../services/domain/paths.js'
 import { seed } from '../../services/domain/seed.js'
@@ -107,17 +109,23 @@ async function http (): Promise<{ rows: Array<Record<string, string | number>>, 
     log(`seeding ${Number(args.leads) - (count?.n ?? 0)} leads into schema ${SCHEMA}`)
     await seed({ databaseUrl: DATABASE_URL, schema: SCHEMA, count: Number(args.leads) - (count?.n ?? 0) })
   }
+  // The client is a reader with an API key, as a real one would be; the key is verified on every request.
+  const pool = createConnectionPool({ connectionString: DATABASE_URL, schema: SCHEMA, min: 0, max: 1, healthCheckInterval: 0 })
+  const { key } = await new ApiKeyStore(pool).mint('bench:cache', ['leads:read'])
+  await pool.close()
+  const headers = { 'x-api-key': key }
   const env = { DATABASE_URL, DB_SCHEMA: SCHEMA, REDIS_URL, CACHE_PREFIX: `bench:${process.pid}:http:`, RATE_LIMIT_ENABLED: 'false' }
   const cached = await startService('dist/services/api/main.js', { ...env, CACHE_ENABLED: 'true' }, await freePort())
   const uncached = await startService('dist/services/api/main.js', { ...env, CACHE_ENABLED: 'false' }, await freePort())
-  const ceiling = await startService('dist/scripts/bench/ceiling-server.js', { BENCH_SOURCE_URL: `${cached.url}/api/v1/leads` }, await freePort())
+  const ceiling = await startService('dist/scripts/bench/ceiling-server.js', { BENCH_SOURCE_URL: `${cached.url}/api/v1/leads`, BENCH_API_KEY: key }, await freePort())
   const configs = { 'cached route (ours)': cached, 'uncached route (PostgreSQL every request)': uncached, 'ceiling (bare Fastify, bytes in memory)': ceiling }
   const results: Record<string, LoadResult[]> = {}
   try {
     for (let round = 1; round <= rounds; round++) {
       for (const [name, service] of Object.entries(configs)) {
-        await load(`${service.url}/api/v1/leads`, connections, 1)
-        const r = await load(`${service.url}/api/v1/leads`, connections, duration)
+        await load(`${service.url}/api/v1/leads`, connections, 1, headers)
+        const r = await load(`${service.url}/api/v1/leads`, connections, duration, headers)
+        if (r.errors + r.non2xx > 0) throw new Error(`${name}: ${r.errors} errors and ${r.non2xx} non-2xx answers; the comparison would be meaningless`)
         ;(results[name] ??= []).push(r)
         log(`round ${round} ${name}: ${r.rps.toFixed(0)} req/s, p99 ${r.p99Ms} ms`)
       }
