@@ -44,7 +44,8 @@ test('every route answers each kind of caller with the documented status', async
     { name: 'create', method: 'POST', url: () => '/api/v1/leads', scope: 'create', anonymous: true, payload: newLead },
     { name: 'admin cache', method: 'GET', url: () => '/api/v1/admin/cache', scope: 'admin', anonymous: false },
     { name: 'admin rate-limit', method: 'GET', url: () => '/api/v1/admin/rate-limit', scope: 'admin', anonymous: false },
-    { name: 'admin pool', method: 'GET', url: () => '/api/v1/admin/pool', scope: 'admin', anonymous: false }
+    { name: 'admin pool', method: 'GET', url: () => '/api/v1/admin/pool', scope: 'admin', anonymous: false },
+    { name: 'admin queries', method: 'GET', url: () => '/api/v1/admin/queries', scope: 'admin', anonymous: false }
   ] as const
   for (const r of routes) {
     const call = (headers: Record<string, string>) => app.inject({ method: r.method, url: r.url(), headers, ...('payload' in r ? { payload: r.payload() } : {}) })
@@ -104,6 +105,15 @@ test('security headers are sent on direct access, errors included', async () => 
     assert.match(String(res.headers['content-security-policy']), /default-src 'none'/)
     assert.match(String(res.headers['strict-transport-security']), /max-age=/)
   }
+})
+
+test('the admin query statistics hold normalized queries only', async () => {
+  const res = await app.inject({ url: '/api/v1/admin/queries', headers: { 'x-api-key': keys.admin as string } })
+  assert.equal(res.statusCode, 200)
+  const body = res.json()
+  assert.ok(body.summary.totalQueries > 0)
+  assert.ok(body.top.some((s: { query: string }) => /FROM leads/.test(s.query)))
+  assert.doesNotMatch(res.body, /ann@example\.com|dup@example\.com/)
 })
 
 test('a cached response is never served to a caller without the scope', async () => {

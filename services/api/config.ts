@@ -4,6 +4,7 @@ import { redisConfigFragment, type RedisConfig } from '../../plugins/redis/index
 import { cacheConfigFragment, type CacheConfig } from '../../plugins/cache/index.js'
 import { rateLimitConfigFragment, type RateLimitConfig } from '../../plugins/rate-limit/index.js'
 import { apiKeysConfigFragment, type ApiKeysConfig } from '../../plugins/api-keys/index.js'
+import { queryStatsConfigFragment, type QueryStatsConfig } from '../../plugins/telemetry/index.js'
 
 const apiFragment = {
   properties: {
@@ -12,9 +13,9 @@ const apiFragment = {
   }
 } as const satisfies ConfigFragment
 
-export const apiConfigSchema = composeSchema(chassisConfigFragment, dbPoolConfigFragment, redisConfigFragment, cacheConfigFragment, rateLimitConfigFragment, apiKeysConfigFragment, apiFragment)
+export const apiConfigSchema = composeSchema(chassisConfigFragment, dbPoolConfigFragment, redisConfigFragment, cacheConfigFragment, rateLimitConfigFragment, apiKeysConfigFragment, queryStatsConfigFragment, apiFragment)
 
-export interface ApiConfig extends ChassisConfig, DbPoolConfig, RedisConfig, CacheConfig, RateLimitConfig, ApiKeysConfig {
+export interface ApiConfig extends ChassisConfig, DbPoolConfig, RedisConfig, CacheConfig, RateLimitConfig, ApiKeysConfig, QueryStatsConfig {
   LEAD_BODY_LIMIT_BYTES: number
 }
 

@@ -6,4 +6,5 @@ export async function adminRoutes (app: FastifyInstance): Promise<void> {
   app.get('/cache', { config }, async () => app.cache.getStats())
   app.get('/rate-limit', { config }, async () => (app.hasDecorator('rateLimiter') ? app.rateLimiter.getStats() : { enabled: false }))
   app.get('/pool', { config }, async () => app.db.getMetrics())
+  app.get('/queries', { config }, async () => ({ summary: app.queries.getSummary(), top: app.queries.getQueryStats(20), slow: app.queries.getSlowQueries(20) }))
 }

@@ -1,0 +1,68 @@
+import { test, before } from 'node:test'
+import assert from 'node:assert/strict'
+import { createConnectionPool } from '../db-pool/index.js'
+import { QueryOptimizer, QueryTracking } from './query-optimizer.js'
+import { loadQueryParser } from './query-normalizer.js'
+import { trackQueries } from './query-tracking.js'
+import { TEST_DATABASE_URL, uniqueName } from '../../test/helpers/database.js'
+
+before(() => loadQueryParser())
+
+test('statistics per fingerprint: count, total, min, max, percentiles, rows, errors; memory bounded', () => {
+  const q = new QueryOptimizer({ slowThresholdMs: 50, maxFingerprints: 3 })
+  for (let i = 1; i <= 100; i++) q.record({ sql: `SELECT * FROM leads WHERE id = ${i}`, durationMs: i, rows: 1 })
+  q.record({ sql: 'SELECT * FROM leads WHERE id = 0', durationMs: 1, error: true })
+  const [stat] = q.getQueryStats(1)
+  assert.equal(stat?.count, 101)
+  assert.equal(stat?.maxMs, 100)
+  assert.equal(stat?.minMs, 1)
+  assert.equal(stat?.rows, 100)
+  assert.equal(stat?.errors, 1)
+  assert.ok((stat?.p50Ms ?? 0) >= 49 && (stat?.p50Ms ?? 0) <= 52)
+  assert.ok((stat?.p99Ms ?? 0) >= 99)
+  assert.equal(stat?.query, 'SELECT * FROM leads WHERE id = $1')
+  for (const t of ['a', 'b', 'c', 'd']) q.record({ sql: `SELECT * FROM ${t}`, durationMs: 1 })
+  assert.equal(q.getSummary().fingerprints, 3, 'the least used fingerprints are dropped')
+  const summary = q.getSummary()
+  assert.equal(summary.totalQueries, 105)
+  assert.equal(summary.slowQueriesCount, 51)
+  assert.equal(summary.maxQueryDuration, 100)
+  assert.equal(q.getSlowQueries(2)[0]?.durationMs, 100)
+})
+
+test('every query through the pool is measured via the seam; slow ones are reported with normalized text only', async (t) => {
+  const slow: unknown[] = []
+  const q = new QueryOptimizer({ slowThresholdMs: 150, onSlowQuery: (s) => slow.push(s) })
+  const stop = trackQueries({ optimizer: q, traceId: () => 'trace-123' })
+  t.after(stop)
+  const pool = createConnectionPool({ connectionString: TEST_DATABASE_URL, name: uniqueName('qt'), min: 0, max: 2, healthCheckInterval: 0 })
+  t.after(() => pool.close())
+  await pool.query("SELECT $1::text AS email, 'literal@example.com' AS other", ['ann@example.com'])
+  await pool.query('SELECT pg_sleep(0.2)')
+  await assert.rejects(pool.query('SELECT * FROM missing_table_xyz'))
+  const stats = q.getQueryStats(10)
+  assert.ok(stats.some((s) => s.query === 'SELECT $1::text AS email, $2 AS other' && s.rows === 1))
+  assert.ok(stats.some((s) => s.query.includes('missing_table_xyz') && s.errors === 1))
+  assert.equal(slow.length, 1)
+  assert.deepEqual(Object.keys(slow[0] as object).sort(), ['at', 'durationMs', 'fingerprint', 'query', 'traceId'])
+  assert.equal((slow[0] as { traceId: string }).traceId, 'trace-123')
+  assert.doesNotMatch(JSON.stringify(q.getQueryStats(10)), /example\.com/)
+})
+
+test('@QueryTracking times repository methods under their name', async () => {
+  const q = new QueryOptimizer()
+  class LeadRepository {
+    @QueryTracking('LeadRepository', q)
+    async findLeads (fail: boolean) {
+      if (fail) throw new Error('x')
+      return [1]
+    }
+  }
+  const repo = new LeadRepository()
+  await repo.findLeads(false)
+  await assert.rejects(repo.findLeads(true))
+  const [stat] = q.getQueryStats(1)
+  assert.equal(stat?.query, 'LeadRepository.findLeads')
+  assert.equal(stat?.count, 2)
+  assert.equal(stat?.errors, 1)
+})
