@@ -2,3 +2,4 @@ export { loadQueryParser, normalizeQuery, type NormalizedQuery } from './query-n
 export { QueryOptimizer, QueryTracking, globalQueryOptimizer, type QueryOptimizerOptions, type QuerySample, type QueryStat, type SlowQuery } from './query-optimizer.js'
 export { trackQueries, type QueryTrackingOptions } from './query-tracking.js'
 export { queryStatsConfigFragment, queryStatsPlugin, type QueryStatsConfig } from './query-stats-plugin.js'
+export { metricsPlugin, type MetricsPluginOptions } from './metrics-plugin.js'

@@ -5,7 +5,7 @@ import { redisPlugin, type RedisClient } from '../../plugins/redis/index.js'
 import { cacheOptionsFromConfig, cachePlugin } from '../../plugins/cache/index.js'
 import { cidrMatcher, clientAddressKey, rateLimitOptionsFromConfig, rateLimitPlugin } from '../../plugins/rate-limit/index.js'
 import { apiKeysPlugin } from '../../plugins/api-keys/index.js'
-import { queryStatsPlugin } from '../../plugins/telemetry/index.js'
+import { metricsPlugin, queryStatsPlugin } from '../../plugins/telemetry/index.js'
 import type { ApiConfig } from './config.js'
 import { leadRoutes } from './routes/leads.js'
 import { adminRoutes } from './routes/admin.js'
@@ -26,6 +26,7 @@ export async function buildApp (config: ApiConfig, options: BuildApiOptions = {}
     config,
     ...(options.logger !== undefined ? { logger: options.logger } : {}),
     plugins: [
+      (app) => app.register(metricsPlugin, { service: 'api' }),
       (app) => app.register(queryStatsPlugin, { slowThresholdMs: config.SLOW_QUERY_THRESHOLD_MS }),
       (app) => app.register(dbPoolPlugin, options.pool ? { pool: options.pool } : poolOptionsFromConfig(config)),
       (app) => app.register(redisPlugin, options.redis
