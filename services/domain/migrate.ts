@@ -9,7 +9,7 @@ export interface MigrateOptions {
   log?: (message: string) => void
 }
 
-/** Applies the pending migrations, under node-pg-migrate's advisory lock so concurrent starts do not collide. */
+/** Applies the pending migrations under node-pg-migrate's advisory lock: concurrent starts run one after another. */
 export async function migrate (options: MigrateOptions): Promise<string[]> {
   const schema = options.schema ?? 'public'
   const applied = await runner({
@@ -21,6 +21,8 @@ export async function migrate (options: MigrateOptions): Promise<string[]> {
     createSchema: true,
     checkOrder: true,
     singleTransaction: true,
+    // Instances (and test files) starting together wait for each other instead of failing.
+    advisoryLockMode: 'wait',
     log: options.log ?? (() => {}),
     verbose: false
   })
