@@ -72,7 +72,8 @@ process.once('SIGINT', () => { void stopAll(0) })
 process.once('SIGTERM', () => { void stopAll(0) })
 
 for (const service of SERVICES) {
-  const child = spawn(process.execPath, [join(projectRoot, service.entry)], {
+  // Started as production starts them: the OpenTelemetry preload first (it does nothing unless an exporter is set).
+  const child = spawn(process.execPath, ['--import', join(projectRoot, 'dist', 'plugins', 'telemetry', 'otel-preload.js'), join(projectRoot, service.entry)], {
     cwd: projectRoot,
     stdio: 'inherit',
     env: { ...process.env, DATABASE_URL: db.url, DB_SCHEMA: config.DB_SCHEMA, PORT: String(service.port), NODE_ENV: process.env.NODE_ENV ?? 'development' }

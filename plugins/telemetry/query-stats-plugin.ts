@@ -1,4 +1,5 @@
 import fp from 'fastify-plugin'
+import { trace } from '@opentelemetry/api'
 import type { FastifyInstance } from 'fastify'
 import type { ConfigFragment } from '../chassis/index.js'
 import { loadQueryParser } from './query-normalizer.js'
@@ -29,6 +30,7 @@ export const queryStatsPlugin = fp(async (app: FastifyInstance, opts: { slowThre
     onSlowQuery: (slow) => app.log.warn({ fingerprint: slow.fingerprint, query: slow.query, durationMs: Math.round(slow.durationMs), traceId: slow.traceId }, 'slow query')
   })
   app.decorate('queries', optimizer)
-  const stop = trackQueries({ optimizer })
+  // The trace a slow query belongs to, so it can be opened in Jaeger (no-op when tracing is off).
+  const stop = trackQueries({ optimizer, traceId: () => trace.getActiveSpan()?.spanContext().traceId })
   app.addHook('onClose', async () => stop())
 }, { name: 'query-stats', fastify: '5.x' })
