@@ -6,6 +6,8 @@ const configured = Boolean(process.env.OTEL_EXPORTER_OTLP_ENDPOINT || process.en
   (process.env.OTEL_TRACES_EXPORTER && process.env.OTEL_TRACES_EXPORTER !== 'none'))
 
 if (configured) {
+  // Stable semantic conventions for HTTP and database spans (db.query.text, db.system.name, ...).
+  process.env.OTEL_SEMCONV_STABILITY_OPT_IN ??= 'http,database'
   // ESM imports are instrumented through import-in-the-middle's loader hook.
   register('@opentelemetry/instrumentation/hook.mjs', import.meta.url)
   const { NodeSDK } = await import('@opentelemetry/sdk-node')
