@@ -14,16 +14,18 @@ declare module 'fastify' {
 
 export const queryStatsConfigFragment = {
   properties: {
+    QUERY_STATS_ENABLED: { type: 'boolean', default: true, description: 'Measure every query by fingerprint (false: the query seam has no subscriber)' },
     SLOW_QUERY_THRESHOLD_MS: { type: 'integer', default: 1000, minimum: 1, description: 'A query slower than this is logged (normalized text, duration) and listed as slow' }
   }
 } as const satisfies ConfigFragment
 
 export interface QueryStatsConfig {
+  QUERY_STATS_ENABLED: boolean
   SLOW_QUERY_THRESHOLD_MS: number
 }
 
 /** Statistics per normalized query from the db-pool seam (`app.queries`), slow queries logged with their normalized text. */
-export const queryStatsPlugin = fp(async (app: FastifyInstance, opts: { slowThresholdMs?: number, optimizer?: QueryOptimizer }) => {
+export const queryStatsPlugin = fp(async (app: FastifyInstance, opts: { slowThresholdMs?: number, optimizer?: QueryOptimizer, enabled?: boolean }) => {
   await loadQueryParser()
   const optimizer = opts.optimizer ?? new QueryOptimizer({
     slowThresholdMs: opts.slowThresholdMs ?? 1000,

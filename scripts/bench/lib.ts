@@ -11,8 +11,8 @@ export interface Service {
 }
 
 /** Starts a service entry in its own process (the load generator must not share its event loop). */
-export async function startService (entry: string, env: Record<string, string>, port: number): Promise<Service> {
-  const child = spawn(process.execPath, [join(projectRoot, entry)], {
+export async function startService (entry: string, env: Record<string, string>, port: number, nodeArgs: string[] = []): Promise<Service> {
+  const child = spawn(process.execPath, [...nodeArgs, join(projectRoot, entry)], {
     cwd: projectRoot,
     env: { PATH: process.env.PATH ?? '', LOG_LEVEL: 'warn', PORT: String(port), ...env },
     stdio: ['ignore', 'ignore', 'inherit']

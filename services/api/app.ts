@@ -27,7 +27,7 @@ export async function buildApp (config: ApiConfig, options: BuildApiOptions = {}
     ...(options.logger !== undefined ? { logger: options.logger } : {}),
     plugins: [
       (app) => app.register(metricsPlugin, { service: 'api' }),
-      (app) => app.register(queryStatsPlugin, { slowThresholdMs: config.SLOW_QUERY_THRESHOLD_MS }),
+      (app) => app.register(queryStatsPlugin, { slowThresholdMs: config.SLOW_QUERY_THRESHOLD_MS, enabled: config.QUERY_STATS_ENABLED }),
       (app) => app.register(dbPoolPlugin, options.pool ? { pool: options.pool } : poolOptionsFromConfig(config)),
       (app) => app.register(redisPlugin, options.redis
         ? { client: options.redis }

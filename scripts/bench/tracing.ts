@@ -1,0 +1,60 @@
+import { createServer } from 'node:http'
+import { join } from 'node:path'
+import { parseArgs } from 'node:util'
+import { ApiKeyStore } from '../../plugins/api-keys/index.js'
+import { createConnectionPool } from '../../plugins/db-pool/index.js'
+import { migrate } from '../../services/domain/migrate.js'
+import { projectRoot } from '../../services/domain/paths.js'
+import { seed } from '../../services/domain/seed.js'
+import { freePort } from '../../test/helpers/ports.js'
+import { load, median, startService, table, type LoadResult } from './lib.js'
+
+const { values: args } = parseArgs({ options: { duration: { type: 'string', default: '5' }, connections: { type: 'string', default: '50' }, rounds: { type: 'string', default: '3' }, 'fastify-otel': { type: 'string', default: 'true' } } })
+const DATABASE_URL = process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres'
+const SCHEMA = 'bench_tracing'
+const log = (m: string): void => console.log(`[bench:tracing] ${m}`)
+
+await migrate({ databaseUrl: DATABASE_URL, schema: SCHEMA })
+const pool = createConnectionPool({ connectionString: DATABASE_URL, schema: SCHEMA, min: 0, max: 1, healthCheckInterval: 0 })
+const { rows: [count] } = await pool.query<{ n: number }>('SELECT count(*)::int AS n FROM leads')
+if ((count?.n ?? 0) < 10000) await seed({ databaseUrl: DATABASE_URL, schema: SCHEMA, count: 10000 - (count?.n ?? 0) })
+const { key } = await new ApiKeyStore(pool).mint('bench:tracing', ['leads:read'])
+await pool.close()
+
+// An OTLP/HTTP sink on this machine: the exporter does its real work (serialize, send), the sink discards.
+let exported = 0
+const sink = createServer((req, res) => {
+  req.on('data', (c: Buffer) => { exported += c.length })
+  req.on('end', () => res.writeHead(200, { 'content-type': 'application/json' }).end('{}'))
+})
+const sinkPort = await freePort()
+sink.listen(sinkPort, '127.0.0.1')
+
+// PostgreSQL on every request: no cache, no rate limiter.
+const base = { DATABASE_URL, DB_SCHEMA: SCHEMA, CACHE_ENABLED: 'false', RATE_LIMIT_ENABLED: 'false', OTEL_SERVICE_NAME: 'api' }
+const preload = ['--import', join(projectRoot, 'dist', 'plugins', 'telemetry', 'otel-preload.js')]
+const off = await startService('dist/services/api/main.js', { ...base, QUERY_STATS_ENABLED: 'false' }, await freePort(), preload)
+const on = await startService('dist/services/api/main.js', { ...base, QUERY_STATS_ENABLED: 'true', OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${sinkPort}`, OTEL_TRACES_SAMPLER: 'always_on', OTEL_METRICS_EXPORTER: 'none', OTEL_LOGS_EXPORTER: 'none', OTEL_FASTIFY_ENABLED: args['fastify-otel'] ?? 'true' }, await freePort(), preload)
+const configs = { 'tracing and query statistics off': off, 'tracing (100% sampled, OTLP export) and query statistics on': on }
+const results: Record<string, LoadResult[]> = {}
+try {
+  for (let round = 1; round <= Number(args.rounds); round++) {
+    for (const [name, service] of Object.entries(configs)) {
+      const url = `${service.url}/api/v1/leads?status=new&limit=20`
+      await load(url, Number(args.connections), 1, { 'x-api-key': key })
+      const r = await load(url, Number(args.connections), Number(args.duration), { 'x-api-key': key })
+      if (r.errors + r.non2xx > 0) throw new Error(`${name}: ${r.errors} errors, ${r.non2xx} non-2xx`)
+      ;(results[name] ??= []).push(r)
+      log(`round ${round} ${name}: ${r.rps.toFixed(0)} req/s, p99 ${r.p99Ms} ms`)
+    }
+  }
+} finally {
+  await Promise.all(Object.values(configs).map((s) => s.stop()))
+  sink.close()
+}
+const med = (name: string, f: keyof LoadResult): number => median((results[name] ?? []).map((r) => r[f]))
+const names = Object.keys(configs)
+console.log(`\nGET /api/v1/leads?status=new (PostgreSQL every request), autocannon ${args.connections} connections, ${args.duration} s x ${args.rounds} rounds interleaved, medians:\n`)
+console.log(table(names.map((name) => ({ configuration: name, 'req/s': med(name, 'rps').toFixed(0), 'avg ms': med(name, 'avgMs').toFixed(2), 'p99 ms': med(name, 'p99Ms').toFixed(0) }))))
+const loss = 1 - med(names[1] as string, 'rps') / med(names[0] as string, 'rps')
+console.log(`\nthroughput lost to tracing and query statistics: ${(loss * 100).toFixed(1)}% (target < 10%); ${(exported / 1e6).toFixed(1)} MB of spans exported`)
