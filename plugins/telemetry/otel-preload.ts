@@ -11,29 +11,8 @@ if (configured) {
   // ESM imports are instrumented through import-in-the-middle's loader hook.
   register('@opentelemetry/instrumentation/hook.mjs', import.meta.url)
   const { NodeSDK } = await import('@opentelemetry/sdk-node')
-  const { getNodeAutoInstrumentations } = await import('@opentelemetry/auto-instrumentations-node')
-  const { FastifyOtelInstrumentation } = await import('@fastify/otel')
-  const { loadQueryParser, normalizeQuery } = await import('./query-normalizer.js')
-  await loadQueryParser()
-  const sdk = new NodeSDK({
-    instrumentations: [
-      getNodeAutoInstrumentations({
-        // @fastify/otel makes the Fastify spans; the generic one would duplicate them. File system spans are noise.
-        '@opentelemetry/instrumentation-fastify': { enabled: false },
-        '@opentelemetry/instrumentation-fs': { enabled: false },
-        '@opentelemetry/instrumentation-net': { enabled: false },
-        '@opentelemetry/instrumentation-dns': { enabled: false },
-        // Database spans carry the query's fingerprint, so a span and its line in the query statistics match.
-        '@opentelemetry/instrumentation-pg': {
-          requestHook: (span, info) => {
-            if (info.query.text) span.setAttribute('db.query.fingerprint', normalizeQuery(info.query.text).fingerprint)
-          }
-        }
-      }),
-      // One span per hook of every request: OTEL_FASTIFY_ENABLED=false keeps only the HTTP server span.
-      ...(process.env.OTEL_FASTIFY_ENABLED === 'false' ? [] : [new FastifyOtelInstrumentation({ registerOnInitialization: true })])
-    ]
-  })
+  const { createInstrumentations } = await import('./instrumentations.js')
+  const sdk = new NodeSDK({ instrumentations: await createInstrumentations() })
   sdk.start()
   process.once('beforeExit', () => { void sdk.shutdown() })
 }
