@@ -5,7 +5,7 @@ import type { ChassisConfig } from './config-schema.js'
 import { formatSchemaErrors, installErrorHandling } from './error-handler.js'
 import { healthPlugin } from './health.js'
 import { lazyChildLogger } from './lazy-logger.js'
-import { installSecurityHeaders } from './security-headers.js'
+import { SECURITY_HEADERS } from './security-headers.js'
 
 /** A step that registers something on the app: a shared plugin, a route module, a hook. */
 export type Registrar = (app: FastifyInstance) => unknown
@@ -71,8 +71,9 @@ export async function buildService (def: ServiceDefinition): Promise<FastifyInst
   }) as unknown as FastifyInstance
 
   // Callback-style hooks: no promise per request on the hot path.
+  // One hook for what every response carries: its request id and the security headers (also on errors).
   app.addHook('onRequest', (request, reply, done) => {
-    void reply.header('x-request-id', request.id)
+    void reply.headers(SECURITY_HEADERS).header('x-request-id', request.id)
     done()
   })
   // Keep-alive connections would hold close() open after their in-flight request: ask clients to hang up.
@@ -90,8 +91,6 @@ export async function buildService (def: ServiceDefinition): Promise<FastifyInst
     maxHeapUsedBytes: config.PRESSURE_MAX_HEAP_USED_BYTES,
     retryAfter: config.PRESSURE_RETRY_AFTER_S
   })
-  // Security headers on direct access too, matching what NGINX adds in front.
-  installSecurityHeaders(app)
   await app.register(healthPlugin, { timeoutMs: config.HEALTH_CHECK_TIMEOUT_MS })
   app.addHook('preClose', async () => app.health.markShuttingDown())
 
