@@ -83,10 +83,20 @@ export const metricsPlugin = fp(async (app: FastifyInstance, opts: MetricsPlugin
   })
 
   app.decorate('metrics', registry)
+  // Labelled children are looked up once per method, route and status: hashing label sets on every request was
+  // a tenth of a cached route's throughput.
+  const counters = new Map<string, Counter.Internal>()
+  const timers = new Map<string, Histogram.Internal<'method' | 'route'>>()
   app.addHook('onResponse', (request, reply, done) => {
     const route = request.routeOptions.url ?? 'unmatched'
-    requests.inc({ method: request.method, route, status: String(reply.statusCode) })
-    duration.observe({ method: request.method, route }, reply.elapsedTime / 1000)
+    const timerKey = `${request.method} ${route}`
+    const counterKey = `${timerKey} ${reply.statusCode}`
+    let counter = counters.get(counterKey)
+    if (!counter) counters.set(counterKey, counter = requests.labels(request.method, route, String(reply.statusCode)))
+    let timer = timers.get(timerKey)
+    if (!timer) timers.set(timerKey, timer = duration.labels(request.method, route))
+    counter.inc()
+    timer.observe(reply.elapsedTime / 1000)
     done()
   })
   // Scrapes are never rate limited (the rate-limit plugin reads `rateLimit: false`).
