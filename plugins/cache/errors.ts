@@ -5,7 +5,5 @@ export const CacheErrors = {
   CACHE_INVALID_OPTIONS: createError<'CACHE_INVALID_OPTIONS', [string]>('CACHE_INVALID_OPTIONS', 'Invalid cache options: %s'),
   CACHE_UNSUPPORTED_VALUE: createError<'CACHE_UNSUPPORTED_VALUE', [string]>('CACHE_UNSUPPORTED_VALUE',
     'Cannot cache this value: %s. Supported: primitives, bigint, plain objects, arrays, Date, Map, Set, Buffer and typed arrays'),
-  CACHE_REDIS_TIMEOUT: createError<'CACHE_REDIS_TIMEOUT', [number]>('CACHE_REDIS_TIMEOUT', 'Redis did not answer within %d ms'),
-  CACHE_BREAKER_OPEN: createError<'CACHE_BREAKER_OPEN', []>('CACHE_BREAKER_OPEN', 'Redis circuit breaker is open'),
   CACHE_CLOSED: createError<'CACHE_CLOSED', []>('CACHE_CLOSED', 'The cache manager is closed')
 } as const

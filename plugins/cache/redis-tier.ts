@@ -1,8 +1,6 @@
 import calculateSlot from 'cluster-key-slot'
 import type { Redis } from 'ioredis'
-import { isCluster, type RedisClient } from '../redis/index.js'
-import type { CircuitBreaker } from '../redis/index.js'
-import { CacheErrors } from './errors.js'
+import { isCluster, withBudget, type CircuitBreaker, type RedisClient } from '../redis/index.js'
 import type { CacheCounters } from './stats.js'
 
 // One round trip for any number of keys: each value with its remaining TTL, so a local copy never outlives it.
@@ -175,28 +173,18 @@ export class RedisTier {
     return this.#run(() => this.client.publish(channel, message))
   }
 
+  /** One command under the breaker and the budget (the redis plugin's `withBudget`), counted per tier. */
   async #run<T> (command: () => Promise<T>): Promise<T> {
-    if (!this.#breaker.allow()) throw new CacheErrors.CACHE_BREAKER_OPEN()
     const started = performance.now()
-    let timer: NodeJS.Timeout | undefined
     try {
-      const result = await Promise.race([
-        command(),
-        new Promise<never>((_resolve, reject) => {
-          timer = setTimeout(() => reject(new CacheErrors.CACHE_REDIS_TIMEOUT(this.#timeoutMs)), this.#timeoutMs)
-        })
-      ])
-      this.#breaker.success()
+      const result = await withBudget(this.#breaker, this.#timeoutMs, command)
       this.#stats.redisRoundTrips++
       this.#stats.redisLatency.add(performance.now() - started)
       return result
     } catch (error) {
-      this.#breaker.failure()
       this.#stats.redisErrors++
-      if ((error as { code?: string }).code === 'CACHE_REDIS_TIMEOUT' || /timed? ?out/i.test((error as Error).message)) this.#stats.redisTimeouts++
+      if ((error as { code?: string }).code === 'REDIS_TIMEOUT' || /timed? ?out/i.test((error as Error).message)) this.#stats.redisTimeouts++
       throw error
-    } finally {
-      clearTimeout(timer)
     }
   }
 }

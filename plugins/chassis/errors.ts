@@ -5,13 +5,8 @@ import createError from '@fastify/error'
  */
 export const ChassisErrors = {
   CHASSIS_CONFIG_INVALID: createError<'CHASSIS_CONFIG_INVALID', [string]>('CHASSIS_CONFIG_INVALID', 'Invalid configuration: %s'),
-  CHASSIS_NOT_FOUND: createError<'CHASSIS_NOT_FOUND', 404, [string, string]>('CHASSIS_NOT_FOUND', 'Route %s %s not found', 404),
-  CHASSIS_SHUTTING_DOWN: createError<'CHASSIS_SHUTTING_DOWN', 503, []>('CHASSIS_SHUTTING_DOWN', 'Service is shutting down', 503),
   CHASSIS_DUPLICATE_HEALTH_CHECK: createError<'CHASSIS_DUPLICATE_HEALTH_CHECK', 500, [string]>(
-    'CHASSIS_DUPLICATE_HEALTH_CHECK', 'Health check "%s" is already registered', 500),
-  CHASSIS_BAD_REQUEST: createError<'CHASSIS_BAD_REQUEST', 400, [string]>('CHASSIS_BAD_REQUEST', '%s', 400),
-  CHASSIS_NOT_FOUND_RESOURCE: createError<'CHASSIS_NOT_FOUND_RESOURCE', 404, [string]>('CHASSIS_NOT_FOUND_RESOURCE', '%s', 404),
-  CHASSIS_CONFLICT: createError<'CHASSIS_CONFLICT', 409, [string]>('CHASSIS_CONFLICT', '%s', 409)
+    'CHASSIS_DUPLICATE_HEALTH_CHECK', 'Health check "%s" is already registered', 500)
 } as const
 
 /** An error carrying an HTTP status and a stable code, for handlers to throw. */

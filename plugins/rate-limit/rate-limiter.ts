@@ -1,7 +1,7 @@
 import { LRUCache } from 'lru-cache'
 import { CircuitBreaker, RedisErrors, withBudget, type RedisClient } from '../redis/index.js'
 import { MemoryStore } from './memory-store.js'
-import { presets, validatePolicy, type RateLimitPolicy } from './policies.js'
+import { presets, type RateLimitPolicy } from './policies.js'
 import { RedisStore } from './redis-store.js'
 import type { PolicyResult, RateLimitStore } from './store.js'
 
@@ -197,4 +197,3 @@ export function createRateLimiter (redis: RedisClient | undefined, options: Rate
   return new RateLimiter(redis, options)
 }
 
-export { validatePolicy }
