@@ -75,10 +75,19 @@ export class ApiKeyStore {
     return rows
   }
 
+  /**
+   * The identity of a key verified earlier whose cached record is still the one it was checked against, without
+   * waiting; undefined when only `verify` can tell.
+   */
+  verifiedIdentity (key: string): ApiKeyIdentity | undefined {
+    const memo = this.#verified.get(key)
+    return memo && this.#cache?.peek(`apikey:${memo.identity.id}`) === memo.stored ? memo.identity : undefined
+  }
+
   /** The identity of a valid, unrevoked key; undefined for anything else. */
   async verify (key: string): Promise<ApiKeyIdentity | undefined> {
-    const memo = this.#verified.get(key)
-    if (memo && this.#cache?.peek(`apikey:${memo.identity.id}`) === memo.stored) return memo.identity
+    const known = this.verifiedIdentity(key)
+    if (known) return known
     const match = KEY.exec(key)
     if (!match) return undefined
     const [, id, secret] = match as unknown as [string, string, string]

@@ -52,25 +52,35 @@ export const apiKeysPlugin = fp(async (app: FastifyInstance, opts: ApiKeysPlugin
   const isService = (given: string | string[] | undefined): boolean =>
     serviceKey !== undefined && typeof given === 'string' && timingSafeEqual(createHash('sha256').update(given).digest(), serviceKey)
 
-  app.addHook('onRequest', async (request) => {
+  // Callback hooks: a key verified before is answered without a promise, which a cached route would feel.
+  app.addHook('onRequest', (request, _reply, done) => {
     if (isService(request.headers['x-service-key'])) {
       request.internalService = true
       request.apiKey = SERVICE_IDENTITY
-      return
+      return done()
     }
     const given = request.headers[header]
-    if (given === undefined) return
-    const identity = typeof given === 'string' ? await store.verify(given) : undefined
-    if (identity) request.apiKey = identity
-    else request.apiKeyRejected = true
+    if (given === undefined) return done()
+    const known = typeof given === 'string' ? store.verifiedIdentity(given) : undefined
+    if (known) {
+      request.apiKey = known
+      return done()
+    }
+    const verified = typeof given === 'string' ? store.verify(given) : Promise.resolve(undefined)
+    verified.then((identity) => {
+      if (identity) request.apiKey = identity
+      else request.apiKeyRejected = true
+      done()
+    }, done)
   })
 
-  app.addHook('preParsing', async (request) => {
-    if (request.apiKeyRejected) throw new HttpError(401, 'INVALID_API_KEY', 'The API key is not valid or has been revoked')
+  app.addHook('preParsing', (request, _reply, _payload, done) => {
+    if (request.apiKeyRejected) return done(new HttpError(401, 'INVALID_API_KEY', 'The API key is not valid or has been revoked'))
     const { requiredScope: scope, anonymous } = request.routeOptions.config
-    if (!scope || request.internalService) return
-    if (!request.apiKey && anonymous) return
-    if (!request.apiKey) throw new HttpError(401, 'API_KEY_REQUIRED', `This route needs an API key with scope "${scope}" in the ${header} header`)
-    if (!request.apiKey.scopes.includes(scope)) throw new HttpError(403, 'MISSING_SCOPE', `The API key lacks the scope "${scope}"`)
+    if (!scope || request.internalService) return done()
+    if (!request.apiKey && anonymous) return done()
+    if (!request.apiKey) return done(new HttpError(401, 'API_KEY_REQUIRED', `This route needs an API key with scope "${scope}" in the ${header} header`))
+    if (!request.apiKey.scopes.includes(scope)) return done(new HttpError(403, 'MISSING_SCOPE', `The API key lacks the scope "${scope}"`))
+    done()
   })
 }, { name: 'api-keys', fastify: '5.x', dependencies: ['db-pool'] })

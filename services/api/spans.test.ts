@@ -30,6 +30,10 @@ test('a cache-miss GET is one trace: the request span and, under it, the Redis a
   const request = spans.find((s) => scope(s) === '@fastify/otel' && s.name === 'request')
   assert.ok(request, `no request span among ${spans.map((s) => s.name).join(', ')}`)
   const trace = spans.filter((s) => s.spanContext().traceId === request.spanContext().traceId)
+  // The chassis's own hooks (request id, metrics, API key, rate limit) make no span; the route's handler does.
+  const fastifySpans = trace.filter((s) => scope(s) === '@fastify/otel').map((s) => s.name)
+  assert.deepEqual(fastifySpans.filter((n) => n !== 'request' && !n.startsWith('handler - ')), [], `Fastify spans: ${fastifySpans.join(', ')}`)
+  assert.equal(fastifySpans.filter((n) => n.startsWith('handler - ')).length, 1, `Fastify spans: ${fastifySpans.join(', ')}`)
   const redis = trace.filter((s) => scope(s) === '@opentelemetry/instrumentation-ioredis')
   const pg = trace.filter((s) => scope(s) === '@opentelemetry/instrumentation-pg' && s.name.startsWith('pg.query'))
   assert.ok(redis.length > 0, 'Redis spans in the trace')
