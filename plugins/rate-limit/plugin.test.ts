@@ -89,3 +89,13 @@ test('a custom key, cost and handler', async (t) => {
   assert.deepEqual(refused.json(), { custom: true })
   assert.equal((await app.inject({ url: '/open', headers: { 'x-user': 'u2' } })).statusCode, 200)
 })
+
+test('a handler that only observes a refusal leaves the default 429', async (t) => {
+  const seen: string[] = []
+  const app = await build(t, { keyGenerator: () => 'observed', onExceeded: (req) => { seen.push(req.url) } })
+  for (let i = 0; i < 3; i++) await app.inject({ url: '/open' })
+  const refused = await app.inject({ url: '/open' })
+  assert.equal(refused.statusCode, 429)
+  assert.equal(refused.json().code, 'RATE_LIMITED')
+  assert.deepEqual(seen, ['/open'])
+})

@@ -75,23 +75,27 @@ export const rateLimitPlugin = fp(async (app: FastifyInstance, opts: RateLimitPl
     return list
   }
 
-  app.addHook('onRequest', async (request, reply) => {
+  const refusal = (decision: Decision): HttpError => {
+    const b = decision.binding
+    if (decision.source === 'closed') return new HttpError(503, 'RATE_LIMIT_UNAVAILABLE', `Rate limit "${b?.policy.name ?? ''}" cannot be checked right now`)
+    return new HttpError(429, 'RATE_LIMITED', `Rate limit "${b?.policy.name ?? ''}" exceeded: ${b?.policy.limit ?? 0} requests per ${Math.ceil((b?.policy.windowMs ?? 0) / 1000)} s; retry in ${Math.max(1, Math.ceil((b?.retryAfterMs ?? 0) / 1000))} s`)
+  }
+
+  // A callback hook: no promise of its own per request on a path every request takes.
+  app.addHook('onRequest', (request, reply, done) => {
     const own = routeSetting(request.routeOptions.config)
-    if (own === false || isTrusted(request)) return
+    if (own === false || isTrusted(request)) return done()
     const base = opts.globalFor?.(request)
     const first = base !== undefined ? resolve(base) : global
     const policies = own === undefined ? (first === global ? globalList : first ? [first] : []) : first ? [first, ...own] : own
-    if (policies.length === 0) return
-    const decision = await limiter.check(keyOf(request), policies, opts.cost?.(request) ?? 1)
-    request.rateLimit = decision
-    setRateLimitHeaders(reply, decision)
-    if (decision.allowed) return
-    if (opts.onExceeded) {
-      await opts.onExceeded(request, reply, decision)
-      return reply
-    }
-    const b = decision.binding
-    if (decision.source === 'closed') throw new HttpError(503, 'RATE_LIMIT_UNAVAILABLE', `Rate limit "${b?.policy.name ?? ''}" cannot be checked right now`)
-    throw new HttpError(429, 'RATE_LIMITED', `Rate limit "${b?.policy.name ?? ''}" exceeded: ${b?.policy.limit ?? 0} requests per ${Math.ceil((b?.policy.windowMs ?? 0) / 1000)} s; retry in ${Math.max(1, Math.ceil((b?.retryAfterMs ?? 0) / 1000))} s`)
+    if (policies.length === 0) return done()
+    limiter.check(keyOf(request), policies, opts.cost?.(request) ?? 1).then((decision) => {
+      request.rateLimit = decision
+      setRateLimitHeaders(reply, decision)
+      if (decision.allowed) return done()
+      if (!opts.onExceeded) return done(refusal(decision))
+      // A handler that answers ends the request here; one that does not leaves the default answer.
+      Promise.resolve(opts.onExceeded(request, reply, decision)).then(() => { if (!reply.sent) done(refusal(decision)) }, done)
+    }, done)
   })
 }, { name: 'rate-limit', fastify: '5.x' })

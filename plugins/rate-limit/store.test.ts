@@ -81,3 +81,19 @@ for (const [name, make] of stores) {
     })
   })
 }
+
+test('a Redis key lives at least one window past its newest request, and at most two', async () => {
+  const store = new RedisStore(redis)
+  const key = uniqueName('rl')
+  const p = policy(100, 1000)
+  await store.check({ keys: [key], policies: [p], cost: 1, consume: true })
+  const first = await redis.pttl(key)
+  assert.ok(first > 1000 && first <= 2000, `ttl ${first}`)
+  // Past one window of life the next admission pushes the expiry out again; a refusal or a peek leaves it alone.
+  await sleep(1050)
+  assert.ok(await redis.pttl(key) < 1000)
+  await store.check({ keys: [key], policies: [p], cost: 1, consume: true })
+  const pushed = await redis.pttl(key)
+  assert.ok(pushed > 1000 && pushed <= 2000, `ttl ${pushed}`)
+  assert.equal(await redis.zcard(key), 1, 'the request of the previous window has left the log')
+})
