@@ -8,3 +8,4 @@ export { buildService, REDACTED_LOG_PATHS, type Registrar, type ServiceDefinitio
 export { runService, type RunningService } from './run.js'
 export { SECURITY_HEADERS } from './security-headers.js'
 export { ROUTES_CHANNEL_NAME, routesChannel, type RoutesMessage } from './routes-channel.js'
+export { CircuitBreaker, type BreakerState } from './breaker.js'

@@ -1,5 +1,5 @@
 import createError from '@fastify/error'
-import type { CircuitBreaker } from './breaker.js'
+import type { CircuitBreaker } from '../chassis/index.js'
 
 export const RedisErrors = {
   REDIS_TIMEOUT: createError<'REDIS_TIMEOUT', [number]>('REDIS_TIMEOUT', 'Redis did not answer within %d ms'),

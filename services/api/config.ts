@@ -1,10 +1,5 @@
-import { chassisConfigFragment, composeSchema, loadConfig, type ChassisConfig, type ConfigFragment, type LoadConfigOptions } from '../../plugins/chassis/index.js'
-import { dbPoolConfigFragment, type DbPoolConfig } from '../../plugins/db-pool/index.js'
-import { redisConfigFragment, type RedisConfig } from '../../plugins/redis/index.js'
-import { cacheConfigFragment, type CacheConfig } from '../../plugins/cache/index.js'
-import { rateLimitConfigFragment, type RateLimitConfig } from '../../plugins/rate-limit/index.js'
-import { apiKeysConfigFragment, type ApiKeysConfig } from '../../plugins/api-keys/index.js'
-import { queryStatsConfigFragment, type QueryStatsConfig } from '../../plugins/telemetry/index.js'
+import { composeSchema, loadConfig, type ConfigFragment, type LoadConfigOptions } from '../../plugins/chassis/index.js'
+import { platformConfigFragments, type PlatformConfig } from '../domain/platform.js'
 
 const apiFragment = {
   properties: {
@@ -13,9 +8,9 @@ const apiFragment = {
   }
 } as const satisfies ConfigFragment
 
-export const apiConfigSchema = composeSchema(chassisConfigFragment, dbPoolConfigFragment, redisConfigFragment, cacheConfigFragment, rateLimitConfigFragment, apiKeysConfigFragment, queryStatsConfigFragment, apiFragment)
+export const apiConfigSchema = composeSchema(...platformConfigFragments, apiFragment)
 
-export interface ApiConfig extends ChassisConfig, DbPoolConfig, RedisConfig, CacheConfig, RateLimitConfig, ApiKeysConfig, QueryStatsConfig {
+export interface ApiConfig extends PlatformConfig {
   LEAD_BODY_LIMIT_BYTES: number
 }
 

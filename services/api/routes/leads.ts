@@ -1,7 +1,7 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import { HttpError, errorBodySchema } from '../../../plugins/chassis/index.js'
 import { sendCached } from '../../../plugins/cache/index.js'
-import { leadKey, listKey, listTagFor, listTagsOf } from '../lead-cache.js'
+import { ALL_LISTS_TAG, changeTagsOf, leadKey, listKey, listTagFor } from '../../domain/lead-cache.js'
 import { LeadsRepository } from '../../domain/leads-repository.js'
 import {
   activityPageSchema, createLeadBodySchema, leadIdParamsSchema, leadPageSchema, leadSchema, listLeadsQuerySchema,
@@ -35,7 +35,7 @@ export async function leadRoutes (app: FastifyInstance, opts: LeadRoutesOptions)
     schema: { querystring: listLeadsQuerySchema, response: { 200: leadPageSchema, ...errors } }
   }, async (request, reply) => {
     if (!opts.cache) return leads.list(request.query)
-    return sendCached(app.cache, request, reply, { key: listKey(request.query), tags: [listTagFor(request.query)] }, () => leads.list(request.query))
+    return sendCached(app.cache, request, reply, { key: listKey(request.query), tags: [listTagFor(request.query), ALL_LISTS_TAG] }, () => leads.list(request.query))
   })
 
   app.get<{ Params: { id: string } }>('/:id', {
@@ -57,7 +57,7 @@ export async function leadRoutes (app: FastifyInstance, opts: LeadRoutesOptions)
     schema: { body: createLeadBodySchema, response: { 201: leadSchema, ...errors } }
   }, async (request, reply) => {
     const lead = await leads.create(request.body, actorOf(request))
-    if (opts.cache) await app.cache.invalidateTags(listTagsOf(lead))
+    if (opts.cache) await app.cache.invalidateTags(changeTagsOf(lead))
     void reply.code(201).header('location', `/api/v1/leads/${lead.id}`)
     return lead
   })
@@ -70,7 +70,7 @@ export async function leadRoutes (app: FastifyInstance, opts: LeadRoutesOptions)
     const changed = await leads.update(request.params.id, request.body, actorOf(request))
     if (!changed) throw notFound(request.params.id)
     if (opts.cache && changed.before !== changed.after) {
-      await app.cache.invalidate({ keys: [leadKey(request.params.id)], tags: listTagsOf(changed.before, changed.after) })
+      await app.cache.invalidate({ keys: [leadKey(request.params.id)], tags: changeTagsOf(changed.before, changed.after) })
     }
     return changed.after
   })

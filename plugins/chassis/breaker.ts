@@ -1,6 +1,6 @@
 export type BreakerState = 'closed' | 'open' | 'half_open'
 
-// A few lines of state shared by every Redis command of one cache; checked synchronously on the hot path,
+// A few lines of state shared by every call to one dependency (Redis, another service); checked synchronously on the hot path,
 // which a wrapper-per-function breaker library cannot offer without an extra promise per call.
 export class CircuitBreaker {
   #state: BreakerState = 'closed'
@@ -19,6 +19,11 @@ export class CircuitBreaker {
 
   get state (): BreakerState {
     return this.#state
+  }
+
+  /** Ms until an open breaker lets a probe through (0 when it is not open). */
+  get retryAfterMs (): number {
+    return this.#state === 'open' ? Math.max(0, this.#cooldownMs - (Date.now() - this.#openedAt)) : 0
   }
 
   /** True when a command may be sent; after the cooldown one probe goes through. */

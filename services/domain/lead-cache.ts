@@ -1,7 +1,10 @@
-import type { Lead, LeadListQuery } from '../domain/lead-schemas.js'
+import type { Lead, LeadListQuery } from './lead-schemas.js'
 
 /**
- * What the api caches and what a change invalidates. A list is tagged with its equality filters (status, product,
+ * What the services cache and what a change invalidates; every service that changes leads uses these names, so a
+ * change made through one service reaches the caches of the others (with a shared Redis).
+ * Every list also carries ALL_LISTS_TAG, for changes too wide to name list by list (an import).
+ * Reports carry REPORT_TAGS: `leads` for anything that changes leads, `assignments` for routing. A list is tagged with its equality filters (status, product,
  * state, or * when absent); a lead appears only in lists whose filters it satisfies, so a change invalidates the
  * 8 combinations of its old and new values, never unrelated lists, whatever their number of cached pages.
  */
@@ -33,4 +36,15 @@ export function listTagsOf (...leads: Lead[]): string[] {
     }
   }
   return [...tags]
+}
+
+/** Carried by every cached list of leads. */
+export const ALL_LISTS_TAG = 'leads:list:all'
+
+/** Tags of the data-service's reports. */
+export const REPORT_TAGS = { leads: 'reports:leads', assignments: 'reports:assignments' } as const
+
+/** The tags a change to these leads invalidates: the lists they can appear in, and the reports. */
+export function changeTagsOf (...leads: Lead[]): string[] {
+  return [...listTagsOf(...leads), REPORT_TAGS.leads]
 }

@@ -1,0 +1,16 @@
+import { HttpError } from '../chassis/index.js'
+
+/**
+ * The error a route gets when a service it depends on cannot answer: 503 with Retry-After and a stable code, which
+ * the chassis's error handler turns into the JSON body. `upstream` names the service.
+ */
+export class UpstreamUnavailableError extends HttpError {
+  readonly upstream: string
+  readonly retryAfterSeconds: number
+  constructor (upstream: string, reason: string, retryAfterSeconds: number) {
+    super(503, 'UPSTREAM_UNAVAILABLE', `${upstream} is unavailable: ${reason}`, { 'retry-after': String(retryAfterSeconds) })
+    this.name = 'UpstreamUnavailableError'
+    this.upstream = upstream
+    this.retryAfterSeconds = retryAfterSeconds
+  }
+}

@@ -1,0 +1,46 @@
+import type { Registrar } from '../../plugins/chassis/index.js'
+import { chassisConfigFragment, type ChassisConfig, type ConfigFragment } from '../../plugins/chassis/index.js'
+import { dbPoolConfigFragment, dbPoolPlugin, poolOptionsFromConfig, type ConnectionPool, type DbPoolConfig } from '../../plugins/db-pool/index.js'
+import { redisConfigFragment, redisPlugin, type RedisClient, type RedisConfig } from '../../plugins/redis/index.js'
+import { cacheConfigFragment, cacheOptionsFromConfig, cachePlugin, type CacheConfig } from '../../plugins/cache/index.js'
+import { cidrMatcher, clientAddressKey, rateLimitConfigFragment, rateLimitOptionsFromConfig, rateLimitPlugin, type RateLimitConfig } from '../../plugins/rate-limit/index.js'
+import { apiKeysConfigFragment, apiKeysPlugin, type ApiKeysConfig } from '../../plugins/api-keys/index.js'
+import { metricsPlugin, queryStatsConfigFragment, queryStatsPlugin, type QueryStatsConfig } from '../../plugins/telemetry/index.js'
+
+/** What every service of the platform is configured with, before its own variables. */
+export interface PlatformConfig extends ChassisConfig, DbPoolConfig, RedisConfig, CacheConfig, RateLimitConfig, ApiKeysConfig, QueryStatsConfig {}
+
+export const platformConfigFragments: ConfigFragment[] = [chassisConfigFragment, dbPoolConfigFragment, redisConfigFragment, cacheConfigFragment, rateLimitConfigFragment, apiKeysConfigFragment, queryStatsConfigFragment]
+
+export interface PlatformOptions {
+  /** A pool to share instead of opening one (tests); it is not closed with the app. */
+  pool?: ConnectionPool
+  /** A Redis client to use instead of one made from REDIS_URL; it is not closed with the app. */
+  redis?: RedisClient
+}
+
+/**
+ * The shared plugins every service registers, in order: metrics, query statistics, the pool, Redis (or none), the
+ * cache, API keys and the rate limiter. A caller with a valid key gets the apiKey preset, counted per key; everyone
+ * else the default, per address; other services of the platform (service key) and the allowlisted CIDRs are never
+ * limited.
+ */
+export function platformPlugins (service: string, config: PlatformConfig, options: PlatformOptions = {}): Registrar[] {
+  const allowListed = cidrMatcher(config.RATE_LIMIT_ALLOWLIST.split(','))
+  return [
+    (app) => app.register(metricsPlugin, { service }),
+    (app) => app.register(queryStatsPlugin, { slowThresholdMs: config.SLOW_QUERY_THRESHOLD_MS, enabled: config.QUERY_STATS_ENABLED }),
+    (app) => app.register(dbPoolPlugin, options.pool ? { pool: options.pool } : poolOptionsFromConfig(config)),
+    (app) => app.register(redisPlugin, options.redis
+      ? { client: options.redis }
+      : { ...(config.REDIS_URL ? { url: config.REDIS_URL } : {}), cluster: config.REDIS_CLUSTER, commandTimeoutMs: config.REDIS_COMMAND_TIMEOUT_MS }),
+    (app) => app.register(cachePlugin, cacheOptionsFromConfig(config)),
+    (app) => app.register(apiKeysPlugin, { cacheTtl: config.API_KEY_CACHE_TTL, serviceKey: config.SERVICE_API_KEY }),
+    (app) => config.RATE_LIMIT_ENABLED && app.register(rateLimitPlugin, {
+      ...rateLimitOptionsFromConfig(config),
+      allowList: (request) => request.internalService === true || allowListed(request.ip),
+      keyGenerator: (request) => (request.apiKey ? `key:${request.apiKey.id}` : clientAddressKey(request.ip)),
+      globalFor: (request) => (request.apiKey ? 'apiKey' : undefined)
+    })
+  ]
+}
