@@ -1,6 +1,7 @@
 import closeWithGrace from 'close-with-grace'
 import type { FastifyInstance } from 'fastify'
 import type { ChassisConfig } from './config-schema.js'
+import { redactConfig } from './redact.js'
 
 export interface RunningService {
   app: FastifyInstance
@@ -33,4 +34,22 @@ export async function runService (app: FastifyInstance, config: ChassisConfig): 
   })
   const url = await app.listen({ host: config.HOST, port: config.PORT })
   return { app, url, shutdown }
+}
+
+/**
+ * The body of a service's entry: load the configuration from the environment, build the app, listen. A bad
+ * configuration or an unreachable required dependency stops the process before it listens, with one JSON line that
+ * names every problem.
+ */
+export async function startService<C extends ChassisConfig> (name: string, loadConfig: () => Readonly<C>, build: (config: Readonly<C>) => Promise<FastifyInstance>): Promise<RunningService | undefined> {
+  try {
+    const config = loadConfig()
+    const app = await build(config)
+    app.log.info({ config: redactConfig({ ...config }) }, 'configuration loaded')
+    return await runService(app, config)
+  } catch (error) {
+    const e = error as { code?: string, message: string }
+    console.error(JSON.stringify({ level: 'fatal', service: name, code: e.code ?? 'START_FAILED', msg: e.message }))
+    process.exit(1)
+  }
 }

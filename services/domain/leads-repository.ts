@@ -3,7 +3,7 @@ import { DatabaseError, type ConnectionPool, type TransactionClient } from '../.
 import { decodeCursor, encodeCursor } from './cursor.js'
 import type { Lead, LeadActivity, LeadInput, LeadListQuery, LeadPatch } from './lead-schemas.js'
 
-const LEAD_COLUMNS = `id, first_name AS "firstName", last_name AS "lastName", email, phone, product, state, status, score, source,
+export const LEAD_COLUMNS = `id, first_name AS "firstName", last_name AS "lastName", email, phone, product, state, status, score, source,
   created_at AS "createdAt", updated_at AS "updatedAt"`
 
 const COLUMN_OF: Record<keyof LeadPatch, string> = {

@@ -55,11 +55,13 @@ export function authed<A extends { inject: (opts: never) => unknown }> (app: A, 
   }
 }
 
-/** An api configuration for tests: the test schema, a small pool, no .env file. */
+/** The environment every test service starts from: the test schema, a small pool, no .env file. */
+export function testEnv (schema: TestSchema, env: Record<string, string> = {}): Record<string, string> {
+  // Load shedding off: tests drive the event loop hard on purpose and assert on what the features answer.
+  return { DATABASE_URL: schema.url, DB_SCHEMA: schema.schema, DB_POOL_MIN: '1', DB_POOL_MAX: '5', LOG_LEVEL: 'silent', NODE_ENV: 'test', PRESSURE_MAX_EVENT_LOOP_DELAY_MS: '0', RATE_LIMIT_ENABLED: 'false', SERVICE_API_KEY: TEST_SERVICE_KEY, ...env }
+}
+
+/** An api configuration for tests. */
 export function testApiConfig (schema: TestSchema, env: Record<string, string> = {}): ApiConfig {
-  return loadApiConfig({
-    dotenv: false,
-    // Load shedding off: tests drive the event loop hard on purpose and assert on what the features answer.
-    env: { DATABASE_URL: schema.url, DB_SCHEMA: schema.schema, DB_POOL_MIN: '1', DB_POOL_MAX: '5', LOG_LEVEL: 'silent', NODE_ENV: 'test', PRESSURE_MAX_EVENT_LOOP_DELAY_MS: '0', RATE_LIMIT_ENABLED: 'false', SERVICE_API_KEY: TEST_SERVICE_KEY, ...env }
-  }) as ApiConfig
+  return loadApiConfig({ dotenv: false, env: testEnv(schema, env) }) as ApiConfig
 }

@@ -1,0 +1,26 @@
+import type { FastifyInstance } from 'fastify'
+import { buildService, type ServiceDefinition } from '../../plugins/chassis/index.js'
+import { platformPlugins, type PlatformOptions } from '../domain/platform.js'
+import type { DataServiceConfig } from './config.js'
+import { importRoutes } from './routes/imports.js'
+import { leadLookupRoutes } from './routes/leads.js'
+import { reportRoutes } from './routes/reports.js'
+
+export interface BuildDataServiceOptions extends PlatformOptions {
+  logger?: ServiceDefinition['logger']
+}
+
+/** The data-service (imports, reports, lookups), not listening: `inject` in tests, `runService` in the entry. */
+export async function buildDataService (config: DataServiceConfig, options: BuildDataServiceOptions = {}): Promise<FastifyInstance> {
+  return buildService({
+    name: 'data-service',
+    config,
+    ...(options.logger !== undefined ? { logger: options.logger } : {}),
+    plugins: platformPlugins('data-service', config, options),
+    routes: [
+      (app) => app.register(importRoutes, { prefix: '/data/v1/imports', maxBytes: config.IMPORT_MAX_BYTES, batchSize: config.IMPORT_BATCH_SIZE, maxRejections: config.IMPORT_MAX_REJECTIONS }),
+      (app) => app.register(reportRoutes, { prefix: '/data/v1/reports', ttl: config.REPORT_CACHE_TTL, cache: config.CACHE_ENABLED }),
+      (app) => app.register(leadLookupRoutes, { prefix: '/data/v1/leads' })
+    ]
+  })
+}

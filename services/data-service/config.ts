@@ -1,0 +1,25 @@
+import { composeSchema, loadConfig, type ConfigFragment, type LoadConfigOptions } from '../../plugins/chassis/index.js'
+import { platformConfigFragments, type PlatformConfig } from '../domain/platform.js'
+
+const dataServiceFragment = {
+  properties: {
+    PORT: { type: 'integer', default: 3001, minimum: 0, maximum: 65535, description: 'Port of the data-service' },
+    IMPORT_MAX_BYTES: { type: 'integer', default: 104857600, minimum: 1024, description: 'Largest lead import (CSV or NDJSON) accepted; larger gets 413' },
+    IMPORT_BATCH_SIZE: { type: 'integer', default: 1000, minimum: 1, maximum: 10000, description: 'Imported rows written per transaction' },
+    IMPORT_MAX_REJECTIONS: { type: 'integer', default: 1000, minimum: 0, description: 'Rejected rows listed (line and reason) in an import report; all are counted' },
+    REPORT_CACHE_TTL: { type: 'integer', default: 300, minimum: 1, description: 'Seconds a report stays cached (changes to its data invalidate it sooner)' }
+  }
+} as const satisfies ConfigFragment
+
+export const dataServiceConfigSchema = composeSchema(...platformConfigFragments, dataServiceFragment)
+
+export interface DataServiceConfig extends PlatformConfig {
+  IMPORT_MAX_BYTES: number
+  IMPORT_BATCH_SIZE: number
+  IMPORT_MAX_REJECTIONS: number
+  REPORT_CACHE_TTL: number
+}
+
+export function loadDataServiceConfig (options?: LoadConfigOptions): Readonly<DataServiceConfig> {
+  return loadConfig<DataServiceConfig>(dataServiceConfigSchema, options)
+}

@@ -1,0 +1,83 @@
+import { Readable, Transform } from 'node:stream'
+import type { FastifyInstance } from 'fastify'
+import { HttpError, errorBodySchema } from '../../../plugins/chassis/index.js'
+import { ALL_LISTS_TAG, REPORT_TAGS, leadKey } from '../../domain/lead-cache.js'
+import { ImportInterruptedError, importLeads, type ImportFormat } from '../lead-import.js'
+
+export interface ImportRoutesOptions {
+  maxBytes: number
+  batchSize: number
+  maxRejections: number
+}
+
+const FORMATS: Record<string, ImportFormat> = { 'text/csv': 'csv', 'application/x-ndjson': 'ndjson', 'application/ndjson': 'ndjson' }
+
+const reportSchema = {
+  type: 'object',
+  properties: {
+    rows: { type: 'integer' },
+    inserted: { type: 'integer' },
+    updated: { type: 'integer' },
+    unchanged: { type: 'integer' },
+    rejected: { type: 'integer' },
+    rejections: { type: 'array', items: { type: 'object', properties: { line: { type: 'integer' }, reason: { type: 'string' } } } },
+    rejectionsTruncated: { type: 'boolean' }
+  }
+} as const
+
+/** A stream that fails with 413 once more than `max` bytes went through it. */
+function byteLimit (max: number): Transform {
+  let seen = 0
+  return new Transform({
+    transform (chunk: Buffer, _encoding, callback) {
+      seen += chunk.length
+      if (seen > max) callback(new HttpError(413, 'IMPORT_TOO_LARGE', `An import is at most ${max} bytes`))
+      else callback(null, chunk)
+    }
+  })
+}
+
+/** `/data/v1/imports`: bulk import of leads, streamed (CSV or NDJSON), idempotent on email and product. */
+export async function importRoutes (app: FastifyInstance, opts: ImportRoutesOptions): Promise<void> {
+  // The body is handed over as the raw stream: it is parsed and written while it arrives, never buffered whole.
+  app.addContentTypeParser(Object.keys(FORMATS), (_request, payload, done) => { done(null, payload) })
+
+  app.post('/leads', {
+    config: { requiredScope: 'leads:import' },
+    schema: { response: { 200: reportSchema, 400: errorBodySchema, 401: errorBodySchema, 403: errorBodySchema, 413: errorBodySchema, 415: errorBodySchema, 429: errorBodySchema } }
+  }, async (request, reply) => {
+    const type = (request.headers['content-type'] ?? '').split(';')[0]?.trim().toLowerCase() ?? ''
+    const format = FORMATS[type]
+    if (!format || !(request.body instanceof Readable)) throw new HttpError(415, 'UNSUPPORTED_IMPORT_TYPE', `Send text/csv or application/x-ndjson, not ${type || 'nothing'}`)
+    const declared = Number(request.headers['content-length'] ?? 0)
+    if (declared > opts.maxBytes) throw new HttpError(413, 'IMPORT_TOO_LARGE', `An import is at most ${opts.maxBytes} bytes`)
+    // The source is never destroyed from here (an error on the request stream would go unheard): a failure reaches
+    // the import through the limiter, and whatever the client still sends is drained.
+    const source = request.body
+    const input = byteLimit(opts.maxBytes)
+    source.on('error', (error) => input.destroy(error))
+    input.once('error', () => source.resume())
+    source.pipe(input)
+    try {
+      const report = await importLeads(app.db, input, format, {
+        batchSize: opts.batchSize,
+        maxRejections: opts.maxRejections,
+        // Each committed batch reaches every service's cache: the leads it changed, every list, the reports.
+        onBatch: (ids) => app.cache.invalidate({ keys: ids.map(leadKey), tags: [ALL_LISTS_TAG, REPORT_TAGS.leads] })
+      })
+      request.log.info({ import: { ...report, rejections: report.rejections.length } }, 'leads imported')
+      return report
+    } catch (error) {
+      if (!(error instanceof ImportInterruptedError)) throw error
+      // What was committed stays (a re-import completes the rest); the answer says how far it got.
+      const cause = error.cause as { statusCode?: number, code?: string, message?: string } | undefined
+      const statusCode = cause?.statusCode && cause.statusCode < 500 ? cause.statusCode : 503
+      const code = statusCode === 503 ? 'IMPORT_INTERRUPTED' : cause?.code ?? 'IMPORT_ABORTED'
+      request.log.warn({ err: error, line: error.line }, 'import interrupted')
+      return reply.code(statusCode as 400).type('application/json').send(JSON.stringify({
+        statusCode, code, error: statusCode === 413 ? 'Payload Too Large' : statusCode === 503 ? 'Service Unavailable' : 'Bad Request',
+        message: statusCode === 503 ? error.message : cause?.message ?? error.message, line: error.line, report: error.report
+      }))
+    }
+  })
+}

@@ -1,0 +1,99 @@
+import type { FastifyInstance } from 'fastify'
+import { HttpError, errorBodySchema } from '../../../plugins/chassis/index.js'
+import { sendCached } from '../../../plugins/cache/index.js'
+import { REPORT_TAGS } from '../../domain/lead-cache.js'
+import { PRODUCTS } from '../../domain/lead-schemas.js'
+import { GROUPINGS, ReportsRepository, type DateRange, type Grouping } from '../reports-repository.js'
+
+export interface ReportRoutesOptions {
+  /** Seconds a report stays cached (it is invalidated sooner by any change to what it counts). */
+  ttl: number
+  cache: boolean
+}
+
+const MAX_DAYS = 366
+const day = { type: 'string', format: 'date' } as const
+const rangeQuery = { from: day, to: day } as const
+const errors = { 400: errorBodySchema, 401: errorBodySchema, 403: errorBodySchema, 429: errorBodySchema, 503: errorBodySchema }
+
+/** The range asked for, by default the last 30 days up to today (UTC); at most a year, and from before to. */
+function rangeOf (query: { from?: string, to?: string }): DateRange {
+  const to = query.to ?? new Date().toISOString().slice(0, 10)
+  const from = query.from ?? new Date(Date.parse(to) - 29 * 86400000).toISOString().slice(0, 10)
+  const days = (Date.parse(to) - Date.parse(from)) / 86400000
+  if (days < 0) throw new HttpError(400, 'INVALID_RANGE', `from (${from}) is after to (${to})`)
+  if (days >= MAX_DAYS) throw new HttpError(400, 'INVALID_RANGE', `A report covers at most ${MAX_DAYS} days`)
+  return { from, to }
+}
+
+/**
+ * `/data/v1/reports`: aggregates too costly for every request, so cached (bytes and ETag) and tagged: a change to
+ * leads (api, import, routing) invalidates the lead reports, a routing decision the agent report.
+ */
+export async function reportRoutes (app: FastifyInstance, opts: ReportRoutesOptions): Promise<void> {
+  const reports = new ReportsRepository(app.db)
+  const config = { requiredScope: 'reports:read' }
+  const serve = async (request: Parameters<typeof sendCached>[1], reply: Parameters<typeof sendCached>[2], key: string, tags: string[], load: () => Promise<unknown>): Promise<unknown> =>
+    opts.cache ? sendCached(app.cache, request, reply, { key: `data:report:${key}`, ttl: opts.ttl, tags }, load) : load()
+
+  app.get<{ Querystring: { from?: string, to?: string, groupBy: Grouping } }>('/leads', {
+    config,
+    schema: {
+      querystring: { type: 'object', additionalProperties: false, properties: { ...rangeQuery, groupBy: { type: 'string', enum: GROUPINGS, default: 'status' } } },
+      response: {
+        200: { type: 'object', properties: { groupBy: { type: 'string' }, from: day, to: day, total: { type: 'integer' }, groups: { type: 'array', items: { type: 'object', properties: { key: { type: 'string' }, count: { type: 'integer' } } } } } },
+        ...errors
+      }
+    }
+  }, async (request, reply) => {
+    const range = rangeOf(request.query)
+    return serve(request, reply, `leads:${request.query.groupBy}:${range.from}:${range.to}`, [REPORT_TAGS.leads], () => reports.leadsBy(request.query.groupBy, range))
+  })
+
+  app.get<{ Querystring: { from?: string, to?: string, product?: string } }>('/funnel', {
+    config,
+    schema: {
+      querystring: { type: 'object', additionalProperties: false, properties: { ...rangeQuery, product: { type: 'string', enum: PRODUCTS } } },
+      response: {
+        200: {
+          type: 'object',
+          properties: {
+            from: day, to: day, product: { type: ['string', 'null'] }, total: { type: 'integer' }, lost: { type: 'integer' },
+            stages: { type: 'array', items: { type: 'object', properties: { stage: { type: 'string' }, count: { type: 'integer' }, rate: { type: 'number' } } } }
+          }
+        },
+        ...errors
+      }
+    }
+  }, async (request, reply) => {
+    const range = rangeOf(request.query)
+    return serve(request, reply, `funnel:${request.query.product ?? '*'}:${range.from}:${range.to}`, [REPORT_TAGS.leads], () => reports.funnel(range, request.query.product))
+  })
+
+  app.get<{ Querystring: { from?: string, to?: string } }>('/agents', {
+    config,
+    schema: {
+      querystring: { type: 'object', additionalProperties: false, properties: rangeQuery },
+      response: {
+        200: {
+          type: 'object',
+          properties: {
+            from: day,
+            to: day,
+            agents: {
+              type: 'array',
+              items: {
+                type: 'object',
+                properties: { id: { type: 'string' }, name: { type: 'string' }, capacity: { type: 'integer' }, activeLeads: { type: 'integer' }, assigned: { type: 'integer' }, converted: { type: 'integer' }, conversionRate: { type: 'number' } }
+              }
+            }
+          }
+        },
+        ...errors
+      }
+    }
+  }, async (request, reply) => {
+    const range = rangeOf(request.query)
+    return serve(request, reply, `agents:${range.from}:${range.to}`, [REPORT_TAGS.leads, REPORT_TAGS.assignments], () => reports.agentPerformance(range))
+  })
+}
