@@ -1,0 +1,70 @@
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { createTestSchema, testEnv, testApiConfig, uniqueName, SERVICE_HEADERS } from '../../test/helpers/database.js'
+import { buildApp } from '../api/app.js'
+import { buildDataService } from './app.js'
+import { loadDataServiceConfig } from './config.js'
+
+const REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379'
+const today = new Date().toISOString().slice(0, 10)
+
+test('reports are cached, and a change through any service invalidates exactly the reports and lists it affects', async (t) => {
+  const db = await createTestSchema()
+  t.after(() => db.drop())
+  // Both services share Redis and the cache prefix, as they do in production.
+  const env = { REDIS_URL, CACHE_PREFIX: `${uniqueName('rep')}:` }
+  const data = await buildDataService(loadDataServiceConfig({ dotenv: false, env: testEnv(db, env) }))
+  t.after(() => data.close())
+  const api = await buildApp(testApiConfig(db, env))
+  t.after(() => api.close())
+  await db.sql("INSERT INTO leads (first_name, last_name, email, product, state, status) VALUES ('A', 'B', 'a@x.co', 'auto', 'CA', 'new'), ('C', 'D', 'c@x.co', 'home', 'TX', 'converted')")
+  const get = (url: string) => data.inject({ url, headers: SERVICE_HEADERS })
+
+  const first = await get('/data/v1/reports/leads?groupBy=product')
+  assert.equal(first.statusCode, 200, first.body)
+  assert.equal(first.headers['x-cache'], 'MISS')
+  assert.deepEqual(first.json().groups, [{ key: 'auto', count: 1 }, { key: 'home', count: 1 }])
+  assert.equal((await get('/data/v1/reports/leads?groupBy=product')).headers['x-cache'], 'HIT-LOCAL')
+  const funnel = (await get('/data/v1/reports/funnel')).json()
+  assert.deepEqual(funnel.stages.map((s: { count: number }) => s.count), [2, 1, 1, 1])
+  assert.equal(funnel.stages[3].rate, 0.5)
+  const list = await api.inject({ url: '/api/v1/leads?product=auto', headers: SERVICE_HEADERS })
+  assert.equal(list.json().data.length, 1)
+
+  // An import through the data-service: the report and the api's cached list both see it at once.
+  const imported = await data.inject({ method: 'POST', url: '/data/v1/imports/leads', headers: { ...SERVICE_HEADERS, 'content-type': 'text/csv' }, payload: 'firstName,lastName,email,product,state\nE,F,e@x.co,auto,NY\n' })
+  assert.equal(imported.json().inserted, 1)
+  const after = await get('/data/v1/reports/leads?groupBy=product')
+  assert.equal(after.headers['x-cache'], 'MISS')
+  assert.deepEqual(after.json().groups[0], { key: 'auto', count: 2 })
+  assert.equal((await api.inject({ url: '/api/v1/leads?product=auto', headers: SERVICE_HEADERS })).json().data.length, 2)
+
+  // A PATCH through the api invalidates the data-service's lead reports too.
+  const [lead] = await db.sql<{ id: string }>("SELECT id FROM leads WHERE email = 'a@x.co'")
+  const patched = await api.inject({ method: 'PATCH', url: `/api/v1/leads/${lead?.id}`, headers: SERVICE_HEADERS, payload: { status: 'converted' } })
+  assert.equal(patched.statusCode, 200)
+  const funnelAfter = await get('/data/v1/reports/funnel')
+  assert.equal(funnelAfter.headers['x-cache'], 'MISS')
+  assert.equal(funnelAfter.json().stages[3].count, 2)
+})
+
+test('report parameters are validated: 400 with a clear code', async (t) => {
+  const db = await createTestSchema()
+  t.after(() => db.drop())
+  const data = await buildDataService(loadDataServiceConfig({ dotenv: false, env: testEnv(db, { CACHE_PREFIX: `${uniqueName('rep')}:` }) }))
+  t.after(() => data.close())
+  const get = (url: string) => data.inject({ url, headers: SERVICE_HEADERS })
+  assert.equal((await get('/data/v1/reports/leads?groupBy=color')).statusCode, 400)
+  assert.equal((await get('/data/v1/reports/leads?from=2026-13-01')).statusCode, 400)
+  const backwards = await get(`/data/v1/reports/funnel?from=${today}&to=2020-01-01`)
+  assert.equal(backwards.statusCode, 400)
+  assert.equal(backwards.json().code, 'INVALID_RANGE')
+  assert.equal((await get('/data/v1/reports/agents?from=2020-01-01&to=2026-01-01')).json().code, 'INVALID_RANGE')
+  assert.equal((await data.inject({ url: '/data/v1/reports/agents' })).statusCode, 401)
+  const agents = await get('/data/v1/reports/agents')
+  assert.equal(agents.statusCode, 200)
+  assert.deepEqual(agents.json().agents, [])
+  assert.equal((await get('/data/v1/leads/not-a-uuid')).statusCode, 400)
+  assert.equal((await get('/data/v1/leads/00000000-0000-4000-8000-000000000000')).statusCode, 404)
+  assert.equal((await get('/data/v1/leads/unassigned?limit=0')).statusCode, 400)
+})
