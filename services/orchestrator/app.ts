@@ -1,0 +1,49 @@
+import type { FastifyInstance } from 'fastify'
+import websocket from '@fastify/websocket'
+import { buildService, type ServiceDefinition } from '../../plugins/chassis/index.js'
+import { httpClientPlugin } from '../../plugins/http-client/index.js'
+import { platformPlugins, type PlatformOptions } from '../domain/platform.js'
+import type { OrchestratorConfig } from './config.js'
+import { EventHub } from './events.js'
+import { eventRoutes } from './routes/events.js'
+import { routingRoutes } from './routes/routing.js'
+
+export interface BuildOrchestratorOptions extends PlatformOptions {
+  logger?: ServiceDefinition['logger']
+}
+
+/** The orchestrator (scoring, routing, live events), not listening: `inject` in tests, `runService` in the entry. */
+export async function buildOrchestrator (config: OrchestratorConfig, options: BuildOrchestratorOptions = {}): Promise<FastifyInstance> {
+  let events: EventHub | undefined
+  const app = await buildService({
+    name: 'orchestrator',
+    config,
+    ...(options.logger !== undefined ? { logger: options.logger } : {}),
+    plugins: [
+      ...platformPlugins('orchestrator', config, options),
+      (app) => app.register(httpClientPlugin, {
+        clients: [{
+          name: 'data-service',
+          baseUrl: config.DATA_SERVICE_URL,
+          timeoutMs: config.DATA_SERVICE_TIMEOUT_MS,
+          retries: config.DATA_SERVICE_RETRIES,
+          breakerThreshold: config.DATA_SERVICE_BREAKER_THRESHOLD,
+          breakerCooldownMs: config.DATA_SERVICE_BREAKER_COOLDOWN_MS,
+          // Calls between the platform's services carry the shared service identity.
+          headers: config.SERVICE_API_KEY ? { 'x-service-key': config.SERVICE_API_KEY } : {}
+        }]
+      }),
+      (app) => app.register(websocket, { options: { maxPayload: 4096 } }),
+      (app) => {
+        events = new EventHub(app.redis, config.EVENTS_CHANNEL, app.log)
+        app.addHook('onClose', async () => events?.close())
+      }
+    ],
+    routes: [
+      (app) => app.register(routingRoutes, { prefix: '/orchestrator/v1', events: events as EventHub, batchMax: config.ROUTING_BATCH_MAX }),
+      (app) => app.register(eventRoutes, { prefix: '/orchestrator/v1', events: events as EventHub, maxBufferedBytes: config.EVENTS_MAX_BUFFERED_BYTES })
+    ]
+  })
+  await events?.ready()
+  return app
+}

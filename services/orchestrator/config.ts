@@ -1,0 +1,33 @@
+import { composeSchema, loadConfig, type ConfigFragment, type LoadConfigOptions } from '../../plugins/chassis/index.js'
+import { platformConfigFragments, type PlatformConfig } from '../domain/platform.js'
+
+const orchestratorFragment = {
+  properties: {
+    PORT: { type: 'integer', default: 3002, minimum: 0, maximum: 65535, description: 'Port of the orchestrator' },
+    DATA_SERVICE_URL: { type: 'string', default: 'http://127.0.0.1:3001', pattern: '^https?://[^\\s/]+$', patternMessage: 'must be an origin like http://host:3001', description: 'Origin of the data-service the orchestrator calls' },
+    DATA_SERVICE_TIMEOUT_MS: { type: 'integer', default: 2000, minimum: 1, description: 'Budget of one call to the data-service' },
+    DATA_SERVICE_RETRIES: { type: 'integer', default: 2, minimum: 0, maximum: 5, description: 'Retries of an idempotent call to the data-service' },
+    DATA_SERVICE_BREAKER_THRESHOLD: { type: 'integer', default: 5, minimum: 1, description: 'Consecutive failed calls that open the circuit to the data-service' },
+    DATA_SERVICE_BREAKER_COOLDOWN_MS: { type: 'integer', default: 5000, minimum: 0, description: 'Ms the circuit to the data-service stays open before a probe' },
+    ROUTING_BATCH_MAX: { type: 'integer', default: 100, minimum: 1, maximum: 500, description: 'Leads one batch routing call may take' },
+    EVENTS_CHANNEL: { type: 'string', default: 'orchestrator:events', description: 'Redis channel the orchestrator instances share routing events on' },
+    EVENTS_MAX_BUFFERED_BYTES: { type: 'integer', default: 1048576, minimum: 1024, description: 'Bytes a WebSocket client may fall behind before it is disconnected' }
+  }
+} as const satisfies ConfigFragment
+
+export const orchestratorConfigSchema = composeSchema(...platformConfigFragments, orchestratorFragment)
+
+export interface OrchestratorConfig extends PlatformConfig {
+  DATA_SERVICE_URL: string
+  DATA_SERVICE_TIMEOUT_MS: number
+  DATA_SERVICE_RETRIES: number
+  DATA_SERVICE_BREAKER_THRESHOLD: number
+  DATA_SERVICE_BREAKER_COOLDOWN_MS: number
+  ROUTING_BATCH_MAX: number
+  EVENTS_CHANNEL: string
+  EVENTS_MAX_BUFFERED_BYTES: number
+}
+
+export function loadOrchestratorConfig (options?: LoadConfigOptions): Readonly<OrchestratorConfig> {
+  return loadConfig<OrchestratorConfig>(orchestratorConfigSchema, options)
+}

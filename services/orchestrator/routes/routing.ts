@@ -1,0 +1,97 @@
+import type { FastifyInstance, FastifyRequest } from 'fastify'
+import { HttpError, errorBodySchema } from '../../../plugins/chassis/index.js'
+import { REPORT_TAGS, changeTagsOf, leadKey } from '../../domain/lead-cache.js'
+import { PRODUCTS, US_STATES, leadIdParamsSchema, type Lead } from '../../domain/lead-schemas.js'
+import { AssignmentRepository, type Assignment } from '../assignments.js'
+import type { EventHub } from '../events.js'
+import { scoreLead } from '../scoring.js'
+
+export interface RoutingRoutesOptions {
+  events: EventHub
+  batchMax: number
+}
+
+const errors = { 400: errorBodySchema, 401: errorBodySchema, 403: errorBodySchema, 404: errorBodySchema, 409: errorBodySchema, 429: errorBodySchema, 503: errorBodySchema }
+const ruleSchema = { type: 'object', properties: { rule: { type: 'string' }, points: { type: 'integer' } } } as const
+const assignmentSchema = {
+  type: 'object',
+  properties: {
+    leadId: { type: 'string' }, agentId: { type: 'string' }, agentName: { type: 'string' }, score: { type: 'integer' },
+    assignedAt: { type: 'string', format: 'date-time' }, rules: { type: 'array', items: ruleSchema }
+  }
+} as const
+
+/** `/orchestrator/v1`: score a lead, route one lead, route a batch of the unassigned queue. */
+export async function routingRoutes (app: FastifyInstance, opts: RoutingRoutesOptions): Promise<void> {
+  const assignments = new AssignmentRepository(app.db)
+  const dataService = app.services['data-service']
+  if (!dataService) throw new Error('the orchestrator needs the data-service client')
+  const config = { requiredScope: 'routing' }
+
+  /** The lead, from the data-service (404 passed on; the data-service down is a 503 from the client). */
+  const fetchLead = async (id: string): Promise<Lead> => {
+    const res = await dataService.request<Lead & { code?: string, message?: string }>({ path: `/data/v1/leads/${encodeURIComponent(id)}` })
+    if (res.status === 404) throw new HttpError(404, 'LEAD_NOT_FOUND', `Lead ${id} not found`)
+    if (res.status !== 200) throw new HttpError(502, 'UPSTREAM_ERROR', `data-service answered ${res.status}: ${res.body?.message ?? ''}`)
+    return res.body
+  }
+
+  const route = async (request: FastifyRequest, lead: Lead): Promise<Assignment & { rules: ReturnType<typeof scoreLead>['rules'] }> => {
+    const { score, rules } = scoreLead(lead)
+    const done = await assignments.assign(lead.id, score, request.apiKey ? `key:${request.apiKey.id}` : 'orchestrator')
+    // The lead's score changed and it left the routing queue: its cached copies, its lists and the reports go.
+    await app.cache.invalidate({ keys: [leadKey(lead.id)], tags: [...changeTagsOf(done.lead), REPORT_TAGS.assignments] })
+    await opts.events.publish({ type: 'lead.assigned', leadId: done.leadId, agentId: done.agentId, agentName: done.agentName, score, assignedAt: done.assignedAt.toISOString() })
+    return { ...done, rules }
+  }
+
+  app.get<{ Params: { id: string } }>('/leads/:id/score', {
+    config,
+    schema: { params: leadIdParamsSchema, response: { 200: { type: 'object', properties: { leadId: { type: 'string' }, score: { type: 'integer' }, rules: { type: 'array', items: ruleSchema } } }, ...errors } }
+  }, async (request) => {
+    const lead = await fetchLead(request.params.id)
+    return { leadId: lead.id, ...scoreLead(lead) }
+  })
+
+  app.post<{ Params: { id: string } }>('/leads/:id/route', {
+    config,
+    schema: { params: leadIdParamsSchema, response: { 200: assignmentSchema, ...errors } }
+  }, async (request) => route(request, await fetchLead(request.params.id)))
+
+  app.post<{ Body: { limit: number, product?: string, state?: string } }>('/route-batch', {
+    config,
+    schema: {
+      body: {
+        type: 'object',
+        additionalProperties: false,
+        properties: { limit: { type: 'integer', minimum: 1, maximum: opts.batchMax, default: 20 }, product: { type: 'string', enum: PRODUCTS }, state: { type: 'string', enum: US_STATES } }
+      },
+      response: {
+        200: {
+          type: 'object',
+          properties: {
+            assigned: { type: 'array', items: assignmentSchema },
+            skipped: { type: 'array', items: { type: 'object', properties: { leadId: { type: 'string' }, code: { type: 'string' }, message: { type: 'string' } } } }
+          }
+        },
+        ...errors
+      }
+    }
+  }, async (request) => {
+    const { limit, product, state } = request.body ?? { limit: 20 }
+    const res = await dataService.request<{ data: Lead[] }>({ path: '/data/v1/leads/unassigned', query: { limit, product, state } })
+    if (res.status !== 200) throw new HttpError(502, 'UPSTREAM_ERROR', `data-service answered ${res.status}`)
+    const assigned = []
+    const skipped = []
+    // One transaction per lead: a lead another call is routing is skipped, not waited for.
+    for (const lead of res.body.data) {
+      try {
+        assigned.push(await route(request, lead))
+      } catch (error) {
+        if (!(error instanceof HttpError) || error.statusCode !== 409) throw error
+        skipped.push({ leadId: lead.id, code: error.code, message: error.message })
+      }
+    }
+    return { assigned, skipped }
+  })
+}

@@ -1,0 +1,72 @@
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { createTestSchema, uniqueName, SERVICE_HEADERS } from '../../test/helpers/database.js'
+import { insertAgents, insertLeads, startDataService, startOrchestrator } from '../../test/helpers/services.js'
+
+test('a lead is scored and routed to the least loaded licensed agent with capacity; every failure has its 4xx', async (t) => {
+  const db = await createTestSchema()
+  t.after(() => db.drop())
+  const prefix = { CACHE_PREFIX: `${uniqueName('orc')}:` }
+  const data = await startDataService(t, db, prefix)
+  const { app } = await startOrchestrator(t, db, data.url, prefix)
+  const [busy, free] = await insertAgents(db, [{ name: 'Busy', capacity: 2 }, { name: 'Free', capacity: 2 }])
+  const [l1, l2, l3, l4, l5] = await insertLeads(db, 5)
+  const [texan] = await insertLeads(db, 1, 'TX')
+  await db.sql("INSERT INTO lead_assignments (lead_id, agent_id) VALUES ($1, $2)", [l5, busy])
+  const post = (url: string, payload?: object) => app.inject({ method: 'POST', url, headers: SERVICE_HEADERS, ...(payload ? { payload } : {}) })
+
+  const score = await app.inject({ url: `/orchestrator/v1/leads/${l1}/score`, headers: SERVICE_HEADERS })
+  assert.equal(score.statusCode, 200, score.body)
+  assert.equal(score.json().score, 15 + 10 + 0 + 5 + 25 + 5)
+
+  const first = await post(`/orchestrator/v1/leads/${l1}/route`)
+  assert.equal(first.statusCode, 200, first.body)
+  assert.equal(first.json().agentId, free, 'the agent with the lower load')
+  assert.equal(first.json().score, score.json().score)
+  const [stored] = await db.sql<{ score: number, n: number }>("SELECT l.score, (SELECT count(*)::int FROM lead_activities WHERE lead_id = l.id AND type = 'assigned') AS n FROM leads l WHERE id = $1", [l1])
+  assert.deepEqual(stored, { score: score.json().score, n: 1 })
+
+  assert.equal((await post(`/orchestrator/v1/leads/${l1}/route`)).json().code, 'ALREADY_ASSIGNED')
+  // Equal loads now: the tie goes to the lower id.
+  assert.equal((await post(`/orchestrator/v1/leads/${l2}/route`)).json().agentId, [busy, free].sort()[0])
+  assert.equal((await post(`/orchestrator/v1/leads/${l3}/route`)).statusCode, 200)
+  const full = await post(`/orchestrator/v1/leads/${l4}/route`)
+  assert.equal(full.statusCode, 409)
+  assert.equal(full.json().code, 'NO_AGENT_AVAILABLE')
+  assert.equal((await post(`/orchestrator/v1/leads/${texan}/route`)).json().code, 'NO_AGENT_AVAILABLE', 'nobody is licensed in TX')
+  assert.equal((await post('/orchestrator/v1/leads/00000000-0000-4000-8000-000000000000/route')).statusCode, 404)
+  assert.equal((await post('/orchestrator/v1/leads/nope/route')).statusCode, 400)
+  assert.equal((await post('/orchestrator/v1/route-batch', { limit: 0 })).statusCode, 400)
+  assert.equal((await post('/orchestrator/v1/route-batch', { limit: 5, color: 'red' })).statusCode, 400)
+  assert.equal((await app.inject({ method: 'POST', url: `/orchestrator/v1/leads/${l4}/route` })).statusCode, 401)
+})
+
+test('50 concurrent routing calls over one pool of leads: no lead assigned twice, no agent past its capacity', async (t) => {
+  const db = await createTestSchema()
+  t.after(() => db.drop())
+  const prefix = { CACHE_PREFIX: `${uniqueName('orc')}:`, DB_POOL_MAX: '10' }
+  const data = await startDataService(t, db, prefix)
+  // Two orchestrator instances, as in production.
+  const a = await startOrchestrator(t, db, data.url, prefix)
+  const b = await startOrchestrator(t, db, data.url, prefix)
+  const agents = await insertAgents(db, [{ name: 'A1', capacity: 7 }, { name: 'A2', capacity: 5 }, { name: 'A3', capacity: 3 }])
+  const leads = await insertLeads(db, 30)
+  const calls = Array.from({ length: 50 }, (_, i) => {
+    const app = i % 2 === 0 ? a.app : b.app
+    return i % 5 === 0
+      ? app.inject({ method: 'POST', url: '/orchestrator/v1/route-batch', headers: SERVICE_HEADERS, payload: { limit: 10 } })
+      : app.inject({ method: 'POST', url: `/orchestrator/v1/leads/${leads[i % leads.length]}/route`, headers: SERVICE_HEADERS })
+  })
+  const answers = await Promise.all(calls)
+  for (const r of answers) assert.ok(r.statusCode === 200 || r.statusCode === 409, `${r.statusCode} ${r.body}`)
+  const rows = await db.sql<{ lead_id: string, agent_id: string }>("SELECT lead_id, agent_id FROM lead_assignments WHERE status = 'active'")
+  assert.equal(new Set(rows.map((r) => r.lead_id)).size, rows.length, 'no lead twice')
+  assert.equal(rows.length, 15, 'every seat filled: 7 + 5 + 3')
+  const capacity = [7, 5, 3]
+  agents.forEach((id, i) => assert.ok(rows.filter((r) => r.agent_id === id).length <= (capacity[i] ?? 0), `agent ${i + 1} within capacity`))
+  const reported = answers.flatMap((r) => {
+    const body = r.json()
+    return r.statusCode !== 200 ? [] : body.assigned ? body.assigned.map((x: { leadId: string }) => x.leadId) : [body.leadId]
+  })
+  assert.equal(reported.length, rows.length, 'each assignment answered exactly once')
+})
