@@ -33,8 +33,8 @@ async function runStart (env: Record<string, string>, whileUp: (out: () => strin
 
 test('npm start with nothing configured: embedded PostgreSQL, seeded leads, clean stop, data reused', { timeout: 180000 }, async (t) => {
   t.after(() => rmSync(join(projectRoot, dataDir), { recursive: true, force: true }))
-  t.after(() => rmSync(`${join(projectRoot, dataDir)}.demo-api-key`, { force: true }))
-  const env = { EMBEDDED_PG_DATA_DIR: dataDir, EMBEDDED_PG_PORT: String(await freePort()), API_PORT: String(await freePort()), SEED_COUNT: '150' }
+  t.after(() => rmSync(`${join(projectRoot, dataDir)}.demo-key`, { force: true }))
+  const env = { EMBEDDED_PG_DATA_DIR: dataDir, EMBEDDED_PG_PORT: String(await freePort()), API_PORT: String(await freePort()), DATA_SERVICE_PORT: String(await freePort()), ORCHESTRATOR_PORT: String(await freePort()), SEED_COUNT: '150' }
   const api = `http://127.0.0.1:${env.API_PORT}/api/v1/leads`
 
   const first = await runStart(env, async (out) => {
@@ -42,13 +42,22 @@ test('npm start with nothing configured: embedded PostgreSQL, seeded leads, clea
     assert.match(out(), /seeded 150 demo leads/)
     assert.equal(out().match(/REDIS_URL is unset: single-instance mode/g)?.length, 1)
     assert.match(out(), new RegExp(`api: ${api}`))
-    const key = /demo API key \(leads:read, leads:write\): (lck_\S+)/.exec(out())?.[1]
+    assert.match(out(), new RegExp(`data-service: http://127.0.0.1:${env.DATA_SERVICE_PORT}/`))
+    assert.match(out(), new RegExp(`orchestrator: http://127.0.0.1:${env.ORCHESTRATOR_PORT}/`))
+    const key = /demo API key \(leads:read, leads:write, leads:import, reports:read, routing\): (lck_\S+)/.exec(out())?.[1]
     assert.ok(key, 'a demo key is printed')
     assert.match(out(), /try: curl -s -H 'x-api-key: lck_/)
     assert.equal((await fetch(`${api}?limit=100`)).status, 401, 'listing needs a key')
     const res = await fetch(`${api}?limit=100`, { headers: { 'x-api-key': key } })
     assert.equal(res.status, 200)
     assert.equal(((await res.json()) as { data: unknown[] }).data.length, 100)
+    const report = await fetch(`http://127.0.0.1:${env.DATA_SERVICE_PORT}/data/v1/reports/leads?groupBy=product`, { headers: { 'x-api-key': key } })
+    assert.equal(report.status, 200)
+    // The orchestrator reaches the data-service with the service key npm start gave both.
+    const routed = await fetch(`http://127.0.0.1:${env.ORCHESTRATOR_PORT}/orchestrator/v1/route-batch`, { method: 'POST', headers: { 'x-api-key': key, 'content-type': 'application/json' }, body: '{"limit":3}' })
+    assert.equal(routed.status, 200, await routed.clone().text())
+    const batch = await routed.json() as { assigned: unknown[], skipped: unknown[] }
+    assert.equal(batch.assigned.length + batch.skipped.length, 3)
   })
   assert.equal(first.code, 0, first.out)
   assert.match(first.out, /embedded PostgreSQL stopped/)

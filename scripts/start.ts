@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto'
 import { spawn, type ChildProcess } from 'node:child_process'
 import { existsSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
@@ -18,8 +19,13 @@ const config = loadScriptsConfig()
 
 /** The services `npm start` runs, each from its own listening entry, as production does. */
 const SERVICES = [
-  { name: 'api', entry: 'dist/services/api/main.js', port: config.API_PORT, path: '/api/v1/leads' }
+  { name: 'api', entry: 'dist/services/api/main.js', port: config.API_PORT, path: '/api/v1/leads' },
+  { name: 'data-service', entry: 'dist/services/data-service/main.js', port: config.DATA_SERVICE_PORT, path: '/data/v1/reports/leads' },
+  { name: 'orchestrator', entry: 'dist/services/orchestrator/main.js', port: config.ORCHESTRATOR_PORT, path: '/orchestrator/v1/route-batch' }
 ]
+// The services call each other with a shared service key: one is made up for this run unless one is given.
+const serviceKey = process.env.SERVICE_API_KEY ?? randomBytes(24).toString('base64url')
+const DEMO_SCOPES = ['leads:read', 'leads:write', 'leads:import', 'reports:read', 'routing']
 const db = await openDatabase({ databaseUrl: config.DATABASE_URL, port: config.EMBEDDED_PG_PORT, dataDir: config.EMBEDDED_PG_DATA_DIR, log })
 
 const applied = await migrate({ databaseUrl: db.url, schema: config.DB_SCHEMA })
@@ -35,20 +41,20 @@ if (!rows[0]?.any && config.SEED_COUNT > 0) {
 // A demo key with read and write scopes, minted on the first embedded start and kept (git-ignored) for the next.
 let demoKey: string | undefined
 if (db.embedded) {
-  const file = `${join(projectRoot, config.EMBEDDED_PG_DATA_DIR)}.demo-api-key`
+  const file = `${join(projectRoot, config.EMBEDDED_PG_DATA_DIR)}.demo-key`
   demoKey = existsSync(file) ? readFileSync(file, 'utf8').trim() : undefined
   if (!demoKey) {
     const pool = createConnectionPool({ connectionString: db.url, schema: config.DB_SCHEMA, min: 0, max: 1, healthCheckInterval: 0 })
     try {
-      demoKey = (await new ApiKeyStore(pool).mint('demo (npm start)', ['leads:read', 'leads:write'])).key
+      demoKey = (await new ApiKeyStore(pool).mint('demo (npm start)', DEMO_SCOPES)).key
     } finally {
       await pool.close()
     }
     writeFileSync(file, `${demoKey}\n`, { mode: 0o600 })
-    log(`minted a demo API key with scopes leads:read and leads:write (kept in ${file})`)
+    log(`minted a demo API key with scopes ${DEMO_SCOPES.join(', ')} (kept in ${file})`)
   }
 }
-if (!config.REDIS_URL) log('REDIS_URL is unset: single-instance mode (in-process cache and rate limiter, nothing shared between instances)')
+if (!config.REDIS_URL) log('REDIS_URL is unset: single-instance mode (in-process cache, rate limiter and events; each service caches for itself, so a change made through one service reaches the others\' caches only when their entries expire)')
 
 const children = new Map<string, ChildProcess>()
 let stopping = false
@@ -76,7 +82,16 @@ for (const service of SERVICES) {
   const child = spawn(process.execPath, ['--import', join(projectRoot, 'dist', 'plugins', 'telemetry', 'otel-preload.js'), join(projectRoot, service.entry)], {
     cwd: projectRoot,
     stdio: 'inherit',
-    env: { ...process.env, DATABASE_URL: db.url, DB_SCHEMA: config.DB_SCHEMA, PORT: String(service.port), NODE_ENV: process.env.NODE_ENV ?? 'development' }
+    env: {
+      ...process.env,
+      DATABASE_URL: db.url,
+      DB_SCHEMA: config.DB_SCHEMA,
+      PORT: String(service.port),
+      NODE_ENV: process.env.NODE_ENV ?? 'development',
+      SERVICE_API_KEY: serviceKey,
+      DATA_SERVICE_URL: process.env.DATA_SERVICE_URL ?? `http://127.0.0.1:${config.DATA_SERVICE_PORT}`,
+      OTEL_SERVICE_NAME: process.env.OTEL_SERVICE_NAME ?? service.name
+    }
   })
   children.set(service.name, child)
   child.once('exit', (code, signal) => {
@@ -106,7 +121,9 @@ if (ready.includes(false)) {
 log(`database: ${redactUrl(db.url) ?? ''}${db.embedded ? ' (embedded)' : ''}`)
 for (const s of SERVICES) log(`${s.name}: http://127.0.0.1:${s.port}${s.path}`)
 if (demoKey) {
-  log(`demo API key (leads:read, leads:write): ${demoKey}`)
+  log(`demo API key (${DEMO_SCOPES.join(', ')}): ${demoKey}`)
   log(`try: curl -s -H 'x-api-key: ${demoKey}' 'http://127.0.0.1:${config.API_PORT}/api/v1/leads?status=new&limit=5'`)
+  log(`     curl -s -H 'x-api-key: ${demoKey}' 'http://127.0.0.1:${config.DATA_SERVICE_PORT}/data/v1/reports/funnel'`)
+  log(`     curl -s -X POST -H 'x-api-key: ${demoKey}' -H 'content-type: application/json' -d '{"limit":5}' 'http://127.0.0.1:${config.ORCHESTRATOR_PORT}/orchestrator/v1/route-batch'`)
 }
 log(`ready in ${((performance.now() - started) / 1000).toFixed(1)} s; Ctrl-C stops everything`)

@@ -4,10 +4,12 @@ import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { projectRoot } from '../services/domain/paths.js'
 import { apiConfigSchema } from '../services/api/config.js'
+import { dataServiceConfigSchema } from '../services/data-service/config.js'
+import { orchestratorConfigSchema } from '../services/orchestrator/config.js'
 import { composeSchema } from '../plugins/chassis/index.js'
 import { scriptsConfigFragment } from '../scripts/lib/config.js'
 
-const schemas = { api: apiConfigSchema, scripts: composeSchema(scriptsConfigFragment) }
+const schemas = { api: apiConfigSchema, 'data-service': dataServiceConfigSchema, orchestrator: orchestratorConfigSchema, scripts: composeSchema(scriptsConfigFragment) }
 
 function documented (): Map<string, string> {
   const vars = new Map<string, string>()

@@ -7,6 +7,8 @@ export const scriptsConfigFragment = {
     EMBEDDED_PG_PORT: { type: 'integer', default: 54329, minimum: 1, maximum: 65535, description: 'Port of the embedded PostgreSQL started when DATABASE_URL is unset' },
     EMBEDDED_PG_DATA_DIR: { type: 'string', default: '.data/postgres', description: 'Data folder of the embedded PostgreSQL (git-ignored; reused across starts)' },
     API_PORT: { type: 'integer', default: 3000, minimum: 1, maximum: 65535, description: 'Port `npm start` gives the api service' },
+    DATA_SERVICE_PORT: { type: 'integer', default: 3001, minimum: 1, maximum: 65535, description: 'Port `npm start` gives the data-service' },
+    ORCHESTRATOR_PORT: { type: 'integer', default: 3002, minimum: 1, maximum: 65535, description: 'Port `npm start` gives the orchestrator' },
     SEED_COUNT: { type: 'integer', default: 10000, minimum: 0, description: 'Demo leads seeded by `npm start` when the leads table is empty' },
     CACHE_PREFIX: { type: 'string', default: 'app:', description: 'Prefix of every cache key and channel in Redis' },
     REDIS_URL: { type: 'string', format: 'redis-url', description: 'Redis URL shared by cache and rate limiter; unset runs single-instance with in-process stores' }
@@ -20,6 +22,8 @@ export interface ScriptsConfig {
   EMBEDDED_PG_DATA_DIR: string
   SEED_COUNT: number
   API_PORT: number
+  DATA_SERVICE_PORT: number
+  ORCHESTRATOR_PORT: number
   REDIS_URL?: string
   CACHE_PREFIX: string
 }
