@@ -1,0 +1,69 @@
+import { spawn } from 'node:child_process'
+import { once } from 'node:events'
+import { createServer } from 'node:http'
+import { join } from 'node:path'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { projectRoot } from '../../services/domain/paths.js'
+import { freePort } from './ports.js'
+
+export interface OtlpSpan { traceId: string, spanId: string, parentSpanId?: string, name: string, kind?: number, attributes?: Array<{ key: string, value: Record<string, unknown> }> }
+interface OtlpBody { resourceSpans: Array<{ resource: { attributes: Array<{ key: string, value: { stringValue?: string } }> }, scopeSpans: Array<{ scope: { name: string }, spans: OtlpSpan[] }> }> }
+export interface ReceivedSpan { service: string, scope: string, span: OtlpSpan }
+
+type After = { after: (fn: () => unknown) => void }
+
+/** A small OTLP/HTTP receiver (JSON encoding, so a test can read what arrives), closed after the test. */
+export async function startOtlpReceiver (t: After): Promise<{ url: string, received: ReceivedSpan[] }> {
+  const received: ReceivedSpan[] = []
+  const receiver = createServer((req, res) => {
+    let body = ''
+    req.on('data', (c: Buffer) => { body += c.toString() })
+    req.on('end', () => {
+      if (req.url === '/v1/traces') {
+        for (const rs of (JSON.parse(body) as OtlpBody).resourceSpans) {
+          const service = rs.resource.attributes.find((a) => a.key === 'service.name')?.value.stringValue ?? ''
+          for (const ss of rs.scopeSpans) for (const span of ss.spans) received.push({ service, scope: ss.scope.name, span })
+        }
+      }
+      res.writeHead(200, { 'content-type': 'application/json' }).end('{}')
+    })
+  })
+  const port = await freePort()
+  receiver.listen(port, '127.0.0.1')
+  t.after(() => { receiver.close() })
+  return { url: `http://127.0.0.1:${port}`, received }
+}
+
+/**
+ * Starts a service entry the way production does (the OpenTelemetry preload first), exporting to `otlpUrl` as
+ * OTEL_SERVICE_NAME `name`; resolves once it is live. Stopped after the test.
+ */
+export async function startTracedService (t: After, name: string, entry: string, otlpUrl: string, env: Record<string, string>): Promise<{ url: string, stderr: () => string }> {
+  const port = await freePort()
+  const child = spawn(process.execPath, ['--import', join(projectRoot, 'dist', 'plugins', 'telemetry', 'otel-preload.js'), join(projectRoot, entry)], {
+    cwd: projectRoot,
+    env: {
+      PATH: process.env.PATH ?? '', PORT: String(port), LOG_LEVEL: 'warn', DB_POOL_MIN: '1',
+      OTEL_SERVICE_NAME: name, OTEL_EXPORTER_OTLP_ENDPOINT: otlpUrl, OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json',
+      OTEL_BSP_SCHEDULE_DELAY: '100', OTEL_METRICS_EXPORTER: 'none', OTEL_LOGS_EXPORTER: 'none',
+      ...env
+    },
+    stdio: ['ignore', 'ignore', 'pipe']
+  })
+  let stderr = ''
+  child.stderr.on('data', (d: Buffer) => { stderr += d.toString() })
+  t.after(async () => {
+    if (child.exitCode === null) {
+      child.kill('SIGTERM')
+      await once(child, 'exit')
+    }
+  })
+  const url = `http://127.0.0.1:${port}`
+  for (let i = 0; i < 100 && !(await fetch(`${url}/health/live`).then((r) => r.ok, () => false)); i++) await sleep(100)
+  return { url, stderr: () => stderr }
+}
+
+/** Waits (up to 5 s) until `done` holds over what was received. */
+export async function waitForSpans (received: ReceivedSpan[], done: (spans: ReceivedSpan[]) => boolean): Promise<void> {
+  for (let i = 0; i < 50 && !done(received); i++) await sleep(100)
+}
