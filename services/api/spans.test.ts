@@ -21,6 +21,10 @@ test('a cache-miss GET is one trace: the request span and, under it, the Redis a
   const [lead] = await db.sql<{ id: string }>("INSERT INTO leads (first_name, last_name, email, product, state) VALUES ('A', 'B', 'a@b.co', 'auto', 'CA') RETURNING id")
   const app = await buildApp(testApiConfig(db, { REDIS_URL: process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379', CACHE_PREFIX: `${uniqueName('spans')}:` }))
   t.after(() => app.close())
+  // Redis connected and the invalidation link up: a cache that cannot reach Redis yet skips it (no Redis span).
+  await app.ready()
+  assert.ok(await app.cache.ready(5000), 'the cache reached Redis')
+  for (let i = 0; i < 250 && app.redis?.status !== 'ready'; i++) await new Promise((resolve) => setTimeout(resolve, 20))
   exporter.reset()
   const res = await app.inject({ url: `/api/v1/leads/${lead?.id}`, headers: SERVICE_HEADERS })
   assert.equal(res.statusCode, 200)

@@ -1,0 +1,153 @@
+import { after, before, test } from 'node:test'
+import assert from 'node:assert/strict'
+import { once } from 'node:events'
+import type { FastifyInstance } from 'fastify'
+import WebSocket from 'ws'
+import { buildApp } from '../../services/api/app.js'
+import { createTestSchema, testApiConfig, uniqueName, type TestSchema } from '../helpers/database.js'
+import { freePort } from '../helpers/ports.js'
+import { nginxTest, preparePrefix, startNginx, templateConfig } from '../helpers/nginx.js'
+import { startDataService, startOrchestrator } from '../helpers/services.js'
+
+// A real NGINX with the shipped configuration in front of two api instances and one of each other service.
+const cleanups: Array<() => unknown> = []
+const scope = { after: (fn: () => unknown) => { cleanups.push(fn) } }
+let db: TestSchema
+let edge = ''
+let status = ''
+const apis: Array<{ app: FastifyInstance, served: number, ips: string[] }> = []
+let leadIds: string[] = []
+// A caller with an API key, as clients reach NGINX (the service key is for calls between services, not through it).
+let SERVICE_HEADERS: Record<string, string> = {}
+
+before(async () => {
+  db = await createTestSchema()
+  cleanups.push(() => db.drop())
+  // The services trust NGINX's address (loopback here) for X-Forwarded-For, as TRUST_PROXY does in the cluster.
+  const env = { CACHE_PREFIX: `${uniqueName('edge')}:`, TRUST_PROXY: '127.0.0.1/32' }
+  const ports: number[] = []
+  for (let i = 0; i < 2; i++) {
+    const app = await buildApp(testApiConfig(db, env))
+    const entry = { app, served: 0, ips: [] as string[] }
+    app.addHook('onRequest', async (request) => {
+      entry.served++
+      if (request.headers['x-test-marker']) entry.ips.push(request.ip)
+    })
+    const port = await freePort()
+    await app.listen({ host: '127.0.0.1', port })
+    cleanups.push(() => app.close())
+    apis.push(entry)
+    ports.push(port)
+  }
+  const data = await startDataService(scope, db, env)
+  const orchestrator = await startOrchestrator(scope, db, data.url, env, true)
+  const [publicPort, statusPort] = [await freePort(), await freePort()]
+  const prefix = preparePrefix(templateConfig({ api: ports, dataService: Number(new URL(data.url).port), orchestrator: Number(new URL(orchestrator.url).port), publicPort, statusPort }))
+  await startNginx(scope, prefix, publicPort)
+  edge = `http://127.0.0.1:${publicPort}`
+  status = `http://127.0.0.1:${statusPort}`
+  const first = apis[0]?.app
+  assert.ok(first)
+  SERVICE_HEADERS = { 'x-api-key': (await first.apiKeys.mint('edge test', ['leads:read', 'admin', 'routing'])).key }
+  const rows = await db.sql<{ id: string }>(
+    "INSERT INTO leads (first_name, last_name, email, product, state) SELECT 'N', 'L' || i, 'edge' || i || '@example.com', 'auto', 'CA' FROM generate_series(1, 400) AS i RETURNING id")
+  leadIds = rows.map((r) => r.id)
+})
+
+after(async () => {
+  for (const fn of cleanups.reverse()) await fn()
+})
+
+test('the shipped configuration passes nginx -t (addresses templated to loopback)', async () => {
+  const result = nginxTest(preparePrefix(templateConfig({ api: [await freePort()], dataService: await freePort(), orchestrator: await freePort(), publicPort: await freePort(), statusPort: await freePort() })))
+  assert.ok(result.ok, result.output)
+  assert.match(result.output, /test is successful/)
+})
+
+test('requests spread over both api instances', async () => {
+  const before = apis.map((a) => a.served)
+  await Promise.all(leadIds.slice(0, 40).map((id) => fetch(`${edge}/api/v1/leads/${id}`, { headers: SERVICE_HEADERS })))
+  const served = apis.map((a, i) => a.served - (before[i] ?? 0))
+  assert.ok(served.every((n) => n >= 5), `served ${served.join(' / ')}`)
+})
+
+test('a second identical GET within a minute is an NGINX cache HIT; the cache is per caller', async () => {
+  const url = `${edge}/api/v1/leads?state=CA&limit=7`
+  const first = await fetch(url, { headers: SERVICE_HEADERS })
+  assert.equal(first.status, 200)
+  assert.equal(first.headers.get('x-cache-status'), 'MISS')
+  const second = await fetch(url, { headers: SERVICE_HEADERS })
+  assert.equal(second.headers.get('x-cache-status'), 'HIT')
+  assert.deepEqual(await second.json(), await first.json())
+  const stranger = await fetch(url)
+  assert.equal(stranger.status, 401, 'a caller without the key is not served the cached answer')
+})
+
+test('JSON is gzipped; security headers are on a 200 and on a 404, once each', async () => {
+  const ok = await fetch(`${edge}/api/v1/leads?limit=50`, { headers: { ...SERVICE_HEADERS, 'accept-encoding': 'gzip' } })
+  assert.equal(ok.status, 200)
+  assert.equal(ok.headers.get('content-encoding'), 'gzip')
+  const missing = await fetch(`${edge}/nothing-here`)
+  assert.equal(missing.status, 404)
+  assert.equal((await missing.json() as { code: string }).code, 'NOT_FOUND')
+  for (const res of [ok, missing]) {
+    assert.equal(res.headers.get('x-content-type-options'), 'nosniff')
+    assert.equal(res.headers.get('content-security-policy'), "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'")
+    assert.equal(res.headers.get('strict-transport-security'), 'max-age=31536000; includeSubDomains')
+  }
+})
+
+test('the edge rate limit answers 429 on admin routes (strict: 10 per minute)', async () => {
+  const answers = await Promise.all(Array.from({ length: 12 }, () => fetch(`${edge}/api/v1/admin/cache`, { headers: SERVICE_HEADERS })))
+  const limited = answers.filter((r) => r.status === 429)
+  assert.ok(limited.length >= 1, answers.map((r) => r.status).join(','))
+  assert.equal((await limited[0]?.json() as { code: string }).code, 'RATE_LIMITED')
+})
+
+test('status and health answer on the status port only; /metrics is not public', async () => {
+  const stub = await fetch(`${status}/stub_status`)
+  assert.match(await stub.text(), /Active connections/)
+  assert.equal((await fetch(`${status}/health`)).status, 200)
+  assert.equal((await fetch(`${edge}/stub_status`)).status, 404)
+  assert.equal((await fetch(`${edge}/metrics`)).status, 404)
+  assert.equal((await fetch(`${edge}/api/../metrics`)).status, 404)
+})
+
+test('a forged X-Forwarded-For does not reach the services: they see the address NGINX saw', async () => {
+  await fetch(`${edge}/api/v1/leads/${leadIds[0]}?x=1`, { headers: { ...SERVICE_HEADERS, 'x-test-marker': '1', 'x-forwarded-for': '203.0.113.99' } }).catch(() => undefined)
+  await fetch(`${edge}/api/v1/leads/${leadIds[1]}`, { headers: { ...SERVICE_HEADERS, 'x-test-marker': '1', 'x-forwarded-for': '203.0.113.99' } })
+  const seen = apis.flatMap((a) => a.ips)
+  assert.ok(seen.length > 0)
+  assert.ok(seen.every((ip) => ip === '127.0.0.1'), seen.join(', '))
+})
+
+test('a WebSocket to the orchestrator works through NGINX', async () => {
+  const ws = new WebSocket(`${edge.replace('http', 'ws')}/orchestrator/v1/events`, { headers: SERVICE_HEADERS })
+  const [message] = await once(ws, 'message') as [Buffer]
+  assert.equal(JSON.parse(message.toString()).type, 'hello')
+  ws.close()
+})
+
+test('killing one api instance under load loses no GET', async () => {
+  const victim = apis[1]
+  assert.ok(victim)
+  let next = 0
+  const ids = leadIds.slice(50, 350)
+  const statuses: number[] = []
+  const worker = async (): Promise<void> => {
+    while (next < ids.length) {
+      const id = ids[next++]
+      const res = await fetch(`${edge}/api/v1/leads/${id}`, { headers: SERVICE_HEADERS })
+      statuses.push(res.status)
+      await res.arrayBuffer()
+    }
+  }
+  const load = Promise.all(Array.from({ length: 10 }, worker))
+  while (next < 60) await new Promise((resolve) => setTimeout(resolve, 5))
+  // A crash, not a graceful stop: the listener goes and open connections are cut.
+  victim.app.server.close()
+  victim.app.server.closeAllConnections()
+  await load
+  assert.equal(statuses.length, ids.length)
+  assert.deepEqual(statuses.filter((s) => s !== 200), [], 'every GET answered 200')
+})

@@ -1,0 +1,75 @@
+import { spawn, spawnSync } from 'node:child_process'
+import { once } from 'node:events'
+import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { projectRoot } from '../../services/domain/paths.js'
+
+export const NGINX_DIR = join(projectRoot, 'deploy', 'nginx')
+
+export interface NginxAddresses {
+  api: number[]
+  dataService: number
+  orchestrator: number
+  publicPort: number
+  statusPort: number
+}
+
+/**
+ * The shipped nginx.conf with only its addresses templated: the upstream servers become loopback ports, and the
+ * two listen ports become loopback ports (80 and 8080 may be taken, and the service names resolve only inside a
+ * cluster). Everything else, the include files too, is the shipped text.
+ */
+export function templateConfig (a: NginxAddresses): string {
+  const text = readFileSync(join(NGINX_DIR, 'nginx.conf'), 'utf8')
+  const replaced = text
+    .replace(/^(\s*)server api:3000 (.*)$/m, (_m, indent: string, rest: string) => a.api.map((p) => `${indent}server 127.0.0.1:${p} ${rest}`).join('\n'))
+    .replace(/server data-service:3001 /, `server 127.0.0.1:${a.dataService} `)
+    .replace(/server orchestrator:3002 /, `server 127.0.0.1:${a.orchestrator} `)
+    .replace(/listen 80 default_server;/, `listen 127.0.0.1:${a.publicPort} default_server;`)
+    .replace(/listen 8080;/, `listen 127.0.0.1:${a.statusPort};`)
+  for (const original of ['server api:3000', 'server data-service:3001', 'server orchestrator:3002', 'listen 80 ', 'listen 8080']) {
+    if (replaced.includes(original)) throw new Error(`nginx.conf: "${original}" was not templated`)
+  }
+  return replaced
+}
+
+/** A prefix folder holding the templated config and the shipped include files; writable by NGINX's workers. */
+export function preparePrefix (config: string): string {
+  const prefix = mkdtempSync(join(tmpdir(), 'nginx-'))
+  for (const file of readdirSync(NGINX_DIR)) if (file.endsWith('.conf') || file === 'mime.types') copyFileSync(join(NGINX_DIR, file), join(prefix, file))
+  writeFileSync(join(prefix, 'nginx.conf'), config)
+  for (const dir of ['tmp', 'cache']) mkdirSync(join(prefix, dir))
+  // Workers run as nobody when the master runs as root.
+  for (const dir of [prefix, join(prefix, 'tmp'), join(prefix, 'cache')]) chmodSync(dir, 0o777)
+  return prefix
+}
+
+export function nginxTest (prefix: string): { ok: boolean, output: string } {
+  // stdout is /dev/null, not a pipe: the access log opens /dev/stdout, which a socket pair cannot be.
+  const r = spawnSync('nginx', ['-t', '-p', `${prefix}/`, '-c', join(prefix, 'nginx.conf')], { encoding: 'utf8', stdio: ['ignore', 'ignore', 'pipe'] })
+  rmSync(prefix, { recursive: true, force: true })
+  if (r.error) throw new Error(`nginx is not installed (bash .ci/run installs it): ${r.error.message}`)
+  return { ok: r.status === 0, output: r.stderr }
+}
+
+/** Runs NGINX in the foreground under `prefix` until the test ends. */
+export async function startNginx (t: { after: (fn: () => unknown) => void }, prefix: string, publicPort: number): Promise<void> {
+  const child = spawn('nginx', ['-p', `${prefix}/`, '-c', join(prefix, 'nginx.conf'), '-g', 'daemon off;'], { stdio: ['ignore', 'ignore', 'pipe'] })
+  let stderr = ''
+  child.stderr.on('data', (d: Buffer) => { stderr += d.toString() })
+  t.after(async () => {
+    if (child.exitCode === null) {
+      child.kill('SIGQUIT')
+      await once(child, 'exit')
+    }
+    rmSync(prefix, { recursive: true, force: true })
+  })
+  for (let i = 0; i < 100; i++) {
+    if (child.exitCode !== null) throw new Error(`nginx exited: ${stderr}`)
+    if (await fetch(`http://127.0.0.1:${publicPort}/`).then(() => true, () => false)) return
+    await sleep(50)
+  }
+  throw new Error(`nginx did not listen: ${stderr}`)
+}
