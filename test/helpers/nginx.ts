@@ -1,6 +1,6 @@
 import { spawn, spawnSync } from 'node:child_process'
 import { once } from 'node:events'
-import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { chmodSync, copyFileSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
@@ -18,7 +18,7 @@ export interface NginxAddresses {
 
 /**
  * The shipped nginx.conf with only its addresses templated: the upstream servers become loopback ports, and the
- * two listen ports become loopback ports (80 and 8080 may be taken, and the service names resolve only inside a
+ * two listen ports become loopback ports (8000 and 8080 may be taken, and the service names resolve only inside a
  * cluster). Everything else, the include files too, is the shipped text.
  */
 export function templateConfig (a: NginxAddresses): string {
@@ -27,22 +27,21 @@ export function templateConfig (a: NginxAddresses): string {
     .replace(/^(\s*)server api:3000 (.*)$/m, (_m, indent: string, rest: string) => a.api.map((p) => `${indent}server 127.0.0.1:${p} ${rest}`).join('\n'))
     .replace(/server data-service:3001 /, `server 127.0.0.1:${a.dataService} `)
     .replace(/server orchestrator:3002 /, `server 127.0.0.1:${a.orchestrator} `)
-    .replace(/listen 80 default_server;/, `listen 127.0.0.1:${a.publicPort} default_server;`)
+    .replace(/listen 8000 default_server;/, `listen 127.0.0.1:${a.publicPort} default_server;`)
     .replace(/listen 8080;/, `listen 127.0.0.1:${a.statusPort};`)
-  for (const original of ['server api:3000', 'server data-service:3001', 'server orchestrator:3002', 'listen 80 ', 'listen 8080']) {
+  for (const original of ['server api:3000', 'server data-service:3001', 'server orchestrator:3002', 'listen 8000 ', 'listen 8080']) {
     if (replaced.includes(original)) throw new Error(`nginx.conf: "${original}" was not templated`)
   }
   return replaced
 }
 
-/** A prefix folder holding the templated config and the shipped include files; writable by NGINX's workers. */
+/** An empty prefix folder (NGINX creates its cache and temp folders) with the config and the shipped include files. */
 export function preparePrefix (config: string): string {
   const prefix = mkdtempSync(join(tmpdir(), 'nginx-'))
   for (const file of readdirSync(NGINX_DIR)) if (file.endsWith('.conf') || file === 'mime.types') copyFileSync(join(NGINX_DIR, file), join(prefix, file))
   writeFileSync(join(prefix, 'nginx.conf'), config)
-  for (const dir of ['tmp', 'cache']) mkdirSync(join(prefix, dir))
   // Workers run as nobody when the master runs as root.
-  for (const dir of [prefix, join(prefix, 'tmp'), join(prefix, 'cache')]) chmodSync(dir, 0o777)
+  chmodSync(prefix, 0o777)
   return prefix
 }
 
