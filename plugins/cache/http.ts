@@ -37,7 +37,7 @@ export async function sendCached (cache: CacheManager, request: FastifyRequest, 
 }
 
 function respond (request: FastifyRequest, reply: FastifyReply, value: CachedResponse, source: CacheSource): FastifyReply {
-  void reply.headers({ etag: value.etag, 'x-cache': SOURCE_HEADER[source], 'cache-control': 'no-cache' })
+  void reply.headers({ etag: value.etag, 'x-cache': SOURCE_HEADER[source], 'cache-control': 'private, no-cache' })
   if (matches(request.headers['if-none-match'], value.etag)) return reply.code(304).send()
   return reply.header('content-type', 'application/json; charset=utf-8').send(value.body)
 }

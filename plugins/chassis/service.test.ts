@@ -140,3 +140,13 @@ test('under pressure the service sheds load with 503 and Retry-After, but stays 
   assert.equal(typeof res.json().code, 'string')
   assert.equal((await app.inject('/health/live')).statusCode, 200)
 })
+
+test('every answer is no-store unless its route says otherwise, errors included', async (t) => {
+  const app = await build(t, (a) => {
+    a.get('/plain', async () => ({ ok: true }))
+    a.get('/public', async (_req, reply) => { void reply.header('cache-control', 'public, max-age=60'); return { ok: true } })
+  })
+  assert.equal((await app.inject('/plain')).headers['cache-control'], 'no-store')
+  assert.equal((await app.inject('/missing')).headers['cache-control'], 'no-store')
+  assert.equal((await app.inject('/public')).headers['cache-control'], 'public, max-age=60')
+})

@@ -25,6 +25,10 @@ export interface ServiceDefinition {
 
 const REQUEST_ID = /^[\w.:-]{1,128}$/
 
+// API answers are private to their caller: no shared cache (CDN, proxy) stores one unless a route says otherwise
+// (cached reads send `private, no-cache` with an ETag, so a client can revalidate).
+const EVERY_RESPONSE: Readonly<Record<string, string>> = Object.freeze({ ...SECURITY_HEADERS, 'cache-control': 'no-store' })
+
 /** Paths that must never reach the logs: credentials and personal data, wherever an object carrying them is logged. */
 export const REDACTED_LOG_PATHS = [
   'req.headers.authorization',
@@ -74,7 +78,7 @@ export async function buildService (def: ServiceDefinition): Promise<FastifyInst
   // Callback-style hooks: no promise per request on the hot path.
   // One hook for what every response carries: its request id and the security headers (also on errors).
   app.addHook('onRequest', (request, reply, done) => {
-    void reply.headers(SECURITY_HEADERS).header('x-request-id', request.id)
+    void reply.headers(EVERY_RESPONSE).header('x-request-id', request.id)
     done()
   })
   // Keep-alive connections would hold close() open after their in-flight request: ask clients to hang up.

@@ -49,7 +49,7 @@ test('responses carry an ETag; a matching If-None-Match gets 304; x-cache tells 
   await a.cache.del(`http:leads:id:${lead.id}`)
   const first = await authed(a).inject(`/api/v1/leads/${lead.id}`)
   assert.equal(first.headers['x-cache'], 'MISS')
-  assert.equal(first.headers['cache-control'], 'no-cache')
+  assert.equal(first.headers['cache-control'], 'private, no-cache')
   const etag = String(first.headers.etag)
   assert.match(etag, /^"[\w-]+"$/)
   const again = await authed(a).inject(`/api/v1/leads/${lead.id}`)

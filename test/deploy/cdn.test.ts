@@ -1,0 +1,130 @@
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { readFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { parse } from 'yaml'
+import { projectRoot } from '../../services/domain/paths.js'
+import { presets } from '../../plugins/rate-limit/index.js'
+import { buildApp } from '../../services/api/app.js'
+import { createTestSchema, testApiConfig, uniqueName, SERVICE_HEADERS } from '../helpers/database.js'
+import { NGINX_DIR } from '../helpers/nginx.js'
+
+type Obj = Record<string, any> // eslint-disable-line @typescript-eslint/no-explicit-any -- walking parsed YAML
+const CDN = join(projectRoot, 'deploy', 'cdn')
+const cloudflare = parse(readFileSync(join(CDN, 'cloudflare.yaml'), 'utf8')) as Obj
+const cloudfront = parse(readFileSync(join(CDN, 'cloudfront.yaml'), 'utf8')) as Obj
+const fastly = readFileSync(join(CDN, 'fastly.vcl'), 'utf8')
+const DAY = 86400
+type Decision = 'bypass' | number
+
+// What each path must get at the edge: API paths are never stored; the rest by the specification's table.
+const EXPECTED: Record<string, Decision> = {
+  '/api/v1/leads': 'bypass',
+  '/api/v1/admin/cache': 'bypass',
+  '/api/v1/leads/file.js': 'bypass',
+  '/data/v1/reports/funnel': 'bypass',
+  '/orchestrator/v1/route-batch': 'bypass',
+  '/static/app.css': 7 * DAY,
+  '/static/logo.png': 7 * DAY,
+  '/uploads/photo.jpg': 30 * DAY,
+  '/assets/app.js': 7 * DAY,
+  '/assets/site.css': 7 * DAY,
+  '/img/logo.png': 30 * DAY,
+  '/img/hero.webp': 30 * DAY
+}
+
+const extensionOf = (path: string): string => /\.([a-z0-9]+)$/.exec(path)?.[1] ?? ''
+
+/** Cloudflare cache rules: every matching rule applies, later ones override earlier ones. */
+function cloudflareDecision (path: string): Decision | undefined {
+  let decision: Decision | undefined
+  for (const rule of cloudflare.cache_rules.rules as Obj[]) {
+    const prefixes = [...String(rule.expression).matchAll(/starts_with\(http\.request\.uri\.path, "([^"]+)"\)/g)].map((m) => m[1] ?? '')
+    const extensions = [...String(rule.expression).matchAll(/extension in \{([^}]*)\}/g)].flatMap((m) => (m[1] ?? '').match(/"([^"]+)"/g)?.map((e) => e.slice(1, -1)) ?? [])
+    if (!prefixes.some((p) => path.startsWith(p)) && !extensions.includes(extensionOf(path))) continue
+    decision = rule.action_parameters.cache === false ? 'bypass' : rule.action_parameters.edge_ttl.default
+  }
+  return decision
+}
+
+/** CloudFront: the first behaviour whose pattern matches, else the default; TTL from its cache policy. */
+function cloudfrontDecision (path: string): Decision | undefined {
+  const config = cloudfront.Resources.Distribution.Properties.DistributionConfig
+  const glob = (pattern: string): RegExp => new RegExp(`^${pattern.replace(/[.+?^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*')}$`)
+  const behaviour = (config.CacheBehaviors as Obj[]).find((b) => glob(b.PathPattern).test(path)) ?? config.DefaultCacheBehavior
+  const policy = behaviour.CachePolicyId
+  if (policy === '4135ea2d-6df8-44a3-9df3-4b5a84be39ad') return 'bypass' // AWS managed CachingDisabled
+  const ttl = cloudfront.Resources[policy.Ref].Properties.CachePolicyConfig
+  assert.equal(ttl.MinTTL, ttl.MaxTTL, 'the TTL is fixed at the edge')
+  return ttl.DefaultTTL
+}
+
+/** Fastly: pass in vcl_recv, else the first branch of vcl_fetch that matches. */
+function fastlyDecision (path: string): Decision | undefined {
+  const recv = /sub vcl_recv \{([\s\S]*?)\n\}/.exec(fastly)?.[1] ?? ''
+  const pass = /if \(req\.url\.path ~ "([^"]+)"\) \{\s*return\(pass\);/.exec(recv)?.[1]
+  if (pass && new RegExp(pass).test(path)) return 'bypass'
+  const fetch = /sub vcl_fetch \{([\s\S]*?)\n\}/.exec(fastly)?.[1] ?? ''
+  for (const m of fetch.matchAll(/req\.url\.(path|ext) ~ "([^"]+)"\) \{\s*set beresp\.ttl = (\d+)d;/g)) {
+    const subject = m[1] === 'ext' ? extensionOf(path) : path
+    if (new RegExp(m[2] ?? '').test(subject)) return Number(m[3]) * DAY
+  }
+  return 'bypass'
+}
+
+test('the three CDNs cache each path alike: APIs bypass, static 7 days, uploads 30, scripts and styles 7, images 30', () => {
+  for (const [path, expected] of Object.entries(EXPECTED)) {
+    assert.equal(cloudflareDecision(path), expected, `cloudflare ${path}`)
+    assert.equal(cloudfrontDecision(path), expected, `cloudfront ${path}`)
+    assert.equal(fastlyDecision(path), expected, `fastly ${path}`)
+  }
+})
+
+test('the CDN rules agree with what the origin says: APIs forbid shared caching, NGINX sends the same static TTLs', async (t) => {
+  const db = await createTestSchema()
+  t.after(() => db.drop())
+  const app = await buildApp(testApiConfig(db, { CACHE_PREFIX: `${uniqueName('cdn')}:` }))
+  t.after(() => app.close())
+  for (const url of ['/api/v1/leads', '/api/v1/leads?status=new', '/api/v1/leads/00000000-0000-4000-8000-000000000000']) {
+    const res = await app.inject({ url, headers: SERVICE_HEADERS })
+    const cacheControl = String(res.headers['cache-control'])
+    assert.match(cacheControl, /private|no-store/, `${url} answered ${res.statusCode} with cache-control ${cacheControl}`)
+    assert.equal(cloudflareDecision(url.split('?')[0] ?? url), 'bypass')
+  }
+  const created = await app.inject({ method: 'POST', url: '/api/v1/leads', payload: { firstName: 'A', lastName: 'B', email: 'cdn@example.com', product: 'auto', state: 'CA' } })
+  assert.equal(created.headers['cache-control'], 'no-store')
+  const conf = readFileSync(join(NGINX_DIR, 'nginx.conf'), 'utf8')
+  for (const [prefix, example] of [['/static/', '/static/app.css'], ['/uploads/', '/uploads/photo.jpg']] as const) {
+    const block = new RegExp(`location ${prefix} \\{([\\s\\S]*?)\\n    \\}`).exec(conf)?.[1] ?? ''
+    const maxAge = Number(/Cache-Control "public, max-age=(\d+)"/.exec(block)?.[1])
+    assert.equal(maxAge, cloudflareDecision(example), `NGINX ${prefix} max-age agrees with the CDN`)
+  }
+})
+
+test('edge rate limits match the services\' presets and block; security features are on', () => {
+  const rules = cloudflare.rate_limiting.rules as Obj[]
+  const admin = rules.find((r) => String(r.expression).includes('/api/v1/admin/')) as Obj
+  const api = rules.find((r) => !String(r.expression).includes('/admin/')) as Obj
+  assert.ok(rules.indexOf(admin) < rules.indexOf(api), 'the admin rule comes first')
+  assert.equal(admin.ratelimit.requests_per_period, presets.strict.limit)
+  assert.equal(admin.ratelimit.period * 1000, presets.strict.windowMs)
+  assert.equal(api.ratelimit.requests_per_period, presets.apiKey.limit)
+  assert.equal(api.ratelimit.period * 1000, presets.apiKey.windowMs)
+  for (const r of rules) assert.equal(r.action, 'block')
+  const s = cloudflare.settings
+  for (const key of ['http3', 'brotli', 'mirage', 'bot_fight_mode']) assert.equal(s[key], 'on', key)
+  assert.deepEqual(s.minify, { html: 'on', css: 'on', js: 'on' })
+  assert.equal(s.polish, 'lossless')
+  assert.ok((cloudflare.waf.rules as Obj[]).some((r) => /OWASP/.test(r.description) && r.action === 'execute'))
+
+  const waf = cloudfront.Resources.WebAcl.Properties.Rules as Obj[]
+  const rate = (name: string): Obj => waf.find((r) => r.Name === name)?.Statement.RateBasedStatement
+  assert.deepEqual([rate('admin-10-per-minute').Limit, rate('admin-10-per-minute').EvaluationWindowSec * 1000], [presets.strict.limit, presets.strict.windowMs])
+  assert.deepEqual([rate('api-1000-per-minute').Limit, rate('api-1000-per-minute').EvaluationWindowSec * 1000], [presets.apiKey.limit, presets.apiKey.windowMs])
+  assert.ok(waf.some((r) => r.Statement.ManagedRuleGroupStatement?.Name === 'AWSManagedRulesCommonRuleSet'))
+  assert.equal(cloudfront.Resources.Distribution.Properties.DistributionConfig.HttpVersion, 'http2and3')
+
+  const checks = [...fastly.matchAll(/check_rate\(client\.ip, (rc_\w+), 1, (\d+), (\d+),/g)].map((m) => [m[1], Number(m[2]), Number(m[3])])
+  assert.deepEqual(checks, [['rc_admin', 60, presets.strict.limit], ['rc_api', 60, presets.apiKey.limit]])
+  assert.match(fastly, /set obj\.status = 429;/)
+})
