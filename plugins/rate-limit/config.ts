@@ -5,6 +5,7 @@ export const rateLimitConfigFragment = {
     RATE_LIMIT_ENABLED: { type: 'boolean', default: true, description: 'Apply rate limits (false: no limiter, e.g. for benchmarks of other parts)' },
     RATE_LIMIT_WINDOW_MS: { type: 'integer', default: 60000, minimum: 1, description: 'Window of the default preset in ms' },
     RATE_LIMIT_MAX_REQUESTS: { type: 'integer', default: 100, minimum: 1, description: 'Requests the default preset admits per window' },
+    RATE_LIMIT_API_KEY_MAX_REQUESTS: { type: 'integer', default: 1000, minimum: 1, description: 'Requests the apiKey preset admits per minute for each key' },
     RATE_LIMIT_PREFIX: { type: 'string', default: 'rl:', description: 'Prefix of rate-limit keys in Redis' },
     RATE_LIMIT_ALLOWLIST: { type: 'string', default: '', description: 'Comma-separated CIDRs or addresses never limited (internal services)' },
     RATE_LIMIT_ON_STORE_FAILURE: { type: 'string', default: 'open', enum: ['open', 'closed'], description: 'With Redis down: open limits per instance in memory, closed answers 503' }
@@ -15,6 +16,7 @@ export interface RateLimitConfig {
   RATE_LIMIT_ENABLED: boolean
   RATE_LIMIT_WINDOW_MS: number
   RATE_LIMIT_MAX_REQUESTS: number
+  RATE_LIMIT_API_KEY_MAX_REQUESTS: number
   RATE_LIMIT_PREFIX: string
   RATE_LIMIT_ALLOWLIST: string
   RATE_LIMIT_ON_STORE_FAILURE: 'open' | 'closed'
@@ -29,7 +31,7 @@ export function rateLimitOptionsFromConfig (config: RateLimitConfig): import('./
     allowList: config.RATE_LIMIT_ALLOWLIST.split(',').map((s) => s.trim()).filter(Boolean),
     presets: {
       default: { windowMs: config.RATE_LIMIT_WINDOW_MS, limit: config.RATE_LIMIT_MAX_REQUESTS, onStoreFailure },
-      apiKey: { onStoreFailure },
+      apiKey: { limit: config.RATE_LIMIT_API_KEY_MAX_REQUESTS, onStoreFailure },
       strict: { onStoreFailure }
     }
   }

@@ -1,0 +1,78 @@
+import { createHash, timingSafeEqual } from 'node:crypto'
+import Fastify, { type FastifyReply } from 'fastify'
+import fastifyRateLimit from '@fastify/rate-limit'
+import { Redis } from 'ioredis'
+import { LRUCache } from 'lru-cache'
+import { createConnectionPool } from '../../plugins/db-pool/index.js'
+import { LeadsRepository } from '../../services/domain/leads-repository.js'
+import { leadIdParamsSchema, leadPageSchema, leadSchema, listLeadsQuerySchema, patchLeadBodySchema, type LeadListQuery, type LeadPatch } from '../../services/domain/lead-schemas.js'
+
+// The same routes as the api, as a user would assemble them today: @fastify/rate-limit over Redis (the same
+// per-key limit) and a plain Redis cache (JSON text with a TTL; a write deletes the lead's entry and bumps a
+// version that every list key carries, the usual way to drop all lists at once), API keys checked against
+// PostgreSQL and remembered in memory. Same queries, same schemas, no stale answer after a write.
+const redis = new Redis(process.env.REDIS_URL ?? 'redis://127.0.0.1:6379')
+const pool = createConnectionPool({ connectionString: process.env.DATABASE_URL as string, schema: process.env.DB_SCHEMA ?? 'public', min: 5, max: 20 })
+const leads = new LeadsRepository(pool)
+const prefix = `alt:${process.pid}:`
+const TTL = 300
+
+const verified = new LRUCache<string, { id: string, scopes: string[] }>({ max: 10000, ttl: 30000 })
+async function identity (key: string | string[] | undefined): Promise<{ id: string, scopes: string[] } | undefined> {
+  if (typeof key !== 'string') return undefined
+  const known = verified.get(key)
+  if (known) return known
+  const match = /^lck_([A-Za-z0-9]{12})_([A-Za-z0-9_-]+)$/.exec(key)
+  if (!match) return undefined
+  const { rows: [row] } = await pool.query<{ secret_hash: Buffer, scopes: string[] }>('SELECT secret_hash, scopes FROM api_keys WHERE id = $1 AND revoked_at IS NULL', [match[1]])
+  const given = createHash('sha256').update(match[2] ?? '').digest()
+  if (!row || row.secret_hash.length !== given.length || !timingSafeEqual(row.secret_hash, given)) return undefined
+  const id = { id: match[1] ?? '', scopes: row.scopes }
+  verified.set(key, id)
+  return id
+}
+
+const app = Fastify({ logger: false })
+await app.register(fastifyRateLimit, {
+  max: Number(process.env.BENCH_KEY_LIMIT ?? 1000),
+  timeWindow: 60000,
+  redis,
+  nameSpace: `${prefix}rl:`,
+  keyGenerator: (request) => String(request.headers['x-api-key'] ?? request.ip)
+})
+app.addHook('onRequest', async (request, reply) => {
+  if (request.url.startsWith('/health')) return
+  const id = await identity(request.headers['x-api-key'])
+  const needed = request.method === 'GET' ? 'leads:read' : 'leads:write'
+  if (!id || !id.scopes.includes(needed)) return reply.code(401).send({ statusCode: 401, code: 'INVALID_API_KEY', error: 'Unauthorized', message: 'invalid key' })
+})
+
+async function cached (reply: FastifyReply, key: string, ttl: number, load: () => Promise<unknown>): Promise<FastifyReply> {
+  const hit = await redis.get(prefix + key)
+  if (hit !== null) return reply.type('application/json').send(hit)
+  const body = reply.serialize(await load()) as string
+  await redis.set(prefix + key, body, 'EX', ttl)
+  return reply.type('application/json').send(body)
+}
+
+app.get('/health/ready', { config: { rateLimit: false } }, async () => ({ status: 'ok' }))
+app.get<{ Querystring: LeadListQuery }>('/api/v1/leads', { schema: { querystring: listLeadsQuerySchema, response: { 200: leadPageSchema } } },
+  async (request, reply) => {
+    const version = (await redis.get(`${prefix}lists-version`)) ?? '0'
+    return cached(reply, `list:${version}:${JSON.stringify(request.query)}`, TTL, () => leads.list(request.query))
+  })
+app.get<{ Params: { id: string } }>('/api/v1/leads/:id', { schema: { params: leadIdParamsSchema, response: { 200: leadSchema } } },
+  async (request, reply) => cached(reply, `lead:${request.params.id}`, TTL, async () => {
+    const lead = await leads.get(request.params.id)
+    if (!lead) throw Object.assign(new Error('not found'), { statusCode: 404 })
+    return lead
+  }))
+app.patch<{ Params: { id: string }, Body: LeadPatch }>('/api/v1/leads/:id', { schema: { params: leadIdParamsSchema, body: patchLeadBodySchema, response: { 200: leadSchema } } },
+  async (request) => {
+    const changed = await leads.update(request.params.id, request.body, 'alternative')
+    if (!changed) throw Object.assign(new Error('not found'), { statusCode: 404 })
+    await redis.multi().del(`${prefix}lead:${request.params.id}`).incr(`${prefix}lists-version`).exec()
+    return changed.after
+  })
+await app.listen({ host: '127.0.0.1', port: Number(process.env.PORT) })
+process.once('SIGTERM', () => { void app.close().then(async () => { await pool.close(); redis.disconnect(); process.exit(0) }) })

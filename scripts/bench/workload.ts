@@ -1,0 +1,101 @@
+import { PRODUCTS, STATUSES } from '../../services/domain/lead-schemas.js'
+
+export interface BenchRequest {
+  method: 'GET' | 'PATCH'
+  path: string
+  body?: string
+}
+
+/** mulberry32: a seeded generator, so every configuration gets the very same sequence of requests. */
+export function random (seed: number): () => number {
+  let a = seed >>> 0
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0
+    let t = a
+    t = Math.imul(t ^ (t >>> 15), t | 1)
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
+  }
+}
+
+/** Ranks 0..n-1 drawn with probability proportional to 1/(rank+1)^s: a few popular items, a long tail. */
+export function zipf (n: number, s: number, rnd: () => number): () => number {
+  const cumulative: number[] = []
+  let total = 0
+  for (let i = 0; i < n; i++) cumulative.push(total += 1 / (i + 1) ** s)
+  return () => {
+    const x = rnd() * total
+    let lo = 0
+    let hi = n - 1
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1
+      if ((cumulative[mid] ?? 0) < x) lo = mid + 1
+      else hi = mid
+    }
+    return lo
+  }
+}
+
+const BUSY_STATES = ['CA', 'TX', 'FL', 'NY', 'IL', 'PA', 'OH', 'GA', 'NC', 'MI']
+
+/** Every list query the workload can make: filters, sort and page size as a reader of the list would pick them. */
+export function listQueries (): string[] {
+  const queries: string[] = []
+  for (const status of ['', ...STATUSES]) {
+    for (const product of ['', ...PRODUCTS]) {
+      for (const state of ['', ...BUSY_STATES]) {
+        for (const sort of ['-createdAt', '-score']) {
+          const params = new URLSearchParams()
+          if (status) params.set('status', status)
+          if (product) params.set('product', product)
+          if (state) params.set('state', state)
+          params.set('sort', sort)
+          params.set('limit', '20')
+          queries.push(`/api/v1/leads?${params.toString()}`)
+        }
+      }
+    }
+  }
+  return queries
+}
+
+export interface WorkloadOptions {
+  ids: string[]
+  size?: number
+  seed?: number
+  /** Share of reads that fetch one lead; the rest list. @default 0.25 */
+  byId?: number
+  /** Share of requests that PATCH a lead (and so invalidate it and its lists). @default 0.02 */
+  writes?: number
+}
+
+/**
+ * The request sequence of the benchmark: lists with a skewed choice of filters (a few popular queries, a long
+ * tail: Zipf, s = 1.1, over a shuffled list of every combination), single leads skewed the same way over the ids,
+ * and a few writes to popular leads, so cache hit rates mean something and invalidation is exercised.
+ */
+export function buildWorkload (options: WorkloadOptions): BenchRequest[] {
+  const rnd = random(options.seed ?? 42)
+  const queries = listQueries()
+  for (let i = queries.length - 1; i > 0; i--) {
+    const j = Math.floor(rnd() * (i + 1))
+    ;[queries[i], queries[j]] = [queries[j] as string, queries[i] as string]
+  }
+  const pickQuery = zipf(queries.length, 1.1, rnd)
+  const pickId = zipf(options.ids.length, 1.1, rnd)
+  const byId = options.byId ?? 0.25
+  const writes = options.writes ?? 0.02
+  const out: BenchRequest[] = []
+  for (let i = 0; i < (options.size ?? 50000); i++) {
+    const x = rnd()
+    if (x < writes) {
+      const status = STATUSES[Math.floor(rnd() * STATUSES.length)]
+      out.push({ method: 'PATCH', path: `/api/v1/leads/${options.ids[pickId()]}`, body: JSON.stringify({ status }) })
+    } else if (x < writes + byId) {
+      out.push({ method: 'GET', path: `/api/v1/leads/${options.ids[pickId()]}` })
+    } else {
+      out.push({ method: 'GET', path: queries[pickQuery()] as string })
+    }
+  }
+  return out
+}
