@@ -9,7 +9,7 @@ import { seed } from '../../services/domain/seed.js'
 import { freePort } from '../../test/helpers/ports.js'
 import { load, median, startService, table, type LoadResult } from './lib.js'
 
-const { values: args } = parseArgs({ options: { duration: { type: 'string', default: '5' }, connections: { type: 'string', default: '50' }, rounds: { type: 'string', default: '3' }, 'fastify-otel': { type: 'string', default: 'true' } } })
+const { values: args } = parseArgs({ options: { duration: { type: 'string', default: '5' }, connections: { type: 'string', default: '50' }, rounds: { type: 'string', default: '3' }, 'fastify-otel': { type: 'string', default: 'true' }, breakdown: { type: 'string', default: 'false' } } })
 const DATABASE_URL = process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres'
 const SCHEMA = 'bench_tracing'
 const log = (m: string): void => console.log(`[bench:tracing] ${m}`)
@@ -35,7 +35,13 @@ const base = { DATABASE_URL, DB_SCHEMA: SCHEMA, CACHE_ENABLED: 'false', RATE_LIM
 const preload = ['--import', join(projectRoot, 'dist', 'plugins', 'telemetry', 'otel-preload.js')]
 const off = await startService('dist/services/api/main.js', { ...base, QUERY_STATS_ENABLED: 'false' }, await freePort(), preload)
 const on = await startService('dist/services/api/main.js', { ...base, QUERY_STATS_ENABLED: 'true', OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${sinkPort}`, OTEL_TRACES_SAMPLER: 'always_on', OTEL_METRICS_EXPORTER: 'none', OTEL_LOGS_EXPORTER: 'none', OTEL_FASTIFY_ENABLED: args['fastify-otel'] ?? 'true' }, await freePort(), preload)
-const configs = { 'tracing and query statistics off': off, 'tracing (100% sampled, OTLP export) and query statistics on': on }
+const configs: Record<string, Awaited<ReturnType<typeof startService>>> = { 'tracing and query statistics off': off, 'tracing (100% sampled, OTLP export) and query statistics on': on }
+if (args.breakdown === 'true') {
+  // Where the loss goes: the instrumentation alone (nothing sampled), then spans recorded and exported.
+  const traced = { ...base, OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${sinkPort}`, OTEL_METRICS_EXPORTER: 'none', OTEL_LOGS_EXPORTER: 'none', OTEL_FASTIFY_ENABLED: args['fastify-otel'] ?? 'true', QUERY_STATS_ENABLED: 'false' }
+  configs['instrumentation only (sampler always_off), query statistics off'] = await startService('dist/services/api/main.js', { ...traced, OTEL_TRACES_SAMPLER: 'always_off' }, await freePort(), preload)
+  configs['tracing (100% sampled, OTLP export), query statistics off'] = await startService('dist/services/api/main.js', { ...traced, OTEL_TRACES_SAMPLER: 'always_on' }, await freePort(), preload)
+}
 const results: Record<string, LoadResult[]> = {}
 try {
   for (let round = 1; round <= Number(args.rounds); round++) {
@@ -57,4 +63,5 @@ const names = Object.keys(configs)
 console.log(`\nGET /api/v1/leads?status=new (PostgreSQL every request), autocannon ${args.connections} connections, ${args.duration} s x ${args.rounds} rounds interleaved, medians:\n`)
 console.log(table(names.map((name) => ({ configuration: name, 'req/s': med(name, 'rps').toFixed(0), 'avg ms': med(name, 'avgMs').toFixed(2), 'p99 ms': med(name, 'p99Ms').toFixed(0) }))))
 const loss = 1 - med(names[1] as string, 'rps') / med(names[0] as string, 'rps')
+for (const name of names.slice(2)) console.log(`throughput lost by "${name}": ${((1 - med(name, 'rps') / med(names[0] as string, 'rps')) * 100).toFixed(1)}%`)
 console.log(`\nthroughput lost to tracing and query statistics: ${(loss * 100).toFixed(1)}% (target < 10%); ${(exported / 1e6).toFixed(1)} MB of spans exported`)
