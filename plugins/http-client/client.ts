@@ -116,7 +116,7 @@ export class ServiceClient {
           continue
         }
         this.#breaker.success()
-        return { status: res.statusCode, headers: res.headers, body: (text === '' ? undefined : JSON.parse(text)) as T }
+        return { status: res.statusCode, headers: res.headers, body: parseBody(text, res.headers['content-type']) as T }
       } catch (error) {
         this.#failed()
         reason = (error as Error).name === 'TimeoutError' ? `no answer within ${this.#timeoutMs} ms` : (error as Error).message || (error as { code?: string }).code || 'request failed'
@@ -132,6 +132,17 @@ export class ServiceClient {
   #failed (): void {
     this.#failures++
     this.#breaker.failure()
+  }
+}
+
+/** JSON when the service says so (and it parses), the text otherwise: a non-JSON answer is still an answer. */
+function parseBody (text: string, type: string | string[] | undefined): unknown {
+  if (text === '') return undefined
+  if (!String(type ?? '').includes('json')) return text
+  try {
+    return JSON.parse(text)
+  } catch {
+    return text
   }
 }
 

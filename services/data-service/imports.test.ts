@@ -110,10 +110,11 @@ test('a stream too large for the limit keeps the batches it committed and report
     next()
   })
   assert.equal(res.status, 413, res.body)
-  const body = JSON.parse(res.body) as { code: string, report: { inserted: number } }
+  const body = JSON.parse(res.body) as { code: string, report: { inserted: number, rows: number } }
   assert.equal(body.code, 'IMPORT_TOO_LARGE')
   const [count] = await db.sql<{ n: number }>('SELECT count(*)::int AS n FROM leads')
   assert.equal(count?.n, body.report.inserted)
   assert.equal(body.report.inserted % 50, 0, 'only whole batches')
+  assert.equal(body.report.rows, body.report.inserted, 'the rows it reports are the rows it committed')
   assert.ok(body.report.inserted > 0)
 })

@@ -138,7 +138,7 @@ export async function importLeads (db: ConnectionPool, input: Readable, format: 
       report.unchanged += leads.length - rows.length
       await options.onBatch?.(rows.map((r) => r.id))
     } catch (error) {
-      throw new ImportInterruptedError(report, firstLine, error)
+      throw new ImportInterruptedError(finish(report), firstLine, error)
     }
   }
 
@@ -163,10 +163,14 @@ export async function importLeads (db: ConnectionPool, input: Readable, format: 
   } catch (error) {
     // The stream failed (too large, aborted by the client): the pending batch is dropped, never half written.
     if (error instanceof ImportInterruptedError) throw error
-    throw new ImportInterruptedError(report, firstLine, error)
+    throw new ImportInterruptedError(finish(report), firstLine, error)
   }
   await flush()
-  // Rows skipped by the CSV parser are counted here; every row read is reported once.
+  return finish(report)
+}
+
+/** Every row read is reported once (rows the CSV parser skipped included), rejections in file order. */
+function finish (report: ImportReport): ImportReport {
   report.rows = report.inserted + report.updated + report.unchanged + report.rejected
   report.rejections.sort((a, b) => a.line - b.line)
   return report
