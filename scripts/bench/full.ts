@@ -2,7 +2,7 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
 import { mkdirSync, writeFileSync } from 'node:fs'
 import { cpus, totalmem } from 'node:os'
-import { join } from 'node:path'
+import { join, resolve } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { parseArgs } from 'node:util'
 import autocannon from 'autocannon'
@@ -229,9 +229,9 @@ const markdown = [
   '',
   table(scale.map((s) => ({ leads: s.leads, 'req/s': s.rps, 'p50 ms': s.p50, 'p95 ms': s.p95 })))
 ].join('\n')
-const outDir = join(projectRoot, args.out ?? 'bench-results')
+const outDir = resolve(projectRoot, args.out ?? 'bench-results')
 mkdirSync(outDir, { recursive: true })
 writeFileSync(join(outDir, 'latest.json'), JSON.stringify({ machine, command, configurations: configs.map((c) => ({ ...c, runs: results[c.id] })), ratios, hitRates, scale }, null, 2) + '\n')
 writeFileSync(join(outDir, 'latest.md'), markdown + '\n')
 writeFileSync(join(outDir, 'latest.svg'), chartSvg(configs.map((c) => ({ name: c.id, rps: median(c.id, 'rps'), p50: median(c.id, 'p50'), p95: median(c.id, 'p95'), p99: median(c.id, 'p99') })), `GET /api/v1/leads mix, ${machine.cpus} CPUs, ${machine.date.slice(0, 10)}`) + '\n')
-console.log(`\n${markdown}\n\nwritten: ${join(args.out ?? 'bench-results', 'latest.{json,md,svg}')} in ${((performance.now() - started) / 1000).toFixed(0)} s`)
+console.log(`\n${markdown}\n\nwritten: ${join(outDir, 'latest.{json,md,svg}')} in ${((performance.now() - started) / 1000).toFixed(0)} s`)
