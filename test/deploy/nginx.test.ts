@@ -104,6 +104,12 @@ test('the edge rate limit answers 429 on admin routes (strict: 10 per minute)', 
   assert.equal((await limited[0]?.json() as { code: string }).code, 'RATE_LIMITED')
 })
 
+test('the service key of internal calls does not work through NGINX', async () => {
+  const { TEST_SERVICE_KEY } = await import('../helpers/database.js')
+  const res = await fetch(`${edge}/api/v1/leads?limit=1`, { headers: { 'x-service-key': TEST_SERVICE_KEY } })
+  assert.equal(res.status, 401)
+})
+
 test('status and health answer on the status port only; /metrics is not public', async () => {
   const stub = await fetch(`${status}/stub_status`)
   assert.match(await stub.text(), /Active connections/)
