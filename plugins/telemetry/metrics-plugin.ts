@@ -1,6 +1,7 @@
 import fp from 'fastify-plugin'
 import type { FastifyContextConfig, FastifyInstance } from 'fastify'
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
+import { Gauge, Registry, collectDefaultMetrics } from 'prom-client'
+import { RequestMetrics } from './request-metrics.js'
 
 export interface MetricsPluginOptions {
   /** Service name, as the `service` label. */
@@ -24,8 +25,7 @@ export const metricsPlugin = fp(async (app: FastifyInstance, opts: MetricsPlugin
   const registry = new Registry()
   registry.setDefaultLabels({ service: opts.service })
   collectDefaultMetrics({ register: registry })
-  const requests = new Counter({ name: 'http_requests_total', help: 'HTTP requests by method, route pattern and status', labelNames: ['method', 'route', 'status'] as const, registers: [registry] })
-  const duration = new Histogram({ name: 'http_request_duration_seconds', help: 'HTTP request duration by route pattern', labelNames: ['method', 'route'] as const, buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5], registers: [registry] })
+  const requests = new RequestMetrics(registry, opts.service)
 
   new Gauge({
     name: 'db_pool_connections',
@@ -83,20 +83,8 @@ export const metricsPlugin = fp(async (app: FastifyInstance, opts: MetricsPlugin
   })
 
   app.decorate('metrics', registry)
-  // Labelled children are looked up once per method, route and status: hashing label sets on every request was
-  // a tenth of a cached route's throughput.
-  const counters = new Map<string, Counter.Internal>()
-  const timers = new Map<string, Histogram.Internal<'method' | 'route'>>()
   app.addHook('onResponse', (request, reply, done) => {
-    const route = request.routeOptions.url ?? 'unmatched'
-    const timerKey = `${request.method} ${route}`
-    const counterKey = `${timerKey} ${reply.statusCode}`
-    let counter = counters.get(counterKey)
-    if (!counter) counters.set(counterKey, counter = requests.labels(request.method, route, String(reply.statusCode)))
-    let timer = timers.get(timerKey)
-    if (!timer) timers.set(timerKey, timer = duration.labels(request.method, route))
-    counter.inc()
-    timer.observe(reply.elapsedTime / 1000)
+    requests.record(request.method, request.routeOptions.url ?? 'unmatched', reply.statusCode, reply.elapsedTime / 1000)
     done()
   })
   // Scrapes are never rate limited (the rate-limit plugin reads `rateLimit: false`).

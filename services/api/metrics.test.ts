@@ -34,6 +34,12 @@ test('GET /metrics: Prometheus text with request counters by route pattern, pool
   assert.equal(after.get(key(404)), 1)
   assert.ok(![...after.keys()].some((k) => k.includes(lead?.id as string)), 'raw URLs never become labels')
   assert.ok((after.get('http_request_duration_seconds_count{service="api",method="GET",route="/api/v1/leads/:id"}') ?? 0) >= 4)
+  // The histogram's buckets are cumulative and end at +Inf, which equals the count.
+  const buckets = [...after.entries()].filter(([k]) => k.startsWith('http_request_duration_seconds_bucket{service="api",method="GET",route="/api/v1/leads/:id"'))
+  assert.equal(buckets.length, 12)
+  for (let i = 1; i < buckets.length; i++) assert.ok((buckets[i]?.[1] ?? 0) >= (buckets[i - 1]?.[1] ?? 0), 'cumulative')
+  assert.equal(buckets.at(-1)?.[0].includes('le="+Inf"'), true)
+  assert.equal(buckets.at(-1)?.[1], after.get('http_request_duration_seconds_count{service="api",method="GET",route="/api/v1/leads/:id"}'))
   assert.ok((after.get('db_pool_connections{state="total",service="api"}') ?? 0) >= 1)
   assert.ok((after.get('cache_operations{tier="local",outcome="hit",service="api"}') ?? 0) >= 2)
   assert.ok(after.has('process_cpu_user_seconds_total{service="api"}'))
