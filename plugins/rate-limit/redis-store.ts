@@ -11,7 +11,7 @@ import type { PolicyResult, RateLimitStore, StoreCheck } from './store.js'
 // for its cost, and only then is it recorded in each. Memory: one member (about 40 bytes) per admitted unit in the
 // trailing window, so at most `limit` members per key. A key outlives its newest member's window: its expiry is
 // pushed to two windows ahead whenever less than one is left, which reads the TTL on most requests instead of
-// writing it (a write was an eighth of the script's cost).
+// writing it (a PEXPIRE is a write Redis must also propagate).
 // ARGV: cost, consume (1/0), request id, then window and limit for each key.
 const SLIDING_WINDOW_LUA = `
 local t = redis.call('TIME')
