@@ -113,7 +113,7 @@ function percentile (sorted: number[], p: number): number {
   return sorted.length === 0 ? 0 : sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))] as number
 }
 
-async function run (url: string, seconds: number, connections: number, sequence: BenchRequest[], offset: number): Promise<Measured> {
+async function run (url: string, seconds: number, connections: number, sequence: BenchRequest[], offset: number, callers: string[] = keys): Promise<Measured> {
   let n = offset
   const latencies: number[] = []
   let finish: (r: autocannon.Result) => void = () => {}
@@ -127,7 +127,7 @@ async function run (url: string, seconds: number, connections: number, sequence:
       setupRequest: (req) => {
         const i = n++
         const r = sequence[i % sequence.length] as BenchRequest
-        const headers = { ...req.headers, 'x-api-key': keys[i % keys.length] ?? '', ...(r.body ? { 'content-type': 'application/json' } : {}) }
+        const headers = { ...req.headers, 'x-api-key': callers[i % callers.length] ?? '', ...(r.body ? { 'content-type': 'application/json' } : {}) }
         return { ...req, method: r.method, path: r.path, headers, ...(r.body ? { body: r.body } : {}) }
       }
     }]
@@ -194,9 +194,8 @@ for (const size of (args.scale ?? '').split(',').filter(Boolean).map(Number)) {
   await spool.close()
   const service = await startService('dist/services/api/main.js', { ...base, DB_SCHEMA: schema, CACHE_ENABLED: 'false', RATE_LIMIT_ENABLED: 'false' }, await freePort())
   const lists = buildWorkload({ ids: [], byId: 0, writes: 0, size: 20000, seed: 7 })
-  keys.splice(0, keys.length, key)
-  await run(service.url, 2, 50, lists, 0)
-  const r = await run(service.url, Number(args['scale-duration']), 50, lists, 5000)
+  await run(service.url, 2, 50, lists, 0, [key])
+  const r = await run(service.url, Number(args['scale-duration']), 50, lists, 5000, [key])
   await service.stop()
   scale.push({ leads: size, rps: Math.round(r.rps), p50: r.p50, p95: r.p95 })
   log(`scale ${size} leads: p95 ${r.p95} ms, ${r.rps.toFixed(0)} req/s`)

@@ -82,6 +82,16 @@ export class LeadsRepository {
     }
   }
 
+  /** The routing queue: new leads with no active assignment, oldest first. */
+  async unassigned (q: { limit: number, product?: string, state?: string }): Promise<Lead[]> {
+    const { rows } = await this.#db.query<Lead>(
+      `SELECT ${LEAD_COLUMNS} FROM leads l
+        WHERE status = 'new' AND ($2::text IS NULL OR product = $2) AND ($3::text IS NULL OR state = $3)
+          AND NOT EXISTS (SELECT 1 FROM lead_assignments a WHERE a.lead_id = l.id AND a.status = 'active')
+        ORDER BY created_at, id LIMIT $1`, [q.limit, q.product ?? null, q.state ?? null])
+    return rows
+  }
+
   async get (id: string): Promise<Lead | undefined> {
     const { rows } = await this.#db.query<Lead>(`SELECT ${LEAD_COLUMNS} FROM leads WHERE id = $1`, [id])
     return rows[0]

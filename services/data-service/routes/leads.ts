@@ -1,7 +1,7 @@
 import type { FastifyInstance } from 'fastify'
 import { HttpError, errorBodySchema } from '../../../plugins/chassis/index.js'
-import { LEAD_COLUMNS, LeadsRepository } from '../../domain/leads-repository.js'
-import { PRODUCTS, US_STATES, leadIdParamsSchema, leadSchema, type Lead } from '../../domain/lead-schemas.js'
+import { LeadsRepository } from '../../domain/leads-repository.js'
+import { PRODUCTS, US_STATES, leadIdParamsSchema, leadSchema } from '../../domain/lead-schemas.js'
 
 const errors = { 400: errorBodySchema, 401: errorBodySchema, 403: errorBodySchema, 404: errorBodySchema, 429: errorBodySchema, 503: errorBodySchema }
 
@@ -20,16 +20,7 @@ export async function leadLookupRoutes (app: FastifyInstance): Promise<void> {
       },
       response: { 200: { type: 'object', properties: { data: { type: 'array', items: leadSchema } } }, ...errors }
     }
-  }, async (request) => {
-    const { limit, product, state } = request.query
-    // New leads with no active assignment, oldest first: the routing queue.
-    const { rows } = await app.db.query<Lead>(
-      `SELECT ${LEAD_COLUMNS} FROM leads l
-        WHERE status = 'new' AND ($2::text IS NULL OR product = $2) AND ($3::text IS NULL OR state = $3)
-          AND NOT EXISTS (SELECT 1 FROM lead_assignments a WHERE a.lead_id = l.id AND a.status = 'active')
-        ORDER BY created_at, id LIMIT $1`, [limit, product ?? null, state ?? null])
-    return { data: rows }
-  })
+  }, async (request) => ({ data: await leads.unassigned(request.query) }))
 
   app.get<{ Params: { id: string } }>('/:id', {
     config,
