@@ -1,119 +1,215 @@
-import { randomBytes } from 'node:crypto'
-
-// Members must be unique per request: a random prefix per process and a counter are, without a syscall per request.
-const PROCESS_ID = randomBytes(6).toString('base64url')
-let sequence = 0
-import type { RedisClient } from '../redis/index.js'
+import { isCluster, type RedisClient } from '../redis/index.js'
 import type { PolicyResult, RateLimitStore, StoreCheck } from './store.js'
 
-// An exact sliding-window log: one sorted set per key, one member per unit of cost, scored by Redis TIME.
-// All of a request's policies are decided in this one script: a request is admitted only if every policy has room
-// for its cost, and only then is it recorded in each. Memory: one member (about 40 bytes) per admitted unit in the
-// trailing window, so at most `limit` members per key. A key outlives its newest member's window: its expiry is
-// pushed to two windows ahead whenever less than one is left, which reads the TTL on most requests instead of
-// writing it (a PEXPIRE is a write Redis must also propagate).
-// ARGV: cost, consume (1/0), request id, then window and limit for each key.
-const SLIDING_WINDOW_LUA = `
+/**
+ * Entries a log may hold past the window before they are trimmed. Decisions never use them (a request that might
+ * not fit is decided on a trimmed, exact count), so they only make `remaining` understate, by at most SLACK - 1
+ * and only while at least SLACK are left; trimming in batches of SLACK keeps that off most requests.
+ */
+export const LOG_SLACK = 16
+
+/** Decisions sent in one script call at most. */
+export const MAX_BATCH = 64
+
+// An exact sliding-window log: one Redis list per key holding the Redis TIME (in microseconds) of every admitted
+// unit of cost, oldest first. A request pushes its units and reads the list's length: if that is at most the
+// limit minus LOG_SLACK it fits whatever has expired; otherwise the expired head is trimmed and the exact count
+// decides, and a refused request takes its units back. On refusal the entry whose expiry admits the request gives
+// the exact Retry-After. All of a request's policies are decided together: a request is admitted only if every
+// policy has room for its cost, and only then is it recorded in each. Memory: a list of integers, about 10 bytes
+// per admitted unit in the trailing window (at most limit + LOG_SLACK - 1 entries). A key outlives its newest
+// entry's window: its expiry is pushed to two windows ahead whenever less than one is left, which reads the TTL on
+// most requests instead of writing it (a PEXPIRE is a write Redis must also propagate).
+//
+// One call decides a batch of requests in order, atomically, at one Redis TIME, so the clock read, the script
+// call and the round trip are shared by every request that arrived in the same turn of the event loop.
+// ARGV: number of requests, then per request: number of keys, cost, consume (1/0), window (ms) and limit per key.
+// KEYS: every request's keys in order. Reply: per key, in order: count after the request, ms until the request
+// would be admitted (0 when it was), 1 if recorded.
+const BATCH_LUA = `
+local SLACK = ${LOG_SLACK}
 local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local cost = tonumber(ARGV[1])
-local n = #KEYS
-local counts = {}
-local out = { now }
-local allowed = true
-for i = 1, n do
-  local window = tonumber(ARGV[2 + 2 * i])
-  local limit = tonumber(ARGV[3 + 2 * i])
-  redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now - window)
-  local count = redis.call('ZCARD', KEYS[i])
-  counts[i] = count
-  local retry = 0
-  if count + cost > limit then
-    allowed = false
-    if cost > limit then
-      retry = window
-    else
-      local entry = redis.call('ZRANGE', KEYS[i], count + cost - limit - 1, count + cost - limit - 1, 'WITHSCORES')
-      retry = tonumber(entry[2]) + window - now
-    end
+local now = t[1] * 1000000 + t[2]
+local out = {}
+
+local function trim (key, count, floor)
+  while count > 0 do
+    local head = redis.call('LRANGE', key, 0, SLACK - 1)
+    local k = 0
+    for i = 1, #head do if tonumber(head[i]) <= floor then k = i else break end end
+    if k > 0 then redis.call('LTRIM', key, k, -1) count = count - k end
+    if k < SLACK then return count end
   end
-  out[2 + (i - 1) * 3] = count
-  out[3 + (i - 1) * 3] = retry
-  out[4 + (i - 1) * 3] = 0
+  return count
 end
-if allowed and ARGV[2] == '1' then
-  for i = 1, n do
-    local window = tonumber(ARGV[2 + 2 * i])
-    if cost == 1 then
-      redis.call('ZADD', KEYS[i], now, ARGV[3])
-    else
-      for c = 1, cost do redis.call('ZADD', KEYS[i], now, ARGV[3] .. ':' .. c) end
-    end
-    if redis.call('PTTL', KEYS[i]) < window then redis.call('PEXPIRE', KEYS[i], window * 2) end
-    out[2 + (i - 1) * 3] = counts[i] + cost
-    out[4 + (i - 1) * 3] = 1
+
+local function push (key, cost)
+  if cost == 1 then return redis.call('RPUSH', key, now) end
+  local chunk = {}
+  for c = 1, math.min(cost, 512) do chunk[c] = now end
+  local count
+  local left = cost
+  while left > 0 do
+    local k = math.min(left, 512)
+    count = redis.call('RPUSH', key, unpack(chunk, 1, k))
+    left = left - k
   end
+  return count
+end
+
+local function decide (kb, ab, n, cost, consume)
+  if n == 1 and cost == 1 and consume then
+    -- One policy, one unit, room to spare: the push, the slack check and the expiry read are all it needs.
+    local key = KEYS[kb + 1]
+    local window = tonumber(ARGV[ab])
+    local floor = now - window * 1000
+    local count = redis.call('RPUSH', key, now)
+    if count <= tonumber(ARGV[ab + 1]) - SLACK then
+      while count > SLACK and tonumber(redis.call('LINDEX', key, SLACK - 1)) <= floor do
+        redis.call('LTRIM', key, SLACK, -1)
+        count = count - SLACK
+      end
+      if redis.call('PTTL', key) < window then redis.call('PEXPIRE', key, window * 2) end
+      out[#out + 1] = count
+      out[#out + 1] = 0
+      out[#out + 1] = 1
+      return
+    end
+    redis.call('RPOP', key)
+  end
+  local counts, pushed, refusing = {}, {}, false
+  for i = 1, n do
+    local key = KEYS[kb + i]
+    local limit = tonumber(ARGV[ab + 2 * i - 1])
+    local floor = now - tonumber(ARGV[ab + 2 * i - 2]) * 1000
+    local count
+    if consume and cost <= limit then
+      count = push(key, cost)
+      pushed[i] = true
+      if count > limit - SLACK then
+        count = trim(key, count, floor)
+        if count > limit then refusing = true end
+      else
+        while count > SLACK and tonumber(redis.call('LINDEX', key, SLACK - 1)) <= floor do
+          redis.call('LTRIM', key, SLACK, -1)
+          count = count - SLACK
+        end
+      end
+    else
+      count = trim(key, redis.call('LLEN', key), floor)
+      if consume then refusing = true end
+    end
+    counts[i] = count
+  end
+  for i = 1, n do
+    local key = KEYS[kb + i]
+    local window = tonumber(ARGV[ab + 2 * i - 2])
+    local limit = tonumber(ARGV[ab + 2 * i - 1])
+    local count = counts[i]
+    local retry = 0
+    local recorded = 0
+    if refusing then
+      if pushed[i] then
+        redis.call('LTRIM', key, 0, -(cost + 1))
+        count = count - cost
+      end
+      if count + cost > limit then
+        if cost > limit then
+          retry = window
+        else
+          local oldest = redis.call('LINDEX', key, count + cost - limit - 1)
+          retry = math.ceil((tonumber(oldest) + window * 1000 - now) / 1000)
+        end
+      end
+    elseif pushed[i] then
+      recorded = 1
+      if redis.call('PTTL', key) < window then redis.call('PEXPIRE', key, window * 2) end
+    end
+    out[#out + 1] = count
+    out[#out + 1] = retry
+    out[#out + 1] = recorded
+  end
+end
+
+local kb, ab = 0, 2
+for r = 1, tonumber(ARGV[1]) do
+  local n = tonumber(ARGV[ab])
+  decide(kb, ab + 3, n, tonumber(ARGV[ab + 1]), ARGV[ab + 2] == '1')
+  kb = kb + n
+  ab = ab + 3 + 2 * n
 end
 return out`
 
-// The same decision for the common case of one policy, with less Lua work per request (same ARGV layout).
-const SINGLE_LUA = `
-local t = redis.call('TIME')
-local now = t[1] * 1000 + math.floor(t[2] / 1000)
-local cost = tonumber(ARGV[1])
-local window = tonumber(ARGV[4])
-local limit = tonumber(ARGV[5])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
-local count = redis.call('ZCARD', KEYS[1])
-if count + cost > limit then
-  if cost > limit then return { now, count, window, 0 } end
-  local e = redis.call('ZRANGE', KEYS[1], count + cost - limit - 1, count + cost - limit - 1, 'WITHSCORES')
-  return { now, count, e[2] + window - now, 0 }
-end
-if ARGV[2] == '1' then
-  if cost == 1 then
-    redis.call('ZADD', KEYS[1], now, ARGV[3])
-  else
-    for c = 1, cost do redis.call('ZADD', KEYS[1], now, ARGV[3] .. ':' .. c) end
-  end
-  if redis.call('PTTL', KEYS[1]) < window then redis.call('PEXPIRE', KEYS[1], window * 2) end
-  return { now, count + cost, 0, 1 }
-end
-return { now, count, 0, 0 }`
-
 interface Scripted {
-  chassisRateLimit: (numKeys: number, ...args: Array<string | number>) => Promise<number[]>
-  chassisRateLimit1: (key: string, ...args: Array<string | number>) => Promise<number[]>
+  chassisRateLimitBatch: (numKeys: number, ...args: Array<string | number>) => Promise<number[]>
 }
 
-/** The Redis store: one script call, one round trip, per request, for all of its policies. */
+interface Pending {
+  check: StoreCheck
+  resolve: (results: PolicyResult[]) => void
+  reject: (error: unknown) => void
+}
+
+/**
+ * The Redis store. Decisions asked for in the same turn of the event loop go to Redis together, in one script
+ * call (one round trip, one clock read) that decides them in order; each request still makes exactly one trip.
+ * A Redis Cluster client sends each decision alone, since one script may only touch one slot.
+ */
 export class RedisStore implements RateLimitStore {
   readonly #client: RedisClient
+  readonly #batching: boolean
+  #queue: Pending[] = []
+  #scheduled = false
 
-  constructor (client: RedisClient) {
+  constructor (client: RedisClient, options: { batch?: boolean } = {}) {
     this.#client = client
-    client.defineCommand('chassisRateLimit', { lua: SLIDING_WINDOW_LUA })
-    client.defineCommand('chassisRateLimit1', { numberOfKeys: 1, lua: SINGLE_LUA })
+    this.#batching = (options.batch ?? true) && !isCluster(client)
+    client.defineCommand('chassisRateLimitBatch', { lua: BATCH_LUA })
   }
 
-  async check ({ keys, policies, cost, consume }: StoreCheck): Promise<PolicyResult[]> {
-    const id = `${PROCESS_ID}${(sequence++).toString(36)}`
-    const scripts = this.#client as unknown as Scripted
-    const only = policies.length === 1 ? policies[0] : undefined
-    let reply: number[]
-    if (only) {
-      reply = await scripts.chassisRateLimit1(keys[0] as string, cost, consume ? 1 : 0, id, only.windowMs, only.limit)
-    } else {
-      const args: Array<string | number> = [...keys, cost, consume ? 1 : 0, id]
-      for (const p of policies) args.push(p.windowMs, p.limit)
-      reply = await scripts.chassisRateLimit(keys.length, ...args)
+  check (check: StoreCheck): Promise<PolicyResult[]> {
+    if (!this.#batching) return this.#send([check]).then((all) => all[0] as PolicyResult[])
+    return new Promise((resolve, reject) => {
+      this.#queue.push({ check, resolve, reject })
+      if (!this.#scheduled) {
+        this.#scheduled = true
+        // After the poll phase: every request parsed in this turn of the loop is in the queue by then.
+        setImmediate(() => this.#flush())
+      }
+    })
+  }
+
+  #flush (): void {
+    this.#scheduled = false
+    const queue = this.#queue
+    this.#queue = []
+    for (let start = 0; start < queue.length; start += MAX_BATCH) {
+      const batch = queue.slice(start, start + MAX_BATCH)
+      this.#send(batch.map((p) => p.check)).then(
+        (all) => { batch.forEach((p, i) => p.resolve(all[i] as PolicyResult[])) },
+        (error: unknown) => { for (const p of batch) p.reject(error) }
+      )
     }
-    // Reply: Redis time, then per key: count after the request, ms until it would be admitted, and 1 if recorded.
+  }
+
+  async #send (checks: StoreCheck[]): Promise<PolicyResult[][]> {
+    const keys: string[] = []
+    const args: Array<string | number> = [checks.length]
+    for (const { keys: k, policies, cost, consume } of checks) {
+      args.push(policies.length, cost, consume ? 1 : 0)
+      for (let i = 0; i < policies.length; i++) {
+        const p = policies[i] as StoreCheck['policies'][number]
+        keys.push(k[i] as string)
+        args.push(p.windowMs, p.limit)
+      }
+    }
+    const reply = await (this.#client as unknown as Scripted).chassisRateLimitBatch(keys.length, ...keys, ...args)
     // The quota is fully back one window after the newest request, which is the reset the headers report.
-    return policies.map((policy, i) => {
-      const base = 1 + i * 3
-      const count = Number(reply[base])
-      const retryAfterMs = Number(reply[base + 1])
+    let at = 0
+    return checks.map(({ policies }) => policies.map((policy) => {
+      const count = Number(reply[at])
+      const retryAfterMs = Number(reply[at + 1])
+      at += 3
       return {
         policy,
         allowed: retryAfterMs === 0 && count <= policy.limit,
@@ -121,6 +217,6 @@ export class RedisStore implements RateLimitStore {
         resetMs: count === 0 ? 0 : policy.windowMs,
         retryAfterMs
       }
-    })
+    }))
   }
 }

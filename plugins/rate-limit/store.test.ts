@@ -3,7 +3,7 @@ import assert from 'node:assert/strict'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { Redis } from 'ioredis'
 import { MemoryStore } from './memory-store.js'
-import { RedisStore } from './redis-store.js'
+import { LOG_SLACK, MAX_BATCH, RedisStore } from './redis-store.js'
 import type { RateLimitStore } from './store.js'
 import type { RateLimitPolicy } from './policies.js'
 import { uniqueName } from '../../test/helpers/database.js'
@@ -59,6 +59,22 @@ for (const [name, make] of stores) {
       assert.equal(big[0]?.allowed, false)
     })
 
+    test('a limit above the batch size is exact with expired entries in the log: no false 429, never over', async () => {
+      const store = make()
+      const key = uniqueName('rl')
+      const p = policy(40, 300)
+      for (let round = 0; round < 2; round++) {
+        for (let i = 0; i < 40; i++) {
+          const [r] = await store.check({ keys: [key], policies: [p], cost: 1, consume: true })
+          assert.equal(r?.allowed, true, `round ${round}, request ${i + 1}`)
+        }
+        const [over] = await store.check({ keys: [key], policies: [p], cost: 1, consume: true })
+        assert.equal(over?.allowed, false)
+        assert.equal(over?.remaining, 0)
+        await sleep(320)
+      }
+    })
+
     test('a window boundary never lets more than the limit through any trailing window', async () => {
       const store = make()
       const key = uniqueName('rl')
@@ -95,5 +111,53 @@ test('a Redis key lives at least one window past its newest request, and at most
   await store.check({ keys: [key], policies: [p], cost: 1, consume: true })
   const pushed = await redis.pttl(key)
   assert.ok(pushed > 1000 && pushed <= 2000, `ttl ${pushed}`)
-  assert.equal(await redis.zcard(key), 1, 'the request of the previous window has left the log')
+  const [peek] = await store.check({ keys: [key], policies: [p], cost: 0, consume: false })
+  assert.equal(peek?.remaining, 99, 'the request of the previous window no longer counts')
+})
+
+test('entries past the window are trimmed in batches: remaining understates by less than LOG_SLACK, never near the limit', async () => {
+  const store = new RedisStore(redis)
+  const key = uniqueName('rl')
+  const p = policy(100, 300)
+  for (let i = 0; i < 40; i++) await store.check({ keys: [key], policies: [p], cost: 1, consume: true })
+  await sleep(320)
+  const [after] = await store.check({ keys: [key], policies: [p], cost: 1, consume: true })
+  assert.equal(after?.allowed, true)
+  // Exact would be 99; the 40 old entries are dropped 16 at a time until fewer than 16 are left.
+  assert.ok((after?.remaining ?? 0) <= 99 && 99 - (after?.remaining ?? 0) < LOG_SLACK, `remaining ${after?.remaining}`)
+  assert.ok(await redis.llen(key) < 1 + LOG_SLACK, 'at most LOG_SLACK - 1 stale entries are kept')
+  const [peek] = await store.check({ keys: [key], policies: [p], cost: 0, consume: false })
+  assert.equal(peek?.remaining, 99, 'a peek trims to the exact count')
+  // Close to the limit every count is exact.
+  for (let i = 0; i < 85; i++) await store.check({ keys: [key], policies: [p], cost: 1, consume: true })
+  const [near] = await store.check({ keys: [key], policies: [p], cost: 1, consume: true })
+  assert.equal(near?.remaining, 13)
+})
+
+test('decisions asked for in the same turn go to Redis in one script call each batch, decided in order and exact', async () => {
+  const counted = new Redis(process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379')
+  after(() => counted.quit())
+  const store = new RedisStore(counted)
+  const unbatched = new RedisStore(counted, { batch: false })
+  const scripted = counted as unknown as { chassisRateLimitBatch: (...args: unknown[]) => Promise<number[]> }
+  const original = scripted.chassisRateLimitBatch.bind(counted)
+  let calls = 0
+  scripted.chassisRateLimitBatch = (...args: unknown[]) => { calls++; return original(...args) }
+  const [hot, costly, layered] = [uniqueName('rl'), uniqueName('rl'), uniqueName('rl')]
+  const one = policy(100, 60000)
+  const two = policy(60, 60000)
+  const decisions = await Promise.all([
+    ...Array.from({ length: 150 }, () => store.check({ keys: [hot], policies: [one], cost: 1, consume: true })),
+    ...Array.from({ length: 50 }, () => store.check({ keys: [costly], policies: [two], cost: 2, consume: true })),
+    ...Array.from({ length: 20 }, () => store.check({ keys: [layered, hot], policies: [policy(1000, 60000, 'wide'), one], cost: 1, consume: true }))
+  ])
+  assert.equal(calls, Math.ceil(220 / MAX_BATCH))
+  assert.equal(decisions.slice(0, 150).filter(([r]) => r?.allowed).length, 100)
+  assert.equal(decisions.slice(150, 200).filter(([r]) => r?.allowed).length, 30)
+  // The layered requests came after the hot key was full: none is admitted and the wide policy recorded nothing.
+  assert.ok(decisions.slice(200).every((rs) => rs[0]?.allowed === true && rs[1]?.allowed === false))
+  assert.equal(await counted.llen(layered), 0)
+  calls = 0
+  await Promise.all(Array.from({ length: 10 }, () => unbatched.check({ keys: [uniqueName('rl')], policies: [one], cost: 1, consume: true })))
+  assert.equal(calls, 10)
 })

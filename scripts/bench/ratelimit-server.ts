@@ -16,7 +16,7 @@ if (limiter === 'ours') {
   app.decorate('redis', redis)
   await app.register(rateLimitPlugin, { global: { name: 'bench', limit, windowMs }, keyGenerator: keyOf, prefix: 'bench-ours:', timeoutMs: 1000 })
 } else if (limiter === 'fastify') {
-  redis = new Redis(process.env.REDIS_URL ?? 'redis://127.0.0.1:6379', { connectTimeout: 500, maxRetriesPerRequest: 1 })
+  redis = new Redis(process.env.REDIS_URL ?? 'redis://127.0.0.1:6379', { connectTimeout: 500, maxRetriesPerRequest: 1, enableAutoPipelining: process.env.BENCH_AUTOPIPELINING === '1' })
   await app.register(fastifyRateLimit, { max: limit, timeWindow: windowMs, redis, keyGenerator: keyOf, nameSpace: 'bench-fastify:' })
 }
 app.get('/health/ready', { config: { rateLimit: false } }, async () => ({ status: 'ok' }))
