@@ -9,7 +9,7 @@ import { seed } from '../../services/domain/seed.js'
 import { freePort } from '../../test/helpers/ports.js'
 import { load, median, startService, table, type LoadResult } from './lib.js'
 
-const { values: args } = parseArgs({ options: { duration: { type: 'string', default: '5' }, connections: { type: 'string', default: '50' }, rounds: { type: 'string', default: '3' }, 'fastify-otel': { type: 'string', default: 'true' }, breakdown: { type: 'string', default: 'false' } } })
+const { values: args } = parseArgs({ options: { duration: { type: 'string', default: '5' }, connections: { type: 'string', default: '50' }, rounds: { type: 'string', default: '3' }, 'fastify-otel': { type: 'string', default: 'true' }, breakdown: { type: 'string', default: 'false' }, variant: { type: 'string', multiple: true, default: [] } } })
 const DATABASE_URL = process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres'
 const SCHEMA = 'bench_tracing'
 const log = (m: string): void => console.log(`[bench:tracing] ${m}`)
@@ -41,6 +41,12 @@ if (args.breakdown === 'true') {
   const traced = { ...base, OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${sinkPort}`, OTEL_METRICS_EXPORTER: 'none', OTEL_LOGS_EXPORTER: 'none', OTEL_FASTIFY_ENABLED: args['fastify-otel'] ?? 'true', QUERY_STATS_ENABLED: 'false' }
   configs['instrumentation only (sampler always_off), query statistics off'] = await startService('dist/services/api/main.js', { ...traced, OTEL_TRACES_SAMPLER: 'always_off' }, await freePort(), preload)
   configs['tracing (100% sampled, OTLP export), query statistics off'] = await startService('dist/services/api/main.js', { ...traced, OTEL_TRACES_SAMPLER: 'always_on' }, await freePort(), preload)
+}
+// --variant 'name:KEY=value,KEY=value': tracing on (100% sampled, query statistics on) with these variables too.
+for (const variant of args.variant ?? []) {
+  const [name, vars = ''] = variant.split(':')
+  const extra = Object.fromEntries(vars.split(',').filter(Boolean).map((kv) => kv.split('=') as [string, string]))
+  configs[`tracing and query statistics on, ${name}`] = await startService('dist/services/api/main.js', { ...base, QUERY_STATS_ENABLED: 'true', OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${sinkPort}`, OTEL_TRACES_SAMPLER: 'always_on', OTEL_METRICS_EXPORTER: 'none', OTEL_LOGS_EXPORTER: 'none', ...extra }, await freePort(), preload)
 }
 const results: Record<string, LoadResult[]> = {}
 try {
