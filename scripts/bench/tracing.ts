@@ -9,7 +9,7 @@ import { seed } from '../../services/domain/seed.js'
 import { freePort } from '../../test/helpers/ports.js'
 import { load, median, startService, table, type LoadResult } from './lib.js'
 
-const { values: args } = parseArgs({ options: { duration: { type: 'string', default: '5' }, connections: { type: 'string', default: '50' }, rounds: { type: 'string', default: '3' }, 'fastify-otel': { type: 'string', default: 'true' }, breakdown: { type: 'string', default: 'false' }, variant: { type: 'string', multiple: true, default: [] } } })
+const { values: args } = parseArgs({ options: { duration: { type: 'string', default: '5' }, connections: { type: 'string', default: '50' }, rounds: { type: 'string', default: '3' }, 'fastify-otel': { type: 'string', default: 'true' }, breakdown: { type: 'string', default: 'false' }, warmup: { type: 'string', default: '10' }, variant: { type: 'string', multiple: true, default: [] } } })
 const DATABASE_URL = process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres'
 const SCHEMA = 'bench_tracing'
 const log = (m: string): void => console.log(`[bench:tracing] ${m}`)
@@ -50,6 +50,13 @@ for (const variant of args.variant ?? []) {
 }
 const results: Record<string, LoadResult[]> = {}
 try {
+  // Once per configuration, before any round: the first distinct queries make V8 compile PostgreSQL's parser
+  // (WebAssembly) to optimized code in the background, seconds of CPU once per process, which a short round would
+  // otherwise count as overhead per request.
+  for (const [name, service] of Object.entries(configs)) {
+    await load(`${service.url}/api/v1/leads?status=new&limit=20`, Number(args.connections), Number(args.warmup), { 'x-api-key': key })
+    log(`warmed up ${name} for ${args.warmup} s`)
+  }
   for (let round = 1; round <= Number(args.rounds); round++) {
     for (const [name, service] of Object.entries(configs)) {
       const url = `${service.url}/api/v1/leads?status=new&limit=20`
