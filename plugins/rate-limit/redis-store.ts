@@ -43,6 +43,15 @@ local function trim (key, count, floor)
   return count
 end
 
+-- Drops expired entries SLACK at a time while a whole batch of them has expired: fewer than SLACK are left over.
+local function trimSlack (key, count, floor)
+  while count > SLACK and tonumber(redis.call('LINDEX', key, SLACK - 1)) <= floor do
+    redis.call('LTRIM', key, SLACK, -1)
+    count = count - SLACK
+  end
+  return count
+end
+
 local function push (key, cost)
   if cost == 1 then return redis.call('RPUSH', key, now) end
   local chunk = {}
@@ -65,10 +74,7 @@ local function decide (kb, ab, n, cost, consume)
     local floor = now - window * 1000
     local count = redis.call('RPUSH', key, now)
     if count <= tonumber(ARGV[ab + 1]) - SLACK then
-      while count > SLACK and tonumber(redis.call('LINDEX', key, SLACK - 1)) <= floor do
-        redis.call('LTRIM', key, SLACK, -1)
-        count = count - SLACK
-      end
+      count = trimSlack(key, count, floor)
       if redis.call('PTTL', key) < window then redis.call('PEXPIRE', key, window * 2) end
       out[#out + 1] = count
       out[#out + 1] = 0
@@ -90,10 +96,7 @@ local function decide (kb, ab, n, cost, consume)
         count = trim(key, count, floor)
         if count > limit then refusing = true end
       else
-        while count > SLACK and tonumber(redis.call('LINDEX', key, SLACK - 1)) <= floor do
-          redis.call('LTRIM', key, SLACK, -1)
-          count = count - SLACK
-        end
+        count = trimSlack(key, count, floor)
       end
     else
       count = trim(key, redis.call('LLEN', key), floor)
