@@ -1,3 +1,4 @@
+import { trace } from '@opentelemetry/api'
 import closeWithGrace from 'close-with-grace'
 import type { FastifyInstance } from 'fastify'
 import type { ChassisConfig } from './config-schema.js'
@@ -13,7 +14,8 @@ export interface RunningService {
 
 /**
  * Listens, and shuts down in phases on SIGTERM or SIGINT: readiness turns 503 (for SHUTDOWN_DELAY_MS),
- * the server stops accepting and finishes in-flight requests, then plugins close their pools and clients.
+ * the server stops accepting and finishes in-flight requests, plugins close their pools and clients, and queued
+ * spans are exported.
  * The whole shutdown is bounded by SHUTDOWN_TIMEOUT_MS, after which the process exits with code 1.
  */
 export async function runService (app: FastifyInstance, config: ChassisConfig): Promise<RunningService> {
@@ -23,6 +25,7 @@ export async function runService (app: FastifyInstance, config: ChassisConfig): 
       app.health.markShuttingDown()
       if (config.SHUTDOWN_DELAY_MS > 0) await new Promise((resolve) => setTimeout(resolve, config.SHUTDOWN_DELAY_MS))
       await app.close()
+      await flushTraces()
     })()
     return closing
   }
@@ -34,6 +37,16 @@ export async function runService (app: FastifyInstance, config: ChassisConfig): 
   })
   const url = await app.listen({ host: config.HOST, port: config.PORT })
   return { app, url, shutdown }
+}
+
+/**
+ * Exports the spans still queued (the last requests' among them): close-with-grace ends the process with
+ * `process.exit`, which skips the 'beforeExit' on which the OpenTelemetry preload would shut the SDK down.
+ * Through @opentelemetry/api only, so a service started without the preload flushes nothing and loads no SDK.
+ */
+async function flushTraces (): Promise<void> {
+  const provider = trace.getTracerProvider() as { getDelegate?: () => { forceFlush?: () => Promise<void> } }
+  await provider.getDelegate?.().forceFlush?.()
 }
 
 /**

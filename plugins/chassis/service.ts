@@ -5,7 +5,6 @@ import type { ChassisConfig } from './config-schema.js'
 import { formatSchemaErrors, installErrorHandling } from './error-handler.js'
 import { healthPlugin } from './health.js'
 import { lazyChildLogger } from './lazy-logger.js'
-import { routesChannel, type RoutesMessage } from './routes-channel.js'
 import { SECURITY_HEADERS } from './security-headers.js'
 
 /** A step that registers something on the app: a shared plugin, a route module, a hook. */
@@ -100,7 +99,6 @@ export async function buildService (def: ServiceDefinition): Promise<FastifyInst
   app.addHook('preClose', async () => app.health.markShuttingDown())
 
   for (const register of def.plugins ?? []) await register(app)
-  if (routesChannel.hasSubscribers) routesChannel.publish({ app } satisfies RoutesMessage)
   for (const register of def.routes ?? []) await register(app)
   return app
 }

@@ -42,11 +42,13 @@ export interface LoadResult {
   p99Ms: number
   errors: number
   non2xx: number
+  /** Responses received. */
+  requests: number
 }
 
 export async function load (url: string, connections: number, durationS: number, headers: Record<string, string> = {}): Promise<LoadResult> {
   const r = await autocannon({ url, connections, duration: durationS, pipelining: 1, headers })
-  return { rps: r.requests.average, avgMs: r.latency.average, p50Ms: r.latency.p50, p99Ms: r.latency.p99, errors: r.errors + r.timeouts, non2xx: r.non2xx }
+  return { rps: r.requests.average, avgMs: r.latency.average, p50Ms: r.latency.p50, p99Ms: r.latency.p99, errors: r.errors + r.timeouts, non2xx: r.non2xx, requests: r.requests.total }
 }
 
 export function median (values: number[]): number {

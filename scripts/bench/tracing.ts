@@ -1,4 +1,3 @@
-import { createServer } from 'node:http'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import { ApiKeyStore } from '../../plugins/api-keys/index.js'
@@ -7,9 +6,10 @@ import { migrate } from '../../services/domain/migrate.js'
 import { projectRoot } from '../../services/domain/paths.js'
 import { seed } from '../../services/domain/seed.js'
 import { freePort } from '../../test/helpers/ports.js'
-import { load, median, startService, table, type LoadResult } from './lib.js'
+import { load, median, startService, table, type LoadResult, type Service } from './lib.js'
+import { startOtlpSink, type OtlpSink } from './otlp-sink.js'
 
-const { values: args } = parseArgs({ options: { duration: { type: 'string', default: '5' }, connections: { type: 'string', default: '50' }, rounds: { type: 'string', default: '3' }, 'fastify-otel': { type: 'string', default: 'true' }, breakdown: { type: 'string', default: 'false' }, warmup: { type: 'string', default: '10' }, variant: { type: 'string', multiple: true, default: [] } } })
+const { values: args } = parseArgs({ options: { duration: { type: 'string', default: '5' }, connections: { type: 'string', default: '50' }, rounds: { type: 'string', default: '5' }, breakdown: { type: 'string', default: 'false' }, warmup: { type: 'string', default: '10' }, variant: { type: 'string', multiple: true, default: [] } } })
 const DATABASE_URL = process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres'
 const SCHEMA = 'bench_tracing'
 const log = (m: string): void => console.log(`[bench:tracing] ${m}`)
@@ -21,32 +21,36 @@ if ((count?.n ?? 0) < 10000) await seed({ databaseUrl: DATABASE_URL, schema: SCH
 const { key } = await new ApiKeyStore(pool).mint('bench:tracing', ['leads:read'])
 await pool.close()
 
-// An OTLP/HTTP sink on this machine: the exporter does its real work (serialize, send), the sink discards.
-let exported = 0
-const sink = createServer((req, res) => {
-  req.on('data', (c: Buffer) => { exported += c.length })
-  req.on('end', () => res.writeHead(200, { 'content-type': 'application/json' }).end('{}'))
-})
-const sinkPort = await freePort()
-sink.listen(sinkPort, '127.0.0.1')
 
 // PostgreSQL on every request: no cache, no rate limiter.
 const base = { DATABASE_URL, DB_SCHEMA: SCHEMA, CACHE_ENABLED: 'false', RATE_LIMIT_ENABLED: 'false', OTEL_SERVICE_NAME: 'api' }
 const preload = ['--import', join(projectRoot, 'dist', 'plugins', 'telemetry', 'otel-preload.js')]
-const off = await startService('dist/services/api/main.js', { ...base, QUERY_STATS_ENABLED: 'false' }, await freePort(), preload)
-const on = await startService('dist/services/api/main.js', { ...base, QUERY_STATS_ENABLED: 'true', OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${sinkPort}`, OTEL_TRACES_SAMPLER: 'always_on', OTEL_METRICS_EXPORTER: 'none', OTEL_LOGS_EXPORTER: 'none', OTEL_FASTIFY_ENABLED: args['fastify-otel'] ?? 'true' }, await freePort(), preload)
-const configs: Record<string, Awaited<ReturnType<typeof startService>>> = { 'tracing and query statistics off': off, 'tracing (100% sampled, OTLP export) and query statistics on': on }
+const configs: Record<string, Service> = {}
+// Each traced configuration exports to a sink of its own, which counts the spans that arrive.
+const sinks: Record<string, OtlpSink> = {}
+const requests: Record<string, number> = {}
+async function start (name: string, env: Record<string, string>, traced: boolean): Promise<void> {
+  const sink = traced ? (sinks[name] = await startOtlpSink()) : undefined
+  const otel: Record<string, string> = sink ? { OTEL_EXPORTER_OTLP_ENDPOINT: sink.url, OTEL_METRICS_EXPORTER: 'none', OTEL_LOGS_EXPORTER: 'none', OTEL_TRACES_SAMPLER: 'always_on' } : {}
+  configs[name] = await startService('dist/services/api/main.js', { ...base, ...otel, ...env }, await freePort(), preload)
+}
+await start('tracing and query statistics off', { QUERY_STATS_ENABLED: 'false' }, false)
+await start('tracing (100% sampled, OTLP export) and query statistics on', { QUERY_STATS_ENABLED: 'true' }, true)
 if (args.breakdown === 'true') {
   // Where the loss goes: the instrumentation alone (nothing sampled), then spans recorded and exported.
-  const traced = { ...base, OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${sinkPort}`, OTEL_METRICS_EXPORTER: 'none', OTEL_LOGS_EXPORTER: 'none', OTEL_FASTIFY_ENABLED: args['fastify-otel'] ?? 'true', QUERY_STATS_ENABLED: 'false' }
-  configs['instrumentation only (sampler always_off), query statistics off'] = await startService('dist/services/api/main.js', { ...traced, OTEL_TRACES_SAMPLER: 'always_off' }, await freePort(), preload)
-  configs['tracing (100% sampled, OTLP export), query statistics off'] = await startService('dist/services/api/main.js', { ...traced, OTEL_TRACES_SAMPLER: 'always_on' }, await freePort(), preload)
+  await start('instrumentation only (sampler always_off), query statistics off', { QUERY_STATS_ENABLED: 'false', OTEL_TRACES_SAMPLER: 'always_off' }, true)
+  await start('tracing (100% sampled, OTLP export), query statistics off', { QUERY_STATS_ENABLED: 'false' }, true)
 }
 // --variant 'name:KEY=value,KEY=value': tracing on (100% sampled, query statistics on) with these variables too.
 for (const variant of args.variant ?? []) {
   const [name, vars = ''] = variant.split(':')
   const extra = Object.fromEntries(vars.split(',').filter(Boolean).map((kv) => kv.split('=') as [string, string]))
-  configs[`tracing and query statistics on, ${name}`] = await startService('dist/services/api/main.js', { ...base, QUERY_STATS_ENABLED: 'true', OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${sinkPort}`, OTEL_TRACES_SAMPLER: 'always_on', OTEL_METRICS_EXPORTER: 'none', OTEL_LOGS_EXPORTER: 'none', ...extra }, await freePort(), preload)
+  await start(`tracing and query statistics on, ${name}`, { QUERY_STATS_ENABLED: 'true', ...extra }, true)
+}
+const run = async (name: string, url: string, seconds: number): Promise<LoadResult> => {
+  const r = await load(url, Number(args.connections), seconds, { 'x-api-key': key })
+  requests[name] = (requests[name] ?? 0) + r.requests
+  return r
 }
 const results: Record<string, LoadResult[]> = {}
 try {
@@ -54,27 +58,37 @@ try {
   // (WebAssembly) to optimized code in the background, seconds of CPU once per process, which a short round would
   // otherwise count as overhead per request.
   for (const [name, service] of Object.entries(configs)) {
-    await load(`${service.url}/api/v1/leads?status=new&limit=20`, Number(args.connections), Number(args.warmup), { 'x-api-key': key })
+    await run(name, `${service.url}/api/v1/leads?status=new&limit=20`, Number(args.warmup))
     log(`warmed up ${name} for ${args.warmup} s`)
   }
   for (let round = 1; round <= Number(args.rounds); round++) {
     for (const [name, service] of Object.entries(configs)) {
       const url = `${service.url}/api/v1/leads?status=new&limit=20`
-      await load(url, Number(args.connections), 1, { 'x-api-key': key })
-      const r = await load(url, Number(args.connections), Number(args.duration), { 'x-api-key': key })
+      await run(name, url, 1)
+      const r = await run(name, url, Number(args.duration))
       if (r.errors + r.non2xx > 0) throw new Error(`${name}: ${r.errors} errors, ${r.non2xx} non-2xx`)
       ;(results[name] ??= []).push(r)
       log(`round ${round} ${name}: ${r.rps.toFixed(0)} req/s, p99 ${r.p99Ms} ms`)
     }
   }
 } finally {
+  // A service exports its queued spans as it shuts down, so every span is counted before the sinks close.
   await Promise.all(Object.values(configs).map((s) => s.stop()))
-  sink.close()
+  for (const sink of Object.values(sinks)) sink.close()
 }
 const med = (name: string, f: keyof LoadResult): number => median((results[name] ?? []).map((r) => r[f]))
 const names = Object.keys(configs)
 console.log(`\nGET /api/v1/leads?status=new (PostgreSQL every request), autocannon ${args.connections} connections, ${args.duration} s x ${args.rounds} rounds interleaved, medians:\n`)
 console.log(table(names.map((name) => ({ configuration: name, 'req/s': med(name, 'rps').toFixed(0), 'avg ms': med(name, 'avgMs').toFixed(2), 'p99 ms': med(name, 'p99Ms').toFixed(0) }))))
-const loss = 1 - med(names[1] as string, 'rps') / med(names[0] as string, 'rps')
-for (const name of names.slice(2)) console.log(`throughput lost by "${name}": ${((1 - med(name, 'rps') / med(names[0] as string, 'rps')) * 100).toFixed(1)}%`)
-console.log(`\nthroughput lost to tracing and query statistics: ${(loss * 100).toFixed(1)}% (target < 10%); ${(exported / 1e6).toFixed(1)} MB of spans exported`)
+// The machine drifts over a run (other processes, CPU frequency): each round's traced throughput is compared with
+// the untraced one measured just before it, and the loss is the median of those paired ratios.
+const losses = (name: string): number[] => (results[name] ?? []).map((r, i) => 1 - r.rps / ((results[names[0] as string] ?? [])[i]?.rps ?? NaN))
+const describe = (name: string): string => {
+  const l = losses(name)
+  return `${(median(l) * 100).toFixed(1)}% (per round ${l.map((x) => (x * 100).toFixed(1)).join(', ')})`
+}
+for (const name of names.slice(2)) console.log(`throughput lost by "${name}": ${describe(name)}`)
+for (const [name, sink] of Object.entries(sinks)) {
+  console.log(`spans received from "${name}": ${sink.spans()} for ${requests[name] ?? 0} requests (${(sink.spans() / (requests[name] ?? 1)).toFixed(2)} per request, ${(sink.bytes() / (requests[name] ?? 1)).toFixed(0)} bytes per request)`)
+}
+console.log(`\nthroughput lost to tracing and query statistics: ${describe(names[1] as string)}; target < 10%`)

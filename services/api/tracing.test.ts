@@ -3,7 +3,7 @@ import assert from 'node:assert/strict'
 import { SERVICE_HEADERS, TEST_SERVICE_KEY, createTestSchema, uniqueName } from '../../test/helpers/database.js'
 import { startOtlpReceiver, startTracedService, waitForSpans, type OtlpSpan } from '../../test/helpers/otlp.js'
 
-test('started as production starts it, the api exports one trace per request over OTLP: HTTP, Fastify, Redis and PostgreSQL spans', { timeout: 60000 }, async (t) => {
+test('started as production starts it, the api exports one trace per request over OTLP: the Fastify server span, Redis and PostgreSQL spans', { timeout: 60000 }, async (t) => {
   const db = await createTestSchema()
   t.after(() => db.drop())
   const [lead] = await db.sql<{ id: string }>("INSERT INTO leads (first_name, last_name, email, product, state) VALUES ('A', 'B', 'a@b.co', 'auto', 'CA') RETURNING id")
@@ -18,12 +18,12 @@ test('started as production starts it, the api exports one trace per request ove
   const callerTrace = '4bf92f3577b34da6a3ce929d0e0e4736'
   const res = await fetch(`${api.url}/api/v1/leads/${lead?.id}`, { headers: { ...SERVICE_HEADERS, traceparent: `00-${callerTrace}-00f067aa0ba902b7-01` } })
   assert.equal(res.status, 200, api.stderr())
-  const serverSpan = (): OtlpSpan | undefined => received.find((r) => r.scope === '@opentelemetry/instrumentation-http' && r.span.name === 'GET /api/v1/leads/:id')?.span
+  const serverSpan = (): OtlpSpan | undefined => received.find((r) => r.scope === '@fastify/otel' && r.span.name === 'GET /api/v1/leads/:id')?.span
   await waitForSpans(received, () => serverSpan() !== undefined)
   const server = serverSpan()
   assert.ok(server, `no server span among ${received.map((r) => r.span.name).join(', ')}`)
   assert.equal(server.traceId, callerTrace, 'the traceparent of the caller was continued')
-  const expected = ['@opentelemetry/instrumentation-http', '@fastify/otel', '@opentelemetry/instrumentation-ioredis', '@opentelemetry/instrumentation-pg']
+  const expected = ['@fastify/otel', '@opentelemetry/instrumentation-ioredis', '@opentelemetry/instrumentation-pg']
   const traceOf = () => received.filter((r) => r.span.traceId === server?.traceId)
   // Spans arrive in batches, in no particular order.
   await waitForSpans(received, () => expected.every((scope) => traceOf().some((r) => r.scope === scope)))
@@ -36,6 +36,23 @@ test('started as production starts it, the api exports one trace per request ove
   const query = trace.find((r) => r.scope === '@opentelemetry/instrumentation-pg' && r.span.name.startsWith('pg.query'))
   assert.ok(query?.span.attributes?.some((a) => a.key === 'db.query.fingerprint'), 'the pg span carries the query fingerprint')
   assert.ok(query?.span.attributes?.some((a) => a.key === 'db.query.text'), 'stable database semantic conventions')
-  // OTLP span kind 2 is SERVER: one per request, @fastify/otel's spans are internal.
+  // OTLP span kind 2 is SERVER: one per request, made by @fastify/otel.
   assert.equal(trace.filter((r) => r.span.kind === 2).length, 1, 'one server span: no duplicate')
+})
+
+test('spans still queued when the service is told to stop are exported before it exits', { timeout: 60000 }, async (t) => {
+  const db = await createTestSchema()
+  t.after(() => db.drop())
+  const otlp = await startOtlpReceiver(t)
+  // A schedule far longer than the test: only the shutdown's flush can deliver the span.
+  const api = await startTracedService(t, 'api', 'dist/services/api/main.js', otlp.url, {
+    DATABASE_URL: db.url, DB_SCHEMA: db.schema, SERVICE_API_KEY: TEST_SERVICE_KEY, OTEL_BSP_SCHEDULE_DELAY: '600000', SHUTDOWN_DELAY_MS: '0'
+  })
+  const res = await fetch(`${api.url}/api/v1/leads?limit=1`, { headers: SERVICE_HEADERS })
+  assert.equal(res.status, 200, api.stderr())
+  assert.equal(otlp.received.length, 0, 'nothing exported before the shutdown')
+  assert.equal(await api.stop(), 0, api.stderr())
+  const server = otlp.received.find((r) => r.span.kind === 2 && r.span.name === 'GET /api/v1/leads')
+  assert.ok(server, `the request's server span was exported on shutdown: ${otlp.received.map((r) => r.span.name).join(', ')}`)
+  assert.ok(otlp.received.some((r) => r.scope === '@opentelemetry/instrumentation-pg' && r.span.traceId === server.span.traceId))
 })

@@ -38,7 +38,7 @@ export async function startOtlpReceiver (t: After): Promise<{ url: string, recei
  * Starts a service entry the way production does (the OpenTelemetry preload first), exporting to `otlpUrl` as
  * OTEL_SERVICE_NAME `name`; resolves once it is live. Stopped after the test.
  */
-export async function startTracedService (t: After, name: string, entry: string, otlpUrl: string, env: Record<string, string>): Promise<{ url: string, stderr: () => string }> {
+export async function startTracedService (t: After, name: string, entry: string, otlpUrl: string, env: Record<string, string>): Promise<{ url: string, stderr: () => string, stop: () => Promise<number | null> }> {
   const port = await freePort()
   const child = spawn(process.execPath, ['--import', join(projectRoot, 'dist', 'plugins', 'telemetry', 'otel-preload.js'), join(projectRoot, entry)], {
     cwd: projectRoot,
@@ -52,15 +52,17 @@ export async function startTracedService (t: After, name: string, entry: string,
   })
   let stderr = ''
   child.stderr.on('data', (d: Buffer) => { stderr += d.toString() })
-  t.after(async () => {
+  const stop = async (): Promise<number | null> => {
     if (child.exitCode === null) {
       child.kill('SIGTERM')
       await once(child, 'exit')
     }
-  })
+    return child.exitCode
+  }
+  t.after(stop)
   const url = `http://127.0.0.1:${port}`
   for (let i = 0; i < 100 && !(await fetch(`${url}/health/live`).then((r) => r.ok, () => false)); i++) await sleep(100)
-  return { url, stderr: () => stderr }
+  return { url, stderr: () => stderr, stop }
 }
 
 /** Waits (up to 5 s) until `done` holds over what was received. */

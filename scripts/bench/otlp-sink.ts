@@ -1,0 +1,65 @@
+import { createServer } from 'node:http'
+import { gunzipSync } from 'node:zlib'
+import { freePort } from '../../test/helpers/ports.js'
+
+export interface OtlpSink { url: string, bytes: () => number, spans: () => number, close: () => void }
+
+/**
+ * An OTLP/HTTP (protobuf) trace sink on this machine: the exporter does its real work (serialize, send); the sink
+ * counts the spans that arrive, so that a benchmark can tell spans exported from spans dropped by a full queue.
+ */
+export async function startOtlpSink (): Promise<OtlpSink> {
+  let bytes = 0
+  let spans = 0
+  const server = createServer((req, res) => {
+    const chunks: Buffer[] = []
+    req.on('data', (c: Buffer) => { chunks.push(c) })
+    req.on('end', () => {
+      const body = Buffer.concat(chunks)
+      bytes += body.length
+      spans += countSpans(req.headers['content-encoding'] === 'gzip' ? gunzipSync(body) : body)
+      res.writeHead(200, { 'content-type': 'application/x-protobuf' }).end()
+    })
+  })
+  const port = await freePort()
+  await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve))
+  return { url: `http://127.0.0.1:${port}`, bytes: () => bytes, spans: () => spans, close: () => { server.close() } }
+}
+
+// ExportTraceServiceRequest: resource_spans = 1; ResourceSpans: scope_spans = 2; ScopeSpans: spans = 2. Walking
+// three levels of length-delimited fields is all a count needs, so no protobuf library is loaded for it.
+export function countSpans (message: Buffer): number {
+  let n = 0
+  for (const resourceSpans of fields(message, 1)) for (const scopeSpans of fields(resourceSpans, 2)) n += [...fields(scopeSpans, 2)].length
+  return n
+}
+
+function * fields (buf: Buffer, wanted: number): Generator<Buffer> {
+  let i = 0
+  const varint = (): number => {
+    let value = 0
+    let shift = 0
+    for (;;) {
+      const b = buf[i++] as number
+      value += (b & 0x7f) * 2 ** shift
+      if (b < 0x80) return value
+      shift += 7
+    }
+  }
+  while (i < buf.length) {
+    const key = varint()
+    const field = Math.floor(key / 8)
+    switch (key & 7) {
+      case 0: varint(); break
+      case 1: i += 8; break
+      case 5: i += 4; break
+      case 2: {
+        const len = varint()
+        if (field === wanted) yield buf.subarray(i, i + len)
+        i += len
+        break
+      }
+      default: throw new Error(`unexpected protobuf wire type ${key & 7}`)
+    }
+  }
+}
