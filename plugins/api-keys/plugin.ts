@@ -22,6 +22,8 @@ declare module 'fastify' {
     requiredScope?: string
     /** With `requiredScope`: callers without any key are let through; a key that is presented must carry the scope. */
     anonymous?: boolean
+    /** The route answers for itself: a key that is not valid is reported (`apiKeyRejected`), not refused. */
+    apiKeyReportOnly?: boolean
   }
 }
 
@@ -75,7 +77,7 @@ export const apiKeysPlugin = fp(async (app: FastifyInstance, opts: ApiKeysPlugin
   })
 
   app.addHook('preParsing', (request, _reply, _payload, done) => {
-    if (request.apiKeyRejected) return done(new HttpError(401, 'INVALID_API_KEY', 'The API key is not valid or has been revoked'))
+    if (request.apiKeyRejected && request.routeOptions.config.apiKeyReportOnly !== true) return done(new HttpError(401, 'INVALID_API_KEY', 'The API key is not valid or has been revoked'))
     const { requiredScope: scope, anonymous } = request.routeOptions.config
     if (!scope || request.internalService) return done()
     if (!request.apiKey && anonymous) return done()

@@ -4,6 +4,7 @@ import { platformPlugins, type PlatformOptions } from '../domain/platform.js'
 import type { ApiConfig } from './config.js'
 import { leadRoutes } from './routes/leads.js'
 import { adminRoutes } from './routes/admin.js'
+import { edgeRoutes } from './routes/edge.js'
 
 export interface BuildApiOptions extends PlatformOptions {
   logger?: ServiceDefinition['logger']
@@ -18,7 +19,8 @@ export async function buildApp (config: ApiConfig, options: BuildApiOptions = {}
     plugins: platformPlugins('api', config, options),
     routes: [
       (app) => app.register(leadRoutes, { prefix: '/api/v1/leads', bodyLimit: config.LEAD_BODY_LIMIT_BYTES, cache: config.CACHE_ENABLED }),
-      (app) => app.register(adminRoutes, { prefix: '/api/v1/admin' })
+      (app) => app.register(adminRoutes, { prefix: '/api/v1/admin' }),
+      (app) => app.register(edgeRoutes, { prefix: '/api/v1/edge' })
     ]
   })
 }

@@ -71,19 +71,49 @@ test('requests spread over both api instances', async () => {
   assert.ok(served.every((n) => n >= 5), `served ${served.join(' / ')}`)
 })
 
-test('a GET requested twice is stored and the third within a minute is an NGINX cache HIT; the cache is per caller', async () => {
+test('a GET is an NGINX cache HIT on its second request, shared by every key that holds leads:read and no one else', async () => {
   const url = `${edge}/api/v1/leads?state=CA&limit=7`
   const first = await fetch(url, { headers: SERVICE_HEADERS })
   assert.equal(first.status, 200)
   assert.equal(first.headers.get('x-cache-status'), 'MISS')
-  // proxy_cache_min_uses 2: a one-off URL is never written to the cache.
   const second = await fetch(url, { headers: SERVICE_HEADERS })
-  assert.equal(second.headers.get('x-cache-status'), 'MISS')
-  const third = await fetch(url, { headers: SERVICE_HEADERS })
-  assert.equal(third.headers.get('x-cache-status'), 'HIT')
-  assert.deepEqual(await third.json(), await first.json())
-  const stranger = await fetch(url)
-  assert.equal(stranger.status, 401, 'a caller without the key is not served the cached answer')
+  assert.equal(second.headers.get('x-cache-status'), 'HIT')
+  const firstBody = await first.json()
+  assert.deepEqual(await second.json(), firstBody)
+  const api = apis[0]?.app
+  assert.ok(api)
+  const reader = (await api.apiKeys.mint('edge reader', ['leads:read'])).key
+  const shared = await fetch(url, { headers: { 'x-api-key': reader } })
+  assert.equal(shared.headers.get('x-cache-status'), 'HIT', 'another reader shares the entry')
+  assert.deepEqual(await shared.json(), firstBody)
+  // Everyone else goes to the service, which answers them: never from the cache.
+  const writer = (await api.apiKeys.mint('edge writer', ['leads:write'])).key
+  const answers = [
+    [await fetch(url), 401, 'API_KEY_REQUIRED'],
+    [await fetch(url, { headers: { 'x-api-key': 'not-a-key' } }), 401, 'INVALID_API_KEY'],
+    [await fetch(url, { headers: { 'x-api-key': writer } }), 403, 'MISSING_SCOPE']
+  ] as const
+  for (const [res, statusCode, code] of answers) {
+    assert.equal(res.status, statusCode)
+    assert.equal((await res.json() as { code: string }).code, code)
+    assert.equal(res.headers.get('x-cache-status'), 'BYPASS')
+  }
+  // The edge's auth route is not public.
+  assert.equal((await fetch(`${edge}/api/v1/edge/auth`, { headers: SERVICE_HEADERS })).status, 404)
+})
+
+test('a response served from the edge cache carries this request\'s id and no other caller\'s rate-limit counts', async () => {
+  const url = `${edge}/api/v1/leads?state=TX&limit=3`
+  const first = await fetch(url, { headers: SERVICE_HEADERS })
+  assert.equal(first.headers.get('x-cache-status'), 'MISS')
+  assert.ok(first.headers.get('x-request-id'))
+  const hit = await fetch(url, { headers: SERVICE_HEADERS })
+  assert.equal(hit.headers.get('x-cache-status'), 'HIT')
+  assert.ok(hit.headers.get('x-request-id'))
+  assert.notEqual(hit.headers.get('x-request-id'), first.headers.get('x-request-id'))
+  for (const name of ['x-ratelimit-limit', 'x-ratelimit-remaining', 'x-ratelimit-reset', 'ratelimit', 'ratelimit-policy']) {
+    assert.equal(hit.headers.get(name), null, name)
+  }
 })
 
 test('JSON is gzipped; security headers are on a 200 and on a 404, once each', async () => {

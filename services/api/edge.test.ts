@@ -1,0 +1,44 @@
+import { test, before, after } from 'node:test'
+import assert from 'node:assert/strict'
+import type { FastifyInstance } from 'fastify'
+import { buildApp } from './app.js'
+import { SERVICE_HEADERS, createTestSchema, testApiConfig, uniqueName, type TestSchema } from '../../test/helpers/database.js'
+
+// The auth subrequest of NGINX's shared micro-cache (deploy/nginx/nginx.conf); the real NGINX is in test/deploy.
+const REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379'
+let db: TestSchema
+let app: FastifyInstance
+
+before(async () => {
+  db = await createTestSchema()
+  app = await buildApp(testApiConfig(db, { REDIS_URL, RATE_LIMIT_ENABLED: 'true', RATE_LIMIT_MAX_REQUESTS: '2', CACHE_PREFIX: `${uniqueName('edge')}:`, RATE_LIMIT_PREFIX: `${uniqueName('edge-rl')}:` }))
+})
+
+after(async () => {
+  await app?.close()
+  await db?.drop()
+})
+
+const ask = (headers: Record<string, string> = {}) => app.inject({ url: '/api/v1/edge/auth', headers })
+
+test('a valid key holding leads:read is named shareable; every other caller is answered 204 without it', async () => {
+  const reader = (await app.apiKeys.mint('edge reader', ['leads:read', 'leads:write'])).key
+  const writer = (await app.apiKeys.mint('edge writer', ['leads:write'])).key
+  const revoked = await app.apiKeys.mint('edge revoked', ['leads:read'])
+  await app.apiKeys.revoke(revoked.id)
+  const yes = await ask({ 'x-api-key': reader })
+  assert.equal(yes.statusCode, 204)
+  assert.equal(yes.headers['x-edge-scope'], 'leads:read')
+  const others: Array<Record<string, string>> = [{ 'x-api-key': writer }, { 'x-api-key': revoked.key }, { 'x-api-key': 'not-a-key' }, {}, SERVICE_HEADERS]
+  for (const headers of others) {
+    const no = await ask(headers)
+    assert.equal(no.statusCode, 204, JSON.stringify(headers))
+    assert.equal(no.headers['x-edge-scope'], undefined, JSON.stringify(headers))
+  }
+})
+
+test('it is never rate limited: a 429 there would fail the caller\'s request at the edge', async () => {
+  // The default policy allows 2 per window to a caller without a key; NGINX asks once per key and period.
+  const answers = await Promise.all(Array.from({ length: 6 }, () => ask()))
+  assert.deepEqual(answers.map((r) => r.statusCode), [204, 204, 204, 204, 204, 204])
+})
