@@ -30,7 +30,9 @@ const { values: args } = parseArgs({
     writes: { type: 'string', default: '0.02' },
     scale: { type: 'string', default: '10000,100000,1000000' },
     'scale-duration': { type: 'string', default: '8' },
-    out: { type: 'string', default: 'bench-results' }
+    out: { type: 'string', default: 'bench-results' },
+    // A comma-separated subset of the configurations to load (before, after, after-direct, ceiling, alternative).
+    only: { type: 'string', default: '' }
   }
 })
 const DATABASE_URL = process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres'
@@ -157,21 +159,40 @@ async function cacheCounters (services: Service[]): Promise<Record<string, numbe
   return totals
 }
 
+/** Requests the api instances answered: edge auth subrequests apart from the rest (routes and the 404s). */
+async function apiRequests (services: Service[]): Promise<{ auth: number, other: number }> {
+  const totals = { auth: 0, other: 0 }
+  for (const s of services) {
+    const text = await (await fetch(`${s.url}/metrics`)).text()
+    for (const m of text.matchAll(/^http_requests_total\{([^}]*)\} (\d+)/gm)) {
+      if ((m[1] ?? '').includes('route="/metrics"')) continue
+      if ((m[1] ?? '').includes('route="/api/v1/edge/auth"')) totals.auth += Number(m[2])
+      else totals.other += Number(m[2])
+    }
+  }
+  return totals
+}
+
 const results: Record<string, Measured[]> = {}
-let hitRates = { local: 0, redis: 0, combined: 0 }
+let hitRates = { local: 0, redis: 0, combined: 0, edge: 0, authPerRequest: 0 }
 const duration = Number(args.duration)
 const connections = Number(args.connections)
 for (let round = 1; round <= Number(args.rounds); round++) {
-  for (const c of configs) {
+  for (const c of configs.filter((c) => !args.only || args.only.split(',').includes(c.id))) {
     await run(c.url, Number(args.warmup), connections, workload, 0)
     const counters = c.id === 'after' ? await cacheCounters(apis) : {}
+    const served = c.id === 'after' ? await apiRequests(apis) : { auth: 0, other: 0 }
     const r = await run(c.url, duration, connections, workload, 50000)
     if (c.id === 'after') {
       const now = await cacheCounters(apis)
+      const reached = await apiRequests(apis)
       const d = (k: string): number => (now[k] ?? 0) - (counters[k] ?? 0)
       const rate = (hit: number, miss: number): number => (hit + miss === 0 ? 0 : Math.round((hit / (hit + miss)) * 1000) / 10)
       // A local miss goes on to Redis; a Redis miss goes to PostgreSQL.
-      hitRates = { local: rate(d('local_hit'), d('local_miss')), redis: rate(d('redis_hit'), d('redis_miss')), combined: rate(d('local_hit') + d('redis_hit'), d('redis_miss')) }
+      // What NGINX answered from its micro-cache never reached an api instance (0 when "after" has no NGINX).
+      const edge = afterUrl === apis[0]?.url ? 0 : Math.max(0, Math.round((1 - (reached.other - served.other) / Math.max(1, r.requests)) * 1000) / 10)
+      const authPerRequest = Math.round(((reached.auth - served.auth) / Math.max(1, r.requests)) * 1000) / 1000
+      hitRates = { local: rate(d('local_hit'), d('local_miss')), redis: rate(d('redis_hit'), d('redis_miss')), combined: rate(d('local_hit') + d('redis_hit'), d('redis_miss')), edge, authPerRequest }
     }
     ;(results[c.id] ??= []).push(r)
     log(`round ${round} ${c.id}: ${r.rps.toFixed(0)} req/s, p95 ${r.p95} ms, ${r.errors} errors, ${r.non2xx} non-2xx`)
@@ -222,7 +243,7 @@ const markdown = [
   table(rows),
   '',
   `after / before = ${ratios.afterOverBefore}x (target >= 7); after / ceiling = ${Math.round(ratios.afterOverCeiling * 100)}%; after / alternative = ${ratios.afterOverAlternative}x (target >= 1); after without NGINX / before = ${ratio('after-direct', 'before')}x`,
-  `Cache hit rates in "after": local ${hitRates.local}% of lookups, Redis ${hitRates.redis}% of what reached it, ${hitRates.combined}% of reads answered without PostgreSQL (NGINX's micro-cache not counted).`,
+  `Cache hit rates in "after": NGINX answered ${hitRates.edge}% of requests from its micro-cache (${hitRates.authPerRequest} auth subrequests per request); of what reached the services, local ${hitRates.local}% of lookups, Redis ${hitRates.redis}% of what reached it, ${hitRates.combined}% of reads answered without PostgreSQL.`,
   '',
   'Scale: the uncached list (filters mix, first pages), 50 connections:',
   '',

@@ -2,6 +2,7 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { spawn, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
+import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
@@ -46,8 +47,13 @@ test('a minimum above the maximum stops the process', async () => {
   assert.match(api.output(), /DB_POOL_MIN must not exceed DB_POOL_MAX \(30 > 10\)/)
 })
 
-test('an unreachable database stops the process at boot with a non-zero exit', async () => {
-  const port = await freePort()
+test('an unreachable database stops the process at boot with a non-zero exit', async (t) => {
+  // A port held for the whole test that refuses every session: a free port could be taken meanwhile by another
+  // test's private PostgreSQL, and the api would then start.
+  const refuser = createServer((socket) => socket.destroy())
+  await new Promise<void>((resolve) => refuser.listen(0, '127.0.0.1', resolve))
+  t.after(() => { refuser.close() })
+  const port = (refuser.address() as { port: number }).port
   const api = startApi({ DATABASE_URL: `postgres://postgres:hunter2@127.0.0.1:${port}/postgres`, DB_CONNECTION_TIMEOUT: '500', PORT: String(await freePort()) })
   assert.equal(await api.exit, 1)
   assert.match(api.output(), /DB_UNAVAILABLE/)
