@@ -19,7 +19,7 @@ sub vcl_recv {
       error 629 "api rate limit";
     }
   }
-  # API answers are per caller: never looked up in or stored by the cache.
+  # Who may read an API answer is decided per caller (at NGINX and in the services): never looked up in or stored here.
   if (req.url.path ~ "^/(api|data|orchestrator)/") {
     return(pass);
   }
