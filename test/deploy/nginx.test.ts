@@ -1,6 +1,7 @@
 import { after, before, test } from 'node:test'
 import assert from 'node:assert/strict'
 import { once } from 'node:events'
+import { createServer } from 'node:http'
 import type { FastifyInstance } from 'fastify'
 import WebSocket from 'ws'
 import { buildApp } from '../../services/api/app.js'
@@ -189,4 +190,33 @@ test('killing one api instance under load loses no GET', async () => {
   await load
   assert.equal(statuses.length, ids.length)
   assert.deepEqual(statuses.filter((s) => s !== 200), [], 'every GET answered 200')
+})
+
+test('when the api cannot answer the edge\'s auth subrequest, the request still reaches it, uncached', async () => {
+  // A stand-in api whose auth route fails as a service under pressure would; every other route answers.
+  const seen: string[] = []
+  const upstream = createServer((req, res) => {
+    seen.push(`${req.method} ${req.url}`)
+    if (req.url === '/api/v1/edge/auth') return res.writeHead(503, { 'content-type': 'application/json' }).end('{"code":"OVERLOADED"}')
+    res.writeHead(200, { 'content-type': 'application/json', 'x-ratelimit-remaining': '41' }).end('{"data":[]}')
+  })
+  const upstreamPort = await freePort()
+  await new Promise<void>((resolve) => upstream.listen(upstreamPort, '127.0.0.1', resolve))
+  const local: Array<() => unknown> = [() => { upstream.close() }]
+  try {
+    const [publicPort, statusPort, spare1, spare2] = [await freePort(), await freePort(), await freePort(), await freePort()]
+    const prefix = preparePrefix(templateConfig({ api: [upstreamPort], dataService: spare1, orchestrator: spare2, publicPort, statusPort }))
+    await startNginx({ after: (fn) => { local.push(fn) } }, prefix, publicPort)
+    for (let i = 0; i < 2; i++) {
+      const res = await fetch(`http://127.0.0.1:${publicPort}/api/v1/leads?limit=2`, { headers: { 'x-api-key': 'some-key' } })
+      assert.equal(res.status, 200)
+      assert.deepEqual(await res.json(), { data: [] })
+      assert.equal(res.headers.get('x-cache-status'), 'BYPASS')
+      assert.equal(res.headers.get('x-ratelimit-remaining'), '41', 'the service\'s own headers pass')
+      assert.equal(res.headers.get('x-content-type-options'), 'nosniff')
+    }
+    assert.equal(seen.filter((r) => r === 'GET /api/v1/leads?limit=2').length, 2, 'each request reached the service')
+  } finally {
+    for (const fn of local.reverse()) await fn()
+  }
 })
