@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import { ApiKeyStore } from '../../plugins/api-keys/index.js'
@@ -13,6 +14,7 @@ const { values: args } = parseArgs({ options: { duration: { type: 'string', defa
 const DATABASE_URL = process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres'
 const SCHEMA = 'bench_tracing'
 const log = (m: string): void => console.log(`[bench:tracing] ${m}`)
+const CLOCK_TICKS = 100 // USER_HZ of /proc/<pid>/stat on Linux
 
 await migrate({ databaseUrl: DATABASE_URL, schema: SCHEMA })
 const pool = createConnectionPool({ connectionString: DATABASE_URL, schema: SCHEMA, min: 0, max: 1, healthCheckInterval: 0 })
@@ -52,7 +54,18 @@ const run = async (name: string, url: string, seconds: number): Promise<LoadResu
   requests[name] = (requests[name] ?? 0) + r.requests
   return r
 }
+/** CPU time the service's process has used, in ms (Linux /proc; undefined elsewhere). */
+function cpuMs (service: Service): number | undefined {
+  try {
+    const fields = readFileSync(`/proc/${service.child.pid}/stat`, 'utf8').replace(/^.*\) /, '').split(' ')
+    return (Number(fields[11]) + Number(fields[12])) * 1000 / CLOCK_TICKS
+  } catch {
+    return undefined
+  }
+}
 const results: Record<string, LoadResult[]> = {}
+// The service's CPU per request in each round: steadier than throughput on a machine whose cores are shared.
+const cpuPerRequest: Record<string, number[]> = {}
 try {
   // Once per configuration, before any round: the first distinct queries make V8 compile PostgreSQL's parser
   // (WebAssembly) to optimized code in the background, seconds of CPU once per process, which a short round would
@@ -65,7 +78,10 @@ try {
     for (const [name, service] of Object.entries(configs)) {
       const url = `${service.url}/api/v1/leads?status=new&limit=20`
       await run(name, url, 1)
+      const cpuBefore = cpuMs(service)
       const r = await run(name, url, Number(args.duration))
+      const cpuAfter = cpuMs(service)
+      if (cpuBefore !== undefined && cpuAfter !== undefined) (cpuPerRequest[name] ??= []).push((cpuAfter - cpuBefore) * 1000 / r.requests)
       if (r.errors + r.non2xx > 0) throw new Error(`${name}: ${r.errors} errors, ${r.non2xx} non-2xx`)
       ;(results[name] ??= []).push(r)
       log(`round ${round} ${name}: ${r.rps.toFixed(0)} req/s, p99 ${r.p99Ms} ms`)
@@ -79,7 +95,8 @@ try {
 const med = (name: string, f: keyof LoadResult): number => median((results[name] ?? []).map((r) => r[f]))
 const names = Object.keys(configs)
 console.log(`\nGET /api/v1/leads?status=new (PostgreSQL every request), autocannon ${args.connections} connections, ${args.duration} s x ${args.rounds} rounds interleaved, medians:\n`)
-console.log(table(names.map((name) => ({ configuration: name, 'req/s': med(name, 'rps').toFixed(0), 'avg ms': med(name, 'avgMs').toFixed(2), 'p99 ms': med(name, 'p99Ms').toFixed(0) }))))
+const cpu = (name: string): number => median(cpuPerRequest[name] ?? [NaN])
+console.log(table(names.map((name) => ({ configuration: name, 'req/s': med(name, 'rps').toFixed(0), 'avg ms': med(name, 'avgMs').toFixed(2), 'p99 ms': med(name, 'p99Ms').toFixed(0), 'service CPU µs/request': cpu(name).toFixed(0) }))))
 // The machine drifts over a run (other processes, CPU frequency): each round's traced throughput is compared with
 // the untraced one measured just before it, and the loss is the median of those paired ratios.
 const losses = (name: string): number[] => (results[name] ?? []).map((r, i) => 1 - r.rps / ((results[names[0] as string] ?? [])[i]?.rps ?? NaN))
@@ -90,5 +107,8 @@ const describe = (name: string): string => {
 for (const name of names.slice(2)) console.log(`throughput lost by "${name}": ${describe(name)}`)
 for (const [name, sink] of Object.entries(sinks)) {
   console.log(`spans received from "${name}": ${sink.spans()} for ${requests[name] ?? 0} requests (${(sink.spans() / (requests[name] ?? 1)).toFixed(2)} per request, ${(sink.bytes() / (requests[name] ?? 1)).toFixed(0)} bytes per request)`)
+}
+for (const name of names.slice(1)) {
+  if (cpuPerRequest[name]) console.log(`service CPU per request, "${name}": +${((cpu(name) / cpu(names[0] as string) - 1) * 100).toFixed(1)}% (medians)`)
 }
 console.log(`\nthroughput lost to tracing and query statistics: ${describe(names[1] as string)}; target < 10%`)
