@@ -7,8 +7,9 @@ export const EDGE_SHARED_SCOPE = 'leads:read'
  * `/api/v1/edge/auth`: NGINX's auth subrequest in front of its shared micro-cache (deploy/nginx/nginx.conf). It
  * always answers 204; `X-Edge-Scope` names the shared scope when the caller's key is valid and holds it, and only
  * such callers are served from, and stored into, the shared cache. Everyone else, a key that is not valid
- * included, goes through to the routes, which count and answer them as always (401, 403). NGINX keeps the answer per key for a few seconds and never exposes the route.
- * It is not rate limited: NGINX asks once per key per cache period, and a 429 here would break the caller's request.
+ * included, goes through to the routes, which count and answer them as always (401, 403). NGINX keeps the answer
+ * per key for a few seconds and never exposes the route. It is not rate limited: NGINX asks once per key per cache
+ * period, and a 429 here would break the caller's request.
  */
 export async function edgeRoutes (app: FastifyInstance): Promise<void> {
   app.get('/auth', { config: { rateLimit: false, apiKeyReportOnly: true } }, async (request, reply) => {
