@@ -152,24 +152,19 @@ async function run (url: string, seconds: number, connections: number, sequence:
   }
 }
 
-async function cacheCounters (services: Service[]): Promise<Record<string, number>> {
+/**
+ * The api instances' counters, summed, from one read of each /metrics: cache outcomes per tier (`local_hit`, ...),
+ * and requests answered, edge auth subrequests (`requests_auth`) apart from the rest (`requests_other`).
+ */
+async function serviceCounters (services: Service[]): Promise<Record<string, number>> {
   const totals: Record<string, number> = {}
+  const add = (k: string, n: number): void => { totals[k] = (totals[k] ?? 0) + n }
   for (const s of services) {
     const text = await (await fetch(`${s.url}/metrics`)).text()
-    for (const m of text.matchAll(/^cache_operations\{tier="(\w+)",outcome="(\w+)"[^}]*\} (\d+)/gm)) totals[`${m[1]}_${m[2]}`] = (totals[`${m[1]}_${m[2]}`] ?? 0) + Number(m[3])
-  }
-  return totals
-}
-
-/** Requests the api instances answered: edge auth subrequests apart from the rest (routes and the 404s). */
-async function apiRequests (services: Service[]): Promise<{ auth: number, other: number }> {
-  const totals = { auth: 0, other: 0 }
-  for (const s of services) {
-    const text = await (await fetch(`${s.url}/metrics`)).text()
+    for (const m of text.matchAll(/^cache_operations\{tier="(\w+)",outcome="(\w+)"[^}]*\} (\d+)/gm)) add(`${m[1]}_${m[2]}`, Number(m[3]))
     for (const m of text.matchAll(/^http_requests_total\{([^}]*)\} (\d+)/gm)) {
-      if ((m[1] ?? '').includes('route="/metrics"')) continue
-      if ((m[1] ?? '').includes('route="/api/v1/edge/auth"')) totals.auth += Number(m[2])
-      else totals.other += Number(m[2])
+      const labels = m[1] ?? ''
+      if (!labels.includes('route="/metrics"')) add(labels.includes('route="/api/v1/edge/auth"') ? 'requests_auth' : 'requests_other', Number(m[2]))
     }
   }
   return totals
@@ -182,18 +177,16 @@ const connections = Number(args.connections)
 for (let round = 1; round <= Number(args.rounds); round++) {
   for (const c of configs.filter((c) => !args.only || args.only.split(',').includes(c.id))) {
     await run(c.url, Number(args.warmup), connections, workload, 0)
-    const counters = c.id === 'after' ? await cacheCounters(apis) : {}
-    const served = c.id === 'after' ? await apiRequests(apis) : { auth: 0, other: 0 }
+    const counters = c.id === 'after' ? await serviceCounters(apis) : {}
     const r = await run(c.url, duration, connections, workload, 50000)
     if (c.id === 'after') {
-      const now = await cacheCounters(apis)
-      const reached = await apiRequests(apis)
+      const now = await serviceCounters(apis)
       const d = (k: string): number => (now[k] ?? 0) - (counters[k] ?? 0)
       const rate = (hit: number, miss: number): number => (hit + miss === 0 ? 0 : Math.round((hit / (hit + miss)) * 1000) / 10)
       // A local miss goes on to Redis; a Redis miss goes to PostgreSQL.
       // What NGINX answered from its micro-cache never reached an api instance (0 when "after" has no NGINX).
-      const edge = afterUrl === apis[0]?.url ? 0 : Math.max(0, Math.round((1 - (reached.other - served.other) / Math.max(1, r.requests)) * 1000) / 10)
-      const authPerRequest = Math.round(((reached.auth - served.auth) / Math.max(1, r.requests)) * 1000) / 1000
+      const edge = afterUrl === apis[0]?.url ? 0 : Math.max(0, Math.round((1 - d('requests_other') / Math.max(1, r.requests)) * 1000) / 10)
+      const authPerRequest = Math.round((d('requests_auth') / Math.max(1, r.requests)) * 1000) / 1000
       hitRates = { local: rate(d('local_hit'), d('local_miss')), redis: rate(d('redis_hit'), d('redis_miss')), combined: rate(d('local_hit') + d('redis_hit'), d('redis_miss')), edge, authPerRequest }
     }
     ;(results[c.id] ??= []).push(r)
