@@ -8,6 +8,10 @@ export interface QueryContext {
   pool: string
   text: string
   paramCount: number
+  /** The connection the query runs on (for database spans). */
+  database: string | undefined
+  host: string | undefined
+  port: number | undefined
   /** Set when the query resolves: the result the caller gets, rows included. Subscribers record counts, never rows. */
   result?: { rowCount: number | null }
   /** Set when the query rejects. */

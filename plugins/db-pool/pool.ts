@@ -248,7 +248,9 @@ export class ConnectionPool {
       }
     }
     if (!queryChannel.hasSubscribers) return exec()
-    const context: QueryContext = { pool: this.name, text, paramCount: params.length }
+    // A pool's clients are pg.Client instances; PoolClient's type leaves out their connection fields.
+    const { database, host, port } = client as unknown as pg.Client
+    const context: QueryContext = { pool: this.name, text, paramCount: params.length, database, host, port }
     return queryChannel.tracePromise(exec, context)
   }
 

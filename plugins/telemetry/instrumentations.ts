@@ -2,14 +2,16 @@ import { getNodeAutoInstrumentations } from '@opentelemetry/auto-instrumentation
 import { FastifyOtelInstrumentation } from '@fastify/otel'
 import type { Instrumentation } from '@opentelemetry/instrumentation'
 import { loadQueryParser, normalizeQuery } from './query-normalizer.js'
+import { traceQueries } from './query-spans.js'
 
 /**
  * The instrumentations every service runs with (the preload's, and the in-process span tests').
  *
  * One server span per request, made by @fastify/otel, which knows the route and continues the caller's W3C trace
  * context; the HTTP instrumentation traces outgoing calls only, so there is no second server span and none of its
- * per-request emitter binding. Under the server span: the Redis spans, one span per query (no pool-connect spans)
- * and the client spans of calls to other services. OTEL_FASTIFY_DETAIL=true adds a span per hook and handler.
+ * per-request emitter binding. Under the server span: the Redis spans, one span per query (made at the db-pool seam
+ * once `startQuerySpans` is called; no pool-connect spans) and the client spans of calls to other services.
+ * OTEL_FASTIFY_DETAIL=true adds a span per hook and handler.
  * `npm run bench:tracing -- --variant` compares shapes side by side; the README gives the measured cost.
  */
 export async function createInstrumentations (): Promise<Instrumentation[]> {
@@ -21,9 +23,11 @@ export async function createInstrumentations (): Promise<Instrumentation[]> {
       '@opentelemetry/instrumentation-net': { enabled: false },
       '@opentelemetry/instrumentation-dns': { enabled: false },
       '@opentelemetry/instrumentation-http': { disableIncomingRequestInstrumentation: true },
+      // Database spans are made at the db-pool query seam (query-spans.ts), one per query, never twice; with
+      // OTEL_PG_INSTRUMENTATION=true the pg instrumentation makes them instead, for clients outside the pool too.
       '@opentelemetry/instrumentation-pg': {
+        enabled: pgInstrumentation(),
         ignoreConnectSpans: true,
-        // Database spans carry the query's fingerprint, so a span and its line in the query statistics match.
         requestHook: (span, info) => {
           if (info.query.text) span.setAttribute('db.query.fingerprint', normalizeQuery(info.query.text).fingerprint)
         }
@@ -37,4 +41,11 @@ export async function createInstrumentations (): Promise<Instrumentation[]> {
       requestHook: (span, request) => { span.updateName(`${request.method} ${request.routeOptions.url ?? 'unmatched'}`) }
     })
   ]
+}
+
+const pgInstrumentation = (): boolean => process.env.OTEL_PG_INSTRUMENTATION === 'true'
+
+/** Database spans from the db-pool query seam; called once the SDK has started. Returns the function that stops them. */
+export function startQuerySpans (): () => void {
+  return pgInstrumentation() ? () => {} : traceQueries()
 }

@@ -17,8 +17,14 @@ export async function startOtlpSink (): Promise<OtlpSink> {
     req.on('end', () => {
       const body = Buffer.concat(chunks)
       bytes += body.length
-      spans += countSpans(req.headers['content-encoding'] === 'gzip' ? gunzipSync(body) : body)
-      res.writeHead(200, { 'content-type': 'application/x-protobuf' }).end()
+      const message = req.headers['content-encoding'] === 'gzip' ? gunzipSync(body) : body
+      if (req.headers['content-type']?.startsWith('application/json') === true) {
+        spans += countJsonSpans(message)
+        res.writeHead(200, { 'content-type': 'application/json' }).end('{}')
+      } else {
+        spans += countSpans(message)
+        res.writeHead(200, { 'content-type': 'application/x-protobuf' }).end()
+      }
     })
   })
   const port = await freePort()
@@ -31,6 +37,14 @@ export async function startOtlpSink (): Promise<OtlpSink> {
 export function countSpans (message: Buffer): number {
   let n = 0
   for (const resourceSpans of fields(message, 1)) for (const scopeSpans of fields(resourceSpans, 2)) n += [...fields(scopeSpans, 2)].length
+  return n
+}
+
+/** The same count for OTLP/HTTP JSON (OTEL_EXPORTER_OTLP_TRACES_PROTOCOL=http/json). */
+export function countJsonSpans (message: Buffer): number {
+  const request = JSON.parse(message.toString('utf8')) as { resourceSpans?: Array<{ scopeSpans?: Array<{ spans?: unknown[] }> }> }
+  let n = 0
+  for (const resourceSpans of request.resourceSpans ?? []) for (const scopeSpans of resourceSpans.scopeSpans ?? []) n += scopeSpans.spans?.length ?? 0
   return n
 }
 

@@ -54,10 +54,11 @@ const run = async (name: string, url: string, seconds: number): Promise<LoadResu
   requests[name] = (requests[name] ?? 0) + r.requests
   return r
 }
-/** CPU time the service's process has used, in ms (Linux /proc; undefined elsewhere). */
-function cpuMs (service: Service): number | undefined {
+/** CPU time the service's process (or its main thread, which runs the event loop) has used, in ms (Linux /proc; undefined elsewhere). */
+function cpuMs (service: Service, mainThread = false): number | undefined {
   try {
-    const fields = readFileSync(`/proc/${service.child.pid}/stat`, 'utf8').replace(/^.*\) /, '').split(' ')
+    const pid = service.child.pid
+    const fields = readFileSync(mainThread ? `/proc/${pid}/task/${pid}/stat` : `/proc/${pid}/stat`, 'utf8').replace(/^.*\) /, '').split(' ')
     return (Number(fields[11]) + Number(fields[12])) * 1000 / CLOCK_TICKS
   } catch {
     return undefined
@@ -66,6 +67,8 @@ function cpuMs (service: Service): number | undefined {
 const results: Record<string, LoadResult[]> = {}
 // The service's CPU per request in each round: steadier than throughput on a machine whose cores are shared.
 const cpuPerRequest: Record<string, number[]> = {}
+// The event loop's thread alone: the one a request waits for. Work moved to other threads leaves this figure.
+const mainPerRequest: Record<string, number[]> = {}
 try {
   // Once per configuration, before any round: the first distinct queries make V8 compile PostgreSQL's parser
   // (WebAssembly) to optimized code in the background, seconds of CPU once per process, which a short round would
@@ -75,13 +78,20 @@ try {
     log(`warmed up ${name} for ${args.warmup} s`)
   }
   for (let round = 1; round <= Number(args.rounds); round++) {
-    for (const [name, service] of Object.entries(configs)) {
+    // Every other round runs the configurations in reverse order, so a drift of the machine over a round does not
+    // favour the configuration that always runs first.
+    const order = Object.entries(configs)
+    if (round % 2 === 0) order.reverse()
+    for (const [name, service] of order) {
       const url = `${service.url}/api/v1/leads?status=new&limit=20`
       await run(name, url, 1)
       const cpuBefore = cpuMs(service)
+      const mainBefore = cpuMs(service, true)
       const r = await run(name, url, Number(args.duration))
       const cpuAfter = cpuMs(service)
+      const mainAfter = cpuMs(service, true)
       if (cpuBefore !== undefined && cpuAfter !== undefined) (cpuPerRequest[name] ??= []).push((cpuAfter - cpuBefore) * 1000 / r.requests)
+      if (mainBefore !== undefined && mainAfter !== undefined) (mainPerRequest[name] ??= []).push((mainAfter - mainBefore) * 1000 / r.requests)
       if (r.errors + r.non2xx > 0) throw new Error(`${name}: ${r.errors} errors, ${r.non2xx} non-2xx`)
       ;(results[name] ??= []).push(r)
       log(`round ${round} ${name}: ${r.rps.toFixed(0)} req/s, p99 ${r.p99Ms} ms`)
@@ -96,9 +106,9 @@ const med = (name: string, f: keyof LoadResult): number => median((results[name]
 const names = Object.keys(configs)
 console.log(`\nGET /api/v1/leads?status=new (PostgreSQL every request), autocannon ${args.connections} connections, ${args.duration} s x ${args.rounds} rounds interleaved, medians:\n`)
 const cpu = (name: string): number => median(cpuPerRequest[name] ?? [NaN])
-console.log(table(names.map((name) => ({ configuration: name, 'req/s': med(name, 'rps').toFixed(0), 'avg ms': med(name, 'avgMs').toFixed(2), 'p99 ms': med(name, 'p99Ms').toFixed(0), 'service CPU µs/request': cpu(name).toFixed(0) }))))
+console.log(table(names.map((name) => ({ configuration: name, 'req/s': med(name, 'rps').toFixed(0), 'avg ms': med(name, 'avgMs').toFixed(2), 'p99 ms': med(name, 'p99Ms').toFixed(0), 'service CPU µs/request': cpu(name).toFixed(0), 'event-loop thread CPU µs/request': median(mainPerRequest[name] ?? [NaN]).toFixed(0) }))))
 // The machine drifts over a run (other processes, CPU frequency): each round's traced throughput is compared with
-// the untraced one measured just before it, and the loss is the median of those paired ratios.
+// the untraced one measured in the same round, and the loss is the median of those paired ratios.
 const losses = (name: string): number[] => (results[name] ?? []).map((r, i) => 1 - r.rps / ((results[names[0] as string] ?? [])[i]?.rps ?? NaN))
 const describe = (name: string): string => {
   const l = losses(name)
@@ -108,7 +118,8 @@ for (const name of names.slice(2)) console.log(`throughput lost by "${name}": ${
 for (const [name, sink] of Object.entries(sinks)) {
   console.log(`spans received from "${name}": ${sink.spans()} for ${requests[name] ?? 0} requests (${(sink.spans() / (requests[name] ?? 1)).toFixed(2)} per request, ${(sink.bytes() / (requests[name] ?? 1)).toFixed(0)} bytes per request)`)
 }
+const change = (x: number, base: number): string => `${x >= base ? '+' : ''}${((x / base - 1) * 100).toFixed(1)}%`
 for (const name of names.slice(1)) {
-  if (cpuPerRequest[name]) console.log(`service CPU per request, "${name}": +${((cpu(name) / cpu(names[0] as string) - 1) * 100).toFixed(1)}% (medians)`)
+  if (cpuPerRequest[name]) console.log(`service CPU per request, "${name}": ${change(cpu(name), cpu(names[0] as string))}; event-loop thread: ${change(median(mainPerRequest[name] ?? [NaN]), median(mainPerRequest[names[0] as string] ?? [NaN]))} (medians)`)
 }
 console.log(`\nthroughput lost to tracing and query statistics: ${describe(names[1] as string)}; target < 10%`)

@@ -7,12 +7,14 @@ import assert from 'node:assert/strict'
 import { register } from 'node:module'
 import { NodeSDK } from '@opentelemetry/sdk-node'
 import { InMemorySpanExporter, SimpleSpanProcessor, type ReadableSpan } from '@opentelemetry/sdk-trace-base'
-import { createInstrumentations } from '../../plugins/telemetry/instrumentations.js'
+import { createInstrumentations, startQuerySpans } from '../../plugins/telemetry/instrumentations.js'
+import { QUERY_SPANS_SCOPE } from '../../plugins/telemetry/query-spans.js'
 
 register('@opentelemetry/instrumentation/hook.mjs', import.meta.url)
 const exporter = new InMemorySpanExporter()
 const sdk = new NodeSDK({ spanProcessors: [new SimpleSpanProcessor(exporter)], instrumentations: await createInstrumentations() })
 sdk.start()
+startQuerySpans()
 
 let app: Awaited<ReturnType<typeof import('./app.js')['buildApp']>>
 let db: Awaited<ReturnType<typeof import('../../test/helpers/database.js')['createTestSchema']>>
@@ -66,7 +68,8 @@ test('a cache-miss GET is one trace: the server span and, under it, the Redis an
   assert.deepEqual(trace.filter((s) => scope(s) === '@fastify/otel').map((s) => s.name), ['GET /api/v1/leads/:id'])
   assert.deepEqual(trace.filter((s) => s.name.startsWith('pg-pool') || s.name.startsWith('pg.connect')), [])
   const redis = trace.filter((s) => scope(s) === '@opentelemetry/instrumentation-ioredis')
-  const pg = trace.filter((s) => scope(s) === '@opentelemetry/instrumentation-pg' && s.name.startsWith('pg.query'))
+  const pg = trace.filter((s) => scope(s) === QUERY_SPANS_SCOPE)
+  assert.deepEqual(spans.filter((s) => scope(s) === '@opentelemetry/instrumentation-pg'), [], 'one span per query, from the seam only')
   assert.ok(redis.length > 0, 'Redis spans in the trace')
   assert.ok(pg.length > 0, 'PostgreSQL spans in the trace')
   assert.ok([...redis, ...pg].every(descends), 'Redis and pg spans sit under the server span')
@@ -76,6 +79,12 @@ test('a cache-miss GET is one trace: the server span and, under it, the Redis an
   assert.ok(query, 'the pg span of the lead query carries a fingerprint')
   const text = String(query.attributes['db.statement'] ?? query.attributes['db.query.text'])
   assert.equal(query.attributes['db.query.fingerprint'], normalizeQuery(text).fingerprint, 'the same fingerprint as the query statistics')
+  assert.equal(query.kind, SpanKind.CLIENT)
+  assert.equal(query.attributes['db.system.name'], 'postgresql')
+  assert.equal(query.attributes['db.operation.name'], 'SELECT')
+  assert.equal(query.attributes['server.address'], '127.0.0.1')
+  assert.equal(typeof query.attributes['server.port'], 'number')
+  assert.equal(query.name, `SELECT ${String(query.attributes['db.namespace'])}`)
 })
 
 test('a POST whose body arrives in two packets keeps its queries in the request\'s trace', async () => {
@@ -98,9 +107,9 @@ test('a POST whose body arrives in two packets keeps its queries in the request\
   const server = spans.find((s) => scope(s) === '@fastify/otel' && s.name === 'POST /api/v1/leads')
   assert.ok(server, `no server span among ${spans.map((s) => s.name).join(', ')}`)
   const { trace, descends } = traceOf(server)
-  const inserts = trace.filter((s) => scope(s) === '@opentelemetry/instrumentation-pg' && String(s.attributes['db.query.text'] ?? '').includes('INSERT INTO leads'))
+  const inserts = trace.filter((s) => scope(s) === QUERY_SPANS_SCOPE && String(s.attributes['db.query.text'] ?? '').includes('INSERT INTO leads'))
   assert.equal(inserts.length, 1, `the insert is in the request's trace: ${spans.map((s) => s.name).join(', ')}`)
   assert.ok(inserts.every(descends))
-  const writes = spans.filter((s) => scope(s) === '@opentelemetry/instrumentation-pg' && String(s.attributes['db.query.text'] ?? '').includes('INSERT INTO lead'))
+  const writes = spans.filter((s) => scope(s) === QUERY_SPANS_SCOPE && String(s.attributes['db.query.text'] ?? '').includes('INSERT INTO lead'))
   assert.ok(writes.length >= 2 && writes.every((s) => s.spanContext().traceId === server.spanContext().traceId && descends(s)), 'the lead and its activity are written inside the trace')
 })

@@ -19,7 +19,7 @@ test('a request that crosses services is one trace: orchestrator, data-service a
   const traceId = inbound()?.span.traceId
   assert.ok(traceId, `no orchestrator server span: ${otlp.received.map((r) => `${r.service} ${r.span.name}`).join(', ')}`)
   const trace = () => otlp.received.filter((r) => r.span.traceId === traceId)
-  const complete = (): boolean => trace().some((r) => r.service === 'data-service' && r.scope === '@opentelemetry/instrumentation-pg') &&
+  const complete = (): boolean => trace().some((r) => r.service === 'data-service' && r.scope === 'lead-chassis/db-pool') &&
     trace().some((r) => r.service === 'data-service' && r.span.kind === 2) && trace().some((r) => r.service === 'orchestrator' && r.span.kind === 3)
   await waitForSpans(otlp.received, complete)
   const spans = trace()
@@ -30,5 +30,5 @@ test('a request that crosses services is one trace: orchestrator, data-service a
   assert.ok(client, `the orchestrator's call to the data-service is a client span in the trace:\n${describe}`)
   assert.ok(dataServer, `the data-service's server span is in the same trace:\n${describe}`)
   assert.equal(dataServer.span.parentSpanId, client.span.spanId, 'the data-service continues the orchestrator\'s call')
-  assert.ok(spans.some((r) => r.service === 'data-service' && r.scope === '@opentelemetry/instrumentation-pg'), `the data-service's query is in the trace:\n${describe}`)
+  assert.ok(spans.some((r) => r.service === 'data-service' && r.scope === 'lead-chassis/db-pool'), `the data-service's query is in the trace:\n${describe}`)
 })
