@@ -10,7 +10,7 @@ import { freePort } from '../../test/helpers/ports.js'
 import { load, median, startService, table, type LoadResult, type Service } from './lib.js'
 import { startOtlpSink, type OtlpSink } from './otlp-sink.js'
 
-const { values: args } = parseArgs({ options: { duration: { type: 'string', default: '5' }, connections: { type: 'string', default: '50' }, rounds: { type: 'string', default: '7' }, breakdown: { type: 'string', default: 'false' }, warmup: { type: 'string', default: '10' }, variant: { type: 'string', multiple: true, default: [] } } })
+const { values: args } = parseArgs({ options: { duration: { type: 'string', default: '5' }, connections: { type: 'string', default: '50' }, rounds: { type: 'string', default: '7' }, breakdown: { type: 'string', default: 'false' }, warmup: { type: 'string', default: '8' }, variant: { type: 'string', multiple: true, default: [] } } })
 const DATABASE_URL = process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres'
 const SCHEMA = 'bench_tracing'
 const log = (m: string): void => console.log(`[bench:tracing] ${m}`)
@@ -27,27 +27,30 @@ await pool.close()
 // PostgreSQL on every request: no cache, no rate limiter.
 const base = { DATABASE_URL, DB_SCHEMA: SCHEMA, CACHE_ENABLED: 'false', RATE_LIMIT_ENABLED: 'false', OTEL_SERVICE_NAME: 'api' }
 const preload = ['--import', join(projectRoot, 'dist', 'plugins', 'telemetry', 'otel-preload.js')]
-const configs: Record<string, Service> = {}
 // Each traced configuration exports to a sink of its own, which counts the spans that arrive.
 const sinks: Record<string, OtlpSink> = {}
 const requests: Record<string, number> = {}
-async function start (name: string, env: Record<string, string>, traced: boolean): Promise<void> {
-  const sink = traced ? (sinks[name] = await startOtlpSink()) : undefined
-  const otel: Record<string, string> = sink ? { OTEL_EXPORTER_OTLP_ENDPOINT: sink.url, OTEL_METRICS_EXPORTER: 'none', OTEL_LOGS_EXPORTER: 'none', OTEL_TRACES_SAMPLER: 'always_on' } : {}
-  configs[name] = await startService('dist/services/api/main.js', { ...base, ...otel, ...env }, await freePort(), preload)
-}
-await start('tracing and query statistics off', { QUERY_STATS_ENABLED: 'false' }, false)
-await start('tracing (100% sampled, OTLP export) and query statistics on', { QUERY_STATS_ENABLED: 'true' }, true)
+interface Config { env: Record<string, string>, traced: boolean }
+const configs: Record<string, Config> = {}
+configs['tracing and query statistics off'] = { env: { QUERY_STATS_ENABLED: 'false' }, traced: false }
+configs['tracing (100% sampled, OTLP export) and query statistics on'] = { env: { QUERY_STATS_ENABLED: 'true' }, traced: true }
 if (args.breakdown === 'true') {
   // Where the loss goes: the instrumentation alone (nothing sampled), then spans recorded and exported.
-  await start('instrumentation only (sampler always_off), query statistics off', { QUERY_STATS_ENABLED: 'false', OTEL_TRACES_SAMPLER: 'always_off' }, true)
-  await start('tracing (100% sampled, OTLP export), query statistics off', { QUERY_STATS_ENABLED: 'false' }, true)
+  configs['instrumentation only (sampler always_off), query statistics off'] = { env: { QUERY_STATS_ENABLED: 'false', OTEL_TRACES_SAMPLER: 'always_off' }, traced: true }
+  configs['tracing (100% sampled, OTLP export), query statistics off'] = { env: { QUERY_STATS_ENABLED: 'false' }, traced: true }
 }
 // --variant 'name:KEY=value,KEY=value': tracing on (100% sampled, query statistics on) with these variables too.
 for (const variant of args.variant ?? []) {
   const [name, vars = ''] = variant.split(':')
   const extra = Object.fromEntries(vars.split(',').filter(Boolean).map((kv) => kv.split('=') as [string, string]))
-  await start(`tracing and query statistics on, ${name}`, { QUERY_STATS_ENABLED: 'true', ...extra }, true)
+  configs[`tracing and query statistics on, ${name}`] = { env: { QUERY_STATS_ENABLED: 'true', ...extra }, traced: true }
+}
+for (const [name, config] of Object.entries(configs)) if (config.traced) sinks[name] = await startOtlpSink()
+async function start (name: string): Promise<Service> {
+  const config = configs[name] as Config
+  const sink = sinks[name]
+  const otel: Record<string, string> = sink ? { OTEL_EXPORTER_OTLP_ENDPOINT: sink.url, OTEL_METRICS_EXPORTER: 'none', OTEL_LOGS_EXPORTER: 'none', OTEL_TRACES_SAMPLER: 'always_on' } : {}
+  return await startService('dist/services/api/main.js', { ...base, ...otel, ...config.env }, await freePort(), preload)
 }
 const run = async (name: string, url: string, seconds: number): Promise<LoadResult> => {
   const r = await load(url, Number(args.connections), seconds, { 'x-api-key': key })
@@ -69,27 +72,30 @@ const results: Record<string, LoadResult[]> = {}
 const cpuPerRequest: Record<string, number[]> = {}
 // The event loop's thread alone: the one a request waits for. Work moved to other threads leaves this figure.
 const mainPerRequest: Record<string, number[]> = {}
+let running: Service | undefined
 try {
-  // Once per configuration, before any round: the first distinct queries make V8 compile PostgreSQL's parser
-  // (WebAssembly) to optimized code in the background, seconds of CPU once per process, which a short round would
-  // otherwise count as overhead per request.
-  for (const [name, service] of Object.entries(configs)) {
-    await run(name, `${service.url}/api/v1/leads?status=new&limit=20`, Number(args.warmup))
-    log(`warmed up ${name} for ${args.warmup} s`)
-  }
   for (let round = 1; round <= Number(args.rounds); round++) {
     // Every other round runs the configurations in reverse order, so a drift of the machine over a round does not
     // favour the configuration that always runs first.
-    const order = Object.entries(configs)
+    const order = Object.keys(configs)
     if (round % 2 === 0) order.reverse()
-    for (const [name, service] of order) {
+    for (const name of order) {
+      // A new process for every configuration in every round: two processes of the same build differ by several
+      // percent in speed for as long as they live (memory layout, JIT decisions), which more rounds of the same pair
+      // would never average out.
+      const service = running = await start(name)
       const url = `${service.url}/api/v1/leads?status=new&limit=20`
-      await run(name, url, 1)
+      // The first distinct queries make V8 compile PostgreSQL's parser (WebAssembly) to optimized code in the
+      // background, seconds of CPU once per process, which the measurement would otherwise count per request.
+      await run(name, url, Number(args.warmup))
       const cpuBefore = cpuMs(service)
       const mainBefore = cpuMs(service, true)
       const r = await run(name, url, Number(args.duration))
       const cpuAfter = cpuMs(service)
       const mainAfter = cpuMs(service, true)
+      // A service exports its queued spans as it shuts down, so every span is counted before the sinks close.
+      await service.stop()
+      running = undefined
       if (cpuBefore !== undefined && cpuAfter !== undefined) (cpuPerRequest[name] ??= []).push((cpuAfter - cpuBefore) * 1000 / r.requests)
       if (mainBefore !== undefined && mainAfter !== undefined) (mainPerRequest[name] ??= []).push((mainAfter - mainBefore) * 1000 / r.requests)
       if (r.errors + r.non2xx > 0) throw new Error(`${name}: ${r.errors} errors, ${r.non2xx} non-2xx`)
@@ -98,13 +104,12 @@ try {
     }
   }
 } finally {
-  // A service exports its queued spans as it shuts down, so every span is counted before the sinks close.
-  await Promise.all(Object.values(configs).map((s) => s.stop()))
+  await running?.stop()
   for (const sink of Object.values(sinks)) sink.close()
 }
 const med = (name: string, f: keyof LoadResult): number => median((results[name] ?? []).map((r) => r[f]))
 const names = Object.keys(configs)
-console.log(`\nGET /api/v1/leads?status=new (PostgreSQL every request), autocannon ${args.connections} connections, ${args.duration} s x ${args.rounds} rounds interleaved, medians:\n`)
+console.log(`\nGET /api/v1/leads?status=new (PostgreSQL every request), autocannon ${args.connections} connections, ${args.rounds} rounds interleaved, each a new process warmed up ${args.warmup} s then measured ${args.duration} s, medians:\n`)
 const cpu = (name: string): number => median(cpuPerRequest[name] ?? [NaN])
 console.log(table(names.map((name) => ({ configuration: name, 'req/s': med(name, 'rps').toFixed(0), 'avg ms': med(name, 'avgMs').toFixed(2), 'p99 ms': med(name, 'p99Ms').toFixed(0), 'service CPU µs/request': cpu(name).toFixed(0), 'event-loop thread CPU µs/request': median(mainPerRequest[name] ?? [NaN]).toFixed(0) }))))
 // The machine drifts over a run (other processes, CPU frequency): each round's traced throughput is compared with
