@@ -36,8 +36,9 @@ export function traceQueries (tracer: Tracer = trace.getTracer(QUERY_SPANS_SCOPE
       if (operation !== undefined) attributes['db.operation.name'] = operation
       if (ctx.host !== undefined) attributes['server.address'] = ctx.host
       if (ctx.port !== undefined) attributes['server.port'] = ctx.port
-      // Named `{db.operation.name} {db.namespace}`, as the conventions ask when no query summary is known.
-      const name = [operation, ctx.database].filter(Boolean).join(' ') || 'postgresql'
+      // Named `{db.operation.name} {db.namespace}`, as the conventions ask when no query summary is known, else
+      // `{db.system.name}`.
+      const name = operation === undefined ? 'postgresql' : ctx.database === undefined ? operation : `${operation} ${ctx.database}`
       ctx.span = tracer.startSpan(name, { kind: SpanKind.CLIENT, attributes })
     },
     end: () => {},

@@ -27,8 +27,10 @@ export function trackQueries (options: QueryTrackingOptions = {}): () => void {
     error: (ctx: TimedContext) => { ctx.failed = true },
     asyncEnd: (ctx: TimedContext) => {
       if (ctx.startedAt === undefined) return
-      const traceId = options.traceId?.()
-      optimizer.record({ sql: ctx.text, durationMs: performance.now() - ctx.startedAt, rows: ctx.result?.rowCount ?? null, error: ctx.failed === true, ...(traceId ? { traceId } : {}) })
+      const durationMs = performance.now() - ctx.startedAt
+      // Only a slow query is logged with its trace id; the others skip the context lookup.
+      const traceId = durationMs >= optimizer.slowThresholdMs ? options.traceId?.() : undefined
+      optimizer.record({ sql: ctx.text, durationMs, rows: ctx.result?.rowCount ?? null, error: ctx.failed === true, ...(traceId ? { traceId } : {}) })
     }
   }
   channel.subscribe(handlers)
