@@ -10,7 +10,7 @@ import { freePort } from '../../test/helpers/ports.js'
 import { load, median, startService, table, type LoadResult, type Service } from './lib.js'
 import { startOtlpSink, type OtlpSink } from './otlp-sink.js'
 
-const { values: args } = parseArgs({ options: { duration: { type: 'string', default: '5' }, connections: { type: 'string', default: '50' }, rounds: { type: 'string', default: '7' }, breakdown: { type: 'string', default: 'false' }, warmup: { type: 'string', default: '8' }, variant: { type: 'string', multiple: true, default: [] } } })
+const { values: args } = parseArgs({ options: { duration: { type: 'string', default: '5' }, connections: { type: 'string', default: '50' }, rounds: { type: 'string', default: '11' }, breakdown: { type: 'string', default: 'false' }, warmup: { type: 'string', default: '8' }, variant: { type: 'string', multiple: true, default: [] } } })
 const DATABASE_URL = process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres'
 const SCHEMA = 'bench_tracing'
 const log = (m: string): void => console.log(`[bench:tracing] ${m}`)

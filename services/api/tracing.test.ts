@@ -56,3 +56,20 @@ test('spans still queued when the service is told to stop are exported before it
   assert.ok(server, `the request's server span was exported on shutdown: ${otlp.received.map((r) => r.span.name).join(', ')}`)
   assert.ok(otlp.received.some((r) => r.scope === 'lead-chassis/db-pool' && r.span.traceId === server.span.traceId))
 })
+
+test('with OTEL_PG_INSTRUMENTATION=true the pg instrumentation makes the query spans, and the seam makes none', { timeout: 60000 }, async (t) => {
+  const db = await createTestSchema()
+  t.after(() => db.drop())
+  const otlp = await startOtlpReceiver(t)
+  const api = await startTracedService(t, 'api', 'dist/services/api/main.js', otlp.url, {
+    DATABASE_URL: db.url, DB_SCHEMA: db.schema, SERVICE_API_KEY: TEST_SERVICE_KEY, OTEL_PG_INSTRUMENTATION: 'true'
+  })
+  const res = await fetch(`${api.url}/api/v1/leads?limit=1`, { headers: SERVICE_HEADERS })
+  assert.equal(res.status, 200, api.stderr())
+  const server = (): OtlpSpan | undefined => otlp.received.find((r) => r.span.kind === 2 && r.span.name === 'GET /api/v1/leads')?.span
+  await waitForSpans(otlp.received, () => server() !== undefined && otlp.received.some((r) => r.scope === '@opentelemetry/instrumentation-pg' && r.span.traceId === server()?.traceId))
+  const queries = otlp.received.filter((r) => r.span.traceId === server()?.traceId && r.span.kind === 3)
+  assert.ok(queries.length > 0, 'query spans in the trace')
+  assert.deepEqual([...new Set(queries.map((r) => r.scope))], ['@opentelemetry/instrumentation-pg'], 'one span per query, from the pg instrumentation only')
+  assert.ok(queries.some((r) => r.span.attributes?.some((a) => a.key === 'db.query.fingerprint')), 'with the fingerprint')
+})
