@@ -19,8 +19,8 @@ const OPERATION = /^\s*([A-Za-z]+)/
  * and its line in the query statistics match.
  *
  * Made here instead of by the pg instrumentation, which wraps every call to pg's Client.query and binds its callbacks
- * to the active context: the seam already sees each query start and end, and the span costs only the SDK's own work.
- * `npm run bench:query-spans` measures both. Returns the function that unsubscribes.
+ * to the active context: the seam already sees each query start and end, so the span adds only the SDK's own work.
+ * `npm run bench:query-spans` compares the two. Returns the function that unsubscribes.
  */
 export function traceQueries (tracer: Tracer = trace.getTracer(QUERY_SPANS_SCOPE)): () => void {
   const channel = tracingChannel<SpannedQuery, SpannedQuery>(QUERY_CHANNEL_NAME)

@@ -68,7 +68,7 @@ function cpuMs (service: Service, mainThread = false): number | undefined {
   }
 }
 const results: Record<string, LoadResult[]> = {}
-// The service's CPU per request in each round: steadier than throughput on a machine whose cores are shared.
+// The service's CPU per request in each round: throughput alone cannot tell a slower service from a busier machine.
 const cpuPerRequest: Record<string, number[]> = {}
 // The event loop's thread alone: the one a request waits for. Work moved to other threads leaves this figure.
 const mainPerRequest: Record<string, number[]> = {}
@@ -111,7 +111,8 @@ const med = (name: string, f: keyof LoadResult): number => median((results[name]
 const names = Object.keys(configs)
 console.log(`\nGET /api/v1/leads?status=new (PostgreSQL every request), autocannon ${args.connections} connections, ${args.rounds} rounds interleaved, each a new process warmed up ${args.warmup} s then measured ${args.duration} s, medians:\n`)
 const cpu = (name: string): number => median(cpuPerRequest[name] ?? [NaN])
-console.log(table(names.map((name) => ({ configuration: name, 'req/s': med(name, 'rps').toFixed(0), 'avg ms': med(name, 'avgMs').toFixed(2), 'p99 ms': med(name, 'p99Ms').toFixed(0), 'service CPU µs/request': cpu(name).toFixed(0), 'event-loop thread CPU µs/request': median(mainPerRequest[name] ?? [NaN]).toFixed(0) }))))
+const mainCpu = (name: string): number => median(mainPerRequest[name] ?? [NaN])
+console.log(table(names.map((name) => ({ configuration: name, 'req/s': med(name, 'rps').toFixed(0), 'avg ms': med(name, 'avgMs').toFixed(2), 'p99 ms': med(name, 'p99Ms').toFixed(0), 'service CPU µs/request': cpu(name).toFixed(0), 'event-loop thread CPU µs/request': mainCpu(name).toFixed(0) }))))
 // The machine drifts over a run (other processes, CPU frequency): each round's traced throughput is compared with
 // the untraced one measured in the same round, and the loss is the median of those paired ratios.
 const losses = (name: string): number[] => (results[name] ?? []).map((r, i) => 1 - r.rps / ((results[names[0] as string] ?? [])[i]?.rps ?? NaN))
@@ -125,6 +126,6 @@ for (const [name, sink] of Object.entries(sinks)) {
 }
 const change = (x: number, base: number): string => `${x >= base ? '+' : ''}${((x / base - 1) * 100).toFixed(1)}%`
 for (const name of names.slice(1)) {
-  if (cpuPerRequest[name]) console.log(`service CPU per request, "${name}": ${change(cpu(name), cpu(names[0] as string))}; event-loop thread: ${change(median(mainPerRequest[name] ?? [NaN]), median(mainPerRequest[names[0] as string] ?? [NaN]))} (medians)`)
+  if (cpuPerRequest[name]) console.log(`service CPU per request, "${name}": ${change(cpu(name), cpu(names[0] as string))}; event-loop thread: ${change(mainCpu(name), mainCpu(names[0] as string))} (medians)`)
 }
 console.log(`\nthroughput lost to tracing and query statistics: ${describe(names[1] as string)}; target < 10%`)
