@@ -1,54 +1,135 @@
-// What encoding a batch of spans costs the exporting thread, OTLP JSON against OTLP protobuf, with the SDK's own
-// serializers and spans shaped like the api's (a server span and a query span per request). One process, CPU-bound,
-// no network: steadier than any end-to-end run on a shared machine. `npm run bench:otlp-encoding`.
+// What exporting spans costs the service's process, OTLP JSON against OTLP protobuf, with spans shaped like the api's
+// (a server span and a query span per request). Two measurements:
+// - the export path: a new process per protocol and round, started as production starts it (the preload, the SDK's
+//   batch processor and OTLP/HTTP exporter) and sending to a sink in this process; its CPU per span covers making the
+//   spans, queueing, encoding and sending them;
+// - the encoders alone: the SDK's two serializers timed on one batch in this process.
+// No HTTP service and no load generator share the machine with either. `npm run bench:otlp-encoding`.
+import { spawn } from 'node:child_process'
+import { join } from 'node:path'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
-import { SpanKind, context, trace } from '@opentelemetry/api'
+import { SpanKind, context, trace, type Tracer } from '@opentelemetry/api'
 import { JsonTraceSerializer, ProtobufTraceSerializer } from '@opentelemetry/otlp-transformer'
 import { resourceFromAttributes } from '@opentelemetry/resources'
 import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor, type ReadableSpan } from '@opentelemetry/sdk-trace-base'
 import { LEAD_COLUMNS } from '../../services/domain/leads-repository.js'
+import { projectRoot } from '../../services/domain/paths.js'
 import { median, table } from './lib.js'
+import { startOtlpSink } from './otlp-sink.js'
 
-const { values: args } = parseArgs({ options: { batch: { type: 'string', default: '512' }, rounds: { type: 'string', default: '15' }, repeat: { type: 'string', default: '40' } } })
-const BATCH = Number(args.batch)
-
-const exporter = new InMemorySpanExporter()
-const provider = new BasicTracerProvider({
-  resource: resourceFromAttributes({ 'service.name': 'api', 'host.name': 'vm', 'process.pid': 1234, 'telemetry.sdk.language': 'nodejs', 'telemetry.sdk.name': 'opentelemetry' }),
-  spanProcessors: [new SimpleSpanProcessor(exporter)]
+const { values: args } = parseArgs({
+  options: {
+    child: { type: 'string' },
+    batch: { type: 'string', default: '512' },
+    rounds: { type: 'string', default: '15' },
+    repeat: { type: 'string', default: '40' },
+    requests: { type: 'string', default: '40000' },
+    'export-rounds': { type: 'string', default: '7' }
+  }
 })
-const server = provider.getTracer('@fastify/otel', '0.21.2')
-const db = provider.getTracer('lead-chassis/db-pool')
+
 const text = `SELECT ${LEAD_COLUMNS}, to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS "cursorValue" FROM leads
        WHERE status = $1
        ORDER BY created_at DESC, id DESC LIMIT $2`
-for (let i = 0; i < BATCH / 2; i++) {
-  const span = server.startSpan('GET /api/v1/leads', { kind: SpanKind.SERVER, attributes: { 'fastify.root': '@fastify/otel', 'http.request.method': 'GET', 'url.path': '/api/v1/leads?status=new&limit=20', 'http.route': '/api/v1/leads' } })
-  db.startSpan('SELECT postgres', {
-    kind: SpanKind.CLIENT,
-    attributes: { 'db.system.name': 'postgresql', 'db.query.text': text, 'db.query.fingerprint': 'bec88ab05a53ce19', 'db.namespace': 'postgres', 'db.operation.name': 'SELECT', 'server.address': '127.0.0.1', 'server.port': 5432 }
-  }, trace.setSpan(context.active(), span)).end()
+
+/** The spans of one api request: the server span, as @fastify/otel makes it, and a query span under it. */
+function requestSpans (server: Tracer, db: Tracer): void {
+  const span = server.startSpan('request', { kind: SpanKind.SERVER, attributes: { 'fastify.root': '@fastify/otel', 'http.request.method': 'GET', 'url.path': '/api/v1/leads?status=new&limit=20', 'http.route': '/api/v1/leads' } })
+  span.updateName('GET /api/v1/leads')
+  // The request's context, as @fastify/otel makes it; passed explicitly too, so the parent holds with no context manager.
+  const ctx = trace.setSpan(context.active(), span)
+  context.with(ctx, () => {
+    db.startSpan('SELECT postgres', {
+      kind: SpanKind.CLIENT,
+      attributes: { 'db.system.name': 'postgresql', 'db.query.text': text, 'db.query.fingerprint': 'bec88ab05a53ce19', 'db.namespace': 'postgres', 'db.operation.name': 'SELECT', 'server.address': '127.0.0.1', 'server.port': 5432 }
+    }, ctx).end()
+  })
   span.setAttribute('http.response.status_code', 200)
   span.end()
 }
-const spans: ReadableSpan[] = exporter.getFinishedSpans()
 
-const encoders = {
-  'OTLP JSON (http/json)': () => JsonTraceSerializer.serializeRequest(spans),
-  'OTLP protobuf (http/protobuf)': () => ProtobufTraceSerializer.serializeRequest(spans)
-}
-const perSpan: Record<string, number[]> = {}
-const bytes: Record<string, number> = {}
-for (const [name, encode] of Object.entries(encoders)) for (let i = 0; i < 20; i++) bytes[name] = encode()?.length ?? 0
-// Interleaved rounds, medians: the machine's speed drifts, and both encoders see the same drift.
-for (let round = 0; round < Number(args.rounds); round++) {
-  for (const [name, encode] of Object.entries(encoders)) {
-    const started = process.hrtime.bigint()
-    for (let i = 0; i < Number(args.repeat); i++) encode()
-    ;(perSpan[name] ??= []).push(Number(process.hrtime.bigint() - started) / 1000 / Number(args.repeat) / spans.length)
+if (args.child !== undefined) {
+  // In the child (the SDK started by the preload): warm up, then report the process's CPU per span.
+  const server = trace.getTracer('@fastify/otel', '0.21.2')
+  const db = trace.getTracer('lead-chassis/db-pool')
+  const run = async (n: number): Promise<void> => {
+    for (let i = 0; i < n; i++) {
+      requestSpans(server, db)
+      // A pause, as a service's event loop has between requests, lets the exporter send and hear back. The queue is
+      // made large enough that no span is dropped: a dropped span would not be paid for.
+      if (i % 50 === 49) await sleep(1)
+    }
   }
+  await run(Number(args.requests) / 4)
+  const before = process.cpuUsage()
+  await run(Number(args.requests))
+  const used = process.cpuUsage(before)
+  process.stdout.write(JSON.stringify({ cpuUsPerSpan: (used.user + used.system) / Number(args.requests) / 2 }))
+  // The spans still queued are exported as the process exits (the preload's shutdown); not counted.
+} else {
+  const protocols = ['http/json', 'http/protobuf']
+  const sink = await startOtlpSink()
+  const script = fileURLToPath(import.meta.url)
+  const runChild = async (protocol: string): Promise<number> => {
+    const before = sink.spans()
+    const cpu = await spawnChild(protocol)
+    for (let i = 0; i < 20 && sink.spans() - before < Number(args.requests) * 2.5; i++) await sleep(50)
+    // Every span of the warm-up and the measured requests must have arrived: none dropped, none left unsent.
+    const expected = Number(args.requests) * 1.25 * 2
+    if (sink.spans() - before !== expected) throw new Error(`${protocol}: ${sink.spans() - before} spans arrived, ${expected} expected`)
+    return cpu
+  }
+  const spawnChild = (protocol: string): Promise<number> => new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['--import', join(projectRoot, 'dist', 'plugins', 'telemetry', 'otel-preload.js'), script, '--child', 'run', '--requests', String(args.requests)], {
+      env: { PATH: process.env.PATH ?? '', OTEL_EXPORTER_OTLP_ENDPOINT: sink.url, OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: protocol, OTEL_TRACES_SAMPLER: 'always_on', OTEL_BSP_MAX_QUEUE_SIZE: '65536', OTEL_METRICS_EXPORTER: 'none', OTEL_LOGS_EXPORTER: 'none', OTEL_SERVICE_NAME: 'bench' },
+      stdio: ['ignore', 'pipe', 'inherit']
+    })
+    let out = ''
+    child.stdout.on('data', (d: Buffer) => { out += d.toString() })
+    child.on('exit', (code) => {
+      if (code === 0) resolve((JSON.parse(out) as { cpuUsPerSpan: number }).cpuUsPerSpan)
+      else reject(new Error(`child exited with ${code}`))
+    })
+  })
+  const exportPath: Record<string, number[]> = {}
+  for (let round = 1; round <= Number(args['export-rounds']); round++) {
+    const order = round % 2 === 0 ? [...protocols].reverse() : protocols
+    for (const protocol of order) (exportPath[protocol] ??= []).push(await runChild(protocol))
+    console.log(`[bench:otlp-encoding] export path, round ${round}: ${protocols.map((p) => `${p} ${(exportPath[p]?.at(-1) ?? NaN).toFixed(2)} µs/span`).join(', ')}`)
+  }
+  sink.close()
+
+  const exporter = new InMemorySpanExporter()
+  const provider = new BasicTracerProvider({
+    resource: resourceFromAttributes({ 'service.name': 'api', 'host.name': 'vm', 'process.pid': 1234, 'telemetry.sdk.language': 'nodejs', 'telemetry.sdk.name': 'opentelemetry' }),
+    spanProcessors: [new SimpleSpanProcessor(exporter)]
+  })
+  for (let i = 0; i < Number(args.batch) / 2; i++) requestSpans(provider.getTracer('@fastify/otel', '0.21.2'), provider.getTracer('lead-chassis/db-pool'))
+  const spans: ReadableSpan[] = exporter.getFinishedSpans()
+  const encoders: Record<string, () => Uint8Array | undefined> = {
+    'http/json': () => JsonTraceSerializer.serializeRequest(spans),
+    'http/protobuf': () => ProtobufTraceSerializer.serializeRequest(spans)
+  }
+  const perSpan: Record<string, number[]> = {}
+  const bytes: Record<string, number> = {}
+  for (const [name, encode] of Object.entries(encoders)) for (let i = 0; i < 20; i++) bytes[name] = encode()?.length ?? 0
+  // Interleaved rounds, medians: the machine's speed drifts, and both encoders see the same drift.
+  for (let round = 0; round < Number(args.rounds); round++) {
+    for (const [name, encode] of Object.entries(encoders)) {
+      const started = process.hrtime.bigint()
+      for (let i = 0; i < Number(args.repeat); i++) encode()
+      ;(perSpan[name] ??= []).push(Number(process.hrtime.bigint() - started) / 1000 / Number(args.repeat) / spans.length)
+    }
+  }
+  const ratio = (m: Record<string, number[]>): string => (median(m['http/json'] ?? [NaN]) / median(m['http/protobuf'] ?? [NaN])).toFixed(2)
+  console.log(`\nSpans shaped like the api's (a server span and a query span per request). Export path: ${args['export-rounds']} rounds of a new process per protocol, ${args.requests} requests each after a warm-up, the process's CPU per span, every span received by the sink. Encoders alone: a batch of ${spans.length} spans, ${args.rounds} interleaved rounds of ${args.repeat} encodings. Medians:\n`)
+  console.log(table(protocols.map((p) => ({
+    protocol: p,
+    'export path, CPU µs per span': median(exportPath[p] ?? [NaN]).toFixed(2),
+    'encoder alone, µs per span': median(perSpan[p] ?? [NaN]).toFixed(2),
+    'bytes per span': ((bytes[p] ?? 0) / spans.length).toFixed(0)
+  }))))
+  console.log(`\nJSON against protobuf: ${ratio(exportPath)}x the CPU on the export path, ${ratio(perSpan)}x for the encoder alone, ${((bytes['http/json'] ?? 0) / (bytes['http/protobuf'] ?? 1)).toFixed(2)}x the bytes`)
 }
-const [json, protobuf] = Object.keys(encoders).map((name) => median(perSpan[name] ?? [NaN])) as [number, number]
-console.log(`\nA batch of ${spans.length} spans (a server span and a query span per request), ${args.rounds} interleaved rounds of ${args.repeat} encodings, medians:\n`)
-console.log(table(Object.keys(encoders).map((name) => ({ encoding: name, 'µs per span': median(perSpan[name] ?? [NaN]).toFixed(2), 'bytes per span': ((bytes[name] ?? 0) / spans.length).toFixed(0) }))))
-console.log(`\nJSON takes ${(json / protobuf).toFixed(2)}x the CPU of protobuf per span, for ${((bytes['OTLP JSON (http/json)'] ?? 0) / (bytes['OTLP protobuf (http/protobuf)'] ?? 1)).toFixed(2)}x the bytes`)

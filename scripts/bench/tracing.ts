@@ -57,12 +57,15 @@ const run = async (name: string, url: string, seconds: number): Promise<LoadResu
   requests[name] = (requests[name] ?? 0) + r.requests
   return r
 }
-/** CPU time the service's process (or its main thread, which runs the event loop) has used, in ms (Linux /proc; undefined elsewhere). */
-function cpuMs (service: Service, mainThread = false): number | undefined {
+/**
+ * CPU time the service's process (or its main thread, which runs the event loop) has used, in ms, user and system
+ * together or user alone (Linux /proc; undefined elsewhere).
+ */
+function cpuMs (service: Service, { mainThread = false, userOnly = false } = {}): number | undefined {
   try {
     const pid = service.child.pid
     const fields = readFileSync(mainThread ? `/proc/${pid}/task/${pid}/stat` : `/proc/${pid}/stat`, 'utf8').replace(/^.*\) /, '').split(' ')
-    return (Number(fields[11]) + Number(fields[12])) * 1000 / CLOCK_TICKS
+    return (Number(fields[11]) + (userOnly ? 0 : Number(fields[12]))) * 1000 / CLOCK_TICKS
   } catch {
     return undefined
   }
@@ -72,6 +75,9 @@ const results: Record<string, LoadResult[]> = {}
 const cpuPerRequest: Record<string, number[]> = {}
 // The event loop's thread alone: the one a request waits for. Work moved to other threads leaves this figure.
 const mainPerRequest: Record<string, number[]> = {}
+// User time alone: the service's own code (tracing included), without the kernel's socket work, which swings most
+// between rounds on a shared machine.
+const userPerRequest: Record<string, number[]> = {}
 let running: Service | undefined
 try {
   for (let round = 1; round <= Number(args.rounds); round++) {
@@ -89,15 +95,18 @@ try {
       // background, seconds of CPU once per process, which the measurement would otherwise count per request.
       await run(name, url, Number(args.warmup))
       const cpuBefore = cpuMs(service)
-      const mainBefore = cpuMs(service, true)
+      const mainBefore = cpuMs(service, { mainThread: true })
+      const userBefore = cpuMs(service, { userOnly: true })
       const r = await run(name, url, Number(args.duration))
       const cpuAfter = cpuMs(service)
-      const mainAfter = cpuMs(service, true)
+      const mainAfter = cpuMs(service, { mainThread: true })
+      const userAfter = cpuMs(service, { userOnly: true })
       // A service exports its queued spans as it shuts down, so every span is counted before the sinks close.
       await service.stop()
       running = undefined
       if (cpuBefore !== undefined && cpuAfter !== undefined) (cpuPerRequest[name] ??= []).push((cpuAfter - cpuBefore) * 1000 / r.requests)
       if (mainBefore !== undefined && mainAfter !== undefined) (mainPerRequest[name] ??= []).push((mainAfter - mainBefore) * 1000 / r.requests)
+      if (userBefore !== undefined && userAfter !== undefined) (userPerRequest[name] ??= []).push((userAfter - userBefore) * 1000 / r.requests)
       if (r.errors + r.non2xx > 0) throw new Error(`${name}: ${r.errors} errors, ${r.non2xx} non-2xx`)
       ;(results[name] ??= []).push(r)
       log(`round ${round} ${name}: ${r.rps.toFixed(0)} req/s, p99 ${r.p99Ms} ms`)
@@ -112,7 +121,8 @@ const names = Object.keys(configs)
 console.log(`\nGET /api/v1/leads?status=new (PostgreSQL every request), autocannon ${args.connections} connections, ${args.rounds} rounds interleaved, each a new process warmed up ${args.warmup} s then measured ${args.duration} s, medians:\n`)
 const cpu = (name: string): number => median(cpuPerRequest[name] ?? [NaN])
 const mainCpu = (name: string): number => median(mainPerRequest[name] ?? [NaN])
-console.log(table(names.map((name) => ({ configuration: name, 'req/s': med(name, 'rps').toFixed(0), 'avg ms': med(name, 'avgMs').toFixed(2), 'p99 ms': med(name, 'p99Ms').toFixed(0), 'service CPU µs/request': cpu(name).toFixed(0), 'event-loop thread CPU µs/request': mainCpu(name).toFixed(0) }))))
+const userCpu = (name: string): number => median(userPerRequest[name] ?? [NaN])
+console.log(table(names.map((name) => ({ configuration: name, 'req/s': med(name, 'rps').toFixed(0), 'avg ms': med(name, 'avgMs').toFixed(2), 'p99 ms': med(name, 'p99Ms').toFixed(0), 'service CPU µs/request': cpu(name).toFixed(0), 'event-loop thread CPU µs/request': mainCpu(name).toFixed(0), 'service user CPU µs/request': userCpu(name).toFixed(0) }))))
 // The machine drifts over a run (other processes, CPU frequency): each round's traced throughput is compared with
 // the untraced one measured in the same round, and the loss is the median of those paired ratios.
 const losses = (name: string): number[] => (results[name] ?? []).map((r, i) => 1 - r.rps / ((results[names[0] as string] ?? [])[i]?.rps ?? NaN))
@@ -126,6 +136,6 @@ for (const [name, sink] of Object.entries(sinks)) {
 }
 const change = (x: number, base: number): string => `${x >= base ? '+' : ''}${((x / base - 1) * 100).toFixed(1)}%`
 for (const name of names.slice(1)) {
-  if (cpuPerRequest[name]) console.log(`service CPU per request, "${name}": ${change(cpu(name), cpu(names[0] as string))}; event-loop thread: ${change(mainCpu(name), mainCpu(names[0] as string))} (medians)`)
+  if (cpuPerRequest[name]) console.log(`service CPU per request, "${name}": ${change(cpu(name), cpu(names[0] as string))}; event-loop thread: ${change(mainCpu(name), mainCpu(names[0] as string))}; user time alone: ${change(userCpu(name), userCpu(names[0] as string))} (medians)`)
 }
 console.log(`\nthroughput lost to tracing and query statistics: ${describe(names[1] as string)}; target < 10%`)

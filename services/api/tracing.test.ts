@@ -36,6 +36,7 @@ test('started as production starts it, the api exports one trace per request ove
   const query = trace.find((r) => r.scope === 'lead-chassis/db-pool')
   assert.ok(query?.span.attributes?.some((a) => a.key === 'db.query.fingerprint'), 'the pg span carries the query fingerprint')
   assert.ok(query?.span.attributes?.some((a) => a.key === 'db.query.text'), 'stable database semantic conventions')
+  assert.ok(otlp.contentTypes.length > 0 && otlp.contentTypes.every((c) => c.startsWith('application/json')), `OTLP/HTTP JSON unless a protocol is set: ${otlp.contentTypes.join(', ')}`)
   // OTLP span kind 2 is SERVER: one per request, made by @fastify/otel.
   assert.equal(trace.filter((r) => r.span.kind === 2).length, 1, 'one server span: no duplicate')
 })

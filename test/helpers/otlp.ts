@@ -12,14 +12,20 @@ export interface ReceivedSpan { service: string, scope: string, span: OtlpSpan }
 
 type After = { after: (fn: () => unknown) => void }
 
-/** A small OTLP/HTTP receiver (JSON encoding, so a test can read what arrives), closed after the test. */
-export async function startOtlpReceiver (t: After): Promise<{ url: string, received: ReceivedSpan[] }> {
+/**
+ * A small OTLP/HTTP receiver (JSON encoding, the services' default, so a test can read what arrives), closed after
+ * the test. `contentTypes` lists the content type of every export; bodies in another encoding are not read.
+ */
+export async function startOtlpReceiver (t: After): Promise<{ url: string, received: ReceivedSpan[], contentTypes: string[] }> {
   const received: ReceivedSpan[] = []
+  const contentTypes: string[] = []
   const receiver = createServer((req, res) => {
     let body = ''
     req.on('data', (c: Buffer) => { body += c.toString() })
     req.on('end', () => {
-      if (req.url === '/v1/traces') {
+      const json = req.headers['content-type']?.startsWith('application/json') === true
+      if (req.url === '/v1/traces') contentTypes.push(req.headers['content-type'] ?? '')
+      if (req.url === '/v1/traces' && json) {
         for (const rs of (JSON.parse(body) as OtlpBody).resourceSpans) {
           const service = rs.resource.attributes.find((a) => a.key === 'service.name')?.value.stringValue ?? ''
           for (const ss of rs.scopeSpans) for (const span of ss.spans) received.push({ service, scope: ss.scope.name, span })
@@ -31,7 +37,7 @@ export async function startOtlpReceiver (t: After): Promise<{ url: string, recei
   const port = await freePort()
   receiver.listen(port, '127.0.0.1')
   t.after(() => { receiver.close() })
-  return { url: `http://127.0.0.1:${port}`, received }
+  return { url: `http://127.0.0.1:${port}`, received, contentTypes }
 }
 
 /**
@@ -44,7 +50,7 @@ export async function startTracedService (t: After, name: string, entry: string,
     cwd: projectRoot,
     env: {
       PATH: process.env.PATH ?? '', PORT: String(port), LOG_LEVEL: 'warn', DB_POOL_MIN: '1',
-      OTEL_SERVICE_NAME: name, OTEL_EXPORTER_OTLP_ENDPOINT: otlpUrl, OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json',
+      OTEL_SERVICE_NAME: name, OTEL_EXPORTER_OTLP_ENDPOINT: otlpUrl,
       OTEL_BSP_SCHEDULE_DELAY: '100', OTEL_METRICS_EXPORTER: 'none', OTEL_LOGS_EXPORTER: 'none',
       ...env
     },
