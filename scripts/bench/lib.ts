@@ -35,6 +35,25 @@ export async function startService (entry: string, env: Record<string, string>, 
   }
 }
 
+/**
+ * Runs `script` with `args` in a new process started as production starts a service (the OpenTelemetry preload
+ * first), with only PATH and `env` in its environment; resolves with what it printed on stdout, parsed as JSON.
+ */
+export function runPreloaded<T> (script: string, args: string[], env: Record<string, string>): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['--import', join(projectRoot, 'dist', 'plugins', 'telemetry', 'otel-preload.js'), script, ...args], {
+      env: { PATH: process.env.PATH ?? '', ...env },
+      stdio: ['ignore', 'pipe', 'inherit']
+    })
+    let out = ''
+    child.stdout.on('data', (d: Buffer) => { out += d.toString() })
+    child.on('exit', (code) => {
+      if (code === 0) resolve(JSON.parse(out) as T)
+      else reject(new Error(`${script} exited with ${code}`))
+    })
+  })
+}
+
 export interface LoadResult {
   rps: number
   avgMs: number

@@ -5,8 +5,6 @@
 //   spans, queueing, encoding and sending them;
 // - the encoders alone: the SDK's two serializers timed on one batch in this process.
 // No HTTP service and no load generator share the machine with either. `npm run bench:otlp-encoding`.
-import { spawn } from 'node:child_process'
-import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
@@ -15,8 +13,7 @@ import { JsonTraceSerializer, ProtobufTraceSerializer } from '@opentelemetry/otl
 import { resourceFromAttributes } from '@opentelemetry/resources'
 import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor, type ReadableSpan } from '@opentelemetry/sdk-trace-base'
 import { LEAD_COLUMNS } from '../../services/domain/leads-repository.js'
-import { projectRoot } from '../../services/domain/paths.js'
-import { median, table } from './lib.js'
+import { median, runPreloaded, table } from './lib.js'
 import { startOtlpSink } from './otlp-sink.js'
 
 const { values: args } = parseArgs({
@@ -81,18 +78,9 @@ if (args.child !== undefined) {
     if (sink.spans() - before !== expected) throw new Error(`${protocol}: ${sink.spans() - before} spans arrived, ${expected} expected`)
     return cpu
   }
-  const spawnChild = (protocol: string): Promise<number> => new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', join(projectRoot, 'dist', 'plugins', 'telemetry', 'otel-preload.js'), script, '--child', 'run', '--requests', String(args.requests)], {
-      env: { PATH: process.env.PATH ?? '', OTEL_EXPORTER_OTLP_ENDPOINT: sink.url, OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: protocol, OTEL_TRACES_SAMPLER: 'always_on', OTEL_BSP_MAX_QUEUE_SIZE: '65536', OTEL_METRICS_EXPORTER: 'none', OTEL_LOGS_EXPORTER: 'none', OTEL_SERVICE_NAME: 'bench' },
-      stdio: ['ignore', 'pipe', 'inherit']
-    })
-    let out = ''
-    child.stdout.on('data', (d: Buffer) => { out += d.toString() })
-    child.on('exit', (code) => {
-      if (code === 0) resolve((JSON.parse(out) as { cpuUsPerSpan: number }).cpuUsPerSpan)
-      else reject(new Error(`child exited with ${code}`))
-    })
-  })
+  const spawnChild = async (protocol: string): Promise<number> => (await runPreloaded<{ cpuUsPerSpan: number }>(script, ['--child', 'run', '--requests', String(args.requests)], {
+    OTEL_EXPORTER_OTLP_ENDPOINT: sink.url, OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: protocol, OTEL_TRACES_SAMPLER: 'always_on', OTEL_BSP_MAX_QUEUE_SIZE: '65536', OTEL_METRICS_EXPORTER: 'none', OTEL_LOGS_EXPORTER: 'none', OTEL_SERVICE_NAME: 'bench'
+  })).cpuUsPerSpan
   const exportPath: Record<string, number[]> = {}
   for (let round = 1; round <= Number(args['export-rounds']); round++) {
     const order = round % 2 === 0 ? [...protocols].reverse() : protocols

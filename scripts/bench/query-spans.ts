@@ -3,14 +3,11 @@
 // in a new process started as production starts it (the preload, OTLP export to a sink on this machine), issuing
 // queries inside a parent span the way a request does; no HTTP and no load generator share the measurement.
 // `npm run bench:query-spans` (needs PostgreSQL).
-import { spawn } from 'node:child_process'
-import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import { trace } from '@opentelemetry/api'
 import { createConnectionPool } from '../../plugins/db-pool/index.js'
-import { projectRoot } from '../../services/domain/paths.js'
-import { median, table } from './lib.js'
+import { median, runPreloaded, table } from './lib.js'
 import { startOtlpSink } from './otlp-sink.js'
 
 const { values: args } = parseArgs({ options: { child: { type: 'string' }, queries: { type: 'string', default: '20000' }, rounds: { type: 'string', default: '7' } } })
@@ -46,19 +43,11 @@ if (args.child !== undefined) {
   }
   const sink = await startOtlpSink()
   const script = fileURLToPath(import.meta.url)
-  const runChild = (env: Record<string, string>): Promise<number> => new Promise((resolve, reject) => {
+  const runChild = async (env: Record<string, string>): Promise<number> => {
     const traced = Object.keys(env).length > 0
-    const child = spawn(process.execPath, ['--import', join(projectRoot, 'dist', 'plugins', 'telemetry', 'otel-preload.js'), script, '--child', 'run', '--queries', String(args.queries)], {
-      env: { PATH: process.env.PATH ?? '', DATABASE_URL, ...(traced ? { OTEL_EXPORTER_OTLP_ENDPOINT: sink.url, OTEL_METRICS_EXPORTER: 'none', OTEL_LOGS_EXPORTER: 'none', OTEL_SERVICE_NAME: 'bench' } : {}), ...env },
-      stdio: ['ignore', 'pipe', 'inherit']
-    })
-    let out = ''
-    child.stdout.on('data', (d: Buffer) => { out += d.toString() })
-    child.on('exit', (code) => {
-      if (code === 0) resolve((JSON.parse(out) as { cpuUsPerQuery: number }).cpuUsPerQuery)
-      else reject(new Error(`child exited with ${code}`))
-    })
-  })
+    const otel: Record<string, string> = traced ? { OTEL_EXPORTER_OTLP_ENDPOINT: sink.url, OTEL_METRICS_EXPORTER: 'none', OTEL_LOGS_EXPORTER: 'none', OTEL_SERVICE_NAME: 'bench' } : {}
+    return (await runPreloaded<{ cpuUsPerQuery: number }>(script, ['--child', 'run', '--queries', String(args.queries)], { DATABASE_URL, ...otel, ...env })).cpuUsPerQuery
+  }
   const results: Record<string, number[]> = {}
   for (let round = 1; round <= Number(args.rounds); round++) {
     const order = Object.entries(modes)
