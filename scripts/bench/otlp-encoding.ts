@@ -69,18 +69,17 @@ if (args.child !== undefined) {
   const protocols = ['http/json', 'http/protobuf']
   const sink = await startOtlpSink()
   const script = fileURLToPath(import.meta.url)
+  // Every span of the warm-up and the measured requests must arrive: none dropped, none left unsent.
+  const expected = Number(args.requests) * 1.25 * 2
   const runChild = async (protocol: string): Promise<number> => {
     const before = sink.spans()
-    const cpu = await spawnChild(protocol)
-    for (let i = 0; i < 20 && sink.spans() - before < Number(args.requests) * 2.5; i++) await sleep(50)
-    // Every span of the warm-up and the measured requests must have arrived: none dropped, none left unsent.
-    const expected = Number(args.requests) * 1.25 * 2
+    const { cpuUsPerSpan } = await runPreloaded<{ cpuUsPerSpan: number }>(script, ['--child', 'run', '--requests', String(args.requests)], {
+      OTEL_EXPORTER_OTLP_ENDPOINT: sink.url, OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: protocol, OTEL_TRACES_SAMPLER: 'always_on', OTEL_BSP_MAX_QUEUE_SIZE: '65536', OTEL_METRICS_EXPORTER: 'none', OTEL_LOGS_EXPORTER: 'none', OTEL_SERVICE_NAME: 'bench'
+    })
+    for (let i = 0; i < 20 && sink.spans() - before < expected; i++) await sleep(50)
     if (sink.spans() - before !== expected) throw new Error(`${protocol}: ${sink.spans() - before} spans arrived, ${expected} expected`)
-    return cpu
+    return cpuUsPerSpan
   }
-  const spawnChild = async (protocol: string): Promise<number> => (await runPreloaded<{ cpuUsPerSpan: number }>(script, ['--child', 'run', '--requests', String(args.requests)], {
-    OTEL_EXPORTER_OTLP_ENDPOINT: sink.url, OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: protocol, OTEL_TRACES_SAMPLER: 'always_on', OTEL_BSP_MAX_QUEUE_SIZE: '65536', OTEL_METRICS_EXPORTER: 'none', OTEL_LOGS_EXPORTER: 'none', OTEL_SERVICE_NAME: 'bench'
-  })).cpuUsPerSpan
   const exportPath: Record<string, number[]> = {}
   for (let round = 1; round <= Number(args['export-rounds']); round++) {
     const order = round % 2 === 0 ? [...protocols].reverse() : protocols
