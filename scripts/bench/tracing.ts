@@ -57,15 +57,17 @@ const run = async (name: string, url: string, seconds: number): Promise<LoadResu
   requests[name] = (requests[name] ?? 0) + r.requests
   return r
 }
+interface CpuTime { total: number, user: number }
 /**
- * CPU time the service's process (or its main thread, which runs the event loop) has used, in ms, user and system
- * together or user alone (Linux /proc; undefined elsewhere).
+ * CPU time the service's process (or its main thread, which runs the event loop) has used, in ms: user and system
+ * together, and user alone (Linux /proc; undefined elsewhere).
  */
-function cpuMs (service: Service, { mainThread = false, userOnly = false } = {}): number | undefined {
+function cpuMs (service: Service, mainThread = false): CpuTime | undefined {
   try {
     const pid = service.child.pid
     const fields = readFileSync(mainThread ? `/proc/${pid}/task/${pid}/stat` : `/proc/${pid}/stat`, 'utf8').replace(/^.*\) /, '').split(' ')
-    return (Number(fields[11]) + (userOnly ? 0 : Number(fields[12]))) * 1000 / CLOCK_TICKS
+    const user = Number(fields[11]) * 1000 / CLOCK_TICKS
+    return { total: user + Number(fields[12]) * 1000 / CLOCK_TICKS, user }
   } catch {
     return undefined
   }
@@ -95,18 +97,18 @@ try {
       // background, seconds of CPU once per process, which the measurement would otherwise count per request.
       await run(name, url, Number(args.warmup))
       const cpuBefore = cpuMs(service)
-      const mainBefore = cpuMs(service, { mainThread: true })
-      const userBefore = cpuMs(service, { userOnly: true })
+      const mainBefore = cpuMs(service, true)
       const r = await run(name, url, Number(args.duration))
       const cpuAfter = cpuMs(service)
-      const mainAfter = cpuMs(service, { mainThread: true })
-      const userAfter = cpuMs(service, { userOnly: true })
+      const mainAfter = cpuMs(service, true)
       // A service exports its queued spans as it shuts down, so every span is counted before the sinks close.
       await service.stop()
       running = undefined
-      if (cpuBefore !== undefined && cpuAfter !== undefined) (cpuPerRequest[name] ??= []).push((cpuAfter - cpuBefore) * 1000 / r.requests)
-      if (mainBefore !== undefined && mainAfter !== undefined) (mainPerRequest[name] ??= []).push((mainAfter - mainBefore) * 1000 / r.requests)
-      if (userBefore !== undefined && userAfter !== undefined) (userPerRequest[name] ??= []).push((userAfter - userBefore) * 1000 / r.requests)
+      if (cpuBefore !== undefined && cpuAfter !== undefined) {
+        ;(cpuPerRequest[name] ??= []).push((cpuAfter.total - cpuBefore.total) * 1000 / r.requests)
+        ;(userPerRequest[name] ??= []).push((cpuAfter.user - cpuBefore.user) * 1000 / r.requests)
+      }
+      if (mainBefore !== undefined && mainAfter !== undefined) (mainPerRequest[name] ??= []).push((mainAfter.total - mainBefore.total) * 1000 / r.requests)
       if (r.errors + r.non2xx > 0) throw new Error(`${name}: ${r.errors} errors, ${r.non2xx} non-2xx`)
       ;(results[name] ??= []).push(r)
       log(`round ${round} ${name}: ${r.rps.toFixed(0)} req/s, p99 ${r.p99Ms} ms`)
