@@ -58,7 +58,13 @@ function fromCsv (record: Record<string, string>): Record<string, unknown> {
 async function * csvRows (input: Readable, onSkip: (r: Rejection) => void): AsyncGenerator<Row> {
   const parser = input.pipe(parse({ columns: true, bom: true, trim: false, skip_empty_lines: true, skip_records_with_error: true, info: true, max_record_size: 65536 }))
   input.once('error', (error) => parser.destroy(error))
-  parser.on('skip', (error: CsvError & { lines?: number }) => onSkip({ line: error.lines ?? 0, reason: describeCsvError(error) }))
+  // csv-parse can skip one record twice (each stray quote in it); the row is rejected once.
+  let lastSkipped = -1
+  parser.on('skip', (error: CsvError & { lines?: number }) => {
+    const line = error.lines ?? 0
+    if (line !== lastSkipped) onSkip({ line, reason: describeCsvError(error) })
+    lastSkipped = line
+  })
   for await (const { record, info } of parser as AsyncIterable<{ record: Record<string, string>, info: { lines: number } }>) {
     yield { line: info.lines, record: fromCsv(record) }
   }
