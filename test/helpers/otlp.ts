@@ -77,7 +77,8 @@ export async function startTracedService (t: After, name: string, entry: string,
   }
   t.after(stop)
   const url = `http://127.0.0.1:${port}`
-  for (let i = 0; i < 100 && !(await fetch(`${url}/health/live`).then((r) => r.ok, () => false)); i++) await sleep(100)
+  // Up to 30 s: a busy machine loads the SDK and its instrumentations slowly.
+  for (let i = 0; i < 300 && child.exitCode === null && !(await fetch(`${url}/health/live`).then((r) => r.ok, () => false)); i++) await sleep(100)
   return { url, stdout: () => stdout, stderr: () => stderr, stop }
 }
 
