@@ -55,8 +55,10 @@ function fromCsv (record: Record<string, string>): Record<string, unknown> {
   return out
 }
 
+const MAX_RECORD_BYTES = 65536
+
 async function * csvRows (input: Readable, onSkip: (r: Rejection) => void): AsyncGenerator<Row> {
-  const parser = input.pipe(parse({ columns: true, bom: true, trim: false, skip_empty_lines: true, skip_records_with_error: true, info: true, max_record_size: 65536 }))
+  const parser = input.pipe(parse({ columns: true, bom: true, trim: false, skip_empty_lines: true, skip_records_with_error: true, info: true, max_record_size: MAX_RECORD_BYTES }))
   input.once('error', (error) => parser.destroy(error))
   // csv-parse can skip one record twice (each stray quote in it); the row is rejected once.
   let lastSkipped = -1
@@ -193,11 +195,11 @@ const CSV_PROBLEMS: Record<string, string> = {
   CSV_QUOTE_NOT_CLOSED: 'a quote that is never closed',
   CSV_RECORD_INCONSISTENT_FIELDS_LENGTH: 'another number of cells than the header row',
   CSV_RECORD_INCONSISTENT_COLUMNS: 'another number of cells than the header row',
-  CSV_MAX_RECORD_SIZE: 'a record longer than 65536 bytes'
+  CSV_MAX_RECORD_SIZE: `a record longer than ${MAX_RECORD_BYTES} bytes`
 }
 
 /** What csv-parse found wrong, and in which field, without the cell's content. */
-export function describeCsvError (error: CsvError & { column?: unknown }): string {
+function describeCsvError (error: CsvError & { column?: unknown }): string {
   const problem = CSV_PROBLEMS[error.code] ?? `a malformed record (${error.code})`
   const column = error.column
   const where = typeof column === 'string' && LEAD_FIELDS.has(column) ? ` in field ${column}` : typeof column === 'number' ? ` in column ${column + 1}` : ''
