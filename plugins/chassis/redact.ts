@@ -38,7 +38,12 @@ export const REDACTED = '[REDACTED]'
 // The platform's own key format, wherever it appears in a URL (another parameter name, the path).
 const PLATFORM_KEY = /lck_[A-Za-z0-9_-]+/g
 
+// Every name above contains one of these; a query without any (nor an escape) has nothing to scrub, and most
+// queries are like that, on every request's log line and span.
+const MAYBE_SECRET = /key|token|auth|pass|pwd|secret|sig|session|lck_|%/i
+
 function paramName (raw: string): string {
+  if (!raw.includes('%') && !raw.includes('+')) return raw.toLowerCase()
   try {
     return decodeURIComponent(raw.replace(/\+/g, ' ')).toLowerCase()
   } catch {
@@ -48,6 +53,7 @@ function paramName (raw: string): string {
 
 /** A query string (without `?`) with the value of every secret parameter replaced; the rest is left as sent. */
 export function scrubQuery (query: string): string {
+  if (!MAYBE_SECRET.test(query)) return query
   let out = query
   if (query.includes('=')) {
     // By hand rather than URLSearchParams: re-encoding would change what was sent, and the order must stay.
