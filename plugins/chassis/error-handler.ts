@@ -25,12 +25,22 @@ export function errorBody (statusCode: number, code: string, message: string): E
   return { statusCode, code, error: STATUS_CODES[statusCode] ?? 'Error', message }
 }
 
-/** Names the offending field, including the one ajv only reports in its params. */
+// A submitted property name is echoed only when it looks like one: a name or an email sent as a key is not.
+const SHOWABLE_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,63}$/
+
+/**
+ * Names the offending field, including the one ajv only reports in its params, and never the submitted value
+ * (ajv's messages name the rule, e.g. `must match format "email"`; enums list the allowed values): the message is
+ * logged and recorded on the request's span, and the value may be a lead's name, email or phone.
+ */
 export function formatSchemaErrors (errors: FastifySchemaValidationError[], dataVar: SchemaErrorDataVar): Error {
   const parts = errors.map((e) => {
     const path = `${dataVar}${e.instancePath}`
     const params = e.params as Record<string, unknown>
-    if (e.keyword === 'additionalProperties') return `${path}/${String(params.additionalProperty)} is not allowed`
+    if (e.keyword === 'additionalProperties') {
+      const name = String(params.additionalProperty)
+      return SHOWABLE_NAME.test(name) ? `${path}/${name} is not allowed` : `${path} has a property that is not allowed`
+    }
     if (e.keyword === 'required') return `${path}/${String(params.missingProperty)} is required`
     if (e.keyword === 'enum') return `${path} must be one of ${(params.allowedValues as unknown[]).join(', ')}`
     return `${path} ${e.message ?? 'is invalid'}`

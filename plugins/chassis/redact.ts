@@ -23,3 +23,52 @@ export function redactConfig (config: Record<string, unknown>): Record<string, u
   }
   return out
 }
+
+/**
+ * Query parameters whose value is a credential. A key sent this way is refused, but the URL that carried it is
+ * still logged and traced, so its value is replaced wherever a URL leaves the process (log lines, spans).
+ */
+export const SECRET_QUERY_PARAMS: ReadonlySet<string> = new Set([
+  'api_key', 'apikey', 'api-key', 'key', 'x-api-key', 'x-service-key', 'token', 'access_token', 'refresh_token', 'id_token',
+  'auth', 'authorization', 'password', 'passwd', 'pwd', 'secret', 'client_secret', 'signature', 'sig', 'session'
+])
+
+export const REDACTED = '[REDACTED]'
+
+// The platform's own key format, wherever it appears in a URL (another parameter name, the path).
+const PLATFORM_KEY = /lck_[A-Za-z0-9_-]+/g
+
+// Every name above contains one of these; a query without any (nor an escape) has nothing to scrub, and most
+// queries are like that, on every request's log line and span.
+const MAYBE_SECRET = /key|token|auth|pass|pwd|secret|sig|session|lck_|%/i
+
+function paramName (raw: string): string {
+  if (!raw.includes('%') && !raw.includes('+')) return raw.toLowerCase()
+  try {
+    return decodeURIComponent(raw.replace(/\+/g, ' ')).toLowerCase()
+  } catch {
+    return raw.toLowerCase()
+  }
+}
+
+/** A query string (without `?`) with the value of every secret parameter replaced; the rest is left as sent. */
+export function scrubQuery (query: string): string {
+  if (!MAYBE_SECRET.test(query)) return query
+  let out = query
+  if (query.includes('=')) {
+    // By hand rather than URLSearchParams: re-encoding would change what was sent, and the order must stay.
+    out = query.split('&').map((pair) => {
+      const eq = pair.indexOf('=')
+      return eq > 0 && SECRET_QUERY_PARAMS.has(paramName(pair.slice(0, eq))) ? `${pair.slice(0, eq + 1)}${REDACTED}` : pair
+    }).join('&')
+  }
+  return out.includes('lck_') ? out.replace(PLATFORM_KEY, REDACTED) : out
+}
+
+/** A URL, path or request target with secrets scrubbed from its query string (and any platform key anywhere). */
+export function scrubUrl (url: string): string {
+  const q = url.indexOf('?')
+  if (q === -1) return url.includes('lck_') ? url.replace(PLATFORM_KEY, REDACTED) : url
+  const head = url.slice(0, q)
+  return `${head.includes('lck_') ? head.replace(PLATFORM_KEY, REDACTED) : head}?${scrubQuery(url.slice(q + 1))}`
+}

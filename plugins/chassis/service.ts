@@ -5,6 +5,7 @@ import type { ChassisConfig } from './config-schema.js'
 import { formatSchemaErrors, installErrorHandling } from './error-handler.js'
 import { healthPlugin } from './health.js'
 import { lazyChildLogger } from './lazy-logger.js'
+import { requestLogValue } from './log-serializers.js'
 import { SECURITY_HEADERS } from './security-headers.js'
 
 /** A step that registers something on the app: a shared plugin, a route module, a hook. */
@@ -47,6 +48,7 @@ function loggerOptions (def: ServiceDefinition): Pick<FastifyServerOptions, 'log
       level: def.config.LOG_LEVEL,
       base: { service: def.name },
       redact: { paths: REDACTED_LOG_PATHS, censor: '[redacted]' },
+      serializers: { req: requestLogValue },
       ...(def.logger ?? {})
     }
   }

@@ -3,6 +3,7 @@ import { FastifyOtelInstrumentation } from '@fastify/otel'
 import type { Instrumentation } from '@opentelemetry/instrumentation'
 import { loadQueryParser, normalizeQuery } from './query-normalizer.js'
 import { traceQueries } from './query-spans.js'
+import { redisStatement } from './redis-statement.js'
 
 /**
  * The instrumentations every service runs with (the preload's, and the in-process span tests').
@@ -23,11 +24,16 @@ export async function createInstrumentations (): Promise<Instrumentation[]> {
       '@opentelemetry/instrumentation-net': { enabled: false },
       '@opentelemetry/instrumentation-dns': { enabled: false },
       '@opentelemetry/instrumentation-http': { disableIncomingRequestInstrumentation: true },
+      // Redis spans carry the command and its keys only: cached leads travel as values and Lua script arguments.
+      '@opentelemetry/instrumentation-ioredis': { dbStatementSerializer: redisStatement },
+      '@opentelemetry/instrumentation-redis': { dbStatementSerializer: redisStatement },
       // Database spans are made at the db-pool query seam (query-spans.ts), one per query, never twice; with
       // OTEL_PG_INSTRUMENTATION=true the pg instrumentation makes them instead, for clients outside the pool too.
       '@opentelemetry/instrumentation-pg': {
         enabled: pgInstrumentation(),
         ignoreConnectSpans: true,
+        // The statement text only, never the values bound to it (they are leads' names, emails and phones).
+        enhancedDatabaseReporting: false,
         requestHook: (span, info) => {
           if (info.query.text) span.setAttribute('db.query.fingerprint', normalizeQuery(info.query.text).fingerprint)
         }

@@ -118,3 +118,26 @@ test('a stream too large for the limit keeps the batches it committed and report
   assert.equal(body.report.rows, body.report.inserted, 'the rows it reports are the rows it committed')
   assert.ok(body.report.inserted > 0)
 })
+
+test('a rejected row\'s reason names its field and what is wrong, never quoting the value it held', async (t) => {
+  const { app } = await setup(t)
+  const csv = [
+    CSV_HEADER,
+    'Ann,Lee,x"someone@example.com",,auto,CA,web,1', // line 2: a stray quote; csv-parse says `value is "x\"someone..."`
+    'Bob,Ray,someone.else@,,auto,CA,web,1', // line 3
+    'Cy,Doe,"cy@example.com,,auto,CA,web,1' // line 4: a quote never closed
+  ].join('\n')
+  const res = await post(app, csv)
+  assert.equal(res.statusCode, 200, res.body)
+  const reasons = (res.json().rejections as Array<{ line: number, reason: string }>)
+  assert.deepEqual(reasons, [
+    { line: 2, reason: 'unreadable CSV: a quote inside an unquoted value in field email' },
+    { line: 3, reason: 'email must match format "email"' },
+    { line: 4, reason: 'unreadable CSV: a quote that is never closed in field email' }
+  ])
+  const ndjson = await post(app, [
+    JSON.stringify({ firstName: 'Di', lastName: 'Eve', email: 'di@example.com', product: 'home', state: 'FL', 'someone@example.com': 1 }),
+    JSON.stringify({ firstName: 'Di', lastName: 'Eve', email: 'di@example.com', product: 'home', state: 'FL', nickname: 'Dee' })
+  ].join('\n'), 'application/x-ndjson')
+  assert.deepEqual(ndjson.json().rejections, [{ line: 1, reason: 'an unknown field' }, { line: 2, reason: 'unknown field nickname' }])
+})

@@ -1,6 +1,6 @@
 import { createInterface } from 'node:readline'
 import type { Readable } from 'node:stream'
-import { parse } from 'csv-parse'
+import { CsvError, parse } from 'csv-parse'
 import { Ajv } from 'ajv'
 import addFormats from 'ajv-formats'
 import type { ConnectionPool } from '../../plugins/db-pool/index.js'
@@ -55,10 +55,18 @@ function fromCsv (record: Record<string, string>): Record<string, unknown> {
   return out
 }
 
+const MAX_RECORD_BYTES = 65536
+
 async function * csvRows (input: Readable, onSkip: (r: Rejection) => void): AsyncGenerator<Row> {
-  const parser = input.pipe(parse({ columns: true, bom: true, trim: false, skip_empty_lines: true, skip_records_with_error: true, info: true, max_record_size: 65536 }))
+  const parser = input.pipe(parse({ columns: true, bom: true, trim: false, skip_empty_lines: true, skip_records_with_error: true, info: true, max_record_size: MAX_RECORD_BYTES }))
   input.once('error', (error) => parser.destroy(error))
-  parser.on('skip', (error: Error & { lines?: number }) => onSkip({ line: error.lines ?? 0, reason: `unreadable CSV: ${error.message}` }))
+  // csv-parse can skip one record twice (each stray quote in it); the row is rejected once.
+  let lastSkipped = -1
+  parser.on('skip', (error: CsvError & { lines?: number }) => {
+    const line = error.lines ?? 0
+    if (line !== lastSkipped) onSkip({ line, reason: describeCsvError(error) })
+    lastSkipped = line
+  })
   for await (const { record, info } of parser as AsyncIterable<{ record: Record<string, string>, info: { lines: number } }>) {
     yield { line: info.lines, record: fromCsv(record) }
   }
@@ -79,12 +87,22 @@ async function * ndjsonRows (input: Readable): AsyncGenerator<Row> {
   }
 }
 
+// Rejection reasons and error messages name the field and what is wrong with it, never the value: a reason is
+// returned to the caller, and logged when an import is interrupted, and the value may be a name, an email or a phone.
+const LEAD_FIELDS = new Set([...Object.keys(createLeadBodySchema.properties), ...Object.keys(SNAKE)])
+// A submitted property name is shown only when it looks like a name (an email used as a key does not).
+const SHOWABLE_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,63}$/
+
 function describe (errors: typeof validateLead.errors): string {
   const e = errors?.[0]
   if (!e) return 'invalid'
-  const field = e.instancePath.replace(/^\//, '') || (e.params as { missingProperty?: string, additionalProperty?: string }).missingProperty || (e.params as { additionalProperty?: string }).additionalProperty || 'row'
+  const params = e.params as { missingProperty?: string, additionalProperty?: string }
+  if (e.keyword === 'additionalProperties') {
+    const name = String(params.additionalProperty)
+    return SHOWABLE_NAME.test(name) ? `unknown field ${name}` : 'an unknown field'
+  }
+  const field = e.instancePath.replace(/^\//, '') || params.missingProperty || 'row'
   if (e.keyword === 'required') return `${field} is required`
-  if (e.keyword === 'additionalProperties') return `unknown field ${field}`
   if (e.keyword === 'enum') return `${field} must be one of ${((e.params as { allowedValues?: unknown[] }).allowedValues ?? []).join(', ')}`
   return `${field} ${e.message ?? 'is invalid'}`
 }
@@ -169,6 +187,34 @@ export async function importLeads (db: ConnectionPool, input: Readable, format: 
   return finish(report)
 }
 
+// csv-parse's own messages quote the cell they stopped at (`value is "someone@example.com"`).
+const CSV_PROBLEMS: Record<string, string> = {
+  INVALID_OPENING_QUOTE: 'a quote inside an unquoted value',
+  CSV_INVALID_CLOSING_QUOTE: 'characters after a closing quote',
+  CSV_NON_TRIMABLE_CHAR_AFTER_CLOSING_QUOTE: 'characters after a closing quote',
+  CSV_QUOTE_NOT_CLOSED: 'a quote that is never closed',
+  CSV_RECORD_INCONSISTENT_FIELDS_LENGTH: 'another number of cells than the header row',
+  CSV_RECORD_INCONSISTENT_COLUMNS: 'another number of cells than the header row',
+  CSV_MAX_RECORD_SIZE: `a record longer than ${MAX_RECORD_BYTES} bytes`
+}
+
+/** What csv-parse found wrong, and in which field, without the cell's content. */
+function describeCsvError (error: CsvError & { column?: unknown }): string {
+  const problem = CSV_PROBLEMS[error.code] ?? `a malformed record (${error.code})`
+  const column = error.column
+  const where = typeof column === 'string' && LEAD_FIELDS.has(column) ? ` in field ${column}` : typeof column === 'number' ? ` in column ${column + 1}` : ''
+  return `unreadable CSV: ${problem}${where}`
+}
+
+/**
+ * The cause of an interrupted import in words that carry no submitted value: csv-parse's are replaced, the others
+ * that can stop an import (DatabaseError, the size limit, a dropped upload) never quote a value.
+ */
+function describeCause (cause: unknown): string {
+  if (cause instanceof CsvError) return describeCsvError(cause)
+  return (cause as Error | undefined)?.message ?? 'unknown error'
+}
+
 /** Every row read is reported once (rows the CSV parser skipped included), rejections in file order. */
 function finish (report: ImportReport): ImportReport {
   report.rows = report.inserted + report.updated + report.unchanged + report.rejected
@@ -184,7 +230,7 @@ export class ImportInterruptedError extends Error {
   readonly report: ImportReport
   readonly line: number
   constructor (report: ImportReport, line: number, cause: unknown) {
-    super(`the import stopped at the batch starting at line ${line}: ${(cause as Error).message}`, { cause })
+    super(`the import stopped at the batch starting at line ${line}: ${describeCause(cause)}`, { cause })
     this.name = 'ImportInterruptedError'
     this.report = report
     this.line = line

@@ -12,17 +12,25 @@ export interface ReceivedSpan { service: string, scope: string, span: OtlpSpan }
 
 type After = { after: (fn: () => unknown) => void }
 
+/** One export as it arrived (traces, metrics or logs; JSON or protobuf, where strings are UTF-8 all the same). */
+export interface OtlpExport { path: string, contentType: string, body: Buffer }
+
 /**
  * A small OTLP/HTTP receiver (JSON encoding, the services' default, so a test can read what arrives), closed after
- * the test. `contentTypes` lists the content type of every export; bodies in another encoding are not read.
+ * the test. `contentTypes` lists the content type of every trace export; bodies in another encoding are not read.
+ * `exports` keeps every body received, on any path, as sent.
  */
-export async function startOtlpReceiver (t: After): Promise<{ url: string, received: ReceivedSpan[], contentTypes: string[] }> {
+export async function startOtlpReceiver (t: After): Promise<{ url: string, received: ReceivedSpan[], contentTypes: string[], exports: OtlpExport[] }> {
   const received: ReceivedSpan[] = []
   const contentTypes: string[] = []
+  const exports: OtlpExport[] = []
   const receiver = createServer((req, res) => {
-    let body = ''
-    req.on('data', (c: Buffer) => { body += c.toString() })
+    const chunks: Buffer[] = []
+    req.on('data', (c: Buffer) => { chunks.push(c) })
     req.on('end', () => {
+      const raw = Buffer.concat(chunks)
+      exports.push({ path: req.url ?? '', contentType: req.headers['content-type'] ?? '', body: raw })
+      const body = raw.toString()
       const json = req.headers['content-type']?.startsWith('application/json') === true
       if (req.url === '/v1/traces') contentTypes.push(req.headers['content-type'] ?? '')
       if (req.url === '/v1/traces' && json) {
@@ -37,14 +45,14 @@ export async function startOtlpReceiver (t: After): Promise<{ url: string, recei
   const port = await freePort()
   receiver.listen(port, '127.0.0.1')
   t.after(() => { receiver.close() })
-  return { url: `http://127.0.0.1:${port}`, received, contentTypes }
+  return { url: `http://127.0.0.1:${port}`, received, contentTypes, exports }
 }
 
 /**
  * Starts a service entry the way production does (the OpenTelemetry preload first), exporting to `otlpUrl` as
- * OTEL_SERVICE_NAME `name`; resolves once it is live. Stopped after the test.
+ * OTEL_SERVICE_NAME `name`; resolves once it is live. Stopped after the test. Its log lines collect in `stdout()`.
  */
-export async function startTracedService (t: After, name: string, entry: string, otlpUrl: string, env: Record<string, string>): Promise<{ url: string, stderr: () => string, stop: () => Promise<number | null> }> {
+export async function startTracedService (t: After, name: string, entry: string, otlpUrl: string, env: Record<string, string>): Promise<{ url: string, stdout: () => string, stderr: () => string, stop: () => Promise<number | null> }> {
   const port = await freePort()
   const child = spawn(process.execPath, ['--import', join(projectRoot, 'dist', 'plugins', 'telemetry', 'otel-preload.js'), join(projectRoot, entry)], {
     cwd: projectRoot,
@@ -54,9 +62,11 @@ export async function startTracedService (t: After, name: string, entry: string,
       OTEL_BSP_SCHEDULE_DELAY: '100', OTEL_METRICS_EXPORTER: 'none', OTEL_LOGS_EXPORTER: 'none',
       ...env
     },
-    stdio: ['ignore', 'ignore', 'pipe']
+    stdio: ['ignore', 'pipe', 'pipe']
   })
+  let stdout = ''
   let stderr = ''
+  child.stdout.on('data', (d: Buffer) => { stdout += d.toString() })
   child.stderr.on('data', (d: Buffer) => { stderr += d.toString() })
   const stop = async (): Promise<number | null> => {
     if (child.exitCode === null) {
@@ -67,8 +77,9 @@ export async function startTracedService (t: After, name: string, entry: string,
   }
   t.after(stop)
   const url = `http://127.0.0.1:${port}`
-  for (let i = 0; i < 100 && !(await fetch(`${url}/health/live`).then((r) => r.ok, () => false)); i++) await sleep(100)
-  return { url, stderr: () => stderr, stop }
+  // Up to 30 s: a busy machine loads the SDK and its instrumentations slowly.
+  for (let i = 0; i < 300 && child.exitCode === null && !(await fetch(`${url}/health/live`).then((r) => r.ok, () => false)); i++) await sleep(100)
+  return { url, stdout: () => stdout, stderr: () => stderr, stop }
 }
 
 /** Waits (up to 5 s) until `done` holds over what was received. */

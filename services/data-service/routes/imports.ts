@@ -73,7 +73,10 @@ export async function importRoutes (app: FastifyInstance, opts: ImportRoutesOpti
       const cause = error.cause as { statusCode?: number, code?: string, message?: string } | undefined
       const statusCode = cause?.statusCode && cause.statusCode < 500 ? cause.statusCode : 503
       const code = statusCode === 503 ? 'IMPORT_INTERRUPTED' : cause?.code ?? 'IMPORT_ABORTED'
-      request.log.warn({ err: error, line: error.line }, 'import interrupted')
+      // Neither the error (its report lists every rejection) nor its cause chain is logged whole: a cause from the
+      // CSV parser quotes the cell it stopped at. The message says what and where, without values.
+      const { rejections: _listed, ...counts } = error.report
+      request.log.warn({ line: error.line, cause: { type: (error.cause as Error | undefined)?.name, code: cause?.code }, import: counts }, `import interrupted: ${error.message}`)
       return reply.code(statusCode as 400).type('application/json').send(JSON.stringify({
         statusCode, code, error: statusCode === 413 ? 'Payload Too Large' : statusCode === 503 ? 'Service Unavailable' : 'Bad Request',
         message: statusCode === 503 ? error.message : cause?.message ?? error.message, line: error.line, report: error.report

@@ -1,0 +1,20 @@
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { scrubQuery, scrubUrl } from './redact.js'
+
+const key = 'lck_AAAAAAAAAAAA_0123456789abcdefghijklmnopqrstuvwxyzABCDEFG'
+
+test('a key in a query string is replaced, whatever the parameter\'s name, spelling or place; the rest is kept as sent', () => {
+  assert.equal(scrubUrl(`/api/v1/leads?api_key=${key}`), '/api/v1/leads?api_key=[REDACTED]')
+  assert.equal(scrubUrl('/a?limit=5&TOKEN=abc&state=CA&access_token=x%20y&password='), '/a?limit=5&TOKEN=[REDACTED]&state=CA&access_token=[REDACTED]&password=[REDACTED]')
+  assert.equal(scrubUrl('http://h:1/a?api%5Fkey=abc&q=a%20b'), 'http://h:1/a?api%5Fkey=[REDACTED]&q=a%20b')
+  assert.equal(scrubUrl('/a?%61%70%69%5F%6B%65%79=abc&q=1'), '/a?%61%70%69%5F%6B%65%79=[REDACTED]&q=1')
+  // The platform's own key format is recognised under any name, and in the path.
+  assert.equal(scrubUrl(`/a?k=${key}&x=1`), '/a?k=[REDACTED]&x=1')
+  assert.equal(scrubUrl(`/keys/${key}`), '/keys/[REDACTED]')
+  assert.equal(scrubQuery(`secret=s&sort=-score&x=${key}`), 'secret=[REDACTED]&sort=-score&x=[REDACTED]')
+})
+
+test('a URL without a secret is returned unchanged (the same string)', () => {
+  for (const url of ['/api/v1/leads', '/api/v1/leads?limit=5&sort=-score', '/a?monkey=1&tokens=2&%zz=3', '']) assert.equal(scrubUrl(url), url)
+})
