@@ -11,5 +11,10 @@ export default tseslint.config(
       '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
       'no-console': 'off'
     }
+  },
+  {
+    // The lead-capture page's script runs in the browser.
+    files: ['services/api/public/**/*.js'],
+    languageOptions: { sourceType: 'module', globals: { document: 'readonly', fetch: 'readonly', window: 'readonly' } }
   }
 )

@@ -44,6 +44,9 @@ test('npm start with nothing configured: embedded PostgreSQL, seeded leads, clea
     assert.match(out(), new RegExp(`api: ${api}`))
     assert.match(out(), new RegExp(`data-service: http://127.0.0.1:${env.DATA_SERVICE_PORT}/`))
     assert.match(out(), new RegExp(`orchestrator: http://127.0.0.1:${env.ORCHESTRATOR_PORT}/`))
+    const form = new RegExp(`lead-capture form: (http://127.0.0.1:${env.API_PORT}/quote/)`).exec(out())?.[1]
+    assert.ok(form, 'the form\'s URL is printed')
+    assert.match(await (await fetch(form)).text(), /<form id="lead-form"/)
     const key = /demo API key \(leads:read, leads:write, leads:import, reports:read, routing\): (lck_\S+)/.exec(out())?.[1]
     assert.ok(key, 'a demo key is printed')
     assert.match(out(), /try: curl -s -H 'x-api-key: lck_/)

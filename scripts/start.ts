@@ -120,6 +120,7 @@ if (ready.includes(false)) {
 }
 log(`database: ${redactUrl(db.url) ?? ''}${db.embedded ? ' (embedded)' : ''}`)
 for (const s of SERVICES) log(`${s.name}: http://127.0.0.1:${s.port}${s.path}`)
+log(`lead-capture form: http://127.0.0.1:${config.API_PORT}/quote/`)
 if (demoKey) {
   log(`demo API key (${DEMO_SCOPES.join(', ')}): ${demoKey}`)
   log(`try: curl -s -H 'x-api-key: ${demoKey}' 'http://127.0.0.1:${config.API_PORT}/api/v1/leads?status=new&limit=5'`)

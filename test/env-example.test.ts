@@ -8,8 +8,9 @@ import { dataServiceConfigSchema } from '../services/data-service/config.js'
 import { orchestratorConfigSchema } from '../services/orchestrator/config.js'
 import { composeSchema } from '../plugins/chassis/index.js'
 import { scriptsConfigFragment } from '../scripts/lib/config.js'
+import { cdnConfigFragment } from '../plugins/cdn/index.js'
 
-const schemas = { api: apiConfigSchema, 'data-service': dataServiceConfigSchema, orchestrator: orchestratorConfigSchema, scripts: composeSchema(scriptsConfigFragment) }
+const schemas = { api: apiConfigSchema, 'data-service': dataServiceConfigSchema, orchestrator: orchestratorConfigSchema, scripts: composeSchema(scriptsConfigFragment), cdn: composeSchema(cdnConfigFragment) }
 
 function documented (): Map<string, string> {
   const vars = new Map<string, string>()

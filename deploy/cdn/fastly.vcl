@@ -1,4 +1,5 @@
-# The Fastly alternative (VCL): API paths pass, static files and uploads are cached for 7 and 30 days, scripts and
+# The Fastly alternative (VCL): API paths pass, static files and uploads are cached for 7 and 30 days, the
+# lead-capture page for a minute, scripts and
 # styles 7 days, images 30 days, and edge rate limits of 1000 requests per minute for the API and 10 for admin
 # routes (block), as in cloudflare.yaml. WAF (OWASP rules) and bot management are enabled on the service in
 # Fastly's Next-Gen WAF, outside VCL.
@@ -30,6 +31,8 @@ sub vcl_fetch {
 #FASTLY fetch
   if (req.url.path ~ "^/static/") {
     set beresp.ttl = 7d;
+  } else if (req.url.path ~ "^/quote/") {
+    set beresp.ttl = 60s;
   } else if (req.url.path ~ "^/uploads/") {
     set beresp.ttl = 30d;
   } else if (req.url.ext ~ "^(js|css)$") {

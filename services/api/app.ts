@@ -5,6 +5,7 @@ import type { ApiConfig } from './config.js'
 import { leadRoutes } from './routes/leads.js'
 import { adminRoutes } from './routes/admin.js'
 import { edgeRoutes } from './routes/edge.js'
+import { pageRoutes } from './routes/page.js'
 
 export interface BuildApiOptions extends PlatformOptions {
   logger?: ServiceDefinition['logger']
@@ -20,7 +21,8 @@ export async function buildApp (config: ApiConfig, options: BuildApiOptions = {}
     routes: [
       (app) => app.register(leadRoutes, { prefix: '/api/v1/leads', bodyLimit: config.LEAD_BODY_LIMIT_BYTES, cache: config.CACHE_ENABLED }),
       (app) => app.register(adminRoutes, { prefix: '/api/v1/admin' }),
-      (app) => app.register(edgeRoutes, { prefix: '/api/v1/edge' })
+      (app) => app.register(edgeRoutes, { prefix: '/api/v1/edge' }),
+      (app) => app.register(pageRoutes)
     ]
   })
 }

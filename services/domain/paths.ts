@@ -15,3 +15,5 @@ function findRoot (start: string): string {
 /** The project root, found from this file whether it runs from the sources or from dist/. */
 export const projectRoot = findRoot(dirname(fileURLToPath(import.meta.url)))
 export const migrationsDir = join(projectRoot, 'services', 'domain', 'migrations')
+/** The built lead-capture page and its content-hashed assets (scripts/build-static.ts writes it). */
+export const publicDir = join(projectRoot, 'dist', 'public')

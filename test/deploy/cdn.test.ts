@@ -3,7 +3,7 @@ import assert from 'node:assert/strict'
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { parse } from 'yaml'
-import { projectRoot } from '../../services/domain/paths.js'
+import { projectRoot, publicDir } from '../../services/domain/paths.js'
 import { presets } from '../../plugins/rate-limit/index.js'
 import { buildApp } from '../../services/api/app.js'
 import { createTestSchema, testApiConfig, uniqueName, SERVICE_HEADERS } from '../helpers/database.js'
@@ -24,6 +24,7 @@ const EXPECTED: Record<string, Decision> = {
   '/api/v1/leads/file.js': 'bypass',
   '/data/v1/reports/funnel': 'bypass',
   '/orchestrator/v1/route-batch': 'bypass',
+  '/quote/': 60,
   '/static/app.css': 7 * DAY,
   '/static/logo.png': 7 * DAY,
   '/uploads/photo.jpg': 30 * DAY,
@@ -65,9 +66,9 @@ function fastlyDecision (path: string): Decision | undefined {
   const pass = /if \(req\.url\.path ~ "([^"]+)"\) \{\s*return\(pass\);/.exec(recv)?.[1]
   if (pass && new RegExp(pass).test(path)) return 'bypass'
   const fetch = /sub vcl_fetch \{([\s\S]*?)\n\}/.exec(fastly)?.[1] ?? ''
-  for (const m of fetch.matchAll(/req\.url\.(path|ext) ~ "([^"]+)"\) \{\s*set beresp\.ttl = (\d+)d;/g)) {
+  for (const m of fetch.matchAll(/req\.url\.(path|ext) ~ "([^"]+)"\) \{\s*set beresp\.ttl = (\d+)(s|d);/g)) {
     const subject = m[1] === 'ext' ? extensionOf(path) : path
-    if (new RegExp(m[2] ?? '').test(subject)) return Number(m[3]) * DAY
+    if (new RegExp(m[2] ?? '').test(subject)) return Number(m[3]) * (m[4] === 'd' ? DAY : 1)
   }
   return 'bypass'
 }
@@ -94,10 +95,24 @@ test('the CDN rules agree with what the origin says: APIs forbid shared caching,
   const created = await app.inject({ method: 'POST', url: '/api/v1/leads', payload: { firstName: 'A', lastName: 'B', email: 'cdn@example.com', product: 'auto', state: 'CA' } })
   assert.equal(created.headers['cache-control'], 'no-store')
   const conf = readFileSync(join(NGINX_DIR, 'nginx.conf'), 'utf8')
-  for (const [prefix, example] of [['/static/', '/static/app.css'], ['/uploads/', '/uploads/photo.jpg']] as const) {
-    const block = new RegExp(`location ${prefix} \\{([\\s\\S]*?)\\n    \\}`).exec(conf)?.[1] ?? ''
-    const maxAge = Number(/Cache-Control "public, max-age=(\d+)"/.exec(block)?.[1])
-    assert.equal(maxAge, cloudflareDecision(example), `NGINX ${prefix} max-age agrees with the CDN`)
+  const block = /location \/uploads\/ \{([\s\S]*?)\n {4}\}/.exec(conf)?.[1] ?? ''
+  assert.equal(Number(/Cache-Control "public, max-age=(\d+)"/.exec(block)?.[1]), cloudflareDecision('/uploads/photo.jpg'), 'NGINX /uploads/ max-age agrees with the CDN')
+  // The page and its assets: the origin's Cache-Control, which NGINX passes on and keeps them by, is what each CDN keeps.
+  const manifest = JSON.parse(readFileSync(join(publicDir, 'manifest.json'), 'utf8')) as Record<string, string>
+  for (const path of Object.keys(manifest)) {
+    const res = await app.inject({ url: path })
+    assert.equal(res.statusCode, 200, path)
+    const maxAge = Number(/max-age=(\d+)/.exec(String(res.headers['cache-control']))?.[1])
+    for (const [cdn, decide] of [['cloudflare', cloudflareDecision], ['cloudfront', cloudfrontDecision], ['fastly', fastlyDecision]] as const) {
+      assert.equal(decide(path), maxAge, `${cdn} keeps ${path} as long as the origin says (${String(res.headers['cache-control'])})`)
+    }
+    assert.equal(res.headers['cache-tag'], 'lead-form', 'Cloudflare purges the page by its tag')
+    assert.equal(res.headers['surrogate-key'], 'lead-form', 'Fastly purges the page by its surrogate key')
+  }
+  for (const prefix of ['/static/', '/quote/']) {
+    const location = new RegExp(`location ${prefix} \\{([\\s\\S]*?)\\n    \\}`).exec(conf)?.[1] ?? ''
+    assert.match(location, /proxy_cache static_cache;/, `NGINX caches ${prefix}`)
+    assert.doesNotMatch(location, /add_header Cache-Control/, `NGINX passes the origin's Cache-Control for ${prefix}`)
   }
 })
 
@@ -112,8 +127,9 @@ test('edge rate limits match the services\' presets and block; security features
   assert.equal(api.ratelimit.period * 1000, presets.apiKey.windowMs)
   for (const r of rules) assert.equal(r.action, 'block')
   const s = cloudflare.settings
-  for (const key of ['http3', 'brotli', 'mirage', 'bot_fight_mode']) assert.equal(s[key], 'on', key)
-  assert.deepEqual(s.minify, { html: 'on', css: 'on', js: 'on' })
+  for (const key of ['http3', 'bot_fight_mode', 'always_use_https']) assert.equal(s[key], 'on', key)
+  // Settings Cloudflare has retired: the API refuses them, so a config that sets them cannot be applied.
+  for (const retired of ['minify', 'brotli', 'mirage', 'server_side_exclude', 'mobile_redirect']) assert.equal(s[retired], undefined, `${retired} is retired`)
   assert.equal(s.polish, 'lossless')
   assert.ok((cloudflare.waf.rules as Obj[]).some((r) => /OWASP/.test(r.description) && r.action === 'execute'))
 

@@ -1,0 +1,6 @@
+export { cdnConfigFragment, cdnOptionsFromConfig, type CdnConfig } from './config.js'
+export { CdnErrors } from './errors.js'
+export { changedPaths, type AssetManifest } from './manifest.js'
+export { CDN_DEFAULTS, CDN_PROVIDERS, type CdnProvider, type CdnPurgerOptions } from './options.js'
+export { cdnPlugin } from './plugin.js'
+export { CdnPurger, createCdnPurger, type PurgeResult, type PurgeTargets } from './purger.js'
