@@ -47,8 +47,8 @@ export function templateConfig (a: NginxAddresses, env: Record<string, string> =
     .replace(server('orchestrator', 3002), (_m, indent: string, rest: string) => `${indent}server 127.0.0.1:${a.orchestrator} ${rest}`)
     .replace(/listen 8000 default_server;/, `listen 127.0.0.1:${a.publicPort} default_server;`)
     .replace(/listen 8080;/, `listen 127.0.0.1:${a.statusPort};`)
-  for (const original of [' resolve ', 'listen 8000 ', 'listen 8080', '${NGINX_']) {
-    if (replaced.includes(original)) throw new Error(`nginx.conf: "${original}" was not templated`)
+  for (const original of ['-pods', 'listen 8000 ', 'listen 8080', '${NGINX_']) {
+    if (replaced.split('\n').some((line) => !line.trimStart().startsWith('#') && line.includes(original))) throw new Error(`nginx.conf: "${original}" was not templated`)
   }
   return replaced
 }
