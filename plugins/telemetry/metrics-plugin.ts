@@ -46,10 +46,14 @@ export const metricsPlugin = fp(async (app: FastifyInstance, opts: MetricsPlugin
     collect () { if (app.hasDecorator('db')) this.set(app.db.getMetrics().max) }
   })
   new Gauge({
-    name: 'circuit_breaker_open', help: 'Breakers by dependency: 1 while open or probing (calls to it are refused), 0 when closed', labelNames: ['breaker'] as const, registers: [registry],
+    name: 'circuit_breaker_open',
+    help: 'Breakers by dependency: 1 while open or probing (calls to it are refused), 0 when closed',
+    labelNames: ['breaker'] as const,
+    registers: [registry],
     collect () {
       const set = (breaker: string, state: string): void => { this.set({ breaker }, state === 'closed' ? 0 : 1) }
-      if (app.hasDecorator('cache') && app.cache.getStats().redis.breaker !== 'none') set('cache_redis', app.cache.getStats().redis.breaker)
+      const cacheBreaker = app.hasDecorator('cache') ? app.cache.getStats().redis.breaker : 'none'
+      if (cacheBreaker !== 'none') set('cache_redis', cacheBreaker)
       if (app.hasDecorator('rateLimiter')) set('rate_limit_store', app.rateLimiter.getStats().breaker)
       if (app.hasDecorator('services')) for (const [name, client] of Object.entries(app.services)) set(`service:${name}`, client.breakerState)
     }
