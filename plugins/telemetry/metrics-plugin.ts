@@ -42,6 +42,23 @@ export const metricsPlugin = fp(async (app: FastifyInstance, opts: MetricsPlugin
     }
   })
   new Gauge({
+    name: 'db_pool_max_connections', help: 'The pool\'s connection limit (saturation is active over this)', registers: [registry],
+    collect () { if (app.hasDecorator('db')) this.set(app.db.getMetrics().max) }
+  })
+  new Gauge({
+    name: 'circuit_breaker_open',
+    help: 'Breakers by dependency: 1 while open or probing (calls to it are refused), 0 when closed',
+    labelNames: ['breaker'] as const,
+    registers: [registry],
+    collect () {
+      const set = (breaker: string, state: string): void => { this.set({ breaker }, state === 'closed' ? 0 : 1) }
+      const cacheBreaker = app.hasDecorator('cache') ? app.cache.getStats().redis.breaker : 'none'
+      if (cacheBreaker !== 'none') set('cache_redis', cacheBreaker)
+      if (app.hasDecorator('rateLimiter')) set('rate_limit_store', app.rateLimiter.getStats().breaker)
+      if (app.hasDecorator('services')) for (const [name, client] of Object.entries(app.services)) set(`service:${name}`, client.breakerState)
+    }
+  })
+  new Gauge({
     name: 'db_pool_errors', help: 'Pool errors since start', registers: [registry],
     collect () { if (app.hasDecorator('db')) this.set(app.db.getMetrics().errors) }
   })

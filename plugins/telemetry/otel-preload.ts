@@ -13,10 +13,13 @@ if (configured) {
   if (!process.env.OTEL_EXPORTER_OTLP_PROTOCOL && !process.env.OTEL_EXPORTER_OTLP_TRACES_PROTOCOL) process.env.OTEL_EXPORTER_OTLP_TRACES_PROTOCOL = 'http/json'
   // ESM imports are instrumented through import-in-the-middle's loader hook.
   register('@opentelemetry/instrumentation/hook.mjs', import.meta.url)
-  const { NodeSDK } = await import('@opentelemetry/sdk-node')
+  const { NodeSDK, resources } = await import('@opentelemetry/sdk-node')
   const { createInstrumentations, startQuerySpans } = await import('./instrumentations.js')
   const { exportingSpanProcessors } = await import('./span-processors.js')
-  const sdk = new NodeSDK({ spanProcessors: exportingSpanProcessors(), instrumentations: await createInstrumentations() })
+  const { serviceResourceAttributes } = await import('./service-resource.js')
+  // Without OTEL_SERVICE_NAME a service would say unknown_service:node: it names itself after its entry instead.
+  const resource = resources.defaultResource().merge(resources.resourceFromAttributes(serviceResourceAttributes(process.argv[1])))
+  const sdk = new NodeSDK({ resource, spanProcessors: exportingSpanProcessors(), instrumentations: await createInstrumentations() })
   sdk.start()
   startQuerySpans()
   process.once('beforeExit', () => { void sdk.shutdown() })

@@ -10,6 +10,7 @@ import { projectRoot } from '../../services/domain/paths.js'
 import { createTestSchema, uniqueName, TEST_SERVICE_KEY } from '../helpers/database.js'
 import { freePort } from '../helpers/ports.js'
 import { startOtlpReceiver } from '../helpers/otlp.js'
+import { PROMETHEUS_DIR, promtool } from '../helpers/prometheus.js'
 
 type Obj = Record<string, any> // eslint-disable-line @typescript-eslint/no-explicit-any -- walking parsed YAML
 
@@ -25,25 +26,47 @@ const NODE_SERVICES = ['api-1', 'api-2', 'data-service', 'orchestrator']
 
 test('docker-compose config passes: the whole stack, health checks, start order, two api instances behind one name', () => {
   const { services } = composeConfig()
-  assert.deepEqual(Object.keys(services).sort(), ['api-1', 'api-2', 'data-service', 'jaeger', 'migrate', 'nginx', 'orchestrator', 'otel-collector', 'postgres', 'redis'])
+  assert.deepEqual(Object.keys(services).sort(), ['api-1', 'api-2', 'data-service', 'jaeger', 'migrate', 'nginx', 'orchestrator', 'otel-collector', 'postgres', 'prometheus', 'redis'])
   for (const name of [...NODE_SERVICES, 'postgres', 'redis', 'nginx']) assert.ok(services[name].healthcheck, `${name} has a health check`)
   for (const name of NODE_SERVICES) {
     assert.equal(services[name].depends_on.migrate.condition, 'service_completed_successfully', `${name} waits for the migration`)
     assert.equal(services[name].depends_on.postgres.condition, 'service_healthy')
     assert.equal(services[name].command[2], './dist/plugins/telemetry/otel-preload.js', `${name} starts with the OpenTelemetry preload`)
   }
-  for (const name of ['api-1', 'api-2']) assert.deepEqual(services[name].networks.default.aliases, ['api'])
+  for (const name of ['api-1', 'api-2']) assert.deepEqual(services[name].networks.default.aliases, ['api', 'api-pods'])
   for (const name of NODE_SERVICES) assert.equal(services.nginx.depends_on[name].condition, 'service_healthy')
-  // NGINX runs unprivileged on 8000 (its shipped listen port), published as 80; only it and Jaeger's UI are published.
+  // NGINX runs unprivileged on 8000 (its shipped listen port), published as 80; only it, Jaeger's and Prometheus's UIs are published.
   const listen = Number(/listen (\d+) default_server/.exec(readFileSync(join(projectRoot, 'deploy', 'nginx', 'nginx.conf'), 'utf8'))?.[1])
   assert.deepEqual(services.nginx.ports, [{ published: 80, target: listen }])
-  assert.deepEqual(Object.keys(services).filter((n) => services[n].ports), ['jaeger', 'nginx'])
-  const upstreams = [...readFileSync(join(projectRoot, 'deploy', 'nginx', 'nginx.conf'), 'utf8').matchAll(/^\s*server ([a-z-]+):(\d+) /gm)]
+  assert.deepEqual(Object.keys(services).filter((n) => services[n].ports).sort(), ['jaeger', 'nginx', 'prometheus'])
+  // The upstreams' names (with NGINX_UPSTREAM_DOMAIN empty) are network aliases, resolved by Docker's DNS.
+  assert.equal(services.nginx.environment.NGINX_UPSTREAM_DOMAIN, '')
+  assert.equal(services.nginx.environment.NGINX_RESOLVER, '127.0.0.11')
+  const upstreams = [...readFileSync(join(projectRoot, 'deploy', 'nginx', 'nginx.conf'), 'utf8').matchAll(/^\s*server ([a-z-]+)\$\{NGINX_UPSTREAM_DOMAIN\}:(\d+) resolve /gm)]
+  assert.equal(upstreams.length, 3)
   for (const [, host, port] of upstreams) {
-    const target = host === 'api' ? services['api-1'] : services[host ?? '']
-    assert.ok(target, `the NGINX upstream ${host} is a compose service or alias`)
-    assert.equal(String(target.environment.PORT), port, `${host} listens on ${port}`)
+    const targets = NODE_SERVICES.filter((n) => services[n].networks?.default?.aliases?.includes(host))
+    assert.ok(targets.length > 0, `the NGINX upstream ${host} is a compose alias`)
+    for (const target of targets) assert.equal(String(services[target].environment.PORT), port, `${host} listens on ${port}`)
   }
+  assert.deepEqual(NODE_SERVICES.filter((n) => services[n].networks.default.aliases.includes('api-pods')), ['api-1', 'api-2'])
+})
+
+test('docker-compose runs Prometheus with the shipped rules, scraping every instance; Jaeger stays the trace viewer', () => {
+  const { services } = composeConfig()
+  // `docker-compose config` prints volumes as source:target:mode.
+  const mounts = Object.fromEntries((services.prometheus.volumes as string[]).map((v) => { const [source, target] = v.split(':'); return [target, source] }))
+  assert.equal(mounts['/etc/prometheus/rules.yml'], join(PROMETHEUS_DIR, 'rules.yml'))
+  assert.equal(mounts['/etc/prometheus/prometheus.yml'], join(PROMETHEUS_DIR, 'prometheus.yml'))
+  const config = parse(readFileSync(join(PROMETHEUS_DIR, 'prometheus.yml'), 'utf8')) as Obj
+  assert.deepEqual(config.rule_files, ['rules.yml'])
+  const targets = config.scrape_configs.flatMap((c: Obj) => c.static_configs.flatMap((s: Obj) => s.targets)).sort()
+  assert.deepEqual(targets, NODE_SERVICES.map((n) => `${n}:${services[n].environment.PORT}`).sort())
+  const check = promtool('check', 'config', 'prometheus.yml')
+  assert.ok(check.ok, check.output)
+  // Traces: services -> collector -> Jaeger over OTLP.
+  assert.equal(services['otel-collector'].environment.OTLP_TRACES_ENDPOINT, 'jaeger:4317')
+  assert.deepEqual(services.jaeger.ports.map((p: Obj) => p.target), [16686])
 })
 
 test('the image: multi-stage, production dependencies only, non-root, the preload in its command', () => {

@@ -2,13 +2,15 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
+import { parse } from 'yaml'
 import { apiConfigSchema } from '../../services/api/config.js'
 import { dataServiceConfigSchema } from '../../services/data-service/config.js'
 import { orchestratorConfigSchema } from '../../services/orchestrator/config.js'
-import { K8S_DIR, MODELS, loadManifests, unknownFieldErrors, type Manifest } from '../helpers/manifests.js'
+import { MODELS, OVERLAYS, loadManifests, unknownFieldErrors, type Manifest } from '../helpers/manifests.js'
 import { NGINX_DIR } from '../helpers/nginx.js'
 
-const manifests = loadManifests()
+// What `kubectl kustomize deploy/k8s/overlays/prod` renders; both overlays are validated below.
+const manifests = loadManifests('prod')
 const NS = 'insurance-lead-gen'
 const SERVICES = { api: apiConfigSchema, 'data-service': dataServiceConfigSchema, orchestrator: orchestratorConfigSchema }
 
@@ -16,9 +18,9 @@ type Obj = Record<string, any> // eslint-disable-line @typescript-eslint/no-expl
 const of = (kind: string): Obj[] => manifests.filter((m) => m.kind === kind) as Obj[]
 const named = (kind: string, name: string): Obj | undefined => of(kind).find((m) => m.metadata.name === name)
 
-test('every manifest validates against the Kubernetes schemas (kubernetes-models, VPA included)', async () => {
-  assert.ok(manifests.length >= 20, `${manifests.length} objects`)
-  for (const m of manifests) {
+test('every object of both overlays validates against the Kubernetes schemas (kubernetes-models, VPA and Prometheus Operator included)', async () => {
+  assert.ok(manifests.length >= 30, `${manifests.length} objects`)
+  for (const m of OVERLAYS.flatMap((o) => loadManifests(o))) {
     const model = MODELS[`${m.apiVersion}/${m.kind}`]
     assert.ok(model, `${m.file}: unexpected ${m.apiVersion} ${m.kind}`)
     const mod = await import(model.module) as Record<string, new (data: unknown) => { validate: () => void }>
@@ -26,13 +28,14 @@ test('every manifest validates against the Kubernetes schemas (kubernetes-models
     assert.ok(Model)
     const { file: _file, ...doc } = m
     assert.doesNotThrow(() => new Model(doc).validate(), `${m.file} ${m.kind} ${m.metadata.name}`)
-    if (m.kind !== 'Namespace' && m.file !== 'prometheus-adapter.yaml') assert.equal(m.metadata.namespace, NS, `${m.file} ${m.metadata.name} namespace`)
+    // prometheus-adapter's rules live beside the adapter.
+    const ns = m.metadata.name === 'prometheus-adapter-rules' ? 'monitoring' : NS
+    if (m.kind !== 'Namespace') assert.equal(m.metadata.namespace, ns, `${m.file} ${m.metadata.name} namespace`)
   }
 })
 
 test('no unknown field anywhere (TypeScript excess-property check against the models\' types)', () => {
-  const errors = unknownFieldErrors(manifests)
-  assert.deepEqual(errors, [])
+  for (const overlay of OVERLAYS) assert.deepEqual(unknownFieldErrors(loadManifests(overlay)), [], overlay)
   // The check itself catches a typo, at depth.
   const broken = structuredClone(manifests.find((m) => m.kind === 'Deployment')) as Obj
   broken.spec.template.spec.containers[0].readinesProbe = broken.spec.template.spec.containers[0].readinessProbe
@@ -68,8 +71,10 @@ test('enums the schemas leave as plain strings hold valid values', () => {
 
 test('each Deployment has a Service, an HPA, a VPA and a PDB; an HPA-managed Deployment sets no replicas', () => {
   const deployments = of('Deployment')
-  assert.deepEqual(deployments.map((d) => d.metadata.name).sort(), ['api', 'data-service', 'nginx', 'orchestrator'])
-  for (const d of deployments) {
+  assert.deepEqual(deployments.map((d) => d.metadata.name).sort(), ['api', 'data-service', 'nginx', 'orchestrator', 'otel-collector'])
+  // The collector has a fixed count: traces are not what the platform scales on.
+  assert.equal(named('Deployment', 'otel-collector')?.spec.replicas, 2)
+  for (const d of deployments.filter((x) => x.metadata.name !== 'otel-collector')) {
     const name = d.metadata.name as string
     const labels = d.spec.template.metadata.labels as Record<string, string>
     const selects = (selector: Record<string, string>): boolean => Object.entries(selector).every(([k, v]) => labels[k] === v)
@@ -107,9 +112,8 @@ test('the HPAs carry the specification\'s numbers; the VPAs its ranges and only 
     // The HPA scales on CPU and memory: a VPA acting on them would fight it, so it only recommends.
     assert.equal(v.spec.updatePolicy.updateMode, 'Off', `${name}: VPA recommends only`)
   }
-  const adapter = readFileSync(join(K8S_DIR, 'prometheus-adapter.yaml'), 'utf8')
-  assert.match(adapter, /http_requests_total/)
-  assert.match(adapter, /as: http_requests_per_second/)
+  const adapter = parse(named('ConfigMap', 'prometheus-adapter-rules')?.data['config.yaml']) as Obj
+  assert.deepEqual(adapter.rules.map((r: Obj) => r.name.as), ['http_requests_per_second'])
 })
 
 test('ports, probes and the NGINX upstreams agree; shutdown fits the grace period; pods run as non-root', () => {
@@ -124,20 +128,20 @@ test('ports, probes and the NGINX upstreams agree; shutdown fits the grace perio
       const get = container[probe]?.httpGet
       assert.ok(get, `${d.metadata.name} ${probe}`)
       assert.ok(ports.has(get.port), `${d.metadata.name} ${probe} port`)
-      const expectedPath = d.metadata.name === 'nginx' ? '/health' : probe === 'readinessProbe' ? '/health/ready' : '/health/live'
+      const expectedPath = { nginx: '/health', 'otel-collector': '/' }[d.metadata.name as string] ?? (probe === 'readinessProbe' ? '/health/ready' : '/health/live')
       assert.equal(get.path, expectedPath, `${d.metadata.name} ${probe} path`)
     }
     assert.equal(pod.securityContext.runAsNonRoot, true)
     assert.equal(container.securityContext.allowPrivilegeEscalation, false)
     assert.ok(container.resources.requests.cpu && container.resources.limits.memory, `${d.metadata.name} resources`)
     assert.ok(pod.topologySpreadConstraints.length > 0)
-    const preStopMs = (container.lifecycle.preStop.sleep.seconds as number) * 1000
-    const budget = d.metadata.name === 'nginx' ? preStopMs : preStopMs + Number(config.data.SHUTDOWN_DELAY_MS) + Number(config.data.SHUTDOWN_TIMEOUT_MS)
+    const preStopMs = ((container.lifecycle?.preStop.sleep.seconds ?? 0) as number) * 1000
+    const budget = ['nginx', 'otel-collector'].includes(d.metadata.name) ? preStopMs : preStopMs + Number(config.data.SHUTDOWN_DELAY_MS) + Number(config.data.SHUTDOWN_TIMEOUT_MS)
     assert.ok(budget < pod.terminationGracePeriodSeconds * 1000, `${d.metadata.name}: ${budget} ms of shutdown within the grace period`)
   }
-  // NGINX's upstream servers are the Services' names and ports.
+  // NGINX's upstream servers are the headless Services' names and ports (k8s-operations.test.ts checks the rest).
   const conf = readFileSync(join(NGINX_DIR, 'nginx.conf'), 'utf8')
-  const upstreams = [...conf.matchAll(/^\s*server ([a-z-]+):(\d+) /gm)].map((m) => [m[1] ?? '', Number(m[2])] as const)
+  const upstreams = [...conf.matchAll(/^\s*server ([a-z-]+)\$\{NGINX_UPSTREAM_DOMAIN\}:(\d+) /gm)].map((m) => [m[1] ?? '', Number(m[2])] as const)
   assert.equal(upstreams.length, 3)
   for (const [host, port] of upstreams) {
     const service = named('Service', host)

@@ -1,4 +1,4 @@
-import { readdirSync, readFileSync } from 'node:fs'
+import { spawnSync } from 'node:child_process'
 import { join } from 'node:path'
 import { parseAllDocuments } from 'yaml'
 import ts from 'typescript'
@@ -7,15 +7,24 @@ import { projectRoot } from '../../services/domain/paths.js'
 export interface Manifest { file: string, apiVersion: string, kind: string, metadata: { name: string, namespace?: string, labels?: Record<string, string> }, [key: string]: unknown }
 
 export const K8S_DIR = join(projectRoot, 'deploy', 'k8s')
+export const OVERLAYS = ['dev', 'prod'] as const
 
-export function loadManifests (): Manifest[] {
+/** `kubectl kustomize` of a folder under deploy/k8s (kubectl's built-in kustomize; no cluster is contacted). */
+export function renderKustomization (dir: string): string {
+  const r = spawnSync('kubectl', ['kustomize', join(K8S_DIR, dir)], { encoding: 'utf8' })
+  if (r.error) throw new Error(`kubectl is not installed (bash .ci/run installs it): ${r.error.message}`)
+  if (r.status !== 0) throw new Error(`kubectl kustomize ${dir}: ${r.stderr}`)
+  return r.stdout
+}
+
+/** The objects an overlay renders to, each tagged with the overlay (`file`). */
+export function loadManifests (overlay: typeof OVERLAYS[number] = 'prod'): Manifest[] {
+  const file = `overlays/${overlay}`
   const out: Manifest[] = []
-  for (const file of readdirSync(K8S_DIR).filter((f) => f.endsWith('.yaml')).sort()) {
-    for (const doc of parseAllDocuments(readFileSync(join(K8S_DIR, file), 'utf8'))) {
-      if (doc.errors.length > 0) throw new Error(`${file}: ${doc.errors.map((e) => e.message).join('; ')}`)
-      const value = doc.toJS() as Manifest | null
-      if (value) out.push({ ...value, file })
-    }
+  for (const doc of parseAllDocuments(renderKustomization(file))) {
+    if (doc.errors.length > 0) throw new Error(`${file}: ${doc.errors.map((e) => e.message).join('; ')}`)
+    const value = doc.toJS() as Manifest | null
+    if (value) out.push({ ...value, file })
   }
   return out
 }
@@ -29,7 +38,10 @@ export const MODELS: Record<string, { module: string, type: string }> = {
   'apps/v1/Deployment': { module: 'kubernetes-models/apps/v1/Deployment', type: 'IDeployment' },
   'policy/v1/PodDisruptionBudget': { module: 'kubernetes-models/policy/v1/PodDisruptionBudget', type: 'IPodDisruptionBudget' },
   'autoscaling/v2/HorizontalPodAutoscaler': { module: 'kubernetes-models/autoscaling/v2/HorizontalPodAutoscaler', type: 'IHorizontalPodAutoscaler' },
-  'autoscaling.k8s.io/v1/VerticalPodAutoscaler': { module: '@kubernetes-models/autoscaler/autoscaling.k8s.io/v1/VerticalPodAutoscaler', type: 'IVerticalPodAutoscaler' }
+  'autoscaling.k8s.io/v1/VerticalPodAutoscaler': { module: '@kubernetes-models/autoscaler/autoscaling.k8s.io/v1/VerticalPodAutoscaler', type: 'IVerticalPodAutoscaler' },
+  'monitoring.coreos.com/v1/ServiceMonitor': { module: '@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1/ServiceMonitor', type: 'IServiceMonitor' },
+  'monitoring.coreos.com/v1/PodMonitor': { module: '@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1/PodMonitor', type: 'IPodMonitor' },
+  'monitoring.coreos.com/v1/PrometheusRule': { module: '@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1/PrometheusRule', type: 'IPrometheusRule' }
 }
 
 /**

@@ -16,21 +16,39 @@ export interface NginxAddresses {
   statusPort: number
 }
 
+/** What the image sets for the template's variables on a machine without a cluster (deploy/nginx/Dockerfile has the defaults). */
+export const LOOPBACK_TEMPLATE_ENV: Record<string, string> = { NGINX_WORKER_PROCESSES: 'auto', NGINX_WORKER_CONNECTIONS: '4096', NGINX_RESOLVER: '127.0.0.1', NGINX_UPSTREAM_DOMAIN: '' }
+
 /**
- * The shipped nginx.conf with only its addresses templated: the upstream servers become loopback ports, and the
- * two listen ports become loopback ports (8000 and 8080 may be taken, and the service names resolve only inside a
- * cluster). Everything else, the include files too, is the shipped text.
+ * What the image's entrypoint does to a template (20-envsubst-on-templates.sh): envsubst with the list of the
+ * defined variables whose names match the filter, so NGINX's own $variables stay as they are.
  */
-export function templateConfig (a: NginxAddresses): string {
-  const text = readFileSync(join(NGINX_DIR, 'nginx.conf'), 'utf8')
+export function renderTemplate (text: string, env: Record<string, string>, filter = /^NGINX_/): string {
+  const names = Object.keys(env).filter((n) => filter.test(n)).map((n) => `\${${n}}`).join(' ')
+  const r = spawnSync('envsubst', [names], { input: text, encoding: 'utf8', env: { PATH: process.env.PATH ?? '', ...env } })
+  if (r.error) throw new Error(`envsubst is not installed (bash .ci/run installs gettext-base): ${r.error.message}`)
+  if (r.status !== 0) throw new Error(r.stderr)
+  return r.stdout
+}
+
+/**
+ * The shipped nginx.conf rendered with `env`, then only its addresses templated: the upstream servers become
+ * loopback ports, and the two listen ports become loopback ports (8000 and 8080 may be taken, and the service names
+ * resolve only inside a cluster). `resolve` goes with the names: an address needs no resolving, and Debian's NGINX
+ * (1.22) predates the parameter (the image's 1.28 has it). Everything else, the include files too, is the shipped text.
+ */
+export function templateConfig (a: NginxAddresses, env: Record<string, string> = LOOPBACK_TEMPLATE_ENV): string {
+  const text = renderTemplate(readFileSync(join(NGINX_DIR, 'nginx.conf'), 'utf8'), { ...LOOPBACK_TEMPLATE_ENV, ...env })
+  const domain = env.NGINX_UPSTREAM_DOMAIN ?? ''
+  const server = (host: string, port: number): RegExp => new RegExp(`^(\\s*)server ${host}-pods${domain.replace(/\./g, '\\.')}:${port} resolve (.*)$`, 'm')
   const replaced = text
-    .replace(/^(\s*)server api:3000 (.*)$/m, (_m, indent: string, rest: string) => a.api.map((p) => `${indent}server 127.0.0.1:${p} ${rest}`).join('\n'))
-    .replace(/server data-service:3001 /, `server 127.0.0.1:${a.dataService} `)
-    .replace(/server orchestrator:3002 /, `server 127.0.0.1:${a.orchestrator} `)
+    .replace(server('api', 3000), (_m, indent: string, rest: string) => a.api.map((p) => `${indent}server 127.0.0.1:${p} ${rest}`).join('\n'))
+    .replace(server('data-service', 3001), (_m, indent: string, rest: string) => `${indent}server 127.0.0.1:${a.dataService} ${rest}`)
+    .replace(server('orchestrator', 3002), (_m, indent: string, rest: string) => `${indent}server 127.0.0.1:${a.orchestrator} ${rest}`)
     .replace(/listen 8000 default_server;/, `listen 127.0.0.1:${a.publicPort} default_server;`)
     .replace(/listen 8080;/, `listen 127.0.0.1:${a.statusPort};`)
-  for (const original of ['server api:3000', 'server data-service:3001', 'server orchestrator:3002', 'listen 8000 ', 'listen 8080']) {
-    if (replaced.includes(original)) throw new Error(`nginx.conf: "${original}" was not templated`)
+  for (const original of ['-pods', 'listen 8000 ', 'listen 8080', '${NGINX_']) {
+    if (replaced.split('\n').some((line) => !line.trimStart().startsWith('#') && line.includes(original))) throw new Error(`nginx.conf: "${original}" was not templated`)
   }
   return replaced
 }

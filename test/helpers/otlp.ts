@@ -8,7 +8,7 @@ import { freePort } from './ports.js'
 
 export interface OtlpSpan { traceId: string, spanId: string, parentSpanId?: string, name: string, kind?: number, attributes?: Array<{ key: string, value: Record<string, unknown> }> }
 interface OtlpBody { resourceSpans: Array<{ resource: { attributes: Array<{ key: string, value: { stringValue?: string } }> }, scopeSpans: Array<{ scope: { name: string }, spans: OtlpSpan[] }> }> }
-export interface ReceivedSpan { service: string, scope: string, span: OtlpSpan }
+export interface ReceivedSpan { service: string, scope: string, span: OtlpSpan, resource: Record<string, string> }
 
 type After = { after: (fn: () => unknown) => void }
 
@@ -35,8 +35,9 @@ export async function startOtlpReceiver (t: After): Promise<{ url: string, recei
       if (req.url === '/v1/traces') contentTypes.push(req.headers['content-type'] ?? '')
       if (req.url === '/v1/traces' && json) {
         for (const rs of (JSON.parse(body) as OtlpBody).resourceSpans) {
-          const service = rs.resource.attributes.find((a) => a.key === 'service.name')?.value.stringValue ?? ''
-          for (const ss of rs.scopeSpans) for (const span of ss.spans) received.push({ service, scope: ss.scope.name, span })
+          const resource = Object.fromEntries(rs.resource.attributes.map((a) => [a.key, String(a.value.stringValue ?? '')]))
+          const service = resource['service.name'] ?? ''
+          for (const ss of rs.scopeSpans) for (const span of ss.spans) received.push({ service, scope: ss.scope.name, span, resource })
         }
       }
       res.writeHead(200, { 'content-type': 'application/json' }).end('{}')
@@ -50,7 +51,8 @@ export async function startOtlpReceiver (t: After): Promise<{ url: string, recei
 
 /**
  * Starts a service entry the way production does (the OpenTelemetry preload first), exporting to `otlpUrl` as
- * OTEL_SERVICE_NAME `name`; resolves once it is live. Stopped after the test. Its log lines collect in `stdout()`.
+ * OTEL_SERVICE_NAME `name` (not set when `name` is empty); resolves once it is live. Stopped after the test. Its log
+ * lines collect in `stdout()`.
  */
 export async function startTracedService (t: After, name: string, entry: string, otlpUrl: string, env: Record<string, string>): Promise<{ url: string, stdout: () => string, stderr: () => string, stop: () => Promise<number | null> }> {
   const port = await freePort()
@@ -58,7 +60,7 @@ export async function startTracedService (t: After, name: string, entry: string,
     cwd: projectRoot,
     env: {
       PATH: process.env.PATH ?? '', PORT: String(port), LOG_LEVEL: 'warn', DB_POOL_MIN: '1',
-      OTEL_SERVICE_NAME: name, OTEL_EXPORTER_OTLP_ENDPOINT: otlpUrl,
+      ...(name ? { OTEL_SERVICE_NAME: name } : {}), OTEL_EXPORTER_OTLP_ENDPOINT: otlpUrl,
       OTEL_BSP_SCHEDULE_DELAY: '100', OTEL_METRICS_EXPORTER: 'none', OTEL_LOGS_EXPORTER: 'none',
       ...env
     },
