@@ -10,6 +10,11 @@ export interface ApiKeyIdentity {
   scopes: string[]
 }
 
+export interface VerifyOptions {
+  /** Runs before a lookup a key needs (see `verify`); throw to refuse the request instead. */
+  beforeLookup?: () => Promise<void>
+}
+
 export interface MintedKey extends ApiKeyIdentity {
   /** The whole key, `lck_<id>_<secret>`: shown once, never stored. */
   key: string
@@ -45,7 +50,9 @@ export class ApiKeyStore {
   readonly #cacheTtl: number
   // Keys verified against the cached record they were checked with; a revocation replaces or drops that record,
   // which ends the memo's validity without a hash per request.
+  // Also what tells a key verified here before (it is not charged to its caller's budget again).
   readonly #verified = new LRUCache<string, { stored: StoredKey, identity: ApiKeyIdentity }>({ max: 10000 })
+  readonly #lookups = new Map<string, Promise<StoredKey | null>>()
 
   constructor (db: ConnectionPool, cache?: CacheManager, cacheTtlSeconds = 30) {
     this.#db = db
@@ -84,26 +91,52 @@ export class ApiKeyStore {
     return memo && this.#cache?.peek(`apikey:${memo.identity.id}`) === memo.stored ? memo.identity : undefined
   }
 
-  /** The identity of a valid, unrevoked key; undefined for anything else. */
-  async verify (key: string): Promise<ApiKeyIdentity | undefined> {
+  /**
+   * The identity of a valid, unrevoked key; undefined for anything else. A malformed key is refused without a
+   * lookup. `beforeLookup` runs once before a lookup that may reach Redis or PostgreSQL for a key this instance has
+   * not verified before (concurrent requests with the same key share one lookup); its rejection ends the verification.
+   */
+  async verify (key: string, options: VerifyOptions = {}): Promise<ApiKeyIdentity | undefined> {
     const known = this.verifiedIdentity(key)
     if (known) return known
     const match = KEY.exec(key)
     if (!match) return undefined
     const [, id, secret] = match as unknown as [string, string, string]
+    const stored = await this.#record(id, this.#verified.has(key) ? undefined : options.beforeLookup)
+    if (!stored || stored.revoked) return this.#refuse(key)
+    const expected = Buffer.from(stored.hash, 'base64')
+    const given = hashSecret(secret)
+    if (expected.length !== given.length || !timingSafeEqual(expected, given)) return this.#refuse(key)
+    const identity = Object.freeze({ id, name: stored.name, scopes: stored.scopes })
+    this.#verified.set(key, { stored, identity })
+    return identity
+  }
+
+  #refuse (key: string): undefined {
+    this.#verified.delete(key)
+    return undefined
+  }
+
+  async #record (id: string, beforeLookup: (() => Promise<void>) | undefined): Promise<StoredKey | null> {
+    const local = this.#cache?.peek<StoredKey | null>(`apikey:${id}`)
+    if (local !== undefined) return local
+    let pending = this.#lookups.get(id)
+    if (!pending) {
+      pending = this.#lookup(id, beforeLookup).finally(() => this.#lookups.delete(id))
+      this.#lookups.set(id, pending)
+    }
+    return pending
+  }
+
+  async #lookup (id: string, beforeLookup: (() => Promise<void>) | undefined): Promise<StoredKey | null> {
+    await beforeLookup?.()
     const load = async (): Promise<StoredKey | null> => {
       const { rows } = await this.#db.query<{ name: string, secret_hash: Buffer, scopes: string[], revoked: boolean }>(
         'SELECT name, secret_hash, scopes, revoked_at IS NOT NULL AS revoked FROM api_keys WHERE id = $1', [id])
       const row = rows[0]
       return row ? { name: row.name, hash: row.secret_hash.toString('base64'), scopes: row.scopes, revoked: row.revoked } : null
     }
-    const stored = this.#cache ? await this.#cache.getOrSet(`apikey:${id}`, load, { ttl: this.#cacheTtl }) : await load()
-    if (!stored || stored.revoked) return undefined
-    const expected = Buffer.from(stored.hash, 'base64')
-    const given = hashSecret(secret)
-    if (expected.length !== given.length || !timingSafeEqual(expected, given)) return undefined
-    const identity = Object.freeze({ id, name: stored.name, scopes: stored.scopes })
-    if (this.#cache) this.#verified.set(key, { stored, identity })
-    return identity
+    // An unknown id is not cached: invented keys would otherwise fill both tiers and evict warm entries.
+    return this.#cache ? this.#cache.getOrSet(`apikey:${id}`, load, { ttl: this.#cacheTtl, cacheIf: (stored) => stored !== null }) : load()
   }
 }

@@ -11,7 +11,8 @@ let app: FastifyInstance
 
 before(async () => {
   db = await createTestSchema()
-  app = await buildApp(testApiConfig(db, { REDIS_URL, RATE_LIMIT_ENABLED: 'true', RATE_LIMIT_MAX_REQUESTS: '2', CACHE_PREFIX: `${uniqueName('edge')}:`, RATE_LIMIT_PREFIX: `${uniqueName('edge-rl')}:` }))
+  // NGINX is the trusted proxy (TRUST_PROXY); inject's peer is 127.0.0.1.
+  app = await buildApp(testApiConfig(db, { REDIS_URL, TRUST_PROXY: '127.0.0.1/32', API_KEY_LOOKUP_LIMIT: '5', RATE_LIMIT_ENABLED: 'true', RATE_LIMIT_MAX_REQUESTS: '2', CACHE_PREFIX: `${uniqueName('edge')}:`, RATE_LIMIT_PREFIX: `${uniqueName('edge-rl')}:` }))
 })
 
 after(async () => {
@@ -41,4 +42,23 @@ test('it is never rate limited: a 429 there would fail the caller\'s request at 
   // The default policy allows 2 per window to a caller without a key; NGINX asks once per key and period.
   const answers = await Promise.all(Array.from({ length: 6 }, () => ask()))
   assert.deepEqual(answers.map((r) => r.statusCode), [204, 204, 204, 204, 204, 204])
+})
+
+test('on a service port the edge auth route is no verification oracle: a peer that is not a trusted proxy gets 404', async () => {
+  const reader = (await app.apiKeys.mint('edge oracle', ['leads:read'])).key
+  const direct = await app.inject({ url: '/api/v1/edge/auth', headers: { 'x-api-key': reader }, remoteAddress: '198.51.100.40' })
+  assert.equal(direct.statusCode, 404)
+  assert.equal(direct.json().code, 'NOT_FOUND')
+  assert.equal(direct.headers['x-edge-scope'], undefined)
+  assert.equal((await ask({ 'x-api-key': reader })).headers['x-edge-scope'], 'leads:read', 'the trusted proxy is answered')
+})
+
+test('the edge auth route charges each lookup to the client\'s lookup budget (API_KEY_LOOKUP_LIMIT 5)', async () => {
+  // Well-formed (12 alphanumerics, 43 secret characters) and never minted.
+  const invented = (i: number): string => `lck_EdgeOracle${String(i).padStart(2, '0')}_${'x'.repeat(43)}`
+  const codes: number[] = []
+  for (let i = 0; i < 8; i++) codes.push((await ask({ 'x-api-key': invented(i), 'x-forwarded-for': '203.0.113.41' })).statusCode)
+  assert.deepEqual(codes, [204, 204, 204, 204, 204, 429, 429, 429])
+  const other = await ask({ 'x-api-key': invented(9), 'x-forwarded-for': '203.0.113.42' })
+  assert.equal(other.statusCode, 204, 'counted per client address, not per proxy')
 })
