@@ -53,11 +53,15 @@ export class ApiKeyStore {
   // Also what tells a key verified here before (it is not charged to its caller's budget again).
   readonly #verified = new LRUCache<string, { stored: StoredKey, identity: ApiKeyIdentity }>({ max: 10000 })
   readonly #lookups = new Map<string, Promise<StoredKey | null>>()
+  // Ids PostgreSQL did not know, for a short while and apart from the shared cache, so that a client repeating a
+  // wrong key costs no lookup while invented keys cannot push warm entries out of the cache.
+  readonly #unknown: LRUCache<string, true> | undefined
 
   constructor (db: ConnectionPool, cache?: CacheManager, cacheTtlSeconds = 30) {
     this.#db = db
     this.#cache = cache
     this.#cacheTtl = cacheTtlSeconds
+    this.#unknown = cacheTtlSeconds > 0 ? new LRUCache({ max: 1000, ttl: cacheTtlSeconds * 1000 }) : undefined
   }
 
   async mint (name: string, scopes: string[] = []): Promise<MintedKey> {
@@ -65,6 +69,7 @@ export class ApiKeyStore {
     if (bad.length > 0) throw new Error(`invalid scope names: ${bad.join(', ')}`)
     const id = publicId()
     const secret = randomBytes(32).toString('base64url')
+    this.#unknown?.delete(id)
     await this.#db.query('INSERT INTO api_keys (id, name, secret_hash, scopes) VALUES ($1, $2, $3, $4)', [id, name, hashSecret(secret), scopes])
     return { id, name, scopes, key: `lck_${id}_${secret}` }
   }
@@ -118,6 +123,7 @@ export class ApiKeyStore {
   }
 
   async #record (id: string, beforeLookup: (() => Promise<void>) | undefined): Promise<StoredKey | null> {
+    if (this.#unknown?.has(id)) return null
     const local = this.#cache?.peek<StoredKey | null>(`apikey:${id}`)
     if (local !== undefined) return local
     let pending = this.#lookups.get(id)
@@ -136,7 +142,9 @@ export class ApiKeyStore {
       const row = rows[0]
       return row ? { name: row.name, hash: row.secret_hash.toString('base64'), scopes: row.scopes, revoked: row.revoked } : null
     }
-    // An unknown id is not cached: invented keys would otherwise fill both tiers and evict warm entries.
-    return this.#cache ? this.#cache.getOrSet(`apikey:${id}`, load, { ttl: this.#cacheTtl, cacheIf: (stored) => stored !== null }) : load()
+    // An unknown id is not put in the shared cache: invented keys would fill both tiers and evict warm entries.
+    const stored = this.#cache ? await this.#cache.getOrSet(`apikey:${id}`, load, { ttl: this.#cacheTtl, cacheIf: (found) => found !== null }) : await load()
+    if (stored === null) this.#unknown?.set(id, true)
+    return stored
   }
 }

@@ -133,3 +133,17 @@ test('invented keys do not evict warm entries from the local cache tier', async 
   assert.equal(warm.length, 90, 'every warm entry is still in the local tier')
   assert.equal(api.cache.getStats().local.evictions, 0)
 })
+
+test('a client repeating one unknown key costs one lookup, not one per request', async (t) => {
+  const api = await app({ API_KEY_LOOKUP_LIMIT: '3' })
+  t.after(() => api.close())
+  const wrong = inventedKey()
+  lookups = 0
+  for (let i = 0; i < 50; i++) {
+    const res = await api.inject({ url: '/api/v1/leads?limit=1', headers: { 'x-api-key': wrong }, remoteAddress: '203.0.113.50' })
+    assert.equal(res.json().code, 'INVALID_API_KEY', `request ${i}`)
+  }
+  assert.equal(lookups, 1)
+  const { key } = await api.apiKeys.mint('after', ['leads:read'])
+  assert.equal((await api.inject({ url: '/api/v1/leads?limit=1', headers: { 'x-api-key': key }, remoteAddress: '203.0.113.50' })).statusCode, 200, 'the budget is not spent')
+})

@@ -14,12 +14,14 @@ export interface NginxAddresses {
   orchestrator: number
   publicPort: number
   statusPort: number
+  /** The loopback key gate (8081 in the shipped file). */
+  keyGatePort: number
 }
 
 /**
  * The shipped nginx.conf with only its addresses templated: the upstream servers become loopback ports, and the
  * two listen ports become loopback ports (8000 and 8080 may be taken, and the service names resolve only inside a
- * cluster). Everything else, the include files too, is the shipped text.
+ * cluster), and so does the loopback key gate's port. Everything else, the include files too, is the shipped text.
  */
 export function templateConfig (a: NginxAddresses): string {
   const text = readFileSync(join(NGINX_DIR, 'nginx.conf'), 'utf8')
@@ -29,7 +31,9 @@ export function templateConfig (a: NginxAddresses): string {
     .replace(/server orchestrator:3002 /, `server 127.0.0.1:${a.orchestrator} `)
     .replace(/listen 8000 default_server;/, `listen 127.0.0.1:${a.publicPort} default_server;`)
     .replace(/listen 8080;/, `listen 127.0.0.1:${a.statusPort};`)
-  for (const original of ['server api:3000', 'server data-service:3001', 'server orchestrator:3002', 'listen 8000 ', 'listen 8080']) {
+    .replace(/server 127\.0\.0\.1:8081;/, `server 127.0.0.1:${a.keyGatePort};`)
+    .replace(/listen 127\.0\.0\.1:8081;/, `listen 127.0.0.1:${a.keyGatePort};`)
+  for (const original of ['server api:3000', 'server data-service:3001', 'server orchestrator:3002', 'listen 8000 ', 'listen 8080', ':8081;']) {
     if (replaced.includes(original)) throw new Error(`nginx.conf: "${original}" was not templated`)
   }
   return replaced
