@@ -1,5 +1,6 @@
 import type { FastifyInstance } from 'fastify'
-import { HttpError } from '../../../plugins/chassis/index.js'
+import type { FastifyError } from 'fastify'
+import { errorBody, HttpError } from '../../../plugins/chassis/index.js'
 import { cidrMatcher } from '../../../plugins/rate-limit/index.js'
 
 /** The scope whose holders share NGINX's micro-cache of lead reads. */
@@ -22,7 +23,15 @@ export interface EdgeRoutesOptions {
  */
 export async function edgeRoutes (app: FastifyInstance, opts: EdgeRoutesOptions): Promise<void> {
   const trusted = cidrMatcher(opts.trustedProxies.split(','))
-  app.get('/auth', { config: { rateLimit: false, apiKeyReportOnly: true } }, async (request, reply) => {
+  app.get('/auth', {
+    config: { rateLimit: false, apiKeyReportOnly: true },
+    // NGINX's auth_request passes only 401 and 403 on and takes anything else for "no verdict", which sends the
+    // request to the api again: a caller over its lookup budget gets 403 here, which NGINX answers as its JSON 429.
+    errorHandler: (error: FastifyError, _request, reply) => {
+      if (error.code !== 'API_KEY_LOOKUPS_EXCEEDED') throw error
+      return reply.code(403).send(errorBody(403, error.code, error.message))
+    }
+  }, async (request, reply) => {
     if (!trusted(request.socket.remoteAddress ?? '')) return reply.callNotFound()
     if (request.apiKeyRejected) throw new HttpError(401, 'INVALID_API_KEY', 'The API key is not valid or has been revoked')
     if (!request.internalService && request.apiKey?.scopes.includes(EDGE_SHARED_SCOPE)) void reply.header('x-edge-scope', EDGE_SHARED_SCOPE)
