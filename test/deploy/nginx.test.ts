@@ -20,6 +20,7 @@ let edge = ''
 let status = ''
 const apis: Array<{ app: FastifyInstance, served: number, ips: string[] }> = []
 let leadIds: string[] = []
+let others: FastifyInstance[] = []
 // A caller with an API key, as clients reach NGINX (the service key is for calls between services, not through it).
 let SERVICE_HEADERS: Record<string, string> = {}
 
@@ -44,6 +45,7 @@ before(async () => {
   }
   const data = await startDataService(scope, db, env)
   const orchestrator = await startOrchestrator(scope, db, data.url, env, true)
+  others = [data.app, orchestrator.app]
   const [publicPort, statusPort, keyGatePort] = [await freePort(), await freePort(), await freePort()]
   const prefix = preparePrefix(templateConfig({ api: ports, dataService: Number(new URL(data.url).port), orchestrator: Number(new URL(orchestrator.url).port), publicPort, statusPort, keyGatePort }))
   await startNginx(scope, prefix, publicPort)
@@ -367,4 +369,23 @@ test('with every api instance down, every edge error is the platform\'s JSON err
   } finally {
     for (const fn of local.reverse()) await fn()
   }
+})
+
+test('through NGINX, invented keys on /data/ and /orchestrator/ meet the same verdicts and key gate: none reaches those services', async (t) => {
+  let reached = 0
+  const onRequest = (): void => { reached++ }
+  for (const app of others) app.server.on('request', onRequest)
+  t.after(() => { for (const app of others) app.server.off('request', onRequest) })
+  const statuses = new Map<string, number>()
+  for (let i = 0; i < 200; i++) {
+    const path = i % 2 === 0 ? '/data/v1/reports/leads?groupBy=day' : `/orchestrator/v1/leads/${leadIds[0] ?? ''}/score`
+    const res = await getFrom(`${edge}${path}`, { 'x-api-key': inventedKey() }, '127.0.0.9')
+    const { code } = assertErrorBody(res, path)
+    statuses.set(`${res.status} ${code}`, (statuses.get(`${res.status} ${code}`) ?? 0) + 1)
+  }
+  assert.deepEqual([...statuses.keys()].sort(), ['401 INVALID_API_KEY', '429 API_KEY_LOOKUPS_EXCEEDED'])
+  assert.equal(reached, 0, 'answered at the edge')
+  const valid = await getFrom(`${edge}/data/v1/reports/leads?groupBy=day`, SERVICE_HEADERS, '127.0.0.10')
+  assert.notEqual(valid.status, 401)
+  assert.equal(reached, 1, 'a valid key goes through')
 })
