@@ -294,13 +294,13 @@ test('the edge answers NGINX\'s own errors with the platform\'s JSON error body'
 })
 
 /** An api instance of its own behind an NGINX of its own, for tests that take every api instance down. */
-async function isolatedEdge (local: Array<() => unknown>): Promise<{ app: FastifyInstance, url: string }> {
+async function isolatedEdge (local: Array<() => unknown>, dataServicePort?: number): Promise<{ app: FastifyInstance, url: string }> {
   const app = await buildApp(testApiConfig(db, { CACHE_PREFIX: `${uniqueName('edge-down')}:`, TRUST_PROXY: '127.0.0.1/32' }))
   const apiPort = await freePort()
   await app.listen({ host: '127.0.0.1', port: apiPort })
   local.push(() => app.close())
   const [publicPort, statusPort, dataPort, orchestratorPort, keyGatePort] = [await freePort(), await freePort(), await freePort(), await freePort(), await freePort()]
-  const prefix = preparePrefix(templateConfig({ api: [apiPort], dataService: dataPort, orchestrator: orchestratorPort, publicPort, statusPort, keyGatePort }))
+  const prefix = preparePrefix(templateConfig({ api: [apiPort], dataService: dataServicePort ?? dataPort, orchestrator: orchestratorPort, publicPort, statusPort, keyGatePort }))
   await startNginx({ after: (fn) => { local.push(fn) } }, prefix, publicPort)
   return { app, url: `http://127.0.0.1:${publicPort}` }
 }
@@ -388,4 +388,24 @@ test('through NGINX, invented keys on /data/ and /orchestrator/ meet the same ve
   const valid = await getFrom(`${edge}/data/v1/reports/leads?groupBy=day`, SERVICE_HEADERS, '127.0.0.10')
   assert.notEqual(valid.status, 401)
   assert.equal(reached, 1, 'a valid key goes through')
+})
+
+test('with the api down, a request to the data-service has no verdict and goes on: the data-service decides it', async () => {
+  const seen: string[] = []
+  const stand = createServer((req, res) => {
+    seen.push(`${req.method ?? ''} ${req.url ?? ''}`)
+    res.writeHead(200, { 'content-type': 'application/json' }).end('{"data":[]}')
+  })
+  const port = await freePort()
+  await new Promise<void>((resolve) => stand.listen(port, '127.0.0.1', resolve))
+  const local: Array<() => unknown> = [() => { stand.close() }]
+  try {
+    const { app, url } = await isolatedEdge(local, port)
+    await app.close()
+    const res = await getFrom(`${url}/data/v1/reports/leads?groupBy=day`, { 'x-api-key': inventedKey() })
+    assert.equal(res.status, 200)
+    assert.deepEqual(seen, ['GET /data/v1/reports/leads?groupBy=day'])
+  } finally {
+    for (const fn of local.reverse()) await fn()
+  }
 })
