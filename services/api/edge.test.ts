@@ -12,7 +12,7 @@ let app: FastifyInstance
 before(async () => {
   db = await createTestSchema()
   // NGINX is the trusted proxy (TRUST_PROXY); inject's peer is 127.0.0.1.
-  app = await buildApp(testApiConfig(db, { REDIS_URL, TRUST_PROXY: '127.0.0.1/32', API_KEY_LOOKUP_LIMIT: '5', RATE_LIMIT_ENABLED: 'true', RATE_LIMIT_MAX_REQUESTS: '2', CACHE_PREFIX: `${uniqueName('edge')}:`, RATE_LIMIT_PREFIX: `${uniqueName('edge-rl')}:` }))
+  app = await buildApp(testApiConfig(db, { REDIS_URL, TRUST_PROXY: '127.0.0.1/32', API_KEY_LOOKUP_LIMIT: '5', REDIS_COMMAND_TIMEOUT_MS: '2000', RATE_LIMIT_ENABLED: 'true', RATE_LIMIT_MAX_REQUESTS: '2', CACHE_PREFIX: `${uniqueName('edge')}:`, RATE_LIMIT_PREFIX: `${uniqueName('edge-rl')}:` }))
 })
 
 after(async () => {

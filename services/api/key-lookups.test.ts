@@ -32,7 +32,7 @@ function inventedKey (): string {
 
 /** A Redis client whose commands are counted (the app's own, injected). */
 function countingRedis (): { client: Redis, commands: () => number } {
-  const client = new Redis(REDIS_URL, { commandTimeout: 1000, maxRetriesPerRequest: 1 })
+  const client = new Redis(REDIS_URL, { commandTimeout: 2000, maxRetriesPerRequest: 1 })
   let commands = 0
   const send = client.sendCommand.bind(client)
   client.sendCommand = ((...args: Parameters<Redis['sendCommand']>) => { commands++; return send(...args) }) as Redis['sendCommand']
@@ -46,7 +46,8 @@ async function app (env: Record<string, string>, redis?: Redis): Promise<Fastify
 
 test('1,000 invented keys from one address cost at most API_KEY_LOOKUP_LIMIT lookups, no cache entry, and 429 once over', async (t) => {
   const redis = countingRedis()
-  const api = await app({ RATE_LIMIT_ENABLED: 'true' }, redis.client)
+  // A generous Redis budget: on a busy machine a timeout would count in process instead, which is not what is measured.
+  const api = await app({ RATE_LIMIT_ENABLED: 'true', REDIS_COMMAND_TIMEOUT_MS: '2000' }, redis.client)
   t.after(async () => { await api.close(); redis.client.disconnect() })
   const localBefore = api.cache.getStats().local.entries
   lookups = 0
@@ -96,7 +97,7 @@ test('malformed keys are refused with 401 without a lookup and without spending 
 })
 
 test('API_KEY_LOOKUP_LIMIT and API_KEY_LOOKUP_WINDOW_MS set the budget; a valid key in a burst costs one lookup and is never refused', async (t) => {
-  const api = await app({ REDIS_URL, API_KEY_LOOKUP_LIMIT: '2', API_KEY_LOOKUP_WINDOW_MS: '1000' })
+  const api = await app({ REDIS_URL, REDIS_COMMAND_TIMEOUT_MS: '2000', API_KEY_LOOKUP_LIMIT: '2', API_KEY_LOOKUP_WINDOW_MS: '1000' })
   t.after(() => api.close())
   const { key } = await api.apiKeys.mint('burst', ['leads:read'])
   lookups = 0
