@@ -10,6 +10,11 @@ export interface ApiKeyIdentity {
   scopes: string[]
 }
 
+export interface VerifyOptions {
+  /** Runs before a lookup a key needs (see `verify`); throw to refuse the request instead. */
+  beforeLookup?: () => Promise<void>
+}
+
 export interface MintedKey extends ApiKeyIdentity {
   /** The whole key, `lck_<id>_<secret>`: shown once, never stored. */
   key: string
@@ -45,12 +50,18 @@ export class ApiKeyStore {
   readonly #cacheTtl: number
   // Keys verified against the cached record they were checked with; a revocation replaces or drops that record,
   // which ends the memo's validity without a hash per request.
+  // Also what tells a key verified here before (it is not charged to its caller's budget again).
   readonly #verified = new LRUCache<string, { stored: StoredKey, identity: ApiKeyIdentity }>({ max: 10000 })
+  readonly #lookups = new Map<string, Promise<StoredKey | null>>()
+  // Ids PostgreSQL did not know, for a short while and apart from the shared cache, so that a client repeating a
+  // wrong key costs no lookup while invented keys cannot push warm entries out of the cache.
+  readonly #unknown: LRUCache<string, true> | undefined
 
   constructor (db: ConnectionPool, cache?: CacheManager, cacheTtlSeconds = 30) {
     this.#db = db
     this.#cache = cache
     this.#cacheTtl = cacheTtlSeconds
+    this.#unknown = cacheTtlSeconds > 0 ? new LRUCache({ max: 1000, ttl: cacheTtlSeconds * 1000 }) : undefined
   }
 
   async mint (name: string, scopes: string[] = []): Promise<MintedKey> {
@@ -58,6 +69,7 @@ export class ApiKeyStore {
     if (bad.length > 0) throw new Error(`invalid scope names: ${bad.join(', ')}`)
     const id = publicId()
     const secret = randomBytes(32).toString('base64url')
+    this.#unknown?.delete(id)
     await this.#db.query('INSERT INTO api_keys (id, name, secret_hash, scopes) VALUES ($1, $2, $3, $4)', [id, name, hashSecret(secret), scopes])
     return { id, name, scopes, key: `lck_${id}_${secret}` }
   }
@@ -84,26 +96,55 @@ export class ApiKeyStore {
     return memo && this.#cache?.peek(`apikey:${memo.identity.id}`) === memo.stored ? memo.identity : undefined
   }
 
-  /** The identity of a valid, unrevoked key; undefined for anything else. */
-  async verify (key: string): Promise<ApiKeyIdentity | undefined> {
+  /**
+   * The identity of a valid, unrevoked key; undefined for anything else. A malformed key is refused without a
+   * lookup. `beforeLookup` runs once before a lookup that may reach Redis or PostgreSQL for a key this instance has
+   * not verified before (concurrent requests with the same key share one lookup); its rejection ends the verification.
+   */
+  async verify (key: string, options: VerifyOptions = {}): Promise<ApiKeyIdentity | undefined> {
     const known = this.verifiedIdentity(key)
     if (known) return known
     const match = KEY.exec(key)
     if (!match) return undefined
     const [, id, secret] = match as unknown as [string, string, string]
+    const stored = await this.#record(id, this.#verified.has(key) ? undefined : options.beforeLookup)
+    if (!stored || stored.revoked) return this.#refuse(key)
+    const expected = Buffer.from(stored.hash, 'base64')
+    const given = hashSecret(secret)
+    if (expected.length !== given.length || !timingSafeEqual(expected, given)) return this.#refuse(key)
+    const identity = Object.freeze({ id, name: stored.name, scopes: stored.scopes })
+    this.#verified.set(key, { stored, identity })
+    return identity
+  }
+
+  #refuse (key: string): undefined {
+    this.#verified.delete(key)
+    return undefined
+  }
+
+  async #record (id: string, beforeLookup: (() => Promise<void>) | undefined): Promise<StoredKey | null> {
+    if (this.#unknown?.has(id)) return null
+    const local = this.#cache?.peek<StoredKey | null>(`apikey:${id}`)
+    if (local !== undefined) return local
+    let pending = this.#lookups.get(id)
+    if (!pending) {
+      pending = this.#lookup(id, beforeLookup).finally(() => this.#lookups.delete(id))
+      this.#lookups.set(id, pending)
+    }
+    return pending
+  }
+
+  async #lookup (id: string, beforeLookup: (() => Promise<void>) | undefined): Promise<StoredKey | null> {
+    await beforeLookup?.()
     const load = async (): Promise<StoredKey | null> => {
       const { rows } = await this.#db.query<{ name: string, secret_hash: Buffer, scopes: string[], revoked: boolean }>(
         'SELECT name, secret_hash, scopes, revoked_at IS NOT NULL AS revoked FROM api_keys WHERE id = $1', [id])
       const row = rows[0]
       return row ? { name: row.name, hash: row.secret_hash.toString('base64'), scopes: row.scopes, revoked: row.revoked } : null
     }
-    const stored = this.#cache ? await this.#cache.getOrSet(`apikey:${id}`, load, { ttl: this.#cacheTtl }) : await load()
-    if (!stored || stored.revoked) return undefined
-    const expected = Buffer.from(stored.hash, 'base64')
-    const given = hashSecret(secret)
-    if (expected.length !== given.length || !timingSafeEqual(expected, given)) return undefined
-    const identity = Object.freeze({ id, name: stored.name, scopes: stored.scopes })
-    if (this.#cache) this.#verified.set(key, { stored, identity })
-    return identity
+    // An unknown id is not put in the shared cache: invented keys would fill both tiers and evict warm entries.
+    const stored = this.#cache ? await this.#cache.getOrSet(`apikey:${id}`, load, { ttl: this.#cacheTtl, cacheIf: (found) => found !== null }) : await load()
+    if (stored === null) this.#unknown?.set(id, true)
+    return stored
   }
 }

@@ -1,7 +1,9 @@
 import fp from 'fastify-plugin'
-import type { FastifyInstance } from 'fastify'
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { HttpError } from '../chassis/index.js'
 import { createHash, timingSafeEqual } from 'node:crypto'
+import { clientAddressKey, createRateLimiter, setRateLimitHeaders, validatePolicy } from '../rate-limit/index.js'
+import { ApiKeyErrors } from './errors.js'
 import { ApiKeyStore, type ApiKeyIdentity } from './key-store.js'
 
 const SERVICE_IDENTITY: ApiKeyIdentity = Object.freeze({ id: 'internal-service', name: 'internal service', scopes: ['*'] })
@@ -34,11 +36,52 @@ export interface ApiKeysPluginOptions {
   serviceKey?: string
   /** Seconds a verified key stays cached (revocation reaches other instances at once through a shared cache). @default 30 */
   cacheTtl?: number
+  /**
+   * What an address may cost in key lookups: each lookup (Redis or PostgreSQL) of a key this instance has not
+   * verified before costs the caller's address one unit, charged before the lookup; over `limit` per `windowMs`
+   * the request gets 429 without one. `false` turns it off. @default { limit: 50, windowMs: 60000 }
+   */
+  lookupBudget?: false | LookupBudgetOptions
+}
+
+export interface LookupBudgetOptions {
+  /** @default 50 */
+  limit?: number
+  /** @default 60000 */
+  windowMs?: number
+  /** Who pays. @default the client address, IPv6 by /64 */
+  key?: (request: FastifyRequest) => string
+  /** Callers never charged (e.g. allowlisted internal sources). */
+  exempt?: (request: FastifyRequest) => boolean
+  /** Prefix of the budget's keys in Redis (shared by every instance on `app.redis`). @default 'rl:' */
+  prefix?: string
+  /** Time budget of one Redis call; past it (or with Redis down) each instance counts alone. @default 100 */
+  timeoutMs?: number
+}
+
+/**
+ * The charge of one key lookup to the caller's budget, decided in the shared store (Redis) so that every instance
+ * counts together; an address known to be over is refused from memory. Undefined when the budget is off.
+ */
+function lookupBudgetCharge (app: FastifyInstance, opts: false | LookupBudgetOptions | undefined): ((request: FastifyRequest, reply: FastifyReply) => Promise<void>) | undefined {
+  if (opts === false) return undefined
+  const policy = validatePolicy({ name: 'keyLookup', limit: opts?.limit ?? 50, windowMs: opts?.windowMs ?? 60_000, onStoreFailure: 'open' })
+  const limiter = createRateLimiter(app.hasDecorator('redis') ? app.redis : undefined, { prefix: opts?.prefix ?? 'rl:', timeoutMs: opts?.timeoutMs ?? 100 })
+  const keyOf = opts?.key ?? ((request: FastifyRequest) => clientAddressKey(request.ip))
+  return async (request, reply) => {
+    if (opts?.exempt?.(request)) return
+    const decision = await limiter.check(keyOf(request), [policy])
+    if (decision.allowed) return
+    setRateLimitHeaders(reply, decision)
+    throw new ApiKeyErrors.API_KEY_LOOKUPS_EXCEEDED(policy.limit, Math.ceil(policy.windowMs / 1000), Math.max(1, Math.ceil((decision.binding?.retryAfterMs ?? 0) / 1000)))
+  }
 }
 
 /**
  * Verifies the key of each request in `onRequest` (so the rate limiter can key by it), and enforces it in
  * `preParsing`, after the limiter: a bad key is refused with 401 only once it has been counted against its address.
+ * A key that needs a lookup is charged to its address's lookup budget first (`lookupBudget`), so invented keys
+ * cost an address at most that many lookups per window; a malformed key is refused without one.
  */
 export const apiKeysPlugin = fp(async (app: FastifyInstance, opts: ApiKeysPluginOptions) => {
   const header = (opts.header ?? 'x-api-key').toLowerCase()
@@ -50,12 +93,14 @@ export const apiKeysPlugin = fp(async (app: FastifyInstance, opts: ApiKeysPlugin
   app.decorateRequest('apiKeyRejected', false)
   app.decorateRequest('internalService', false)
 
+  const beforeLookup = lookupBudgetCharge(app, opts.lookupBudget)
+
   const serviceKey = opts.serviceKey ? createHash('sha256').update(opts.serviceKey).digest() : undefined
   const isService = (given: string | string[] | undefined): boolean =>
     serviceKey !== undefined && typeof given === 'string' && timingSafeEqual(createHash('sha256').update(given).digest(), serviceKey)
 
   // Callback hooks: a key verified before is answered without a promise, which a cached route would feel.
-  app.addHook('onRequest', (request, _reply, done) => {
+  app.addHook('onRequest', (request, reply, done) => {
     if (isService(request.headers['x-service-key'])) {
       request.internalService = true
       request.apiKey = SERVICE_IDENTITY
@@ -68,7 +113,7 @@ export const apiKeysPlugin = fp(async (app: FastifyInstance, opts: ApiKeysPlugin
       request.apiKey = known
       return done()
     }
-    const verified = typeof given === 'string' ? store.verify(given) : Promise.resolve(undefined)
+    const verified = typeof given === 'string' ? store.verify(given, beforeLookup ? { beforeLookup: async () => beforeLookup(request, reply) } : {}) : Promise.resolve(undefined)
     verified.then((identity) => {
       if (identity) request.apiKey = identity
       else request.apiKeyRejected = true

@@ -18,6 +18,8 @@ export interface GetOrSetOptions {
   tags?: string[]
   /** Seconds of grace; the manager's default when unset. */
   grace?: number
+  /** A loaded value for which this is false is returned but stored in neither tier (e.g. "not found" answers). */
+  cacheIf?: (value: unknown) => boolean
 }
 
 export interface SetOptions {
@@ -163,6 +165,10 @@ export class CacheManager {
       throw error
     } finally {
       this.#stats.loaderLatency.add(performance.now() - started)
+    }
+    if (options.cacheIf && !options.cacheIf(value)) {
+      this.#stats.uncachedLoads++
+      return { value, source: 'loader' }
     }
     const payload = encode({ v: value, g: graceMs, ...(gens ? { t: gens } : {}) })
     if (this.#changedSince(key, options.tags, startSeq)) {

@@ -197,3 +197,17 @@ test('getStats reports every tier', async () => {
   assert.ok(s.redis.latency.count >= 2)
   assert.equal(s.hitRate, 0.5)
 })
+
+test('a loaded value that cacheIf refuses is returned but stored in neither tier (a "not found" cannot evict warm entries)', async () => {
+  const [a] = await instances(1)
+  assert.ok(a)
+  let loads = 0
+  const notFound = async (): Promise<null> => { loads++; return null }
+  assert.equal(await a.getOrSet('missing', notFound, { cacheIf: (v) => v !== null }), null)
+  assert.equal(await a.getOrSet('missing', notFound, { cacheIf: (v) => v !== null }), null)
+  assert.equal(loads, 2, 'asked again: nothing was kept')
+  assert.equal(a.peek('missing'), undefined)
+  assert.deepEqual(await admin.keys(`${a.options.prefix}missing*`), [])
+  assert.equal(await a.getOrSet('found', async () => 'yes', { cacheIf: (v) => v !== null }), 'yes')
+  assert.equal(a.peek('found'), 'yes', 'an accepted value is cached as always')
+})

@@ -85,8 +85,8 @@ children.push(...apis)
 let afterUrl = apis[0]?.url ?? ''
 let afterName = 'after: cache + rate limit, one api instance (NGINX is not installed)'
 if (spawnSync('nginx', ['-v']).status === 0) {
-  const [publicPort, statusPort, spare1, spare2] = [await freePort(), await freePort(), await freePort(), await freePort()]
-  const prefix = preparePrefix(templateConfig({ api: apis.map((a) => Number(new URL(a.url).port)), dataService: spare1, orchestrator: spare2, publicPort, statusPort }))
+  const [publicPort, statusPort, spare1, spare2, keyGatePort] = [await freePort(), await freePort(), await freePort(), await freePort(), await freePort()]
+  const prefix = preparePrefix(templateConfig({ api: apis.map((a) => Number(new URL(a.url).port)), dataService: spare1, orchestrator: spare2, publicPort, statusPort, keyGatePort }))
   const nginx: ChildProcess = spawn('nginx', ['-p', `${prefix}/`, '-c', join(prefix, 'nginx.conf'), '-g', 'daemon off;'], { stdio: ['ignore', 'ignore', 'inherit'] })
   children.push({ stop: async () => { if (nginx.exitCode === null) { nginx.kill('SIGQUIT'); await once(nginx, 'exit') } } })
   for (let i = 0; i < 100 && !(await fetch(`http://127.0.0.1:${publicPort}/`).then(() => true, () => false)); i++) await sleep(50)

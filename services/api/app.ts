@@ -21,7 +21,7 @@ export async function buildApp (config: ApiConfig, options: BuildApiOptions = {}
     routes: [
       (app) => app.register(leadRoutes, { prefix: '/api/v1/leads', bodyLimit: config.LEAD_BODY_LIMIT_BYTES, cache: config.CACHE_ENABLED }),
       (app) => app.register(adminRoutes, { prefix: '/api/v1/admin' }),
-      (app) => app.register(edgeRoutes, { prefix: '/api/v1/edge' }),
+      (app) => app.register(edgeRoutes, { prefix: '/api/v1/edge', trustedProxies: config.TRUST_PROXY }),
       (app) => app.register(pageRoutes)
     ]
   })

@@ -23,7 +23,8 @@ export interface PlatformOptions {
  * The shared plugins every service registers, in order: metrics, query statistics, the pool, Redis (or none), the
  * cache, API keys and the rate limiter. A caller with a valid key gets the apiKey preset, counted per key; everyone
  * else the default, per address; other services of the platform (service key) and the allowlisted CIDRs are never
- * limited.
+ * limited. Before that, each key lookup is charged to the caller's address (API_KEY_LOOKUP_LIMIT), whether or not
+ * rate limiting is on.
  */
 export function platformPlugins (service: string, config: PlatformConfig, options: PlatformOptions = {}): Registrar[] {
   const allowListed = cidrMatcher(config.RATE_LIMIT_ALLOWLIST.split(','))
@@ -35,7 +36,17 @@ export function platformPlugins (service: string, config: PlatformConfig, option
       ? { client: options.redis }
       : { ...(config.REDIS_URL ? { url: config.REDIS_URL } : {}), cluster: config.REDIS_CLUSTER, commandTimeoutMs: config.REDIS_COMMAND_TIMEOUT_MS }),
     (app) => app.register(cachePlugin, cacheOptionsFromConfig(config)),
-    (app) => app.register(apiKeysPlugin, { cacheTtl: config.API_KEY_CACHE_TTL, serviceKey: config.SERVICE_API_KEY }),
+    (app) => app.register(apiKeysPlugin, {
+      cacheTtl: config.API_KEY_CACHE_TTL,
+      serviceKey: config.SERVICE_API_KEY,
+      lookupBudget: config.API_KEY_LOOKUP_LIMIT > 0 && {
+        limit: config.API_KEY_LOOKUP_LIMIT,
+        windowMs: config.API_KEY_LOOKUP_WINDOW_MS,
+        prefix: config.RATE_LIMIT_PREFIX,
+        timeoutMs: config.REDIS_COMMAND_TIMEOUT_MS,
+        exempt: (request) => allowListed(request.ip)
+      }
+    }),
     (app) => config.RATE_LIMIT_ENABLED && app.register(rateLimitPlugin, {
       ...rateLimitOptionsFromConfig(config),
       allowList: (request) => request.internalService === true || allowListed(request.ip),

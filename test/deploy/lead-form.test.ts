@@ -32,8 +32,8 @@ before(async () => {
   const apiPort = await freePort()
   await app.listen({ host: '127.0.0.1', port: apiPort })
   cleanups.push(() => app.close())
-  const [publicPort, statusPort, unused1, unused2] = [await freePort(), await freePort(), await freePort(), await freePort()]
-  await startNginx(scope, preparePrefix(templateConfig({ api: [apiPort], dataService: unused1, orchestrator: unused2, publicPort, statusPort })), publicPort)
+  const [publicPort, statusPort, keyGatePort, unused1, unused2] = [await freePort(), await freePort(), await freePort(), await freePort(), await freePort()]
+  await startNginx(scope, preparePrefix(templateConfig({ api: [apiPort], dataService: unused1, orchestrator: unused2, publicPort, statusPort, keyGatePort })), publicPort)
   edge = `http://127.0.0.1:${publicPort}`
   browser = await puppeteer.launch({ executablePath: CHROMIUM, headless: true, args: ['--no-sandbox', '--disable-dev-shm-usage'] })
   cleanups.push(() => browser.close())

@@ -12,7 +12,7 @@ import { nginxTest, preparePrefix, templateConfig } from '../helpers/nginx.js'
 type After = { after: (fn: () => unknown) => void }
 
 async function addresses (): Promise<Parameters<typeof templateConfig>[0]> {
-  return { api: [await freePort()], dataService: await freePort(), orchestrator: await freePort(), publicPort: await freePort(), statusPort: await freePort() }
+  return { api: [await freePort()], dataService: await freePort(), orchestrator: await freePort(), publicPort: await freePort(), statusPort: await freePort(), keyGatePort: await freePort() }
 }
 
 /** NGINX in the foreground on the rendered template; returns its master pid, its stderr and the addresses. */

@@ -1,10 +1,12 @@
 import { after, before, test } from 'node:test'
 import assert from 'node:assert/strict'
 import { once } from 'node:events'
-import { createServer } from 'node:http'
+import { randomBytes } from 'node:crypto'
+import { createServer, request as httpRequest } from 'node:http'
 import type { FastifyInstance } from 'fastify'
 import WebSocket from 'ws'
 import { buildApp } from '../../services/api/app.js'
+import { queryChannel, type QueryContext } from '../../plugins/db-pool/index.js'
 import { createTestSchema, testApiConfig, uniqueName, type TestSchema } from '../helpers/database.js'
 import { freePort } from '../helpers/ports.js'
 import { nginxTest, preparePrefix, startNginx, templateConfig } from '../helpers/nginx.js'
@@ -18,6 +20,7 @@ let edge = ''
 let status = ''
 const apis: Array<{ app: FastifyInstance, served: number, ips: string[] }> = []
 let leadIds: string[] = []
+let others: FastifyInstance[] = []
 // A caller with an API key, as clients reach NGINX (the service key is for calls between services, not through it).
 let SERVICE_HEADERS: Record<string, string> = {}
 
@@ -42,8 +45,9 @@ before(async () => {
   }
   const data = await startDataService(scope, db, env)
   const orchestrator = await startOrchestrator(scope, db, data.url, env, true)
-  const [publicPort, statusPort] = [await freePort(), await freePort()]
-  const prefix = preparePrefix(templateConfig({ api: ports, dataService: Number(new URL(data.url).port), orchestrator: Number(new URL(orchestrator.url).port), publicPort, statusPort }))
+  others = [data.app, orchestrator.app]
+  const [publicPort, statusPort, keyGatePort] = [await freePort(), await freePort(), await freePort()]
+  const prefix = preparePrefix(templateConfig({ api: ports, dataService: Number(new URL(data.url).port), orchestrator: Number(new URL(orchestrator.url).port), publicPort, statusPort, keyGatePort }))
   await startNginx(scope, prefix, publicPort)
   edge = `http://127.0.0.1:${publicPort}`
   status = `http://127.0.0.1:${statusPort}`
@@ -60,7 +64,7 @@ after(async () => {
 })
 
 test('the shipped configuration passes nginx -t (addresses templated to loopback)', async () => {
-  const result = nginxTest(preparePrefix(templateConfig({ api: [await freePort()], dataService: await freePort(), orchestrator: await freePort(), publicPort: await freePort(), statusPort: await freePort() })))
+  const result = nginxTest(preparePrefix(templateConfig({ api: [await freePort()], dataService: await freePort(), orchestrator: await freePort(), publicPort: await freePort(), statusPort: await freePort(), keyGatePort: await freePort() })))
   assert.ok(result.ok, result.output)
   assert.match(result.output, /test is successful/)
 })
@@ -204,8 +208,8 @@ test('when the api cannot answer the edge\'s auth subrequest, the request still 
   await new Promise<void>((resolve) => upstream.listen(upstreamPort, '127.0.0.1', resolve))
   const local: Array<() => unknown> = [() => { upstream.close() }]
   try {
-    const [publicPort, statusPort, spare1, spare2] = [await freePort(), await freePort(), await freePort(), await freePort()]
-    const prefix = preparePrefix(templateConfig({ api: [upstreamPort], dataService: spare1, orchestrator: spare2, publicPort, statusPort }))
+    const [publicPort, statusPort, spare1, spare2, keyGatePort] = [await freePort(), await freePort(), await freePort(), await freePort(), await freePort()]
+    const prefix = preparePrefix(templateConfig({ api: [upstreamPort], dataService: spare1, orchestrator: spare2, publicPort, statusPort, keyGatePort }))
     await startNginx({ after: (fn) => { local.push(fn) } }, prefix, publicPort)
     for (let i = 0; i < 2; i++) {
       const res = await fetch(`http://127.0.0.1:${publicPort}/api/v1/leads?limit=2`, { headers: { 'x-api-key': 'some-key' } })
@@ -216,6 +220,192 @@ test('when the api cannot answer the edge\'s auth subrequest, the request still 
       assert.equal(res.headers.get('x-content-type-options'), 'nosniff')
     }
     assert.equal(seen.filter((r) => r === 'GET /api/v1/leads?limit=2').length, 2, 'each request reached the service')
+  } finally {
+    for (const fn of local.reverse()) await fn()
+  }
+})
+
+/** A GET from a loopback address of our choosing (NGINX sees it as the client address), with the whole body. */
+async function getFrom (url: string, headers: Record<string, string>, localAddress = '127.0.0.1', method = 'GET'): Promise<{ status: number, headers: Record<string, string | string[] | undefined>, body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = httpRequest(url, { method, headers, localAddress, agent: false }, (res) => {
+      const chunks: Buffer[] = []
+      res.on('data', (c: Buffer) => chunks.push(c))
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks).toString() }))
+      res.on('error', reject)
+    })
+    req.on('error', reject)
+    req.end()
+  })
+}
+
+function inventedKey (): string {
+  const id = randomBytes(12).toString('base64').replace(/[^A-Za-z0-9]/g, 'A').slice(0, 12)
+  return `lck_${id}_${randomBytes(32).toString('base64url')}`
+}
+
+/** The platform's error body, with the status it answered. */
+function assertErrorBody (res: { status: number, headers: Record<string, string | string[] | undefined>, body: string }, what: string): { code: string } {
+  assert.match(String(res.headers['content-type']), /^application\/json/, `${what}: ${res.status} ${res.body.slice(0, 120)}`)
+  const body = JSON.parse(res.body) as { statusCode: number, code: string, error: string, message: string }
+  assert.equal(body.statusCode, res.status, what)
+  for (const field of ['code', 'error', 'message'] as const) assert.equal(typeof body[field], 'string', `${what}: ${field}`)
+  return body
+}
+
+test('through NGINX, 1,000 invented keys from one address cost at most ~100 key lookups and mostly stop at the edge', async (t) => {
+  let lookups = 0
+  const count = { start: (ctx: QueryContext) => { if (ctx.text.includes('FROM api_keys WHERE id')) lookups++ } }
+  queryChannel.subscribe(count as never)
+  t.after(() => queryChannel.unsubscribe(count as never))
+  // Every request that reaches an api instance, counted before any hook (one refused by a hook included).
+  let apiRequests = 0
+  const onRequest = (): void => { apiRequests++ }
+  for (const a of apis) a.app.server.on('request', onRequest)
+  t.after(() => { for (const a of apis) a.app.server.off('request', onRequest) })
+  const statuses = new Map<string, number>()
+  let sent = 0
+  const worker = async (): Promise<void> => {
+    while (sent < 1000) {
+      sent++
+      const res = await getFrom(`${edge}/api/v1/leads?limit=1`, { 'x-api-key': inventedKey() }, '127.0.0.7')
+      const { code } = assertErrorBody(res, 'invented key')
+      statuses.set(`${res.status} ${code}`, (statuses.get(`${res.status} ${code}`) ?? 0) + 1)
+    }
+  }
+  await Promise.all(Array.from({ length: 10 }, worker))
+  t.diagnostic(`through NGINX, 1,000 invented keys from one address: ${lookups} PostgreSQL lookups, ${apiRequests} api requests, answers ${JSON.stringify(Object.fromEntries(statuses))}`)
+  assert.ok(lookups <= 100, `${lookups} lookups`)
+  // Before, every one of them cost two api requests (2,000); now the key gate stops all but a burst at the edge.
+  assert.ok(apiRequests <= 150, `${apiRequests} api requests`)
+  assert.deepEqual([...statuses.keys()].sort(), ['401 INVALID_API_KEY', '429 API_KEY_LOOKUPS_EXCEEDED'])
+  // Another address is not held back by this one, and a valid key still reads.
+  const other = await getFrom(`${edge}/api/v1/leads?limit=1`, SERVICE_HEADERS, '127.0.0.8')
+  assert.equal(other.status, 200)
+})
+
+test('the edge answers NGINX\'s own errors with the platform\'s JSON error body', async () => {
+  const long = await getFrom(`${edge}/api/v1/leads?q=${'x'.repeat(9000)}`, {})
+  assert.equal(long.status, 414)
+  assertErrorBody(long, 'URI too long')
+  const limited = await getFrom(`${edge}/api/v1/leads?limit=1`, { 'x-api-key': 'not-a-key' })
+  assert.equal(limited.status, 401)
+  assert.equal(assertErrorBody(limited, 'invalid key').code, 'INVALID_API_KEY')
+})
+
+/** An api instance of its own behind an NGINX of its own, for tests that take every api instance down. */
+async function isolatedEdge (local: Array<() => unknown>, dataServicePort?: number): Promise<{ app: FastifyInstance, url: string }> {
+  const app = await buildApp(testApiConfig(db, { CACHE_PREFIX: `${uniqueName('edge-down')}:`, TRUST_PROXY: '127.0.0.1/32' }))
+  const apiPort = await freePort()
+  await app.listen({ host: '127.0.0.1', port: apiPort })
+  local.push(() => app.close())
+  const [publicPort, statusPort, dataPort, orchestratorPort, keyGatePort] = [await freePort(), await freePort(), await freePort(), await freePort(), await freePort()]
+  const prefix = preparePrefix(templateConfig({ api: [apiPort], dataService: dataServicePort ?? dataPort, orchestrator: orchestratorPort, publicPort, statusPort, keyGatePort }))
+  await startNginx({ after: (fn) => { local.push(fn) } }, prefix, publicPort)
+  return { app, url: `http://127.0.0.1:${publicPort}` }
+}
+
+test('after a revocation, with every api instance down, the revoked key reads no cached lead once its 5 s verdict is over: the edge fails closed with JSON', async () => {
+  const local: Array<() => unknown> = []
+  try {
+    const { app, url } = await isolatedEdge(local)
+    const { id, key } = await app.apiKeys.mint('revoked at the edge', ['leads:read'])
+    const path = `${url}/api/v1/leads?state=CA&limit=5`
+    const first = await getFrom(path, { 'x-api-key': key })
+    const verdictAt = Date.now()
+    assert.equal(first.status, 200)
+    assert.match(first.body, /@example\.com/)
+    assert.equal((await getFrom(path, { 'x-api-key': key })).headers['x-cache-status'], 'HIT')
+    await app.apiKeys.revoke(id)
+    // Every api instance down: a crash, not a graceful stop.
+    app.server.close()
+    app.server.closeAllConnections()
+    // Watched for 7 s past the verdict's 5 s, which NGINX counts in whole seconds, so up to 6 s (the failure served
+    // cached leads for the whole 45 s watched).
+    const answers: Array<{ at: number, status: number, cache: string }> = []
+    while (Date.now() - verdictAt < 14_000) {
+      const at = Date.now() - verdictAt
+      const res = await getFrom(path, { 'x-api-key': key })
+      answers.push({ at, status: res.status, cache: String(res.headers['x-cache-status'] ?? '') })
+      if (res.status !== 200) assertErrorBody(res, `after ${at} ms`)
+      if (at > 7000) {
+        assert.notEqual(res.status, 200, `a cached answer ${at} ms after the verdict: ${res.headers['x-cache-status'] as string}`)
+        assert.doesNotMatch(res.body, /@example\.com/)
+      }
+      await new Promise((resolve) => setTimeout(resolve, 200))
+    }
+    const closed = answers.filter((a) => a.at > 7000)
+    assert.ok(closed.length >= 10, `${closed.length} answers after the verdict expired`)
+    assert.deepEqual([...new Set(closed.map((a) => a.status))], [503])
+  } finally {
+    for (const fn of local.reverse()) await fn()
+  }
+})
+
+test('with every api instance down, every edge error is the platform\'s JSON error body, never an HTML page', async () => {
+  const local: Array<() => unknown> = []
+  try {
+    const { app, url } = await isolatedEdge(local)
+    // A valid key NGINX has no verdict for: within a verdict's 5 s it would be served from the cache, as it should.
+    const { key } = await app.apiKeys.mint('edge down', ['leads:read', 'admin'])
+    await app.close()
+    const cases: Array<[string, string, Record<string, string>]> = [
+      ['GET', '/api/v1/leads?limit=1', {}],
+      ['GET', '/api/v1/leads?limit=1', { 'x-api-key': key }],
+      ['GET', '/api/v1/leads?limit=2', { 'x-api-key': inventedKey() }],
+      ['GET', `/api/v1/leads/${leadIds[0] ?? ''}`, { 'x-api-key': key }],
+      ['POST', '/api/v1/leads', { 'x-api-key': key }],
+      ['GET', '/api/v1/admin/cache', { 'x-api-key': key }],
+      ['GET', '/data/v1/reports/summary', { 'x-api-key': key }],
+      ['GET', '/orchestrator/v1/agents', { 'x-api-key': key }],
+      ['GET', '/static/app.css', {}],
+      ['GET', '/uploads/a.png', {}],
+      ['GET', '/nowhere', {}]
+    ]
+    for (const [method, path, headers] of cases) {
+      const res = await getFrom(`${url}${path}`, headers, '127.0.0.1', method)
+      assert.ok(res.status >= 400, `${method} ${path}: ${res.status} ${String(res.headers['x-cache-status'])} ${res.body.slice(0, 200)}`)
+      assertErrorBody(res, `${method} ${path}`)
+    }
+  } finally {
+    for (const fn of local.reverse()) await fn()
+  }
+})
+
+test('through NGINX, invented keys on /data/ and /orchestrator/ meet the same verdicts and key gate: none reaches those services', async (t) => {
+  let reached = 0
+  const onRequest = (): void => { reached++ }
+  for (const app of others) app.server.on('request', onRequest)
+  t.after(() => { for (const app of others) app.server.off('request', onRequest) })
+  const statuses = new Map<string, number>()
+  for (let i = 0; i < 200; i++) {
+    const path = i % 2 === 0 ? '/data/v1/reports/leads?groupBy=day' : `/orchestrator/v1/leads/${leadIds[0] ?? ''}/score`
+    const res = await getFrom(`${edge}${path}`, { 'x-api-key': inventedKey() }, '127.0.0.9')
+    const { code } = assertErrorBody(res, path)
+    statuses.set(`${res.status} ${code}`, (statuses.get(`${res.status} ${code}`) ?? 0) + 1)
+  }
+  assert.deepEqual([...statuses.keys()].sort(), ['401 INVALID_API_KEY', '429 API_KEY_LOOKUPS_EXCEEDED'])
+  assert.equal(reached, 0, 'answered at the edge')
+  const valid = await getFrom(`${edge}/data/v1/reports/leads?groupBy=day`, SERVICE_HEADERS, '127.0.0.10')
+  assert.notEqual(valid.status, 401)
+  assert.equal(reached, 1, 'a valid key goes through')
+})
+
+test('with the api down, a request to the data-service has no verdict and goes on: the data-service decides it', async () => {
+  const seen: string[] = []
+  const stand = createServer((req, res) => {
+    seen.push(`${req.method ?? ''} ${req.url ?? ''}`)
+    res.writeHead(200, { 'content-type': 'application/json' }).end('{"data":[]}')
+  })
+  const port = await freePort()
+  await new Promise<void>((resolve) => stand.listen(port, '127.0.0.1', resolve))
+  const local: Array<() => unknown> = [() => { stand.close() }]
+  try {
+    const { app, url } = await isolatedEdge(local, port)
+    await app.close()
+    const res = await getFrom(`${url}/data/v1/reports/leads?groupBy=day`, { 'x-api-key': inventedKey() })
+    assert.equal(res.status, 200)
+    assert.deepEqual(seen, ['GET /data/v1/reports/leads?groupBy=day'])
   } finally {
     for (const fn of local.reverse()) await fn()
   }

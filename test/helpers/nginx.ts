@@ -14,6 +14,8 @@ export interface NginxAddresses {
   orchestrator: number
   publicPort: number
   statusPort: number
+  /** The loopback key gate (8081 in the shipped file). */
+  keyGatePort: number
 }
 
 /** What the image sets for the template's variables on a machine without a cluster (deploy/nginx/Dockerfile has the defaults). */
@@ -34,7 +36,7 @@ export function renderTemplate (text: string, env: Record<string, string>, filte
 /**
  * The shipped nginx.conf rendered with `env`, then only its addresses templated: the upstream servers become
  * loopback ports, and the two listen ports become loopback ports (8000 and 8080 may be taken, and the service names
- * resolve only inside a cluster). `resolve` goes with the names: an address needs no resolving, and Debian's NGINX
+ * resolve only inside a cluster), and so does the loopback key gate's port. `resolve` goes with the names: an address needs no resolving, and Debian's NGINX
  * (1.22) predates the parameter (the image's 1.28 has it). Everything else, the include files too, is the shipped text.
  */
 export function templateConfig (a: NginxAddresses, env: Record<string, string> = LOOPBACK_TEMPLATE_ENV): string {
@@ -47,7 +49,9 @@ export function templateConfig (a: NginxAddresses, env: Record<string, string> =
     .replace(server('orchestrator', 3002), (_m, indent: string, rest: string) => `${indent}server 127.0.0.1:${a.orchestrator} ${rest}`)
     .replace(/listen 8000 default_server;/, `listen 127.0.0.1:${a.publicPort} default_server;`)
     .replace(/listen 8080;/, `listen 127.0.0.1:${a.statusPort};`)
-  for (const original of ['-pods', 'listen 8000 ', 'listen 8080', '${NGINX_']) {
+    .replace(/server 127\.0\.0\.1:8081;/, `server 127.0.0.1:${a.keyGatePort};`)
+    .replace(/listen 127\.0\.0\.1:8081;/, `listen 127.0.0.1:${a.keyGatePort};`)
+  for (const original of ['-pods', 'listen 8000 ', 'listen 8080', '${NGINX_', ':8081;']) {
     if (replaced.split('\n').some((line) => !line.trimStart().startsWith('#') && line.includes(original))) throw new Error(`nginx.conf: "${original}" was not templated`)
   }
   return replaced
