@@ -22,7 +22,11 @@ const SERVICES = ['api', 'data-service', 'orchestrator']
 
 test('NGINX balances per pod: each upstream is a headless Service of its Deployment\'s pods, re-resolved (zone, resolve, resolver)', () => {
   const conf = readFileSync(join(NGINX_DIR, 'nginx.conf'), 'utf8')
-  const upstreams = [...conf.matchAll(/upstream (\w+) \{\n([\s\S]*?)\n {2}\}/g)]
+  const all = [...conf.matchAll(/upstream (\w+) \{\n([\s\S]*?)\n {2}\}/g)]
+  // The key gate is NGINX's own loopback server, not a service.
+  const gate = all.find(([, name]) => name === 'edge_key_gate')
+  assert.match(gate?.[2] ?? '', /^\s*server 127\.0\.0\.1:\d+;$/m)
+  const upstreams = all.filter((u) => u !== gate)
   assert.equal(upstreams.length, 3)
   for (const [, name, body = ''] of upstreams) {
     assert.match(body, new RegExp(`^\\s*zone ${name} \\d+k;`, 'm'), `${name}: a shared zone (resolve needs one)`)
