@@ -14,6 +14,7 @@ import { buildApp } from '../services/api/app.js'
 import { isCluster } from '../plugins/redis/index.js'
 import { SERVICE_HEADERS, TEST_SERVICE_KEY, createTestSchema, testApiConfig, uniqueName, type TestSchema } from './helpers/database.js'
 import { freePort } from './helpers/ports.js'
+import { startPrivateRedis } from './helpers/private-redis.js'
 import { startOtlpReceiver, startTracedService, type ReceivedSpan } from './helpers/otlp.js'
 import { startDataService, startOrchestrator } from './helpers/services.js'
 
@@ -362,16 +363,21 @@ const settings: Record<string, Setting> = {
     }
   },
   CACHE_BREAKER_COOLDOWN_MS: {
-    test: 'CACHE_BREAKER_COOLDOWN_MS=200 lets a probe through after 200 ms',
+    test: 'CACHE_BREAKER_COOLDOWN_MS=200 closes the cache breaker again soon after Redis is back',
     run: async (t) => {
-      const app = await api(t, { REDIS_URL: `redis://127.0.0.1:${await freePort()}`, CACHE_BREAKER_THRESHOLD: '1', CACHE_BREAKER_COOLDOWN_MS: '200' })
+      const redis = await startPrivateRedis()
+      t.after(() => redis.destroy())
+      const app = await api(t, { REDIS_URL: redis.url, REDIS_COMMAND_TIMEOUT_MS: '50', CACHE_BREAKER_THRESHOLD: '1', CACHE_BREAKER_COOLDOWN_MS: '200' })
+      await app.cache.ready()
+      redis.pause()
       await cacheSource(app, 'cooldown-1')
-      const failures = app.cache.getStats().redis.errors + app.cache.getStats().redis.timeouts
-      // Well under the default cooldown of 2000 ms.
+      redis.resume()
+      assert.equal(app.cache.getStats().redis.breaker, 'open')
+      // Well under the default cooldown of 2000 ms, a probe has found Redis back.
       await eventually(async () => {
         await cacheSource(app, `cooldown-${Date.now()}`)
-        return app.cache.getStats().redis.errors + app.cache.getStats().redis.timeouts > failures
-      }, 'a probe reached Redis again', 1500)
+        return app.cache.getStats().redis.breaker === 'closed'
+      }, 'the breaker closed', 1500)
     }
   },
   CACHE_ACK_TIMEOUT_MS: {
