@@ -130,6 +130,7 @@ test('a route rate-limit policy with limit 0 fails ready()', async () => {
     return true
   })
   await assert.rejects(bootWithRoute({ rateLimit: true }), { code: 'RATE_LIMIT_INVALID_ROUTE_SETTING' })
+  await assert.rejects(bootWithRoute({ rateLimit: 'constructor' }), /Unknown rate-limit preset "constructor"/)
 })
 
 test('getRemainingRequests answers against the configured default limit', async (t) => {

@@ -49,7 +49,7 @@ export const rateLimitPlugin = fp(async (app: FastifyInstance, opts: RateLimitPl
   const resolvedPresets = Object.fromEntries(Object.entries(presets).map(([name, p]) => [name, validatePolicy({ ...p, ...(opts.presets?.[name as PresetName] ?? {}) })])) as Record<PresetName, RateLimitPolicy>
   const resolve = (p: PolicyLike): RateLimitPolicy => {
     if (typeof p !== 'string') return validatePolicy(p)
-    const preset = resolvedPresets[p]
+    const preset = Object.hasOwn(resolvedPresets, p) ? resolvedPresets[p] : undefined
     if (!preset) throw new RateLimitErrors.RATE_LIMIT_UNKNOWN_PRESET(p)
     return preset
   }
