@@ -9,6 +9,7 @@ import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { FastifyInstance } from 'fastify'
 import { Redis } from 'ioredis'
+import WebSocket from 'ws'
 import { projectRoot } from '../services/domain/paths.js'
 import { buildApp } from '../services/api/app.js'
 import { isCluster } from '../plugins/redis/index.js'
@@ -564,7 +565,37 @@ const settings: Record<string, Setting> = {
     }
   },
   EVENTS_CHANNEL: { testedBy: { file: 'services/orchestrator/events.test.ts', test: 'a client connected to any orchestrator instance sees the routing events of every instance (Redis)' } },
-  EVENTS_MAX_BUFFERED_BYTES: { unobservable: 'a client falls behind only once the kernel socket buffers between it and the service are full, megabytes that depend on the machine' },
+  EVENTS_MAX_BUFFERED_BYTES: {
+    test: 'EVENTS_MAX_BUFFERED_BYTES=1024 disconnects a client that stopped reading, where 64 MB keeps it',
+    run: async (t) => {
+      const env = { REDIS_URL, EVENTS_CHANNEL: uniqueName('settings-events'), CACHE_PREFIX: `${uniqueName('ev')}:` }
+      const strict = await startOrchestrator(t, db, 'http://127.0.0.1:9', { ...env, EVENTS_MAX_BUFFERED_BYTES: '1024' }, true)
+      const loose = await startOrchestrator(t, db, 'http://127.0.0.1:9', { ...env, EVENTS_MAX_BUFFERED_BYTES: String(64 * 1024 * 1024) }, true)
+      const clients = await Promise.all([strict.url, loose.url].map(async (url) => {
+        const ws = new WebSocket(`${url.replace('http', 'ws')}/orchestrator/v1/events`, { headers: SERVICE_HEADERS })
+        t.after(() => { ws.terminate() })
+        const received: string[] = []
+        const closed = once(ws, 'close').then(([code]) => code as number)
+        await once(ws, 'message')
+        ws.on('message', (data: Buffer) => received.push(data.toString('utf8', 0, 40)))
+        ws.pause()
+        return { ws, received, closed }
+      }))
+      // Three 8 MB events: more than the kernel buffers of a connection whose reader stopped hold (a few MB), less
+      // than Redis lets a subscriber fall behind (32 MB).
+      const publisher = new Redis(REDIS_URL)
+      t.after(() => { publisher.disconnect() })
+      for (let i = 0; i < 3; i++) await publisher.publish(env.EVENTS_CHANNEL, JSON.stringify({ type: 'lead.assigned', i, padding: 'x'.repeat(8 * 1024 * 1024) }))
+      // Nothing observable says when the services have handed the events to their sockets; they take milliseconds.
+      await sleep(2000)
+      for (const client of clients) client.ws.resume()
+      const [strictClient, looseClient] = clients as [typeof clients[0], typeof clients[0]]
+      assert.equal(await strictClient.closed, 1013)
+      assert.ok(strictClient.received.length < 3, `the strict client got ${strictClient.received.length} events before it was dropped`)
+      await eventually(() => looseClient.received.length === 3, 'the loose client got every event')
+      assert.equal(looseClient.ws.readyState, WebSocket.OPEN)
+    }
+  },
   EMBEDDED_PG_PORT: { testedBy: { file: 'scripts/start.test.ts', test: 'npm start with nothing configured: embedded PostgreSQL, seeded leads, clean stop, data reused' } },
   EMBEDDED_PG_DATA_DIR: { testedBy: { file: 'scripts/start.test.ts', test: 'npm start with nothing configured: embedded PostgreSQL, seeded leads, clean stop, data reused' } },
   API_PORT: { testedBy: { file: 'scripts/start.test.ts', test: 'npm start with nothing configured: embedded PostgreSQL, seeded leads, clean stop, data reused' } },
