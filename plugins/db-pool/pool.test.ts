@@ -180,6 +180,20 @@ test('a killed connection neither crashes the process nor leaves the pool below 
   assert.ok(pool.getMetrics().errors >= 1)
 })
 
+test('the pool refills to min after a drop with no traffic', async () => {
+  const pool = await open({ min: 2, max: 4 })
+  const terminate = () => admin('SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1', [pool.name])
+  // A drop under load: the traffic after it opens connections before the refill runs, so the refill finds nothing missing.
+  await terminate()
+  for (let i = 0; i < 100 && pool.getMetrics().totalConnections >= 2; i++) await sleep(10)
+  await Promise.all(Array.from({ length: 4 }, () => pool.query('SELECT pg_sleep(0.3)')))
+  // Then a drop with nobody querying: only the refill can bring the pool back to min.
+  await terminate()
+  for (let i = 0; i < 100 && (pool.getMetrics().totalConnections < 2 || (await backends(pool.name)) < 2); i++) await sleep(50)
+  assert.equal(pool.getMetrics().totalConnections, 2)
+  assert.equal(await backends(pool.name), 2)
+})
+
 test('the health check reports a healthy pool; a closed pool refuses queries', async () => {
   const pool = await open()
   const health = await pool.checkHealth()

@@ -304,19 +304,21 @@ export class ConnectionPool {
 
   /** Opens connections until `min` are open; pg's own `min` only stops idle eviction below it. */
   async #fill (): Promise<void> {
-    this.#filling ??= (async () => {
-      try {
-        const missing = this.options.min - this.#pool.totalCount
-        if (missing <= 0) return
-        const clients = await Promise.allSettled(Array.from({ length: missing }, () => this.#pool.connect()))
-        const failed = clients.find((c): c is PromiseRejectedResult => c.status === 'rejected')
-        for (const c of clients) if (c.status === 'fulfilled') c.value.release()
-        if (failed) throw toDatabaseError(failed.reason)
-      } finally {
-        this.#filling = undefined
-      }
-    })()
-    return this.#filling
+    if (this.#filling) return this.#filling
+    // Cleared in a callback, never inside the fill itself: a fill with nothing missing finishes synchronously, and a
+    // `finally` inside it would run before the assignment below and leave a settled promise that every later refill reuses.
+    const filling = this.#openMissing().finally(() => { if (this.#filling === filling) this.#filling = undefined })
+    this.#filling = filling
+    return filling
+  }
+
+  async #openMissing (): Promise<void> {
+    const missing = this.options.min - this.#pool.totalCount
+    if (missing <= 0) return
+    const clients = await Promise.allSettled(Array.from({ length: missing }, () => this.#pool.connect()))
+    const failed = clients.find((c): c is PromiseRejectedResult => c.status === 'rejected')
+    for (const c of clients) if (c.status === 'fulfilled') c.value.release()
+    if (failed) throw toDatabaseError(failed.reason)
   }
 
   #scheduleRefill (): void {

@@ -2,27 +2,9 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { Pool, type Dispatcher } from 'undici'
 import { CircuitBreaker, type BreakerState } from '../chassis/index.js'
 import { UpstreamUnavailableError } from './errors.js'
+import { resolveServiceClientOptions, type ServiceClientOptions } from './options.js'
 
-export interface ServiceClientOptions {
-  /** Name of the service called, in errors and logs. */
-  name: string
-  /** Origin of the service, e.g. http://127.0.0.1:3001. */
-  baseUrl: string
-  /** Whole-call budget of one attempt, connection included, in ms. @default 2000 */
-  timeoutMs?: number
-  /** Extra attempts of an idempotent call after a network error, a timeout or a 502/503/504. @default 2 */
-  retries?: number
-  /** First backoff in ms, doubled per attempt, with full jitter. @default 50 */
-  retryBaseMs?: number
-  /** Consecutive failed calls that open the breaker. @default 5 */
-  breakerThreshold?: number
-  /** Ms the breaker stays open before one probe. @default 5000 */
-  breakerCooldownMs?: number
-  /** Keep-alive connections to the service at most. @default 16 */
-  connections?: number
-  /** Headers sent with every call, e.g. the platform's service key. */
-  headers?: Record<string, string>
-}
+export type { ServiceClientOptions }
 
 export interface ServiceRequest {
   method?: Dispatcher.HttpMethod
@@ -62,15 +44,16 @@ export class ServiceClient {
   #retried = 0
   #rejected = 0
 
-  constructor (options: ServiceClientOptions) {
+  constructor (rawOptions: ServiceClientOptions) {
+    const options = resolveServiceClientOptions(rawOptions)
     this.name = options.name
-    this.#timeoutMs = options.timeoutMs ?? 2000
-    this.#retries = options.retries ?? 2
-    this.#retryBaseMs = options.retryBaseMs ?? 50
-    this.#headers = options.headers ?? {}
-    this.#breaker = new CircuitBreaker(options.breakerThreshold ?? 5, options.breakerCooldownMs ?? 5000)
+    this.#timeoutMs = options.timeoutMs
+    this.#retries = options.retries
+    this.#retryBaseMs = options.retryBaseMs
+    this.#headers = options.headers
+    this.#breaker = new CircuitBreaker(options.breakerThreshold, options.breakerCooldownMs)
     this.#pool = new Pool(new URL(options.baseUrl).origin, {
-      connections: options.connections ?? 16,
+      connections: options.connections,
       connectTimeout: this.#timeoutMs,
       headersTimeout: this.#timeoutMs,
       bodyTimeout: this.#timeoutMs,

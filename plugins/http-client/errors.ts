@@ -1,4 +1,10 @@
+import createError from '@fastify/error'
 import { HttpError } from '../chassis/index.js'
+
+/** Every error the service client raises at start-up, keyed by its code (calls fail with UpstreamUnavailableError). */
+export const HttpClientErrors = {
+  HTTP_CLIENT_INVALID_OPTIONS: createError<'HTTP_CLIENT_INVALID_OPTIONS', [string]>('HTTP_CLIENT_INVALID_OPTIONS', 'Invalid service client options for %s')
+} as const
 
 /**
  * The error a route gets when a service it depends on cannot answer: 503 with Retry-After and a stable code, which

@@ -1,5 +1,7 @@
 export { RateLimiter, createRateLimiter, type Decision, type DecisionSource, type RateLimiterOptions } from './rate-limiter.js'
-export { presets, validatePolicy, RateLimitErrors, type PresetName, type RateLimitPolicy } from './policies.js'
+export { presets, validatePolicy, type PresetName, type RateLimitPolicy } from './policies.js'
+export { RateLimitErrors } from './errors.js'
+export { rateLimiterDefaults, resolveRateLimiterOptions } from './options.js'
 export { MemoryStore } from './memory-store.js'
 export { RedisStore } from './redis-store.js'
 export type { PolicyResult, RateLimitStore, StoreCheck } from './store.js'

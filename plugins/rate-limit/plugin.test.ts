@@ -3,6 +3,8 @@ import assert from 'node:assert/strict'
 import type { FastifyInstance } from 'fastify'
 import { buildService, chassisConfigFragment, composeSchema, loadConfig, type ChassisConfig } from '../chassis/index.js'
 import { rateLimitPlugin, type RateLimitPluginOptions } from './plugin.js'
+import { RateLimiter } from './rate-limiter.js'
+import { clientAddressKey } from './identity.js'
 
 async function build (t: { after: (fn: () => Promise<void>) => void }, options: RateLimitPluginOptions = {}, env: Record<string, string> = {}): Promise<FastifyInstance> {
   const config = loadConfig<ChassisConfig>(composeSchema(chassisConfigFragment), { env: { LOG_LEVEL: 'silent', ...env }, dotenv: false })
@@ -98,4 +100,50 @@ test('a handler that only observes a refusal leaves the default 429', async (t) 
   assert.equal(refused.statusCode, 429)
   assert.equal(refused.json().code, 'RATE_LIMITED')
   assert.deepEqual(seen, ['/open'])
+})
+
+async function bootWithRoute (config: { rateLimit?: unknown }): Promise<FastifyInstance> {
+  const settings = loadConfig<ChassisConfig>(composeSchema(chassisConfigFragment), { env: { LOG_LEVEL: 'silent' }, dotenv: false })
+  return buildService({
+    name: 'rl-route-test',
+    config: settings,
+    plugins: [(a) => a.register(rateLimitPlugin, {})],
+    routes: [(a) => { a.get('/reports', { config: config as never }, async () => ({ ok: true })) }]
+  })
+}
+
+test('a misspelt route rate-limit preset fails ready()', async () => {
+  await assert.rejects(bootWithRoute({ rateLimit: 'stict' }), (e: Error & { code: string }) => {
+    assert.equal(e.code, 'RATE_LIMIT_INVALID_ROUTE_SETTING')
+    assert.match(e.message, /GET \/reports/)
+    assert.match(e.message, /"stict"/)
+    assert.match(e.message, /Unknown rate-limit preset "stict"/)
+    return true
+  })
+})
+
+test('a route rate-limit policy with limit 0 fails ready()', async () => {
+  await assert.rejects(bootWithRoute({ rateLimit: [{ name: 'reports', limit: 0, windowMs: 1000 }] }), (e: Error & { code: string }) => {
+    assert.equal(e.code, 'RATE_LIMIT_INVALID_ROUTE_SETTING')
+    assert.match(e.message, /GET \/reports/)
+    assert.match(e.message, /reports: limit must be a positive integer/)
+    return true
+  })
+  await assert.rejects(bootWithRoute({ rateLimit: true }), { code: 'RATE_LIMIT_INVALID_ROUTE_SETTING' })
+  await assert.rejects(bootWithRoute({ rateLimit: 'constructor' }), /Unknown rate-limit preset "constructor"/)
+})
+
+test('getRemainingRequests answers against the configured default limit', async (t) => {
+  const app = await build(t, { global: undefined, presets: { default: { limit: 500 } } })
+  const res = await app.inject({ url: '/open', remoteAddress: '198.51.100.7' })
+  assert.equal(res.headers['x-ratelimit-remaining'], '499')
+  assert.equal(await app.rateLimiter.getRemainingRequests(clientAddressKey('198.51.100.7')), 499)
+})
+
+test('invalid rate limiter options throw one coded error naming each problem', () => {
+  assert.throws(() => new RateLimiter(undefined, { breakerThreshold: 0, timeoutMs: -1, maxKeys: 0, breakerCooldownMs: Number.NaN }), (e: Error & { code: string }) => {
+    assert.equal(e.code, 'RATE_LIMIT_INVALID_OPTIONS')
+    for (const problem of ['timeoutMs must be a positive number', 'breakerThreshold must be a positive integer', 'maxKeys must be a positive integer', 'breakerCooldownMs must be a non-negative number']) assert.match(e.message, new RegExp(problem))
+    return true
+  })
 })

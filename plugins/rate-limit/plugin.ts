@@ -49,27 +49,49 @@ export const rateLimitPlugin = fp(async (app: FastifyInstance, opts: RateLimitPl
   const resolvedPresets = Object.fromEntries(Object.entries(presets).map(([name, p]) => [name, validatePolicy({ ...p, ...(opts.presets?.[name as PresetName] ?? {}) })])) as Record<PresetName, RateLimitPolicy>
   const resolve = (p: PolicyLike): RateLimitPolicy => {
     if (typeof p !== 'string') return validatePolicy(p)
-    const preset = resolvedPresets[p]
+    const preset = Object.hasOwn(resolvedPresets, p) ? resolvedPresets[p] : undefined
     if (!preset) throw new RateLimitErrors.RATE_LIMIT_UNKNOWN_PRESET(p)
     return preset
   }
   const global = opts.global === false ? undefined : resolve(opts.global ?? 'default')
   const globalList: RateLimitPolicy[] = global ? [global] : []
-  const limiter = new RateLimiter(app.hasDecorator('redis') ? app.redis : undefined, opts)
+  const limiter = new RateLimiter(app.hasDecorator('redis') ? app.redis : undefined, { ...opts, defaultPolicy: global ?? resolvedPresets.default })
   const allowed = Array.isArray(opts.allowList) ? cidrMatcher(opts.allowList) : undefined
   const isTrusted = typeof opts.allowList === 'function' ? opts.allowList : (req: FastifyRequest) => allowed?.(req.ip) ?? false
   const keyOf = opts.keyGenerator ?? ((req: FastifyRequest) => clientAddressKey(req.ip))
   app.decorate('rateLimiter', limiter)
   app.decorateRequest('rateLimit', undefined)
 
-  // A route's setting is resolved once, on its first request; routes registered before this plugin count too.
+  const resolveSetting = (setting: RouteRateLimit): RateLimitPolicy[] | false => {
+    if (setting === false) return false
+    const list = Array.isArray(setting) ? setting : [setting]
+    for (const p of list) {
+      if (typeof p !== 'string' && (typeof p !== 'object' || p === null)) throw new RateLimitErrors.RATE_LIMIT_INVALID_POLICY('a route policy is false, a preset name, a policy or a list of them')
+    }
+    return list.map(resolve)
+  }
+
+  // A bad setting fails here, when the route is added, so `ready()` names it instead of every request answering 500.
+  app.addHook('onRoute', (route) => {
+    const setting = (route.config as { rateLimit?: RouteRateLimit } | undefined)?.rateLimit
+    if (setting === undefined) return
+    try {
+      resolveSetting(setting)
+    } catch (error) {
+      const methods = Array.isArray(route.method) ? route.method.join(',') : route.method
+      throw new RateLimitErrors.RATE_LIMIT_INVALID_ROUTE_SETTING(methods, route.url, JSON.stringify(setting), (error as Error).message)
+    }
+  })
+
+  // Resolved once, on the route's first request: the hook above has validated it, and routes added before this plugin
+  // count too.
   const resolvedRoutes = new WeakMap<object, RateLimitPolicy[] | false>()
   const routeSetting = (config: { rateLimit?: RouteRateLimit }): RateLimitPolicy[] | false | undefined => {
     const setting = config.rateLimit
     if (setting === undefined) return undefined
     let list = resolvedRoutes.get(config)
     if (list === undefined) {
-      list = setting === false ? false : (Array.isArray(setting) ? setting : [setting]).map(resolve)
+      list = resolveSetting(setting)
       resolvedRoutes.set(config, list)
     }
     return list

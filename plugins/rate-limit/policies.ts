@@ -1,4 +1,6 @@
-import createError from '@fastify/error'
+import { RateLimitErrors } from './errors.js'
+
+export { RateLimitErrors }
 
 /** One limit: at most `limit` units of cost in any trailing window of `windowMs`. */
 export interface RateLimitPolicy {
@@ -11,11 +13,6 @@ export interface RateLimitPolicy {
   /** Report-only: decisions are counted and headers sent, but nothing is refused. @default false */
   shadow?: boolean
 }
-
-export const RateLimitErrors = {
-  RATE_LIMIT_INVALID_POLICY: createError<'RATE_LIMIT_INVALID_POLICY', [string]>('RATE_LIMIT_INVALID_POLICY', 'Invalid rate-limit policy: %s'),
-  RATE_LIMIT_UNKNOWN_PRESET: createError<'RATE_LIMIT_UNKNOWN_PRESET', [string]>('RATE_LIMIT_UNKNOWN_PRESET', 'Unknown rate-limit preset "%s"')
-} as const
 
 /** The specification's presets: default 100/min, apiKey 1000/min, strict 10/min (admin routes). */
 export const presets = {
@@ -30,7 +27,7 @@ const NAME = /^[A-Za-z0-9_.-]{1,64}$/
 
 export function validatePolicy (policy: RateLimitPolicy): RateLimitPolicy {
   const problems: string[] = []
-  if (!NAME.test(policy.name)) problems.push('name must be 1-64 letters, digits, _ . or -')
+  if (typeof policy.name !== 'string' || !NAME.test(policy.name)) problems.push('name must be 1-64 letters, digits, _ . or -')
   if (!Number.isInteger(policy.limit) || policy.limit < 1) problems.push(`${policy.name}: limit must be a positive integer`)
   if (!Number.isInteger(policy.windowMs) || policy.windowMs < 1) problems.push(`${policy.name}: windowMs must be a positive integer`)
   if (policy.onStoreFailure !== undefined && policy.onStoreFailure !== 'open' && policy.onStoreFailure !== 'closed') problems.push(`${policy.name}: onStoreFailure must be open or closed`)

@@ -1,7 +1,8 @@
 import { LRUCache } from 'lru-cache'
 import { CircuitBreaker, RedisErrors, withBudget, type RedisClient } from '../redis/index.js'
 import { MemoryStore } from './memory-store.js'
-import { presets, type RateLimitPolicy } from './policies.js'
+import { resolveRateLimiterOptions } from './options.js'
+import { presets, validatePolicy, type RateLimitPolicy } from './policies.js'
 import { RedisStore } from './redis-store.js'
 import type { PolicyResult, RateLimitStore } from './store.js'
 
@@ -31,6 +32,8 @@ export interface RateLimiterOptions {
   maxKeys?: number
   /** A store of your own instead of Redis or memory. */
   store?: RateLimitStore
+  /** The policy `getRemainingRequests` answers against when given none (the plugin passes its global policy). @default the default preset */
+  defaultPolicy?: RateLimitPolicy
 }
 
 interface PolicyCounters {
@@ -61,15 +64,18 @@ export class RateLimiter {
   readonly #overUntil: LRUCache<string, number>
   readonly #counters = new Map<string, PolicyCounters>()
   readonly #clientTimesOut: boolean
+  readonly #defaultPolicy: RateLimitPolicy
 
-  constructor (redis: RedisClient | undefined, options: RateLimiterOptions = {}) {
-    this.#prefix = options.prefix ?? 'rl:'
-    this.#timeoutMs = options.timeoutMs ?? 100
-    this.#breaker = new CircuitBreaker(options.breakerThreshold ?? 5, options.breakerCooldownMs ?? 2000)
-    this.#fallback = new MemoryStore({ maxKeys: options.maxKeys ?? 100_000 })
+  constructor (redis: RedisClient | undefined, rawOptions: RateLimiterOptions = {}) {
+    const options = resolveRateLimiterOptions(rawOptions)
+    this.#prefix = options.prefix
+    this.#timeoutMs = options.timeoutMs
+    this.#defaultPolicy = options.defaultPolicy ? validatePolicy(options.defaultPolicy) : presets.default
+    this.#breaker = new CircuitBreaker(options.breakerThreshold, options.breakerCooldownMs)
+    this.#fallback = new MemoryStore({ maxKeys: options.maxKeys })
     this.#store = options.store ?? (redis ? new RedisStore(redis) : this.#fallback)
     this.#shared = this.#store !== this.#fallback
-    this.#overUntil = new LRUCache({ max: options.maxKeys ?? 100_000 })
+    this.#overUntil = new LRUCache({ max: options.maxKeys })
     const clientTimeout = (redis?.options as { commandTimeout?: number } | undefined)?.commandTimeout ?? (redis as { options?: { redisOptions?: { commandTimeout?: number } } } | undefined)?.options?.redisOptions?.commandTimeout
     this.#clientTimesOut = options.store === undefined && clientTimeout !== undefined && clientTimeout <= this.#timeoutMs
   }
@@ -118,8 +124,8 @@ export class RateLimiter {
     return { results, source }
   }
 
-  /** Units left for `identity` under `policy` (the default preset), without consuming any. */
-  async getRemainingRequests (identity: string, policy: RateLimitPolicy = presets.default): Promise<number> {
+  /** Units left for `identity` under `policy` (the configured default policy), without consuming any. */
+  async getRemainingRequests (identity: string, policy: RateLimitPolicy = this.#defaultPolicy): Promise<number> {
     const keys = this.#keys(identity, [policy])
     try {
       const [result] = this.#shared

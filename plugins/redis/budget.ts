@@ -1,10 +1,5 @@
-import createError from '@fastify/error'
 import type { CircuitBreaker } from '../chassis/index.js'
-
-export const RedisErrors = {
-  REDIS_TIMEOUT: createError<'REDIS_TIMEOUT', [number]>('REDIS_TIMEOUT', 'Redis did not answer within %d ms'),
-  REDIS_BREAKER_OPEN: createError<'REDIS_BREAKER_OPEN', []>('REDIS_BREAKER_OPEN', 'Redis circuit breaker is open')
-} as const
+import { RedisErrors } from './errors.js'
 
 /** Runs one Redis call under a circuit breaker and a time budget; the breaker learns from the outcome. */
 export async function withBudget<T> (breaker: CircuitBreaker, timeoutMs: number, call: () => Promise<T>): Promise<T> {

@@ -1,4 +1,5 @@
 import { Cluster, Redis, type ClusterOptions, type RedisOptions } from 'ioredis'
+import { RedisErrors } from './errors.js'
 
 /** A standalone or cluster client; the cache and the rate limiter work with either. */
 export type RedisClient = Redis | Cluster
@@ -19,16 +20,37 @@ export interface RedisClientOptions {
   autoPipelining?: boolean
 }
 
+export const redisClientDefaults = Object.freeze({
+  cluster: false,
+  commandTimeoutMs: 100,
+  autoPipelining: false
+})
+
+export type ResolvedRedisClientOptions = Readonly<Required<Omit<RedisClientOptions, 'name'>> & Pick<RedisClientOptions, 'name'>>
+
+/** The options merged over their defaults once, every problem named in one coded error (never the URL: it may hold a password). */
+export function resolveRedisClientOptions (options: RedisClientOptions): ResolvedRedisClientOptions {
+  const defined = Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined))
+  const o = { ...redisClientDefaults, ...defined } as ResolvedRedisClientOptions
+  const problems: string[] = []
+  if (typeof o.url !== 'string' || !URL.canParse(o.url) || !/^rediss?:$/.test(new URL(o.url).protocol)) problems.push('url must be a redis:// or rediss:// URL')
+  if (!(Number.isFinite(o.commandTimeoutMs) && o.commandTimeoutMs > 0)) problems.push('commandTimeoutMs must be a positive number')
+  for (const key of ['cluster', 'autoPipelining'] as const) if (typeof o[key] !== 'boolean') problems.push(`${key} must be a boolean`)
+  if (problems.length > 0) throw new RedisErrors.REDIS_INVALID_OPTIONS(problems.join('; '))
+  return Object.freeze(o)
+}
+
 /**
  * A client tuned for a cache in front of a database: no offline queue (a command while disconnected fails at once),
  * no per-command retries, a short command timeout, and reconnection with capped backoff.
  */
-export function createRedisClient (options: RedisClientOptions): RedisClient {
+export function createRedisClient (rawOptions: RedisClientOptions): RedisClient {
+  const options = resolveRedisClientOptions(rawOptions)
   const common: RedisOptions = {
     enableOfflineQueue: false,
     maxRetriesPerRequest: 0,
-    commandTimeout: options.commandTimeoutMs ?? 100,
-    enableAutoPipelining: options.autoPipelining ?? false,
+    commandTimeout: options.commandTimeoutMs,
+    enableAutoPipelining: options.autoPipelining,
     connectTimeout: 2000,
     retryStrategy: (times) => Math.min(50 * 2 ** times, 1000),
     ...(options.name ? { connectionName: options.name } : {})

@@ -1,5 +1,6 @@
-export { createRedisClient, isCluster, type RedisClient, type RedisClientOptions } from './client.js'
+export { createRedisClient, isCluster, redisClientDefaults, resolveRedisClientOptions, type RedisClient, type RedisClientOptions } from './client.js'
 export { redisConfigFragment, type RedisConfig } from './config.js'
 export { redisPlugin, type RedisPluginOptions } from './plugin.js'
 export { CircuitBreaker, type BreakerState } from '../chassis/index.js'
-export { RedisErrors, withBudget } from './budget.js'
+export { withBudget } from './budget.js'
+export { RedisErrors } from './errors.js'

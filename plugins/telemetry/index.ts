@@ -1,5 +1,6 @@
 export { loadQueryParser, normalizeQuery, type NormalizedQuery } from './query-normalizer.js'
-export { QueryOptimizer, QueryTracking, globalQueryOptimizer, type QueryOptimizerOptions, type QuerySample, type QueryStat, type SlowQuery } from './query-optimizer.js'
+export { QueryStatistics, QueryTracking, queryStatistics, queryStatisticsDefaults, resolveQueryStatisticsOptions, type QueryStatisticsOptions, type QuerySample, type QueryStat, type SlowQuery } from './query-stats.js'
 export { trackQueries, type QueryTrackingOptions } from './query-tracking.js'
-export { queryStatsConfigFragment, queryStatsPlugin, type QueryStatsConfig } from './query-stats-plugin.js'
+export { queryStatsConfigFragment, queryStatsPlugin, type QueryStatsConfig, type QueryStatsPluginOptions } from './query-stats-plugin.js'
 export { metricsPlugin, type MetricsPluginOptions } from './metrics-plugin.js'
+export { TelemetryErrors } from './errors.js'

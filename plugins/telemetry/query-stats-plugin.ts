@@ -3,12 +3,13 @@ import { trace } from '@opentelemetry/api'
 import type { FastifyInstance } from 'fastify'
 import type { ConfigFragment } from '../chassis/index.js'
 import { loadQueryParser } from './query-normalizer.js'
-import { QueryOptimizer } from './query-optimizer.js'
+import { queryStatistics, type QueryStatistics } from './query-stats.js'
 import { trackQueries } from './query-tracking.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
-    queries: QueryOptimizer
+    /** The query statistics the admin route serves: the process's `queryStatistics` unless the plugin was given one. */
+    queries: QueryStatistics
   }
 }
 
@@ -24,15 +25,30 @@ export interface QueryStatsConfig {
   SLOW_QUERY_THRESHOLD_MS: number
 }
 
-/** Statistics per normalized query from the db-pool seam (`app.queries`), slow queries logged with their normalized text. */
-export const queryStatsPlugin = fp(async (app: FastifyInstance, opts: { slowThresholdMs?: number, optimizer?: QueryOptimizer, enabled?: boolean }) => {
+export interface QueryStatsPluginOptions {
+  /** Subscribe to the query seam; false leaves the seam without this subscriber (queries are not measured). @default true */
+  enabled?: boolean
+  /** Sets the statistics' slow-query threshold, in ms. @default the statistics' own (1000) */
+  slowThresholdMs?: number
+  /** @default the process's `queryStatistics` */
+  statistics?: QueryStatistics
+}
+
+/**
+ * Statistics per normalized query from the db-pool seam (`app.queries`), slow queries logged with their normalized
+ * text. Disabled, `app.queries` is still there (it holds what `@QueryTracking` records) but no query reaches it.
+ */
+export const queryStatsPlugin = fp(async (app: FastifyInstance, opts: QueryStatsPluginOptions) => {
+  const statistics = opts.statistics ?? queryStatistics
+  if (opts.slowThresholdMs !== undefined) statistics.slowThresholdMs = opts.slowThresholdMs
+  app.decorate('queries', statistics)
+  if (opts.enabled === false) return
   await loadQueryParser()
-  const optimizer = opts.optimizer ?? new QueryOptimizer({
-    slowThresholdMs: opts.slowThresholdMs ?? 1000,
-    onSlowQuery: (slow) => app.log.warn({ fingerprint: slow.fingerprint, query: slow.query, durationMs: Math.round(slow.durationMs), traceId: slow.traceId }, 'slow query')
-  })
-  app.decorate('queries', optimizer)
+  const stopLogging = statistics.onSlowQuery((slow) => app.log.warn({ fingerprint: slow.fingerprint, query: slow.query, durationMs: Math.round(slow.durationMs), traceId: slow.traceId }, 'slow query'))
   // The trace a slow query belongs to, so it can be opened in Jaeger (no-op when tracing is off).
-  const stop = trackQueries({ optimizer, traceId: () => trace.getActiveSpan()?.spanContext().traceId })
-  app.addHook('onClose', async () => stop())
+  const stopTracking = trackQueries({ statistics, traceId: () => trace.getActiveSpan()?.spanContext().traceId })
+  app.addHook('onClose', async () => {
+    stopTracking()
+    stopLogging()
+  })
 }, { name: 'query-stats', fastify: '5.x' })

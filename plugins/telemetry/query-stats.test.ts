@@ -1,7 +1,7 @@
 import { test, before } from 'node:test'
 import assert from 'node:assert/strict'
 import { createConnectionPool } from '../db-pool/index.js'
-import { QueryOptimizer, QueryTracking } from './query-optimizer.js'
+import { QueryStatistics, QueryTracking, queryStatistics } from './query-stats.js'
 import { loadQueryParser } from './query-normalizer.js'
 import { trackQueries } from './query-tracking.js'
 import { TEST_DATABASE_URL, uniqueName } from '../../test/helpers/database.js'
@@ -9,7 +9,7 @@ import { TEST_DATABASE_URL, uniqueName } from '../../test/helpers/database.js'
 before(() => loadQueryParser())
 
 test('statistics per fingerprint: count, total, min, max, percentiles, rows, errors; memory bounded', () => {
-  const q = new QueryOptimizer({ slowThresholdMs: 50, maxFingerprints: 3 })
+  const q = new QueryStatistics({ slowThresholdMs: 50, maxFingerprints: 3 })
   for (let i = 1; i <= 100; i++) q.record({ sql: `SELECT * FROM leads WHERE id = ${i}`, durationMs: i, rows: 1 })
   q.record({ sql: 'SELECT * FROM leads WHERE id = 0', durationMs: 1, error: true })
   const [stat] = q.getQueryStats(1)
@@ -32,8 +32,9 @@ test('statistics per fingerprint: count, total, min, max, percentiles, rows, err
 
 test('every query through the pool is measured via the seam; slow ones are reported with normalized text only', async (t) => {
   const slow: unknown[] = []
-  const q = new QueryOptimizer({ slowThresholdMs: 150, onSlowQuery: (s) => slow.push(s) })
-  const stop = trackQueries({ optimizer: q, traceId: () => 'trace-123' })
+  const q = new QueryStatistics({ slowThresholdMs: 150 })
+  q.onSlowQuery((s) => slow.push(s))
+  const stop = trackQueries({ statistics: q, traceId: () => 'trace-123' })
   t.after(stop)
   const pool = createConnectionPool({ connectionString: TEST_DATABASE_URL, name: uniqueName('qt'), min: 0, max: 2, healthCheckInterval: 0 })
   t.after(() => pool.close())
@@ -50,7 +51,7 @@ test('every query through the pool is measured via the seam; slow ones are repor
 })
 
 test('@QueryTracking times repository methods under their name', async () => {
-  const q = new QueryOptimizer()
+  const q = new QueryStatistics()
   class LeadRepository {
     @QueryTracking('LeadRepository', q)
     async findLeads (fail: boolean) {
@@ -65,4 +66,44 @@ test('@QueryTracking times repository methods under their name', async () => {
   assert.equal(stat?.query, 'LeadRepository.findLeads')
   assert.equal(stat?.count, 2)
   assert.equal(stat?.errors, 1)
+})
+
+test('@QueryTracking records into the process query statistics by default', async () => {
+  const label = `Repository${process.pid}.find`
+  class Repository {
+    @QueryTracking(`Repository${process.pid}`)
+    async find () { return 1 }
+  }
+  await new Repository().find()
+  assert.equal(queryStatistics.getQueryStats(1000).find((s) => s.query === label)?.count, 1)
+})
+
+test('two trackers of the same statistics count each query once', async (t) => {
+  const q = new QueryStatistics()
+  const stopFirst = trackQueries({ statistics: q })
+  const stopSecond = trackQueries({ statistics: q })
+  t.after(() => { stopFirst(); stopSecond() })
+  const pool = createConnectionPool({ connectionString: TEST_DATABASE_URL, name: uniqueName('qt'), min: 0, max: 1, healthCheckInterval: 0 })
+  t.after(() => pool.close())
+  await pool.query('SELECT 1')
+  assert.equal(q.getSummary().totalQueries, 1)
+  stopFirst()
+  await pool.query('SELECT 1')
+  assert.equal(q.getSummary().totalQueries, 2, 'still tracked while one user remains')
+  stopSecond()
+  await pool.query('SELECT 1')
+  assert.equal(q.getSummary().totalQueries, 2, 'no longer tracked once every user released it')
+})
+
+test('invalid query statistics options throw one coded error naming each problem', () => {
+  assert.throws(() => new QueryStatistics({ slowThresholdMs: 0, maxFingerprints: -1, samplesPerFingerprint: 1.5 }), (e: Error & { code: string }) => {
+    assert.equal(e.code, 'QUERY_STATS_INVALID_OPTIONS')
+    assert.match(e.message, /slowThresholdMs must be a positive number/)
+    assert.match(e.message, /maxFingerprints must be a positive integer/)
+    assert.match(e.message, /samplesPerFingerprint must be a positive integer/)
+    return true
+  })
+  const q = new QueryStatistics()
+  assert.throws(() => { q.slowThresholdMs = -5 }, { code: 'QUERY_STATS_INVALID_OPTIONS' })
+  assert.equal(q.slowThresholdMs, 1000)
 })

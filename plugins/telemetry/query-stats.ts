@@ -1,4 +1,5 @@
 import { LRUCache } from 'lru-cache'
+import { TelemetryErrors } from './errors.js'
 import { normalizeQuery } from './query-normalizer.js'
 
 export interface QuerySample {
@@ -34,8 +35,8 @@ export interface SlowQuery {
   traceId?: string
 }
 
-export interface QueryOptimizerOptions {
-  /** A query slower than this is logged and kept. @default 1000 */
+export interface QueryStatisticsOptions {
+  /** A query slower than this is logged and kept, in ms. @default 1000 */
   slowThresholdMs?: number
   /** Fingerprints kept; the least used are dropped past it. @default 1000 */
   maxFingerprints?: number
@@ -43,7 +44,27 @@ export interface QueryOptimizerOptions {
   samplesPerFingerprint?: number
   /** Slow queries kept. @default 100 */
   maxSlowQueries?: number
-  onSlowQuery?: (slow: SlowQuery) => void
+}
+
+export const queryStatisticsDefaults = Object.freeze({
+  slowThresholdMs: 1000,
+  maxFingerprints: 1000,
+  samplesPerFingerprint: 512,
+  maxSlowQueries: 100
+})
+
+export type ResolvedQueryStatisticsOptions = Readonly<Required<QueryStatisticsOptions>>
+
+export function resolveQueryStatisticsOptions (options: QueryStatisticsOptions): ResolvedQueryStatisticsOptions {
+  const defined = Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined))
+  const o = { ...queryStatisticsDefaults, ...defined } as Required<QueryStatisticsOptions>
+  const problems: string[] = []
+  if (!(Number.isFinite(o.slowThresholdMs) && o.slowThresholdMs > 0)) problems.push('slowThresholdMs must be a positive number')
+  for (const key of ['maxFingerprints', 'samplesPerFingerprint', 'maxSlowQueries'] as const) {
+    if (!Number.isInteger(o[key]) || o[key] < 1) problems.push(`${key} must be a positive integer`)
+  }
+  if (problems.length > 0) throw new TelemetryErrors.QUERY_STATS_INVALID_OPTIONS(problems.join('; '))
+  return Object.freeze(o)
 }
 
 class Entry {
@@ -91,45 +112,53 @@ class Entry {
 }
 
 /**
- * The specification's Query Optimizer: statistics per normalized query (fingerprint), slow-query detection, and
- * a summary. Memory is bounded in fingerprints, samples and slow queries. No literal reaches it.
+ * Statistics per normalized query (fingerprint), slow-query detection, and a summary. Memory is bounded in
+ * fingerprints, samples and slow queries. No literal reaches it.
  */
-export class QueryOptimizer {
+export class QueryStatistics {
   readonly #entries: LRUCache<string, Entry>
   readonly #slow: SlowQuery[] = []
-  readonly #o: Required<Omit<QueryOptimizerOptions, 'onSlowQuery'>> & Pick<QueryOptimizerOptions, 'onSlowQuery'>
+  readonly #slowListeners = new Set<(slow: SlowQuery) => void>()
+  #options: ResolvedQueryStatisticsOptions
   #total = 0
   #totalMs = 0
   #maxMs = 0
   #slowCount = 0
 
-  constructor (options: QueryOptimizerOptions = {}) {
-    this.#o = { slowThresholdMs: 1000, maxFingerprints: 1000, samplesPerFingerprint: 512, maxSlowQueries: 100, ...options }
-    this.#entries = new LRUCache({ max: this.#o.maxFingerprints })
+  constructor (options: QueryStatisticsOptions = {}) {
+    this.#options = resolveQueryStatisticsOptions(options)
+    this.#entries = new LRUCache({ max: this.#options.maxFingerprints })
   }
 
   get slowThresholdMs (): number {
-    return this.#o.slowThresholdMs
+    return this.#options.slowThresholdMs
   }
 
+  /** Changes the threshold of a running instance (the query statistics plugin sets it from its configuration). */
   set slowThresholdMs (ms: number) {
-    this.#o.slowThresholdMs = ms
+    this.#options = resolveQueryStatisticsOptions({ ...this.#options, slowThresholdMs: ms })
+  }
+
+  /** Calls `listener` with each slow query from now on; returns the function that stops it. */
+  onSlowQuery (listener: (slow: SlowQuery) => void): () => void {
+    this.#slowListeners.add(listener)
+    return () => this.#slowListeners.delete(listener)
   }
 
   record (sample: QuerySample): void {
     const n = sample.label !== undefined ? { fingerprint: `op:${sample.label}`, text: sample.label } : normalizeQuery(sample.sql)
     let entry = this.#entries.get(n.fingerprint)
-    if (!entry) this.#entries.set(n.fingerprint, entry = new Entry(n.fingerprint, n.text, this.#o.samplesPerFingerprint))
+    if (!entry) this.#entries.set(n.fingerprint, entry = new Entry(n.fingerprint, n.text, this.#options.samplesPerFingerprint))
     entry.add(sample)
     this.#total++
     this.#totalMs += sample.durationMs
     if (sample.durationMs > this.#maxMs) this.#maxMs = sample.durationMs
-    if (sample.durationMs >= this.#o.slowThresholdMs) {
+    if (sample.durationMs >= this.#options.slowThresholdMs) {
       this.#slowCount++
       const slow: SlowQuery = { fingerprint: n.fingerprint, query: n.text, durationMs: sample.durationMs, at: new Date(), ...(sample.traceId ? { traceId: sample.traceId } : {}) }
       this.#slow.push(slow)
-      if (this.#slow.length > this.#o.maxSlowQueries) this.#slow.shift()
-      this.#o.onSlowQuery?.(slow)
+      if (this.#slow.length > this.#options.maxSlowQueries) this.#slow.shift()
+      for (const listener of this.#slowListeners) listener(slow)
     }
   }
 
@@ -163,14 +192,17 @@ export class QueryOptimizer {
   }
 }
 
-/** The process-wide instance, as the specification names it. */
-export const globalQueryOptimizer = new QueryOptimizer()
+/**
+ * The process's query statistics: the query statistics plugin records into it, `@QueryTracking` records into it
+ * unless told otherwise, and the admin route reads it. The query seam is one per process, so its statistics are too.
+ */
+export const queryStatistics = new QueryStatistics()
 
 /**
  * Times a repository method and records it under `name.method` (standard decorator). The queries it runs are
  * recorded by their own fingerprints through the query seam as well.
  */
-export function QueryTracking (name: string, optimizer: QueryOptimizer = globalQueryOptimizer) {
+export function QueryTracking (name: string, statistics: QueryStatistics = queryStatistics) {
   return function <This, A extends unknown[], R> (method: (this: This, ...args: A) => Promise<R>, context: ClassMethodDecoratorContext<This, (this: This, ...args: A) => Promise<R>>) {
     const label = `${name}.${String(context.name)}`
     return async function (this: This, ...args: A): Promise<R> {
@@ -182,7 +214,7 @@ export function QueryTracking (name: string, optimizer: QueryOptimizer = globalQ
         error = true
         throw e
       } finally {
-        optimizer.record({ sql: '', label, durationMs: performance.now() - started, error })
+        statistics.record({ sql: '', label, durationMs: performance.now() - started, error })
       }
     }
   }

@@ -1,0 +1,48 @@
+import { HttpClientErrors } from './errors.js'
+
+export interface ServiceClientOptions {
+  /** Name of the service called, in errors and logs. */
+  name: string
+  /** Origin of the service, e.g. http://127.0.0.1:3001. */
+  baseUrl: string
+  /** Whole-call budget of one attempt, connection included, in ms. @default 2000 */
+  timeoutMs?: number
+  /** Extra attempts of an idempotent call after a network error, a timeout or a 502/503/504. @default 2 */
+  retries?: number
+  /** First backoff in ms, doubled per attempt, with full jitter. @default 50 */
+  retryBaseMs?: number
+  /** Consecutive failed calls that open the breaker. @default 5 */
+  breakerThreshold?: number
+  /** Ms the breaker stays open before one probe. @default 5000 */
+  breakerCooldownMs?: number
+  /** Keep-alive connections to the service at most. @default 16 */
+  connections?: number
+  /** Headers sent with every call, e.g. the platform's service key. */
+  headers?: Record<string, string>
+}
+
+export const serviceClientDefaults = Object.freeze({
+  timeoutMs: 2000,
+  retries: 2,
+  retryBaseMs: 50,
+  breakerThreshold: 5,
+  breakerCooldownMs: 5000,
+  connections: 16
+})
+
+export type ResolvedServiceClientOptions = Readonly<Required<Omit<ServiceClientOptions, 'headers'>> & { headers: Record<string, string> }>
+
+/** The options merged over their defaults once, every problem named in one coded error. */
+export function resolveServiceClientOptions (options: ServiceClientOptions): ResolvedServiceClientOptions {
+  const defined = Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined))
+  const o = { ...serviceClientDefaults, headers: {}, ...defined } as Required<ServiceClientOptions>
+  const problems: string[] = []
+  if (typeof o.name !== 'string' || o.name === '') problems.push('name must be a non-empty string')
+  if (!URL.canParse(String(o.baseUrl)) || !/^https?:$/.test(new URL(String(o.baseUrl)).protocol)) problems.push('baseUrl must be an http or https URL')
+  if (!(Number.isFinite(o.timeoutMs) && o.timeoutMs > 0)) problems.push('timeoutMs must be a positive number')
+  for (const key of ['breakerThreshold', 'connections'] as const) if (!Number.isInteger(o[key]) || o[key] < 1) problems.push(`${key} must be a positive integer`)
+  if (!Number.isInteger(o.retries) || o.retries < 0) problems.push('retries must be a non-negative integer')
+  for (const key of ['retryBaseMs', 'breakerCooldownMs'] as const) if (!(Number.isFinite(o[key]) && o[key] >= 0)) problems.push(`${key} must be a non-negative number`)
+  if (problems.length > 0) throw new HttpClientErrors.HTTP_CLIENT_INVALID_OPTIONS(`${String(o.name)}: ${problems.join('; ')}`)
+  return Object.freeze(o)
+}

@@ -1,0 +1,10 @@
+import createError from '@fastify/error'
+
+/** Every error the rate limiter raises, keyed by its code. */
+export const RateLimitErrors = {
+  RATE_LIMIT_INVALID_POLICY: createError<'RATE_LIMIT_INVALID_POLICY', [string]>('RATE_LIMIT_INVALID_POLICY', 'Invalid rate-limit policy: %s'),
+  RATE_LIMIT_UNKNOWN_PRESET: createError<'RATE_LIMIT_UNKNOWN_PRESET', [string]>('RATE_LIMIT_UNKNOWN_PRESET', 'Unknown rate-limit preset "%s"'),
+  RATE_LIMIT_INVALID_OPTIONS: createError<'RATE_LIMIT_INVALID_OPTIONS', [string]>('RATE_LIMIT_INVALID_OPTIONS', 'Invalid rate limiter options: %s'),
+  RATE_LIMIT_INVALID_ROUTE_SETTING: createError<'RATE_LIMIT_INVALID_ROUTE_SETTING', [string, string, string, string]>('RATE_LIMIT_INVALID_ROUTE_SETTING',
+    'Route %s %s has an invalid rateLimit setting %s: %s')
+} as const
