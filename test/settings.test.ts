@@ -601,7 +601,14 @@ const settings: Record<string, Setting> = {
   API_PORT: { testedBy: { file: 'scripts/start.test.ts', test: 'npm start with nothing configured: embedded PostgreSQL, seeded leads, clean stop, data reused' } },
   DATA_SERVICE_PORT: { testedBy: { file: 'scripts/start.test.ts', test: 'npm start with nothing configured: embedded PostgreSQL, seeded leads, clean stop, data reused' } },
   ORCHESTRATOR_PORT: { testedBy: { file: 'scripts/start.test.ts', test: 'npm start with nothing configured: embedded PostgreSQL, seeded leads, clean stop, data reused' } },
-  SEED_COUNT: { testedBy: { file: 'scripts/start.test.ts', test: 'npm start with nothing configured: embedded PostgreSQL, seeded leads, clean stop, data reused' } }
+  SEED_COUNT: { testedBy: { file: 'scripts/start.test.ts', test: 'npm start with nothing configured: embedded PostgreSQL, seeded leads, clean stop, data reused' } },
+  API_KEY_LOOKUP_LIMIT: { testedBy: { file: 'services/api/key-lookups.test.ts', test: 'API_KEY_LOOKUP_LIMIT and API_KEY_LOOKUP_WINDOW_MS set the budget; a valid key in a burst costs one lookup and is never refused' } },
+  API_KEY_LOOKUP_WINDOW_MS: { testedBy: { file: 'services/api/key-lookups.test.ts', test: 'API_KEY_LOOKUP_LIMIT and API_KEY_LOOKUP_WINDOW_MS set the budget; a valid key in a burst costs one lookup and is never refused' } },
+  CDN_PROVIDER: { testedBy: { file: 'scripts/cdn-purge.test.ts', test: 'CDN_PROVIDER=none purges nothing and says so; bad input exits 2 with the reason' } },
+  CDN_ZONE_ID: { testedBy: { file: 'scripts/cdn-purge.test.ts', test: 'npm run cdn:purge purges paths and tags through the configured provider and never prints the key' } },
+  CDN_API_KEY: { testedBy: { file: 'scripts/cdn-purge.test.ts', test: 'npm run cdn:purge purges paths and tags through the configured provider and never prints the key' } },
+  CDN_SITE_URL: { testedBy: { file: 'scripts/cdn-purge.test.ts', test: 'npm run cdn:purge purges paths and tags through the configured provider and never prints the key' } },
+  CDN_API_URL: { testedBy: { file: 'scripts/cdn-purge.test.ts', test: 'npm run cdn:purge purges paths and tags through the configured provider and never prints the key' } }
 }
 
 const readme = readFileSync(join(projectRoot, 'README.md'), 'utf8')
