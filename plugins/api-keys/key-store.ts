@@ -15,6 +15,9 @@ export interface MintedKey extends ApiKeyIdentity {
   key: string
 }
 
+/** A change the database announced: one key revoked or altered, or every key (the table was truncated). */
+export type KeyChange = { id: string, revoked: boolean } | { all: true }
+
 interface StoredKey {
   name: string
   hash: string
@@ -37,7 +40,8 @@ function hashSecret (secret: string): Buffer {
 
 /**
  * API keys in PostgreSQL, stored as hashes and compared in constant time. Verified keys are cached (through the
- * cache manager, so a revocation invalidates them on every instance when Redis is shared).
+ * cache manager); the database announces every revocation (`followKeyChanges`), which drops the cached verdict on
+ * every instance, with or without Redis.
  */
 export class ApiKeyStore {
   readonly #db: ConnectionPool
@@ -46,6 +50,13 @@ export class ApiKeyStore {
   // Keys verified against the cached record they were checked with; a revocation replaces or drops that record,
   // which ends the memo's validity without a hash per request.
   readonly #verified = new LRUCache<string, { stored: StoredKey, identity: ApiKeyIdentity }>({ max: 10000 })
+  // Ids heard revoked lately: a verification that read the row just before the revocation committed is refused
+  // all the same, and a WebSocket accepted in that instant is closed on arrival.
+  readonly #revoked = new LRUCache<string, true>({ max: 10000, ttl: 60_000 })
+  readonly #changeListeners = new Set<(change: KeyChange) => void>()
+  // False while revocations cannot be heard (the database link is down): every verification then reads PostgreSQL.
+  #cacheTrusted = true
+  #trustEpoch = 0
 
   constructor (db: ConnectionPool, cache?: CacheManager, cacheTtlSeconds = 30) {
     this.#db = db
@@ -80,8 +91,54 @@ export class ApiKeyStore {
    * waiting; undefined when only `verify` can tell.
    */
   verifiedIdentity (key: string): ApiKeyIdentity | undefined {
+    if (!this.#cacheTrusted) return undefined
     const memo = this.#verified.get(key)
     return memo && this.#cache?.peek(`apikey:${memo.identity.id}`) === memo.stored ? memo.identity : undefined
+  }
+
+  /** True when this instance heard, within the last minute, that the key was revoked or deleted. */
+  recentlyRevoked (id: string): boolean {
+    return this.#revoked.has(id)
+  }
+
+  /** Calls `listener` for each change the database announces, after the key's cached verdict is gone. */
+  onKeyChange (listener: (change: KeyChange) => void): () => void {
+    this.#changeListeners.add(listener)
+    return () => this.#changeListeners.delete(listener)
+  }
+
+  /** Applies a change announced by the database: the verdict is dropped here and in Redis, then listeners hear it. */
+  async keyChanged (change: KeyChange): Promise<void> {
+    if ('all' in change) {
+      this.#verified.clear()
+    } else if (change.revoked) {
+      this.#revoked.set(change.id, true)
+    } else {
+      this.#revoked.delete(change.id)
+    }
+    // Synchronous up to here and in the cache's local eviction, so no request verified after this call began
+    // reuses the old verdict; the Redis tier and the other instances follow.
+    const evicted = 'all' in change ? this.#cache?.deletePattern('apikey:*') : this.#cache?.del(`apikey:${change.id}`)
+    for (const listener of this.#changeListeners) listener(change)
+    await evicted
+  }
+
+  /** Revocations can no longer be heard: stop reusing verdicts until `resync`. */
+  distrustCache (): void {
+    this.#cacheTrusted = false
+    this.#trustEpoch++
+  }
+
+  /**
+   * Revocations are heard again: drop every cached verdict (any may have been revoked unheard), then reuse them
+   * again, unless the link was lost once more meanwhile.
+   */
+  async resync (): Promise<void> {
+    const epoch = ++this.#trustEpoch
+    this.#cacheTrusted = false
+    this.#verified.clear()
+    await this.#cache?.deletePattern('apikey:*')
+    if (epoch === this.#trustEpoch) this.#cacheTrusted = true
   }
 
   /** The identity of a valid, unrevoked key; undefined for anything else. */
@@ -91,19 +148,21 @@ export class ApiKeyStore {
     const match = KEY.exec(key)
     if (!match) return undefined
     const [, id, secret] = match as unknown as [string, string, string]
+    if (this.#revoked.has(id)) return undefined
     const load = async (): Promise<StoredKey | null> => {
       const { rows } = await this.#db.query<{ name: string, secret_hash: Buffer, scopes: string[], revoked: boolean }>(
         'SELECT name, secret_hash, scopes, revoked_at IS NOT NULL AS revoked FROM api_keys WHERE id = $1', [id])
       const row = rows[0]
       return row ? { name: row.name, hash: row.secret_hash.toString('base64'), scopes: row.scopes, revoked: row.revoked } : null
     }
-    const stored = this.#cache ? await this.#cache.getOrSet(`apikey:${id}`, load, { ttl: this.#cacheTtl }) : await load()
+    const cached = this.#cache !== undefined && this.#cacheTrusted
+    const stored = cached ? await (this.#cache as CacheManager).getOrSet(`apikey:${id}`, load, { ttl: this.#cacheTtl }) : await load()
     if (!stored || stored.revoked) return undefined
     const expected = Buffer.from(stored.hash, 'base64')
     const given = hashSecret(secret)
     if (expected.length !== given.length || !timingSafeEqual(expected, given)) return undefined
     const identity = Object.freeze({ id, name: stored.name, scopes: stored.scopes })
-    if (this.#cache) this.#verified.set(key, { stored, identity })
+    if (cached) this.#verified.set(key, { stored, identity })
     return identity
   }
 }

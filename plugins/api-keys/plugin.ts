@@ -3,6 +3,7 @@ import type { FastifyInstance } from 'fastify'
 import { HttpError } from '../chassis/index.js'
 import { createHash, timingSafeEqual } from 'node:crypto'
 import { ApiKeyStore, type ApiKeyIdentity } from './key-store.js'
+import { followKeyChanges } from './key-changes.js'
 
 const SERVICE_IDENTITY: ApiKeyIdentity = Object.freeze({ id: 'internal-service', name: 'internal service', scopes: ['*'] })
 
@@ -45,6 +46,8 @@ export const apiKeysPlugin = fp(async (app: FastifyInstance, opts: ApiKeysPlugin
   const store = new ApiKeyStore(app.db, app.hasDecorator('cache') ? app.cache : undefined, opts.cacheTtl ?? 30)
   // Hashing both sides gives equal lengths, which timingSafeEqual needs, without revealing the secret's length.
   app.decorate('apiKeys', store)
+  const unfollow = await followKeyChanges(store, app.db, app.log)
+  app.addHook('onClose', async () => unfollow())
   // Declared up front so every request object keeps one shape.
   app.decorateRequest('apiKey', undefined)
   app.decorateRequest('apiKeyRejected', false)
