@@ -33,7 +33,7 @@ export interface ApiKeysPluginOptions {
   header?: string
   /** The shared secret other services of the platform present in `x-service-key`; empty disables it. */
   serviceKey?: string
-  /** Seconds a verified key stays cached (revocation reaches other instances at once through a shared cache). @default 30 */
+  /** Seconds a verified key stays cached (a revocation the database announces drops it at once). @default 30 */
   cacheTtl?: number
 }
 

@@ -60,6 +60,7 @@ for (const setup of ['Redis', 'no Redis'] as const) {
     const printedAt = await revokeWithCli(db, id)
     await routeOnEach()
     const closes = await Promise.all(keyed.map((c) => Promise.race([c.closed, within(15000, 'the keyed socket closed')])))
+    t.diagnostic(`closed ${closes.map((c) => Math.round(c.at - printedAt)).join(' and ')} ms after the CLI said "revoked"`)
     for (const close of closes) {
       assert.equal(close.code, KEY_REVOKED_CLOSE_CODE)
       assert.equal(close.reason, 'key revoked')
