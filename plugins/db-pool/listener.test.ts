@@ -94,3 +94,23 @@ test('subscribing fails at once when PostgreSQL cannot be reached, so a boot wit
   assert.equal(listener.up, false)
   await listener.close()
 })
+
+test('closing while the connection attempt hangs (a server that never answers) returns at once', async (t) => {
+  const accepted: Socket[] = []
+  const mute = createServer((socket) => { accepted.push(socket) })
+  const port = await freePort()
+  await new Promise<void>((resolve) => mute.listen(port, '127.0.0.1', resolve))
+  t.after(async () => {
+    for (const socket of accepted) socket.destroy()
+    await new Promise((resolve) => mute.close(resolve))
+  })
+  const listener = new NotificationListener({ connectionString: `postgres://postgres@127.0.0.1:${port}/postgres` })
+  const subscribed = listener.subscribe(channelName(), { notification: () => {} })
+  subscribed.catch(() => {})
+  await new Promise((resolve) => setTimeout(resolve, 100))
+  const started = performance.now()
+  await listener.close()
+  assert.ok(performance.now() - started < 1000, `close took ${Math.round(performance.now() - started)} ms`)
+  await assert.rejects(subscribed)
+  assert.equal(listener.up, false)
+})

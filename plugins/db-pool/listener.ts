@@ -25,6 +25,19 @@ export interface NotificationHandlers {
   up?: () => void
 }
 
+// pg's end() says goodbye and waits for the server's reply, which a dead or mute server never sends: the socket is
+// destroyed instead (pg keeps it on the client's connection).
+function destroy (client: pg.Client): void {
+  (client as unknown as { connection?: { stream?: { destroy: () => void } } }).connection?.stream?.destroy()
+}
+
+async function endWithin (client: pg.Client, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined
+  await Promise.race([client.end().catch(() => {}), new Promise((resolve) => { timer = setTimeout(resolve, ms) })])
+  clearTimeout(timer)
+  destroy(client)
+}
+
 const CHANNEL = /^[a-z_][a-z0-9_]{0,62}$/
 const noopLogger: PoolLogger = { info () {}, warn () {}, error () {} }
 
@@ -42,6 +55,7 @@ export class NotificationListener {
   readonly #log: PoolLogger
   readonly #channels = new Map<string, Set<NotificationHandlers>>()
   #client: pg.Client | undefined
+  #opening: pg.Client | undefined
   #up = false
   #closed = false
   #connecting: Promise<void> | undefined
@@ -93,8 +107,11 @@ export class NotificationListener {
     this.#up = false
     clearTimeout(this.#retryTimer)
     clearInterval(this.#heartbeat)
+    // A connection attempt in flight is cut short rather than waited for: a server that does not answer must not
+    // hold up a shutdown.
+    if (this.#opening) destroy(this.#opening)
     await this.#connecting?.catch(() => {})
-    await this.#client?.end().catch(() => {})
+    if (this.#client) await endWithin(this.#client, 1000)
   }
 
   #connect (): Promise<void> {
@@ -108,15 +125,18 @@ export class NotificationListener {
     client.on('error', (err) => this.#lost(client, err))
     client.on('end', () => this.#lost(client))
     client.on('notification', (message) => this.#deliver(message.channel, message.payload ?? ''))
+    this.#opening = client
     try {
       await client.connect()
       for (const channel of this.#channels.keys()) await client.query(`LISTEN ${channel}`)
     } catch (error) {
-      await client.end().catch(() => {})
+      await endWithin(client, 1000)
       throw error
+    } finally {
+      this.#opening = undefined
     }
     if (this.#closed) {
-      await client.end().catch(() => {})
+      await endWithin(client, 1000)
       return
     }
     // Only now does the client count: a link lost before it listened is this attempt's failure, not a drop.
@@ -126,7 +146,7 @@ export class NotificationListener {
     if (this.#options.heartbeatMs > 0) {
       this.#heartbeat = setInterval(() => {
         // query_timeout ends the query (and the link is then ended below) when the server no longer answers.
-        client.query('SELECT 1').catch((err: Error) => { this.#lost(client, err); void client.end().catch(() => {}) })
+        client.query('SELECT 1').catch((err: Error) => { this.#lost(client, err); destroy(client) })
       }, this.#options.heartbeatMs).unref()
     }
     this.#log.info({ pid: this.processId, channels: [...this.#channels.keys()] }, 'listening for database notifications')

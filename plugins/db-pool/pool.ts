@@ -142,7 +142,7 @@ export class ConnectionPool {
       ...(options.user ? { user: options.user } : {}),
       ...(options.password !== undefined ? { password: options.password } : {})
     }
-    this.#connection = { ...connection, application_name: `${options.applicationName ?? o.name}-listener` }
+    this.#connection = { ...connection, application_name: `${options.applicationName ?? o.name}-listener`, connectionTimeoutMillis: o.connectionTimeoutMillis }
     this.#listenerOptions = { logger: this.#log, ...options.listener }
     this.#pool = new pg.Pool({
       ...connection,
