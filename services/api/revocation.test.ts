@@ -3,7 +3,10 @@ import assert from 'node:assert/strict'
 import type { FastifyInstance } from 'fastify'
 import { buildApp } from './app.js'
 import { createConnectionPool } from '../../plugins/db-pool/index.js'
-import { createTestSchema, testApiConfig, uniqueName, type TestSchema } from '../../test/helpers/database.js'
+import { migrate } from '../domain/migrate.js'
+import { createTestSchema, testApiConfig, testEnv, uniqueName, type TestSchema } from '../../test/helpers/database.js'
+import { loadApiConfig } from './config.js'
+import { startPrivatePostgres } from '../../test/helpers/private-postgres.js'
 import { eventually, revokeWithCli } from '../../test/helpers/keys-cli.js'
 
 const REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379'
@@ -102,4 +105,23 @@ test('a revocation made while the notification link is down is honoured at once,
   const revokedAt = performance.now()
   const refusedAt = await eventually(async () => (await status(app, kept.key)) === 401, 15000, 'revocation over the new link')
   assert.ok(refusedAt - revokedAt < 1000, `${Math.round(refusedAt - revokedAt)} ms`)
+})
+
+test('with PostgreSQL down, a key is not let in on a verdict cached before the outage: 503, then 200 once it is back', async (t) => {
+  const server = await startPrivatePostgres()
+  t.after(() => server.destroy())
+  await migrate({ databaseUrl: server.url })
+  const db = { schema: 'public', url: server.url } as TestSchema
+  const app = await buildApp(loadApiConfig({ dotenv: false, env: testEnv(db, { API_KEY_CACHE_TTL: '300', DB_CONNECTION_TIMEOUT: '1000' }) }))
+  t.after(() => app.close())
+  const { key } = await app.apiKeys.mint('outage', ['leads:read'])
+  assert.equal(await status(app, key), 200)
+  assert.equal(await status(app, key), 200, 'the list and the verdict are cached now')
+  server.stop('fast')
+  await eventually(() => !app.db.notifications.up, 10000, 'the notification link is seen down')
+  const refused = await app.inject({ url: '/api/v1/leads?limit=1', headers: { 'x-api-key': key } })
+  assert.equal(refused.statusCode, 503, 'nobody can vouch for the key: the cached list is not served on a cached verdict')
+  assert.equal(refused.json().code, 'DB_UNAVAILABLE')
+  server.start()
+  await eventually(async () => (await status(app, key)) === 200, 30000, 'the key works again once PostgreSQL is back')
 })
