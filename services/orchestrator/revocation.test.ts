@@ -5,7 +5,11 @@ import WebSocket from 'ws'
 import { createTestSchema, uniqueName, SERVICE_HEADERS } from '../../test/helpers/database.js'
 import { eventually, revokeWithCli } from '../../test/helpers/keys-cli.js'
 import { insertAgents, insertLeads, startDataService, startOrchestrator } from '../../test/helpers/services.js'
-import { KEY_REVOKED_CLOSE_CODE } from './key-sockets.js'
+import { EventEmitter } from 'node:events'
+import { ApiKeyStore } from '../../plugins/api-keys/index.js'
+import { createConnectionPool } from '../../plugins/db-pool/index.js'
+import { TEST_DATABASE_URL } from '../../test/helpers/database.js'
+import { KEY_REVOKED_CLOSE_CODE, KeySockets } from './key-sockets.js'
 
 const REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379'
 
@@ -77,3 +81,18 @@ for (const setup of ['Redis', 'no Redis'] as const) {
     again.terminate()
   })
 }
+
+test('a WebSocket accepted in the instant its key is revoked (verified just before) is closed on arrival', async (t) => {
+  const pool = createConnectionPool({ connectionString: TEST_DATABASE_URL, min: 0, healthCheckInterval: 0 })
+  t.after(() => pool.close())
+  const store = new ApiKeyStore(pool)
+  const sockets = new KeySockets(store)
+  t.after(async () => sockets.stop())
+  const closed: Array<[number, string]> = []
+  const socket = Object.assign(new EventEmitter(), { close: (code: number, reason: string) => { closed.push([code, reason]) } })
+  // The revocation is heard after the upgrade request was verified and before its handler tracks the socket.
+  await store.keyChanged({ id: 'AAAAAAAAAAAA', revoked: true })
+  sockets.add('AAAAAAAAAAAA', socket as never)
+  assert.deepEqual(closed, [[KEY_REVOKED_CLOSE_CODE, 'key revoked']])
+  assert.equal(sockets.size, 0)
+})
