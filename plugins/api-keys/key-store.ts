@@ -54,6 +54,7 @@ export class ApiKeyStore {
   // all the same, and a WebSocket accepted in that instant is closed on arrival.
   readonly #revoked = new LRUCache<string, true>({ max: 10000, ttl: 60_000 })
   readonly #changeListeners = new Set<(change: KeyChange) => void>()
+  readonly #resyncListeners = new Set<() => void>()
   // False while revocations cannot be heard (the database link is down): every verification then reads PostgreSQL.
   #cacheTrusted = true
   #trustEpoch = 0
@@ -123,6 +124,22 @@ export class ApiKeyStore {
     await evicted
   }
 
+  /**
+   * Calls `listener` each time revocations are heard again after a gap (every cached verdict dropped by then):
+   * whatever holds on to a key beyond one request checks it again (`activeKeys`).
+   */
+  onResync (listener: () => void): () => void {
+    this.#resyncListeners.add(listener)
+    return () => this.#resyncListeners.delete(listener)
+  }
+
+  /** The keys among `ids` that exist unrevoked now, with their scopes, read from PostgreSQL (never cached). */
+  async activeKeys (ids: string[]): Promise<Map<string, string[]>> {
+    if (ids.length === 0) return new Map()
+    const { rows } = await this.#db.query<{ id: string, scopes: string[] }>('SELECT id, scopes FROM api_keys WHERE id = ANY($1) AND revoked_at IS NULL', [ids])
+    return new Map(rows.map((r) => [r.id, r.scopes]))
+  }
+
   /** Revocations can no longer be heard: stop reusing verdicts until `resync`. */
   distrustCache (): void {
     this.#cacheTrusted = false
@@ -138,7 +155,9 @@ export class ApiKeyStore {
     this.#cacheTrusted = false
     this.#verified.clear()
     await this.#cache?.deletePattern('apikey:*')
-    if (epoch === this.#trustEpoch) this.#cacheTrusted = true
+    if (epoch !== this.#trustEpoch) return
+    this.#cacheTrusted = true
+    for (const listener of this.#resyncListeners) listener()
   }
 
   /** The identity of a valid, unrevoked key; undefined for anything else. */
@@ -157,7 +176,8 @@ export class ApiKeyStore {
     }
     const cached = this.#cache !== undefined && this.#cacheTrusted
     const stored = cached ? await (this.#cache as CacheManager).getOrSet(`apikey:${id}`, load, { ttl: this.#cacheTtl }) : await load()
-    if (!stored || stored.revoked) return undefined
+    // Read before a revocation that was heard while the read was under way: refused all the same.
+    if (!stored || stored.revoked || this.#revoked.has(id)) return undefined
     const expected = Buffer.from(stored.hash, 'base64')
     const given = hashSecret(secret)
     if (expected.length !== given.length || !timingSafeEqual(expected, given)) return undefined

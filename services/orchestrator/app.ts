@@ -6,7 +6,7 @@ import { platformPlugins, type PlatformOptions } from '../domain/platform.js'
 import type { OrchestratorConfig } from './config.js'
 import { EventHub } from './events.js'
 import { KeySockets } from './key-sockets.js'
-import { eventRoutes } from './routes/events.js'
+import { EVENTS_SCOPE, eventRoutes } from './routes/events.js'
 import { routingRoutes } from './routes/routing.js'
 
 export interface BuildOrchestratorOptions extends PlatformOptions {
@@ -39,7 +39,7 @@ export async function buildOrchestrator (config: OrchestratorConfig, options: Bu
       (app) => {
         events = new EventHub(app.redis, config.EVENTS_CHANNEL, app.log)
         app.addHook('onClose', async () => events?.close())
-        sockets = new KeySockets(app.apiKeys)
+        sockets = new KeySockets(app.apiKeys, EVENTS_SCOPE, (err) => app.log.error({ err }, 'checking the keys of open WebSockets failed'))
         app.addHook('onClose', async () => sockets?.stop())
       }
     ],

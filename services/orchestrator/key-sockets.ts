@@ -14,11 +14,19 @@ export const KEY_REVOKED_CLOSE_CODE = 4401
 export class KeySockets {
   readonly #byKey = new Map<string, Set<WebSocket>>()
   readonly #store: ApiKeyStore
-  readonly #unfollow: () => void
+  readonly #scope: string
+  readonly #unfollow: Array<() => void>
+  readonly #log: (err: Error) => void
 
-  constructor (store: ApiKeyStore) {
+  /** `scope`: what the sockets' route requires; a key that lost it while revocations went unheard is closed too. */
+  constructor (store: ApiKeyStore, scope: string, log: (err: Error) => void) {
     this.#store = store
-    this.#unfollow = store.onKeyChange((change) => this.#closeFor(change))
+    this.#scope = scope
+    this.#log = log
+    this.#unfollow = [
+      store.onKeyChange((change) => this.#closeFor(change)),
+      store.onResync(() => { this.#recheck().catch(this.#log) })
+    ]
   }
 
   /** Tracks `socket` until it closes; closes it at once when its key was revoked in the meantime. */
@@ -44,7 +52,17 @@ export class KeySockets {
   }
 
   stop (): void {
-    this.#unfollow()
+    for (const unfollow of this.#unfollow) unfollow()
+  }
+
+  // Revocations made while the database link was down were never announced: every tracked key is read again.
+  async #recheck (): Promise<void> {
+    const active = await this.#store.activeKeys([...this.#byKey.keys()])
+    for (const id of [...this.#byKey.keys()]) {
+      const scopes = active.get(id)
+      if (!scopes) this.#closeFor({ id, revoked: true })
+      else if (!scopes.includes(this.#scope)) this.#closeFor({ id, revoked: false })
+    }
   }
 
   #closeFor (change: KeyChange): void {

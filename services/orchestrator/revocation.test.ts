@@ -8,7 +8,9 @@ import { insertAgents, insertLeads, startDataService, startOrchestrator } from '
 import { EventEmitter } from 'node:events'
 import { ApiKeyStore } from '../../plugins/api-keys/index.js'
 import { createConnectionPool } from '../../plugins/db-pool/index.js'
-import { TEST_DATABASE_URL } from '../../test/helpers/database.js'
+import { TEST_DATABASE_URL, testEnv } from '../../test/helpers/database.js'
+import { buildOrchestrator } from './app.js'
+import { loadOrchestratorConfig } from './config.js'
 import { KEY_REVOKED_CLOSE_CODE, KeySockets } from './key-sockets.js'
 
 const REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379'
@@ -86,7 +88,7 @@ test('a WebSocket accepted in the instant its key is revoked (verified just befo
   const pool = createConnectionPool({ connectionString: TEST_DATABASE_URL, min: 0, healthCheckInterval: 0 })
   t.after(() => pool.close())
   const store = new ApiKeyStore(pool)
-  const sockets = new KeySockets(store)
+  const sockets = new KeySockets(store, 'routing', (err) => { throw err })
   t.after(async () => sockets.stop())
   const closed: Array<[number, string]> = []
   const socket = Object.assign(new EventEmitter(), { close: (code: number, reason: string) => { closed.push([code, reason]) } })
@@ -95,4 +97,33 @@ test('a WebSocket accepted in the instant its key is revoked (verified just befo
   sockets.add('AAAAAAAAAAAA', socket as never)
   assert.deepEqual(closed, [[KEY_REVOKED_CLOSE_CODE, 'key revoked']])
   assert.equal(sockets.size, 0)
+})
+
+test('a WebSocket whose key is revoked while the notification link is down is closed once the link is back', async (t) => {
+  const db = await createTestSchema()
+  t.after(() => db.drop())
+  // The link stays down 2 s after a drop, long enough to revoke in the gap.
+  const pool = createConnectionPool({ connectionString: db.url, schema: db.schema, min: 1, max: 5, healthCheckInterval: 0, listener: { reconnectDelayMs: 2000 } })
+  await pool.start()
+  t.after(() => pool.close())
+  const app = await buildOrchestrator(loadOrchestratorConfig({ dotenv: false, env: testEnv(db, { CACHE_PREFIX: `${uniqueName('wsrev')}:` }) }), { pool })
+  t.after(() => app.close())
+  const url = await app.listen({ host: '127.0.0.1', port: 0 })
+  const revoked = await app.apiKeys.mint('revoked unheard', ['routing'])
+  const narrowed = await app.apiKeys.mint('narrowed unheard', ['routing'])
+  const kept = await app.apiKeys.mint('kept', ['routing'])
+  const clients = await Promise.all([revoked, narrowed, kept].map((k) => connect(url, { 'x-api-key': k.key })))
+  t.after(async () => { for (const c of clients) c.ws.terminate() })
+  const pid = pool.notifications.processId
+  await db.sql('SELECT pg_terminate_backend($1)', [pid])
+  await eventually(() => !pool.notifications.up, 5000, 'the link is seen down')
+  await db.sql('UPDATE api_keys SET revoked_at = now() WHERE id = $1', [revoked.id])
+  await db.sql("UPDATE api_keys SET scopes = '{leads:read}' WHERE id = $1", [narrowed.id])
+  assert.equal(pool.notifications.up, false, 'changed while nobody listened')
+  const upAt = await eventually(() => pool.notifications.up, 15000, 'the link reconnects')
+  const [gone, changed] = await Promise.all(clients.slice(0, 2).map((c) => Promise.race([c.closed, within(15000, 'closed after the reconnect')])))
+  assert.deepEqual([gone?.code, gone?.reason], [KEY_REVOKED_CLOSE_CODE, 'key revoked'])
+  assert.deepEqual([changed?.code, changed?.reason], [KEY_REVOKED_CLOSE_CODE, 'key changed'])
+  for (const c of [gone, changed]) assert.ok((c?.at ?? Infinity) - upAt < 1000, `closed ${Math.round((c?.at ?? Infinity) - upAt)} ms after the link was back`)
+  assert.equal(clients[2]?.ws.readyState, WebSocket.OPEN, 'a socket of a key still valid stays open')
 })

@@ -2,6 +2,9 @@ import type { FastifyInstance } from 'fastify'
 import type { EventHub } from '../events.js'
 import type { KeySockets } from '../key-sockets.js'
 
+/** The scope a key needs for the events WebSocket. */
+export const EVENTS_SCOPE = 'routing'
+
 export interface EventRoutesOptions {
   events: EventHub
   /** Where sockets are tracked by key, to be closed when the key is revoked. */
@@ -16,7 +19,7 @@ export interface EventRoutesOptions {
  * key is revoked, deleted or changed is closed with 4401 (`KEY_REVOKED_CLOSE_CODE`) within a second, on every instance.
  */
 export async function eventRoutes (app: FastifyInstance, opts: EventRoutesOptions): Promise<void> {
-  app.get('/events', { websocket: true, config: { requiredScope: 'routing' } }, (socket, request) => {
+  app.get('/events', { websocket: true, config: { requiredScope: EVENTS_SCOPE } }, (socket, request) => {
     const stop = opts.events.listen((message) => {
       // Closing (key revoked, too slow): nothing more goes out, even before the close handshake ends.
       if (socket.readyState !== socket.OPEN) return
