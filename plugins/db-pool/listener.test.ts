@@ -4,7 +4,7 @@ import { createServer, connect, type Socket } from 'node:net'
 import pg from 'pg'
 import { NotificationListener } from './listener.js'
 import { TEST_DATABASE_URL, uniqueName } from '../../test/helpers/database.js'
-import { eventually } from '../../test/helpers/keys-cli.js'
+import { eventually } from '../../test/helpers/eventually.js'
 import { freePort } from '../../test/helpers/ports.js'
 
 async function notify (channel: string, payload: string): Promise<void> {

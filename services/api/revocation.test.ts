@@ -7,7 +7,8 @@ import { migrate } from '../domain/migrate.js'
 import { createTestSchema, testApiConfig, testEnv, uniqueName, type TestSchema } from '../../test/helpers/database.js'
 import { loadApiConfig } from './config.js'
 import { startPrivatePostgres } from '../../test/helpers/private-postgres.js'
-import { eventually, revokeWithCli } from '../../test/helpers/keys-cli.js'
+import { eventually } from '../../test/helpers/eventually.js'
+import { revokeWithCli } from '../../test/helpers/keys-cli.js'
 
 const REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379'
 type After = { after: (fn: () => Promise<void>) => void }
