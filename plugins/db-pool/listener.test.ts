@@ -86,6 +86,13 @@ test('a LISTEN link that goes silent (no FIN, no error) is noticed by the heartb
   await eventually(() => heard.payloads.includes('after'), 10000, 'a notification over the new connection')
 })
 
+test('a channel name that is not a plain identifier is refused with a coded error, never put into SQL', async (t) => {
+  const listener = new NotificationListener({ connectionString: TEST_DATABASE_URL })
+  t.after(() => listener.close())
+  await assert.rejects(listener.subscribe('x; DROP TABLE api_keys', { notification: () => {} }), { code: 'DB_LISTEN_INVALID_CHANNEL' })
+  assert.equal(listener.up, false, 'nothing was opened')
+})
+
 test('subscribing fails at once when PostgreSQL cannot be reached, so a boot without a database fails fast', async () => {
   const url = new URL(TEST_DATABASE_URL)
   url.host = `127.0.0.1:${await freePort()}`

@@ -1,4 +1,5 @@
 import pg from 'pg'
+import { PoolErrors } from './errors.js'
 import type { PoolLogger } from './pool.js'
 
 export interface NotificationListenerOptions {
@@ -85,7 +86,7 @@ export class NotificationListener {
    * Returns the function that unsubscribes.
    */
   async subscribe (channel: string, handlers: NotificationHandlers): Promise<() => void> {
-    if (!CHANNEL.test(channel)) throw new Error(`channel must be a plain lower-case identifier: ${channel}`)
+    if (!CHANNEL.test(channel)) throw new PoolErrors.DB_LISTEN_INVALID_CHANNEL(channel)
     let set = this.#channels.get(channel)
     const fresh = set === undefined
     if (!set) this.#channels.set(channel, set = new Set())
@@ -120,7 +121,8 @@ export class NotificationListener {
   }
 
   async #open (): Promise<void> {
-    if (this.#closed) return
+    // A subscribe during a reconnect pause connects at once; the retry timer then finds the link up.
+    if (this.#closed || this.#up) return
     const client = new pg.Client(this.#config)
     client.on('error', (err) => this.#lost(client, err))
     client.on('end', () => this.#lost(client))
