@@ -22,7 +22,8 @@ if (!['mint', 'revoke', 'list'].includes(command ?? '') || (command === 'mint' &
 const config = loadScriptsConfig()
 const db = await openDatabase({ databaseUrl: config.DATABASE_URL, port: config.EMBEDDED_PG_PORT, dataDir: config.EMBEDDED_PG_DATA_DIR, log: (m) => console.error(`[keys] ${m}`) })
 const pool = createConnectionPool({ connectionString: db.url, schema: config.DB_SCHEMA, min: 0, max: 2, healthCheckInterval: 0 })
-// With a shared Redis, a revocation also drops the key from every running instance's cache at once.
+// Running instances hear a revocation from PostgreSQL itself (a trigger's NOTIFY), with or without REDIS_URL here;
+// with it, the shared Redis tier is cleared too before this command returns.
 const redis = config.REDIS_URL ? new Redis(config.REDIS_URL, { lazyConnect: true }) : undefined
 await redis?.connect().catch(() => {})
 const cache = redis ? createCacheManager(redis, { prefix: config.CACHE_PREFIX }) : undefined

@@ -1,4 +1,5 @@
-export { ApiKeyStore, type ApiKeyIdentity, type MintedKey, type VerifyOptions } from './key-store.js'
+export { ApiKeyStore, type ApiKeyIdentity, type KeyChange, type MintedKey, type VerifyOptions } from './key-store.js'
+export { KEY_CHANGE_CHANNEL, followKeyChanges } from './key-changes.js'
 export { apiKeysPlugin, type ApiKeysPluginOptions, type LookupBudgetOptions } from './plugin.js'
 export { apiKeysConfigFragment, type ApiKeysConfig } from './config.js'
 export { ApiKeyErrors } from './errors.js'

@@ -20,6 +20,9 @@ export interface MintedKey extends ApiKeyIdentity {
   key: string
 }
 
+/** A change the database announced: one key revoked or altered, or every key (the table was truncated). */
+export type KeyChange = { id: string, revoked: boolean } | { all: true }
+
 interface StoredKey {
   name: string
   hash: string
@@ -42,7 +45,8 @@ function hashSecret (secret: string): Buffer {
 
 /**
  * API keys in PostgreSQL, stored as hashes and compared in constant time. Verified keys are cached (through the
- * cache manager, so a revocation invalidates them on every instance when Redis is shared).
+ * cache manager); the database announces every revocation (`followKeyChanges`), which drops the cached verdict on
+ * every instance, with or without Redis.
  */
 export class ApiKeyStore {
   readonly #db: ConnectionPool
@@ -56,6 +60,14 @@ export class ApiKeyStore {
   // Ids PostgreSQL did not know, for a short while and apart from the shared cache, so that a client repeating a
   // wrong key costs no lookup while invented keys cannot push warm entries out of the cache.
   readonly #unknown: LRUCache<string, true> | undefined
+  // Ids heard revoked lately: a verification that read the row just before the revocation committed is refused
+  // all the same, and a WebSocket accepted in that instant is closed on arrival.
+  readonly #revoked = new LRUCache<string, true>({ max: 10000, ttl: 60_000 })
+  readonly #changeListeners = new Set<(change: KeyChange) => void>()
+  readonly #resyncListeners = new Set<() => void>()
+  // False while revocations cannot be heard (the database link is down): every verification then reads PostgreSQL.
+  #cacheTrusted = true
+  #trustEpoch = 0
 
   constructor (db: ConnectionPool, cache?: CacheManager, cacheTtlSeconds = 30) {
     this.#db = db
@@ -92,8 +104,73 @@ export class ApiKeyStore {
    * waiting; undefined when only `verify` can tell.
    */
   verifiedIdentity (key: string): ApiKeyIdentity | undefined {
+    if (!this.#cacheTrusted) return undefined
     const memo = this.#verified.get(key)
     return memo && this.#cache?.peek(`apikey:${memo.identity.id}`) === memo.stored ? memo.identity : undefined
+  }
+
+  /** True when this instance heard, within the last minute, that the key was revoked or deleted. */
+  recentlyRevoked (id: string): boolean {
+    return this.#revoked.has(id)
+  }
+
+  /** Calls `listener` for each change the database announces, after the key's cached verdict is gone. */
+  onKeyChange (listener: (change: KeyChange) => void): () => void {
+    this.#changeListeners.add(listener)
+    return () => this.#changeListeners.delete(listener)
+  }
+
+  /** Applies a change announced by the database: the verdict is dropped here and in Redis, then listeners hear it. */
+  async keyChanged (change: KeyChange): Promise<void> {
+    if ('all' in change) {
+      this.#verified.clear()
+      this.#unknown?.clear()
+    } else if (change.revoked) {
+      this.#revoked.set(change.id, true)
+    } else {
+      this.#revoked.delete(change.id)
+    }
+    // Synchronous up to here and in the cache's local eviction, so no request verified after this call began
+    // reuses the old verdict; the Redis tier and the other instances follow.
+    const evicted = 'all' in change ? this.#cache?.deletePattern('apikey:*') : this.#cache?.del(`apikey:${change.id}`)
+    for (const listener of this.#changeListeners) listener(change)
+    await evicted
+  }
+
+  /**
+   * Calls `listener` each time revocations are heard again after a gap (every cached verdict dropped by then):
+   * whatever holds on to a key beyond one request checks it again (`activeKeys`).
+   */
+  onResync (listener: () => void): () => void {
+    this.#resyncListeners.add(listener)
+    return () => this.#resyncListeners.delete(listener)
+  }
+
+  /** The keys among `ids` that exist unrevoked now, with their scopes, read from PostgreSQL (never cached). */
+  async activeKeys (ids: string[]): Promise<Map<string, string[]>> {
+    if (ids.length === 0) return new Map()
+    const { rows } = await this.#db.query<{ id: string, scopes: string[] }>('SELECT id, scopes FROM api_keys WHERE id = ANY($1) AND revoked_at IS NULL', [ids])
+    return new Map(rows.map((r) => [r.id, r.scopes]))
+  }
+
+  /** Revocations can no longer be heard: stop reusing verdicts until `resync`. */
+  distrustCache (): void {
+    this.#cacheTrusted = false
+    this.#trustEpoch++
+  }
+
+  /**
+   * Revocations are heard again: drop every cached verdict (any may have been revoked unheard), then reuse them
+   * again, unless the link was lost once more meanwhile.
+   */
+  async resync (): Promise<void> {
+    const epoch = ++this.#trustEpoch
+    this.#cacheTrusted = false
+    this.#verified.clear()
+    await this.#cache?.deletePattern('apikey:*')
+    if (epoch !== this.#trustEpoch) return
+    this.#cacheTrusted = true
+    for (const listener of this.#resyncListeners) listener()
   }
 
   /**
@@ -107,8 +184,10 @@ export class ApiKeyStore {
     const match = KEY.exec(key)
     if (!match) return undefined
     const [, id, secret] = match as unknown as [string, string, string]
+    if (this.#revoked.has(id)) return this.#refuse(key)
     const stored = await this.#record(id, this.#verified.has(key) ? undefined : options.beforeLookup)
-    if (!stored || stored.revoked) return this.#refuse(key)
+    // Read before a revocation that was heard while the read was under way: refused all the same.
+    if (!stored || stored.revoked || this.#revoked.has(id)) return this.#refuse(key)
     const expected = Buffer.from(stored.hash, 'base64')
     const given = hashSecret(secret)
     if (expected.length !== given.length || !timingSafeEqual(expected, given)) return this.#refuse(key)
@@ -124,7 +203,7 @@ export class ApiKeyStore {
 
   async #record (id: string, beforeLookup: (() => Promise<void>) | undefined): Promise<StoredKey | null> {
     if (this.#unknown?.has(id)) return null
-    const local = this.#cache?.peek<StoredKey | null>(`apikey:${id}`)
+    const local = this.#cacheTrusted ? this.#cache?.peek<StoredKey | null>(`apikey:${id}`) : undefined
     if (local !== undefined) return local
     let pending = this.#lookups.get(id)
     if (!pending) {
@@ -143,7 +222,8 @@ export class ApiKeyStore {
       return row ? { name: row.name, hash: row.secret_hash.toString('base64'), scopes: row.scopes, revoked: row.revoked } : null
     }
     // An unknown id is not put in the shared cache: invented keys would fill both tiers and evict warm entries.
-    const stored = this.#cache ? await this.#cache.getOrSet(`apikey:${id}`, load, { ttl: this.#cacheTtl, cacheIf: (found) => found !== null }) : await load()
+    // While revocations cannot be heard, PostgreSQL is read every time.
+    const stored = this.#cache && this.#cacheTrusted ? await this.#cache.getOrSet(`apikey:${id}`, load, { ttl: this.#cacheTtl, cacheIf: (found) => found !== null }) : await load()
     if (stored === null) this.#unknown?.set(id, true)
     return stored
   }

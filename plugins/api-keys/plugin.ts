@@ -5,6 +5,7 @@ import { createHash, timingSafeEqual } from 'node:crypto'
 import { clientAddressKey, createRateLimiter, setRateLimitHeaders, validatePolicy } from '../rate-limit/index.js'
 import { ApiKeyErrors } from './errors.js'
 import { ApiKeyStore, type ApiKeyIdentity } from './key-store.js'
+import { followKeyChanges } from './key-changes.js'
 
 const SERVICE_IDENTITY: ApiKeyIdentity = Object.freeze({ id: 'internal-service', name: 'internal service', scopes: ['*'] })
 
@@ -34,7 +35,7 @@ export interface ApiKeysPluginOptions {
   header?: string
   /** The shared secret other services of the platform present in `x-service-key`; empty disables it. */
   serviceKey?: string
-  /** Seconds a verified key stays cached (revocation reaches other instances at once through a shared cache). @default 30 */
+  /** Seconds a verified key stays cached (a revocation the database announces drops it at once). @default 30 */
   cacheTtl?: number
   /**
    * What an address may cost in key lookups: each lookup (Redis or PostgreSQL) of a key this instance has not
@@ -88,6 +89,8 @@ export const apiKeysPlugin = fp(async (app: FastifyInstance, opts: ApiKeysPlugin
   const store = new ApiKeyStore(app.db, app.hasDecorator('cache') ? app.cache : undefined, opts.cacheTtl ?? 30)
   // Hashing both sides gives equal lengths, which timingSafeEqual needs, without revealing the secret's length.
   app.decorate('apiKeys', store)
+  const unfollow = await followKeyChanges(store, app.db, app.log)
+  app.addHook('onClose', async () => unfollow())
   // Declared up front so every request object keeps one shape.
   app.decorateRequest('apiKey', undefined)
   app.decorateRequest('apiKeyRejected', false)

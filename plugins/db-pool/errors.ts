@@ -39,7 +39,8 @@ export class DatabaseError extends Error {
 
 export const PoolErrors = {
   DB_POOL_INVALID_OPTIONS: createError<'DB_POOL_INVALID_OPTIONS', [string]>('DB_POOL_INVALID_OPTIONS', 'Invalid connection pool options: %s'),
-  DB_POOL_CLOSED: createError<'DB_POOL_CLOSED', 503, [string]>('DB_POOL_CLOSED', 'Connection pool "%s" is closed', 503)
+  DB_POOL_CLOSED: createError<'DB_POOL_CLOSED', 503, [string]>('DB_POOL_CLOSED', 'Connection pool "%s" is closed', 503),
+  DB_LISTEN_INVALID_CHANNEL: createError<'DB_LISTEN_INVALID_CHANNEL', [string]>('DB_LISTEN_INVALID_CHANNEL', 'A notification channel must be a plain lower-case identifier, not "%s"')
 } as const
 
 interface PgLikeError {

@@ -2,6 +2,7 @@ import pg from 'pg'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { queryChannel, type QueryContext } from './channel.js'
 import { DatabaseError, PoolErrors, isConnectionError, toDatabaseError } from './errors.js'
+import { NotificationListener, type NotificationListenerOptions } from './listener.js'
 
 export interface PoolLogger {
   info: (obj: object, msg: string) => void
@@ -37,10 +38,12 @@ export interface ConnectionPoolOptions {
   transactionRetries?: number
   /** application_name reported to PostgreSQL. @default the pool name */
   applicationName?: string
+  /** How the dedicated LISTEN connection (`notifications`) reconnects and checks its link. */
+  listener?: NotificationListenerOptions
   logger?: PoolLogger
 }
 
-export type ResolvedPoolOptions = Required<Omit<ConnectionPoolOptions, 'connectionString' | 'host' | 'port' | 'database' | 'user' | 'password' | 'schema' | 'logger' | 'applicationName'>>
+export type ResolvedPoolOptions = Required<Omit<ConnectionPoolOptions, 'connectionString' | 'host' | 'port' | 'database' | 'user' | 'password' | 'schema' | 'logger' | 'applicationName' | 'listener'>>
 
 export const poolDefaults: ResolvedPoolOptions = Object.freeze({
   name: 'main',
@@ -115,6 +118,9 @@ export class ConnectionPool {
   readonly options: ResolvedPoolOptions
   readonly #pool: pg.Pool
   readonly #log: PoolLogger
+  readonly #connection: pg.ClientConfig
+  readonly #listenerOptions: NotificationListenerOptions
+  #listener: NotificationListener | undefined
   #errors = 0
   #queries = 0
   #closed = false
@@ -128,13 +134,18 @@ export class ConnectionPool {
     this.options = validate(options)
     this.#log = options.logger ?? noopLogger
     const o = this.options
-    this.#pool = new pg.Pool({
+    const connection: pg.ClientConfig = {
       ...(options.connectionString ? { connectionString: options.connectionString } : {}),
       ...(options.host ? { host: options.host } : {}),
       ...(options.port ? { port: options.port } : {}),
       ...(options.database ? { database: options.database } : {}),
       ...(options.user ? { user: options.user } : {}),
-      ...(options.password !== undefined ? { password: options.password } : {}),
+      ...(options.password !== undefined ? { password: options.password } : {})
+    }
+    this.#connection = { ...connection, application_name: `${options.applicationName ?? o.name}-listener`, connectionTimeoutMillis: o.connectionTimeoutMillis }
+    this.#listenerOptions = { logger: this.#log, ...options.listener }
+    this.#pool = new pg.Pool({
+      ...connection,
       min: o.min,
       max: o.max,
       idleTimeoutMillis: o.idleTimeoutMillis,
@@ -151,6 +162,16 @@ export class ConnectionPool {
 
   get name (): string {
     return this.options.name
+  }
+
+  /**
+   * LISTEN/NOTIFY on a dedicated connection of this pool's server, opened on the first `subscribe` and closed with
+   * the pool. NOTIFY itself is an ordinary query (`SELECT pg_notify(...)`).
+   */
+  get notifications (): NotificationListener {
+    if (this.#closed) throw new PoolErrors.DB_POOL_CLOSED(this.name)
+    this.#listener ??= new NotificationListener(this.#connection, this.#listenerOptions)
+    return this.#listener
   }
 
   /** Opens `min` connections (failing fast when the server is unreachable) and starts the health check. */
@@ -293,6 +314,7 @@ export class ConnectionPool {
     clearInterval(this.#healthTimer)
     clearTimeout(this.#refillTimer)
     await this.#filling?.catch(() => {})
+    await this.#listener?.close()
     await this.#pool.end()
   }
 

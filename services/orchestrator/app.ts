@@ -5,7 +5,8 @@ import { httpClientPlugin } from '../../plugins/http-client/index.js'
 import { platformPlugins, type PlatformOptions } from '../domain/platform.js'
 import type { OrchestratorConfig } from './config.js'
 import { EventHub } from './events.js'
-import { eventRoutes } from './routes/events.js'
+import { KeySockets } from './key-sockets.js'
+import { EVENTS_SCOPE, eventRoutes } from './routes/events.js'
 import { routingRoutes } from './routes/routing.js'
 
 export interface BuildOrchestratorOptions extends PlatformOptions {
@@ -15,6 +16,7 @@ export interface BuildOrchestratorOptions extends PlatformOptions {
 /** The orchestrator (scoring, routing, live events), not listening: `inject` in tests, `runService` in the entry. */
 export async function buildOrchestrator (config: OrchestratorConfig, options: BuildOrchestratorOptions = {}): Promise<FastifyInstance> {
   let events: EventHub | undefined
+  let sockets: KeySockets | undefined
   const app = await buildService({
     name: 'orchestrator',
     config,
@@ -37,11 +39,13 @@ export async function buildOrchestrator (config: OrchestratorConfig, options: Bu
       (app) => {
         events = new EventHub(app.redis, config.EVENTS_CHANNEL, app.log)
         app.addHook('onClose', async () => events?.close())
+        sockets = new KeySockets(app.apiKeys, EVENTS_SCOPE, (err) => app.log.error({ err }, 'checking the keys of open WebSockets failed'))
+        app.addHook('onClose', async () => sockets?.stop())
       }
     ],
     routes: [
       (app) => app.register(routingRoutes, { prefix: '/orchestrator/v1', events: events as EventHub, batchMax: config.ROUTING_BATCH_MAX }),
-      (app) => app.register(eventRoutes, { prefix: '/orchestrator/v1', events: events as EventHub, maxBufferedBytes: config.EVENTS_MAX_BUFFERED_BYTES })
+      (app) => app.register(eventRoutes, { prefix: '/orchestrator/v1', events: events as EventHub, sockets: sockets as KeySockets, maxBufferedBytes: config.EVENTS_MAX_BUFFERED_BYTES })
     ]
   })
   await events?.ready()

@@ -1,19 +1,28 @@
 import type { FastifyInstance } from 'fastify'
 import type { EventHub } from '../events.js'
+import type { KeySockets } from '../key-sockets.js'
+
+/** The scope a key needs for the events WebSocket. */
+export const EVENTS_SCOPE = 'routing'
 
 export interface EventRoutesOptions {
   events: EventHub
+  /** Where sockets are tracked by key, to be closed when the key is revoked. */
+  sockets: KeySockets
   /** Bytes a client may fall behind before it is disconnected. */
   maxBufferedBytes: number
 }
 
 /**
  * `GET /orchestrator/v1/events` (WebSocket): every routing decision of every instance, as JSON text frames. A
- * client that does not keep up is closed (1013, try again later) rather than buffered without bound.
+ * client that does not keep up is closed (1013, try again later) rather than buffered without bound. A socket whose
+ * key is revoked, deleted or changed is closed with 4401 (`KEY_REVOKED_CLOSE_CODE`) within a second, on every instance.
  */
 export async function eventRoutes (app: FastifyInstance, opts: EventRoutesOptions): Promise<void> {
-  app.get('/events', { websocket: true, config: { requiredScope: 'routing' } }, (socket) => {
+  app.get('/events', { websocket: true, config: { requiredScope: EVENTS_SCOPE } }, (socket, request) => {
     const stop = opts.events.listen((message) => {
+      // Closing (key revoked, too slow): nothing more goes out, even before the close handshake ends.
+      if (socket.readyState !== socket.OPEN) return
       if (socket.bufferedAmount > opts.maxBufferedBytes) {
         stop()
         socket.close(1013, 'too slow')
@@ -24,5 +33,6 @@ export async function eventRoutes (app: FastifyInstance, opts: EventRoutesOption
     socket.on('close', stop)
     socket.on('error', stop)
     socket.send(JSON.stringify({ type: 'hello' }))
+    if (request.apiKey && !request.internalService) opts.sockets.add(request.apiKey.id, socket)
   })
 }
