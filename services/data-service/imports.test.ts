@@ -4,6 +4,7 @@ import type { FastifyInstance } from 'fastify'
 import { createTestSchema, testEnv, uniqueName, SERVICE_HEADERS, type TestSchema } from '../../test/helpers/database.js'
 import { buildDataService } from './app.js'
 import { loadDataServiceConfig } from './config.js'
+import type { Rejection } from './lead-import.js'
 
 async function setup (t: { after: (fn: () => Promise<void>) => void }, env: Record<string, string> = {}): Promise<{ app: FastifyInstance, db: TestSchema }> {
   const db = await createTestSchema()
@@ -117,4 +118,91 @@ test('a stream too large for the limit keeps the batches it committed and report
   assert.equal(body.report.inserted % 50, 0, 'only whole batches')
   assert.equal(body.report.rows, body.report.inserted, 'the rows it reports are the rows it committed')
   assert.ok(body.report.inserted > 0)
+})
+
+test('a NUL byte in one row rejects that row and the import goes on', async (t) => {
+  const { app, db } = await setup(t)
+  // 1,501 rows, the poison at row 1,200 (line 1,201): in the second batch of 1,000, as it was found.
+  const rows = Array.from({ length: 1501 }, (_, i) => csvRow(i))
+  rows[1199] = `Ann\u0000X,Lee,poison@example.com,,auto,CA,web,1`
+  const res = await post(app, [CSV_HEADER, ...rows].join('\n'))
+  assert.equal(res.statusCode, 200, res.body)
+  const report = res.json()
+  assert.deepEqual([report.rows, report.inserted, report.rejected], [1501, 1500, 1])
+  assert.equal(report.rejections[0].line, 1201)
+  assert.match(report.rejections[0].reason, /^firstName must not contain control characters/)
+  const [count] = await db.sql<{ n: number }>('SELECT count(*)::int AS n FROM leads')
+  assert.equal(count?.n, 1500)
+})
+
+test('other control characters and blank names are refused with their reason, in NDJSON too', async (t) => {
+  const { app } = await setup(t)
+  const lead = (firstName: string, lastName = 'Lee', i = 0): string => JSON.stringify({ firstName, lastName, email: `c${i}@example.com`, product: 'auto', state: 'CA' })
+  const body = [lead('Ann\tB', 'Lee', 1), lead('Ann', 'Le\u007fe', 2), lead('Ann\u0085', 'Lee', 3), lead('   ', 'Lee', 4), lead('Zoë', 'Lee', 5), lead('\ud800', 'Lee', 6)].join('\n')
+  const report = (await post(app, body, 'application/x-ndjson')).json()
+  assert.deepEqual([report.rows, report.inserted, report.rejected], [6, 1, 5])
+  assert.deepEqual(report.rejections.map((r: Rejection) => r.reason), [
+    'firstName must not contain control characters (NUL, line breaks, tabs)',
+    'lastName must not contain control characters (NUL, line breaks, tabs)',
+    'firstName must not contain control characters (NUL, line breaks, tabs)',
+    'firstName must not be blank',
+    'firstName must not contain control characters (NUL, line breaks, tabs)'
+  ])
+})
+
+test('a row the database refuses for its data is rejected alone; the rest of its batch is written', async (t) => {
+  const { app, db } = await setup(t, { IMPORT_BATCH_SIZE: '100' })
+  // A rule only the database knows, so the row passes the schema as the NUL byte once did.
+  await db.sql("ALTER TABLE leads ADD CONSTRAINT test_no_poison CHECK (last_name <> 'Poison')")
+  const rows = Array.from({ length: 250 }, (_, i) => csvRow(i))
+  rows[42] = 'Ann,Poison,p1@example.com,,auto,CA,web,1'
+  rows[199] = 'Bo,Poison,p2@example.com,,home,CA,web,1'
+  const first = await post(app, [CSV_HEADER, ...rows].join('\n'))
+  assert.equal(first.statusCode, 200, first.body)
+  const report = first.json()
+  assert.deepEqual([report.rows, report.inserted, report.rejected], [250, 248, 2])
+  assert.deepEqual(report.rejections.map((r: Rejection) => r.line), [44, 201])
+  for (const r of report.rejections as Rejection[]) {
+    assert.match(r.reason, /^refused by the database: .*SQLSTATE 23514/)
+    assert.doesNotMatch(r.reason, /Poison|example/, 'no submitted value in a reason')
+  }
+  const [count] = await db.sql<{ n: number }>('SELECT count(*)::int AS n FROM leads')
+  assert.equal(count?.n, 248)
+  // And a re-import is not stopped at the same place either.
+  const again = (await post(app, [CSV_HEADER, ...rows].join('\n'))).json()
+  assert.deepEqual([again.rows, again.unchanged, again.rejected], [250, 248, 2])
+})
+
+test('a malformed quote counts each record once', async (t) => {
+  const { app } = await setup(t)
+  const twoRows = await post(app, [CSV_HEADER, 'Ann,"Lee"x,a@example.com,,auto,CA,web,1', csvRow(2)].join('\n'))
+  assert.equal(twoRows.statusCode, 200, twoRows.body)
+  assert.deepEqual([twoRows.json().rows, twoRows.json().inserted, twoRows.json().rejected], [2, 1, 1])
+  assert.deepEqual(twoRows.json().rejections, [{ line: 2, reason: 'unreadable CSV: text after a closing quote' }])
+  // An unclosed quote does not swallow the lines after it, nor count them twice.
+  const fiveRows = await post(app, [CSV_HEADER, csvRow(10), 'Bo,"Ray,b@example.com,,auto,CA,web,1', csvRow(11), 'Cy,Do"e,c@example.com,,auto,CA,web,1', csvRow(12)].join('\r\n') + '\r\n\r\n')
+  const report = fiveRows.json()
+  assert.deepEqual([report.rows, report.inserted, report.rejected], [5, 3, 2])
+  assert.deepEqual(report.rejections, [{ line: 3, reason: 'unreadable CSV: unclosed quote' }, { line: 5, reason: 'unreadable CSV: quote inside an unquoted field' }])
+  // Quoting done right still reads: commas and doubled quotes inside a quoted field.
+  const quoted = (await post(app, [CSV_HEADER, '"Ann, Jr","O""Neil",q@example.com,,auto,CA,web,1'].join('\n'))).json()
+  assert.deepEqual([quoted.rows, quoted.inserted], [1, 1])
+})
+
+test('an over-long NDJSON record is rejected alone', async (t) => {
+  const { app, db } = await setup(t, { IMPORT_MAX_RECORD_BYTES: '1024' })
+  const lead = (i: number, padding = 0): string => `{"firstName":"N${i}",${' '.repeat(padding)}"lastName":"Lee","email":"long${i}@example.com","product":"home","state":"FL"}`
+  // Valid JSON under the default bound, over this one: the bound is what rejects it.
+  const body = [lead(1), lead(2, 2000), lead(3), lead(4, 3_000_000), lead(5)].join('\n')
+  const res = await post(app, body, 'application/x-ndjson')
+  assert.equal(res.statusCode, 200, res.body)
+  assert.deepEqual([res.json().rows, res.json().inserted, res.json().rejected], [5, 3, 2])
+  assert.deepEqual(res.json().rejections, [{ line: 2, reason: 'record longer than 1024 bytes' }, { line: 4, reason: 'record longer than 1024 bytes' }])
+  const csv = (await post(app, [CSV_HEADER, csvRow(1), `Ann,${'L'.repeat(5000)},x@example.com,,auto,CA,web,1`, csvRow(2)].join('\n'))).json()
+  assert.deepEqual([csv.rows, csv.inserted, csv.rejected, csv.rejections[0].line], [3, 2, 1, 3])
+  const [count] = await db.sql<{ n: number }>('SELECT count(*)::int AS n FROM leads')
+  assert.equal(count?.n, 5)
+
+  const roomy = await setup(t)
+  assert.deepEqual((await post(roomy.app, lead(2, 2000), 'application/x-ndjson')).json().inserted, 1, 'the default bound holds a padded record')
 })

@@ -1,17 +1,18 @@
-import { createInterface } from 'node:readline'
 import type { Readable } from 'node:stream'
-import { parse } from 'csv-parse'
 import { Ajv } from 'ajv'
 import addFormats from 'ajv-formats'
-import type { ConnectionPool } from '../../plugins/db-pool/index.js'
+import { DatabaseError, type ConnectionPool } from '../../plugins/db-pool/index.js'
 import { createLeadBodySchema, type LeadInput } from '../domain/lead-schemas.js'
+import { splitCsvLine } from './csv-line.js'
+import { DataServiceErrors } from './errors.js'
+import { boundedLines, type ImportLine } from './import-lines.js'
 
 export type ImportFormat = 'csv' | 'ndjson'
 
 export interface Rejection { line: number, reason: string }
 
 export interface ImportReport {
-  /** Rows read, rejected ones included. */
+  /** Records read (one per non-blank line, the CSV header apart), rejected ones included. */
   rows: number
   inserted: number
   updated: number
@@ -28,47 +29,65 @@ export interface ImportOptions {
   batchSize?: number
   /** Rejections listed in the report at most (all are counted). @default 1000 */
   maxRejections?: number
+  /** Bytes of one record (one line) at most; a longer one is rejected without being held. @default 65536 */
+  maxRecordBytes?: number
   /** Called after each committed batch with the ids of the leads it changed (inserted or updated). */
   onBatch?: (changedIds: string[]) => Promise<void>
 }
 
 interface Row { line: number, record?: Record<string, unknown>, error?: string }
+interface Pending { line: number, lead: LeadInput }
 
 const ajv = new Ajv({ allErrors: false, coerceTypes: false, removeAdditional: false })
 addFormats.default(ajv)
 const validateLead = ajv.compile<LeadInput>(createLeadBodySchema)
 
 const SNAKE: Record<string, keyof LeadInput> = { first_name: 'firstName', last_name: 'lastName' }
+const CONTROL = /[\p{Cc}\p{Cs}]/u
 
 /** A CSV record is all strings: empty cells are absent (phone: null), score is a number, snake_case headers map. */
-function fromCsv (record: Record<string, string>): Record<string, unknown> {
+function fromCsv (columns: string[], cells: string[]): Record<string, unknown> {
   const out: Record<string, unknown> = {}
-  for (const [rawKey, raw] of Object.entries(record)) {
+  columns.forEach((rawKey, i) => {
     const key = SNAKE[rawKey] ?? rawKey
-    const value = raw.trim()
+    const value = (cells[i] ?? '').trim()
     if (value === '') {
       if (key === 'phone') out[key] = null
-      continue
+      return
     }
     out[key] = key === 'score' && /^-?\d+$/.test(value) ? Number(value) : value
-  }
+  })
   return out
 }
 
-async function * csvRows (input: Readable, onSkip: (r: Rejection) => void): AsyncGenerator<Row> {
-  const parser = input.pipe(parse({ columns: true, bom: true, trim: false, skip_empty_lines: true, skip_records_with_error: true, info: true, max_record_size: 65536 }))
-  input.once('error', (error) => parser.destroy(error))
-  parser.on('skip', (error: Error & { lines?: number }) => onSkip({ line: error.lines ?? 0, reason: `unreadable CSV: ${error.message}` }))
-  for await (const { record, info } of parser as AsyncIterable<{ record: Record<string, string>, info: { lines: number } }>) {
-    yield { line: info.lines, record: fromCsv(record) }
+// Every line is one record in both formats, so each is counted once and rejected at most once, whatever it holds.
+async function * csvRows (lines: AsyncIterable<ImportLine>, tooLong: string): AsyncGenerator<Row> {
+  let columns: string[] | undefined
+  for await (const { line, text } of lines) {
+    if (!columns) {
+      if (text === undefined) throw new DataServiceErrors.IMPORT_BAD_HEADER(tooLong)
+      const header = splitCsvLine(text)
+      if (typeof header === 'string') throw new DataServiceErrors.IMPORT_BAD_HEADER(header)
+      columns = header.map((c) => c.trim())
+      continue
+    }
+    if (text === undefined) {
+      yield { line, error: tooLong }
+      continue
+    }
+    const cells = splitCsvLine(text)
+    if (typeof cells === 'string') yield { line, error: `unreadable CSV: ${cells}` }
+    else if (cells.length !== columns.length) yield { line, error: `unreadable CSV: ${cells.length} fields where the header has ${columns.length}` }
+    else yield { line, record: fromCsv(columns, cells) }
   }
 }
 
-async function * ndjsonRows (input: Readable): AsyncGenerator<Row> {
-  let line = 0
-  for await (const text of createInterface({ input, crlfDelay: Infinity })) {
-    line++
-    if (text.trim() === '') continue
+async function * ndjsonRows (lines: AsyncIterable<ImportLine>, tooLong: string): AsyncGenerator<Row> {
+  for await (const { line, text } of lines) {
+    if (text === undefined) {
+      yield { line, error: tooLong }
+      continue
+    }
     try {
       const value: unknown = JSON.parse(text)
       if (value === null || typeof value !== 'object' || Array.isArray(value)) yield { line, error: 'not a JSON object' }
@@ -79,13 +98,22 @@ async function * ndjsonRows (input: Readable): AsyncGenerator<Row> {
   }
 }
 
-function describe (errors: typeof validateLead.errors): string {
+/** A byte order mark opens a file, not its first record. */
+async function * withoutBom (lines: AsyncIterable<ImportLine>): AsyncGenerator<ImportLine> {
+  for await (const l of lines) yield l.line === 1 && l.text?.startsWith('\uFEFF') ? { line: 1, text: l.text.slice(1) } : l
+}
+
+/** Names the field and what is wrong with it, never its value (it may be personal data). */
+function describe (errors: typeof validateLead.errors, record: Record<string, unknown>): string {
   const e = errors?.[0]
   if (!e) return 'invalid'
   const field = e.instancePath.replace(/^\//, '') || (e.params as { missingProperty?: string, additionalProperty?: string }).missingProperty || (e.params as { additionalProperty?: string }).additionalProperty || 'row'
   if (e.keyword === 'required') return `${field} is required`
   if (e.keyword === 'additionalProperties') return `unknown field ${field}`
   if (e.keyword === 'enum') return `${field} must be one of ${((e.params as { allowedValues?: unknown[] }).allowedValues ?? []).join(', ')}`
+  if (e.keyword === 'pattern' && (field === 'firstName' || field === 'lastName')) {
+    return CONTROL.test(String(record[field])) ? `${field} must not contain control characters (NUL, line breaks, tabs)` : `${field} must not be blank`
+  }
   return `${field} ${e.message ?? 'is invalid'}`
 }
 
@@ -111,6 +139,7 @@ RETURNING id, (xmax = 0) AS inserted`
 export async function importLeads (db: ConnectionPool, input: Readable, format: ImportFormat, options: ImportOptions = {}): Promise<ImportReport> {
   const batchSize = options.batchSize ?? 1000
   const maxRejections = options.maxRejections ?? 1000
+  const maxRecordBytes = options.maxRecordBytes ?? 65536
   const report: ImportReport = { rows: 0, inserted: 0, updated: 0, unchanged: 0, rejected: 0, rejections: [], rejectionsTruncated: false }
   const reject = (r: Rejection): void => {
     report.rejected++
@@ -118,31 +147,52 @@ export async function importLeads (db: ConnectionPool, input: Readable, format: 
     else report.rejectionsTruncated = true
   }
   // Keyed by the natural key: a key seen twice flushes the batch first, so the second row updates the first.
-  let batch = new Map<string, LeadInput>()
+  let batch = new Map<string, Pending>()
   let firstLine = 0
 
-  const flush = async (): Promise<void> => {
-    if (batch.size === 0) return
-    const leads = [...batch.values()]
-    batch = new Map()
-    const column = <T>(f: (l: LeadInput) => T): T[] => leads.map(f)
+  const upsert = async (part: Pending[]): Promise<void> => {
+    const column = <T>(f: (l: LeadInput) => T): T[] => part.map((p) => f(p.lead))
+    const { rows } = await db.query<{ id: string, inserted: boolean }>(UPSERT, [
+      column((l) => l.firstName), column((l) => l.lastName), column((l) => l.email), column((l) => l.phone ?? null),
+      column((l) => l.product), column((l) => l.state), column((l) => l.source ?? null), column((l) => l.score ?? null)
+    ])
+    let inserted = 0
+    for (const r of rows) if (r.inserted) inserted++
+    report.inserted += inserted
+    report.updated += rows.length - inserted
+    report.unchanged += part.length - rows.length
+    await options.onBatch?.(rows.map((r) => r.id))
+  }
+
+  // A batch the database refuses for its data is written again in halves, down to the one row it refuses, which
+  // is rejected alone: one poison row costs about 2 log2(batch) statements, and the rest of the file still goes in.
+  // Halves are written in file order, so when the database fails otherwise nothing from `part[0].line` on is written.
+  const write = async (part: Pending[]): Promise<void> => {
     try {
-      const { rows } = await db.query<{ id: string, inserted: boolean }>(UPSERT, [
-        column((l) => l.firstName), column((l) => l.lastName), column((l) => l.email), column((l) => l.phone ?? null),
-        column((l) => l.product), column((l) => l.state), column((l) => l.source ?? null), column((l) => l.score ?? null)
-      ])
-      let inserted = 0
-      for (const r of rows) if (r.inserted) inserted++
-      report.inserted += inserted
-      report.updated += rows.length - inserted
-      report.unchanged += leads.length - rows.length
-      await options.onBatch?.(rows.map((r) => r.id))
+      await upsert(part)
     } catch (error) {
-      throw new ImportInterruptedError(finish(report), firstLine, error)
+      const first = part[0] as Pending
+      if (!refusedForItsData(error)) throw new ImportInterruptedError(finish(report), first.line, error)
+      if (part.length === 1) {
+        reject({ line: first.line, reason: `refused by the database: ${(error as DatabaseError).message} (SQLSTATE ${(error as DatabaseError).sqlState ?? ''})` })
+        return
+      }
+      const half = Math.ceil(part.length / 2)
+      await write(part.slice(0, half))
+      await write(part.slice(half))
     }
   }
 
-  const rows = format === 'csv' ? csvRows(input, reject) : ndjsonRows(input)
+  const flush = async (): Promise<void> => {
+    if (batch.size === 0) return
+    const part = [...batch.values()]
+    batch = new Map()
+    await write(part)
+  }
+
+  const tooLong = `record longer than ${maxRecordBytes} bytes`
+  const lines = withoutBom(boundedLines(input, maxRecordBytes))
+  const rows = format === 'csv' ? csvRows(lines, tooLong) : ndjsonRows(lines, tooLong)
   try {
     for await (const row of rows) {
       if (!row.record) {
@@ -150,14 +200,14 @@ export async function importLeads (db: ConnectionPool, input: Readable, format: 
         continue
       }
       if (!validateLead(row.record)) {
-        reject({ line: row.line, reason: describe(validateLead.errors) })
+        reject({ line: row.line, reason: describe(validateLead.errors, row.record) })
         continue
       }
       const lead = row.record
       const key = `${lead.email.toLowerCase()}|${lead.product}`
       if (batch.has(key)) await flush()
       if (batch.size === 0) firstLine = row.line
-      batch.set(key, lead)
+      batch.set(key, { line: row.line, lead })
       if (batch.size >= batchSize) await flush()
     }
   } catch (error) {
@@ -169,7 +219,17 @@ export async function importLeads (db: ConnectionPool, input: Readable, format: 
   return finish(report)
 }
 
-/** Every row read is reported once (rows the CSV parser skipped included), rejections in file order. */
+/**
+ * True when PostgreSQL refused the statement for a value it holds (data exception 22xxx, integrity constraint
+ * 23xxx), so a smaller part can succeed; a connection or timeout failure is not the rows' fault.
+ */
+function refusedForItsData (error: unknown): boolean {
+  if (!(error instanceof DatabaseError) || error.code === 'DB_UNAVAILABLE') return false
+  const sqlState = error.sqlState ?? ''
+  return sqlState.startsWith('22') || sqlState.startsWith('23')
+}
+
+/** Every record read is reported once, rejections in file order. */
 function finish (report: ImportReport): ImportReport {
   report.rows = report.inserted + report.updated + report.unchanged + report.rejected
   report.rejections.sort((a, b) => a.line - b.line)
