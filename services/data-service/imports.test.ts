@@ -206,3 +206,64 @@ test('an over-long NDJSON record is rejected alone', async (t) => {
   const roomy = await setup(t)
   assert.deepEqual((await post(roomy.app, lead(2, 2000), 'application/x-ndjson')).json().inserted, 1, 'the default bound holds a padded record')
 })
+
+/** An NDJSON import over a real socket whose body stays open until `finish`, so it runs as long as the test says. */
+async function openImport (url: string, i: number): Promise<{ finish: () => Promise<{ status: number, body: string }> }> {
+  const { request } = await import('node:http')
+  const lead = JSON.stringify({ firstName: `Open${i}`, lastName: 'Lee', email: `open${i}@example.com`, product: 'life', state: 'NY' })
+  const req = request(`${url}/data/v1/imports/leads`, { method: 'POST', headers: { ...SERVICE_HEADERS, 'content-type': 'application/x-ndjson' } })
+  const answered = new Promise<{ status: number, body: string }>((resolve, reject) => {
+    req.on('response', (r) => {
+      let body = ''
+      r.on('data', (c: Buffer) => { body += c.toString() })
+      r.on('end', () => resolve({ status: r.statusCode ?? 0, body }))
+    })
+    req.on('error', reject)
+  })
+  req.write(lead + '\n')
+  return { finish: async () => { req.end(); return answered } }
+}
+
+async function busyAnswer (url: string, deadlineMs = 20000): Promise<Response> {
+  const started = Date.now()
+  for (let i = 0; ; i++) {
+    const res = await fetch(`${url}/data/v1/imports/leads`, { method: 'POST', headers: { ...SERVICE_HEADERS, 'content-type': 'application/x-ndjson' }, body: JSON.stringify({ firstName: 'P', lastName: 'Q', email: `probe${i}@example.com`, product: 'auto', state: 'CA' }) })
+    if (res.status === 429 || Date.now() - started > deadlineMs) return res
+    // The held imports have not reached the route yet: this probe ran (and was counted as its own import).
+    assert.equal(res.status, 200)
+    await res.arrayBuffer()
+    await new Promise((resolve) => setTimeout(resolve, 20))
+  }
+}
+
+test('a third concurrent import is answered 429 with Retry-After', async (t) => {
+  const { app, db } = await setup(t)
+  const url = await app.listen({ port: 0, host: '127.0.0.1' })
+  const held = [await openImport(url, 1), await openImport(url, 2)]
+  const busy = await busyAnswer(url)
+  assert.equal(busy.status, 429)
+  assert.equal(busy.headers.get('retry-after'), '5')
+  const body = await busy.json() as { code: string, message: string }
+  assert.equal(body.code, 'IMPORT_BUSY')
+  assert.match(body.message, /(2 at once)/)
+  for (const h of held) {
+    const done = await h.finish()
+    assert.equal(done.status, 200, done.body)
+    assert.equal(JSON.parse(done.body).inserted, 1)
+  }
+  // Room again once they are done.
+  const after = await post(app, JSON.stringify({ firstName: 'After', lastName: 'Lee', email: 'after@example.com', product: 'auto', state: 'CA' }), 'application/x-ndjson')
+  assert.equal(after.statusCode, 200, after.body)
+  const [held1] = await db.sql<{ n: number }>("SELECT count(*)::int AS n FROM leads WHERE email LIKE 'open%'")
+  assert.equal(held1?.n, 2)
+})
+
+test('IMPORT_MAX_CONCURRENT=1 answers a second concurrent import 429', async (t) => {
+  const { app } = await setup(t, { IMPORT_MAX_CONCURRENT: '1' })
+  const url = await app.listen({ port: 0, host: '127.0.0.1' })
+  const held = await openImport(url, 1)
+  const busy = await busyAnswer(url)
+  assert.equal(busy.status, 429)
+  assert.match((await busy.json() as { message: string }).message, /(1 at once)/)
+  assert.equal((await held.finish()).status, 200)
+})
