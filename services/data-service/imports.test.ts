@@ -208,7 +208,7 @@ test('an over-long NDJSON record is rejected alone', async (t) => {
 })
 
 /** An NDJSON import over a real socket whose body stays open until `finish`, so it runs as long as the test says. */
-async function openImport (url: string, i: number): Promise<{ finish: () => Promise<{ status: number, body: string }> }> {
+async function openImport (url: string, i: number): Promise<{ finish: () => Promise<{ status: number, body: string }>, abort: () => void }> {
   const { request } = await import('node:http')
   const lead = JSON.stringify({ firstName: `Open${i}`, lastName: 'Lee', email: `open${i}@example.com`, product: 'life', state: 'NY' })
   const req = request(`${url}/data/v1/imports/leads`, { method: 'POST', headers: { ...SERVICE_HEADERS, 'content-type': 'application/x-ndjson' } })
@@ -221,7 +221,7 @@ async function openImport (url: string, i: number): Promise<{ finish: () => Prom
     req.on('error', reject)
   })
   req.write(lead + '\n')
-  return { finish: async () => { req.end(); return answered } }
+  return { finish: async () => { req.end(); return answered }, abort: () => { req.destroy() } }
 }
 
 async function busyAnswer (url: string, deadlineMs = 20000): Promise<Response> {
@@ -241,6 +241,8 @@ test('a third concurrent import is answered 429 with Retry-After', async (t) => 
   const url = await app.listen({ port: 0, host: '127.0.0.1' })
   const held = [await openImport(url, 1), await openImport(url, 2)]
   const busy = await busyAnswer(url)
+  // Closing the app waits for open requests: a failed assertion must not leave these hanging.
+  if (busy.status !== 429) for (const h of held) h.abort()
   assert.equal(busy.status, 429)
   assert.equal(busy.headers.get('retry-after'), '5')
   const body = await busy.json() as { code: string, message: string }
@@ -263,6 +265,7 @@ test('IMPORT_MAX_CONCURRENT=1 answers a second concurrent import 429', async (t)
   const url = await app.listen({ port: 0, host: '127.0.0.1' })
   const held = await openImport(url, 1)
   const busy = await busyAnswer(url)
+  if (busy.status !== 429) held.abort()
   assert.equal(busy.status, 429)
   assert.match((await busy.json() as { message: string }).message, /(1 at once)/)
   assert.equal((await held.finish()).status, 200)
