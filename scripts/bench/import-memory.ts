@@ -23,6 +23,18 @@ function status (pid: number, field: 'VmRSS' | 'VmHWM'): number {
 }
 const mib = (bytes: number): string => (bytes / 1024 / 1024).toFixed(0)
 
+/** Waits until the resident set holds still (start-up passes through a transient peak it returns afterwards). */
+async function settled (pid: number): Promise<number> {
+  let last = status(pid, 'VmRSS')
+  for (let i = 0; i < 60; i++) {
+    await new Promise((resolve) => setTimeout(resolve, 500))
+    const now = status(pid, 'VmRSS')
+    if (Math.abs(now - last) < 2 * 1024 * 1024) return now
+    last = now
+  }
+  return last
+}
+
 const lead = (n: number, i: number): string => JSON.stringify({ firstName: `Big${n}`, lastName: `Row${i}`, email: `mem${n}.${i}@example.com`, product: 'auto', state: 'CA' })
 
 /** One import's body, made while it is sent: small rows, the giant record, small rows; never whole in memory. */
@@ -74,7 +86,7 @@ try {
   const warm = await fetch(`${service.url}/data/v1/imports/leads`, { method: 'POST', headers: { 'content-type': 'application/x-ndjson', 'x-service-key': SERVICE_KEY }, body: Array.from({ length: SMALL_ROWS }, (_, i) => lead(0, i)).join('\n') })
   if (warm.status !== 200) throw new Error(`warm-up import answered ${warm.status}`)
   await warm.arrayBuffer()
-  const baseline = status(pid, 'VmRSS')
+  const baseline = await settled(pid)
   let hwmReset = true
   try { writeFileSync(`/proc/${pid}/clear_refs`, '5') } catch { hwmReset = false }
   let sampled = baseline
