@@ -4,7 +4,9 @@ import type { FastifyInstance } from 'fastify'
 import { createTestSchema, testEnv, uniqueName, SERVICE_HEADERS, type TestSchema } from '../../test/helpers/database.js'
 import { buildDataService } from './app.js'
 import { loadDataServiceConfig } from './config.js'
-import type { Rejection } from './lead-import.js'
+import { Readable } from 'node:stream'
+import { DatabaseError, type ConnectionPool } from '../../plugins/db-pool/index.js'
+import { ImportInterruptedError, importLeads, type Rejection } from './lead-import.js'
 
 async function setup (t: { after: (fn: () => Promise<void>) => void }, env: Record<string, string> = {}): Promise<{ app: FastifyInstance, db: TestSchema }> {
   const db = await createTestSchema()
@@ -83,6 +85,9 @@ test('bad requests get clear 4xx answers: wrong type, too large, no scope', asyn
   const big = await post(app, [CSV_HEADER, ...Array.from({ length: 100 }, (_, i) => csvRow(i))].join('\n'))
   assert.equal(big.statusCode, 413)
   assert.equal(big.json().code, 'IMPORT_TOO_LARGE')
+  const header = await post(app, ['firstName,"lastName,email', csvRow(1)].join('\n'))
+  assert.equal(header.statusCode, 400, header.body)
+  assert.deepEqual([header.json().code, header.json().message], ['IMPORT_BAD_HEADER', 'The CSV header cannot be read: unclosed quote'])
   const anonymous = await app.inject({ method: 'POST', url: '/data/v1/imports/leads', headers: { 'content-type': 'text/csv' }, payload: CSV_HEADER })
   assert.equal(anonymous.statusCode, 401)
 })
@@ -185,7 +190,7 @@ test('a malformed quote counts each record once', async (t) => {
   assert.deepEqual([report.rows, report.inserted, report.rejected], [5, 3, 2])
   assert.deepEqual(report.rejections, [{ line: 3, reason: 'unreadable CSV: unclosed quote' }, { line: 5, reason: 'unreadable CSV: quote inside an unquoted field' }])
   // Quoting done right still reads: commas and doubled quotes inside a quoted field.
-  const quoted = (await post(app, [CSV_HEADER, '"Ann, Jr","O""Neil",q@example.com,,auto,CA,web,1'].join('\n'))).json()
+  const quoted = (await post(app, ['\uFEFF' + CSV_HEADER, '"Ann, Jr","O""Neil",q@example.com,,auto,CA,web,1'].join('\n'))).json()
   assert.deepEqual([quoted.rows, quoted.inserted], [1, 1])
 })
 
@@ -269,4 +274,20 @@ test('IMPORT_MAX_CONCURRENT=1 answers a second concurrent import 429', async (t)
   assert.equal(busy.status, 429)
   assert.match((await busy.json() as { message: string }).message, /(1 at once)/)
   assert.equal((await held.finish()).status, 200)
+})
+
+test('a connection failure during a batch stops the import at that batch; it is not retried row by row', async () => {
+  let statements = 0
+  const unavailable = {
+    query: async () => {
+      statements++
+      throw new DatabaseError('DB_UNAVAILABLE', 'The database is unavailable', { retryable: true, statusCode: 503 })
+    }
+  } as unknown as ConnectionPool
+  const csv = [CSV_HEADER, ...Array.from({ length: 30 }, (_, i) => csvRow(i))].join('\n')
+  const error = await importLeads(unavailable, Readable.from([Buffer.from(csv)]), 'csv', { batchSize: 10 }).then(() => undefined, (e: unknown) => e)
+  assert.ok(error instanceof ImportInterruptedError)
+  assert.equal(error.line, 2, 'nothing from the first batch on was written')
+  assert.equal(error.report.rows, 0)
+  assert.equal(statements, 1)
 })
