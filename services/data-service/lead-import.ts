@@ -2,7 +2,7 @@ import type { Readable } from 'node:stream'
 import { Ajv } from 'ajv'
 import addFormats from 'ajv-formats'
 import { DatabaseError, type ConnectionPool } from '../../plugins/db-pool/index.js'
-import { createLeadBodySchema, type LeadInput } from '../domain/lead-schemas.js'
+import { TEXT_PATTERN, createLeadBodySchema, type LeadInput } from '../domain/lead-schemas.js'
 import { splitCsvLine } from './csv-line.js'
 import { DataServiceErrors } from './errors.js'
 import { boundedLines, type ImportLine } from './import-lines.js'
@@ -111,7 +111,7 @@ function describe (errors: typeof validateLead.errors, record: Record<string, un
   if (e.keyword === 'required') return `${field} is required`
   if (e.keyword === 'additionalProperties') return `unknown field ${field}`
   if (e.keyword === 'enum') return `${field} must be one of ${((e.params as { allowedValues?: unknown[] }).allowedValues ?? []).join(', ')}`
-  if (e.keyword === 'pattern' && (field === 'firstName' || field === 'lastName')) {
+  if (e.keyword === 'pattern' && (e.params as { pattern?: string }).pattern === TEXT_PATTERN) {
     return CONTROL.test(String(record[field])) ? `${field} must not contain control characters (NUL, line breaks, tabs)` : `${field} must not be blank`
   }
   return `${field} ${e.message ?? 'is invalid'}`
