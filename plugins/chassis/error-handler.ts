@@ -25,8 +25,8 @@ export function errorBody (statusCode: number, code: string, message: string): E
   return { statusCode, code, error: STATUS_CODES[statusCode] ?? 'Error', message }
 }
 
-// A submitted property name is echoed only when it looks like one: a name or an email sent as a key is not.
-const SHOWABLE_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,63}$/
+/** A submitted property name is echoed only when it looks like one: a name or an email sent as a key is not. */
+export const SHOWABLE_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,63}$/
 
 /**
  * Names the offending field, including the one ajv only reports in its params, and never the submitted value

@@ -126,7 +126,7 @@ test('POST rejects bad input with 400 naming the field', async () => {
     [{ state: 'XX' }, /body\/state must be one of/],
     [{ phone: 'call me' }, /body\/phone must match pattern/],
     [{ score: 101 }, /body\/score must be <= 100/],
-    [{ firstName: '   ' }, /body\/firstName must match pattern/],
+    [{ firstName: '   ' }, /body\/firstName must not be blank/],
     [{ status: 'converted' }, /body\/status is not allowed/]
   ]
   for (const [over, message] of cases) {

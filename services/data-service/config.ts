@@ -7,6 +7,8 @@ const dataServiceFragment = {
     IMPORT_MAX_BYTES: { type: 'integer', default: 104857600, minimum: 1024, description: 'Largest lead import (CSV or NDJSON) accepted; larger gets 413' },
     IMPORT_BATCH_SIZE: { type: 'integer', default: 1000, minimum: 1, maximum: 10000, description: 'Imported rows written per transaction' },
     IMPORT_MAX_REJECTIONS: { type: 'integer', default: 1000, minimum: 0, description: 'Rejected rows listed (line and reason) in an import report; all are counted' },
+    IMPORT_MAX_RECORD_BYTES: { type: 'integer', default: 65536, minimum: 1024, maximum: 16777216, description: 'Bytes of one imported record (one line) at most; a longer one is rejected alone and never held whole' },
+    IMPORT_MAX_CONCURRENT: { type: 'integer', default: 2, minimum: 1, maximum: 64, description: 'Imports running at once per instance; one more is answered 429 IMPORT_BUSY with Retry-After' },
     REPORT_CACHE_TTL: { type: 'integer', default: 300, minimum: 1, description: 'Seconds a report stays cached (changes to its data invalidate it sooner)' }
   }
 } as const satisfies ConfigFragment
@@ -17,6 +19,8 @@ export interface DataServiceConfig extends PlatformConfig {
   IMPORT_MAX_BYTES: number
   IMPORT_BATCH_SIZE: number
   IMPORT_MAX_REJECTIONS: number
+  IMPORT_MAX_RECORD_BYTES: number
+  IMPORT_MAX_CONCURRENT: number
   REPORT_CACHE_TTL: number
 }
 

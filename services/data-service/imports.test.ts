@@ -4,6 +4,9 @@ import type { FastifyInstance } from 'fastify'
 import { createTestSchema, testEnv, uniqueName, SERVICE_HEADERS, type TestSchema } from '../../test/helpers/database.js'
 import { buildDataService } from './app.js'
 import { loadDataServiceConfig } from './config.js'
+import { Readable } from 'node:stream'
+import { DatabaseError, type ConnectionPool } from '../../plugins/db-pool/index.js'
+import { ImportInterruptedError, importLeads, type Rejection } from './lead-import.js'
 
 async function setup (t: { after: (fn: () => Promise<void>) => void }, env: Record<string, string> = {}): Promise<{ app: FastifyInstance, db: TestSchema }> {
   const db = await createTestSchema()
@@ -82,6 +85,9 @@ test('bad requests get clear 4xx answers: wrong type, too large, no scope', asyn
   const big = await post(app, [CSV_HEADER, ...Array.from({ length: 100 }, (_, i) => csvRow(i))].join('\n'))
   assert.equal(big.statusCode, 413)
   assert.equal(big.json().code, 'IMPORT_TOO_LARGE')
+  const header = await post(app, ['firstName,"lastName,email', csvRow(1)].join('\n'))
+  assert.equal(header.statusCode, 400, header.body)
+  assert.deepEqual([header.json().code, header.json().message], ['IMPORT_BAD_HEADER', 'The CSV header cannot be read: a quote that is never closed'])
   const anonymous = await app.inject({ method: 'POST', url: '/data/v1/imports/leads', headers: { 'content-type': 'text/csv' }, payload: CSV_HEADER })
   assert.equal(anonymous.statusCode, 401)
 })
@@ -123,7 +129,7 @@ test('a rejected row\'s reason names its field and what is wrong, never quoting 
   const { app } = await setup(t)
   const csv = [
     CSV_HEADER,
-    'Ann,Lee,x"someone@example.com",,auto,CA,web,1', // line 2: a stray quote; csv-parse says `value is "x\"someone..."`
+    'Ann,Lee,x"someone@example.com",,auto,CA,web,1', // line 2: a stray quote inside the email
     'Bob,Ray,someone.else@,,auto,CA,web,1', // line 3
     'Cy,Doe,"cy@example.com,,auto,CA,web,1' // line 4: a quote never closed
   ].join('\n')
@@ -140,4 +146,171 @@ test('a rejected row\'s reason names its field and what is wrong, never quoting 
     JSON.stringify({ firstName: 'Di', lastName: 'Eve', email: 'di@example.com', product: 'home', state: 'FL', nickname: 'Dee' })
   ].join('\n'), 'application/x-ndjson')
   assert.deepEqual(ndjson.json().rejections, [{ line: 1, reason: 'an unknown field' }, { line: 2, reason: 'unknown field nickname' }])
+})
+
+test('a NUL byte in one row rejects that row and the import goes on', async (t) => {
+  const { app, db } = await setup(t)
+  // 1,501 rows, the poison at row 1,200 (line 1,201): in the second batch of 1,000, as it was found.
+  const rows = Array.from({ length: 1501 }, (_, i) => csvRow(i))
+  rows[1199] = `Ann\u0000X,Lee,poison@example.com,,auto,CA,web,1`
+  const res = await post(app, [CSV_HEADER, ...rows].join('\n'))
+  assert.equal(res.statusCode, 200, res.body)
+  const report = res.json()
+  assert.deepEqual([report.rows, report.inserted, report.rejected], [1501, 1500, 1])
+  assert.equal(report.rejections[0].line, 1201)
+  assert.match(report.rejections[0].reason, /^firstName must not contain control characters/)
+  const [count] = await db.sql<{ n: number }>('SELECT count(*)::int AS n FROM leads')
+  assert.equal(count?.n, 1500)
+})
+
+test('other control characters and blank names are refused with their reason, in NDJSON too', async (t) => {
+  const { app } = await setup(t)
+  const lead = (firstName: string, lastName = 'Lee', i = 0): string => JSON.stringify({ firstName, lastName, email: `c${i}@example.com`, product: 'auto', state: 'CA' })
+  const body = [lead('Ann\tB', 'Lee', 1), lead('Ann', 'Le\u007fe', 2), lead('Ann\u0085', 'Lee', 3), lead('   ', 'Lee', 4), lead('Zoë', 'Lee', 5), lead('\ud800', 'Lee', 6)].join('\n')
+  const report = (await post(app, body, 'application/x-ndjson')).json()
+  assert.deepEqual([report.rows, report.inserted, report.rejected], [6, 1, 5])
+  assert.deepEqual(report.rejections.map((r: Rejection) => r.reason), [
+    'firstName must not contain control characters (NUL, line breaks, tabs)',
+    'lastName must not contain control characters (NUL, line breaks, tabs)',
+    'firstName must not contain control characters (NUL, line breaks, tabs)',
+    'firstName must not be blank',
+    'firstName must not contain control characters (NUL, line breaks, tabs)'
+  ])
+})
+
+test('a row the database refuses for its data is rejected alone; the rest of its batch is written', async (t) => {
+  const { app, db } = await setup(t, { IMPORT_BATCH_SIZE: '100' })
+  // A rule only the database knows, so the row passes the schema as the NUL byte once did.
+  await db.sql("ALTER TABLE leads ADD CONSTRAINT test_no_poison CHECK (last_name <> 'Poison')")
+  const rows = Array.from({ length: 250 }, (_, i) => csvRow(i))
+  rows[42] = 'Ann,Poison,p1@example.com,,auto,CA,web,1'
+  rows[199] = 'Bo,Poison,p2@example.com,,home,CA,web,1'
+  const first = await post(app, [CSV_HEADER, ...rows].join('\n'))
+  assert.equal(first.statusCode, 200, first.body)
+  const report = first.json()
+  assert.deepEqual([report.rows, report.inserted, report.rejected], [250, 248, 2])
+  assert.deepEqual(report.rejections.map((r: Rejection) => r.line), [44, 201])
+  for (const r of report.rejections as Rejection[]) {
+    assert.match(r.reason, /^refused by the database: .*SQLSTATE 23514/)
+    assert.doesNotMatch(r.reason, /Poison|example/, 'no submitted value in a reason')
+  }
+  const [count] = await db.sql<{ n: number }>('SELECT count(*)::int AS n FROM leads')
+  assert.equal(count?.n, 248)
+  // And a re-import is not stopped at the same place either.
+  const again = (await post(app, [CSV_HEADER, ...rows].join('\n'))).json()
+  assert.deepEqual([again.rows, again.unchanged, again.rejected], [250, 248, 2])
+})
+
+test('a malformed quote counts each record once', async (t) => {
+  const { app } = await setup(t)
+  const twoRows = await post(app, [CSV_HEADER, 'Ann,"Lee"x,a@example.com,,auto,CA,web,1', csvRow(2)].join('\n'))
+  assert.equal(twoRows.statusCode, 200, twoRows.body)
+  assert.deepEqual([twoRows.json().rows, twoRows.json().inserted, twoRows.json().rejected], [2, 1, 1])
+  assert.deepEqual(twoRows.json().rejections, [{ line: 2, reason: 'unreadable CSV: text after a closing quote in field lastName' }])
+  // An unclosed quote does not swallow the lines after it, nor count them twice.
+  const fiveRows = await post(app, [CSV_HEADER, csvRow(10), 'Bo,"Ray,b@example.com,,auto,CA,web,1', csvRow(11), 'Cy,Do"e,c@example.com,,auto,CA,web,1', csvRow(12)].join('\r\n') + '\r\n\r\n')
+  const report = fiveRows.json()
+  assert.deepEqual([report.rows, report.inserted, report.rejected], [5, 3, 2])
+  assert.deepEqual(report.rejections, [{ line: 3, reason: 'unreadable CSV: a quote that is never closed in field lastName' }, { line: 5, reason: 'unreadable CSV: a quote inside an unquoted value in field lastName' }])
+  // Quoting done right still reads: commas and doubled quotes inside a quoted field.
+  const quoted = (await post(app, ['\uFEFF' + CSV_HEADER, '"Ann, Jr","O""Neil",q@example.com,,auto,CA,web,1'].join('\n'))).json()
+  assert.deepEqual([quoted.rows, quoted.inserted], [1, 1])
+})
+
+test('an over-long NDJSON record is rejected alone', async (t) => {
+  const { app, db } = await setup(t, { IMPORT_MAX_RECORD_BYTES: '1024' })
+  const lead = (i: number, padding = 0): string => `{"firstName":"N${i}",${' '.repeat(padding)}"lastName":"Lee","email":"long${i}@example.com","product":"home","state":"FL"}`
+  // Valid JSON under the default bound, over this one: the bound is what rejects it.
+  const body = [lead(1), lead(2, 2000), lead(3), lead(4, 3_000_000), lead(5)].join('\n')
+  const res = await post(app, body, 'application/x-ndjson')
+  assert.equal(res.statusCode, 200, res.body)
+  assert.deepEqual([res.json().rows, res.json().inserted, res.json().rejected], [5, 3, 2])
+  assert.deepEqual(res.json().rejections, [{ line: 2, reason: 'record longer than 1024 bytes' }, { line: 4, reason: 'record longer than 1024 bytes' }])
+  const csv = (await post(app, [CSV_HEADER, csvRow(1), `Ann,${'L'.repeat(5000)},x@example.com,,auto,CA,web,1`, csvRow(2)].join('\n'))).json()
+  assert.deepEqual([csv.rows, csv.inserted, csv.rejected, csv.rejections[0].line], [3, 2, 1, 3])
+  const [count] = await db.sql<{ n: number }>('SELECT count(*)::int AS n FROM leads')
+  assert.equal(count?.n, 5)
+
+  const roomy = await setup(t)
+  assert.deepEqual((await post(roomy.app, lead(2, 2000), 'application/x-ndjson')).json().inserted, 1, 'the default bound holds a padded record')
+})
+
+/** An NDJSON import over a real socket whose body stays open until `finish`, so it runs as long as the test says. */
+async function openImport (url: string, i: number): Promise<{ finish: () => Promise<{ status: number, body: string }>, abort: () => void }> {
+  const { request } = await import('node:http')
+  const lead = JSON.stringify({ firstName: `Open${i}`, lastName: 'Lee', email: `open${i}@example.com`, product: 'life', state: 'NY' })
+  const req = request(`${url}/data/v1/imports/leads`, { method: 'POST', headers: { ...SERVICE_HEADERS, 'content-type': 'application/x-ndjson' } })
+  const answered = new Promise<{ status: number, body: string }>((resolve, reject) => {
+    req.on('response', (r) => {
+      let body = ''
+      r.on('data', (c: Buffer) => { body += c.toString() })
+      r.on('end', () => resolve({ status: r.statusCode ?? 0, body }))
+    })
+    req.on('error', reject)
+  })
+  req.write(lead + '\n')
+  return { finish: async () => { req.end(); return answered }, abort: () => { req.destroy() } }
+}
+
+async function busyAnswer (url: string, deadlineMs = 20000): Promise<Response> {
+  const started = Date.now()
+  for (let i = 0; ; i++) {
+    const res = await fetch(`${url}/data/v1/imports/leads`, { method: 'POST', headers: { ...SERVICE_HEADERS, 'content-type': 'application/x-ndjson' }, body: JSON.stringify({ firstName: 'P', lastName: 'Q', email: `probe${i}@example.com`, product: 'auto', state: 'CA' }) })
+    if (res.status === 429 || Date.now() - started > deadlineMs) return res
+    // The held imports have not reached the route yet: this probe ran (and was counted as its own import).
+    assert.equal(res.status, 200)
+    await res.arrayBuffer()
+    await new Promise((resolve) => setTimeout(resolve, 20))
+  }
+}
+
+test('a third concurrent import is answered 429 with Retry-After', async (t) => {
+  const { app, db } = await setup(t)
+  const url = await app.listen({ port: 0, host: '127.0.0.1' })
+  const held = [await openImport(url, 1), await openImport(url, 2)]
+  const busy = await busyAnswer(url)
+  // Closing the app waits for open requests: a failed assertion must not leave these hanging.
+  if (busy.status !== 429) for (const h of held) h.abort()
+  assert.equal(busy.status, 429)
+  assert.equal(busy.headers.get('retry-after'), '5')
+  const body = await busy.json() as { code: string, message: string }
+  assert.equal(body.code, 'IMPORT_BUSY')
+  assert.match(body.message, /(2 at once)/)
+  for (const h of held) {
+    const done = await h.finish()
+    assert.equal(done.status, 200, done.body)
+    assert.equal(JSON.parse(done.body).inserted, 1)
+  }
+  // Room again once they are done.
+  const after = await post(app, JSON.stringify({ firstName: 'After', lastName: 'Lee', email: 'after@example.com', product: 'auto', state: 'CA' }), 'application/x-ndjson')
+  assert.equal(after.statusCode, 200, after.body)
+  const [held1] = await db.sql<{ n: number }>("SELECT count(*)::int AS n FROM leads WHERE email LIKE 'open%'")
+  assert.equal(held1?.n, 2)
+})
+
+test('IMPORT_MAX_CONCURRENT=1 answers a second concurrent import 429', async (t) => {
+  const { app } = await setup(t, { IMPORT_MAX_CONCURRENT: '1' })
+  const url = await app.listen({ port: 0, host: '127.0.0.1' })
+  const held = await openImport(url, 1)
+  const busy = await busyAnswer(url)
+  if (busy.status !== 429) held.abort()
+  assert.equal(busy.status, 429)
+  assert.match((await busy.json() as { message: string }).message, /(1 at once)/)
+  assert.equal((await held.finish()).status, 200)
+})
+
+test('a connection failure during a batch stops the import at that batch; it is not retried row by row', async () => {
+  let statements = 0
+  const unavailable = {
+    query: async () => {
+      statements++
+      throw new DatabaseError('DB_UNAVAILABLE', 'The database is unavailable', { retryable: true, statusCode: 503 })
+    }
+  } as unknown as ConnectionPool
+  const csv = [CSV_HEADER, ...Array.from({ length: 30 }, (_, i) => csvRow(i))].join('\n')
+  const error = await importLeads(unavailable, Readable.from([Buffer.from(csv)]), 'csv', { batchSize: 10 }).then(() => undefined, (e: unknown) => e)
+  assert.ok(error instanceof ImportInterruptedError)
+  assert.equal(error.line, 2, 'nothing from the first batch on was written')
+  assert.equal(error.report.rows, 0)
+  assert.equal(statements, 1)
 })

@@ -1,17 +1,19 @@
-import { createInterface } from 'node:readline'
 import type { Readable } from 'node:stream'
-import { CsvError, parse } from 'csv-parse'
 import { Ajv } from 'ajv'
 import addFormats from 'ajv-formats'
-import type { ConnectionPool } from '../../plugins/db-pool/index.js'
-import { createLeadBodySchema, type LeadInput } from '../domain/lead-schemas.js'
+import { SHOWABLE_NAME } from '../../plugins/chassis/index.js'
+import { DatabaseError, type ConnectionPool } from '../../plugins/db-pool/index.js'
+import { TEXT_PATTERN, createLeadBodySchema, type LeadInput } from '../domain/lead-schemas.js'
+import { splitCsvLine } from './csv-line.js'
+import { DataServiceErrors } from './errors.js'
+import { boundedLines, type ImportLine } from './import-lines.js'
 
 export type ImportFormat = 'csv' | 'ndjson'
 
 export interface Rejection { line: number, reason: string }
 
 export interface ImportReport {
-  /** Rows read, rejected ones included. */
+  /** Records read (one per non-blank line, the CSV header apart), rejected ones included. */
   rows: number
   inserted: number
   updated: number
@@ -28,55 +30,66 @@ export interface ImportOptions {
   batchSize?: number
   /** Rejections listed in the report at most (all are counted). @default 1000 */
   maxRejections?: number
+  /** Bytes of one record (one line) at most; a longer one is rejected without being held. @default 65536 */
+  maxRecordBytes?: number
   /** Called after each committed batch with the ids of the leads it changed (inserted or updated). */
   onBatch?: (changedIds: string[]) => Promise<void>
 }
 
 interface Row { line: number, record?: Record<string, unknown>, error?: string }
+interface Pending { line: number, lead: LeadInput }
 
 const ajv = new Ajv({ allErrors: false, coerceTypes: false, removeAdditional: false })
 addFormats.default(ajv)
 const validateLead = ajv.compile<LeadInput>(createLeadBodySchema)
 
 const SNAKE: Record<string, keyof LeadInput> = { first_name: 'firstName', last_name: 'lastName' }
+const CONTROL = /[\p{Cc}\p{Cs}]/u
 
 /** A CSV record is all strings: empty cells are absent (phone: null), score is a number, snake_case headers map. */
-function fromCsv (record: Record<string, string>): Record<string, unknown> {
+function fromCsv (columns: string[], cells: string[]): Record<string, unknown> {
   const out: Record<string, unknown> = {}
-  for (const [rawKey, raw] of Object.entries(record)) {
+  columns.forEach((rawKey, i) => {
     const key = SNAKE[rawKey] ?? rawKey
-    const value = raw.trim()
+    const value = (cells[i] ?? '').trim()
     if (value === '') {
       if (key === 'phone') out[key] = null
-      continue
+      return
     }
     out[key] = key === 'score' && /^-?\d+$/.test(value) ? Number(value) : value
-  }
+  })
   return out
 }
 
-const MAX_RECORD_BYTES = 65536
-
-async function * csvRows (input: Readable, onSkip: (r: Rejection) => void): AsyncGenerator<Row> {
-  const parser = input.pipe(parse({ columns: true, bom: true, trim: false, skip_empty_lines: true, skip_records_with_error: true, info: true, max_record_size: MAX_RECORD_BYTES }))
-  input.once('error', (error) => parser.destroy(error))
-  // csv-parse can skip one record twice (each stray quote in it); the row is rejected once.
-  let lastSkipped = -1
-  parser.on('skip', (error: CsvError & { lines?: number }) => {
-    const line = error.lines ?? 0
-    if (line !== lastSkipped) onSkip({ line, reason: describeCsvError(error) })
-    lastSkipped = line
-  })
-  for await (const { record, info } of parser as AsyncIterable<{ record: Record<string, string>, info: { lines: number } }>) {
-    yield { line: info.lines, record: fromCsv(record) }
+// Every line is one record in both formats, so each is counted once and rejected at most once, whatever it holds.
+async function * csvRows (lines: AsyncIterable<ImportLine>, tooLong: string): AsyncGenerator<Row> {
+  let columns: string[] | undefined
+  for await (const { line, text } of lines) {
+    if (!columns) {
+      if (text === undefined) throw new DataServiceErrors.IMPORT_BAD_HEADER(tooLong)
+      const header = splitCsvLine(text)
+      if (!Array.isArray(header)) throw new DataServiceErrors.IMPORT_BAD_HEADER(header.error)
+      columns = header.map((c) => c.trim())
+      continue
+    }
+    if (text === undefined) {
+      yield { line, error: tooLong }
+      continue
+    }
+    const cells = splitCsvLine(text)
+    // The field is named by its header column: which field and why, never what it held.
+    if (!Array.isArray(cells)) yield { line, error: `unreadable CSV: ${cells.error} in field ${columns[cells.field] ?? cells.field + 1}` }
+    else if (cells.length !== columns.length) yield { line, error: `unreadable CSV: ${cells.length} fields where the header has ${columns.length}` }
+    else yield { line, record: fromCsv(columns, cells) }
   }
 }
 
-async function * ndjsonRows (input: Readable): AsyncGenerator<Row> {
-  let line = 0
-  for await (const text of createInterface({ input, crlfDelay: Infinity })) {
-    line++
-    if (text.trim() === '') continue
+async function * ndjsonRows (lines: AsyncIterable<ImportLine>, tooLong: string): AsyncGenerator<Row> {
+  for await (const { line, text } of lines) {
+    if (text === undefined) {
+      yield { line, error: tooLong }
+      continue
+    }
     try {
       const value: unknown = JSON.parse(text)
       if (value === null || typeof value !== 'object' || Array.isArray(value)) yield { line, error: 'not a JSON object' }
@@ -87,23 +100,22 @@ async function * ndjsonRows (input: Readable): AsyncGenerator<Row> {
   }
 }
 
-// Rejection reasons and error messages name the field and what is wrong with it, never the value: a reason is
-// returned to the caller, and logged when an import is interrupted, and the value may be a name, an email or a phone.
-const LEAD_FIELDS = new Set([...Object.keys(createLeadBodySchema.properties), ...Object.keys(SNAKE)])
-// A submitted property name is shown only when it looks like a name (an email used as a key does not).
-const SHOWABLE_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,63}$/
+/** A byte order mark opens a file, not its first record. */
+async function * withoutBom (lines: AsyncIterable<ImportLine>): AsyncGenerator<ImportLine> {
+  for await (const l of lines) yield l.line === 1 && l.text?.startsWith('\uFEFF') ? { line: 1, text: l.text.slice(1) } : l
+}
 
-function describe (errors: typeof validateLead.errors): string {
+/** Names the field and what is wrong with it, never its value (it may be personal data). */
+function describe (errors: typeof validateLead.errors, record: Record<string, unknown>): string {
   const e = errors?.[0]
   if (!e) return 'invalid'
-  const params = e.params as { missingProperty?: string, additionalProperty?: string }
-  if (e.keyword === 'additionalProperties') {
-    const name = String(params.additionalProperty)
-    return SHOWABLE_NAME.test(name) ? `unknown field ${name}` : 'an unknown field'
-  }
-  const field = e.instancePath.replace(/^\//, '') || params.missingProperty || 'row'
+  const field = e.instancePath.replace(/^\//, '') || (e.params as { missingProperty?: string, additionalProperty?: string }).missingProperty || (e.params as { additionalProperty?: string }).additionalProperty || 'row'
   if (e.keyword === 'required') return `${field} is required`
+  if (e.keyword === 'additionalProperties') return SHOWABLE_NAME.test(field) ? `unknown field ${field}` : 'an unknown field'
   if (e.keyword === 'enum') return `${field} must be one of ${((e.params as { allowedValues?: unknown[] }).allowedValues ?? []).join(', ')}`
+  if (e.keyword === 'pattern' && (e.params as { pattern?: string }).pattern === TEXT_PATTERN) {
+    return CONTROL.test(String(record[field])) ? `${field} must not contain control characters (NUL, line breaks, tabs)` : `${field} must not be blank`
+  }
   return `${field} ${e.message ?? 'is invalid'}`
 }
 
@@ -129,6 +141,7 @@ RETURNING id, (xmax = 0) AS inserted`
 export async function importLeads (db: ConnectionPool, input: Readable, format: ImportFormat, options: ImportOptions = {}): Promise<ImportReport> {
   const batchSize = options.batchSize ?? 1000
   const maxRejections = options.maxRejections ?? 1000
+  const maxRecordBytes = options.maxRecordBytes ?? 65536
   const report: ImportReport = { rows: 0, inserted: 0, updated: 0, unchanged: 0, rejected: 0, rejections: [], rejectionsTruncated: false }
   const reject = (r: Rejection): void => {
     report.rejected++
@@ -136,31 +149,52 @@ export async function importLeads (db: ConnectionPool, input: Readable, format: 
     else report.rejectionsTruncated = true
   }
   // Keyed by the natural key: a key seen twice flushes the batch first, so the second row updates the first.
-  let batch = new Map<string, LeadInput>()
+  let batch = new Map<string, Pending>()
   let firstLine = 0
 
-  const flush = async (): Promise<void> => {
-    if (batch.size === 0) return
-    const leads = [...batch.values()]
-    batch = new Map()
-    const column = <T>(f: (l: LeadInput) => T): T[] => leads.map(f)
+  const upsert = async (part: Pending[]): Promise<void> => {
+    const column = <T>(f: (l: LeadInput) => T): T[] => part.map((p) => f(p.lead))
+    const { rows } = await db.query<{ id: string, inserted: boolean }>(UPSERT, [
+      column((l) => l.firstName), column((l) => l.lastName), column((l) => l.email), column((l) => l.phone ?? null),
+      column((l) => l.product), column((l) => l.state), column((l) => l.source ?? null), column((l) => l.score ?? null)
+    ])
+    let inserted = 0
+    for (const r of rows) if (r.inserted) inserted++
+    report.inserted += inserted
+    report.updated += rows.length - inserted
+    report.unchanged += part.length - rows.length
+    await options.onBatch?.(rows.map((r) => r.id))
+  }
+
+  // A batch the database refuses for its data is written again in halves, down to the one row it refuses, which
+  // is rejected alone: one poison row costs about 2 log2(batch) statements, and the rest of the file still goes in.
+  // Halves are written in file order, so when the database fails otherwise nothing from `part[0].line` on is written.
+  const write = async (part: Pending[]): Promise<void> => {
     try {
-      const { rows } = await db.query<{ id: string, inserted: boolean }>(UPSERT, [
-        column((l) => l.firstName), column((l) => l.lastName), column((l) => l.email), column((l) => l.phone ?? null),
-        column((l) => l.product), column((l) => l.state), column((l) => l.source ?? null), column((l) => l.score ?? null)
-      ])
-      let inserted = 0
-      for (const r of rows) if (r.inserted) inserted++
-      report.inserted += inserted
-      report.updated += rows.length - inserted
-      report.unchanged += leads.length - rows.length
-      await options.onBatch?.(rows.map((r) => r.id))
+      await upsert(part)
     } catch (error) {
-      throw new ImportInterruptedError(finish(report), firstLine, error)
+      const first = part[0] as Pending
+      if (!refusedForItsData(error)) throw new ImportInterruptedError(finish(report), first.line, error)
+      if (part.length === 1) {
+        reject({ line: first.line, reason: `refused by the database: ${(error as DatabaseError).message} (SQLSTATE ${(error as DatabaseError).sqlState ?? ''})` })
+        return
+      }
+      const half = Math.ceil(part.length / 2)
+      await write(part.slice(0, half))
+      await write(part.slice(half))
     }
   }
 
-  const rows = format === 'csv' ? csvRows(input, reject) : ndjsonRows(input)
+  const flush = async (): Promise<void> => {
+    if (batch.size === 0) return
+    const part = [...batch.values()]
+    batch = new Map()
+    await write(part)
+  }
+
+  const tooLong = `record longer than ${maxRecordBytes} bytes`
+  const lines = withoutBom(boundedLines(input, maxRecordBytes))
+  const rows = format === 'csv' ? csvRows(lines, tooLong) : ndjsonRows(lines, tooLong)
   try {
     for await (const row of rows) {
       if (!row.record) {
@@ -168,14 +202,14 @@ export async function importLeads (db: ConnectionPool, input: Readable, format: 
         continue
       }
       if (!validateLead(row.record)) {
-        reject({ line: row.line, reason: describe(validateLead.errors) })
+        reject({ line: row.line, reason: describe(validateLead.errors, row.record) })
         continue
       }
       const lead = row.record
       const key = `${lead.email.toLowerCase()}|${lead.product}`
       if (batch.has(key)) await flush()
       if (batch.size === 0) firstLine = row.line
-      batch.set(key, lead)
+      batch.set(key, { line: row.line, lead })
       if (batch.size >= batchSize) await flush()
     }
   } catch (error) {
@@ -187,35 +221,17 @@ export async function importLeads (db: ConnectionPool, input: Readable, format: 
   return finish(report)
 }
 
-// csv-parse's own messages quote the cell they stopped at (`value is "someone@example.com"`).
-const CSV_PROBLEMS: Record<string, string> = {
-  INVALID_OPENING_QUOTE: 'a quote inside an unquoted value',
-  CSV_INVALID_CLOSING_QUOTE: 'characters after a closing quote',
-  CSV_NON_TRIMABLE_CHAR_AFTER_CLOSING_QUOTE: 'characters after a closing quote',
-  CSV_QUOTE_NOT_CLOSED: 'a quote that is never closed',
-  CSV_RECORD_INCONSISTENT_FIELDS_LENGTH: 'another number of cells than the header row',
-  CSV_RECORD_INCONSISTENT_COLUMNS: 'another number of cells than the header row',
-  CSV_MAX_RECORD_SIZE: `a record longer than ${MAX_RECORD_BYTES} bytes`
-}
-
-/** What csv-parse found wrong, and in which field, without the cell's content. */
-function describeCsvError (error: CsvError & { column?: unknown }): string {
-  const problem = CSV_PROBLEMS[error.code] ?? `a malformed record (${error.code})`
-  const column = error.column
-  const where = typeof column === 'string' && LEAD_FIELDS.has(column) ? ` in field ${column}` : typeof column === 'number' ? ` in column ${column + 1}` : ''
-  return `unreadable CSV: ${problem}${where}`
-}
-
 /**
- * The cause of an interrupted import in words that carry no submitted value: csv-parse's are replaced, the others
- * that can stop an import (DatabaseError, the size limit, a dropped upload) never quote a value.
+ * True when PostgreSQL refused the statement for a value it holds (data exception 22xxx, integrity constraint
+ * 23xxx), so a smaller part can succeed; a connection or timeout failure is not the rows' fault.
  */
-function describeCause (cause: unknown): string {
-  if (cause instanceof CsvError) return describeCsvError(cause)
-  return (cause as Error | undefined)?.message ?? 'unknown error'
+function refusedForItsData (error: unknown): boolean {
+  if (!(error instanceof DatabaseError) || error.code === 'DB_UNAVAILABLE') return false
+  const sqlState = error.sqlState ?? ''
+  return sqlState.startsWith('22') || sqlState.startsWith('23')
 }
 
-/** Every row read is reported once (rows the CSV parser skipped included), rejections in file order. */
+/** Every record read is reported once, rejections in file order. */
 function finish (report: ImportReport): ImportReport {
   report.rows = report.inserted + report.updated + report.unchanged + report.rejected
   report.rejections.sort((a, b) => a.line - b.line)
@@ -230,7 +246,7 @@ export class ImportInterruptedError extends Error {
   readonly report: ImportReport
   readonly line: number
   constructor (report: ImportReport, line: number, cause: unknown) {
-    super(`the import stopped at the batch starting at line ${line}: ${describeCause(cause)}`, { cause })
+    super(`the import stopped at the batch starting at line ${line}: ${(cause as Error).message}`, { cause })
     this.name = 'ImportInterruptedError'
     this.report = report
     this.line = line

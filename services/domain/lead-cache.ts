@@ -1,3 +1,4 @@
+import { canonicalLeadId } from './lead-id.js'
 import type { Lead, LeadListQuery } from './lead-schemas.js'
 
 /**
@@ -9,7 +10,8 @@ import type { Lead, LeadListQuery } from './lead-schemas.js'
  * 8 combinations of its old and new values, never unrelated lists, whatever their number of cached pages.
  */
 export function leadKey (id: string): string {
-  return `http:leads:id:${id}`
+  // Routes already hand over canonical ids; this keeps one key per lead whoever calls it.
+  return `http:leads:id:${canonicalLeadId(id)}`
 }
 
 /** Every part is an enum, a number or a base64url cursor (schema-checked), so `|` cannot occur inside one. */

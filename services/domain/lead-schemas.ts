@@ -59,7 +59,12 @@ export interface LeadListQuery {
   cursor?: string
 }
 
-const name = { type: 'string', minLength: 1, maxLength: 100, pattern: '\\S' } as const
+/**
+ * Free text refuses control characters (NUL, line breaks, tabs, DEL, C1) and unpaired surrogates: PostgreSQL refuses
+ * NUL in text, and a line break would split a record of an import file.
+ */
+export const TEXT_PATTERN = '^(?!\\s*$)[^\\p{Cc}\\p{Cs}]+$'
+const name = { type: 'string', minLength: 1, maxLength: 100, pattern: TEXT_PATTERN } as const
 const fields = {
   firstName: name,
   lastName: name,

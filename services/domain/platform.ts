@@ -6,6 +6,7 @@ import { cacheConfigFragment, cacheOptionsFromConfig, cachePlugin, type CacheCon
 import { cidrMatcher, clientAddressKey, rateLimitConfigFragment, rateLimitOptionsFromConfig, rateLimitPlugin, type RateLimitConfig } from '../../plugins/rate-limit/index.js'
 import { apiKeysConfigFragment, apiKeysPlugin, type ApiKeysConfig } from '../../plugins/api-keys/index.js'
 import { metricsPlugin, queryStatsConfigFragment, queryStatsPlugin, type QueryStatsConfig } from '../../plugins/telemetry/index.js'
+import { canonicalLeadIdRoutes } from './lead-id.js'
 
 /** What every service of the platform is configured with, before its own variables. */
 export interface PlatformConfig extends ChassisConfig, DbPoolConfig, RedisConfig, CacheConfig, RateLimitConfig, ApiKeysConfig, QueryStatsConfig {}
@@ -21,7 +22,7 @@ export interface PlatformOptions {
 
 /**
  * The shared plugins every service registers, in order: metrics, query statistics, the pool, Redis (or none), the
- * cache, API keys and the rate limiter. A caller with a valid key gets the apiKey preset, counted per key; everyone
+ * cache, API keys and the rate limiter, and the hook that makes lead ids canonical on every route. A caller with a valid key gets the apiKey preset, counted per key; everyone
  * else the default, per address; other services of the platform (service key) and the allowlisted CIDRs are never
  * limited. Before that, each key lookup is charged to the caller's address (API_KEY_LOOKUP_LIMIT), whether or not
  * rate limiting is on.
@@ -29,6 +30,7 @@ export interface PlatformOptions {
 export function platformPlugins (service: string, config: PlatformConfig, options: PlatformOptions = {}): Registrar[] {
   const allowListed = cidrMatcher(config.RATE_LIMIT_ALLOWLIST.split(','))
   return [
+    (app) => app.addHook('onRoute', canonicalLeadIdRoutes),
     (app) => app.register(metricsPlugin, { service }),
     (app) => app.register(queryStatsPlugin, { slowThresholdMs: config.SLOW_QUERY_THRESHOLD_MS, enabled: config.QUERY_STATS_ENABLED }),
     (app) => app.register(dbPoolPlugin, options.pool ? { pool: options.pool } : poolOptionsFromConfig(config)),

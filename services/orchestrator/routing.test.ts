@@ -1,5 +1,6 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
+import Fastify from 'fastify'
 import { createTestSchema, uniqueName, SERVICE_HEADERS } from '../../test/helpers/database.js'
 import { insertAgents, insertLeads, startDataService, startOrchestrator } from '../../test/helpers/services.js'
 
@@ -69,4 +70,68 @@ test('50 concurrent routing calls over one pool of leads: no lead assigned twice
     return r.statusCode !== 200 ? [] : body.assigned ? body.assigned.map((x: { leadId: string }) => x.leadId) : [body.leadId]
   })
   assert.equal(reported.length, rows.length, 'each assignment answered exactly once')
+})
+
+/** Every spelling of an id that the params schema (Ajv's format uuid) accepts. */
+function spellings (id: string): string[] {
+  const upper = id.toUpperCase()
+  return [id, upper, `urn:uuid:${id}`, `URN:UUID:${upper}`, `Urn:Uuid:${id.slice(0, 8).toUpperCase()}${id.slice(8)}`, encodeURIComponent(`urn:uuid:${upper}`)]
+}
+
+test('urn:uuid ids on /score and /route answer as the plain id (200 or 404), never 502', async (t) => {
+  const db = await createTestSchema()
+  t.after(() => db.drop())
+  const prefix = { CACHE_PREFIX: `${uniqueName('orc')}:` }
+  const data = await startDataService(t, db, prefix)
+  const { app } = await startOrchestrator(t, db, data.url, prefix)
+  await insertAgents(db, [{ name: 'Urn', capacity: 10 }])
+  const ids = await insertLeads(db, spellings('x').length)
+  const missing = '0a0a0a0a-0000-4000-8000-00000000000a'
+  for (const [i, spelling] of spellings(ids[0] as string).entries()) {
+    const score = await app.inject({ url: `/orchestrator/v1/leads/${spelling}/score`, headers: SERVICE_HEADERS })
+    assert.equal(score.statusCode, 200, `${spelling}: ${score.body}`)
+    assert.equal(score.json().leadId, ids[0])
+    const missed = await app.inject({ url: `/orchestrator/v1/leads/${spellings(missing)[i]}/score`, headers: SERVICE_HEADERS })
+    assert.equal(missed.statusCode, 404, missed.body)
+    assert.equal(missed.json().message, `Lead ${missing} not found`)
+  }
+  for (const [i, id] of ids.entries()) {
+    const spelling = spellings(id)[i] as string
+    const routed = await app.inject({ method: 'POST', url: `/orchestrator/v1/leads/${spelling}/route`, headers: SERVICE_HEADERS })
+    assert.equal(routed.statusCode, 200, `${spelling}: ${routed.body}`)
+    assert.equal(routed.json().leadId, id)
+    const again = await app.inject({ method: 'POST', url: `/orchestrator/v1/leads/${spellings(id)[(i + 1) % 6]}/route`, headers: SERVICE_HEADERS })
+    assert.equal(again.json().code, 'ALREADY_ASSIGNED', 'another spelling is the same lead')
+  }
+  const [n] = await db.sql<{ n: number }>("SELECT count(*)::int AS n FROM lead_assignments WHERE status = 'active'")
+  assert.equal(n?.n, ids.length)
+  // The data-service's own lookup takes every spelling too.
+  for (const spelling of spellings(ids[0] as string)) {
+    const res = await fetch(`${data.url}/data/v1/leads/${spelling}`, { headers: SERVICE_HEADERS })
+    assert.equal(res.status, 200, spelling)
+    assert.equal((await res.json() as { id: string }).id, ids[0])
+  }
+})
+
+test('an upstream 400 caused by the caller\'s input is a 400 to the caller, not 502', async (t) => {
+  const db = await createTestSchema()
+  t.after(() => db.drop())
+  // A data-service that refuses every lookup as a bad request, and fails the routing queue outright.
+  const upstream = Fastify()
+  upstream.get('/data/v1/leads/unassigned', async (_request, reply) => reply.code(500).send({ statusCode: 500, code: 'INTERNAL_ERROR', error: 'Internal Server Error', message: 'Internal Server Error' }))
+  upstream.get('/data/v1/leads/:id', async (_request, reply) => reply.code(400).send({ statusCode: 400, code: 'VALIDATION_ERROR', error: 'Bad Request', message: 'params/id must match format "uuid"' }))
+  const upstreamUrl = await upstream.listen({ host: '127.0.0.1', port: 0 })
+  t.after(() => upstream.close())
+  const { app } = await startOrchestrator(t, db, upstreamUrl, { CACHE_PREFIX: `${uniqueName('orc')}:`, DATA_SERVICE_RETRIES: '0' })
+  const id = '0a0a0a0a-0000-4000-8000-00000000000a'
+  for (const res of [
+    await app.inject({ url: `/orchestrator/v1/leads/${id}/score`, headers: SERVICE_HEADERS }),
+    await app.inject({ method: 'POST', url: `/orchestrator/v1/leads/${id}/route`, headers: SERVICE_HEADERS })
+  ]) {
+    assert.equal(res.statusCode, 400, res.body)
+    assert.deepEqual(res.json(), { statusCode: 400, code: 'UPSTREAM_REFUSED_INPUT', error: 'Bad Request', message: 'The data-service refused the request: params/id must match format "uuid"' })
+  }
+  const batch = await app.inject({ method: 'POST', url: '/orchestrator/v1/route-batch', headers: SERVICE_HEADERS, payload: { limit: 1 } })
+  assert.equal(batch.statusCode, 502, 'a 500 of the upstream is not the caller\'s doing')
+  assert.equal(batch.json().code, 'UPSTREAM_ERROR')
 })

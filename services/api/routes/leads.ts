@@ -3,6 +3,7 @@ import { HttpError, errorBodySchema } from '../../../plugins/chassis/index.js'
 import { sendCached } from '../../../plugins/cache/index.js'
 import { ALL_LISTS_TAG, changeTagsOf, leadKey, listKey, listTagFor } from '../../domain/lead-cache.js'
 import { LeadsRepository } from '../../domain/leads-repository.js'
+import { leadSchemaErrors } from '../../domain/lead-schema-errors.js'
 import {
   activityPageSchema, createLeadBodySchema, leadIdParamsSchema, leadPageSchema, leadSchema, listLeadsQuerySchema,
   pageQuerySchema, patchLeadBodySchema, type LeadInput, type LeadListQuery, type LeadPatch
@@ -54,6 +55,7 @@ export async function leadRoutes (app: FastifyInstance, opts: LeadRoutesOptions)
   app.post<{ Body: LeadInput }>('/', {
     config: { requiredScope: 'leads:create', anonymous: true },
     bodyLimit: opts.bodyLimit,
+    schemaErrorFormatter: leadSchemaErrors,
     schema: { body: createLeadBodySchema, response: { 201: leadSchema, ...errors } }
   }, async (request, reply) => {
     const lead = await leads.create(request.body, actorOf(request))
@@ -65,6 +67,7 @@ export async function leadRoutes (app: FastifyInstance, opts: LeadRoutesOptions)
   app.patch<{ Params: { id: string }, Body: LeadPatch }>('/:id', {
     config: { requiredScope: 'leads:write' },
     bodyLimit: opts.bodyLimit,
+    schemaErrorFormatter: leadSchemaErrors,
     schema: { params: leadIdParamsSchema, body: patchLeadBodySchema, response: { 200: leadSchema, ...errors } }
   }, async (request) => {
     const changed = await leads.update(request.params.id, request.body, actorOf(request))

@@ -3,12 +3,22 @@ import { HttpError, errorBodySchema } from '../../../plugins/chassis/index.js'
 import { REPORT_TAGS, changeTagsOf, leadKey } from '../../domain/lead-cache.js'
 import { PRODUCTS, US_STATES, leadIdParamsSchema, type Lead } from '../../domain/lead-schemas.js'
 import { AssignmentRepository, type Assignment } from '../assignments.js'
+import { OrchestratorErrors } from '../errors.js'
 import type { EventHub } from '../events.js'
 import { scoreLead } from '../scoring.js'
 
 export interface RoutingRoutesOptions {
   events: EventHub
   batchMax: number
+}
+
+type UpstreamBody = { code?: string, message?: string } | undefined
+
+/** An unexpected answer of the data-service: its 400 or 422 was caused by the caller's input, anything else is a 502. */
+function upstreamFailure (status: number, body: UpstreamBody): Error {
+  const message = typeof body === 'object' && typeof body?.message === 'string' ? body.message : ''
+  if (status === 400 || status === 422) return new OrchestratorErrors.UPSTREAM_REFUSED_INPUT(message || `answered ${status}`)
+  return new OrchestratorErrors.UPSTREAM_ERROR(status, message)
 }
 
 const errors = { 400: errorBodySchema, 401: errorBodySchema, 403: errorBodySchema, 404: errorBodySchema, 409: errorBodySchema, 429: errorBodySchema, 503: errorBodySchema }
@@ -28,11 +38,14 @@ export async function routingRoutes (app: FastifyInstance, opts: RoutingRoutesOp
   if (!dataService) throw new Error('the orchestrator needs the data-service client')
   const config = { requiredScope: 'routing' }
 
-  /** The lead, from the data-service (404 passed on; the data-service down is a 503 from the client). */
+  /**
+   * The lead, from the data-service (404 passed on; the data-service down is a 503 from the client). `id` was
+   * validated and made canonical by the params schema and its hook before this call.
+   */
   const fetchLead = async (id: string): Promise<Lead> => {
     const res = await dataService.request<Lead & { code?: string, message?: string }>({ path: `/data/v1/leads/${encodeURIComponent(id)}` })
     if (res.status === 404) throw new HttpError(404, 'LEAD_NOT_FOUND', `Lead ${id} not found`)
-    if (res.status !== 200) throw new HttpError(502, 'UPSTREAM_ERROR', `data-service answered ${res.status}: ${res.body?.message ?? ''}`)
+    if (res.status !== 200) throw upstreamFailure(res.status, res.body)
     return res.body
   }
 
@@ -80,7 +93,7 @@ export async function routingRoutes (app: FastifyInstance, opts: RoutingRoutesOp
   }, async (request) => {
     const { limit, product, state } = request.body ?? { limit: 20 }
     const res = await dataService.request<{ data: Lead[] }>({ path: '/data/v1/leads/unassigned', query: { limit, product, state } })
-    if (res.status !== 200) throw new HttpError(502, 'UPSTREAM_ERROR', `data-service answered ${res.status}`)
+    if (res.status !== 200) throw upstreamFailure(res.status, res.body as unknown as UpstreamBody)
     const assigned = []
     const skipped = []
     // One transaction per lead: a lead another call is routing is skipped, not waited for.
