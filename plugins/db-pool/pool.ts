@@ -27,9 +27,17 @@ export interface ConnectionPoolOptions {
   max?: number
   /** An idle connection above `min` is closed after this long. @default 30000 */
   idleTimeoutMillis?: number
-  /** Waiting for a connection longer than this fails with DB_UNAVAILABLE. @default 10000 */
+  /**
+   * Waiting for a connection (from the pool, or a new one's TCP connect and startup) longer than this fails with
+   * DB_UNAVAILABLE; the client-side query bound caps it when shorter. @default 10000
+   */
   connectionTimeoutMillis?: number
-  /** Server-side statement_timeout: a longer query is cancelled by PostgreSQL. 0 disables. @default 30000 */
+  /**
+   * Server-side statement_timeout: a longer query is cancelled by PostgreSQL. It also sets the client-side bound
+   * (this plus CLIENT_TIMEOUT_MARGIN_MS) on waiting for a connection plus running a statement, which holds when the
+   * server never sees the query (a partition); a connection past it is destroyed, not reused. 0 disables both.
+   * @default 30000
+   */
   queryTimeoutMillis?: number
   /** Period of the background health check (SELECT 1, refill to `min`). 0 disables. @default 60000 */
   healthCheckInterval?: number
@@ -92,6 +100,14 @@ export interface TransactionClient {
   query: <R extends object = Record<string, unknown>>(text: string, params?: readonly unknown[]) => Promise<QueryResult<R>>
 }
 
+/**
+ * Added to queryTimeoutMillis for the client-side bound, so that a reachable server's own statement_timeout (a clean
+ * 57014 that keeps the connection) answers first and the client-side bound only fires when the server cannot.
+ */
+export const CLIENT_TIMEOUT_MARGIN_MS = 500
+/** TCP keepalive probes start after this much silence, so a peer that vanished is noticed on idle connections too. */
+export const KEEPALIVE_INITIAL_DELAY_MS = 10000
+
 const SCHEMA_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,62}$/
 const noopLogger: PoolLogger = { info () {}, warn () {}, error () {} }
 
@@ -115,6 +131,8 @@ export class ConnectionPool {
   readonly options: ResolvedPoolOptions
   readonly #pool: pg.Pool
   readonly #log: PoolLogger
+  /** Client-side bound on acquiring a connection plus running a statement; undefined when queryTimeoutMillis is 0. */
+  readonly #boundMillis: number | undefined
   #errors = 0
   #queries = 0
   #closed = false
@@ -128,6 +146,7 @@ export class ConnectionPool {
     this.options = validate(options)
     this.#log = options.logger ?? noopLogger
     const o = this.options
+    this.#boundMillis = o.queryTimeoutMillis > 0 ? o.queryTimeoutMillis + CLIENT_TIMEOUT_MARGIN_MS : undefined
     this.#pool = new pg.Pool({
       ...(options.connectionString ? { connectionString: options.connectionString } : {}),
       ...(options.host ? { host: options.host } : {}),
@@ -138,7 +157,9 @@ export class ConnectionPool {
       min: o.min,
       max: o.max,
       idleTimeoutMillis: o.idleTimeoutMillis,
-      connectionTimeoutMillis: o.connectionTimeoutMillis,
+      connectionTimeoutMillis: Math.min(o.connectionTimeoutMillis, this.#boundMillis ?? Infinity),
+      keepAlive: true,
+      keepAliveInitialDelayMillis: KEEPALIVE_INITIAL_DELAY_MS,
       application_name: options.applicationName ?? o.name,
       ...(o.queryTimeoutMillis > 0 ? { statement_timeout: o.queryTimeoutMillis } : {}),
       ...(options.schema ? { options: `-c search_path=${options.schema}` } : {})
@@ -162,11 +183,17 @@ export class ConnectionPool {
     }
   }
 
+  /**
+   * Runs one statement on a pooled connection. Waiting for the connection and running the statement together take at
+   * most queryTimeoutMillis + CLIENT_TIMEOUT_MARGIN_MS; past that it fails with DB_UNAVAILABLE and the connection is
+   * destroyed.
+   */
   async query<R extends object = Record<string, unknown>> (text: string, params: readonly unknown[] = []): Promise<QueryResult<R>> {
+    const deadline = this.#deadline()
     const client = await this.#connect()
     let broken: Error | undefined
     try {
-      return await this.#run<R>(client, text, params)
+      return await this.#run<R>(client, text, params, deadline)
     } catch (error) {
       if (isConnectionError(error)) broken = error as Error
       throw error
@@ -178,6 +205,7 @@ export class ConnectionPool {
   /**
    * Runs `fn` inside BEGIN/COMMIT on one connection; rolls back when it throws. A serialization failure or deadlock
    * re-runs the whole callback with jittered backoff. A COMMIT whose outcome is unknown is never re-run.
+   * Waiting for the connection plus BEGIN, and then each statement, have the client-side bound of `query`.
    */
   async transaction<T> (fn: (tx: TransactionClient) => Promise<T>, opts: TransactionOptions = {}): Promise<T> {
     const retries = opts.retries ?? this.options.transactionRetries
@@ -196,20 +224,21 @@ export class ConnectionPool {
   }
 
   async #transactionOnce<T> (fn: (tx: TransactionClient) => Promise<T>, begin: string): Promise<T> {
+    const deadline = this.#deadline()
     const client = await this.#connect()
     let broken: Error | undefined
     try {
-      await this.#run(client, begin, [])
+      await this.#run(client, begin, [], deadline)
       let result: T
       try {
-        result = await fn({ query: (text, params = []) => this.#run(client, text, params) })
+        result = await fn({ query: (text, params = []) => this.#run(client, text, params, this.#deadline()) })
       } catch (error) {
         if (isConnectionError(error)) broken = error as Error
-        else await this.#run(client, 'ROLLBACK', []).catch((e: Error) => { broken = e })
+        else await this.#run(client, 'ROLLBACK', [], this.#deadline()).catch((e: Error) => { broken = e })
         throw error
       }
       try {
-        await this.#run(client, 'COMMIT', [])
+        await this.#run(client, 'COMMIT', [], this.#deadline())
       } catch (error) {
         if (isConnectionError(error)) {
           broken = error as Error
@@ -236,11 +265,21 @@ export class ConnectionPool {
     }
   }
 
-  async #run<R extends object> (client: pg.PoolClient, text: string, params: readonly unknown[]): Promise<QueryResult<R>> {
+  #deadline (): number | undefined {
+    return this.#boundMillis === undefined ? undefined : performance.now() + this.#boundMillis
+  }
+
+  /**
+   * Runs one statement with pg's own read timeout set to what is left until `deadline`. pg leaves a timed-out
+   * connection mid-protocol, so the error counts as a connection error and the caller releases it as broken.
+   */
+  async #run<R extends object> (client: pg.PoolClient, text: string, params: readonly unknown[], deadline: number | undefined): Promise<QueryResult<R>> {
     this.#queries++
     const exec = async (): Promise<QueryResult<R>> => {
       try {
-        const result = await client.query<R>(text, params as unknown[])
+        const readTimeout = deadline === undefined ? undefined : Math.max(1, Math.ceil(deadline - performance.now()))
+        const config = { text, values: params as unknown[], ...(readTimeout === undefined ? {} : { query_timeout: readTimeout }) }
+        const result = await client.query<R>(config)
         return { rows: result.rows, rowCount: result.rowCount }
       } catch (error) {
         this.#errors++
