@@ -127,7 +127,12 @@ class Link {
   reset (): void {
     if (this.#closed) return
     this.#closed = true
-    for (const s of [this.#client, this.#upstream]) if (s && !s.destroyed) s.resetAndDestroy()
+    for (const s of [this.#client, this.#upstream]) {
+      if (!s || s.destroyed) continue
+      // An RST cannot follow our own FIN: libuv refuses the reset of a shut-down socket and the handle would leak.
+      if (s.writableEnded || s.connecting) s.destroy()
+      else s.resetAndDestroy()
+    }
     this.#finish()
   }
 
