@@ -8,6 +8,9 @@ export interface Answer {
   /** The phase when the answer came. */
   answeredIn: string
   method: string
+  /** performance.now() when it was asked and when it was answered. */
+  startedAt: number
+  endedAt: number
   ms: number
   status: number
   code: string | undefined
@@ -22,7 +25,8 @@ export interface LeadLoad {
   attempted: () => number
   /** Requests sent and not answered yet. */
   inFlight: () => number
-  setPhase: (phase: string) => void
+  /** Starts a phase; returns when (performance.now()). */
+  setPhase: (phase: string) => number
   /** Stops the workers; rejects when a request is still unanswered after `ms`. */
   stop: (ms?: number) => Promise<void>
 }
@@ -49,7 +53,8 @@ export function startLeadLoad (app: FastifyInstance, concurrency = 50): LeadLoad
       const res = await app.inject(opts)
       const body = res.headers['content-type']?.includes('json') === true ? res.json<Record<string, unknown>>() : {}
       const retryAfter = res.headers['retry-after']
-      answers.push({ phase: asked, answeredIn: phase, method, ms: performance.now() - started, status: res.statusCode, code: typeof body.code === 'string' ? body.code : undefined, retryAfter: retryAfter === undefined ? undefined : String(retryAfter) })
+      const ended = performance.now()
+      answers.push({ phase: asked, answeredIn: phase, method, startedAt: started, endedAt: ended, ms: ended - started, status: res.statusCode, code: typeof body.code === 'string' ? body.code : undefined, retryAfter: retryAfter === undefined ? undefined : String(retryAfter) })
       return { status: res.statusCode, body }
     } finally {
       inFlight--
@@ -77,7 +82,10 @@ export function startLeadLoad (app: FastifyInstance, concurrency = 50): LeadLoad
     acknowledged,
     attempted: () => attempted,
     inFlight: () => inFlight,
-    setPhase: (next) => { phase = next },
+    setPhase: (next) => {
+      phase = next
+      return performance.now()
+    },
     stop: async (ms = 15000) => {
       running = false
       let timer: NodeJS.Timeout | undefined
@@ -102,11 +110,26 @@ export async function eventually (what: string, check: () => boolean | Promise<b
   }
 }
 
-/** Answers of one phase grouped by `status code`, e.g. { '201': 40, '503 DB_UNAVAILABLE': 12 }. */
-export function tally (answers: Answer[], phase: string): Record<string, number> {
+/**
+ * The answers a phase touched: asked during it or answered during it, so a request already in flight when a fault
+ * begins counts for the fault (it is the one a hang would hold).
+ */
+export function touched (answers: Answer[], phase: string): Answer[] {
+  return answers.filter((a) => a.phase === phase || a.answeredIn === phase)
+}
+
+/**
+ * The longest a phase made any request wait: from the later of its start and the phase's start to its answer, so
+ * work a request did before a fault began does not count against the fault.
+ */
+export function worstWait (answers: Answer[], phase: string, phaseStartedAt: number): number {
+  return Math.max(0, ...touched(answers, phase).map((a) => a.endedAt - Math.max(a.startedAt, phaseStartedAt)))
+}
+
+/** Answers grouped by `status code`, e.g. { '201': 40, '503 DB_UNAVAILABLE': 12 }. */
+export function tally (answers: Answer[]): Record<string, number> {
   const counts: Record<string, number> = {}
   for (const a of answers) {
-    if (a.phase !== phase) continue
     const key = a.status < 300 ? String(a.status) : `${a.status} ${a.code ?? ''}`
     counts[key] = (counts[key] ?? 0) + 1
   }
