@@ -614,6 +614,7 @@ const settings: Record<string, Setting> = {
   API_KEY_LOOKUP_WINDOW_MS: { testedBy: { file: 'services/api/key-lookups.test.ts', test: 'API_KEY_LOOKUP_LIMIT and API_KEY_LOOKUP_WINDOW_MS set the budget; a valid key in a burst costs one lookup and is never refused' } },
   IMPORT_MAX_RECORD_BYTES: { testedBy: { file: 'services/data-service/imports.test.ts', test: 'an over-long NDJSON record is rejected alone' } },
   IMPORT_MAX_CONCURRENT: { testedBy: { file: 'services/data-service/imports.test.ts', test: 'IMPORT_MAX_CONCURRENT=1 answers a second concurrent import 429' } },
+  REQUEST_TIMEOUT_MS: { testedBy: { file: 'test/faults/slow-requests.test.ts', test: 'REQUEST_TIMEOUT_MS is the bound: a body that takes longer than 1 s arrives whole when the setting allows 5 s' } },
   CDN_PROVIDER: { testedBy: { file: 'scripts/cdn-purge.test.ts', test: 'CDN_PROVIDER=none purges nothing and says so; bad input exits 2 with the reason' } },
   CDN_ZONE_ID: { testedBy: { file: 'scripts/cdn-purge.test.ts', test: 'npm run cdn:purge purges paths and tags through the configured provider and never prints the key' } },
   CDN_API_KEY: { testedBy: { file: 'scripts/cdn-purge.test.ts', test: 'npm run cdn:purge purges paths and tags through the configured provider and never prints the key' } },

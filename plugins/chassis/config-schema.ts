@@ -9,6 +9,7 @@ export const chassisConfigFragment = {
     TRUST_PROXY: { type: 'string', default: '', description: 'Comma-separated CIDRs of proxies whose X-Forwarded-For is believed (empty: none)' },
     LOG_LEVEL: { type: 'string', default: 'info', enum: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], description: 'pino log level' },
     BODY_LIMIT_BYTES: { type: 'integer', default: 1048576, minimum: 1024, description: 'Largest request body accepted; larger bodies get 413' },
+    REQUEST_TIMEOUT_MS: { type: 'integer', default: 60000, minimum: 100, description: 'A request whose headers and body take longer than this many ms to arrive is answered 408 and its connection closed' },
     HEALTH_CHECK_TIMEOUT_MS: { type: 'integer', default: 2000, minimum: 1, description: 'Time budget of each dependency check in /health/ready' },
     SHUTDOWN_DELAY_MS: { type: 'integer', default: 0, minimum: 0, description: 'On SIGTERM, time readiness reports 503 before the server stops accepting' },
     SHUTDOWN_TIMEOUT_MS: { type: 'integer', default: 10000, minimum: 100, description: 'Upper bound of a graceful shutdown; the process exits with code 1 past it' },
@@ -26,6 +27,7 @@ export interface ChassisConfig {
   TRUST_PROXY: string
   LOG_LEVEL: string
   BODY_LIMIT_BYTES: number
+  REQUEST_TIMEOUT_MS: number
   HEALTH_CHECK_TIMEOUT_MS: number
   SHUTDOWN_DELAY_MS: number
   SHUTDOWN_TIMEOUT_MS: number

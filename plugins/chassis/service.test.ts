@@ -1,6 +1,8 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { setTimeout as sleep } from 'node:timers/promises'
+import { createConnection } from 'node:net'
+import { once } from 'node:events'
 import type { FastifyInstance } from 'fastify'
 import { buildService } from './service.js'
 import { composeSchema, loadConfig } from './config.js'
@@ -149,4 +151,28 @@ test('every answer is no-store unless its route says otherwise, errors included'
   assert.equal((await app.inject('/plain')).headers['cache-control'], 'no-store')
   assert.equal((await app.inject('/missing')).headers['cache-control'], 'no-store')
   assert.equal((await app.inject('/public')).headers['cache-control'], 'public, max-age=60')
+})
+
+/** Sends raw bytes to a listening app and returns everything it answers before closing. */
+async function raw (app: FastifyInstance, bytes: string): Promise<string> {
+  const url = new URL(await app.listen({ host: '127.0.0.1', port: 0 }))
+  const socket = createConnection({ host: url.hostname, port: Number(url.port) })
+  let received = ''
+  socket.on('data', (chunk: Buffer) => { received += chunk.toString() })
+  socket.on('error', () => {})
+  socket.write(bytes)
+  await once(socket, 'close')
+  return received
+}
+
+test('what the HTTP parser refuses (broken HTTP, oversized headers) gets the platform error body with a code, not Fastify\'s bare one', async (t) => {
+  const app = await build(t)
+  const broken = await raw(app, 'NOT HTTP AT ALL\r\n\r\n')
+  assert.match(broken, /^HTTP\/1\.1 400 /)
+  assert.deepEqual(JSON.parse(broken.slice(broken.indexOf('\r\n\r\n') + 4)), { statusCode: 400, code: 'MALFORMED_REQUEST', error: 'Bad Request', message: 'The request is not valid HTTP' })
+
+  const app2 = await build(t)
+  const huge = await raw(app2, `GET / HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(20000)}\r\n\r\n`)
+  assert.match(huge, /^HTTP\/1\.1 431 /)
+  assert.equal(JSON.parse(huge.slice(huge.indexOf('\r\n\r\n') + 4)).code, 'HEADERS_TOO_LARGE')
 })

@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto'
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify'
 import underPressure from '@fastify/under-pressure'
 import type { ChassisConfig } from './config-schema.js'
+import { clientErrorHandler } from './client-error.js'
 import { formatSchemaErrors, installErrorHandling } from './error-handler.js'
 import { healthPlugin } from './health.js'
 import { lazyChildLogger } from './lazy-logger.js'
@@ -63,6 +64,16 @@ export async function buildService (def: ServiceDefinition): Promise<FastifyInst
   const app = Fastify({
     ...loggerOptions(def),
     bodyLimit: config.BODY_LIMIT_BYTES,
+    // Node checks request deadlines every connectionsCheckingInterval (30 s by default): check often enough that a
+    // slow request is closed within a second of REQUEST_TIMEOUT_MS. Node swaps the two timeouts when headersTimeout
+    // (60 s by default) exceeds requestTimeout, which would leave a slow body 60 s: keep it no longer.
+    requestTimeout: config.REQUEST_TIMEOUT_MS,
+    http: {
+      requestTimeout: config.REQUEST_TIMEOUT_MS,
+      headersTimeout: Math.min(60000, config.REQUEST_TIMEOUT_MS),
+      connectionsCheckingInterval: Math.min(1000, config.REQUEST_TIMEOUT_MS)
+    },
+    clientErrorHandler: clientErrorHandler(config.REQUEST_TIMEOUT_MS),
     requestIdHeader: false,
     genReqId: (req) => {
       const incoming = req.headers['x-request-id']

@@ -8,8 +8,8 @@ export const dbPoolConfigFragment = {
     DB_POOL_MIN: { type: 'integer', default: 5, minimum: 0, maxOf: 'DB_POOL_MAX', description: 'Connections opened at start and kept open' },
     DB_POOL_MAX: { type: 'integer', default: 20, minimum: 1, description: 'Connections never exceeded' },
     DB_POOL_IDLE_TIMEOUT: { type: 'integer', default: 30000, minimum: 0, description: 'Idle connection above the minimum closed after this many ms' },
-    DB_CONNECTION_TIMEOUT: { type: 'integer', default: 10000, minimum: 1, description: 'Waiting longer than this many ms for a connection fails with 503' },
-    DB_QUERY_TIMEOUT: { type: 'integer', default: 30000, minimum: 0, description: 'Server-side statement_timeout in ms; PostgreSQL cancels longer queries (0 disables)' },
+    DB_CONNECTION_TIMEOUT: { type: 'integer', default: 10000, minimum: 1, description: 'Waiting longer than this many ms for a connection fails with 503 (capped by the client-side bound of DB_QUERY_TIMEOUT)' },
+    DB_QUERY_TIMEOUT: { type: 'integer', default: 30000, minimum: 0, description: 'Server-side statement_timeout in ms; plus 500 ms, also the client-side bound on waiting for a connection plus a statement (503 DB_UNAVAILABLE, connection destroyed); 0 disables both' },
     DB_HEALTH_CHECK_INTERVAL: { type: 'integer', default: 60000, minimum: 0, description: 'Period in ms of the pool health check and refill to the minimum (0 disables)' },
     DB_TRANSACTION_RETRIES: { type: 'integer', default: 5, minimum: 0, description: 'Re-runs of a transaction after a serialization failure or deadlock' }
   },

@@ -55,7 +55,9 @@ const CONNECTION_MESSAGES = [
   'timeout exceeded when trying to connect',
   'Client has encountered a connection error',
   'Client was closed and is not queryable',
-  'Connection closed'
+  'Connection closed',
+  // pg's client-side query_timeout: the connection is mid-protocol and cannot be reused.
+  'Query read timeout'
 ]
 
 /** True when the error means the connection (not the statement) failed. */

@@ -1,5 +1,5 @@
 export {
-  ConnectionPool, createConnectionPool, poolDefaults,
+  ConnectionPool, createConnectionPool, poolDefaults, CLIENT_TIMEOUT_MARGIN_MS, KEEPALIVE_INITIAL_DELAY_MS,
   type ConnectionPoolOptions, type IsolationLevel, type PoolHealth, type PoolLogger, type PoolMetrics,
   type QueryResult, type TransactionClient, type TransactionOptions
 } from './pool.js'

@@ -6,6 +6,8 @@ import { createConnectionPool, type ConnectionPool, type ConnectionPoolOptions }
 import { DatabaseError } from './errors.js'
 import { QUERY_CHANNEL_NAME, type QueryContext } from './channel.js'
 import { TEST_DATABASE_URL, uniqueName } from '../../test/helpers/database.js'
+import { startFaultProxy } from '../../test/helpers/fault-proxy.js'
+import { execFileSync } from 'node:child_process'
 import pg from 'pg'
 
 const schema = uniqueName('pool')
@@ -192,6 +194,16 @@ test('the pool refills to min after a drop with no traffic', async () => {
   for (let i = 0; i < 100 && (pool.getMetrics().totalConnections < 2 || (await backends(pool.name)) < 2); i++) await sleep(50)
   assert.equal(pool.getMetrics().totalConnections, 2)
   assert.equal(await backends(pool.name), 2)
+})
+
+test('pool connections carry TCP keepalive, so a peer that vanished is noticed on an idle connection too', async (t) => {
+  // Through a proxy of the test's own, so that the port identifies this pool's sockets among everyone's.
+  const proxy = await startFaultProxy({ port: Number(new URL(TEST_DATABASE_URL).port || 5432) })
+  t.after(() => proxy.close())
+  await open({ connectionString: proxy.rewrite(TEST_DATABASE_URL), min: 2 })
+  const sockets = execFileSync('ss', ['-tnoH', 'state', 'established', 'dst', `127.0.0.1:${proxy.port}`]).toString().trim().split('\n')
+  assert.equal(sockets.length, 2, sockets.join('\n'))
+  for (const line of sockets) assert.match(line, /timer:\(keepalive,/)
 })
 
 test('the health check reports a healthy pool; a closed pool refuses queries', async () => {

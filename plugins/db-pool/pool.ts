@@ -28,9 +28,17 @@ export interface ConnectionPoolOptions {
   max?: number
   /** An idle connection above `min` is closed after this long. @default 30000 */
   idleTimeoutMillis?: number
-  /** Waiting for a connection longer than this fails with DB_UNAVAILABLE. @default 10000 */
+  /**
+   * Waiting for a connection (from the pool, or a new one's TCP connect and startup) longer than this fails with
+   * DB_UNAVAILABLE; the client-side query bound caps it when shorter. @default 10000
+   */
   connectionTimeoutMillis?: number
-  /** Server-side statement_timeout: a longer query is cancelled by PostgreSQL. 0 disables. @default 30000 */
+  /**
+   * Server-side statement_timeout: a longer query is cancelled by PostgreSQL. It also sets the client-side bound
+   * (this plus CLIENT_TIMEOUT_MARGIN_MS) on waiting for a connection plus running a statement, which holds when the
+   * server never sees the query (a partition); a connection past it is destroyed, not reused. 0 disables both.
+   * @default 30000
+   */
   queryTimeoutMillis?: number
   /** Period of the background health check (SELECT 1, refill to `min`). 0 disables. @default 60000 */
   healthCheckInterval?: number
@@ -95,6 +103,14 @@ export interface TransactionClient {
   query: <R extends object = Record<string, unknown>>(text: string, params?: readonly unknown[]) => Promise<QueryResult<R>>
 }
 
+/**
+ * Added to queryTimeoutMillis for the client-side bound, so that a reachable server's own statement_timeout (a clean
+ * 57014 that keeps the connection) answers first and the client-side bound only fires when the server cannot.
+ */
+export const CLIENT_TIMEOUT_MARGIN_MS = 500
+/** TCP keepalive probes start after this much silence, so a peer that vanished is noticed on idle connections too. */
+export const KEEPALIVE_INITIAL_DELAY_MS = 10000
+
 const SCHEMA_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,62}$/
 const noopLogger: PoolLogger = { info () {}, warn () {}, error () {} }
 
@@ -121,6 +137,8 @@ export class ConnectionPool {
   readonly #connection: pg.ClientConfig
   readonly #listenerOptions: NotificationListenerOptions
   #listener: NotificationListener | undefined
+  /** Client-side bound on acquiring a connection plus running a statement; undefined when queryTimeoutMillis is 0. */
+  readonly #boundMillis: number | undefined
   #errors = 0
   #queries = 0
   #closed = false
@@ -134,6 +152,7 @@ export class ConnectionPool {
     this.options = validate(options)
     this.#log = options.logger ?? noopLogger
     const o = this.options
+    this.#boundMillis = o.queryTimeoutMillis > 0 ? o.queryTimeoutMillis + CLIENT_TIMEOUT_MARGIN_MS : undefined
     const connection: pg.ClientConfig = {
       ...(options.connectionString ? { connectionString: options.connectionString } : {}),
       ...(options.host ? { host: options.host } : {}),
@@ -142,14 +161,16 @@ export class ConnectionPool {
       ...(options.user ? { user: options.user } : {}),
       ...(options.password !== undefined ? { password: options.password } : {})
     }
-    this.#connection = { ...connection, application_name: `${options.applicationName ?? o.name}-listener`, connectionTimeoutMillis: o.connectionTimeoutMillis }
+    this.#connection = { ...connection, application_name: `${options.applicationName ?? o.name}-listener`, connectionTimeoutMillis: o.connectionTimeoutMillis, keepAlive: true, keepAliveInitialDelayMillis: KEEPALIVE_INITIAL_DELAY_MS }
     this.#listenerOptions = { logger: this.#log, ...options.listener }
     this.#pool = new pg.Pool({
       ...connection,
       min: o.min,
       max: o.max,
       idleTimeoutMillis: o.idleTimeoutMillis,
-      connectionTimeoutMillis: o.connectionTimeoutMillis,
+      connectionTimeoutMillis: Math.min(o.connectionTimeoutMillis, this.#boundMillis ?? Infinity),
+      keepAlive: true,
+      keepAliveInitialDelayMillis: KEEPALIVE_INITIAL_DELAY_MS,
       application_name: options.applicationName ?? o.name,
       ...(o.queryTimeoutMillis > 0 ? { statement_timeout: o.queryTimeoutMillis } : {}),
       ...(options.schema ? { options: `-c search_path=${options.schema}` } : {})
@@ -183,11 +204,17 @@ export class ConnectionPool {
     }
   }
 
+  /**
+   * Runs one statement on a pooled connection. Waiting for the connection and running the statement together take at
+   * most queryTimeoutMillis + CLIENT_TIMEOUT_MARGIN_MS; past that it fails with DB_UNAVAILABLE and the connection is
+   * destroyed.
+   */
   async query<R extends object = Record<string, unknown>> (text: string, params: readonly unknown[] = []): Promise<QueryResult<R>> {
+    const deadline = this.#deadline()
     const client = await this.#connect()
     let broken: Error | undefined
     try {
-      return await this.#run<R>(client, text, params)
+      return await this.#run<R>(client, text, params, deadline)
     } catch (error) {
       if (isConnectionError(error)) broken = error as Error
       throw error
@@ -199,6 +226,7 @@ export class ConnectionPool {
   /**
    * Runs `fn` inside BEGIN/COMMIT on one connection; rolls back when it throws. A serialization failure or deadlock
    * re-runs the whole callback with jittered backoff. A COMMIT whose outcome is unknown is never re-run.
+   * Waiting for the connection plus BEGIN, and then each statement, have the client-side bound of `query`.
    */
   async transaction<T> (fn: (tx: TransactionClient) => Promise<T>, opts: TransactionOptions = {}): Promise<T> {
     const retries = opts.retries ?? this.options.transactionRetries
@@ -217,20 +245,21 @@ export class ConnectionPool {
   }
 
   async #transactionOnce<T> (fn: (tx: TransactionClient) => Promise<T>, begin: string): Promise<T> {
+    const deadline = this.#deadline()
     const client = await this.#connect()
     let broken: Error | undefined
     try {
-      await this.#run(client, begin, [])
+      await this.#run(client, begin, [], deadline)
       let result: T
       try {
-        result = await fn({ query: (text, params = []) => this.#run(client, text, params) })
+        result = await fn({ query: (text, params = []) => this.#run(client, text, params, this.#deadline()) })
       } catch (error) {
         if (isConnectionError(error)) broken = error as Error
-        else await this.#run(client, 'ROLLBACK', []).catch((e: Error) => { broken = e })
+        else await this.#run(client, 'ROLLBACK', [], this.#deadline()).catch((e: Error) => { broken = e })
         throw error
       }
       try {
-        await this.#run(client, 'COMMIT', [])
+        await this.#run(client, 'COMMIT', [], this.#deadline())
       } catch (error) {
         if (isConnectionError(error)) {
           broken = error as Error
@@ -257,11 +286,21 @@ export class ConnectionPool {
     }
   }
 
-  async #run<R extends object> (client: pg.PoolClient, text: string, params: readonly unknown[]): Promise<QueryResult<R>> {
+  #deadline (): number | undefined {
+    return this.#boundMillis === undefined ? undefined : performance.now() + this.#boundMillis
+  }
+
+  /**
+   * Runs one statement with pg's own read timeout set to what is left until `deadline`. pg leaves a timed-out
+   * connection mid-protocol, so the error counts as a connection error and the caller releases it as broken.
+   */
+  async #run<R extends object> (client: pg.PoolClient, text: string, params: readonly unknown[], deadline: number | undefined): Promise<QueryResult<R>> {
     this.#queries++
     const exec = async (): Promise<QueryResult<R>> => {
       try {
-        const result = await client.query<R>(text, params as unknown[])
+        const readTimeout = deadline === undefined ? undefined : Math.max(1, Math.ceil(deadline - performance.now()))
+        const config = { text, values: params as unknown[], ...(readTimeout === undefined ? {} : { query_timeout: readTimeout }) }
+        const result = await client.query<R>(config)
         return { rows: result.rows, rowCount: result.rowCount }
       } catch (error) {
         this.#errors++

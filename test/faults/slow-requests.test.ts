@@ -1,0 +1,102 @@
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { createConnection } from 'node:net'
+import { once } from 'node:events'
+import type { FastifyInstance } from 'fastify'
+import { buildApp } from '../../services/api/app.js'
+import { createTestSchema, SERVICE_HEADERS, testApiConfig, type TestSchema } from '../helpers/database.js'
+import { startDataService, startOrchestrator } from '../helpers/services.js'
+
+const REQUEST_TIMEOUT_MS = 1000
+// Node checks deadlines once a second (the chassis sets connectionsCheckingInterval), plus a busy machine's lag.
+const CLOSE_WITHIN_MS = REQUEST_TIMEOUT_MS + 1000 + 1500
+
+interface Outcome { closedAfterMs: number, received: string }
+
+/**
+ * A client that sends the request head at once (or, with `slowHead`, the head itself a byte at a time), then the body
+ * one byte every 200 ms, far slower than REQUEST_TIMEOUT_MS allows for its declared length.
+ */
+async function slowRequest (url: string, path: string, contentType: string, slowHead = false): Promise<Outcome> {
+  const { hostname, port } = new URL(url)
+  const socket = createConnection({ host: hostname, port: Number(port) })
+  await once(socket, 'connect')
+  const started = performance.now()
+  let received = ''
+  socket.on('data', (chunk: Buffer) => { received += chunk.toString() })
+  socket.on('error', () => {})
+  const head = `POST ${path} HTTP/1.1\r\nHost: ${hostname}\r\nContent-Type: ${contentType}\r\nContent-Length: 1000\r\nX-Service-Key: ${SERVICE_HEADERS['x-service-key']}\r\n\r\n`
+  let sent = slowHead ? 0 : head.length
+  if (!slowHead) socket.write(head)
+  const drip = setInterval(() => {
+    if (socket.destroyed) return
+    socket.write(sent < head.length ? head[sent] ?? '' : 'a')
+    sent++
+  }, 200)
+  // Past the promise the client hangs up itself, and the outcome says the server had not.
+  let gaveUp = false
+  const giveUp = setTimeout(() => { gaveUp = true; socket.destroy() }, CLOSE_WITHIN_MS + 2000)
+  await once(socket, 'close')
+  clearInterval(drip)
+  clearTimeout(giveUp)
+  return { closedAfterMs: gaveUp ? Infinity : performance.now() - started, received }
+}
+
+async function assertAllCut (url: string, path: string, contentType: string, count: number): Promise<number> {
+  const outcomes = await Promise.all([
+    ...Array.from({ length: count }, () => slowRequest(url, path, contentType)),
+    slowRequest(url, path, contentType, true)
+  ])
+  for (const o of outcomes) {
+    assert.ok(o.closedAfterMs <= CLOSE_WITHIN_MS, `a slow request stayed open ${o.closedAfterMs.toFixed(0)} ms`)
+    assert.match(o.received, /^HTTP\/1\.1 408 /)
+    const body = JSON.parse(o.received.slice(o.received.indexOf('\r\n\r\n') + 4)) as Record<string, unknown>
+    assert.deepEqual(body, { statusCode: 408, code: 'REQUEST_TIMEOUT', error: 'Request Timeout', message: `The request did not arrive within ${REQUEST_TIMEOUT_MS} ms` })
+  }
+  return Math.max(...outcomes.map((o) => o.closedAfterMs))
+}
+
+async function listen (t: { after: (fn: () => Promise<void>) => void }, app: FastifyInstance): Promise<string> {
+  t.after(() => app.close())
+  return app.listen({ host: '127.0.0.1', port: 0 })
+}
+
+let db: TestSchema
+test.before(async () => { db = await createTestSchema() })
+test.after(async () => { await db.drop() })
+
+test('a POST body sent a byte at a time is cut with 408 REQUEST_TIMEOUT after REQUEST_TIMEOUT_MS, not held open (api)', async (t) => {
+  const app = await buildApp(testApiConfig(db, { REQUEST_TIMEOUT_MS: String(REQUEST_TIMEOUT_MS), CACHE_ENABLED: 'false' }))
+  const url = await listen(t, app)
+  const slowest = await assertAllCut(url, '/api/v1/leads', 'application/json', 200)
+  t.diagnostic(`api: 201 slow requests, the last closed after ${slowest.toFixed(0)} ms (REQUEST_TIMEOUT_MS=${REQUEST_TIMEOUT_MS})`)
+  // The bound costs a request that arrives in time nothing.
+  const res = await fetch(`${url}/api/v1/leads`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ firstName: 'Quick', lastName: 'Client', email: `quick.${process.pid}@example.com`, product: 'auto', state: 'CA' }) })
+  assert.equal(res.status, 201)
+})
+
+test('a slow import upload and a slow routing request are cut after REQUEST_TIMEOUT_MS (data-service, orchestrator)', async (t) => {
+  const env = { REQUEST_TIMEOUT_MS: String(REQUEST_TIMEOUT_MS), CACHE_ENABLED: 'false' }
+  const data = await startDataService(t, db, env)
+  await assertAllCut(data.url, '/data/v1/imports/leads', 'text/csv', 20)
+  const orchestrator = await startOrchestrator(t, db, data.url, env, true)
+  await assertAllCut(orchestrator.url, '/orchestrator/v1/route-batch', 'application/json', 20)
+})
+
+test('REQUEST_TIMEOUT_MS is the bound: a body that takes longer than 1 s arrives whole when the setting allows 5 s', async (t) => {
+  const app = await buildApp(testApiConfig(db, { REQUEST_TIMEOUT_MS: '5000', CACHE_ENABLED: 'false' }))
+  const url = await listen(t, app)
+  const { hostname, port } = new URL(url)
+  const body = JSON.stringify({ firstName: 'Slow', lastName: 'Butfine', email: `slow.${process.pid}@example.com`, product: 'auto', state: 'CA' })
+  const socket = createConnection({ host: hostname, port: Number(port) })
+  await once(socket, 'connect')
+  let received = ''
+  socket.on('data', (chunk: Buffer) => { received += chunk.toString() })
+  socket.write(`POST /api/v1/leads HTTP/1.1\r\nHost: ${hostname}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n`)
+  // Two halves 2 s apart: past the 1 s of the other tests, within the 5 s set here.
+  socket.write(body.slice(0, 10))
+  await new Promise((resolve) => setTimeout(resolve, 2000))
+  socket.write(body.slice(10))
+  await once(socket, 'close')
+  assert.match(received, /^HTTP\/1\.1 201 /)
+})
