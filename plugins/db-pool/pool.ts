@@ -219,7 +219,7 @@ export class ConnectionPool {
       if (isConnectionError(error)) broken = error as Error
       throw error
     } finally {
-      client.release(broken)
+      this.#release(client, broken)
     }
   }
 
@@ -272,8 +272,17 @@ export class ConnectionPool {
       if (broken === undefined && isConnectionError(error)) broken = error as Error
       throw error
     } finally {
-      client.release(broken)
+      this.#release(client, broken)
     }
+  }
+
+  /**
+   * Hands a connection back; a broken one is destroyed, and the refill is checked at once: pg announces the removal
+   * ('remove') only once the socket has closed, which over a slow or dead link may be much later, or never.
+   */
+  #release (client: pg.PoolClient, broken: Error | undefined): void {
+    client.release(broken)
+    if (broken) this.#scheduleRefill()
   }
 
   async #connect (): Promise<pg.PoolClient> {
@@ -361,6 +370,8 @@ export class ConnectionPool {
     this.#errors++
     this.#health = { ...this.#health, healthy: false, error: err.message }
     this.#log.warn({ pool: this.name, err: { message: err.message, code: (err as { code?: string }).code } }, 'database connection error')
+    // An idle connection that failed is already out of the pool (pg removes it before it reports the error).
+    this.#scheduleRefill()
   }
 
   /** Opens connections until `min` are open; pg's own `min` only stops idle eviction below it. */

@@ -68,10 +68,11 @@ function assertOnlyDatabase503s (answers: Answer[]): void {
 
 /** After the fault: no connection stuck, the pool at its minimum or above by itself, no acknowledged write lost. */
 async function assertRecovered (app: FastifyInstance, db: TestSchema, load: LeadLoad): Promise<void> {
+  let last = app.db.getMetrics()
   await eventually('no connection is left active and nobody waits', () => {
-    const m = app.db.getMetrics()
-    return m.activeConnections === 0 && m.waitingRequests === 0 && m.totalConnections >= POOL_MIN
-  })
+    last = app.db.getMetrics()
+    return last.activeConnections === 0 && last.waitingRequests === 0 && last.totalConnections >= POOL_MIN
+  }).catch((error: Error) => { throw new Error(`${error.message}; the pool: ${JSON.stringify(last)}`) })
   const [found] = await db.sql<{ n: number }>('SELECT count(*)::int AS n FROM leads WHERE id = ANY($1::uuid[])', [load.acknowledged])
   assert.equal(found?.n, load.acknowledged.length, 'every lead answered 201 is in the table')
   const [all] = await db.sql<{ n: number }>('SELECT count(*)::int AS n FROM leads')
