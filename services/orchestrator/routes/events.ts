@@ -12,7 +12,15 @@ export interface EventRoutesOptions {
  * client that does not keep up is closed (1013, try again later) rather than buffered without bound.
  */
 export async function eventRoutes (app: FastifyInstance, opts: EventRoutesOptions): Promise<void> {
-  app.get('/events', { websocket: true, config: { requiredScope: 'routing' } }, (socket) => {
+  app.get('/events', {
+    websocket: true,
+    config: { requiredScope: 'routing' },
+    schema: {
+      summary: 'Live routing decisions (WebSocket)',
+      description: 'JSON text frames: `{"type":"hello"}` first, then one `{"type":"lead.assigned",...}` per routing decision of any instance. A client that falls behind is closed with 1013.',
+      response: { 404: { description: 'The request was not a WebSocket upgrade', type: 'null' } }
+    }
+  }, (socket) => {
     const stop = opts.events.listen((message) => {
       if (socket.bufferedAmount > opts.maxBufferedBytes) {
         stop()
