@@ -205,11 +205,14 @@ export interface paths {
                             id: string;
                             lastName: string;
                             phone: string | null;
-                            product: string;
+                            /** @enum {string} */
+                            product: "auto" | "home" | "life" | "health" | "commercial";
                             score: number;
                             source: string;
-                            state: string;
-                            status: string;
+                            /** @enum {string} */
+                            state: "AL" | "AK" | "AZ" | "AR" | "CA" | "CO" | "CT" | "DE" | "DC" | "FL" | "GA" | "HI" | "ID" | "IL" | "IN" | "IA" | "KS" | "KY" | "LA" | "ME" | "MD" | "MA" | "MI" | "MN" | "MS" | "MO" | "MT" | "NE" | "NV" | "NH" | "NJ" | "NM" | "NY" | "NC" | "ND" | "OH" | "OK" | "OR" | "PA" | "RI" | "SC" | "SD" | "TN" | "TX" | "UT" | "VT" | "VA" | "WA" | "WV" | "WI" | "WY";
+                            /** @enum {string} */
+                            status: "new" | "contacted" | "qualified" | "converted" | "lost";
                             /** Format: date-time */
                             updatedAt: string;
                         };
@@ -364,11 +367,14 @@ export interface paths {
                                 id: string;
                                 lastName: string;
                                 phone: string | null;
-                                product: string;
+                                /** @enum {string} */
+                                product: "auto" | "home" | "life" | "health" | "commercial";
                                 score: number;
                                 source: string;
-                                state: string;
-                                status: string;
+                                /** @enum {string} */
+                                state: "AL" | "AK" | "AZ" | "AR" | "CA" | "CO" | "CT" | "DE" | "DC" | "FL" | "GA" | "HI" | "ID" | "IL" | "IN" | "IA" | "KS" | "KY" | "LA" | "ME" | "MD" | "MA" | "MI" | "MN" | "MS" | "MO" | "MT" | "NE" | "NV" | "NH" | "NJ" | "NM" | "NY" | "NC" | "ND" | "OH" | "OK" | "OR" | "PA" | "RI" | "SC" | "SD" | "TN" | "TX" | "UT" | "VT" | "VA" | "WA" | "WV" | "WI" | "WY";
+                                /** @enum {string} */
+                                status: "new" | "contacted" | "qualified" | "converted" | "lost";
                                 /** Format: date-time */
                                 updatedAt: string;
                             }[];
