@@ -68,6 +68,7 @@ function platformErrors (route: RouteOptions, schema: FastifySchema): Map<number
   const add = (status: number, ...codes: string[]): void => { errors.set(status, [...new Set([...(errors.get(status) ?? []), ...codes])]) }
   const method = [route.method].flat()[0] ?? 'GET'
   if (schema.body !== undefined || schema.querystring !== undefined || schema.params !== undefined) add(400, ...INPUT_CODES)
+  if (/[:*]/.test(route.url)) add(404, 'NOT_FOUND')
   if (config.apiKeyReportOnly !== true) add(401, 'INVALID_API_KEY')
   if (config.requiredScope) {
     if (config.anonymous !== true) add(401, 'API_KEY_REQUIRED')
@@ -97,6 +98,8 @@ function transform ({ schema, url, route }: { schema: FastifySchema, url: string
   if (websocket && !given.response) given.response = { 101: { description: 'Switching Protocols: the connection is upgraded to a WebSocket (send `Connection: Upgrade`, `Upgrade: websocket`)', type: 'null' } }
   const errors = platformErrors(route, given)
   const response: Responses = { ...(given.response ?? {}) }
+  // A route that declares no answer of its own still succeeds: its body is not described (text, HTML, files).
+  if (!Object.keys(response).some((status) => Number(status) < 400)) response[200] = { description: 'Success (the body is not JSON-described)', type: 'null' }
   const errorCodes: Record<string, string[]> = {}
   for (const [status, codes] of errors) {
     if (response[status] === undefined) response[status] = errorBodySchema
@@ -107,6 +110,9 @@ function transform ({ schema, url, route }: { schema: FastifySchema, url: string
   }
   const scope = config.requiredScope
   const security: Array<Record<string, string[]>> = scope ? [{ apiKey: [scope] }, { serviceKey: [] }, ...(config.anonymous ? [{}] : [])] : []
+  // A prefix's root route answers with and without the slash: it is documented as its clients call it.
+  const prefix = (route as { prefix?: string }).prefix
+  if (prefix && url === `${prefix}/`) url = prefix
   const segments = url.split('/').filter(Boolean)
   const tag = segments[0] === 'health' || segments[0] === 'metrics' ? 'operations' : segments[2] ?? segments[0] ?? 'root'
   return {

@@ -47,7 +47,7 @@ export interface paths {
                         };
                     };
                 };
-                /** @description Error */
+                /** @description Error: IMPORT_ABORTED */
                 400: {
                     headers: {
                         RateLimit: components["headers"]["RateLimit"];
@@ -89,7 +89,7 @@ export interface paths {
                         "application/json": components["schemas"]["ErrorBody"];
                     };
                 };
-                /** @description Error: BODY_TOO_LARGE */
+                /** @description Error: BODY_TOO_LARGE, IMPORT_TOO_LARGE */
                 413: {
                     headers: {
                         RateLimit: components["headers"]["RateLimit"];
@@ -103,7 +103,7 @@ export interface paths {
                         "application/json": components["schemas"]["ErrorBody"];
                     };
                 };
-                /** @description Error */
+                /** @description Error: UNSUPPORTED_IMPORT_TYPE */
                 415: {
                     headers: {
                         RateLimit: components["headers"]["RateLimit"];
@@ -146,7 +146,7 @@ export interface paths {
                         "application/json": components["schemas"]["ErrorBody"];
                     };
                 };
-                /** @description Error: RATE_LIMIT_UNAVAILABLE, FST_UNDER_PRESSURE, DB_UNAVAILABLE, DB_POOL_CLOSED, DB_QUERY_TIMEOUT, DB_SERIALIZATION_FAILURE, DB_DEADLOCK, DB_COMMIT_OUTCOME_UNKNOWN */
+                /** @description Error: RATE_LIMIT_UNAVAILABLE, FST_UNDER_PRESSURE, DB_UNAVAILABLE, DB_POOL_CLOSED, DB_QUERY_TIMEOUT, DB_SERIALIZATION_FAILURE, DB_DEADLOCK, DB_COMMIT_OUTCOME_UNKNOWN, IMPORT_INTERRUPTED */
                 503: {
                     headers: {
                         RateLimit: components["headers"]["RateLimit"];
@@ -260,7 +260,7 @@ export interface paths {
                         "application/json": components["schemas"]["ErrorBody"];
                     };
                 };
-                /** @description Error */
+                /** @description Error: NOT_FOUND, LEAD_NOT_FOUND */
                 404: {
                     headers: {
                         RateLimit: components["headers"]["RateLimit"];
@@ -537,7 +537,7 @@ export interface paths {
                         };
                     };
                 };
-                /** @description Error: VALIDATION_ERROR, INVALID_JSON, BAD_REQUEST */
+                /** @description Error: VALIDATION_ERROR, INVALID_JSON, BAD_REQUEST, INVALID_RANGE */
                 400: {
                     headers: {
                         RateLimit: components["headers"]["RateLimit"];
@@ -679,7 +679,7 @@ export interface paths {
                         };
                     };
                 };
-                /** @description Error: VALIDATION_ERROR, INVALID_JSON, BAD_REQUEST */
+                /** @description Error: VALIDATION_ERROR, INVALID_JSON, BAD_REQUEST, INVALID_RANGE */
                 400: {
                     headers: {
                         RateLimit: components["headers"]["RateLimit"];
@@ -819,7 +819,7 @@ export interface paths {
                         };
                     };
                 };
-                /** @description Error: VALIDATION_ERROR, INVALID_JSON, BAD_REQUEST */
+                /** @description Error: VALIDATION_ERROR, INVALID_JSON, BAD_REQUEST, INVALID_RANGE */
                 400: {
                     headers: {
                         RateLimit: components["headers"]["RateLimit"];
@@ -930,6 +930,13 @@ export interface paths {
             };
             requestBody?: never;
             responses: {
+                /** @description Success (the body is not JSON-described) */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content?: never;
+                };
                 /** @description Error: INVALID_API_KEY */
                 401: {
                     headers: {
@@ -1058,6 +1065,13 @@ export interface paths {
             };
             requestBody?: never;
             responses: {
+                /** @description Success (the body is not JSON-described) */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content?: never;
+                };
                 /** @description Error: INVALID_API_KEY */
                 401: {
                     headers: {

@@ -12,7 +12,10 @@ export const EDGE_SHARED_SCOPE = 'leads:read'
  * period, and a 429 here would break the caller's request.
  */
 export async function edgeRoutes (app: FastifyInstance): Promise<void> {
-  app.get('/auth', { config: { rateLimit: false, apiKeyReportOnly: true } }, async (request, reply) => {
+  app.get('/auth', {
+    config: { rateLimit: false, apiKeyReportOnly: true },
+    schema: { summary: 'NGINX\'s auth subrequest (never exposed)', response: { 204: { description: 'X-Edge-Scope names the shared scope when the key is valid and holds it', type: 'null' } } }
+  }, async (request, reply) => {
     if (!request.internalService && request.apiKey?.scopes.includes(EDGE_SHARED_SCOPE)) void reply.header('x-edge-scope', EDGE_SHARED_SCOPE)
     return reply.header('cache-control', 'private, no-store').code(204).send()
   })

@@ -28,7 +28,8 @@ export async function routingRoutes (app: FastifyInstance, opts: RoutingRoutesOp
   const client = app.services['data-service']
   if (!client) throw new Error('the orchestrator needs the data-service client')
   const dataService = new DataServiceApi(client)
-  const config = { requiredScope: 'routing' }
+  const config = { requiredScope: 'routing', errorCodes: { 502: ['UPSTREAM_ERROR'], 503: ['UPSTREAM_UNAVAILABLE'] } }
+  const routeOne = { ...config, errorCodes: { ...config.errorCodes, 404: ['LEAD_NOT_FOUND'], 409: ['LEAD_BUSY', 'ALREADY_ASSIGNED', 'NO_AGENT_AVAILABLE'] } }
 
   /** The lead, from the data-service (404 passed on; the data-service down is a 503 from the client). */
   const fetchLead = async (id: string): Promise<DataServiceLead> => {
@@ -48,7 +49,7 @@ export async function routingRoutes (app: FastifyInstance, opts: RoutingRoutesOp
   }
 
   app.get<{ Params: { id: string } }>('/leads/:id/score', {
-    config,
+    config: { ...config, errorCodes: { ...config.errorCodes, 404: ['LEAD_NOT_FOUND'] } },
     schema: { params: leadIdParamsSchema, response: { 200: { type: 'object', properties: { leadId: { type: 'string' }, score: { type: 'integer' }, rules: { type: 'array', items: ruleSchema } } }, ...errors } }
   }, async (request) => {
     const lead = await fetchLead(request.params.id)
@@ -56,7 +57,7 @@ export async function routingRoutes (app: FastifyInstance, opts: RoutingRoutesOp
   })
 
   app.post<{ Params: { id: string } }>('/leads/:id/route', {
-    config,
+    config: routeOne,
     schema: { params: leadIdParamsSchema, response: { 200: assignmentSchema, ...errors } }
   }, async (request) => route(request, await fetchLead(request.params.id)))
 
