@@ -49,12 +49,12 @@ test('every route declares who may call it and answers the platform\'s error bod
       }
     }
   }
-  const list = documents.api.paths['/api/v1/leads/']?.get as { security: unknown[], responses: Record<string, { headers?: Record<string, unknown>, 'x-error-codes'?: string[], content?: unknown }> }
+  const list = documents.api.paths['/api/v1/leads']?.get as { security: unknown[], responses: Record<string, { headers?: Record<string, unknown>, 'x-error-codes'?: string[], content?: unknown }> }
   assert.deepEqual(list.security, [{ apiKey: ['leads:read'] }, { serviceKey: [] }])
   assert.deepEqual(list.responses['429']?.['x-error-codes'], ['RATE_LIMITED'])
   assert.ok(list.responses['429']?.headers?.['Retry-After'])
   assert.ok(list.responses['200']?.headers?.['X-RateLimit-Remaining'])
   assert.deepEqual(list.responses['401']?.content, { 'application/json': { schema: { $ref: '#/components/schemas/ErrorBody' } } })
-  const create = documents.api.paths['/api/v1/leads/']?.post as { security: unknown[] }
+  const create = documents.api.paths['/api/v1/leads']?.post as { security: unknown[] }
   assert.deepEqual(create.security, [{ apiKey: ['leads:create'] }, { serviceKey: [] }, {}], 'the capture form posts without a key')
 })

@@ -74,8 +74,12 @@ function platformErrors (route: RouteOptions, schema: FastifySchema): Map<number
     if (config.anonymous !== true) add(401, 'API_KEY_REQUIRED')
     add(403, 'MISSING_SCOPE')
   }
-  if (['POST', 'PUT', 'PATCH'].includes(method)) add(413, 'BODY_TOO_LARGE')
-  if (schema.body !== undefined) add(415, 'UNSUPPORTED_MEDIA_TYPE')
+  // Any body is parsed before the route sees it: by the JSON parser unless the route brings its own.
+  if (['POST', 'PUT', 'PATCH'].includes(method)) {
+    add(400, 'INVALID_JSON')
+    add(413, 'BODY_TOO_LARGE')
+    add(415, 'UNSUPPORTED_MEDIA_TYPE')
+  }
   if (config.rateLimit !== false) {
     add(429, 'RATE_LIMITED')
     add(503, 'RATE_LIMIT_UNAVAILABLE')
@@ -95,7 +99,7 @@ function transform ({ schema, url, route }: { schema: FastifySchema, url: string
   // @fastify/websocket hides its routes; a WebSocket route is part of the contract all the same.
   if (declared.hide && !websocket) return { schema: declared, url }
   const { hide: _hide, ...given } = declared
-  if (websocket && !given.response) given.response = { 101: { description: 'Switching Protocols: the connection is upgraded to a WebSocket (send `Connection: Upgrade`, `Upgrade: websocket`)', type: 'null' } }
+  if (websocket) given.response = { ...given.response, 101: { description: 'Switching Protocols: the connection is upgraded to a WebSocket (send `Connection: Upgrade`, `Upgrade: websocket`)', type: 'null' } }
   const errors = platformErrors(route, given)
   const response: Responses = { ...(given.response ?? {}) }
   // A route that declares no answer of its own still succeeds: its body is not described (text, HTML, files).

@@ -47,7 +47,7 @@ export interface paths {
                         };
                     };
                 };
-                /** @description Error: IMPORT_ABORTED */
+                /** @description Error: INVALID_JSON, IMPORT_ABORTED */
                 400: {
                     headers: {
                         RateLimit: components["headers"]["RateLimit"];
@@ -103,7 +103,7 @@ export interface paths {
                         "application/json": components["schemas"]["ErrorBody"];
                     };
                 };
-                /** @description Error: UNSUPPORTED_IMPORT_TYPE */
+                /** @description Error: UNSUPPORTED_MEDIA_TYPE, UNSUPPORTED_IMPORT_TYPE */
                 415: {
                     headers: {
                         RateLimit: components["headers"]["RateLimit"];
