@@ -3,6 +3,7 @@ import assert from 'node:assert/strict'
 import type { FastifyInstance } from 'fastify'
 import WebSocket from 'ws'
 import { createTestSchema, uniqueName, type TestSchema } from '../helpers/database.js'
+import { freePort } from '../helpers/ports.js'
 import { insertAgents, insertLeads, startDataService, startOrchestrator } from '../helpers/services.js'
 import { ContractChecker } from './checker.js'
 import type { OpenApiDocument } from '../../scripts/lib/openapi.js'
@@ -75,6 +76,15 @@ test('every answer of every orchestrator route, success and error, matches the o
   assert.equal((await call('GET', '/orchestrator/v1/events', keys.router)).statusCode, 404)
   assert.equal((await call('GET', '/orchestrator/v1/events')).statusCode, 401)
   assert.equal((await call('GET', '/orchestrator/v1/events', keys.none)).statusCode, 403)
+
+  // The data-service unreachable: the documented 503 with its code and Retry-After.
+  const { app: stranded } = await startOrchestrator(t, db, `http://127.0.0.1:${await freePort()}`, { DATA_SERVICE_RETRIES: '0', DATA_SERVICE_TIMEOUT_MS: '500', EVENTS_CHANNEL: uniqueName('oa-events') })
+  for (const [method, path] of [['GET', `/orchestrator/v1/leads/${second}/score`], ['POST', `/orchestrator/v1/leads/${second}/route`], ['POST', '/orchestrator/v1/route-batch']] as const) {
+    const res = await contract.inject(stranded, { method, url: path, headers: as(keys.router), ...(method === 'POST' && path.endsWith('batch') ? { payload: {} } : {}) })
+    assert.equal(res.statusCode, 503, `${method} ${path}`)
+    assert.equal(res.json<{ code: string }>().code, 'UPSTREAM_UNAVAILABLE')
+    assert.ok(res.headers['retry-after'])
+  }
 
   await tight.inject('/orchestrator/v1/route-batch')
   for (const [method, path] of [['GET', `/orchestrator/v1/leads/${second}/score`], ['POST', `/orchestrator/v1/leads/${second}/route`], ['POST', '/orchestrator/v1/route-batch'], ['GET', '/orchestrator/v1/events']] as const) {
