@@ -46,6 +46,12 @@ test('npm start with nothing configured: embedded PostgreSQL, seeded leads, clea
     assert.match(out(), new RegExp(`orchestrator: http://127.0.0.1:${env.ORCHESTRATOR_PORT}/`))
     const form = new RegExp(`lead-capture form: (http://127.0.0.1:${env.API_PORT}/quote/)`).exec(out())?.[1]
     assert.ok(form, 'the form\'s URL is printed')
+    for (const [name, port, prefix] of [['api', env.API_PORT, '/api/v1'], ['data-service', env.DATA_SERVICE_PORT, '/data/v1'], ['orchestrator', env.ORCHESTRATOR_PORT, '/orchestrator/v1']]) {
+      const page = new RegExp(`${name} API reference: (http://127.0.0.1:${port}${prefix}/docs) \\(document: (http://\\S+/openapi.json)\\)`).exec(out())
+      assert.ok(page?.[1] && page[2], `${name}'s reference page URL is printed`)
+      assert.match(await (await fetch(page[1])).text(), /swagger-ui/, `${name}'s reference page answers without a key`)
+      assert.equal(((await (await fetch(page[2])).json()) as { openapi: string }).openapi, '3.1.0')
+    }
     assert.match(await (await fetch(form)).text(), /<form id="lead-form"/)
     const key = /demo API key \(leads:read, leads:write, leads:import, reports:read, routing\): (lck_\S+)/.exec(out())?.[1]
     assert.ok(key, 'a demo key is printed')

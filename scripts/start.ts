@@ -19,9 +19,9 @@ const config = loadScriptsConfig()
 
 /** The services `npm start` runs, each from its own listening entry, as production does. */
 const SERVICES = [
-  { name: 'api', entry: 'dist/services/api/main.js', port: config.API_PORT, path: '/api/v1/leads' },
-  { name: 'data-service', entry: 'dist/services/data-service/main.js', port: config.DATA_SERVICE_PORT, path: '/data/v1/reports/leads' },
-  { name: 'orchestrator', entry: 'dist/services/orchestrator/main.js', port: config.ORCHESTRATOR_PORT, path: '/orchestrator/v1/route-batch' }
+  { name: 'api', entry: 'dist/services/api/main.js', port: config.API_PORT, path: '/api/v1/leads', prefix: '/api/v1' },
+  { name: 'data-service', entry: 'dist/services/data-service/main.js', port: config.DATA_SERVICE_PORT, path: '/data/v1/reports/leads', prefix: '/data/v1' },
+  { name: 'orchestrator', entry: 'dist/services/orchestrator/main.js', port: config.ORCHESTRATOR_PORT, path: '/orchestrator/v1/route-batch', prefix: '/orchestrator/v1' }
 ]
 // The services call each other with a shared service key: one is made up for this run unless one is given.
 const serviceKey = process.env.SERVICE_API_KEY ?? randomBytes(24).toString('base64url')
@@ -120,6 +120,9 @@ if (ready.includes(false)) {
 }
 log(`database: ${redactUrl(db.url) ?? ''}${db.embedded ? ' (embedded)' : ''}`)
 for (const s of SERVICES) log(`${s.name}: http://127.0.0.1:${s.port}${s.path}`)
+// The reference pages are on unless OPENAPI_UI_ENABLED=false; each service's OpenAPI document is always served.
+const docsOn = (process.env.OPENAPI_UI_ENABLED ?? 'true').trim().toLowerCase() !== 'false'
+for (const s of SERVICES) log(`${s.name} API reference: ${docsOn ? `http://127.0.0.1:${s.port}${s.prefix}/docs (document: ` : '('}http://127.0.0.1:${s.port}${s.prefix}/openapi.json)`)
 log(`lead-capture form: http://127.0.0.1:${config.API_PORT}/quote/`)
 if (demoKey) {
   log(`demo API key (${DEMO_SCOPES.join(', ')}): ${demoKey}`)

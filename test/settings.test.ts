@@ -615,6 +615,7 @@ const settings: Record<string, Setting> = {
   IMPORT_MAX_RECORD_BYTES: { testedBy: { file: 'services/data-service/imports.test.ts', test: 'an over-long NDJSON record is rejected alone' } },
   IMPORT_MAX_CONCURRENT: { testedBy: { file: 'services/data-service/imports.test.ts', test: 'IMPORT_MAX_CONCURRENT=1 answers a second concurrent import 429' } },
   REQUEST_TIMEOUT_MS: { testedBy: { file: 'test/faults/slow-requests.test.ts', test: 'REQUEST_TIMEOUT_MS is the bound: a body that takes longer than 1 s arrives whole when the setting allows 5 s' } },
+  OPENAPI_UI_ENABLED: { testedBy: { file: 'test/contract/reference-page.test.ts', test: 'OPENAPI_UI_ENABLED=false turns the reference page off and keeps the document' } },
   CDN_PROVIDER: { testedBy: { file: 'scripts/cdn-purge.test.ts', test: 'CDN_PROVIDER=none purges nothing and says so; bad input exits 2 with the reason' } },
   CDN_ZONE_ID: { testedBy: { file: 'scripts/cdn-purge.test.ts', test: 'npm run cdn:purge purges paths and tags through the configured provider and never prints the key' } },
   CDN_API_KEY: { testedBy: { file: 'scripts/cdn-purge.test.ts', test: 'npm run cdn:purge purges paths and tags through the configured provider and never prints the key' } },

@@ -38,6 +38,11 @@ export interface ApiKeysPluginOptions {
   /** Seconds a verified key stays cached (a revocation the database announces drops it at once). @default 30 */
   cacheTtl?: number
   /**
+   * Listen for the key changes the database announces (revocations reach this instance within a second). Only an
+   * app that never serves a request may turn it off (one built to describe its routes). @default true
+   */
+  followChanges?: boolean
+  /**
    * What an address may cost in key lookups: each lookup (Redis or PostgreSQL) of a key this instance has not
    * verified before costs the caller's address one unit, charged before the lookup; over `limit` per `windowMs`
    * the request gets 429 without one. `false` turns it off. @default { limit: 50, windowMs: 60000 }
@@ -89,8 +94,10 @@ export const apiKeysPlugin = fp(async (app: FastifyInstance, opts: ApiKeysPlugin
   const store = new ApiKeyStore(app.db, app.hasDecorator('cache') ? app.cache : undefined, opts.cacheTtl ?? 30)
   // Hashing both sides gives equal lengths, which timingSafeEqual needs, without revealing the secret's length.
   app.decorate('apiKeys', store)
-  const unfollow = await followKeyChanges(store, app.db, app.log)
-  app.addHook('onClose', async () => unfollow())
+  if (opts.followChanges !== false) {
+    const unfollow = await followKeyChanges(store, app.db, app.log)
+    app.addHook('onClose', async () => unfollow())
+  }
   // Declared up front so every request object keeps one shape.
   app.decorateRequest('apiKey', undefined)
   app.decorateRequest('apiKeyRejected', false)

@@ -16,7 +16,8 @@ export const chassisConfigFragment = {
     PRESSURE_MAX_EVENT_LOOP_DELAY_MS: { type: 'integer', default: 1000, minimum: 0, description: 'Shed load (503) above this event-loop delay; 0 disables' },
     PRESSURE_MAX_EVENT_LOOP_UTILIZATION: { type: 'number', default: 0, minimum: 0, maximum: 1, description: 'Shed load above this event-loop utilization; 0 disables' },
     PRESSURE_MAX_HEAP_USED_BYTES: { type: 'integer', default: 0, minimum: 0, description: 'Shed load above this heap size; 0 disables' },
-    PRESSURE_RETRY_AFTER_S: { type: 'integer', default: 10, minimum: 1, description: 'Retry-After sent with a load-shedding 503' }
+    PRESSURE_RETRY_AFTER_S: { type: 'integer', default: 10, minimum: 1, description: 'Retry-After sent with a load-shedding 503' },
+    OPENAPI_UI_ENABLED: { type: 'boolean', default: true, description: 'Serve the API reference page at <prefix>/docs (the OpenAPI document at <prefix>/openapi.json is always served)' }
   }
 } as const satisfies ConfigFragment
 
@@ -35,4 +36,5 @@ export interface ChassisConfig {
   PRESSURE_MAX_EVENT_LOOP_UTILIZATION: number
   PRESSURE_MAX_HEAP_USED_BYTES: number
   PRESSURE_RETRY_AFTER_S: number
+  OPENAPI_UI_ENABLED: boolean
 }

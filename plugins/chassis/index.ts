@@ -8,3 +8,4 @@ export { buildService, REDACTED_LOG_PATHS, type Registrar, type ServiceDefinitio
 export { runService, startService, type RunningService } from './run.js'
 export { SECURITY_HEADERS } from './security-headers.js'
 export { CircuitBreaker, type BreakerState } from './breaker.js'
+export { DOCS_CSP, OPENAPI_DOCUMENT_PATH, OPENAPI_UI_PATH, type OpenApiOptions } from './openapi.js'

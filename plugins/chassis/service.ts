@@ -6,6 +6,7 @@ import { clientErrorHandler } from './client-error.js'
 import { formatSchemaErrors, installErrorHandling } from './error-handler.js'
 import { healthPlugin } from './health.js'
 import { lazyChildLogger } from './lazy-logger.js'
+import { openApiRoutes, registerOpenApiCollector, type OpenApiOptions } from './openapi.js'
 import { requestLogValue } from './log-serializers.js'
 import { SECURITY_HEADERS } from './security-headers.js'
 
@@ -20,6 +21,8 @@ export interface ServiceDefinition {
   plugins?: Registrar[]
   /** Route modules, registered after the plugins. */
   routes?: Registrar[]
+  /** Publish an OpenAPI document of every route (and a reference page unless OPENAPI_UI_ENABLED is false). */
+  openapi?: Omit<OpenApiOptions, 'ui'>
   /** Overrides for the pino logger, e.g. a destination stream in tests. */
   logger?: FastifyServerOptions['loggerInstance'] | Record<string, unknown> | false
 }
@@ -87,6 +90,10 @@ export async function buildService (def: ServiceDefinition): Promise<FastifyInst
     trustProxy: config.TRUST_PROXY.trim() === '' ? false : config.TRUST_PROXY.split(',').map((s) => s.trim()).filter(Boolean)
   }) as unknown as FastifyInstance
 
+  const openapi = def.openapi ? { ...def.openapi, ui: config.OPENAPI_UI_ENABLED } : undefined
+  // First, so that every route after it is in the document.
+  if (openapi) await registerOpenApiCollector(app, openapi)
+
   // Callback-style hooks: no promise per request on the hot path.
   // One hook for what every response carries: its request id and the security headers (also on errors).
   app.addHook('onRequest', (request, reply, done) => {
@@ -113,5 +120,6 @@ export async function buildService (def: ServiceDefinition): Promise<FastifyInst
 
   for (const register of def.plugins ?? []) await register(app)
   for (const register of def.routes ?? []) await register(app)
+  if (openapi) await openApiRoutes(app, openapi)
   return app
 }

@@ -16,6 +16,7 @@ export async function buildApp (config: ApiConfig, options: BuildApiOptions = {}
   return buildService({
     name: 'api',
     config,
+    openapi: { prefix: '/api/v1', title: 'Leads API', description: 'Partners post insurance leads and read them back; the lead-capture page posts here anonymously.' },
     ...(options.logger !== undefined ? { logger: options.logger } : {}),
     plugins: platformPlugins('api', config, options),
     routes: [

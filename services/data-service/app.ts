@@ -15,6 +15,7 @@ export async function buildDataService (config: DataServiceConfig, options: Buil
   return buildService({
     name: 'data-service',
     config,
+    openapi: { prefix: '/data/v1', title: 'Data service', description: 'Bulk lead imports (CSV, NDJSON), reports, and the lead lookups other services make.' },
     ...(options.logger !== undefined ? { logger: options.logger } : {}),
     plugins: platformPlugins('data-service', config, options),
     routes: [

@@ -18,6 +18,11 @@ export interface PlatformOptions {
   pool?: ConnectionPool
   /** A Redis client to use instead of one made from REDIS_URL; it is not closed with the app. */
   redis?: RedisClient
+  /**
+   * The app is built only to describe its routes (`npm run openapi`) and never serves a request: nothing that must
+   * reach the database at boot (the key-change listener) is started. @default false
+   */
+  describeOnly?: boolean
 }
 
 /**
@@ -39,6 +44,7 @@ export function platformPlugins (service: string, config: PlatformConfig, option
       : { ...(config.REDIS_URL ? { url: config.REDIS_URL } : {}), cluster: config.REDIS_CLUSTER, commandTimeoutMs: config.REDIS_COMMAND_TIMEOUT_MS }),
     (app) => app.register(cachePlugin, cacheOptionsFromConfig(config)),
     (app) => app.register(apiKeysPlugin, {
+      followChanges: options.describeOnly !== true,
       cacheTtl: config.API_KEY_CACHE_TTL,
       serviceKey: config.SERVICE_API_KEY,
       lookupBudget: config.API_KEY_LOOKUP_LIMIT > 0 && {

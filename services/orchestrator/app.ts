@@ -20,6 +20,7 @@ export async function buildOrchestrator (config: OrchestratorConfig, options: Bu
   const app = await buildService({
     name: 'orchestrator',
     config,
+    openapi: { prefix: '/orchestrator/v1', title: 'Orchestrator', description: 'Lead scoring and routing to agents, and the live stream of routing decisions (WebSocket).' },
     ...(options.logger !== undefined ? { logger: options.logger } : {}),
     plugins: [
       ...platformPlugins('orchestrator', config, options),

@@ -21,7 +21,10 @@ export interface Score {
   rules: Array<{ rule: string, points: number }>
 }
 
-export function scoreLead (lead: Pick<Lead, 'product' | 'state' | 'phone' | 'firstName' | 'lastName' | 'createdAt' | 'source'>, now = Date.now()): Score {
+/** What scoring reads of a lead: a row, or the data-service's answer (dates as ISO strings). */
+export type ScorableLead = Pick<Lead, 'product' | 'state' | 'phone' | 'firstName' | 'lastName' | 'source'> & { createdAt: Date | string }
+
+export function scoreLead (lead: ScorableLead, now = Date.now()): Score {
   const ageMs = now - new Date(lead.createdAt).getTime()
   const rules = [
     { rule: `product ${lead.product}`, points: PRODUCT_POINTS[lead.product] },

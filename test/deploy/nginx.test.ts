@@ -7,6 +7,7 @@ import type { FastifyInstance } from 'fastify'
 import WebSocket from 'ws'
 import { buildApp } from '../../services/api/app.js'
 import { queryChannel, type QueryContext } from '../../plugins/db-pool/index.js'
+import { DOCS_CSP } from '../../plugins/chassis/index.js'
 import { createTestSchema, testApiConfig, uniqueName, type TestSchema } from '../helpers/database.js'
 import { freePort } from '../helpers/ports.js'
 import { nginxTest, preparePrefix, startNginx, templateConfig } from '../helpers/nginx.js'
@@ -132,6 +133,24 @@ test('JSON is gzipped; security headers are on a 200 and on a 404, once each', a
     assert.equal(res.headers.get('x-content-type-options'), 'nosniff')
     assert.equal(res.headers.get('content-security-policy'), "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'")
     assert.equal(res.headers.get('strict-transport-security'), 'max-age=31536000; includeSubDomains')
+  }
+})
+
+test('each service\'s OpenAPI document and reference page are served through NGINX without a key, the page with its own CSP', async () => {
+  for (const prefix of ['/api/v1', '/data/v1', '/orchestrator/v1']) {
+    const doc = await fetch(`${edge}${prefix}/openapi.json`)
+    assert.equal(doc.status, 200, prefix)
+    const document = await doc.json() as { openapi: string, paths: Record<string, unknown> }
+    assert.equal(document.openapi, '3.1.0')
+    assert.ok(Object.keys(document.paths).some((path) => path.startsWith(prefix)), prefix)
+    const page = await fetch(`${edge}${prefix}/docs/`)
+    assert.equal(page.status, 200, prefix)
+    assert.match(await page.text(), /swagger-ui/)
+    assert.equal(page.headers.get('content-security-policy'), DOCS_CSP, `${prefix}: one CSP, the page's`)
+    const script = await fetch(`${edge}${prefix}/docs/static/swagger-initializer.js`)
+    assert.equal(script.status, 200, prefix)
+    assert.equal(script.headers.get('content-security-policy'), DOCS_CSP)
+    assert.equal((await fetch(`${edge}${prefix}/docs/json`)).status, 200, `${prefix}: the page's own copy of the document`)
   }
 })
 

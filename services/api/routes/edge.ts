@@ -1,6 +1,6 @@
 import type { FastifyInstance } from 'fastify'
 import type { FastifyError } from 'fastify'
-import { errorBody, HttpError } from '../../../plugins/chassis/index.js'
+import { errorBody, errorBodySchema, HttpError } from '../../../plugins/chassis/index.js'
 import { cidrMatcher } from '../../../plugins/rate-limit/index.js'
 
 /** The scope whose holders share NGINX's micro-cache of lead reads. */
@@ -18,13 +18,18 @@ export interface EdgeRoutesOptions {
  * callers are served from, and stored into, the shared cache. Everyone else (no key, a key without the scope) goes
  * through to the routes, which count and answer them as always. NGINX keeps the answer per key for a few seconds
  * and never exposes the route. It is not rate limited (NGINX asks once per key per cache period, and a 429 here
- * would break the caller's request), but the key's lookup is charged to the caller's lookup budget like any other. It answers only the trusted proxies, the direct peers whose X-Forwarded-For the service
- * believes: on a service port it is no verification oracle for anyone else, who gets 404 as for an unknown route.
+ * would break the caller's request), but the key's lookup is charged to the caller's lookup budget like any other.
+ * It answers only the trusted proxies, the direct peers whose X-Forwarded-For the service believes: on a service
+ * port it is no verification oracle for anyone else, who gets 404 as for an unknown route.
  */
 export async function edgeRoutes (app: FastifyInstance, opts: EdgeRoutesOptions): Promise<void> {
   const trusted = cidrMatcher(opts.trustedProxies.split(','))
   app.get('/auth', {
-    config: { rateLimit: false, apiKeyReportOnly: true },
+    config: { rateLimit: false, apiKeyReportOnly: true, errorCodes: { 401: ['INVALID_API_KEY'], 403: ['API_KEY_LOOKUPS_EXCEEDED'], 404: ['NOT_FOUND'] } },
+    schema: {
+      summary: 'NGINX\'s auth subrequest (never exposed; trusted proxies only, 404 for anyone else)',
+      response: { 204: { description: 'X-Edge-Scope names the shared scope when the key is valid and holds it', type: 'null' }, 401: errorBodySchema, 403: errorBodySchema }
+    },
     // NGINX's auth_request passes only 401 and 403 on and takes anything else for "no verdict", which sends the
     // request to the api again: a caller over its lookup budget gets 403 here, which NGINX answers as its JSON 429.
     errorHandler: (error: FastifyError, _request, reply) => {

@@ -31,8 +31,10 @@ export async function leadRoutes (app: FastifyInstance, opts: LeadRoutesOptions)
   const leads = new LeadsRepository(app.db)
 
   const read = { requiredScope: 'leads:read' }
+  // Codes of these routes' own, listed in the OpenAPI document beside the platform's.
+  const readOne = { ...read, errorCodes: { 404: ['LEAD_NOT_FOUND'] } }
   app.get<{ Querystring: LeadListQuery }>('/', {
-    config: read,
+    config: { ...read, errorCodes: { 400: ['INVALID_CURSOR'] } },
     schema: { querystring: listLeadsQuerySchema, response: { 200: leadPageSchema, ...errors } }
   }, async (request, reply) => {
     if (!opts.cache) return leads.list(request.query)
@@ -40,7 +42,7 @@ export async function leadRoutes (app: FastifyInstance, opts: LeadRoutesOptions)
   })
 
   app.get<{ Params: { id: string } }>('/:id', {
-    config: read,
+    config: readOne,
     schema: { params: leadIdParamsSchema, response: { 200: leadSchema, ...errors } }
   }, async (request, reply) => {
     const load = async () => {
@@ -53,7 +55,7 @@ export async function leadRoutes (app: FastifyInstance, opts: LeadRoutesOptions)
 
   // The one anonymous door: the lead-capture form. A key, when presented, must carry leads:create.
   app.post<{ Body: LeadInput }>('/', {
-    config: { requiredScope: 'leads:create', anonymous: true },
+    config: { requiredScope: 'leads:create', anonymous: true, errorCodes: { 409: ['LEAD_DUPLICATE'] } },
     bodyLimit: opts.bodyLimit,
     schemaErrorFormatter: leadSchemaErrors,
     schema: { body: createLeadBodySchema, response: { 201: leadSchema, ...errors } }
@@ -65,7 +67,7 @@ export async function leadRoutes (app: FastifyInstance, opts: LeadRoutesOptions)
   })
 
   app.patch<{ Params: { id: string }, Body: LeadPatch }>('/:id', {
-    config: { requiredScope: 'leads:write' },
+    config: { requiredScope: 'leads:write', errorCodes: { 404: ['LEAD_NOT_FOUND'], 409: ['LEAD_DUPLICATE'] } },
     bodyLimit: opts.bodyLimit,
     schemaErrorFormatter: leadSchemaErrors,
     schema: { params: leadIdParamsSchema, body: patchLeadBodySchema, response: { 200: leadSchema, ...errors } }
@@ -79,7 +81,7 @@ export async function leadRoutes (app: FastifyInstance, opts: LeadRoutesOptions)
   })
 
   app.get<{ Params: { id: string }, Querystring: { limit: number, cursor?: string } }>('/:id/activities', {
-    config: read,
+    config: { ...readOne, errorCodes: { 404: ['LEAD_NOT_FOUND'], 400: ['INVALID_CURSOR'] } },
     schema: { params: leadIdParamsSchema, querystring: pageQuerySchema, response: { 200: activityPageSchema, ...errors } }
   }, async (request) => {
     const page = await leads.activities(request.params.id, request.query)

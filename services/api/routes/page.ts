@@ -30,7 +30,7 @@ export async function pageRoutes (app: FastifyInstance): Promise<void> {
     void reply.headers({ ...tagged, 'cache-control': PAGE_CACHE_CONTROL })
     return reply.sendFile('index.html', join(publicDir, 'quote'), { cacheControl: false, lastModified: false })
   })
-  app.get('/quote', { config: unlimited }, async (_request, reply) => reply.redirect('/quote/', 301))
+  app.get('/quote', { config: unlimited, schema: { response: { 301: { description: 'To /quote/', type: 'null' } } } }, async (_request, reply) => reply.redirect('/quote/', 301))
 
   app.get<{ Params: { file: string } }>('/static/:file', {
     config: unlimited,

@@ -23,7 +23,7 @@ export async function leadLookupRoutes (app: FastifyInstance): Promise<void> {
   }, async (request) => ({ data: await leads.unassigned(request.query) }))
 
   app.get<{ Params: { id: string } }>('/:id', {
-    config,
+    config: { ...config, errorCodes: { 404: ['LEAD_NOT_FOUND'] } },
     schema: { params: leadIdParamsSchema, response: { 200: leadSchema, ...errors } }
   }, async (request) => {
     const lead = await leads.get(request.params.id)

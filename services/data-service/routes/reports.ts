@@ -32,7 +32,7 @@ function rangeOf (query: { from?: string, to?: string }): DateRange {
  */
 export async function reportRoutes (app: FastifyInstance, opts: ReportRoutesOptions): Promise<void> {
   const reports = new ReportsRepository(app.db)
-  const config = { requiredScope: 'reports:read' }
+  const config = { requiredScope: 'reports:read', errorCodes: { 400: ['INVALID_RANGE'] } }
   const serve = async (request: Parameters<typeof sendCached>[1], reply: Parameters<typeof sendCached>[2], key: string, tags: string[], load: () => Promise<unknown>): Promise<unknown> =>
     opts.cache ? sendCached(app.cache, request, reply, { key: `data:report:${key}`, ttl: opts.ttl, tags }, load) : load()
 

@@ -19,7 +19,15 @@ export interface EventRoutesOptions {
  * key is revoked, deleted or changed is closed with 4401 (`KEY_REVOKED_CLOSE_CODE`) within a second, on every instance.
  */
 export async function eventRoutes (app: FastifyInstance, opts: EventRoutesOptions): Promise<void> {
-  app.get('/events', { websocket: true, config: { requiredScope: EVENTS_SCOPE } }, (socket, request) => {
+  app.get('/events', {
+    websocket: true,
+    config: { requiredScope: EVENTS_SCOPE },
+    schema: {
+      summary: 'Live routing decisions (WebSocket)',
+      description: 'JSON text frames: `{"type":"hello"}` first, then one `{"type":"lead.assigned",...}` per routing decision of any instance. A client that falls behind is closed with 1013.',
+      response: { 404: { description: 'The request was not a WebSocket upgrade', type: 'null' } }
+    }
+  }, (socket, request) => {
     const stop = opts.events.listen((message) => {
       // Closing (key revoked, too slow): nothing more goes out, even before the close handshake ends.
       if (socket.readyState !== socket.OPEN) return

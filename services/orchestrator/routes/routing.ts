@@ -1,9 +1,10 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import { HttpError, errorBodySchema } from '../../../plugins/chassis/index.js'
 import { REPORT_TAGS, changeTagsOf, leadKey } from '../../domain/lead-cache.js'
-import { PRODUCTS, US_STATES, leadIdParamsSchema, type Lead } from '../../domain/lead-schemas.js'
+import { PRODUCTS, US_STATES, leadIdParamsSchema, type Product, type UsState } from '../../domain/lead-schemas.js'
 import { AssignmentRepository, type Assignment } from '../assignments.js'
 import { OrchestratorErrors } from '../errors.js'
+import { DataServiceApi, type DataServiceLead } from '../data-service.js'
 import type { EventHub } from '../events.js'
 import { scoreLead } from '../scoring.js'
 
@@ -34,22 +35,24 @@ const assignmentSchema = {
 /** `/orchestrator/v1`: score a lead, route one lead, route a batch of the unassigned queue. */
 export async function routingRoutes (app: FastifyInstance, opts: RoutingRoutesOptions): Promise<void> {
   const assignments = new AssignmentRepository(app.db)
-  const dataService = app.services['data-service']
-  if (!dataService) throw new Error('the orchestrator needs the data-service client')
-  const config = { requiredScope: 'routing' }
+  const client = app.services['data-service']
+  if (!client) throw new Error('the orchestrator needs the data-service client')
+  const dataService = new DataServiceApi(client)
+  const config = { requiredScope: 'routing', errorCodes: { 400: ['UPSTREAM_REFUSED_INPUT'], 502: ['UPSTREAM_ERROR'], 503: ['UPSTREAM_UNAVAILABLE'] } }
+  const routeOne = { ...config, errorCodes: { ...config.errorCodes, 404: ['LEAD_NOT_FOUND'], 409: ['LEAD_BUSY', 'ALREADY_ASSIGNED', 'NO_AGENT_AVAILABLE'] } }
 
   /**
    * The lead, from the data-service (404 passed on; the data-service down is a 503 from the client). `id` was
    * validated and made canonical by the params schema and its hook before this call.
    */
-  const fetchLead = async (id: string): Promise<Lead> => {
-    const res = await dataService.request<Lead & { code?: string, message?: string }>({ path: `/data/v1/leads/${encodeURIComponent(id)}` })
+  const fetchLead = async (id: string): Promise<DataServiceLead> => {
+    const res = await dataService.lead(id)
     if (res.status === 404) throw new HttpError(404, 'LEAD_NOT_FOUND', `Lead ${id} not found`)
     if (res.status !== 200) throw upstreamFailure(res.status, res.body)
     return res.body
   }
 
-  const route = async (request: FastifyRequest, lead: Lead): Promise<Assignment & { rules: ReturnType<typeof scoreLead>['rules'] }> => {
+  const route = async (request: FastifyRequest, lead: DataServiceLead): Promise<Assignment & { rules: ReturnType<typeof scoreLead>['rules'] }> => {
     const { score, rules } = scoreLead(lead)
     const done = await assignments.assign(lead.id, score, request.apiKey ? `key:${request.apiKey.id}` : 'orchestrator')
     // The lead's score changed and it left the routing queue: its cached copies, its lists and the reports go.
@@ -59,7 +62,7 @@ export async function routingRoutes (app: FastifyInstance, opts: RoutingRoutesOp
   }
 
   app.get<{ Params: { id: string } }>('/leads/:id/score', {
-    config,
+    config: { ...config, errorCodes: { ...config.errorCodes, 404: ['LEAD_NOT_FOUND'] } },
     schema: { params: leadIdParamsSchema, response: { 200: { type: 'object', properties: { leadId: { type: 'string' }, score: { type: 'integer' }, rules: { type: 'array', items: ruleSchema } } }, ...errors } }
   }, async (request) => {
     const lead = await fetchLead(request.params.id)
@@ -67,11 +70,11 @@ export async function routingRoutes (app: FastifyInstance, opts: RoutingRoutesOp
   })
 
   app.post<{ Params: { id: string } }>('/leads/:id/route', {
-    config,
+    config: routeOne,
     schema: { params: leadIdParamsSchema, response: { 200: assignmentSchema, ...errors } }
   }, async (request) => route(request, await fetchLead(request.params.id)))
 
-  app.post<{ Body: { limit: number, product?: string, state?: string } }>('/route-batch', {
+  app.post<{ Body: { limit: number, product?: Product, state?: UsState } }>('/route-batch', {
     config,
     schema: {
       body: {
@@ -92,12 +95,12 @@ export async function routingRoutes (app: FastifyInstance, opts: RoutingRoutesOp
     }
   }, async (request) => {
     const { limit, product, state } = request.body ?? { limit: 20 }
-    const res = await dataService.request<{ data: Lead[] }>({ path: '/data/v1/leads/unassigned', query: { limit, product, state } })
+    const res = await dataService.unassigned({ limit, product, state })
     if (res.status !== 200) throw upstreamFailure(res.status, res.body as unknown as UpstreamBody)
     const assigned = []
     const skipped = []
     // One transaction per lead: a lead another call is routing is skipped, not waited for.
-    for (const lead of res.body.data) {
+    for (const lead of res.body.data ?? []) {
       try {
         assigned.push(await route(request, lead))
       } catch (error) {

@@ -1,0 +1,211 @@
+import swagger from '@fastify/swagger'
+import swaggerUi from '@fastify/swagger-ui'
+import type { FastifyContextConfig, FastifyInstance, FastifySchema, RouteOptions } from 'fastify'
+import { errorBodySchema } from './error-handler.js'
+
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** Codes a route answers besides the platform's own (key: status), listed in its OpenAPI responses. */
+    errorCodes?: Partial<Record<number, readonly string[]>>
+  }
+}
+
+export interface OpenApiOptions {
+  /** The service's public prefix: the document is served at `${prefix}/openapi.json`, the reference page at `${prefix}/docs`. */
+  prefix: string
+  title: string
+  description: string
+  /** Serve the reference page (the document is always served). @default true */
+  ui?: boolean
+}
+
+/** The paths a service publishes its contract at, relative to its prefix. */
+export const OPENAPI_DOCUMENT_PATH = '/openapi.json'
+export const OPENAPI_UI_PATH = '/docs'
+
+/**
+ * The reference page runs Swagger UI's own script and styles from the service (no CDN) and fetches the document
+ * and the calls tried from it from the same origin. Swagger UI sets inline style attributes, hence the one
+ * 'unsafe-inline' (styles only).
+ */
+export const DOCS_CSP = "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; font-src 'self' data:; connect-src 'self'; form-action 'none'; base-uri 'none'; frame-ancestors 'none'"
+
+// Codes the platform itself answers with, whatever the route: the error handler, api-keys, the rate limiter,
+// load shedding and the database (plugins/chassis/error-handler.ts, plugins/api-keys, plugins/rate-limit,
+// @fastify/under-pressure, plugins/db-pool/errors.ts, plugins/http-client/errors.ts).
+const INPUT_CODES = ['VALIDATION_ERROR', 'INVALID_JSON', 'BAD_REQUEST']
+const DATABASE_CODES = ['DB_UNAVAILABLE', 'DB_POOL_CLOSED', 'DB_QUERY_TIMEOUT', 'DB_SERIALIZATION_FAILURE', 'DB_DEADLOCK', 'DB_COMMIT_OUTCOME_UNKNOWN']
+
+const rateLimitHeaders = {
+  'X-RateLimit-Limit': { $ref: '#/components/headers/X-RateLimit-Limit' },
+  'X-RateLimit-Remaining': { $ref: '#/components/headers/X-RateLimit-Remaining' },
+  'X-RateLimit-Reset': { $ref: '#/components/headers/X-RateLimit-Reset' },
+  'RateLimit-Policy': { $ref: '#/components/headers/RateLimit-Policy' },
+  RateLimit: { $ref: '#/components/headers/RateLimit' }
+}
+
+const components = {
+  securitySchemes: {
+    apiKey: { type: 'apiKey', in: 'header', name: 'x-api-key', description: 'A partner or operator key (`npm run keys`). The scopes a route needs are listed in its security requirement.' },
+    serviceKey: { type: 'apiKey', in: 'header', name: 'x-service-key', description: 'The shared key the platform\'s services call each other with; never accepted through NGINX.' }
+  },
+  headers: {
+    'X-RateLimit-Limit': { description: 'Requests allowed in the window of the binding policy', schema: { type: 'integer' } },
+    'X-RateLimit-Remaining': { description: 'Requests left in that window', schema: { type: 'integer' } },
+    'X-RateLimit-Reset': { description: 'When that window resets, in Unix epoch seconds', schema: { type: 'integer' } },
+    'RateLimit-Policy': { description: 'Every policy applied (draft-ietf-httpapi-ratelimit-headers)', schema: { type: 'string' } },
+    RateLimit: { description: 'Remaining quota and reset of every policy applied (draft-ietf-httpapi-ratelimit-headers)', schema: { type: 'string' } },
+    'Retry-After': { description: 'Seconds until the request would be admitted', schema: { type: 'integer' } }
+  }
+}
+
+type Responses = Record<string, unknown>
+
+/** What the platform answers on this route besides what the route declares: status -> codes. */
+function platformErrors (route: RouteOptions, schema: FastifySchema): Map<number, string[]> {
+  const config = (route.config ?? {}) as FastifyContextConfig
+  const errors = new Map<number, string[]>()
+  const add = (status: number, ...codes: string[]): void => { errors.set(status, [...new Set([...(errors.get(status) ?? []), ...codes])]) }
+  const method = [route.method].flat()[0] ?? 'GET'
+  if (schema.body !== undefined || schema.querystring !== undefined || schema.params !== undefined) add(400, ...INPUT_CODES)
+  if (/[:*]/.test(route.url)) add(404, 'NOT_FOUND')
+  if (config.apiKeyReportOnly !== true) add(401, 'INVALID_API_KEY')
+  if (config.requiredScope) {
+    if (config.anonymous !== true) add(401, 'API_KEY_REQUIRED')
+    add(403, 'MISSING_SCOPE')
+  }
+  // Any body is parsed before the route sees it: by the JSON parser unless the route brings its own.
+  if (['POST', 'PUT', 'PATCH'].includes(method)) {
+    add(400, 'INVALID_JSON')
+    add(413, 'BODY_TOO_LARGE')
+    add(415, 'UNSUPPORTED_MEDIA_TYPE')
+  }
+  if (config.rateLimit !== false) {
+    add(429, 'RATE_LIMITED')
+    // A key the instance has not verified is charged to the caller's address before any lookup.
+    add(429, 'API_KEY_LOOKUPS_EXCEEDED')
+    add(503, 'RATE_LIMIT_UNAVAILABLE')
+  }
+  if (config.pressureHandler === undefined) add(503, 'FST_UNDER_PRESSURE')
+  if (config.requiredScope) add(503, ...DATABASE_CODES)
+  add(500, 'INTERNAL_ERROR')
+  for (const [status, codes] of Object.entries(config.errorCodes ?? {})) add(Number(status), ...(codes ?? []))
+  return errors
+}
+
+/** The route as the document shows it: its tag, who may call it, and every answer it can give. */
+function transform ({ schema, url, route }: { schema: FastifySchema, url: string, route: RouteOptions }): { schema: FastifySchema, url: string } {
+  const config = (route.config ?? {}) as FastifyContextConfig
+  const websocket = (route as { websocket?: boolean }).websocket === true
+  const declared = (schema ?? {}) as FastifySchema & { response?: Responses, hide?: boolean, tags?: string[] }
+  // @fastify/websocket hides its routes; a WebSocket route is part of the contract all the same.
+  if (declared.hide && !websocket) return { schema: declared, url }
+  const { hide: _hide, ...given } = declared
+  if (websocket) given.response = { ...given.response, 101: { description: 'Switching Protocols: the connection is upgraded to a WebSocket (send `Connection: Upgrade`, `Upgrade: websocket`)', type: 'null' } }
+  const errors = platformErrors(route, given)
+  const response: Responses = { ...(given.response ?? {}) }
+  // A route that declares no answer of its own still succeeds: its body is not described (text, HTML, files).
+  if (!Object.keys(response).some((status) => Number(status) < 400)) response[200] = { description: 'Success (the body is not JSON-described)', type: 'null' }
+  const errorCodes: Record<string, string[]> = {}
+  for (const [status, codes] of errors) {
+    if (response[status] === undefined) response[status] = errorBodySchema
+    errorCodes[status] = codes
+  }
+  for (const status of Object.keys(response)) {
+    if (Number(status) >= 400 && !errorCodes[status]) errorCodes[status] = []
+  }
+  const scope = config.requiredScope
+  const security: Array<Record<string, string[]>> = scope ? [{ apiKey: [scope] }, { serviceKey: [] }, ...(config.anonymous ? [{}] : [])] : []
+  // A prefix's root route answers with and without the slash: it is documented as its clients call it.
+  const prefix = (route as { prefix?: string }).prefix
+  if (prefix && url === `${prefix}/`) url = prefix
+  const segments = url.split('/').filter(Boolean)
+  const tag = segments[0] === 'health' || segments[0] === 'metrics' ? 'operations' : segments[2] ?? segments[0] ?? 'root'
+  return {
+    url,
+    schema: {
+      ...given,
+      tags: given.tags ?? [tag],
+      security,
+      response,
+      ...(scope ? { 'x-required-scope': scope } : {}),
+      'x-rate-limited': config.rateLimit !== false,
+      'x-error-codes': errorCodes
+    } as FastifySchema
+  }
+}
+
+type Operation = Record<string, unknown> & { responses: Record<string, Record<string, unknown>> }
+
+const ERROR_BODY = JSON.stringify(errorBodySchema)
+
+/**
+ * Moves each route's error codes onto its responses, names the platform's error body once (components.schemas
+ * ErrorBody) and adds the rate-limit headers where the limiter answers.
+ */
+function transformObject ({ openapiObject }: { openapiObject: Record<string, unknown> & { components: { schemas?: Record<string, unknown> } } }): Record<string, unknown> {
+  openapiObject.components.schemas = { ...openapiObject.components.schemas, ErrorBody: errorBodySchema }
+  const paths = (openapiObject.paths ?? {}) as Record<string, Record<string, Operation>>
+  for (const item of Object.values(paths)) {
+    for (const operation of Object.values(item)) {
+      const codes = (operation['x-error-codes'] ?? {}) as Record<string, string[]>
+      const limited = operation['x-rate-limited'] === true
+      delete operation['x-error-codes']
+      delete operation['x-rate-limited']
+      for (const [status, answer] of Object.entries(operation.responses)) {
+        const json = (answer.content as Record<string, { schema?: unknown }> | undefined)?.['application/json']
+        if (json && JSON.stringify(json.schema) === ERROR_BODY) json.schema = { $ref: '#/components/schemas/ErrorBody' }
+        const listed = codes[status]
+        if (listed) {
+          answer['x-error-codes'] = listed
+          if (answer.description === 'Default Response') answer.description = listed.length > 0 ? `Error: ${listed.join(', ')}` : 'Error'
+        }
+        if (limited) {
+          answer.headers = { ...(answer.headers as object | undefined), ...rateLimitHeaders, ...(status === '429' ? { 'Retry-After': { $ref: '#/components/headers/Retry-After' } } : {}) }
+        }
+      }
+    }
+  }
+  return openapiObject
+}
+
+/**
+ * Registers @fastify/swagger first, so every route registered after it (the health probes, the platform's and the
+ * service's routes) is in the document.
+ */
+export async function registerOpenApiCollector (app: FastifyInstance, opts: OpenApiOptions): Promise<void> {
+  await app.register(swagger, {
+    openapi: {
+      openapi: '3.1.0',
+      info: { title: opts.title, description: opts.description, version: '1' },
+      components: components as never
+    },
+    transform: transform as never,
+    transformObject: transformObject as never
+  })
+}
+
+/**
+ * Serves the document at `${prefix}/openapi.json` and, when enabled, the reference page at `${prefix}/docs`: no key
+ * needed, never rate limited, and the page with a CSP that lets it run.
+ */
+export async function openApiRoutes (app: FastifyInstance, opts: OpenApiOptions): Promise<void> {
+  const open = { rateLimit: false } as FastifyContextConfig
+  app.get(`${opts.prefix}${OPENAPI_DOCUMENT_PATH}`, { config: open, schema: { hide: true } as FastifySchema }, async (_request, reply) => {
+    void reply.header('cache-control', 'no-cache')
+    return app.swagger()
+  })
+  if (opts.ui === false) return
+  await app.register(async (docs) => {
+    // Swagger UI's routes take no route config: they are opted out of the limiter here.
+    docs.addHook('onRoute', (route) => { route.config = { ...(route.config ?? {}), rateLimit: false } as FastifyContextConfig })
+    docs.addHook('onSend', (_request, reply, payload, done) => {
+      void reply.header('content-security-policy', DOCS_CSP)
+      done(null, payload)
+    })
+    await docs.register(swaggerUi, {
+      routePrefix: `${opts.prefix}${OPENAPI_UI_PATH}`,
+      uiConfig: { validatorUrl: null, persistAuthorization: false } as never
+    })
+  })
+}
