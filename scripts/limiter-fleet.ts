@@ -15,6 +15,11 @@ const { values: args } = parseArgs({
     busy: { type: 'string', default: '2' }
   }
 })
+/** The cause of each fallback episode the instances logged, when there was one. */
+function causes (logs: Array<Array<Record<string, unknown>>>): string {
+  const all = logs.flat().filter((l) => String(l.msg).includes('falling back')).map((l) => JSON.stringify(l.cause))
+  return all.length > 0 ? `; fallback causes: ${all.join(' ')}` : ''
+}
 const common = { instances: Number(args.instances), limit: Number(args.limit), requests: Number(args.requests) }
 const busy = startBusyLoops(Number(args.busy))
 const redis = await startPrivateRedis()
@@ -24,13 +29,13 @@ try {
   for (let i = 1; i <= Number(args.runs); i++) {
     const r = await fleetRun({ ...common, redisUrl: redis.url, prefix: `fleet-${randomUUID()}:` })
     up.push(r.admitted)
-    console.log(`redis up      run ${i}: admitted ${r.admitted}, refused ${r.refused}, failed ${r.failed}, fallback decisions per instance ${r.fallbacks.join('/')}`)
+    console.log(`redis up      run ${i}: admitted ${r.admitted}, refused ${r.refused}, failed ${r.failed}, fallback decisions per instance ${r.fallbacks.join('/')}${causes(r.logs)}`)
   }
   const down: number[] = []
   for (let i = 1; i <= Number(args['outage-runs']); i++) {
     const r = await fleetRun({ ...common, redisUrl: redis.url, prefix: `fleet-${randomUUID()}:`, outage: () => redis.stop() })
     down.push(r.admitted)
-    console.log(`redis stopped run ${i}: admitted ${r.admitted}, refused ${r.refused}, failed ${r.failed}, fallback decisions per instance ${r.fallbacks.join('/')}`)
+    console.log(`redis stopped run ${i}: admitted ${r.admitted}, refused ${r.refused}, failed ${r.failed}, fallback decisions per instance ${r.fallbacks.join('/')}${causes(r.logs)}`)
     await redis.start()
   }
   console.log(`admitted with Redis up: ${up.join(', ')}`)

@@ -1,4 +1,4 @@
-export { RateLimiter, createRateLimiter, type Decision, type DecisionSource, type RateLimiterOptions } from './rate-limiter.js'
+export { RateLimiter, createRateLimiter, type Decision, type DecisionSource, type FallbackLog, type RateLimiterOptions } from './rate-limiter.js'
 export { presets, validatePolicy, RateLimitErrors, type PresetName, type RateLimitPolicy } from './policies.js'
 export { MemoryStore } from './memory-store.js'
 export { RedisStore } from './redis-store.js'

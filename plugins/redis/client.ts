@@ -1,4 +1,5 @@
 import { Cluster, Redis, type ClusterOptions, type RedisOptions } from 'ioredis'
+import { budgetHardCapMs } from './budget.js'
 
 /** A standalone or cluster client; the cache and the rate limiter work with either. */
 export type RedisClient = Redis | Cluster
@@ -7,7 +8,11 @@ export interface RedisClientOptions {
   url: string
   /** Treat `url` as one seed node of a Redis Cluster. @default false */
   cluster?: boolean
-  /** Time budget of one command; a slower command fails instead of making a request wait. @default 100 */
+  /**
+   * Time budget of one command, which the callers enforce with `withBudget`. The client's own command timeout is
+   * only a backstop, at least 10 s, because ioredis's timer, like any timer, fires before the poll phase and would
+   * fail a reply that is already waiting in the socket. @default 100
+   */
   commandTimeoutMs?: number
   /** Client name shown by CLIENT LIST. */
   name?: string
@@ -21,13 +26,13 @@ export interface RedisClientOptions {
 
 /**
  * A client tuned for a cache in front of a database: no offline queue (a command while disconnected fails at once),
- * no per-command retries, a short command timeout, and reconnection with capped backoff.
+ * no per-command retries, a command timeout as a backstop, and reconnection with capped backoff.
  */
 export function createRedisClient (options: RedisClientOptions): RedisClient {
   const common: RedisOptions = {
     enableOfflineQueue: false,
     maxRetriesPerRequest: 0,
-    commandTimeout: options.commandTimeoutMs ?? 100,
+    commandTimeout: backstopMs(options.commandTimeoutMs ?? 100),
     enableAutoPipelining: options.autoPipelining ?? false,
     connectTimeout: 2000,
     retryStrategy: (times) => Math.min(50 * 2 ** times, 1000),
@@ -43,6 +48,14 @@ export function createRedisClient (options: RedisClientOptions): RedisClient {
     redisOptions: { ...common, enableAutoPipelining: false, ...(url.password ? { password: decodeURIComponent(url.password) } : {}), ...(url.username ? { username: decodeURIComponent(url.username) } : {}) }
   }
   return new Cluster([{ host: url.hostname, port: Number(url.port || 6379) }], clusterOptions)
+}
+
+/**
+ * ioredis's own command timeout, only for commands nobody waits for with `withBudget`. Its timer fails a reply
+ * that is waiting in the socket as well, after a blocked event loop, so it is set far past the budget's hard cap.
+ */
+function backstopMs (budgetMs: number): number {
+  return Math.max(10_000, 2 * budgetHardCapMs(budgetMs))
 }
 
 export function isCluster (client: RedisClient): client is Cluster {

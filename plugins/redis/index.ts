@@ -2,4 +2,4 @@ export { createRedisClient, isCluster, type RedisClient, type RedisClientOptions
 export { redisConfigFragment, type RedisConfig } from './config.js'
 export { redisPlugin, type RedisPluginOptions } from './plugin.js'
 export { CircuitBreaker, type BreakerState } from '../chassis/index.js'
-export { RedisErrors, withBudget } from './budget.js'
+export { RedisErrors, withBudget, budgetHardCapMs, BUDGET_HARD_CAP_FACTOR } from './budget.js'
