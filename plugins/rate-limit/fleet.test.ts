@@ -7,8 +7,8 @@ import { startPrivateRedis, type PrivateRedis } from '../../test/helpers/private
 // Three instances, each a process of its own started fresh for every run (cold code, connections just made), two
 // CPU-bound processes beside them on this 2-core machine, 1,000 concurrent requests as one client, limit 100.
 // `npm run limiter:fleet` runs the same for as many runs as asked and prints the counts.
-const RUNS_UP = 5
-const RUNS_DOWN = 2
+const RUNS_UP = 4
+const RUNS_DOWN = 1
 let busy: { stop: () => Promise<void> }
 let redis: PrivateRedis
 
