@@ -2,7 +2,7 @@ import { test, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { Redis } from 'ioredis'
-import { createRedisClient } from '../redis/index.js'
+import { budgetHardCapMs, createRedisClient } from '../redis/index.js'
 import { RateLimiter, type FallbackLog } from './rate-limiter.js'
 import { MemoryStore } from './memory-store.js'
 import type { RateLimitStore, StoreCheck } from './store.js'
@@ -93,7 +93,8 @@ test('Redis stopped or hung: decisions within the budget, open policies fall bac
       decisions.push(await limiter.check(`${outage}-client`, [open]))
       times.push(performance.now() - started)
     }
-    assert.ok(Math.max(...times) < 150, `${outage}: slowest ${Math.max(...times).toFixed(0)} ms`)
+    // The budget stretches while the process runs late (a busy machine), never past its hard cap.
+    assert.ok(Math.max(...times) < budgetHardCapMs(50), `${outage}: slowest ${Math.max(...times).toFixed(0)} ms`)
     assert.ok(decisions.every((d) => d.source === 'fallback' || d.source === 'fast-path'), decisions.map((d) => d.source).join())
     assert.equal(decisions.filter((d) => d.allowed).length, 3, 'the in-process fallback still limits')
     const refused = await limiter.check(`${outage}-closed`, [closed])

@@ -20,7 +20,7 @@ export function budgetHardCapMs (budgetMs: number): number {
  * A timer fires in the timers phase of the event loop, before the poll phase reads the sockets, so after the loop
  * was blocked (a burst of requests, a busy machine) an expired timer cannot tell a slow Redis from a reply already
  * waiting in the socket. So the verdict waits for `setImmediate`, which runs after the next poll phase, where a
- * waiting reply is read and the call settles. A poll phase that itself ran long (more than a tenth of the budget)
+ * waiting reply is read and the call settles. A poll phase that itself ran long (more than a quarter of the budget)
  * leaves replies that arrived meanwhile unread, so the verdict waits for one more, until one was short (past the
  * hard cap, for one more only). And when the
  * process was late (the timer fired late, the poll phase ran long), the command may have been written late too: the
@@ -33,7 +33,7 @@ export function withBudget<T> (breaker: CircuitBreaker, timeoutMs: number, call:
   return new Promise<T>((resolve, reject) => {
     const started = performance.now()
     const hardCapAt = started + budgetHardCapMs(timeoutMs)
-    const tolerance = Math.max(2, timeoutMs / 10)
+    const tolerance = Math.max(2, timeoutMs / 4)
     let due = started + timeoutMs
     let looked = 0
     let lastLook = true
