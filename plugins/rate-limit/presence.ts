@@ -40,7 +40,9 @@ export class Presence {
     this.#run = run
     client.defineCommand('chassisRateLimitPresence', { numberOfKeys: 1, lua: PRESENCE_LUA })
     this.#timer = setInterval(() => { void this.beat() }, intervalMs).unref()
-    void this.beat()
+    // Announced on every (re)connection, so the count is current as soon as Redis can be reached.
+    client.on('ready', () => { void this.beat() })
+    if (client.status === 'ready') void this.beat()
   }
 
   /** Live instances, this one included, as last read. */

@@ -84,6 +84,7 @@ export class RateLimiter {
   readonly #overUntil: LRUCache<string, number>
   readonly #counters = new Map<string, PolicyCounters>()
   readonly #presence: Presence | undefined
+  readonly #redis: RedisClient | undefined
   readonly #log: FallbackLog | undefined
   readonly #shares = new WeakMap<RateLimitPolicy, RateLimitPolicy>()
   #episode: Episode | undefined
@@ -97,10 +98,33 @@ export class RateLimiter {
     this.#shared = this.#store !== this.#fallback
     this.#overUntil = new LRUCache({ max: options.maxKeys ?? 100_000 })
     this.#log = options.log
+    this.#redis = options.store === undefined ? redis : undefined
     if (redis && options.store === undefined) {
       this.#presence = new Presence(redis, `${this.#prefix}instances`, options.instanceId ?? randomUUID(), options.presenceIntervalMs ?? 1000,
         (call) => withBudget(this.#breaker, this.#timeoutMs, call))
     }
+  }
+
+  /**
+   * Resolves once the Redis client has connected (or failed to: an unreachable Redis does not hold it up) and this
+   * instance has announced itself, or after `timeoutMs`. A freshly started instance that decides before its client
+   * is connected can only fall back, and then counts only itself.
+   */
+  async ready (timeoutMs = 2000): Promise<void> {
+    const client = this.#redis
+    if (!client || !this.#presence) return
+    if (client.status !== 'ready' && client.status !== 'end') {
+      await new Promise<void>((resolve) => {
+        const done = (): void => {
+          clearTimeout(timer)
+          client.off('ready', done).off('error', done).off('end', done)
+          resolve()
+        }
+        const timer = setTimeout(done, timeoutMs)
+        client.once('ready', done).once('error', done).once('end', done)
+      })
+    }
+    if (client.status === 'ready') await this.#presence.beat()
   }
 
   /** Stops the presence heartbeat and leaves the presence set (the client stays open: its owner closes it). */
