@@ -8,7 +8,7 @@ export const rateLimitConfigFragment = {
     RATE_LIMIT_API_KEY_MAX_REQUESTS: { type: 'integer', default: 1000, minimum: 1, description: 'Requests the apiKey preset admits per minute for each key' },
     RATE_LIMIT_PREFIX: { type: 'string', default: 'rl:', description: 'Prefix of rate-limit keys in Redis' },
     RATE_LIMIT_ALLOWLIST: { type: 'string', default: '', description: 'Comma-separated CIDRs or addresses never limited (internal services)' },
-    RATE_LIMIT_ON_STORE_FAILURE: { type: 'string', default: 'open', enum: ['open', 'closed'], description: 'With Redis down: open limits per instance in memory, closed answers 503' }
+    RATE_LIMIT_ON_STORE_FAILURE: { type: 'string', default: 'open', enum: ['open', 'closed'], description: 'With Redis down: open admits in memory each instance its share of a limit, closed answers 503' }
   }
 } as const satisfies ConfigFragment
 

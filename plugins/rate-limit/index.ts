@@ -1,4 +1,4 @@
-export { RateLimiter, createRateLimiter, type Decision, type DecisionSource, type RateLimiterOptions } from './rate-limiter.js'
+export { RateLimiter, createRateLimiter, type Decision, type DecisionSource, type FallbackLog, type RateLimiterOptions } from './rate-limiter.js'
 export { presets, validatePolicy, type PresetName, type RateLimitPolicy } from './policies.js'
 export { RateLimitErrors } from './errors.js'
 export { rateLimiterDefaults, resolveRateLimiterOptions } from './options.js'

@@ -2,12 +2,13 @@ import { test, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { Redis } from 'ioredis'
-import { createRedisClient } from '../redis/index.js'
-import { RateLimiter } from './rate-limiter.js'
+import { budgetHardCapMs, createRedisClient } from '../redis/index.js'
+import { RateLimiter, type FallbackLog } from './rate-limiter.js'
 import { MemoryStore } from './memory-store.js'
 import type { RateLimitStore, StoreCheck } from './store.js'
 import { uniqueName } from '../../test/helpers/database.js'
 import { startPrivateRedis } from '../../test/helpers/private-redis.js'
+import { blockEventLoop } from '../../test/helpers/event-loop.js'
 
 const REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379'
 const clients: Redis[] = []
@@ -92,7 +93,8 @@ test('Redis stopped or hung: decisions within the budget, open policies fall bac
       decisions.push(await limiter.check(`${outage}-client`, [open]))
       times.push(performance.now() - started)
     }
-    assert.ok(Math.max(...times) < 150, `${outage}: slowest ${Math.max(...times).toFixed(0)} ms`)
+    // The budget stretches while the process runs late (a busy machine), never past its hard cap.
+    assert.ok(Math.max(...times) < budgetHardCapMs(50), `${outage}: slowest ${Math.max(...times).toFixed(0)} ms`)
     assert.ok(decisions.every((d) => d.source === 'fallback' || d.source === 'fast-path'), decisions.map((d) => d.source).join())
     assert.equal(decisions.filter((d) => d.allowed).length, 3, 'the in-process fallback still limits')
     const refused = await limiter.check(`${outage}-closed`, [closed])
@@ -123,4 +125,103 @@ test('a NOSCRIPT after a Redis restart is handled (the script is loaded again)',
   const d = await limiter.check('x', [p])
   assert.equal(d.source, 'store')
   assert.equal(d.binding?.remaining, 3)
+})
+
+test('a store reply that arrived while the event loop was blocked past the budget is decided by the store, not the fallback', async () => {
+  const c = createRedisClient({ url: REDIS_URL, commandTimeoutMs: 50 })
+  await new Promise((resolve) => c.once('ready', resolve))
+  const limiter = new RateLimiter(c, { prefix: `${uniqueName('rl')}:`, timeoutMs: 50 })
+  try {
+    const policy = { name: 'blocked', limit: 10, windowMs: 60000 }
+    const decisions = Promise.all(Array.from({ length: 30 }, () => limiter.check('busy-client', [policy])))
+    // After the store's batch is written (it is sent in the check phase), the loop is kept busy past the budget.
+    setImmediate(() => blockEventLoop(300))
+    const all = await decisions
+    assert.deepEqual(all.map((d) => d.source), Array(30).fill('store'))
+    assert.equal(all.filter((d) => d.allowed).length, 10)
+    assert.equal(limiter.getStats().breaker, 'closed')
+  } finally {
+    await limiter.close()
+    c.disconnect()
+  }
+})
+
+async function eventually (check: () => boolean | Promise<boolean>, what: string, ms = 10000): Promise<void> {
+  const started = Date.now()
+  while (!(await check())) {
+    if (Date.now() - started > ms) throw new Error(`${what}: not within ${ms} ms`)
+    await sleep(20)
+  }
+}
+
+function capturingLog (): { lines: Array<{ level: string, details: Record<string, unknown>, message: string }>, log: FallbackLog } {
+  const lines: Array<{ level: string, details: Record<string, unknown>, message: string }> = []
+  return {
+    lines,
+    log: {
+      warn: (details, message) => { lines.push({ level: 'warn', details: details as Record<string, unknown>, message }) },
+      info: (details, message) => { lines.push({ level: 'info', details: details as Record<string, unknown>, message }) }
+    }
+  }
+}
+
+test('during a Redis outage three instances together admit at most the limit (each its share), not three times it', async (t) => {
+  const redis = await startPrivateRedis()
+  t.after(() => redis.destroy())
+  const prefix = `${uniqueName('rl')}:`
+  const instances = await Promise.all([0, 1, 2].map(async () => {
+    const c = createRedisClient({ url: redis.url, commandTimeoutMs: 50 })
+    c.on('error', () => {})
+    t.after(() => c.disconnect())
+    await new Promise((resolve) => c.once('ready', resolve))
+    const limiter = new RateLimiter(c, { prefix, timeoutMs: 50, presenceIntervalMs: 50 })
+    t.after(() => limiter.close())
+    return limiter
+  }))
+  await eventually(() => instances.every((l) => l.getStats().instances === 3), 'every instance sees three in the presence set')
+  await redis.stop()
+  const policy = { name: 'shared', limit: 100, windowMs: 60000 }
+  const decisions = await Promise.all(Array.from({ length: 600 }, (_, i) => (instances[i % 3] as RateLimiter).check('outage-client', [policy])))
+  assert.ok(decisions.every((d) => d.source === 'fallback' || d.source === 'fast-path'), decisions.map((d) => d.source).join())
+  const admitted = decisions.filter((d) => d.allowed).length
+  assert.equal(admitted, 99, 'each of the three admits floor(100 / 3)')
+  assert.ok(admitted <= policy.limit)
+})
+
+test('an instance that leaves the presence set is no longer counted: the others\' share grows', async (t) => {
+  const prefix = `${uniqueName('rl')}:`
+  const limiters = [0, 1].map(() => new RateLimiter(client(), { prefix, timeoutMs: 1000, presenceIntervalMs: 50 }))
+  await eventually(() => limiters.every((l) => l.getStats().instances === 2), 'both see two')
+  await (limiters[1] as RateLimiter).close()
+  t.after(() => (limiters[0] as RateLimiter).close())
+  await eventually(() => (limiters[0] as RateLimiter).getStats().instances === 1, 'the one left sees itself alone')
+})
+
+test('a fallback is logged once per episode, with its cause, and its end once', async (t) => {
+  const redis = await startPrivateRedis()
+  t.after(() => redis.destroy())
+  const c = createRedisClient({ url: redis.url, commandTimeoutMs: 50 })
+  c.on('error', () => {})
+  t.after(() => c.disconnect())
+  await new Promise((resolve) => c.once('ready', resolve))
+  const { lines, log } = capturingLog()
+  const limiter = new RateLimiter(c, { timeoutMs: 50, breakerThreshold: 2, breakerCooldownMs: 100, log, prefix: `${uniqueName('rl')}:` })
+  t.after(() => limiter.close())
+  const policy = { name: 'logged', limit: 1000, windowMs: 60000 }
+  assert.equal((await limiter.check('a', [policy])).source, 'store')
+  for (let episode = 1; episode <= 2; episode++) {
+    await redis.stop()
+    const decisions = []
+    for (let i = 0; i < 20; i++) decisions.push(await limiter.check('a', [policy]))
+    decisions.push(...await Promise.all(Array.from({ length: 50 }, () => limiter.check('a', [policy]))))
+    assert.ok(decisions.every((d) => d.source === 'fallback'))
+    await redis.start()
+    await eventually(async () => (await limiter.check('a', [policy])).source === 'store', `episode ${episode}: back on the store`)
+    const warned = lines.filter((l) => l.level === 'warn')
+    assert.equal(warned.length, episode, `one fallback line per episode: ${JSON.stringify(warned)}`)
+    const cause = (warned[episode - 1] as { details: { cause?: { message?: string } } }).details.cause
+    assert.ok(cause?.message, 'the line names its cause')
+    assert.match((warned[episode - 1] as { message: string }).message, /falling back/)
+    assert.equal(lines.filter((l) => l.level === 'info').length, episode, 'one line when the episode ends')
+  }
 })

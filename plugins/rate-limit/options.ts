@@ -6,7 +6,8 @@ export const rateLimiterDefaults = Object.freeze({
   timeoutMs: 100,
   breakerThreshold: 5,
   breakerCooldownMs: 2000,
-  maxKeys: 100_000
+  maxKeys: 100_000,
+  presenceIntervalMs: 1000
 })
 
 export type ResolvedRateLimiterOptions = Readonly<typeof rateLimiterDefaults> & Omit<RateLimiterOptions, keyof typeof rateLimiterDefaults>
@@ -20,6 +21,7 @@ export function resolveRateLimiterOptions (options: RateLimiterOptions): Resolve
   if (!(Number.isFinite(o.timeoutMs) && o.timeoutMs > 0)) problems.push('timeoutMs must be a positive number')
   for (const key of ['breakerThreshold', 'maxKeys'] as const) if (!Number.isInteger(o[key]) || o[key] < 1) problems.push(`${key} must be a positive integer`)
   if (!(Number.isFinite(o.breakerCooldownMs) && o.breakerCooldownMs >= 0)) problems.push('breakerCooldownMs must be a non-negative number')
+  if (!(Number.isFinite(o.presenceIntervalMs) && o.presenceIntervalMs > 0)) problems.push('presenceIntervalMs must be a positive number')
   if (problems.length > 0) throw new RateLimitErrors.RATE_LIMIT_INVALID_OPTIONS(problems.join('; '))
   return Object.freeze(o)
 }

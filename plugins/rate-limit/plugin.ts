@@ -55,7 +55,10 @@ export const rateLimitPlugin = fp(async (app: FastifyInstance, opts: RateLimitPl
   }
   const global = opts.global === false ? undefined : resolve(opts.global ?? 'default')
   const globalList: RateLimitPolicy[] = global ? [global] : []
-  const limiter = new RateLimiter(app.hasDecorator('redis') ? app.redis : undefined, { ...opts, defaultPolicy: global ?? resolvedPresets.default })
+  const limiter = new RateLimiter(app.hasDecorator('redis') ? app.redis : undefined, { log: app.log, ...opts, defaultPolicy: global ?? resolvedPresets.default })
+  // Boot waits for the Redis connection's first outcome (bounded), so the first requests are decided in Redis.
+  app.addHook('onReady', () => limiter.ready())
+  app.addHook('onClose', () => limiter.close())
   const allowed = Array.isArray(opts.allowList) ? cidrMatcher(opts.allowList) : undefined
   const isTrusted = typeof opts.allowList === 'function' ? opts.allowList : (req: FastifyRequest) => allowed?.(req.ip) ?? false
   const keyOf = opts.keyGenerator ?? ((req: FastifyRequest) => clientAddressKey(req.ip))

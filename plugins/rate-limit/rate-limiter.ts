@@ -1,8 +1,10 @@
+import { randomUUID } from 'node:crypto'
 import { LRUCache } from 'lru-cache'
-import { CircuitBreaker, RedisErrors, withBudget, type RedisClient } from '../redis/index.js'
+import { CircuitBreaker, withBudget, type RedisClient } from '../redis/index.js'
 import { MemoryStore } from './memory-store.js'
 import { resolveRateLimiterOptions } from './options.js'
 import { presets, validatePolicy, type RateLimitPolicy } from './policies.js'
+import { Presence } from './presence.js'
 import { RedisStore } from './redis-store.js'
 import type { PolicyResult, RateLimitStore } from './store.js'
 
@@ -34,6 +36,26 @@ export interface RateLimiterOptions {
   store?: RateLimitStore
   /** The policy `getRemainingRequests` answers against when given none (the plugin passes its global policy). @default the default preset */
   defaultPolicy?: RateLimitPolicy
+  /**
+   * Heartbeat of this instance in the presence set over Redis, in ms: the live instances are those seen within
+   * three heartbeats, and during an outage each admits only its share of a limit. @default 1000
+   */
+  presenceIntervalMs?: number
+  /** This instance's member name in the presence set. @default a random UUID */
+  instanceId?: string
+  /** Where the start and the end of a fallback episode are logged (e.g. `app.log`). */
+  log?: FallbackLog
+}
+
+/** The two levels of a pino or Fastify logger that the limiter writes to. */
+export interface FallbackLog {
+  warn: (details: object, message: string) => void
+  info: (details: object, message: string) => void
+}
+
+interface Episode {
+  startedAt: number
+  decisions: number
 }
 
 interface PolicyCounters {
@@ -51,7 +73,8 @@ function escapeIdentity (identity: string): string {
 
 /**
  * Sliding-window rate limiting decided in the store in one atomic call per request for all its policies. When the
- * store fails or hangs, each policy fails open (an in-process limiter per instance) or closed, within the budget.
+ * store fails or hangs, each policy fails open (an in-process limiter per instance admitting its share of the limit:
+ * the limit divided by the live instances of the presence set) or closed, within the budget.
  * A key known to be over its limit is answered from memory until it frees, so a flood costs the store nothing.
  */
 export class RateLimiter {
@@ -63,8 +86,12 @@ export class RateLimiter {
   readonly #prefix: string
   readonly #overUntil: LRUCache<string, number>
   readonly #counters = new Map<string, PolicyCounters>()
-  readonly #clientTimesOut: boolean
   readonly #defaultPolicy: RateLimitPolicy
+  readonly #presence: Presence | undefined
+  readonly #redis: RedisClient | undefined
+  readonly #log: FallbackLog | undefined
+  readonly #shares = new WeakMap<RateLimitPolicy, RateLimitPolicy>()
+  #episode: Episode | undefined
 
   constructor (redis: RedisClient | undefined, rawOptions: RateLimiterOptions = {}) {
     const options = resolveRateLimiterOptions(rawOptions)
@@ -76,8 +103,39 @@ export class RateLimiter {
     this.#store = options.store ?? (redis ? new RedisStore(redis) : this.#fallback)
     this.#shared = this.#store !== this.#fallback
     this.#overUntil = new LRUCache({ max: options.maxKeys })
-    const clientTimeout = (redis?.options as { commandTimeout?: number } | undefined)?.commandTimeout ?? (redis as { options?: { redisOptions?: { commandTimeout?: number } } } | undefined)?.options?.redisOptions?.commandTimeout
-    this.#clientTimesOut = options.store === undefined && clientTimeout !== undefined && clientTimeout <= this.#timeoutMs
+    this.#log = options.log
+    this.#redis = options.store === undefined ? redis : undefined
+    if (redis && options.store === undefined) {
+      this.#presence = new Presence(redis, `${this.#prefix}instances`, options.instanceId ?? randomUUID(), options.presenceIntervalMs,
+        (call) => withBudget(this.#breaker, this.#timeoutMs, call))
+    }
+  }
+
+  /**
+   * Resolves once the Redis client has connected (or failed to: an unreachable Redis does not hold it up) and this
+   * instance has announced itself, or after `timeoutMs`. A freshly started instance that decides before its client
+   * is connected can only fall back, and then counts only itself.
+   */
+  async ready (timeoutMs = 2000): Promise<void> {
+    const client = this.#redis
+    if (!client || !this.#presence) return
+    if (client.status !== 'ready' && client.status !== 'end') {
+      await new Promise<void>((resolve) => {
+        const done = (): void => {
+          clearTimeout(timer)
+          client.off('ready', done).off('error', done).off('end', done)
+          resolve()
+        }
+        const timer = setTimeout(done, timeoutMs)
+        client.once('ready', done).once('error', done).once('end', done)
+      })
+    }
+    if (client.status === 'ready') await this.#presence.beat()
+  }
+
+  /** Stops the presence heartbeat and leaves the presence set (the client stays open: its owner closes it). */
+  async close (): Promise<void> {
+    await this.#presence?.close()
   }
 
   #keys (identity: string, policies: RateLimitPolicy[]): string[] {
@@ -110,12 +168,14 @@ export class RateLimiter {
     let results: PolicyResult[]
     let source: DecisionSource = 'store'
     try {
-      results = this.#shared ? await this.#guarded(() => this.#store.check({ keys, policies, cost, consume: true })) : await this.#store.check({ keys, policies, cost, consume: true })
-    } catch {
+      results = this.#shared ? await withBudget(this.#breaker, this.#timeoutMs, () => this.#store.check({ keys, policies, cost, consume: true })) : await this.#store.check({ keys, policies, cost, consume: true })
+      if (this.#episode) this.#endEpisode()
+    } catch (error) {
+      this.#startEpisode(error)
       if (policies.some((p) => p.onStoreFailure === 'closed')) {
         return { results: policies.map((policy) => ({ policy, allowed: policy.onStoreFailure !== 'closed', remaining: 0, resetMs: 0, retryAfterMs: policy.onStoreFailure === 'closed' ? 1000 : 0 })), source: 'closed' }
       }
-      results = await this.#fallback.check({ keys, policies, cost, consume: true })
+      results = await this.#fallback.check({ keys, policies: policies.map((p) => this.#share(p)), cost, consume: true })
       source = 'fallback'
     }
     for (const [i, r] of results.entries()) {
@@ -129,7 +189,7 @@ export class RateLimiter {
     const keys = this.#keys(identity, [policy])
     try {
       const [result] = this.#shared
-        ? await this.#guarded(() => this.#store.check({ keys, policies: [policy], cost: 0, consume: false }))
+        ? await withBudget(this.#breaker, this.#timeoutMs, () => this.#store.check({ keys, policies: [policy], cost: 0, consume: false }))
         : await this.#store.check({ keys, policies: [policy], cost: 0, consume: false })
       return result?.remaining ?? policy.limit
     } catch {
@@ -138,25 +198,39 @@ export class RateLimiter {
     }
   }
 
-  getStats (): { breaker: string, shared: boolean, policies: Record<string, PolicyCounters> } {
-    return { breaker: this.#breaker.state, shared: this.#shared, policies: Object.fromEntries(this.#counters) }
+  /** `instances`: the live instances this one knows of (itself included), by which a limit is divided in fallback. */
+  getStats (): { breaker: string, shared: boolean, instances: number, policies: Record<string, PolicyCounters> } {
+    return { breaker: this.#breaker.state, shared: this.#shared, instances: this.#presence?.live ?? 1, policies: Object.fromEntries(this.#counters) }
   }
 
   /**
-   * The store call under the breaker and the budget. A client that enforces a command timeout no longer than the
-   * budget (ours does) needs no extra timer per request.
+   * What this instance may admit of a policy while the store is down: its share of the limit, rounded down so that
+   * the instances together stay within it, and at least one.
    */
-  async #guarded (call: () => Promise<PolicyResult[]>): Promise<PolicyResult[]> {
-    if (!this.#clientTimesOut) return withBudget(this.#breaker, this.#timeoutMs, call)
-    if (!this.#breaker.allow()) throw new RedisErrors.REDIS_BREAKER_OPEN()
-    try {
-      const results = await call()
-      this.#breaker.success()
-      return results
-    } catch (error) {
-      this.#breaker.failure()
-      throw error
+  #share (policy: RateLimitPolicy): RateLimitPolicy {
+    const live = this.#presence?.live ?? 1
+    if (live <= 1) return policy
+    const limit = Math.max(1, Math.floor(policy.limit / live))
+    let share = this.#shares.get(policy)
+    if (share?.limit !== limit) this.#shares.set(policy, share = { ...policy, limit })
+    return share
+  }
+
+  #startEpisode (cause: unknown): void {
+    if (this.#episode) {
+      this.#episode.decisions++
+      return
     }
+    this.#episode = { startedAt: Date.now(), decisions: 1 }
+    const { code, message } = cause as { code?: string, message?: string }
+    const instances = this.#presence?.live ?? 1
+    this.#log?.warn({ cause: { code, message }, instances }, `rate-limit store failed: falling back to the in-process limiter, each limit divided by ${instances} live instance(s)`)
+  }
+
+  #endEpisode (): void {
+    const episode = this.#episode as Episode
+    this.#episode = undefined
+    this.#log?.info({ durationMs: Date.now() - episode.startedAt, decisions: episode.decisions }, 'rate-limit store answers again: fallback episode over')
   }
 
   #fastPath (keys: string[], policies: RateLimitPolicy[], now: number): PolicyResult[] | undefined {

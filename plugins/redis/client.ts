@@ -1,5 +1,6 @@
 import { Cluster, Redis, type ClusterOptions, type RedisOptions } from 'ioredis'
 import { RedisErrors } from './errors.js'
+import { budgetHardCapMs } from './budget.js'
 
 /** A standalone or cluster client; the cache and the rate limiter work with either. */
 export type RedisClient = Redis | Cluster
@@ -8,7 +9,11 @@ export interface RedisClientOptions {
   url: string
   /** Treat `url` as one seed node of a Redis Cluster. @default false */
   cluster?: boolean
-  /** Time budget of one command; a slower command fails instead of making a request wait. @default 100 */
+  /**
+   * Time budget of one command, which the callers enforce with `withBudget`. The client's own command timeout is
+   * only a backstop, at least 10 s, because ioredis's timer, like any timer, fires before the poll phase and would
+   * fail a reply that is already waiting in the socket. @default 100
+   */
   commandTimeoutMs?: number
   /** Client name shown by CLIENT LIST. */
   name?: string
@@ -42,14 +47,14 @@ export function resolveRedisClientOptions (options: RedisClientOptions): Resolve
 
 /**
  * A client tuned for a cache in front of a database: no offline queue (a command while disconnected fails at once),
- * no per-command retries, a short command timeout, and reconnection with capped backoff.
+ * no per-command retries, a command timeout as a backstop, and reconnection with capped backoff.
  */
 export function createRedisClient (rawOptions: RedisClientOptions): RedisClient {
   const options = resolveRedisClientOptions(rawOptions)
   const common: RedisOptions = {
     enableOfflineQueue: false,
     maxRetriesPerRequest: 0,
-    commandTimeout: options.commandTimeoutMs,
+    commandTimeout: backstopMs(options.commandTimeoutMs),
     enableAutoPipelining: options.autoPipelining,
     connectTimeout: 2000,
     retryStrategy: (times) => Math.min(50 * 2 ** times, 1000),
@@ -65,6 +70,14 @@ export function createRedisClient (rawOptions: RedisClientOptions): RedisClient 
     redisOptions: { ...common, enableAutoPipelining: false, ...(url.password ? { password: decodeURIComponent(url.password) } : {}), ...(url.username ? { username: decodeURIComponent(url.username) } : {}) }
   }
   return new Cluster([{ host: url.hostname, port: Number(url.port || 6379) }], clusterOptions)
+}
+
+/**
+ * ioredis's own command timeout, only for commands nobody waits for with `withBudget`. Its timer fails a reply
+ * that is waiting in the socket as well, after a blocked event loop, so it is set far past the budget's hard cap.
+ */
+function backstopMs (budgetMs: number): number {
+  return Math.max(10_000, 2 * budgetHardCapMs(budgetMs))
 }
 
 export function isCluster (client: RedisClient): client is Cluster {

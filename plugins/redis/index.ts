@@ -2,5 +2,5 @@ export { createRedisClient, isCluster, redisClientDefaults, resolveRedisClientOp
 export { redisConfigFragment, type RedisConfig } from './config.js'
 export { redisPlugin, type RedisPluginOptions } from './plugin.js'
 export { CircuitBreaker, type BreakerState } from '../chassis/index.js'
-export { withBudget } from './budget.js'
+export { withBudget, budgetHardCapMs, BUDGET_HARD_CAP_FACTOR } from './budget.js'
 export { RedisErrors } from './errors.js'

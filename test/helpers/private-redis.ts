@@ -39,7 +39,8 @@ export async function startPrivateRedis (extraArgs: string[] = [], port?: number
     await waitPing(p, true)
   }
   const stop = async (): Promise<void> => {
-    if (!child || child.exitCode !== null) return
+    // A server already stopped (killed by a signal, so without an exit code) has nothing left to stop.
+    if (!child || child.exitCode !== null || child.signalCode !== null) return
     const exited = new Promise((resolve) => child?.once('exit', resolve))
     child.kill('SIGCONT')
     child.kill('SIGKILL')

@@ -1,0 +1,68 @@
+import type { RedisClient } from '../redis/index.js'
+
+// Each instance scores itself in one sorted set with the Redis TIME of its last heartbeat (instance clocks do not
+// matter), drops the members that missed `ttl` ms of heartbeats, and reads how many are left.
+const PRESENCE_LUA = `
+local t = redis.call('TIME')
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
+redis.call('ZADD', KEYS[1], now, ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[2]))
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return redis.call('ZCARD', KEYS[1])`
+
+interface PresenceCommands {
+  chassisRateLimitPresence: (key: string, id: string, ttlMs: number) => Promise<number>
+}
+
+/** Heartbeats an instance is counted for after its last one. */
+export const PRESENCE_MISSED_BEATS = 3
+
+/**
+ * The instances of one limiter that share a Redis, counted while Redis is up, so that during an outage each one can
+ * admit only its share of a limit. The count is the last one read: it stays as it was while Redis is unreachable,
+ * and an instance that has never reached Redis counts only itself.
+ */
+export class Presence {
+  readonly #client: RedisClient
+  readonly #key: string
+  readonly #id: string
+  readonly #intervalMs: number
+  readonly #run: <T>(call: () => Promise<T>) => Promise<T>
+  readonly #timer: NodeJS.Timeout
+  #live = 1
+
+  /** `run` sends a command under the caller's breaker and budget. */
+  constructor (client: RedisClient, key: string, id: string, intervalMs: number, run: <T>(call: () => Promise<T>) => Promise<T>) {
+    this.#client = client
+    this.#key = key
+    this.#id = id
+    this.#intervalMs = intervalMs
+    this.#run = run
+    client.defineCommand('chassisRateLimitPresence', { numberOfKeys: 1, lua: PRESENCE_LUA })
+    this.#timer = setInterval(() => { void this.beat() }, intervalMs).unref()
+    // Announced on every (re)connection, so the count is current as soon as Redis can be reached.
+    client.on('ready', () => { void this.beat() })
+    if (client.status === 'ready') void this.beat()
+  }
+
+  /** Live instances, this one included, as last read. */
+  get live (): number {
+    return this.#live
+  }
+
+  /** Announces this instance and reads the count; a failure keeps the last count. */
+  async beat (): Promise<void> {
+    try {
+      const live = await this.#run(() => (this.#client as unknown as PresenceCommands).chassisRateLimitPresence(this.#key, this.#id, this.#intervalMs * PRESENCE_MISSED_BEATS))
+      this.#live = Math.max(1, Number(live))
+    } catch {
+      // Redis unreachable: the last count stands, and the limiter's breaker has learnt of it.
+    }
+  }
+
+  /** Stops the heartbeat and leaves the set, so the others' share grows at once. */
+  async close (): Promise<void> {
+    clearInterval(this.#timer)
+    await this.#run(() => this.#client.zrem(this.#key, this.#id)).catch(() => {})
+  }
+}

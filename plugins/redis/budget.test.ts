@@ -1,0 +1,58 @@
+import { test, after } from 'node:test'
+import assert from 'node:assert/strict'
+import { CircuitBreaker, createRedisClient, withBudget, budgetHardCapMs, type RedisClient } from './index.js'
+import { blockEventLoop } from '../../test/helpers/event-loop.js'
+import { startPrivateRedis } from '../../test/helpers/private-redis.js'
+
+const REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379'
+const clients: RedisClient[] = []
+after(() => { for (const c of clients) c.disconnect() })
+
+async function connected (url: string, budgetMs: number): Promise<RedisClient> {
+  const client = createRedisClient({ url, commandTimeoutMs: budgetMs })
+  client.on('error', () => {})
+  clients.push(client)
+  await new Promise((resolve) => client.once('ready', resolve))
+  return client
+}
+
+test('a reply waiting in the socket after the event loop was blocked past the budget is not counted as a timeout', async () => {
+  const client = await connected(REDIS_URL, 50)
+  const breaker = new CircuitBreaker(1, 60000)
+  const calls = Array.from({ length: 20 }, (_, i) => withBudget(breaker, 50, () => client.echo(`reply-${i}`)))
+  // The replies arrive while the loop spins; the budget timers are due long before it can read them.
+  blockEventLoop(300)
+  assert.deepEqual(await Promise.all(calls), Array.from({ length: 20 }, (_, i) => `reply-${i}`))
+  assert.equal(breaker.state, 'closed')
+})
+
+test('a client from createRedisClient does not fail a reply waiting in the socket after a blocked event loop', async () => {
+  const client = await connected(REDIS_URL, 50)
+  const reply = client.echo('waiting')
+  blockEventLoop(300)
+  assert.equal(await reply, 'waiting')
+})
+
+test('a Redis that does not answer still fails: after the budget, and within its hard cap while the process runs late', async (t) => {
+  const redis = await startPrivateRedis()
+  t.after(() => redis.destroy())
+  const client = await connected(redis.url, 50)
+  redis.pause()
+  t.after(() => redis.resume())
+  const breaker = new CircuitBreaker(1000, 60000)
+  let started = performance.now()
+  await assert.rejects(withBudget(breaker, 50, () => client.ping()), { code: 'REDIS_TIMEOUT' })
+  const first = performance.now() - started
+  assert.ok(first >= 49 && first < budgetHardCapMs(50), `failed after ${first.toFixed(0)} ms`)
+
+  // A loop kept busy in slices of 30 ms by other work: the verdict waits for it, never past the hard cap by more
+  // than one slice and one more look.
+  started = performance.now()
+  const late = withBudget(breaker, 50, () => client.ping())
+  const busy = setInterval(() => blockEventLoop(30), 1)
+  t.after(() => clearInterval(busy))
+  await assert.rejects(late, { code: 'REDIS_TIMEOUT' })
+  clearInterval(busy)
+  const waited = performance.now() - started
+  assert.ok(waited < budgetHardCapMs(50) + 200, `busy process: failed after ${waited.toFixed(0)} ms`)
+})
