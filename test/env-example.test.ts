@@ -38,9 +38,9 @@ test('.env.example shows each default as the schema declares it', () => {
   }
 })
 
-test('the README configuration table names every variable', () => {
-  const readme = readFileSync(join(projectRoot, 'README.md'), 'utf8')
+test('the configuration table of docs/configuration.md names every variable', () => {
+  const readme = readFileSync(join(projectRoot, 'docs', 'configuration.md'), 'utf8')
   for (const schema of Object.values(schemas)) {
-    for (const name of Object.keys(schema.properties)) assert.match(readme, new RegExp(`\\| \`${name}\` \\|`), `${name} is missing from the README table`)
+    for (const name of Object.keys(schema.properties)) assert.match(readme, new RegExp(`\\| \`${name}\` \\|`), `${name} is missing from the docs/configuration.md table`)
   }
 })

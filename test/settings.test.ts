@@ -20,10 +20,10 @@ import { startOtlpReceiver, startTracedService, type ReceivedSpan } from './help
 import { startDataService, startOrchestrator } from './helpers/services.js'
 
 /**
- * Every variable of the README's configuration table, and how a test sees it change something:
+ * Every variable of the configuration table (docs/configuration.md), and how a test sees it change something:
  * - `run`: the case below sets a non-default value and observes the effect (a boolean switch both ways);
  * - `testedBy`: a test elsewhere does, and its body names the variable;
- * - `unobservable`: why no test can, which the README's configuration section says too.
+ * - `unobservable`: why no test can, which docs/configuration.md says too.
  * A new variable gets one entry here; the first test fails until it has one.
  */
 type Setting =
@@ -624,18 +624,17 @@ const settings: Record<string, Setting> = {
   CDN_API_URL: { testedBy: { file: 'scripts/cdn-purge.test.ts', test: 'npm run cdn:purge purges paths and tags through the configured provider and never prints the key' } }
 }
 
-const readme = readFileSync(join(projectRoot, 'README.md'), 'utf8')
+const configurationPage = readFileSync(join(projectRoot, 'docs', 'configuration.md'), 'utf8')
 
-/** The variables of the README's configuration table, read when the test runs. */
+/** The variables of the configuration table (docs/configuration.md), read when the test runs. */
 function tableVariables (): string[] {
-  const section = readme.slice(readme.indexOf('\n## Configuration'), readme.indexOf('\n## ', readme.indexOf('\n## Configuration') + 1))
-  return [...section.matchAll(/^\| `([A-Z][A-Z0-9_]*)` \|/gm)].map((m) => m[1] as string)
+  return [...configurationPage.matchAll(/^\| `([A-Z][A-Z0-9_]*)` \|/gm)].map((m) => m[1] as string)
 }
 
-/** The README paragraph that names the variables no test can observe, and why. */
+/** The paragraph of docs/configuration.md that names the variables no test can observe, and why. */
 function unobservableParagraph (): string {
-  const start = readme.indexOf('Cannot be observed in a test:')
-  return start < 0 ? '' : readme.slice(start, readme.indexOf('\n\n', start))
+  const start = configurationPage.indexOf('Cannot be observed in a test:')
+  return start < 0 ? '' : configurationPage.slice(start, configurationPage.indexOf('\n\n', start))
 }
 
 /** Each top-level test of a file, by name, with its source up to the next one. */
@@ -658,7 +657,7 @@ test('every variable of the configuration table has a test that changes it', () 
       assert.ok(body !== undefined, `${name}: no test "${setting.testedBy.test}" in ${setting.testedBy.file}`)
       assert.ok(body.includes(name), `${name}: the test "${setting.testedBy.test}" does not set it`)
     }
-    if ('unobservable' in setting) assert.ok(unobservableParagraph().includes(`\`${name}\``), `${name}: the README does not say why no test observes it`)
+    if ('unobservable' in setting) assert.ok(unobservableParagraph().includes(`\`${name}\``), `${name}: docs/configuration.md does not say why no test observes it`)
   }
 })
 

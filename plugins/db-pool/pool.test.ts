@@ -196,6 +196,17 @@ test('the pool refills to min after a drop with no traffic', async () => {
   assert.equal(await backends(pool.name), 2)
 })
 
+test('a refill opens the missing connections even while another one sits idle', async () => {
+  const pool = await open({ min: 3, max: 6 })
+  assert.equal(await backends(pool.name), 3)
+  // Two of the three idle connections die; one stays idle. pg hands out an idle connection before opening one, so a
+  // refill that asked for just the two missing got the idle one back and opened one, or none.
+  await admin(`SELECT pg_terminate_backend(pid) FROM (SELECT pid FROM pg_stat_activity WHERE application_name = $1 ORDER BY pid LIMIT 2) AS two`, [pool.name])
+  for (let i = 0; i < 100 && (pool.getMetrics().totalConnections < 3 || (await backends(pool.name)) < 3); i++) await sleep(50)
+  assert.equal(pool.getMetrics().totalConnections, 3)
+  assert.equal(await backends(pool.name), 3)
+})
+
 test('pool connections carry TCP keepalive, so a peer that vanished is noticed on an idle connection too', async (t) => {
   // Through a proxy of the test's own, so that the port identifies this pool's sockets among everyone's.
   const proxy = await startFaultProxy({ port: Number(new URL(TEST_DATABASE_URL).port || 5432) })

@@ -110,6 +110,8 @@ export interface TransactionClient {
 export const CLIENT_TIMEOUT_MARGIN_MS = 500
 /** TCP keepalive probes start after this much silence, so a peer that vanished is noticed on idle connections too. */
 export const KEEPALIVE_INITIAL_DELAY_MS = 10000
+/** How often the pool counts its connections against `min` (a count, no query). */
+const MIN_CHECK_INTERVAL_MS = 1000
 
 const SCHEMA_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,62}$/
 const noopLogger: PoolLogger = { info () {}, warn () {}, error () {} }
@@ -146,6 +148,7 @@ export class ConnectionPool {
   #refillTimer: NodeJS.Timeout | undefined
   #refillDelay = 100
   #healthTimer: NodeJS.Timeout | undefined
+  #minTimer: NodeJS.Timeout | undefined
   #health: PoolHealth = { healthy: false, checkedAt: undefined, latencyMs: undefined, error: undefined }
 
   constructor (options: ConnectionPoolOptions = {}) {
@@ -202,6 +205,10 @@ export class ConnectionPool {
     if (this.options.healthCheckInterval > 0) {
       this.#healthTimer = setInterval(() => { void this.checkHealth() }, this.options.healthCheckInterval).unref()
     }
+    // pg removes an idle connection above min by a timer set when it became idle, so connections idle at once can
+    // all go, taking the pool under min; and it announces a removal ('remove') only once the socket has closed,
+    // which over a dead link may be never. A count each second (no query) notices it whatever removed them.
+    if (this.options.min > 0) this.#minTimer = setInterval(() => { this.#scheduleRefill() }, MIN_CHECK_INTERVAL_MS).unref()
   }
 
   /**
@@ -291,6 +298,8 @@ export class ConnectionPool {
       return await this.#pool.connect()
     } catch (error) {
       this.#errors++
+      // A connection that failed to open left the pool without a 'remove': the pool may now be under min.
+      this.#scheduleRefill()
       throw toDatabaseError(error)
     }
   }
@@ -360,6 +369,7 @@ export class ConnectionPool {
     if (this.#closed) return
     this.#closed = true
     clearInterval(this.#healthTimer)
+    clearInterval(this.#minTimer)
     clearTimeout(this.#refillTimer)
     await this.#filling?.catch(() => {})
     await this.#listener?.close()
@@ -387,7 +397,8 @@ export class ConnectionPool {
   async #openMissing (): Promise<void> {
     const missing = this.options.min - this.#pool.totalCount
     if (missing <= 0) return
-    const clients = await Promise.allSettled(Array.from({ length: missing }, () => this.#pool.connect()))
+    // pg hands out an idle connection before it opens one: take the idle ones too, so `missing` new ones are opened.
+    const clients = await Promise.allSettled(Array.from({ length: missing + this.#pool.idleCount }, () => this.#pool.connect()))
     const failed = clients.find((c): c is PromiseRejectedResult => c.status === 'rejected')
     for (const c of clients) if (c.status === 'fulfilled') c.value.release()
     if (failed) throw toDatabaseError(failed.reason)
@@ -397,7 +408,8 @@ export class ConnectionPool {
     if (this.#closed || this.#refillTimer !== undefined || this.#pool.totalCount >= this.options.min) return
     this.#refillTimer = setTimeout(() => {
       this.#refillTimer = undefined
-      this.#fill().then(() => { this.#refillDelay = 100 }, (error: Error) => {
+      // A fill already under way when the timer fired counted what was missing then: check again once it is done.
+      this.#fill().then(() => { this.#refillDelay = 100; this.#scheduleRefill() }, (error: Error) => {
         this.#refillDelay = Math.min(this.#refillDelay * 2, 5000)
         this.#log.warn({ pool: this.name, err: { message: error.message } }, 'refilling the pool to min failed; retrying')
         this.#scheduleRefill()

@@ -13,7 +13,7 @@ import { redisStatement } from './redis-statement.js'
  * per-request emitter binding. Under the server span: the Redis spans, one span per query (made at the db-pool seam
  * once `startQuerySpans` is called; no pool-connect spans) and the client spans of calls to other services.
  * OTEL_FASTIFY_DETAIL=true adds a span per hook and handler.
- * `npm run bench:tracing -- --variant` compares shapes side by side; the README gives the measured cost.
+ * `npm run bench:tracing -- --variant` compares shapes side by side; docs/benchmarks.md gives the measured cost.
  */
 export async function createInstrumentations (): Promise<Instrumentation[]> {
   await loadQueryParser()

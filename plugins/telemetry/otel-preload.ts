@@ -9,7 +9,7 @@ if (configured) {
   // Stable semantic conventions for HTTP and database spans (db.query.text, db.system.name, ...).
   process.env.OTEL_SEMCONV_STABILITY_OPT_IN ??= 'http,database'
   // Traces go as OTLP/HTTP JSON unless a protocol is chosen: the SDK's JSON export path costs the service's thread
-  // less CPU than its protobuf one, for about twice the bytes (`npm run bench:otlp-encoding`; the README has figures).
+  // less CPU than its protobuf one, for about twice the bytes (`npm run bench:otlp-encoding`; docs/observability.md has figures).
   if (!process.env.OTEL_EXPORTER_OTLP_PROTOCOL && !process.env.OTEL_EXPORTER_OTLP_TRACES_PROTOCOL) process.env.OTEL_EXPORTER_OTLP_TRACES_PROTOCOL = 'http/json'
   // ESM imports are instrumented through import-in-the-middle's loader hook.
   register('@opentelemetry/instrumentation/hook.mjs', import.meta.url)

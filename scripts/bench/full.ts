@@ -18,7 +18,7 @@ import { startService, table, type Service } from './lib.js'
 import { buildWorkload, type BenchRequest } from './workload.js'
 
 // `npm run bench`: the specification's before/after table on this machine, next to the ceiling and to what a
-// user would assemble from today's libraries, all under the same request mix. See the README for a run.
+// user would assemble from today's libraries, all under the same request mix. See docs/benchmarks.md for a run.
 const { values: args } = parseArgs({
   options: {
     duration: { type: 'string', default: '20' },
