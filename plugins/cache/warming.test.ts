@@ -3,7 +3,9 @@ import assert from 'node:assert/strict'
 import { setTimeout as sleep } from 'node:timers/promises'
 import Fastify from 'fastify'
 import { Redis } from 'ioredis'
+import { composeSchema, loadConfig } from '../chassis/index.js'
 import { CircuitBreaker } from '../redis/index.js'
+import { cacheConfigFragment, cacheOptionsFromConfig, type CacheConfig } from './config.js'
 import { createCacheManager, type CacheManager } from './cache-manager.js'
 import { HotKeys } from './hot-keys.js'
 import type { CacheOptions } from './options.js'
@@ -121,6 +123,40 @@ test('warming gives up after CACHE_WARM_TIMEOUT_MS when Redis hangs, so a start 
   const elapsed = performance.now() - started
   assert.ok(elapsed >= 250 && elapsed < 3000, `warming returned after ${elapsed.toFixed(0)} ms`)
   redis.resume()
+})
+
+test('the warming variables reach the cache options, and a ratio of 1 or more is refused', () => {
+  const config = loadConfig<CacheConfig>(composeSchema(cacheConfigFragment), {
+    dotenv: false,
+    env: { CACHE_WARM_ENABLED: 'false', CACHE_WARM_MAX_ENTRIES: '7', CACHE_WARM_TIMEOUT_MS: '300', CACHE_REFRESH_AHEAD_RATIO: '0', CACHE_HOT_KEYS_MAX: '0', CACHE_HOT_KEYS_INTERVAL_MS: '100' }
+  })
+  const o = cacheOptionsFromConfig(config)
+  assert.deepEqual([o.warmEnabled, o.warmMaxEntries, o.warmTimeoutMs, o.refreshAheadRatio, o.hotKeysMax, o.hotKeysIntervalMs], [false, 7, 300, 0, 0, 100])
+  assert.throws(() => createCacheManager(undefined, { refreshAheadRatio: 1 }), { code: 'CACHE_INVALID_OPTIONS' })
+})
+
+test('hot-key counts reach Redis every CACHE_HOT_KEYS_INTERVAL_MS without an explicit flush', async () => {
+  const prefix = newPrefix()
+  const m = await instance(prefix, { hotKeysIntervalMs: 100 })
+  await m.getOrSet('popular', async () => 1)
+  await eventually(async () => Number(await admin.zscore(`${prefix}__hot`, 'popular')) >= 1)
+  const slow = newPrefix()
+  const idle = await instance(slow, { hotKeysIntervalMs: 60_000 })
+  await idle.getOrSet('popular', async () => 1)
+  await sleep(500)
+  assert.equal(await admin.exists(`${slow}__hot`), 0, 'nothing is written before the interval')
+})
+
+test('with CACHE_HOT_KEYS_MAX=0 nothing is counted, so a restarted instance has nothing to warm', async () => {
+  const prefix = newPrefix()
+  const m = await instance(prefix, { hotKeysMax: 0 })
+  for (let i = 0; i < 100; i++) await m.getOrSet('k', async () => 1)
+  await m.flushHotKeys()
+  await m.close()
+  assert.equal(await admin.exists(`${prefix}__hot`), 0)
+  const restarted = await instance(prefix)
+  assert.equal(await restarted.warm(), 0)
+  assert.equal(restarted.peek('k'), undefined)
 })
 
 test('hot-key counting stays bounded in memory and in Redis with 1M distinct keys', async () => {
