@@ -7,10 +7,11 @@ import { RefreshAhead } from './refresh-ahead.js'
 import { Warmer } from './warmer.js'
 
 /** A local copy that asked for a reload asks again at most this often (the reload may have lost its lock). */
-const RETRY_MS = 1000
-// Local hits are the hot path (a peek is tens of ns): one in 16 is counted, for 16. Hot keys are read thousands of
-// times, so their rank does not change; misses, which cost a round trip anyway, are counted exactly.
-const SAMPLE = 16
+const RETRY_MS = 500
+// Local hits are the hot path (a peek is tens of ns): one in 16, drawn at random, is counted for 16. Hot keys are
+// read thousands of times, so their rank does not change; misses, which cost a round trip anyway, are counted
+// exactly. Random, not every 16th: a fixed stride aliases with round-robin reads and never samples some keys.
+const SAMPLE_MASK = 15
 // Refresh windows are seconds long; reading the system clock on every hit would cost more than the hit.
 const CLOCK_MS = 50
 
@@ -38,7 +39,8 @@ export class Warming {
   readonly #timer: NodeJS.Timeout
   readonly #clock: NodeJS.Timeout | undefined
   #now = Date.now()
-  #hits = 0
+  #random = 0x9e3779b9
+  #sampled = false
   #ticking: Promise<void> | undefined
 
   constructor (tier: RedisTier, options: ResolvedCacheOptions, hooks: WarmingHooks) {
@@ -69,7 +71,7 @@ export class Warming {
 
   /** After `hit`: a local hit through getOrSet, which knows the loader a hit through peek does not. */
   hitWithLoader (key: string, loader: () => Promise<unknown>, options: GetOrSetOptions): void {
-    if (this.#hits % SAMPLE === 0 && !this.#loaders.has(key) && this.#hot.isHot(key)) this.#loaders.note(key, loader, options)
+    if (this.#sampled && !this.#loaders.has(key) && this.#hot.isHot(key)) this.#loaders.note(key, loader, options)
   }
 
   /** Epoch ms from which reads of an entry with `freshMs` left ask for a reload; undefined with refresh-ahead off. */
@@ -80,7 +82,14 @@ export class Warming {
 
   /** A read of a local entry: asks for a reload once it is within its refresh window. */
   hit (key: string, entry: LocalEntry): void {
-    if (++this.#hits % SAMPLE === 0) this.#hot.touch(key, SAMPLE)
+    // xorshift32: a few integer operations, where Math.random costs a call.
+    let x = this.#random
+    x ^= x << 13
+    x ^= x >>> 17
+    x ^= x << 5
+    this.#random = x
+    this.#sampled = (x & SAMPLE_MASK) === 0
+    if (this.#sampled) this.#hot.touch(key, SAMPLE_MASK + 1)
     if (entry.refreshAt === undefined || entry.refreshAt > this.#now) return
     entry.refreshAt = this.#now + RETRY_MS
     this.#ahead?.consider(key)
