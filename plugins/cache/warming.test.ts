@@ -13,7 +13,7 @@ import { cachePlugin } from './plugin.js'
 import { RedisTier } from './redis-tier.js'
 import { CacheCounters } from './stats.js'
 import { uniqueName } from '../../test/helpers/database.js'
-import { startPrivateRedis } from '../../test/helpers/private-redis.js'
+import { startPrivateRedis, type PrivateRedis } from '../../test/helpers/private-redis.js'
 
 const REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379'
 const clients: Redis[] = []
@@ -177,10 +177,12 @@ test('hot-key counting stays bounded in memory and in Redis with 1M distinct key
   assert.equal(hot.tracked, 0)
 })
 
-test('after a Redis flush the hottest loaders run once across three instances', async (t) => {
-  const redis = await startPrivateRedis()
-  t.after(() => redis.destroy())
-  const prefix = 'flush:'
+/**
+ * Three instances on a private Redis that all read five hot keys (and so remember their loaders); `lose` makes Redis
+ * lose its data. Each loader must then run exactly once across the three, and its value be back in Redis.
+ */
+async function rerunOnceAfter (redis: PrivateRedis, lose: (direct: Redis) => Promise<void>): Promise<void> {
+  const prefix = 'rerun:'
   // No local tier: every read is a miss, which is counted (and remembers its loader) exactly, not sampled.
   const fleet = await Promise.all([0, 1, 2].map(() => instance(prefix, { hotKeysIntervalMs: 100, localEnabled: false }, redis.url)))
   const keys = ['h0', 'h1', 'h2', 'h3', 'h4']
@@ -189,21 +191,35 @@ test('after a Redis flush the hottest loaders run once across three instances', 
     runs.set(key, (runs.get(key) ?? 0) + 1)
     return `value of ${key}`
   }
-  // Every instance reads every hot key, learns that it is hot and so remembers its loader.
   for (const m of fleet) for (let r = 0; r < 5; r++) for (const key of keys) await m.getOrSet(key, loader(key))
   for (const m of fleet) await m.flushHotKeys()
   for (const m of fleet) for (const key of keys) await m.getOrSet(key, loader(key))
   runs.clear()
 
   const direct = await client(redis.url)
-  await direct.flushall()
-  await eventually(async () => (await direct.exists(...keys.map((k) => prefix + k))) === keys.length)
+  await lose(direct)
+  await eventually(async () => (await direct.exists(...keys.map((k) => prefix + k)).catch(() => 0)) === keys.length)
   // Several more intervals: no other instance runs them again.
   const ticks = fleet.map((m) => m.getStats().redis.roundTrips)
   await eventually(() => fleet.every((m, i) => m.getStats().redis.roundTrips >= (ticks[i] ?? 0) + 10))
   assert.deepEqual(Object.fromEntries(runs), Object.fromEntries(keys.map((k) => [k, 1])))
   assert.deepEqual(fleet.map((m) => m.getStats().warming.reruns).sort(), [0, 0, keys.length])
   for (const key of keys) assert.equal(await fleet[0]?.get(key), `value of ${key}`)
+}
+
+test('after a Redis flush the hottest loaders run once across three instances', async (t) => {
+  const redis = await startPrivateRedis()
+  t.after(() => redis.destroy())
+  await rerunOnceAfter(redis, async (direct) => { await direct.flushall() })
+})
+
+test('after a Redis outage that lost its data the hottest loaders run once across three instances', async (t) => {
+  const redis = await startPrivateRedis()
+  t.after(() => redis.destroy())
+  await rerunOnceAfter(redis, async () => {
+    await redis.stop()
+    await redis.start()
+  })
 })
 
 /** Reads `key` through two instances for `ms`; returns where each read came from and when the loader ran. */
