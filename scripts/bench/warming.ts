@@ -42,6 +42,7 @@ if ((count?.n ?? 0) < Number(args.leads)) {
 await pool.query("DELETE FROM api_keys WHERE name = 'bench-warming'")
 const store = new ApiKeyStore(pool)
 const keys = await Promise.all(Array.from({ length: 50 }, async () => (await store.mint('bench-warming', ['leads:read', 'leads:write'])).key))
+const adminKey = (await store.mint('bench-warming', ['admin'])).key
 const { rows: idRows } = await pool.query<{ id: string }>('SELECT id FROM leads ORDER BY md5(id::text) LIMIT 5000')
 await pool.close()
 const workload = buildWorkload({ ids: idRows.map((r) => r.id), size: 200000, writes: 0.02 })
@@ -99,7 +100,7 @@ let restarting = await startService('dist/services/api/main.js', fleet, port)
 log('filling Redis and the hot-key set: 20 s of load on both instances')
 await Promise.all([run(steady.url, 20, Number(args.background), 0), run(restarting.url, 20, Number(args.background), 100000)])
 const background = run(steady.url, 3600, Number(args.background), 0)
-interface Restart { warming: string, readyMs: number, requests: number, localHitRate: number, localHitRateFirst5s: number, hitRate: number, p99: number, p99First5s: number, errors: number }
+interface Restart { warming: string, readyMs: number, warmed: number, requests: number, localHitRate: number, localHitRateFirst5s: number, hitRate: number, p99: number, p99First5s: number, errors: number }
 const restarts: Restart[] = []
 for (let round = 1; round <= Number(args.rounds); round++) {
   for (const warming of round % 2 === 1 ? ['on', 'off'] : ['off', 'on']) {
@@ -110,6 +111,7 @@ for (let round = 1; round <= Number(args.rounds); round++) {
     const url = restarting.url
     const [r, early] = await Promise.all([run(url, window, Number(args.connections), 50000 * round), sleep(5000).then(() => cacheCounters(url))])
     const c = await cacheCounters(url)
+    const stats = await (await fetch(`${url}/api/v1/admin/cache`, { headers: { 'x-api-key': adminKey } })).json() as { warming?: { warmed: number } }
     const all = r.latencies.map(([, ms]) => ms).sort((a, b) => a - b)
     const first = r.latencies.filter(([s]) => s < 5).map(([, ms]) => ms).sort((a, b) => a - b)
     const lookups = (c.local_hit ?? 0) + (c.local_miss ?? 0)
@@ -117,6 +119,7 @@ for (let round = 1; round <= Number(args.rounds); round++) {
     restarts.push({
       warming,
       readyMs,
+      warmed: stats.warming?.warmed ?? 0,
       requests: all.length,
       localHitRate: rate(c.local_hit ?? 0, lookups),
       localHitRateFirst5s: rate(early.local_hit ?? 0, (early.local_hit ?? 0) + (early.local_miss ?? 0)),
@@ -183,7 +186,7 @@ console.log([
   '',
   `First ${window} s after restarting one of two api instances under the \`npm run bench\` mix (${args.connections} connections on it, ${args.background} on the other):`,
   '',
-  table(restarts.map((r) => ({ warming: r.warming, 'start to ready ms': r.readyMs, requests: r.requests, 'local hit %': r.localHitRate, 'local hit % first 5 s': r.localHitRateFirst5s, 'hit % (local + Redis)': r.hitRate, 'p99 ms': r.p99, 'p99 first 5 s ms': r.p99First5s, errors: r.errors }))),
+  table(restarts.map((r) => ({ warming: r.warming, 'start to ready ms': r.readyMs, 'entries warmed': r.warmed, requests: r.requests, 'local hit %': r.localHitRate, 'local hit % first 5 s': r.localHitRateFirst5s, 'hit % (local + Redis)': r.hitRate, 'p99 ms': r.p99, 'p99 first 5 s ms': r.p99First5s, errors: r.errors }))),
   '',
   `warming on / off (means): local hit rate ${avg(on, 'localHitRate')}% / ${avg(off, 'localHitRate')}% (first 5 s: ${avg(on, 'localHitRateFirst5s')}% / ${avg(off, 'localHitRateFirst5s')}%), hit rate ${avg(on, 'hitRate')}% / ${avg(off, 'hitRate')}%, p99 ${avg(on, 'p99')} / ${avg(off, 'p99')} ms (ratio ${Math.round(avg(on, 'p99') / Math.max(0.1, avg(off, 'p99')) * 100) / 100}), p99 of the first 5 s ${avg(on, 'p99First5s')} / ${avg(off, 'p99First5s')} ms`,
   '',
