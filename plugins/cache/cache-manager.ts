@@ -5,22 +5,14 @@ import { CacheErrors } from './errors.js'
 import { escapeGlob, globToRegExp } from './glob.js'
 import { InvalidationBus, type Invalidation } from './invalidation-bus.js'
 import { LocalTier, type LocalEntry } from './local-tier.js'
-import { resolveCacheOptions, type CacheOptions, type ResolvedCacheOptions } from './options.js'
+import { resolveCacheOptions, type CacheOptions, type GetOrSetOptions, type ResolvedCacheOptions } from './options.js'
 import { RedisTier } from './redis-tier.js'
 import { CacheCounters, snapshot, type CacheStats } from './stats.js'
+import { Warming } from './warming.js'
 
 export type CacheSource = 'local' | 'redis' | 'loader' | 'stale'
 
-export interface GetOrSetOptions {
-  /** Seconds; the manager's default when unset. */
-  ttl?: number
-  /** Tags this entry depends on; `invalidateTags` makes it stale on every instance in constant time. */
-  tags?: string[]
-  /** Seconds of grace; the manager's default when unset. */
-  grace?: number
-  /** A loaded value for which this is false is returned but stored in neither tier (e.g. "not found" answers). */
-  cacheIf?: (value: unknown) => boolean
-}
+export type { GetOrSetOptions }
 
 export interface SetOptions {
   tags?: string[]
@@ -47,6 +39,7 @@ export class CacheManager {
   readonly #tier: RedisTier | undefined
   readonly #bus: InvalidationBus | undefined
   readonly #breaker: CircuitBreaker | undefined
+  readonly #warming: Warming | undefined
   readonly #stats = new CacheCounters()
   readonly #inflight = new Map<string, Promise<{ value: unknown, source: CacheSource }>>()
   readonly #tagGens = new Map<string, number>()
@@ -71,11 +64,39 @@ export class CacheManager {
       onLink: (up) => this.#onLink(up),
       log: (msg, err) => o.logger?.warn({ err: { message: (err as Error | undefined)?.message } }, msg)
     })
+    if (o.hotKeysMax > 0) {
+      this.#warming = new Warming(this.#tier, o, {
+        fill: async (keys) => {
+          const stored = { count: 0 }
+          await this.#readRedis(keys, this.#seq, stored)
+          return stored.count
+        },
+        rerun: async (key, { loader, options }) => { await this.getOrSetWithSource(key, loader, options) },
+        refresh: (key, { loader, options }, windowMs) => this.#refresh(key, loader, options, windowMs),
+        lost: () => this.#flush()
+      })
+    }
   }
 
   /** Waits until the invalidation bus is subscribed (immediately true when local-only). */
   async ready (timeoutMs = 2000): Promise<boolean> {
     return this.#bus ? this.#bus.ready(timeoutMs) : true
+  }
+
+  /**
+   * Fills the local tier with the fleet's hottest entries from Redis, bounded by warmMaxEntries and warmTimeoutMs;
+   * resolves with how many. Call after `ready()`: an entry copied before the bus listens could miss its invalidation.
+   */
+  async warm (): Promise<number> {
+    if (!this.#warming || (this.#bus && !this.#bus.up)) return 0
+    const warmed = await this.#warming.warm()
+    this.#stats.warmed += warmed
+    return warmed
+  }
+
+  /** Flushes this instance's hot-key counts now and learns the fleet's hot set (otherwise every hotKeysIntervalMs). */
+  async flushHotKeys (): Promise<void> {
+    await this.#warming?.tick()
   }
 
   async get<T = unknown> (key: string): Promise<T | undefined> {
@@ -92,7 +113,10 @@ export class CacheManager {
 
   async getOrSet<T> (key: string, loader: () => Promise<T>, options: GetOrSetOptions = {}): Promise<T> {
     const local = this.#localHit(key)
-    if (local) return local.value as T
+    if (local) {
+      this.#warming?.hitWithLoader(key, loader, options)
+      return local.value as T
+    }
     return (await this.getOrSetWithSource(key, loader, options)).value
   }
 
@@ -105,7 +129,11 @@ export class CacheManager {
   async getOrSetWithSource<T> (key: string, loader: () => Promise<T>, options: GetOrSetOptions = {}): Promise<{ value: T, source: CacheSource }> {
     if (this.#closed) throw new CacheErrors.CACHE_CLOSED()
     const hit = this.#localHit(key)
-    if (hit) return { value: hit.value as T, source: 'local' }
+    if (hit) {
+      this.#warming?.hitWithLoader(key, loader, options)
+      return { value: hit.value as T, source: 'local' }
+    }
+    this.#warming?.miss(key, loader, options)
     let stale: LocalEntry | undefined
     if (this.options.localEnabled) {
       this.#stats.localMisses++
@@ -122,7 +150,16 @@ export class CacheManager {
     return load as Promise<{ value: T, source: CacheSource }>
   }
 
-  async #load (key: string, loader: () => Promise<unknown>, options: GetOrSetOptions, localStale: LocalEntry | undefined): Promise<{ value: unknown, source: CacheSource }> {
+  /** Refresh-ahead's reload: coalesced with misses of the same key, written like any fill. */
+  async #refresh (key: string, loader: () => Promise<unknown>, options: GetOrSetOptions, windowMs: number): Promise<void> {
+    if (this.#closed || this.#inflight.has(key)) return
+    const load = this.#load(key, loader, options, undefined, windowMs).finally(() => this.#inflight.delete(key))
+    this.#inflight.set(key, load)
+    await load
+  }
+
+  /** With `refreshWithinMs`, a Redis entry with that much freshness left or less is reloaded instead of served. */
+  async #load (key: string, loader: () => Promise<unknown>, options: GetOrSetOptions, localStale: LocalEntry | undefined, refreshWithinMs?: number): Promise<{ value: unknown, source: CacheSource }> {
     const startSeq = this.#seq
     const full = this.#full(key)
     const ttlMs = (options.ttl ?? this.options.ttl) * 1000
@@ -138,20 +175,22 @@ export class CacheManager {
         const envelope = hit ? this.#decode(hit.bytes) : undefined
         if (hit && envelope && this.#tagsCurrent(envelope.t, await this.#currentGens(Object.keys(envelope.t ?? {})))) {
           const freshMs = hit.pttl - envelope.g
-          if (freshMs > 0) {
+          if (freshMs > (refreshWithinMs ?? 0)) {
             this.#stats.redisHits++
-            this.#storeLocal(key, envelope.v, envelope.t, freshMs, hit.pttl, hit.bytes.length, startSeq)
+            this.#storeLocal(key, envelope.v, envelope.t, freshMs, hit.pttl, hit.bytes.length, startSeq, options.ttl)
+            if (refreshWithinMs === undefined) this.#warming?.redisHit(key, freshMs, options.ttl)
             return { value: envelope.v, source: 'redis' }
           }
           stale ??= { value: envelope.v }
         }
-        this.#stats.redisMisses++
+        if (refreshWithinMs === undefined) this.#stats.redisMisses++
       } catch {
         // Counted by the tier; the loader answers instead.
       }
     }
     const gens = options.tags && options.tags.length > 0 ? await this.#currentGens(options.tags) : undefined
     this.#stats.loaderCalls++
+    if (refreshWithinMs !== undefined) this.#stats.refreshes++
     const started = performance.now()
     let value: unknown
     try {
@@ -186,7 +225,7 @@ export class CacheManager {
         // Redis failed after the read: keep the value locally only.
       }
     }
-    this.#storeLocal(key, value, gens, ttlMs, ttlMs + graceMs, payload.length, startSeq)
+    this.#storeLocal(key, value, gens, ttlMs, ttlMs + graceMs, payload.length, startSeq, options.ttl)
     return { value, source: 'loader' }
   }
 
@@ -210,7 +249,7 @@ export class CacheManager {
         this.#queue({ keys })
       }
     }
-    for (const e of encoded) this.#storeLocal(e.local, e.value, gens, ttlMs, ttlMs + graceMs, e.payload.length, this.#seq)
+    for (const e of encoded) this.#storeLocal(e.local, e.value, gens, ttlMs, ttlMs + graceMs, e.payload.length, this.#seq, ttlSeconds)
     await this.#publish({ keys })
   }
 
@@ -284,7 +323,8 @@ export class CacheManager {
       maxBytes: this.#local.maxBytes,
       hasRedis: this.#tier !== undefined,
       breaker: this.#breaker?.state ?? 'none',
-      connected: this.#tier ? this.#tier.client.status === 'ready' && (this.#bus?.up ?? false) : false
+      connected: this.#tier ? this.#tier.client.status === 'ready' && (this.#bus?.up ?? false) : false,
+      ...(this.#warming?.stats() ?? { reruns: 0, hotKeys: 0, tracked: 0 })
     })
   }
 
@@ -298,6 +338,7 @@ export class CacheManager {
     if (this.#closed) return
     this.#closed = true
     this.#local.clear()
+    await this.#warming?.close()
     await this.#bus?.close()
   }
 
@@ -316,6 +357,7 @@ export class CacheManager {
     const entry = this.#local.get(key)
     if (entry !== undefined && (entry.tags === undefined || this.#tagsCurrent(entry.tags))) {
       this.#stats.localHits++
+      this.#warming?.hit(key, entry)
       return entry
     }
     return undefined
@@ -324,10 +366,12 @@ export class CacheManager {
   #localFresh (key: string): { value: unknown } | undefined {
     const hit = this.#localHit(key)
     if (!hit && this.options.localEnabled) this.#stats.localMisses++
+    if (!hit) this.#warming?.touch(key)
     return hit
   }
 
-  async #readRedis (keys: string[], startSeq: number): Promise<Array<{ value: unknown } | undefined>> {
+  /** With `warming`: not a read (no hits or misses counted); counts the local copies made instead. */
+  async #readRedis (keys: string[], startSeq: number, warming?: { count: number }): Promise<Array<{ value: unknown } | undefined>> {
     if (!this.#tier) return keys.map(() => undefined)
     let hits
     try {
@@ -336,16 +380,24 @@ export class CacheManager {
       return keys.map(() => undefined)
     }
     const out: Array<{ value: unknown } | undefined> = []
+    const envelopes = hits.map((hit) => (hit ? this.#decode(hit.bytes) : undefined))
+    // The generations of every tag of the batch in one go: warming reads hundreds of tagged entries at a time.
+    const tags = [...new Set(envelopes.flatMap((e) => Object.keys(e?.t ?? {})))]
+    const known = tags.length > 0 ? await this.#currentGens(tags) : undefined
     for (const [i, hit] of hits.entries()) {
-      const envelope = hit ? this.#decode(hit.bytes) : undefined
-      const fresh = hit && envelope && hit.pttl - envelope.g > 0 && this.#tagsCurrent(envelope.t, await this.#currentGens(Object.keys(envelope.t ?? {})))
+      const envelope = envelopes[i]
+      const fresh = hit && envelope && hit.pttl - envelope.g > 0 && this.#tagsCurrent(envelope.t, known)
       if (!hit || !envelope || !fresh) {
-        this.#stats.redisMisses++
+        if (!warming) this.#stats.redisMisses++
         out.push(undefined)
         continue
       }
-      this.#stats.redisHits++
-      this.#storeLocal(keys[i] as string, envelope.v, envelope.t, hit.pttl - envelope.g, hit.pttl, hit.bytes.length, startSeq)
+      const key = keys[i] as string
+      if (!warming) {
+        this.#stats.redisHits++
+        this.#warming?.redisHit(key, hit.pttl - envelope.g)
+      }
+      if (this.#storeLocal(key, envelope.v, envelope.t, hit.pttl - envelope.g, hit.pttl, hit.bytes.length, startSeq) && warming) warming.count++
       out.push({ value: envelope.v })
     }
     return out
@@ -357,12 +409,14 @@ export class CacheManager {
     return envelope
   }
 
-  /** A local copy stays fresh at most localTtl and is gone no later than the Redis entry. */
-  #storeLocal (key: string, value: unknown, tags: Record<string, number> | undefined, freshMs: number, totalMs: number, size: number, startSeq: number): void {
-    if (!this.options.localEnabled || this.#changedSince(key, tags ? Object.keys(tags) : undefined, startSeq)) return
+  /** A local copy stays fresh at most localTtl and is gone no later than the Redis entry. True when stored. */
+  #storeLocal (key: string, value: unknown, tags: Record<string, number> | undefined, freshMs: number, totalMs: number, size: number, startSeq: number, ttlSeconds?: number): boolean {
+    if (!this.options.localEnabled || this.#changedSince(key, tags ? Object.keys(tags) : undefined, startSeq)) return false
     const fresh = Math.min(freshMs, this.options.localTtl * 1000)
     const lifetime = Math.min(totalMs, fresh + (totalMs - freshMs))
-    this.#local.set(key, { value, staleUntil: Date.now() + lifetime, tags }, fresh, size)
+    const refreshAt = this.#warming?.refreshAt(key, freshMs, ttlSeconds)
+    this.#local.set(key, { value, staleUntil: Date.now() + lifetime, tags, ...(refreshAt !== undefined ? { refreshAt } : {}) }, fresh, size)
+    return true
   }
 
   #tagsCurrent (tags: Record<string, number> | undefined, known?: Record<string, number>): boolean {
@@ -466,12 +520,14 @@ export class CacheManager {
 
   #onLink (up: boolean): void {
     this.#flush()
+    if (up) this.#warming?.linkUp()
     if (up && (this.#pending.length > 0 || this.#pendingOverflow)) void this.#replay()
   }
 
   #onBreaker (state: BreakerState): void {
     if (state === 'half_open') return
     this.#flush()
+    if (state === 'closed') this.#warming?.linkUp()
     if (state === 'closed' && (this.#pending.length > 0 || this.#pendingOverflow)) void this.#replay()
   }
 }

@@ -1,5 +1,5 @@
 import type { ConfigFragment } from '../chassis/index.js'
-import type { CacheOptions } from './options.js'
+import { cacheDefaults, type CacheOptions } from './options.js'
 
 export const cacheConfigFragment = {
   properties: {
@@ -12,7 +12,13 @@ export const cacheConfigFragment = {
     CACHE_LOCAL_TTL: { type: 'integer', default: 60, minimum: 0, description: 'Seconds an in-process copy stays fresh at most (never past its Redis TTL)' },
     CACHE_BREAKER_THRESHOLD: { type: 'integer', default: 5, minimum: 1, description: 'Consecutive Redis failures that open the cache circuit breaker' },
     CACHE_BREAKER_COOLDOWN_MS: { type: 'integer', default: 2000, minimum: 0, description: 'Ms the cache breaker stays open before probing Redis again' },
-    CACHE_ACK_TIMEOUT_MS: { type: 'integer', default: 200, minimum: 0, description: 'Ms a write waits for other instances to drop the keys it invalidated' }
+    CACHE_ACK_TIMEOUT_MS: { type: 'integer', default: 200, minimum: 0, description: 'Ms a write waits for other instances to drop the keys it invalidated' },
+    CACHE_WARM_ENABLED: { type: 'boolean', default: cacheDefaults.warmEnabled, description: 'Fill the local tier with the hottest entries from Redis before reporting ready' },
+    CACHE_WARM_MAX_ENTRIES: { type: 'integer', default: cacheDefaults.warmMaxEntries, minimum: 0, description: 'Entries warming copies at most (also the hot loaders re-run after a Redis flush)' },
+    CACHE_WARM_TIMEOUT_MS: { type: 'integer', default: cacheDefaults.warmTimeoutMs, minimum: 0, description: 'Ms warming (or a re-run after a Redis flush) may take before the instance goes on' },
+    CACHE_REFRESH_AHEAD_RATIO: { type: 'number', default: cacheDefaults.refreshAheadRatio, minimum: 0, maximum: 0.9, description: 'Share of its TTL under which one instance reloads a hot entry in the background (0: off)' },
+    CACHE_HOT_KEYS_MAX: { type: 'integer', default: cacheDefaults.hotKeysMax, minimum: 0, description: 'Hot keys counted per instance and kept in Redis, a decaying top-K (0: no tracking)' },
+    CACHE_HOT_KEYS_INTERVAL_MS: { type: 'integer', default: cacheDefaults.hotKeysIntervalMs, minimum: 10, description: 'Ms between flushes of hot-key counts to Redis and checks for a Redis flush' }
   }
 } as const satisfies ConfigFragment
 
@@ -27,6 +33,12 @@ export interface CacheConfig {
   CACHE_BREAKER_THRESHOLD: number
   CACHE_BREAKER_COOLDOWN_MS: number
   CACHE_ACK_TIMEOUT_MS: number
+  CACHE_WARM_ENABLED: boolean
+  CACHE_WARM_MAX_ENTRIES: number
+  CACHE_WARM_TIMEOUT_MS: number
+  CACHE_REFRESH_AHEAD_RATIO: number
+  CACHE_HOT_KEYS_MAX: number
+  CACHE_HOT_KEYS_INTERVAL_MS: number
   REDIS_COMMAND_TIMEOUT_MS: number
 }
 
@@ -41,6 +53,12 @@ export function cacheOptionsFromConfig (config: CacheConfig): CacheOptions {
     breakerThreshold: config.CACHE_BREAKER_THRESHOLD,
     breakerCooldownMs: config.CACHE_BREAKER_COOLDOWN_MS,
     ackTimeoutMs: config.CACHE_ACK_TIMEOUT_MS,
+    warmEnabled: config.CACHE_WARM_ENABLED,
+    warmMaxEntries: config.CACHE_WARM_MAX_ENTRIES,
+    warmTimeoutMs: config.CACHE_WARM_TIMEOUT_MS,
+    refreshAheadRatio: config.CACHE_REFRESH_AHEAD_RATIO,
+    hotKeysMax: config.CACHE_HOT_KEYS_MAX,
+    hotKeysIntervalMs: config.CACHE_HOT_KEYS_INTERVAL_MS,
     redisTimeoutMs: config.REDIS_COMMAND_TIMEOUT_MS
   }
 }

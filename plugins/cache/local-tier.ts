@@ -5,6 +5,8 @@ export interface LocalEntry {
   /** Epoch ms after which even a stale copy must not be served (its grace, never past the Redis TTL). */
   staleUntil: number
   tags: Record<string, number> | undefined
+  /** Epoch ms from which a read asks refresh-ahead to reload the entry; unset when refresh-ahead is off. */
+  refreshAt?: number
 }
 
 /**

@@ -1,6 +1,17 @@
 import { randomUUID } from 'node:crypto'
 import { CacheErrors } from './errors.js'
 
+export interface GetOrSetOptions {
+  /** Seconds; the manager's default when unset. */
+  ttl?: number
+  /** Tags this entry depends on; `invalidateTags` makes it stale on every instance in constant time. */
+  tags?: string[]
+  /** Seconds of grace; the manager's default when unset. */
+  grace?: number
+  /** A loaded value for which this is false is returned but stored in neither tier (e.g. "not found" answers). */
+  cacheIf?: (value: unknown) => boolean
+}
+
 export interface CacheLogger {
   warn: (obj: object, msg: string) => void
 }
@@ -32,6 +43,18 @@ export interface CacheOptions {
   tombstoneTtl?: number
   /** Invalidations kept while Redis is unreachable, replayed when it is back. @default 10000 */
   maxPendingInvalidations?: number
+  /** Fill the local tier with the hottest entries from Redis before the cache reports ready. @default true */
+  warmEnabled?: boolean
+  /** Entries warming copies at most; also how many hot loaders are re-run after a Redis flush. @default 1000 */
+  warmMaxEntries?: number
+  /** Ms warming (and a re-run after a flush) may take at most. @default 2000 */
+  warmTimeoutMs?: number
+  /** Share of its TTL under which a hot entry is reloaded in the background by one instance; 0 disables. @default 0.2 */
+  refreshAheadRatio?: number
+  /** Hot keys counted per instance and kept in Redis (a decaying top-K); 0 disables hot-key tracking. @default 1000 */
+  hotKeysMax?: number
+  /** Ms between two flushes of this instance's hot-key counts to Redis (and checks for a Redis flush). @default 5000 */
+  hotKeysIntervalMs?: number
   /** Identifies this instance on the invalidation bus. @default a random UUID */
   instanceId?: string
   logger?: CacheLogger
@@ -52,7 +75,13 @@ export const cacheDefaults = Object.freeze({
   breakerCooldownMs: 2000,
   ackTimeoutMs: 200,
   tombstoneTtl: 60,
-  maxPendingInvalidations: 10000
+  maxPendingInvalidations: 10000,
+  warmEnabled: true,
+  warmMaxEntries: 1000,
+  warmTimeoutMs: 2000,
+  refreshAheadRatio: 0.2,
+  hotKeysMax: 1000,
+  hotKeysIntervalMs: 5000
 })
 
 export function resolveCacheOptions (options: CacheOptions): ResolvedCacheOptions {
@@ -61,8 +90,10 @@ export function resolveCacheOptions (options: CacheOptions): ResolvedCacheOption
   const problems: string[] = []
   const positive = ['ttl', 'localMaxEntries', 'localMaxBytes', 'redisTimeoutMs', 'breakerThreshold', 'tombstoneTtl'] as const
   for (const key of positive) if (!(Number.isFinite(o[key]) && o[key] > 0)) problems.push(`${key} must be a positive number`)
-  const nonNegative = ['grace', 'localTtl', 'breakerCooldownMs', 'ackTimeoutMs', 'maxPendingInvalidations'] as const
+  const nonNegative = ['grace', 'localTtl', 'breakerCooldownMs', 'ackTimeoutMs', 'maxPendingInvalidations', 'warmMaxEntries', 'warmTimeoutMs', 'hotKeysMax'] as const
   for (const key of nonNegative) if (!(Number.isFinite(o[key]) && o[key] >= 0)) problems.push(`${key} must be a non-negative number`)
+  if (!(Number.isFinite(o.hotKeysIntervalMs) && o.hotKeysIntervalMs >= 10)) problems.push('hotKeysIntervalMs must be at least 10')
+  if (!(Number.isFinite(o.refreshAheadRatio) && o.refreshAheadRatio >= 0 && o.refreshAheadRatio < 1)) problems.push('refreshAheadRatio must be in [0, 1)')
   if (typeof o.prefix !== 'string') problems.push('prefix must be a string')
   if (problems.length > 0) throw new CacheErrors.CACHE_INVALID_OPTIONS(problems.join('; '))
   return Object.freeze(o)

@@ -20,5 +20,7 @@ export const cachePlugin = fp(async (app: FastifyInstance, opts: CachePluginOpti
   const cache = manager ?? new CacheManager(app.hasDecorator('redis') ? app.redis : undefined, { logger: app.log, ...options })
   app.decorate('cache', cache)
   if (!manager && !(await cache.ready(2000))) app.log.warn('cache invalidation bus not subscribed (Redis unreachable?): local-only until it is')
+  // Registration, and so `ready` and /health/ready, waits for warming (bounded by warmTimeoutMs).
+  else if (!manager) app.log.info({ warmed: await cache.warm() }, 'cache local tier warmed from Redis')
   app.addHook('onClose', async () => { if (!manager) await cache.close() })
 }, { name: 'cache', fastify: '5.x' })

@@ -173,6 +173,11 @@ export class RedisTier {
     return this.#run(() => this.client.publish(channel, message))
   }
 
+  /** Any command under the same breaker, budget and counters, for the cache's other parts (hot keys, warming). */
+  async run<T> (command: (client: RedisClient) => Promise<T>): Promise<T> {
+    return this.#run(() => command(this.client))
+  }
+
   /** One command under the breaker and the budget (the redis plugin's `withBudget`), counted per tier. */
   async #run<T> (command: () => Promise<T>): Promise<T> {
     const started = performance.now()

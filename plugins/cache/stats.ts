@@ -37,6 +37,8 @@ export class CacheCounters {
   invalidationsReceived = 0
   ackTimeouts = 0
   uncachedLoads = 0
+  warmed = 0
+  refreshes = 0
 }
 
 export interface CacheStats {
@@ -53,12 +55,15 @@ export interface CacheStats {
   decodeErrors: number
   uncachedLoads: number
   invalidations: { published: number, received: number, ackTimeouts: number }
+  /** Entries copied into the local tier on start, background reloads ahead of expiry, loaders re-run after a Redis flush. */
+  warming: { warmed: number, refreshes: number, reruns: number, hotKeys: number, tracked: number }
 }
 
 const rate = (hits: number, misses: number): number => (hits + misses === 0 ? 0 : hits / (hits + misses))
 
 export function snapshot (c: CacheCounters, extra: {
   localEnabled: boolean, entries: number, bytes: number, maxEntries: number, maxBytes: number, hasRedis: boolean, breaker: BreakerState | 'none', connected: boolean
+  reruns: number, hotKeys: number, tracked: number
 }): CacheStats {
   const hits = c.localHits + c.redisHits
   return {
@@ -73,6 +78,7 @@ export function snapshot (c: CacheCounters, extra: {
     staleServes: c.staleServes,
     decodeErrors: c.decodeErrors,
     uncachedLoads: c.uncachedLoads,
-    invalidations: { published: c.invalidationsPublished, received: c.invalidationsReceived, ackTimeouts: c.ackTimeouts }
+    invalidations: { published: c.invalidationsPublished, received: c.invalidationsReceived, ackTimeouts: c.ackTimeouts },
+    warming: { warmed: c.warmed, refreshes: c.refreshes, reruns: extra.reruns, hotKeys: extra.hotKeys, tracked: extra.tracked }
   }
 }

@@ -1,0 +1,289 @@
+import { test, after } from 'node:test'
+import assert from 'node:assert/strict'
+import { setTimeout as sleep } from 'node:timers/promises'
+import Fastify from 'fastify'
+import { Redis } from 'ioredis'
+import { composeSchema, loadConfig } from '../chassis/index.js'
+import { CircuitBreaker } from '../redis/index.js'
+import { cacheConfigFragment, cacheOptionsFromConfig, type CacheConfig } from './config.js'
+import { createCacheManager, type CacheManager } from './cache-manager.js'
+import { HotKeys } from './hot-keys.js'
+import type { CacheOptions } from './options.js'
+import { cachePlugin } from './plugin.js'
+import { RedisTier } from './redis-tier.js'
+import { CacheCounters } from './stats.js'
+import { uniqueName } from '../../test/helpers/database.js'
+import { startPrivateRedis, type PrivateRedis } from '../../test/helpers/private-redis.js'
+
+const REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379'
+const clients: Redis[] = []
+const managers: CacheManager[] = []
+const prefixes: string[] = []
+const admin = new Redis(REDIS_URL)
+
+after(async () => {
+  await Promise.all(managers.map((m) => m.close()))
+  for (const prefix of prefixes) {
+    const keys = await admin.keys(`${prefix}*`)
+    if (keys.length > 0) await admin.unlink(...keys)
+  }
+  await Promise.all(clients.map((c) => c.quit().catch(() => c.disconnect())))
+  await admin.quit()
+})
+
+async function client (url = REDIS_URL, commandTimeout = 1000): Promise<Redis> {
+  const c = new Redis(url, { enableOfflineQueue: false, maxRetriesPerRequest: 0, commandTimeout })
+  await new Promise((resolve) => c.once('ready', resolve))
+  clients.push(c)
+  return c
+}
+
+function newPrefix (): string {
+  const prefix = `${uniqueName('warm')}:`
+  prefixes.push(prefix)
+  return prefix
+}
+
+async function instance (prefix: string, options: CacheOptions = {}, url = REDIS_URL): Promise<CacheManager> {
+  const m = createCacheManager(await client(url, options.redisTimeoutMs ?? 1000), { prefix, ttl: 60, redisTimeoutMs: 1000, hotKeysIntervalMs: 60_000, ...options })
+  managers.push(m)
+  assert.ok(await m.ready(5000))
+  return m
+}
+
+async function eventually (check: () => Promise<boolean> | boolean, ms = 10_000): Promise<void> {
+  const start = Date.now()
+  while (!(await check())) {
+    if (Date.now() - start > ms) throw new Error('condition not met in time')
+    await sleep(20)
+  }
+}
+
+/**
+ * Entries k0..k(n-1) in Redis, the first `hot` of them read 400 times, the others 4 times (local hits are sampled one
+ * in 16, so a cold key scores at most 49 and a hot one about 400); the counts reach the fleet's top-K.
+ */
+async function populate (m: CacheManager, n: number, hot = 10): Promise<string[]> {
+  const keys = Array.from({ length: n }, (_, i) => `k${i}`)
+  for (const [i, key] of keys.entries()) {
+    for (let r = 0; r < (i < hot ? 400 : 4); r++) await m.getOrSet(key, async () => ({ key }))
+  }
+  await m.flushHotKeys()
+  return keys
+}
+
+test('a restarted instance serves its hottest keys from its local tier before it reports ready', async () => {
+  const prefix = newPrefix()
+  const first = await instance(prefix)
+  const keys = await populate(first, 20)
+  await first.close()
+
+  const app = Fastify()
+  app.decorate('redis', await client())
+  await app.register(cachePlugin, { prefix, ttl: 60, redisTimeoutMs: 1000 })
+  await app.ready()
+  try {
+    for (const key of keys) assert.deepEqual(app.cache.peek(key), { key }, `${key} is in the local tier once the app is ready`)
+    assert.equal(app.cache.getStats().warming.warmed, 20)
+    assert.equal(app.cache.getStats().redis.hits, 0, 'warming is not counted as reads')
+  } finally {
+    await app.close()
+  }
+})
+
+test('with warming off (CACHE_WARM_ENABLED=false) a restarted instance starts with an empty local tier', async () => {
+  const prefix = newPrefix()
+  await populate(await instance(prefix), 10)
+  const restarted = await instance(prefix, { warmEnabled: false })
+  assert.equal(await restarted.warm(), 0)
+  assert.equal(restarted.getStats().local.entries, 0)
+  assert.equal(restarted.peek('k0'), undefined)
+})
+
+test('warming copies at most CACHE_WARM_MAX_ENTRIES entries, the hottest ones', async () => {
+  const prefix = newPrefix()
+  const keys = await populate(await instance(prefix), 30)
+  const restarted = await instance(prefix, { warmMaxEntries: 10 })
+  assert.equal(await restarted.warm(), 10)
+  assert.equal(restarted.getStats().local.entries, 10)
+  for (const key of keys.slice(0, 10)) assert.deepEqual(restarted.peek(key), { key })
+  for (const key of keys.slice(10)) assert.equal(restarted.peek(key), undefined)
+})
+
+test('warming gives up after CACHE_WARM_TIMEOUT_MS when Redis hangs, so a start is never held longer', async (t) => {
+  const redis = await startPrivateRedis()
+  t.after(() => redis.destroy())
+  const prefix = 'hang:'
+  await populate(await instance(prefix, {}, redis.url), 10)
+  const restarted = await instance(prefix, { warmTimeoutMs: 300, redisTimeoutMs: 20_000 }, redis.url)
+  redis.pause()
+  t.after(() => redis.resume())
+  const started = performance.now()
+  assert.equal(await restarted.warm(), 0)
+  const elapsed = performance.now() - started
+  assert.ok(elapsed >= 250 && elapsed < 3000, `warming returned after ${elapsed.toFixed(0)} ms`)
+  redis.resume()
+})
+
+test('the warming variables reach the cache options, and a ratio of 1 or more is refused', () => {
+  const config = loadConfig<CacheConfig>(composeSchema(cacheConfigFragment), {
+    dotenv: false,
+    env: { CACHE_WARM_ENABLED: 'false', CACHE_WARM_MAX_ENTRIES: '7', CACHE_WARM_TIMEOUT_MS: '300', CACHE_REFRESH_AHEAD_RATIO: '0', CACHE_HOT_KEYS_MAX: '0', CACHE_HOT_KEYS_INTERVAL_MS: '100' }
+  })
+  const o = cacheOptionsFromConfig(config)
+  assert.deepEqual([o.warmEnabled, o.warmMaxEntries, o.warmTimeoutMs, o.refreshAheadRatio, o.hotKeysMax, o.hotKeysIntervalMs], [false, 7, 300, 0, 0, 100])
+  assert.throws(() => createCacheManager(undefined, { refreshAheadRatio: 1 }), { code: 'CACHE_INVALID_OPTIONS' })
+})
+
+test('hot-key counts reach Redis every CACHE_HOT_KEYS_INTERVAL_MS without an explicit flush', async () => {
+  const prefix = newPrefix()
+  const m = await instance(prefix, { hotKeysIntervalMs: 100 })
+  await m.getOrSet('popular', async () => 1)
+  await eventually(async () => Number(await admin.zscore(`${prefix}__hot`, 'popular')) >= 1)
+  const slow = newPrefix()
+  const idle = await instance(slow, { hotKeysIntervalMs: 60_000 })
+  await idle.getOrSet('popular', async () => 1)
+  await sleep(500)
+  assert.equal(await admin.exists(`${slow}__hot`), 0, 'nothing is written before the interval')
+})
+
+test('with CACHE_HOT_KEYS_MAX=0 nothing is counted, so a restarted instance has nothing to warm', async () => {
+  const prefix = newPrefix()
+  const m = await instance(prefix, { hotKeysMax: 0 })
+  for (let i = 0; i < 100; i++) await m.getOrSet('k', async () => 1)
+  await m.flushHotKeys()
+  await m.close()
+  assert.equal(await admin.exists(`${prefix}__hot`), 0)
+  const restarted = await instance(prefix)
+  assert.equal(await restarted.warm(), 0)
+  assert.equal(restarted.peek('k'), undefined)
+})
+
+test('hot-key counting stays bounded in memory and in Redis with 1M distinct keys', async () => {
+  const prefix = newPrefix()
+  const c = await client()
+  const tier = new RedisTier(c, 2000, new CircuitBreaker(5, 1000, () => {}), new CacheCounters())
+  const hot = new HotKeys(1000, tier, prefix, 60_000)
+  let maxTracked = 0
+  for (let i = 0; i < 1_000_000; i++) {
+    hot.touch(`cold:${i}`)
+    if (i % 100 === 0) hot.touch('hot')
+    if (hot.tracked > maxTracked) maxTracked = hot.tracked
+    if (i % 50_000 === 49_999) await hot.flush()
+  }
+  assert.ok(maxTracked <= 1000, `at most 1000 keys counted locally (saw ${maxTracked})`)
+  assert.ok(await admin.zcard(`${prefix}__hot`) <= 1000)
+  assert.equal(hot.rank('hot'), 0, 'the one hot key among a million cold ones is the hottest')
+  assert.equal(hot.tracked, 0)
+})
+
+/**
+ * Three instances on a private Redis that all read five hot keys (and so remember their loaders); `lose` makes Redis
+ * lose its data. Each loader must then run exactly once across the three, and its value be back in Redis.
+ */
+async function rerunOnceAfter (redis: PrivateRedis, lose: (direct: Redis) => Promise<void>): Promise<void> {
+  const prefix = 'rerun:'
+  // No local tier: every read is a miss, which is counted (and remembers its loader) exactly, not sampled.
+  const fleet = await Promise.all([0, 1, 2].map(() => instance(prefix, { hotKeysIntervalMs: 100, localEnabled: false }, redis.url)))
+  const keys = ['h0', 'h1', 'h2', 'h3', 'h4']
+  const runs = new Map<string, number>()
+  const loader = (key: string) => async () => {
+    runs.set(key, (runs.get(key) ?? 0) + 1)
+    return `value of ${key}`
+  }
+  for (const m of fleet) for (let r = 0; r < 5; r++) for (const key of keys) await m.getOrSet(key, loader(key))
+  for (const m of fleet) await m.flushHotKeys()
+  for (const m of fleet) for (const key of keys) await m.getOrSet(key, loader(key))
+  runs.clear()
+
+  const direct = await client(redis.url)
+  await lose(direct)
+  await eventually(async () => (await direct.exists(...keys.map((k) => prefix + k)).catch(() => 0)) === keys.length)
+  // Several more intervals: no other instance runs them again.
+  const ticks = fleet.map((m) => m.getStats().redis.roundTrips)
+  await eventually(() => fleet.every((m, i) => m.getStats().redis.roundTrips >= (ticks[i] ?? 0) + 10))
+  assert.deepEqual(Object.fromEntries(runs), Object.fromEntries(keys.map((k) => [k, 1])))
+  assert.deepEqual(fleet.map((m) => m.getStats().warming.reruns).sort(), [0, 0, keys.length])
+  for (const key of keys) assert.equal(await fleet[0]?.get(key), `value of ${key}`)
+}
+
+test('after a Redis flush the hottest loaders run once across three instances', async (t) => {
+  const redis = await startPrivateRedis()
+  t.after(() => redis.destroy())
+  await rerunOnceAfter(redis, async (direct) => { await direct.flushall() })
+})
+
+test('after a Redis outage that lost its data the hottest loaders run once across three instances', async (t) => {
+  const redis = await startPrivateRedis()
+  t.after(() => redis.destroy())
+  await rerunOnceAfter(redis, async () => {
+    await redis.stop()
+    await redis.start()
+  })
+})
+
+/** Reads `key` through two instances for `ms`; returns where each read came from and when the loader ran. */
+async function readAcrossExpiry (options: CacheOptions, ms: number): Promise<{ sources: string[], loads: number[], instances: CacheManager[] }> {
+  const prefix = newPrefix()
+  const shared = { ttl: 2, grace: 0, localTtl: 60, hotKeysIntervalMs: 50, ...options }
+  const instances = [await instance(prefix, shared), await instance(prefix, shared)]
+  const loads: number[] = []
+  const started = Date.now()
+  const loader = async (): Promise<string> => {
+    loads.push(Date.now() - started)
+    await sleep(50)
+    return 'v'
+  }
+  const sources: string[] = []
+  while (Date.now() - started < ms) {
+    for (const m of instances) sources.push((await m.getOrSetWithSource('hot', loader)).source)
+    await sleep(10)
+  }
+  return { sources, loads, instances }
+}
+
+test('a hot key read near its expiry is refreshed in the background and never misses', async () => {
+  const { sources, loads, instances } = await readAcrossExpiry({ refreshAheadRatio: 0.5 }, 5000)
+  assert.equal(sources[0], 'loader')
+  assert.deepEqual(sources.slice(1).filter((s) => s !== 'local' && s !== 'redis'), [], 'no read after the first waited for the loader')
+  const refreshes = instances.reduce((n, m) => n + m.getStats().warming.refreshes, 0)
+  assert.ok(refreshes >= 2, `reloaded in the background across two expiries (${refreshes})`)
+  // One reload per expiry across both instances: the entry lives 2 s and is reloaded in its last second.
+  assert.ok(loads.length <= 1 + Math.ceil(5000 / 1000), `loader ran ${loads.length} times in 5 s`)
+})
+
+test('with CACHE_REFRESH_AHEAD_RATIO=0 nothing is reloaded in the background and a hot key misses at expiry', async () => {
+  const { sources, instances } = await readAcrossExpiry({ refreshAheadRatio: 0 }, 3000)
+  assert.ok(sources.slice(1).includes('loader'), 'a read after expiry waited for the loader')
+  assert.equal(instances.reduce((n, m) => n + m.getStats().warming.refreshes, 0), 0)
+})
+
+test('a delete that lands while a hot key is refreshed in the background is not undone by the refresh', async () => {
+  const prefix = newPrefix()
+  const options = { ttl: 2, grace: 0, hotKeysIntervalMs: 50, refreshAheadRatio: 0.9 }
+  const [a, b] = [await instance(prefix, options), await instance(prefix, options)]
+  let release: () => void = () => {}
+  let reloading = false
+  const loader = async (): Promise<string> => {
+    if (a.getStats().loader.calls > 1) {
+      reloading = true
+      await new Promise<void>((resolve) => { release = resolve })
+      return 'old'
+    }
+    return 'old'
+  }
+  await a.getOrSet('k', loader)
+  await a.flushHotKeys()
+  await a.getOrSet('k', loader)
+  // Within the refresh window from the start (0.9 of the TTL): the next read starts the background reload.
+  await eventually(async () => {
+    await a.getOrSet('k', loader)
+    return reloading
+  })
+  await b.del('k')
+  release()
+  await eventually(() => a.getStats().uncachedLoads >= 1 || a.getStats().warming.refreshes >= 1)
+  await sleep(100)
+  assert.equal(await b.get('k'), undefined, 'Redis keeps the tombstone')
+  assert.equal(a.peek('k'), undefined, 'the refreshing instance did not keep the old value either')
+})
