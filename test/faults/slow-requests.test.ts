@@ -76,7 +76,8 @@ test('a POST body sent a byte at a time is cut with 408 REQUEST_TIMEOUT after RE
 })
 
 test('a slow import upload and a slow routing request are cut after REQUEST_TIMEOUT_MS (data-service, orchestrator)', async (t) => {
-  const env = { REQUEST_TIMEOUT_MS: String(REQUEST_TIMEOUT_MS), CACHE_ENABLED: 'false' }
+  // Room for every slow import at once: this is about the arrival bound, not the limit on concurrent imports.
+  const env = { REQUEST_TIMEOUT_MS: String(REQUEST_TIMEOUT_MS), CACHE_ENABLED: 'false', IMPORT_MAX_CONCURRENT: '50' }
   const data = await startDataService(t, db, env)
   await assertAllCut(data.url, '/data/v1/imports/leads', 'text/csv', 20)
   const orchestrator = await startOrchestrator(t, db, data.url, env, true)
@@ -99,4 +100,15 @@ test('REQUEST_TIMEOUT_MS is the bound: a body that takes longer than 1 s arrives
   socket.write(body.slice(10))
   await once(socket, 'close')
   assert.match(received, /^HTTP\/1\.1 201 /)
+})
+
+test('an import refused before its body is read gets one answer and the connection closes, never a second 408 on it', async (t) => {
+  const data = await startDataService(t, db, { REQUEST_TIMEOUT_MS: String(REQUEST_TIMEOUT_MS), CACHE_ENABLED: 'false', IMPORT_MAX_CONCURRENT: '1' })
+  const holder = slowRequest(data.url, '/data/v1/imports/leads', 'text/csv')
+  await new Promise((resolve) => setTimeout(resolve, 300))
+  const refused = await slowRequest(data.url, '/data/v1/imports/leads', 'text/csv')
+  assert.match(refused.received, /^HTTP\/1\.1 429 /)
+  assert.equal(refused.received.match(/HTTP\/1\.1 /g)?.length, 1, `one answer on the connection: ${refused.received}`)
+  assert.ok(refused.closedAfterMs < REQUEST_TIMEOUT_MS, `closed after the 429 at once, not held until the request timeout (${refused.closedAfterMs.toFixed(0)} ms)`)
+  await holder
 })

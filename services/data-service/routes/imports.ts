@@ -60,9 +60,14 @@ export async function importRoutes (app: FastifyInstance, opts: ImportRoutesOpti
     const format = FORMATS[type]
     if (!format || !(request.body instanceof Readable)) throw new HttpError(415, 'UNSUPPORTED_IMPORT_TYPE', `Send text/csv or application/x-ndjson, not ${type || 'nothing'}`)
     const declared = Number(request.headers['content-length'] ?? 0)
-    if (declared > opts.maxBytes) throw new HttpError(413, 'IMPORT_TOO_LARGE', `An import is at most ${opts.maxBytes} bytes`)
+    // Answered before the body is read: the connection closes after the answer, so the rest of the body is never
+    // read as a next request nor held open until REQUEST_TIMEOUT_MS answers it a second time.
+    if (declared > opts.maxBytes) {
+      void reply.header('connection', 'close')
+      throw new HttpError(413, 'IMPORT_TOO_LARGE', `An import is at most ${opts.maxBytes} bytes`)
+    }
     if (running >= opts.maxConcurrent) {
-      void reply.header('retry-after', String(BUSY_RETRY_AFTER_SECONDS))
+      void reply.header('retry-after', String(BUSY_RETRY_AFTER_SECONDS)).header('connection', 'close')
       throw new DataServiceErrors.IMPORT_BUSY(opts.maxConcurrent)
     }
     running++
