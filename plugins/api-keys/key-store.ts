@@ -38,6 +38,9 @@ function publicId (): string {
   return Array.from(bytes, (b) => ALPHANUMERIC[b % ALPHANUMERIC.length]).join('')
 }
 
+/** A shared lookup that never ran: the caller who started it was over its lookup budget. */
+const REFUSED: unique symbol = Symbol('refused by its budget')
+
 // The secret has 256 bits of entropy, so a plain SHA-256 is enough: a slow password hash protects guessable secrets.
 function hashSecret (secret: string): Buffer {
   return createHash('sha256').update(secret).digest()
@@ -56,7 +59,7 @@ export class ApiKeyStore {
   // which ends the memo's validity without a hash per request.
   // Also what tells a key verified here before (it is not charged to its caller's budget again).
   readonly #verified = new LRUCache<string, { stored: StoredKey, identity: ApiKeyIdentity }>({ max: 10000 })
-  readonly #lookups = new Map<string, Promise<StoredKey | null>>()
+  readonly #lookups = new Map<string, Promise<StoredKey | null | typeof REFUSED>>()
   // Ids PostgreSQL did not know, for a short while and apart from the shared cache, so that a client repeating a
   // wrong key costs no lookup while invented keys cannot push warm entries out of the cache.
   readonly #unknown: LRUCache<string, true> | undefined
@@ -205,16 +208,24 @@ export class ApiKeyStore {
     if (this.#unknown?.has(id)) return null
     const local = this.#cacheTrusted ? this.#cache?.peek<StoredKey | null>(`apikey:${id}`) : undefined
     if (local !== undefined) return local
-    let pending = this.#lookups.get(id)
-    if (!pending) {
-      pending = this.#lookup(id, beforeLookup).finally(() => this.#lookups.delete(id))
-      this.#lookups.set(id, pending)
+    const pending = this.#lookups.get(id)
+    if (pending) {
+      const shared = await pending
+      // The caller who started it was refused by its own budget: this one is charged to its own address instead
+      // of receiving another address's 429.
+      return shared === REFUSED ? this.#record(id, beforeLookup) : shared
     }
-    return pending
+    let refusal: unknown
+    const started = (beforeLookup ? beforeLookup() : Promise.resolve())
+      .then(async (): Promise<StoredKey | null | typeof REFUSED> => this.#lookup(id), (error: unknown): typeof REFUSED => { refusal = error; return REFUSED })
+      .finally(() => this.#lookups.delete(id))
+    this.#lookups.set(id, started)
+    const result = await started
+    if (result === REFUSED) throw refusal
+    return result
   }
 
-  async #lookup (id: string, beforeLookup: (() => Promise<void>) | undefined): Promise<StoredKey | null> {
-    await beforeLookup?.()
+  async #lookup (id: string): Promise<StoredKey | null> {
     const load = async (): Promise<StoredKey | null> => {
       const { rows } = await this.#db.query<{ name: string, secret_hash: Buffer, scopes: string[], revoked: boolean }>(
         'SELECT name, secret_hash, scopes, revoked_at IS NOT NULL AS revoked FROM api_keys WHERE id = $1', [id])

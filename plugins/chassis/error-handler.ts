@@ -1,6 +1,11 @@
 import { STATUS_CODES } from 'node:http'
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest, FastifySchemaValidationError } from 'fastify'
 import type { SchemaErrorDataVar } from 'fastify/types/schema.js'
+import { ChassisErrors } from './errors.js'
+import { SECURITY_HEADERS } from './security-headers.js'
+
+/** The longest path parameter the router reads (Fastify's default, stated so the error message can name it). */
+export const MAX_PARAM_LENGTH = 100
 
 /** The one JSON body of every 4xx and 5xx answer. */
 export interface ErrorBody {
@@ -59,6 +64,21 @@ const FASTIFY_CODES: Record<string, string> = {
   FST_ERR_CTP_INVALID_MEDIA_TYPE: 'UNSUPPORTED_MEDIA_TYPE',
   FST_ERR_CTP_EMPTY_JSON_BODY: 'INVALID_JSON',
   FST_ERR_CTP_INVALID_JSON_BODY: 'INVALID_JSON'
+}
+
+/**
+ * Fastify's `frameworkErrors`: what the router refuses before any route or hook runs answers the platform's body,
+ * with every response's headers, and without the URL (its query string may carry a key).
+ */
+export function routerErrorHandler (err: FastifyError, request: FastifyRequest, reply: FastifyReply): void {
+  const refused = err.code === 'FST_ERR_MAX_PARAM_LENGTH'
+    ? new ChassisErrors.PATH_SEGMENT_TOO_LONG(MAX_PARAM_LENGTH)
+    : err.code === 'FST_ERR_BAD_URL' ? new ChassisErrors.BAD_URL() : undefined
+  const statusCode = refused?.statusCode ?? 500
+  const body = refused ? errorBody(statusCode, refused.code, refused.message) : errorBody(500, 'INTERNAL_ERROR', 'Internal Server Error')
+  if (!refused) request.log.error({ err }, 'request failed')
+  void reply.headers({ ...SECURITY_HEADERS, 'cache-control': 'no-store' }).header('x-request-id', request.id)
+    .code(statusCode).type('application/json; charset=utf-8').send(body)
 }
 
 export function installErrorHandling (app: FastifyInstance): void {

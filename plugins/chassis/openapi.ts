@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto'
 import swagger from '@fastify/swagger'
 import swaggerUi from '@fastify/swagger-ui'
 import type { FastifyContextConfig, FastifyInstance, FastifySchema, RouteOptions } from 'fastify'
@@ -191,9 +192,17 @@ export async function registerOpenApiCollector (app: FastifyInstance, opts: Open
  */
 export async function openApiRoutes (app: FastifyInstance, opts: OpenApiOptions): Promise<void> {
   const open = { rateLimit: false } as FastifyContextConfig
-  app.get(`${opts.prefix}${OPENAPI_DOCUMENT_PATH}`, { config: open, schema: { hide: true } as FastifySchema }, async (_request, reply) => {
-    void reply.header('cache-control', 'no-cache')
-    return app.swagger()
+  // The document is fixed once the routes are: serialized once rather than on every anonymous, unlimited request,
+  // and revalidated with its ETag (304, no body) instead of being sent whole again.
+  let document: { body: string, etag: string } | undefined
+  app.get(`${opts.prefix}${OPENAPI_DOCUMENT_PATH}`, { config: open, schema: { hide: true } as FastifySchema }, async (request, reply) => {
+    document ??= (() => {
+      const body = JSON.stringify(app.swagger())
+      return { body, etag: `"${createHash('sha256').update(body).digest('base64url').slice(0, 27)}"` }
+    })()
+    void reply.header('cache-control', 'no-cache').header('etag', document.etag)
+    if (request.headers['if-none-match']?.split(',').some((tag) => tag.trim().replace(/^W\//, '') === document?.etag) === true) return reply.code(304).send()
+    return reply.type('application/json; charset=utf-8').send(document.body)
   })
   if (opts.ui === false) return
   await app.register(async (docs) => {

@@ -18,3 +18,13 @@ test('a key in a query string is replaced, whatever the parameter\'s name, spell
 test('a URL without a secret is returned unchanged (the same string)', () => {
   for (const url of ['/api/v1/leads', '/api/v1/leads?limit=5&sort=-score', '/a?monkey=1&tokens=2&%zz=3', '']) assert.equal(scrubUrl(url), url)
 })
+
+test('a platform key with percent-escaped characters, or sent as api_key[], is still replaced in a logged URL', () => {
+  const escaped = `%6Cck_${key.slice(4)}`
+  assert.equal(scrubUrl(`/a?x=${escaped}&q=1`), '/a?x=[REDACTED]&q=1')
+  assert.equal(scrubUrl(`/leads/${escaped}`), '/leads/[REDACTED]')
+  assert.equal(scrubUrl(`/a?x=lck%5F${key.slice(4)}`), '/a?x=[REDACTED]')
+  assert.equal(scrubUrl(`/a?x=l%63k_AAAA%41AAAA`), '/a?x=[REDACTED]')
+  assert.equal(scrubUrl('/a?api_key[]=abc&token[0]=def&api_key%5B%5D=ghi&limit=5'), '/a?api_key[]=[REDACTED]&token[0]=[REDACTED]&api_key%5B%5D=[REDACTED]&limit=5')
+  assert.equal(scrubUrl('/a?q=a%20b&lock_=1'), '/a?q=a%20b&lock_=1')
+})

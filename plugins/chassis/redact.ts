@@ -35,19 +35,24 @@ export const SECRET_QUERY_PARAMS: ReadonlySet<string> = new Set([
 
 export const REDACTED = '[REDACTED]'
 
-// The platform's own key format, wherever it appears in a URL (another parameter name, the path).
-const PLATFORM_KEY = /lck_[A-Za-z0-9_-]+/g
+// The platform's own key format, wherever it appears in a URL (another parameter name, the path), also with any of
+// its characters percent-escaped: the router and the query parser decode `%6Cck_...` to the same key.
+const PLATFORM_KEY = /(?:l|%6[cC])(?:c|%63)(?:k|%6[bB])(?:_|%5[fF])(?:[A-Za-z0-9_-]|%[0-9A-Fa-f]{2})+/g
+const MAYBE_KEY = /lck_|%/
 
 // Every name above contains one of these; a query without any (nor an escape) has nothing to scrub, and most
 // queries are like that, on every request's log line and span.
 const MAYBE_SECRET = /key|token|auth|pass|pwd|secret|sig|session|lck_|%/i
 
+// `api_key[]=` and `api_key[0]=` are the same parameter to array-style query parsers.
+const ARRAY_SUFFIX = /\[[^\]]*\]$/
+
 function paramName (raw: string): string {
-  if (!raw.includes('%') && !raw.includes('+')) return raw.toLowerCase()
+  if (!raw.includes('%') && !raw.includes('+')) return raw.toLowerCase().replace(ARRAY_SUFFIX, '')
   try {
-    return decodeURIComponent(raw.replace(/\+/g, ' ')).toLowerCase()
+    return decodeURIComponent(raw.replace(/\+/g, ' ')).toLowerCase().replace(ARRAY_SUFFIX, '')
   } catch {
-    return raw.toLowerCase()
+    return raw.toLowerCase().replace(ARRAY_SUFFIX, '')
   }
 }
 
@@ -62,13 +67,13 @@ export function scrubQuery (query: string): string {
       return eq > 0 && SECRET_QUERY_PARAMS.has(paramName(pair.slice(0, eq))) ? `${pair.slice(0, eq + 1)}${REDACTED}` : pair
     }).join('&')
   }
-  return out.includes('lck_') ? out.replace(PLATFORM_KEY, REDACTED) : out
+  return MAYBE_KEY.test(out) ? out.replace(PLATFORM_KEY, REDACTED) : out
 }
 
 /** A URL, path or request target with secrets scrubbed from its query string (and any platform key anywhere). */
 export function scrubUrl (url: string): string {
   const q = url.indexOf('?')
-  if (q === -1) return url.includes('lck_') ? url.replace(PLATFORM_KEY, REDACTED) : url
+  if (q === -1) return MAYBE_KEY.test(url) ? url.replace(PLATFORM_KEY, REDACTED) : url
   const head = url.slice(0, q)
-  return `${head.includes('lck_') ? head.replace(PLATFORM_KEY, REDACTED) : head}?${scrubQuery(url.slice(q + 1))}`
+  return `${MAYBE_KEY.test(head) ? head.replace(PLATFORM_KEY, REDACTED) : head}?${scrubQuery(url.slice(q + 1))}`
 }

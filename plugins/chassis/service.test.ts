@@ -176,3 +176,21 @@ test('what the HTTP parser refuses (broken HTTP, oversized headers) gets the pla
   assert.match(huge, /^HTTP\/1\.1 431 /)
   assert.equal(JSON.parse(huge.slice(huge.indexOf('\r\n\r\n') + 4)).code, 'HEADERS_TOO_LARGE')
 })
+
+test('a path with a broken escape or an over-long parameter gets the platform error body, no-store and no echo of the URL or its key', async (t) => {
+  const app = await build(t, (a) => { a.get('/things/:id', async () => ({ ok: true })) })
+  const key = 'lck_AAAAAAAAAAAA_0123456789abcdefghijklmnopqrstuvwxyzABCDEFG'
+  const bad = await app.inject(`/things/%E0%A4%A?api_key=${key}`)
+  assert.equal(bad.statusCode, 400)
+  assert.deepEqual(bad.json(), { statusCode: 400, code: 'BAD_URL', error: 'Bad Request', message: 'The request path is not a valid percent-encoded URL' })
+  const long = await app.inject(`/things/${'a'.repeat(101)}?api_key=${key}`)
+  assert.equal(long.statusCode, 414)
+  assert.equal(long.json().code, 'PATH_SEGMENT_TOO_LONG')
+  for (const res of [bad, long]) {
+    assert.ok(!res.body.includes(key), res.body)
+    assert.equal(res.headers['cache-control'], 'no-store')
+    assert.equal(res.headers['x-content-type-options'], 'nosniff')
+    assert.equal(typeof res.headers['x-request-id'], 'string')
+  }
+  assert.equal((await app.inject(`/things/${'a'.repeat(100)}`)).statusCode, 200)
+})

@@ -3,7 +3,7 @@ import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastif
 import underPressure from '@fastify/under-pressure'
 import type { ChassisConfig } from './config-schema.js'
 import { clientErrorHandler } from './client-error.js'
-import { formatSchemaErrors, installErrorHandling } from './error-handler.js'
+import { MAX_PARAM_LENGTH, formatSchemaErrors, installErrorHandling, routerErrorHandler } from './error-handler.js'
 import { healthPlugin } from './health.js'
 import { lazyChildLogger } from './lazy-logger.js'
 import { openApiRoutes, registerOpenApiCollector, type OpenApiOptions } from './openapi.js'
@@ -77,6 +77,10 @@ export async function buildService (def: ServiceDefinition): Promise<FastifyInst
       connectionsCheckingInterval: Math.min(1000, config.REQUEST_TIMEOUT_MS)
     },
     clientErrorHandler: clientErrorHandler(config.REQUEST_TIMEOUT_MS),
+    // The router's own refusals (a bad escape, an over-long parameter) would otherwise answer Fastify's bare body,
+    // without the security headers or no-store, and echo the whole URL, query string and any key in it included.
+    frameworkErrors: routerErrorHandler,
+    routerOptions: { maxParamLength: MAX_PARAM_LENGTH },
     requestIdHeader: false,
     genReqId: (req) => {
       const incoming = req.headers['x-request-id']

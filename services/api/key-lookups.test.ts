@@ -148,3 +148,15 @@ test('a client repeating one unknown key costs one lookup, not one per request',
   const { key } = await api.apiKeys.mint('after', ['leads:read'])
   assert.equal((await api.inject({ url: '/api/v1/leads?limit=1', headers: { 'x-api-key': key }, remoteAddress: '203.0.113.50' })).statusCode, 200, 'the budget is not spent')
 })
+
+test('an address over its lookup budget does not hand its 429 to another address verifying a valid key with the same id at that moment', async (t) => {
+  const api = await app({ API_KEY_LOOKUP_LIMIT: '1' })
+  t.after(() => api.close())
+  const victim = await api.apiKeys.mint('victim', ['leads:read'])
+  const id = victim.key.split('_')[1] ?? ''
+  const get = (key: string, remoteAddress: string) => api.inject({ url: '/api/v1/leads?limit=1', headers: { 'x-api-key': key }, remoteAddress })
+  assert.equal((await get(inventedKey(), '203.0.113.9')).statusCode, 401)
+  const [attacker, valid] = await Promise.all([get(`lck_${id}_${'b'.repeat(43)}`, '203.0.113.9'), get(victim.key, '198.51.100.7')])
+  assert.equal(attacker.statusCode, 429)
+  assert.equal(valid.statusCode, 200, valid.body)
+})

@@ -1,8 +1,12 @@
-/** One line of an import: its number in the file, and its text unless it was longer than the bound. */
+import { isUtf8 } from 'node:buffer'
+
+/** One line of an import: its number in the file, and its text unless it was longer than the bound or not UTF-8. */
 export interface ImportLine {
   line: number
-  /** Without its end of line (`\n` or `\r\n`); absent when the line had more bytes than the bound. */
+  /** Without its end of line (`\n` or `\r\n`); absent when the line had more bytes than the bound, or is not UTF-8. */
   text?: string
+  /** The line's bytes are not UTF-8 (a Latin-1 export, say): decoding would replace characters of a name silently. */
+  notUtf8?: true
 }
 
 const NEWLINE = 0x0a
@@ -59,6 +63,7 @@ export async function * boundedLines (input: AsyncIterable<Buffer>, maxBytes: nu
 /** The line as text, or undefined when it holds only white space (a blank line is not a record). */
 function text (bytes: Buffer, line: number): ImportLine | undefined {
   const end = bytes.at(-1) === CARRIAGE_RETURN ? bytes.length - 1 : bytes.length
+  if (!isUtf8(bytes)) return { line, notUtf8: true }
   const value = bytes.toString('utf8', 0, end)
   return value.trim() === '' ? undefined : { line, text: value }
 }

@@ -314,3 +314,35 @@ test('a connection failure during a batch stops the import at that batch; it is 
   assert.equal(error.report.rows, 0)
   assert.equal(statements, 1)
 })
+
+test('a CSV whose lines end with a lone CR is refused 400, not acknowledged with zero rows', async (t) => {
+  const { app, db } = await setup(t)
+  const res = await post(app, [CSV_HEADER, csvRow(1), csvRow(2)].join('\r'))
+  assert.equal(res.statusCode, 400, res.body)
+  assert.equal(res.json().code, 'IMPORT_BAD_HEADER')
+  assert.match(res.json().message, /lone CR/)
+  const [row] = await db.sql<{ n: number }>('SELECT count(*)::int AS n FROM leads')
+  assert.equal(row?.n, 0)
+})
+
+test('a repeated CSV column is refused 400 instead of one cell silently overwriting the other', async (t) => {
+  const { app } = await setup(t)
+  const res = await post(app, [`email,${CSV_HEADER}`, `first@example.com,${csvRow(1)}`].join('\n'))
+  assert.equal(res.statusCode, 400, res.body)
+  assert.deepEqual([res.json().code, res.json().message], ['IMPORT_BAD_HEADER', 'The CSV header cannot be read: column email appears twice'])
+  const snake = await post(app, ['first_name,firstName,lastName,email,product,state', 'A,B,Lee,x@example.com,auto,CA'].join('\n'))
+  assert.equal(snake.json().message, 'The CSV header cannot be read: column firstName appears twice')
+})
+
+test('a row that is not UTF-8 (a Latin-1 name) is rejected by its line, never stored with replacement characters', async (t) => {
+  const { app, db } = await setup(t)
+  const latin1 = Buffer.concat([Buffer.from(`${CSV_HEADER}\n${csvRow(1)}\nJos`), Buffer.from([0xe9]), Buffer.from(',Lee,jose@example.com,,auto,CA,partner,5\n')])
+  const res = await app.inject({ method: 'POST', url: '/data/v1/imports/leads', headers: { ...SERVICE_HEADERS, 'content-type': 'text/csv' }, payload: latin1 })
+  assert.equal(res.statusCode, 200, res.body)
+  assert.deepEqual([res.json().inserted, res.json().rejections], [1, [{ line: 3, reason: 'not valid UTF-8 (send the file UTF-8 encoded)' }]])
+  const ndjson = Buffer.concat([Buffer.from('{"firstName":"Jos'), Buffer.from([0xe9]), Buffer.from('","lastName":"Lee","email":"j2@example.com","product":"auto","state":"CA"}\n')])
+  const nd = await app.inject({ method: 'POST', url: '/data/v1/imports/leads', headers: { ...SERVICE_HEADERS, 'content-type': 'application/x-ndjson' }, payload: ndjson })
+  assert.deepEqual(nd.json().rejections, [{ line: 1, reason: 'not valid UTF-8 (send the file UTF-8 encoded)' }])
+  const stored = await db.sql<{ first_name: string }>("SELECT first_name FROM leads WHERE first_name LIKE '%\uFFFD%'")
+  assert.deepEqual(stored, [])
+})

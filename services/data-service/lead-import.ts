@@ -45,6 +45,7 @@ const validateLead = ajv.compile<LeadInput>(createLeadBodySchema)
 
 const SNAKE: Record<string, keyof LeadInput> = { first_name: 'firstName', last_name: 'lastName' }
 const CONTROL = /[\p{Cc}\p{Cs}]/u
+const NOT_UTF8 = 'not valid UTF-8 (send the file UTF-8 encoded)'
 
 /** A CSV record is all strings: empty cells are absent (phone: null), score is a number, snake_case headers map. */
 function fromCsv (columns: string[], cells: string[]): Record<string, unknown> {
@@ -64,16 +65,22 @@ function fromCsv (columns: string[], cells: string[]): Record<string, unknown> {
 // Every line is one record in both formats, so each is counted once and rejected at most once, whatever it holds.
 async function * csvRows (lines: AsyncIterable<ImportLine>, tooLong: string): AsyncGenerator<Row> {
   let columns: string[] | undefined
-  for await (const { line, text } of lines) {
+  for await (const { line, text, notUtf8 } of lines) {
     if (!columns) {
-      if (text === undefined) throw new DataServiceErrors.IMPORT_BAD_HEADER(tooLong)
+      if (text === undefined) throw new DataServiceErrors.IMPORT_BAD_HEADER(notUtf8 ? NOT_UTF8 : tooLong)
+      // A file whose lines end with a lone CR (classic Mac) is one line: its records would be read as header cells.
+      if (text.includes('\r')) throw new DataServiceErrors.IMPORT_BAD_HEADER('its lines end with a lone CR; end them with LF or CRLF')
       const header = splitCsvLine(text)
       if (!Array.isArray(header)) throw new DataServiceErrors.IMPORT_BAD_HEADER(header.error)
       columns = header.map((c) => c.trim())
+      // A repeated column (also firstName beside first_name) would overwrite the first one's cell without a word.
+      const keys = columns.map((c) => SNAKE[c] ?? c)
+      const repeated = keys.find((k, i) => keys.indexOf(k) !== i)
+      if (repeated !== undefined) throw new DataServiceErrors.IMPORT_BAD_HEADER(`column ${SHOWABLE_NAME.test(repeated) ? repeated : 'name'} appears twice`)
       continue
     }
     if (text === undefined) {
-      yield { line, error: tooLong }
+      yield { line, error: notUtf8 ? NOT_UTF8 : tooLong }
       continue
     }
     const cells = splitCsvLine(text)
@@ -85,9 +92,9 @@ async function * csvRows (lines: AsyncIterable<ImportLine>, tooLong: string): As
 }
 
 async function * ndjsonRows (lines: AsyncIterable<ImportLine>, tooLong: string): AsyncGenerator<Row> {
-  for await (const { line, text } of lines) {
+  for await (const { line, text, notUtf8 } of lines) {
     if (text === undefined) {
-      yield { line, error: tooLong }
+      yield { line, error: notUtf8 ? NOT_UTF8 : tooLong }
       continue
     }
     try {

@@ -63,3 +63,19 @@ test('OPENAPI_UI_ENABLED=false turns the reference page off and keeps the docume
   assert.equal((await app.inject('/api/v1/docs/static/swagger-initializer.js')).statusCode, 404)
   assert.equal((await app.inject('/api/v1/openapi.json')).statusCode, 200)
 })
+
+test('the OpenAPI document is not re-serialized and re-sent whole to every anonymous request: it carries an ETag and answers 304 to it', async (t) => {
+  const app = await api(t)
+  const first = await app.inject('/api/v1/openapi.json')
+  const etag = first.headers.etag as string
+  assert.match(etag, /^"[A-Za-z0-9_-]+"$/)
+  const again = await app.inject('/api/v1/openapi.json')
+  assert.equal(again.headers.etag, etag)
+  assert.equal(again.body, first.body)
+  const revalidated = await app.inject({ url: '/api/v1/openapi.json', headers: { 'if-none-match': `W/${etag}` } })
+  assert.equal(revalidated.statusCode, 304)
+  assert.equal(revalidated.body, '')
+  const stale = await app.inject({ url: '/api/v1/openapi.json', headers: { 'if-none-match': '"other"' } })
+  assert.equal(stale.statusCode, 200)
+  assert.equal(stale.json<{ openapi: string }>().openapi, '3.1.0')
+})

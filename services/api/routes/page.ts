@@ -1,7 +1,7 @@
 import { existsSync, readdirSync } from 'node:fs'
 import { join } from 'node:path'
 import fastifyStatic from '@fastify/static'
-import type { FastifyContextConfig, FastifyInstance } from 'fastify'
+import type { FastifyContextConfig, FastifyInstance, onSendHookHandler } from 'fastify'
 import { publicDir } from '../../domain/paths.js'
 
 /** The page loads its own script, style and schema, and posts to the api; nothing else. */
@@ -16,6 +16,17 @@ export const PAGE_CACHE_TAG = 'lead-form'
 // Static files are cheap and cached at the edge: the limiter is for the API.
 const unlimited = { rateLimit: false } as FastifyContextConfig
 
+// The cache headers are set before the file is sent, and the file may still fail (a Range past its end: 416): an
+// error must not be cached for a week at every cache, nor purged by the page's tag.
+const uncachedErrors: onSendHookHandler = (_request, reply, payload, done) => {
+  if (reply.statusCode >= 400) {
+    void reply.header('cache-control', 'no-store')
+    reply.removeHeader('cache-tag')
+    reply.removeHeader('surrogate-key')
+  }
+  done(null, payload)
+}
+
 /** The lead-capture page (`/quote/`) and its assets (`/static/`), the origin NGINX's static_cache and the CDN sit in front of. */
 export async function pageRoutes (app: FastifyInstance): Promise<void> {
   await app.register(fastifyStatic, { root: publicDir, serve: false, decorateReply: true })
@@ -25,7 +36,7 @@ export async function pageRoutes (app: FastifyInstance): Promise<void> {
   const assets = new Set(existsSync(staticDir) ? readdirSync(staticDir) : [])
   const page = existsSync(join(publicDir, 'quote', 'index.html'))
 
-  app.get('/quote/', { config: unlimited }, async (_request, reply) => {
+  app.get('/quote/', { config: unlimited, onSend: uncachedErrors }, async (_request, reply) => {
     if (!page) return reply.callNotFound()
     void reply.headers({ ...tagged, 'cache-control': PAGE_CACHE_CONTROL })
     return reply.sendFile('index.html', join(publicDir, 'quote'), { cacheControl: false, lastModified: false })
@@ -34,6 +45,7 @@ export async function pageRoutes (app: FastifyInstance): Promise<void> {
 
   app.get<{ Params: { file: string } }>('/static/:file', {
     config: unlimited,
+    onSend: uncachedErrors,
     schema: { params: { type: 'object', properties: { file: { type: 'string', pattern: '^[a-z-]+\\.[0-9a-f]{12}\\.(js|css|json|svg)$' } }, required: ['file'] } }
   }, async (request, reply) => {
     if (!assets.has(request.params.file)) return reply.callNotFound()
