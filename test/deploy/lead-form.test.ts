@@ -90,6 +90,13 @@ test('the page and its hashed assets come through NGINX\'s static_cache with the
     assert.equal(res.headers.get('cache-control'), 'public, max-age=604800, immutable', asset)
     assert.equal(res.headers.get('x-cache-status'), 'HIT', asset)
   }
+  // A query string neither makes a new copy nor goes past the cache to the origin.
+  const asset = assets[0] ?? ''
+  for (const query of ['?r=1', '?r=2']) {
+    const res = await fetch(`${edge}${asset}${query}`)
+    await res.arrayBuffer()
+    assert.equal(res.headers.get('x-cache-status'), 'HIT', `${asset}${query} is served from the cache`)
+  }
   const missing = await fetch(`${edge}/static/lead-form.000000000000.js`)
   assert.equal(missing.status, 404)
   assert.match(String(missing.headers.get('content-type')), /application\/json/)
