@@ -25,6 +25,8 @@ export async function * boundedLines (input: AsyncIterable<Buffer>, maxBytes: nu
   let tooLong = false
 
   const take = (): ImportLine | undefined => {
+    // The bound counts the record, not its end of line: one more byte was let in for a `\r`, and only for one.
+    if (!tooLong && size > maxBytes && parts.at(-1)?.at(-1) !== CARRIAGE_RETURN) tooLong = true
     const result: ImportLine | undefined = tooLong
       ? { line }
       : size === 0 ? undefined : text(Buffer.concat(parts, size), line)
@@ -41,7 +43,7 @@ export async function * boundedLines (input: AsyncIterable<Buffer>, maxBytes: nu
       const newline = chunk.indexOf(NEWLINE, start)
       const stop = newline === -1 ? chunk.length : newline
       if (!tooLong && stop > start) {
-        if (size + stop - start > maxBytes) {
+        if (size + stop - start > maxBytes + 1) {
           tooLong = true
           parts = []
           size = 0
