@@ -1,3 +1,4 @@
+import autocannon from 'autocannon'
 import { PRODUCTS, STATUSES } from '../../services/domain/lead-schemas.js'
 
 export interface BenchRequest {
@@ -98,4 +99,30 @@ export function buildWorkload (options: WorkloadOptions): BenchRequest[] {
     }
   }
   return out
+}
+
+/**
+ * Replays `sequence` against `url` from position `offset`, each request with the next caller's key, calling
+ * `onResponse` with each answer's latency in ms; `stop` ends it early.
+ */
+export function replay (url: string, opts: { seconds: number, connections: number, sequence: BenchRequest[], offset: number, callers: string[], onResponse: (latencyMs: number) => void }): { done: Promise<autocannon.Result>, stop: () => void } {
+  let n = opts.offset
+  let finish: (r: autocannon.Result) => void = () => {}
+  let fail: (e: unknown) => void = () => {}
+  const done = new Promise<autocannon.Result>((resolve, reject) => { finish = resolve; fail = reject })
+  const instance = autocannon({
+    url,
+    connections: opts.connections,
+    duration: opts.seconds,
+    requests: [{
+      setupRequest: (req) => {
+        const i = n++
+        const r = opts.sequence[i % opts.sequence.length] as BenchRequest
+        const headers = { ...req.headers, 'x-api-key': opts.callers[i % opts.callers.length] ?? '', ...(r.body ? { 'content-type': 'application/json' } : {}) }
+        return { ...req, method: r.method, path: r.path, headers, ...(r.body ? { body: r.body } : {}) }
+      }
+    }]
+  }, (error, result) => { if (error) fail(error); else finish(result) })
+  instance.on('response', (_client: unknown, _status: number, _bytes: number, time: number) => { opts.onResponse(time) })
+  return { done, stop: () => { instance.stop() } }
 }
