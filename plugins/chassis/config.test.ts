@@ -2,7 +2,7 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { composeSchema, loadConfig, type ConfigFragment } from './config.js'
 import { chassisConfigFragment } from './config-schema.js'
-import { dbPoolConfigFragment } from '../db-pool/config.js'
+import { dbPoolConfigFragment } from '../db-pool/index.js'
 import { redactConfig, redactUrl } from './redact.js'
 
 const schema = composeSchema(chassisConfigFragment, dbPoolConfigFragment)

@@ -7,8 +7,7 @@ import assert from 'node:assert/strict'
 import { register } from 'node:module'
 import { NodeSDK } from '@opentelemetry/sdk-node'
 import { InMemorySpanExporter, SimpleSpanProcessor, type ReadableSpan } from '@opentelemetry/sdk-trace-base'
-import { createInstrumentations, startQuerySpans } from '../../plugins/telemetry/instrumentations.js'
-import { QUERY_SPANS_SCOPE } from '../../plugins/telemetry/query-spans.js'
+import { createInstrumentations, QUERY_SPANS_SCOPE, startQuerySpans } from '../../plugins/telemetry/instrumentations.js'
 
 register('@opentelemetry/instrumentation/hook.mjs', import.meta.url)
 const exporter = new InMemorySpanExporter()

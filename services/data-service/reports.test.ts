@@ -1,7 +1,7 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { createTestSchema, testEnv, testApiConfig, uniqueName, SERVICE_HEADERS } from '../../test/helpers/database.js'
-import { buildApp } from '../api/app.js'
+import { createTestSchema, testEnv, uniqueName, SERVICE_HEADERS } from '../../test/helpers/database.js'
+import { buildTestApi } from '../../test/helpers/services.js'
 import { buildDataService } from './app.js'
 import { loadDataServiceConfig } from './config.js'
 
@@ -15,7 +15,7 @@ test('reports are cached, and a change through any service invalidates exactly t
   const env = { REDIS_URL, CACHE_PREFIX: `${uniqueName('rep')}:` }
   const data = await buildDataService(loadDataServiceConfig({ dotenv: false, env: testEnv(db, env) }))
   t.after(() => data.close())
-  const api = await buildApp(testApiConfig(db, env))
+  const api = await buildTestApi(db, env)
   t.after(() => api.close())
   await db.sql("INSERT INTO leads (first_name, last_name, email, product, state, status) VALUES ('A', 'B', 'a@x.co', 'auto', 'CA', 'new'), ('C', 'D', 'c@x.co', 'home', 'TX', 'converted')")
   const get = (url: string) => data.inject({ url, headers: SERVICE_HEADERS })

@@ -2,17 +2,15 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { createServer, type Socket } from 'node:net'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { createTestSchema, testEnv, uniqueName, SERVICE_HEADERS } from '../../test/helpers/database.js'
-import { insertAgents, insertLeads, startOrchestrator } from '../../test/helpers/services.js'
-import { buildDataService } from '../data-service/app.js'
-import { loadDataServiceConfig } from '../data-service/config.js'
+import { createTestSchema, uniqueName, SERVICE_HEADERS } from '../../test/helpers/database.js'
+import { buildTestDataService, insertAgents, insertLeads, startOrchestrator } from '../../test/helpers/services.js'
 
 test('with the data-service stopped the orchestrator answers 503 with Retry-After within its budget, opens its circuit, and recovers', async (t) => {
   const db = await createTestSchema()
   t.after(() => db.drop())
   const env = { CACHE_PREFIX: `${uniqueName('res')}:` }
   const startData = async (port: number) => {
-    const app = await buildDataService(loadDataServiceConfig({ dotenv: false, env: testEnv(db, env) }))
+    const app = await buildTestDataService(db, env)
     return { app, url: await app.listen({ host: '127.0.0.1', port }) }
   }
   let data = await startData(0)

@@ -1,15 +1,26 @@
 import type { FastifyInstance } from 'fastify'
+import { buildApp } from '../../services/api/app.js'
 import { buildDataService } from '../../services/data-service/app.js'
 import { loadDataServiceConfig } from '../../services/data-service/config.js'
 import { buildOrchestrator } from '../../services/orchestrator/app.js'
 import { loadOrchestratorConfig } from '../../services/orchestrator/config.js'
-import { testEnv, type TestSchema } from './database.js'
+import { testApiConfig, testEnv, type TestSchema } from './database.js'
 
 type After = { after: (fn: () => Promise<void>) => void }
 
+/** An api on the test schema, not listening (inject); the caller closes it. */
+export async function buildTestApi (db: TestSchema, env: Record<string, string> = {}): Promise<FastifyInstance> {
+  return buildApp(testApiConfig(db, env))
+}
+
+/** A data-service on the test schema, not listening until the caller says so; the caller closes it. */
+export async function buildTestDataService (db: TestSchema, env: Record<string, string> = {}): Promise<FastifyInstance> {
+  return buildDataService(loadDataServiceConfig({ dotenv: false, env: testEnv(db, env) }))
+}
+
 /** A data-service listening on a loopback port (the orchestrator calls it over HTTP), closed after the test. */
 export async function startDataService (t: After, db: TestSchema, env: Record<string, string> = {}, port = 0): Promise<{ app: FastifyInstance, url: string }> {
-  const app = await buildDataService(loadDataServiceConfig({ dotenv: false, env: testEnv(db, env) }))
+  const app = await buildTestDataService(db, env)
   const url = await app.listen({ host: '127.0.0.1', port })
   t.after(() => app.close())
   return { app, url }

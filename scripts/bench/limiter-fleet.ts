@@ -1,7 +1,7 @@
 import { parseArgs } from 'node:util'
 import { randomUUID } from 'node:crypto'
-import { fleetRun, startBusyLoops } from '../test/helpers/rate-limit-fleet.js'
-import { startPrivateRedis } from '../test/helpers/private-redis.js'
+import { fleetRun, startBusyLoops } from '../../test/helpers/rate-limit-fleet.js'
+import { startPrivateRedis } from '../../test/helpers/private-redis.js'
 
 // Three freshly started instances over one private Redis, two CPU-bound processes beside them, one burst of
 // concurrent requests as one client per run: prints how many were admitted, with Redis up and with Redis stopped.
