@@ -14,6 +14,7 @@ import { projectRoot } from '../services/domain/paths.js'
 import { buildApp } from '../services/api/app.js'
 import { isCluster } from '../plugins/redis/index.js'
 import { SERVICE_HEADERS, TEST_SERVICE_KEY, createTestSchema, testApiConfig, uniqueName, type TestSchema } from './helpers/database.js'
+import { eventually } from './helpers/eventually.js'
 import { freePort } from './helpers/ports.js'
 import { startPrivateRedis } from './helpers/private-redis.js'
 import { startOtlpReceiver, startTracedService, type ReceivedSpan } from './helpers/otlp.js'
@@ -47,15 +48,6 @@ async function api (t: TestContext, env: Record<string, string> = {}): Promise<F
   const app = await buildApp(testApiConfig(db, { CACHE_PREFIX: `${uniqueName('set')}:`, RATE_LIMIT_PREFIX: `${uniqueName('setrl')}:`, ...env }))
   t.after(() => app.close())
   return app
-}
-
-/** Polls `check` until it is true; fails past the deadline (generous: the machine is shared). */
-async function eventually (check: () => boolean | Promise<boolean>, what: string, deadlineMs = 10_000): Promise<void> {
-  const until = Date.now() + deadlineMs
-  while (!(await check())) {
-    if (Date.now() > until) assert.fail(`not within ${deadlineMs} ms: ${what}`)
-    await sleep(25)
-  }
 }
 
 function blockEventLoop (ms: number): void {

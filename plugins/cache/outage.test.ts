@@ -1,17 +1,9 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { setTimeout as sleep } from 'node:timers/promises'
 import { createRedisClient } from '../redis/index.js'
 import { createCacheManager } from './cache-manager.js'
 import { startPrivateRedis } from '../../test/helpers/private-redis.js'
-
-async function eventually (check: () => boolean | Promise<boolean>, ms = 5000): Promise<void> {
-  const start = Date.now()
-  while (!(await check())) {
-    if (Date.now() - start > ms) throw new Error('condition not met in time')
-    await sleep(20)
-  }
-}
+import { eventually } from '../../test/helpers/eventually.js'
 
 test('losing the link to Redis flushes the local tier; calls keep working and recover by themselves', async (t) => {
   const redis = await startPrivateRedis()
@@ -25,7 +17,7 @@ test('losing the link to Redis flushes the local tier; calls keep working and re
   assert.equal(cache.getStats().local.entries, 10)
 
   await redis.stop()
-  await eventually(() => cache.getStats().local.entries === 0)
+  await eventually(() => cache.getStats().local.entries === 0, 'the local tier is flushed', 5000)
   assert.ok(cache.getStats().local.flushes >= 1)
   // During the outage: no throw, bounded latency, the loader answers, the local tier serves.
   const started = performance.now()
@@ -36,7 +28,7 @@ test('losing the link to Redis flushes the local tier; calls keep working and re
   await cache.del('k2')
 
   await redis.start()
-  await eventually(async () => cache.getStats().redis.connected && (await cache.getOrSetWithSource('fresh', async () => 1)).source !== 'stale')
+  await eventually(async () => cache.getStats().redis.connected && (await cache.getOrSetWithSource('fresh', async () => 1)).source !== 'stale', 'Redis serves again', 5000)
   // A write that could not reach Redis is replayed as an invalidation (a tombstone), never as a value; once the
   // breaker has closed, writes land again and another instance reads them from Redis.
   const reader = createCacheManager(client, { prefix: 'o:', localEnabled: false })
@@ -44,7 +36,7 @@ test('losing the link to Redis flushes the local tier; calls keep working and re
   await eventually(async () => {
     await cache.set('after', 'ok')
     return (await reader.get('after')) === 'ok'
-  })
+  }, 'writes reach Redis again', 5000)
   assert.equal(await reader.get('written-during-outage'), undefined, 'nothing written during the outage is served from Redis')
 })
 
@@ -74,5 +66,5 @@ test('a hung Redis (SIGSTOP) costs each call at most the budget, then nothing on
   await eventually(async () => {
     await cache.getOrSet(`probe${Date.now()}`, async () => 0)
     return cache.getStats().redis.breaker === 'closed'
-  })
+  }, 'the breaker closed', 5000)
 })

@@ -6,6 +6,7 @@ import { createCacheManager, type CacheManager } from './cache-manager.js'
 import { cachePattern } from './glob.js'
 import type { CacheOptions } from './options.js'
 import { uniqueName } from '../../test/helpers/database.js'
+import { eventually } from '../../test/helpers/eventually.js'
 
 const REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379'
 const clients: Redis[] = []
@@ -32,14 +33,6 @@ async function instances (n: number, options: CacheOptions = {}): Promise<CacheM
     out.push(m)
   }
   return out
-}
-
-async function eventually (check: () => Promise<boolean> | boolean, ms = 2000): Promise<void> {
-  const start = Date.now()
-  while (!(await check())) {
-    if (Date.now() - start > ms) throw new Error('condition not met in time')
-    await sleep(10)
-  }
 }
 
 test('a value written by one instance is read by another from Redis, then locally', async () => {
@@ -75,7 +68,7 @@ test('an instance ignores its own invalidation messages', async () => {
   const [a, b] = await instances(2) as [CacheManager, CacheManager]
   await a.del('x')
   await a.invalidateTags(['y'])
-  await eventually(() => b.getStats().invalidations.received === 2)
+  await eventually(() => b.getStats().invalidations.received === 2, 'both invalidations received', 2000)
   assert.equal(a.getStats().invalidations.received, 0)
   assert.equal(a.getStats().invalidations.published, 2)
 })

@@ -14,6 +14,7 @@ import { RedisTier } from './redis-tier.js'
 import { CacheCounters } from './stats.js'
 import { uniqueName } from '../../test/helpers/database.js'
 import { startPrivateRedis, type PrivateRedis } from '../../test/helpers/private-redis.js'
+import { eventually } from '../../test/helpers/eventually.js'
 
 const REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379'
 const clients: Redis[] = []
@@ -49,14 +50,6 @@ async function instance (prefix: string, options: CacheOptions = {}, url = REDIS
   managers.push(m)
   assert.ok(await m.ready(5000))
   return m
-}
-
-async function eventually (check: () => Promise<boolean> | boolean, ms = 10_000): Promise<void> {
-  const start = Date.now()
-  while (!(await check())) {
-    if (Date.now() - start > ms) throw new Error('condition not met in time')
-    await sleep(20)
-  }
 }
 
 /**
@@ -139,7 +132,7 @@ test('hot-key counts reach Redis every CACHE_HOT_KEYS_INTERVAL_MS without an exp
   const prefix = newPrefix()
   const m = await instance(prefix, { hotKeysIntervalMs: 100 })
   await m.getOrSet('popular', async () => 1)
-  await eventually(async () => Number(await admin.zscore(`${prefix}__hot`, 'popular')) >= 1)
+  await eventually(async () => Number(await admin.zscore(`${prefix}__hot`, 'popular')) >= 1, 'the key is counted hot')
   const slow = newPrefix()
   const idle = await instance(slow, { hotKeysIntervalMs: 60_000 })
   await idle.getOrSet('popular', async () => 1)
@@ -198,10 +191,10 @@ async function rerunOnceAfter (redis: PrivateRedis, lose: (direct: Redis) => Pro
 
   const direct = await client(redis.url)
   await lose(direct)
-  await eventually(async () => (await direct.exists(...keys.map((k) => prefix + k)).catch(() => 0)) === keys.length)
+  await eventually(async () => (await direct.exists(...keys.map((k) => prefix + k)).catch(() => 0)) === keys.length, 'every key is in Redis')
   // Several more intervals: no other instance runs them again.
   const ticks = fleet.map((m) => m.getStats().redis.roundTrips)
-  await eventually(() => fleet.every((m, i) => m.getStats().redis.roundTrips >= (ticks[i] ?? 0) + 10))
+  await eventually(() => fleet.every((m, i) => m.getStats().redis.roundTrips >= (ticks[i] ?? 0) + 10), 'every instance made ten more round trips')
   assert.deepEqual(Object.fromEntries(runs), Object.fromEntries(keys.map((k) => [k, 1])))
   assert.deepEqual(fleet.map((m) => m.getStats().warming.reruns).sort(), [0, 0, keys.length])
   for (const key of keys) assert.equal(await fleet[0]?.get(key), `value of ${key}`)
@@ -279,10 +272,10 @@ test('a delete that lands while a hot key is refreshed in the background is not 
   await eventually(async () => {
     await a.getOrSet('k', loader)
     return reloading
-  })
+  }, 'a read meets the reload')
   await b.del('k')
   release()
-  await eventually(() => a.getStats().uncachedLoads >= 1 || a.getStats().warming.refreshes >= 1)
+  await eventually(() => a.getStats().uncachedLoads >= 1 || a.getStats().warming.refreshes >= 1, 'the reload finished')
   await sleep(100)
   assert.equal(await b.get('k'), undefined, 'Redis keeps the tombstone')
   assert.equal(a.peek('k'), undefined, 'the refreshing instance did not keep the old value either')

@@ -35,7 +35,7 @@ test('a LISTEN connection that is terminated comes back listening, and its subsc
   await listener.subscribe(channel, heard.handlers)
   assert.equal(heard.ups, 1)
   await notify(channel, 'before')
-  await eventually(() => heard.payloads.includes('before'), 10000, 'the first notification')
+  await eventually(() => heard.payloads.includes('before'), 'the first notification', 10000)
   const pid = listener.processId
   await (async () => {
     const client = new pg.Client({ connectionString: TEST_DATABASE_URL })
@@ -43,11 +43,11 @@ test('a LISTEN connection that is terminated comes back listening, and its subsc
     await client.query('SELECT pg_terminate_backend($1)', [pid])
     await client.end()
   })()
-  await eventually(() => heard.downs === 1, 10000, 'the drop is heard')
-  await eventually(() => heard.ups === 2, 10000, 'listening again')
+  await eventually(() => heard.downs === 1, 'the drop is heard', 10000)
+  await eventually(() => heard.ups === 2, 'listening again', 10000)
   assert.notEqual(listener.processId, pid)
   await notify(channel, 'after')
-  await eventually(() => heard.payloads.includes('after'), 10000, 'a notification over the new connection')
+  await eventually(() => heard.payloads.includes('after'), 'a notification over the new connection', 10000)
   assert.deepEqual(heard.payloads, ['before', 'after'])
 })
 
@@ -79,11 +79,11 @@ test('a LISTEN link that goes silent (no FIN, no error) is noticed by the heartb
   inbound.unpipe(outbound)
   outbound.unpipe(inbound)
   const frozenAt = performance.now()
-  const downAt = await eventually(() => heard.downs === 1, 10000, 'the silent link is noticed')
+  const downAt = await eventually(() => heard.downs === 1, 'the silent link is noticed', 10000)
   assert.ok(downAt - frozenAt < 2000, `noticed after ${Math.round(downAt - frozenAt)} ms (heartbeat 300 ms)`)
-  await eventually(() => heard.ups === 2, 10000, 'listening again over a new connection')
+  await eventually(() => heard.ups === 2, 'listening again over a new connection', 10000)
   await notify(channel, 'after')
-  await eventually(() => heard.payloads.includes('after'), 10000, 'a notification over the new connection')
+  await eventually(() => heard.payloads.includes('after'), 'a notification over the new connection', 10000)
 })
 
 test('a channel name that is not a plain identifier is refused with a coded error, never put into SQL', async (t) => {

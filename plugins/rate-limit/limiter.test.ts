@@ -9,6 +9,7 @@ import type { RateLimitStore, StoreCheck } from './store.js'
 import { uniqueName } from '../../test/helpers/database.js'
 import { startPrivateRedis } from '../../test/helpers/private-redis.js'
 import { blockEventLoop } from '../../test/helpers/event-loop.js'
+import { eventually } from '../../test/helpers/eventually.js'
 
 const REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379'
 const clients: Redis[] = []
@@ -145,14 +146,6 @@ test('a store reply that arrived while the event loop was blocked past the budge
     c.disconnect()
   }
 })
-
-async function eventually (check: () => boolean | Promise<boolean>, what: string, ms = 10000): Promise<void> {
-  const started = Date.now()
-  while (!(await check())) {
-    if (Date.now() - started > ms) throw new Error(`${what}: not within ${ms} ms`)
-    await sleep(20)
-  }
-}
 
 function capturingLog (): { lines: Array<{ level: string, details: Record<string, unknown>, message: string }>, log: FallbackLog } {
   const lines: Array<{ level: string, details: Record<string, unknown>, message: string }> = []

@@ -39,7 +39,7 @@ async function revokeThroughCliAndWatch (t: { diagnostic: (m: string) => void },
     assert.equal(await status(app, key), 200)
     assert.equal(await status(app, key), 200, 'answered from the cached verdict')
   }
-  const refused = [a, b].map((app) => eventually(async () => (await status(app, key)) === 401, 15000, 'the revoked key refused'))
+  const refused = [a, b].map((app) => eventually(async () => (await status(app, key)) === 401, 'the revoked key refused', 15000))
   const printedAt = await revokeWithCli(db, id)
   const refusedAt = await Promise.all(refused)
   t.diagnostic(`refused ${refusedAt.map((at) => Math.round(at - printedAt)).join(' and ')} ms after the CLI said "revoked"`)
@@ -71,9 +71,9 @@ test('a key revoked by hand in SQL (UPDATE or DELETE) is refused within a second
   await db.sql("UPDATE api_keys SET scopes = '{leads:write}' WHERE id = $1", [narrowed.id])
   const changedAt = performance.now()
   const at = await Promise.all([
-    eventually(async () => (await status(app, updated.key)) === 401, 15000, 'revoked by UPDATE'),
-    eventually(async () => (await status(app, deleted.key)) === 401, 15000, 'deleted'),
-    eventually(async () => (await status(app, narrowed.key)) === 403, 15000, 'scope removed')
+    eventually(async () => (await status(app, updated.key)) === 401, 'revoked by UPDATE', 15000),
+    eventually(async () => (await status(app, deleted.key)) === 401, 'deleted', 15000),
+    eventually(async () => (await status(app, narrowed.key)) === 403, 'scope removed', 15000)
   ])
   for (const when of at) assert.ok(when - changedAt < 1000, `${Math.round(when - changedAt)} ms`)
 })
@@ -92,19 +92,19 @@ test('a revocation made while the notification link is down is honoured at once,
   const pid = pool.notifications.processId
   assert.ok(pid, 'listening')
   await db.sql('SELECT pg_terminate_backend($1)', [pid])
-  await eventually(() => !pool.notifications.up, 5000, 'the link is seen down')
+  await eventually(() => !pool.notifications.up, 'the link is seen down', 5000)
   await db.sql('UPDATE api_keys SET revoked_at = now() WHERE id = $1', [revoked.id])
   assert.equal(pool.notifications.up, false, 'revoked while nobody listened')
   assert.equal(await status(app, revoked.key), 401, 'while the link is down every verification reads PostgreSQL')
   assert.equal(await status(app, kept.key), 200)
-  await eventually(() => pool.notifications.up, 15000, 'the link reconnects')
+  await eventually(() => pool.notifications.up, 'the link reconnects', 15000)
   assert.notEqual(pool.notifications.processId, pid)
   assert.equal(await status(app, revoked.key), 401, 'after the reconnect no verdict cached before the drop survives')
   assert.equal(await status(app, kept.key), 200)
   // And the new link carries revocations again.
   await db.sql('UPDATE api_keys SET revoked_at = now() WHERE id = $1', [kept.id])
   const revokedAt = performance.now()
-  const refusedAt = await eventually(async () => (await status(app, kept.key)) === 401, 15000, 'revocation over the new link')
+  const refusedAt = await eventually(async () => (await status(app, kept.key)) === 401, 'revocation over the new link', 15000)
   assert.ok(refusedAt - revokedAt < 1000, `${Math.round(refusedAt - revokedAt)} ms`)
 })
 
@@ -119,10 +119,10 @@ test('with PostgreSQL down, a key is not let in on a verdict cached before the o
   assert.equal(await status(app, key), 200)
   assert.equal(await status(app, key), 200, 'the list and the verdict are cached now')
   server.stop('fast')
-  await eventually(() => !app.db.notifications.up, 10000, 'the notification link is seen down')
+  await eventually(() => !app.db.notifications.up, 'the notification link is seen down', 10000)
   const refused = await app.inject({ url: '/api/v1/leads?limit=1', headers: { 'x-api-key': key } })
   assert.equal(refused.statusCode, 503, 'nobody can vouch for the key: the cached list is not served on a cached verdict')
   assert.equal(refused.json().code, 'DB_UNAVAILABLE')
   server.start()
-  await eventually(async () => (await status(app, key)) === 200, 30000, 'the key works again once PostgreSQL is back')
+  await eventually(async () => (await status(app, key)) === 200, 'the key works again once PostgreSQL is back', 30000)
 })

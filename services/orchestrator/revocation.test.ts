@@ -62,7 +62,7 @@ for (const setup of ['Redis', 'no Redis'] as const) {
       }
     }
     await routeOnEach()
-    await eventually(() => keyed.every((c) => c.events.length >= 1), 15000, 'the keyed sockets receive events before the revocation')
+    await eventually(() => keyed.every((c) => c.events.length >= 1), 'the keyed sockets receive events before the revocation', 15000)
 
     const printedAt = await revokeWithCli(db, id)
     await routeOnEach()
@@ -74,7 +74,7 @@ for (const setup of ['Redis', 'no Redis'] as const) {
       assert.ok(close.at - printedAt < 1000, `closed ${Math.round(close.at - printedAt)} ms after the CLI said "revoked"`)
     }
     const expected = setup === 'Redis' ? 4 : 2
-    await eventually(() => service.every((c) => c.events.length >= expected), 15000, 'the service sockets receive the later events')
+    await eventually(() => service.every((c) => c.events.length >= expected), 'the service sockets receive the later events', 15000)
     for (const c of keyed) assert.deepEqual(c.events.filter((at) => at > printedAt), [], 'no event reached a revoked key after the CLI said "revoked"')
     // Reconnecting with the revoked key is refused at the upgrade.
     const again = new WebSocket(`${instances[1]!.url.replace('http', 'ws')}/orchestrator/v1/events`, { headers: { 'x-api-key': key } })
@@ -117,11 +117,11 @@ test('a WebSocket whose key is revoked while the notification link is down is cl
   t.after(async () => { for (const c of clients) c.ws.terminate() })
   const pid = pool.notifications.processId
   await db.sql('SELECT pg_terminate_backend($1)', [pid])
-  await eventually(() => !pool.notifications.up, 5000, 'the link is seen down')
+  await eventually(() => !pool.notifications.up, 'the link is seen down', 5000)
   await db.sql('UPDATE api_keys SET revoked_at = now() WHERE id = $1', [revoked.id])
   await db.sql("UPDATE api_keys SET scopes = '{leads:read}' WHERE id = $1", [narrowed.id])
   assert.equal(pool.notifications.up, false, 'changed while nobody listened')
-  const upAt = await eventually(() => pool.notifications.up, 15000, 'the link reconnects')
+  const upAt = await eventually(() => pool.notifications.up, 'the link reconnects', 15000)
   const [gone, changed] = await Promise.all(clients.slice(0, 2).map((c) => Promise.race([c.closed, within(15000, 'closed after the reconnect')])))
   assert.deepEqual([gone?.code, gone?.reason], [KEY_REVOKED_CLOSE_CODE, 'key revoked'])
   assert.deepEqual([changed?.code, changed?.reason], [KEY_REVOKED_CLOSE_CODE, 'key changed'])

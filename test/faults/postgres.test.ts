@@ -6,7 +6,8 @@ import { buildApp } from '../../services/api/app.js'
 import { CLIENT_TIMEOUT_MARGIN_MS } from '../../plugins/db-pool/index.js'
 import { createTestSchema, testApiConfig, type TestSchema } from '../helpers/database.js'
 import { startFaultProxy, type FaultProxy } from '../helpers/fault-proxy.js'
-import { eventually, startLeadLoad, tally, touched, worstWait, type Answer, type LeadLoad } from '../helpers/lead-load.js'
+import { eventually } from '../helpers/eventually.js'
+import { startLeadLoad, tally, touched, worstWait, type Answer, type LeadLoad } from '../helpers/lead-load.js'
 
 type TestContext = { after: (fn: () => Promise<void>) => void, diagnostic: (message: string) => void }
 
@@ -44,14 +45,14 @@ async function apiBehindProxy (t: TestContext): Promise<{ db: TestSchema, proxy:
 /** Runs the lead load, applies `fault` for `ms`, heals, and returns once the api has answered 2xx again for a while. */
 async function underLoad (app: FastifyInstance, proxy: FaultProxy, fault: (proxy: FaultProxy) => void, ms: number): Promise<{ load: LeadLoad, worst: number }> {
   const load = startLeadLoad(app, 50)
-  await eventually('the load is running', () => load.answers.length >= 100)
+  await eventually(() => load.answers.length >= 100, 'the load is running', 15_000)
   const faultAt = load.setPhase('fault')
   fault(proxy)
   await sleep(ms)
   proxy.heal()
   proxy.latency(0)
   load.setPhase('after')
-  await eventually('the api answers 2xx after the fault', () => load.answers.filter((a) => a.phase === 'after' && a.status < 300).length >= 100, 30000)
+  await eventually(() => load.answers.filter((a) => a.phase === 'after' && a.status < 300).length >= 100, 'the api answers 2xx after the fault', 30000)
   await load.stop()
   return { load, worst: worstWait(load.answers, 'fault', faultAt) }
 }
@@ -69,10 +70,10 @@ function assertOnlyDatabase503s (answers: Answer[]): void {
 /** After the fault: no connection stuck, the pool at its minimum or above by itself, no acknowledged write lost. */
 async function assertRecovered (app: FastifyInstance, db: TestSchema, load: LeadLoad): Promise<void> {
   let last = app.db.getMetrics()
-  await eventually('no connection is left active and nobody waits', () => {
+  await eventually(() => {
     last = app.db.getMetrics()
     return last.activeConnections === 0 && last.waitingRequests === 0 && last.totalConnections >= POOL_MIN
-  }).catch((error: Error) => { throw new Error(`${error.message}; the pool: ${JSON.stringify(last)}`) })
+  }, 'no connection is left active and nobody waits', 15_000).catch((error: Error) => { throw new Error(`${error.message}; the pool: ${JSON.stringify(last)}`) })
   const [found] = await db.sql<{ n: number }>('SELECT count(*)::int AS n FROM leads WHERE id = ANY($1::uuid[])', [load.acknowledged])
   assert.equal(found?.n, load.acknowledged.length, 'every lead answered 201 is in the table')
   const [all] = await db.sql<{ n: number }>('SELECT count(*)::int AS n FROM leads')
@@ -116,16 +117,16 @@ test('a reset link to PostgreSQL: requests fail fast with 503, connections are r
 test('latency on the link to PostgreSQL: below the bound nothing fails; above it, 503 within the bound, then recovery', async (t) => {
   const { db, proxy, app } = await apiBehindProxy(t)
   const load = startLeadLoad(app, 50)
-  await eventually('the load is running', () => load.answers.length >= 100)
+  await eventually(() => load.answers.length >= 100, 'the load is running', 15_000)
   load.setPhase('slow')
   proxy.latency(20)
-  await eventually('requests ran over the slow link', () => load.answers.filter((a) => a.phase === 'slow').length >= 200)
+  await eventually(() => load.answers.filter((a) => a.phase === 'slow').length >= 200, 'requests ran over the slow link', 15_000)
   const tooSlowAt = load.setPhase('too-slow')
   proxy.latency(2 * BOUND_MS)
   await sleep(FAULT_MS)
   proxy.latency(0)
   load.setPhase('after')
-  await eventually('the api answers 2xx after the fault', () => load.answers.filter((a) => a.phase === 'after' && a.status < 300).length >= 100, 30000)
+  await eventually(() => load.answers.filter((a) => a.phase === 'after' && a.status < 300).length >= 100, 'the api answers 2xx after the fault', 30000)
   await load.stop()
 
   // Requests asked over the slow link and answered after the switch paid the long latency: judged with that phase.

@@ -6,7 +6,8 @@ import { buildApp } from '../../services/api/app.js'
 import { createTestSchema, SERVICE_HEADERS, testApiConfig, type TestSchema } from '../helpers/database.js'
 import { startFaultProxy, type FaultProxy } from '../helpers/fault-proxy.js'
 import { startPrivateRedis } from '../helpers/private-redis.js'
-import { eventually, startLeadLoad, tally, touched, worstWait, type LeadLoad } from '../helpers/lead-load.js'
+import { eventually } from '../helpers/eventually.js'
+import { startLeadLoad, tally, touched, worstWait, type LeadLoad } from '../helpers/lead-load.js'
 
 type TestContext = { after: (fn: () => Promise<void>) => void, diagnostic: (message: string) => void }
 
@@ -56,7 +57,7 @@ async function assertRedisBackInUse (app: FastifyInstance, ids: string[]): Promi
   let probe = 0
   const state = (): string => JSON.stringify({ cache: app.cache.getStats().redis, limiter: app.rateLimiter.getStats().breaker, redis: app.redis?.status })
   try {
-    await eventually('the cache and the limiter use Redis again', async () => {
+    await eventually(async () => {
       const before = fallbacks()
       for (let i = 0; i < 5; i++, probe++) {
         await app.inject({ url: `/api/v1/leads/${ids[probe % ids.length] ?? ''}`, headers: SERVICE_HEADERS })
@@ -64,7 +65,7 @@ async function assertRedisBackInUse (app: FastifyInstance, ids: string[]): Promi
       }
       const cache = app.cache.getStats().redis
       return cache.breaker === 'closed' && cache.connected && app.rateLimiter.getStats().breaker === 'closed' && fallbacks() === before
-    })
+    }, 'the cache and the limiter use Redis again', 15_000)
   } catch (error) {
     throw new Error(`${(error as Error).message}: ${state()}`, { cause: error })
   }
@@ -82,14 +83,14 @@ async function assertNoWriteLost (app: FastifyInstance, db: TestSchema, load: Le
 async function faultUnderLoad (t: TestContext, name: string, fault: (proxy: FaultProxy) => void): Promise<void> {
   const { db, proxy, app } = await apiWithRedisBehindProxy(t)
   const load = startLeadLoad(app, 20)
-  await eventually('the load is running', () => load.answers.length >= 100)
+  await eventually(() => load.answers.length >= 100, 'the load is running', 15_000)
   const faultAt = load.setPhase('fault')
   fault(proxy)
   await sleep(FAULT_MS)
   proxy.heal()
   proxy.latency(0)
   load.setPhase('after')
-  await eventually('requests answered after the fault', () => load.answers.filter((a) => a.phase === 'after').length >= 100)
+  await eventually(() => load.answers.filter((a) => a.phase === 'after').length >= 100, 'requests answered after the fault', 15_000)
   await load.stop()
 
   const during = tally(touched(load.answers, 'fault'))

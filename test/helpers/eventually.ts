@@ -1,5 +1,8 @@
-/** Polls `check` until it is true; resolves with the moment it first was, or rejects after `timeoutMs`. */
-export async function eventually (check: () => Promise<boolean> | boolean, timeoutMs: number, what: string): Promise<number> {
+/**
+ * Polls `check` until it is true; resolves with the moment it first was, or rejects after `timeoutMs` (generous by
+ * default: the machine may be shared).
+ */
+export async function eventually (check: () => Promise<boolean> | boolean, what: string, timeoutMs = 10_000): Promise<number> {
   const deadline = performance.now() + timeoutMs
   for (;;) {
     if (await check()) return performance.now()

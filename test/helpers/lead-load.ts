@@ -101,15 +101,6 @@ export function startLeadLoad (app: FastifyInstance, concurrency = 50): LeadLoad
   }
 }
 
-/** Polls `check` until it holds; fails with `what` after `ms`. */
-export async function eventually (what: string, check: () => boolean | Promise<boolean>, ms = 15000): Promise<void> {
-  const deadline = Date.now() + ms
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${ms} ms`)
-    await sleep(25)
-  }
-}
-
 /**
  * The answers a phase touched: asked during it or answered during it, so a request already in flight when a fault
  * begins counts for the fault (it is the one a hang would hold).
