@@ -1,6 +1,6 @@
 import fp from 'fastify-plugin'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
-import { HttpError } from '../chassis/index.js'
+import { HttpError, optionalDependency } from '../chassis/index.js'
 import { createHash, timingSafeEqual } from 'node:crypto'
 import { clientAddressKey, createRateLimiter, setRateLimitHeaders, validatePolicy } from '../rate-limit/index.js'
 import { ApiKeyErrors } from './errors.js'
@@ -48,6 +48,10 @@ export interface ApiKeysPluginOptions {
    * the request gets 429 without one. `false` turns it off. @default { limit: 50, windowMs: 60000 }
    */
   lookupBudget?: false | LookupBudgetOptions
+  /** `false`: verified keys are not cached even when the cache plugin is registered. Otherwise register it before this one. */
+  cache?: false
+  /** `false`: the lookup budget counts per instance even when the redis plugin is registered. Otherwise register it before this one. */
+  redis?: false
 }
 
 export interface LookupBudgetOptions {
@@ -69,10 +73,10 @@ export interface LookupBudgetOptions {
  * The charge of one key lookup to the caller's budget, decided in the shared store (Redis) so that every instance
  * counts together; an address known to be over is refused from memory. Undefined when the budget is off.
  */
-function lookupBudgetCharge (app: FastifyInstance, opts: false | LookupBudgetOptions | undefined): ((request: FastifyRequest, reply: FastifyReply) => Promise<void>) | undefined {
+function lookupBudgetCharge (app: FastifyInstance, opts: false | LookupBudgetOptions | undefined, redis: FastifyInstance['redis']): ((request: FastifyRequest, reply: FastifyReply) => Promise<void>) | undefined {
   if (opts === false) return undefined
   const policy = validatePolicy({ name: 'keyLookup', limit: opts?.limit ?? 50, windowMs: opts?.windowMs ?? 60_000, onStoreFailure: 'open' })
-  const limiter = createRateLimiter(app.hasDecorator('redis') ? app.redis : undefined, { prefix: opts?.prefix ?? 'rl:', timeoutMs: opts?.timeoutMs ?? 100 })
+  const limiter = createRateLimiter(redis, { prefix: opts?.prefix ?? 'rl:', timeoutMs: opts?.timeoutMs ?? 100 })
   const keyOf = opts?.key ?? ((request: FastifyRequest) => clientAddressKey(request.ip))
   return async (request, reply) => {
     if (opts?.exempt?.(request)) return
@@ -91,7 +95,9 @@ function lookupBudgetCharge (app: FastifyInstance, opts: false | LookupBudgetOpt
  */
 export const apiKeysPlugin = fp(async (app: FastifyInstance, opts: ApiKeysPluginOptions) => {
   const header = (opts.header ?? 'x-api-key').toLowerCase()
-  const store = new ApiKeyStore(app.db, app.hasDecorator('cache') ? app.cache : undefined, opts.cacheTtl ?? 30)
+  const cache = optionalDependency(app, { plugin: 'api-keys', decorator: 'cache', provider: '@lead-chassis/plugins/cache', option: opts.cache })
+  const redis = optionalDependency(app, { plugin: 'api-keys', decorator: 'redis', provider: '@lead-chassis/plugins/redis', option: opts.lookupBudget === false ? false : opts.redis })
+  const store = new ApiKeyStore(app.db, cache, opts.cacheTtl ?? 30)
   // Hashing both sides gives equal lengths, which timingSafeEqual needs, without revealing the secret's length.
   app.decorate('apiKeys', store)
   if (opts.followChanges !== false) {
@@ -103,7 +109,7 @@ export const apiKeysPlugin = fp(async (app: FastifyInstance, opts: ApiKeysPlugin
   app.decorateRequest('apiKeyRejected', false)
   app.decorateRequest('internalService', false)
 
-  const beforeLookup = lookupBudgetCharge(app, opts.lookupBudget)
+  const beforeLookup = lookupBudgetCharge(app, opts.lookupBudget, redis)
 
   const serviceKey = opts.serviceKey ? createHash('sha256').update(opts.serviceKey).digest() : undefined
   const isService = (given: string | string[] | undefined): boolean =>

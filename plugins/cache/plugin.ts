@@ -1,5 +1,6 @@
 import fp from 'fastify-plugin'
 import type { FastifyInstance } from 'fastify'
+import { optionalDependency } from '../chassis/index.js'
 import { CacheManager } from './cache-manager.js'
 import type { CacheOptions } from './options.js'
 
@@ -12,12 +13,18 @@ declare module 'fastify' {
 export interface CachePluginOptions extends CacheOptions {
   /** Use this manager instead of creating one over `app.redis`. */
   manager?: CacheManager
+  /** `false`: local-only even when the redis plugin is registered. Otherwise register it before this one. */
+  redis?: false
 }
 
-/** Decorates `app.cache`: two-tier over `app.redis` when the redis plugin has a client, local-only otherwise. */
+/**
+ * Decorates `app.cache`: two-tier over `app.redis` when the redis plugin, registered before, has a client;
+ * local-only otherwise. The redis plugin registered after this one fails `ready` (CHASSIS_PLUGIN_ORDER).
+ */
 export const cachePlugin = fp(async (app: FastifyInstance, opts: CachePluginOptions) => {
-  const { manager, ...options } = opts
-  const cache = manager ?? new CacheManager(app.hasDecorator('redis') ? app.redis : undefined, { logger: app.log, ...options })
+  const { manager, redis: redisOption, ...options } = opts
+  const redis = optionalDependency(app, { plugin: 'cache', decorator: 'redis', provider: '@lead-chassis/plugins/redis', option: manager ? false : redisOption })
+  const cache = manager ?? new CacheManager(redis, { logger: app.log, ...options })
   app.decorate('cache', cache)
   if (!manager && !(await cache.ready(2000))) app.log.warn('cache invalidation bus not subscribed (Redis unreachable?): local-only until it is')
   // Registration, and so `ready` and /health/ready, waits for warming (bounded by warmTimeoutMs).

@@ -7,6 +7,8 @@ export const ChassisErrors = {
   CHASSIS_CONFIG_INVALID: createError<'CHASSIS_CONFIG_INVALID', [string]>('CHASSIS_CONFIG_INVALID', 'Invalid configuration: %s'),
   CHASSIS_DUPLICATE_HEALTH_CHECK: createError<'CHASSIS_DUPLICATE_HEALTH_CHECK', 500, [string]>(
     'CHASSIS_DUPLICATE_HEALTH_CHECK', 'Health check "%s" is already registered', 500),
+  CHASSIS_PLUGIN_ORDER: createError<'CHASSIS_PLUGIN_ORDER', 500, [string, string, string, string]>(
+    'CHASSIS_PLUGIN_ORDER', '%s was registered before %s: register %s first, or pass %s: false', 500),
   REQUEST_TIMEOUT: createError<'REQUEST_TIMEOUT', 408, [number]>('REQUEST_TIMEOUT', 'The request did not arrive within %d ms', 408),
   HEADERS_TOO_LARGE: createError<'HEADERS_TOO_LARGE', 431, []>('HEADERS_TOO_LARGE', 'The request headers are too large', 431),
   MALFORMED_REQUEST: createError<'MALFORMED_REQUEST', 400, []>('MALFORMED_REQUEST', 'The request is not valid HTTP', 400),

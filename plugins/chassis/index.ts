@@ -2,6 +2,7 @@ export { composeSchema, loadConfig, type ConfigFragment, type ConfigProperty, ty
 export { chassisConfigFragment, type ChassisConfig } from './config-schema.js'
 export { ChassisErrors, HttpError } from './errors.js'
 export { SHOWABLE_NAME, errorBody, errorBodySchema, formatSchemaErrors, type ErrorBody } from './error-handler.js'
+export { optionalDependency, type OptionalDependency } from './plugin-order.js'
 export { HealthRegistry, type HealthCheck, type ReadinessReport } from './health.js'
 export { REDACTED, SECRET_QUERY_PARAMS, redactConfig, redactUrl, scrubQuery, scrubUrl } from './redact.js'
 export { buildService, REDACTED_LOG_PATHS, type Registrar, type ServiceDefinition } from './service.js'

@@ -1,6 +1,6 @@
 import fp from 'fastify-plugin'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
-import { HttpError } from '../chassis/index.js'
+import { HttpError, optionalDependency } from '../chassis/index.js'
 import { setRateLimitHeaders } from './headers.js'
 import { cidrMatcher, clientAddressKey } from './identity.js'
 import { presets, validatePolicy, RateLimitErrors, type PresetName, type RateLimitPolicy } from './policies.js'
@@ -38,6 +38,8 @@ export interface RateLimitPluginOptions extends RateLimiterOptions {
   cost?: (request: FastifyRequest) => number
   /** Called instead of the default 429 answer. */
   onExceeded?: (request: FastifyRequest, reply: FastifyReply, decision: Decision) => unknown
+  /** `false`: counts in process even when the redis plugin is registered. Otherwise register it before this one. */
+  redis?: false
 }
 
 /**
@@ -55,7 +57,8 @@ export const rateLimitPlugin = fp(async (app: FastifyInstance, opts: RateLimitPl
   }
   const global = opts.global === false ? undefined : resolve(opts.global ?? 'default')
   const globalList: RateLimitPolicy[] = global ? [global] : []
-  const limiter = new RateLimiter(app.hasDecorator('redis') ? app.redis : undefined, { log: app.log, ...opts, defaultPolicy: global ?? resolvedPresets.default })
+  const redis = optionalDependency(app, { plugin: 'rate-limit', decorator: 'redis', provider: '@lead-chassis/plugins/redis', option: opts.redis })
+  const limiter = new RateLimiter(redis, { log: app.log, ...opts, defaultPolicy: global ?? resolvedPresets.default })
   // Boot waits for the Redis connection's first outcome (bounded), so the first requests are decided in Redis.
   app.addHook('onReady', () => limiter.ready())
   app.addHook('onClose', () => limiter.close())

@@ -1,5 +1,6 @@
 import fp from 'fastify-plugin'
 import type { FastifyInstance } from 'fastify'
+import { optionalDependency } from '../chassis/index.js'
 import { createRedisClient, type RedisClient, type RedisClientOptions } from './client.js'
 
 declare module 'fastify' {
@@ -13,6 +14,8 @@ export interface RedisPluginOptions extends Partial<RedisClientOptions> {
   /** Use this client instead of creating one; it is closed with the app only when `closeInjected` is true. */
   client?: RedisClient
   closeInjected?: boolean
+  /** `false`: no readiness check even when the health plugin is registered. Otherwise register it before this one. */
+  health?: false
 }
 
 /**
@@ -20,7 +23,8 @@ export interface RedisPluginOptions extends Partial<RedisClientOptions> {
  * `degraded`, not 503), so boot does not wait for it. Without a URL the app runs in single-instance mode.
  */
 export const redisPlugin = fp(async (app: FastifyInstance, opts: RedisPluginOptions) => {
-  const { client: injected, closeInjected = false, url, ...rest } = opts
+  const { client: injected, closeInjected = false, url, health: healthOption, ...rest } = opts
+  const health = optionalDependency(app, { plugin: 'redis', decorator: 'health', provider: 'the chassis health plugin (buildService does)', option: healthOption })
   const client = injected ?? (url ? createRedisClient({ url, name: 'chassis', ...rest }) : undefined)
   app.decorate<RedisClient | undefined>('redis', client)
   if (!client) {
@@ -28,8 +32,8 @@ export const redisPlugin = fp(async (app: FastifyInstance, opts: RedisPluginOpti
     return
   }
   client.on('error', (err: Error) => app.log.warn({ err: { message: err.message } }, 'redis connection error'))
-  if (app.hasDecorator('health')) {
-    app.health.register({ name: 'redis', required: false, check: async () => { await client.ping() } })
+  if (health) {
+    health.register({ name: 'redis', required: false, check: async () => { await client.ping() } })
   }
   app.addHook('onClose', async () => {
     if (!injected || closeInjected) await client.quit().catch(() => client.disconnect())

@@ -1,0 +1,49 @@
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { randomUUID } from 'node:crypto'
+import Fastify from 'fastify'
+import { redisPlugin } from '../redis/index.js'
+import { cachePlugin } from './index.js'
+
+const REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379'
+
+test('the cache registered before redis fails ready, naming what to register first', async (t) => {
+  const app = Fastify()
+  t.after(() => app.close())
+  await app.register(cachePlugin, {})
+  await app.register(redisPlugin, {})
+  await assert.rejects(async () => { await app.ready() }, {
+    code: 'CHASSIS_PLUGIN_ORDER',
+    message: 'cache was registered before redis: register @lead-chassis/plugins/redis first, or pass redis: false'
+  })
+})
+
+test('the cache registered after redis uses it', async (t) => {
+  const app = Fastify()
+  t.after(() => app.close())
+  await app.register(redisPlugin, { url: REDIS_URL })
+  await app.register(cachePlugin, { prefix: `order-${randomUUID()}:` })
+  await app.ready()
+  assert.equal(await app.cache.ready(5000), true)
+  assert.equal(app.cache.getStats().redis.connected, true)
+})
+
+test('redis: false keeps the cache local, whichever comes first', async (t) => {
+  for (const redisFirst of [true, false]) {
+    const app = Fastify()
+    t.after(() => app.close())
+    if (redisFirst) await app.register(redisPlugin, { url: REDIS_URL })
+    await app.register(cachePlugin, { redis: false })
+    if (!redisFirst) await app.register(redisPlugin, { url: REDIS_URL })
+    await app.ready()
+    assert.equal(app.cache.getStats().redis.connected, false)
+  }
+})
+
+test('a cache with nothing to ask of Redis boots alone', async (t) => {
+  const app = Fastify()
+  t.after(() => app.close())
+  await app.register(cachePlugin, {})
+  await app.ready()
+  assert.equal(app.cache.getStats().redis.connected, false)
+})
