@@ -22,7 +22,7 @@ export const TOKEN_BYTES = 18
  * intact. Anything it would silently change (class instances lose their prototype, functions throw late) is
  * refused up front with CACHE_UNSUPPORTED_VALUE.
  */
-export function assertSerializable (value: unknown, path = 'value', seen = new Set<object>()): void {
+function assertSerializable (value: unknown, path = 'value', seen = new Set<object>()): void {
   if (value === null || value === undefined) return
   const type = typeof value
   if (type === 'string' || type === 'number' || type === 'boolean' || type === 'bigint') return

@@ -1,4 +1,4 @@
-export { composeSchema, loadConfig, type ConfigFragment, type ConfigProperty, type ConfigSchema, type LoadConfigOptions } from './config.js'
+export { composeSchema, loadConfig, type ConfigFragment, type ConfigProperty, type ConfigValue, type ConfigSchema, type LoadConfigOptions } from './config.js'
 export { chassisConfigFragment, type ChassisConfig } from './config-schema.js'
 export { ChassisErrors, HttpError } from './errors.js'
 export { SHOWABLE_NAME, errorBody, errorBodySchema, formatSchemaErrors, type ErrorBody } from './error-handler.js'

@@ -15,7 +15,7 @@ interface PresenceCommands {
 }
 
 /** Heartbeats an instance is counted for after its last one. */
-export const PRESENCE_MISSED_BEATS = 3
+const PRESENCE_MISSED_BEATS = 3
 
 /**
  * The instances of one limiter that share a Redis, counted while Redis is up, so that during an outage each one can

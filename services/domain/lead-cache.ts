@@ -28,7 +28,7 @@ export function listTagFor (query: LeadListQuery): string {
   return listTag(query.status ?? '*', query.product ?? '*', query.state ?? '*')
 }
 
-export function listTagsOf (...leads: Lead[]): string[] {
+function listTagsOf (...leads: Lead[]): string[] {
   const tags = new Set<string>()
   for (const lead of leads) {
     for (const status of [lead.status, '*']) {

@@ -5,12 +5,12 @@ export const US_STATES = [
   'MD', 'MA', 'MI', 'MN', 'MS', 'MO', 'MT', 'NE', 'NV', 'NH', 'NJ', 'NM', 'NY', 'NC', 'ND', 'OH', 'OK', 'OR', 'PA', 'RI',
   'SC', 'SD', 'TN', 'TX', 'UT', 'VT', 'VA', 'WA', 'WV', 'WI', 'WY'
 ] as const
-export const SORTS = ['-createdAt', 'createdAt', '-score', 'score'] as const
+const SORTS = ['-createdAt', 'createdAt', '-score', 'score'] as const
 
 export type Product = typeof PRODUCTS[number]
-export type LeadStatus = typeof STATUSES[number]
+type LeadStatus = typeof STATUSES[number]
 export type UsState = typeof US_STATES[number]
-export type LeadSort = typeof SORTS[number]
+type LeadSort = typeof SORTS[number]
 
 export interface Lead {
   id: string

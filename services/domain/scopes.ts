@@ -1,3 +1,2 @@
 /** The scopes an API key can carry. */
 export const SCOPES = ['leads:create', 'leads:read', 'leads:write', 'leads:import', 'reports:read', 'routing', 'admin'] as const
-export type Scope = typeof SCOPES[number]

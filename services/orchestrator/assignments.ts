@@ -13,7 +13,7 @@ export interface Assignment {
   lead: Lead
 }
 
-export const AssignmentErrors = {
+const AssignmentErrors = {
   notFound: (id: string) => new HttpError(404, 'LEAD_NOT_FOUND', `Lead ${id} not found`),
   busy: (id: string) => new HttpError(409, 'LEAD_BUSY', `Lead ${id} is being routed by another call`),
   assigned: (id: string) => new HttpError(409, 'ALREADY_ASSIGNED', `Lead ${id} already has an agent`),

@@ -12,8 +12,8 @@ import type { Lead } from '../domain/lead-schemas.js'
  * | freshness    | 25 under an hour old, 15 under a day, 5 under a week, 0 older          |
  * | source       | referral 15, partner 10, web 5, anything else 3                        |
  */
-export const PRODUCT_POINTS: Record<Lead['product'], number> = { commercial: 30, life: 25, health: 22, home: 18, auto: 15 }
-export const HIGH_DEMAND_STATES = new Set(['CA', 'TX', 'FL', 'NY', 'IL'])
+const PRODUCT_POINTS: Record<Lead['product'], number> = { commercial: 30, life: 25, health: 22, home: 18, auto: 15 }
+const HIGH_DEMAND_STATES = new Set(['CA', 'TX', 'FL', 'NY', 'IL'])
 const SOURCE_POINTS: Record<string, number> = { referral: 15, partner: 10, web: 5 }
 
 export interface Score {

@@ -4,7 +4,7 @@ import { errorBody, errorBodySchema, HttpError } from '../../../plugins/chassis/
 import { cidrMatcher } from '../../../plugins/rate-limit/index.js'
 
 /** The scope whose holders share NGINX's micro-cache of lead reads. */
-export const EDGE_SHARED_SCOPE = 'leads:read'
+const EDGE_SHARED_SCOPE = 'leads:read'
 
 export interface EdgeRoutesOptions {
   /** TRUST_PROXY: the proxies (NGINX) allowed to ask; every other peer gets 404. */

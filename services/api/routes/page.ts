@@ -7,11 +7,11 @@ import { publicDir } from '../../domain/paths.js'
 /** The page loads its own script, style and schema, and posts to the api; nothing else. */
 export const PAGE_CSP = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
 /** Content-hashed names never change content: a week at every cache, as the CDN rules say for /static/. */
-export const ASSET_CACHE_CONTROL = 'public, max-age=604800, immutable'
+const ASSET_CACHE_CONTROL = 'public, max-age=604800, immutable'
 /** The HTML names the current assets, so it is cached briefly everywhere. */
-export const PAGE_CACHE_CONTROL = 'public, max-age=60'
+const PAGE_CACHE_CONTROL = 'public, max-age=60'
 /** The tag the CDNs purge the page by (Cloudflare's Cache-Tag, Fastly's Surrogate-Key). */
-export const PAGE_CACHE_TAG = 'lead-form'
+const PAGE_CACHE_TAG = 'lead-form'
 
 // Static files are cheap and cached at the edge: the limiter is for the API.
 const unlimited = { rateLimit: false } as FastifyContextConfig
