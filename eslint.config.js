@@ -12,7 +12,7 @@ const SHARED_SERVICE_CODE = ['domain', 'platform']
 // Deepest folder level below an area (plugins/<name>/, services/<name>/, scripts/, test/, examples/) that is linted.
 const MAX_SUBFOLDERS = 4
 
-const TEST_FILES = ['**/*.test.ts', '**/*.test.js']
+const TEST_FILES = ['*.test.ts', '*.test.js']
 
 /**
  * Public entries beside index.js: modules that load none of the instrumented libraries (pg, ioredis, Fastify), for
@@ -24,7 +24,7 @@ const entry = `(?:[^/]+/index|${PRELOAD_ENTRIES.join('|')})\\.js$`
 /** A regex source matching exactly `n` leading `../`. */
 const up = (n) => `^(?:\\.\\./){${n}}`
 
-/** What a file at `depth` folders below the repository root may not import from plugins/ (rule b). */
+/** What a file at `depth` folders below the repository root may not import from plugins/. */
 function pluginEntryOnly (depth, packageImportsOnly) {
   const deepPackage = {
     regex: `^@lead-chassis/plugins/(?!(?:${PRELOAD_ENTRIES.join('|')})$)[^/]+/`,
@@ -42,13 +42,13 @@ function pluginEntryOnly (depth, packageImportsOnly) {
   }]
 }
 
-/** Test helpers serve tests and benchmarks only (rule d). */
+/** Test helpers serve tests and benchmarks only. */
 const noTestHelpers = (depth) => [{
   regex: `${up(depth)}test/helpers/`,
   message: 'test/helpers is for tests (*.test.ts, test/) and benchmarks (scripts/bench/) only.'
 }]
 
-/** Inside plugins/<a>/, another plugin is reached through `../<b>/index.js` only; plugins never import services (rule a). */
+/** Inside plugins/<a>/, another plugin is reached through `../<b>/index.js` only; plugins never import services. */
 const pluginBoundaries = (subfolders) => [
   {
     regex: `${up(subfolders + 1)}(?!\\.)(?!${entry})[^/]+/`,
@@ -61,7 +61,7 @@ const pluginBoundaries = (subfolders) => [
   { regex: `${up(subfolders + 2)}services/`, message: 'Plugins never import services.' }
 ]
 
-/** No service imports another; domain and platform are shared by all and import no service (rule c). */
+/** No service imports another; domain and platform are shared by all and import no service. */
 function serviceBoundaries (service, subfolders) {
   const others = SERVICES.filter((name) => name !== service).join('|')
   const message = SERVICES.includes(service)
@@ -105,11 +105,11 @@ export function importBoundaries ({ packageImportsOnly = PACKAGE_IMPORTS_ONLY } 
   const configs = []
   const levels = Array.from({ length: MAX_SUBFOLDERS + 1 }, (_, subfolders) => subfolders)
   const glob = (area, subfolders, name) => `${area}/${'*/'.repeat(subfolders)}${name}`
-  // Non-test files first; the test files' own object after it replaces their patterns without rule d.
+  // Every file first; the test files' own object after it replaces their patterns with the same less test/helpers.
   const area = (folder, subfolders, depth, own, { helpers = false } = {}) => {
     const plugins = folder.startsWith('plugins/') ? [] : pluginEntryOnly(depth, packageImportsOnly)
     configs.push(restrict([glob(folder, subfolders, '*.{ts,js}')], [...own, ...plugins, ...(helpers ? [] : noTestHelpers(depth))]))
-    configs.push(restrict(TEST_FILES.map((name) => glob(folder, subfolders, name.slice(3))), [...own, ...plugins]))
+    configs.push(restrict(TEST_FILES.map((name) => glob(folder, subfolders, name)), [...own, ...plugins]))
   }
   for (const subfolders of levels) {
     area('plugins/*', subfolders, subfolders + 2, pluginBoundaries(subfolders))
