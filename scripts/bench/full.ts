@@ -18,6 +18,7 @@ import { buildWorkload, replay, type BenchRequest } from './workload.js'
 
 // `npm run bench`: the specification's before/after table on this machine, next to the ceiling and to what a
 // user would assemble from today's libraries, all under the same request mix. See docs/benchmarks.md for a run.
+const SCALE = '10000,100000,1000000'
 const { values: args } = parseArgs({
   options: {
     duration: { type: 'string', default: '20' },
@@ -29,7 +30,7 @@ const { values: args } = parseArgs({
     leads: { type: 'string', default: '100000' },
     keys: { type: 'string', default: '2000' },
     writes: { type: 'string', default: '0.02' },
-    scale: { type: 'string', default: '10000,100000,1000000' },
+    scale: { type: 'string', default: SCALE },
     'scale-duration': { type: 'string', default: '8' },
     out: { type: 'string', default: 'bench-results' },
     // A comma-separated subset of the configurations to load (before, after, static, after-direct, ceiling, alternative).
@@ -282,7 +283,9 @@ const rows = configs.map((c) => ({
 const ratio = (a: string, b: string): number => Math.round((median(a, 'rps') / Math.max(1, median(b, 'rps'))) * 100) / 100
 const ratios = { afterOverBefore: ratio('after', 'before'), afterOverCeiling: ratio('after', 'ceiling'), afterOverAlternative: ratio('after', 'alternative') }
 const machine = { cpus: cpus().length, cpu: cpus()[0]?.model ?? 'unknown', memoryGb: Math.round(totalmem() / 1e9), node: process.version, date: new Date().toISOString() }
-const command = `npm run bench -- --duration ${args.duration} --connections ${args.connections} --rounds ${args.rounds} --writes ${args.writes}${args.only ? ` --only ${args.only}` : ''}`
+const command = args.quick
+  ? `npm run bench -- --quick --connections ${args.connections} --rounds ${args.rounds} --writes ${args.writes}${args.only ? ` --only ${args.only}` : ''}`
+  : `npm run bench -- --duration ${args.duration} --connections ${args.connections} --rounds ${args.rounds} --writes ${args.writes}${args.scale === SCALE ? '' : ` --scale '${args.scale ?? ''}'`}${args.only ? ` --only ${args.only}` : ''}`
 const times = (id: string): number => Math.round(median(id, 'edgeCpuUs') / Math.max(1, median('static', 'edgeCpuUs')) * 10) / 10
 const edgeCost = staticUrl
   ? `NGINX CPU per answer (master and workers, from /proc): "after" ${median('after', 'edgeCpuUs')} µs (${median('after', 'edgeCores')} cores busy), ${times('after')}x the static-file limit; a cached answer ${median('after-cached', 'edgeCpuUs')} µs (${median('after-cached', 'edgeCores')} cores), ${times('after-cached')}x (target <= 2); the static file ${median('static', 'edgeCpuUs')} µs (${median('static', 'edgeCores')} cores).`
@@ -296,10 +299,9 @@ const markdown = [
   `after / before = ${ratios.afterOverBefore}x (target >= 7); after / ceiling = ${Math.round(ratios.afterOverCeiling * 100)}%; after / alternative = ${ratios.afterOverAlternative}x (target >= 1); after without NGINX / before = ${ratio('after-direct', 'before')}x`,
   edgeCost,
   `Cache hit rates in "after": NGINX answered ${hitRates.edge}% of requests from its micro-cache (${hitRates.authPerRequest} auth subrequests per request); of what reached the services, local ${hitRates.local}% of lookups, Redis ${hitRates.redis}% of what reached it, ${hitRates.combined}% of reads answered without PostgreSQL.`,
-  '',
-  'Scale: the uncached list (filters mix, first pages), 50 connections:',
-  '',
-  table(scale.map((s) => ({ leads: s.leads, 'req/s': s.rps, 'p50 ms': s.p50, 'p95 ms': s.p95 })))
+  ...(scale.length === 0
+    ? []
+    : ['', 'Scale: the uncached list (filters mix, first pages), 50 connections:', '', table(scale.map((s) => ({ leads: s.leads, 'req/s': s.rps, 'p50 ms': s.p50, 'p95 ms': s.p95 })))])
 ].join('\n')
 const outDir = resolve(projectRoot, args.out ?? 'bench-results')
 mkdirSync(outDir, { recursive: true })
