@@ -1,6 +1,6 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
-import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { cpus, totalmem } from 'node:os'
 import { join, resolve } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
@@ -116,7 +116,9 @@ if (spawnSync('nginx', ['-v']).status === 0) {
   writeFileSync(join(prefix, 'static-answer', 'answer.json'), answer)
   const nginx: ChildProcess = spawn('nginx', ['-p', `${prefix}/`, '-c', join(prefix, 'nginx.conf'), '-g', 'daemon off;'], { stdio: ['ignore', 'ignore', 'inherit'] })
   nginxPid = nginx.pid
-  children.push({ stop: async () => { if (nginx.exitCode === null) { nginx.kill('SIGQUIT'); await once(nginx, 'exit') } } })
+  // The prefix is in memory: it goes with NGINX, and with a run that fails.
+  process.on('exit', () => { nginx.kill('SIGQUIT'); rmSync(prefix, { recursive: true, force: true }) })
+  children.push({ stop: async () => { if (nginx.exitCode === null) { nginx.kill('SIGQUIT'); await once(nginx, 'exit') } rmSync(prefix, { recursive: true, force: true }) } })
   for (let i = 0; i < 100 && !(await fetch(`http://127.0.0.1:${publicPort}/`).then(() => true, () => false)); i++) await sleep(50)
   afterUrl = `http://127.0.0.1:${publicPort}`
   afterName = 'after: cache + rate limit, NGINX, two api instances'
