@@ -1,13 +1,20 @@
 import type { FastifyReply } from 'fastify'
 import type { RateLimitPolicy } from './policies.js'
 import type { Decision } from './rate-limiter.js'
+import type { PolicyResult } from './store.js'
 
-// Policies are frozen once validated, so their RateLimit-Policy item can be computed once.
-const policyFields = new WeakMap<RateLimitPolicy, string>()
-function policyField (p: RateLimitPolicy): string {
-  let field = policyFields.get(p)
-  if (field === undefined) policyFields.set(p, field = `"${p.name}";q=${p.limit};w=${Math.ceil(p.windowMs / 1000)}`)
-  return field
+// Policies are frozen once validated, so the parts of their header items that never change are built once: the
+// RateLimit-Policy item and the start of the RateLimit item. Every answer sends them.
+interface PolicyText { policy: string, state: string }
+const policyTexts = new WeakMap<RateLimitPolicy, PolicyText>()
+function textOf (p: RateLimitPolicy): PolicyText {
+  let text = policyTexts.get(p)
+  if (text === undefined) policyTexts.set(p, text = { policy: `"${p.name}";q=${p.limit};w=${Math.ceil(p.windowMs / 1000)}`, state: `"${p.name}";r=` })
+  return text
+}
+
+function stateItem (r: PolicyResult): string {
+  return `${textOf(r.policy).state}${r.remaining};t=${Math.ceil((r.allowed ? r.resetMs : r.retryAfterMs) / 1000)}`
 }
 
 /**
@@ -18,15 +25,15 @@ function policyField (p: RateLimitPolicy): string {
 export function setRateLimitHeaders (reply: FastifyReply, decision: Decision, nowMs = Date.now()): void {
   const b = decision.binding
   if (!b) return
-  const policies = decision.results.length === 1 ? policyField(b.policy) : decision.results.map((r) => policyField(r.policy)).join(', ')
-  const state = decision.results.map((r) => `"${r.policy.name}";r=${r.remaining};t=${Math.ceil((r.allowed ? r.resetMs : r.retryAfterMs) / 1000)}`).join(', ')
+  const one = decision.results.length === 1
+  const policies = one ? textOf(b.policy).policy : decision.results.map((r) => textOf(r.policy).policy).join(', ')
+  const state = one ? stateItem(b) : decision.results.map(stateItem).join(', ')
   const waitMs = decision.allowed ? b.resetMs : b.retryAfterMs
-  void reply.headers({
-    'x-ratelimit-limit': b.policy.limit,
-    'x-ratelimit-remaining': decision.allowed ? b.remaining : 0,
-    'x-ratelimit-reset': Math.ceil((nowMs + waitMs) / 1000),
-    'ratelimit-policy': policies,
-    ratelimit: state
-  })
+  void reply
+    .header('x-ratelimit-limit', b.policy.limit)
+    .header('x-ratelimit-remaining', decision.allowed ? b.remaining : 0)
+    .header('x-ratelimit-reset', Math.ceil((nowMs + waitMs) / 1000))
+    .header('ratelimit-policy', policies)
+    .header('ratelimit', state)
   if (!decision.allowed) void reply.header('retry-after', Math.max(1, Math.ceil(b.retryAfterMs / 1000)))
 }

@@ -1,6 +1,6 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
-import { mkdirSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { cpus, totalmem } from 'node:os'
 import { join, resolve } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
@@ -18,22 +18,28 @@ import { buildWorkload, replay, type BenchRequest } from './workload.js'
 
 // `npm run bench`: the specification's before/after table on this machine, next to the ceiling and to what a
 // user would assemble from today's libraries, all under the same request mix. See docs/benchmarks.md for a run.
+const SCALE = '10000,100000,1000000'
 const { values: args } = parseArgs({
   options: {
     duration: { type: 'string', default: '20' },
     warmup: { type: 'string', default: '4' },
-    connections: { type: 'string', default: '100' },
+    // Each connection stands for its own client address (workload.ts, replay); 250 keep the 2,000 keys at 8 per
+    // address, within what NGINX's key gate lets one address verify (2 a second, each verdict kept 5 s).
+    connections: { type: 'string', default: '250' },
     rounds: { type: 'string', default: '1' },
     leads: { type: 'string', default: '100000' },
     keys: { type: 'string', default: '2000' },
     writes: { type: 'string', default: '0.02' },
-    scale: { type: 'string', default: '10000,100000,1000000' },
+    scale: { type: 'string', default: SCALE },
     'scale-duration': { type: 'string', default: '8' },
     out: { type: 'string', default: 'bench-results' },
-    // A comma-separated subset of the configurations to load (before, after, after-direct, ceiling, alternative).
-    only: { type: 'string', default: '' }
+    // A comma-separated subset of the configurations to load (before, after, static, after-direct, ceiling, alternative).
+    only: { type: 'string', default: '' },
+    // A development run: 5 s per configuration after 2 s of warm-up, no scale runs (its figures are not for docs).
+    quick: { type: 'boolean', default: false }
   }
 })
+if (args.quick) Object.assign(args, { duration: '5', warmup: '2', scale: '' })
 const DATABASE_URL = process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres'
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379'
 const SCHEMA = 'bench_full'
@@ -74,8 +80,7 @@ const workload = buildWorkload({ ids: idRows.map((r) => r.id), size: 200000, wri
 log(`${Number(args.leads)} leads, ${keys.length} API keys, a sequence of ${workload.length} requests (${(workload.filter((r) => r.method === 'PATCH').length / workload.length * 100).toFixed(1)}% writes)`)
 
 // --- The four configurations. ---
-// The load generator is one address standing for 2,000 callers: the per-address key-lookup budget is off.
-const base = { DATABASE_URL, DB_SCHEMA: SCHEMA, LOG_LEVEL: 'warn', DB_POOL_MAX: '20', PRESSURE_MAX_EVENT_LOOP_DELAY_MS: '0', API_KEY_LOOKUP_LIMIT: '0' }
+const base = { DATABASE_URL, DB_SCHEMA: SCHEMA, LOG_LEVEL: 'warn', DB_POOL_MAX: '20', PRESSURE_MAX_EVENT_LOOP_DELAY_MS: '0' }
 const before = await startService('dist/services/api/main.js', { ...base, CACHE_ENABLED: 'false', RATE_LIMIT_ENABLED: 'false' }, await freePort())
 children.push(before)
 const tag = `bench${process.pid}`
@@ -84,16 +89,43 @@ const apis = [await startService('dist/services/api/main.js', ours, await freePo
 children.push(...apis)
 let afterUrl = apis[0]?.url ?? ''
 let afterName = 'after: cache + rate limit, one api instance (NGINX is not installed)'
+let staticUrl = ''
+let nginxPid: number | undefined
 if (spawnSync('nginx', ['-v']).status === 0) {
-  const [publicPort, statusPort, spare1, spare2, keyGatePort] = [await freePort(), await freePort(), await freePort(), await freePort(), await freePort()]
-  const prefix = preparePrefix(templateConfig({ api: apis.map((a) => Number(new URL(a.url).port)), dataService: spare1, orchestrator: spare2, publicPort, statusPort, keyGatePort }))
+  const [publicPort, statusPort, spare1, spare2, keyGatePort, staticPort] = [await freePort(), await freePort(), await freePort(), await freePort(), await freePort(), await freePort()]
+  // The physical limit of the edge: the same NGINX (its http block: access log, gzip, workers) answering every
+  // GET with the same bytes as a static file, no auth, no proxy, no cache; a PATCH gets {}.
+  const sample = workload.find((r) => r.path.startsWith('/api/v1/leads?'))?.path ?? '/api/v1/leads'
+  const answer = Buffer.from(await (await fetch(`${apis[0]?.url ?? ''}${sample}`, { headers: { 'x-api-key': keys[0] ?? '' } })).arrayBuffer())
+  const staticServer = `
+  server {
+    listen 127.0.0.1:${staticPort};
+    include security-headers.conf;
+    location / {
+      default_type application/json;
+      if ($request_method = PATCH) { return 200 '{}'; }
+      root static-answer;
+      try_files /answer.json =404;
+    }
+  }
+}`
+  const config = templateConfig({ api: apis.map((a) => Number(new URL(a.url).port)), dataService: spare1, orchestrator: spare2, publicPort, statusPort, keyGatePort })
+  // Where the image keeps its caches: a memory-backed folder (an emptyDir with medium Memory), not a disk.
+  const prefix = preparePrefix(config.replace(/\}\s*$/, staticServer), existsSync('/dev/shm') ? '/dev/shm' : undefined)
+  mkdirSync(join(prefix, 'static-answer'))
+  writeFileSync(join(prefix, 'static-answer', 'answer.json'), answer)
   const nginx: ChildProcess = spawn('nginx', ['-p', `${prefix}/`, '-c', join(prefix, 'nginx.conf'), '-g', 'daemon off;'], { stdio: ['ignore', 'ignore', 'inherit'] })
-  children.push({ stop: async () => { if (nginx.exitCode === null) { nginx.kill('SIGQUIT'); await once(nginx, 'exit') } } })
+  nginxPid = nginx.pid
+  // The prefix is in memory: it goes with NGINX, and with a run that fails.
+  process.on('exit', () => { nginx.kill('SIGQUIT'); rmSync(prefix, { recursive: true, force: true }) })
+  children.push({ stop: async () => { if (nginx.exitCode === null) { nginx.kill('SIGQUIT'); await once(nginx, 'exit') } rmSync(prefix, { recursive: true, force: true }) } })
   for (let i = 0; i < 100 && !(await fetch(`http://127.0.0.1:${publicPort}/`).then(() => true, () => false)); i++) await sleep(50)
   afterUrl = `http://127.0.0.1:${publicPort}`
   afterName = 'after: cache + rate limit, NGINX, two api instances'
+  staticUrl = `http://127.0.0.1:${staticPort}`
+  log(`static-file limit: every GET answered with ${sample}'s ${answer.length} bytes`)
 } else {
-  log('nginx is not installed: "after" runs against one api instance directly')
+  log('nginx is not installed: "after" runs against one api instance directly, and there is no static-file row')
 }
 const alternative = await startService('dist/scripts/bench/alternative-server.js', { DATABASE_URL, DB_SCHEMA: SCHEMA, REDIS_URL }, await freePort())
 children.push(alternative)
@@ -102,16 +134,47 @@ children.push(ceiling)
 // The same stack without NGINX, to show what the proxy hop costs on a machine where everything shares the cores.
 const direct = await startService('dist/services/api/main.js', { ...ours, CACHE_PREFIX: `${tag}:d:` }, await freePort())
 children.push(direct)
-const configs: Array<{ id: string, name: string, url: string }> = [
+// What a cached answer costs NGINX: the 20 most read requests of the mix, each connection with one key (250
+// keys, each used many times within its verdict's 5 s), so nearly every answer is a verdict and an answer from
+// NGINX's caches; the mix itself also pays for verdicts renewed (each key every 5 s) and the answers that miss.
+const readCounts = new Map<string, number>()
+for (const r of workload) if (r.method === 'GET') readCounts.set(r.path, (readCounts.get(r.path) ?? 0) + 1)
+const hottest = [...readCounts].sort((a, b) => b[1] - a[1]).slice(0, 20).map(([path]): BenchRequest => ({ method: 'GET', path }))
+const configs: Array<{ id: string, name: string, url: string, sequence?: BenchRequest[], callers?: string[] }> = [
   { id: 'before', name: 'before: no cache, no rate limit, one api instance', url: before.url },
   { id: 'after', name: afterName, url: afterUrl },
+  ...(staticUrl
+    ? [
+        { id: 'after-cached', name: 'after, cached answers only (the 20 most read, one key per connection)', url: afterUrl, sequence: hottest, callers: keys.slice(0, Number(args.connections)) },
+        { id: 'static', name: 'static-file limit: the same NGINX, the same bytes from a file', url: staticUrl }
+      ]
+    : []),
   { id: 'after-direct', name: 'after, one api instance, no NGINX', url: direct.url },
   { id: 'ceiling', name: 'ceiling: bare Fastify, the same bytes from memory', url: ceiling.url },
   { id: 'alternative', name: 'alternative: @fastify/rate-limit + a plain Redis cache', url: alternative.url }
 ]
 
 // --- Load: every configuration replays the same sequence from the same point. ---
-interface Measured { rps: number, avg: number, p50: number, p95: number, p99: number, errors: number, non2xx: number, requests: number }
+interface Measured { rps: number, avg: number, p50: number, p95: number, p99: number, errors: number, non2xx: number, requests: number, bytes: number, edgeCpuUs?: number, edgeCores?: number }
+
+/** The configurations that go through the NGINX started here, whose CPU per answer is measured. */
+const EDGE_ROWS = new Set(staticUrl ? ['after', 'after-cached', 'static'] : [])
+const TICKS_PER_SECOND = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim() || 100)
+
+/** CPU seconds (user + system) used so far by the NGINX master and its workers, from /proc, as cpu-share.sh reads it. */
+function nginxCpuSeconds (): number {
+  if (nginxPid === undefined) return 0
+  let ticks = 0
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue
+    let stat: string
+    try { stat = readFileSync(`/proc/${entry}/stat`, 'utf8') } catch { continue }
+    // Fields after the command name (which may hold spaces): state, ppid, ..., utime (14th field), stime (15th).
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+    if (Number(entry) === nginxPid || Number(fields[1]) === nginxPid) ticks += Number(fields[11]) + Number(fields[12])
+  }
+  return ticks / TICKS_PER_SECOND
+}
 
 function percentile (sorted: number[], p: number): number {
   return sorted.length === 0 ? 0 : sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))] as number
@@ -130,7 +193,8 @@ async function run (url: string, seconds: number, connections: number, sequence:
     p99: round(percentile(latencies, 0.99)),
     errors: result.errors + result.timeouts,
     non2xx: result.non2xx,
-    requests: result.requests.total
+    requests: result.requests.total,
+    bytes: Math.round(result.throughput.total / Math.max(1, result.requests.total))
   }
 }
 
@@ -158,9 +222,16 @@ const duration = Number(args.duration)
 const connections = Number(args.connections)
 for (let round = 1; round <= Number(args.rounds); round++) {
   for (const c of configs.filter((c) => !args.only || args.only.split(',').includes(c.id))) {
-    await run(c.url, Number(args.warmup), connections, workload, 0)
+    await run(c.url, Number(args.warmup), connections, c.sequence ?? workload, 0, c.callers)
     const counters = c.id === 'after' ? await serviceCounters(apis) : {}
-    const r = await run(c.url, duration, connections, workload, 50000)
+    const cpu0 = nginxCpuSeconds()
+    const t0 = performance.now()
+    const r = await run(c.url, duration, connections, c.sequence ?? workload, 50000, c.callers)
+    if (EDGE_ROWS.has(c.id)) {
+      const cpu = nginxCpuSeconds() - cpu0
+      r.edgeCpuUs = Math.round(cpu / Math.max(1, r.requests) * 1e6)
+      r.edgeCores = Math.round(cpu / ((performance.now() - t0) / 1000) * 100) / 100
+    }
     if (c.id === 'after') {
       const now = await serviceCounters(apis)
       const d = (k: string): number => (now[k] ?? 0) - (counters[k] ?? 0)
@@ -172,11 +243,11 @@ for (let round = 1; round <= Number(args.rounds); round++) {
       hitRates = { local: rate(d('local_hit'), d('local_miss')), redis: rate(d('redis_hit'), d('redis_miss')), combined: rate(d('local_hit') + d('redis_hit'), d('redis_miss')), edge, authPerRequest }
     }
     ;(results[c.id] ??= []).push(r)
-    log(`round ${round} ${c.id}: ${r.rps.toFixed(0)} req/s, p95 ${r.p95} ms, ${r.errors} errors, ${r.non2xx} non-2xx`)
+    log(`round ${round} ${c.id}: ${r.rps.toFixed(0)} req/s, p95 ${r.p95} ms, ${r.errors} errors, ${r.non2xx} non-2xx${r.edgeCpuUs === undefined ? '' : `, NGINX ${r.edgeCpuUs} µs CPU per answer (${r.edgeCores} cores)`}`)
   }
 }
 const median = (id: string, f: keyof Measured): number => {
-  const values = (results[id] ?? []).map((r) => r[f]).sort((a, b) => a - b)
+  const values = (results[id] ?? []).map((r) => r[f] ?? 0).sort((a, b) => a - b)
   return values[Math.floor(values.length / 2)] ?? 0
 }
 for (const c of children.splice(0)) await c.stop()
@@ -207,24 +278,32 @@ const rows = configs.map((c) => ({
   'p50 ms': median(c.id, 'p50'),
   'p95 ms': median(c.id, 'p95'),
   'p99 ms': median(c.id, 'p99'),
-  errors: median(c.id, 'errors') + median(c.id, 'non2xx')
+  errors: median(c.id, 'errors') + median(c.id, 'non2xx'),
+  'bytes/answer': median(c.id, 'bytes'),
+  'NGINX µs CPU/answer': EDGE_ROWS.has(c.id) ? median(c.id, 'edgeCpuUs') : ''
 }))
 const ratio = (a: string, b: string): number => Math.round((median(a, 'rps') / Math.max(1, median(b, 'rps'))) * 100) / 100
 const ratios = { afterOverBefore: ratio('after', 'before'), afterOverCeiling: ratio('after', 'ceiling'), afterOverAlternative: ratio('after', 'alternative') }
 const machine = { cpus: cpus().length, cpu: cpus()[0]?.model ?? 'unknown', memoryGb: Math.round(totalmem() / 1e9), node: process.version, date: new Date().toISOString() }
-const command = `npm run bench -- --duration ${args.duration} --connections ${args.connections} --rounds ${args.rounds} --writes ${args.writes}`
+const command = args.quick
+  ? `npm run bench -- --quick --connections ${args.connections} --rounds ${args.rounds} --writes ${args.writes}${args.only ? ` --only ${args.only}` : ''}`
+  : `npm run bench -- --duration ${args.duration} --connections ${args.connections} --rounds ${args.rounds} --writes ${args.writes}${args.scale === SCALE ? '' : ` --scale '${args.scale ?? ''}'`}${args.only ? ` --only ${args.only}` : ''}`
+const times = (id: string): number => Math.round(median(id, 'edgeCpuUs') / Math.max(1, median('static', 'edgeCpuUs')) * 10) / 10
+const edgeCost = staticUrl
+  ? `NGINX CPU per answer (master and workers, from /proc): "after" ${median('after', 'edgeCpuUs')} µs (${median('after', 'edgeCores')} cores busy), ${times('after')}x the static-file limit; a cached answer ${median('after-cached', 'edgeCpuUs')} µs (${median('after-cached', 'edgeCores')} cores), ${times('after-cached')}x (target <= 2); the static file ${median('static', 'edgeCpuUs')} µs (${median('static', 'edgeCores')} cores).`
+  : 'No static-file row: NGINX is not installed.'
 const markdown = [
   `Measured ${machine.date.slice(0, 10)} on ${machine.cpus} CPUs (${machine.cpu}), ${machine.memoryGb} GB, Node ${machine.node}; load generator on the same machine.`,
-  `Command: \`${command}\`. ${Number(args.leads)} leads; GET /api/v1/leads with a skewed mix of filters, single leads and ${Number(args.writes) * 100}% PATCHes; ${connections} connections, ${duration} s per configuration${Number(args.rounds) > 1 ? `, median of ${args.rounds} rounds` : ''}.`,
+  `Command: \`${command}\`. ${Number(args.leads)} leads; GET /api/v1/leads with a skewed mix of filters, single leads and ${Number(args.writes) * 100}% PATCHes; ${connections} connections, each from its own loopback address with ${Math.ceil(keys.length / connections)} of the ${keys.length} keys, ${duration} s per configuration${Number(args.rounds) > 1 ? `, median of ${args.rounds} rounds` : ''}.`,
   '',
   table(rows),
   '',
   `after / before = ${ratios.afterOverBefore}x (target >= 7); after / ceiling = ${Math.round(ratios.afterOverCeiling * 100)}%; after / alternative = ${ratios.afterOverAlternative}x (target >= 1); after without NGINX / before = ${ratio('after-direct', 'before')}x`,
+  edgeCost,
   `Cache hit rates in "after": NGINX answered ${hitRates.edge}% of requests from its micro-cache (${hitRates.authPerRequest} auth subrequests per request); of what reached the services, local ${hitRates.local}% of lookups, Redis ${hitRates.redis}% of what reached it, ${hitRates.combined}% of reads answered without PostgreSQL.`,
-  '',
-  'Scale: the uncached list (filters mix, first pages), 50 connections:',
-  '',
-  table(scale.map((s) => ({ leads: s.leads, 'req/s': s.rps, 'p50 ms': s.p50, 'p95 ms': s.p95 })))
+  ...(scale.length === 0
+    ? []
+    : ['', 'Scale: the uncached list (filters mix, first pages), 50 connections:', '', table(scale.map((s) => ({ leads: s.leads, 'req/s': s.rps, 'p50 ms': s.p50, 'p95 ms': s.p95 })))])
 ].join('\n')
 const outDir = resolve(projectRoot, args.out ?? 'bench-results')
 mkdirSync(outDir, { recursive: true })

@@ -1,3 +1,4 @@
+import net from 'node:net'
 import autocannon from 'autocannon'
 import { PRODUCTS, STATUSES } from '../../services/domain/lead-schemas.js'
 
@@ -101,12 +102,22 @@ export function buildWorkload (options: WorkloadOptions): BenchRequest[] {
   return out
 }
 
+/** The source address of connection `i`: 127.0.0.2, 127.0.0.3, ... (Linux delivers all of 127/8 to lo). */
+export function sourceAddress (i: number): string {
+  const n = i + 2
+  return `127.${(n >> 16) & 255}.${(n >> 8) & 255}.${n & 255}`
+}
+
 /**
- * Replays `sequence` against `url` from position `offset`, each request with the next caller's key, calling
- * `onResponse` with each answer's latency in ms; `stop` ends it early.
+ * Replays `sequence` against `url` from position `offset`, calling `onResponse` with each answer's latency in ms;
+ * `stop` ends it early. Each connection stands for its own client: it connects from its own loopback address
+ * (sourceAddress) and sends the keys of its share of `callers` in turn (caller j on connection j mod
+ * connections), so per-address limits at the edge and in the services see many clients, as in production, and
+ * not one address with every key.
  */
 export function replay (url: string, opts: { seconds: number, connections: number, sequence: BenchRequest[], offset: number, callers: string[], onResponse: (latencyMs: number) => void }): { done: Promise<autocannon.Result>, stop: () => void } {
   let n = opts.offset
+  let clients = 0
   let finish: (r: autocannon.Result) => void = () => {}
   let fail: (e: unknown) => void = () => {}
   const done = new Promise<autocannon.Result>((resolve, reject) => { finish = resolve; fail = reject })
@@ -114,14 +125,30 @@ export function replay (url: string, opts: { seconds: number, connections: numbe
     url,
     connections: opts.connections,
     duration: opts.seconds,
-    requests: [{
-      setupRequest: (req) => {
-        const i = n++
-        const r = opts.sequence[i % opts.sequence.length] as BenchRequest
-        const headers = { ...req.headers, 'x-api-key': opts.callers[i % opts.callers.length] ?? '', ...(r.body ? { 'content-type': 'application/json' } : {}) }
+    setupClient: (client) => {
+      const index = clients++
+      const localAddress = sourceAddress(index)
+      const own = opts.callers.length >= opts.connections
+        ? opts.callers.filter((_, j) => j % opts.connections === index)
+        : [opts.callers[index % Math.max(1, opts.callers.length)] ?? '']
+      let turn = 0
+      const setupRequest = (req: autocannon.Request): autocannon.Request => {
+        const r = opts.sequence[n++ % opts.sequence.length] as BenchRequest
+        const headers = { ...req.headers, 'x-api-key': own[turn++ % own.length] ?? '', ...(r.body ? { 'content-type': 'application/json' } : {}) }
         return { ...req, method: r.method, path: r.path, headers, ...(r.body ? { body: r.body } : {}) }
       }
-    }]
+      const internals = client as unknown as { requestIterator: { setRequests: (r: unknown[]) => void }, _connect: () => void }
+      internals.requestIterator.setRequests([{ setupRequest }])
+      // autocannon has no option for the local address: its client calls net.connect(port, host) when it
+      // (re)connects, so this client's calls get the address added for the length of that call.
+      const connect = internals._connect
+      internals._connect = function (this: unknown) {
+        const original = net.connect
+        net.connect = ((port: number, host: string) => original({ port, host, localAddress })) as typeof net.connect
+        try { connect.call(this) } finally { net.connect = original }
+      }
+    },
+    requests: [{}]
   }, (error, result) => { if (error) fail(error); else finish(result) })
   instance.on('response', (_client: unknown, _status: number, _bytes: number, time: number) => { opts.onResponse(time) })
   return { done, stop: () => { instance.stop() } }

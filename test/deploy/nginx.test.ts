@@ -215,6 +215,32 @@ test('killing one api instance under load loses no GET', async () => {
   assert.deepEqual(statuses.filter((s) => s !== 200), [], 'every GET answered 200')
 })
 
+test('an answer the api made for this request passes its five rate-limit headers through the edge; the same answer from the cache passes none', async () => {
+  // A stand-in api that vouches for every key and sends the headers its limiter sends.
+  const limits = { 'x-ratelimit-limit': '1000', 'x-ratelimit-remaining': '998', 'x-ratelimit-reset': '1764547200', ratelimit: '"apiKey";r=998;t=60', 'ratelimit-policy': '"apiKey";q=1000;w=60' }
+  const upstream = createServer((req, res) => {
+    if (req.url === '/api/v1/edge/auth') return res.writeHead(204, { 'x-edge-scope': 'leads:read' }).end()
+    res.writeHead(200, { 'content-type': 'application/json', ...limits }).end('{"data":[]}')
+  })
+  const upstreamPort = await freePort()
+  await new Promise<void>((resolve) => upstream.listen(upstreamPort, '127.0.0.1', resolve))
+  const local: Array<() => unknown> = [() => { upstream.close() }]
+  try {
+    const [publicPort, statusPort, spare1, spare2, keyGatePort] = [await freePort(), await freePort(), await freePort(), await freePort(), await freePort()]
+    const prefix = preparePrefix(templateConfig({ api: [upstreamPort], dataService: spare1, orchestrator: spare2, publicPort, statusPort, keyGatePort }))
+    await startNginx({ after: (fn) => { local.push(fn) } }, prefix, publicPort)
+    const url = `http://127.0.0.1:${publicPort}/api/v1/leads?limit=4`
+    const fresh = await fetch(url, { headers: { 'x-api-key': 'some-key' } })
+    assert.equal(fresh.headers.get('x-cache-status'), 'MISS')
+    for (const [name, value] of Object.entries(limits)) assert.equal(fresh.headers.get(name), value, name)
+    const cached = await fetch(url, { headers: { 'x-api-key': 'another-key' } })
+    assert.equal(cached.headers.get('x-cache-status'), 'HIT')
+    for (const name of Object.keys(limits)) assert.equal(cached.headers.get(name), null, name)
+  } finally {
+    for (const fn of local.reverse()) await fn()
+  }
+})
+
 test('when the api cannot answer the edge\'s auth subrequest, the request still reaches it, uncached', async () => {
   // A stand-in api whose auth route fails as a service under pressure would; every other route answers.
   const seen: string[] = []

@@ -57,9 +57,12 @@ export function templateConfig (a: NginxAddresses, env: Record<string, string> =
   return replaced
 }
 
-/** An empty prefix folder (NGINX creates its cache and temp folders) with the config and the shipped include files. */
-export function preparePrefix (config: string): string {
-  const prefix = mkdtempSync(join(tmpdir(), 'nginx-'))
+/**
+ * An empty prefix folder (NGINX creates its cache and temp folders) with the config and the shipped include files,
+ * under `parent` (the system's temporary folder unless given).
+ */
+export function preparePrefix (config: string, parent = tmpdir()): string {
+  const prefix = mkdtempSync(join(parent, 'nginx-'))
   for (const file of readdirSync(NGINX_DIR)) if (file.endsWith('.conf') || file === 'mime.types') copyFileSync(join(NGINX_DIR, file), join(prefix, file))
   writeFileSync(join(prefix, 'nginx.conf'), config)
   // Workers run as nobody when the master runs as root.
