@@ -69,9 +69,15 @@ export class CacheManager {
     }
   }
 
-  /** Waits until the invalidation bus is subscribed (immediately true when local-only). */
+  /**
+   * Waits until the invalidation bus is subscribed and the instance has checked whether Redis lost its data
+   * (immediately true when local-only).
+   */
   async ready (timeoutMs = 2000): Promise<boolean> {
-    return this.#bus ? this.#bus.ready(timeoutMs) : true
+    if (!this.#bus) return true
+    const up = await this.#bus.ready(timeoutMs)
+    if (up) await this.#core.warming?.linked()
+    return up
   }
 
   /**

@@ -1,5 +1,7 @@
 import type { GetOrSetOptions } from './options.js'
 
+const forgotten = async (): Promise<unknown> => { throw new Error('loader forgotten') }
+
 /** A key's loader as its last getOrSet passed it, and when refresh-ahead should reload the key. */
 export interface RegisteredLoader {
   loader: () => Promise<unknown>
@@ -49,7 +51,7 @@ export class LoaderRegistry {
 
   /** After each flush of hot-key counts: forgets keys that are not hot and had a flush to become so. */
   prune (isHot: (key: string) => boolean): void {
-    for (const [key, registered] of this.#loaders) if (registered.notedAt < this.#prunes && !isHot(key)) this.#loaders.delete(key)
+    for (const [key, registered] of this.#loaders) if (registered.notedAt < this.#prunes && !isHot(key)) this.#forget(key, registered)
     this.#prunes++
   }
 
@@ -66,12 +68,21 @@ export class LoaderRegistry {
   }
 
   #evictCold (isHot: (key: string) => boolean): boolean {
-    for (const key of this.#loaders.keys()) {
+    for (const [key, registered] of this.#loaders) {
       if (!isHot(key)) {
-        this.#loaders.delete(key)
+        this.#forget(key, registered)
         return true
       }
     }
     return false
+  }
+
+  // A local copy still points at the record: drop what the loader holds on to (a request, a reply) and never let
+  // the record come due again.
+  #forget (key: string, registered: RegisteredLoader): void {
+    this.#loaders.delete(key)
+    registered.loader = forgotten
+    registered.options = {}
+    registered.dueAt = Number.POSITIVE_INFINITY
   }
 }

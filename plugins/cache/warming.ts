@@ -41,6 +41,7 @@ export class Warming {
   #random = 0x9e3779b9
   #sampled = false
   #ticking: Promise<void> | undefined
+  #linking: Promise<void> | undefined
   readonly #isHot = (key: string): boolean => this.#hot.isHot(key)
 
   constructor (tier: RedisTier, options: ResolvedCacheOptions, hooks: WarmingHooks) {
@@ -126,7 +127,12 @@ export class Warming {
 
   /** Redis is reachable again: check at once whether it lost its data. */
   linkUp (): void {
-    this.#warmer.checkEpoch().catch(() => {})
+    this.#linking = this.#warmer.checkEpoch().catch(() => {})
+  }
+
+  /** Resolves once the check started by the last `linkUp` is done. */
+  async linked (): Promise<void> {
+    await this.#linking
   }
 
   /** Flushes hot-key counts (learning the fleet's hot set) after checking for a Redis flush; one at a time. */
