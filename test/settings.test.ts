@@ -613,6 +613,8 @@ const settings: Record<string, Setting> = {
   CACHE_WARM_MAX_ENTRIES: { testedBy: { file: 'plugins/cache/warming.test.ts', test: 'warming copies at most CACHE_WARM_MAX_ENTRIES entries, the hottest ones' } },
   CACHE_WARM_TIMEOUT_MS: { testedBy: { file: 'plugins/cache/warming.test.ts', test: 'warming gives up after CACHE_WARM_TIMEOUT_MS when Redis hangs, so a start is never held longer' } },
   CACHE_REFRESH_AHEAD_RATIO: { testedBy: { file: 'plugins/cache/warming.test.ts', test: 'with CACHE_REFRESH_AHEAD_RATIO=0 nothing is reloaded in the background and a hot key misses at expiry' } },
+  CACHE_REFRESH_AHEAD_MAX_KEYS: { testedBy: { file: 'plugins/cache/refresh-ahead.test.ts', test: 'a key outside the CACHE_REFRESH_AHEAD_MAX_KEYS hottest is not reloaded in the background' } },
+  CACHE_REFRESH_AHEAD_CONCURRENCY: { testedBy: { file: 'plugins/cache/refresh-ahead.test.ts', test: 'CACHE_REFRESH_AHEAD_CONCURRENCY bounds the background reloads running at once on an instance' } },
   CACHE_HOT_KEYS_MAX: { testedBy: { file: 'plugins/cache/warming.test.ts', test: 'with CACHE_HOT_KEYS_MAX=0 nothing is counted, so a restarted instance has nothing to warm' } },
   CACHE_HOT_KEYS_INTERVAL_MS: { testedBy: { file: 'plugins/cache/warming.test.ts', test: 'hot-key counts reach Redis every CACHE_HOT_KEYS_INTERVAL_MS without an explicit flush' } },
   CDN_PROVIDER: { testedBy: { file: 'scripts/cdn-purge.test.ts', test: 'CDN_PROVIDER=none purges nothing and says so; bad input exits 2 with the reason' } },

@@ -17,6 +17,8 @@ export const cacheConfigFragment = {
     CACHE_WARM_MAX_ENTRIES: { type: 'integer', default: cacheDefaults.warmMaxEntries, minimum: 0, description: 'Entries warming copies at most (also the hot loaders re-run after a Redis flush)' },
     CACHE_WARM_TIMEOUT_MS: { type: 'integer', default: cacheDefaults.warmTimeoutMs, minimum: 0, description: 'Ms warming (or a re-run after a Redis flush) may take before the instance goes on' },
     CACHE_REFRESH_AHEAD_RATIO: { type: 'number', default: cacheDefaults.refreshAheadRatio, minimum: 0, maximum: 0.9, description: 'Share of its TTL under which one instance reloads a hot entry in the background (0: off)' },
+    CACHE_REFRESH_AHEAD_MAX_KEYS: { type: 'integer', default: cacheDefaults.refreshAheadMaxKeys, minimum: 0, description: 'Refresh-ahead covers only this many of the fleet\'s hottest keys' },
+    CACHE_REFRESH_AHEAD_CONCURRENCY: { type: 'integer', default: cacheDefaults.refreshAheadConcurrency, minimum: 1, description: 'Refresh-ahead reloads running at once on one instance' },
     CACHE_HOT_KEYS_MAX: { type: 'integer', default: cacheDefaults.hotKeysMax, minimum: 0, description: 'Hot keys counted per instance and kept in Redis, a decaying top-K (0: no tracking)' },
     CACHE_HOT_KEYS_INTERVAL_MS: { type: 'integer', default: cacheDefaults.hotKeysIntervalMs, minimum: 10, description: 'Ms between flushes of hot-key counts to Redis and checks for a Redis flush' }
   }
@@ -37,6 +39,8 @@ export interface CacheConfig {
   CACHE_WARM_MAX_ENTRIES: number
   CACHE_WARM_TIMEOUT_MS: number
   CACHE_REFRESH_AHEAD_RATIO: number
+  CACHE_REFRESH_AHEAD_MAX_KEYS: number
+  CACHE_REFRESH_AHEAD_CONCURRENCY: number
   CACHE_HOT_KEYS_MAX: number
   CACHE_HOT_KEYS_INTERVAL_MS: number
   REDIS_COMMAND_TIMEOUT_MS: number
@@ -57,6 +61,8 @@ export function cacheOptionsFromConfig (config: CacheConfig): CacheOptions {
     warmMaxEntries: config.CACHE_WARM_MAX_ENTRIES,
     warmTimeoutMs: config.CACHE_WARM_TIMEOUT_MS,
     refreshAheadRatio: config.CACHE_REFRESH_AHEAD_RATIO,
+    refreshAheadMaxKeys: config.CACHE_REFRESH_AHEAD_MAX_KEYS,
+    refreshAheadConcurrency: config.CACHE_REFRESH_AHEAD_CONCURRENCY,
     hotKeysMax: config.CACHE_HOT_KEYS_MAX,
     hotKeysIntervalMs: config.CACHE_HOT_KEYS_INTERVAL_MS,
     redisTimeoutMs: config.REDIS_COMMAND_TIMEOUT_MS

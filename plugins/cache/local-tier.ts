@@ -1,12 +1,13 @@
 import { LRUCache } from 'lru-cache'
+import type { RegisteredLoader } from './loaders.js'
 
 export interface LocalEntry {
   value: unknown
   /** Epoch ms after which even a stale copy must not be served (its grace, never past the Redis TTL). */
   staleUntil: number
   tags: Record<string, number> | undefined
-  /** Epoch ms from which a read asks refresh-ahead to reload the entry; unset when refresh-ahead is off. */
-  refreshAt?: number
+  /** The key's loader and refresh schedule, which a read updates; unset when refresh-ahead is off or the loader unknown. */
+  ahead?: RegisteredLoader
 }
 
 /**

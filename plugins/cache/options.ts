@@ -51,6 +51,10 @@ export interface CacheOptions {
   warmTimeoutMs?: number
   /** Share of its TTL under which a hot entry is reloaded in the background by one instance; 0 disables. @default 0.2 */
   refreshAheadRatio?: number
+  /** Refresh-ahead covers only this many of the fleet's hottest keys. @default 100 */
+  refreshAheadMaxKeys?: number
+  /** Refresh-ahead reloads running at once on one instance. @default 4 */
+  refreshAheadConcurrency?: number
   /** Hot keys counted per instance and kept in Redis (a decaying top-K); 0 disables hot-key tracking. @default 1000 */
   hotKeysMax?: number
   /** Ms between two flushes of this instance's hot-key counts to Redis (and checks for a Redis flush). @default 5000 */
@@ -80,6 +84,8 @@ export const cacheDefaults = Object.freeze({
   warmMaxEntries: 1000,
   warmTimeoutMs: 2000,
   refreshAheadRatio: 0.2,
+  refreshAheadMaxKeys: 100,
+  refreshAheadConcurrency: 4,
   hotKeysMax: 1000,
   hotKeysIntervalMs: 5000
 })
@@ -90,8 +96,9 @@ export function resolveCacheOptions (options: CacheOptions): ResolvedCacheOption
   const problems: string[] = []
   const positive = ['ttl', 'localMaxEntries', 'localMaxBytes', 'redisTimeoutMs', 'breakerThreshold', 'tombstoneTtl'] as const
   for (const key of positive) if (!(Number.isFinite(o[key]) && o[key] > 0)) problems.push(`${key} must be a positive number`)
-  const nonNegative = ['grace', 'localTtl', 'breakerCooldownMs', 'ackTimeoutMs', 'maxPendingInvalidations', 'warmMaxEntries', 'warmTimeoutMs', 'hotKeysMax'] as const
+  const nonNegative = ['grace', 'localTtl', 'breakerCooldownMs', 'ackTimeoutMs', 'maxPendingInvalidations', 'warmMaxEntries', 'warmTimeoutMs', 'hotKeysMax', 'refreshAheadMaxKeys'] as const
   for (const key of nonNegative) if (!(Number.isFinite(o[key]) && o[key] >= 0)) problems.push(`${key} must be a non-negative number`)
+  if (!(Number.isInteger(o.refreshAheadConcurrency) && o.refreshAheadConcurrency >= 1)) problems.push('refreshAheadConcurrency must be an integer of at least 1')
   if (!(Number.isFinite(o.hotKeysIntervalMs) && o.hotKeysIntervalMs >= 10)) problems.push('hotKeysIntervalMs must be at least 10')
   if (!(Number.isFinite(o.refreshAheadRatio) && o.refreshAheadRatio >= 0 && o.refreshAheadRatio < 1)) problems.push('refreshAheadRatio must be in [0, 1)')
   if (typeof o.prefix !== 'string') problems.push('prefix must be a string')

@@ -1,5 +1,5 @@
 import type { HotKeys } from './hot-keys.js'
-import type { LoaderRegistry, RegisteredLoader } from './loaders.js'
+import type { RegisteredLoader } from './loaders.js'
 import type { RedisTier } from './redis-tier.js'
 
 export interface RefreshAheadOptions {
@@ -8,31 +8,54 @@ export interface RefreshAheadOptions {
   ratio: number
   /** Seconds; the TTL of an entry whose loader did not say. */
   defaultTtl: number
+  /** Only the keys ranked below this in the fleet's hot set are refreshed. */
+  maxKeys: number
+  /** Background reloads running at once on this instance. */
+  concurrency: number
 }
 
-/** Reloads `key` unless Redis already holds a copy with more than `windowMs` of freshness left. */
-export type Reload = (key: string, registered: RegisteredLoader, windowMs: number) => Promise<void>
+/**
+ * What a reload did: `refreshed` (this instance ran the loader and stored the value), `current` (Redis already held a
+ * fresh copy, now copied locally), `busy` (another instance holds the lock, or a load of the key is running here,
+ * or Redis is unreachable), `failed` (the loader failed: the current value stays until it expires).
+ */
+export type RefreshOutcome = 'refreshed' | 'current' | 'busy' | 'failed'
+
+/** Reloads `key` unless Redis holds a copy with more than `windowMs` of freshness left; runs the loader only if `acquire` resolves true. */
+export type Reload = (key: string, registered: RegisteredLoader, windowMs: number, acquire: () => Promise<boolean>) => Promise<RefreshOutcome>
+
+/** A key that was considered and is still due (lock taken elsewhere, loader failed) is considered again this much later. */
+export const RETRY_MS = 500
+
+const UNLOCK_LUA = `
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0`
+
+interface UnlockCommands {
+  chassisCacheUnlock: (key: string, owner: string) => Promise<number>
+}
 
 /**
- * Refresh-ahead (FusionCache's eager refresh, fleet-wide): a hot entry read within the last `ratio` of its TTL is
- * reloaded in the background by the one instance that takes the key's lock in Redis; every reader keeps getting the
- * current value meanwhile, and the reload is written like any fill (compare-and-set on the state the reader saw), so
- * a delete or a tag invalidation that lands during the reload wins.
+ * Refresh-ahead (FusionCache's eager refresh, fleet-wide). A hot entry is due once its Redis copy has `ratio` of its
+ * TTL or less left; it is reloaded when a read finds it due and, so that read timing does not matter, by a sweep of
+ * the hottest keys this instance read within their TTL. Each instance first reads Redis: a copy another instance
+ * already refreshed is copied into its local tier (no loader). Otherwise the one instance that takes
+ * `<prefix>__refresh:<key>` runs the loader and writes like any fill (compare-and-set on the state it read), so a
+ * delete or a tag invalidation that lands during the reload wins.
  */
 export class RefreshAhead {
   readonly #o: RefreshAheadOptions
   readonly #tier: RedisTier
   readonly #hot: HotKeys
-  readonly #loaders: LoaderRegistry
   readonly #reload: Reload
   readonly #running = new Set<string>()
 
-  constructor (tier: RedisTier, hot: HotKeys, loaders: LoaderRegistry, reload: Reload, options: RefreshAheadOptions) {
+  constructor (tier: RedisTier, hot: HotKeys, reload: Reload, options: RefreshAheadOptions) {
     this.#tier = tier
     this.#hot = hot
-    this.#loaders = loaders
     this.#reload = reload
     this.#o = options
+    tier.client.defineCommand('chassisCacheUnlock', { numberOfKeys: 1, lua: UNLOCK_LUA })
   }
 
   /** Ms before the end of its fresh period at which an entry of `ttlSeconds` is due for a reload. */
@@ -40,13 +63,30 @@ export class RefreshAhead {
     return this.#o.ratio * (ttlSeconds ?? this.#o.defaultTtl) * 1000
   }
 
-  /** A read found `key` within its window: reload it in the background if it is hot and its loader is known. */
-  consider (key: string): void {
-    if (this.#running.has(key) || !this.#hot.isHot(key)) return
-    const registered = this.#loaders.get(key)
-    if (!registered || !this.#tier.available) return
+  /** Starts a background reload of a due key, unless it is not among the hottest or the concurrency bound is reached. */
+  consider (key: string, registered: RegisteredLoader, now: number): boolean {
+    if (this.#running.has(key) || this.#running.size >= this.#o.concurrency) return false
+    if (this.#hot.rank(key) >= this.#o.maxKeys || !this.#tier.available) return false
+    registered.dueAt = now + RETRY_MS
     this.#running.add(key)
     void this.#refresh(key, registered).finally(() => this.#running.delete(key))
+    return true
+  }
+
+  /** Reloads the due keys read within their TTL, hottest first, up to the concurrency bound. */
+  sweep (now: number, loaders: Iterable<[string, RegisteredLoader]>): void {
+    if (this.#running.size >= this.#o.concurrency) return
+    const due: Array<[string, RegisteredLoader]> = []
+    for (const [key, registered] of loaders) {
+      if (registered.dueAt > now) continue
+      if (registered.readAt < now - (registered.options.ttl ?? this.#o.defaultTtl) * 1000) continue
+      if (this.#hot.rank(key) < this.#o.maxKeys) due.push([key, registered])
+    }
+    due.sort((a, b) => this.#hot.rank(a[0]) - this.#hot.rank(b[0]))
+    for (const [key, registered] of due) {
+      if (this.#running.size >= this.#o.concurrency) return
+      this.consider(key, registered, now)
+    }
   }
 
   get running (): number {
@@ -55,14 +95,16 @@ export class RefreshAhead {
 
   async #refresh (key: string, registered: RegisteredLoader): Promise<void> {
     const windowMs = this.windowMs(registered.options.ttl)
-    // The lock outlives the reload on purpose: an instance whose local copy still shows the old expiry finds it
-    // taken and does not ask again; one that gets it later finds the fresh copy in Redis and runs no loader.
+    const lockKey = `${this.#o.prefix}__refresh:${key}`
+    // The lock outlives a successful reload on purpose: an instance that reads Redis after it finds the fresh copy;
+    // one that read just before the write finds the lock taken. A failed reload gives it back so another may retry.
     const lockMs = Math.min(Math.max(Math.ceil(windowMs), 1000), 60_000)
     try {
-      const won = await this.#tier.run((client) => client.set(`${this.#o.prefix}__refresh:${key}`, this.#o.instanceId, 'PX', lockMs, 'NX'))
-      if (won === 'OK') await this.#reload(key, registered, windowMs)
+      const acquire = async (): Promise<boolean> => (await this.#tier.run((client) => client.set(lockKey, this.#o.instanceId, 'PX', lockMs, 'NX'))) === 'OK'
+      const outcome = await this.#reload(key, registered, windowMs, acquire)
+      if (outcome === 'failed') await this.#tier.run((client) => (client as unknown as UnlockCommands).chassisCacheUnlock(lockKey, this.#o.instanceId))
     } catch {
-      // Redis or the loader failed: the entry expires as it would have without refresh-ahead.
+      // Redis failed: the entry expires as it would have without refresh-ahead, or a later sweep retries.
     }
   }
 }

@@ -96,7 +96,7 @@ export class Warmer {
 
   async #rerun (): Promise<void> {
     const rank = (key: string): number => Math.min(this.#hot.rank(key), Number.MAX_SAFE_INTEGER)
-    const keys = this.#loaders.keys().sort((a, b) => rank(a) - rank(b)).slice(0, this.#o.maxEntries)
+    const keys = this.#loaders.keys().filter((key) => this.#hot.isHot(key)).sort((a, b) => rank(a) - rank(b)).slice(0, this.#o.maxEntries)
     await bounded(this.#o.timeoutMs, undefined, async (expired) => {
       let next = 0
       await Promise.all(Array.from({ length: RERUN_CONCURRENCY }, async () => {

@@ -3,17 +3,16 @@ import { LoaderRegistry, type RegisteredLoader } from './loaders.js'
 import type { LocalEntry } from './local-tier.js'
 import type { GetOrSetOptions, ResolvedCacheOptions } from './options.js'
 import type { RedisTier } from './redis-tier.js'
-import { RefreshAhead } from './refresh-ahead.js'
+import { RefreshAhead, type Reload } from './refresh-ahead.js'
 import { Warmer } from './warmer.js'
 
-/** A local copy that asked for a reload asks again at most this often (the reload may have lost its lock). */
-const RETRY_MS = 500
 // Local hits are the hot path (a peek is tens of ns): one in 16, drawn at random, is counted for 16. Hot keys are
 // read thousands of times, so their rank does not change; misses, which cost a round trip anyway, are counted
 // exactly. Random, not every 16th: a fixed stride aliases with round-robin reads and never samples some keys.
 const SAMPLE_MASK = 15
-// Refresh windows are seconds long; reading the system clock on every hit would cost more than the hit.
-const CLOCK_MS = 50
+// Refresh windows are seconds long; reading the system clock on every hit would cost more than the hit. The same
+// timer sweeps the due keys, so a hot key is reloaded before it expires whenever it was read.
+const SWEEP_MS = 100
 
 /** What the cache manager lends its warming parts: loads through its own coherent paths. */
 export interface WarmingHooks {
@@ -21,8 +20,8 @@ export interface WarmingHooks {
   fill: (keys: string[]) => Promise<number>
   /** A miss's load, bypassing the local tier. */
   rerun: (key: string, registered: RegisteredLoader) => Promise<void>
-  /** A miss's load that also replaces a Redis entry with `windowMs` or less of freshness left. */
-  refresh: (key: string, registered: RegisteredLoader, windowMs: number) => Promise<void>
+  /** Refresh-ahead's reload: copies a Redis entry with more than `windowMs` left, else loads if it wins the lock. */
+  refresh: Reload
   /** Redis lost its data: drop everything local. */
   lost: () => void
 }
@@ -37,11 +36,13 @@ export class Warming {
   readonly #warmer: Warmer
   readonly #ahead: RefreshAhead | undefined
   readonly #timer: NodeJS.Timeout
-  readonly #clock: NodeJS.Timeout | undefined
+  readonly #sweep: NodeJS.Timeout | undefined
   #now = Date.now()
   #random = 0x9e3779b9
   #sampled = false
   #ticking: Promise<void> | undefined
+  #linking: Promise<void> | undefined
+  readonly #isHot = (key: string): boolean => this.#hot.isHot(key)
 
   constructor (tier: RedisTier, options: ResolvedCacheOptions, hooks: WarmingHooks) {
     this.#hot = new HotKeys(options.hotKeysMax, tier, options.prefix, options.hotKeysIntervalMs)
@@ -50,12 +51,21 @@ export class Warming {
       prefix: options.prefix, enabled: options.warmEnabled, maxEntries: options.warmMaxEntries, timeoutMs: options.warmTimeoutMs
     })
     if (options.refreshAheadRatio > 0) {
-      this.#ahead = new RefreshAhead(tier, this.#hot, this.#loaders, hooks.refresh, {
-        prefix: options.prefix, instanceId: options.instanceId, ratio: options.refreshAheadRatio, defaultTtl: options.ttl
+      const ahead = new RefreshAhead(tier, this.#hot, hooks.refresh, {
+        prefix: options.prefix,
+        instanceId: options.instanceId,
+        ratio: options.refreshAheadRatio,
+        defaultTtl: options.ttl,
+        maxKeys: options.refreshAheadMaxKeys,
+        concurrency: options.refreshAheadConcurrency
       })
+      this.#ahead = ahead
+      this.#sweep = setInterval(() => {
+        this.#now = Date.now()
+        ahead.sweep(this.#now, this.#loaders.entries())
+      }, SWEEP_MS).unref()
     }
     this.#timer = setInterval(() => { void this.tick() }, options.hotKeysIntervalMs).unref()
-    if (this.#ahead) this.#clock = setInterval(() => { this.#now = Date.now() }, CLOCK_MS).unref()
   }
 
   /** One read of `key`. */
@@ -63,21 +73,26 @@ export class Warming {
     this.#hot.touch(key)
   }
 
-  /** A miss of `key` with its loader: remembered while the key is hot. */
+  /** A miss of `key` with its loader: remembered before the key is known to be hot, so it has one when it is. */
   miss (key: string, loader: () => Promise<unknown>, options: GetOrSetOptions): void {
     this.#hot.touch(key)
-    if (this.#hot.isHot(key)) this.#loaders.note(key, loader, options)
+    this.#loaders.note(key, loader, options, this.#isHot)
   }
 
   /** After `hit`: a local hit through getOrSet, which knows the loader a hit through peek does not. */
   hitWithLoader (key: string, loader: () => Promise<unknown>, options: GetOrSetOptions): void {
-    if (this.#sampled && !this.#loaders.has(key) && this.#hot.isHot(key)) this.#loaders.note(key, loader, options)
+    if (this.#sampled && !this.#loaders.has(key) && this.#hot.isHot(key)) this.#loaders.note(key, loader, options, this.#isHot)
   }
 
-  /** Epoch ms from which reads of an entry with `freshMs` left ask for a reload; undefined with refresh-ahead off. */
-  refreshAt (key: string, freshMs: number, ttlSeconds?: number): number | undefined {
-    if (!this.#ahead) return undefined
-    return Date.now() + freshMs - this.#ahead.windowMs(ttlSeconds ?? this.#loaders.get(key)?.options.ttl)
+  /**
+   * An entry of `key` with `freshMs` of Redis freshness left was stored here: schedules its reload. Returns the
+   * key's schedule for the local copy to carry (reads update it), or undefined with refresh-ahead off or no loader.
+   */
+  stored (key: string, freshMs: number, ttlSeconds?: number): RegisteredLoader | undefined {
+    const registered = this.#ahead ? this.#loaders.get(key) : undefined
+    if (!this.#ahead || !registered) return undefined
+    registered.dueAt = Date.now() + freshMs - this.#ahead.windowMs(ttlSeconds ?? registered.options.ttl)
+    return registered
   }
 
   /** A read of a local entry: asks for a reload once it is within its refresh window. */
@@ -90,14 +105,20 @@ export class Warming {
     this.#random = x
     this.#sampled = (x & SAMPLE_MASK) === 0
     if (this.#sampled) this.#hot.touch(key, SAMPLE_MASK + 1)
-    if (entry.refreshAt === undefined || entry.refreshAt > this.#now) return
-    entry.refreshAt = this.#now + RETRY_MS
-    this.#ahead?.consider(key)
+    const registered = entry.ahead
+    if (registered === undefined) return
+    registered.readAt = this.#now
+    if (registered.dueAt <= this.#now) this.#ahead?.consider(key, registered, this.#now)
   }
 
   /** A Redis hit with `freshMs` left (the local tier may be off or the copy just expired). */
   redisHit (key: string, freshMs: number, ttlSeconds?: number): void {
-    if (this.#ahead && freshMs <= this.#ahead.windowMs(ttlSeconds ?? this.#loaders.get(key)?.options.ttl)) this.#ahead.consider(key)
+    const registered = this.#ahead ? this.#loaders.get(key) : undefined
+    if (!this.#ahead || !registered) return
+    const now = Date.now()
+    registered.readAt = now
+    registered.dueAt = now + freshMs - this.#ahead.windowMs(ttlSeconds ?? registered.options.ttl)
+    if (registered.dueAt <= now) this.#ahead.consider(key, registered, now)
   }
 
   async warm (): Promise<number> {
@@ -106,7 +127,12 @@ export class Warming {
 
   /** Redis is reachable again: check at once whether it lost its data. */
   linkUp (): void {
-    this.#warmer.checkEpoch().catch(() => {})
+    this.#linking = this.#warmer.checkEpoch().catch(() => {})
+  }
+
+  /** Resolves once the check started by the last `linkUp` is done. */
+  async linked (): Promise<void> {
+    await this.#linking
   }
 
   /** Flushes hot-key counts (learning the fleet's hot set) after checking for a Redis flush; one at a time. */
@@ -114,7 +140,7 @@ export class Warming {
     this.#ticking ??= (async () => {
       await this.#warmer.checkEpoch().catch(() => {})
       await this.#hot.flush().catch(() => {})
-      this.#loaders.keep((key) => this.#hot.isHot(key))
+      this.#loaders.prune(this.#isHot)
     })().finally(() => { this.#ticking = undefined })
     return this.#ticking
   }
@@ -126,7 +152,7 @@ export class Warming {
   /** Stops the timer and hands this instance's last counts to the fleet, so a restart does not forget them. */
   async close (): Promise<void> {
     clearInterval(this.#timer)
-    clearInterval(this.#clock)
+    clearInterval(this.#sweep)
     await this.#ticking
     await this.#hot.flush().catch(() => {})
   }

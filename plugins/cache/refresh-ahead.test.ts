@@ -1,0 +1,199 @@
+import { test, after } from 'node:test'
+import assert from 'node:assert/strict'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { Redis } from 'ioredis'
+import { createCacheManager, type CacheManager, type CacheSource } from './cache-manager.js'
+import type { CacheOptions } from './options.js'
+import { uniqueName } from '../../test/helpers/database.js'
+
+const REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379'
+const clients: Redis[] = []
+const managers: CacheManager[] = []
+const prefixes: string[] = []
+const admin = new Redis(REDIS_URL)
+
+after(async () => {
+  await Promise.all(managers.map((m) => m.close()))
+  for (const prefix of prefixes) {
+    const keys = await admin.keys(`${prefix}*`)
+    if (keys.length > 0) await admin.unlink(...keys)
+  }
+  await Promise.all(clients.map((c) => c.quit().catch(() => c.disconnect())))
+  await admin.quit()
+})
+
+async function fleet (n: number, options: CacheOptions): Promise<CacheManager[]> {
+  const prefix = `${uniqueName('ahead')}:`
+  prefixes.push(prefix)
+  return Promise.all(Array.from({ length: n }, async () => {
+    const c = new Redis(REDIS_URL, { enableOfflineQueue: false, maxRetriesPerRequest: 0, commandTimeout: 1000 })
+    await new Promise((resolve) => c.once('ready', resolve))
+    clients.push(c)
+    const m = createCacheManager(c, { prefix, grace: 0, redisTimeoutMs: 1000, hotKeysIntervalMs: 100, ...options })
+    managers.push(m)
+    assert.ok(await m.ready(5000))
+    return m
+  }))
+}
+
+/** How sendCached reads: the local tier through `peek` (which carries no loader), then getOrSetWithSource. */
+async function read (m: CacheManager, key: string, loader: () => Promise<unknown>): Promise<CacheSource> {
+  if (m.peek(key) !== undefined) return 'local'
+  return (await m.getOrSetWithSource(key, loader)).source
+}
+
+/** Loaders that record when they ran, per key. */
+function loaders (): { calls: Map<string, number[]>, loader: (key: string, ms?: number) => () => Promise<string> } {
+  const calls = new Map<string, number[]>()
+  return {
+    calls,
+    loader: (key, ms = 20) => async () => {
+      calls.set(key, [...(calls.get(key) ?? []), Date.now()])
+      await sleep(ms)
+      return `${key}@${Date.now()}`
+    }
+  }
+}
+
+/**
+ * Three instances read three keys in turn, each key once every `spacingMs` across the fleet (so each instance reads
+ * a key every 3 x `spacingMs`, and a read mostly falls outside the key's refresh window), for `ms`. Every key is
+ * loaded and made hot first; the misses counted are the reads after that which waited for a loader.
+ */
+async function readAcrossExpiries (options: CacheOptions, ms: number, spacingMs: number): Promise<{ misses: number[], calls: Map<string, number[]>, instances: CacheManager[] }> {
+  const instances = await fleet(3, { ttl: 2, ...options })
+  const keys = ['h0', 'h1', 'h2']
+  const { calls, loader } = loaders()
+  for (const m of instances) for (const key of keys) await read(m, key, loader(key))
+  for (const m of instances) await m.flushHotKeys()
+  calls.clear()
+  const misses = instances.map(() => 0)
+  const started = Date.now()
+  for (let round = 0; Date.now() - started < ms; round++) {
+    for (const [k, key] of keys.entries()) {
+      const i = (round + k) % instances.length
+      if (await read(instances[i] as CacheManager, key, loader(key)) === 'loader') misses[i] = (misses[i] ?? 0) + 1
+    }
+    await sleep(spacingMs)
+  }
+  return { misses, calls, instances }
+}
+
+test('a hot key read less often than its refresh window never misses on any of three instances across three expiries', async () => {
+  // TTL 2 s, window 0.5 s, each key read every 1.1 s: refreshing only on a read inside the window misses about
+  // half of the expiries; the sweep reloads every hot key read within its TTL.
+  const { misses, instances } = await readAcrossExpiries({ refreshAheadRatio: 0.25 }, 6500, 1100)
+  assert.deepEqual(misses, [0, 0, 0], 'no read waited for a loader, on any instance')
+  const refreshes = instances.reduce((n, m) => n + m.getStats().warming.refreshes, 0)
+  assert.ok(refreshes >= 6, `three keys reloaded in the background across three expiries (${refreshes})`)
+})
+
+test('with refresh-ahead off the same reads miss at expiry', async () => {
+  const { misses } = await readAcrossExpiries({ refreshAheadRatio: 0 }, 4500, 1100)
+  assert.ok(misses.reduce((a, b) => a + b, 0) >= 3, `reads waited for the loader after expiry (${misses.join(', ')})`)
+})
+
+test('each refresh runs the loader once across three instances, not once per instance', async () => {
+  const { calls } = await readAcrossExpiries({ refreshAheadRatio: 0.25 }, 5000, 300)
+  for (const [key, times] of calls) {
+    assert.ok(times.length >= 2, `${key} was reloaded (${times.length})`)
+    // Reloads of one key are a fresh period apart (TTL minus the window, 1.5 s); two instances reloading the same
+    // expiry would be milliseconds apart.
+    for (let i = 1; i < times.length; i++) assert.ok((times[i] as number) - (times[i - 1] as number) >= 1000, `${key} loaded ${(times[i] as number) - (times[i - 1] as number)} ms after its previous load`)
+  }
+})
+
+test('a loader that fails during a refresh leaves the current value served until it expires, then within its grace, then the error', async () => {
+  const [a, b] = await fleet(2, { ttl: 3, grace: 2, refreshAheadRatio: 0.5 }) as [CacheManager, CacheManager]
+  let failing = false
+  let calls = 0
+  const loader = async (): Promise<string> => {
+    calls++
+    if (failing) throw new Error('backend down')
+    return 'v1'
+  }
+  await a.getOrSet('k', loader)
+  const loadedAt = Date.now()
+  await b.getOrSet('k', loader)
+  await a.flushHotKeys()
+  await b.flushHotKeys()
+  failing = true
+  calls = 0
+  while (Date.now() - loadedAt < 2700) {
+    for (const m of [a, b]) {
+      const { value, source } = await m.getOrSetWithSource('k', loader)
+      assert.equal(value, 'v1')
+      assert.ok(source === 'local' || source === 'redis', `served ${source} before expiry`)
+    }
+    await sleep(100)
+  }
+  assert.ok(calls >= 1, 'the refresh was tried in the background')
+  assert.ok(a.getStats().loader.errors + b.getStats().loader.errors >= 1)
+  await sleep(Math.max(0, loadedAt + 3300 - Date.now()))
+  while (Date.now() - loadedAt < 4600) {
+    for (const m of [a, b]) assert.deepEqual(await m.getOrSetWithSource('k', loader), { value: 'v1', source: 'stale' })
+    await sleep(100)
+  }
+  await sleep(Math.max(0, loadedAt + 5400 - Date.now()))
+  for (const m of [a, b]) await assert.rejects(m.getOrSet('k', loader), /backend down/)
+})
+
+test('a key outside the CACHE_REFRESH_AHEAD_MAX_KEYS hottest is not reloaded in the background', async () => {
+  const [m] = await fleet(1, { ttl: 2, refreshAheadRatio: 0.5, refreshAheadMaxKeys: 1 }) as [CacheManager]
+  const { calls, loader } = loaders()
+  for (let i = 0; i < 200; i++) await read(m, 'hot', loader('hot'))
+  await read(m, 'cold', loader('cold'))
+  await m.flushHotKeys()
+  const sources = new Map<string, CacheSource[]>([['hot', []], ['cold', []]])
+  const started = Date.now()
+  while (Date.now() - started < 5000) {
+    for (const key of ['hot', 'cold']) sources.get(key)?.push(await read(m, key, loader(key)))
+    await sleep(200)
+  }
+  const foreground = (key: string): number => (sources.get(key) ?? []).filter((s) => s === 'loader').length
+  assert.equal(foreground('hot'), 0, 'the hot key never missed')
+  assert.ok((calls.get('hot')?.length ?? 0) >= 3, 'the hot key was reloaded in the background')
+  assert.ok(foreground('cold') >= 2, 'the cold key missed at its expiries')
+  assert.equal(calls.get('cold')?.length, 1 + foreground('cold'), 'the cold key\'s loader ran only for its misses')
+})
+
+test('a hot key nobody reads any more is reloaded at most once more', async () => {
+  const [m] = await fleet(1, { ttl: 1, refreshAheadRatio: 0.5 }) as [CacheManager]
+  const { calls, loader } = loaders()
+  for (let i = 0; i < 50; i++) await read(m, 'k', loader('k'))
+  await m.flushHotKeys()
+  await read(m, 'k', loader('k'))
+  await sleep(4000)
+  assert.ok((calls.get('k')?.length ?? 0) <= 2, `loaded ${calls.get('k')?.length} times`)
+})
+
+test('CACHE_REFRESH_AHEAD_CONCURRENCY bounds the background reloads running at once on an instance', async () => {
+  async function maxRunning (concurrency: number): Promise<{ max: number, misses: number }> {
+    // Four keys due together, a 1.5 s window: four 100 ms reloads one after the other fit in it.
+    const [m] = await fleet(1, { ttl: 3, refreshAheadRatio: 0.5, refreshAheadConcurrency: concurrency }) as [CacheManager]
+    let running = 0
+    let max = 0
+    let misses = 0
+    const loader = (key: string) => async () => {
+      max = Math.max(max, ++running)
+      await sleep(100)
+      running--
+      return key
+    }
+    const keys = ['a', 'b', 'c', 'd']
+    await Promise.all(keys.map(async (key) => m.getOrSet(key, loader(key))))
+    await m.flushHotKeys()
+    max = 0
+    const started = Date.now()
+    while (Date.now() - started < 3200) {
+      for (const key of keys) if (await read(m, key, loader(key)) === 'loader') misses++
+      await sleep(100)
+    }
+    return { max, misses }
+  }
+  const one = await maxRunning(1)
+  assert.equal(one.max, 1, `one background reload at a time (${JSON.stringify(one)})`)
+  assert.equal(one.misses, 0)
+  const four = await maxRunning(4)
+  assert.ok(four.max >= 2, `reloads ran side by side (${four.max})`)
+})

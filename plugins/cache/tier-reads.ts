@@ -1,0 +1,106 @@
+import { decode, stateToken, type Envelope } from './codec.js'
+import { fullKey, type CacheCore } from './core.js'
+import type { LocalEntry } from './local-tier.js'
+
+/** An entry read from Redis whose tags are current; `freshMs` may be 0 or less (within its grace). */
+export interface RedisEntry {
+  value: unknown
+  tags: Record<string, number> | undefined
+  freshMs: number
+  pttl: number
+  size: number
+}
+
+/** One key's Redis state as a load needs it: the entry (if any and current) and the token its fill compares with. */
+export interface RedisRead {
+  /** False when Redis could not be read: the load must not write it either. */
+  read: boolean
+  token: Buffer
+  entry: RedisEntry | undefined
+}
+
+/** A fresh local entry (counted as a hit), without counting a miss: the caller goes on to the next tier. */
+export function localHit (core: CacheCore, key: string): LocalEntry | undefined {
+  if (core.closed || !core.options.localEnabled) return undefined
+  const entry = core.local.get(key)
+  if (entry !== undefined && (entry.tags === undefined || core.tags.current(entry.tags))) {
+    core.stats.localHits++
+    core.warming?.hit(key, entry)
+    return entry
+  }
+  return undefined
+}
+
+/** A local hit, or a counted local miss. */
+export function localFresh (core: CacheCore, key: string): { value: unknown } | undefined {
+  const hit = localHit(core, key)
+  if (!hit && core.options.localEnabled) core.stats.localMisses++
+  if (!hit) core.warming?.touch(key)
+  return hit
+}
+
+export function decodeEntry (core: CacheCore, bytes: Buffer): Envelope | undefined {
+  const envelope = decode(bytes)
+  if (!envelope && bytes[1] !== 0x00) core.stats.decodeErrors++
+  return envelope
+}
+
+/** Reads one key for a load; Redis failures are counted by the tier and answered with `read: false`. */
+export async function readForLoad (core: CacheCore, key: string): Promise<RedisRead> {
+  if (!core.tier) return { read: false, token: stateToken(undefined), entry: undefined }
+  try {
+    const [hit] = await core.tier.getMany([fullKey(core, key)])
+    const token = stateToken(hit?.bytes)
+    const envelope = hit ? decodeEntry(core, hit.bytes) : undefined
+    if (!hit || !envelope || !core.tags.current(envelope.t, await core.tags.of(Object.keys(envelope.t ?? {})))) return { read: true, token, entry: undefined }
+    return { read: true, token, entry: { value: envelope.v, tags: envelope.t, freshMs: hit.pttl - envelope.g, pttl: hit.pttl, size: hit.bytes.length } }
+  } catch {
+    return { read: false, token: stateToken(undefined), entry: undefined }
+  }
+}
+
+/** With `warming`: not a read (no hits or misses counted); counts the local copies made instead. */
+export async function readMany (core: CacheCore, keys: string[], startSeq: number, warming?: { count: number }): Promise<Array<{ value: unknown } | undefined>> {
+  if (!core.tier) return keys.map(() => undefined)
+  let hits
+  try {
+    hits = await core.tier.getMany(keys.map((k) => fullKey(core, k)))
+  } catch {
+    return keys.map(() => undefined)
+  }
+  const out: Array<{ value: unknown } | undefined> = []
+  const envelopes = hits.map((hit) => (hit ? decodeEntry(core, hit.bytes) : undefined))
+  // The generations of every tag of the batch in one go: warming reads hundreds of tagged entries at a time.
+  const tags = [...new Set(envelopes.flatMap((e) => Object.keys(e?.t ?? {})))]
+  const known = tags.length > 0 ? await core.tags.of(tags) : undefined
+  for (const [i, hit] of hits.entries()) {
+    const envelope = envelopes[i]
+    const fresh = hit && envelope && hit.pttl - envelope.g > 0 && core.tags.current(envelope.t, known)
+    if (!hit || !envelope || !fresh) {
+      if (!warming) core.stats.redisMisses++
+      out.push(undefined)
+      continue
+    }
+    const key = keys[i] as string
+    const stored = storeLocal(core, key, { value: envelope.v, tags: envelope.t, freshMs: hit.pttl - envelope.g, pttl: hit.pttl, size: hit.bytes.length }, startSeq)
+    if (!warming) {
+      core.stats.redisHits++
+      core.warming?.redisHit(key, hit.pttl - envelope.g)
+    } else if (stored) warming.count++
+    out.push({ value: envelope.v })
+  }
+  return out
+}
+
+/**
+ * A local copy stays fresh at most localTtl and is gone no later than the Redis entry. True when stored. Refresh-ahead
+ * learns the entry's Redis freshness here even with the local tier off.
+ */
+export function storeLocal (core: CacheCore, key: string, entry: RedisEntry, startSeq: number, ttlSeconds?: number): boolean {
+  const ahead = core.warming?.stored(key, entry.freshMs, ttlSeconds)
+  if (!core.options.localEnabled || core.history.changedSince(key, entry.tags ? Object.keys(entry.tags) : undefined, startSeq)) return false
+  const fresh = Math.min(entry.freshMs, core.options.localTtl * 1000)
+  const lifetime = Math.min(entry.pttl, fresh + (entry.pttl - entry.freshMs))
+  core.local.set(key, { value: entry.value, staleUntil: Date.now() + lifetime, tags: entry.tags, ...(ahead ? { ahead } : {}) }, fresh, entry.size)
+  return true
+}
