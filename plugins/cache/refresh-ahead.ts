@@ -25,7 +25,7 @@ export type RefreshOutcome = 'refreshed' | 'current' | 'busy' | 'failed'
 export type Reload = (key: string, registered: RegisteredLoader, windowMs: number, acquire: () => Promise<boolean>) => Promise<RefreshOutcome>
 
 /** A key that was considered and is still due (lock taken elsewhere, loader failed) is considered again this much later. */
-export const RETRY_MS = 500
+const RETRY_MS = 500
 
 const UNLOCK_LUA = `
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end

@@ -39,7 +39,7 @@ export function localFresh (core: CacheCore, key: string): { value: unknown } | 
   return hit
 }
 
-export function decodeEntry (core: CacheCore, bytes: Buffer): Envelope | undefined {
+function decodeEntry (core: CacheCore, bytes: Buffer): Envelope | undefined {
   const envelope = decode(bytes)
   if (!envelope && bytes[1] !== 0x00) core.stats.decodeErrors++
   return envelope
