@@ -1,5 +1,5 @@
 import { composeSchema, loadConfig, type ConfigFragment, type LoadConfigOptions } from '../../plugins/chassis/index.js'
-import { platformConfigFragments, type PlatformConfig } from '../domain/platform.js'
+import { platformConfigFragments, type PlatformConfig } from '../platform/platform.js'
 
 const apiFragment = {
   properties: {

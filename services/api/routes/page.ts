@@ -2,7 +2,7 @@ import { existsSync, readdirSync } from 'node:fs'
 import { join } from 'node:path'
 import fastifyStatic from '@fastify/static'
 import type { FastifyContextConfig, FastifyInstance, onSendHookHandler } from 'fastify'
-import { publicDir } from '../../domain/paths.js'
+import { publicDir } from '../../platform/paths.js'
 
 /** The page loads its own script, style and schema, and posts to the api; nothing else. */
 export const PAGE_CSP = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
