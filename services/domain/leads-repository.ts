@@ -1,6 +1,6 @@
-import { HttpError } from '../../plugins/chassis/index.js'
 import { DatabaseError, type ConnectionPool, type TransactionClient } from '../../plugins/db-pool/index.js'
-import { decodeCursor, encodeCursor } from './cursor.js'
+import { decodeCursor, encodeCursor, invalidCursor } from './cursor.js'
+import { LeadErrors } from './errors.js'
 import type { Lead, LeadActivity, LeadInput, LeadListQuery, LeadPatch } from './lead-schemas.js'
 
 export const LEAD_COLUMNS = `id, first_name AS "firstName", last_name AS "lastName", email, phone, product, state, status, score, source,
@@ -36,7 +36,7 @@ export interface ActivityPage {
 
 function duplicate (error: unknown): never {
   if (error instanceof DatabaseError && error.code === 'DB_UNIQUE_VIOLATION' && error.constraint === 'leads_email_product_key') {
-    throw new HttpError(409, 'LEAD_DUPLICATE', 'A lead with this email and product already exists')
+    throw new LeadErrors.LEAD_DUPLICATE()
   }
   throw error
 }
@@ -141,7 +141,7 @@ export class LeadsRepository {
     let after = ''
     if (page.cursor) {
       const c = decodeCursor(page.cursor, 'activities')
-      if (!/^\d{1,19}$/.test(c.id)) throw new HttpError(400, 'INVALID_CURSOR', 'querystring/cursor is not a valid cursor')
+      if (!/^\d{1,19}$/.test(c.id)) throw invalidCursor()
       params.push(c.id)
       after = `AND id < $${params.length}::bigint`
     }

@@ -1,7 +1,8 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify'
-import { HttpError, errorBodySchema } from '../../../plugins/chassis/index.js'
+import { errorBodySchema } from '../../../plugins/chassis/index.js'
 import { sendCached } from '../../../plugins/cache/index.js'
 import { ALL_LISTS_TAG, changeTagsOf, leadKey, listKey, listTagFor } from '../../domain/lead-cache.js'
+import { LeadErrors } from '../../domain/errors.js'
 import { LeadsRepository } from '../../domain/leads-repository.js'
 import { leadSchemaErrors } from '../../domain/lead-schema-errors.js'
 import {
@@ -20,10 +21,6 @@ const errors = { 400: errorBodySchema, 401: errorBodySchema, 403: errorBodySchem
 /** Who made a change, for the audit trail: the key id, or anonymous for the capture form. */
 function actorOf (request: FastifyRequest): string {
   return request.apiKey ? `key:${request.apiKey.id}` : 'anonymous'
-}
-
-function notFound (id: string): HttpError {
-  return new HttpError(404, 'LEAD_NOT_FOUND', `Lead ${id} not found`)
 }
 
 /** `/api/v1/leads`: list with filters and keyset pages, read, create, patch, and the activity trail. */
@@ -47,7 +44,7 @@ export async function leadRoutes (app: FastifyInstance, opts: LeadRoutesOptions)
   }, async (request, reply) => {
     const load = async () => {
       const lead = await leads.get(request.params.id)
-      if (!lead) throw notFound(request.params.id)
+      if (!lead) throw new LeadErrors.LEAD_NOT_FOUND(request.params.id)
       return lead
     }
     return opts.cache ? sendCached(app.cache, request, reply, { key: leadKey(request.params.id) }, load) : load()
@@ -73,7 +70,7 @@ export async function leadRoutes (app: FastifyInstance, opts: LeadRoutesOptions)
     schema: { params: leadIdParamsSchema, body: patchLeadBodySchema, response: { 200: leadSchema, ...errors } }
   }, async (request) => {
     const changed = await leads.update(request.params.id, request.body, actorOf(request))
-    if (!changed) throw notFound(request.params.id)
+    if (!changed) throw new LeadErrors.LEAD_NOT_FOUND(request.params.id)
     if (opts.cache && changed.before !== changed.after) {
       await app.cache.invalidate({ keys: [leadKey(request.params.id)], tags: changeTagsOf(changed.before, changed.after) })
     }
@@ -85,7 +82,7 @@ export async function leadRoutes (app: FastifyInstance, opts: LeadRoutesOptions)
     schema: { params: leadIdParamsSchema, querystring: pageQuerySchema, response: { 200: activityPageSchema, ...errors } }
   }, async (request) => {
     const page = await leads.activities(request.params.id, request.query)
-    if (!page) throw notFound(request.params.id)
+    if (!page) throw new LeadErrors.LEAD_NOT_FOUND(request.params.id)
     return page
   })
 }

@@ -1,5 +1,6 @@
 import type { FastifyInstance } from 'fastify'
-import { HttpError, errorBodySchema } from '../../../plugins/chassis/index.js'
+import { errorBodySchema } from '../../../plugins/chassis/index.js'
+import { LeadErrors } from '../../domain/errors.js'
 import { LeadsRepository } from '../../domain/leads-repository.js'
 import { PRODUCTS, US_STATES, leadIdParamsSchema, leadSchema } from '../../domain/lead-schemas.js'
 
@@ -27,7 +28,7 @@ export async function leadLookupRoutes (app: FastifyInstance): Promise<void> {
     schema: { params: leadIdParamsSchema, response: { 200: leadSchema, ...errors } }
   }, async (request) => {
     const lead = await leads.get(request.params.id)
-    if (!lead) throw new HttpError(404, 'LEAD_NOT_FOUND', `Lead ${request.params.id} not found`)
+    if (!lead) throw new LeadErrors.LEAD_NOT_FOUND(request.params.id)
     return lead
   })
 }

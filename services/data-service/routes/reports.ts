@@ -1,8 +1,9 @@
 import type { FastifyInstance } from 'fastify'
-import { HttpError, errorBodySchema } from '../../../plugins/chassis/index.js'
+import { errorBodySchema } from '../../../plugins/chassis/index.js'
 import { sendCached } from '../../../plugins/cache/index.js'
 import { REPORT_TAGS } from '../../domain/lead-cache.js'
 import { PRODUCTS } from '../../domain/lead-schemas.js'
+import { DataServiceErrors } from '../errors.js'
 import { GROUPINGS, ReportsRepository, type DateRange, type Grouping } from '../reports-repository.js'
 
 export interface ReportRoutesOptions {
@@ -21,8 +22,7 @@ function rangeOf (query: { from?: string, to?: string }): DateRange {
   const to = query.to ?? new Date().toISOString().slice(0, 10)
   const from = query.from ?? new Date(Date.parse(to) - 29 * 86400000).toISOString().slice(0, 10)
   const days = (Date.parse(to) - Date.parse(from)) / 86400000
-  if (days < 0) throw new HttpError(400, 'INVALID_RANGE', `from (${from}) is after to (${to})`)
-  if (days >= MAX_DAYS) throw new HttpError(400, 'INVALID_RANGE', `A report covers at most ${MAX_DAYS} days`)
+  if (days < 0 || days >= MAX_DAYS) throw new DataServiceErrors.INVALID_RANGE(from, to, MAX_DAYS)
   return { from, to }
 }
 

@@ -1,5 +1,6 @@
-import type { FastifyInstance, FastifyRequest } from 'fastify'
-import { HttpError, errorBodySchema } from '../../../plugins/chassis/index.js'
+import type { FastifyError, FastifyInstance, FastifyRequest } from 'fastify'
+import { errorBodySchema } from '../../../plugins/chassis/index.js'
+import { LeadErrors } from '../../domain/errors.js'
 import { REPORT_TAGS, changeTagsOf, leadKey } from '../../domain/lead-cache.js'
 import { PRODUCTS, US_STATES, leadIdParamsSchema, type Product, type UsState } from '../../domain/lead-schemas.js'
 import { AssignmentRepository, type Assignment } from '../assignments.js'
@@ -7,6 +8,12 @@ import { OrchestratorErrors } from '../errors.js'
 import { DataServiceApi, type DataServiceLead } from '../data-service.js'
 import type { EventHub } from '../events.js'
 import { scoreLead } from '../scoring.js'
+
+/** What a batch skips and reports instead of failing: a lead it cannot assign right now. */
+function skippable (error: unknown): error is FastifyError {
+  return error instanceof OrchestratorErrors.LEAD_BUSY || error instanceof OrchestratorErrors.ALREADY_ASSIGNED ||
+    error instanceof OrchestratorErrors.NO_AGENT_AVAILABLE
+}
 
 export interface RoutingRoutesOptions {
   events: EventHub
@@ -47,7 +54,7 @@ export async function routingRoutes (app: FastifyInstance, opts: RoutingRoutesOp
    */
   const fetchLead = async (id: string): Promise<DataServiceLead> => {
     const res = await dataService.lead(id)
-    if (res.status === 404) throw new HttpError(404, 'LEAD_NOT_FOUND', `Lead ${id} not found`)
+    if (res.status === 404) throw new LeadErrors.LEAD_NOT_FOUND(id)
     if (res.status !== 200) throw upstreamFailure(res.status, res.body)
     return res.body
   }
@@ -104,7 +111,7 @@ export async function routingRoutes (app: FastifyInstance, opts: RoutingRoutesOp
       try {
         assigned.push(await route(request, lead))
       } catch (error) {
-        if (!(error instanceof HttpError) || error.statusCode !== 409) throw error
+        if (!skippable(error)) throw error
         skipped.push({ leadId: lead.id, code: error.code, message: error.message })
       }
     }
