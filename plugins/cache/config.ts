@@ -1,4 +1,5 @@
-import type { ConfigFragment } from '../chassis/index.js'
+import type { ConfigFragment, ConfigOf } from '../chassis/index.js'
+import type { RedisConfig } from '../redis/index.js'
 import { cacheDefaults, type CacheOptions } from './options.js'
 
 export const cacheConfigFragment = {
@@ -22,25 +23,8 @@ export const cacheConfigFragment = {
   }
 } as const satisfies ConfigFragment
 
-export interface CacheConfig {
-  CACHE_ENABLED: boolean
-  CACHE_TTL: number
-  CACHE_PREFIX: string
-  CACHE_GRACE: number
-  CACHE_LOCAL_MAX_ENTRIES: number
-  CACHE_LOCAL_MAX_BYTES: number
-  CACHE_LOCAL_TTL: number
-  CACHE_BREAKER_THRESHOLD: number
-  CACHE_BREAKER_COOLDOWN_MS: number
-  CACHE_ACK_TIMEOUT_MS: number
-  CACHE_WARM_ENABLED: boolean
-  CACHE_WARM_MAX_ENTRIES: number
-  CACHE_WARM_TIMEOUT_MS: number
-  CACHE_REFRESH_AHEAD_RATIO: number
-  CACHE_HOT_KEYS_MAX: number
-  CACHE_HOT_KEYS_INTERVAL_MS: number
-  REDIS_COMMAND_TIMEOUT_MS: number
-}
+/** The cache's variables, and the Redis command budget its Redis tier keeps to. */
+export type CacheConfig = ConfigOf<typeof cacheConfigFragment> & Pick<RedisConfig, 'REDIS_COMMAND_TIMEOUT_MS'>
 
 export function cacheOptionsFromConfig (config: CacheConfig): CacheOptions {
   return {

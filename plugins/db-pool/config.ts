@@ -1,4 +1,4 @@
-import type { ConfigFragment } from '../chassis/index.js'
+import type { ConfigFragment, ConfigOf } from '../chassis/index.js'
 import type { ConnectionPoolOptions } from './pool.js'
 
 export const dbPoolConfigFragment = {
@@ -16,17 +16,7 @@ export const dbPoolConfigFragment = {
   required: ['DATABASE_URL']
 } as const satisfies ConfigFragment
 
-export interface DbPoolConfig {
-  DATABASE_URL: string
-  DB_SCHEMA: string
-  DB_POOL_MIN: number
-  DB_POOL_MAX: number
-  DB_POOL_IDLE_TIMEOUT: number
-  DB_CONNECTION_TIMEOUT: number
-  DB_QUERY_TIMEOUT: number
-  DB_HEALTH_CHECK_INTERVAL: number
-  DB_TRANSACTION_RETRIES: number
-}
+export type DbPoolConfig = ConfigOf<typeof dbPoolConfigFragment>
 
 export function poolOptionsFromConfig (config: DbPoolConfig, name = 'main'): ConnectionPoolOptions {
   return {

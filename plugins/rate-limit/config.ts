@@ -1,4 +1,5 @@
-import type { ConfigFragment } from '../chassis/index.js'
+import type { ConfigFragment, ConfigOf } from '../chassis/index.js'
+import type { RedisConfig } from '../redis/index.js'
 
 export const rateLimitConfigFragment = {
   properties: {
@@ -12,16 +13,8 @@ export const rateLimitConfigFragment = {
   }
 } as const satisfies ConfigFragment
 
-export interface RateLimitConfig {
-  RATE_LIMIT_ENABLED: boolean
-  RATE_LIMIT_WINDOW_MS: number
-  RATE_LIMIT_MAX_REQUESTS: number
-  RATE_LIMIT_API_KEY_MAX_REQUESTS: number
-  RATE_LIMIT_PREFIX: string
-  RATE_LIMIT_ALLOWLIST: string
-  RATE_LIMIT_ON_STORE_FAILURE: 'open' | 'closed'
-  REDIS_COMMAND_TIMEOUT_MS: number
-}
+/** The limiter's variables, and the Redis command budget its store keeps to. */
+export type RateLimitConfig = ConfigOf<typeof rateLimitConfigFragment> & Pick<RedisConfig, 'REDIS_COMMAND_TIMEOUT_MS'>
 
 export function rateLimitOptionsFromConfig (config: RateLimitConfig): import('./plugin.js').RateLimitPluginOptions {
   const onStoreFailure = config.RATE_LIMIT_ON_STORE_FAILURE

@@ -1,4 +1,4 @@
-import type { ConfigFragment } from '../chassis/index.js'
+import type { ConfigFragment, ConfigOf } from '../chassis/index.js'
 
 export const redisConfigFragment = {
   properties: {
@@ -8,8 +8,4 @@ export const redisConfigFragment = {
   }
 } as const satisfies ConfigFragment
 
-export interface RedisConfig {
-  REDIS_URL?: string
-  REDIS_CLUSTER: boolean
-  REDIS_COMMAND_TIMEOUT_MS: number
-}
+export type RedisConfig = ConfigOf<typeof redisConfigFragment>

@@ -9,7 +9,7 @@ import { metricsPlugin, queryStatsConfigFragment, queryStatsPlugin, type QuerySt
 import { canonicalLeadIdRoutes } from '../domain/lead-id.js'
 
 /** What every service of the platform is configured with, before its own variables. */
-export interface PlatformConfig extends ChassisConfig, DbPoolConfig, RedisConfig, CacheConfig, RateLimitConfig, ApiKeysConfig, QueryStatsConfig {}
+export type PlatformConfig = ChassisConfig & DbPoolConfig & RedisConfig & CacheConfig & RateLimitConfig & ApiKeysConfig & QueryStatsConfig
 
 export const platformConfigFragments: ConfigFragment[] = [chassisConfigFragment, dbPoolConfigFragment, redisConfigFragment, cacheConfigFragment, rateLimitConfigFragment, apiKeysConfigFragment, queryStatsConfigFragment]
 
