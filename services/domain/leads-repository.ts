@@ -24,15 +24,11 @@ const SORT_SQL = {
   score: { column: 'score', cursor: 'score', cast: 'integer' }
 } as const
 
-export interface LeadPage {
-  data: Lead[]
-  nextCursor: string | null
-}
+// Type aliases, not interfaces: the routes' answers are typed from their schemas, whose objects are open (an index
+// signature), and only an alias is assignable to those.
+export type LeadPage = { data: Lead[], nextCursor: string | null }
 
-export interface ActivityPage {
-  data: LeadActivity[]
-  nextCursor: string | null
-}
+export type ActivityPage = { data: LeadActivity[], nextCursor: string | null }
 
 function duplicate (error: unknown): never {
   if (error instanceof DatabaseError && error.code === 'DB_UNIQUE_VIOLATION' && error.constraint === 'leads_email_product_key') {

@@ -4,7 +4,8 @@ import { LeadErrors } from '../domain/errors.js'
 import type { Lead } from '../domain/lead-schemas.js'
 import { OrchestratorErrors } from './errors.js'
 
-export interface Assignment {
+// A type alias, not an interface: the route's answer is typed from its open schema, and only an alias fits it.
+export type Assignment = {
   leadId: string
   agentId: string
   agentName: string

@@ -7,8 +7,9 @@ import { LeadsRepository } from '../../domain/leads-repository.js'
 import { leadSchemaErrors } from '../../domain/lead-schema-errors.js'
 import {
   activityPageSchema, createLeadBodySchema, leadIdParamsSchema, leadPageSchema, leadSchema, listLeadsQuerySchema,
-  pageQuerySchema, patchLeadBodySchema, type LeadInput, type LeadListQuery, type LeadPatch
+  pageQuerySchema, patchLeadBodySchema
 } from '../../domain/lead-schemas.js'
+import type { SchemaTypes } from '../../platform/schema-types.js'
 
 export interface LeadRoutesOptions {
   bodyLimit: number
@@ -24,13 +25,14 @@ function actorOf (request: FastifyRequest): string {
 }
 
 /** `/api/v1/leads`: list with filters and keyset pages, read, create, patch, and the activity trail. */
-export async function leadRoutes (app: FastifyInstance, opts: LeadRoutesOptions): Promise<void> {
+export async function leadRoutes (instance: FastifyInstance, opts: LeadRoutesOptions): Promise<void> {
+  const app = instance.withTypeProvider<SchemaTypes>()
   const leads = new LeadsRepository(app.db)
 
   const read = { requiredScope: 'leads:read' }
   // Codes of these routes' own, listed in the OpenAPI document beside the platform's.
   const readOne = { ...read, errorCodes: { 404: ['LEAD_NOT_FOUND'] } }
-  app.get<{ Querystring: LeadListQuery }>('/', {
+  app.get('/', {
     config: { ...read, errorCodes: { 400: ['INVALID_CURSOR'] } },
     schema: { querystring: listLeadsQuerySchema, response: { 200: leadPageSchema, ...errors } }
   }, async (request, reply) => {
@@ -38,7 +40,7 @@ export async function leadRoutes (app: FastifyInstance, opts: LeadRoutesOptions)
     return sendCached(app.cache, request, reply, { key: listKey(request.query), tags: [listTagFor(request.query), ALL_LISTS_TAG] }, () => leads.list(request.query))
   })
 
-  app.get<{ Params: { id: string } }>('/:id', {
+  app.get('/:id', {
     config: readOne,
     schema: { params: leadIdParamsSchema, response: { 200: leadSchema, ...errors } }
   }, async (request, reply) => {
@@ -51,7 +53,7 @@ export async function leadRoutes (app: FastifyInstance, opts: LeadRoutesOptions)
   })
 
   // The one anonymous door: the lead-capture form. A key, when presented, must carry leads:create.
-  app.post<{ Body: LeadInput }>('/', {
+  app.post('/', {
     config: { requiredScope: 'leads:create', anonymous: true, errorCodes: { 409: ['LEAD_DUPLICATE'] } },
     bodyLimit: opts.bodyLimit,
     schemaErrorFormatter: leadSchemaErrors,
@@ -63,7 +65,7 @@ export async function leadRoutes (app: FastifyInstance, opts: LeadRoutesOptions)
     return lead
   })
 
-  app.patch<{ Params: { id: string }, Body: LeadPatch }>('/:id', {
+  app.patch('/:id', {
     config: { requiredScope: 'leads:write', errorCodes: { 404: ['LEAD_NOT_FOUND'], 409: ['LEAD_DUPLICATE'] } },
     bodyLimit: opts.bodyLimit,
     schemaErrorFormatter: leadSchemaErrors,
@@ -77,7 +79,7 @@ export async function leadRoutes (app: FastifyInstance, opts: LeadRoutesOptions)
     return changed.after
   })
 
-  app.get<{ Params: { id: string }, Querystring: { limit: number, cursor?: string } }>('/:id/activities', {
+  app.get('/:id/activities', {
     config: { ...readOne, errorCodes: { 404: ['LEAD_NOT_FOUND'], 400: ['INVALID_CURSOR'] } },
     schema: { params: leadIdParamsSchema, querystring: pageQuerySchema, response: { 200: activityPageSchema, ...errors } }
   }, async (request) => {
