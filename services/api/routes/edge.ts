@@ -34,6 +34,7 @@ export async function edgeRoutes (app: FastifyInstance, opts: EdgeRoutesOptions)
     // NGINX's auth_request passes only 401 and 403 on and takes anything else for "no verdict", which sends the
     // request to the api again: a caller over its lookup budget gets 403 here, which NGINX answers as its JSON 429.
     errorHandler: (error: FastifyError) => {
+      // The same error and body, answered by the chassis's handler with the status NGINX understands.
       if (error.code === 'API_KEY_LOOKUPS_EXCEEDED') error.statusCode = 403
       throw error
     }
