@@ -3,7 +3,7 @@ import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { fullFormats } from 'ajv-formats/dist/formats.js'
 import { createLeadBodySchema, PRODUCTS, US_STATES } from '../services/domain/lead-schemas.js'
-import { projectRoot, publicDir } from '../services/domain/paths.js'
+import { projectRoot, publicDir } from '../services/platform/paths.js'
 
 /** The fields the form shows; the browser validates them with the keywords below and nothing else. */
 export const FORM_FIELDS = ['firstName', 'lastName', 'email', 'phone', 'product', 'state'] as const

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { startCdnFakes } from '../test/helpers/cdn-fakes.js'
-import { projectRoot } from '../services/domain/paths.js'
+import { projectRoot } from '../services/platform/paths.js'
 
 const ZONE = 'zone0123456789abcdef'
 const TOKEN = 'cf-token-SECRET-0123456789'

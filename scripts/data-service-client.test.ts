@@ -2,7 +2,7 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { join, resolve } from 'node:path'
 import ts from 'typescript'
-import { projectRoot } from '../services/domain/paths.js'
+import { projectRoot } from '../services/platform/paths.js'
 import { DATA_SERVICE_TYPES_FILE, dataServiceTypes, generateDocuments, type OpenApiDocument } from './lib/openapi.js'
 
 const documents = await generateDocuments()

@@ -1,6 +1,6 @@
 import { mkdirSync, writeFileSync } from 'node:fs'
 import { join, relative } from 'node:path'
-import { projectRoot } from '../services/domain/paths.js'
+import { projectRoot } from '../services/platform/paths.js'
 import { DATA_SERVICE_TYPES_FILE, OPENAPI_DIR, dataServiceTypes, documentText, generateDocuments } from './lib/openapi.js'
 
 // `npm run openapi`: writes each service's OpenAPI document to docs/openapi/ and the orchestrator's types of the

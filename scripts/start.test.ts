@@ -5,7 +5,7 @@ import { once } from 'node:events'
 import { rmSync } from 'node:fs'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { projectRoot } from '../services/domain/paths.js'
+import { projectRoot } from '../services/platform/paths.js'
 import { freePort } from '../test/helpers/ports.js'
 
 const dataDir = join('.data', `test-start-${process.pid}`)

@@ -2,10 +2,11 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { readFileSync, readdirSync, statSync } from 'node:fs'
 import { join, relative } from 'node:path'
-import { projectRoot } from '../services/domain/paths.js'
+import { projectRoot } from '../services/platform/paths.js'
 
-// The codes are read from the sources rather than imported: several packages declare errors inline, and a
-// code that only a string in a handler carries must be documented all the same.
+// The codes are read from the sources rather than imported: the pool's DatabaseError codes and the chassis's
+// answers for Fastify's own errors are not createError catalogues, and a code only a string carries must be
+// documented all the same.
 const PATTERNS = [
   /createError(?:<[^>]*>)?\(\s*'([A-Z][A-Z0-9_]+)'/g,
   /(?:HttpError|super|errorBody)\(\s*\d{3},\s*'([A-Z][A-Z0-9_]+)'/g,

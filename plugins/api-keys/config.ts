@@ -1,4 +1,4 @@
-import type { ConfigFragment } from '../chassis/index.js'
+import type { ConfigFragment, ConfigOf } from '../chassis/index.js'
 
 export const apiKeysConfigFragment = {
   properties: {
@@ -9,9 +9,4 @@ export const apiKeysConfigFragment = {
   }
 } as const satisfies ConfigFragment
 
-export interface ApiKeysConfig {
-  SERVICE_API_KEY: string
-  API_KEY_CACHE_TTL: number
-  API_KEY_LOOKUP_LIMIT: number
-  API_KEY_LOOKUP_WINDOW_MS: number
-}
+export type ApiKeysConfig = ConfigOf<typeof apiKeysConfigFragment>

@@ -1,6 +1,6 @@
 import fp from 'fastify-plugin'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
-import { HttpError, optionalDependency } from '../chassis/index.js'
+import { optionalDependency } from '../chassis/index.js'
 import { createHash, timingSafeEqual } from 'node:crypto'
 import { clientAddressKey, createRateLimiter, setRateLimitHeaders, validatePolicy } from '../rate-limit/index.js'
 import { ApiKeyErrors } from './errors.js'
@@ -138,12 +138,12 @@ export const apiKeysPlugin = fp(async (app: FastifyInstance, opts: ApiKeysPlugin
   })
 
   app.addHook('preParsing', (request, _reply, _payload, done) => {
-    if (request.apiKeyRejected && request.routeOptions.config.apiKeyReportOnly !== true) return done(new HttpError(401, 'INVALID_API_KEY', 'The API key is not valid or has been revoked'))
+    if (request.apiKeyRejected && request.routeOptions.config.apiKeyReportOnly !== true) return done(new ApiKeyErrors.INVALID_API_KEY())
     const { requiredScope: scope, anonymous } = request.routeOptions.config
     if (!scope || request.internalService) return done()
     if (!request.apiKey && anonymous) return done()
-    if (!request.apiKey) return done(new HttpError(401, 'API_KEY_REQUIRED', `This route needs an API key with scope "${scope}" in the ${header} header`))
-    if (!request.apiKey.scopes.includes(scope)) return done(new HttpError(403, 'MISSING_SCOPE', `The API key lacks the scope "${scope}"`))
+    if (!request.apiKey) return done(new ApiKeyErrors.API_KEY_REQUIRED(scope, header))
+    if (!request.apiKey.scopes.includes(scope)) return done(new ApiKeyErrors.MISSING_SCOPE(scope))
     done()
   })
 }, { name: 'api-keys', fastify: '5.x', dependencies: ['db-pool'] })

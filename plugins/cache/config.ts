@@ -1,18 +1,19 @@
-import type { ConfigFragment } from '../chassis/index.js'
+import type { ConfigFragment, ConfigOf } from '../chassis/index.js'
+import type { RedisConfig } from '../redis/index.js'
 import { cacheDefaults, type CacheOptions } from './options.js'
 
 export const cacheConfigFragment = {
   properties: {
     CACHE_ENABLED: { type: 'boolean', default: true, description: 'Serve cacheable routes through the cache (false: every request reaches PostgreSQL)' },
-    CACHE_TTL: { type: 'integer', default: 300, minimum: 1, description: 'Default TTL of a cache entry in seconds' },
-    CACHE_PREFIX: { type: 'string', default: 'app:', description: 'Prefix of every cache key and channel in Redis' },
-    CACHE_GRACE: { type: 'integer', default: 60, minimum: 0, description: 'Seconds an expired entry is kept to be served if its loader fails' },
-    CACHE_LOCAL_MAX_ENTRIES: { type: 'integer', default: 10000, minimum: 1, description: 'Entries the in-process tier holds at most' },
-    CACHE_LOCAL_MAX_BYTES: { type: 'integer', default: 67108864, minimum: 1024, description: 'Bytes (serialized) the in-process tier holds at most' },
-    CACHE_LOCAL_TTL: { type: 'integer', default: 60, minimum: 0, description: 'Seconds an in-process copy stays fresh at most (never past its Redis TTL)' },
-    CACHE_BREAKER_THRESHOLD: { type: 'integer', default: 5, minimum: 1, description: 'Consecutive Redis failures that open the cache circuit breaker' },
-    CACHE_BREAKER_COOLDOWN_MS: { type: 'integer', default: 2000, minimum: 0, description: 'Ms the cache breaker stays open before probing Redis again' },
-    CACHE_ACK_TIMEOUT_MS: { type: 'integer', default: 200, minimum: 0, description: 'Ms a write waits for other instances to drop the keys it invalidated' },
+    CACHE_TTL: { type: 'integer', default: cacheDefaults.ttl, minimum: 1, description: 'Default TTL of a cache entry in seconds' },
+    CACHE_PREFIX: { type: 'string', default: cacheDefaults.prefix, description: 'Prefix of every cache key and channel in Redis' },
+    CACHE_GRACE: { type: 'integer', default: cacheDefaults.grace, minimum: 0, description: 'Seconds an expired entry is kept to be served if its loader fails' },
+    CACHE_LOCAL_MAX_ENTRIES: { type: 'integer', default: cacheDefaults.localMaxEntries, minimum: 1, description: 'Entries the in-process tier holds at most' },
+    CACHE_LOCAL_MAX_BYTES: { type: 'integer', default: cacheDefaults.localMaxBytes, minimum: 1024, description: 'Bytes (serialized) the in-process tier holds at most' },
+    CACHE_LOCAL_TTL: { type: 'integer', default: cacheDefaults.localTtl, minimum: 0, description: 'Seconds an in-process copy stays fresh at most (never past its Redis TTL)' },
+    CACHE_BREAKER_THRESHOLD: { type: 'integer', default: cacheDefaults.breakerThreshold, minimum: 1, description: 'Consecutive Redis failures that open the cache circuit breaker' },
+    CACHE_BREAKER_COOLDOWN_MS: { type: 'integer', default: cacheDefaults.breakerCooldownMs, minimum: 0, description: 'Ms the cache breaker stays open before probing Redis again' },
+    CACHE_ACK_TIMEOUT_MS: { type: 'integer', default: cacheDefaults.ackTimeoutMs, minimum: 0, description: 'Ms a write waits for other instances to drop the keys it invalidated' },
     CACHE_WARM_ENABLED: { type: 'boolean', default: cacheDefaults.warmEnabled, description: 'Fill the local tier with the hottest entries from Redis before reporting ready' },
     CACHE_WARM_MAX_ENTRIES: { type: 'integer', default: cacheDefaults.warmMaxEntries, minimum: 0, description: 'Entries warming copies at most (also the hot loaders re-run after a Redis flush)' },
     CACHE_WARM_TIMEOUT_MS: { type: 'integer', default: cacheDefaults.warmTimeoutMs, minimum: 0, description: 'Ms warming (or a re-run after a Redis flush) may take before the instance goes on' },
@@ -24,27 +25,8 @@ export const cacheConfigFragment = {
   }
 } as const satisfies ConfigFragment
 
-export interface CacheConfig {
-  CACHE_ENABLED: boolean
-  CACHE_TTL: number
-  CACHE_PREFIX: string
-  CACHE_GRACE: number
-  CACHE_LOCAL_MAX_ENTRIES: number
-  CACHE_LOCAL_MAX_BYTES: number
-  CACHE_LOCAL_TTL: number
-  CACHE_BREAKER_THRESHOLD: number
-  CACHE_BREAKER_COOLDOWN_MS: number
-  CACHE_ACK_TIMEOUT_MS: number
-  CACHE_WARM_ENABLED: boolean
-  CACHE_WARM_MAX_ENTRIES: number
-  CACHE_WARM_TIMEOUT_MS: number
-  CACHE_REFRESH_AHEAD_RATIO: number
-  CACHE_REFRESH_AHEAD_MAX_KEYS: number
-  CACHE_REFRESH_AHEAD_CONCURRENCY: number
-  CACHE_HOT_KEYS_MAX: number
-  CACHE_HOT_KEYS_INTERVAL_MS: number
-  REDIS_COMMAND_TIMEOUT_MS: number
-}
+/** The cache's variables, and the Redis command budget its Redis tier keeps to. */
+export type CacheConfig = ConfigOf<typeof cacheConfigFragment> & Pick<RedisConfig, 'REDIS_COMMAND_TIMEOUT_MS'>
 
 export function cacheOptionsFromConfig (config: CacheConfig): CacheOptions {
   return {

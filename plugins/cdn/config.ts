@@ -1,5 +1,5 @@
-import type { ConfigFragment } from '../chassis/index.js'
-import { CDN_DEFAULTS, CDN_PROVIDERS, type CdnProvider, type CdnPurgerOptions } from './options.js'
+import type { ConfigFragment, ConfigOf } from '../chassis/index.js'
+import { CDN_DEFAULTS, CDN_PROVIDERS, type CdnPurgerOptions } from './options.js'
 
 export const cdnConfigFragment = {
   properties: {
@@ -11,13 +11,7 @@ export const cdnConfigFragment = {
   }
 } as const satisfies ConfigFragment
 
-export interface CdnConfig {
-  CDN_PROVIDER: CdnProvider
-  CDN_ZONE_ID: string
-  CDN_API_KEY: string
-  CDN_SITE_URL: string
-  CDN_API_URL: string
-}
+export type CdnConfig = ConfigOf<typeof cdnConfigFragment>
 
 export function cdnOptionsFromConfig (config: CdnConfig): CdnPurgerOptions {
   return {

@@ -1,4 +1,4 @@
-import type { ConfigFragment } from './config.js'
+import type { ConfigFragment, ConfigOf } from './config.js'
 
 /** Variables every service reads. `PORT` has a per-service default set by the service's own fragment. */
 export const chassisConfigFragment = {
@@ -21,20 +21,4 @@ export const chassisConfigFragment = {
   }
 } as const satisfies ConfigFragment
 
-export interface ChassisConfig {
-  NODE_ENV: 'production' | 'development' | 'test'
-  HOST: string
-  PORT: number
-  TRUST_PROXY: string
-  LOG_LEVEL: string
-  BODY_LIMIT_BYTES: number
-  REQUEST_TIMEOUT_MS: number
-  HEALTH_CHECK_TIMEOUT_MS: number
-  SHUTDOWN_DELAY_MS: number
-  SHUTDOWN_TIMEOUT_MS: number
-  PRESSURE_MAX_EVENT_LOOP_DELAY_MS: number
-  PRESSURE_MAX_EVENT_LOOP_UTILIZATION: number
-  PRESSURE_MAX_HEAP_USED_BYTES: number
-  PRESSURE_RETRY_AFTER_S: number
-  OPENAPI_UI_ENABLED: boolean
-}
+export type ChassisConfig = ConfigOf<typeof chassisConfigFragment>

@@ -1,6 +1,6 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { composeSchema, loadConfig, type ConfigFragment } from './config.js'
+import { composeSchema, loadConfig, type ConfigFragment, type ConfigOf } from './config.js'
 import { chassisConfigFragment } from './config-schema.js'
 import { dbPoolConfigFragment } from '../db-pool/index.js'
 import { redactConfig, redactUrl } from './redact.js'
@@ -66,4 +66,25 @@ test('redaction masks URL passwords and secrets', () => {
   const safe = redactConfig({ DATABASE_URL: URL_OK, SERVICE_API_KEY: 'abc', PORT: 1 })
   assert.doesNotMatch(JSON.stringify(safe), /s3cret|abc/)
   assert.equal(safe.PORT, 1)
+})
+
+/** True when A and B are the same type; a false here fails the build. */
+type Same<A, B> = (<T>() => T extends A ? 1 : 2) extends (<T>() => T extends B ? 1 : 2) ? true : false
+
+test('the type derived from a fragment is what loadConfig gives: defaulted and required variables present, others optional', () => {
+  const fragment = {
+    properties: {
+      MODE: { type: 'string', default: 'open', enum: ['open', 'closed'], description: 'a choice' },
+      COUNT: { type: 'integer', default: 3, minimum: 0, description: 'a number' },
+      ON: { type: 'boolean', default: true, description: 'a switch' },
+      URL: { type: 'string', format: 'redis-url', description: 'optional' },
+      NAME: { type: 'string', description: 'required' }
+    },
+    required: ['NAME']
+  } as const satisfies ConfigFragment
+  type Derived = ConfigOf<typeof fragment>
+  const shape: Same<Derived, { MODE: 'open' | 'closed', COUNT: number, ON: boolean, URL?: string, NAME: string }> = true
+  assert.equal(shape, true)
+  const config = loadConfig<Derived>(composeSchema(fragment), { env: { NAME: 'n', COUNT: '4' }, dotenv: false })
+  assert.deepEqual({ ...config }, { MODE: 'open', COUNT: 4, ON: true, NAME: 'n' })
 })

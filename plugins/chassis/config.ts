@@ -1,6 +1,7 @@
 import { Ajv, type AnySchemaObject, type ErrorObject } from 'ajv'
 import type { SchemaValidateFunction } from 'ajv/dist/types/index.js'
 import envSchema from 'env-schema'
+import type { FromSchema } from 'json-schema-to-ts'
 import { ChassisErrors } from './errors.js'
 
 export type ConfigValue = string | number | boolean
@@ -27,6 +28,17 @@ export interface ConfigFragment {
   properties: Record<string, ConfigProperty>
   required?: readonly string[]
 }
+
+/**
+ * The values loadConfig gives for a fragment (declared `as const`), derived from its schema: a variable with a default
+ * or listed in `required` is always there, any other may be undefined.
+ */
+export type ConfigOf<F extends ConfigFragment> = FromSchema<{
+  type: 'object'
+  properties: F['properties']
+  required: F['required'] extends readonly string[] ? F['required'] : []
+  additionalProperties: false
+}>
 
 export interface ConfigSchema {
   type: 'object'

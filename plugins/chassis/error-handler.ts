@@ -30,6 +30,17 @@ export function errorBody (statusCode: number, code: string, message: string): E
   return { statusCode, code, error: STATUS_CODES[statusCode] ?? 'Error', message }
 }
 
+const DETAILS = Symbol('error body details')
+
+/**
+ * Gives a catalogued error more fields for its JSON body (after the four every body has), e.g. how far an import
+ * got. They are kept off the error's enumerable properties, so a logged error does not carry them.
+ */
+export function withBodyDetails<E extends Error> (error: E, details: Record<string, unknown>): E {
+  Object.defineProperty(error, DETAILS, { value: details, enumerable: false })
+  return error
+}
+
 /** A submitted property name is echoed only when it looks like one: a name or an email sent as a key is not. */
 export const SHOWABLE_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,63}$/
 
@@ -56,6 +67,7 @@ export function formatSchemaErrors (errors: FastifySchemaValidationError[], data
 interface CodedError extends FastifyError {
   headers?: Record<string, string>
   retryAfterSeconds?: number
+  [DETAILS]?: Record<string, unknown>
 }
 
 const FASTIFY_CODES: Record<string, string> = {
@@ -93,7 +105,12 @@ export function installErrorHandling (app: FastifyInstance): void {
     else request.log.info({ code, statusCode }, err.message)
     if (err.headers) void reply.headers(err.headers)
     if (statusCode === 503 && !reply.hasHeader('retry-after')) void reply.header('retry-after', String(err.retryAfterSeconds ?? 1))
-    void reply.code(statusCode).type('application/json; charset=utf-8').send(errorBody(statusCode, code, message))
+    const details = err[DETAILS]
+    const base = errorBody(statusCode, code, message)
+    // The four fields come first and cannot be overridden by a detail of the same name.
+    const body = details ? { ...base, ...details, ...base } : base
+    // A body with details is sent as text: the route's response schema for the status knows only the four fields.
+    void reply.code(statusCode).type('application/json; charset=utf-8').send(details ? JSON.stringify(body) : body)
   })
 
   app.setNotFoundHandler((request, reply) => {

@@ -17,7 +17,10 @@ export const ChassisErrors = {
     'PATH_SEGMENT_TOO_LONG', 'A parameter in the request path is longer than %d characters', 414)
 } as const
 
-/** An error carrying an HTTP status and a stable code, for handlers to throw. */
+/**
+ * An error carrying an HTTP status, a stable code and headers of its answer: the base of an error class declared in
+ * an errors.ts (UpstreamUnavailableError), never constructed inline (test/error-catalogue.test.ts).
+ */
 export class HttpError extends Error {
   readonly statusCode: number
   readonly code: string

@@ -1,32 +1,22 @@
-import type { ConfigFragment } from '../chassis/index.js'
-import type { ConnectionPoolOptions } from './pool.js'
+import type { ConfigFragment, ConfigOf } from '../chassis/index.js'
+import { poolDefaults, type ConnectionPoolOptions } from './pool.js'
 
 export const dbPoolConfigFragment = {
   properties: {
     DATABASE_URL: { type: 'string', format: 'postgres-url', description: 'PostgreSQL URL; unset with `npm start` starts an embedded PostgreSQL' },
     DB_SCHEMA: { type: 'string', default: 'public', description: 'Schema first on the search_path of every connection' },
-    DB_POOL_MIN: { type: 'integer', default: 5, minimum: 0, maxOf: 'DB_POOL_MAX', description: 'Connections opened at start and kept open' },
-    DB_POOL_MAX: { type: 'integer', default: 20, minimum: 1, description: 'Connections never exceeded' },
-    DB_POOL_IDLE_TIMEOUT: { type: 'integer', default: 30000, minimum: 0, description: 'Idle connection above the minimum closed after this many ms' },
-    DB_CONNECTION_TIMEOUT: { type: 'integer', default: 10000, minimum: 1, description: 'Waiting longer than this many ms for a connection fails with 503 (capped by the client-side bound of DB_QUERY_TIMEOUT)' },
-    DB_QUERY_TIMEOUT: { type: 'integer', default: 30000, minimum: 0, description: 'Server-side statement_timeout in ms; plus 500 ms, also the client-side bound on waiting for a connection plus a statement (503 DB_UNAVAILABLE, connection destroyed); 0 disables both' },
-    DB_HEALTH_CHECK_INTERVAL: { type: 'integer', default: 60000, minimum: 0, description: 'Period in ms of the pool health check and refill to the minimum (0 disables)' },
-    DB_TRANSACTION_RETRIES: { type: 'integer', default: 5, minimum: 0, description: 'Re-runs of a transaction after a serialization failure or deadlock' }
+    DB_POOL_MIN: { type: 'integer', default: poolDefaults.min, minimum: 0, maxOf: 'DB_POOL_MAX', description: 'Connections opened at start and kept open' },
+    DB_POOL_MAX: { type: 'integer', default: poolDefaults.max, minimum: 1, description: 'Connections never exceeded' },
+    DB_POOL_IDLE_TIMEOUT: { type: 'integer', default: poolDefaults.idleTimeoutMillis, minimum: 0, description: 'Idle connection above the minimum closed after this many ms' },
+    DB_CONNECTION_TIMEOUT: { type: 'integer', default: poolDefaults.connectionTimeoutMillis, minimum: 1, description: 'Waiting longer than this many ms for a connection fails with 503 (capped by the client-side bound of DB_QUERY_TIMEOUT)' },
+    DB_QUERY_TIMEOUT: { type: 'integer', default: poolDefaults.queryTimeoutMillis, minimum: 0, description: 'Server-side statement_timeout in ms; plus 500 ms, also the client-side bound on waiting for a connection plus a statement (503 DB_UNAVAILABLE, connection destroyed); 0 disables both' },
+    DB_HEALTH_CHECK_INTERVAL: { type: 'integer', default: poolDefaults.healthCheckInterval, minimum: 0, description: 'Period in ms of the pool health check and refill to the minimum (0 disables)' },
+    DB_TRANSACTION_RETRIES: { type: 'integer', default: poolDefaults.transactionRetries, minimum: 0, description: 'Re-runs of a transaction after a serialization failure or deadlock' }
   },
   required: ['DATABASE_URL']
 } as const satisfies ConfigFragment
 
-export interface DbPoolConfig {
-  DATABASE_URL: string
-  DB_SCHEMA: string
-  DB_POOL_MIN: number
-  DB_POOL_MAX: number
-  DB_POOL_IDLE_TIMEOUT: number
-  DB_CONNECTION_TIMEOUT: number
-  DB_QUERY_TIMEOUT: number
-  DB_HEALTH_CHECK_INTERVAL: number
-  DB_TRANSACTION_RETRIES: number
-}
+export type DbPoolConfig = ConfigOf<typeof dbPoolConfigFragment>
 
 export function poolOptionsFromConfig (config: DbPoolConfig, name = 'main'): ConnectionPoolOptions {
   return {

@@ -1,6 +1,6 @@
 import fp from 'fastify-plugin'
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
-import { HttpError, optionalDependency } from '../chassis/index.js'
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import { optionalDependency } from '../chassis/index.js'
 import { setRateLimitHeaders } from './headers.js'
 import { cidrMatcher, clientAddressKey } from './identity.js'
 import { presets, validatePolicy, RateLimitErrors, type PresetName, type RateLimitPolicy } from './policies.js'
@@ -103,10 +103,11 @@ export const rateLimitPlugin = fp(async (app: FastifyInstance, opts: RateLimitPl
     return list
   }
 
-  const refusal = (decision: Decision): HttpError => {
+  const refusal = (decision: Decision): FastifyError => {
     const b = decision.binding
-    if (decision.source === 'closed') return new HttpError(503, 'RATE_LIMIT_UNAVAILABLE', `Rate limit "${b?.policy.name ?? ''}" cannot be checked right now`)
-    return new HttpError(429, 'RATE_LIMITED', `Rate limit "${b?.policy.name ?? ''}" exceeded: ${b?.policy.limit ?? 0} requests per ${Math.ceil((b?.policy.windowMs ?? 0) / 1000)} s; retry in ${Math.max(1, Math.ceil((b?.retryAfterMs ?? 0) / 1000))} s`)
+    if (decision.source === 'closed') return new RateLimitErrors.RATE_LIMIT_UNAVAILABLE(b?.policy.name ?? '')
+    return new RateLimitErrors.RATE_LIMITED(b?.policy.name ?? '', b?.policy.limit ?? 0, Math.ceil((b?.policy.windowMs ?? 0) / 1000),
+      Math.max(1, Math.ceil((b?.retryAfterMs ?? 0) / 1000)))
   }
 
   // A callback hook: no promise of its own per request on a path every request takes.

@@ -1,7 +1,7 @@
 import fp from 'fastify-plugin'
 import { trace } from '@opentelemetry/api'
 import type { FastifyInstance } from 'fastify'
-import type { ConfigFragment } from '../chassis/index.js'
+import type { ConfigFragment, ConfigOf } from '../chassis/index.js'
 import { loadQueryParser } from './query-normalizer.js'
 import { queryStatistics, type QueryStatistics } from './query-stats.js'
 import { trackQueries } from './query-tracking.js'
@@ -20,10 +20,7 @@ export const queryStatsConfigFragment = {
   }
 } as const satisfies ConfigFragment
 
-export interface QueryStatsConfig {
-  QUERY_STATS_ENABLED: boolean
-  SLOW_QUERY_THRESHOLD_MS: number
-}
+export type QueryStatsConfig = ConfigOf<typeof queryStatsConfigFragment>
 
 export interface QueryStatsPluginOptions {
   /** Subscribe to the query seam; false leaves the seam without this subscriber (queries are not measured). @default true */

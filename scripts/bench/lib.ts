@@ -2,7 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import autocannon from 'autocannon'
-import { projectRoot } from '../../services/domain/paths.js'
+import { projectRoot } from '../../services/platform/paths.js'
 
 export interface Service {
   url: string

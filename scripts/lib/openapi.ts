@@ -8,7 +8,7 @@ import { buildDataService } from '../../services/data-service/app.js'
 import { loadDataServiceConfig } from '../../services/data-service/config.js'
 import { buildOrchestrator } from '../../services/orchestrator/app.js'
 import { loadOrchestratorConfig } from '../../services/orchestrator/config.js'
-import { projectRoot } from '../../services/domain/paths.js'
+import { projectRoot } from '../../services/platform/paths.js'
 
 export type ServiceName = 'api' | 'data-service' | 'orchestrator'
 export type OpenApiDocument = Record<string, unknown> & { paths: Record<string, Record<string, unknown>> }

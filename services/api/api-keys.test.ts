@@ -6,7 +6,7 @@ import { promisify } from 'node:util'
 import type { FastifyInstance } from 'fastify'
 import { buildApp } from './app.js'
 import { createTestSchema, testApiConfig, uniqueName, type TestSchema } from '../../test/helpers/database.js'
-import { projectRoot } from '../domain/paths.js'
+import { projectRoot } from '../platform/paths.js'
 
 const REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379'
 let db: TestSchema

@@ -1,6 +1,6 @@
 import type { FastifyInstance } from 'fastify'
 import { buildService, type ServiceDefinition } from '../../plugins/chassis/index.js'
-import { platformPlugins, type PlatformOptions } from '../domain/platform.js'
+import { platformPlugins, type PlatformOptions } from '../platform/platform.js'
 import type { ApiConfig } from './config.js'
 import { leadRoutes } from './routes/leads.js'
 import { adminRoutes } from './routes/admin.js'

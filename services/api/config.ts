@@ -1,5 +1,5 @@
-import { composeSchema, loadConfig, type ConfigFragment, type LoadConfigOptions } from '../../plugins/chassis/index.js'
-import { platformConfigFragments, type PlatformConfig } from '../domain/platform.js'
+import { composeSchema, loadConfig, type ConfigFragment, type ConfigOf, type LoadConfigOptions } from '../../plugins/chassis/index.js'
+import { platformConfigFragments, type PlatformConfig } from '../platform/platform.js'
 
 const apiFragment = {
   properties: {
@@ -10,9 +10,7 @@ const apiFragment = {
 
 export const apiConfigSchema = composeSchema(...platformConfigFragments, apiFragment)
 
-export interface ApiConfig extends PlatformConfig {
-  LEAD_BODY_LIMIT_BYTES: number
-}
+export type ApiConfig = PlatformConfig & ConfigOf<typeof apiFragment>
 
 export function loadApiConfig (options?: LoadConfigOptions): Readonly<ApiConfig> {
   return loadConfig<ApiConfig>(apiConfigSchema, options)

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import pg from 'pg'
-import { projectRoot } from '../domain/paths.js'
+import { projectRoot } from '../platform/paths.js'
 import { createTestSchema, SERVICE_HEADERS, TEST_SERVICE_KEY } from '../../test/helpers/database.js'
 import { freePort } from '../../test/helpers/ports.js'
 

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict'
 import { readdirSync } from 'node:fs'
 import { join } from 'node:path'
 import { buildApp } from './app.js'
-import { publicDir } from '../domain/paths.js'
+import { publicDir } from '../platform/paths.js'
 import { createTestSchema, testApiConfig, uniqueName, type TestSchema } from '../../test/helpers/database.js'
 
 let db: TestSchema

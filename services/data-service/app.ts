@@ -1,6 +1,6 @@
 import type { FastifyInstance } from 'fastify'
 import { buildService, type ServiceDefinition } from '../../plugins/chassis/index.js'
-import { platformPlugins, type PlatformOptions } from '../domain/platform.js'
+import { platformPlugins, type PlatformOptions } from '../platform/platform.js'
 import type { DataServiceConfig } from './config.js'
 import { importRoutes } from './routes/imports.js'
 import { leadLookupRoutes } from './routes/leads.js'

@@ -1,5 +1,5 @@
-import { composeSchema, loadConfig, type ConfigFragment, type LoadConfigOptions } from '../../plugins/chassis/index.js'
-import { platformConfigFragments, type PlatformConfig } from '../domain/platform.js'
+import { composeSchema, loadConfig, type ConfigFragment, type ConfigOf, type LoadConfigOptions } from '../../plugins/chassis/index.js'
+import { platformConfigFragments, type PlatformConfig } from '../platform/platform.js'
 
 const dataServiceFragment = {
   properties: {
@@ -15,14 +15,7 @@ const dataServiceFragment = {
 
 export const dataServiceConfigSchema = composeSchema(...platformConfigFragments, dataServiceFragment)
 
-export interface DataServiceConfig extends PlatformConfig {
-  IMPORT_MAX_BYTES: number
-  IMPORT_BATCH_SIZE: number
-  IMPORT_MAX_REJECTIONS: number
-  IMPORT_MAX_RECORD_BYTES: number
-  IMPORT_MAX_CONCURRENT: number
-  REPORT_CACHE_TTL: number
-}
+export type DataServiceConfig = PlatformConfig & ConfigOf<typeof dataServiceFragment>
 
 export function loadDataServiceConfig (options?: LoadConfigOptions): Readonly<DataServiceConfig> {
   return loadConfig<DataServiceConfig>(dataServiceConfigSchema, options)

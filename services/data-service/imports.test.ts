@@ -346,3 +346,24 @@ test('a row that is not UTF-8 (a Latin-1 name) is rejected by its line, never st
   const stored = await db.sql<{ first_name: string }>("SELECT first_name FROM leads WHERE first_name LIKE '%\uFFFD%'")
   assert.deepEqual(stored, [])
 })
+
+test('an import the database stops part-way answers 503 IMPORT_INTERRUPTED in the platform body, with Retry-After, the line to resume from and the report', async (t) => {
+  const { app, db } = await setup(t, { IMPORT_BATCH_SIZE: '50' })
+  // Not a refusal of the row's data (SQLSTATE P0001, not class 22 or 23): the import cannot go on.
+  await db.sql(`CREATE FUNCTION stop_import() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN IF NEW.email = 'ann120@example.com' THEN RAISE EXCEPTION 'stopped'; END IF; RETURN NEW; END $$`)
+  await db.sql('CREATE TRIGGER stop_import BEFORE INSERT ON leads FOR EACH ROW EXECUTE FUNCTION stop_import()')
+  const res = await post(app, [CSV_HEADER, ...Array.from({ length: 200 }, (_, i) => csvRow(i))].join('\n'))
+  assert.equal(res.statusCode, 503, res.body)
+  assert.equal(res.headers['retry-after'], '1')
+  assert.match(String(res.headers['content-type']), /^application\/json/)
+  const body = res.json() as { statusCode: number, code: string, error: string, message: string, line: number, report: { inserted: number, rows: number } }
+  assert.deepEqual(Object.keys(body), ['statusCode', 'code', 'error', 'message', 'line', 'report'])
+  assert.deepEqual([body.statusCode, body.code, body.error], [503, 'IMPORT_INTERRUPTED', 'Service Unavailable'])
+  // Row i is on line i + 2; the third batch (rows 100-149) holds the stopped row.
+  assert.equal(body.line, 102)
+  assert.match(body.message, /^the import stopped at the batch starting at line 102: /)
+  assert.deepEqual([body.report.inserted, body.report.rows], [100, 100])
+  const [count] = await db.sql<{ n: number }>('SELECT count(*)::int AS n FROM leads')
+  assert.equal(count?.n, 100)
+})

@@ -1,4 +1,5 @@
-import { HttpError } from '../../plugins/chassis/index.js'
+import type { FastifyError } from 'fastify'
+import { LeadErrors } from './errors.js'
 
 /** Keyset position: the sort it belongs to, the sort column's value and the row id that breaks ties. */
 export interface Cursor {
@@ -19,13 +20,13 @@ export function decodeCursor (text: string, sort: string): Cursor {
   } catch {
     parsed = undefined
   }
-  if (!Array.isArray(parsed) || parsed.length !== 3) throw invalid()
+  if (!Array.isArray(parsed) || parsed.length !== 3) throw invalidCursor()
   const [s, value, id] = parsed as unknown[]
-  if (s !== sort) throw new HttpError(400, 'INVALID_CURSOR', 'querystring/cursor belongs to another sort order')
-  if ((typeof value !== 'string' && typeof value !== 'number') || typeof id !== 'string') throw invalid()
+  if (s !== sort) throw new LeadErrors.INVALID_CURSOR('belongs to another sort order')
+  if ((typeof value !== 'string' && typeof value !== 'number') || typeof id !== 'string') throw invalidCursor()
   return { sort: s, value, id }
 }
 
-function invalid (): HttpError {
-  return new HttpError(400, 'INVALID_CURSOR', 'querystring/cursor is not a valid cursor')
+export function invalidCursor (): FastifyError {
+  return new LeadErrors.INVALID_CURSOR('is not a valid cursor')
 }

@@ -1,3 +1,5 @@
+import type { FromSchema } from 'json-schema-to-ts'
+
 export const PRODUCTS = ['auto', 'home', 'life', 'health', 'commercial'] as const
 export const STATUSES = ['new', 'contacted', 'qualified', 'converted', 'lost'] as const
 export const US_STATES = [
@@ -7,57 +9,6 @@ export const US_STATES = [
 ] as const
 const SORTS = ['-createdAt', 'createdAt', '-score', 'score'] as const
 
-export type Product = typeof PRODUCTS[number]
-type LeadStatus = typeof STATUSES[number]
-export type UsState = typeof US_STATES[number]
-type LeadSort = typeof SORTS[number]
-
-export interface Lead {
-  id: string
-  firstName: string
-  lastName: string
-  email: string
-  phone: string | null
-  product: Product
-  state: UsState
-  status: LeadStatus
-  score: number
-  source: string
-  createdAt: Date
-  updatedAt: Date
-}
-
-export interface LeadInput {
-  firstName: string
-  lastName: string
-  email: string
-  phone?: string | null
-  product: Product
-  state: UsState
-  source?: string
-  score?: number
-}
-
-export type LeadPatch = Partial<LeadInput & { status: LeadStatus }>
-
-export interface LeadActivity {
-  id: string
-  leadId: string
-  type: string
-  details: Record<string, unknown>
-  actor: string | null
-  createdAt: Date
-}
-
-export interface LeadListQuery {
-  status?: LeadStatus
-  product?: Product
-  state?: UsState
-  minScore?: number
-  sort: LeadSort
-  limit: number
-  cursor?: string
-}
 
 /**
  * Free text refuses control characters (NUL, line breaks, tabs, DEL, C1) and unpaired surrogates: PostgreSQL refuses
@@ -145,24 +96,45 @@ export const leadPageSchema = {
   properties: { data: { type: 'array', items: leadSchema }, nextCursor: { type: ['string', 'null'] } }
 } as const
 
+const activitySchema = {
+  type: 'object',
+  properties: {
+    id: { type: 'string' },
+    leadId: { type: 'string' },
+    type: { type: 'string' },
+    details: { type: 'object', additionalProperties: true },
+    actor: { type: ['string', 'null'] },
+    createdAt: { type: 'string', format: 'date-time' }
+  }
+} as const
+
 export const activityPageSchema = {
   type: 'object',
   required: ['data', 'nextCursor'],
-  properties: {
-    data: {
-      type: 'array',
-      items: {
-        type: 'object',
-        properties: {
-          id: { type: 'string' },
-          leadId: { type: 'string' },
-          type: { type: 'string' },
-          details: { type: 'object', additionalProperties: true },
-          actor: { type: ['string', 'null'] },
-          createdAt: { type: 'string', format: 'date-time' }
-        }
-      }
-    },
-    nextCursor: { type: ['string', 'null'] }
-  }
+  properties: { data: { type: 'array', items: activitySchema }, nextCursor: { type: ['string', 'null'] } }
 } as const
+
+/**
+ * How the shapes below are read as TypeScript types: a `date-time` string is a Date in the code (the repositories
+ * return Dates; the serializer writes them as ISO strings).
+ */
+export interface LeadSchemaOptions {
+  deserialize: [{ pattern: { type: 'string', format: 'date-time' }, output: Date }]
+}
+
+/**
+ * The declared properties only: a response schema leaves additionalProperties open (the serializer writes only what
+ * it declares), which json-schema-to-ts reads as an index signature of unknowns.
+ */
+type Declared<T> = { [K in keyof T as string extends K ? never : K]: T[K] }
+
+/** A lead as the repositories return it and the routes answer it. */
+export type Lead = Declared<FromSchema<typeof leadSchema, LeadSchemaOptions>>
+/** What creating a lead takes. */
+export type LeadInput = FromSchema<typeof createLeadBodySchema>
+/** What a change to a lead takes: any of the input's fields and the status. */
+export type LeadPatch = FromSchema<typeof patchLeadBodySchema>
+/** One entry of a lead's activity trail; the repository always gives every field. */
+export type LeadActivity = Required<Declared<FromSchema<typeof activitySchema, LeadSchemaOptions>>>
+/** A list's filters, order and page, with the defaults applied by validation. */
+export type LeadListQuery = FromSchema<typeof listLeadsQuerySchema>

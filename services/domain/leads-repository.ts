@@ -1,6 +1,6 @@
-import { HttpError } from '../../plugins/chassis/index.js'
 import { DatabaseError, type ConnectionPool, type TransactionClient } from '../../plugins/db-pool/index.js'
-import { decodeCursor, encodeCursor } from './cursor.js'
+import { decodeCursor, encodeCursor, invalidCursor } from './cursor.js'
+import { LeadErrors } from './errors.js'
 import type { Lead, LeadActivity, LeadInput, LeadListQuery, LeadPatch } from './lead-schemas.js'
 
 export const LEAD_COLUMNS = `id, first_name AS "firstName", last_name AS "lastName", email, phone, product, state, status, score, source,
@@ -24,19 +24,15 @@ const SORT_SQL = {
   score: { column: 'score', cursor: 'score', cast: 'integer' }
 } as const
 
-export interface LeadPage {
-  data: Lead[]
-  nextCursor: string | null
-}
+// Type aliases, not interfaces: the routes' answers are typed from their schemas, whose objects are open (an index
+// signature), and only an alias is assignable to those.
+export type LeadPage = { data: Lead[], nextCursor: string | null }
 
-export interface ActivityPage {
-  data: LeadActivity[]
-  nextCursor: string | null
-}
+export type ActivityPage = { data: LeadActivity[], nextCursor: string | null }
 
 function duplicate (error: unknown): never {
   if (error instanceof DatabaseError && error.code === 'DB_UNIQUE_VIOLATION' && error.constraint === 'leads_email_product_key') {
-    throw new HttpError(409, 'LEAD_DUPLICATE', 'A lead with this email and product already exists')
+    throw new LeadErrors.LEAD_DUPLICATE()
   }
   throw error
 }
@@ -141,7 +137,7 @@ export class LeadsRepository {
     let after = ''
     if (page.cursor) {
       const c = decodeCursor(page.cursor, 'activities')
-      if (!/^\d{1,19}$/.test(c.id)) throw new HttpError(400, 'INVALID_CURSOR', 'querystring/cursor is not a valid cursor')
+      if (!/^\d{1,19}$/.test(c.id)) throw invalidCursor()
       params.push(c.id)
       after = `AND id < $${params.length}::bigint`
     }

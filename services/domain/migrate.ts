@@ -1,5 +1,5 @@
 import { runner } from 'node-pg-migrate'
-import { migrationsDir } from './paths.js'
+import { migrationsDir } from '../platform/paths.js'
 
 export interface MigrateOptions {
   databaseUrl: string

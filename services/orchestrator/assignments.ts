@@ -1,9 +1,11 @@
-import { HttpError } from '../../plugins/chassis/index.js'
 import type { ConnectionPool } from '../../plugins/db-pool/index.js'
 import { LEAD_COLUMNS } from '../domain/leads-repository.js'
+import { LeadErrors } from '../domain/errors.js'
 import type { Lead } from '../domain/lead-schemas.js'
+import { OrchestratorErrors } from './errors.js'
 
-export interface Assignment {
+// A type alias, not an interface: the route's answer is typed from its open schema, and only an alias fits it.
+export type Assignment = {
   leadId: string
   agentId: string
   agentName: string
@@ -11,14 +13,6 @@ export interface Assignment {
   assignedAt: Date
   /** The lead as it was before this assignment changed its score. */
   lead: Lead
-}
-
-const AssignmentErrors = {
-  notFound: (id: string) => new HttpError(404, 'LEAD_NOT_FOUND', `Lead ${id} not found`),
-  busy: (id: string) => new HttpError(409, 'LEAD_BUSY', `Lead ${id} is being routed by another call`),
-  assigned: (id: string) => new HttpError(409, 'ALREADY_ASSIGNED', `Lead ${id} already has an agent`),
-  noAgent: (lead: { id: string, state: string, product: string }) =>
-    new HttpError(409, 'NO_AGENT_AVAILABLE', `No active agent licensed for ${lead.product} in ${lead.state} has capacity for lead ${lead.id}`)
 }
 
 /**
@@ -38,10 +32,10 @@ export class AssignmentRepository {
       const { rows: [lead] } = await tx.query<Lead>(`SELECT ${LEAD_COLUMNS} FROM leads WHERE id = $1 FOR UPDATE SKIP LOCKED`, [leadId])
       if (!lead) {
         const { rowCount } = await tx.query('SELECT 1 FROM leads WHERE id = $1', [leadId])
-        throw rowCount ? AssignmentErrors.busy(leadId) : AssignmentErrors.notFound(leadId)
+        throw rowCount ? new OrchestratorErrors.LEAD_BUSY(leadId) : new LeadErrors.LEAD_NOT_FOUND(leadId)
       }
       const { rowCount: taken } = await tx.query("SELECT 1 FROM lead_assignments WHERE lead_id = $1 AND status = 'active'", [leadId])
-      if (taken) throw AssignmentErrors.assigned(leadId)
+      if (taken) throw new OrchestratorErrors.ALREADY_ASSIGNED(leadId)
       const { rows: agents } = await tx.query<{ id: string, name: string, capacity: number }>(
         `SELECT id, name, capacity FROM agents WHERE active AND $1 = ANY(states) AND $2 = ANY(products) AND capacity > 0 ORDER BY id FOR UPDATE`,
         [lead.state, lead.product])
@@ -54,7 +48,7 @@ export class AssignmentRepository {
         .map((a) => ({ ...a, load: loadOf.get(a.id) ?? 0 }))
         .filter((a) => a.load < a.capacity)
         .sort((a, b) => a.load / a.capacity - b.load / b.capacity || a.load - b.load || a.id.localeCompare(b.id))[0]
-      if (!agent) throw AssignmentErrors.noAgent(lead)
+      if (!agent) throw new OrchestratorErrors.NO_AGENT_AVAILABLE(lead.product, lead.state, lead.id)
       const { rows: [assigned] } = await tx.query<{ assignedAt: Date }>(
         'INSERT INTO lead_assignments (lead_id, agent_id) VALUES ($1, $2) RETURNING assigned_at AS "assignedAt"', [leadId, agent.id])
       await tx.query('UPDATE leads SET score = $2, updated_at = now() WHERE id = $1', [leadId, score])

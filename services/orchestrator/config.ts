@@ -1,5 +1,5 @@
-import { composeSchema, loadConfig, type ConfigFragment, type LoadConfigOptions } from '../../plugins/chassis/index.js'
-import { platformConfigFragments, type PlatformConfig } from '../domain/platform.js'
+import { composeSchema, loadConfig, type ConfigFragment, type ConfigOf, type LoadConfigOptions } from '../../plugins/chassis/index.js'
+import { platformConfigFragments, type PlatformConfig } from '../platform/platform.js'
 
 const orchestratorFragment = {
   properties: {
@@ -17,16 +17,7 @@ const orchestratorFragment = {
 
 export const orchestratorConfigSchema = composeSchema(...platformConfigFragments, orchestratorFragment)
 
-export interface OrchestratorConfig extends PlatformConfig {
-  DATA_SERVICE_URL: string
-  DATA_SERVICE_TIMEOUT_MS: number
-  DATA_SERVICE_RETRIES: number
-  DATA_SERVICE_BREAKER_THRESHOLD: number
-  DATA_SERVICE_BREAKER_COOLDOWN_MS: number
-  ROUTING_BATCH_MAX: number
-  EVENTS_CHANNEL: string
-  EVENTS_MAX_BUFFERED_BYTES: number
-}
+export type OrchestratorConfig = PlatformConfig & ConfigOf<typeof orchestratorFragment>
 
 export function loadOrchestratorConfig (options?: LoadConfigOptions): Readonly<OrchestratorConfig> {
   return loadConfig<OrchestratorConfig>(orchestratorConfigSchema, options)

@@ -1,7 +1,11 @@
 import createError from '@fastify/error'
 
-/** Every error code the orchestrator's routes raise about its upstream; the HTTP body carries the same `code`. */
+/** Every error code only the orchestrator raises; the HTTP body carries the same `code`. */
 export const OrchestratorErrors = {
+  LEAD_BUSY: createError<'LEAD_BUSY', 409, [string]>('LEAD_BUSY', 'Lead %s is being routed by another call', 409),
+  ALREADY_ASSIGNED: createError<'ALREADY_ASSIGNED', 409, [string]>('ALREADY_ASSIGNED', 'Lead %s already has an agent', 409),
+  NO_AGENT_AVAILABLE: createError<'NO_AGENT_AVAILABLE', 409, [string, string, string]>('NO_AGENT_AVAILABLE',
+    'No active agent licensed for %s in %s has capacity for lead %s', 409),
   /** The data-service refused what the caller sent (its 400): the caller's input, so the caller's 4xx. */
   UPSTREAM_REFUSED_INPUT: createError<'UPSTREAM_REFUSED_INPUT', 400, [string]>('UPSTREAM_REFUSED_INPUT', 'The data-service refused the request: %s', 400),
   /** The data-service answered what it should not have: not the caller's doing. */

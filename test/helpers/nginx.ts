@@ -4,7 +4,7 @@ import { chmodSync, copyFileSync, mkdtempSync, readdirSync, readFileSync, rmSync
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { projectRoot } from '../../services/domain/paths.js'
+import { projectRoot } from '../../services/platform/paths.js'
 
 export const NGINX_DIR = join(projectRoot, 'deploy', 'nginx')
 

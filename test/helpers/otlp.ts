@@ -3,7 +3,7 @@ import { once } from 'node:events'
 import { createServer } from 'node:http'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { projectRoot } from '../../services/domain/paths.js'
+import { projectRoot } from '../../services/platform/paths.js'
 import { freePort } from './ports.js'
 
 export interface OtlpSpan { traceId: string, spanId: string, parentSpanId?: string, name: string, kind?: number, attributes?: Array<{ key: string, value: Record<string, unknown> }> }

@@ -2,7 +2,7 @@ import { spawnSync } from 'node:child_process'
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { parse } from 'yaml'
-import { projectRoot } from '../../services/domain/paths.js'
+import { projectRoot } from '../../services/platform/paths.js'
 
 export const PROMETHEUS_DIR = join(projectRoot, 'deploy', 'prometheus')
 export const RULES_FILE = join(PROMETHEUS_DIR, 'rules.yml')

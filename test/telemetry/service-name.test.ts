@@ -2,7 +2,7 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { projectRoot } from '../../services/domain/paths.js'
+import { projectRoot } from '../../services/platform/paths.js'
 import { SERVICE_HEADERS, TEST_SERVICE_KEY, createTestSchema, uniqueName } from '../helpers/database.js'
 import { startOtlpReceiver, startTracedService, waitForSpans } from '../helpers/otlp.js'
 

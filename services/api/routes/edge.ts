@@ -1,6 +1,7 @@
 import type { FastifyInstance } from 'fastify'
 import type { FastifyError } from 'fastify'
-import { errorBody, errorBodySchema, HttpError } from '../../../plugins/chassis/index.js'
+import { ApiKeyErrors } from '../../../plugins/api-keys/index.js'
+import { errorBodySchema } from '../../../plugins/chassis/index.js'
 import { cidrMatcher } from '../../../plugins/rate-limit/index.js'
 
 /** The scope whose holders share NGINX's micro-cache of lead reads. */
@@ -32,13 +33,14 @@ export async function edgeRoutes (app: FastifyInstance, opts: EdgeRoutesOptions)
     },
     // NGINX's auth_request passes only 401 and 403 on and takes anything else for "no verdict", which sends the
     // request to the api again: a caller over its lookup budget gets 403 here, which NGINX answers as its JSON 429.
-    errorHandler: (error: FastifyError, _request, reply) => {
-      if (error.code !== 'API_KEY_LOOKUPS_EXCEEDED') throw error
-      return reply.code(403).send(errorBody(403, error.code, error.message))
+    errorHandler: (error: FastifyError) => {
+      // The same error and body, answered by the chassis's handler with the status NGINX understands.
+      if (error.code === 'API_KEY_LOOKUPS_EXCEEDED') error.statusCode = 403
+      throw error
     }
   }, async (request, reply) => {
     if (!trusted(request.socket.remoteAddress ?? '')) return reply.callNotFound()
-    if (request.apiKeyRejected) throw new HttpError(401, 'INVALID_API_KEY', 'The API key is not valid or has been revoked')
+    if (request.apiKeyRejected) throw new ApiKeyErrors.INVALID_API_KEY()
     if (!request.internalService && request.apiKey?.scopes.includes(EDGE_SHARED_SCOPE)) void reply.header('x-edge-scope', EDGE_SHARED_SCOPE)
     return reply.header('cache-control', 'private, no-store').code(204).send()
   })

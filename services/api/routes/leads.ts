@@ -1,13 +1,15 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify'
-import { HttpError, errorBodySchema } from '../../../plugins/chassis/index.js'
+import { errorBodySchema } from '../../../plugins/chassis/index.js'
 import { sendCached } from '../../../plugins/cache/index.js'
 import { ALL_LISTS_TAG, changeTagsOf, leadKey, listKey, listTagFor } from '../../domain/lead-cache.js'
+import { LeadErrors } from '../../domain/errors.js'
 import { LeadsRepository } from '../../domain/leads-repository.js'
 import { leadSchemaErrors } from '../../domain/lead-schema-errors.js'
 import {
   activityPageSchema, createLeadBodySchema, leadIdParamsSchema, leadPageSchema, leadSchema, listLeadsQuerySchema,
-  pageQuerySchema, patchLeadBodySchema, type LeadInput, type LeadListQuery, type LeadPatch
+  pageQuerySchema, patchLeadBodySchema
 } from '../../domain/lead-schemas.js'
+import type { SchemaTypes } from '../../platform/schema-types.js'
 
 export interface LeadRoutesOptions {
   bodyLimit: number
@@ -22,18 +24,15 @@ function actorOf (request: FastifyRequest): string {
   return request.apiKey ? `key:${request.apiKey.id}` : 'anonymous'
 }
 
-function notFound (id: string): HttpError {
-  return new HttpError(404, 'LEAD_NOT_FOUND', `Lead ${id} not found`)
-}
-
 /** `/api/v1/leads`: list with filters and keyset pages, read, create, patch, and the activity trail. */
-export async function leadRoutes (app: FastifyInstance, opts: LeadRoutesOptions): Promise<void> {
+export async function leadRoutes (instance: FastifyInstance, opts: LeadRoutesOptions): Promise<void> {
+  const app = instance.withTypeProvider<SchemaTypes>()
   const leads = new LeadsRepository(app.db)
 
   const read = { requiredScope: 'leads:read' }
   // Codes of these routes' own, listed in the OpenAPI document beside the platform's.
   const readOne = { ...read, errorCodes: { 404: ['LEAD_NOT_FOUND'] } }
-  app.get<{ Querystring: LeadListQuery }>('/', {
+  app.get('/', {
     config: { ...read, errorCodes: { 400: ['INVALID_CURSOR'] } },
     schema: { querystring: listLeadsQuerySchema, response: { 200: leadPageSchema, ...errors } }
   }, async (request, reply) => {
@@ -41,20 +40,20 @@ export async function leadRoutes (app: FastifyInstance, opts: LeadRoutesOptions)
     return sendCached(app.cache, request, reply, { key: listKey(request.query), tags: [listTagFor(request.query), ALL_LISTS_TAG] }, () => leads.list(request.query))
   })
 
-  app.get<{ Params: { id: string } }>('/:id', {
+  app.get('/:id', {
     config: readOne,
     schema: { params: leadIdParamsSchema, response: { 200: leadSchema, ...errors } }
   }, async (request, reply) => {
     const load = async () => {
       const lead = await leads.get(request.params.id)
-      if (!lead) throw notFound(request.params.id)
+      if (!lead) throw new LeadErrors.LEAD_NOT_FOUND(request.params.id)
       return lead
     }
     return opts.cache ? sendCached(app.cache, request, reply, { key: leadKey(request.params.id) }, load) : load()
   })
 
   // The one anonymous door: the lead-capture form. A key, when presented, must carry leads:create.
-  app.post<{ Body: LeadInput }>('/', {
+  app.post('/', {
     config: { requiredScope: 'leads:create', anonymous: true, errorCodes: { 409: ['LEAD_DUPLICATE'] } },
     bodyLimit: opts.bodyLimit,
     schemaErrorFormatter: leadSchemaErrors,
@@ -66,26 +65,26 @@ export async function leadRoutes (app: FastifyInstance, opts: LeadRoutesOptions)
     return lead
   })
 
-  app.patch<{ Params: { id: string }, Body: LeadPatch }>('/:id', {
+  app.patch('/:id', {
     config: { requiredScope: 'leads:write', errorCodes: { 404: ['LEAD_NOT_FOUND'], 409: ['LEAD_DUPLICATE'] } },
     bodyLimit: opts.bodyLimit,
     schemaErrorFormatter: leadSchemaErrors,
     schema: { params: leadIdParamsSchema, body: patchLeadBodySchema, response: { 200: leadSchema, ...errors } }
   }, async (request) => {
     const changed = await leads.update(request.params.id, request.body, actorOf(request))
-    if (!changed) throw notFound(request.params.id)
+    if (!changed) throw new LeadErrors.LEAD_NOT_FOUND(request.params.id)
     if (opts.cache && changed.before !== changed.after) {
       await app.cache.invalidate({ keys: [leadKey(request.params.id)], tags: changeTagsOf(changed.before, changed.after) })
     }
     return changed.after
   })
 
-  app.get<{ Params: { id: string }, Querystring: { limit: number, cursor?: string } }>('/:id/activities', {
+  app.get('/:id/activities', {
     config: { ...readOne, errorCodes: { 404: ['LEAD_NOT_FOUND'], 400: ['INVALID_CURSOR'] } },
     schema: { params: leadIdParamsSchema, querystring: pageQuerySchema, response: { 200: activityPageSchema, ...errors } }
   }, async (request) => {
     const page = await leads.activities(request.params.id, request.query)
-    if (!page) throw notFound(request.params.id)
+    if (!page) throw new LeadErrors.LEAD_NOT_FOUND(request.params.id)
     return page
   })
 }

@@ -2,7 +2,8 @@ import { existsSync, readdirSync } from 'node:fs'
 import { join } from 'node:path'
 import fastifyStatic from '@fastify/static'
 import type { FastifyContextConfig, FastifyInstance, onSendHookHandler } from 'fastify'
-import { publicDir } from '../../domain/paths.js'
+import { publicDir } from '../../platform/paths.js'
+import type { SchemaTypes } from '../../platform/schema-types.js'
 
 /** The page loads its own script, style and schema, and posts to the api; nothing else. */
 export const PAGE_CSP = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
@@ -28,7 +29,8 @@ const uncachedErrors: onSendHookHandler = (_request, reply, payload, done) => {
 }
 
 /** The lead-capture page (`/quote/`) and its assets (`/static/`), the origin NGINX's static_cache and the CDN sit in front of. */
-export async function pageRoutes (app: FastifyInstance): Promise<void> {
+export async function pageRoutes (instance: FastifyInstance): Promise<void> {
+  const app = instance.withTypeProvider<SchemaTypes>()
   await app.register(fastifyStatic, { root: publicDir, serve: false, decorateReply: true })
   const tagged = { 'content-security-policy': PAGE_CSP, 'cache-tag': PAGE_CACHE_TAG, 'surrogate-key': PAGE_CACHE_TAG }
   // Built once before start; a name not built answers the platform's 404, never a cacheable one.
@@ -43,7 +45,7 @@ export async function pageRoutes (app: FastifyInstance): Promise<void> {
   })
   app.get('/quote', { config: unlimited, schema: { response: { 301: { description: 'To /quote/', type: 'null' } } } }, async (_request, reply) => reply.redirect('/quote/', 301))
 
-  app.get<{ Params: { file: string } }>('/static/:file', {
+  app.get('/static/:file', {
     config: unlimited,
     onSend: uncachedErrors,
     schema: { params: { type: 'object', properties: { file: { type: 'string', pattern: '^[a-z-]+\\.[0-9a-f]{12}\\.(js|css|json|svg)$' } }, required: ['file'] } }

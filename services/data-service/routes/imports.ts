@@ -1,6 +1,6 @@
 import { Readable, Transform } from 'node:stream'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
-import { HttpError, errorBodySchema } from '../../../plugins/chassis/index.js'
+import { errorBodySchema, withBodyDetails } from '../../../plugins/chassis/index.js'
 import { ALL_LISTS_TAG, REPORT_TAGS, leadKey } from '../../domain/lead-cache.js'
 import { DataServiceErrors } from '../errors.js'
 import { ImportInterruptedError, importLeads, type ImportFormat } from '../lead-import.js'
@@ -39,7 +39,7 @@ function byteLimit (max: number): Transform {
   return new Transform({
     transform (chunk: Buffer, _encoding, callback) {
       seen += chunk.length
-      if (seen > max) callback(new HttpError(413, 'IMPORT_TOO_LARGE', `An import is at most ${max} bytes`))
+      if (seen > max) callback(new DataServiceErrors.IMPORT_TOO_LARGE(max))
       else callback(null, chunk)
     }
   })
@@ -58,13 +58,13 @@ export async function importRoutes (app: FastifyInstance, opts: ImportRoutesOpti
   }, async (request, reply) => {
     const type = (request.headers['content-type'] ?? '').split(';')[0]?.trim().toLowerCase() ?? ''
     const format = FORMATS[type]
-    if (!format || !(request.body instanceof Readable)) throw new HttpError(415, 'UNSUPPORTED_IMPORT_TYPE', `Send text/csv or application/x-ndjson, not ${type || 'nothing'}`)
+    if (!format || !(request.body instanceof Readable)) throw new DataServiceErrors.UNSUPPORTED_IMPORT_TYPE(type || 'nothing')
     const declared = Number(request.headers['content-length'] ?? 0)
     // Answered before the body is read: the connection closes after the answer, so the rest of the body is never
     // read as a next request nor held open until REQUEST_TIMEOUT_MS answers it a second time.
     if (declared > opts.maxBytes) {
       void reply.header('connection', 'close')
-      throw new HttpError(413, 'IMPORT_TOO_LARGE', `An import is at most ${opts.maxBytes} bytes`)
+      throw new DataServiceErrors.IMPORT_TOO_LARGE(opts.maxBytes)
     }
     if (running >= opts.maxConcurrent) {
       void reply.header('retry-after', String(BUSY_RETRY_AFTER_SECONDS)).header('connection', 'close')
@@ -100,16 +100,16 @@ export async function importRoutes (app: FastifyInstance, opts: ImportRoutesOpti
       if (!(error instanceof ImportInterruptedError)) throw error
       // What was committed stays (a re-import completes the rest); the answer says how far it got.
       const cause = error.cause as { statusCode?: number, code?: string, message?: string } | undefined
-      const statusCode = cause?.statusCode && cause.statusCode < 500 ? cause.statusCode : 503
-      const code = statusCode === 503 ? 'IMPORT_INTERRUPTED' : cause?.code ?? 'IMPORT_ABORTED'
       // Neither the error (its report lists every rejection) nor its cause chain is logged whole: a cause from the
       // CSV parser quotes the cell it stopped at. The message says what and where, without values.
       const { rejections: _listed, ...counts } = error.report
       request.log.warn({ line: error.line, cause: { type: (error.cause as Error | undefined)?.name, code: cause?.code }, import: counts }, `import interrupted: ${error.message}`)
-      return reply.code(statusCode as 400).type('application/json').send(JSON.stringify({
-        statusCode, code, error: statusCode === 413 ? 'Payload Too Large' : statusCode === 503 ? 'Service Unavailable' : 'Bad Request',
-        message: statusCode === 503 ? error.message : cause?.message ?? error.message, line: error.line, report: error.report
-      }))
+      const details = { line: error.line, report: error.report }
+      // The client's doing (a stream over the size limit) keeps its own code; anything else is this service's.
+      if (cause?.statusCode !== undefined && cause.statusCode < 500) {
+        throw withBodyDetails(cause.code !== undefined ? cause as Error : new DataServiceErrors.IMPORT_ABORTED(error.line, cause.message ?? ''), details)
+      }
+      throw withBodyDetails(new DataServiceErrors.IMPORT_INTERRUPTED(error.line, (error.cause as Error | undefined)?.message ?? ''), details)
     }
   }
 }

@@ -1,16 +1,19 @@
 import type { FastifyInstance } from 'fastify'
-import { HttpError, errorBodySchema } from '../../../plugins/chassis/index.js'
+import { errorBodySchema } from '../../../plugins/chassis/index.js'
+import { LeadErrors } from '../../domain/errors.js'
 import { LeadsRepository } from '../../domain/leads-repository.js'
 import { PRODUCTS, US_STATES, leadIdParamsSchema, leadSchema } from '../../domain/lead-schemas.js'
+import type { SchemaTypes } from '../../platform/schema-types.js'
 
 const errors = { 400: errorBodySchema, 401: errorBodySchema, 403: errorBodySchema, 404: errorBodySchema, 429: errorBodySchema, 503: errorBodySchema }
 
 /** `/data/v1/leads`: the lookups other services make (the orchestrator's lead details and its routing queue). */
-export async function leadLookupRoutes (app: FastifyInstance): Promise<void> {
+export async function leadLookupRoutes (instance: FastifyInstance): Promise<void> {
+  const app = instance.withTypeProvider<SchemaTypes>()
   const leads = new LeadsRepository(app.db)
   const config = { requiredScope: 'leads:read' }
 
-  app.get<{ Querystring: { limit: number, product?: string, state?: string } }>('/unassigned', {
+  app.get('/unassigned', {
     config,
     schema: {
       querystring: {
@@ -22,12 +25,12 @@ export async function leadLookupRoutes (app: FastifyInstance): Promise<void> {
     }
   }, async (request) => ({ data: await leads.unassigned(request.query) }))
 
-  app.get<{ Params: { id: string } }>('/:id', {
+  app.get('/:id', {
     config: { ...config, errorCodes: { 404: ['LEAD_NOT_FOUND'] } },
     schema: { params: leadIdParamsSchema, response: { 200: leadSchema, ...errors } }
   }, async (request) => {
     const lead = await leads.get(request.params.id)
-    if (!lead) throw new HttpError(404, 'LEAD_NOT_FOUND', `Lead ${request.params.id} not found`)
+    if (!lead) throw new LeadErrors.LEAD_NOT_FOUND(request.params.id)
     return lead
   })
 }

@@ -1,9 +1,11 @@
-import type { FastifyInstance } from 'fastify'
-import { HttpError, errorBodySchema } from '../../../plugins/chassis/index.js'
+import type { FastifyInstance, FastifyReply } from 'fastify'
+import { errorBodySchema } from '../../../plugins/chassis/index.js'
 import { sendCached } from '../../../plugins/cache/index.js'
 import { REPORT_TAGS } from '../../domain/lead-cache.js'
 import { PRODUCTS } from '../../domain/lead-schemas.js'
-import { GROUPINGS, ReportsRepository, type DateRange, type Grouping } from '../reports-repository.js'
+import type { SchemaTypes } from '../../platform/schema-types.js'
+import { DataServiceErrors } from '../errors.js'
+import { GROUPINGS, ReportsRepository, type DateRange } from '../reports-repository.js'
 
 export interface ReportRoutesOptions {
   /** Seconds a report stays cached (it is invalidated sooner by any change to what it counts). */
@@ -21,8 +23,7 @@ function rangeOf (query: { from?: string, to?: string }): DateRange {
   const to = query.to ?? new Date().toISOString().slice(0, 10)
   const from = query.from ?? new Date(Date.parse(to) - 29 * 86400000).toISOString().slice(0, 10)
   const days = (Date.parse(to) - Date.parse(from)) / 86400000
-  if (days < 0) throw new HttpError(400, 'INVALID_RANGE', `from (${from}) is after to (${to})`)
-  if (days >= MAX_DAYS) throw new HttpError(400, 'INVALID_RANGE', `A report covers at most ${MAX_DAYS} days`)
+  if (days < 0 || days >= MAX_DAYS) throw new DataServiceErrors.INVALID_RANGE(from, to, MAX_DAYS)
   return { from, to }
 }
 
@@ -30,13 +31,14 @@ function rangeOf (query: { from?: string, to?: string }): DateRange {
  * `/data/v1/reports`: aggregates too costly for every request, so cached (bytes and ETag) and tagged: a change to
  * leads (api, import, routing) invalidates the lead reports, a routing decision the agent report.
  */
-export async function reportRoutes (app: FastifyInstance, opts: ReportRoutesOptions): Promise<void> {
+export async function reportRoutes (instance: FastifyInstance, opts: ReportRoutesOptions): Promise<void> {
+  const app = instance.withTypeProvider<SchemaTypes>()
   const reports = new ReportsRepository(app.db)
   const config = { requiredScope: 'reports:read', errorCodes: { 400: ['INVALID_RANGE'] } }
-  const serve = async (request: Parameters<typeof sendCached>[1], reply: Parameters<typeof sendCached>[2], key: string, tags: string[], load: () => Promise<unknown>): Promise<unknown> =>
+  const serve = async <T>(request: Parameters<typeof sendCached>[1], reply: Parameters<typeof sendCached>[2], key: string, tags: string[], load: () => Promise<T>): Promise<T | FastifyReply> =>
     opts.cache ? sendCached(app.cache, request, reply, { key: `data:report:${key}`, ttl: opts.ttl, tags }, load) : load()
 
-  app.get<{ Querystring: { from?: string, to?: string, groupBy: Grouping } }>('/leads', {
+  app.get('/leads', {
     config,
     schema: {
       querystring: { type: 'object', additionalProperties: false, properties: { ...rangeQuery, groupBy: { type: 'string', enum: GROUPINGS, default: 'status' } } },
@@ -50,7 +52,7 @@ export async function reportRoutes (app: FastifyInstance, opts: ReportRoutesOpti
     return serve(request, reply, `leads:${request.query.groupBy}:${range.from}:${range.to}`, [REPORT_TAGS.leads], () => reports.leadsBy(request.query.groupBy, range))
   })
 
-  app.get<{ Querystring: { from?: string, to?: string, product?: string } }>('/funnel', {
+  app.get('/funnel', {
     config,
     schema: {
       querystring: { type: 'object', additionalProperties: false, properties: { ...rangeQuery, product: { type: 'string', enum: PRODUCTS } } },
@@ -70,7 +72,7 @@ export async function reportRoutes (app: FastifyInstance, opts: ReportRoutesOpti
     return serve(request, reply, `funnel:${request.query.product ?? '*'}:${range.from}:${range.to}`, [REPORT_TAGS.leads], () => reports.funnel(range, request.query.product))
   })
 
-  app.get<{ Querystring: { from?: string, to?: string } }>('/agents', {
+  app.get('/agents', {
     config,
     schema: {
       querystring: { type: 'object', additionalProperties: false, properties: rangeQuery },

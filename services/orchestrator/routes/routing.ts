@@ -1,12 +1,20 @@
-import type { FastifyInstance, FastifyRequest } from 'fastify'
-import { HttpError, errorBodySchema } from '../../../plugins/chassis/index.js'
+import type { FastifyError, FastifyInstance, FastifyRequest } from 'fastify'
+import { errorBodySchema } from '../../../plugins/chassis/index.js'
+import { LeadErrors } from '../../domain/errors.js'
 import { REPORT_TAGS, changeTagsOf, leadKey } from '../../domain/lead-cache.js'
-import { PRODUCTS, US_STATES, leadIdParamsSchema, type Product, type UsState } from '../../domain/lead-schemas.js'
+import { PRODUCTS, US_STATES, leadIdParamsSchema } from '../../domain/lead-schemas.js'
 import { AssignmentRepository, type Assignment } from '../assignments.js'
 import { OrchestratorErrors } from '../errors.js'
 import { DataServiceApi, type DataServiceLead } from '../data-service.js'
+import type { SchemaTypes } from '../../platform/schema-types.js'
 import type { EventHub } from '../events.js'
 import { scoreLead } from '../scoring.js'
+
+/** What a batch skips and reports instead of failing: a lead it cannot assign right now. */
+function skippable (error: unknown): error is FastifyError {
+  return error instanceof OrchestratorErrors.LEAD_BUSY || error instanceof OrchestratorErrors.ALREADY_ASSIGNED ||
+    error instanceof OrchestratorErrors.NO_AGENT_AVAILABLE
+}
 
 export interface RoutingRoutesOptions {
   events: EventHub
@@ -33,7 +41,8 @@ const assignmentSchema = {
 } as const
 
 /** `/orchestrator/v1`: score a lead, route one lead, route a batch of the unassigned queue. */
-export async function routingRoutes (app: FastifyInstance, opts: RoutingRoutesOptions): Promise<void> {
+export async function routingRoutes (instance: FastifyInstance, opts: RoutingRoutesOptions): Promise<void> {
+  const app = instance.withTypeProvider<SchemaTypes>()
   const assignments = new AssignmentRepository(app.db)
   const client = app.services['data-service']
   if (!client) throw new Error('the orchestrator needs the data-service client')
@@ -47,7 +56,7 @@ export async function routingRoutes (app: FastifyInstance, opts: RoutingRoutesOp
    */
   const fetchLead = async (id: string): Promise<DataServiceLead> => {
     const res = await dataService.lead(id)
-    if (res.status === 404) throw new HttpError(404, 'LEAD_NOT_FOUND', `Lead ${id} not found`)
+    if (res.status === 404) throw new LeadErrors.LEAD_NOT_FOUND(id)
     if (res.status !== 200) throw upstreamFailure(res.status, res.body)
     return res.body
   }
@@ -61,7 +70,7 @@ export async function routingRoutes (app: FastifyInstance, opts: RoutingRoutesOp
     return { ...done, rules }
   }
 
-  app.get<{ Params: { id: string } }>('/leads/:id/score', {
+  app.get('/leads/:id/score', {
     config: { ...config, errorCodes: { ...config.errorCodes, 404: ['LEAD_NOT_FOUND'] } },
     schema: { params: leadIdParamsSchema, response: { 200: { type: 'object', properties: { leadId: { type: 'string' }, score: { type: 'integer' }, rules: { type: 'array', items: ruleSchema } } }, ...errors } }
   }, async (request) => {
@@ -69,12 +78,12 @@ export async function routingRoutes (app: FastifyInstance, opts: RoutingRoutesOp
     return { leadId: lead.id, ...scoreLead(lead) }
   })
 
-  app.post<{ Params: { id: string } }>('/leads/:id/route', {
+  app.post('/leads/:id/route', {
     config: routeOne,
     schema: { params: leadIdParamsSchema, response: { 200: assignmentSchema, ...errors } }
   }, async (request) => route(request, await fetchLead(request.params.id)))
 
-  app.post<{ Body: { limit: number, product?: Product, state?: UsState } }>('/route-batch', {
+  app.post('/route-batch', {
     config,
     schema: {
       body: {
@@ -104,7 +113,7 @@ export async function routingRoutes (app: FastifyInstance, opts: RoutingRoutesOp
       try {
         assigned.push(await route(request, lead))
       } catch (error) {
-        if (!(error instanceof HttpError) || error.statusCode !== 409) throw error
+        if (!skippable(error)) throw error
         skipped.push({ leadId: lead.id, code: error.code, message: error.message })
       }
     }

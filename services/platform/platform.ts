@@ -6,10 +6,10 @@ import { cacheConfigFragment, cacheOptionsFromConfig, cachePlugin, type CacheCon
 import { cidrMatcher, clientAddressKey, rateLimitConfigFragment, rateLimitOptionsFromConfig, rateLimitPlugin, type RateLimitConfig } from '../../plugins/rate-limit/index.js'
 import { apiKeysConfigFragment, apiKeysPlugin, type ApiKeysConfig } from '../../plugins/api-keys/index.js'
 import { metricsPlugin, queryStatsConfigFragment, queryStatsPlugin, type QueryStatsConfig } from '../../plugins/telemetry/index.js'
-import { canonicalLeadIdRoutes } from './lead-id.js'
+import { canonicalLeadIdRoutes } from '../domain/lead-id.js'
 
 /** What every service of the platform is configured with, before its own variables. */
-export interface PlatformConfig extends ChassisConfig, DbPoolConfig, RedisConfig, CacheConfig, RateLimitConfig, ApiKeysConfig, QueryStatsConfig {}
+export type PlatformConfig = ChassisConfig & DbPoolConfig & RedisConfig & CacheConfig & RateLimitConfig & ApiKeysConfig & QueryStatsConfig
 
 export const platformConfigFragments: ConfigFragment[] = [chassisConfigFragment, dbPoolConfigFragment, redisConfigFragment, cacheConfigFragment, rateLimitConfigFragment, apiKeysConfigFragment, queryStatsConfigFragment]
 
