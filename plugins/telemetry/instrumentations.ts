@@ -1,6 +1,7 @@
 import { getNodeAutoInstrumentations } from '@opentelemetry/auto-instrumentations-node'
 import { FastifyOtelInstrumentation } from '@fastify/otel'
 import type { Instrumentation } from '@opentelemetry/instrumentation'
+import { trace } from '@opentelemetry/api'
 import { loadQueryParser, normalizeQuery } from './query-normalizer.js'
 import { traceQueries } from './query-spans.js'
 import { redisStatement } from './redis-statement.js'
@@ -24,9 +25,12 @@ export async function createInstrumentations (): Promise<Instrumentation[]> {
       '@opentelemetry/instrumentation-net': { enabled: false },
       '@opentelemetry/instrumentation-dns': { enabled: false },
       '@opentelemetry/instrumentation-http': { disableIncomingRequestInstrumentation: true },
+      // Log lines keep their trace and span ids, but are not also turned into OTLP log records unless a logs
+      // exporter is asked for: the instrumentation would parse every line again for a provider that drops it.
+      '@opentelemetry/instrumentation-pino': { disableLogSending: (process.env.OTEL_LOGS_EXPORTER ?? 'none') === 'none' },
       // Redis spans carry the command and its keys only: cached leads travel as values and Lua script arguments.
-      '@opentelemetry/instrumentation-ioredis': { dbStatementSerializer: redisStatement },
-      '@opentelemetry/instrumentation-redis': { dbStatementSerializer: redisStatement },
+      '@opentelemetry/instrumentation-ioredis': { dbStatementSerializer: unsampledSkipped(redisStatement) },
+      '@opentelemetry/instrumentation-redis': { dbStatementSerializer: unsampledSkipped(redisStatement) },
       // Database spans are made at the db-pool query seam (query-spans.ts), one per query, never twice; with
       // OTEL_PG_INSTRUMENTATION=true the pg instrumentation makes them instead, for clients outside the pool too.
       '@opentelemetry/instrumentation-pg': {
@@ -47,6 +51,16 @@ export async function createInstrumentations (): Promise<Instrumentation[]> {
       requestHook: (span, request) => { span.updateName(`${request.method} ${request.routeOptions.url ?? 'unmatched'}`) }
     })
   ]
+}
+
+/**
+ * The serializer, run only when its span may be recorded. The instrumentations call it before the span exists; under
+ * a parent-based sampler (the SDK's default, and the shipped 10%) a command inside a request that is not sampled
+ * gets a span that records nothing, so its statement would be built for nobody.
+ */
+function unsampledSkipped<A> (serializer: (command: string, args: A) => string): (command: string, args: A) => string {
+  if (!(process.env.OTEL_TRACES_SAMPLER ?? 'parentbased_always_on').startsWith('parentbased_')) return serializer
+  return (command, args) => trace.getActiveSpan()?.isRecording() === false ? command : serializer(command, args)
 }
 
 const pgInstrumentation = (): boolean => process.env.OTEL_PG_INSTRUMENTATION === 'true'
