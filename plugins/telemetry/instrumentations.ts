@@ -48,7 +48,7 @@ export async function createInstrumentations (): Promise<Instrumentation[]> {
       registerOnInitialization: true,
       instrumentHooks: detail,
       instrumentHandler: detail,
-      requestHook: (span, request) => { span.updateName(`${request.method} ${request.routeOptions.url ?? 'unmatched'}`) }
+      requestHook: (span, request) => { if (span.isRecording()) span.updateName(`${request.method} ${request.routeOptions.url ?? 'unmatched'}`) }
     })
   ]
 }
