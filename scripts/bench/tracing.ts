@@ -14,8 +14,11 @@ import { startOtlpSink, type OtlpSink } from './otlp-sink.js'
 
 const { values: args } = parseArgs({
   options: {
-    duration: { type: 'string', default: '5' },
-    warmup: { type: 'string', default: '4' },
+    duration: { type: 'string', default: '4' },
+    warmup: { type: 'string', default: '3' },
+    // The CPU per request is measured at this fixed rate, the same for every configuration, for this many seconds.
+    rate: { type: 'string', default: '200' },
+    'rate-duration': { type: 'string', default: '3' },
     rounds: { type: 'string', default: '5' },
     connections: { type: 'string', default: '50' },
     // 'name:KEY=value,KEY=value': one more configuration, traced at 100% with statistics and these variables, to
@@ -93,12 +96,13 @@ async function start (config: Config): Promise<Service> {
  * a lead's activity trail (GET /api/v1/leads/:id/activities, not cached: PostgreSQL every time). Every request goes
  * through the API key check and the Redis rate limiter.
  */
-async function load (url: string, seconds: number): Promise<LoadResult> {
+async function load (url: string, seconds: number, rate?: number): Promise<LoadResult> {
   let n = 0
   const r = await autocannon({
     url,
     connections: Number(args.connections),
     duration: seconds,
+    ...(rate === undefined ? {} : { overallRate: rate }),
     headers: { 'x-api-key': key },
     requests: [{
       setupRequest: (req) => {
@@ -154,20 +158,23 @@ try {
       // The warm-up loads the hot leads into the cache and lets V8 optimize, PostgreSQL's parser (WebAssembly)
       // included, which costs seconds of CPU once per process.
       const warm = await load(service.url, Number(args.warmup))
+      const r = await load(service.url, Number(args.duration))
+      // CPU per request at saturation falls as the load rises (more requests per turn of the event loop), and on a
+      // shared machine the load a service reaches swings from round to round: the CPU is read at one fixed rate.
       const cpuBefore = cpuMs(service)
       const mainBefore = cpuMs(service, true)
-      const r = await load(service.url, Number(args.duration))
+      const fixed = await load(service.url, Number(args['rate-duration']), Number(args.rate))
       const cpuAfter = cpuMs(service)
       const mainAfter = cpuMs(service, true)
-      if (r.errors + r.non2xx > 0) throw new Error(`${config.label}: ${r.errors} errors, ${r.non2xx} non-2xx`)
+      if (r.errors + r.non2xx + fixed.errors + fixed.non2xx > 0) throw new Error(`${config.label}: ${r.errors + fixed.errors} errors, ${r.non2xx + fixed.non2xx} non-2xx`)
       // The switch is checked, not assumed: with statistics off, no query may have reached them.
       const counted = await queriesCounted(service)
       if (config.statistics !== (counted > 0)) throw new Error(`${config.label}: query statistics counted ${counted} queries`)
       // A service exports its queued spans as it shuts down, so every span is counted before the sinks close.
       await service.stop()
       running = undefined
-      served.set(config, (served.get(config) ?? 0) + warm.requests + r.requests + 1)
-      const perRequest = (before?: number, after?: number): number => ((after ?? NaN) - (before ?? NaN)) * 1000 / r.requests
+      served.set(config, (served.get(config) ?? 0) + warm.requests + r.requests + fixed.requests + 1)
+      const perRequest = (before?: number, after?: number): number => ((after ?? NaN) - (before ?? NaN)) * 1000 / fixed.requests
       cpuPerRequest.get(config)?.push(perRequest(cpuBefore, cpuAfter))
       mainPerRequest.get(config)?.push(perRequest(mainBefore, mainAfter))
       results.get(config)?.push(r)
@@ -198,7 +205,7 @@ const perRequest = (c: Config, what: 'spans' | 'bytes'): string => {
   return what === 'spans' ? (sink.spans() / n).toFixed(2) : (sink.bytes() / n).toFixed(0)
 }
 const otherBytes = (c: Config): string => ((sinks.get(c)?.otherBytes() ?? 0) / (served.get(c) ?? 1)).toFixed(0)
-console.log(`\nGET /api/v1/leads/:id (cached) and /api/v1/leads/:id/activities (PostgreSQL) in turn, cache and rate limiter on Redis, autocannon ${args.connections} connections; ${args.rounds} rounds interleaved, each configuration a new process warmed up ${args.warmup} s then measured ${args.duration} s; medians:\n`)
+console.log(`\nGET /api/v1/leads/:id (cached) and /api/v1/leads/:id/activities (PostgreSQL) in turn, cache and rate limiter on Redis, autocannon ${args.connections} connections; ${args.rounds} rounds interleaved, each configuration a new process warmed up ${args.warmup} s, its throughput measured over ${args.duration} s, then its CPU per request over ${args['rate-duration']} s at ${args.rate} req/s; medians:\n`)
 console.log(table(configs.map((c) => ({
   configuration: c.label,
   'req/s': rps(c).toFixed(0),
