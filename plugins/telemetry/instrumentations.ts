@@ -1,10 +1,9 @@
 import { getNodeAutoInstrumentations } from '@opentelemetry/auto-instrumentations-node'
 import { FastifyOtelInstrumentation } from '@fastify/otel'
 import type { Instrumentation } from '@opentelemetry/instrumentation'
-import { trace } from '@opentelemetry/api'
 import { loadQueryParser, normalizeQuery } from './query-normalizer.js'
 import { traceQueries } from './query-spans.js'
-import { redisStatement } from './redis-statement.js'
+import { redisStatement, unsampledSkipped } from './redis-statement.js'
 
 /**
  * The instrumentations every service runs with (the preload's, and the in-process span tests').
@@ -51,16 +50,6 @@ export async function createInstrumentations (): Promise<Instrumentation[]> {
       requestHook: (span, request) => { if (span.isRecording()) span.updateName(`${request.method} ${request.routeOptions.url ?? 'unmatched'}`) }
     })
   ]
-}
-
-/**
- * The serializer, run only when its span may be recorded. The instrumentations call it before the span exists; under
- * a parent-based sampler (the SDK's default, and the shipped 10%) a command inside a request that is not sampled
- * gets a span that records nothing, so its statement would be built for nobody.
- */
-function unsampledSkipped<A> (serializer: (command: string, args: A) => string): (command: string, args: A) => string {
-  if (!(process.env.OTEL_TRACES_SAMPLER ?? 'parentbased_always_on').startsWith('parentbased_')) return serializer
-  return (command, args) => trace.getActiveSpan()?.isRecording() === false ? command : serializer(command, args)
 }
 
 const pgInstrumentation = (): boolean => process.env.OTEL_PG_INSTRUMENTATION === 'true'
