@@ -3,7 +3,7 @@ import { FastifyOtelInstrumentation } from '@fastify/otel'
 import type { Instrumentation } from '@opentelemetry/instrumentation'
 import { loadQueryParser, normalizeQuery } from './query-normalizer.js'
 import { traceQueries } from './query-spans.js'
-import { redisStatement } from './redis-statement.js'
+import { redisStatement, unsampledSkipped } from './redis-statement.js'
 
 export { QUERY_SPANS_SCOPE } from './query-spans.js'
 
@@ -26,9 +26,12 @@ export async function createInstrumentations (): Promise<Instrumentation[]> {
       '@opentelemetry/instrumentation-net': { enabled: false },
       '@opentelemetry/instrumentation-dns': { enabled: false },
       '@opentelemetry/instrumentation-http': { disableIncomingRequestInstrumentation: true },
+      // Log lines keep their trace and span ids, but are not also turned into OTLP log records unless a logs
+      // exporter is asked for: the instrumentation would parse every line again for a provider that drops it.
+      '@opentelemetry/instrumentation-pino': { disableLogSending: (process.env.OTEL_LOGS_EXPORTER ?? 'none') === 'none' },
       // Redis spans carry the command and its keys only: cached leads travel as values and Lua script arguments.
-      '@opentelemetry/instrumentation-ioredis': { dbStatementSerializer: redisStatement },
-      '@opentelemetry/instrumentation-redis': { dbStatementSerializer: redisStatement },
+      '@opentelemetry/instrumentation-ioredis': { dbStatementSerializer: unsampledSkipped(redisStatement) },
+      '@opentelemetry/instrumentation-redis': { dbStatementSerializer: unsampledSkipped(redisStatement) },
       // Database spans are made at the db-pool query seam (query-spans.ts), one per query, never twice; with
       // OTEL_PG_INSTRUMENTATION=true the pg instrumentation makes them instead, for clients outside the pool too.
       '@opentelemetry/instrumentation-pg': {
@@ -46,7 +49,7 @@ export async function createInstrumentations (): Promise<Instrumentation[]> {
       registerOnInitialization: true,
       instrumentHooks: detail,
       instrumentHandler: detail,
-      requestHook: (span, request) => { span.updateName(`${request.method} ${request.routeOptions.url ?? 'unmatched'}`) }
+      requestHook: (span, request) => { if (span.isRecording()) span.updateName(`${request.method} ${request.routeOptions.url ?? 'unmatched'}`) }
     })
   ]
 }

@@ -8,6 +8,12 @@ const configured = Boolean(process.env.OTEL_EXPORTER_OTLP_ENDPOINT || process.en
 if (configured) {
   // Stable semantic conventions for HTTP and database spans (db.query.text, db.system.name, ...).
   process.env.OTEL_SEMCONV_STABILITY_OPT_IN ??= 'http,database'
+  // Traces only, unless other signals are asked for by name: logs go to stdout and metrics to Prometheus (/metrics),
+  // and the collector has a traces pipeline alone. The SDK's defaults (otlp for both) would send every log line as
+  // an OTLP log record, whether or not its request was sampled (`npm run bench:tracing` measures what that adds;
+  // docs/observability.md).
+  process.env.OTEL_LOGS_EXPORTER ??= 'none'
+  process.env.OTEL_METRICS_EXPORTER ??= 'none'
   // Traces go as OTLP/HTTP JSON unless a protocol is chosen: the SDK's JSON export path costs the service's thread
   // less CPU than its protobuf one, for about twice the bytes (`npm run bench:otlp-encoding`; docs/observability.md has figures).
   if (!process.env.OTEL_EXPORTER_OTLP_PROTOCOL && !process.env.OTEL_EXPORTER_OTLP_TRACES_PROTOCOL) process.env.OTEL_EXPORTER_OTLP_TRACES_PROTOCOL = 'http/json'

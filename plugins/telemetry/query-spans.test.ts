@@ -82,3 +82,22 @@ test('each statement of a transaction gets its span; unsubscribing stops them', 
   assert.deepEqual(dbSpans(), [])
   stop = traceQueries(provider.getTracer(QUERY_SPANS_SCOPE))
 })
+
+test('a query of an unsampled request builds no attributes for its span that records nothing', async () => {
+  let attributesSet = 0
+  const nonRecording = trace.wrapSpanContext({ traceId: '4bf92f3577b34da6a3ce929d0e0e4736', spanId: '00f067aa0ba902b7', traceFlags: 0 })
+  const span = Object.assign(Object.create(nonRecording) as typeof nonRecording, {
+    setAttributes: () => { attributesSet++; return span },
+    isRecording: () => false
+  })
+  const options: Array<{ attributes?: unknown }> = []
+  const stopFake = traceQueries({ startSpan: (_name: string, o: { attributes?: unknown }) => { options.push(o); return span }, startActiveSpan: () => { throw new Error('not used') } } as unknown as Parameters<typeof traceQueries>[0])
+  try {
+    await pool.query('SELECT 3')
+  } finally {
+    stopFake()
+  }
+  assert.equal(options.length, 1, 'the span was started')
+  assert.equal(options[0]?.attributes, undefined, 'no attributes given at the start')
+  assert.equal(attributesSet, 0, 'nor set afterwards')
+})

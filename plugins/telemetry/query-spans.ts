@@ -27,6 +27,13 @@ export function traceQueries (tracer: Tracer = trace.getTracer(QUERY_SPANS_SCOPE
   const handlers = {
     start: (ctx: SpannedQuery) => {
       const operation = OPERATION.exec(ctx.text)?.[1]?.toUpperCase()
+      // Named `{db.operation.name} {db.namespace}`, as the conventions ask when no query summary is known, else
+      // `{db.system.name}`.
+      const name = operation === undefined ? 'postgresql' : ctx.database === undefined ? operation : `${operation} ${ctx.database}`
+      const span = ctx.span = tracer.startSpan(name, { kind: SpanKind.CLIENT })
+      // A query of a request that is not sampled gets a span that records nothing: its attributes (and the
+      // fingerprint) would be built for nobody.
+      if (!span.isRecording()) return
       const attributes: Attributes = {
         'db.system.name': 'postgresql',
         'db.query.text': ctx.text,
@@ -36,10 +43,7 @@ export function traceQueries (tracer: Tracer = trace.getTracer(QUERY_SPANS_SCOPE
       if (operation !== undefined) attributes['db.operation.name'] = operation
       if (ctx.host !== undefined) attributes['server.address'] = ctx.host
       if (ctx.port !== undefined) attributes['server.port'] = ctx.port
-      // Named `{db.operation.name} {db.namespace}`, as the conventions ask when no query summary is known, else
-      // `{db.system.name}`.
-      const name = operation === undefined ? 'postgresql' : ctx.database === undefined ? operation : `${operation} ${ctx.database}`
-      ctx.span = tracer.startSpan(name, { kind: SpanKind.CLIENT, attributes })
+      span.setAttributes(attributes)
     },
     end: () => {},
     asyncStart: () => {},

@@ -1,4 +1,5 @@
 import { exists, getKeyIndexes } from '@ioredis/commands'
+import { trace } from '@opentelemetry/api'
 
 type CommandArgs = Array<string | Buffer | number | unknown[]>
 
@@ -21,4 +22,14 @@ export function redisStatement (command: string, args: CommandArgs): string {
   let text = command
   for (const i of indexes) text += ` ${String(args[i])}`
   return text
+}
+
+/**
+ * The serializer, run only when its span may be recorded. The instrumentations call it before the span exists; under
+ * a parent-based sampler (the SDK's default, and the shipped 10%) a command inside a request that is not sampled
+ * gets a span that records nothing, so its statement would be built for nobody.
+ */
+export function unsampledSkipped<A> (serializer: (command: string, args: A) => string, sampler = process.env.OTEL_TRACES_SAMPLER): (command: string, args: A) => string {
+  if (!(sampler ?? 'parentbased_always_on').startsWith('parentbased_')) return serializer
+  return (command, args) => trace.getActiveSpan()?.isRecording() === false ? command : serializer(command, args)
 }

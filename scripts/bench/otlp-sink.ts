@@ -2,7 +2,15 @@ import { createServer } from 'node:http'
 import { gunzipSync } from 'node:zlib'
 import { freePort } from '../../test/helpers/ports.js'
 
-export interface OtlpSink { url: string, bytes: () => number, spans: () => number, close: () => void }
+export interface OtlpSink {
+  url: string
+  /** Bytes of trace exports received (as sent: compressed if they were). */
+  bytes: () => number
+  spans: () => number
+  /** Bytes received for the other signals (logs, metrics), which are not counted as spans. */
+  otherBytes: () => number
+  close: () => void
+}
 
 /**
  * An OTLP/HTTP (protobuf) trace sink on this machine: the exporter does its real work (serialize, send); the sink
@@ -11,11 +19,17 @@ export interface OtlpSink { url: string, bytes: () => number, spans: () => numbe
 export async function startOtlpSink (): Promise<OtlpSink> {
   let bytes = 0
   let spans = 0
+  let otherBytes = 0
   const server = createServer((req, res) => {
     const chunks: Buffer[] = []
     req.on('data', (c: Buffer) => { chunks.push(c) })
     req.on('end', () => {
       const body = Buffer.concat(chunks)
+      if (req.url !== '/v1/traces') {
+        otherBytes += body.length
+        res.writeHead(200).end()
+        return
+      }
       bytes += body.length
       const message = req.headers['content-encoding'] === 'gzip' ? gunzipSync(body) : body
       if (req.headers['content-type']?.startsWith('application/json') === true) {
@@ -29,7 +43,7 @@ export async function startOtlpSink (): Promise<OtlpSink> {
   })
   const port = await freePort()
   await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve))
-  return { url: `http://127.0.0.1:${port}`, bytes: () => bytes, spans: () => spans, close: () => { server.close() } }
+  return { url: `http://127.0.0.1:${port}`, bytes: () => bytes, spans: () => spans, otherBytes: () => otherBytes, close: () => { server.close() } }
 }
 
 // ExportTraceServiceRequest: resource_spans = 1; ResourceSpans: scope_spans = 2; ScopeSpans: spans = 2. Walking

@@ -1,18 +1,36 @@
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
+import autocannon from 'autocannon'
+import { Redis } from 'ioredis'
 import { ApiKeyStore } from '../../plugins/api-keys/index.js'
 import { createConnectionPool } from '../../plugins/db-pool/index.js'
 import { migrate } from '../../services/domain/migrate.js'
 import { projectRoot } from '../../services/platform/paths.js'
 import { seed } from '../../services/domain/seed.js'
 import { freePort } from '../../test/helpers/ports.js'
-import { load, median, startService, table, type LoadResult, type Service } from './lib.js'
+import { median, startService, table, type LoadResult, type Service } from './lib.js'
 import { startOtlpSink, type OtlpSink } from './otlp-sink.js'
 
-const { values: args } = parseArgs({ options: { duration: { type: 'string', default: '5' }, connections: { type: 'string', default: '50' }, rounds: { type: 'string', default: '11' }, breakdown: { type: 'string', default: 'false' }, warmup: { type: 'string', default: '8' }, variant: { type: 'string', multiple: true, default: [] } } })
+const { values: args } = parseArgs({
+  options: {
+    duration: { type: 'string', default: '4' },
+    warmup: { type: 'string', default: '3' },
+    // The CPU per request is measured at this fixed rate, the same for every configuration, for this many seconds.
+    rate: { type: 'string', default: '200' },
+    'rate-duration': { type: 'string', default: '3' },
+    rounds: { type: 'string', default: '5' },
+    connections: { type: 'string', default: '50' },
+    // 'name:KEY=value,KEY=value': one more configuration, traced at 100% with statistics and these variables, to
+    // compare a change side by side in the same run.
+    variant: { type: 'string', multiple: true, default: [] }
+  }
+})
 const DATABASE_URL = process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres'
+const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379'
 const SCHEMA = 'bench_tracing'
+const TAG = `bench-tracing-${process.pid}`
+const HOT_LEADS = 200
 const log = (m: string): void => console.log(`[bench:tracing] ${m}`)
 const CLOCK_TICKS = 100 // USER_HZ of /proc/<pid>/stat on Linux
 
@@ -20,124 +38,196 @@ await migrate({ databaseUrl: DATABASE_URL, schema: SCHEMA })
 const pool = createConnectionPool({ connectionString: DATABASE_URL, schema: SCHEMA, min: 0, max: 1, healthCheckInterval: 0 })
 const { rows: [count] } = await pool.query<{ n: number }>('SELECT count(*)::int AS n FROM leads')
 if ((count?.n ?? 0) < 10000) await seed({ databaseUrl: DATABASE_URL, schema: SCHEMA, count: 10000 - (count?.n ?? 0) })
-const { key } = await new ApiKeyStore(pool).mint('bench:tracing', ['leads:read'])
+const { rows: hot } = await pool.query<{ id: string }>(`SELECT id FROM leads ORDER BY id LIMIT ${HOT_LEADS}`)
+const ids = hot.map((r) => r.id)
+// One key reads leads and the admin view of the query statistics, which tells whether statistics ran.
+const { key } = await new ApiKeyStore(pool).mint('bench:tracing', ['leads:read', 'admin'])
 await pool.close()
 
-
-// PostgreSQL on every request: no cache, no rate limiter.
-const base = { DATABASE_URL, DB_SCHEMA: SCHEMA, CACHE_ENABLED: 'false', RATE_LIMIT_ENABLED: 'false', OTEL_SERVICE_NAME: 'api' }
-const preload = ['--import', join(projectRoot, 'dist', 'plugins', 'telemetry', 'otel-preload.js')]
-// Each traced configuration exports to a sink of its own, which counts the spans that arrive.
-const sinks: Record<string, OtlpSink> = {}
-const requests: Record<string, number> = {}
-interface Config { env: Record<string, string>, traced: boolean }
-const configs: Record<string, Config> = {}
-configs['tracing and query statistics off'] = { env: { QUERY_STATS_ENABLED: 'false' }, traced: false }
-configs['tracing (100% sampled, OTLP export) and query statistics on'] = { env: { QUERY_STATS_ENABLED: 'true' }, traced: true }
-if (args.breakdown === 'true') {
-  // Where the loss goes: the instrumentation alone (nothing sampled), then spans recorded and exported.
-  configs['instrumentation only (sampler always_off), query statistics off'] = { env: { QUERY_STATS_ENABLED: 'false', OTEL_TRACES_SAMPLER: 'always_off' }, traced: true }
-  configs['tracing (100% sampled, OTLP export), query statistics off'] = { env: { QUERY_STATS_ENABLED: 'false' }, traced: true }
+// The api as it runs in production: the cache and the rate limiter on Redis, PostgreSQL behind them. The limits are
+// raised so that the load generator, one caller, is never refused; load shedding is off so that no request is.
+const base = {
+  DATABASE_URL,
+  DB_SCHEMA: SCHEMA,
+  REDIS_URL,
+  CACHE_ENABLED: 'true',
+  RATE_LIMIT_ENABLED: 'true',
+  RATE_LIMIT_MAX_REQUESTS: '1000000000',
+  RATE_LIMIT_API_KEY_MAX_REQUESTS: '1000000000',
+  API_KEY_LOOKUP_LIMIT: '0',
+  PRESSURE_MAX_EVENT_LOOP_DELAY_MS: '0',
+  // As deploy/k8s/base/config.yaml: a log line per request received and answered, which tracing may annotate.
+  LOG_LEVEL: 'info',
+  OTEL_SERVICE_NAME: 'api'
 }
-// --variant 'name:KEY=value,KEY=value': tracing on (100% sampled, query statistics on) with these variables too.
+const preload = ['--import', join(projectRoot, 'dist', 'plugins', 'telemetry', 'otel-preload.js')]
+// What deploy/k8s/base/config.yaml ships.
+const SHIPPED_SAMPLER = { OTEL_TRACES_SAMPLER: 'parentbased_traceidratio', OTEL_TRACES_SAMPLER_ARG: '0.1' }
+const ALL_SAMPLED = { OTEL_TRACES_SAMPLER: 'always_on' }
+
+interface Config { label: string, env: Record<string, string>, traced: boolean, statistics: boolean }
+const configs: Config[] = [
+  { label: '(a) tracing off, query statistics off', env: { QUERY_STATS_ENABLED: 'false' }, traced: false, statistics: false },
+  { label: '(b) query statistics only', env: { QUERY_STATS_ENABLED: 'true' }, traced: false, statistics: true },
+  { label: '(c) tracing 10% parent-based (shipped) + statistics', env: { QUERY_STATS_ENABLED: 'true', ...SHIPPED_SAMPLER }, traced: true, statistics: true },
+  { label: '(d) tracing 100% + statistics', env: { QUERY_STATS_ENABLED: 'true', ...ALL_SAMPLED }, traced: true, statistics: true }
+]
 for (const variant of args.variant ?? []) {
   const [name, vars = ''] = variant.split(':')
   const extra = Object.fromEntries(vars.split(',').filter(Boolean).map((kv) => kv.split('=') as [string, string]))
-  configs[`tracing and query statistics on, ${name}`] = { env: { QUERY_STATS_ENABLED: 'true', ...extra }, traced: true }
+  configs.push({ label: `(d) + ${name}`, env: { QUERY_STATS_ENABLED: 'true', ...ALL_SAMPLED, ...extra }, traced: true, statistics: true })
 }
-for (const [name, config] of Object.entries(configs)) if (config.traced) sinks[name] = await startOtlpSink()
-async function start (name: string): Promise<Service> {
-  const config = configs[name] as Config
-  const sink = sinks[name]
-  const otel: Record<string, string> = sink ? { OTEL_EXPORTER_OTLP_ENDPOINT: sink.url, OTEL_METRICS_EXPORTER: 'none', OTEL_LOGS_EXPORTER: 'none', OTEL_TRACES_SAMPLER: 'always_on' } : {}
-  return await startService('dist/services/api/main.js', { ...base, ...otel, ...config.env }, await freePort(), preload)
+// Each traced configuration exports to a sink of its own, which counts the spans and bytes that arrive.
+const sinks = new Map<Config, OtlpSink>()
+for (const config of configs) if (config.traced) sinks.set(config, await startOtlpSink())
+
+let processes = 0
+async function start (config: Config): Promise<Service> {
+  const sink = sinks.get(config)
+  // The endpoint alone, as the Kubernetes config ships it: whatever the SDK then exports by default reaches the sink.
+  const otel: Record<string, string> = sink ? { OTEL_EXPORTER_OTLP_ENDPOINT: sink.url } : {}
+  // A cache and a limiter of its own for every process, so each one starts from the same cold Redis.
+  const prefix = `${TAG}:${processes++}`
+  return await startService('dist/services/api/main.js', { ...base, CACHE_PREFIX: `${prefix}:c:`, RATE_LIMIT_PREFIX: `${prefix}:rl:`, ...otel, ...config.env }, await freePort(), preload)
 }
-const run = async (name: string, url: string, seconds: number): Promise<LoadResult> => {
-  const r = await load(url, Number(args.connections), seconds, { 'x-api-key': key })
-  requests[name] = (requests[name] ?? 0) + r.requests
-  return r
-}
-interface CpuTime { total: number, user: number }
+
 /**
- * CPU time the service's process (or its main thread, which runs the event loop) has used, in ms: user and system
- * together, and user alone (Linux /proc; undefined elsewhere).
+ * Half the requests read one of the hot leads (GET /api/v1/leads/:id, served from the cache once loaded), half read
+ * a lead's activity trail (GET /api/v1/leads/:id/activities, not cached: PostgreSQL every time). Every request goes
+ * through the API key check and the Redis rate limiter.
  */
-function cpuMs (service: Service, mainThread = false): CpuTime | undefined {
+async function load (url: string, seconds: number, rate?: number): Promise<LoadResult> {
+  let n = 0
+  const r = await autocannon({
+    url,
+    connections: Number(args.connections),
+    duration: seconds,
+    ...(rate === undefined ? {} : { overallRate: rate }),
+    headers: { 'x-api-key': key },
+    requests: [{
+      setupRequest: (req) => {
+        const i = n++
+        const id = ids[(i >> 1) % ids.length] as string
+        return { ...req, path: i % 2 === 0 ? `/api/v1/leads/${id}` : `/api/v1/leads/${id}/activities?limit=5` }
+      }
+    }]
+  })
+  return { rps: r.requests.average, avgMs: r.latency.average, p50Ms: r.latency.p50, p99Ms: r.latency.p99, errors: r.errors + r.timeouts, non2xx: r.non2xx, requests: r.requests.total }
+}
+
+/**
+ * CPU time (user + system) the service's process has used, in ms, from /proc/<pid>/stat, or its main thread's alone
+ * (the event loop, which every request waits for); undefined off Linux.
+ */
+function cpuMs (service: Service, mainThread = false): number | undefined {
+  const pid = service.child.pid
   try {
-    const pid = service.child.pid
     const fields = readFileSync(mainThread ? `/proc/${pid}/task/${pid}/stat` : `/proc/${pid}/stat`, 'utf8').replace(/^.*\) /, '').split(' ')
-    const user = Number(fields[11]) * 1000 / CLOCK_TICKS
-    return { total: user + Number(fields[12]) * 1000 / CLOCK_TICKS, user }
+    return (Number(fields[11]) + Number(fields[12])) * 1000 / CLOCK_TICKS
   } catch {
     return undefined
   }
 }
-const results: Record<string, LoadResult[]> = {}
-// The service's CPU per request in each round: throughput alone cannot tell a slower service from a busier machine.
-const cpuPerRequest: Record<string, number[]> = {}
-// The event loop's thread alone: the one a request waits for. Work moved to other threads leaves this figure.
-const mainPerRequest: Record<string, number[]> = {}
-// User time alone: the service's own code (tracing included), without the kernel's socket work, which swings most
-// between rounds on a shared machine.
-const userPerRequest: Record<string, number[]> = {}
+
+/** Queries the service's statistics have counted (GET /api/v1/admin/queries). */
+async function queriesCounted (service: Service): Promise<number> {
+  const res = await fetch(`${service.url}/api/v1/admin/queries`, { headers: { 'x-api-key': key } })
+  if (!res.ok) throw new Error(`GET /api/v1/admin/queries answered ${res.status}`)
+  return ((await res.json()) as { summary: { totalQueries: number } }).summary.totalQueries
+}
+
+const results = new Map<Config, LoadResult[]>(configs.map((c) => [c, []]))
+const errors = new Map<Config, number>()
+const cpuPerRequest = new Map<Config, number[]>(configs.map((c) => [c, []]))
+// The process's figure also holds its background threads: V8 still compiles the code it loaded (the SDK's, and
+// PostgreSQL's parser in WebAssembly) for seconds after start, the same for any number of requests. The event loop's
+// thread alone does the work per request.
+const mainPerRequest = new Map<Config, number[]>(configs.map((c) => [c, []]))
+// Every request a process served, warm-up included, since its spans reach the sink too.
+const served = new Map<Config, number>(configs.map((c) => [c, 0]))
 let running: Service | undefined
 try {
   for (let round = 1; round <= Number(args.rounds); round++) {
     // Every other round runs the configurations in reverse order, so a drift of the machine over a round does not
     // favour the configuration that always runs first.
-    const order = Object.keys(configs)
-    if (round % 2 === 0) order.reverse()
-    for (const name of order) {
+    const order = round % 2 === 0 ? [...configs].reverse() : configs
+    for (const config of order) {
       // A new process for every configuration in every round: two processes of the same build differ by several
-      // percent in speed for as long as they live (memory layout, JIT decisions), which more rounds of the same pair
-      // would never average out.
-      const service = running = await start(name)
-      const url = `${service.url}/api/v1/leads?status=new&limit=20`
-      // The first distinct queries make V8 compile PostgreSQL's parser (WebAssembly) to optimized code in the
-      // background, seconds of CPU once per process, which the measurement would otherwise count per request.
-      await run(name, url, Number(args.warmup))
+      // percent in speed for as long as they live (memory layout, JIT decisions), which more rounds of the same
+      // process would never average out.
+      const service = running = await start(config)
+      // The warm-up loads the hot leads into the cache and lets V8 optimize, PostgreSQL's parser (WebAssembly)
+      // included, which costs seconds of CPU once per process.
+      const warm = await load(service.url, Number(args.warmup))
+      const r = await load(service.url, Number(args.duration))
+      // CPU per request at saturation falls as the load rises (more requests per turn of the event loop), and on a
+      // shared machine the load a service reaches swings from round to round: the CPU is read at one fixed rate.
       const cpuBefore = cpuMs(service)
       const mainBefore = cpuMs(service, true)
-      const r = await run(name, url, Number(args.duration))
+      const fixed = await load(service.url, Number(args['rate-duration']), Number(args.rate))
       const cpuAfter = cpuMs(service)
       const mainAfter = cpuMs(service, true)
+      // A refused or failed answer is a fault of the service: the run stops. A timeout or a dropped connection is the
+      // machine (a shared one can stall a process for seconds): counted and printed.
+      if (r.non2xx + fixed.non2xx > 0) throw new Error(`${config.label}: ${r.non2xx + fixed.non2xx} non-2xx answers`)
+      errors.set(config, (errors.get(config) ?? 0) + r.errors + fixed.errors)
+      // The switch is checked, not assumed: with statistics off, no query may have reached them.
+      const counted = await queriesCounted(service)
+      if (config.statistics !== (counted > 0)) throw new Error(`${config.label}: query statistics counted ${counted} queries`)
       // A service exports its queued spans as it shuts down, so every span is counted before the sinks close.
       await service.stop()
       running = undefined
-      if (cpuBefore !== undefined && cpuAfter !== undefined) {
-        ;(cpuPerRequest[name] ??= []).push((cpuAfter.total - cpuBefore.total) * 1000 / r.requests)
-        ;(userPerRequest[name] ??= []).push((cpuAfter.user - cpuBefore.user) * 1000 / r.requests)
-      }
-      if (mainBefore !== undefined && mainAfter !== undefined) (mainPerRequest[name] ??= []).push((mainAfter.total - mainBefore.total) * 1000 / r.requests)
-      if (r.errors + r.non2xx > 0) throw new Error(`${name}: ${r.errors} errors, ${r.non2xx} non-2xx`)
-      ;(results[name] ??= []).push(r)
-      log(`round ${round} ${name}: ${r.rps.toFixed(0)} req/s, p99 ${r.p99Ms} ms`)
+      served.set(config, (served.get(config) ?? 0) + warm.requests + r.requests + fixed.requests + 1)
+      const perRequest = (before?: number, after?: number): number => ((after ?? NaN) - (before ?? NaN)) * 1000 / fixed.requests
+      cpuPerRequest.get(config)?.push(perRequest(cpuBefore, cpuAfter))
+      mainPerRequest.get(config)?.push(perRequest(mainBefore, mainAfter))
+      results.get(config)?.push(r)
+      log(`round ${round} ${config.label}: ${r.rps.toFixed(0)} req/s, CPU/request ${perRequest(cpuBefore, cpuAfter).toFixed(0)} µs (main thread ${perRequest(mainBefore, mainAfter).toFixed(0)}), ${counted} queries counted`)
     }
   }
 } finally {
   await running?.stop()
-  for (const sink of Object.values(sinks)) sink.close()
+  for (const sink of sinks.values()) sink.close()
+  const redis = new Redis(REDIS_URL)
+  for await (const keys of redis.scanStream({ match: `${TAG}:*`, count: 1000 })) if ((keys as string[]).length > 0) await redis.unlink(...(keys as string[]))
+  redis.disconnect()
 }
-const med = (name: string, f: keyof LoadResult): number => median((results[name] ?? []).map((r) => r[f]))
-const names = Object.keys(configs)
-console.log(`\nGET /api/v1/leads?status=new (PostgreSQL every request), autocannon ${args.connections} connections, ${args.rounds} rounds interleaved, each a new process warmed up ${args.warmup} s then measured ${args.duration} s, medians:\n`)
-const cpu = (name: string): number => median(cpuPerRequest[name] ?? [NaN])
-const mainCpu = (name: string): number => median(mainPerRequest[name] ?? [NaN])
-const userCpu = (name: string): number => median(userPerRequest[name] ?? [NaN])
-console.log(table(names.map((name) => ({ configuration: name, 'req/s': med(name, 'rps').toFixed(0), 'avg ms': med(name, 'avgMs').toFixed(2), 'p99 ms': med(name, 'p99Ms').toFixed(0), 'service CPU µs/request': cpu(name).toFixed(0), 'event-loop thread CPU µs/request': mainCpu(name).toFixed(0), 'service user CPU µs/request': userCpu(name).toFixed(0) }))))
-// The machine drifts over a run (other processes, CPU frequency): each round's traced throughput is compared with
-// the untraced one measured in the same round, and the loss is the median of those paired ratios.
-const losses = (name: string): number[] => (results[name] ?? []).map((r, i) => 1 - r.rps / ((results[names[0] as string] ?? [])[i]?.rps ?? NaN))
-const describe = (name: string): string => {
-  const l = losses(name)
-  return `${(median(l) * 100).toFixed(1)}% (per round ${l.map((x) => (x * 100).toFixed(1)).join(', ')})`
+
+const [baseline] = configs as [Config]
+const rps = (c: Config): number => median((results.get(c) ?? []).map((r) => r.rps))
+const cpu = (c: Config): number => median(cpuPerRequest.get(c) ?? [NaN])
+const mainCpu = (c: Config): number => median(mainPerRequest.get(c) ?? [NaN])
+const versus = (x: number, base: number): string => `${x >= base ? '+' : ''}${pct(x / base - 1)}`
+// The machine drifts over a run: each round's throughput is compared with (a)'s in the same round, and the loss is
+// the median of those paired ratios.
+const losses = (c: Config): number[] => (results.get(c) ?? []).map((r, i) => 1 - r.rps / ((results.get(baseline) ?? [])[i]?.rps ?? NaN))
+const pct = (x: number): string => `${(x * 100).toFixed(1)}%`
+const perRequest = (c: Config, what: 'spans' | 'bytes'): string => {
+  const sink = sinks.get(c)
+  if (!sink) return '0'
+  const n = served.get(c) ?? 1
+  return what === 'spans' ? (sink.spans() / n).toFixed(2) : (sink.bytes() / n).toFixed(0)
 }
-for (const name of names.slice(2)) console.log(`throughput lost by "${name}": ${describe(name)}`)
-for (const [name, sink] of Object.entries(sinks)) {
-  console.log(`spans received from "${name}": ${sink.spans()} for ${requests[name] ?? 0} requests (${(sink.spans() / (requests[name] ?? 1)).toFixed(2)} per request, ${(sink.bytes() / (requests[name] ?? 1)).toFixed(0)} bytes per request)`)
-}
-const change = (x: number, base: number): string => `${x >= base ? '+' : ''}${((x / base - 1) * 100).toFixed(1)}%`
-for (const name of names.slice(1)) {
-  if (cpuPerRequest[name]) console.log(`service CPU per request, "${name}": ${change(cpu(name), cpu(names[0] as string))}; event-loop thread: ${change(mainCpu(name), mainCpu(names[0] as string))}; user time alone: ${change(userCpu(name), userCpu(names[0] as string))} (medians)`)
-}
-console.log(`\nthroughput lost to tracing and query statistics: ${describe(names[1] as string)}; target < 10%`)
+const otherBytes = (c: Config): string => ((sinks.get(c)?.otherBytes() ?? 0) / (served.get(c) ?? 1)).toFixed(0)
+console.log(`\nGET /api/v1/leads/:id (cached) and /api/v1/leads/:id/activities (PostgreSQL) in turn, cache and rate limiter on Redis, autocannon ${args.connections} connections; ${args.rounds} rounds interleaved, each configuration a new process warmed up ${args.warmup} s, its throughput measured over ${args.duration} s, then its CPU per request over ${args['rate-duration']} s at ${args.rate} req/s; medians:\n`)
+console.log(table(configs.map((c) => ({
+  configuration: c.label,
+  'req/s': rps(c).toFixed(0),
+  'loss vs (a)': c === baseline ? '' : pct(median(losses(c))),
+  'p99 ms': median((results.get(c) ?? []).map((r) => r.p99Ms)).toFixed(0),
+  'timeouts and errors': errors.get(c) ?? 0,
+  'CPU µs/request': cpu(c).toFixed(0),
+  'CPU vs (a)': c === baseline ? '' : versus(cpu(c), cpu(baseline)),
+  'main thread µs/request': mainCpu(c).toFixed(0),
+  'main thread vs (a)': c === baseline ? '' : versus(mainCpu(c), mainCpu(baseline)),
+  'spans/request': perRequest(c, 'spans'),
+  'OTLP trace bytes/request': perRequest(c, 'bytes'),
+  'OTLP logs+metrics bytes/request': otherBytes(c)
+}))))
+console.log('')
+const perRound = (m: Map<Config, number[]>, c: Config): string => (m.get(c) ?? []).map((x) => x.toFixed(0)).join(', ')
+for (const c of configs.slice(1)) console.log(`${c.label}: throughput lost per round ${losses(c).map(pct).join(', ')}; main-thread CPU/request per round ${perRound(mainPerRequest, c)} (a: ${perRound(mainPerRequest, baseline)})`)
+const shipped = configs[2] as Config
+const full = configs[3] as Config
+console.log(`\ntarget (c) shipped sampling: loss ${pct(median(losses(shipped)))}, at most 3%: ${median(losses(shipped)) <= 0.03 ? 'met' : 'not met'}`)
+console.log(`target (d) 100% sampling: loss ${pct(median(losses(full)))}, under 10%: ${median(losses(full)) < 0.1 ? 'met' : 'not met'}`)

@@ -1,0 +1,43 @@
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { SERVICE_HEADERS, TEST_SERVICE_KEY, createTestSchema } from '../../test/helpers/database.js'
+import { startOtlpReceiver, startTracedService, waitForSpans } from '../../test/helpers/otlp.js'
+
+// The helper turns the other signals off; undefined leaves a variable out of the child's environment, as the
+// Kubernetes config leaves them out.
+const unset = undefined as unknown as string
+
+async function startApi (t: Parameters<typeof startTracedService>[0], otlpUrl: string, env: Record<string, string>) {
+  const db = await createTestSchema()
+  t.after(() => db.drop())
+  return await startTracedService(t, 'api', 'dist/services/api/main.js', otlpUrl, {
+    DATABASE_URL: db.url, DB_SCHEMA: db.schema, SERVICE_API_KEY: TEST_SERVICE_KEY, CACHE_ENABLED: 'false',
+    LOG_LEVEL: 'info', PRESSURE_MAX_EVENT_LOOP_DELAY_MS: '0', OTEL_METRICS_EXPORTER: unset, OTEL_LOGS_EXPORTER: unset,
+    // Were metrics or log records exported, they would be within the test's wait.
+    OTEL_METRIC_EXPORT_INTERVAL: '200', OTEL_BLRP_SCHEDULE_DELAY: '100',
+    ...env
+  })
+}
+
+test('an OTLP endpoint alone exports traces only: every log line is not also sent as an OTLP log record, nor are metrics sent', { timeout: 60000 }, async (t) => {
+  const otlp = await startOtlpReceiver(t)
+  const api = await startApi(t, otlp.url, {})
+  for (let i = 0; i < 3; i++) assert.equal((await fetch(`${api.url}/api/v1/leads?limit=1`, { headers: SERVICE_HEADERS })).status, 200, api.stderr())
+  await waitForSpans(otlp.received, (spans) => spans.some((s) => s.span.name === 'GET /api/v1/leads'))
+  await sleep(1000)
+  assert.ok(otlp.received.length > 0, 'traces are exported')
+  assert.deepEqual([...new Set(otlp.exports.map((e) => e.path))], ['/v1/traces'])
+  // The log lines keep their trace context, so a line still leads to its trace.
+  const completed = api.stdout().split('\n').filter((line) => line.includes('"request completed"'))
+  assert.ok(completed.length >= 3 && completed.every((line) => /"trace_id":"[0-9a-f]{32}"/.test(line)), api.stdout())
+})
+
+test('OTEL_LOGS_EXPORTER=otlp still sends the log lines as OTLP log records', { timeout: 60000 }, async (t) => {
+  const otlp = await startOtlpReceiver(t)
+  const api = await startApi(t, otlp.url, { OTEL_LOGS_EXPORTER: 'otlp' })
+  assert.equal((await fetch(`${api.url}/api/v1/leads?limit=1`, { headers: SERVICE_HEADERS })).status, 200, api.stderr())
+  const logs = (): string => otlp.exports.filter((e) => e.path === '/v1/logs').map((e) => e.body.toString()).join('')
+  for (let i = 0; i < 100 && !logs().includes('request completed'); i++) await sleep(100)
+  assert.match(logs(), /request completed/)
+})
