@@ -492,6 +492,8 @@ const settings: Record<string, Setting> = {
   QUERY_STATS_ENABLED: { testedBy: { file: 'services/api/query-stats.test.ts', test: 'QUERY_STATS_ENABLED=false removes the query seam subscriber' } },
   SLOW_QUERY_THRESHOLD_MS: { testedBy: { file: 'services/api/query-stats.test.ts', test: 'SLOW_QUERY_THRESHOLD_MS lists a query slower than it as slow' } },
   OTEL_PG_INSTRUMENTATION: { testedBy: { file: 'services/api/tracing.test.ts', test: 'with OTEL_PG_INSTRUMENTATION=true the pg instrumentation makes the query spans, and the seam makes none' } },
+  OTEL_LOGS_EXPORTER: { testedBy: { file: 'plugins/telemetry/otel-preload.test.ts', test: 'OTEL_LOGS_EXPORTER=otlp still sends the log lines as OTLP log records' } },
+  OTEL_METRICS_EXPORTER: { testedBy: { file: 'plugins/telemetry/otel-preload.test.ts', test: 'OTEL_METRICS_EXPORTER=otlp still pushes metrics over OTLP' } },
   OTEL_FASTIFY_DETAIL: {
     test: 'OTEL_FASTIFY_DETAIL=true adds a span per hook and handler; false leaves the server span alone',
     run: async (t) => {

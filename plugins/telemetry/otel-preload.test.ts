@@ -41,3 +41,12 @@ test('OTEL_LOGS_EXPORTER=otlp still sends the log lines as OTLP log records', { 
   for (let i = 0; i < 100 && !logs().includes('request completed'); i++) await sleep(100)
   assert.match(logs(), /request completed/)
 })
+
+test('OTEL_METRICS_EXPORTER=otlp still pushes metrics over OTLP', { timeout: 60000 }, async (t) => {
+  const otlp = await startOtlpReceiver(t)
+  const api = await startApi(t, otlp.url, { OTEL_METRICS_EXPORTER: 'otlp' })
+  assert.equal((await fetch(`${api.url}/api/v1/leads?limit=1`, { headers: SERVICE_HEADERS })).status, 200, api.stderr())
+  const pushed = (): boolean => otlp.exports.some((e) => e.path === '/v1/metrics')
+  for (let i = 0; i < 100 && !pushed(); i++) await sleep(100)
+  assert.ok(pushed(), 'metrics arrive at /v1/metrics')
+})
