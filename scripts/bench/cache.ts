@@ -46,23 +46,20 @@ const withDates = { data: Array.from({ length: 20 }, (_, i) => lead(i, new Date(
 interface Measure {
   group: string
   name: string
-  /** ns per operation. */
-  run: () => Promise<number>
+  /** Operations `run` performs. */
+  ops: number
+  run: () => Promise<unknown>
   /** The bentocache row this one is compared with. */
   versus?: string
 }
 
-const loop = async (n: number, op: () => unknown): Promise<number> => {
-  const t = performance.now()
+const loop = async (n: number, op: () => unknown): Promise<void> => {
   for (let i = 0; i < n; i++) op()
-  return (performance.now() - t) * 1e6 / n
 }
-const awaited = async (n: number, op: () => Promise<unknown>): Promise<number> => {
-  const t = performance.now()
+const awaited = async (n: number, op: () => Promise<unknown>): Promise<void> => {
   for (let i = 0; i < n; i++) await op()
-  return (performance.now() - t) * 1e6 / n
 }
-const inFlight = async (n: number, concurrency: number, op: () => Promise<unknown>): Promise<number> => 1e9 / await opsPerSecond(n, concurrency, op)
+const inFlight = async (n: number, concurrency: number, op: () => Promise<unknown>): Promise<unknown> => opsPerSecond(n, concurrency, op)
 
 async function micro (): Promise<Array<Record<string, string | number>>> {
   const N = 1_000_000
@@ -108,42 +105,50 @@ async function micro (): Promise<Array<Record<string, string | number>>> {
   const jsonEntry = encode({ v: value, g: 0 })
   const v8Entry = Buffer.concat([jsonEntry.subarray(0, 2), Buffer.alloc(16), v8.serialize({ v: value, g: 0 })])
   v8Entry[1] = 0x01
-  const bentoText = await redis.get(`${prefix}bento-l2:k`)
-  assert.ok(bentoText, 'bentocache\'s Redis entry is where its key naming puts it')
+  // Both clients turn the reply's bytes into text before JSON.parse (ioredis does it for bentocache): both rows do.
+  const bentoBytes = await redis.getBuffer(`${prefix}bento-l2:k`)
+  assert.ok(bentoBytes, 'bentocache\'s Redis entry is where its key naming puts it')
 
   const measures: Measure[] = [
-    { group: 'local', name: 'local hit: raw lru-cache get, max only (sync)', run: () => loop(N, () => lru.get('k')) },
-    { group: 'local', name: 'local hit: raw lru-cache get, TTL + byte bound like the local tier (sync)', run: () => loop(N, () => lruTtl.get('k')) },
-    { group: 'local', name: 'local hit: cache.peek (sync)', run: () => loop(N, () => local.peek('k')) },
-    { group: 'local', name: 'local hit: raw lru-cache get behind await', run: () => awaited(N, () => rawAsync('k')) },
-    { group: 'local', name: 'local hit: await cache.get', run: () => awaited(N, () => local.get('k')), versus: 'bento-get' },
-    { group: 'local', name: 'local hit: await cache.getOrSet', run: () => awaited(N, () => local.getOrSet('k', loader)), versus: 'bento-getOrSet' },
-    { group: 'local', name: 'bento-get', run: () => awaited(N / 10, () => localBento.bento.get({ key: 'k' })) },
-    { group: 'local', name: 'bento-getOrSet', run: () => awaited(N / 10, () => localBento.bento.getOrSet({ key: 'k', factory: loader })) },
-    { group: 'redis', name: 'Redis hit: raw ioredis GET, 64 in flight', run: () => inFlight(M, 64, () => redis.get(`${prefix}raw`)) },
-    { group: 'redis', name: 'Redis hit: raw GET + JSON.parse', run: () => inFlight(M, 64, async () => JSON.parse(await redis.get(`${prefix}raw`) as string)) },
-    { group: 'redis', name: 'Redis hit: cache.get, local tier off, auto-pipelining off (our default)', run: () => inFlight(M, 64, () => remote.get('k')), versus: 'bento-redis' },
-    { group: 'redis', name: 'Redis hit: cache.get, local tier off, auto-pipelining on', run: () => inFlight(M, 64, () => remoteAp.get('k')), versus: 'bento-redis-ap' },
-    { group: 'redis', name: 'Redis hit: cache.get, the same page with Date fields (V8 codec), auto-pipelining off', run: () => inFlight(M, 64, () => remote.get('dates')) },
-    { group: 'redis', name: 'bento-redis', run: () => inFlight(M, 64, () => l2Bento.bento.get({ key: 'k' })) },
-    { group: 'redis', name: 'bento-redis-ap', run: () => inFlight(M, 64, () => l2BentoAp.bento.get({ key: 'k' })) },
-    { group: 'decode', name: 'decode alone: our entry as JSON text (kind 2)', run: () => loop(M, () => decode(jsonEntry)), versus: 'bento-decode' },
-    { group: 'decode', name: 'decode alone: the same value as V8 structured clone (kind 1, the previous format)', run: () => loop(M, () => decode(v8Entry)), versus: 'bento-decode' },
-    { group: 'decode', name: 'bento-decode', run: () => loop(M, () => JSON.parse(bentoText)) }
+    { group: 'local', name: 'local hit: raw lru-cache get, max only (sync)', ops: N, run: () => loop(N, () => lru.get('k')) },
+    { group: 'local', name: 'local hit: raw lru-cache get, TTL + byte bound like the local tier (sync)', ops: N, run: () => loop(N, () => lruTtl.get('k')) },
+    { group: 'local', name: 'local hit: cache.peek (sync)', ops: N, run: () => loop(N, () => local.peek('k')) },
+    { group: 'local', name: 'local hit: raw lru-cache get behind await', ops: N, run: () => awaited(N, () => rawAsync('k')) },
+    { group: 'local', name: 'local hit: await cache.get', ops: N, run: () => awaited(N, () => local.get('k')), versus: 'bento-get' },
+    { group: 'local', name: 'local hit: await cache.getOrSet', ops: N, run: () => awaited(N, () => local.getOrSet('k', loader)), versus: 'bento-getOrSet' },
+    { group: 'local', name: 'bento-get', ops: N / 10, run: () => awaited(N / 10, () => localBento.bento.get({ key: 'k' })) },
+    { group: 'local', name: 'bento-getOrSet', ops: N / 10, run: () => awaited(N / 10, () => localBento.bento.getOrSet({ key: 'k', factory: loader })) },
+    { group: 'redis', name: 'Redis hit: raw ioredis GET, 64 in flight', ops: M, run: () => inFlight(M, 64, () => redis.get(`${prefix}raw`)) },
+    { group: 'redis', name: 'Redis hit: raw GET + JSON.parse', ops: M, run: () => inFlight(M, 64, async () => JSON.parse(await redis.get(`${prefix}raw`) as string)) },
+    { group: 'redis', name: 'Redis hit: cache.get, local tier off, auto-pipelining off (our default)', ops: M, run: () => inFlight(M, 64, () => remote.get('k')), versus: 'bento-redis' },
+    { group: 'redis', name: 'Redis hit: cache.get, local tier off, auto-pipelining on', ops: M, run: () => inFlight(M, 64, () => remoteAp.get('k')), versus: 'bento-redis-ap' },
+    { group: 'redis', name: 'Redis hit: cache.get, the same page with Date fields (V8 codec), auto-pipelining off', ops: M, run: () => inFlight(M, 64, () => remote.get('dates')) },
+    { group: 'redis', name: 'bento-redis', ops: M, run: () => inFlight(M, 64, () => l2Bento.bento.get({ key: 'k' })) },
+    { group: 'redis', name: 'bento-redis-ap', ops: M, run: () => inFlight(M, 64, () => l2BentoAp.bento.get({ key: 'k' })) },
+    { group: 'decode', name: 'decode alone: our entry as JSON text (kind 2)', ops: M, run: () => loop(M, () => decode(jsonEntry)), versus: 'bento-decode' },
+    { group: 'decode', name: 'decode alone: the same value as V8 structured clone (kind 1, the previous format)', ops: M, run: () => loop(M, () => decode(v8Entry)), versus: 'bento-decode' },
+    { group: 'decode', name: 'bento-decode', ops: M, run: () => loop(M, () => JSON.parse(bentoBytes.toString())) }
   ]
   const bentoNames: Record<string, string> = {
     'bento-get': 'local hit: bentocache await get (L1 memory, serialize: false)',
     'bento-getOrSet': 'local hit: bentocache await getOrSet (L1 memory, serialize: false)',
     'bento-redis': 'Redis hit: bentocache get, Redis only (no L1), auto-pipelining off',
     'bento-redis-ap': 'Redis hit: bentocache get, Redis only (no L1), auto-pipelining on',
-    'bento-decode': 'decode alone: bentocache\'s entry (JSON.parse of its text)'
+    'bento-decode': 'decode alone: bentocache\'s entry (UTF-8 bytes to text, JSON.parse)'
   }
   // Every round runs every measure once, in the same order: a drift of the machine's speed reaches all of them.
+  // Beside the time, this process's CPU per operation: the machine's other load moves it much less than the time.
   const samples = new Map<string, number[]>()
+  const cpuSamples = new Map<string, number[]>()
   for (let round = 1; round <= rounds; round++) {
     for (const m of measures) {
-      const ns = await m.run()
-      samples.set(m.name, [...(samples.get(m.name) ?? []), ns])
+      const cpu = process.cpuUsage()
+      const started = performance.now()
+      await m.run()
+      const wallNs = (performance.now() - started) * 1e6 / m.ops
+      const used = process.cpuUsage(cpu)
+      samples.set(m.name, [...(samples.get(m.name) ?? []), wallNs])
+      cpuSamples.set(m.name, [...(cpuSamples.get(m.name) ?? []), (used.user + used.system) * 1000 / m.ops])
     }
     log(`micro round ${round} of ${rounds} done`)
   }
@@ -157,7 +162,9 @@ async function micro (): Promise<Array<Record<string, string | number>>> {
       measure: bentoNames[m.name] ?? m.name,
       'ns/op': ns.toFixed(0),
       ratio: (ns / (baseline[m.group] as number)).toFixed(2),
-      'ours vs bentocache (speed, > 1: ours faster)': m.versus ? (med(m.versus) / ns).toFixed(2) : ''
+      'CPU ns/op (this process)': median(cpuSamples.get(m.name) ?? [Number.NaN]).toFixed(0),
+      'ours vs bentocache (speed, > 1: ours faster)': m.versus ? (med(m.versus) / ns).toFixed(2) : '',
+      'ours vs bentocache (CPU, > 1: ours cheaper)': m.versus ? (median(cpuSamples.get(m.versus) ?? [Number.NaN]) / median(cpuSamples.get(m.name) ?? [Number.NaN])).toFixed(2) : ''
     })
   }
 
