@@ -1,7 +1,18 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
+import { randomBytes } from 'node:crypto'
+import v8 from 'node:v8'
 import { decode, encode, stateToken, tombstone, TOKEN_BYTES } from './codec.js'
 import { cachePattern, escapeGlob, globToRegExp } from './glob.js'
+
+const JSON_KIND = 0x02
+const V8_KIND = 0x01
+const kindOf = (bytes: Buffer): number | undefined => bytes[1]
+
+/** An entry as versions before the JSON kind wrote every value: the header, then V8's structured clone. */
+function previousFormat (envelope: { v: unknown, g: number, t?: Record<string, number> }): Buffer {
+  return Buffer.concat([Buffer.from([0xca, 0x01]), randomBytes(16), v8.serialize(envelope)])
+}
 
 test('Date, BigInt, Map, Set, Buffer and typed arrays survive encoding', () => {
   const value = { at: new Date('2026-01-02T03:04:05.678Z'), big: 12345678901234567890n, map: new Map([['a', 1]]), set: new Set(['x']), buf: Buffer.from('bytes'), f32: new Float32Array([1.5]), nested: [{ n: null, u: undefined }] }
@@ -15,6 +26,80 @@ test('Date, BigInt, Map, Set, Buffer and typed arrays survive encoding', () => {
   assert.equal(back.buf.toString(), 'bytes')
   assert.ok(back.f32 instanceof Float32Array)
   assert.deepEqual(back.nested, [{ n: null, u: undefined }])
+})
+
+test('a value JSON would change, even one field deep in a plain one, is not written as JSON and comes back unchanged', () => {
+  const shared = { id: 1 }
+  const circular: Record<string, unknown> = { name: 'loop' }
+  circular.self = circular
+  const holes = [1, , 3] // eslint-disable-line no-sparse-arrays
+  const cases: Array<[string, unknown]> = [
+    ['a Date', { rows: [{ id: 1, at: new Date('2026-01-02T03:04:05.678Z') }] }],
+    ['a BigInt', { rows: [{ n: 2n ** 70n }] }],
+    ['a Map', { m: new Map([[1, 'one']]) }],
+    ['a Set', { s: new Set([1, 2]) }],
+    ['a Buffer', { b: Buffer.from([0, 255]) }],
+    ['a Uint8Array', { b: new Uint8Array([1, 2]) }],
+    ['a Float64Array', [new Float64Array([0.5])]],
+    ['an undefined field', { a: 1, b: undefined }],
+    ['an undefined element', [1, undefined]],
+    ['undefined alone', undefined],
+    ['NaN', { x: Number.NaN }],
+    ['Infinity', { x: Number.POSITIVE_INFINITY }],
+    ['-0', { x: -0 }],
+    ['a hole', holes],
+    ['an object reached twice', { a: shared, b: shared }]
+  ]
+  for (const [what, value] of cases) {
+    const bytes = encode({ v: value, g: 0 })
+    assert.equal(kindOf(bytes), V8_KIND, `${what} goes through V8`)
+    assert.deepStrictEqual(decode(bytes)?.v, value, `${what} comes back unchanged`)
+  }
+  const twice = decode(encode({ v: { a: shared, b: shared }, g: 0 }))?.v as { a: object, b: object }
+  assert.equal(twice.a, twice.b, 'an object reached twice is still one object')
+  const loop = decode(encode({ v: circular, g: 0 }))?.v as Record<string, unknown>
+  assert.equal(loop.self, loop, 'a circular value keeps its cycle')
+  assert.ok(!(1 in (decode(encode({ v: holes, g: 0 }))?.v as unknown[])), 'a hole stays a hole')
+})
+
+test('a plain JSON value is written as JSON text after the header and comes back equal', () => {
+  const value = { data: [{ id: 'a', score: 50, ok: true, none: null, createdAt: '2026-01-02T03:04:05.678Z', nested: { list: [1, 2.5, -3, 'é', '\ud800'] } }], nextCursor: null }
+  const bytes = encode({ v: value, g: 5000, t: { leads: 3 } })
+  assert.equal(kindOf(bytes), JSON_KIND)
+  assert.deepEqual(JSON.parse(bytes.toString('utf8', TOKEN_BYTES)), { v: value, g: 5000, t: { leads: 3 } })
+  assert.deepStrictEqual(decode(bytes), { v: value, g: 5000, t: { leads: 3 } })
+  for (const scalar of ['text', 0, 1.5, true, false, null, [], {}]) {
+    const entry = encode({ v: scalar, g: 0 })
+    assert.equal(kindOf(entry), JSON_KIND, `${JSON.stringify(scalar)} is plain JSON`)
+    assert.deepStrictEqual(decode(entry)?.v, scalar)
+  }
+})
+
+test('an entry the previous version wrote (V8 after the header) still decodes after a rolling deploy', () => {
+  const value = { data: [{ id: 'a', at: new Date('2026-01-02T03:04:05.678Z') }], plain: 'text' }
+  assert.deepStrictEqual(decode(previousFormat({ v: value, g: 1000, t: { leads: 2 } })), { v: value, g: 1000, t: { leads: 2 } })
+  assert.deepStrictEqual(decode(previousFormat({ v: { only: 'json' }, g: 0 })), { v: { only: 'json' }, g: 0 })
+})
+
+test('a corrupted, truncated or unknown entry decodes as a miss, never throws', () => {
+  const json = encode({ v: { data: [{ id: 'a', score: 1 }] }, g: 0 })
+  const viaV8 = encode({ v: { at: new Date(0), big: 1n }, g: 0 })
+  assert.equal(kindOf(json), JSON_KIND)
+  assert.equal(kindOf(viaV8), V8_KIND)
+  for (const entry of [json, viaV8]) {
+    for (let cut = TOKEN_BYTES + 1; cut < entry.length; cut += 3) assert.equal(decode(entry.subarray(0, cut)), undefined, `cut at ${cut}`)
+    const flipped = Buffer.from(entry)
+    for (let i = TOKEN_BYTES; i < flipped.length; i += 2) flipped[i] = 0xff ^ (flipped[i] as number)
+    assert.doesNotThrow(() => decode(flipped))
+  }
+  const garbled = Buffer.from(json)
+  garbled[TOKEN_BYTES] = 0x7d // '}' where '{' was
+  assert.equal(decode(garbled), undefined)
+  const unknownKind = Buffer.from(json)
+  unknownKind[1] = 0x03
+  assert.equal(decode(unknownKind), undefined, 'a kind a later version may add is a miss')
+  const notAnEnvelope = (text: string) => Buffer.concat([json.subarray(0, TOKEN_BYTES), Buffer.from(text)])
+  for (const text of ['null', '[]', '"v"', '{"v":1}', '{"v":1,"g":"0"}']) assert.equal(decode(notAnEnvelope(text)), undefined, text)
 })
 
 test('values that would come back changed are refused with a clear error', () => {

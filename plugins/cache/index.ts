@@ -7,3 +7,5 @@ export { sendCached, type CachedResponse, type SendCachedOptions } from './http.
 export { cacheConfigFragment, cacheOptionsFromConfig, type CacheConfig } from './config.js'
 export { cachePlugin, type CachePluginOptions } from './plugin.js'
 export type { CacheStats } from './stats.js'
+/** The format of an entry in Redis, for tools that read entries directly (inspection, benchmarks). */
+export { decode as decodeCacheEntry, encode as encodeCacheEntry, type Envelope as CacheEnvelope } from './codec.js'

@@ -1,6 +1,8 @@
 import { test, after } from 'node:test'
 import assert from 'node:assert/strict'
+import { randomBytes } from 'node:crypto'
 import { setTimeout as sleep } from 'node:timers/promises'
+import v8 from 'node:v8'
 import { Redis } from 'ioredis'
 import { createCacheManager, type CacheManager } from './cache-manager.js'
 import { cachePattern } from './glob.js'
@@ -203,4 +205,25 @@ test('a loaded value that cacheIf refuses is returned but stored in neither tier
   assert.deepEqual(await admin.keys(`${a.options.prefix}missing*`), [])
   assert.equal(await a.getOrSet('found', async () => 'yes', { cacheIf: (v) => v !== null }), 'yes')
   assert.equal(a.peek('found'), 'yes', 'an accepted value is cached as always')
+})
+
+test('an entry the previous version wrote in Redis is a hit for this version during a rolling deploy', async () => {
+  const [a] = await instances(1, { localEnabled: false }) as [CacheManager]
+  const value = { data: [{ id: 'a', at: new Date('2026-01-02T03:04:05.678Z') }], nextCursor: null }
+  // The previous layout: 0xca, kind 1, a 16-byte write id, V8's structured clone of the envelope.
+  const previous = Buffer.concat([Buffer.from([0xca, 0x01]), randomBytes(16), v8.serialize({ v: value, g: 0 })])
+  await admin.set(`${a.options.prefix}old`, previous, 'PX', 60_000)
+  assert.deepStrictEqual(await a.getOrSetWithSource('old', async () => 'from the loader'), { value, source: 'redis' })
+  assert.equal(a.getStats().decodeErrors, 0)
+})
+
+test('a corrupted entry in Redis is a miss: the loader answers and its value replaces the entry', async () => {
+  const [a, b] = await instances(2, { localEnabled: false }) as [CacheManager, CacheManager]
+  await a.set('k', { data: [{ id: 'a', score: 1 }] })
+  const stored = await admin.getBuffer(`${a.options.prefix}k`) as Buffer
+  assert.equal(stored[1], 0x02, 'plain JSON is stored as JSON text')
+  await admin.set(`${a.options.prefix}k`, stored.subarray(0, stored.length - 5), 'PX', 60_000)
+  assert.deepStrictEqual(await b.getOrSetWithSource('k', async () => 'reloaded'), { value: 'reloaded', source: 'loader' })
+  assert.equal(b.getStats().decodeErrors, 1)
+  assert.deepStrictEqual(await a.getOrSetWithSource('k', async () => 'not called'), { value: 'reloaded', source: 'redis' })
 })

@@ -151,7 +151,7 @@ const configs: Array<{ id: string, name: string, url: string, sequence?: BenchRe
     : []),
   { id: 'after-direct', name: 'after, one api instance, no NGINX', url: direct.url },
   { id: 'ceiling', name: 'ceiling: bare Fastify, the same bytes from memory', url: ceiling.url },
-  { id: 'alternative', name: 'alternative: @fastify/rate-limit + a plain Redis cache', url: alternative.url }
+  { id: 'alternative', name: 'alternative: @fastify/rate-limit (auto-pipelined) + bentocache (two tiers, its bus)', url: alternative.url }
 ]
 
 // --- Load: every configuration replays the same sequence from the same point. ---
