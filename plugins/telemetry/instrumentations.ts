@@ -5,6 +5,9 @@ import { loadQueryParser, normalizeQuery } from './query-normalizer.js'
 import { traceQueries } from './query-spans.js'
 import { redisStatement } from './redis-statement.js'
 
+// The scope of the query spans, for whoever builds their own SDK with these instrumentations and filters spans.
+export { QUERY_SPANS_SCOPE } from './query-spans.js'
+
 /**
  * The instrumentations every service runs with (the preload's, and the in-process span tests').
  *
