@@ -3,7 +3,7 @@ import Fastify, { type FastifyReply } from 'fastify'
 import fastifyRateLimit from '@fastify/rate-limit'
 import { Redis } from 'ioredis'
 import { LRUCache } from 'lru-cache'
-import { createConnectionPool } from '../../plugins/db-pool/index.js'
+import { createConnectionPool } from '@lead-chassis/plugins/db-pool'
 import { LeadsRepository } from '../../services/domain/leads-repository.js'
 import { leadIdParamsSchema, leadPageSchema, leadSchema, listLeadsQuerySchema, patchLeadBodySchema, type LeadListQuery, type LeadPatch } from '../../services/domain/lead-schemas.js'
 

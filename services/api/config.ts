@@ -1,4 +1,4 @@
-import { composeSchema, loadConfig, type ConfigFragment, type LoadConfigOptions } from '../../plugins/chassis/index.js'
+import { composeSchema, loadConfig, type ConfigFragment, type LoadConfigOptions } from '@lead-chassis/plugins/chassis'
 import { platformConfigFragments, type PlatformConfig } from '../domain/platform.js'
 
 const apiFragment = {

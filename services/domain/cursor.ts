@@ -1,4 +1,4 @@
-import { HttpError } from '../../plugins/chassis/index.js'
+import { HttpError } from '@lead-chassis/plugins/chassis'
 
 /** Keyset position: the sort it belongs to, the sort column's value and the row id that breaks ties. */
 export interface Cursor {

@@ -1,5 +1,5 @@
-import { HttpError } from '../../plugins/chassis/index.js'
-import { DatabaseError, type ConnectionPool, type TransactionClient } from '../../plugins/db-pool/index.js'
+import { HttpError } from '@lead-chassis/plugins/chassis'
+import { DatabaseError, type ConnectionPool, type TransactionClient } from '@lead-chassis/plugins/db-pool'
 import { decodeCursor, encodeCursor } from './cursor.js'
 import type { Lead, LeadActivity, LeadInput, LeadListQuery, LeadPatch } from './lead-schemas.js'
 

@@ -1,5 +1,5 @@
-import { HttpError } from '../../plugins/chassis/index.js'
-import type { ConnectionPool } from '../../plugins/db-pool/index.js'
+import { HttpError } from '@lead-chassis/plugins/chassis'
+import type { ConnectionPool } from '@lead-chassis/plugins/db-pool'
 import { LEAD_COLUMNS } from '../domain/leads-repository.js'
 import type { Lead } from '../domain/lead-schemas.js'
 

@@ -1,7 +1,7 @@
 import type { FastifyInstance } from 'fastify'
 import type { FastifyError } from 'fastify'
-import { errorBody, errorBodySchema, HttpError } from '../../../plugins/chassis/index.js'
-import { cidrMatcher } from '../../../plugins/rate-limit/index.js'
+import { errorBody, errorBodySchema, HttpError } from '@lead-chassis/plugins/chassis'
+import { cidrMatcher } from '@lead-chassis/plugins/rate-limit'
 
 /** The scope whose holders share NGINX's micro-cache of lead reads. */
 export const EDGE_SHARED_SCOPE = 'leads:read'

@@ -1,6 +1,6 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify'
-import { HttpError, errorBodySchema } from '../../../plugins/chassis/index.js'
-import { sendCached } from '../../../plugins/cache/index.js'
+import { HttpError, errorBodySchema } from '@lead-chassis/plugins/chassis'
+import { sendCached } from '@lead-chassis/plugins/cache'
 import { ALL_LISTS_TAG, changeTagsOf, leadKey, listKey, listTagFor } from '../../domain/lead-cache.js'
 import { LeadsRepository } from '../../domain/leads-repository.js'
 import { leadSchemaErrors } from '../../domain/lead-schema-errors.js'

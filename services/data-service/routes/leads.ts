@@ -1,5 +1,5 @@
 import type { FastifyInstance } from 'fastify'
-import { HttpError, errorBodySchema } from '../../../plugins/chassis/index.js'
+import { HttpError, errorBodySchema } from '@lead-chassis/plugins/chassis'
 import { LeadsRepository } from '../../domain/leads-repository.js'
 import { PRODUCTS, US_STATES, leadIdParamsSchema, leadSchema } from '../../domain/lead-schemas.js'
 

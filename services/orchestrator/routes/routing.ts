@@ -1,5 +1,5 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify'
-import { HttpError, errorBodySchema } from '../../../plugins/chassis/index.js'
+import { HttpError, errorBodySchema } from '@lead-chassis/plugins/chassis'
 import { REPORT_TAGS, changeTagsOf, leadKey } from '../../domain/lead-cache.js'
 import { PRODUCTS, US_STATES, leadIdParamsSchema, type Product, type UsState } from '../../domain/lead-schemas.js'
 import { AssignmentRepository, type Assignment } from '../assignments.js'
