@@ -79,7 +79,7 @@ process.once('SIGTERM', () => { void stopAll(0) })
 
 for (const service of SERVICES) {
   // Started as production starts them: the OpenTelemetry preload first (it does nothing unless an exporter is set).
-  const child = spawn(process.execPath, ['--import', join(projectRoot, 'dist', 'plugins', 'telemetry', 'otel-preload.js'), join(projectRoot, service.entry)], {
+  const child = spawn(process.execPath, ['--import', import.meta.resolve('@lead-chassis/plugins/telemetry/otel-preload'), join(projectRoot, service.entry)], {
     cwd: projectRoot,
     stdio: 'inherit',
     env: {

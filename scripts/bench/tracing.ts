@@ -1,10 +1,8 @@
 import { readFileSync } from 'node:fs'
-import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import { ApiKeyStore } from '@lead-chassis/plugins/api-keys'
 import { createConnectionPool } from '@lead-chassis/plugins/db-pool'
 import { migrate } from '../../services/domain/migrate.js'
-import { projectRoot } from '../../services/domain/paths.js'
 import { seed } from '../../services/domain/seed.js'
 import { freePort } from '../../test/helpers/ports.js'
 import { load, median, startService, table, type LoadResult, type Service } from './lib.js'
@@ -26,7 +24,7 @@ await pool.close()
 
 // PostgreSQL on every request: no cache, no rate limiter.
 const base = { DATABASE_URL, DB_SCHEMA: SCHEMA, CACHE_ENABLED: 'false', RATE_LIMIT_ENABLED: 'false', OTEL_SERVICE_NAME: 'api' }
-const preload = ['--import', join(projectRoot, 'dist', 'plugins', 'telemetry', 'otel-preload.js')]
+const preload = ['--import', import.meta.resolve('@lead-chassis/plugins/telemetry/otel-preload')]
 // Each traced configuration exports to a sink of its own, which counts the spans that arrive.
 const sinks: Record<string, OtlpSink> = {}
 const requests: Record<string, number> = {}
