@@ -19,15 +19,15 @@ const app = await buildService({
   name: 'quickstart',
   config,
   plugins: [
-    (app) => app.register(metricsPlugin, { service: 'quickstart' }),             // GET /metrics
-    (app) => app.register(dbPoolPlugin, poolOptionsFromConfig(config)),          // app.db, a readiness check
-    (app) => app.register(redisPlugin, { url: config.REDIS_URL }),               // app.redis (none without a URL)
-    (app) => app.register(cachePlugin, cacheOptionsFromConfig(config)),          // app.cache: local tier + Redis
+    (app) => app.register(metricsPlugin, { service: 'quickstart' }),              // GET /metrics
+    (app) => app.register(dbPoolPlugin, poolOptionsFromConfig(config)),           // app.db, a readiness check
+    (app) => app.register(redisPlugin, { url: config.REDIS_URL }),                // app.redis (none without a URL)
+    (app) => app.register(cachePlugin, cacheOptionsFromConfig(config)),           // app.cache: local tier + Redis
     (app) => app.register(apiKeysPlugin, { cacheTtl: config.API_KEY_CACHE_TTL }), // x-api-key, requiredScope
-    (app) => app.register(rateLimitPlugin, rateLimitOptionsFromConfig(config))   // 429 with Retry-After
+    (app) => app.register(rateLimitPlugin, rateLimitOptionsFromConfig(config))    // 429 with Retry-After
   ],
   routes: [(app) => app.get('/products/:id', {
-    config: { requiredScope: 'products:read', rateLimit: 'strict' },             // 10 a minute per address
+    config: { requiredScope: 'products:read', rateLimit: 'strict' },              // 10 a minute per address
     schema: { params: { type: 'object', properties: { id: { type: 'integer', minimum: 1 } }, required: ['id'] } }
   }, (request, reply) => {
     const { id } = request.params as { id: number }
@@ -38,4 +38,4 @@ const app = await buildService({
     })
   })]
 })
-await runService(app, config)                                                    // listens; SIGTERM drains
+await runService(app, config)                                                     // listens; SIGTERM drains
