@@ -5,7 +5,7 @@ import tseslint from 'typescript-eslint'
  * Outside plugins/, plugins are imported only by their package name, `@lead-chassis/plugins/<name>`, once plugins/
  * is that package. Off: outside plugins/, a relative import of a plugin must end at its `index.js`.
  */
-const PACKAGE_IMPORTS_ONLY = false
+const PACKAGE_IMPORTS_ONLY = true
 
 const SERVICES = ['api', 'data-service', 'orchestrator']
 const SHARED_SERVICE_CODE = ['domain', 'platform']
@@ -125,7 +125,7 @@ export function importBoundaries ({ packageImportsOnly = PACKAGE_IMPORTS_ONLY } 
 }
 
 export default tseslint.config(
-  { ignores: ['dist/**', 'node_modules/**', '.data/**'] },
+  { ignores: ['dist/**', 'node_modules/**', '.data/**', 'plugins/dist/**', 'examples/*/dist/**', 'examples/*/node_modules/**'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs'
 import { parseArgs } from 'node:util'
-import { composeSchema, loadConfig } from '../plugins/chassis/index.js'
-import { cdnConfigFragment, cdnOptionsFromConfig, changedPaths, createCdnPurger, type AssetManifest, type CdnConfig } from '../plugins/cdn/index.js'
+import { composeSchema, loadConfig } from '@lead-chassis/plugins/chassis'
+import { cdnConfigFragment, cdnOptionsFromConfig, changedPaths, createCdnPurger, type AssetManifest, type CdnConfig } from '@lead-chassis/plugins/cdn'
 
 const USAGE = `usage: npm run cdn:purge -- [PATH ...] [--tag TAG ...]
        npm run cdn:purge -- --changed PREVIOUS_MANIFEST.json NEXT_MANIFEST.json

@@ -4,9 +4,9 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import pg from 'pg'
-import { redactUrl } from '../plugins/chassis/index.js'
-import { ApiKeyStore } from '../plugins/api-keys/index.js'
-import { createConnectionPool } from '../plugins/db-pool/index.js'
+import { redactUrl } from '@lead-chassis/plugins/chassis'
+import { ApiKeyStore } from '@lead-chassis/plugins/api-keys'
+import { createConnectionPool } from '@lead-chassis/plugins/db-pool'
 import { migrate } from '../services/domain/migrate.js'
 import { projectRoot } from '../services/platform/paths.js'
 import { seed } from '../services/domain/seed.js'
@@ -79,7 +79,7 @@ process.once('SIGTERM', () => { void stopAll(0) })
 
 for (const service of SERVICES) {
   // Started as production starts them: the OpenTelemetry preload first (it does nothing unless an exporter is set).
-  const child = spawn(process.execPath, ['--import', join(projectRoot, 'dist', 'plugins', 'telemetry', 'otel-preload.js'), join(projectRoot, service.entry)], {
+  const child = spawn(process.execPath, ['--import', import.meta.resolve('@lead-chassis/plugins/telemetry/otel-preload'), join(projectRoot, service.entry)], {
     cwd: projectRoot,
     stdio: 'inherit',
     env: {

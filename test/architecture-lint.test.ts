@@ -11,7 +11,7 @@ const { importBoundaries } = await import(pathToFileURL(join(root, 'eslint.confi
   importBoundaries: (options?: { packageImportsOnly?: boolean }) => Linter.Config[]
 }
 const asConfigured = new ESLint({ cwd: root })
-const packageOnly = new ESLint({ cwd: root, overrideConfig: importBoundaries({ packageImportsOnly: true }) })
+const relativeEntries = new ESLint({ cwd: root, overrideConfig: importBoundaries({ packageImportsOnly: false }) })
 
 /** The import-boundary messages ESLint reports for `code` as the file at `path`. */
 async function boundaryErrors (path: string, code: string, eslint = asConfigured): Promise<string[]> {
@@ -78,25 +78,25 @@ test('only tests and benchmarks import test/helpers', async () => {
   await assertAllowed('test/faults/x.ts', '../helpers/ports.js')
 })
 
-test('as configured now, outside plugins/ a relative import of a plugin ends at its index.js', async () => {
-  await assertFires('services/api/x.ts', '../../plugins/cache/cache-manager.js', /only through its public entry `plugins\/<name>\/index\.js`/)
-  await assertFires('test/x.test.ts', '../plugins/redis/client.js', /public entry/)
-  await assertAllowed('services/api/x.ts', '../../plugins/cache/index.js')
-  await assertAllowed('services/api/routes/x.ts', '../../../plugins/cache/index.js')
+test('with the package rule off, outside plugins/ a relative import of a plugin ends at its index.js', async () => {
+  await assertFires('services/api/x.ts', '../../plugins/cache/cache-manager.js', /only through its public entry `plugins\/<name>\/index\.js`/, relativeEntries)
+  await assertFires('test/x.test.ts', '../plugins/redis/client.js', /public entry/, relativeEntries)
+  await assertAllowed('services/api/x.ts', '../../plugins/cache/index.js', relativeEntries)
+  await assertAllowed('services/api/x.ts', '@lead-chassis/plugins/cache', relativeEntries)
 })
 
-test('with package imports only, outside plugins/ a plugin is imported as @lead-chassis/plugins/<name>', async () => {
+test('as configured, outside plugins/ a plugin is imported as @lead-chassis/plugins/<name>, never by a relative path', async () => {
   const message = /import `@lead-chassis\/plugins\/<name>`/
-  await assertFires('services/api/x.ts', '../../plugins/cache/index.js', message, packageOnly)
-  await assertFires('services/api/routes/x.ts', '../../../plugins/cache/index.js', message, packageOnly)
-  await assertFires('test/x.test.ts', '../plugins/redis/index.js', message, packageOnly)
-  await assertFires('scripts/bench/x.ts', '../../plugins/redis/index.js', message, packageOnly)
-  await assertFires('examples/minimal/app.ts', '../../plugins/cache/index.js', message, packageOnly)
-  await assertFires('services/api/x.ts', '@lead-chassis/plugins/cache/cache-manager', /nothing below it/, packageOnly)
-  await assertAllowed('services/api/x.ts', '@lead-chassis/plugins/cache', packageOnly)
-  await assertAllowed('examples/minimal/app.ts', '@lead-chassis/plugins/rate-limit', packageOnly)
+  await assertFires('services/api/x.ts', '../../plugins/cache/index.js', message)
+  await assertFires('services/api/routes/x.ts', '../../../plugins/cache/index.js', message)
+  await assertFires('test/x.test.ts', '../plugins/redis/index.js', message)
+  await assertFires('scripts/bench/x.ts', '../../plugins/redis/index.js', message)
+  await assertFires('examples/minimal/app.ts', '../../plugins/cache/index.js', message)
+  await assertFires('services/api/x.ts', '@lead-chassis/plugins/cache/cache-manager', /nothing below it/)
+  await assertAllowed('services/api/x.ts', '@lead-chassis/plugins/cache')
+  await assertAllowed('examples/minimal/app.ts', '@lead-chassis/plugins/rate-limit')
   // Inside plugins/ the rule does not apply: plugins import each other relatively.
-  await assertAllowed('plugins/cache/x.ts', '../redis/index.js', packageOnly)
+  await assertAllowed('plugins/cache/x.ts', '../redis/index.js')
   // The package-name rule holds whichever way the switch is set.
-  await assertFires('services/api/x.ts', '@lead-chassis/plugins/redis/client', /nothing below it/)
+  await assertFires('services/api/x.ts', '@lead-chassis/plugins/redis/client', /nothing below it/, relativeEntries)
 })

@@ -6,9 +6,9 @@ import { projectRoot } from '../services/platform/paths.js'
 import { apiConfigSchema } from '../services/api/config.js'
 import { dataServiceConfigSchema } from '../services/data-service/config.js'
 import { orchestratorConfigSchema } from '../services/orchestrator/config.js'
-import { composeSchema } from '../plugins/chassis/index.js'
+import { composeSchema } from '@lead-chassis/plugins/chassis'
 import { scriptsConfigFragment } from '../scripts/lib/config.js'
-import { cdnConfigFragment } from '../plugins/cdn/index.js'
+import { cdnConfigFragment } from '@lead-chassis/plugins/cdn'
 
 const schemas = { api: apiConfigSchema, 'data-service': dataServiceConfigSchema, orchestrator: orchestratorConfigSchema, scripts: composeSchema(scriptsConfigFragment), cdn: composeSchema(cdnConfigFragment) }
 

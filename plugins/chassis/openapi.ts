@@ -1,3 +1,5 @@
+// Kept in the declarations: a service that lets the chassis register @fastify/swagger gets `app.swagger()` typed.
+/// <reference types="@fastify/swagger" preserve="true" />
 import { createHash } from 'node:crypto'
 import swagger from '@fastify/swagger'
 import swaggerUi from '@fastify/swagger-ui'

@@ -5,6 +5,7 @@ import { loadQueryParser, normalizeQuery } from './query-normalizer.js'
 import { traceQueries } from './query-spans.js'
 import { redisStatement, unsampledSkipped } from './redis-statement.js'
 
+// The scope of the query spans, for whoever builds their own SDK with these instrumentations and filters spans.
 export { QUERY_SPANS_SCOPE } from './query-spans.js'
 
 /**

@@ -1,5 +1,5 @@
 import type { FastifyInstance } from 'fastify'
-import { buildService, startService } from '../../plugins/chassis/index.js'
+import { buildService, startService } from '@lead-chassis/plugins/chassis'
 import { loadApiConfig } from '../../services/api/config.js'
 import { ALL_LISTS_TAG, listKey, listTagFor } from '../../services/domain/lead-cache.js'
 import { LeadsRepository } from '../../services/domain/leads-repository.js'

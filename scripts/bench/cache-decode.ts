@@ -1,5 +1,5 @@
 import v8 from 'node:v8'
-import { decodeCacheEntry as decode, encodeCacheEntry as encode } from '../../plugins/cache/index.js'
+import { decodeCacheEntry as decode, encodeCacheEntry as encode } from '@lead-chassis/plugins/cache'
 
 // Decodes one cache entry `count` times, for instruction counts that a busy machine does not move:
 //   valgrind --tool=callgrind node dist/scripts/bench/cache-decode.js <json|v8|none> <count>

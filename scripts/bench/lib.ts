@@ -42,7 +42,7 @@ export async function startService (entry: string, env: Record<string, string>, 
  */
 export function runPreloaded<T> (script: string, args: string[], env: Record<string, string>): Promise<T> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', join(projectRoot, 'dist', 'plugins', 'telemetry', 'otel-preload.js'), script, ...args], {
+    const child = spawn(process.execPath, ['--import', import.meta.resolve('@lead-chassis/plugins/telemetry/otel-preload'), script, ...args], {
       env: { PATH: process.env.PATH ?? '', ...env },
       stdio: ['ignore', 'pipe', 'inherit']
     })

@@ -6,7 +6,7 @@
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import { trace } from '@opentelemetry/api'
-import { createConnectionPool } from '../../plugins/db-pool/index.js'
+import { createConnectionPool } from '@lead-chassis/plugins/db-pool'
 import { median, runPreloaded, table } from './lib.js'
 import { startOtlpSink } from './otlp-sink.js'
 

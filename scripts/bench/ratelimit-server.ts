@@ -1,8 +1,8 @@
 import Fastify, { type FastifyRequest } from 'fastify'
 import fastifyRateLimit from '@fastify/rate-limit'
 import { Redis } from 'ioredis'
-import { createRedisClient } from '../../plugins/redis/index.js'
-import { rateLimitPlugin } from '../../plugins/rate-limit/index.js'
+import { createRedisClient } from '@lead-chassis/plugins/redis'
+import { rateLimitPlugin } from '@lead-chassis/plugins/rate-limit'
 
 // One route, three ways: no limiter, ours over Redis, @fastify/rate-limit over Redis. Same key, same limit.
 const limiter = process.env.BENCH_LIMITER ?? 'none'

@@ -1,12 +1,10 @@
 import { readFileSync } from 'node:fs'
-import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import autocannon from 'autocannon'
 import { Redis } from 'ioredis'
-import { ApiKeyStore } from '../../plugins/api-keys/index.js'
-import { createConnectionPool } from '../../plugins/db-pool/index.js'
+import { ApiKeyStore } from '@lead-chassis/plugins/api-keys'
+import { createConnectionPool } from '@lead-chassis/plugins/db-pool'
 import { migrate } from '../../services/domain/migrate.js'
-import { projectRoot } from '../../services/platform/paths.js'
 import { seed } from '../../services/domain/seed.js'
 import { freePort } from '../../test/helpers/ports.js'
 import { median, startService, table, type LoadResult, type Service } from './lib.js'
@@ -60,7 +58,7 @@ const base = {
   LOG_LEVEL: 'info',
   OTEL_SERVICE_NAME: 'api'
 }
-const preload = ['--import', join(projectRoot, 'dist', 'plugins', 'telemetry', 'otel-preload.js')]
+const preload = ['--import', import.meta.resolve('@lead-chassis/plugins/telemetry/otel-preload')]
 // What deploy/k8s/base/config.yaml ships.
 const SHIPPED_SAMPLER = { OTEL_TRACES_SAMPLER: 'parentbased_traceidratio', OTEL_TRACES_SAMPLER_ARG: '0.1' }
 const ALL_SAMPLED = { OTEL_TRACES_SAMPLER: 'always_on' }

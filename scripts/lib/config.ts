@@ -1,4 +1,4 @@
-import { composeSchema, loadConfig, type ConfigFragment } from '../../plugins/chassis/index.js'
+import { composeSchema, loadConfig, type ConfigFragment } from '@lead-chassis/plugins/chassis'
 
 export const scriptsConfigFragment = {
   properties: {

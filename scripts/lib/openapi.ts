@@ -1,7 +1,7 @@
 import { join } from 'node:path'
 import type { FastifyInstance } from 'fastify'
 import openapiTS, { astToString } from 'openapi-typescript'
-import { createConnectionPool } from '../../plugins/db-pool/index.js'
+import { createConnectionPool } from '@lead-chassis/plugins/db-pool'
 import { buildApp } from '../../services/api/app.js'
 import { loadApiConfig } from '../../services/api/config.js'
 import { buildDataService } from '../../services/data-service/app.js'

@@ -4,7 +4,7 @@ import { Writable } from 'node:stream'
 import pino from 'pino'
 import type { FastifyInstance } from 'fastify'
 import { buildApp } from './app.js'
-import { REDACTED_LOG_PATHS } from '../../plugins/chassis/index.js'
+import { REDACTED_LOG_PATHS } from '@lead-chassis/plugins/chassis'
 import { SERVICE_HEADERS, createTestSchema, testApiConfig, uniqueName, type TestSchema } from '../../test/helpers/database.js'
 
 const REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379'

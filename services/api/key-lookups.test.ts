@@ -4,7 +4,7 @@ import { randomBytes } from 'node:crypto'
 import { Redis } from 'ioredis'
 import type { FastifyInstance } from 'fastify'
 import { buildApp } from './app.js'
-import { queryChannel, type QueryContext } from '../../plugins/db-pool/index.js'
+import { queryChannel, type QueryContext } from '@lead-chassis/plugins/db-pool'
 import { createTestSchema, testApiConfig, uniqueName, type TestSchema } from '../../test/helpers/database.js'
 
 // What keys cost before they are known: lookups in PostgreSQL (counted on the query seam), Redis commands and cache

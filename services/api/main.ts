@@ -1,4 +1,4 @@
-import { startService } from '../../plugins/chassis/index.js'
+import { startService } from '@lead-chassis/plugins/chassis'
 import { buildApp } from './app.js'
 import { loadApiConfig } from './config.js'
 

@@ -2,8 +2,8 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { tracingChannel } from 'node:diagnostics_channel'
 import { buildApp } from './app.js'
-import { QUERY_CHANNEL_NAME } from '../../plugins/db-pool/index.js'
-import { queryStatistics } from '../../plugins/telemetry/index.js'
+import { QUERY_CHANNEL_NAME } from '@lead-chassis/plugins/db-pool'
+import { queryStatistics } from '@lead-chassis/plugins/telemetry'
 import { SERVICE_HEADERS, createTestSchema, testApiConfig } from '../../test/helpers/database.js'
 
 const seam = tracingChannel(QUERY_CHANNEL_NAME)

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict'
 import { register } from 'node:module'
 import { NodeSDK } from '@opentelemetry/sdk-node'
 import { InMemorySpanExporter, SimpleSpanProcessor, type ReadableSpan } from '@opentelemetry/sdk-trace-base'
-import { createInstrumentations, QUERY_SPANS_SCOPE, startQuerySpans } from '../../plugins/telemetry/instrumentations.js'
+import { createInstrumentations, QUERY_SPANS_SCOPE, startQuerySpans } from '@lead-chassis/plugins/telemetry/instrumentations'
 
 register('@opentelemetry/instrumentation/hook.mjs', import.meta.url)
 const exporter = new InMemorySpanExporter()
@@ -73,7 +73,7 @@ test('a cache-miss GET is one trace: the server span and, under it, the Redis an
   assert.ok(pg.length > 0, 'PostgreSQL spans in the trace')
   assert.ok([...redis, ...pg].every(descends), 'Redis and pg spans sit under the server span')
   assert.equal(spans.filter((s) => s.kind === SpanKind.SERVER).length, 1, 'one server span')
-  const { normalizeQuery } = await import('../../plugins/telemetry/index.js')
+  const { normalizeQuery } = await import('@lead-chassis/plugins/telemetry')
   const query = pg.find((s) => s.attributes['db.query.fingerprint'] !== undefined && String(s.attributes['db.statement'] ?? s.attributes['db.query.text'] ?? '').includes('FROM leads'))
   assert.ok(query, 'the pg span of the lead query carries a fingerprint')
   const text = String(query.attributes['db.statement'] ?? query.attributes['db.query.text'])

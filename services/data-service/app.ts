@@ -1,5 +1,5 @@
 import type { FastifyInstance } from 'fastify'
-import { buildService, type ServiceDefinition } from '../../plugins/chassis/index.js'
+import { buildService, type ServiceDefinition } from '@lead-chassis/plugins/chassis'
 import { platformPlugins, type PlatformOptions } from '../platform/platform.js'
 import type { DataServiceConfig } from './config.js'
 import { importRoutes } from './routes/imports.js'

@@ -5,7 +5,7 @@ import { createTestSchema, testEnv, uniqueName, SERVICE_HEADERS, type TestSchema
 import { buildDataService } from './app.js'
 import { loadDataServiceConfig } from './config.js'
 import { Readable } from 'node:stream'
-import { DatabaseError, type ConnectionPool } from '../../plugins/db-pool/index.js'
+import { DatabaseError, type ConnectionPool } from '@lead-chassis/plugins/db-pool'
 import { ImportInterruptedError, importLeads, type Rejection } from './lead-import.js'
 
 async function setup (t: { after: (fn: () => Promise<void>) => void }, env: Record<string, string> = {}): Promise<{ app: FastifyInstance, db: TestSchema }> {

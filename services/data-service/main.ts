@@ -1,4 +1,4 @@
-import { startService } from '../../plugins/chassis/index.js'
+import { startService } from '@lead-chassis/plugins/chassis'
 import { buildDataService } from './app.js'
 import { loadDataServiceConfig } from './config.js'
 

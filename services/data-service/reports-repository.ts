@@ -1,4 +1,4 @@
-import type { ConnectionPool } from '../../plugins/db-pool/index.js'
+import type { ConnectionPool } from '@lead-chassis/plugins/db-pool'
 
 export const GROUPINGS = ['status', 'product', 'state', 'day'] as const
 export type Grouping = typeof GROUPINGS[number]

@@ -1,6 +1,6 @@
 import type { FastifySchemaValidationError } from 'fastify'
 import type { SchemaErrorDataVar } from 'fastify/types/schema.js'
-import { formatSchemaErrors } from '../../plugins/chassis/index.js'
+import { formatSchemaErrors } from '@lead-chassis/plugins/chassis'
 import { TEXT_PATTERN } from './lead-schemas.js'
 
 /**

@@ -1,4 +1,4 @@
-import { DatabaseError, type ConnectionPool, type TransactionClient } from '../../plugins/db-pool/index.js'
+import { DatabaseError, type ConnectionPool, type TransactionClient } from '@lead-chassis/plugins/db-pool'
 import { decodeCursor, encodeCursor, invalidCursor } from './cursor.js'
 import { LeadErrors } from './errors.js'
 import type { Lead, LeadActivity, LeadInput, LeadListQuery, LeadPatch } from './lead-schemas.js'

@@ -1,4 +1,4 @@
-import type { ConnectionPool } from '../../plugins/db-pool/index.js'
+import type { ConnectionPool } from '@lead-chassis/plugins/db-pool'
 import { LEAD_COLUMNS } from '../domain/leads-repository.js'
 import { LeadErrors } from '../domain/errors.js'
 import type { Lead } from '../domain/lead-schemas.js'

@@ -1,4 +1,4 @@
-import { composeSchema, loadConfig, type ConfigFragment, type ConfigOf, type LoadConfigOptions } from '../../plugins/chassis/index.js'
+import { composeSchema, loadConfig, type ConfigFragment, type ConfigOf, type LoadConfigOptions } from '@lead-chassis/plugins/chassis'
 import { platformConfigFragments, type PlatformConfig } from '../platform/platform.js'
 
 const orchestratorFragment = {

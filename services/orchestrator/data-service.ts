@@ -1,4 +1,4 @@
-import type { ServiceClient } from '../../plugins/http-client/index.js'
+import type { ServiceClient } from '@lead-chassis/plugins/http-client'
 import type { paths } from './data-service-api.js'
 
 type JsonOf<R> = R extends { content: { 'application/json': infer B } } ? B : undefined

@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events'
 import type { FastifyBaseLogger } from 'fastify'
-import type { RedisClient } from '../../plugins/redis/index.js'
+import type { RedisClient } from '@lead-chassis/plugins/redis'
 
 export interface AssignmentEvent {
   type: 'lead.assigned'

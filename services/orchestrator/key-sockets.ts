@@ -1,5 +1,5 @@
 import type { WebSocket } from 'ws'
-import type { ApiKeyStore, KeyChange } from '../../plugins/api-keys/index.js'
+import type { ApiKeyStore, KeyChange } from '@lead-chassis/plugins/api-keys'
 
 /**
  * The close code of a WebSocket whose key was revoked, deleted or changed (scopes, secret) while it was open. In

@@ -70,7 +70,7 @@ test('a routing call (not idempotent) is never retried', async (t) => {
   const flaky = httpServer((_req, res) => { calls++; res.writeHead(503).end() })
   await new Promise<void>((resolve) => flaky.listen(0, '127.0.0.1', resolve))
   t.after(() => { flaky.close() })
-  const { createServiceClient } = await import('../../plugins/http-client/index.js')
+  const { createServiceClient } = await import('@lead-chassis/plugins/http-client')
   const client = createServiceClient({ name: 'flaky', baseUrl: `http://127.0.0.1:${(flaky.address() as { port: number }).port}`, retries: 3, retryBaseMs: 1 })
   t.after(() => client.close())
   await assert.rejects(client.request({ method: 'POST', path: '/x', body: {} }), { code: 'UPSTREAM_UNAVAILABLE' })

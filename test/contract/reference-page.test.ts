@@ -2,7 +2,7 @@ import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 import type { FastifyInstance } from 'fastify'
 import { buildApp } from '../../services/api/app.js'
-import { DOCS_CSP } from '../../plugins/chassis/index.js'
+import { DOCS_CSP } from '@lead-chassis/plugins/chassis'
 import { createTestSchema, testApiConfig, uniqueName, type TestSchema } from '../helpers/database.js'
 
 const REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379'

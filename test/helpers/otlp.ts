@@ -56,7 +56,7 @@ export async function startOtlpReceiver (t: After): Promise<{ url: string, recei
  */
 export async function startTracedService (t: After, name: string, entry: string, otlpUrl: string, env: Record<string, string>): Promise<{ url: string, stdout: () => string, stderr: () => string, stop: () => Promise<number | null> }> {
   const port = await freePort()
-  const child = spawn(process.execPath, ['--import', join(projectRoot, 'dist', 'plugins', 'telemetry', 'otel-preload.js'), join(projectRoot, entry)], {
+  const child = spawn(process.execPath, ['--import', import.meta.resolve('@lead-chassis/plugins/telemetry/otel-preload'), join(projectRoot, entry)], {
     cwd: projectRoot,
     env: {
       PATH: process.env.PATH ?? '', PORT: String(port), LOG_LEVEL: 'warn', DB_POOL_MIN: '1',

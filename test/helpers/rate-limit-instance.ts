@@ -1,6 +1,6 @@
 import Fastify from 'fastify'
-import { redisPlugin } from '../../plugins/redis/index.js'
-import { rateLimitOptionsFromConfig, rateLimitPlugin } from '../../plugins/rate-limit/index.js'
+import { redisPlugin } from '@lead-chassis/plugins/redis'
+import { rateLimitOptionsFromConfig, rateLimitPlugin } from '@lead-chassis/plugins/rate-limit'
 
 // One service instance as the platform composes it (the redis plugin, then the rate limiter from its config), with
 // the limit keyed by a header so that a burst from one test process counts as one client. Started fresh by

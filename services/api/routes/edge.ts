@@ -1,8 +1,8 @@
 import type { FastifyInstance } from 'fastify'
 import type { FastifyError } from 'fastify'
-import { ApiKeyErrors } from '../../../plugins/api-keys/index.js'
-import { errorBodySchema } from '../../../plugins/chassis/index.js'
-import { cidrMatcher } from '../../../plugins/rate-limit/index.js'
+import { ApiKeyErrors } from '@lead-chassis/plugins/api-keys'
+import { errorBodySchema } from '@lead-chassis/plugins/chassis'
+import { cidrMatcher } from '@lead-chassis/plugins/rate-limit'
 
 /** The scope whose holders share NGINX's micro-cache of lead reads. */
 const EDGE_SHARED_SCOPE = 'leads:read'

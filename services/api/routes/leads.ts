@@ -1,6 +1,6 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify'
-import { errorBodySchema } from '../../../plugins/chassis/index.js'
-import { sendCached } from '../../../plugins/cache/index.js'
+import { errorBodySchema } from '@lead-chassis/plugins/chassis'
+import { sendCached } from '@lead-chassis/plugins/cache'
 import { ALL_LISTS_TAG, changeTagsOf, leadKey, listKey, listTagFor } from '../../domain/lead-cache.js'
 import { LeadErrors } from '../../domain/errors.js'
 import { LeadsRepository } from '../../domain/leads-repository.js'

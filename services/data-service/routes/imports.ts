@@ -1,6 +1,6 @@
 import { Readable, Transform } from 'node:stream'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
-import { errorBodySchema, withBodyDetails } from '../../../plugins/chassis/index.js'
+import { errorBodySchema, withBodyDetails } from '@lead-chassis/plugins/chassis'
 import { ALL_LISTS_TAG, REPORT_TAGS, leadKey } from '../../domain/lead-cache.js'
 import { DataServiceErrors } from '../errors.js'
 import { ImportInterruptedError, importLeads, type ImportFormat } from '../lead-import.js'

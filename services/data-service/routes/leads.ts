@@ -1,5 +1,5 @@
 import type { FastifyInstance } from 'fastify'
-import { errorBodySchema } from '../../../plugins/chassis/index.js'
+import { errorBodySchema } from '@lead-chassis/plugins/chassis'
 import { LeadErrors } from '../../domain/errors.js'
 import { LeadsRepository } from '../../domain/leads-repository.js'
 import { PRODUCTS, US_STATES, leadIdParamsSchema, leadSchema } from '../../domain/lead-schemas.js'

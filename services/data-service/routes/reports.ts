@@ -1,6 +1,6 @@
 import type { FastifyInstance, FastifyReply } from 'fastify'
-import { errorBodySchema } from '../../../plugins/chassis/index.js'
-import { sendCached } from '../../../plugins/cache/index.js'
+import { errorBodySchema } from '@lead-chassis/plugins/chassis'
+import { sendCached } from '@lead-chassis/plugins/cache'
 import { REPORT_TAGS } from '../../domain/lead-cache.js'
 import { PRODUCTS } from '../../domain/lead-schemas.js'
 import type { SchemaTypes } from '../../platform/schema-types.js'

@@ -1,5 +1,5 @@
 import type { FastifyError, FastifyInstance, FastifyRequest } from 'fastify'
-import { errorBodySchema } from '../../../plugins/chassis/index.js'
+import { errorBodySchema } from '@lead-chassis/plugins/chassis'
 import { LeadErrors } from '../../domain/errors.js'
 import { REPORT_TAGS, changeTagsOf, leadKey } from '../../domain/lead-cache.js'
 import { PRODUCTS, US_STATES, leadIdParamsSchema } from '../../domain/lead-schemas.js'
