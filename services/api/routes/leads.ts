@@ -38,7 +38,7 @@ export async function leadRoutes (app: FastifyInstance, opts: LeadRoutesOptions)
     schema: { querystring: listLeadsQuerySchema, response: { 200: leadPageSchema, ...errors } }
   }, async (request, reply) => {
     if (!opts.cache) return leads.list(request.query)
-    return sendCached(app.cache, request, reply, { key: listKey(request.query), tags: [listTagFor(request.query), ALL_LISTS_TAG] }, () => leads.list(request.query))
+    return sendCached(app.cache, request, reply, { key: listKey(request.query), tags: [listTagFor(request.query), ALL_LISTS_TAG] }, () => app.db.freshReads(() => leads.list(request.query)))
   })
 
   app.get<{ Params: { id: string } }>('/:id', {
@@ -50,7 +50,8 @@ export async function leadRoutes (app: FastifyInstance, opts: LeadRoutesOptions)
       if (!lead) throw notFound(request.params.id)
       return lead
     }
-    return opts.cache ? sendCached(app.cache, request, reply, { key: leadKey(request.params.id) }, load) : load()
+    // A cache fill outlives the request: it must not store what a lagging replica still shows (freshReads).
+    return opts.cache ? sendCached(app.cache, request, reply, { key: leadKey(request.params.id) }, () => app.db.freshReads(load)) : load()
   })
 
   // The one anonymous door: the lead-capture form. A key, when presented, must carry leads:create.

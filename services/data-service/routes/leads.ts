@@ -26,7 +26,8 @@ export async function leadLookupRoutes (app: FastifyInstance): Promise<void> {
     config: { ...config, errorCodes: { 404: ['LEAD_NOT_FOUND'] } },
     schema: { params: leadIdParamsSchema, response: { 200: leadSchema, ...errors } }
   }, async (request) => {
-    const lead = await leads.get(request.params.id)
+    // Other services ask after events they were told of: the read sees every write committed before it.
+    const lead = await app.db.freshReads(() => leads.get(request.params.id))
     if (!lead) throw new HttpError(404, 'LEAD_NOT_FOUND', `Lead ${request.params.id} not found`)
     return lead
   })
