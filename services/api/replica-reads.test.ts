@@ -5,6 +5,8 @@ import type { FastifyInstance } from 'fastify'
 import { buildApp } from './app.js'
 import { loadApiConfig, type ApiConfig } from './config.js'
 import { migrate } from '../domain/migrate.js'
+import { buildDataService } from '../data-service/app.js'
+import { loadDataServiceConfig } from '../data-service/config.js'
 import { SERVICE_HEADERS, TEST_SERVICE_KEY } from '../../test/helpers/database.js'
 import { eventually } from '../../test/helpers/eventually.js'
 import { startStreamingReplica, type StreamingReplica } from '../../test/helpers/replica.js'
@@ -114,6 +116,19 @@ test('with the cache on, a fill after a PATCH stores the new lead, even when a c
   assert.equal(blind.json().score, 55, 'the fill waited for the primary\'s position')
   assert.equal(list.json().data.find((l: { id: string }) => l.id === id)?.score, 55)
   assert.equal((await app.inject({ url: `/api/v1/leads/${id}`, headers: SERVICE_HEADERS })).json().score, 55, 'and the cache holds it')
+})
+
+test('the data-service answers another service\'s lead lookup with every committed write, even from a lagging replica', async (t) => {
+  const data = await buildDataService(loadDataServiceConfig({
+    dotenv: false,
+    env: { SERVICE_API_KEY: TEST_SERVICE_KEY, CACHE_ENABLED: 'false', RATE_LIMIT_ENABLED: 'false', PRESSURE_MAX_EVENT_LOOP_DELAY_MS: '0', DATABASE_URL: cluster.primary.url, DB_POOL_MIN: '1', LOG_LEVEL: 'silent', DATABASE_REPLICA_URLS: replicaUrl, DB_REPLICA_WAIT_MS: '5000' }
+  }))
+  t.after(() => data.close())
+  await delayReplay(t, 2000)
+  const [lead] = await cluster.primary.sql<{ id: string }>("INSERT INTO leads (first_name, last_name, email, product, state) VALUES ('Cy', 'Oh', 'cy.replica@example.com', 'auto', 'NY') RETURNING id")
+  const res = await data.inject({ url: `/data/v1/leads/${lead?.id as string}`, headers: SERVICE_HEADERS })
+  assert.equal(res.statusCode, 200, 'an event about a lead the replica has not replayed finds the lead')
+  assert.equal(data.db.getMetrics().replicas?.reads.find((r) => r.target === 'replica' && r.reason === 'waited')?.count, 1)
 })
 
 test('the wait is bounded: with DB_REPLICA_WAIT_MS shorter than the replay delay, the read goes to the primary', async (t) => {
