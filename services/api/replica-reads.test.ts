@@ -211,10 +211,12 @@ test('a replica stopped under a stream of GETs fails no request', async (t) => {
     }
   }
   const workers = Array.from({ length: 8 }, (_, k) => worker(k))
+  const served = (): number => app.db.getMetrics().replicas?.reads.reduce((n, r) => n + r.count, 0) ?? 0
   try {
-    await sleep(300)
+    await eventually(() => served() >= 20, 10_000, 'the replica serves GETs before it stops')
     cluster.replica.stop('immediate')
-    await sleep(1000)
+    const stoppedAt = served()
+    await eventually(() => served() >= stoppedAt + 50, 10_000, 'GETs go on after the stop')
   } finally {
     running = false
     await Promise.all(workers)
