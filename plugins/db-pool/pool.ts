@@ -127,10 +127,12 @@ export interface TransactionOptions {
 
 export interface QueryOptions {
   /**
-   * The statement only reads: with replicas, it may run on one that has replayed this request's writes (and the
-   * position the caller presented). Unmarked statements run on the primary and count as writes. @default false
+   * `true`: the statement only reads; with replicas, it may run on one that has replayed this request's writes (and
+   * the position the caller presented). `'primary'`: it only reads but must see the latest commit (a revocation), so
+   * it runs on the primary without counting as a write. Unmarked statements run on the primary and count as writes.
+   * @default false
    */
-  read?: boolean
+  read?: boolean | 'primary'
 }
 
 export interface QueryResult<R> {
@@ -283,7 +285,7 @@ export class ConnectionPool {
   async query<R extends object = Record<string, unknown>> (text: string, params: readonly unknown[] = [], options?: QueryOptions): Promise<QueryResult<R>> {
     if (this.#replicas === undefined) return this.#query<R>(text, params)
     if (options?.read === true) return this.#routeRead((replica) => replica.query<R>(text, params), () => this.#query<R>(text, params))
-    this.#noteWrite()
+    if (options?.read !== 'primary') this.#noteWrite()
     return this.#query<R>(text, params)
   }
 

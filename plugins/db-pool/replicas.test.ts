@@ -40,6 +40,7 @@ test('marked reads run on the replica; writes and unmarked statements on the pri
   const p = await pool([cluster.replica.url])
   for (let i = 0; i < 5; i++) assert.equal(await inRecovery(p, true), true, 'a marked read ran on a server in recovery')
   assert.equal(await inRecovery(p, false), false, 'an unmarked statement ran on the primary')
+  assert.equal((await p.query<{ r: boolean }>('SELECT pg_is_in_recovery() AS r', [], { read: 'primary' })).rows[0]?.r, false)
   assert.equal(await p.transaction(async (tx) => (await tx.query<{ r: boolean }>('SELECT pg_is_in_recovery() AS r')).rows[0]?.r, { read: true }), true)
   assert.equal(await p.transaction(async (tx) => {
     await tx.query("INSERT INTO notes (body) VALUES ('w')")
@@ -77,7 +78,13 @@ test('within a request, a read after a write sees it: the replica once it has re
       const { rows } = await app.db.query('SELECT body FROM notes WHERE id = $1', [note?.id], { read: true })
       return { found: rows.length }
     })
+    app.get('/notes', async () => {
+      await app.db.query('SELECT 1', [], { read: 'primary' })
+      return (await app.db.query('SELECT count(*)::int AS n FROM notes', [], { read: true })).rows[0]
+    })
     t.after(() => app.close())
+    const readOnly = await app.inject('/notes')
+    assert.equal(readOnly.headers['x-read-after-lsn'], undefined, 'a request that only read carries no position')
     for (let i = 0; i < 3; i++) {
       const res = await app.inject({ method: 'POST', url: '/notes' })
       assert.equal(res.json().found, 1, `waitMillis ${waitMillis}: the read saw the request's own write`)
