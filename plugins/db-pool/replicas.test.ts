@@ -5,6 +5,7 @@ import { createConnectionPool, dbPoolPlugin, type ConnectionPool, type Connectio
 import { startStreamingReplica, type StreamingReplica } from '../../test/helpers/replica.js'
 import { eventually } from '../../test/helpers/eventually.js'
 import { freePort } from '../../test/helpers/ports.js'
+import { startFaultProxy } from '../../test/helpers/fault-proxy.js'
 
 let cluster: StreamingReplica
 const pools: ConnectionPool[] = []
@@ -127,4 +128,31 @@ test('a replica stopped under a stream of reads fails no read, and serves again 
   cluster.replica.start()
   await eventually(() => p.getMetrics().replicas?.states[0]?.healthy === true, 10_000, 'the replica is healthy again')
   assert.equal(await inRecovery(p, true), true)
+})
+
+test('a replica that stops answering (a partition) costs a read at most the wait or the query bound, then the primary answers', async (t) => {
+  const proxy = await startFaultProxy({ port: cluster.replica.port })
+  t.after(() => proxy.close())
+  const app = Fastify()
+  await app.register(dbPoolPlugin, { connectionString: cluster.primary.url, min: 1, max: 4, queryTimeoutMillis: 1000, replicas: { urls: [proxy.rewrite(cluster.replica.url)], waitMillis: 300, healthCheckInterval: 0 } })
+  app.get('/count', async () => (await app.db.query<{ r: boolean }>('SELECT pg_is_in_recovery() AS r', [], { read: true })).rows[0])
+  t.after(() => app.close())
+  assert.equal((await app.inject('/count')).json().r, true, 'the replica answers before the partition')
+
+  await cluster.primary.sql("INSERT INTO notes (body) VALUES ('partition')")
+  const [{ lsn }] = await cluster.primary.sql<{ lsn: string }>('SELECT pg_current_wal_lsn()::text AS lsn') as [{ lsn: string }]
+  proxy.blackhole()
+  // Must see a write: the poll of the silent replica hangs, the wait does not.
+  let started = performance.now()
+  const waited = await app.inject({ url: '/count', headers: { 'x-read-after-lsn': lsn } })
+  assert.equal(waited.json().r, false)
+  assert.ok(performance.now() - started < 1000, `answered by the primary after the 300 ms wait: ${(performance.now() - started).toFixed(0)} ms`)
+  assert.equal(reads(app.db, 'primary', 'lagging'), 1)
+  // Nothing to wait for: the replica is tried, fails within the query bound, and the primary answers.
+  started = performance.now()
+  assert.equal((await app.inject('/count')).json().r, false)
+  assert.ok(performance.now() - started < 3000, `within the 1 s query bound plus the primary's answer: ${(performance.now() - started).toFixed(0)} ms`)
+  assert.equal(reads(app.db, 'primary', 'replica_failed'), 1)
+  assert.equal(app.db.getMetrics().replicas?.states[0]?.healthy, false, 'and it is skipped from then on')
+  proxy.heal()
 })

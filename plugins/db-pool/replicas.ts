@@ -64,7 +64,18 @@ export class Replica<P extends ReplicaPool> {
   /** Resolves true once the replica has replayed `target`, false past `deadline` (performance.now() time) or on failure. */
   waitFor (target: bigint, deadline: number): Promise<boolean> {
     return new Promise((resolve) => {
-      this.#waiters.add({ target, deadline, resolve })
+      // The timer keeps the bound when a poll itself hangs (a replica that stopped answering).
+      const timer = setTimeout(() => waiter.resolve(false), Math.max(0, deadline - performance.now()))
+      const waiter: Waiter = {
+        target,
+        deadline,
+        resolve: (reached) => {
+          clearTimeout(timer)
+          this.#waiters.delete(waiter)
+          resolve(reached)
+        }
+      }
+      this.#waiters.add(waiter)
       if (!this.#polling) void this.#poll()
     })
   }
@@ -77,11 +88,9 @@ export class Replica<P extends ReplicaPool> {
         const { rows } = await this.pool.query('SELECT pg_last_wal_replay_lsn()::text AS replay')
         this.replay = parseLsn((rows[0] as { replay?: string } | undefined)?.replay) ?? this.replay
         const now = performance.now()
-        for (const w of this.#waiters) {
+        for (const w of [...this.#waiters]) {
           if (this.replay >= w.target) w.resolve(true)
           else if (now >= w.deadline) w.resolve(false)
-          else continue
-          this.#waiters.delete(w)
         }
         if (this.#waiters.size > 0) await sleep(this.pollMillis)
       }
@@ -89,8 +98,7 @@ export class Replica<P extends ReplicaPool> {
       // The read falls back to the primary; marking the replica is the health check's and the reads' business.
     } finally {
       this.#polling = false
-      for (const w of this.#waiters) w.resolve(false)
-      this.#waiters.clear()
+      for (const w of [...this.#waiters]) w.resolve(false)
     }
   }
 
