@@ -252,6 +252,10 @@ const settings: Record<string, Setting> = {
       assert.equal(attempts, 2)
     }
   },
+  DATABASE_REPLICA_URLS: { testedBy: { file: 'services/api/replica-reads.test.ts', test: 'the leads GET routes read from the replica (DATABASE_REPLICA_URLS): a lead it has not replayed is found only with its position' } },
+  DB_REPLICA_POOL_MAX: { testedBy: { file: 'services/api/replica-reads.test.ts', test: 'DB_REPLICA_POOL_MAX=2 opens at most two connections to the replica under six concurrent reads' } },
+  DB_REPLICA_WAIT_MS: { testedBy: { file: 'services/api/replica-reads.test.ts', test: 'the wait is bounded: with DB_REPLICA_WAIT_MS shorter than the replay delay, the read goes to the primary' } },
+  DB_REPLICA_HEALTH_CHECK_INTERVAL: { testedBy: { file: 'services/api/replica-reads.test.ts', test: 'DB_REPLICA_HEALTH_CHECK_INTERVAL=100 notices a stopped replica without any read, and its return' } },
   LEAD_BODY_LIMIT_BYTES: {
     test: 'LEAD_BODY_LIMIT_BYTES=2048 answers 413 to a larger lead',
     run: async (t) => {

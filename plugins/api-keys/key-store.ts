@@ -228,7 +228,7 @@ export class ApiKeyStore {
   async #lookup (id: string): Promise<StoredKey | null> {
     const load = async (): Promise<StoredKey | null> => {
       const { rows } = await this.#db.query<{ name: string, secret_hash: Buffer, scopes: string[], revoked: boolean }>(
-        'SELECT name, secret_hash, scopes, revoked_at IS NOT NULL AS revoked FROM api_keys WHERE id = $1', [id])
+        'SELECT name, secret_hash, scopes, revoked_at IS NOT NULL AS revoked FROM api_keys WHERE id = $1', [id], { read: 'primary' })
       const row = rows[0]
       return row ? { name: row.name, hash: row.secret_hash.toString('base64'), scopes: row.scopes, revoked: row.revoked } : null
     }

@@ -1,7 +1,14 @@
 import fp from 'fastify-plugin'
-import type { FastifyInstance } from 'fastify'
+import type { FastifyInstance, FastifyRequest } from 'fastify'
 import { optionalDependency } from '../chassis/index.js'
 import { ConnectionPool, type ConnectionPoolOptions } from './pool.js'
+import { newReadContext, parseLsn, readContext, type ReadContext } from './read-context.js'
+
+/**
+ * The read-after position: sent on a response whose request wrote, presented by the caller on later requests so
+ * that their reads on a replica see that write. A value that is not an LSN is ignored.
+ */
+export const READ_AFTER_HEADER = 'x-read-after-lsn'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -37,7 +44,26 @@ export const dbPoolPlugin = fp(async (app: FastifyInstance, opts: DbPoolPluginOp
       }
     })
   }
+  if (pool.hasReplicas) readYourWrites(app, pool)
   app.addHook('onClose', async () => {
     if (!injected || closeInjected) await pool.close()
   })
 }, { name: 'db-pool', fastify: '5.x' })
+
+/**
+ * Each request runs in a read context (AsyncLocalStorage, so repositories need no extra parameter) that starts at the
+ * position the caller presented and records the request's own writes; a request that wrote answers with the position.
+ */
+function readYourWrites (app: FastifyInstance, pool: ConnectionPool): void {
+  const contexts = new WeakMap<FastifyRequest, ReadContext>()
+  app.addHook('onRequest', (request, _reply, done) => {
+    const presented = request.headers[READ_AFTER_HEADER]
+    const context = newReadContext(parseLsn(presented) ?? 0n)
+    contexts.set(request, context)
+    readContext.run(context, done)
+  })
+  app.addHook('onSend', async (request, reply) => {
+    const position = await pool.readAfterPosition(contexts.get(request)).catch(() => undefined)
+    if (position !== undefined) void reply.header(READ_AFTER_HEADER, position)
+  })
+}

@@ -3,6 +3,8 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { queryChannel, type QueryContext } from './channel.js'
 import { DatabaseError, PoolErrors, isConnectionError, toDatabaseError } from './errors.js'
 import { NotificationListener, type NotificationListenerOptions } from './listener.js'
+import { formatLsn, newReadContext, parseLsn, readContext, type ReadContext } from './read-context.js'
+import { ReplicaSet, replicaAddress, type ReadReason, type ReadTarget, type ReplicaState } from './replicas.js'
 
 export interface PoolLogger {
   info: (obj: object, msg: string) => void
@@ -48,10 +50,30 @@ export interface ConnectionPoolOptions {
   applicationName?: string
   /** How the dedicated LISTEN connection (`notifications`) reconnects and checks its link. */
   listener?: NotificationListenerOptions
+  /** Streaming replicas that reads marked `read: true` may go to. @default none */
+  replicas?: ReplicaOptions
   logger?: PoolLogger
 }
 
-export type ResolvedPoolOptions = Required<Omit<ConnectionPoolOptions, 'connectionString' | 'host' | 'port' | 'database' | 'user' | 'password' | 'schema' | 'logger' | 'applicationName' | 'listener'>>
+export interface ReplicaOptions {
+  /** postgres:// URLs of streaming replicas of this pool's server; named `replica-1`, `replica-2`... in order. */
+  urls: readonly string[]
+  /** Connections never exceeded, per replica (none are opened before the first read). @default 10 */
+  max?: number
+  /**
+   * Longest a read that must see a write (of its request, or the position the caller presented) waits for a replica
+   * to replay it; past it the read goes to the primary. 0: such reads go to the primary unless a replica has it. @default 1000
+   */
+  waitMillis?: number
+  /** Period of the replica check (recovery state, replay position, lag); a failed check skips the replica. @default 1000 */
+  healthCheckInterval?: number
+  /** Period of the replay-position poll while reads wait. @default 10 */
+  pollMillis?: number
+}
+
+export const replicaDefaults = Object.freeze({ max: 10, waitMillis: 1000, healthCheckInterval: 1000, pollMillis: 10 })
+
+export type ResolvedPoolOptions = Required<Omit<ConnectionPoolOptions, 'connectionString' | 'host' | 'port' | 'database' | 'user' | 'password' | 'schema' | 'logger' | 'applicationName' | 'listener' | 'replicas'>>
 
 export const poolDefaults: ResolvedPoolOptions = Object.freeze({
   name: 'main',
@@ -73,6 +95,14 @@ export interface PoolMetrics {
   queries: number
   min: number
   max: number
+  /** Present when the pool has replicas. */
+  replicas?: ReplicaMetrics
+}
+
+export interface ReplicaMetrics {
+  states: ReplicaState[]
+  /** Marked reads since start, by where they went and why. */
+  reads: Array<{ target: ReadTarget, reason: ReadReason, count: number }>
 }
 
 export interface PoolHealth {
@@ -91,6 +121,18 @@ export interface TransactionOptions {
   readOnly?: boolean
   /** Re-runs after 40001/40P01; overrides the pool's transactionRetries. */
   retries?: number
+  /** A read-only transaction that may run on a replica, like a `read: true` query. @default false */
+  read?: boolean
+}
+
+export interface QueryOptions {
+  /**
+   * `true`: the statement only reads; with replicas, it may run on one that has replayed this request's writes (and
+   * the position the caller presented). `'primary'`: it only reads but must see the latest commit (a revocation), so
+   * it runs on the primary without counting as a write. Unmarked statements run on the primary and count as writes.
+   * @default false
+   */
+  read?: boolean | 'primary'
 }
 
 export interface QueryResult<R> {
@@ -124,6 +166,12 @@ function validate (options: ConnectionPoolOptions): ResolvedPoolOptions {
   if (!Number.isInteger(o.max) || o.max < 1) problems.push('max must be a positive integer')
   if (o.min > o.max) problems.push(`min (${o.min}) must not exceed max (${o.max})`)
   if (options.schema !== undefined && !SCHEMA_NAME.test(options.schema)) problems.push('schema must be a plain identifier')
+  const r = options.replicas
+  if (r) {
+    for (const key of ['waitMillis', 'healthCheckInterval'] as const) if (r[key] !== undefined && (!Number.isInteger(r[key]) || r[key] < 0)) problems.push(`replicas.${key} must be a non-negative integer`)
+    for (const key of ['max', 'pollMillis'] as const) if (r[key] !== undefined && (!Number.isInteger(r[key]) || r[key] < 1)) problems.push(`replicas.${key} must be a positive integer`)
+    for (const url of r.urls) if (!/^postgres(ql)?:\/\//.test(url)) problems.push('replicas.urls must be postgres:// URLs')
+  }
   if (problems.length > 0) throw new PoolErrors.DB_POOL_INVALID_OPTIONS(problems.join('; '))
   return o
 }
@@ -150,6 +198,7 @@ export class ConnectionPool {
   #healthTimer: NodeJS.Timeout | undefined
   #minTimer: NodeJS.Timeout | undefined
   #health: PoolHealth = { healthy: false, checkedAt: undefined, latencyMs: undefined, error: undefined }
+  readonly #replicas: ReplicaSet<ConnectionPool> | undefined
 
   constructor (options: ConnectionPoolOptions = {}) {
     this.options = validate(options)
@@ -182,6 +231,22 @@ export class ConnectionPool {
     this.#pool.on('error', (err) => this.#onConnectionError(err))
     this.#pool.on('connect', (client) => client.on('error', (err) => this.#onConnectionError(err)))
     this.#pool.on('remove', () => this.#scheduleRefill())
+    const r = options.replicas
+    if (r && r.urls.length > 0) {
+      const ro = { ...replicaDefaults, ...Object.fromEntries(Object.entries(r).filter(([, v]) => v !== undefined)) }
+      const replicas = r.urls.map((url, i) => {
+        const name = `replica-${i + 1}`
+        // No minimum and no checks of its own: a replica that is down must not fail the start; the set checks it.
+        const pool = new ConnectionPool({ ...options, replicas: undefined, connectionString: url, host: undefined, port: undefined, database: undefined, user: undefined, password: undefined, name, applicationName: `${options.applicationName ?? o.name}-${name}`, min: 0, max: ro.max, healthCheckInterval: 0 })
+        return { name, address: replicaAddress(url), pool }
+      })
+      this.#replicas = new ReplicaSet(replicas, { ...ro, logger: this.#log, primaryPosition: () => this.#primaryPosition() })
+    }
+  }
+
+  /** True when reads marked `read: true` may go to replicas (and requests carry a read-after position). */
+  get hasReplicas (): boolean {
+    return this.#replicas !== undefined
   }
 
   get name (): string {
@@ -209,6 +274,7 @@ export class ConnectionPool {
     // all go, taking the pool under min; and it announces a removal ('remove') only once the socket has closed,
     // which over a dead link may be never. A count each second (no query) notices it whatever removed them.
     if (this.options.min > 0) this.#minTimer = setInterval(() => { this.#scheduleRefill() }, MIN_CHECK_INTERVAL_MS).unref()
+    await this.#replicas?.start()
   }
 
   /**
@@ -216,7 +282,14 @@ export class ConnectionPool {
    * most queryTimeoutMillis + CLIENT_TIMEOUT_MARGIN_MS; past that it fails with DB_UNAVAILABLE and the connection is
    * destroyed.
    */
-  async query<R extends object = Record<string, unknown>> (text: string, params: readonly unknown[] = []): Promise<QueryResult<R>> {
+  async query<R extends object = Record<string, unknown>> (text: string, params: readonly unknown[] = [], options?: QueryOptions): Promise<QueryResult<R>> {
+    if (this.#replicas === undefined) return this.#query<R>(text, params)
+    if (options?.read === true) return this.#routeRead((replica) => replica.query<R>(text, params), () => this.#query<R>(text, params))
+    if (options?.read !== 'primary') this.#noteWrite()
+    return this.#query<R>(text, params)
+  }
+
+  async #query<R extends object> (text: string, params: readonly unknown[]): Promise<QueryResult<R>> {
     const deadline = this.#deadline()
     const client = await this.#connect()
     let broken: Error | undefined
@@ -236,6 +309,14 @@ export class ConnectionPool {
    * Waiting for the connection plus BEGIN, and then each statement, have the client-side bound of `query`.
    */
   async transaction<T> (fn: (tx: TransactionClient) => Promise<T>, opts: TransactionOptions = {}): Promise<T> {
+    if (this.#replicas !== undefined) {
+      if (opts.read === true) {
+        const readOnly = { ...opts, read: false, readOnly: true }
+        return this.#routeRead((replica) => replica.transaction(fn, readOnly), () => this.transaction(fn, readOnly))
+      }
+      // Noted before it runs: a transaction whose COMMIT outcome is unknown may have written.
+      if (opts.readOnly !== true) this.#noteWrite()
+    }
     const retries = opts.retries ?? this.options.transactionRetries
     const begin = `BEGIN ISOLATION LEVEL ${(opts.isolationLevel ?? 'read committed').toUpperCase()}${opts.readOnly ? ' READ ONLY' : ''}`
     for (let attempt = 0; ; attempt++) {
@@ -280,6 +361,91 @@ export class ConnectionPool {
       throw error
     } finally {
       this.#release(client, broken)
+    }
+  }
+
+  /**
+   * Runs `fn` so that its marked reads see every write committed on the primary before their first one (the
+   * position is read from the primary once): for reads whose result outlives the request, such as a shared cache
+   * fill, which must not store what a lagging replica still shows. Without replicas it only runs `fn`.
+   */
+  async freshReads<T> (fn: () => Promise<T>): Promise<T> {
+    if (this.#replicas === undefined) return fn()
+    const outer = readContext.getStore()
+    const scope = newReadContext(outer?.required ?? 0n)
+    scope.wrote = true
+    return readContext.run(scope, fn)
+  }
+
+  /**
+   * The WAL position a later read must see for this request's writes to show (the request's own writes, read from
+   * the primary, or the position it presented, whichever is later): undefined when the request wrote nothing or the
+   * pool has no replicas. Sent to the caller, who presents it again (the `X-Read-After-LSN` header).
+   */
+  async readAfterPosition (context: ReadContext | undefined = readContext.getStore()): Promise<string | undefined> {
+    if (this.#replicas === undefined || context === undefined || !context.wroteAny) return undefined
+    await this.#resolveRequired(context)
+    return context.required > 0n ? formatLsn(context.required) : undefined
+  }
+
+  #noteWrite (): void {
+    const context = readContext.getStore()
+    if (context === undefined) return
+    context.wrote = true
+    context.wroteAny = true
+  }
+
+  async #primaryPosition (): Promise<bigint> {
+    const { rows } = await this.#query<{ lsn: string }>('SELECT pg_current_wal_lsn()::text AS lsn', [])
+    return parseLsn(rows[0]?.lsn) ?? 0n
+  }
+
+  /** Reads the primary's position once for the writes noted since the last read of it. */
+  async #resolveRequired (context: ReadContext): Promise<void> {
+    if (context.wrote) {
+      context.wrote = false
+      const resolving: Promise<void> = this.#primaryPosition().then((lsn) => {
+        if (lsn > context.required) context.required = lsn
+      }, (error: unknown) => {
+        context.wrote = true
+        throw error
+      }).finally(() => { if (context.resolving === resolving) context.resolving = undefined })
+      context.resolving = resolving
+    }
+    await context.resolving
+  }
+
+  /**
+   * A marked read: on a replica that has what this request must see, else on the primary. A replica that fails it
+   * with a connection error (or cancels it for a recovery conflict) is taken out of rotation and the read runs once
+   * more, on the primary, so a replica going down fails no request.
+   */
+  async #routeRead<T> (onReplica: (pool: ConnectionPool) => Promise<T>, onPrimary: () => Promise<T>): Promise<T> {
+    const set = this.#replicas as ReplicaSet<ConnectionPool>
+    const context = readContext.getStore()
+    if (context !== undefined) {
+      try {
+        await this.#resolveRequired(context)
+      } catch {
+        set.count('primary', 'position_unknown')
+        return onPrimary()
+      }
+    }
+    const { replica, reason } = await set.pick(context?.required ?? 0n)
+    if (replica === undefined) {
+      set.count('primary', reason)
+      return onPrimary()
+    }
+    try {
+      const result = await onReplica(replica.pool)
+      set.count('replica', reason)
+      return result
+    } catch (error) {
+      const connection = isConnectionError(error)
+      if (!connection && toDatabaseError(error).code !== 'DB_SERIALIZATION_FAILURE') throw error
+      if (connection) set.markFailed(replica, error)
+      set.count('primary', 'replica_failed')
+      return onPrimary()
     }
   }
 
@@ -336,7 +502,7 @@ export class ConnectionPool {
   async checkHealth (): Promise<PoolHealth> {
     const started = performance.now()
     try {
-      await this.query('SELECT 1')
+      await this.#query('SELECT 1', [])
       this.#health = { healthy: true, checkedAt: new Date(), latencyMs: performance.now() - started, error: undefined }
       this.#scheduleRefill()
     } catch (error) {
@@ -360,8 +526,15 @@ export class ConnectionPool {
       errors: this.#errors,
       queries: this.#queries,
       min: this.options.min,
-      max: this.options.max
+      max: this.options.max,
+      ...(this.#replicas ? { replicas: { states: this.#replicas.getStates(), reads: this.#replicas.getReads() } } : {})
     }
+  }
+
+  /** Checks every replica now (the periodic check runs by itself); resolves when done. */
+  async checkReplicas (): Promise<ReplicaState[]> {
+    await this.#replicas?.checkHealth()
+    return this.#replicas?.getStates() ?? []
   }
 
   /** Closes every connection; queries after close fail with DB_POOL_CLOSED. Safe to call twice. */
@@ -373,6 +546,7 @@ export class ConnectionPool {
     clearTimeout(this.#refillTimer)
     await this.#filling?.catch(() => {})
     await this.#listener?.close()
+    await this.#replicas?.close()
     await this.#pool.end()
   }
 

@@ -1,6 +1,6 @@
 import fp from 'fastify-plugin'
 import type { FastifyContextConfig, FastifyInstance } from 'fastify'
-import { Gauge, Registry, collectDefaultMetrics } from 'prom-client'
+import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client'
 import { RequestMetrics } from './request-metrics.js'
 
 export interface MetricsPluginOptions {
@@ -44,6 +44,32 @@ export const metricsPlugin = fp(async (app: FastifyInstance, opts: MetricsPlugin
   new Gauge({
     name: 'db_pool_max_connections', help: 'The pool\'s connection limit (saturation is active over this)', registers: [registry],
     collect () { if (app.hasDecorator('db')) this.set(app.db.getMetrics().max) }
+  })
+  // Lag from the replica's own clock: now() minus its last replayed commit's timestamp, 0 once it has replayed the
+  // primary's position (so an idle primary does not read as lag). Seconds, because the alert speaks in time.
+  new Gauge({
+    name: 'db_replica_lag_seconds', help: 'Seconds each healthy read replica is behind the primary', labelNames: ['replica'] as const, registers: [registry],
+    collect () {
+      this.reset()
+      for (const r of app.hasDecorator('db') ? app.db.getMetrics().replicas?.states ?? [] : []) if (r.healthy && r.lagSeconds !== undefined) this.set({ replica: r.name }, r.lagSeconds)
+    }
+  })
+  new Gauge({
+    name: 'db_replica_up', help: 'Read replicas by health: 1 while reads may use it, 0 while skipped', labelNames: ['replica'] as const, registers: [registry],
+    collect () {
+      for (const r of app.hasDecorator('db') ? app.db.getMetrics().replicas?.states ?? [] : []) this.set({ replica: r.name }, r.healthy ? 1 : 0)
+    }
+  })
+  const readsSeen = new Map<string, number>()
+  new Counter({
+    name: 'db_reads_total', help: 'Reads marked as such, by where they ran (replica, primary) and why', labelNames: ['target', 'reason'] as const, registers: [registry],
+    collect () {
+      for (const { target, reason, count } of app.hasDecorator('db') ? app.db.getMetrics().replicas?.reads ?? [] : []) {
+        const key = `${target}:${reason}`
+        this.inc({ target, reason }, count - (readsSeen.get(key) ?? 0))
+        readsSeen.set(key, count)
+      }
+    }
   })
   new Gauge({
     name: 'circuit_breaker_open',

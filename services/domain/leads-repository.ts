@@ -68,7 +68,7 @@ export class LeadsRepository {
     const { rows } = await this.#db.query<Lead & { cursorValue: string | number }>(
       `SELECT ${LEAD_COLUMNS}, ${sort.cursor} AS "cursorValue" FROM leads
        ${where.length > 0 ? `WHERE ${where.join(' AND ')}` : ''}
-       ORDER BY ${sort.column} ${dir}, id ${dir} LIMIT $${params.length}`, params)
+       ORDER BY ${sort.column} ${dir}, id ${dir} LIMIT $${params.length}`, params, { read: true })
     const more = rows.length > q.limit
     const page = more ? rows.slice(0, q.limit) : rows
     const last = page.at(-1)
@@ -89,7 +89,7 @@ export class LeadsRepository {
   }
 
   async get (id: string): Promise<Lead | undefined> {
-    const { rows } = await this.#db.query<Lead>(`SELECT ${LEAD_COLUMNS} FROM leads WHERE id = $1`, [id])
+    const { rows } = await this.#db.query<Lead>(`SELECT ${LEAD_COLUMNS} FROM leads WHERE id = $1`, [id], { read: true })
     return rows[0]
   }
 

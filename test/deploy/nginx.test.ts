@@ -108,6 +108,15 @@ test('a GET is an NGINX cache HIT on its second request, shared by every key tha
   assert.equal((await fetch(`${edge}/api/v1/edge/auth`, { headers: SERVICE_HEADERS })).status, 404)
 })
 
+test('a GET presenting X-Read-After-LSN is never answered from the edge cache', async () => {
+  const url = `${edge}/api/v1/leads?state=NY&limit=4`
+  assert.equal((await fetch(url, { headers: SERVICE_HEADERS })).headers.get('x-cache-status'), 'MISS')
+  assert.equal((await fetch(url, { headers: SERVICE_HEADERS })).headers.get('x-cache-status'), 'HIT')
+  const presenting = await fetch(url, { headers: { ...SERVICE_HEADERS, 'x-read-after-lsn': '0/3015FE0' } })
+  assert.equal(presenting.status, 200)
+  assert.equal(presenting.headers.get('x-cache-status'), 'BYPASS')
+})
+
 test('a response served from the edge cache carries this request\'s id and no other caller\'s rate-limit counts', async () => {
   const url = `${edge}/api/v1/leads?state=TX&limit=3`
   const first = await fetch(url, { headers: SERVICE_HEADERS })

@@ -46,7 +46,7 @@ test('each alert the operator needs exists, and has a case that fires it and one
   for (const r of rules.filter((x) => x.record)) assert.ok(exprs.includes(`${r.record} `) || adapter.includes(r.record ?? ''), `${r.record} is used`)
 })
 
-test('the metric names the rules read are the ones the services export (replica lag: the documented name to come)', () => {
+test('the metric names the rules read are the ones the services export', () => {
   const recorded = new Set(rules.map((r) => r.record).filter(Boolean))
   const read = new Set(rules.flatMap((r) => metricNames(r.expr)).filter((n) => !recorded.has(n)))
   assert.deepEqual([...read].sort(), ['cache_operations', 'circuit_breaker_open', 'db_pool_connections', 'db_pool_max_connections', 'db_replica_lag_seconds',

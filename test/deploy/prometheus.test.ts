@@ -127,7 +127,7 @@ test('a real Prometheus with the shipped scrape relabeling and rules scrapes the
   assert.equal(served.length, 3)
   for (const s of served) assert.equal(s.value[1], recorded.find((r) => r.metric.pod === s.metric.pod)?.value[1], `${s.metric.pod}: the adapter serves the recorded rate`)
 
-  // Only annotated pods are scraped; every series the rules read exists (the replica lag comes with read replicas).
+  // Only annotated pods are scraped; every series the rules read exists (the replica lag only where replicas are configured).
   assert.deepEqual((await query(base, 'up')).map((s) => s.metric.pod).sort(), Object.values(pods).sort())
   const read = [...new Set(loadRuleGroups().flatMap((g) => g.rules).flatMap((r) => metricNames(r.expr)))]
     .filter((n) => !n.includes(':') && n !== 'db_replica_lag_seconds')

@@ -14,7 +14,7 @@ export interface PrivatePostgres {
 }
 
 // initdb and pg_ctl refuse to run as root: run them as the `postgres` OS user then.
-function run (command: string, args: string[]): void {
+export function runAsPostgres (command: string, args: string[]): void {
   const asRoot = process.getuid?.() === 0
   execFileSync(asRoot ? 'runuser' : command, asRoot ? ['-u', 'postgres', '--', command, ...args] : args, { stdio: 'pipe' })
 }
@@ -25,9 +25,9 @@ export async function startPrivatePostgres (): Promise<PrivatePostgres> {
   chmodSync(dir, 0o777)
   const data = join(dir, 'data')
   const port = await freePort()
-  run('initdb', ['-D', data, '-A', 'trust', '-U', 'postgres', '--no-sync'])
-  const start = (): void => run('pg_ctl', ['-D', data, '-o', `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=off`, '-l', join(dir, 'log'), '-w', 'start'])
-  const stop = (mode: 'fast' | 'immediate' = 'fast'): void => run('pg_ctl', ['-D', data, '-m', mode, '-w', 'stop'])
+  runAsPostgres('initdb', ['-D', data, '-A', 'trust', '-U', 'postgres', '--no-sync'])
+  const start = (): void => runAsPostgres('pg_ctl', ['-D', data, '-o', `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=off`, '-l', join(dir, 'log'), '-w', 'start'])
+  const stop = (mode: 'fast' | 'immediate' = 'fast'): void => runAsPostgres('pg_ctl', ['-D', data, '-m', mode, '-w', 'stop'])
   start()
   return {
     port,

@@ -18,6 +18,11 @@ export async function buildTestDataService (db: TestSchema, env: Record<string, 
   return buildDataService(loadDataServiceConfig({ dotenv: false, env: testEnv(db, env) }))
 }
 
+/** A data-service configured by `env` alone (e.g. on a database of the test's own), not listening; the caller closes it. */
+export async function buildDataServiceFromEnv (env: Record<string, string>): Promise<FastifyInstance> {
+  return buildDataService(loadDataServiceConfig({ dotenv: false, env }))
+}
+
 /** A data-service listening on a loopback port (the orchestrator calls it over HTTP), closed after the test. */
 export async function startDataService (t: After, db: TestSchema, env: Record<string, string> = {}, port = 0): Promise<{ app: FastifyInstance, url: string }> {
   const app = await buildTestDataService(db, env)

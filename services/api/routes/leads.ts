@@ -37,7 +37,7 @@ export async function leadRoutes (instance: FastifyInstance, opts: LeadRoutesOpt
     schema: { querystring: listLeadsQuerySchema, response: { 200: leadPageSchema, ...errors } }
   }, async (request, reply) => {
     if (!opts.cache) return leads.list(request.query)
-    return sendCached(app.cache, request, reply, { key: listKey(request.query), tags: [listTagFor(request.query), ALL_LISTS_TAG] }, () => leads.list(request.query))
+    return sendCached(app.cache, request, reply, { key: listKey(request.query), tags: [listTagFor(request.query), ALL_LISTS_TAG] }, () => app.db.freshReads(() => leads.list(request.query)))
   })
 
   app.get('/:id', {
@@ -49,7 +49,8 @@ export async function leadRoutes (instance: FastifyInstance, opts: LeadRoutesOpt
       if (!lead) throw new LeadErrors.LEAD_NOT_FOUND(request.params.id)
       return lead
     }
-    return opts.cache ? sendCached(app.cache, request, reply, { key: leadKey(request.params.id) }, load) : load()
+    // A cache fill outlives the request: it must not store what a lagging replica still shows (freshReads).
+    return opts.cache ? sendCached(app.cache, request, reply, { key: leadKey(request.params.id) }, () => app.db.freshReads(load)) : load()
   })
 
   // The one anonymous door: the lead-capture form. A key, when presented, must carry leads:create.

@@ -29,7 +29,8 @@ export async function leadLookupRoutes (instance: FastifyInstance): Promise<void
     config: { ...config, errorCodes: { 404: ['LEAD_NOT_FOUND'] } },
     schema: { params: leadIdParamsSchema, response: { 200: leadSchema, ...errors } }
   }, async (request) => {
-    const lead = await leads.get(request.params.id)
+    // Other services ask after events they were told of: the read sees every write committed before it.
+    const lead = await app.db.freshReads(() => leads.get(request.params.id))
     if (!lead) throw new LeadErrors.LEAD_NOT_FOUND(request.params.id)
     return lead
   })
