@@ -42,7 +42,7 @@ export class CacheCounters {
 }
 
 export interface CacheStats {
-  /** The specification's fields. */
+  /** The fields every cache reports. */
   localCacheEnabled: boolean
   localCacheSize: number
   mode: 'two-tier' | 'local-only'

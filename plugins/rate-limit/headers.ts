@@ -18,7 +18,7 @@ function stateItem (r: PolicyResult): string {
 }
 
 /**
- * X-RateLimit-Limit/Remaining/Reset (Reset in Unix epoch seconds, as the specification shows) for the binding
+ * X-RateLimit-Limit/Remaining/Reset (Reset in Unix epoch seconds,) for the binding
  * policy, and the IETF draft's RateLimit-Policy and RateLimit fields (draft-ietf-httpapi-ratelimit-headers) for
  * every policy. On refusal, Retry-After is the real number of seconds until the request would be admitted.
  */

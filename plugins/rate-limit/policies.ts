@@ -14,7 +14,7 @@ export interface RateLimitPolicy {
   shadow?: boolean
 }
 
-/** The specification's presets: default 100/min, apiKey 1000/min, strict 10/min (admin routes). */
+/** The presets: default 100/min, apiKey 1000/min, strict 10/min (admin routes). */
 export const presets = {
   default: { name: 'default', limit: 100, windowMs: 60_000 },
   apiKey: { name: 'apiKey', limit: 1000, windowMs: 60_000 },

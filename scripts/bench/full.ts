@@ -16,7 +16,7 @@ import { chartSvg } from './chart.js'
 import { startService, table, type Service } from './lib.js'
 import { buildWorkload, replay, type BenchRequest } from './workload.js'
 
-// `npm run bench`: the specification's before/after table on this machine, next to the ceiling and to what a
+// `npm run bench`: the before/after table (no cache against cache and rate limit) on this machine, next to the ceiling and to what a
 // user would assemble from today's libraries, all under the same request mix. See docs/benchmarks.md for a run.
 const SCALE = '10000,100000,1000000'
 const { values: args } = parseArgs({

@@ -17,7 +17,7 @@ const fastly = readFileSync(join(CDN, 'fastly.vcl'), 'utf8')
 const DAY = 86400
 type Decision = 'bypass' | number
 
-// What each path must get at the edge: API paths are never stored; the rest by the specification's table.
+// What each path must get at the edge: API paths are never stored; the rest by the rules each class of path gets.
 const EXPECTED: Record<string, Decision> = {
   '/api/v1/leads': 'bypass',
   '/api/v1/admin/cache': 'bypass',

@@ -88,7 +88,7 @@ test('each Deployment has a Service, an HPA, a VPA and a PDB; an HPA-managed Dep
   }
 })
 
-test('the HPAs carry the specification\'s numbers; the VPAs its ranges and only recommend', () => {
+test('the HPAs carry the platform\'s scaling numbers; the VPAs its ranges and only recommend', () => {
   const expected = { api: [2, 10], 'data-service': [2, 8], orchestrator: [2, 6] } as const
   for (const [name, [min, max]] of Object.entries(expected)) {
     const h = of('HorizontalPodAutoscaler').find((x) => x.spec.scaleTargetRef.name === name) as Obj
