@@ -13,7 +13,10 @@ import { table } from './lib.js'
 // Instructions the server executes per request, counted by callgrind: unlike requests per second or CPU time they
 // do not depend on what else the machine runs. Each server runs under `valgrind --tool=callgrind` with counting
 // off, is warmed (so that most of its code is compiled), and counts only while it answers the measured requests.
-// The servers run one after the other against a Redis of the bench's own.
+// The servers run one after the other against a Redis of the bench's own. Two limits: callgrind counts user-space
+// instructions only (the kernel's work for a system call is not in them: fewer, larger writes to Redis or to the
+// socket show in /proc CPU time, which `bench:ratelimit` prints, not here), and a batching limiter's count depends
+// on how many requests each turn of the event loop finds, so compare configurations measured under the same load.
 const { values: args } = parseArgs({
   options: {
     warmup: { type: 'string', default: '4000' },
