@@ -147,41 +147,61 @@ export class RateLimiter {
    * Decides one request: every enforced policy must admit `cost` units, and then all of them record it. Shadow
    * policies are decided on their own (in the same call when there are no others), so they never hold back a count.
    */
-  async check (identity: string, policies: RateLimitPolicy[], cost = 1): Promise<Decision> {
-    if (policies.length === 0) return { allowed: true, source: 'store', results: [], binding: undefined, shadowLimited: false }
+  check (identity: string, policies: RateLimitPolicy[], cost = 1): Promise<Decision> {
+    if (policies.length === 0) return Promise.resolve({ allowed: true, source: 'store', results: [], binding: undefined, shadowLimited: false })
     let shadows = 0
     for (const p of policies) if (p.shadow) shadows++
     if (shadows === 0 || shadows === policies.length) {
-      const only = await this.#checkGroup(identity, policies, cost)
-      return this.#decide(only.results, only.source)
+      // One store call for the whole request, its results decided as they come: no promise between the two.
+      return this.#checkGroup(identity, policies, cost, (results, source) => this.#decide(results, source))
     }
-    const decided = await Promise.all([this.#checkGroup(identity, policies.filter((p) => !p.shadow), cost), this.#checkGroup(identity, policies.filter((p) => p.shadow), cost)])
-    const source = decided.find((d) => d.source !== 'store')?.source ?? 'store'
-    return this.#decide(decided.flatMap((d) => d.results), source)
+    return Promise.all([
+      this.#checkGroup(identity, policies.filter((p) => !p.shadow), cost, (results, source) => ({ results, source })),
+      this.#checkGroup(identity, policies.filter((p) => p.shadow), cost, (results, source) => ({ results, source }))
+    ]).then((decided) => {
+      const source = decided.find((d) => d.source !== 'store')?.source ?? 'store'
+      return this.#decide(decided.flatMap((d) => d.results), source)
+    })
   }
 
-  async #checkGroup (identity: string, policies: RateLimitPolicy[], cost: number): Promise<{ results: PolicyResult[], source: DecisionSource }> {
+  /**
+   * Decides one group of policies in the store (or the fast path, or the fallback) and hands the results to `then`.
+   * Written with callbacks rather than `async`, since every request takes it: one promise for the store call.
+   */
+  #checkGroup<T> (identity: string, policies: RateLimitPolicy[], cost: number, then: (results: PolicyResult[], source: DecisionSource) => T): Promise<T> {
     const keys = this.#keys(identity, policies)
     const now = Date.now()
     const fast = this.#overUntil.size > 0 ? this.#fastPath(keys, policies, now) : undefined
-    if (fast) return { results: fast, source: 'fast-path' }
-    let results: PolicyResult[]
-    let source: DecisionSource = 'store'
+    if (fast) return Promise.resolve(then(fast, 'fast-path'))
+    const check = { keys, policies, cost, consume: true }
+    let asked: Promise<PolicyResult[]>
     try {
-      results = this.#shared ? await withBudget(this.#breaker, this.#timeoutMs, () => this.#store.check({ keys, policies, cost, consume: true })) : await this.#store.check({ keys, policies, cost, consume: true })
-      if (this.#episode) this.#endEpisode()
+      asked = this.#shared ? withBudget(this.#breaker, this.#timeoutMs, () => this.#store.check(check)) : this.#store.check(check)
     } catch (error) {
+      asked = Promise.reject(error)
+    }
+    return asked.then((results) => {
+      if (this.#episode) this.#endEpisode()
+      this.#noteRefusals(keys, results, cost, now)
+      return then(results, 'store')
+    }, (error: unknown) => {
       this.#startEpisode(error)
       if (policies.some((p) => p.onStoreFailure === 'closed')) {
-        return { results: policies.map((policy) => ({ policy, allowed: policy.onStoreFailure !== 'closed', remaining: 0, resetMs: 0, retryAfterMs: policy.onStoreFailure === 'closed' ? 1000 : 0 })), source: 'closed' }
+        return then(policies.map((policy) => ({ policy, allowed: policy.onStoreFailure !== 'closed', remaining: 0, resetMs: 0, retryAfterMs: policy.onStoreFailure === 'closed' ? 1000 : 0 })), 'closed')
       }
-      results = await this.#fallback.check({ keys, policies: policies.map((p) => this.#share(p)), cost, consume: true })
-      source = 'fallback'
-    }
-    for (const [i, r] of results.entries()) {
+      return this.#fallback.check({ keys, policies: policies.map((p) => this.#share(p)), cost, consume: true }).then((results) => {
+        this.#noteRefusals(keys, results, cost, now)
+        return then(results, 'fallback')
+      })
+    })
+  }
+
+  /** Keys refused for a wait are answered from memory until it is over. */
+  #noteRefusals (keys: string[], results: PolicyResult[], cost: number, now: number): void {
+    for (let i = 0; i < results.length; i++) {
+      const r = results[i] as PolicyResult
       if (!r.allowed && r.retryAfterMs > 0 && cost <= r.policy.limit && !r.policy.shadow) this.#overUntil.set(keys[i] as string, now + r.retryAfterMs, { ttl: r.retryAfterMs })
     }
-    return { results, source }
   }
 
   /** Units left for `identity` under `policy` (the configured default policy), without consuming any. */

@@ -23,9 +23,11 @@ export const MAX_BATCH = 64
 //
 // One call decides a batch of requests in order, atomically, at one Redis TIME, so the clock read, the script
 // call and the round trip are shared by every request that arrived in the same turn of the event loop.
-// ARGV: number of requests, then per request: number of keys, cost, consume (1/0), window (ms) and limit per key.
-// KEYS: every request's keys in order. Reply: per key, in order: count after the request, ms until the request
-// would be admitted (0 when it was), 1 if recorded.
+// Consecutive requests with the same policies, cost and consume flag form a group whose arguments are sent and
+// parsed once: a batch of requests under the global policy sends one key per request and nothing else.
+// ARGV: number of groups, then per group: number of requests, number of keys per request, cost, consume (1/0),
+// window (ms) and limit per key. KEYS: every request's keys in order. Reply: per key, in order: count after the
+// request, ms until the request would be admitted (0 when it was), 1 if recorded.
 const BATCH_LUA = `
 local SLACK = ${LOG_SLACK}
 local t = redis.call('TIME')
@@ -66,14 +68,15 @@ local function push (key, cost)
   return count
 end
 
-local function decide (kb, ab, n, cost, consume)
+-- pol: window (ms) and limit of each of the request's n keys, in turn.
+local function decide (kb, pol, n, cost, consume)
   if n == 1 and cost == 1 and consume then
     -- One policy, one unit, room to spare: the push, the slack check and the expiry read are all it needs.
     local key = KEYS[kb + 1]
-    local window = tonumber(ARGV[ab])
+    local window = pol[1]
     local floor = now - window * 1000
     local count = redis.call('RPUSH', key, now)
-    if count <= tonumber(ARGV[ab + 1]) - SLACK then
+    if count <= pol[2] - SLACK then
       count = trimSlack(key, count, floor)
       if redis.call('PTTL', key) < window then redis.call('PEXPIRE', key, window * 2) end
       out[#out + 1] = count
@@ -86,8 +89,8 @@ local function decide (kb, ab, n, cost, consume)
   local counts, pushed, refusing = {}, {}, false
   for i = 1, n do
     local key = KEYS[kb + i]
-    local limit = tonumber(ARGV[ab + 2 * i - 1])
-    local floor = now - tonumber(ARGV[ab + 2 * i - 2]) * 1000
+    local limit = pol[2 * i]
+    local floor = now - pol[2 * i - 1] * 1000
     local count
     if consume and cost <= limit then
       count = push(key, cost)
@@ -106,8 +109,8 @@ local function decide (kb, ab, n, cost, consume)
   end
   for i = 1, n do
     local key = KEYS[kb + i]
-    local window = tonumber(ARGV[ab + 2 * i - 2])
-    local limit = tonumber(ARGV[ab + 2 * i - 1])
+    local window = pol[2 * i - 1]
+    local limit = pol[2 * i]
     local count = counts[i]
     local retry = 0
     local recorded = 0
@@ -135,16 +138,32 @@ local function decide (kb, ab, n, cost, consume)
 end
 
 local kb, ab = 0, 2
-for r = 1, tonumber(ARGV[1]) do
-  local n = tonumber(ARGV[ab])
-  decide(kb, ab + 3, n, tonumber(ARGV[ab + 1]), ARGV[ab + 2] == '1')
-  kb = kb + n
-  ab = ab + 3 + 2 * n
+for g = 1, tonumber(ARGV[1]) do
+  local requests, n, cost, consume = tonumber(ARGV[ab]), tonumber(ARGV[ab + 1]), tonumber(ARGV[ab + 2]), ARGV[ab + 3] == '1'
+  local pol = {}
+  for i = 1, 2 * n do pol[i] = tonumber(ARGV[ab + 3 + i]) end
+  for r = 1, requests do
+    decide(kb, pol, n, cost, consume)
+    kb = kb + n
+  end
+  ab = ab + 4 + 2 * n
 end
 return out`
 
 interface Scripted {
-  chassisRateLimitBatch: (numKeys: number, ...args: Array<string | number>) => Promise<number[]>
+  chassisRateLimitBatch: (numKeys: number, keys: string[], args: Array<string | number>) => Promise<number[]>
+}
+
+/** Whether two decisions can share one group of script arguments: the same policies, cost and consume flag. */
+function samePolicies (a: StoreCheck, b: StoreCheck): boolean {
+  if (a.policies === b.policies) return a.cost === b.cost && a.consume === b.consume
+  if (a.policies.length !== b.policies.length || a.cost !== b.cost || a.consume !== b.consume) return false
+  for (let i = 0; i < a.policies.length; i++) {
+    const p = a.policies[i] as StoreCheck['policies'][number]
+    const q = b.policies[i] as StoreCheck['policies'][number]
+    if (p !== q && (p.windowMs !== q.windowMs || p.limit !== q.limit)) return false
+  }
+  return true
 }
 
 interface Pending {
@@ -196,17 +215,27 @@ export class RedisStore implements RateLimitStore {
   }
 
   async #send (checks: StoreCheck[]): Promise<PolicyResult[][]> {
+    // ioredis flattens the key and argument arrays into the command: no spread of a long argument list.
     const keys: string[] = []
-    const args: Array<string | number> = [checks.length]
-    for (const { keys: k, policies, cost, consume } of checks) {
-      args.push(policies.length, cost, consume ? 1 : 0)
-      for (let i = 0; i < policies.length; i++) {
-        const p = policies[i] as StoreCheck['policies'][number]
-        keys.push(k[i] as string)
-        args.push(p.windowMs, p.limit)
+    const args: Array<string | number> = [0]
+    let groups = 0
+    let countAt = 0
+    let previous: StoreCheck | undefined
+    for (const check of checks) {
+      const { keys: k, policies, cost, consume } = check
+      for (let i = 0; i < policies.length; i++) keys.push(k[i] as string)
+      if (previous !== undefined && samePolicies(previous, check)) {
+        (args[countAt] as number)++
+        continue
       }
+      previous = check
+      groups++
+      countAt = args.length
+      args.push(1, policies.length, cost, consume ? 1 : 0)
+      for (const p of policies) args.push(p.windowMs, p.limit)
     }
-    const reply = await (this.#client as unknown as Scripted).chassisRateLimitBatch(keys.length, ...keys, ...args)
+    args[0] = groups
+    const reply = await (this.#client as unknown as Scripted).chassisRateLimitBatch(keys.length, keys, args)
     // The quota is fully back one window after the newest request, which is the reset the headers report.
     let at = 0
     return checks.map(({ policies }) => policies.map((policy) => {

@@ -4,7 +4,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { Redis } from 'ioredis'
 import { MemoryStore } from './memory-store.js'
 import { LOG_SLACK, MAX_BATCH, RedisStore } from './redis-store.js'
-import type { RateLimitStore } from './store.js'
+import type { PolicyResult, RateLimitStore, StoreCheck } from './store.js'
 import type { RateLimitPolicy } from './policies.js'
 import { uniqueName } from '../../test/helpers/database.js'
 
@@ -160,4 +160,42 @@ test('decisions asked for in the same turn go to Redis in one script call each b
   calls = 0
   await Promise.all(Array.from({ length: 10 }, () => unbatched.check({ keys: [uniqueName('rl')], policies: [one], cost: 1, consume: true })))
   assert.equal(calls, 10)
+})
+
+test('requests of one batch that differ only in limit, cost, consume or window are each decided under their own', async () => {
+  const counted = new Redis(process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379')
+  after(() => counted.quit())
+  const store = new RedisStore(counted)
+  const alone = new RedisStore(counted, { batch: false })
+  const scripted = counted as unknown as { chassisRateLimitBatch: (...args: unknown[]) => Promise<number[]> }
+  const original = scripted.chassisRateLimitBatch.bind(counted)
+  let calls = 0
+  scripted.chassisRateLimitBatch = (...args: unknown[]) => { calls++; return original(...args) }
+  const three = policy(3, 60000, 'three')
+  const five = policy(5, 60000, 'five')
+  const fiveShort = policy(5, 5000, 'short')
+  const wide = policy(50, 60000, 'wide')
+  // Each request differs from the one before it in one thing only, so none may take its neighbour's arguments.
+  const sequence = (small: string, large: string, short: string, both: string): StoreCheck[] => Array.from({ length: 5 }, () => [
+    { keys: [small], policies: [three], cost: 1, consume: true },
+    { keys: [large], policies: [five], cost: 1, consume: true }, // the limit
+    { keys: [large], policies: [five], cost: 2, consume: true }, // the cost
+    { keys: [large], policies: [five], cost: 2, consume: false }, // consume
+    { keys: [short], policies: [five], cost: 2, consume: true },
+    { keys: [short], policies: [fiveShort], cost: 2, consume: true }, // the window
+    { keys: [both, large], policies: [wide, five], cost: 1, consume: true },
+    { keys: [small], policies: [policy(3, 60000, 'three')], cost: 1, consume: true } // equal, another object
+  ]).flat()
+  const batchKeys = [uniqueName('rl'), uniqueName('rl'), uniqueName('rl'), uniqueName('rl')] as const
+  const batched = await Promise.all(sequence(...batchKeys).map((c) => store.check(c)))
+  assert.equal(calls, 1, 'one script call for the whole batch')
+  // The same requests one by one, each alone in its script call, are the reference.
+  const oneKeys = [uniqueName('rl'), uniqueName('rl'), uniqueName('rl'), uniqueName('rl')] as const
+  const reference: PolicyResult[][] = []
+  for (const c of sequence(...oneKeys)) reference.push(await alone.check(c))
+  const shape = (rs: PolicyResult[][]): unknown => rs.map((r) => r.map((x) => [x.policy.name, x.allowed, x.remaining, x.retryAfterMs > 0]))
+  assert.deepEqual(shape(batched), shape(reference))
+  assert.ok(batched.some((r) => r[0]?.allowed === false), 'some requests are refused')
+  for (const r of batched.flat()) if (r.policy.name === 'short') assert.ok(r.retryAfterMs <= 5000, `a 5 s window waits ${r.retryAfterMs} ms`)
+  for (let i = 0; i < 4; i++) assert.equal(await counted.llen(batchKeys[i] as string), await counted.llen(oneKeys[i] as string))
 })
