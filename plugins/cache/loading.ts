@@ -39,7 +39,7 @@ export class Loading {
         return { value: entry.value, source: 'redis' }
       }
       if (redis.read) this.#core.stats.redisMisses++
-      return this.#fill(key, loader, options, redis, startSeq, localStale ?? entry, false)
+      return this.#fill(key, loader, options, redis, startSeq, localStale ?? entry)
     })
   }
 
@@ -47,7 +47,7 @@ export class Loading {
    * Refresh-ahead's reload of `key`. An entry Redis holds with more than `windowMs` of freshness left (another
    * instance refreshed it) is copied into the local tier; otherwise the loader runs if `acquire` wins the fleet's lock.
    */
-  async refresh (key: string, loader: () => Promise<unknown>, options: GetOrSetOptions, windowMs: number, acquire: () => Promise<boolean>): Promise<RefreshOutcome> {
+  async refresh (key: string, loader: () => Promise<unknown>, options: GetOrSetOptions, windowMs: number, acquire: () => Promise<boolean>, deadlineMs: number): Promise<RefreshOutcome> {
     const core = this.#core
     if (core.closed || this.#flight.has(key)) return 'busy'
     const startSeq = core.history.seq
@@ -59,15 +59,17 @@ export class Loading {
     }
     if (!(await acquire()) || core.closed || this.#flight.has(key)) return 'busy'
     core.stats.refreshes++
-    const loaded = await this.#flight.run(key, () => this.#fill(key, loader, options, redis, startSeq, redis.entry, true)).catch(() => undefined)
+    const loaded = await this.#flight.run(key, () => this.#fill(key, loader, options, redis, startSeq, redis.entry, deadlineMs)).catch(() => undefined)
     return loaded === undefined || loaded.source === 'stale' ? 'failed' : 'refreshed'
   }
 
   /**
    * Runs the loader and writes both tiers. The Redis write is a compare-and-set on the state read before the loader,
-   * so a delete that lands meanwhile wins. A failing loader is answered with `stale` when there is one.
+   * so a delete that lands meanwhile wins. A failing loader is answered with `stale` when there is one. A background
+   * reload passes `deadlineMs`: a loader still running then counts as failed.
    */
-  async #fill (key: string, loader: () => Promise<unknown>, options: GetOrSetOptions, redis: RedisRead, startSeq: number, stale: { value: unknown } | undefined, background: boolean): Promise<Loaded> {
+  async #fill (key: string, loader: () => Promise<unknown>, options: GetOrSetOptions, redis: RedisRead, startSeq: number, stale: { value: unknown } | undefined, deadlineMs?: number): Promise<Loaded> {
+    const background = deadlineMs !== undefined
     const core = this.#core
     const ttlMs = (options.ttl ?? core.options.ttl) * 1000
     const graceMs = (options.grace ?? core.options.grace) * 1000
@@ -76,7 +78,7 @@ export class Loading {
     const started = performance.now()
     let value: unknown
     try {
-      value = await loader()
+      value = await (background ? withDeadline(loader(), deadlineMs) : loader())
     } catch (error) {
       core.stats.loaderErrors++
       if (stale) {
@@ -109,5 +111,17 @@ export class Loading {
     }
     storeLocal(core, key, { value, tags: gens, freshMs: ttlMs, pttl: ttlMs + graceMs, size: payload.length }, startSeq, options.ttl)
     return { value, source: 'loader' }
+  }
+}
+
+async function withDeadline<T> (loading: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined
+  const expired = new Promise<never>((_resolve, reject) => {
+    timer = setTimeout(() => { reject(new Error(`background reload still running after ${ms} ms`)) }, ms)
+  })
+  try {
+    return await Promise.race([loading, expired])
+  } finally {
+    clearTimeout(timer)
   }
 }

@@ -197,3 +197,66 @@ test('CACHE_REFRESH_AHEAD_CONCURRENCY bounds the background reloads running at o
   const four = await maxRunning(4)
   assert.ok(four.max >= 2, `reloads ran side by side (${four.max})`)
 })
+
+test('a loader that hangs during a refresh neither holds the key past its expiry nor keeps its reload slot', async () => {
+  // TTL 2 s, window 1 s: the lock (and the reload's deadline) lasts 1 s, so the hung reload gives up at about the
+  // entry's expiry; one reload at a time, so a slot held for good would stop every later refresh.
+  const [m] = await fleet(1, { ttl: 2, refreshAheadRatio: 0.5, refreshAheadConcurrency: 1 }) as [CacheManager]
+  let hang = false
+  let hung = 0
+  const loader = async (): Promise<string> => {
+    if (hang) {
+      hang = false
+      hung++
+      return new Promise<string>(() => {})
+    }
+    return `v@${Date.now()}`
+  }
+  await m.getOrSet('k', loader)
+  await m.flushHotKeys()
+  hang = true
+  const started = Date.now()
+  let slowest = 0
+  while (Date.now() - started < 6000) {
+    const t0 = Date.now()
+    const answered = await Promise.race([m.getOrSetWithSource('k', loader).then(() => true), sleep(3000).then(() => false)])
+    assert.ok(answered, `a read of the key answered (after ${Date.now() - started} ms)`)
+    slowest = Math.max(slowest, Date.now() - t0)
+    await sleep(100)
+  }
+  assert.equal(hung, 1, 'the background reload hung')
+  assert.ok(slowest < 1500, `every read answered within the reload's deadline (slowest ${slowest} ms)`)
+  assert.ok(m.getStats().warming.refreshes >= 3, `the key was refreshed in the background again (${m.getStats().warming.refreshes})`)
+})
+
+test('close waits for the background reloads running and stops the sweep', async () => {
+  const [m] = await fleet(1, { ttl: 2, refreshAheadRatio: 0.5 }) as [CacheManager]
+  let slow = false
+  let running = 0
+  let finished = 0
+  let calls = 0
+  const loader = async (): Promise<string> => {
+    calls++
+    if (!slow) return 'v'
+    running++
+    await sleep(400)
+    running--
+    finished++
+    return 'v'
+  }
+  await m.getOrSet('k', loader)
+  await m.flushHotKeys()
+  slow = true
+  const started = Date.now()
+  while (running === 0 && Date.now() - started < 3000) {
+    await m.getOrSetWithSource('k', loader)
+    await sleep(20)
+  }
+  assert.equal(running, 1, 'a background reload is running')
+  await m.close()
+  assert.equal(running, 0, 'close resolved after the reload finished')
+  assert.equal(finished, 1)
+  const after = calls
+  await sleep(2500)
+  assert.equal(calls, after, 'nothing reloaded after close')
+})

@@ -149,10 +149,14 @@ export class Warming {
     return { reruns: this.#warmer.rerunCount, hotKeys: this.#hot.hotCount, tracked: this.#hot.tracked }
   }
 
-  /** Stops the timer and hands this instance's last counts to the fleet, so a restart does not forget them. */
+  /**
+   * Stops the timers, waits for the background reloads running and hands this instance's last counts to the fleet,
+   * so a restart does not forget them.
+   */
   async close (): Promise<void> {
     clearInterval(this.#timer)
     clearInterval(this.#sweep)
+    await this.#ahead?.settled()
     await this.#ticking
     await this.#hot.flush().catch(() => {})
   }
