@@ -5,6 +5,8 @@ import { Redis } from 'ioredis'
 import { createCacheManager, type CacheManager, type CacheSource } from './cache-manager.js'
 import type { CacheOptions } from './options.js'
 import { uniqueName } from '../../test/helpers/database.js'
+import { startPrivateRedis } from '../../test/helpers/private-redis.js'
+import { createRedisClient } from '../redis/index.js'
 
 const REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379'
 const clients: Redis[] = []
@@ -259,4 +261,45 @@ test('close waits for the background reloads running and stops the sweep', async
   const after = calls
   await sleep(2500)
   assert.equal(calls, after, 'nothing reloaded after close')
+})
+
+test('with Redis hung while hot keys come due, reads answer within the command budget and refreshes resume', async (t) => {
+  const redis = await startPrivateRedis()
+  t.after(() => redis.destroy())
+  const client = createRedisClient({ url: redis.url, commandTimeoutMs: 100 })
+  t.after(() => client.disconnect())
+  const m = createCacheManager(client, { prefix: 'hung:', ttl: 2, grace: 0, redisTimeoutMs: 100, breakerCooldownMs: 300, hotKeysIntervalMs: 100, refreshAheadRatio: 0.5, refreshAheadConcurrency: 2 })
+  t.after(() => m.close())
+  assert.ok(await m.ready(5000))
+  const keys = Array.from({ length: 20 }, (_, i) => `k${i}`)
+  const loader = (key: string) => async () => `${key}@${Date.now()}`
+  for (const key of keys) await m.getOrSet(key, loader(key))
+  await m.flushHotKeys()
+  let slowest = 0
+  const readAll = async (): Promise<void> => {
+    for (const key of keys) {
+      const t0 = performance.now()
+      await m.getOrSetWithSource(key, loader(key))
+      slowest = Math.max(slowest, performance.now() - t0)
+    }
+  }
+  await sleep(900)
+  redis.pause()
+  const started = Date.now()
+  try {
+    while (Date.now() - started < 3000) {
+      await readAll()
+      await sleep(50)
+    }
+  } finally {
+    redis.resume()
+  }
+  assert.ok(slowest < 600, `every read answered within the command budget (slowest ${Math.round(slowest)} ms)`)
+  const refreshed = m.getStats().warming.refreshes
+  const resumed = Date.now()
+  while (m.getStats().warming.refreshes === refreshed && Date.now() - resumed < 5000) {
+    await readAll()
+    await sleep(50)
+  }
+  assert.ok(m.getStats().warming.refreshes > refreshed, 'background refreshes resumed once Redis answered again')
 })
