@@ -18,6 +18,9 @@ export interface CachePluginOptions extends CacheOptions {
   redis?: false
 }
 
+/** For `optionalDependency`'s `accepts`: what a dependent of `app.cache` takes (not another library's `cache`). */
+export const cacheDecorator = { check: (value: unknown): boolean => value instanceof CacheManager, what: 'a CacheManager' }
+
 /**
  * Decorates `app.cache`: two-tier over `app.redis` when the redis plugin, registered before, has a client;
  * local-only otherwise. The redis plugin registered after this one fails `ready` (CHASSIS_PLUGIN_ORDER).
