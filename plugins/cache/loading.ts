@@ -19,28 +19,48 @@ export interface Loaded {
  */
 export class Loading {
   readonly #core: CacheCore
-  readonly #flight: SingleFlight<Loaded>
+  readonly #flight: SingleFlight<Loaded & { freshMs?: number }>
+  /** Keys whose load in flight is a background reload. */
+  readonly #refreshing = new Set<string>()
 
   constructor (core: CacheCore) {
     this.#core = core
     this.#flight = new SingleFlight(() => { core.stats.coalesced++ })
   }
 
-  /** A local miss: joins the load of `key` in flight, or starts one (Redis, then the loader). */
-  miss (key: string, loader: () => Promise<unknown>, options: GetOrSetOptions, localStale: LocalEntry | undefined): Promise<Loaded> {
-    return this.#flight.run(key, async () => {
-      const startSeq = this.#core.history.seq
-      const redis = await readForLoad(this.#core, key)
-      const entry = redis.entry
-      if (entry && entry.freshMs > 0) {
-        this.#core.stats.redisHits++
-        storeLocal(this.#core, key, entry, startSeq, options.ttl)
-        this.#core.warming?.redisHit(key, entry.freshMs, options.ttl)
-        return { value: entry.value, source: 'redis' }
-      }
-      if (redis.read) this.#core.stats.redisMisses++
-      return this.#fill(key, loader, options, redis, startSeq, localStale ?? entry)
-    })
+  /**
+   * A local miss: joins the load of `key` in flight, or starts one (Redis, then the loader). While a background
+   * reload of the key runs, the current Redis copy answers; only a key with none left waits for the reload.
+   */
+  async miss (key: string, loader: () => Promise<unknown>, options: GetOrSetOptions, localStale: LocalEntry | undefined): Promise<Loaded> {
+    const load = (): Promise<Loaded & { freshMs?: number }> => this.#flight.run(key, () => this.#load(key, loader, options, localStale))
+    const loaded = this.#refreshing.has(key) ? (await this.#fromRedis(key, options)) ?? (await load()) : await load()
+    // Outside the flight: a reload this read starts must not find the read's own load running and give up.
+    if (loaded.freshMs !== undefined) this.#core.warming?.redisHit(key, loaded.freshMs, options.ttl)
+    return { value: loaded.value, source: loaded.source }
+  }
+
+  async #load (key: string, loader: () => Promise<unknown>, options: GetOrSetOptions, localStale: LocalEntry | undefined): Promise<Loaded & { freshMs?: number }> {
+    const startSeq = this.#core.history.seq
+    const redis = await readForLoad(this.#core, key)
+    const entry = redis.entry
+    if (entry && entry.freshMs > 0) {
+      this.#core.stats.redisHits++
+      storeLocal(this.#core, key, entry, startSeq, options.ttl)
+      return { value: entry.value, source: 'redis', freshMs: entry.freshMs }
+    }
+    if (redis.read) this.#core.stats.redisMisses++
+    return this.#fill(key, loader, options, redis, startSeq, localStale ?? entry)
+  }
+
+  /** A fresh Redis copy of `key`, or undefined. */
+  async #fromRedis (key: string, options: GetOrSetOptions): Promise<(Loaded & { freshMs: number }) | undefined> {
+    const startSeq = this.#core.history.seq
+    const entry = (await readForLoad(this.#core, key)).entry
+    if (!entry || entry.freshMs <= 0) return undefined
+    this.#core.stats.redisHits++
+    storeLocal(this.#core, key, entry, startSeq, options.ttl)
+    return { value: entry.value, source: 'redis', freshMs: entry.freshMs }
   }
 
   /**
@@ -59,7 +79,10 @@ export class Loading {
     }
     if (!(await acquire()) || core.closed || this.#flight.has(key)) return 'busy'
     core.stats.refreshes++
-    const loaded = await this.#flight.run(key, () => this.#fill(key, loader, options, redis, startSeq, redis.entry, deadlineMs)).catch(() => undefined)
+    this.#refreshing.add(key)
+    const loaded = await this.#flight.run(key, () => this.#fill(key, loader, options, redis, startSeq, redis.entry, deadlineMs))
+      .catch(() => undefined)
+      .finally(() => this.#refreshing.delete(key))
     return loaded === undefined || loaded.source === 'stale' ? 'failed' : 'refreshed'
   }
 

@@ -303,3 +303,30 @@ test('with Redis hung while hot keys come due, reads answer within the command b
   }
   assert.ok(m.getStats().warming.refreshes > refreshed, 'background refreshes resumed once Redis answered again')
 })
+
+test('a read that finds no local copy while its key is refreshed in the background is served from Redis, not held for the loader', async () => {
+  // The local tier off (or a local TTL shorter than the entry's) sends every read to Redis; one that arrives while
+  // the background reload runs must get the current Redis copy, not wait for the reload's 300 ms loader.
+  for (const options of [{ localEnabled: false }, { localTtl: 1 }]) {
+    const [m] = await fleet(1, { ttl: 3, refreshAheadRatio: 0.5, ...options }) as [CacheManager]
+    const loader = async (): Promise<string> => {
+      await sleep(300)
+      return `v@${Date.now()}`
+    }
+    await m.getOrSet('k', loader)
+    await m.flushHotKeys()
+    const sources = new Map<CacheSource, number>()
+    let slowest = 0
+    const started = Date.now()
+    while (Date.now() - started < 4000) {
+      const t0 = performance.now()
+      const { source } = await m.getOrSetWithSource('k', loader)
+      slowest = Math.max(slowest, performance.now() - t0)
+      sources.set(source, (sources.get(source) ?? 0) + 1)
+      await sleep(20)
+    }
+    assert.ok(m.getStats().warming.refreshes >= 1, `the key was refreshed in the background (${JSON.stringify(options)})`)
+    assert.equal(sources.get('loader') ?? 0, 0, `no read waited for the loader (${JSON.stringify(options)}: ${JSON.stringify([...sources])})`)
+    assert.ok(slowest < 200, `every read answered without waiting for the reload (${JSON.stringify(options)}: slowest ${Math.round(slowest)} ms)`)
+  }
+})
