@@ -57,3 +57,15 @@ test('with the lookup budget off, api-keys does not ask for redis', async (t) =>
   await app.register(redisPlugin, {})
   await app.ready()
 })
+
+test('a cache decorator of another library (not a CacheManager) fails the api-keys registration naming it, instead of failing on the first request', async (t) => {
+  const app = Fastify()
+  t.after(() => app.close())
+  await app.register(dbPoolPlugin, pool)
+  // What @fastify/caching decorates `cache` with: an abstract-cache client, without getOrSet, peek or deletePattern.
+  app.decorate('cache', { get: async () => null, set: async () => {} } as never)
+  await assert.rejects(async () => { await app.register(apiKeysPlugin, { followChanges: false }) }, {
+    code: 'CHASSIS_DECORATOR_CONFLICT',
+    message: 'api-keys found app.cache, which is not a CacheManager as @lead-chassis/plugins/cache adds: rename that decorator, or pass cache: false'
+  })
+})

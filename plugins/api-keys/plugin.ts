@@ -1,6 +1,8 @@
 import fp from 'fastify-plugin'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { optionalDependency } from '../chassis/index.js'
+import { redisDecorator } from '../redis/index.js'
+import { cacheDecorator } from '../cache/index.js'
 import { createHash, timingSafeEqual } from 'node:crypto'
 import { clientAddressKey, createRateLimiter, setRateLimitHeaders, validatePolicy } from '../rate-limit/index.js'
 import { ApiKeyErrors } from './errors.js'
@@ -95,8 +97,8 @@ function lookupBudgetCharge (app: FastifyInstance, opts: false | LookupBudgetOpt
  */
 export const apiKeysPlugin = fp(async (app: FastifyInstance, opts: ApiKeysPluginOptions) => {
   const header = (opts.header ?? 'x-api-key').toLowerCase()
-  const cache = optionalDependency(app, { plugin: 'api-keys', decorator: 'cache', provider: '@lead-chassis/plugins/cache', option: opts.cache })
-  const redis = optionalDependency(app, { plugin: 'api-keys', decorator: 'redis', provider: '@lead-chassis/plugins/redis', option: opts.lookupBudget === false ? false : opts.redis })
+  const cache = optionalDependency(app, { plugin: 'api-keys', decorator: 'cache', provider: '@lead-chassis/plugins/cache', option: opts.cache, accepts: cacheDecorator })
+  const redis = optionalDependency(app, { plugin: 'api-keys', decorator: 'redis', provider: '@lead-chassis/plugins/redis', option: opts.lookupBudget === false ? false : opts.redis, accepts: redisDecorator })
   const store = new ApiKeyStore(app.db, cache, opts.cacheTtl ?? 30)
   // Hashing both sides gives equal lengths, which timingSafeEqual needs, without revealing the secret's length.
   app.decorate('apiKeys', store)

@@ -63,7 +63,7 @@ export class CacheManager {
           return stored.count
         },
         rerun: async (key, { loader, options }) => { await this.getOrSetWithSource(key, loader, options) },
-        refresh: (key, { loader, options }, windowMs, acquire) => this.#loading.refresh(key, loader, options, windowMs, acquire),
+        refresh: (key, { loader, options }, windowMs, acquire, deadlineMs) => this.#loading.refresh(key, loader, options, windowMs, acquire, deadlineMs),
         lost: flush
       })
     }
@@ -205,14 +205,17 @@ export class CacheManager {
     return this.#core.local.remainingTtl(key)
   }
 
-  /** Stops the invalidation bus; the Redis client belongs to the caller. */
+  /**
+   * Stops the background work (waiting for the reloads running, so their loaders finish while what they use is still
+   * open) and the invalidation bus; the Redis client belongs to the caller.
+   */
   async close (): Promise<void> {
     const core = this.#core
     if (core.closed) return
     core.closed = true
-    core.local.clear()
     await core.warming?.close()
     await this.#bus?.close()
+    core.local.clear()
   }
 }
 

@@ -29,11 +29,28 @@ function matches (ifNoneMatch: string | undefined, etag: string): boolean {
 export async function sendCached (cache: CacheManager, request: FastifyRequest, reply: FastifyReply, options: SendCachedOptions, load: () => Promise<unknown>): Promise<FastifyReply> {
   const local = cache.peek<CachedResponse>(options.key)
   if (local) return respond(request, reply, local, 'local')
+  const serialize = serializerOf(reply)
   const { value, source } = await cache.getOrSetWithSource<CachedResponse>(options.key, async () => {
-    const body = Buffer.from(reply.serialize(await load()) as string)
+    const body = Buffer.from(serialize(await load()))
     return { body, etag: `"${createHash('sha1').update(body).digest('base64url')}"` }
   }, { ...(options.ttl !== undefined ? { ttl: options.ttl } : {}), ...(options.tags ? { tags: options.tags } : {}) })
   return respond(request, reply, value, source)
+}
+
+/**
+ * The route's serializer for a 200, as `reply.serialize` picks it (the 200, 2xx or default response schema, else
+ * JSON). Not `reply.serialize` itself: the loader outlives the request (refresh-ahead and the re-run after a Redis
+ * flush call it later), so it must hold neither the request nor the reply, and a reload must not take the status of
+ * the answer that noted it (a 304 has no schema, so its body would skip the response schema).
+ */
+function serializerOf (reply: FastifyReply): (payload: unknown) => string {
+  for (const status of ['200', '2xx', 'default']) {
+    const fn = reply.getSerializationFunction(status) as unknown
+    if (typeof fn === 'function') return fn as (payload: unknown) => string
+    const json = (fn as Record<string, unknown> | undefined)?.['application/json']
+    if (typeof json === 'function') return json as (payload: unknown) => string
+  }
+  return JSON.stringify
 }
 
 function respond (request: FastifyRequest, reply: FastifyReply, value: CachedResponse, source: CacheSource): FastifyReply {

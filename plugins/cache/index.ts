@@ -5,7 +5,7 @@ export { cachePattern, escapeGlob } from './glob.js'
 export { Cacheable, CacheInvalidate, argsKey, type CacheableOptions, type CacheInvalidateOptions } from './decorators.js'
 export { sendCached, type CachedResponse, type SendCachedOptions } from './http.js'
 export { cacheConfigFragment, cacheOptionsFromConfig, type CacheConfig } from './config.js'
-export { cachePlugin, type CachePluginOptions } from './plugin.js'
+export { cachePlugin, cacheDecorator, type CachePluginOptions } from './plugin.js'
 export type { CacheStats } from './stats.js'
 /** The format of an entry in Redis, for tools that read entries directly (inspection, benchmarks). */
 export { decode as decodeCacheEntry, encode as encodeCacheEntry, type Envelope as CacheEnvelope } from './codec.js'

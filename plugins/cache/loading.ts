@@ -19,35 +19,55 @@ export interface Loaded {
  */
 export class Loading {
   readonly #core: CacheCore
-  readonly #flight: SingleFlight<Loaded>
+  readonly #flight: SingleFlight<Loaded & { freshMs?: number }>
+  /** Keys whose load in flight is a background reload. */
+  readonly #refreshing = new Set<string>()
 
   constructor (core: CacheCore) {
     this.#core = core
     this.#flight = new SingleFlight(() => { core.stats.coalesced++ })
   }
 
-  /** A local miss: joins the load of `key` in flight, or starts one (Redis, then the loader). */
-  miss (key: string, loader: () => Promise<unknown>, options: GetOrSetOptions, localStale: LocalEntry | undefined): Promise<Loaded> {
-    return this.#flight.run(key, async () => {
-      const startSeq = this.#core.history.seq
-      const redis = await readForLoad(this.#core, key)
-      const entry = redis.entry
-      if (entry && entry.freshMs > 0) {
-        this.#core.stats.redisHits++
-        storeLocal(this.#core, key, entry, startSeq, options.ttl)
-        this.#core.warming?.redisHit(key, entry.freshMs, options.ttl)
-        return { value: entry.value, source: 'redis' }
-      }
-      if (redis.read) this.#core.stats.redisMisses++
-      return this.#fill(key, loader, options, redis, startSeq, localStale ?? entry, false)
-    })
+  /**
+   * A local miss: joins the load of `key` in flight, or starts one (Redis, then the loader). While a background
+   * reload of the key runs, the current Redis copy answers; only a key with none left waits for the reload.
+   */
+  async miss (key: string, loader: () => Promise<unknown>, options: GetOrSetOptions, localStale: LocalEntry | undefined): Promise<Loaded> {
+    const load = (): Promise<Loaded & { freshMs?: number }> => this.#flight.run(key, () => this.#load(key, loader, options, localStale))
+    const loaded = this.#refreshing.has(key) ? (await this.#fromRedis(key, options)) ?? (await load()) : await load()
+    // Outside the flight: a reload this read starts must not find the read's own load running and give up.
+    if (loaded.freshMs !== undefined) this.#core.warming?.redisHit(key, loaded.freshMs, options.ttl)
+    return { value: loaded.value, source: loaded.source }
+  }
+
+  async #load (key: string, loader: () => Promise<unknown>, options: GetOrSetOptions, localStale: LocalEntry | undefined): Promise<Loaded & { freshMs?: number }> {
+    const startSeq = this.#core.history.seq
+    const redis = await readForLoad(this.#core, key)
+    const entry = redis.entry
+    if (entry && entry.freshMs > 0) {
+      this.#core.stats.redisHits++
+      storeLocal(this.#core, key, entry, startSeq, options.ttl)
+      return { value: entry.value, source: 'redis', freshMs: entry.freshMs }
+    }
+    if (redis.read) this.#core.stats.redisMisses++
+    return this.#fill(key, loader, options, redis, startSeq, localStale ?? entry)
+  }
+
+  /** A fresh Redis copy of `key`, or undefined. */
+  async #fromRedis (key: string, options: GetOrSetOptions): Promise<(Loaded & { freshMs: number }) | undefined> {
+    const startSeq = this.#core.history.seq
+    const entry = (await readForLoad(this.#core, key)).entry
+    if (!entry || entry.freshMs <= 0) return undefined
+    this.#core.stats.redisHits++
+    storeLocal(this.#core, key, entry, startSeq, options.ttl)
+    return { value: entry.value, source: 'redis', freshMs: entry.freshMs }
   }
 
   /**
    * Refresh-ahead's reload of `key`. An entry Redis holds with more than `windowMs` of freshness left (another
    * instance refreshed it) is copied into the local tier; otherwise the loader runs if `acquire` wins the fleet's lock.
    */
-  async refresh (key: string, loader: () => Promise<unknown>, options: GetOrSetOptions, windowMs: number, acquire: () => Promise<boolean>): Promise<RefreshOutcome> {
+  async refresh (key: string, loader: () => Promise<unknown>, options: GetOrSetOptions, windowMs: number, acquire: () => Promise<boolean>, deadlineMs: number): Promise<RefreshOutcome> {
     const core = this.#core
     if (core.closed || this.#flight.has(key)) return 'busy'
     const startSeq = core.history.seq
@@ -59,15 +79,20 @@ export class Loading {
     }
     if (!(await acquire()) || core.closed || this.#flight.has(key)) return 'busy'
     core.stats.refreshes++
-    const loaded = await this.#flight.run(key, () => this.#fill(key, loader, options, redis, startSeq, redis.entry, true)).catch(() => undefined)
+    this.#refreshing.add(key)
+    const loaded = await this.#flight.run(key, () => this.#fill(key, loader, options, redis, startSeq, redis.entry, deadlineMs))
+      .catch(() => undefined)
+      .finally(() => this.#refreshing.delete(key))
     return loaded === undefined || loaded.source === 'stale' ? 'failed' : 'refreshed'
   }
 
   /**
    * Runs the loader and writes both tiers. The Redis write is a compare-and-set on the state read before the loader,
-   * so a delete that lands meanwhile wins. A failing loader is answered with `stale` when there is one.
+   * so a delete that lands meanwhile wins. A failing loader is answered with `stale` when there is one. A background
+   * reload passes `deadlineMs`: a loader still running then counts as failed.
    */
-  async #fill (key: string, loader: () => Promise<unknown>, options: GetOrSetOptions, redis: RedisRead, startSeq: number, stale: { value: unknown } | undefined, background: boolean): Promise<Loaded> {
+  async #fill (key: string, loader: () => Promise<unknown>, options: GetOrSetOptions, redis: RedisRead, startSeq: number, stale: { value: unknown } | undefined, deadlineMs?: number): Promise<Loaded> {
+    const background = deadlineMs !== undefined
     const core = this.#core
     const ttlMs = (options.ttl ?? core.options.ttl) * 1000
     const graceMs = (options.grace ?? core.options.grace) * 1000
@@ -76,7 +101,7 @@ export class Loading {
     const started = performance.now()
     let value: unknown
     try {
-      value = await loader()
+      value = await (background ? withDeadline(loader(), deadlineMs) : loader())
     } catch (error) {
       core.stats.loaderErrors++
       if (stale) {
@@ -109,5 +134,17 @@ export class Loading {
     }
     storeLocal(core, key, { value, tags: gens, freshMs: ttlMs, pttl: ttlMs + graceMs, size: payload.length }, startSeq, options.ttl)
     return { value, source: 'loader' }
+  }
+}
+
+async function withDeadline<T> (loading: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined
+  const expired = new Promise<never>((_resolve, reject) => {
+    timer = setTimeout(() => { reject(new Error(`background reload still running after ${ms} ms`)) }, ms)
+  })
+  try {
+    return await Promise.race([loading, expired])
+  } finally {
+    clearTimeout(timer)
   }
 }

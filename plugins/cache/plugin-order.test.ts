@@ -47,3 +47,23 @@ test('a cache with nothing to ask of Redis boots alone', async (t) => {
   await app.ready()
   assert.equal(app.cache.getStats().redis.connected, false)
 })
+
+// Typed code needs a cast to do this; a JavaScript application, or a library decorating `redis` its own way, does not.
+test('a redis decorator that is not a Redis client fails registration naming it, instead of a TypeError inside the cache', async (t) => {
+  const app = Fastify()
+  t.after(() => app.close())
+  app.decorate('redis', { host: 'redis.internal' } as never)
+  await assert.rejects(async () => { await app.register(cachePlugin, {}) }, {
+    code: 'CHASSIS_DECORATOR_CONFLICT',
+    message: 'cache found app.redis, which is not an ioredis client as @lead-chassis/plugins/redis adds: rename that decorator, or pass redis: false'
+  })
+})
+
+test('a redis decorator of the application\'s own added after the cache is not reported as the redis plugin registered late', async (t) => {
+  const app = Fastify()
+  t.after(() => app.close())
+  await app.register(cachePlugin, {})
+  app.decorate('redis', { host: 'redis.internal' } as never)
+  await app.ready()
+  assert.equal(app.cache.getStats().redis.connected, false)
+})

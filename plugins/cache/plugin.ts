@@ -1,6 +1,7 @@
 import fp from 'fastify-plugin'
 import type { FastifyInstance } from 'fastify'
 import { optionalDependency } from '../chassis/index.js'
+import { redisDecorator } from '../redis/index.js'
 import { CacheManager } from './cache-manager.js'
 import type { CacheOptions } from './options.js'
 
@@ -17,13 +18,16 @@ export interface CachePluginOptions extends CacheOptions {
   redis?: false
 }
 
+/** For `optionalDependency`'s `accepts`: what a dependent of `app.cache` takes (not another library's `cache`). */
+export const cacheDecorator = { check: (value: unknown): boolean => value instanceof CacheManager, what: 'a CacheManager' }
+
 /**
  * Decorates `app.cache`: two-tier over `app.redis` when the redis plugin, registered before, has a client;
  * local-only otherwise. The redis plugin registered after this one fails `ready` (CHASSIS_PLUGIN_ORDER).
  */
 export const cachePlugin = fp(async (app: FastifyInstance, opts: CachePluginOptions) => {
   const { manager, redis: redisOption, ...options } = opts
-  const redis = optionalDependency(app, { plugin: 'cache', decorator: 'redis', provider: '@lead-chassis/plugins/redis', option: manager ? false : redisOption })
+  const redis = optionalDependency(app, { plugin: 'cache', decorator: 'redis', provider: '@lead-chassis/plugins/redis', option: manager ? false : redisOption, accepts: redisDecorator })
   const cache = manager ?? new CacheManager(redis, { logger: app.log, ...options })
   app.decorate('cache', cache)
   if (!manager && !(await cache.ready(2000))) app.log.warn('cache invalidation bus not subscribed (Redis unreachable?): local-only until it is')

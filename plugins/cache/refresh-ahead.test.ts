@@ -5,6 +5,8 @@ import { Redis } from 'ioredis'
 import { createCacheManager, type CacheManager, type CacheSource } from './cache-manager.js'
 import type { CacheOptions } from './options.js'
 import { uniqueName } from '../../test/helpers/database.js'
+import { startPrivateRedis } from '../../test/helpers/private-redis.js'
+import { createRedisClient } from '../redis/index.js'
 
 const REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379'
 const clients: Redis[] = []
@@ -196,4 +198,159 @@ test('CACHE_REFRESH_AHEAD_CONCURRENCY bounds the background reloads running at o
   assert.equal(one.misses, 0)
   const four = await maxRunning(4)
   assert.ok(four.max >= 2, `reloads ran side by side (${four.max})`)
+})
+
+test('a loader that hangs during a refresh neither holds the key past its expiry nor keeps its reload slot', async () => {
+  // TTL 2 s, window 1 s: the lock (and the reload's deadline) lasts 1 s, so the hung reload gives up at about the
+  // entry's expiry; one reload at a time, so a slot held for good would stop every later refresh.
+  const [m] = await fleet(1, { ttl: 2, refreshAheadRatio: 0.5, refreshAheadConcurrency: 1 }) as [CacheManager]
+  let hang = false
+  let hung = 0
+  const loader = async (): Promise<string> => {
+    if (hang) {
+      hang = false
+      hung++
+      return new Promise<string>(() => {})
+    }
+    return `v@${Date.now()}`
+  }
+  await m.getOrSet('k', loader)
+  await m.flushHotKeys()
+  hang = true
+  const started = Date.now()
+  let slowest = 0
+  while (Date.now() - started < 6000) {
+    const t0 = Date.now()
+    const answered = await Promise.race([m.getOrSetWithSource('k', loader).then(() => true), sleep(3000).then(() => false)])
+    assert.ok(answered, `a read of the key answered (after ${Date.now() - started} ms)`)
+    slowest = Math.max(slowest, Date.now() - t0)
+    await sleep(100)
+  }
+  assert.equal(hung, 1, 'the background reload hung')
+  assert.ok(slowest < 1500, `every read answered within the reload's deadline (slowest ${slowest} ms)`)
+  assert.ok(m.getStats().warming.refreshes >= 3, `the key was refreshed in the background again (${m.getStats().warming.refreshes})`)
+})
+
+test('close waits for the background reloads running and stops the sweep', async () => {
+  const [m] = await fleet(1, { ttl: 2, refreshAheadRatio: 0.5 }) as [CacheManager]
+  let slow = false
+  let running = 0
+  let finished = 0
+  let calls = 0
+  const loader = async (): Promise<string> => {
+    calls++
+    if (!slow) return 'v'
+    running++
+    await sleep(400)
+    running--
+    finished++
+    return 'v'
+  }
+  await m.getOrSet('k', loader)
+  await m.flushHotKeys()
+  slow = true
+  const started = Date.now()
+  while (running === 0 && Date.now() - started < 3000) {
+    await m.getOrSetWithSource('k', loader)
+    await sleep(20)
+  }
+  assert.equal(running, 1, 'a background reload is running')
+  await m.close()
+  assert.equal(running, 0, 'close resolved after the reload finished')
+  assert.equal(finished, 1)
+  const after = calls
+  await sleep(2500)
+  assert.equal(calls, after, 'nothing reloaded after close')
+})
+
+test('with Redis hung while hot keys come due, reads answer within the command budget and refreshes resume', async (t) => {
+  const redis = await startPrivateRedis()
+  t.after(() => redis.destroy())
+  const client = createRedisClient({ url: redis.url, commandTimeoutMs: 100 })
+  t.after(() => client.disconnect())
+  const m = createCacheManager(client, { prefix: 'hung:', ttl: 2, grace: 0, redisTimeoutMs: 100, breakerCooldownMs: 300, hotKeysIntervalMs: 100, refreshAheadRatio: 0.5, refreshAheadConcurrency: 2 })
+  t.after(() => m.close())
+  assert.ok(await m.ready(5000))
+  const keys = Array.from({ length: 20 }, (_, i) => `k${i}`)
+  const loader = (key: string) => async () => `${key}@${Date.now()}`
+  for (const key of keys) await m.getOrSet(key, loader(key))
+  await m.flushHotKeys()
+  let slowest = 0
+  const readAll = async (): Promise<void> => {
+    for (const key of keys) {
+      const t0 = performance.now()
+      await m.getOrSetWithSource(key, loader(key))
+      slowest = Math.max(slowest, performance.now() - t0)
+    }
+  }
+  await sleep(900)
+  redis.pause()
+  const started = Date.now()
+  try {
+    while (Date.now() - started < 3000) {
+      await readAll()
+      await sleep(50)
+    }
+  } finally {
+    redis.resume()
+  }
+  assert.ok(slowest < 600, `every read answered within the command budget (slowest ${Math.round(slowest)} ms)`)
+  const refreshed = m.getStats().warming.refreshes
+  const resumed = Date.now()
+  while (m.getStats().warming.refreshes === refreshed && Date.now() - resumed < 5000) {
+    await readAll()
+    await sleep(50)
+  }
+  assert.ok(m.getStats().warming.refreshes > refreshed, 'background refreshes resumed once Redis answered again')
+})
+
+test('a read that finds no local copy while its key is refreshed in the background is served from Redis, not held for the loader', async () => {
+  // The local tier off (or a local TTL shorter than the entry's) sends every read to Redis; one that arrives while
+  // the background reload runs must get the current Redis copy, not wait for the reload's 300 ms loader.
+  for (const options of [{ localEnabled: false }, { localTtl: 1 }]) {
+    const [m] = await fleet(1, { ttl: 3, refreshAheadRatio: 0.5, ...options }) as [CacheManager]
+    const loader = async (): Promise<string> => {
+      await sleep(300)
+      return `v@${Date.now()}`
+    }
+    await m.getOrSet('k', loader)
+    await m.flushHotKeys()
+    const sources = new Map<CacheSource, number>()
+    let slowest = 0
+    const started = Date.now()
+    while (Date.now() - started < 4000) {
+      const t0 = performance.now()
+      const { source } = await m.getOrSetWithSource('k', loader)
+      slowest = Math.max(slowest, performance.now() - t0)
+      sources.set(source, (sources.get(source) ?? 0) + 1)
+      await sleep(20)
+    }
+    assert.ok(m.getStats().warming.refreshes >= 1, `the key was refreshed in the background (${JSON.stringify(options)})`)
+    assert.equal(sources.get('loader') ?? 0, 0, `no read waited for the loader (${JSON.stringify(options)}: ${JSON.stringify([...sources])})`)
+    assert.ok(slowest < 200, `every read answered without waiting for the reload (${JSON.stringify(options)}: slowest ${Math.round(slowest)} ms)`)
+  }
+})
+
+test('close does not wait past its bound for a background reload that hangs, so a shutdown fits its grace period', async () => {
+  const [m] = await fleet(1, { ttl: 2, refreshAheadRatio: 0.5 }) as [CacheManager]
+  let hang = false
+  let running = 0
+  const loader = async (): Promise<string> => {
+    if (!hang) return 'v'
+    running++
+    return await new Promise<string>(() => {})
+  }
+  await m.getOrSet('k', loader)
+  await m.flushHotKeys()
+  hang = true
+  const started = Date.now()
+  while (running === 0 && Date.now() - started < 3000) {
+    await m.getOrSetWithSource('k', loader)
+    await sleep(20)
+  }
+  assert.equal(running, 1, 'a background reload hangs')
+  const closing = Date.now()
+  await m.close()
+  const waited = Date.now() - closing
+  assert.ok(waited < 4000, `close took ${waited} ms with a hung reload (bound 2 s)`)
 })

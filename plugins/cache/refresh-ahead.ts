@@ -21,8 +21,11 @@ export interface RefreshAheadOptions {
  */
 export type RefreshOutcome = 'refreshed' | 'current' | 'busy' | 'failed'
 
-/** Reloads `key` unless Redis holds a copy with more than `windowMs` of freshness left; runs the loader only if `acquire` resolves true. */
-export type Reload = (key: string, registered: RegisteredLoader, windowMs: number, acquire: () => Promise<boolean>) => Promise<RefreshOutcome>
+/**
+ * Reloads `key` unless Redis holds a copy with more than `windowMs` of freshness left; runs the loader only if
+ * `acquire` resolves true, and counts it failed if it has not settled within `deadlineMs` (the lock's lifetime).
+ */
+export type Reload = (key: string, registered: RegisteredLoader, windowMs: number, acquire: () => Promise<boolean>, deadlineMs: number) => Promise<RefreshOutcome>
 
 /** A key that was considered and is still due (lock taken elsewhere, loader failed) is considered again this much later. */
 const RETRY_MS = 500
@@ -48,7 +51,7 @@ export class RefreshAhead {
   readonly #tier: RedisTier
   readonly #hot: HotKeys
   readonly #reload: Reload
-  readonly #running = new Set<string>()
+  readonly #running = new Map<string, Promise<void>>()
 
   constructor (tier: RedisTier, hot: HotKeys, reload: Reload, options: RefreshAheadOptions) {
     this.#tier = tier
@@ -68,8 +71,7 @@ export class RefreshAhead {
     if (this.#running.has(key) || this.#running.size >= this.#o.concurrency) return false
     if (this.#hot.rank(key) >= this.#o.maxKeys || !this.#tier.available) return false
     registered.dueAt = now + RETRY_MS
-    this.#running.add(key)
-    void this.#refresh(key, registered).finally(() => this.#running.delete(key))
+    this.#running.set(key, this.#refresh(key, registered).finally(() => this.#running.delete(key)))
     return true
   }
 
@@ -93,6 +95,11 @@ export class RefreshAhead {
     return this.#running.size
   }
 
+  /** Resolves once the reloads running now have settled (each within its lock's lifetime). */
+  async settled (): Promise<void> {
+    await Promise.all(this.#running.values())
+  }
+
   async #refresh (key: string, registered: RegisteredLoader): Promise<void> {
     const windowMs = this.windowMs(registered.options.ttl)
     const lockKey = `${this.#o.prefix}__refresh:${key}`
@@ -101,7 +108,9 @@ export class RefreshAhead {
     const lockMs = Math.min(Math.max(Math.ceil(windowMs), 1000), 60_000)
     try {
       const acquire = async (): Promise<boolean> => (await this.#tier.run((client) => client.set(lockKey, this.#o.instanceId, 'PX', lockMs, 'NX'))) === 'OK'
-      const outcome = await this.#reload(key, registered, windowMs, acquire)
+      // A loader that never settles would hold this key's load (which a miss after expiry joins) and a concurrency
+      // slot for good; past the lock's lifetime another instance may reload the key anyway.
+      const outcome = await this.#reload(key, registered, windowMs, acquire, lockMs)
       if (outcome === 'failed') await this.#tier.run((client) => (client as unknown as UnlockCommands).chassisCacheUnlock(lockKey, this.#o.instanceId))
     } catch {
       // Redis failed: the entry expires as it would have without refresh-ahead, or a later sweep retries.

@@ -6,6 +6,9 @@ import type { RedisTier } from './redis-tier.js'
 import { RefreshAhead, type Reload } from './refresh-ahead.js'
 import { Warmer } from './warmer.js'
 
+/** Longest close() waits for background reloads still running. */
+const CLOSE_WAIT_MS = 2000
+
 // Local hits are the hot path (a peek is tens of ns): one in 16, drawn at random, is counted for 16. Hot keys are
 // read thousands of times, so their rank does not change; misses, which cost a round trip anyway, are counted
 // exactly. Random, not every 16th: a fixed stride aliases with round-robin reads and never samples some keys.
@@ -149,10 +152,19 @@ export class Warming {
     return { reruns: this.#warmer.rerunCount, hotKeys: this.#hot.hotCount, tracked: this.#hot.tracked }
   }
 
-  /** Stops the timer and hands this instance's last counts to the fleet, so a restart does not forget them. */
+  /**
+   * Stops the timers, waits for the background reloads running (at most CLOSE_WAIT_MS: a reload is best effort, the
+   * entry it would renew stays served until its expiry, and a shutdown must fit the orchestrator's grace period) and
+   * hands this instance's last counts to the fleet, so a restart does not forget them.
+   */
   async close (): Promise<void> {
     clearInterval(this.#timer)
     clearInterval(this.#sweep)
+    if (this.#ahead) {
+      let timer: NodeJS.Timeout | undefined
+      await Promise.race([this.#ahead.settled(), new Promise<void>((resolve) => { timer = setTimeout(resolve, CLOSE_WAIT_MS) })])
+      clearTimeout(timer)
+    }
     await this.#ticking
     await this.#hot.flush().catch(() => {})
   }

@@ -10,6 +10,12 @@ export interface OptionalDependency<K extends keyof FastifyInstance & string> {
   provider: string
   /** The dependent's option for this dependency: `false` states that it runs without. */
   option: false | undefined
+  /**
+   * What the provider's decorator holds, for a decorator of that name that something else added: such a value is
+   * refused at registration (instead of failing deep inside the dependent), and one added later is not reported as
+   * the provider registered out of order.
+   */
+  accepts?: { check: (value: unknown) => boolean, what: string }
 }
 
 /**
@@ -19,11 +25,15 @@ export interface OptionalDependency<K extends keyof FastifyInstance & string> {
  * would otherwise have booted without it and never said so.
  */
 export function optionalDependency<K extends keyof FastifyInstance & string> (app: FastifyInstance, dependency: OptionalDependency<K>): FastifyInstance[K] | undefined {
-  const { plugin, decorator, provider, option } = dependency
+  const { plugin, decorator, provider, option, accepts } = dependency
   if (option === false) return undefined
-  if (app.hasDecorator(decorator)) return app[decorator]
+  const ours = (): boolean => accepts === undefined || accepts.check(app[decorator])
+  if (app.hasDecorator(decorator)) {
+    if (!ours()) throw new ChassisErrors.CHASSIS_DECORATOR_CONFLICT(plugin, decorator, accepts?.what ?? '', provider, decorator)
+    return app[decorator]
+  }
   app.addHook('onReady', async () => {
-    if (app.hasDecorator(decorator)) throw new ChassisErrors.CHASSIS_PLUGIN_ORDER(plugin, decorator, provider, decorator)
+    if (app.hasDecorator(decorator) && ours()) throw new ChassisErrors.CHASSIS_PLUGIN_ORDER(plugin, decorator, provider, decorator)
   })
   return undefined
 }

@@ -38,3 +38,10 @@ test('redis: false counts in process, whichever comes first', async (t) => {
     assert.equal(app.rateLimiter.getStats().shared, false)
   }
 })
+
+test('a redis decorator that is not a Redis client fails the rate limiter\'s registration naming it', async (t) => {
+  const app = Fastify()
+  t.after(() => app.close())
+  app.decorate('redis', { host: 'redis.internal' } as never)
+  await assert.rejects(async () => { await app.register(rateLimitPlugin, {}) }, { code: 'CHASSIS_DECORATOR_CONFLICT' })
+})

@@ -1,6 +1,7 @@
 import fp from 'fastify-plugin'
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { optionalDependency } from '../chassis/index.js'
+import { redisDecorator } from '../redis/index.js'
 import { setRateLimitHeaders } from './headers.js'
 import { cidrMatcher, clientAddressKey } from './identity.js'
 import { presets, validatePolicy, RateLimitErrors, type PresetName, type RateLimitPolicy } from './policies.js'
@@ -57,7 +58,7 @@ export const rateLimitPlugin = fp(async (app: FastifyInstance, opts: RateLimitPl
   }
   const global = opts.global === false ? undefined : resolve(opts.global ?? 'default')
   const globalList: RateLimitPolicy[] = global ? [global] : []
-  const redis = optionalDependency(app, { plugin: 'rate-limit', decorator: 'redis', provider: '@lead-chassis/plugins/redis', option: opts.redis })
+  const redis = optionalDependency(app, { plugin: 'rate-limit', decorator: 'redis', provider: '@lead-chassis/plugins/redis', option: opts.redis, accepts: redisDecorator })
   const limiter = new RateLimiter(redis, { log: app.log, ...opts, defaultPolicy: global ?? resolvedPresets.default })
   // Boot waits for the Redis connection's first outcome (bounded), so the first requests are decided in Redis.
   app.addHook('onReady', () => limiter.ready())

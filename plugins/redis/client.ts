@@ -83,3 +83,16 @@ function backstopMs (budgetMs: number): number {
 export function isCluster (client: RedisClient): client is Cluster {
   return client instanceof Cluster
 }
+
+/**
+ * What the redis plugin decorates `app.redis` with: an ioredis client (standalone or cluster), or undefined in
+ * single-instance mode. Dependents refuse a `redis` decorator of another kind.
+ */
+function isRedisDecorator (value: unknown): boolean {
+  if (value === undefined) return true
+  const client = value as { defineCommand?: unknown, duplicate?: unknown } | null
+  return typeof client === 'object' && client !== null && typeof client.defineCommand === 'function' && typeof client.duplicate === 'function'
+}
+
+/** For `optionalDependency`'s `accepts`: what a dependent of `app.redis` takes. */
+export const redisDecorator = { check: isRedisDecorator, what: 'an ioredis client' }

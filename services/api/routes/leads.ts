@@ -37,20 +37,23 @@ export async function leadRoutes (instance: FastifyInstance, opts: LeadRoutesOpt
     schema: { querystring: listLeadsQuerySchema, response: { 200: leadPageSchema, ...errors } }
   }, async (request, reply) => {
     if (!opts.cache) return leads.list(request.query)
-    return sendCached(app.cache, request, reply, { key: listKey(request.query), tags: [listTagFor(request.query), ALL_LISTS_TAG] }, () => app.db.freshReads(() => leads.list(request.query)))
+    // The loader is kept for refresh-ahead: it captures the query, not the request.
+    const query = request.query
+    return sendCached(app.cache, request, reply, { key: listKey(query), tags: [listTagFor(query), ALL_LISTS_TAG] }, () => app.db.freshReads(() => leads.list(query)))
   })
 
   app.get('/:id', {
     config: readOne,
     schema: { params: leadIdParamsSchema, response: { 200: leadSchema, ...errors } }
   }, async (request, reply) => {
+    const { id } = request.params
     const load = async () => {
-      const lead = await leads.get(request.params.id)
-      if (!lead) throw new LeadErrors.LEAD_NOT_FOUND(request.params.id)
+      const lead = await leads.get(id)
+      if (!lead) throw new LeadErrors.LEAD_NOT_FOUND(id)
       return lead
     }
     // A cache fill outlives the request: it must not store what a lagging replica still shows (freshReads).
-    return opts.cache ? sendCached(app.cache, request, reply, { key: leadKey(request.params.id) }, () => app.db.freshReads(load)) : load()
+    return opts.cache ? sendCached(app.cache, request, reply, { key: leadKey(id) }, () => app.db.freshReads(load)) : load()
   })
 
   // The one anonymous door: the lead-capture form. A key, when presented, must carry leads:create.

@@ -35,6 +35,7 @@ export async function reportRoutes (instance: FastifyInstance, opts: ReportRoute
   const app = instance.withTypeProvider<SchemaTypes>()
   const reports = new ReportsRepository(app.db)
   const config = { requiredScope: 'reports:read', errorCodes: { 400: ['INVALID_RANGE'] } }
+  // A cached answer's loader is kept for refresh-ahead: it captures the values it needs, never the request.
   const serve = async <T>(request: Parameters<typeof sendCached>[1], reply: Parameters<typeof sendCached>[2], key: string, tags: string[], load: () => Promise<T>): Promise<T | FastifyReply> =>
     opts.cache ? sendCached(app.cache, request, reply, { key: `data:report:${key}`, ttl: opts.ttl, tags }, load) : load()
 
@@ -49,7 +50,8 @@ export async function reportRoutes (instance: FastifyInstance, opts: ReportRoute
     }
   }, async (request, reply) => {
     const range = rangeOf(request.query)
-    return serve(request, reply, `leads:${request.query.groupBy}:${range.from}:${range.to}`, [REPORT_TAGS.leads], () => reports.leadsBy(request.query.groupBy, range))
+    const { groupBy } = request.query
+    return serve(request, reply, `leads:${groupBy}:${range.from}:${range.to}`, [REPORT_TAGS.leads], () => reports.leadsBy(groupBy, range))
   })
 
   app.get('/funnel', {
@@ -69,7 +71,8 @@ export async function reportRoutes (instance: FastifyInstance, opts: ReportRoute
     }
   }, async (request, reply) => {
     const range = rangeOf(request.query)
-    return serve(request, reply, `funnel:${request.query.product ?? '*'}:${range.from}:${range.to}`, [REPORT_TAGS.leads], () => reports.funnel(range, request.query.product))
+    const { product } = request.query
+    return serve(request, reply, `funnel:${product ?? '*'}:${range.from}:${range.to}`, [REPORT_TAGS.leads], () => reports.funnel(range, product))
   })
 
   app.get('/agents', {
