@@ -24,7 +24,10 @@ import { startOtlpSink, type OtlpSink } from './otlp-sink.js'
  */
 const { values: args } = parseArgs({
   options: {
-    warmup: { type: 'string', default: '400' },
+    // Under valgrind V8's background compiler is slow to deliver optimized code: with 200 warm-up requests the counts
+    // still fell from batch to batch by a quarter, in every configuration. Each batch is printed, so a run shows
+    // whether its counts had settled.
+    warmup: { type: 'string', default: '2000' },
     requests: { type: 'string', default: '300' },
     samples: { type: 'string', default: '3' },
     concurrency: { type: 'string', default: '4' },
