@@ -4,6 +4,7 @@ import type { Instrumentation } from '@opentelemetry/instrumentation'
 import { loadQueryParser, normalizeQuery } from './query-normalizer.js'
 import { traceQueries } from './query-spans.js'
 import { redisStatement, unsampledSkipped } from './redis-statement.js'
+import { parentBasedSampler, skipUnsampledRedisCommands } from './unsampled.js'
 
 // The scope of the query spans, for whoever builds their own SDK with these instrumentations and filters spans.
 export { QUERY_SPANS_SCOPE } from './query-spans.js'
@@ -21,7 +22,7 @@ export { QUERY_SPANS_SCOPE } from './query-spans.js'
 export async function createInstrumentations (): Promise<Instrumentation[]> {
   await loadQueryParser()
   const detail = process.env.OTEL_FASTIFY_DETAIL === 'true'
-  return [
+  const instrumentations = [
     ...getNodeAutoInstrumentations({
       '@opentelemetry/instrumentation-fs': { enabled: false },
       '@opentelemetry/instrumentation-net': { enabled: false },
@@ -53,6 +54,11 @@ export async function createInstrumentations (): Promise<Instrumentation[]> {
       requestHook: (span, request) => { if (span.isRecording()) span.updateName(`${request.method} ${request.routeOptions.url ?? 'unmatched'}`) }
     })
   ]
+  if (parentBasedSampler()) {
+    const ioredis = instrumentations.find((i) => i.instrumentationName === '@opentelemetry/instrumentation-ioredis')
+    if (ioredis) skipUnsampledRedisCommands(ioredis)
+  }
+  return instrumentations
 }
 
 const pgInstrumentation = (): boolean => process.env.OTEL_PG_INSTRUMENTATION === 'true'

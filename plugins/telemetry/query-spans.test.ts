@@ -101,3 +101,15 @@ test('a query of an unsampled request builds no attributes for its span that rec
   assert.equal(options[0]?.attributes, undefined, 'no attributes given at the start')
   assert.equal(attributesSet, 0, 'nor set afterwards')
 })
+
+test('a query inside an unsampled request starts no span under a parent-based sampler, and one under any other sampler', async () => {
+  const unsampled = trace.setSpan(context.active(), trace.wrapSpanContext({ traceId: '4bf92f3577b34da6a3ce929d0e0e4736', spanId: '00f067aa0ba902b7', traceFlags: 0 }))
+  const started = (parentBased: boolean): Promise<number> => {
+    let starts = 0
+    const fake = { startSpan: () => { starts++; return trace.wrapSpanContext({ traceId: '4bf92f3577b34da6a3ce929d0e0e4736', spanId: '00f067aa0ba902b8', traceFlags: 0 }) }, startActiveSpan: () => { throw new Error('not used') } } as unknown as Parameters<typeof traceQueries>[0]
+    const stopFake = traceQueries(fake, parentBased)
+    return context.with(unsampled, () => pool.query('SELECT 4')).then(() => starts, () => starts).finally(stopFake)
+  }
+  assert.equal(await started(true), 0, 'parent-based: the child of a span that records nothing is never started')
+  assert.equal(await started(false), 1, 'a sampler that is not parent-based decides for the child itself')
+})

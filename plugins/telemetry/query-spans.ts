@@ -2,6 +2,7 @@ import { tracingChannel } from 'node:diagnostics_channel'
 import { SpanKind, SpanStatusCode, trace, type Attributes, type Span, type Tracer } from '@opentelemetry/api'
 import { QUERY_CHANNEL_NAME, type QueryContext } from '../db-pool/channel.js'
 import { normalizeQuery } from './query-normalizer.js'
+import { insideUnsampledSpan, parentBasedSampler } from './unsampled.js'
 
 /** The instrumentation scope of database spans. */
 export const QUERY_SPANS_SCOPE = 'lead-chassis/db-pool'
@@ -22,17 +23,20 @@ const OPERATION = /^\s*([A-Za-z]+)/
  * to the active context: the seam already sees each query start and end, so the span adds only the SDK's own work.
  * `npm run bench:query-spans` compares the two. Returns the function that unsubscribes.
  */
-export function traceQueries (tracer: Tracer = trace.getTracer(QUERY_SPANS_SCOPE)): () => void {
+export function traceQueries (tracer: Tracer = trace.getTracer(QUERY_SPANS_SCOPE), parentBased = parentBasedSampler()): () => void {
   const channel = tracingChannel<SpannedQuery, SpannedQuery>(QUERY_CHANNEL_NAME)
   const handlers = {
     start: (ctx: SpannedQuery) => {
+      // Under a parent-based sampler a query of an unsampled request would get a span that records nothing: none is
+      // started (the SDK would still run the sampler and make the span object).
+      if (parentBased && insideUnsampledSpan()) return
       const operation = OPERATION.exec(ctx.text)?.[1]?.toUpperCase()
       // Named `{db.operation.name} {db.namespace}`, as the conventions ask when no query summary is known, else
       // `{db.system.name}`.
       const name = operation === undefined ? 'postgresql' : ctx.database === undefined ? operation : `${operation} ${ctx.database}`
       const span = ctx.span = tracer.startSpan(name, { kind: SpanKind.CLIENT })
-      // A query of a request that is not sampled gets a span that records nothing: its attributes (and the
-      // fingerprint) would be built for nobody.
+      // A query the sampler declines gets a span that records nothing: its attributes (and the fingerprint) would
+      // be built for nobody.
       if (!span.isRecording()) return
       const attributes: Attributes = {
         'db.system.name': 'postgresql',

@@ -1,5 +1,5 @@
 import { exists, getKeyIndexes } from '@ioredis/commands'
-import { trace } from '@opentelemetry/api'
+import { insideUnsampledSpan, parentBasedSampler } from './unsampled.js'
 
 type CommandArgs = Array<string | Buffer | number | unknown[]>
 
@@ -30,6 +30,6 @@ export function redisStatement (command: string, args: CommandArgs): string {
  * gets a span that records nothing, so its statement would be built for nobody.
  */
 export function unsampledSkipped<A> (serializer: (command: string, args: A) => string, sampler = process.env.OTEL_TRACES_SAMPLER): (command: string, args: A) => string {
-  if (!(sampler ?? 'parentbased_always_on').startsWith('parentbased_')) return serializer
-  return (command, args) => trace.getActiveSpan()?.isRecording() === false ? command : serializer(command, args)
+  if (!parentBasedSampler(sampler)) return serializer
+  return (command, args) => insideUnsampledSpan() ? command : serializer(command, args)
 }

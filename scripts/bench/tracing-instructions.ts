@@ -1,0 +1,197 @@
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { parseArgs } from 'node:util'
+import { Redis } from 'ioredis'
+import { ApiKeyStore } from '@lead-chassis/plugins/api-keys'
+import { createConnectionPool } from '@lead-chassis/plugins/db-pool'
+import { migrate } from '../../services/domain/migrate.js'
+import { projectRoot } from '../../services/platform/paths.js'
+import { seed } from '../../services/domain/seed.js'
+import { freePort } from '../../test/helpers/ports.js'
+import { median, table } from './lib.js'
+import { startOtlpSink, type OtlpSink } from './otlp-sink.js'
+
+/**
+ * The cost of tracing in instructions per request, which, unlike req/s or CPU time, does not depend on how busy the
+ * machine is: the api runs under valgrind's callgrind, which counts the instructions the process executes (all its
+ * threads). Each configuration is one process, started with callgrind's instrumentation off (start-up and warm-up
+ * run at valgrind's lighter speed and are not counted), warmed up, then counted over `--samples` batches of
+ * `--requests` requests, each batch dumped on its own (callgrind_control --dump zeroes the counters): the median
+ * batch is reported. The requests are bench:tracing's: a cached lead and a lead's activities (PostgreSQL) in turn.
+ */
+const { values: args } = parseArgs({
+  options: {
+    // Under valgrind V8's background compiler is slow to deliver optimized code: with 200 warm-up requests the counts
+    // still fell from batch to batch by a quarter, in every configuration. Each batch is printed, so a run shows
+    // whether its counts had settled.
+    warmup: { type: 'string', default: '2000' },
+    requests: { type: 'string', default: '300' },
+    samples: { type: 'string', default: '3' },
+    concurrency: { type: 'string', default: '4' },
+    // Only these configurations, by letter (a,b,c,d), to compare a change quickly.
+    only: { type: 'string', default: 'a,b,c,d' }
+  }
+})
+const DATABASE_URL = process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres'
+const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379'
+const SCHEMA = 'bench_tracing'
+const TAG = `bench-tracing-instructions-${process.pid}`
+const HOT_LEADS = 200
+const log = (m: string): void => console.log(`[bench:tracing-instructions] ${m}`)
+
+await migrate({ databaseUrl: DATABASE_URL, schema: SCHEMA })
+const pool = createConnectionPool({ connectionString: DATABASE_URL, schema: SCHEMA, min: 0, max: 1, healthCheckInterval: 0 })
+const { rows: [count] } = await pool.query<{ n: number }>('SELECT count(*)::int AS n FROM leads')
+if ((count?.n ?? 0) < 10000) await seed({ databaseUrl: DATABASE_URL, schema: SCHEMA, count: 10000 - (count?.n ?? 0) })
+const { rows: hot } = await pool.query<{ id: string }>(`SELECT id FROM leads ORDER BY id LIMIT ${HOT_LEADS}`)
+const ids = hot.map((r) => r.id)
+const { key } = await new ApiKeyStore(pool).mint('bench:tracing-instructions', ['leads:read', 'admin'])
+await pool.close()
+
+// As bench:tracing (scripts/bench/tracing.ts): the api as production runs it, limits raised for the one caller.
+const base = {
+  DATABASE_URL,
+  DB_SCHEMA: SCHEMA,
+  REDIS_URL,
+  CACHE_ENABLED: 'true',
+  RATE_LIMIT_ENABLED: 'true',
+  RATE_LIMIT_MAX_REQUESTS: '1000000000',
+  RATE_LIMIT_API_KEY_MAX_REQUESTS: '1000000000',
+  API_KEY_LOOKUP_LIMIT: '0',
+  PRESSURE_MAX_EVENT_LOOP_DELAY_MS: '0',
+  LOG_LEVEL: 'info',
+  OTEL_SERVICE_NAME: 'api'
+}
+const SHIPPED_SAMPLER = { OTEL_TRACES_SAMPLER: 'parentbased_traceidratio', OTEL_TRACES_SAMPLER_ARG: '0.1' }
+interface Config { letter: string, label: string, env: Record<string, string>, traced: boolean }
+const allConfigs: Config[] = [
+  { letter: 'a', label: '(a) tracing off, query statistics off', env: { QUERY_STATS_ENABLED: 'false' }, traced: false },
+  { letter: 'b', label: '(b) query statistics only', env: { QUERY_STATS_ENABLED: 'true' }, traced: false },
+  { letter: 'c', label: '(c) tracing 10% parent-based (shipped) + statistics', env: { QUERY_STATS_ENABLED: 'true', ...SHIPPED_SAMPLER }, traced: true },
+  { letter: 'd', label: '(d) tracing 100% + statistics', env: { QUERY_STATS_ENABLED: 'true', OTEL_TRACES_SAMPLER: 'always_on' }, traced: true }
+]
+const configs = allConfigs.filter((c) => args.only.split(',').includes(c.letter))
+
+// One count per thread: the main thread's (the event loop, which every request waits for, and most of the garbage
+// collector) is steadier than the whole process's, which also holds V8's background compiler and GC helpers.
+const VALGRIND = ['--tool=callgrind', '--trace-children=no', '--instr-atstart=no', '--separate-threads=yes',
+  // V8 writes machine code into its heap and rewrites it: valgrind must notice code changed outside the stack.
+  '--smc-check=all-non-file']
+const node = process.execPath
+const preload = ['--import', import.meta.resolve('@lead-chassis/plugins/telemetry/otel-preload')]
+const entry = join(projectRoot, 'dist', 'services', 'api', 'main.js')
+console.log(`api under: valgrind ${VALGRIND.join(' ')} --callgrind-out-file=<dir>/cg.%p ${node} ${preload.join(' ')} ${entry}`)
+
+async function startCounted (config: Config, sink: OtlpSink | undefined, dir: string, port: number): Promise<{ child: ChildProcess, url: string }> {
+  const prefix = `${TAG}:${config.letter}`
+  const env = { PATH: process.env.PATH ?? '', PORT: String(port), ...base, CACHE_PREFIX: `${prefix}:c:`, RATE_LIMIT_PREFIX: `${prefix}:rl:`, ...(sink ? { OTEL_EXPORTER_OTLP_ENDPOINT: sink.url } : {}), ...config.env }
+  const child = spawn('valgrind', [...VALGRIND, `--callgrind-out-file=${join(dir, 'cg.%p')}`, node, ...preload, entry], { cwd: projectRoot, env, stdio: ['ignore', 'ignore', 'pipe'] })
+  let stderr = ''
+  child.stderr?.on('data', (d: Buffer) => { stderr = (stderr + d.toString()).slice(-4000) })
+  const url = `http://127.0.0.1:${port}`
+  // Under valgrind a start takes minutes on a busy machine.
+  for (let i = 0; ; i++) {
+    if (child.exitCode !== null) throw new Error(`${config.label}: exited with ${child.exitCode}\n${stderr}`)
+    if (await fetch(`${url}/health/ready`).then((r) => r.ok, () => false)) break
+    if (i > 1200) throw new Error(`${config.label}: not ready after 10 minutes`)
+    await sleep(500)
+  }
+  return { child, url }
+}
+
+let sent = 0
+async function drive (url: string, n: number): Promise<void> {
+  let next = 0
+  await Promise.all(Array.from({ length: Number(args.concurrency) }, async () => {
+    while (next < n) {
+      next++
+      const i = sent++
+      const id = ids[(i >> 1) % ids.length] as string
+      const res = await fetch(`${url}${i % 2 === 0 ? `/api/v1/leads/${id}` : `/api/v1/leads/${id}/activities?limit=5`}`, { headers: { 'x-api-key': key } })
+      await res.arrayBuffer()
+      if (!res.ok) throw new Error(`${res.url} answered ${res.status}`)
+    }
+  }))
+}
+
+function control (pid: number, ...options: string[]): void {
+  const r = spawnSync('callgrind_control', [...options, String(pid)], { encoding: 'utf8' })
+  if (r.status !== 0) throw new Error(`callgrind_control ${options.join(' ')} ${pid}: ${r.stderr}${r.stdout}`)
+}
+
+/** The instructions of dump `index` of `pid` in `dir`: the main thread's and all threads'. */
+function dumped (dir: string, pid: number, index: number): { main: number, all: number } {
+  const files = readdirSync(dir).filter((f) => f.startsWith(`cg.${pid}.${index}-`))
+  if (files.length === 0) throw new Error(`no dump cg.${pid}.${index}-* in ${dir}`)
+  let main = 0
+  let all = 0
+  for (const file of files) {
+    const line = /^(?:totals|summary): (\d+)/m.exec(readFileSync(join(dir, file), 'utf8'))
+    if (!line) throw new Error(`no totals in ${file}`)
+    all += Number(line[1])
+    if (file.endsWith('-01')) main = Number(line[1])
+  }
+  return { main, all }
+}
+
+const perRequest = new Map<Config, number[]>()
+const allThreadsPerRequest = new Map<Config, number[]>()
+let current: ChildProcess | undefined
+// An interrupted run leaves no api running under valgrind.
+for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => { current?.kill('SIGKILL'); process.exit(1) })
+const dir = mkdtempSync(join(tmpdir(), 'bench-tracing-instructions-'))
+try {
+  for (const config of configs) {
+    const sink = config.traced ? await startOtlpSink() : undefined
+    const started = Date.now()
+    const { child, url } = await startCounted(config, sink, dir, await freePort())
+    const pid = child.pid as number
+    current = child
+    try {
+      log(`${config.label}: ready after ${((Date.now() - started) / 1000).toFixed(0)} s; ${args.warmup} warm-up requests`)
+      await drive(url, Number(args.warmup))
+      control(pid, '--instr=on')
+      // The first dump holds what instrumentation switched on, not a batch of requests.
+      control(pid, '--dump')
+      const samples: number[] = []
+      const allThreads: number[] = []
+      for (let s = 1; s <= Number(args.samples); s++) {
+        await drive(url, Number(args.requests))
+        control(pid, '--dump')
+        const { main, all } = dumped(dir, pid, s + 1)
+        samples.push(main / Number(args.requests))
+        allThreads.push(all / Number(args.requests))
+        log(`${config.label}: batch ${s}: ${samples.at(-1)?.toFixed(0)} instructions/request on the main thread, ${allThreads.at(-1)?.toFixed(0)} in all threads`)
+      }
+      perRequest.set(config, samples)
+      allThreadsPerRequest.set(config, allThreads)
+    } finally {
+      const exited = new Promise((resolve) => child.once('exit', resolve))
+      child.kill('SIGTERM')
+      await exited
+      sink?.close()
+    }
+  }
+} finally {
+  rmSync(dir, { recursive: true, force: true })
+  const redis = new Redis(REDIS_URL)
+  for await (const keys of redis.scanStream({ match: `${TAG}:*`, count: 1000 })) if ((keys as string[]).length > 0) await redis.unlink(...(keys as string[]))
+  redis.disconnect()
+}
+
+const baseline = configs.find((c) => c.letter === 'a')
+const of = (c: Config): number => median(perRequest.get(c) ?? [NaN])
+const ofAll = (c: Config): number => median(allThreadsPerRequest.get(c) ?? [NaN])
+const versus = (x: number, base: number): string => `${x >= base ? '+' : ''}${((x / base - 1) * 100).toFixed(1)}%`
+console.log(`\nInstructions per request (callgrind) on the api's main thread and in all its threads, median of ${args.samples} batches of ${args.requests} requests after ${args.warmup} warm-up requests, ${args.concurrency} in flight; GET /api/v1/leads/:id (cached) and /api/v1/leads/:id/activities (PostgreSQL) in turn:\n`)
+console.log(table(configs.map((c) => ({
+  configuration: c.label,
+  'main thread instructions/request': of(c).toFixed(0),
+  'vs (a)': baseline === undefined || c === baseline ? '' : versus(of(c), of(baseline)),
+  'main thread, each batch': (perRequest.get(c) ?? []).map((x) => x.toFixed(0)).join(', '),
+  'all threads instructions/request': ofAll(c).toFixed(0),
+  'all threads vs (a)': baseline === undefined || c === baseline ? '' : versus(ofAll(c), ofAll(baseline))
+}))))
