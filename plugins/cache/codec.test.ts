@@ -2,11 +2,11 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
 import v8 from 'node:v8'
-import { decode, encode, stateToken, tombstone, TOKEN_BYTES } from './codec.js'
+import { decode, encode, needsTtl, stateToken, tombstone, TOKEN_BYTES } from './codec.js'
 import { cachePattern, escapeGlob, globToRegExp } from './glob.js'
 
-const JSON_KIND = 0x02
-const V8_KIND = 0x01
+const JSON_KIND = 0x03
+const V8_KIND = 0x04
 const kindOf = (bytes: Buffer): number | undefined => bytes[1]
 
 /** An entry as versions before the JSON kind wrote every value: the header, then V8's structured clone. */
@@ -51,7 +51,7 @@ test('a value JSON would change, even one field deep in a plain one, is not writ
     ['an object reached twice', { a: shared, b: shared }]
   ]
   for (const [what, value] of cases) {
-    const bytes = encode({ v: value, g: 0 })
+    const bytes = encode({ v: value, g: 0 }, 1000)
     assert.equal(kindOf(bytes), V8_KIND, `${what} goes through V8`)
     assert.deepStrictEqual(decode(bytes)?.v, value, `${what} comes back unchanged`)
   }
@@ -62,43 +62,82 @@ test('a value JSON would change, even one field deep in a plain one, is not writ
   assert.ok(!(1 in (decode(encode({ v: holes, g: 0 }))?.v as unknown[])), 'a hole stays a hole')
 })
 
-test('a plain JSON value is written as JSON text after the header and comes back equal', () => {
+test('a plain JSON value is written as JSON text after the header and its expiry, and comes back equal', () => {
   const value = { data: [{ id: 'a', score: 50, ok: true, none: null, createdAt: '2026-01-02T03:04:05.678Z', nested: { list: [1, 2.5, -3, 'é', '\ud800'] } }], nextCursor: null }
-  const bytes = encode({ v: value, g: 5000, t: { leads: 3 } })
+  const before = Date.now()
+  const bytes = encode({ v: value, g: 5000, t: { leads: 3 } }, 60_000)
+  const after = Date.now()
   assert.equal(kindOf(bytes), JSON_KIND)
-  assert.deepEqual(JSON.parse(bytes.toString('utf8', TOKEN_BYTES)), { v: value, g: 5000, t: { leads: 3 } })
-  assert.deepStrictEqual(decode(bytes), { v: value, g: 5000, t: { leads: 3 } })
+  assert.deepEqual(JSON.parse(bytes.toString('utf8', TOKEN_BYTES + 16)), { v: value, g: 5000, t: { leads: 3 } })
+  const back = decode(bytes)
+  assert.ok(back?.freshUntil !== undefined && back.freshUntil >= before + 60_000 && back.freshUntil <= after + 60_000)
+  assert.deepStrictEqual(back, { v: value, g: 5000, t: { leads: 3 }, freshUntil: back.freshUntil, graceUntil: back.freshUntil + 5000 })
   for (const scalar of ['text', 0, 1.5, true, false, null, [], {}]) {
-    const entry = encode({ v: scalar, g: 0 })
+    const entry = encode({ v: scalar, g: 0 }, 1000)
     assert.equal(kindOf(entry), JSON_KIND, `${JSON.stringify(scalar)} is plain JSON`)
     assert.deepStrictEqual(decode(entry)?.v, scalar)
   }
 })
 
-test('an entry the previous version wrote (V8 after the header) still decodes after a rolling deploy', () => {
+test('an entry the previous versions wrote (V8 or JSON after the header, no expiry) still decodes after a rolling deploy', () => {
   const value = { data: [{ id: 'a', at: new Date('2026-01-02T03:04:05.678Z') }], plain: 'text' }
   assert.deepStrictEqual(decode(previousFormat({ v: value, g: 1000, t: { leads: 2 } })), { v: value, g: 1000, t: { leads: 2 } })
   assert.deepStrictEqual(decode(previousFormat({ v: { only: 'json' }, g: 0 })), { v: { only: 'json' }, g: 0 })
+  const json = encode({ v: { only: 'json' }, g: 0 })
+  assert.equal(kindOf(json), 0x02, 'without a TTL the encoder writes the previous JSON kind')
+  assert.deepStrictEqual(decode(json), { v: { only: 'json' }, g: 0 }, 'no expiry inside: the reader asks Redis')
+  assert.ok(needsTtl(json) && needsTtl(previousFormat({ v: 1, g: 0 })) && !needsTtl(encode({ v: 1, g: 0 }, 1000)) && !needsTtl(tombstone()))
+})
+
+/** The decoder of the version before entries carried their expiry, as it shipped: kinds 1 and 2 only. */
+function previousDecode (bytes: Buffer): { v: unknown, g: number } | undefined {
+  if (bytes.length <= TOKEN_BYTES || bytes[0] !== 0xca) return undefined
+  let envelope: { v: unknown, g: number }
+  try {
+    if (bytes[1] === 0x02) envelope = JSON.parse(bytes.toString('utf8', TOKEN_BYTES)) as { v: unknown, g: number }
+    else if (bytes[1] === 0x01) envelope = v8.deserialize(bytes.subarray(TOKEN_BYTES)) as { v: unknown, g: number }
+    else return undefined
+  } catch {
+    return undefined
+  }
+  return typeof envelope === 'object' && envelope !== null && typeof envelope.g === 'number' ? envelope : undefined
+}
+
+test('an entry of this version read by the previous version\'s decoder is a miss, never an error or a wrong value', () => {
+  for (const value of [{ data: [{ id: 'a' }] }, 'text', 7, null, { at: new Date(0), big: 1n }, new Map([[1, 2]])]) {
+    const entry = encode({ v: value, g: 1000, t: { leads: 1 } }, 60_000)
+    assert.doesNotThrow(() => previousDecode(entry))
+    assert.equal(previousDecode(entry), undefined, `${String(value)} is a miss for the previous version`)
+  }
+})
+
+test('an entry carrying an impossible expiry decodes as a miss', () => {
+  const entry = encode({ v: 1, g: 1000 }, 60_000)
+  const nan = Buffer.from(entry)
+  nan.writeDoubleLE(Number.NaN, TOKEN_BYTES)
+  const graceBeforeFresh = Buffer.from(entry)
+  graceBeforeFresh.writeDoubleLE(0, TOKEN_BYTES + 8)
+  for (const bad of [nan, graceBeforeFresh, entry.subarray(0, TOKEN_BYTES + 16)]) assert.equal(decode(bad), undefined)
 })
 
 test('a corrupted, truncated or unknown entry decodes as a miss, never throws', () => {
-  const json = encode({ v: { data: [{ id: 'a', score: 1 }] }, g: 0 })
-  const viaV8 = encode({ v: { at: new Date(0), big: 1n }, g: 0 })
+  const json = encode({ v: { data: [{ id: 'a', score: 1 }] }, g: 0 }, 1000)
+  const viaV8 = encode({ v: { at: new Date(0), big: 1n }, g: 0 }, 1000)
   assert.equal(kindOf(json), JSON_KIND)
   assert.equal(kindOf(viaV8), V8_KIND)
-  for (const entry of [json, viaV8]) {
-    for (let cut = TOKEN_BYTES + 1; cut < entry.length; cut += 3) assert.equal(decode(entry.subarray(0, cut)), undefined, `cut at ${cut}`)
+  for (const entry of [json, viaV8, encode({ v: { data: [{ id: 'a' }] }, g: 0 }), encode({ v: new Date(0), g: 0 })]) {
+    for (let cut = TOKEN_BYTES + 1; cut < entry.length; cut += 3) assert.equal(decode(entry.subarray(0, cut)), undefined, `kind ${kindOf(entry)} cut at ${cut}`)
     const flipped = Buffer.from(entry)
     for (let i = TOKEN_BYTES; i < flipped.length; i += 2) flipped[i] = 0xff ^ (flipped[i] as number)
     assert.doesNotThrow(() => decode(flipped))
   }
   const garbled = Buffer.from(json)
-  garbled[TOKEN_BYTES] = 0x7d // '}' where '{' was
+  garbled[TOKEN_BYTES + 16] = 0x7d // '}' where '{' was
   assert.equal(decode(garbled), undefined)
   const unknownKind = Buffer.from(json)
-  unknownKind[1] = 0x03
+  unknownKind[1] = 0x05
   assert.equal(decode(unknownKind), undefined, 'a kind a later version may add is a miss')
-  const notAnEnvelope = (text: string) => Buffer.concat([json.subarray(0, TOKEN_BYTES), Buffer.from(text)])
+  const notAnEnvelope = (text: string) => Buffer.concat([json.subarray(0, TOKEN_BYTES + 16), Buffer.from(text)])
   for (const text of ['null', '[]', '"v"', '{"v":1}', '{"v":1,"g":"0"}']) assert.equal(decode(notAnEnvelope(text)), undefined, text)
 })
 

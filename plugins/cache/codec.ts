@@ -10,15 +10,28 @@ export interface Envelope {
   t?: Record<string, number>
 }
 
-// Layout: 0xca, kind, a 16-byte write id, then the envelope. The kind names the codec that wrote it: 0 a tombstone
-// (no envelope), 1 V8's structured clone, 2 JSON text (UTF-8). Entries of kind 1 are what every earlier version
-// wrote, so they stay readable; a version that knows only kind 1 reads kind 2 as a miss, never as an error.
+/** An entry as read: its envelope and, for entries that carry it, its logical expiry (writer's clock, epoch ms). */
+export interface Decoded extends Envelope {
+  /** Fresh until this instant; absent in entries of kinds 1 and 2, whose remaining TTL Redis must be asked for. */
+  freshUntil?: number
+  /** Served as stale-if-error until this instant (freshUntil plus the grace period). */
+  graceUntil?: number
+}
+
+// Layout: 0xca, kind, a 16-byte write id, then for kinds 3 and 4 the fresh-until and grace-until instants (two
+// float64 LE, epoch ms), then the envelope. The kind names the codec that wrote it: 0 a tombstone (no envelope),
+// 1 V8's structured clone, 2 JSON text (UTF-8), 3 and 4 the same as 2 and 1 with the logical expiry, so a hit
+// needs no PTTL. Every kind an earlier version wrote stays readable; a version that does not know a kind reads it
+// as a miss, never as an error (the versions that wrote 1 and 2 read only those).
 // The first 18 bytes are the entry's state token: fills compare it in Redis before writing (see redis-tier.ts).
 const MAGIC = 0xca
 const TOMB = 0x00
 const V8 = 0x01
 const JSON_TEXT = 0x02
+const JSON_TIMED = 0x03
+const V8_TIMED = 0x04
 export const TOKEN_BYTES = 18
+const TIMED_BYTES = TOKEN_BYTES + 16
 
 /** What a value needs: JSON text keeps it as it is, only V8 keeps it, or nothing does. */
 const PLAIN = 0
@@ -117,34 +130,63 @@ function header (target: Buffer, kind: number): Buffer {
   return target
 }
 
-export function encode (envelope: Envelope): Buffer {
+/**
+ * With `ttlMs`, the entry carries its logical expiry: fresh for `ttlMs` from now (this instance's clock), then
+ * `envelope.g` of grace. Without it, the kinds earlier versions wrote (1 or 2), whose reader asks Redis for the TTL.
+ */
+export function encode (envelope: Envelope, ttlMs?: number): Buffer {
   const need = needs(envelope.v, new Set())
   if (need === REFUSED) assertSerializable(envelope.v)
+  const timed = ttlMs !== undefined
+  const start = timed ? TIMED_BYTES : TOKEN_BYTES
+  let bytes: Buffer
   if (need !== PLAIN) {
     const body = v8.serialize(envelope)
-    return Buffer.concat([header(Buffer.allocUnsafe(TOKEN_BYTES), V8), body], TOKEN_BYTES + body.length)
+    bytes = Buffer.concat([header(Buffer.allocUnsafe(start), timed ? V8_TIMED : V8), body], start + body.length)
+  } else {
+    const text = JSON.stringify(envelope)
+    bytes = header(Buffer.allocUnsafe(start + Buffer.byteLength(text)), timed ? JSON_TIMED : JSON_TEXT)
+    bytes.write(text, start)
   }
-  const text = JSON.stringify(envelope)
-  const bytes = Buffer.allocUnsafe(TOKEN_BYTES + Buffer.byteLength(text))
-  bytes.write(text, TOKEN_BYTES)
-  return header(bytes, JSON_TEXT)
+  if (timed) {
+    const freshUntil = Date.now() + ttlMs
+    bytes.writeDoubleLE(freshUntil, TOKEN_BYTES)
+    bytes.writeDoubleLE(freshUntil + envelope.g, TOKEN_BYTES + 8)
+  }
+  return bytes
+}
+
+/** True for an entry without its logical expiry (kinds 1 and 2): its reader needs Redis's PTTL. */
+export function needsTtl (bytes: Buffer): boolean {
+  return bytes[0] === MAGIC && (bytes[1] === JSON_TEXT || bytes[1] === V8)
 }
 
 /**
  * The envelope, or undefined for a tombstone or for bytes this version cannot read (an unknown kind, a truncated
  * or corrupted body): all of them are misses, never errors.
  */
-export function decode (bytes: Buffer): Envelope | undefined {
+export function decode (bytes: Buffer): Decoded | undefined {
   if (bytes.length <= TOKEN_BYTES || bytes[0] !== MAGIC) return undefined
-  let envelope: Envelope
+  const kind = bytes[1]
+  const timed = kind === JSON_TIMED || kind === V8_TIMED
+  if (timed && bytes.length <= TIMED_BYTES) return undefined
+  let envelope: Decoded
   try {
-    if (bytes[1] === JSON_TEXT) envelope = JSON.parse(bytes.toString('utf8', TOKEN_BYTES)) as Envelope
-    else if (bytes[1] === V8) envelope = v8.deserialize(bytes.subarray(TOKEN_BYTES)) as Envelope
+    if (kind === JSON_TEXT || kind === JSON_TIMED) envelope = JSON.parse(bytes.toString('utf8', timed ? TIMED_BYTES : TOKEN_BYTES)) as Decoded
+    else if (kind === V8 || kind === V8_TIMED) envelope = v8.deserialize(bytes.subarray(timed ? TIMED_BYTES : TOKEN_BYTES)) as Decoded
     else return undefined
   } catch {
     return undefined
   }
-  return typeof envelope === 'object' && envelope !== null && typeof envelope.g === 'number' ? envelope : undefined
+  if (typeof envelope !== 'object' || envelope === null || typeof envelope.g !== 'number') return undefined
+  if (timed) {
+    const freshUntil = bytes.readDoubleLE(TOKEN_BYTES)
+    const graceUntil = bytes.readDoubleLE(TOKEN_BYTES + 8)
+    if (!Number.isFinite(freshUntil) || !(graceUntil >= freshUntil)) return undefined
+    envelope.freshUntil = freshUntil
+    envelope.graceUntil = graceUntil
+  }
+  return envelope
 }
 
 /** A tombstone marks a deleted key, so that a fill that read the key before the delete cannot write old data back. */

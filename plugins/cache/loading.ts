@@ -116,7 +116,7 @@ export class Loading {
       core.stats.uncachedLoads++
       return { value, source: 'loader' }
     }
-    const payload = encode({ v: value, g: graceMs, ...(gens ? { t: gens } : {}) })
+    const payload = encode({ v: value, g: graceMs, ...(gens ? { t: gens } : {}) }, ttlMs)
     if (core.history.changedSince(key, options.tags, startSeq)) {
       core.stats.uncachedLoads++
       return { value, source: 'loader' }

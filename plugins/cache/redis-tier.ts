@@ -1,9 +1,10 @@
 import calculateSlot from 'cluster-key-slot'
 import type { Redis } from 'ioredis'
 import { isCluster, withBudget, type CircuitBreaker, type RedisClient } from '../redis/index.js'
+import { needsTtl } from './codec.js'
 import type { CacheCounters } from './stats.js'
 
-// The remaining TTL of each key, for reads of several keys: one script call whatever their number. The values
+// The remaining TTL of each key, for reads of several entries an earlier version wrote: one script call whatever their number. The values
 // themselves never go through Lua: Redis 7 copies a bulk string into Lua and back out, which cost about 20 µs of
 // Redis CPU for an 8 KB entry against 1 µs for a plain GET (INFO commandstats), on every Redis hit.
 const TTLS_LUA = `
@@ -37,7 +38,8 @@ interface ScriptCommands {
 
 export interface RedisHit {
   bytes: Buffer
-  pttl: number
+  /** Redis's remaining TTL, asked only for entries that do not carry their expiry; undefined otherwise. */
+  pttl: number | undefined
 }
 
 function groupBySlot<T> (items: T[], keyOf: (item: T) => string, cluster: boolean): T[][] {
@@ -87,12 +89,44 @@ export class RedisTier {
   }
 
   /**
-   * Values and remaining TTLs in one round trip per slot (one in all for a standalone server): the TTLs are asked
-   * first, then the values, on one connection, so Redis answers them in that order. A key rewritten between the two
-   * is paired with the TTL of the entry it replaced, which for the same TTL setting is the shorter one: a local copy
-   * then expires early, never late. A key that had no TTL (absent) when asked is a miss, whatever the GET saw.
+   * The entries of `keys` in one round trip per slot (one in all for a standalone server): a `GET`, or one `MGET`.
+   * Entries carry their logical expiry (codec.ts), so a hit needs nothing else. An entry of an earlier version
+   * (kinds 1 and 2, no expiry inside) is read again with its remaining TTL: one more round trip, for those keys only,
+   * while such entries last (at most their TTL after the upgrade).
    */
   async getMany (keys: string[]): Promise<Array<RedisHit | undefined>> {
+    const out = new Array<RedisHit | undefined>(keys.length)
+    const hit = (bytes: Buffer | null | undefined): RedisHit | undefined => (bytes && bytes.length > 0 ? { bytes, pttl: undefined } : undefined)
+    if (keys.length === 1) {
+      const key = keys[0] as string
+      const bytes = await this.#run(() => this.#corked(() => this.client.getBuffer(key)))
+      out[0] = bytes && needsTtl(bytes) ? (await this.#withTtls([key]))[0] : hit(bytes)
+      return out
+    }
+    const indexed = keys.map((key, i) => ({ key, i }))
+    const legacy: Array<{ key: string, i: number }> = []
+    await Promise.all(groupBySlot(indexed, (x) => x.key, this.#cluster).map(async (group) => {
+      const values = await this.#run(() => this.#corked(() => this.client.mgetBuffer(group.map((x) => x.key))))
+      group.forEach((x, j) => {
+        const bytes = values[j]
+        if (bytes && needsTtl(bytes)) legacy.push(x)
+        else out[x.i] = hit(bytes)
+      })
+    }))
+    if (legacy.length > 0) {
+      const again = await this.#withTtls(legacy.map((x) => x.key))
+      legacy.forEach((x, j) => { out[x.i] = again[j] })
+    }
+    return out
+  }
+
+  /**
+   * Values with their remaining TTLs, for entries that do not carry their expiry: the TTLs are asked first, then
+   * the values, on one connection, so Redis answers them in that order. A key rewritten between the two is paired
+   * with the TTL of the entry it replaced, which for the same TTL setting is the shorter one: a local copy then
+   * expires early, never late. A key that had no TTL (absent) when asked is a miss, whatever the GET saw.
+   */
+  async #withTtls (keys: string[]): Promise<Array<RedisHit | undefined>> {
     const out = new Array<RedisHit | undefined>(keys.length)
     const hit = (bytes: Buffer | null | undefined, pttl: number | undefined): RedisHit | undefined =>
       bytes && bytes.length > 0 && pttl !== undefined && pttl !== -2 ? { bytes, pttl: pttl < 0 ? Number.POSITIVE_INFINITY : pttl } : undefined

@@ -5,6 +5,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import v8 from 'node:v8'
 import { Redis } from 'ioredis'
 import { createCacheManager, type CacheManager } from './cache-manager.js'
+import { encode } from './codec.js'
 import { cachePattern } from './glob.js'
 import type { CacheOptions } from './options.js'
 import { uniqueName } from '../../test/helpers/database.js'
@@ -221,9 +222,28 @@ test('a corrupted entry in Redis is a miss: the loader answers and its value rep
   const [a, b] = await instances(2, { localEnabled: false }) as [CacheManager, CacheManager]
   await a.set('k', { data: [{ id: 'a', score: 1 }] })
   const stored = await admin.getBuffer(`${a.options.prefix}k`) as Buffer
-  assert.equal(stored[1], 0x02, 'plain JSON is stored as JSON text')
+  assert.equal(stored[1], 0x03, 'plain JSON is stored as JSON text, after its expiry')
   await admin.set(`${a.options.prefix}k`, stored.subarray(0, stored.length - 5), 'PX', 60_000)
   assert.deepStrictEqual(await b.getOrSetWithSource('k', async () => 'reloaded'), { value: 'reloaded', source: 'loader' })
   assert.equal(b.getStats().decodeErrors, 1)
   assert.deepStrictEqual(await a.getOrSetWithSource('k', async () => 'not called'), { value: 'reloaded', source: 'redis' })
+})
+
+test('the fresh and grace periods come from the entry\'s own expiry, not from how long Redis still keeps it', async () => {
+  const [a] = await instances(1, { localTtl: 60 }) as [CacheManager]
+  const key = (k: string) => `${a.options.prefix}${k}`
+  const failing = async (): Promise<string> => { throw new Error('database down') }
+  // Fresh for 1 s more by its expiry, though Redis keeps it 60 s: the local copy is fresh for at most that second.
+  await admin.set(key('fresh'), encode({ v: 'fresh', g: 5000 }, 1000), 'PX', 60_000)
+  assert.deepEqual(await a.getOrSetWithSource('fresh', failing), { value: 'fresh', source: 'redis' })
+  assert.ok(a.localTtl('fresh') > 0 && a.localTtl('fresh') <= 1000, `local copy fresh for ${a.localTtl('fresh')} ms`)
+  // Past its fresh-until, within its grace-until: not a hit; served only when the loader fails.
+  await admin.set(key('grace'), encode({ v: 'stale', g: 5000 }, -1000), 'PX', 60_000)
+  assert.deepEqual(await a.getOrSetWithSource('grace', failing), { value: 'stale', source: 'stale' })
+  assert.deepEqual(await a.getOrSetWithSource('grace', async () => 'reloaded'), { value: 'reloaded', source: 'loader' })
+  // Past its grace-until: a miss, and nothing stale to serve, even though Redis still holds it.
+  await admin.set(key('gone'), encode({ v: 'too old', g: 1000 }, -5000), 'PX', 60_000)
+  await assert.rejects(a.getOrSetWithSource('gone', failing), /database down/)
+  assert.deepEqual(await a.mget(['fresh', 'grace', 'gone']), ['fresh', 'reloaded', undefined])
+  assert.equal(a.getStats().decodeErrors, 0)
 })

@@ -1,4 +1,5 @@
-import { decode, stateToken, type Envelope } from './codec.js'
+import { decode, stateToken, type Decoded } from './codec.js'
+import type { RedisHit } from './redis-tier.js'
 import { fullKey, type CacheCore } from './core.js'
 import type { LocalEntry } from './local-tier.js'
 
@@ -39,10 +40,23 @@ export function localFresh (core: CacheCore, key: string): { value: unknown } | 
   return hit
 }
 
-function decodeEntry (core: CacheCore, bytes: Buffer): Envelope | undefined {
+function decodeEntry (core: CacheCore, bytes: Buffer): Decoded | undefined {
   const envelope = decode(bytes)
   if (!envelope && bytes[1] !== 0x00) core.stats.decodeErrors++
   return envelope
+}
+
+/**
+ * The remaining fresh and total lifetime of a decoded entry: from the expiry it carries, against this instance's
+ * clock (a skew of S ms between writer and reader shifts both by at most S), or from Redis's PTTL for an entry of
+ * an earlier version. Undefined when it is past its grace period here, even if Redis still holds it.
+ */
+function lifetime (hit: RedisHit, envelope: Decoded, now: number): { freshMs: number, pttl: number } | undefined {
+  if (envelope.graceUntil === undefined || envelope.freshUntil === undefined) {
+    return hit.pttl === undefined ? undefined : { freshMs: hit.pttl - envelope.g, pttl: hit.pttl }
+  }
+  const pttl = envelope.graceUntil - now
+  return pttl > 0 ? { freshMs: envelope.freshUntil - now, pttl } : undefined
 }
 
 /** Reads one key for a load; Redis failures are counted by the tier and answered with `read: false`. */
@@ -52,8 +66,9 @@ export async function readForLoad (core: CacheCore, key: string): Promise<RedisR
     const [hit] = await core.tier.getMany([fullKey(core, key)])
     const token = stateToken(hit?.bytes)
     const envelope = hit ? decodeEntry(core, hit.bytes) : undefined
-    if (!hit || !envelope || !core.tags.current(envelope.t, await core.tags.of(Object.keys(envelope.t ?? {})))) return { read: true, token, entry: undefined }
-    return { read: true, token, entry: { value: envelope.v, tags: envelope.t, freshMs: hit.pttl - envelope.g, pttl: hit.pttl, size: hit.bytes.length } }
+    const left = hit && envelope ? lifetime(hit, envelope, Date.now()) : undefined
+    if (!hit || !envelope || !left || !core.tags.current(envelope.t, await core.tags.of(Object.keys(envelope.t ?? {})))) return { read: true, token, entry: undefined }
+    return { read: true, token, entry: { value: envelope.v, tags: envelope.t, freshMs: left.freshMs, pttl: left.pttl, size: hit.bytes.length } }
   } catch {
     return { read: false, token: stateToken(undefined), entry: undefined }
   }
@@ -73,19 +88,20 @@ export async function readMany (core: CacheCore, keys: string[], startSeq: numbe
   // The generations of every tag of the batch in one go: warming reads hundreds of tagged entries at a time.
   const tags = [...new Set(envelopes.flatMap((e) => Object.keys(e?.t ?? {})))]
   const known = tags.length > 0 ? await core.tags.of(tags) : undefined
+  const now = Date.now()
   for (const [i, hit] of hits.entries()) {
     const envelope = envelopes[i]
-    const fresh = hit && envelope && hit.pttl - envelope.g > 0 && core.tags.current(envelope.t, known)
-    if (!hit || !envelope || !fresh) {
+    const left = hit && envelope ? lifetime(hit, envelope, now) : undefined
+    if (!hit || !envelope || !left || left.freshMs <= 0 || !core.tags.current(envelope.t, known)) {
       if (!warming) core.stats.redisMisses++
       out.push(undefined)
       continue
     }
     const key = keys[i] as string
-    const stored = storeLocal(core, key, { value: envelope.v, tags: envelope.t, freshMs: hit.pttl - envelope.g, pttl: hit.pttl, size: hit.bytes.length }, startSeq)
+    const stored = storeLocal(core, key, { value: envelope.v, tags: envelope.t, freshMs: left.freshMs, pttl: left.pttl, size: hit.bytes.length }, startSeq)
     if (!warming) {
       core.stats.redisHits++
-      core.warming?.redisHit(key, hit.pttl - envelope.g)
+      core.warming?.redisHit(key, left.freshMs)
     } else if (stored) warming.count++
     out.push({ value: envelope.v })
   }

@@ -12,7 +12,7 @@ export async function writeMany (core: CacheCore, invalidator: Invalidator, list
   const ttlMs = (ttlSeconds ?? core.options.ttl) * 1000
   const graceMs = core.options.grace * 1000
   const gens = options.tags && options.tags.length > 0 ? await core.tags.of(options.tags) : undefined
-  const encoded = list.map(([key, value]) => ({ local: key, key: fullKey(core, key), value, payload: encode({ v: value, g: graceMs, ...(gens ? { t: gens } : {}) }), pxMs: ttlMs + graceMs }))
+  const encoded = list.map(([key, value]) => ({ local: key, key: fullKey(core, key), value, payload: encode({ v: value, g: graceMs, ...(gens ? { t: gens } : {}) }, ttlMs), pxMs: ttlMs + graceMs }))
   const keys = encoded.map((e) => e.local)
   core.history.record({ keys })
   if (core.tier) {
