@@ -5,14 +5,11 @@ import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { parseArgs } from 'node:util'
 import { Redis } from 'ioredis'
-import { ApiKeyStore } from '@lead-chassis/plugins/api-keys'
-import { createConnectionPool } from '@lead-chassis/plugins/db-pool'
-import { migrate } from '../../services/domain/migrate.js'
 import { projectRoot } from '../../services/platform/paths.js'
-import { seed } from '../../services/domain/seed.js'
 import { freePort } from '../../test/helpers/ports.js'
 import { median, table } from './lib.js'
 import { startOtlpSink, type OtlpSink } from './otlp-sink.js'
+import { apiEnvironment, prepareTracingBench, REDIS_URL, tracingConfigs, type TracingConfig } from './tracing-setup.js'
 
 /**
  * The cost of tracing in instructions per request, which, unlike req/s or CPU time, does not depend on how busy the
@@ -35,44 +32,13 @@ const { values: args } = parseArgs({
     only: { type: 'string', default: 'a,b,c,d' }
   }
 })
-const DATABASE_URL = process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres'
-const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379'
-const SCHEMA = 'bench_tracing'
 const TAG = `bench-tracing-instructions-${process.pid}`
-const HOT_LEADS = 200
 const log = (m: string): void => console.log(`[bench:tracing-instructions] ${m}`)
 
-await migrate({ databaseUrl: DATABASE_URL, schema: SCHEMA })
-const pool = createConnectionPool({ connectionString: DATABASE_URL, schema: SCHEMA, min: 0, max: 1, healthCheckInterval: 0 })
-const { rows: [count] } = await pool.query<{ n: number }>('SELECT count(*)::int AS n FROM leads')
-if ((count?.n ?? 0) < 10000) await seed({ databaseUrl: DATABASE_URL, schema: SCHEMA, count: 10000 - (count?.n ?? 0) })
-const { rows: hot } = await pool.query<{ id: string }>(`SELECT id FROM leads ORDER BY id LIMIT ${HOT_LEADS}`)
-const ids = hot.map((r) => r.id)
-const { key } = await new ApiKeyStore(pool).mint('bench:tracing-instructions', ['leads:read', 'admin'])
-await pool.close()
-
-// As bench:tracing (scripts/bench/tracing.ts): the api as production runs it, limits raised for the one caller.
-const base = {
-  DATABASE_URL,
-  DB_SCHEMA: SCHEMA,
-  REDIS_URL,
-  CACHE_ENABLED: 'true',
-  RATE_LIMIT_ENABLED: 'true',
-  RATE_LIMIT_MAX_REQUESTS: '1000000000',
-  RATE_LIMIT_API_KEY_MAX_REQUESTS: '1000000000',
-  API_KEY_LOOKUP_LIMIT: '0',
-  PRESSURE_MAX_EVENT_LOOP_DELAY_MS: '0',
-  LOG_LEVEL: 'info',
-  OTEL_SERVICE_NAME: 'api'
-}
-const SHIPPED_SAMPLER = { OTEL_TRACES_SAMPLER: 'parentbased_traceidratio', OTEL_TRACES_SAMPLER_ARG: '0.1' }
-interface Config { letter: string, label: string, env: Record<string, string>, traced: boolean }
-const allConfigs: Config[] = [
-  { letter: 'a', label: '(a) tracing off, query statistics off', env: { QUERY_STATS_ENABLED: 'false' }, traced: false },
-  { letter: 'b', label: '(b) query statistics only', env: { QUERY_STATS_ENABLED: 'true' }, traced: false },
-  { letter: 'c', label: '(c) tracing 10% parent-based (shipped) + statistics', env: { QUERY_STATS_ENABLED: 'true', ...SHIPPED_SAMPLER }, traced: true },
-  { letter: 'd', label: '(d) tracing 100% + statistics', env: { QUERY_STATS_ENABLED: 'true', OTEL_TRACES_SAMPLER: 'always_on' }, traced: true }
-]
+const { ids, key } = await prepareTracingBench('bench:tracing-instructions')
+const base = apiEnvironment
+type Config = TracingConfig
+const allConfigs = tracingConfigs
 const configs = allConfigs.filter((c) => args.only.split(',').includes(c.letter))
 
 // One count per thread: the main thread's (the event loop, which every request waits for, and most of the garbage

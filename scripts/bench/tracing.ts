@@ -2,13 +2,10 @@ import { readFileSync } from 'node:fs'
 import { parseArgs } from 'node:util'
 import autocannon from 'autocannon'
 import { Redis } from 'ioredis'
-import { ApiKeyStore } from '@lead-chassis/plugins/api-keys'
-import { createConnectionPool } from '@lead-chassis/plugins/db-pool'
-import { migrate } from '../../services/domain/migrate.js'
-import { seed } from '../../services/domain/seed.js'
 import { freePort } from '../../test/helpers/ports.js'
 import { median, startService, table, type LoadResult, type Service } from './lib.js'
 import { startOtlpSink, type OtlpSink } from './otlp-sink.js'
+import { ALL_SAMPLED, apiEnvironment, prepareTracingBench, REDIS_URL, tracingConfigs, type TracingConfig } from './tracing-setup.js'
 
 const { values: args } = parseArgs({
   options: {
@@ -24,56 +21,19 @@ const { values: args } = parseArgs({
     variant: { type: 'string', multiple: true, default: [] }
   }
 })
-const DATABASE_URL = process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres'
-const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379'
-const SCHEMA = 'bench_tracing'
 const TAG = `bench-tracing-${process.pid}`
-const HOT_LEADS = 200
 const log = (m: string): void => console.log(`[bench:tracing] ${m}`)
 const CLOCK_TICKS = 100 // USER_HZ of /proc/<pid>/stat on Linux
 
-await migrate({ databaseUrl: DATABASE_URL, schema: SCHEMA })
-const pool = createConnectionPool({ connectionString: DATABASE_URL, schema: SCHEMA, min: 0, max: 1, healthCheckInterval: 0 })
-const { rows: [count] } = await pool.query<{ n: number }>('SELECT count(*)::int AS n FROM leads')
-if ((count?.n ?? 0) < 10000) await seed({ databaseUrl: DATABASE_URL, schema: SCHEMA, count: 10000 - (count?.n ?? 0) })
-const { rows: hot } = await pool.query<{ id: string }>(`SELECT id FROM leads ORDER BY id LIMIT ${HOT_LEADS}`)
-const ids = hot.map((r) => r.id)
-// One key reads leads and the admin view of the query statistics, which tells whether statistics ran.
-const { key } = await new ApiKeyStore(pool).mint('bench:tracing', ['leads:read', 'admin'])
-await pool.close()
-
-// The api as it runs in production: the cache and the rate limiter on Redis, PostgreSQL behind them. The limits are
-// raised so that the load generator, one caller, is never refused; load shedding is off so that no request is.
-const base = {
-  DATABASE_URL,
-  DB_SCHEMA: SCHEMA,
-  REDIS_URL,
-  CACHE_ENABLED: 'true',
-  RATE_LIMIT_ENABLED: 'true',
-  RATE_LIMIT_MAX_REQUESTS: '1000000000',
-  RATE_LIMIT_API_KEY_MAX_REQUESTS: '1000000000',
-  API_KEY_LOOKUP_LIMIT: '0',
-  PRESSURE_MAX_EVENT_LOOP_DELAY_MS: '0',
-  // As deploy/k8s/base/config.yaml: a log line per request received and answered, which tracing may annotate.
-  LOG_LEVEL: 'info',
-  OTEL_SERVICE_NAME: 'api'
-}
+const { ids, key } = await prepareTracingBench('bench:tracing')
+const base = apiEnvironment
 const preload = ['--import', import.meta.resolve('@lead-chassis/plugins/telemetry/otel-preload')]
-// What deploy/k8s/base/config.yaml ships.
-const SHIPPED_SAMPLER = { OTEL_TRACES_SAMPLER: 'parentbased_traceidratio', OTEL_TRACES_SAMPLER_ARG: '0.1' }
-const ALL_SAMPLED = { OTEL_TRACES_SAMPLER: 'always_on' }
-
-interface Config { label: string, env: Record<string, string>, traced: boolean, statistics: boolean }
-const configs: Config[] = [
-  { label: '(a) tracing off, query statistics off', env: { QUERY_STATS_ENABLED: 'false' }, traced: false, statistics: false },
-  { label: '(b) query statistics only', env: { QUERY_STATS_ENABLED: 'true' }, traced: false, statistics: true },
-  { label: '(c) tracing 10% parent-based (shipped) + statistics', env: { QUERY_STATS_ENABLED: 'true', ...SHIPPED_SAMPLER }, traced: true, statistics: true },
-  { label: '(d) tracing 100% + statistics', env: { QUERY_STATS_ENABLED: 'true', ...ALL_SAMPLED }, traced: true, statistics: true }
-]
+type Config = TracingConfig
+const configs: Config[] = [...tracingConfigs]
 for (const variant of args.variant ?? []) {
   const [name, vars = ''] = variant.split(':')
   const extra = Object.fromEntries(vars.split(',').filter(Boolean).map((kv) => kv.split('=') as [string, string]))
-  configs.push({ label: `(d) + ${name}`, env: { QUERY_STATS_ENABLED: 'true', ...ALL_SAMPLED, ...extra }, traced: true, statistics: true })
+  configs.push({ letter: 'd', label: `(d) + ${name}`, env: { QUERY_STATS_ENABLED: 'true', ...ALL_SAMPLED, ...extra }, traced: true, statistics: true })
 }
 // Each traced configuration exports to a sink of its own, which counts the spans and bytes that arrive.
 const sinks = new Map<Config, OtlpSink>()

@@ -1,0 +1,56 @@
+import { ApiKeyStore } from '@lead-chassis/plugins/api-keys'
+import { createConnectionPool } from '@lead-chassis/plugins/db-pool'
+import { migrate } from '../../services/domain/migrate.js'
+import { seed } from '../../services/domain/seed.js'
+
+// What bench:tracing and bench:tracing-instructions share: the schema, the leads, the key, the api's environment and
+// the four configurations, so that the two measure the same thing.
+export const DATABASE_URL = process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres'
+export const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379'
+const SCHEMA = 'bench_tracing'
+const HOT_LEADS = 200
+
+/** Migrates and seeds the schema (10,000 leads, once) and mints a key that reads leads and the query statistics. */
+export async function prepareTracingBench (keyName: string): Promise<{ ids: string[], key: string }> {
+  await migrate({ databaseUrl: DATABASE_URL, schema: SCHEMA })
+  const pool = createConnectionPool({ connectionString: DATABASE_URL, schema: SCHEMA, min: 0, max: 1, healthCheckInterval: 0 })
+  try {
+    const { rows: [count] } = await pool.query<{ n: number }>('SELECT count(*)::int AS n FROM leads')
+    if ((count?.n ?? 0) < 10000) await seed({ databaseUrl: DATABASE_URL, schema: SCHEMA, count: 10000 - (count?.n ?? 0) })
+    const { rows: hot } = await pool.query<{ id: string }>(`SELECT id FROM leads ORDER BY id LIMIT ${HOT_LEADS}`)
+    // One key reads leads and the admin view of the query statistics, which tells whether statistics ran.
+    const { key } = await new ApiKeyStore(pool).mint(keyName, ['leads:read', 'admin'])
+    return { ids: hot.map((r) => r.id), key }
+  } finally {
+    await pool.close()
+  }
+}
+
+// The api as it runs in production: the cache and the rate limiter on Redis, PostgreSQL behind them. The limits are
+// raised so that the load generator, one caller, is never refused; load shedding is off so that no request is.
+export const apiEnvironment = {
+  DATABASE_URL,
+  DB_SCHEMA: SCHEMA,
+  REDIS_URL,
+  CACHE_ENABLED: 'true',
+  RATE_LIMIT_ENABLED: 'true',
+  RATE_LIMIT_MAX_REQUESTS: '1000000000',
+  RATE_LIMIT_API_KEY_MAX_REQUESTS: '1000000000',
+  API_KEY_LOOKUP_LIMIT: '0',
+  PRESSURE_MAX_EVENT_LOOP_DELAY_MS: '0',
+  // As deploy/k8s/base/config.yaml: a log line per request received and answered, which tracing may annotate.
+  LOG_LEVEL: 'info',
+  OTEL_SERVICE_NAME: 'api'
+}
+
+// What deploy/k8s/base/config.yaml ships.
+const SHIPPED_SAMPLER = { OTEL_TRACES_SAMPLER: 'parentbased_traceidratio', OTEL_TRACES_SAMPLER_ARG: '0.1' }
+export const ALL_SAMPLED = { OTEL_TRACES_SAMPLER: 'always_on' }
+
+export interface TracingConfig { letter: string, label: string, env: Record<string, string>, traced: boolean, statistics: boolean }
+export const tracingConfigs: TracingConfig[] = [
+  { letter: 'a', label: '(a) tracing off, query statistics off', env: { QUERY_STATS_ENABLED: 'false' }, traced: false, statistics: false },
+  { letter: 'b', label: '(b) query statistics only', env: { QUERY_STATS_ENABLED: 'true' }, traced: false, statistics: true },
+  { letter: 'c', label: '(c) tracing 10% parent-based (shipped) + statistics', env: { QUERY_STATS_ENABLED: 'true', ...SHIPPED_SAMPLER }, traced: true, statistics: true },
+  { letter: 'd', label: '(d) tracing 100% + statistics', env: { QUERY_STATS_ENABLED: 'true', ...ALL_SAMPLED }, traced: true, statistics: true }
+]
