@@ -75,9 +75,14 @@ export class Warmer {
     if (!this.#o.enabled || this.#o.maxEntries === 0 || this.#o.timeoutMs === 0) return 0
     return bounded(this.#o.timeoutMs, 0, async (expired) => {
       let filled = 0
-      await this.checkEpoch().catch(() => {})
-      const keys = await this.#tier.run((client) => client.zrevrange(`${this.#o.prefix}__hot`, 0, this.#o.maxEntries - 1))
-      for (let i = 0; i < keys.length && !expired(); i += 100) filled += await this.#hooks.fill(keys.slice(i, i + 100))
+      try {
+        await this.checkEpoch().catch(() => {})
+        const keys = await this.#tier.run((client) => client.zrevrange(`${this.#o.prefix}__hot`, 0, this.#o.maxEntries - 1))
+        for (let i = 0; i < keys.length && !expired(); i += 100) filled += await this.#hooks.fill(keys.slice(i, i + 100))
+      } catch {
+        // Warming is best effort: a Redis client still connecting (it refuses commands until then) or a Redis gone
+        // leaves the local tier to fill from traffic, and never fails the boot.
+      }
       return filled
     })
   }

@@ -12,6 +12,8 @@ import type { CacheOptions } from './options.js'
 import { cachePlugin } from './plugin.js'
 import { RedisTier } from './redis-tier.js'
 import { CacheCounters } from './stats.js'
+import { LoaderRegistry } from './loaders.js'
+import { Warmer } from './warmer.js'
 import { uniqueName } from '../../test/helpers/database.js'
 import { startPrivateRedis, type PrivateRedis } from '../../test/helpers/private-redis.js'
 import { eventually } from '../../test/helpers/eventually.js'
@@ -82,6 +84,17 @@ test('a restarted instance serves its hottest keys from its local tier before it
   } finally {
     await app.close()
   }
+})
+
+test('warming with a Redis client that still refuses commands (connecting, no offline queue) warms nothing instead of failing the boot', async () => {
+  // The services' client has no offline queue: until it has connected, every command fails at once. A slow start
+  // (seen under valgrind) can bring the invalidation bus up before it, and the cache then warms through it.
+  const connecting = new Redis(REDIS_URL, { lazyConnect: true, enableOfflineQueue: false, retryStrategy: () => null })
+  clients.push(connecting)
+  const tier = new RedisTier(connecting, 1000, new CircuitBreaker(5, 1000, () => {}), new CacheCounters())
+  const hot = new HotKeys(100, tier, newPrefix(), 60_000)
+  const warmer = new Warmer(tier, hot, new LoaderRegistry(100), { fill: async () => 0, rerun: async () => {}, lost: () => {} }, { prefix: newPrefix(), enabled: true, maxEntries: 10, timeoutMs: 1000 })
+  assert.equal(await warmer.warm(), 0)
 })
 
 test('with warming off (CACHE_WARM_ENABLED=false) a restarted instance starts with an empty local tier', async () => {
