@@ -387,11 +387,13 @@ const settings: Record<string, Setting> = {
       const silent = new Redis(REDIS_URL)
       t.after(() => { silent.disconnect() })
       await silent.subscribe(`${prefix}__invalidate`)
+      const timeoutsBefore = app.cache.getStats().invalidations.ackTimeouts
       const started = Date.now()
       await app.cache.del('ack-probe')
       const waited = Date.now() - started
       assert.ok(waited >= 290 && waited < 3000, `waited ${waited} ms`)
-      assert.equal(app.cache.getStats().invalidations.ackTimeouts, 1)
+      // The instance's own background invalidations (the silent subscriber hears them too) may time out beside it.
+      assert.ok(app.cache.getStats().invalidations.ackTimeouts - timeoutsBefore >= 1, 'the delete counted its acknowledgement timeout')
     }
   },
   RATE_LIMIT_ENABLED: {
