@@ -1,6 +1,6 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { readFileSync, readdirSync, statSync } from 'node:fs'
+import { readFileSync } from 'node:fs'
 import { basename, join, relative } from 'node:path'
 import { ApiKeyErrors } from '@lead-chassis/plugins/api-keys'
 import { CacheErrors } from '@lead-chassis/plugins/cache'
@@ -15,6 +15,7 @@ import { DataServiceErrors } from '../services/data-service/errors.js'
 import { LeadErrors } from '../services/domain/errors.js'
 import { OrchestratorErrors } from '../services/orchestrator/errors.js'
 import { projectRoot } from '../services/platform/paths.js'
+import { sourceFiles } from './helpers/sources.js'
 
 /** Where an error is constructed from a code: only a package's errors.ts may do it. */
 const CONSTRUCTS_ERROR = [/\bnew HttpError\s*\(/, /\bcreateError\s*(?:<[^>]*>)?\(/]
@@ -25,15 +26,6 @@ const CONSTRUCTS_ERROR = [/\bnew HttpError\s*\(/, /\bcreateError\s*(?:<[^>]*>)?\
 const WRITES_ERROR_BODY = [/\.send\([^)]*\bstatusCode\b/, /\berrorBody\s*\(/]
 /** The chassis's error handler, router refusals and client-error answers, which write every error body. */
 const BODY_WRITERS = new Set(['plugins/chassis/error-handler.ts', 'plugins/chassis/client-error.ts'])
-
-function sources (dir: string, found: string[] = []): string[] {
-  for (const name of readdirSync(dir)) {
-    const path = join(dir, name)
-    if (statSync(path).isDirectory()) sources(path, found)
-    else if (name.endsWith('.ts') && !name.endsWith('.test.ts') && !name.endsWith('.d.ts')) found.push(path)
-  }
-  return found
-}
 
 function offences (file: string, text: string): string[] {
   const found: string[] = []
@@ -57,7 +49,7 @@ test('the check finds an inline HttpError, an inline createError and error bodie
 test('no source outside an errors.ts constructs a coded error, and none writes an error body by hand', () => {
   const found: string[] = []
   for (const room of ['plugins', 'services']) {
-    for (const path of sources(join(projectRoot, room))) {
+    for (const path of sourceFiles(join(projectRoot, room))) {
       const file = relative(projectRoot, path).split('\\').join('/')
       found.push(...offences(file, readFileSync(path, 'utf8')))
     }

@@ -1,8 +1,9 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { readFileSync, readdirSync, statSync } from 'node:fs'
+import { readFileSync } from 'node:fs'
 import { join, relative } from 'node:path'
 import { projectRoot } from '../services/platform/paths.js'
+import { sourceFiles } from './helpers/sources.js'
 
 // The codes are read from the sources rather than imported: the pool's DatabaseError codes and the chassis's
 // answers for Fastify's own errors are not createError catalogues, and a code only a string carries must be
@@ -21,19 +22,10 @@ const COMPUTED = /\bcode\s*=(?!=).*$/gm
 /** Codes only NGINX answers with (its JSON error pages live in deploy/nginx, not in TypeScript). */
 const EDGE_ONLY = new Set(readFileSync(join(projectRoot, 'deploy/nginx/nginx.conf'), 'utf8').match(/(?<="code":")[A-Z][A-Z0-9_]+/g) ?? [])
 
-function sources (dir: string, found: string[] = []): string[] {
-  for (const name of readdirSync(dir)) {
-    const path = join(dir, name)
-    if (statSync(path).isDirectory()) sources(path, found)
-    else if (name.endsWith('.ts') && !name.endsWith('.test.ts') && !name.endsWith('.d.ts')) found.push(path)
-  }
-  return found
-}
-
 function codesInSources (): Map<string, string> {
   const codes = new Map<string, string>()
   for (const room of ['plugins', 'services']) {
-    for (const file of sources(join(projectRoot, room))) {
+    for (const file of sourceFiles(join(projectRoot, room))) {
       const text = readFileSync(file, 'utf8')
       for (const pattern of PATTERNS) {
         for (const match of text.matchAll(pattern)) {
