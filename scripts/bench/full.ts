@@ -13,7 +13,8 @@ import { seed } from '../../services/domain/seed.js'
 import { preparePrefix, templateConfig } from '../../test/helpers/nginx.js'
 import { freePort } from '../../test/helpers/ports.js'
 import { chartSvg } from './chart.js'
-import { startService, table, type Service } from './lib.js'
+import { edgeTimingRows, withEdgeTimingLog } from './edge-timing.js'
+import { processCpuMs, startService, table, type Service } from './lib.js'
 import { buildWorkload, replay, type BenchRequest } from './workload.js'
 
 // `npm run bench`: the before/after table (no cache against cache and rate limit) on this machine, next to the ceiling and to what a
@@ -36,7 +37,9 @@ const { values: args } = parseArgs({
     // A comma-separated subset of the configurations to load (before, after, static, after-direct, ceiling, alternative).
     only: { type: 'string', default: '' },
     // A development run: 5 s per configuration after 2 s of warm-up, no scale runs (its figures are not for docs).
-    quick: { type: 'boolean', default: false }
+    quick: { type: 'boolean', default: false },
+    // NGINX logs every request's cache status and times, and "after" prints where its mean latency goes (edge-timing.ts).
+    'edge-log': { type: 'boolean', default: false }
   }
 })
 if (args.quick) Object.assign(args, { duration: '5', warmup: '2', scale: '' })
@@ -91,6 +94,7 @@ let afterUrl = apis[0]?.url ?? ''
 let afterName = 'after: cache + rate limit, one api instance (NGINX is not installed)'
 let staticUrl = ''
 let nginxPid: number | undefined
+let edgeLog = ''
 if (spawnSync('nginx', ['-v']).status === 0) {
   const [publicPort, statusPort, spare1, spare2, keyGatePort, staticPort] = [await freePort(), await freePort(), await freePort(), await freePort(), await freePort(), await freePort()]
   // The physical limit of the edge: the same NGINX (its http block: access log, gzip, workers) answering every
@@ -111,7 +115,9 @@ if (spawnSync('nginx', ['-v']).status === 0) {
 }`
   const config = templateConfig({ api: apis.map((a) => Number(new URL(a.url).port)), dataService: spare1, orchestrator: spare2, publicPort, statusPort, keyGatePort })
   // Where the image keeps its caches: a memory-backed folder (an emptyDir with medium Memory), not a disk.
-  const prefix = preparePrefix(config.replace(/\}\s*$/, staticServer), existsSync('/dev/shm') ? '/dev/shm' : undefined)
+  const served = config.replace(/\}\s*$/, staticServer)
+  const prefix = preparePrefix(args['edge-log'] ? withEdgeTimingLog(served, 'edge-timing.log') : served, existsSync('/dev/shm') ? '/dev/shm' : undefined)
+  if (args['edge-log']) edgeLog = join(prefix, 'edge-timing.log')
   mkdirSync(join(prefix, 'static-answer'))
   writeFileSync(join(prefix, 'static-answer', 'answer.json'), answer)
   const nginx: ChildProcess = spawn('nginx', ['-p', `${prefix}/`, '-c', join(prefix, 'nginx.conf'), '-g', 'daemon off;'], { stdio: ['ignore', 'ignore', 'inherit'] })
@@ -161,9 +167,11 @@ interface Measured { rps: number, avg: number, p50: number, p95: number, p99: nu
 const EDGE_ROWS = new Set(staticUrl ? ['after', 'after-cached', 'static'] : [])
 const TICKS_PER_SECOND = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim() || 100)
 
-/** CPU seconds (user + system) used so far by the NGINX master and its workers, from /proc, as cpu-share.sh reads it. */
-function nginxCpuSeconds (): number {
-  if (nginxPid === undefined) return 0
+/**
+ * CPU seconds (user + system) used so far by the processes `pick` chooses by pid, parent pid and command name,
+ * from /proc, as cpu-share.sh reads them.
+ */
+function cpuSeconds (pick: (pid: number, ppid: number, command: string) => boolean): number {
   let ticks = 0
   for (const entry of readdirSync('/proc')) {
     if (!/^\d+$/.test(entry)) continue
@@ -171,10 +179,15 @@ function nginxCpuSeconds (): number {
     try { stat = readFileSync(`/proc/${entry}/stat`, 'utf8') } catch { continue }
     // Fields after the command name (which may hold spaces): state, ppid, ..., utime (14th field), stime (15th).
     const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
-    if (Number(entry) === nginxPid || Number(fields[1]) === nginxPid) ticks += Number(fields[11]) + Number(fields[12])
+    if (pick(Number(entry), Number(fields[1]), stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')')))) ticks += Number(fields[11]) + Number(fields[12])
   }
   return ticks / TICKS_PER_SECOND
 }
+
+/** The NGINX master and its workers. */
+const nginxCpuSeconds = (): number => nginxPid === undefined ? 0 : cpuSeconds((pid, ppid) => pid === nginxPid || ppid === nginxPid)
+/** Redis and PostgreSQL, every process of theirs: on a shared machine, other users' load too. */
+const serversCpuSeconds = (): number => cpuSeconds((_pid, _ppid, command) => command === 'redis-server' || command === 'postgres')
 
 function percentile (sorted: number[], p: number): number {
   return sorted.length === 0 ? 0 : sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))] as number
@@ -226,7 +239,26 @@ for (let round = 1; round <= Number(args.rounds); round++) {
     const counters = c.id === 'after' ? await serviceCounters(apis) : {}
     const cpu0 = nginxCpuSeconds()
     const t0 = performance.now()
+    const from = Date.now()
+    const ownCpu0 = process.cpuUsage()
+    const apiCpu0 = apis.map((a) => processCpuMs(a) ?? 0)
+    const serversCpu0 = edgeLog ? serversCpuSeconds() : 0
     const r = await run(c.url, duration, connections, c.sequence ?? workload, 50000, c.callers)
+    const to = Date.now()
+    // The load generator is this process: on the same cores, what it uses the configuration under load cannot.
+    const own = process.cpuUsage(ownCpu0)
+    const loadCpuUs = Math.round((own.user + own.system) / Math.max(1, r.requests))
+    const loadCores = ((own.user + own.system) / 1000 / (to - from)).toFixed(2)
+    if (edgeLog && c.id === 'after') {
+      const apiCpu = apis.reduce((s, a, i) => s + (processCpuMs(a) ?? 0) - (apiCpu0[i] ?? 0), 0)
+      const serversCpu = (serversCpuSeconds() - serversCpu0) * 1000
+      const perAnswer = (cpuMs: number): string => `${Math.round(cpuMs * 1000 / Math.max(1, r.requests))} µs (${(cpuMs / (to - from)).toFixed(2)} cores)`
+      await sleep(1500) // the log's buffer is flushed every second
+      const text = readFileSync(edgeLog, 'utf8')
+      writeFileSync(resolve(projectRoot, args.out ?? 'bench-results', 'edge-timing.log'), text)
+      const timing = edgeTimingRows(text, from, to)
+      log(`where "after" waits: the client's mean ${r.avg} ms, NGINX's mean $request_time ${timing.meanMs} ms; CPU per answer: the api instances ${perAnswer(apiCpu)}, Redis and PostgreSQL ${perAnswer(serversCpu)}\n${table(timing.rows)}`)
+    }
     if (EDGE_ROWS.has(c.id)) {
       const cpu = nginxCpuSeconds() - cpu0
       r.edgeCpuUs = Math.round(cpu / Math.max(1, r.requests) * 1e6)
@@ -243,7 +275,7 @@ for (let round = 1; round <= Number(args.rounds); round++) {
       hitRates = { local: rate(d('local_hit'), d('local_miss')), redis: rate(d('redis_hit'), d('redis_miss')), combined: rate(d('local_hit') + d('redis_hit'), d('redis_miss')), edge, authPerRequest }
     }
     ;(results[c.id] ??= []).push(r)
-    log(`round ${round} ${c.id}: ${r.rps.toFixed(0)} req/s, p95 ${r.p95} ms, ${r.errors} errors, ${r.non2xx} non-2xx${r.edgeCpuUs === undefined ? '' : `, NGINX ${r.edgeCpuUs} µs CPU per answer (${r.edgeCores} cores)`}`)
+    log(`round ${round} ${c.id}: ${r.rps.toFixed(0)} req/s, p95 ${r.p95} ms, ${r.errors} errors, ${r.non2xx} non-2xx, the load generator ${loadCpuUs} µs CPU per answer (${loadCores} cores)${r.edgeCpuUs === undefined ? '' : `, NGINX ${r.edgeCpuUs} µs (${r.edgeCores} cores)`}`)
   }
 }
 const median = (id: string, f: keyof Measured): number => {
