@@ -19,11 +19,11 @@ export { SERVER_SPANS_SCOPE } from './server-spans.js'
  * The instrumentations every service runs with (the preload's, and the in-process span tests').
  *
  * Only the libraries the services use are instrumented: one instrumentation each, not the ~40 of
- * auto-instrumentations-node, whose extra members (event-loop and runtime monitors among them) ran whether or not a
- * request was sampled. One server span per request (server-spans.ts), named after the route, continuing the caller's
- * W3C trace context; the HTTP instrumentation traces outgoing calls only, so there is no second server span. Under
- * the server span: the Redis spans, one span per query (made at the db-pool seam once `startQuerySpans` is called; no
- * pool-connect spans) and the client spans of calls to other services (undici, http).
+ * auto-instrumentations-node, whose extra members (the runtime's event-loop monitors among them) ran whether or not
+ * anything was sampled or any metric exported. One server span per request (server-spans.ts), named after the route,
+ * continuing the caller's W3C trace context; the HTTP instrumentation traces outgoing calls only, so there is no
+ * second server span. Under the server span: the Redis spans, one span per query (made at the db-pool seam once
+ * `startQuerySpans` is called; no pool-connect spans) and the client spans of calls to other services (undici, http).
  * OTEL_FASTIFY_DETAIL=true has @fastify/otel make the server span instead, with a span per hook and handler.
  * `npm run bench:tracing-instructions` counts what tracing costs per request; docs/observability.md gives the figures.
  */
@@ -51,6 +51,12 @@ export async function createInstrumentations (): Promise<Instrumentation[]> {
       })
       : new ServerSpanInstrumentation()
   ]
+  // The runtime's metrics (event loop, heap, GC) only when a metrics exporter is asked for: by default metrics go to
+  // Prometheus (/metrics), and its event-loop monitors would run for a provider that drops what they measure.
+  if ((process.env.OTEL_METRICS_EXPORTER ?? 'none') !== 'none') {
+    const { RuntimeNodeInstrumentation } = await import('@opentelemetry/instrumentation-runtime-node')
+    instrumentations.push(new RuntimeNodeInstrumentation())
+  }
   // Database spans are made at the db-pool query seam (query-spans.ts), one per query, never twice; with
   // OTEL_PG_INSTRUMENTATION=true the pg instrumentation makes them instead, for clients outside the pool too.
   if (pgInstrumentation()) {
