@@ -18,13 +18,11 @@ type TracedRequest = FastifyRequest & Traced
  * Its `onRequest` hook is the instance's first (added when Fastify publishes `fastify.initialization`), and runs the
  * rest of the request in the span's context.
  *
- * Written here rather than taken from @fastify/otel: that plugin starts a span for every request whether or not it is
- * sampled, adds an onSend and an onError hook to every route and a getter to every request, and its spans, sampled or
- * not, made it the largest share of tracing's ~400,000 instructions per request at 10% sampling (callgrind,
- * `npm run bench:tracing-instructions`; docs/observability.md). Here a request whose caller's trace is not sampled,
- * under a parent-based sampler, starts no span at all: it runs in the caller's propagated context, which is all that
- * its log lines, its outgoing calls' `traceparent` and the Redis and query seams need. @fastify/otel stays for
- * OTEL_FASTIFY_DETAIL=true, which wants a span per hook and handler.
+ * Written here rather than taken from @fastify/otel: that plugin starts a span for every request, sampled or not, and
+ * adds an onSend and an onError hook to every route, where three instance hooks do. Here a request whose caller's trace is not sampled, under a parent-based sampler, starts no span
+ * at all: it runs in the caller's propagated context, which is all that its log lines, its outgoing calls'
+ * `traceparent` and the Redis and query seams need. @fastify/otel stays for OTEL_FASTIFY_DETAIL=true, which wants a
+ * span per hook and handler.
  */
 export class ServerSpanInstrumentation extends InstrumentationBase {
   constructor (config: InstrumentationConfig = {}) {
