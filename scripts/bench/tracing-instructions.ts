@@ -31,7 +31,10 @@ const { values: args } = parseArgs({
     // Only these configurations, by letter (a,b,c,d), to compare a change quickly.
     only: { type: 'string', default: 'a,b,c,d' },
     // Keep callgrind's dumps in this directory, for callgrind_annotate, instead of deleting them.
-    keep: { type: 'string' }
+    keep: { type: 'string' },
+    // V8 writes /tmp/perf-<pid>.map, which names the JIT-compiled JavaScript functions that callgrind shows as
+    // addresses; code is not moved by compaction, so the addresses stay valid.
+    'perf-map': { type: 'boolean', default: false }
   }
 })
 const TAG = `bench-tracing-instructions-${process.pid}`
@@ -49,7 +52,7 @@ const VALGRIND = ['--tool=callgrind', '--trace-children=no', '--instr-atstart=no
   // V8 writes machine code into its heap and rewrites it: valgrind must notice code changed outside the stack.
   '--smc-check=all-non-file']
 const node = process.execPath
-const preload = ['--import', import.meta.resolve('@lead-chassis/plugins/telemetry/otel-preload')]
+const preload = [...(args['perf-map'] ? ['--perf-basic-prof', '--no-compact-code-space'] : []), '--import', import.meta.resolve('@lead-chassis/plugins/telemetry/otel-preload')]
 const entry = join(projectRoot, 'dist', 'services', 'api', 'main.js')
 console.log(`api under: valgrind ${VALGRIND.join(' ')} --callgrind-out-file=<dir>/cg.%p ${node} ${preload.join(' ')} ${entry}`)
 
