@@ -1,62 +1,73 @@
-import { getNodeAutoInstrumentations } from '@opentelemetry/auto-instrumentations-node'
 import { FastifyOtelInstrumentation } from '@fastify/otel'
 import type { Instrumentation } from '@opentelemetry/instrumentation'
+import { HttpInstrumentation } from '@opentelemetry/instrumentation-http'
+import { IORedisInstrumentation } from '@opentelemetry/instrumentation-ioredis'
+import { PgInstrumentation } from '@opentelemetry/instrumentation-pg'
+import { PinoInstrumentation } from '@opentelemetry/instrumentation-pino'
+import { UndiciInstrumentation } from '@opentelemetry/instrumentation-undici'
 import { loadQueryParser, normalizeQuery } from './query-normalizer.js'
 import { traceQueries } from './query-spans.js'
 import { redisStatement, unsampledSkipped } from './redis-statement.js'
+import { ServerSpanInstrumentation } from './server-spans.js'
 import { parentBasedSampler, skipUnsampledRedisCommands } from './unsampled.js'
 
-// The scope of the query spans, for whoever builds their own SDK with these instrumentations and filters spans.
+// The scopes of the query and server spans, for whoever builds their own SDK with these instrumentations and filters spans.
 export { QUERY_SPANS_SCOPE } from './query-spans.js'
+export { SERVER_SPANS_SCOPE } from './server-spans.js'
 
 /**
  * The instrumentations every service runs with (the preload's, and the in-process span tests').
  *
- * One server span per request, made by @fastify/otel, which knows the route and continues the caller's W3C trace
- * context; the HTTP instrumentation traces outgoing calls only, so there is no second server span and none of its
- * per-request emitter binding. Under the server span: the Redis spans, one span per query (made at the db-pool seam
- * once `startQuerySpans` is called; no pool-connect spans) and the client spans of calls to other services.
- * OTEL_FASTIFY_DETAIL=true adds a span per hook and handler.
- * `npm run bench:tracing -- --variant` compares shapes side by side; docs/benchmarks.md gives the measured cost.
+ * Only the libraries the services use are instrumented: one instrumentation each, not the ~40 of
+ * auto-instrumentations-node, whose extra members (the runtime's event-loop monitors among them) ran whether or not
+ * anything was sampled or any metric exported. One server span per request (server-spans.ts), named after the route,
+ * continuing the caller's W3C trace context; the HTTP instrumentation traces outgoing calls only, so there is no
+ * second server span. Under the server span: the Redis spans, one span per query (made at the db-pool seam once
+ * `startQuerySpans` is called; no pool-connect spans) and the client spans of calls to other services (undici, http).
+ * OTEL_FASTIFY_DETAIL=true has @fastify/otel make the server span instead, with a span per hook and handler.
+ * `npm run bench:tracing-instructions` counts what tracing costs per request; docs/observability.md gives the figures.
  */
 export async function createInstrumentations (): Promise<Instrumentation[]> {
   await loadQueryParser()
   const detail = process.env.OTEL_FASTIFY_DETAIL === 'true'
-  const instrumentations = [
-    ...getNodeAutoInstrumentations({
-      '@opentelemetry/instrumentation-fs': { enabled: false },
-      '@opentelemetry/instrumentation-net': { enabled: false },
-      '@opentelemetry/instrumentation-dns': { enabled: false },
-      '@opentelemetry/instrumentation-http': { disableIncomingRequestInstrumentation: true },
-      // Log lines keep their trace and span ids, but are not also turned into OTLP log records unless a logs
-      // exporter is asked for: the instrumentation would parse every line again for a provider that drops it.
-      '@opentelemetry/instrumentation-pino': { disableLogSending: (process.env.OTEL_LOGS_EXPORTER ?? 'none') === 'none' },
-      // Redis spans carry the command and its keys only: cached leads travel as values and Lua script arguments.
-      '@opentelemetry/instrumentation-ioredis': { dbStatementSerializer: unsampledSkipped(redisStatement) },
-      '@opentelemetry/instrumentation-redis': { dbStatementSerializer: unsampledSkipped(redisStatement) },
-      // Database spans are made at the db-pool query seam (query-spans.ts), one per query, never twice; with
-      // OTEL_PG_INSTRUMENTATION=true the pg instrumentation makes them instead, for clients outside the pool too.
-      '@opentelemetry/instrumentation-pg': {
-        enabled: pgInstrumentation(),
-        ignoreConnectSpans: true,
-        // The statement text only, never the values bound to it (they are leads' names, emails and phones).
-        enhancedDatabaseReporting: false,
-        requestHook: (span, info) => {
-          if (info.query.text) span.setAttribute('db.query.fingerprint', normalizeQuery(info.query.text).fingerprint)
-        }
-      }
-    }),
-    new FastifyOtelInstrumentation({
-      // Its onRequest hook is then the first one, so the chassis's own hooks (API key, rate limit) run inside the span.
-      registerOnInitialization: true,
-      instrumentHooks: detail,
-      instrumentHandler: detail,
-      requestHook: (span, request) => { if (span.isRecording()) span.updateName(`${request.method} ${request.routeOptions.url ?? 'unmatched'}`) }
-    })
+  const ioredis = new IORedisInstrumentation({ dbStatementSerializer: unsampledSkipped(redisStatement) })
+  // Under a parent-based sampler a command of an unsampled request skips the instrumentation (unsampled.ts).
+  if (parentBasedSampler()) skipUnsampledRedisCommands(ioredis)
+  const instrumentations: Instrumentation[] = [
+    new HttpInstrumentation({ disableIncomingRequestInstrumentation: true }),
+    new UndiciInstrumentation(),
+    // Log lines keep their trace and span ids, but are not also turned into OTLP log records unless a logs
+    // exporter is asked for: the instrumentation would parse every line again for a provider that drops it.
+    new PinoInstrumentation({ disableLogSending: (process.env.OTEL_LOGS_EXPORTER ?? 'none') === 'none' }),
+    // Redis spans carry the command and its keys only: cached leads travel as values and Lua script arguments.
+    ioredis,
+    detail
+      ? new FastifyOtelInstrumentation({
+        // Its onRequest hook is then the first one, so the chassis's own hooks (API key, rate limit) run inside the span.
+        registerOnInitialization: true,
+        instrumentHooks: true,
+        instrumentHandler: true,
+        requestHook: (span, request) => { if (span.isRecording()) span.updateName(`${request.method} ${request.routeOptions.url ?? 'unmatched'}`) }
+      })
+      : new ServerSpanInstrumentation()
   ]
-  if (parentBasedSampler()) {
-    const ioredis = instrumentations.find((i) => i.instrumentationName === '@opentelemetry/instrumentation-ioredis')
-    if (ioredis) skipUnsampledRedisCommands(ioredis)
+  // The runtime's metrics (event loop, heap, GC) only when a metrics exporter is asked for: by default metrics go to
+  // Prometheus (/metrics), and its event-loop monitors would run for a provider that drops what they measure.
+  if ((process.env.OTEL_METRICS_EXPORTER ?? 'none') !== 'none') {
+    const { RuntimeNodeInstrumentation } = await import('@opentelemetry/instrumentation-runtime-node')
+    instrumentations.push(new RuntimeNodeInstrumentation())
+  }
+  // Database spans are made at the db-pool query seam (query-spans.ts), one per query, never twice; with
+  // OTEL_PG_INSTRUMENTATION=true the pg instrumentation makes them instead, for clients outside the pool too.
+  if (pgInstrumentation()) {
+    instrumentations.push(new PgInstrumentation({
+      ignoreConnectSpans: true,
+      // The statement text only, never the values bound to it (they are leads' names, emails and phones).
+      enhancedDatabaseReporting: false,
+      requestHook: (span, info) => {
+        if (info.query.text) span.setAttribute('db.query.fingerprint', normalizeQuery(info.query.text).fingerprint)
+      }
+    }))
   }
   return instrumentations
 }

@@ -10,7 +10,7 @@ const PG_SCOPE = '@opentelemetry/instrumentation-pg'
 
 /**
  * Scrubs what instrumentations copy verbatim into a span, before it is exported:
- * - secrets in URLs: the server span's `url.path` (@fastify/otel records the request target with its query string),
+ * - secrets in URLs: the server span's `url.path` (the request target with its query string, as the server span records it),
  *   the HTTP and undici client spans' `url.full`, `url.query` and the older `http.target`/`http.url`;
  * - the PostgreSQL server's message in the status of the pg instrumentation's spans (OTEL_PG_INSTRUMENTATION=true):
  *   data exceptions quote the rejected value (`invalid input syntax for type uuid: "..."`); the instrumentation's

@@ -1,5 +1,5 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
@@ -29,7 +29,12 @@ const { values: args } = parseArgs({
     samples: { type: 'string', default: '3' },
     concurrency: { type: 'string', default: '4' },
     // Only these configurations, by letter (a,b,c,d), to compare a change quickly.
-    only: { type: 'string', default: 'a,b,c,d' }
+    only: { type: 'string', default: 'a,b,c,d' },
+    // Keep callgrind's dumps in this directory, for callgrind_annotate, instead of deleting them.
+    keep: { type: 'string' },
+    // V8 writes /tmp/perf-<pid>.map, which names the JIT-compiled JavaScript functions that callgrind shows as
+    // addresses; code is not moved by compaction, so the addresses stay valid.
+    'perf-map': { type: 'boolean', default: false }
   }
 })
 const TAG = `bench-tracing-instructions-${process.pid}`
@@ -47,7 +52,7 @@ const VALGRIND = ['--tool=callgrind', '--trace-children=no', '--instr-atstart=no
   // V8 writes machine code into its heap and rewrites it: valgrind must notice code changed outside the stack.
   '--smc-check=all-non-file']
 const node = process.execPath
-const preload = ['--import', import.meta.resolve('@lead-chassis/plugins/telemetry/otel-preload')]
+const preload = [...(args['perf-map'] ? ['--perf-basic-prof', '--no-compact-code-space'] : []), '--import', import.meta.resolve('@lead-chassis/plugins/telemetry/otel-preload')]
 const entry = join(projectRoot, 'dist', 'services', 'api', 'main.js')
 console.log(`api under: valgrind ${VALGRIND.join(' ')} --callgrind-out-file=<dir>/cg.%p ${node} ${preload.join(' ')} ${entry}`)
 
@@ -108,7 +113,12 @@ const allThreadsPerRequest = new Map<Config, number[]>()
 let current: ChildProcess | undefined
 // An interrupted run leaves no api running under valgrind.
 for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => { current?.kill('SIGKILL'); process.exit(1) })
-const dir = mkdtempSync(join(tmpdir(), 'bench-tracing-instructions-'))
+function dumpDirectory (keep: string | undefined): string {
+  if (keep === undefined) return mkdtempSync(join(tmpdir(), 'bench-tracing-instructions-'))
+  mkdirSync(keep, { recursive: true })
+  return keep
+}
+const dir = dumpDirectory(args.keep)
 try {
   for (const config of configs) {
     const sink = config.traced ? await startOtlpSink() : undefined
@@ -142,7 +152,8 @@ try {
     }
   }
 } finally {
-  rmSync(dir, { recursive: true, force: true })
+  if (args.keep === undefined) rmSync(dir, { recursive: true, force: true })
+  else log(`callgrind dumps kept in ${dir}`)
   const redis = new Redis(REDIS_URL)
   for await (const keys of redis.scanStream({ match: `${TAG}:*`, count: 1000 })) if ((keys as string[]).length > 0) await redis.unlink(...(keys as string[]))
   redis.disconnect()

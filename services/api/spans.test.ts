@@ -7,7 +7,7 @@ import assert from 'node:assert/strict'
 import { register } from 'node:module'
 import { NodeSDK } from '@opentelemetry/sdk-node'
 import { InMemorySpanExporter, SimpleSpanProcessor, type ReadableSpan } from '@opentelemetry/sdk-trace-base'
-import { createInstrumentations, QUERY_SPANS_SCOPE, startQuerySpans } from '@lead-chassis/plugins/telemetry/instrumentations'
+import { createInstrumentations, QUERY_SPANS_SCOPE, SERVER_SPANS_SCOPE, startQuerySpans } from '@lead-chassis/plugins/telemetry/instrumentations'
 
 register('@opentelemetry/instrumentation/hook.mjs', import.meta.url)
 const exporter = new InMemorySpanExporter()
@@ -57,14 +57,14 @@ test('a cache-miss GET is one trace: the server span and, under it, the Redis an
   assert.equal(res.statusCode, 200)
   assert.equal(res.headers['x-cache'], 'MISS')
   const spans = exporter.getFinishedSpans()
-  const server = spans.find((s) => scope(s) === '@fastify/otel' && s.name === 'GET /api/v1/leads/:id')
+  const server = spans.find((s) => scope(s) === SERVER_SPANS_SCOPE && s.name === 'GET /api/v1/leads/:id')
   assert.ok(server, `no server span among ${spans.map((s) => s.name).join(', ')}`)
   assert.equal(server.kind, SpanKind.SERVER)
   assert.equal(server.attributes['http.route'], '/api/v1/leads/:id')
   const { trace, descends } = traceOf(server)
   // One span per request from Fastify: the chassis's hooks (request id, metrics, API key, rate limit) and the
   // handler make none, and no pool-connect spans.
-  assert.deepEqual(trace.filter((s) => scope(s) === '@fastify/otel').map((s) => s.name), ['GET /api/v1/leads/:id'])
+  assert.deepEqual(trace.filter((s) => scope(s) === SERVER_SPANS_SCOPE).map((s) => s.name), ['GET /api/v1/leads/:id'])
   assert.deepEqual(trace.filter((s) => s.name.startsWith('pg-pool') || s.name.startsWith('pg.connect')), [])
   const redis = trace.filter((s) => scope(s) === '@opentelemetry/instrumentation-ioredis')
   const pg = trace.filter((s) => scope(s) === QUERY_SPANS_SCOPE)
@@ -103,7 +103,7 @@ test('a POST whose body arrives in two packets keeps its queries in the request\
   })
   assert.equal(status, 201)
   const spans = exporter.getFinishedSpans()
-  const server = spans.find((s) => scope(s) === '@fastify/otel' && s.name === 'POST /api/v1/leads')
+  const server = spans.find((s) => scope(s) === SERVER_SPANS_SCOPE && s.name === 'POST /api/v1/leads')
   assert.ok(server, `no server span among ${spans.map((s) => s.name).join(', ')}`)
   const { trace, descends } = traceOf(server)
   const inserts = trace.filter((s) => scope(s) === QUERY_SPANS_SCOPE && String(s.attributes['db.query.text'] ?? '').includes('INSERT INTO leads'))

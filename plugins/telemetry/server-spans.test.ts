@@ -1,0 +1,83 @@
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { SpanStatusCode, context, trace, type Span, type SpanContext, type Tracer, type TracerProvider } from '@opentelemetry/api'
+import { node, tracing } from '@opentelemetry/sdk-node'
+import Fastify from 'fastify'
+import { SERVER_SPANS_SCOPE, ServerSpanInstrumentation } from './server-spans.js'
+
+// The SDK's provider and context manager, with the sampler the services ship (parent-based, 10% of new traces).
+const exporter = new tracing.InMemorySpanExporter()
+const provider = new node.NodeTracerProvider({
+  sampler: new tracing.ParentBasedSampler({ root: new tracing.TraceIdRatioBasedSampler(0.1) }),
+  spanProcessors: [new tracing.SimpleSpanProcessor(exporter)]
+})
+provider.register()
+// Every span the instrumentation starts, sampled or not, goes through this tracer.
+let started = 0
+const counting: TracerProvider = {
+  getTracer: (name, version, options): Tracer => {
+    const tracer = provider.getTracer(name, version, options)
+    return {
+      startSpan: (...args: Parameters<Tracer['startSpan']>): Span => { started++; return tracer.startSpan(...args) },
+      startActiveSpan: tracer.startActiveSpan.bind(tracer) as Tracer['startActiveSpan']
+    }
+  }
+}
+const instrumentation = new ServerSpanInstrumentation()
+instrumentation.setTracerProvider(counting)
+
+const app = Fastify()
+let seen: SpanContext | undefined
+app.get('/items/:id', async () => {
+  seen = trace.getSpanContext(context.active())
+  return { ok: true }
+})
+app.get('/broken', async () => { throw new Error('the store is down') })
+
+const caller = { traceId: '4bf92f3577b34da6a3ce929d0e0e4736', spanId: '00f067aa0ba902b7' }
+const traceparent = (flags: string): string => `00-${caller.traceId}-${caller.spanId}-${flags}`
+
+test('a request whose caller\'s trace is unsampled starts no span object, and runs in the caller\'s trace context', async () => {
+  started = 0
+  exporter.reset()
+  const res = await app.inject({ url: '/items/7', headers: { traceparent: traceparent('00') } })
+  assert.equal(res.statusCode, 200)
+  assert.equal(started, 0, 'no span started, not even one that records nothing')
+  assert.equal(seen?.traceId, caller.traceId, 'log lines and outgoing calls carry the caller\'s trace')
+  assert.equal(seen?.traceFlags, 0, 'and pass on that it is not sampled')
+  assert.deepEqual(exporter.getFinishedSpans(), [])
+})
+
+test('a request whose caller\'s trace is sampled gets one SERVER span named after its route, under the caller\'s span', async () => {
+  exporter.reset()
+  const res = await app.inject({ url: '/items/7?email=a@b.co', headers: { traceparent: traceparent('01') } })
+  assert.equal(res.statusCode, 200)
+  const [span, ...others] = exporter.getFinishedSpans()
+  assert.ok(span, 'the server span was exported')
+  assert.deepEqual(others, [])
+  assert.equal(span.name, 'GET /items/:id')
+  assert.equal(span.instrumentationScope.name, SERVER_SPANS_SCOPE)
+  assert.equal(span.spanContext().traceId, caller.traceId)
+  assert.equal(span.parentSpanContext?.spanId, caller.spanId)
+  assert.equal(seen?.spanId, span.spanContext().spanId, 'the handler runs in the server span\'s context')
+  assert.deepEqual(span.attributes, { 'http.request.method': 'GET', 'url.path': '/items/7?email=a@b.co', 'http.route': '/items/:id', 'http.response.status_code': 200 })
+})
+
+test('a failing request\'s server span has status ERROR, the error\'s message and an exception event', async () => {
+  exporter.reset()
+  const res = await app.inject({ url: '/broken', headers: { traceparent: traceparent('01') } })
+  assert.equal(res.statusCode, 500)
+  const [span] = exporter.getFinishedSpans()
+  assert.equal(span?.status.code, SpanStatusCode.ERROR)
+  assert.equal(span?.status.message, 'the store is down')
+  assert.equal(span?.attributes['http.response.status_code'], 500)
+  assert.ok(span?.events.some((e) => e.name === 'exception'))
+})
+
+test('a request with no caller gets a span that the root sampler decides on: an unsampled one records nothing', async () => {
+  exporter.reset()
+  started = 0
+  for (let i = 0; i < 50; i++) assert.equal((await app.inject({ url: '/items/7' })).statusCode, 200)
+  assert.equal(started, 50, 'a new trace needs its ids and the sampler\'s verdict')
+  assert.ok(exporter.getFinishedSpans().length < 25, `about 10% exported: ${exporter.getFinishedSpans().length} of 50`)
+})

@@ -1,0 +1,104 @@
+import { subscribe, unsubscribe } from 'node:diagnostics_channel'
+import { SpanKind, SpanStatusCode, TraceFlags, context, propagation, trace, type Context, type Span } from '@opentelemetry/api'
+import { InstrumentationBase, type InstrumentationConfig } from '@opentelemetry/instrumentation'
+import type { FastifyInstance, FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify'
+import { parentBasedSampler } from './unsampled.js'
+
+/** The instrumentation scope of the server spans. */
+export const SERVER_SPANS_SCOPE = 'lead-chassis/fastify'
+
+const kSpan = Symbol('lead-chassis server span')
+const kErrorRecorded = Symbol('lead-chassis server span error recorded')
+interface Traced { [kSpan]: Span | null, [kErrorRecorded]: boolean }
+type TracedRequest = FastifyRequest & Traced
+
+/**
+ * One SERVER span per request of every Fastify instance, named `METHOD /route` with `http.request.method`,
+ * `url.path`, `http.route` and `http.response.status_code`, errors recorded; the caller's W3C trace context continued.
+ * Its `onRequest` hook is the instance's first (added when Fastify publishes `fastify.initialization`), and runs the
+ * rest of the request in the span's context.
+ *
+ * Written here rather than taken from @fastify/otel: that plugin starts a span for every request, sampled or not, and
+ * adds an onSend and an onError hook to every route, where three instance hooks do. Here a request whose caller's trace is not sampled, under a parent-based sampler, starts no span
+ * at all: it runs in the caller's propagated context, which is all that its log lines, its outgoing calls'
+ * `traceparent` and the Redis and query seams need. @fastify/otel stays for OTEL_FASTIFY_DETAIL=true, which wants a
+ * span per hook and handler.
+ */
+export class ServerSpanInstrumentation extends InstrumentationBase {
+  constructor (config: InstrumentationConfig = {}) {
+    super(SERVER_SPANS_SCOPE, '1.0.0', config)
+  }
+
+  protected init (): [] {
+    return []
+  }
+
+  override enable (): void {
+    // Called by the base class's constructor too, before this class's own fields would exist: hence no fields.
+    const self = this as unknown as { _onFastify?: (message: unknown) => void }
+    if (self._onFastify === undefined) {
+      self._onFastify = (message) => { this.#instrument((message as { fastify: FastifyInstance }).fastify) }
+      subscribe('fastify.initialization', self._onFastify)
+    }
+    super.enable()
+  }
+
+  override disable (): void {
+    const self = this as unknown as { _onFastify?: (message: unknown) => void }
+    if (self._onFastify !== undefined) {
+      unsubscribe('fastify.initialization', self._onFastify)
+      self._onFastify = undefined
+    }
+    super.disable()
+  }
+
+  #instrument (app: FastifyInstance): void {
+    // Read once: the sampler is the SDK's, chosen from the environment at start.
+    const followsParent = parentBasedSampler()
+    app.decorateRequest(kSpan, null)
+    app.decorateRequest(kErrorRecorded, false)
+    app.addHook('onRequest', (request: FastifyRequest, _reply: FastifyReply, done: HookHandlerDoneFunction) => {
+      if (!this.isEnabled()) { done(); return }
+      // A request handled inside a span (app.inject in a traced job) is its child; any other continues its caller's.
+      const current = context.active()
+      const parent = trace.getSpan(current) === undefined ? propagation.extract(current, request.headers) : current
+      let active: Context = parent
+      if (!(followsParent && unsampledParent(parent))) {
+        const route = request.routeOptions.url
+        const span = this.tracer.startSpan(`${request.method} ${route ?? 'unmatched'}`, { kind: SpanKind.SERVER }, parent)
+        active = trace.setSpan(parent, span)
+        if (span.isRecording()) {
+          span.setAttributes({ 'http.request.method': request.method, 'url.path': request.url })
+          if (route !== undefined) span.setAttribute('http.route', route)
+          ;(request as TracedRequest)[kSpan] = span
+        }
+      }
+      context.with(active, done)
+    })
+    app.addHook('onError', (request: FastifyRequest, _reply: FastifyReply, error: Error, done: HookHandlerDoneFunction) => {
+      const span = (request as TracedRequest)[kSpan]
+      if (span !== null) {
+        span.setStatus({ code: SpanStatusCode.ERROR, message: error.message })
+        span.recordException(error)
+        ;(request as TracedRequest)[kErrorRecorded] = true
+      }
+      done()
+    })
+    app.addHook('onResponse', (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction) => {
+      const span = (request as TracedRequest)[kSpan]
+      if (span !== null) {
+        if (reply.statusCode >= 500 && !(request as TracedRequest)[kErrorRecorded]) span.setStatus({ code: SpanStatusCode.ERROR })
+        span.setAttribute('http.response.status_code', reply.statusCode)
+        span.end()
+        ;(request as TracedRequest)[kSpan] = null
+      }
+      done()
+    })
+  }
+}
+
+/** Whether the caller sent a valid trace context whose trace is not sampled. */
+function unsampledParent (parent: Context): boolean {
+  const caller = trace.getSpanContext(parent)
+  return caller !== undefined && trace.isSpanContextValid(caller) && (caller.traceFlags & TraceFlags.SAMPLED) === 0
+}
