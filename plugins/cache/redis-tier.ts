@@ -98,9 +98,7 @@ export class RedisTier {
     const out = new Array<RedisHit | undefined>(keys.length)
     const hit = (bytes: Buffer | null | undefined): RedisHit | undefined => (bytes && bytes.length > 0 ? { bytes, pttl: undefined } : undefined)
     if (keys.length === 1) {
-      const key = keys[0] as string
-      const bytes = await this.#run(() => this.#corked(() => this.client.getBuffer(key)))
-      out[0] = bytes && needsTtl(bytes) ? (await this.#withTtls([key]))[0] : hit(bytes)
+      out[0] = await this.get(keys[0] as string)
       return out
     }
     const indexed = keys.map((key, i) => ({ key, i }))
@@ -118,6 +116,13 @@ export class RedisTier {
       legacy.forEach((x, j) => { out[x.i] = again[j] })
     }
     return out
+  }
+
+  /** One entry, as `getMany` reads each: a `GET`, and for an entry of an earlier version its TTL as well. */
+  async get (key: string): Promise<RedisHit | undefined> {
+    const bytes = await this.#run(() => this.#corked(() => this.client.getBuffer(key)))
+    if (bytes && needsTtl(bytes)) return (await this.#withTtls([key]))[0]
+    return bytes && bytes.length > 0 ? { bytes, pttl: undefined } : undefined
   }
 
   /**
