@@ -32,12 +32,12 @@ export const MAX_BATCH = 64
 // parsed once: a batch of requests under the global policy sends one key per request and nothing else.
 // ARGV: number of groups, then per group: number of requests, number of keys per request, cost, consume (1/0),
 // window (ms) and limit per key. KEYS: every request's keys in order. Reply: per key, in order: count after the
-// request, ms until the request would be admitted (0 when it was), 1 if recorded.
+// request and ms until the request would be admitted (0 when it was).
 const BATCH_LUA = `
 local SLACK = ${LOG_SLACK}
 local t = redis.call('TIME')
 local now = t[1] * 1000000 + t[2]
-local out = {}
+local out, o = {}, 0
 
 local function trim (key, count, floor)
   while count > 0 do
@@ -91,9 +91,9 @@ local function decide (kb, pol, n, cost, consume)
       local trimmed
       count, trimmed = trimSlack(key, count, floor)
       if trimmed or count <= SLACK then keepAlive(key, window) end
-      out[#out + 1] = count
-      out[#out + 1] = 0
-      out[#out + 1] = 1
+      out[o + 1] = count
+      out[o + 2] = 0
+      o = o + 2
       return
     end
     redis.call('RPOP', key)
@@ -125,7 +125,6 @@ local function decide (kb, pol, n, cost, consume)
     local limit = pol[2 * i]
     local count = counts[i]
     local retry = 0
-    local recorded = 0
     if refusing then
       if pushed[i] then
         redis.call('LTRIM', key, 0, -(cost + 1))
@@ -139,14 +138,12 @@ local function decide (kb, pol, n, cost, consume)
           retry = math.ceil((tonumber(oldest) + window * 1000 - now) / 1000)
         end
       end
-    elseif pushed[i] then
-      recorded = 1
     end
     -- Every trim of a key that keeps entries, recorded or not, is a look at its expiry for the fast path's skip.
     if count > 0 then keepAlive(key, window) end
-    out[#out + 1] = count
-    out[#out + 1] = retry
-    out[#out + 1] = recorded
+    out[o + 1] = count
+    out[o + 2] = retry
+    o = o + 2
   end
 end
 
@@ -254,7 +251,7 @@ export class RedisStore implements RateLimitStore {
     return checks.map(({ policies }) => policies.map((policy) => {
       const count = Number(reply[at])
       const retryAfterMs = Number(reply[at + 1])
-      at += 3
+      at += 2
       return {
         policy,
         allowed: retryAfterMs === 0 && count <= policy.limit,
