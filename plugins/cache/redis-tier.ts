@@ -120,7 +120,7 @@ export class RedisTier {
 
   /** One entry, as `getMany` reads each: a `GET`, and for an entry of an earlier version its TTL as well. */
   async get (key: string): Promise<RedisHit | undefined> {
-    const bytes = await this.#run(() => this.#corked(() => this.client.getBuffer(key)))
+    const bytes = await this.#run(() => this.#corked(() => this.client.getBuffer(key), false))
     if (bytes && needsTtl(bytes)) return (await this.#withTtls([key]))[0]
     return bytes && bytes.length > 0 ? { bytes, pttl: undefined } : undefined
   }
@@ -153,11 +153,13 @@ export class RedisTier {
   /**
    * Commands sent within `send` leave in one write to the socket instead of one each (a system call apiece, about
    * a tenth of a Redis hit's CPU). ioredis writes a command as it is called when auto-pipelining is off; with it on,
-   * it batches them itself and this does nothing.
+   * it batches them itself and this does nothing. A single command has nothing to share a write with: `cork` false
+   * skips the stream's buffering of it.
    */
-  #corked<T> (send: () => T): T {
+  #corked<T> (send: () => T, cork = true): T {
     const client = this.#cluster ? undefined : this.client as Redis
-    client?.stream?.cork()
+    const stream = cork ? client?.stream : undefined
+    stream?.cork()
     // A read runs under the budget, whose hard cap bounds it: the client's 10 s backstop timer (one setTimeout and
     // clearTimeout per command, which measured about a sixth of a Redis hit's CPU) adds nothing here. ioredis reads
     // the option as it sends a command, synchronously when auto-pipelining is off.
@@ -167,7 +169,7 @@ export class RedisTier {
       return send()
     } finally {
       if (client) client.options.commandTimeout = backstop
-      client?.stream?.uncork()
+      stream?.uncork()
     }
   }
 
