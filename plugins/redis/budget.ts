@@ -19,8 +19,8 @@ interface Watched {
  * The calls in flight under one budget, oldest first, with one timer for all of them, armed for the oldest. Every
  * call of a budget gets the same deadline after its start, so insertion order is deadline order; a call that
  * settles leaves the set at once (and can be collected), and the timer, when it fires, hands the calls past their
- * deadline to their verdicts and re-arms for the oldest left. A timer per call (a Timeout object, a list insert and
- * a clearTimeout on every Redis read) measured as the budget's main cost on a Redis hit.
+ * deadline to their verdicts and re-arms for the oldest left. A timer per call would cost a Timeout object, a list
+ * insert and a clearTimeout on every Redis call; a set costs an add and a delete.
  */
 class Deadlines {
   readonly #calls = new Set<Watched>()
@@ -36,7 +36,9 @@ class Deadlines {
   }
 
   #arm (inMs: number): void {
-    this.#timer = setTimeout(this.#sweep, Math.max(1, inMs))
+    // Unreferenced: a call in flight holds its connection open, which keeps the process alive until its verdict;
+    // a timer left armed after the last call settled must not hold the process up to a whole budget.
+    this.#timer = setTimeout(this.#sweep, Math.max(1, inMs)).unref()
   }
 
   readonly #sweep = (): void => {
