@@ -12,7 +12,7 @@ import { resolveCacheOptions, type CacheOptions, type GetOrSetOptions, type Reso
 import { RedisTier } from './redis-tier.js'
 import { CacheCounters, snapshot, type CacheStats } from './stats.js'
 import { TagGenerations } from './tag-generations.js'
-import { localFresh, localHit, readMany } from './tier-reads.js'
+import { localFresh, localHit, readMany, readOne } from './tier-reads.js'
 import { Warming } from './warming.js'
 import { writeMany, type SetOptions } from './writes.js'
 
@@ -100,8 +100,7 @@ export class CacheManager {
   async get<T = unknown> (key: string): Promise<T | undefined> {
     const local = localFresh(this.#core, key)
     if (local) return local.value as T
-    const [found] = await readMany(this.#core, [key], this.#core.history.seq)
-    return found?.value as T | undefined
+    return (await readOne(this.#core, key, this.#core.history.seq))?.value as T | undefined
   }
 
   /** The fresh in-process value of `key`, synchronously; undefined sends the caller to `getOrSet`. */

@@ -1,6 +1,6 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { createRedisClient } from '../redis/index.js'
+import { budgetHardCapMs, createRedisClient } from '../redis/index.js'
 import { createCacheManager } from './cache-manager.js'
 import { startPrivateRedis } from '../../test/helpers/private-redis.js'
 import { eventually } from '../../test/helpers/eventually.js'
@@ -67,4 +67,31 @@ test('a hung Redis (SIGSTOP) costs each call at most the budget, then nothing on
     await cache.getOrSet(`probe${Date.now()}`, async () => 0)
     return cache.getStats().redis.breaker === 'closed'
   }, 'the breaker closed', 5000)
+})
+
+test('a hung Redis still fails a cache read within its budget with the shared deadline sweep, reads before and after it answered', async (t) => {
+  const redis = await startPrivateRedis()
+  t.after(() => redis.destroy())
+  const client = createRedisClient({ url: redis.url, commandTimeoutMs: 50 })
+  client.on('error', () => {})
+  t.after(() => client.disconnect())
+  const cache = createCacheManager(client, { prefix: 's:', localEnabled: false, redisTimeoutMs: 50, breakerThreshold: 1000 })
+  t.after(() => cache.close())
+  assert.ok(await cache.ready())
+  await cache.set('k', 'v')
+  // Reads that Redis answers leave the shared sweep between the hung ones; each hung read misses after its budget.
+  for (let i = 0; i < 20; i++) assert.equal(await cache.get('k'), 'v')
+  redis.pause()
+  t.after(() => redis.resume())
+  const reads = Array.from({ length: 5 }, async (_, i) => {
+    await new Promise((resolve) => setTimeout(resolve, i * 15))
+    const started = performance.now()
+    const value = await cache.get('k')
+    return { value, afterMs: performance.now() - started }
+  })
+  for (const r of await Promise.all(reads)) {
+    assert.equal(r.value, undefined)
+    assert.ok(r.afterMs >= 49 && r.afterMs < budgetHardCapMs(50), `a read failed after ${r.afterMs.toFixed(0)} ms`)
+  }
+  assert.equal(cache.getStats().redis.timeouts, 5)
 })

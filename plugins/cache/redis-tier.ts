@@ -98,9 +98,7 @@ export class RedisTier {
     const out = new Array<RedisHit | undefined>(keys.length)
     const hit = (bytes: Buffer | null | undefined): RedisHit | undefined => (bytes && bytes.length > 0 ? { bytes, pttl: undefined } : undefined)
     if (keys.length === 1) {
-      const key = keys[0] as string
-      const bytes = await this.#run(() => this.#corked(() => this.client.getBuffer(key)))
-      out[0] = bytes && needsTtl(bytes) ? (await this.#withTtls([key]))[0] : hit(bytes)
+      out[0] = await this.get(keys[0] as string)
       return out
     }
     const indexed = keys.map((key, i) => ({ key, i }))
@@ -118,6 +116,13 @@ export class RedisTier {
       legacy.forEach((x, j) => { out[x.i] = again[j] })
     }
     return out
+  }
+
+  /** One entry, as `getMany` reads each: a `GET`, and for an entry of an earlier version its TTL as well. */
+  async get (key: string): Promise<RedisHit | undefined> {
+    const bytes = await this.#run(() => this.#corked(() => this.client.getBuffer(key), false))
+    if (bytes && needsTtl(bytes)) return (await this.#withTtls([key]))[0]
+    return bytes && bytes.length > 0 ? { bytes, pttl: undefined } : undefined
   }
 
   /**
@@ -148,11 +153,13 @@ export class RedisTier {
   /**
    * Commands sent within `send` leave in one write to the socket instead of one each (a system call apiece, about
    * a tenth of a Redis hit's CPU). ioredis writes a command as it is called when auto-pipelining is off; with it on,
-   * it batches them itself and this does nothing.
+   * it batches them itself and this does nothing. A single command has nothing to share a write with: `cork` false
+   * skips the stream's buffering of it.
    */
-  #corked<T> (send: () => T): T {
+  #corked<T> (send: () => T, cork = true): T {
     const client = this.#cluster ? undefined : this.client as Redis
-    client?.stream?.cork()
+    const stream = cork ? client?.stream : undefined
+    stream?.cork()
     // A read runs under the budget, whose hard cap bounds it: the client's 10 s backstop timer (one setTimeout and
     // clearTimeout per command, which measured about a sixth of a Redis hit's CPU) adds nothing here. ioredis reads
     // the option as it sends a command, synchronously when auto-pipelining is off.
@@ -162,7 +169,7 @@ export class RedisTier {
       return send()
     } finally {
       if (client) client.options.commandTimeout = backstop
-      client?.stream?.uncork()
+      stream?.uncork()
     }
   }
 

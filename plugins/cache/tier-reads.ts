@@ -83,29 +83,45 @@ export async function readMany (core: CacheCore, keys: string[], startSeq: numbe
   } catch {
     return keys.map(() => undefined)
   }
-  const out: Array<{ value: unknown } | undefined> = []
   const envelopes = hits.map((hit) => (hit ? decodeEntry(core, hit.bytes) : undefined))
   // The generations of every tag of the batch in one go: warming reads hundreds of tagged entries at a time.
   const tags = [...new Set(envelopes.flatMap((e) => Object.keys(e?.t ?? {})))]
   const known = tags.length > 0 ? await core.tags.of(tags) : undefined
   const now = Date.now()
-  for (const [i, hit] of hits.entries()) {
-    const envelope = envelopes[i]
-    const left = hit && envelope ? lifetime(hit, envelope, now) : undefined
-    if (!hit || !envelope || !left || left.freshMs <= 0 || !core.tags.current(envelope.t, known)) {
-      if (!warming) core.stats.redisMisses++
-      out.push(undefined)
-      continue
-    }
-    const key = keys[i] as string
-    const stored = storeLocal(core, key, { value: envelope.v, tags: envelope.t, freshMs: left.freshMs, pttl: left.pttl, size: hit.bytes.length }, startSeq)
-    if (!warming) {
-      core.stats.redisHits++
-      core.warming?.redisHit(key, left.freshMs)
-    } else if (stored) warming.count++
-    out.push({ value: envelope.v })
+  return hits.map((hit, i) => served(core, keys[i] as string, hit, envelopes[i], known, now, startSeq, warming))
+}
+
+/**
+ * `readMany` of one key, as `get` asks: the same verdict, without the arrays and the tag set a batch needs (a
+ * Redis hit is the common case of a read with the local tier off or cold).
+ */
+export async function readOne (core: CacheCore, key: string, startSeq: number): Promise<{ value: unknown } | undefined> {
+  if (!core.tier) return undefined
+  let hit
+  try {
+    hit = await core.tier.get(fullKey(core, key))
+  } catch {
+    return undefined
   }
-  return out
+  const envelope = hit ? decodeEntry(core, hit.bytes) : undefined
+  const tags = envelope?.t === undefined ? undefined : Object.keys(envelope.t)
+  const known = tags !== undefined && tags.length > 0 ? await core.tags.of(tags) : undefined
+  return served(core, key, hit, envelope, known, Date.now(), startSeq, undefined)
+}
+
+/** One key of a read: a fresh entry with current tags is a hit (copied to the local tier), anything else a miss. */
+function served (core: CacheCore, key: string, hit: RedisHit | undefined, envelope: Decoded | undefined, known: Record<string, number> | undefined, now: number, startSeq: number, warming: { count: number } | undefined): { value: unknown } | undefined {
+  const left = hit && envelope ? lifetime(hit, envelope, now) : undefined
+  if (!hit || !envelope || !left || left.freshMs <= 0 || !core.tags.current(envelope.t, known)) {
+    if (!warming) core.stats.redisMisses++
+    return undefined
+  }
+  const stored = storeLocal(core, key, { value: envelope.v, tags: envelope.t, freshMs: left.freshMs, pttl: left.pttl, size: hit.bytes.length }, startSeq)
+  if (!warming) {
+    core.stats.redisHits++
+    core.warming?.redisHit(key, left.freshMs)
+  } else if (stored) warming.count++
+  return { value: envelope.v }
 }
 
 /**

@@ -3,18 +3,24 @@ import type { RateLimitPolicy } from './policies.js'
 import type { Decision } from './rate-limiter.js'
 import type { PolicyResult } from './store.js'
 
-// Policies are frozen once validated, so the parts of their header items that never change are built once: the
-// RateLimit-Policy item and the start of the RateLimit item. Every answer sends them.
-interface PolicyText { policy: string, state: string }
+// Policies are frozen once validated, so the parts of their header values that never change are built once: the
+// limit, the RateLimit-Policy item, the start of the RateLimit item and its end for an admission (whose reset is
+// the window). Every answer sends them.
+interface PolicyText { limit: string, policy: string, state: string, windowTail: string }
 const policyTexts = new WeakMap<RateLimitPolicy, PolicyText>()
 function textOf (p: RateLimitPolicy): PolicyText {
   let text = policyTexts.get(p)
-  if (text === undefined) policyTexts.set(p, text = { policy: `"${p.name}";q=${p.limit};w=${Math.ceil(p.windowMs / 1000)}`, state: `"${p.name}";r=` })
+  if (text === undefined) {
+    const w = Math.ceil(p.windowMs / 1000)
+    policyTexts.set(p, text = { limit: String(p.limit), policy: `"${p.name}";q=${p.limit};w=${w}`, state: `"${p.name}";r=`, windowTail: `;t=${w}` })
+  }
   return text
 }
 
 function stateItem (r: PolicyResult): string {
-  return `${textOf(r.policy).state}${r.remaining};t=${Math.ceil((r.allowed ? r.resetMs : r.retryAfterMs) / 1000)}`
+  const text = textOf(r.policy)
+  const waitMs = r.allowed ? r.resetMs : r.retryAfterMs
+  return waitMs === r.policy.windowMs ? text.state + r.remaining + text.windowTail : `${text.state}${r.remaining};t=${Math.ceil(waitMs / 1000)}`
 }
 
 /**
@@ -26,11 +32,12 @@ export function setRateLimitHeaders (reply: FastifyReply, decision: Decision, no
   const b = decision.binding
   if (!b) return
   const one = decision.results.length === 1
-  const policies = one ? textOf(b.policy).policy : decision.results.map((r) => textOf(r.policy).policy).join(', ')
+  const text = textOf(b.policy)
+  const policies = one ? text.policy : decision.results.map((r) => textOf(r.policy).policy).join(', ')
   const state = one ? stateItem(b) : decision.results.map(stateItem).join(', ')
   const waitMs = decision.allowed ? b.resetMs : b.retryAfterMs
   void reply
-    .header('x-ratelimit-limit', b.policy.limit)
+    .header('x-ratelimit-limit', text.limit)
     .header('x-ratelimit-remaining', decision.allowed ? b.remaining : 0)
     .header('x-ratelimit-reset', Math.ceil((nowMs + waitMs) / 1000))
     .header('ratelimit-policy', policies)

@@ -17,9 +17,14 @@ export const MAX_BATCH = 64
 // decides, and a refused request takes its units back. On refusal the entry whose expiry admits the request gives
 // the exact Retry-After. All of a request's policies are decided together: a request is admitted only if every
 // policy has room for its cost, and only then is it recorded in each. Memory: a list of integers, about 10 bytes
-// per admitted unit in the trailing window (at most limit + LOG_SLACK - 1 entries). A key outlives its newest
-// entry's window: its expiry is pushed to two windows ahead whenever less than one is left, which reads the TTL on
-// most requests instead of writing it (a PEXPIRE is a write Redis must also propagate).
+// per admitted unit in the trailing window (at most limit + LOG_SLACK - 1 entries).
+//
+// A key outlives its newest entry's window. Its expiry is looked at (PTTL) on a push that leaves at most SLACK
+// entries, on one that trims, and on every request off the fast path, and then pushed to three windows ahead when
+// less than two are left: at least two windows from that look. A fast-path push that neither trims nor leaves at
+// most SLACK entries skips the look, since the entry at SLACK - 1 is then unexpired (the trim read it) and its push
+// was looked at (it left at most SLACK entries) or came before a trim that was: the last look is less than one window
+// old, so the expiry is more than a window ahead. That saves a command on most requests of a busy key.
 //
 // One call decides a batch of requests in order, atomically, at one Redis TIME, so the clock read, the script
 // call and the round trip are shared by every request that arrived in the same turn of the event loop.
@@ -27,12 +32,12 @@ export const MAX_BATCH = 64
 // parsed once: a batch of requests under the global policy sends one key per request and nothing else.
 // ARGV: number of groups, then per group: number of requests, number of keys per request, cost, consume (1/0),
 // window (ms) and limit per key. KEYS: every request's keys in order. Reply: per key, in order: count after the
-// request, ms until the request would be admitted (0 when it was), 1 if recorded.
+// request and ms until the request would be admitted (0 when it was).
 const BATCH_LUA = `
 local SLACK = ${LOG_SLACK}
 local t = redis.call('TIME')
 local now = t[1] * 1000000 + t[2]
-local out = {}
+local out, o = {}, 0
 
 local function trim (key, count, floor)
   while count > 0 do
@@ -47,11 +52,17 @@ end
 
 -- Drops expired entries SLACK at a time while a whole batch of them has expired: fewer than SLACK are left over.
 local function trimSlack (key, count, floor)
+  local trimmed = false
   while count > SLACK and tonumber(redis.call('LINDEX', key, SLACK - 1)) <= floor do
     redis.call('LTRIM', key, SLACK, -1)
     count = count - SLACK
+    trimmed = true
   end
-  return count
+  return count, trimmed
+end
+
+local function keepAlive (key, window)
+  if redis.call('PTTL', key) < 2 * window then redis.call('PEXPIRE', key, 3 * window) end
 end
 
 local function push (key, cost)
@@ -71,17 +82,18 @@ end
 -- pol: window (ms) and limit of each of the request's n keys, in turn.
 local function decide (kb, pol, n, cost, consume)
   if n == 1 and cost == 1 and consume then
-    -- One policy, one unit, room to spare: the push, the slack check and the expiry read are all it needs.
+    -- One policy, one unit, room to spare: the push and the slack check, and the expiry look only when due.
     local key = KEYS[kb + 1]
     local window = pol[1]
     local floor = now - window * 1000
     local count = redis.call('RPUSH', key, now)
     if count <= pol[2] - SLACK then
-      count = trimSlack(key, count, floor)
-      if redis.call('PTTL', key) < window then redis.call('PEXPIRE', key, window * 2) end
-      out[#out + 1] = count
-      out[#out + 1] = 0
-      out[#out + 1] = 1
+      local trimmed
+      count, trimmed = trimSlack(key, count, floor)
+      if trimmed or count <= SLACK then keepAlive(key, window) end
+      out[o + 1] = count
+      out[o + 2] = 0
+      o = o + 2
       return
     end
     redis.call('RPOP', key)
@@ -113,7 +125,6 @@ local function decide (kb, pol, n, cost, consume)
     local limit = pol[2 * i]
     local count = counts[i]
     local retry = 0
-    local recorded = 0
     if refusing then
       if pushed[i] then
         redis.call('LTRIM', key, 0, -(cost + 1))
@@ -127,13 +138,12 @@ local function decide (kb, pol, n, cost, consume)
           retry = math.ceil((tonumber(oldest) + window * 1000 - now) / 1000)
         end
       end
-    elseif pushed[i] then
-      recorded = 1
-      if redis.call('PTTL', key) < window then redis.call('PEXPIRE', key, window * 2) end
     end
-    out[#out + 1] = count
-    out[#out + 1] = retry
-    out[#out + 1] = recorded
+    -- Every trim of a key that keeps entries, recorded or not, is a look at its expiry for the fast path's skip.
+    if count > 0 then keepAlive(key, window) end
+    out[o + 1] = count
+    out[o + 2] = retry
+    o = o + 2
   end
 end
 
@@ -241,7 +251,7 @@ export class RedisStore implements RateLimitStore {
     return checks.map(({ policies }) => policies.map((policy) => {
       const count = Number(reply[at])
       const retryAfterMs = Number(reply[at + 1])
-      at += 3
+      at += 2
       return {
         policy,
         allowed: retryAfterMs === 0 && count <= policy.limit,

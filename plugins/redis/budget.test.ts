@@ -56,3 +56,37 @@ test('a Redis that does not answer still fails: after the budget, and within its
   const waited = performance.now() - started
   assert.ok(waited < budgetHardCapMs(50) + 200, `busy process: failed after ${waited.toFixed(0)} ms`)
 })
+
+test('a hung Redis still fails every call within its own budget with the shared deadline sweep, whatever settled before it', async (t) => {
+  const redis = await startPrivateRedis()
+  t.after(() => redis.destroy())
+  const live = await connected(REDIS_URL, 50)
+  const hung = await connected(redis.url, 50)
+  redis.pause()
+  t.after(() => redis.resume())
+  const breaker = new CircuitBreaker(1000, 60000)
+  const timed = (budgetMs: number, call: () => Promise<unknown>): Promise<{ ok: boolean, afterMs: number }> => {
+    const started = performance.now()
+    return withBudget(breaker, budgetMs, call).then(() => ({ ok: true, afterMs: performance.now() - started }), (error: { code?: string }) => {
+      assert.equal(error.code, 'REDIS_TIMEOUT')
+      return { ok: false, afterMs: performance.now() - started }
+    })
+  }
+  // The sweep's timer is armed for the oldest call, which is answered at once: it must re-arm for the hung calls
+  // behind it, each failing after its own budget (two budgets side by side, calls added while the timer is armed).
+  const answered = timed(50, () => live.ping())
+  const first = timed(50, () => hung.ping())
+  await new Promise((resolve) => setTimeout(resolve, 20))
+  const later = timed(50, () => hung.ping())
+  const longer = timed(200, () => hung.ping())
+  const outcome = await Promise.race([
+    Promise.all([answered, first, later, longer]),
+    new Promise<never>((_resolve, reject) => setTimeout(() => reject(new Error('a hung call was never failed')), 5000).unref())
+  ])
+  const [ok, a, b, c] = outcome
+  assert.equal(ok.ok, true)
+  for (const [r, budget] of [[a, 50], [b, 50], [c, 200]] as const) {
+    assert.equal(r.ok, false)
+    assert.ok(r.afterMs >= budget - 1 && r.afterMs < budgetHardCapMs(budget), `a ${budget} ms budget failed after ${r.afterMs.toFixed(0)} ms`)
+  }
+})

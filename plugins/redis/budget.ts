@@ -9,6 +9,61 @@ export function budgetHardCapMs (budgetMs: number): number {
   return budgetMs * BUDGET_HARD_CAP_FACTOR
 }
 
+/** A call in flight: when its budget runs out, and what to do then. */
+interface Watched {
+  due: number
+  expired: () => void
+}
+
+/**
+ * The calls in flight under one budget, oldest first, with one timer for all of them, armed for the oldest. Every
+ * call of a budget gets the same deadline after its start, so insertion order is deadline order; a call that
+ * settles leaves the set at once (and can be collected), and the timer, when it fires, hands the calls past their
+ * deadline to their verdicts and re-arms for the oldest left. A timer per call would cost a Timeout object, a list
+ * insert and a clearTimeout on every Redis call; a set costs an add and a delete.
+ */
+class Deadlines {
+  readonly #calls = new Set<Watched>()
+  #timer: NodeJS.Timeout | undefined
+
+  add (call: Watched): void {
+    this.#calls.add(call)
+    if (this.#timer === undefined) this.#arm(call.due - performance.now())
+  }
+
+  delete (call: Watched): void {
+    this.#calls.delete(call)
+  }
+
+  #arm (inMs: number): void {
+    // Unreferenced: a call in flight holds its connection open, which keeps the process alive until its verdict;
+    // a timer left armed after the last call settled must not hold the process up to a whole budget.
+    this.#timer = setTimeout(this.#sweep, Math.max(1, inMs)).unref()
+  }
+
+  readonly #sweep = (): void => {
+    this.#timer = undefined
+    // Timers count whole milliseconds: one due within the next one is due now, as a timer of its own would be.
+    const now = performance.now() + 1
+    for (const call of this.#calls) {
+      if (call.due > now) {
+        this.#arm(call.due - now + 1)
+        return
+      }
+      this.#calls.delete(call)
+      call.expired()
+    }
+  }
+}
+
+const deadlines = new Map<number, Deadlines>()
+
+function deadlinesOf (timeoutMs: number): Deadlines {
+  let d = deadlines.get(timeoutMs)
+  if (d === undefined) deadlines.set(timeoutMs, d = new Deadlines())
+  return d
+}
+
 /**
  * Runs one Redis call under a circuit breaker and a time budget; the breaker learns from the outcome.
  *
@@ -29,10 +84,10 @@ export function withBudget<T> (breaker: CircuitBreaker, timeoutMs: number, call:
     const started = performance.now()
     const hardCapAt = started + budgetHardCapMs(timeoutMs)
     const tolerance = Math.max(2, timeoutMs / 4)
-    let due = started + timeoutMs
     let looked = 0
     let lastLook = true
     let settled = false
+    // The first wait is the budget's shared sweep; a wait extended for lateness, rare, has a timer of its own.
     let timer: NodeJS.Timeout | undefined
     const verdict = (): void => {
       if (settled) return
@@ -43,21 +98,25 @@ export function withBudget<T> (breaker: CircuitBreaker, timeoutMs: number, call:
         setImmediate(verdict)
         return
       }
-      const late = now - due
+      const late = now - watched.due
       if (late > tolerance && now < hardCapAt) {
-        due = Math.min(now + late, hardCapAt)
-        timer = setTimeout(expired, due - now)
+        watched.due = Math.min(now + late, hardCapAt)
+        timer = setTimeout(watched.expired, watched.due - now)
         return
       }
       settled = true
       breaker.failure()
       reject(new RedisErrors.REDIS_TIMEOUT(timeoutMs))
     }
-    const expired = (): void => {
-      looked = performance.now()
-      setImmediate(verdict)
+    const watched: Watched = {
+      due: started + timeoutMs,
+      expired: () => {
+        looked = performance.now()
+        setImmediate(verdict)
+      }
     }
-    timer = setTimeout(expired, timeoutMs)
+    const sweep = deadlinesOf(timeoutMs)
+    sweep.add(watched)
     let pending: Promise<T>
     try {
       pending = call()
@@ -67,13 +126,15 @@ export function withBudget<T> (breaker: CircuitBreaker, timeoutMs: number, call:
     pending.then((result) => {
       if (settled) return
       settled = true
-      clearTimeout(timer)
+      sweep.delete(watched)
+      if (timer !== undefined) clearTimeout(timer)
       breaker.success()
       resolve(result)
     }, (error: unknown) => {
       if (settled) return
       settled = true
-      clearTimeout(timer)
+      sweep.delete(watched)
+      if (timer !== undefined) clearTimeout(timer)
       breaker.failure()
       reject(error)
     })
