@@ -4,40 +4,62 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { parseArgs } from 'node:util'
-import { Redis } from 'ioredis'
+import { ApiKeyStore } from '@lead-chassis/plugins/api-keys'
+import { createConnectionPool } from '@lead-chassis/plugins/db-pool'
+import { migrate } from '../../services/domain/migrate.js'
+import { seed } from '../../services/domain/seed.js'
 import { projectRoot } from '../../services/platform/paths.js'
 import { freePort } from '../../test/helpers/ports.js'
+import { startPrivatePostgres } from '../../test/helpers/private-postgres.js'
+import { startPrivateRedis } from '../../test/helpers/private-redis.js'
 import { median, startService, table } from './lib.js'
-import { apiEnvironment, prepareTracingBench, REDIS_URL } from './tracing-setup.js'
+import { apiEnvironment } from './tracing-setup.js'
 
 /**
- * The chassis's own cost on the api's hottest path, in instructions per request of the main thread under callgrind
- * (load-independent, unlike req/s): GET /api/v1/leads served from the cache, with an API key, through the rate
- * limiter, tracing off (bench:tracing-instructions' configuration (a)). Beside it, under the same harness, the
- * floors: bench:cache's ceiling (a bare Fastify app sending the same bytes and headers from memory) and
+ * The chassis's own cost on the api's hottest path, in instructions per request under callgrind (load-independent,
+ * unlike req/s, with V8 on one thread: see V8_FLAGS): GET /api/v1/leads served from the cache, with an API key,
+ * through the rate limiter, tracing off (bench:tracing-instructions' configuration (a)). Beside it, under the same
+ * harness, the floors: bench:cache's ceiling (a bare Fastify app sending the same bytes and headers from memory) and
  * bench:cache's alternative server (@fastify/rate-limit auto-pipelined + bentocache, `logger: false`). Each server
  * starts with counting off, is warmed (V8 is slow to deliver optimized code under valgrind), then counted over
  * `--samples` batches of `--requests` requests; each batch is printed, so a run shows whether the counts settled.
  */
 const { values: args } = parseArgs({
   options: {
-    warmup: { type: 'string', default: '3000' },
-    requests: { type: 'string', default: '500' },
+    warmup: { type: 'string', default: '4000' },
+    requests: { type: 'string', default: '1000' },
     samples: { type: 'string', default: '3' },
     concurrency: { type: 'string', default: '4' },
     // The shipped level (deploy/k8s/base/config.yaml) writes a line per request received and answered.
     'log-level': { type: 'string', default: 'info' },
+    // Seconds counted with no request in flight: what the process's timers cost per second, see `net`.
+    idle: { type: 'string', default: '10' },
     // Which servers, by name: api, ceiling, alternative.
     only: { type: 'string', default: 'api,ceiling,alternative' }
   }
 })
-const TAG = `bench-api-instructions-${process.pid}`
 const log = (m: string): void => console.log(`[bench:api-instructions] ${m}`)
 const ROUTE = '/api/v1/leads'
 
-const { key } = await prepareTracingBench('bench:api-instructions')
-const redisPrefix = (name: string): Record<string, string> => ({ CACHE_PREFIX: `${TAG}:${name}:c:`, RATE_LIMIT_PREFIX: `${TAG}:${name}:rl:` })
-const apiEnv = { ...apiEnvironment, QUERY_STATS_ENABLED: 'false', LOG_LEVEL: args['log-level'] }
+// A PostgreSQL and a Redis of the bench's own: on shared ones, what other clients do reaches the api (a key minted
+// anywhere in the database is announced to every listener) and was counted as the api's work.
+const postgres = await startPrivatePostgres()
+const redisServer = await startPrivateRedis()
+const DATABASE_URL = postgres.url
+const REDIS_URL = redisServer.url
+let key: string
+try {
+  await migrate({ databaseUrl: DATABASE_URL, schema: 'public' })
+  await seed({ databaseUrl: DATABASE_URL, schema: 'public', count: 1000, seed: 1 })
+  const pool = createConnectionPool({ connectionString: DATABASE_URL, schema: 'public', min: 0, max: 1, healthCheckInterval: 0 })
+  key = (await new ApiKeyStore(pool).mint('bench:api-instructions', ['leads:read']).finally(() => pool.close())).key
+} catch (error) {
+  postgres.destroy()
+  await redisServer.destroy()
+  throw error
+}
+const redisPrefix = (name: string): Record<string, string> => ({ CACHE_PREFIX: `${name}:c:`, RATE_LIMIT_PREFIX: `${name}:rl:` })
+const apiEnv = { ...apiEnvironment, DATABASE_URL, REDIS_URL, DB_SCHEMA: 'public', QUERY_STATS_ENABLED: 'false', LOG_LEVEL: args['log-level'] }
 
 interface Target { name: string, label: string, entry: string, env: () => Promise<Record<string, string>>, preload: boolean }
 // The ceiling copies the bytes and headers of an api it fetches once at start: an uncounted api of its own.
@@ -53,7 +75,7 @@ const targets: Target[] = [
   },
   {
     name: 'alternative', label: 'alternative (@fastify/rate-limit pipelined + bentocache)', entry: 'dist/scripts/bench/alternative-server.js', preload: false,
-    env: async () => ({ DATABASE_URL: apiEnv.DATABASE_URL, DB_SCHEMA: apiEnv.DB_SCHEMA, REDIS_URL, BENCH_KEY_LIMIT: '1000000000' })
+    env: async () => ({ DATABASE_URL, DB_SCHEMA: 'public', REDIS_URL, BENCH_KEY_LIMIT: '1000000000' })
   }
 ]
 const chosen = targets.filter((t) => args.only.split(',').includes(t.name))
@@ -64,10 +86,14 @@ const VALGRIND = ['--tool=callgrind', '--trace-children=no', '--instr-atstart=no
   // V8 writes machine code into its heap and rewrites it: valgrind must notice code changed outside the stack.
   '--smc-check=all-non-file']
 const preload = ['--import', import.meta.resolve('@lead-chassis/plugins/telemetry/otel-preload')]
+// V8 compiles optimized code and collects garbage partly on helper threads, whose share of the work moves with how
+// busy the machine is (the main thread's count moved by a third from run to run on a loaded machine): on one thread
+// the same requests cost the same instructions whatever runs beside them.
+const V8_FLAGS = ['--single-threaded']
 
 async function startCounted (target: Target, dir: string, port: number): Promise<{ child: ChildProcess, url: string }> {
   const env = { PATH: process.env.PATH ?? '', PORT: String(port), ...await target.env() }
-  const child = spawn('valgrind', [...VALGRIND, `--callgrind-out-file=${join(dir, 'cg.%p')}`, process.execPath, ...(target.preload ? preload : []), join(projectRoot, target.entry)], { cwd: projectRoot, env, stdio: ['ignore', 'ignore', 'pipe'] })
+  const child = spawn('valgrind', [...VALGRIND, `--callgrind-out-file=${join(dir, 'cg.%p')}`, process.execPath, ...V8_FLAGS, ...(target.preload ? preload : []), join(projectRoot, target.entry)], { cwd: projectRoot, env, stdio: ['ignore', 'ignore', 'pipe'] })
   let stderr = ''
   child.stderr?.on('data', (d: Buffer) => { stderr = (stderr + d.toString()).slice(-4000) })
   const url = `http://127.0.0.1:${port}`
@@ -106,9 +132,14 @@ function dumped (dir: string, pid: number, index: number): number {
   return Number(line[1])
 }
 
+// Work driven by the clock (under-pressure's once-a-second sample of the memory and the event-loop delay histogram,
+// pool health checks, cache and key-change timers) is the same per second with or without traffic, but under
+// valgrind a second holds some 50 times fewer requests than without, and how many depends on the machine's load: so
+// each batch's count is also given net of the idle process's instructions per second over the batch's duration.
 const perRequest = new Map<Target, number[]>()
+const netPerRequest = new Map<Target, number[]>()
 let current: ChildProcess | undefined
-for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => { current?.kill('SIGKILL'); source?.child.kill('SIGKILL'); process.exit(1) })
+for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => { current?.kill('SIGKILL'); source?.child.kill('SIGKILL'); postgres.destroy(); void redisServer.destroy().finally(() => process.exit(1)) })
 const dir = mkdtempSync(join(tmpdir(), 'bench-api-instructions-'))
 try {
   for (const target of chosen) {
@@ -122,14 +153,24 @@ try {
       control(pid, '--instr=on')
       // The first dump holds what switching instrumentation on did, not a batch of requests.
       control(pid, '--dump')
+      const idleStarted = performance.now()
+      await sleep(Number(args.idle) * 1000)
+      control(pid, '--dump')
+      const idlePerMs = dumped(dir, pid, 2) / (performance.now() - idleStarted)
+      log(`${target.label}: idle: ${(idlePerMs * 1000).toFixed(0)} instructions/second`)
       const samples: number[] = []
+      const net: number[] = []
       for (let s = 1; s <= Number(args.samples); s++) {
+        const started = performance.now()
         await drive(url, Number(args.requests))
         control(pid, '--dump')
-        samples.push(dumped(dir, pid, s + 1) / Number(args.requests))
-        log(`${target.label}: batch ${s}: ${samples.at(-1)?.toFixed(0)} instructions/request on the main thread`)
+        const count = dumped(dir, pid, s + 2)
+        samples.push(count / Number(args.requests))
+        net.push((count - idlePerMs * (performance.now() - started)) / Number(args.requests))
+        log(`${target.label}: batch ${s}: ${samples.at(-1)?.toFixed(0)} instructions/request on the main thread, ${net.at(-1)?.toFixed(0)} net of the idle rate`)
       }
       perRequest.set(target, samples)
+      netPerRequest.set(target, net)
     } finally {
       const exited = new Promise((resolve) => child.once('exit', resolve))
       child.kill('SIGTERM')
@@ -139,17 +180,17 @@ try {
 } finally {
   await source?.stop()
   rmSync(dir, { recursive: true, force: true })
-  const redis = new Redis(REDIS_URL)
-  for await (const keys of redis.scanStream({ match: `${TAG}:*`, count: 1000 })) if ((keys as string[]).length > 0) await redis.unlink(...(keys as string[]))
-  redis.disconnect()
+  postgres.destroy()
+  await redisServer.destroy()
 }
 
 const api = targets[0] as Target
-const of = (t: Target): number => median(perRequest.get(t) ?? [Number.NaN])
+const of = (t: Target): number => median(netPerRequest.get(t) ?? [Number.NaN])
 console.log(`\nInstructions per request (callgrind) on the main thread, median of ${args.samples} batches of ${args.requests} requests after ${args.warmup} warm-up requests, ${args.concurrency} in flight; GET ${ROUTE} (cached) with an API key, api at LOG_LEVEL=${args['log-level']}:\n`)
 console.log(table(chosen.map((t) => ({
   server: t.label,
-  'instructions/request': of(t).toFixed(0),
+  'instructions/request, net of the idle rate': of(t).toFixed(0),
   'share of the api': perRequest.has(api) && t !== api ? `${(of(t) / of(api) * 100).toFixed(0)}%` : '',
-  'each batch': (perRequest.get(t) ?? []).map((x) => x.toFixed(0)).join(', ')
+  'each batch, net': (netPerRequest.get(t) ?? []).map((x) => x.toFixed(0)).join(', '),
+  'each batch, as counted': (perRequest.get(t) ?? []).map((x) => x.toFixed(0)).join(', ')
 }))))
