@@ -8,7 +8,7 @@ import { healthPlugin } from './health.js'
 import { lazyChildLogger } from './lazy-logger.js'
 import { openApiRoutes, registerOpenApiCollector, type OpenApiOptions } from './openapi.js'
 import { censorChildBindings, logRedaction } from './log-redaction.js'
-import { SECURITY_HEADERS } from './security-headers.js'
+import { setEveryResponseHeaders } from './response-headers.js'
 
 /** A step that registers something on the app: a shared plugin, a route module, a hook. */
 export type Registrar = (app: FastifyInstance) => unknown
@@ -28,10 +28,6 @@ export interface ServiceDefinition {
 }
 
 const REQUEST_ID = /^[\w.:-]{1,128}$/
-
-// API answers are private to their caller: no shared cache (CDN, proxy) stores one unless a route says otherwise
-// (cached reads send `private, no-cache` with an ETag, so a client can revalidate).
-const EVERY_RESPONSE: Readonly<Record<string, string>> = Object.freeze({ ...SECURITY_HEADERS, 'cache-control': 'no-store' })
 
 function loggerOptions (def: ServiceDefinition): Pick<FastifyServerOptions, 'logger' | 'loggerInstance'> {
   if (def.logger === false) return { logger: false }
@@ -93,7 +89,7 @@ export async function buildService (def: ServiceDefinition): Promise<FastifyInst
   // Callback-style hooks: no promise per request on the hot path.
   // One hook for what every response carries: its request id and the security headers (also on errors).
   app.addHook('onRequest', (request, reply, done) => {
-    void reply.headers(EVERY_RESPONSE).header('x-request-id', request.id)
+    setEveryResponseHeaders(request, reply)
     done()
   })
   // Keep-alive connections would hold close() open after their in-flight request: ask clients to hang up.
