@@ -3,11 +3,13 @@ import assert from 'node:assert/strict'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { createConnection } from 'node:net'
 import { once } from 'node:events'
-import type { FastifyInstance } from 'fastify'
+import Fastify, { type FastifyInstance } from 'fastify'
 import { buildService } from './service.js'
 import { composeSchema, loadConfig } from './config.js'
 import { chassisConfigFragment, type ChassisConfig } from './config-schema.js'
 import { HttpError } from './errors.js'
+import { setEveryResponseHeaders } from './response-headers.js'
+import { SECURITY_HEADERS } from './security-headers.js'
 
 function config (env: Record<string, string> = {}): ChassisConfig {
   return loadConfig<ChassisConfig>(composeSchema(chassisConfigFragment), { env: { LOG_LEVEL: 'silent', ...env }, dotenv: false })
@@ -193,4 +195,34 @@ test('a path with a broken escape or an over-long parameter gets the platform er
     assert.equal(typeof res.headers['x-request-id'], 'string')
   }
   assert.equal((await app.inject(`/things/${'a'.repeat(100)}`)).statusCode, 200)
+})
+
+test('every answer carries all the security headers, no-store and its request id: a route\'s, a 404, a 400, an HttpError and a 500', async (t) => {
+  const app = await build(t, (a) => {
+    a.get('/plain', async () => ({ ok: true }))
+    a.get('/refused', async () => { throw new HttpError(409, 'TAKEN', 'taken') })
+    a.get('/broken', async () => { throw new Error('boom') })
+    a.get('/typed', { schema: { querystring: { type: 'object', properties: { n: { type: 'integer' } } } } }, async () => ({ ok: true }))
+  })
+  const answers = await Promise.all(['/plain', '/missing', '/typed?n=x', '/refused', '/broken'].map(async (url) => app.inject(url)))
+  assert.deepEqual(answers.map((r) => r.statusCode), [200, 404, 400, 409, 500])
+  const ids = new Set<string>()
+  for (const res of answers) {
+    for (const [name, value] of Object.entries(SECURITY_HEADERS)) assert.equal(res.headers[name], value, `${res.statusCode}: ${name}`)
+    assert.equal(res.headers['cache-control'], 'no-store')
+    ids.add(String(res.headers['x-request-id']))
+  }
+  assert.equal(ids.size, answers.length, 'each answer has its own request id')
+})
+
+test('a header an earlier onRequest hook set is kept beside the ones every answer carries', async (t) => {
+  const app = Fastify()
+  t.after(() => app.close())
+  app.addHook('onRequest', (_request, reply, done) => { void reply.header('x-earlier', 'kept'); done() })
+  app.addHook('onRequest', (request, reply, done) => { setEveryResponseHeaders(request, reply); done() })
+  app.get('/', async () => ({ ok: true }))
+  const res = await app.inject('/')
+  assert.equal(res.headers['x-earlier'], 'kept')
+  assert.equal(res.headers['x-frame-options'], SECURITY_HEADERS['x-frame-options'])
+  assert.equal(typeof res.headers['x-request-id'], 'string')
 })

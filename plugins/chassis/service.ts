@@ -7,8 +7,8 @@ import { MAX_PARAM_LENGTH, formatSchemaErrors, installErrorHandling, routerError
 import { healthPlugin } from './health.js'
 import { lazyChildLogger } from './lazy-logger.js'
 import { openApiRoutes, registerOpenApiCollector, type OpenApiOptions } from './openapi.js'
-import { requestLogValue } from './log-serializers.js'
-import { SECURITY_HEADERS } from './security-headers.js'
+import { censorChildBindings, logRedaction } from './log-redaction.js'
+import { setEveryResponseHeaders } from './response-headers.js'
 
 /** A step that registers something on the app: a shared plugin, a route module, a hook. */
 export type Registrar = (app: FastifyInstance) => unknown
@@ -29,19 +29,6 @@ export interface ServiceDefinition {
 
 const REQUEST_ID = /^[\w.:-]{1,128}$/
 
-// API answers are private to their caller: no shared cache (CDN, proxy) stores one unless a route says otherwise
-// (cached reads send `private, no-cache` with an ETag, so a client can revalidate).
-const EVERY_RESPONSE: Readonly<Record<string, string>> = Object.freeze({ ...SECURITY_HEADERS, 'cache-control': 'no-store' })
-
-/** Paths that must never reach the logs: credentials and personal data, wherever an object carrying them is logged. */
-export const REDACTED_LOG_PATHS = [
-  'req.headers.authorization',
-  'req.headers.cookie',
-  'req.headers["x-api-key"]',
-  'req.headers["x-service-key"]',
-  ...['email', 'phone', 'firstName', 'lastName', 'first_name', 'last_name'].flatMap((f) => [f, `*.${f}`, `*.*.${f}`])
-]
-
 function loggerOptions (def: ServiceDefinition): Pick<FastifyServerOptions, 'logger' | 'loggerInstance'> {
   if (def.logger === false) return { logger: false }
   if (def.logger && 'info' in def.logger && typeof def.logger.info === 'function') {
@@ -51,8 +38,8 @@ function loggerOptions (def: ServiceDefinition): Pick<FastifyServerOptions, 'log
     logger: {
       level: def.config.LOG_LEVEL,
       base: { service: def.name },
-      redact: { paths: REDACTED_LOG_PATHS, censor: '[redacted]' },
-      serializers: { req: requestLogValue },
+      // Credentials and personal data never reach the logs, wherever an object carrying them is logged.
+      ...logRedaction,
       ...(def.logger ?? {})
     }
   }
@@ -93,6 +80,7 @@ export async function buildService (def: ServiceDefinition): Promise<FastifyInst
     // The client address comes from X-Forwarded-For only when the direct peer is a trusted proxy.
     trustProxy: config.TRUST_PROXY.trim() === '' ? false : config.TRUST_PROXY.split(',').map((s) => s.trim()).filter(Boolean)
   }) as unknown as FastifyInstance
+  censorChildBindings(app.log)
 
   const openapi = def.openapi ? { ...def.openapi, ui: config.OPENAPI_UI_ENABLED } : undefined
   // First, so that every route after it is in the document.
@@ -101,7 +89,7 @@ export async function buildService (def: ServiceDefinition): Promise<FastifyInst
   // Callback-style hooks: no promise per request on the hot path.
   // One hook for what every response carries: its request id and the security headers (also on errors).
   app.addHook('onRequest', (request, reply, done) => {
-    void reply.headers(EVERY_RESPONSE).header('x-request-id', request.id)
+    setEveryResponseHeaders(request, reply)
     done()
   })
   // Keep-alive connections would hold close() open after their in-flight request: ask clients to hang up.

@@ -6,21 +6,25 @@ const DURATION = 'http_request_duration_seconds'
 const DURATION_HELP = 'HTTP request duration by route pattern'
 
 interface Timing { labels: { service: string, method: string, route: string }, buckets: number[], sum: number, count: number }
+interface Count { labels: { method: string, route: string, status: string }, n: number }
+/** One route and method: its durations and its count per status. */
+interface Series { timing: Timing, counts: Map<number, Count> }
 
 /**
  * Request count and duration per method and route pattern. Written by hand on top of prom-client: its counters and
  * histograms hash the label set on every `inc` and `observe`, labelled children included, which showed in a cached
- * route's profile; here a request costs two map lookups and a few additions, and prom-client gets the totals at
- * scrape time (the counter through `collect`, the histogram as a metric that renders its own series).
+ * route's profile; here a request costs three map lookups and a few additions, and prom-client gets the totals at
+ * scrape time (the counter through `collect`, the histogram as a metric that renders its own series). The maps are
+ * keyed by the route pattern and the method as Fastify hands them over (the same strings every time, whose hashes V8
+ * keeps) and by the status number: a key built by concatenation was a new string to hash on every request.
  */
 export class RequestMetrics {
   readonly #service: string
-  readonly #counts = new Map<string, { labels: { method: string, route: string, status: string }, n: number }>()
-  readonly #timings = new Map<string, Timing>()
+  readonly #series = new Map<string, Map<string, Series>>()
 
   constructor (registry: Registry, service: string) {
     this.#service = service
-    const counts = this.#counts
+    const series = this.#series
     // Registered with the registry; it reads the counts at scrape time.
     new Counter({
       name: 'http_requests_total',
@@ -29,20 +33,21 @@ export class RequestMetrics {
       registers: [registry],
       collect () {
         this.reset()
-        for (const c of counts.values()) this.inc(c.labels, c.n)
+        for (const byMethod of series.values()) for (const s of byMethod.values()) for (const c of s.counts.values()) this.inc(c.labels, c.n)
       }
     })
-    registry.registerMetric({ name: DURATION, help: DURATION_HELP, get: async () => this.#histogram(), reset: () => this.#timings.clear() } as unknown as Metric)
+    registry.registerMetric({ name: DURATION, help: DURATION_HELP, get: async () => this.#histogram(), reset: () => this.#series.clear() } as unknown as Metric)
   }
 
   record (method: string, route: string, status: number, seconds: number): void {
-    const timingKey = `${method} ${route}`
-    const countKey = `${timingKey} ${status}`
-    let count = this.#counts.get(countKey)
-    if (!count) this.#counts.set(countKey, count = { labels: { method, route, status: String(status) }, n: 0 })
+    let byMethod = this.#series.get(route)
+    if (!byMethod) this.#series.set(route, byMethod = new Map())
+    let series = byMethod.get(method)
+    if (!series) byMethod.set(method, series = { timing: { labels: { service: this.#service, method, route }, buckets: new Array<number>(BOUNDS.length + 1).fill(0), sum: 0, count: 0 }, counts: new Map() })
+    let count = series.counts.get(status)
+    if (!count) series.counts.set(status, count = { labels: { method, route, status: String(status) }, n: 0 })
     count.n++
-    let timing = this.#timings.get(timingKey)
-    if (!timing) this.#timings.set(timingKey, timing = { labels: { service: this.#service, method, route }, buckets: new Array<number>(BOUNDS.length + 1).fill(0), sum: 0, count: 0 })
+    const timing = series.timing
     let i = 0
     while (i < BOUNDS.length && seconds > (BOUNDS[i] as number)) i++
     timing.buckets[i] = (timing.buckets[i] ?? 0) + 1
@@ -52,7 +57,7 @@ export class RequestMetrics {
 
   #histogram (): { name: string, help: string, type: string, aggregator: string, values: Array<{ metricName: string, labels: Record<string, string | number>, value: number }> } {
     const values: Array<{ metricName: string, labels: Record<string, string | number>, value: number }> = []
-    for (const t of this.#timings.values()) {
+    for (const t of [...this.#series.values()].flatMap((byMethod) => [...byMethod.values()].map((s) => s.timing))) {
       let cumulative = 0
       BOUNDS.forEach((le, i) => {
         cumulative += t.buckets[i] ?? 0

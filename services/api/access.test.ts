@@ -4,7 +4,7 @@ import { Writable } from 'node:stream'
 import pino from 'pino'
 import type { FastifyInstance } from 'fastify'
 import { buildApp } from './app.js'
-import { REDACTED_LOG_PATHS } from '@lead-chassis/plugins/chassis'
+import { logRedaction } from '@lead-chassis/plugins/chassis'
 import { SERVICE_HEADERS, createTestSchema, testApiConfig, uniqueName, type TestSchema } from '../../test/helpers/database.js'
 
 const REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379'
@@ -16,7 +16,7 @@ const logLines: string[] = []
 
 before(async () => {
   db = await createTestSchema()
-  const logger = pino({ level: 'info', redact: { paths: REDACTED_LOG_PATHS, censor: '[redacted]' } }, new Writable({ write (chunk: Buffer, _e, done) { logLines.push(chunk.toString()); done() } }))
+  const logger = pino({ level: 'info', ...logRedaction }, new Writable({ write (chunk: Buffer, _e, done) { logLines.push(chunk.toString()); done() } }))
   app = await buildApp(testApiConfig(db, { REDIS_URL, CACHE_PREFIX: `${uniqueName('acl')}:` }), { logger })
   const [lead] = await db.sql<{ id: string }>("INSERT INTO leads (first_name, last_name, email, product, state) VALUES ('Ann', 'Lee', 'ann@example.com', 'auto', 'CA') RETURNING id")
   leadId = lead?.id as string

@@ -1,0 +1,196 @@
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { parseArgs } from 'node:util'
+import { ApiKeyStore } from '@lead-chassis/plugins/api-keys'
+import { createConnectionPool } from '@lead-chassis/plugins/db-pool'
+import { migrate } from '../../services/domain/migrate.js'
+import { seed } from '../../services/domain/seed.js'
+import { projectRoot } from '../../services/platform/paths.js'
+import { freePort } from '../../test/helpers/ports.js'
+import { startPrivatePostgres } from '../../test/helpers/private-postgres.js'
+import { startPrivateRedis } from '../../test/helpers/private-redis.js'
+import { median, startService, table } from './lib.js'
+import { apiEnvironment } from './tracing-setup.js'
+
+/**
+ * The chassis's own cost on the api's hottest path, in instructions per request under callgrind (load-independent,
+ * unlike req/s, with V8 on one thread: see V8_FLAGS): GET /api/v1/leads served from the cache, with an API key,
+ * through the rate limiter, tracing off (bench:tracing-instructions' configuration (a)). Beside it, under the same
+ * harness, the floors: bench:cache's ceiling (a bare Fastify app sending the same bytes and headers from memory) and
+ * bench:cache's alternative server (@fastify/rate-limit auto-pipelined + bentocache, `logger: false`). Each server
+ * starts with counting off, is warmed (V8 is slow to deliver optimized code under valgrind), then counted over
+ * `--samples` batches of `--requests` requests; each batch is printed, so a run shows whether the counts settled.
+ */
+const { values: args } = parseArgs({
+  options: {
+    warmup: { type: 'string', default: '4000' },
+    requests: { type: 'string', default: '1000' },
+    samples: { type: 'string', default: '3' },
+    concurrency: { type: 'string', default: '4' },
+    // The shipped level (deploy/k8s/base/config.yaml) writes a line per request received and answered.
+    'log-level': { type: 'string', default: 'info' },
+    // Seconds counted with no request in flight: what the process's timers cost per second, see `net`.
+    idle: { type: 'string', default: '10' },
+    // Which servers, by name: api, ceiling, alternative.
+    only: { type: 'string', default: 'api,ceiling,alternative' }
+  }
+})
+const log = (m: string): void => console.log(`[bench:api-instructions] ${m}`)
+const ROUTE = '/api/v1/leads'
+
+// A PostgreSQL and a Redis of the bench's own: on shared ones, what other clients do reaches the api (a key minted
+// anywhere in the database is announced to every listener) and was counted as the api's work.
+const postgres = await startPrivatePostgres()
+const redisServer = await startPrivateRedis()
+const DATABASE_URL = postgres.url
+const REDIS_URL = redisServer.url
+let key: string
+try {
+  await migrate({ databaseUrl: DATABASE_URL, schema: 'public' })
+  await seed({ databaseUrl: DATABASE_URL, schema: 'public', count: 1000, seed: 1 })
+  const pool = createConnectionPool({ connectionString: DATABASE_URL, schema: 'public', min: 0, max: 1, healthCheckInterval: 0 })
+  key = (await new ApiKeyStore(pool).mint('bench:api-instructions', ['leads:read']).finally(() => pool.close())).key
+} catch (error) {
+  postgres.destroy()
+  await redisServer.destroy()
+  throw error
+}
+const redisPrefix = (name: string): Record<string, string> => ({ CACHE_PREFIX: `${name}:c:`, RATE_LIMIT_PREFIX: `${name}:rl:` })
+const apiEnv = { ...apiEnvironment, DATABASE_URL, REDIS_URL, DB_SCHEMA: 'public', QUERY_STATS_ENABLED: 'false', LOG_LEVEL: args['log-level'] }
+
+interface Target { name: string, label: string, entry: string, env: () => Promise<Record<string, string>>, preload: boolean }
+// The ceiling copies the bytes and headers of an api it fetches once at start: an uncounted api of its own.
+let source: Awaited<ReturnType<typeof startService>> | undefined
+const targets: Target[] = [
+  { name: 'api', label: 'api (cache + rate limiter + API key)', entry: 'dist/services/api/main.js', preload: true, env: async () => ({ ...apiEnv, ...redisPrefix('api') }) },
+  {
+    name: 'ceiling', label: 'ceiling (bare Fastify, bytes in memory)', entry: 'dist/scripts/bench/ceiling-server.js', preload: false,
+    env: async () => {
+      source ??= await startService('dist/services/api/main.js', { ...apiEnv, LOG_LEVEL: 'warn', ...redisPrefix('source') }, await freePort())
+      return { BENCH_SOURCE_URL: `${source.url}${ROUTE}`, BENCH_API_KEY: key }
+    }
+  },
+  {
+    name: 'alternative', label: 'alternative (@fastify/rate-limit pipelined + bentocache)', entry: 'dist/scripts/bench/alternative-server.js', preload: false,
+    env: async () => ({ DATABASE_URL, DB_SCHEMA: 'public', REDIS_URL, BENCH_KEY_LIMIT: '1000000000' })
+  }
+]
+const chosen = targets.filter((t) => args.only.split(',').includes(t.name))
+
+// One count per thread: the main thread's (the event loop and most of the garbage collector) is steadier than the
+// whole process's, which also holds V8's background compiler and GC helpers.
+const VALGRIND = ['--tool=callgrind', '--trace-children=no', '--instr-atstart=no', '--separate-threads=yes',
+  // V8 writes machine code into its heap and rewrites it: valgrind must notice code changed outside the stack.
+  '--smc-check=all-non-file']
+const preload = ['--import', import.meta.resolve('@lead-chassis/plugins/telemetry/otel-preload')]
+// V8 compiles optimized code and collects garbage partly on helper threads, whose share of the work moves with how
+// busy the machine is (the main thread's count moved by a third from run to run on a loaded machine): on one thread
+// the same requests cost the same instructions whatever runs beside them.
+const V8_FLAGS = ['--single-threaded']
+
+async function startCounted (target: Target, dir: string, port: number): Promise<{ child: ChildProcess, url: string }> {
+  const env = { PATH: process.env.PATH ?? '', PORT: String(port), ...await target.env() }
+  const child = spawn('valgrind', [...VALGRIND, `--callgrind-out-file=${join(dir, 'cg.%p')}`, process.execPath, ...V8_FLAGS, ...(target.preload ? preload : []), join(projectRoot, target.entry)], { cwd: projectRoot, env, stdio: ['ignore', 'ignore', 'pipe'] })
+  let stderr = ''
+  child.stderr?.on('data', (d: Buffer) => { stderr = (stderr + d.toString()).slice(-4000) })
+  const url = `http://127.0.0.1:${port}`
+  for (let i = 0; ; i++) {
+    if (child.exitCode !== null) throw new Error(`${target.label}: exited with ${child.exitCode}\n${stderr}`)
+    if (await fetch(`${url}/health/ready`).then((r) => r.ok, () => false)) break
+    if (i > 1200) throw new Error(`${target.label}: not ready after 10 minutes`)
+    await sleep(500)
+  }
+  return { child, url }
+}
+
+async function drive (url: string, n: number): Promise<void> {
+  let next = 0
+  await Promise.all(Array.from({ length: Number(args.concurrency) }, async () => {
+    while (next < n) {
+      next++
+      const res = await fetch(`${url}${ROUTE}`, { headers: { 'x-api-key': key } })
+      await res.arrayBuffer()
+      if (!res.ok) throw new Error(`${res.url} answered ${res.status}`)
+    }
+  }))
+}
+
+function control (pid: number, ...options: string[]): void {
+  const r = spawnSync('callgrind_control', [...options, String(pid)], { encoding: 'utf8' })
+  if (r.status !== 0) throw new Error(`callgrind_control ${options.join(' ')} ${pid}: ${r.stderr}${r.stdout}`)
+}
+
+/** The main thread's instructions in dump `index` of `pid`. */
+function dumped (dir: string, pid: number, index: number): number {
+  const file = readdirSync(dir).find((f) => f.startsWith(`cg.${pid}.${index}-`) && f.endsWith('-01'))
+  if (file === undefined) throw new Error(`no dump cg.${pid}.${index}-01 in ${dir}`)
+  const line = /^(?:totals|summary): (\d+)/m.exec(readFileSync(join(dir, file), 'utf8'))
+  if (!line) throw new Error(`no totals in ${file}`)
+  return Number(line[1])
+}
+
+// Work driven by the clock (under-pressure's once-a-second sample of the memory and the event-loop delay histogram,
+// pool health checks, cache and key-change timers) is the same per second with or without traffic, but under
+// valgrind a second holds some 50 times fewer requests than without, and how many depends on the machine's load: so
+// each batch's count is also given net of the idle process's instructions per second over the batch's duration.
+const perRequest = new Map<Target, number[]>()
+const netPerRequest = new Map<Target, number[]>()
+let current: ChildProcess | undefined
+for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => { current?.kill('SIGKILL'); source?.child.kill('SIGKILL'); postgres.destroy(); void redisServer.destroy().finally(() => process.exit(1)) })
+const dir = mkdtempSync(join(tmpdir(), 'bench-api-instructions-'))
+try {
+  for (const target of chosen) {
+    const started = Date.now()
+    const { child, url } = await startCounted(target, dir, await freePort())
+    const pid = child.pid as number
+    current = child
+    try {
+      log(`${target.label}: ready after ${((Date.now() - started) / 1000).toFixed(0)} s; ${args.warmup} warm-up requests`)
+      await drive(url, Number(args.warmup))
+      control(pid, '--instr=on')
+      // The first dump holds what switching instrumentation on did, not a batch of requests.
+      control(pid, '--dump')
+      const idleStarted = performance.now()
+      await sleep(Number(args.idle) * 1000)
+      control(pid, '--dump')
+      const idlePerMs = dumped(dir, pid, 2) / (performance.now() - idleStarted)
+      log(`${target.label}: idle: ${(idlePerMs * 1000).toFixed(0)} instructions/second`)
+      const samples: number[] = []
+      const net: number[] = []
+      for (let s = 1; s <= Number(args.samples); s++) {
+        const started = performance.now()
+        await drive(url, Number(args.requests))
+        control(pid, '--dump')
+        const count = dumped(dir, pid, s + 2)
+        samples.push(count / Number(args.requests))
+        net.push((count - idlePerMs * (performance.now() - started)) / Number(args.requests))
+        log(`${target.label}: batch ${s}: ${samples.at(-1)?.toFixed(0)} instructions/request on the main thread, ${net.at(-1)?.toFixed(0)} net of the idle rate`)
+      }
+      perRequest.set(target, samples)
+      netPerRequest.set(target, net)
+    } finally {
+      const exited = new Promise((resolve) => child.once('exit', resolve))
+      child.kill('SIGTERM')
+      await exited
+    }
+  }
+} finally {
+  await source?.stop()
+  rmSync(dir, { recursive: true, force: true })
+  postgres.destroy()
+  await redisServer.destroy()
+}
+
+const api = targets[0] as Target
+const of = (t: Target): number => median(netPerRequest.get(t) ?? [Number.NaN])
+console.log(`\nInstructions per request (callgrind) on the main thread, median of ${args.samples} batches of ${args.requests} requests after ${args.warmup} warm-up requests, ${args.concurrency} in flight; GET ${ROUTE} (cached) with an API key, api at LOG_LEVEL=${args['log-level']}:\n`)
+console.log(table(chosen.map((t) => ({
+  server: t.label,
+  'instructions/request, net of the idle rate': of(t).toFixed(0),
+  'share of the api': perRequest.has(api) && t !== api ? `${(of(t) / of(api) * 100).toFixed(0)}%` : '',
+  'each batch, net': (netPerRequest.get(t) ?? []).map((x) => x.toFixed(0)).join(', '),
+  'each batch, as counted': (perRequest.get(t) ?? []).map((x) => x.toFixed(0)).join(', ')
+}))))
