@@ -1,5 +1,7 @@
 import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
+import { tracingChannel } from 'node:diagnostics_channel'
+import { QUERY_CHANNEL_NAME } from '@lead-chassis/plugins/db-pool'
 import type { FastifyInstance } from 'fastify'
 import { buildApp } from './app.js'
 import { authed, createTestSchema, testApiConfig, type TestSchema } from '../../test/helpers/database.js'
@@ -175,6 +177,45 @@ test('PATCH changes only the given fields and records the status change', async 
   assert.equal(activities[0].type, 'status_changed')
   assert.deepEqual(activities[0].details.status, { from: 'new', to: 'contacted' })
   assert.deepEqual(activities[0].details.fields.sort(), ['score', 'status'])
+})
+
+test('PATCHes that change nothing leave no activity, others name only what changed, and concurrent ones chain each status change from the one before', async () => {
+  const lead = (await api.inject({ method: 'POST', url: '/api/v1/leads', payload: newLead() })).json()
+  const patch = (payload: object) => api.inject({ method: 'PATCH', url: `/api/v1/leads/${lead.id}`, payload })
+  const same = await patch({ status: 'new', score: lead.score })
+  assert.equal(same.statusCode, 200)
+  assert.equal(same.json().updatedAt, lead.updatedAt)
+  const scoreOnly = await patch({ status: 'new', score: lead.score + 1, state: lead.state })
+  assert.equal(scoreOnly.json().score, lead.score + 1)
+  let activities = (await api.inject(`/api/v1/leads/${lead.id}/activities`)).json().data
+  assert.deepEqual(activities.map((a: { type: string }) => a.type), ['updated', 'created'])
+  assert.deepEqual(activities[0].details, { fields: ['score'] })
+  // Each PATCH locks the row before it reads it: the "from" of every status change is the "to" of the one before.
+  const statuses = ['contacted', 'qualified', 'contacted', 'qualified', 'contacted', 'qualified']
+  await Promise.all(statuses.map((status) => patch({ status })))
+  activities = (await api.inject(`/api/v1/leads/${lead.id}/activities?limit=50`)).json().data
+  const changes = activities.filter((a: { type: string }) => a.type === 'status_changed').reverse()
+    .map((a: { details: { status: { from: string, to: string } } }) => a.details.status)
+  assert.ok(changes.length >= 2)
+  assert.equal(changes[0].from, 'new')
+  for (let i = 1; i < changes.length; i++) assert.equal(changes[i].from, changes[i - 1].to)
+  for (const c of changes) assert.notEqual(c.from, c.to)
+})
+
+test('a PATCH is one statement to PostgreSQL, not a transaction of five round trips', async () => {
+  const lead = (await api.inject({ method: 'POST', url: '/api/v1/leads', payload: newLead() })).json()
+  assert.equal((await api.inject({ method: 'PATCH', url: `/api/v1/leads/${lead.id}`, payload: { score: 7 } })).statusCode, 200)
+  const statements: string[] = []
+  const seam = tracingChannel<unknown, { text: string }>(QUERY_CHANNEL_NAME)
+  const handlers = { start: (m: { text: string }) => { statements.push(m.text) }, end: () => {}, asyncStart: () => {}, asyncEnd: () => {}, error: () => {} }
+  seam.subscribe(handlers)
+  try {
+    const res = await api.inject({ method: 'PATCH', url: `/api/v1/leads/${lead.id}`, payload: { status: 'contacted', score: 8 } })
+    assert.equal(res.statusCode, 200)
+  } finally {
+    seam.unsubscribe(handlers)
+  }
+  assert.equal(statements.length, 1, statements.join('\n---\n'))
 })
 
 test('PATCH failure paths: empty body, unknown field, bad value, unknown id, duplicate', async () => {

@@ -111,25 +111,45 @@ export class LeadsRepository {
    * invalidate what both versions appear in. The activity names the changed fields, not their values.
    */
   async update (id: string, patch: LeadPatch, actor: string | null = null): Promise<{ before: Lead, after: Lead } | undefined> {
-    return this.#db.transaction(async (tx) => {
-      const { rows: current } = await tx.query<Lead>(`SELECT ${LEAD_COLUMNS} FROM leads WHERE id = $1 FOR UPDATE`, [id])
-      const before = current[0]
-      if (!before) return undefined
-      const changed = (Object.keys(patch) as Array<keyof LeadPatch>).filter((k) => patch[k] !== undefined && patch[k] !== before[k])
-      if (changed.length === 0) return { before, after: before }
-      const params: unknown[] = [id]
-      const sets = changed.map((k) => {
-        params.push(patch[k])
-        return `${COLUMN_OF[k]} = $${params.length}`
-      })
-      const { rows } = await tx.query<Lead>(
-        `UPDATE leads SET ${sets.join(', ')}, updated_at = now() WHERE id = $1 RETURNING ${LEAD_COLUMNS}`, params
-      ).catch(duplicate)
-      const details: Record<string, unknown> = { fields: changed }
-      if (changed.includes('status')) details.status = { from: before.status, to: patch.status }
-      await this.#activity(tx, id, changed.includes('status') ? 'status_changed' : 'updated', details, actor)
-      return { before, after: rows[0] as Lead }
-    })
+    // One statement instead of BEGIN, SELECT ... FOR UPDATE, UPDATE, INSERT, COMMIT: a PATCH was five round trips,
+    // each a few hundred µs of CPU for the api and for PostgreSQL. The statement is its own transaction; it locks the
+    // row first, names the fields whose value differs (in the patch's order), and writes nothing when none does.
+    const keys = (Object.keys(patch) as Array<keyof LeadPatch>).filter((k) => patch[k] !== undefined)
+    const params: unknown[] = [id, actor]
+    const sets: string[] = []
+    const differs: string[] = []
+    for (const k of keys) {
+      params.push(patch[k])
+      sets.push(`${COLUMN_OF[k]} = $${params.length}`)
+      params.push(k)
+      differs.push(`CASE WHEN b.${COLUMN_OF[k]} IS DISTINCT FROM $${params.length - 1} THEN $${params.length}::text END`)
+    }
+    const { rows } = await this.#db.query<Lead & { isAfter: boolean }>(
+      `WITH b AS (SELECT * FROM leads WHERE id = $1 FOR UPDATE),
+       c AS (SELECT array_remove(ARRAY[${differs.join(', ')}], NULL) AS fields, b.status AS from_status FROM b),
+       a AS (
+         UPDATE leads SET ${sets.join(', ')}, updated_at = now() FROM c WHERE leads.id = $1 AND cardinality(c.fields) > 0
+         RETURNING leads.*
+       ),
+       activity AS (
+         INSERT INTO lead_activities (lead_id, type, details, actor)
+         SELECT a.id, CASE WHEN 'status' = ANY(c.fields) THEN 'status_changed' ELSE 'updated' END,
+           jsonb_build_object('fields', to_jsonb(c.fields)) || CASE WHEN 'status' = ANY(c.fields)
+             THEN jsonb_build_object('status', jsonb_build_object('from', c.from_status, 'to', a.status)) ELSE '{}'::jsonb END,
+           $2
+         FROM a, c
+       )
+       SELECT false AS "isAfter", ${LEAD_COLUMNS} FROM b UNION ALL SELECT true, ${LEAD_COLUMNS} FROM a`, params
+    ).catch(duplicate)
+    const strip = (row: Lead & { isAfter: boolean }): Lead => {
+      const { isAfter: _, ...lead } = row
+      return lead
+    }
+    const beforeRow = rows.find((r) => !r.isAfter)
+    if (!beforeRow) return undefined
+    const before = strip(beforeRow)
+    const afterRow = rows.find((r) => r.isAfter)
+    return { before, after: afterRow ? strip(afterRow) : before }
   }
 
   async activities (leadId: string, page: { limit: number, cursor?: string }): Promise<ActivityPage | undefined> {
