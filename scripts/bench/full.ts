@@ -303,7 +303,9 @@ for (const size of (args.scale ?? '').split(',').filter(Boolean).map(Number)) {
 }
 
 // --- Report. ---
-const rows = configs.map((c) => ({
+// With --only, the configurations not run have no row and no ratio.
+const ran = (id: string): boolean => (results[id]?.length ?? 0) > 0
+const rows = configs.filter((c) => ran(c.id)).map((c) => ({
   configuration: c.name,
   'req/s': Math.round(median(c.id, 'rps')),
   'avg ms': median(c.id, 'avg'),
@@ -330,8 +332,13 @@ const markdown = [
   '',
   table(rows),
   '',
-  `after / before = ${ratios.afterOverBefore}x (target >= 7); after / ceiling = ${Math.round(ratios.afterOverCeiling * 100)}%; after / alternative = ${ratios.afterOverAlternative}x (target >= 1); after without NGINX / before = ${ratio('after-direct', 'before')}x`,
-  edgeCost,
+  [
+    ran('after') && ran('before') ? `after / before = ${ratios.afterOverBefore}x (target >= 7)` : '',
+    ran('after') && ran('ceiling') ? `after / ceiling = ${Math.round(ratios.afterOverCeiling * 100)}% (target >= 60%)` : '',
+    ran('after') && ran('alternative') ? `after / alternative = ${ratios.afterOverAlternative}x (target >= 1)` : '',
+    ran('after-direct') && ran('before') ? `after without NGINX / before = ${ratio('after-direct', 'before')}x` : ''
+  ].filter(Boolean).join('; '),
+  ...(!staticUrl || (ran('static') && ran('after') && ran('after-cached')) ? [edgeCost] : []),
   `Cache hit rates in "after": NGINX answered ${hitRates.edge}% of requests from its micro-cache (${hitRates.authPerRequest} auth subrequests per request); of what reached the services, local ${hitRates.local}% of lookups, Redis ${hitRates.redis}% of what reached it, ${hitRates.combined}% of reads answered without PostgreSQL.`,
   ...(scale.length === 0
     ? []

@@ -1,0 +1,116 @@
+import { execFile, execFileSync, spawnSync } from 'node:child_process'
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { parseArgs, promisify } from 'node:util'
+import { Redis } from 'ioredis'
+import { createCacheManager } from '@lead-chassis/plugins/cache'
+import { createRedisClient } from '@lead-chassis/plugins/redis'
+import { createBentoCache } from './bentocache.js'
+import { median, table } from './lib.js'
+
+// Instructions per Redis hit, which a busy machine does not move (bench:cache's ns/op rows do):
+//   npm run bench:cache-redis-hit [-- --reads 3000 --in-flight 64 --rounds 3]
+// Each way runs in a process of its own under `valgrind --tool=callgrind --instr-atstart=no --separate-threads=yes`,
+// warms up uncounted, then counts `--reads` reads of one 5.7 KB page of 20 leads, local tiers off, auto-pipelining
+// off (the client's default). Main thread only: V8's background threads move with the machine's load.
+const run = promisify(execFile)
+const { values: args } = parseArgs({
+  options: {
+    child: { type: 'string' },
+    reads: { type: 'string', default: '3000' },
+    'in-flight': { type: 'string', default: '64' },
+    rounds: { type: 'string', default: '3' }
+  }
+})
+const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379'
+const WAYS = ['raw GET + JSON.parse', 'ours: cache.get', 'bentocache get'] as const
+type Way = typeof WAYS[number]
+
+const lead = (i: number) => ({ id: `00000000-0000-4000-8000-${String(i).padStart(12, '0')}`, firstName: 'Ann', lastName: 'Lee', email: `ann${i}@example.com`, phone: '(555) 010-2000', product: 'auto', state: 'CA', status: 'new', score: 50, source: 'web', createdAt: '2026-12-01T00:00:00.000Z', updatedAt: '2026-12-01T00:00:00.000Z' })
+const value = { data: Array.from({ length: 20 }, (_, i) => lead(i)), nextCursor: null }
+
+async function inFlight (n: number, concurrency: number, op: () => Promise<unknown>): Promise<void> {
+  let next = 0
+  await Promise.all(Array.from({ length: concurrency }, async () => { while (next < n) { next++; await op() } }))
+}
+
+/** One way's loop, counted by callgrind between `--instr=on` and the dump. */
+async function child (way: Way, reads: number, concurrency: number): Promise<void> {
+  const prefix = `bench-cache-redis-hit:${process.pid}:`
+  let op: () => Promise<unknown>
+  let close: () => Promise<void>
+  if (way === 'raw GET + JSON.parse') {
+    const redis = new Redis(REDIS_URL)
+    await redis.set(`${prefix}raw`, JSON.stringify(value))
+    op = async () => JSON.parse((await redis.get(`${prefix}raw`)) ?? 'null')
+    close = async () => { await redis.del(`${prefix}raw`); await redis.quit() }
+  } else if (way === 'ours: cache.get') {
+    const client = createRedisClient({ url: REDIS_URL })
+    const cache = createCacheManager(client, { prefix, localEnabled: false, redisTimeoutMs: 10_000 })
+    await cache.ready()
+    await cache.set('k', value)
+    op = () => cache.get('k')
+    close = async () => { await cache.deletePattern('*'); await cache.close(); await client.quit() }
+  } else {
+    const bento = createBentoCache({ redisUrl: REDIS_URL, prefix: `${prefix}bento`, local: false })
+    await bento.bento.set({ key: 'k', value })
+    op = () => bento.bento.get({ key: 'k' })
+    close = async () => { await bento.bento.clear(); await bento.close() }
+  }
+  if (JSON.stringify(await op()) !== JSON.stringify(value)) throw new Error(`${way} read back another value`)
+  await inFlight(Math.max(2000, reads), concurrency, op)
+  const pid = String(process.pid)
+  await run('callgrind_control', ['--instr=on', pid])
+  await inFlight(reads, concurrency, op)
+  await run('callgrind_control', ['--instr=off', pid])
+  await run('callgrind_control', ['--dump', pid])
+  await close()
+}
+
+function totalInstructions (file: string): number {
+  const out = execFileSync('callgrind_annotate', [file], { encoding: 'utf8', maxBuffer: 1 << 28 })
+  const line = out.split('\n').find((l) => l.includes('PROGRAM TOTALS'))
+  return Number(line?.trim().split(/\s+/)[0]?.replaceAll(',', '') ?? NaN)
+}
+
+function measure (way: Way, dir: string): number {
+  const out = join(dir, `cg-${WAYS.indexOf(way)}`)
+  const r = spawnSync('valgrind', ['--tool=callgrind', '--instr-atstart=no', '--separate-threads=yes', `--callgrind-out-file=${out}`,
+    process.execPath, fileURLToPath(import.meta.url), '--child', way, '--reads', args.reads, '--in-flight', args['in-flight']], { encoding: 'utf8', env: { ...process.env, REDIS_URL } })
+  if (r.status !== 0) throw new Error(`${way} under callgrind exited ${r.status}: ${r.stderr.slice(-2000)}`)
+  // The first dump (`.1`) of the main thread (`-01`: one file per thread with --separate-threads).
+  const main = `cg-${WAYS.indexOf(way)}.1-01`
+  if (!readdirSync(dir).includes(main)) throw new Error(`${way}: no main-thread dump in ${dir}`)
+  const perRead = Math.round(totalInstructions(join(dir, main)) / Number(args.reads))
+  for (const f of readdirSync(dir)) rmSync(join(dir, f))
+  return perRead
+}
+
+if (args.child !== undefined) {
+  await child(args.child as Way, Number(args.reads), Number(args['in-flight']))
+} else {
+  const dir = mkdtempSync(join(tmpdir(), 'bench-cache-redis-hit-'))
+  const counts = new Map<Way, number[]>(WAYS.map((w) => [w, []]))
+  try {
+    for (let round = 1; round <= Number(args.rounds); round++) {
+      // Interleaved, every other round in reverse.
+      for (const way of round % 2 === 1 ? WAYS : [...WAYS].reverse()) {
+        const n = measure(way, dir)
+        counts.get(way)?.push(n)
+        console.error(`[bench:cache-redis-hit] round ${round} ${way}: ${n} instructions per read on the main thread`)
+      }
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true })
+  }
+  const bento = median(counts.get('bentocache get') ?? [])
+  console.log(`\nRedis hits of a 5.7 KB page, ${args.reads} reads, ${args['in-flight']} in flight, local tiers and auto-pipelining off; main-thread instructions per read under callgrind, medians of ${args.rounds} interleaved rounds:\n`)
+  console.log(table(WAYS.map((way) => ({
+    way,
+    'instructions/read': median(counts.get(way) ?? []),
+    'each round': (counts.get(way) ?? []).join(', '),
+    'bentocache / this (> 1: this is cheaper)': Math.round(bento / median(counts.get(way) ?? []) * 100) / 100
+  }))))
+}
