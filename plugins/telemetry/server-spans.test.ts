@@ -3,6 +3,9 @@ import assert from 'node:assert/strict'
 import { SpanStatusCode, context, trace, type Span, type SpanContext, type Tracer, type TracerProvider } from '@opentelemetry/api'
 import { node, tracing } from '@opentelemetry/sdk-node'
 import Fastify from 'fastify'
+import { request as httpRequest } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { SERVER_SPANS_SCOPE, ServerSpanInstrumentation } from './server-spans.js'
 
 // The SDK's provider and context manager, with the sampler the services ship (parent-based, 10% of new traces).
@@ -33,6 +36,13 @@ app.get('/items/:id', async () => {
   return { ok: true }
 })
 app.get('/broken', async () => { throw new Error('the store is down') })
+let entered: () => void = () => {}
+let release: () => void = () => {}
+app.get('/slow', async () => {
+  entered()
+  await new Promise<void>((resolve) => { release = resolve })
+  return { ok: true }
+})
 
 const caller = { traceId: '4bf92f3577b34da6a3ce929d0e0e4736', spanId: '00f067aa0ba902b7' }
 const traceparent = (flags: string): string => `00-${caller.traceId}-${caller.spanId}-${flags}`
@@ -80,4 +90,29 @@ test('a request with no caller gets a span that the root sampler decides on: an 
   for (let i = 0; i < 50; i++) assert.equal((await app.inject({ url: '/items/7' })).statusCode, 200)
   assert.equal(started, 50, 'a new trace needs its ids and the sampler\'s verdict')
   assert.ok(exporter.getFinishedSpans().length < 25, `about 10% exported: ${exporter.getFinishedSpans().length} of 50`)
+})
+
+test('a request whose caller hangs up before the answer still ends its server span, once', async () => {
+  exporter.reset()
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  try {
+    const { port } = app.server.address() as AddressInfo
+    const inHandler = new Promise<void>((resolve) => { entered = resolve })
+    const req = httpRequest({ host: '127.0.0.1', port, path: '/slow', headers: { traceparent: traceparent('01') } })
+    req.on('error', () => {})
+    req.end()
+    await inHandler
+    req.destroy()
+    for (let i = 0; i < 100 && exporter.getFinishedSpans().length === 0; i++) await sleep(10)
+    const [span, ...others] = exporter.getFinishedSpans()
+    assert.equal(span?.name, 'GET /slow', 'the aborted request\'s span was ended and exported')
+    assert.equal(span?.attributes['http.request.aborted'], true)
+    assert.deepEqual(others, [])
+    // The handler answers after the caller left: no second end.
+    release()
+    await sleep(50)
+    assert.equal(exporter.getFinishedSpans().length, 1)
+  } finally {
+    await app.close()
+  }
 })

@@ -71,6 +71,10 @@ export class ServerSpanInstrumentation extends InstrumentationBase {
           span.setAttributes({ 'http.request.method': request.method, 'url.path': request.url })
           if (route !== undefined) span.setAttribute('http.route', route)
           ;(request as TracedRequest)[kSpan] = span
+          // A caller that hangs up before the answer gets no onResponse: without this its span would never end, and
+          // the requests most worth seeing (the slow ones a client gave up on) would never be exported. A listener
+          // on a recording span's request only, not Fastify's onRequestAbort hook, which adds one to every request.
+          request.raw.once('close', () => { endAborted(request as TracedRequest) })
         }
       }
       context.with(active, done)
@@ -95,6 +99,14 @@ export class ServerSpanInstrumentation extends InstrumentationBase {
       done()
     })
   }
+}
+
+function endAborted (request: TracedRequest): void {
+  const span = request[kSpan]
+  if (span === null || !request.raw.aborted) return
+  span.setAttribute('http.request.aborted', true)
+  span.end()
+  request[kSpan] = null
 }
 
 /** Whether the caller sent a valid trace context whose trace is not sampled. */
