@@ -95,3 +95,15 @@ test('a service logs no lead field a route or a plugin hands to its request logg
   for (const value of [...PERSONAL, 'lck_secret']) assert.ok(!text.includes(value), `${value} reached a log line: ${text}`)
   assert.match(text, /"email":"\[redacted\]"/)
 })
+
+test('an email a caller puts in a URL never reaches the request\'s log lines', async (t) => {
+  const out = lines()
+  const config = loadConfig<ChassisConfig>(composeSchema(chassisConfigFragment), { env: { LOG_LEVEL: 'info' }, dotenv: false })
+  const app = await buildService({ name: 'test', config, logger: { stream: out.stream }, routes: [(a) => a.get('/things/:id', async () => ({ ok: true }))] })
+  t.after(() => app.close())
+  assert.equal((await app.inject({ url: '/things/ann.lee@example.com?email=bo%40example.org' })).statusCode, 200)
+  assert.equal((await app.inject({ url: '/nowhere/ann.lee@example.com' })).statusCode, 404)
+  const text = JSON.stringify(out.read())
+  for (const value of ['ann.lee@example.com', 'bo%40example.org', 'bo@example.org']) assert.ok(!text.includes(value), `${value} reached a log line: ${text}`)
+  assert.match(text, /\/things\/\[REDACTED\]\?email=\[REDACTED\]/)
+})

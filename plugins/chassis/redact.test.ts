@@ -28,3 +28,10 @@ test('a platform key with percent-escaped characters, or sent as api_key[], is s
   assert.equal(scrubUrl('/a?api_key[]=abc&token[0]=def&api_key%5B%5D=ghi&limit=5'), '/a?api_key[]=[REDACTED]&token[0]=[REDACTED]&api_key%5B%5D=[REDACTED]&limit=5')
   assert.equal(scrubUrl('/a?q=a%20b&lock_=1'), '/a?q=a%20b&lock_=1')
 })
+
+test('an email sent in a URL (path or query, its @ escaped or not) never reaches a logged or traced URL', () => {
+  assert.equal(scrubUrl('/api/v1/leads/ann.lee@example.com'), '/api/v1/leads/[REDACTED]')
+  assert.equal(scrubUrl('/api/v1/leads?status=new&email=ann.lee%40example.com&limit=20'), '/api/v1/leads?status=new&email=[REDACTED]&limit=20')
+  assert.equal(scrubUrl('/api/v1/leads?q=Ann.Lee@Example.COM'), '/api/v1/leads?q=[REDACTED]')
+  assert.equal(scrubUrl('/api/v1/leads?status=new'), '/api/v1/leads?status=new', 'a URL without one is unchanged')
+})

@@ -70,8 +70,20 @@ export function scrubQuery (query: string): string {
   return MAYBE_KEY.test(out) ? out.replace(PLATFORM_KEY, REDACTED) : out
 }
 
-/** A URL, path or request target with secrets scrubbed from its query string (and any platform key anywhere). */
+// Email-shaped text, also with its `@` percent-escaped: no route takes one in its URL, but a caller may send one
+// (a lead's email as a path segment or an unknown query parameter), and the URL is logged and traced as sent.
+const EMAIL = /[^/?&=#\s]+(?:@|%40)[^/?&=#\s]+/gi
+const MAYBE_EMAIL = /@|%40/i
+
+/**
+ * A URL, path or request target with secrets scrubbed from its query string, any platform key anywhere, and any
+ * email-shaped text anywhere replaced.
+ */
 export function scrubUrl (url: string): string {
+  return MAYBE_EMAIL.test(url) ? scrubSecrets(url).replace(EMAIL, REDACTED) : scrubSecrets(url)
+}
+
+function scrubSecrets (url: string): string {
   const q = url.indexOf('?')
   if (q === -1) return MAYBE_KEY.test(url) ? url.replace(PLATFORM_KEY, REDACTED) : url
   const head = url.slice(0, q)

@@ -36,6 +36,7 @@ app.get('/items/:id', async () => {
   return { ok: true }
 })
 app.get('/broken', async () => { throw new Error('the store is down') })
+app.get('/refused', async () => { throw Object.assign(new Error('body/score must be <= 100'), { statusCode: 400 }) })
 let entered: () => void = () => {}
 let release: () => void = () => {}
 app.get('/slow', async () => {
@@ -81,6 +82,16 @@ test('a failing request\'s server span has status ERROR, the error\'s message an
   assert.equal(span?.status.code, SpanStatusCode.ERROR)
   assert.equal(span?.status.message, 'the store is down')
   assert.equal(span?.attributes['http.response.status_code'], 500)
+  assert.ok(span?.events.some((e) => e.name === 'exception'))
+})
+
+test('a client error (4xx) leaves the server span\'s status unset, as the HTTP conventions ask, and keeps its exception event', async () => {
+  exporter.reset()
+  const res = await app.inject({ url: '/refused', headers: { traceparent: traceparent('01') } })
+  assert.equal(res.statusCode, 400)
+  const [span] = exporter.getFinishedSpans()
+  assert.equal(span?.status.code, SpanStatusCode.UNSET, 'a caller\'s mistake is not the server\'s error')
+  assert.equal(span?.attributes['http.response.status_code'], 400)
   assert.ok(span?.events.some((e) => e.name === 'exception'))
 })
 

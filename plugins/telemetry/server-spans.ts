@@ -82,9 +82,14 @@ export class ServerSpanInstrumentation extends InstrumentationBase {
     app.addHook('onError', (request: FastifyRequest, _reply: FastifyReply, error: Error, done: HookHandlerDoneFunction) => {
       const span = (request as TracedRequest)[kSpan]
       if (span !== null) {
-        span.setStatus({ code: SpanStatusCode.ERROR, message: error.message })
+        // A client error (4xx) leaves a server span's status unset (OpenTelemetry's HTTP conventions): error-rate
+        // views count the server's failures, not callers' mistakes. Its exception event still says what was wrong.
+        const status = (error as { statusCode?: unknown }).statusCode
+        if (typeof status !== 'number' || status >= 500) {
+          span.setStatus({ code: SpanStatusCode.ERROR, message: error.message })
+          ;(request as TracedRequest)[kErrorRecorded] = true
+        }
         span.recordException(error)
-        ;(request as TracedRequest)[kErrorRecorded] = true
       }
       done()
     })
