@@ -1,4 +1,4 @@
-import { execFile, execFileSync, spawnSync } from 'node:child_process'
+import { execFile, spawnSync } from 'node:child_process'
 import { mkdtempSync, readdirSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -8,7 +8,7 @@ import { Redis } from 'ioredis'
 import { createCacheManager } from '@lead-chassis/plugins/cache'
 import { createRedisClient } from '@lead-chassis/plugins/redis'
 import { createBentoCache } from './bentocache.js'
-import { median, table } from './lib.js'
+import { callgrindTotal, median, table } from './lib.js'
 
 // Instructions per Redis hit, which a busy machine does not move (bench:cache's ns/op rows do):
 //   npm run bench:cache-redis-hit [-- --reads 3000 --in-flight 64 --rounds 3]
@@ -69,12 +69,6 @@ async function child (way: Way, reads: number, concurrency: number): Promise<voi
   await close()
 }
 
-function totalInstructions (file: string): number {
-  const out = execFileSync('callgrind_annotate', [file], { encoding: 'utf8', maxBuffer: 1 << 28 })
-  const line = out.split('\n').find((l) => l.includes('PROGRAM TOTALS'))
-  return Number(line?.trim().split(/\s+/)[0]?.replaceAll(',', '') ?? NaN)
-}
-
 function measure (way: Way, dir: string): number {
   const out = join(dir, `cg-${WAYS.indexOf(way)}`)
   const r = spawnSync('valgrind', ['--tool=callgrind', '--instr-atstart=no', '--separate-threads=yes', `--callgrind-out-file=${out}`,
@@ -83,7 +77,7 @@ function measure (way: Way, dir: string): number {
   // The first dump (`.1`) of the main thread (`-01`: one file per thread with --separate-threads).
   const main = `cg-${WAYS.indexOf(way)}.1-01`
   if (!readdirSync(dir).includes(main)) throw new Error(`${way}: no main-thread dump in ${dir}`)
-  const perRead = Math.round(totalInstructions(join(dir, main)) / Number(args.reads))
+  const perRead = Math.round(callgrindTotal(join(dir, main)) / Number(args.reads))
   for (const f of readdirSync(dir)) rmSync(join(dir, f))
   return perRead
 }

@@ -8,7 +8,7 @@ import autocannon from 'autocannon'
 import { projectRoot } from '../../services/platform/paths.js'
 import { freePort } from '../../test/helpers/ports.js'
 import { startPrivateRedis } from '../../test/helpers/private-redis.js'
-import { table } from './lib.js'
+import { callgrindTotal, table } from './lib.js'
 
 // Instructions the server executes per request, counted by callgrind: unlike requests per second or CPU time they
 // do not depend on what else the machine runs. Each server runs under `valgrind --tool=callgrind` with counting
@@ -56,12 +56,6 @@ async function drive (url: string, amount: number): Promise<{ total: number, fai
   return { total: r.requests.total, failed: r.non2xx + r.errors + r.timeouts }
 }
 
-function totalInstructions (file: string): number {
-  const out = execFileSync('callgrind_annotate', [file], { encoding: 'utf8', maxBuffer: 1 << 28 })
-  const line = out.split('\n').find((l) => l.includes('PROGRAM TOTALS'))
-  return Number(line?.trim().split(/\s+/)[0]?.replaceAll(',', '') ?? NaN)
-}
-
 async function measure (name: string, env: Record<string, string>, redisUrl: string, dir: string): Promise<{ perRequest: number, failed: number }> {
   const port = await freePort()
   const out = join(dir, `${name.replace(/[^a-z]+/gi, '-')}.out`)
@@ -87,7 +81,7 @@ async function measure (name: string, env: Record<string, string>, redisUrl: str
     // The dump of the counted part is the first numbered file.
     const dumped = readdirSync(dir).filter((f) => f.startsWith(`${name.replace(/[^a-z]+/gi, '-')}.out.`)).sort()[0]
     if (!dumped) throw new Error(`${name}: no callgrind dump`)
-    return { perRequest: totalInstructions(join(dir, dumped)) / Math.max(1, r.total), failed: r.failed }
+    return { perRequest: callgrindTotal(join(dir, dumped)) / Math.max(1, r.total), failed: r.failed }
   } finally {
     if (child.exitCode === null) {
       const exited = new Promise((resolve) => child.once('exit', resolve))

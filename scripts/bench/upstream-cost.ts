@@ -7,10 +7,8 @@ import { parseArgs } from 'node:util'
 import { Redis } from 'ioredis'
 import pg from 'pg'
 import { ApiKeyStore } from '@lead-chassis/plugins/api-keys'
-import { createConnectionPool } from '@lead-chassis/plugins/db-pool'
-import { migrate } from '../../services/domain/migrate.js'
-import { seed } from '../../services/domain/seed.js'
 import { freePort } from '../../test/helpers/ports.js'
+import { seededSchema } from './seeded-schema.js'
 import { startService, table } from './lib.js'
 
 // `npm run bench:upstream-cost`: the CPU one request of each class that NGINX forwards costs the api process, its
@@ -74,14 +72,7 @@ function clientPorts (pid: number, remote: number): number[] {
 }
 
 // --- Data and a key. ---
-await migrate({ databaseUrl: DATABASE_URL, schema: SCHEMA })
-const pool = createConnectionPool({ connectionString: DATABASE_URL, schema: SCHEMA, min: 0, max: 2, healthCheckInterval: 0 })
-const { rows: [count] } = await pool.query<{ n: number }>('SELECT count(*)::int AS n FROM leads')
-if ((count?.n ?? 0) < Number(args.leads)) {
-  log(`seeding ${Number(args.leads) - (count?.n ?? 0)} leads into ${SCHEMA}`)
-  await seed({ databaseUrl: DATABASE_URL, schema: SCHEMA, count: Number(args.leads) - (count?.n ?? 0) })
-  await pool.query('ANALYZE leads')
-}
+const pool = await seededSchema(DATABASE_URL, SCHEMA, Number(args.leads), log)
 await pool.query("DELETE FROM api_keys WHERE name = 'bench'")
 const key = (await new ApiKeyStore(pool).mint('bench', ['leads:read', 'leads:write'])).key
 // PATCHes go round 500 leads: one lead patched thousands of times would measure PostgreSQL walking that row's dead

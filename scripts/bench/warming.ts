@@ -2,10 +2,8 @@ import { parseArgs } from 'node:util'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { cpus } from 'node:os'
 import { ApiKeyStore } from '@lead-chassis/plugins/api-keys'
-import { createConnectionPool } from '@lead-chassis/plugins/db-pool'
-import { migrate } from '../../services/domain/migrate.js'
-import { seed } from '../../services/domain/seed.js'
 import { freePort } from '../../test/helpers/ports.js'
+import { seededSchema } from './seeded-schema.js'
 import { startService, table, type Service } from './lib.js'
 import { buildWorkload, replay } from './workload.js'
 
@@ -35,14 +33,7 @@ const SCHEMA = 'bench_warming'
 const log = (m: string): void => console.log(`[bench:warming] ${m}`)
 const started = performance.now()
 
-await migrate({ databaseUrl: DATABASE_URL, schema: SCHEMA })
-const pool = createConnectionPool({ connectionString: DATABASE_URL, schema: SCHEMA, min: 0, max: 2, healthCheckInterval: 0 })
-const { rows: [count] } = await pool.query<{ n: number }>('SELECT count(*)::int AS n FROM leads')
-if ((count?.n ?? 0) < Number(args.leads)) {
-  log(`seeding ${Number(args.leads) - (count?.n ?? 0)} leads into ${SCHEMA}`)
-  await seed({ databaseUrl: DATABASE_URL, schema: SCHEMA, count: Number(args.leads) - (count?.n ?? 0) })
-  await pool.query('ANALYZE leads')
-}
+const pool = await seededSchema(DATABASE_URL, SCHEMA, Number(args.leads), log)
 await pool.query("DELETE FROM api_keys WHERE name = 'bench-warming'")
 const store = new ApiKeyStore(pool)
 const keys = await Promise.all(Array.from({ length: 50 }, async () => (await store.mint('bench-warming', ['leads:read', 'leads:write'])).key))
