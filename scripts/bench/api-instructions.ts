@@ -1,5 +1,5 @@
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
+import type { ChildProcess } from 'node:child_process'
+import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
@@ -12,6 +12,7 @@ import { projectRoot } from '../../services/platform/paths.js'
 import { freePort } from '../../test/helpers/ports.js'
 import { startPrivatePostgres } from '../../test/helpers/private-postgres.js'
 import { startPrivateRedis } from '../../test/helpers/private-redis.js'
+import { callgrindControl, dumpedThreads, startUnderCallgrind } from './callgrind.js'
 import { median, startService, table } from './lib.js'
 import { apiEnvironment } from './tracing-setup.js'
 
@@ -92,18 +93,7 @@ const preload = ['--import', import.meta.resolve('@lead-chassis/plugins/telemetr
 const V8_FLAGS = ['--single-threaded']
 
 async function startCounted (target: Target, dir: string, port: number): Promise<{ child: ChildProcess, url: string }> {
-  const env = { PATH: process.env.PATH ?? '', PORT: String(port), ...await target.env() }
-  const child = spawn('valgrind', [...VALGRIND, `--callgrind-out-file=${join(dir, 'cg.%p')}`, process.execPath, ...V8_FLAGS, ...(target.preload ? preload : []), join(projectRoot, target.entry)], { cwd: projectRoot, env, stdio: ['ignore', 'ignore', 'pipe'] })
-  let stderr = ''
-  child.stderr?.on('data', (d: Buffer) => { stderr = (stderr + d.toString()).slice(-4000) })
-  const url = `http://127.0.0.1:${port}`
-  for (let i = 0; ; i++) {
-    if (child.exitCode !== null) throw new Error(`${target.label}: exited with ${child.exitCode}\n${stderr}`)
-    if (await fetch(`${url}/health/ready`).then((r) => r.ok, () => false)) break
-    if (i > 1200) throw new Error(`${target.label}: not ready after 10 minutes`)
-    await sleep(500)
-  }
-  return { child, url }
+  return await startUnderCallgrind(target.label, VALGRIND, [...V8_FLAGS, ...(target.preload ? preload : []), join(projectRoot, target.entry)], await target.env(), port, dir)
 }
 
 async function drive (url: string, n: number): Promise<void> {
@@ -118,19 +108,8 @@ async function drive (url: string, n: number): Promise<void> {
   }))
 }
 
-function control (pid: number, ...options: string[]): void {
-  const r = spawnSync('callgrind_control', [...options, String(pid)], { encoding: 'utf8' })
-  if (r.status !== 0) throw new Error(`callgrind_control ${options.join(' ')} ${pid}: ${r.stderr}${r.stdout}`)
-}
-
 /** The main thread's instructions in dump `index` of `pid`. */
-function dumped (dir: string, pid: number, index: number): number {
-  const file = readdirSync(dir).find((f) => f.startsWith(`cg.${pid}.${index}-`) && f.endsWith('-01'))
-  if (file === undefined) throw new Error(`no dump cg.${pid}.${index}-01 in ${dir}`)
-  const line = /^(?:totals|summary): (\d+)/m.exec(readFileSync(join(dir, file), 'utf8'))
-  if (!line) throw new Error(`no totals in ${file}`)
-  return Number(line[1])
-}
+const dumped = (dir: string, pid: number, index: number): number => dumpedThreads(dir, pid, index).main
 
 // Work driven by the clock (under-pressure's once-a-second sample of the memory and the event-loop delay histogram,
 // pool health checks, cache and key-change timers) is the same per second with or without traffic, but under
@@ -150,12 +129,12 @@ try {
     try {
       log(`${target.label}: ready after ${((Date.now() - started) / 1000).toFixed(0)} s; ${args.warmup} warm-up requests`)
       await drive(url, Number(args.warmup))
-      control(pid, '--instr=on')
+      callgrindControl(pid, '--instr=on')
       // The first dump holds what switching instrumentation on did, not a batch of requests.
-      control(pid, '--dump')
+      callgrindControl(pid, '--dump')
       const idleStarted = performance.now()
       await sleep(Number(args.idle) * 1000)
-      control(pid, '--dump')
+      callgrindControl(pid, '--dump')
       const idlePerMs = dumped(dir, pid, 2) / (performance.now() - idleStarted)
       log(`${target.label}: idle: ${(idlePerMs * 1000).toFixed(0)} instructions/second`)
       const samples: number[] = []
@@ -163,7 +142,7 @@ try {
       for (let s = 1; s <= Number(args.samples); s++) {
         const started = performance.now()
         await drive(url, Number(args.requests))
-        control(pid, '--dump')
+        callgrindControl(pid, '--dump')
         const count = dumped(dir, pid, s + 2)
         samples.push(count / Number(args.requests))
         net.push((count - idlePerMs * (performance.now() - started)) / Number(args.requests))

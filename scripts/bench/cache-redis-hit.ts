@@ -8,7 +8,8 @@ import { Redis } from 'ioredis'
 import { createCacheManager } from '@lead-chassis/plugins/cache'
 import { createRedisClient } from '@lead-chassis/plugins/redis'
 import { createBentoCache } from './bentocache.js'
-import { callgrindTotal, median, table } from './lib.js'
+import { callgrindTotal } from './callgrind.js'
+import { median, table } from './lib.js'
 
 // Instructions per Redis hit, which a busy machine does not move (bench:cache's ns/op rows do):
 //   npm run bench:cache-redis-hit [-- --reads 3000 --in-flight 64 --rounds 3]

@@ -1,4 +1,4 @@
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
+import { spawn, type ChildProcess } from 'node:child_process'
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
@@ -104,11 +104,4 @@ export function processCpuMs (service: Service): number | undefined {
   } catch {
     return undefined
   }
-}
-
-/** The instructions a callgrind dump counted (its PROGRAM TOTALS line, by callgrind_annotate). */
-export function callgrindTotal (file: string): number {
-  const out = execFileSync('callgrind_annotate', [file], { encoding: 'utf8', maxBuffer: 1 << 28 })
-  const line = out.split('\n').find((l) => l.includes('PROGRAM TOTALS'))
-  return Number(line?.trim().split(/\s+/)[0]?.replaceAll(',', '') ?? NaN)
 }

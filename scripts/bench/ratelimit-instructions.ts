@@ -8,7 +8,8 @@ import autocannon from 'autocannon'
 import { projectRoot } from '../../services/platform/paths.js'
 import { freePort } from '../../test/helpers/ports.js'
 import { startPrivateRedis } from '../../test/helpers/private-redis.js'
-import { callgrindTotal, table } from './lib.js'
+import { callgrindTotal } from './callgrind.js'
+import { table } from './lib.js'
 
 // Instructions the server executes per request, counted by callgrind: unlike requests per second or CPU time they
 // do not depend on what else the machine runs. Each server runs under `valgrind --tool=callgrind` with counting

@@ -1,12 +1,12 @@
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
+import type { ChildProcess } from 'node:child_process'
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { setTimeout as sleep } from 'node:timers/promises'
 import { parseArgs } from 'node:util'
 import { Redis } from 'ioredis'
 import { projectRoot } from '../../services/platform/paths.js'
 import { freePort } from '../../test/helpers/ports.js'
+import { callgrindControl, dumpedThreads, startUnderCallgrind } from './callgrind.js'
 import { median, table } from './lib.js'
 import { startOtlpSink, type OtlpSink } from './otlp-sink.js'
 import { apiEnvironment, prepareTracingBench, REDIS_URL, tracingConfigs, type TracingConfig } from './tracing-setup.js'
@@ -58,19 +58,8 @@ console.log(`api under: valgrind ${VALGRIND.join(' ')} --callgrind-out-file=<dir
 
 async function startCounted (config: Config, sink: OtlpSink | undefined, dir: string, port: number): Promise<{ child: ChildProcess, url: string }> {
   const prefix = `${TAG}:${config.letter}`
-  const env = { PATH: process.env.PATH ?? '', PORT: String(port), ...base, CACHE_PREFIX: `${prefix}:c:`, RATE_LIMIT_PREFIX: `${prefix}:rl:`, ...(sink ? { OTEL_EXPORTER_OTLP_ENDPOINT: sink.url } : {}), ...config.env }
-  const child = spawn('valgrind', [...VALGRIND, `--callgrind-out-file=${join(dir, 'cg.%p')}`, node, ...preload, entry], { cwd: projectRoot, env, stdio: ['ignore', 'ignore', 'pipe'] })
-  let stderr = ''
-  child.stderr?.on('data', (d: Buffer) => { stderr = (stderr + d.toString()).slice(-4000) })
-  const url = `http://127.0.0.1:${port}`
-  // Under valgrind a start takes minutes on a busy machine.
-  for (let i = 0; ; i++) {
-    if (child.exitCode !== null) throw new Error(`${config.label}: exited with ${child.exitCode}\n${stderr}`)
-    if (await fetch(`${url}/health/ready`).then((r) => r.ok, () => false)) break
-    if (i > 1200) throw new Error(`${config.label}: not ready after 10 minutes`)
-    await sleep(500)
-  }
-  return { child, url }
+  const env = { ...base, CACHE_PREFIX: `${prefix}:c:`, RATE_LIMIT_PREFIX: `${prefix}:rl:`, ...(sink ? { OTEL_EXPORTER_OTLP_ENDPOINT: sink.url } : {}), ...config.env }
+  return await startUnderCallgrind(config.label, VALGRIND, [...preload, entry], env, port, dir)
 }
 
 let sent = 0
@@ -88,25 +77,6 @@ async function drive (url: string, n: number): Promise<void> {
   }))
 }
 
-function control (pid: number, ...options: string[]): void {
-  const r = spawnSync('callgrind_control', [...options, String(pid)], { encoding: 'utf8' })
-  if (r.status !== 0) throw new Error(`callgrind_control ${options.join(' ')} ${pid}: ${r.stderr}${r.stdout}`)
-}
-
-/** The instructions of dump `index` of `pid` in `dir`: the main thread's and all threads'. */
-function dumped (dir: string, pid: number, index: number): { main: number, all: number } {
-  const files = readdirSync(dir).filter((f) => f.startsWith(`cg.${pid}.${index}-`))
-  if (files.length === 0) throw new Error(`no dump cg.${pid}.${index}-* in ${dir}`)
-  let main = 0
-  let all = 0
-  for (const file of files) {
-    const line = /^(?:totals|summary): (\d+)/m.exec(readFileSync(join(dir, file), 'utf8'))
-    if (!line) throw new Error(`no totals in ${file}`)
-    all += Number(line[1])
-    if (file.endsWith('-01')) main = Number(line[1])
-  }
-  return { main, all }
-}
 
 const perRequest = new Map<Config, number[]>()
 const allThreadsPerRequest = new Map<Config, number[]>()
@@ -129,15 +99,15 @@ try {
     try {
       log(`${config.label}: ready after ${((Date.now() - started) / 1000).toFixed(0)} s; ${args.warmup} warm-up requests`)
       await drive(url, Number(args.warmup))
-      control(pid, '--instr=on')
+      callgrindControl(pid, '--instr=on')
       // The first dump holds what instrumentation switched on, not a batch of requests.
-      control(pid, '--dump')
+      callgrindControl(pid, '--dump')
       const samples: number[] = []
       const allThreads: number[] = []
       for (let s = 1; s <= Number(args.samples); s++) {
         await drive(url, Number(args.requests))
-        control(pid, '--dump')
-        const { main, all } = dumped(dir, pid, s + 1)
+        callgrindControl(pid, '--dump')
+        const { main, all } = dumpedThreads(dir, pid, s + 1)
         samples.push(main / Number(args.requests))
         allThreads.push(all / Number(args.requests))
         log(`${config.label}: batch ${s}: ${samples.at(-1)?.toFixed(0)} instructions/request on the main thread, ${allThreads.at(-1)?.toFixed(0)} in all threads`)
