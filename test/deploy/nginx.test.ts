@@ -5,6 +5,7 @@ import { randomBytes } from 'node:crypto'
 import { createServer, request as httpRequest } from 'node:http'
 import type { FastifyInstance } from 'fastify'
 import WebSocket from 'ws'
+import { request } from 'undici'
 import { buildApp } from '../../services/api/app.js'
 import { queryChannel, type QueryContext } from '@lead-chassis/plugins/db-pool'
 import { DOCS_CSP } from '@lead-chassis/plugins/chassis'
@@ -159,6 +160,19 @@ test('each service\'s OpenAPI document and reference page are served through NGI
     const script = await fetch(`${edge}${prefix}/docs/static/swagger-initializer.js`)
     assert.equal(script.status, 200, prefix)
     assert.equal(script.headers.get('content-security-policy'), DOCS_CSP)
+    // Swagger UI's bundle (about 1.7 MB) leaves the edge gzipped, and a browser holding it revalidates it (304)
+    // instead of fetching it again. undici's request, not fetch: fetch adds `cache-control: no-cache` to a
+    // conditional request, which forbids the 304.
+    const bundle = await request(`${edge}${prefix}/docs/static/swagger-ui-bundle.js`, { headers: { 'accept-encoding': 'gzip' } })
+    const compressed = (await bundle.body.arrayBuffer()).byteLength
+    assert.equal(bundle.statusCode, 200, prefix)
+    assert.equal(bundle.headers['content-encoding'], 'gzip', `${prefix}: the bundle is compressed`)
+    assert.ok(compressed < 700_000, `${prefix}: ${compressed} bytes on the wire`)
+    const etag = bundle.headers.etag
+    assert.equal(typeof etag, 'string', `${prefix}: the bundle carries an ETag`)
+    const again = await request(`${edge}${prefix}/docs/static/swagger-ui-bundle.js`, { headers: { 'accept-encoding': 'gzip', 'if-none-match': etag as string } })
+    await again.body.dump()
+    assert.equal(again.statusCode, 304, `${prefix}: revalidated without the body`)
     assert.equal((await fetch(`${edge}${prefix}/docs/json`)).status, 200, `${prefix}: the page's own copy of the document`)
   }
 })
