@@ -98,29 +98,51 @@ export class InvalidationBus {
   }
 
   async publish (invalidation: Invalidation): Promise<void> {
+    const outgoing = this.prepare(invalidation)
+    let receivers: number
+    try {
+      // In a cluster the presence set is re-read with every publish, so an instance that just joined is waited for.
+      ;[receivers] = await Promise.all([this.#tier.publish(outgoing.channel, `${outgoing.head}}`), this.#tier.cluster ? this.#announce() : undefined])
+    } catch (error) {
+      outgoing.drop()
+      throw error
+    }
+    await outgoing.sent(receivers, false)
+  }
+
+  /**
+   * A message for a publish made by someone else (RedisTier.invalidate sends it with the write it announces):
+   * `head` is its JSON without the closing brace, so that tag generations can still be written into it; after
+   * the publish, `sent` waits for the acknowledgements of `receivers` subscribers, and `drop` forgets a message
+   * that never went out. Acknowledgements that arrive before `sent` are counted.
+   */
+  prepare (invalidation: Invalidation): { channel: string, head: string, sent: (receivers: number, announce?: boolean) => Promise<void>, drop: () => void } {
     const id = randomUUID()
     const message: Message = { id, src: this.#o.instanceId, ...invalidation }
     const acked = new Promise<void>((resolve) => this.#pending.set(id, { acks: 0, expected: Number.POSITIVE_INFINITY, done: resolve }))
-    let timer: NodeJS.Timeout | undefined
-    try {
-      // In a cluster the presence set is re-read with every publish, so an instance that just joined is waited for.
-      const [receivers] = await Promise.all([this.#tier.publish(this.#o.channel, JSON.stringify(message)), this.#tier.cluster ? this.#announce() : undefined])
-      this.#stats.invalidationsPublished++
-      const pending = this.#pending.get(id)
-      if (!pending) return
-      // Every other instance acknowledges; acks may already have arrived. PUBLISH counts subscribers exactly on a
-      // standalone server but only those of one node in a cluster, where the presence set counts instead.
-      pending.expected = this.#tier.cluster ? this.#peers - 1 : receivers - (this.#up ? 1 : 0)
-      if (pending.acks >= pending.expected) return
-      const timedOut = await Promise.race([
-        acked.then(() => false),
-        new Promise<boolean>((resolve) => { timer = setTimeout(() => resolve(true), this.#o.ackTimeoutMs) })
-      ])
-      if (timedOut) this.#stats.ackTimeouts++
-    } finally {
-      clearTimeout(timer)
-      this.#pending.delete(id)
+    const head = JSON.stringify(message).slice(0, -1)
+    const sent = async (receivers: number, announce = true): Promise<void> => {
+      let timer: NodeJS.Timeout | undefined
+      try {
+        if (announce && this.#tier.cluster) await this.#announce()
+        this.#stats.invalidationsPublished++
+        const pending = this.#pending.get(id)
+        if (!pending) return
+        // Every other instance acknowledges; acks may already have arrived. PUBLISH counts subscribers exactly on a
+        // standalone server but only those of one node in a cluster, where the presence set counts instead.
+        pending.expected = this.#tier.cluster ? this.#peers - 1 : receivers - (this.#up ? 1 : 0)
+        if (pending.acks >= pending.expected) return
+        const timedOut = await Promise.race([
+          acked.then(() => false),
+          new Promise<boolean>((resolve) => { timer = setTimeout(() => resolve(true), this.#o.ackTimeoutMs) })
+        ])
+        if (timedOut) this.#stats.ackTimeouts++
+      } finally {
+        clearTimeout(timer)
+        this.#pending.delete(id)
+      }
     }
+    return { channel: this.#o.channel, head, sent, drop: () => { this.#pending.delete(id) } }
   }
 
   #onMessage (channel: string, raw: string): void {

@@ -30,6 +30,7 @@ export class Invalidator {
     const keys = what.keys ?? []
     const patterns = what.patterns ?? []
     const tags = what.tags ?? []
+    if (core.tier && !core.tier.cluster && patterns.length === 0) return this.#invalidateAtOnce(core.tier, keys, tags)
     const tagGens: Record<string, number> = {}
     if (tags.length > 0) {
       let next: number[] | undefined
@@ -55,6 +56,35 @@ export class Invalidator {
       }
     }
     await this.publish(invalidation)
+  }
+
+  /**
+   * Keys and tags on a standalone Redis: the generations, the tombstones and the bus message in one round trip
+   * (RedisTier.invalidate), then applied here; what Redis could not take is queued, as on the other path.
+   */
+  async #invalidateAtOnce (tier: RedisTier, keys: string[], tags: string[]): Promise<void> {
+    const core = this.#core
+    const outgoing = this.#bus && tier.available ? this.#bus.prepare(keys.length > 0 ? { keys } : {}) : undefined
+    const done = await tier.invalidate({
+      tags: tags.map((t) => ({ key: core.tags.key(t), name: t, floor: core.tags.next(t) })),
+      buried: keys.map((k) => ({ key: fullKey(core, k), payload: tombstone() })),
+      pxMs: core.options.tombstoneTtl * 1000,
+      channel: outgoing?.channel ?? '',
+      head: outgoing?.head ?? ''
+    }).catch(() => undefined)
+    const tagGens: Record<string, number> = {}
+    tags.forEach((t, i) => {
+      const gen = Math.max(done?.gens[i] ?? 0, core.tags.next(t))
+      tagGens[t] = gen
+      core.tags.raise(t, gen)
+    })
+    this.apply({ ...(keys.length > 0 ? { keys } : {}), ...(tags.length > 0 ? { tags: tagGens } : {}) })
+    if (!done) {
+      outgoing?.drop()
+      this.queue({ keys, ...(tags.length > 0 ? { tags: Object.fromEntries(tags.map((t) => [t, 0])) } : {}) })
+      return
+    }
+    await outgoing?.sent(done.receivers).catch(() => {})
   }
 
   /** Applies an invalidation to this instance (own or received) and remembers it for fills still in flight. */

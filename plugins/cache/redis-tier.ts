@@ -30,7 +30,34 @@ redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1] - ARGV[3])
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
 return redis.call('ZCARD', KEYS[1])`
 
+// A change in one round trip: each tag's generation counted up (never below the floor this instance already saw
+// for it, when Redis lost its counters), each key replaced by its own tombstone, and the bus message published with
+// the new generations written into it. KEYS: the n tag counters, then the keys to bury. ARGV: n, the tombstones' TTL
+// (ms), the channel ('' for none), the message up to its tags (JSON without its closing brace), the n floors, the n
+// tag names as JSON strings, then one tombstone per key. Returns the n generations and PUBLISH's receivers (-1 when
+// nothing was published).
+const INVALIDATE_LUA = `
+local n = tonumber(ARGV[1])
+local out = {}
+local tags = {}
+for i = 1, n do
+  local gen = redis.call('INCR', KEYS[i])
+  local floor = tonumber(ARGV[4 + i])
+  if floor > gen then gen = floor end
+  out[i] = gen
+  tags[i] = ARGV[4 + n + i] .. ':' .. string.format('%d', gen)
+end
+for i = n + 1, #KEYS do redis.call('SET', KEYS[i], ARGV[4 + n + i], 'PX', ARGV[2]) end
+out[n + 1] = -1
+if ARGV[3] ~= '' then
+  local message = ARGV[4]
+  if n > 0 then message = message .. ',"tags":{' .. table.concat(tags, ',') .. '}' end
+  out[n + 1] = redis.call('PUBLISH', ARGV[3], message .. '}')
+end
+return out`
+
 interface ScriptCommands {
+  chassisCacheInvalidate: (numKeys: number, ...args: Array<string | number | Buffer>) => Promise<number[]>
   chassisCacheTtls: (numKeys: number, ...keys: string[]) => Promise<number[]>
   chassisCacheFill: (key: string, token: Buffer, payload: Buffer, px: number) => Promise<number>
   chassisCachePresence: (key: string, now: number, id: string, ttlMs: number) => Promise<number>
@@ -74,6 +101,7 @@ export class RedisTier {
     client.defineCommand('chassisCacheTtls', { lua: TTLS_LUA })
     client.defineCommand('chassisCacheFill', { numberOfKeys: 1, lua: FILL_LUA })
     client.defineCommand('chassisCachePresence', { numberOfKeys: 1, lua: PRESENCE_LUA })
+    client.defineCommand('chassisCacheInvalidate', { lua: INVALIDATE_LUA })
   }
 
   get cluster (): boolean {
@@ -220,6 +248,23 @@ export class RedisTier {
   /** A change's tags (a dozen for a lead's PATCH) leave in one socket write, under one budget. */
   async incr (keys: string[]): Promise<number[]> {
     return this.#run(() => this.#corked(() => Promise.all(keys.map((k) => this.client.incr(k)))))
+  }
+
+  /**
+   * A write's invalidation in one round trip on a standalone server (INVALIDATE_LUA): the tags' new generations,
+   * never below `floors`, the keys' tombstones, and, with a `channel`, the bus message `head` completed with those
+   * generations. Three round trips before (the INCRs, the SETs, the PUBLISH): for a lead's PATCH, each a socket write
+   * and a read for the api and an event-loop turn for Redis. Not for a cluster, whose keys span slots.
+   */
+  async invalidate (change: { tags: Array<{ key: string, name: string, floor: number }>, buried: Array<{ key: string, payload: Buffer }>, pxMs: number, channel: string, head: string }): Promise<{ gens: number[], receivers: number }> {
+    const { tags, buried } = change
+    const out = await this.#run(() => this.#corked(() => this.#scripts.chassisCacheInvalidate(
+      tags.length + buried.length,
+      ...tags.map((t) => t.key), ...buried.map((b) => b.key),
+      tags.length, Math.ceil(change.pxMs), change.channel, change.head,
+      ...tags.map((t) => t.floor), ...tags.map((t) => JSON.stringify(t.name)), ...buried.map((b) => b.payload)
+    ), false))
+    return { gens: out.slice(0, tags.length), receivers: out[tags.length] ?? -1 }
   }
 
   async getNumbers (keys: string[]): Promise<number[]> {

@@ -67,6 +67,31 @@ test('set, delete, tag and pattern invalidations on one instance evict the other
   assert.equal(a.getStats().invalidations.ackTimeouts, 0, 'every write was acknowledged by B')
 })
 
+test('a write\'s invalidation (its keys, its tags, the bus message) is one Redis round trip, not one for each', async () => {
+  const [a, b] = await instances(2) as [CacheManager, CacheManager]
+  const load = (v: string) => async () => v
+  await b.getOrSet('lead', load('old'))
+  await b.getOrSet('list', load('old list'), { tags: ['status:new', 'status:*'] })
+  const before = a.getStats().redis.roundTrips
+  await a.invalidate({ keys: ['lead'], tags: ['status:new', 'status:*'] })
+  assert.equal(a.getStats().redis.roundTrips - before, 1)
+  assert.equal((await b.getOrSetWithSource('lead', load('new'))).value, 'new', 'the key is gone on the other instance')
+  assert.equal((await b.getOrSetWithSource('list', load('new list'), { tags: ['status:new', 'status:*'] })).value, 'new list', 'so is the tagged entry')
+  assert.equal(await admin.get(`${a.options.prefix}__tag:status:new`), '1', 'the tag counted up once in Redis')
+  assert.equal(a.getStats().invalidations.ackTimeouts, 0, 'the other instance acknowledged')
+})
+
+test('a tag counter Redis lost does not take its generation back: the other instances still drop what it tagged', async () => {
+  const [a, b] = await instances(2) as [CacheManager, CacheManager]
+  const load = (v: string) => async () => v
+  await a.invalidateTags(['t'])
+  await a.invalidateTags(['t'])
+  await b.getOrSet('tagged', load('old'), { tags: ['t'] })
+  await admin.del(`${a.options.prefix}__tag:t`)
+  await a.invalidateTags(['t'])
+  assert.equal((await b.getOrSetWithSource('tagged', load('new'), { tags: ['t'] })).value, 'new')
+})
+
 test('an instance ignores its own invalidation messages', async () => {
   const [a, b] = await instances(2) as [CacheManager, CacheManager]
   await a.del('x')

@@ -6,18 +6,6 @@ import type { Lead, LeadActivity, LeadInput, LeadListQuery, LeadPatch } from './
 export const LEAD_COLUMNS = `id, first_name AS "firstName", last_name AS "lastName", email, phone, product, state, status, score, source,
   created_at AS "createdAt", updated_at AS "updatedAt"`
 
-const COLUMN_OF: Record<keyof LeadPatch, string> = {
-  firstName: 'first_name',
-  lastName: 'last_name',
-  email: 'email',
-  phone: 'phone',
-  product: 'product',
-  state: 'state',
-  source: 'source',
-  score: 'score',
-  status: 'status'
-}
-
 // Cursor values are the exact database text, so microsecond timestamps page without gaps or repeats.
 const SORT_SQL = {
   createdAt: { column: 'created_at', cursor: `to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')`, cast: 'timestamptz' },
@@ -111,35 +99,16 @@ export class LeadsRepository {
    * invalidate what both versions appear in. The activity names the changed fields, not their values.
    */
   async update (id: string, patch: LeadPatch, actor: string | null = null): Promise<{ before: Lead, after: Lead } | undefined> {
-    // One statement instead of BEGIN, SELECT ... FOR UPDATE, UPDATE, INSERT, COMMIT: a PATCH was five round trips,
-    // each a few hundred µs of CPU for the api and for PostgreSQL. The statement is its own transaction; it locks the
-    // row first, names the fields whose value differs (in the patch's order), and writes nothing when none does.
-    const keys = (Object.keys(patch) as Array<keyof LeadPatch>).filter((k) => patch[k] !== undefined)
-    const params: unknown[] = [id, actor]
-    const sets: string[] = []
-    const differs: string[] = []
-    for (const k of keys) {
-      params.push(patch[k])
-      sets.push(`${COLUMN_OF[k]} = $${params.length}`)
-      params.push(k)
-      differs.push(`CASE WHEN b.${COLUMN_OF[k]} IS DISTINCT FROM $${params.length - 1} THEN $${params.length}::text END`)
-    }
+    // One call of lead_patch (its migration): it locks the row, names the fields whose value differs (in the patch's
+    // order), writes the row and its activity only when one does, and returns the lead before and after. A PATCH was
+    // five round trips, then one statement PostgreSQL planned afresh each time; the function's plans are kept.
+    const fields = (Object.keys(patch) as Array<keyof LeadPatch>).filter((k) => patch[k] !== undefined)
+    const values = fields.map((k) => {
+      const value = patch[k]
+      return value === null || value === undefined ? null : String(value)
+    })
     const { rows } = await this.#db.query<Lead & { isAfter: boolean }>(
-      `WITH b AS (SELECT * FROM leads WHERE id = $1 FOR UPDATE),
-       c AS (SELECT array_remove(ARRAY[${differs.join(', ')}], NULL) AS fields, b.status AS from_status FROM b),
-       a AS (
-         UPDATE leads SET ${sets.join(', ')}, updated_at = now() FROM c WHERE leads.id = $1 AND cardinality(c.fields) > 0
-         RETURNING leads.*
-       ),
-       activity AS (
-         INSERT INTO lead_activities (lead_id, type, details, actor)
-         SELECT a.id, CASE WHEN 'status' = ANY(c.fields) THEN 'status_changed' ELSE 'updated' END,
-           jsonb_build_object('fields', to_jsonb(c.fields)) || CASE WHEN 'status' = ANY(c.fields)
-             THEN jsonb_build_object('status', jsonb_build_object('from', c.from_status, 'to', a.status)) ELSE '{}'::jsonb END,
-           $2
-         FROM a, c
-       )
-       SELECT false AS "isAfter", ${LEAD_COLUMNS} FROM b UNION ALL SELECT true, ${LEAD_COLUMNS} FROM a`, params
+      'SELECT * FROM lead_patch($1, $2, $3::text[], $4::text[])', [id, actor, fields, values]
     ).catch(duplicate)
     const strip = (row: Lead & { isAfter: boolean }): Lead => {
       const { isAfter: _, ...lead } = row
