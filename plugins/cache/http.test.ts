@@ -83,3 +83,34 @@ test('a loader remembered for refresh-ahead keeps neither its request\'s reply n
   }
   assert.deepEqual(replies.map((r) => r.deref() === undefined), replies.map(() => true), 'every reply and request was collected')
 })
+
+test('a local hit is answered before sendCached returns, and returns no promise for the handler to wait on', async (t) => {
+  const prefix = `${uniqueName('http-sync')}:`
+  prefixes.push(prefix)
+  const redis = new Redis(REDIS_URL, { enableOfflineQueue: false, maxRetriesPerRequest: 0 })
+  await new Promise((resolve) => redis.once('ready', resolve))
+  const cache = createCacheManager(redis, { prefix, ttl: 60 })
+  assert.ok(await cache.ready(5000))
+  const app = Fastify()
+  const seen: Array<{ promise: boolean, sent: boolean }> = []
+  // Not async: a hit must need nothing from Fastify after the handler returns.
+  app.get('/item', (request, reply) => {
+    const returned = sendCached(cache, request, reply, { key: 'item' }, async () => ({ name: 'n' }))
+    seen.push({ promise: returned instanceof Promise, sent: reply.sent })
+    return returned
+  })
+  t.after(async () => {
+    await app.close()
+    await cache.close()
+    await redis.quit()
+  })
+  const miss = await app.inject({ url: '/item' })
+  const hit = await app.inject({ url: '/item' })
+  assert.equal(miss.headers['x-cache'], 'MISS')
+  assert.equal(hit.headers['x-cache'], 'HIT-LOCAL')
+  assert.equal(hit.body, miss.body)
+  assert.deepEqual(seen, [{ promise: true, sent: false }, { promise: false, sent: true }])
+  const notModified = await app.inject({ url: '/item', headers: { 'if-none-match': String(hit.headers.etag) } })
+  assert.equal(notModified.statusCode, 304)
+  assert.deepEqual(seen[2], { promise: false, sent: true })
+})

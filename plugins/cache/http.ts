@@ -25,16 +25,25 @@ function matches (ifNoneMatch: string | undefined, etag: string): boolean {
 /**
  * Answers a GET from the cache. What is cached is the serialized body (through the route's response schema) and
  * its ETag, so a hit costs no serialization; If-None-Match gets 304. `x-cache` tells the operator where it came from.
+ * A local hit is answered before this returns, which then returns undefined, not a promise: from a handler that is
+ * not async either, Fastify has nothing to wait on (returning the reply from async functions made the promise of
+ * each adopt the reply as a thenable, a chain of microtasks on every hit). Otherwise a promise settled once sent.
  */
-export async function sendCached (cache: CacheManager, request: FastifyRequest, reply: FastifyReply, options: SendCachedOptions, load: () => Promise<unknown>): Promise<FastifyReply> {
+export function sendCached (cache: CacheManager, request: FastifyRequest, reply: FastifyReply, options: SendCachedOptions, load: () => Promise<unknown>): Promise<undefined> | undefined {
   const local = cache.peek<CachedResponse>(options.key)
-  if (local) return respond(request, reply, local, 'local')
+  if (local === undefined) return sendThroughTiers(cache, request, reply, options, load)
+  respond(request, reply, local, 'local')
+  return undefined
+}
+
+async function sendThroughTiers (cache: CacheManager, request: FastifyRequest, reply: FastifyReply, options: SendCachedOptions, load: () => Promise<unknown>): Promise<undefined> {
   const serialize = serializerOf(reply)
   const { value, source } = await cache.getOrSetWithSource<CachedResponse>(options.key, async () => {
     const body = Buffer.from(serialize(await load()))
     return { body, etag: `"${createHash('sha1').update(body).digest('base64url')}"` }
   }, { ...(options.ttl !== undefined ? { ttl: options.ttl } : {}), ...(options.tags ? { tags: options.tags } : {}) })
-  return respond(request, reply, value, source)
+  respond(request, reply, value, source)
+  return undefined
 }
 
 /**
@@ -53,8 +62,8 @@ function serializerOf (reply: FastifyReply): (payload: unknown) => string {
   return JSON.stringify
 }
 
-function respond (request: FastifyRequest, reply: FastifyReply, value: CachedResponse, source: CacheSource): FastifyReply {
+function respond (request: FastifyRequest, reply: FastifyReply, value: CachedResponse, source: CacheSource): void {
   void reply.headers({ etag: value.etag, 'x-cache': SOURCE_HEADER[source], 'cache-control': 'private, no-cache' })
-  if (matches(request.headers['if-none-match'], value.etag)) return reply.code(304).send()
-  return reply.header('content-type', 'application/json; charset=utf-8').send(value.body)
+  if (matches(request.headers['if-none-match'], value.etag)) void reply.code(304).send()
+  else void reply.header('content-type', 'application/json; charset=utf-8').send(value.body)
 }

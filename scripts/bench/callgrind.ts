@@ -11,7 +11,10 @@ import { projectRoot } from '../../services/platform/paths.js'
 export function callgrindTotal (file: string): number {
   const out = execFileSync('callgrind_annotate', [file], { encoding: 'utf8', maxBuffer: 1 << 28 })
   const line = out.split('\n').find((l) => l.includes('PROGRAM TOTALS'))
-  const total = Number(line?.trim().split(/\s+/)[0]?.replaceAll(',', '') ?? Number.NaN)
+  const first = line?.trim().split(/\s+/)[0]
+  // A thread that ran nothing while counting (a libuv worker) has no cost: annotate prints '.' for its total.
+  if (first === '.') return 0
+  const total = Number(first?.replaceAll(',', '') ?? Number.NaN)
   if (!Number.isFinite(total)) throw new Error(`no PROGRAM TOTALS for ${file}`)
   return total
 }

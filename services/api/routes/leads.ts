@@ -35,9 +35,10 @@ export async function leadRoutes (instance: FastifyInstance, opts: LeadRoutesOpt
   app.get('/', {
     config: { ...read, errorCodes: { 400: ['INVALID_CURSOR'] } },
     schema: { querystring: listLeadsQuerySchema, response: { 200: leadPageSchema, ...errors } }
-  }, async (request, reply) => {
+  }, (request, reply) => {
     if (!opts.cache) return leads.list(request.query)
-    // The loader is kept for refresh-ahead: it captures the query, not the request.
+    // The loader is kept for refresh-ahead: it captures the query, not the request. Not an async handler: a local
+    // hit is answered before the handler returns, with no promise for Fastify to wait on.
     const query = request.query
     return sendCached(app.cache, request, reply, { key: listKey(query), tags: [listTagFor(query), ALL_LISTS_TAG] }, () => app.db.freshReads(() => leads.list(query)))
   })
@@ -45,7 +46,7 @@ export async function leadRoutes (instance: FastifyInstance, opts: LeadRoutesOpt
   app.get('/:id', {
     config: readOne,
     schema: { params: leadIdParamsSchema, response: { 200: leadSchema, ...errors } }
-  }, async (request, reply) => {
+  }, (request, reply) => {
     const { id } = request.params
     const load = async () => {
       const lead = await leads.get(id)

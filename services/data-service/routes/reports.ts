@@ -1,4 +1,4 @@
-import type { FastifyInstance, FastifyReply } from 'fastify'
+import type { FastifyInstance } from 'fastify'
 import { errorBodySchema } from '@lead-chassis/plugins/chassis'
 import { sendCached } from '@lead-chassis/plugins/cache'
 import { REPORT_TAGS } from '../../domain/lead-cache.js'
@@ -36,7 +36,7 @@ export async function reportRoutes (instance: FastifyInstance, opts: ReportRoute
   const reports = new ReportsRepository(app.db)
   const config = { requiredScope: 'reports:read', errorCodes: { 400: ['INVALID_RANGE'] } }
   // A cached answer's loader is kept for refresh-ahead: it captures the values it needs, never the request.
-  const serve = async <T>(request: Parameters<typeof sendCached>[1], reply: Parameters<typeof sendCached>[2], key: string, tags: string[], load: () => Promise<T>): Promise<T | FastifyReply> =>
+  const serve = async <T>(request: Parameters<typeof sendCached>[1], reply: Parameters<typeof sendCached>[2], key: string, tags: string[], load: () => Promise<T>): Promise<T | undefined> =>
     opts.cache ? sendCached(app.cache, request, reply, { key: `data:report:${key}`, ttl: opts.ttl, tags }, load) : load()
 
   app.get('/leads', {
