@@ -2,6 +2,7 @@ import assert from 'node:assert/strict'
 import { mkdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
+import { runInNewContext } from 'node:vm'
 import v8 from 'node:v8'
 import { Redis } from 'ioredis'
 import { LRUCache } from 'lru-cache'
@@ -52,6 +53,9 @@ interface Measure {
   /** The bentocache row this one is compared with. */
   versus?: string
 }
+
+v8.setFlagsFromString('--expose-gc')
+const collectGarbage = runInNewContext('gc') as () => void
 
 const loop = async (n: number, op: () => unknown): Promise<void> => {
   for (let i = 0; i < n; i++) op()
@@ -140,12 +144,15 @@ async function micro (): Promise<Array<Record<string, string | number>>> {
     'bento-redis-ap': 'Redis hit: bentocache get, Redis only (no L1), auto-pipelining on',
     'bento-decode': 'decode alone: bentocache\'s entry (UTF-8 bytes to text, JSON.parse)'
   }
-  // Every round runs every measure once, in the same order: a drift of the machine's speed reaches all of them.
+  // Every round runs every measure once, every other round in reverse order, so that neither side of a comparison
+  // always runs first (warmer JIT, a cooler machine) and a drift of the machine's speed reaches all of them. The
+  // garbage one measure leaves is collected before the next starts, not during it.
   // Beside the time, this process's CPU per operation: the machine's other load moves it much less than the time.
   const samples = new Map<string, number[]>()
   const cpuSamples = new Map<string, number[]>()
   for (let round = 1; round <= rounds; round++) {
-    for (const m of measures) {
+    for (const m of round % 2 === 1 ? measures : [...measures].reverse()) {
+      collectGarbage()
       const cpu = process.cpuUsage()
       const started = performance.now()
       await m.run()
@@ -215,7 +222,9 @@ async function http (): Promise<{ rows: Array<Record<string, string | number>>, 
   const cpuPerRequest: Record<string, number[]> = {}
   try {
     for (let round = 1; round <= rounds; round++) {
-      for (const [name, service] of Object.entries(configs)) {
+      // Every other round in reverse order: no configuration always follows the same neighbour's load.
+      const order = Object.entries(configs)
+      for (const [name, service] of round % 2 === 1 ? order : order.reverse()) {
         await load(`${service.url}/api/v1/leads`, connections, 1, headers)
         const cpuBefore = processCpuMs(service)
         const r = await load(`${service.url}/api/v1/leads`, connections, duration, headers)
