@@ -11,7 +11,9 @@ import { projectRoot } from '../../services/platform/paths.js'
 export function callgrindTotal (file: string): number {
   const out = execFileSync('callgrind_annotate', [file], { encoding: 'utf8', maxBuffer: 1 << 28 })
   const line = out.split('\n').find((l) => l.includes('PROGRAM TOTALS'))
-  const total = Number(line?.trim().split(/\s+/)[0]?.replaceAll(',', '') ?? Number.NaN)
+  const count = line?.trim().split(/\s+/)[0]
+  // callgrind_annotate prints `.` for a thread that ran nothing while counted (a libuv worker asleep in its poll).
+  const total = count === '.' ? 0 : Number(count?.replaceAll(',', '') ?? Number.NaN)
   if (!Number.isFinite(total)) throw new Error(`no PROGRAM TOTALS for ${file}`)
   return total
 }
