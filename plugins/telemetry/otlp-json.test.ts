@@ -44,7 +44,7 @@ function varietyOfSpans (): tracing.ReadableSpan[] {
     root.addLink({ context: { traceId: 'a'.repeat(32), spanId: 'b'.repeat(16), traceFlags: TraceFlags.NONE }, attributes: { why: 'batch' } })
     root.addLink({ context: { traceId: 'c'.repeat(32), spanId: 'd'.repeat(16), traceFlags: TraceFlags.SAMPLED, isRemote: true } })
     root.setStatus({ code: SpanStatusCode.ERROR, message: 'upstream said «no»' })
-    const child = bare.startSpan('SELECT leads', { kind: SpanKind.CLIENT, attributes: { 'db.query.text': 'SELECT * FROM leads WHERE email = $1', 'server.port': 5432 } }, trace.setSpan(context.active(), root))
+    const child = bare.startSpan('SELECT leads', { kind: SpanKind.CLIENT, attributes: { 'db.query.text': 'SELECT "id", to_char(created_at, \'YYYY\') AS "cursorValue" FROM leads WHERE email = $1', 'server.port': 5432 } }, trace.setSpan(context.active(), root))
     child.end()
     described.startSpan('internal', { startTime: [1, 5] }).end([2, 999_999_999])
     described.startSpan('zero').end()

@@ -133,9 +133,12 @@ let ascii = true
 // Text that JSON.stringify would copy unchanged (printable ASCII, neither quote nor backslash) is quoted here: most of
 // a span's strings, and a call into JSON.stringify costs more than the copy.
 const PLAIN = /^[\x20\x21\x23-\x5b\x5d-\x7e]*$/
+const NON_ASCII = /[\u0080-\uffff]/
 function str (text: string): string {
   if (PLAIN.test(text)) return '"' + text + '"'
-  ascii = false
+  // JSON.stringify escapes quotes, backslashes, control characters and lone surrogates in ASCII: only other
+  // characters outside ASCII make the request need UTF-8.
+  if (NON_ASCII.test(text)) ascii = false
   return JSON.stringify(text)
 }
 
