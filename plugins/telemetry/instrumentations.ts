@@ -14,6 +14,8 @@ import { parentBasedSampler, skipUnsampledRedisCommands } from './unsampled.js'
 // The scopes of the query and server spans, for whoever builds their own SDK with these instrumentations and filters spans.
 export { QUERY_SPANS_SCOPE } from './query-spans.js'
 export { SERVER_SPANS_SCOPE } from './server-spans.js'
+// The OTLP/HTTP JSON serializer the preload's exporter uses, for such an SDK's exporter too.
+export { otlpJsonTraceSerializer } from './otlp-json.js'
 
 /**
  * The instrumentations every service runs with (the preload's, and the in-process span tests').

@@ -1,11 +1,38 @@
+import { JsonTraceSerializer } from '@opentelemetry/otlp-transformer'
 import type { tracing } from '@opentelemetry/sdk-node'
 // The SDK's own reading of OTEL_TRACES_EXPORTER, the OTLP protocol and OTEL_BSP_*: NodeSDK builds its processors
 // this way only when given none, and gives no way to add one to them. The SDK's version is pinned in package.json.
 import { getSpanProcessorsFromEnv } from '@opentelemetry/sdk-node/build/src/utils.js'
+import { otlpJsonTraceSerializer } from './otlp-json.js'
 import { SpanScrubbingProcessor } from './span-scrubbing-processor.js'
 
-/** The exporting processors the environment asks for, each span scrubbed first (SpanScrubbingProcessor); none when none. */
+/**
+ * The exporting processors the environment asks for, each span scrubbed first (SpanScrubbingProcessor); none when none.
+ * The OTLP/HTTP JSON exporter writes its requests with `otlpJsonTraceSerializer` (the same bytes, for less CPU).
+ */
 export function exportingSpanProcessors (): tracing.SpanProcessor[] {
   const exporting = getSpanProcessorsFromEnv(undefined)
+  for (const processor of exporting) writeJsonDirectly(processor)
   return exporting.length === 0 ? [] : [new SpanScrubbingProcessor(), ...exporting]
+}
+
+/** The parts of the SDK's batch processor and OTLP exporter (both pinned) that hold the exporter's serializer. */
+interface SerializingProcessor { _exporter?: { _delegate?: { _serializer?: unknown } } }
+
+/**
+ * Gives the processor's OTLP/HTTP JSON exporter the chassis's serializer. The SDK takes no serializer from outside:
+ * its exporter keeps it in a private field, so this throws at start if that field moved (the SDK's version changed)
+ * rather than silently keeping the slower one.
+ */
+function writeJsonDirectly (processor: tracing.SpanProcessor): void {
+  const delegate = (processor as SerializingProcessor)._exporter?._delegate
+  if (delegate?._serializer === JsonTraceSerializer) {
+    delegate._serializer = otlpJsonTraceSerializer
+    return
+  }
+  const protocol = process.env.OTEL_EXPORTER_OTLP_TRACES_PROTOCOL ?? process.env.OTEL_EXPORTER_OTLP_PROTOCOL
+  const exporters = process.env.OTEL_TRACES_EXPORTER ?? 'otlp'
+  if (protocol === 'http/json' && exporters.split(',').map((s) => s.trim()).join(',') === 'otlp') {
+    throw new Error('the OTLP/HTTP JSON exporter keeps its serializer elsewhere: the SDK\'s version changed')
+  }
 }

@@ -3,8 +3,14 @@
 // - the export path: a new process per protocol and round, started as production starts it (the preload, the SDK's
 //   batch processor and OTLP/HTTP exporter) and sending to a sink in this process; its CPU per span covers making the
 //   spans, queueing, encoding and sending them;
-// - the encoders alone: the SDK's two serializers timed on one batch in this process.
+// - the encoders alone: the SDK's two serializers and the chassis's JSON writer timed on one batch in this process.
 // No HTTP service and no load generator share the machine with either. `npm run bench:otlp-encoding`.
+// `-- --instructions` counts the encoders' instructions per span instead, with callgrind (needs valgrind): a process
+// per encoder encodes the batch `--iterations` times after a warm-up, counted, less a process that encodes it none.
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { spawnSync } from 'node:child_process'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
@@ -13,6 +19,8 @@ import { JsonTraceSerializer, ProtobufTraceSerializer } from '@opentelemetry/otl
 import { resourceFromAttributes } from '@opentelemetry/resources'
 import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor, type ReadableSpan } from '@opentelemetry/sdk-trace-base'
 import { LEAD_COLUMNS } from '../../services/domain/leads-repository.js'
+import { otlpJsonTraceSerializer } from '@lead-chassis/plugins/telemetry/instrumentations'
+import { callgrindControl, callgrindTotal } from './callgrind.js'
 import { median, runPreloaded, table } from './lib.js'
 import { startOtlpSink } from './otlp-sink.js'
 
@@ -23,7 +31,11 @@ const { values: args } = parseArgs({
     rounds: { type: 'string', default: '15' },
     repeat: { type: 'string', default: '40' },
     requests: { type: 'string', default: '40000' },
-    'export-rounds': { type: 'string', default: '7' }
+    'export-rounds': { type: 'string', default: '7' },
+    instructions: { type: 'boolean', default: false },
+    iterations: { type: 'string', default: '20' },
+    // In a counted process: the encoder to count.
+    count: { type: 'string' }
   }
 })
 
@@ -50,7 +62,55 @@ function requestSpans (server: Tracer, db: Tracer): void {
   span.end()
 }
 
-if (args.child !== undefined) {
+/** One batch of `--batch` spans shaped like the api's, and the encoders to compare on it (checked to agree). */
+function encoderBatch (): { spans: ReadableSpan[], encoders: Record<string, () => Uint8Array | undefined> } {
+  const exporter = new InMemorySpanExporter()
+  const provider = new BasicTracerProvider({
+    resource: resourceFromAttributes({ 'service.name': 'api', 'host.name': 'vm', 'process.pid': 1234, 'telemetry.sdk.language': 'nodejs', 'telemetry.sdk.name': 'opentelemetry' }),
+    spanProcessors: [new SimpleSpanProcessor(exporter)]
+  })
+  for (let i = 0; i < Number(args.batch) / 2; i++) requestSpans(provider.getTracer('@fastify/otel', '0.21.2'), provider.getTracer('lead-chassis/db-pool'))
+  const spans: ReadableSpan[] = exporter.getFinishedSpans()
+  const encoders: Record<string, () => Uint8Array | undefined> = {
+    'http/json': () => JsonTraceSerializer.serializeRequest(spans),
+    'http/protobuf': () => ProtobufTraceSerializer.serializeRequest(spans),
+    // What the preload's http/json exporter uses instead of the SDK's JSON serializer: the same bytes.
+    'http/json, the chassis\'s writer': () => otlpJsonTraceSerializer.serializeRequest(spans)
+  }
+  if (!Buffer.from(encoders['http/json']?.() ?? []).equals(Buffer.from(encoders['http/json, the chassis\'s writer']?.() ?? [0]))) throw new Error('the chassis\'s JSON writer and the SDK\'s disagree')
+  return { spans, encoders }
+}
+
+if (args.count !== undefined) {
+  // Counted under callgrind (started with its instrumentation off): the warm-up leaves optimized code behind.
+  const { encoders } = encoderBatch()
+  const encode = encoders[args.count]
+  if (encode === undefined) throw new Error(`no encoder ${args.count}`)
+  for (let i = 0; i < 200; i++) encode()
+  callgrindControl(process.pid, '--instr=on')
+  for (let i = 0; i < Number(args.iterations); i++) encode()
+  callgrindControl(process.pid, '--instr=off')
+} else if (args.instructions) {
+  const { spans, encoders } = encoderBatch()
+  const dir = mkdtempSync(join(tmpdir(), 'bench-otlp-encoding-'))
+  const counted = (name: string, iterations: number): number => {
+    const file = join(dir, `cg.${Object.keys(encoders).indexOf(name)}.${iterations}`)
+    const run = spawnSync('valgrind', ['--tool=callgrind', '--instr-atstart=no', '--smc-check=all-non-file', `--callgrind-out-file=${file}`, process.execPath, fileURLToPath(import.meta.url), '--count', name, '--iterations', String(iterations), '--batch', args.batch], { encoding: 'utf8' })
+    if (run.status !== 0) throw new Error(`${name}: ${run.stderr}`)
+    return callgrindTotal(file)
+  }
+  try {
+    const rows = Object.keys(encoders).map((name) => {
+      const perSpan = (counted(name, Number(args.iterations)) - counted(name, 0)) / Number(args.iterations) / spans.length
+      console.log(`[bench:otlp-encoding] ${name}: ${perSpan.toFixed(0)} instructions per span`)
+      return { encoder: name, 'instructions per span': perSpan.toFixed(0), 'bytes per span': ((encoders[name]?.()?.length ?? 0) / spans.length).toFixed(0) }
+    })
+    console.log(`\nInstructions per span (callgrind), a batch of ${spans.length} spans shaped like the api's encoded ${args.iterations} times after 200 uncounted, less a run of none:\n`)
+    console.log(table(rows))
+  } finally {
+    rmSync(dir, { recursive: true, force: true })
+  }
+} else if (args.child !== undefined) {
   // In the child (the SDK started by the preload): warm up, then report the process's CPU per span.
   const server = trace.getTracer('@fastify/otel', '0.21.2')
   const db = trace.getTracer('lead-chassis/db-pool')
@@ -91,17 +151,7 @@ if (args.child !== undefined) {
   }
   sink.close()
 
-  const exporter = new InMemorySpanExporter()
-  const provider = new BasicTracerProvider({
-    resource: resourceFromAttributes({ 'service.name': 'api', 'host.name': 'vm', 'process.pid': 1234, 'telemetry.sdk.language': 'nodejs', 'telemetry.sdk.name': 'opentelemetry' }),
-    spanProcessors: [new SimpleSpanProcessor(exporter)]
-  })
-  for (let i = 0; i < Number(args.batch) / 2; i++) requestSpans(provider.getTracer('@fastify/otel', '0.21.2'), provider.getTracer('lead-chassis/db-pool'))
-  const spans: ReadableSpan[] = exporter.getFinishedSpans()
-  const encoders: Record<string, () => Uint8Array | undefined> = {
-    'http/json': () => JsonTraceSerializer.serializeRequest(spans),
-    'http/protobuf': () => ProtobufTraceSerializer.serializeRequest(spans)
-  }
+  const { spans, encoders } = encoderBatch()
   const perSpan: Record<string, number[]> = {}
   const bytes: Record<string, number> = {}
   for (const [name, encode] of Object.entries(encoders)) for (let i = 0; i < 20; i++) bytes[name] = encode()?.length ?? 0
@@ -115,9 +165,9 @@ if (args.child !== undefined) {
   }
   const ratio = (m: Record<string, number[]>): string => (median(m['http/json'] ?? [NaN]) / median(m['http/protobuf'] ?? [NaN])).toFixed(2)
   console.log(`\nSpans shaped like the api's (a server span and a query span per request). Export path: ${args['export-rounds']} rounds of a new process per protocol, ${args.requests} requests each after a warm-up, the process's CPU per span, every span received by the sink. Encoders alone: a batch of ${spans.length} spans, ${args.rounds} interleaved rounds of ${args.repeat} encodings. Medians:\n`)
-  console.log(table(protocols.map((p) => ({
+  console.log(table(Object.keys(encoders).map((p) => ({
     protocol: p,
-    'export path, CPU µs per span': median(exportPath[p] ?? [NaN]).toFixed(2),
+    'export path, CPU µs per span': exportPath[p] === undefined ? '' : median(exportPath[p]).toFixed(2),
     'encoder alone, µs per span': median(perSpan[p] ?? [NaN]).toFixed(2),
     'bytes per span': ((bytes[p] ?? 0) / spans.length).toFixed(0)
   }))))
