@@ -15,6 +15,9 @@ import { parentBasedSampler, skipUnsampledRedisCommands } from './unsampled.js'
 // The scopes of the query and server spans, for whoever builds their own SDK with these instrumentations and filters spans.
 export { QUERY_SPANS_SCOPE } from './query-spans.js'
 export { SERVER_SPANS_SCOPE } from './server-spans.js'
+// The preload's id generator, and what createInstrumentations does to the pino instrumentation, for the same reason.
+export { PooledIdGenerator } from './id-generator.js'
+export { correlateSampledLogLines } from './log-correlation.js'
 
 /**
  * The instrumentations every service runs with (the preload's, and the in-process span tests').
