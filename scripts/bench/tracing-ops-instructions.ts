@@ -74,6 +74,7 @@ if (child) {
     return { operation: name, 'instructions each': own === undefined ? 'not found' : (own[1].inclusive / iterations).toFixed(0) }
   })
   rmSync(dir, { recursive: true, force: true })
+  rmSync(`/tmp/perf-${pid}.map`, { force: true })
   console.log(`\nInstructions per operation (callgrind, main thread, ${iterations} runs each after 50,000 uncounted):\n`)
   console.log(table(rows))
 }
