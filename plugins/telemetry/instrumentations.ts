@@ -5,6 +5,7 @@ import { IORedisInstrumentation } from '@opentelemetry/instrumentation-ioredis'
 import { PgInstrumentation } from '@opentelemetry/instrumentation-pg'
 import { PinoInstrumentation } from '@opentelemetry/instrumentation-pino'
 import { UndiciInstrumentation } from '@opentelemetry/instrumentation-undici'
+import { correlateSampledLogLines } from './log-correlation.js'
 import { loadQueryParser, normalizeQuery } from './query-normalizer.js'
 import { traceQueries } from './query-spans.js'
 import { redisStatement, unsampledSkipped } from './redis-statement.js'
@@ -16,6 +17,9 @@ export { QUERY_SPANS_SCOPE } from './query-spans.js'
 export { SERVER_SPANS_SCOPE } from './server-spans.js'
 // The OTLP/HTTP JSON serializer the preload's exporter uses, for such an SDK's exporter too.
 export { otlpJsonTraceSerializer } from './otlp-json.js'
+// The preload's id generator, and what createInstrumentations does to the pino instrumentation, for the same reason.
+export { PooledIdGenerator } from './id-generator.js'
+export { correlateSampledLogLines } from './log-correlation.js'
 
 /**
  * The instrumentations every service runs with (the preload's, and the in-process span tests').
@@ -35,12 +39,15 @@ export async function createInstrumentations (): Promise<Instrumentation[]> {
   const ioredis = new IORedisInstrumentation({ dbStatementSerializer: unsampledSkipped(redisStatement) })
   // Under a parent-based sampler a command of an unsampled request skips the instrumentation (unsampled.ts).
   if (parentBasedSampler()) skipUnsampledRedisCommands(ioredis)
+  // Log lines are not also turned into OTLP log records unless a logs exporter is asked for: the instrumentation would
+  // parse every line again for a provider that drops it.
+  const pino = new PinoInstrumentation({ disableLogSending: (process.env.OTEL_LOGS_EXPORTER ?? 'none') === 'none' })
+  // A sampled request's lines keep their trace and span ids; an unsampled one's carry none (log-correlation.ts).
+  correlateSampledLogLines(pino)
   const instrumentations: Instrumentation[] = [
     new HttpInstrumentation({ disableIncomingRequestInstrumentation: true }),
     new UndiciInstrumentation(),
-    // Log lines keep their trace and span ids, but are not also turned into OTLP log records unless a logs
-    // exporter is asked for: the instrumentation would parse every line again for a provider that drops it.
-    new PinoInstrumentation({ disableLogSending: (process.env.OTEL_LOGS_EXPORTER ?? 'none') === 'none' }),
+    pino,
     // Redis spans carry the command and its keys only: cached leads travel as values and Lua script arguments.
     ioredis,
     detail

@@ -23,9 +23,11 @@ if (configured) {
   const { createInstrumentations, startQuerySpans } = await import('./instrumentations.js')
   const { exportingSpanProcessors } = await import('./span-processors.js')
   const { serviceResourceAttributes } = await import('./service-resource.js')
+  const { PooledIdGenerator } = await import('./id-generator.js')
   // Without OTEL_SERVICE_NAME a service would say unknown_service:node: it names itself after its entry instead.
   const resource = resources.defaultResource().merge(resources.resourceFromAttributes(serviceResourceAttributes(process.argv[1])))
-  const sdk = new NodeSDK({ resource, spanProcessors: exportingSpanProcessors(), instrumentations: await createInstrumentations() })
+  // Ids from a pool of random bytes (id-generator.ts): every request that starts a trace pays for two, sampled or not.
+  const sdk = new NodeSDK({ resource, spanProcessors: exportingSpanProcessors(), instrumentations: await createInstrumentations(), idGenerator: new PooledIdGenerator() })
   sdk.start()
   startQuerySpans()
   process.once('beforeExit', () => { void sdk.shutdown() })

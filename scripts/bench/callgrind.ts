@@ -1,5 +1,5 @@
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process'
-import { readdirSync } from 'node:fs'
+import { readdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { projectRoot } from '../../services/platform/paths.js'
@@ -9,6 +9,9 @@ import { projectRoot } from '../../services/platform/paths.js'
  * (a dump taken after `--instr=off` says 0 on its own `totals:` line).
  */
 export function callgrindTotal (file: string): number {
+  // A thread that ran nothing while counting (a libuv worker asleep in its poll) has a dump with no cost lines, for
+  // which callgrind_annotate prints no totals.
+  if (/^summary: 0$/m.test(readFileSync(file, 'utf8'))) return 0
   const out = execFileSync('callgrind_annotate', [file], { encoding: 'utf8', maxBuffer: 1 << 28 })
   const line = out.split('\n').find((l) => l.includes('PROGRAM TOTALS'))
   const first = line?.trim().split(/\s+/)[0]

@@ -1,5 +1,5 @@
 import type { ChildProcess } from 'node:child_process'
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs'
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
@@ -7,6 +7,7 @@ import { Redis } from 'ioredis'
 import { projectRoot } from '../../services/platform/paths.js'
 import { freePort } from '../../test/helpers/ports.js'
 import { callgrindControl, dumpedThreads, startUnderCallgrind } from './callgrind.js'
+import { functionCosts, readPerfMap, sumCosts, type FunctionCost } from './callgrind-functions.js'
 import { median, table } from './lib.js'
 import { startOtlpSink, type OtlpSink } from './otlp-sink.js'
 import { apiEnvironment, prepareTracingBench, REDIS_URL, tracingConfigs, type TracingConfig } from './tracing-setup.js'
@@ -34,9 +35,14 @@ const { values: args } = parseArgs({
     keep: { type: 'string' },
     // V8 writes /tmp/perf-<pid>.map, which names the JIT-compiled JavaScript functions that callgrind shows as
     // addresses; code is not moved by compaction, so the addresses stay valid.
-    'perf-map': { type: 'boolean', default: false }
+    'perf-map': { type: 'boolean', default: false },
+    // Print the main thread's instructions per request by function (JavaScript functions named from the perf map):
+    // (a)'s top N, and for every other configuration the N functions whose count differs most from (a)'s.
+    functions: { type: 'string' }
   }
 })
+const functionsShown = args.functions === undefined ? 0 : Number(args.functions)
+if (functionsShown > 0) args['perf-map'] = true
 const TAG = `bench-tracing-instructions-${process.pid}`
 const log = (m: string): void => console.log(`[bench:tracing-instructions] ${m}`)
 
@@ -80,6 +86,7 @@ async function drive (url: string, n: number): Promise<void> {
 
 const perRequest = new Map<Config, number[]>()
 const allThreadsPerRequest = new Map<Config, number[]>()
+const byFunction = new Map<Config, Map<string, FunctionCost>>()
 let current: ChildProcess | undefined
 // An interrupted run leaves no api running under valgrind.
 for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => { current?.kill('SIGKILL'); process.exit(1) })
@@ -114,6 +121,12 @@ try {
       }
       perRequest.set(config, samples)
       allThreadsPerRequest.set(config, allThreads)
+      if (functionsShown > 0) {
+        // The main thread's dumps of every batch, per request: the map is read after the batches, when it names the code they ran.
+        const map = readPerfMap(`/tmp/perf-${pid}.map`)
+        const batches = Array.from({ length: Number(args.samples) }, (_, s) => functionCosts(readFileSync(join(dir, `cg.${pid}.${s + 2}-01`), 'utf8'), map))
+        byFunction.set(config, sumCosts(batches, Number(args.samples) * Number(args.requests)))
+      }
     } finally {
       const exited = new Promise((resolve) => child.once('exit', resolve))
       child.kill('SIGTERM')
@@ -142,3 +155,24 @@ console.log(table(configs.map((c) => ({
   'all threads instructions/request': ofAll(c).toFixed(0),
   'all threads vs (a)': baseline === undefined || c === baseline ? '' : versus(ofAll(c), ofAll(baseline))
 }))))
+
+if (functionsShown > 0) printFunctions(functionsShown)
+
+function printFunctions (n: number): void {
+  const round = (x: number | undefined): string => x === undefined ? '' : x.toFixed(0)
+  for (const c of configs) {
+    const costs = byFunction.get(c)
+    if (costs === undefined) continue
+    const base = baseline === undefined || c === baseline ? undefined : byFunction.get(baseline)
+    const names = base === undefined ? [...costs.keys()] : [...new Set([...costs.keys(), ...base.keys()])]
+    const delta = (name: string): number => (costs.get(name)?.self ?? 0) - (base?.get(name)?.self ?? 0)
+    const top = names.sort((x, y) => Math.abs(delta(y)) - Math.abs(delta(x))).slice(0, n)
+    console.log(`\n${c.label}: main-thread instructions per request by function, ${base === undefined ? 'the most' : 'the largest differences from (a)'} (self: in the function, inclusive: with what it called)\n`)
+    console.log(table(top.map((name) => ({
+      function: name.length > 140 ? `${name.slice(0, 137)}...` : name,
+      self: round(costs.get(name)?.self ?? 0),
+      inclusive: round(costs.get(name)?.inclusive ?? 0),
+      ...(base === undefined ? {} : { 'self in (a)': round(base.get(name)?.self ?? 0), 'self vs (a)': round(delta(name)), 'inclusive vs (a)': round((costs.get(name)?.inclusive ?? 0) - (base.get(name)?.inclusive ?? 0)) })
+    }))))
+  }
+}

@@ -1,0 +1,38 @@
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { SERVICE_HEADERS, TEST_SERVICE_KEY, createTestSchema } from '../../test/helpers/database.js'
+import { startOtlpReceiver, startTracedService, waitForSpans } from '../../test/helpers/otlp.js'
+
+const traceId = '4bf92f3577b34da6a3ce929d0e0e4736'
+const traceparent = (flags: string): string => `00-${traceId}-00f067aa0ba902b7-${flags}`
+
+test('a log line of an unsampled request carries no trace ids, while a sampled request\'s lines keep its trace and span ids', { timeout: 60000 }, async (t) => {
+  const otlp = await startOtlpReceiver(t)
+  const db = await createTestSchema()
+  t.after(() => db.drop())
+  // The SDK's default sampler, parent-based: the caller's flag decides.
+  const api = await startTracedService(t, 'api', 'dist/services/api/main.js', otlp.url, {
+    DATABASE_URL: db.url, DB_SCHEMA: db.schema, SERVICE_API_KEY: TEST_SERVICE_KEY, CACHE_ENABLED: 'false',
+    LOG_LEVEL: 'info', PRESSURE_MAX_EVENT_LOOP_DELAY_MS: '0'
+  })
+  for (const [id, flags] of [['sampled-call', '01'], ['unsampled-call', '00']] as const) {
+    const res = await fetch(`${api.url}/api/v1/leads?limit=1`, { headers: { ...SERVICE_HEADERS, 'x-request-id': id, traceparent: traceparent(flags) } })
+    assert.equal(res.status, 200, api.stderr())
+  }
+  await waitForSpans(otlp.received, (spans) => spans.some((s) => s.span.name === 'GET /api/v1/leads'))
+  // The child's lines arrive through a pipe: wait for both requests' last line.
+  for (let i = 0; i < 50 && api.stdout().split('request completed').length < 3; i++) await sleep(100)
+  const server = otlp.received.find((s) => s.span.name === 'GET /api/v1/leads')
+  assert.ok(server, 'the sampled request\'s server span was exported')
+  const lines = (reqId: string): Array<Record<string, unknown>> => api.stdout().split('\n').filter((l) => l.includes(`"reqId":"${reqId}"`)).map((l) => JSON.parse(l) as Record<string, unknown>)
+  // Fastify writes "incoming request" before the first onRequest hook, so before the request's trace context is set.
+  const completed = lines('sampled-call').find((line) => line.msg === 'request completed')
+  assert.ok(completed, api.stdout())
+  assert.equal(completed.trace_id, traceId, 'a sampled line leads to its trace')
+  assert.equal(completed.span_id, server.span.spanId, 'and to the request\'s server span')
+  assert.equal(completed.trace_flags, '01')
+  const unsampled = lines('unsampled-call')
+  assert.equal(unsampled.length, 2, api.stdout())
+  for (const line of unsampled) assert.deepEqual([line.trace_id, line.span_id, line.trace_flags], [undefined, undefined, undefined], JSON.stringify(line))
+})

@@ -1,0 +1,80 @@
+import { execFile, spawnSync } from 'node:child_process'
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { promisify } from 'node:util'
+import { ROOT_CONTEXT, SpanKind, context, trace, type TraceFlags } from '@opentelemetry/api'
+import { node, tracing } from '@opentelemetry/sdk-node'
+import { PinoInstrumentation } from '@opentelemetry/instrumentation-pino'
+import { pino } from 'pino'
+import { PooledIdGenerator, correlateSampledLogLines } from '@lead-chassis/plugins/telemetry/instrumentations'
+import { functionCosts, readPerfMap } from './callgrind-functions.js'
+import { table } from './lib.js'
+
+/**
+ * What an unsampled request pays for tracing, one operation at a time, in instructions (callgrind), away from the
+ * load generator and the machine's load: a log line with the pino instrumentation's mixin, with the chassis's and
+ * with none; a trace id and a span id from the SDK's generator and from the pooled one; a root span the sampler
+ * declines. `node dist/scripts/bench/tracing-ops-instructions.js [--iterations 10000]` runs itself under valgrind, one
+ * callgrind dump per operation, and prints each operation's instructions (the inclusive count of the closure that
+ * runs it, named from V8's perf map).
+ */
+const iterations = Number(process.argv[process.argv.indexOf('--iterations') + 1] || 10000)
+const child = process.argv.includes('--measure')
+
+function operations (): Array<[string, () => unknown]> {
+  new node.NodeTracerProvider().register()
+  const stock = new PinoInstrumentation() as unknown as { _getMixinFunction: () => () => object }
+  const chassis = new PinoInstrumentation()
+  correlateSampledLogLines(chassis)
+  const sink = { write: (): void => {} }
+  const ops: Array<[string, () => unknown]> = []
+  for (const [name, mixin] of [['no mixin', undefined], ['the pino instrumentation\'s mixin', stock._getMixinFunction()], ['the chassis\'s mixin', (chassis as unknown as typeof stock)._getMixinFunction()]] as const) {
+    for (const flags of [0, 1] as TraceFlags[]) {
+      const log = pino({ level: 'info', ...(mixin === undefined ? {} : { mixin }) }, sink).child({ reqId: 'req-1' })
+      const active = trace.setSpan(ROOT_CONTEXT, trace.wrapSpanContext({ traceId: '4bf92f3577b34da6a3ce929d0e0e4736', spanId: '00f067aa0ba902b7', traceFlags: flags }))
+      ops.push([`log line inside ${flags === 0 ? 'an unsampled' : 'a sampled'} trace, ${name}`, () => context.with(active, () => { log.info({ res: { statusCode: 200 }, responseTime: 1.5 }, 'request completed') })])
+    }
+  }
+  for (const [name, ids] of [['the SDK\'s RandomIdGenerator', new tracing.RandomIdGenerator()], ['PooledIdGenerator', new PooledIdGenerator()]] as const) {
+    ops.push([`a trace id and a span id, ${name}`, () => ids.generateTraceId() + ids.generateSpanId()])
+  }
+  for (const [name, idGenerator] of [['the SDK\'s ids', undefined], ['pooled ids', new PooledIdGenerator()]] as const) {
+    const tracer = new node.NodeTracerProvider({ ...(idGenerator === undefined ? {} : { idGenerator }), sampler: new tracing.ParentBasedSampler({ root: new tracing.TraceIdRatioBasedSampler(0) }) }).getTracer('bench')
+    ops.push([`a root SERVER span the sampler declines, ${name}`, () => tracer.startSpan('GET /api/v1/leads/:id', { kind: SpanKind.SERVER }, ROOT_CONTEXT)])
+  }
+  return ops
+}
+
+if (child) {
+  const control = promisify(execFile)
+  for (const [, op] of operations()) {
+    // Warmed up until optimized, then counted alone: the counters are switched on and dumped around the loop.
+    for (let i = 0; i < 50000; i++) op()
+    await control('callgrind_control', ['--instr=on', String(process.pid)])
+    for (let i = 0; i < iterations; i++) op()
+    await control('callgrind_control', ['--dump', String(process.pid)])
+    await control('callgrind_control', ['--instr=off', String(process.pid)])
+  }
+} else {
+  const dir = mkdtempSync(join(tmpdir(), 'tracing-ops-'))
+  const self = fileURLToPath(import.meta.url)
+  const args = ['--tool=callgrind', '--instr-atstart=no', '--separate-threads=yes', '--smc-check=all-non-file', `--callgrind-out-file=${join(dir, 'cg.%p')}`,
+    process.execPath, '--perf-basic-prof', '--no-compact-code-space', self, '--measure', '--iterations', String(iterations)]
+  console.log(`valgrind ${args.join(' ')}`)
+  const run = spawnSync('valgrind', args, { stdio: ['ignore', 'inherit', 'pipe'], encoding: 'utf8' })
+  if (run.status !== 0) throw new Error(`valgrind: ${run.stderr}`)
+  const pid = /==(\d+)==/.exec(run.stderr)?.[1]
+  const map = readPerfMap(`/tmp/perf-${pid}.map`)
+  const rows = operations().map(([name], i) => {
+    const costs = functionCosts(readFileSync(join(dir, `cg.${pid}.${i + 1}-01`), 'utf8'), map)
+    // The closure that runs the operation: the most inclusive function of this file but the module itself.
+    const own = [...costs].filter(([fn]) => fn.includes(self) && !fn.endsWith(':1:1')).sort((x, y) => y[1].inclusive - x[1].inclusive)[0]
+    return { operation: name, 'instructions each': own === undefined ? 'not found' : (own[1].inclusive / iterations).toFixed(0) }
+  })
+  rmSync(dir, { recursive: true, force: true })
+  rmSync(`/tmp/perf-${pid}.map`, { force: true })
+  console.log(`\nInstructions per operation (callgrind, main thread, ${iterations} runs each after 50,000 uncounted):\n`)
+  console.log(table(rows))
+}
