@@ -261,20 +261,40 @@ export class RedisStore implements RateLimitStore {
     this.#filling = undefined
     const waiting = this.#waiting
     this.#waiting = []
-    for (const batch of waiting) batch.release?.()
+    for (const batch of waiting) {
+      const release = batch.release
+      batch.release = undefined
+      release?.()
+    }
   }
 
   #fail (batch: Batch, error: unknown): void {
-    batch.closed = true
     if (this.#filling === batch) this.#filling = undefined
-    for (const answer of batch.answers) answer(error ?? new Error('rate-limit store call failed'), undefined)
+    const { answers } = this.#close(batch)
+    for (const answer of answers) answer(error ?? new Error('rate-limit store call failed'), undefined)
+    answers.length = 0
+  }
+
+  /**
+   * Detaches a settled batch from its decisions. A batch that lived through two young-generation collections is in
+   * the old generation, and while it still pointed at its requests' callbacks, every request it had answered (and
+   * what they point at) was kept through the next collections and moved there too, until a full collection: seven
+   * times the bytes promoted per request, and five full collections instead of one over 60,000 requests. The
+   * arrays are emptied once answered for the same reason.
+   */
+  #close (batch: Batch): { checks: StoreCheck[], answers: Decided[] } {
+    const { checks, answers } = batch
+    batch.closed = true
+    batch.checks = []
+    batch.answers = []
+    batch.release = undefined
+    return { checks, answers }
   }
 
   #answer (batch: Batch, reply: number[]): void {
-    batch.closed = true
     // The quota is fully back one window after the newest request, which is the reset the headers report.
     let at = 0
-    const { checks, answers } = batch
+    const { checks, answers } = this.#close(batch)
     for (let i = 0; i < checks.length; i++) {
       const policies = (checks[i] as StoreCheck).policies
       const results: PolicyResult[] = []
@@ -292,6 +312,8 @@ export class RedisStore implements RateLimitStore {
       }
       ;(answers[i] as Decided)(undefined, results)
     }
+    checks.length = 0
+    answers.length = 0
   }
 
   #send (checks: StoreCheck[]): Promise<number[]> {
