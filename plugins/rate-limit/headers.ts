@@ -24,23 +24,35 @@ function stateItem (r: PolicyResult): string {
 }
 
 /**
- * X-RateLimit-Limit/Remaining/Reset (Reset in Unix epoch seconds,) for the binding
- * policy, and the IETF draft's RateLimit-Policy and RateLimit fields (draft-ietf-httpapi-ratelimit-headers) for
- * every policy. On refusal, Retry-After is the real number of seconds until the request would be admitted.
+ * Which rate-limit fields an answer carries: `both` the X-RateLimit trio and the IETF draft's fields, `x-ratelimit`
+ * only X-RateLimit-Limit/Remaining/Reset (what most clients read, and @fastify/rate-limit's default), `draft` only
+ * RateLimit-Policy and RateLimit. A refusal carries Retry-After whatever the choice.
  */
-export function setRateLimitHeaders (reply: FastifyReply, decision: Decision, nowMs = Date.now()): void {
+export type RateLimitHeaders = 'both' | 'x-ratelimit' | 'draft'
+
+export const rateLimitHeaderChoices: readonly RateLimitHeaders[] = ['both', 'x-ratelimit', 'draft']
+
+/**
+ * X-RateLimit-Limit/Remaining/Reset (Reset in Unix epoch seconds) for the binding policy, and the IETF draft's
+ * RateLimit-Policy and RateLimit fields (draft-ietf-httpapi-ratelimit-headers) for every policy, as `fields` says.
+ * On refusal, Retry-After is the real number of seconds until the request would be admitted.
+ */
+export function setRateLimitHeaders (reply: FastifyReply, decision: Decision, nowMs = Date.now(), fields: RateLimitHeaders = 'both'): void {
   const b = decision.binding
   if (!b) return
-  const one = decision.results.length === 1
   const text = textOf(b.policy)
-  const policies = one ? text.policy : decision.results.map((r) => textOf(r.policy).policy).join(', ')
-  const state = one ? stateItem(b) : decision.results.map(stateItem).join(', ')
-  const waitMs = decision.allowed ? b.resetMs : b.retryAfterMs
-  void reply
-    .header('x-ratelimit-limit', text.limit)
-    .header('x-ratelimit-remaining', decision.allowed ? b.remaining : 0)
-    .header('x-ratelimit-reset', Math.ceil((nowMs + waitMs) / 1000))
-    .header('ratelimit-policy', policies)
-    .header('ratelimit', state)
+  if (fields !== 'draft') {
+    const waitMs = decision.allowed ? b.resetMs : b.retryAfterMs
+    void reply
+      .header('x-ratelimit-limit', text.limit)
+      .header('x-ratelimit-remaining', decision.allowed ? b.remaining : 0)
+      .header('x-ratelimit-reset', Math.ceil((nowMs + waitMs) / 1000))
+  }
+  if (fields !== 'x-ratelimit') {
+    const one = decision.results.length === 1
+    void reply
+      .header('ratelimit-policy', one ? text.policy : decision.results.map((r) => textOf(r.policy).policy).join(', '))
+      .header('ratelimit', one ? stateItem(b) : decision.results.map(stateItem).join(', '))
+  }
   if (!decision.allowed) void reply.header('retry-after', Math.max(1, Math.ceil(b.retryAfterMs / 1000)))
 }

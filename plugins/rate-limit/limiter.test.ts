@@ -113,6 +113,30 @@ test('Redis stopped or hung: decisions within the budget, open policies fall bac
   }
 })
 
+test('one hung script call counts once against the breaker, however many decisions it carried', async (t) => {
+  const redis = await startPrivateRedis()
+  t.after(() => redis.destroy())
+  const c = createRedisClient({ url: redis.url, commandTimeoutMs: 50 })
+  c.on('error', () => {})
+  t.after(() => c.disconnect())
+  await new Promise((resolve) => c.once('ready', resolve))
+  const limiter = new RateLimiter(c, { timeoutMs: 50, breakerThreshold: 5, breakerCooldownMs: 60_000, prefix: `${uniqueName('rl')}:` })
+  t.after(() => limiter.close())
+  const policy = { name: 'burst', limit: 1000, windowMs: 60000 }
+  assert.equal((await limiter.check('a', [policy])).source, 'store')
+  redis.pause()
+  t.after(() => { redis.resume() })
+  // Forty requests of one turn are one script call: its timeout is one failure, not forty, so a single Redis stall
+  // does not open the breaker and send the next minute of traffic to the fallback.
+  const started = performance.now()
+  const decisions = await Promise.all(Array.from({ length: 40 }, (_, i) => limiter.check(`client-${i}`, [policy])))
+  assert.ok(performance.now() - started < budgetHardCapMs(50), 'every decision within the budget')
+  assert.deepEqual(new Set(decisions.map((d) => d.source)), new Set(['fallback']))
+  assert.equal(limiter.getStats().breaker, 'closed')
+  redis.resume()
+  await eventually(async () => (await limiter.check('b', [policy])).source === 'store', 'back on the store')
+})
+
 test('a NOSCRIPT after a Redis restart is handled (the script is loaded again)', async (t) => {
   const redis = await startPrivateRedis()
   t.after(() => redis.destroy())

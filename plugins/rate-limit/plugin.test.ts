@@ -41,6 +41,31 @@ test('headers on every answer; 429 with the real Retry-After and a body naming t
   assert.deepEqual(refused.json(), { statusCode: 429, code: 'RATE_LIMITED', error: 'Too Many Requests', message: `Rate limit "global" exceeded: 3 requests per 60 s; retry in ${retry} s` })
 })
 
+test('headers: x-ratelimit sends only the X-RateLimit fields, draft only the draft\'s; a refusal has Retry-After either way', async (t) => {
+  const legacy = await build(t, { headers: 'x-ratelimit' })
+  const draft = await build(t, { headers: 'draft' })
+  for (let i = 0; i < 3; i++) {
+    await legacy.inject('/open')
+    await draft.inject('/open')
+  }
+  const [legacyOk, legacyRefused] = [await legacy.inject('/free'), await legacy.inject('/open')]
+  assert.equal(legacyOk.headers['x-ratelimit-limit'], undefined)
+  assert.equal(legacyRefused.statusCode, 429)
+  assert.equal(legacyRefused.headers['x-ratelimit-limit'], '3')
+  assert.equal(legacyRefused.headers['x-ratelimit-remaining'], '0')
+  assert.ok(Number(legacyRefused.headers['x-ratelimit-reset']) > Date.now() / 1000)
+  assert.equal(legacyRefused.headers['ratelimit-policy'], undefined)
+  assert.equal(legacyRefused.headers.ratelimit, undefined)
+  assert.ok(Number(legacyRefused.headers['retry-after']) >= 59)
+  const draftRefused = await draft.inject('/open')
+  assert.equal(draftRefused.statusCode, 429)
+  assert.equal(draftRefused.headers['ratelimit-policy'], '"global";q=3;w=60')
+  assert.match(String(draftRefused.headers.ratelimit), /^"global";r=0;t=(59|60)$/)
+  for (const name of ['x-ratelimit-limit', 'x-ratelimit-remaining', 'x-ratelimit-reset']) assert.equal(draftRefused.headers[name], undefined, name)
+  assert.ok(Number(draftRefused.headers['retry-after']) >= 59)
+  await assert.rejects(build(t, { headers: 'all' as 'both' }), { code: 'RATE_LIMIT_INVALID_OPTIONS', message: /headers must be one of both, x-ratelimit, draft/ })
+})
+
 test('a route can opt out; route limits layer over the global one; probes are never limited', async (t) => {
   const app = await build(t)
   for (let i = 0; i < 5; i++) assert.equal((await app.inject('/free')).statusCode, 200)

@@ -2,7 +2,7 @@ import fp from 'fastify-plugin'
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { optionalDependency } from '../chassis/index.js'
 import { redisDecorator } from '../redis/index.js'
-import { setRateLimitHeaders } from './headers.js'
+import { rateLimitHeaderChoices, setRateLimitHeaders, type RateLimitHeaders } from './headers.js'
 import { cidrMatcher, clientAddressKey } from './identity.js'
 import { presets, validatePolicy, RateLimitErrors, type PresetName, type RateLimitPolicy } from './policies.js'
 import { RateLimiter, type Decision, type RateLimiterOptions } from './rate-limiter.js'
@@ -41,6 +41,11 @@ export interface RateLimitPluginOptions extends RateLimiterOptions {
   onExceeded?: (request: FastifyRequest, reply: FastifyReply, decision: Decision) => unknown
   /** `false`: counts in process even when the redis plugin is registered. Otherwise register it before this one. */
   redis?: false
+  /**
+   * The rate-limit fields of every answer: `both` (X-RateLimit-Limit/Remaining/Reset and the draft's
+   * RateLimit-Policy and RateLimit), `x-ratelimit` or `draft` alone. Each field costs every answer. @default 'both'
+   */
+  headers?: RateLimitHeaders
 }
 
 /**
@@ -56,6 +61,8 @@ export const rateLimitPlugin = fp(async (app: FastifyInstance, opts: RateLimitPl
     if (!preset) throw new RateLimitErrors.RATE_LIMIT_UNKNOWN_PRESET(p)
     return preset
   }
+  const fields = opts.headers ?? 'both'
+  if (!rateLimitHeaderChoices.includes(fields)) throw new RateLimitErrors.RATE_LIMIT_INVALID_OPTIONS(`headers must be one of ${rateLimitHeaderChoices.join(', ')}`)
   const global = opts.global === false ? undefined : resolve(opts.global ?? 'default')
   const globalList: RateLimitPolicy[] = global ? [global] : []
   const redis = optionalDependency(app, { plugin: 'rate-limit', decorator: 'redis', provider: '@lead-chassis/plugins/redis', option: opts.redis, accepts: redisDecorator })
@@ -111,7 +118,7 @@ export const rateLimitPlugin = fp(async (app: FastifyInstance, opts: RateLimitPl
       Math.max(1, Math.ceil((b?.retryAfterMs ?? 0) / 1000)))
   }
 
-  // A callback hook: no promise of its own per request on a path every request takes.
+  // A callback hook, and a decision handed back by callback: no promise per request on a path every request takes.
   app.addHook('onRequest', (request, reply, done) => {
     const own = routeSetting(request.routeOptions.config)
     if (own === false || isTrusted(request)) return done()
@@ -119,13 +126,17 @@ export const rateLimitPlugin = fp(async (app: FastifyInstance, opts: RateLimitPl
     const first = base !== undefined ? resolve(base) : global
     const policies = own === undefined ? (first === global ? globalList : first ? [first] : []) : first ? [first, ...own] : own
     if (policies.length === 0) return done()
-    limiter.check(keyOf(request), policies, opts.cost?.(request) ?? 1).then((decision) => {
-      request.rateLimit = decision
-      setRateLimitHeaders(reply, decision)
-      if (decision.allowed) return done()
-      if (!opts.onExceeded) return done(refusal(decision))
-      // A handler that answers ends the request here; one that does not leaves the default answer.
-      Promise.resolve(opts.onExceeded(request, reply, decision)).then(() => { if (!reply.sent) done(refusal(decision)) }, done)
-    }, done)
+    limiter.checkWith(keyOf(request), policies, opts.cost?.(request) ?? 1, (decision) => {
+      try {
+        request.rateLimit = decision
+        setRateLimitHeaders(reply, decision, Date.now(), fields)
+        if (decision.allowed) return done()
+        if (!opts.onExceeded) return done(refusal(decision))
+        // A handler that answers ends the request here; one that does not leaves the default answer.
+        Promise.resolve(opts.onExceeded(request, reply, decision)).then(() => { if (!reply.sent) done(refusal(decision)) }, done)
+      } catch (error) {
+        done(error as Error)
+      }
+    })
   })
 }, { name: 'rate-limit', fastify: '5.x' })

@@ -5,7 +5,7 @@ import { MemoryStore } from './memory-store.js'
 import { resolveRateLimiterOptions } from './options.js'
 import { presets, validatePolicy, type RateLimitPolicy } from './policies.js'
 import { Presence } from './presence.js'
-import { RedisStore } from './redis-store.js'
+import { RedisStore, type Decided } from './redis-store.js'
 import type { PolicyResult, RateLimitStore } from './store.js'
 
 export type DecisionSource = 'store' | 'fast-path' | 'fallback' | 'closed'
@@ -26,7 +26,7 @@ export interface RateLimiterOptions {
   prefix?: string
   /** Time budget of one store call, in ms. @default 100 */
   timeoutMs?: number
-  /** Consecutive store failures that open the breaker. @default 5 */
+  /** Consecutive failed store calls that open the breaker (a batch of decisions is one call). @default 5 */
   breakerThreshold?: number
   /** @default 2000 */
   breakerCooldownMs?: number
@@ -81,6 +81,8 @@ export class RateLimiter {
   readonly #store: RateLimitStore
   readonly #fallback: MemoryStore
   readonly #shared: boolean
+  /** The Redis store this limiter made, which runs each of its batches under the budget itself. */
+  readonly #batched: RedisStore | undefined
   readonly #breaker: CircuitBreaker
   readonly #timeoutMs: number
   readonly #prefix: string
@@ -100,7 +102,10 @@ export class RateLimiter {
     this.#defaultPolicy = options.defaultPolicy ? validatePolicy(options.defaultPolicy) : presets.default
     this.#breaker = new CircuitBreaker(options.breakerThreshold, options.breakerCooldownMs)
     this.#fallback = new MemoryStore({ maxKeys: options.maxKeys })
-    this.#store = options.store ?? (redis ? new RedisStore(redis) : this.#fallback)
+    this.#batched = options.store === undefined && redis
+      ? new RedisStore(redis, { budget: (call) => withBudget(this.#breaker, this.#timeoutMs, call) })
+      : undefined
+    this.#store = options.store ?? this.#batched ?? this.#fallback
     this.#shared = this.#store !== this.#fallback
     this.#overUntil = new LRUCache({ max: options.maxKeys })
     this.#log = options.log
@@ -139,8 +144,10 @@ export class RateLimiter {
   }
 
   #keys (identity: string, policies: RateLimitPolicy[]): string[] {
-    const id = escapeIdentity(identity)
-    return policies.map((p) => `${this.#prefix}{${id}}:${p.name}`)
+    const head = `${this.#prefix}{${escapeIdentity(identity)}}:`
+    const keys: string[] = []
+    for (const p of policies) keys.push(head + p.name)
+    return keys
   }
 
   /**
@@ -148,51 +155,69 @@ export class RateLimiter {
    * policies are decided on their own (in the same call when there are no others), so they never hold back a count.
    */
   check (identity: string, policies: RateLimitPolicy[], cost = 1): Promise<Decision> {
-    if (policies.length === 0) return Promise.resolve({ allowed: true, source: 'store', results: [], binding: undefined, shadowLimited: false })
+    return new Promise((resolve) => { this.checkWith(identity, policies, cost, resolve) })
+  }
+
+  /**
+   * `check` without promises, for the path every request takes: `answer` is called once with the decision, at
+   * once for one that needs no store call. A store failure is decided by the fallback, so there is no error.
+   */
+  checkWith (identity: string, policies: RateLimitPolicy[], cost: number, answer: (decision: Decision) => void): void {
+    if (policies.length === 0) return answer({ allowed: true, source: 'store', results: [], binding: undefined, shadowLimited: false })
     let shadows = 0
     for (const p of policies) if (p.shadow) shadows++
     if (shadows === 0 || shadows === policies.length) {
-      // One store call for the whole request, its results decided as they come: no promise between the two.
-      return this.#checkGroup(identity, policies, cost, (results, source) => this.#decide(results, source))
+      this.#checkGroup(identity, policies, cost, (results, source) => { answer(this.#decide(results, source)) })
+      return
     }
-    return Promise.all([
-      this.#checkGroup(identity, policies.filter((p) => !p.shadow), cost, (results, source) => ({ results, source })),
-      this.#checkGroup(identity, policies.filter((p) => p.shadow), cost, (results, source) => ({ results, source }))
-    ]).then((decided) => {
-      const source = decided.find((d) => d.source !== 'store')?.source ?? 'store'
-      return this.#decide(decided.flatMap((d) => d.results), source)
-    })
+    type Group = { results: PolicyResult[], source: DecisionSource }
+    let enforced: Group | undefined
+    let shadowed: Group | undefined
+    const both = (): void => {
+      if (!enforced || !shadowed) return
+      const source = enforced.source !== 'store' ? enforced.source : shadowed.source
+      answer(this.#decide([...enforced.results, ...shadowed.results], source))
+    }
+    this.#checkGroup(identity, policies.filter((p) => !p.shadow), cost, (results, source) => { enforced = { results, source }; both() })
+    this.#checkGroup(identity, policies.filter((p) => p.shadow), cost, (results, source) => { shadowed = { results, source }; both() })
   }
 
   /**
    * Decides one group of policies in the store (or the fast path, or the fallback) and hands the results to `then`.
-   * Written with callbacks rather than `async`, since every request takes it: one promise for the store call.
+   * Written with callbacks rather than promises, since every request takes it: the limiter's own Redis store
+   * answers without a promise per request.
    */
-  #checkGroup<T> (identity: string, policies: RateLimitPolicy[], cost: number, then: (results: PolicyResult[], source: DecisionSource) => T): Promise<T> {
+  #checkGroup (identity: string, policies: RateLimitPolicy[], cost: number, then: (results: PolicyResult[], source: DecisionSource) => void): void {
     const keys = this.#keys(identity, policies)
     const now = Date.now()
     const fast = this.#overUntil.size > 0 ? this.#fastPath(keys, policies, now) : undefined
-    if (fast) return Promise.resolve(then(fast, 'fast-path'))
+    if (fast) return then(fast, 'fast-path')
     const check = { keys, policies, cost, consume: true }
+    const answer: Decided = (error, results) => {
+      if (results === undefined) return this.#fellBack(error, keys, policies, cost, now, then)
+      if (this.#episode) this.#endEpisode()
+      this.#noteRefusals(keys, results, cost, now)
+      then(results, 'store')
+    }
+    if (this.#batched) return this.#batched.decide(check, answer)
     let asked: Promise<PolicyResult[]>
     try {
       asked = this.#shared ? withBudget(this.#breaker, this.#timeoutMs, () => this.#store.check(check)) : this.#store.check(check)
     } catch (error) {
       asked = Promise.reject(error)
     }
-    return asked.then((results) => {
-      if (this.#episode) this.#endEpisode()
+    asked.then((results) => { answer(undefined, results) }, (error: unknown) => { answer(error ?? new Error('rate-limit store call failed'), undefined) })
+  }
+
+  /** The store failed: closed policies refuse, open ones are decided by this instance's share in memory. */
+  #fellBack (error: unknown, keys: string[], policies: RateLimitPolicy[], cost: number, now: number, then: (results: PolicyResult[], source: DecisionSource) => void): void {
+    this.#startEpisode(error)
+    if (policies.some((p) => p.onStoreFailure === 'closed')) {
+      return then(policies.map((policy) => ({ policy, allowed: policy.onStoreFailure !== 'closed', remaining: 0, resetMs: 0, retryAfterMs: policy.onStoreFailure === 'closed' ? 1000 : 0 })), 'closed')
+    }
+    void this.#fallback.check({ keys, policies: policies.map((p) => this.#share(p)), cost, consume: true }).then((results) => {
       this.#noteRefusals(keys, results, cost, now)
-      return then(results, 'store')
-    }, (error: unknown) => {
-      this.#startEpisode(error)
-      if (policies.some((p) => p.onStoreFailure === 'closed')) {
-        return then(policies.map((policy) => ({ policy, allowed: policy.onStoreFailure !== 'closed', remaining: 0, resetMs: 0, retryAfterMs: policy.onStoreFailure === 'closed' ? 1000 : 0 })), 'closed')
-      }
-      return this.#fallback.check({ keys, policies: policies.map((p) => this.#share(p)), cost, consume: true }).then((results) => {
-        this.#noteRefusals(keys, results, cost, now)
-        return then(results, 'fallback')
-      })
+      then(results, 'fallback')
     })
   }
 
@@ -208,7 +233,7 @@ export class RateLimiter {
   async getRemainingRequests (identity: string, policy: RateLimitPolicy = this.#defaultPolicy): Promise<number> {
     const keys = this.#keys(identity, [policy])
     try {
-      const [result] = this.#shared
+      const [result] = this.#shared && !this.#batched
         ? await withBudget(this.#breaker, this.#timeoutMs, () => this.#store.check({ keys, policies: [policy], cost: 0, consume: false }))
         : await this.#store.check({ keys, policies: [policy], cost: 0, consume: false })
       return result?.remaining ?? policy.limit

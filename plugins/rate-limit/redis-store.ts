@@ -176,55 +176,147 @@ function samePolicies (a: StoreCheck, b: StoreCheck): boolean {
   return true
 }
 
-interface Pending {
-  check: StoreCheck
-  resolve: (results: PolicyResult[]) => void
-  reject: (error: unknown) => void
+/** How a decision is handed back: the error that kept the store from deciding, or the results. */
+export type Decided = (error: unknown, results: PolicyResult[] | undefined) => void
+
+/** Runs one store call under a time budget and a breaker (`withBudget`), or as is. */
+export type StoreBudget = <T>(call: () => Promise<T>) => Promise<T>
+
+interface Batch {
+  checks: StoreCheck[]
+  answers: Decided[]
+  /** Answered (or failed): a decision asked for after that starts a batch of its own. */
+  closed: boolean
+  /** Sends the batch; unset when the budget refused to start the call (an open breaker). */
+  release: (() => void) | undefined
 }
 
 /**
  * The Redis store. Decisions asked for in the same turn of the event loop go to Redis together, in one script
  * call (one round trip, one clock read) that decides them in order; each request still makes exactly one trip.
  * A Redis Cluster client sends each decision alone, since one script may only touch one slot.
+ *
+ * `budget` wraps each script call, not each decision: the time budget and the breaker are paid once per batch
+ * instead of once per request. The budget starts with the batch's first decision, so none of its decisions waits
+ * longer than it would have under a budget of its own; the breaker counts script calls.
  */
 export class RedisStore implements RateLimitStore {
   readonly #client: RedisClient
   readonly #batching: boolean
-  #queue: Pending[] = []
+  readonly #budget: StoreBudget
+  #filling: Batch | undefined
+  #waiting: Batch[] = []
   #scheduled = false
 
-  constructor (client: RedisClient, options: { batch?: boolean } = {}) {
+  constructor (client: RedisClient, options: { batch?: boolean, budget?: StoreBudget } = {}) {
     this.#client = client
     this.#batching = (options.batch ?? true) && !isCluster(client)
+    this.#budget = options.budget ?? ((call) => call())
     client.defineCommand('chassisRateLimitBatch', { lua: BATCH_LUA })
   }
 
   check (check: StoreCheck): Promise<PolicyResult[]> {
-    if (!this.#batching) return this.#send([check]).then((all) => all[0] as PolicyResult[])
     return new Promise((resolve, reject) => {
-      this.#queue.push({ check, resolve, reject })
-      if (!this.#scheduled) {
-        this.#scheduled = true
-        // After the poll phase: every request parsed in this turn of the loop is in the queue by then.
-        setImmediate(() => this.#flush())
-      }
+      this.decide(check, (error, results) => { if (results === undefined) reject(error); else resolve(results) })
     })
   }
 
-  #flush (): void {
-    this.#scheduled = false
-    const queue = this.#queue
-    this.#queue = []
-    for (let start = 0; start < queue.length; start += MAX_BATCH) {
-      const batch = queue.slice(start, start + MAX_BATCH)
-      this.#send(batch.map((p) => p.check)).then(
-        (all) => { batch.forEach((p, i) => p.resolve(all[i] as PolicyResult[])) },
-        (error: unknown) => { for (const p of batch) p.reject(error) }
-      )
+  /** `check` without a promise of its own: `answer` is called once, with the results or the error. */
+  decide (check: StoreCheck, answer: Decided): void {
+    let batch = this.#filling
+    if (batch === undefined || batch.closed || batch.checks.length === MAX_BATCH) batch = this.#open()
+    batch.checks.push(check)
+    batch.answers.push(answer)
+    if (!this.#batching) {
+      this.#filling = undefined
+      batch.release?.()
     }
   }
 
-  async #send (checks: StoreCheck[]): Promise<PolicyResult[][]> {
+  #open (): Batch {
+    const batch: Batch = { checks: [], answers: [], closed: false, release: undefined }
+    this.#filling = batch
+    this.#budget(() => new Promise<number[]>((resolve, reject) => {
+      batch.release = () => {
+        try {
+          this.#send(batch.checks).then(resolve, reject)
+        } catch (error) {
+          reject(error)
+        }
+      }
+    })).then((reply) => { this.#answer(batch, reply) }, (error: unknown) => { this.#fail(batch, error) })
+    if (this.#batching) {
+      this.#waiting.push(batch)
+      if (!this.#scheduled) {
+        this.#scheduled = true
+        // After the poll phase: every request parsed in this turn of the loop is in a batch by then.
+        setImmediate(this.#flush)
+      }
+    }
+    return batch
+  }
+
+  readonly #flush = (): void => {
+    this.#scheduled = false
+    this.#filling = undefined
+    const waiting = this.#waiting
+    this.#waiting = []
+    for (const batch of waiting) {
+      const release = batch.release
+      batch.release = undefined
+      release?.()
+    }
+  }
+
+  #fail (batch: Batch, error: unknown): void {
+    if (this.#filling === batch) this.#filling = undefined
+    const { answers } = this.#close(batch)
+    for (const answer of answers) answer(error ?? new Error('rate-limit store call failed'), undefined)
+    answers.length = 0
+  }
+
+  /**
+   * Detaches a settled batch from its decisions. A batch that lived through two young-generation collections is in
+   * the old generation, and while it still pointed at its requests' callbacks, every request it had answered (and
+   * what they point at) was kept through the next collections and moved there too, until a full collection: seven
+   * times the bytes promoted per request, and five full collections instead of one over 60,000 requests. The
+   * arrays are emptied once answered for the same reason.
+   */
+  #close (batch: Batch): { checks: StoreCheck[], answers: Decided[] } {
+    const { checks, answers } = batch
+    batch.closed = true
+    batch.checks = []
+    batch.answers = []
+    batch.release = undefined
+    return { checks, answers }
+  }
+
+  #answer (batch: Batch, reply: number[]): void {
+    // The quota is fully back one window after the newest request, which is the reset the headers report.
+    let at = 0
+    const { checks, answers } = this.#close(batch)
+    for (let i = 0; i < checks.length; i++) {
+      const policies = (checks[i] as StoreCheck).policies
+      const results: PolicyResult[] = []
+      for (const policy of policies) {
+        const count = Number(reply[at])
+        const retryAfterMs = Number(reply[at + 1])
+        at += 2
+        results.push({
+          policy,
+          allowed: retryAfterMs === 0 && count <= policy.limit,
+          remaining: Math.max(0, policy.limit - count),
+          resetMs: count === 0 ? 0 : policy.windowMs,
+          retryAfterMs
+        })
+      }
+      ;(answers[i] as Decided)(undefined, results)
+    }
+    checks.length = 0
+    answers.length = 0
+  }
+
+  #send (checks: StoreCheck[]): Promise<number[]> {
     // ioredis flattens the key and argument arrays into the command: no spread of a long argument list.
     const keys: string[] = []
     const args: Array<string | number> = [0]
@@ -245,20 +337,6 @@ export class RedisStore implements RateLimitStore {
       for (const p of policies) args.push(p.windowMs, p.limit)
     }
     args[0] = groups
-    const reply = await (this.#client as unknown as Scripted).chassisRateLimitBatch(keys.length, keys, args)
-    // The quota is fully back one window after the newest request, which is the reset the headers report.
-    let at = 0
-    return checks.map(({ policies }) => policies.map((policy) => {
-      const count = Number(reply[at])
-      const retryAfterMs = Number(reply[at + 1])
-      at += 2
-      return {
-        policy,
-        allowed: retryAfterMs === 0 && count <= policy.limit,
-        remaining: Math.max(0, policy.limit - count),
-        resetMs: count === 0 ? 0 : policy.windowMs,
-        retryAfterMs
-      }
-    }))
+    return (this.#client as unknown as Scripted).chassisRateLimitBatch(keys.length, keys, args)
   }
 }
