@@ -114,3 +114,36 @@ test('a local hit is answered before sendCached returns, and returns no promise 
   assert.equal(notModified.statusCode, 304)
   assert.deepEqual(seen[2], { promise: false, sent: true })
 })
+
+test('a cached answer is not sent a second time (ERR_HTTP_HEADERS_SENT) while an async onSend hook is still running', async (t) => {
+  const prefix = `${uniqueName('http')}:`
+  prefixes.push(prefix)
+  const redis = new Redis(REDIS_URL, { enableOfflineQueue: false, maxRetriesPerRequest: 0 })
+  await new Promise((resolve) => redis.once('ready', resolve))
+  const cache = createCacheManager(redis, { prefix, ttl: 2, grace: 0 })
+  assert.ok(await cache.ready(5000))
+  const lines: string[] = []
+  const app = Fastify({ logger: { level: 'warn', stream: { write: (line: string) => lines.push(line) } } })
+  // As the db-pool's read-your-writes hook does with replicas: the reply is not sent when the handler returns.
+  app.addHook('onSend', async () => { await sleep(1) })
+  app.get('/returned', (request, reply) => sendCached(cache, request, reply, { key: 'returned' }, async () => ({ name: 'r' })))
+  app.get('/awaited', async (request, reply) => {
+    await sendCached(cache, request, reply, { key: 'awaited' }, async () => ({ name: 'a' }))
+  })
+  await app.ready()
+  t.after(async () => {
+    await app.close()
+    await cache.close()
+    await redis.quit()
+  })
+  for (const [url, name] of [['/returned', 'r'], ['/awaited', 'a']] as const) {
+    for (const source of ['MISS', 'HIT-LOCAL']) {
+      const response = await app.inject({ url })
+      assert.equal(response.statusCode, 200)
+      assert.equal(response.headers['x-cache'], source)
+      assert.equal(response.body, `{"name":"${name}"}`)
+    }
+  }
+  await sleep(20)
+  assert.deepEqual(lines, [], 'nothing was sent twice')
+})

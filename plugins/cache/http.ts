@@ -27,12 +27,21 @@ function matches (ifNoneMatch: string | undefined, etag: string): boolean {
  * its ETag, so a hit costs no serialization; If-None-Match gets 304. `x-cache` tells the operator where it came from.
  * A local hit is answered before this returns, which then returns undefined, not a promise: from a handler that is
  * not async either, Fastify has nothing to wait on (returning the reply from async functions made the promise of
- * each adopt the reply as a thenable, a chain of microtasks on every hit). Otherwise a promise settled once sent.
+ * each adopt the reply as a thenable, a chain of microtasks on every hit). Otherwise (a miss, or an onSend hook
+ * still running) a promise settled once the reply is sent, so a handler may return or await it.
  */
 export function sendCached (cache: CacheManager, request: FastifyRequest, reply: FastifyReply, options: SendCachedOptions, load: () => Promise<unknown>): Promise<undefined> | undefined {
   const local = cache.peek<CachedResponse>(options.key)
   if (local === undefined) return sendThroughTiers(cache, request, reply, options, load)
   respond(request, reply, local, 'local')
+  // An async onSend hook (read-your-writes, with replicas) leaves the reply unsent here. A promise that settled now
+  // would let Fastify take `undefined` as the handler's answer and send it again (ERR_HTTP_HEADERS_SENT, a 500 in
+  // the log): the reply itself, a thenable settled once it is sent, is returned then.
+  return reply.sent ? undefined : untilSent(reply)
+}
+
+async function untilSent (reply: FastifyReply): Promise<undefined> {
+  await reply
   return undefined
 }
 
@@ -43,6 +52,7 @@ async function sendThroughTiers (cache: CacheManager, request: FastifyRequest, r
     return { body, etag: `"${createHash('sha1').update(body).digest('base64url')}"` }
   }, { ...(options.ttl !== undefined ? { ttl: options.ttl } : {}), ...(options.tags ? { tags: options.tags } : {}) })
   respond(request, reply, value, source)
+  if (!reply.sent) await reply
   return undefined
 }
 
