@@ -242,3 +242,30 @@ test('a fallback is logged once per episode, with its cause, and its end once', 
     assert.equal(lines.filter((l) => l.level === 'info').length, episode, 'one line when the episode ends')
   }
 })
+
+test('a decision callback that throws leaves the other requests of its batch answered, and its error uncaught, not a rejection', async (t) => {
+  const limiter = new RateLimiter(client(), { prefix: `${uniqueName('rl')}:`, timeoutMs: 2000 })
+  t.after(() => limiter.close())
+  await limiter.ready()
+  const policy = { name: 'cb', limit: 10, windowMs: 60000 }
+  const thrown: unknown[] = []
+  const rejected: unknown[] = []
+  const uncaught = process.rawListeners('uncaughtException') as Array<(error: Error) => void>
+  const unhandled = process.rawListeners('unhandledRejection') as Array<(reason: unknown) => void>
+  process.removeAllListeners('uncaughtException').removeAllListeners('unhandledRejection')
+  process.on('uncaughtException', (error) => { thrown.push(error) }).on('unhandledRejection', (reason) => { rejected.push(reason) })
+  t.after(() => {
+    process.removeAllListeners('uncaughtException').removeAllListeners('unhandledRejection')
+    for (const l of uncaught) process.on('uncaughtException', l)
+    for (const l of unhandled) process.on('unhandledRejection', l)
+  })
+  const answered: string[] = []
+  // Three requests of one turn: one batch, one script call.
+  limiter.checkWith('first', [policy], 1, () => { throw new Error('callback bug') })
+  for (const identity of ['second', 'third']) limiter.checkWith(identity, [policy], 1, (d) => { if (d.source === 'store') answered.push(identity) })
+  await eventually(async () => answered.length === 2 && thrown.length === 1, 'the others answered from the store')
+  assert.deepEqual(answered, ['second', 'third'])
+  assert.equal((thrown[0] as Error).message, 'callback bug')
+  await sleep(20)
+  assert.deepEqual(rejected, [])
+})

@@ -179,6 +179,19 @@ function samePolicies (a: StoreCheck, b: StoreCheck): boolean {
 /** How a decision is handed back: the error that kept the store from deciding, or the results. */
 export type Decided = (error: unknown, results: PolicyResult[] | undefined) => void
 
+/**
+ * Calls one decision's callback. One that throws must not keep the batch's later requests from their answers (they
+ * would wait forever) nor become a rejection of the batch's promise: the error is thrown again on its own, as an
+ * uncaught exception of that callback, once the batch has been answered.
+ */
+function call (answer: Decided, error: unknown, results: PolicyResult[] | undefined): void {
+  try {
+    answer(error, results)
+  } catch (thrown) {
+    setImmediate(() => { throw thrown })
+  }
+}
+
 /** Runs one store call under a time budget and a breaker (`withBudget`), or as is. */
 export type StoreBudget = <T>(call: () => Promise<T>) => Promise<T>
 
@@ -271,7 +284,8 @@ export class RedisStore implements RateLimitStore {
   #fail (batch: Batch, error: unknown): void {
     if (this.#filling === batch) this.#filling = undefined
     const { answers } = this.#close(batch)
-    for (const answer of answers) answer(error ?? new Error('rate-limit store call failed'), undefined)
+    const failure = error ?? new Error('rate-limit store call failed')
+    for (const answer of answers) call(answer, failure, undefined)
     answers.length = 0
   }
 
@@ -310,7 +324,7 @@ export class RedisStore implements RateLimitStore {
           retryAfterMs
         })
       }
-      ;(answers[i] as Decided)(undefined, results)
+      call(answers[i] as Decided, undefined, results)
     }
     checks.length = 0
     answers.length = 0
