@@ -31,7 +31,7 @@ redis.call('PEXPIRE', KEYS[1], ARGV[3])
 return redis.call('ZCARD', KEYS[1])`
 
 // A change in one round trip: each tag's generation counted up (never below the floor this instance already saw
-// for it, when Redis lost its counters), each key replaced by its own tombstone, and the bus message published with
+// for it, when Redis lost its counters, and then the counter is set to it), each key replaced by its own tombstone, and the bus message published with
 // the new generations written into it. KEYS: the n tag counters, then the keys to bury. ARGV: n, the tombstones' TTL
 // (ms), the channel ('' for none), the message up to its tags (JSON without its closing brace), the n floors, the n
 // tag names as JSON strings, then one tombstone per key. Returns the n generations and PUBLISH's receivers (-1 when
@@ -43,7 +43,12 @@ local tags = {}
 for i = 1, n do
   local gen = redis.call('INCR', KEYS[i])
   local floor = tonumber(ARGV[4 + i])
-  if floor > gen then gen = floor end
+  -- Raised in Redis too: left behind, the counter would hand an instance that never saw the floor (one started since,
+  -- or that missed the message) a generation below it, which the others would ignore as old.
+  if floor > gen then
+    redis.call('SET', KEYS[i], floor)
+    gen = floor
+  end
   out[i] = gen
   tags[i] = ARGV[4 + n + i] .. ':' .. string.format('%d', gen)
 end

@@ -92,6 +92,27 @@ test('a tag counter Redis lost does not take its generation back: the other inst
   assert.equal((await b.getOrSetWithSource('tagged', load('new'), { tags: ['t'] })).value, 'new')
 })
 
+test('after Redis lost a tag counter, an instance that never saw its old generations still invalidates what the others tagged', async () => {
+  const [a, b] = await instances(2) as [CacheManager, CacheManager]
+  const load = (v: string) => async () => v
+  await a.invalidateTags(['t'])
+  await a.invalidateTags(['t'])
+  await admin.del(`${a.options.prefix}__tag:t`)
+  // A publishes generation 3 (its floor), above the counter's fresh 1; B fills under 3.
+  await a.invalidateTags(['t'])
+  await b.getOrSet('tagged', load('old'), { tags: ['t'] })
+  // An instance started since knows only what Redis counts: its write must publish above 3, or B keeps 'old'.
+  const client = new Redis(REDIS_URL, { enableOfflineQueue: false, maxRetriesPerRequest: 0, enableAutoPipelining: true })
+  await new Promise((resolve) => client.once('ready', resolve))
+  clients.push(client)
+  const c = createCacheManager(client, { prefix: a.options.prefix, ttl: 60 })
+  managers.push(c)
+  assert.ok(await c.ready())
+  await c.invalidateTags(['t'])
+  assert.equal((await b.getOrSetWithSource('tagged', load('new'), { tags: ['t'] })).value, 'new')
+  assert.equal(await admin.get(`${a.options.prefix}__tag:t`), '4', 'the counter carries on from the generation published')
+})
+
 test('an instance ignores its own invalidation messages', async () => {
   const [a, b] = await instances(2) as [CacheManager, CacheManager]
   await a.del('x')
