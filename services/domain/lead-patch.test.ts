@@ -41,3 +41,20 @@ test('a PATCH with a field the database function does not know is refused, not s
   const [after] = await db.sql<{ n: number }>('SELECT count(*)::int AS n FROM lead_activities WHERE lead_id = $1', [lead?.id])
   assert.equal(after?.n, 0, 'nothing was written')
 })
+
+test('a state longer than two letters is refused (400), not cut to its first two and taken as unchanged or written', async (t) => {
+  const db = await createTestSchema()
+  t.after(() => db.drop())
+  await seed({ databaseUrl: db.url, schema: db.schema, count: 5 })
+  const pool = createConnectionPool({ connectionString: db.url, schema: db.schema, min: 0, max: 1, healthCheckInterval: 0 })
+  t.after(() => pool.close())
+  const [lead] = await db.sql<{ id: string, state: string }>('SELECT id, state FROM leads LIMIT 1')
+  const leads = new LeadsRepository(pool)
+  const state = lead?.state ?? ''
+  for (const longer of [`${state}X`, state === 'TX' ? 'CAX' : 'TXX']) {
+    await assert.rejects(leads.update(lead?.id ?? '', { state: longer } as LeadPatch),
+      (error) => error instanceof DatabaseError && error.code === 'DB_INVALID_INPUT' && error.statusCode === 400, longer)
+  }
+  const [after] = await db.sql<{ state: string, n: number }>('SELECT state, (SELECT count(*)::int FROM lead_activities WHERE lead_id = $1) AS n FROM leads WHERE id = $1', [lead?.id])
+  assert.deepEqual(after, { state, n: 0 })
+})
