@@ -34,7 +34,7 @@ export class Invalidator {
     const tagGens: Record<string, number> = {}
     if (tags.length > 0) {
       let next: number[] | undefined
-      if (core.tier) next = await core.tier.incr(tags.map((t) => core.tags.key(t))).catch(() => undefined)
+      if (core.tier) next = await core.tier.incr(tags.map((t) => core.tags.key(t)), tags.map((t) => core.tags.next(t))).catch(() => undefined)
       tags.forEach((t, i) => {
         const gen = Math.max(next?.[i] ?? 0, core.tags.next(t))
         tagGens[t] = gen
@@ -127,7 +127,7 @@ export class Invalidator {
       for (const inv of pending) {
         await this.#invalidateRedis(inv)
         const tags = Object.keys(inv.tags ?? {})
-        if (tags.length > 0) await (this.#core.tier as RedisTier).incr(tags.map((t) => this.#core.tags.key(t)))
+        if (tags.length > 0) await (this.#core.tier as RedisTier).incr(tags.map((t) => this.#core.tags.key(t)), tags.map((t) => this.#core.tags.next(t)))
       }
     } catch {
       this.#pending = pending.concat(this.#pending)

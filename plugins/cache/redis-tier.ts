@@ -61,7 +61,20 @@ if ARGV[3] ~= '' then
 end
 return out`
 
+// A tag's generation counted up, never below the floor (the generation after the one the instance has seen), which
+// is set in Redis when the counter was lost: left behind, it would hand an instance that never saw the floor a lower
+// generation, which the others would ignore as old. One key per call, so it holds in a cluster.
+const TAG_INCR_LUA = `
+local gen = redis.call('INCR', KEYS[1])
+local floor = tonumber(ARGV[1])
+if floor > gen then
+  redis.call('SET', KEYS[1], floor)
+  gen = floor
+end
+return gen`
+
 interface ScriptCommands {
+  chassisCacheTagIncr: (key: string, floor: number) => Promise<number>
   chassisCacheInvalidate: (numKeys: number, ...args: Array<string | number | Buffer>) => Promise<number[]>
   chassisCacheTtls: (numKeys: number, ...keys: string[]) => Promise<number[]>
   chassisCacheFill: (key: string, token: Buffer, payload: Buffer, px: number) => Promise<number>
@@ -107,6 +120,7 @@ export class RedisTier {
     client.defineCommand('chassisCacheFill', { numberOfKeys: 1, lua: FILL_LUA })
     client.defineCommand('chassisCachePresence', { numberOfKeys: 1, lua: PRESENCE_LUA })
     client.defineCommand('chassisCacheInvalidate', { lua: INVALIDATE_LUA })
+    client.defineCommand('chassisCacheTagIncr', { numberOfKeys: 1, lua: TAG_INCR_LUA })
   }
 
   get cluster (): boolean {
@@ -250,9 +264,12 @@ export class RedisTier {
     return deleted
   }
 
-  /** A change's tags (a dozen for a lead's PATCH) leave in one socket write, under one budget. */
-  async incr (keys: string[]): Promise<number[]> {
-    return this.#run(() => this.#corked(() => Promise.all(keys.map((k) => this.client.incr(k)))))
+  /**
+   * A change's tags (a dozen for a lead's PATCH) leave in one socket write, under one budget: each counted up, and
+   * raised to its floor in `floors` (TAG_INCR_LUA) when Redis lost it.
+   */
+  async incr (keys: string[], floors: number[]): Promise<number[]> {
+    return this.#run(() => this.#corked(() => Promise.all(keys.map((k, i) => this.#scripts.chassisCacheTagIncr(k, floors[i] ?? 0)))))
   }
 
   /**

@@ -113,6 +113,24 @@ test('after Redis lost a tag counter, an instance that never saw its old generat
   assert.equal(await admin.get(`${a.options.prefix}__tag:t`), '4', 'the counter carries on from the generation published')
 })
 
+test('after Redis lost a tag counter, an invalidation with patterns (tags counted apart) also carries the counter on from the generation it published', async () => {
+  const [a, b] = await instances(2) as [CacheManager, CacheManager]
+  const load = (v: string) => async () => v
+  await a.invalidateTags(['t'])
+  await a.invalidateTags(['t'])
+  await admin.del(`${a.options.prefix}__tag:t`)
+  await a.invalidate({ tags: ['t'], patterns: ['nothing:*'] })
+  await b.getOrSet('tagged', load('old'), { tags: ['t'] })
+  const client = new Redis(REDIS_URL, { enableOfflineQueue: false, maxRetriesPerRequest: 0, enableAutoPipelining: true })
+  await new Promise((resolve) => client.once('ready', resolve))
+  clients.push(client)
+  const c = createCacheManager(client, { prefix: a.options.prefix, ttl: 60 })
+  managers.push(c)
+  assert.ok(await c.ready())
+  await c.invalidate({ tags: ['t'], patterns: ['nothing:*'] })
+  assert.equal((await b.getOrSetWithSource('tagged', load('new'), { tags: ['t'] })).value, 'new')
+})
+
 test('an instance ignores its own invalidation messages', async () => {
   const [a, b] = await instances(2) as [CacheManager, CacheManager]
   await a.del('x')
