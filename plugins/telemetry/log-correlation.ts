@@ -1,4 +1,5 @@
 import { TraceFlags, context, trace } from '@opentelemetry/api'
+import { unpatchedWarning } from './unpatched-warning.js'
 
 type Fields = Record<string, string>
 
@@ -27,6 +28,9 @@ interface PinoCorrelation { _getMixinFunction?: () => (...args: unknown[]) => Fi
  */
 export function correlateSampledLogLines (instrumentation: object): void {
   const pino = instrumentation as PinoCorrelation
-  if (typeof pino._getMixinFunction !== 'function') throw new Error('the pino instrumentation has no _getMixinFunction: its version changed')
+  if (typeof pino._getMixinFunction !== 'function') {
+    unpatchedWarning('the pino instrumentation has no _getMixinFunction', 'log lines carry the ids of every trace, sampled or not')
+    return
+  }
   pino._getMixinFunction = () => sampledTraceFields
 }

@@ -5,6 +5,7 @@ import type { tracing } from '@opentelemetry/sdk-node'
 import { getSpanProcessorsFromEnv } from '@opentelemetry/sdk-node/build/src/utils.js'
 import { otlpJsonTraceSerializer } from './otlp-json.js'
 import { SpanScrubbingProcessor } from './span-scrubbing-processor.js'
+import { unpatchedWarning } from './unpatched-warning.js'
 
 /**
  * The exporting processors the environment asks for, each span scrubbed first (SpanScrubbingProcessor); none when none.
@@ -21,10 +22,10 @@ interface SerializingProcessor { _exporter?: { _delegate?: { _serializer?: unkno
 
 /**
  * Gives the processor's OTLP/HTTP JSON exporter the chassis's serializer. The SDK takes no serializer from outside:
- * its exporter keeps it in a private field, so this throws at start if that field moved (the SDK's version changed)
- * rather than silently keeping the slower one.
+ * its exporter keeps it in a private field. If that field moved (the SDK's version changed), the exporter keeps the
+ * SDK's serializer and the process warns (`unpatchedWarning`): a slower export, not a service that cannot start.
  */
-function writeJsonDirectly (processor: tracing.SpanProcessor): void {
+export function writeJsonDirectly (processor: tracing.SpanProcessor): void {
   const delegate = (processor as SerializingProcessor)._exporter?._delegate
   if (delegate?._serializer === JsonTraceSerializer) {
     delegate._serializer = otlpJsonTraceSerializer
@@ -33,6 +34,6 @@ function writeJsonDirectly (processor: tracing.SpanProcessor): void {
   const protocol = process.env.OTEL_EXPORTER_OTLP_TRACES_PROTOCOL ?? process.env.OTEL_EXPORTER_OTLP_PROTOCOL
   const exporters = process.env.OTEL_TRACES_EXPORTER ?? 'otlp'
   if (protocol === 'http/json' && exporters.split(',').map((s) => s.trim()).join(',') === 'otlp') {
-    throw new Error('the OTLP/HTTP JSON exporter keeps its serializer elsewhere: the SDK\'s version changed')
+    unpatchedWarning('the OTLP/HTTP JSON exporter keeps its serializer elsewhere', 'exports are written by the SDK\'s serializer')
   }
 }

@@ -1,4 +1,5 @@
 import { TraceFlags, context, trace } from '@opentelemetry/api'
+import { unpatchedWarning } from './unpatched-warning.js'
 
 /**
  * Whether the sampler (OTEL_TRACES_SAMPLER, the SDK's default `parentbased_always_on` when unset) follows the parent:
@@ -31,7 +32,10 @@ interface RedisCommandTracing { _traceSendCommand?: (original: SendCommand, modu
 export function skipUnsampledRedisCommands (instrumentation: object): void {
   const tracing = instrumentation as RedisCommandTracing
   const traceSendCommand = tracing._traceSendCommand
-  if (typeof traceSendCommand !== 'function') throw new Error('the ioredis instrumentation has no _traceSendCommand: its version changed')
+  if (typeof traceSendCommand !== 'function') {
+    unpatchedWarning('the ioredis instrumentation has no _traceSendCommand', 'every Redis command goes through the instrumentation, sampled or not')
+    return
+  }
   tracing._traceSendCommand = function (original, moduleVersion) {
     const traced = traceSendCommand.call(this, original, moduleVersion)
     return function (this: unknown, ...args: unknown[]) {
