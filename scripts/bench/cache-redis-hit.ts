@@ -79,6 +79,8 @@ function measure (way: Way, dir: string): { main: number, all: number } {
   const main = `cg-${WAYS.indexOf(way)}.1-01`
   if (!readdirSync(dir).includes(main)) throw new Error(`${way}: no main-thread dump in ${dir}`)
   const perRead = Math.round(callgrindTotal(join(dir, main)) / Number(args.reads))
+  // A main thread that counted nothing was never switched on: a row of zeros would read as a result.
+  if (perRead === 0) throw new Error(`${way}: the main thread counted no instructions`)
   // Every thread's too: V8 marks and sweeps the heap partly on helper threads, which the main thread's count leaves out.
   const all = readdirSync(dir).filter((f) => f.startsWith(`cg-${WAYS.indexOf(way)}.1-`)).reduce((n, f) => n + callgrindTotal(join(dir, f)), 0)
   for (const f of readdirSync(dir)) rmSync(join(dir, f))

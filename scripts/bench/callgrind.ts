@@ -10,8 +10,9 @@ import { projectRoot } from '../../services/platform/paths.js'
  */
 export function callgrindTotal (file: string): number {
   // A thread that ran nothing while counting (a libuv worker asleep in its poll) has a dump with no cost lines, for
-  // which callgrind_annotate prints no totals.
-  if (/^summary: 0$/m.test(readFileSync(file, 'utf8'))) return 0
+  // which callgrind_annotate prints no totals. Its `totals:` line says so; `summary:` does not, since a dump taken
+  // after `--instr=off` says 0 there whatever it counted.
+  if (/^totals: 0$/m.test(readFileSync(file, 'utf8'))) return 0
   const out = execFileSync('callgrind_annotate', [file], { encoding: 'utf8', maxBuffer: 1 << 28 })
   const line = out.split('\n').find((l) => l.includes('PROGRAM TOTALS'))
   const first = line?.trim().split(/\s+/)[0]
