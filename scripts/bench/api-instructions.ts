@@ -1,5 +1,5 @@
 import type { ChildProcess } from 'node:child_process'
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
@@ -177,6 +177,8 @@ try {
         byFunction.set(target, sumCosts(batches, Number(args.samples) * Number(args.requests)))
         // Every function's cost, for a look beyond the printed few.
         if (args.keep !== undefined) writeFileSync(join(dir, `functions-${target.name}.json`), JSON.stringify(Object.fromEntries(byFunction.get(target) ?? [])))
+        // Kept beside the dumps, to name their addresses later (callgrind_annotate shows them as numbers).
+        if (args.keep !== undefined) copyFileSync(`/tmp/perf-${pid}.map`, join(dir, `perf-${pid}.map`))
         rmSync(`/tmp/perf-${pid}.map`, { force: true })
       }
     } finally {
