@@ -58,7 +58,8 @@ export class ApiKeyStore {
   // Keys verified against the cached record they were checked with; a revocation replaces or drops that record,
   // which ends the memo's validity without a hash per request.
   // Also what tells a key verified here before (it is not charged to its caller's budget again).
-  readonly #verified = new LRUCache<string, { stored: StoredKey, identity: ApiKeyIdentity }>({ max: 10000 })
+  // The record's cache key is kept with it: built once, not for every request that presents the key.
+  readonly #verified = new LRUCache<string, { stored: StoredKey, identity: ApiKeyIdentity, cacheKey: string }>({ max: 10000 })
   readonly #lookups = new Map<string, Promise<StoredKey | null | typeof REFUSED>>()
   // Ids PostgreSQL did not know, for a short while and apart from the shared cache, so that a client repeating a
   // wrong key costs no lookup while invented keys cannot push warm entries out of the cache.
@@ -109,7 +110,7 @@ export class ApiKeyStore {
   verifiedIdentity (key: string): ApiKeyIdentity | undefined {
     if (!this.#cacheTrusted) return undefined
     const memo = this.#verified.get(key)
-    return memo && this.#cache?.peek(`apikey:${memo.identity.id}`) === memo.stored ? memo.identity : undefined
+    return memo && this.#cache?.peek(memo.cacheKey) === memo.stored ? memo.identity : undefined
   }
 
   /** True when this instance heard, within the last minute, that the key was revoked or deleted. */
@@ -195,7 +196,7 @@ export class ApiKeyStore {
     const given = hashSecret(secret)
     if (expected.length !== given.length || !timingSafeEqual(expected, given)) return this.#refuse(key)
     const identity = Object.freeze({ id, name: stored.name, scopes: stored.scopes })
-    this.#verified.set(key, { stored, identity })
+    this.#verified.set(key, { stored, identity, cacheKey: `apikey:${id}` })
     return identity
   }
 

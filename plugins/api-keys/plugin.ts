@@ -1,6 +1,6 @@
 import fp from 'fastify-plugin'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
-import { optionalDependency } from '../chassis/index.js'
+import { optionalDependency, routeConfigOf } from '../chassis/index.js'
 import { redisDecorator } from '../redis/index.js'
 import { cacheDecorator } from '../cache/index.js'
 import { createHash, timingSafeEqual } from 'node:crypto'
@@ -140,8 +140,9 @@ export const apiKeysPlugin = fp(async (app: FastifyInstance, opts: ApiKeysPlugin
   })
 
   app.addHook('preParsing', (request, _reply, _payload, done) => {
-    if (request.apiKeyRejected && request.routeOptions.config.apiKeyReportOnly !== true) return done(new ApiKeyErrors.INVALID_API_KEY())
-    const { requiredScope: scope, anonymous } = request.routeOptions.config
+    const config = routeConfigOf(request)
+    if (request.apiKeyRejected && config.apiKeyReportOnly !== true) return done(new ApiKeyErrors.INVALID_API_KEY())
+    const { requiredScope: scope, anonymous } = config
     if (!scope || request.internalService) return done()
     if (!request.apiKey && anonymous) return done()
     if (!request.apiKey) return done(new ApiKeyErrors.API_KEY_REQUIRED(scope, header))

@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto'
 import type { FastifyReply, FastifyRequest } from 'fastify'
+import { replyHeaderObject } from '../chassis/index.js'
 import type { CacheManager, CacheSource } from './cache-manager.js'
 
 export interface CachedResponse {
@@ -73,7 +74,15 @@ function serializerOf (reply: FastifyReply): (payload: unknown) => string {
 }
 
 function respond (request: FastifyRequest, reply: FastifyReply, value: CachedResponse, source: CacheSource): void {
-  void reply.headers({ etag: value.etag, 'x-cache': SOURCE_HEADER[source], 'cache-control': 'private, no-cache' })
-  if (matches(request.headers['if-none-match'], value.etag)) void reply.code(304).send()
-  else void reply.header('content-type', 'application/json; charset=utf-8').send(value.body)
+  // Into the reply's own header object when it is found (lower-case names, no lookup each), else through `headers`.
+  const own = replyHeaderObject(reply)
+  const h = own ?? {}
+  h.etag = value.etag
+  h['x-cache'] = SOURCE_HEADER[source]
+  h['cache-control'] = 'private, no-cache'
+  const notModified = matches(request.headers['if-none-match'], value.etag)
+  if (!notModified) h['content-type'] = 'application/json; charset=utf-8'
+  if (own === undefined) void reply.headers(h)
+  if (notModified) void reply.code(304).send()
+  else void reply.send(value.body)
 }

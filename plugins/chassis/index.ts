@@ -9,5 +9,7 @@ export { buildService, type Registrar, type ServiceDefinition } from './service.
 export { censorChildBindings, logRedaction } from './log-redaction.js'
 export { runService, startService, type RunningService } from './run.js'
 export { SECURITY_HEADERS } from './security-headers.js'
+export { replyHeaderObject } from './response-headers.js'
+export { routeConfigOf, routePatternOf } from './route-context.js'
 export { CircuitBreaker, type BreakerState } from './breaker.js'
 export { DOCS_CSP, OPENAPI_DOCUMENT_PATH, OPENAPI_UI_PATH, type OpenApiOptions } from './openapi.js'

@@ -26,6 +26,17 @@ function isEmpty (headers: object): boolean {
   return true
 }
 
+/**
+ * The object a reply keeps its headers in, for a hook on every request's path to write lower-case names into
+ * directly: `reply.header` lower-cases each name and looks it up before storing it, through a keyed access that
+ * sees every header name (a tenth of the headers' cost per request). Undefined on a Fastify that keeps them
+ * otherwise: use `reply.header` then.
+ */
+export function replyHeaderObject (reply: FastifyReply): Record<string, string | number | string[]> | undefined {
+  const symbol = headerStore(reply)
+  return symbol === null ? undefined : (reply as unknown as Record<symbol, Record<string, string | number | string[]> | undefined>)[symbol]
+}
+
 /** Gives a reply what every answer carries (errors and 404s too): the security headers, no-store, its request id. */
 export function setEveryResponseHeaders (request: FastifyRequest, reply: FastifyReply): void {
   const symbol = headerStore(reply)

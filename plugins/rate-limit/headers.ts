@@ -1,4 +1,5 @@
 import type { FastifyReply } from 'fastify'
+import { replyHeaderObject } from '../chassis/index.js'
 import type { RateLimitPolicy } from './policies.js'
 import type { Decision } from './rate-limiter.js'
 import type { PolicyResult } from './store.js'
@@ -41,18 +42,21 @@ export function setRateLimitHeaders (reply: FastifyReply, decision: Decision, no
   const b = decision.binding
   if (!b) return
   const text = textOf(b.policy)
+  // Every answer carries these: written into the reply's own header object when it is found, each by its constant
+  // lower-case name; otherwise gathered and handed to `reply.headers`.
+  const own = replyHeaderObject(reply)
+  const h = own ?? {}
   if (fields !== 'draft') {
     const waitMs = decision.allowed ? b.resetMs : b.retryAfterMs
-    void reply
-      .header('x-ratelimit-limit', text.limit)
-      .header('x-ratelimit-remaining', decision.allowed ? b.remaining : 0)
-      .header('x-ratelimit-reset', Math.ceil((nowMs + waitMs) / 1000))
+    h['x-ratelimit-limit'] = text.limit
+    h['x-ratelimit-remaining'] = decision.allowed ? b.remaining : 0
+    h['x-ratelimit-reset'] = Math.ceil((nowMs + waitMs) / 1000)
   }
   if (fields !== 'x-ratelimit') {
     const one = decision.results.length === 1
-    void reply
-      .header('ratelimit-policy', one ? text.policy : decision.results.map((r) => textOf(r.policy).policy).join(', '))
-      .header('ratelimit', one ? stateItem(b) : decision.results.map(stateItem).join(', '))
+    h['ratelimit-policy'] = one ? text.policy : decision.results.map((r) => textOf(r.policy).policy).join(', ')
+    h.ratelimit = one ? stateItem(b) : decision.results.map(stateItem).join(', ')
   }
-  if (!decision.allowed) void reply.header('retry-after', Math.max(1, Math.ceil(b.retryAfterMs / 1000)))
+  if (!decision.allowed) h['retry-after'] = Math.max(1, Math.ceil(b.retryAfterMs / 1000))
+  if (own === undefined) void reply.headers(h)
 }

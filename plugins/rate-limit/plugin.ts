@@ -1,6 +1,6 @@
 import fp from 'fastify-plugin'
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
-import { optionalDependency } from '../chassis/index.js'
+import { optionalDependency, routeConfigOf } from '../chassis/index.js'
 import { redisDecorator } from '../redis/index.js'
 import { rateLimitHeaderChoices, setRateLimitHeaders, type RateLimitHeaders } from './headers.js'
 import { cidrMatcher, clientAddressKey } from './identity.js'
@@ -120,7 +120,7 @@ export const rateLimitPlugin = fp(async (app: FastifyInstance, opts: RateLimitPl
 
   // A callback hook, and a decision handed back by callback: no promise per request on a path every request takes.
   app.addHook('onRequest', (request, reply, done) => {
-    const own = routeSetting(request.routeOptions.config)
+    const own = routeSetting(routeConfigOf(request))
     if (own === false || isTrusted(request)) return done()
     const base = opts.globalFor?.(request)
     const first = base !== undefined ? resolve(base) : global

@@ -1,6 +1,7 @@
 import fp from 'fastify-plugin'
 import type { FastifyContextConfig, FastifyInstance } from 'fastify'
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client'
+import { routePatternOf } from '../chassis/index.js'
 import { RequestMetrics } from './request-metrics.js'
 
 export interface MetricsPluginOptions {
@@ -127,7 +128,7 @@ export const metricsPlugin = fp(async (app: FastifyInstance, opts: MetricsPlugin
 
   app.decorate('metrics', registry)
   app.addHook('onResponse', (request, reply, done) => {
-    requests.record(request.method, request.routeOptions.url ?? 'unmatched', reply.statusCode, reply.elapsedTime / 1000)
+    requests.record(request.method, routePatternOf(request) ?? 'unmatched', reply.statusCode, reply.elapsedTime / 1000)
     done()
   })
   // Scrapes are never rate limited (the rate-limit plugin reads `rateLimit: false`).

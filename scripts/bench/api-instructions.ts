@@ -1,5 +1,5 @@
 import type { ChildProcess } from 'node:child_process'
-import { mkdtempSync, rmSync } from 'node:fs'
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
@@ -13,6 +13,7 @@ import { freePort } from '../../test/helpers/ports.js'
 import { startPrivatePostgres } from '../../test/helpers/private-postgres.js'
 import { startPrivateRedis } from '../../test/helpers/private-redis.js'
 import { callgrindControl, dumpedThreads, startUnderCallgrind } from './callgrind.js'
+import { functionCosts, optimizingCompilation, readPerfMap, sumCosts, type FunctionCost } from './callgrind-functions.js'
 import { median, startService, table } from './lib.js'
 import { apiEnvironment } from './tracing-setup.js'
 
@@ -36,9 +37,15 @@ const { values: args } = parseArgs({
     // Seconds counted with no request in flight: what the process's timers cost per second, see `net`.
     idle: { type: 'string', default: '10' },
     // Which servers, by name: api, ceiling, alternative.
-    only: { type: 'string', default: 'api,ceiling,alternative' }
+    only: { type: 'string', default: 'api,ceiling,alternative' },
+    // Keep callgrind's dumps in this directory, for callgrind_annotate, instead of deleting them.
+    keep: { type: 'string' },
+    // Print each server's main-thread instructions per request by function, the N largest (JavaScript functions
+    // named from V8's perf map, which this turns on for every server).
+    functions: { type: 'string' }
   }
 })
+const functionsShown = args.functions === undefined ? 0 : Number(args.functions)
 const log = (m: string): void => console.log(`[bench:api-instructions] ${m}`)
 const ROUTE = '/api/v1/leads'
 
@@ -90,7 +97,9 @@ const preload = ['--import', import.meta.resolve('@lead-chassis/plugins/telemetr
 // V8 compiles optimized code and collects garbage partly on helper threads, whose share of the work moves with how
 // busy the machine is (the main thread's count moved by a third from run to run on a loaded machine): on one thread
 // the same requests cost the same instructions whatever runs beside them.
-const V8_FLAGS = ['--single-threaded']
+// --perf-basic-prof writes /tmp/perf-<pid>.map, which names the JIT code callgrind shows as addresses; with
+// compaction off the code stays where the map says.
+const V8_FLAGS = ['--single-threaded', ...(functionsShown > 0 ? ['--perf-basic-prof', '--no-compact-code-space'] : [])]
 
 async function startCounted (target: Target, dir: string, port: number): Promise<{ child: ChildProcess, url: string }> {
   return await startUnderCallgrind(target.label, VALGRIND, [...V8_FLAGS, ...(target.preload ? preload : []), join(projectRoot, target.entry)], await target.env(), port, dir)
@@ -117,9 +126,16 @@ const dumped = (dir: string, pid: number, index: number): number => dumpedThread
 // each batch's count is also given net of the idle process's instructions per second over the batch's duration.
 const perRequest = new Map<Target, number[]>()
 const netPerRequest = new Map<Target, number[]>()
+const compiledPerRequest = new Map<Target, number[]>()
+const byFunction = new Map<Target, Map<string, FunctionCost>>()
 let current: ChildProcess | undefined
 for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => { current?.kill('SIGKILL'); source?.child.kill('SIGKILL'); postgres.destroy(); void redisServer.destroy().finally(() => process.exit(1)) })
-const dir = mkdtempSync(join(tmpdir(), 'bench-api-instructions-'))
+function dumpDirectory (keep: string | undefined): string {
+  if (keep === undefined) return mkdtempSync(join(tmpdir(), 'bench-api-instructions-'))
+  mkdirSync(keep, { recursive: true })
+  return keep
+}
+const dir = dumpDirectory(args.keep)
 try {
   for (const target of chosen) {
     const started = Date.now()
@@ -139,6 +155,7 @@ try {
       log(`${target.label}: idle: ${(idlePerMs * 1000).toFixed(0)} instructions/second`)
       const samples: number[] = []
       const net: number[] = []
+      const compiled: number[] = []
       for (let s = 1; s <= Number(args.samples); s++) {
         const started = performance.now()
         await drive(url, Number(args.requests))
@@ -146,10 +163,24 @@ try {
         const count = dumped(dir, pid, s + 2)
         samples.push(count / Number(args.requests))
         net.push((count - idlePerMs * (performance.now() - started)) / Number(args.requests))
-        log(`${target.label}: batch ${s}: ${samples.at(-1)?.toFixed(0)} instructions/request on the main thread, ${net.at(-1)?.toFixed(0)} net of the idle rate`)
+        compiled.push(optimizingCompilation(functionCosts(readFileSync(join(dir, `cg.${pid}.${s + 2}-01`), 'utf8'))) / Number(args.requests))
+        log(`${target.label}: batch ${s}: ${samples.at(-1)?.toFixed(0)} instructions/request on the main thread, ${net.at(-1)?.toFixed(0)} net of the idle rate, ${compiled.at(-1)?.toFixed(0)} of them compiling optimized code`)
       }
       perRequest.set(target, samples)
       netPerRequest.set(target, net)
+      compiledPerRequest.set(target, compiled)
+      if (functionsShown > 0) {
+        // Read after the batches, when the map names the code they ran; the batches' dumps are 3.. (1 and 2 are the
+        // switch and the idle seconds).
+        const map = readPerfMap(`/tmp/perf-${pid}.map`)
+        const batches = Array.from({ length: Number(args.samples) }, (_, s) => functionCosts(readFileSync(join(dir, `cg.${pid}.${s + 3}-01`), 'utf8'), map))
+        byFunction.set(target, sumCosts(batches, Number(args.samples) * Number(args.requests)))
+        // Every function's cost, for a look beyond the printed few.
+        if (args.keep !== undefined) writeFileSync(join(dir, `functions-${target.name}.json`), JSON.stringify(Object.fromEntries(byFunction.get(target) ?? [])))
+        // Kept beside the dumps, to name their addresses later (callgrind_annotate shows them as numbers).
+        if (args.keep !== undefined) copyFileSync(`/tmp/perf-${pid}.map`, join(dir, `perf-${pid}.map`))
+        rmSync(`/tmp/perf-${pid}.map`, { force: true })
+      }
     } finally {
       const exited = new Promise((resolve) => child.once('exit', resolve))
       child.kill('SIGTERM')
@@ -158,18 +189,38 @@ try {
   }
 } finally {
   await source?.stop()
-  rmSync(dir, { recursive: true, force: true })
+  if (args.keep === undefined) rmSync(dir, { recursive: true, force: true })
+  else log(`callgrind dumps kept in ${dir}`)
   postgres.destroy()
   await redisServer.destroy()
 }
 
 const api = targets[0] as Target
 const of = (t: Target): number => median(netPerRequest.get(t) ?? [Number.NaN])
+// Each batch net of the idle rate and of optimizing compilation: what serving the requests cost once V8's code has
+// settled, steadier from batch to batch and run to run than the count with the compiler's share in it.
+const settled = (t: Target): number[] => (netPerRequest.get(t) ?? []).map((x, i) => x - (compiledPerRequest.get(t)?.[i] ?? Number.NaN))
+const ofSettled = (t: Target): number => median(settled(t).length > 0 ? settled(t) : [Number.NaN])
 console.log(`\nInstructions per request (callgrind) on the main thread, median of ${args.samples} batches of ${args.requests} requests after ${args.warmup} warm-up requests, ${args.concurrency} in flight; GET ${ROUTE} (cached) with an API key, api at LOG_LEVEL=${args['log-level']}:\n`)
 console.log(table(chosen.map((t) => ({
   server: t.label,
   'instructions/request, net of the idle rate': of(t).toFixed(0),
   'share of the api': perRequest.has(api) && t !== api ? `${(of(t) / of(api) * 100).toFixed(0)}%` : '',
+  'net of the idle rate and of optimizing compilation': ofSettled(t).toFixed(0),
+  'share of the api, net of compilation': perRequest.has(api) && t !== api ? `${(ofSettled(t) / ofSettled(api) * 100).toFixed(0)}%` : '',
   'each batch, net': (netPerRequest.get(t) ?? []).map((x) => x.toFixed(0)).join(', '),
+  'each batch, net of compilation too': settled(t).map((x) => x.toFixed(0)).join(', '),
   'each batch, as counted': (perRequest.get(t) ?? []).map((x) => x.toFixed(0)).join(', ')
 }))))
+
+for (const t of chosen) {
+  const costs = byFunction.get(t)
+  if (costs === undefined) continue
+  const top = [...costs].sort((x, y) => y[1].self - x[1].self).slice(0, functionsShown)
+  console.log(`\n${t.label}: main-thread instructions per request by function, the ${functionsShown} largest by self (self: in the function, inclusive: with what it called; not net of the idle rate)\n`)
+  console.log(table(top.map(([name, c]) => ({
+    function: name.length > 140 ? `${name.slice(0, 137)}...` : name,
+    self: c.self.toFixed(0),
+    inclusive: c.inclusive.toFixed(0)
+  }))))
+}

@@ -119,3 +119,14 @@ export function sumCosts (all: Array<Map<string, FunctionCost>>, per = 1): Map<s
   }
   return sum
 }
+
+/**
+ * The instructions V8 spent compiling optimized code (Maglev and TurboFan, which `--single-threaded` runs on the
+ * main thread) in one dump's `costs`: a function's compilation happens once, whenever V8 decides, so a batch of
+ * requests holds some or none of it, and it moved a batch's count by a third.
+ */
+export function optimizingCompilation (costs: Map<string, FunctionCost>): number {
+  let sum = 0
+  for (const [name, c] of costs) if (name.startsWith('v8::internal::Compiler::CompileOptimized(')) sum += c.inclusive
+  return sum
+}

@@ -1,3 +1,4 @@
+import type { FastifyRequest } from 'fastify'
 import type { Registrar } from '@lead-chassis/plugins/chassis'
 import { chassisConfigFragment, type ChassisConfig, type ConfigFragment } from '@lead-chassis/plugins/chassis'
 import { dbPoolConfigFragment, dbPoolPlugin, poolOptionsFromConfig, type ConnectionPool, type DbPoolConfig } from '@lead-chassis/plugins/db-pool'
@@ -33,7 +34,11 @@ export interface PlatformOptions {
  * rate limiting is on.
  */
 export function platformPlugins (service: string, config: PlatformConfig, options: PlatformOptions = {}): Registrar[] {
-  const allowListed = cidrMatcher(config.RATE_LIMIT_ALLOWLIST.split(','))
+  const allowList = config.RATE_LIMIT_ALLOWLIST.split(',')
+  const matcher = cidrMatcher(allowList)
+  // Behind a trusted proxy `request.ip` parses X-Forwarded-For on every read: with no CIDR listed (as shipped) the
+  // address is not asked for.
+  const allowListed = allowList.some((cidr) => cidr.trim() !== '') ? (request: FastifyRequest) => matcher(request.ip) : () => false
   return [
     (app) => app.addHook('onRoute', canonicalLeadIdRoutes),
     (app) => app.register(metricsPlugin, { service }),
@@ -52,12 +57,12 @@ export function platformPlugins (service: string, config: PlatformConfig, option
         windowMs: config.API_KEY_LOOKUP_WINDOW_MS,
         prefix: config.RATE_LIMIT_PREFIX,
         timeoutMs: config.REDIS_COMMAND_TIMEOUT_MS,
-        exempt: (request) => allowListed(request.ip)
+        exempt: allowListed
       }
     }),
     (app) => config.RATE_LIMIT_ENABLED && app.register(rateLimitPlugin, {
       ...rateLimitOptionsFromConfig(config),
-      allowList: (request) => request.internalService === true || allowListed(request.ip),
+      allowList: (request) => request.internalService === true || allowListed(request),
       keyGenerator: (request) => (request.apiKey ? `key:${request.apiKey.id}` : clientAddressKey(request.ip)),
       globalFor: (request) => (request.apiKey ? 'apiKey' : undefined)
     })
