@@ -7,16 +7,18 @@ import { promisify } from 'node:util'
 import { ROOT_CONTEXT, SpanKind, context, trace, type TraceFlags } from '@opentelemetry/api'
 import { node, tracing } from '@opentelemetry/sdk-node'
 import { PinoInstrumentation } from '@opentelemetry/instrumentation-pino'
+import { IORedisInstrumentation } from '@opentelemetry/instrumentation-ioredis'
 import { pino } from 'pino'
-import { PooledIdGenerator, correlateSampledLogLines } from '@lead-chassis/plugins/telemetry/instrumentations'
+import { PooledIdGenerator, correlateSampledLogLines, redisStatement, skipSpanCountMetrics, traceRedisCommands } from '@lead-chassis/plugins/telemetry/instrumentations'
 import { functionCosts, readPerfMap } from './callgrind-functions.js'
 import { table } from './lib.js'
 
 /**
- * What an unsampled request pays for tracing, one operation at a time, in instructions (callgrind), away from the
- * load generator and the machine's load: a log line with the pino instrumentation's mixin, with the chassis's and
- * with none; a trace id and a span id from the SDK's generator and from the pooled one; a root span the sampler
- * declines. `node dist/scripts/bench/tracing-ops-instructions.js [--iterations 10000]` runs itself under valgrind, one
+ * What tracing costs, one operation at a time, in instructions (callgrind), away from the load generator and the
+ * machine's load: a log line with the pino instrumentation's mixin, with the chassis's and with none; a trace id and
+ * a span id from the SDK's generator and from the pooled one; a root span the sampler declines; a sampled child span
+ * with the SDK's span counts and without; a sampled Redis command's span from the instrumentation's wrapper and from
+ * the chassis's. `node dist/scripts/bench/tracing-ops-instructions.js [--iterations 10000]` runs itself under valgrind, one
  * callgrind dump per operation, and prints each operation's instructions (the inclusive count of the closure that
  * runs it, named from V8's perf map).
  */
@@ -43,6 +45,30 @@ function operations (): Array<[string, () => unknown]> {
   for (const [name, idGenerator] of [['the SDK\'s ids', undefined], ['pooled ids', new PooledIdGenerator()]] as const) {
     const tracer = new node.NodeTracerProvider({ ...(idGenerator === undefined ? {} : { idGenerator }), sampler: new tracing.ParentBasedSampler({ root: new tracing.TraceIdRatioBasedSampler(0) }) }).getTracer('bench')
     ops.push([`a root SERVER span the sampler declines, ${name}`, () => tracer.startSpan('GET /api/v1/leads/:id', { kind: SpanKind.SERVER }, ROOT_CONTEXT)])
+  }
+  // A sampled request's spans: a child span started and ended with the SDK's span counts (into the no-op meter it
+  // gets unless OTEL_NODE_EXPERIMENTAL_SDK_METRICS=true) and without; a Redis command's span from the ioredis
+  // instrumentation's wrapper and from the chassis's. No span processor: what is left is the span's own work.
+  const sampled = trace.setSpan(ROOT_CONTEXT, trace.wrapSpanContext({ traceId: '4bf92f3577b34da6a3ce929d0e0e4736', spanId: '00f067aa0ba902b7', traceFlags: 1 }))
+  for (const [name, skip] of [['the SDK\'s span counts', false], ['span counts skipped', true]] as const) {
+    const provider = new node.NodeTracerProvider({ idGenerator: new PooledIdGenerator() })
+    if (skip) skipSpanCountMetrics(provider)
+    const tracer = provider.getTracer('bench')
+    ops.push([`a child CLIENT span of a sampled trace, started and ended, ${name}`, () => { tracer.startSpan('get', { kind: SpanKind.CLIENT }, sampled).end() }])
+  }
+  const client = { options: { host: '127.0.0.1', port: 6379 } }
+  const noop = (_value?: unknown): void => {}
+  for (const [name, chassis] of [['the ioredis instrumentation\'s wrapper', false], ['the chassis\'s wrapper', true]] as const) {
+    const instrumentation = new IORedisInstrumentation({ dbStatementSerializer: redisStatement })
+    if (chassis) traceRedisCommands(instrumentation)
+    type Send = (this: unknown, command: unknown) => unknown
+    const send = (instrumentation as unknown as { _traceSendCommand: (original: Send, version: string) => Send })._traceSendCommand(function () { return undefined }, '5.11.1')
+    ops.push([`a Redis GET of a sampled request, its span from ${name}`, () => context.with(sampled, () => {
+      // The reply comes after the command is written: ioredis then resolves the command.
+      const command = { name: 'get', args: ['c:lead:1'], resolve: noop, reject: noop }
+      send.call(client, command)
+      command.resolve('OK')
+    })])
   }
   return ops
 }
