@@ -11,18 +11,20 @@ import { IORedisInstrumentation } from '@opentelemetry/instrumentation-ioredis'
 import { pino } from 'pino'
 import { PooledIdGenerator, correlateSampledLogLines, redisStatement, skipSpanCountMetrics, traceRedisCommands } from '@lead-chassis/plugins/telemetry/instrumentations'
 import { functionCosts, readPerfMap } from './callgrind-functions.js'
-import { table } from './lib.js'
+import { median, table } from './lib.js'
 
 /**
  * What tracing costs, one operation at a time, in instructions (callgrind), away from the load generator and the
  * machine's load: a log line with the pino instrumentation's mixin, with the chassis's and with none; a trace id and
  * a span id from the SDK's generator and from the pooled one; a root span the sampler declines; a sampled child span
  * with the SDK's span counts and without; a sampled Redis command's span from the instrumentation's wrapper and from
- * the chassis's. `node dist/scripts/bench/tracing-ops-instructions.js [--iterations 10000]` runs itself under valgrind, one
- * callgrind dump per operation, and prints each operation's instructions (the inclusive count of the closure that
- * runs it, named from V8's perf map).
+ * the chassis's. `node dist/scripts/bench/tracing-ops-instructions.js [--iterations 10000] [--runs 1] [--only <text>]`
+ * runs itself under valgrind, a process per operation (those whose name holds `--only`) and run, and prints each
+ * operation's instructions (the inclusive count of the closure that runs it, named from V8's perf map), the median of
+ * `--runs`: a run that meets a major garbage collection counts more.
  */
-const iterations = Number(process.argv[process.argv.indexOf('--iterations') + 1] || 10000)
+const arg = (name: string, fallback: string): string => process.argv.includes(name) ? process.argv[process.argv.indexOf(name) + 1] ?? fallback : fallback
+const iterations = Number(arg('--iterations', '10000'))
 const child = process.argv.includes('--measure')
 
 function operations (): Array<[string, () => unknown]> {
@@ -75,32 +77,42 @@ function operations (): Array<[string, () => unknown]> {
 
 if (child) {
   const control = promisify(execFile)
-  for (const [, op] of operations()) {
-    // Warmed up until optimized, then counted alone: the counters are switched on and dumped around the loop.
-    for (let i = 0; i < 50000; i++) op()
-    await control('callgrind_control', ['--instr=on', String(process.pid)])
-    for (let i = 0; i < iterations; i++) op()
-    await control('callgrind_control', ['--dump', String(process.pid)])
-    await control('callgrind_control', ['--instr=off', String(process.pid)])
-  }
+  const op = operations()[Number(arg('--op', '0'))]?.[1]
+  if (op === undefined) throw new Error('no such operation')
+  // Warmed up until optimized, then counted alone: the counters are switched on and dumped around the loop.
+  for (let i = 0; i < 50000; i++) op()
+  await control('callgrind_control', ['--instr=on', String(process.pid)])
+  for (let i = 0; i < iterations; i++) op()
+  await control('callgrind_control', ['--dump', String(process.pid)])
 } else {
-  const dir = mkdtempSync(join(tmpdir(), 'tracing-ops-'))
   const self = fileURLToPath(import.meta.url)
-  const args = ['--tool=callgrind', '--instr-atstart=no', '--separate-threads=yes', '--smc-check=all-non-file', `--callgrind-out-file=${join(dir, 'cg.%p')}`,
-    process.execPath, '--perf-basic-prof', '--no-compact-code-space', self, '--measure', '--iterations', String(iterations)]
-  console.log(`valgrind ${args.join(' ')}`)
-  const run = spawnSync('valgrind', args, { stdio: ['ignore', 'inherit', 'pipe'], encoding: 'utf8' })
-  if (run.status !== 0) throw new Error(`valgrind: ${run.stderr}`)
-  const pid = /==(\d+)==/.exec(run.stderr)?.[1]
-  const map = readPerfMap(`/tmp/perf-${pid}.map`)
-  const rows = operations().map(([name], i) => {
-    const costs = functionCosts(readFileSync(join(dir, `cg.${pid}.${i + 1}-01`), 'utf8'), map)
-    // The closure that runs the operation: the most inclusive function of this file but the module itself.
-    const own = [...costs].filter(([fn]) => fn.includes(self) && !fn.endsWith(':1:1')).sort((x, y) => y[1].inclusive - x[1].inclusive)[0]
-    return { operation: name, 'instructions each': own === undefined ? 'not found' : (own[1].inclusive / iterations).toFixed(0) }
+  const only = arg('--only', '')
+  const runs = Number(arg('--runs', '1'))
+  // One process per operation and run: in one process the operations ran after one another, and what an earlier one
+  // left behind (the type feedback of shared SDK code, its garbage) moved a later one's count by a quarter or more.
+  const counted = (index: number): number => {
+    const dir = mkdtempSync(join(tmpdir(), 'tracing-ops-'))
+    const args = ['--tool=callgrind', '--instr-atstart=no', '--separate-threads=yes', '--smc-check=all-non-file', `--callgrind-out-file=${join(dir, 'cg.%p')}`,
+      process.execPath, '--perf-basic-prof', '--no-compact-code-space', self, '--measure', '--op', String(index), '--iterations', String(iterations)]
+    const run = spawnSync('valgrind', args, { stdio: ['ignore', 'inherit', 'pipe'], encoding: 'utf8' })
+    if (run.status !== 0) throw new Error(`valgrind: ${run.stderr}`)
+    const pid = /==(\d+)==/.exec(run.stderr)?.[1]
+    try {
+      const costs = functionCosts(readFileSync(join(dir, `cg.${pid}.1-01`), 'utf8'), readPerfMap(`/tmp/perf-${pid}.map`))
+      // The closure that runs the operation: the most inclusive function of this file but the module itself.
+      const own = [...costs].filter(([fn]) => fn.includes(self) && !fn.endsWith(':1:1')).sort((x, y) => y[1].inclusive - x[1].inclusive)[0]
+      return own === undefined ? Number.NaN : own[1].inclusive / iterations
+    } finally {
+      rmSync(dir, { recursive: true, force: true })
+      rmSync(`/tmp/perf-${pid}.map`, { force: true })
+    }
+  }
+  console.log(`each operation under: valgrind --tool=callgrind --instr-atstart=no --separate-threads=yes --smc-check=all-non-file ${process.execPath} --perf-basic-prof --no-compact-code-space ${self} --measure --op <n>`)
+  const rows = operations().flatMap(([name], i) => {
+    if (!name.includes(only)) return []
+    const counts = Array.from({ length: runs }, () => counted(i))
+    return [{ operation: name, 'instructions each (median)': median(counts).toFixed(0), 'each run': counts.map((c) => c.toFixed(0)).join(', ') }]
   })
-  rmSync(dir, { recursive: true, force: true })
-  rmSync(`/tmp/perf-${pid}.map`, { force: true })
-  console.log(`\nInstructions per operation (callgrind, main thread, ${iterations} runs each after 50,000 uncounted):\n`)
+  console.log(`\nInstructions per operation (callgrind, main thread, ${iterations} runs each after 50,000 uncounted, a process per operation and run, median of ${runs}):\n`)
   console.log(table(rows))
 }
