@@ -9,8 +9,8 @@ import { correlateSampledLogLines } from './log-correlation.js'
 import { loadQueryParser, normalizeQuery } from './query-normalizer.js'
 import { traceQueries } from './query-spans.js'
 import { redisStatement, unsampledSkipped } from './redis-statement.js'
+import { traceRedisCommands } from './redis-spans.js'
 import { ServerSpanInstrumentation } from './server-spans.js'
-import { parentBasedSampler, skipUnsampledRedisCommands } from './unsampled.js'
 
 // The scopes of the query and server spans, for whoever builds their own SDK with these instrumentations and filters spans.
 export { QUERY_SPANS_SCOPE } from './query-spans.js'
@@ -20,6 +20,10 @@ export { otlpJsonTraceSerializer } from './otlp-json.js'
 // The preload's id generator, and what createInstrumentations does to the pino instrumentation, for the same reason.
 export { PooledIdGenerator } from './id-generator.js'
 export { correlateSampledLogLines } from './log-correlation.js'
+// What the preload does to the ioredis instrumentation and to the SDK's tracers, for the same reason.
+export { traceRedisCommands } from './redis-spans.js'
+export { redisStatement } from './redis-statement.js'
+export { skipSpanCountMetrics } from './span-count-metrics.js'
 
 /**
  * The instrumentations every service runs with (the preload's, and the in-process span tests').
@@ -36,9 +40,10 @@ export { correlateSampledLogLines } from './log-correlation.js'
 export async function createInstrumentations (): Promise<Instrumentation[]> {
   await loadQueryParser()
   const detail = process.env.OTEL_FASTIFY_DETAIL === 'true'
+  // The serializer serves the instrumentation's own wrapper only if the chassis's cannot take its place (redis-spans.ts).
   const ioredis = new IORedisInstrumentation({ dbStatementSerializer: unsampledSkipped(redisStatement) })
-  // Under a parent-based sampler a command of an unsampled request skips the instrumentation (unsampled.ts).
-  if (parentBasedSampler()) skipUnsampledRedisCommands(ioredis)
+  // Its spans are made by the chassis's wrapper, which starts none in an unsampled request (redis-spans.ts).
+  traceRedisCommands(ioredis)
   // Log lines are not also turned into OTLP log records unless a logs exporter is asked for: the instrumentation would
   // parse every line again for a provider that drops it.
   const pino = new PinoInstrumentation({ disableLogSending: (process.env.OTEL_LOGS_EXPORTER ?? 'none') === 'none' })

@@ -24,11 +24,15 @@ if (configured) {
   const { exportingSpanProcessors } = await import('./span-processors.js')
   const { serviceResourceAttributes } = await import('./service-resource.js')
   const { PooledIdGenerator } = await import('./id-generator.js')
+  const { sdkMetricsEnabled, sdkTracerProvider, skipSpanCountMetrics } = await import('./span-count-metrics.js')
+  const { trace } = await import('@opentelemetry/api')
   // Without OTEL_SERVICE_NAME a service would say unknown_service:node: it names itself after its entry instead.
   const resource = resources.defaultResource().merge(resources.resourceFromAttributes(serviceResourceAttributes(process.argv[1])))
   // Ids from a pool of random bytes (id-generator.ts): every request that starts a trace pays for two, sampled or not.
   const sdk = new NodeSDK({ resource, spanProcessors: exportingSpanProcessors(), instrumentations: await createInstrumentations(), idGenerator: new PooledIdGenerator() })
   sdk.start()
+  // The SDK counts its spans (otel.sdk.span.*) into a no-op meter unless OTEL_NODE_EXPERIMENTAL_SDK_METRICS=true.
+  if (!sdkMetricsEnabled()) skipSpanCountMetrics(sdkTracerProvider(trace.getTracerProvider()))
   startQuerySpans()
   process.once('beforeExit', () => { void sdk.shutdown() })
 }

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict'
 import { once } from 'node:events'
 import { correlateSampledLogLines } from './log-correlation.js'
 import { writeJsonDirectly } from './span-processors.js'
-import { skipUnsampledRedisCommands } from './unsampled.js'
+import { traceRedisCommands } from './redis-spans.js'
 import { UNPATCHED_WARNING_CODE } from './unpatched-warning.js'
 
 async function warned (fn: () => void): Promise<Error & { code?: string }> {
@@ -21,7 +21,7 @@ test('an instrumentation version without the part the chassis replaces does not 
   assert.deepEqual(pino, {}, 'nothing was put on the instrumentation')
 
   const ioredis = {}
-  const w2 = await warned(() => skipUnsampledRedisCommands(ioredis))
+  const w2 = await warned(() => traceRedisCommands(ioredis))
   assert.equal(w2.code, UNPATCHED_WARNING_CODE)
   assert.match(w2.message, /ioredis instrumentation/)
 

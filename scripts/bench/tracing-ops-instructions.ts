@@ -7,20 +7,24 @@ import { promisify } from 'node:util'
 import { ROOT_CONTEXT, SpanKind, context, trace, type TraceFlags } from '@opentelemetry/api'
 import { node, tracing } from '@opentelemetry/sdk-node'
 import { PinoInstrumentation } from '@opentelemetry/instrumentation-pino'
+import { IORedisInstrumentation } from '@opentelemetry/instrumentation-ioredis'
 import { pino } from 'pino'
-import { PooledIdGenerator, correlateSampledLogLines } from '@lead-chassis/plugins/telemetry/instrumentations'
+import { PooledIdGenerator, correlateSampledLogLines, redisStatement, skipSpanCountMetrics, traceRedisCommands } from '@lead-chassis/plugins/telemetry/instrumentations'
 import { functionCosts, readPerfMap } from './callgrind-functions.js'
-import { table } from './lib.js'
+import { median, table } from './lib.js'
 
 /**
- * What an unsampled request pays for tracing, one operation at a time, in instructions (callgrind), away from the
- * load generator and the machine's load: a log line with the pino instrumentation's mixin, with the chassis's and
- * with none; a trace id and a span id from the SDK's generator and from the pooled one; a root span the sampler
- * declines. `node dist/scripts/bench/tracing-ops-instructions.js [--iterations 10000]` runs itself under valgrind, one
- * callgrind dump per operation, and prints each operation's instructions (the inclusive count of the closure that
- * runs it, named from V8's perf map).
+ * What tracing costs, one operation at a time, in instructions (callgrind), away from the load generator and the
+ * machine's load: a log line with the pino instrumentation's mixin, with the chassis's and with none; a trace id and
+ * a span id from the SDK's generator and from the pooled one; a root span the sampler declines; a sampled child span
+ * with the SDK's span counts and without; a sampled Redis command's span from the instrumentation's wrapper and from
+ * the chassis's. `node dist/scripts/bench/tracing-ops-instructions.js [--iterations 10000] [--runs 1] [--only <text>]`
+ * runs itself under valgrind, a process per operation (those whose name holds `--only`) and run, and prints each
+ * operation's instructions (the inclusive count of the closure that runs it, named from V8's perf map), the median of
+ * `--runs`: a run that meets a major garbage collection counts more.
  */
-const iterations = Number(process.argv[process.argv.indexOf('--iterations') + 1] || 10000)
+const arg = (name: string, fallback: string): string => process.argv.includes(name) ? process.argv[process.argv.indexOf(name) + 1] ?? fallback : fallback
+const iterations = Number(arg('--iterations', '10000'))
 const child = process.argv.includes('--measure')
 
 function operations (): Array<[string, () => unknown]> {
@@ -44,37 +48,71 @@ function operations (): Array<[string, () => unknown]> {
     const tracer = new node.NodeTracerProvider({ ...(idGenerator === undefined ? {} : { idGenerator }), sampler: new tracing.ParentBasedSampler({ root: new tracing.TraceIdRatioBasedSampler(0) }) }).getTracer('bench')
     ops.push([`a root SERVER span the sampler declines, ${name}`, () => tracer.startSpan('GET /api/v1/leads/:id', { kind: SpanKind.SERVER }, ROOT_CONTEXT)])
   }
+  // A sampled request's spans: a child span started and ended with the SDK's span counts (into the no-op meter it
+  // gets unless OTEL_NODE_EXPERIMENTAL_SDK_METRICS=true) and without; a Redis command's span from the ioredis
+  // instrumentation's wrapper and from the chassis's. No span processor: what is left is the span's own work.
+  const sampled = trace.setSpan(ROOT_CONTEXT, trace.wrapSpanContext({ traceId: '4bf92f3577b34da6a3ce929d0e0e4736', spanId: '00f067aa0ba902b7', traceFlags: 1 }))
+  for (const [name, skip] of [['the SDK\'s span counts', false], ['span counts skipped', true]] as const) {
+    const provider = new node.NodeTracerProvider({ idGenerator: new PooledIdGenerator() })
+    if (skip) skipSpanCountMetrics(provider)
+    const tracer = provider.getTracer('bench')
+    ops.push([`a child CLIENT span of a sampled trace, started and ended, ${name}`, () => { tracer.startSpan('get', { kind: SpanKind.CLIENT }, sampled).end() }])
+  }
+  const client = { options: { host: '127.0.0.1', port: 6379 } }
+  const noop = (_value?: unknown): void => {}
+  for (const [name, chassis] of [['the ioredis instrumentation\'s wrapper', false], ['the chassis\'s wrapper', true]] as const) {
+    const instrumentation = new IORedisInstrumentation({ dbStatementSerializer: redisStatement })
+    if (chassis) traceRedisCommands(instrumentation)
+    type Send = (this: unknown, command: unknown) => unknown
+    const send = (instrumentation as unknown as { _traceSendCommand: (original: Send, version: string) => Send })._traceSendCommand(function () { return undefined }, '5.11.1')
+    ops.push([`a Redis GET of a sampled request, its span from ${name}`, () => context.with(sampled, () => {
+      // The reply comes after the command is written: ioredis then resolves the command.
+      const command = { name: 'get', args: ['c:lead:1'], resolve: noop, reject: noop }
+      send.call(client, command)
+      command.resolve('OK')
+    })])
+  }
   return ops
 }
 
 if (child) {
   const control = promisify(execFile)
-  for (const [, op] of operations()) {
-    // Warmed up until optimized, then counted alone: the counters are switched on and dumped around the loop.
-    for (let i = 0; i < 50000; i++) op()
-    await control('callgrind_control', ['--instr=on', String(process.pid)])
-    for (let i = 0; i < iterations; i++) op()
-    await control('callgrind_control', ['--dump', String(process.pid)])
-    await control('callgrind_control', ['--instr=off', String(process.pid)])
-  }
+  const op = operations()[Number(arg('--op', '0'))]?.[1]
+  if (op === undefined) throw new Error('no such operation')
+  // Warmed up until optimized, then counted alone: the counters are switched on and dumped around the loop.
+  for (let i = 0; i < 50000; i++) op()
+  await control('callgrind_control', ['--instr=on', String(process.pid)])
+  for (let i = 0; i < iterations; i++) op()
+  await control('callgrind_control', ['--dump', String(process.pid)])
 } else {
-  const dir = mkdtempSync(join(tmpdir(), 'tracing-ops-'))
   const self = fileURLToPath(import.meta.url)
-  const args = ['--tool=callgrind', '--instr-atstart=no', '--separate-threads=yes', '--smc-check=all-non-file', `--callgrind-out-file=${join(dir, 'cg.%p')}`,
-    process.execPath, '--perf-basic-prof', '--no-compact-code-space', self, '--measure', '--iterations', String(iterations)]
-  console.log(`valgrind ${args.join(' ')}`)
-  const run = spawnSync('valgrind', args, { stdio: ['ignore', 'inherit', 'pipe'], encoding: 'utf8' })
-  if (run.status !== 0) throw new Error(`valgrind: ${run.stderr}`)
-  const pid = /==(\d+)==/.exec(run.stderr)?.[1]
-  const map = readPerfMap(`/tmp/perf-${pid}.map`)
-  const rows = operations().map(([name], i) => {
-    const costs = functionCosts(readFileSync(join(dir, `cg.${pid}.${i + 1}-01`), 'utf8'), map)
-    // The closure that runs the operation: the most inclusive function of this file but the module itself.
-    const own = [...costs].filter(([fn]) => fn.includes(self) && !fn.endsWith(':1:1')).sort((x, y) => y[1].inclusive - x[1].inclusive)[0]
-    return { operation: name, 'instructions each': own === undefined ? 'not found' : (own[1].inclusive / iterations).toFixed(0) }
+  const only = arg('--only', '')
+  const runs = Number(arg('--runs', '1'))
+  // One process per operation and run: in one process the operations ran after one another, and what an earlier one
+  // left behind (the type feedback of shared SDK code, its garbage) moved a later one's count by a quarter or more.
+  const counted = (index: number): number => {
+    const dir = mkdtempSync(join(tmpdir(), 'tracing-ops-'))
+    const args = ['--tool=callgrind', '--instr-atstart=no', '--separate-threads=yes', '--smc-check=all-non-file', `--callgrind-out-file=${join(dir, 'cg.%p')}`,
+      process.execPath, '--perf-basic-prof', '--no-compact-code-space', self, '--measure', '--op', String(index), '--iterations', String(iterations)]
+    const run = spawnSync('valgrind', args, { stdio: ['ignore', 'inherit', 'pipe'], encoding: 'utf8' })
+    if (run.status !== 0) throw new Error(`valgrind: ${run.stderr}`)
+    const pid = /==(\d+)==/.exec(run.stderr)?.[1]
+    try {
+      const costs = functionCosts(readFileSync(join(dir, `cg.${pid}.1-01`), 'utf8'), readPerfMap(`/tmp/perf-${pid}.map`))
+      // The closure that runs the operation: the most inclusive function of this file but the module itself.
+      const own = [...costs].filter(([fn]) => fn.includes(self) && !fn.endsWith(':1:1')).sort((x, y) => y[1].inclusive - x[1].inclusive)[0]
+      return own === undefined ? Number.NaN : own[1].inclusive / iterations
+    } finally {
+      rmSync(dir, { recursive: true, force: true })
+      rmSync(`/tmp/perf-${pid}.map`, { force: true })
+    }
+  }
+  console.log(`each operation under: valgrind --tool=callgrind --instr-atstart=no --separate-threads=yes --smc-check=all-non-file ${process.execPath} --perf-basic-prof --no-compact-code-space ${self} --measure --op <n>`)
+  const rows = operations().flatMap(([name], i) => {
+    if (!name.includes(only)) return []
+    const counts = Array.from({ length: runs }, () => counted(i))
+    return [{ operation: name, 'instructions each (median)': median(counts).toFixed(0), 'each run': counts.map((c) => c.toFixed(0)).join(', ') }]
   })
-  rmSync(dir, { recursive: true, force: true })
-  rmSync(`/tmp/perf-${pid}.map`, { force: true })
-  console.log(`\nInstructions per operation (callgrind, main thread, ${iterations} runs each after 50,000 uncounted):\n`)
+  console.log(`\nInstructions per operation (callgrind, main thread, ${iterations} runs each after 50,000 uncounted, a process per operation and run, median of ${runs}):\n`)
   console.log(table(rows))
 }
