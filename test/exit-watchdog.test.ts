@@ -11,7 +11,7 @@ const WATCHDOG = fileURLToPath(new URL('./helpers/exit-watchdog.js', import.meta
 interface Run { code: number | null, output: string, ms: number }
 
 /** `node --test` on one file with the watchdog loaded, as `npm test` runs the suite, with a short grace. */
-async function runWithWatchdog (t: { after: (fn: () => Promise<void>) => void }, source: string): Promise<Run> {
+async function runWithWatchdog (t: { after: (fn: () => Promise<void>) => void }, source: string, grace = '500'): Promise<Run> {
   const dir = await mkdtemp(join(tmpdir(), 'exit-watchdog-'))
   t.after(() => rm(dir, { recursive: true, force: true }))
   const file = join(dir, 'fixture.test.js')
@@ -20,7 +20,7 @@ async function runWithWatchdog (t: { after: (fn: () => Promise<void>) => void },
   const { NODE_TEST_CONTEXT: _child, ...env } = process.env
   const started = performance.now()
   return new Promise((resolve) => {
-    execFile(process.execPath, ['--test', '--import', WATCHDOG, file], { env: { ...env, TEST_EXIT_GRACE_MS: '500' }, timeout: 60_000 },
+    execFile(process.execPath, ['--test', '--import', WATCHDOG, file], { env: { ...env, TEST_EXIT_GRACE_MS: grace }, timeout: 60_000 },
       (error, stdout, stderr) => {
         resolve({ code: error === null ? 0 : (typeof error.code === 'number' ? error.code : null), output: stdout + stderr, ms: performance.now() - started })
       })
@@ -64,4 +64,20 @@ test('a test file that cleans up after itself exits as before: the watchdog adds
   assert.equal(run.code, 0, run.output)
   assert.doesNotMatch(run.output, /exit watchdog/)
   assert.ok(run.ms < 10_000, `ended after ${run.ms.toFixed(0)} ms`)
+})
+
+test('a grace the environment spells wrong (empty, or with a unit) does not fail every test file that cleans up after itself', async (t) => {
+  for (const grace of ['', '60s', '-1']) {
+    const run = await runWithWatchdog(t, `
+      import { test } from 'node:test'
+      import { createServer } from 'node:net'
+      test('closes what it opens', async () => {
+        const server = createServer()
+        await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve))
+        await new Promise((resolve) => server.close(resolve))
+      })
+    `, grace)
+    assert.equal(run.code, 0, `TEST_EXIT_GRACE_MS=${JSON.stringify(grace)}: ${run.output}`)
+    assert.doesNotMatch(run.output, /exit watchdog/)
+  }
 })

@@ -27,3 +27,14 @@ test('a request logger logs with its bindings at enabled levels and not below', 
   assert.equal(lines[1]?.reqId, 'r1')
   assert.equal(lines[1]?.step, 'x')
 })
+
+test('a route or plugin whose own log level is below the service\'s writes its lines at that level, as Fastify\'s own request logger does', async () => {
+  const { logger, lines } = capture('warn')
+  const child = lazyChildLogger(logger, { reqId: 'r2' }, { level: 'debug' })
+  child.info('route info')
+  child.debug('route debug')
+  child.trace('hidden')
+  await new Promise((resolve) => setImmediate(resolve))
+  assert.deepEqual(lines.map((l) => [l.msg, l.reqId]), [['route info', 'r2'], ['route debug', 'r2']])
+  assert.equal(child.level, 'debug')
+})

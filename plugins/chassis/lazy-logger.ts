@@ -43,5 +43,8 @@ class LazyLogger {
 }
 
 export function lazyChildLogger (parent: FastifyBaseLogger, bindings: Bindings, options: ChildLoggerOptions): FastifyBaseLogger {
+  // A route or plugin with a log level of its own logs at that level, which the service's level does not tell: its
+  // requests get the real child.
+  if (options.level !== undefined && options.level !== parent.level) return parent.child(bindings, options)
   return new LazyLogger(parent, bindings, options) as unknown as FastifyBaseLogger
 }

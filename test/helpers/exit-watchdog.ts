@@ -6,7 +6,10 @@ import { after } from 'node:test'
  * with nothing on screen. Once the file's last test has ended it gets GRACE_MS to exit on its own; after that it
  * names what is still open and exits with a failure, so the run ends and the file to fix is named.
  */
-const GRACE_MS = Number(process.env.TEST_EXIT_GRACE_MS ?? 60_000)
+// A value that is not a whole number of milliseconds (empty, `60s`) would be read as 0 or NaN, and fail every file
+// the moment its tests end: the default applies instead.
+const GRACE_SETTING = process.env.TEST_EXIT_GRACE_MS ?? ''
+const GRACE_MS = /^\d+$/.test(GRACE_SETTING) && Number(GRACE_SETTING) > 0 ? Number(GRACE_SETTING) : 60_000
 
 interface Handle { constructor?: { name?: string }, remoteAddress?: string, remotePort?: number, pid?: number, spawnfile?: string, address?: () => unknown }
 
