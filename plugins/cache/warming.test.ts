@@ -213,6 +213,38 @@ async function rerunOnceAfter (redis: PrivateRedis, lose: (direct: Redis) => Pro
   for (const key of keys) assert.equal(await fleet[0]?.get(key), `value of ${key}`)
 }
 
+test('a hot-key flush that reaches a Redis which lost its data before the epoch check saw the loss does not empty the hot set the re-run needs', async () => {
+  const prefix = newPrefix()
+  // No local tier: every read is a miss, counted exactly and remembering its loader.
+  const m = await instance(prefix, { localEnabled: false })
+  const direct = clients[clients.length - 1] as unknown as { chassisCacheEpoch: (...args: unknown[]) => Promise<unknown> }
+  const keys = ['h0', 'h1', 'h2', 'h3', 'h4']
+  const runs = new Map<string, number>()
+  const loader = (key: string) => async () => {
+    runs.set(key, (runs.get(key) ?? 0) + 1)
+    return `value of ${key}`
+  }
+  for (let r = 0; r < 5; r++) for (const key of keys) await m.getOrSet(key, loader(key))
+  await m.flushHotKeys()
+  for (const key of keys) await m.getOrSet(key, loader(key))
+  // Every count has reached Redis (as the interval's ticks do): the next flush has nothing of its own to add.
+  await m.flushHotKeys()
+  runs.clear()
+  // Redis loses this prefix's data, as a restarted Redis without persistence loses all of it.
+  const stored = await admin.keys(`${prefix}*`)
+  if (stored.length > 0) await admin.unlink(...stored)
+  // One tick whose epoch check fails (Redis was still away for it) while its flush reaches the emptied Redis.
+  const check = direct.chassisCacheEpoch
+  direct.chassisCacheEpoch = async () => { throw new Error('Connection is closed.') }
+  await m.flushHotKeys()
+  direct.chassisCacheEpoch = check
+  // The next tick sees the loss; the only instance wins the re-run, which must still know the hot keys.
+  await m.flushHotKeys()
+  assert.deepEqual(Object.fromEntries(runs), Object.fromEntries(keys.map((k) => [k, 1])))
+  assert.equal(m.getStats().warming.reruns, keys.length)
+  assert.equal(await admin.exists(...keys.map((k) => prefix + k)), keys.length)
+})
+
 test('after a Redis flush the hottest loaders run once across three instances', async (t) => {
   const redis = await startPrivateRedis()
   t.after(() => redis.destroy())

@@ -138,10 +138,16 @@ export class Warming {
     await this.#linking
   }
 
-  /** Flushes hot-key counts (learning the fleet's hot set) after checking for a Redis flush; one at a time. */
+  /**
+   * Flushes hot-key counts (learning the fleet's hot set) after checking for a Redis flush; one at a time. A flush
+   * replaces this instance's hot set with what Redis holds: reaching a Redis that lost its data before the check
+   * has seen the loss (the check failed while Redis was away, the flush came after it was back), it would empty the
+   * hot set the re-run needs. So a tick whose check failed flushes nothing; its counts wait for the next tick.
+   */
   async tick (): Promise<void> {
     this.#ticking ??= (async () => {
-      await this.#warmer.checkEpoch().catch(() => {})
+      const checked = await this.#warmer.checkEpoch().then(() => true, () => false)
+      if (!checked) return
       await this.#hot.flush().catch(() => {})
       this.#loaders.prune(this.#isHot)
     })().finally(() => { this.#ticking = undefined })
