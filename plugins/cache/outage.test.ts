@@ -95,3 +95,48 @@ test('a hung Redis still fails a cache read within its budget with the shared de
   }
   assert.equal(cache.getStats().redis.timeouts, 5)
 })
+
+/** A cache reading a Redis of the test's own, which the test may pause; nothing in the background calls Redis. */
+async function cacheOnPrivateRedis (t: { after: (fn: () => unknown) => void }, breakerThreshold: number) {
+  const redis = await startPrivateRedis()
+  t.after(() => redis.destroy())
+  const client = createRedisClient({ url: redis.url, commandTimeoutMs: 50 })
+  client.on('error', () => {})
+  t.after(() => client.disconnect())
+  const cache = createCacheManager(client, {
+    prefix: 'w:', localEnabled: false, redisTimeoutMs: 50, breakerThreshold, breakerCooldownMs: 60_000,
+    warmEnabled: false, hotKeysMax: 0, refreshAheadRatio: 0
+  })
+  t.after(() => cache.close())
+  assert.ok(await cache.ready())
+  await cache.set('k', 'v')
+  return { redis, cache }
+}
+
+test('one Redis stall under 200 concurrent reads does not open the cache breaker', async (t) => {
+  const { redis, cache } = await cacheOnPrivateRedis(t, 5)
+  redis.pause()
+  t.after(() => { redis.resume() })
+  // Each read is its own Redis call: 200 of them in flight time out together, one stall, one failure. Counted one by
+  // one they opened the breaker, and the cache went without Redis for its whole cooldown after a blip.
+  const reads = await Promise.all(Array.from({ length: 200 }, () => cache.get('k')))
+  assert.ok(reads.every((value) => value === undefined))
+  assert.equal(cache.getStats().redis.timeouts, 200)
+  assert.equal(cache.getStats().redis.breaker, 'closed')
+  redis.resume()
+  await eventually(async () => (await cache.get('k')) === 'v', 'read from Redis again')
+})
+
+test('a Redis that stays stalled still opens the cache breaker after threshold waves of reads', async (t) => {
+  const { redis, cache } = await cacheOnPrivateRedis(t, 3)
+  redis.pause()
+  t.after(() => { redis.resume() })
+  for (let wave = 1; wave <= 3; wave++) {
+    const reads = await Promise.all(Array.from({ length: 50 }, () => cache.get('k')))
+    assert.ok(reads.every((value) => value === undefined))
+    assert.equal(cache.getStats().redis.breaker, wave < 3 ? 'closed' : 'open', `after wave ${wave}`)
+  }
+  const timeouts = cache.getStats().redis.timeouts
+  assert.equal(await cache.get('k'), undefined)
+  assert.equal(cache.getStats().redis.timeouts, timeouts, 'with the breaker open Redis is not waited for')
+})

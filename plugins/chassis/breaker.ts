@@ -2,9 +2,18 @@ export type BreakerState = 'closed' | 'open' | 'half_open'
 
 // A few lines of state shared by every call to one dependency (Redis, another service); checked synchronously on the hot path,
 // which a wrapper-per-function breaker library cannot offer without an extra promise per call.
+//
+// It counts stalls, not calls: a failure counts only if its call started after the last counted failure. The calls
+// in flight when a dependency stalls (a turn's batches, a burst of concurrent reads) all fail together; counted one
+// by one, any burst of `threshold` calls would open the breaker on a single blip, and an open breaker sheds for its
+// whole cooldown. A dependency that stays down still opens it: each wave of calls started after the previous counted
+// failure counts once, so `threshold` waves (about `threshold` budgets of a stall under load, `threshold` calls one
+// after another when it fails fast) open it.
 export class CircuitBreaker {
   #state: BreakerState = 'closed'
   #failures = 0
+  // Moves on with every counted failure (and trip): a number read at a call's start instead of a clock read.
+  #epoch = 0
   #openedAt = 0
   #probing = false
   readonly #threshold: number
@@ -26,6 +35,14 @@ export class CircuitBreaker {
     return this.#state === 'open' ? Math.max(0, this.#cooldownMs - (Date.now() - this.#openedAt)) : 0
   }
 
+  /**
+   * The failure epoch: read it when a call starts and hand it to `failure` if the call fails. It moves on with every
+   * counted failure, so a call that started before one belongs to the stall already counted.
+   */
+  get epoch (): number {
+    return this.#epoch
+  }
+
   /** True when a command may be sent; after the cooldown one probe goes through. */
   allow (): boolean {
     if (this.#state === 'closed') return true
@@ -43,7 +60,14 @@ export class CircuitBreaker {
     if (this.#state !== 'closed') this.#set('closed')
   }
 
-  failure (): void {
+  /**
+   * A call failed. `startedIn` is the `epoch` read when it started: a call started before the last counted failure
+   * was caught by the same stall and changes nothing (nor does it re-open a half-open breaker whose probe is still
+   * out). Without it, the failure counts.
+   */
+  failure (startedIn: number = this.#epoch): void {
+    if (startedIn !== this.#epoch) return
+    this.#epoch++
     this.#failures++
     this.#probing = false
     if (this.#state === 'half_open' || (this.#state === 'closed' && this.#failures >= this.#threshold)) {
@@ -55,6 +79,8 @@ export class CircuitBreaker {
   /** Opens at once, e.g. when the connection is known to be down. */
   trip (): void {
     if (this.#state === 'open') return
+    // The calls in flight fail with the connection: the trip has counted them.
+    this.#epoch++
     this.#openedAt = Date.now()
     this.#probing = false
     this.#set('open')

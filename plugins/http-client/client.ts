@@ -84,6 +84,7 @@ export class ServiceClient {
         throw new UpstreamUnavailableError(this.name, 'circuit open after repeated failures', Math.max(1, Math.ceil(this.#breaker.retryAfterMs / 1000)))
       }
       this.#calls++
+      const epoch = this.#breaker.epoch
       try {
         const res = await this.#pool.request({
           method,
@@ -94,14 +95,14 @@ export class ServiceClient {
         })
         const text = await res.body.text()
         if (RETRYABLE_STATUS.has(res.statusCode)) {
-          this.#failed()
+          this.#failed(epoch)
           reason = `answered ${res.statusCode}`
           continue
         }
         this.#breaker.success()
         return { status: res.statusCode, headers: res.headers, body: parseBody(text, res.headers['content-type']) as T }
       } catch (error) {
-        this.#failed()
+        this.#failed(epoch)
         reason = (error as Error).name === 'TimeoutError' ? `no answer within ${this.#timeoutMs} ms` : (error as Error).message || (error as { code?: string }).code || 'request failed'
       }
     }
@@ -112,9 +113,10 @@ export class ServiceClient {
     await this.#pool.close()
   }
 
-  #failed (): void {
+  // Calls in flight together when the upstream stalls count once against the breaker, not once each.
+  #failed (epoch: number): void {
     this.#failures++
-    this.#breaker.failure()
+    this.#breaker.failure(epoch)
   }
 }
 

@@ -137,6 +137,49 @@ test('one hung script call counts once against the breaker, however many decisio
   await eventually(async () => (await limiter.check('b', [policy])).source === 'store', 'back on the store')
 })
 
+/** A limiter on a Redis of the test's own, which the test may pause (SIGSTOP); no heartbeat falls in a test's stall. */
+async function limiterOnPrivateRedis (t: { after: (fn: () => unknown) => void }, breakerThreshold: number) {
+  const redis = await startPrivateRedis()
+  t.after(() => redis.destroy())
+  const c = createRedisClient({ url: redis.url, commandTimeoutMs: 50 })
+  c.on('error', () => {})
+  t.after(() => c.disconnect())
+  const limiter = new RateLimiter(c, { timeoutMs: 50, breakerThreshold, breakerCooldownMs: 60_000, presenceIntervalMs: 600_000, prefix: `${uniqueName('rl')}:` })
+  t.after(() => limiter.close())
+  await limiter.ready()
+  return { redis, limiter }
+}
+
+test('one Redis stall during a turn of 1,000 requests does not open the breaker', async (t) => {
+  const { redis, limiter } = await limiterOnPrivateRedis(t, 5)
+  const policy = { name: 'turn', limit: 1000, windowMs: 60000 }
+  assert.equal((await limiter.check('a', [policy])).source, 'store')
+  redis.pause()
+  t.after(() => { redis.resume() })
+  // 1,000 requests of one turn are 16 script calls, all in flight when Redis stalls: their 16 timeouts are one
+  // stall, one failure, not 16 (which opened a breaker of threshold 5 and sent the next minute to the fallback).
+  const decisions = await Promise.all(Array.from({ length: 1000 }, (_, i) => limiter.check(`client-${i}`, [policy])))
+  assert.deepEqual(new Set(decisions.map((d) => d.source)), new Set(['fallback']))
+  assert.equal(limiter.getStats().breaker, 'closed')
+  redis.resume()
+  await eventually(async () => (await limiter.check('b', [policy])).source === 'store', 'back on the store')
+})
+
+test('a Redis that stays stalled still opens the breaker after threshold waves', async (t) => {
+  const { redis, limiter } = await limiterOnPrivateRedis(t, 3)
+  const policy = { name: 'waves', limit: 1000, windowMs: 60000 }
+  assert.equal((await limiter.check('a', [policy])).source, 'store')
+  redis.pause()
+  t.after(() => { redis.resume() })
+  // Each wave starts after the previous one's failure was counted: a stall that outlasts it is a stall again.
+  for (let wave = 1; wave <= 3; wave++) {
+    const decisions = await Promise.all(Array.from({ length: 200 }, (_, i) => limiter.check(`wave-${wave}-${i}`, [policy])))
+    assert.deepEqual(new Set(decisions.map((d) => d.source)), new Set(['fallback']))
+    assert.equal(limiter.getStats().breaker, wave < 3 ? 'closed' : 'open', `after wave ${wave}`)
+  }
+  assert.equal((await limiter.check('shed', [policy])).source, 'fallback')
+})
+
 test('a NOSCRIPT after a Redis restart is handled (the script is loaded again)', async (t) => {
   const redis = await startPrivateRedis()
   t.after(() => redis.destroy())

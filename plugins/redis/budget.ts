@@ -65,7 +65,9 @@ function deadlinesOf (timeoutMs: number): Deadlines {
 }
 
 /**
- * Runs one Redis call under a circuit breaker and a time budget; the breaker learns from the outcome.
+ * Runs one Redis call under a circuit breaker and a time budget; the breaker learns from the outcome. A failure
+ * counts against the breaker only if no failure was counted since the call started: one Redis stall that times out
+ * every call in flight (however many concurrent reads or batches of a turn) is one failure, not one per call.
  *
  * A timer fires in the timers phase of the event loop, before the poll phase reads the sockets, so after the loop
  * was blocked (a burst of requests, a busy machine) an expired timer cannot tell a slow Redis from a reply already
@@ -80,6 +82,8 @@ function deadlinesOf (timeoutMs: number): Deadlines {
  */
 export function withBudget<T> (breaker: CircuitBreaker, timeoutMs: number, call: () => Promise<T>): Promise<T> {
   if (!breaker.allow()) return Promise.reject(new RedisErrors.REDIS_BREAKER_OPEN())
+  // The calls in flight when a failure is counted are caught by the same stall: each of them failing counts no more.
+  const epoch = breaker.epoch
   return new Promise<T>((resolve, reject) => {
     const started = performance.now()
     const hardCapAt = started + budgetHardCapMs(timeoutMs)
@@ -105,7 +109,7 @@ export function withBudget<T> (breaker: CircuitBreaker, timeoutMs: number, call:
         return
       }
       settled = true
-      breaker.failure()
+      breaker.failure(epoch)
       reject(new RedisErrors.REDIS_TIMEOUT(timeoutMs))
     }
     const watched: Watched = {
@@ -135,7 +139,7 @@ export function withBudget<T> (breaker: CircuitBreaker, timeoutMs: number, call:
       settled = true
       sweep.delete(watched)
       if (timer !== undefined) clearTimeout(timer)
-      breaker.failure()
+      breaker.failure(epoch)
       reject(error)
     })
   })
