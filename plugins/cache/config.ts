@@ -11,7 +11,7 @@ export const cacheConfigFragment = {
     CACHE_LOCAL_MAX_ENTRIES: { type: 'integer', default: cacheDefaults.localMaxEntries, minimum: 1, description: 'Entries the in-process tier holds at most' },
     CACHE_LOCAL_MAX_BYTES: { type: 'integer', default: cacheDefaults.localMaxBytes, minimum: 1024, description: 'Bytes (serialized) the in-process tier holds at most' },
     CACHE_LOCAL_TTL: { type: 'integer', default: cacheDefaults.localTtl, minimum: 0, description: 'Seconds an in-process copy stays fresh at most (never past its Redis TTL)' },
-    CACHE_BREAKER_THRESHOLD: { type: 'integer', default: cacheDefaults.breakerThreshold, minimum: 1, description: 'Consecutive Redis failures that open the cache circuit breaker' },
+    CACHE_BREAKER_THRESHOLD: { type: 'integer', default: cacheDefaults.breakerThreshold, minimum: 1, description: 'Consecutive Redis failures that open the cache circuit breaker (calls failing in one stall count once)' },
     CACHE_BREAKER_COOLDOWN_MS: { type: 'integer', default: cacheDefaults.breakerCooldownMs, minimum: 0, description: 'Ms the cache breaker stays open before probing Redis again' },
     CACHE_ACK_TIMEOUT_MS: { type: 'integer', default: cacheDefaults.ackTimeoutMs, minimum: 0, description: 'Ms a write waits for other instances to drop the keys it invalidated' },
     CACHE_WARM_ENABLED: { type: 'boolean', default: cacheDefaults.warmEnabled, description: 'Fill the local tier with the hottest entries from Redis before reporting ready' },

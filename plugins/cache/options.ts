@@ -33,7 +33,7 @@ export interface CacheOptions {
   localTtl?: number
   /** Time budget of one Redis command, in ms. @default 100 */
   redisTimeoutMs?: number
-  /** Consecutive Redis failures that open the circuit breaker. @default 5 */
+  /** Consecutive Redis failures that open the circuit breaker; the calls failing in one stall count once. @default 5 */
   breakerThreshold?: number
   /** Ms the breaker stays open before one probe. @default 2000 */
   breakerCooldownMs?: number

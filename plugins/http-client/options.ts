@@ -11,7 +11,7 @@ export interface ServiceClientOptions {
   retries?: number
   /** First backoff in ms, doubled per attempt, with full jitter. @default 50 */
   retryBaseMs?: number
-  /** Consecutive failed calls that open the breaker. @default 5 */
+  /** Consecutive failed calls that open the breaker; the calls failing in one stall count once. @default 5 */
   breakerThreshold?: number
   /** Ms the breaker stays open before one probe. @default 5000 */
   breakerCooldownMs?: number

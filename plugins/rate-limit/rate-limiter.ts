@@ -26,7 +26,7 @@ export interface RateLimiterOptions {
   prefix?: string
   /** Time budget of one store call, in ms. @default 100 */
   timeoutMs?: number
-  /** Consecutive failed store calls that open the breaker (a batch of decisions is one call). @default 5 */
+  /** Consecutive failed store calls that open the breaker (a batch of decisions is one call, the calls failing in one stall count once). @default 5 */
   breakerThreshold?: number
   /** @default 2000 */
   breakerCooldownMs?: number

@@ -7,7 +7,7 @@ const orchestratorFragment = {
     DATA_SERVICE_URL: { type: 'string', default: 'http://127.0.0.1:3001', pattern: '^https?://[^\\s/]+$', patternMessage: 'must be an origin like http://host:3001', description: 'Origin of the data-service the orchestrator calls' },
     DATA_SERVICE_TIMEOUT_MS: { type: 'integer', default: 2000, minimum: 1, description: 'Budget of one call to the data-service' },
     DATA_SERVICE_RETRIES: { type: 'integer', default: 2, minimum: 0, maximum: 5, description: 'Retries of an idempotent call to the data-service' },
-    DATA_SERVICE_BREAKER_THRESHOLD: { type: 'integer', default: 5, minimum: 1, description: 'Consecutive failed calls that open the circuit to the data-service' },
+    DATA_SERVICE_BREAKER_THRESHOLD: { type: 'integer', default: 5, minimum: 1, description: 'Consecutive failed calls that open the circuit to the data-service (calls failing in one stall count once)' },
     DATA_SERVICE_BREAKER_COOLDOWN_MS: { type: 'integer', default: 5000, minimum: 0, description: 'Ms the circuit to the data-service stays open before a probe' },
     ROUTING_BATCH_MAX: { type: 'integer', default: 100, minimum: 1, maximum: 500, description: 'Leads one batch routing call may take' },
     EVENTS_CHANNEL: { type: 'string', default: 'orchestrator:events', description: 'Redis channel the orchestrator instances share routing events on' },
