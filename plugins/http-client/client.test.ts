@@ -3,6 +3,7 @@ import assert from 'node:assert/strict'
 import { createServer, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { createServiceClient } from './client.js'
+import { eventually } from '../../test/helpers/eventually.js'
 
 test('invalid service client options throw one coded error naming each problem', () => {
   assert.throws(() => createServiceClient({ name: 'data-service', baseUrl: 'ftp://127.0.0.1', breakerThreshold: 0, timeoutMs: -1, retries: 1.5, connections: 0, retryBaseMs: -1 }), (e: Error & { code: string }) => {
@@ -23,7 +24,7 @@ test('one upstream stall under 20 concurrent calls does not open the circuit', a
   })
   await new Promise<void>((resolve) => upstream.listen(0, '127.0.0.1', resolve))
   t.after(() => { for (const res of held) res.destroy(); upstream.close() })
-  const client = createServiceClient({ name: 'stalling', baseUrl: `http://127.0.0.1:${(upstream.address() as AddressInfo).port}`, timeoutMs: 100, retries: 0, breakerThreshold: 5, breakerCooldownMs: 60_000, connections: 32 })
+  const client = createServiceClient({ name: 'stalling', baseUrl: `http://127.0.0.1:${(upstream.address() as AddressInfo).port}`, timeoutMs: 300, retries: 0, breakerThreshold: 5, breakerCooldownMs: 60_000, connections: 32 })
   t.after(() => client.close())
   assert.equal((await client.request({ path: '/x' })).status, 200)
   stalled = true
@@ -32,7 +33,8 @@ test('one upstream stall under 20 concurrent calls does not open the circuit', a
   assert.ok(calls.every((c) => c.status === 'rejected' && (c.reason as { code?: string }).code === 'UPSTREAM_UNAVAILABLE'))
   assert.equal(client.breakerState, 'closed')
   stalled = false
-  assert.equal((await client.request({ path: '/x' })).status, 200)
+  // A busy machine may take a call past its budget: the point is that the circuit lets calls through again.
+  await eventually(async () => (await client.request({ path: '/x' }).catch(() => undefined))?.status === 200, 'calls answered again')
 })
 
 test('an upstream that stays stalled still opens the circuit after threshold waves of calls', async (t) => {
