@@ -98,10 +98,11 @@ test('a phone or name a caller puts in a URL (path segment, unknown query parame
 
 test('secrets are still scrubbed from a request\'s URL: a key in a query string or in the path, an email anywhere', async (t) => {
   const key = 'lck_AAAAAAAAAAAA_0123456789abcdefghijklmnopqrstuvwxyzABCDEFG'
-  const seen = await urlsOf(t, [`/api/v1/leads?api_key=${key}&status=new`, `/api/v1/leads?${key}=1`, `/api/v1/things/${key}`, '/api/v1/leads?x-api-key=k&e=ann@example.com'])
+  const seen = await urlsOf(t, [`/api/v1/leads?api_key=${key}&status=new`, `/api/v1/leads?${key}=1`, `/api/v1/leads?status=new&${key}`, `/api/v1/things/${key}`, '/api/v1/leads?x-api-key=k&e=ann@example.com'])
   assert.deepEqual(seen, [
     '/api/v1/leads?api_key=[REDACTED]&status=new',
     '/api/v1/leads?[REDACTED]=[REDACTED]',
+    '/api/v1/leads?status=new&[REDACTED]',
     '/api/v1/things/[REDACTED]',
     '/api/v1/leads?x-api-key=[REDACTED]&e=[REDACTED]'
   ])

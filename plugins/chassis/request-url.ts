@@ -153,10 +153,24 @@ export function noteRouteWords (pattern: string): void {
   for (const segment of pattern.split('/')) if (segment !== '' && !segment.includes(':') && !segment.includes('*')) routeWords.add(segment)
 }
 
-/** A parameter name is shown when it is declared, a credential's (its value hidden) or shaped like an identifier. */
+// The copy being made of the URL, up to `copied`; undefined while nothing was hidden. Held here rather than in a
+// closure, which every call would allocate: requestUrl runs for every request's log line and span, and calls nothing
+// that comes back to it.
+let out: string | undefined
+let copied = 0
+
+function hide (url: string, start: number, end: number): void {
+  out = (out ?? '') + url.slice(copied, start) + REDACTED
+  copied = end
+}
+
+/**
+ * An undeclared parameter's name is shown when it is a credential's (its value is hidden) or shaped like an
+ * identifier (as a property name in a validation error is), and not a platform key: that is shaped like one too.
+ */
 function showableName (url: string, start: number, end: number): boolean {
   const length = end - start
-  if (length === 0 || length > 64) return false
+  if (length === 0 || length > 64 || url.startsWith('lck_', start)) return false
   for (let at = start; at < end; at++) {
     const c = url.charCodeAt(at)
     const letter = (c >= 65 && c <= 90) || (c >= 97 && c <= 122) || c === 95
@@ -180,12 +194,8 @@ export function requestUrl (request: FastifyRequest): string {
   const length = url.length
   const queryAt = url.indexOf('?')
   const pathEnd = queryAt === -1 ? length : queryAt
-  let out: string | undefined
-  let copied = 0
-  const hide = (start: number, end: number): void => {
-    out = (out ?? '') + url.slice(copied, start) + REDACTED
-    copied = end
-  }
+  out = undefined
+  copied = 0
 
   // The path, segment by segment (the first, before the leading `/`, is empty).
   const segments = shape.segments
@@ -197,13 +207,13 @@ export function requestUrl (request: FastifyRequest): string {
       let end = url.indexOf('/', start)
       if (end === -1 || end > pathEnd) end = pathEnd
       const segment = segments[index]
-      if (segment === WILDCARD) { hide(start, pathEnd); index = segments.length; break }
+      if (segment === WILDCARD) { hide(url, start, pathEnd); index = segments.length; break }
       if (segment === undefined) { matched = false; break }
       if (typeof segment === 'string') {
         // The router matched this static segment; any other text here means the URL is not read segment by segment.
         if (end - start !== segment.length || !url.startsWith(segment, start)) { matched = false; break }
       } else if (segment === null || !segment(url, start, end)) {
-        hide(start, end)
+        hide(url, start, end)
       }
       index++
       if (end === pathEnd) break
@@ -218,7 +228,7 @@ export function requestUrl (request: FastifyRequest): string {
     for (;;) {
       let end = url.indexOf('/', start)
       if (end === -1 || end > pathEnd) end = pathEnd
-      if (end > start && !isUuid(url, start, end) && !routeWords.has(url.slice(start, end))) hide(start, end)
+      if (end > start && !isUuid(url, start, end) && !routeWords.has(url.slice(start, end))) hide(url, start, end)
       if (end === pathEnd) break
       start = end + 1
     }
@@ -233,14 +243,18 @@ export function requestUrl (request: FastifyRequest): string {
       let eq = url.indexOf('=', start)
       if (eq === -1 || eq > end) eq = end
       let declared: { check: Check | null } | undefined
-      for (const param of shape.query) {
+      for (let i = 0; i < shape.query.length; i++) {
+        const param = shape.query[i] as RouteShape['query'][number]
         if (param.name.length === eq - start && url.startsWith(param.name, start)) { declared = param; break }
       }
-      if (declared === undefined && eq > start && !showableName(url, start, eq)) hide(start, eq)
-      if (eq < end && (declared?.check == null || !declared.check(url, eq + 1, end))) hide(eq + 1, end)
+      if (declared === undefined && eq > start && !showableName(url, start, eq)) hide(url, start, eq)
+      if (eq < end && (declared?.check == null || !declared.check(url, eq + 1, end))) hide(url, eq + 1, end)
       start = end + 1
     }
   }
-  // A platform key is shaped like an identifier, and could be sent as a parameter's name.
-  return out === undefined ? url : scrubUrl(out + url.slice(copied))
+  if (out === undefined) return url
+  // What is shown cannot hold a secret; scrubbed anyway, so that a rule above that shows too much leaks no key.
+  const shown = scrubUrl(out + url.slice(copied))
+  out = undefined
+  return shown
 }
