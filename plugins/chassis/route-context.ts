@@ -1,6 +1,6 @@
 import type { FastifyContextConfig, FastifyRequest } from 'fastify'
 
-interface RouteContext { config?: FastifyContextConfig & { url?: string } }
+interface RouteContext { config?: FastifyContextConfig & { url?: string }, schema?: { params?: unknown, querystring?: unknown } }
 
 // `request.routeOptions` builds a new object of a dozen fields (and asks the router whether any route is versioned)
 // on every read, and the hooks every request passes read it three times. The route's config and pattern are also
@@ -27,4 +27,9 @@ export function routeConfigOf (request: FastifyRequest): FastifyContextConfig {
 export function routePatternOf (request: FastifyRequest): string | undefined {
   const context = contextOf(request)
   return context === undefined ? request.routeOptions.url : context.config?.url
+}
+
+/** The matched route's config and schema (a 404's: no `config.url`), without building `routeOptions`. */
+export function routeContextOf (request: FastifyRequest): RouteContext {
+  return contextOf(request) ?? request.routeOptions as RouteContext
 }

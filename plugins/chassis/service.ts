@@ -9,6 +9,7 @@ import { lazyChildLogger } from './lazy-logger.js'
 import { openApiRoutes, registerOpenApiCollector, type OpenApiOptions } from './openapi.js'
 import { censorChildBindings, logRedaction } from './log-redaction.js'
 import { setEveryResponseHeaders } from './response-headers.js'
+import { noteRouteWords } from './request-url.js'
 
 /** A step that registers something on the app: a shared plugin, a route module, a hook. */
 export type Registrar = (app: FastifyInstance) => unknown
@@ -100,6 +101,9 @@ export async function buildService (def: ServiceDefinition): Promise<FastifyInst
   const openapi = def.openapi ? { ...def.openapi, ui: config.OPENAPI_UI_ENABLED } : undefined
   // First, so that every route after it is in the document.
   if (openapi) await registerOpenApiCollector(app, openapi)
+
+  // A URL no route matches is logged with only the words of the routes' paths (and uuids) shown.
+  app.addHook('onRoute', (route) => { noteRouteWords(route.url) })
 
   // Callback-style hooks: no promise per request on the hot path.
   // One hook for what every response carries: its request id and the security headers (also on errors).

@@ -5,6 +5,8 @@ import { IORedisInstrumentation } from '@opentelemetry/instrumentation-ioredis'
 import { PgInstrumentation } from '@opentelemetry/instrumentation-pg'
 import { PinoInstrumentation } from '@opentelemetry/instrumentation-pino'
 import { UndiciInstrumentation } from '@opentelemetry/instrumentation-undici'
+// The file, not the chassis's entry: the preload loads this before Fastify's instrumentation is in place.
+import { requestUrl } from '../chassis/request-url.js'
 import { correlateSampledLogLines } from './log-correlation.js'
 import { loadQueryParser, normalizeQuery } from './query-normalizer.js'
 import { traceQueries } from './query-spans.js'
@@ -61,7 +63,12 @@ export async function createInstrumentations (): Promise<Instrumentation[]> {
         registerOnInitialization: true,
         instrumentHooks: true,
         instrumentHandler: true,
-        requestHook: (span, request) => { if (span.isRecording()) span.updateName(`${request.method} ${request.routeOptions.url ?? 'unmatched'}`) }
+        requestHook: (span, request) => {
+          if (!span.isRecording()) return
+          span.updateName(`${request.method} ${request.routeOptions.url ?? 'unmatched'}`)
+          // It records the request target as sent; a name or phone in it must not be exported.
+          span.setAttribute('url.path', requestUrl(request))
+        }
       })
       : new ServerSpanInstrumentation()
   ]

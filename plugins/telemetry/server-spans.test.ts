@@ -35,6 +35,8 @@ app.get('/items/:id', async () => {
   seen = trace.getSpanContext(context.active())
   return { ok: true }
 })
+app.get('/leads', { schema: { querystring: { type: 'object', properties: { status: { type: 'string', enum: ['new', 'lost'] } } } } }, async () => ({ ok: true }))
+app.get('/leads/:id', { schema: { params: { type: 'object', properties: { id: { type: 'string', format: 'uuid' } } } } }, async () => ({ ok: true }))
 app.get('/broken', async () => { throw new Error('the store is down') })
 app.get('/refused', async () => { throw Object.assign(new Error('body/score must be <= 100'), { statusCode: 400 }) })
 let entered: () => void = () => {}
@@ -71,7 +73,26 @@ test('a request whose caller\'s trace is sampled gets one SERVER span named afte
   assert.equal(span.spanContext().traceId, caller.traceId)
   assert.equal(span.parentSpanContext?.spanId, caller.spanId)
   assert.equal(seen?.spanId, span.spanContext().spanId, 'the handler runs in the server span\'s context')
-  assert.deepEqual(span.attributes, { 'http.request.method': 'GET', 'url.path': '/items/7?email=a@b.co', 'http.route': '/items/:id', 'http.response.status_code': 200 })
+  // `/items/:id` declares no shape for its id, nor any query parameter: neither value is shown.
+  assert.deepEqual(span.attributes, { 'http.request.method': 'GET', 'url.path': '/items/[REDACTED]?email=[REDACTED]', 'http.route': '/items/:id', 'http.response.status_code': 200 })
+})
+
+test('a phone or name in a URL reaches no span attribute', async () => {
+  exporter.reset()
+  const id = '0b1c2d3e-4f50-4a6b-8c7d-9e0f1a2b3c4d'
+  const sent = ['/leads/AnnLee', '/nowhere/5551234567/Ann%20Lee', '/leads?name=Ann+Lee&phone=%2B15551234567&status=Lee&5551234567', `/leads/${id}`, '/leads?status=new']
+  for (const url of sent) await app.inject({ url, headers: { traceparent: traceparent('01') } })
+  const spans = exporter.getFinishedSpans()
+  assert.equal(spans.length, sent.length)
+  const text = JSON.stringify(spans.map((s) => ({ name: s.name, attributes: s.attributes, events: s.events, status: s.status })))
+  for (const value of ['Ann', 'Lee', '5551234567']) assert.ok(!text.includes(value), `${value} reached a span: ${text}`)
+  assert.deepEqual(spans.map((s) => s.attributes['url.path']), [
+    '/leads/[REDACTED]',
+    '/[REDACTED]/[REDACTED]/[REDACTED]',
+    '/leads?name=[REDACTED]&phone=[REDACTED]&status=[REDACTED]&[REDACTED]',
+    `/leads/${id}`,
+    '/leads?status=new'
+  ], 'what the route declares is still shown as sent')
 })
 
 test('a failing request\'s server span has status ERROR, the error\'s message and an exception event', async () => {

@@ -2,6 +2,8 @@ import { subscribe, unsubscribe } from 'node:diagnostics_channel'
 import { SpanKind, SpanStatusCode, TraceFlags, context, propagation, trace, type Context, type Span } from '@opentelemetry/api'
 import { InstrumentationBase, type InstrumentationConfig } from '@opentelemetry/instrumentation'
 import type { FastifyInstance, FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify'
+// The file, not the chassis's entry: the preload loads this before Fastify's instrumentation is in place.
+import { noteRouteWords, requestUrl } from '../chassis/request-url.js'
 import { parentBasedSampler } from './unsampled.js'
 
 /** The instrumentation scope of the server spans. */
@@ -14,7 +16,8 @@ type TracedRequest = FastifyRequest & Traced
 
 /**
  * One SERVER span per request of every Fastify instance, named `METHOD /route` with `http.request.method`,
- * `url.path`, `http.route` and `http.response.status_code`, errors recorded; the caller's W3C trace context continued.
+ * `url.path` (the request target as the chassis's `requestUrl` shows it: what the route does not allow is
+ * `[REDACTED]`), `http.route` and `http.response.status_code`, errors recorded; the caller's W3C trace context continued.
  * Its `onRequest` hook is the instance's first (added when Fastify publishes `fastify.initialization`), and runs the
  * rest of the request in the span's context.
  *
@@ -55,6 +58,8 @@ export class ServerSpanInstrumentation extends InstrumentationBase {
   #instrument (app: FastifyInstance): void {
     // Read once: the sampler is the SDK's, chosen from the environment at start.
     const followsParent = parentBasedSampler()
+    // The path of a request no route matched shows only the words of the routes' paths.
+    app.addHook('onRoute', (route) => { noteRouteWords(route.url) })
     app.decorateRequest(kSpan, null)
     app.decorateRequest(kErrorRecorded, false)
     app.addHook('onRequest', (request: FastifyRequest, _reply: FastifyReply, done: HookHandlerDoneFunction) => {
@@ -68,7 +73,7 @@ export class ServerSpanInstrumentation extends InstrumentationBase {
         const span = this.tracer.startSpan(`${request.method} ${route ?? 'unmatched'}`, { kind: SpanKind.SERVER }, parent)
         active = trace.setSpan(parent, span)
         if (span.isRecording()) {
-          span.setAttributes({ 'http.request.method': request.method, 'url.path': request.url })
+          span.setAttributes({ 'http.request.method': request.method, 'url.path': requestUrl(request) })
           if (route !== undefined) span.setAttribute('http.route', route)
           ;(request as TracedRequest)[kSpan] = span
           // A caller that hangs up before the answer gets no onResponse: without this its span would never end, and

@@ -12,7 +12,7 @@ const FORMAT = "log_format edge_timing '$msec $status $request_method $upstream_
  * subrequest's cache status and upstream time kept for it (auth_request_set reads them in the subrequest).
  */
 export function withEdgeTimingLog (config: string, file: string): string {
-  const log = /^(\s*)access_log \/dev\/stdout combined buffer=64k flush=1s;$/m
+  const log = /^(\s*)access_log \/dev\/stdout edge buffer=64k flush=1s;$/m
   const auth = /^(\s*)auth_request_set \$edge_scope \$upstream_http_x_edge_scope;$/m
   if (!log.test(config) || !auth.test(config)) throw new Error('nginx.conf: the access log or the /api/ auth_request_set line changed; edge-timing.ts cannot place its log')
   return config

@@ -1,6 +1,9 @@
 import { after, before, test } from 'node:test'
 import assert from 'node:assert/strict'
 import { once } from 'node:events'
+import { readFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { randomBytes } from 'node:crypto'
 import { createServer, request as httpRequest } from 'node:http'
 import type { FastifyInstance } from 'fastify'
@@ -11,7 +14,7 @@ import { queryChannel, type QueryContext } from '@lead-chassis/plugins/db-pool'
 import { DOCS_CSP } from '@lead-chassis/plugins/chassis'
 import { createTestSchema, testApiConfig, uniqueName, type TestSchema } from '../helpers/database.js'
 import { freePort } from '../helpers/ports.js'
-import { nginxTest, preparePrefix, startNginx, templateConfig } from '../helpers/nginx.js'
+import { NGINX_DIR, nginxTest, preparePrefix, startNginx, templateConfig } from '../helpers/nginx.js'
 import { startDataService, startOrchestrator } from '../helpers/services.js'
 
 // A real NGINX with the shipped configuration in front of two api instances and one of each other service.
@@ -19,6 +22,8 @@ const cleanups: Array<() => unknown> = []
 const scope = { after: (fn: () => unknown) => { cleanups.push(fn) } }
 let db: TestSchema
 let edge = ''
+// NGINX's access log, written under its prefix instead of to stdout (the shipped format, buffer and all).
+let accessLog = ''
 let status = ''
 const apis: Array<{ app: FastifyInstance, served: number, ips: string[] }> = []
 let leadIds: string[] = []
@@ -49,7 +54,10 @@ before(async () => {
   const orchestrator = await startOrchestrator(scope, db, data.url, env, true)
   others = [data.app, orchestrator.app]
   const [publicPort, statusPort, keyGatePort] = [await freePort(), await freePort(), await freePort()]
-  const prefix = preparePrefix(templateConfig({ api: ports, dataService: Number(new URL(data.url).port), orchestrator: Number(new URL(orchestrator.url).port), publicPort, statusPort, keyGatePort }))
+  const config = templateConfig({ api: ports, dataService: Number(new URL(data.url).port), orchestrator: Number(new URL(orchestrator.url).port), publicPort, statusPort, keyGatePort })
+  assert.match(config, /access_log \/dev\/stdout edge /)
+  const prefix = preparePrefix(config.replace('access_log /dev/stdout edge ', 'access_log access.log edge '))
+  accessLog = join(prefix, 'access.log')
   await startNginx(scope, prefix, publicPort)
   edge = `http://127.0.0.1:${publicPort}`
   status = `http://127.0.0.1:${statusPort}`
@@ -477,4 +485,41 @@ test('with the api down, a request to the data-service has no verdict and goes o
   } finally {
     for (const fn of local.reverse()) await fn()
   }
+})
+
+test('a phone or name a caller puts in a URL reaches no line of NGINX\'s access log: no query string, no path segment that is not a route\'s word or a uuid, no Referer', async () => {
+  const name = 'AnnEdgeLee'
+  const phone = '5551234567'
+  const id = leadIds[0] ?? ''
+  const sent: Array<[string, string]> = [
+    [`/api/v1/leads?name=${name}&phone=%2B1${phone}&status=new`, '"GET /api/v1/leads HTTP/1.1"'],
+    [`/api/v1/leads/${name}/activities`, '"GET /api/v1/leads/[REDACTED] HTTP/1.1"'],
+    [`/api/v1/leads/${id}/activities?cursor=${name}`, `"GET /api/v1/leads/${id}/activities HTTP/1.1"`],
+    [`/nowhere/${phone}`, '"GET /[REDACTED] HTTP/1.1"'],
+    [`/static/${name}.js`, '"GET /static/[REDACTED] HTTP/1.1"']
+  ]
+  for (const [url] of sent) await (await fetch(`${edge}${url}`, { headers: { ...SERVICE_HEADERS, referer: `${edge}/quote/?name=${name}` } })).arrayBuffer()
+  // Each worker buffers its lines for up to a second.
+  let text = ''
+  for (let i = 0; i < 60 && !sent.every(([, line]) => text.includes(line)); i++) {
+    await sleep(100)
+    text = readFileSync(accessLog, 'utf8')
+  }
+  for (const [url, line] of sent) assert.ok(text.includes(line), `${url} logged as ${line}: ${text}`)
+  for (const value of [name, phone]) assert.ok(!text.includes(value), `${value} reached NGINX's access log: ${text}`)
+})
+
+test('every word of every route of the three services is one NGINX\'s access log shows', () => {
+  const conf = readFileSync(join(NGINX_DIR, 'nginx.conf'), 'utf8')
+  const listed = /\(\?:\/\(\?:([^)]*)\|\[0-9a-fA-F\]\{8\}/.exec(conf)?.[1]?.split('|').map((w) => w.replace(/\\/g, ''))
+  assert.ok(listed && listed.length > 0, 'the access log map lists words')
+  const words = new Set<string>()
+  for (const app of [...apis.map((a) => a.app), ...others]) {
+    for (const line of app.printRoutes({ commonPrefix: false }).split('\n')) {
+      const path = line.replace(/^[\s│├└─]+/, '').replace(/ \(.*\)$/, '')
+      for (const segment of path.split('/')) if (segment !== '' && !segment.includes(':') && !segment.includes('*')) words.add(segment)
+    }
+  }
+  assert.ok(words.has('leads') && words.has('route-batch'), [...words].join(' '))
+  assert.deepEqual([...words].filter((w) => !listed.includes(w)), [], 'words missing from the access log map in deploy/nginx/nginx.conf')
 })

@@ -25,6 +25,7 @@ let exported: OtlpExport[] = []
 let spans: ReceivedSpan[] = []
 let logs: Record<string, string> = {}
 const statuses: Record<string, number> = {}
+let leadId = ''
 
 async function call (label: string, url: string, init: RequestInit = {}): Promise<Response> {
   const res = await fetch(url, { ...init, headers: { ...SERVICE_HEADERS, ...(init.headers as Record<string, string> | undefined) } })
@@ -69,6 +70,7 @@ before(async () => {
   const created = await fetch(leads, { method: 'POST', ...json(lead), headers: { ...SERVICE_HEADERS, 'content-type': 'application/json' } })
   assert.equal(created.status, 201, api.stderr())
   const { id } = await created.json() as { id: string }
+  leadId = id
   await call('read (fill)', `${leads}/${id}`)
   await call('read (hit)', `${leads}/${id}`)
   await call('list', `${leads}?limit=5`)
@@ -114,6 +116,18 @@ before(async () => {
   await call('route unroutable', `${orch}/leads/${lifeId}/route`, { method: 'POST' })
   await call('route batch', `${orch}/route-batch`, { method: 'POST', ...json({ limit: 10 }) })
 
+  // A name or phone in a URL: a path segment of no route, a lead id, unknown query parameters (a phone as a name too),
+  // declared filters' values that are not theirs; on every service.
+  const name = encodeURIComponent(lead.firstName)
+  const phone = encodeURIComponent(lead.phone)
+  await call('url: name and phone in the path of no route', `${api.url}/api/v1/nowhere/${name}/${phoneDigits}`)
+  await call('url: name as a lead id', `${leads}/${encodeURIComponent(lead.lastName)}`)
+  await call('url: name and phone as unknown query parameters', `${leads}?name=${name}&phone=${phone}`)
+  await call('url: phone as a query parameter\'s name', `${leads}?${phoneDigits}`)
+  await call('url: name and phone as filter values', `${leads}?status=${name}&limit=${phoneDigits}`)
+  await call('url: name in a data-service filter', `${data.url}/data/v1/leads/unassigned?state=${name}&limit=${phoneDigits}`)
+  await call('url: name as an orchestrator lead id', `${orch}/leads/${name}/score?phone=${phone}`)
+
   // Keys in query strings: refused, on every service, and with a key in the header too.
   const inQuery = `api_key=${queryKey}&token=${queryToken}`
   for (const [name, url] of [['api', `${leads}?${inQuery}`], ['data-service', `${imports}?${inQuery}`], ['orchestrator', `${orch}/leads/${id}/score?${inQuery}`]] as const) {
@@ -158,6 +172,13 @@ test('every path was taken: the marked lead was served, patched, imported and ro
     'route again': 409,
     'route unroutable': 409,
     'route batch': 200,
+    'url: name and phone in the path of no route': 404,
+    'url: name as a lead id': 400,
+    'url: name and phone as unknown query parameters': 400,
+    'url: phone as a query parameter\'s name': 400,
+    'url: name and phone as filter values': 400,
+    'url: name in a data-service filter': 400,
+    'url: name as an orchestrator lead id': 400,
     'api: key in query': 401,
     'data-service: key in query': 401,
     'orchestrator: key in query': 401,
@@ -210,4 +231,23 @@ test('an API key sent in a query string reaches neither a log line nor a span', 
   for (const e of exported) for (const secret of SECRETS) assert.equal(e.body.indexOf(secret), -1, `${e.path} holds a secret`)
   const paths = spans.filter((r) => r.span.kind === 2).flatMap((r) => r.span.attributes?.filter((a) => a.key === 'url.path').map((a) => String(a.value.stringValue)) ?? [])
   assert.ok(paths.some((p) => p.endsWith('?api_key=[REDACTED]&token=[REDACTED]')), `server spans keep the scrubbed query: ${paths.join(', ')}`)
+})
+
+test('a phone or name in a URL is redacted from the URLs services log and trace, and what a route declares is shown as sent', () => {
+  const serverPaths = spans.filter((r) => r.span.kind === 2).flatMap((r) => r.span.attributes?.filter((a) => a.key === 'url.path').map((a) => String(a.value.stringValue)) ?? [])
+  const expected: Array<[string, string]> = [
+    ['api', '/api/v1/leads?limit=5'],
+    ['api', `/api/v1/leads/${leadId}`],
+    ['api', '/api/v1/[REDACTED]/[REDACTED]/[REDACTED]'],
+    ['api', '/api/v1/leads/[REDACTED]'],
+    ['api', '/api/v1/leads?name=[REDACTED]&phone=[REDACTED]'],
+    ['api', '/api/v1/leads?[REDACTED]'],
+    ['api', '/api/v1/leads?status=[REDACTED]&limit=[REDACTED]'],
+    ['data-service', '/data/v1/leads/unassigned?state=[REDACTED]&limit=[REDACTED]'],
+    ['orchestrator', '/orchestrator/v1/leads/[REDACTED]/score?phone=[REDACTED]']
+  ]
+  for (const [service, url] of expected) {
+    assert.ok(logs[service]?.includes(`"url":"${url}"`), `${service} logged ${url}`)
+    assert.ok(serverPaths.includes(url), `a server span has url.path ${url}: ${serverPaths.join(', ')}`)
+  }
 })
