@@ -24,8 +24,8 @@ const CONSTRUCTS_ERROR = [/\bnew HttpError\s*\(/, /\bcreateError\s*(?:<[^>]*>)?\
  * `statusCode`, or a call of errorBody outside the chassis's own error answers.
  */
 const WRITES_ERROR_BODY = [/\.send\([^)]*\bstatusCode\b/, /\berrorBody\s*\(/]
-/** The chassis's error handler, router refusals and client-error answers, which write every error body. */
-const BODY_WRITERS = new Set(['plugins/chassis/error-handler.ts', 'plugins/chassis/client-error.ts'])
+/** The chassis's error body, its error handler, router refusals and client-error answers, which write every error body. */
+const BODY_WRITERS = new Set(['plugins/chassis/error-body.ts', 'plugins/chassis/error-handler.ts', 'plugins/chassis/refused-url.ts', 'plugins/chassis/client-error.ts'])
 
 function offences (file: string, text: string): string[] {
   const found: string[] = []

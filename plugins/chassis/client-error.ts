@@ -1,5 +1,5 @@
 import type { Socket } from 'node:net'
-import { errorBody } from './error-handler.js'
+import { errorBody } from './error-body.js'
 import { ChassisErrors } from './errors.js'
 
 /**

@@ -1,34 +1,8 @@
-import { STATUS_CODES } from 'node:http'
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest, FastifySchemaValidationError } from 'fastify'
 import type { SchemaErrorDataVar } from 'fastify/types/schema.js'
-import { ChassisErrors } from './errors.js'
+import { errorBody } from './error-body.js'
+import { refusalOf } from './refused-url.js'
 import { SECURITY_HEADERS } from './security-headers.js'
-
-/** The longest path parameter the router reads (Fastify's default, stated so the error message can name it). */
-export const MAX_PARAM_LENGTH = 100
-
-/** The one JSON body of every 4xx and 5xx answer. */
-export interface ErrorBody {
-  statusCode: number
-  code: string
-  error: string
-  message: string
-}
-
-export const errorBodySchema = {
-  type: 'object',
-  properties: {
-    statusCode: { type: 'integer' },
-    code: { type: 'string' },
-    error: { type: 'string' },
-    message: { type: 'string' }
-  },
-  required: ['statusCode', 'code', 'error', 'message']
-} as const
-
-export function errorBody (statusCode: number, code: string, message: string): ErrorBody {
-  return { statusCode, code, error: STATUS_CODES[statusCode] ?? 'Error', message }
-}
 
 const DETAILS = Symbol('error body details')
 
@@ -79,18 +53,14 @@ const FASTIFY_CODES: Record<string, string> = {
 }
 
 /**
- * Fastify's `frameworkErrors`: what the router refuses before any route or hook runs answers the platform's body,
- * with every response's headers, and without the URL (its query string may carry a key).
+ * Fastify's `frameworkErrors`, for what the router fails on before any route or hook runs and that is not routed
+ * again (see refused-url.ts): an async constraint's failure. It answers the platform's body with every response's
+ * headers, and without the URL (its query string may carry a key).
  */
 export function routerErrorHandler (err: FastifyError, request: FastifyRequest, reply: FastifyReply): void {
-  const refused = err.code === 'FST_ERR_MAX_PARAM_LENGTH'
-    ? new ChassisErrors.PATH_SEGMENT_TOO_LONG(MAX_PARAM_LENGTH)
-    : err.code === 'FST_ERR_BAD_URL' ? new ChassisErrors.BAD_URL() : undefined
-  const statusCode = refused?.statusCode ?? 500
-  const body = refused ? errorBody(statusCode, refused.code, refused.message) : errorBody(500, 'INTERNAL_ERROR', 'Internal Server Error')
-  if (!refused) request.log.error({ err }, 'request failed')
+  request.log.error({ err }, 'request failed')
   void reply.headers({ ...SECURITY_HEADERS, 'cache-control': 'no-store' }).header('x-request-id', request.id)
-    .code(statusCode).type('application/json; charset=utf-8').send(body)
+    .code(500).type('application/json; charset=utf-8').send(errorBody(500, 'INTERNAL_ERROR', 'Internal Server Error'))
 }
 
 export function installErrorHandling (app: FastifyInstance): void {
@@ -114,6 +84,9 @@ export function installErrorHandling (app: FastifyInstance): void {
   })
 
   app.setNotFoundHandler((request, reply) => {
+    // A URL the router refused arrives here (refused-url.ts), after the hooks every request runs.
+    const refused = refusalOf(request)
+    if (refused) return void reply.send(refused)
     void reply.code(404).send(errorBody(404, 'NOT_FOUND', `Route ${request.method} ${request.url.split('?')[0] ?? ''} not found`))
   })
 }

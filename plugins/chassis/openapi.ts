@@ -4,7 +4,7 @@ import { createHash } from 'node:crypto'
 import swagger from '@fastify/swagger'
 import swaggerUi from '@fastify/swagger-ui'
 import type { FastifyContextConfig, FastifyInstance, FastifySchema, RouteOptions } from 'fastify'
-import { errorBodySchema } from './error-handler.js'
+import { errorBodySchema } from './error-body.js'
 
 declare module 'fastify' {
   interface FastifyContextConfig {

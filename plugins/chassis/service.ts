@@ -3,11 +3,12 @@ import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastif
 import underPressure from '@fastify/under-pressure'
 import type { ChassisConfig } from './config-schema.js'
 import { clientErrorHandler } from './client-error.js'
-import { MAX_PARAM_LENGTH, formatSchemaErrors, installErrorHandling, routerErrorHandler } from './error-handler.js'
+import { formatSchemaErrors, installErrorHandling, routerErrorHandler } from './error-handler.js'
 import { healthPlugin } from './health.js'
 import { lazyChildLogger } from './lazy-logger.js'
 import { openApiRoutes, registerOpenApiCollector, type OpenApiOptions } from './openapi.js'
 import { censorChildBindings, logRedaction } from './log-redaction.js'
+import { MAX_PARAM_LENGTH, refusedUrlRouting } from './refused-url.js'
 import { setEveryResponseHeaders } from './response-headers.js'
 import { noteRouteWords } from './request-url.js'
 
@@ -67,6 +68,7 @@ function loggerOptions (def: ServiceDefinition): Pick<FastifyServerOptions, 'log
  */
 export async function buildService (def: ServiceDefinition): Promise<FastifyInstance> {
   const { config } = def
+  const refusedUrls = refusedUrlRouting()
   const app = Fastify({
     ...loggerOptions(def),
     bodyLimit: config.BODY_LIMIT_BYTES,
@@ -80,10 +82,11 @@ export async function buildService (def: ServiceDefinition): Promise<FastifyInst
       connectionsCheckingInterval: Math.min(1000, config.REQUEST_TIMEOUT_MS)
     },
     clientErrorHandler: clientErrorHandler(config.REQUEST_TIMEOUT_MS),
-    // The router's own refusals (a bad escape, an over-long parameter) would otherwise answer Fastify's bare body,
-    // without the security headers or no-store, and echo the whole URL, query string and any key in it included.
+    // What the router refuses (a bad escape, an over-long parameter) is routed again to the not-found handler, through
+    // every hook; what else fails before routing would answer Fastify's bare body, without the security headers or
+    // no-store, and echo the whole URL, query string and any key in it included.
     frameworkErrors: routerErrorHandler,
-    routerOptions: { maxParamLength: MAX_PARAM_LENGTH },
+    routerOptions: { maxParamLength: MAX_PARAM_LENGTH, ...refusedUrls.routerOptions },
     requestIdHeader: false,
     genReqId: (req) => {
       const incoming = req.headers['x-request-id']
@@ -96,6 +99,7 @@ export async function buildService (def: ServiceDefinition): Promise<FastifyInst
     // The client address comes from X-Forwarded-For only when the direct peer is a trusted proxy.
     trustProxy: config.TRUST_PROXY.trim() === '' ? false : config.TRUST_PROXY.split(',').map((s) => s.trim()).filter(Boolean)
   }) as unknown as FastifyInstance
+  refusedUrls.attach(app)
   censorChildBindings(app.log)
 
   const openapi = def.openapi ? { ...def.openapi, ui: config.OPENAPI_UI_ENABLED } : undefined

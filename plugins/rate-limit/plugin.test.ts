@@ -5,6 +5,10 @@ import { buildService, chassisConfigFragment, composeSchema, loadConfig, type Ch
 import { rateLimitPlugin, type RateLimitPluginOptions } from './plugin.js'
 import { RateLimiter } from './rate-limiter.js'
 import { clientAddressKey } from './identity.js'
+import { redisPlugin } from '../redis/index.js'
+import { uniqueName } from '../../test/helpers/database.js'
+
+const REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379'
 
 async function build (t: { after: (fn: () => Promise<void>) => void }, options: RateLimitPluginOptions = {}, env: Record<string, string> = {}): Promise<FastifyInstance> {
   const config = loadConfig<ChassisConfig>(composeSchema(chassisConfigFragment), { env: { LOG_LEVEL: 'silent', ...env }, dotenv: false })
@@ -125,6 +129,38 @@ test('a handler that only observes a refusal leaves the default 429', async (t) 
   assert.equal(refused.statusCode, 429)
   assert.equal(refused.json().code, 'RATE_LIMITED')
   assert.deepEqual(seen, ['/open'])
+})
+
+test('a URL the router refuses is rate limited like any other request', async (t) => {
+  const config = loadConfig<ChassisConfig>(composeSchema(chassisConfigFragment), { env: { LOG_LEVEL: 'silent' }, dotenv: false })
+  const app = await buildService({
+    name: 'rl-refused-test',
+    config,
+    plugins: [
+      (a) => a.register(redisPlugin, { url: REDIS_URL }),
+      (a) => a.register(rateLimitPlugin, { global: { name: 'global', limit: 3, windowMs: 60000 }, prefix: `${uniqueName('rl')}:` })
+    ],
+    routes: [(a) => { a.get('/own/:id', async () => ({ ok: true })) }]
+  })
+  t.after(() => app.close())
+  const client = { remoteAddress: '203.0.113.60' }
+  const refused = await Promise.all(['/own/%zz', '/own/%C0%AF', `/own/${'a'.repeat(101)}`].map(async (url) => app.inject({ url, ...client })))
+  assert.deepEqual(refused.map((r) => r.statusCode), [400, 400, 414])
+  assert.deepEqual(refused.map((r) => r.headers['x-ratelimit-remaining']).sort(), ['0', '1', '2'])
+  const over = await app.inject({ url: '/own/%zz', ...client })
+  assert.equal(over.statusCode, 429)
+  const retry = Number(over.headers['retry-after'])
+  assert.ok(retry >= 59 && retry <= 60, `retry-after ${retry}`)
+  assert.deepEqual(over.json(), { statusCode: 429, code: 'RATE_LIMITED', error: 'Too Many Requests', message: `Rate limit "global" exceeded: 3 requests per 60 s; retry in ${retry} s` })
+  assert.equal((await app.inject({ url: '/own/fine', ...client })).statusCode, 429, 'refused URLs spent the budget every request spends')
+  // The same answer headers as a 404 of another client: rate-limit fields, security headers, request id.
+  const notFound = await app.inject({ url: '/missing', remoteAddress: '203.0.113.61' })
+  const badUrl = await app.inject({ url: '/own/%zz', remoteAddress: '203.0.113.62' })
+  assert.deepEqual([notFound.statusCode, badUrl.statusCode], [404, 400])
+  assert.deepEqual(Object.keys(badUrl.headers).sort(), Object.keys(notFound.headers).sort())
+  const stats = app.rateLimiter.getStats()
+  assert.equal(stats.policies.global?.fallback, 0, 'decided in Redis')
+  assert.equal(stats.policies.global?.limited, 2)
 })
 
 async function bootWithRoute (config: { rateLimit?: unknown }): Promise<FastifyInstance> {

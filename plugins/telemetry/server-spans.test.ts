@@ -7,6 +7,7 @@ import { request as httpRequest } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { SERVER_SPANS_SCOPE, ServerSpanInstrumentation } from './server-spans.js'
+import { buildService, chassisConfigFragment, composeSchema, loadConfig, type ChassisConfig } from '../chassis/index.js'
 
 // The SDK's provider and context manager, with the sampler the services ship (parent-based, 10% of new traces).
 const exporter = new tracing.InMemorySpanExporter()
@@ -147,4 +148,20 @@ test('a request whose caller hangs up before the answer still ends its server sp
   } finally {
     await app.close()
   }
+})
+
+test('a URL the router refuses gets its server span, as a 404 does, with neither its URL nor its key', async (t) => {
+  const config = loadConfig<ChassisConfig>(composeSchema(chassisConfigFragment), { env: { LOG_LEVEL: 'silent' }, dotenv: false })
+  const service = await buildService({ name: 'spans-test', config, routes: [(a) => { a.get('/own/:id', async () => ({ ok: true })) }] })
+  t.after(() => service.close())
+  exporter.reset()
+  const res = await service.inject({ url: '/own/%zz?api_key=lck_secret', headers: { traceparent: traceparent('01') } })
+  assert.equal(res.statusCode, 400)
+  const [span, ...others] = exporter.getFinishedSpans()
+  assert.deepEqual(others, [])
+  assert.equal(span?.name, 'GET unmatched')
+  assert.equal(span?.spanContext().traceId, caller.traceId)
+  assert.equal(span?.attributes['http.response.status_code'], 400)
+  assert.equal(span?.attributes['url.path'], '/.refused-url')
+  assert.ok(!JSON.stringify(span?.attributes).includes('%zz') && !JSON.stringify(span?.attributes).includes('lck_secret'))
 })

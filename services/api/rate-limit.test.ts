@@ -26,3 +26,27 @@ test('the api applies the default preset from RATE_LIMIT_* across two instances 
   assert.equal(rows?.n, 5, 'refused requests wrote nothing')
   assert.equal((await a.inject('/health/ready')).statusCode, 200, 'probes are not limited')
 })
+
+test('a URL the router refuses is limited per key for a caller with a valid key and per address otherwise, as a 404 is', async (t) => {
+  const db = await createTestSchema()
+  t.after(() => db.drop())
+  const env = { REDIS_URL: process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379', RATE_LIMIT_ENABLED: 'true', RATE_LIMIT_MAX_REQUESTS: '3', RATE_LIMIT_API_KEY_MAX_REQUESTS: '5', RATE_LIMIT_WINDOW_MS: '60000', RATE_LIMIT_PREFIX: `${uniqueName('rl')}:` }
+  const app = await buildApp(testApiConfig(db, env))
+  t.after(() => app.close())
+  const { key } = await app.apiKeys.mint('refused-urls', ['leads:read'])
+  const anonymous = { remoteAddress: '198.51.100.80' }
+  const withKey = { remoteAddress: '198.51.100.80', headers: { 'x-api-key': key } }
+  const send = async (url: string, opts: typeof anonymous | typeof withKey): Promise<Array<string | number | undefined>> => {
+    const res = await app.inject({ url, ...opts })
+    return [res.statusCode, res.json().code, res.headers['x-ratelimit-limit'] as string | undefined]
+  }
+  const anonymousAnswers = []
+  for (let i = 0; i < 4; i++) anonymousAnswers.push(await send('/api/v1/leads/%zz', anonymous))
+  assert.deepEqual(anonymousAnswers, [[400, 'BAD_URL', '3'], [400, 'BAD_URL', '3'], [400, 'BAD_URL', '3'], [429, 'RATE_LIMITED', '3']])
+  assert.deepEqual(await send('/nowhere', anonymous), [429, 'RATE_LIMITED', '3'], 'one budget per address, whatever the URL')
+  const keyAnswers = []
+  for (let i = 0; i < 6; i++) keyAnswers.push(await send(i % 2 === 0 ? '/api/v1/leads/%C0%AF' : '/nowhere', withKey))
+  assert.deepEqual(keyAnswers, [
+    [400, 'BAD_URL', '5'], [404, 'NOT_FOUND', '5'], [400, 'BAD_URL', '5'], [404, 'NOT_FOUND', '5'], [400, 'BAD_URL', '5'], [429, 'RATE_LIMITED', '5']
+  ], 'the key\'s own budget, not its exhausted address\'s')
+})
