@@ -1,6 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { FastifyError, FastifyInstance, FastifyRequest } from 'fastify'
 import { errorBody } from './error-body.js'
+import { noteRouteWords } from './request-url.js'
 import { ChassisErrors } from './errors.js'
 import { SECURITY_HEADERS } from './security-headers.js'
 
@@ -45,6 +46,8 @@ export interface RefusedUrlRouting {
  * of every unmatched request (the limiter and its identity, the metrics' `unmatched` route, the span, the headers).
  */
 export function refusedUrlRouting (): RefusedUrlRouting {
+  // The path is the chassis's own word, not a caller's: logs and spans show it, as they show a route's words.
+  noteRouteWords(REFUSED_URL_PATH)
   let app: FastifyInstance | undefined
   const reroute = (refusal: Refusal): RawHandler => (_path, req, res) => {
     // Refused again (or before the app exists): answered here, as routing it again would never end.
