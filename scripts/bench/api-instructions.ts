@@ -1,8 +1,7 @@
 import type { ChildProcess } from 'node:child_process'
-import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { setTimeout as sleep } from 'node:timers/promises'
 import { parseArgs } from 'node:util'
 import { ApiKeyStore } from '@lead-chassis/plugins/api-keys'
 import { createConnectionPool } from '@lead-chassis/plugins/db-pool'
@@ -12,9 +11,9 @@ import { projectRoot } from '../../services/platform/paths.js'
 import { freePort } from '../../test/helpers/ports.js'
 import { startPrivatePostgres } from '../../test/helpers/private-postgres.js'
 import { startPrivateRedis } from '../../test/helpers/private-redis.js'
-import { callgrindControl, dumpedThreads, startUnderCallgrind } from './callgrind.js'
-import { functionCosts, optimizingCompilation, readPerfMap, sumCosts, type FunctionCost } from './callgrind-functions.js'
-import { median, startService, table } from './lib.js'
+import { startUnderCallgrind } from './callgrind.js'
+import { countBatches, medianOf, settledBatches, type CountedBatches } from './counted-batches.js'
+import { startService, table } from './lib.js'
 import { apiEnvironment } from './tracing-setup.js'
 
 /**
@@ -117,17 +116,7 @@ async function drive (url: string, n: number): Promise<void> {
   }))
 }
 
-/** The main thread's instructions in dump `index` of `pid`. */
-const dumped = (dir: string, pid: number, index: number): number => dumpedThreads(dir, pid, index).main
-
-// Work driven by the clock (under-pressure's once-a-second sample of the memory and the event-loop delay histogram,
-// pool health checks, cache and key-change timers) is the same per second with or without traffic, but under
-// valgrind a second holds some 50 times fewer requests than without, and how many depends on the machine's load: so
-// each batch's count is also given net of the idle process's instructions per second over the batch's duration.
-const perRequest = new Map<Target, number[]>()
-const netPerRequest = new Map<Target, number[]>()
-const compiledPerRequest = new Map<Target, number[]>()
-const byFunction = new Map<Target, Map<string, FunctionCost>>()
+const counts = new Map<Target, CountedBatches>()
 let current: ChildProcess | undefined
 for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => { current?.kill('SIGKILL'); source?.child.kill('SIGKILL'); postgres.destroy(); void redisServer.destroy().finally(() => process.exit(1)) })
 function dumpDirectory (keep: string | undefined): string {
@@ -145,42 +134,16 @@ try {
     try {
       log(`${target.label}: ready after ${((Date.now() - started) / 1000).toFixed(0)} s; ${args.warmup} warm-up requests`)
       await drive(url, Number(args.warmup))
-      callgrindControl(pid, '--instr=on')
-      // The first dump holds what switching instrumentation on did, not a batch of requests.
-      callgrindControl(pid, '--dump')
-      const idleStarted = performance.now()
-      await sleep(Number(args.idle) * 1000)
-      callgrindControl(pid, '--dump')
-      const idlePerMs = dumped(dir, pid, 2) / (performance.now() - idleStarted)
-      log(`${target.label}: idle: ${(idlePerMs * 1000).toFixed(0)} instructions/second`)
-      const samples: number[] = []
-      const net: number[] = []
-      const compiled: number[] = []
-      for (let s = 1; s <= Number(args.samples); s++) {
-        const started = performance.now()
-        await drive(url, Number(args.requests))
-        callgrindControl(pid, '--dump')
-        const count = dumped(dir, pid, s + 2)
-        samples.push(count / Number(args.requests))
-        net.push((count - idlePerMs * (performance.now() - started)) / Number(args.requests))
-        compiled.push(optimizingCompilation(functionCosts(readFileSync(join(dir, `cg.${pid}.${s + 2}-01`), 'utf8'))) / Number(args.requests))
-        log(`${target.label}: batch ${s}: ${samples.at(-1)?.toFixed(0)} instructions/request on the main thread, ${net.at(-1)?.toFixed(0)} net of the idle rate, ${compiled.at(-1)?.toFixed(0)} of them compiling optimized code`)
-      }
-      perRequest.set(target, samples)
-      netPerRequest.set(target, net)
-      compiledPerRequest.set(target, compiled)
-      if (functionsShown > 0) {
-        // Read after the batches, when the map names the code they ran; the batches' dumps are 3.. (1 and 2 are the
-        // switch and the idle seconds).
-        const map = readPerfMap(`/tmp/perf-${pid}.map`)
-        const batches = Array.from({ length: Number(args.samples) }, (_, s) => functionCosts(readFileSync(join(dir, `cg.${pid}.${s + 3}-01`), 'utf8'), map))
-        byFunction.set(target, sumCosts(batches, Number(args.samples) * Number(args.requests)))
-        // Every function's cost, for a look beyond the printed few.
-        if (args.keep !== undefined) writeFileSync(join(dir, `functions-${target.name}.json`), JSON.stringify(Object.fromEntries(byFunction.get(target) ?? [])))
-        // Kept beside the dumps, to name their addresses later (callgrind_annotate shows them as numbers).
-        if (args.keep !== undefined) copyFileSync(`/tmp/perf-${pid}.map`, join(dir, `perf-${pid}.map`))
-        rmSync(`/tmp/perf-${pid}.map`, { force: true })
-      }
+      const counted = await countBatches({
+        pid, dir, idleSeconds: Number(args.idle), samples: Number(args.samples), requests: Number(args.requests),
+        drive: async (n) => { await drive(url, n) },
+        functions: functionsShown > 0,
+        keepPerfMap: args.keep !== undefined,
+        log: (m) => { log(`${target.label}: ${m}`) }
+      })
+      counts.set(target, counted)
+      // Every function's cost, for a look beyond the printed few.
+      if (counted.byFunction !== undefined && args.keep !== undefined) writeFileSync(join(dir, `functions-${target.name}.json`), JSON.stringify(Object.fromEntries(counted.byFunction)))
     } finally {
       const exited = new Promise((resolve) => child.once('exit', resolve))
       child.kill('SIGTERM')
@@ -196,25 +159,23 @@ try {
 }
 
 const api = targets[0] as Target
-const of = (t: Target): number => median(netPerRequest.get(t) ?? [Number.NaN])
-// Each batch net of the idle rate and of optimizing compilation: what serving the requests cost once V8's code has
-// settled, steadier from batch to batch and run to run than the count with the compiler's share in it.
-const settled = (t: Target): number[] => (netPerRequest.get(t) ?? []).map((x, i) => x - (compiledPerRequest.get(t)?.[i] ?? Number.NaN))
-const ofSettled = (t: Target): number => median(settled(t).length > 0 ? settled(t) : [Number.NaN])
+const of = (t: Target): number => medianOf(counts.get(t)?.net)
+const ofSettled = (t: Target): number => medianOf(settledOf(t))
+const settledOf = (t: Target): number[] => { const c = counts.get(t); return c === undefined ? [] : settledBatches(c) }
 console.log(`\nInstructions per request (callgrind) on the main thread, median of ${args.samples} batches of ${args.requests} requests after ${args.warmup} warm-up requests, ${args.concurrency} in flight; GET ${ROUTE} (cached) with an API key, api at LOG_LEVEL=${args['log-level']}:\n`)
 console.log(table(chosen.map((t) => ({
   server: t.label,
   'instructions/request, net of the idle rate': of(t).toFixed(0),
-  'share of the api': perRequest.has(api) && t !== api ? `${(of(t) / of(api) * 100).toFixed(0)}%` : '',
+  'share of the api': counts.has(api) && t !== api ? `${(of(t) / of(api) * 100).toFixed(0)}%` : '',
   'net of the idle rate and of optimizing compilation': ofSettled(t).toFixed(0),
-  'share of the api, net of compilation': perRequest.has(api) && t !== api ? `${(ofSettled(t) / ofSettled(api) * 100).toFixed(0)}%` : '',
-  'each batch, net': (netPerRequest.get(t) ?? []).map((x) => x.toFixed(0)).join(', '),
-  'each batch, net of compilation too': settled(t).map((x) => x.toFixed(0)).join(', '),
-  'each batch, as counted': (perRequest.get(t) ?? []).map((x) => x.toFixed(0)).join(', ')
+  'share of the api, net of compilation': counts.has(api) && t !== api ? `${(ofSettled(t) / ofSettled(api) * 100).toFixed(0)}%` : '',
+  'each batch, net': (counts.get(t)?.net ?? []).map((x) => x.toFixed(0)).join(', '),
+  'each batch, net of compilation too': settledOf(t).map((x) => x.toFixed(0)).join(', '),
+  'each batch, as counted': (counts.get(t)?.counted ?? []).map((x) => x.toFixed(0)).join(', ')
 }))))
 
 for (const t of chosen) {
-  const costs = byFunction.get(t)
+  const costs = counts.get(t)?.byFunction
   if (costs === undefined) continue
   const top = [...costs].sort((x, y) => y[1].self - x[1].self).slice(0, functionsShown)
   console.log(`\n${t.label}: main-thread instructions per request by function, the ${functionsShown} largest by self (self: in the function, inclusive: with what it called; not net of the idle rate)\n`)

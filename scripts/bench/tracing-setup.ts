@@ -11,12 +11,12 @@ const SCHEMA = 'bench_tracing'
 const HOT_LEADS = 200
 
 /** Migrates and seeds the schema (10,000 leads, once) and mints a key that reads leads and the query statistics. */
-export async function prepareTracingBench (keyName: string): Promise<{ ids: string[], key: string }> {
-  await migrate({ databaseUrl: DATABASE_URL, schema: SCHEMA })
-  const pool = createConnectionPool({ connectionString: DATABASE_URL, schema: SCHEMA, min: 0, max: 1, healthCheckInterval: 0 })
+export async function prepareTracingBench (keyName: string, databaseUrl = DATABASE_URL): Promise<{ ids: string[], key: string }> {
+  await migrate({ databaseUrl, schema: SCHEMA })
+  const pool = createConnectionPool({ connectionString: databaseUrl, schema: SCHEMA, min: 0, max: 1, healthCheckInterval: 0 })
   try {
     const { rows: [count] } = await pool.query<{ n: number }>('SELECT count(*)::int AS n FROM leads')
-    if ((count?.n ?? 0) < 10000) await seed({ databaseUrl: DATABASE_URL, schema: SCHEMA, count: 10000 - (count?.n ?? 0) })
+    if ((count?.n ?? 0) < 10000) await seed({ databaseUrl, schema: SCHEMA, count: 10000 - (count?.n ?? 0) })
     const { rows: hot } = await pool.query<{ id: string }>(`SELECT id FROM leads ORDER BY id LIMIT ${HOT_LEADS}`)
     // One key reads leads and the admin view of the query statistics, which tells whether statistics ran.
     const { key } = await new ApiKeyStore(pool).mint(keyName, ['leads:read', 'admin'])
