@@ -9,30 +9,51 @@ export function budgetHardCapMs (budgetMs: number): number {
   return budgetMs * BUDGET_HARD_CAP_FACTOR
 }
 
-/** A call in flight: when its budget runs out, and what to do then. */
+/** A call in flight: when its budget runs out, what to do then, and its neighbours in its budget's list. */
 interface Watched {
   due: number
   expired: () => void
+  older: Watched | undefined
+  newer: Watched | undefined
 }
 
 /**
  * The calls in flight under one budget, oldest first, with one timer for all of them, armed for the oldest. Every
  * call of a budget gets the same deadline after its start, so insertion order is deadline order; a call that
- * settles leaves the set at once (and can be collected), and the timer, when it fires, hands the calls past their
- * deadline to their verdicts and re-arms for the oldest left. A timer per call would cost a Timeout object, a list
- * insert and a clearTimeout on every Redis call; a set costs an add and a delete.
+ * settles leaves the list at once, and the timer, when it fires, hands the calls past their deadline to their
+ * verdicts and re-arms for the oldest left. A timer per call would cost a Timeout object, a list insert and a
+ * clearTimeout on every Redis call; a link costs a few field writes.
+ *
+ * A list linked through the calls themselves, not a Set: a long-lived Set's table is in the old generation, V8
+ * allocates the table that replaces it on a rehash (every few dozen adds and deletes) there too, and the replaced one
+ * still holds the calls that were in flight. Until a full collection frees it, young-generation collections take
+ * those calls, and through their callbacks the replies they resolved with, as alive and promote them: a Redis hit's
+ * decoded page each, megabytes a second, and full collections twice as often. A link is overwritten in place and
+ * holds nothing once its call has left.
  */
 class Deadlines {
-  readonly #calls = new Set<Watched>()
+  #oldest: Watched | undefined
+  #newest: Watched | undefined
   #timer: NodeJS.Timeout | undefined
 
   add (call: Watched): void {
-    this.#calls.add(call)
+    call.older = this.#newest
+    call.newer = undefined
+    if (this.#newest === undefined) this.#oldest = call
+    else this.#newest.newer = call
+    this.#newest = call
     if (this.#timer === undefined) this.#arm(call.due - performance.now())
   }
 
+  /** Takes `call` out of the list; a call no longer in it (the sweep took it out) is left as it is. */
   delete (call: Watched): void {
-    this.#calls.delete(call)
+    if (call.older === undefined && this.#oldest !== call) return
+    if (call.older === undefined) this.#oldest = call.newer
+    else call.older.newer = call.newer
+    if (call.newer === undefined) this.#newest = call.older
+    else call.newer.older = call.older
+    call.older = undefined
+    call.newer = undefined
   }
 
   #arm (inMs: number): void {
@@ -45,12 +66,12 @@ class Deadlines {
     this.#timer = undefined
     // Timers count whole milliseconds: one due within the next one is due now, as a timer of its own would be.
     const now = performance.now() + 1
-    for (const call of this.#calls) {
+    for (let call = this.#oldest; call !== undefined; call = this.#oldest) {
       if (call.due > now) {
         this.#arm(call.due - now + 1)
         return
       }
-      this.#calls.delete(call)
+      this.delete(call)
       call.expired()
     }
   }
@@ -117,7 +138,9 @@ export function withBudget<T> (breaker: CircuitBreaker, timeoutMs: number, call:
       expired: () => {
         looked = performance.now()
         setImmediate(verdict)
-      }
+      },
+      older: undefined,
+      newer: undefined
     }
     const sweep = deadlinesOf(timeoutMs)
     sweep.add(watched)
