@@ -15,8 +15,11 @@ export function withBodyDetails<E extends Error> (error: E, details: Record<stri
   return error
 }
 
-/** A submitted property name is echoed only when it looks like one: a name or an email sent as a key is not. */
-export const SHOWABLE_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,63}$/
+/**
+ * A submitted property name is echoed only when it looks like one: a name or an email sent as a key is not, nor a
+ * phone behind a letter (`tel5551234567`): at most six digits, as a number a logged URL shows (request-url.ts).
+ */
+export const SHOWABLE_NAME = /^(?!(?:[^0-9]*[0-9]){7})[A-Za-z_][A-Za-z0-9_]{0,63}$/
 
 /**
  * Names the offending field, including the one ajv only reports in its params, and never the submitted value

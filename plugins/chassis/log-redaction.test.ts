@@ -145,3 +145,26 @@ test('a phone or name a caller puts in a URL (path segment, unknown query parame
     '/leads?status=new&limit=20'
   ], 'what the route declares is still shown as sent')
 })
+
+test('a phone in the name of a query parameter or body field a route does not allow (?tel5551234567) reaches no log line, nor the validation error\'s message', async (t) => {
+  const out = lines()
+  const config = loadConfig<ChassisConfig>(composeSchema(chassisConfigFragment), { env: { LOG_LEVEL: 'info' }, dotenv: false })
+  const closed = { type: 'object', additionalProperties: false, properties: { status: { type: 'string' } } }
+  const app = await buildService({
+    name: 'test',
+    config,
+    logger: { stream: out.stream },
+    routes: [(a) => {
+      a.get('/leads', { schema: { querystring: closed } }, async () => ({ ok: true }))
+      a.post('/leads', { schema: { body: closed } }, async () => ({ ok: true }))
+    }]
+  })
+  t.after(() => app.close())
+  const query = await app.inject('/leads?tel5551234567=1')
+  const body = await app.inject({ method: 'POST', url: '/leads', payload: { _5551234567: 'x' } })
+  const extra = await app.inject('/leads?color=red')
+  assert.deepEqual([query.statusCode, body.statusCode, extra.statusCode], [400, 400, 400])
+  assert.match(extra.json().message, /querystring\/color is not allowed/, 'a name shaped like a field\'s is still named')
+  const text = JSON.stringify(out.read()) + query.body + body.body
+  assert.ok(!text.includes('5551234567'), `a phone reached a log line or an error: ${text}`)
+})

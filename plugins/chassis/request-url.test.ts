@@ -96,6 +96,15 @@ test('a phone or name a caller puts in a URL (path segment, unknown query parame
   for (const value of ['Ann', 'Lee', '555']) assert.ok(!seen.some((u) => u.includes(value)), `${value} shown: ${seen.join(' ')}`)
 })
 
+test('a phone in an undeclared query parameter\'s name shaped like an identifier (?tel5551234567, ?_5551234567) is redacted from the URL logs and spans show', async (t) => {
+  const seen = await urlsOf(t, ['/api/v1/leads?tel5551234567=1&status=new', '/api/v1/leads?_5551234567', '/api/v1/leads?page2=1&v123456=x'])
+  assert.deepEqual(seen, [
+    '/api/v1/leads?[REDACTED]=[REDACTED]&status=new',
+    '/api/v1/leads?[REDACTED]',
+    '/api/v1/leads?page2=[REDACTED]&v123456=[REDACTED]'
+  ])
+})
+
 test('secrets are still scrubbed from a request\'s URL: a key in a query string or in the path, an email anywhere', async (t) => {
   const key = 'lck_AAAAAAAAAAAA_0123456789abcdefghijklmnopqrstuvwxyzABCDEFG'
   const seen = await urlsOf(t, [`/api/v1/leads?api_key=${key}&status=new`, `/api/v1/leads?${key}=1`, `/api/v1/leads?status=new&${key}`, `/api/v1/things/${key}`, '/api/v1/leads?x-api-key=k&e=ann@example.com'])

@@ -166,15 +166,18 @@ function hide (url: string, start: number, end: number): void {
 
 /**
  * An undeclared parameter's name is shown when it is a credential's (its value is hidden) or shaped like an
- * identifier (as a property name in a validation error is), and not a platform key: that is shaped like one too.
+ * identifier (as a property name in a validation error is) with no more digits than a shown number has, and not a
+ * platform key: that is shaped like one too. A phone behind a letter (`?tel5551234567`) is an identifier's shape.
  */
 function showableName (url: string, start: number, end: number): boolean {
   const length = end - start
   if (length === 0 || length > 64 || url.startsWith('lck_', start)) return false
+  let digits = 0
   for (let at = start; at < end; at++) {
     const c = url.charCodeAt(at)
     const letter = (c >= 65 && c <= 90) || (c >= 97 && c <= 122) || c === 95
     if (!letter && (at === start || c < 48 || c > 57)) return SECRET_QUERY_PARAMS.has(url.slice(start, end).toLowerCase())
+    if (!letter && ++digits > MAX_NUMBER_DIGITS) return false
   }
   return true
 }

@@ -24,6 +24,8 @@ let db: TestSchema
 let edge = ''
 // NGINX's access log, written under its prefix instead of to stdout (the shipped format, buffer and all).
 let accessLog = ''
+// NGINX's error log, at the shipped level, written under its prefix instead of to stderr.
+let errorLog = ''
 let status = ''
 const apis: Array<{ app: FastifyInstance, served: number, ips: string[] }> = []
 let leadIds: string[] = []
@@ -56,8 +58,10 @@ before(async () => {
   const [publicPort, statusPort, keyGatePort] = [await freePort(), await freePort(), await freePort()]
   const config = templateConfig({ api: ports, dataService: Number(new URL(data.url).port), orchestrator: Number(new URL(orchestrator.url).port), publicPort, statusPort, keyGatePort })
   assert.match(config, /access_log \/dev\/stdout edge /)
-  const prefix = preparePrefix(config.replace('access_log /dev/stdout edge ', 'access_log access.log edge '))
+  assert.match(config, /error_log stderr \w+;/)
+  const prefix = preparePrefix(config.replace('access_log /dev/stdout edge ', 'access_log access.log edge ').replace(/error_log stderr (\w+);/g, 'error_log error.log $1;'))
   accessLog = join(prefix, 'access.log')
+  errorLog = join(prefix, 'error.log')
   await startNginx(scope, prefix, publicPort)
   edge = `http://127.0.0.1:${publicPort}`
   status = `http://127.0.0.1:${statusPort}`
@@ -507,6 +511,28 @@ test('a phone or name a caller puts in a URL reaches no line of NGINX\'s access 
   }
   for (const [url, line] of sent) assert.ok(text.includes(line), `${url} logged as ${line}: ${text}`)
   for (const value of [name, phone]) assert.ok(!text.includes(value), `${value} reached NGINX's access log: ${text}`)
+})
+
+test('a phone or name in a URL NGINX refuses (a body over its limit, a request over its rate limit) reaches no line of NGINX\'s error log', async () => {
+  const name = 'AnnErrorLee'
+  const phone = '5559876543'
+  // Over client_max_body_size: refused on its Content-Length alone, before any body is read.
+  const tooLarge = await new Promise<string>((resolve, reject) => {
+    const req = httpRequest(`${edge}/api/v1/leads/${name}?phone=%2B1${phone}`, { method: 'POST', headers: { ...SERVICE_HEADERS, 'content-type': 'application/json', 'content-length': String(200 * 1024 * 1024) } }, (res) => {
+      res.resume()
+      resolve(String(res.statusCode))
+      req.destroy()
+    })
+    req.on('error', reject)
+    req.flushHeaders()
+  })
+  assert.equal(tooLarge, '413')
+  // The admin routes' strict limit (10 a minute, 5 of burst), already spent by an earlier test or by these.
+  const statuses: number[] = []
+  for (let i = 0; i < 20; i++) statuses.push((await getFrom(`${edge}/api/v1/admin/${name}?phone=${phone}`, {})).status)
+  assert.ok(statuses.includes(429), statuses.join(' '))
+  const text = readFileSync(errorLog, 'utf8')
+  for (const value of [name, phone]) assert.ok(!text.includes(value), `${value} reached NGINX's error log: ${text.slice(-2000)}`)
 })
 
 test('every word of every route of the three services is one NGINX\'s access log shows', () => {
