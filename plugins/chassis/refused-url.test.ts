@@ -46,6 +46,26 @@ test('a URL the router refuses runs the hooks every request runs and is logged a
   assert.ok(!text.includes('%zz') && !text.includes(KEY) && !text.includes(long), text)
 })
 
+// (An over-long parameter is not refused where a wildcard route matches the path: the router takes the wildcard.)
+test('a URL the router refuses is answered with its refusal by a service whose routes match any path (/*, /:slug), not by their handlers', async (t) => {
+  let handled = 0
+  const app = await build(t, (a) => {
+    a.get('/*', async () => { handled++; return { wildcard: true } })
+    a.options('/*', async () => { handled++; return { preflight: true } })
+    a.get('/:slug', { schema: { params: { type: 'object', properties: { slug: { type: 'string', pattern: '^[a-z]+$' } } } } }, async () => { handled++; return { slug: true } })
+    a.get('/own/:id', async () => ({ ok: true }))
+  })
+  const bad = await app.inject('/own/%zz')
+  const preflight = await app.inject({ method: 'OPTIONS', url: '/own/%zz' })
+  assert.deepEqual([bad.statusCode, bad.json().code], [400, 'BAD_URL'])
+  assert.deepEqual([preflight.statusCode, preflight.json().code], [400, 'BAD_URL'])
+  assert.equal(handled, 0, 'no handler of a route matching any path answered a refused URL')
+  // The same routes still answer what they match.
+  assert.deepEqual((await app.inject('/anything/else')).json(), { wildcard: true })
+  assert.deepEqual((await app.inject('/word')).json(), { slug: true })
+  assert.equal(handled, 2)
+})
+
 test('a request for the path refused URLs are routed on, sent as such, is an ordinary 404', async (t) => {
   const app = await build(t, () => {})
   const res = await app.inject(REFUSED_URL_PATH)

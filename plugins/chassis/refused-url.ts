@@ -1,5 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
-import type { FastifyError, FastifyInstance, FastifyRequest } from 'fastify'
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest, HookHandlerDoneFunction, RouteOptions } from 'fastify'
 import { errorBody } from './error-body.js'
 import { noteRouteWords } from './request-url.js'
 import { ChassisErrors } from './errors.js'
@@ -65,4 +65,23 @@ export function refusedUrlRouting (): RefusedUrlRouting {
     routerOptions: { onBadUrl: reroute('BAD_URL'), onMaxParamLength: reroute('PATH_SEGMENT_TOO_LONG') },
     attach: (instance) => { app = instance }
   }
+}
+
+function answerRefusal (request: FastifyRequest, _reply: FastifyReply, done: HookHandlerDoneFunction): void {
+  const refused = refusalOf(request)
+  if (refused === undefined) done()
+  else done(refused)
+}
+
+/**
+ * An onRoute hook: a route whose first segment is a parameter or a wildcard (`/*`, `/:slug`) matches
+ * REFUSED_URL_PATH, so a refused request would reach its handler instead of the not-found handler. Such a route
+ * answers a refused request with the refusal from a preValidation hook of its own, after the hooks every request
+ * runs (the limiter among them); no other route gets the hook, so no other request pays for it.
+ */
+export function guardRefusedUrls (route: RouteOptions): void {
+  const first = route.url.split('/')[1] ?? ''
+  if (!first.includes(':') && !first.includes('*')) return
+  const existing = route.preValidation === undefined ? [] : Array.isArray(route.preValidation) ? route.preValidation : [route.preValidation]
+  route.preValidation = [answerRefusal, ...existing]
 }

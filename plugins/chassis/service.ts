@@ -8,7 +8,7 @@ import { healthPlugin } from './health.js'
 import { lazyChildLogger } from './lazy-logger.js'
 import { openApiRoutes, registerOpenApiCollector, type OpenApiOptions } from './openapi.js'
 import { censorChildBindings, logRedaction } from './log-redaction.js'
-import { MAX_PARAM_LENGTH, refusedUrlRouting } from './refused-url.js'
+import { guardRefusedUrls, MAX_PARAM_LENGTH, refusedUrlRouting } from './refused-url.js'
 import { setEveryResponseHeaders } from './response-headers.js'
 import { noteRouteWords } from './request-url.js'
 
@@ -108,6 +108,8 @@ export async function buildService (def: ServiceDefinition): Promise<FastifyInst
 
   // A URL no route matches is logged with only the words of the routes' paths (and uuids) shown.
   app.addHook('onRoute', (route) => { noteRouteWords(route.url) })
+  // A route that would match the path refused URLs are routed on answers them with their refusal.
+  app.addHook('onRoute', guardRefusedUrls)
 
   // Callback-style hooks: no promise per request on the hot path.
   // One hook for what every response carries: its request id and the security headers (also on errors).
