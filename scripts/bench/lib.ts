@@ -11,9 +11,15 @@ export interface Service {
   stop: () => Promise<void>
 }
 
-/** Starts a service entry in its own process (the load generator must not share its event loop). */
-export async function startService (entry: string, env: Record<string, string>, port: number, nodeArgs: string[] = []): Promise<Service> {
-  const child = spawn(process.execPath, [...nodeArgs, join(projectRoot, entry)], {
+/**
+ * Starts a service entry in its own process (the load generator must not share its event loop); with `cpus`
+ * (`taskset -c` syntax), on those CPUs only, every thread of it.
+ */
+export async function startService (entry: string, env: Record<string, string>, port: number, nodeArgs: string[] = [], cpus?: string): Promise<Service> {
+  const command = [process.execPath, ...nodeArgs, join(projectRoot, entry)]
+  // taskset execs the command: the child's pid is the service's.
+  const argv = cpus === undefined ? command : ['taskset', '-c', cpus, ...command]
+  const child = spawn(argv[0] as string, argv.slice(1), {
     cwd: projectRoot,
     env: { PATH: process.env.PATH ?? '', LOG_LEVEL: 'warn', PORT: String(port), ...env },
     stdio: ['ignore', 'ignore', 'inherit']

@@ -1,11 +1,15 @@
+import { execFileSync } from 'node:child_process'
 import { readFileSync } from 'node:fs'
+import { availableParallelism } from 'node:os'
 import { parseArgs } from 'node:util'
 import autocannon from 'autocannon'
 import { Redis } from 'ioredis'
 import { freePort } from '../../test/helpers/ports.js'
+import { startPrivatePostgres, type PrivatePostgres } from '../../test/helpers/private-postgres.js'
+import { startPrivateRedis, type PrivateRedis } from '../../test/helpers/private-redis.js'
 import { median, startService, table, type LoadResult, type Service } from './lib.js'
 import { startOtlpSink, type OtlpSink } from './otlp-sink.js'
-import { ALL_SAMPLED, apiEnvironment, prepareTracingBench, REDIS_URL, tracingConfigs, type TracingConfig } from './tracing-setup.js'
+import { ALL_SAMPLED, apiEnvironment, DATABASE_URL, prepareTracingBench, REDIS_URL, tracingConfigs, type TracingConfig } from './tracing-setup.js'
 
 const { values: args } = parseArgs({
   options: {
@@ -18,15 +22,33 @@ const { values: args } = parseArgs({
     connections: { type: 'string', default: '50' },
     // 'name:KEY=value,KEY=value': one more configuration, traced at 100% with statistics and these variables, to
     // compare a change side by side in the same run.
-    variant: { type: 'string', multiple: true, default: [] }
-  }
+    variant: { type: 'string', multiple: true, default: [] },
+    // The api on the last CPU alone; the load generator, the sinks, and a PostgreSQL and a Redis of the bench's own
+    // on the others (--no-pin: everything shares every CPU, on this machine's PostgreSQL and Redis).
+    pin: { type: 'boolean', default: availableParallelism() >= 2 }
+  },
+  allowNegative: true
 })
 const TAG = `bench-tracing-${process.pid}`
 const log = (m: string): void => console.log(`[bench:tracing] ${m}`)
 const CLOCK_TICKS = 100 // USER_HZ of /proc/<pid>/stat on Linux
 
-const { ids, key } = await prepareTracingBench('bench:tracing')
-const base = apiEnvironment
+// Pinned, the api's throughput is what its one CPU can serve: the load generator and the servers it waits on, which
+// shared both cores with it, no longer take that CPU's time in amounts that moved from round to round (the rounds of
+// one configuration spread over 30-50 points unpinned). Servers started after this inherit the bench's CPUs.
+const apiCpu = String(availableParallelism() - 1)
+let privatePostgres: PrivatePostgres | undefined
+let privateRedis: PrivateRedis | undefined
+if (args.pin) {
+  execFileSync('taskset', ['-a', '-p', '-c', `0-${Number(apiCpu) - 1}`, String(process.pid)], { stdio: 'ignore' })
+  privatePostgres = await startPrivatePostgres()
+  privateRedis = await startPrivateRedis()
+  log(`pinned: the api on CPU ${apiCpu}; the load generator, the sinks, PostgreSQL and Redis on CPU 0-${Number(apiCpu) - 1}`)
+}
+const databaseUrl = privatePostgres?.url ?? DATABASE_URL
+const redisUrl = privateRedis?.url ?? REDIS_URL
+const { ids, key } = await prepareTracingBench('bench:tracing', databaseUrl)
+const base = { ...apiEnvironment, DATABASE_URL: databaseUrl, REDIS_URL: redisUrl }
 const preload = ['--import', import.meta.resolve('@lead-chassis/plugins/telemetry/otel-preload')]
 type Config = TracingConfig
 const configs: Config[] = [...tracingConfigs]
@@ -46,7 +68,7 @@ async function start (config: Config): Promise<Service> {
   const otel: Record<string, string> = sink ? { OTEL_EXPORTER_OTLP_ENDPOINT: sink.url } : {}
   // A cache and a limiter of its own for every process, so each one starts from the same cold Redis.
   const prefix = `${TAG}:${processes++}`
-  return await startService('dist/services/api/main.js', { ...base, CACHE_PREFIX: `${prefix}:c:`, RATE_LIMIT_PREFIX: `${prefix}:rl:`, ...otel, ...config.env }, await freePort(), preload)
+  return await startService('dist/services/api/main.js', { ...base, CACHE_PREFIX: `${prefix}:c:`, RATE_LIMIT_PREFIX: `${prefix}:rl:`, ...otel, ...config.env }, await freePort(), preload, args.pin ? apiCpu : undefined)
 }
 
 /**
@@ -101,6 +123,7 @@ const cpuPerRequest = new Map<Config, number[]>(configs.map((c) => [c, []]))
 // PostgreSQL's parser in WebAssembly) for seconds after start, the same for any number of requests. The event loop's
 // thread alone does the work per request.
 const mainPerRequest = new Map<Config, number[]>(configs.map((c) => [c, []]))
+const busy = new Map<Config, number[]>(configs.map((c) => [c, []]))
 // Every request a process served, warm-up included, since its spans reach the sink too.
 const served = new Map<Config, number>(configs.map((c) => [c, 0]))
 let running: Service | undefined
@@ -117,7 +140,10 @@ try {
       // The warm-up loads the hot leads into the cache and lets V8 optimize, PostgreSQL's parser (WebAssembly)
       // included, which costs seconds of CPU once per process.
       const warm = await load(service.url, Number(args.warmup))
+      const loadStarted = cpuMs(service)
       const r = await load(service.url, Number(args.duration))
+      // Cores the api kept busy while loaded: pinned, near 1 says its CPU bounded the throughput.
+      busy.get(config)?.push(((cpuMs(service) ?? NaN) - (loadStarted ?? NaN)) / (Number(args.duration) * 1000))
       // CPU per request at saturation falls as the load rises (more requests per turn of the event loop), and on a
       // shared machine the load a service reaches swings from round to round: the CPU is read at one fixed rate.
       const cpuBefore = cpuMs(service)
@@ -146,9 +172,13 @@ try {
 } finally {
   await running?.stop()
   for (const sink of sinks.values()) sink.close()
-  const redis = new Redis(REDIS_URL)
-  for await (const keys of redis.scanStream({ match: `${TAG}:*`, count: 1000 })) if ((keys as string[]).length > 0) await redis.unlink(...(keys as string[]))
-  redis.disconnect()
+  if (privateRedis === undefined) {
+    const redis = new Redis(REDIS_URL)
+    for await (const keys of redis.scanStream({ match: `${TAG}:*`, count: 1000 })) if ((keys as string[]).length > 0) await redis.unlink(...(keys as string[]))
+    redis.disconnect()
+  }
+  privatePostgres?.destroy()
+  await privateRedis?.destroy()
 }
 
 const [baseline] = configs as [Config]
@@ -167,12 +197,13 @@ const perRequest = (c: Config, what: 'spans' | 'bytes'): string => {
   return what === 'spans' ? (sink.spans() / n).toFixed(2) : (sink.bytes() / n).toFixed(0)
 }
 const otherBytes = (c: Config): string => ((sinks.get(c)?.otherBytes() ?? 0) / (served.get(c) ?? 1)).toFixed(0)
-console.log(`\nGET /api/v1/leads/:id (cached) and /api/v1/leads/:id/activities (PostgreSQL) in turn, cache and rate limiter on Redis, autocannon ${args.connections} connections; ${args.rounds} rounds interleaved, each configuration a new process warmed up ${args.warmup} s, its throughput measured over ${args.duration} s, then its CPU per request over ${args['rate-duration']} s at ${args.rate} req/s; medians:\n`)
+console.log(`\nGET /api/v1/leads/:id (cached) and /api/v1/leads/:id/activities (PostgreSQL) in turn, cache and rate limiter on Redis, autocannon ${args.connections} connections${args.pin ? `, the api alone on CPU ${apiCpu}` : ''}; ${args.rounds} rounds interleaved, each configuration a new process warmed up ${args.warmup} s, its throughput measured over ${args.duration} s, then its CPU per request over ${args['rate-duration']} s at ${args.rate} req/s; medians:\n`)
 console.log(table(configs.map((c) => ({
   configuration: c.label,
   'req/s': rps(c).toFixed(0),
   'loss vs (a)': c === baseline ? '' : pct(median(losses(c))),
   'p99 ms': median((results.get(c) ?? []).map((r) => r.p99Ms)).toFixed(0),
+  'api cores busy under load': median(busy.get(c) ?? [NaN]).toFixed(2),
   'timeouts and errors': errors.get(c) ?? 0,
   'CPU µs/request': cpu(c).toFixed(0),
   'CPU vs (a)': c === baseline ? '' : versus(cpu(c), cpu(baseline)),
