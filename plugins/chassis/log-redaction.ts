@@ -1,4 +1,5 @@
 import pino, { type LoggerOptions } from 'pino'
+import { mergeMixinFields } from './log-mixin.js'
 import { requestLogValue } from './log-serializers.js'
 
 /** What replaces a redacted value in a log line. */
@@ -88,7 +89,9 @@ export function censorChildBindings (logger: object): void {
  * this needs made the two lines a request logs at `info` cost about four times what writing them did; here a line
  * with nothing to censor is walked once and copied never.
  */
-export const logRedaction: Pick<LoggerOptions, 'formatters' | 'serializers'> = Object.freeze({
+export const logRedaction: Pick<LoggerOptions, 'formatters' | 'serializers' | 'mixinMergeStrategy'> = Object.freeze({
   formatters: Object.freeze({ log: scrubLogObject, bindings: scrubLogObject }),
-  serializers: Object.freeze(SERIALIZERS)
+  serializers: Object.freeze(SERIALIZERS),
+  // Not redaction, but every logger the chassis makes gets these options: see log-mixin.ts.
+  mixinMergeStrategy: mergeMixinFields
 })

@@ -4,6 +4,7 @@ import { InstrumentationBase, type InstrumentationConfig } from '@opentelemetry/
 import type { FastifyInstance, FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify'
 // The file, not the chassis's entry: the preload loads this before Fastify's instrumentation is in place.
 import { noteRouteWords, requestUrl } from '../chassis/request-url.js'
+import { routePatternOf } from '../chassis/route-context.js'
 import { parentBasedSampler } from './unsampled.js'
 
 /** The instrumentation scope of the server spans. */
@@ -69,7 +70,8 @@ export class ServerSpanInstrumentation extends InstrumentationBase {
       const parent = trace.getSpan(current) === undefined ? propagation.extract(current, request.headers) : current
       let active: Context = parent
       if (!(followsParent && unsampledParent(parent))) {
-        const route = request.routeOptions.url
+        // Read from the route context: `request.routeOptions` builds an object of a dozen fields on every read.
+        const route = routePatternOf(request)
         const span = this.tracer.startSpan(`${request.method} ${route ?? 'unmatched'}`, { kind: SpanKind.SERVER }, parent)
         active = trace.setSpan(parent, span)
         if (span.isRecording()) {

@@ -10,12 +10,14 @@ import { PinoInstrumentation } from '@opentelemetry/instrumentation-pino'
 import { IORedisInstrumentation } from '@opentelemetry/instrumentation-ioredis'
 import { pino } from 'pino'
 import { PooledIdGenerator, correlateSampledLogLines, redisStatement, skipSpanCountMetrics, traceRedisCommands } from '@lead-chassis/plugins/telemetry/instrumentations'
+import { logRedaction } from '@lead-chassis/plugins/chassis'
 import { functionCosts, readPerfMap } from './callgrind-functions.js'
 import { median, table } from './lib.js'
 
 /**
  * What tracing costs, one operation at a time, in instructions (callgrind), away from the load generator and the
- * machine's load: a log line with the pino instrumentation's mixin, with the chassis's and with none; a trace id and
+ * machine's load: a log line with the pino instrumentation's mixin, with the chassis's mixin and merge strategy and
+ * with none; a trace id and
  * a span id from the SDK's generator and from the pooled one; a root span the sampler declines; a sampled child span
  * with the SDK's span counts and without; a sampled Redis command's span from the instrumentation's wrapper and from
  * the chassis's. `node dist/scripts/bench/tracing-ops-instructions.js [--iterations 10000] [--runs 1] [--only <text>]`
@@ -34,9 +36,11 @@ function operations (): Array<[string, () => unknown]> {
   correlateSampledLogLines(chassis)
   const sink = { write: (): void => {} }
   const ops: Array<[string, () => unknown]> = []
-  for (const [name, mixin] of [['no mixin', undefined], ['the pino instrumentation\'s mixin', stock._getMixinFunction()], ['the chassis\'s mixin', (chassis as unknown as typeof stock)._getMixinFunction()]] as const) {
+  // The chassis's loggers merge a mixin's fields with their own strategy (log-mixin.ts), which the chassis's row uses.
+  const chassisMixin = (chassis as unknown as typeof stock)._getMixinFunction()
+  for (const [name, mixin, merge] of [['no mixin', undefined, undefined], ['the pino instrumentation\'s mixin', stock._getMixinFunction(), undefined], ['the chassis\'s mixin and merge', chassisMixin, logRedaction.mixinMergeStrategy]] as const) {
     for (const flags of [0, 1] as TraceFlags[]) {
-      const log = pino({ level: 'info', ...(mixin === undefined ? {} : { mixin }) }, sink).child({ reqId: 'req-1' })
+      const log = pino({ level: 'info', ...(mixin === undefined ? {} : { mixin }), ...(merge === undefined ? {} : { mixinMergeStrategy: merge }) }, sink).child({ reqId: 'req-1' })
       const active = trace.setSpan(ROOT_CONTEXT, trace.wrapSpanContext({ traceId: '4bf92f3577b34da6a3ce929d0e0e4736', spanId: '00f067aa0ba902b7', traceFlags: flags }))
       ops.push([`log line inside ${flags === 0 ? 'an unsampled' : 'a sampled'} trace, ${name}`, () => context.with(active, () => { log.info({ res: { statusCode: 200 }, responseTime: 1.5 }, 'request completed') })])
     }
