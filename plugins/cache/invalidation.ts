@@ -4,7 +4,7 @@ import { escapeGlob, globToRegExp } from './glob.js'
 import type { Invalidation, InvalidationBus } from './invalidation-bus.js'
 import type { RedisTier } from './redis-tier.js'
 
-/** The first retry of an invalidation Redis refused, and the longest wait between two (the bound docs/cache.md states). */
+/** The first retry of an invalidation Redis refused, and the longest wait between two (as docs/cache.md states). */
 const RETRY_FIRST_MS = 100
 export const RETRY_MAX_MS = 2000
 

@@ -22,7 +22,8 @@ test('an invalidation Redis refuses while connected (OOM under maxmemory) is ret
   const admin = createRedisClient({ url: server.url })
   const writerClient = createRedisClient({ url: server.url })
   const readerClient = createRedisClient({ url: server.url })
-  const writer = createCacheManager(writerClient, { prefix: 'refused:', hotKeysMax: 0 })
+  // A threshold the retries cannot reach: on a busy instance the reads Redis still answers keep the breaker closed.
+  const writer = createCacheManager(writerClient, { prefix: 'refused:', hotKeysMax: 0, breakerThreshold: 1000 })
   const reader = createCacheManager(readerClient, { prefix: 'refused:', hotKeysMax: 0 })
   t.after(async () => {
     await writer.close()
@@ -85,13 +86,20 @@ function fakeTier (): { tier: RedisTier, taken: string[], refused: string[], ref
   return { tier: tier as unknown as RedisTier, taken, refused, refuse, hold }
 }
 
+function invalidatorOver (tier: RedisTier, maxPendingInvalidations = 10_000): { core: CacheCore, invalidator: Invalidator } {
+  const options = resolveCacheOptions({ prefix: 'p:', maxPendingInvalidations })
+  const core: CacheCore = { options, local: new LocalTier(100, 1e6, () => {}), tier, stats: new CacheCounters(), tags: new TagGenerations(tier, 'p:'), history: new ChangeHistory(), pending: new PendingKeys(), warming: undefined, closed: false }
+  return { core, invalidator: new Invalidator(core, undefined) }
+}
+
+async function settle (): Promise<void> {
+  for (let i = 0; i < 20; i++) await turn()
+}
+
 test('a pending invalidation is retried in order and once, and the retry stops on close', async (t) => {
   t.mock.timers.enable({ apis: ['setTimeout'] })
   const { tier, taken, refused, refuse, hold } = fakeTier()
-  const options = resolveCacheOptions({ prefix: 'p:' })
-  const core: CacheCore = { options, local: new LocalTier(100, 1e6, () => {}), tier, stats: new CacheCounters(), tags: new TagGenerations(tier, 'p:'), history: new ChangeHistory(), pending: new PendingKeys(), warming: undefined, closed: false }
-  const invalidator = new Invalidator(core, undefined)
-  const settle = async (): Promise<void> => { for (let i = 0; i < 20; i++) await turn() }
+  const { core, invalidator } = invalidatorOver(tier)
 
   refuse.add('invalidate').add('bury').add('incr').add('scan')
   await invalidator.invalidate({ keys: ['a'] })
@@ -140,4 +148,20 @@ test('a pending invalidation is retried in order and once, and the retry stops o
   t.mock.timers.tick(60_000)
   await settle()
   assert.deepEqual(refused, [])
+})
+
+test('past maxPendingInvalidations the retry flushes the prefix once, then what was queued after it, in order', async (t) => {
+  t.mock.timers.enable({ apis: ['setTimeout'] })
+  const { tier, taken, refuse } = fakeTier()
+  const { core, invalidator } = invalidatorOver(tier, 2)
+  refuse.add('invalidate').add('bury').add('scan')
+  for (const key of ['a', 'b', 'c', 'd']) await invalidator.invalidate({ keys: [key] })
+  assert.equal(core.pending.has('anything'), true, 'after an overflow every key may be old in Redis')
+  refuse.clear()
+  t.mock.timers.tick(100)
+  await settle()
+  assert.deepEqual(taken, ['scan p:*', 'bury p:d'])
+  assert.equal(core.pending.empty, true)
+  core.closed = true
+  invalidator.close()
 })
