@@ -8,6 +8,7 @@ import { Invalidator } from './invalidation.js'
 import { LinkRecovery } from './link-recovery.js'
 import { Loading, type CacheSource } from './loading.js'
 import { LocalTier, type LocalEntry } from './local-tier.js'
+import { PendingKeys } from './pending-keys.js'
 import { resolveCacheOptions, type CacheOptions, type GetOrSetOptions, type ResolvedCacheOptions } from './options.js'
 import { RedisTier } from './redis-tier.js'
 import { CacheCounters, snapshot, type CacheStats } from './stats.js'
@@ -39,7 +40,7 @@ export class CacheManager {
     // The breaker and the bus call back into `recovery` only once Redis fails or the link changes, after construction.
     this.#breaker = redis ? new CircuitBreaker(o.breakerThreshold, o.breakerCooldownMs, (state) => { recovery.onBreaker(state) }) : undefined
     const tier = redis && this.#breaker ? new RedisTier(redis, o.redisTimeoutMs, this.#breaker, stats) : undefined
-    const core: CacheCore = { options: o, local, tier, stats, tags: new TagGenerations(tier, o.prefix), history: new ChangeHistory(), warming: undefined, closed: false }
+    const core: CacheCore = { options: o, local, tier, stats, tags: new TagGenerations(tier, o.prefix), history: new ChangeHistory(), pending: new PendingKeys(), warming: undefined, closed: false }
     this.#core = core
     this.#loading = new Loading(core)
     if (redis && tier) {
@@ -212,6 +213,7 @@ export class CacheManager {
     const core = this.#core
     if (core.closed) return
     core.closed = true
+    this.#invalidator.close()
     await core.warming?.close()
     await this.#bus?.close()
     core.local.clear()

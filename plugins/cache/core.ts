@@ -1,5 +1,6 @@
 import type { ChangeHistory } from './change-history.js'
 import type { LocalTier } from './local-tier.js'
+import type { PendingKeys } from './pending-keys.js'
 import type { ResolvedCacheOptions } from './options.js'
 import type { RedisTier } from './redis-tier.js'
 import type { CacheCounters } from './stats.js'
@@ -14,6 +15,7 @@ export interface CacheCore {
   readonly stats: CacheCounters
   readonly tags: TagGenerations
   readonly history: ChangeHistory
+  readonly pending: PendingKeys
   warming: Warming | undefined
   closed: boolean
 }

@@ -4,6 +4,10 @@ import { escapeGlob, globToRegExp } from './glob.js'
 import type { Invalidation, InvalidationBus } from './invalidation-bus.js'
 import type { RedisTier } from './redis-tier.js'
 
+/** The first retry of an invalidation Redis refused, and the longest wait between two (as docs/cache.md states). */
+const RETRY_FIRST_MS = 100
+export const RETRY_MAX_MS = 2000
+
 export interface InvalidationRequest {
   keys?: string[]
   patterns?: string[]
@@ -12,13 +16,17 @@ export interface InvalidationRequest {
 
 /**
  * Invalidation on every instance: applied here at once, written to Redis (tombstones, SCAN + UNLINK, one INCR per
- * tag), then published on the bus. What Redis could not take is queued (bounded) and replayed when it is back.
+ * tag), then published on the bus. What Redis could not take is queued (bounded) and retried, oldest first, until
+ * Redis takes it.
  */
 export class Invalidator {
   readonly #core: CacheCore
   readonly #bus: InvalidationBus | undefined
   #pending: Invalidation[] = []
   #pendingOverflow = false
+  #replaying = false
+  #retry: NodeJS.Timeout | undefined
+  #retryMs = RETRY_FIRST_MS
 
   constructor (core: CacheCore, bus: InvalidationBus | undefined) {
     this.#core = core
@@ -102,38 +110,117 @@ export class Invalidator {
     await this.#bus.publish(inv).catch(() => {})
   }
 
-  /** Remembers an invalidation Redis could not take, to replay when it is back. */
+  /**
+   * Remembers an invalidation Redis could not take, and retries it until Redis takes it: a Redis that stays connected
+   * but refuses writes (OOM under maxmemory, READONLY after a failover) never drops the link nor, with reads still
+   * answered, opens the breaker, so waiting for either would leave it queued indefinitely.
+   */
   queue (inv: Invalidation): void {
     if (this.#pending.length >= this.#core.options.maxPendingInvalidations) {
       this.#pendingOverflow = true
       this.#pending = []
-      return
+      this.#core.pending.overflow()
+    } else {
+      this.#pending.push(inv)
+      this.#core.pending.add(inv)
     }
-    this.#pending.push(inv)
+    this.#scheduleRetry()
   }
 
-  /** Replays what Redis missed, if anything; called when the link or the breaker recovers. */
+  /** Replays what Redis missed, if anything, at once; called when the link or the breaker recovers. */
   replayPending (): void {
-    if (this.#pending.length > 0 || this.#pendingOverflow) void this.#replay()
+    if (this.#pending.length === 0 && !this.#pendingOverflow) return
+    this.#retryMs = RETRY_FIRST_MS
+    this.#replay()
   }
 
-  async #replay (): Promise<void> {
-    const pending = this.#pending
-    const overflow = this.#pendingOverflow
-    this.#pending = []
-    this.#pendingOverflow = false
+  /** Stops the retries; what is still queued is left to the other instances' TTLs. */
+  close (): void {
+    clearTimeout(this.#retry)
+    this.#retry = undefined
+  }
+
+  #scheduleRetry (): void {
+    if (this.#retry !== undefined || this.#replaying || this.#core.closed) return
+    if (this.#pending.length === 0 && !this.#pendingOverflow) return
+    const delay = this.#retryMs
+    this.#retryMs = Math.min(delay * 2, RETRY_MAX_MS)
+    // Unreferenced: a queued invalidation must not keep a process alive that has nothing else to do.
+    this.#retry = setTimeout(() => {
+      this.#retry = undefined
+      // Without a link every command fails at once; the link's return replays, and this keeps the backoff going.
+      if (this.#core.tier?.client.status === 'ready') this.#replay()
+      else this.#scheduleRetry()
+    }, delay).unref()
+  }
+
+  /** One replay at a time: what is queued while it runs is taken in the same run, in order. */
+  #replay (): void {
+    if (this.#replaying || this.#core.closed) return
+    clearTimeout(this.#retry)
+    this.#retry = undefined
+    this.#replaying = true
+    void this.#drain().then(() => {
+      this.#retryMs = RETRY_FIRST_MS
+    }, () => {}).finally(() => {
+      this.#replaying = false
+      this.#scheduleRetry()
+    })
+  }
+
+  /**
+   * Writes the queue to Redis oldest first, each part leaving the queue once Redis took it, so a failure leaves the
+   * rest in order and nothing twice. What landed is then applied here and published again: while Redis still held
+   * the old values, instances (this one included) may have copied them into their local tiers.
+   */
+  async #drain (): Promise<void> {
+    const core = this.#core
+    const tier = core.tier as RedisTier
+    const landed: { keys: Set<string>, patterns: Set<string>, tags: Record<string, number> } = { keys: new Set(), patterns: new Set(), tags: {} }
     try {
-      if (overflow) await this.#invalidateRedis({ patterns: ['*'] })
-      for (const inv of pending) {
-        await this.#invalidateRedis(inv)
-        const tags = Object.keys(inv.tags ?? {})
-        if (tags.length > 0) await (this.#core.tier as RedisTier).incr(tags.map((t) => this.#core.tags.key(t)), tags.map((t) => this.#core.tags.next(t)))
+      while (!core.closed) {
+        if (this.#pendingOverflow) {
+          // Cleared first: an overflow while the flush runs sets it again, for one more flush.
+          this.#pendingOverflow = false
+          try {
+            await this.#invalidateRedis({ patterns: ['*'] })
+          } catch (error) {
+            this.#pendingOverflow = true
+            throw error
+          }
+          core.pending.all = this.#pendingOverflow
+          landed.patterns.add('*')
+          continue
+        }
+        let head = this.#pending[0]
+        if (head === undefined) return
+        if ((head.keys?.length ?? 0) > 0 || (head.patterns?.length ?? 0) > 0) {
+          await this.#invalidateRedis(head)
+          for (const key of head.keys ?? []) landed.keys.add(key)
+          for (const pattern of head.patterns ?? []) landed.patterns.add(pattern)
+          // An overflow meanwhile emptied the queue: the flush it asks for covers the rest of this one.
+          if (this.#pending[0] !== head) continue
+          core.pending.remove(head)
+          // The keys are in; a failure of the tags below retries the tags alone.
+          if (head.tags) this.#pending[0] = head = { tags: head.tags }
+        }
+        const tags = Object.keys(head.tags ?? {})
+        if (tags.length > 0) {
+          const gens = await tier.incr(tags.map((t) => core.tags.key(t)), tags.map((t) => core.tags.next(t)))
+          tags.forEach((t, i) => { landed.tags[t] = Math.max(landed.tags[t] ?? 0, gens[i] ?? 0) })
+        }
+        if (this.#pending[0] === head) this.#pending.shift()
       }
-    } catch {
-      this.#pending = pending.concat(this.#pending)
-      this.#pendingOverflow ||= overflow
-      // Redis may be back for the bus but not yet for commands (breaker cooling down): try again shortly.
-      if (!this.#core.closed) setTimeout(() => { void this.#replay() }, 250).unref()
+    } finally {
+      const replayed: Invalidation = {
+        ...(landed.keys.size > 0 ? { keys: [...landed.keys] } : {}),
+        ...(landed.patterns.size > 0 ? { patterns: [...landed.patterns] } : {}),
+        ...(Object.keys(landed.tags).length > 0 ? { tags: landed.tags } : {})
+      }
+      if (Object.keys(replayed).length > 0 && !core.closed) {
+        this.apply(replayed)
+        await this.publish(replayed)
+      }
     }
   }
 

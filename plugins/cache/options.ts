@@ -41,7 +41,7 @@ export interface CacheOptions {
   ackTimeoutMs?: number
   /** Seconds a deleted key keeps its tombstone, longer than any loader runs. @default 60 */
   tombstoneTtl?: number
-  /** Invalidations kept while Redis is unreachable, replayed when it is back. @default 10000 */
+  /** Invalidations Redis could not take, retried until it does; past this many, one flush. @default 10000 */
   maxPendingInvalidations?: number
   /** Fill the local tier with the hottest entries from Redis before the cache reports ready. @default true */
   warmEnabled?: boolean

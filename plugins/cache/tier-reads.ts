@@ -61,7 +61,9 @@ function lifetime (hit: RedisHit, envelope: Decoded, now: number): { freshMs: nu
 
 /** Reads one key for a load; Redis failures are counted by the tier and answered with `read: false`. */
 export async function readForLoad (core: CacheCore, key: string): Promise<RedisRead> {
-  if (!core.tier) return { read: false, token: stateToken(undefined), entry: undefined }
+  // A key whose invalidation Redis has not taken: its Redis copy may be the old value, and writing over it waits for
+  // the replay (which buries it), so the loader answers and its value stays local.
+  if (!core.tier || core.pending.has(key)) return { read: false, token: stateToken(undefined), entry: undefined }
   try {
     const [hit] = await core.tier.getMany([fullKey(core, key)])
     const token = stateToken(hit?.bytes)
@@ -77,9 +79,12 @@ export async function readForLoad (core: CacheCore, key: string): Promise<RedisR
 /** With `warming`: not a read (no hits or misses counted); counts the local copies made instead. */
 export async function readMany (core: CacheCore, keys: string[], startSeq: number, warming?: { count: number }): Promise<Array<{ value: unknown } | undefined>> {
   if (!core.tier) return keys.map(() => undefined)
+  // Keys whose invalidation Redis has not taken are misses here, not read (see readForLoad).
+  const skipped = core.pending.empty ? undefined : keys.map((key) => core.pending.has(key))
+  const asked = skipped ? keys.filter((_key, i) => skipped[i] !== true) : keys
   let hits
   try {
-    hits = await core.tier.getMany(keys.map((k) => fullKey(core, k)))
+    hits = asked.length > 0 ? await core.tier.getMany(asked.map((k) => fullKey(core, k))) : []
   } catch {
     return keys.map(() => undefined)
   }
@@ -88,7 +93,10 @@ export async function readMany (core: CacheCore, keys: string[], startSeq: numbe
   const tags = [...new Set(envelopes.flatMap((e) => Object.keys(e?.t ?? {})))]
   const known = tags.length > 0 ? await core.tags.of(tags) : undefined
   const now = Date.now()
-  return hits.map((hit, i) => served(core, keys[i] as string, hit, envelopes[i], known, now, startSeq, warming))
+  const answers = hits.map((hit, i) => served(core, asked[i] as string, hit, envelopes[i], known, now, startSeq, warming))
+  if (!skipped) return answers
+  let next = 0
+  return skipped.map((skip) => (skip ? undefined : answers[next++]))
 }
 
 /**
@@ -96,7 +104,7 @@ export async function readMany (core: CacheCore, keys: string[], startSeq: numbe
  * Redis hit is the common case of a read with the local tier off or cold).
  */
 export async function readOne (core: CacheCore, key: string, startSeq: number): Promise<{ value: unknown } | undefined> {
-  if (!core.tier) return undefined
+  if (!core.tier || core.pending.has(key)) return undefined
   let hit
   try {
     hit = await core.tier.get(fullKey(core, key))

@@ -1,0 +1,167 @@
+import { test, after } from 'node:test'
+import assert from 'node:assert/strict'
+import { setImmediate as turn } from 'node:timers/promises'
+import { createRedisClient } from '../redis/index.js'
+import { createCacheManager } from './cache-manager.js'
+import { ChangeHistory } from './change-history.js'
+import type { CacheCore } from './core.js'
+import { Invalidator, RETRY_MAX_MS } from './invalidation.js'
+import { LocalTier } from './local-tier.js'
+import { resolveCacheOptions } from './options.js'
+import { PendingKeys } from './pending-keys.js'
+import type { RedisTier } from './redis-tier.js'
+import { CacheCounters } from './stats.js'
+import { TagGenerations } from './tag-generations.js'
+import { startPrivateRedis } from '../../test/helpers/private-redis.js'
+import { eventually } from '../../test/helpers/eventually.js'
+
+const server = await startPrivateRedis()
+after(() => server.destroy())
+
+test('an invalidation Redis refuses while connected (OOM under maxmemory) is retried until taken, without waiting for the link to drop', async (t) => {
+  const admin = createRedisClient({ url: server.url })
+  const writerClient = createRedisClient({ url: server.url })
+  const readerClient = createRedisClient({ url: server.url })
+  // A threshold the retries cannot reach: on a busy instance the reads Redis still answers keep the breaker closed.
+  const writer = createCacheManager(writerClient, { prefix: 'refused:', hotKeysMax: 0, breakerThreshold: 1000 })
+  const reader = createCacheManager(readerClient, { prefix: 'refused:', hotKeysMax: 0 })
+  t.after(async () => {
+    await writer.close()
+    await reader.close()
+    await admin.config('SET', 'maxmemory', '0')
+    await Promise.all([admin, writerClient, readerClient].map(async (c) => { await c.quit() }))
+  })
+  assert.ok(await writer.ready())
+  assert.ok(await reader.ready())
+  await writer.set('lead:1', 'old')
+  assert.equal(await reader.get('lead:1'), 'old')
+  assert.equal(reader.localTtl('lead:1') > 0, true, 'the reader keeps a local copy')
+
+  // Redis refuses every command that may grow memory, the tombstone's SET and the script's INCR among them (DEL and
+  // GET still pass): the connection and the reads stay up, so neither the link nor the breaker ever recovers.
+  await admin.config('SET', 'maxmemory-policy', 'noeviction')
+  await admin.config('SET', 'maxmemory', '1')
+  const flushes = writer.getStats().local.flushes
+  await writer.del('lead:1')
+  assert.notEqual(await admin.get('refused:lead:1'), null, 'Redis refused the tombstone: the old entry is still there')
+  assert.equal(await writer.get('lead:1'), undefined, 'the writer does not read back the old Redis copy')
+  assert.equal(await reader.get('lead:1'), 'old', 'the other instance still serves the old value meanwhile')
+  await new Promise((resolve) => setTimeout(resolve, 300))
+
+  await admin.config('SET', 'maxmemory', '0')
+  const restored = performance.now()
+  const seen = await eventually(async () => (await reader.get('lead:1')) === undefined, 'the other instance stops serving the old value')
+  assert.ok(seen - restored <= RETRY_MAX_MS + 1000, `taken ${Math.round(seen - restored)} ms after Redis accepted writes again`)
+  assert.equal(await reader.get('lead:1'), undefined)
+  assert.equal(reader.localTtl('lead:1'), 0)
+  assert.equal(writer.getStats().local.flushes, flushes, 'the link never dropped')
+  assert.equal(writer.getStats().redis.breaker, 'closed')
+})
+
+/** A Redis tier that refuses (or holds) the commands the test says, and logs the ones it takes. */
+function fakeTier (): { tier: RedisTier, taken: string[], refused: string[], refuse: Set<string>, hold: Map<string, Promise<void>> } {
+  const taken: string[] = []
+  const refused: string[] = []
+  const refuse = new Set<string>()
+  const hold = new Map<string, Promise<void>>()
+  const run = async (what: string): Promise<void> => {
+    const kind = what.split(' ')[0] as string
+    if (refuse.has(kind)) {
+      refused.push(what)
+      throw new Error('OOM command not allowed when used memory > \'maxmemory\'.')
+    }
+    await hold.get(what)
+    taken.push(what)
+  }
+  const tier = {
+    cluster: false,
+    available: true,
+    client: { status: 'ready' },
+    invalidate: async () => { await run('invalidate'); return { gens: [], receivers: 0 } },
+    bury: async (keys: string[]) => { await run(`bury ${keys.join(',')}`) },
+    deleteMatching: async (match: string) => { await run(`scan ${match}`); return 0 },
+    incr: async (keys: string[]) => { await run(`incr ${keys.join(',')}`); return keys.map(() => 7) },
+    getNumbers: async (keys: string[]) => keys.map(() => 0)
+  }
+  return { tier: tier as unknown as RedisTier, taken, refused, refuse, hold }
+}
+
+function invalidatorOver (tier: RedisTier, maxPendingInvalidations = 10_000): { core: CacheCore, invalidator: Invalidator } {
+  const options = resolveCacheOptions({ prefix: 'p:', maxPendingInvalidations })
+  const core: CacheCore = { options, local: new LocalTier(100, 1e6, () => {}), tier, stats: new CacheCounters(), tags: new TagGenerations(tier, 'p:'), history: new ChangeHistory(), pending: new PendingKeys(), warming: undefined, closed: false }
+  return { core, invalidator: new Invalidator(core, undefined) }
+}
+
+async function settle (): Promise<void> {
+  for (let i = 0; i < 20; i++) await turn()
+}
+
+test('a pending invalidation is retried in order and once, and the retry stops on close', async (t) => {
+  t.mock.timers.enable({ apis: ['setTimeout'] })
+  const { tier, taken, refused, refuse, hold } = fakeTier()
+  const { core, invalidator } = invalidatorOver(tier)
+
+  refuse.add('invalidate').add('bury').add('incr').add('scan')
+  await invalidator.invalidate({ keys: ['a'] })
+  await invalidator.invalidate({ keys: ['b'], tags: ['t'] })
+  await invalidator.invalidate({ patterns: ['c:*'] })
+  assert.equal(core.pending.has('b'), true)
+  assert.deepEqual(taken, [])
+  refused.length = 0
+
+  t.mock.timers.tick(100)
+  await settle()
+  assert.deepEqual(refused, ['bury p:a'], 'the first retry, 100 ms later, stops at the oldest')
+
+  // The keys are taken, the tag's count is not: the next retry must not bury them again.
+  refuse.delete('bury')
+  refuse.delete('scan')
+  t.mock.timers.tick(200)
+  await settle()
+  assert.deepEqual(taken, ['bury p:a', 'bury p:b'])
+  assert.equal(core.pending.has('a'), false)
+  assert.equal(core.pending.has('c:1'), true)
+
+  // A recovery trigger while a retry runs starts no second one.
+  refuse.delete('incr')
+  let release = (): void => {}
+  hold.set('incr p:__tag:t', new Promise<void>((resolve) => { release = resolve }))
+  t.mock.timers.tick(400)
+  await settle()
+  invalidator.replayPending()
+  invalidator.replayPending()
+  await settle()
+  release()
+  await settle()
+  assert.deepEqual(taken, ['bury p:a', 'bury p:b', 'incr p:__tag:t', 'scan p:c:*'])
+  assert.equal(core.pending.empty, true)
+  t.mock.timers.tick(60_000)
+  await settle()
+  assert.equal(taken.length, 4, 'nothing is replayed twice')
+
+  // Refused again, then closed: no retry after close, however long.
+  refuse.add('bury').add('invalidate')
+  await invalidator.invalidate({ keys: ['d'] })
+  refused.length = 0
+  core.closed = true
+  invalidator.close()
+  t.mock.timers.tick(60_000)
+  await settle()
+  assert.deepEqual(refused, [])
+})
+
+test('past maxPendingInvalidations the retry flushes the prefix once, then what was queued after it, in order', async (t) => {
+  t.mock.timers.enable({ apis: ['setTimeout'] })
+  const { tier, taken, refuse } = fakeTier()
+  const { core, invalidator } = invalidatorOver(tier, 2)
+  refuse.add('invalidate').add('bury').add('scan')
+  for (const key of ['a', 'b', 'c', 'd']) await invalidator.invalidate({ keys: [key] })
+  assert.equal(core.pending.has('anything'), true, 'after an overflow every key may be old in Redis')
+  refuse.clear()
+  t.mock.timers.tick(100)
+  await settle()
+  assert.deepEqual(taken, ['scan p:*', 'bury p:d'])
+  assert.equal(core.pending.empty, true)
+  core.closed = true
+  invalidator.close()
+})
