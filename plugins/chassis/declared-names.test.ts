@@ -77,6 +77,25 @@ test('a name sent as a body field or query parameter a route does not allow reac
   assert.ok(!text.includes('Ann'), `a name reached a log line or an answer: ${text}`)
 })
 
+test('a name sent as the key of a map a body allows (additionalProperties with a schema) reaches no log line nor the validation message', async (t) => {
+  const { app, logged } = await service(t, (a) => {
+    const map = { type: 'object', additionalProperties: { type: 'integer' } }
+    a.post('/tags', { schema: { body: { type: 'object', properties: { tags: map, lists: { type: 'array', items: map } } } } }, async () => ({ ok: true }))
+  })
+  const answers = [
+    await app.inject({ method: 'POST', url: '/tags', payload: { tags: { AnnLee: 'x' } } }),
+    await app.inject({ method: 'POST', url: '/tags', payload: { lists: [{ tags: 1 }, { Ann: 'x' }] } }),
+    await app.inject({ method: 'POST', url: '/tags', payload: { tags: { 5551234567: 'x' } } })
+  ]
+  assert.deepEqual(answers.map((r) => [r.statusCode, r.json().message]), [
+    [400, 'body/tags/[REDACTED] must be integer'],
+    [400, 'body/lists/1/[REDACTED] must be integer'],
+    [400, 'body/tags/[REDACTED] must be integer']
+  ])
+  const text = JSON.stringify(logged()) + answers.map((r) => r.body).join('')
+  for (const value of ['Ann', '5551234567']) assert.ok(!text.includes(value), `${value} reached a log line or an answer: ${text}`)
+})
+
 test('a declared parameter name sent to another route is still named in the URL and the message', async (t) => {
   const { app, logged } = await service(t, (a) => {
     // Any name a route declares, also one not shaped like an identifier (`sort-by`).
