@@ -159,7 +159,7 @@ export function noteRouteWords (pattern: string): void {
 // like any identifier, and only an allow-list of the developers' words tells it apart.
 const declaredNames = new Set<string>()
 
-// Deep enough for any schema a route declares; a deeper property is not named (it is shown as `[REDACTED]`).
+// A bound on the walk (a schema may nest without end), not on what a schema may be: a deeper property is not named.
 const MAX_SCHEMA_DEPTH = 8
 const NESTED = ['items', 'prefixItems', 'additionalProperties', 'allOf', 'anyOf', 'oneOf', 'not', 'if', 'then', 'else']
 
@@ -176,6 +176,8 @@ function noteNames (schema: unknown, depth: number): void {
   }
   if (Array.isArray(s.required)) for (const name of s.required) if (typeof name === 'string') declaredNames.add(name)
   for (const key of NESTED) noteNames(s[key], depth + 1)
+  const patterns = s.patternProperties
+  if (patterns !== null && typeof patterns === 'object') for (const property of Object.values(patterns)) noteNames(property, depth + 1)
   // A body schema by media type: `{ content: { 'application/json': { schema } } }`.
   const content = s.content
   if (content !== null && typeof content === 'object') for (const media of Object.values(content)) noteNames((media as { schema?: unknown } | null)?.schema, depth + 1)
