@@ -2,6 +2,8 @@ import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest, Fasti
 import type { SchemaErrorDataVar } from 'fastify/types/schema.js'
 import { errorBody } from './error-body.js'
 import { refusalOf } from './refused-url.js'
+import { REDACTED } from './redact.js'
+import { isDeclaredName } from './request-url.js'
 import { SECURITY_HEADERS } from './security-headers.js'
 
 const DETAILS = Symbol('error body details')
@@ -15,24 +17,31 @@ export function withBodyDetails<E extends Error> (error: E, details: Record<stri
   return error
 }
 
-/**
- * A submitted property name is echoed only when it looks like one: a name or an email sent as a key is not, nor a
- * phone behind a letter (`tel5551234567`): at most six digits, as a number a logged URL shows (request-url.ts).
- */
-export const SHOWABLE_NAME = /^(?!(?:[^0-9]*[0-9]){7})[A-Za-z_][A-Za-z0-9_]{0,63}$/
+// Ajv's instancePath holds the keys it went through, and a key a map-like schema lets through (`additionalProperties:
+// {...}`, `patternProperties`) is the caller's: shown when some route declares it, as an array index (at most six
+// digits, as a number in a logged URL), else `[REDACTED]`.
+const ARRAY_INDEX = /^[0-9]{1,6}$/
+
+function shownPath (instancePath: string): string {
+  if (instancePath === '') return instancePath
+  return instancePath.split('/').map((key, i) => i === 0 || ARRAY_INDEX.test(key) || isDeclaredName(key) ? key : REDACTED).join('/')
+}
 
 /**
  * Names the offending field, including the one ajv only reports in its params, and never the submitted value
  * (ajv's messages name the rule, e.g. `must match format "email"`; enums list the allowed values): the message is
- * logged and recorded on the request's span, and the value may be a lead's name, email or phone.
+ * logged and recorded on the request's span, and the value may be a lead's name, email or phone. So may a property
+ * the schema does not allow be (`{"AnnLee": 1}`): it is named only when some route declares a property of that name
+ * (request-url.ts `noteRoute`), a word a developer wrote, and so is a key on the path to the offending value; a
+ * `required` error names the schema's own property.
  */
 export function formatSchemaErrors (errors: FastifySchemaValidationError[], dataVar: SchemaErrorDataVar): Error {
   const parts = errors.map((e) => {
-    const path = `${dataVar}${e.instancePath}`
+    const path = `${dataVar}${shownPath(e.instancePath)}`
     const params = e.params as Record<string, unknown>
     if (e.keyword === 'additionalProperties') {
       const name = String(params.additionalProperty)
-      return SHOWABLE_NAME.test(name) ? `${path}/${name} is not allowed` : `${path} has a property that is not allowed`
+      return isDeclaredName(name) ? `${path}/${name} is not allowed` : `${path} has a property that is not allowed`
     }
     if (e.keyword === 'required') return `${path}/${String(params.missingProperty)} is required`
     if (e.keyword === 'enum') return `${path} must be one of ${(params.allowedValues as unknown[]).join(', ')}`

@@ -153,6 +153,59 @@ export function noteRouteWords (pattern: string): void {
   for (const segment of pattern.split('/')) if (segment !== '' && !segment.includes(':') && !segment.includes('*')) routeWords.add(segment)
 }
 
+// The property names the schemas of every route registered in this process declare (querystring, params, body and
+// headers, nested ones too): of a parameter or field name a caller sent, only these are shown in a logged URL or
+// named by a validation error. A name is as personal as a value: a caller may send a lead's name as a key, shaped
+// like any identifier, and only an allow-list of the developers' words tells it apart.
+const declaredNames = new Set<string>()
+
+// A bound on the walk (a schema may nest without end), not on what a schema may be: a deeper property is not named.
+const MAX_SCHEMA_DEPTH = 8
+const NESTED = ['items', 'prefixItems', 'additionalProperties', 'allOf', 'anyOf', 'oneOf', 'not', 'if', 'then', 'else']
+
+function noteNames (schema: unknown, depth: number): void {
+  if (schema === null || typeof schema !== 'object' || depth > MAX_SCHEMA_DEPTH) return
+  if (Array.isArray(schema)) {
+    for (const item of schema) noteNames(item, depth + 1)
+    return
+  }
+  const s = schema as Record<string, unknown>
+  for (const [name, property] of Object.entries(propertiesOf(s))) {
+    declaredNames.add(name)
+    noteNames(property, depth + 1)
+  }
+  if (Array.isArray(s.required)) for (const name of s.required) if (typeof name === 'string') declaredNames.add(name)
+  for (const key of NESTED) noteNames(s[key], depth + 1)
+  const patterns = s.patternProperties
+  if (patterns !== null && typeof patterns === 'object') for (const property of Object.values(patterns)) noteNames(property, depth + 1)
+  // A body schema by media type: `{ content: { 'application/json': { schema } } }`.
+  const content = s.content
+  if (content !== null && typeof content === 'object') for (const media of Object.values(content)) noteNames((media as { schema?: unknown } | null)?.schema, depth + 1)
+}
+
+/** What an `onRoute` hook passes on: the route's pattern and its schemas. */
+export interface NotedRoute {
+  url: string
+  schema?: { querystring?: unknown, params?: unknown, body?: unknown, headers?: unknown } | undefined
+}
+
+/**
+ * Notes what a route declares (`onRoute`): the static segments of its pattern, which a URL no route matched may
+ * show, and the property names of its querystring, params, body and headers schemas, which a logged URL and a
+ * validation error may name.
+ */
+export function noteRoute (route: NotedRoute): void {
+  noteRouteWords(route.url)
+  const schema = route.schema
+  if (schema === undefined || schema === null) return
+  for (const part of [schema.querystring, schema.params, schema.body, schema.headers]) noteNames(part, 0)
+}
+
+/** Whether some route registered in this process declares a property of this name (see `noteRoute`). */
+export function isDeclaredName (name: string): boolean {
+  return declaredNames.has(name)
+}
+
 // The copy being made of the URL, up to `copied`; undefined while nothing was hidden. Held here rather than in a
 // closure, which every call would allocate: requestUrl runs for every request's log line and span, and calls nothing
 // that comes back to it.
@@ -164,29 +217,17 @@ function hide (url: string, start: number, end: number): void {
   copied = end
 }
 
-/**
- * An undeclared parameter's name is shown when it is a credential's (its value is hidden) or shaped like an
- * identifier (as a property name in a validation error is) with no more digits than a shown number has, and not a
- * platform key: that is shaped like one too. A phone behind a letter (`?tel5551234567`) is an identifier's shape.
- */
+/** An undeclared parameter's name is shown when some route declares it, or it is a credential's (its value is hidden). */
 function showableName (url: string, start: number, end: number): boolean {
-  const length = end - start
-  if (length === 0 || length > 64 || url.startsWith('lck_', start)) return false
-  let digits = 0
-  for (let at = start; at < end; at++) {
-    const c = url.charCodeAt(at)
-    const letter = (c >= 65 && c <= 90) || (c >= 97 && c <= 122) || c === 95
-    if (!letter && (at === start || c < 48 || c > 57)) return SECRET_QUERY_PARAMS.has(url.slice(start, end).toLowerCase())
-    if (!letter && ++digits > MAX_NUMBER_DIGITS) return false
-  }
-  return true
+  const name = url.slice(start, end)
+  return declaredNames.has(name) || SECRET_QUERY_PARAMS.has(name.toLowerCase())
 }
 
 /**
  * The request's URL (path and query) as a log line or a span may carry it. Of the path: the matched route's static
  * segments, and each path parameter's value when its params schema gives it a shape that holds no personal data and
  * the value has it; of a URL no route matched, the segments that are a static segment of some route, and uuids. Of
- * the query: every parameter's name when the route declares it or it is shaped like an identifier; its value when
+ * the query: every parameter's name when some route declares it (or it names a credential); its value when
  * the route's querystring schema gives it such a shape and the value has it. Everything else is `[REDACTED]`, and
  * secrets are scrubbed as `scrubUrl` does. The URL itself when nothing is hidden (the usual request: no copy).
  */

@@ -10,7 +10,7 @@ import { openApiRoutes, registerOpenApiCollector, type OpenApiOptions } from './
 import { censorChildBindings, logRedaction } from './log-redaction.js'
 import { guardRefusedUrls, MAX_PARAM_LENGTH, refusedUrlRouting } from './refused-url.js'
 import { setEveryResponseHeaders } from './response-headers.js'
-import { noteRouteWords } from './request-url.js'
+import { noteRoute } from './request-url.js'
 
 /** A step that registers something on the app: a shared plugin, a route module, a hook. */
 export type Registrar = (app: FastifyInstance) => unknown
@@ -106,8 +106,9 @@ export async function buildService (def: ServiceDefinition): Promise<FastifyInst
   // First, so that every route after it is in the document.
   if (openapi) await registerOpenApiCollector(app, openapi)
 
-  // A URL no route matches is logged with only the words of the routes' paths (and uuids) shown.
-  app.addHook('onRoute', (route) => { noteRouteWords(route.url) })
+  // A URL no route matches is logged with only the words of the routes' paths (and uuids) shown; a parameter or
+  // field name, in a logged URL or a validation error, only when some route's schema declares it.
+  app.addHook('onRoute', (route) => { noteRoute(route) })
   // A route that would match the path refused URLs are routed on answers them with their refusal.
   app.addHook('onRoute', guardRefusedUrls)
 

@@ -3,7 +3,7 @@ import { SpanKind, SpanStatusCode, TraceFlags, context, propagation, trace, type
 import { InstrumentationBase, type InstrumentationConfig } from '@opentelemetry/instrumentation'
 import type { FastifyInstance, FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify'
 // The file, not the chassis's entry: the preload loads this before Fastify's instrumentation is in place.
-import { noteRouteWords, requestUrl } from '../chassis/request-url.js'
+import { noteRoute, requestUrl } from '../chassis/request-url.js'
 import { routePatternOf } from '../chassis/route-context.js'
 import { parentBasedSampler } from './unsampled.js'
 
@@ -59,8 +59,9 @@ export class ServerSpanInstrumentation extends InstrumentationBase {
   #instrument (app: FastifyInstance): void {
     // Read once: the sampler is the SDK's, chosen from the environment at start.
     const followsParent = parentBasedSampler()
-    // The path of a request no route matched shows only the words of the routes' paths.
-    app.addHook('onRoute', (route) => { noteRouteWords(route.url) })
+    // The path of a request no route matched shows only the words of the routes' paths; a query parameter's name
+    // only when some route's schema declares it.
+    app.addHook('onRoute', (route) => { noteRoute(route) })
     app.decorateRequest(kSpan, null)
     app.decorateRequest(kErrorRecorded, false)
     app.addHook('onRequest', (request: FastifyRequest, _reply: FastifyReply, done: HookHandlerDoneFunction) => {

@@ -145,7 +145,9 @@ test('a rejected row\'s reason names its field and what is wrong, never quoting 
     JSON.stringify({ firstName: 'Di', lastName: 'Eve', email: 'di@example.com', product: 'home', state: 'FL', 'someone@example.com': 1 }),
     JSON.stringify({ firstName: 'Di', lastName: 'Eve', email: 'di@example.com', product: 'home', state: 'FL', nickname: 'Dee' })
   ].join('\n'), 'application/x-ndjson')
-  assert.deepEqual(ndjson.json().rejections, [{ line: 1, reason: 'an unknown field' }, { line: 2, reason: 'unknown field nickname' }])
+  // An unknown key may be a lead's name: the reason lists the fields instead of echoing it.
+  const unknown = 'an unknown field (the fields are firstName, lastName, email, phone, product, state, source, score)'
+  assert.deepEqual(ndjson.json().rejections, [{ line: 1, reason: unknown }, { line: 2, reason: unknown }])
 })
 
 test('a NUL byte in one row rejects that row and the import goes on', async (t) => {
@@ -332,6 +334,20 @@ test('a repeated CSV column is refused 400 instead of one cell silently overwrit
   assert.deepEqual([res.json().code, res.json().message], ['IMPORT_BAD_HEADER', 'The CSV header cannot be read: column email appears twice'])
   const snake = await post(app, ['first_name,firstName,lastName,email,product,state', 'A,B,Lee,x@example.com,auto,CA'].join('\n'))
   assert.equal(snake.json().message, 'The CSV header cannot be read: column firstName appears twice')
+})
+
+test('a lead\'s name sent as a CSV column name reaches neither the header error (logged) nor a rejection', async (t) => {
+  const { app } = await setup(t)
+  const twice = await post(app, [`AnnLee,${CSV_HEADER},AnnLee`, `x,${csvRow(1)},y`].join('\n'))
+  assert.equal(twice.statusCode, 400, twice.body)
+  assert.equal(twice.json().message, 'The CSV header cannot be read: columns 1 and 10 have the same name')
+  const unread = await post(app, [`${CSV_HEADER},AnnLee`, `${csvRow(1)},x"y`, `${csvRow(2)},z`].join('\n'))
+  assert.equal(unread.statusCode, 200, unread.body)
+  assert.deepEqual(unread.json().rejections.map((r: { reason: string }) => r.reason), [
+    'unreadable CSV: a quote inside an unquoted value in field 9',
+    'an unknown field (the fields are firstName, lastName, email, phone, product, state, source, score)'
+  ])
+  assert.ok(!(twice.body + unread.body).includes('Ann'), twice.body + unread.body)
 })
 
 test('a row that is not UTF-8 (a Latin-1 name) is rejected by its line, never stored with replacement characters', async (t) => {

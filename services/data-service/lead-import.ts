@@ -1,7 +1,6 @@
 import type { Readable } from 'node:stream'
 import { Ajv } from 'ajv'
 import addFormats from 'ajv-formats'
-import { SHOWABLE_NAME } from '@lead-chassis/plugins/chassis'
 import { DatabaseError, type ConnectionPool } from '@lead-chassis/plugins/db-pool'
 import { TEXT_PATTERN, createLeadBodySchema, type LeadInput } from '../domain/lead-schemas.js'
 import { splitCsvLine } from './csv-line.js'
@@ -44,6 +43,11 @@ addFormats.default(ajv)
 const validateLead = ajv.compile<LeadInput>(createLeadBodySchema)
 
 const SNAKE: Record<string, keyof LeadInput> = { first_name: 'firstName', last_name: 'lastName' }
+// A column or key the caller named is echoed (in a header error, which is logged, or a rejection) only when it is
+// one of these: anything else may be a lead's name sent as a key.
+const FIELDS = Object.keys(createLeadBodySchema.properties)
+const KNOWN_COLUMNS: ReadonlySet<string> = new Set([...FIELDS, ...Object.keys(SNAKE)])
+const UNKNOWN_FIELD = `an unknown field (the fields are ${FIELDS.join(', ')})`
 const CONTROL = /[\p{Cc}\p{Cs}]/u
 const NOT_UTF8 = 'not valid UTF-8 (send the file UTF-8 encoded)'
 
@@ -62,6 +66,12 @@ function fromCsv (columns: string[], cells: string[]): Record<string, unknown> {
   return out
 }
 
+/** A field by its header column when that is a known one, else by its position (from 1). */
+function fieldName (columns: string[], index: number): string {
+  const column = columns[index]
+  return column !== undefined && KNOWN_COLUMNS.has(column) ? column : String(index + 1)
+}
+
 // Every line is one record in both formats, so each is counted once and rejected at most once, whatever it holds.
 async function * csvRows (lines: AsyncIterable<ImportLine>, tooLong: string): AsyncGenerator<Row> {
   let columns: string[] | undefined
@@ -75,8 +85,11 @@ async function * csvRows (lines: AsyncIterable<ImportLine>, tooLong: string): As
       columns = header.map((c) => c.trim())
       // A repeated column (also firstName beside first_name) would overwrite the first one's cell without a word.
       const keys = columns.map((c) => SNAKE[c] ?? c)
-      const repeated = keys.find((k, i) => keys.indexOf(k) !== i)
-      if (repeated !== undefined) throw new DataServiceErrors.IMPORT_BAD_HEADER(`column ${SHOWABLE_NAME.test(repeated) ? repeated : 'name'} appears twice`)
+      const second = keys.findIndex((k, i) => keys.indexOf(k) !== i)
+      const repeated = keys[second]
+      if (repeated !== undefined) {
+        throw new DataServiceErrors.IMPORT_BAD_HEADER(KNOWN_COLUMNS.has(repeated) ? `column ${repeated} appears twice` : `columns ${keys.indexOf(repeated) + 1} and ${second + 1} have the same name`)
+      }
       continue
     }
     if (text === undefined) {
@@ -85,7 +98,7 @@ async function * csvRows (lines: AsyncIterable<ImportLine>, tooLong: string): As
     }
     const cells = splitCsvLine(text)
     // The field is named by its header column: which field and why, never what it held.
-    if (!Array.isArray(cells)) yield { line, error: `unreadable CSV: ${cells.error} in field ${columns[cells.field] ?? cells.field + 1}` }
+    if (!Array.isArray(cells)) yield { line, error: `unreadable CSV: ${cells.error} in field ${fieldName(columns, cells.field)}` }
     else if (cells.length !== columns.length) yield { line, error: `unreadable CSV: ${cells.length} fields where the header has ${columns.length}` }
     else yield { line, record: fromCsv(columns, cells) }
   }
@@ -118,7 +131,8 @@ function describe (errors: typeof validateLead.errors, record: Record<string, un
   if (!e) return 'invalid'
   const field = e.instancePath.replace(/^\//, '') || (e.params as { missingProperty?: string, additionalProperty?: string }).missingProperty || (e.params as { additionalProperty?: string }).additionalProperty || 'row'
   if (e.keyword === 'required') return `${field} is required`
-  if (e.keyword === 'additionalProperties') return SHOWABLE_NAME.test(field) ? `unknown field ${field}` : 'an unknown field'
+  // An additional property is never a lead's field: the message lists them instead of echoing the caller's key.
+  if (e.keyword === 'additionalProperties') return UNKNOWN_FIELD
   if (e.keyword === 'enum') return `${field} must be one of ${((e.params as { allowedValues?: unknown[] }).allowedValues ?? []).join(', ')}`
   if (e.keyword === 'pattern' && (e.params as { pattern?: string }).pattern === TEXT_PATTERN) {
     return CONTROL.test(String(record[field])) ? `${field} must not contain control characters (NUL, line breaks, tabs)` : `${field} must not be blank`

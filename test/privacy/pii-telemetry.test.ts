@@ -82,6 +82,8 @@ before(async () => {
   await call('invalid phone', leads, { method: 'POST', ...json({ ...lead, phone: `call ${token}` }) })
   await call('invalid state', leads, { method: 'POST', ...json({ ...lead, state: token }) })
   await call('marker as a property name', leads, { method: 'POST', ...json({ ...lead, [`${token}@example.com`]: 1 }) })
+  await call('name as a body field name', leads, { method: 'POST', ...json({ ...lead, [lead.firstName]: 1 }) })
+  await call('name as a patch field name', `${leads}/${id}`, { method: 'PATCH', ...json({ [lead.lastName]: 'x' }) })
   await call('invalid JSON', leads, { method: 'POST', ...json(`{"firstName": "Ann", "email": ${token}@example.com}`) })
   await call('invalid patch', `${leads}/${id}`, { method: 'PATCH', ...json({ lastName: '', email: `not-an-email-${token}` }) })
   await call('duplicate', leads, { method: 'POST', ...json({ ...lead, firstName: `Dup${token}` }) })
@@ -124,6 +126,9 @@ before(async () => {
   await call('url: name as a lead id', `${leads}/${encodeURIComponent(lead.lastName)}`)
   await call('url: name and phone as unknown query parameters', `${leads}?name=${name}&phone=${phone}`)
   await call('url: phone as a query parameter\'s name', `${leads}?${phoneDigits}`)
+  await call('url: name as a query parameter\'s name', `${leads}?${lead.firstName}=1&limit=5`)
+  await call('url: name as a data-service query parameter\'s name', `${data.url}/data/v1/leads/unassigned?${lead.lastName}=1`)
+  await call('url: name as an orchestrator query parameter\'s name', `${orch}/leads/${id}/score?${lead.firstName}`)
   await call('url: name and phone as filter values', `${leads}?status=${name}&limit=${phoneDigits}`)
   await call('url: name in a data-service filter', `${data.url}/data/v1/leads/unassigned?state=${name}&limit=${phoneDigits}`)
   await call('url: name as an orchestrator lead id', `${orch}/leads/${name}/score?phone=${phone}`)
@@ -161,6 +166,8 @@ test('every path was taken: the marked lead was served, patched, imported and ro
     'invalid phone': 400,
     'invalid state': 400,
     'marker as a property name': 400,
+    'name as a body field name': 400,
+    'name as a patch field name': 400,
     'invalid JSON': 400,
     'invalid patch': 400,
     duplicate: 409,
@@ -176,6 +183,9 @@ test('every path was taken: the marked lead was served, patched, imported and ro
     'url: name as a lead id': 400,
     'url: name and phone as unknown query parameters': 400,
     'url: phone as a query parameter\'s name': 400,
+    'url: name as a query parameter\'s name': 400,
+    'url: name as a data-service query parameter\'s name': 400,
+    'url: name as an orchestrator query parameter\'s name': 200,
     'url: name and phone as filter values': 400,
     'url: name in a data-service filter': 400,
     'url: name as an orchestrator lead id': 400,
@@ -240,14 +250,17 @@ test('a phone or name in a URL is redacted from the URLs services log and trace,
     ['api', `/api/v1/leads/${leadId}`],
     ['api', '/api/v1/[REDACTED]/[REDACTED]/[REDACTED]'],
     ['api', '/api/v1/leads/[REDACTED]'],
-    ['api', '/api/v1/leads?name=[REDACTED]&phone=[REDACTED]'],
+    ['api', '/api/v1/leads?[REDACTED]=[REDACTED]&phone=[REDACTED]'],
     ['api', '/api/v1/leads?[REDACTED]'],
+    ['api', '/api/v1/leads?[REDACTED]=[REDACTED]&limit=5'],
+    ['data-service', '/data/v1/leads/unassigned?[REDACTED]=[REDACTED]'],
+    ['orchestrator', `/orchestrator/v1/leads/${leadId}/score?[REDACTED]`],
     ['api', '/api/v1/leads?status=[REDACTED]&limit=[REDACTED]'],
     ['data-service', '/data/v1/leads/unassigned?state=[REDACTED]&limit=[REDACTED]'],
-    ['orchestrator', '/orchestrator/v1/leads/[REDACTED]/score?phone=[REDACTED]']
+    ['orchestrator', '/orchestrator/v1/leads/[REDACTED]/score?[REDACTED]=[REDACTED]']
   ]
   for (const [service, url] of expected) {
-    assert.ok(logs[service]?.includes(`"url":"${url}"`), `${service} logged ${url}`)
+    assert.ok(logs[service]?.includes(`"url":"${url}"`), `${service} logged ${url}: ${logs[service]?.match(/"url":"[^"]*"/g)?.join(' ')}`)
     assert.ok(serverPaths.includes(url), `a server span has url.path ${url}: ${serverPaths.join(', ')}`)
   }
 })
