@@ -66,6 +66,19 @@ test('a URL the router refuses is answered with its refusal by a service whose r
   assert.equal(handled, 2)
 })
 
+test('a URL the router refuses is answered with its refusal, not by the handler, by a service whose route is the bare wildcard *', async (t) => {
+  let handled = 0
+  const app = await build(t, (a) => {
+    a.get('*', async () => { handled++; return { wildcard: true } })
+  })
+  const bad = await app.inject('/own/%zz')
+  const head = await app.inject({ method: 'HEAD', url: '/own/%zz' })
+  assert.deepEqual([bad.statusCode, bad.json().code], [400, 'BAD_URL'])
+  assert.equal(head.statusCode, 400)
+  assert.equal(handled, 0, 'the wildcard route answered a refused URL')
+  assert.deepEqual((await app.inject('/anything')).json(), { wildcard: true })
+})
+
 test('a request for the path refused URLs are routed on, sent as such, is an ordinary 404', async (t) => {
   const app = await build(t, () => {})
   const res = await app.inject(REFUSED_URL_PATH)

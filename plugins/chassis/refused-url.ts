@@ -80,7 +80,8 @@ function answerRefusal (request: FastifyRequest, _reply: FastifyReply, done: Hoo
  * runs (the limiter among them); no other route gets the hook, so no other request pays for it.
  */
 export function guardRefusedUrls (route: RouteOptions): void {
-  const first = route.url.split('/')[1] ?? ''
+  // Fastify takes a pattern without its leading slash too (`*`), which matches every path as `/*` does.
+  const first = (route.url.startsWith('/') ? route.url.slice(1) : route.url).split('/')[0] ?? ''
   if (!first.includes(':') && !first.includes('*')) return
   const existing = route.preValidation === undefined ? [] : Array.isArray(route.preValidation) ? route.preValidation : [route.preValidation]
   route.preValidation = [answerRefusal, ...existing]
