@@ -61,6 +61,9 @@ export class Invalidator {
         await this.#invalidateRedis({ keys, patterns })
       } catch {
         this.queue({ keys, patterns })
+        // A read while Redis refused it copied the old value here (nothing was pending yet): applied again, now
+        // that reads skip Redis for these keys, so this instance serves neither that copy nor a fill begun meanwhile.
+        this.apply({ ...(keys.length > 0 ? { keys } : {}), ...(patterns.length > 0 ? { patterns } : {}) })
       }
     }
     await this.publish(invalidation)

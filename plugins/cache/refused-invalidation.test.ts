@@ -12,6 +12,8 @@ import { PendingKeys } from './pending-keys.js'
 import type { RedisTier } from './redis-tier.js'
 import { CacheCounters } from './stats.js'
 import { TagGenerations } from './tag-generations.js'
+import { readOne } from './tier-reads.js'
+import { encode } from './codec.js'
 import { startPrivateRedis } from '../../test/helpers/private-redis.js'
 import { eventually } from '../../test/helpers/eventually.js'
 
@@ -164,4 +166,24 @@ test('past maxPendingInvalidations the retry flushes the prefix once, then what 
   assert.equal(core.pending.empty, true)
   core.closed = true
   invalidator.close()
+})
+
+test('a read while Redis is refusing a pattern invalidation leaves no copy of the old value on the invalidating instance', async (t) => {
+  t.mock.timers.enable({ apis: ['setTimeout'] })
+  const { tier, hold } = fakeTier()
+  const { core, invalidator } = invalidatorOver(tier)
+  t.after(() => { core.closed = true; invalidator.close() })
+  // Redis still holds the old value, which a read copies into the local tier.
+  const old = encode({ v: 'old', g: 0 }, 60_000)
+  Object.assign(tier, { get: async () => ({ bytes: old, pttl: undefined }) })
+  // READONLY after a failover: the SCAN runs, then the UNLINK is refused.
+  let refuse = (): void => {}
+  hold.set('scan p:c:*', new Promise<void>((_resolve, reject) => { refuse = () => { reject(new Error('READONLY You can\'t write against a read only replica.')) } }))
+  const invalidating = invalidator.invalidate({ patterns: ['c:*'] })
+  await settle()
+  assert.deepEqual(await readOne(core, 'c:1', core.history.seq), { value: 'old' }, 'a read while the write runs still gets the old value')
+  refuse()
+  await invalidating
+  assert.equal(core.pending.has('c:1'), true)
+  assert.equal(core.local.get('c:1'), undefined, 'the old value read meanwhile is not served from the local tier')
 })
