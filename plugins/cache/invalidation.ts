@@ -61,10 +61,11 @@ export class Invalidator {
         await this.#invalidateRedis({ keys, patterns })
       } catch {
         this.queue({ keys, patterns })
-        // A read while Redis refused it copied the old value here (nothing was pending yet): applied again, now
-        // that reads skip Redis for these keys, so this instance serves neither that copy nor a fill begun meanwhile.
-        this.apply({ ...(keys.length > 0 ? { keys } : {}), ...(patterns.length > 0 ? { patterns } : {}) })
       }
+      // A read while Redis took it (or refused it, before it was pending) copied the old value here: applied again,
+      // now that Redis no longer holds it or reads skip Redis for these keys, so neither that copy nor a fill begun
+      // meanwhile is served.
+      this.apply({ ...(keys.length > 0 ? { keys } : {}), ...(patterns.length > 0 ? { patterns } : {}) })
     }
     await this.publish(invalidation)
   }

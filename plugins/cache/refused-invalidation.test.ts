@@ -187,3 +187,19 @@ test('a read while Redis is refusing a pattern invalidation leaves no copy of th
   assert.equal(core.pending.has('c:1'), true)
   assert.equal(core.local.get('c:1'), undefined, 'the old value read meanwhile is not served from the local tier')
 })
+
+test('a read while Redis takes a pattern invalidation leaves no copy of the old value on the invalidating instance', async () => {
+  const { tier, hold } = fakeTier()
+  const { core, invalidator } = invalidatorOver(tier)
+  const old = encode({ v: 'old', g: 0 }, 60_000)
+  Object.assign(tier, { get: async () => ({ bytes: old, pttl: undefined }) })
+  // The SCAN has not reached the key yet: Redis still holds the old value.
+  let take = (): void => {}
+  hold.set('scan p:c:*', new Promise<void>((resolve) => { take = resolve }))
+  const invalidating = invalidator.invalidate({ patterns: ['c:*'] })
+  await settle()
+  assert.deepEqual(await readOne(core, 'c:1', core.history.seq), { value: 'old' }, 'a read while the write runs still gets the old value')
+  take()
+  await invalidating
+  assert.equal(core.local.get('c:1'), undefined, 'the old value read meanwhile is not served from the local tier')
+})
