@@ -1,10 +1,9 @@
 import { test, after } from 'node:test'
 import assert from 'node:assert/strict'
-import { getHeapSpaceStatistics, setFlagsFromString } from 'node:v8'
-import { runInNewContext } from 'node:vm'
 import { setImmediate as nextTurn } from 'node:timers/promises'
 import { CircuitBreaker, createRedisClient, withBudget, budgetHardCapMs, type RedisClient } from './index.js'
 import { blockEventLoop } from '../../test/helpers/event-loop.js'
+import { oldGenerationGrowthKb } from '../../test/helpers/old-generation.js'
 import { startPrivateRedis } from '../../test/helpers/private-redis.js'
 
 const REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379'
@@ -95,27 +94,14 @@ test('a hung Redis still fails every call within its own budget with the shared 
 })
 
 test('the budget keeps no settled call\'s reply alive: young-generation collections do not promote the replies to the old generation', async () => {
-  setFlagsFromString('--expose-gc')
-  const gc = runInNewContext('gc') as (options?: { type: 'minor' | 'major' }) => void
-  const oldSpaceUsed = (): number => getHeapSpaceStatistics().find((s) => s.space_name === 'old_space')?.space_used_size ?? 0
   const breaker = new CircuitBreaker(1000, 60000)
   // 64 calls in flight under one budget, each answered a turn later with a reply of 64 KB.
   const round = (): Promise<unknown> => Promise.all(Array.from({ length: 64 }, async () => {
     const reply = await withBudget(breaker, 60_000, async () => { await nextTurn(); return new Array(8000).fill(1.5) as number[] })
     return reply.length
   }))
-  // The budget's own structures grow old first, as in a process that has served for a while.
-  for (let i = 0; i < 5; i++) await round()
-  gc()
-  gc()
-  const before = oldSpaceUsed()
-  for (let i = 0; i < 20; i++) {
-    await round()
-    gc({ type: 'minor' })
-    gc({ type: 'minor' })
-  }
   // 1,280 replies of 64 KB, 80 MB: the same rounds without the budget grow it by about 1 MB under the test runner,
   // and with a Set of the calls in flight it kept and promoted a third of the replies or more.
-  const grewKb = (oldSpaceUsed() - before) / 1024
+  const grewKb = await oldGenerationGrowthKb(round)
   assert.ok(grewKb < 8 * 1024, `the old generation grew by ${grewKb.toFixed(0)} KB over 1,280 settled calls`)
 })
