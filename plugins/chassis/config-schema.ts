@@ -7,6 +7,13 @@ export const chassisConfigFragment = {
     HOST: { type: 'string', default: '127.0.0.1', description: 'Address to listen on (0.0.0.0 in containers)' },
     PORT: { type: 'integer', default: 3000, minimum: 0, maximum: 65535, description: 'Port to listen on' },
     TRUST_PROXY: { type: 'string', default: '', description: 'Comma-separated CIDRs of proxies whose X-Forwarded-For is believed (empty: none)' },
+    LOG_HOSTS: {
+      type: 'string',
+      default: '',
+      pattern: '^\\s*([A-Za-z0-9.:-]+\\s*(,\\s*[A-Za-z0-9.:-]+\\s*)*)?$',
+      patternMessage: 'must be comma-separated host names or IP addresses',
+      description: 'Comma-separated host names (or IP addresses) a request line\'s Host shows as sent; any other is [REDACTED] (localhost and the address connected to are always shown)'
+    },
     LOG_LEVEL: { type: 'string', default: 'info', enum: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], description: 'pino log level' },
     BODY_LIMIT_BYTES: { type: 'integer', default: 1048576, minimum: 1024, description: 'Largest request body accepted; larger bodies get 413' },
     REQUEST_TIMEOUT_MS: { type: 'integer', default: 60000, minimum: 100, description: 'A request whose headers and body take longer than this many ms to arrive is answered 408 and its connection closed' },

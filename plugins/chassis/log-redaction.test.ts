@@ -1,5 +1,6 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
+import { request } from 'node:http'
 import { Writable } from 'node:stream'
 import pino from 'pino'
 import { buildService } from './service.js'
@@ -70,7 +71,7 @@ test('a logged request never carries its credentials, and an object with nothing
   const [incoming, completed] = out.read()
   assert.ok(!JSON.stringify(incoming).includes('secret'), JSON.stringify(incoming))
   // Not Fastify's request: no route matched it, and no route of this process has these words in its path.
-  assert.deepEqual(incoming?.req, { method: 'GET', url: '/[REDACTED]/[REDACTED]/[REDACTED]', host: 'h', remoteAddress: '127.0.0.1', remotePort: 1 })
+  assert.deepEqual(incoming?.req, { method: 'GET', url: '/[REDACTED]/[REDACTED]/[REDACTED]', host: '[REDACTED]', remoteAddress: '127.0.0.1', remotePort: 1 })
   assert.deepEqual(completed?.res, { statusCode: 200 })
   assert.equal(completed?.responseTime, 1.5)
 })
@@ -168,4 +169,88 @@ test('a phone in the name of a query parameter or body field a route does not al
   assert.equal(extra.json().message, 'querystring has a property that is not allowed', 'a name no route declares is not named')
   const text = JSON.stringify(out.read()) + query.body + body.body
   assert.ok(!text.includes('5551234567'), `a phone reached a log line or an error: ${text}`)
+})
+
+/** A service with one route, logging at `info` into `out`, configured by `env`. */
+async function headerService (t: { after: (fn: () => unknown) => void }, env: Record<string, string> = {}): Promise<{ app: Awaited<ReturnType<typeof buildService>>, read: () => Array<Record<string, unknown>> }> {
+  const out = lines()
+  const config = loadConfig<ChassisConfig>(composeSchema(chassisConfigFragment), { env: { LOG_LEVEL: 'info', ...env }, dotenv: false })
+  const app = await buildService({ name: 'test', config, logger: { stream: out.stream }, routes: [(a) => a.get('/things', async () => ({ ok: true }))] })
+  t.after(() => app.close())
+  return { app, read: out.read }
+}
+
+const incomingOf = (logged: Array<Record<string, unknown>>): Array<Record<string, unknown>> => logged.filter((l) => l.msg === 'incoming request').map((l) => l.req as Record<string, unknown>)
+
+test('a name or phone a caller sends as Host or Accept-Version reaches no log line: a version, localhost and its port are shown', async (t) => {
+  const { app, read } = await headerService(t)
+  const sent: Array<Record<string, string>> = [
+    { host: 'ann.lee.5551234567', 'accept-version': 'AnnLee' },
+    { host: 'AnnLee:8080', 'accept-version': '555.123.4567' },
+    { host: '55.51.234.56', 'accept-version': '^5551234567' },
+    { host: '[::5551:2345:67]:80', 'accept-version': '1.2.3-AnnLee' },
+    { host: 'localhost:3000', 'accept-version': '^2.1.0' },
+    { host: 'LOCALHOST', 'accept-version': '1.x' }
+  ]
+  for (const headers of sent) assert.equal((await app.inject({ url: '/things', headers })).statusCode, 200)
+  const logged = read()
+  const text = JSON.stringify(logged)
+  for (const value of ['Ann', 'Lee', '5551', '234567', '55.51']) assert.ok(!text.includes(value), `${value} reached a log line: ${text}`)
+  assert.deepEqual(incomingOf(logged).map((r) => [r.host, r.version]), [
+    ['[REDACTED]', '[REDACTED]'],
+    ['[REDACTED]', '[REDACTED]'],
+    ['[REDACTED]', '[REDACTED]'],
+    ['[REDACTED]', '[REDACTED]'],
+    ['localhost:3000', '^2.1.0'],
+    ['LOCALHOST', '1.x']
+  ])
+})
+
+test('LOG_HOSTS shows the host names it lists as sent in a request line; any other the caller sends is [REDACTED]', async (t) => {
+  const listed = await headerService(t, { LOG_HOSTS: 'api.example.com, 10.0.0.7' })
+  const unlisted = await headerService(t)
+  for (const { app } of [listed, unlisted]) {
+    for (const host of ['api.example.com', 'API.Example.com:8443', '10.0.0.7:3000', 'ann.lee.example.com']) await app.inject({ url: '/things', headers: { host } })
+  }
+  assert.deepEqual(incomingOf(listed.read()).map((r) => r.host), ['api.example.com', 'API.Example.com:8443', '10.0.0.7:3000', '[REDACTED]'])
+  assert.deepEqual(incomingOf(unlisted.read()).map((r) => r.host), ['[REDACTED]', '[REDACTED]', '[REDACTED]', '[REDACTED]'])
+  assert.throws(() => loadConfig<ChassisConfig>(composeSchema(chassisConfigFragment), { env: { LOG_HOSTS: 'api.example.com/leads' }, dotenv: false }), /LOG_HOSTS/)
+})
+
+test('the address a caller connected to is shown as the Host of its request line; another address it names is not', async (t) => {
+  const { app, read } = await headerService(t)
+  await app.listen({ host: '127.0.0.1', port: 0 })
+  const { port } = app.server.address() as { port: number }
+  // node:http, not fetch: fetch sets the Host header itself.
+  const get = async (host: string): Promise<number | undefined> => await new Promise((resolve, reject) => {
+    request({ host: '127.0.0.1', port, path: '/things', headers: { host } }, (res) => { res.resume().on('end', () => { resolve(res.statusCode) }) }).on('error', reject).end()
+  })
+  assert.equal(await get(`127.0.0.1:${port}`), 200)
+  assert.equal(await get(`127.0.0.2:${port}`), 200)
+  assert.deepEqual(incomingOf(read()).map((r) => r.host), [`127.0.0.1:${port}`, '[REDACTED]'])
+})
+
+test('a name or phone behind a trusted proxy, in X-Forwarded-Host or X-Forwarded-For, reaches no log line', async (t) => {
+  const { app, read } = await headerService(t, { TRUST_PROXY: '127.0.0.1/32' })
+  const res = await app.inject({ url: '/things', remoteAddress: '127.0.0.1', headers: { 'x-forwarded-host': 'ann.lee.5551234567', 'x-forwarded-for': 'AnnLee5551234567' } })
+  assert.equal(res.statusCode, 200)
+  const forwarded = await app.inject({ url: '/things', remoteAddress: '127.0.0.1', headers: { 'x-forwarded-for': '203.0.113.9' } })
+  assert.equal(forwarded.statusCode, 200)
+  const logged = read()
+  const text = JSON.stringify(logged)
+  for (const value of ['Ann', 'Lee', '5551234567']) assert.ok(!text.includes(value), `${value} reached a log line: ${text}`)
+  assert.deepEqual(incomingOf(logged).map((r) => [r.host, r.remoteAddress]), [['[REDACTED]', '[REDACTED]'], ['localhost:80', '203.0.113.9']])
+})
+
+test('a name or phone sent as x-request-id reaches no log line: the request\'s lines carry a fresh uuid, NGINX\'s id is kept', async (t) => {
+  const { app, read } = await headerService(t)
+  const nginx = '0123456789abcdef0123456789abcdef'
+  for (const id of ['Ann.Lee.5551234567', nginx]) assert.equal((await app.inject({ url: '/things', headers: { 'x-request-id': id } })).statusCode, 200)
+  const logged = read().filter((l) => l.reqId !== undefined)
+  const text = JSON.stringify(logged)
+  for (const value of ['Ann', 'Lee', '5551234567']) assert.ok(!text.includes(value), `${value} reached a log line: ${text}`)
+  const ids = [...new Set(logged.map((l) => l.reqId))]
+  assert.equal(ids.length, 2, text)
+  assert.match(String(ids[0]), /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/)
+  assert.equal(ids[1], nginx)
 })

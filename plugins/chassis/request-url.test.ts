@@ -105,6 +105,25 @@ test('a phone in an undeclared query parameter\'s name shaped like an identifier
   ])
 })
 
+test('a phone\'s digits shaped like a date or date-time (5551-23-45) are redacted from the URL logs and spans show: only a real calendar date is', async (t) => {
+  const seen = await urlsOf(t, [
+    '/api/v1/leads?from=5551-23-45',
+    '/api/v1/leads?from=2026-02-30&since=2026-13-01T10:00:00Z',
+    '/api/v1/leads?since=5551-23-45T67:89:01Z',
+    '/api/v1/leads?since=2026-01-31T10%3A00%3A99%2B01%3A00',
+    '/api/v1/leads?from=2024-02-29&since=2026-01-31T10%3A00%3A00%2B01%3A00',
+    '/api/v1/leads?from=2025-12-31&since=2026-01-31T23:59:59.123-08:00'
+  ])
+  assert.deepEqual(seen, [
+    '/api/v1/leads?from=[REDACTED]',
+    '/api/v1/leads?from=[REDACTED]&since=[REDACTED]',
+    '/api/v1/leads?since=[REDACTED]',
+    '/api/v1/leads?since=[REDACTED]',
+    '/api/v1/leads?from=2024-02-29&since=2026-01-31T10%3A00%3A00%2B01%3A00',
+    '/api/v1/leads?from=2025-12-31&since=2026-01-31T23:59:59.123-08:00'
+  ])
+})
+
 test('secrets are still scrubbed from a request\'s URL: a key in a query string or in the path, an email anywhere', async (t) => {
   const key = 'lck_AAAAAAAAAAAA_0123456789abcdefghijklmnopqrstuvwxyzABCDEFG'
   const seen = await urlsOf(t, [`/api/v1/leads?api_key=${key}&status=new`, `/api/v1/leads?${key}=1`, `/api/v1/leads?status=new&${key}`, `/api/v1/things/${key}`, '/api/v1/leads?x-api-key=k&e=ann@example.com'])

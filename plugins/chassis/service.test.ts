@@ -80,14 +80,25 @@ test('malformed JSON and oversized bodies get 400 and 413 with codes', async (t)
   assert.equal(big.json().code, 'BODY_TOO_LARGE')
 })
 
-test('the request id is taken from x-request-id when sane and echoed', async (t) => {
+test('the request id is taken from x-request-id when NGINX\'s ($request_id, 32 hex digits) or a uuid, and echoed', async (t) => {
   const app = await build(t, (a) => a.get('/id', async (req) => ({ id: req.id })))
-  const given = await app.inject({ url: '/id', headers: { 'x-request-id': 'abc-123' } })
-  assert.equal(given.json().id, 'abc-123')
-  assert.equal(given.headers['x-request-id'], 'abc-123')
+  for (const id of ['0123456789abcdef0123456789abcdef', '0b1c2d3e-4f50-4a6b-8c7d-9e0f1a2b3c4d', '0B1C2D3E-4F50-4A6B-8C7D-9E0F1A2B3C4D']) {
+    const given = await app.inject({ url: '/id', headers: { 'x-request-id': id } })
+    assert.equal(given.json().id, id)
+    assert.equal(given.headers['x-request-id'], id)
+  }
   const forged = await app.inject({ url: '/id', headers: { 'x-request-id': 'bad id\nwith newline' } })
   assert.notEqual(forged.json().id, 'bad id\nwith newline')
   assert.match(String(forged.headers['x-request-id']), /^[0-9a-f-]{36}$/)
+})
+
+test('a name or phone sent as x-request-id (Ann.Lee.5551234567) becomes no request id: a fresh uuid replaces it', async (t) => {
+  const app = await build(t, (a) => a.get('/id', async (req) => ({ id: req.id })))
+  for (const sent of ['Ann.Lee.5551234567', 'AnnLee', '5551234567', 'abc-123', `${'0'.repeat(22)}Ann-5551234`]) {
+    const res = await app.inject({ url: '/id', headers: { 'x-request-id': sent } })
+    assert.match(res.json().id, /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[0-9a-f]{4}-[0-9a-f]{12}$/, sent)
+    assert.equal(res.headers['x-request-id'], res.json().id)
+  }
 })
 
 test('liveness is cheap; readiness reports each check and 503s on a required failure', async (t) => {

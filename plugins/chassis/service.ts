@@ -8,6 +8,7 @@ import { healthPlugin } from './health.js'
 import { lazyChildLogger } from './lazy-logger.js'
 import { openApiRoutes, registerOpenApiCollector, type OpenApiOptions } from './openapi.js'
 import { censorChildBindings, logRedaction } from './log-redaction.js'
+import { setLoggedHosts } from './log-serializers.js'
 import { guardRefusedUrls, MAX_PARAM_LENGTH, refusedUrlRouting } from './refused-url.js'
 import { setEveryResponseHeaders } from './response-headers.js'
 import { noteRoute } from './request-url.js'
@@ -29,7 +30,10 @@ export interface ServiceDefinition {
   logger?: FastifyServerOptions['loggerInstance'] | Record<string, unknown> | false
 }
 
-const REQUEST_ID = /^[\w.:-]{1,128}$/
+// A caller's request id is taken only in the shapes proxies generate: NGINX's `$request_id` and a W3C trace id (32
+// hex digits), or a uuid. The id is on every log line of the request and a span may carry it, so, like a URL's
+// values, it is allowed by a shape that holds no name; any other (`Ann.Lee.5551234567`) is replaced by a fresh uuid.
+const REQUEST_ID = /^(?:[0-9a-fA-F]{32}|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})$/
 
 // The levels at which Fastify writes a line for every request received and answered.
 const REQUEST_LINE_LEVELS: ReadonlySet<string> = new Set(['info', 'debug', 'trace'])
@@ -101,6 +105,7 @@ export async function buildService (def: ServiceDefinition): Promise<FastifyInst
   }) as unknown as FastifyInstance
   refusedUrls.attach(app)
   censorChildBindings(app.log)
+  setLoggedHosts(app, config.LOG_HOSTS.split(','))
 
   const openapi = def.openapi ? { ...def.openapi, ui: config.OPENAPI_UI_ENABLED } : undefined
   // First, so that every route after it is in the document.

@@ -16,7 +16,10 @@ test('a log line of an unsampled request carries no trace ids, while a sampled r
     DATABASE_URL: db.url, DB_SCHEMA: db.schema, SERVICE_API_KEY: TEST_SERVICE_KEY, CACHE_ENABLED: 'false',
     LOG_LEVEL: 'info', PRESSURE_MAX_EVENT_LOOP_DELAY_MS: '0'
   })
-  for (const [id, flags] of [['sampled-call', '01'], ['unsampled-call', '00']] as const) {
+  // Request ids of the shape NGINX sends ($request_id, 32 hex digits), which the chassis takes as the request's.
+  const SAMPLED = '5a'.repeat(16)
+  const UNSAMPLED = 'c0'.repeat(16)
+  for (const [id, flags] of [[SAMPLED, '01'], [UNSAMPLED, '00']] as const) {
     const res = await fetch(`${api.url}/api/v1/leads?limit=1`, { headers: { ...SERVICE_HEADERS, 'x-request-id': id, traceparent: traceparent(flags) } })
     assert.equal(res.status, 200, api.stderr())
   }
@@ -27,12 +30,12 @@ test('a log line of an unsampled request carries no trace ids, while a sampled r
   assert.ok(server, 'the sampled request\'s server span was exported')
   const lines = (reqId: string): Array<Record<string, unknown>> => api.stdout().split('\n').filter((l) => l.includes(`"reqId":"${reqId}"`)).map((l) => JSON.parse(l) as Record<string, unknown>)
   // Fastify writes "incoming request" before the first onRequest hook, so before the request's trace context is set.
-  const completed = lines('sampled-call').find((line) => line.msg === 'request completed')
+  const completed = lines(SAMPLED).find((line) => line.msg === 'request completed')
   assert.ok(completed, api.stdout())
   assert.equal(completed.trace_id, traceId, 'a sampled line leads to its trace')
   assert.equal(completed.span_id, server.span.spanId, 'and to the request\'s server span')
   assert.equal(completed.trace_flags, '01')
-  const unsampled = lines('unsampled-call')
+  const unsampled = lines(UNSAMPLED)
   assert.equal(unsampled.length, 2, api.stdout())
   for (const line of unsampled) assert.deepEqual([line.trace_id, line.span_id, line.trace_flags], [undefined, undefined, undefined], JSON.stringify(line))
 })

@@ -116,7 +116,7 @@ async function commandStats (): Promise<Map<string, number>> {
 // NGINX's request headers (proxy.conf), the client's key and address.
 let requestId = 0
 const headers = (extra: Record<string, string> = {}): Record<string, string> => ({
-  host: 'localhost', 'x-forwarded-for': '127.0.0.9', 'x-forwarded-proto': 'http', 'x-request-id': `r${++requestId}`, 'x-api-key': key, ...extra
+  host: 'localhost', 'x-forwarded-for': '127.0.0.9', 'x-forwarded-proto': 'http', 'x-request-id': (++requestId).toString(16).padStart(32, '0'), 'x-api-key': key, ...extra
 })
 const LIST = '/api/v1/leads?status=new&sort=-createdAt&limit=20'
 let flip = 0
