@@ -27,7 +27,7 @@ let accessLog = ''
 // NGINX's error log, at the shipped level, written under its prefix instead of to stderr.
 let errorLog = ''
 let status = ''
-const apis: Array<{ app: FastifyInstance, served: number, ips: string[] }> = []
+const apis: Array<{ app: FastifyInstance, served: number, ips: string[], requestIds: string[] }> = []
 let leadIds: string[] = []
 let others: FastifyInstance[] = []
 // A caller with an API key, as clients reach NGINX (the service key is for calls between services, not through it).
@@ -41,10 +41,11 @@ before(async () => {
   const ports: number[] = []
   for (let i = 0; i < 2; i++) {
     const app = await buildApp(testApiConfig(db, env))
-    const entry = { app, served: 0, ips: [] as string[] }
+    const entry = { app, served: 0, ips: [] as string[], requestIds: [] as string[] }
     app.addHook('onRequest', async (request) => {
       entry.served++
       if (request.headers['x-test-marker']) entry.ips.push(request.ip)
+      if (request.headers['x-test-request-id']) entry.requestIds.push(request.id)
     })
     const port = await freePort()
     await app.listen({ host: '127.0.0.1', port })
@@ -511,6 +512,32 @@ test('a phone or name a caller puts in a URL reaches no line of NGINX\'s access 
   }
   for (const [url, line] of sent) assert.ok(text.includes(line), `${url} logged as ${line}: ${text}`)
   for (const value of [name, phone]) assert.ok(!text.includes(value), `${value} reached NGINX's access log: ${text}`)
+})
+
+test('a name or phone a caller sends as User-Agent or as the request method reaches no line of NGINX\'s access log', async () => {
+  const name = 'AnnAgentLee'
+  const phone = '5557654321'
+  const sent = [
+    { method: 'GET', url: '/api/v1/leads?limit=1&agent=1', ua: `${name} ${phone}`, line: '"GET /api/v1/leads HTTP/1.1"' },
+    { method: name.toUpperCase(), url: '/api/v1/leads?limit=1&method=1', ua: 'curl/8.5.0', line: '"[REDACTED] /api/v1/leads HTTP/1.1"' }
+  ]
+  for (const { method, url, ua } of sent) await (await fetch(`${edge}${url}`, { method, headers: { ...SERVICE_HEADERS, 'user-agent': ua } })).arrayBuffer()
+  let text = ''
+  for (let i = 0; i < 60 && !sent.every(({ line }) => text.includes(line)); i++) {
+    await sleep(100)
+    text = readFileSync(accessLog, 'utf8')
+  }
+  for (const { url, line } of sent) assert.ok(text.includes(line), `${url} logged as ${line}: ${text}`)
+  for (const value of [name.toLowerCase(), phone]) assert.ok(!text.toLowerCase().includes(value), `${value} reached NGINX's access log: ${text}`)
+})
+
+test('NGINX\'s request id ($request_id) is the service\'s request id; one a caller sends, holding a name or phone, reaches neither', async () => {
+  const res = await fetch(`${edge}/api/v1/leads?limit=1&state=NV`, { headers: { ...SERVICE_HEADERS, 'x-request-id': 'Ann.Lee.5551234567', 'x-test-request-id': '1' } })
+  await res.arrayBuffer()
+  assert.equal(res.status, 200)
+  const edgeId = res.headers.get('x-request-id') ?? ''
+  assert.match(edgeId, /^[0-9a-f]{32}$/)
+  assert.deepEqual(apis.flatMap((a) => a.requestIds), [edgeId], 'the api took NGINX\'s id as its request id')
 })
 
 test('a phone or name in a URL NGINX refuses (a body over its limit, a request over its rate limit) reaches no line of NGINX\'s error log', async () => {
