@@ -4,6 +4,7 @@
 import { after, before, test } from 'node:test'
 import assert from 'node:assert/strict'
 import { randomInt } from 'node:crypto'
+import { get, type IncomingHttpHeaders } from 'node:http'
 import { SERVICE_HEADERS, TEST_SERVICE_KEY, createTestSchema, uniqueName, type TestSchema } from '../helpers/database.js'
 import { startOtlpReceiver, startTracedService, waitForSpans, type OtlpExport, type ReceivedSpan } from '../helpers/otlp.js'
 import { insertAgents } from '../helpers/services.js'
@@ -26,12 +27,24 @@ let spans: ReceivedSpan[] = []
 let logs: Record<string, string> = {}
 const statuses: Record<string, number> = {}
 let leadId = ''
+// The request ids the services answered with to the requests that sent a name and phone as X-Request-Id.
+const answeredRequestIds: string[] = []
 
 async function call (label: string, url: string, init: RequestInit = {}): Promise<Response> {
   const res = await fetch(url, { ...init, headers: { ...SERVICE_HEADERS, ...(init.headers as Record<string, string> | undefined) } })
   statuses[label] = res.status
   await res.arrayBuffer()
   return res
+}
+
+/** A GET with these headers, Host included (fetch sets its own Host): node:http. */
+async function callWithHeaders (label: string, url: string, headers: Record<string, string>): Promise<IncomingHttpHeaders> {
+  return await new Promise((resolve, reject) => {
+    get(url, { headers: { ...SERVICE_HEADERS, ...headers } }, (res) => {
+      statuses[label] = res.statusCode ?? 0
+      res.resume().on('end', () => { resolve(res.headers) })
+    }).on('error', reject)
+  })
 }
 
 const json = (body: unknown): RequestInit => ({ body: typeof body === 'string' ? body : JSON.stringify(body), headers: { 'content-type': 'application/json' } })
@@ -133,6 +146,13 @@ before(async () => {
   await call('url: name in a data-service filter', `${data.url}/data/v1/leads/unassigned?state=${name}&limit=${phoneDigits}`)
   await call('url: name as an orchestrator lead id', `${orch}/leads/${name}/score?phone=${phone}`)
 
+  // A name and a phone in the headers a request line and its request id are made of: Host, Accept-Version, X-Request-Id.
+  const nameAndPhone = { host: `${lead.firstName.toLowerCase()}.${phoneDigits}.example.com`, 'accept-version': lead.lastName, 'x-request-id': `${lead.firstName}.${phoneDigits}` }
+  for (const [service, url] of [['api', `${leads}?limit=1`], ['data-service', `${data.url}/data/v1/leads/unassigned?limit=1`], ['orchestrator', `${orch}/leads/${id}/score`]] as const) {
+    const headers = await callWithHeaders(`headers: name and phone as Host, Accept-Version and X-Request-Id (${service})`, url, nameAndPhone)
+    answeredRequestIds.push(String(headers['x-request-id']))
+  }
+
   // Keys in query strings: refused, on every service, and with a key in the header too.
   const inQuery = `api_key=${queryKey}&token=${queryToken}`
   for (const [name, url] of [['api', `${leads}?${inQuery}`], ['data-service', `${imports}?${inQuery}`], ['orchestrator', `${orch}/leads/${id}/score?${inQuery}`]] as const) {
@@ -189,6 +209,9 @@ test('every path was taken: the marked lead was served, patched, imported and ro
     'url: name and phone as filter values': 400,
     'url: name in a data-service filter': 400,
     'url: name as an orchestrator lead id': 400,
+    'headers: name and phone as Host, Accept-Version and X-Request-Id (api)': 200,
+    'headers: name and phone as Host, Accept-Version and X-Request-Id (data-service)': 200,
+    'headers: name and phone as Host, Accept-Version and X-Request-Id (orchestrator)': 200,
     'api: key in query': 401,
     'data-service: key in query': 401,
     'orchestrator: key in query': 401,
@@ -262,5 +285,16 @@ test('a phone or name in a URL is redacted from the URLs services log and trace,
   for (const [service, url] of expected) {
     assert.ok(logs[service]?.includes(`"url":"${url}"`), `${service} logged ${url}: ${logs[service]?.match(/"url":"[^"]*"/g)?.join(' ')}`)
     assert.ok(serverPaths.includes(url), `a server span has url.path ${url}: ${serverPaths.join(', ')}`)
+  }
+})
+
+test('a name or phone sent as Host, Accept-Version or X-Request-Id reaches no log line of any service: the request line shows [REDACTED], the request id is a fresh uuid', () => {
+  assert.equal(answeredRequestIds.length, 3)
+  for (const id of answeredRequestIds) assert.match(id, /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[0-9a-f]{4}-[0-9a-f]{12}$/)
+  for (const [service, text] of Object.entries(logs)) {
+    const incoming = text.split('\n').filter((l) => l.includes('"msg":"incoming request"')).map((l) => JSON.parse(l) as { reqId: string, req: Record<string, unknown> })
+    const sent = incoming.filter((l) => answeredRequestIds.includes(l.reqId))
+    assert.equal(sent.length, 1, `${service} logged the request that sent them`)
+    assert.deepEqual([sent[0]?.req.host, sent[0]?.req.version], ['[REDACTED]', '[REDACTED]'], `${service}: ${JSON.stringify(sent[0])}`)
   }
 })
