@@ -1,11 +1,16 @@
 import ipaddr from 'ipaddr.js'
 
+/** The rate-limit identity of every client address that is not an IP address. */
+const UNPARSED_ADDRESS = 'unparsed-address'
+
 /**
  * The rate-limit identity of an address: IPv4 as is, IPv4-mapped IPv6 as IPv4, other IPv6 by its /64, since one
  * client commonly holds a whole /64 and could otherwise rotate addresses for fresh quota.
  */
 export function clientAddressKey (address: string): string {
-  if (!ipaddr.isValid(address)) return address
+  // Not an address: what a proxy trusted for X-Forwarded-For passed on as a caller wrote it (a name, a phone). It is
+  // not made a key, which Redis stores and its spans carry; every such caller shares one quota.
+  if (!ipaddr.isValid(address)) return UNPARSED_ADDRESS
   let ip = ipaddr.parse(address)
   if (ip.kind() === 'ipv6' && (ip as ipaddr.IPv6).isIPv4MappedAddress()) ip = (ip as ipaddr.IPv6).toIPv4Address()
   if (ip.kind() === 'ipv4') return ip.toString()

@@ -102,6 +102,17 @@ test('a forged X-Forwarded-For from an untrusted peer buys no new quota; a trust
   }
 })
 
+test('a client address that is not an IP address (a name or phone a trusted proxy passed on) becomes no rate-limit key: such callers share one quota', async (t) => {
+  const app = await build(t, {}, { TRUST_PROXY: '10.0.0.0/8' })
+  for (let i = 0; i < 3; i++) {
+    const res = await app.inject({ url: '/open', remoteAddress: '10.0.0.5', headers: { 'x-forwarded-for': `AnnLee555123456${i}` } })
+    assert.equal(res.statusCode, 200)
+  }
+  assert.equal((await app.inject({ url: '/open', remoteAddress: '10.0.0.5', headers: { 'x-forwarded-for': 'BeaLee5559876543' } })).statusCode, 429)
+  assert.equal(clientAddressKey('AnnLee5551234567'), clientAddressKey('BeaLee5559876543'))
+  assert.ok(!clientAddressKey('AnnLee5551234567').includes('5551234567'))
+})
+
 test('IPv6 clients are grouped by /64', async (t) => {
   const app = await build(t)
   for (let i = 1; i <= 3; i++) assert.equal((await app.inject({ url: '/open', remoteAddress: `2001:db8:1:2::${i}` })).statusCode, 200)
