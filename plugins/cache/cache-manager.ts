@@ -196,6 +196,7 @@ export class CacheManager {
       hasRedis: tier !== undefined,
       breaker: this.#breaker?.state ?? 'none',
       connected: tier ? tier.client.status === 'ready' && (this.#bus?.up ?? false) : false,
+      pendingInvalidations: this.#invalidator.pendingCount,
       ...(warming?.stats() ?? { reruns: 0, hotKeys: 0, tracked: 0 })
     })
   }

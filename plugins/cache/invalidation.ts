@@ -3,6 +3,7 @@ import { fullKey, type CacheCore } from './core.js'
 import { escapeGlob, globToRegExp } from './glob.js'
 import type { Invalidation, InvalidationBus } from './invalidation-bus.js'
 import type { RedisTier } from './redis-tier.js'
+import { StuckInvalidations } from './stuck-invalidations.js'
 
 /** The first retry of an invalidation Redis refused, and the longest wait between two (as docs/cache.md states). */
 const RETRY_FIRST_MS = 100
@@ -27,10 +28,17 @@ export class Invalidator {
   #replaying = false
   #retry: NodeJS.Timeout | undefined
   #retryMs = RETRY_FIRST_MS
+  readonly #stuck: StuckInvalidations
 
   constructor (core: CacheCore, bus: InvalidationBus | undefined) {
     this.#core = core
     this.#bus = bus
+    this.#stuck = new StuckInvalidations(core.stats, core.options.logger)
+  }
+
+  /** Invalidations (a flush of the prefix after an overflow counting one) waiting for Redis to take them. */
+  get pendingCount (): number {
+    return this.#pending.length + (this.#pendingOverflow ? 1 : 0)
   }
 
   async invalidate (what: InvalidationRequest): Promise<void> {
@@ -42,13 +50,14 @@ export class Invalidator {
     const tagGens: Record<string, number> = {}
     if (tags.length > 0) {
       let next: number[] | undefined
-      if (core.tier) next = await core.tier.incr(tags.map((t) => core.tags.key(t)), tags.map((t) => core.tags.next(t))).catch(() => undefined)
+      let refusal: unknown
+      if (core.tier) next = await core.tier.incr(tags.map((t) => core.tags.key(t)), tags.map((t) => core.tags.next(t))).catch((error: unknown) => { refusal = error; return undefined })
       tags.forEach((t, i) => {
         const gen = Math.max(next?.[i] ?? 0, core.tags.next(t))
         tagGens[t] = gen
         core.tags.raise(t, gen)
       })
-      if (core.tier && !next) this.queue({ tags: Object.fromEntries(tags.map((t) => [t, 0])) })
+      if (core.tier && !next) this.queue({ tags: Object.fromEntries(tags.map((t) => [t, 0])) }, refusal)
     }
     const invalidation: Invalidation = {
       ...(keys.length > 0 ? { keys } : {}),
@@ -59,8 +68,8 @@ export class Invalidator {
     if (core.tier) {
       try {
         await this.#invalidateRedis({ keys, patterns })
-      } catch {
-        this.queue({ keys, patterns })
+      } catch (error) {
+        this.queue({ keys, patterns }, error)
       }
       // A read while Redis took it (or refused it, before it was pending) copied the old value here: applied again,
       // now that Redis no longer holds it or reads skip Redis for these keys, so neither that copy nor a fill begun
@@ -77,13 +86,14 @@ export class Invalidator {
   async #invalidateAtOnce (tier: RedisTier, keys: string[], tags: string[]): Promise<void> {
     const core = this.#core
     const outgoing = this.#bus && tier.available ? this.#bus.prepare(keys.length > 0 ? { keys } : {}) : undefined
+    let refusal: unknown
     const done = await tier.invalidate({
       tags: tags.map((t) => ({ key: core.tags.key(t), name: t, floor: core.tags.next(t) })),
       buried: keys.map((k) => ({ key: fullKey(core, k), payload: tombstone() })),
       pxMs: core.options.tombstoneTtl * 1000,
       channel: outgoing?.channel ?? '',
       head: outgoing?.head ?? ''
-    }).catch(() => undefined)
+    }).catch((error: unknown) => { refusal = error; return undefined })
     const tagGens: Record<string, number> = {}
     tags.forEach((t, i) => {
       const gen = Math.max(done?.gens[i] ?? 0, core.tags.next(t))
@@ -93,7 +103,7 @@ export class Invalidator {
     this.apply({ ...(keys.length > 0 ? { keys } : {}), ...(tags.length > 0 ? { tags: tagGens } : {}) })
     if (!done) {
       outgoing?.drop()
-      this.queue({ keys, ...(tags.length > 0 ? { tags: Object.fromEntries(tags.map((t) => [t, 0])) } : {}) })
+      this.queue({ keys, ...(tags.length > 0 ? { tags: Object.fromEntries(tags.map((t) => [t, 0])) } : {}) }, refusal)
       return
     }
     await outgoing?.sent(done.receivers).catch(() => {})
@@ -117,9 +127,10 @@ export class Invalidator {
   /**
    * Remembers an invalidation Redis could not take, and retries it until Redis takes it: a Redis that stays connected
    * but refuses writes (OOM under maxmemory, READONLY after a failover) never drops the link nor, with reads still
-   * answered, opens the breaker, so waiting for either would leave it queued indefinitely.
+   * answered, opens the breaker, so waiting for either would leave it queued indefinitely. `cause` is what Redis
+   * answered (counted and, once per stuck period, logged).
    */
-  queue (inv: Invalidation): void {
+  queue (inv: Invalidation, cause: unknown): void {
     if (this.#pending.length >= this.#core.options.maxPendingInvalidations) {
       this.#pendingOverflow = true
       this.#pending = []
@@ -128,6 +139,7 @@ export class Invalidator {
       this.#pending.push(inv)
       this.#core.pending.add(inv)
     }
+    this.#stuck.refused(cause, this.pendingCount)
     this.#scheduleRetry()
   }
 
@@ -166,7 +178,9 @@ export class Invalidator {
     this.#replaying = true
     void this.#drain().then(() => {
       this.#retryMs = RETRY_FIRST_MS
-    }, () => {}).finally(() => {
+    }, (error: unknown) => {
+      if (!this.#core.closed) this.#stuck.refused(error, this.pendingCount)
+    }).finally(() => {
       this.#replaying = false
       this.#scheduleRetry()
     })
@@ -197,7 +211,10 @@ export class Invalidator {
           continue
         }
         let head = this.#pending[0]
-        if (head === undefined) return
+        if (head === undefined) {
+          this.#stuck.drained()
+          return
+        }
         if ((head.keys?.length ?? 0) > 0 || (head.patterns?.length ?? 0) > 0) {
           await this.#invalidateRedis(head)
           for (const key of head.keys ?? []) landed.keys.add(key)

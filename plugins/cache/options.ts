@@ -14,6 +14,7 @@ export interface GetOrSetOptions {
 
 export interface CacheLogger {
   warn: (obj: object, msg: string) => void
+  info: (obj: object, msg: string) => void
 }
 
 export interface CacheOptions {

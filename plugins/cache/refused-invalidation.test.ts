@@ -1,18 +1,19 @@
-import { test, after } from 'node:test'
+import { test, after, type TestContext } from 'node:test'
 import assert from 'node:assert/strict'
 import { setImmediate as turn } from 'node:timers/promises'
 import { createRedisClient } from '../redis/index.js'
-import { createCacheManager } from './cache-manager.js'
+import { createCacheManager, type CacheManager } from './cache-manager.js'
 import { ChangeHistory } from './change-history.js'
 import type { CacheCore } from './core.js'
 import { Invalidator, RETRY_MAX_MS } from './invalidation.js'
 import { LocalTier } from './local-tier.js'
-import { resolveCacheOptions } from './options.js'
+import { resolveCacheOptions, type CacheLogger } from './options.js'
 import { PendingKeys } from './pending-keys.js'
 import type { RedisTier } from './redis-tier.js'
 import { CacheCounters } from './stats.js'
 import { TagGenerations } from './tag-generations.js'
 import { readOne } from './tier-reads.js'
+import { STUCK_LINE_INTERVAL_MS } from './stuck-invalidations.js'
 import { encode } from './codec.js'
 import { startPrivateRedis } from '../../test/helpers/private-redis.js'
 import { eventually } from '../../test/helpers/eventually.js'
@@ -58,6 +59,127 @@ test('an invalidation Redis refuses while connected (OOM under maxmemory) is ret
   assert.equal(reader.localTtl('lead:1'), 0)
   assert.equal(writer.getStats().local.flushes, flushes, 'the link never dropped')
   assert.equal(writer.getStats().redis.breaker, 'closed')
+})
+
+interface Line { level: 'warn' | 'info', details: Record<string, unknown>, message: string }
+
+function capturingLogger (): { lines: Line[], logger: CacheLogger } {
+  const lines: Line[] = []
+  const line = (level: Line['level']) => (details: object, message: string): void => { lines.push({ level, details: details as Record<string, unknown>, message }) }
+  return { lines, logger: { warn: line('warn'), info: line('info') } }
+}
+
+/** A writer and a reader of one prefix over the private Redis, and a client to make that Redis refuse writes. */
+async function refusingPair (t: TestContext, prefix: string): Promise<{ writer: CacheManager, reader: CacheManager, lines: Line[], refuse: (on: boolean) => Promise<void> }> {
+  const admin = createRedisClient({ url: server.url })
+  const writerClient = createRedisClient({ url: server.url })
+  const readerClient = createRedisClient({ url: server.url })
+  const { lines, logger } = capturingLogger()
+  // Failed retries never open the breaker here: the test is about what they show, not about the breaker.
+  const writer = createCacheManager(writerClient, { prefix, hotKeysMax: 0, breakerThreshold: 1e9, logger })
+  const reader = createCacheManager(readerClient, { prefix, hotKeysMax: 0 })
+  t.after(async () => {
+    await writer.close()
+    await reader.close()
+    await admin.config('SET', 'maxmemory', '0')
+    await Promise.all([admin, writerClient, readerClient].map(async (c) => { await c.quit() }))
+  })
+  assert.ok(await writer.ready())
+  assert.ok(await reader.ready())
+  await admin.config('SET', 'maxmemory-policy', 'noeviction')
+  const refuse = async (on: boolean): Promise<void> => { await admin.config('SET', 'maxmemory', on ? '1' : '0') }
+  return { writer, reader, lines, refuse }
+}
+
+test('an invalidation Redis refuses is counted and logged once, and the count falls to zero when Redis takes it', async (t) => {
+  const { writer, reader, lines, refuse } = await refusingPair(t, 'counted:')
+  await writer.set('lead:7f3c', 'old')
+  assert.equal(await reader.get('lead:7f3c'), 'old')
+  assert.deepEqual([writer.getStats().invalidations.pending, writer.getStats().invalidations.refused], [0, 0])
+
+  await refuse(true)
+  await writer.del('lead:7f3c')
+  assert.equal(writer.getStats().invalidations.pending, 1, 'the refused invalidation is pending')
+  // Retries after 100, 300 and 700 ms, each refused and counted, none logged.
+  await eventually(() => writer.getStats().invalidations.refused >= 4, 'three retries refused')
+  assert.equal(writer.getStats().invalidations.pending, 1)
+  const warned = lines.filter((l) => l.level === 'warn')
+  assert.equal(warned.length, 1, `one line for the stuck period, none per retry: ${JSON.stringify(lines)}`)
+  const err = warned[0]?.details.err as Record<string, unknown>
+  assert.deepEqual(Object.keys(err), ['name', 'code', 'message'], 'the error\'s name, code and message, not the command ioredis attaches')
+  assert.deepEqual([err.name, err.code], ['ReplyError', 'OOM'])
+  assert.match(String(err.message), /^OOM command not allowed/)
+  assert.equal(warned[0]?.details.pending, 1)
+  assert.match(String(warned[0]?.message), /not taken by Redis/)
+
+  await refuse(false)
+  await eventually(() => writer.getStats().invalidations.pending === 0, 'Redis takes it')
+  await eventually(async () => (await reader.get('lead:7f3c')) === undefined, 'the other instance drops the old value')
+  const taken = lines.filter((l) => l.level === 'info')
+  assert.equal(taken.length, 1, 'one line when Redis took them')
+  assert.equal(taken[0]?.details.pendingAtMost, 1)
+  assert.ok(Number(taken[0]?.details.refusedWrites) >= 4)
+  assert.ok(Number(taken[0]?.details.stuckForMs) >= 700, `stuck for ${String(taken[0]?.details.stuckForMs)} ms`)
+  assert.equal(lines.length, 2)
+  assert.ok(!JSON.stringify(lines).includes('7f3c'), 'no line names the key: keys hold ids')
+})
+
+test('a Redis that refuses invalidations for an hour writes one warning, not one per retry, and one line once it takes them', async (t) => {
+  const { writer, lines, refuse } = await refusingPair(t, 'hour:')
+  // Only the retries' timers and the clock are mocked: Redis answers each retry for real, refusing it.
+  t.mock.timers.enable({ apis: ['setTimeout', 'Date'] })
+  await refuse(true)
+  await writer.del('lead:1')
+  const refusedAfter = async (n: number): Promise<void> => {
+    for (let i = 0; i < 100_000 && writer.getStats().invalidations.refused < n; i++) await turn()
+    assert.ok(writer.getStats().invalidations.refused >= n, `retry ${n} refused`)
+  }
+  // 100 ms doubling to 2 s: an hour is about 1,800 retries.
+  for (let elapsed = 0, retry = 2; elapsed < 3_600_000; elapsed += RETRY_MAX_MS, retry++) {
+    t.mock.timers.tick(RETRY_MAX_MS)
+    await refusedAfter(retry)
+  }
+  assert.ok(writer.getStats().invalidations.refused > 1_800)
+  assert.equal(writer.getStats().invalidations.pending, 1)
+  assert.equal(lines.length, 1, `one line for the hour: ${lines.length}`)
+  assert.equal(lines[0]?.level, 'warn')
+
+  await refuse(false)
+  t.mock.timers.tick(RETRY_MAX_MS)
+  for (let i = 0; i < 100_000 && writer.getStats().invalidations.pending > 0; i++) await turn()
+  assert.equal(writer.getStats().invalidations.pending, 0)
+  assert.deepEqual(lines.map((l) => l.level), ['warn', 'info'])
+  assert.ok(Number(lines[1]?.details.stuckForMs) >= 3_600_000, `stuck for ${String(lines[1]?.details.stuckForMs)} ms`)
+  assert.ok(Number(lines[1]?.details.refusedWrites) > 1_800)
+})
+
+test('a Redis that refuses and takes invalidations by turns writes at most one warning a minute; a period that lasts is logged, with the periods left out', async (t) => {
+  const { writer, lines, refuse } = await refusingPair(t, 'turns:')
+  t.mock.timers.enable({ apis: ['Date'] })
+  for (let i = 0; i < 10; i++) {
+    await refuse(true)
+    await writer.del(`lead:${i}`)
+    assert.equal(writer.getStats().invalidations.pending, 1)
+    await refuse(false)
+    await eventually(() => writer.getStats().invalidations.pending === 0, `period ${i}: Redis takes it`)
+  }
+  assert.equal(writer.getStats().invalidations.refused, 10)
+  assert.deepEqual(lines.map((l) => l.level), ['warn', 'info'], 'the first period logged, the nine within its minute not')
+
+  // One more within the minute, which lasts: logged once the minute is over, at its next refused retry.
+  await refuse(true)
+  await writer.del('lead:10')
+  const refused = writer.getStats().invalidations.refused
+  await eventually(() => writer.getStats().invalidations.refused > refused, 'a retry refused')
+  assert.equal(lines.length, 2)
+  t.mock.timers.tick(STUCK_LINE_INTERVAL_MS)
+  await eventually(() => lines.length === 3, 'the period is logged once the minute is over')
+  assert.equal(lines[2]?.level, 'warn')
+  assert.equal(lines[2]?.details.unloggedPeriods, 9, 'the line counts the periods left out')
+  assert.ok(Number(lines[2]?.details.stuckForMs) >= STUCK_LINE_INTERVAL_MS)
+  await refuse(false)
+  await eventually(() => writer.getStats().invalidations.pending === 0, 'Redis takes it')
+  assert.deepEqual(lines.map((l) => l.level), ['warn', 'info', 'warn', 'info'])
 })
 
 /** A Redis tier that refuses (or holds) the commands the test says, and logs the ones it takes. */

@@ -36,6 +36,7 @@ export class CacheCounters {
   invalidationsPublished = 0
   invalidationsReceived = 0
   ackTimeouts = 0
+  invalidationsRefused = 0
   uncachedLoads = 0
   warmed = 0
   refreshes = 0
@@ -54,7 +55,8 @@ export interface CacheStats {
   staleServes: number
   decodeErrors: number
   uncachedLoads: number
-  invalidations: { published: number, received: number, ackTimeouts: number }
+  /** `pending`: waiting for Redis now; `refused`: writes of one Redis did not take since start (first tries and retries). */
+  invalidations: { published: number, received: number, ackTimeouts: number, pending: number, refused: number }
   /** Entries copied into the local tier on start, background reloads ahead of expiry, loaders re-run after a Redis flush. */
   warming: { warmed: number, refreshes: number, reruns: number, hotKeys: number, tracked: number }
 }
@@ -63,7 +65,7 @@ const rate = (hits: number, misses: number): number => (hits + misses === 0 ? 0 
 
 export function snapshot (c: CacheCounters, extra: {
   localEnabled: boolean, entries: number, bytes: number, maxEntries: number, maxBytes: number, hasRedis: boolean, breaker: BreakerState | 'none', connected: boolean
-  reruns: number, hotKeys: number, tracked: number
+  reruns: number, hotKeys: number, tracked: number, pendingInvalidations: number
 }): CacheStats {
   const hits = c.localHits + c.redisHits
   return {
@@ -78,7 +80,7 @@ export function snapshot (c: CacheCounters, extra: {
     staleServes: c.staleServes,
     decodeErrors: c.decodeErrors,
     uncachedLoads: c.uncachedLoads,
-    invalidations: { published: c.invalidationsPublished, received: c.invalidationsReceived, ackTimeouts: c.ackTimeouts },
+    invalidations: { published: c.invalidationsPublished, received: c.invalidationsReceived, ackTimeouts: c.ackTimeouts, pending: extra.pendingInvalidations, refused: c.invalidationsRefused },
     warming: { warmed: c.warmed, refreshes: c.refreshes, reruns: extra.reruns, hotKeys: extra.hotKeys, tracked: extra.tracked }
   }
 }

@@ -18,8 +18,8 @@ export async function writeMany (core: CacheCore, invalidator: Invalidator, list
   if (core.tier) {
     try {
       await core.tier.setMany(encoded)
-    } catch {
-      invalidator.queue({ keys })
+    } catch (error) {
+      invalidator.queue({ keys }, error)
     }
   }
   for (const e of encoded) storeLocal(core, e.local, { value: e.value, tags: gens, freshMs: ttlMs, pttl: ttlMs + graceMs, size: e.payload.length }, core.history.seq, ttlSeconds)

@@ -102,7 +102,13 @@ export const metricsPlugin = fp(async (app: FastifyInstance, opts: MetricsPlugin
       this.set({ tier: 'loader', outcome: 'call' }, s.loader.calls)
       this.set({ tier: 'loader', outcome: 'stale' }, s.staleServes)
       this.set({ tier: 'local', outcome: 'eviction' }, s.local.evictions)
+      this.set({ tier: 'redis', outcome: 'invalidation_refused' }, s.invalidations.refused)
     }
+  })
+  // A count, never the keys: they hold ids. Above 0 for minutes, other instances serve old values (CacheInvalidationsPending).
+  new Gauge({
+    name: 'cache_invalidations_pending', help: 'Cache invalidations Redis has not taken yet, retried until it does', registers: [registry],
+    collect () { if (app.hasDecorator('cache')) this.set(app.cache.getStats().invalidations.pending) }
   })
   new Gauge({
     name: 'cache_local_entries', help: 'Entries and bytes in the in-process cache tier', labelNames: ['unit'] as const, registers: [registry],

@@ -27,7 +27,7 @@ test('promtool test rules: every alert fires on its synthetic series and stays s
 
 test('each alert the operator needs exists, and has a case that fires it and one that does not', () => {
   const alerts = rules.filter((r) => r.alert).map((r) => r.alert)
-  assert.deepEqual(alerts.sort(), ['CacheHitRateLow', 'CircuitBreakerOpen', 'DbPoolClientsWaiting', 'DbPoolSaturated', 'RateLimitedShareHigh',
+  assert.deepEqual(alerts.sort(), ['CacheHitRateLow', 'CacheInvalidationsPending', 'CircuitBreakerOpen', 'DbPoolClientsWaiting', 'DbPoolSaturated', 'RateLimitedShareHigh',
     'RateLimiterFallback', 'ReplicaLagHigh', 'RouteLatencyP99High', 'ServerErrorShareHigh'])
   const blocks = (parse(readFileSync(join(PROMETHEUS_DIR, 'rules.test.yml'), 'utf8')) as Obj).tests as Obj[]
   for (const alert of alerts) {
@@ -49,13 +49,13 @@ test('each alert the operator needs exists, and has a case that fires it and one
 test('the metric names the rules read are the ones the services export', () => {
   const recorded = new Set(rules.map((r) => r.record).filter(Boolean))
   const read = new Set(rules.flatMap((r) => metricNames(r.expr)).filter((n) => !recorded.has(n)))
-  assert.deepEqual([...read].sort(), ['cache_operations', 'circuit_breaker_open', 'db_pool_connections', 'db_pool_max_connections', 'db_replica_lag_seconds',
+  assert.deepEqual([...read].sort(), ['cache_invalidations_pending', 'cache_operations', 'circuit_breaker_open', 'db_pool_connections', 'db_pool_max_connections', 'db_replica_lag_seconds',
     'http_request_duration_seconds_bucket', 'http_requests_total', 'rate_limit_decisions'])
   // The extraction itself: matchers, grouping and functions are not names.
   assert.deepEqual(metricNames('sum by (service, le) (rate(a_total{x="b{c}"}[5m])) / on (pod) b:c:d > 0'), ['a_total', 'b:c:d'])
 })
 
-test('the pool limit and an open breaker are in /metrics, as the saturation and breaker alerts read them', async (t) => {
+test('the pool limit, an open breaker and pending cache invalidations are in /metrics, as the saturation, breaker and invalidation alerts read them', async (t) => {
   const db = await createTestSchema()
   t.after(() => db.drop())
   const env = { REDIS_URL: process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379', CACHE_PREFIX: `${uniqueName('rules')}:`, RATE_LIMIT_PREFIX: `${uniqueName('rules-rl')}:`, DB_POOL_MAX: '7', RATE_LIMIT_ENABLED: 'true' }
@@ -65,6 +65,7 @@ test('the pool limit and an open breaker are in /metrics, as the saturation and 
   const apiMetrics = (await api.inject('/metrics')).body
   assert.match(apiMetrics, /^db_pool_max_connections\{service="api"\} 7$/m)
   assert.match(apiMetrics, /^circuit_breaker_open\{breaker="cache_redis",service="api"\} 0$/m)
+  assert.match(apiMetrics, /^cache_invalidations_pending\{service="api"\} 0$/m)
   assert.match(apiMetrics, /^circuit_breaker_open\{breaker="rate_limit_store",service="api"\} 0$/m)
   // The orchestrator's client of a data-service that is not there opens its breaker after one failed call.
   const { app: orchestrator } = await startOrchestrator(t, db, 'http://127.0.0.1:9', { ...env, DATA_SERVICE_RETRIES: '0', DATA_SERVICE_BREAKER_THRESHOLD: '1', DATA_SERVICE_BREAKER_COOLDOWN_MS: '60000' })
