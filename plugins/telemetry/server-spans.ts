@@ -5,6 +5,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest, HookHandlerDoneFunc
 // The file, not the chassis's entry: the preload loads this before Fastify's instrumentation is in place.
 import { noteRoute, requestUrl } from '../chassis/request-url.js'
 import { routePatternOf } from '../chassis/route-context.js'
+import { RootSampling, sdkTracer, startsTrace } from './root-sampling.js'
 import { parentBasedSampler } from './unsampled.js'
 
 /** The instrumentation scope of the server spans. */
@@ -59,6 +60,14 @@ export class ServerSpanInstrumentation extends InstrumentationBase {
   #instrument (app: FastifyInstance): void {
     // Read once: the sampler is the SDK's, chosen from the environment at start.
     const followsParent = parentBasedSampler()
+    // The SDK tracer's root sampling, looked up again only when the tracer changes (a proxy gets its delegate once
+    // the SDK starts; setTracerProvider sets another).
+    let sampling: { tracer: object, root: RootSampling | undefined } | undefined
+    const rootSampling = (): RootSampling | undefined => {
+      const tracer = sdkTracer(this.tracer)
+      if (sampling?.tracer !== tracer) sampling = { tracer, root: RootSampling.of(this.tracer) }
+      return sampling.root
+    }
     // The path of a request no route matched shows only the words of the routes' paths; a query parameter's name
     // only when some route's schema declares it.
     app.addHook('onRoute', (route) => { noteRoute(route) })
@@ -70,7 +79,12 @@ export class ServerSpanInstrumentation extends InstrumentationBase {
       const current = context.active()
       const parent = trace.getSpan(current) === undefined ? propagation.extract(current, request.headers) : current
       let active: Context = parent
-      if (!(followsParent && unsampledParent(parent))) {
+      // A new trace the sampler declines (nine in ten at the shipped sampling) needs its ids and flags, not the
+      // SDK's span object (root-sampling.ts).
+      const declined = startsTrace(parent) ? rootSampling()?.declined(parent) : undefined
+      if (declined !== undefined) {
+        active = declined
+      } else if (!(followsParent && unsampledParent(parent))) {
         // Read from the route context: `request.routeOptions` builds an object of a dozen fields on every read.
         const route = routePatternOf(request)
         const span = this.tracer.startSpan(`${request.method} ${route ?? 'unmatched'}`, { kind: SpanKind.SERVER }, parent)
