@@ -26,7 +26,8 @@ type TracedRequest = FastifyRequest & Traced
  * Written here rather than taken from @fastify/otel: that plugin starts a span for every request, sampled or not, and
  * adds an onSend and an onError hook to every route, where three instance hooks do. Here a request whose caller's trace is not sampled, under a parent-based sampler, starts no span
  * at all: it runs in the caller's propagated context, which is all that its log lines, its outgoing calls'
- * `traceparent` and the Redis and query seams need. @fastify/otel stays for OTEL_FASTIFY_DETAIL=true, which wants a
+ * `traceparent` and the Redis and query seams need. Nor does a request that starts a trace its sampler declines: it
+ * runs in a context that holds the new trace's ids and flags (root-sampling.ts). @fastify/otel stays for OTEL_FASTIFY_DETAIL=true, which wants a
  * span per hook and handler.
  */
 export class ServerSpanInstrumentation extends InstrumentationBase {
