@@ -5,11 +5,13 @@ import assert from 'node:assert/strict'
 import { createServer, type IncomingHttpHeaders } from 'node:http'
 import { connect, type AddressInfo } from 'node:net'
 import { register } from 'node:module'
+import { once } from 'node:events'
 import { ROOT_CONTEXT, SamplingDecision, trace, type Span, type Tracer } from '@opentelemetry/api'
 import { NodeSDK, node, tracing } from '@opentelemetry/sdk-node'
 import { PooledIdGenerator } from './id-generator.js'
 import { createInstrumentations, SERVER_SPANS_SCOPE } from './instrumentations.js'
 import { RootSampling } from './root-sampling.js'
+import { UNPATCHED_WARNING_CODE } from './unpatched-warning.js'
 
 register('@opentelemetry/instrumentation/hook.mjs', import.meta.url)
 // The shipped sampling (OTEL_TRACES_SAMPLER=parentbased_traceidratio, OTEL_TRACES_SAMPLER_ARG=0.1) and the preload's ids.
@@ -108,4 +110,13 @@ test('the SDK decides a new trace itself when its root sampler reads more than t
   process.env.OTEL_NODE_EXPERIMENTAL_SDK_METRICS = 'true'
   t.after(() => { if (metrics === undefined) delete process.env.OTEL_NODE_EXPERIMENTAL_SDK_METRICS; else process.env.OTEL_NODE_EXPERIMENTAL_SDK_METRICS = metrics })
   assert.equal(RootSampling.of(tracer({ ...pooled, sampler: new tracing.TraceIdRatioBasedSampler(0.1) })), undefined)
+})
+
+test('an SDK tracer that keeps its sampler or ids elsewhere (its version changed) leaves every new trace to the SDK, and the process warns', async () => {
+  const moved = { instrumentationScope: { name: 'moved' }, startSpan: () => trace.wrapSpanContext({ traceId: '1'.repeat(32), spanId: '1'.repeat(16), traceFlags: 0 }), startActiveSpan: (() => undefined) as Tracer['startActiveSpan'] }
+  const warning = once(process, 'warning') as Promise<[Error & { code?: string }]>
+  assert.equal(RootSampling.of(moved), undefined)
+  const [w] = await warning
+  assert.equal(w.code, UNPATCHED_WARNING_CODE)
+  assert.match(w.message, /sampler or id generator/)
 })

@@ -2,9 +2,10 @@ import { ProxyTracer, SamplingDecision, TraceFlags, trace, type Context, type Tr
 import { core, tracing } from '@opentelemetry/sdk-node'
 import { PooledIdGenerator } from './id-generator.js'
 import { sdkMetricsEnabled } from './span-count-metrics.js'
+import { unpatchedWarning } from './unpatched-warning.js'
 
 /** The SDK tracer's private parts read here (sdk-trace is pinned through sdk-node): its sampler and id generator. */
-interface SdkTracer { _sampler?: unknown, _idGenerator?: unknown }
+interface SdkTracer { _sampler?: unknown, _idGenerator?: unknown, instrumentationScope?: unknown }
 /** The private parts of the SDK's TraceIdRatioBasedSampler that decide: the trace id's hash, and the bound it must stay under. */
 interface RatioSampler { _accumulate?: (traceId: string) => number, _upperBound?: unknown }
 
@@ -36,6 +37,11 @@ export class RootSampling {
    */
   static of (tracer: Tracer): RootSampling | undefined {
     const sdk = sdkTracer(tracer)
+    if (!('_sampler' in sdk && '_idGenerator' in sdk)) {
+      // The SDK's tracer (it holds its scope) without them: its version changed.
+      if ('instrumentationScope' in sdk) unpatchedWarning('the SDK\'s tracer keeps its sampler or id generator elsewhere', 'every request that starts a trace gets an SDK span, sampled or not')
+      return undefined
+    }
     if (sdkMetricsEnabled() || !(sdk._idGenerator instanceof PooledIdGenerator)) return undefined
     const sampler = sdk._sampler instanceof tracing.ParentBasedSampler ? (sdk._sampler as unknown as { _root?: unknown })._root : sdk._sampler
     if (sampler instanceof tracing.AlwaysOffSampler) return new RootSampling(sdk._idGenerator, () => false)
