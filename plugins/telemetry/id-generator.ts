@@ -13,8 +13,14 @@ const ZERO_SPAN = '0'.repeat(16)
 export class PooledIdGenerator {
   #pool = ''
   #next = 0
+  #returned: string | undefined
 
   generateTraceId (): string {
+    const returned = this.#returned
+    if (returned !== undefined) {
+      this.#returned = undefined
+      return returned
+    }
     const id = this.#take(32)
     return id === ZERO_TRACE ? this.generateTraceId() : id
   }
@@ -22,6 +28,15 @@ export class PooledIdGenerator {
   generateSpanId (): string {
     const id = this.#take(16)
     return id === ZERO_SPAN ? this.generateSpanId() : id
+  }
+
+  /**
+   * Has the next `generateTraceId` hand out this id again: one drawn to decide a new trace's sampling ahead of the
+   * SDK (root-sampling.ts), which then starts the sampled trace's span with that same id, so that its sampler sees
+   * the id the decision was made on.
+   */
+  giveBackTraceId (id: string): void {
+    this.#returned = id
   }
 
   #take (digits: number): string {

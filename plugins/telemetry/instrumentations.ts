@@ -21,11 +21,13 @@ export { SERVER_SPANS_SCOPE } from './server-spans.js'
 export { otlpJsonTraceSerializer } from './otlp-json.js'
 // The preload's id generator, and what createInstrumentations does to the pino instrumentation, for the same reason.
 export { PooledIdGenerator } from './id-generator.js'
+export { RootSampling } from './root-sampling.js'
 export { correlateSampledLogLines } from './log-correlation.js'
 // What the preload does to the ioredis instrumentation and to the SDK's tracers, for the same reason.
 export { traceRedisCommands } from './redis-spans.js'
 export { redisStatement } from './redis-statement.js'
 export { skipSpanCountMetrics } from './span-count-metrics.js'
+export { insideUnsampledSpan } from './unsampled.js'
 
 /**
  * The instrumentations every service runs with (the preload's, and the in-process span tests').

@@ -5,6 +5,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest, HookHandlerDoneFunc
 // The file, not the chassis's entry: the preload loads this before Fastify's instrumentation is in place.
 import { noteRoute, requestUrl } from '../chassis/request-url.js'
 import { routePatternOf } from '../chassis/route-context.js'
+import { RootSampling, sdkTracer, startsTrace } from './root-sampling.js'
 import { parentBasedSampler } from './unsampled.js'
 
 /** The instrumentation scope of the server spans. */
@@ -25,7 +26,8 @@ type TracedRequest = FastifyRequest & Traced
  * Written here rather than taken from @fastify/otel: that plugin starts a span for every request, sampled or not, and
  * adds an onSend and an onError hook to every route, where three instance hooks do. Here a request whose caller's trace is not sampled, under a parent-based sampler, starts no span
  * at all: it runs in the caller's propagated context, which is all that its log lines, its outgoing calls'
- * `traceparent` and the Redis and query seams need. @fastify/otel stays for OTEL_FASTIFY_DETAIL=true, which wants a
+ * `traceparent` and the Redis and query seams need. Nor does a request that starts a trace its sampler declines: it
+ * runs in a context that holds the new trace's ids and flags (root-sampling.ts). @fastify/otel stays for OTEL_FASTIFY_DETAIL=true, which wants a
  * span per hook and handler.
  */
 export class ServerSpanInstrumentation extends InstrumentationBase {
@@ -59,6 +61,14 @@ export class ServerSpanInstrumentation extends InstrumentationBase {
   #instrument (app: FastifyInstance): void {
     // Read once: the sampler is the SDK's, chosen from the environment at start.
     const followsParent = parentBasedSampler()
+    // The SDK tracer's root sampling, looked up again only when the tracer changes (a proxy gets its delegate once
+    // the SDK starts; setTracerProvider sets another).
+    let sampling: { tracer: object, root: RootSampling | undefined } | undefined
+    const rootSampling = (): RootSampling | undefined => {
+      const tracer = sdkTracer(this.tracer)
+      if (sampling?.tracer !== tracer) sampling = { tracer, root: RootSampling.of(this.tracer) }
+      return sampling.root
+    }
     // The path of a request no route matched shows only the words of the routes' paths; a query parameter's name
     // only when some route's schema declares it.
     app.addHook('onRoute', (route) => { noteRoute(route) })
@@ -70,7 +80,12 @@ export class ServerSpanInstrumentation extends InstrumentationBase {
       const current = context.active()
       const parent = trace.getSpan(current) === undefined ? propagation.extract(current, request.headers) : current
       let active: Context = parent
-      if (!(followsParent && unsampledParent(parent))) {
+      // A new trace the sampler declines (nine in ten at the shipped sampling) needs its ids and flags, not the
+      // SDK's span object (root-sampling.ts).
+      const declined = startsTrace(parent) ? rootSampling()?.declined(parent) : undefined
+      if (declined !== undefined) {
+        active = declined
+      } else if (!(followsParent && unsampledParent(parent))) {
         // Read from the route context: `request.routeOptions` builds an object of a dozen fields on every read.
         const route = routePatternOf(request)
         const span = this.tracer.startSpan(`${request.method} ${route ?? 'unmatched'}`, { kind: SpanKind.SERVER }, parent)

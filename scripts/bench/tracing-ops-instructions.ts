@@ -4,12 +4,12 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
-import { ROOT_CONTEXT, SpanKind, context, trace, type TraceFlags } from '@opentelemetry/api'
+import { ROOT_CONTEXT, SpanKind, context, propagation, trace, type Context, type TraceFlags } from '@opentelemetry/api'
 import { node, tracing } from '@opentelemetry/sdk-node'
 import { PinoInstrumentation } from '@opentelemetry/instrumentation-pino'
 import { IORedisInstrumentation } from '@opentelemetry/instrumentation-ioredis'
 import { pino } from 'pino'
-import { PooledIdGenerator, correlateSampledLogLines, redisStatement, skipSpanCountMetrics, traceRedisCommands } from '@lead-chassis/plugins/telemetry/instrumentations'
+import { PooledIdGenerator, RootSampling, correlateSampledLogLines, insideUnsampledSpan, redisStatement, skipSpanCountMetrics, traceRedisCommands } from '@lead-chassis/plugins/telemetry/instrumentations'
 import { logRedaction } from '@lead-chassis/plugins/chassis'
 import { functionCosts, readPerfMap } from './callgrind-functions.js'
 import { median, table } from './lib.js'
@@ -52,6 +52,37 @@ function operations (): Array<[string, () => unknown]> {
     const tracer = new node.NodeTracerProvider({ ...(idGenerator === undefined ? {} : { idGenerator }), sampler: new tracing.ParentBasedSampler({ root: new tracing.TraceIdRatioBasedSampler(0) }) }).getTracer('bench')
     ops.push([`a root SERVER span the sampler declines, ${name}`, () => tracer.startSpan('GET /api/v1/leads/:id', { kind: SpanKind.SERVER }, ROOT_CONTEXT)])
   }
+  // The start of a request that carries no caller's context (the api's load: none does) and starts a trace the
+  // sampler declines, as the server span's onRequest hook runs it: the context extraction, then the SDK's startSpan
+  // (sampler, ids, a span that records nothing) or the chassis's root sampling (the same sampler and ids, no span),
+  // then the switch into the request's context. Tracers as the preload's: pooled ids, span counts skipped.
+  const headers = { host: '127.0.0.1:3000', 'user-agent': 'autocannon', accept: 'application/json', 'x-api-key': 'lck_bench' }
+  const declining = new node.NodeTracerProvider({ idGenerator: new PooledIdGenerator(), sampler: new tracing.ParentBasedSampler({ root: new tracing.TraceIdRatioBasedSampler(0) }) })
+  skipSpanCountMetrics(declining)
+  const rootTracer = declining.getTracer('bench')
+  const rootSampling = RootSampling.of(rootTracer)
+  if (rootSampling === undefined) throw new Error('the root sampling does not apply to the bench\'s tracer')
+  const handler = (): void => {}
+  const requestParent = (): Context => {
+    const current = context.active()
+    return trace.getSpan(current) === undefined ? propagation.extract(current, headers) : current
+  }
+  ops.push(['a request that starts a trace the sampler declines, its context: the SDK\'s startSpan', () => {
+    const parent = requestParent()
+    context.with(trace.setSpan(parent, rootTracer.startSpan('GET /api/v1/leads/:id', { kind: SpanKind.SERVER }, parent)), handler)
+  }])
+  ops.push(['a request that starts a trace the sampler declines, its context: the chassis\'s root sampling', () => {
+    const parent = requestParent()
+    context.with(rootSampling.declined(parent) ?? parent, handler)
+  }])
+  ops.push(['the context extraction of a request with no trace headers', () => propagation.extract(ROOT_CONTEXT, headers)])
+  const unsampled = trace.setSpan(ROOT_CONTEXT, trace.wrapSpanContext({ traceId: '4bf92f3577b34da6a3ce929d0e0e4736', spanId: '00f067aa0ba902b7', traceFlags: 0 }))
+  // The check a Redis command, a query and a log line make (the active span's flags), ten times in a context, and
+  // the switch into that context alone: a check costs a tenth of the difference.
+  ops.push(['the switch into a request\'s context', () => context.with(unsampled, handler)])
+  ops.push(['the switch into a request\'s context and ten unsampled checks (a Redis command\'s, a query\'s or a log line\'s) in it', () => context.with(unsampled, () => {
+    for (let i = 0; i < 10; i++) insideUnsampledSpan()
+  })])
   // A sampled request's spans: a child span started and ended with the SDK's span counts (into the no-op meter it
   // gets unless OTEL_NODE_EXPERIMENTAL_SDK_METRICS=true) and without; a Redis command's span from the ioredis
   // instrumentation's wrapper and from the chassis's. No span processor: what is left is the span's own work.
