@@ -28,6 +28,8 @@ export { traceRedisCommands } from './redis-spans.js'
 export { redisStatement } from './redis-statement.js'
 export { skipSpanCountMetrics } from './span-count-metrics.js'
 export { insideUnsampledSpan } from './unsampled.js'
+// The processor that scrubs every span before the preload's exporters, for such an SDK's processors too.
+export { SpanScrubbingProcessor } from './span-scrubbing-processor.js'
 
 /**
  * The instrumentations every service runs with (the preload's, and the in-process span tests').

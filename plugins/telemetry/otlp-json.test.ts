@@ -64,6 +64,27 @@ test('the chassis\'s OTLP JSON writer sends byte for byte what the SDK\'s serial
   }
 })
 
+test('spans of distinct scope objects with the same name, version and schema URL are written under one scope, as the SDK writes them', () => {
+  // Two providers on one resource: each has its own tracer, so its own scope object, for the same scope.
+  const exporter = new tracing.InMemorySpanExporter()
+  const resource = resources.resourceFromAttributes({ 'service.name': 'api' })
+  const tracers = [0, 1].map(() => new tracing.BasicTracerProvider({ resource, spanProcessors: [new tracing.SimpleSpanProcessor(exporter)] }).getTracer('lead-chassis/db-pool', '1.0.0'))
+  const other = new tracing.BasicTracerProvider({ resource, spanProcessors: [new tracing.SimpleSpanProcessor(exporter)] }).getTracer('lead-chassis/fastify')
+  for (let i = 0; i < 3; i++) {
+    tracers[i % 2]?.startSpan(`query ${i}`).end()
+    other.startSpan(`request ${i}`).end()
+  }
+  const spans = exporter.getFinishedSpans()
+  assert.notEqual(spans[0]?.instrumentationScope, spans[2]?.instrumentationScope, 'two scope objects')
+  const body = Buffer.from(otlpJsonTraceSerializer.serializeRequest(spans) ?? [])
+  assert.ok(body.equals(Buffer.from(JsonTraceSerializer.serializeRequest(spans) ?? [])))
+  const written = JSON.parse(body.toString()) as { resourceSpans: Array<{ scopeSpans: Array<{ scope: { name: string }, spans: Array<{ name: string }> }> }> }
+  assert.deepEqual(written.resourceSpans[0]?.scopeSpans.map((s) => [s.scope.name, s.spans.map((span) => span.name)]), [
+    ['lead-chassis/db-pool', ['query 0', 'query 1', 'query 2']],
+    ['lead-chassis/fastify', ['request 0', 'request 1', 'request 2']]
+  ])
+})
+
 test('a non-ASCII attribute key is sent as UTF-8 every time, not only the first time the writer sees it', () => {
   const exporter = new tracing.InMemorySpanExporter()
   const provider = new tracing.BasicTracerProvider({ spanProcessors: [new tracing.SimpleSpanProcessor(exporter)] })

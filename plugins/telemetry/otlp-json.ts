@@ -29,22 +29,28 @@ export const otlpJsonTraceSerializer: ISerializer<ReadableSpan[], IExportTraceSe
 }
 
 function traceRequestJson (spans: readonly ReadableSpan[]): string {
-  const resources = new Map<Resource, Map<string, ReadableSpan[]>>()
+  const resources = new Map<Resource, ScopeGroups>()
   for (const span of spans) {
     let scopes = resources.get(span.resource)
     if (scopes === undefined) {
-      scopes = new Map()
+      scopes = { byKey: new Map(), byObject: new Map() }
       resources.set(span.resource, scopes)
     }
+    // The SDK groups spans by their scope's name, version and schema URL. A tracer's spans share its scope object, so
+    // the text of that key is made once per scope object and batch, not once per span (a new string to hash each time).
     const scope = span.instrumentationScope
-    const key = `${scope.name}@${scope.version ?? ''}:${scope.schemaUrl ?? ''}`
-    const group = scopes.get(key)
-    if (group === undefined) scopes.set(key, [span])
-    else group.push(span)
+    let group = scopes.byObject.get(scope)
+    if (group === undefined) {
+      const key = `${scope.name}@${scope.version ?? ''}:${scope.schemaUrl ?? ''}`
+      group = scopes.byKey.get(key)
+      if (group === undefined) scopes.byKey.set(key, group = [])
+      scopes.byObject.set(scope, group)
+    }
+    group.push(span)
   }
   let out = '{"resourceSpans":['
   let firstResource = true
-  for (const [resource, scopes] of resources) {
+  for (const [resource, { byKey: scopes }] of resources) {
     if (!firstResource) out += ','
     firstResource = false
     out += '{"resource":{"attributes":' + attributesJson(resource.attributes) + ',"droppedAttributesCount":0'
@@ -71,6 +77,9 @@ function traceRequestJson (spans: readonly ReadableSpan[]): string {
   }
   return out + ']}'
 }
+
+/** A resource's spans by scope, in the order the SDK writes them (by key), and found by the scope object. */
+interface ScopeGroups { byKey: Map<string, ReadableSpan[]>, byObject: Map<Scope, ReadableSpan[]> }
 
 function scopeJson (scope: Scope & { attributes?: Attributes, droppedAttributesCount?: number }): string {
   let out = '{"name":' + str(scope.name)
@@ -169,9 +178,17 @@ function attributesJson (attributes: Attributes): string {
   for (const key of Object.keys(attributes)) {
     if (!first) out += ','
     first = false
-    out += keyJson(key) + anyValueJson(attributes[key]) + '}'
+    out += keyJson(key) + attributeValueJson(attributes[key])
   }
   return out + ']'
+}
+
+// An attribute's value and the brace that closes the attribute: the common kinds are written in fewer pieces, as
+// every piece joined is one more node for the string's flattening to walk when the request is copied into its body.
+function attributeValueJson (value: AttributeValue | undefined): string {
+  if (typeof value === 'string' && PLAIN.test(value)) return '{"stringValue":"' + value + '"}}'
+  if (typeof value === 'number' && Number.isInteger(value)) return '{"intValue":' + String(value) + '}}'
+  return anyValueJson(value) + '}'
 }
 
 function anyValueJson (value: AttributeValue | undefined | null | Record<string, unknown> | Uint8Array): string {

@@ -37,6 +37,33 @@ test('a key in a query string is scrubbed from every URL attribute of a span bef
   await provider.shutdown()
 })
 
+test('a secret in any URL attribute is scrubbed on spans of every instrumentation and shape, the chassis\'s own scopes included', async () => {
+  const exporter = new InMemorySpanExporter()
+  const provider = new BasicTracerProvider({ spanProcessors: [new SpanScrubbingProcessor(), new SimpleSpanProcessor(exporter)] })
+  const shapes: Array<[string, Record<string, string | number>]> = [
+    ['lead-chassis/fastify', { 'http.request.method': 'GET', 'url.path': '/api/v1/leads?token=t1', 'http.route': '/api/v1/leads' }],
+    ['@opentelemetry/instrumentation-undici', { 'http.request.method': 'GET', 'url.full': 'http://data-service/a?api_key=t2', 'url.query': 'password=t3', 'server.port': 80 }],
+    ['@opentelemetry/instrumentation-http', { 'http.url': 'http://h/b?access_token=t4', 'http.target': '/b?secret=t5', 'url.original': '/c?token=t6' }],
+    ['@opentelemetry/instrumentation-ioredis', { 'db.system.name': 'redis', 'db.query.text': 'get k', 'url.full': 'redis://h/?password=t7' }],
+    ['lead-chassis/db-pool', { 'db.system.name': 'postgresql', 'server.port': 5432, 'url.original': 'postgres://h/db?password=t8' }]
+  ]
+  // Twice over, in turn: the processor's reads meet every shape of attributes before the second round.
+  for (let round = 0; round < 2; round++) {
+    for (const [scope, attributes] of shapes) {
+      const span = provider.getTracer(scope).startSpan('span', { attributes: round === 0 ? attributes : {} })
+      if (round === 1) for (const [key, value] of Object.entries(attributes)) span.setAttribute(key, value)
+      span.end()
+    }
+  }
+  await provider.forceFlush()
+  const exported = exporter.getFinishedSpans()
+  assert.equal(exported.length, 2 * shapes.length)
+  const text = JSON.stringify(exported.map((span) => span.attributes))
+  for (let i = 1; i <= 8; i++) assert.ok(!text.includes(`t${i}"`) && !text.includes(`t${i}&`), `secret t${i} scrubbed: ${text}`)
+  assert.equal(text.split('[REDACTED]').length - 1, 2 * 8)
+  await provider.shutdown()
+})
+
 test('a value PostgreSQL rejects reaches no pg instrumentation span: neither its statement, its status nor its events', async () => {
   const { default: pg } = await import('pg')
   const { TEST_DATABASE_URL } = await import('../../test/helpers/database.js')

@@ -1,11 +1,9 @@
-import { SpanStatusCode, type Context } from '@opentelemetry/api'
+import { SpanStatusCode, type AttributeValue, type Context } from '@opentelemetry/api'
 import type { tracing } from '@opentelemetry/sdk-node'
 // The file, not the chassis's entry: the preload loads this before the SDK starts, and the entry would load Fastify
 // before its instrumentation is in place.
 import { scrubQuery, scrubUrl } from '../chassis/redact.js'
 
-const URL_ATTRIBUTES = ['url.full', 'url.path', 'http.target', 'http.url', 'url.original']
-const QUERY_ATTRIBUTES = ['url.query']
 const PG_SCOPE = '@opentelemetry/instrumentation-pg'
 
 /**
@@ -22,21 +20,15 @@ export class SpanScrubbingProcessor implements tracing.SpanProcessor {
   onStart (_span: tracing.Span, _context: Context): void {}
 
   onEnding (span: tracing.Span): void {
+    // Each attribute read by its name: a read by a key from a list, over the attributes of every shape of span, went
+    // through V8's megamorphic keyed lookup, six times a span.
     const attributes = span.attributes
-    for (const key of URL_ATTRIBUTES) {
-      const value = attributes[key]
-      if (typeof value === 'string') {
-        const scrubbed = scrubUrl(value)
-        if (scrubbed !== value) span.setAttribute(key, scrubbed)
-      }
-    }
-    for (const key of QUERY_ATTRIBUTES) {
-      const value = attributes[key]
-      if (typeof value === 'string') {
-        const scrubbed = scrubQuery(value)
-        if (scrubbed !== value) span.setAttribute(key, scrubbed)
-      }
-    }
+    scrubAttribute(span, 'url.full', attributes['url.full'], scrubUrl)
+    scrubAttribute(span, 'url.path', attributes['url.path'], scrubUrl)
+    scrubAttribute(span, 'http.target', attributes['http.target'], scrubUrl)
+    scrubAttribute(span, 'http.url', attributes['http.url'], scrubUrl)
+    scrubAttribute(span, 'url.original', attributes['url.original'], scrubUrl)
+    scrubAttribute(span, 'url.query', attributes['url.query'], scrubQuery)
     if (span.status.code === SpanStatusCode.ERROR && span.status.message !== undefined && span.instrumentationScope.name === PG_SCOPE) {
       span.setStatus({ code: SpanStatusCode.ERROR, message: 'PostgreSQL error' })
     }
@@ -45,4 +37,10 @@ export class SpanScrubbingProcessor implements tracing.SpanProcessor {
   onEnd (): void {}
   async forceFlush (): Promise<void> {}
   async shutdown (): Promise<void> {}
+}
+
+function scrubAttribute (span: tracing.Span, key: string, value: AttributeValue | undefined, scrub: (text: string) => string): void {
+  if (typeof value !== 'string') return
+  const scrubbed = scrub(value)
+  if (scrubbed !== value) span.setAttribute(key, scrubbed)
 }

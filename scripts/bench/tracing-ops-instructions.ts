@@ -9,7 +9,7 @@ import { node, tracing } from '@opentelemetry/sdk-node'
 import { PinoInstrumentation } from '@opentelemetry/instrumentation-pino'
 import { IORedisInstrumentation } from '@opentelemetry/instrumentation-ioredis'
 import { pino } from 'pino'
-import { PooledIdGenerator, RootSampling, correlateSampledLogLines, insideUnsampledSpan, redisStatement, skipSpanCountMetrics, traceRedisCommands } from '@lead-chassis/plugins/telemetry/instrumentations'
+import { PooledIdGenerator, RootSampling, SpanScrubbingProcessor, correlateSampledLogLines, insideUnsampledSpan, redisStatement, skipSpanCountMetrics, traceRedisCommands } from '@lead-chassis/plugins/telemetry/instrumentations'
 import { logRedaction } from '@lead-chassis/plugins/chassis'
 import { functionCosts, readPerfMap } from './callgrind-functions.js'
 import { median, table } from './lib.js'
@@ -20,7 +20,7 @@ import { median, table } from './lib.js'
  * with none; a trace id and
  * a span id from the SDK's generator and from the pooled one; a root span the sampler declines; a sampled child span
  * with the SDK's span counts and without; a sampled Redis command's span from the instrumentation's wrapper and from
- * the chassis's. `node dist/scripts/bench/tracing-ops-instructions.js [--iterations 10000] [--runs 1] [--only <text>]`
+ * the chassis's; the scrubbing of a sampled span before export. `node dist/scripts/bench/tracing-ops-instructions.js [--iterations 10000] [--runs 1] [--only <text>]`
  * runs itself under valgrind, a process per operation (those whose name holds `--only`) and run, and prints each
  * operation's instructions (the inclusive count of the closure that runs it, named from V8's perf map), the median of
  * `--runs`: a run that meets a major garbage collection counts more.
@@ -107,6 +107,22 @@ function operations (): Array<[string, () => unknown]> {
       command.resolve('OK')
     })])
   }
+  // The scrubbing every sampled span gets before export, over spans shaped like the api's in turn (a server span, a
+  // Redis command's, a query's, an outgoing call's), so that its reads meet as many shapes of attributes as in the api.
+  const shaped = new node.NodeTracerProvider({ idGenerator: new PooledIdGenerator() }).getTracer('bench')
+  const spans = [
+    { 'http.request.method': 'GET', 'url.path': '/api/v1/leads/0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0', 'http.route': '/api/v1/leads/:id', 'http.response.status_code': 200 },
+    { 'db.system.name': 'redis', 'db.operation.name': 'get', 'db.query.text': 'get c:lead:1', 'server.address': '127.0.0.1', 'server.port': 6379 },
+    { 'db.system.name': 'postgresql', 'db.namespace': 'leads', 'db.operation.name': 'SELECT', 'db.query.text': 'SELECT 1', 'db.query.fingerprint': 'bec88ab05a53ce19', 'server.address': '127.0.0.1', 'server.port': 5432 },
+    { 'http.request.method': 'GET', 'url.full': 'http://data-service:3001/api/v1/leads?limit=20', 'server.address': 'data-service', 'server.port': 3001, 'http.response.status_code': 200 }
+  ].map((attributes) => {
+    const span = shaped.startSpan('span', { kind: SpanKind.CLIENT, attributes }, sampled)
+    span.end()
+    return span as unknown as tracing.Span
+  })
+  const scrubbing = new SpanScrubbingProcessor()
+  let turn = 0
+  ops.push(['a sampled span scrubbed before export (SpanScrubbingProcessor), spans of four shapes in turn', () => { scrubbing.onEnding(spans[turn++ & 3] as tracing.Span) }])
   return ops
 }
 
