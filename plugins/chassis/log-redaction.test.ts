@@ -254,3 +254,14 @@ test('a name or phone sent as x-request-id reaches no log line: the request\'s l
   assert.match(String(ids[0]), /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/)
   assert.equal(ids[1], nginx)
 })
+
+test('a name or phone written as the zone of an IPv6 address in X-Forwarded-For (fe80::1%Ann.Lee.5551234567) reaches no log line: the address is shown without it', async (t) => {
+  const { app, read } = await headerService(t, { TRUST_PROXY: '127.0.0.1/32' })
+  for (const forwarded of ['fe80::1%Ann.Lee.5551234567', 'fe80::2%5551234567']) {
+    assert.equal((await app.inject({ url: '/things', remoteAddress: '127.0.0.1', headers: { 'x-forwarded-for': forwarded } })).statusCode, 200)
+  }
+  const logged = read()
+  const text = JSON.stringify(logged)
+  for (const value of ['Ann', 'Lee', '5551234567']) assert.ok(!text.includes(value), `${value} reached a log line: ${text}`)
+  assert.deepEqual(incomingOf(logged).map((r) => r.remoteAddress), ['fe80::1', 'fe80::2'])
+})

@@ -75,6 +75,16 @@ function shownVersion (value: string | string[] | undefined): string | undefined
 }
 
 /**
+ * The client address an IP address, without an IPv6 zone: `isIP` takes any text after a `%` as one
+ * (`fe80::1%Ann.Lee.5551234567`), and behind a trusted proxy the address is what X-Forwarded-For says.
+ */
+function shownAddress (ip: string | undefined): string | undefined {
+  if (typeof ip !== 'string' || isIP(ip) === 0) return ip === undefined ? undefined : REDACTED
+  const zone = ip.indexOf('%')
+  return zone === -1 ? ip : ip.slice(0, zone)
+}
+
+/**
  * Fastify's request serializer, with the URL as `requestUrl` shows it (a key sent in the query string, or a lead's
  * name or phone sent as a path segment or a filter, would otherwise be written whole into the `incoming request` line
  * of every log), and the caller's headers as their shape allows: the Accept-Version a version, the Host a name the
@@ -88,7 +98,7 @@ export function requestLogValue (request: FastifyRequest): Record<string, unknow
     url: requestUrl(request),
     version: shownVersion(request.headers?.['accept-version']),
     host: shownHost(request),
-    remoteAddress: typeof ip === 'string' && isIP(ip) === 0 ? REDACTED : ip,
+    remoteAddress: shownAddress(ip),
     remotePort: request.socket?.remotePort
   }
 }
