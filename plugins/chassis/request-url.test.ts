@@ -124,6 +124,19 @@ test('a phone\'s digits shaped like a date or date-time (5551-23-45) are redacte
   ])
 })
 
+test('a phone\'s digits in a date-time\'s fraction of a second (T10:00:00.5551234Z) are redacted from the URL logs and spans show: milliseconds are shown', async (t) => {
+  const seen = await urlsOf(t, [
+    '/api/v1/leads?since=2026-01-31T10:00:00.5551234Z',
+    '/api/v1/leads?since=2026-01-31T10%3A00%3A55.512345Z',
+    '/api/v1/leads?since=2026-01-31T10:00:00.123Z'
+  ])
+  assert.deepEqual(seen, [
+    '/api/v1/leads?since=[REDACTED]',
+    '/api/v1/leads?since=[REDACTED]',
+    '/api/v1/leads?since=2026-01-31T10:00:00.123Z'
+  ])
+})
+
 test('secrets are still scrubbed from a request\'s URL: a key in a query string or in the path, an email anywhere', async (t) => {
   const key = 'lck_AAAAAAAAAAAA_0123456789abcdefghijklmnopqrstuvwxyzABCDEFG'
   const seen = await urlsOf(t, [`/api/v1/leads?api_key=${key}&status=new`, `/api/v1/leads?${key}=1`, `/api/v1/leads?status=new&${key}`, `/api/v1/things/${key}`, '/api/v1/leads?x-api-key=k&e=ann@example.com'])

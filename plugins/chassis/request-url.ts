@@ -25,7 +25,9 @@ const UNMATCHED: RouteShape = Object.freeze({ segments: null, query: [] })
 const MAX_NUMBER_DIGITS = 6
 const UUID = /[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}/y
 const DATE = /\d{4}-\d{2}-\d{2}/y
-const DATE_TIME = /\d{4}-\d{2}-\d{2}[Tt]\d{2}(?::|%3[aA])\d{2}(?::|%3[aA])\d{2}(?:\.\d{1,9})?(?:[Zz]|(?:-|%2[bB])\d{2}(?::|%3[aA])\d{2})/y
+// A second's fraction of at most three digits (milliseconds, as Date#toISOString writes them): the seconds and it hold
+// five digits, fewer than a phone's seven (`10:00:55.51234` reads as 555-1234).
+const DATE_TIME = /\d{4}-\d{2}-\d{2}[Tt]\d{2}(?::|%3[aA])\d{2}(?::|%3[aA])\d{2}(?:\.\d{1,3})?(?:[Zz]|(?:-|%2[bB])\d{2}(?::|%3[aA])\d{2})/y
 
 function sticky (re: RegExp, length?: number): Check {
   return (url, start, end) => {
