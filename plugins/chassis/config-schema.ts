@@ -1,5 +1,8 @@
 import type { ConfigFragment, ConfigOf } from './config.js'
 
+// A LOG_HOSTS entry.
+const LOG_HOST = '(?:[A-Za-z0-9.-]+|(?:[0-9A-Fa-f]{0,4}:){2,7}(?:[0-9A-Fa-f]{1,4}|\\d{1,3}(?:\\.\\d{1,3}){3})?)'
+
 /** Variables every service reads. `PORT` has a per-service default set by the service's own fragment. */
 export const chassisConfigFragment = {
   properties: {
@@ -7,12 +10,14 @@ export const chassisConfigFragment = {
     HOST: { type: 'string', default: '127.0.0.1', description: 'Address to listen on (0.0.0.0 in containers)' },
     PORT: { type: 'integer', default: 3000, minimum: 0, maximum: 65535, description: 'Port to listen on' },
     TRUST_PROXY: { type: 'string', default: '', description: 'Comma-separated CIDRs of proxies whose X-Forwarded-For is believed (empty: none)' },
+    // An entry is a name or an IPv4 address, or an IPv6 address (two colons at least, no brackets): a Host's name is
+    // compared without its port, so an entry with one (`api.example.com:443`) would never match, and is refused.
     LOG_HOSTS: {
       type: 'string',
       default: '',
-      pattern: '^\\s*([A-Za-z0-9.:-]+\\s*(,\\s*[A-Za-z0-9.:-]+\\s*)*)?$',
-      patternMessage: 'must be comma-separated host names or IP addresses',
-      description: 'Comma-separated host names (or IP addresses) a request line\'s Host shows as sent; any other is [REDACTED] (localhost and the address connected to are always shown)'
+      pattern: `^\\s*(${LOG_HOST}\\s*(,\\s*${LOG_HOST}\\s*)*)?$`,
+      patternMessage: 'must be comma-separated host names or IP addresses, without a port (IPv6 without brackets)',
+      description: 'Comma-separated host names (or IP addresses, without a port) a request line\'s Host shows as sent; any other is [REDACTED] (localhost and the address connected to are always shown)'
     },
     LOG_LEVEL: { type: 'string', default: 'info', enum: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], description: 'pino log level' },
     BODY_LIMIT_BYTES: { type: 'integer', default: 1048576, minimum: 1024, description: 'Largest request body accepted; larger bodies get 413' },

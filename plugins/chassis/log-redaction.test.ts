@@ -265,3 +265,14 @@ test('a name or phone written as the zone of an IPv6 address in X-Forwarded-For 
   for (const value of ['Ann', 'Lee', '5551234567']) assert.ok(!text.includes(value), `${value} reached a log line: ${text}`)
   assert.deepEqual(incomingOf(logged).map((r) => r.remoteAddress), ['fe80::1', 'fe80::2'])
 })
+
+test('a LOG_HOSTS entry with a port (api.example.com:443), which no Host would ever match, is refused at start with what the setting takes; IPv6 addresses are taken', async (t) => {
+  const load = (value: string): ChassisConfig => loadConfig<ChassisConfig>(composeSchema(chassisConfigFragment), { env: { LOG_HOSTS: value }, dotenv: false })
+  for (const value of ['api.example.com:443', 'beef:8080', '10.0.0.7:3000', '[::1]', 'a,,b', '*.example.com', 'api.example.com,']) {
+    assert.throws(() => load(value), /LOG_HOSTS must be comma-separated host names or IP addresses, without a port/, value)
+  }
+  for (const value of ['::1', 'fe80::1, ::ffff:10.0.0.7', '1:2:3:4:5:6:7:8', ' api.example.com , 10.0.0.7 ', '']) assert.equal(load(value).LOG_HOSTS, value)
+  const { app, read } = await headerService(t, { LOG_HOSTS: '::1' })
+  await app.inject({ url: '/things', headers: { host: '[::1]:3000' } })
+  assert.deepEqual(incomingOf(read()).map((r) => r.host), ['[::1]:3000'])
+})
