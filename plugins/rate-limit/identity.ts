@@ -1,7 +1,7 @@
 import ipaddr from 'ipaddr.js'
 
 /** The rate-limit identity of every client address that is not an IP address. */
-const UNPARSED_ADDRESS = 'unparsed-address'
+export const UNPARSED_ADDRESS = 'unparsed-address'
 
 /**
  * The rate-limit identity of an address: IPv4 as is, IPv4-mapped IPv6 as IPv4, other IPv6 by its /64, since one

@@ -113,6 +113,21 @@ test('a client address that is not an IP address (a name or phone a trusted prox
   assert.ok(!clientAddressKey('AnnLee5551234567').includes('5551234567'))
 })
 
+test('callers sharing the quota of addresses that are not IP addresses are said once in the log, without the address', async (t) => {
+  const app = await build(t, {}, { TRUST_PROXY: '10.0.0.0/8' })
+  const warn = t.mock.method(app.log, 'warn')
+  assert.equal((await app.inject({ url: '/open', remoteAddress: '10.0.0.5', headers: { 'x-forwarded-for': '198.51.100.7' } })).statusCode, 200)
+  assert.equal(warn.mock.callCount(), 0, 'an IP address is no warning')
+  for (const address of ['AnnLee5551234567', '198.51.100.7:51234']) {
+    await app.inject({ url: '/open', remoteAddress: '10.0.0.5', headers: { 'x-forwarded-for': address } })
+  }
+  assert.equal(warn.mock.callCount(), 1)
+  const line = JSON.stringify(warn.mock.calls[0]?.arguments)
+  assert.match(line, /RATE_LIMIT_UNPARSED_ADDRESS/)
+  assert.match(line, /share one rate-limit quota/)
+  assert.doesNotMatch(line, /AnnLee|5551234567|51234/)
+})
+
 test('IPv6 clients are grouped by /64', async (t) => {
   const app = await build(t)
   for (let i = 1; i <= 3; i++) assert.equal((await app.inject({ url: '/open', remoteAddress: `2001:db8:1:2::${i}` })).statusCode, 200)

@@ -3,7 +3,7 @@ import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from
 import { optionalDependency, routeConfigOf } from '../chassis/index.js'
 import { redisDecorator } from '../redis/index.js'
 import { rateLimitHeaderChoices, setRateLimitHeaders, type RateLimitHeaders } from './headers.js'
-import { cidrMatcher, clientAddressKey } from './identity.js'
+import { UNPARSED_ADDRESS, cidrMatcher, clientAddressKey } from './identity.js'
 import { presets, validatePolicy, RateLimitErrors, type PresetName, type RateLimitPolicy } from './policies.js'
 import { RateLimiter, type Decision, type RateLimiterOptions } from './rate-limiter.js'
 
@@ -72,7 +72,17 @@ export const rateLimitPlugin = fp(async (app: FastifyInstance, opts: RateLimitPl
   app.addHook('onClose', () => limiter.close())
   const allowed = Array.isArray(opts.allowList) ? cidrMatcher(opts.allowList) : undefined
   const isTrusted = typeof opts.allowList === 'function' ? opts.allowList : (req: FastifyRequest) => allowed?.(req.ip) ?? false
-  const keyOf = opts.keyGenerator ?? ((req: FastifyRequest) => clientAddressKey(req.ip))
+  // Callers whose address is not an IP address share one quota (identity.ts): said once, since a proxy that writes
+  // X-Forwarded-For in another shape (an address with its port) would put every caller behind it in that quota.
+  let sharedQuotaNoted = false
+  const keyOf = opts.keyGenerator ?? ((req: FastifyRequest) => {
+    const key = clientAddressKey(req.ip)
+    if (key === UNPARSED_ADDRESS && !sharedQuotaNoted) {
+      sharedQuotaNoted = true
+      app.log.warn({ code: 'RATE_LIMIT_UNPARSED_ADDRESS' }, 'a client address that is not an IP address: such callers share one rate-limit quota; check TRUST_PROXY and what the proxy writes in X-Forwarded-For')
+    }
+    return key
+  })
   app.decorate('rateLimiter', limiter)
   app.decorateRequest('rateLimit', undefined)
 
