@@ -230,6 +230,21 @@ test('the address a caller connected to is shown as the Host of its request line
   assert.deepEqual(incomingOf(read()).map((r) => r.host), [`127.0.0.1:${port}`, '[REDACTED]'])
 })
 
+test('a Host shown for the address one connection reached is not shown for the same Host on a connection to another address', async (t) => {
+  const { app, read } = await headerService(t)
+  await app.listen({ host: '0.0.0.0', port: 0 })
+  const { port } = app.server.address() as { port: number }
+  const get = async (to: string): Promise<number | undefined> => await new Promise((resolve, reject) => {
+    request({ host: to, port, path: '/things', headers: { host: `127.0.0.1:${port}` } }, (res) => { res.resume().on('end', () => { resolve(res.statusCode) }) }).on('error', reject).end()
+  })
+  // The same Host, sent to 127.0.0.1 (the address it names) and then to 127.0.0.3 (which it does not): the answer
+  // kept for the first must not serve the second.
+  assert.equal(await get('127.0.0.1'), 200)
+  assert.equal(await get('127.0.0.3'), 200)
+  assert.equal(await get('127.0.0.1'), 200)
+  assert.deepEqual(incomingOf(read()).map((r) => r.host), [`127.0.0.1:${port}`, '[REDACTED]', `127.0.0.1:${port}`])
+})
+
 test('a name or phone behind a trusted proxy, in X-Forwarded-Host or X-Forwarded-For, reaches no log line', async (t) => {
   const { app, read } = await headerService(t, { TRUST_PROXY: '127.0.0.1/32' })
   const res = await app.inject({ url: '/things', remoteAddress: '127.0.0.1', headers: { 'x-forwarded-host': 'ann.lee.5551234567', 'x-forwarded-for': 'AnnLee5551234567' } })

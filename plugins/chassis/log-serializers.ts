@@ -29,6 +29,18 @@ const PORT = /^\d{1,5}$/
 function shownHost (request: FastifyRequest): string | undefined {
   const host = request.host
   if (typeof host !== 'string' || host === '') return host
+  const listed = (request.server as WithLoggedHosts | undefined)?.[kLoggedHosts]
+  const local = request.socket?.localAddress
+  // Behind a proxy every request names the same Host: the last answer is kept, so the parse runs once per change.
+  if (host === last.host && local === last.local && listed === last.listed) return last.shown
+  const shown = hostAsShown(host, listed, local)
+  last = { host, local, listed, shown }
+  return shown
+}
+
+let last: { host?: string, local?: string, listed?: ReadonlySet<string>, shown?: string } = {}
+
+function hostAsShown (host: string, listed: ReadonlySet<string> | undefined, local: string | undefined): string {
   let name: string
   let port: string | undefined
   if (host.startsWith('[')) {
@@ -46,8 +58,8 @@ function shownHost (request: FastifyRequest): string | undefined {
   if (port !== undefined && !PORT.test(port)) return REDACTED
   const lower = name.toLowerCase()
   if (lower === 'localhost') return host
-  if ((request.server as WithLoggedHosts | undefined)?.[kLoggedHosts]?.has(lower) === true) return host
-  if (isIP(name) !== 0 && sameAddress(name, request.socket?.localAddress)) return host
+  if (listed?.has(lower) === true) return host
+  if (isIP(name) !== 0 && sameAddress(name, local)) return host
   return REDACTED
 }
 
