@@ -5,6 +5,14 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import autocannon from 'autocannon'
 import { projectRoot } from '../../services/platform/paths.js'
 
+// Every benchmark measures the runtime the project pins (the `node` devDependency): `node dist/scripts/bench/...` with
+// another Node on the PATH would start the services on it too, and print figures of that runtime as this project's.
+const pinnedNode = (JSON.parse(readFileSync(join(projectRoot, 'package.json'), 'utf8')) as { devDependencies?: Record<string, string> }).devDependencies?.node
+if (pinnedNode !== undefined && process.versions.node !== pinnedNode) {
+  console.error(`[bench] this is Node ${process.versions.node}, not the pinned ${pinnedNode}: run the benchmark with npm run, or with node_modules/.bin/node`)
+  process.exit(1)
+}
+
 export interface Service {
   url: string
   child: ChildProcess
