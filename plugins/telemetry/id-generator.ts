@@ -12,8 +12,11 @@ const ZERO_SPAN = '0'.repeat(16)
  */
 export class PooledIdGenerator {
   #pool = ''
+  #bytes: Buffer = Buffer.alloc(0)
   #next = 0
   #returned: string | undefined
+  #lastCut = ''
+  #lastHash = 0
 
   generateTraceId (): string {
     const returned = this.#returned
@@ -22,7 +25,22 @@ export class PooledIdGenerator {
       return returned
     }
     const id = this.#take(32)
-    return id === ZERO_TRACE ? this.generateTraceId() : id
+    if (id === ZERO_TRACE) return this.generateTraceId()
+    // The pool may have been refilled by #take: the id's bytes start where its hex digits do, in the new pool.
+    const byte = (this.#next - 32) / 2
+    const bytes = this.#bytes
+    this.#lastHash = (bytes.readUInt32BE(byte) ^ bytes.readUInt32BE(byte + 4) ^ bytes.readUInt32BE(byte + 8) ^ bytes.readUInt32BE(byte + 12)) >>> 0
+    this.#lastCut = id
+    return id
+  }
+
+  /**
+   * The hash the SDK's TraceIdRatioBasedSampler makes of a trace id (its four 32-bit words XORed, which `_accumulate`
+   * gets by parsing the hex digits back), read from the pool's bytes when the id is the last one cut from it;
+   * undefined for any other id.
+   */
+  traceHashOf (id: string): number | undefined {
+    return id === this.#lastCut ? this.#lastHash : undefined
   }
 
   generateSpanId (): string {
@@ -41,7 +59,8 @@ export class PooledIdGenerator {
 
   #take (digits: number): string {
     if (this.#next + digits > this.#pool.length) {
-      this.#pool = randomBytes(POOL_BYTES).toString('hex')
+      this.#bytes = randomBytes(POOL_BYTES)
+      this.#pool = this.#bytes.toString('hex')
       this.#next = 0
     }
     const id = this.#pool.slice(this.#next, this.#next + digits)

@@ -51,7 +51,11 @@ export class RootSampling {
     const ratio = sampler as unknown as RatioSampler
     const accumulate = ratio._accumulate
     const bound = ratio._upperBound
-    if (typeof accumulate === 'function' && typeof bound === 'number') return new RootSampling(sdk._idGenerator, (_parent, traceId) => accumulate.call(sampler, traceId) < bound)
+    if (typeof accumulate === 'function' && typeof bound === 'number') {
+      const ids = sdk._idGenerator
+      // The hash from the pool's bytes: the sampler's own parses the id's hex digits back, four slices and parseInts.
+      return new RootSampling(ids, (_parent, traceId) => (ids.traceHashOf(traceId) ?? accumulate.call(sampler, traceId)) < bound)
+    }
     return new RootSampling(sdk._idGenerator, (parent, traceId) => sampler.shouldSample(parent, traceId).decision !== SamplingDecision.NOT_RECORD)
   }
 
