@@ -245,6 +245,17 @@ test('a Host shown for the address one connection reached is not shown for the s
   assert.deepEqual(incomingOf(read()).map((r) => r.host), [`127.0.0.1:${port}`, '[REDACTED]', `127.0.0.1:${port}`])
 })
 
+test('a Host one service lists is not shown by another service in the same process that does not list it', async (t) => {
+  const listing = await headerService(t, { LOG_HOSTS: 'ann.lee.example' })
+  const other = await headerService(t)
+  // Alternating, the same Host each time: the answer kept for one service's request must not serve the other's.
+  for (let i = 0; i < 2; i++) {
+    for (const app of [listing.app, other.app]) assert.equal((await app.inject({ url: '/things', headers: { host: 'ann.lee.example' } })).statusCode, 200)
+  }
+  assert.deepEqual(incomingOf(listing.read()).map((r) => r.host), ['ann.lee.example', 'ann.lee.example'])
+  assert.deepEqual(incomingOf(other.read()).map((r) => r.host), ['[REDACTED]', '[REDACTED]'])
+})
+
 test('a name or phone behind a trusted proxy, in X-Forwarded-Host or X-Forwarded-For, reaches no log line', async (t) => {
   const { app, read } = await headerService(t, { TRUST_PROXY: '127.0.0.1/32' })
   const res = await app.inject({ url: '/things', remoteAddress: '127.0.0.1', headers: { 'x-forwarded-host': 'ann.lee.5551234567', 'x-forwarded-for': 'AnnLee5551234567' } })
