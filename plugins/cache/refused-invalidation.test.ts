@@ -22,28 +22,14 @@ const server = await startPrivateRedis()
 after(() => server.destroy())
 
 test('an invalidation Redis refuses while connected (OOM under maxmemory) is retried until taken, without waiting for the link to drop', async (t) => {
-  const admin = createRedisClient({ url: server.url })
-  const writerClient = createRedisClient({ url: server.url })
-  const readerClient = createRedisClient({ url: server.url })
-  // A threshold the retries cannot reach: on a busy instance the reads Redis still answers keep the breaker closed.
-  const writer = createCacheManager(writerClient, { prefix: 'refused:', hotKeysMax: 0, breakerThreshold: 1000 })
-  const reader = createCacheManager(readerClient, { prefix: 'refused:', hotKeysMax: 0 })
-  t.after(async () => {
-    await writer.close()
-    await reader.close()
-    await admin.config('SET', 'maxmemory', '0')
-    await Promise.all([admin, writerClient, readerClient].map(async (c) => { await c.quit() }))
-  })
-  assert.ok(await writer.ready())
-  assert.ok(await reader.ready())
+  const { writer, reader, admin, refuse } = await refusingPair(t, 'refused:')
   await writer.set('lead:1', 'old')
   assert.equal(await reader.get('lead:1'), 'old')
   assert.equal(reader.localTtl('lead:1') > 0, true, 'the reader keeps a local copy')
 
   // Redis refuses every command that may grow memory, the tombstone's SET and the script's INCR among them (DEL and
   // GET still pass): the connection and the reads stay up, so neither the link nor the breaker ever recovers.
-  await admin.config('SET', 'maxmemory-policy', 'noeviction')
-  await admin.config('SET', 'maxmemory', '1')
+  await refuse(true)
   const flushes = writer.getStats().local.flushes
   await writer.del('lead:1')
   assert.notEqual(await admin.get('refused:lead:1'), null, 'Redis refused the tombstone: the old entry is still there')
@@ -51,7 +37,7 @@ test('an invalidation Redis refuses while connected (OOM under maxmemory) is ret
   assert.equal(await reader.get('lead:1'), 'old', 'the other instance still serves the old value meanwhile')
   await new Promise((resolve) => setTimeout(resolve, 300))
 
-  await admin.config('SET', 'maxmemory', '0')
+  await refuse(false)
   const restored = performance.now()
   const seen = await eventually(async () => (await reader.get('lead:1')) === undefined, 'the other instance stops serving the old value')
   assert.ok(seen - restored <= RETRY_MAX_MS + 1000, `taken ${Math.round(seen - restored)} ms after Redis accepted writes again`)
@@ -70,12 +56,13 @@ function capturingLogger (): { lines: Line[], logger: CacheLogger } {
 }
 
 /** A writer and a reader of one prefix over the private Redis, and a client to make that Redis refuse writes. */
-async function refusingPair (t: TestContext, prefix: string): Promise<{ writer: CacheManager, reader: CacheManager, lines: Line[], refuse: (on: boolean) => Promise<void> }> {
+async function refusingPair (t: TestContext, prefix: string): Promise<{ writer: CacheManager, reader: CacheManager, admin: ReturnType<typeof createRedisClient>, lines: Line[], refuse: (on: boolean) => Promise<void> }> {
   const admin = createRedisClient({ url: server.url })
   const writerClient = createRedisClient({ url: server.url })
   const readerClient = createRedisClient({ url: server.url })
   const { lines, logger } = capturingLogger()
-  // Failed retries never open the breaker here: the test is about what they show, not about the breaker.
+  // A threshold the retries cannot reach, so that the breaker never opens: these tests are about the retries, and on
+  // a busy instance the reads Redis still answers would not keep it closed.
   const writer = createCacheManager(writerClient, { prefix, hotKeysMax: 0, breakerThreshold: 1e9, logger })
   const reader = createCacheManager(readerClient, { prefix, hotKeysMax: 0 })
   t.after(async () => {
@@ -88,7 +75,7 @@ async function refusingPair (t: TestContext, prefix: string): Promise<{ writer: 
   assert.ok(await reader.ready())
   await admin.config('SET', 'maxmemory-policy', 'noeviction')
   const refuse = async (on: boolean): Promise<void> => { await admin.config('SET', 'maxmemory', on ? '1' : '0') }
-  return { writer, reader, lines, refuse }
+  return { writer, reader, admin, lines, refuse }
 }
 
 test('an invalidation Redis refuses is counted and logged once, and the count falls to zero when Redis takes it', async (t) => {
