@@ -21,20 +21,35 @@ const IS_REMOTE = 0x200
  */
 export const otlpJsonTraceSerializer: ISerializer<ReadableSpan[], IExportTraceServiceResponse> = {
   serializeRequest: (spans) => {
-    ascii = true
-    const json = traceRequestJson(spans)
-    return ascii ? Buffer.from(json, 'latin1') : Buffer.from(json, 'utf8')
+    if (spans instanceof OtlpJsonBatch) return spans.bytes()
+    const batch = new OtlpJsonBatch()
+    for (const span of spans) batch.add(span)
+    return batch.bytes()
   },
   deserializeResponse: (data) => JsonTraceSerializer.deserializeResponse(data)
 }
 
-function traceRequestJson (spans: readonly ReadableSpan[]): string {
-  const resources = new Map<Resource, ScopeGroups>()
-  for (const span of spans) {
-    let scopes = resources.get(span.resource)
+/** A scope's spans in a batch: the first scope object seen for its key, and its spans' text, joined by commas. */
+interface ScopeSpans { scope: Scope, spans: string }
+/** A resource's scopes in the order the SDK writes them (by key), and found by the scope object. */
+interface ScopeGroups { byKey: Map<string, ScopeSpans>, byObject: Map<Scope, ScopeSpans> }
+
+/**
+ * One OTLP/HTTP JSON export request, built a span at a time: `add` writes the span's text at once, so that a batch
+ * holds text and not the span objects (EncodingSpanProcessor adds each span as it ends, and the span, its attributes
+ * and events die young). The resource and scope are written by `bytes`, grouped as the SDK groups them.
+ */
+export class OtlpJsonBatch {
+  /** The spans added. */
+  length = 0
+  #ascii = true
+  readonly #resources = new Map<Resource, ScopeGroups>()
+
+  add (span: ReadableSpan): void {
+    let scopes = this.#resources.get(span.resource)
     if (scopes === undefined) {
       scopes = { byKey: new Map(), byObject: new Map() }
-      resources.set(span.resource, scopes)
+      this.#resources.set(span.resource, scopes)
     }
     // The SDK groups spans by their scope's name, version and schema URL. A tracer's spans share its scope object, so
     // the text of that key is made once per scope object and batch, not once per span (a new string to hash each time).
@@ -43,43 +58,53 @@ function traceRequestJson (spans: readonly ReadableSpan[]): string {
     if (group === undefined) {
       const key = `${scope.name}@${scope.version ?? ''}:${scope.schemaUrl ?? ''}`
       group = scopes.byKey.get(key)
-      if (group === undefined) scopes.byKey.set(key, group = [])
+      if (group === undefined) scopes.byKey.set(key, group = { scope, spans: '' })
       scopes.byObject.set(scope, group)
     }
-    group.push(span)
+    ascii = true
+    const json = spanJson(span)
+    if (!ascii) this.#ascii = false
+    group.spans = group.spans === '' ? json : group.spans + ',' + json
+    this.length++
   }
-  let out = '{"resourceSpans":['
-  let firstResource = true
-  for (const [resource, { byKey: scopes }] of resources) {
-    if (!firstResource) out += ','
-    firstResource = false
-    out += '{"resource":{"attributes":' + attributesJson(resource.attributes) + ',"droppedAttributesCount":0'
-    const schemaUrl = resource.schemaUrl !== undefined && resource.schemaUrl !== '' ? resource.schemaUrl : undefined
-    if (schemaUrl !== undefined) out += ',"schemaUrl":' + str(schemaUrl)
-    out += '},"scopeSpans":['
-    let firstScope = true
-    for (const group of scopes.values()) {
-      if (!firstScope) out += ','
-      firstScope = false
-      const scope = (group[0] as ReadableSpan).instrumentationScope
-      out += '{"scope":' + scopeJson(scope) + ',"spans":['
-      for (let i = 0; i < group.length; i++) {
-        if (i > 0) out += ','
-        out += spanJson(group[i] as ReadableSpan)
+
+  /** The resources whose attributes are still being detected, to wait for before `bytes`. */
+  pendingResources (): Array<Promise<void>> {
+    const pending: Array<Promise<void>> = []
+    for (const resource of this.#resources.keys()) {
+      if (resource.asyncAttributesPending === true && resource.waitForAsyncAttributes !== undefined) pending.push(resource.waitForAsyncAttributes())
+    }
+    return pending
+  }
+
+  /** The request's body: ASCII copied as it is, anything else as UTF-8. */
+  bytes (): Buffer {
+    ascii = this.#ascii
+    let out = '{"resourceSpans":['
+    let firstResource = true
+    for (const [resource, { byKey: scopes }] of this.#resources) {
+      if (!firstResource) out += ','
+      firstResource = false
+      out += '{"resource":{"attributes":' + attributesJson(resource.attributes) + ',"droppedAttributesCount":0'
+      const schemaUrl = resource.schemaUrl !== undefined && resource.schemaUrl !== '' ? resource.schemaUrl : undefined
+      if (schemaUrl !== undefined) out += ',"schemaUrl":' + str(schemaUrl)
+      out += '},"scopeSpans":['
+      let firstScope = true
+      for (const { scope, spans } of scopes.values()) {
+        if (!firstScope) out += ','
+        firstScope = false
+        out += '{"scope":' + scopeJson(scope) + ',"spans":[' + spans + ']'
+        if (scope.schemaUrl !== undefined) out += ',"schemaUrl":' + str(scope.schemaUrl)
+        out += '}'
       }
       out += ']'
-      if (scope.schemaUrl !== undefined) out += ',"schemaUrl":' + str(scope.schemaUrl)
+      if (schemaUrl !== undefined) out += ',"schemaUrl":' + str(schemaUrl)
       out += '}'
     }
-    out += ']'
-    if (schemaUrl !== undefined) out += ',"schemaUrl":' + str(schemaUrl)
-    out += '}'
+    out += ']}'
+    return ascii ? Buffer.from(out, 'latin1') : Buffer.from(out, 'utf8')
   }
-  return out + ']}'
 }
-
-/** A resource's spans by scope, in the order the SDK writes them (by key), and found by the scope object. */
-interface ScopeGroups { byKey: Map<string, ReadableSpan[]>, byObject: Map<Scope, ReadableSpan[]> }
 
 function scopeJson (scope: Scope & { attributes?: Attributes, droppedAttributesCount?: number }): string {
   let out = '{"name":' + str(scope.name)
