@@ -4,7 +4,7 @@ import { createServer, type ServerResponse } from 'node:http'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { setFlagsFromString } from 'node:v8'
 import { runInNewContext } from 'node:vm'
-import { SpanKind, TraceFlags, context, diag, trace, DiagLogLevel } from '@opentelemetry/api'
+import { SpanKind, context, diag, trace, DiagLogLevel } from '@opentelemetry/api'
 import { JsonTraceSerializer } from '@opentelemetry/otlp-transformer'
 import { core, node, tracing } from '@opentelemetry/sdk-node'
 import { startOtlpReceiver, type OtlpExport } from '../../test/helpers/otlp.js'
@@ -183,31 +183,37 @@ test('an export the collector refuses or that cannot connect loses that batch on
   await assert.rejects(closed.forceFlush(), 'a flush says the export failed')
 })
 
-test('only sampled spans are exported; spans that end after shutdown are not; the export runs with tracing suppressed', async () => {
+test('only sampled spans are exported; spans that end after shutdown are not; the export runs with tracing suppressed, in no request\'s context', async () => {
   // The AsyncLocalStorage context manager, as the services run with: without one no context is ever active.
   new node.NodeTracerProvider().register()
   const exported: number[] = []
-  let suppressed = true
+  const contexts: Array<{ suppressed: boolean, span: boolean }> = []
   const exporter: tracing.SpanExporter = {
     export: (items, done) => {
-      suppressed &&= core.isTracingSuppressed(context.active())
+      contexts.push({ suppressed: core.isTracingSuppressed(context.active()), span: trace.getSpan(context.active()) !== undefined })
       exported.push(items.length)
       assert.ok(otlpJsonTraceSerializer.serializeRequest(items)?.length)
       done({ code: core.ExportResultCode.SUCCESS })
     },
     shutdown: async () => {}
   }
-  const processor = new EncodingSpanProcessor(exporter, { maxExportBatchSize: 10, maxQueueSize: 100, scheduledDelayMillis: 60000, exportTimeoutMillis: 1000 })
+  const processor = new EncodingSpanProcessor(exporter, { maxExportBatchSize: 2, maxQueueSize: 100, scheduledDelayMillis: 60000, exportTimeoutMillis: 1000 })
   const provider = new tracing.BasicTracerProvider({ sampler: new tracing.TraceIdRatioBasedSampler(0), spanProcessors: [processor] })
   provider.getTracer('t').startSpan('declined').end()
-  const sampledParent = trace.setSpanContext(context.active(), { traceId: '1'.repeat(32), spanId: '2'.repeat(16), traceFlags: TraceFlags.SAMPLED })
   const always = new tracing.BasicTracerProvider({ spanProcessors: [processor] })
-  always.getTracer('t').startSpan('sampled', {}, sampledParent).end()
+  const request = always.getTracer('t').startSpan('request')
+  // The second span fills the batch inside a request's context: the export it starts must not run in it.
+  context.with(trace.setSpan(context.active(), request), () => {
+    always.getTracer('t').startSpan('sampled').end()
+    always.getTracer('t').startSpan('sampled too').end()
+  })
+  await until(() => exported.length === 1)
+  request.end()
   await processor.forceFlush()
-  assert.deepEqual(exported, [1])
-  assert.equal(suppressed, true, 'the exporter\'s own HTTP request makes no span')
+  assert.deepEqual(exported, [2, 1])
+  assert.deepEqual(contexts, [{ suppressed: true, span: false }, { suppressed: true, span: false }], 'the exporter\'s own HTTP request makes no span, and no request\'s context waits for the export')
   await processor.shutdown()
   always.getTracer('t').startSpan('after shutdown').end()
   await processor.forceFlush()
-  assert.deepEqual(exported, [1])
+  assert.deepEqual(exported, [2, 1])
 })

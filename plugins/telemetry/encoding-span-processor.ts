@@ -1,4 +1,4 @@
-import { context, diag, TraceFlags, type Context } from '@opentelemetry/api'
+import { ROOT_CONTEXT, context, diag, TraceFlags, type Context } from '@opentelemetry/api'
 import { core, type tracing } from '@opentelemetry/sdk-node'
 import { OtlpJsonBatch } from './otlp-json.js'
 
@@ -9,6 +9,10 @@ export interface EncodingSpanProcessorOptions {
   scheduledDelayMillis: number
   exportTimeoutMillis: number
 }
+
+// Exports and their timers run in no request's context (one would be kept alive by them, span and all), with tracing
+// suppressed, so that the export's own HTTP request makes no span.
+const EXPORT_CONTEXT = core.suppressTracing(ROOT_CONTEXT)
 
 /**
  * The SDK's batch processor, for the OTLP/HTTP JSON exporter, with spans written to text as they end: the SDK's
@@ -56,12 +60,7 @@ export class EncodingSpanProcessor implements tracing.SpanProcessor {
       this.#seal()
       this.#next()
     } else if (this.#timer === undefined && !this.#exporting) {
-      this.#timer = setTimeout(() => {
-        this.#timer = undefined
-        this.#seal()
-        this.#next()
-      }, this.#options.scheduledDelayMillis)
-      this.#timer.unref()
+      this.#startTimer()
     }
   }
 
@@ -90,18 +89,23 @@ export class EncodingSpanProcessor implements tracing.SpanProcessor {
     const batch = this.#waiting.shift()
     if (batch === undefined) return
     this.#exporting = true
-    this.#export(batch).catch((error: unknown) => { core.globalErrorHandler(error as Error) }).finally(() => {
-      this.#exporting = false
-      if (this.#waiting.length > 0) return this.#next()
-      if (this.#filling.length > 0 && this.#timer === undefined) {
-        this.#timer = setTimeout(() => {
-          this.#timer = undefined
-          this.#seal()
-          this.#next()
-        }, this.#options.scheduledDelayMillis)
-        this.#timer.unref()
-      }
+    context.with(EXPORT_CONTEXT, () => {
+      void this.#export(batch).catch((error: unknown) => { core.globalErrorHandler(error as Error) }).finally(() => {
+        this.#exporting = false
+        if (this.#waiting.length > 0) return this.#next()
+        if (this.#filling.length > 0 && this.#timer === undefined) this.#startTimer()
+      })
     })
+  }
+
+  /** The filling batch goes `scheduledDelayMillis` from now. */
+  #startTimer (): void {
+    this.#timer = context.with(EXPORT_CONTEXT, () => setTimeout(() => {
+      this.#timer = undefined
+      this.#seal()
+      this.#next()
+    }, this.#options.scheduledDelayMillis))
+    this.#timer.unref()
   }
 
   async #flushAll (): Promise<void> {
@@ -112,20 +116,21 @@ export class EncodingSpanProcessor implements tracing.SpanProcessor {
 
   /** One batch to the exporter; settles when the exporter answers or `exportTimeoutMillis` passes, whichever is first. */
   async #export (batch: OtlpJsonBatch): Promise<void> {
+    await context.with(EXPORT_CONTEXT, async () => { await this.#exportIn(batch) })
+  }
+
+  async #exportIn (batch: OtlpJsonBatch): Promise<void> {
     try {
       const pending = batch.pendingResources()
       if (pending.length > 0) await Promise.all(pending)
       await new Promise<void>((resolve, reject) => {
         const timer = setTimeout(() => { reject(new Error('Timeout')) }, this.#options.exportTimeoutMillis)
-        // The export's own HTTP request makes no span.
-        context.with(core.suppressTracing(context.active()), () => {
-          // The exporter hands its items to its serializer, which the chassis's is (span-processors.ts): it takes the
-          // written batch as it is.
-          this.#exporter.export(batch as unknown as tracing.ReadableSpan[], (result) => {
-            clearTimeout(timer)
-            if (result.code === core.ExportResultCode.SUCCESS) resolve()
-            else reject(result.error ?? new Error('EncodingSpanProcessor: span export failed'))
-          })
+        // The exporter hands its items to its serializer, which the chassis's is (span-processors.ts): it takes the
+        // written batch as it is.
+        this.#exporter.export(batch as unknown as tracing.ReadableSpan[], (result) => {
+          clearTimeout(timer)
+          if (result.code === core.ExportResultCode.SUCCESS) resolve()
+          else reject(result.error ?? new Error('EncodingSpanProcessor: span export failed'))
         })
       })
     } finally {

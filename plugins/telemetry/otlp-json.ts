@@ -29,20 +29,25 @@ export const otlpJsonTraceSerializer: ISerializer<ReadableSpan[], IExportTraceSe
   deserializeResponse: (data) => JsonTraceSerializer.deserializeResponse(data)
 }
 
-/** A scope's spans in a batch: the first scope object seen for its key, and its spans' text, joined by commas. */
-interface ScopeSpans { scope: Scope, spans: string }
+/** A scope's spans in a batch: the first scope object seen for its key, and its spans' bytes, joined by commas. */
+interface ScopeSpans { scope: Scope, bytes: Buffer, used: number }
+
+// A scope's first bytes in a batch; they double as they fill.
+const INITIAL_SCOPE_BYTES = 8192
+const COMMA = 0x2c
 /** A resource's scopes in the order the SDK writes them (by key), and found by the scope object. */
 interface ScopeGroups { byKey: Map<string, ScopeSpans>, byObject: Map<Scope, ScopeSpans> }
 
 /**
- * One OTLP/HTTP JSON export request, built a span at a time: `add` writes the span's text at once, so that a batch
- * holds text and not the span objects (EncodingSpanProcessor adds each span as it ends, and the span, its attributes
- * and events die young). The resource and scope are written by `bytes`, grouped as the SDK groups them.
+ * One OTLP/HTTP JSON export request, built a span at a time: `add` writes the span's text and copies it into its
+ * scope's buffer at once, so that a batch holds bytes outside V8's heap, not span objects nor the pieces of their
+ * text, which the garbage collector would walk and move for as long as the batch waits (EncodingSpanProcessor adds
+ * each span as it ends, and the span, its attributes, events and text die young). The resource and scope are written
+ * by `bytes`, grouped as the SDK groups them.
  */
 export class OtlpJsonBatch {
   /** The spans added. */
   length = 0
-  #ascii = true
   readonly #resources = new Map<Resource, ScopeGroups>()
 
   add (span: ReadableSpan): void {
@@ -58,13 +63,21 @@ export class OtlpJsonBatch {
     if (group === undefined) {
       const key = `${scope.name}@${scope.version ?? ''}:${scope.schemaUrl ?? ''}`
       group = scopes.byKey.get(key)
-      if (group === undefined) scopes.byKey.set(key, group = { scope, spans: '' })
+      if (group === undefined) scopes.byKey.set(key, group = { scope, bytes: Buffer.allocUnsafe(INITIAL_SCOPE_BYTES), used: 0 })
       scopes.byObject.set(scope, group)
     }
     ascii = true
     const json = spanJson(span)
-    if (!ascii) this.#ascii = false
-    group.spans = group.spans === '' ? json : group.spans + ',' + json
+    // ASCII is copied as it is (latin1), anything else is encoded as UTF-8 (at most three bytes a UTF-16 unit).
+    const encoding = ascii ? 'latin1' : 'utf8'
+    const needed = group.used + 1 + (ascii ? json.length : json.length * 3)
+    if (needed > group.bytes.length) {
+      const grown = Buffer.allocUnsafe(Math.max(needed, group.bytes.length * 2))
+      group.bytes.copy(grown, 0, 0, group.used)
+      group.bytes = grown
+    }
+    if (group.used > 0) group.bytes[group.used++] = COMMA
+    group.used += group.bytes.write(json, group.used, encoding)
     this.length++
   }
 
@@ -77,9 +90,9 @@ export class OtlpJsonBatch {
     return pending
   }
 
-  /** The request's body: ASCII copied as it is, anything else as UTF-8. */
+  /** The request's body: its spans' bytes between the resources' and scopes' text, in UTF-8 (ASCII is the same bytes). */
   bytes (): Buffer {
-    ascii = this.#ascii
+    const parts: Buffer[] = []
     let out = '{"resourceSpans":['
     let firstResource = true
     for (const [resource, { byKey: scopes }] of this.#resources) {
@@ -90,10 +103,12 @@ export class OtlpJsonBatch {
       if (schemaUrl !== undefined) out += ',"schemaUrl":' + str(schemaUrl)
       out += '},"scopeSpans":['
       let firstScope = true
-      for (const { scope, spans } of scopes.values()) {
+      for (const { scope, bytes, used } of scopes.values()) {
         if (!firstScope) out += ','
         firstScope = false
-        out += '{"scope":' + scopeJson(scope) + ',"spans":[' + spans + ']'
+        out += '{"scope":' + scopeJson(scope) + ',"spans":['
+        parts.push(Buffer.from(out, 'utf8'), bytes.subarray(0, used))
+        out = ']'
         if (scope.schemaUrl !== undefined) out += ',"schemaUrl":' + str(scope.schemaUrl)
         out += '}'
       }
@@ -101,8 +116,8 @@ export class OtlpJsonBatch {
       if (schemaUrl !== undefined) out += ',"schemaUrl":' + str(schemaUrl)
       out += '}'
     }
-    out += ']}'
-    return ascii ? Buffer.from(out, 'latin1') : Buffer.from(out, 'utf8')
+    parts.push(Buffer.from(out + ']}', 'utf8'))
+    return Buffer.concat(parts)
   }
 }
 
@@ -161,7 +176,7 @@ function linkJson (link: Link & { droppedAttributesCount?: number }): string {
     ',"flags":' + String(flags(link.context.traceFlags, link.context.isRemote)) + '}'
 }
 
-// Whether the request written so far is ASCII: then its bytes are its characters, and it needs no UTF-8 encoding.
+// Whether the span written so far is ASCII: then its bytes are its characters, and it needs no UTF-8 encoding.
 let ascii = true
 
 // Text that JSON.stringify would copy unchanged (printable ASCII, neither quote nor backslash) is quoted here: most of
