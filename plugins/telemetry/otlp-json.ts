@@ -21,40 +21,20 @@ const IS_REMOTE = 0x200
  */
 export const otlpJsonTraceSerializer: ISerializer<ReadableSpan[], IExportTraceServiceResponse> = {
   serializeRequest: (spans) => {
-    if (spans instanceof OtlpJsonBatch) return spans.bytes()
-    const batch = new OtlpJsonBatch()
-    for (const span of spans) batch.add(span)
-    return batch.bytes()
+    ascii = true
+    const json = traceRequestJson(spans)
+    return ascii ? Buffer.from(json, 'latin1') : Buffer.from(json, 'utf8')
   },
   deserializeResponse: (data) => JsonTraceSerializer.deserializeResponse(data)
 }
 
-/** A scope's spans in a batch: the first scope object seen for its key, and its spans' bytes, joined by commas. */
-interface ScopeSpans { scope: Scope, bytes: Buffer, used: number }
-
-// A scope's first bytes in a batch; they double as they fill.
-const INITIAL_SCOPE_BYTES = 8192
-const COMMA = 0x2c
-/** A resource's scopes in the order the SDK writes them (by key), and found by the scope object. */
-interface ScopeGroups { byKey: Map<string, ScopeSpans>, byObject: Map<Scope, ScopeSpans> }
-
-/**
- * One OTLP/HTTP JSON export request, built a span at a time: `add` writes the span's text and copies it into its
- * scope's buffer at once, so that a batch holds bytes outside V8's heap, not span objects nor the pieces of their
- * text, which the garbage collector would walk and move for as long as the batch waits (EncodingSpanProcessor adds
- * each span as it ends, and the span, its attributes, events and text die young). The resource and scope are written
- * by `bytes`, grouped as the SDK groups them.
- */
-export class OtlpJsonBatch {
-  /** The spans added. */
-  length = 0
-  readonly #resources = new Map<Resource, ScopeGroups>()
-
-  add (span: ReadableSpan): void {
-    let scopes = this.#resources.get(span.resource)
+function traceRequestJson (spans: readonly ReadableSpan[]): string {
+  const resources = new Map<Resource, ScopeGroups>()
+  for (const span of spans) {
+    let scopes = resources.get(span.resource)
     if (scopes === undefined) {
       scopes = { byKey: new Map(), byObject: new Map() }
-      this.#resources.set(span.resource, scopes)
+      resources.set(span.resource, scopes)
     }
     // The SDK groups spans by their scope's name, version and schema URL. A tracer's spans share its scope object, so
     // the text of that key is made once per scope object and batch, not once per span (a new string to hash each time).
@@ -63,63 +43,43 @@ export class OtlpJsonBatch {
     if (group === undefined) {
       const key = `${scope.name}@${scope.version ?? ''}:${scope.schemaUrl ?? ''}`
       group = scopes.byKey.get(key)
-      if (group === undefined) scopes.byKey.set(key, group = { scope, bytes: Buffer.allocUnsafe(INITIAL_SCOPE_BYTES), used: 0 })
+      if (group === undefined) scopes.byKey.set(key, group = [])
       scopes.byObject.set(scope, group)
     }
-    ascii = true
-    const json = spanJson(span)
-    // ASCII is copied as it is (latin1), anything else is encoded as UTF-8 (at most three bytes a UTF-16 unit).
-    const encoding = ascii ? 'latin1' : 'utf8'
-    const needed = group.used + 1 + (ascii ? json.length : json.length * 3)
-    if (needed > group.bytes.length) {
-      const grown = Buffer.allocUnsafe(Math.max(needed, group.bytes.length * 2))
-      group.bytes.copy(grown, 0, 0, group.used)
-      group.bytes = grown
-    }
-    if (group.used > 0) group.bytes[group.used++] = COMMA
-    group.used += group.bytes.write(json, group.used, encoding)
-    this.length++
+    group.push(span)
   }
-
-  /** The resources whose attributes are still being detected, to wait for before `bytes`. */
-  pendingResources (): Array<Promise<void>> {
-    const pending: Array<Promise<void>> = []
-    for (const resource of this.#resources.keys()) {
-      if (resource.asyncAttributesPending === true && resource.waitForAsyncAttributes !== undefined) pending.push(resource.waitForAsyncAttributes())
-    }
-    return pending
-  }
-
-  /** The request's body: its spans' bytes between the resources' and scopes' text, in UTF-8 (ASCII is the same bytes). */
-  bytes (): Buffer {
-    const parts: Buffer[] = []
-    let out = '{"resourceSpans":['
-    let firstResource = true
-    for (const [resource, { byKey: scopes }] of this.#resources) {
-      if (!firstResource) out += ','
-      firstResource = false
-      out += '{"resource":{"attributes":' + attributesJson(resource.attributes) + ',"droppedAttributesCount":0'
-      const schemaUrl = resource.schemaUrl !== undefined && resource.schemaUrl !== '' ? resource.schemaUrl : undefined
-      if (schemaUrl !== undefined) out += ',"schemaUrl":' + str(schemaUrl)
-      out += '},"scopeSpans":['
-      let firstScope = true
-      for (const { scope, bytes, used } of scopes.values()) {
-        if (!firstScope) out += ','
-        firstScope = false
-        out += '{"scope":' + scopeJson(scope) + ',"spans":['
-        parts.push(Buffer.from(out, 'utf8'), bytes.subarray(0, used))
-        out = ']'
-        if (scope.schemaUrl !== undefined) out += ',"schemaUrl":' + str(scope.schemaUrl)
-        out += '}'
+  let out = '{"resourceSpans":['
+  let firstResource = true
+  for (const [resource, { byKey: scopes }] of resources) {
+    if (!firstResource) out += ','
+    firstResource = false
+    out += '{"resource":{"attributes":' + attributesJson(resource.attributes) + ',"droppedAttributesCount":0'
+    const schemaUrl = resource.schemaUrl !== undefined && resource.schemaUrl !== '' ? resource.schemaUrl : undefined
+    if (schemaUrl !== undefined) out += ',"schemaUrl":' + str(schemaUrl)
+    out += '},"scopeSpans":['
+    let firstScope = true
+    for (const group of scopes.values()) {
+      if (!firstScope) out += ','
+      firstScope = false
+      const scope = (group[0] as ReadableSpan).instrumentationScope
+      out += '{"scope":' + scopeJson(scope) + ',"spans":['
+      for (let i = 0; i < group.length; i++) {
+        if (i > 0) out += ','
+        out += spanJson(group[i] as ReadableSpan)
       }
       out += ']'
-      if (schemaUrl !== undefined) out += ',"schemaUrl":' + str(schemaUrl)
+      if (scope.schemaUrl !== undefined) out += ',"schemaUrl":' + str(scope.schemaUrl)
       out += '}'
     }
-    parts.push(Buffer.from(out + ']}', 'utf8'))
-    return Buffer.concat(parts)
+    out += ']'
+    if (schemaUrl !== undefined) out += ',"schemaUrl":' + str(schemaUrl)
+    out += '}'
   }
+  return out + ']}'
 }
+
+/** A resource's spans by scope, in the order the SDK writes them (by key), and found by the scope object. */
+interface ScopeGroups { byKey: Map<string, ReadableSpan[]>, byObject: Map<Scope, ReadableSpan[]> }
 
 function scopeJson (scope: Scope & { attributes?: Attributes, droppedAttributesCount?: number }): string {
   let out = '{"name":' + str(scope.name)
@@ -176,7 +136,7 @@ function linkJson (link: Link & { droppedAttributesCount?: number }): string {
     ',"flags":' + String(flags(link.context.traceFlags, link.context.isRemote)) + '}'
 }
 
-// Whether the span written so far is ASCII: then its bytes are its characters, and it needs no UTF-8 encoding.
+// Whether the request written so far is ASCII: then its bytes are its characters, and it needs no UTF-8 encoding.
 let ascii = true
 
 // Text that JSON.stringify would copy unchanged (printable ASCII, neither quote nor backslash) is quoted here: most of

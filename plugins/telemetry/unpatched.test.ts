@@ -2,7 +2,7 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { once } from 'node:events'
 import { correlateSampledLogLines } from './log-correlation.js'
-import { encodingAsSpansEnd, writeJsonDirectly } from './span-processors.js'
+import { writeJsonDirectly } from './span-processors.js'
 import { traceRedisCommands } from './redis-spans.js'
 import { UNPATCHED_WARNING_CODE } from './unpatched-warning.js'
 
@@ -34,13 +34,6 @@ test('an instrumentation version without the part the chassis replaces does not 
     assert.equal(w3.code, UNPATCHED_WARNING_CODE)
     assert.match(w3.message, /OTLP\/HTTP JSON exporter/)
     assert.deepEqual(processor._exporter._delegate._serializer, { elsewhere: true }, 'the SDK\'s serializer is kept')
-
-    const batching = { _exporter: { export: () => {}, shutdown: async () => {} }, _maxQueueSize: 2048 }
-    let kept: unknown
-    const w4 = await warned(() => { kept = encodingAsSpansEnd(batching as never) })
-    assert.equal(w4.code, UNPATCHED_WARNING_CODE)
-    assert.match(w4.message, /batch span processor/)
-    assert.equal(kept, batching, 'the SDK\'s batch processor is kept')
   } finally {
     if (saved.protocol === undefined) delete process.env.OTEL_EXPORTER_OTLP_PROTOCOL
     else process.env.OTEL_EXPORTER_OTLP_PROTOCOL = saved.protocol
