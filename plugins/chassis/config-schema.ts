@@ -24,7 +24,7 @@ export const chassisConfigFragment = {
     REQUEST_TIMEOUT_MS: { type: 'integer', default: 60000, minimum: 100, description: 'A request whose headers and body take longer than this many ms to arrive is answered 408 and its connection closed' },
     HEALTH_CHECK_TIMEOUT_MS: { type: 'integer', default: 2000, minimum: 1, description: 'Time budget of each dependency check in /health/ready' },
     SHUTDOWN_DELAY_MS: { type: 'integer', default: 0, minimum: 0, description: 'On SIGTERM, time readiness reports 503 before the server stops accepting' },
-    SHUTDOWN_TIMEOUT_MS: { type: 'integer', default: 10000, minimum: 100, description: 'Upper bound of a graceful shutdown; the process exits with code 1 past it' },
+    SHUTDOWN_TIMEOUT_MS: { type: 'integer', default: 10000, minimum: 100, description: 'Upper bound of a graceful shutdown; the process exits with code 1 past it. The last spans\' export is given up at 90% of it (a TRACES_NOT_EXPORTED_AT_SHUTDOWN warning)' },
     PRESSURE_MAX_EVENT_LOOP_DELAY_MS: { type: 'integer', default: 1000, minimum: 0, description: 'Shed load (503) above this event-loop delay; 0 disables' },
     PRESSURE_MAX_EVENT_LOOP_UTILIZATION: { type: 'number', default: 0, minimum: 0, maximum: 1, description: 'Shed load above this event-loop utilization; 0 disables' },
     PRESSURE_MAX_HEAP_USED_BYTES: { type: 'integer', default: 0, minimum: 0, description: 'Shed load above this heap size; 0 disables' },

@@ -14,18 +14,22 @@ export interface RunningService {
 
 /**
  * Listens, and shuts down in phases on SIGTERM or SIGINT: readiness turns 503 (for SHUTDOWN_DELAY_MS),
- * the server stops accepting and finishes in-flight requests, plugins close their pools and clients, and queued
- * spans are exported.
+ * the server stops accepting and finishes in-flight requests, plugins close their pools and clients, and the spans
+ * still queued or being exported are exported, until 90% of SHUTDOWN_TIMEOUT_MS has passed: a collector that does not
+ * answer costs those spans (said in a warning), not a clean exit.
  * The whole shutdown is bounded by SHUTDOWN_TIMEOUT_MS, after which the process exits with code 1.
  */
 export async function runService (app: FastifyInstance, config: ChassisConfig): Promise<RunningService> {
   let closing: Promise<void> | undefined
   const shutdown = (): Promise<void> => {
     closing ??= (async () => {
+      const flushDeadline = performance.now() + config.SHUTDOWN_TIMEOUT_MS * TRACE_FLUSH_SHARE
       app.health.markShuttingDown()
       if (config.SHUTDOWN_DELAY_MS > 0) await new Promise((resolve) => setTimeout(resolve, config.SHUTDOWN_DELAY_MS))
       await app.close()
-      await flushTraces()
+      const traces = await flushTraces(flushDeadline)
+      if (traces === 'late') app.log.warn({ code: 'TRACES_NOT_EXPORTED_AT_SHUTDOWN' }, 'spans not exported at shutdown: the trace collector did not take them before the deadline')
+      else if (traces === 'failed') app.log.warn({ code: 'TRACES_NOT_EXPORTED_AT_SHUTDOWN' }, 'spans not exported at shutdown: the trace collector refused them or could not be reached')
     })()
     return closing
   }
@@ -39,14 +43,28 @@ export async function runService (app: FastifyInstance, config: ChassisConfig): 
   return { app, url, shutdown }
 }
 
+// The share of SHUTDOWN_TIMEOUT_MS, from the shutdown's start, after which the spans not yet exported are given up.
+const TRACE_FLUSH_SHARE = 0.9
+
 /**
- * Exports the spans still queued (the last requests' among them): close-with-grace ends the process with
- * `process.exit`, which skips the 'beforeExit' on which the OpenTelemetry preload would shut the SDK down.
- * Through @opentelemetry/api only, so a service started without the preload flushes nothing and loads no SDK.
+ * Exports the spans still queued (the last requests' among them) and waits for the exports already sent, a retry
+ * after a 503 included, by shutting the tracer provider down: its `forceFlush` sends the queue but does not wait for
+ * an export in flight, and close-with-grace ends the process with `process.exit`, which would cut it, and skips the
+ * 'beforeExit' on which the OpenTelemetry preload would shut the SDK down. 'late' if `deadline` (a
+ * `performance.now()` time) came first, 'failed' if an export failed. Through @opentelemetry/api only, so a service
+ * started without the preload flushes nothing and loads no SDK.
  */
-async function flushTraces (): Promise<void> {
-  const provider = trace.getTracerProvider() as { getDelegate?: () => { forceFlush?: () => Promise<void> } }
-  await provider.getDelegate?.().forceFlush?.()
+async function flushTraces (deadline: number): Promise<'exported' | 'late' | 'failed'> {
+  const provider = trace.getTracerProvider() as { getDelegate?: () => { shutdown?: () => Promise<void> } }
+  const sdk = provider.getDelegate?.()
+  if (typeof sdk?.shutdown !== 'function') return 'exported'
+  let timer: NodeJS.Timeout | undefined
+  const late = new Promise<'late'>((resolve) => { timer = setTimeout(() => { resolve('late') }, Math.max(0, deadline - performance.now())) })
+  try {
+    return await Promise.race([sdk.shutdown().then(() => 'exported' as const, () => 'failed' as const), late])
+  } finally {
+    clearTimeout(timer)
+  }
 }
 
 /**

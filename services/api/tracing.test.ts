@@ -1,5 +1,6 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { SERVICE_HEADERS, TEST_SERVICE_KEY, createTestSchema, uniqueName } from '../../test/helpers/database.js'
 import { startOtlpReceiver, startTracedService, waitForSpans, type OtlpSpan } from '../../test/helpers/otlp.js'
 
@@ -56,6 +57,45 @@ test('spans still queued when the service is told to stop are exported before it
   const server = otlp.received.find((r) => r.span.kind === 2 && r.span.name === 'GET /api/v1/leads')
   assert.ok(server, `the request's server span was exported on shutdown: ${otlp.received.map((r) => r.span.name).join(', ')}`)
   assert.ok(otlp.received.some((r) => r.scope === 'lead-chassis/db-pool' && r.span.traceId === server.span.traceId))
+})
+
+test('a span export the collector answered 503 just before the service was told to stop is retried before it exits (the shutdown\'s flush did not wait for it)', { timeout: 60000 }, async (t) => {
+  const db = await createTestSchema()
+  t.after(() => db.drop())
+  // The first export holding the request's span is refused, as a collector under load does: the exporter retries it
+  // about a second later.
+  let refused = false
+  const otlp = await startOtlpReceiver(t, { answer: (_, body) => !refused && body.includes('GET /api/v1/leads') ? (refused = true, 503) : 200 })
+  const api = await startTracedService(t, 'api', 'dist/services/api/main.js', otlp.url, {
+    DATABASE_URL: db.url, DB_SCHEMA: db.schema, SERVICE_API_KEY: TEST_SERVICE_KEY, OTEL_BSP_SCHEDULE_DELAY: '50', SHUTDOWN_DELAY_MS: '0'
+  })
+  const res = await fetch(`${api.url}/api/v1/leads?limit=1`, { headers: SERVICE_HEADERS })
+  assert.equal(res.status, 200, api.stderr())
+  for (let i = 0; i < 200 && !refused; i++) await sleep(25)
+  assert.ok(refused, 'the export was sent and refused')
+  assert.equal(await api.stop(), 0, api.stderr())
+  assert.ok(otlp.received.some((r) => r.span.kind === 2 && r.span.name === 'GET /api/v1/leads'), `the request's server span was exported by the retry: ${otlp.received.map((r) => r.span.name).join(', ')}`)
+  assert.doesNotMatch(api.stdout(), /spans not exported/)
+})
+
+test('a trace collector that never answers holds the shutdown only until 90% of SHUTDOWN_TIMEOUT_MS: the service exits cleanly and says the spans were not exported', { timeout: 60000 }, async (t) => {
+  const db = await createTestSchema()
+  t.after(() => db.drop())
+  const otlp = await startOtlpReceiver(t, { answer: () => 'hang' })
+  // The span waits in the queue (a schedule far longer than the test) for the shutdown's flush, which the collector
+  // never answers; its own timeout (10 s by default) is longer than the shutdown's.
+  const api = await startTracedService(t, 'api', 'dist/services/api/main.js', otlp.url, {
+    DATABASE_URL: db.url, DB_SCHEMA: db.schema, SERVICE_API_KEY: TEST_SERVICE_KEY, OTEL_BSP_SCHEDULE_DELAY: '600000', SHUTDOWN_DELAY_MS: '0', SHUTDOWN_TIMEOUT_MS: '3000', LOG_LEVEL: 'info'
+  })
+  const res = await fetch(`${api.url}/api/v1/leads?limit=1`, { headers: SERVICE_HEADERS })
+  assert.equal(res.status, 200, api.stderr())
+  const started = performance.now()
+  assert.equal(await api.stop(), 0, `a clean exit, not the forced one past SHUTDOWN_TIMEOUT_MS: ${api.stdout()}`)
+  const took = performance.now() - started
+  assert.ok(took >= 2500 && took < 3000, `exited after ${took.toFixed(0)} ms, at 90% of the 3000 ms`)
+  assert.ok(otlp.contentTypes.length >= 1, 'the flush did send the export')
+  assert.match(api.stdout(), /spans not exported at shutdown: the trace collector did not take them before the deadline/)
+  assert.match(api.stdout(), /shut down cleanly/)
 })
 
 test('with OTEL_PG_INSTRUMENTATION=true the pg instrumentation makes the query spans, and the seam makes none', { timeout: 60000 }, async (t) => {

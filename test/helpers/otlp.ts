@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process'
 import { once } from 'node:events'
-import { createServer } from 'node:http'
+import { createServer, type ServerResponse } from 'node:http'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { projectRoot } from '../../services/platform/paths.js'
@@ -18,12 +18,16 @@ export interface OtlpExport { path: string, contentType: string, body: Buffer }
 /**
  * A small OTLP/HTTP receiver (JSON encoding, the services' default, so a test can read what arrives), closed after
  * the test. `contentTypes` lists the content type of every trace export; bodies in another encoding are not read.
- * `exports` keeps every body received, on any path, as sent.
+ * `exports` keeps every body received, on any path, as sent. `answer` gives the status for the nth trace export
+ * (from 1) and its body, or 'hang' for none ever: the spans of an export not answered 200 are not in `received`, as a collector
+ * that refused them did not take them.
  */
-export async function startOtlpReceiver (t: After): Promise<{ url: string, received: ReceivedSpan[], contentTypes: string[], exports: OtlpExport[] }> {
+export async function startOtlpReceiver (t: After, options: { answer?: (traceExport: number, body: string) => number | 'hang' } = {}): Promise<{ url: string, received: ReceivedSpan[], contentTypes: string[], exports: OtlpExport[] }> {
   const received: ReceivedSpan[] = []
   const contentTypes: string[] = []
   const exports: OtlpExport[] = []
+  const hanging: ServerResponse[] = []
+  let traceExports = 0
   const receiver = createServer((req, res) => {
     const chunks: Buffer[] = []
     req.on('data', (c: Buffer) => { chunks.push(c) })
@@ -32,20 +36,28 @@ export async function startOtlpReceiver (t: After): Promise<{ url: string, recei
       exports.push({ path: req.url ?? '', contentType: req.headers['content-type'] ?? '', body: raw })
       const body = raw.toString()
       const json = req.headers['content-type']?.startsWith('application/json') === true
+      const status = req.url === '/v1/traces' ? (options.answer?.(++traceExports, body) ?? 200) : 200
       if (req.url === '/v1/traces') contentTypes.push(req.headers['content-type'] ?? '')
-      if (req.url === '/v1/traces' && json) {
+      if (status === 'hang') {
+        hanging.push(res)
+        return
+      }
+      if (req.url === '/v1/traces' && json && status === 200) {
         for (const rs of (JSON.parse(body) as OtlpBody).resourceSpans) {
           const resource = Object.fromEntries(rs.resource.attributes.map((a) => [a.key, String(a.value.stringValue ?? '')]))
           const service = resource['service.name'] ?? ''
           for (const ss of rs.scopeSpans) for (const span of ss.spans) received.push({ service, scope: ss.scope.name, span, resource })
         }
       }
-      res.writeHead(200, { 'content-type': 'application/json' }).end('{}')
+      res.writeHead(status, { 'content-type': 'application/json' }).end('{}')
     })
   })
   const port = await freePort()
   receiver.listen(port, '127.0.0.1')
-  t.after(() => { receiver.close() })
+  t.after(() => {
+    for (const res of hanging) res.destroy()
+    receiver.close()
+  })
   return { url: `http://127.0.0.1:${port}`, received, contentTypes, exports }
 }
 
