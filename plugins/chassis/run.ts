@@ -28,7 +28,8 @@ export async function runService (app: FastifyInstance, config: ChassisConfig): 
       if (config.SHUTDOWN_DELAY_MS > 0) await new Promise((resolve) => setTimeout(resolve, config.SHUTDOWN_DELAY_MS))
       await app.close()
       const traces = await flushTraces(flushDeadline)
-      if (traces === 'late') app.log.warn({ code: 'TRACES_NOT_EXPORTED_AT_SHUTDOWN' }, 'spans not exported at shutdown: the trace collector did not take them before the deadline')
+      if (traces === 'no time') app.log.warn({ code: 'TRACES_NOT_EXPORTED_AT_SHUTDOWN' }, 'spans not exported at shutdown: SHUTDOWN_DELAY_MS and the requests in flight took the time left for them (90% of SHUTDOWN_TIMEOUT_MS)')
+      else if (traces === 'late') app.log.warn({ code: 'TRACES_NOT_EXPORTED_AT_SHUTDOWN' }, 'spans not exported at shutdown: the trace collector did not take them before the deadline')
       else if (traces === 'failed') app.log.warn({ code: 'TRACES_NOT_EXPORTED_AT_SHUTDOWN' }, 'spans not exported at shutdown: the trace collector refused them or could not be reached')
     })()
     return closing
@@ -51,13 +52,15 @@ const TRACE_FLUSH_SHARE = 0.9
  * after a 503 included, by shutting the tracer provider down: its `forceFlush` sends the queue but does not wait for
  * an export in flight, and close-with-grace ends the process with `process.exit`, which would cut it, and skips the
  * 'beforeExit' on which the OpenTelemetry preload would shut the SDK down. 'late' if `deadline` (a
- * `performance.now()` time) came first, 'failed' if an export failed. Through @opentelemetry/api only, so a service
- * started without the preload flushes nothing and loads no SDK.
+ * `performance.now()` time) came first, 'no time' if it had passed before the flush could start, 'failed' if an export
+ * failed. Through @opentelemetry/api only, so a service started without the preload flushes nothing and loads no SDK.
  */
-async function flushTraces (deadline: number): Promise<'exported' | 'late' | 'failed'> {
+async function flushTraces (deadline: number): Promise<'exported' | 'late' | 'failed' | 'no time'> {
   const provider = trace.getTracerProvider() as { getDelegate?: () => { shutdown?: () => Promise<void> } }
   const sdk = provider.getDelegate?.()
   if (typeof sdk?.shutdown !== 'function') return 'exported'
+  // The collector was never asked in time: a warning that blamed it would send the operator to the wrong place.
+  if (deadline <= performance.now()) return 'no time'
   let timer: NodeJS.Timeout | undefined
   const late = new Promise<'late'>((resolve) => { timer = setTimeout(() => { resolve('late') }, Math.max(0, deadline - performance.now())) })
   try {
