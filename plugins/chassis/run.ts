@@ -56,7 +56,7 @@ const TRACE_FLUSH_SHARE = 0.9
  * failed. Through @opentelemetry/api only, so a service started without the preload flushes nothing and loads no SDK.
  */
 async function flushTraces (deadline: number): Promise<'exported' | 'late' | 'failed' | 'no time'> {
-  const provider = trace.getTracerProvider() as { getDelegate?: () => { shutdown?: () => Promise<void> } }
+  const provider = trace.getTracerProvider() as { getDelegate?: () => { forceFlush?: () => Promise<void>, shutdown?: () => Promise<void> } }
   const sdk = provider.getDelegate?.()
   if (typeof sdk?.shutdown !== 'function') return 'exported'
   // The collector was never asked in time: a warning that blamed it would send the operator to the wrong place.
@@ -64,7 +64,11 @@ async function flushTraces (deadline: number): Promise<'exported' | 'late' | 'fa
   let timer: NodeJS.Timeout | undefined
   const late = new Promise<'late'>((resolve) => { timer = setTimeout(() => { resolve('late') }, Math.max(0, deadline - performance.now())) })
   try {
-    return await Promise.race([sdk.shutdown().then(() => 'exported' as const, () => 'failed' as const), late])
+    // The queue is sent by a flush of its own first: a batch refused there would otherwise end the shutdown at once,
+    // before the exports already in flight (a retry after a 503) are waited for.
+    const flushed = sdk.forceFlush === undefined ? Promise.resolve(true) : sdk.forceFlush().then(() => true, () => false)
+    const exported = flushed.then(async (sent) => { await sdk.shutdown?.(); return sent ? 'exported' as const : 'failed' as const }).catch(() => 'failed' as const)
+    return await Promise.race([exported, late])
   } finally {
     clearTimeout(timer)
   }

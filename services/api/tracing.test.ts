@@ -78,6 +78,29 @@ test('a span export the collector answered 503 just before the service was told 
   assert.doesNotMatch(api.stdout(), /spans not exported/)
 })
 
+test('a span export retried after a 503 is still waited for when another batch is refused at shutdown (the refusal cut the retry short)', { timeout: 60000 }, async (t) => {
+  const db = await createTestSchema()
+  t.after(() => db.drop())
+  // The request's export is refused with 503 and retried about a second later; any other export after it is refused
+  // for good (400), as a collector does with a batch it cannot read.
+  let refused = false
+  const otlp = await startOtlpReceiver(t, {
+    answer: (_, body) => body.includes('GET /api/v1/leads') ? (refused ? 200 : (refused = true, 503)) : (refused ? 400 : 200)
+  })
+  const api = await startTracedService(t, 'api', 'dist/services/api/main.js', otlp.url, {
+    DATABASE_URL: db.url, DB_SCHEMA: db.schema, SERVICE_API_KEY: TEST_SERVICE_KEY, OTEL_BSP_SCHEDULE_DELAY: '50', SHUTDOWN_DELAY_MS: '0', LOG_LEVEL: 'info'
+  })
+  const res = await fetch(`${api.url}/api/v1/leads?limit=1`, { headers: SERVICE_HEADERS })
+  assert.equal(res.status, 200, api.stderr())
+  for (let i = 0; i < 200 && !refused; i++) await sleep(25)
+  assert.ok(refused, 'the export was sent and refused')
+  // Its span waits in the queue behind the export being retried, for the shutdown's flush, which the collector refuses.
+  assert.equal((await fetch(`${api.url}/health/live`)).status, 200)
+  assert.equal(await api.stop(), 0, api.stderr())
+  assert.ok(otlp.received.some((r) => r.span.kind === 2 && r.span.name === 'GET /api/v1/leads'), `the request's server span was exported by the retry: ${otlp.received.map((r) => r.span.name).join(', ')}`)
+  assert.match(api.stdout(), /spans not exported at shutdown: the trace collector refused them/)
+})
+
 test('a trace collector that never answers holds the shutdown only until 90% of SHUTDOWN_TIMEOUT_MS: the service exits cleanly and says the spans were not exported', { timeout: 60000 }, async (t) => {
   const db = await createTestSchema()
   t.after(() => db.drop())
