@@ -28,9 +28,7 @@ export async function runService (app: FastifyInstance, config: ChassisConfig): 
       if (config.SHUTDOWN_DELAY_MS > 0) await new Promise((resolve) => setTimeout(resolve, config.SHUTDOWN_DELAY_MS))
       await app.close()
       const traces = await flushTraces(flushDeadline)
-      if (traces === 'no time') app.log.warn({ code: 'TRACES_NOT_EXPORTED_AT_SHUTDOWN' }, 'spans not exported at shutdown: SHUTDOWN_DELAY_MS and the requests in flight took the time left for them (90% of SHUTDOWN_TIMEOUT_MS)')
-      else if (traces === 'late') app.log.warn({ code: 'TRACES_NOT_EXPORTED_AT_SHUTDOWN' }, 'spans not exported at shutdown: the trace collector did not take them before the deadline')
-      else if (traces === 'failed') app.log.warn({ code: 'TRACES_NOT_EXPORTED_AT_SHUTDOWN' }, 'spans not exported at shutdown: the trace collector refused them or could not be reached')
+      if (traces !== 'exported') app.log.warn({ code: 'TRACES_NOT_EXPORTED_AT_SHUTDOWN' }, `spans not exported at shutdown: ${NOT_EXPORTED[traces]}`)
     })()
     return closing
   }
@@ -47,27 +45,39 @@ export async function runService (app: FastifyInstance, config: ChassisConfig): 
 // The share of SHUTDOWN_TIMEOUT_MS, from the shutdown's start, after which the spans not yet exported are given up.
 const TRACE_FLUSH_SHARE = 0.9
 
+type TraceFlush = 'exported' | 'late' | 'failed' | 'no time'
+
+/** Why the last spans were not exported, as the shutdown's warning says it. */
+const NOT_EXPORTED: Record<Exclude<TraceFlush, 'exported'>, string> = {
+  'no time': 'SHUTDOWN_DELAY_MS and the requests in flight took the time left for them (90% of SHUTDOWN_TIMEOUT_MS)',
+  late: 'the trace collector did not take them before the deadline',
+  failed: 'the trace collector refused them or could not be reached'
+}
+
 /**
- * Exports the spans still queued (the last requests' among them) and waits for the exports already sent, a retry
- * after a 503 included, by shutting the tracer provider down: its `forceFlush` sends the queue but does not wait for
- * an export in flight, and close-with-grace ends the process with `process.exit`, which would cut it, and skips the
- * 'beforeExit' on which the OpenTelemetry preload would shut the SDK down. 'late' if `deadline` (a
- * `performance.now()` time) came first, 'no time' if it had passed before the flush could start, 'failed' if an export
- * failed. Through @opentelemetry/api only, so a service started without the preload flushes nothing and loads no SDK.
+ * Exports the spans still queued (the last requests' among them) with a flush, then shuts the tracer provider down,
+ * which waits for the exports already sent, a retry after a 503 included: a flush alone does not, and close-with-grace
+ * ends the process with `process.exit`, which would cut them, and skips the 'beforeExit' on which the OpenTelemetry
+ * preload would shut the SDK down. 'late' if `deadline` (a `performance.now()` time) came first, 'no time' if it had
+ * passed before the flush could start, 'failed' if an export failed. Through @opentelemetry/api only, so a service
+ * started without the preload flushes nothing and loads no SDK.
  */
-async function flushTraces (deadline: number): Promise<'exported' | 'late' | 'failed' | 'no time'> {
+async function flushTraces (deadline: number): Promise<TraceFlush> {
   const provider = trace.getTracerProvider() as { getDelegate?: () => { forceFlush?: () => Promise<void>, shutdown?: () => Promise<void> } }
   const sdk = provider.getDelegate?.()
   if (typeof sdk?.shutdown !== 'function') return 'exported'
+  const shutdown = sdk.shutdown.bind(sdk)
   // The collector was never asked in time: a warning that blamed it would send the operator to the wrong place.
   if (deadline <= performance.now()) return 'no time'
   let timer: NodeJS.Timeout | undefined
   const late = new Promise<'late'>((resolve) => { timer = setTimeout(() => { resolve('late') }, Math.max(0, deadline - performance.now())) })
   try {
     // The queue is sent by a flush of its own first: a batch refused there would otherwise end the shutdown at once,
-    // before the exports already in flight (a retry after a 503) are waited for.
-    const flushed = sdk.forceFlush === undefined ? Promise.resolve(true) : sdk.forceFlush().then(() => true, () => false)
-    const exported = flushed.then(async (sent) => { await sdk.shutdown?.(); return sent ? 'exported' as const : 'failed' as const }).catch(() => 'failed' as const)
+    // before the exports already in flight (a retry after a 503) are waited for. Both race the deadline.
+    const exported = (async (): Promise<TraceFlush> => {
+      const sent = await (sdk.forceFlush?.() ?? Promise.resolve()).then(() => true, () => false)
+      return await shutdown().then(() => sent ? 'exported' : 'failed', () => 'failed')
+    })()
     return await Promise.race([exported, late])
   } finally {
     clearTimeout(timer)

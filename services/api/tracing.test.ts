@@ -1,4 +1,4 @@
-import { test } from 'node:test'
+import { test, type TestContext } from 'node:test'
 import assert from 'node:assert/strict'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { SERVICE_HEADERS, TEST_SERVICE_KEY, createTestSchema, uniqueName } from '../../test/helpers/database.js'
@@ -42,16 +42,20 @@ test('started as production starts it, the api exports one trace per request ove
   assert.equal(trace.filter((r) => r.span.kind === 2).length, 1, 'one server span: no duplicate')
 })
 
-test('spans still queued when the service is told to stop are exported before it exits', { timeout: 60000 }, async (t) => {
+/** The api started as production starts it, on a schema of its own, exporting to `otlpUrl`, once it answered a list. */
+async function tracedApiAfterAList (t: TestContext, otlpUrl: string, env: Record<string, string>): ReturnType<typeof startTracedService> {
   const db = await createTestSchema()
   t.after(() => db.drop())
-  const otlp = await startOtlpReceiver(t)
-  // A schedule far longer than the test: only the shutdown's flush can deliver the span.
-  const api = await startTracedService(t, 'api', 'dist/services/api/main.js', otlp.url, {
-    DATABASE_URL: db.url, DB_SCHEMA: db.schema, SERVICE_API_KEY: TEST_SERVICE_KEY, OTEL_BSP_SCHEDULE_DELAY: '600000', SHUTDOWN_DELAY_MS: '0'
-  })
+  const api = await startTracedService(t, 'api', 'dist/services/api/main.js', otlpUrl, { DATABASE_URL: db.url, DB_SCHEMA: db.schema, SERVICE_API_KEY: TEST_SERVICE_KEY, ...env })
   const res = await fetch(`${api.url}/api/v1/leads?limit=1`, { headers: SERVICE_HEADERS })
   assert.equal(res.status, 200, api.stderr())
+  return api
+}
+
+test('spans still queued when the service is told to stop are exported before it exits', { timeout: 60000 }, async (t) => {
+  const otlp = await startOtlpReceiver(t)
+  // A schedule far longer than the test: only the shutdown's flush can deliver the span.
+  const api = await tracedApiAfterAList(t, otlp.url, { OTEL_BSP_SCHEDULE_DELAY: '600000', SHUTDOWN_DELAY_MS: '0' })
   assert.equal(otlp.received.length, 0, 'nothing exported before the shutdown')
   assert.equal(await api.stop(), 0, api.stderr())
   const server = otlp.received.find((r) => r.span.kind === 2 && r.span.name === 'GET /api/v1/leads')
@@ -60,17 +64,11 @@ test('spans still queued when the service is told to stop are exported before it
 })
 
 test('a span export the collector answered 503 just before the service was told to stop is retried before it exits (the shutdown\'s flush did not wait for it)', { timeout: 60000 }, async (t) => {
-  const db = await createTestSchema()
-  t.after(() => db.drop())
   // The first export holding the request's span is refused, as a collector under load does: the exporter retries it
   // about a second later.
   let refused = false
   const otlp = await startOtlpReceiver(t, { answer: (_, body) => !refused && body.includes('GET /api/v1/leads') ? (refused = true, 503) : 200 })
-  const api = await startTracedService(t, 'api', 'dist/services/api/main.js', otlp.url, {
-    DATABASE_URL: db.url, DB_SCHEMA: db.schema, SERVICE_API_KEY: TEST_SERVICE_KEY, OTEL_BSP_SCHEDULE_DELAY: '50', SHUTDOWN_DELAY_MS: '0'
-  })
-  const res = await fetch(`${api.url}/api/v1/leads?limit=1`, { headers: SERVICE_HEADERS })
-  assert.equal(res.status, 200, api.stderr())
+  const api = await tracedApiAfterAList(t, otlp.url, { OTEL_BSP_SCHEDULE_DELAY: '50', SHUTDOWN_DELAY_MS: '0' })
   for (let i = 0; i < 200 && !refused; i++) await sleep(25)
   assert.ok(refused, 'the export was sent and refused')
   assert.equal(await api.stop(), 0, api.stderr())
@@ -79,19 +77,13 @@ test('a span export the collector answered 503 just before the service was told 
 })
 
 test('a span export retried after a 503 is still waited for when another batch is refused at shutdown (the refusal cut the retry short)', { timeout: 60000 }, async (t) => {
-  const db = await createTestSchema()
-  t.after(() => db.drop())
   // The request's export is refused with 503 and retried about a second later; any other export after it is refused
   // for good (400), as a collector does with a batch it cannot read.
   let refused = false
   const otlp = await startOtlpReceiver(t, {
     answer: (_, body) => body.includes('GET /api/v1/leads') ? (refused ? 200 : (refused = true, 503)) : (refused ? 400 : 200)
   })
-  const api = await startTracedService(t, 'api', 'dist/services/api/main.js', otlp.url, {
-    DATABASE_URL: db.url, DB_SCHEMA: db.schema, SERVICE_API_KEY: TEST_SERVICE_KEY, OTEL_BSP_SCHEDULE_DELAY: '50', SHUTDOWN_DELAY_MS: '0', LOG_LEVEL: 'info'
-  })
-  const res = await fetch(`${api.url}/api/v1/leads?limit=1`, { headers: SERVICE_HEADERS })
-  assert.equal(res.status, 200, api.stderr())
+  const api = await tracedApiAfterAList(t, otlp.url, { OTEL_BSP_SCHEDULE_DELAY: '50', SHUTDOWN_DELAY_MS: '0', LOG_LEVEL: 'info' })
   for (let i = 0; i < 200 && !refused; i++) await sleep(25)
   assert.ok(refused, 'the export was sent and refused')
   // Its span waits in the queue behind the export being retried, for the shutdown's flush, which the collector refuses.
@@ -102,16 +94,10 @@ test('a span export retried after a 503 is still waited for when another batch i
 })
 
 test('a trace collector that never answers holds the shutdown only until 90% of SHUTDOWN_TIMEOUT_MS: the service exits cleanly and says the spans were not exported', { timeout: 60000 }, async (t) => {
-  const db = await createTestSchema()
-  t.after(() => db.drop())
   const otlp = await startOtlpReceiver(t, { answer: () => 'hang' })
   // The span waits in the queue (a schedule far longer than the test) for the shutdown's flush, which the collector
   // never answers; its own timeout (10 s by default) is longer than the shutdown's.
-  const api = await startTracedService(t, 'api', 'dist/services/api/main.js', otlp.url, {
-    DATABASE_URL: db.url, DB_SCHEMA: db.schema, SERVICE_API_KEY: TEST_SERVICE_KEY, OTEL_BSP_SCHEDULE_DELAY: '600000', SHUTDOWN_DELAY_MS: '0', SHUTDOWN_TIMEOUT_MS: '5000', LOG_LEVEL: 'info'
-  })
-  const res = await fetch(`${api.url}/api/v1/leads?limit=1`, { headers: SERVICE_HEADERS })
-  assert.equal(res.status, 200, api.stderr())
+  const api = await tracedApiAfterAList(t, otlp.url, { OTEL_BSP_SCHEDULE_DELAY: '600000', SHUTDOWN_DELAY_MS: '0', SHUTDOWN_TIMEOUT_MS: '5000', LOG_LEVEL: 'info' })
   const started = performance.now()
   assert.equal(await api.stop(), 0, `a clean exit, not the forced one past SHUTDOWN_TIMEOUT_MS: ${api.stdout()}`)
   const took = performance.now() - started
@@ -123,16 +109,10 @@ test('a trace collector that never answers holds the shutdown only until 90% of 
 })
 
 test('a shutdown whose SHUTDOWN_DELAY_MS took the spans\' share of SHUTDOWN_TIMEOUT_MS says so, not that the trace collector did not take them (it was never asked in time)', { timeout: 60000 }, async (t) => {
-  const db = await createTestSchema()
-  t.after(() => db.drop())
   // A collector that answers at once: the spans are lost to the time, which the warning must say, not to it. The delay
   // ends 100 ms past the spans' 90% (4500 ms) and leaves the server 400 ms to close on a busy machine.
   const otlp = await startOtlpReceiver(t)
-  const api = await startTracedService(t, 'api', 'dist/services/api/main.js', otlp.url, {
-    DATABASE_URL: db.url, DB_SCHEMA: db.schema, SERVICE_API_KEY: TEST_SERVICE_KEY, OTEL_BSP_SCHEDULE_DELAY: '600000', SHUTDOWN_DELAY_MS: '4600', SHUTDOWN_TIMEOUT_MS: '5000', LOG_LEVEL: 'info'
-  })
-  const res = await fetch(`${api.url}/api/v1/leads?limit=1`, { headers: SERVICE_HEADERS })
-  assert.equal(res.status, 200, api.stderr())
+  const api = await tracedApiAfterAList(t, otlp.url, { OTEL_BSP_SCHEDULE_DELAY: '600000', SHUTDOWN_DELAY_MS: '4600', SHUTDOWN_TIMEOUT_MS: '5000', LOG_LEVEL: 'info' })
   assert.equal(await api.stop(), 0, api.stdout())
   assert.match(api.stdout(), /"code":"TRACES_NOT_EXPORTED_AT_SHUTDOWN"[^\n]*SHUTDOWN_DELAY_MS/)
   assert.doesNotMatch(api.stdout(), /the trace collector/)
