@@ -23,7 +23,8 @@ export const chassisConfigFragment = {
     BODY_LIMIT_BYTES: { type: 'integer', default: 1048576, minimum: 1024, description: 'Largest request body accepted; larger bodies get 413' },
     REQUEST_TIMEOUT_MS: { type: 'integer', default: 60000, minimum: 100, description: 'A request whose headers and body take longer than this many ms to arrive is answered 408 and its connection closed' },
     HEALTH_CHECK_TIMEOUT_MS: { type: 'integer', default: 2000, minimum: 1, description: 'Time budget of each dependency check in /health/ready' },
-    SHUTDOWN_DELAY_MS: { type: 'integer', default: 0, minimum: 0, description: 'On SIGTERM, time readiness reports 503 before the server stops accepting' },
+    // Part of SHUTDOWN_TIMEOUT_MS, not added to it: a delay as long would leave the shutdown nothing but the forced exit.
+    SHUTDOWN_DELAY_MS: { type: 'integer', default: 0, minimum: 0, lessThan: 'SHUTDOWN_TIMEOUT_MS', description: 'On SIGTERM, time readiness reports 503 before the server stops accepting; part of SHUTDOWN_TIMEOUT_MS, so it must be less' },
     SHUTDOWN_TIMEOUT_MS: { type: 'integer', default: 10000, minimum: 100, description: 'Upper bound of a graceful shutdown; the process exits with code 1 past it. The last spans\' export is given up at 90% of it (a TRACES_NOT_EXPORTED_AT_SHUTDOWN warning)' },
     PRESSURE_MAX_EVENT_LOOP_DELAY_MS: { type: 'integer', default: 1000, minimum: 0, description: 'Shed load (503) above this event-loop delay; 0 disables' },
     PRESSURE_MAX_EVENT_LOOP_UTILIZATION: { type: 'number', default: 0, minimum: 0, maximum: 1, description: 'Shed load above this event-loop utilization; 0 disables' },

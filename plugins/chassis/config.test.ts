@@ -35,6 +35,18 @@ test('a minimum above the maximum is named with both values', () => {
   assert.throws(() => load({ DATABASE_URL: URL_OK, DB_POOL_MIN: '30', DB_POOL_MAX: '10' }), /DB_POOL_MIN must not exceed DB_POOL_MAX \(30 > 10\)/)
 })
 
+test('a SHUTDOWN_DELAY_MS not below SHUTDOWN_TIMEOUT_MS, which would leave a shutdown no time but the forced exit, is refused naming both', () => {
+  const refused: Array<Record<string, string>> = [{ SHUTDOWN_DELAY_MS: '30000', SHUTDOWN_TIMEOUT_MS: '500' }, { SHUTDOWN_DELAY_MS: '500', SHUTDOWN_TIMEOUT_MS: '500' }, { SHUTDOWN_DELAY_MS: '10000' }]
+  for (const env of refused) {
+    assert.throws(() => load({ DATABASE_URL: URL_OK, ...env }), (e: Error & { code: string }) => {
+      assert.equal(e.code, 'CHASSIS_CONFIG_INVALID')
+      assert.match(e.message, /SHUTDOWN_DELAY_MS must be less than SHUTDOWN_TIMEOUT_MS \(\d+ >= \d+\)/)
+      return true
+    }, JSON.stringify(env))
+  }
+  assert.equal(load({ DATABASE_URL: URL_OK, SHUTDOWN_DELAY_MS: '499', SHUTDOWN_TIMEOUT_MS: '500' }).SHUTDOWN_DELAY_MS, 499)
+})
+
 test('an unparsable DATABASE_URL is named without echoing it', () => {
   assert.throws(() => load({ DATABASE_URL: 'postgres//user:hunter2@nowhere' }), (e: Error) => {
     assert.match(e.message, /DATABASE_URL must be a postgres:\/\/ or postgresql:\/\/ URL/)

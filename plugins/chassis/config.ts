@@ -18,6 +18,8 @@ export interface ConfigProperty {
   format?: 'postgres-url' | 'redis-url'
   /** Name of another integer variable this one must not exceed. */
   maxOf?: string
+  /** Name of another integer variable this one must stay below. */
+  lessThan?: string
   /** A regular expression the value must match, with the message shown when it does not. */
   pattern?: string
   patternMessage?: string
@@ -76,16 +78,22 @@ function createAjv (): Ajv {
   const ajv = new Ajv({ verbose: true, allErrors: true, removeAdditional: true, useDefaults: true, coerceTypes: true, allowUnionTypes: true })
   ajv.addFormat('postgres-url', isUrlWithProtocol(['postgres:', 'postgresql:']))
   ajv.addFormat('redis-url', isUrlWithProtocol(['redis:', 'rediss:']))
-  const maxOf: SchemaValidateFunction = (schema: string, data: unknown, _parent?: AnySchemaObject, ctx?) => {
-    const other = Number((ctx?.rootData as Record<string, unknown> | undefined)?.[schema])
-    // The other variable reports its own problem when it is not a number.
-    if (!Number.isFinite(other) || typeof data !== 'number' || data <= other) return true
-    maxOf.errors = [{ keyword: 'maxOf', message: `must not exceed ${schema} (${data} > ${other})`, params: {} }]
-    return false
-  }
-  ajv.addKeyword({ keyword: 'maxOf', type: 'number', errors: true, validate: maxOf })
+  addComparison(ajv, 'maxOf', (value, other) => value <= other, 'must not exceed', '>')
+  addComparison(ajv, 'lessThan', (value, other) => value < other, 'must be less than', '>=')
   ajv.addKeyword({ keyword: 'patternMessage' })
   return ajv
+}
+
+/** A keyword naming another variable a number is compared with: `holds` when the pair is fine. */
+function addComparison (ajv: Ajv, keyword: string, holds: (value: number, other: number) => boolean, rule: string, sign: string): void {
+  const validate: SchemaValidateFunction = (schema: string, data: unknown, _parent?: AnySchemaObject, ctx?) => {
+    const other = Number((ctx?.rootData as Record<string, unknown> | undefined)?.[schema])
+    // The other variable reports its own problem when it is not a number.
+    if (!Number.isFinite(other) || typeof data !== 'number' || holds(data, other)) return true
+    validate.errors = [{ keyword, message: `${rule} ${schema} (${data} ${sign} ${other})`, params: {} }]
+    return false
+  }
+  ajv.addKeyword({ keyword, type: 'number', errors: true, validate })
 }
 
 function describe (error: ErrorObject): string {
