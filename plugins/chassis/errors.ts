@@ -5,6 +5,8 @@ import createError from '@fastify/error'
  */
 export const ChassisErrors = {
   CHASSIS_CONFIG_INVALID: createError<'CHASSIS_CONFIG_INVALID', [string]>('CHASSIS_CONFIG_INVALID', 'Invalid configuration: %s'),
+  CHASSIS_SHUTDOWN_FAILED: createError<'CHASSIS_SHUTDOWN_FAILED', [{ cause: unknown }]>(
+    'CHASSIS_SHUTDOWN_FAILED', 'A plugin failed to close at shutdown'),
   CHASSIS_DUPLICATE_HEALTH_CHECK: createError<'CHASSIS_DUPLICATE_HEALTH_CHECK', 500, [string]>(
     'CHASSIS_DUPLICATE_HEALTH_CHECK', 'Health check "%s" is already registered', 500),
   CHASSIS_PLUGIN_ORDER: createError<'CHASSIS_PLUGIN_ORDER', 500, [string, string, string, string]>(

@@ -2,13 +2,17 @@ import { trace } from '@opentelemetry/api'
 import closeWithGrace from 'close-with-grace'
 import type { FastifyInstance } from 'fastify'
 import type { ChassisConfig } from './config-schema.js'
+import { ChassisErrors } from './errors.js'
 import { redactConfig } from './redact.js'
 
 export interface RunningService {
   app: FastifyInstance
   /** The address the service listens on. */
   url: string
-  /** Runs the same phased shutdown a signal does. */
+  /**
+   * Runs the same phased shutdown a signal does; rejects with CHASSIS_SHUTDOWN_FAILED (caused by the plugin's error)
+   * when a plugin fails to close.
+   */
   shutdown: () => Promise<void>
 }
 
@@ -16,8 +20,9 @@ export interface RunningService {
  * Listens, and shuts down in phases on SIGTERM or SIGINT: readiness turns 503 (for SHUTDOWN_DELAY_MS),
  * the server stops accepting and finishes in-flight requests, plugins close their pools and clients, and the spans
  * still queued or being exported are exported, until 90% of SHUTDOWN_TIMEOUT_MS has passed: a collector that does not
- * answer costs those spans (said in a warning), not a clean exit.
- * The whole shutdown is bounded by SHUTDOWN_TIMEOUT_MS, after which the process exits with code 1.
+ * answer costs those spans (said in a warning), not a clean exit. A plugin that fails to close costs a clean exit
+ * (CHASSIS_SHUTDOWN_FAILED, code 1), not the spans. The whole shutdown is bounded by SHUTDOWN_TIMEOUT_MS, after which
+ * the process exits with code 1.
  */
 export async function runService (app: FastifyInstance, config: ChassisConfig): Promise<RunningService> {
   let closing: Promise<void> | undefined
@@ -26,9 +31,11 @@ export async function runService (app: FastifyInstance, config: ChassisConfig): 
       const flushDeadline = performance.now() + config.SHUTDOWN_TIMEOUT_MS * TRACE_FLUSH_SHARE
       app.health.markShuttingDown()
       if (config.SHUTDOWN_DELAY_MS > 0) await new Promise((resolve) => setTimeout(resolve, config.SHUTDOWN_DELAY_MS))
-      await app.close()
+      // A plugin that fails to close must not cost the last requests' spans as well: they are exported all the same.
+      const [closed] = await Promise.allSettled([app.close()])
       const traces = await flushTraces(flushDeadline)
       if (traces !== 'exported') app.log.warn({ code: 'TRACES_NOT_EXPORTED_AT_SHUTDOWN' }, `spans not exported at shutdown: ${NOT_EXPORTED[traces]}`)
+      if (closed.status === 'rejected') throw new ChassisErrors.CHASSIS_SHUTDOWN_FAILED({ cause: closed.reason })
     })()
     return closing
   }

@@ -42,11 +42,14 @@ test('started as production starts it, the api exports one trace per request ove
   assert.equal(trace.filter((r) => r.span.kind === 2).length, 1, 'one server span: no duplicate')
 })
 
-/** The api started as production starts it, on a schema of its own, exporting to `otlpUrl`, once it answered a list. */
-async function tracedApiAfterAList (t: TestContext, otlpUrl: string, env: Record<string, string>): ReturnType<typeof startTracedService> {
+/**
+ * The api started as production starts it (or from another `entry`), on a schema of its own, exporting to `otlpUrl`,
+ * once it answered a list.
+ */
+async function tracedApiAfterAList (t: TestContext, otlpUrl: string, env: Record<string, string>, entry = 'dist/services/api/main.js'): ReturnType<typeof startTracedService> {
   const db = await createTestSchema()
   t.after(() => db.drop())
-  const api = await startTracedService(t, 'api', 'dist/services/api/main.js', otlpUrl, { DATABASE_URL: db.url, DB_SCHEMA: db.schema, SERVICE_API_KEY: TEST_SERVICE_KEY, ...env })
+  const api = await startTracedService(t, 'api', entry, otlpUrl, { DATABASE_URL: db.url, DB_SCHEMA: db.schema, SERVICE_API_KEY: TEST_SERVICE_KEY, ...env })
   const res = await fetch(`${api.url}/api/v1/leads?limit=1`, { headers: SERVICE_HEADERS })
   assert.equal(res.status, 200, api.stderr())
   return api
@@ -116,6 +119,15 @@ test('a shutdown whose SHUTDOWN_DELAY_MS took the spans\' share of SHUTDOWN_TIME
   assert.equal(await api.stop(), 0, api.stdout())
   assert.match(api.stdout(), /"code":"TRACES_NOT_EXPORTED_AT_SHUTDOWN"[^\n]*SHUTDOWN_DELAY_MS/)
   assert.doesNotMatch(api.stdout(), /the trace collector/)
+})
+
+test('a plugin that fails to close at shutdown does not cost the spans still queued: they are exported, and the process exits with code 1', { timeout: 60000 }, async (t) => {
+  const otlp = await startOtlpReceiver(t)
+  // A schedule far longer than the test: only the shutdown's flush can deliver the span.
+  const api = await tracedApiAfterAList(t, otlp.url, { OTEL_BSP_SCHEDULE_DELAY: '600000', SHUTDOWN_DELAY_MS: '0' }, 'dist/test/helpers/api-failing-close.js')
+  assert.equal(otlp.received.length, 0, 'nothing exported before the shutdown')
+  assert.equal(await api.stop(), 1, api.stdout())
+  assert.ok(otlp.received.some((r) => r.span.kind === 2 && r.span.name === 'GET /api/v1/leads'), `the request's server span was exported on shutdown: ${otlp.received.map((r) => r.span.name).join(', ')}`)
 })
 
 test('with OTEL_PG_INSTRUMENTATION=true the pg instrumentation makes the query spans, and the seam makes none', { timeout: 60000 }, async (t) => {
