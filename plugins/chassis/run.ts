@@ -42,7 +42,14 @@ export async function runService (app: FastifyInstance, config: ChassisConfig): 
   closeWithGrace({ delay: config.SHUTDOWN_TIMEOUT_MS, logger: app.log }, async ({ signal, err }) => {
     if (err) app.log.error({ err }, 'fatal error, shutting down')
     else app.log.info({ signal }, 'shutting down')
-    await shutdown()
+    try {
+      await shutdown()
+    } catch (error) {
+      // Said here with its code and cause: close-with-grace would log it bare, then exit with code 1 just the same.
+      const { code, message, cause } = error as Error & { code?: string }
+      app.log.error({ code, err: cause ?? error }, message)
+      process.exit(1)
+    }
     app.log.info('shut down cleanly')
   })
   const url = await app.listen({ host: config.HOST, port: config.PORT })

@@ -130,6 +130,18 @@ test('a plugin that fails to close at shutdown does not cost the spans still que
   assert.ok(otlp.received.some((r) => r.span.kind === 2 && r.span.name === 'GET /api/v1/leads'), `the request's server span was exported on shutdown: ${otlp.received.map((r) => r.span.name).join(', ')}`)
 })
 
+test('a shutdown a plugin failed to close logs an error with its code, not that it shut down cleanly', { timeout: 60000 }, async (t) => {
+  const otlp = await startOtlpReceiver(t)
+  const api = await tracedApiAfterAList(t, otlp.url, { SHUTDOWN_DELAY_MS: '0', LOG_LEVEL: 'info' }, 'dist/test/helpers/api-failing-close.js')
+  assert.equal(await api.stop(), 1, api.stdout())
+  const lines = api.stdout().split('\n').filter((line) => line.startsWith('{')).map((line) => JSON.parse(line) as { level: number, code?: string, err?: { message?: string } })
+  const failed = lines.find((line) => line.code === 'CHASSIS_SHUTDOWN_FAILED')
+  assert.ok(failed, `an error line with the code: ${api.stdout()}`)
+  assert.equal(failed.level, 50)
+  assert.equal(failed.err?.message, 'a client failed to close', 'with the error that stopped it')
+  assert.doesNotMatch(api.stdout(), /shut down cleanly/)
+})
+
 test('with OTEL_PG_INSTRUMENTATION=true the pg instrumentation makes the query spans, and the seam makes none', { timeout: 60000 }, async (t) => {
   const db = await createTestSchema()
   t.after(() => db.drop())
