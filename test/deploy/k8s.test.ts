@@ -135,8 +135,10 @@ test('ports, probes and the NGINX upstreams agree; shutdown fits the grace perio
     assert.equal(container.securityContext.allowPrivilegeEscalation, false)
     assert.ok(container.resources.requests.cpu && container.resources.limits.memory, `${d.metadata.name} resources`)
     assert.ok(pod.topologySpreadConstraints.length > 0)
+    // SHUTDOWN_TIMEOUT_MS bounds the whole shutdown from SIGTERM, SHUTDOWN_DELAY_MS included (the config refuses a delay as long).
+    assert.ok(Number(config.data.SHUTDOWN_DELAY_MS) < Number(config.data.SHUTDOWN_TIMEOUT_MS), 'the services refuse a SHUTDOWN_DELAY_MS not below SHUTDOWN_TIMEOUT_MS')
     const preStopMs = ((container.lifecycle?.preStop.sleep.seconds ?? 0) as number) * 1000
-    const budget = ['nginx', 'otel-collector'].includes(d.metadata.name) ? preStopMs : preStopMs + Number(config.data.SHUTDOWN_DELAY_MS) + Number(config.data.SHUTDOWN_TIMEOUT_MS)
+    const budget = ['nginx', 'otel-collector'].includes(d.metadata.name) ? preStopMs : preStopMs + Number(config.data.SHUTDOWN_TIMEOUT_MS)
     assert.ok(budget < pod.terminationGracePeriodSeconds * 1000, `${d.metadata.name}: ${budget} ms of shutdown within the grace period`)
   }
   // NGINX's upstream servers are the headless Services' names and ports (k8s-operations.test.ts checks the rest).
