@@ -12,7 +12,7 @@ import { freePort } from '../../test/helpers/ports.js'
 import { startPrivatePostgres } from '../../test/helpers/private-postgres.js'
 import { startPrivateRedis } from '../../test/helpers/private-redis.js'
 import { startUnderCallgrind } from './callgrind.js'
-import { countBatches, medianOf, settledBatches, type CountedBatches } from './counted-batches.js'
+import { countBatches, medianOf, ranSlowLiteralKeys, settledBatches, SLOW_LITERAL_KEYS, type CountedBatches } from './counted-batches.js'
 import { startService, table } from './lib.js'
 import { apiEnvironment } from './tracing-setup.js'
 
@@ -173,6 +173,12 @@ console.log(table(chosen.map((t) => ({
   'each batch, net of compilation too': settledOf(t).map((x) => x.toFixed(0)).join(', '),
   'each batch, as counted': (counts.get(t)?.counted ?? []).map((x) => x.toFixed(0)).join(', ')
 }))))
+
+// A process whose batches ran V8's slow path for object literals' computed keys (counted-batches.ts) is named, so that
+// a comparison is not read from it.
+for (const [t, c] of counts) {
+  if (ranSlowLiteralKeys(c)) console.log(`\nNote: ${t.label}'s batches spent ${c.literalKeys.map((x) => x.toFixed(0)).join(', ')} instructions a request in V8's runtime defining object literals' keys (about ${SLOW_LITERAL_KEYS.toLocaleString('en-US')} or more: process.nextTick's tick objects on V8's slow path, which perf did not find at more than 0.35% of the CPU of processes run without valgrind). Compare processes without it: run again.`)
+}
 
 for (const t of chosen) {
   const costs = counts.get(t)?.byFunction

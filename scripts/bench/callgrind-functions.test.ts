@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
-import { functionCosts, lookUp, parsePerfMap } from './callgrind-functions.js'
+import { functionCosts, literalKeysRuntime, lookUp, parsePerfMap } from './callgrind-functions.js'
 
 const perfMap = [
   '1000 100 JS:~handler /srv/app.js:10:3',
@@ -56,4 +56,21 @@ test('JIT code that callgrind names by address is summed under its JavaScript fu
 test('without a perf map the dump\'s own names are kept', () => {
   const costs = functionCosts(dump)
   assert.deepEqual(costs.get('0x0000000000001010'), { self: 100, inclusive: 130 })
+})
+
+test('V8\'s runtime for object literals\' computed keys is read inclusive of what it called, under whatever signature', () => {
+  const costs = functionCosts([
+    'version: 1',
+    'events: Ir',
+    'fn=(1) v8::internal::Runtime_DefineKeyedOwnPropertyInLiteral(int, unsigned long*, v8::internal::Isolate*)',
+    '0 40',
+    'cfn=(2) v8::internal::JSObject::MigrateToMap',
+    'calls=1 0',
+    '0 60',
+    'fn=(2)',
+    '0 60',
+    'fn=(3) v8::internal::Runtime_DefineKeyedOwnPropertyInLiteral_Simple(int)',
+    '0 9'
+  ].join('\n'))
+  assert.equal(literalKeysRuntime(costs), 100)
 })

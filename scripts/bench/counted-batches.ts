@@ -2,7 +2,7 @@ import { copyFileSync, readFileSync, rmSync } from 'node:fs'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { callgrindControl, dumpedThreads } from './callgrind.js'
-import { functionCosts, optimizingCompilation, readPerfMap, sumCosts, type FunctionCost } from './callgrind-functions.js'
+import { functionCosts, literalKeysRuntime, optimizingCompilation, readPerfMap, sumCosts, type FunctionCost } from './callgrind-functions.js'
 import { median } from './lib.js'
 
 /** What one process's batches counted, per request, batch by batch. */
@@ -15,6 +15,8 @@ export interface CountedBatches {
   net: number[]
   /** Of the main thread's, those spent compiling optimized code (V8's `Compiler::CompileOptimized`, inclusive). */
   compiled: number[]
+  /** Of the main thread's, those V8's runtime spent defining object literals' computed keys (`literalKeysRuntime`). */
+  literalKeys: number[]
   /** The idle process's main-thread instructions per second. */
   idlePerSecond: number
   /** The main thread's instructions per request by function over every batch (when `functions` was asked for). */
@@ -63,7 +65,7 @@ export async function countBatches (o: CountOptions): Promise<CountedBatches> {
   callgrindControl(o.pid, '--dump')
   const idlePerMs = dumpedThreads(o.dir, o.pid, 2).main / (performance.now() - idleStarted)
   o.log?.(`idle: ${(idlePerMs * 1000).toFixed(0)} instructions/second on the main thread`)
-  const result: CountedBatches = { counted: [], allThreads: [], net: [], compiled: [], idlePerSecond: idlePerMs * 1000 }
+  const result: CountedBatches = { counted: [], allThreads: [], net: [], compiled: [], literalKeys: [], idlePerSecond: idlePerMs * 1000 }
   // Batches are dumps 3.. (1 and 2 are the switch and the idle seconds); the main thread's file ends in -01.
   const mainDump = (s: number): string => join(o.dir, `cg.${o.pid}.${s + 2}-01`)
   for (let s = 1; s <= o.samples; s++) {
@@ -75,8 +77,10 @@ export async function countBatches (o: CountOptions): Promise<CountedBatches> {
     result.counted.push(main / o.requests)
     result.allThreads.push(all / o.requests)
     result.net.push((main - idlePerMs * elapsed) / o.requests)
-    result.compiled.push(optimizingCompilation(functionCosts(readFileSync(mainDump(s), 'utf8'))) / o.requests)
-    o.log?.(`batch ${s}: ${result.counted.at(-1)?.toFixed(0)} instructions/request on the main thread (${result.allThreads.at(-1)?.toFixed(0)} in all threads), ${result.net.at(-1)?.toFixed(0)} net of the idle rate, ${result.compiled.at(-1)?.toFixed(0)} of them compiling optimized code`)
+    const costs = functionCosts(readFileSync(mainDump(s), 'utf8'))
+    result.compiled.push(optimizingCompilation(costs) / o.requests)
+    result.literalKeys.push(literalKeysRuntime(costs) / o.requests)
+    o.log?.(`batch ${s}: ${result.counted.at(-1)?.toFixed(0)} instructions/request on the main thread (${result.allThreads.at(-1)?.toFixed(0)} in all threads), ${result.net.at(-1)?.toFixed(0)} net of the idle rate, ${result.compiled.at(-1)?.toFixed(0)} of them compiling optimized code, ${result.literalKeys.at(-1)?.toFixed(0)} in V8's runtime defining object literals' keys`)
   }
   if (o.functions === true) {
     // Read after the batches, when the map names the code they ran.
@@ -94,3 +98,12 @@ export async function countBatches (o: CountOptions): Promise<CountedBatches> {
 export const settledBatches = (c: CountedBatches): number[] => c.net.map((x, i) => x - (c.compiled[i] ?? Number.NaN))
 
 export const medianOf = (xs: number[] | undefined): number => median(xs !== undefined && xs.length > 0 ? xs : [Number.NaN])
+
+/**
+ * Above this many instructions a request in V8's runtime defining object literals' keys, a batch ran the slow path
+ * `literalKeysRuntime` describes (about 50,000 where it happens, about 1,600 where it does not).
+ */
+export const SLOW_LITERAL_KEYS = 10_000
+
+/** Whether any batch of `c` ran that slow path. */
+export const ranSlowLiteralKeys = (c: CountedBatches): boolean => c.literalKeys.some((x) => x > SLOW_LITERAL_KEYS)

@@ -8,7 +8,7 @@ import { freePort } from '../../test/helpers/ports.js'
 import { startPrivatePostgres } from '../../test/helpers/private-postgres.js'
 import { startPrivateRedis } from '../../test/helpers/private-redis.js'
 import { startUnderCallgrind } from './callgrind.js'
-import { countBatches, medianOf, settledBatches, type CountedBatches } from './counted-batches.js'
+import { countBatches, medianOf, ranSlowLiteralKeys, settledBatches, SLOW_LITERAL_KEYS, type CountedBatches } from './counted-batches.js'
 import { table } from './lib.js'
 import { startOtlpSink, type OtlpSink } from './otlp-sink.js'
 import { apiEnvironment, prepareTracingBench, tracingConfigs, type TracingConfig } from './tracing-setup.js'
@@ -165,8 +165,15 @@ console.log(table(configs.map((c) => ({
   'each batch, net': each(settledOf(c)),
   'each batch, net of the idle rate only': each(counts.get(c)?.net),
   'each batch, as counted': each(counts.get(c)?.counted),
+  'each batch, V8 runtime for literals\' keys': each(counts.get(c)?.literalKeys),
   'idle instructions/second': (counts.get(c)?.idlePerSecond ?? Number.NaN).toFixed(0)
 }))))
+
+// A process whose batches ran V8's slow path for object literals' computed keys (counted-batches.ts) is named, so that
+// a comparison is not read from it.
+for (const [t, c] of counts) {
+  if (ranSlowLiteralKeys(c)) console.log(`\nNote: ${t.label}'s batches spent ${c.literalKeys.map((x) => x.toFixed(0)).join(', ')} instructions a request in V8's runtime defining object literals' keys (about ${SLOW_LITERAL_KEYS.toLocaleString('en-US')} or more: process.nextTick's tick objects on V8's slow path, which perf did not find at more than 0.35% of the CPU of processes run without valgrind). Compare processes without it: run again.`)
+}
 
 if (functionsShown > 0) printFunctions(functionsShown)
 

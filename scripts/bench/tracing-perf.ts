@@ -1,0 +1,90 @@
+import { spawn, spawnSync } from 'node:child_process'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { parseArgs } from 'node:util'
+import { freePort } from '../../test/helpers/ports.js'
+import { startPrivatePostgres } from '../../test/helpers/private-postgres.js'
+import { startPrivateRedis } from '../../test/helpers/private-redis.js'
+import { startService, table } from './lib.js'
+import { startOtlpSink } from './otlp-sink.js'
+import { apiEnvironment, prepareTracingBench, tracingConfigs } from './tracing-setup.js'
+
+/**
+ * What share of the api's CPU a few native functions take when it runs without valgrind: each configuration of
+ * bench:tracing in `--runs` new processes, each loaded with bench:tracing-instructions' requests (a cached lead and a
+ * lead's activities in turn) and sampled by `perf record` (a CPU clock, so it needs no hardware counters) after the
+ * warm-up. It checks whether what callgrind counted in one process (`bench:tracing-instructions`, which names the
+ * function) is the api's or valgrind's: under valgrind V8 compiles code at other moments relative to the work it runs.
+ */
+const { values: args } = parseArgs({
+  options: {
+    only: { type: 'string', default: 'c,d' },
+    runs: { type: 'string', default: '3' },
+    warmup: { type: 'string', default: '6000' },
+    requests: { type: 'string', default: '24000' },
+    concurrency: { type: 'string', default: '8' },
+    // Native symbols as perf names them: a substring of each.
+    symbols: { type: 'string', default: 'Runtime_DefineKeyedOwnPropertyInLiteral,Builtins_CloneObjectIC_Slow' }
+  }
+})
+if (spawnSync('perf', ['--version']).status !== 0) {
+  console.error('[bench:tracing-perf] needs linux perf (apt-get install linux-perf)')
+  process.exit(1)
+}
+const log = (m: string): void => console.log(`[bench:tracing-perf] ${m}`)
+const symbols = args.symbols.split(',')
+const postgres = await startPrivatePostgres()
+const redisServer = await startPrivateRedis()
+const dir = mkdtempSync(join(tmpdir(), 'bench-tracing-perf-'))
+const rows: Array<Record<string, string>> = []
+try {
+  const { ids, key } = await prepareTracingBench('bench:tracing-perf', postgres.url)
+  for (const config of tracingConfigs.filter((c) => args.only.split(',').includes(c.letter))) {
+    for (let run = 1; run <= Number(args.runs); run++) {
+      const sink = config.traced ? await startOtlpSink() : undefined
+      const prefix = `bench-tracing-perf-${process.pid}:${config.letter}${run}`
+      const env = { ...apiEnvironment, DATABASE_URL: postgres.url, REDIS_URL: redisServer.url, CACHE_PREFIX: `${prefix}:c:`, RATE_LIMIT_PREFIX: `${prefix}:rl:`, ...(sink ? { OTEL_EXPORTER_OTLP_ENDPOINT: sink.url } : {}), ...config.env }
+      const api = await startService('dist/services/api/main.js', env, await freePort(), ['--import', import.meta.resolve('@lead-chassis/plugins/telemetry/otel-preload')])
+      const out = join(dir, `${config.letter}${run}.data`)
+      try {
+        let sent = 0
+        const drive = async (n: number): Promise<void> => {
+          const end = sent + n
+          await Promise.all(Array.from({ length: Number(args.concurrency) }, async () => {
+            while (sent < end) {
+              const i = sent++
+              const id = ids[(i >> 1) % ids.length] as string
+              const res = await fetch(`${api.url}${i % 2 === 0 ? `/api/v1/leads/${id}` : `/api/v1/leads/${id}/activities?limit=5`}`, { headers: { 'x-api-key': key } })
+              await res.arrayBuffer()
+              if (!res.ok) throw new Error(`${res.url} answered ${res.status}`)
+            }
+          }))
+        }
+        await drive(Number(args.warmup))
+        const perf = spawn('perf', ['record', '-F', '1999', '-p', String(api.child.pid), '-o', out], { stdio: 'ignore' })
+        await drive(Number(args.requests))
+        const stopped = new Promise((resolve) => perf.once('exit', resolve))
+        perf.kill('SIGINT')
+        await stopped
+      } finally {
+        await api.stop()
+        sink?.close()
+      }
+      const report = spawnSync('perf', ['report', '-i', out, '--no-children', '--sort', 'sym', '--stdio'], { encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 }).stdout
+      const share = (symbol: string): string => {
+        const line = report.split('\n').find((l) => l.includes(symbol))
+        return line === undefined ? '0%' : (/([\d.]+%)/.exec(line)?.[1] ?? '?')
+      }
+      const samples = /# Samples: (\S+)/.exec(report)?.[1] ?? '?'
+      rows.push({ configuration: config.label, process: String(run), samples, ...Object.fromEntries(symbols.map((s) => [s, share(s)])) })
+      log(`${config.label}, process ${run}: ${symbols.map((s) => `${s} ${share(s)}`).join(', ')} of ${samples} samples`)
+    }
+  }
+} finally {
+  rmSync(dir, { recursive: true, force: true })
+  postgres.destroy()
+  await redisServer.destroy()
+}
+console.log(`\nShare of the api's CPU samples (perf record -F 1999, a CPU clock) per process, after ${args.warmup} warm-up requests, over ${args.requests} requests, ${args.concurrency} in flight:\n`)
+console.log(table(rows))
