@@ -1,6 +1,7 @@
 import { ProxyTracer, SamplingDecision, TraceFlags, trace, type Context, type Tracer } from '@opentelemetry/api'
 import { core, tracing } from '@opentelemetry/sdk-node'
 import { PooledIdGenerator } from './id-generator.js'
+import { contextWithSpan } from './span-context.js'
 import { sdkMetricsEnabled } from './span-count-metrics.js'
 import { unpatchedWarning } from './unpatched-warning.js'
 
@@ -72,7 +73,7 @@ export class RootSampling {
       return undefined
     }
     // Neither sampler sets a trace state.
-    return trace.setSpan(parent, trace.wrapSpanContext({ traceId, spanId: this.#ids.generateSpanId(), traceFlags: TraceFlags.NONE }))
+    return contextWithSpan(parent, trace.wrapSpanContext({ traceId, spanId: this.#ids.generateSpanId(), traceFlags: TraceFlags.NONE }))
   }
 }
 

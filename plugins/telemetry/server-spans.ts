@@ -6,6 +6,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest, HookHandlerDoneFunc
 import { noteRoute, requestUrl } from '../chassis/request-url.js'
 import { routePatternOf } from '../chassis/route-context.js'
 import { RootSampling, sdkTracer, startsTrace } from './root-sampling.js'
+import { contextWithSpan } from './span-context.js'
 import { parentBasedSampler } from './unsampled.js'
 
 /** The instrumentation scope of the server spans. */
@@ -89,7 +90,7 @@ export class ServerSpanInstrumentation extends InstrumentationBase {
         // Read from the route context: `request.routeOptions` builds an object of a dozen fields on every read.
         const route = routePatternOf(request)
         const span = this.tracer.startSpan(`${request.method} ${route ?? 'unmatched'}`, { kind: SpanKind.SERVER }, parent)
-        active = trace.setSpan(parent, span)
+        active = contextWithSpan(parent, span)
         if (span.isRecording()) {
           span.setAttributes({ 'http.request.method': request.method, 'url.path': requestUrl(request) })
           if (route !== undefined) span.setAttribute('http.route', route)
