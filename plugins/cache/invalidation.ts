@@ -33,7 +33,7 @@ export class Invalidator {
   constructor (core: CacheCore, bus: InvalidationBus | undefined) {
     this.#core = core
     this.#bus = bus
-    this.#stuck = new StuckInvalidations(core.stats, core.options.logger)
+    this.#stuck = new StuckInvalidations(core.stats, core.options.logger, core.options.clock)
   }
 
   /** Invalidations (a flush of the prefix after an overflow counting one) waiting for Redis to take them. */

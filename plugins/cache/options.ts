@@ -62,6 +62,11 @@ export interface CacheOptions {
   hotKeysIntervalMs?: number
   /** Identifies this instance on the invalidation bus. @default a random UUID */
   instanceId?: string
+  /**
+   * Ms on a monotonic clock, by which the stuck-invalidation log lines are timed (never the wall clock, which NTP or
+   * a resumed VM may step); tests pass their own. @default performance.now()
+   */
+  clock?: () => number
   logger?: CacheLogger
 }
 
@@ -91,9 +96,11 @@ export const cacheDefaults = Object.freeze({
   hotKeysIntervalMs: 5000
 })
 
+const monotonicNow = (): number => performance.now()
+
 export function resolveCacheOptions (options: CacheOptions): ResolvedCacheOptions {
   const defined = Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined))
-  const o = { ...cacheDefaults, instanceId: randomUUID(), logger: undefined, ...defined } as ResolvedCacheOptions
+  const o = { ...cacheDefaults, instanceId: randomUUID(), clock: monotonicNow, logger: undefined, ...defined } as ResolvedCacheOptions
   const problems: string[] = []
   const positive = ['ttl', 'localMaxEntries', 'localMaxBytes', 'redisTimeoutMs', 'breakerThreshold', 'tombstoneTtl'] as const
   for (const key of positive) if (!(Number.isFinite(o[key]) && o[key] > 0)) problems.push(`${key} must be a positive number`)
@@ -103,6 +110,7 @@ export function resolveCacheOptions (options: CacheOptions): ResolvedCacheOption
   if (!(Number.isFinite(o.hotKeysIntervalMs) && o.hotKeysIntervalMs >= 10)) problems.push('hotKeysIntervalMs must be at least 10')
   if (!(Number.isFinite(o.refreshAheadRatio) && o.refreshAheadRatio >= 0 && o.refreshAheadRatio < 1)) problems.push('refreshAheadRatio must be in [0, 1)')
   if (typeof o.prefix !== 'string') problems.push('prefix must be a string')
+  if (typeof o.clock !== 'function') problems.push('clock must be a function')
   if (problems.length > 0) throw new CacheErrors.CACHE_INVALID_OPTIONS(problems.join('; '))
   return Object.freeze(o)
 }

@@ -55,15 +55,18 @@ function capturingLogger (): { lines: Line[], logger: CacheLogger } {
   return { lines, logger: { warn: line('warn'), info: line('info') } }
 }
 
-/** A writer and a reader of one prefix over the private Redis, and a client to make that Redis refuse writes. */
-async function refusingPair (t: TestContext, prefix: string): Promise<{ writer: CacheManager, reader: CacheManager, admin: ReturnType<typeof createRedisClient>, lines: Line[], refuse: (on: boolean) => Promise<void> }> {
+/**
+ * A writer and a reader of one prefix over the private Redis, and a client to make that Redis refuse writes; `clock`
+ * is the writer's monotonic clock.
+ */
+async function refusingPair (t: TestContext, prefix: string, clock?: () => number): Promise<{ writer: CacheManager, reader: CacheManager, admin: ReturnType<typeof createRedisClient>, lines: Line[], refuse: (on: boolean) => Promise<void> }> {
   const admin = createRedisClient({ url: server.url })
   const writerClient = createRedisClient({ url: server.url })
   const readerClient = createRedisClient({ url: server.url })
   const { lines, logger } = capturingLogger()
   // A threshold the retries cannot reach, so that the breaker never opens: these tests are about the retries, and on
   // a busy instance the reads Redis still answers would not keep it closed.
-  const writer = createCacheManager(writerClient, { prefix, hotKeysMax: 0, breakerThreshold: 1e9, logger })
+  const writer = createCacheManager(writerClient, { prefix, hotKeysMax: 0, breakerThreshold: 1e9, logger, clock })
   const reader = createCacheManager(readerClient, { prefix, hotKeysMax: 0 })
   t.after(async () => {
     await writer.close()
@@ -112,9 +115,11 @@ test('an invalidation Redis refuses is counted and logged once, and the count fa
 })
 
 test('a Redis that refuses invalidations for an hour writes one warning, not one per retry, and one line once it takes them', async (t) => {
-  const { writer, lines, refuse } = await refusingPair(t, 'hour:')
-  // Only the retries' timers and the clock are mocked: Redis answers each retry for real, refusing it.
-  t.mock.timers.enable({ apis: ['setTimeout', 'Date'] })
+  let now = 0
+  const { writer, lines, refuse } = await refusingPair(t, 'hour:', () => now)
+  // Only the retries' timers and the cache's clock are faked: Redis answers each retry for real, refusing it.
+  t.mock.timers.enable({ apis: ['setTimeout'] })
+  const tick = (ms: number): void => { now += ms; t.mock.timers.tick(ms) }
   await refuse(true)
   await writer.del('lead:1')
   const refusedAfter = async (n: number): Promise<void> => {
@@ -123,7 +128,7 @@ test('a Redis that refuses invalidations for an hour writes one warning, not one
   }
   // 100 ms doubling to 2 s: an hour is about 1,800 retries.
   for (let elapsed = 0, retry = 2; elapsed < 3_600_000; elapsed += RETRY_MAX_MS, retry++) {
-    t.mock.timers.tick(RETRY_MAX_MS)
+    tick(RETRY_MAX_MS)
     await refusedAfter(retry)
   }
   assert.ok(writer.getStats().invalidations.refused > 1_800)
@@ -132,7 +137,7 @@ test('a Redis that refuses invalidations for an hour writes one warning, not one
   assert.equal(lines[0]?.level, 'warn')
 
   await refuse(false)
-  t.mock.timers.tick(RETRY_MAX_MS)
+  tick(RETRY_MAX_MS)
   for (let i = 0; i < 100_000 && writer.getStats().invalidations.pending > 0; i++) await turn()
   assert.equal(writer.getStats().invalidations.pending, 0)
   assert.deepEqual(lines.map((l) => l.level), ['warn', 'info'])
@@ -141,8 +146,8 @@ test('a Redis that refuses invalidations for an hour writes one warning, not one
 })
 
 test('a Redis that refuses and takes invalidations by turns writes at most one warning a minute; a period that lasts is logged, with the periods left out', async (t) => {
-  const { writer, lines, refuse } = await refusingPair(t, 'turns:')
-  t.mock.timers.enable({ apis: ['Date'] })
+  let now = 0
+  const { writer, lines, refuse } = await refusingPair(t, 'turns:', () => now)
   for (let i = 0; i < 10; i++) {
     await refuse(true)
     await writer.del(`lead:${i}`)
@@ -159,7 +164,7 @@ test('a Redis that refuses and takes invalidations by turns writes at most one w
   const refused = writer.getStats().invalidations.refused
   await eventually(() => writer.getStats().invalidations.refused > refused, 'a retry refused')
   assert.equal(lines.length, 2)
-  t.mock.timers.tick(STUCK_LINE_INTERVAL_MS)
+  now += STUCK_LINE_INTERVAL_MS
   await eventually(() => lines.length === 3, 'the period is logged once the minute is over')
   assert.equal(lines[2]?.level, 'warn')
   assert.equal(lines[2]?.details.unloggedPeriods, 9, 'the line counts the periods left out')
@@ -167,6 +172,34 @@ test('a Redis that refuses and takes invalidations by turns writes at most one w
   await refuse(false)
   await eventually(() => writer.getStats().invalidations.pending === 0, 'Redis takes it')
   assert.deepEqual(lines.map((l) => l.level), ['warn', 'info', 'warn', 'info'])
+})
+
+test('a wall clock stepped back does not silence the stuck-invalidation warning', async (t) => {
+  let now = 0
+  const { writer, lines, refuse } = await refusingPair(t, 'stepped:', () => now)
+  // Only the wall clock is faked, to be stepped as NTP or a resumed VM steps it; the cache's own clock is `now`.
+  t.mock.timers.enable({ apis: ['Date'], now: Date.now() })
+  await refuse(true)
+  await writer.del('lead:1')
+  assert.deepEqual(lines.map((l) => l.level), ['warn'])
+
+  // The wall clock goes back an hour while the invalidation is stuck; a second passes.
+  t.mock.timers.setTime(Date.now() - 3_600_000)
+  now += 1000
+  await refuse(false)
+  await eventually(() => writer.getStats().invalidations.pending === 0, 'Redis takes it')
+  assert.deepEqual(lines.map((l) => l.level), ['warn', 'info'])
+  assert.equal(lines[1]?.details.stuckForMs, 1000, 'stuck for the second that passed, not minus an hour')
+
+  // A minute after the first warning by the monotonic clock (the wall clock is still an hour behind it), Redis
+  // refuses again: the warning comes at once, not an hour late.
+  now += STUCK_LINE_INTERVAL_MS
+  await refuse(true)
+  await writer.del('lead:2')
+  assert.deepEqual(lines.map((l) => l.level), ['warn', 'info', 'warn'], 'the new stuck period is logged on time')
+  assert.equal(lines[2]?.details.stuckForMs, 0)
+  await refuse(false)
+  await eventually(() => writer.getStats().invalidations.pending === 0, 'Redis takes it')
 })
 
 /** A Redis tier that refuses (or holds) the commands the test says, and logs the ones it takes. */

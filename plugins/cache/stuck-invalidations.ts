@@ -20,16 +20,18 @@ export class StuckInvalidations {
   #logged = false
   #lastLineAt = -Infinity
   #unlogged = 0
+  readonly #now: () => number
 
-  constructor (stats: CacheCounters, logger: CacheLogger | undefined) {
+  constructor (stats: CacheCounters, logger: CacheLogger | undefined, clock: () => number = () => performance.now()) {
     this.#stats = stats
     this.#logger = logger
+    this.#now = clock
   }
 
   /** Redis did not take a write of an invalidation (the first attempt or a retry); `pending` wait now. */
   refused (cause: unknown, pending: number): void {
     this.#stats.invalidationsRefused++
-    const now = Date.now()
+    const now = this.#now()
     if (this.#since === undefined) {
       this.#since = now
       this.#most = 0
@@ -54,7 +56,7 @@ export class StuckInvalidations {
   drained (): void {
     if (this.#since === undefined) return
     if (this.#logged) {
-      this.#logger?.info({ pendingAtMost: this.#most, refusedWrites: this.#refused, stuckForMs: Date.now() - this.#since },
+      this.#logger?.info({ pendingAtMost: this.#most, refusedWrites: this.#refused, stuckForMs: this.#now() - this.#since },
         'cache invalidations taken by Redis after being refused')
     } else this.#unlogged++
     this.#since = undefined
