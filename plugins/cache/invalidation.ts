@@ -131,6 +131,13 @@ export class Invalidator {
    * answered (counted and, once per stuck period, logged).
    */
   queue (inv: Invalidation, cause: unknown): void {
+    if (this.#core.closed) {
+      // Nothing retries once closed (a write under way when close() came): dropped at once, not counted as pending.
+      this.#core.stats.invalidationsRefused++
+      this.#core.pending.add(inv)
+      this.#stuck.dropped(1)
+      return
+    }
     if (this.#pending.length >= this.#core.options.maxPendingInvalidations) {
       this.#pendingOverflow = true
       this.#pending = []
@@ -150,10 +157,17 @@ export class Invalidator {
     this.#replay()
   }
 
-  /** Stops the retries; what is still queued is left to the other instances' TTLs. */
+  /**
+   * Stops the retries and drops what is still queued, saying how many in the log (CACHE_INVALIDATIONS_DROPPED): the
+   * other instances keep the old values until their TTLs. Reads here still skip those keys in Redis, which may hold
+   * the old values.
+   */
   close (): void {
     clearTimeout(this.#retry)
     this.#retry = undefined
+    this.#stuck.dropped(this.pendingCount)
+    this.#pending = []
+    this.#pendingOverflow = false
   }
 
   #scheduleRetry (): void {
@@ -203,7 +217,9 @@ export class Invalidator {
           try {
             await this.#invalidateRedis({ patterns: ['*'] })
           } catch (error) {
-            this.#pendingOverflow = true
+            // Refused after close() dropped the queue: dropped too, since nothing retries it.
+            if (core.closed) this.#stuck.dropped(1)
+            else this.#pendingOverflow = true
             throw error
           }
           core.pending.all = this.#pendingOverflow

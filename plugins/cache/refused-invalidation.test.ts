@@ -202,6 +202,31 @@ test('a wall clock stepped back does not silence the stuck-invalidation warning'
   await eventually(() => writer.getStats().invalidations.pending === 0, 'Redis takes it')
 })
 
+test('a cache closed with invalidations Redis never took no longer reports them pending, and logs that it dropped them', async (t) => {
+  let now = 0
+  const { writer, lines, refuse } = await refusingPair(t, 'closed:', () => now)
+  await refuse(true)
+  await writer.del('lead:9e1d')
+  await writer.invalidateTags(['leads'])
+  assert.equal(writer.getStats().invalidations.pending, 2)
+  now += 5000
+  await writer.close()
+  // Nothing retries them once closed: the other instances serve the old values until their TTLs.
+  assert.equal(writer.getStats().invalidations.pending, 0, 'nothing is pending once closed')
+  const dropped = lines.filter((l) => l.details.code === 'CACHE_INVALIDATIONS_DROPPED')
+  assert.equal(dropped.length, 1, `one line says they were dropped: ${JSON.stringify(lines)}`)
+  assert.equal(dropped[0]?.level, 'warn')
+  assert.deepEqual([dropped[0]?.details.dropped, dropped[0]?.details.stuckForMs], [2, 5000])
+
+  // One Redis refuses after the close (a write that was under way, say) is dropped at once, not left pending.
+  const refused = writer.getStats().invalidations.refused
+  await writer.del('lead:9e1e')
+  assert.equal(writer.getStats().invalidations.pending, 0)
+  assert.equal(writer.getStats().invalidations.refused, refused + 1, 'counted as refused')
+  assert.deepEqual(lines.filter((l) => l.details.code === 'CACHE_INVALIDATIONS_DROPPED').map((l) => l.details.dropped), [2, 1])
+  assert.ok(!JSON.stringify(lines).includes('9e1'), 'no line names a key')
+})
+
 /** A Redis tier that refuses (or holds) the commands the test says, and logs the ones it takes. */
 function fakeTier (): { tier: RedisTier, taken: string[], refused: string[], refuse: Set<string>, hold: Map<string, Promise<void>> } {
   const taken: string[] = []
@@ -230,8 +255,8 @@ function fakeTier (): { tier: RedisTier, taken: string[], refused: string[], ref
   return { tier: tier as unknown as RedisTier, taken, refused, refuse, hold }
 }
 
-function invalidatorOver (tier: RedisTier, maxPendingInvalidations = 10_000): { core: CacheCore, invalidator: Invalidator } {
-  const options = resolveCacheOptions({ prefix: 'p:', maxPendingInvalidations })
+function invalidatorOver (tier: RedisTier, maxPendingInvalidations = 10_000, logger?: CacheLogger): { core: CacheCore, invalidator: Invalidator } {
+  const options = resolveCacheOptions({ prefix: 'p:', maxPendingInvalidations, logger })
   const core: CacheCore = { options, local: new LocalTier(100, 1e6, () => {}), tier, stats: new CacheCounters(), tags: new TagGenerations(tier, 'p:'), history: new ChangeHistory(), pending: new PendingKeys(), warming: undefined, closed: false }
   return { core, invalidator: new Invalidator(core, undefined) }
 }
@@ -308,6 +333,29 @@ test('past maxPendingInvalidations the retry flushes the prefix once, then what 
   assert.equal(core.pending.empty, true)
   core.closed = true
   invalidator.close()
+})
+
+test('a flush of the prefix that Redis refuses after close is dropped, not left pending', async (t) => {
+  t.mock.timers.enable({ apis: ['setTimeout'] })
+  const { tier, refuse, hold } = fakeTier()
+  const { lines, logger } = capturingLogger()
+  const { core, invalidator } = invalidatorOver(tier, 1, logger)
+  refuse.add('invalidate')
+  for (const key of ['a', 'b']) await invalidator.invalidate({ keys: [key] })
+  assert.equal(invalidator.pendingCount, 1, 'one flush of the prefix')
+  refuse.clear()
+  let fail = (): void => {}
+  hold.set('scan p:*', new Promise<void>((_resolve, reject) => { fail = () => { reject(new Error('READONLY You can\'t write against a read only replica.')) } }))
+  t.mock.timers.tick(100)
+  await settle()
+  // The flush is under way when the cache closes, then Redis refuses it.
+  core.closed = true
+  invalidator.close()
+  fail()
+  await settle()
+  assert.equal(invalidator.pendingCount, 0)
+  const dropped = lines.filter((l) => l.details.code === 'CACHE_INVALIDATIONS_DROPPED')
+  assert.deepEqual(dropped.map((l) => l.details.dropped), [1])
 })
 
 test('a read while Redis is refusing a pattern invalidation leaves no copy of the old value on the invalidating instance', async (t) => {

@@ -7,7 +7,8 @@ export const STUCK_LINE_INTERVAL_MS = 60_000
 /**
  * What an operator learns of invalidations Redis does not take: every refused write counted, and log lines by
  * period (from the first refusal to the moment nothing is pending), not by retry, so a Redis that refuses for an hour
- * writes one warning and, once it takes them, one line saying so. A period that starts within a minute of the last
+ * writes one warning and, once it takes them, one line saying so (or, if the cache closes first, one saying they
+ * were dropped). A period that starts within a minute of the last
  * warning is logged only if it lasts past that minute; the next warning counts the ones that were not.
  * Lines carry the error's name, code and message, and counts: never a key (keys may hold ids).
  */
@@ -59,6 +60,20 @@ export class StuckInvalidations {
       this.#logger?.info({ pendingAtMost: this.#most, refusedWrites: this.#refused, stuckForMs: this.#now() - this.#since },
         'cache invalidations taken by Redis after being refused')
     } else this.#unlogged++
+    this.#since = undefined
+  }
+
+  /**
+   * The cache closed with `count` invalidations Redis has not taken: nothing retries them any more, and the other
+   * instances may serve the old values until their TTLs. Always logged, with a code, whatever the last warning.
+   */
+  dropped (count: number): void {
+    if (count === 0) return
+    this.#logger?.warn({
+      code: 'CACHE_INVALIDATIONS_DROPPED',
+      dropped: count,
+      ...(this.#since === undefined ? {} : { refusedWrites: this.#refused, stuckForMs: this.#now() - this.#since })
+    }, 'cache closed with invalidations Redis has not taken: dropped; other instances may serve the old values until their TTL')
     this.#since = undefined
   }
 }
