@@ -11,7 +11,7 @@ import { startUnderCallgrind } from './callgrind.js'
 import { countBatches, medianOf, ranSlowLiteralKeys, settledBatches, SLOW_LITERAL_KEYS, type CountedBatches } from './counted-batches.js'
 import { table } from './lib.js'
 import { startOtlpSink, type OtlpSink } from './otlp-sink.js'
-import { apiEnvironment, prepareTracingBench, tracingConfigs, type TracingConfig } from './tracing-setup.js'
+import { apiEnvironment, driveTracingRequests, prepareTracingBench, tracingConfigs, type TracingConfig } from './tracing-setup.js'
 
 /**
  * The cost of tracing in instructions per request, which, unlike req/s or CPU time, does not depend on how busy the
@@ -87,20 +87,8 @@ async function startCounted (config: Config, sink: OtlpSink | undefined, dir: st
   return await startUnderCallgrind(config.label, VALGRIND, [...nodeFlags, entry], env, port, dir)
 }
 
-let sent = 0
-async function drive (url: string, n: number): Promise<void> {
-  let next = 0
-  await Promise.all(Array.from({ length: Number(args.concurrency) }, async () => {
-    while (next < n) {
-      next++
-      const i = sent++
-      const id = ids[(i >> 1) % ids.length] as string
-      const res = await fetch(`${url}${i % 2 === 0 ? `/api/v1/leads/${id}` : `/api/v1/leads/${id}/activities?limit=5`}`, { headers: { 'x-api-key': key } })
-      await res.arrayBuffer()
-      if (!res.ok) throw new Error(`${res.url} answered ${res.status}`)
-    }
-  }))
-}
+const from = { sent: 0 }
+const drive = async (url: string, n: number): Promise<void> => { await driveTracingRequests(url, ids, key, n, Number(args.concurrency), from) }
 
 
 const counts = new Map<Config, CountedBatches>()

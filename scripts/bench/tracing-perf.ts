@@ -8,7 +8,7 @@ import { startPrivatePostgres } from '../../test/helpers/private-postgres.js'
 import { startPrivateRedis } from '../../test/helpers/private-redis.js'
 import { startService, table } from './lib.js'
 import { startOtlpSink } from './otlp-sink.js'
-import { apiEnvironment, prepareTracingBench, tracingConfigs } from './tracing-setup.js'
+import { apiEnvironment, driveTracingRequests, prepareTracingBench, tracingConfigs } from './tracing-setup.js'
 
 /**
  * What share of the api's CPU a few native functions take when it runs without valgrind: each configuration of
@@ -48,19 +48,8 @@ try {
       const api = await startService('dist/services/api/main.js', env, await freePort(), ['--import', import.meta.resolve('@lead-chassis/plugins/telemetry/otel-preload')])
       const out = join(dir, `${config.letter}${run}.data`)
       try {
-        let sent = 0
-        const drive = async (n: number): Promise<void> => {
-          const end = sent + n
-          await Promise.all(Array.from({ length: Number(args.concurrency) }, async () => {
-            while (sent < end) {
-              const i = sent++
-              const id = ids[(i >> 1) % ids.length] as string
-              const res = await fetch(`${api.url}${i % 2 === 0 ? `/api/v1/leads/${id}` : `/api/v1/leads/${id}/activities?limit=5`}`, { headers: { 'x-api-key': key } })
-              await res.arrayBuffer()
-              if (!res.ok) throw new Error(`${res.url} answered ${res.status}`)
-            }
-          }))
-        }
+        const from = { sent: 0 }
+        const drive = async (n: number): Promise<void> => { await driveTracingRequests(api.url, ids, key, n, Number(args.concurrency), from) }
         await drive(Number(args.warmup))
         const perf = spawn('perf', ['record', '-F', '1999', '-p', String(api.child.pid), '-o', out], { stdio: 'ignore' })
         await drive(Number(args.requests))

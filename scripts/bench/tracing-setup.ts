@@ -54,3 +54,24 @@ export const tracingConfigs: TracingConfig[] = [
   { letter: 'c', label: '(c) tracing 10% parent-based (shipped) + statistics', env: { QUERY_STATS_ENABLED: 'true', ...SHIPPED_SAMPLER }, traced: true, statistics: true },
   { letter: 'd', label: '(d) tracing 100% + statistics', env: { QUERY_STATS_ENABLED: 'true', ...ALL_SAMPLED }, traced: true, statistics: true }
 ]
+
+/** The path of request `i` of the tracing benches: a cached lead and a lead's activities (PostgreSQL) in turn. */
+export const tracingPath = (ids: string[], i: number): string => {
+  const id = ids[(i >> 1) % ids.length] as string
+  return i % 2 === 0 ? `/api/v1/leads/${id}` : `/api/v1/leads/${id}/activities?limit=5`
+}
+
+/**
+ * Sends `n` of the tracing benches' requests to `url`, `concurrency` at a time, numbered on from `from.sent` (which
+ * it advances), and fails on any answer that is not 2xx.
+ */
+export async function driveTracingRequests (url: string, ids: string[], key: string, n: number, concurrency: number, from: { sent: number }): Promise<void> {
+  const end = from.sent + n
+  await Promise.all(Array.from({ length: concurrency }, async () => {
+    while (from.sent < end) {
+      const res = await fetch(`${url}${tracingPath(ids, from.sent++)}`, { headers: { 'x-api-key': key } })
+      await res.arrayBuffer()
+      if (!res.ok) throw new Error(`${res.url} answered ${res.status}`)
+    }
+  }))
+}

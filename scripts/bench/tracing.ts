@@ -9,7 +9,7 @@ import { startPrivatePostgres, type PrivatePostgres } from '../../test/helpers/p
 import { startPrivateRedis, type PrivateRedis } from '../../test/helpers/private-redis.js'
 import { median, startService, table, type LoadResult, type Service } from './lib.js'
 import { startOtlpSink, type OtlpSink } from './otlp-sink.js'
-import { ALL_SAMPLED, apiEnvironment, DATABASE_URL, prepareTracingBench, REDIS_URL, tracingConfigs, type TracingConfig } from './tracing-setup.js'
+import { ALL_SAMPLED, apiEnvironment, DATABASE_URL, prepareTracingBench, REDIS_URL, type TracingConfig, tracingConfigs, tracingPath } from './tracing-setup.js'
 
 const { values: args } = parseArgs({
   options: {
@@ -86,9 +86,7 @@ async function load (url: string, seconds: number, rate?: number): Promise<LoadR
     headers: { 'x-api-key': key },
     requests: [{
       setupRequest: (req) => {
-        const i = n++
-        const id = ids[(i >> 1) % ids.length] as string
-        return { ...req, path: i % 2 === 0 ? `/api/v1/leads/${id}` : `/api/v1/leads/${id}/activities?limit=5` }
+        return { ...req, path: tracingPath(ids, n++) }
       }
     }]
   })
