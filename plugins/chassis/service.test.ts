@@ -80,14 +80,14 @@ test('malformed JSON and oversized bodies get 400 and 413 with codes', async (t)
   assert.equal(big.json().code, 'BODY_TOO_LARGE')
 })
 
-test('the request id is taken from x-request-id when NGINX\'s ($request_id, 32 hex digits) or a uuid, and echoed', async (t) => {
-  const app = await build(t, (a) => a.get('/id', async (req) => ({ id: req.id })))
+test('the request id is taken from x-request-id when a trusted proxy sends NGINX\'s ($request_id, 32 hex digits) or a uuid, and echoed', async (t) => {
+  const app = await build(t, (a) => a.get('/id', async (req) => ({ id: req.id })), { TRUST_PROXY: '127.0.0.1/32' })
   for (const id of ['0123456789abcdef0123456789abcdef', '0b1c2d3e-4f50-4a6b-8c7d-9e0f1a2b3c4d', '0B1C2D3E-4F50-4A6B-8C7D-9E0F1A2B3C4D']) {
-    const given = await app.inject({ url: '/id', headers: { 'x-request-id': id } })
+    const given = await app.inject({ url: '/id', remoteAddress: '127.0.0.1', headers: { 'x-request-id': id } })
     assert.equal(given.json().id, id)
     assert.equal(given.headers['x-request-id'], id)
   }
-  const forged = await app.inject({ url: '/id', headers: { 'x-request-id': 'bad id\nwith newline' } })
+  const forged = await app.inject({ url: '/id', remoteAddress: '127.0.0.1', headers: { 'x-request-id': 'bad id\nwith newline' } })
   assert.notEqual(forged.json().id, 'bad id\nwith newline')
   assert.match(String(forged.headers['x-request-id']), /^[0-9a-f-]{36}$/)
 })
@@ -98,6 +98,20 @@ test('a name or phone sent as x-request-id (Ann.Lee.5551234567) becomes no reque
     const res = await app.inject({ url: '/id', headers: { 'x-request-id': sent } })
     assert.match(res.json().id, /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[0-9a-f]{4}-[0-9a-f]{12}$/, sent)
     assert.equal(res.headers['x-request-id'], res.json().id)
+  }
+})
+
+test('a phone spelled in hex digits as x-request-id (00000000000000000000005551234567) by a caller that is not a trusted proxy becomes no request id: a fresh uuid replaces it', async (t) => {
+  const chosen = '00000000000000000000005551234567'
+  for (const env of [{}, { TRUST_PROXY: '10.0.0.0/8' }] as Array<Record<string, string>>) {
+    const app = await build(t, (a) => a.get('/id', async (req) => ({ id: req.id })), env)
+    for (const remoteAddress of ['127.0.0.1', '203.0.113.9']) {
+      const res = await app.inject({ url: '/id', remoteAddress, headers: { 'x-request-id': chosen } })
+      assert.match(res.json().id, /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[0-9a-f]{4}-[0-9a-f]{12}$/, `${JSON.stringify(env)} ${remoteAddress}`)
+      assert.equal(res.headers['x-request-id'], res.json().id)
+    }
+    // A trusted proxy's own id is still kept.
+    if ('TRUST_PROXY' in env) assert.equal((await app.inject({ url: '/id', remoteAddress: '10.1.2.3', headers: { 'x-request-id': chosen } })).json().id, chosen)
   }
 })
 

@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto'
+import proxyAddr from '@fastify/proxy-addr'
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify'
 import underPressure from '@fastify/under-pressure'
 import type { ChassisConfig } from './config-schema.js'
@@ -33,6 +34,8 @@ export interface ServiceDefinition {
 // A caller's request id is taken only in the shapes proxies generate: NGINX's `$request_id` and a W3C trace id (32
 // hex digits), or a uuid. The id is on every log line of the request and a span may carry it, so, like a URL's
 // values, it is allowed by a shape that holds no name; any other (`Ann.Lee.5551234567`) is replaced by a fresh uuid.
+// And only from a trusted proxy (TRUST_PROXY): a caller could choose hex digits that spell a phone
+// (`00000000000000000000005551234567`), where NGINX's are random.
 const REQUEST_ID = /^(?:[0-9a-fA-F]{32}|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})$/
 
 // The levels at which Fastify writes a line for every request received and answered.
@@ -73,6 +76,9 @@ function loggerOptions (def: ServiceDefinition): Pick<FastifyServerOptions, 'log
 export async function buildService (def: ServiceDefinition): Promise<FastifyInstance> {
   const { config } = def
   const refusedUrls = refusedUrlRouting()
+  const proxies = config.TRUST_PROXY.split(',').map((s) => s.trim()).filter(Boolean)
+  const trusted = proxyAddr.compile(proxies)
+  const fromProxy = (address: string | undefined): boolean => address !== undefined && trusted(address, 0)
   const app = Fastify({
     ...loggerOptions(def),
     bodyLimit: config.BODY_LIMIT_BYTES,
@@ -94,14 +100,14 @@ export async function buildService (def: ServiceDefinition): Promise<FastifyInst
     requestIdHeader: false,
     genReqId: (req) => {
       const incoming = req.headers['x-request-id']
-      return typeof incoming === 'string' && REQUEST_ID.test(incoming) ? incoming : randomUUID()
+      return typeof incoming === 'string' && REQUEST_ID.test(incoming) && fromProxy(req.socket.remoteAddress) ? incoming : randomUUID()
     },
     ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', useDefaults: true, allErrors: false } },
     schemaErrorFormatter: formatSchemaErrors,
     ...childLoggerFactory(def),
     return503OnClosing: true,
     // The client address comes from X-Forwarded-For only when the direct peer is a trusted proxy.
-    trustProxy: config.TRUST_PROXY.trim() === '' ? false : config.TRUST_PROXY.split(',').map((s) => s.trim()).filter(Boolean)
+    trustProxy: proxies.length === 0 ? false : proxies
   }) as unknown as FastifyInstance
   refusedUrls.attach(app)
   censorChildBindings(app.log)
