@@ -1,6 +1,6 @@
 import type { ChildProcess } from 'node:child_process'
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { availableParallelism, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import { ApiKeyStore } from '@lead-chassis/plugins/api-keys'
@@ -12,7 +12,7 @@ import { freePort } from '../../test/helpers/ports.js'
 import { startPrivatePostgres } from '../../test/helpers/private-postgres.js'
 import { startPrivateRedis } from '../../test/helpers/private-redis.js'
 import { startUnderCallgrind } from './callgrind.js'
-import { countBatches, medianOf, ranSlowLiteralKeys, settledBatches, SLOW_LITERAL_KEYS, type CountedBatches } from './counted-batches.js'
+import { countBatches, medianOf, ranBusy, ranSlowLiteralKeys, settledBatches, SLOW_LITERAL_KEYS, type CountedBatches } from './counted-batches.js'
 import { startService, table } from './lib.js'
 import { apiEnvironment } from './tracing-setup.js'
 
@@ -178,6 +178,11 @@ console.log(table(chosen.map((t) => ({
 // a comparison is not read from it.
 for (const [t, c] of counts) {
   if (ranSlowLiteralKeys(c)) console.log(`\nNote: ${t.label}'s batches spent ${c.literalKeys.map((x) => x.toFixed(0)).join(', ')} instructions a request in V8's runtime defining object literals' keys (about ${SLOW_LITERAL_KEYS.toLocaleString('en-US')} or more: process.nextTick's tick objects on V8's slow path, which perf did not find at more than 0.35% of the CPU of processes run without valgrind). Compare processes without it: run again.`)
+}
+
+// A count taken on a machine busier than its CPUs is not comparable with one taken on a quiet machine (counted-batches.ts).
+for (const [t, c] of counts) {
+  if (ranBusy(c)) console.log(`\nNote: ${t.label}'s batches ended at load averages ${c.load.map((x) => x.toFixed(1)).join(', ')} on ${availableParallelism()} CPUs: its counts hold the clock's work over longer batches. Run again on a quieter machine.`)
 }
 
 for (const t of chosen) {

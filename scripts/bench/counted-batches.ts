@@ -1,4 +1,5 @@
 import { copyFileSync, readFileSync, rmSync } from 'node:fs'
+import { availableParallelism, loadavg } from 'node:os'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { callgrindControl, dumpedThreads } from './callgrind.js'
@@ -17,6 +18,8 @@ export interface CountedBatches {
   compiled: number[]
   /** Of the main thread's, those V8's runtime spent defining object literals' computed keys (`literalKeysRuntime`). */
   literalKeys: number[]
+  /** The machine's one-minute load average at the end of each batch. */
+  load: number[]
   /** The idle process's main-thread instructions per second. */
   idlePerSecond: number
   /** The main thread's instructions per request by function over every batch (when `functions` was asked for). */
@@ -65,7 +68,7 @@ export async function countBatches (o: CountOptions): Promise<CountedBatches> {
   callgrindControl(o.pid, '--dump')
   const idlePerMs = dumpedThreads(o.dir, o.pid, 2).main / (performance.now() - idleStarted)
   o.log?.(`idle: ${(idlePerMs * 1000).toFixed(0)} instructions/second on the main thread`)
-  const result: CountedBatches = { counted: [], allThreads: [], net: [], compiled: [], literalKeys: [], idlePerSecond: idlePerMs * 1000 }
+  const result: CountedBatches = { counted: [], allThreads: [], net: [], compiled: [], literalKeys: [], load: [], idlePerSecond: idlePerMs * 1000 }
   // Batches are dumps 3.. (1 and 2 are the switch and the idle seconds); the main thread's file ends in -01.
   const mainDump = (s: number): string => join(o.dir, `cg.${o.pid}.${s + 2}-01`)
   for (let s = 1; s <= o.samples; s++) {
@@ -80,6 +83,7 @@ export async function countBatches (o: CountOptions): Promise<CountedBatches> {
     const costs = functionCosts(readFileSync(mainDump(s), 'utf8'))
     result.compiled.push(optimizingCompilation(costs) / o.requests)
     result.literalKeys.push(literalKeysRuntime(costs) / o.requests)
+    result.load.push(loadavg()[0] ?? 0)
     o.log?.(`batch ${s}: ${result.counted.at(-1)?.toFixed(0)} instructions/request on the main thread (${result.allThreads.at(-1)?.toFixed(0)} in all threads), ${result.net.at(-1)?.toFixed(0)} net of the idle rate, ${result.compiled.at(-1)?.toFixed(0)} of them compiling optimized code, ${result.literalKeys.at(-1)?.toFixed(0)} in V8's runtime defining object literals' keys`)
   }
   if (o.functions === true) {
@@ -107,3 +111,10 @@ export const SLOW_LITERAL_KEYS = 10_000
 
 /** Whether any batch of `c` ran that slow path. */
 export const ranSlowLiteralKeys = (c: CountedBatches): boolean => c.literalKeys.some((x) => x > SLOW_LITERAL_KEYS)
+
+/**
+ * Whether any batch of `c` ran on a machine busier than its CPUs: the counts then grow with the batches' durations
+ * (work driven by the clock, at its rate under load, which the idle rate does not subtract). On 2026-12-03 a load
+ * average of 11 on two CPUs took (a)'s batches from about 340,000 to 516,000-559,000 instructions per request, net.
+ */
+export const ranBusy = (c: CountedBatches): boolean => c.load.some((x) => x > availableParallelism())

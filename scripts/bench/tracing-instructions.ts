@@ -1,6 +1,6 @@
 import type { ChildProcess } from 'node:child_process'
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { availableParallelism, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import { projectRoot } from '../../services/platform/paths.js'
@@ -8,14 +8,15 @@ import { freePort } from '../../test/helpers/ports.js'
 import { startPrivatePostgres } from '../../test/helpers/private-postgres.js'
 import { startPrivateRedis } from '../../test/helpers/private-redis.js'
 import { startUnderCallgrind } from './callgrind.js'
-import { countBatches, medianOf, ranSlowLiteralKeys, settledBatches, SLOW_LITERAL_KEYS, type CountedBatches } from './counted-batches.js'
+import { countBatches, medianOf, ranBusy, ranSlowLiteralKeys, settledBatches, SLOW_LITERAL_KEYS, type CountedBatches } from './counted-batches.js'
 import { table } from './lib.js'
 import { startOtlpSink, type OtlpSink } from './otlp-sink.js'
 import { apiEnvironment, driveTracingRequests, prepareTracingBench, tracingConfigs, type TracingConfig } from './tracing-setup.js'
 
 /**
- * The cost of tracing in instructions per request, which, unlike req/s or CPU time, does not depend on how busy the
- * machine is: the api runs under valgrind's callgrind, which counts the instructions the process executes.
+ * The cost of tracing in instructions per request, which, unlike req/s or CPU time, depends on how busy the machine
+ * is only through the work the clock drives (a busy machine's batches last longer; each batch's load average is
+ * printed): the api runs under valgrind's callgrind, which counts the instructions the process executes.
  * Each configuration is one process, on a PostgreSQL and a Redis of the bench's own (on shared ones, what other clients do reaches the api: a key minted anywhere is announced to every
  * listener), started with callgrind's instrumentation off (start-up and warm-up run at valgrind's lighter speed and
  * are not counted), warmed up, counted idle for `--idle` seconds, then over `--samples` batches of `--requests`
@@ -161,6 +162,11 @@ console.log(table(configs.map((c) => ({
 // a comparison is not read from it.
 for (const [t, c] of counts) {
   if (ranSlowLiteralKeys(c)) console.log(`\nNote: ${t.label}'s batches spent ${c.literalKeys.map((x) => x.toFixed(0)).join(', ')} instructions a request in V8's runtime defining object literals' keys (about ${SLOW_LITERAL_KEYS.toLocaleString('en-US')} or more: process.nextTick's tick objects on V8's slow path, which perf did not find at more than 0.35% of the CPU of processes run without valgrind). Compare processes without it: run again.`)
+}
+
+// A count taken on a machine busier than its CPUs is not comparable with one taken on a quiet machine (counted-batches.ts).
+for (const [t, c] of counts) {
+  if (ranBusy(c)) console.log(`\nNote: ${t.label}'s batches ended at load averages ${c.load.map((x) => x.toFixed(1)).join(', ')} on ${availableParallelism()} CPUs: its counts hold the clock's work over longer batches. Run again on a quieter machine.`)
 }
 
 if (functionsShown > 0) printFunctions(functionsShown)
