@@ -84,7 +84,7 @@ export async function countBatches (o: CountOptions): Promise<CountedBatches> {
     result.compiled.push(optimizingCompilation(costs) / o.requests)
     result.literalKeys.push(literalKeysRuntime(costs) / o.requests)
     result.load.push(loadavg()[0] ?? 0)
-    o.log?.(`batch ${s}: ${result.counted.at(-1)?.toFixed(0)} instructions/request on the main thread (${result.allThreads.at(-1)?.toFixed(0)} in all threads), ${result.net.at(-1)?.toFixed(0)} net of the idle rate, ${result.compiled.at(-1)?.toFixed(0)} of them compiling optimized code, ${result.literalKeys.at(-1)?.toFixed(0)} in V8's runtime defining object literals' keys`)
+    o.log?.(`batch ${s}: ${result.counted.at(-1)?.toFixed(0)} instructions/request on the main thread (${result.allThreads.at(-1)?.toFixed(0)} in all threads), ${result.net.at(-1)?.toFixed(0)} net of the idle rate, ${result.compiled.at(-1)?.toFixed(0)} of them compiling optimized code, ${result.literalKeys.at(-1)?.toFixed(0)} in V8's runtime defining object literals' keys; load average ${result.load.at(-1)?.toFixed(1)}`)
   }
   if (o.functions === true) {
     // Read after the batches, when the map names the code they ran.
