@@ -12,6 +12,8 @@ export interface Invalidation {
 }
 
 const PRESENCE_BEAT_MS = 2000
+/** How long close() gives Redis to answer QUIT before it drops the subscription connection. */
+const QUIT_WAIT_MS = 500
 
 interface Message extends Invalidation {
   id: string
@@ -167,6 +169,10 @@ export class InvalidationBus {
     clearInterval(this.#heartbeat)
     if (this.#tier.cluster) await this.#tier.leave(this.#membersKey, this.#o.instanceId).catch(() => {})
     this.#subscriber.removeAllListeners('close')
-    await this.#subscriber.quit().catch(() => this.#subscriber.disconnect())
+    // This connection queues offline and has no command timeout: a hung Redis would hold QUIT, and close(), forever.
+    let timer: NodeJS.Timeout | undefined
+    await Promise.race([this.#subscriber.quit().catch(() => {}), new Promise<void>((resolve) => { timer = setTimeout(resolve, QUIT_WAIT_MS) })])
+    clearTimeout(timer)
+    this.#subscriber.disconnect()
   }
 }

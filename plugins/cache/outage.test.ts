@@ -140,3 +140,23 @@ test('a Redis that stays stalled still opens the cache breaker after threshold w
   assert.equal(await cache.get('k'), undefined)
   assert.equal(cache.getStats().redis.timeouts, timeouts, 'with the breaker open Redis is not waited for')
 })
+
+test('closing the cache while Redis is hung (SIGSTOP) returns within a second instead of waiting for Redis to answer', async (t) => {
+  const redis = await startPrivateRedis()
+  t.after(() => redis.destroy())
+  const client = createRedisClient({ url: redis.url, commandTimeoutMs: 50 })
+  t.after(() => client.disconnect())
+  const cache = createCacheManager(client, { prefix: 'c:', redisTimeoutMs: 50, breakerCooldownMs: 300 })
+  assert.ok(await cache.ready())
+  await cache.getOrSet('warm', async () => 1)
+  await cache.del('warm')
+
+  redis.pause()
+  await cache.del('during')
+  const started = performance.now()
+  const closed = await Promise.race([cache.close().then(() => true), new Promise<false>((resolve) => setTimeout(() => resolve(false), 5000).unref())])
+  const ms = performance.now() - started
+  redis.resume()
+  assert.ok(closed, 'close() still waits for the hung Redis after 5 s')
+  assert.ok(ms < 1000, `close() took ${ms.toFixed(0)} ms`)
+})
