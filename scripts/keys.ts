@@ -1,8 +1,8 @@
 import { parseArgs } from 'node:util'
-import { Redis } from 'ioredis'
 import { ApiKeyStore } from '@lead-chassis/plugins/api-keys'
 import { createCacheManager } from '@lead-chassis/plugins/cache'
 import { createConnectionPool } from '@lead-chassis/plugins/db-pool'
+import { createRedisClient } from '@lead-chassis/plugins/redis'
 import { migrate } from '../services/domain/migrate.js'
 import { SCOPES } from '../services/domain/scopes.js'
 import { loadScriptsConfig } from './lib/config.js'
@@ -23,9 +23,10 @@ const config = loadScriptsConfig()
 const db = await openDatabase({ databaseUrl: config.DATABASE_URL, port: config.EMBEDDED_PG_PORT, dataDir: config.EMBEDDED_PG_DATA_DIR, log: (m) => console.error(`[keys] ${m}`) })
 const pool = createConnectionPool({ connectionString: db.url, schema: config.DB_SCHEMA, min: 0, max: 2, healthCheckInterval: 0 })
 // Running instances hear a revocation from PostgreSQL itself (a trigger's NOTIFY), with or without REDIS_URL here;
-// with it, the shared Redis tier is cleared too before this command returns.
-const redis = config.REDIS_URL ? new Redis(config.REDIS_URL, { lazyConnect: true }) : undefined
-await redis?.connect().catch(() => {})
+// with it, the shared Redis tier is cleared too before this command returns. The platform's client, not a bare
+// one: ioredis's connect() waits for a ready check a hung Redis never answers, and its offline queue would hold the
+// DEL forever; here a Redis that does not answer costs the cache's budget and the revocation goes on.
+const redis = config.REDIS_URL ? createRedisClient({ url: config.REDIS_URL, name: 'keys-cli' }) : undefined
 const cache = redis ? createCacheManager(redis, { prefix: config.CACHE_PREFIX }) : undefined
 await cache?.ready(2000)
 try {

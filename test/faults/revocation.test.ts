@@ -1,0 +1,69 @@
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import type { FastifyInstance } from 'fastify'
+import { buildApp } from '../../services/api/app.js'
+import { createTestSchema, testApiConfig, uniqueName, type TestSchema } from '../helpers/database.js'
+import { startPrivateRedis, type PrivateRedis } from '../helpers/private-redis.js'
+import { eventually } from '../helpers/eventually.js'
+import { revokeWithCli } from '../helpers/keys-cli.js'
+
+type After = { after: (fn: () => Promise<void>) => void }
+
+async function status (app: FastifyInstance, key: string): Promise<number> {
+  return (await app.inject({ url: '/api/v1/leads?limit=1', headers: { 'x-api-key': key } })).statusCode
+}
+
+/** A schema and a Redis of the test's own (the test hangs it with SIGSTOP), and api instances on both. */
+async function fleet (t: After): Promise<{ db: TestSchema, redis: PrivateRedis, env: Record<string, string>, api: () => Promise<FastifyInstance> }> {
+  const db = await createTestSchema()
+  const redis = await startPrivateRedis()
+  t.after(async () => {
+    redis.resume()
+    await redis.destroy()
+    await db.drop()
+  })
+  const env = {
+    REDIS_URL: redis.url,
+    CACHE_PREFIX: `${uniqueName('revoke')}:`,
+    CACHE_ENABLED: 'true',
+    REDIS_COMMAND_TIMEOUT_MS: '100',
+    CACHE_ACK_TIMEOUT_MS: '200',
+    CACHE_BREAKER_COOLDOWN_MS: '500',
+    // Longer than the minute an instance remembers a revocation it heard: only the cache's own state keeps it out after.
+    API_KEY_CACHE_TTL: '300'
+  }
+  const api = async (): Promise<FastifyInstance> => {
+    const app = await buildApp(testApiConfig(db, env))
+    t.after(() => app.close())
+    return app
+  }
+  return { db, redis, env, api }
+}
+
+test('a key revoked by the keys CLI while Redis is hung is refused within a second by both api instances, and after Redis is back', async (t) => {
+  const { db, redis, env, api } = await fleet(t)
+  const [a, b] = [await api(), await api()]
+  const { id, key } = await a.apiKeys.mint('partner', ['leads:read'])
+  for (const app of [a, b]) {
+    assert.equal(await status(app, key), 200)
+    assert.equal(await status(app, key), 200, 'answered from the cached verdict')
+  }
+
+  redis.pause()
+  const refused = Promise.all([a, b].map((app) => eventually(async () => (await status(app, key)) === 401, 'the revoked key refused', 15000)))
+  refused.catch(() => {})
+  // The operator's CLI is pointed at the same (hung) Redis: it must still revoke and return.
+  const started = performance.now()
+  const printedAt = await revokeWithCli(db, id, { REDIS_URL: redis.url, CACHE_PREFIX: env.CACHE_PREFIX ?? '' }, 8000)
+  const refusedAt = await refused
+  t.diagnostic(`the CLI printed "revoked" after ${Math.round(printedAt - started)} ms; refused ${refusedAt.map((at) => Math.round(at - printedAt)).join(' and ')} ms after`)
+  for (const at of refusedAt) assert.ok(at - printedAt < 1000, `refused ${Math.round(at - printedAt)} ms after the CLI said "revoked"`)
+
+  redis.resume()
+  await eventually(() => [a, b].every((app) => app.cache.getStats().invalidations.pending === 0 && app.cache.getStats().redis.breaker === 'closed'),
+    'both instances have handed their pending invalidations to Redis', 15000)
+  for (const app of [a, b]) assert.equal(await status(app, key), 401, 'still refused once Redis is back')
+  // An instance that starts now warms its local tier from Redis: Redis must not hold the old verdict any more.
+  const c = await api()
+  assert.equal(await status(c, key), 401, 'refused by an instance started after Redis came back')
+})
