@@ -7,8 +7,11 @@ import { createConnection, createServer, type Server, type Socket } from 'node:n
  * - `blackhole`: keeps accepting and reading but forwards nothing, no FIN and no RST, like a link whose packets are
  *   dropped; what was held is delivered in order on `heal()`, as TCP retransmission would once the link is back;
  * - `reset`: every open connection and each new one is destroyed with an RST on both sides.
+ * `pause` and `blackhole` may hold one direction only (`up`: client to server, `down`: server to client), a
+ * half-open link: the server gets the commands and runs them, the client never hears the answers.
  */
 export type FaultMode = 'pass' | 'pause' | 'blackhole' | 'reset'
+export type FaultDirection = 'up' | 'down'
 
 export interface FaultProxy {
   port: number
@@ -17,8 +20,8 @@ export interface FaultProxy {
   mode: () => FaultMode
   /** Connections open through the proxy now. */
   connections: () => number
-  pause: () => void
-  blackhole: () => void
+  pause: (only?: FaultDirection) => void
+  blackhole: (only?: FaultDirection) => void
   reset: () => void
   /** Delays each chunk by `ms` in both directions, keeping their order; 0 removes the delay. */
   latency: (ms: number) => void
@@ -48,7 +51,7 @@ class Link {
     client.on('end', () => this.#end('up'))
     client.on('close', () => this.#end('up'))
     client.on('data', (chunk: Buffer) => this.#receive('up', chunk))
-    if (proxy.current === 'pause') client.pause()
+    if (proxy.holds('pause', 'up')) client.pause()
     this.#connectUpstream()
   }
 
@@ -61,7 +64,7 @@ class Link {
     upstream.on('close', () => this.#end('down'))
     upstream.on('data', (chunk: Buffer) => this.#receive('down', chunk))
     upstream.on('connect', () => this.#flush('up'))
-    if (this.#proxy.current === 'pause') upstream.pause()
+    if (this.#proxy.holds('pause', 'down')) upstream.pause()
   }
 
   #end (direction: 'up' | 'down'): void {
@@ -81,8 +84,7 @@ class Link {
   /** Writes what is due in one direction unless the link holds it; propagates the end once the queue is empty. */
   #flush (direction: 'up' | 'down'): void {
     if (this.#closed) return
-    const mode = this.#proxy.current
-    if (mode === 'blackhole' || mode === 'pause') return
+    if (this.#proxy.holds('blackhole', direction) || this.#proxy.holds('pause', direction)) return
     const target = direction === 'up' ? this.#upstream : this.#client
     const source = direction === 'up' ? this.#client : this.#upstream
     if (target === undefined || target.connecting) return
@@ -99,7 +101,7 @@ class Link {
       queue.shift()
       if (!target.write(next.chunk) && source && !source.isPaused()) {
         source.pause()
-        target.once('drain', () => { if (this.#proxy.current !== 'pause') source.resume() })
+        target.once('drain', () => { if (!this.#proxy.holds('pause', direction)) source.resume() })
       }
     }
     if (this.#ended[direction]) {
@@ -111,13 +113,14 @@ class Link {
   /** Applies the proxy's new mode to this link. */
   apply (): void {
     const mode = this.#proxy.current
-    const sockets = [this.#client, this.#upstream].filter((s): s is Socket => s !== undefined)
     if (mode === 'reset') {
       this.reset()
       return
     }
-    for (const s of sockets) {
-      if (mode === 'pause') s.pause()
+    // The socket a direction reads from: paused, its sender feels backpressure.
+    for (const [direction, s] of [['up', this.#client], ['down', this.#upstream]] as const) {
+      if (s === undefined) continue
+      if (this.#proxy.holds('pause', direction)) s.pause()
       else s.resume()
     }
     this.#flush('up')
@@ -167,6 +170,8 @@ class TcpFaultProxy implements FaultProxy {
   readonly links = new Set<Link>()
   readonly #server: Server
   current: FaultMode = 'pass'
+  /** The one direction `pause` or `blackhole` holds; undefined: both. */
+  only: FaultDirection | undefined
   latencyMs = 0
   port = 0
 
@@ -202,13 +207,19 @@ class TcpFaultProxy implements FaultProxy {
   mode = (): FaultMode => this.current
   connections = (): number => [...this.links].filter((l) => l.open).length
 
-  #set (mode: FaultMode): void {
+  /** True when the link holds `direction` in `mode` now. */
+  holds (mode: 'pause' | 'blackhole', direction: FaultDirection): boolean {
+    return this.current === mode && (this.only === undefined || this.only === direction)
+  }
+
+  #set (mode: FaultMode, only?: FaultDirection): void {
     this.current = mode
+    this.only = only
     for (const link of [...this.links]) link.apply()
   }
 
-  pause = (): void => this.#set('pause')
-  blackhole = (): void => this.#set('blackhole')
+  pause = (only?: FaultDirection): void => this.#set('pause', only)
+  blackhole = (only?: FaultDirection): void => this.#set('blackhole', only)
   reset = (): void => this.#set('reset')
   heal = (): void => this.#set('pass')
   latency = (ms: number): void => { this.latencyMs = ms }
