@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto'
-import type { RedisClient } from '../redis/index.js'
+import { closeRedisClient, type RedisClient } from '../redis/index.js'
 import type { RedisTier } from './redis-tier.js'
 import type { CacheCounters } from './stats.js'
 
@@ -12,8 +12,6 @@ export interface Invalidation {
 }
 
 const PRESENCE_BEAT_MS = 2000
-/** How long close() gives Redis to answer QUIT before it drops the subscription connection. */
-const QUIT_WAIT_MS = 500
 
 interface Message extends Invalidation {
   id: string
@@ -170,9 +168,6 @@ export class InvalidationBus {
     if (this.#tier.cluster) await this.#tier.leave(this.#membersKey, this.#o.instanceId).catch(() => {})
     this.#subscriber.removeAllListeners('close')
     // This connection queues offline and has no command timeout: a hung Redis would hold QUIT, and close(), forever.
-    let timer: NodeJS.Timeout | undefined
-    await Promise.race([this.#subscriber.quit().catch(() => {}), new Promise<void>((resolve) => { timer = setTimeout(resolve, QUIT_WAIT_MS) })])
-    clearTimeout(timer)
-    this.#subscriber.disconnect()
+    await closeRedisClient(this.#subscriber)
   }
 }

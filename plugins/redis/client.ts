@@ -96,3 +96,18 @@ function isRedisDecorator (value: unknown): boolean {
 
 /** For `optionalDependency`'s `accepts`: what a dependent of `app.redis` takes. */
 export const redisDecorator = { check: isRedisDecorator, what: 'an ioredis client' }
+
+/** How long `closeRedisClient` gives Redis to answer QUIT. @default 500 */
+const QUIT_WAIT_MS = 500
+
+/**
+ * Ends a connection politely when Redis answers, and at once otherwise: QUIT waits for a reply a hung Redis never
+ * gives (up to the 10 s backstop, or forever on a connection with an offline queue and no command timeout), which
+ * would hold a shutdown past SHUTDOWN_TIMEOUT_MS.
+ */
+export async function closeRedisClient (client: RedisClient, waitMs = QUIT_WAIT_MS): Promise<void> {
+  let timer: NodeJS.Timeout | undefined
+  await Promise.race([client.quit().catch(() => {}), new Promise<void>((resolve) => { timer = setTimeout(resolve, waitMs) })])
+  clearTimeout(timer)
+  client.disconnect()
+}

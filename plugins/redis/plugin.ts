@@ -1,7 +1,7 @@
 import fp from 'fastify-plugin'
 import type { FastifyInstance } from 'fastify'
 import { optionalDependency } from '../chassis/index.js'
-import { createRedisClient, type RedisClient, type RedisClientOptions } from './client.js'
+import { closeRedisClient, createRedisClient, type RedisClient, type RedisClientOptions } from './client.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -36,6 +36,6 @@ export const redisPlugin = fp(async (app: FastifyInstance, opts: RedisPluginOpti
     health.register({ name: 'redis', required: false, check: async () => { await client.ping() } })
   }
   app.addHook('onClose', async () => {
-    if (!injected || closeInjected) await client.quit().catch(() => client.disconnect())
+    if (!injected || closeInjected) await closeRedisClient(client)
   })
 }, { name: 'redis', fastify: '5.x' })

@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events'
 import type { FastifyBaseLogger } from 'fastify'
-import type { RedisClient } from '@lead-chassis/plugins/redis'
+import { closeRedisClient, type RedisClient } from '@lead-chassis/plugins/redis'
 
 export interface AssignmentEvent {
   type: 'lead.assigned'
@@ -69,7 +69,7 @@ export class EventHub {
 
   async close (): Promise<void> {
     this.#local.removeAllListeners()
-    await this.#subscriber?.quit().catch(() => this.#subscriber?.disconnect())
+    if (this.#subscriber) await closeRedisClient(this.#subscriber)
   }
 
   #deliver (message: string): void {
