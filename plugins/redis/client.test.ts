@@ -1,6 +1,8 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { createRedisClient } from './client.js'
+import { once } from 'node:events'
+import { closeRedisClient, createRedisClient } from './client.js'
+import { startPrivateRedis } from '../../test/helpers/private-redis.js'
 
 test('invalid Redis client options throw one coded error naming each problem, never the URL', () => {
   assert.throws(() => createRedisClient({ url: 'http://user:hunter2@127.0.0.1:6379', commandTimeoutMs: -1 }), (e: Error & { code: string }) => {
@@ -11,4 +13,22 @@ test('invalid Redis client options throw one coded error naming each problem, ne
     return true
   })
   assert.throws(() => createRedisClient({ url: 'redis://127.0.0.1:6379', commandTimeoutMs: 0 }), /commandTimeoutMs must be a positive number/)
+})
+
+test('closing a client of a hung Redis (SIGSTOP) releases its socket within a second, so a CLI exits instead of lingering', async (t) => {
+  const redis = await startPrivateRedis()
+  t.after(async () => {
+    redis.resume()
+    await redis.destroy()
+  })
+  const client = createRedisClient({ url: redis.url })
+  client.on('error', () => {})
+  await once(client, 'ready')
+  const socket = (client as unknown as { stream: NodeJS.EventEmitter }).stream
+  redis.pause()
+  const started = performance.now()
+  const released = once(socket, 'close').then(() => performance.now() - started)
+  await closeRedisClient(client)
+  const ms = await Promise.race([released, new Promise<number>((resolve) => setTimeout(() => resolve(Infinity), 5000).unref())])
+  assert.ok(ms < 1000, `the socket stayed open ${ms.toFixed(0)} ms after close (it keeps the process alive)`)
 })
