@@ -79,7 +79,9 @@ export function installErrorHandling (app: FastifyInstance): void {
   app.setErrorHandler((err: CodedError, request: FastifyRequest, reply: FastifyReply) => {
     const fromError = err.validation ? 400 : (err.statusCode ?? 500)
     const statusCode = fromError >= 400 && fromError < 600 ? fromError : 500
-    const deliberate = typeof err.code === 'string' && typeof err.statusCode === 'number'
+    // Fastify's own codes (FST_ERR_*) name its internals and are documented nowhere: those not mapped to one of ours
+    // (FST_ERR_ROUTE_MISSING_CONTENT_TYPE for a QUERY without a content type) answer BAD_REQUEST or INTERNAL_ERROR.
+    const deliberate = typeof err.code === 'string' && typeof err.statusCode === 'number' && !err.code.startsWith('FST_ERR_')
     // SyntaxError from the JSON parser carries statusCode 400 but its own code.
     const code = FASTIFY_CODES[err.code] ?? (deliberate ? err.code : statusCode >= 500 ? 'INTERNAL_ERROR' : 'BAD_REQUEST')
     const message = statusCode < 500 || deliberate ? err.message : 'Internal Server Error'
