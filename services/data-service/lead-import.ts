@@ -38,6 +38,11 @@ export interface ImportOptions {
 interface Row { line: number, record?: Record<string, unknown>, error?: string }
 interface Pending { line: number, lead: LeadInput }
 
+/** What a lead is unique by: its email, case-insensitive, and its product (the leads table's unique index). */
+function naturalKey (lead: LeadInput): string {
+  return `${lead.email.toLowerCase()}|${lead.product}`
+}
+
 const ajv = new Ajv({ allErrors: false, coerceTypes: false, removeAdditional: false })
 addFormats.default(ajv)
 const validateLead = ajv.compile<LeadInput>(createLeadBodySchema)
@@ -173,8 +178,11 @@ export async function importLeads (db: ConnectionPool, input: Readable, format: 
   let batch = new Map<string, Pending>()
   let firstLine = 0
 
+  // A batch is one statement, and each row it writes stays locked until it ends: rows are written in the order of
+  // their natural key, so two imports of the same leads in other orders wait for each other instead of deadlocking.
   const upsert = async (part: Pending[]): Promise<void> => {
-    const column = <T>(f: (l: LeadInput) => T): T[] => part.map((p) => f(p.lead))
+    const ordered = part.map((p) => ({ key: naturalKey(p.lead), lead: p.lead })).sort((a, b) => a.key < b.key ? -1 : a.key > b.key ? 1 : 0)
+    const column = <T>(f: (l: LeadInput) => T): T[] => ordered.map((p) => f(p.lead))
     const { rows } = await db.query<{ id: string, inserted: boolean }>(UPSERT, [
       column((l) => l.firstName), column((l) => l.lastName), column((l) => l.email), column((l) => l.phone ?? null),
       column((l) => l.product), column((l) => l.state), column((l) => l.source ?? null), column((l) => l.score ?? null)
@@ -227,7 +235,7 @@ export async function importLeads (db: ConnectionPool, input: Readable, format: 
         continue
       }
       const lead = row.record
-      const key = `${lead.email.toLowerCase()}|${lead.product}`
+      const key = naturalKey(lead)
       if (batch.has(key)) await flush()
       if (batch.size === 0) firstLine = row.line
       batch.set(key, { line: row.line, lead })
