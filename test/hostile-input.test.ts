@@ -152,6 +152,19 @@ test('a method Fastify reads a body for (QUERY) sent without a content type answ
   }
 })
 
+test('a CONNECT request is answered 404 NOT_FOUND with the platform\'s body, not a connection closed without a word', async () => {
+  for (const service of [api, data, orchestrator]) {
+    for (const target of [`127.0.0.1:${new URL(service.url).port}`, `${EMAIL}:443`]) {
+      const answer = await send(service.url, http('CONNECT', target, { host: target, 'x-api-key': key }))
+      assert.equal(answer.status, 404, `${service.name} CONNECT ${target}: ${answer.head}`)
+      assert.deepEqual(problems(answer, 'CONNECT'), [])
+      assert.equal((JSON.parse(answer.body) as { code: string }).code, 'NOT_FOUND')
+      assert.ok(!answer.body.includes(EMAIL), answer.body)
+    }
+    assert.equal((await fetch(`${service.url}/health/live`)).status, 200)
+  }
+})
+
 test('two imports of the same leads in opposite orders at once both succeed: no deadlock answered 503 IMPORT_INTERRUPTED', async () => {
   for (let round = 0; round < 3; round++) {
     const rows = Array.from({ length: 400 }, (_, i) => `Ann,Lee,import${round}.${i}@example.com,${PHONE},auto,CA`)

@@ -1,6 +1,17 @@
+import type { IncomingMessage } from 'node:http'
+import type { Duplex } from 'node:stream'
 import type { Socket } from 'node:net'
 import { errorBody } from './error-body.js'
 import { ChassisErrors } from './errors.js'
+
+/** Writes the platform's error body straight on the connection, then closes it. */
+function answerAndClose (socket: Duplex, statusCode: number, code: string, message: string): void {
+  const body = JSON.stringify(errorBody(statusCode, code, message))
+  if (socket.writable) {
+    socket.write(`HTTP/1.1 ${statusCode} ${errorBody(statusCode, '', '').error}\r\nConnection: close\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`)
+  }
+  socket.destroy()
+}
 
 /**
  * Answers what Node's HTTP parser refuses before any route sees it (a request that took longer than
@@ -13,10 +24,15 @@ export function clientErrorHandler (requestTimeoutMs: number): (err: NodeJS.Errn
     const error = err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
       ? new ChassisErrors.REQUEST_TIMEOUT(requestTimeoutMs)
       : err.code === 'HPE_HEADER_OVERFLOW' ? new ChassisErrors.HEADERS_TOO_LARGE() : new ChassisErrors.MALFORMED_REQUEST()
-    const body = JSON.stringify(errorBody(error.statusCode, error.code, error.message))
-    if (socket.writable) {
-      socket.write(`HTTP/1.1 ${error.statusCode} ${errorBody(error.statusCode, '', '').error}\r\nConnection: close\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`)
-    }
-    socket.destroy()
+    answerAndClose(socket, error.statusCode, error.code, error.message)
   }
+}
+
+/**
+ * Answers CONNECT (a tunnel, which no route opens) as any method no route takes: 404 NOT_FOUND. Node hands CONNECT to
+ * the server's `connect` listeners instead of the routes, and without one closes the connection without a word. The
+ * target (`host:port`, any text) is not echoed.
+ */
+export function refuseConnect (_request: IncomingMessage, socket: Duplex): void {
+  answerAndClose(socket, 404, 'NOT_FOUND', 'Route CONNECT not found')
 }

@@ -3,7 +3,7 @@ import proxyAddr from '@fastify/proxy-addr'
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify'
 import underPressure from '@fastify/under-pressure'
 import type { ChassisConfig } from './config-schema.js'
-import { clientErrorHandler } from './client-error.js'
+import { clientErrorHandler, refuseConnect } from './client-error.js'
 import { formatSchemaErrors, installErrorHandling, routerErrorHandler } from './error-handler.js'
 import { healthPlugin } from './health.js'
 import { lazyChildLogger } from './lazy-logger.js'
@@ -110,6 +110,7 @@ export async function buildService (def: ServiceDefinition): Promise<FastifyInst
     trustProxy: proxies.length === 0 ? false : proxies
   }) as unknown as FastifyInstance
   refusedUrls.attach(app)
+  app.server.on('connect', refuseConnect)
   censorChildBindings(app.log)
   setLoggedHosts(app, config.LOG_HOSTS.split(','))
 
