@@ -165,6 +165,30 @@ test('a CONNECT request is answered 404 NOT_FOUND with the platform\'s body, not
   }
 })
 
+test('an HTTP/1.1 request without a Host header is answered 400 MALFORMED_REQUEST with the platform\'s body, not Node\'s empty 400', async () => {
+  for (const [service, path] of [[api, '/api/v1/leads'], [data, '/health/live'], [orchestrator, '/orchestrator/v1/route-batch']] as const) {
+    const answer = await send(service.url, `GET ${path} HTTP/1.1\r\nx-api-key: ${key}\r\nconnection: close\r\n\r\n`)
+    assert.equal(answer.status, 400, `${service.name}: ${answer.head}`)
+    assert.deepEqual(problems(answer, 'GET'), [])
+    assert.equal((JSON.parse(answer.body) as { code: string }).code, 'MALFORMED_REQUEST')
+  }
+  // HTTP/1.0 has no Host requirement: such a request is answered as any other.
+  assert.equal((await send(api.url, 'GET /health/live HTTP/1.0\r\n\r\n')).status, 200)
+})
+
+test('an Expect header other than 100-continue is answered 417 EXPECTATION_FAILED with the platform\'s body, not Node\'s empty 417', async () => {
+  for (const [service, path] of [[api, '/api/v1/leads'], [data, '/data/v1/imports/leads'], [orchestrator, '/orchestrator/v1/route-batch']] as const) {
+    const answer = await send(service.url, http('POST', path, { 'x-api-key': key, 'content-type': 'application/json', expect: `${NAME}-${PHONE}` }, JSON.stringify(lead)))
+    assert.equal(answer.status, 417, `${service.name}: ${answer.head}`)
+    assert.deepEqual(problems(answer, 'POST'), [])
+    assert.equal((JSON.parse(answer.body) as { code: string }).code, 'EXPECTATION_FAILED')
+    assert.ok(!answer.body.includes(NAME), answer.body)
+  }
+  // 100-continue is still met: the body is read and the request answered.
+  const answer = await send(api.url, http('POST', '/api/v1/leads', { 'content-type': 'application/json', expect: '100-continue' }, '{}'))
+  assert.match(answer.head, /^HTTP\/1\.1 100 Continue/)
+})
+
 test('two imports of the same leads in opposite orders at once both succeed: no deadlock answered 503 IMPORT_INTERRUPTED', async () => {
   for (let round = 0; round < 3; round++) {
     const rows = Array.from({ length: 400 }, (_, i) => `Ann,Lee,import${round}.${i}@example.com,${PHONE},auto,CA`)

@@ -1,4 +1,4 @@
-import type { IncomingMessage } from 'node:http'
+import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { Duplex } from 'node:stream'
 import type { Socket } from 'node:net'
 import { errorBody } from './error-body.js'
@@ -35,4 +35,14 @@ export function clientErrorHandler (requestTimeoutMs: number): (err: NodeJS.Errn
  */
 export function refuseConnect (_request: IncomingMessage, socket: Duplex): void {
   answerAndClose(socket, 404, 'NOT_FOUND', 'Route CONNECT not found')
+}
+
+/**
+ * Answers an Expect header other than 100-continue (Node's `checkExpectation`) with 417 EXPECTATION_FAILED and the
+ * platform's error body, then closes the connection: Node's own 417 has no body. The expectation is not echoed.
+ */
+export function refuseExpectation (_request: IncomingMessage, response: ServerResponse): void {
+  const error = new ChassisErrors.EXPECTATION_FAILED()
+  const body = JSON.stringify(errorBody(error.statusCode, error.code, error.message))
+  response.writeHead(error.statusCode, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(body), connection: 'close' }).end(body)
 }

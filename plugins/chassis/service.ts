@@ -3,7 +3,8 @@ import proxyAddr from '@fastify/proxy-addr'
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify'
 import underPressure from '@fastify/under-pressure'
 import type { ChassisConfig } from './config-schema.js'
-import { clientErrorHandler, refuseConnect } from './client-error.js'
+import { clientErrorHandler, refuseConnect, refuseExpectation } from './client-error.js'
+import { ChassisErrors } from './errors.js'
 import { formatSchemaErrors, installErrorHandling, routerErrorHandler } from './error-handler.js'
 import { healthPlugin } from './health.js'
 import { lazyChildLogger } from './lazy-logger.js'
@@ -89,7 +90,9 @@ export async function buildService (def: ServiceDefinition): Promise<FastifyInst
     http: {
       requestTimeout: config.REQUEST_TIMEOUT_MS,
       headersTimeout: Math.min(60000, config.REQUEST_TIMEOUT_MS),
-      connectionsCheckingInterval: Math.min(1000, config.REQUEST_TIMEOUT_MS)
+      connectionsCheckingInterval: Math.min(1000, config.REQUEST_TIMEOUT_MS),
+      // Node answers an HTTP/1.1 request without Host with an empty 400; the onRequest hook below answers our body.
+      requireHostHeader: false
     },
     clientErrorHandler: clientErrorHandler(config.REQUEST_TIMEOUT_MS),
     // What the router refuses (a bad escape, an over-long parameter) is routed again to the not-found handler, through
@@ -111,6 +114,7 @@ export async function buildService (def: ServiceDefinition): Promise<FastifyInst
   }) as unknown as FastifyInstance
   refusedUrls.attach(app)
   app.server.on('connect', refuseConnect)
+  app.server.on('checkExpectation', refuseExpectation)
   censorChildBindings(app.log)
   setLoggedHosts(app, config.LOG_HOSTS.split(','))
 
@@ -128,6 +132,8 @@ export async function buildService (def: ServiceDefinition): Promise<FastifyInst
   // One hook for what every response carries: its request id and the security headers (also on errors).
   app.addHook('onRequest', (request, reply, done) => {
     setEveryResponseHeaders(request, reply)
+    // HTTP/1.1 requires a Host header (RFC 9112 3.2); HTTP/1.0 does not.
+    if (request.headers.host === undefined && request.raw.httpVersion === '1.1') return done(new ChassisErrors.MALFORMED_REQUEST())
     done()
   })
   // Keep-alive connections would hold close() open after their in-flight request: ask clients to hang up.
