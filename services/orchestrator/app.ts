@@ -36,7 +36,6 @@ export async function buildOrchestrator (config: OrchestratorConfig, options: Bu
           headers: config.SERVICE_API_KEY ? { 'x-service-key': config.SERVICE_API_KEY } : {}
         }]
       }),
-      (app) => app.register(websocket, { options: { maxPayload: 4096 } }),
       (app) => {
         events = new EventHub(app.redis, config.EVENTS_CHANNEL, app.log)
         app.addHook('onClose', async () => events?.close())
@@ -46,7 +45,12 @@ export async function buildOrchestrator (config: OrchestratorConfig, options: Bu
     ],
     routes: [
       (app) => app.register(routingRoutes, { prefix: '/orchestrator/v1', events: events as EventHub, batchMax: config.ROUTING_BATCH_MAX }),
-      (app) => app.register(eventRoutes, { prefix: '/orchestrator/v1', events: events as EventHub, sockets: sockets as KeySockets, maxBufferedBytes: config.EVENTS_MAX_BUFFERED_BYTES })
+      // The WebSocket plugin only where its route is: registered for the whole app, it took over every other route's
+      // upgrade requests (101, then closed) and logged their URLs whole, query string and all.
+      (app) => app.register(async (scope) => {
+        await scope.register(websocket, { options: { maxPayload: 4096 } })
+        await scope.register(eventRoutes, { prefix: '/orchestrator/v1', events: events as EventHub, sockets: sockets as KeySockets, maxBufferedBytes: config.EVENTS_MAX_BUFFERED_BYTES })
+      })
     ]
   })
   await events?.ready()
