@@ -208,6 +208,19 @@ test('a WebSocket upgrade sent to an orchestrator route that is no WebSocket is 
   assert.deepEqual(logged.map((l) => l.slice(0, 300)), [])
 })
 
+test('a WebSocket handshake the events route cannot accept (bad key, version, protocol or Upgrade) is answered 400 WEBSOCKET_HANDSHAKE_INVALID with the platform\'s body, not ws\'s text/html', async () => {
+  const valid = { 'x-api-key': key, upgrade: 'websocket', connection: 'Upgrade', 'sec-websocket-key': 'dGhlIHNhbXBsZSBub25jZQ==', 'sec-websocket-version': '13' }
+  const wrongs: Array<Record<string, string>> = [{ 'sec-websocket-key': `${NAME}==` }, { 'sec-websocket-version': '99' }, { 'sec-websocket-protocol': 'a b,,' }, { upgrade: 'h2c' }]
+  for (const wrong of wrongs) {
+    const answer = await send(orchestrator.url, http('GET', '/orchestrator/v1/events', { ...valid, ...wrong }), 2000)
+    assert.equal(answer.status, 400, `${JSON.stringify(wrong)}: ${answer.head}`)
+    assert.deepEqual(problems(answer, 'GET'), [])
+    assert.equal((JSON.parse(answer.body) as { code: string }).code, 'WEBSOCKET_HANDSHAKE_INVALID')
+    assert.ok(!answer.body.includes(NAME), answer.body)
+  }
+  assert.equal((await send(orchestrator.url, http('GET', '/orchestrator/v1/events', valid), 1000)).status, 101)
+})
+
 test('two imports of the same leads in opposite orders at once both succeed: no deadlock answered 503 IMPORT_INTERRUPTED', async () => {
   for (let round = 0; round < 3; round++) {
     const rows = Array.from({ length: 400 }, (_, i) => `Ann,Lee,import${round}.${i}@example.com,${PHONE},auto,CA`)

@@ -4,7 +4,14 @@ import type { Socket } from 'node:net'
 import { errorBody } from './error-body.js'
 import { ChassisErrors } from './errors.js'
 
-/** Writes the platform's error body straight on the connection, then closes it. */
+/**
+ * Writes the platform's error body straight on the connection, then closes it: for what is refused before Fastify
+ * has a reply to send it with (a broken request, a WebSocket handshake the ws library refuses).
+ */
+export function answerOnSocket (socket: Duplex, error: { statusCode: number, code: string, message: string }): void {
+  answerAndClose(socket, error.statusCode, error.code, error.message)
+}
+
 function answerAndClose (socket: Duplex, statusCode: number, code: string, message: string): void {
   const body = JSON.stringify(errorBody(statusCode, code, message))
   if (socket.writable) {

@@ -1,6 +1,7 @@
 export { composeSchema, loadConfig, type ConfigFragment, type ConfigOf, type ConfigProperty, type ConfigValue, type ConfigSchema, type LoadConfigOptions } from './config.js'
 export { chassisConfigFragment, type ChassisConfig } from './config-schema.js'
 export { ChassisErrors, HttpError } from './errors.js'
+export { answerOnSocket } from './client-error.js'
 export { errorBody, errorBodySchema, type ErrorBody } from './error-body.js'
 export { formatSchemaErrors, withBodyDetails } from './error-handler.js'
 export { optionalDependency, type OptionalDependency } from './plugin-order.js'

@@ -1,9 +1,10 @@
 import type { FastifyInstance } from 'fastify'
 import websocket from '@fastify/websocket'
-import { buildService, type ServiceDefinition } from '@lead-chassis/plugins/chassis'
+import { answerOnSocket, buildService, type ServiceDefinition } from '@lead-chassis/plugins/chassis'
 import { httpClientPlugin } from '@lead-chassis/plugins/http-client'
 import { platformPlugins, type PlatformOptions } from '../platform/platform.js'
 import type { OrchestratorConfig } from './config.js'
+import { OrchestratorErrors } from './errors.js'
 import { EventHub } from './events.js'
 import { KeySockets } from './key-sockets.js'
 import { EVENTS_SCOPE, eventRoutes } from './routes/events.js'
@@ -49,6 +50,10 @@ export async function buildOrchestrator (config: OrchestratorConfig, options: Bu
       // upgrade requests (101, then closed) and logged their URLs whole, query string and all.
       (app) => app.register(async (scope) => {
         await scope.register(websocket, { options: { maxPayload: 4096 } })
+        // A handshake ws refuses (a bad Sec-WebSocket-Key, Version or Protocol) gets the platform's body, not ws's text.
+        scope.websocketServer.on('wsClientError', (error, socket) => {
+          answerOnSocket(socket, new OrchestratorErrors.WEBSOCKET_HANDSHAKE_INVALID(error.message))
+        })
         await scope.register(eventRoutes, { prefix: '/orchestrator/v1', events: events as EventHub, sockets: sockets as KeySockets, maxBufferedBytes: config.EVENTS_MAX_BUFFERED_BYTES })
       })
     ]

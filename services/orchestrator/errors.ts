@@ -6,6 +6,8 @@ export const OrchestratorErrors = {
   ALREADY_ASSIGNED: createError<'ALREADY_ASSIGNED', 409, [string]>('ALREADY_ASSIGNED', 'Lead %s already has an agent', 409),
   NO_AGENT_AVAILABLE: createError<'NO_AGENT_AVAILABLE', 409, [string, string, string]>('NO_AGENT_AVAILABLE',
     'No active agent licensed for %s in %s has capacity for lead %s', 409),
+  /** A WebSocket upgrade the ws library refuses; its reason names the header, never the value. */
+  WEBSOCKET_HANDSHAKE_INVALID: createError<'WEBSOCKET_HANDSHAKE_INVALID', 400, [string]>('WEBSOCKET_HANDSHAKE_INVALID', 'The WebSocket handshake is not valid: %s', 400),
   /** The data-service refused what the caller sent (its 400): the caller's input, so the caller's 4xx. */
   UPSTREAM_REFUSED_INPUT: createError<'UPSTREAM_REFUSED_INPUT', 400, [string]>('UPSTREAM_REFUSED_INPUT', 'The data-service refused the request: %s', 400),
   /** The data-service answered what it should not have: not the caller's doing. */

@@ -1,5 +1,6 @@
 import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
+import { get } from 'node:http'
 import type { FastifyInstance } from 'fastify'
 import WebSocket from 'ws'
 import { createTestSchema, uniqueName, type TestSchema } from '../helpers/database.js'
@@ -73,6 +74,16 @@ test('every answer of every orchestrator route, success and error, matches the o
   contract.record('GET', '/orchestrator/v1/events', status)
   assert.equal(status, 101)
   socket.close()
+  // A handshake ws cannot accept: the documented 400, with the platform's body and its code.
+  const refused = await new Promise<{ status: number, body: string }>((resolve, reject) => {
+    get(`${url}/orchestrator/v1/events`, { headers: { ...as(keys.router), connection: 'Upgrade', upgrade: 'websocket', 'sec-websocket-key': 'dGhlIHNhbXBsZSBub25jZQ==', 'sec-websocket-version': '99' } }, (res) => {
+      let body = ''
+      res.on('data', (chunk: Buffer) => { body += chunk.toString() }).on('end', () => { resolve({ status: res.statusCode ?? 0, body }) })
+    }).on('error', reject)
+  })
+  contract.record('GET', '/orchestrator/v1/events', refused.status)
+  assert.equal(refused.status, 400)
+  assert.equal((JSON.parse(refused.body) as { code: string }).code, 'WEBSOCKET_HANDSHAKE_INVALID')
   assert.equal((await call('GET', '/orchestrator/v1/events', keys.router)).statusCode, 404)
   assert.equal((await call('GET', '/orchestrator/v1/events')).statusCode, 401)
   assert.equal((await call('GET', '/orchestrator/v1/events', keys.none)).statusCode, 403)

@@ -21,7 +21,7 @@ export interface EventRoutesOptions {
 export async function eventRoutes (app: FastifyInstance, opts: EventRoutesOptions): Promise<void> {
   app.get('/events', {
     websocket: true,
-    config: { requiredScope: EVENTS_SCOPE },
+    config: { requiredScope: EVENTS_SCOPE, errorCodes: { 400: ['WEBSOCKET_HANDSHAKE_INVALID'] } },
     schema: {
       summary: 'Live routing decisions (WebSocket)',
       description: 'JSON text frames: `{"type":"hello"}` first, then one `{"type":"lead.assigned",...}` per routing decision of any instance. A client that falls behind is closed with 1013.',
