@@ -221,6 +221,14 @@ test('a WebSocket handshake the events route cannot accept (bad key, version, pr
   assert.equal((await send(orchestrator.url, http('GET', '/orchestrator/v1/events', valid), 1000)).status, 101)
 })
 
+test('a plain GET of the events WebSocket is answered 426 WEBSOCKET_UPGRADE_REQUIRED with the platform\'s body, not an empty 404', async () => {
+  const answer = await send(orchestrator.url, http('GET', '/orchestrator/v1/events', { 'x-api-key': key }))
+  assert.equal(answer.status, 426, answer.head)
+  assert.deepEqual(problems(answer, 'GET'), [])
+  assert.equal((JSON.parse(answer.body) as { code: string }).code, 'WEBSOCKET_UPGRADE_REQUIRED')
+  assert.match(answer.head, /^upgrade: websocket$/im)
+})
+
 test('two imports of the same leads in opposite orders at once both succeed: no deadlock answered 503 IMPORT_INTERRUPTED', async () => {
   for (let round = 0; round < 3; round++) {
     const rows = Array.from({ length: 400 }, (_, i) => `Ann,Lee,import${round}.${i}@example.com,${PHONE},auto,CA`)

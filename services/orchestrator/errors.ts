@@ -6,6 +6,8 @@ export const OrchestratorErrors = {
   ALREADY_ASSIGNED: createError<'ALREADY_ASSIGNED', 409, [string]>('ALREADY_ASSIGNED', 'Lead %s already has an agent', 409),
   NO_AGENT_AVAILABLE: createError<'NO_AGENT_AVAILABLE', 409, [string, string, string]>('NO_AGENT_AVAILABLE',
     'No active agent licensed for %s in %s has capacity for lead %s', 409),
+  /** A plain HTTP request to the events WebSocket. */
+  WEBSOCKET_UPGRADE_REQUIRED: createError<'WEBSOCKET_UPGRADE_REQUIRED', 426, []>('WEBSOCKET_UPGRADE_REQUIRED', 'This route is a WebSocket: send the request as an upgrade', 426),
   /** A WebSocket upgrade the ws library refuses; its reason names the header, never the value. */
   WEBSOCKET_HANDSHAKE_INVALID: createError<'WEBSOCKET_HANDSHAKE_INVALID', 400, [string]>('WEBSOCKET_HANDSHAKE_INVALID', 'The WebSocket handshake is not valid: %s', 400),
   /** The data-service refused what the caller sent (its 400): the caller's input, so the caller's 4xx. */

@@ -64,7 +64,7 @@ test('every answer of every orchestrator route, success and error, matches the o
   assert.equal((await call('POST', '/orchestrator/v1/route-batch', undefined, {})).statusCode, 401)
   assert.equal((await call('POST', '/orchestrator/v1/route-batch', keys.none, {})).statusCode, 403)
 
-  // The WebSocket: the upgrade answers 101 and says hello; without the upgrade, the route's documented 404.
+  // The WebSocket: the upgrade answers 101 and says hello; without the upgrade, the route's documented 426.
   const socket = new WebSocket(`${url.replace('http', 'ws')}/orchestrator/v1/events`, { headers: as(keys.router) })
   const status = await new Promise<number>((resolve, reject) => {
     socket.once('upgrade', (res) => resolve(res.statusCode ?? 0))
@@ -84,7 +84,7 @@ test('every answer of every orchestrator route, success and error, matches the o
   contract.record('GET', '/orchestrator/v1/events', refused.status)
   assert.equal(refused.status, 400)
   assert.equal((JSON.parse(refused.body) as { code: string }).code, 'WEBSOCKET_HANDSHAKE_INVALID')
-  assert.equal((await call('GET', '/orchestrator/v1/events', keys.router)).statusCode, 404)
+  assert.equal((await call('GET', '/orchestrator/v1/events', keys.router)).statusCode, 426)
   assert.equal((await call('GET', '/orchestrator/v1/events')).statusCode, 401)
   assert.equal((await call('GET', '/orchestrator/v1/events', keys.none)).statusCode, 403)
 

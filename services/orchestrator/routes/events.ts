@@ -1,4 +1,6 @@
 import type { FastifyInstance } from 'fastify'
+import { errorBodySchema } from '@lead-chassis/plugins/chassis'
+import { OrchestratorErrors } from '../errors.js'
 import type { EventHub } from '../events.js'
 import type { KeySockets } from '../key-sockets.js'
 
@@ -21,11 +23,17 @@ export interface EventRoutesOptions {
 export async function eventRoutes (app: FastifyInstance, opts: EventRoutesOptions): Promise<void> {
   app.get('/events', {
     websocket: true,
-    config: { requiredScope: EVENTS_SCOPE, errorCodes: { 400: ['WEBSOCKET_HANDSHAKE_INVALID'] } },
+    config: { requiredScope: EVENTS_SCOPE, errorCodes: { 400: ['WEBSOCKET_HANDSHAKE_INVALID'], 426: ['WEBSOCKET_UPGRADE_REQUIRED'] } },
     schema: {
       summary: 'Live routing decisions (WebSocket)',
       description: 'JSON text frames: `{"type":"hello"}` first, then one `{"type":"lead.assigned",...}` per routing decision of any instance. A client that falls behind is closed with 1013.',
-      response: { 404: { description: 'The request was not a WebSocket upgrade', type: 'null' } }
+      response: { 426: errorBodySchema }
+    },
+    // Without it, the WebSocket plugin answers a plain request 404 with an empty body.
+    preHandler: (request, reply, done) => {
+      if (request.ws) return done()
+      void reply.header('upgrade', 'websocket')
+      done(new OrchestratorErrors.WEBSOCKET_UPGRADE_REQUIRED())
     }
   }, (socket, request) => {
     const stop = opts.events.listen((message) => {
