@@ -140,9 +140,10 @@ before(async () => {
   }
   const start = async (name: string, entry: string, extra: Record<string, string> = {}): Promise<Service> =>
     ({ name, ...(await startTracedService(collector, name, entry, otlp.url, { ...env, ...extra })) })
-  api = await start('api', 'dist/services/api/main.js')
+  // The orchestrator needs the data-service's URL; the api starts meanwhile.
+  const apiStarted = start('api', 'dist/services/api/main.js')
   data = await start('data-service', 'dist/services/data-service/main.js')
-  orchestrator = await start('orchestrator', 'dist/services/orchestrator/main.js', { DATA_SERVICE_URL: data.url })
+  ;[api, orchestrator] = await Promise.all([apiStarted, start('orchestrator', 'dist/services/orchestrator/main.js', { DATA_SERVICE_URL: data.url })])
 })
 
 after(async () => {
