@@ -11,6 +11,8 @@ import { sourceFiles } from './helpers/sources.js'
 const PATTERNS = [
   /createError(?:<[^>]*>)?\(\s*'([A-Z][A-Z0-9_]+)'/g,
   /(?:HttpError|super|errorBody)\(\s*\d{3},\s*'([A-Z][A-Z0-9_]+)'/g,
+  // The OpenAPI documents' answers, load shedding's (@fastify/under-pressure's FST_UNDER_PRESSURE) among them.
+  /\badd\(\s*\d{3},\s*'([A-Z][A-Z0-9_]+)'/g,
   /new DatabaseError\(\s*'([A-Z][A-Z0-9_]+)'/g,
   /\bcode:\s*'([A-Z][A-Z0-9_]+)'/g,
   /FST_ERR_[A-Z_]+:\s*'([A-Z][A-Z0-9_]+)'/g,
@@ -30,7 +32,7 @@ function codesInSources (): Map<string, string> {
       for (const pattern of PATTERNS) {
         for (const match of text.matchAll(pattern)) {
           const code = match[1]
-          if (code && !code.startsWith('FST_') && !codes.has(code)) codes.set(code, relative(projectRoot, file))
+          if (code && !code.startsWith('FST_ERR_') && !codes.has(code)) codes.set(code, relative(projectRoot, file))
         }
       }
       for (const line of text.match(COMPUTED) ?? []) {

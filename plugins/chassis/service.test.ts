@@ -170,7 +170,7 @@ test('under pressure the service sheds load with 503 and Retry-After, but stays 
   assert.equal(res.statusCode, 503)
   assert.equal(res.headers['retry-after'], '7')
   assert.equal(res.json().statusCode, 503)
-  assert.equal(typeof res.json().code, 'string')
+  assert.equal(res.json().code, 'FST_UNDER_PRESSURE')
   assert.equal((await app.inject('/health/live')).statusCode, 200)
 })
 
