@@ -22,7 +22,8 @@ export interface RunningService {
  * still queued or being exported are exported, until 90% of SHUTDOWN_TIMEOUT_MS has passed: a collector that does not
  * answer costs those spans (said in a warning), not a clean exit. A plugin that fails to close costs a clean exit
  * (CHASSIS_SHUTDOWN_FAILED, code 1), not the spans. The whole shutdown is bounded by SHUTDOWN_TIMEOUT_MS, after which
- * the process exits with code 1.
+ * the process exits with code 1. An error nobody handled shuts the service down the same way, then exits with code 1
+ * (CHASSIS_FATAL_ERROR).
  */
 export async function runService (app: FastifyInstance, config: ChassisConfig): Promise<RunningService> {
   let closing: Promise<void> | undefined
@@ -39,8 +40,13 @@ export async function runService (app: FastifyInstance, config: ChassisConfig): 
     })()
     return closing
   }
-  closeWithGrace({ delay: config.SHUTDOWN_TIMEOUT_MS, logger: app.log }, async ({ signal, err }) => {
-    if (err) app.log.error({ err }, 'fatal error, shutting down')
+  // close-with-grace's own line for a second fatal error carries no code: it is said here with one.
+  closeWithGrace({
+    delay: config.SHUTDOWN_TIMEOUT_MS,
+    logger: app.log,
+    onSecondError: (err) => { app.log.error({ code: 'CHASSIS_FATAL_ERROR', err }, 'fatal error during the shutdown: exiting with code 1 without finishing it') }
+  }, async ({ signal, err }) => {
+    if (err) app.log.error({ code: 'CHASSIS_FATAL_ERROR', err }, 'fatal error, shutting down')
     else app.log.info({ signal }, 'shutting down')
     try {
       await shutdown()
@@ -50,7 +56,9 @@ export async function runService (app: FastifyInstance, config: ChassisConfig): 
       app.log.error({ code, err: cause ?? error }, message)
       process.exit(1)
     }
-    app.log.info('shut down cleanly')
+    // After a fatal error close-with-grace exits with code 1: the shutdown went as planned, the service did not.
+    if (err) app.log.info('shut down after the fatal error: exiting with code 1')
+    else app.log.info('shut down cleanly')
   })
   const url = await app.listen({ host: config.HOST, port: config.PORT })
   return { app, url, shutdown }

@@ -1,4 +1,4 @@
-import { test } from 'node:test'
+import { test, type TestContext } from 'node:test'
 import assert from 'node:assert/strict'
 import { spawn, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
@@ -103,4 +103,43 @@ test('SIGTERM while a slow request is in flight lets it finish with 200, then ex
   assert.match(out, /shut down cleanly/)
   assert.match(out, /postgres:\*\*\*@/, 'the configuration log shows the URL with its password masked')
   assert.doesNotMatch(out, /hunter2/)
+})
+
+interface LogLine { level: number, code?: string, msg: string, err?: { message?: string } }
+
+function logLines (output: string): LogLine[] {
+  return output.split('\n').filter((line) => line.startsWith('{')).map((line) => JSON.parse(line) as LogLine)
+}
+
+/** The api with a fault (test/helpers/api-with-fault.ts) on a schema of its own, logging at info, once it is ready. */
+async function startFaultyApi (t: TestContext, fault: string, env: Record<string, string> = {}): Promise<Started & { base: string }> {
+  const db = await createTestSchema()
+  t.after(() => db.drop())
+  const port = await freePort()
+  const child = spawn(process.execPath, [join(projectRoot, 'dist', 'test', 'helpers', 'api-with-fault.js')], {
+    cwd: tmpdir(),
+    env: { PATH: process.env.PATH ?? '', API_FAULT: fault, SERVICE_API_KEY: TEST_SERVICE_KEY, DATABASE_URL: db.url, DB_SCHEMA: db.schema, DB_POOL_MIN: '1', DB_POOL_MAX: '2', PORT: String(port), LOG_LEVEL: 'info', ...env },
+    stdio: ['ignore', 'pipe', 'pipe']
+  })
+  let out = ''
+  child.stdout.on('data', (d: Buffer) => { out += d.toString() })
+  child.stderr.on('data', (d: Buffer) => { out += d.toString() })
+  const exit = once(child, 'exit').then(([code]) => code as number | null)
+  t.after(() => { child.kill('SIGKILL') })
+  const base = `http://127.0.0.1:${port}`
+  for (let i = 0; i < 300 && child.exitCode === null && !(await fetch(`${base}/health/ready`).then((r) => r.ok, () => false)); i++) await sleep(100)
+  assert.equal(child.exitCode, null, out)
+  return { child, output: () => out, exit, base }
+}
+
+test('an uncaught error while the api runs stops it with code 1 and a coded error line, not saying it shut down cleanly', { timeout: 60000 }, async (t) => {
+  const api = await startFaultyApi(t, 'uncaught-error')
+  assert.equal((await fetch(`${api.base}/fault`)).status, 200)
+  assert.equal(await api.exit, 1, api.output())
+  const fatal = logLines(api.output()).find((line) => line.code === 'CHASSIS_FATAL_ERROR')
+  assert.ok(fatal, `an error line with the code: ${api.output()}`)
+  assert.equal(fatal.level, 50)
+  assert.equal(fatal.err?.message, 'a bug nobody caught')
+  assert.match(api.output(), /shut down after the fatal error/, 'the shutdown still ran')
+  assert.doesNotMatch(api.output(), /shut down cleanly/)
 })
