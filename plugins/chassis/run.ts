@@ -22,7 +22,8 @@ export interface RunningService {
  * still queued or being exported are exported, until 90% of SHUTDOWN_TIMEOUT_MS has passed: a collector that does not
  * answer costs those spans (said in a warning), not a clean exit. A plugin that fails to close costs a clean exit
  * (CHASSIS_SHUTDOWN_FAILED, code 1), not the spans. The whole shutdown is bounded by SHUTDOWN_TIMEOUT_MS, after which
- * the process exits with code 1. An error nobody handled shuts the service down the same way, then exits with code 1
+ * the process exits with code 1 (CHASSIS_SHUTDOWN_TIMEOUT); a second signal ends it at once with code 1
+ * (CHASSIS_SHUTDOWN_INTERRUPTED). An error nobody handled shuts the service down the same way, then exits with code 1
  * (CHASSIS_FATAL_ERROR).
  */
 export async function runService (app: FastifyInstance, config: ChassisConfig): Promise<RunningService> {
@@ -40,10 +41,12 @@ export async function runService (app: FastifyInstance, config: ChassisConfig): 
     })()
     return closing
   }
-  // close-with-grace's own line for a second fatal error carries no code: it is said here with one.
+  // close-with-grace's own lines for a forced exit carry no code: each is said here with one.
   closeWithGrace({
     delay: config.SHUTDOWN_TIMEOUT_MS,
     logger: app.log,
+    onTimeout: (delay) => { app.log.error({ code: 'CHASSIS_SHUTDOWN_TIMEOUT' }, `shutdown not finished after SHUTDOWN_TIMEOUT_MS (${delay} ms): exiting with code 1`) },
+    onSecondSignal: (signal) => { app.log.error({ code: 'CHASSIS_SHUTDOWN_INTERRUPTED', signal }, `${signal} during the shutdown: exiting with code 1 without finishing it`) },
     onSecondError: (err) => { app.log.error({ code: 'CHASSIS_FATAL_ERROR', err }, 'fatal error during the shutdown: exiting with code 1 without finishing it') }
   }, async ({ signal, err }) => {
     if (err) app.log.error({ code: 'CHASSIS_FATAL_ERROR', err }, 'fatal error, shutting down')

@@ -143,3 +143,32 @@ test('an uncaught error while the api runs stops it with code 1 and a coded erro
   assert.match(api.output(), /shut down after the fatal error/, 'the shutdown still ran')
   assert.doesNotMatch(api.output(), /shut down cleanly/)
 })
+
+test('a plugin whose close never ends is cut at SHUTDOWN_TIMEOUT_MS with code 1 and a coded error line', { timeout: 60000 }, async (t) => {
+  const api = await startFaultyApi(t, 'hanging-close', { SHUTDOWN_TIMEOUT_MS: '1500' })
+  const signalled = performance.now()
+  api.child.kill('SIGTERM')
+  assert.equal(await api.exit, 1, api.output())
+  const took = performance.now() - signalled
+  assert.ok(took >= 1500 * 0.9, `not before SHUTDOWN_TIMEOUT_MS (${Math.round(took)} ms)`)
+  const timedOut = logLines(api.output()).find((line) => line.code === 'CHASSIS_SHUTDOWN_TIMEOUT')
+  assert.ok(timedOut, `an error line with the code: ${api.output()}`)
+  assert.equal(timedOut.level, 50)
+  assert.match(timedOut.msg, /SHUTDOWN_TIMEOUT_MS \(1500 ms\)/)
+  assert.doesNotMatch(api.output(), /shut down cleanly/)
+})
+
+test('a second SIGTERM during the shutdown ends it with code 1 and a coded error line', { timeout: 60000 }, async (t) => {
+  const api = await startFaultyApi(t, 'none', { SHUTDOWN_DELAY_MS: '20000', SHUTDOWN_TIMEOUT_MS: '30000' })
+  api.child.kill('SIGTERM')
+  // Readiness at 503: the first signal is being handled, in SHUTDOWN_DELAY_MS.
+  for (let i = 0; i < 100 && (await fetch(`${api.base}/health/ready`)).status !== 503; i++) await sleep(50)
+  assert.equal((await fetch(`${api.base}/health/ready`)).status, 503)
+  api.child.kill('SIGTERM')
+  assert.equal(await api.exit, 1, api.output())
+  const interrupted = logLines(api.output()).find((line) => line.code === 'CHASSIS_SHUTDOWN_INTERRUPTED')
+  assert.ok(interrupted, `an error line with the code: ${api.output()}`)
+  assert.equal(interrupted.level, 50)
+  assert.match(interrupted.msg, /SIGTERM/)
+  assert.doesNotMatch(api.output(), /shut down cleanly/)
+})
