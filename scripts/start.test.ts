@@ -6,6 +6,7 @@ import { rmSync } from 'node:fs'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { projectRoot } from '../services/platform/paths.js'
+import { createTestSchema } from '../test/helpers/database.js'
 import { freePort } from '../test/helpers/ports.js'
 
 const dataDir = join('.data', `test-start-${process.pid}`)
@@ -80,4 +81,28 @@ test('npm start with nothing configured: embedded PostgreSQL, seeded leads, clea
     assert.equal(created.status, 201)
   })
   assert.equal(second.code, 0, second.out)
+})
+
+test('Ctrl-C in the terminal (SIGINT to the whole foreground group) stops each service once: none has its shutdown cut by a second signal', { timeout: 120000 }, async (t) => {
+  const db = await createTestSchema()
+  t.after(() => db.drop())
+  // Its own process group, as a terminal's foreground job; a drain delay leaves time for a second signal to land.
+  const child = spawn(process.execPath, [join(projectRoot, 'dist', 'scripts', 'start.js')], {
+    cwd: projectRoot,
+    detached: true,
+    env: { PATH: process.env.PATH ?? '', DATABASE_URL: db.url, DB_SCHEMA: db.schema, SEED_COUNT: '0', SHUTDOWN_DELAY_MS: '1000', API_PORT: String(await freePort()), DATA_SERVICE_PORT: String(await freePort()), ORCHESTRATOR_PORT: String(await freePort()) },
+    stdio: ['ignore', 'pipe', 'pipe']
+  })
+  t.after(() => { try { process.kill(-(child.pid ?? 0), 'SIGKILL') } catch { /* gone */ } })
+  let out = ''
+  child.stdout.on('data', (d: Buffer) => { out += d.toString() })
+  child.stderr.on('data', (d: Buffer) => { out += d.toString() })
+  const exit = once(child, 'exit')
+  for (let i = 0; i < 600 && !/ready in/.test(out) && child.exitCode === null; i++) await sleep(100)
+  assert.match(out, /ready in/, out)
+  process.kill(-(child.pid ?? 0), 'SIGINT')
+  const [code] = await exit
+  assert.equal(code, 0, out)
+  assert.doesNotMatch(out, /CHASSIS_SHUTDOWN_INTERRUPTED/, 'no service had its shutdown cut')
+  assert.equal(out.match(/shut down cleanly/g)?.length, 3, out)
 })

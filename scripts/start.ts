@@ -74,14 +74,26 @@ async function stopAll (code: number): Promise<never> {
   }
   process.exit(code)
 }
-process.once('SIGINT', () => { void stopAll(0) })
-process.once('SIGTERM', () => { void stopAll(0) })
+// The services run in process groups of their own (`detached`), so Ctrl-C reaches this process only and each service
+// gets one SIGTERM from stopAll: had the terminal's SIGINT reached them too, that SIGTERM would be a second signal,
+// which cuts a service's shutdown short (exit code 1). Closing the terminal stops them the same way. Another Ctrl-C
+// while they stop is passed on: a second signal is how an operator cuts a shutdown short.
+for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+  process.on(signal, () => {
+    if (!stopping) {
+      void stopAll(0)
+      return
+    }
+    for (const child of children.values()) if (child.exitCode === null && child.signalCode === null) child.kill(signal)
+  })
+}
 
 for (const service of SERVICES) {
   // Started as production starts them: the OpenTelemetry preload first (it does nothing unless an exporter is set).
   const child = spawn(process.execPath, ['--import', import.meta.resolve('@lead-chassis/plugins/telemetry/otel-preload'), join(projectRoot, service.entry)], {
     cwd: projectRoot,
     stdio: 'inherit',
+    detached: true,
     env: {
       ...process.env,
       DATABASE_URL: db.url,
