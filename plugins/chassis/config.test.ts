@@ -47,6 +47,20 @@ test('a SHUTDOWN_DELAY_MS not below SHUTDOWN_TIMEOUT_MS, which would leave a shu
   assert.equal(load({ DATABASE_URL: URL_OK, SHUTDOWN_DELAY_MS: '499', SHUTDOWN_TIMEOUT_MS: '500' }).SHUTDOWN_DELAY_MS, 499)
 })
 
+test('a SHUTDOWN_TIMEOUT_MS left empty is named as not an integer, not as a timeout of 0 below SHUTDOWN_DELAY_MS', () => {
+  for (const empty of ['', '  ']) {
+    assert.throws(() => load({ DATABASE_URL: URL_OK, SHUTDOWN_TIMEOUT_MS: empty }), (e: Error) => {
+      assert.match(e.message, /SHUTDOWN_TIMEOUT_MS must be/)
+      assert.doesNotMatch(e.message, /SHUTDOWN_DELAY_MS/, 'the delay is fine: only the timeout is named')
+      return true
+    }, JSON.stringify(empty))
+  }
+  assert.throws(() => load({ DATABASE_URL: URL_OK, DB_POOL_MIN: '2', DB_POOL_MAX: '' }), (e: Error) => {
+    assert.doesNotMatch(e.message, /DB_POOL_MIN/)
+    return true
+  })
+})
+
 test('an unparsable DATABASE_URL is named without echoing it', () => {
   assert.throws(() => load({ DATABASE_URL: 'postgres//user:hunter2@nowhere' }), (e: Error) => {
     assert.match(e.message, /DATABASE_URL must be a postgres:\/\/ or postgresql:\/\/ URL/)

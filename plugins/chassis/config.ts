@@ -87,8 +87,9 @@ function createAjv (): Ajv {
 /** A keyword naming another variable a number is compared with: `holds` when the pair is fine. */
 function addComparison (ajv: Ajv, keyword: string, holds: (value: number, other: number) => boolean, rule: string, sign: string): void {
   const validate: SchemaValidateFunction = (schema: string, data: unknown, _parent?: AnySchemaObject, ctx?) => {
-    const other = Number((ctx?.rootData as Record<string, unknown> | undefined)?.[schema])
-    // The other variable reports its own problem when it is not a number.
+    const raw = (ctx?.rootData as Record<string, unknown> | undefined)?.[schema]
+    // The other variable reports its own problem when it is not a number; an empty one is not 0 (Number('') is).
+    const other = typeof raw === 'string' && raw.trim() === '' ? Number.NaN : Number(raw)
     if (!Number.isFinite(other) || typeof data !== 'number' || holds(data, other)) return true
     validate.errors = [{ keyword, message: `${rule} ${schema} (${data} ${sign} ${other})`, params: {} }]
     return false
