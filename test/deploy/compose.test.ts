@@ -7,6 +7,10 @@ import { dirname, join, relative } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { fileURLToPath } from 'node:url'
 import { parse } from 'yaml'
+import type { LoadConfigOptions } from '@lead-chassis/plugins/chassis'
+import { loadApiConfig } from '../../services/api/config.js'
+import { loadDataServiceConfig } from '../../services/data-service/config.js'
+import { loadOrchestratorConfig } from '../../services/orchestrator/config.js'
 import { projectRoot } from '../../services/platform/paths.js'
 import { createTestSchema, uniqueName, TEST_SERVICE_KEY } from '../helpers/database.js'
 import { freePort } from '../helpers/ports.js'
@@ -16,8 +20,8 @@ import { PROMETHEUS_DIR, promtool } from '../helpers/prometheus.js'
 type Obj = Record<string, any> // eslint-disable-line @typescript-eslint/no-explicit-any -- walking parsed YAML
 
 /** `docker-compose config`: the file as Compose reads it (anchors merged, variables substituted with defaults). */
-function composeConfig (): Obj {
-  const r = spawnSync('docker-compose', ['-f', join(projectRoot, 'docker-compose.yml'), 'config'], { cwd: projectRoot, encoding: 'utf8', env: { PATH: process.env.PATH ?? '' } })
+function composeConfig (env: Record<string, string> = {}): Obj {
+  const r = spawnSync('docker-compose', ['-f', join(projectRoot, 'docker-compose.yml'), 'config'], { cwd: projectRoot, encoding: 'utf8', env: { PATH: process.env.PATH ?? '', ...env } })
   if (r.error) throw new Error(`docker-compose is not installed (bash .ci/run installs it): ${r.error.message}`)
   assert.equal(r.status, 0, r.stderr)
   return parse(r.stdout) as Obj
@@ -51,6 +55,22 @@ test('docker-compose config passes: the whole stack, health checks, start order,
     for (const target of targets) assert.equal(String(services[target].environment.PORT), port, `${host} listens on ${port}`)
   }
   assert.deepEqual(NODE_SERVICES.filter((n) => services[n].networks.default.aliases.includes('api-pods')), ['api-1', 'api-2'])
+})
+
+test('a SHUTDOWN_TIMEOUT_MS set for docker-compose reaches every service: a SHUTDOWN_DELAY_MS above the default timeout, with a timeout above it, starts them', () => {
+  const { services } = composeConfig({ SHUTDOWN_DELAY_MS: '12000', SHUTDOWN_TIMEOUT_MS: '20000' })
+  const loaders: Record<string, (options: LoadConfigOptions) => { SHUTDOWN_TIMEOUT_MS: number }> = { 'api-1': loadApiConfig, 'api-2': loadApiConfig, 'data-service': loadDataServiceConfig, orchestrator: loadOrchestratorConfig }
+  for (const name of NODE_SERVICES) {
+    const env = Object.fromEntries(Object.entries(services[name].environment as Obj).map(([k, v]) => [k, String(v)]))
+    assert.equal(loaders[name]?.({ env, dotenv: false }).SHUTDOWN_TIMEOUT_MS, 20000, name)
+  }
+  // Docker's SIGKILL comes stop_grace_period after its SIGTERM: later than the default SHUTDOWN_TIMEOUT_MS, so a
+  // shutdown cut by it exits with code 1 and says why.
+  const { services: shipped } = composeConfig()
+  for (const name of NODE_SERVICES) {
+    const grace = /^(\d+)s$/.exec(String(shipped[name].stop_grace_period))?.[1]
+    assert.ok(Number(grace) * 1000 > Number(shipped[name].environment.SHUTDOWN_TIMEOUT_MS), `${name}: stop_grace_period ${String(shipped[name].stop_grace_period)} above SHUTDOWN_TIMEOUT_MS`)
+  }
 })
 
 test('docker-compose runs Prometheus with the shipped rules, scraping every instance; Jaeger stays the trace viewer', () => {
