@@ -21,7 +21,8 @@ export interface RunningService {
  * the server stops accepting and finishes in-flight requests, plugins close their pools and clients, and the spans
  * still queued or being exported are exported, until 90% of SHUTDOWN_TIMEOUT_MS has passed: a collector that does not
  * answer costs those spans (said in a warning), not a clean exit. A plugin that fails to close costs a clean exit
- * (CHASSIS_SHUTDOWN_FAILED, code 1), not the spans. The whole shutdown is bounded by SHUTDOWN_TIMEOUT_MS, after which
+ * (CHASSIS_SHUTDOWN_FAILED, code 1), not the spans; so does a close still running at 80% of SHUTDOWN_TIMEOUT_MS (the
+ * spans are exported then, and the forced exit comes at the timeout). The whole shutdown is bounded by SHUTDOWN_TIMEOUT_MS, after which
  * the process exits with code 1 (CHASSIS_SHUTDOWN_TIMEOUT); a second signal ends it at once with code 1
  * (CHASSIS_SHUTDOWN_INTERRUPTED). An error nobody handled shuts the service down the same way, then exits with code 1
  * (CHASSIS_FATAL_ERROR).
@@ -30,13 +31,21 @@ export async function runService (app: FastifyInstance, config: ChassisConfig): 
   let closing: Promise<void> | undefined
   const shutdown = (): Promise<void> => {
     closing ??= (async () => {
-      const flushDeadline = performance.now() + config.SHUTDOWN_TIMEOUT_MS * TRACE_FLUSH_SHARE
+      const started = performance.now()
+      const flushDeadline = started + config.SHUTDOWN_TIMEOUT_MS * TRACE_FLUSH_SHARE
       app.health.markShuttingDown()
       if (config.SHUTDOWN_DELAY_MS > 0) await new Promise((resolve) => setTimeout(resolve, config.SHUTDOWN_DELAY_MS))
       // A plugin that fails to close must not cost the last requests' spans as well: they are exported all the same.
-      const [closed] = await Promise.allSettled([app.close()])
+      // Nor must a close that never ends (a client stuck closing, a request that never finishes): past
+      // CLOSE_WAIT_SHARE of the time they are exported without it, and the forced exit comes for the close.
+      const close = Promise.allSettled([app.close()]).then(([result]) => result)
+      let timer: NodeJS.Timeout | undefined
+      const overran = new Promise<'overran'>((resolve) => { timer = setTimeout(() => { resolve('overran') }, Math.max(0, started + config.SHUTDOWN_TIMEOUT_MS * CLOSE_WAIT_SHARE - performance.now())) })
+      const first = await Promise.race([close, overran])
+      clearTimeout(timer)
       const traces = await flushTraces(flushDeadline)
       if (traces !== 'exported') app.log.warn({ code: 'TRACES_NOT_EXPORTED_AT_SHUTDOWN' }, `spans not exported at shutdown: ${NOT_EXPORTED[traces]}`)
+      const closed = first === 'overran' ? await close : first
       if (closed.status === 'rejected') throw new ChassisErrors.CHASSIS_SHUTDOWN_FAILED({ cause: closed.reason })
     })()
     return closing
@@ -69,12 +78,14 @@ export async function runService (app: FastifyInstance, config: ChassisConfig): 
 
 // The share of SHUTDOWN_TIMEOUT_MS, from the shutdown's start, after which the spans not yet exported are given up.
 const TRACE_FLUSH_SHARE = 0.9
+// The share after which the spans are exported without waiting any longer for the server and the plugins to close.
+const CLOSE_WAIT_SHARE = 0.8
 
 type TraceFlush = 'exported' | 'late' | 'failed' | 'no time'
 
 /** Why the last spans were not exported, as the shutdown's warning says it. */
 const NOT_EXPORTED: Record<Exclude<TraceFlush, 'exported'>, string> = {
-  'no time': 'SHUTDOWN_DELAY_MS and the requests in flight took the time left for them (90% of SHUTDOWN_TIMEOUT_MS)',
+  'no time': 'SHUTDOWN_DELAY_MS took the time left for them (90% of SHUTDOWN_TIMEOUT_MS)',
   late: 'the trace collector did not take them before the deadline',
   failed: 'the trace collector refused them or could not be reached'
 }

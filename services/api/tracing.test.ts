@@ -130,6 +130,16 @@ test('a plugin that fails to close at shutdown does not cost the spans still que
   assert.ok(otlp.received.some((r) => r.span.kind === 2 && r.span.name === 'GET /api/v1/leads'), `the request's server span was exported on shutdown: ${otlp.received.map((r) => r.span.name).join(', ')}`)
 })
 
+test('a plugin whose close never ends does not cost the spans still queued: they are exported before the forced exit at SHUTDOWN_TIMEOUT_MS', { timeout: 60000 }, async (t) => {
+  const otlp = await startOtlpReceiver(t)
+  // A schedule far longer than the test: only the shutdown's flush can deliver the span.
+  const api = await tracedApiAfterAList(t, otlp.url, { OTEL_BSP_SCHEDULE_DELAY: '600000', SHUTDOWN_DELAY_MS: '0', SHUTDOWN_TIMEOUT_MS: '3000', API_FAULT: 'hanging-close' }, 'dist/test/helpers/api-with-fault.js')
+  assert.equal(otlp.received.length, 0, 'nothing exported before the shutdown')
+  assert.equal(await api.stop(), 1, api.stdout())
+  assert.match(api.stdout(), /"code":"CHASSIS_SHUTDOWN_TIMEOUT"/, 'the close was cut by the forced exit')
+  assert.ok(otlp.received.some((r) => r.span.kind === 2 && r.span.name === 'GET /api/v1/leads'), `the request's server span was exported on shutdown: ${otlp.received.map((r) => r.span.name).join(', ')}`)
+})
+
 test('a shutdown a plugin failed to close logs an error with its code, not that it shut down cleanly', { timeout: 60000 }, async (t) => {
   const otlp = await startOtlpReceiver(t)
   const api = await tracedApiAfterAList(t, otlp.url, { SHUTDOWN_DELAY_MS: '0', LOG_LEVEL: 'info' }, 'dist/test/helpers/api-failing-close.js')
