@@ -22,10 +22,10 @@ export interface RunningService {
  * still queued or being exported are exported, until 90% of SHUTDOWN_TIMEOUT_MS has passed: a collector that does not
  * answer costs those spans (said in a warning), not a clean exit. A plugin that fails to close costs a clean exit
  * (CHASSIS_SHUTDOWN_FAILED, code 1), not the spans; so does a close still running at 80% of SHUTDOWN_TIMEOUT_MS (the
- * spans are exported then, and the forced exit comes at the timeout). The whole shutdown is bounded by SHUTDOWN_TIMEOUT_MS, after which
- * the process exits with code 1 (CHASSIS_SHUTDOWN_TIMEOUT); a second signal ends it at once with code 1
- * (CHASSIS_SHUTDOWN_INTERRUPTED). An error nobody handled shuts the service down the same way, then exits with code 1
- * (CHASSIS_FATAL_ERROR).
+ * spans are exported then, and the forced exit comes at the timeout). The whole shutdown is bounded by
+ * SHUTDOWN_TIMEOUT_MS, after which the process exits with code 1 (CHASSIS_SHUTDOWN_TIMEOUT); a second signal ends it
+ * at once with code 1 (CHASSIS_SHUTDOWN_INTERRUPTED). An error nobody handled shuts the service down the same way, then
+ * exits with code 1 (CHASSIS_FATAL_ERROR).
  */
 export async function runService (app: FastifyInstance, config: ChassisConfig): Promise<RunningService> {
   let closing: Promise<void> | undefined
