@@ -25,7 +25,7 @@ export const chassisConfigFragment = {
     HEALTH_CHECK_TIMEOUT_MS: { type: 'integer', default: 2000, minimum: 1, description: 'Time budget of each dependency check in /health/ready' },
     // Part of SHUTDOWN_TIMEOUT_MS, not added to it: a delay as long would leave the shutdown nothing but the forced exit.
     SHUTDOWN_DELAY_MS: { type: 'integer', default: 0, minimum: 0, lessThan: 'SHUTDOWN_TIMEOUT_MS', description: 'On SIGTERM, time readiness reports 503 before the server stops accepting; part of SHUTDOWN_TIMEOUT_MS, so it must be less' },
-    SHUTDOWN_TIMEOUT_MS: { type: 'integer', default: 10000, minimum: 100, description: 'Upper bound of a graceful shutdown; the process exits with code 1 past it. The last spans\' export is given up at 90% of it (a TRACES_NOT_EXPORTED_AT_SHUTDOWN warning)' },
+    SHUTDOWN_TIMEOUT_MS: { type: 'integer', default: 10000, minimum: 100, description: 'Upper bound of a graceful shutdown, from the signal; the process exits with code 1 past it. The last spans are exported at 80% of it if the close has not finished, and their export is given up at 90% (a TRACES_NOT_EXPORTED_AT_SHUTDOWN warning)' },
     PRESSURE_MAX_EVENT_LOOP_DELAY_MS: { type: 'integer', default: 1000, minimum: 0, description: 'Shed load (503) above this event-loop delay; 0 disables' },
     PRESSURE_MAX_EVENT_LOOP_UTILIZATION: { type: 'number', default: 0, minimum: 0, maximum: 1, description: 'Shed load above this event-loop utilization; 0 disables' },
     PRESSURE_MAX_HEAP_USED_BYTES: { type: 'integer', default: 0, minimum: 0, description: 'Shed load above this heap size; 0 disables' },
