@@ -14,9 +14,10 @@ test('a log line of an unsampled request carries no trace ids, while a sampled r
   // The SDK's default sampler, parent-based: the caller's flag decides.
   const api = await startTracedService(t, 'api', 'dist/services/api/main.js', otlp.url, {
     DATABASE_URL: db.url, DB_SCHEMA: db.schema, SERVICE_API_KEY: TEST_SERVICE_KEY, CACHE_ENABLED: 'false',
-    LOG_LEVEL: 'info', PRESSURE_MAX_EVENT_LOOP_DELAY_MS: '0'
+    LOG_LEVEL: 'info', PRESSURE_MAX_EVENT_LOOP_DELAY_MS: '0', TRUST_PROXY: '127.0.0.1/32'
   })
-  // Request ids of the shape NGINX sends ($request_id, 32 hex digits), which the chassis takes as the request's.
+  // Request ids of the shape NGINX sends ($request_id, 32 hex digits), which the chassis takes as the request's from a
+  // trusted proxy (this test stands for NGINX, on loopback).
   const SAMPLED = '5a'.repeat(16)
   const UNSAMPLED = 'c0'.repeat(16)
   for (const [id, flags] of [[SAMPLED, '01'], [UNSAMPLED, '00']] as const) {
