@@ -135,7 +135,7 @@ export function optimizingCompilation (costs: Map<string, FunctionCost>): number
  * The instructions V8's runtime spent defining the computed keys of object literals (`Runtime_DefineKeyedOwnPropertyInLiteral`,
  * inclusive) in one dump's `costs`. Most runs of the api spend about 1,600 a request there; under callgrind some
  * processes of a traced configuration spent about 50,000, nearly all from `process.nextTick`'s tick object (three
- * symbol keys) in code TurboFan compiled without a fast path for them, a state `perf` found at no more than 0.35% of
+ * symbol keys) in code TurboFan compiled without a fast path for them, a state `perf` found at no more than 0.43% of
  * the CPU samples of the same configurations run without valgrind. A batch that holds it is flagged, not corrected.
  */
 export function literalKeysRuntime (costs: Map<string, FunctionCost>): number {

@@ -161,7 +161,7 @@ console.log(table(configs.map((c) => ({
 // A process whose batches ran V8's slow path for object literals' computed keys (counted-batches.ts) is named, so that
 // a comparison is not read from it.
 for (const [t, c] of counts) {
-  if (ranSlowLiteralKeys(c)) console.log(`\nNote: ${t.label}'s batches spent ${c.literalKeys.map((x) => x.toFixed(0)).join(', ')} instructions a request in V8's runtime defining object literals' keys (about ${SLOW_LITERAL_KEYS.toLocaleString('en-US')} or more: process.nextTick's tick objects on V8's slow path, which perf did not find at more than 0.35% of the CPU of processes run without valgrind). Compare processes without it: run again.`)
+  if (ranSlowLiteralKeys(c)) console.log(`\nNote: ${t.label}'s batches spent ${c.literalKeys.map((x) => x.toFixed(0)).join(', ')} instructions a request in V8's runtime defining object literals' keys (about ${SLOW_LITERAL_KEYS.toLocaleString('en-US')} or more: process.nextTick's tick objects on V8's slow path, which perf did not find at more than 0.43% of the CPU of processes run without valgrind). Compare processes without it: run again.`)
 }
 
 // A count taken on a machine busier than its CPUs is not comparable with one taken on a quiet machine (counted-batches.ts).
