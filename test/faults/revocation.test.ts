@@ -2,8 +2,9 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import type { FastifyInstance } from 'fastify'
 import { buildApp } from '../../services/api/app.js'
-import { createTestSchema, testApiConfig, uniqueName, type TestSchema } from '../helpers/database.js'
-import { startPrivateRedis, type PrivateRedis } from '../helpers/private-redis.js'
+import { testApiConfig, uniqueName, type TestSchema } from '../helpers/database.js'
+import type { PrivateRedis } from '../helpers/private-redis.js'
+import { schemaAndPrivateRedis } from '../helpers/private-stores.js'
 import { eventually } from '../helpers/eventually.js'
 import { revokeWithCli } from '../helpers/keys-cli.js'
 
@@ -15,13 +16,7 @@ async function status (app: FastifyInstance, key: string): Promise<number> {
 
 /** A schema and a Redis of the test's own (the test hangs it with SIGSTOP), and api instances on both. */
 async function fleet (t: After): Promise<{ db: TestSchema, redis: PrivateRedis, env: Record<string, string>, api: () => Promise<FastifyInstance> }> {
-  const db = await createTestSchema()
-  const redis = await startPrivateRedis()
-  t.after(async () => {
-    redis.resume()
-    await redis.destroy()
-    await db.drop()
-  })
+  const { db, redis } = await schemaAndPrivateRedis(t)
   const env = {
     REDIS_URL: redis.url,
     CACHE_PREFIX: `${uniqueName('revoke')}:`,

@@ -2,27 +2,15 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import type { FastifyInstance } from 'fastify'
 import { buildApp } from '../../services/api/app.js'
-import { createTestSchema, testApiConfig, testEnv, type TestSchema } from '../helpers/database.js'
-import { startPrivateRedis, type PrivateRedis } from '../helpers/private-redis.js'
+import { testApiConfig, testEnv } from '../helpers/database.js'
+import type { PrivateRedis } from '../helpers/private-redis.js'
+import { schemaAndPrivateRedis } from '../helpers/private-stores.js'
 import { buildOrchestrator } from '../../services/orchestrator/app.js'
 import { loadOrchestratorConfig } from '../../services/orchestrator/config.js'
-
-type After = { after: (fn: () => Promise<void>) => void }
 
 // SHUTDOWN_TIMEOUT_MS is 10 s by default and the Deployments leave 10 s after the readiness delay: closing the
 // connections to a Redis that does not answer must not spend it.
 const CLOSE_WITHIN_MS = 4000
-
-async function hungRedis (t: After): Promise<{ db: TestSchema, redis: PrivateRedis }> {
-  const db = await createTestSchema()
-  const redis = await startPrivateRedis()
-  t.after(async () => {
-    redis.resume()
-    await redis.destroy()
-    await db.drop()
-  })
-  return { db, redis }
-}
 
 async function closeTime (app: FastifyInstance, redis: PrivateRedis): Promise<number> {
   redis.pause()
@@ -33,7 +21,7 @@ async function closeTime (app: FastifyInstance, redis: PrivateRedis): Promise<nu
 }
 
 test('an api closing while Redis is hung (SIGSTOP) is done within 4 s, not after the 10 s client backstop', async (t) => {
-  const { db, redis } = await hungRedis(t)
+  const { db, redis } = await schemaAndPrivateRedis(t)
   const app = await buildApp(testApiConfig(db, { REDIS_URL: redis.url, CACHE_ENABLED: 'true', RATE_LIMIT_ENABLED: 'true' }))
   for (let i = 0; i < 5; i++) assert.equal((await app.inject({ url: '/health/live' })).statusCode, 200)
   const ms = await closeTime(app, redis)
@@ -42,7 +30,7 @@ test('an api closing while Redis is hung (SIGSTOP) is done within 4 s, not after
 })
 
 test('an orchestrator closing while Redis is hung (SIGSTOP) is done within 4 s, not held by its event subscriber', async (t) => {
-  const { db, redis } = await hungRedis(t)
+  const { db, redis } = await schemaAndPrivateRedis(t)
   const app = await buildOrchestrator(loadOrchestratorConfig({ dotenv: false, env: testEnv(db, { REDIS_URL: redis.url, CACHE_ENABLED: 'true', DATA_SERVICE_URL: 'http://127.0.0.1:9' }) }))
   await app.ready()
   const ms = await closeTime(app, redis)
