@@ -7,6 +7,7 @@ import { clientErrorHandler, refuseConnect, refuseExpectation } from './client-e
 import { ChassisErrors } from './errors.js'
 import { formatSchemaErrors, installErrorHandling, routerErrorHandler } from './error-handler.js'
 import { healthPlugin } from './health.js'
+import { refuseJsonInOtherCharsets } from './json-body.js'
 import { lazyChildLogger } from './lazy-logger.js'
 import { openApiRoutes, registerOpenApiCollector, type OpenApiOptions } from './openapi.js'
 import { censorChildBindings, logRedaction } from './log-redaction.js'
@@ -144,6 +145,7 @@ export async function buildService (def: ServiceDefinition): Promise<FastifyInst
   installErrorHandling(app)
   // A JSON API: a text body is answered 415, not parsed into a string that fails validation later.
   app.removeContentTypeParser('text/plain')
+  refuseJsonInOtherCharsets(app)
 
   await app.register(underPressure, {
     maxEventLoopDelay: config.PRESSURE_MAX_EVENT_LOOP_DELAY_MS,

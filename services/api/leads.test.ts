@@ -157,6 +157,24 @@ test('a body over the limit gets 413; a non-JSON body 415', async () => {
   assert.equal(text.statusCode, 415)
 })
 
+test('a JSON body declared in another charset (utf-16, latin1) is refused 415 UNSUPPORTED_MEDIA_TYPE, not read as UTF-8; utf-8 in any spelling is read', async () => {
+  for (const charset of ['utf-16', 'UTF-16LE', '"utf-16"', 'latin1', 'iso-8859-1', 'us-ascii', '']) {
+    const lead = newLead({ lastName: 'Lée' })
+    const res = await api.inject({ method: 'POST', url: '/api/v1/leads', headers: { 'content-type': `application/json; charset=${charset}` }, payload: Buffer.from(JSON.stringify(lead), 'latin1') })
+    assert.equal(res.statusCode, 415, `charset=${charset}: ${res.body}`)
+    assert.equal(res.json().code, 'UNSUPPORTED_MEDIA_TYPE', charset)
+    assert.doesNotMatch(res.json().message, new RegExp(charset.replace(/"/g, '') || '^$', 'i'), 'the charset sent is not echoed')
+    const [row] = await db.sql<{ n: number }>('SELECT count(*)::int AS n FROM leads WHERE email = $1', [lead.email])
+    assert.equal(row?.n, 0, charset)
+  }
+  for (const type of ['application/json; charset=utf-8', 'application/json;charset=UTF-8', 'application/json; charset="UTF-8"', 'Application/JSON; Charset=Utf-8', 'application/json; charset=utf8', 'application/json']) {
+    const lead = newLead({ lastName: 'Lée' })
+    const res = await api.inject({ method: 'POST', url: '/api/v1/leads', headers: { 'content-type': type }, payload: Buffer.from(JSON.stringify(lead), 'utf8') })
+    assert.equal(res.statusCode, 201, `${type}: ${res.body}`)
+    assert.equal(res.json().lastName, 'Lée', type)
+  }
+})
+
 test('GET /:id answers 404 for an unknown id and 400 for a malformed one', async () => {
   const missing = await api.inject('/api/v1/leads/00000000-0000-4000-8000-000000000000')
   assert.equal(missing.statusCode, 404)
