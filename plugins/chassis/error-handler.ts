@@ -1,6 +1,7 @@
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest, FastifySchemaValidationError } from 'fastify'
 import type { SchemaErrorDataVar } from 'fastify/types/schema.js'
 import { errorBody } from './error-body.js'
+import { ChassisErrors } from './errors.js'
 import { refusalOf } from './refused-url.js'
 import { REDACTED } from './redact.js'
 import { isDeclaredName } from './request-url.js'
@@ -64,6 +65,14 @@ const FASTIFY_CODES: Record<string, string> = {
   FST_ERR_CTP_INVALID_JSON_BODY: 'INVALID_JSON'
 }
 
+// Other libraries' errors carry a status and no code (http-errors, as @fastify/send's for a static file whose
+// If-Match fails or whose Range lies past its end): where the platform has a code for the status, the answer names
+// what happened instead of the catch-all BAD_REQUEST. Made once: only their code and message are read.
+const NAMED_STATUSES: ReadonlyMap<number, { code: string, message: string }> = new Map<number, { code: string, message: string }>([
+  [412, new ChassisErrors.PRECONDITION_FAILED()],
+  [416, new ChassisErrors.RANGE_NOT_SATISFIABLE()]
+])
+
 /**
  * Fastify's `frameworkErrors`, for what the router fails on before any route or hook runs and that is not routed
  * again (see refused-url.ts): an async constraint's failure. It answers the platform's body with every response's
@@ -83,8 +92,9 @@ export function installErrorHandling (app: FastifyInstance): void {
     // (FST_ERR_ROUTE_MISSING_CONTENT_TYPE for a QUERY without a content type) answer BAD_REQUEST or INTERNAL_ERROR.
     const deliberate = typeof err.code === 'string' && typeof err.statusCode === 'number' && !err.code.startsWith('FST_ERR_')
     // SyntaxError from the JSON parser carries statusCode 400 but its own code.
-    const code = FASTIFY_CODES[err.code] ?? (deliberate ? err.code : statusCode >= 500 ? 'INTERNAL_ERROR' : 'BAD_REQUEST')
-    const message = statusCode < 500 || deliberate ? err.message : 'Internal Server Error'
+    const named = deliberate || FASTIFY_CODES[err.code] !== undefined ? undefined : NAMED_STATUSES.get(statusCode)
+    const code = FASTIFY_CODES[err.code] ?? (deliberate ? err.code : named?.code ?? (statusCode >= 500 ? 'INTERNAL_ERROR' : 'BAD_REQUEST'))
+    const message = named?.message ?? (statusCode < 500 || deliberate ? err.message : 'Internal Server Error')
     if (statusCode >= 500) request.log.error({ err }, 'request failed')
     else request.log.info({ code, statusCode }, err.message)
     if (err.headers) void reply.headers(err.headers)

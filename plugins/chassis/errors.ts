@@ -18,6 +18,10 @@ export const ChassisErrors = {
   MALFORMED_REQUEST: createError<'MALFORMED_REQUEST', 400, []>('MALFORMED_REQUEST', 'The request is not valid HTTP', 400),
   EXPECTATION_FAILED: createError<'EXPECTATION_FAILED', 417, []>('EXPECTATION_FAILED', 'The only expectation met is 100-continue', 417),
   UNSUPPORTED_MEDIA_TYPE: createError<'UNSUPPORTED_MEDIA_TYPE', 415, [string]>('UNSUPPORTED_MEDIA_TYPE', 'Unsupported Media Type: %s', 415),
+  PRECONDITION_FAILED: createError<'PRECONDITION_FAILED', 412, []>(
+    'PRECONDITION_FAILED', 'A precondition of the request (If-Match, If-Unmodified-Since) does not hold', 412),
+  RANGE_NOT_SATISFIABLE: createError<'RANGE_NOT_SATISFIABLE', 416, []>(
+    'RANGE_NOT_SATISFIABLE', 'The requested Range lies outside the content; Content-Range gives its length', 416),
   BAD_URL: createError<'BAD_URL', 400, []>('BAD_URL', 'The request path is not a valid percent-encoded URL', 400),
   PATH_SEGMENT_TOO_LONG: createError<'PATH_SEGMENT_TOO_LONG', 414, [number]>(
     'PATH_SEGMENT_TOO_LONG', 'A parameter in the request path is longer than %d characters', 414)

@@ -14,7 +14,9 @@ const PAGE_CACHE_CONTROL = 'public, max-age=60'
 /** The tag the CDNs purge the page by (Cloudflare's Cache-Tag, Fastly's Surrogate-Key). */
 const PAGE_CACHE_TAG = 'lead-form'
 
-// Static files are cheap and cached at the edge: the limiter is for the API.
+// Static files are cheap and cached at the edge: the limiter is for the API. A file's If-Match or
+// If-Unmodified-Since that fails is answered 412, a Range past its end 416 (@fastify/send).
+const fileConfig = { rateLimit: false, errorCodes: { 412: ['PRECONDITION_FAILED'], 416: ['RANGE_NOT_SATISFIABLE'] } } as FastifyContextConfig
 const unlimited = { rateLimit: false } as FastifyContextConfig
 
 // The cache headers are set before the file is sent, and the file may still fail (a Range past its end: 416): an
@@ -38,7 +40,7 @@ export async function pageRoutes (instance: FastifyInstance): Promise<void> {
   const assets = new Set(existsSync(staticDir) ? readdirSync(staticDir) : [])
   const page = existsSync(join(publicDir, 'quote', 'index.html'))
 
-  app.get('/quote/', { config: unlimited, onSend: uncachedErrors }, async (_request, reply) => {
+  app.get('/quote/', { config: fileConfig, onSend: uncachedErrors }, async (_request, reply) => {
     if (!page) return reply.callNotFound()
     void reply.headers({ ...tagged, 'cache-control': PAGE_CACHE_CONTROL })
     return reply.sendFile('index.html', join(publicDir, 'quote'), { cacheControl: false, lastModified: false })
@@ -46,7 +48,7 @@ export async function pageRoutes (instance: FastifyInstance): Promise<void> {
   app.get('/quote', { config: unlimited, schema: { response: { 301: { description: 'To /quote/', type: 'null' } } } }, async (_request, reply) => reply.redirect('/quote/', 301))
 
   app.get('/static/:file', {
-    config: unlimited,
+    config: fileConfig,
     onSend: uncachedErrors,
     schema: { params: { type: 'object', properties: { file: { type: 'string', pattern: '^[a-z-]+\\.[0-9a-f]{12}\\.(js|css|json|svg)$' } }, required: ['file'] } }
   }, async (request, reply) => {
