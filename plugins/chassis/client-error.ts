@@ -4,18 +4,32 @@ import type { Socket } from 'node:net'
 import { errorBody } from './error-body.js'
 import { ChassisErrors } from './errors.js'
 
+/** Headers as a reply holds them (`reply.getHeaders()`). */
+type ReplyHeaders = Record<string, string | number | readonly string[] | undefined>
+
+// The headers this answer writes itself, whatever the reply it stands for had gathered.
+const OWN_HEADERS: ReadonlySet<string> = new Set(['connection', 'content-type', 'content-length', 'transfer-encoding'])
+
 /**
- * Writes the platform's error body straight on the connection, then closes it: for what is refused before Fastify
- * has a reply to send it with (a broken request, a WebSocket handshake the ws library refuses).
+ * Writes the platform's error body straight on the connection, then closes it: for what is refused where Fastify's
+ * reply can no longer send it (a broken request, a WebSocket handshake the ws library refuses). `headers` are those
+ * the request's reply had gathered (`reply.getHeaders()`: rate limit, request id, security headers), so the answer
+ * carries what any other answer of its route does.
  */
-export function answerOnSocket (socket: Duplex, error: { statusCode: number, code: string, message: string }): void {
-  answerAndClose(socket, error.statusCode, error.code, error.message)
+export function answerOnSocket (socket: Duplex, error: { statusCode: number, code: string, message: string }, headers: ReplyHeaders = {}): void {
+  answerAndClose(socket, error.statusCode, error.code, error.message, headers)
 }
 
-function answerAndClose (socket: Duplex, statusCode: number, code: string, message: string): void {
+function answerAndClose (socket: Duplex, statusCode: number, code: string, message: string, headers: ReplyHeaders = {}): void {
   const body = JSON.stringify(errorBody(statusCode, code, message))
+  let head = ''
+  for (const [name, value] of Object.entries(headers)) {
+    if (value === undefined || OWN_HEADERS.has(name.toLowerCase())) continue
+    // Written without Node's checks: a line break in a value would end the head early, so that value is left out.
+    for (const one of [value].flat()) if (!/[\r\n]/.test(String(one))) head += `${name}: ${String(one)}\r\n`
+  }
   if (socket.writable) {
-    socket.write(`HTTP/1.1 ${statusCode} ${errorBody(statusCode, '', '').error}\r\nConnection: close\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`)
+    socket.write(`HTTP/1.1 ${statusCode} ${errorBody(statusCode, '', '').error}\r\n${head}Connection: close\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`)
   }
   socket.destroy()
 }

@@ -1,4 +1,5 @@
-import type { FastifyInstance } from 'fastify'
+import type { IncomingMessage } from 'node:http'
+import type { FastifyInstance, FastifyReply } from 'fastify'
 import websocket from '@fastify/websocket'
 import { answerOnSocket, buildService, type ServiceDefinition } from '@lead-chassis/plugins/chassis'
 import { httpClientPlugin } from '@lead-chassis/plugins/http-client'
@@ -50,9 +51,16 @@ export async function buildOrchestrator (config: OrchestratorConfig, options: Bu
       // upgrade requests (101, then closed) and logged their URLs whole, query string and all.
       (app) => app.register(async (scope) => {
         await scope.register(websocket, { options: { maxPayload: 4096 } })
-        // A handshake ws refuses (a bad Sec-WebSocket-Key, Version or Protocol) gets the platform's body, not ws's text.
-        scope.websocketServer.on('wsClientError', (error, socket) => {
-          answerOnSocket(socket, new OrchestratorErrors.WEBSOCKET_HANDSHAKE_INVALID(error.message))
+        // The reply of each upgrade the route hands to ws, which has been through every hook (the limiter counted it).
+        const upgrades = new WeakMap<IncomingMessage, FastifyReply>()
+        scope.addHook('preHandler', (request, reply, done) => {
+          if (request.ws) upgrades.set(request.raw, reply)
+          done()
+        })
+        // A handshake ws refuses (a bad Sec-WebSocket-Key, Version or Protocol) gets the platform's body, not ws's
+        // text, with the headers its reply gathered (rate limit, request id, security) as any other answer.
+        scope.websocketServer.on('wsClientError', (error, socket, request) => {
+          answerOnSocket(socket, new OrchestratorErrors.WEBSOCKET_HANDSHAKE_INVALID(error.message), upgrades.get(request)?.getHeaders())
         })
         await scope.register(eventRoutes, { prefix: '/orchestrator/v1', events: events as EventHub, sockets: sockets as KeySockets, maxBufferedBytes: config.EVENTS_MAX_BUFFERED_BYTES })
       })

@@ -1,6 +1,7 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { once } from 'node:events'
+import { connect } from 'node:net'
 import WebSocket from 'ws'
 import { createTestSchema, uniqueName, SERVICE_HEADERS, type TestSchema } from '../../test/helpers/database.js'
 import { insertAgents, insertLeads, startDataService, startOrchestrator } from '../../test/helpers/services.js'
@@ -68,4 +69,43 @@ test('without Redis the events stay in the instance; an unauthenticated WebSocke
   const [, response] = await once(refused, 'unexpected-response') as [unknown, { statusCode: number }]
   assert.equal(response.statusCode, 401)
   refused.terminate()
+})
+
+/** The raw answer to one upgrade request written on its own connection (ws and fetch would refuse to send it). */
+async function rawUpgrade (url: string, headers: Record<string, string>): Promise<{ status: number, headers: Record<string, string>, body: string }> {
+  const { hostname, port } = new URL(url)
+  const socket = connect(Number(port), hostname)
+  let text = 'GET /orchestrator/v1/events HTTP/1.1\r\nhost: 127.0.0.1\r\n'
+  for (const [name, value] of Object.entries(headers)) text += `${name}: ${value}\r\n`
+  socket.write(`${text}\r\n`)
+  let received = ''
+  socket.on('data', (chunk: Buffer) => { received += chunk.toString('utf8') })
+  await Promise.race([once(socket, 'close'), new Promise((resolve) => setTimeout(resolve, 3000))])
+  socket.destroy()
+  const [head = '', body = ''] = received.split('\r\n\r\n')
+  const [statusLine = '', ...lines] = head.split('\r\n')
+  const parsed = Object.fromEntries(lines.map((l) => [l.slice(0, l.indexOf(':')).toLowerCase(), l.slice(l.indexOf(':') + 1).trim()]))
+  return { status: Number(/^HTTP\/1\.1 (\d{3})/.exec(statusLine)?.[1] ?? 0), headers: parsed, body }
+}
+
+test('a WebSocket handshake refused 400 WEBSOCKET_HANDSHAKE_INVALID carries the rate-limit headers, request id and security headers of every other answer, and is counted', async (t) => {
+  const env = { REDIS_URL, RATE_LIMIT_ENABLED: 'true', CACHE_PREFIX: `${uniqueName('ev')}:`, RATE_LIMIT_PREFIX: `${uniqueName('ev-rl')}:`, EVENTS_CHANNEL: uniqueName('events') }
+  const { dataUrl, db } = await setup(t, env)
+  const a = await startOrchestrator(t, db, dataUrl, env, true)
+  const { key } = await a.app.apiKeys.mint('ws handshake', ['routing'])
+  const upgrade = { 'x-api-key': key, upgrade: 'websocket', connection: 'Upgrade', 'sec-websocket-key': 'dGhlIHNhbXBsZSBub25jZQ==', 'sec-websocket-version': '13' }
+  const remaining: number[] = []
+  for (const wrong of [{ 'sec-websocket-key': 'not a key' }, { 'sec-websocket-version': '99' }]) {
+    const answer = await rawUpgrade(a.url, { ...upgrade, ...wrong })
+    assert.equal(answer.status, 400, JSON.stringify(answer))
+    assert.equal(JSON.parse(answer.body).code, 'WEBSOCKET_HANDSHAKE_INVALID')
+    for (const name of ['x-ratelimit-limit', 'x-ratelimit-remaining', 'x-ratelimit-reset', 'ratelimit-policy', 'ratelimit', 'x-request-id', 'x-content-type-options', 'content-security-policy']) {
+      assert.ok(answer.headers[name], `${name} missing: ${JSON.stringify(answer.headers)}`)
+    }
+    assert.equal(answer.headers['cache-control'], 'no-store')
+    assert.equal(answer.headers.connection, 'close')
+    remaining.push(Number(answer.headers['x-ratelimit-remaining']))
+  }
+  // Each refused handshake spent one request of the key's quota.
+  assert.equal(remaining[1], (remaining[0] ?? 0) - 1, remaining.join(', '))
 })
