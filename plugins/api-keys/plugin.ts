@@ -3,7 +3,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { optionalDependency, routeConfigOf } from '../chassis/index.js'
 import { redisDecorator } from '../redis/index.js'
 import { cacheDecorator } from '../cache/index.js'
-import { createHash, timingSafeEqual } from 'node:crypto'
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto'
 import { clientAddressKey, createRateLimiter, setRateLimitHeaders, validatePolicy } from '../rate-limit/index.js'
 import { ApiKeyErrors } from './errors.js'
 import { ApiKeyStore, type ApiKeyIdentity } from './key-store.js'
@@ -19,6 +19,8 @@ declare module 'fastify' {
     /** The verified key of this request, if it carried a valid one (or the internal service identity). */
     apiKey?: ApiKeyIdentity
     apiKeyRejected?: boolean
+    /** The request presented an `x-service-key` that is not the platform's (or the service has none). */
+    serviceKeyRejected?: boolean
     /** True for a call from another service of the platform, authenticated by the shared service key. */
     internalService?: boolean
   }
@@ -27,7 +29,7 @@ declare module 'fastify' {
     requiredScope?: string
     /** With `requiredScope`: callers without any key are let through; a key that is presented must carry the scope. */
     anonymous?: boolean
-    /** The route answers for itself: a key that is not valid is reported (`apiKeyRejected`), not refused. */
+    /** The route answers for itself: a key that is not valid is reported (`apiKeyRejected`, `serviceKeyRejected`), not refused. */
     apiKeyReportOnly?: boolean
   }
 }
@@ -109,20 +111,32 @@ export const apiKeysPlugin = fp(async (app: FastifyInstance, opts: ApiKeysPlugin
   // Declared up front so every request object keeps one shape.
   app.decorateRequest('apiKey', undefined)
   app.decorateRequest('apiKeyRejected', false)
+  app.decorateRequest('serviceKeyRejected', false)
   app.decorateRequest('internalService', false)
 
   const beforeLookup = lookupBudgetCharge(app, opts.lookupBudget, redis)
 
-  const serviceKey = opts.serviceKey ? createHash('sha256').update(opts.serviceKey).digest() : undefined
-  const isService = (given: string | string[] | undefined): boolean =>
-    serviceKey !== undefined && typeof given === 'string' && timingSafeEqual(createHash('sha256').update(given).digest(), serviceKey)
+  // Without a service key a presented one is hashed and compared all the same, against a digest nothing is known to
+  // hash to, so the time of the 401 does not tell whether this service has one either.
+  const serviceKeyOn = Boolean(opts.serviceKey)
+  const serviceKey = opts.serviceKey ? createHash('sha256').update(opts.serviceKey).digest() : randomBytes(32)
+  const isService = (given: string | string[]): boolean =>
+    typeof given === 'string' && timingSafeEqual(createHash('sha256').update(given).digest(), serviceKey) && serviceKeyOn
 
   // Callback hooks: a key verified before is answered without a promise, which a cached route would feel.
   app.addHook('onRequest', (request, reply, done) => {
-    if (isService(request.headers['x-service-key'])) {
-      request.internalService = true
-      request.apiKey = SERVICE_IDENTITY
-      return done()
+    const presented = request.headers['x-service-key']
+    if (presented !== undefined) {
+      if (isService(presented)) {
+        request.internalService = true
+        request.apiKey = SERVICE_IDENTITY
+        return done()
+      }
+      // Refused in preParsing, after the limiter has counted it against the address, whether or not this service has
+      // a service key: the answer tells a caller only that the one it sent is not valid. No API key beside it is
+      // looked up for a route that refuses it.
+      request.serviceKeyRejected = true
+      if (routeConfigOf(request).apiKeyReportOnly !== true) return done()
     }
     const given = request.headers[header]
     if (given === undefined) return done()
@@ -141,6 +155,7 @@ export const apiKeysPlugin = fp(async (app: FastifyInstance, opts: ApiKeysPlugin
 
   app.addHook('preParsing', (request, _reply, _payload, done) => {
     const config = routeConfigOf(request)
+    if (request.serviceKeyRejected && config.apiKeyReportOnly !== true) return done(new ApiKeyErrors.INVALID_SERVICE_KEY())
     if (request.apiKeyRejected && config.apiKeyReportOnly !== true) return done(new ApiKeyErrors.INVALID_API_KEY())
     const { requiredScope: scope, anonymous } = config
     if (!scope || request.internalService) return done()

@@ -98,6 +98,33 @@ test('personal data and keys never reach the logs', async () => {
   for (const secret of [lead.email, lead.phone, lead.firstName, lead.lastName, keys.create as string, 'Zelda']) assert.ok(!text.includes(secret), `${secret} is in the logs`)
 })
 
+test('a wrong service key is refused 401 INVALID_SERVICE_KEY, not API_KEY_REQUIRED, on every route and beside any API key; the answer is the same for every wrong key and without a service key configured, and the key reaches no log line', async (t) => {
+  const noServiceKey = await buildApp(testApiConfig(db, { REDIS_URL, CACHE_PREFIX: `${uniqueName('acl')}:`, SERVICE_API_KEY: '' }))
+  t.after(() => noServiceKey.close())
+  logLines.length = 0
+  const wrongKeys = ['wrong-service-key-5551234567', SERVICE_HEADERS['x-service-key'].slice(0, -1), `${SERVICE_HEADERS['x-service-key']}x`, 'x'.repeat(4000), '']
+  const answers = new Set<string>()
+  for (const [url, method, apiKey] of [['/api/v1/leads', 'GET', undefined], ['/api/v1/leads', 'GET', keys.read], [`/api/v1/leads/${leadId}`, 'PATCH', keys.write], ['/api/v1/leads', 'POST', undefined], ['/api/v1/admin/cache', 'GET', keys.admin]] as const) {
+    for (const wrong of wrongKeys) {
+      for (const target of [app, noServiceKey]) {
+        const headers = { 'x-service-key': wrong, ...(apiKey !== undefined ? { 'x-api-key': apiKey } : {}) }
+        const res = await target.inject({ method, url, headers, ...(method === 'GET' ? {} : { payload: method === 'POST' ? newLead() : { score: 1 } }) })
+        const label = `${method} ${url} ${wrong.slice(0, 30)}${apiKey !== undefined ? ' beside an API key' : ''}`
+        assert.equal(res.statusCode, 401, `${label}: ${res.body}`)
+        assert.equal(res.json().code, 'INVALID_SERVICE_KEY', label)
+        answers.add(res.body)
+      }
+    }
+  }
+  assert.deepEqual([...answers].map((body) => JSON.parse(body)), [{ statusCode: 401, code: 'INVALID_SERVICE_KEY', error: 'Unauthorized', message: 'The service key in x-service-key is not valid' }])
+  // The right service key still passes.
+  assert.equal((await app.inject({ url: '/api/v1/leads', headers: SERVICE_HEADERS })).statusCode, 200)
+  await new Promise((resolve) => setImmediate(resolve))
+  assert.ok(logLines.length > 10, 'requests were logged')
+  const text = logLines.join('')
+  for (const wrong of wrongKeys.slice(0, 4)) assert.ok(!text.includes(wrong), `${wrong.slice(0, 30)} is in the logs`)
+})
+
 test('security headers are sent on direct access, errors included', async () => {
   for (const res of [await app.inject({ url: '/api/v1/leads', headers: { 'x-api-key': keys.read as string } }), await app.inject('/missing')]) {
     assert.equal(res.headers['x-content-type-options'], 'nosniff')

@@ -61,7 +61,7 @@ export interface paths {
                         "application/json": components["schemas"]["ErrorBody"];
                     };
                 };
-                /** @description Error: INVALID_API_KEY, API_KEY_REQUIRED */
+                /** @description Error: INVALID_API_KEY, INVALID_SERVICE_KEY, API_KEY_REQUIRED */
                 401: {
                     headers: {
                         RateLimit: components["headers"]["RateLimit"];
@@ -232,7 +232,7 @@ export interface paths {
                         "application/json": components["schemas"]["ErrorBody"];
                     };
                 };
-                /** @description Error: INVALID_API_KEY, API_KEY_REQUIRED */
+                /** @description Error: INVALID_API_KEY, INVALID_SERVICE_KEY, API_KEY_REQUIRED */
                 401: {
                     headers: {
                         RateLimit: components["headers"]["RateLimit"];
@@ -395,7 +395,7 @@ export interface paths {
                         "application/json": components["schemas"]["ErrorBody"];
                     };
                 };
-                /** @description Error: INVALID_API_KEY, API_KEY_REQUIRED */
+                /** @description Error: INVALID_API_KEY, INVALID_SERVICE_KEY, API_KEY_REQUIRED */
                 401: {
                     headers: {
                         RateLimit: components["headers"]["RateLimit"];
@@ -551,7 +551,7 @@ export interface paths {
                         "application/json": components["schemas"]["ErrorBody"];
                     };
                 };
-                /** @description Error: INVALID_API_KEY, API_KEY_REQUIRED */
+                /** @description Error: INVALID_API_KEY, INVALID_SERVICE_KEY, API_KEY_REQUIRED */
                 401: {
                     headers: {
                         RateLimit: components["headers"]["RateLimit"];
@@ -693,7 +693,7 @@ export interface paths {
                         "application/json": components["schemas"]["ErrorBody"];
                     };
                 };
-                /** @description Error: INVALID_API_KEY, API_KEY_REQUIRED */
+                /** @description Error: INVALID_API_KEY, INVALID_SERVICE_KEY, API_KEY_REQUIRED */
                 401: {
                     headers: {
                         RateLimit: components["headers"]["RateLimit"];
@@ -833,7 +833,7 @@ export interface paths {
                         "application/json": components["schemas"]["ErrorBody"];
                     };
                 };
-                /** @description Error: INVALID_API_KEY, API_KEY_REQUIRED */
+                /** @description Error: INVALID_API_KEY, INVALID_SERVICE_KEY, API_KEY_REQUIRED */
                 401: {
                     headers: {
                         RateLimit: components["headers"]["RateLimit"];
@@ -937,7 +937,7 @@ export interface paths {
                     };
                     content?: never;
                 };
-                /** @description Error: INVALID_API_KEY */
+                /** @description Error: INVALID_API_KEY, INVALID_SERVICE_KEY */
                 401: {
                     headers: {
                         [name: string]: unknown;
@@ -1001,7 +1001,7 @@ export interface paths {
                         };
                     };
                 };
-                /** @description Error: INVALID_API_KEY */
+                /** @description Error: INVALID_API_KEY, INVALID_SERVICE_KEY */
                 401: {
                     headers: {
                         [name: string]: unknown;
@@ -1072,7 +1072,7 @@ export interface paths {
                     };
                     content?: never;
                 };
-                /** @description Error: INVALID_API_KEY */
+                /** @description Error: INVALID_API_KEY, INVALID_SERVICE_KEY */
                 401: {
                     headers: {
                         [name: string]: unknown;
