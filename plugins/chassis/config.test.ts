@@ -3,6 +3,7 @@ import assert from 'node:assert/strict'
 import { composeSchema, loadConfig, type ConfigFragment, type ConfigOf } from './config.js'
 import { chassisConfigFragment } from './config-schema.js'
 import { dbPoolConfigFragment } from '../db-pool/index.js'
+import { cacheConfigFragment } from '../cache/index.js'
 import { redactConfig, redactUrl } from './redact.js'
 
 const schema = composeSchema(chassisConfigFragment, dbPoolConfigFragment)
@@ -47,18 +48,58 @@ test('a SHUTDOWN_DELAY_MS not below SHUTDOWN_TIMEOUT_MS, which would leave a shu
   assert.equal(load({ DATABASE_URL: URL_OK, SHUTDOWN_DELAY_MS: '499', SHUTDOWN_TIMEOUT_MS: '500' }).SHUTDOWN_DELAY_MS, 499)
 })
 
-test('a SHUTDOWN_TIMEOUT_MS left empty is named as not an integer, not as a timeout of 0 below SHUTDOWN_DELAY_MS', () => {
-  for (const empty of ['', '  ']) {
-    assert.throws(() => load({ DATABASE_URL: URL_OK, SHUTDOWN_TIMEOUT_MS: empty }), (e: Error) => {
-      assert.match(e.message, /SHUTDOWN_TIMEOUT_MS must be/)
+test('a SHUTDOWN_TIMEOUT_MS left blank is named as not an integer, not as a timeout of 0 below SHUTDOWN_DELAY_MS', () => {
+  for (const blank of [' ', '  ', '\t']) {
+    assert.throws(() => load({ DATABASE_URL: URL_OK, SHUTDOWN_TIMEOUT_MS: blank }), (e: Error) => {
+      assert.match(e.message, /SHUTDOWN_TIMEOUT_MS is blank/)
       assert.doesNotMatch(e.message, /SHUTDOWN_DELAY_MS/, 'the delay is fine: only the timeout is named')
       return true
-    }, JSON.stringify(empty))
+    }, JSON.stringify(blank))
   }
-  assert.throws(() => load({ DATABASE_URL: URL_OK, DB_POOL_MIN: '2', DB_POOL_MAX: '' }), (e: Error) => {
+  assert.throws(() => load({ DATABASE_URL: URL_OK, DB_POOL_MIN: '2', DB_POOL_MAX: ' ' }), (e: Error) => {
     assert.doesNotMatch(e.message, /DB_POOL_MIN/)
     return true
   })
+})
+
+const withCache = composeSchema(chassisConfigFragment, dbPoolConfigFragment, cacheConfigFragment)
+const loadWithCache = (env: Record<string, string>) => loadConfig<Record<string, unknown>>(withCache, { env, dotenv: false })
+
+test('an empty integer setting is unset, so its default applies, not 0', () => {
+  const names = ['PORT', 'DB_POOL_MAX', 'DB_POOL_MIN', 'CACHE_TTL', 'SHUTDOWN_TIMEOUT_MS', 'CACHE_REFRESH_AHEAD_RATIO']
+  const config = loadWithCache({ DATABASE_URL: URL_OK, ...Object.fromEntries(names.map((name) => [name, ''])) })
+  for (const name of names) {
+    assert.equal(config[name], withCache.properties[name]?.default, name)
+    assert.notEqual(config[name], 0, name)
+  }
+  const fragment: ConfigFragment = { properties: { COUNT: { type: 'integer', minimum: 0, description: 'no default' } } }
+  assert.equal('COUNT' in loadConfig<Record<string, unknown>>(composeSchema(fragment), { env: { COUNT: '' }, dotenv: false }), false)
+})
+
+test('a blank (whitespace-only) integer setting is refused naming it, not read as 0', () => {
+  for (const name of ['PORT', 'DB_POOL_MAX', 'CACHE_TTL', 'CACHE_GRACE']) {
+    for (const blank of [' ', '   ', '\t', '\n']) {
+      assert.throws(() => loadWithCache({ DATABASE_URL: URL_OK, [name]: blank }), (e: Error & { code: string }) => {
+        assert.equal(e.code, 'CHASSIS_CONFIG_INVALID')
+        assert.match(e.message, new RegExp(`^Invalid configuration: ${name} is blank: give an integer, or leave it empty for its default \\(\\d+\\)$`))
+        return true
+      }, `${name}=${JSON.stringify(blank)}`)
+    }
+  }
+})
+
+test('an integer setting written any other way than decimal digits is refused naming it, not converted', () => {
+  for (const written of ['0x10', '1e3', '3.5', ' 3001', '3001 ', '30_00', 'Infinity', '-', '+']) {
+    assert.throws(() => loadWithCache({ DATABASE_URL: URL_OK, PORT: written }), (e: Error) => {
+      assert.match(e.message, /^Invalid configuration: PORT must be integer, in decimal digits$/)
+      return true
+    }, JSON.stringify(written))
+  }
+  assert.equal(loadWithCache({ DATABASE_URL: URL_OK, PORT: '+3001' }).PORT, 3001)
+  assert.equal(loadWithCache({ DATABASE_URL: URL_OK, PORT: '03001' }).PORT, 3001)
+  assert.throws(() => loadWithCache({ DATABASE_URL: URL_OK, CACHE_REFRESH_AHEAD_RATIO: ' ' }), /CACHE_REFRESH_AHEAD_RATIO is blank: give a number/)
+  assert.throws(() => loadWithCache({ DATABASE_URL: URL_OK, CACHE_REFRESH_AHEAD_RATIO: '0x1' }), /CACHE_REFRESH_AHEAD_RATIO must be number, in decimal notation/)
+  assert.equal(loadWithCache({ DATABASE_URL: URL_OK, CACHE_REFRESH_AHEAD_RATIO: '.5' }).CACHE_REFRESH_AHEAD_RATIO, 0.5)
 })
 
 test('an unparsable DATABASE_URL is named without echoing it', () => {

@@ -81,15 +81,51 @@ function createAjv (): Ajv {
   addComparison(ajv, 'maxOf', (value, other) => value <= other, 'must not exceed', '>')
   addComparison(ajv, 'lessThan', (value, other) => value < other, 'must be less than', '>=')
   ajv.addKeyword({ keyword: 'patternMessage' })
+  ajv.addKeyword({ keyword: 'numbersAsWritten', modifying: true, errors: true, validate: checkNumbersAsWritten })
   return ajv
+}
+
+const INTEGER = /^[+-]?\d+$/
+const DECIMAL = /^[+-]?(\d+\.?\d*|\.\d+)$/
+
+/**
+ * Runs on the whole environment before any variable is coerced: Ajv reads a blank string as 0 and hex or exponent
+ * notation as numbers, so `PORT= ` would listen on a port the system picks. An empty number is unset (its default
+ * applies); a blank one or one in another notation is refused, and dropped so no other rule reports it again.
+ */
+const checkNumbersAsWritten: SchemaValidateFunction = (_schema: boolean, data: unknown, parent?: AnySchemaObject) => {
+  if (typeof data !== 'object' || data === null) return true
+  const values = data as Record<string, unknown>
+  const properties = (parent?.properties ?? {}) as Record<string, ConfigProperty>
+  const errors: Array<Partial<ErrorObject>> = []
+  for (const [name, property] of Object.entries(properties)) {
+    const value = values[name]
+    if ((property.type !== 'integer' && property.type !== 'number') || typeof value !== 'string') continue
+    const integer = property.type === 'integer'
+    if (value === '') {
+      // Unset, so its default applies.
+      delete values[name]
+      continue
+    }
+    if ((integer ? INTEGER : DECIMAL).test(value)) continue
+    const unset = property.default === undefined ? 'to leave it unset' : `for its default (${String(property.default)})`
+    const message = value.trim() === ''
+      ? `is blank: give ${integer ? 'an integer' : 'a number'}, or leave it empty ${unset}`
+      : integer ? 'must be integer, in decimal digits' : 'must be number, in decimal notation'
+    errors.push({ instancePath: `/${name}`, keyword: 'numbersAsWritten', message, params: {} })
+    // Reported here: coerced, it would pass or be reported twice.
+    delete values[name]
+  }
+  checkNumbersAsWritten.errors = errors
+  return errors.length === 0
 }
 
 /** A keyword naming another variable a number is compared with: `holds` when the pair is fine. */
 function addComparison (ajv: Ajv, keyword: string, holds: (value: number, other: number) => boolean, rule: string, sign: string): void {
   const validate: SchemaValidateFunction = (schema: string, data: unknown, _parent?: AnySchemaObject, ctx?) => {
     const raw = (ctx?.rootData as Record<string, unknown> | undefined)?.[schema]
-    // The other variable reports its own problem when it is not a number; an empty one is not 0 (Number('') is).
-    const other = typeof raw === 'string' && raw.trim() === '' ? Number.NaN : Number(raw)
+    // The other variable is a number as written or absent (checkNumbersAsWritten ran first): absent, NaN, is skipped.
+    const other = Number(raw)
     if (!Number.isFinite(other) || typeof data !== 'number' || holds(data, other)) return true
     validate.errors = [{ keyword, message: `${rule} ${schema} (${data} ${sign} ${other})`, params: {} }]
     return false
@@ -121,7 +157,7 @@ export function loadConfig<T> (schema: ConfigSchema, options: LoadConfigOptions 
   const dotenv = options.dotenv ?? true
   try {
     const values = envSchema({
-      schema: structuredClone(schema),
+      schema: { ...structuredClone(schema), numbersAsWritten: true },
       data: { ...(options.env ?? process.env) },
       env: false,
       dotenv: dotenv === false ? false : typeof dotenv === 'string' ? { path: dotenv } : true,

@@ -41,6 +41,17 @@ test('bad configuration stops the process before it listens, naming every proble
   assert.doesNotMatch(out, /Server listening/)
 })
 
+test('a blank PORT stops the process naming it, instead of listening on a port the system picks', async (t) => {
+  const api = startApi({ DATABASE_URL: 'postgres://postgres@127.0.0.1:5432/postgres', PORT: ' ', DB_POOL_MIN: '0' })
+  // Read as 0, the api would listen and run: stopped after 20 s, its output shows where.
+  const listening = setTimeout(() => { api.child.kill('SIGKILL') }, 20000)
+  t.after(() => { clearTimeout(listening); api.child.kill('SIGKILL') })
+  assert.equal(await api.exit, 1, api.output())
+  assert.match(api.output(), /CHASSIS_CONFIG_INVALID/)
+  assert.match(api.output(), /PORT is blank: give an integer, or leave it empty for its default \(3000\)/)
+  assert.doesNotMatch(api.output(), /Server listening/)
+})
+
 test('a minimum above the maximum stops the process', async () => {
   const api = startApi({ DATABASE_URL: 'postgres://postgres@127.0.0.1:5432/postgres', DB_POOL_MIN: '30', DB_POOL_MAX: '10' })
   assert.equal(await api.exit, 1)
