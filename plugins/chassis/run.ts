@@ -17,15 +17,15 @@ export interface RunningService {
 }
 
 /**
- * Listens, and shuts down in phases on SIGTERM or SIGINT: readiness turns 503 (for SHUTDOWN_DELAY_MS),
- * the server stops accepting and finishes in-flight requests, plugins close their pools and clients, and the spans
- * still queued or being exported are exported, until 90% of SHUTDOWN_TIMEOUT_MS has passed: a collector that does not
- * answer costs those spans (said in a warning), not a clean exit. A plugin that fails to close costs a clean exit
- * (CHASSIS_SHUTDOWN_FAILED, code 1), not the spans; so does a close still running at 80% of SHUTDOWN_TIMEOUT_MS (the
- * spans are exported then, and the forced exit comes at the timeout). The whole shutdown is bounded by
- * SHUTDOWN_TIMEOUT_MS, after which the process exits with code 1 (CHASSIS_SHUTDOWN_TIMEOUT); a second signal ends it
- * at once with code 1 (CHASSIS_SHUTDOWN_INTERRUPTED). An error nobody handled shuts the service down the same way, then
- * exits with code 1 (CHASSIS_FATAL_ERROR).
+ * Listens, and shuts down in phases on SIGTERM or SIGINT (SIGHUP and SIGUSR2 are logged and ignored): readiness turns
+ * 503 (for SHUTDOWN_DELAY_MS), the server stops accepting and finishes in-flight requests, plugins close their pools
+ * and clients, and the spans still queued or being exported are exported, until 90% of SHUTDOWN_TIMEOUT_MS has passed:
+ * a collector that does not answer costs those spans (said in a warning), not a clean exit. A plugin that fails to
+ * close costs a clean exit (CHASSIS_SHUTDOWN_FAILED, code 1), not the spans; so does a close still running at 80% of
+ * SHUTDOWN_TIMEOUT_MS (the spans are exported then, and the forced exit comes at the timeout). The whole shutdown is
+ * bounded by SHUTDOWN_TIMEOUT_MS, after which the process exits with code 1 (CHASSIS_SHUTDOWN_TIMEOUT); a second signal
+ * ends it at once with code 1 (CHASSIS_SHUTDOWN_INTERRUPTED). An error nobody handled shuts the service down the same
+ * way, then exits with code 1 (CHASSIS_FATAL_ERROR).
  */
 export async function runService (app: FastifyInstance, config: ChassisConfig): Promise<RunningService> {
   let closing: Promise<void> | undefined
@@ -50,10 +50,14 @@ export async function runService (app: FastifyInstance, config: ChassisConfig): 
     })()
     return closing
   }
+  for (const signal of KEPT_RUNNING_ON) {
+    process.on(signal, () => { app.log.warn({ signal }, `${signal} received: not a shutdown signal (SIGTERM or SIGINT is), the service keeps running`) })
+  }
   // close-with-grace's own lines for a forced exit carry no code: each is said here with one.
   closeWithGrace({
     delay: config.SHUTDOWN_TIMEOUT_MS,
     logger: app.log,
+    skip: NOT_SHUTDOWN_SIGNALS,
     onTimeout: (delay) => { app.log.error({ code: 'CHASSIS_SHUTDOWN_TIMEOUT' }, `shutdown not finished after SHUTDOWN_TIMEOUT_MS (${delay} ms): exiting with code 1`) },
     onSecondSignal: (signal) => { app.log.error({ code: 'CHASSIS_SHUTDOWN_INTERRUPTED', signal }, `${signal} during the shutdown: exiting with code 1 without finishing it`) },
     onSecondError: (err) => { app.log.error({ code: 'CHASSIS_FATAL_ERROR', err }, 'fatal error during the shutdown: exiting with code 1 without finishing it') }
@@ -75,6 +79,16 @@ export async function runService (app: FastifyInstance, config: ChassisConfig): 
   const url = await app.listen({ host: config.HOST, port: config.PORT })
   return { app, url, shutdown }
 }
+
+/**
+ * close-with-grace shuts down on every signal it knows; only SIGTERM (the orchestrator's, `docker stop`'s) and SIGINT
+ * (Ctrl-C) do here. SIGUSR2 is how an operator asks a running instance for a diagnostic report or a heap snapshot
+ * (`--report-on-signal`, `--heapsnapshot-signal`), and SIGHUP comes from a closed terminal or a config-reload habit:
+ * neither may stop the service, and without a listener either would kill it on the spot, so both are listened to and
+ * logged. SIGQUIT and the fault signals keep the operating system's meaning: the process ends at once.
+ */
+const NOT_SHUTDOWN_SIGNALS: closeWithGrace.Signals[] = ['SIGHUP', 'SIGQUIT', 'SIGILL', 'SIGTRAP', 'SIGABRT', 'SIGBUS', 'SIGFPE', 'SIGSEGV', 'SIGUSR2']
+const KEPT_RUNNING_ON = ['SIGHUP', 'SIGUSR2'] as const
 
 // The share of SHUTDOWN_TIMEOUT_MS, from the shutdown's start, after which the spans not yet exported are given up.
 const TRACE_FLUSH_SHARE = 0.9

@@ -3,6 +3,7 @@ import assert from 'node:assert/strict'
 import { spawn, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
 import { createServer } from 'node:net'
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
@@ -182,4 +183,26 @@ test('a second SIGTERM during the shutdown ends it with code 1 and a coded error
   assert.equal(interrupted.level, 50)
   assert.match(interrupted.msg, /SIGTERM/)
   assert.doesNotMatch(api.output(), /shut down cleanly/)
+})
+
+test('SIGUSR2 (a diagnostic report) and SIGHUP leave the api serving; SIGTERM then drains it and it exits 0', { timeout: 60000 }, async (t) => {
+  const reports = mkdtempSync(join(tmpdir(), 'api-report-'))
+  t.after(() => { rmSync(reports, { recursive: true, force: true }) })
+  // --report-on-signal is what an operator turns on to get a report from a running instance with SIGUSR2.
+  const api = await startFaultyApi(t, 'none', { NODE_OPTIONS: `--report-on-signal --report-directory=${reports}` })
+  for (const signal of ['SIGUSR2', 'SIGHUP'] as const) {
+    api.child.kill(signal)
+    await sleep(500)
+    assert.equal(api.child.exitCode, null, `${signal} stopped the api:\n${api.output()}`)
+    assert.equal((await fetch(`${api.base}/health/ready`)).status, 200, `ready after ${signal}`)
+    const ignored = logLines(api.output()).find((line) => line.msg.includes(signal))
+    assert.ok(ignored, `a line says ${signal} was received and does not stop the service: ${api.output()}`)
+    assert.match(ignored.msg, /not a shutdown signal/)
+  }
+  assert.doesNotMatch(api.output(), /shutting down/)
+  for (let i = 0; i < 50 && readdirSync(reports).length === 0; i++) await sleep(100)
+  assert.equal(readdirSync(reports).filter((name) => name.startsWith('report.')).length, 1, 'SIGUSR2 wrote its diagnostic report')
+  api.child.kill('SIGTERM')
+  assert.equal(await api.exit, 0, api.output())
+  assert.match(api.output(), /shut down cleanly/)
 })
