@@ -2,7 +2,7 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { spawn } from 'node:child_process'
 import { once } from 'node:events'
-import { rmSync } from 'node:fs'
+import { readdirSync, readFileSync, rmSync } from 'node:fs'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { projectRoot } from '../services/platform/paths.js'
@@ -105,4 +105,54 @@ test('Ctrl-C in the terminal (SIGINT to the whole foreground group) stops each s
   assert.equal(code, 0, out)
   assert.doesNotMatch(out, /CHASSIS_SHUTDOWN_INTERRUPTED/, 'no service had its shutdown cut')
   assert.equal(out.match(/shut down cleanly/g)?.length, 3, out)
+})
+
+/** The state letter of a process (`R`, `S`, `Z`...), or undefined when it is gone. */
+function processState (pid: number): string | undefined {
+  try {
+    // The command name is in parentheses and may hold spaces: the state follows the last one.
+    return readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.[0]
+  } catch {
+    return undefined
+  }
+}
+
+function childrenOf (pid: number): number[] {
+  return readdirSync('/proc').filter((name) => /^\d+$/.test(name)).map(Number).filter((other) => {
+    try {
+      return Number(readFileSync(`/proc/${other}/stat`, 'utf8').split(') ')[1]?.split(' ')[1]) === pid
+    } catch {
+      return false
+    }
+  })
+}
+
+test('npm start killed with SIGKILL: each service drains and exits within 10 s instead of running on without it', { timeout: 120000 }, async (t) => {
+  const db = await createTestSchema()
+  t.after(() => db.drop())
+  const child = spawn(process.execPath, [join(projectRoot, 'dist', 'scripts', 'start.js')], {
+    cwd: projectRoot,
+    env: { PATH: process.env.PATH ?? '', DATABASE_URL: db.url, DB_SCHEMA: db.schema, SEED_COUNT: '0', API_PORT: String(await freePort()), DATA_SERVICE_PORT: String(await freePort()), ORCHESTRATOR_PORT: String(await freePort()) },
+    stdio: ['ignore', 'pipe', 'pipe']
+  })
+  let out = ''
+  child.stdout.on('data', (d: Buffer) => { out += d.toString() })
+  child.stderr.on('data', (d: Buffer) => { out += d.toString() })
+  const exit = once(child, 'exit')
+  for (let i = 0; i < 600 && !/ready in/.test(out) && child.exitCode === null; i++) await sleep(100)
+  assert.match(out, /ready in/, out)
+  const services = childrenOf(child.pid ?? 0)
+  t.after(() => { for (const pid of services) try { process.kill(pid, 'SIGKILL') } catch { /* gone */ } })
+  assert.equal(services.length, 3, `npm start runs three services: ${services.join(', ')}`)
+  child.kill('SIGKILL')
+  await exit
+  const killed = performance.now()
+  // Reparented, a service may stay a zombie until its new parent reaps it: exited all the same.
+  const running = (): number[] => services.filter((pid) => ![undefined, 'Z', 'X'].includes(processState(pid)))
+  while (running().length > 0 && performance.now() - killed < 10000) await sleep(50)
+  assert.deepEqual(running(), [], `services still running 10 s after npm start was killed:\n${out}`)
+  t.diagnostic(`every service exited ${Math.round(performance.now() - killed)} ms after npm start was killed`)
+  await sleep(200)
+  assert.equal(out.match(/shut down cleanly/g)?.length, 3, `each service drained: ${out}`)
+  assert.doesNotMatch(out, /CHASSIS_SHUTDOWN_INTERRUPTED/)
 })

@@ -65,8 +65,11 @@ async function stopAll (code: number): Promise<never> {
   log('stopping services')
   await Promise.all([...children.values()].map(async (child) => {
     if (child.exitCode !== null || child.signalCode !== null) return
-    child.kill('SIGTERM')
-    await new Promise((resolve) => child.once('exit', resolve))
+    const exited = new Promise((resolve) => child.once('exit', resolve))
+    // The service sends itself SIGTERM when its channel closes (scripts/lib/stop-with-parent.ts).
+    if (child.connected) child.disconnect()
+    else child.kill('SIGTERM')
+    await exited
   }))
   if (db.embedded) {
     await db.stop().catch((e: Error) => log(`stopping the embedded PostgreSQL: ${e.message}`))
@@ -75,9 +78,10 @@ async function stopAll (code: number): Promise<never> {
   process.exit(code)
 }
 // The services run in process groups of their own (`detached`), so Ctrl-C reaches this process only and each service
-// gets one SIGTERM from stopAll: had the terminal's SIGINT reached them too, that SIGTERM would be a second signal,
-// which cuts a service's shutdown short (exit code 1). Closing the terminal stops them the same way. Another Ctrl-C
-// while they stop is passed on: a second signal is how an operator cuts a shutdown short.
+// gets one SIGTERM, when stopAll closes its channel: had the terminal's SIGINT reached them too, that SIGTERM would be
+// a second signal, which cuts a service's shutdown short (exit code 1). Closing the terminal stops them the same way,
+// and so does this process dying, even by SIGKILL: its end closes the channels. Another Ctrl-C while they stop is
+// passed on: a second signal is how an operator cuts a shutdown short.
 for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
   process.on(signal, () => {
     if (!stopping) {
@@ -90,9 +94,9 @@ for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
 
 for (const service of SERVICES) {
   // Started as production starts them: the OpenTelemetry preload first (it does nothing unless an exporter is set).
-  const child = spawn(process.execPath, ['--import', import.meta.resolve('@lead-chassis/plugins/telemetry/otel-preload'), join(projectRoot, service.entry)], {
+  const child = spawn(process.execPath, ['--import', import.meta.resolve('@lead-chassis/plugins/telemetry/otel-preload'), '--import', import.meta.resolve('./lib/stop-with-parent.js'), join(projectRoot, service.entry)], {
     cwd: projectRoot,
-    stdio: 'inherit',
+    stdio: ['inherit', 'inherit', 'inherit', 'ipc'],
     detached: true,
     env: {
       ...process.env,
