@@ -32,3 +32,25 @@ test('closing a client of a hung Redis (SIGSTOP) releases its socket within a se
   const ms = await Promise.race([released, new Promise<number>((resolve) => setTimeout(() => resolve(Infinity), 5000).unref())])
   assert.ok(ms < 1000, `the socket stayed open ${ms.toFixed(0)} ms after close (it keeps the process alive)`)
 })
+
+test('closing a client of a Redis that hung before it answered (never ready) is done at once, not after waiting 500 ms for QUIT', async (t) => {
+  const redis = await startPrivateRedis()
+  t.after(async () => {
+    redis.resume()
+    await redis.destroy()
+  })
+  redis.pause()
+  // The cache's invalidation link queues offline: its QUIT would wait behind a ready check that never ends.
+  const plain = createRedisClient({ url: redis.url })
+  const queueing = plain.duplicate({ enableOfflineQueue: true } as never)
+  t.after(() => { plain.disconnect(); queueing.disconnect() })
+  for (const client of [plain, queueing]) {
+    client.on('error', () => {})
+    await once(client, 'connect')
+    assert.equal(client.status, 'connect', 'connected, its ready check unanswered')
+    const started = performance.now()
+    await closeRedisClient(client)
+    const ms = performance.now() - started
+    assert.ok(ms < 200, `closed in ${ms.toFixed(0)} ms`)
+  }
+})

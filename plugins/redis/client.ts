@@ -109,6 +109,12 @@ const QUIT_WAIT_MS = 500
  * would hold a shutdown past SHUTDOWN_TIMEOUT_MS.
  */
 export async function closeRedisClient (client: RedisClient, waitMs = QUIT_WAIT_MS): Promise<void> {
+  // A connection Redis never made ready (hung before answering its ready check, or reconnecting) would only queue
+  // QUIT behind that check or fail it: there is nothing to say goodbye to.
+  if (client.status !== 'ready') {
+    client.disconnect()
+    return
+  }
   let timer: NodeJS.Timeout | undefined
   await Promise.race([client.quit().catch(() => {}), new Promise<void>((resolve) => { timer = setTimeout(resolve, waitMs) })])
   clearTimeout(timer)
