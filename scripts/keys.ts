@@ -12,6 +12,9 @@ const USAGE = `usage: npm run keys -- mint --name NAME [--scopes leads:create,le
        npm run keys -- revoke --id ID
        npm run keys -- list`
 
+/** How long the cache's link to Redis is waited for, alongside the migrations. */
+const CACHE_LINK_WAIT_MS = 250
+
 const { values, positionals } = parseArgs({ allowPositionals: true, options: { name: { type: 'string' }, scopes: { type: 'string', default: '' }, id: { type: 'string' } } })
 const command = positionals[0]
 if (!['mint', 'revoke', 'list'].includes(command ?? '') || (command === 'mint' && !values.name) || (command === 'revoke' && !values.id)) {
@@ -28,9 +31,10 @@ const pool = createConnectionPool({ connectionString: db.url, schema: config.DB_
 // DEL forever; here a Redis that does not answer costs the cache's budget and the revocation goes on.
 const redis = config.REDIS_URL ? createRedisClient({ url: config.REDIS_URL, name: 'keys-cli' }) : undefined
 const cache = redis ? createCacheManager(redis, { prefix: config.CACHE_PREFIX }) : undefined
-await cache?.ready(2000)
 try {
-  await migrate({ databaseUrl: db.url, schema: config.DB_SCHEMA })
+  // The cache's link, on which the other instances acknowledge dropping the key, comes up while the migrations run
+  // and is waited for no longer than CACHE_LINK_WAIT_MS: a hung Redis must not hold a revocation up.
+  await Promise.all([migrate({ databaseUrl: db.url, schema: config.DB_SCHEMA }), cache?.ready(CACHE_LINK_WAIT_MS)])
   const store = new ApiKeyStore(pool, cache)
   if (command === 'mint') {
     const scopes = (values.scopes ?? '').split(',').map((s) => s.trim()).filter(Boolean)

@@ -7,6 +7,7 @@ import type { PrivateRedis } from '../helpers/private-redis.js'
 import { schemaAndPrivateRedis } from '../helpers/private-stores.js'
 import { eventually } from '../helpers/eventually.js'
 import { revokeWithCli } from '../helpers/keys-cli.js'
+import { startFaultProxy } from '../helpers/fault-proxy.js'
 
 type After = { after: (fn: () => Promise<void>) => void }
 
@@ -61,4 +62,27 @@ test('a key revoked by the keys CLI while Redis is hung is refused within a seco
   // An instance that starts now warms its local tier from Redis: Redis must not hold the old verdict any more.
   const c = await api()
   assert.equal(await status(c, key), 401, 'refused by an instance started after Redis came back')
+})
+
+test('the keys CLI with Redis hung revokes in PostgreSQL within a second of reaching Redis, not waiting 2 s for the cache to be ready', async (t) => {
+  const { db, redis, env, api } = await fleet(t)
+  const app = await api()
+  const { id } = await app.apiKeys.mint('partner', ['leads:read'])
+  // A proxy in front of the hung Redis tells when the CLI reaches it: what the CLI takes from there on is measured,
+  // not how long a busy machine takes to start a process.
+  const proxy = await startFaultProxy({ port: Number(new URL(redis.url).port) })
+  t.after(() => proxy.close())
+  redis.pause()
+  let reachedAt: number | undefined
+  const watch = setInterval(() => { if (proxy.connections() > 0) reachedAt ??= performance.now() }, 5)
+  t.after(() => clearInterval(watch))
+  let exitedAt = 0
+  const printedAt = await revokeWithCli(db, id, { REDIS_URL: proxy.rewrite(redis.url), CACHE_PREFIX: env.CACHE_PREFIX ?? '' }, 15_000).finally(() => { exitedAt = performance.now() })
+  clearInterval(watch)
+  assert.ok(reachedAt !== undefined, 'the CLI connected to Redis')
+  t.diagnostic(`the CLI printed "revoked" ${Math.round(printedAt - reachedAt)} ms after it reached the hung Redis, and exited ${Math.round(exitedAt - printedAt)} ms later`)
+  const [row] = await db.sql<{ revoked: boolean }>('SELECT revoked_at IS NOT NULL AS revoked FROM api_keys WHERE id = $1', [id])
+  assert.equal(row?.revoked, true, 'revoked in PostgreSQL')
+  assert.ok(printedAt - reachedAt < 1000, `"revoked" came ${Math.round(printedAt - reachedAt)} ms after the CLI reached Redis`)
+  assert.ok(exitedAt - printedAt < 1000, `the CLI lingered ${Math.round(exitedAt - printedAt)} ms after it said "revoked"`)
 })
