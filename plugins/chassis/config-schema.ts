@@ -9,7 +9,7 @@ export const chassisConfigFragment = {
     NODE_ENV: { type: 'string', default: 'production', enum: ['production', 'development', 'test'], description: 'Runtime mode' },
     HOST: { type: 'string', default: '127.0.0.1', description: 'Address to listen on (0.0.0.0 in containers)' },
     PORT: { type: 'integer', default: 3000, minimum: 0, maximum: 65535, description: 'Port to listen on' },
-    TRUST_PROXY: { type: 'string', default: '', description: 'Comma-separated CIDRs of proxies whose X-Forwarded-For and X-Request-Id are believed (empty: none)' },
+    TRUST_PROXY: { type: 'string', default: '', description: 'Comma-separated CIDRs of the proxies (NGINX) whose X-Forwarded-For (the client address), X-Forwarded-Host and X-Request-Id are believed, and which alone may call /api/v1/edge/auth (empty: none)' },
     // An entry is a name or an IPv4 address, or an IPv6 address (two colons at least, no brackets): a Host's name is
     // compared without its port, so an entry with one (`api.example.com:443`) would never match, and is refused.
     LOG_HOSTS: {
