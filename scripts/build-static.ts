@@ -7,7 +7,7 @@ import { projectRoot, publicDir } from '../services/platform/paths.js'
 
 /** The fields the form shows; the browser validates them with the keywords below and nothing else. */
 export const FORM_FIELDS = ['firstName', 'lastName', 'email', 'phone', 'product', 'state'] as const
-const KNOWN_KEYWORDS = new Set(['type', 'minLength', 'maxLength', 'pattern', 'enum', 'format'])
+const KNOWN_KEYWORDS = new Set(['type', 'wellFormed', 'minLength', 'maxLength', 'pattern', 'enum', 'format'])
 const SOURCE = join(projectRoot, 'services', 'api', 'public')
 const LABELS: Record<string, string> = { auto: 'Auto', home: 'Home', life: 'Life', health: 'Health', commercial: 'Commercial' }
 

@@ -15,6 +15,7 @@ import { setLoggedHosts } from './log-serializers.js'
 import { guardRefusedUrls, MAX_PARAM_LENGTH, refusedUrlRouting } from './refused-url.js'
 import { setEveryResponseHeaders } from './response-headers.js'
 import { noteRoute } from './request-url.js'
+import { addSchemaRules } from './schema-rules.js'
 
 /** A step that registers something on the app: a shared plugin, a route module, a hook. */
 export type Registrar = (app: FastifyInstance) => unknown
@@ -106,7 +107,7 @@ export async function buildService (def: ServiceDefinition): Promise<FastifyInst
       const incoming = req.headers['x-request-id']
       return typeof incoming === 'string' && REQUEST_ID.test(incoming) && fromProxy(req.socket.remoteAddress) ? incoming : randomUUID()
     },
-    ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', useDefaults: true, allErrors: false } },
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', useDefaults: true, allErrors: false }, plugins: [addSchemaRules] },
     schemaErrorFormatter: formatSchemaErrors,
     ...childLoggerFactory(def),
     return503OnClosing: true,

@@ -26,3 +26,28 @@ test('a NUL byte or another control character in a name is a 400 that says the r
   const [n] = await db.sql<{ n: number }>("SELECT count(*)::int AS n FROM leads WHERE email = 'text@example.com'")
   assert.equal(n?.n, 1)
 })
+
+test('a lone UTF-16 surrogate in a name, email, phone or source is a 400 that says it is not valid Unicode, on POST and PATCH', async (t) => {
+  const db = await createTestSchema()
+  t.after(() => db.drop())
+  const app = await buildApp(testApiConfig(db))
+  t.after(() => app.close())
+  const api = authed(app)
+  const [id] = await insertLeads(db, 1)
+  const unicode = 'must be valid Unicode: it holds an unpaired UTF-16 surrogate (\\ud800 to \\udfff), which is no character'
+  const lead = { firstName: 'Ann', lastName: 'Lee', email: 'lone@example.com', product: 'auto', state: 'CA' }
+  const json = { 'content-type': 'application/json' }
+  for (const [field, value] of [['firstName', 'Ann\ud800'], ['lastName', '\udfffLee'], ['email', 'ann\ud800@example.com'], ['phone', '+1 555 0100\ud83d'], ['source', 'web\udc00']] as const) {
+    // JSON.stringify writes a lone surrogate as its escape (`\ud800`), as a client's serializer sends half of a pair.
+    const body = JSON.stringify({ ...lead, [field]: value })
+    assert.match(body, /\\ud[89a-f][0-9a-f]{2}/, 'the body holds the escape')
+    const created = await api.inject({ method: 'POST', url: '/api/v1/leads', headers: json, payload: body })
+    assert.equal(created.statusCode, 400, created.body)
+    assert.deepEqual([created.json().code, created.json().message], ['VALIDATION_ERROR', `body/${field} ${unicode}`])
+    const patched = await api.inject({ method: 'PATCH', url: `/api/v1/leads/${id}`, headers: json, payload: JSON.stringify({ [field]: value }) })
+    assert.equal(patched.statusCode, 400, patched.body)
+    assert.deepEqual([patched.json().code, patched.json().message], ['VALIDATION_ERROR', `body/${field} ${unicode}`])
+  }
+  const [n] = await db.sql<{ n: number }>("SELECT count(*)::int AS n FROM leads WHERE email = 'lone@example.com' OR first_name LIKE '%\uFFFD%' OR last_name LIKE '%\uFFFD%'")
+  assert.equal(n?.n, 0, 'nothing was stored, not even with a replacement character')
+})

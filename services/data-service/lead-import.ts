@@ -1,6 +1,7 @@
 import type { Readable } from 'node:stream'
 import { Ajv } from 'ajv'
 import addFormats from 'ajv-formats'
+import { addSchemaRules } from '@lead-chassis/plugins/chassis'
 import { DatabaseError, type ConnectionPool } from '@lead-chassis/plugins/db-pool'
 import { TEXT_PATTERN, createLeadBodySchema, type LeadInput } from '../domain/lead-schemas.js'
 import { splitCsvLine } from './csv-line.js'
@@ -45,6 +46,8 @@ function naturalKey (lead: LeadInput): string {
 
 const ajv = new Ajv({ allErrors: false, coerceTypes: false, removeAdditional: false })
 addFormats.default(ajv)
+// The rules the services' own validation has (the lead schema's `wellFormed`), so a row is refused as a request is.
+addSchemaRules(ajv)
 const validateLead = ajv.compile<LeadInput>(createLeadBodySchema)
 
 const SNAKE: Record<string, keyof LeadInput> = { first_name: 'firstName', last_name: 'lastName' }
@@ -53,7 +56,7 @@ const SNAKE: Record<string, keyof LeadInput> = { first_name: 'firstName', last_n
 const FIELDS = Object.keys(createLeadBodySchema.properties)
 const KNOWN_COLUMNS: ReadonlySet<string> = new Set([...FIELDS, ...Object.keys(SNAKE)])
 const UNKNOWN_FIELD = `an unknown field (the fields are ${FIELDS.join(', ')})`
-const CONTROL = /[\p{Cc}\p{Cs}]/u
+const CONTROL = /\p{Cc}/u
 const NOT_UTF8 = 'not valid UTF-8 (send the file UTF-8 encoded)'
 
 /** A CSV record is all strings: empty cells are absent (phone: null), score is a number, snake_case headers map. */

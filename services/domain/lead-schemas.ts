@@ -12,18 +12,19 @@ const SORTS = ['-createdAt', 'createdAt', '-score', 'score'] as const
 
 /**
  * Free text refuses control characters (NUL, line breaks, tabs, DEL, C1) and unpaired surrogates: PostgreSQL refuses
- * NUL in text, and a line break would split a record of an import file.
+ * NUL in text, and a line break would split a record of an import file. An unpaired surrogate is refused first, and
+ * named as such, by the chassis's `wellFormed` keyword, which every stored text field carries.
  */
 export const TEXT_PATTERN = '^(?!\\s*$)[^\\p{Cc}\\p{Cs}]+$'
-const name = { type: 'string', minLength: 1, maxLength: 100, pattern: TEXT_PATTERN } as const
+const name = { type: 'string', wellFormed: true, minLength: 1, maxLength: 100, pattern: TEXT_PATTERN } as const
 const fields = {
   firstName: name,
   lastName: name,
-  email: { type: 'string', format: 'email', maxLength: 254 },
-  phone: { type: ['string', 'null'], pattern: '^\\+?[0-9 ().-]{7,20}$' },
+  email: { type: 'string', wellFormed: true, format: 'email', maxLength: 254 },
+  phone: { type: ['string', 'null'], wellFormed: true, pattern: '^\\+?[0-9 ().-]{7,20}$' },
   product: { type: 'string', enum: PRODUCTS },
   state: { type: 'string', enum: US_STATES },
-  source: { type: 'string', minLength: 1, maxLength: 64, pattern: '^[a-z0-9_.:-]+$' },
+  source: { type: 'string', wellFormed: true, minLength: 1, maxLength: 64, pattern: '^[a-z0-9_.:-]+$' },
   score: { type: 'integer', minimum: 0, maximum: 100 }
 } as const
 

@@ -22,6 +22,8 @@ let rules
 function check (rule, value) {
   if (value === null) return Array.isArray(rule.type) && rule.type.includes('null')
   if (typeof value !== 'string') return false
+  // The chassis's keyword: no unpaired UTF-16 surrogate.
+  if (rule.wellFormed === true && /\p{Cs}/u.test(value)) return false
   if (rule.minLength !== undefined && [...value].length < rule.minLength) return false
   if (rule.maxLength !== undefined && [...value].length > rule.maxLength) return false
   if (rule.pattern !== undefined && !new RegExp(rule.pattern, 'u').test(value)) return false
