@@ -1,7 +1,7 @@
 import type { FastifyRequest } from 'fastify'
-import { fullFormats } from 'ajv-formats/dist/formats.js'
 import { REDACTED, SECRET_QUERY_PARAMS, scrubUrl } from './redact.js'
 import { routeContextOf } from './route-context.js'
+import { isStorableDate, isStorableDateTime } from './schema-rules.js'
 
 // A name or a phone cannot be told from an id or a filter value by its shape, so what a request's URL may show in a
 // log line or a span is allowed, never detected: the route's static segments, and the values its schemas constrain
@@ -39,26 +39,15 @@ function sticky (re: RegExp, length?: number): Check {
 
 const isUuid = sticky(UUID, 36)
 
-/** Ajv's own check of a string format (what the services' schemas validate with), as a predicate. */
-function formatValidator (name: 'date' | 'date-time'): (value: string) => boolean {
-  const format = fullFormats[name]
-  const validate = typeof format === 'object' && !(format instanceof RegExp) ? format.validate : format
-  if (typeof validate !== 'function') throw new TypeError(`ajv-formats has no check of format ${name}`)
-  const check = validate as (value: string) => unknown
-  return (value) => check(value) === true
-}
-
 // A value shaped like a date need not be one: `5551-23-45` is a phone's digits. Shown only when it is the date (or
-// date-time) the schema's format accepts, by ajv-formats' own check: a real day of a real month.
-const validDate = formatValidator('date')
-const validDateTime = formatValidator('date-time')
+// date-time) the schema's format accepts (schema-rules.ts): a real day of a real month.
 const DATE_TIME_ESCAPES = /%3[aA]|%2[bB]/g
 const unescapeDateTime = (escape: string): string => escape[1] === '3' ? ':' : '+'
 
 const dateShaped = sticky(DATE, 10)
 const dateTimeShaped = sticky(DATE_TIME)
-const isDate: Check = (url, start, end) => dateShaped(url, start, end) && validDate(url.slice(start, end))
-const isDateTime: Check = (url, start, end) => dateTimeShaped(url, start, end) && validDateTime(url.slice(start, end).replace(DATE_TIME_ESCAPES, unescapeDateTime))
+const isDate: Check = (url, start, end) => dateShaped(url, start, end) && isStorableDate(url.slice(start, end))
+const isDateTime: Check = (url, start, end) => dateTimeShaped(url, start, end) && isStorableDateTime(url.slice(start, end).replace(DATE_TIME_ESCAPES, unescapeDateTime))
 
 function oneOf (values: unknown[]): Check | null {
   const allowed = values.filter((v) => typeof v === 'string' || typeof v === 'number' || typeof v === 'boolean').map(String)

@@ -1,4 +1,5 @@
-import { _, type Ajv, type KeywordDefinition } from 'ajv'
+import { _, type Ajv, type FormatDefinition, type KeywordDefinition } from 'ajv'
+import { fullFormats } from 'ajv-formats/dist/formats.js'
 
 /**
  * What the `wellFormed` keyword answers: a lone UTF-16 surrogate (`"\ud800"` in JSON) is no character, and
@@ -21,8 +22,36 @@ export const wellFormedKeyword: KeywordDefinition = {
   }
 }
 
-/** The platform's schema rules on an Ajv instance: the `wellFormed` keyword. */
+/** The earliest day every store of the platform can hold: PostgreSQL has no year 0 (1 BC is followed by AD 1). */
+export const EARLIEST_DATE = '0001-01-01'
+
+type StringCheck = (value: string) => boolean
+
+function narrowed (name: 'date' | 'date-time'): { definition: FormatDefinition<string>, validate: StringCheck } {
+  const format = fullFormats[name] as FormatDefinition<string> & { validate: StringCheck }
+  const rfc3339 = format.validate
+  // RFC 3339's four-digit years end at 9999, within PostgreSQL's range and JavaScript's. Year 0000 is RFC 3339's and
+  // JavaScript's but not PostgreSQL's, which refuses it as out of range (SQLSTATE 22008).
+  const validate: StringCheck = (value) => rfc3339(value) && !value.startsWith('0000')
+  return { definition: { ...format, validate }, validate }
+}
+
+const date = narrowed('date')
+const dateTime = narrowed('date-time')
+
+/** A day as `format: 'date'` accepts it: RFC 3339, on the calendar (no February 30th), 0001-01-01 to 9999-12-31. */
+export const isStorableDate: StringCheck = date.validate
+/** A time as `format: 'date-time'` accepts it: RFC 3339 with its time zone, its day as `isStorableDate` wants it. */
+export const isStorableDateTime: StringCheck = dateTime.validate
+
+/**
+ * The platform's schema rules, on an Ajv instance that already has ajv-formats' formats (added after, they would
+ * replace the dates): the `wellFormed` keyword, and `date` and `date-time` narrowed to the days PostgreSQL and
+ * JavaScript both hold, so such a value is refused by validation, naming its field, and never by the database.
+ */
 export function addSchemaRules (ajv: Ajv): Ajv {
   ajv.addKeyword(wellFormedKeyword)
+  ajv.addFormat('date', date.definition)
+  ajv.addFormat('date-time', dateTime.definition)
   return ajv
 }

@@ -2,6 +2,8 @@ import { randomUUID } from 'node:crypto'
 import proxyAddr from '@fastify/proxy-addr'
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify'
 import underPressure from '@fastify/under-pressure'
+import type { Ajv } from 'ajv'
+import addFormats from 'ajv-formats'
 import type { ChassisConfig } from './config-schema.js'
 import { clientErrorHandler, refuseConnect, refuseExpectation } from './client-error.js'
 import { ChassisErrors } from './errors.js'
@@ -107,7 +109,9 @@ export async function buildService (def: ServiceDefinition): Promise<FastifyInst
       const incoming = req.headers['x-request-id']
       return typeof incoming === 'string' && REQUEST_ID.test(incoming) && fromProxy(req.socket.remoteAddress) ? incoming : randomUUID()
     },
-    ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', useDefaults: true, allErrors: false }, plugins: [addSchemaRules] },
+    // ajv-formats first and by name: Fastify's compiler adds it after the plugins unless one of them is it, and it
+    // would then replace the dates addSchemaRules narrows.
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', useDefaults: true, allErrors: false }, plugins: [addFormats.default as (ajv: Ajv) => Ajv, addSchemaRules] },
     schemaErrorFormatter: formatSchemaErrors,
     ...childLoggerFactory(def),
     return503OnClosing: true,

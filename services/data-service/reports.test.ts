@@ -68,3 +68,28 @@ test('report parameters are validated: 400 with a clear code', async (t) => {
   assert.equal((await get('/data/v1/leads/00000000-0000-4000-8000-000000000000')).statusCode, 404)
   assert.equal((await get('/data/v1/leads/unassigned?limit=0')).statusCode, 400)
 })
+
+test('a report date of year 0000 or one not on the calendar is refused by validation naming the field, not by the database (DB_INVALID_INPUT)', async (t) => {
+  const db = await createTestSchema()
+  t.after(() => db.drop())
+  const data = await buildDataService(loadDataServiceConfig({ dotenv: false, env: testEnv(db, { CACHE_PREFIX: `${uniqueName('rep')}:` }) }))
+  t.after(() => data.close())
+  const get = (url: string) => data.inject({ url, headers: SERVICE_HEADERS })
+  // PostgreSQL has no year 0; JavaScript and RFC 3339 do. February 30th and April 31st are on no calendar.
+  const refused: Array<[string, string]> = [
+    ['leads?from=0000-01-01&to=0000-01-05', 'from'], ['funnel?from=0001-01-01&to=0000-12-31', 'to'], ['agents?to=0000-06-01', 'to'],
+    ['leads?from=2026-02-30&to=2026-03-01', 'from'], ['funnel?from=2026-02-01&to=2026-02-29', 'to'], ['agents?from=2025-04-31', 'from']
+  ]
+  for (const [url, field] of refused) {
+    const res = await get(`/data/v1/reports/${url}`)
+    assert.equal(res.statusCode, 400, `${url}: ${res.body}`)
+    assert.deepEqual([res.json().code, res.json().message], ['VALIDATION_ERROR', `querystring/${field} must match format "date"`], url)
+  }
+  // The first and last days both hold, and a default range that would start before the first day starts on it.
+  for (const url of ['leads?from=0001-01-01&to=0001-01-01', 'funnel?from=9999-12-31&to=9999-12-31', 'agents?from=2024-02-29&to=2024-03-01']) {
+    assert.equal((await get(`/data/v1/reports/${url}`)).statusCode, 200, url)
+  }
+  const early = await get('/data/v1/reports/leads?to=0001-01-10')
+  assert.equal(early.statusCode, 200, early.body)
+  assert.deepEqual([early.json().from, early.json().to], ['0001-01-01', '0001-01-10'])
+})

@@ -1,5 +1,5 @@
 import type { FastifyInstance } from 'fastify'
-import { errorBodySchema } from '@lead-chassis/plugins/chassis'
+import { EARLIEST_DATE, errorBodySchema } from '@lead-chassis/plugins/chassis'
 import { sendCached } from '@lead-chassis/plugins/cache'
 import { REPORT_TAGS } from '../../domain/lead-cache.js'
 import { PRODUCTS } from '../../domain/lead-schemas.js'
@@ -18,10 +18,13 @@ const day = { type: 'string', format: 'date' } as const
 const rangeQuery = { from: day, to: day } as const
 const errors = { 400: errorBodySchema, 401: errorBodySchema, 403: errorBodySchema, 429: errorBodySchema, 503: errorBodySchema }
 
-/** The range asked for, by default the last 30 days up to today (UTC); at most a year, and from before to. */
+/**
+ * The range asked for, by default the last 30 days up to today (UTC), never before the first day the database
+ * holds; at most a year, and from before to.
+ */
 function rangeOf (query: { from?: string, to?: string }): DateRange {
   const to = query.to ?? new Date().toISOString().slice(0, 10)
-  const from = query.from ?? new Date(Date.parse(to) - 29 * 86400000).toISOString().slice(0, 10)
+  const from = query.from ?? new Date(Math.max(Date.parse(to) - 29 * 86400000, Date.parse(EARLIEST_DATE))).toISOString().slice(0, 10)
   const days = (Date.parse(to) - Date.parse(from)) / 86400000
   if (days < 0 || days >= MAX_DAYS) throw new DataServiceErrors.INVALID_RANGE(from, to, MAX_DAYS)
   return { from, to }
