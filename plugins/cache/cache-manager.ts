@@ -65,7 +65,8 @@ export class CacheManager {
         },
         rerun: async (key, { loader, options }) => { await this.getOrSetWithSource(key, loader, options) },
         refresh: (key, { loader, options }, windowMs, acquire, deadlineMs) => this.#loading.refresh(key, loader, options, windowMs, acquire, deadlineMs),
-        lost: flush
+        lost: flush,
+        linked: () => this.#bus?.up ?? true
       })
     }
   }

@@ -59,6 +59,7 @@ export class Warmer {
   readonly #hooks: WarmerHooks
   readonly #o: WarmerOptions
   #epoch: string | undefined
+  #checking: Promise<void> | undefined
   rerunCount = 0
 
   constructor (tier: RedisTier, hot: HotKeys, loaders: LoaderRegistry, hooks: WarmerHooks, options: WarmerOptions) {
@@ -87,8 +88,18 @@ export class Warmer {
     })
   }
 
-  /** Learns the fleet's epoch; when it changed, Redis lost its data and one instance re-runs the hot loaders. */
+  /**
+   * Learns the fleet's epoch; when it changed, Redis lost its data and one instance re-runs the hot loaders. One
+   * check at a time, a second caller joining it: a tick's check racing the link's would find the epoch already
+   * learnt and flush hot-key counts while the re-run loads, and that flush learns the hot set of the Redis that lost
+   * its data and forgets the loaders of the keys the re-run has not reached yet.
+   */
   async checkEpoch (): Promise<void> {
+    this.#checking ??= this.#check().finally(() => { this.#checking = undefined })
+    return this.#checking
+  }
+
+  async #check (): Promise<void> {
     const candidate = randomUUID()
     const current = await this.#tier.run((client) => (client as unknown as EpochCommands).chassisCacheEpoch(`${this.#o.prefix}__epoch`, candidate))
     const previous = this.#epoch

@@ -189,8 +189,19 @@ test('hot-key counting stays bounded in memory and in Redis with 1M distinct key
  */
 async function rerunOnceAfter (redis: PrivateRedis, lose: (direct: Redis) => Promise<void>): Promise<void> {
   const prefix = 'rerun:'
+  const opened = clients.length
   // No local tier: every read is a miss, which is counted (and remembers its loader) exactly, not sampled.
   const fleet = await Promise.all([0, 1, 2].map(() => instance(prefix, { hotKeysIntervalMs: 100, localEnabled: false }, redis.url)))
+  try {
+    await rerunOnce(fleet, prefix, redis, lose)
+  } finally {
+    // Closed with the test: a fleet left reconnecting could reach the next test's Redis on the same port.
+    await Promise.all(fleet.map((m) => m.close()))
+    for (const c of clients.slice(opened)) c.disconnect()
+  }
+}
+
+async function rerunOnce (fleet: CacheManager[], prefix: string, redis: PrivateRedis, lose: (direct: Redis) => Promise<void>): Promise<void> {
   const keys = ['h0', 'h1', 'h2', 'h3', 'h4']
   const runs = new Map<string, number>()
   const loader = (key: string) => async () => {
@@ -324,4 +335,104 @@ test('a delete that lands while a hot key is refreshed in the background is not 
   await sleep(100)
   assert.equal(await b.get('k'), undefined, 'Redis keeps the tombstone')
   assert.equal(a.peek('k'), undefined, 'the refreshing instance did not keep the old value either')
+})
+
+/**
+ * The invalidation link (the bus's subscriber connection) of a cache on a private Redis, cut and restored while the
+ * cache's own connection stays up: a restarted Redis gives both connections back at moments of their own.
+ */
+function busLink (admin: Redis, m: CacheManager): { cut: () => Promise<void>, restore: () => Promise<void> } {
+  // The bus's connection, and whether its SUBSCRIBE was refused; undefined while it reconnects.
+  const bus = async (): Promise<{ id: string, refused: boolean } | undefined> => {
+    const line = String(await admin.call('CLIENT', 'LIST')).split('\n').find((l) => l.includes(' name=chassis-cache-bus '))
+    const id = line && /^id=(\d+) /.exec(line)?.[1]
+    return id ? { id, refused: line.includes(' sub=0 ') && line.includes(' cmd=subscribe ') } : undefined
+  }
+  return {
+    cut: async () => {
+      // Its SUBSCRIBE is refused from now on: it reconnects, but the link stays down.
+      await admin.call('ACL', 'SETUSER', 'default', '-subscribe')
+      const flushes = m.getStats().local.flushes
+      const connection = await bus()
+      assert.ok(connection, 'the bus has its connection')
+      await admin.call('CLIENT', 'KILL', 'ID', connection.id)
+      await eventually(() => m.getStats().local.flushes > flushes, 'the link is down')
+    },
+    restore: async () => {
+      await admin.call('ACL', 'SETUSER', 'default', '+subscribe')
+      const flushes = m.getStats().local.flushes
+      // A connection whose SUBSCRIBE was refused stays down until it reconnects; one still reconnecting subscribes
+      // (and is not cut while its SUBSCRIBE is on its way).
+      await eventually(async () => {
+        if (m.getStats().local.flushes > flushes) return true
+        const connection = await bus()
+        if (connection?.refused === true) await admin.call('CLIENT', 'KILL', 'ID', connection.id).catch(() => {})
+        return false
+      }, 'the link is up')
+    }
+  }
+}
+
+/** One cache on a private Redis that read `keys` as hot ones (and so remembers their loaders); each load is counted. */
+async function hotOnPrivateRedis (t: { after: (fn: () => Promise<void>) => void }, keys: string[], load: (key: string) => Promise<void> = async () => {}): Promise<{ m: CacheManager, admin: Redis, runs: Map<string, number>, prefix: string }> {
+  const redis = await startPrivateRedis()
+  const admin = await client(redis.url)
+  const prefix = newPrefix()
+  // No local tier: every read is a miss, counted exactly and remembering its loader; ticks only when the test asks.
+  const m = await instance(prefix, { localEnabled: false }, redis.url)
+  const connection = clients[clients.length - 1] as Redis
+  // Closed with the test: a client left reconnecting could reach the next test's Redis on the same port.
+  t.after(async () => {
+    await m.close()
+    for (const c of [admin, connection]) c.disconnect()
+    await redis.destroy()
+  })
+  const runs = new Map<string, number>()
+  const loader = (key: string) => async () => {
+    runs.set(key, (runs.get(key) ?? 0) + 1)
+    await load(key)
+    return `value of ${key}`
+  }
+  for (let r = 0; r < 5; r++) for (const key of keys) await m.getOrSet(key, loader(key))
+  await m.flushHotKeys()
+  for (const key of keys) await m.getOrSet(key, loader(key))
+  await m.flushHotKeys()
+  runs.clear()
+  return { m, admin, runs, prefix }
+}
+
+test('a Redis data loss seen while the invalidation link is still down is re-run once it is up, so the link\'s recovery cannot drop the re-run\'s writes', async (t) => {
+  const keys = ['h0', 'h1', 'h2', 'h3', 'h4']
+  const during: { load?: () => Promise<void> } = {}
+  const { m, admin, runs, prefix } = await hotOnPrivateRedis(t, keys, async () => { await during.load?.() })
+  const link = busLink(admin, m)
+  await link.cut()
+  await admin.flushall()
+  // A restarted Redis: the cache's connection is back first, the link a moment later, while the re-run loads.
+  let restored: Promise<void> | undefined
+  const restore = async (): Promise<void> => { await (restored ??= link.restore()) }
+  during.load = restore
+  // A tick with the cache's connection up and the link down.
+  await m.flushHotKeys()
+  await restore()
+  await eventually(async () => (await admin.exists(...keys.map((k) => prefix + k))) === keys.length, 'every key is in Redis')
+  assert.deepEqual(Object.fromEntries(runs), Object.fromEntries(keys.map((k) => [k, 1])))
+  assert.equal(m.getStats().warming.reruns, keys.length)
+})
+
+test('a hot-key flush due while a re-run is under way waits for it, so the keys the re-run has not reached keep their loaders', async (t) => {
+  // More keys than the re-run loads at once: the last ones are started only after the first ones are written.
+  const keys = ['h0', 'h1', 'h2', 'h3', 'h4', 'h5', 'h6', 'h7']
+  const during: { load?: () => Promise<void> } = {}
+  const { m, admin, runs, prefix } = await hotOnPrivateRedis(t, keys, async () => { await during.load?.() })
+  const link = busLink(admin, m)
+  await link.cut()
+  await admin.flushall()
+  // The interval's tick, while the re-run the link's recovery started is loading its first keys.
+  let tick: Promise<void> | undefined
+  during.load = async () => { await Promise.race([tick ??= m.flushHotKeys(), sleep(300)]) }
+  await link.restore()
+  await eventually(async () => (await admin.exists(...keys.map((k) => prefix + k))) === keys.length, 'every key is in Redis')
+  await tick
+  assert.deepEqual(Object.fromEntries(runs), Object.fromEntries(keys.map((k) => [k, 1])))
 })

@@ -27,6 +27,8 @@ export interface WarmingHooks {
   refresh: Reload
   /** Redis lost its data: drop everything local. */
   lost: () => void
+  /** The invalidation link is up (its recovery, when it comes up, drops the loads in flight and checks again). */
+  linked: () => boolean
 }
 
 /**
@@ -46,8 +48,10 @@ export class Warming {
   #ticking: Promise<void> | undefined
   #linking: Promise<void> | undefined
   readonly #isHot = (key: string): boolean => this.#hot.isHot(key)
+  readonly #linked: () => boolean
 
   constructor (tier: RedisTier, options: ResolvedCacheOptions, hooks: WarmingHooks) {
+    this.#linked = hooks.linked
     this.#hot = new HotKeys(options.hotKeysMax, tier, options.prefix, options.hotKeysIntervalMs)
     this.#loaders = new LoaderRegistry(options.hotKeysMax)
     this.#warmer = new Warmer(tier, this.#hot, this.#loaders, hooks, {
@@ -128,8 +132,9 @@ export class Warming {
     return this.#warmer.warm()
   }
 
-  /** Redis is reachable again: check at once whether it lost its data. */
+  /** Redis is reachable again: check at once whether it lost its data (once the invalidation link is up too). */
   linkUp (): void {
+    if (!this.#linked()) return
     this.#linking = this.#warmer.checkEpoch().catch(() => {})
   }
 
@@ -143,9 +148,14 @@ export class Warming {
    * replaces this instance's hot set with what Redis holds: reaching a Redis that lost its data before the check
    * has seen the loss (the check failed while Redis was away, the flush came after it was back), it would empty the
    * hot set the re-run needs. So a tick whose check failed flushes nothing; its counts wait for the next tick.
+   * Nor does a tick check while the invalidation link is down: a restarted Redis gives the cache's connection back
+   * before the link or after it, and the link's recovery, coming up while the re-run loads, would count every load
+   * in flight as predating an invalidation and not write it to Redis, where no other instance re-runs it. The
+   * link's recovery checks when it comes up.
    */
   async tick (): Promise<void> {
     this.#ticking ??= (async () => {
+      if (!this.#linked()) return
       const checked = await this.#warmer.checkEpoch().then(() => true, () => false)
       if (!checked) return
       await this.#hot.flush().catch(() => {})
