@@ -3,6 +3,9 @@ import Fastify from 'fastify'
 import fastifyRateLimit from '@fastify/rate-limit'
 import { Redis } from 'ioredis'
 import { LRUCache } from 'lru-cache'
+import addFormats from 'ajv-formats'
+import type { Ajv } from 'ajv'
+import { addSchemaRules } from '@lead-chassis/plugins/chassis'
 import { createConnectionPool } from '@lead-chassis/plugins/db-pool'
 import { ALL_LISTS_TAG, changeTagsOf, leadKey, listKey, listTagFor } from '../../services/domain/lead-cache.js'
 import { LeadsRepository } from '../../services/domain/leads-repository.js'
@@ -36,7 +39,8 @@ async function identity (key: string | string[] | undefined): Promise<{ id: stri
   return id
 }
 
-const app = Fastify({ logger: false })
+// The api's schemas carry the platform's keyword (wellFormed) and dates: validated as the api validates them.
+const app = Fastify({ logger: false, ajv: { plugins: [addFormats.default as (ajv: Ajv) => Ajv, addSchemaRules] } })
 await app.register(fastifyRateLimit, {
   max: Number(process.env.BENCH_KEY_LIMIT ?? 1000),
   timeWindow: 60000,
