@@ -255,3 +255,21 @@ test('a header an earlier onRequest hook set is kept beside the ones every answe
   assert.equal(res.headers['x-frame-options'], SECURITY_HEADERS['x-frame-options'])
   assert.equal(typeof res.headers['x-request-id'], 'string')
 })
+
+test('a JSON body is not type-coerced: true, false, null and a one-element array are refused where a string or integer is declared, while the query string and params still are', async (t) => {
+  const app = await build(t, (a) => a.post('/things/:n', {
+    schema: {
+      params: { type: 'object', properties: { n: { type: 'integer' } } },
+      querystring: { type: 'object', properties: { limit: { type: 'integer' }, tags: { type: 'array', items: { type: 'string' } } } },
+      body: { type: 'object', properties: { name: { type: 'string' }, score: { type: 'integer' } } }
+    }
+  }, async (request) => ({ params: request.params, query: request.query, body: request.body })))
+  for (const body of [{ name: true }, { name: false }, { name: 5 }, { name: ['x'] }, { score: null }, { score: false }, { score: '5' }, { score: [5] }]) {
+    const res = await app.inject({ method: 'POST', url: '/things/1', payload: body })
+    assert.equal(res.statusCode, 400, `${JSON.stringify(body)}: ${res.body}`)
+    assert.equal(res.json().code, 'VALIDATION_ERROR')
+  }
+  const res = await app.inject({ method: 'POST', url: '/things/7?limit=5&tags=a', payload: { name: 'x', score: 3 } })
+  assert.equal(res.statusCode, 200, res.body)
+  assert.deepEqual(res.json(), { params: { n: 7 }, query: { limit: 5, tags: ['a'] }, body: { name: 'x', score: 3 } })
+})

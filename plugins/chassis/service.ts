@@ -18,6 +18,7 @@ import { guardRefusedUrls, MAX_PARAM_LENGTH, refusedUrlRouting } from './refused
 import { setEveryResponseHeaders } from './response-headers.js'
 import { noteRoute } from './request-url.js'
 import { addSchemaRules } from './schema-rules.js'
+import { validatorsByPart } from './validators.js'
 
 /** A step that registers something on the app: a shared plugin, a route module, a hook. */
 export type Registrar = (app: FastifyInstance) => unknown
@@ -115,6 +116,7 @@ export async function buildService (def: ServiceDefinition): Promise<FastifyInst
     schemaErrorFormatter: formatSchemaErrors,
     ...childLoggerFactory(def),
     return503OnClosing: true,
+    schemaController: { compilersFactory: { buildValidator: validatorsByPart() } },
     // The client address comes from X-Forwarded-For only when the direct peer is a trusted proxy.
     trustProxy: proxies.length === 0 ? false : proxies
   }) as unknown as FastifyInstance
