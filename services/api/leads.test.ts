@@ -104,7 +104,7 @@ test('a forged or foreign cursor gets 400 INVALID_CURSOR', async () => {
   for (const url of [`/api/v1/leads?cursor=${garbage}`, `/api/v1/leads?cursor=${page.nextCursor}`, `/api/v1/leads?cursor=${forged}`]) {
     const res = await api.inject(url)
     assert.equal(res.statusCode, 400, url)
-    assert.match(res.json().code, /INVALID_CURSOR|DB_INVALID_INPUT/)
+    assert.equal(res.json().code, 'INVALID_CURSOR')
   }
 })
 

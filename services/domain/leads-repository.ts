@@ -1,5 +1,5 @@
 import { DatabaseError, type ConnectionPool, type TransactionClient } from '@lead-chassis/plugins/db-pool'
-import { decodeCursor, encodeCursor, invalidCursor } from './cursor.js'
+import { decodeCursor, encodeCursor } from './cursor.js'
 import { LeadErrors } from './errors.js'
 import type { Lead, LeadActivity, LeadInput, LeadListQuery, LeadPatch } from './lead-schemas.js'
 
@@ -126,7 +126,6 @@ export class LeadsRepository {
     let after = ''
     if (page.cursor) {
       const c = decodeCursor(page.cursor, 'activities')
-      if (!/^\d{1,19}$/.test(c.id)) throw invalidCursor()
       params.push(c.id)
       after = `AND id < $${params.length}::bigint`
     }
