@@ -4,7 +4,7 @@ import { platformConfigFragments, type PlatformConfig } from '../platform/platfo
 const apiFragment = {
   properties: {
     PORT: { type: 'integer', default: 3000, minimum: 0, maximum: 65535, description: 'Port of the api service' },
-    LEAD_BODY_LIMIT_BYTES: { type: 'integer', default: 16384, minimum: 1024, description: 'Largest lead body accepted by POST and PATCH; larger gets 413' }
+    LEAD_BODY_LIMIT_BYTES: { type: 'integer', default: 16384, minimum: 1024, maxOf: 'BODY_LIMIT_BYTES', description: 'Largest lead body accepted by POST and PATCH; larger gets 413. A tighter limit within BODY_LIMIT_BYTES, so it must not exceed it' }
   }
 } as const satisfies ConfigFragment
 
