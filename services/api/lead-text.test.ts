@@ -51,3 +51,34 @@ test('a lone UTF-16 surrogate in a name, email, phone or source is a 400 that sa
   const [n] = await db.sql<{ n: number }>("SELECT count(*)::int AS n FROM leads WHERE email = 'lone@example.com' OR first_name LIKE '%\uFFFD%' OR last_name LIKE '%\uFFFD%'")
   assert.equal(n?.n, 0, 'nothing was stored, not even with a replacement character')
 })
+
+test('a name of only zero-width, format or space-separator characters and a phone with fewer than 7 digits (-------) are refused 400 on POST and PATCH, not stored', async (t) => {
+  const db = await createTestSchema()
+  t.after(() => db.drop())
+  const app = await buildApp(testApiConfig(db))
+  t.after(() => app.close())
+  const api = authed(app)
+  const [id] = await insertLeads(db, 1)
+  const lead = (over: Record<string, unknown>) => ({ firstName: 'Ann', lastName: 'Lee', email: 'blank@example.com', product: 'auto', state: 'CA', ...over })
+  for (const name of ['\u200b', '\u200b\u200c\u200d\u2060', '\ufeff', '\u00a0', '\u3000\u2003', '\u00ad', ' \u200e ', '\u0301']) {
+    const created = await api.inject({ method: 'POST', url: '/api/v1/leads', payload: lead({ lastName: name }) })
+    assert.equal(created.statusCode, 400, `${JSON.stringify(name)}: ${created.body}`)
+    assert.match(created.json().message, /^body\/lastName must not be blank/)
+    const patched = await api.inject({ method: 'PATCH', url: `/api/v1/leads/${id}`, payload: { firstName: name } })
+    assert.equal(patched.statusCode, 400, `${JSON.stringify(name)}: ${patched.body}`)
+    assert.match(patched.json().message, /^body\/firstName must not be blank/)
+  }
+  for (const phone of ['-------', '(((  )))', '+1 (55) 5-0', '123456', '.-.-.-.-']) {
+    const created = await api.inject({ method: 'POST', url: '/api/v1/leads', payload: lead({ phone }) })
+    assert.equal(created.statusCode, 400, `${phone}: ${created.body}`)
+    assert.match(created.json().message, /^body\/phone must be a phone number: at least 7 digits/)
+    const patched = await api.inject({ method: 'PATCH', url: `/api/v1/leads/${id}`, payload: { phone } })
+    assert.equal(patched.statusCode, 400, `${phone}: ${patched.body}`)
+  }
+  const [n] = await db.sql<{ n: number }>("SELECT count(*)::int AS n FROM leads WHERE email = 'blank@example.com'")
+  assert.equal(n?.n, 0)
+  for (const [i, over] of [{ lastName: 'Lee\u200b' }, { lastName: 'Zoë' }, { phone: '5551234' }, { phone: '+1 (555) 123-4567' }, { phone: '+44 20 7946 0958' }].entries()) {
+    const res = await api.inject({ method: 'POST', url: '/api/v1/leads', payload: lead({ ...over, email: `fine${i}@example.com` }) })
+    assert.equal(res.statusCode, 201, `${JSON.stringify(over)}: ${res.body}`)
+  }
+})

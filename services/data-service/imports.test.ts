@@ -202,6 +202,22 @@ test('a lone UTF-16 surrogate in an NDJSON field is rejected as not valid Unicod
   assert.equal(row?.first_name, 'Ann 😀', 'a surrogate pair is one character, kept')
 })
 
+test('a name of only zero-width or format characters and a phone of dashes are rejected by the import as by the API', async (t) => {
+  const { app, db } = await setup(t)
+  const lead = (i: number, over: Record<string, unknown>): string => JSON.stringify({ firstName: 'Ann', lastName: 'Lee', email: `z${i}@example.com`, product: 'auto', state: 'CA', ...over })
+  const body = [lead(1, { lastName: '\u200b' }), lead(2, { firstName: '\ufeff\u2060' }), lead(3, { phone: '-------' }), lead(4, { phone: '+1 555 0100' })].join('\n')
+  const report = (await post(app, body, 'application/x-ndjson')).json()
+  assert.deepEqual([report.rows, report.inserted, report.rejected], [4, 1, 3], JSON.stringify(report))
+  assert.deepEqual(report.rejections.map((r: Rejection) => r.line), [1, 2, 3])
+  assert.match(report.rejections[0].reason, /^lastName must not be blank/)
+  assert.match(report.rejections[1].reason, /^firstName must not be blank/)
+  assert.match(report.rejections[2].reason, /^phone must be a phone number: at least 7 digits/)
+  const csv = await post(app, [CSV_HEADER, 'Ann,\u200b,z5@example.com,,auto,CA,web,1', 'Ann,Lee,z6@example.com,-------,auto,CA,web,1'].join('\n'))
+  assert.deepEqual([csv.json().inserted, csv.json().rejected], [0, 2], csv.body)
+  const [n] = await db.sql<{ n: number }>('SELECT count(*)::int AS n FROM leads')
+  assert.equal(n?.n, 1)
+})
+
 test('a row the database refuses for its data is rejected alone; the rest of its batch is written', async (t) => {
   const { app, db } = await setup(t, { IMPORT_BATCH_SIZE: '100' })
   // A rule only the database knows, so the row passes the schema as the NUL byte once did.

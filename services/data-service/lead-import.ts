@@ -3,7 +3,7 @@ import { Ajv } from 'ajv'
 import addFormats from 'ajv-formats'
 import { addSchemaRules } from '@lead-chassis/plugins/chassis'
 import { DatabaseError, type ConnectionPool } from '@lead-chassis/plugins/db-pool'
-import { TEXT_PATTERN, createLeadBodySchema, type LeadInput } from '../domain/lead-schemas.js'
+import { PHONE_PATTERN, PHONE_RULE, TEXT_PATTERN, createLeadBodySchema, type LeadInput } from '../domain/lead-schemas.js'
 import { splitCsvLine } from './csv-line.js'
 import { DataServiceErrors } from './errors.js'
 import { boundedLines, type ImportLine } from './import-lines.js'
@@ -145,6 +145,7 @@ function describe (errors: typeof validateLead.errors, record: Record<string, un
   if (e.keyword === 'pattern' && (e.params as { pattern?: string }).pattern === TEXT_PATTERN) {
     return CONTROL.test(String(record[field])) ? `${field} must not contain control characters (NUL, line breaks, tabs)` : `${field} must not be blank`
   }
+  if (e.keyword === 'pattern' && (e.params as { pattern?: string }).pattern === PHONE_PATTERN) return `${field} ${PHONE_RULE}`
   return `${field} ${e.message ?? 'is invalid'}`
 }
 

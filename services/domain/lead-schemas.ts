@@ -13,15 +13,21 @@ const SORTS = ['-createdAt', 'createdAt', '-score', 'score'] as const
 /**
  * Free text refuses control characters (NUL, line breaks, tabs, DEL, C1) and unpaired surrogates: PostgreSQL refuses
  * NUL in text, and a line break would split a record of an import file. An unpaired surrogate is refused first, and
- * named as such, by the chassis's `wellFormed` keyword, which every stored text field carries.
+ * named as such, by the chassis's `wellFormed` keyword, which every stored text field carries. A name must show
+ * something: a value of only spaces (any \p{Z} too), format characters (\p{Cf}: zero-width space and joiners, BOM,
+ * direction marks), other default-ignorable code points (soft hyphen, Hangul fillers) and lone combining marks is blank.
  */
-export const TEXT_PATTERN = '^(?!\\s*$)[^\\p{Cc}\\p{Cs}]+$'
+export const TEXT_PATTERN = '^(?![\\s\\p{Z}\\p{Cf}\\p{M}\\p{DI}]*$)[^\\p{Cc}\\p{Cs}]+$'
+/** A phone: 7 to 20 characters, digits, spaces and + ( ) . -, at least 7 of them digits (`-------` is no number). */
+export const PHONE_PATTERN = '^(?=(?:\\D*\\d){7})\\+?[0-9 ().-]{7,20}$'
+/** The phone rule in words, for a validation message: the pattern itself says little to a caller. */
+export const PHONE_RULE = 'must be a phone number: at least 7 digits, with spaces and + ( ) . - allowed, 7 to 20 characters'
 const name = { type: 'string', wellFormed: true, minLength: 1, maxLength: 100, pattern: TEXT_PATTERN } as const
 const fields = {
   firstName: name,
   lastName: name,
   email: { type: 'string', wellFormed: true, format: 'email', maxLength: 254 },
-  phone: { type: ['string', 'null'], wellFormed: true, pattern: '^\\+?[0-9 ().-]{7,20}$' },
+  phone: { type: ['string', 'null'], wellFormed: true, pattern: PHONE_PATTERN },
   product: { type: 'string', enum: PRODUCTS },
   state: { type: 'string', enum: US_STATES },
   source: { type: 'string', wellFormed: true, minLength: 1, maxLength: 64, pattern: '^[a-z0-9_.:-]+$' },

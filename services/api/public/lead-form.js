@@ -11,7 +11,7 @@ const MESSAGES = {
   firstName: 'Enter your first name (up to 100 characters).',
   lastName: 'Enter your last name (up to 100 characters).',
   email: 'Enter an email address like name@example.com.',
-  phone: 'Enter a phone number: digits, spaces and + ( ) . - only, 7 to 20 characters.',
+  phone: 'Enter a phone number: at least 7 digits; spaces and + ( ) . - are allowed, 7 to 20 characters in all.',
   product: 'Choose the insurance you need.',
   state: 'Choose your state.'
 }
