@@ -421,3 +421,58 @@ test('an import the database stops part-way answers 503 IMPORT_INTERRUPTED in th
   const [count] = await db.sql<{ n: number }>('SELECT count(*)::int AS n FROM leads')
   assert.equal(count?.n, 100)
 })
+
+interface Stored { phone: string | null, source: string, score: number, status: string, first_name: string }
+const storedLead = async (db: TestSchema, email: string): Promise<Stored | undefined> =>
+  (await db.sql<Stored>('SELECT phone, source, score, status, first_name FROM leads WHERE email = $1', [email]))[0]
+
+test('a CSV re-import without the phone, source and score columns keeps those fields of an existing lead instead of wiping them', async (t) => {
+  const { app, db } = await setup(t)
+  const full = await post(app, [CSV_HEADER, 'Ann,Lee,ann.wipe@example.com,+1 555 010 2000,home,TX,partner.acme,90'].join('\n'))
+  assert.equal(full.json().inserted, 1, full.body)
+  // Routing scores the lead afterwards (services/orchestrator/assignments.ts writes the score).
+  await db.sql("UPDATE leads SET score = 77, updated_at = now() WHERE email = 'ann.wipe@example.com'")
+  const kept = { phone: '+1 555 010 2000', source: 'partner.acme', score: 77, status: 'new' }
+
+  const narrow = await post(app, ['firstName,lastName,email,product,state', 'Ann,Lee,ann.wipe@example.com,home,TX', 'Bo,Ray,bo.new@example.com,home,TX'].join('\n'))
+  assert.equal(narrow.statusCode, 200, narrow.body)
+  assert.deepEqual([narrow.json().inserted, narrow.json().updated, narrow.json().unchanged], [1, 0, 1], 'the values it supplied are the stored ones: unchanged')
+  assert.deepEqual(await storedLead(db, 'ann.wipe@example.com'), { ...kept, first_name: 'Ann' })
+  assert.deepEqual(await storedLead(db, 'bo.new@example.com'), { phone: null, source: 'web', score: 0, status: 'new', first_name: 'Bo' }, 'a new lead gets the defaults')
+
+  const renamed = await post(app, ['first_name,last_name,email,product,state,phone', 'Anna,Lee,ann.wipe@example.com,home,TX,+1 555 010 2001'].join('\n'))
+  assert.deepEqual([renamed.json().updated, renamed.json().unchanged], [1, 0])
+  assert.deepEqual(await storedLead(db, 'ann.wipe@example.com'), { ...kept, phone: '+1 555 010 2001', first_name: 'Anna' })
+
+  // A column sent with an empty cell is supplied: it clears the field to null (phone) or its default.
+  const cleared = await post(app, [CSV_HEADER, 'Anna,Lee,ann.wipe@example.com,,home,TX,,'].join('\n'))
+  assert.deepEqual([cleared.json().updated, cleared.json().unchanged], [1, 0])
+  assert.deepEqual(await storedLead(db, 'ann.wipe@example.com'), { phone: null, source: 'web', score: 0, status: 'new', first_name: 'Anna' })
+})
+
+test('an NDJSON record without the phone, source or score keys keeps those fields of an existing lead, and the score, status and assignment routing gave it', async (t) => {
+  const { app, db } = await setup(t, { IMPORT_BATCH_SIZE: '10' })
+  const ndjson = (...records: object[]): string => records.map((r) => JSON.stringify(r)).join('\n')
+  const ann = { firstName: 'Ann', lastName: 'Lee', email: 'ann.wipe@example.com', product: 'home', state: 'TX' }
+  const cy = { firstName: 'Cy', lastName: 'Doe', email: 'cy.keep@example.com', product: 'auto', state: 'CA' }
+  const first = await post(app, ndjson({ ...ann, phone: '+1 555 010 2000', source: 'partner.acme', score: 90 }, { ...cy, source: 'partner.b', score: 10 }), 'application/x-ndjson')
+  assert.equal(first.json().inserted, 2, first.body)
+  // What routing does to a lead (services/orchestrator/assignments.ts): an assignment, a score; an agent works it.
+  const [agent] = await db.sql<{ id: string }>("INSERT INTO agents (name, email) VALUES ('Agent', 'agent@example.com') RETURNING id")
+  await db.sql("INSERT INTO lead_assignments (lead_id, agent_id) SELECT id, $1 FROM leads WHERE email = 'ann.wipe@example.com'", [agent?.id])
+  await db.sql("UPDATE leads SET score = 77, status = 'contacted', updated_at = now() WHERE email = 'ann.wipe@example.com'")
+
+  // One batch, records of different shapes: each keeps what it left out and writes what it supplied.
+  const again = await post(app, ndjson(ann, { ...cy, score: 55 }), 'application/x-ndjson')
+  assert.equal(again.statusCode, 200, again.body)
+  assert.deepEqual([again.json().updated, again.json().unchanged], [1, 1])
+  assert.deepEqual(await storedLead(db, 'ann.wipe@example.com'), { phone: '+1 555 010 2000', source: 'partner.acme', score: 77, status: 'contacted', first_name: 'Ann' })
+  assert.deepEqual(await storedLead(db, 'cy.keep@example.com'), { phone: null, source: 'partner.b', score: 55, status: 'new', first_name: 'Cy' })
+  const [active] = await db.sql<{ n: number }>("SELECT count(*)::int AS n FROM lead_assignments WHERE status = 'active'")
+  assert.equal(active?.n, 1)
+
+  // A key sent as null is supplied: phone null clears it.
+  const cleared = await post(app, ndjson({ ...ann, phone: null }, { ...cy, score: 55, source: 'partner.b' }), 'application/x-ndjson')
+  assert.deepEqual([cleared.json().updated, cleared.json().unchanged], [1, 1])
+  assert.deepEqual(await storedLead(db, 'ann.wipe@example.com'), { phone: null, source: 'partner.acme', score: 77, status: 'contacted', first_name: 'Ann' })
+})

@@ -17,7 +17,7 @@ export interface ImportReport {
   rows: number
   inserted: number
   updated: number
-  /** Rows whose lead already held exactly these values (a re-import). */
+  /** Rows whose lead already held every value they supplied (a re-import). */
   unchanged: number
   rejected: number
   /** Each rejected row, by its line in the file, up to the configured number. */
@@ -36,8 +36,15 @@ export interface ImportOptions {
   onBatch?: (changedIds: string[]) => Promise<void>
 }
 
-interface Row { line: number, record?: Record<string, unknown>, error?: string }
-interface Pending { line: number, lead: LeadInput }
+/**
+ * The fields a record may leave out. One left out (a column missing from the CSV header, a key missing from an NDJSON
+ * record) leaves an existing lead's value as it is (routing's score among them) and gives a new lead the default.
+ */
+const OPTIONAL = ['phone', 'source', 'score'] as const
+type OptionalField = typeof OPTIONAL[number]
+
+interface Row { line: number, record?: Record<string, unknown>, error?: string, absent?: OptionalField[] }
+interface Pending { line: number, lead: LeadInput, absent: OptionalField[] }
 
 /** What a lead is unique by: its email, case-insensitive, and its product (the leads table's unique index). */
 function naturalKey (lead: LeadInput): string {
@@ -59,7 +66,10 @@ const UNKNOWN_FIELD = `an unknown field (the fields are ${FIELDS.join(', ')})`
 const CONTROL = /\p{Cc}/u
 const NOT_UTF8 = 'not valid UTF-8 (send the file UTF-8 encoded)'
 
-/** A CSV record is all strings: empty cells are absent (phone: null), score is a number, snake_case headers map. */
+/**
+ * A CSV record is all strings: score is a number, snake_case headers map, an empty cell is left out of the record
+ * (phone: null). Its column was sent all the same: an empty optional cell gives the default (see `absent`).
+ */
 function fromCsv (columns: string[], cells: string[]): Record<string, unknown> {
   const out: Record<string, unknown> = {}
   columns.forEach((rawKey, i) => {
@@ -83,6 +93,7 @@ function fieldName (columns: string[], index: number): string {
 // Every line is one record in both formats, so each is counted once and rejected at most once, whatever it holds.
 async function * csvRows (lines: AsyncIterable<ImportLine>, tooLong: string): AsyncGenerator<Row> {
   let columns: string[] | undefined
+  let absent: OptionalField[] = []
   for await (const { line, text, notUtf8 } of lines) {
     if (!columns) {
       if (text === undefined) throw new DataServiceErrors.IMPORT_BAD_HEADER(notUtf8 ? NOT_UTF8 : tooLong)
@@ -98,6 +109,7 @@ async function * csvRows (lines: AsyncIterable<ImportLine>, tooLong: string): As
       if (repeated !== undefined) {
         throw new DataServiceErrors.IMPORT_BAD_HEADER(KNOWN_COLUMNS.has(repeated) ? `column ${repeated} appears twice` : `columns ${keys.indexOf(repeated) + 1} and ${second + 1} have the same name`)
       }
+      absent = OPTIONAL.filter((f) => !keys.includes(f))
       continue
     }
     if (text === undefined) {
@@ -108,7 +120,7 @@ async function * csvRows (lines: AsyncIterable<ImportLine>, tooLong: string): As
     // The field is named by its header column: which field and why, never what it held.
     if (!Array.isArray(cells)) yield { line, error: `unreadable CSV: ${cells.error} in field ${fieldName(columns, cells.field)}` }
     else if (cells.length !== columns.length) yield { line, error: `unreadable CSV: ${cells.length} fields where the header has ${columns.length}` }
-    else yield { line, record: fromCsv(columns, cells) }
+    else yield { line, record: fromCsv(columns, cells), absent }
   }
 }
 
@@ -121,7 +133,7 @@ async function * ndjsonRows (lines: AsyncIterable<ImportLine>, tooLong: string):
     try {
       const value: unknown = JSON.parse(text)
       if (value === null || typeof value !== 'object' || Array.isArray(value)) yield { line, error: 'not a JSON object' }
-      else yield { line, record: value as Record<string, unknown> }
+      else yield { line, record: value as Record<string, unknown>, absent: OPTIONAL.filter((f) => !Object.hasOwn(value, f)) }
     } catch {
       yield { line, error: 'not valid JSON' }
     }
@@ -149,18 +161,31 @@ function describe (errors: typeof validateLead.errors, record: Record<string, un
   return `${field} ${e.message ?? 'is invalid'}`
 }
 
+// An optional field as the update writes it: the lead's own value when the row left the field out, else the row's.
+// The row cannot be reached from DO UPDATE, only the values it would have inserted (EXCLUDED, defaults applied):
+// $9 names the fields each row left out, by email then product, and holds only rows that left one out.
+const merged = (field: OptionalField): string =>
+  `CASE WHEN ($9::jsonb -> EXCLUDED.email -> EXCLUDED.product) ? '${field}' THEN leads.${field} ELSE EXCLUDED.${field} END`
+
 // One statement per batch: the rows arrive as arrays, a conflict on the natural key (email, product) updates the
-// lead only when a value differs, and `xmax = 0` tells an inserted row from an updated one.
+// lead only when a value it supplied differs, and `xmax = 0` tells an inserted row from an updated one.
 const UPSERT = `
 INSERT INTO leads (first_name, last_name, email, phone, product, state, source, score)
 SELECT f, l, e, p, pr, s, COALESCE(src, 'web'), COALESCE(sc, 0)
   FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::int[]) AS t(f, l, e, p, pr, s, src, sc)
 ON CONFLICT (lower(email), product) DO UPDATE SET
-  first_name = EXCLUDED.first_name, last_name = EXCLUDED.last_name, phone = EXCLUDED.phone, state = EXCLUDED.state,
-  source = EXCLUDED.source, score = EXCLUDED.score, updated_at = now()
-  WHERE (leads.first_name, leads.last_name, leads.phone, leads.state, leads.source, leads.score)
-    IS DISTINCT FROM (EXCLUDED.first_name, EXCLUDED.last_name, EXCLUDED.phone, EXCLUDED.state, EXCLUDED.source, EXCLUDED.score)
+  first_name = EXCLUDED.first_name, last_name = EXCLUDED.last_name, state = EXCLUDED.state,
+  phone = ${merged('phone')}, source = ${merged('source')}, score = ${merged('score')}, updated_at = now()
+  WHERE (leads.first_name, leads.last_name, leads.state, leads.phone, leads.source, leads.score)
+    IS DISTINCT FROM (EXCLUDED.first_name, EXCLUDED.last_name, EXCLUDED.state, ${merged('phone')}, ${merged('source')}, ${merged('score')})
 RETURNING id, (xmax = 0) AS inserted`
+
+/** `{ email: { product: [fields left out] } }` for the rows of a batch that left a field out. */
+function leftOut (part: Pending[]): string {
+  const out: Record<string, Record<string, OptionalField[]>> = {}
+  for (const { lead, absent } of part) if (absent.length > 0) (out[lead.email] ??= {})[lead.product] = absent
+  return JSON.stringify(out)
+}
 
 /**
  * Imports leads from a CSV (header row, camelCase or snake_case columns) or NDJSON stream while it streams: rows
@@ -189,7 +214,8 @@ export async function importLeads (db: ConnectionPool, input: Readable, format: 
     const column = <T>(f: (l: LeadInput) => T): T[] => ordered.map((p) => f(p.lead))
     const { rows } = await db.query<{ id: string, inserted: boolean }>(UPSERT, [
       column((l) => l.firstName), column((l) => l.lastName), column((l) => l.email), column((l) => l.phone ?? null),
-      column((l) => l.product), column((l) => l.state), column((l) => l.source ?? null), column((l) => l.score ?? null)
+      column((l) => l.product), column((l) => l.state), column((l) => l.source ?? null), column((l) => l.score ?? null),
+      leftOut(part)
     ])
     let inserted = 0
     for (const r of rows) if (r.inserted) inserted++
@@ -242,7 +268,7 @@ export async function importLeads (db: ConnectionPool, input: Readable, format: 
       const key = naturalKey(lead)
       if (batch.has(key)) await flush()
       if (batch.size === 0) firstLine = row.line
-      batch.set(key, { line: row.line, lead })
+      batch.set(key, { line: row.line, lead, absent: row.absent ?? [] })
       if (batch.size >= batchSize) await flush()
     }
   } catch (error) {
