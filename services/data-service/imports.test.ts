@@ -476,3 +476,55 @@ test('an NDJSON record without the phone, source or score keys keeps those field
   assert.deepEqual([cleared.json().updated, cleared.json().unchanged], [1, 1])
   assert.deepEqual(await storedLead(db, 'ann.wipe@example.com'), { phone: null, source: 'partner.acme', score: 77, status: 'contacted', first_name: 'Ann' })
 })
+
+test('a CSV header of 16,000 columns is refused 400 IMPORT_BAD_HEADER at once, and /health/live answers meanwhile', async (t) => {
+  const { app } = await setup(t)
+  const url = await app.listen({ port: 0, host: '127.0.0.1' })
+  const send = async (body: string): Promise<{ status: number, json: { code?: string, message?: string }, ms: number }> => {
+    const started = performance.now()
+    const res = await fetch(`${url}/data/v1/imports/leads`, { method: 'POST', headers: { ...SERVICE_HEADERS, 'content-type': 'text/csv' }, body })
+    return { status: res.status, json: await res.json() as { code?: string, message?: string }, ms: performance.now() - started }
+  }
+  // A normal import (after one that warms the pool) sets the scale, so the bound holds on a slow or busy machine.
+  await send([CSV_HEADER, csvRow(0)].join('\n'))
+  const normal: number[] = []
+  for (let i = 1; i <= 3; i++) normal.push((await send([CSV_HEADER, csvRow(i)].join('\n'))).ms)
+  const bound = Math.max(20 * (normal.sort((x, y) => x - y)[1] ?? 0), 500)
+
+  // Short unique names (base 36), the line under IMPORT_MAX_RECORD_BYTES (65,536), so the header is read whole.
+  const wide = Array.from({ length: 16000 }, (_, i) => i.toString(36)).join(',')
+  assert.ok(wide.length < 65536, String(wide.length))
+  let probing = true
+  const probes: number[] = []
+  const probe = (async () => {
+    while (probing) {
+      const started = performance.now()
+      await (await fetch(`${url}/health/live`)).arrayBuffer()
+      probes.push(performance.now() - started)
+      await new Promise((resolve) => setTimeout(resolve, 10))
+    }
+  })()
+  const answers = []
+  for (let i = 0; i < 3; i++) answers.push(await send(`${wide}\n${wide}\n`))
+  probing = false
+  await probe
+  for (const a of answers) {
+    assert.equal(a.status, 400)
+    assert.equal(a.json.code, 'IMPORT_BAD_HEADER')
+    assert.equal(a.json.message, 'The CSV header cannot be read: it has 16000 columns; an import reads at most 64')
+    assert.ok(a.ms < bound, `answered in ${Math.round(a.ms)} ms; a normal import in ${normal.map(Math.round).join(', ')} ms`)
+  }
+  assert.ok(probes.length > 0)
+  assert.ok(Math.max(...probes) < bound, `/health/live waited ${Math.round(Math.max(...probes))} ms`)
+})
+
+test('a CSV header of 64 columns, unknown ones left empty, is read; of 65 it is refused with the maximum', async (t) => {
+  const { app } = await setup(t)
+  const extra = (n: number): string[] => Array.from({ length: n }, (_, i) => `extra${i}`)
+  const fits = await post(app, [[CSV_HEADER, ...extra(56)].join(','), [csvRow(1), ...extra(56).map(() => '')].join(',')].join('\n'))
+  assert.equal(fits.statusCode, 200, fits.body)
+  assert.equal(fits.json().inserted, 1)
+  const over = await post(app, [[CSV_HEADER, ...extra(57)].join(','), [csvRow(1), ...extra(57).map(() => '')].join(',')].join('\n'))
+  assert.equal(over.statusCode, 400, over.body)
+  assert.deepEqual([over.json().code, over.json().message], ['IMPORT_BAD_HEADER', 'The CSV header cannot be read: it has 65 columns; an import reads at most 64'])
+})

@@ -63,6 +63,9 @@ const SNAKE: Record<string, keyof LeadInput> = { first_name: 'firstName', last_n
 const FIELDS = Object.keys(createLeadBodySchema.properties)
 const KNOWN_COLUMNS: ReadonlySet<string> = new Set([...FIELDS, ...Object.keys(SNAKE)])
 const UNKNOWN_FIELD = `an unknown field (the fields are ${FIELDS.join(', ')})`
+// A lead has 8 fields; an export may carry some columns more, which are read only when empty (a value in an
+// unknown column rejects its row). A header far wider is no lead file, and each of its rows would cost its width.
+const MAX_COLUMNS = 64
 const CONTROL = /\p{Cc}/u
 const NOT_UTF8 = 'not valid UTF-8 (send the file UTF-8 encoded)'
 
@@ -101,13 +104,17 @@ async function * csvRows (lines: AsyncIterable<ImportLine>, tooLong: string): As
       if (text.includes('\r')) throw new DataServiceErrors.IMPORT_BAD_HEADER('its lines end with a lone CR; end them with LF or CRLF')
       const header = splitCsvLine(text)
       if (!Array.isArray(header)) throw new DataServiceErrors.IMPORT_BAD_HEADER(header.error)
+      if (header.length > MAX_COLUMNS) throw new DataServiceErrors.IMPORT_BAD_HEADER(`it has ${header.length} columns; an import reads at most ${MAX_COLUMNS}`)
       columns = header.map((c) => c.trim())
       // A repeated column (also firstName beside first_name) would overwrite the first one's cell without a word.
       const keys = columns.map((c) => SNAKE[c] ?? c)
-      const second = keys.findIndex((k, i) => keys.indexOf(k) !== i)
-      const repeated = keys[second]
-      if (repeated !== undefined) {
-        throw new DataServiceErrors.IMPORT_BAD_HEADER(KNOWN_COLUMNS.has(repeated) ? `column ${repeated} appears twice` : `columns ${keys.indexOf(repeated) + 1} and ${second + 1} have the same name`)
+      const seen = new Map<string, number>()
+      for (const [i, key] of keys.entries()) {
+        const first = seen.get(key)
+        if (first !== undefined) {
+          throw new DataServiceErrors.IMPORT_BAD_HEADER(KNOWN_COLUMNS.has(key) ? `column ${key} appears twice` : `columns ${first + 1} and ${i + 1} have the same name`)
+        }
+        seen.set(key, i)
       }
       absent = OPTIONAL.filter((f) => !keys.includes(f))
       continue
