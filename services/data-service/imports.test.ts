@@ -528,3 +528,20 @@ test('a CSV header of 64 columns, unknown ones left empty, is read; of 65 it is 
   assert.equal(over.statusCode, 400, over.body)
   assert.deepEqual([over.json().code, over.json().message], ['IMPORT_BAD_HEADER', 'The CSV header cannot be read: it has 65 columns; an import reads at most 64'])
 })
+
+test('an empty import body is refused 400 instead of answered 200 with zero rows: IMPORT_BAD_HEADER for CSV, IMPORT_EMPTY for NDJSON', async (t) => {
+  const { app } = await setup(t)
+  // Blank lines are no records (white space and a byte order mark alone included).
+  for (const body of ['', '\n\n', '\r\n', '\uFEFF\n  \n']) {
+    const csv = await post(app, body)
+    assert.equal(csv.statusCode, 400, csv.body)
+    assert.deepEqual([csv.json().code, csv.json().message], ['IMPORT_BAD_HEADER', 'The CSV header cannot be read: the body is empty (send a header line, then one line per lead)'])
+    const ndjson = await post(app, body, 'application/x-ndjson')
+    assert.equal(ndjson.statusCode, 400, ndjson.body)
+    assert.deepEqual([ndjson.json().code, ndjson.json().message], ['IMPORT_EMPTY', 'The import holds no records: send one JSON object per line'])
+  }
+  // A header without rows is a file of no leads, not a missing header.
+  const headerOnly = await post(app, `${CSV_HEADER}\n`)
+  assert.equal(headerOnly.statusCode, 200, headerOnly.body)
+  assert.equal(headerOnly.json().rows, 0)
+})

@@ -129,10 +129,14 @@ async function * csvRows (lines: AsyncIterable<ImportLine>, tooLong: string): As
     else if (cells.length !== columns.length) yield { line, error: `unreadable CSV: ${cells.length} fields where the header has ${columns.length}` }
     else yield { line, record: fromCsv(columns, cells), absent }
   }
+  // Nothing to read is a caller's mistake (a file not attached, a stream that never flowed), not an import of 0 rows.
+  if (!columns) throw new DataServiceErrors.IMPORT_BAD_HEADER('the body is empty (send a header line, then one line per lead)')
 }
 
 async function * ndjsonRows (lines: AsyncIterable<ImportLine>, tooLong: string): AsyncGenerator<Row> {
+  let records = 0
   for await (const { line, text, notUtf8 } of lines) {
+    records++
     if (text === undefined) {
       yield { line, error: notUtf8 ? NOT_UTF8 : tooLong }
       continue
@@ -145,6 +149,8 @@ async function * ndjsonRows (lines: AsyncIterable<ImportLine>, tooLong: string):
       yield { line, error: 'not valid JSON' }
     }
   }
+  // As a CSV without its header: a body of no records (blank lines only) is refused rather than reported as 0 rows.
+  if (records === 0) throw new DataServiceErrors.IMPORT_EMPTY()
 }
 
 /** A byte order mark opens a file, not its first record. */

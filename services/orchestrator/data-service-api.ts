@@ -47,7 +47,7 @@ export interface paths {
                         };
                     };
                 };
-                /** @description Error: INVALID_JSON, IMPORT_ABORTED */
+                /** @description Error: INVALID_JSON, IMPORT_ABORTED, IMPORT_BAD_HEADER, IMPORT_EMPTY */
                 400: {
                     headers: {
                         RateLimit: components["headers"]["RateLimit"];
@@ -117,7 +117,7 @@ export interface paths {
                         "application/json": components["schemas"]["ErrorBody"];
                     };
                 };
-                /** @description Error: RATE_LIMITED, API_KEY_LOOKUPS_EXCEEDED */
+                /** @description Error: RATE_LIMITED, API_KEY_LOOKUPS_EXCEEDED, IMPORT_BUSY */
                 429: {
                     headers: {
                         RateLimit: components["headers"]["RateLimit"];

@@ -53,7 +53,7 @@ export async function importRoutes (app: FastifyInstance, opts: ImportRoutesOpti
   let running = 0
 
   app.post('/leads', {
-    config: { requiredScope: 'leads:import', errorCodes: { 400: ['IMPORT_ABORTED'], 413: ['IMPORT_TOO_LARGE'], 415: ['UNSUPPORTED_IMPORT_TYPE'], 503: ['IMPORT_INTERRUPTED'] } },
+    config: { requiredScope: 'leads:import', errorCodes: { 400: ['IMPORT_ABORTED', 'IMPORT_BAD_HEADER', 'IMPORT_EMPTY'], 413: ['IMPORT_TOO_LARGE'], 415: ['UNSUPPORTED_IMPORT_TYPE'], 429: ['IMPORT_BUSY'], 503: ['IMPORT_INTERRUPTED'] } },
     schema: { response: { 200: reportSchema, 400: errorBodySchema, 401: errorBodySchema, 403: errorBodySchema, 413: errorBodySchema, 415: errorBodySchema, 429: errorBodySchema } }
   }, async (request, reply) => {
     const type = (request.headers['content-type'] ?? '').split(';')[0]?.trim().toLowerCase() ?? ''
