@@ -39,7 +39,12 @@ export async function buildOrchestrator (config: OrchestratorConfig, options: Bu
         }]
       }),
       (app) => {
-        events = new EventHub(app.redis, config.EVENTS_CHANNEL, app.log)
+        // Publishing shares the cache's Redis budget and breaker settings: one Redis, one notion of "too slow".
+        events = new EventHub(app.redis, config.EVENTS_CHANNEL, app.log, {
+          timeoutMs: config.REDIS_COMMAND_TIMEOUT_MS,
+          breakerThreshold: config.CACHE_BREAKER_THRESHOLD,
+          breakerCooldownMs: config.CACHE_BREAKER_COOLDOWN_MS
+        })
         app.addHook('onClose', async () => events?.close())
         sockets = new KeySockets(app.apiKeys, EVENTS_SCOPE, (err) => app.log.error({ err }, 'checking the keys of open WebSockets failed'))
         app.addHook('onClose', async () => sockets?.stop())

@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events'
 import type { FastifyBaseLogger } from 'fastify'
-import { closeRedisClient, type RedisClient } from '@lead-chassis/plugins/redis'
+import { CircuitBreaker, closeRedisClient, withBudget, type RedisClient } from '@lead-chassis/plugins/redis'
 
 export interface AssignmentEvent {
   type: 'lead.assigned'
@@ -11,11 +11,21 @@ export interface AssignmentEvent {
   assignedAt: string
 }
 
+/** How long a publish may wait for Redis, and the breaker that stops trying while Redis keeps failing. */
+export interface EventPublishBudget {
+  /** The Redis command budget (REDIS_COMMAND_TIMEOUT_MS). */
+  timeoutMs: number
+  breakerThreshold: number
+  breakerCooldownMs: number
+}
+
 /**
- * Routing events for live clients. With Redis, every instance publishes to one channel and hears it on its own
- * subscriber connection, so a client connected to any instance sees every instance's events (its own included,
- * once); without Redis, events stay in this process. If a publish fails (Redis down), the event still reaches
- * this instance's clients: live updates degrade to per instance, routing itself does not fail.
+ * Routing events for live clients, best effort. With Redis, every instance publishes to one channel and hears it on
+ * its own subscriber connection, so a client connected to any instance sees every instance's events (its own
+ * included, once); without Redis, events stay in this process. A publish runs under the Redis command budget and a
+ * circuit breaker, as the cache's and the limiter's calls do: when it fails or runs out of time (Redis down or hung),
+ * the event still reaches this instance's clients and the failure is logged; live updates degrade to per instance,
+ * and routing waits at most the budget for it (nothing once the breaker is open), never the client's 10 s backstop.
  */
 export class EventHub {
   readonly #local = new EventEmitter()
@@ -23,10 +33,14 @@ export class EventHub {
   readonly #subscriber: RedisClient | undefined
   readonly #channel: string
   readonly #log: FastifyBaseLogger
+  readonly #timeoutMs: number
+  readonly #breaker: CircuitBreaker
   #subscribed: Promise<void> | undefined
 
-  constructor (redis: RedisClient | undefined, channel: string, log: FastifyBaseLogger) {
+  constructor (redis: RedisClient | undefined, channel: string, log: FastifyBaseLogger, budget: EventPublishBudget) {
     this.#local.setMaxListeners(0)
+    this.#timeoutMs = budget.timeoutMs
+    this.#breaker = new CircuitBreaker(budget.breakerThreshold, budget.breakerCooldownMs)
     this.#publisher = redis
     this.#channel = channel
     this.#log = log
@@ -46,14 +60,24 @@ export class EventHub {
     clearTimeout(timer)
   }
 
-  async publish (event: AssignmentEvent): Promise<void> {
+  /**
+   * Sends `event` to every instance's clients; resolves `false` when it reached this instance's clients only
+   * (Redis failed, was slower than the budget, or its breaker is open). Never rejects.
+   */
+  async publish (event: AssignmentEvent): Promise<boolean> {
     const message = JSON.stringify(event)
-    if (!this.#publisher) return this.#deliver(message)
-    try {
-      await this.#publisher.publish(this.#channel, message)
-    } catch (err) {
-      this.#log.warn({ err }, 'event publish failed; delivered to this instance only')
+    const publisher = this.#publisher
+    if (!publisher) {
       this.#deliver(message)
+      return true
+    }
+    try {
+      await withBudget(this.#breaker, this.#timeoutMs, async () => publisher.publish(this.#channel, message))
+      return true
+    } catch (err) {
+      this.#log.warn({ leadId: event.leadId, err }, 'event publish failed; delivered to this instance only')
+      this.#deliver(message)
+      return false
     }
   }
 
