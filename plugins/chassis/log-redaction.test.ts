@@ -302,3 +302,16 @@ test('a LOG_HOSTS entry with a port (api.example.com:443), which no Host would e
   await app.inject({ url: '/things', headers: { host: '[::1]:3000' } })
   assert.deepEqual(incomingOf(read()).map((r) => r.host), ['[::1]:3000'])
 })
+
+test('an error carrying the Redis command it failed (an ioredis ReplyError) is logged with the command\'s name, never its arguments', () => {
+  const out = lines()
+  const log = pino({ level: 'info', ...logRedaction }, out.stream)
+  const reply = Object.assign(new Error('NOPERM no permissions to run the \'publish\' command'), { name: 'ReplyError', command: { name: 'publish', args: ['events', '{"agentName":"Ann Lee"}'] } })
+  log.warn({ err: reply }, 'publish failed')
+  log.error({ err: new Error('wrapped', { cause: reply }) }, 'request failed')
+  const text = JSON.stringify(out.read())
+  assert.ok(!text.includes('Ann Lee'), text)
+  assert.ok(!text.includes('"args"'), text)
+  assert.equal((out.read()[0]?.err as { command?: unknown }).command, 'publish')
+  assert.deepEqual(reply.command.args, ['events', '{"agentName":"Ann Lee"}'], 'the error itself is left unchanged')
+})

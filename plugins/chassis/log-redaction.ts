@@ -57,11 +57,21 @@ function scrubRequest (value: Bag): Bag {
   return { ...scrubbedValue, headers: censored }
 }
 
+/**
+ * A serialized error with the Redis command it carries (ioredis puts `command: { name, args }` on a ReplyError)
+ * reduced to the command's name: its arguments are whatever was sent, keys and values holding personal data.
+ */
+function withoutCommandArgs (value: unknown): unknown {
+  const command = (value as { command?: unknown } | null)?.command
+  if (command === null || typeof command !== 'object') return value
+  return { ...(value as Bag), command: (command as { name?: unknown }).name }
+}
+
 const SERIALIZERS = {
   req: (request: Parameters<typeof requestLogValue>[0]) => scrubRequest(requestLogValue(request)),
   // Fastify's own: the status only.
   res: (reply: { statusCode: number }) => ({ statusCode: reply.statusCode }),
-  err: (error: Error) => scrubbed(pino.stdSerializers.err(error), 2)
+  err: (error: Error) => scrubbed(withoutCommandArgs(pino.stdSerializers.err(error)), 2)
 }
 const SERIALIZED: ReadonlySet<string> = new Set(Object.keys(SERIALIZERS))
 

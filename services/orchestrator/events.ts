@@ -11,6 +11,19 @@ export interface AssignmentEvent {
   assignedAt: string
 }
 
+/**
+ * What of an error a log line shows. Never the error whole: ioredis puts the failed command on a ReplyError, and
+ * a publish's arguments are the event, an agent's name included (a database error's detail may hold values too).
+ */
+export function errorFields (err: unknown): { name?: string, code?: string, message: string } {
+  const e = err as { name?: unknown, code?: unknown, message?: unknown } | null
+  return {
+    ...(typeof e?.name === 'string' ? { name: e.name } : {}),
+    ...(typeof e?.code === 'string' ? { code: e.code } : {}),
+    message: typeof e?.message === 'string' ? e.message : String(err)
+  }
+}
+
 /** How long a publish may wait for Redis, and the breaker that stops trying while Redis keeps failing. */
 export interface EventPublishBudget {
   /** The Redis command budget (REDIS_COMMAND_TIMEOUT_MS). */
@@ -48,8 +61,8 @@ export class EventHub {
       // Subscriptions need their own connection; it may queue while offline since it only subscribes.
       this.#subscriber = redis.duplicate({ enableOfflineQueue: true, commandTimeout: undefined, connectionName: 'orchestrator-events' } as never)
       this.#subscriber.on('message', (_channel: string, message: string) => this.#deliver(message))
-      this.#subscriber.on('error', (err: Error) => log.warn({ err }, 'event subscriber link error'))
-      this.#subscribed = this.#subscriber.subscribe(channel).then(() => undefined, (err: unknown) => log.warn({ err }, 'event subscribe failed'))
+      this.#subscriber.on('error', (err: Error) => log.warn({ err: errorFields(err) }, 'event subscriber link error'))
+      this.#subscribed = this.#subscriber.subscribe(channel).then(() => undefined, (err: unknown) => log.warn({ err: errorFields(err) }, 'event subscribe failed'))
     }
   }
 
@@ -75,7 +88,7 @@ export class EventHub {
       await withBudget(this.#breaker, this.#timeoutMs, async () => publisher.publish(this.#channel, message))
       return true
     } catch (err) {
-      this.#log.warn({ leadId: event.leadId, err }, 'event publish failed; delivered to this instance only')
+      this.#log.warn({ leadId: event.leadId, err: errorFields(err) }, 'event publish failed; delivered to this instance only')
       this.#deliver(message)
       return false
     }

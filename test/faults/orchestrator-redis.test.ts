@@ -2,6 +2,7 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { Writable } from 'node:stream'
 import type { FastifyInstance } from 'fastify'
+import { Redis } from 'ioredis'
 import { buildOrchestrator } from '../../services/orchestrator/app.js'
 import { loadOrchestratorConfig } from '../../services/orchestrator/config.js'
 import { SERVICE_HEADERS, testEnv, uniqueName } from '../helpers/database.js'
@@ -80,4 +81,21 @@ test('with the orchestrator\'s Redis hung (SIGSTOP), routing a lead and a batch 
   const unpublished = log.read().filter((l) => typeof l.msg === 'string' && l.msg.startsWith('event publish failed'))
   assert.equal(unpublished.length, 4, log.text())
   assert.ok(!log.text().includes(AGENT_NAME), log.text())
+})
+
+test('an event publish Redis refuses (ACL) is logged without the command\'s arguments: no event JSON, no agent name', async (t) => {
+  const { app, redis, log, leads } = await orchestratorOnPrivateRedis(t)
+  const admin = new Redis(redis.url)
+  t.after(async () => { admin.disconnect() })
+  await admin.call('ACL', 'SETUSER', 'default', '-publish')
+  const [lead] = await leads(1)
+  const routed = await app.inject({ method: 'POST', url: `/orchestrator/v1/leads/${lead}/route`, headers: SERVICE_HEADERS })
+  assert.equal(routed.statusCode, 200, routed.body)
+  assert.equal(routed.json().agentName, AGENT_NAME)
+  const unpublished = log.read().filter((l) => typeof l.msg === 'string' && l.msg.startsWith('event publish failed'))
+  assert.equal(unpublished.length, 1, log.text())
+  assert.match(JSON.stringify(unpublished[0]?.err), /NOPERM|permission/i, 'the reason is logged')
+  assert.ok(!log.text().includes(AGENT_NAME), log.text())
+  assert.ok(!log.text().includes('"args"'), log.text())
+  assert.ok(!log.text().includes('lead.assigned'), log.text())
 })
