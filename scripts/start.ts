@@ -23,8 +23,9 @@ const SERVICES = [
   { name: 'data-service', entry: 'dist/services/data-service/main.js', port: config.DATA_SERVICE_PORT, path: '/data/v1/reports/leads', prefix: '/data/v1' },
   { name: 'orchestrator', entry: 'dist/services/orchestrator/main.js', port: config.ORCHESTRATOR_PORT, path: '/orchestrator/v1/route-batch', prefix: '/orchestrator/v1' }
 ]
-// The services call each other with a shared service key: one is made up for this run unless one is given.
-const serviceKey = process.env.SERVICE_API_KEY ?? randomBytes(24).toString('base64url')
+// The services call each other with a shared service key: one is made up for this run unless one is given (an
+// empty one, as a .env copied from .env.example has, is none: the orchestrator refuses to start without one).
+const serviceKey = process.env.SERVICE_API_KEY || randomBytes(24).toString('base64url')
 const DEMO_SCOPES = ['leads:read', 'leads:write', 'leads:import', 'reports:read', 'routing']
 const db = await openDatabase({ databaseUrl: config.DATABASE_URL, port: config.EMBEDDED_PG_PORT, dataDir: config.EMBEDDED_PG_DATA_DIR, log })
 

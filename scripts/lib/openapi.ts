@@ -18,8 +18,9 @@ export const OPENAPI_DIR = join(projectRoot, 'docs', 'openapi')
 /** The orchestrator's types of the data-service's contract, generated from docs/openapi/data-service.json. */
 export const DATA_SERVICE_TYPES_FILE = join(projectRoot, 'services', 'orchestrator', 'data-service-api.ts')
 
-// Only to pass validation: the pool handed to each service is one that never connects.
-const env = { DATABASE_URL: 'postgres://openapi@127.0.0.1:1/none' }
+// Only to pass validation: the pool handed to each service is one that never connects, and nothing is called with
+// the service key (the orchestrator refuses to start without one).
+const env = { DATABASE_URL: 'postgres://openapi@127.0.0.1:1/none', SERVICE_API_KEY: 'openapi-describe-only-never-sent-anywhere' }
 const BUILDERS: Record<ServiceName, (pool: ReturnType<typeof createConnectionPool>) => Promise<FastifyInstance>> = {
   api: async (pool) => buildApp(loadApiConfig({ dotenv: false, env }), { pool, logger: false, describeOnly: true }),
   'data-service': async (pool) => buildDataService(loadDataServiceConfig({ dotenv: false, env }), { pool, logger: false, describeOnly: true }),

@@ -35,7 +35,7 @@ export async function buildOrchestrator (config: OrchestratorConfig, options: Bu
           breakerThreshold: config.DATA_SERVICE_BREAKER_THRESHOLD,
           breakerCooldownMs: config.DATA_SERVICE_BREAKER_COOLDOWN_MS,
           // Calls between the platform's services carry the shared service identity.
-          headers: config.SERVICE_API_KEY ? { 'x-service-key': config.SERVICE_API_KEY } : {}
+          headers: { 'x-service-key': config.SERVICE_API_KEY }
         }]
       }),
       (app) => {

@@ -11,6 +11,9 @@ const orchestratorFragment = {
     DATA_SERVICE_BREAKER_COOLDOWN_MS: { type: 'integer', default: 5000, minimum: 0, description: 'Ms the circuit to the data-service stays open before a probe' },
     ROUTING_BATCH_MAX: { type: 'integer', default: 100, minimum: 1, maximum: 500, description: 'Leads one batch routing call may take' },
     EVENTS_CHANNEL: { type: 'string', default: 'orchestrator:events', description: 'Redis channel the orchestrator instances share routing events on' },
+    // Overrides the api-keys fragment's "empty disables": every routing call reaches the data-service with this
+    // identity, and without it each one answered 502 (the data-service's 401) behind a ready /health/ready.
+    SERVICE_API_KEY: { type: 'string', default: '', pattern: '^.{32,}$', patternMessage: 'must be set (at least 32 characters): the orchestrator calls the data-service with it', description: 'Shared secret services present in x-service-key when calling each other (from the Secret); the orchestrator refuses to start without it' },
     EVENTS_MAX_BUFFERED_BYTES: { type: 'integer', default: 1048576, minimum: 1024, description: 'Bytes a WebSocket client may fall behind before it is disconnected' }
   }
 } as const satisfies ConfigFragment
