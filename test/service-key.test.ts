@@ -35,3 +35,19 @@ test('an orchestrator without SERVICE_API_KEY is refused at start naming it, ins
     assert.match(output, /SERVICE_API_KEY must be set/, output)
   }
 })
+
+// What docker-compose.yml and the Kubernetes base Secret shipped as SERVICE_API_KEY: anyone who read the repository knew it.
+const SHIPPED_PLACEHOLDER = 'change-me-to-a-long-random-secret'
+
+test('every service refuses at start a SERVICE_API_KEY that is the shipped placeholder or shorter than 32 characters, naming the variable and never echoing the value', async (t) => {
+  const env = await baseEnv(t)
+  for (const service of ['api', 'data-service', 'orchestrator'] as const) {
+    for (const value of [SHIPPED_PLACEHOLDER, 'CHANGE-ME-to-something-else-but-still-the-placeholder', 'short-key-of-31-characters-long']) {
+      const { code, output } = await run(service, { ...env, SERVICE_API_KEY: value })
+      assert.equal(code, 1, `${service} with ${value}: ${output}`)
+      assert.match(output, /CHASSIS_CONFIG_INVALID/, output)
+      assert.match(output, /SERVICE_API_KEY must/, output)
+      assert.ok(!output.includes(value), `${service} echoed the key: ${output}`)
+    }
+  }
+})

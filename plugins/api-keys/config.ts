@@ -1,8 +1,25 @@
 import type { ConfigFragment, ConfigOf } from '../chassis/index.js'
 
+/** The shortest service key a service takes. */
+const SERVICE_KEY_MIN_LENGTH = 32
+
+/**
+ * A service key's rule, as a config property's `pattern` and its message: at least 32 characters, and not a
+ * placeholder. The repository's own (docker-compose.yml's default, the Kubernetes base Secret) begin with
+ * "change-me", which anyone who read them knows; a key beginning so, in any case, is refused. `required: false`
+ * takes an empty value too (no service identity).
+ */
+export function serviceKeyRule (options: { required: boolean }): { pattern: string, patternMessage: string } {
+  const key = `(?![cC][hH][aA][nN][gG][eE]-?[mM][eE]).{${SERVICE_KEY_MIN_LENGTH},}`
+  const rule = `at least ${SERVICE_KEY_MIN_LENGTH} characters and not a placeholder (a value beginning with change-me)`
+  return options.required
+    ? { pattern: `^${key}$`, patternMessage: `must be set, ${rule}` }
+    : { pattern: `^(|${key})$`, patternMessage: `must be empty or ${rule}` }
+}
+
 export const apiKeysConfigFragment = {
   properties: {
-    SERVICE_API_KEY: { type: 'string', default: '', pattern: '^(|.{32,})$', patternMessage: 'must be empty or at least 32 characters', description: 'Shared secret services present in x-service-key when calling each other (from the Secret; empty disables)' },
+    SERVICE_API_KEY: { type: 'string', default: '', ...serviceKeyRule({ required: false }), description: 'Shared secret services present in x-service-key when calling each other (from the Secret; empty disables)' },
     API_KEY_CACHE_TTL: { type: 'integer', default: 30, minimum: 0, description: 'Seconds a verified API key stays cached; a revocation drops it on every instance within a second (PostgreSQL LISTEN/NOTIFY)' },
     API_KEY_LOOKUP_LIMIT: { type: 'integer', default: 50, minimum: 0, description: 'Lookups of keys an instance has not verified that one address may cause per window; over it 429 before any lookup (0 disables)' },
     API_KEY_LOOKUP_WINDOW_MS: { type: 'integer', default: 60000, minimum: 1000, description: 'Window of API_KEY_LOOKUP_LIMIT in ms' }

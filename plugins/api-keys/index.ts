@@ -1,6 +1,6 @@
 export { ApiKeyStore, type ApiKeyIdentity, type KeyChange, type MintedKey, type VerifyOptions } from './key-store.js'
 export { KEY_CHANGE_CHANNEL, followKeyChanges } from './key-changes.js'
 export { apiKeysPlugin, type ApiKeysPluginOptions, type LookupBudgetOptions } from './plugin.js'
-export { apiKeysConfigFragment, type ApiKeysConfig } from './config.js'
+export { apiKeysConfigFragment, serviceKeyRule, type ApiKeysConfig } from './config.js'
 export { ApiKeyErrors } from './errors.js'
 export { API_KEYS_SCHEMA, createApiKeysSchema } from './schema.js'

@@ -1,4 +1,5 @@
 import { composeSchema, loadConfig, type ConfigFragment, type ConfigOf, type LoadConfigOptions } from '@lead-chassis/plugins/chassis'
+import { serviceKeyRule } from '@lead-chassis/plugins/api-keys'
 import { platformConfigFragments, type PlatformConfig } from '../platform/platform.js'
 
 const orchestratorFragment = {
@@ -13,7 +14,7 @@ const orchestratorFragment = {
     EVENTS_CHANNEL: { type: 'string', default: 'orchestrator:events', description: 'Redis channel the orchestrator instances share routing events on' },
     // Overrides the api-keys fragment's "empty disables": every routing call reaches the data-service with this
     // identity, and without it each one answered 502 (the data-service's 401) behind a ready /health/ready.
-    SERVICE_API_KEY: { type: 'string', default: '', pattern: '^.{32,}$', patternMessage: 'must be set (at least 32 characters): the orchestrator calls the data-service with it', description: 'Shared secret services present in x-service-key when calling each other (from the Secret); the orchestrator refuses to start without it' },
+    SERVICE_API_KEY: { type: 'string', default: '', ...serviceKeyRule({ required: true }), description: 'Shared secret services present in x-service-key when calling each other (from the Secret); the orchestrator refuses to start without it' },
     EVENTS_MAX_BUFFERED_BYTES: { type: 'integer', default: 1048576, minimum: 1024, description: 'Bytes a WebSocket client may fall behind before it is disconnected' }
   }
 } as const satisfies ConfigFragment

@@ -21,7 +21,7 @@ type Obj = Record<string, any> // eslint-disable-line @typescript-eslint/no-expl
 
 /** `docker-compose config`: the file as Compose reads it (anchors merged, variables substituted with defaults). */
 function composeConfig (env: Record<string, string> = {}): Obj {
-  const r = spawnSync('docker-compose', ['-f', join(projectRoot, 'docker-compose.yml'), 'config'], { cwd: projectRoot, encoding: 'utf8', env: { PATH: process.env.PATH ?? '', ...env } })
+  const r = spawnSync('docker-compose', ['-f', join(projectRoot, 'docker-compose.yml'), 'config'], { cwd: projectRoot, encoding: 'utf8', env: { PATH: process.env.PATH ?? '', SERVICE_API_KEY: TEST_SERVICE_KEY, ...env } })
   if (r.error) throw new Error(`docker-compose is not installed (bash .ci/run installs it): ${r.error.message}`)
   assert.equal(r.status, 0, r.stderr)
   return parse(r.stdout) as Obj
@@ -55,6 +55,13 @@ test('docker-compose config passes: the whole stack, health checks, start order,
     for (const target of targets) assert.equal(String(services[target].environment.PORT), port, `${host} listens on ${port}`)
   }
   assert.deepEqual(NODE_SERVICES.filter((n) => services[n].networks.default.aliases.includes('api-pods')), ['api-1', 'api-2'])
+})
+
+test('docker-compose refuses to run without SERVICE_API_KEY, naming it, instead of a placeholder default every reader knows', () => {
+  const r = spawnSync('docker-compose', ['-f', join(projectRoot, 'docker-compose.yml'), 'config'], { cwd: projectRoot, encoding: 'utf8', env: { PATH: process.env.PATH ?? '' } })
+  assert.notEqual(r.status, 0, r.stdout)
+  assert.match(r.stderr, /SERVICE_API_KEY/)
+  assert.doesNotMatch(readFileSync(join(projectRoot, 'docker-compose.yml'), 'utf8'), /change-me/i)
 })
 
 test('a SHUTDOWN_TIMEOUT_MS set for docker-compose reaches every service: a SHUTDOWN_DELAY_MS above the default timeout, with a timeout above it, starts them', () => {

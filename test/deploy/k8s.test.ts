@@ -3,6 +3,7 @@ import assert from 'node:assert/strict'
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { parse } from 'yaml'
+import { loadConfig } from '@lead-chassis/plugins/chassis'
 import { apiConfigSchema } from '../../services/api/config.js'
 import { dataServiceConfigSchema } from '../../services/data-service/config.js'
 import { orchestratorConfigSchema } from '../../services/orchestrator/config.js'
@@ -154,6 +155,13 @@ test('ports, probes and the NGINX upstreams agree; shutdown fits the grace perio
   const publicPort = Number(/listen (\d+) default_server/.exec(conf)?.[1])
   assert.equal(nginx.spec.template.spec.containers[0].ports.find((p: Obj) => p.name === 'http').containerPort, publicPort)
   assert.ok(!(named('Service', 'nginx') as Obj).spec.ports.some((p: Obj) => p.port === 8080), 'the status port is not public')
+})
+
+test('the base Secret\'s SERVICE_API_KEY is a placeholder every service refuses at start: a base applied unchanged does not run with a key every reader knows', () => {
+  const placeholder = (named('Secret', 'platform-secrets') as Obj).stringData.SERVICE_API_KEY as string
+  for (const [service, schema] of Object.entries(SERVICES)) {
+    assert.throws(() => loadConfig(schema, { dotenv: false, env: { DATABASE_URL: 'postgres://u@db:5432/leads', SERVICE_API_KEY: placeholder } }), /CHASSIS_CONFIG_INVALID.*SERVICE_API_KEY must/, service)
+  }
 })
 
 test('every variable the services read is set in the ConfigMap, the Secret or the Deployment', () => {
