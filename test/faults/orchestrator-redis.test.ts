@@ -78,8 +78,9 @@ test('with the orchestrator\'s Redis hung (SIGSTOP), routing a lead and a batch 
   assert.equal(batch.value.statusCode, 200, batch.value.body)
   assert.equal(batch.value.json().assigned.length, 3, batch.value.body)
   assert.ok(batch.ms < 3 * ROUTE_BOUND_MS, `route-batch answered after ${batch.ms.toFixed(0)} ms`)
-  const unpublished = log.read().filter((l) => typeof l.msg === 'string' && l.msg.startsWith('event publish failed'))
-  assert.equal(unpublished.length, 4, log.text())
+  // Each of the four leads routed while Redis was hung is logged as not published, by its id.
+  const unpublished = new Set(log.read().filter((l) => typeof l.msg === 'string' && l.msg.startsWith('event publish failed')).map((l) => l.leadId))
+  for (const id of [one, ...batch.value.json().assigned.map((a: { leadId: string }) => a.leadId)]) assert.ok(unpublished.has(id), `${String(id)}: ${log.text()}`)
   assert.ok(!log.text().includes(AGENT_NAME), log.text())
 })
 
