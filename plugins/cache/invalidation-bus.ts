@@ -49,8 +49,10 @@ export class InvalidationBus {
     this.#tier = tier
     this.#stats = stats
     this.#ackChannel = `${options.channel}:ack:${options.instanceId}`
-    // Subscriptions need their own connection; this one may queue while offline, since it only subscribes.
-    this.#subscriber = client.duplicate({ enableOfflineQueue: true, commandTimeout: undefined, connectionName: 'chassis-cache-bus' } as never)
+    // Subscriptions need their own connection; this one may queue while offline, since it only subscribes. It
+    // subscribes on every 'ready' itself: ioredis's own re-subscription is a promise nobody awaits, so a connection
+    // cut while it is in flight fails it with nobody to catch the error, an unhandled rejection that ends the process.
+    this.#subscriber = client.duplicate({ enableOfflineQueue: true, commandTimeout: undefined, connectionName: 'chassis-cache-bus', autoResubscribe: false } as never)
     this.#subscriber.on('messageBuffer', (channel: Buffer, message: Buffer) => this.#onMessage(channel.toString(), message.toString()))
     this.#subscriber.on('ready', () => { void this.#subscribe() })
     this.#subscriber.on('close', () => this.#setUp(false))

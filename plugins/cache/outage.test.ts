@@ -1,8 +1,10 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { budgetHardCapMs, createRedisClient } from '../redis/index.js'
 import { createCacheManager } from './cache-manager.js'
 import { startPrivateRedis } from '../../test/helpers/private-redis.js'
+import { startFaultProxy } from '../../test/helpers/fault-proxy.js'
 import { eventually } from '../../test/helpers/eventually.js'
 
 test('losing the link to Redis flushes the local tier; calls keep working and recover by themselves', async (t) => {
@@ -159,4 +161,65 @@ test('closing the cache while Redis is hung (SIGSTOP) returns within a second in
   redis.resume()
   assert.ok(closed, 'close() still waits for the hung Redis after 5 s')
   assert.ok(ms < 1000, `close() took ${ms.toFixed(0)} ms`)
+})
+
+test('a connection cut while the bus\'s SUBSCRIBE is in flight raises no unhandled rejection, and the bus subscribes again and delivers invalidations once Redis is back', async (t) => {
+  const redis = await startPrivateRedis()
+  t.after(() => redis.destroy())
+  const proxy = await startFaultProxy({ port: redis.port })
+  t.after(() => proxy.close())
+  const rejected: unknown[] = []
+  const unhandled = process.rawListeners('unhandledRejection') as Array<(reason: unknown) => void>
+  process.removeAllListeners('unhandledRejection').on('unhandledRejection', (reason) => { rejected.push(reason) })
+  t.after(() => {
+    process.removeAllListeners('unhandledRejection')
+    for (const l of unhandled) process.on('unhandledRejection', l)
+  })
+  // The network drops (every connection through the proxy is reset) the moment the bus's connection sends a
+  // SUBSCRIBE, `cuts` times; it comes back 100 ms later.
+  let cuts = 0
+  const client = createRedisClient({ url: proxy.rewrite(redis.url), commandTimeoutMs: 200 })
+  client.on('error', () => {})
+  t.after(() => client.disconnect())
+  const duplicate = client.duplicate.bind(client)
+  client.duplicate = ((options: never) => {
+    const link = duplicate(options)
+    const send = link.sendCommand.bind(link)
+    link.sendCommand = ((command: { name: string }, stream?: never) => {
+      const sent = send(command as never, stream)
+      if (command.name === 'subscribe' && cuts > 0) {
+        cuts--
+        proxy.reset()
+        setTimeout(() => proxy.heal(), 100)
+      }
+      return sent
+    }) as never
+    return link
+  }) as never
+  const cache = createCacheManager(client, { prefix: 'cut:', breakerCooldownMs: 200 })
+  t.after(() => cache.close())
+  const otherClient = createRedisClient({ url: redis.url, commandTimeoutMs: 200 })
+  t.after(() => otherClient.disconnect())
+  const other = createCacheManager(otherClient, { prefix: 'cut:', localEnabled: false })
+  t.after(() => other.close())
+  assert.ok(await cache.ready(5000))
+  assert.ok(await other.ready(5000))
+
+  // Subscribed once, so a reconnect re-subscribes; the first SUBSCRIBE after the drop is cut in flight.
+  cuts = 1
+  const flushes = cache.getStats().local.flushes
+  proxy.reset()
+  setTimeout(() => proxy.heal(), 100)
+  await eventually(() => cuts === 0 && cache.getStats().local.flushes > flushes, 'the SUBSCRIBE was cut', 5000)
+  await eventually(() => cache.getStats().redis.connected, 'the bus is subscribed again', 5000)
+  await eventually(async () => {
+    await cache.getOrSet('k', async () => 'old')
+    if (cache.peek('k') !== 'old') return false
+    await other.set('k', 'new')
+    await sleep(50)
+    return cache.peek('k') === undefined
+  }, 'an invalidation from another instance drops the local copy', 5000)
+  assert.equal(await cache.get('k'), 'new')
+  await sleep(50)
+  assert.deepEqual(rejected, [])
 })
