@@ -5,6 +5,7 @@ import { budgetHardCapMs, createRedisClient } from '../redis/index.js'
 import { createCacheManager } from './cache-manager.js'
 import { startPrivateRedis } from '../../test/helpers/private-redis.js'
 import { startFaultProxy } from '../../test/helpers/fault-proxy.js'
+import { collectRejections, cutOnSubscribe } from '../../test/helpers/subscribe-cut.js'
 import { eventually } from '../../test/helpers/eventually.js'
 
 test('losing the link to Redis flushes the local tier; calls keep working and recover by themselves', async (t) => {
@@ -168,34 +169,11 @@ test('a connection cut while the bus\'s SUBSCRIBE is in flight raises no unhandl
   t.after(() => redis.destroy())
   const proxy = await startFaultProxy({ port: redis.port })
   t.after(() => proxy.close())
-  const rejected: unknown[] = []
-  const unhandled = process.rawListeners('unhandledRejection') as Array<(reason: unknown) => void>
-  process.removeAllListeners('unhandledRejection').on('unhandledRejection', (reason) => { rejected.push(reason) })
-  t.after(() => {
-    process.removeAllListeners('unhandledRejection')
-    for (const l of unhandled) process.on('unhandledRejection', l)
-  })
-  // The network drops (every connection through the proxy is reset) the moment the bus's connection sends a
-  // SUBSCRIBE, `cuts` times; it comes back 100 ms later.
-  let cuts = 0
+  const rejected = collectRejections(t)
   const client = createRedisClient({ url: proxy.rewrite(redis.url), commandTimeoutMs: 200 })
   client.on('error', () => {})
   t.after(() => client.disconnect())
-  const duplicate = client.duplicate.bind(client)
-  client.duplicate = ((options: never) => {
-    const link = duplicate(options)
-    const send = link.sendCommand.bind(link)
-    link.sendCommand = ((command: { name: string }, stream?: never) => {
-      const sent = send(command as never, stream)
-      if (command.name === 'subscribe' && cuts > 0) {
-        cuts--
-        proxy.reset()
-        setTimeout(() => proxy.heal(), 100)
-      }
-      return sent
-    }) as never
-    return link
-  }) as never
+  const cut = cutOnSubscribe(client, proxy)
   const cache = createCacheManager(client, { prefix: 'cut:', breakerCooldownMs: 200 })
   t.after(() => cache.close())
   const otherClient = createRedisClient({ url: redis.url, commandTimeoutMs: 200 })
@@ -206,11 +184,11 @@ test('a connection cut while the bus\'s SUBSCRIBE is in flight raises no unhandl
   assert.ok(await other.ready(5000))
 
   // Subscribed once, so a reconnect re-subscribes; the first SUBSCRIBE after the drop is cut in flight.
-  cuts = 1
+  cut.arm(1)
   const flushes = cache.getStats().local.flushes
   proxy.reset()
   setTimeout(() => proxy.heal(), 100)
-  await eventually(() => cuts === 0 && cache.getStats().local.flushes > flushes, 'the SUBSCRIBE was cut', 5000)
+  await eventually(() => cut.left() === 0 && cache.getStats().local.flushes > flushes, 'the SUBSCRIBE was cut', 5000)
   await eventually(() => cache.getStats().redis.connected, 'the bus is subscribed again', 5000)
   await eventually(async () => {
     await cache.getOrSet('k', async () => 'old')

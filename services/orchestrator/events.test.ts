@@ -5,6 +5,12 @@ import { connect } from 'node:net'
 import WebSocket from 'ws'
 import { createTestSchema, uniqueName, SERVICE_HEADERS, type TestSchema } from '../../test/helpers/database.js'
 import { insertAgents, insertLeads, startDataService, startOrchestrator } from '../../test/helpers/services.js'
+import { startPrivateRedis } from '../../test/helpers/private-redis.js'
+import { startFaultProxy } from '../../test/helpers/fault-proxy.js'
+import { collectRejections, cutOnSubscribe } from '../../test/helpers/subscribe-cut.js'
+import { eventually } from '../../test/helpers/eventually.js'
+import { createRedisClient } from '@lead-chassis/plugins/redis'
+import { EventHub } from './events.js'
 
 const REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379'
 
@@ -108,4 +114,66 @@ test('a WebSocket handshake refused 400 WEBSOCKET_HANDSHAKE_INVALID carries the 
   }
   // Each refused handshake spent one request of the key's quota.
   assert.equal(remaining[1], (remaining[0] ?? 0) - 1, remaining.join(', '))
+})
+
+test('a connection cut while the event subscriber\'s SUBSCRIBE is in flight raises no unhandled rejection, and the hub subscribes again and hears other instances\' events once Redis is back', async (t) => {
+  const redis = await startPrivateRedis()
+  t.after(() => redis.destroy())
+  const proxy = await startFaultProxy({ port: redis.port })
+  t.after(() => proxy.close())
+  const rejected = collectRejections(t)
+  const client = createRedisClient({ url: proxy.rewrite(redis.url), commandTimeoutMs: 200 })
+  client.on('error', () => {})
+  t.after(() => client.disconnect())
+  const cut = cutOnSubscribe(client, proxy)
+  const channel = uniqueName('events')
+  const hub = new EventHub(client, channel, { warn: () => {} } as never)
+  t.after(() => hub.close())
+  const heard: string[] = []
+  hub.listen((message) => heard.push(message))
+  await hub.ready(5000)
+  const publisher = createRedisClient({ url: redis.url, commandTimeoutMs: 200 })
+  t.after(() => publisher.disconnect())
+  await eventually(async () => {
+    await publisher.publish(channel, 'before').catch(() => 0)
+    return heard.includes('before')
+  }, 'the hub hears the channel', 5000)
+
+  // Subscribed once, so a reconnect re-subscribes; the first SUBSCRIBE after the drop is cut in flight.
+  cut.arm(1)
+  proxy.reset()
+  setTimeout(() => proxy.heal(), 100)
+  await eventually(() => cut.left() === 0, 'the SUBSCRIBE was cut', 5000)
+  await eventually(async () => {
+    await publisher.publish(channel, 'after').catch(() => 0)
+    return heard.includes('after')
+  }, 'the hub hears the channel again', 5000)
+  await new Promise((resolve) => setTimeout(resolve, 50))
+  assert.deepEqual(rejected, [])
+})
+
+test('an event hub started while Redis is unreachable subscribes once Redis is back', async (t) => {
+  const redis = await startPrivateRedis()
+  t.after(() => redis.destroy())
+  const proxy = await startFaultProxy({ port: redis.port })
+  t.after(() => proxy.close())
+  proxy.reset()
+  const client = createRedisClient({ url: proxy.rewrite(redis.url), commandTimeoutMs: 200 })
+  client.on('error', () => {})
+  t.after(() => client.disconnect())
+  const channel = uniqueName('events')
+  const hub = new EventHub(client, channel, { warn: () => {} } as never)
+  t.after(() => hub.close())
+  const heard: string[] = []
+  hub.listen((message) => heard.push(message))
+  await hub.ready(300)
+  // A few reconnect attempts fail before the link is back.
+  await new Promise((resolve) => setTimeout(resolve, 500))
+  proxy.heal()
+  const publisher = createRedisClient({ url: redis.url, commandTimeoutMs: 200 })
+  t.after(() => publisher.disconnect())
+  await eventually(async () => {
+    await publisher.publish(channel, 'hello').catch(() => 0)
+    return heard.includes('hello')
+  }, 'the hub hears the channel', 5000)
 })

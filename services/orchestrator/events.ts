@@ -58,11 +58,19 @@ export class EventHub {
     this.#channel = channel
     this.#log = log
     if (redis) {
-      // Subscriptions need their own connection; it may queue while offline since it only subscribes.
-      this.#subscriber = redis.duplicate({ enableOfflineQueue: true, commandTimeout: undefined, connectionName: 'orchestrator-events' } as never)
-      this.#subscriber.on('message', (_channel: string, message: string) => this.#deliver(message))
-      this.#subscriber.on('error', (err: Error) => log.warn({ err: errorFields(err) }, 'event subscriber link error'))
-      this.#subscribed = this.#subscriber.subscribe(channel).then(() => undefined, (err: unknown) => log.warn({ err: errorFields(err) }, 'event subscribe failed'))
+      // Subscriptions need their own connection; it may queue while offline since it only subscribes. It subscribes
+      // on every 'ready' itself: ioredis's own re-subscription is a promise nobody awaits (a connection cut while it
+      // is in flight is an unhandled rejection, which ends the process), and neither it nor a SUBSCRIBE that failed
+      // before the first one succeeded would ever be sent again, leaving this instance deaf to the others.
+      const subscriber = redis.duplicate({ enableOfflineQueue: true, commandTimeout: undefined, connectionName: 'orchestrator-events', autoResubscribe: false } as never)
+      this.#subscriber = subscriber
+      let subscribed = (): void => {}
+      this.#subscribed = new Promise((resolve) => { subscribed = resolve })
+      subscriber.on('message', (_channel: string, message: string) => this.#deliver(message))
+      subscriber.on('error', (err: Error) => log.warn({ err: errorFields(err) }, 'event subscriber link error'))
+      subscriber.on('ready', () => {
+        subscriber.subscribe(channel).then(() => subscribed(), (err: unknown) => log.warn({ err: errorFields(err) }, 'event subscribe failed'))
+      })
     }
   }
 
