@@ -127,7 +127,7 @@ test('a connection cut while the event subscriber\'s SUBSCRIBE is in flight rais
   t.after(() => client.disconnect())
   const cut = cutOnSubscribe(client, proxy)
   const channel = uniqueName('events')
-  const hub = new EventHub(client, channel, { warn: () => {} } as never)
+  const hub = new EventHub(client, channel, { warn: () => {} } as never, { timeoutMs: 200, breakerThreshold: 5, breakerCooldownMs: 1000 })
   t.after(() => hub.close())
   const heard: string[] = []
   hub.listen((message) => heard.push(message))
@@ -162,7 +162,7 @@ test('an event hub started while Redis is unreachable subscribes once Redis is b
   client.on('error', () => {})
   t.after(() => client.disconnect())
   const channel = uniqueName('events')
-  const hub = new EventHub(client, channel, { warn: () => {} } as never)
+  const hub = new EventHub(client, channel, { warn: () => {} } as never, { timeoutMs: 200, breakerThreshold: 5, breakerCooldownMs: 1000 })
   t.after(() => hub.close())
   const heard: string[] = []
   hub.listen((message) => heard.push(message))
