@@ -8,6 +8,8 @@ import { loadOrchestratorConfig, orchestratorConfigSchema } from '../services/or
 // An env file or a manifest often writes a variable it means to leave out as `NAME=` (empty) or `NAME= ` (a stray
 // space): the first must be unset, the second refused, never read as 0 by type coercion.
 const DATABASE_URL = 'postgres://app@db.internal:5432/leads'
+// The orchestrator cannot start without a service key; the others take it too.
+const SERVICE_API_KEY = 'blank-settings-service-key-0123456789abcdef'
 const services = [
   { name: 'api', load: loadApiConfig, schema: apiConfigSchema, integers: ['PORT', 'LEAD_BODY_LIMIT_BYTES', 'API_KEY_CACHE_TTL'] },
   { name: 'data-service', load: loadDataServiceConfig, schema: dataServiceConfigSchema, integers: ['PORT', 'IMPORT_MAX_BYTES', 'RATE_LIMIT_WINDOW_MS'] },
@@ -15,7 +17,7 @@ const services = [
 ] as const
 
 const load = (loader: (options: LoadConfigOptions) => object, env: Record<string, string>) =>
-  loader({ dotenv: false, env: { DATABASE_URL, ...env } }) as Record<string, unknown>
+  loader({ dotenv: false, env: { DATABASE_URL, SERVICE_API_KEY, ...env } }) as Record<string, unknown>
 
 test('each service takes the default of an integer setting left empty, not 0', () => {
   for (const service of services) {
