@@ -16,6 +16,9 @@ import { apiEnvironment, driveTracingRequests, prepareTracingBench, tracingConfi
  * lead's activities in turn) and sampled by `perf record` (a CPU clock, so it needs no hardware counters) after the
  * warm-up. It checks whether what callgrind counted in one process (`bench:tracing-instructions`, which names the
  * function) is the api's or valgrind's: under valgrind V8 compiles code at other moments relative to the work it runs.
+ * `--functions N` starts the api with `--perf-basic-prof` (JavaScript functions named) and prints, for each
+ * configuration after the first, the N functions whose CPU per request differs most from the first's (process 1 of
+ * each), in microseconds: where a configuration's extra CPU goes, without valgrind's distortions.
  */
 const { values: args } = parseArgs({
   options: {
@@ -25,7 +28,8 @@ const { values: args } = parseArgs({
     requests: { type: 'string', default: '24000' },
     concurrency: { type: 'string', default: '8' },
     // Native symbols as perf names them: a substring of each.
-    symbols: { type: 'string', default: 'Runtime_DefineKeyedOwnPropertyInLiteral,Builtins_CloneObjectIC_Slow' }
+    symbols: { type: 'string', default: 'Runtime_DefineKeyedOwnPropertyInLiteral,Builtins_CloneObjectIC_Slow' },
+    functions: { type: 'string', default: '0' }
   }
 })
 if (spawnSync('perf', ['--version']).status !== 0) {
@@ -38,6 +42,9 @@ const postgres = await startPrivatePostgres()
 const redisServer = await startPrivateRedis()
 const dir = mkdtempSync(join(tmpdir(), 'bench-tracing-perf-'))
 const rows: Array<Record<string, string>> = []
+const functions = Number(args.functions)
+/** Per configuration (process 1): CPU microseconds per request by symbol, from perf's CPU-clock samples. */
+const profiles: Array<{ label: string, perRequest: Map<string, number> }> = []
 try {
   const { ids, key } = await prepareTracingBench('bench:tracing-perf', postgres.url)
   for (const config of tracingConfigs.filter((c) => args.only.split(',').includes(c.letter))) {
@@ -45,7 +52,7 @@ try {
       const sink = config.traced ? await startOtlpSink() : undefined
       const prefix = `bench-tracing-perf-${process.pid}:${config.letter}${run}`
       const env = { ...apiEnvironment, DATABASE_URL: postgres.url, REDIS_URL: redisServer.url, CACHE_PREFIX: `${prefix}:c:`, RATE_LIMIT_PREFIX: `${prefix}:rl:`, ...(sink ? { OTEL_EXPORTER_OTLP_ENDPOINT: sink.url } : {}), ...config.env }
-      const api = await startService('dist/services/api/main.js', env, await freePort(), ['--import', import.meta.resolve('@lead-chassis/plugins/telemetry/otel-preload')])
+      const api = await startService('dist/services/api/main.js', env, await freePort(), [...(functions > 0 ? ['--perf-basic-prof'] : []), '--import', import.meta.resolve('@lead-chassis/plugins/telemetry/otel-preload')])
       const out = join(dir, `${config.letter}${run}.data`)
       try {
         const from = { sent: 0 }
@@ -66,6 +73,7 @@ try {
         return line === undefined ? '0%' : (/([\d.]+%)/.exec(line)?.[1] ?? '?')
       }
       const samples = /# Samples: (\S+)/.exec(report)?.[1] ?? '?'
+      if (functions > 0 && run === 1) profiles.push({ label: config.label, perRequest: cpuPerRequest(report, Number(args.requests)) })
       rows.push({ configuration: config.label, process: String(run), samples, ...Object.fromEntries(symbols.map((s) => [s, share(s)])) })
       log(`${config.label}, process ${run}: ${symbols.map((s) => `${s} ${share(s)}`).join(', ')} of ${samples} samples`)
     }
@@ -77,3 +85,27 @@ try {
 }
 console.log(`\nShare of the api's CPU samples (perf record -F 1999, a CPU clock) per process, after ${args.warmup} warm-up requests, over ${args.requests} requests, ${args.concurrency} in flight:\n`)
 console.log(table(rows))
+for (const profile of profiles.slice(1)) {
+  const base = profiles[0]
+  if (base === undefined) break
+  const total = (p: Map<string, number>): number => [...p.values()].reduce((a, b) => a + b, 0)
+  const names = new Set([...base.perRequest.keys(), ...profile.perRequest.keys()])
+  const diffs = [...names].map((name) => ({ name, base: base.perRequest.get(name) ?? 0, this: profile.perRequest.get(name) ?? 0 }))
+    .sort((x, y) => Math.abs(y.this - y.base) - Math.abs(x.this - x.base)).slice(0, functions)
+  console.log(`\n${profile.label}: CPU per request ${total(profile.perRequest).toFixed(1)} µs against ${total(base.perRequest).toFixed(1)} in ${base.label}; the ${functions} functions that differ most (µs per request):\n`)
+  console.log(table(diffs.map((d) => ({ function: d.name.slice(0, 120), [base.label.slice(0, 3)]: d.base.toFixed(2), [profile.label.slice(0, 3)]: d.this.toFixed(2), difference: (d.this - d.base).toFixed(2) }))))
+}
+
+/** perf's report (`--sort sym`, a CPU clock) as CPU microseconds per request by symbol. */
+function cpuPerRequest (report: string, requests: number): Map<string, number> {
+  // The event count of the cpu-clock event is in nanoseconds.
+  const nanos = Number(/Event count \(approx\.\): (\d+)/.exec(report)?.[1] ?? Number.NaN)
+  const out = new Map<string, number>()
+  for (const line of report.split('\n')) {
+    const m = /^\s+([\d.]+)%\s+\[.\]\s+(.*)$/.exec(line)
+    if (m === null) continue
+    const name = (m[2] ?? '').trim()
+    out.set(name, (out.get(name) ?? 0) + Number(m[1]) / 100 * nanos / 1000 / requests)
+  }
+  return out
+}
