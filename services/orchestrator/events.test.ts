@@ -53,6 +53,7 @@ test('a client connected to any orchestrator instance sees the routing events of
   assert.equal(event.type, 'lead.assigned')
   assert.equal(event.leadId, lead)
   assert.equal(event.agentId, routed.json().agentId)
+  assert.match(String(event.eventId), /^[0-9a-f-]{36}$/, 'each event carries a unique id')
   // Its own instance's events come once, through the same channel.
   const [second] = await insertLeads(db, 1)
   await a.app.inject({ method: 'POST', url: `/orchestrator/v1/leads/${second}/route`, headers: SERVICE_HEADERS })

@@ -1,9 +1,12 @@
+import { randomUUID } from 'node:crypto'
 import { EventEmitter } from 'node:events'
 import type { FastifyBaseLogger } from 'fastify'
-import { CircuitBreaker, closeRedisClient, withBudget, type RedisClient } from '@lead-chassis/plugins/redis'
+import { CircuitBreaker, RedisErrors, closeRedisClient, withBudget, type RedisClient } from '@lead-chassis/plugins/redis'
 
 export interface AssignmentEvent {
   type: 'lead.assigned'
+  /** Unique per event; `publish` sets it when absent. */
+  eventId?: string
   leadId: string
   agentId: string
   agentName: string
@@ -33,12 +36,31 @@ export interface EventPublishBudget {
 }
 
 /**
+ * The most events a hub remembers as delivered here while their PUBLISH may still reach Redis; past it the oldest
+ * is forgotten (its late copy, if any, is then delivered a second time). A hung Redis holds at most the publishes
+ * that timed out before the breaker opened, plus one probe per cooldown, so this is far more than a hang needs.
+ */
+const DELIVERED_HERE_MAX = 10_000
+/**
+ * How long after its PUBLISH was answered or failed an event delivered here is still remembered: Redis sends the
+ * subscriber's copy with the publisher's reply, on another connection, so it arrives about then, a late process aside.
+ */
+const DELIVERED_HERE_GRACE_MS = 10_000
+
+/**
  * Routing events for live clients, best effort. With Redis, every instance publishes to one channel and hears it on
  * its own subscriber connection, so a client connected to any instance sees every instance's events (its own
  * included, once); without Redis, events stay in this process. A publish runs under the Redis command budget and a
  * circuit breaker, as the cache's and the limiter's calls do: when it fails or runs out of time (Redis down or hung),
  * the event still reaches this instance's clients and the failure is logged; live updates degrade to per instance,
  * and routing waits at most the budget for it (nothing once the breaker is open), never the client's 10 s backstop.
+ *
+ * A PUBLISH that ran out of time cannot be taken back: it stays queued on the connection, and a hung Redis runs it
+ * when it resumes, so the other instances get the event late, and this instance's subscriber hears it again. Each
+ * event carries a unique `eventId`, and the hub remembers the text of each event it delivered after such a timeout
+ * (or a link cut while the PUBLISH was in flight) and drops the channel's copy of it instead of delivering it twice. It remembers one until that copy arrives or
+ * `DELIVERED_HERE_GRACE_MS` after Redis answered or the connection failed the PUBLISH (never while ioredis may still
+ * send it), and at most `DELIVERED_HERE_MAX` of them.
  */
 export class EventHub {
   readonly #local = new EventEmitter()
@@ -49,6 +71,8 @@ export class EventHub {
   readonly #timeoutMs: number
   readonly #breaker: CircuitBreaker
   #subscribed: Promise<void> | undefined
+  /** The text of each event delivered here after its publish timed out, oldest first, with the timer that forgets it. */
+  readonly #deliveredHere = new Map<string, NodeJS.Timeout | undefined>()
 
   constructor (redis: RedisClient | undefined, channel: string, log: FastifyBaseLogger, budget: EventPublishBudget) {
     this.#local.setMaxListeners(0)
@@ -66,7 +90,7 @@ export class EventHub {
       this.#subscriber = subscriber
       let subscribed = (): void => {}
       this.#subscribed = new Promise((resolve) => { subscribed = resolve })
-      subscriber.on('message', (_channel: string, message: string) => this.#deliver(message))
+      subscriber.on('message', (_channel: string, message: string) => this.#heard(message))
       subscriber.on('error', (err: Error) => log.warn({ err: errorFields(err) }, 'event subscriber link error'))
       subscriber.on('ready', () => {
         subscriber.subscribe(channel).then(() => subscribed(), (err: unknown) => log.warn({ err: errorFields(err) }, 'event subscribe failed'))
@@ -82,21 +106,29 @@ export class EventHub {
   }
 
   /**
-   * Sends `event` to every instance's clients; resolves `false` when it reached this instance's clients only
-   * (Redis failed, was slower than the budget, or its breaker is open). Never rejects.
+   * Sends `event` to every instance's clients; resolves `false` when it reached only this instance's clients for
+   * now (Redis failed, was slower than the budget, or its breaker is open). Never rejects.
    */
   async publish (event: AssignmentEvent): Promise<boolean> {
-    const message = JSON.stringify(event)
+    const message = JSON.stringify(event.eventId === undefined ? { ...event, eventId: randomUUID() } : event)
     const publisher = this.#publisher
     if (!publisher) {
       this.#deliver(message)
       return true
     }
+    let sent: Promise<unknown> | undefined
     try {
-      await withBudget(this.#breaker, this.#timeoutMs, async () => publisher.publish(this.#channel, message))
+      await withBudget(this.#breaker, this.#timeoutMs, async () => (sent = publisher.publish(this.#channel, message)))
       return true
     } catch (err) {
-      this.#log.warn({ leadId: event.leadId, err: errorFields(err) }, 'event publish failed; delivered to this instance only')
+      if (err instanceof RedisErrors.REDIS_TIMEOUT) {
+        this.#log.warn({ leadId: event.leadId, err: errorFields(err) }, 'event publish timed out; delivered to this instance now, other instances may receive it late or not at all')
+      } else {
+        this.#log.warn({ leadId: event.leadId, err: errorFields(err) }, 'event publish failed; delivered to this instance only')
+      }
+      // Redis may still run (or, on a link cut mid-flight, may have run) a PUBLISH that was sent and not refused by
+      // a reply; one never tried (breaker open) or refused (ACL) never reaches the channel.
+      if (sent !== undefined && (err as { name?: unknown } | null)?.name !== 'ReplyError') this.#rememberDeliveredHere(message, sent)
       this.#deliver(message)
       return false
     }
@@ -114,10 +146,44 @@ export class EventHub {
 
   async close (): Promise<void> {
     this.#local.removeAllListeners()
+    for (const timer of this.#deliveredHere.values()) clearTimeout(timer)
+    this.#deliveredHere.clear()
     if (this.#subscriber) await closeRedisClient(this.#subscriber)
   }
 
   #deliver (message: string): void {
     this.#local.emit('event', message)
+  }
+
+  /** A message from the channel: delivered, unless it is the late copy of one already delivered here. */
+  #heard (message: string): void {
+    if (this.#deliveredHere.size > 0 && this.#deliveredHere.has(message)) {
+      clearTimeout(this.#deliveredHere.get(message))
+      this.#deliveredHere.delete(message)
+      return
+    }
+    this.#deliver(message)
+  }
+
+  /**
+   * Remembers `message`, delivered here while its PUBLISH (`sent`) is still queued on the connection. ioredis's own
+   * command timeout fails `sent` but leaves the command queued, so only an answer or another failure starts the grace.
+   */
+  #rememberDeliveredHere (message: string, sent: Promise<unknown>): void {
+    if (this.#deliveredHere.size >= DELIVERED_HERE_MAX) {
+      const [oldest, timer] = this.#deliveredHere.entries().next().value as [string, NodeJS.Timeout | undefined]
+      clearTimeout(timer)
+      this.#deliveredHere.delete(oldest)
+    }
+    this.#deliveredHere.set(message, undefined)
+    const forgetLater = (): void => {
+      if (!this.#deliveredHere.has(message)) return
+      const timer = setTimeout(() => this.#deliveredHere.delete(message), DELIVERED_HERE_GRACE_MS)
+      timer.unref()
+      this.#deliveredHere.set(message, timer)
+    }
+    sent.then(forgetLater, (err: unknown) => {
+      if ((err as { message?: unknown } | null)?.message !== 'Command timed out') forgetLater()
+    })
   }
 }
