@@ -1,6 +1,6 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { once } from 'node:events'
+import { EventEmitter, once } from 'node:events'
 import { connect } from 'node:net'
 import WebSocket from 'ws'
 import { createTestSchema, uniqueName, SERVICE_HEADERS, type TestSchema } from '../../test/helpers/database.js'
@@ -177,4 +177,22 @@ test('an event hub started while Redis is unreachable subscribes once Redis is b
     await publisher.publish(channel, 'hello').catch(() => 0)
     return heard.includes('hello')
   }, 'the hub hears the channel', 5000)
+})
+
+test('the hub remembers at most 10,000 events delivered here while their publish is still queued: the oldest one\'s late copy is delivered again, the newest one\'s is dropped', async () => {
+  // A publisher whose PUBLISH is never answered, as on a hung Redis, and a subscriber the test speaks for.
+  const subscriber = Object.assign(new EventEmitter(), { subscribe: async () => 1 })
+  const redis = { duplicate: () => subscriber, publish: async () => new Promise(() => {}) }
+  const hub = new EventHub(redis as never, 'events', { warn: () => {} } as never, { timeoutMs: 20, breakerThreshold: 1_000_000, breakerCooldownMs: 1000 })
+  const heard: string[] = []
+  hub.listen((message) => heard.push(message))
+  const event = { type: 'lead.assigned' as const, leadId: 'l', agentId: 'a', agentName: 'n', score: 1, assignedAt: new Date(0).toISOString() }
+  const published = await Promise.all(Array.from({ length: 10_001 }, async () => hub.publish(event)))
+  assert.ok(published.every((p) => !p), 'every publish timed out')
+  assert.equal(heard.length, 10_001, 'each delivered here at once')
+  assert.equal(new Set(heard.map((m) => JSON.parse(m).eventId)).size, 10_001, 'each with an id of its own')
+  const [oldest, newest] = [heard[0] as string, heard[10_000] as string]
+  subscriber.emit('message', 'events', newest)
+  subscriber.emit('message', 'events', oldest)
+  assert.deepEqual(heard.slice(10_001), [oldest])
 })
