@@ -12,6 +12,7 @@ export { buildService, type Registrar, type ServiceDefinition } from './service.
 export { censorChildBindings, logRedaction } from './log-redaction.js'
 export { runService, startService, type RunningService } from './run.js'
 export { SECURITY_HEADERS } from './security-headers.js'
+export { parseMediaType, type MediaType } from './media-type.js'
 export { replyHeaderObject } from './response-headers.js'
 export { routeConfigOf, routePatternOf } from './route-context.js'
 export { isDeclaredName, noteRoute, noteRouteWords, requestUrl, type NotedRoute } from './request-url.js'
