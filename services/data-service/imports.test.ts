@@ -401,6 +401,23 @@ test('a row that is not UTF-8 (a Latin-1 name) is rejected by its line, never st
   assert.deepEqual(stored, [])
 })
 
+test('an import declared in a charset other than UTF-8 (text/csv; charset=latin1) is refused 415 before a row is imported, not half imported', async (t) => {
+  const { app, db } = await setup(t)
+  const latin1 = Buffer.concat([Buffer.from(`${CSV_HEADER}\n${csvRow(1)}\nJos`), Buffer.from([0xe9]), Buffer.from(',Lee,jose@example.com,,auto,CA,partner,5\n')])
+  for (const type of ['text/csv; charset=latin1', 'text/csv; charset="ISO-8859-1"', 'application/x-ndjson; charset=utf-16', 'text/csv; charset=', 'text/csv; charset="utf-8']) {
+    const res = await app.inject({ method: 'POST', url: '/data/v1/imports/leads', headers: { ...SERVICE_HEADERS, 'content-type': type }, payload: latin1 })
+    assert.equal(res.statusCode, 415, `${type}: ${res.body}`)
+    assert.equal(res.json().code, 'UNSUPPORTED_MEDIA_TYPE', type)
+    assert.doesNotMatch(res.json().message, /latin1|8859|utf-16/i, 'the charset sent is not echoed')
+  }
+  const [count] = await db.sql<{ n: number }>('SELECT count(*)::int AS n FROM leads')
+  assert.equal(count?.n, 0)
+  for (const type of ['text/csv; charset=UTF-8', 'text/csv; charset=us-ascii', 'text/csv; header=present; foo="a;charset=latin1"']) {
+    const res = await app.inject({ method: 'POST', url: '/data/v1/imports/leads', headers: { ...SERVICE_HEADERS, 'content-type': type }, payload: `${CSV_HEADER}\n${csvRow(1)}\n` })
+    assert.equal(res.statusCode, 200, `${type}: ${res.body}`)
+  }
+})
+
 test('an import the database stops part-way answers 503 IMPORT_INTERRUPTED in the platform body, with Retry-After, the line to resume from and the report', async (t) => {
   const { app, db } = await setup(t, { IMPORT_BATCH_SIZE: '50' })
   // Not a refusal of the row's data (SQLSTATE P0001, not class 22 or 23): the import cannot go on.

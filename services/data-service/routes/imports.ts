@@ -1,6 +1,6 @@
 import { Readable, Transform } from 'node:stream'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
-import { errorBodySchema, withBodyDetails } from '@lead-chassis/plugins/chassis'
+import { ChassisErrors, errorBodySchema, parseMediaType, withBodyDetails } from '@lead-chassis/plugins/chassis'
 import { ALL_LISTS_TAG, REPORT_TAGS, leadKey } from '../../domain/lead-cache.js'
 import { DataServiceErrors } from '../errors.js'
 import { ImportInterruptedError, importLeads, type ImportFormat } from '../lead-import.js'
@@ -53,12 +53,20 @@ export async function importRoutes (app: FastifyInstance, opts: ImportRoutesOpti
   let running = 0
 
   app.post('/leads', {
-    config: { requiredScope: 'leads:import', errorCodes: { 400: ['IMPORT_ABORTED', 'IMPORT_BAD_HEADER', 'IMPORT_EMPTY'], 413: ['IMPORT_TOO_LARGE'], 415: ['UNSUPPORTED_IMPORT_TYPE'], 429: ['IMPORT_BUSY'], 503: ['IMPORT_INTERRUPTED'] } },
+    config: { requiredScope: 'leads:import', errorCodes: { 400: ['IMPORT_ABORTED', 'IMPORT_BAD_HEADER', 'IMPORT_EMPTY'], 413: ['IMPORT_TOO_LARGE'], 415: ['UNSUPPORTED_IMPORT_TYPE', 'UNSUPPORTED_MEDIA_TYPE'], 429: ['IMPORT_BUSY'], 503: ['IMPORT_INTERRUPTED'] } },
     schema: { response: { 200: reportSchema, 400: errorBodySchema, 401: errorBodySchema, 403: errorBodySchema, 413: errorBodySchema, 415: errorBodySchema, 429: errorBodySchema } }
   }, async (request, reply) => {
-    const type = (request.headers['content-type'] ?? '').split(';')[0]?.trim().toLowerCase() ?? ''
-    const format = FORMATS[type]
-    if (!format || !(request.body instanceof Readable)) throw new DataServiceErrors.UNSUPPORTED_IMPORT_TYPE(type || 'nothing')
+    const header = request.headers['content-type'] ?? ''
+    const mediaType = parseMediaType(header)
+    // Refused before a row is read: rows in another charset would be read as UTF-8, the ASCII ones imported and each
+    // accented one rejected, leaving the file half imported. The body is not read: the connection closes after the
+    // answer, as for IMPORT_TOO_LARGE below.
+    if (header !== '' && (mediaType === undefined || !mediaType.utf8)) {
+      void reply.header('connection', 'close')
+      throw new ChassisErrors.UNSUPPORTED_MEDIA_TYPE(mediaType === undefined ? 'the Content-Type is malformed' : 'an import must be UTF-8 (charset=utf-8, us-ascii, or no charset)')
+    }
+    const format = FORMATS[mediaType?.type ?? '']
+    if (!format || !(request.body instanceof Readable)) throw new DataServiceErrors.UNSUPPORTED_IMPORT_TYPE(mediaType?.type ?? 'nothing')
     const declared = Number(request.headers['content-length'] ?? 0)
     // Answered before the body is read: the connection closes after the answer, so the rest of the body is never
     // read as a next request nor held open until REQUEST_TIMEOUT_MS answers it a second time.
