@@ -2,8 +2,9 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { spawn } from 'node:child_process'
 import { once } from 'node:events'
-import { readdirSync, readFileSync, rmSync } from 'node:fs'
-import { join } from 'node:path'
+import { mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { dirname, join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { projectRoot } from '../services/platform/paths.js'
 import { createTestSchema } from '../test/helpers/database.js'
@@ -153,6 +154,47 @@ test('npm start killed with SIGKILL: each service drains and exits within 10 s i
   assert.deepEqual(running(), [], `services still running 10 s after npm start was killed:\n${out}`)
   t.diagnostic(`every service exited ${Math.round(performance.now() - killed)} ms after npm start was killed`)
   await sleep(200)
+  assert.equal(out.match(/shut down cleanly/g)?.length, 3, `each service drained: ${out}`)
+  assert.doesNotMatch(out, /CHASSIS_SHUTDOWN_INTERRUPTED/)
+})
+
+test('the npm process of npm start killed with SIGKILL: start.js notices its parent is gone and every service drains and exits within 10 s', { timeout: 120000 }, async (t) => {
+  const db = await createTestSchema()
+  t.after(() => db.drop())
+  // The package's own start script, run by npm, without its build (a build would replace dist/ under running tests):
+  // a package of its own whose dist/ is this one's.
+  const script = (JSON.parse(readFileSync(join(projectRoot, 'package.json'), 'utf8')) as { scripts: { start: string } }).scripts.start
+  assert.match(script, /^npm run build && /)
+  const dir = mkdtempSync(join(tmpdir(), 'npm-start-'))
+  t.after(() => rmSync(dir, { recursive: true, force: true }))
+  symlinkSync(join(projectRoot, 'dist'), join(dir, 'dist'))
+  writeFileSync(join(dir, 'package.json'), JSON.stringify({ name: 'npm-start-test', private: true, type: 'module', scripts: { start: script.replace(/^npm run build && /, '') } }))
+  const npm = spawn('npm', ['start'], {
+    cwd: dir,
+    // This Node first: the script's `node` is the one the project runs on.
+    env: { PATH: `${dirname(process.execPath)}:${process.env.PATH ?? ''}`, HOME: process.env.HOME ?? dir, DATABASE_URL: db.url, DB_SCHEMA: db.schema, SEED_COUNT: '0', API_PORT: String(await freePort()), DATA_SERVICE_PORT: String(await freePort()), ORCHESTRATOR_PORT: String(await freePort()) },
+    stdio: ['ignore', 'pipe', 'pipe']
+  })
+  let out = ''
+  npm.stdout.on('data', (d: Buffer) => { out += d.toString() })
+  npm.stderr.on('data', (d: Buffer) => { out += d.toString() })
+  const exit = once(npm, 'exit')
+  for (let i = 0; i < 600 && !/ready in/.test(out) && npm.exitCode === null; i++) await sleep(100)
+  assert.match(out, /ready in/, out)
+  const [start, ...others] = childrenOf(npm.pid ?? 0)
+  assert.ok(start !== undefined && others.length === 0, `npm runs start.js itself, no shell between: ${childrenOf(npm.pid ?? 0).join(', ')}`)
+  const services = childrenOf(start)
+  t.after(() => { for (const pid of [start, ...services]) try { process.kill(pid, 'SIGKILL') } catch { /* gone */ } })
+  assert.equal(services.length, 3, `npm start runs three services: ${services.join(', ')}`)
+  npm.kill('SIGKILL')
+  await exit
+  const killed = performance.now()
+  const running = (): number[] => [start, ...services].filter((pid) => ![undefined, 'Z', 'X'].includes(processState(pid)))
+  while (running().length > 0 && performance.now() - killed < 10000) await sleep(50)
+  assert.deepEqual(running(), [], `still running 10 s after npm was killed:\n${out}`)
+  t.diagnostic(`start.js and every service exited ${Math.round(performance.now() - killed)} ms after npm was killed`)
+  await sleep(200)
+  assert.match(out, /the parent process \(pid \d+\) is gone; stopping everything/)
   assert.equal(out.match(/shut down cleanly/g)?.length, 3, `each service drained: ${out}`)
   assert.doesNotMatch(out, /CHASSIS_SHUTDOWN_INTERRUPTED/)
 })

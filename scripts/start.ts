@@ -14,6 +14,8 @@ import { loadScriptsConfig } from './lib/config.js'
 import { openDatabase } from './lib/database.js'
 
 const started = performance.now()
+// Read first: npm may be killed while the database starts.
+const parentPid = process.ppid
 const log = (message: string): void => console.log(`[start] ${message}`)
 const config = loadScriptsConfig()
 
@@ -92,6 +94,18 @@ for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
     for (const child of children.values()) if (child.exitCode === null && child.signalCode === null) child.kill(signal)
   })
 }
+
+// npm start's own process can die without a word reaching this one: `kill -9` of npm leaves this process running,
+// reparented, and with it every service (they watch this process's channel, not npm). npm gives this process no
+// pipe whose end it could read (stdio is inherited) and Node has no parent-death signal, so the parent is polled:
+// once reparented (npm runs this process through `exec`, so npm is its parent), its parent pid changes. Once a
+// second, unref'd: it never keeps the process up, and the services then stop as on SIGTERM.
+const parentWatch = setInterval(() => {
+  if (process.ppid === parentPid) return
+  clearInterval(parentWatch)
+  log(`the parent process (pid ${parentPid}) is gone; stopping everything`)
+  void stopAll(1)
+}, 1000).unref()
 
 for (const service of SERVICES) {
   // Started as production starts them: the OpenTelemetry preload first (it does nothing unless an exporter is set).
