@@ -33,7 +33,7 @@ async function runStart (env: Record<string, string>, whileUp: (out: () => strin
   return { code: code as number | null, out }
 }
 
-test('npm start with nothing configured: embedded PostgreSQL, seeded leads, clean stop, data reused', { timeout: 180000 }, async (t) => {
+test('npm start with nothing configured: embedded PostgreSQL, seeded leads, clean stop, data reused; a second npm start sharing it says it leaves it running instead of "stopped"', { timeout: 180000 }, async (t) => {
   t.after(() => rmSync(join(projectRoot, dataDir), { recursive: true, force: true }))
   t.after(() => rmSync(`${join(projectRoot, dataDir)}.demo-key`, { force: true }))
   const env = { EMBEDDED_PG_DATA_DIR: dataDir, EMBEDDED_PG_PORT: String(await freePort()), API_PORT: String(await freePort()), DATA_SERVICE_PORT: String(await freePort()), ORCHESTRATOR_PORT: String(await freePort()), SEED_COUNT: '150' }
@@ -69,6 +69,14 @@ test('npm start with nothing configured: embedded PostgreSQL, seeded leads, clea
     assert.equal(routed.status, 200, await routed.clone().text())
     const batch = await routed.json() as { assigned: unknown[], skipped: unknown[] }
     assert.equal(batch.assigned.length + batch.skipped.length, 3)
+    // A second npm start shares the running database: stopping it says so and leaves the database to the first.
+    const shared = await runStart({ ...env, API_PORT: String(await freePort()), DATA_SERVICE_PORT: String(await freePort()), ORCHESTRATOR_PORT: String(await freePort()) }, async (sharedOut) => {
+      assert.match(sharedOut(), /using the embedded PostgreSQL already running/)
+    })
+    assert.equal(shared.code, 0, shared.out)
+    assert.match(shared.out, /the embedded PostgreSQL another npm start runs is left running/)
+    assert.doesNotMatch(shared.out, /embedded PostgreSQL stopped/)
+    assert.equal((await fetch(`${api}?limit=1`, { headers: { 'x-api-key': key } })).status, 200, 'the first run\'s database still answers')
   })
   assert.equal(first.code, 0, first.out)
   assert.match(first.out, /embedded PostgreSQL stopped/)

@@ -74,9 +74,10 @@ async function stopAll (code: number): Promise<never> {
     else child.kill('SIGTERM')
     await exited
   }))
-  if (db.embedded) {
-    await db.stop().catch((e: Error) => log(`stopping the embedded PostgreSQL: ${e.message}`))
-    log('embedded PostgreSQL stopped')
+  if (db.shared) {
+    log('the embedded PostgreSQL another npm start runs is left running')
+  } else if (db.embedded) {
+    await db.stop().then(() => log('embedded PostgreSQL stopped'), (e: Error) => log(`stopping the embedded PostgreSQL: ${e.message}`))
   }
   process.exit(code)
 }

@@ -6,6 +6,8 @@ import { projectRoot } from '../../services/platform/paths.js'
 export interface Database {
   url: string
   embedded: boolean
+  /** An embedded PostgreSQL another run started, used as it is: stop() leaves it running. */
+  shared: boolean
   stop: () => Promise<void>
 }
 
@@ -47,13 +49,13 @@ async function reachable (url: string): Promise<boolean> {
  * initialised on first use and reused after. One that is already running (another `npm start`) is shared.
  */
 export async function openDatabase (options: OpenDatabaseOptions): Promise<Database> {
-  if (options.databaseUrl) return { url: options.databaseUrl, embedded: false, stop: async () => {} }
+  if (options.databaseUrl) return { url: options.databaseUrl, embedded: false, shared: false, stop: async () => {} }
   const password = 'postgres'
   const adminUrl = `postgres://postgres:${password}@127.0.0.1:${options.port}/postgres`
   const url = `postgres://postgres:${password}@127.0.0.1:${options.port}/${EMBEDDED_DB}`
   if (await reachable(adminUrl)) {
     options.log(`using the embedded PostgreSQL already running on port ${options.port}`)
-    return { url, embedded: true, stop: async () => {} }
+    return { url, embedded: true, shared: true, stop: async () => {} }
   }
   const EmbeddedPostgres = await importEmbeddedPostgres()
   const dataDir = resolve(projectRoot, options.dataDir)
@@ -85,5 +87,5 @@ export async function openDatabase (options: OpenDatabaseOptions): Promise<Datab
     await admin.end()
   }
   options.log(`embedded PostgreSQL listening on 127.0.0.1:${options.port}${fresh ? ' (new)' : ' (data reused)'}`)
-  return { url, embedded: true, stop: () => server.stop() }
+  return { url, embedded: true, shared: false, stop: () => server.stop() }
 }
