@@ -613,12 +613,12 @@ const settings: Record<string, Setting> = {
       assert.equal(looseClient.ws.readyState, WebSocket.OPEN)
     }
   },
-  EMBEDDED_PG_PORT: { testedBy: { file: 'scripts/start.test.ts', test: 'npm start with nothing configured: embedded PostgreSQL, seeded leads, clean stop, data reused' } },
-  EMBEDDED_PG_DATA_DIR: { testedBy: { file: 'scripts/start.test.ts', test: 'npm start with nothing configured: embedded PostgreSQL, seeded leads, clean stop, data reused' } },
-  API_PORT: { testedBy: { file: 'scripts/start.test.ts', test: 'npm start with nothing configured: embedded PostgreSQL, seeded leads, clean stop, data reused' } },
-  DATA_SERVICE_PORT: { testedBy: { file: 'scripts/start.test.ts', test: 'npm start with nothing configured: embedded PostgreSQL, seeded leads, clean stop, data reused' } },
-  ORCHESTRATOR_PORT: { testedBy: { file: 'scripts/start.test.ts', test: 'npm start with nothing configured: embedded PostgreSQL, seeded leads, clean stop, data reused' } },
-  SEED_COUNT: { testedBy: { file: 'scripts/start.test.ts', test: 'npm start with nothing configured: embedded PostgreSQL, seeded leads, clean stop, data reused' } },
+  EMBEDDED_PG_PORT: { testedBy: { file: 'scripts/start.test.ts', test: 'npm start with nothing configured: embedded PostgreSQL, seeded leads, clean stop, data reused; a second npm start sharing it says it leaves it running instead of "stopped"' } },
+  EMBEDDED_PG_DATA_DIR: { testedBy: { file: 'scripts/start.test.ts', test: 'npm start with nothing configured: embedded PostgreSQL, seeded leads, clean stop, data reused; a second npm start sharing it says it leaves it running instead of "stopped"' } },
+  API_PORT: { testedBy: { file: 'scripts/start.test.ts', test: 'npm start with nothing configured: embedded PostgreSQL, seeded leads, clean stop, data reused; a second npm start sharing it says it leaves it running instead of "stopped"' } },
+  DATA_SERVICE_PORT: { testedBy: { file: 'scripts/start.test.ts', test: 'npm start with nothing configured: embedded PostgreSQL, seeded leads, clean stop, data reused; a second npm start sharing it says it leaves it running instead of "stopped"' } },
+  ORCHESTRATOR_PORT: { testedBy: { file: 'scripts/start.test.ts', test: 'npm start with nothing configured: embedded PostgreSQL, seeded leads, clean stop, data reused; a second npm start sharing it says it leaves it running instead of "stopped"' } },
+  SEED_COUNT: { testedBy: { file: 'scripts/start.test.ts', test: 'npm start with nothing configured: embedded PostgreSQL, seeded leads, clean stop, data reused; a second npm start sharing it says it leaves it running instead of "stopped"' } },
   API_KEY_LOOKUP_LIMIT: { testedBy: { file: 'services/api/key-lookups.test.ts', test: 'API_KEY_LOOKUP_LIMIT and API_KEY_LOOKUP_WINDOW_MS set the budget; a valid key in a burst costs one lookup and is never refused' } },
   API_KEY_LOOKUP_WINDOW_MS: { testedBy: { file: 'services/api/key-lookups.test.ts', test: 'API_KEY_LOOKUP_LIMIT and API_KEY_LOOKUP_WINDOW_MS set the budget; a valid key in a burst costs one lookup and is never refused' } },
   IMPORT_MAX_RECORD_BYTES: { testedBy: { file: 'services/data-service/imports.test.ts', test: 'an over-long NDJSON record is rejected alone' } },
