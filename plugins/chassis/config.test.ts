@@ -1,6 +1,6 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { composeSchema, loadConfig, type ConfigFragment, type ConfigOf } from './config.js'
+import { composeSchema, loadConfig, MAX_TIMER_MS, type ConfigFragment, type ConfigOf } from './config.js'
 import { chassisConfigFragment } from './config-schema.js'
 import { dbPoolConfigFragment } from '../db-pool/index.js'
 import { cacheConfigFragment } from '../cache/index.js'
@@ -100,6 +100,25 @@ test('an integer setting written any other way than decimal digits is refused na
   assert.throws(() => loadWithCache({ DATABASE_URL: URL_OK, CACHE_REFRESH_AHEAD_RATIO: ' ' }), /CACHE_REFRESH_AHEAD_RATIO is blank: give a number/)
   assert.throws(() => loadWithCache({ DATABASE_URL: URL_OK, CACHE_REFRESH_AHEAD_RATIO: '0x1' }), /CACHE_REFRESH_AHEAD_RATIO must be number, in decimal notation/)
   assert.equal(loadWithCache({ DATABASE_URL: URL_OK, CACHE_REFRESH_AHEAD_RATIO: '.5' }).CACHE_REFRESH_AHEAD_RATIO, 0.5)
+})
+
+test('a duration past the longest Node.js timer, which would fire after 1 ms, is refused naming it and the maximum; a lower declared maximum stays', () => {
+  const fragment: ConfigFragment = {
+    properties: {
+      WAIT_MS: { type: 'integer', default: 1, minimum: 0, description: 'named in ms' },
+      PERIOD: { type: 'integer', unit: 'ms', default: 1, minimum: 0, description: 'declared in ms' },
+      SHORT_MS: { type: 'integer', default: 1, minimum: 0, maximum: 1000, description: 'bounded lower' },
+      BYTES: { type: 'integer', default: 1, minimum: 0, description: 'not a duration' }
+    }
+  }
+  const loadOwn = (env: Record<string, string>) => loadConfig<Record<string, unknown>>(composeSchema(fragment), { env, dotenv: false })
+  assert.throws(() => loadOwn({ WAIT_MS: '2147483648', PERIOD: '3000000000', SHORT_MS: '1001', BYTES: '9007199254740992' }), (e: Error & { code: string }) => {
+    assert.equal(e.code, 'CHASSIS_CONFIG_INVALID')
+    assert.equal(e.message, `Invalid configuration: WAIT_MS must be at most ${MAX_TIMER_MS}; PERIOD must be at most ${MAX_TIMER_MS}; SHORT_MS must be at most 1000; BYTES must be at most ${Number.MAX_SAFE_INTEGER}`)
+    return true
+  })
+  assert.deepEqual({ ...loadOwn({ WAIT_MS: String(MAX_TIMER_MS), PERIOD: String(MAX_TIMER_MS), BYTES: String(2 ** 40) }) }, { WAIT_MS: MAX_TIMER_MS, PERIOD: MAX_TIMER_MS, SHORT_MS: 1, BYTES: 2 ** 40 })
+  assert.equal(fragment.properties.WAIT_MS?.maximum, undefined, 'the fragment is left as declared')
 })
 
 test('an unparsable DATABASE_URL is named without echoing it', () => {

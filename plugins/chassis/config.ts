@@ -13,6 +13,11 @@ export interface ConfigProperty {
   default?: ConfigValue
   minimum?: number
   maximum?: number
+  /**
+   * `ms` for a duration in milliseconds whose name does not end in `_MS`: like those, it is refused above
+   * MAX_TIMER_MS.
+   */
+  unit?: 'ms'
   enum?: readonly ConfigValue[]
   /** A named format: `postgres-url`, `redis-url` or `cidr-list`. */
   format?: 'postgres-url' | 'redis-url'
@@ -81,6 +86,7 @@ function createAjv (): Ajv {
   addComparison(ajv, 'maxOf', (value, other) => value <= other, 'must not exceed', '>')
   addComparison(ajv, 'lessThan', (value, other) => value < other, 'must be less than', '>=')
   ajv.addKeyword({ keyword: 'patternMessage' })
+  ajv.addKeyword({ keyword: 'unit' })
   ajv.addKeyword({ keyword: 'numbersAsWritten', modifying: true, errors: true, validate: checkNumbersAsWritten })
   return ajv
 }
@@ -133,11 +139,35 @@ function addComparison (ajv: Ajv, keyword: string, holds: (value: number, other:
   ajv.addKeyword({ keyword, type: 'number', errors: true, validate })
 }
 
+/**
+ * The longest delay Node.js timers keep: a longer one fires after 1 ms (a TimeoutOverflowWarning), so a shutdown
+ * timeout of 2^31 ms would force the exit at once and a health-check budget as long would fail every check.
+ */
+export const MAX_TIMER_MS = 2147483647
+
+/**
+ * Every millisecond setting (named `*_MS`, or declared `unit: 'ms'`) is refused above MAX_TIMER_MS, and every other
+ * integer above Number.MAX_SAFE_INTEGER (past it, `1e25` and its neighbours are read as the same number); a declared
+ * maximum that is lower stays.
+ */
+function withCeilings (properties: Record<string, ConfigProperty>): Record<string, ConfigProperty> {
+  const bounded: Record<string, ConfigProperty> = {}
+  for (const [name, property] of Object.entries(properties)) {
+    const milliseconds = property.unit === 'ms' || name.endsWith('_MS')
+    const ceiling = milliseconds ? MAX_TIMER_MS : property.type === 'integer' ? Number.MAX_SAFE_INTEGER : undefined
+    bounded[name] = ceiling === undefined || property.type === 'string' || property.type === 'boolean'
+      ? property
+      : { ...property, maximum: Math.min(property.maximum ?? ceiling, ceiling) }
+  }
+  return bounded
+}
+
 function describe (error: ErrorObject): string {
   const name = error.instancePath.replace(/^\//, '')
   if (error.keyword === 'required') return `${String(error.params.missingProperty)} is required`
   if (error.keyword === 'format') return `${name} ${FORMAT_MESSAGES[String(error.params.format)] ?? error.message ?? 'is invalid'}`
   if (error.keyword === 'pattern') return `${name} ${(error.parentSchema as { patternMessage?: string } | undefined)?.patternMessage ?? error.message ?? 'is invalid'}`
+  if (error.keyword === 'maximum') return `${name} must be at most ${String(error.params.limit)}`
   if (error.keyword === 'enum') return `${name} must be one of ${(error.params.allowedValues as unknown[]).join(', ')}`
   return `${name} ${error.message ?? 'is invalid'}`
 }
@@ -157,7 +187,7 @@ export function loadConfig<T> (schema: ConfigSchema, options: LoadConfigOptions 
   const dotenv = options.dotenv ?? true
   try {
     const values = envSchema({
-      schema: { ...structuredClone(schema), numbersAsWritten: true },
+      schema: { ...structuredClone(schema), properties: withCeilings(structuredClone(schema.properties)), numbersAsWritten: true },
       data: { ...(options.env ?? process.env) },
       env: false,
       dotenv: dotenv === false ? false : typeof dotenv === 'string' ? { path: dotenv } : true,
