@@ -36,6 +36,13 @@ test('a minimum above the maximum is named with both values', () => {
   assert.throws(() => load({ DATABASE_URL: URL_OK, DB_POOL_MIN: '30', DB_POOL_MAX: '10' }), /DB_POOL_MIN must not exceed DB_POOL_MAX \(30 > 10\)/)
 })
 
+test('DB_POOL_MAX below the default DB_POOL_MIN, with DB_POOL_MIN unset, lowers the minimum to it instead of refusing a default; set above it, the minimum is refused', () => {
+  assert.equal(load({ DATABASE_URL: URL_OK, DB_POOL_MAX: '3' }).DB_POOL_MIN, 3)
+  assert.equal(load({ DATABASE_URL: URL_OK, DB_POOL_MAX: '3', DB_POOL_MIN: '' }).DB_POOL_MIN, 3)
+  assert.equal(load({ DATABASE_URL: URL_OK, DB_POOL_MAX: '7' }).DB_POOL_MIN, 5)
+  assert.throws(() => load({ DATABASE_URL: URL_OK, DB_POOL_MAX: '3', DB_POOL_MIN: '5' }), /DB_POOL_MIN must not exceed DB_POOL_MAX \(5 > 3\)/)
+})
+
 test('a SHUTDOWN_DELAY_MS not below SHUTDOWN_TIMEOUT_MS, which would leave a shutdown no time but the forced exit, is refused naming both', () => {
   const refused: Array<Record<string, string>> = [{ SHUTDOWN_DELAY_MS: '30000', SHUTDOWN_TIMEOUT_MS: '500' }, { SHUTDOWN_DELAY_MS: '500', SHUTDOWN_TIMEOUT_MS: '500' }, { SHUTDOWN_DELAY_MS: '10000' }]
   for (const env of refused) {

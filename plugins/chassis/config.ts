@@ -21,7 +21,10 @@ export interface ConfigProperty {
   enum?: readonly ConfigValue[]
   /** A named format: `postgres-url`, `redis-url` or `cidr-list`. */
   format?: 'postgres-url' | 'redis-url'
-  /** Name of another integer variable this one must not exceed. */
+  /**
+   * Name of another integer variable this one must not exceed. Set above it, this one is refused; unset, its default
+   * is lowered to it, so that a default never stops a service whose set values are fine.
+   */
   maxOf?: string
   /** Name of another integer variable this one must stay below. */
   lessThan?: string
@@ -83,7 +86,7 @@ function createAjv (): Ajv {
   const ajv = new Ajv({ verbose: true, allErrors: true, removeAdditional: true, useDefaults: true, coerceTypes: true, allowUnionTypes: true })
   ajv.addFormat('postgres-url', isUrlWithProtocol(['postgres:', 'postgresql:']))
   ajv.addFormat('redis-url', isUrlWithProtocol(['redis:', 'rediss:']))
-  addComparison(ajv, 'maxOf', (value, other) => value <= other, 'must not exceed', '>')
+  addComparison(ajv, 'maxOf', (value, other) => value <= other, 'must not exceed', '>', (_value, other) => other)
   addComparison(ajv, 'lessThan', (value, other) => value < other, 'must be less than', '>=')
   ajv.addKeyword({ keyword: 'patternMessage' })
   ajv.addKeyword({ keyword: 'unit' })
@@ -122,21 +125,34 @@ const checkNumbersAsWritten: SchemaValidateFunction = (_schema: boolean, data: u
     // Reported here: coerced, it would pass or be reported twice.
     delete values[name]
   }
+  // What is left was set: the defaults are not filled in yet.
+  setInEnvironment.set(values, new Set(Object.keys(values)))
   checkNumbersAsWritten.errors = errors
   return errors.length === 0
 }
 
-/** A keyword naming another variable a number is compared with: `holds` when the pair is fine. */
-function addComparison (ajv: Ajv, keyword: string, holds: (value: number, other: number) => boolean, rule: string, sign: string): void {
+/** The variables given a value, by the environment validated. */
+const setInEnvironment = new WeakMap<object, Set<string>>()
+
+/**
+ * A keyword naming another variable a number is compared with: `holds` when the pair is fine. With `adjust`, a
+ * variable left unset whose default does not hold takes `adjust`'s value instead of being refused.
+ */
+function addComparison (ajv: Ajv, keyword: string, holds: (value: number, other: number) => boolean, rule: string, sign: string, adjust?: (value: number, other: number) => number): void {
   const validate: SchemaValidateFunction = (schema: string, data: unknown, _parent?: AnySchemaObject, ctx?) => {
-    const raw = (ctx?.rootData as Record<string, unknown> | undefined)?.[schema]
+    const root = ctx?.rootData as Record<string, unknown> | undefined
     // The other variable is a number as written or absent (checkNumbersAsWritten ran first): absent, NaN, is skipped.
-    const other = Number(raw)
+    const other = Number(root?.[schema])
     if (!Number.isFinite(other) || typeof data !== 'number' || holds(data, other)) return true
+    const name = ctx?.parentDataProperty
+    if (adjust !== undefined && root !== undefined && ctx?.parentData === root && typeof name === 'string' && setInEnvironment.get(root)?.has(name) === false) {
+      root[name] = adjust(data, other)
+      return true
+    }
     validate.errors = [{ keyword, message: `${rule} ${schema} (${data} ${sign} ${other})`, params: {} }]
     return false
   }
-  ajv.addKeyword({ keyword, type: 'number', errors: true, validate })
+  ajv.addKeyword({ keyword, type: 'number', modifying: true, errors: true, validate })
 }
 
 /**
