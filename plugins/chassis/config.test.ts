@@ -96,7 +96,7 @@ test('a blank (whitespace-only) integer setting is refused naming it, not read a
 })
 
 test('an integer setting written any other way than decimal digits is refused naming it, not converted', () => {
-  for (const written of ['0x10', '1e3', '3.5', ' 3001', '3001 ', '30_00', 'Infinity', '-', '+']) {
+  for (const written of ['0x10', '1e3', '3.5', '30 01', ' 0x10 ', '30_00', 'Infinity', '-', '+']) {
     assert.throws(() => loadWithCache({ DATABASE_URL: URL_OK, PORT: written }), (e: Error) => {
       assert.match(e.message, /^Invalid configuration: PORT must be integer, in decimal digits$/)
       return true
@@ -126,6 +126,25 @@ test('a duration past the longest Node.js timer, which would fire after 1 ms, is
   })
   assert.deepEqual({ ...loadOwn({ WAIT_MS: String(MAX_TIMER_MS), PERIOD: String(MAX_TIMER_MS), BYTES: String(2 ** 40) }) }, { WAIT_MS: MAX_TIMER_MS, PERIOD: MAX_TIMER_MS, SHORT_MS: 1, BYTES: 2 ** 40 })
   assert.equal(fragment.properties.WAIT_MS?.maximum, undefined, 'the fragment is left as declared')
+})
+
+test('a number or boolean with spaces around it, as an env file may carry them, is read without them instead of refused', () => {
+  for (const written of [' 3001', '3001 ', '\t3001\n', '  +3001  ']) assert.equal(loadWithCache({ DATABASE_URL: URL_OK, PORT: written }).PORT, 3001, JSON.stringify(written))
+  assert.equal(loadWithCache({ DATABASE_URL: URL_OK, CACHE_REFRESH_AHEAD_RATIO: ' 0.5 ' }).CACHE_REFRESH_AHEAD_RATIO, 0.5)
+  assert.equal(loadWithCache({ DATABASE_URL: URL_OK, CACHE_ENABLED: ' false ' }).CACHE_ENABLED, false)
+})
+
+test('an empty boolean or choice is unset, so its default applies, like an empty number; an empty free-form string stays empty', () => {
+  const config = loadWithCache({ DATABASE_URL: URL_OK, CACHE_ENABLED: '', OPENAPI_UI_ENABLED: '', LOG_LEVEL: '', NODE_ENV: '', TRUST_PROXY: '', HOST: '' })
+  assert.equal(config.CACHE_ENABLED, true)
+  assert.equal(config.OPENAPI_UI_ENABLED, true)
+  assert.equal(config.LOG_LEVEL, 'info')
+  assert.equal(config.NODE_ENV, 'production')
+  assert.equal(config.TRUST_PROXY, '')
+  assert.equal(config.HOST, '', 'a string is kept as written')
+  assert.throws(() => loadWithCache({ DATABASE_URL: URL_OK, CACHE_ENABLED: ' ' }), /Invalid configuration: CACHE_ENABLED is blank: give true or false, or leave it empty for its default \(true\)$/)
+  assert.throws(() => loadWithCache({ DATABASE_URL: URL_OK, CACHE_ENABLED: 'yes' }), /CACHE_ENABLED must be boolean/)
+  assert.throws(() => loadWithCache({ DATABASE_URL: URL_OK, LOG_LEVEL: ' ' }), /LOG_LEVEL must be one of/)
 })
 
 test('an unparsable DATABASE_URL is named without echoing it', () => {

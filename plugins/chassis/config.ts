@@ -90,7 +90,7 @@ function createAjv (): Ajv {
   addComparison(ajv, 'lessThan', (value, other) => value < other, 'must be less than', '>=')
   ajv.addKeyword({ keyword: 'patternMessage' })
   ajv.addKeyword({ keyword: 'unit' })
-  ajv.addKeyword({ keyword: 'numbersAsWritten', modifying: true, errors: true, validate: checkNumbersAsWritten })
+  ajv.addKeyword({ keyword: 'valuesAsWritten', modifying: true, errors: true, validate: checkValuesAsWritten })
   return ajv
 }
 
@@ -99,35 +99,44 @@ const DECIMAL = /^[+-]?(\d+\.?\d*|\.\d+)$/
 
 /**
  * Runs on the whole environment before any variable is coerced: Ajv reads a blank string as 0 and hex or exponent
- * notation as numbers, so `PORT= ` would listen on a port the system picks. An empty number is unset (its default
- * applies); a blank one or one in another notation is refused, and dropped so no other rule reports it again.
+ * notation as numbers, so `PORT= ` would listen on a port the system picks. An empty number, boolean or choice (an
+ * enum without '') is unset (its default applies); spaces around a number or boolean are dropped, as an env file often
+ * carries them; a blank one, or a number in another notation, is refused, and dropped so no other rule reports it
+ * again. Other strings are kept as written: an empty one is a value (an empty SERVICE_API_KEY disables it).
  */
-const checkNumbersAsWritten: SchemaValidateFunction = (_schema: boolean, data: unknown, parent?: AnySchemaObject) => {
+const checkValuesAsWritten: SchemaValidateFunction = (_schema: boolean, data: unknown, parent?: AnySchemaObject) => {
   if (typeof data !== 'object' || data === null) return true
   const values = data as Record<string, unknown>
   const properties = (parent?.properties ?? {}) as Record<string, ConfigProperty>
   const errors: Array<Partial<ErrorObject>> = []
   for (const [name, property] of Object.entries(properties)) {
     const value = values[name]
-    if ((property.type !== 'integer' && property.type !== 'number') || typeof value !== 'string') continue
-    const integer = property.type === 'integer'
-    if (value === '') {
+    if (typeof value !== 'string') continue
+    const choice = property.type === 'string' && property.enum !== undefined && !property.enum.includes('')
+    if (value === '' && (property.type !== 'string' || choice)) {
       // Unset, so its default applies.
       delete values[name]
       continue
     }
-    if ((integer ? INTEGER : DECIMAL).test(value)) continue
+    if (property.type === 'string') continue
+    const written = value.trim()
+    const integer = property.type === 'integer'
+    const kind = property.type === 'boolean' ? 'true or false' : integer ? 'an integer' : 'a number'
+    if (written !== '' && (property.type === 'boolean' || (integer ? INTEGER : DECIMAL).test(written))) {
+      values[name] = written
+      continue
+    }
     const unset = property.default === undefined ? 'to leave it unset' : `for its default (${String(property.default)})`
-    const message = value.trim() === ''
-      ? `is blank: give ${integer ? 'an integer' : 'a number'}, or leave it empty ${unset}`
+    const message = written === ''
+      ? `is blank: give ${kind}, or leave it empty ${unset}`
       : integer ? 'must be integer, in decimal digits' : 'must be number, in decimal notation'
-    errors.push({ instancePath: `/${name}`, keyword: 'numbersAsWritten', message, params: {} })
+    errors.push({ instancePath: `/${name}`, keyword: 'valuesAsWritten', message, params: {} })
     // Reported here: coerced, it would pass or be reported twice.
     delete values[name]
   }
   // What is left was set: the defaults are not filled in yet.
   setInEnvironment.set(values, new Set(Object.keys(values)))
-  checkNumbersAsWritten.errors = errors
+  checkValuesAsWritten.errors = errors
   return errors.length === 0
 }
 
@@ -141,7 +150,7 @@ const setInEnvironment = new WeakMap<object, Set<string>>()
 function addComparison (ajv: Ajv, keyword: string, holds: (value: number, other: number) => boolean, rule: string, sign: string, adjust?: (value: number, other: number) => number): void {
   const validate: SchemaValidateFunction = (schema: string, data: unknown, _parent?: AnySchemaObject, ctx?) => {
     const root = ctx?.rootData as Record<string, unknown> | undefined
-    // The other variable is a number as written or absent (checkNumbersAsWritten ran first): absent, NaN, is skipped.
+    // The other variable is a number as written or absent (checkValuesAsWritten ran first): absent, NaN, is skipped.
     const other = Number(root?.[schema])
     if (!Number.isFinite(other) || typeof data !== 'number' || holds(data, other)) return true
     const name = ctx?.parentDataProperty
@@ -203,7 +212,7 @@ export function loadConfig<T> (schema: ConfigSchema, options: LoadConfigOptions 
   const dotenv = options.dotenv ?? true
   try {
     const values = envSchema({
-      schema: { ...structuredClone(schema), properties: withCeilings(structuredClone(schema.properties)), numbersAsWritten: true },
+      schema: { ...structuredClone(schema), properties: withCeilings(structuredClone(schema.properties)), valuesAsWritten: true },
       data: { ...(options.env ?? process.env) },
       env: false,
       dotenv: dotenv === false ? false : typeof dotenv === 'string' ? { path: dotenv } : true,
