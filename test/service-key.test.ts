@@ -5,8 +5,9 @@ import { once } from 'node:events'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { projectRoot } from '../services/platform/paths.js'
-import { createTestSchema, type TestSchema } from './helpers/database.js'
+import { createTestSchema, uniqueName, type TestSchema } from './helpers/database.js'
 import { freePort } from './helpers/ports.js'
+import { startDataService, startOrchestrator } from './helpers/services.js'
 
 /** A service's listening entry run with `env` only (cwd a temp folder, so no .env): its exit code and output. */
 async function run (service: 'api' | 'data-service' | 'orchestrator', env: Record<string, string>): Promise<{ code: number | null, output: string }> {
@@ -49,5 +50,51 @@ test('every service refuses at start a SERVICE_API_KEY that is the shipped place
       assert.match(output, /SERVICE_API_KEY must/, output)
       assert.ok(!output.includes(value), `${service} echoed the key: ${output}`)
     }
+  }
+})
+
+const OLD_KEY = 'old-service-key-0123456789abcdefghijklmno'
+const NEW_KEY = 'new-service-key-0123456789abcdefghijklmno'
+// The rotation of docs/runbook.md: each phase is rolled out to every service before the next one starts.
+const ROTATION: Array<Record<string, string>> = [
+  { SERVICE_API_KEY: OLD_KEY },
+  { SERVICE_API_KEY: OLD_KEY, SERVICE_API_KEY_PREVIOUS: NEW_KEY },
+  { SERVICE_API_KEY: NEW_KEY, SERVICE_API_KEY_PREVIOUS: OLD_KEY },
+  { SERVICE_API_KEY: NEW_KEY }
+]
+
+test('rotating SERVICE_API_KEY with SERVICE_API_KEY_PREVIOUS keeps routing at every step: an orchestrator of either adjacent phase routes through a data-service of either, instead of 502 (data-service answered 401) until the rollout ends', async (t) => {
+  const db = await createTestSchema()
+  t.after(() => db.drop())
+  const prefix = { CACHE_PREFIX: `${uniqueName('rotate')}:` }
+  const dataServices = await Promise.all(ROTATION.map(async (phase) => (await startDataService(t, db, { ...prefix, ...phase })).url))
+  const routeBatch = async (sender: Record<string, string>, receiverUrl: string): Promise<number> => {
+    const { app } = await startOrchestrator(t, db, receiverUrl, { ...prefix, ...sender, DATA_SERVICE_RETRIES: '0' })
+    const res = await app.inject({ method: 'POST', url: '/orchestrator/v1/route-batch', headers: { 'x-service-key': sender.SERVICE_API_KEY as string }, payload: { limit: 1 } })
+    return res.statusCode
+  }
+  for (let step = 1; step < ROTATION.length; step++) {
+    for (const sender of [step - 1, step]) {
+      for (const receiver of [step - 1, step]) {
+        assert.equal(await routeBatch(ROTATION[sender] as Record<string, string>, dataServices[receiver] as string), 200, `step ${step}: orchestrator of phase ${sender}, data-service of phase ${receiver}`)
+      }
+    }
+  }
+  // Why each phase must be rolled out everywhere before the next: the first and the last have no key in common.
+  assert.equal(await routeBatch(ROTATION[0] as Record<string, string>, dataServices[3] as string), 502)
+})
+
+test('a data-service with SERVICE_API_KEY and SERVICE_API_KEY_PREVIOUS takes either in x-service-key and refuses any other 401 INVALID_SERVICE_KEY', async (t) => {
+  const db = await createTestSchema()
+  t.after(() => db.drop())
+  const prefix = { CACHE_PREFIX: `${uniqueName('rotate')}:` }
+  const data = await startDataService(t, db, { ...prefix, SERVICE_API_KEY: NEW_KEY, SERVICE_API_KEY_PREVIOUS: OLD_KEY })
+  const get = (key: string) => fetch(`${data.url}/data/v1/leads/unassigned?limit=1`, { headers: { 'x-service-key': key } })
+  assert.equal((await get(NEW_KEY)).status, 200)
+  assert.equal((await get(OLD_KEY)).status, 200)
+  for (const wrong of ['other-service-key-0123456789abcdefghijklm', `${OLD_KEY}x`, NEW_KEY.slice(0, -1)]) {
+    const res = await get(wrong)
+    assert.equal(res.status, 401)
+    assert.equal((await res.json() as { code: string }).code, 'INVALID_SERVICE_KEY')
   }
 })

@@ -482,6 +482,19 @@ const settings: Record<string, Setting> = {
       assert.equal((await app.inject({ url: '/api/v1/admin/pool', headers: SERVICE_HEADERS })).statusCode, 401)
     }
   },
+  SERVICE_API_KEY_PREVIOUS: {
+    test: 'SERVICE_API_KEY_PREVIOUS lets a caller presenting it through a scoped route beside SERVICE_API_KEY, and is refused at start when short or a placeholder',
+    run: async (t) => {
+      const previous = 'previous-service-key-0123456789abcdefghij'
+      const app = await api(t, { SERVICE_API_KEY_PREVIOUS: previous })
+      assert.equal((await app.inject({ url: '/api/v1/admin/pool', headers: { 'x-service-key': previous } })).statusCode, 200)
+      assert.equal((await app.inject({ url: '/api/v1/admin/pool', headers: SERVICE_HEADERS })).statusCode, 200)
+      assert.equal((await app.inject({ url: '/api/v1/admin/pool', headers: { 'x-service-key': `${previous}x` } })).statusCode, 401)
+      for (const refused of ['change-me-to-a-long-random-secret', 'short-key-of-31-characters-long']) {
+        assert.throws(() => testApiConfig(db, { SERVICE_API_KEY_PREVIOUS: refused }), /CHASSIS_CONFIG_INVALID.*SERVICE_API_KEY_PREVIOUS must/)
+      }
+    }
+  },
   API_KEY_CACHE_TTL: {
     test: 'API_KEY_CACHE_TTL=1 keeps a verified key in the shared cache for one second, not thirty',
     run: async (t) => {

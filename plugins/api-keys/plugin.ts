@@ -39,6 +39,11 @@ export interface ApiKeysPluginOptions {
   header?: string
   /** The shared secret other services of the platform present in `x-service-key`; empty disables it. */
   serviceKey?: string
+  /**
+   * A second service key accepted in `x-service-key` (never sent), so that a rotation has no moment where a sender's
+   * key is accepted by no receiver; empty accepts none.
+   */
+  previousServiceKey?: string
   /** Seconds a verified key stays cached (a revocation the database announces drops it at once). @default 30 */
   cacheTtl?: number
   /**
@@ -117,11 +122,18 @@ export const apiKeysPlugin = fp(async (app: FastifyInstance, opts: ApiKeysPlugin
   const beforeLookup = lookupBudgetCharge(app, opts.lookupBudget, redis)
 
   // Without a service key a presented one is hashed and compared all the same, against a digest nothing is known to
-  // hash to, so the time of the 401 does not tell whether this service has one either.
-  const serviceKeyOn = Boolean(opts.serviceKey)
-  const serviceKey = opts.serviceKey ? createHash('sha256').update(opts.serviceKey).digest() : randomBytes(32)
-  const isService = (given: string | string[]): boolean =>
-    typeof given === 'string' && timingSafeEqual(createHash('sha256').update(given).digest(), serviceKey) && serviceKeyOn
+  // hash to, so the time of the 401 does not tell whether this service has one (or two) either. Both keys are always
+  // compared, so the time does not tell which one matched.
+  const digestOf = (key: string | undefined): { digest: Buffer, on: boolean } =>
+    key ? { digest: createHash('sha256').update(key).digest(), on: true } : { digest: randomBytes(32), on: false }
+  const serviceKeys = [digestOf(opts.serviceKey), digestOf(opts.previousServiceKey)]
+  const isService = (given: string | string[]): boolean => {
+    if (typeof given !== 'string') return false
+    const presented = createHash('sha256').update(given).digest()
+    let matched = false
+    for (const key of serviceKeys) matched = (timingSafeEqual(presented, key.digest) && key.on) || matched
+    return matched
+  }
 
   // Callback hooks: a key verified before is answered without a promise, which a cached route would feel.
   app.addHook('onRequest', (request, reply, done) => {

@@ -52,6 +52,7 @@ export function platformPlugins (service: string, config: PlatformConfig, option
       followChanges: options.describeOnly !== true,
       cacheTtl: config.API_KEY_CACHE_TTL,
       serviceKey: config.SERVICE_API_KEY,
+      previousServiceKey: config.SERVICE_API_KEY_PREVIOUS,
       lookupBudget: config.API_KEY_LOOKUP_LIMIT > 0 && {
         limit: config.API_KEY_LOOKUP_LIMIT,
         windowMs: config.API_KEY_LOOKUP_WINDOW_MS,

@@ -175,5 +175,5 @@ test('every variable the services read is set in the ConfigMap, the Secret or th
     for (const name of Object.keys(schema.properties)) assert.ok(set.has(name), `${service}: ${name} is not set`)
     assert.equal(container.env.find((e: Obj) => e.name === 'PORT').value, String(container.ports[0].containerPort))
   }
-  for (const secretName of ['DATABASE_URL', 'REDIS_URL', 'SERVICE_API_KEY']) assert.equal(config.data[secretName], undefined, `${secretName} only in the Secret`)
+  for (const secretName of ['DATABASE_URL', 'REDIS_URL', 'SERVICE_API_KEY', 'SERVICE_API_KEY_PREVIOUS']) assert.equal(config.data[secretName], undefined, `${secretName} only in the Secret`)
 })
