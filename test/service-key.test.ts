@@ -5,9 +5,9 @@ import { once } from 'node:events'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { projectRoot } from '../services/platform/paths.js'
-import { createTestSchema, uniqueName, type TestSchema } from './helpers/database.js'
+import { TEST_SERVICE_KEY, createTestSchema, uniqueName, type TestSchema } from './helpers/database.js'
 import { freePort } from './helpers/ports.js'
-import { startDataService, startOrchestrator } from './helpers/services.js'
+import { buildTestApi, startDataService, startOrchestrator } from './helpers/services.js'
 
 /** A service's listening entry run with `env` only (cwd a temp folder, so no .env): its exit code and output. */
 async function run (service: 'api' | 'data-service' | 'orchestrator', env: Record<string, string>): Promise<{ code: number | null, output: string }> {
@@ -96,5 +96,35 @@ test('a data-service with SERVICE_API_KEY and SERVICE_API_KEY_PREVIOUS takes eit
     const res = await get(wrong)
     assert.equal(res.status, 401)
     assert.equal((await res.json() as { code: string }).code, 'INVALID_SERVICE_KEY')
+  }
+})
+
+test('a wrong or empty x-service-key on a route that needs no credentials (probes, /metrics, the quote page, openapi.json) is ignored as before, not refused 401, and is never the service identity', async (t) => {
+  const db = await createTestSchema()
+  t.after(() => db.drop())
+  const app = await buildTestApi(db, { CACHE_PREFIX: `${uniqueName('probe')}:`, RATE_LIMIT_PREFIX: `${uniqueName('probe-rl')}:`, RATE_LIMIT_ENABLED: 'true', RATE_LIMIT_MAX_REQUESTS: '2' })
+  t.after(() => app.close())
+  const stale = ['stale-service-key-0123456789abcdefghijklm', '']
+  for (const url of ['/health/live', '/health/ready', '/metrics', '/quote/', '/api/v1/openapi.json']) {
+    const bare = await app.inject(url)
+    assert.equal(bare.statusCode, 200, `${url}: ${bare.body}`)
+    for (const wrong of stale) {
+      const res = await app.inject({ url, headers: { 'x-service-key': wrong } })
+      assert.equal(res.statusCode, 200, `${url} with ${wrong === '' ? 'an empty' : 'a wrong'} service key: ${res.body}`)
+    }
+  }
+  // The service identity is never rate limited; a wrong key is counted like no key at all (a 404 is rate limited).
+  const limited = async (headers: Record<string, string>): Promise<number[]> => {
+    const codes = []
+    for (let i = 0; i < 4; i++) codes.push((await app.inject({ url: '/api/v1/no-such-route', headers, remoteAddress: '192.0.2.9' })).statusCode)
+    return codes
+  }
+  assert.deepEqual(await limited({ 'x-service-key': TEST_SERVICE_KEY }), [404, 404, 404, 404])
+  assert.deepEqual(await limited({ 'x-service-key': stale[0] as string }), [404, 404, 429, 429])
+  // A route that authenticates still refuses it.
+  for (const wrong of stale) {
+    const res = await app.inject({ url: '/api/v1/leads?limit=1', headers: { 'x-service-key': wrong }, remoteAddress: '192.0.2.10' })
+    assert.equal(res.statusCode, 401)
+    assert.equal(res.json().code, 'INVALID_SERVICE_KEY')
   }
 })

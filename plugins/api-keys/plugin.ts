@@ -96,6 +96,11 @@ function lookupBudgetCharge (app: FastifyInstance, opts: false | LookupBudgetOpt
   }
 }
 
+/** A route that authenticates its callers refuses a wrong service key; one that needs no credentials ignores it. */
+function refusesWrongServiceKey (config: { requiredScope?: string, apiKeyReportOnly?: boolean }): boolean {
+  return config.requiredScope !== undefined && config.apiKeyReportOnly !== true
+}
+
 /**
  * Verifies the key of each request in `onRequest` (so the rate limiter can key by it), and enforces it in
  * `preParsing`, after the limiter: a bad key is refused with 401 only once it has been counted against its address.
@@ -144,11 +149,12 @@ export const apiKeysPlugin = fp(async (app: FastifyInstance, opts: ApiKeysPlugin
         request.apiKey = SERVICE_IDENTITY
         return done()
       }
-      // Refused in preParsing, after the limiter has counted it against the address, whether or not this service has
-      // a service key: the answer tells a caller only that the one it sent is not valid. No API key beside it is
-      // looked up for a route that refuses it.
+      // On a route that authenticates, refused in preParsing, after the limiter has counted it against the address,
+      // whether or not this service has a service key: the answer tells a caller only that the one it sent is not
+      // valid, and no API key beside it is looked up. A route that needs no credentials ignores it (a probe or a
+      // scraper left with a stale header after a rotation keeps working), never taking it for the service identity.
       request.serviceKeyRejected = true
-      if (routeConfigOf(request).apiKeyReportOnly !== true) return done()
+      if (refusesWrongServiceKey(routeConfigOf(request))) return done()
     }
     const given = request.headers[header]
     if (given === undefined) return done()
@@ -167,7 +173,7 @@ export const apiKeysPlugin = fp(async (app: FastifyInstance, opts: ApiKeysPlugin
 
   app.addHook('preParsing', (request, _reply, _payload, done) => {
     const config = routeConfigOf(request)
-    if (request.serviceKeyRejected && config.apiKeyReportOnly !== true) return done(new ApiKeyErrors.INVALID_SERVICE_KEY())
+    if (request.serviceKeyRejected && refusesWrongServiceKey(config)) return done(new ApiKeyErrors.INVALID_SERVICE_KEY())
     if (request.apiKeyRejected && config.apiKeyReportOnly !== true) return done(new ApiKeyErrors.INVALID_API_KEY())
     const { requiredScope: scope, anonymous } = config
     if (!scope || request.internalService) return done()

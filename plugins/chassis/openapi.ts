@@ -72,7 +72,9 @@ function platformErrors (route: RouteOptions, schema: FastifySchema): Map<number
   const method = [route.method].flat()[0] ?? 'GET'
   if (schema.body !== undefined || schema.querystring !== undefined || schema.params !== undefined) add(400, ...INPUT_CODES)
   if (/[:*]/.test(route.url)) add(404, 'NOT_FOUND')
-  if (config.apiKeyReportOnly !== true) add(401, 'INVALID_API_KEY', 'INVALID_SERVICE_KEY')
+  if (config.apiKeyReportOnly !== true) add(401, 'INVALID_API_KEY')
+  // A route that needs no credentials ignores a wrong service key (api-keys).
+  if (config.apiKeyReportOnly !== true && config.requiredScope) add(401, 'INVALID_SERVICE_KEY')
   if (config.requiredScope) {
     if (config.anonymous !== true) add(401, 'API_KEY_REQUIRED')
     add(403, 'MISSING_SCOPE')

@@ -98,7 +98,7 @@ test('personal data and keys never reach the logs', async () => {
   for (const secret of [lead.email, lead.phone, lead.firstName, lead.lastName, keys.create as string, 'Zelda']) assert.ok(!text.includes(secret), `${secret} is in the logs`)
 })
 
-test('a wrong service key is refused 401 INVALID_SERVICE_KEY, not API_KEY_REQUIRED, on every route and beside any API key; the answer is the same for every wrong key and without a service key configured, and the key reaches no log line', async (t) => {
+test('a wrong service key is refused 401 INVALID_SERVICE_KEY, not API_KEY_REQUIRED, on every route that authenticates and beside any API key; the answer is the same for every wrong key and without a service key configured, and the key reaches no log line', async (t) => {
   const noServiceKey = await buildApp(testApiConfig(db, { REDIS_URL, CACHE_PREFIX: `${uniqueName('acl')}:`, SERVICE_API_KEY: '' }))
   t.after(() => noServiceKey.close())
   logLines.length = 0

@@ -937,7 +937,7 @@ export interface paths {
                     };
                     content?: never;
                 };
-                /** @description Error: INVALID_API_KEY, INVALID_SERVICE_KEY */
+                /** @description Error: INVALID_API_KEY */
                 401: {
                     headers: {
                         [name: string]: unknown;
@@ -1001,7 +1001,7 @@ export interface paths {
                         };
                     };
                 };
-                /** @description Error: INVALID_API_KEY, INVALID_SERVICE_KEY */
+                /** @description Error: INVALID_API_KEY */
                 401: {
                     headers: {
                         [name: string]: unknown;
@@ -1072,7 +1072,7 @@ export interface paths {
                     };
                     content?: never;
                 };
-                /** @description Error: INVALID_API_KEY, INVALID_SERVICE_KEY */
+                /** @description Error: INVALID_API_KEY */
                 401: {
                     headers: {
                         [name: string]: unknown;
