@@ -5,6 +5,10 @@ import { once } from 'node:events'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { projectRoot } from '../services/platform/paths.js'
+import { apiConfigSchema } from '../services/api/config.js'
+import { dataServiceConfigSchema } from '../services/data-service/config.js'
+import { orchestratorConfigSchema } from '../services/orchestrator/config.js'
+import { loadConfig } from '@lead-chassis/plugins/chassis'
 import { TEST_SERVICE_KEY, createTestSchema, uniqueName, type TestSchema } from './helpers/database.js'
 import { freePort } from './helpers/ports.js'
 import { buildTestApi, startDataService, startOrchestrator } from './helpers/services.js'
@@ -126,5 +130,25 @@ test('a wrong or empty x-service-key on a route that needs no credentials (probe
     const res = await app.inject({ url: '/api/v1/leads?limit=1', headers: { 'x-service-key': wrong }, remoteAddress: '192.0.2.10' })
     assert.equal(res.statusCode, 401)
     assert.equal(res.json().code, 'INVALID_SERVICE_KEY')
+  }
+})
+
+test('a SERVICE_API_KEY or SERVICE_API_KEY_PREVIOUS ending in a line break (a file\'s newline, as kubectl create secret --from-file keeps it) is refused at start naming the line break, not the length or placeholder rule, and never echoed', () => {
+  const key = 'Zm9vYmFyYmF6cXV4cXV1eGNvcmdlZ3JhdWx0Z2FycGx5'
+  for (const [service, schema] of Object.entries({ api: apiConfigSchema, 'data-service': dataServiceConfigSchema, orchestrator: orchestratorConfigSchema })) {
+    for (const name of ['SERVICE_API_KEY', 'SERVICE_API_KEY_PREVIOUS']) {
+      for (const value of [`${key}\n`, `${key}\r\n`]) {
+        const env = { DATABASE_URL: 'postgres://u@db:5432/leads', SERVICE_API_KEY: key, [name]: value }
+        assert.throws(() => loadConfig(schema, { dotenv: false, env }), (err: Error) => {
+          assert.equal((err as Error & { code?: string }).code, 'CHASSIS_CONFIG_INVALID')
+          assert.match(err.message, new RegExp(`${name} ends with a line break \\(a file's newline\\?\\)`), `${service}: ${err.message}`)
+          assert.doesNotMatch(err.message, new RegExp(`${name} must`), `${service}: only the line break is named: ${err.message}`)
+          assert.ok(!err.message.includes(key), `${service} echoed the key`)
+          return true
+        })
+      }
+    }
+    // The same key without the line break starts.
+    assert.equal(loadConfig<{ SERVICE_API_KEY: string }>(schema, { dotenv: false, env: { DATABASE_URL: 'postgres://u@db:5432/leads', SERVICE_API_KEY: key } }).SERVICE_API_KEY, key)
   }
 })

@@ -4,17 +4,21 @@ import type { ConfigFragment, ConfigOf } from '../chassis/index.js'
 const SERVICE_KEY_MIN_LENGTH = 32
 
 /**
- * A service key's rule, as a config property's `pattern` and its message: at least 32 characters, and not a
- * placeholder. The repository's own (docker-compose.yml's default, the Kubernetes base Secret) begin with
+ * A service key's rule, as a config property's `pattern` and its message: at least 32 characters, not a
+ * placeholder, and no line break at its end. The repository's own (docker-compose.yml's default, the Kubernetes base Secret) begin with
  * "change-me", which anyone who read them knows; a key beginning so, in any case, is refused. `required: false`
  * takes an empty value too (no service identity).
  */
-export function serviceKeyRule (options: { required: boolean }): { pattern: string, patternMessage: string } {
-  const key = `(?![cC][hH][aA][nN][gG][eE]-?[mM][eE]).{${SERVICE_KEY_MIN_LENGTH},}`
+export function serviceKeyRule (options: { required: boolean }): { pattern: string, patternMessage: string, refusedPattern: { pattern: string, message: string } } {
+  // A key ending in line breaks gets its own message (refusedPattern), so the length rule leaves them to it.
+  const key = `(?![cC][hH][aA][nN][gG][eE]-?[mM][eE])[^\\r\\n]{${SERVICE_KEY_MIN_LENGTH},}[\\r\\n]*`
   const rule = `at least ${SERVICE_KEY_MIN_LENGTH} characters and not a placeholder (a value beginning with change-me)`
+  // What `kubectl create secret --from-file` of `openssl rand -base64 32 > file` holds: the file's newline is part of
+  // the key, and no header can carry it, so every call between the services would be refused.
+  const refusedPattern = { pattern: '[\\r\\n]$', message: 'ends with a line break (a file\'s newline?): give the key without it' }
   return options.required
-    ? { pattern: `^${key}$`, patternMessage: `must be set, ${rule}` }
-    : { pattern: `^(|${key})$`, patternMessage: `must be empty or ${rule}` }
+    ? { pattern: `^${key}$`, patternMessage: `must be set, ${rule}`, refusedPattern }
+    : { pattern: `^(|${key})$`, patternMessage: `must be empty or ${rule}`, refusedPattern }
 }
 
 export const apiKeysConfigFragment = {

@@ -200,3 +200,9 @@ test('the type derived from a fragment is what loadConfig gives: defaulted and r
   const config = loadConfig<Derived>(composeSchema(fragment), { env: { NAME: 'n', COUNT: '4' }, dotenv: false })
   assert.deepEqual({ ...config }, { MODE: 'open', COUNT: 4, ON: true, NAME: 'n' })
 })
+
+test('a value matching a property\'s refusedPattern is refused with that message, and a valid one passes', () => {
+  const schema = composeSchema({ properties: { SECRET: { type: 'string', default: '', description: 'A secret', pattern: '^[a-z]*\\n?$', refusedPattern: { pattern: '\\n$', message: 'ends with a line break' } } } })
+  assert.throws(() => loadConfig(schema, { dotenv: false, env: { SECRET: 'abc\n' } }), (err: Error) => err.message.includes('SECRET ends with a line break') && !err.message.includes('abc'))
+  assert.equal(loadConfig<{ SECRET: string }>(schema, { dotenv: false, env: { SECRET: 'abc' } }).SECRET, 'abc')
+})

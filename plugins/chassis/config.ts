@@ -31,6 +31,11 @@ export interface ConfigProperty {
   /** A regular expression the value must match, with the message shown when it does not. */
   pattern?: string
   patternMessage?: string
+  /**
+   * A mistake worth its own message: a value matching `pattern` here is refused with `message` (`pattern` above then
+   * has to accept it, or both messages are given).
+   */
+  refusedPattern?: { readonly pattern: string, readonly message: string }
 }
 
 /** The variables one plugin or service reads. */
@@ -90,8 +95,15 @@ function createAjv (): Ajv {
   addComparison(ajv, 'lessThan', (value, other) => value < other, 'must be less than', '>=')
   ajv.addKeyword({ keyword: 'patternMessage' })
   ajv.addKeyword({ keyword: 'unit' })
+  ajv.addKeyword({ keyword: 'refusedPattern', type: 'string', errors: true, validate: checkRefusedPattern })
   ajv.addKeyword({ keyword: 'valuesAsWritten', modifying: true, errors: true, validate: checkValuesAsWritten })
   return ajv
+}
+
+const checkRefusedPattern: SchemaValidateFunction = (schema: { pattern: string, message: string }, data: unknown) => {
+  if (typeof data !== 'string' || !new RegExp(schema.pattern, 'u').test(data)) return true
+  checkRefusedPattern.errors = [{ keyword: 'refusedPattern', message: schema.message, params: {} }]
+  return false
 }
 
 const INTEGER = /^[+-]?\d+$/
