@@ -6,7 +6,7 @@ import { httpClientPlugin } from '@lead-chassis/plugins/http-client'
 import { platformPlugins, type PlatformOptions } from '../platform/platform.js'
 import type { OrchestratorConfig } from './config.js'
 import { OrchestratorErrors } from './errors.js'
-import { EventHub, errorFields } from './events.js'
+import { EventHub } from './events.js'
 import { KeySockets } from './key-sockets.js'
 import { EVENTS_SCOPE, eventRoutes } from './routes/events.js'
 import { routingRoutes } from './routes/routing.js'
@@ -46,7 +46,7 @@ export async function buildOrchestrator (config: OrchestratorConfig, options: Bu
           breakerCooldownMs: config.CACHE_BREAKER_COOLDOWN_MS
         })
         app.addHook('onClose', async () => events?.close())
-        sockets = new KeySockets(app.apiKeys, EVENTS_SCOPE, (err) => app.log.error({ err: errorFields(err) }, 'checking the keys of open WebSockets failed'))
+        sockets = new KeySockets(app.apiKeys, EVENTS_SCOPE, (err) => app.log.error({ err }, 'checking the keys of open WebSockets failed'))
         app.addHook('onClose', async () => sockets?.stop())
       }
     ],

@@ -14,19 +14,6 @@ export interface AssignmentEvent {
   assignedAt: string
 }
 
-/**
- * What of an error a log line shows. Never the error whole: ioredis puts the failed command on a ReplyError, and
- * a publish's arguments are the event, an agent's name included (a database error's detail may hold values too).
- */
-export function errorFields (err: unknown): { name?: string, code?: string, message: string } {
-  const e = err as { name?: unknown, code?: unknown, message?: unknown } | null
-  return {
-    ...(typeof e?.name === 'string' ? { name: e.name } : {}),
-    ...(typeof e?.code === 'string' ? { code: e.code } : {}),
-    message: typeof e?.message === 'string' ? e.message : String(err)
-  }
-}
-
 /** How long a publish may wait for Redis, and the breaker that stops trying while Redis keeps failing. */
 export interface EventPublishBudget {
   /** The Redis command budget (REDIS_COMMAND_TIMEOUT_MS). */
@@ -91,9 +78,9 @@ export class EventHub {
       let subscribed = (): void => {}
       this.#subscribed = new Promise((resolve) => { subscribed = resolve })
       subscriber.on('message', (_channel: string, message: string) => this.#heard(message))
-      subscriber.on('error', (err: Error) => log.warn({ err: errorFields(err) }, 'event subscriber link error'))
+      subscriber.on('error', (err: Error) => log.warn({ err }, 'event subscriber link error'))
       subscriber.on('ready', () => {
-        subscriber.subscribe(channel).then(() => subscribed(), (err: unknown) => log.warn({ err: errorFields(err) }, 'event subscribe failed'))
+        subscriber.subscribe(channel).then(() => subscribed(), (err: unknown) => log.warn({ err }, 'event subscribe failed'))
       })
     }
   }
@@ -122,9 +109,9 @@ export class EventHub {
       return true
     } catch (err) {
       if (err instanceof RedisErrors.REDIS_TIMEOUT) {
-        this.#log.warn({ leadId: event.leadId, err: errorFields(err) }, 'event publish timed out; delivered to this instance now, other instances may receive it late or not at all')
+        this.#log.warn({ leadId: event.leadId, err }, 'event publish timed out; delivered to this instance now, other instances may receive it late or not at all')
       } else {
-        this.#log.warn({ leadId: event.leadId, err: errorFields(err) }, 'event publish failed; delivered to this instance only')
+        this.#log.warn({ leadId: event.leadId, err }, 'event publish failed; delivered to this instance only')
       }
       // Redis may still run (or, on a link cut mid-flight, may have run) a PUBLISH that was sent and not refused by
       // a reply; one never tried (breaker open) or refused (ACL) never reaches the channel.
