@@ -521,6 +521,7 @@ const settings: Record<string, Setting> = {
   OTEL_PG_INSTRUMENTATION: { testedBy: { file: 'services/api/tracing.test.ts', test: 'with OTEL_PG_INSTRUMENTATION=true the pg instrumentation makes the query spans, and the seam makes none' } },
   OTEL_LOGS_EXPORTER: { testedBy: { file: 'plugins/telemetry/otel-preload.test.ts', test: 'OTEL_LOGS_EXPORTER=otlp still sends the log lines as OTLP log records' } },
   OTEL_METRICS_EXPORTER: { testedBy: { file: 'plugins/telemetry/otel-preload.test.ts', test: 'OTEL_METRICS_EXPORTER=otlp still pushes metrics over OTLP' } },
+  OTEL_SDK_DISABLED: { testedBy: { file: 'plugins/telemetry/otel-preload.test.ts', test: 'OTEL_SDK_DISABLED=true starts no instrumentation even with an endpoint set: no hooks on Fastify, no Redis wrapper, nothing exported' } },
   OTEL_FASTIFY_DETAIL: {
     test: 'OTEL_FASTIFY_DETAIL=true adds a span per hook and handler; false leaves the server span alone',
     run: async (t) => {

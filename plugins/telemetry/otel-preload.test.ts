@@ -1,6 +1,9 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
+import { execFile } from 'node:child_process'
 import { setTimeout as sleep } from 'node:timers/promises'
+import { fileURLToPath } from 'node:url'
+import { promisify } from 'node:util'
 import { SERVICE_HEADERS, TEST_SERVICE_KEY, createTestSchema } from '../../test/helpers/database.js'
 import { startOtlpReceiver, startTracedService, waitForSpans } from '../../test/helpers/otlp.js'
 
@@ -49,4 +52,37 @@ test('OTEL_METRICS_EXPORTER=otlp still pushes metrics over OTLP', { timeout: 600
   const pushed = (): boolean => otlp.exports.some((e) => e.path === '/v1/metrics')
   for (let i = 0; i < 100 && !pushed(); i++) await sleep(100)
   assert.ok(pushed(), 'metrics arrive at /v1/metrics')
+})
+
+// What the preload leaves in place in a process: a subscriber that adds the server span's hooks to every Fastify
+// instance, and the ioredis instrumentation's wrapper around every Redis command.
+const PROBE = `const dc = await import('node:diagnostics_channel')
+const { default: Redis } = await import('ioredis')
+console.log(JSON.stringify({ fastifyHooks: dc.hasSubscribers('fastify.initialization'), redisWrapped: Redis.prototype.sendCommand.__wrapped === true }))`
+
+async function instrumentedWith (env: Record<string, string>): Promise<{ fastifyHooks: boolean, redisWrapped: boolean }> {
+  const { stdout } = await promisify(execFile)(process.execPath, ['--import', import.meta.resolve('@lead-chassis/plugins/telemetry/otel-preload'), '--input-type=module', '-e', PROBE], {
+    // The project's root (dist/plugins/telemetry/..), where the probe's imports resolve.
+    cwd: fileURLToPath(new URL('../../../', import.meta.url)), env: { PATH: process.env.PATH ?? '', ...env }
+  })
+  return JSON.parse(stdout) as { fastifyHooks: boolean, redisWrapped: boolean }
+}
+
+test('OTEL_SDK_DISABLED=true starts no instrumentation even with an endpoint set: no hooks on Fastify, no Redis wrapper, nothing exported', { timeout: 60000 }, async (t) => {
+  const otlp = await startOtlpReceiver(t)
+  // The probe sees what an endpoint alone puts in place.
+  assert.deepEqual(await instrumentedWith({ OTEL_EXPORTER_OTLP_ENDPOINT: otlp.url }), { fastifyHooks: true, redisWrapped: true })
+  // Read as the SDK reads a boolean: any case, spaces around it.
+  for (const value of ['true', ' TRUE ']) {
+    assert.deepEqual(await instrumentedWith({ OTEL_EXPORTER_OTLP_ENDPOINT: otlp.url, OTEL_SDK_DISABLED: value }), { fastifyHooks: false, redisWrapped: false }, `OTEL_SDK_DISABLED=${JSON.stringify(value)}`)
+  }
+  assert.deepEqual(await instrumentedWith({ OTEL_EXPORTER_OTLP_ENDPOINT: otlp.url, OTEL_SDK_DISABLED: 'false' }), { fastifyHooks: true, redisWrapped: true })
+
+  const api = await startApi(t, otlp.url, { OTEL_SDK_DISABLED: 'true' })
+  for (let i = 0; i < 3; i++) assert.equal((await fetch(`${api.url}/api/v1/leads?limit=1`, { headers: SERVICE_HEADERS })).status, 200, api.stderr())
+  // The batch processor's delay is 100 ms here: an export would have arrived.
+  await sleep(1000)
+  assert.deepEqual(otlp.exports, [])
+  const completed = api.stdout().split('\n').filter((line) => line.includes('"request completed"'))
+  assert.ok(completed.length >= 3 && completed.every((line) => !line.includes('trace_id')), api.stdout())
 })

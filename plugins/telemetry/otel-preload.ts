@@ -1,8 +1,12 @@
 // Loaded with `node --import` before anything else, so that HTTP, Fastify, pg and ioredis are instrumented.
-// With no exporter configured (no OTEL_EXPORTER_OTLP_ENDPOINT, no OTEL_TRACES_EXPORTER) nothing is started at all.
+// With no exporter configured (no OTEL_EXPORTER_OTLP_ENDPOINT, no OTEL_TRACES_EXPORTER), or with OTEL_SDK_DISABLED=true,
+// nothing is started at all.
 import { register } from 'node:module'
 
-const configured = Boolean(process.env.OTEL_EXPORTER_OTLP_ENDPOINT || process.env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT ||
+// OpenTelemetry's switch for the whole SDK, read as the SDK reads a boolean: `true` in any case, spaces trimmed. The
+// SDK alone would stop exporting but leave every instrumentation's hooks and wrappers running for nothing.
+const disabled = process.env.OTEL_SDK_DISABLED?.trim().toLowerCase() === 'true'
+const configured = !disabled && Boolean(process.env.OTEL_EXPORTER_OTLP_ENDPOINT || process.env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT ||
   (process.env.OTEL_TRACES_EXPORTER && process.env.OTEL_TRACES_EXPORTER !== 'none'))
 
 if (configured) {
