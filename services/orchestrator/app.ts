@@ -1,6 +1,7 @@
 import type { IncomingMessage } from 'node:http'
 import type { FastifyInstance, FastifyReply } from 'fastify'
 import websocket from '@fastify/websocket'
+import { Counter } from 'prom-client'
 import { answerOnSocket, buildService, type ServiceDefinition } from '@lead-chassis/plugins/chassis'
 import { httpClientPlugin } from '@lead-chassis/plugins/http-client'
 import { platformPlugins, type PlatformOptions } from '../platform/platform.js'
@@ -46,6 +47,21 @@ export async function buildOrchestrator (config: OrchestratorConfig, options: Bu
           breakerCooldownMs: config.CACHE_BREAKER_COOLDOWN_MS
         })
         app.addHook('onClose', async () => events?.close())
+        const hub = events
+        // Events that did not reach the other instances, for an alert: their live clients missed them.
+        if (app.hasDecorator('metrics')) {
+          new Counter({
+            name: 'orchestrator_events_total',
+            help: 'Routing events by reach: all (published through Redis to every instance) or instance (Redis failed, too slow or its breaker open: this instance\'s clients only)',
+            labelNames: ['reach'] as const,
+            registers: [app.metrics],
+            collect () {
+              this.reset()
+              this.inc({ reach: 'all' }, hub.counts.published)
+              this.inc({ reach: 'instance' }, hub.counts.localOnly)
+            }
+          })
+        }
         sockets = new KeySockets(app.apiKeys, EVENTS_SCOPE, (err) => app.log.error({ err }, 'checking the keys of open WebSockets failed'))
         app.addHook('onClose', async () => sockets?.stop())
       }

@@ -196,3 +196,70 @@ test('the hub remembers at most 10,000 events delivered here while their publish
   subscriber.emit('message', 'events', oldest)
   assert.deepEqual(heard.slice(10_001), [oldest])
 })
+
+test('a Redis outage under a stream of routed leads logs one warning per interval, not one per event, counts each event that reached this instance only, and says when publishing recovered', async (t) => {
+  const redis = await startPrivateRedis()
+  t.after(() => redis.destroy())
+  const proxy = await startFaultProxy({ port: redis.port })
+  t.after(() => proxy.close())
+  const client = createRedisClient({ url: proxy.rewrite(redis.url), commandTimeoutMs: 200 })
+  client.on('error', () => {})
+  t.after(() => client.disconnect())
+  const lines: Array<{ level: string, fields: Record<string, unknown> }> = []
+  const log = { warn: (fields: Record<string, unknown>) => lines.push({ level: 'warn', fields }), info: (fields: Record<string, unknown>) => lines.push({ level: 'info', fields }) }
+  const hub = new EventHub(client, uniqueName('events'), log as never, { timeoutMs: 200, breakerThreshold: 5, breakerCooldownMs: 200, failureLogIntervalMs: 500 })
+  t.after(() => hub.close())
+  await hub.ready(5000)
+  const event = { type: 'lead.assigned' as const, leadId: 'l', agentId: 'a', agentName: 'n', score: 1, assignedAt: new Date(0).toISOString() }
+  assert.equal(await hub.publish(event), true)
+  // The publish failures' lines: the subscriber's connection logs its own link errors (one per reconnect attempt).
+  const warnings = (): Array<Record<string, unknown>> => lines.filter((l) => l.level === 'warn' && 'leadId' in l.fields).map((l) => l.fields)
+
+  proxy.reset()
+  let failed = 0
+  const started = performance.now()
+  while (performance.now() - started < 1200) {
+    if (!(await hub.publish(event))) failed++
+    await new Promise((resolve) => setTimeout(resolve, 20))
+  }
+  assert.ok(failed >= 20, `${failed} publishes failed`)
+  // 1.2 s of failures at one line per 500 ms: the first at once, then about two more, each counting those it left out.
+  assert.ok(warnings().length >= 2 && warnings().length <= 4, `${warnings().length} warnings for ${failed} failed publishes`)
+  assert.equal(warnings()[0]?.unlogged, undefined, 'the first failure is logged at once')
+  assert.ok(warnings().slice(1).every((w) => typeof w.unlogged === 'number' && w.unlogged > 0), JSON.stringify(warnings()))
+  assert.ok(warnings().every((w) => w.leadId === 'l' && w.err !== undefined))
+  assert.equal(hub.counts.localOnly, failed)
+
+  proxy.heal()
+  await eventually(async () => await hub.publish(event), 'publishing recovers', 5000)
+  const recovered = lines.filter((l) => l.level === 'info').map((l) => l.fields)
+  assert.deepEqual(recovered, [{ failed: hub.counts.localOnly }], 'one line, with the outage\'s total')
+  assert.equal(hub.counts.published, 2)
+
+  // A new outage is logged at once.
+  const before = warnings().length
+  proxy.reset()
+  assert.equal(await hub.publish(event), false)
+  assert.equal(warnings().length, before + 1)
+})
+
+test('an event that reached this instance\'s clients only (Redis cut) is counted in /metrics as orchestrator_events_total{reach="instance"}', async (t) => {
+  const redis = await startPrivateRedis()
+  t.after(() => redis.destroy())
+  const proxy = await startFaultProxy({ port: redis.port })
+  t.after(() => proxy.close())
+  const env = { REDIS_URL: proxy.rewrite(redis.url), CACHE_PREFIX: `${uniqueName('ev')}:`, EVENTS_CHANNEL: uniqueName('events') }
+  const { db, dataUrl } = await setup(t, env)
+  const orchestrator = await startOrchestrator(t, db, dataUrl, env)
+  const [first, second] = await insertLeads(db, 2)
+  const count = async (reach: string): Promise<number> => {
+    const body = (await orchestrator.app.inject('/metrics')).body
+    const line = body.split('\n').find((l) => l.startsWith('orchestrator_events_total{') && l.includes(`reach="${reach}"`))
+    return Number(line?.split(' ').at(-1))
+  }
+  assert.equal((await orchestrator.app.inject({ method: 'POST', url: `/orchestrator/v1/leads/${first}/route`, headers: SERVICE_HEADERS })).statusCode, 200)
+  assert.deepEqual([await count('all'), await count('instance')], [1, 0])
+  proxy.reset()
+  assert.equal((await orchestrator.app.inject({ method: 'POST', url: `/orchestrator/v1/leads/${second}/route`, headers: SERVICE_HEADERS })).statusCode, 200)
+  assert.deepEqual([await count('all'), await count('instance')], [1, 1])
+})

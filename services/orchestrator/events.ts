@@ -20,6 +20,8 @@ export interface EventPublishBudget {
   timeoutMs: number
   breakerThreshold: number
   breakerCooldownMs: number
+  /** @default PUBLISH_FAILURE_LOG_INTERVAL_MS */
+  failureLogIntervalMs?: number
 }
 
 /**
@@ -33,13 +35,23 @@ const DELIVERED_HERE_MAX = 10_000
  * subscriber's copy with the publisher's reply, on another connection, so it arrives about then, a late process aside.
  */
 const DELIVERED_HERE_GRACE_MS = 10_000
+/**
+ * While publishes keep failing, at most one warning per this many milliseconds: Redis down under load would otherwise
+ * log a line per routed lead. The failures in between are counted (`unlogged`) in the next warning, and the line
+ * that says publishing recovered gives the outage's total.
+ */
+const PUBLISH_FAILURE_LOG_INTERVAL_MS = 10_000
+
+/** Events by how far they went: to every instance through Redis, or to this instance's clients only. */
+export interface EventPublishCounts { published: number, localOnly: number }
 
 /**
  * Routing events for live clients, best effort. With Redis, every instance publishes to one channel and hears it on
  * its own subscriber connection, so a client connected to any instance sees every instance's events (its own
  * included, once); without Redis, events stay in this process. A publish runs under the Redis command budget and a
  * circuit breaker, as the cache's and the limiter's calls do: when it fails or runs out of time (Redis down or hung),
- * the event still reaches this instance's clients and the failure is logged; live updates degrade to per instance,
+ * the event still reaches this instance's clients, the failure is logged (at most once per
+ * `PUBLISH_FAILURE_LOG_INTERVAL_MS`) and counted (`orchestrator_events_total{reach="instance"}`); live updates degrade to per instance,
  * and routing waits at most the budget for it (nothing once the breaker is open), never the client's 10 s backstop.
  *
  * A PUBLISH that ran out of time cannot be taken back: it stays queued on the connection, and a hung Redis runs it
@@ -56,14 +68,19 @@ export class EventHub {
   readonly #channel: string
   readonly #log: FastifyBaseLogger
   readonly #timeoutMs: number
+  readonly #failureLogIntervalMs: number
   readonly #breaker: CircuitBreaker
   #subscribed: Promise<void> | undefined
   /** The text of each event delivered here after its publish timed out, oldest first, with the timer that forgets it. */
   readonly #deliveredHere = new Map<string, NodeJS.Timeout | undefined>()
+  readonly #counts: EventPublishCounts = { published: 0, localOnly: 0 }
+  /** Since the first of a run of failed publishes: how many, when one was last logged, how many since then. */
+  #outage: { failed: number, loggedAt: number, unlogged: number } | undefined
 
   constructor (redis: RedisClient | undefined, channel: string, log: FastifyBaseLogger, budget: EventPublishBudget) {
     this.#local.setMaxListeners(0)
     this.#timeoutMs = budget.timeoutMs
+    this.#failureLogIntervalMs = budget.failureLogIntervalMs ?? PUBLISH_FAILURE_LOG_INTERVAL_MS
     this.#breaker = new CircuitBreaker(budget.breakerThreshold, budget.breakerCooldownMs)
     this.#publisher = redis
     this.#channel = channel
@@ -100,24 +117,52 @@ export class EventHub {
     const message = JSON.stringify(event.eventId === undefined ? { ...event, eventId: randomUUID() } : event)
     const publisher = this.#publisher
     if (!publisher) {
+      // Without Redis this instance is the only one: its clients are every client.
+      this.#counts.published++
       this.#deliver(message)
       return true
     }
     let sent: Promise<unknown> | undefined
     try {
       await withBudget(this.#breaker, this.#timeoutMs, async () => (sent = publisher.publish(this.#channel, message)))
+      this.#counts.published++
+      if (this.#outage !== undefined) {
+        this.#log.info({ failed: this.#outage.failed }, 'event publish recovered; the events that failed reached this instance\'s clients only')
+        this.#outage = undefined
+      }
       return true
     } catch (err) {
-      if (err instanceof RedisErrors.REDIS_TIMEOUT) {
-        this.#log.warn({ leadId: event.leadId, err }, 'event publish timed out; delivered to this instance now, other instances may receive it late or not at all')
-      } else {
-        this.#log.warn({ leadId: event.leadId, err }, 'event publish failed; delivered to this instance only')
-      }
+      this.#counts.localOnly++
+      this.#noteFailure(event.leadId, err)
       // Redis may still run (or, on a link cut mid-flight, may have run) a PUBLISH that was sent and not refused by
       // a reply; one never tried (breaker open) or refused (ACL) never reaches the channel.
       if (sent !== undefined && (err as { name?: unknown } | null)?.name !== 'ReplyError') this.#rememberDeliveredHere(message, sent)
       this.#deliver(message)
       return false
+    }
+  }
+
+  /** Events published through Redis and events that reached this instance's clients only, since start. */
+  get counts (): Readonly<EventPublishCounts> {
+    return this.#counts
+  }
+
+  /** Logs a failed publish: the first of an outage at once, then one line per failure log interval. */
+  #noteFailure (leadId: string, err: unknown): void {
+    const now = performance.now()
+    const outage = this.#outage ??= { failed: 0, loggedAt: -Infinity, unlogged: 0 }
+    outage.failed++
+    if (now - outage.loggedAt < this.#failureLogIntervalMs) {
+      outage.unlogged++
+      return
+    }
+    const fields = { leadId, err, ...(outage.unlogged > 0 ? { unlogged: outage.unlogged } : {}) }
+    outage.loggedAt = now
+    outage.unlogged = 0
+    if (err instanceof RedisErrors.REDIS_TIMEOUT) {
+      this.#log.warn(fields, 'event publish timed out; delivered to this instance now, other instances may receive it late or not at all')
+    } else {
+      this.#log.warn(fields, 'event publish failed; delivered to this instance only')
     }
   }
 

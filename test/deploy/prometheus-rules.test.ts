@@ -28,7 +28,7 @@ test('promtool test rules: every alert fires on its synthetic series and stays s
 test('each alert the operator needs exists, and has a case that fires it and one that does not', () => {
   const alerts = rules.filter((r) => r.alert).map((r) => r.alert)
   assert.deepEqual(alerts.sort(), ['CacheHitRateLow', 'CacheInvalidationsPending', 'CircuitBreakerOpen', 'DbPoolClientsWaiting', 'DbPoolSaturated', 'RateLimitedShareHigh',
-    'RateLimiterFallback', 'ReplicaLagHigh', 'RouteLatencyP99High', 'ServerErrorShareHigh'])
+    'RateLimiterFallback', 'ReplicaLagHigh', 'RouteLatencyP99High', 'RoutingEventsNotShared', 'ServerErrorShareHigh'])
   const blocks = (parse(readFileSync(join(PROMETHEUS_DIR, 'rules.test.yml'), 'utf8')) as Obj).tests as Obj[]
   for (const alert of alerts) {
     const own = blocks.flatMap((b) => (b.alert_rule_test ?? []).filter((c: Obj) => c.alertname === alert).map((c: Obj) => ({ c, series: b.input_series.length })))
@@ -50,7 +50,7 @@ test('the metric names the rules read are the ones the services export', () => {
   const recorded = new Set(rules.map((r) => r.record).filter(Boolean))
   const read = new Set(rules.flatMap((r) => metricNames(r.expr)).filter((n) => !recorded.has(n)))
   assert.deepEqual([...read].sort(), ['cache_invalidations_pending', 'cache_operations', 'circuit_breaker_open', 'db_pool_connections', 'db_pool_max_connections', 'db_replica_lag_seconds',
-    'http_request_duration_seconds_bucket', 'http_requests_total', 'rate_limit_decisions'])
+    'http_request_duration_seconds_bucket', 'http_requests_total', 'orchestrator_events_total', 'rate_limit_decisions'])
   // The extraction itself: matchers, grouping and functions are not names.
   assert.deepEqual(metricNames('sum by (service, le) (rate(a_total{x="b{c}"}[5m])) / on (pod) b:c:d > 0'), ['a_total', 'b:c:d'])
 })
