@@ -206,3 +206,36 @@ test('the npm process of npm start killed with SIGKILL: start.js notices its par
   assert.equal(out.match(/shut down cleanly/g)?.length, 3, `each service drained: ${out}`)
   assert.doesNotMatch(out, /CHASSIS_SHUTDOWN_INTERRUPTED/)
 })
+
+test('npm start killed with SIGKILL: the embedded PostgreSQL it started stops once the services have drained, instead of running on', { timeout: 180000 }, async (t) => {
+  const dir = join('.data', `test-start-kill-${process.pid}`)
+  t.after(() => rmSync(join(projectRoot, dir), { recursive: true, force: true }))
+  t.after(() => rmSync(`${join(projectRoot, dir)}.demo-key`, { force: true }))
+  const child = spawn(process.execPath, [join(projectRoot, 'dist', 'scripts', 'start.js')], {
+    cwd: projectRoot,
+    env: { PATH: process.env.PATH ?? '', EMBEDDED_PG_DATA_DIR: dir, EMBEDDED_PG_PORT: String(await freePort()), SEED_COUNT: '0', API_PORT: String(await freePort()), DATA_SERVICE_PORT: String(await freePort()), ORCHESTRATOR_PORT: String(await freePort()) },
+    stdio: ['ignore', 'pipe', 'pipe']
+  })
+  let out = ''
+  child.stdout.on('data', (d: Buffer) => { out += d.toString() })
+  child.stderr.on('data', (d: Buffer) => { out += d.toString() })
+  const exit = once(child, 'exit')
+  for (let i = 0; i < 1200 && !/ready in/.test(out) && child.exitCode === null; i++) await sleep(100)
+  assert.match(out, /ready in/, out)
+  const postmaster = Number(readFileSync(join(projectRoot, dir, 'postmaster.pid'), 'utf8').split('\n')[0])
+  assert.ok(postmaster > 0, 'the embedded PostgreSQL runs')
+  t.after(() => { try { process.kill(postmaster, 'SIGKILL') } catch { /* stopped */ } })
+  child.kill('SIGKILL')
+  await exit
+  const killed = performance.now()
+  const running = (): boolean => ![undefined, 'Z', 'X'].includes(processState(postmaster))
+  while (running() && performance.now() - killed < 30000) await sleep(100)
+  assert.equal(running(), false, `the embedded PostgreSQL still runs 30 s after npm start was killed:\n${out}`)
+  t.diagnostic(`the embedded PostgreSQL stopped ${Math.round(performance.now() - killed)} ms after npm start was killed`)
+  await sleep(200)
+  // After the services, which drained with their database there.
+  assert.equal(out.match(/shut down cleanly/g)?.length, 3, `each service drained: ${out}`)
+  assert.doesNotMatch(out, /CHASSIS_SHUTDOWN_INTERRUPTED/)
+  // A clean shutdown removes the pid file; one killed outright leaves it.
+  assert.throws(() => readFileSync(join(projectRoot, dir, 'postmaster.pid')), /ENOENT/)
+})

@@ -12,6 +12,7 @@ import { projectRoot } from '../services/platform/paths.js'
 import { seed } from '../services/domain/seed.js'
 import { loadScriptsConfig } from './lib/config.js'
 import { openDatabase } from './lib/database.js'
+import type { WatchdogMessage } from './lib/pg-watchdog.js'
 
 const started = performance.now()
 // Read first: npm may be killed while the database starts.
@@ -30,6 +31,13 @@ const SERVICES = [
 const serviceKey = process.env.SERVICE_API_KEY || randomBytes(24).toString('base64url')
 const DEMO_SCOPES = ['leads:read', 'leads:write', 'leads:import', 'reports:read', 'routing']
 const db = await openDatabase({ databaseUrl: config.DATABASE_URL, port: config.EMBEDDED_PG_PORT, dataDir: config.EMBEDDED_PG_DATA_DIR, log })
+// Stops the embedded PostgreSQL this run started should this process die without doing it (SIGKILL, a crash):
+// PostgreSQL would run on, reparented (scripts/lib/pg-watchdog.ts). A process group of its own, as the services'.
+const watchdog = db.postmasterPid === undefined
+  ? undefined
+  : spawn(process.execPath, [join(projectRoot, 'dist', 'scripts', 'lib', 'pg-watchdog.js'), String(db.postmasterPid)], { stdio: ['ignore', 'ignore', 'inherit', 'ipc'], detached: true })
+watchdog?.channel?.unref()
+watchdog?.unref()
 
 const applied = await migrate({ databaseUrl: db.url, schema: config.DB_SCHEMA })
 if (applied.length > 0) log(`migrations applied: ${applied.join(', ')}`)
@@ -74,6 +82,8 @@ async function stopAll (code: number): Promise<never> {
     else child.kill('SIGTERM')
     await exited
   }))
+  // PostgreSQL is stopped here, in order: the watchdog is not needed for it.
+  watchdog?.kill('SIGTERM')
   if (db.shared) {
     log('the embedded PostgreSQL another npm start runs is left running')
   } else if (db.embedded) {
@@ -144,6 +154,9 @@ async function waitReady (port: number): Promise<boolean> {
   }
   return false
 }
+
+// The watchdog waits for these to drain before it stops PostgreSQL.
+watchdog?.send({ services: [...children.values()].map((c) => c.pid).filter((pid) => pid !== undefined) } satisfies WatchdogMessage)
 
 const ready = await Promise.all(SERVICES.map((s) => waitReady(s.port)))
 if (ready.includes(false)) {

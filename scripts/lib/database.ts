@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync } from 'node:fs'
+import { existsSync, mkdirSync, readFileSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import pg from 'pg'
 import { projectRoot } from '../../services/platform/paths.js'
@@ -8,6 +8,8 @@ export interface Database {
   embedded: boolean
   /** An embedded PostgreSQL another run started, used as it is: stop() leaves it running. */
   shared: boolean
+  /** The postmaster's pid, of an embedded PostgreSQL this run started. */
+  postmasterPid?: number
   stop: () => Promise<void>
 }
 
@@ -87,5 +89,7 @@ export async function openDatabase (options: OpenDatabaseOptions): Promise<Datab
     await admin.end()
   }
   options.log(`embedded PostgreSQL listening on 127.0.0.1:${options.port}${fresh ? ' (new)' : ' (data reused)'}`)
-  return { url, embedded: true, shared: false, stop: () => server.stop() }
+  // The first line of postmaster.pid: PostgreSQL's own record of its pid, written once it runs.
+  const postmasterPid = Number(readFileSync(join(dataDir, 'postmaster.pid'), 'utf8').split('\n')[0])
+  return { url, embedded: true, shared: false, ...(Number.isInteger(postmasterPid) && postmasterPid > 0 ? { postmasterPid } : {}), stop: () => server.stop() }
 }
