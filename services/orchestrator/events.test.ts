@@ -263,3 +263,24 @@ test('an event that reached this instance\'s clients only (Redis cut) is counted
   assert.equal((await orchestrator.app.inject({ method: 'POST', url: `/orchestrator/v1/leads/${second}/route`, headers: SERVICE_HEADERS })).statusCode, 200)
   assert.deepEqual([await count('all'), await count('instance')], [1, 1])
 })
+
+test('an event whose channel copy is heard before its PUBLISH\'s reply, the budget then running out, is delivered once and counted as published, not delivered a second time as unpublished', async () => {
+  // Redis sends the subscriber's copy and the publisher's reply at once; here the copy arrives and the reply never does.
+  const subscriber = Object.assign(new EventEmitter(), { subscribe: async () => 1 })
+  const redis = {
+    duplicate: () => subscriber,
+    publish: async (channel: string, message: string) => {
+      subscriber.emit('message', channel, message)
+      return new Promise(() => {})
+    }
+  }
+  const warnings: unknown[] = []
+  const hub = new EventHub(redis as never, 'events', { warn: (fields: unknown) => warnings.push(fields), info: () => {} } as never, { timeoutMs: 20, breakerThreshold: 1_000_000, breakerCooldownMs: 1000 })
+  const heard: string[] = []
+  hub.listen((message) => heard.push(message))
+  const event = { type: 'lead.assigned' as const, leadId: 'l', agentId: 'a', agentName: 'n', score: 1, assignedAt: new Date(0).toISOString() }
+  assert.equal(await hub.publish(event), true, 'it reached the channel')
+  assert.equal(heard.length, 1, 'delivered once')
+  assert.deepEqual(hub.counts, { published: 1, localOnly: 0 })
+  assert.deepEqual(warnings, [])
+})

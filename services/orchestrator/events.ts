@@ -59,7 +59,8 @@ export interface EventPublishCounts { published: number, localOnly: number }
  * event carries a unique `eventId`, and the hub remembers the text of each event it delivered after such a timeout
  * (or a link cut while the PUBLISH was in flight) and drops the channel's copy of it instead of delivering it twice. It remembers one until that copy arrives or
  * `DELIVERED_HERE_GRACE_MS` after Redis answered or the connection failed the PUBLISH (never while ioredis may still
- * send it), and at most `DELIVERED_HERE_MAX` of them.
+ * send it), and at most `DELIVERED_HERE_MAX` of them. A copy heard while its PUBLISH still awaits its reply is
+ * delivered then, and should the budget run out after it, the event counts as published and is not delivered again.
  */
 export class EventHub {
   readonly #local = new EventEmitter()
@@ -73,6 +74,8 @@ export class EventHub {
   #subscribed: Promise<void> | undefined
   /** The text of each event delivered here after its publish timed out, oldest first, with the timer that forgets it. */
   readonly #deliveredHere = new Map<string, NodeJS.Timeout | undefined>()
+  /** The text of each event whose PUBLISH awaits its reply, and whether the channel's copy of it was heard meanwhile. */
+  readonly #inFlight = new Map<string, boolean>()
   readonly #counts: EventPublishCounts = { published: 0, localOnly: 0 }
   /** Since the first of a run of failed publishes: how many, when one was last logged, how many since then. */
   #outage: { failed: number, loggedAt: number, unlogged: number } | undefined
@@ -123,15 +126,18 @@ export class EventHub {
       return true
     }
     let sent: Promise<unknown> | undefined
+    this.#inFlight.set(message, false)
     try {
       await withBudget(this.#breaker, this.#timeoutMs, async () => (sent = publisher.publish(this.#channel, message)))
-      this.#counts.published++
-      if (this.#outage !== undefined) {
-        this.#log.info({ failed: this.#outage.failed }, 'event publish recovered; the events that failed reached this instance\'s clients only')
-        this.#outage = undefined
-      }
+      this.#published()
       return true
     } catch (err) {
+      // The channel's copy came back before the reply did (Redis sends both at once; a busy process may read the copy
+      // and then find its budget spent): the event reached every instance, this one's clients included, already.
+      if (this.#inFlight.get(message) === true) {
+        this.#published()
+        return true
+      }
       this.#counts.localOnly++
       this.#noteFailure(event.leadId, err)
       // Redis may still run (or, on a link cut mid-flight, may have run) a PUBLISH that was sent and not refused by
@@ -139,6 +145,16 @@ export class EventHub {
       if (sent !== undefined && (err as { name?: unknown } | null)?.name !== 'ReplyError') this.#rememberDeliveredHere(message, sent)
       this.#deliver(message)
       return false
+    } finally {
+      this.#inFlight.delete(message)
+    }
+  }
+
+  #published (): void {
+    this.#counts.published++
+    if (this.#outage !== undefined) {
+      this.#log.info({ failed: this.#outage.failed }, 'event publish recovered; the events that failed reached this instance\'s clients only')
+      this.#outage = undefined
     }
   }
 
@@ -194,6 +210,7 @@ export class EventHub {
       this.#deliveredHere.delete(message)
       return
     }
+    if (this.#inFlight.size > 0 && this.#inFlight.has(message)) this.#inFlight.set(message, true)
     this.#deliver(message)
   }
 
