@@ -1,5 +1,4 @@
 import { execFileSync } from 'node:child_process'
-import { readFileSync } from 'node:fs'
 import { availableParallelism } from 'node:os'
 import { parseArgs } from 'node:util'
 import autocannon from 'autocannon'
@@ -7,7 +6,7 @@ import { Redis } from 'ioredis'
 import { freePort } from '../../test/helpers/ports.js'
 import { startPrivatePostgres, type PrivatePostgres } from '../../test/helpers/private-postgres.js'
 import { startPrivateRedis, type PrivateRedis } from '../../test/helpers/private-redis.js'
-import { median, startService, table, type LoadResult, type Service } from './lib.js'
+import { median, processCpuMs, startService, table, type LoadResult, type Service } from './lib.js'
 import { startOtlpSink, type OtlpSink } from './otlp-sink.js'
 import { ALL_SAMPLED, apiEnvironment, DATABASE_URL, prepareTracingBench, REDIS_URL, type TracingConfig, tracingConfigs, tracingPath } from './tracing-setup.js'
 
@@ -31,7 +30,6 @@ const { values: args } = parseArgs({
 })
 const TAG = `bench-tracing-${process.pid}`
 const log = (m: string): void => console.log(`[bench:tracing] ${m}`)
-const CLOCK_TICKS = 100 // USER_HZ of /proc/<pid>/stat on Linux
 
 // Pinned, the api's throughput is what its one CPU can serve: the load generator and the servers it waits on, which
 // shared both cores with it, no longer take that CPU's time in amounts that moved from round to round (the rounds of
@@ -93,20 +91,6 @@ async function load (url: string, seconds: number, rate?: number): Promise<LoadR
   return { rps: r.requests.average, avgMs: r.latency.average, p50Ms: r.latency.p50, p99Ms: r.latency.p99, errors: r.errors + r.timeouts, non2xx: r.non2xx, requests: r.requests.total }
 }
 
-/**
- * CPU time (user + system) the service's process has used, in ms, from /proc/<pid>/stat, or its main thread's alone
- * (the event loop, which every request waits for); undefined off Linux.
- */
-function cpuMs (service: Service, mainThread = false): number | undefined {
-  const pid = service.child.pid
-  try {
-    const fields = readFileSync(mainThread ? `/proc/${pid}/task/${pid}/stat` : `/proc/${pid}/stat`, 'utf8').replace(/^.*\) /, '').split(' ')
-    return (Number(fields[11]) + Number(fields[12])) * 1000 / CLOCK_TICKS
-  } catch {
-    return undefined
-  }
-}
-
 /** Queries the service's statistics have counted (GET /api/v1/admin/queries). */
 async function queriesCounted (service: Service): Promise<number> {
   const res = await fetch(`${service.url}/api/v1/admin/queries`, { headers: { 'x-api-key': key } })
@@ -138,17 +122,17 @@ try {
       // The warm-up loads the hot leads into the cache and lets V8 optimize, PostgreSQL's parser (WebAssembly)
       // included, which costs seconds of CPU once per process.
       const warm = await load(service.url, Number(args.warmup))
-      const loadStarted = cpuMs(service)
+      const loadStarted = processCpuMs(service)
       const r = await load(service.url, Number(args.duration))
       // Cores the api kept busy while loaded: pinned, near 1 says its CPU bounded the throughput.
-      busy.get(config)?.push(((cpuMs(service) ?? NaN) - (loadStarted ?? NaN)) / (Number(args.duration) * 1000))
+      busy.get(config)?.push(((processCpuMs(service) ?? NaN) - (loadStarted ?? NaN)) / (Number(args.duration) * 1000))
       // CPU per request at saturation falls as the load rises (more requests per turn of the event loop), and on a
       // shared machine the load a service reaches swings from round to round: the CPU is read at one fixed rate.
-      const cpuBefore = cpuMs(service)
-      const mainBefore = cpuMs(service, true)
+      const cpuBefore = processCpuMs(service)
+      const mainBefore = processCpuMs(service, true)
       const fixed = await load(service.url, Number(args['rate-duration']), Number(args.rate))
-      const cpuAfter = cpuMs(service)
-      const mainAfter = cpuMs(service, true)
+      const cpuAfter = processCpuMs(service)
+      const mainAfter = processCpuMs(service, true)
       // A refused or failed answer is a fault of the service: the run stops. A timeout or a dropped connection is the
       // machine (a shared one can stall a process for seconds): counted and printed.
       if (r.non2xx + fixed.non2xx > 0) throw new Error(`${config.label}: ${r.non2xx + fixed.non2xx} non-2xx answers`)
