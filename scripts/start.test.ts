@@ -1,6 +1,6 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { spawn } from 'node:child_process'
+import { spawn, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
 import { mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -126,6 +126,23 @@ function processState (pid: number): string | undefined {
   }
 }
 
+/** `node dist/scripts/start.js` with no demo data, on free ports, once it says it is ready; its output collects in `output()`. */
+async function startReady (env: Record<string, string>): Promise<{ child: ChildProcess, output: () => string, exit: Promise<unknown[]> }> {
+  const child = spawn(process.execPath, [join(projectRoot, 'dist', 'scripts', 'start.js')], {
+    cwd: projectRoot,
+    env: { PATH: process.env.PATH ?? '', SEED_COUNT: '0', API_PORT: String(await freePort()), DATA_SERVICE_PORT: String(await freePort()), ORCHESTRATOR_PORT: String(await freePort()), ...env },
+    stdio: ['ignore', 'pipe', 'pipe']
+  })
+  let out = ''
+  child.stdout.on('data', (d: Buffer) => { out += d.toString() })
+  child.stderr.on('data', (d: Buffer) => { out += d.toString() })
+  const exit = once(child, 'exit')
+  // Up to 2 minutes: an embedded PostgreSQL is initialised first.
+  for (let i = 0; i < 1200 && !/ready in/.test(out) && child.exitCode === null; i++) await sleep(100)
+  assert.match(out, /ready in/, out)
+  return { child, output: () => out, exit }
+}
+
 function childrenOf (pid: number): number[] {
   return readdirSync('/proc').filter((name) => /^\d+$/.test(name)).map(Number).filter((other) => {
     try {
@@ -139,17 +156,7 @@ function childrenOf (pid: number): number[] {
 test('npm start killed with SIGKILL: each service drains and exits within 10 s instead of running on without it', { timeout: 120000 }, async (t) => {
   const db = await createTestSchema()
   t.after(() => db.drop())
-  const child = spawn(process.execPath, [join(projectRoot, 'dist', 'scripts', 'start.js')], {
-    cwd: projectRoot,
-    env: { PATH: process.env.PATH ?? '', DATABASE_URL: db.url, DB_SCHEMA: db.schema, SEED_COUNT: '0', API_PORT: String(await freePort()), DATA_SERVICE_PORT: String(await freePort()), ORCHESTRATOR_PORT: String(await freePort()) },
-    stdio: ['ignore', 'pipe', 'pipe']
-  })
-  let out = ''
-  child.stdout.on('data', (d: Buffer) => { out += d.toString() })
-  child.stderr.on('data', (d: Buffer) => { out += d.toString() })
-  const exit = once(child, 'exit')
-  for (let i = 0; i < 600 && !/ready in/.test(out) && child.exitCode === null; i++) await sleep(100)
-  assert.match(out, /ready in/, out)
+  const { child, output, exit } = await startReady({ DATABASE_URL: db.url, DB_SCHEMA: db.schema })
   const services = childrenOf(child.pid ?? 0)
   t.after(() => { for (const pid of services) try { process.kill(pid, 'SIGKILL') } catch { /* gone */ } })
   assert.equal(services.length, 3, `npm start runs three services: ${services.join(', ')}`)
@@ -159,11 +166,11 @@ test('npm start killed with SIGKILL: each service drains and exits within 10 s i
   // Reparented, a service may stay a zombie until its new parent reaps it: exited all the same.
   const running = (): number[] => services.filter((pid) => ![undefined, 'Z', 'X'].includes(processState(pid)))
   while (running().length > 0 && performance.now() - killed < 10000) await sleep(50)
-  assert.deepEqual(running(), [], `services still running 10 s after npm start was killed:\n${out}`)
+  assert.deepEqual(running(), [], `services still running 10 s after npm start was killed:\n${output()}`)
   t.diagnostic(`every service exited ${Math.round(performance.now() - killed)} ms after npm start was killed`)
   await sleep(200)
-  assert.equal(out.match(/shut down cleanly/g)?.length, 3, `each service drained: ${out}`)
-  assert.doesNotMatch(out, /CHASSIS_SHUTDOWN_INTERRUPTED/)
+  assert.equal(output().match(/shut down cleanly/g)?.length, 3, `each service drained: ${output()}`)
+  assert.doesNotMatch(output(), /CHASSIS_SHUTDOWN_INTERRUPTED/)
 })
 
 test('the npm process of npm start killed with SIGKILL: start.js notices its parent is gone and every service drains and exits within 10 s', { timeout: 120000 }, async (t) => {
@@ -211,17 +218,7 @@ test('npm start killed with SIGKILL: the embedded PostgreSQL it started stops on
   const dir = join('.data', `test-start-kill-${process.pid}`)
   t.after(() => rmSync(join(projectRoot, dir), { recursive: true, force: true }))
   t.after(() => rmSync(`${join(projectRoot, dir)}.demo-key`, { force: true }))
-  const child = spawn(process.execPath, [join(projectRoot, 'dist', 'scripts', 'start.js')], {
-    cwd: projectRoot,
-    env: { PATH: process.env.PATH ?? '', EMBEDDED_PG_DATA_DIR: dir, EMBEDDED_PG_PORT: String(await freePort()), SEED_COUNT: '0', API_PORT: String(await freePort()), DATA_SERVICE_PORT: String(await freePort()), ORCHESTRATOR_PORT: String(await freePort()) },
-    stdio: ['ignore', 'pipe', 'pipe']
-  })
-  let out = ''
-  child.stdout.on('data', (d: Buffer) => { out += d.toString() })
-  child.stderr.on('data', (d: Buffer) => { out += d.toString() })
-  const exit = once(child, 'exit')
-  for (let i = 0; i < 1200 && !/ready in/.test(out) && child.exitCode === null; i++) await sleep(100)
-  assert.match(out, /ready in/, out)
+  const { child, output, exit } = await startReady({ EMBEDDED_PG_DATA_DIR: dir, EMBEDDED_PG_PORT: String(await freePort()) })
   const postmaster = Number(readFileSync(join(projectRoot, dir, 'postmaster.pid'), 'utf8').split('\n')[0])
   assert.ok(postmaster > 0, 'the embedded PostgreSQL runs')
   t.after(() => { try { process.kill(postmaster, 'SIGKILL') } catch { /* stopped */ } })
@@ -230,12 +227,12 @@ test('npm start killed with SIGKILL: the embedded PostgreSQL it started stops on
   const killed = performance.now()
   const running = (): boolean => ![undefined, 'Z', 'X'].includes(processState(postmaster))
   while (running() && performance.now() - killed < 30000) await sleep(100)
-  assert.equal(running(), false, `the embedded PostgreSQL still runs 30 s after npm start was killed:\n${out}`)
+  assert.equal(running(), false, `the embedded PostgreSQL still runs 30 s after npm start was killed:\n${output()}`)
   t.diagnostic(`the embedded PostgreSQL stopped ${Math.round(performance.now() - killed)} ms after npm start was killed`)
   await sleep(200)
   // After the services, which drained with their database there.
-  assert.equal(out.match(/shut down cleanly/g)?.length, 3, `each service drained: ${out}`)
-  assert.doesNotMatch(out, /CHASSIS_SHUTDOWN_INTERRUPTED/)
+  assert.equal(output().match(/shut down cleanly/g)?.length, 3, `each service drained: ${output()}`)
+  assert.doesNotMatch(output(), /CHASSIS_SHUTDOWN_INTERRUPTED/)
   // A clean shutdown removes the pid file; one killed outright leaves it.
   assert.throws(() => readFileSync(join(projectRoot, dir, 'postmaster.pid')), /ENOENT/)
 })
