@@ -89,7 +89,16 @@ export async function openDatabase (options: OpenDatabaseOptions): Promise<Datab
     await admin.end()
   }
   options.log(`embedded PostgreSQL listening on 127.0.0.1:${options.port}${fresh ? ' (new)' : ' (data reused)'}`)
-  // The first line of postmaster.pid: PostgreSQL's own record of its pid, written once it runs.
-  const postmasterPid = Number(readFileSync(join(dataDir, 'postmaster.pid'), 'utf8').split('\n')[0])
-  return { url, embedded: true, shared: false, ...(Number.isInteger(postmasterPid) && postmasterPid > 0 ? { postmasterPid } : {}), stop: () => server.stop() }
+  const postmasterPid = readPostmasterPid(dataDir)
+  return { url, embedded: true, shared: false, ...(postmasterPid === undefined ? {} : { postmasterPid }), stop: () => server.stop() }
+}
+
+/** The first line of postmaster.pid: PostgreSQL's own record of its pid. Undefined if it cannot be read. */
+function readPostmasterPid (dataDir: string): number | undefined {
+  try {
+    const pid = Number(readFileSync(join(dataDir, 'postmaster.pid'), 'utf8').split('\n')[0])
+    return Number.isInteger(pid) && pid > 0 ? pid : undefined
+  } catch {
+    return undefined
+  }
 }
