@@ -8,6 +8,16 @@ import { Presence } from './presence.js'
 import { RedisStore, type Decided } from './redis-store.js'
 import type { PolicyResult, RateLimitStore } from './store.js'
 
+// Keyed by the client: the limiters of one instance share its client, and were each counted as an instance of their
+// own, which divided every limit during an outage by twice the instances there were.
+const instanceIds = new WeakMap<RedisClient, string>()
+
+function instanceIdOf (redis: RedisClient): string {
+  let id = instanceIds.get(redis)
+  if (id === undefined) instanceIds.set(redis, id = randomUUID())
+  return id
+}
+
 export type DecisionSource = 'store' | 'fast-path' | 'fallback' | 'closed'
 
 export interface Decision {
@@ -41,7 +51,10 @@ export interface RateLimiterOptions {
    * three heartbeats, and during an outage each admits only its share of a limit. @default 1000
    */
   presenceIntervalMs?: number
-  /** This instance's member name in the presence set. @default a random UUID */
+  /**
+   * This instance's member name in the presence set. @default one random UUID per Redis client, shared by every
+   * limiter on that client (the request limiter and the key-lookup budget of one instance count it once)
+   */
   instanceId?: string
   /** Where the start and the end of a fallback episode are logged (e.g. `app.log`). */
   log?: FallbackLog
@@ -111,7 +124,7 @@ export class RateLimiter {
     this.#log = options.log
     this.#redis = options.store === undefined ? redis : undefined
     if (redis && options.store === undefined) {
-      this.#presence = new Presence(redis, `${this.#prefix}instances`, options.instanceId ?? randomUUID(), options.presenceIntervalMs,
+      this.#presence = new Presence(redis, `${this.#prefix}instances`, options.instanceId ?? instanceIdOf(redis), options.presenceIntervalMs,
         (call) => withBudget(this.#breaker, this.#timeoutMs, call))
     }
   }

@@ -50,3 +50,20 @@ test('a URL the router refuses is limited per key for a caller with a valid key 
     [400, 'BAD_URL', '5'], [404, 'NOT_FOUND', '5'], [400, 'BAD_URL', '5'], [404, 'NOT_FOUND', '5'], [400, 'BAD_URL', '5'], [429, 'RATE_LIMITED', '5']
   ], 'the key\'s own budget, not its exhausted address\'s')
 })
+
+test('two api instances sharing Redis count as two in the presence set, not four: during an outage each admits half of a limit, not a quarter', async (t) => {
+  const db = await createTestSchema()
+  t.after(() => db.drop())
+  const prefix = `${uniqueName('rl')}:`
+  // The key-lookup budget is a limiter of its own beside the request limiter; both announce the instance.
+  const env = { REDIS_URL: process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379', RATE_LIMIT_ENABLED: 'true', API_KEY_LOOKUP_LIMIT: '50', RATE_LIMIT_PREFIX: prefix }
+  const a = await buildApp(testApiConfig(db, env))
+  t.after(() => a.close())
+  const b = await buildApp(testApiConfig(db, env))
+  t.after(() => b.close())
+  // Past a heartbeat (1 s), so every limiter of both instances has announced itself and read the count.
+  await new Promise((resolve) => setTimeout(resolve, 1500))
+  assert.equal(await a.redis?.zcard(`${prefix}instances`), 2, 'members of the presence set')
+  assert.equal(a.rateLimiter.getStats().instances, 2)
+  assert.equal(b.rateLimiter.getStats().instances, 2)
+})
