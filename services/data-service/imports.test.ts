@@ -562,3 +562,21 @@ test('an empty import body is refused 400 instead of answered 200 with zero rows
   assert.equal(headerOnly.statusCode, 200, headerOnly.body)
   assert.equal(headerOnly.json().rows, 0)
 })
+
+test('a lead an import created or overwrote is in the activity trail under the importing key, so a leaked leads:import key\'s changes can be found', async (t) => {
+  const { app, db } = await setup(t)
+  const { id, key } = await app.apiKeys.mint('partner import', ['leads:import'])
+  const send = async (rows: string[]) => app.inject({ method: 'POST', url: '/data/v1/imports/leads', headers: { 'x-api-key': key, 'content-type': 'text/csv' }, payload: [CSV_HEADER, ...rows].join('\n') })
+  const first = await send([csvRow(1), csvRow(2)])
+  assert.equal(first.statusCode, 200, first.body)
+  // Row 1 unchanged, row 2 overwritten: only the write is recorded.
+  const second = await send([csvRow(1), csvRow(2, 'TX')])
+  assert.deepEqual([second.json().unchanged, second.json().updated], [1, 1])
+  const trail = await db.sql<{ email: string, type: string, details: unknown }>(
+    'SELECT l.email, a.type, a.details FROM lead_activities a JOIN leads l ON l.id = a.lead_id WHERE a.actor = $1 ORDER BY a.id', [`key:${id}`])
+  assert.deepEqual(trail, [
+    { email: 'ann1@example.com', type: 'created', details: { via: 'import' } },
+    { email: 'ann2@example.com', type: 'created', details: { via: 'import' } },
+    { email: 'ann2@example.com', type: 'updated', details: { via: 'import' } }
+  ])
+})

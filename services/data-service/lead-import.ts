@@ -34,6 +34,8 @@ export interface ImportOptions {
   maxRecordBytes?: number
   /** Called after each committed batch with the ids of the leads it changed (inserted or updated). */
   onBatch?: (changedIds: string[]) => Promise<void>
+  /** Who imports, recorded in the activity trail of each lead the import creates or changes (e.g. `key:<id>`). */
+  actor?: string | null
 }
 
 /**
@@ -181,8 +183,11 @@ const merged = (field: OptionalField): string =>
   `CASE WHEN ($9::jsonb -> EXCLUDED.email -> EXCLUDED.product) ? '${field}' THEN leads.${field} ELSE EXCLUDED.${field} END`
 
 // One statement per batch: the rows arrive as arrays, a conflict on the natural key (email, product) updates the
-// lead only when a value it supplied differs, and `xmax = 0` tells an inserted row from an updated one.
+// lead only when a value it supplied differs, and `xmax = 0` tells an inserted row from an updated one. Each lead
+// written gets its activity in the same statement, as the api's writes do: without it, what a leaked key with
+// leads:import created or overwrote could not be told from anything else.
 const UPSERT = `
+WITH written AS (
 INSERT INTO leads (first_name, last_name, email, phone, product, state, source, score)
 SELECT f, l, e, p, pr, s, COALESCE(src, 'web'), COALESCE(sc, 0)
   FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::int[]) AS t(f, l, e, p, pr, s, src, sc)
@@ -191,7 +196,12 @@ ON CONFLICT (lower(email), product) DO UPDATE SET
   phone = ${merged('phone')}, source = ${merged('source')}, score = ${merged('score')}, updated_at = now()
   WHERE (leads.first_name, leads.last_name, leads.state, leads.phone, leads.source, leads.score)
     IS DISTINCT FROM (EXCLUDED.first_name, EXCLUDED.last_name, EXCLUDED.state, ${merged('phone')}, ${merged('source')}, ${merged('score')})
-RETURNING id, (xmax = 0) AS inserted`
+RETURNING id, (xmax = 0) AS inserted
+), trail AS (
+INSERT INTO lead_activities (lead_id, type, details, actor)
+SELECT id, CASE WHEN inserted THEN 'created' ELSE 'updated' END, '{"via":"import"}'::jsonb, $10 FROM written
+)
+SELECT id, inserted FROM written`
 
 /** `{ email: { product: [fields left out] } }` for the rows of a batch that left a field out. */
 function leftOut (part: Pending[]): string {
@@ -228,7 +238,7 @@ export async function importLeads (db: ConnectionPool, input: Readable, format: 
     const { rows } = await db.query<{ id: string, inserted: boolean }>(UPSERT, [
       column((l) => l.firstName), column((l) => l.lastName), column((l) => l.email), column((l) => l.phone ?? null),
       column((l) => l.product), column((l) => l.state), column((l) => l.source ?? null), column((l) => l.score ?? null),
-      leftOut(part)
+      leftOut(part), options.actor ?? null
     ])
     let inserted = 0
     for (const r of rows) if (r.inserted) inserted++

@@ -99,6 +99,7 @@ export async function importRoutes (app: FastifyInstance, opts: ImportRoutesOpti
         batchSize: opts.batchSize,
         maxRejections: opts.maxRejections,
         maxRecordBytes: opts.maxRecordBytes,
+        actor: request.apiKey ? `key:${request.apiKey.id}` : null,
         // Each committed batch reaches every service's cache: the leads it changed, every list, the reports.
         onBatch: (ids) => app.cache.invalidate({ keys: ids.map(leadKey), tags: [ALL_LISTS_TAG, REPORT_TAGS.leads] })
       })
