@@ -8,14 +8,27 @@ import { SCOPES } from '../services/domain/scopes.js'
 import { loadScriptsConfig } from './lib/config.js'
 import { openDatabase } from './lib/database.js'
 
-const USAGE = `usage: npm run keys -- mint --name NAME [--scopes leads:create,leads:read,leads:write,admin]
+const USAGE = `usage: npm run keys -- mint --name NAME [--scopes SCOPE,...]   (scopes: ${SCOPES.join(', ')})
        npm run keys -- revoke --id ID
        npm run keys -- list`
 
 /** How long the cache's link to Redis is waited for, alongside the migrations. */
 const CACHE_LINK_WAIT_MS = 250
 
-const { values, positionals } = parseArgs({ allowPositionals: true, options: { name: { type: 'string' }, scopes: { type: 'string', default: '' }, id: { type: 'string' } } })
+const parsed = (() => {
+  try {
+    return parseArgs({ allowPositionals: true, options: { name: { type: 'string' }, scopes: { type: 'string', default: '' }, id: { type: 'string' }, help: { type: 'boolean', short: 'h' } } })
+  } catch (error) {
+    // A mistyped option during an incident deserves the usage, not a TypeError's stack.
+    console.error(`${(error as Error).message.split('. ')[0] ?? ''}\n${USAGE}`)
+    process.exit(2)
+  }
+})()
+const { values, positionals } = parsed
+if (values.help) {
+  console.log(USAGE)
+  process.exit(0)
+}
 const command = positionals[0]
 if (!['mint', 'revoke', 'list'].includes(command ?? '') || (command === 'mint' && !values.name) || (command === 'revoke' && !values.id)) {
   console.error(USAGE)
