@@ -74,15 +74,17 @@ export const rateLimitPlugin = fp(async (app: FastifyInstance, opts: RateLimitPl
   const isTrusted = typeof opts.allowList === 'function' ? opts.allowList : (req: FastifyRequest) => allowed?.(req.ip) ?? false
   // Callers whose address is not an IP address share one quota (identity.ts): said once, since a proxy that writes
   // X-Forwarded-For in another shape (an address with its port) would put every caller behind it in that quota.
+  // Checked on whatever key is chosen: a keyGenerator of the caller's falls back on clientAddressKey too.
   let sharedQuotaNoted = false
-  const keyOf = opts.keyGenerator ?? ((req: FastifyRequest) => {
-    const key = clientAddressKey(req.ip)
+  const keyGenerator = opts.keyGenerator ?? ((req: FastifyRequest) => clientAddressKey(req.ip))
+  const keyOf = (req: FastifyRequest): string => {
+    const key = keyGenerator(req)
     if (key === UNPARSED_ADDRESS && !sharedQuotaNoted) {
       sharedQuotaNoted = true
       app.log.warn({ code: 'RATE_LIMIT_UNPARSED_ADDRESS' }, 'a client address that is not an IP address: such callers share one rate-limit quota; check TRUST_PROXY and what the proxy writes in X-Forwarded-For')
     }
     return key
-  })
+  }
   app.decorate('rateLimiter', limiter)
   app.decorateRequest('rateLimit', undefined)
 

@@ -67,3 +67,19 @@ test('two api instances sharing Redis count as two in the presence set, not four
   assert.equal(a.rateLimiter.getStats().instances, 2)
   assert.equal(b.rateLimiter.getStats().instances, 2)
 })
+
+test('the api warns RATE_LIMIT_UNPARSED_ADDRESS once when a trusted proxy sends an address with its port, as the runbook says it will', async (t) => {
+  const db = await createTestSchema()
+  t.after(() => db.drop())
+  const env = { REDIS_URL: process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379', RATE_LIMIT_ENABLED: 'true', RATE_LIMIT_PREFIX: `${uniqueName('rl')}:`, TRUST_PROXY: '10.0.0.0/8' }
+  const app = await buildApp(testApiConfig(db, env))
+  t.after(() => app.close())
+  const warn = t.mock.method(app.log, 'warn')
+  const send = async (xff: string): Promise<number> => (await app.inject({ url: '/api/v1/leads?limit=1', remoteAddress: '10.0.0.5', headers: { 'x-forwarded-for': xff } })).statusCode
+  await send('198.51.100.7')
+  await send('198.51.100.7:51234')
+  await send('198.51.100.8:40000')
+  const said = warn.mock.calls.map((c) => JSON.stringify(c.arguments)).filter((line) => line.includes('RATE_LIMIT_UNPARSED_ADDRESS'))
+  assert.equal(said.length, 1, JSON.stringify(warn.mock.calls.map((c) => c.arguments)))
+  assert.doesNotMatch(said[0] ?? '', /51234|198\.51\.100/)
+})
