@@ -152,3 +152,20 @@ test('a SERVICE_API_KEY or SERVICE_API_KEY_PREVIOUS ending in a line break (a fi
     assert.equal(loadConfig<{ SERVICE_API_KEY: string }>(schema, { dotenv: false, env: { DATABASE_URL: 'postgres://u@db:5432/leads', SERVICE_API_KEY: key } }).SERVICE_API_KEY, key)
   }
 })
+
+test('a SERVICE_API_KEY or SERVICE_API_KEY_PREVIOUS beginning or ending with a space or tab is refused at start naming it: a header drops them, so every call between the services would be refused 401', () => {
+  const key = 'Zm9vYmFyYmF6cXV4cXV1eGNvcmdlZ3JhdWx0Z2FycGx5'
+  for (const [service, schema] of Object.entries({ api: apiConfigSchema, 'data-service': dataServiceConfigSchema, orchestrator: orchestratorConfigSchema })) {
+    for (const name of ['SERVICE_API_KEY', 'SERVICE_API_KEY_PREVIOUS']) {
+      for (const value of [`${key} `, ` ${key}`, `${key}\t`]) {
+        const env = { DATABASE_URL: 'postgres://u@db:5432/leads', SERVICE_API_KEY: key, [name]: value }
+        assert.throws(() => loadConfig(schema, { dotenv: false, env }), (err: Error) => {
+          assert.equal((err as Error & { code?: string }).code, 'CHASSIS_CONFIG_INVALID')
+          assert.match(err.message, new RegExp(`${name} begins or ends with a space or tab`), `${service}: ${err.message}`)
+          assert.ok(!err.message.includes(key), `${service} echoed the key`)
+          return true
+        })
+      }
+    }
+  }
+})

@@ -1,4 +1,4 @@
-import type { ConfigFragment, ConfigOf } from '../chassis/index.js'
+import type { ConfigFragment, ConfigOf, RefusedPattern } from '../chassis/index.js'
 
 /** The shortest service key a service takes. */
 const SERVICE_KEY_MIN_LENGTH = 32
@@ -9,13 +9,18 @@ const SERVICE_KEY_MIN_LENGTH = 32
  * "change-me", which anyone who read them knows; a key beginning so, in any case, is refused. `required: false`
  * takes an empty value too (no service identity).
  */
-export function serviceKeyRule (options: { required: boolean }): { pattern: string, patternMessage: string, refusedPattern: { pattern: string, message: string } } {
+export function serviceKeyRule (options: { required: boolean }): { pattern: string, patternMessage: string, refusedPattern: readonly RefusedPattern[] } {
   // A key ending in line breaks gets its own message (refusedPattern), so the length rule leaves them to it.
   const key = `(?![cC][hH][aA][nN][gG][eE]-?[mM][eE])[^\\r\\n]{${SERVICE_KEY_MIN_LENGTH},}[\\r\\n]*`
   const rule = `at least ${SERVICE_KEY_MIN_LENGTH} characters and not a placeholder (a value beginning with change-me)`
   // What `kubectl create secret --from-file` of `openssl rand -base64 32 > file` holds: the file's newline is part of
   // the key, and no header can carry it, so every call between the services would be refused.
-  const refusedPattern = { pattern: '[\\r\\n]$', message: 'ends with a line break (a file\'s newline?): give the key without it' }
+  // A space or tab at either end (a pasted key, a Secret written by hand) is dropped from a header by whoever reads
+  // it, so the key received is never the key this service holds: every call between the services is refused too.
+  const refusedPattern = [
+    { pattern: '[\\r\\n]$', message: 'ends with a line break (a file\'s newline?): give the key without it' },
+    { pattern: '^[ \\t]|[ \\t]$', message: 'begins or ends with a space or tab, which a header drops: give the key without them' }
+  ] as const
   return options.required
     ? { pattern: `^${key}$`, patternMessage: `must be set, ${rule}`, refusedPattern }
     : { pattern: `^(|${key})$`, patternMessage: `must be empty or ${rule}`, refusedPattern }

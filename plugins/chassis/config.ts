@@ -33,10 +33,13 @@ export interface ConfigProperty {
   patternMessage?: string
   /**
    * A mistake worth its own message: a value matching `pattern` here is refused with `message` (`pattern` above then
-   * has to accept it, or both messages are given).
+   * has to accept it, or both messages are given). Several are tried in order; the first that matches is given.
    */
-  refusedPattern?: { readonly pattern: string, readonly message: string }
+  refusedPattern?: RefusedPattern | readonly RefusedPattern[]
 }
+
+/** A value a config property refuses with a message of its own. */
+export interface RefusedPattern { readonly pattern: string, readonly message: string }
 
 /** The variables one plugin or service reads. */
 export interface ConfigFragment {
@@ -100,9 +103,11 @@ function createAjv (): Ajv {
   return ajv
 }
 
-const checkRefusedPattern: SchemaValidateFunction = (schema: { pattern: string, message: string }, data: unknown) => {
-  if (typeof data !== 'string' || !new RegExp(schema.pattern, 'u').test(data)) return true
-  checkRefusedPattern.errors = [{ keyword: 'refusedPattern', message: schema.message, params: {} }]
+const checkRefusedPattern: SchemaValidateFunction = (schema: RefusedPattern | readonly RefusedPattern[], data: unknown) => {
+  if (typeof data !== 'string') return true
+  const refused = (Array.isArray(schema) ? schema as readonly RefusedPattern[] : [schema as RefusedPattern]).find((r) => new RegExp(r.pattern, 'u').test(data))
+  if (refused === undefined) return true
+  checkRefusedPattern.errors = [{ keyword: 'refusedPattern', message: refused.message, params: {} }]
   return false
 }
 

@@ -1,4 +1,4 @@
-export { composeSchema, loadConfig, MAX_TIMER_MS, type ConfigFragment, type ConfigOf, type ConfigProperty, type ConfigValue, type ConfigSchema, type LoadConfigOptions } from './config.js'
+export { composeSchema, loadConfig, MAX_TIMER_MS, type ConfigFragment, type ConfigOf, type ConfigProperty, type ConfigValue, type RefusedPattern, type ConfigSchema, type LoadConfigOptions } from './config.js'
 export { chassisConfigFragment, type ChassisConfig } from './config-schema.js'
 export { ChassisErrors, HttpError } from './errors.js'
 export { answerOnSocket } from './client-error.js'
