@@ -179,7 +179,9 @@ export class ReplicaSet<P extends ReplicaPool> {
   /** Takes a replica out of rotation until its next successful check. */
   markFailed (replica: Replica<P>, error: unknown): void {
     replica.error = (error as Error).message
-    if (!replica.healthy) return
+    // Said once per episode: at the failure of a replica in rotation, or at the first check of one that was down
+    // before the instance started (a restart during a replica's outage would otherwise say nothing of it).
+    if (!replica.healthy && replica.checkedAt !== undefined) return
     replica.healthy = false
     this.#options.logger.warn({ replica: replica.name, err: { message: replica.error } }, 'replica unhealthy: its reads go elsewhere')
   }
