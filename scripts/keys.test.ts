@@ -4,6 +4,8 @@ import { spawnSync } from 'node:child_process'
 import { join } from 'node:path'
 import { SCOPES } from '../services/domain/scopes.js'
 import { projectRoot } from '../services/platform/paths.js'
+import { createTestSchema } from '../test/helpers/database.js'
+import { freePort } from '../test/helpers/ports.js'
 
 const run = (...args: string[]): ReturnType<typeof spawnSync> => spawnSync(process.execPath, [join(projectRoot, 'dist', 'scripts', 'keys.js'), ...args], {
   encoding: 'utf8',
@@ -26,4 +28,21 @@ test('keys with an unknown option says which and prints the usage, exit 2, inste
   assert.match(String(wrong.stderr), /unknown option '--key'/i)
   assert.match(String(wrong.stderr), /^usage: /m)
   assert.doesNotMatch(String(wrong.stderr), /ERR_PARSE_ARGS|\n\s+at /)
+})
+
+test('keys revoke with REDIS_URL unreachable revokes and says so in one line, not with ioredis\'s "Unhandled error event" stacks', async (t) => {
+  const db = await createTestSchema()
+  t.after(() => db.drop())
+  const id = 'redisDownKey'
+  await db.sql("INSERT INTO api_keys (id, name, secret_hash, scopes) VALUES ($1, 'leaked', 'x', '{leads:read}')", [id])
+  const revoked = spawnSync(process.execPath, [join(projectRoot, 'dist', 'scripts', 'keys.js'), 'revoke', '--id', id], {
+    encoding: 'utf8',
+    timeout: 30_000,
+    env: { PATH: process.env.PATH ?? '', DATABASE_URL: db.url, DB_SCHEMA: db.schema, REDIS_URL: `redis://127.0.0.1:${await freePort()}` }
+  })
+  assert.equal(revoked.status, 0, String(revoked.stderr))
+  assert.match(String(revoked.stdout), new RegExp(`^revoked ${id}$`, 'm'))
+  assert.doesNotMatch(String(revoked.stderr), /Unhandled error event|\n\s+at /)
+  assert.match(String(revoked.stderr), /^\[keys\] Redis unavailable/m)
+  assert.equal(String(revoked.stderr).trim().split('\n').length, 1, String(revoked.stderr))
 })

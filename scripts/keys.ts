@@ -43,6 +43,14 @@ const pool = createConnectionPool({ connectionString: db.url, schema: config.DB_
 // one: ioredis's connect() waits for a ready check a hung Redis never answers, and its offline queue would hold the
 // DEL forever; here a Redis that does not answer costs the cache's budget and the revocation goes on.
 const redis = config.REDIS_URL ? createRedisClient({ url: config.REDIS_URL, name: 'keys-cli' }) : undefined
+// One line, not ioredis's "Unhandled error event" stack at every reconnect: during an incident an operator must not
+// read a revocation that succeeded as one that failed.
+let redisErrorSaid = false
+redis?.on('error', (error: Error) => {
+  if (redisErrorSaid) return
+  redisErrorSaid = true
+  console.error(`[keys] Redis unavailable (${error.message}): the revocation goes on without it, the running instances hear it from PostgreSQL`)
+})
 const cache = redis ? createCacheManager(redis, { prefix: config.CACHE_PREFIX }) : undefined
 try {
   // The cache's link, on which the other instances acknowledge dropping the key, comes up while the migrations run
