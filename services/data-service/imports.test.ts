@@ -4,7 +4,8 @@ import type { FastifyInstance } from 'fastify'
 import { createTestSchema, testEnv, uniqueName, SERVICE_HEADERS, type TestSchema } from '../../test/helpers/database.js'
 import { buildDataService } from './app.js'
 import { loadDataServiceConfig } from './config.js'
-import { Readable } from 'node:stream'
+import { Readable, Writable } from 'node:stream'
+import { pino } from 'pino'
 import { DatabaseError, type ConnectionPool } from '@lead-chassis/plugins/db-pool'
 import { ImportInterruptedError, importLeads, type Rejection } from './lead-import.js'
 
@@ -579,4 +580,26 @@ test('a lead an import created or overwrote is in the activity trail under the i
     { email: 'ann2@example.com', type: 'created', details: { via: 'import' } },
     { email: 'ann2@example.com', type: 'updated', details: { via: 'import' } }
   ])
+})
+
+test('a client that drops its connection mid-import is IMPORT_ABORTED, its doing, logged at info: not IMPORT_INTERRUPTED 503 with an error-level line and stack', async (t) => {
+  const db = await createTestSchema()
+  t.after(() => db.drop())
+  const lines: string[] = []
+  const logger = pino({ level: 'info' }, new Writable({ write (chunk: Buffer, _e, done) { lines.push(chunk.toString()); done() } }))
+  const app = await buildDataService(loadDataServiceConfig({ dotenv: false, env: testEnv(db, { CACHE_PREFIX: `${uniqueName('ds')}:`, IMPORT_BATCH_SIZE: '2' }) }), { logger })
+  t.after(() => app.close())
+  const url = await app.listen({ host: '127.0.0.1', port: 0 })
+  const { request } = await import('node:http')
+  const req = request(`${url}/data/v1/imports/leads`, { method: 'POST', headers: { ...SERVICE_HEADERS, 'content-type': 'application/x-ndjson' } })
+  req.on('error', () => {})
+  for (let i = 0; i < 5; i++) req.write(JSON.stringify({ firstName: `Gone${i}`, lastName: 'Lee', email: `gone${i}@example.com`, product: 'life', state: 'NY' }) + '\n')
+  const committed = async (): Promise<number> => (await db.sql<{ n: number }>('SELECT count(*)::int AS n FROM leads'))[0]?.n ?? 0
+  for (let i = 0; i < 200 && await committed() < 4; i++) await new Promise((resolve) => setTimeout(resolve, 25))
+  req.destroy()
+  const answered = (): Array<Record<string, unknown>> => lines.map((l) => JSON.parse(l) as Record<string, unknown>).filter((l) => l.msg !== 'incoming request' && l.res === undefined && (l.code !== undefined || (l.err as { code?: string } | undefined)?.code !== undefined))
+  for (let i = 0; i < 200 && !answered().some((l) => String(l.msg).startsWith('the import stopped') || l.msg === 'request failed'); i++) await new Promise((resolve) => setTimeout(resolve, 25))
+  const said = answered().filter((l) => l.msg !== undefined && !String(l.msg).startsWith('import interrupted'))
+  assert.equal(said.length, 1, JSON.stringify(said))
+  assert.deepEqual([said[0]?.level, said[0]?.code, said[0]?.statusCode], [30, 'IMPORT_ABORTED', 400], JSON.stringify(said[0]))
 })

@@ -91,7 +91,12 @@ export async function importRoutes (app: FastifyInstance, opts: ImportRoutesOpti
     // the import through the limiter, and whatever the client still sends is drained.
     const source = request.body as Readable
     const input = byteLimit(opts.maxBytes)
-    source.on('error', (error) => input.destroy(error))
+    // The request stream failing is the client's doing (it dropped the connection): not a fault of this service.
+    let clientFailed = false
+    source.on('error', (error) => {
+      clientFailed = true
+      input.destroy(error)
+    })
     input.once('error', () => source.resume())
     source.pipe(input)
     try {
@@ -114,9 +119,11 @@ export async function importRoutes (app: FastifyInstance, opts: ImportRoutesOpti
       const { rejections: _listed, ...counts } = error.report
       request.log.warn({ line: error.line, cause: { type: (error.cause as Error | undefined)?.name, code: cause?.code }, import: counts }, `import interrupted: ${error.message}`)
       const details = { line: error.line, report: error.report }
-      // The client's doing (a stream over the size limit) keeps its own code; anything else is this service's.
-      if (cause?.statusCode !== undefined && cause.statusCode < 500) {
-        throw withBodyDetails(cause.code !== undefined ? cause as Error : new DataServiceErrors.IMPORT_ABORTED(error.line, cause.message ?? ''), details)
+      // The client's doing (a stream over the size limit, a dropped connection) keeps its own code or is
+      // IMPORT_ABORTED; anything else is this service's.
+      const clientCode = cause?.statusCode !== undefined && cause.statusCode < 500
+      if (clientFailed || clientCode) {
+        throw withBodyDetails(clientCode && cause?.code !== undefined ? cause as Error : new DataServiceErrors.IMPORT_ABORTED(error.line, cause?.message ?? ''), details)
       }
       throw withBodyDetails(new DataServiceErrors.IMPORT_INTERRUPTED(error.line, (error.cause as Error | undefined)?.message ?? ''), details)
     }
