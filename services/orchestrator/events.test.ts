@@ -3,6 +3,7 @@ import assert from 'node:assert/strict'
 import { EventEmitter, once } from 'node:events'
 import { connect } from 'node:net'
 import WebSocket from 'ws'
+import { Redis } from 'ioredis'
 import { createTestSchema, uniqueName, SERVICE_HEADERS, type TestSchema } from '../../test/helpers/database.js'
 import { insertAgents, insertLeads, startDataService, startOrchestrator } from '../../test/helpers/services.js'
 import { startPrivateRedis } from '../../test/helpers/private-redis.js'
@@ -232,11 +233,14 @@ test('a Redis outage under a stream of routed leads logs one warning per interva
 
   proxy.heal()
   await eventually(async () => await hub.publish(event), 'publishing recovers', 5000)
-  const recovered = lines.filter((l) => l.level === 'info').map((l) => l.fields)
-  assert.deepEqual(recovered, [{ failed: hub.counts.localOnly }], 'one line, with the outage\'s total')
+  // At most one line per interval: the recovery line is written by the end of the one the last warning opened.
+  const recovered = (): Array<Record<string, unknown>> => lines.filter((l) => l.level === 'info').map((l) => l.fields)
+  await eventually(() => recovered().length > 0, 'the recovery line', 1000)
+  assert.deepEqual(recovered(), [{ failed: hub.counts.localOnly, late: 0 }], 'one line, with the outage\'s total')
   assert.equal(hub.counts.published, 2)
 
-  // A new outage is logged at once.
+  // A new outage after a quiet interval is logged at once.
+  await new Promise((resolve) => setTimeout(resolve, 500))
   const before = warnings().length
   proxy.reset()
   assert.equal(await hub.publish(event), false)
@@ -283,4 +287,99 @@ test('an event whose channel copy is heard before its PUBLISH\'s reply, the budg
   assert.equal(heard.length, 1, 'delivered once')
   assert.deepEqual(hub.counts, { published: 1, localOnly: 0 })
   assert.deepEqual(warnings, [])
+})
+
+/** A hub on a private Redis whose PUBLISH the test allows or refuses (ACL: NOPERM, a reply at once), with its log lines. */
+async function hubWithRefusablePublish (t: { after: (fn: () => Promise<void> | void) => void }, failureLogIntervalMs: number): Promise<{
+  hub: EventHub, refuse: (refused: boolean) => Promise<void>, warnings: () => Array<Record<string, unknown>>, recovered: () => Array<Record<string, unknown>>
+}> {
+  const redis = await startPrivateRedis()
+  t.after(() => redis.destroy())
+  const admin = createRedisClient({ url: redis.url, commandTimeoutMs: 1000 })
+  admin.on('error', () => {})
+  t.after(() => admin.disconnect())
+  await once(admin, 'ready')
+  await admin.call('ACL', 'SETUSER', 'publisher', 'on', 'nopass', '~*', '&*', '+@all')
+  const client = createRedisClient({ url: redis.url.replace('redis://', 'redis://publisher:x@'), commandTimeoutMs: 1000 })
+  client.on('error', () => {})
+  t.after(() => client.disconnect())
+  await once(client, 'ready')
+  const lines: Array<{ level: string, fields: Record<string, unknown> }> = []
+  const log = { warn: (fields: Record<string, unknown>) => lines.push({ level: 'warn', fields }), info: (fields: Record<string, unknown>) => lines.push({ level: 'info', fields }) }
+  // A threshold no test reaches: the refusals are replies, and each must reach Redis.
+  const hub = new EventHub(client, uniqueName('events'), log as never, { timeoutMs: 1000, breakerThreshold: 1_000_000, breakerCooldownMs: 100, failureLogIntervalMs })
+  t.after(() => hub.close())
+  await hub.ready(5000)
+  return {
+    hub,
+    refuse: async (refused) => { await admin.call('ACL', 'SETUSER', 'publisher', refused ? '-publish' : '+publish') },
+    warnings: () => lines.filter((l) => l.level === 'warn' && 'leadId' in l.fields).map((l) => l.fields),
+    recovered: () => lines.filter((l) => l.level === 'info').map((l) => l.fields)
+  }
+}
+
+const anEvent = { type: 'lead.assigned' as const, leadId: 'l', agentId: 'a', agentName: 'n', score: 1, assignedAt: new Date(0).toISOString() }
+
+test('failed publishes left out of a warning are logged when the interval ends though nothing is published after them, and when the hub closes', async (t) => {
+  const { hub, refuse, warnings } = await hubWithRefusablePublish(t, 500)
+  await refuse(true)
+  for (let i = 0; i < 10; i++) assert.equal(await hub.publish(anEvent), false)
+  assert.equal(warnings().length, 1, 'the first failure at once')
+  // No publish follows: the nine left out are still reported, once the interval is over.
+  await eventually(() => warnings().length === 2, 'the failures left out are logged without a further publish', 2000)
+  assert.equal(warnings()[1]?.unlogged, 9)
+  for (let i = 0; i < 3; i++) assert.equal(await hub.publish(anEvent), false)
+  assert.equal(warnings().length, 2)
+  await hub.close()
+  assert.equal(warnings().length, 3, 'closing writes what the interval held back')
+  assert.equal(warnings()[2]?.unlogged, 3)
+})
+
+test('a Redis failing and succeeding in turn logs one line per interval, not a warning and a recovery line per event', async (t) => {
+  const { hub, refuse, warnings, recovered } = await hubWithRefusablePublish(t, 1000)
+  const started = performance.now()
+  for (let i = 0; i < 20; i++) {
+    await refuse(true)
+    assert.equal(await hub.publish(anEvent), false)
+    await refuse(false)
+    assert.equal(await hub.publish(anEvent), true)
+  }
+  assert.ok(performance.now() - started < 1000, 'the flapping fits in one interval')
+  assert.equal(warnings().length, 1, JSON.stringify(warnings()))
+  assert.ok(recovered().length <= 1, JSON.stringify(recovered()))
+  await eventually(() => recovered().length === 1, 'the recovery line, once the interval is over', 3000)
+  assert.deepEqual(recovered(), [{ failed: 20, late: 0 }])
+  assert.equal(warnings().length, 1)
+})
+
+test('the recovery line after Redis hung counts the timed-out events Redis ran late (late), which reached every instance', async (t) => {
+  const redis = await startPrivateRedis()
+  t.after(() => redis.destroy())
+  // A test that fails while Redis is paused must not leave it stopped for the others' cleanup.
+  t.after(() => redis.resume())
+  const client = createRedisClient({ url: redis.url, commandTimeoutMs: 200 })
+  client.on('error', () => {})
+  t.after(() => client.disconnect())
+  await once(client, 'ready')
+  const lines: Array<{ level: string, fields: Record<string, unknown> }> = []
+  const log = { warn: (fields: Record<string, unknown>) => lines.push({ level: 'warn', fields }), info: (fields: Record<string, unknown>) => lines.push({ level: 'info', fields }) }
+  const channel = uniqueName('events')
+  const hub = new EventHub(client, channel, log as never, { timeoutMs: 200, breakerThreshold: 5, breakerCooldownMs: 200, failureLogIntervalMs: 1000 })
+  t.after(() => hub.close())
+  await hub.ready(5000)
+  // Another instance's subscriber.
+  const other = new Redis(redis.url)
+  other.on('error', () => {})
+  t.after(() => other.disconnect())
+  let otherHeard = 0
+  other.on('message', () => otherHeard++)
+  await other.subscribe(channel)
+  redis.pause()
+  assert.deepEqual(await Promise.all([hub.publish(anEvent), hub.publish(anEvent), hub.publish(anEvent)]), [false, false, false])
+  redis.resume()
+  await eventually(async () => await hub.publish(anEvent), 'publishing recovers', 5000)
+  await eventually(() => otherHeard === 4, 'the other instance got the three late and the fourth', 5000)
+  const recovered = (): Array<Record<string, unknown>> => lines.filter((l) => l.level === 'info').map((l) => l.fields)
+  await eventually(() => recovered().length === 1, 'the recovery line', 3000)
+  assert.deepEqual(recovered(), [{ failed: 3, late: 3 }])
 })

@@ -36,11 +36,14 @@ const DELIVERED_HERE_MAX = 10_000
  */
 const DELIVERED_HERE_GRACE_MS = 10_000
 /**
- * While publishes keep failing, at most one warning per this many milliseconds: Redis down under load would otherwise
- * log a line per routed lead. The failures in between are counted (`unlogged`) in the next warning, and the line
- * that says publishing recovered gives the outage's total.
+ * At most one publish line (a warning, or the line that says publishing recovered) per this many milliseconds: Redis
+ * down under load would otherwise log a line per routed lead, and a Redis failing and succeeding in turn a warning and
+ * a recovery line per lead. The failures in between are counted (`unlogged`) in the next warning, which the interval's
+ * end writes if no publish does, and the recovery line gives the outage's total.
  */
 const PUBLISH_FAILURE_LOG_INTERVAL_MS = 10_000
+
+interface PublishOutage { failed: number, unlogged: number, leadId: string, err: unknown, late: number, recovered: boolean }
 
 /** Events by how far they went: to every instance through Redis, or to this instance's clients only. */
 export interface EventPublishCounts { published: number, localOnly: number }
@@ -77,8 +80,19 @@ export class EventHub {
   /** The text of each event whose PUBLISH awaits its reply, and whether the channel's copy of it was heard meanwhile. */
   readonly #inFlight = new Map<string, boolean>()
   readonly #counts: EventPublishCounts = { published: 0, localOnly: 0 }
-  /** Since the first of a run of failed publishes: how many, when one was last logged, how many since then. */
-  #outage: { failed: number, loggedAt: number, unlogged: number } | undefined
+  /**
+   * Since the first of a run of failed publishes: how many, how many since the last line, the last one's lead and
+   * error (for a line that reports them later), how many of them Redis ran late after all, and whether the last
+   * publish succeeded (the run is over, its line not yet written).
+   */
+  #outage: PublishOutage | undefined
+  /**
+   * When a publish line (warning or recovery) was last written. Kept across outages: a Redis at the edge of the
+   * budget, failing and succeeding in turn, would otherwise write a warning and a recovery line per event.
+   */
+  #loggedAt = -Infinity
+  /** Writes the lines held back once the interval since the last one is over, so that none waits for a next publish. */
+  #logTimer: NodeJS.Timeout | undefined
 
   constructor (redis: RedisClient | undefined, channel: string, log: FastifyBaseLogger, budget: EventPublishBudget) {
     this.#local.setMaxListeners(0)
@@ -152,10 +166,7 @@ export class EventHub {
 
   #published (): void {
     this.#counts.published++
-    if (this.#outage !== undefined) {
-      this.#log.info({ failed: this.#outage.failed }, 'event publish recovered; the events that failed reached this instance\'s clients only')
-      this.#outage = undefined
-    }
+    if (this.#outage !== undefined) this.#noteSuccess()
   }
 
   /** Events published through Redis and events that reached this instance's clients only, since start. */
@@ -163,19 +174,66 @@ export class EventHub {
     return this.#counts
   }
 
-  /** Logs a failed publish: the first of an outage at once, then one line per failure log interval. */
+  /**
+   * Logs a failed publish: at once when no publish line was written in the last interval, else counted (`unlogged`)
+   * and reported by the next line, which the interval's end writes if no publish does.
+   */
   #noteFailure (leadId: string, err: unknown): void {
-    const now = performance.now()
-    const outage = this.#outage ??= { failed: 0, loggedAt: -Infinity, unlogged: 0 }
+    const outage = this.#outage ??= { failed: 0, unlogged: 0, leadId, err, late: 0, recovered: false }
     outage.failed++
-    if (now - outage.loggedAt < this.#failureLogIntervalMs) {
+    outage.recovered = false
+    outage.leadId = leadId
+    outage.err = err
+    if (performance.now() - this.#loggedAt < this.#failureLogIntervalMs) {
       outage.unlogged++
+      this.#armLogTimer()
       return
     }
-    const fields = { leadId, err, ...(outage.unlogged > 0 ? { unlogged: outage.unlogged } : {}) }
-    outage.loggedAt = now
+    this.#warn(outage)
+  }
+
+  /** A publish succeeded after failures: the recovery line now, or at the interval's end if a line was just written. */
+  #noteSuccess (): void {
+    const outage = this.#outage
+    if (outage === undefined) return
+    outage.recovered = true
+    if (performance.now() - this.#loggedAt < this.#failureLogIntervalMs) {
+      this.#armLogTimer()
+      return
+    }
+    this.#flushLog()
+  }
+
+  #armLogTimer (): void {
+    if (this.#logTimer !== undefined) return
+    this.#logTimer = setTimeout(() => {
+      this.#logTimer = undefined
+      this.#flushLog()
+    }, Math.max(1, this.#loggedAt + this.#failureLogIntervalMs - performance.now()))
+    this.#logTimer.unref()
+  }
+
+  /** Writes what is held back: the recovery line if publishing recovered, else a warning for the failures left out. */
+  #flushLog (): void {
+    clearTimeout(this.#logTimer)
+    this.#logTimer = undefined
+    const outage = this.#outage
+    if (outage === undefined) return
+    if (outage.recovered) {
+      this.#loggedAt = performance.now()
+      this.#outage = undefined
+      // A timed-out PUBLISH that Redis ran when it resumed reached every instance, late: only the others did not.
+      this.#log.info({ failed: outage.failed, late: outage.late }, 'event publish recovered; the events that failed reached this instance\'s clients only, but those Redis ran late (late)')
+    } else if (outage.unlogged > 0) {
+      this.#warn(outage)
+    }
+  }
+
+  #warn (outage: PublishOutage): void {
+    const fields = { leadId: outage.leadId, err: outage.err, ...(outage.unlogged > 0 ? { unlogged: outage.unlogged } : {}) }
+    this.#loggedAt = performance.now()
     outage.unlogged = 0
-    if (err instanceof RedisErrors.REDIS_TIMEOUT) {
+    if (outage.err instanceof RedisErrors.REDIS_TIMEOUT) {
       this.#log.warn(fields, 'event publish timed out; delivered to this instance now, other instances may receive it late or not at all')
     } else {
       this.#log.warn(fields, 'event publish failed; delivered to this instance only')
@@ -193,6 +251,8 @@ export class EventHub {
   }
 
   async close (): Promise<void> {
+    // The failures (or the recovery) held back for the interval's end are written now: nothing publishes after this.
+    this.#flushLog()
     this.#local.removeAllListeners()
     for (const timer of this.#deliveredHere.values()) clearTimeout(timer)
     this.#deliveredHere.clear()
@@ -208,6 +268,7 @@ export class EventHub {
     if (this.#deliveredHere.size > 0 && this.#deliveredHere.has(message)) {
       clearTimeout(this.#deliveredHere.get(message))
       this.#deliveredHere.delete(message)
+      if (this.#outage !== undefined) this.#outage.late++
       return
     }
     if (this.#inFlight.size > 0 && this.#inFlight.has(message)) this.#inFlight.set(message, true)
