@@ -86,3 +86,20 @@ test('OTEL_SDK_DISABLED=true starts no instrumentation even with an endpoint set
   const completed = api.stdout().split('\n').filter((line) => line.includes('"request completed"'))
   assert.ok(completed.length >= 3 && completed.every((line) => !line.includes('trace_id')), api.stdout())
 })
+
+test('OTEL_TRACES_EXPORTER=none with an endpoint set starts no instrumentation, as the SDK then exports no trace; another signal asked for still starts it', { timeout: 60000 }, async () => {
+  const endpoint = 'http://127.0.0.1:4318'
+  const off = { fastifyHooks: false, redisWrapped: false }
+  const on = { fastifyHooks: true, redisWrapped: true }
+  // Read as the SDK reads the list: a first `none` (even before another name) or no name it knows means no exporter.
+  for (const value of ['none', ' none ', 'none,otlp', 'NONE', 'jaeger']) {
+    assert.deepEqual(await instrumentedWith({ OTEL_EXPORTER_OTLP_ENDPOINT: endpoint, OTEL_TRACES_EXPORTER: value }), off, `OTEL_TRACES_EXPORTER=${JSON.stringify(value)}`)
+    assert.deepEqual(await instrumentedWith({ OTEL_TRACES_EXPORTER: value }), off, `OTEL_TRACES_EXPORTER=${JSON.stringify(value)} alone`)
+  }
+  for (const value of ['otlp', ' otlp ', 'otlp,none', '']) {
+    assert.deepEqual(await instrumentedWith({ OTEL_EXPORTER_OTLP_ENDPOINT: endpoint, OTEL_TRACES_EXPORTER: value }), on, `OTEL_TRACES_EXPORTER=${JSON.stringify(value)}`)
+  }
+  assert.deepEqual(await instrumentedWith({ OTEL_TRACES_EXPORTER: 'console' }), on)
+  // Metrics or log records over OTLP still want the SDK.
+  assert.deepEqual(await instrumentedWith({ OTEL_EXPORTER_OTLP_ENDPOINT: endpoint, OTEL_TRACES_EXPORTER: 'none', OTEL_METRICS_EXPORTER: 'otlp' }), on)
+})

@@ -1,13 +1,20 @@
 // Loaded with `node --import` before anything else, so that HTTP, Fastify, pg and ioredis are instrumented.
-// With no exporter configured (no OTEL_EXPORTER_OTLP_ENDPOINT, no OTEL_TRACES_EXPORTER), or with OTEL_SDK_DISABLED=true,
-// nothing is started at all.
+// With no exporter configured (no OTEL_EXPORTER_OTLP_ENDPOINT, no OTEL_TRACES_EXPORTER, or OTEL_TRACES_EXPORTER=none
+// and no other signal), or with OTEL_SDK_DISABLED=true, nothing is started at all.
 import { register } from 'node:module'
 
 // OpenTelemetry's switch for the whole SDK, read as the SDK reads a boolean: `true` in any case, spaces trimmed. The
 // SDK alone would stop exporting but leave every instrumentation's hooks and wrappers running for nothing.
 const disabled = process.env.OTEL_SDK_DISABLED?.trim().toLowerCase() === 'true'
-const configured = !disabled && Boolean(process.env.OTEL_EXPORTER_OTLP_ENDPOINT || process.env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT ||
-  (process.env.OTEL_TRACES_EXPORTER && process.env.OTEL_TRACES_EXPORTER !== 'none'))
+const endpoint = Boolean(process.env.OTEL_EXPORTER_OTLP_ENDPOINT || process.env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT)
+/** A signal's exporters, read as the SDK reads the list: names trimmed, empty ones and `null` left out. */
+const exporters = (name: string): string[] => (process.env[name] ?? '').split(',').map((s) => s.trim()).filter((s) => s !== '' && s !== 'null')
+const traces = exporters('OTEL_TRACES_EXPORTER')
+// The SDK exports no trace when the list begins with `none` (whatever follows it) or holds no name it knows; the
+// instrumentations would then hook and wrap every request for nothing. None named: otlp, when an endpoint is set.
+const tracesExported = traces.length === 0 ? endpoint : traces[0] !== 'none' && traces.some((s) => s === 'otlp' || s === 'zipkin' || s === 'console')
+const otherSignal = (name: string): boolean => exporters(name).some((s) => s !== 'none')
+const configured = !disabled && (tracesExported || (endpoint && (otherSignal('OTEL_METRICS_EXPORTER') || otherSignal('OTEL_LOGS_EXPORTER'))))
 
 if (configured) {
   // Stable semantic conventions for HTTP and database spans (db.query.text, db.system.name, ...).
