@@ -595,7 +595,7 @@ const settings: Record<string, Setting> = {
       assert.match(res.json().message, /limit/)
     }
   },
-  EVENTS_CHANNEL: { testedBy: { file: 'services/orchestrator/events.test.ts', test: 'a client connected to any orchestrator instance sees the routing events of every instance (Redis)' } },
+  EVENTS_CHANNEL: { testedBy: { file: 'services/orchestrator/events.test.ts', test: 'EVENTS_CHANNEL separates fleets sharing one Redis: an instance on another channel does not see the events, one on the same channel does' } },
   EVENTS_MAX_BUFFERED_BYTES: {
     test: 'EVENTS_MAX_BUFFERED_BYTES=1024 disconnects a client that stopped reading, where 64 MB keeps it',
     run: async (t) => {

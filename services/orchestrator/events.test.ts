@@ -63,6 +63,26 @@ test('a client connected to any orchestrator instance sees the routing events of
   assert.equal(client.events.length, 0, 'no duplicate')
 })
 
+test('EVENTS_CHANNEL separates fleets sharing one Redis: an instance on another channel does not see the events, one on the same channel does', async (t) => {
+  const env = { REDIS_URL, CACHE_PREFIX: `${uniqueName('ev')}:`, EVENTS_CHANNEL: uniqueName('events') }
+  const { db, dataUrl } = await setup(t, env)
+  const a = await startOrchestrator(t, db, dataUrl, env, true)
+  const other = await startOrchestrator(t, db, dataUrl, { ...env, EVENTS_CHANNEL: uniqueName('events') }, true)
+  const same = await listen(a.url)
+  const apart = await listen(other.url)
+  t.after(async () => { same.ws.close(); apart.ws.close() })
+  const publisher = createRedisClient({ url: REDIS_URL, commandTimeoutMs: 1000 })
+  t.after(() => publisher.disconnect())
+  await once(publisher, 'ready')
+  // What Redis holds: a subscriber on each channel, the service's channel and no other.
+  assert.deepEqual(await publisher.call('PUBSUB', 'NUMSUB', env.EVENTS_CHANNEL), [env.EVENTS_CHANNEL, 1])
+  const [lead] = await insertLeads(db, 1)
+  assert.equal((await a.app.inject({ method: 'POST', url: `/orchestrator/v1/leads/${lead}/route`, headers: SERVICE_HEADERS })).statusCode, 200)
+  assert.equal((await same.next()).leadId, lead)
+  await new Promise((resolve) => setTimeout(resolve, 200))
+  assert.deepEqual(apart.events, [], 'the other fleet heard nothing')
+})
+
 test('without Redis the events stay in the instance; an unauthenticated WebSocket is refused', async (t) => {
   const env = { CACHE_PREFIX: `${uniqueName('ev')}:` }
   const { db, dataUrl } = await setup(t, env)
