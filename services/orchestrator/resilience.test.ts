@@ -15,7 +15,8 @@ test('with the data-service stopped the orchestrator answers 503 with Retry-Afte
   }
   let data = await startData(0)
   const port = Number(new URL(data.url).port)
-  const { app } = await startOrchestrator(t, db, data.url, { ...env, DATA_SERVICE_TIMEOUT_MS: '500', DATA_SERVICE_RETRIES: '1', DATA_SERVICE_BREAKER_THRESHOLD: '3', DATA_SERVICE_BREAKER_COOLDOWN_MS: '1000' })
+  // No retries: each routing call is one failed call to the data-service, so the threshold is a count of routing calls.
+  const { app } = await startOrchestrator(t, db, data.url, { ...env, DATA_SERVICE_TIMEOUT_MS: '500', DATA_SERVICE_RETRIES: '0', DATA_SERVICE_BREAKER_THRESHOLD: '3', DATA_SERVICE_BREAKER_COOLDOWN_MS: '1000' })
   await insertAgents(db, [{ name: 'Solo', capacity: 10 }])
   const leads = await insertLeads(db, 5)
   const route = async (id: string) => {
@@ -31,7 +32,8 @@ test('with the data-service stopped the orchestrator answers 503 with Retry-Afte
   assert.equal(down.res.json().code, 'UPSTREAM_UNAVAILABLE')
   assert.ok(Number(down.res.headers['retry-after']) >= 1)
   assert.ok(down.ms < 1500, `answered in ${down.ms} ms`)
-  await route(leads[1] as string)
+  // Three failed calls (DATA_SERVICE_BREAKER_THRESHOLD), not the default five, open the circuit.
+  for (let i = 0; i < 2; i++) assert.doesNotMatch((await route(leads[1] as string)).res.body, /circuit open/)
   // The circuit is open now: no connection is even tried.
   const open = await route(leads[1] as string)
   assert.equal(open.res.statusCode, 503)
