@@ -45,7 +45,7 @@ export { SpanScrubbingProcessor } from './span-scrubbing-processor.js'
  */
 export async function createInstrumentations (): Promise<Instrumentation[]> {
   await loadQueryParser()
-  const detail = process.env.OTEL_FASTIFY_DETAIL === 'true'
+  const detail = enabled(process.env.OTEL_FASTIFY_DETAIL)
   // The serializer serves the instrumentation's own wrapper only if the chassis's cannot take its place (redis-spans.ts).
   const ioredis = new IORedisInstrumentation({ dbStatementSerializer: unsampledSkipped(redisStatement) })
   // Its spans are made by the chassis's wrapper, which starts none in an unsampled request (redis-spans.ts).
@@ -97,7 +97,9 @@ export async function createInstrumentations (): Promise<Instrumentation[]> {
   return instrumentations
 }
 
-const pgInstrumentation = (): boolean => process.env.OTEL_PG_INSTRUMENTATION === 'true'
+// Read as the SDK reads a boolean (OTEL_SDK_DISABLED): `true` in any case, spaces trimmed.
+const enabled = (value: string | undefined): boolean => value?.trim().toLowerCase() === 'true'
+const pgInstrumentation = (): boolean => enabled(process.env.OTEL_PG_INSTRUMENTATION)
 
 /** Database spans from the db-pool query seam; called once the SDK has started. Returns the function that stops them. */
 export function startQuerySpans (): () => void {

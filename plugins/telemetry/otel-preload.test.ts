@@ -103,3 +103,16 @@ test('OTEL_TRACES_EXPORTER=none with an endpoint set starts no instrumentation, 
   // Metrics or log records over OTLP still want the SDK.
   assert.deepEqual(await instrumentedWith({ OTEL_EXPORTER_OTLP_ENDPOINT: endpoint, OTEL_TRACES_EXPORTER: 'none', OTEL_METRICS_EXPORTER: 'otlp' }), on)
 })
+
+test('an OTEL_SDK_DISABLED, OTEL_FASTIFY_DETAIL or OTEL_PG_INSTRUMENTATION value read as false (1, yes) is named in a warning at start, not ignored without a word', { timeout: 60000 }, async () => {
+  const run = async (env: Record<string, string>): Promise<{ stdout: string, stderr: string }> => await promisify(execFile)(process.execPath, ['--import', import.meta.resolve('@lead-chassis/plugins/telemetry/otel-preload'), '--input-type=module', '-e', PROBE], {
+    cwd: fileURLToPath(new URL('../../../', import.meta.url)), env: { PATH: process.env.PATH ?? '', OTEL_EXPORTER_OTLP_ENDPOINT: 'http://127.0.0.1:4318', ...env }
+  })
+  const disabledAsOne = await run({ OTEL_SDK_DISABLED: '1' })
+  assert.deepEqual(JSON.parse(disabledAsOne.stdout), { fastifyHooks: true, redisWrapped: true }, 'read as the SDK reads it: false')
+  assert.match(disabledAsOne.stderr, /LEAD_CHASSIS_OTEL_SETTING_IGNORED.*OTEL_SDK_DISABLED="1" is neither true nor false/)
+  for (const name of ['OTEL_FASTIFY_DETAIL', 'OTEL_PG_INSTRUMENTATION']) assert.match((await run({ [name]: 'yes' })).stderr, new RegExp(`${name}="yes" is neither true nor false`))
+  // A value the SDK would take (any case, spaces around it) is taken, without a warning.
+  for (const value of ['false', ' TRUE ']) assert.doesNotMatch((await run({ OTEL_SDK_DISABLED: value, OTEL_FASTIFY_DETAIL: value, OTEL_PG_INSTRUMENTATION: value })).stderr, /LEAD_CHASSIS_OTEL_SETTING_IGNORED/)
+  assert.equal((await run({})).stderr, '')
+})

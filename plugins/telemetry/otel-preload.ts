@@ -6,6 +6,14 @@ import { register } from 'node:module'
 // OpenTelemetry's switch for the whole SDK, read as the SDK reads a boolean: `true` in any case, spaces trimmed. The
 // SDK alone would stop exporting but leave every instrumentation's hooks and wrappers running for nothing.
 const disabled = process.env.OTEL_SDK_DISABLED?.trim().toLowerCase() === 'true'
+// A switch set to a value read as false (`1`, `yes`, `on`) would otherwise do nothing without a word: the SDK's own
+// warning goes to its diagnostic logger, which no service enables.
+for (const [name, consequence] of [['OTEL_SDK_DISABLED', 'the SDK is not disabled'], ['OTEL_FASTIFY_DETAIL', 'no span per hook and handler'], ['OTEL_PG_INSTRUMENTATION', 'query spans come from the db-pool seam']] as const) {
+  const value = process.env[name]
+  if (value !== undefined && value.trim() !== '' && !['true', 'false'].includes(value.trim().toLowerCase())) {
+    process.emitWarning(`${name}=${JSON.stringify(value)} is neither true nor false, so it is read as false: ${consequence}`, { code: 'LEAD_CHASSIS_OTEL_SETTING_IGNORED' })
+  }
+}
 const endpoint = Boolean(process.env.OTEL_EXPORTER_OTLP_ENDPOINT || process.env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT)
 /** A signal's exporters, read as the SDK reads the list: names trimmed, empty ones and `null` left out. */
 const exporters = (name: string): string[] => (process.env[name] ?? '').split(',').map((s) => s.trim()).filter((s) => s !== '' && s !== 'null')
