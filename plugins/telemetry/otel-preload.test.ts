@@ -116,3 +116,15 @@ test('an OTEL_SDK_DISABLED, OTEL_FASTIFY_DETAIL or OTEL_PG_INSTRUMENTATION value
   for (const value of ['false', ' TRUE ']) assert.doesNotMatch((await run({ OTEL_SDK_DISABLED: value, OTEL_FASTIFY_DETAIL: value, OTEL_PG_INSTRUMENTATION: value })).stderr, /LEAD_CHASSIS_OTEL_SETTING_IGNORED/)
   assert.equal((await run({})).stderr, '')
 })
+
+test('an OTLP endpoint without its scheme (collector:4318) is named in a warning at start: no trace would reach it, without a word', { timeout: 60000 }, async () => {
+  const stderr = async (env: Record<string, string>): Promise<string> => (await promisify(execFile)(process.execPath, ['--import', import.meta.resolve('@lead-chassis/plugins/telemetry/otel-preload'), '--input-type=module', '-e', PROBE], {
+    cwd: fileURLToPath(new URL('../../../', import.meta.url)), env: { PATH: process.env.PATH ?? '', ...env }
+  })).stderr
+  assert.match(await stderr({ OTEL_EXPORTER_OTLP_ENDPOINT: '127.0.0.1:4318' }), /LEAD_CHASSIS_OTEL_SETTING_IGNORED.*OTEL_EXPORTER_OTLP_ENDPOINT="127.0.0.1:4318" is not an http:\/\/ or https:\/\/ URL/)
+  assert.match(await stderr({ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://127.0.0.1:4318', OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: 'collector:4318/v1/traces' }), /OTEL_EXPORTER_OTLP_TRACES_ENDPOINT="collector:4318\/v1\/traces" is not/)
+  const quiet: Array<Record<string, string>> = [{ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://127.0.0.1:4318' }, { OTEL_EXPORTER_OTLP_ENDPOINT: 'HTTPS://collector:4318' }, { OTEL_EXPORTER_OTLP_ENDPOINT: 'collector:4317', OTEL_EXPORTER_OTLP_PROTOCOL: 'grpc' }, { OTEL_EXPORTER_OTLP_ENDPOINT: 'collector:4318', OTEL_TRACES_EXPORTER: 'console' }]
+  for (const env of quiet) {
+    assert.doesNotMatch(await stderr(env), /LEAD_CHASSIS_OTEL_SETTING_IGNORED/, JSON.stringify(env))
+  }
+})

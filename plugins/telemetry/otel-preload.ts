@@ -36,6 +36,14 @@ if (configured) {
   // Traces go as OTLP/HTTP JSON unless a protocol is chosen: the SDK's JSON export path costs the service's thread
   // less CPU than its protobuf one, for about twice the bytes (`npm run bench:otlp-encoding`; docs/observability.md has figures).
   if (!process.env.OTEL_EXPORTER_OTLP_PROTOCOL && !process.env.OTEL_EXPORTER_OTLP_TRACES_PROTOCOL) process.env.OTEL_EXPORTER_OTLP_TRACES_PROTOCOL = 'http/json'
+  // An endpoint without its scheme (`collector:4318`, a usual slip) is a URL to the OTLP/HTTP exporter, of a scheme it
+  // cannot send to: every export fails, and the SDK says so only to its diagnostic logger, which no service enables.
+  const tracesEndpointName = process.env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT ? 'OTEL_EXPORTER_OTLP_TRACES_ENDPOINT' : 'OTEL_EXPORTER_OTLP_ENDPOINT'
+  const tracesEndpoint = process.env[tracesEndpointName]?.trim()
+  const protocol = process.env.OTEL_EXPORTER_OTLP_TRACES_PROTOCOL ?? process.env.OTEL_EXPORTER_OTLP_PROTOCOL
+  if (tracesEndpoint && protocol !== 'grpc' && (traces.length === 0 || traces.includes('otlp')) && !/^https?:\/\//i.test(tracesEndpoint)) {
+    process.emitWarning(`${tracesEndpointName}=${JSON.stringify(tracesEndpoint)} is not an http:// or https:// URL: no trace reaches it`, { code: 'LEAD_CHASSIS_OTEL_SETTING_IGNORED' })
+  }
   // ESM imports are instrumented through import-in-the-middle's loader hook.
   register('@opentelemetry/instrumentation/hook.mjs', import.meta.url)
   const { NodeSDK, resources } = await import('@opentelemetry/sdk-node')
