@@ -52,7 +52,7 @@ export async function buildOrchestrator (config: OrchestratorConfig, options: Bu
         if (app.hasDecorator('metrics')) {
           new Counter({
             name: 'orchestrator_events_total',
-            help: 'Routing events by reach: all (published through Redis to every instance) or instance (Redis failed, too slow or its breaker open: this instance\'s clients only)',
+            help: 'Routing events by reach: all (published through Redis to every instance) or instance (Redis failed, too slow or its breaker open: this instance\'s clients at once, the others\' never, or late if a hung Redis ran it when it resumed)',
             labelNames: ['reach'] as const,
             registers: [app.metrics],
             collect () {
