@@ -128,3 +128,16 @@ test('an OTLP endpoint without its scheme (collector:4318) is named in a warning
     assert.doesNotMatch(await stderr(env), /LEAD_CHASSIS_OTEL_SETTING_IGNORED/, JSON.stringify(env))
   }
 })
+
+test('a sampler the SDK does not know (traceidratio with a space) or a ratio out of 0..1 (10 meant as 10%) is named in a warning at start: the SDK would sample every trace without a word', { timeout: 60000 }, async () => {
+  const stderr = async (env: Record<string, string>): Promise<string> => (await promisify(execFile)(process.execPath, ['--import', import.meta.resolve('@lead-chassis/plugins/telemetry/otel-preload'), '--input-type=module', '-e', PROBE], {
+    cwd: fileURLToPath(new URL('../../../', import.meta.url)), env: { PATH: process.env.PATH ?? '', OTEL_EXPORTER_OTLP_ENDPOINT: 'http://127.0.0.1:4318', ...env }
+  })).stderr
+  assert.match(await stderr({ OTEL_TRACES_SAMPLER: 'parentbased_traceidratio ', OTEL_TRACES_SAMPLER_ARG: '0.1' }), /LEAD_CHASSIS_OTEL_SETTING_IGNORED.*OTEL_TRACES_SAMPLER="parentbased_traceidratio " is not a sampler the SDK knows/)
+  for (const arg of ['10', 'ten', '-0.5']) {
+    assert.match(await stderr({ OTEL_TRACES_SAMPLER: 'parentbased_traceidratio', OTEL_TRACES_SAMPLER_ARG: arg }), new RegExp(`OTEL_TRACES_SAMPLER_ARG="${arg}" is not a ratio from 0 to 1`))
+  }
+  assert.match(await stderr({ OTEL_TRACES_SAMPLER: 'traceidratio' }), /OTEL_TRACES_SAMPLER_ARG="" is not a ratio/)
+  const quiet: Array<Record<string, string>> = [{ OTEL_TRACES_SAMPLER: 'parentbased_traceidratio', OTEL_TRACES_SAMPLER_ARG: '0.1' }, { OTEL_TRACES_SAMPLER: 'traceidratio', OTEL_TRACES_SAMPLER_ARG: ' 1 ' }, { OTEL_TRACES_SAMPLER: 'always_off' }, { OTEL_TRACES_SAMPLER: '' }]
+  for (const env of quiet) assert.doesNotMatch(await stderr(env), /LEAD_CHASSIS_OTEL_SETTING_IGNORED/, JSON.stringify(env))
+})

@@ -36,6 +36,16 @@ if (configured) {
   // Traces go as OTLP/HTTP JSON unless a protocol is chosen: the SDK's JSON export path costs the service's thread
   // less CPU than its protobuf one, for about twice the bytes (`npm run bench:otlp-encoding`; docs/observability.md has figures).
   if (!process.env.OTEL_EXPORTER_OTLP_PROTOCOL && !process.env.OTEL_EXPORTER_OTLP_TRACES_PROTOCOL) process.env.OTEL_EXPORTER_OTLP_TRACES_PROTOCOL = 'http/json'
+  // The SDK falls back to sampling every trace for a sampler name it does not know (`traceidratio ` with its space
+  // included) and for a ratio it cannot read or out of 0..1 (`10` meant as 10%), saying so to its diagnostic logger only.
+  const sampler = process.env.OTEL_TRACES_SAMPLER?.trim() === '' ? undefined : process.env.OTEL_TRACES_SAMPLER
+  if (sampler !== undefined && !['always_on', 'always_off', 'parentbased_always_on', 'parentbased_always_off', 'traceidratio', 'parentbased_traceidratio'].includes(sampler)) {
+    process.emitWarning(`OTEL_TRACES_SAMPLER=${JSON.stringify(sampler)} is not a sampler the SDK knows: every trace is sampled (parentbased_always_on)`, { code: 'LEAD_CHASSIS_OTEL_SETTING_IGNORED' })
+  } else if (sampler === 'traceidratio' || sampler === 'parentbased_traceidratio') {
+    const arg = process.env.OTEL_TRACES_SAMPLER_ARG ?? ''
+    const ratio = arg.trim() === '' ? NaN : Number(arg)
+    if (!(ratio >= 0 && ratio <= 1)) process.emitWarning(`OTEL_TRACES_SAMPLER_ARG=${JSON.stringify(arg)} is not a ratio from 0 to 1: every trace is sampled`, { code: 'LEAD_CHASSIS_OTEL_SETTING_IGNORED' })
+  }
   // An endpoint without its scheme (`collector:4318`, a usual slip) is a URL to the OTLP/HTTP exporter, of a scheme it
   // cannot send to: every export fails, and the SDK says so only to its diagnostic logger, which no service enables.
   const tracesEndpointName = process.env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT ? 'OTEL_EXPORTER_OTLP_TRACES_ENDPOINT' : 'OTEL_EXPORTER_OTLP_ENDPOINT'

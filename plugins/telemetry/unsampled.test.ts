@@ -21,4 +21,6 @@ test('the samplers that follow the parent: the parentbased_ ones and the SDK def
   assert.equal(parentBasedSampler('parentbased_traceidratio'), true)
   assert.equal(parentBasedSampler('traceidratio'), false)
   assert.equal(parentBasedSampler('always_on'), false)
+  // What the SDK does with a blank or unknown name: its default, parentbased_always_on.
+  for (const unknown of ['', ' ', 'traceidratio ', 'AlwaysOn', 'xray']) assert.equal(parentBasedSampler(unknown), true, JSON.stringify(unknown))
 })

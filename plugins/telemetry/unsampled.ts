@@ -5,8 +5,12 @@ import { TraceFlags, context, trace } from '@opentelemetry/api'
  * then a span started under a parent that records nothing records nothing either, and need not be started at all.
  */
 export function parentBasedSampler (sampler = process.env.OTEL_TRACES_SAMPLER): boolean {
-  return (sampler ?? 'parentbased_always_on').startsWith('parentbased_')
+  // As the SDK reads it: blank is unset, and any name but these (`traceidratio ` with its space included) falls back
+  // to the default, parentbased_always_on.
+  return sampler === undefined || !ROOT_SAMPLERS.includes(sampler)
 }
+
+const ROOT_SAMPLERS = ['always_on', 'always_off', 'traceidratio']
 
 /**
  * Whether the active context holds a span whose trace is not sampled: the work of an unsampled request. The flag, as
