@@ -126,10 +126,14 @@ function processState (pid: number): string | undefined {
   }
 }
 
-/** `node dist/scripts/start.js` with no demo data, on free ports, once it says it is ready; its output collects in `output()`. */
-async function startReady (env: Record<string, string>): Promise<{ child: ChildProcess, output: () => string, exit: Promise<unknown[]> }> {
+/**
+ * `node dist/scripts/start.js` with no demo data, on free ports, once it says it is ready; its output collects in
+ * `output()`. `detached`: in a process group of its own, as a terminal's foreground job.
+ */
+async function startReady (env: Record<string, string>, detached = false): Promise<{ child: ChildProcess, output: () => string, exit: Promise<unknown[]> }> {
   const child = spawn(process.execPath, [join(projectRoot, 'dist', 'scripts', 'start.js')], {
     cwd: projectRoot,
+    detached,
     env: { PATH: process.env.PATH ?? '', SEED_COUNT: '0', API_PORT: String(await freePort()), DATA_SERVICE_PORT: String(await freePort()), ORCHESTRATOR_PORT: String(await freePort()), ...env },
     stdio: ['ignore', 'pipe', 'pipe']
   })
@@ -235,4 +239,25 @@ test('npm start killed with SIGKILL: the embedded PostgreSQL it started stops on
   assert.doesNotMatch(output(), /CHASSIS_SHUTDOWN_INTERRUPTED/)
   // A clean shutdown removes the pid file; one killed outright leaves it.
   assert.throws(() => readFileSync(join(projectRoot, dir, 'postmaster.pid')), /ENOENT/)
+})
+
+test('Ctrl-C in the terminal with the embedded PostgreSQL: the database stops after the services have drained, so a request during the drain is still answered from it', { timeout: 180000 }, async (t) => {
+  const dir = join('.data', `test-start-ctrl-c-${process.pid}`)
+  t.after(() => rmSync(join(projectRoot, dir), { recursive: true, force: true }))
+  t.after(() => rmSync(`${join(projectRoot, dir)}.demo-key`, { force: true }))
+  const apiPort = await freePort()
+  // A drain delay: the services keep answering for a second after the signal, as behind a load balancer.
+  const { child, output, exit } = await startReady({ EMBEDDED_PG_DATA_DIR: dir, EMBEDDED_PG_PORT: String(await freePort()), API_PORT: String(apiPort), SHUTDOWN_DELAY_MS: '1000' }, true)
+  t.after(() => { try { process.kill(-(child.pid ?? 0), 'SIGKILL') } catch { /* gone */ } })
+  const key = /demo API key \([^)]*\): (lck_\S+)/.exec(output())?.[1]
+  assert.ok(key, output())
+  process.kill(-(child.pid ?? 0), 'SIGINT')
+  await sleep(300)
+  const during = await fetch(`http://127.0.0.1:${apiPort}/api/v1/leads?limit=1`, { headers: { 'x-api-key': key } })
+  assert.equal(during.status, 200, `${await during.text()}\n${output()}`)
+  const [code] = await exit
+  assert.equal(code, 0, output())
+  assert.equal(output().match(/shut down cleanly/g)?.length, 3, output())
+  assert.doesNotMatch(output(), /terminating connection due to administrator command/, 'no connection was cut under a draining service')
+  assert.match(output(), /embedded PostgreSQL stopped/)
 })

