@@ -96,24 +96,13 @@ test('Ctrl-C in the terminal (SIGINT to the whole foreground group) stops each s
   const db = await createTestSchema()
   t.after(() => db.drop())
   // Its own process group, as a terminal's foreground job; a drain delay leaves time for a second signal to land.
-  const child = spawn(process.execPath, [join(projectRoot, 'dist', 'scripts', 'start.js')], {
-    cwd: projectRoot,
-    detached: true,
-    env: { PATH: process.env.PATH ?? '', DATABASE_URL: db.url, DB_SCHEMA: db.schema, SEED_COUNT: '0', SHUTDOWN_DELAY_MS: '1000', API_PORT: String(await freePort()), DATA_SERVICE_PORT: String(await freePort()), ORCHESTRATOR_PORT: String(await freePort()) },
-    stdio: ['ignore', 'pipe', 'pipe']
-  })
+  const { child, output, exit } = await startReady({ DATABASE_URL: db.url, DB_SCHEMA: db.schema, SHUTDOWN_DELAY_MS: '1000' }, true)
   t.after(() => { try { process.kill(-(child.pid ?? 0), 'SIGKILL') } catch { /* gone */ } })
-  let out = ''
-  child.stdout.on('data', (d: Buffer) => { out += d.toString() })
-  child.stderr.on('data', (d: Buffer) => { out += d.toString() })
-  const exit = once(child, 'exit')
-  for (let i = 0; i < 600 && !/ready in/.test(out) && child.exitCode === null; i++) await sleep(100)
-  assert.match(out, /ready in/, out)
   process.kill(-(child.pid ?? 0), 'SIGINT')
   const [code] = await exit
-  assert.equal(code, 0, out)
-  assert.doesNotMatch(out, /CHASSIS_SHUTDOWN_INTERRUPTED/, 'no service had its shutdown cut')
-  assert.equal(out.match(/shut down cleanly/g)?.length, 3, out)
+  assert.equal(code, 0, output())
+  assert.doesNotMatch(output(), /CHASSIS_SHUTDOWN_INTERRUPTED/, 'no service had its shutdown cut')
+  assert.equal(output().match(/shut down cleanly/g)?.length, 3, output())
 })
 
 /** The state letter of a process (`R`, `S`, `Z`...), or undefined when it is gone. */
