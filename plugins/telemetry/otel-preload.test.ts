@@ -104,6 +104,13 @@ test('OTEL_TRACES_EXPORTER=none with an endpoint set starts no instrumentation, 
   assert.deepEqual(await instrumentedWith({ OTEL_EXPORTER_OTLP_ENDPOINT: endpoint, OTEL_TRACES_EXPORTER: 'none', OTEL_METRICS_EXPORTER: 'otlp' }), on)
 })
 
+test('an OTLP endpoint of only spaces is no endpoint: nothing starts, as with none set, instead of every instrumentation exporting to the SDK\'s default localhost:4318', { timeout: 60000 }, async () => {
+  for (const name of ['OTEL_EXPORTER_OTLP_ENDPOINT', 'OTEL_EXPORTER_OTLP_TRACES_ENDPOINT']) {
+    assert.deepEqual(await instrumentedWith({ [name]: '  ' }), { fastifyHooks: false, redisWrapped: false }, name)
+    assert.deepEqual(await instrumentedWith({ [name]: ' http://127.0.0.1:4318 ' }), { fastifyHooks: true, redisWrapped: true }, name)
+  }
+})
+
 test('an OTEL_SDK_DISABLED, OTEL_FASTIFY_DETAIL or OTEL_PG_INSTRUMENTATION value read as false (1, yes) is named in a warning at start, not ignored without a word', { timeout: 60000 }, async () => {
   const run = async (env: Record<string, string>): Promise<{ stdout: string, stderr: string }> => await promisify(execFile)(process.execPath, ['--import', import.meta.resolve('@lead-chassis/plugins/telemetry/otel-preload'), '--input-type=module', '-e', PROBE], {
     cwd: fileURLToPath(new URL('../../../', import.meta.url)), env: { PATH: process.env.PATH ?? '', OTEL_EXPORTER_OTLP_ENDPOINT: 'http://127.0.0.1:4318', ...env }

@@ -14,7 +14,8 @@ for (const [name, consequence] of [['OTEL_SDK_DISABLED', 'the SDK is not disable
     process.emitWarning(`${name}=${JSON.stringify(value)} is neither true nor false, so it is read as false: ${consequence}`, { code: 'LEAD_CHASSIS_OTEL_SETTING_IGNORED' })
   }
 }
-const endpoint = Boolean(process.env.OTEL_EXPORTER_OTLP_ENDPOINT || process.env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT)
+// An endpoint of only spaces is none, as the SDK reads it (which would otherwise send to its default, localhost:4318).
+const endpoint = Boolean(process.env.OTEL_EXPORTER_OTLP_ENDPOINT?.trim() || process.env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT?.trim())
 /** A signal's exporters, read as the SDK reads the list: names trimmed, empty ones and `null` left out. */
 const exporters = (name: string): string[] => (process.env[name] ?? '').split(',').map((s) => s.trim()).filter((s) => s !== '' && s !== 'null')
 const traces = exporters('OTEL_TRACES_EXPORTER')
