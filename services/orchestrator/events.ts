@@ -166,7 +166,7 @@ export class EventHub {
 
   #published (): void {
     this.#counts.published++
-    if (this.#outage !== undefined) this.#noteSuccess()
+    this.#noteSuccess()
   }
 
   /** Events published through Redis and events that reached this instance's clients only, since start. */
