@@ -10,6 +10,7 @@ import { uniqueName } from '../../test/helpers/database.js'
 import { startPrivateRedis } from '../../test/helpers/private-redis.js'
 import { blockEventLoop } from '../../test/helpers/event-loop.js'
 import { eventually } from '../../test/helpers/eventually.js'
+import { startFaultProxy } from '../../test/helpers/fault-proxy.js'
 
 const REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379'
 const clients: Redis[] = []
@@ -212,6 +213,25 @@ test('a store reply that arrived while the event loop was blocked past the budge
     await limiter.close()
     c.disconnect()
   }
+})
+
+test('a batch written late in a busy turn gets the whole budget for its answer: decided by the store, not the fallback', async (t) => {
+  const proxy = await startFaultProxy({ port: Number(new URL(REDIS_URL).port || 6379) })
+  t.after(() => proxy.close())
+  const c = createRedisClient({ url: proxy.rewrite(REDIS_URL), commandTimeoutMs: 200 })
+  await new Promise((resolve) => c.once('ready', resolve))
+  const limiter = new RateLimiter(c, { prefix: `${uniqueName('rl')}:`, timeoutMs: 200 })
+  t.after(async () => { await limiter.close(); c.disconnect() })
+  proxy.latency(40)
+  const policy = { name: 'late-sent', limit: 10, windowMs: 60000 }
+  const decisions = Promise.all(Array.from({ length: 30 }, () => limiter.check('busy-turn-client', [policy])))
+  // The turn that asked for the decisions runs on for most of the budget before the batch is written, as the turn
+  // of a freshly started instance that parses a burst does; Redis then answers within the budget of the write.
+  blockEventLoop(160)
+  const all = await decisions
+  assert.deepEqual(all.map((d) => d.source), Array(30).fill('store'))
+  assert.equal(all.filter((d) => d.allowed).length, 10)
+  assert.equal(limiter.getStats().breaker, 'closed')
 })
 
 function capturingLog (): { lines: Array<{ level: string, details: Record<string, unknown>, message: string }>, log: FallbackLog } {
