@@ -143,6 +143,8 @@ try {
       // A service exports its queued spans as it shuts down, so every span is counted before the sinks close.
       await service.stop()
       running = undefined
+      // The sink counts what it holds now, between processes, not as the exports arrive during the load.
+      sinks.get(config)?.spans()
       served.set(config, (served.get(config) ?? 0) + warm.requests + r.requests + fixed.requests + 1)
       const perRequest = (before?: number, after?: number): number => ((after ?? NaN) - (before ?? NaN)) * 1000 / fixed.requests
       cpuPerRequest.get(config)?.push(perRequest(cpuBefore, cpuAfter))
