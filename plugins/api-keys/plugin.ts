@@ -86,6 +86,9 @@ function lookupBudgetCharge (app: FastifyInstance, opts: false | LookupBudgetOpt
   if (opts === false) return undefined
   const policy = validatePolicy({ name: 'keyLookup', limit: opts?.limit ?? 50, windowMs: opts?.windowMs ?? 60_000, onStoreFailure: 'open' })
   const limiter = createRateLimiter(redis, { prefix: opts?.prefix ?? 'rl:', timeoutMs: opts?.timeoutMs ?? 100 })
+  // Before the redis plugin closes the client (onClose hooks run in reverse order of registration): the instance
+  // leaves the presence set while the client can still say so.
+  app.addHook('onClose', async () => { await limiter.close() })
   const keyOf = opts?.key ?? ((request: FastifyRequest) => clientAddressKey(request.ip))
   return async (request, reply) => {
     if (opts?.exempt?.(request)) return

@@ -29,6 +29,7 @@ export class Presence {
   readonly #intervalMs: number
   readonly #run: <T>(call: () => Promise<T>) => Promise<T>
   readonly #timer: NodeJS.Timeout
+  readonly #onReady = (): void => { void this.beat() }
   #live = 1
 
   /** `run` sends a command under the caller's breaker and budget. */
@@ -41,7 +42,7 @@ export class Presence {
     client.defineCommand('chassisRateLimitPresence', { numberOfKeys: 1, lua: PRESENCE_LUA })
     this.#timer = setInterval(() => { void this.beat() }, intervalMs).unref()
     // Announced on every (re)connection, so the count is current as soon as Redis can be reached.
-    client.on('ready', () => { void this.beat() })
+    client.on('ready', this.#onReady)
     if (client.status === 'ready') void this.beat()
   }
 
@@ -60,9 +61,13 @@ export class Presence {
     }
   }
 
-  /** Stops the heartbeat and leaves the set, so the others' share grows at once. */
+  /**
+   * Stops the heartbeat and leaves the set, so the others' share grows at once. The client may outlive its limiters
+   * (an app closed over a client it was given): nothing of this one stays on it to announce it again.
+   */
   async close (): Promise<void> {
     clearInterval(this.#timer)
+    this.#client.off('ready', this.#onReady)
     await this.#run(() => this.#client.zrem(this.#key, this.#id)).catch(() => {})
   }
 }

@@ -31,11 +31,14 @@ export const redisPlugin = fp(async (app: FastifyInstance, opts: RedisPluginOpti
     app.log.debug('REDIS_URL is unset: single-instance mode (in-process cache and rate limiter)')
     return
   }
-  client.on('error', (err: Error) => app.log.warn({ err: { message: err.message } }, 'redis connection error'))
+  const logError = (err: Error): void => { app.log.warn({ err: { message: err.message } }, 'redis connection error') }
+  client.on('error', logError)
   if (health) {
     health.register({ name: 'redis', required: false, check: async () => { await client.ping() } })
   }
   app.addHook('onClose', async () => {
     if (!injected || closeInjected) await closeRedisClient(client)
+    // A client the app was given outlives it: its errors are no longer this app's to log.
+    else client.off('error', logError)
   })
 }, { name: 'redis', fastify: '5.x' })
