@@ -156,3 +156,23 @@ test('a replica that stops answering (a partition) costs a read at most the wait
   assert.equal(app.db.getMetrics().replicas?.states[0]?.healthy, false, 'and it is skipped from then on')
   proxy.heal()
 })
+
+test('after an idle spell, a replica one write behind reads as lagging since its last caught-up check, not for the whole spell', async (t) => {
+  const p = await pool([cluster.replica.url], { replicas: { urls: [], healthCheckInterval: 0 } })
+  await p.query("INSERT INTO notes (body) VALUES ('before the spell')")
+  await cluster.replica.catchUp()
+  assert.equal((await p.checkReplicas())[0]?.lagSeconds, 0, 'caught up')
+  // No commit for 3 s: the replica's last replayed transaction gets old, which is not lag while nothing is missing.
+  await new Promise((resolve) => setTimeout(resolve, 3000))
+  assert.equal((await p.checkReplicas())[0]?.lagSeconds, 0, 'idle and caught up')
+  await cluster.replica.sql('SELECT pg_wal_replay_pause()')
+  t.after(() => cluster.replica.sql('SELECT pg_wal_replay_resume()'))
+  await p.query("INSERT INTO notes (body) VALUES ('after the spell')")
+  const [state] = await p.checkReplicas()
+  assert.ok(state?.lagSeconds !== undefined && state.lagSeconds > 0, `behind: ${state?.lagSeconds}`)
+  // It was caught up at the check just before the write: it cannot be more behind than the time since then.
+  assert.ok(state.lagSeconds < 1, `lag ${state.lagSeconds} s: the idle spell counted as lag`)
+  await cluster.replica.sql('SELECT pg_wal_replay_resume()')
+  await cluster.replica.catchUp()
+  assert.equal((await p.checkReplicas())[0]?.lagSeconds, 0, 'caught up again')
+})

@@ -50,10 +50,23 @@ interface Waiter {
 const HEALTH_SQL = `SELECT pg_is_in_recovery() AS recovery, pg_last_wal_replay_lsn()::text AS replay,
   EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp())::float8 AS "sinceReplay"`
 
+/**
+ * A replica's lag, in seconds, from two upper bounds: the age of its last replayed commit, which after an idle spell
+ * is the whole spell even when it misses one commit of a millisecond ago, and the time since a check last found it
+ * caught up, since what it misses was written after that.
+ */
+function lagOf (sinceReplay: number | null, caughtUpAt: number | undefined): number | undefined {
+  const sinceCaughtUp = caughtUpAt === undefined ? undefined : (performance.now() - caughtUpAt) / 1000
+  if (sinceReplay === null) return sinceCaughtUp
+  return Math.max(0, sinceCaughtUp === undefined ? sinceReplay : Math.min(sinceReplay, sinceCaughtUp))
+}
+
 export class Replica<P extends ReplicaPool> {
   healthy = false
   replay = 0n
   lagSeconds: number | undefined
+  /** When (performance.now()) a check last found it had replayed the primary's position: it misses nothing older. */
+  caughtUpAt: number | undefined
   checkedAt: Date | undefined
   error: string | undefined
   readonly #waiters = new Set<Waiter>()
@@ -156,6 +169,7 @@ export class ReplicaSet<P extends ReplicaPool> {
   }
 
   async #checkAll (): Promise<void> {
+    const primaryAsked = performance.now()
     const primary = await this.#options.primaryPosition().catch(() => undefined)
     await Promise.all(this.replicas.map(async (r) => {
       try {
@@ -164,7 +178,12 @@ export class ReplicaSet<P extends ReplicaPool> {
         // A server out of recovery (a promoted replica, or the primary itself) cannot say what it has replayed.
         if (!row.recovery) throw new Error('the server is not in recovery: not a streaming replica')
         r.replay = parseLsn(row.replay) ?? 0n
-        r.lagSeconds = primary !== undefined && r.replay >= primary ? 0 : (row.sinceReplay === null ? undefined : Math.max(0, row.sinceReplay))
+        if (primary !== undefined && r.replay >= primary) {
+          r.lagSeconds = 0
+          r.caughtUpAt = primaryAsked
+        } else {
+          r.lagSeconds = lagOf(row.sinceReplay, r.caughtUpAt)
+        }
         if (!r.healthy) this.#options.logger.info({ replica: r.name }, 'replica healthy: reads may use it')
         r.healthy = true
         r.error = undefined
