@@ -272,8 +272,15 @@ export class RedisStore implements RateLimitStore {
   #write (batch: Batch): void {
     batch.sent = true
     const checks = batch.checks
-    this.#budget(() => this.#send(checks))
-      .then((reply) => { this.#answer(batch, reply) }, (error: unknown) => { this.#fail(batch, error) })
+    let sent: Promise<number[]>
+    // A call that throws before it is sent fails this batch alone: thrown out of the flush, it would leave the
+    // turn's later batches unwritten and their requests unanswered.
+    try {
+      sent = this.#budget(() => this.#send(checks))
+    } catch (error) {
+      sent = Promise.reject(error)
+    }
+    sent.then((reply) => { this.#answer(batch, reply) }, (error: unknown) => { this.#fail(batch, error) })
   }
 
   #fail (batch: Batch, error: unknown): void {

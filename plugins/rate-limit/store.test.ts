@@ -224,3 +224,22 @@ test('requests of one batch that differ only in limit, cost, consume or window a
   for (const r of batched.flat()) if (r.policy.name === 'short') assert.ok(r.retryAfterMs <= 5000, `a 5 s window waits ${r.retryAfterMs} ms`)
   for (let i = 0; i < 4; i++) assert.equal(await counted.llen(batchKeys[i] as string), await counted.llen(oneKeys[i] as string))
 })
+
+test('a batch whose write throws fails its own decisions and leaves the other batches of its turn to be answered', async () => {
+  // A script call that throws before it is sent (a malformed check here, a budget that refuses by throwing) used to
+  // stop the flush: the batches after it in the turn were never written and their requests waited forever.
+  const key = uniqueName('rl')
+  const one = policy(1000, 60000)
+  const refusing = new RedisStore(redis, { budget: (call) => { if (refused++ === 0) throw new Error('refused'); return call() } })
+  let refused = 0
+  for (const [store, first] of [
+    [new RedisStore(redis), { keys: [key], policies: undefined as unknown as RateLimitPolicy[], cost: 1, consume: true }],
+    [refusing, { keys: [key], policies: [one], cost: 1, consume: true }]
+  ] as Array<[RedisStore, StoreCheck]>) {
+    const decisions = [store.check(first), ...Array.from({ length: MAX_BATCH * 2 }, () => store.check({ keys: [key], policies: [one], cost: 1, consume: true }))]
+    const settled = await Promise.race([Promise.allSettled(decisions), sleep(2000).then(() => undefined)])
+    assert.ok(settled !== undefined, 'every decision of the turn is answered')
+    assert.equal(settled.filter((s) => s.status === 'rejected').length, MAX_BATCH, 'the first batch fails, alone')
+    assert.equal(settled.filter((s) => s.status === 'fulfilled').length, MAX_BATCH + 1)
+  }
+})
