@@ -38,7 +38,8 @@ export const redisPlugin = fp(async (app: FastifyInstance, opts: RedisPluginOpti
   }
   app.addHook('onClose', async () => {
     if (!injected || closeInjected) await closeRedisClient(client)
-    // A client the app was given outlives it: its errors are no longer this app's to log.
-    else client.off('error', logError)
+    // A client the app was given outlives it, closed or not (its owner may connect it again): its errors are no
+    // longer this app's to log.
+    if (injected) client.off('error', logError)
   })
 }, { name: 'redis', fastify: '5.x' })
