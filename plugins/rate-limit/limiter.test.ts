@@ -332,3 +332,21 @@ test('a decision callback that throws leaves the other requests of its batch ans
   await sleep(20)
   assert.deepEqual(rejected, [])
 })
+
+test('two limiters on one client are one member of the presence set, which leaves it with the last of them, not the first', async (t) => {
+  const c = createRedisClient({ url: REDIS_URL })
+  t.after(() => c.disconnect())
+  await new Promise((resolve) => c.once('ready', resolve))
+  const prefix = `${uniqueName('rl')}:`
+  const members = async (): Promise<number> => c.zcard(`${prefix}instances`)
+  const first = new RateLimiter(c, { prefix })
+  const second = new RateLimiter(c, { prefix })
+  await first.ready()
+  await second.ready()
+  assert.equal(await members(), 1)
+  await first.close()
+  await first.close()
+  assert.equal(await members(), 1, 'the instance still runs a limiter on this client: it stays counted')
+  await second.close()
+  assert.equal(await members(), 0, 'gone with the last one')
+})

@@ -14,6 +14,20 @@ interface PresenceCommands {
   chassisRateLimitPresence: (key: string, id: string, ttlMs: number) => Promise<number>
 }
 
+/**
+ * Open presences per client and member (key and id): limiters on one client share one member (one instance, however
+ * many limiters or apps it runs on the client), so the member leaves the set with the last of them. Removed with the
+ * first, it left the others uncounted until their next heartbeat, and the rest of the fleet, counting one instance
+ * fewer, would each admit a larger share if Redis failed then.
+ */
+const openMembers = new WeakMap<RedisClient, Map<string, number>>()
+
+function membersOf (client: RedisClient): Map<string, number> {
+  let members = openMembers.get(client)
+  if (members === undefined) openMembers.set(client, members = new Map())
+  return members
+}
+
 /** Heartbeats an instance is counted for after its last one. */
 const PRESENCE_MISSED_BEATS = 3
 
@@ -31,6 +45,7 @@ export class Presence {
   readonly #timer: NodeJS.Timeout
   readonly #onReady = (): void => { void this.beat() }
   #live = 1
+  #closed = false
 
   /** `run` sends a command under the caller's breaker and budget. */
   constructor (client: RedisClient, key: string, id: string, intervalMs: number, run: <T>(call: () => Promise<T>) => Promise<T>) {
@@ -39,11 +54,17 @@ export class Presence {
     this.#id = id
     this.#intervalMs = intervalMs
     this.#run = run
+    const members = membersOf(client)
+    members.set(this.#member, (members.get(this.#member) ?? 0) + 1)
     client.defineCommand('chassisRateLimitPresence', { numberOfKeys: 1, lua: PRESENCE_LUA })
     this.#timer = setInterval(() => { void this.beat() }, intervalMs).unref()
     // Announced on every (re)connection, so the count is current as soon as Redis can be reached.
     client.on('ready', this.#onReady)
     if (client.status === 'ready') void this.beat()
+  }
+
+  get #member (): string {
+    return `${this.#key}\n${this.#id}`
   }
 
   /** Live instances, this one included, as last read. */
@@ -62,12 +83,22 @@ export class Presence {
   }
 
   /**
-   * Stops the heartbeat and leaves the set, so the others' share grows at once. The client may outlive its limiters
-   * (an app closed over a client it was given): nothing of this one stays on it to announce it again.
+   * Stops the heartbeat and, with the last presence of its member on this client, leaves the set, so the others'
+   * share grows at once. The client may outlive its limiters (an app closed over a client it was given): nothing of
+   * this one stays on it to announce it again.
    */
   async close (): Promise<void> {
+    if (this.#closed) return
+    this.#closed = true
     clearInterval(this.#timer)
     this.#client.off('ready', this.#onReady)
+    const members = membersOf(this.#client)
+    const open = (members.get(this.#member) ?? 1) - 1
+    if (open > 0) {
+      members.set(this.#member, open)
+      return
+    }
+    members.delete(this.#member)
     await this.#run(() => this.#client.zrem(this.#key, this.#id)).catch(() => {})
   }
 }
