@@ -126,14 +126,19 @@ async function startReady (env: Record<string, string>, detached = false): Promi
     env: { PATH: process.env.PATH ?? '', SEED_COUNT: '0', API_PORT: String(await freePort()), DATA_SERVICE_PORT: String(await freePort()), ORCHESTRATOR_PORT: String(await freePort()), ...env },
     stdio: ['ignore', 'pipe', 'pipe']
   })
-  let out = ''
-  child.stdout.on('data', (d: Buffer) => { out += d.toString() })
-  child.stderr.on('data', (d: Buffer) => { out += d.toString() })
-  const exit = once(child, 'exit')
   // Up to 2 minutes: an embedded PostgreSQL is initialised first.
-  for (let i = 0; i < 1200 && !/ready in/.test(out) && child.exitCode === null; i++) await sleep(100)
+  return { child, ...await untilReady(child, 120_000) }
+}
+
+/** Collects a start's output and waits up to `timeoutMs` for its "ready in" line. */
+async function untilReady (child: ChildProcess, timeoutMs: number): Promise<{ output: () => string, exit: Promise<unknown[]> }> {
+  let out = ''
+  child.stdout?.on('data', (d: Buffer) => { out += d.toString() })
+  child.stderr?.on('data', (d: Buffer) => { out += d.toString() })
+  const exit = once(child, 'exit')
+  for (let waited = 0; waited < timeoutMs && !/ready in/.test(out) && child.exitCode === null; waited += 100) await sleep(100)
   assert.match(out, /ready in/, out)
-  return { child, output: () => out, exit }
+  return { output: () => out, exit }
 }
 
 function childrenOf (pid: number): number[] {
@@ -183,12 +188,7 @@ test('the npm process of npm start killed with SIGKILL: start.js notices its par
     env: { PATH: `${dirname(process.execPath)}:${process.env.PATH ?? ''}`, HOME: process.env.HOME ?? dir, DATABASE_URL: db.url, DB_SCHEMA: db.schema, SEED_COUNT: '0', API_PORT: String(await freePort()), DATA_SERVICE_PORT: String(await freePort()), ORCHESTRATOR_PORT: String(await freePort()) },
     stdio: ['ignore', 'pipe', 'pipe']
   })
-  let out = ''
-  npm.stdout.on('data', (d: Buffer) => { out += d.toString() })
-  npm.stderr.on('data', (d: Buffer) => { out += d.toString() })
-  const exit = once(npm, 'exit')
-  for (let i = 0; i < 600 && !/ready in/.test(out) && npm.exitCode === null; i++) await sleep(100)
-  assert.match(out, /ready in/, out)
+  const { output, exit } = await untilReady(npm, 60_000)
   const [start, ...others] = childrenOf(npm.pid ?? 0)
   assert.ok(start !== undefined && others.length === 0, `npm runs start.js itself, no shell between: ${childrenOf(npm.pid ?? 0).join(', ')}`)
   const services = childrenOf(start)
@@ -199,12 +199,12 @@ test('the npm process of npm start killed with SIGKILL: start.js notices its par
   const killed = performance.now()
   const running = (): number[] => [start, ...services].filter((pid) => ![undefined, 'Z', 'X'].includes(processState(pid)))
   while (running().length > 0 && performance.now() - killed < 10000) await sleep(50)
-  assert.deepEqual(running(), [], `still running 10 s after npm was killed:\n${out}`)
+  assert.deepEqual(running(), [], `still running 10 s after npm was killed:\n${output()}`)
   t.diagnostic(`start.js and every service exited ${Math.round(performance.now() - killed)} ms after npm was killed`)
   await sleep(200)
-  assert.match(out, /the parent process \(pid \d+\) is gone; stopping everything/)
-  assert.equal(out.match(/shut down cleanly/g)?.length, 3, `each service drained: ${out}`)
-  assert.doesNotMatch(out, /CHASSIS_SHUTDOWN_INTERRUPTED/)
+  assert.match(output(), /the parent process \(pid \d+\) is gone; stopping everything/)
+  assert.equal(output().match(/shut down cleanly/g)?.length, 3, `each service drained: ${output()}`)
+  assert.doesNotMatch(output(), /CHASSIS_SHUTDOWN_INTERRUPTED/)
 })
 
 test('npm start killed with SIGKILL: the embedded PostgreSQL it started stops once the services have drained, instead of running on', { timeout: 180000 }, async (t) => {
