@@ -1,4 +1,5 @@
 import type { RedisTier } from './redis-tier.js'
+import { defineScript } from '../redis/index.js'
 
 // Space-Saving (Metwally, Agrawal, El Abbadi) kept in a Redis sorted set: a key not yet tracked replaces the coldest
 // one and inherits its score, so the set never grows past `cap` and every key read more often than 1/cap of all
@@ -50,7 +51,7 @@ export class HotKeys {
     this.#setKey = `${prefix}__hot`
     this.#decayKey = `${prefix}__hot:decay`
     this.#intervalMs = intervalMs
-    tier.client.defineCommand('chassisCacheHotRecord', { numberOfKeys: 1, lua: RECORD_LUA })
+    defineScript(tier.client, 'chassisCacheHotRecord', { numberOfKeys: 1, lua: RECORD_LUA })
   }
 
   /** `reads` reads of `key`. */

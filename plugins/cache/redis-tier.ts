@@ -1,6 +1,6 @@
 import calculateSlot from 'cluster-key-slot'
 import type { Redis } from 'ioredis'
-import { isCluster, withBudget, type CircuitBreaker, type RedisClient } from '../redis/index.js'
+import { defineScript, isCluster, withBudget, type CircuitBreaker, type RedisClient } from '../redis/index.js'
 import { needsTtl } from './codec.js'
 import type { CacheCounters } from './stats.js'
 
@@ -116,11 +116,11 @@ export class RedisTier {
     this.#timeoutMs = timeoutMs
     this.#breaker = breaker
     this.#stats = stats
-    client.defineCommand('chassisCacheTtls', { lua: TTLS_LUA })
-    client.defineCommand('chassisCacheFill', { numberOfKeys: 1, lua: FILL_LUA })
-    client.defineCommand('chassisCachePresence', { numberOfKeys: 1, lua: PRESENCE_LUA })
-    client.defineCommand('chassisCacheInvalidate', { lua: INVALIDATE_LUA })
-    client.defineCommand('chassisCacheTagIncr', { numberOfKeys: 1, lua: TAG_INCR_LUA })
+    defineScript(client, 'chassisCacheTtls', { lua: TTLS_LUA })
+    defineScript(client, 'chassisCacheFill', { numberOfKeys: 1, lua: FILL_LUA })
+    defineScript(client, 'chassisCachePresence', { numberOfKeys: 1, lua: PRESENCE_LUA })
+    defineScript(client, 'chassisCacheInvalidate', { lua: INVALIDATE_LUA })
+    defineScript(client, 'chassisCacheTagIncr', { numberOfKeys: 1, lua: TAG_INCR_LUA })
   }
 
   get cluster (): boolean {

@@ -1,6 +1,7 @@
 import type { HotKeys } from './hot-keys.js'
 import type { RegisteredLoader } from './loaders.js'
 import type { RedisTier } from './redis-tier.js'
+import { defineScript } from '../redis/index.js'
 
 export interface RefreshAheadOptions {
   prefix: string
@@ -58,7 +59,7 @@ export class RefreshAhead {
     this.#hot = hot
     this.#reload = reload
     this.#o = options
-    tier.client.defineCommand('chassisCacheUnlock', { numberOfKeys: 1, lua: UNLOCK_LUA })
+    defineScript(tier.client, 'chassisCacheUnlock', { numberOfKeys: 1, lua: UNLOCK_LUA })
   }
 
   /** Ms before the end of its fresh period at which an entry of `ttlSeconds` is due for a reload. */

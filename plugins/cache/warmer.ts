@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto'
 import type { HotKeys } from './hot-keys.js'
 import type { LoaderRegistry, RegisteredLoader } from './loaders.js'
 import type { RedisTier } from './redis-tier.js'
+import { defineScript } from '../redis/index.js'
 
 // The fleet's epoch: created once, gone only when Redis lost its data (FLUSHALL, a restart without persistence).
 const EPOCH_LUA = `
@@ -68,7 +69,7 @@ export class Warmer {
     this.#loaders = loaders
     this.#hooks = hooks
     this.#o = options
-    tier.client.defineCommand('chassisCacheEpoch', { numberOfKeys: 1, lua: EPOCH_LUA })
+    defineScript(tier.client, 'chassisCacheEpoch', { numberOfKeys: 1, lua: EPOCH_LUA })
   }
 
   /** Fills the local tier with up to maxEntries of the hottest entries, within timeoutMs; resolves with how many. */

@@ -1,4 +1,4 @@
-import type { RedisClient } from '../redis/index.js'
+import { defineScript, type RedisClient } from '../redis/index.js'
 
 // Each instance scores itself in one sorted set with the Redis TIME of its last heartbeat (instance clocks do not
 // matter), drops the members that missed `ttl` ms of heartbeats, and reads how many are left.
@@ -56,7 +56,7 @@ export class Presence {
     this.#run = run
     const members = membersOf(client)
     members.set(this.#member, (members.get(this.#member) ?? 0) + 1)
-    client.defineCommand('chassisRateLimitPresence', { numberOfKeys: 1, lua: PRESENCE_LUA })
+    defineScript(client, 'chassisRateLimitPresence', { numberOfKeys: 1, lua: PRESENCE_LUA })
     this.#timer = setInterval(() => { void this.beat() }, intervalMs).unref()
     // Announced on every (re)connection, so the count is current as soon as Redis can be reached.
     client.on('ready', this.#onReady)

@@ -1,4 +1,4 @@
-import { isCluster, type RedisClient } from '../redis/index.js'
+import { defineScript, isCluster, type RedisClient } from '../redis/index.js'
 import type { PolicyResult, RateLimitStore, StoreCheck } from './store.js'
 
 /**
@@ -225,7 +225,7 @@ export class RedisStore implements RateLimitStore {
     this.#client = client
     this.#batching = (options.batch ?? true) && !isCluster(client)
     this.#budget = options.budget ?? ((call) => call())
-    client.defineCommand('chassisRateLimitBatch', { lua: BATCH_LUA })
+    defineScript(client, 'chassisRateLimitBatch', { lua: BATCH_LUA })
   }
 
   check (check: StoreCheck): Promise<PolicyResult[]> {
