@@ -1,14 +1,8 @@
-import { execFileSync } from 'node:child_process'
 import { availableParallelism } from 'node:os'
 import { parseArgs } from 'node:util'
-import autocannon from 'autocannon'
-import { Redis } from 'ioredis'
-import { freePort } from '../../test/helpers/ports.js'
-import { startPrivatePostgres, type PrivatePostgres } from '../../test/helpers/private-postgres.js'
-import { startPrivateRedis, type PrivateRedis } from '../../test/helpers/private-redis.js'
-import { median, processCpuMs, startService, table, type LoadResult, type Service } from './lib.js'
-import { startOtlpSink, type OtlpSink } from './otlp-sink.js'
-import { ALL_SAMPLED, apiEnvironment, DATABASE_URL, prepareTracingBench, REDIS_URL, type TracingConfig, tracingConfigs, tracingPath } from './tracing-setup.js'
+import { median, processCpuMs, table, type LoadResult, type Service } from './lib.js'
+import { startTracingServices } from './tracing-services.js'
+import { ALL_SAMPLED, type TracingConfig, tracingConfigs } from './tracing-setup.js'
 
 const { values: args } = parseArgs({
   options: {
@@ -28,26 +22,7 @@ const { values: args } = parseArgs({
   },
   allowNegative: true
 })
-const TAG = `bench-tracing-${process.pid}`
 const log = (m: string): void => console.log(`[bench:tracing] ${m}`)
-
-// Pinned, the api's throughput is what its one CPU can serve: the load generator and the servers it waits on, which
-// shared both cores with it, no longer take that CPU's time in amounts that moved from round to round (the rounds of
-// one configuration spread over 30-50 points unpinned). Servers started after this inherit the bench's CPUs.
-const apiCpu = String(availableParallelism() - 1)
-let privatePostgres: PrivatePostgres | undefined
-let privateRedis: PrivateRedis | undefined
-if (args.pin) {
-  execFileSync('taskset', ['-a', '-p', '-c', `0-${Number(apiCpu) - 1}`, String(process.pid)], { stdio: 'ignore' })
-  privatePostgres = await startPrivatePostgres()
-  privateRedis = await startPrivateRedis()
-  log(`pinned: the api on CPU ${apiCpu}; the load generator, the sinks, PostgreSQL and Redis on CPU 0-${Number(apiCpu) - 1}`)
-}
-const databaseUrl = privatePostgres?.url ?? DATABASE_URL
-const redisUrl = privateRedis?.url ?? REDIS_URL
-const { ids, key } = await prepareTracingBench('bench:tracing', databaseUrl)
-const base = { ...apiEnvironment, DATABASE_URL: databaseUrl, REDIS_URL: redisUrl }
-const preload = ['--import', import.meta.resolve('@lead-chassis/plugins/telemetry/otel-preload')]
 type Config = TracingConfig
 const configs: Config[] = [...tracingConfigs]
 for (const variant of args.variant ?? []) {
@@ -55,48 +30,7 @@ for (const variant of args.variant ?? []) {
   const extra = Object.fromEntries(vars.split(',').filter(Boolean).map((kv) => kv.split('=') as [string, string]))
   configs.push({ letter: 'd', label: `(d) + ${name}`, env: { QUERY_STATS_ENABLED: 'true', ...ALL_SAMPLED, ...extra }, traced: true, statistics: true })
 }
-// Each traced configuration exports to a sink of its own, which counts the spans and bytes that arrive.
-const sinks = new Map<Config, OtlpSink>()
-for (const config of configs) if (config.traced) sinks.set(config, await startOtlpSink())
-
-let processes = 0
-async function start (config: Config): Promise<Service> {
-  const sink = sinks.get(config)
-  // The endpoint alone, as the Kubernetes config ships it: whatever the SDK then exports by default reaches the sink.
-  const otel: Record<string, string> = sink ? { OTEL_EXPORTER_OTLP_ENDPOINT: sink.url } : {}
-  // A cache and a limiter of its own for every process, so each one starts from the same cold Redis.
-  const prefix = `${TAG}:${processes++}`
-  return await startService('dist/services/api/main.js', { ...base, CACHE_PREFIX: `${prefix}:c:`, RATE_LIMIT_PREFIX: `${prefix}:rl:`, ...otel, ...config.env }, await freePort(), preload, args.pin ? apiCpu : undefined)
-}
-
-/**
- * Half the requests read one of the hot leads (GET /api/v1/leads/:id, served from the cache once loaded), half read
- * a lead's activity trail (GET /api/v1/leads/:id/activities, not cached: PostgreSQL every time). Every request goes
- * through the API key check and the Redis rate limiter.
- */
-async function load (url: string, seconds: number, rate?: number): Promise<LoadResult> {
-  let n = 0
-  const r = await autocannon({
-    url,
-    connections: Number(args.connections),
-    duration: seconds,
-    ...(rate === undefined ? {} : { overallRate: rate }),
-    headers: { 'x-api-key': key },
-    requests: [{
-      setupRequest: (req) => {
-        return { ...req, path: tracingPath(ids, n++) }
-      }
-    }]
-  })
-  return { rps: r.requests.average, avgMs: r.latency.average, p50Ms: r.latency.p50, p99Ms: r.latency.p99, errors: r.errors + r.timeouts, non2xx: r.non2xx, requests: r.requests.total }
-}
-
-/** Queries the service's statistics have counted (GET /api/v1/admin/queries). */
-async function queriesCounted (service: Service): Promise<number> {
-  const res = await fetch(`${service.url}/api/v1/admin/queries`, { headers: { 'x-api-key': key } })
-  if (!res.ok) throw new Error(`GET /api/v1/admin/queries answered ${res.status}`)
-  return ((await res.json()) as { summary: { totalQueries: number } }).summary.totalQueries
-}
+const { apiCpu, start, load, queriesCounted, sinks, close } = await startTracingServices('bench:tracing', configs, { pin: args.pin ?? false, connections: Number(args.connections) }, log)
 
 const results = new Map<Config, LoadResult[]>(configs.map((c) => [c, []]))
 const errors = new Map<Config, number>()
@@ -155,14 +89,7 @@ try {
   }
 } finally {
   await running?.stop()
-  for (const sink of sinks.values()) sink.close()
-  if (privateRedis === undefined) {
-    const redis = new Redis(REDIS_URL)
-    for await (const keys of redis.scanStream({ match: `${TAG}:*`, count: 1000 })) if ((keys as string[]).length > 0) await redis.unlink(...(keys as string[]))
-    redis.disconnect()
-  }
-  privatePostgres?.destroy()
-  await privateRedis?.destroy()
+  await close()
 }
 
 const [baseline] = configs as [Config]
