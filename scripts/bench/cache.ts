@@ -155,7 +155,7 @@ async function http (): Promise<{ rows: Array<Record<string, string | number>>, 
   } finally {
     await Promise.all(Object.values(configs).map((s) => s.stop()))
   }
-  const med = (name: string, f: keyof LoadResult): number => median((results[name] ?? []).map((r) => r[f]))
+  const med = (name: string, f: Exclude<keyof LoadResult, 'statuses'>): number => median((results[name] ?? []).map((r) => r[f]))
   const rows = Object.keys(configs).map((name) => ({
     configuration: name,
     'req/s': med(name, 'rps').toFixed(0),

@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process'
-import { readdirSync, readFileSync } from 'node:fs'
-import { join } from 'node:path'
+import { closeSync, openSync, readdirSync, readFileSync } from 'node:fs'
+import { basename, join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import autocannon from 'autocannon'
 import { projectRoot } from '../../services/platform/paths.js'
@@ -27,11 +27,15 @@ export async function startService (entry: string, env: Record<string, string>, 
   const command = [process.execPath, ...nodeArgs, join(projectRoot, entry)]
   // taskset execs the command: the child's pid is the service's.
   const argv = cpus === undefined ? command : ['taskset', '-c', cpus, ...command]
+  // BENCH_SERVICE_LOGS=<dir> keeps each service's log lines, in <dir>/<entry>-<port>.log: what its errors were.
+  const logs = process.env.BENCH_SERVICE_LOGS
+  const stdout = logs === undefined ? 'ignore' : openSync(join(logs, `${basename(entry, '.js')}-${port}.log`), 'w')
   const child = spawn(argv[0] as string, argv.slice(1), {
     cwd: projectRoot,
     env: { PATH: process.env.PATH ?? '', LOG_LEVEL: 'warn', PORT: String(port), ...env },
-    stdio: ['ignore', 'ignore', 'inherit']
+    stdio: ['ignore', stdout, 'inherit']
   })
+  if (typeof stdout === 'number') closeSync(stdout)
   const url = `http://127.0.0.1:${port}`
   for (let i = 0; i < 200; i++) {
     if (child.exitCode !== null) throw new Error(`${entry} exited with ${child.exitCode}`)
@@ -76,13 +80,20 @@ export interface LoadResult {
   p99Ms: number
   errors: number
   non2xx: number
+  /** How many answers came with each status code (`200: 51234, 503: 12`), to say what the non-2xx ones were. */
+  statuses: string
   /** Responses received. */
   requests: number
 }
 
 export async function load (url: string, connections: number, durationS: number, headers: Record<string, string> = {}): Promise<LoadResult> {
-  const r = await autocannon({ url, connections, duration: durationS, pipelining: 1, headers })
-  return { rps: r.requests.average, avgMs: r.latency.average, p50Ms: r.latency.p50, p99Ms: r.latency.p99, errors: r.errors + r.timeouts, non2xx: r.non2xx, requests: r.requests.total }
+  return loadResult(await autocannon({ url, connections, duration: durationS, pipelining: 1, headers }))
+}
+
+/** What a load of autocannon's answered. */
+export function loadResult (r: autocannon.Result): LoadResult {
+  const statuses = Object.entries(r.statusCodeStats ?? {}).map(([code, { count }]) => `${code}: ${count}`).join(', ')
+  return { rps: r.requests.average, avgMs: r.latency.average, p50Ms: r.latency.p50, p99Ms: r.latency.p99, errors: r.errors + r.timeouts, non2xx: r.non2xx, statuses, requests: r.requests.total }
 }
 
 export function median (values: number[]): number {

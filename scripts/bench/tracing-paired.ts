@@ -51,7 +51,7 @@ try {
       const counts = new Map<TracingConfig, number>()
       for (const config of order) {
         const r = await services.load((byConfig.get(config) as Service).url, Number(args.window))
-        if (r.non2xx > 0) throw new Error(`${config.label}: ${r.non2xx} non-2xx answers`)
+        if (r.non2xx > 0) throw new Error(`${config.label}: ${r.non2xx} non-2xx answers (${r.statuses})`)
         faults += r.errors
         counts.set(config, r.requests)
         windows.get(config)?.push(r.requests / Number(args.window))

@@ -5,7 +5,7 @@ import { Redis } from 'ioredis'
 import { freePort } from '../../test/helpers/ports.js'
 import { startPrivatePostgres, type PrivatePostgres } from '../../test/helpers/private-postgres.js'
 import { startPrivateRedis, type PrivateRedis } from '../../test/helpers/private-redis.js'
-import { startService, type LoadResult, type Service } from './lib.js'
+import { loadResult, startService, type LoadResult, type Service } from './lib.js'
 import { startOtlpSink, type OtlpSink } from './otlp-sink.js'
 import { apiEnvironment, DATABASE_URL, prepareTracingBench, REDIS_URL, type TracingConfig, tracingPath } from './tracing-setup.js'
 
@@ -38,7 +38,9 @@ export async function startTracingServices (name: string, configs: TracingConfig
   let privateRedis: PrivateRedis | undefined
   if (options.pin) {
     execFileSync('taskset', ['-a', '-p', '-c', `0-${Number(apiCpu) - 1}`, String(process.pid)], { stdio: 'ignore' })
-    privatePostgres = await startPrivatePostgres()
+    // bench:tracing-paired runs every configuration's api at once, each with a pool of up to 20 connections
+    // (DB_POOL_MAX's default) and a notifications listener: five of them went past initdb's 100, and were refused.
+    privatePostgres = await startPrivatePostgres({ maxConnections: 20 + configs.length * 25 })
     privateRedis = await startPrivateRedis()
     log(`pinned: the api on CPU ${apiCpu}; the load generator, the sinks, PostgreSQL and Redis on CPU 0-${Number(apiCpu) - 1}`)
   }
@@ -72,7 +74,7 @@ export async function startTracingServices (name: string, configs: TracingConfig
       headers: { 'x-api-key': key },
       requests: [{ setupRequest: (req) => ({ ...req, path: tracingPath(ids, n++) }) }]
     })
-    return { rps: r.requests.average, avgMs: r.latency.average, p50Ms: r.latency.p50, p99Ms: r.latency.p99, errors: r.errors + r.timeouts, non2xx: r.non2xx, requests: r.requests.total }
+    return loadResult(r)
   }
   const queriesCounted = async (service: Service): Promise<number> => {
     const res = await fetch(`${service.url}/api/v1/admin/queries`, { headers: { 'x-api-key': key } })

@@ -69,7 +69,7 @@ try {
       const mainAfter = processCpuMs(service, true)
       // A refused or failed answer is a fault of the service: the run stops. A timeout or a dropped connection is the
       // machine (a shared one can stall a process for seconds): counted and printed.
-      if (r.non2xx + fixed.non2xx > 0) throw new Error(`${config.label}: ${r.non2xx + fixed.non2xx} non-2xx answers`)
+      if (r.non2xx + fixed.non2xx > 0) throw new Error(`${config.label}: ${r.non2xx + fixed.non2xx} non-2xx answers (${r.statuses}; at the fixed rate ${fixed.statuses})`)
       errors.set(config, (errors.get(config) ?? 0) + r.errors + fixed.errors)
       // The switch is checked, not assumed: with statistics off, no query may have reached them.
       const counted = await queriesCounted(service)

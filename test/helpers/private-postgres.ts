@@ -19,14 +19,18 @@ export function runAsPostgres (command: string, args: string[]): void {
   execFileSync(asRoot ? 'runuser' : command, asRoot ? ['-u', 'postgres', '--', command, ...args] : args, { stdio: 'pipe' })
 }
 
-/** A PostgreSQL server of the test's own, on a free port in a temp folder, that the test may stop and restart. */
-export async function startPrivatePostgres (): Promise<PrivatePostgres> {
+/**
+ * A PostgreSQL server of the test's own, on a free port in a temp folder, that the test may stop and restart.
+ * `maxConnections` raises its `max_connections` (initdb's default is 100) for as many clients' pools.
+ */
+export async function startPrivatePostgres (options: { maxConnections?: number } = {}): Promise<PrivatePostgres> {
   const dir = mkdtempSync(join(tmpdir(), 'pg-private-'))
   chmodSync(dir, 0o777)
   const data = join(dir, 'data')
   const port = await freePort()
   runAsPostgres('initdb', ['-D', data, '-A', 'trust', '-U', 'postgres', '--no-sync'])
-  const start = (): void => runAsPostgres('pg_ctl', ['-D', data, '-o', `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=off`, '-l', join(dir, 'log'), '-w', 'start'])
+  const connections = options.maxConnections === undefined ? '' : ` -c max_connections=${options.maxConnections}`
+  const start = (): void => runAsPostgres('pg_ctl', ['-D', data, '-o', `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=off${connections}`, '-l', join(dir, 'log'), '-w', 'start'])
   const stop = (mode: 'fast' | 'immediate' = 'fast'): void => runAsPostgres('pg_ctl', ['-D', data, '-m', mode, '-w', 'stop'])
   start()
   return {
