@@ -1,10 +1,13 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { SpanKind, SpanStatusCode, TraceFlags, context, trace } from '@opentelemetry/api'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { setFlagsFromString } from 'node:v8'
+import { runInNewContext } from 'node:vm'
+import { SamplingDecision, SpanKind, SpanStatusCode, TraceFlags, context, trace } from '@opentelemetry/api'
 import { JsonTraceSerializer } from '@opentelemetry/otlp-transformer'
 import { resources, tracing } from '@opentelemetry/sdk-node'
 import { startOtlpReceiver, waitForSpans } from '../../test/helpers/otlp.js'
-import { otlpJsonTraceSerializer } from './otlp-json.js'
+import { WrittenSpan, otlpJsonTraceSerializer } from './otlp-json.js'
 import { exportingSpanProcessors } from './span-processors.js'
 
 /** Ended spans of every shape the SDK can hand an exporter: two resources, scopes with and without version, schema URL or attributes. */
@@ -64,6 +67,16 @@ test('the chassis\'s OTLP JSON writer sends byte for byte what the SDK\'s serial
   }
 })
 
+test('spans written as they end are sent byte for byte as the SDK\'s serializer would send them, alone or among spans written at export', () => {
+  const spans = varietyOfSpans()
+  const sdk = Buffer.from(JsonTraceSerializer.serializeRequest(spans) ?? [])
+  const written = spans.map((span) => new WrittenSpan(span)) as unknown as tracing.ReadableSpan[]
+  assert.equal(Buffer.from(otlpJsonTraceSerializer.serializeRequest(written) ?? []).toString(), sdk.toString())
+  assert.ok(Buffer.from(otlpJsonTraceSerializer.serializeRequest(written) ?? []).equals(sdk), 'the same bytes, UTF-8 included')
+  const mixed = spans.map((span, i) => i % 2 === 0 ? span : written[i] as tracing.ReadableSpan)
+  assert.ok(Buffer.from(otlpJsonTraceSerializer.serializeRequest(mixed) ?? []).equals(sdk), 'every other span written at export')
+})
+
 test('spans of distinct scope objects with the same name, version and schema URL are written under one scope, as the SDK writes them', () => {
   // Two providers on one resource: each has its own tracer, so its own scope object, for the same scope.
   const exporter = new tracing.InMemorySpanExporter()
@@ -118,4 +131,74 @@ test('the OTLP/HTTP JSON exporter the environment asks for writes with the chass
   assert.deepEqual(otlp.contentTypes, ['application/json'])
   const attributes = Object.fromEntries((otlp.received[0]?.span.attributes ?? []).map((a) => [a.key, a.value.stringValue]))
   assert.deepEqual(attributes, { 'url.path': '/api/v1/leads/x?api_key=[REDACTED]', 'über': 'grüße' }, 'scrubbed first, and UTF-8 arrives as sent')
+})
+
+/** The exporting processors the environment asks for, sending OTLP/HTTP JSON to `url` only when shut down. */
+function exportingAtShutdown (t: { after: (fn: () => void) => void }, url: string): tracing.SpanProcessor[] {
+  const saved = { ...process.env }
+  t.after(() => { process.env = saved })
+  Object.assign(process.env, { OTEL_EXPORTER_OTLP_ENDPOINT: url, OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: 'http/json', OTEL_BSP_SCHEDULE_DELAY: '60000' })
+  delete process.env.OTEL_TRACES_EXPORTER
+  delete process.env.OTEL_EXPORTER_OTLP_PROTOCOL
+  return exportingSpanProcessors()
+}
+
+test('a sampled span waits for its export already written: the SDK\'s span object is garbage once it ends, not kept until its batch is sent', async (t) => {
+  setFlagsFromString('--expose-gc')
+  const gc = runInNewContext('gc') as () => void
+  const otlp = await startOtlpReceiver(t)
+  const provider = new tracing.BasicTracerProvider({ spanProcessors: exportingAtShutdown(t, otlp.url) })
+  const tracer = provider.getTracer('lead-chassis/db-pool')
+  const ended = ((): WeakRef<object> => {
+    const span = tracer.startSpan('SELECT leads', { kind: SpanKind.CLIENT, attributes: { 'db.system.name': 'postgresql', 'server.port': 5432 } })
+    span.end()
+    return new WeakRef(span)
+  })()
+  // A weak reference holds its object until the end of the turn that made it.
+  await sleep(1)
+  gc()
+  assert.equal(otlp.received.length, 0, 'its batch is not sent yet')
+  assert.equal(ended.deref(), undefined, 'the ended span is no longer held')
+  await provider.shutdown()
+  await waitForSpans(otlp.received, (spans) => spans.length === 1)
+  assert.equal(otlp.received[0]?.span.name, 'SELECT leads')
+  assert.deepEqual(otlp.received[0]?.span.attributes, [{ key: 'db.system.name', value: { stringValue: 'postgresql' } }, { key: 'server.port', value: { intValue: 5432 } }])
+})
+
+test('spans written as they end, of a resource whose attributes settle later, are sent with its settled attributes; spans recorded but not sampled are not sent', async (t) => {
+  const otlp = await startOtlpReceiver(t)
+  let settle: (pod: string) => void = () => {}
+  const pod = new Promise<string>((resolve) => { settle = resolve })
+  const resource = resources.resourceFromAttributes({ 'service.name': 'api', 'k8s.pod.name': pod })
+  assert.equal(resource.asyncAttributesPending, true)
+  // Every other span is recorded for the service's own processors but not sampled: no exporter may send it.
+  let decided = 0
+  const sampler = { shouldSample: () => ({ decision: decided++ % 2 === 0 ? SamplingDecision.RECORD_AND_SAMPLED : SamplingDecision.RECORD }), toString: () => 'every other sampled' }
+  const provider = new tracing.BasicTracerProvider({ resource, sampler, spanProcessors: exportingAtShutdown(t, otlp.url) })
+  const tracer = provider.getTracer('lead-chassis/fastify')
+  const sampled = 20
+  for (let i = 0; i < 2 * sampled; i++) {
+    const span = tracer.startSpan(`request ${i}`)
+    assert.ok(span.isRecording())
+    span.end()
+  }
+  settle('api-7f9c')
+  await provider.shutdown()
+  await waitForSpans(otlp.received, (spans) => spans.length === sampled)
+  assert.equal(otlp.received.length, sampled)
+  assert.ok(otlp.received.every((s) => s.resource['k8s.pod.name'] === 'api-7f9c'), 'the settled attribute on every span')
+  assert.deepEqual(otlp.received.map((s) => s.span.name).sort(), Array.from({ length: sampled }, (_v, i) => `request ${2 * i}`).sort())
+})
+
+test('a span that cannot be written as it ends does not fail the work that ends it: it is left to its export', async (t) => {
+  const otlp = await startOtlpReceiver(t)
+  const processors = exportingAtShutdown(t, otlp.url)
+  const provider = new tracing.BasicTracerProvider({ spanProcessors: processors })
+  const span = provider.getTracer('lead-chassis/fastify').startSpan('GET /api/v1/leads/:id')
+  span.end()
+  // The same span, whose links cannot be read: the writer throws on it.
+  const unwritable = Object.create(span, { links: { get: () => { throw new Error('unreadable') } } }) as tracing.ReadableSpan
+  for (const processor of processors) assert.doesNotThrow(() => { processor.onEnd(unwritable) })
+  // Its batch then fails to be written at export, where the batch processor reports it, not the request.
+  await assert.rejects(provider.shutdown(), /unreadable/)
 })

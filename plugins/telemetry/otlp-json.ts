@@ -22,13 +22,39 @@ const IS_REMOTE = 0x200
 export const otlpJsonTraceSerializer: ISerializer<ReadableSpan[], IExportTraceServiceResponse> = {
   serializeRequest: (spans) => {
     ascii = true
-    const json = traceRequestJson(spans)
-    return ascii ? Buffer.from(json, 'latin1') : Buffer.from(json, 'utf8')
+    return traceRequest(spans)
   },
   deserializeResponse: (data) => JsonTraceSerializer.deserializeResponse(data)
 }
 
-function traceRequestJson (spans: readonly ReadableSpan[]): string {
+const SAMPLED = { traceId: '', spanId: '', traceFlags: 1 }
+
+/**
+ * A sampled span already written, as it waits in the batch processor's queue for its export: its JSON's bytes, and
+ * the resource and scope its request groups it by. The SDK's span (a dozen objects: attributes, times, contexts) is
+ * garbage as soon as it ends, instead of living on until its batch is exported, tens of milliseconds to seconds
+ * later, long enough to be copied by the young generation's collections and promoted into the old one.
+ */
+export class WrittenSpan {
+  readonly resource: Resource
+  readonly instrumentationScope: Scope
+  readonly json: Buffer
+
+  constructor (span: ReadableSpan) {
+    this.resource = span.resource
+    this.instrumentationScope = span.instrumentationScope
+    ascii = true
+    const json = spanJson(span)
+    this.json = Buffer.from(json, ascii ? 'latin1' : 'utf8')
+  }
+
+  // The batch processor reads it to keep sampled spans only: a written span is one.
+  spanContext (): typeof SAMPLED {
+    return SAMPLED
+  }
+}
+
+function traceRequest (spans: readonly ReadableSpan[]): Buffer {
   const resources = new Map<Resource, ScopeGroups>()
   for (const span of spans) {
     let scopes = resources.get(span.resource)
@@ -48,7 +74,14 @@ function traceRequestJson (spans: readonly ReadableSpan[]): string {
     }
     group.push(span)
   }
+  // The request's text, and its bytes so far: a written span's bytes go in as they are.
+  const chunks: Buffer[] = []
   let out = '{"resourceSpans":['
+  const flush = (): void => {
+    chunks.push(Buffer.from(out, ascii ? 'latin1' : 'utf8'))
+    out = ''
+    ascii = true
+  }
   let firstResource = true
   for (const [resource, { byKey: scopes }] of resources) {
     if (!firstResource) out += ','
@@ -65,7 +98,13 @@ function traceRequestJson (spans: readonly ReadableSpan[]): string {
       out += '{"scope":' + scopeJson(scope) + ',"spans":['
       for (let i = 0; i < group.length; i++) {
         if (i > 0) out += ','
-        out += spanJson(group[i] as ReadableSpan)
+        const span = group[i] as ReadableSpan | WrittenSpan
+        if (span instanceof WrittenSpan) {
+          flush()
+          chunks.push(span.json)
+        } else {
+          out += spanJson(span)
+        }
       }
       out += ']'
       if (scope.schemaUrl !== undefined) out += ',"schemaUrl":' + str(scope.schemaUrl)
@@ -75,7 +114,10 @@ function traceRequestJson (spans: readonly ReadableSpan[]): string {
     if (schemaUrl !== undefined) out += ',"schemaUrl":' + str(schemaUrl)
     out += '}'
   }
-  return out + ']}'
+  out += ']}'
+  if (chunks.length === 0) return ascii ? Buffer.from(out, 'latin1') : Buffer.from(out, 'utf8')
+  flush()
+  return Buffer.concat(chunks)
 }
 
 /** A resource's spans by scope, in the order the SDK writes them (by key), and found by the scope object. */
