@@ -29,7 +29,7 @@ export async function startService (entry: string, env: Record<string, string>, 
   const argv = cpus === undefined ? command : ['taskset', '-c', cpus, ...command]
   // BENCH_SERVICE_LOGS=<dir> keeps each service's log lines, in <dir>/<entry>-<port>.log: what its errors were.
   const logs = process.env.BENCH_SERVICE_LOGS
-  const stdout = logs === undefined ? 'ignore' : openSync(join(logs, `${basename(entry, '.js')}-${port}.log`), 'w')
+  const stdout = logs === undefined ? 'ignore' : openSync(join(logs, `${basename(entry).replace(/\.[cm]?js$/, '')}-${port}.log`), 'w')
   const child = spawn(argv[0] as string, argv.slice(1), {
     cwd: projectRoot,
     env: { PATH: process.env.PATH ?? '', LOG_LEVEL: 'warn', PORT: String(port), ...env },
