@@ -10,7 +10,7 @@ import { createConnectionPool } from '@lead-chassis/plugins/db-pool'
 import { ALL_LISTS_TAG, changeTagsOf, leadKey, listKey, listTagFor } from '../../services/domain/lead-cache.js'
 import { LeadsRepository } from '../../services/domain/leads-repository.js'
 import { leadIdParamsSchema, leadPageSchema, leadSchema, listLeadsQuerySchema, patchLeadBodySchema, type LeadListQuery, type LeadPatch } from '../../services/domain/lead-schemas.js'
-import { createBentoCache, sendThroughBento } from './bentocache.js'
+import { ALTERNATIVE_CACHE, createBentoCache, sendThroughBento } from './bentocache.js'
 
 // The same routes and answers as the api, from the best libraries a careful team would pick today:
 // @fastify/rate-limit over Redis (the same per-key limit) on an ioredis client with auto-pipelining, and bentocache
@@ -22,7 +22,7 @@ const redis = new Redis(REDIS_URL, { enableAutoPipelining: true })
 const pool = createConnectionPool({ connectionString: process.env.DATABASE_URL as string, schema: process.env.DB_SCHEMA ?? 'public', min: 5, max: 20 })
 const leads = new LeadsRepository(pool)
 const prefix = `alt:${process.pid}:`
-const { bento, close: closeBento } = createBentoCache({ redisUrl: REDIS_URL, prefix: `${prefix}cache`, ttl: 300, autoPipelining: true })
+const { bento, close: closeBento } = createBentoCache({ redisUrl: REDIS_URL, prefix: `${prefix}cache`, ...ALTERNATIVE_CACHE })
 
 const verified = new LRUCache<string, { id: string, scopes: string[] }>({ max: 10000, ttl: 30000 })
 async function identity (key: string | string[] | undefined): Promise<{ id: string, scopes: string[] } | undefined> {
@@ -53,6 +53,15 @@ app.addHook('onRequest', async (request, reply) => {
   const id = await identity(request.headers['x-api-key'])
   const needed = request.method === 'GET' ? 'leads:read' : 'leads:write'
   if (!id || !id.scopes.includes(needed)) return reply.code(401).send({ statusCode: 401, code: 'INVALID_API_KEY', error: 'Unauthorized', message: 'invalid key' })
+})
+
+// Without a logger, a 500's cause is written here, the first few of each message: what a row's errors were.
+const seen = new Map<string, number>()
+app.addHook('onError', async (_request, _reply, error) => {
+  if ((error.statusCode ?? 500) < 500) return
+  const n = (seen.get(error.message) ?? 0) + 1
+  seen.set(error.message, n)
+  if (n <= 3) process.stderr.write(`alternative: 500 (${n}): ${error.stack ?? error.message}\n`)
 })
 
 app.get('/health/ready', { config: { rateLimit: false } }, async () => ({ status: 'ok' }))
