@@ -1,6 +1,6 @@
 import { test, after } from 'node:test'
 import assert from 'node:assert/strict'
-import type { Redis } from 'ioredis'
+import { Command, type Redis } from 'ioredis'
 import { createCacheManager } from './cache-manager.js'
 import { encode } from './codec.js'
 import { createRedisClient } from '../redis/index.js'
@@ -87,6 +87,26 @@ test('a budgeted read leaves the client\'s backstop command timeout in place for
   await cache.set('k', 1)
   await Promise.all([cache.get('k'), cache.get('missing'), cache.mget(['k', 'missing'])])
   assert.equal(client.options.commandTimeout, backstop)
+})
+
+test('a Redis hit on an auto-pipelined client is sent as it is asked, not queued for the auto-pipeline, whose flush wrote it with a 10 s backstop timer per command', async (t) => {
+  const client = createRedisClient({ url: server.url, autoPipelining: true }) as Redis
+  const cache = createCacheManager(client, { prefix: 'pipelined:', localEnabled: false })
+  // Every command ioredis arms its backstop timer for (Command#setTimeout), by name.
+  const armed: string[] = []
+  const setTimeout = Command.prototype.setTimeout
+  Command.prototype.setTimeout = function (this: Command, ms: number) { armed.push(this.name); setTimeout.call(this, ms) }
+  t.after(async () => { Command.prototype.setTimeout = setTimeout; await cache.close(); await client.quit() })
+  assert.ok(await cache.ready())
+  await cache.mset([['a', page], ['b', 2]])
+  armed.length = 0
+  const reads = await Promise.all([...Array.from({ length: 20 }, () => cache.get('a')), cache.mget(['a', 'b', 'missing']), cache.get('missing')])
+  assert.deepEqual(reads, [...Array.from({ length: 20 }, () => page), [page, 2, undefined], undefined])
+  assert.equal(client.autoPipelineQueueSize, 0)
+  assert.deepEqual(armed, [], 'no read of the cache waited on the auto-pipeline or carried the backstop timer')
+  // The client's own commands still go through its auto-pipeline, with their backstop.
+  await Promise.all([client.get('pipelined:other'), client.get('pipelined:other')])
+  assert.deepEqual(armed, ['get', 'get'])
 })
 
 test('Redis hits through getOrSet keep no page alive once answered: young-generation collections do not promote them to the old generation', async (t) => {
