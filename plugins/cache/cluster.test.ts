@@ -1,5 +1,7 @@
 import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
+import calculateSlot from 'cluster-key-slot'
+import { Cluster } from 'ioredis'
 import { createRedisClient, type RedisClient } from '../redis/index.js'
 import { createCacheManager, type CacheManager } from './cache-manager.js'
 import { cachePattern } from './glob.js'
@@ -53,4 +55,27 @@ test('pattern deletion scans every master; tags and coherence work across the cl
   await b.getOrSet('x', async () => 'old')
   await a.set('x', 'new')
   assert.equal(await b.get('x'), 'new')
+})
+
+test('a cluster client with a key prefix: writes, reads and pattern deletion group keys by the slots of the prefixed keys Redis holds', async (t) => {
+  const url = new URL(cluster.url)
+  // Handed over by the app, as `createCacheManager` takes any client: the prefix moves every key's slot.
+  const prefixed = new Cluster([{ host: url.hostname, port: Number(url.port) }], { keyPrefix: 'app:', enableOfflineQueue: false, redisOptions: { maxRetriesPerRequest: 0 } })
+  await new Promise((resolve) => prefixed.once('ready', resolve))
+  const cache = createCacheManager(prefixed, { prefix: 'kp:', redisTimeoutMs: 500, localEnabled: false })
+  t.after(async () => { await cache.close(); prefixed.disconnect() })
+  assert.ok(await cache.ready(5000))
+  // Keys whose slot is one without the prefix and many with it, beside 200 of any slot.
+  const sameSlot: string[] = []
+  for (let n = 0; sameSlot.length < 6; n++) if (calculateSlot(`kp:q:s${n}`) === calculateSlot('kp:q:s0')) sameSlot.push(`q:s${n}`)
+  assert.ok(new Set(sameSlot.map((k) => calculateSlot(`app:kp:${k}`))).size > 1)
+  const entries = [...sameSlot, ...Array.from({ length: 200 }, (_, i) => `q:${i}`)].map((k, i) => [k, { i }] as [string, unknown])
+  await cache.mset(entries, 60)
+  assert.deepEqual(await cache.mget(entries.map(([k]) => k)), entries.map(([, v]) => v))
+  let held = 0
+  for (const node of prefixed.nodes('master')) held += (await node.keys('app:kp:q:*')).length
+  assert.equal(held, entries.length, 'every key stored under the prefix')
+  await cache.deletePattern(cachePattern`q:*`)
+  assert.deepEqual(await cache.mget(['q:1', 'q:150', ...sameSlot]), Array.from({ length: 2 + sameSlot.length }, () => undefined))
+  for (const node of prefixed.nodes('master')) assert.deepEqual(await node.keys('app:kp:q:*'), [])
 })

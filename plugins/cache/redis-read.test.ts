@@ -109,6 +109,40 @@ test('a Redis hit on an auto-pipelined client is sent as it is asked, not queued
   assert.deepEqual(armed, ['get', 'get'])
 })
 
+test('on a client with a key prefix and auto-pipelining on, a Redis hit reads the prefixed key its write wrote, instead of missing every read or reading another namespace\'s key', async (t) => {
+  // ioredis takes the prefix from the URL too: an operator sets it without touching code.
+  const client = createRedisClient({ url: `${server.url}?keyPrefix=tenant-a:`, autoPipelining: true }) as Redis
+  const bare = createRedisClient({ url: server.url }) as Redis
+  const cache = createCacheManager(client, { prefix: 'ns:', localEnabled: false })
+  t.after(async () => { await cache.close(); await client.quit(); await bare.quit() })
+  assert.ok(await cache.ready())
+  // The same cache key, written without the prefix by another app of the same Redis.
+  await bare.set('ns:k', encode({ v: 'the other namespace', g: 0 }, 60_000), 'PX', 60_000)
+  await cache.set('k', { v: 1 })
+  await cache.set('k2', 'two')
+  assert.deepEqual(await cache.get('k'), { v: 1 })
+  assert.deepEqual(await cache.mget(['k', 'k2', 'missing']), [{ v: 1 }, 'two', undefined])
+  let loads = 0
+  for (let i = 0; i < 2; i++) assert.equal(await cache.getOrSet('k3', async () => { loads++; return 'three' }), 'three')
+  assert.equal(loads, 1, 'the second getOrSet was a Redis hit')
+  assert.ok(await bare.exists('tenant-a:ns:k'))
+})
+
+test('deletePattern on a client with a key prefix deletes the prefixed keys it matches, and only those', async (t) => {
+  const client = createRedisClient({ url: `${server.url}?keyPrefix=tenant-b:` }) as Redis
+  const bare = createRedisClient({ url: server.url }) as Redis
+  const cache = createCacheManager(client, { prefix: 'dp:', localEnabled: false })
+  t.after(async () => { await cache.close(); await client.quit(); await bare.quit() })
+  assert.ok(await cache.ready())
+  await bare.set('dp:user:1', 'another namespace\'s')
+  await cache.set('user:1', 'v1')
+  await cache.set('user:2', 'v2')
+  await cache.set('order:1', 'o1')
+  await cache.deletePattern('user:*')
+  assert.deepEqual(await cache.mget(['user:1', 'user:2', 'order:1']), [undefined, undefined, 'o1'])
+  assert.equal(await bare.get('dp:user:1'), 'another namespace\'s')
+})
+
 test('Redis hits through getOrSet keep no page alive once answered: young-generation collections do not promote them to the old generation', async (t) => {
   const client = createRedisClient({ url: server.url }) as Redis
   const cache = createCacheManager(client, { prefix: 'retained:', localEnabled: false, redisTimeoutMs: 10_000 })

@@ -1,7 +1,8 @@
 import calculateSlot from 'cluster-key-slot'
-import { Command, type Redis } from 'ioredis'
+import type { Redis } from 'ioredis'
 import { defineScript, isCluster, withBudget, type CircuitBreaker, type RedisClient } from '../redis/index.js'
 import { needsTtl } from './codec.js'
+import { escapeGlob } from './glob.js'
 import type { CacheCounters } from './stats.js'
 
 // The remaining TTL of each key, for reads of several entries an earlier version wrote: one script call whatever their number. The values
@@ -150,7 +151,7 @@ export class RedisTier {
     }
     const indexed = keys.map((key, i) => ({ key, i }))
     const legacy: Array<{ key: string, i: number }> = []
-    await Promise.all(groupBySlot(indexed, (x) => x.key, this.#cluster).map(async (group) => {
+    await Promise.all(groupBySlot(indexed, (x) => this.#stored(x.key), this.#cluster).map(async (group) => {
       const values = await this.#run(() => this.#corked(() => this.#read('mget', group.map((x) => x.key)) as Promise<Array<Buffer | null>>))
       group.forEach((x, j) => {
         const bytes = values[j]
@@ -189,7 +190,7 @@ export class RedisTier {
       return out
     }
     const indexed = keys.map((key, i) => ({ key, i }))
-    await Promise.all(groupBySlot(indexed, (x) => x.key, this.#cluster).map(async (group) => {
+    await Promise.all(groupBySlot(indexed, (x) => this.#stored(x.key), this.#cluster).map(async (group) => {
       const names = group.map((x) => x.key)
       const [ttls, values] = await this.#run(() => this.#corked(() => Promise.all([this.#scripts.chassisCacheTtls(names.length, ...names), this.client.mgetBuffer(names)])))
       group.forEach((x, j) => { out[x.i] = hit(values[j], ttls[j]) })
@@ -211,10 +212,17 @@ export class RedisTier {
    * may wait in that pipeline: none of them has been answered yet.
    */
   #read (name: 'get' | 'mget', keys: string[]): Promise<unknown> {
-    if (this.#cluster || (this.client as Redis).options.enableAutoPipelining !== true) {
-      return name === 'get' ? this.client.getBuffer(keys[0] as string) : this.client.mgetBuffer(keys)
+    const send = (): Promise<unknown> => name === 'get' ? this.client.getBuffer(keys[0] as string) : this.client.mgetBuffer(keys)
+    const client = this.#cluster ? undefined : this.client as Redis
+    if (client?.options.enableAutoPipelining !== true) return send()
+    // ioredis reads the switch as the command is called and then builds it as it builds every other (key prefix,
+    // error stack): off for this one synchronous call, the command is written at once.
+    client.options.enableAutoPipelining = false
+    try {
+      return send()
+    } finally {
+      client.options.enableAutoPipelining = true
     }
-    return (this.client as Redis).sendCommand(new Command(name, keys, { replyEncoding: null })) as Promise<unknown>
   }
 
   #corked<T> (send: () => T, cork = true): T {
@@ -242,7 +250,7 @@ export class RedisTier {
   /** Unconditional writes in pipelines of at most 500 commands, grouped by slot in a cluster. */
   async setMany (entries: Array<{ key: string, payload: Buffer, pxMs: number }>): Promise<void> {
     const chunks: Array<typeof entries> = []
-    for (const group of groupBySlot(entries, (e) => e.key, this.#cluster)) {
+    for (const group of groupBySlot(entries, (e) => this.#stored(e.key), this.#cluster)) {
       for (let i = 0; i < group.length; i += 500) chunks.push(group.slice(i, i + 500))
     }
     await Promise.all(chunks.map((chunk) => this.#run(async () => {
@@ -259,19 +267,30 @@ export class RedisTier {
     await this.setMany(keys.map((key) => ({ key, payload: tomb(), pxMs })))
   }
 
-  /** SCAN + UNLINK in batches on every master: never KEYS, never blocking the server. */
+  /**
+   * SCAN + UNLINK in batches on every master: never KEYS, never blocking the server. ioredis adds a client's
+   * `keyPrefix` to the keys of a command but not to a SCAN pattern, and hands back the keys it finds whole: the
+   * pattern gets the prefix here, and the keys lose it before UNLINK adds it again.
+   */
+  /** A key as Redis holds it: with the client's `keyPrefix`, which decides its cluster slot. */
+  #stored (key: string): string {
+    const prefix = (this.client.options as { keyPrefix?: string }).keyPrefix
+    return prefix === undefined ? key : prefix + key
+  }
+
   async deleteMatching (match: string): Promise<number> {
     const nodes: Redis[] = isCluster(this.client) ? this.client.nodes('master') : [this.client]
+    const prefix = (this.client.options as { keyPrefix?: string }).keyPrefix ?? ''
     let deleted = 0
     for (const node of nodes) {
       let cursor = '0'
       do {
-        const [next, keys] = await this.#run(() => node.scan(cursor, 'MATCH', match, 'COUNT', 1000))
+        const [next, found] = await this.#run(() => node.scan(cursor, 'MATCH', `${escapeGlob(prefix)}${match}`, 'COUNT', 1000))
         cursor = next
-        if (keys.length > 0) {
-          for (const group of groupBySlot(keys, (k) => k, this.#cluster)) {
-            deleted += await this.#run(() => (this.#cluster ? this.client : node).unlink(...group))
-          }
+        // Grouped by the slots of the keys as Redis holds them, prefix and all.
+        for (const group of groupBySlot(found, (k) => k, this.#cluster)) {
+          const keys = prefix === '' ? group : group.map((key) => key.slice(prefix.length))
+          deleted += await this.#run(() => (this.#cluster ? this.client : node).unlink(...keys))
         }
       } while (cursor !== '0')
     }
