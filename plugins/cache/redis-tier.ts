@@ -199,12 +199,6 @@ export class RedisTier {
   }
 
   /**
-   * Commands sent within `send` leave in one write to the socket instead of one each (a system call apiece, about
-   * a tenth of a Redis hit's CPU). ioredis writes a command as it is called when auto-pipelining is off; with it on,
-   * it batches them itself and this does nothing. A single command has nothing to share a write with: `cork` false
-   * skips the stream's buffering of it.
-   */
-  /**
    * A `GET` or `MGET` of raw bytes, sent as it is called even on a client with auto-pipelining on: queued for the
    * client's auto-pipeline, a read waited for its flush (setImmediate) and then carried the client's backstop timer,
    * set as the pipeline is written, after #corked has put the option back; a Redis hit measured about a tenth
@@ -225,6 +219,12 @@ export class RedisTier {
     }
   }
 
+  /**
+   * Commands sent within `send` leave in one write to the socket instead of one each (a system call apiece, about
+   * a tenth of a Redis hit's CPU). ioredis writes a command as it is called when auto-pipelining is off; with it on,
+   * it batches them itself and this does nothing. A single command has nothing to share a write with: `cork` false
+   * skips the stream's buffering of it.
+   */
   #corked<T> (send: () => T, cork = true): T {
     const client = this.#cluster ? undefined : this.client as Redis
     const stream = cork ? client?.stream : undefined
@@ -267,17 +267,17 @@ export class RedisTier {
     await this.setMany(keys.map((key) => ({ key, payload: tomb(), pxMs })))
   }
 
-  /**
-   * SCAN + UNLINK in batches on every master: never KEYS, never blocking the server. ioredis adds a client's
-   * `keyPrefix` to the keys of a command but not to a SCAN pattern, and hands back the keys it finds whole: the
-   * pattern gets the prefix here, and the keys lose it before UNLINK adds it again.
-   */
   /** A key as Redis holds it: with the client's `keyPrefix`, which decides its cluster slot. */
   #stored (key: string): string {
     const prefix = (this.client.options as { keyPrefix?: string }).keyPrefix
     return prefix === undefined ? key : prefix + key
   }
 
+  /**
+   * SCAN + UNLINK in batches on every master: never KEYS, never blocking the server. ioredis adds a client's
+   * `keyPrefix` to the keys of a command but not to a SCAN pattern, and hands back the keys it finds whole: the
+   * pattern gets the prefix here, and the keys lose it before UNLINK adds it again.
+   */
   async deleteMatching (match: string): Promise<number> {
     const nodes: Redis[] = isCluster(this.client) ? this.client.nodes('master') : [this.client]
     const prefix = (this.client.options as { keyPrefix?: string }).keyPrefix ?? ''
