@@ -14,7 +14,7 @@ import { preparePrefix, templateConfig } from '../../test/helpers/nginx.js'
 import { freePort } from '../../test/helpers/ports.js'
 import { chartSvg } from './chart.js'
 import { edgeTimingRows, withEdgeTimingLog } from './edge-timing.js'
-import { processCpuMs, startService, table, type Service } from './lib.js'
+import { processCpuMs, startService, statusCounts, table, type Service } from './lib.js'
 import { buildWorkload, replay, type BenchRequest } from './workload.js'
 
 // `npm run bench`: the before/after table (no cache against cache and rate limit) on this machine, next to the ceiling and to what a
@@ -209,7 +209,7 @@ async function run (url: string, seconds: number, connections: number, sequence:
     errors: result.errors + result.timeouts,
     non2xx: result.non2xx,
     // Which answers were not 2xx (429s from a limiter, 503s from a shed or a pool) says whose they were.
-    statuses: Object.entries(result.statusCodeStats ?? {}).filter(([code]) => !code.startsWith('2')).map(([code, { count }]) => `${code}: ${count}`).join(', '),
+    statuses: statusCounts(result, true),
     requests: result.requests.total,
     bytes: Math.round(result.throughput.total / Math.max(1, result.requests.total))
   }
@@ -328,15 +328,10 @@ const command = args.quick
   : `npm run bench -- --duration ${args.duration} --connections ${args.connections} --rounds ${args.rounds} --writes ${args.writes}${args.scale === SCALE ? '' : ` --scale '${args.scale ?? ''}'`}${args.only ? ` --only ${args.only}` : ''}`
 const times = (id: string): number => Math.round(median(id, 'edgeCpuUs') / Math.max(1, median('static', 'edgeCpuUs')) * 10) / 10
 // A row through the edge whose answers are mostly refusals (429s are cheap) says nothing of what an answer costs.
-const refusals = (id: string): string => {
-  const share = median(id, 'non2xx') / Math.max(1, median(id, 'requests'))
-  return share > 0.01 ? ` (WARNING: ${Math.round(share * 100)}% of its answers were not 2xx, so this is not the cost of an answer)` : ''
-}
+const notOkShare = (id: string): number => median(id, 'non2xx') / Math.max(1, median(id, 'requests'))
+const refusals = (id: string): string => notOkShare(id) > 0.01 ? ` (WARNING: ${Math.round(notOkShare(id) * 100)}% of its answers were not 2xx, so this is not the cost of an answer)` : ''
 // A ratio of rows that did not answer what they were asked (500s are often quicker than answers) compares nothing.
-const failures = (...ids: string[]): string => ids.map((id) => {
-  const share = median(id, 'non2xx') / Math.max(1, median(id, 'requests'))
-  return share > 0.001 ? ` (WARNING: ${(share * 100).toFixed(1)}% of ${id}'s answers were not 2xx)` : ''
-}).join('')
+const failures = (...ids: string[]): string => ids.map((id) => notOkShare(id) > 0.001 ? ` (WARNING: ${(notOkShare(id) * 100).toFixed(1)}% of ${id}'s answers were not 2xx)` : '').join('')
 const edgeCost = staticUrl
   ? `NGINX CPU per answer (master and workers, from /proc): "after" ${median('after', 'edgeCpuUs')} µs (${median('after', 'edgeCores')} cores busy), ${times('after')}x the static-file limit; a cached answer ${median('after-cached', 'edgeCpuUs')} µs (${median('after-cached', 'edgeCores')} cores), ${times('after-cached')}x (target <= 2)${refusals('after-cached')}; the static file ${median('static', 'edgeCpuUs')} µs (${median('static', 'edgeCores')} cores).`
   : 'No static-file row: NGINX is not installed.'

@@ -90,9 +90,14 @@ export async function load (url: string, connections: number, durationS: number,
   return loadResult(await autocannon({ url, connections, duration: durationS, pipelining: 1, headers }))
 }
 
+/** How many answers came with each status code (`200: 51234, 503: 12`); with `notOk`, only those not 2xx. */
+export function statusCounts (r: autocannon.Result, notOk = false): string {
+  return Object.entries(r.statusCodeStats ?? {}).filter(([code]) => !notOk || !code.startsWith('2')).map(([code, { count }]) => `${code}: ${count}`).join(', ')
+}
+
 /** What a load of autocannon's answered. */
 export function loadResult (r: autocannon.Result): LoadResult {
-  const statuses = Object.entries(r.statusCodeStats ?? {}).map(([code, { count }]) => `${code}: ${count}`).join(', ')
+  const statuses = statusCounts(r)
   return { rps: r.requests.average, avgMs: r.latency.average, p50Ms: r.latency.p50, p99Ms: r.latency.p99, errors: r.errors + r.timeouts, non2xx: r.non2xx, statuses, requests: r.requests.total }
 }
 
