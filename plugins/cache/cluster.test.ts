@@ -2,7 +2,7 @@ import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 import calculateSlot from 'cluster-key-slot'
 import { Cluster } from 'ioredis'
-import { createRedisClient, type RedisClient } from '../redis/index.js'
+import { createRedisClient, duplicateClient, type RedisClient } from '../redis/index.js'
 import { createCacheManager, type CacheManager } from './cache-manager.js'
 import { cachePattern } from './glob.js'
 import { startPrivateCluster, type PrivateCluster } from '../../test/helpers/private-redis.js'
@@ -78,4 +78,24 @@ test('a cluster client with a key prefix: writes, reads and pattern deletion gro
   await cache.deletePattern(cachePattern`q:*`)
   assert.deepEqual(await cache.mget(['q:1', 'q:150', ...sameSlot]), Array.from({ length: 2 + sameSlot.length }, () => undefined))
   for (const node of prefixed.nodes('master')) assert.deepEqual(await node.keys('app:kp:q:*'), [])
+})
+
+test('the invalidation bus of a cluster client subscribes on a connection of its own options: named chassis-cache-bus, with an offline queue', async () => {
+  // Both caches' buses subscribe to their channel and their ack channel: two subscriptions each.
+  const subscribers: string[] = []
+  for (const node of (clients[0] as Cluster).nodes('master')) {
+    subscribers.push(...String(await node.call('CLIENT', 'LIST')).split('\n').filter((l) => / sub=2 /.test(l)).map((l) => /name=(\S*)/.exec(l)?.[1] ?? ''))
+  }
+  assert.deepEqual(subscribers, ['ioredis-cluster(subscriber):chassis-cache-bus', 'ioredis-cluster(subscriber):chassis-cache-bus'])
+  const duplicate = duplicateClient(clients[0] as Cluster, { enableOfflineQueue: true, commandTimeout: undefined, connectionName: 'named', autoResubscribe: false }) as Cluster
+  try {
+    assert.equal(duplicate.options.enableOfflineQueue, true)
+    assert.equal(duplicate.options.redisOptions?.connectionName, 'named')
+    assert.equal(duplicate.options.redisOptions?.commandTimeout, undefined)
+    assert.equal(duplicate.options.redisOptions?.autoResubscribe, false)
+    assert.equal(duplicate.options.redisOptions?.connectTimeout, 2000, 'the rest of the original options')
+    assert.equal((clients[0] as Cluster).options.enableOfflineQueue, false, 'the original keeps its own')
+  } finally {
+    duplicate.disconnect()
+  }
 })

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto'
-import { closeRedisClient, type RedisClient } from '../redis/index.js'
+import { closeRedisClient, duplicateClient, type RedisClient } from '../redis/index.js'
 import type { RedisTier } from './redis-tier.js'
 import type { CacheCounters } from './stats.js'
 
@@ -52,7 +52,7 @@ export class InvalidationBus {
     // Subscriptions need their own connection; this one may queue while offline, since it only subscribes. It
     // subscribes on every 'ready' itself: ioredis's own re-subscription is a promise nobody awaits, so a connection
     // cut while it is in flight fails it with nobody to catch the error, an unhandled rejection that ends the process.
-    this.#subscriber = client.duplicate({ enableOfflineQueue: true, commandTimeout: undefined, connectionName: 'chassis-cache-bus', autoResubscribe: false } as never)
+    this.#subscriber = duplicateClient(client, { enableOfflineQueue: true, commandTimeout: undefined, connectionName: 'chassis-cache-bus', autoResubscribe: false })
     this.#subscriber.on('messageBuffer', (channel: Buffer, message: Buffer) => this.#onMessage(channel.toString(), message.toString()))
     this.#subscriber.on('ready', () => { void this.#subscribe() })
     this.#subscriber.on('close', () => this.#setUp(false))

@@ -88,6 +88,17 @@ export function isCluster (client: RedisClient): client is Cluster {
 }
 
 /**
+ * A connection of its own for subscriptions, with `overrides` over the client's options. ioredis's `duplicate`
+ * takes them as its only argument on a standalone client, but a Cluster's takes seed nodes first and per-node
+ * options under `redisOptions`: handed the same object, a Cluster kept every option of the original.
+ */
+export function duplicateClient (client: RedisClient, overrides: Pick<RedisOptions, 'enableOfflineQueue' | 'commandTimeout' | 'connectionName' | 'autoResubscribe'>): RedisClient {
+  if (!isCluster(client)) return client.duplicate(overrides)
+  const offlineQueue = overrides.enableOfflineQueue === undefined ? {} : { enableOfflineQueue: overrides.enableOfflineQueue }
+  return client.duplicate([], { ...offlineQueue, redisOptions: { ...client.options.redisOptions, ...overrides } })
+}
+
+/**
  * What the redis plugin decorates `app.redis` with: an ioredis client (standalone or cluster), or undefined in
  * single-instance mode. Dependents refuse a `redis` decorator of another kind.
  */

@@ -1,4 +1,4 @@
-export { closeRedisClient, createRedisClient, isCluster, redisDecorator, redisClientDefaults, resolveRedisClientOptions, type ResolvedRedisClientOptions, type RedisClient, type RedisClientOptions } from './client.js'
+export { closeRedisClient, createRedisClient, duplicateClient, isCluster, redisDecorator, redisClientDefaults, resolveRedisClientOptions, type ResolvedRedisClientOptions, type RedisClient, type RedisClientOptions } from './client.js'
 export { redisConfigFragment, type RedisConfig } from './config.js'
 export { redisPlugin, type RedisPluginOptions } from './plugin.js'
 export { CircuitBreaker, type BreakerState } from '../chassis/index.js'

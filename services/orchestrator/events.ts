@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto'
 import { EventEmitter } from 'node:events'
 import type { FastifyBaseLogger } from 'fastify'
-import { CircuitBreaker, RedisErrors, closeRedisClient, withBudget, type RedisClient } from '@lead-chassis/plugins/redis'
+import { CircuitBreaker, RedisErrors, closeRedisClient, duplicateClient, withBudget, type RedisClient } from '@lead-chassis/plugins/redis'
 
 export interface AssignmentEvent {
   type: 'lead.assigned'
@@ -107,7 +107,7 @@ export class EventHub {
       // on every 'ready' itself: ioredis's own re-subscription is a promise nobody awaits (a connection cut while it
       // is in flight is an unhandled rejection, which ends the process), and neither it nor a SUBSCRIBE that failed
       // before the first one succeeded would ever be sent again, leaving this instance deaf to the others.
-      const subscriber = redis.duplicate({ enableOfflineQueue: true, commandTimeout: undefined, connectionName: 'orchestrator-events', autoResubscribe: false } as never)
+      const subscriber = duplicateClient(redis, { enableOfflineQueue: true, commandTimeout: undefined, connectionName: 'orchestrator-events', autoResubscribe: false })
       this.#subscriber = subscriber
       let subscribed = (): void => {}
       this.#subscribed = new Promise((resolve) => { subscribed = resolve })
