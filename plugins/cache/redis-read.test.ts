@@ -1,6 +1,6 @@
 import { test, after } from 'node:test'
 import assert from 'node:assert/strict'
-import { Command, type Redis } from 'ioredis'
+import { Command, Redis } from 'ioredis'
 import { createCacheManager } from './cache-manager.js'
 import { encode } from './codec.js'
 import { createRedisClient } from '../redis/index.js'
@@ -141,6 +141,20 @@ test('deletePattern on a client with a key prefix deletes the prefixed keys it m
   await cache.deletePattern('user:*')
   assert.deepEqual(await cache.mget(['user:1', 'user:2', 'order:1']), [undefined, undefined, 'o1'])
   assert.equal(await bare.get('dp:user:1'), 'another namespace\'s')
+})
+
+test('a cache on a client whose key prefix is a Buffer (ioredis takes one) reads, writes and deletes by pattern under it', async (t) => {
+  const client = new Redis(server.url, { keyPrefix: Buffer.from('tenant-c:') as unknown as string })
+  const bare = createRedisClient({ url: server.url }) as Redis
+  const cache = createCacheManager(client, { prefix: 'bp:', localEnabled: false })
+  t.after(async () => { await cache.close(); await client.quit(); await bare.quit() })
+  assert.ok(await cache.ready())
+  await cache.mset([['user:1', 'v1'], ['user:2', 'v2'], ['order:1', 'o1']])
+  assert.deepEqual(await cache.mget(['user:1', 'order:1']), ['v1', 'o1'])
+  assert.ok(await bare.exists('tenant-c:bp:user:1'))
+  await cache.deletePattern('user:*')
+  assert.deepEqual(await cache.mget(['user:1', 'user:2', 'order:1']), [undefined, undefined, 'o1'])
+  assert.equal(await bare.exists('tenant-c:bp:user:1', 'tenant-c:bp:user:2'), 0)
 })
 
 test('Redis hits through getOrSet keep no page alive once answered: young-generation collections do not promote them to the old generation', async (t) => {

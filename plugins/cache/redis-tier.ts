@@ -267,10 +267,15 @@ export class RedisTier {
     await this.setMany(keys.map((key) => ({ key, payload: tomb(), pxMs })))
   }
 
+  /** The client's `keyPrefix` as text: ioredis takes a Buffer too, and prefixes the keys with its bytes. */
+  get #keyPrefix (): string {
+    const prefix = (this.client.options as { keyPrefix?: string | Buffer }).keyPrefix
+    return prefix === undefined ? '' : String(prefix)
+  }
+
   /** A key as Redis holds it: with the client's `keyPrefix`, which decides its cluster slot. */
   #stored (key: string): string {
-    const prefix = (this.client.options as { keyPrefix?: string }).keyPrefix
-    return prefix === undefined ? key : prefix + key
+    return this.#keyPrefix + key
   }
 
   /**
@@ -280,7 +285,7 @@ export class RedisTier {
    */
   async deleteMatching (match: string): Promise<number> {
     const nodes: Redis[] = isCluster(this.client) ? this.client.nodes('master') : [this.client]
-    const prefix = (this.client.options as { keyPrefix?: string }).keyPrefix ?? ''
+    const prefix = this.#keyPrefix
     let deleted = 0
     for (const node of nodes) {
       let cursor = '0'
