@@ -36,8 +36,9 @@ let SERVICE_HEADERS: Record<string, string> = {}
 before(async () => {
   db = await createTestSchema()
   cleanups.push(() => db.drop())
-  // The services trust NGINX's address (loopback here) for X-Forwarded-For, as TRUST_PROXY does in the cluster.
-  const env = { CACHE_PREFIX: `${uniqueName('edge')}:`, TRUST_PROXY: '127.0.0.1/32' }
+  // The services trust NGINX's address (loopback here) for X-Forwarded-For, as TRUST_PROXY does in the cluster. They
+  // share Redis, as a fleet does: without it each api instance's cache would keep what the other's writes changed.
+  const env = { CACHE_PREFIX: `${uniqueName('edge')}:`, RATE_LIMIT_PREFIX: `${uniqueName('edge-rl')}:`, REDIS_URL: process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379', TRUST_PROXY: '127.0.0.1/32' }
   const ports: number[] = []
   for (let i = 0; i < 2; i++) {
     const app = await buildApp(testApiConfig(db, env))
@@ -120,6 +121,40 @@ test('a GET is an NGINX cache HIT on its second request, shared by every key tha
   }
   // The edge's auth route is not public.
   assert.equal((await fetch(`${edge}/api/v1/edge/auth`, { headers: SERVICE_HEADERS })).status, 404)
+})
+
+test('a write reaches readers of an edge-cached answer within six seconds (its five, counted in whole seconds), and once the renewed answer is served no later one is the old (no descriptor of a replaced cache file is read)', { timeout: 30000 }, async (t) => {
+  const api = apis[0]?.app
+  assert.ok(api)
+  const id = leadIds[398] as string
+  const url = `${edge}/api/v1/leads/${id}`
+  // A key of its own, read at 20 a second: within the edge's per-key burst, and the other tests' key keeps its own.
+  const reader = { 'x-api-key': (await api.apiKeys.mint('edge renewal reader', ['leads:read'])).key }
+  const read = async (): Promise<{ cache: string | null, status: string }> => {
+    const res = await fetch(url, { headers: reader })
+    assert.equal(res.status, 200)
+    return { cache: res.headers.get('x-cache-status'), status: (await res.json() as { status: string }).status }
+  }
+  await read()
+  assert.deepEqual(await read(), { cache: 'HIT', status: 'new' })
+  const writer = (await api.apiKeys.mint('edge renewal writer', ['leads:write'])).key
+  const patched = await api.inject({ method: 'PATCH', url: `/api/v1/leads/${id}`, headers: { 'x-api-key': writer }, payload: { status: 'contacted' } })
+  assert.equal(patched.statusCode, 200, patched.body)
+  const written = performance.now()
+  // Read every 50 ms, so the answer's cache file stays among the descriptors each worker keeps open.
+  const seen: Array<{ ms: number, cache: string | null, status: string }> = []
+  while (performance.now() - written < 9000) {
+    seen.push({ ms: Math.round(performance.now() - written), ...await read() })
+    await sleep(50)
+  }
+  const firstNew = seen.findIndex((s) => s.status === 'contacted')
+  t.diagnostic(`the write reached the edge's readers ${seen[firstNew]?.ms} ms after it; ${seen.length} reads`)
+  assert.ok(firstNew >= 0, `the write reached the readers: ${JSON.stringify(seen.filter((_, i) => i % 20 === 0))}`)
+  // Six seconds, and the background update's round trip to an api instance on a busy machine.
+  assert.ok((seen[firstNew]?.ms ?? Infinity) < 7500, `the first answer with the write came ${seen[firstNew]?.ms} ms after it`)
+  const stale = seen.slice(firstNew).filter((s) => s.status !== 'contacted')
+  assert.deepEqual(stale, [], 'no answer after the renewed one is the old')
+  assert.ok(seen.slice(firstNew).filter((s) => s.cache === 'HIT').length > 10, 'the renewed answer is served from the cache')
 })
 
 test('a GET presenting X-Read-After-LSN is never answered from the edge cache', async () => {
