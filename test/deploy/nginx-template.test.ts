@@ -16,10 +16,14 @@ async function addresses (): Promise<Parameters<typeof templateConfig>[0]> {
 }
 
 /** NGINX in the foreground on the rendered template; returns its master pid, its stderr and the addresses. */
-async function start (t: After, env: Record<string, string>): Promise<{ pid: number, stderr: () => string, a: Awaited<ReturnType<typeof addresses>> }> {
+async function start (t: After, env: Record<string, string>, softNofile?: number): Promise<{ pid: number, stderr: () => string, a: Awaited<ReturnType<typeof addresses>> }> {
   const a = await addresses()
   const prefix = preparePrefix(templateConfig(a, env))
-  const child = spawn('nginx', ['-p', `${prefix}/`, '-c', join(prefix, 'nginx.conf'), '-g', 'daemon off;'], { stdio: ['ignore', 'ignore', 'pipe'] })
+  const args = ['-p', `${prefix}/`, '-c', join(prefix, 'nginx.conf'), '-g', 'daemon off;']
+  // With a soft descriptor limit, NGINX starts as a runtime that sets one would start it.
+  const child = softNofile === undefined
+    ? spawn('nginx', args, { stdio: ['ignore', 'ignore', 'pipe'] })
+    : spawn('bash', ['-c', `ulimit -Sn ${softNofile} && exec nginx "$@"`, 'nginx', ...args], { stdio: ['ignore', 'ignore', 'pipe'] })
   let stderr = ''
   child.stderr.on('data', (d: Buffer) => { stderr += d.toString() })
   t.after(async () => {
@@ -73,6 +77,16 @@ test('NGINX_WORKER_CONNECTIONS bounds the connections a worker takes', { timeout
   for (let i = 0; i < 100 && !nginx.stderr().includes('worker_connections are not enough'); i++) await sleep(50)
   assert.match(nginx.stderr(), /16 worker_connections are not enough/)
   for (const s of sockets) s.destroy()
+})
+
+test('a worker started under a soft limit of 1,024 descriptors may hold 16,384: its connections and the files it keeps open', { timeout: 30000 }, async (t) => {
+  const nginx = await start(t, { NGINX_WORKER_PROCESSES: '2' }, 1024)
+  for (let i = 0; i < 50 && workers(nginx.pid) !== 2; i++) await sleep(50)
+  const openFiles = (pid: number | string): string => /^Max open files\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/limits`, 'utf8'))?.[1] ?? ''
+  assert.equal(openFiles(nginx.pid), '1024', 'the master keeps the limit it started with')
+  const children = readFileSync(`/proc/${nginx.pid}/task/${nginx.pid}/children`, 'utf8').trim().split(/\s+/)
+  const limits = children.filter((child) => readFileSync(`/proc/${child}/cmdline`, 'utf8').includes('worker process')).map(openFiles)
+  assert.deepEqual(limits, ['16384', '16384'], nginx.stderr())
 })
 
 test('stub_status is served at /nginx_status on the status port, never on the public one', { timeout: 30000 }, async (t) => {
