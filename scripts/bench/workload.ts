@@ -119,18 +119,19 @@ const buildRequest = createRequire(import.meta.url)('autocannon/lib/httpRequestB
  * (sourceAddress) and sends the keys of its share of `callers` in turn (caller j on connection j mod
  * connections), so per-address limits at the edge and in the services see many clients, as in production, and
  * not one address with every key. Connection i sends its own slice of the sequence from offset + i times its
- * length, over and over, each request's bytes built before the load starts: built as each was sent, they cost the load
- * generator, on the cores it shares with what it measures, about 11 µs of CPU per request more.
+ * length, over and over, each request's bytes built before the load starts: built as each was sent, they cost the
+ * load generator, on the cores it shares with what it measures, a third more CPU per answer (docs/benchmarks.md).
  */
 export function replay (url: string, opts: { seconds: number, connections: number, sequence: BenchRequest[], offset: number, callers: string[], onResponse: (latencyMs: number) => void }): { done: Promise<autocannon.Result>, stop: () => void } {
   const target = new URL(url)
   const build = buildRequest({ hostname: target.hostname, port: Number(target.port || 80) })
+  // A connection's share of a long sequence, all of a short one.
+  const share = Math.max(Math.ceil(opts.sequence.length / opts.connections), Math.min(opts.sequence.length, 1000))
   const prebuilt = Array.from({ length: opts.connections }, (_, index) => {
     const own = opts.callers.length >= opts.connections
       ? opts.callers.filter((_, j) => j % opts.connections === index)
       : [opts.callers[index % Math.max(1, opts.callers.length)] ?? '']
-    // Its share of a long sequence, all of a short one; a whole number of turns of its keys, so each is sent alike.
-    const share = Math.max(Math.ceil(opts.sequence.length / opts.connections), Math.min(opts.sequence.length, 1000))
+    // A whole number of turns of its keys, so each is sent alike.
     const length = Math.ceil(share / own.length) * own.length
     return Array.from({ length }, (_, k) => {
       const r = opts.sequence[(opts.offset + index * share + k) % opts.sequence.length] as BenchRequest
