@@ -166,6 +166,28 @@ test('a GET presenting X-Read-After-LSN is never answered from the edge cache', 
   assert.equal(presenting.headers.get('x-cache-status'), 'BYPASS')
 })
 
+test('an answer fetched with X-Read-After-LSN is not stored at the edge, so a slower refresh of the entry cannot replace it with what was read before the write, and readers who had seen the write never see the answer from before it again', async () => {
+  const api = apis[0]?.app
+  assert.ok(api)
+  const url = `${edge}/api/v1/leads/${leadIds[397] as string}`
+  const get = async (headers: Record<string, string> = {}): Promise<{ cache: string | null, etag: string | null, status: string }> => {
+    const res = await fetch(url, { headers: { ...SERVICE_HEADERS, ...headers } })
+    assert.equal(res.status, 200)
+    return { cache: res.headers.get('x-cache-status'), etag: res.headers.get('etag'), status: (await res.json() as { status: string }).status }
+  }
+  const stored = await get()
+  assert.equal((await get()).cache, 'HIT')
+  const writer = (await api.apiKeys.mint('edge lsn writer', ['leads:write'])).key
+  const patched = await api.inject({ method: 'PATCH', url: `/api/v1/leads/${leadIds[397] as string}`, headers: { 'x-api-key': writer }, payload: { status: 'qualified' } })
+  assert.equal(patched.statusCode, 200, patched.body)
+  const position = String(patched.headers['x-read-after-lsn'] ?? '0/0')
+  const presenting = await get({ 'x-read-after-lsn': position })
+  assert.deepEqual([presenting.cache, presenting.status], ['BYPASS', 'qualified'])
+  // Within the entry's five seconds the readers' entry is still the one stored before the write, not the writer's.
+  const after = await get()
+  assert.deepEqual([after.cache, after.etag], ['HIT', stored.etag])
+})
+
 test('a response served from the edge cache carries this request\'s id and no other caller\'s rate-limit counts', async () => {
   const url = `${edge}/api/v1/leads?state=TX&limit=3`
   const first = await fetch(url, { headers: SERVICE_HEADERS })
