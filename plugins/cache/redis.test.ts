@@ -10,6 +10,7 @@ import { cachePattern } from './glob.js'
 import type { CacheOptions } from './options.js'
 import { uniqueName } from '../../test/helpers/database.js'
 import { eventually } from '../../test/helpers/eventually.js'
+import { recordCommands } from '../../test/helpers/redis-commands.js'
 
 const REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379'
 const clients: Redis[] = []
@@ -190,12 +191,10 @@ test('pattern deletion uses SCAN and UNLINK and an escaped id cannot widen it', 
   const [a, b] = await instances(2) as [CacheManager, CacheManager]
   await a.mset(Array.from({ length: 3000 }, (_, i) => [`lead:${i}:profile`, i] as [string, unknown]))
   await a.set('lead:*:profile', 'star')
-  // The commands of a's own client: the server's INFO commandstats also counts the test files running beside this one.
-  const client = clients.at(-2) as Redis
-  const sent: string[] = []
-  const send = client.sendCommand.bind(client)
-  client.sendCommand = ((...args: Parameters<Redis['sendCommand']>) => { sent.push(args[0].name); return send(...args) }) as Redis['sendCommand']
-  await a.deletePattern(cachePattern`lead:${'*'}:*`).finally(() => { client.sendCommand = send })
+  // The commands of a's own client.
+  const commands = recordCommands(clients.at(-2) as Redis)
+  await a.deletePattern(cachePattern`lead:${'*'}:*`).finally(commands.stop)
+  const sent = commands.sent().map((command) => command.split(' ')[0])
   assert.ok(!sent.includes('keys'), 'never KEYS')
   assert.ok(sent.includes('scan'), 'SCAN')
   assert.ok(sent.includes('unlink'), 'UNLINK')

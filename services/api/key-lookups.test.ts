@@ -6,6 +6,7 @@ import type { FastifyInstance } from 'fastify'
 import { buildApp } from './app.js'
 import { queryChannel, type QueryContext } from '@lead-chassis/plugins/db-pool'
 import { createTestSchema, testApiConfig, uniqueName, type TestSchema } from '../../test/helpers/database.js'
+import { recordCommands } from '../../test/helpers/redis-commands.js'
 
 // What keys cost before they are known: lookups in PostgreSQL (counted on the query seam), Redis commands and cache
 // entries, against real PostgreSQL and Redis.
@@ -30,18 +31,6 @@ function inventedKey (): string {
   return `lck_${id}_${randomBytes(32).toString('base64url')}`
 }
 
-/** A Redis client whose commands are recorded (the app's own, injected), as their name and keys. */
-function countingRedis (): { client: Redis, commands: () => string[] } {
-  const client = new Redis(REDIS_URL, { commandTimeout: 2000, maxRetriesPerRequest: 1 })
-  const commands: string[] = []
-  const send = client.sendCommand.bind(client)
-  client.sendCommand = ((...args: Parameters<Redis['sendCommand']>) => {
-    commands.push([args[0].name, ...args[0].getKeys().map(String)].join(' '))
-    return send(...args)
-  }) as Redis['sendCommand']
-  return { client, commands: () => [...commands] }
-}
-
 /**
  * Whether a command concerns the requests sent: a key under the rate-limit prefix (their address's lookup budget or
  * limit; the presence set aside, which a timer beats every second) or a cached verdict of one of their keys. The app
@@ -64,11 +53,11 @@ function prefixes (): { CACHE_PREFIX: string, RATE_LIMIT_PREFIX: string } {
 }
 
 test('1,000 invented keys from one address cost at most API_KEY_LOOKUP_LIMIT lookups, no cache entry, and 429 once over', async (t) => {
-  const redis = countingRedis()
+  const redis = new Redis(REDIS_URL, { commandTimeout: 2000, maxRetriesPerRequest: 1 })
   // A generous Redis budget: on a busy machine a timeout would count in process instead, which is not what is measured.
   const env = prefixes()
-  const api = await app({ ...env, RATE_LIMIT_ENABLED: 'true', REDIS_COMMAND_TIMEOUT_MS: '2000' }, redis.client)
-  t.after(async () => { await api.close(); redis.client.disconnect() })
+  const api = await app({ ...env, RATE_LIMIT_ENABLED: 'true', REDIS_COMMAND_TIMEOUT_MS: '2000' }, redis)
+  t.after(async () => { await api.close(); redis.disconnect() })
   const localBefore = api.cache.getStats().local.entries
   lookups = 0
   const answers = await Promise.all(Array.from({ length: 1000 }, () =>
@@ -83,11 +72,11 @@ test('1,000 invented keys from one address cost at most API_KEY_LOOKUP_LIMIT loo
   assert.match(String(refused?.json().message), /50 per 60 s/)
   assert.equal(api.cache.getStats().local.entries, localBefore, 'no local cache entry for an unknown key')
   const prefix = api.cache.options.prefix
-  const stored = await redis.client.keys(`${prefix}apikey:*`)
+  const stored = await redis.keys(`${prefix}apikey:*`)
   assert.deepEqual(stored, [], 'no Redis cache entry for an unknown key')
 
   // Known to be over: further invented keys are refused from memory.
-  const commandsBefore = redis.commands().length
+  const commands = recordCommands(redis)
   lookups = 0
   const ids = new Set<string>()
   for (let i = 0; i < 200; i++) {
@@ -97,7 +86,8 @@ test('1,000 invented keys from one address cost at most API_KEY_LOOKUP_LIMIT loo
     assert.equal(res.statusCode, 429)
   }
   assert.equal(lookups, 0, 'no PostgreSQL lookup once over the budget')
-  const sent = redis.commands().slice(commandsBefore)
+  commands.stop()
+  const sent = commands.sent()
   assert.deepEqual(sent.filter((command) => aboutRequests(command, env, ids)), [], `no Redis command for these requests once over the budget (all sent: ${sent.join(', ')})`)
 })
 
