@@ -1,5 +1,7 @@
 import { test, after } from 'node:test'
 import assert from 'node:assert/strict'
+import { once } from 'node:events'
+import { isDeepStrictEqual } from 'node:util'
 import { Command, Redis } from 'ioredis'
 import { createCacheManager } from './cache-manager.js'
 import { encode } from './codec.js'
@@ -107,6 +109,61 @@ test('a Redis hit on an auto-pipelined client is sent as it is asked, not queued
   // The client's own commands still go through its auto-pipeline, with their backstop.
   await Promise.all([client.get('pipelined:other'), client.get('pipelined:other')])
   assert.deepEqual(armed, ['get', 'get'])
+})
+
+/** Counts the socket's writes (each a system call) from now on: ioredis writes every command to `client.stream`. */
+function countWrites (client: Redis): { writes: () => number, restore: () => void } {
+  const stream = client.stream as unknown as { _write: (...a: unknown[]) => unknown, _writev?: (...a: unknown[]) => unknown }
+  let writes = 0
+  const write = stream._write
+  const writev = stream._writev
+  stream._write = function (this: unknown, ...a: unknown[]) { writes++; return write.apply(this, a) }
+  if (writev) stream._writev = function (this: unknown, ...a: unknown[]) { writes++; return writev.apply(this, a) }
+  return { writes: () => writes, restore: () => { stream._write = write; if (writev) stream._writev = writev } }
+}
+
+for (const autoPipelining of [false, true]) {
+  test(`64 reads asked in one tick leave in two writes to the socket, not a system call each, and the first as it is asked (auto-pipelining ${autoPipelining ? 'on' : 'off'})`, async (t) => {
+    const client = createRedisClient({ url: server.url, autoPipelining }) as Redis
+    const cache = createCacheManager(client, { prefix: `tick-${String(autoPipelining)}:`, localEnabled: false })
+    t.after(async () => { await cache.close(); await client.quit() })
+    assert.ok(await cache.ready())
+    await cache.mset([['a', page], ['b', 2]])
+    await new Promise((resolve) => setImmediate(resolve))
+    const counted = countWrites(client)
+    t.after(() => { counted.restore() })
+    const first = cache.get('a')
+    assert.equal(counted.writes(), 1, 'the first read of the tick is written as it is asked')
+    const reads = [first, ...Array.from({ length: 62 }, (_, i) => cache.get(i % 2 === 0 ? 'a' : 'b')), cache.mget(['a', 'b', 'missing'])]
+    assert.equal(counted.writes(), 1, 'the others wait for the end of the tick')
+    assert.deepEqual(await Promise.all(reads), [page, ...Array.from({ length: 62 }, (_, i) => (i % 2 === 0 ? page : 2)), [page, 2, undefined]])
+    assert.equal(counted.writes(), 2)
+    // Nothing stays held once the tick is over: a read asked later is written at once.
+    assert.equal(client.stream.writableCorked, 0)
+    const later = cache.get('b')
+    assert.equal(counted.writes(), 3)
+    assert.equal(await later, 2)
+  })
+}
+
+test('reads held for the end of the tick on a connection that drops in that tick settle, within the budget, and the cache reads again once it is back', async (t) => {
+  const client = createRedisClient({ url: server.url }) as Redis
+  const cache = createCacheManager(client, { prefix: 'tick-drop:', localEnabled: false, redisTimeoutMs: 200 })
+  t.after(async () => { await cache.close(); await client.quit() })
+  assert.ok(await cache.ready())
+  await cache.set('a', page)
+  const started = Date.now()
+  const reads = Array.from({ length: 20 }, () => cache.get('a'))
+  client.stream.destroy()
+  for (const read of await Promise.all(reads)) assert.ok(read === undefined || isDeepStrictEqual(read, page))
+  assert.ok(Date.now() - started < 1_000, `settled in ${Date.now() - started} ms`)
+  await once(client, 'ready')
+  let value: unknown
+  for (let i = 0; i < 50 && value === undefined; i++) {
+    value = await cache.get('a')
+    if (value === undefined) await new Promise((resolve) => setTimeout(resolve, 50))
+  }
+  assert.deepEqual(value, page)
 })
 
 test('on a client with a key prefix and auto-pipelining on, a Redis hit reads the prefixed key its write wrote, instead of missing every read or reading another namespace\'s key', async (t) => {

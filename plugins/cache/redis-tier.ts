@@ -110,6 +110,8 @@ export class RedisTier {
   readonly #timeoutMs: number
   readonly #breaker: CircuitBreaker
   readonly #stats: CacheCounters
+  // The socket held until the end of the current tick (#holdUntilTickEnd), if any.
+  #tickStream: NonNullable<Redis['stream']> | undefined
 
   constructor (client: RedisClient, timeoutMs: number, breaker: CircuitBreaker, stats: CacheCounters) {
     this.client = client
@@ -227,8 +229,8 @@ export class RedisTier {
    */
   #corked<T> (send: () => T, cork = true): T {
     const client = this.#cluster ? undefined : this.client as Redis
-    const stream = cork ? client?.stream : undefined
-    stream?.cork()
+    const stream = client?.stream
+    if (cork) stream?.cork()
     // A read runs under the budget, whose hard cap bounds it: the client's 10 s backstop timer (one setTimeout and
     // clearTimeout per command, which measured about a sixth of a Redis hit's CPU) adds nothing here. ioredis reads
     // the option as it sends a command, synchronously when auto-pipelining is off.
@@ -238,8 +240,25 @@ export class RedisTier {
       return send()
     } finally {
       if (client) client.options.commandTimeout = backstop
-      stream?.uncork()
+      if (cork) stream?.uncork()
+      if (stream !== undefined && this.#tickStream !== stream) this.#holdUntilTickEnd(stream)
     }
+  }
+
+  /**
+   * What the client sends after this, until the current tick ends, leaves in one write. One Redis reply resolves the
+   * reads of many requests at once, and each request's next command would take a system call of its own (a write
+   * on loopback carries the receiver's TCP work too); the first command of a tick is not held back, and a tick that
+   * sends no other gives the socket nothing to flush. ioredis's auto-pipelining batches too, but holds every command
+   * until setImmediate, after the I/O of the loop's turn.
+   */
+  #holdUntilTickEnd (stream: NonNullable<Redis['stream']>): void {
+    this.#tickStream = stream
+    stream.cork()
+    process.nextTick(() => {
+      this.#tickStream = undefined
+      stream.uncork()
+    })
   }
 
   /** Writes only when the key is still in the state the reader saw; false when a delete came in between. */
