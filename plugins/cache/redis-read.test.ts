@@ -1,5 +1,6 @@
 import { test, after } from 'node:test'
 import assert from 'node:assert/strict'
+import { spawn } from 'node:child_process'
 import { once } from 'node:events'
 import { isDeepStrictEqual } from 'node:util'
 import { Command, Redis } from 'ioredis'
@@ -145,6 +146,32 @@ for (const autoPipelining of [false, true]) {
     assert.equal(await later, 2)
   })
 }
+
+test('a command sent after a cache read, in a tick that ends the process (process.exit in a crash handler), still reaches Redis instead of staying held', async () => {
+  const client = new Redis(server.url)
+  const key = 'tick-exit:written'
+  await client.del(key)
+  const child = spawn(process.execPath, ['--input-type=module', '-e', `
+    const { createCacheManager } = await import(${JSON.stringify(new URL('./cache-manager.js', import.meta.url).href)})
+    const { createRedisClient } = await import(${JSON.stringify(new URL('../redis/index.js', import.meta.url).href)})
+    const client = createRedisClient({ url: ${JSON.stringify(server.url)} })
+    const cache = createCacheManager(client, { prefix: 'tick-exit:', localEnabled: false })
+    if (!await cache.ready()) process.exit(2)
+    await new Promise((resolve) => setImmediate(resolve))
+    cache.get('a').catch(() => {})
+    client.set(${JSON.stringify(key)}, 'written').catch(() => {})
+    process.exit(0)
+  `], { stdio: ['ignore', 'ignore', 'inherit'] })
+  const [code] = await once(child, 'exit')
+  assert.equal(code, 0)
+  let value: string | null = null
+  for (let i = 0; i < 20 && value === null; i++) {
+    value = await client.get(key)
+    if (value === null) await new Promise((resolve) => setTimeout(resolve, 25))
+  }
+  await client.quit()
+  assert.equal(value, 'written')
+})
 
 test('reads held for the end of the tick on a connection that drops in that tick settle, within the budget, and the cache reads again once it is back', async (t) => {
   const client = createRedisClient({ url: server.url }) as Redis

@@ -3,6 +3,7 @@ import type { Redis } from 'ioredis'
 import { defineScript, isCluster, withBudget, type CircuitBreaker, type RedisClient } from '../redis/index.js'
 import { needsTtl } from './codec.js'
 import { escapeGlob } from './glob.js'
+import { holdUntilTickEnd } from './tick-writes.js'
 import type { CacheCounters } from './stats.js'
 
 // The remaining TTL of each key, for reads of several entries an earlier version wrote: one script call whatever their number. The values
@@ -110,8 +111,6 @@ export class RedisTier {
   readonly #timeoutMs: number
   readonly #breaker: CircuitBreaker
   readonly #stats: CacheCounters
-  // The socket held until the end of the current tick (#holdUntilTickEnd), if any.
-  #tickStream: NonNullable<Redis['stream']> | undefined
 
   constructor (client: RedisClient, timeoutMs: number, breaker: CircuitBreaker, stats: CacheCounters) {
     this.client = client
@@ -241,24 +240,8 @@ export class RedisTier {
     } finally {
       if (client) client.options.commandTimeout = backstop
       if (cork) stream?.uncork()
-      if (stream !== undefined && this.#tickStream !== stream) this.#holdUntilTickEnd(stream)
+      if (stream !== undefined) holdUntilTickEnd(stream)
     }
-  }
-
-  /**
-   * What the client sends after this, until the current tick ends, leaves in one write. One Redis reply resolves the
-   * reads of many requests at once, and each request's next command would take a system call of its own (a write
-   * on loopback carries the receiver's TCP work too); the first command of a tick is not held back, and a tick that
-   * sends no other gives the socket nothing to flush. ioredis's auto-pipelining batches too, but holds every command
-   * until setImmediate, after the I/O of the loop's turn.
-   */
-  #holdUntilTickEnd (stream: NonNullable<Redis['stream']>): void {
-    this.#tickStream = stream
-    stream.cork()
-    process.nextTick(() => {
-      this.#tickStream = undefined
-      stream.uncork()
-    })
   }
 
   /** Writes only when the key is still in the state the reader saw; false when a delete came in between. */
