@@ -147,37 +147,6 @@ for (const autoPipelining of [false, true]) {
   })
 }
 
-for (const autoPipelining of [false, true]) {
-  test(`reads asked behind a command in flight are held with the tick's others: one write per tick, not one for the first read and one for the rest (auto-pipelining ${autoPipelining ? 'on' : 'off'})`, async (t) => {
-    const client = createRedisClient({ url: server.url, autoPipelining }) as Redis
-    const cache = createCacheManager(client, { prefix: `behind-${String(autoPipelining)}:`, localEnabled: false, redisTimeoutMs: 5_000 })
-    t.after(async () => { await cache.close(); await client.quit() })
-    assert.ok(await cache.ready())
-    await cache.mset([['a', page], ['b', 2]])
-    await new Promise((resolve) => setImmediate(resolve))
-    // A command that holds the connection for 150 ms: every read asked meanwhile is answered after it.
-    const blocking = client.blpop('behind:never-pushed', 0.15)
-    await new Promise((resolve) => setImmediate(resolve))
-    assert.ok(client.commandQueue.length > 0, 'the blocking command is in flight')
-    const counted = countWrites(client)
-    t.after(() => { counted.restore() })
-    const started = performance.now()
-    const reads = [...Array.from({ length: 63 }, (_, i) => cache.get(i % 2 === 0 ? 'a' : 'b')), cache.mget(['a', 'b', 'missing'])]
-    assert.equal(counted.writes(), 0, 'the first read waits with the others for the end of the tick')
-    await new Promise((resolve) => process.nextTick(resolve))
-    assert.equal(counted.writes(), 1, 'the tick\'s reads leave in one write')
-    assert.deepEqual(await Promise.all(reads), [...Array.from({ length: 63 }, (_, i) => (i % 2 === 0 ? page : 2)), [page, 2, undefined]])
-    assert.equal(await blocking, null)
-    assert.ok(performance.now() - started < 2_000)
-    assert.equal(counted.writes(), 1)
-    // On an idle connection the first read of a tick is still written as it is asked.
-    assert.equal(client.commandQueue.length, 0)
-    const later = cache.get('b')
-    assert.equal(counted.writes(), 2)
-    assert.equal(await later, 2)
-  })
-}
-
 test('a command sent after a cache read, in a tick that ends the process (process.exit in a crash handler), still reaches Redis instead of staying held', async () => {
   const client = new Redis(server.url)
   const key = 'tick-exit:written'

@@ -229,10 +229,6 @@ export class RedisTier {
   #corked<T> (send: () => T, cork = true): T {
     const client = this.#cluster ? undefined : this.client as Redis
     const stream = client?.stream
-    // Behind commands already sent and not yet answered, a command's reply waits for theirs: held to the end of the
-    // tick it loses nothing, and the commands the tick sends after it share its write (one write per Redis reply read,
-    // not two). On an idle connection it is written as it is asked.
-    if (stream !== undefined && client !== undefined && client.commandQueue.length > 0) holdUntilTickEnd(stream)
     if (cork) stream?.cork()
     // A read runs under the budget, whose hard cap bounds it: the client's 10 s backstop timer (one setTimeout and
     // clearTimeout per command, which measured about a sixth of a Redis hit's CPU) adds nothing here. ioredis reads

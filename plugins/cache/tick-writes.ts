@@ -9,9 +9,9 @@ let releasedOnExit = false
 /**
  * Holds what the client writes to `stream` from now until the current tick ends, when it leaves in one write. One
  * Redis reply resolves the reads of many requests at once, and each request's next command would take a system call
- * of its own (a write on loopback carries the receiver's TCP work too). A tick that sends nothing more gives the
- * socket nothing to flush. ioredis's auto-pipelining batches too, but holds every command until setImmediate, after
- * the I/O of the loop's turn.
+ * of its own (a write on loopback carries the receiver's TCP work too); the command that calls this has been written
+ * already, and a tick that sends no other gives the socket nothing to flush. ioredis's auto-pipelining batches too,
+ * but holds every command until setImmediate, after the I/O of the loop's turn.
  */
 export function holdUntilTickEnd (stream: Socket): void {
   if (held.includes(stream)) return
