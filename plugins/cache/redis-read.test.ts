@@ -7,6 +7,8 @@ import { Command, Redis } from 'ioredis'
 import { createCacheManager } from './cache-manager.js'
 import { encode } from './codec.js'
 import { createRedisClient } from '../redis/index.js'
+import { blockEventLoop } from '../../test/helpers/event-loop.js'
+import { startFaultProxy } from '../../test/helpers/fault-proxy.js'
 import { oldGenerationGrowthKb } from '../../test/helpers/old-generation.js'
 import { startPrivateRedis } from '../../test/helpers/private-redis.js'
 
@@ -146,6 +148,24 @@ for (const autoPipelining of [false, true]) {
     assert.equal(await later, 2)
   })
 }
+
+test('reads asked in a tick that then runs long, of a Redis a 30 ms round trip away, are still hits: their budget starts when that tick ends, not as they are asked', async (t) => {
+  const proxy = await startFaultProxy({ port: server.port })
+  const client = createRedisClient({ url: proxy.rewrite(server.url) }) as Redis
+  const cache = createCacheManager(client, { prefix: 'long-tick:', localEnabled: false, redisTimeoutMs: 100 })
+  t.after(async () => { await cache.close(); client.disconnect(); await proxy.close() })
+  assert.ok(await cache.ready())
+  await cache.mset([['a', page], ['b', 2]])
+  proxy.latency(15)
+  await new Promise((resolve) => setImmediate(resolve))
+  const timeoutsBefore = cache.getStats().redis.timeouts
+  // The second read waits for the end of the tick (the writes of a tick leave together), which comes 95 ms later:
+  // counted from the ask, its 100 ms budget would end before its reply, a round trip after the tick, could arrive.
+  const reads = [cache.get('a'), cache.get('b')]
+  blockEventLoop(95)
+  assert.deepEqual(await Promise.all(reads), [page, 2])
+  assert.equal(cache.getStats().redis.timeouts, timeoutsBefore)
+})
 
 test('a command sent after a cache read, in a tick that ends the process (process.exit in a crash handler), still reaches Redis instead of staying held', async () => {
   const client = new Redis(server.url)

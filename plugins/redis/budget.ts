@@ -11,7 +11,11 @@ export function budgetHardCapMs (budgetMs: number): number {
 
 /** A call in flight: when its budget runs out, what to do then, and its neighbours in its budget's list. */
 interface Watched {
+  budgetMs: number
+  /** Set when the tick that asked the call ends (startDeadlines). */
   due: number
+  hardCapAt: number
+  settled: boolean
   expired: () => void
   older: Watched | undefined
   newer: Watched | undefined
@@ -85,6 +89,20 @@ function deadlinesOf (timeoutMs: number): Deadlines {
   return d
 }
 
+// The calls asked in the current tick, whose budgets start when it ends: one nextTick for all of them.
+const asked: Watched[] = []
+
+function startDeadlines (): void {
+  const now = performance.now()
+  for (const call of asked) {
+    if (call.settled) continue
+    call.due = now + call.budgetMs
+    call.hardCapAt = now + budgetHardCapMs(call.budgetMs)
+    deadlinesOf(call.budgetMs).add(call)
+  }
+  asked.length = 0
+}
+
 /**
  * Runs one Redis call under a circuit breaker and a time budget; the breaker learns from the outcome. A failure
  * counts against the breaker only if no failure was counted since the call started: one Redis stall that times out
@@ -100,41 +118,46 @@ function deadlinesOf (timeoutMs: number): Deadlines {
  * wait is extended by that lateness, again while the process stays late, up to `budgetHardCapMs`. A caller thus
  * waits the budget while the process keeps up, at most the hard cap while it runs late, plus any time the process
  * is blocked, which no timer can shorten.
+ *
+ * The budget starts when the tick that asked the call ends, not as it is asked: the cache holds a tick's writes until
+ * then (plugins/cache/tick-writes.ts), and a tick that ran long after asking (a GC pause, a CPU-bound request) would
+ * otherwise have spent the held command's budget before it was sent. What the rest of that tick takes is the
+ * process's own time, as a blocked loop's is.
  */
 export function withBudget<T> (breaker: CircuitBreaker, timeoutMs: number, call: () => Promise<T>): Promise<T> {
   if (!breaker.allow()) return Promise.reject(new RedisErrors.REDIS_BREAKER_OPEN())
   // The calls in flight when a failure is counted are caught by the same stall: each of them failing counts no more.
   const epoch = breaker.epoch
   return new Promise<T>((resolve, reject) => {
-    const started = performance.now()
-    const hardCapAt = started + budgetHardCapMs(timeoutMs)
     const tolerance = Math.max(2, timeoutMs / 4)
     let looked = 0
     let lastLook = true
-    let settled = false
     // The first wait is the budget's shared sweep; a wait extended for lateness, rare, has a timer of its own.
     let timer: NodeJS.Timeout | undefined
     const verdict = (): void => {
-      if (settled) return
+      if (watched.settled) return
       const now = performance.now()
-      if (now - looked > tolerance && (now < hardCapAt || lastLook)) {
-        lastLook = now < hardCapAt
+      if (now - looked > tolerance && (now < watched.hardCapAt || lastLook)) {
+        lastLook = now < watched.hardCapAt
         looked = now
         setImmediate(verdict)
         return
       }
       const late = now - watched.due
-      if (late > tolerance && now < hardCapAt) {
-        watched.due = Math.min(now + late, hardCapAt)
+      if (late > tolerance && now < watched.hardCapAt) {
+        watched.due = Math.min(now + late, watched.hardCapAt)
         timer = setTimeout(watched.expired, watched.due - now)
         return
       }
-      settled = true
+      watched.settled = true
       breaker.failure(epoch)
       reject(new RedisErrors.REDIS_TIMEOUT(timeoutMs))
     }
     const watched: Watched = {
-      due: started + timeoutMs,
+      budgetMs: timeoutMs,
+      due: Number.POSITIVE_INFINITY,
+      hardCapAt: Number.POSITIVE_INFINITY,
+      settled: false,
       expired: () => {
         looked = performance.now()
         setImmediate(verdict)
@@ -142,8 +165,8 @@ export function withBudget<T> (breaker: CircuitBreaker, timeoutMs: number, call:
       older: undefined,
       newer: undefined
     }
+    if (asked.push(watched) === 1) process.nextTick(startDeadlines)
     const sweep = deadlinesOf(timeoutMs)
-    sweep.add(watched)
     let pending: Promise<T>
     try {
       pending = call()
@@ -151,15 +174,15 @@ export function withBudget<T> (breaker: CircuitBreaker, timeoutMs: number, call:
       pending = Promise.reject(error)
     }
     pending.then((result) => {
-      if (settled) return
-      settled = true
+      if (watched.settled) return
+      watched.settled = true
       sweep.delete(watched)
       if (timer !== undefined) clearTimeout(timer)
       breaker.success()
       resolve(result)
     }, (error: unknown) => {
-      if (settled) return
-      settled = true
+      if (watched.settled) return
+      watched.settled = true
       sweep.delete(watched)
       if (timer !== undefined) clearTimeout(timer)
       breaker.failure(epoch)
