@@ -6,9 +6,9 @@ import { isDeepStrictEqual } from 'node:util'
 import { Command, Redis } from 'ioredis'
 import { createCacheManager } from './cache-manager.js'
 import { encode } from './codec.js'
-import { createRedisClient } from '../redis/index.js'
+import { CircuitBreaker, createRedisClient, withBudget } from '../redis/index.js'
 import { blockEventLoop } from '../../test/helpers/event-loop.js'
-import { startFaultProxy } from '../../test/helpers/fault-proxy.js'
+import { startFaultProxy, startLatencyProxyThread } from '../../test/helpers/fault-proxy.js'
 import { oldGenerationGrowthKb } from '../../test/helpers/old-generation.js'
 import { startPrivateRedis } from '../../test/helpers/private-redis.js'
 
@@ -166,6 +166,30 @@ test('reads asked in a tick that then runs long, of a Redis a 30 ms round trip a
   assert.deepEqual(await Promise.all(reads), [page, 2])
   assert.equal(cache.getStats().redis.timeouts, timeoutsBefore)
 })
+
+for (const first of ['a cache write', 'another module\'s budgeted call (a rate limiter\'s check)'] as const) {
+  test(`reads held behind ${first} asked first in their tick, with work queued to run before that tick ends, are still hits: their budget starts once the held writes have left`, async (t) => {
+    // The link carries the bytes while this thread is blocked, as a network does while a process is busy.
+    const proxy = await startLatencyProxyThread({ port: server.port }, 15)
+    const client = createRedisClient({ url: proxy.rewrite(server.url) }) as Redis
+    const other = createRedisClient({ url: server.url }) as Redis
+    const cache = createCacheManager(client, { prefix: 'queued-work:', localEnabled: false, redisTimeoutMs: 100 })
+    t.after(async () => { await cache.close(); client.disconnect(); other.disconnect(); await proxy.close() })
+    assert.ok(await cache.ready())
+    await cache.mset([['a', page], ['b', 2]])
+    await new Promise((resolve) => setImmediate(resolve))
+    const timeoutsBefore = cache.getStats().redis.timeouts
+    // The call asked first starts the tick's budgets; the first read is written at once and holds the socket, so the
+    // second leaves when the tick ends, a round trip (30 ms) before its reply. Work queued between the two (a stream
+    // callback, a hook's nextTick) ran after the budgets started and before the held read was written.
+    const firstCall = first === 'a cache write' ? cache.set('x', 1) : withBudget(new CircuitBreaker(5, 1000), 100, () => other.ping())
+    process.nextTick(() => blockEventLoop(80))
+    const reads = [cache.get('a'), cache.get('b')]
+    assert.deepEqual(await Promise.all(reads), [page, 2])
+    await firstCall
+    assert.equal(cache.getStats().redis.timeouts, timeoutsBefore)
+  })
+}
 
 test('a command sent after a cache read, in a tick that ends the process (process.exit in a crash handler), still reaches Redis instead of staying held', async () => {
   const client = new Redis(server.url)

@@ -1,9 +1,8 @@
 import calculateSlot from 'cluster-key-slot'
 import type { Redis } from 'ioredis'
-import { defineScript, isCluster, withBudget, type CircuitBreaker, type RedisClient } from '../redis/index.js'
+import { defineScript, holdUntilTickEnd, isCluster, withBudget, type CircuitBreaker, type RedisClient } from '../redis/index.js'
 import { needsTtl } from './codec.js'
 import { escapeGlob } from './glob.js'
-import { holdUntilTickEnd } from './tick-writes.js'
 import type { CacheCounters } from './stats.js'
 
 // The remaining TTL of each key, for reads of several entries an earlier version wrote: one script call whatever their number. The values

@@ -1,5 +1,6 @@
 import type { CircuitBreaker } from '../chassis/index.js'
 import { RedisErrors } from './errors.js'
+import { afterTickWrites } from './tick-end.js'
 
 /** The longest a budget stretches while the process itself is late, as a multiple of the budget. */
 export const BUDGET_HARD_CAP_FACTOR = 10
@@ -89,18 +90,24 @@ function deadlinesOf (timeoutMs: number): Deadlines {
   return d
 }
 
-// The calls asked in the current tick, whose budgets start when it ends: one nextTick for all of them.
+// The calls asked in the current tick, whose budgets start when it ends, once the writes it held have left. One array
+// for the process, emptied in place: an array left behind once promoted to the old generation would hold its calls,
+// and the replies they resolved with, alive through young collections, as a Set's replaced table did (above).
 const asked: Watched[] = []
 
 function startDeadlines (): void {
   const now = performance.now()
-  for (const call of asked) {
-    if (call.settled) continue
-    call.due = now + call.budgetMs
-    call.hardCapAt = now + budgetHardCapMs(call.budgetMs)
-    deadlinesOf(call.budgetMs).add(call)
+  try {
+    for (const call of asked) {
+      if (call.settled) continue
+      call.due = now + call.budgetMs
+      call.hardCapAt = now + budgetHardCapMs(call.budgetMs)
+      deadlinesOf(call.budgetMs).add(call)
+    }
+  } finally {
+    // Even after a throw: calls left in it would keep the next tick's first call from asking for a start.
+    asked.length = 0
   }
-  asked.length = 0
 }
 
 /**
@@ -119,9 +126,9 @@ function startDeadlines (): void {
  * waits the budget while the process keeps up, at most the hard cap while it runs late, plus any time the process
  * is blocked, which no timer can shorten.
  *
- * The budget starts when the tick that asked the call ends, not as it is asked: the cache holds a tick's writes until
- * then (plugins/cache/tick-writes.ts), and a tick that ran long after asking (a GC pause, a CPU-bound request) would
- * otherwise have spent the held command's budget before it was sent. What the rest of that tick takes is the
+ * The budget starts when the tick that asked the call ends, not as it is asked, and after the writes that tick held
+ * have left (plugins/redis/tick-end.ts): a tick that ran long after asking (a GC pause, a CPU-bound request) would
+ * otherwise have spent a held command's budget before it was sent. What the rest of that tick takes is the
  * process's own time, as a blocked loop's is.
  */
 export function withBudget<T> (breaker: CircuitBreaker, timeoutMs: number, call: () => Promise<T>): Promise<T> {
@@ -165,7 +172,7 @@ export function withBudget<T> (breaker: CircuitBreaker, timeoutMs: number, call:
       older: undefined,
       newer: undefined
     }
-    if (asked.push(watched) === 1) process.nextTick(startDeadlines)
+    if (asked.push(watched) === 1) afterTickWrites(startDeadlines)
     const sweep = deadlinesOf(timeoutMs)
     let pending: Promise<T>
     try {

@@ -1,4 +1,6 @@
 import { createConnection, createServer, type Server, type Socket } from 'node:net'
+import { once } from 'node:events'
+import { Worker } from 'node:worker_threads'
 
 /**
  * What the link does to the bytes:
@@ -31,6 +33,14 @@ export interface FaultProxy {
 }
 
 interface Pending { chunk: Buffer, due: number }
+
+/** `url` with its host and port replaced by a loopback proxy's. */
+function toPort (url: string, port: number): string {
+  const parsed = new URL(url)
+  parsed.hostname = '127.0.0.1'
+  parsed.port = String(port)
+  return parsed.toString()
+}
 
 // A proxy of our own rather than toxiproxy: it runs in the test process, needs no daemon, and its blackhole keeps the
 // bytes for delivery on heal, which is what a partition that ends looks like to TCP.
@@ -197,12 +207,7 @@ class TcpFaultProxy implements FaultProxy {
     this.port = typeof address === 'object' && address ? address.port : 0
   }
 
-  rewrite = (url: string): string => {
-    const parsed = new URL(url)
-    parsed.hostname = '127.0.0.1'
-    parsed.port = String(this.port)
-    return parsed.toString()
-  }
+  rewrite = (url: string): string => toPort(url, this.port)
 
   mode = (): FaultMode => this.current
   connections = (): number => [...this.links].filter((l) => l.open).length
@@ -235,4 +240,25 @@ export async function startFaultProxy (target: { host?: string, port: number }):
   const proxy = new TcpFaultProxy(target.host ?? '127.0.0.1', target.port)
   await proxy.listen()
   return proxy
+}
+
+/**
+ * A proxy delaying each chunk by `latencyMs` both ways, on a thread of its own: the link keeps carrying bytes while
+ * the test's thread is blocked, as a network does while a process is busy; the proxy above, on the test's own event
+ * loop, stops with it.
+ */
+export async function startLatencyProxyThread (target: { port: number }, latencyMs: number): Promise<{ rewrite: (url: string) => string, close: () => Promise<void> }> {
+  const worker = new Worker(`
+    const { parentPort, workerData } = require('node:worker_threads')
+    import(workerData.module).then(async ({ startFaultProxy }) => {
+      const proxy = await startFaultProxy({ port: workerData.port })
+      proxy.latency(workerData.latencyMs)
+      parentPort.postMessage(proxy.port)
+    })
+  `, { eval: true, workerData: { module: import.meta.url, port: target.port, latencyMs } })
+  const [port] = await once(worker, 'message') as [number]
+  return {
+    rewrite: (url) => toPort(url, port),
+    close: async () => { await worker.terminate() }
+  }
 }
