@@ -191,20 +191,20 @@ for (const first of ['a cache write', 'another module\'s budgeted call (a rate l
   })
 }
 
-test('a command sent after a cache read, in a tick that ends the process (process.exit in a crash handler), still reaches Redis instead of staying held', async () => {
+/**
+ * Runs `body` in a child process after it has made `cache` (local tier off, prefix `prefix`) over `client`, and waits
+ * for `key` to read 'written' in Redis, as `body` must have set it before the child exited with 0.
+ */
+async function writtenByExitingChild (prefix: string, key: string, body: string): Promise<string | null> {
   const client = new Redis(server.url)
-  const key = 'tick-exit:written'
   await client.del(key)
   const child = spawn(process.execPath, ['--input-type=module', '-e', `
     const { createCacheManager } = await import(${JSON.stringify(new URL('./cache-manager.js', import.meta.url).href)})
     const { createRedisClient } = await import(${JSON.stringify(new URL('../redis/index.js', import.meta.url).href)})
     const client = createRedisClient({ url: ${JSON.stringify(server.url)} })
-    const cache = createCacheManager(client, { prefix: 'tick-exit:', localEnabled: false })
+    const cache = createCacheManager(client, { prefix: ${JSON.stringify(prefix)}, localEnabled: false })
     if (!await cache.ready()) process.exit(2)
-    await new Promise((resolve) => setImmediate(resolve))
-    cache.get('a').catch(() => {})
-    client.set(${JSON.stringify(key)}, 'written').catch(() => {})
-    process.exit(0)
+    ${body}
   `], { stdio: ['ignore', 'ignore', 'inherit'] })
   const [code] = await once(child, 'exit')
   assert.equal(code, 0)
@@ -214,7 +214,30 @@ test('a command sent after a cache read, in a tick that ends the process (proces
     if (value === null) await new Promise((resolve) => setTimeout(resolve, 25))
   }
   await client.quit()
-  assert.equal(value, 'written')
+  return value
+}
+
+test('a command sent after a cache read, in a tick that ends the process (process.exit in a crash handler), still reaches Redis instead of staying held', async () => {
+  const key = 'tick-exit:written'
+  assert.equal(await writtenByExitingChild('tick-exit:', key, `
+    await new Promise((resolve) => setImmediate(resolve))
+    cache.get('a').catch(() => {})
+    client.set(${JSON.stringify(key)}, 'written').catch(() => {})
+    process.exit(0)
+  `), 'written')
+})
+
+test('a command an exit listener sends after a cache read still reaches Redis, when the listener was added after the cache had held its first writes', async () => {
+  const key = 'tick-exit-late:written'
+  assert.equal(await writtenByExitingChild('tick-exit-late:', key, `
+    // The first read of the process holds the socket and adds the listener that writes what is held at exit.
+    await cache.get('warm')
+    process.on('exit', () => {
+      cache.get('a').catch(() => {})
+      client.set(${JSON.stringify(key)}, 'written').catch(() => {})
+    })
+    setTimeout(() => process.exit(0), 10)
+  `), 'written')
 })
 
 test('reads held for the end of the tick on a connection that drops in that tick settle, within the budget, and the cache reads again once it is back', async (t) => {

@@ -14,6 +14,9 @@ const held: Socket[] = []
 const then: Array<() => void> = []
 let queued = false
 let releasedOnExit = false
+// Set once the exit listener has written what was held: a later 'exit' listener's commands are written as asked,
+// since no tick end would come for them.
+let exiting = false
 
 function queue (): void {
   if (queued) return
@@ -21,18 +24,25 @@ function queue (): void {
   process.nextTick(endTick)
 }
 
+function release (socket: Socket): void {
+  try {
+    socket.uncork()
+  } catch (error) {
+    // A socket whose writes could not be let go is in no known state: closed, its client fails what it had in flight
+    // and reconnects, where the other sockets of the tick, left corked, would have held their writes for good.
+    socket.destroy(error as Error)
+  }
+}
+
 function endTick (): void {
   queued = false
-  // Emptied even after a throw: a socket left in it would never be held again, a function left in it would run again.
+  for (const socket of held) release(socket)
+  held.length = 0
+  // Emptied even after a throw: a function left in it would run again at the next tick's end.
   try {
-    for (const socket of held) socket.uncork()
+    for (const run of then) run()
   } finally {
-    held.length = 0
-    try {
-      for (const run of then) run()
-    } finally {
-      then.length = 0
-    }
+    then.length = 0
   }
 }
 
@@ -44,7 +54,7 @@ function endTick (): void {
  * but holds every command until setImmediate, after the I/O of the loop's turn.
  */
 export function holdUntilTickEnd (stream: Socket): void {
-  if (held.includes(stream)) return
+  if (exiting || held.includes(stream)) return
   held.push(stream)
   stream.cork()
   queue()
@@ -53,7 +63,8 @@ export function holdUntilTickEnd (stream: Socket): void {
     // A process that exits within the tick (process.exit in a crash handler, after a fire-and-forget command) never
     // runs the nextTick: its 'exit' listeners write what is held, as each command unheld would have been written.
     process.on('exit', () => {
-      for (const socket of held) socket.uncork()
+      exiting = true
+      for (const socket of held) release(socket)
       held.length = 0
     })
   }

@@ -91,7 +91,7 @@ async function ours (autoPipelining: boolean): Promise<{ cache: CacheManager, cl
   const client = createRedisClient({ url: REDIS_URL, autoPipelining })
   const p = `${prefix()}${autoPipelining ? 'ap' : 'plain'}:`
   const cache = createCacheManager(client, { prefix: p, localEnabled: false, redisTimeoutMs: 1000 })
-  await cache.ready()
+  if (!await cache.ready(30_000)) throw new Error('the cache\'s invalidation bus did not subscribe')
   await cache.set('k', value)
   await cache.set('dates', withDates)
   // The same page as the previous format stored it (kind 2, no expiry inside), as found during a rolling deploy.
