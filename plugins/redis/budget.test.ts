@@ -105,3 +105,12 @@ test('the budget keeps no settled call\'s reply alive: young-generation collecti
   const grewKb = await oldGenerationGrowthKb(round)
   assert.ok(grewKb < 8 * 1024, `the old generation grew by ${grewKb.toFixed(0)} KB over 1,280 settled calls`)
 })
+
+test('a call that answers with a value instead of a promise (a caller in plain JavaScript) resolves with it and counts no failure against the breaker a budget later', async () => {
+  const breaker = new CircuitBreaker(1, 60000)
+  const plain = (() => 'answered') as unknown as () => Promise<string>
+  assert.equal(await withBudget(breaker, 20, plain), 'answered')
+  await new Promise((resolve) => setTimeout(resolve, 80))
+  assert.equal(breaker.state, 'closed')
+  assert.equal(await withBudget(breaker, 20, async () => 'next'), 'next')
+})

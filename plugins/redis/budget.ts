@@ -177,6 +177,9 @@ export function withBudget<T> (breaker: CircuitBreaker, timeoutMs: number, call:
     let pending: Promise<T>
     try {
       pending = call()
+      // A caller in plain JavaScript may answer with a value, not a promise: it is the result. Attaching to it threw,
+      // and the call, left to its deadline, failed the breaker a budget later.
+      if (typeof (pending as { then?: unknown } | undefined)?.then !== 'function') pending = Promise.resolve(pending)
     } catch (error) {
       pending = Promise.reject(error)
     }
