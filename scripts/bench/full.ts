@@ -27,7 +27,9 @@ const { values: args } = parseArgs({
     // Each connection stands for its own client address (workload.ts, replay); 250 keep the 2,000 keys at 8 per
     // address, within what NGINX's key gate lets one address verify (2 a second, each verdict kept 5 s).
     connections: { type: 'string', default: '250' },
-    rounds: { type: 'string', default: '1' },
+    // Rounds interleave the configurations, every other round in reverse order; each ratio is the median of the
+    // rounds' own ratios. One round moved after / ceiling from 74% to 54% between two runs of the same commit.
+    rounds: { type: 'string', default: '3' },
     leads: { type: 'string', default: '100000' },
     keys: { type: 'string', default: '2000' },
     writes: { type: 'string', default: '0.02' },
@@ -237,8 +239,9 @@ const results: Record<string, Measured[]> = {}
 let hitRates = { local: 0, redis: 0, combined: 0, edge: 0, authPerRequest: 0 }
 const duration = Number(args.duration)
 const connections = Number(args.connections)
+const chosen = configs.filter((c) => !args.only || args.only.split(',').includes(c.id))
 for (let round = 1; round <= Number(args.rounds); round++) {
-  for (const c of configs.filter((c) => !args.only || args.only.split(',').includes(c.id))) {
+  for (const c of round % 2 === 0 ? [...chosen].reverse() : chosen) {
     await run(c.url, Number(args.warmup), connections, c.sequence ?? workload, 0, c.callers)
     const counters = c.id === 'after' ? await serviceCounters(apis) : {}
     const cpu0 = nginxCpuSeconds()
@@ -320,32 +323,51 @@ const rows = configs.filter((c) => ran(c.id)).map((c) => ({
   'bytes/answer': median(c.id, 'bytes'),
   'NGINX µs CPU/answer': EDGE_ROWS.has(c.id) ? median(c.id, 'edgeCpuUs') : ''
 }))
-const ratio = (a: string, b: string): number => Math.round((median(a, 'rps') / Math.max(1, median(b, 'rps'))) * 100) / 100
+/** The rounds' own ratios of a to b (round i of a with round i of b), in round order. */
+const roundRatios = (a: string, b: string, f: 'rps' | 'edgeCpuUs' = 'rps'): number[] =>
+  (results[a] ?? []).flatMap((r, i) => {
+    const other = results[b]?.[i]
+    return other === undefined ? [] : [(r[f] ?? 0) / Math.max(1, other[f] ?? 0)]
+  })
+const medianRatio = (a: string, b: string, f: 'rps' | 'edgeCpuUs' = 'rps'): number => {
+  const values = roundRatios(a, b, f).sort((x, y) => x - y)
+  const mid = values.length / 2
+  return values.length % 2 === 1 ? values[Math.floor(mid)] ?? 0 : ((values[mid - 1] ?? 0) + (values[mid] ?? 0)) / 2
+}
+const ratio = (a: string, b: string): number => Math.round(medianRatio(a, b) * 100) / 100
+/** ` (rounds 74%, 74%, 54%)` when there was more than one round. */
+const perRound = (a: string, b: string, show: (x: number) => string, f: 'rps' | 'edgeCpuUs' = 'rps'): string => {
+  const values = roundRatios(a, b, f)
+  return values.length > 1 ? ` (rounds ${values.map(show).join(', ')})` : ''
+}
+const percent = (x: number): string => `${Math.round(x * 100)}%`
+const times2 = (x: number): string => `${Math.round(x * 100) / 100}x`
+const times1 = (x: number): string => `${Math.round(x * 10) / 10}x`
 const ratios = { afterOverBefore: ratio('after', 'before'), afterOverCeiling: ratio('after', 'ceiling'), afterOverAlternative: ratio('after', 'alternative') }
 const machine = { cpus: cpus().length, cpu: cpus()[0]?.model ?? 'unknown', memoryGb: Math.round(totalmem() / 1e9), node: process.version, date: new Date().toISOString() }
 const command = args.quick
   ? `npm run bench -- --quick --connections ${args.connections} --rounds ${args.rounds} --writes ${args.writes}${args.only ? ` --only ${args.only}` : ''}`
   : `npm run bench -- --duration ${args.duration} --connections ${args.connections} --rounds ${args.rounds} --writes ${args.writes}${args.scale === SCALE ? '' : ` --scale '${args.scale ?? ''}'`}${args.only ? ` --only ${args.only}` : ''}`
-const times = (id: string): number => Math.round(median(id, 'edgeCpuUs') / Math.max(1, median('static', 'edgeCpuUs')) * 10) / 10
+const times = (id: string): number => Math.round(medianRatio(id, 'static', 'edgeCpuUs') * 10) / 10
 // A row through the edge whose answers are mostly refusals (429s are cheap) says nothing of what an answer costs.
 const notOkShare = (id: string): number => median(id, 'non2xx') / Math.max(1, median(id, 'requests'))
 const refusals = (id: string): string => notOkShare(id) > 0.01 ? ` (WARNING: ${Math.round(notOkShare(id) * 100)}% of its answers were not 2xx, so this is not the cost of an answer)` : ''
 // A ratio of rows that did not answer what they were asked (500s are often quicker than answers) compares nothing.
 const failures = (...ids: string[]): string => ids.map((id) => notOkShare(id) > 0.001 ? ` (WARNING: ${(notOkShare(id) * 100).toFixed(1)}% of ${id}'s answers were not 2xx)` : '').join('')
 const edgeCost = staticUrl
-  ? `NGINX CPU per answer (master and workers, from /proc): "after" ${median('after', 'edgeCpuUs')} µs (${median('after', 'edgeCores')} cores busy), ${times('after')}x the static-file limit; a cached answer ${median('after-cached', 'edgeCpuUs')} µs (${median('after-cached', 'edgeCores')} cores), ${times('after-cached')}x (target <= 2)${refusals('after-cached')}; the static file ${median('static', 'edgeCpuUs')} µs (${median('static', 'edgeCores')} cores).`
+  ? `NGINX CPU per answer (master and workers, from /proc): "after" ${median('after', 'edgeCpuUs')} µs (${median('after', 'edgeCores')} cores busy), ${times('after')}x the static-file limit${perRound('after', 'static', times1, 'edgeCpuUs')}; a cached answer ${median('after-cached', 'edgeCpuUs')} µs (${median('after-cached', 'edgeCores')} cores), ${times('after-cached')}x (target <= 2)${perRound('after-cached', 'static', times1, 'edgeCpuUs')}${refusals('after-cached')}; the static file ${median('static', 'edgeCpuUs')} µs (${median('static', 'edgeCores')} cores).`
   : 'No static-file row: NGINX is not installed.'
 const markdown = [
   `Measured ${machine.date.slice(0, 10)} on ${machine.cpus} CPUs (${machine.cpu}), ${machine.memoryGb} GB, Node ${machine.node}; load generator on the same machine.`,
-  `Command: \`${command}\`. ${Number(args.leads)} leads; GET /api/v1/leads with a skewed mix of filters, single leads and ${Number(args.writes) * 100}% PATCHes; ${connections} connections, each from its own loopback address with ${Math.ceil(keys.length / connections)} of the ${keys.length} keys, ${duration} s per configuration${Number(args.rounds) > 1 ? `, median of ${args.rounds} rounds` : ''}.`,
+  `Command: \`${command}\`. ${Number(args.leads)} leads; GET /api/v1/leads with a skewed mix of filters, single leads and ${Number(args.writes) * 100}% PATCHes; ${connections} connections, each from its own loopback address with ${Math.ceil(keys.length / connections)} of the ${keys.length} keys, ${duration} s per configuration${Number(args.rounds) > 1 ? `, median of ${args.rounds} rounds (every other round in reverse order; each ratio the median of the rounds' own ratios)` : ''}.`,
   '',
   table(rows),
   '',
   [
-    ran('after') && ran('before') ? `after / before = ${ratios.afterOverBefore}x (target >= 7)${failures('after', 'before')}` : '',
-    ran('after') && ran('ceiling') ? `after / ceiling = ${Math.round(ratios.afterOverCeiling * 100)}% (target >= 60%)${failures('after', 'ceiling')}` : '',
-    ran('after') && ran('alternative') ? `after / alternative = ${ratios.afterOverAlternative}x (target >= 1)${failures('after', 'alternative')}` : '',
-    ran('after-direct') && ran('before') ? `after without NGINX / before = ${ratio('after-direct', 'before')}x` : ''
+    ran('after') && ran('before') ? `after / before = ${ratios.afterOverBefore}x (target >= 7)${perRound('after', 'before', times2)}${failures('after', 'before')}` : '',
+    ran('after') && ran('ceiling') ? `after / ceiling = ${Math.round(ratios.afterOverCeiling * 100)}% (target >= 60%)${perRound('after', 'ceiling', percent)}${failures('after', 'ceiling')}` : '',
+    ran('after') && ran('alternative') ? `after / alternative = ${ratios.afterOverAlternative}x (target >= 1)${perRound('after', 'alternative', times2)}${failures('after', 'alternative')}` : '',
+    ran('after-direct') && ran('before') ? `after without NGINX / before = ${ratio('after-direct', 'before')}x${perRound('after-direct', 'before', times2)}` : ''
   ].filter(Boolean).join('; '),
   ...(!staticUrl || (ran('static') && ran('after') && ran('after-cached')) ? [edgeCost] : []),
   `Cache hit rates in "after": NGINX answered ${hitRates.edge}% of requests from its micro-cache (${hitRates.authPerRequest} auth subrequests per request); of what reached the services, local ${hitRates.local}% of lookups, Redis ${hitRates.redis}% of what reached it, ${hitRates.combined}% of reads answered without PostgreSQL.`,
