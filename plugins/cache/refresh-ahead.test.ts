@@ -304,13 +304,15 @@ test('with Redis hung while hot keys come due, reads answer within the command b
   assert.ok(m.getStats().warming.refreshes > refreshed, 'background refreshes resumed once Redis answered again')
 })
 
+const LOADER_MS = 1000
 test('a read that finds no local copy while its key is refreshed in the background is served from Redis, not held for the loader', async () => {
   // The local tier off (or a local TTL shorter than the entry's) sends every read to Redis; one that arrives while
-  // the background reload runs must get the current Redis copy, not wait for the reload's 300 ms loader.
+  // the background reload runs must get the current Redis copy, not wait for the reload's 1 s loader. A read held
+  // for the loader takes up to its second; the 600 ms bound leaves a busy machine (a CI run's other files) room.
   for (const options of [{ localEnabled: false }, { localTtl: 1 }]) {
     const [m] = await fleet(1, { ttl: 3, refreshAheadRatio: 0.5, ...options }) as [CacheManager]
     const loader = async (): Promise<string> => {
-      await sleep(300)
+      await sleep(LOADER_MS)
       return `v@${Date.now()}`
     }
     await m.getOrSet('k', loader)
@@ -327,7 +329,7 @@ test('a read that finds no local copy while its key is refreshed in the backgrou
     }
     assert.ok(m.getStats().warming.refreshes >= 1, `the key was refreshed in the background (${JSON.stringify(options)})`)
     assert.equal(sources.get('loader') ?? 0, 0, `no read waited for the loader (${JSON.stringify(options)}: ${JSON.stringify([...sources])})`)
-    assert.ok(slowest < 200, `every read answered without waiting for the reload (${JSON.stringify(options)}: slowest ${Math.round(slowest)} ms)`)
+    assert.ok(slowest < 600, `every read answered without waiting for the reload (${JSON.stringify(options)}: slowest ${Math.round(slowest)} ms)`)
   }
 })
 
