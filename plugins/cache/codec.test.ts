@@ -162,6 +162,23 @@ test('tombstones and foreign bytes decode as misses; tokens are the first bytes'
   assert.equal(stateToken(undefined).length, 0)
 })
 
+test('every write id is its own across many fills and tombstones, through the refills of the random pool they are cut from', () => {
+  const seen = new Set<string>()
+  const writes = 2000
+  for (let i = 0; i < writes; i++) {
+    const bytes = i % 3 === 0 ? tombstone() : encode({ v: i, g: 0 }, 1000)
+    const id = bytes.subarray(2, TOKEN_BYTES)
+    assert.equal(id.length, TOKEN_BYTES - 2)
+    seen.add(id.toString('hex'))
+  }
+  assert.equal(seen.size, writes, 'no write id was handed out twice')
+  // Each is random, not a counter: about half the bits differ between consecutive ids.
+  const a = BigInt(`0x${encode({ v: 1, g: 0 }).subarray(2, TOKEN_BYTES).toString('hex')}`)
+  const b = BigInt(`0x${encode({ v: 1, g: 0 }).subarray(2, TOKEN_BYTES).toString('hex')}`)
+  const differing = (a ^ b).toString(2).split('').filter((bit) => bit === '1').length
+  assert.ok(differing > 32 && differing < 96, `consecutive ids differ in ${differing} of 128 bits`)
+})
+
 test('glob escaping keeps a user-supplied * from widening a pattern', () => {
   assert.equal(escapeGlob('a*b?[c]\\'), 'a\\*b\\?\\[c\\]\\\\')
   const id = '*'

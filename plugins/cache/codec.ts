@@ -123,10 +123,21 @@ function assertSerializable (value: unknown, path = 'value', seen = new Set<obje
   for (const [k, v] of Object.entries(object)) assertSerializable(v, `${path}.${k}`, seen)
 }
 
+// Write ids are cut from a pool of random bytes, refilled every 256 ids, as crypto.randomUUID buffers its own:
+// randomFillSync per id made every fill and tombstone pay a call into OpenSSL and a getpid system call.
+const ID_BYTES = TOKEN_BYTES - 2
+const idPool = Buffer.allocUnsafe(ID_BYTES * 256)
+let idPoolOffset = idPool.length
+
 function header (target: Buffer, kind: number): Buffer {
   target[0] = MAGIC
   target[1] = kind
-  randomFillSync(target, 2, TOKEN_BYTES - 2)
+  if (idPoolOffset === idPool.length) {
+    randomFillSync(idPool)
+    idPoolOffset = 0
+  }
+  idPool.copy(target, 2, idPoolOffset, idPoolOffset + ID_BYTES)
+  idPoolOffset += ID_BYTES
   return target
 }
 
