@@ -14,7 +14,7 @@ import { preparePrefix, templateConfig } from '../../test/helpers/nginx.js'
 import { freePort } from '../../test/helpers/ports.js'
 import { chartSvg } from './chart.js'
 import { edgeTimingRows, withEdgeTimingLog } from './edge-timing.js'
-import { processCpuMs, startService, statusCounts, table, type Service } from './lib.js'
+import { median as medianOf, processCpuMs, startService, statusCounts, table, type Service } from './lib.js'
 import { buildWorkload, replay, type BenchRequest } from './workload.js'
 
 // `npm run bench`: the before/after table (no cache against cache and rate limit) on this machine, next to the ceiling and to what a
@@ -330,9 +330,8 @@ const roundRatios = (a: string, b: string, f: 'rps' | 'edgeCpuUs' = 'rps'): numb
     return other === undefined ? [] : [(r[f] ?? 0) / Math.max(1, other[f] ?? 0)]
   })
 const medianRatio = (a: string, b: string, f: 'rps' | 'edgeCpuUs' = 'rps'): number => {
-  const values = roundRatios(a, b, f).sort((x, y) => x - y)
-  const mid = values.length / 2
-  return values.length % 2 === 1 ? values[Math.floor(mid)] ?? 0 : ((values[mid - 1] ?? 0) + (values[mid] ?? 0)) / 2
+  const values = roundRatios(a, b, f)
+  return values.length > 0 ? medianOf(values) : 0
 }
 const ratio = (a: string, b: string): number => Math.round(medianRatio(a, b) * 100) / 100
 /** ` (rounds 74%, 74%, 54%)` when there was more than one round. */
