@@ -41,7 +41,10 @@ const { values: args } = parseArgs({
     // A development run: 5 s per configuration after 2 s of warm-up, no scale runs (its figures are not for docs).
     quick: { type: 'boolean', default: false },
     // NGINX logs every request's cache status and times, and "after" prints where its mean latency goes (edge-timing.ts).
-    'edge-log': { type: 'boolean', default: false }
+    'edge-log': { type: 'boolean', default: false },
+    // Node options for the two api instances behind NGINX, space-separated, e.g. `--api-node-args='--cpu-prof
+    // --cpu-prof-dir /tmp/p'` (with `--only after`, profiles of "after" alone) or `--api-node-args=--perf-basic-prof`.
+    'api-node-args': { type: 'string', default: '' }
   }
 })
 if (args.quick) Object.assign(args, { duration: '5', warmup: '2', scale: '' })
@@ -90,7 +93,8 @@ const before = await startService('dist/services/api/main.js', { ...base, CACHE_
 children.push(before)
 const tag = `bench${process.pid}`
 const ours = { ...base, REDIS_URL, CACHE_ENABLED: 'true', RATE_LIMIT_ENABLED: 'true', CACHE_PREFIX: `${tag}:c:`, RATE_LIMIT_PREFIX: `${tag}:rl:`, TRUST_PROXY: '127.0.0.1/32' }
-const apis = [await startService('dist/services/api/main.js', ours, await freePort()), await startService('dist/services/api/main.js', ours, await freePort())]
+const apiNodeArgs = (args['api-node-args'] ?? '').split(' ').filter((a) => a !== '')
+const apis = [await startService('dist/services/api/main.js', ours, await freePort(), apiNodeArgs), await startService('dist/services/api/main.js', ours, await freePort(), apiNodeArgs)]
 children.push(...apis)
 let afterUrl = apis[0]?.url ?? ''
 let afterName = 'after: cache + rate limit, one api instance (NGINX is not installed)'
