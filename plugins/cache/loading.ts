@@ -66,10 +66,14 @@ export class Loading {
   /**
    * Refresh-ahead's reload of `key`. An entry Redis holds with more than `windowMs` of freshness left (another
    * instance refreshed it) is copied into the local tier; otherwise the loader runs if `acquire` wins the fleet's lock.
+   * A load of the key running here once the lock is won is waited for (within `deadlineMs`), not given up on: a read
+   * of Redis in flight does not conflict with the reload, and the reads that start meanwhile read Redis outside the
+   * load, so a key read back to back (the local tier off or expired) is still reloaded before it expires. A miss
+   * whose loader ran meanwhile leaves nothing to reload.
    */
   async refresh (key: string, loader: () => Promise<unknown>, options: GetOrSetOptions, windowMs: number, acquire: () => Promise<boolean>, deadlineMs: number): Promise<RefreshOutcome> {
     const core = this.#core
-    if (core.closed || this.#flight.has(key)) return 'busy'
+    if (core.closed) return 'busy'
     const startSeq = core.history.seq
     const redis = await readForLoad(core, key)
     if (!redis.read) return 'busy'
@@ -77,13 +81,21 @@ export class Loading {
       storeLocal(core, key, redis.entry, startSeq, options.ttl)
       return 'current'
     }
-    if (!(await acquire()) || core.closed || this.#flight.has(key)) return 'busy'
-    core.stats.refreshes++
+    if (!(await acquire()) || core.closed) return 'busy'
     this.#refreshing.add(key)
-    const loaded = await this.#flight.run(key, () => this.#fill(key, loader, options, redis, startSeq, redis.entry, deadlineMs))
-      .catch(() => undefined)
-      .finally(() => this.#refreshing.delete(key))
-    return loaded === undefined || loaded.source === 'stale' ? 'failed' : 'refreshed'
+    try {
+      const running = this.#flight.running(key)
+      if (running) {
+        const ran = await withDeadline(running, deadlineMs).catch(() => undefined)
+        if (ran === undefined || ran.source === 'stale' || core.closed || this.#flight.has(key)) return 'busy'
+        if (ran.source === 'loader') return 'current'
+      }
+      core.stats.refreshes++
+      const loaded = await this.#flight.run(key, () => this.#fill(key, loader, options, redis, startSeq, redis.entry, deadlineMs)).catch(() => undefined)
+      return loaded === undefined || loaded.source === 'stale' ? 'failed' : 'refreshed'
+    } finally {
+      this.#refreshing.delete(key)
+    }
   }
 
   /**

@@ -336,6 +336,31 @@ test('a read that finds no local copy while its key is refreshed in the backgrou
   }
 })
 
+test('a hot key read back to back with no local copy is refreshed before it expires: a read in flight when the refresh takes its lock does not make it give up', async () => {
+  // Every read is a Redis read in flight until the next starts, so the refresh always finds one once it holds the
+  // lock. Giving up there (and keeping the lock until it lapsed) left the entry to expire and a read to wait for
+  // the loader.
+  const [m] = await fleet(1, { ttl: 2, refreshAheadRatio: 0.5, localEnabled: false }) as [CacheManager]
+  let loads = 0
+  const loader = async (): Promise<string> => {
+    loads++
+    await sleep(50)
+    return `v${loads}`
+  }
+  await m.getOrSet('k', loader)
+  await m.flushHotKeys()
+  const sources = new Map<CacheSource, number>()
+  const started = Date.now()
+  // Past the entry's 2 s TTL: without a refresh, a read finds it expired.
+  while (Date.now() - started < 3500) {
+    const { source } = await m.getOrSetWithSource('k', loader)
+    sources.set(source, (sources.get(source) ?? 0) + 1)
+  }
+  const stats = m.getStats()
+  assert.ok(stats.warming.refreshes >= 1, `the key was refreshed in the background (${JSON.stringify({ warming: stats.warming, sources: [...sources] })})`)
+  assert.equal(sources.get('loader') ?? 0, 0, `no read waited for the loader: ${JSON.stringify([...sources])}`)
+})
+
 test('close does not wait past its bound for a background reload that hangs, so a shutdown fits its grace period', async () => {
   const [m] = await fleet(1, { ttl: 2, refreshAheadRatio: 0.5 }) as [CacheManager]
   let hang = false

@@ -17,8 +17,9 @@ export interface RefreshAheadOptions {
 
 /**
  * What a reload did: `refreshed` (this instance ran the loader and stored the value), `current` (Redis already held a
- * fresh copy, now copied locally), `busy` (another instance holds the lock, or a load of the key is running here,
- * or Redis is unreachable), `failed` (the loader failed: the current value stays until it expires).
+ * fresh copy, now copied locally, or a miss here loaded the key meanwhile), `busy` (another instance holds the lock,
+ * a load of the key running here outlived the reload's deadline, or Redis is unreachable), `failed` (the loader
+ * failed: the current value stays until it expires).
  */
 export type RefreshOutcome = 'refreshed' | 'current' | 'busy' | 'failed'
 
@@ -105,14 +106,20 @@ export class RefreshAhead {
     const windowMs = this.windowMs(registered.options.ttl)
     const lockKey = `${this.#o.prefix}__refresh:${key}`
     // The lock outlives a successful reload on purpose: an instance that reads Redis after it finds the fresh copy;
-    // one that read just before the write finds the lock taken. A failed reload gives it back so another may retry.
+    // one that read just before the write finds the lock taken. A reload that took it and did not refresh (the
+    // loader failed, or a load here outlived the deadline) gives it back, so that another, or this instance's next
+    // try, may reload before the entry expires.
     const lockMs = Math.min(Math.max(Math.ceil(windowMs), 1000), 60_000)
+    let took = false
     try {
-      const acquire = async (): Promise<boolean> => (await this.#tier.run((client) => client.set(lockKey, this.#o.instanceId, 'PX', lockMs, 'NX'))) === 'OK'
+      const acquire = async (): Promise<boolean> => {
+        took = (await this.#tier.run((client) => client.set(lockKey, this.#o.instanceId, 'PX', lockMs, 'NX'))) === 'OK'
+        return took
+      }
       // A loader that never settles would hold this key's load (which a miss after expiry joins) and a concurrency
       // slot for good; past the lock's lifetime another instance may reload the key anyway.
       const outcome = await this.#reload(key, registered, windowMs, acquire, lockMs)
-      if (outcome === 'failed') await this.#tier.run((client) => (client as unknown as UnlockCommands).chassisCacheUnlock(lockKey, this.#o.instanceId))
+      if (took && outcome !== 'refreshed') await this.#tier.run((client) => (client as unknown as UnlockCommands).chassisCacheUnlock(lockKey, this.#o.instanceId))
     } catch {
       // Redis failed: the entry expires as it would have without refresh-ahead, or a later sweep retries.
     }

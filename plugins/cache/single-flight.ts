@@ -20,6 +20,11 @@ export class SingleFlight<T> {
     return this.#running.has(key)
   }
 
+  /** The load of `key` running now, if any. */
+  running (key: string): Promise<T> | undefined {
+    return this.#running.get(key)?.load
+  }
+
   /** Joins the load of `key` that is running, or starts `load`. */
   run (key: string, load: () => Promise<T>): Promise<T> {
     const running = this.#running.get(key)?.load
