@@ -22,6 +22,8 @@ export class Loading {
   readonly #flight: SingleFlight<Loaded & { freshMs?: number }>
   /** Keys whose load in flight is a background reload. */
   readonly #refreshing = new Set<string>()
+  /** Keys whose load in flight here is a miss running the loader (past its read of Redis). */
+  readonly #missLoading = new Set<string>()
 
   constructor (core: CacheCore) {
     this.#core = core
@@ -50,7 +52,12 @@ export class Loading {
       return { value: entry.value, source: 'redis', freshMs: entry.freshMs }
     }
     if (redis.read) this.#core.stats.redisMisses++
-    return this.#fill(key, loader, options, redis, startSeq, localStale ?? entry)
+    this.#missLoading.add(key)
+    try {
+      return await this.#fill(key, loader, options, redis, startSeq, localStale ?? entry)
+    } finally {
+      this.#missLoading.delete(key)
+    }
   }
 
   /** A fresh Redis copy of `key`, or undefined. */
@@ -66,14 +73,14 @@ export class Loading {
   /**
    * Refresh-ahead's reload of `key`. An entry Redis holds with more than `windowMs` of freshness left (another
    * instance refreshed it) is copied into the local tier; otherwise the loader runs if `acquire` wins the fleet's lock.
-   * A load of the key running here once the lock is won is waited for (within `deadlineMs`), not given up on: a read
-   * of Redis in flight does not conflict with the reload, and the reads that start meanwhile read Redis outside the
-   * load, so a key read back to back (the local tier off or expired) is still reloaded before it expires. A miss
-   * whose loader ran meanwhile leaves nothing to reload.
+   * A miss here running the loader makes it `busy` at once (that miss writes what the reload would, and waiting on
+   * it would hold a reload slot other hot keys need). A read of Redis in flight once the lock is won is waited for,
+   * within the Redis budget of a read, not given up on: the reads that start meanwhile read Redis outside the load,
+   * so a key read back to back (the local tier off or expired) is still reloaded before it expires.
    */
   async refresh (key: string, loader: () => Promise<unknown>, options: GetOrSetOptions, windowMs: number, acquire: () => Promise<boolean>, deadlineMs: number): Promise<RefreshOutcome> {
     const core = this.#core
-    if (core.closed) return 'busy'
+    if (core.closed || this.#missLoading.has(key)) return 'busy'
     const startSeq = core.history.seq
     const redis = await readForLoad(core, key)
     if (!redis.read) return 'busy'
@@ -81,17 +88,23 @@ export class Loading {
       storeLocal(core, key, redis.entry, startSeq, options.ttl)
       return 'current'
     }
-    if (!(await acquire()) || core.closed) return 'busy'
+    if (!(await acquire()) || core.closed || this.#missLoading.has(key)) return 'busy'
+    const lockedAt = performance.now()
     this.#refreshing.add(key)
     try {
       const running = this.#flight.running(key)
       if (running) {
-        const ran = await withDeadline(running, deadlineMs).catch(() => undefined)
+        // A read of Redis and its tags: two budgeted round trips. One that turned into a miss's loader meanwhile
+        // is not waited for past them.
+        const ran = await withDeadline(running, Math.min(deadlineMs, 2 * core.options.redisTimeoutMs)).catch(() => undefined)
         if (ran === undefined || ran.source === 'stale' || core.closed || this.#flight.has(key)) return 'busy'
         if (ran.source === 'loader') return 'current'
       }
+      // The loader gets what is left of the lock's lifetime, not a lifetime of its own.
+      const leftMs = deadlineMs - (performance.now() - lockedAt)
+      if (leftMs <= 0) return 'busy'
       core.stats.refreshes++
-      const loaded = await this.#flight.run(key, () => this.#fill(key, loader, options, redis, startSeq, redis.entry, deadlineMs)).catch(() => undefined)
+      const loaded = await this.#flight.run(key, () => this.#fill(key, loader, options, redis, startSeq, redis.entry, leftMs)).catch(() => undefined)
       return loaded === undefined || loaded.source === 'stale' ? 'failed' : 'refreshed'
     } finally {
       this.#refreshing.delete(key)
@@ -153,6 +166,8 @@ async function withDeadline<T> (loading: Promise<T>, ms: number): Promise<T> {
   let timer: NodeJS.Timeout | undefined
   const expired = new Promise<never>((_resolve, reject) => {
     timer = setTimeout(() => { reject(new Error(`background reload still running after ${ms} ms`)) }, ms)
+    // Background work: a hung loader must not keep a closed process alive until the deadline.
+    timer.unref()
   })
   try {
     return await Promise.race([loading, expired])

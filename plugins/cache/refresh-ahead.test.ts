@@ -1,5 +1,7 @@
 import { test, after } from 'node:test'
 import assert from 'node:assert/strict'
+import { spawn } from 'node:child_process'
+import { once } from 'node:events'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { Redis } from 'ioredis'
 import { createCacheManager, type CacheManager, type CacheSource } from './cache-manager.js'
@@ -359,6 +361,79 @@ test('a hot key read back to back with no local copy is refreshed before it expi
   const stats = m.getStats()
   assert.ok(stats.warming.refreshes >= 1, `the key was refreshed in the background (${JSON.stringify({ warming: stats.warming, sources: [...sources] })})`)
   assert.equal(sources.get('loader') ?? 0, 0, `no read waited for the loader: ${JSON.stringify([...sources])}`)
+})
+
+test('a miss running the loader of a due key does not hold a reload slot: another hot key due meanwhile is still refreshed before it expires', async () => {
+  // One reload slot; 2 s entries due in their last 500 ms, whose reload lock lives 1 s. Key s, the hotter, leaves
+  // Redis (an eviction) just before it comes due, and its next read runs a slow loader. A reload of s that waited on
+  // that miss held the only slot for the lock's second, and h, due with it, expired unrefreshed: its next read
+  // waited for its loader.
+  const [m] = await fleet(1, { ttl: 2, refreshAheadRatio: 0.25, localEnabled: false, refreshAheadConcurrency: 1 }) as [CacheManager]
+  const prefix = prefixes[prefixes.length - 1] as string
+  let slow = false
+  const sLoader = async (): Promise<string> => {
+    if (slow) await sleep(3000)
+    return 's'
+  }
+  const hLoader = async (): Promise<string> => `h@${Date.now()}`
+  await m.getOrSet('s', sLoader)
+  await m.getOrSet('h', hLoader)
+  const filled = Date.now()
+  for (let i = 0; i < 20; i++) await m.getOrSet('s', sLoader)
+  // A Redis hit of h, which schedules its reload (its fill, with the local tier off, schedules none).
+  await m.getOrSet('h', hLoader)
+  await m.flushHotKeys()
+  await sleep(1300 - (Date.now() - filled))
+  slow = true
+  await admin.del(`${prefix}s`)
+  const miss = m.getOrSet('s', sLoader)
+  // Past h's expiry, within the second a waiting reload of s would hold the slot.
+  await sleep(2300 - (Date.now() - filled))
+  const { source } = await m.getOrSetWithSource('h', hLoader)
+  assert.equal(source, 'redis', `h was refreshed before it expired (${JSON.stringify(m.getStats().warming)})`)
+  await miss
+})
+
+test('a process whose cache was closed while a background reload\'s loader hangs exits once its clients are closed, not when the reload\'s deadline lapses', async () => {
+  // A 70 s entry due at once: its reload's deadline (the lock's lifetime) is 60 s. The deadline's timer kept the
+  // process alive that long after close, past any orchestrator's grace period.
+  const prefix = `${uniqueName('ahead-exit')}:`
+  prefixes.push(prefix)
+  const script = `
+    import { Redis } from 'ioredis'
+    import { createCacheManager } from ${JSON.stringify(new URL('./cache-manager.js', import.meta.url).href)}
+    const client = new Redis(${JSON.stringify(REDIS_URL)}, { enableOfflineQueue: false, maxRetriesPerRequest: 0 })
+    await new Promise((resolve) => client.once('ready', resolve))
+    const m = createCacheManager(client, { prefix: ${JSON.stringify(prefix)}, ttl: 70, grace: 0, refreshAheadRatio: 0.99, hotKeysIntervalMs: 100 })
+    await m.ready(5000)
+    let hang = false
+    const loader = async () => (hang ? new Promise(() => {}) : 'v')
+    await m.getOrSet('k', loader)
+    await m.flushHotKeys()
+    hang = true
+    const started = Date.now()
+    while (m.getStats().warming.refreshes === 0 && Date.now() - started < 5000) {
+      await m.getOrSet('k', loader)
+      await new Promise((resolve) => setTimeout(resolve, 50))
+    }
+    await m.close()
+    await client.quit()
+    console.log(m.getStats().warming.refreshes >= 1 ? 'closed with a reload hung' : 'no reload started')
+  `
+  const child = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] })
+  let out = ''
+  child.stdout.on('data', (chunk: Buffer) => { out += chunk.toString() })
+  const exited = once(child, 'exit')
+  const closed = await Promise.race([
+    (async () => { while (!out.includes('\n')) await sleep(20); return performance.now() })(),
+    exited.then(() => performance.now())
+  ])
+  const timer = setTimeout(() => child.kill('SIGKILL'), 20_000)
+  await exited
+  clearTimeout(timer)
+  const lingered = performance.now() - closed
+  assert.equal(out.trim(), 'closed with a reload hung')
+  assert.ok(lingered < 3000, `the process exited ${Math.round(lingered)} ms after its cache and client closed`)
 })
 
 test('close does not wait past its bound for a background reload that hangs, so a shutdown fits its grace period', async () => {

@@ -18,8 +18,8 @@ export interface RefreshAheadOptions {
 /**
  * What a reload did: `refreshed` (this instance ran the loader and stored the value), `current` (Redis already held a
  * fresh copy, now copied locally, or a miss here loaded the key meanwhile), `busy` (another instance holds the lock,
- * a load of the key running here outlived the reload's deadline, or Redis is unreachable), `failed` (the loader
- * failed: the current value stays until it expires).
+ * a miss here is running the loader, a read here outlived the reload's wait, or Redis is unreachable), `failed` (the
+ * loader failed: the current value stays until it expires).
  */
 export type RefreshOutcome = 'refreshed' | 'current' | 'busy' | 'failed'
 
@@ -106,9 +106,10 @@ export class RefreshAhead {
     const windowMs = this.windowMs(registered.options.ttl)
     const lockKey = `${this.#o.prefix}__refresh:${key}`
     // The lock outlives a successful reload on purpose: an instance that reads Redis after it finds the fresh copy;
-    // one that read just before the write finds the lock taken. A reload that took it and did not refresh (the
-    // loader failed, or a load here outlived the deadline) gives it back, so that another, or this instance's next
-    // try, may reload before the entry expires.
+    // one that read just before the write finds the lock taken; so does one whose reload found a miss here had just
+    // loaded the key (`current`). A reload that took it and did nothing (`busy`: a read here outlived its wait, a
+    // miss here took over) or failed gives it back, so that another, or this instance's next try, may reload before
+    // the entry expires.
     const lockMs = Math.min(Math.max(Math.ceil(windowMs), 1000), 60_000)
     let took = false
     try {
@@ -119,7 +120,7 @@ export class RefreshAhead {
       // A loader that never settles would hold this key's load (which a miss after expiry joins) and a concurrency
       // slot for good; past the lock's lifetime another instance may reload the key anyway.
       const outcome = await this.#reload(key, registered, windowMs, acquire, lockMs)
-      if (took && outcome !== 'refreshed') await this.#tier.run((client) => (client as unknown as UnlockCommands).chassisCacheUnlock(lockKey, this.#o.instanceId))
+      if (took && (outcome === 'busy' || outcome === 'failed')) await this.#tier.run((client) => (client as unknown as UnlockCommands).chassisCacheUnlock(lockKey, this.#o.instanceId))
     } catch {
       // Redis failed: the entry expires as it would have without refresh-ahead, or a later sweep retries.
     }
