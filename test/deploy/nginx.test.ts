@@ -152,7 +152,7 @@ function dataSegmentsIn (localPort: number): number {
   return Number(n)
 }
 
-test('an answer from the edge cache leaves NGINX as one TCP segment, its headers with its body, not a segment of headers and another of body', async () => {
+test('an answer from the edge cache leaves NGINX as one TCP segment, its headers with its body, not a segment of headers and another of body, and is not held back by the cork (Linux holds a corked partial segment up to 200 ms)', async () => {
   const path = '/api/v1/leads?state=CA&limit=20'
   assert.equal((await fetch(`${edge}${path}`, { headers: SERVICE_HEADERS })).status, 200)
   const socket = connect(Number(new URL(edge).port), '127.0.0.1')
@@ -165,20 +165,29 @@ test('an answer from the edge cache leaves NGINX as one TCP segment, its headers
     }
     const answers = 20
     let perAnswer = NaN
+    let medianMs = NaN
     // The entry lives five seconds: a round in which it was renewed (an answer not a HIT) is measured again.
     for (let round = 0; round < 3 && Number.isNaN(perAnswer); round++) {
       await ask()
       const before = dataSegmentsIn(socket.localPort ?? 0)
       const heads: string[] = []
+      const tookMs: number[] = []
       for (let i = 0; i < answers; i++) {
+        const started = performance.now()
         const { head, body } = await ask()
+        tookMs.push(performance.now() - started)
         assert.ok(body.length > 2000, `a page of leads: ${body.length} bytes`)
         heads.push(head)
       }
-      if (heads.every((h) => /\r\nx-cache-status: HIT/i.test(h))) perAnswer = (dataSegmentsIn(socket.localPort ?? 0) - before) / answers
+      if (heads.every((h) => /\r\nx-cache-status: HIT/i.test(h))) {
+        perAnswer = (dataSegmentsIn(socket.localPort ?? 0) - before) / answers
+        medianMs = tookMs.sort((x, y) => x - y)[answers / 2] ?? NaN
+      }
     }
     assert.ok(!Number.isNaN(perAnswer), 'a round of cache HITs')
     assert.ok(perAnswer <= 1.2, `${perAnswer} data segments per cached answer`)
+    // The median, not the slowest: a busy machine may delay one answer, a cork left on delays every one.
+    assert.ok(medianMs < 100, `the median answer took ${medianMs.toFixed(1)} ms`)
   } finally {
     socket.destroy()
   }
