@@ -26,7 +26,7 @@ const { values: args } = parseArgs({
 })
 const log = (m: string): void => console.log(`[bench:tracing-paired] ${m}`)
 const configs = tracingConfigs.filter((c) => args.only.split(',').includes(c.letter))
-if (configs.length < 2) throw new Error('--only: name two configurations or more (a, b, c, d)')
+if (configs.length < 2) throw new Error('--only: name two configurations or more (a, b, c, d; e on demand)')
 const services = await startTracingServices('bench:tracing-paired', configs, { pin: args.pin ?? false, connections: Number(args.connections) }, log)
 
 /** Per configuration, one entry per cycle of every set: its window's throughput. */
@@ -125,4 +125,11 @@ for (const [letter, name, bound, limit, inclusive] of targets) {
     const cpuLoss = 1 - 1 / (1 + cpu)
     console.log(`target ${name}, ${bound}, against ${base.label.slice(0, 3)}: by throughput, loss ${pct(loss)}: ${met(loss)}; by CPU per request, ${pct(cpu)} more, a loss of ${pct(cpuLoss)}: ${met(cpuLoss)}`)
   }
+}
+// With (e): how much of the shipped sampling's cost is paid before anything is sampled, and how much its sampled
+// tenth adds.
+const shipped = configs.find((c) => c.letter === 'c')
+const unsampled = configs.find((c) => c.letter === 'e')
+if (shipped && unsampled && statisticsOnly) {
+  console.log(`(c) split by CPU per request: tracing on with nothing sampled (e) ${pct(median(extraCpu(unsampled, statisticsOnly)))} over (b); the sampled tenth, (c) over (e), ${pct(median(extraCpu(shipped, unsampled)))}; by throughput, losses ${pct(median(losses(unsampled, statisticsOnly)))} and ${pct(median(losses(shipped, unsampled)))}`)
 }

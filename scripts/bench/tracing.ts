@@ -24,7 +24,7 @@ const { values: args } = parseArgs({
 })
 const log = (m: string): void => console.log(`[bench:tracing] ${m}`)
 type Config = TracingConfig
-const configs: Config[] = [...tracingConfigs]
+const configs: Config[] = tracingConfigs.filter((c) => c.optional !== true)
 for (const variant of args.variant ?? []) {
   const [name, vars = ''] = variant.split(':')
   const extra = Object.fromEntries(vars.split(',').filter(Boolean).map((kv) => kv.split('=') as [string, string]))
