@@ -82,6 +82,54 @@ class Deadlines {
   }
 }
 
+/**
+ * Whether `pending` settles within `budgetMs` of the process's own time: true if it did, false if the wait timed out.
+ * The same verdict as `withBudget`'s (below) for a wait that is not a Redis call, one timer per wait: a timer that
+ * fires after the loop was blocked waits for the next poll phase, where an answer already in a socket is read, and
+ * a wait the process made late is extended by that lateness, up to `budgetHardCapMs`.
+ */
+export function settlesWithin (pending: Promise<unknown>, budgetMs: number): Promise<boolean> {
+  return new Promise<boolean>((resolve) => {
+    const tolerance = Math.max(2, budgetMs / 4)
+    const start = performance.now()
+    const hardCapAt = start + budgetHardCapMs(budgetMs)
+    let due = start + budgetMs
+    let looked = 0
+    let lastLook = true
+    let settled = false
+    const verdict = (): void => {
+      if (settled) return
+      const now = performance.now()
+      if (now - looked > tolerance && (now < hardCapAt || lastLook)) {
+        lastLook = now < hardCapAt
+        looked = now
+        setImmediate(verdict)
+        return
+      }
+      const late = now - due
+      if (late > tolerance && now < hardCapAt) {
+        due = Math.min(now + late, hardCapAt)
+        timer = setTimeout(expired, due - now)
+        return
+      }
+      settled = true
+      resolve(false)
+    }
+    const expired = (): void => {
+      looked = performance.now()
+      setImmediate(verdict)
+    }
+    let timer = setTimeout(expired, budgetMs)
+    const done = (): void => {
+      if (settled) return
+      settled = true
+      clearTimeout(timer)
+      resolve(true)
+    }
+    pending.then(done, done)
+  })
+}
+
 const deadlines = new Map<number, Deadlines>()
 
 function deadlinesOf (timeoutMs: number): Deadlines {
