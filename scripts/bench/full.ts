@@ -243,7 +243,11 @@ const results: Record<string, Measured[]> = {}
 let hitRates = { local: 0, redis: 0, combined: 0, edge: 0, authPerRequest: 0 }
 const duration = Number(args.duration)
 const connections = Number(args.connections)
-const chosen = configs.filter((c) => !args.only || args.only.split(',').includes(c.id))
+// The run order puts the configurations a printed ratio compares next to each other ("after" between "before" and the
+// ceiling, the cached answers beside the static file): this machine's speed drifts over minutes, and the rounds'
+// ratios of adjacent rows spread far less than those of rows run minutes apart (docs/benchmarks.md).
+const RUN_ORDER = ['before', 'after', 'ceiling', 'alternative', 'after-direct', 'after-cached', 'static']
+const chosen = RUN_ORDER.flatMap((id) => configs.filter((c) => c.id === id && (!args.only || args.only.split(',').includes(c.id))))
 for (let round = 1; round <= Number(args.rounds); round++) {
   for (const c of round % 2 === 0 ? [...chosen].reverse() : chosen) {
     await run(c.url, Number(args.warmup), connections, c.sequence ?? workload, 0, c.callers)
