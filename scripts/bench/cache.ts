@@ -11,7 +11,7 @@ import { projectRoot } from '../../services/platform/paths.js'
 import { seed } from '../../services/domain/seed.js'
 import { freePort } from '../../test/helpers/ports.js'
 import { bentoNames, rows } from './cache-rows.js'
-import { load, median, processCpuMs, startService, table, type LoadResult } from './lib.js'
+import { load, median, processCpuMs, startService, table, type LoadResult, type Service } from './lib.js'
 
 const { values: args } = parseArgs({
   options: {
@@ -111,7 +111,12 @@ async function micro (): Promise<Array<Record<string, string | number>>> {
   return rowsOut
 }
 
-async function http (): Promise<{ rows: Array<Record<string, string | number>>, ratios: { cachedOverUncached: number, cachedOverCeiling: number, oursOverBentocache: number, bentocacheCpuOverOurs: number, ceilingCpuOverOurs: number } }> {
+const OURS = 'cached route (ours)'
+const BENTO = 'cached route (bentocache: L1 + Redis + its bus, same platform)'
+const UNCACHED = 'uncached route (PostgreSQL every request)'
+const CEILING = 'ceiling (bare Fastify, bytes in memory)'
+
+async function http (): Promise<{ rows: Array<Record<string, string | number>>, rounds: { cachedOverCeiling: number[], oursOverBentocache: number[], cachedOverUncached: number[] }, ratios: { cachedOverUncached: number, cachedOverCeiling: number, oursOverBentocache: number, bentocacheCpuOverOurs: number, ceilingCpuOverOurs: number } }> {
   await migrate({ databaseUrl: DATABASE_URL, schema: SCHEMA })
   const client = new pg.Client({ connectionString: DATABASE_URL, options: `-c search_path=${SCHEMA}` })
   await client.connect()
@@ -131,7 +136,10 @@ async function http (): Promise<{ rows: Array<Record<string, string | number>>, 
   const uncached = await startService('dist/services/api/main.js', { ...env, CACHE_ENABLED: 'false' }, await freePort())
   const bento = await startService('dist/scripts/bench/bentocache-server.js', { ...env, CACHE_PREFIX: `bench:${process.pid}:bento:` }, await freePort())
   const ceiling = await startService('dist/scripts/bench/ceiling-server.js', { BENCH_SOURCE_URL: `${cached.url}/api/v1/leads`, BENCH_API_KEY: key }, await freePort())
-  const configs = { 'cached route (ours)': cached, 'cached route (bentocache: L1 + Redis + its bus, same platform)': bento, 'uncached route (PostgreSQL every request)': uncached, 'ceiling (bare Fastify, bytes in memory)': ceiling }
+  const configs: Record<string, Service> = { [OURS]: cached, [BENTO]: bento, [UNCACHED]: uncached, [CEILING]: ceiling }
+  // Run with our route between the two it is compared with most closely, so each ratio's sides run back to back:
+  // the machine's speed drifts over minutes (docs/benchmarks.md). The table keeps the order above.
+  const runOrder = [OURS, CEILING, BENTO, UNCACHED].map((name): [string, Service] => [name, configs[name] as Service])
   const [ourBody, bentoBody] = await Promise.all([cached, bento].map(async (s) => (await fetch(`${s.url}/api/v1/leads`, { headers })).text()))
   if (ourBody !== bentoBody) throw new Error('the bentocache route answers other bytes than ours; the comparison would be meaningless')
   const results: Record<string, LoadResult[]> = {}
@@ -140,8 +148,7 @@ async function http (): Promise<{ rows: Array<Record<string, string | number>>, 
   try {
     for (let round = 1; round <= rounds; round++) {
       // Every other round in reverse order: no configuration always follows the same neighbour's load.
-      const order = Object.entries(configs)
-      for (const [name, service] of round % 2 === 1 ? order : order.reverse()) {
+      for (const [name, service] of round % 2 === 1 ? runOrder : [...runOrder].reverse()) {
         await load(`${service.url}/api/v1/leads`, connections, 1, headers)
         const cpuBefore = processCpuMs(service)
         const r = await load(`${service.url}/api/v1/leads`, connections, duration, headers)
@@ -165,16 +172,19 @@ async function http (): Promise<{ rows: Array<Record<string, string | number>>, 
     'service CPU µs/request': median(cpuPerRequest[name] ?? [Number.NaN]).toFixed(0),
     errors: (results[name] ?? []).reduce((n, r) => n + r.errors + r.non2xx, 0)
   }))
-  const ours = med('cached route (ours)', 'rps')
   const cpu = (name: string): number => median(cpuPerRequest[name] ?? [Number.NaN])
+  // Each ratio of req/s is the median of the rounds' own ratios, as npm run bench gives them: both sides of one round
+  // ran back to back, while the medians of two rows can come from rounds minutes apart.
+  const perRound = (a: string, b: string): number[] => (results[a] ?? []).map((r, i) => r.rps / (results[b]?.[i]?.rps ?? Number.NaN))
   return {
     rows,
+    rounds: { cachedOverCeiling: perRound(OURS, CEILING), oursOverBentocache: perRound(OURS, BENTO), cachedOverUncached: perRound(OURS, UNCACHED) },
     ratios: {
-      cachedOverUncached: ours / med('uncached route (PostgreSQL every request)', 'rps'),
-      cachedOverCeiling: ours / med('ceiling (bare Fastify, bytes in memory)', 'rps'),
-      oursOverBentocache: ours / med('cached route (bentocache: L1 + Redis + its bus, same platform)', 'rps'),
-      bentocacheCpuOverOurs: cpu('cached route (bentocache: L1 + Redis + its bus, same platform)') / cpu('cached route (ours)'),
-      ceilingCpuOverOurs: cpu('ceiling (bare Fastify, bytes in memory)') / cpu('cached route (ours)')
+      cachedOverUncached: median(perRound(OURS, UNCACHED)),
+      cachedOverCeiling: median(perRound(OURS, CEILING)),
+      oursOverBentocache: median(perRound(OURS, BENTO)),
+      bentocacheCpuOverOurs: cpu(BENTO) / cpu(OURS),
+      ceilingCpuOverOurs: cpu(CEILING) / cpu(OURS)
     }
   }
 }
@@ -185,9 +195,12 @@ if (args.only === 'micro') process.exit(0)
 const web = await http()
 console.log(`\nGET /api/v1/leads, autocannon ${connections} connections, ${duration} s x ${rounds} rounds interleaved, medians:\n`)
 console.log(table(web.rows))
-console.log(`\ncached / uncached = ${web.ratios.cachedOverUncached.toFixed(2)}x (target >= 5x)`)
-console.log(`cached / ceiling  = ${(web.ratios.cachedOverCeiling * 100).toFixed(0)}% (target >= 90%)`)
-console.log(`ours / bentocache = ${web.ratios.oursOverBentocache.toFixed(2)}x req/s (target >= 1); bentocache's CPU per request / ours = ${web.ratios.bentocacheCpuOverOurs.toFixed(2)}x`)
+const each = (values: number[], f: (x: number) => string): string => ` (rounds ${values.map(f).join(', ')})`
+const times = (x: number): string => `${x.toFixed(2)}x`
+const percent = (x: number): string => `${(x * 100).toFixed(0)}%`
+console.log(`\ncached / uncached = ${times(web.ratios.cachedOverUncached)} (target >= 5x)${each(web.rounds.cachedOverUncached, times)}`)
+console.log(`cached / ceiling  = ${percent(web.ratios.cachedOverCeiling)} (target >= 90%)${each(web.rounds.cachedOverCeiling, percent)}`)
+console.log(`ours / bentocache = ${times(web.ratios.oursOverBentocache)} req/s (target >= 1)${each(web.rounds.oursOverBentocache, times)}; bentocache's CPU per request / ours = ${web.ratios.bentocacheCpuOverOurs.toFixed(2)}x`)
 console.log(`ceiling's CPU per request / ours = ${(web.ratios.ceilingCpuOverOurs * 100).toFixed(0)}% (the share of our route's CPU a bare route needs)`)
 mkdirSync(join(projectRoot, 'bench-results'), { recursive: true })
 writeFileSync(join(projectRoot, 'bench-results', 'cache.json'), JSON.stringify({ when: new Date().toISOString(), args, micro: microRows, http: web }, null, 2))
