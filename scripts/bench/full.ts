@@ -257,22 +257,25 @@ for (let round = 1; round <= Number(args.rounds); round++) {
     const from = Date.now()
     const ownCpu0 = process.cpuUsage()
     const apiCpu0 = apis.map((a) => processCpuMs(a) ?? 0)
-    const serversCpu0 = edgeLog ? serversCpuSeconds() : 0
+    const serversCpu0 = c.id === 'after' ? serversCpuSeconds() : 0
     const r = await run(c.url, duration, connections, c.sequence ?? workload, 50000, c.callers)
     const to = Date.now()
     // The load generator is this process: on the same cores, what it uses the configuration under load cannot.
     const own = process.cpuUsage(ownCpu0)
     const loadCpuUs = Math.round((own.user + own.system) / Math.max(1, r.requests))
     const loadCores = ((own.user + own.system) / 1000 / (to - from)).toFixed(2)
-    if (edgeLog && c.id === 'after') {
-      const apiCpu = apis.reduce((s, a, i) => s + (processCpuMs(a) ?? 0) - (apiCpu0[i] ?? 0), 0)
-      const serversCpu = (serversCpuSeconds() - serversCpu0) * 1000
-      const perAnswer = (cpuMs: number): string => `${Math.round(cpuMs * 1000 / Math.max(1, r.requests))} µs (${(cpuMs / (to - from)).toFixed(2)} cores)`
+    // Behind the edge in "after": every process's CPU per answer, side by side, shows when the machine itself ran
+    // slower or faster (they move together) rather than one part of the stack.
+    const behind = c.id === 'after'
+      ? { api: apis.reduce((s, a, i) => s + (processCpuMs(a) ?? 0) - (apiCpu0[i] ?? 0), 0), servers: (serversCpuSeconds() - serversCpu0) * 1000 }
+      : undefined
+    const perAnswer = (cpuMs: number): string => `${Math.round(cpuMs * 1000 / Math.max(1, r.requests))} µs (${(cpuMs / (to - from)).toFixed(2)} cores)`
+    if (edgeLog && behind) {
       await sleep(1500) // the log's buffer is flushed every second
       const text = readFileSync(edgeLog, 'utf8')
       writeFileSync(resolve(projectRoot, args.out ?? 'bench-results', 'edge-timing.log'), text)
       const timing = edgeTimingRows(text, from, to)
-      log(`where "after" waits: the client's mean ${r.avg} ms, NGINX's mean $request_time ${timing.meanMs} ms; CPU per answer: the api instances ${perAnswer(apiCpu)}, Redis and PostgreSQL ${perAnswer(serversCpu)}\n${table(timing.rows)}`)
+      log(`where "after" waits: the client's mean ${r.avg} ms, NGINX's mean $request_time ${timing.meanMs} ms; CPU per answer: the api instances ${perAnswer(behind.api)}, Redis and PostgreSQL ${perAnswer(behind.servers)}\n${table(timing.rows)}`)
     }
     if (EDGE_ROWS.has(c.id)) {
       const cpu = nginxCpuSeconds() - cpu0
@@ -290,7 +293,7 @@ for (let round = 1; round <= Number(args.rounds); round++) {
       hitRates = { local: rate(d('local_hit'), d('local_miss')), redis: rate(d('redis_hit'), d('redis_miss')), combined: rate(d('local_hit') + d('redis_hit'), d('redis_miss')), edge, authPerRequest }
     }
     ;(results[c.id] ??= []).push(r)
-    log(`round ${round} ${c.id}: ${r.rps.toFixed(0)} req/s, p95 ${r.p95} ms, ${r.errors} errors, ${r.non2xx} non-2xx${r.statuses === '' ? '' : ` (${r.statuses})`}, the load generator ${loadCpuUs} µs CPU per answer (${loadCores} cores)${r.edgeCpuUs === undefined ? '' : `, NGINX ${r.edgeCpuUs} µs (${r.edgeCores} cores)`}`)
+    log(`round ${round} ${c.id}: ${r.rps.toFixed(0)} req/s, p95 ${r.p95} ms, ${r.errors} errors, ${r.non2xx} non-2xx${r.statuses === '' ? '' : ` (${r.statuses})`}, the load generator ${loadCpuUs} µs CPU per answer (${loadCores} cores)${r.edgeCpuUs === undefined ? '' : `, NGINX ${r.edgeCpuUs} µs (${r.edgeCores} cores)`}${behind ? `, the api instances ${perAnswer(behind.api)}, Redis and PostgreSQL ${perAnswer(behind.servers)}; NGINX answered ${hitRates.edge}% from its cache, ${hitRates.combined}% of the reads behind it skipped PostgreSQL` : ''}`)
   }
 }
 const median = (id: string, f: Exclude<keyof Measured, 'statuses'>): number => {
