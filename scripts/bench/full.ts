@@ -176,26 +176,37 @@ const EDGE_ROWS = new Set(staticUrl ? ['after', 'after-cached', 'static'] : [])
 const TICKS_PER_SECOND = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim() || 100)
 
 /**
- * CPU seconds (user + system) used so far by the processes `pick` chooses by pid, parent pid and command name,
- * from /proc, as cpu-share.sh reads them.
+ * CPU seconds (user + system) used so far by each process `pick` chooses by pid, parent pid and command name, from
+ * /proc, as cpu-share.sh reads them.
  */
-function cpuSeconds (pick: (pid: number, ppid: number, command: string) => boolean): number {
-  let ticks = 0
+function cpuSeconds (pick: (pid: number, ppid: number, command: string) => boolean): Map<number, number> {
+  const byPid = new Map<number, number>()
   for (const entry of readdirSync('/proc')) {
     if (!/^\d+$/.test(entry)) continue
     let stat: string
     try { stat = readFileSync(`/proc/${entry}/stat`, 'utf8') } catch { continue }
     // Fields after the command name (which may hold spaces): state, ppid, ..., utime (14th field), stime (15th).
     const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
-    if (pick(Number(entry), Number(fields[1]), stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')')))) ticks += Number(fields[11]) + Number(fields[12])
+    if (pick(Number(entry), Number(fields[1]), stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')')))) byPid.set(Number(entry), (Number(fields[11]) + Number(fields[12])) / TICKS_PER_SECOND)
   }
-  return ticks / TICKS_PER_SECOND
+  return byPid
+}
+
+/**
+ * The CPU seconds the processes of `now` used since `before`: a process started since counts whole, one that
+ * exited since is left out (its last seconds are lost, not its whole life subtracted: a PostgreSQL backend whose
+ * connection closed during the run would otherwise make the sum fall).
+ */
+function cpuSince (before: Map<number, number>, now: Map<number, number>): number {
+  let seconds = 0
+  for (const [pid, used] of now) seconds += used - (before.get(pid) ?? 0)
+  return seconds
 }
 
 /** The NGINX master and its workers. */
-const nginxCpuSeconds = (): number => nginxPid === undefined ? 0 : cpuSeconds((pid, ppid) => pid === nginxPid || ppid === nginxPid)
+const nginxCpu = (): Map<number, number> => nginxPid === undefined ? new Map() : cpuSeconds((pid, ppid) => pid === nginxPid || ppid === nginxPid)
 /** Redis and PostgreSQL, every process of theirs: on a shared machine, other users' load too. */
-const serversCpuSeconds = (): number => cpuSeconds((_pid, _ppid, command) => command === 'redis-server' || command === 'postgres')
+const serversCpu = (): Map<number, number> => cpuSeconds((_pid, _ppid, command) => command === 'redis-server' || command === 'postgres')
 
 function percentile (sorted: number[], p: number): number {
   return sorted.length === 0 ? 0 : sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))] as number
@@ -244,20 +255,20 @@ let hitRates = { local: 0, redis: 0, combined: 0, edge: 0, authPerRequest: 0 }
 const duration = Number(args.duration)
 const connections = Number(args.connections)
 // The run order puts the configurations a printed ratio compares next to each other ("after" between "before" and the
-// ceiling, the cached answers beside the static file): this machine's speed drifts over minutes, and the rounds'
-// ratios of adjacent rows spread far less than those of rows run minutes apart (docs/benchmarks.md).
+// ceiling, the cached answers beside the static file), so both sides of a ratio run within a minute of each other:
+// this machine's speed drifts over minutes, every process alike (docs/benchmarks.md, "Noise").
 const RUN_ORDER = ['before', 'after', 'ceiling', 'alternative', 'after-direct', 'after-cached', 'static']
 const chosen = RUN_ORDER.flatMap((id) => configs.filter((c) => c.id === id && (!args.only || args.only.split(',').includes(c.id))))
 for (let round = 1; round <= Number(args.rounds); round++) {
   for (const c of round % 2 === 0 ? [...chosen].reverse() : chosen) {
     await run(c.url, Number(args.warmup), connections, c.sequence ?? workload, 0, c.callers)
     const counters = c.id === 'after' ? await serviceCounters(apis) : {}
-    const cpu0 = nginxCpuSeconds()
+    const cpu0 = nginxCpu()
     const t0 = performance.now()
     const from = Date.now()
     const ownCpu0 = process.cpuUsage()
     const apiCpu0 = apis.map((a) => processCpuMs(a) ?? 0)
-    const serversCpu0 = c.id === 'after' ? serversCpuSeconds() : 0
+    const serversCpu0 = c.id === 'after' ? serversCpu() : new Map<number, number>()
     const r = await run(c.url, duration, connections, c.sequence ?? workload, 50000, c.callers)
     const to = Date.now()
     // The load generator is this process: on the same cores, what it uses the configuration under load cannot.
@@ -267,7 +278,7 @@ for (let round = 1; round <= Number(args.rounds); round++) {
     // Behind the edge in "after": every process's CPU per answer, side by side, shows when the machine itself ran
     // slower or faster (they move together) rather than one part of the stack.
     const behind = c.id === 'after'
-      ? { api: apis.reduce((s, a, i) => s + (processCpuMs(a) ?? 0) - (apiCpu0[i] ?? 0), 0), servers: (serversCpuSeconds() - serversCpu0) * 1000 }
+      ? { api: apis.reduce((s, a, i) => s + (processCpuMs(a) ?? 0) - (apiCpu0[i] ?? 0), 0), servers: cpuSince(serversCpu0, serversCpu()) * 1000 }
       : undefined
     const perAnswer = (cpuMs: number): string => `${Math.round(cpuMs * 1000 / Math.max(1, r.requests))} µs (${(cpuMs / (to - from)).toFixed(2)} cores)`
     if (edgeLog && behind) {
@@ -278,7 +289,7 @@ for (let round = 1; round <= Number(args.rounds); round++) {
       log(`where "after" waits: the client's mean ${r.avg} ms, NGINX's mean $request_time ${timing.meanMs} ms; CPU per answer: the api instances ${perAnswer(behind.api)}, Redis and PostgreSQL ${perAnswer(behind.servers)}\n${table(timing.rows)}`)
     }
     if (EDGE_ROWS.has(c.id)) {
-      const cpu = nginxCpuSeconds() - cpu0
+      const cpu = cpuSince(cpu0, nginxCpu())
       r.edgeCpuUs = Math.round(cpu / Math.max(1, r.requests) * 1e6)
       r.edgeCores = Math.round(cpu / ((performance.now() - t0) / 1000) * 100) / 100
     }
