@@ -256,9 +256,11 @@ const duration = Number(args.duration)
 const connections = Number(args.connections)
 // The run order puts the configurations a printed ratio compares next to each other ("after" between "before" and the
 // ceiling, the cached answers beside the static file), so both sides of a ratio run within a minute of each other:
-// this machine's speed drifts over minutes, every process alike (docs/benchmarks.md, "Noise").
+// this machine's speed drifts over minutes, every process alike (docs/benchmarks.md, "Noise"). A configuration not
+// named here runs last.
 const RUN_ORDER = ['before', 'after', 'ceiling', 'alternative', 'after-direct', 'after-cached', 'static']
-const chosen = RUN_ORDER.flatMap((id) => configs.filter((c) => c.id === id && (!args.only || args.only.split(',').includes(c.id))))
+const ordered = [...configs].sort((a, b) => (RUN_ORDER.indexOf(a.id) + 1 || Infinity) - (RUN_ORDER.indexOf(b.id) + 1 || Infinity))
+const chosen = ordered.filter((c) => !args.only || args.only.split(',').includes(c.id))
 for (let round = 1; round <= Number(args.rounds); round++) {
   for (const c of round % 2 === 0 ? [...chosen].reverse() : chosen) {
     await run(c.url, Number(args.warmup), connections, c.sequence ?? workload, 0, c.callers)
