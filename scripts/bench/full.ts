@@ -259,7 +259,8 @@ const connections = Number(args.connections)
 // this machine's speed drifts over minutes, every process alike (docs/benchmarks.md, "Noise"). A configuration not
 // named here runs last.
 const RUN_ORDER = ['before', 'after', 'ceiling', 'alternative', 'after-direct', 'after-cached', 'static']
-const ordered = [...configs].sort((a, b) => (RUN_ORDER.indexOf(a.id) + 1 || Infinity) - (RUN_ORDER.indexOf(b.id) + 1 || Infinity))
+const rank = (id: string): number => RUN_ORDER.includes(id) ? RUN_ORDER.indexOf(id) : RUN_ORDER.length
+const ordered = [...configs].sort((a, b) => rank(a.id) - rank(b.id))
 const chosen = ordered.filter((c) => !args.only || args.only.split(',').includes(c.id))
 for (let round = 1; round <= Number(args.rounds); round++) {
   for (const c of round % 2 === 0 ? [...chosen].reverse() : chosen) {
