@@ -106,6 +106,7 @@ const settings: Record<string, Setting> = {
   PORT: { test: 'PORT makes the api listen on that port', run: hostAndPort },
   TRUST_PROXY: { testedBy: { file: 'plugins/rate-limit/plugin.test.ts', test: 'a forged X-Forwarded-For from an untrusted peer buys no new quota; a trusted proxy passes the client on' } },
   LOG_HOSTS: { testedBy: { file: 'plugins/chassis/log-redaction.test.ts', test: 'LOG_HOSTS shows the host names it lists as sent in a request line; any other the caller sends is [REDACTED]' } },
+  LOG_REQUESTS: { testedBy: { file: 'plugins/chassis/request-lines.test.ts', test: 'LOG_REQUESTS=received-and-answered writes a line when a request arrives, with the request, and one when it is answered, with its status' } },
   LOG_LEVEL: {
     test: 'LOG_LEVEL sets the level the service logs at',
     run: async (t) => {

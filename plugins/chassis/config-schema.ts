@@ -1,5 +1,9 @@
 import type { ConfigFragment, ConfigOf } from './config.js'
 
+/** What a service logs of each request (LOG_REQUESTS, request-lines.ts). */
+const REQUEST_LINE_MODES = ['answered', 'received-and-answered', 'off'] as const
+export type RequestLineMode = typeof REQUEST_LINE_MODES[number]
+
 // A LOG_HOSTS entry.
 const LOG_HOST = '(?:[A-Za-z0-9.-]+|(?:[0-9A-Fa-f]{0,4}:){2,7}(?:[0-9A-Fa-f]{1,4}|\\d{1,3}(?:\\.\\d{1,3}){3})?)'
 
@@ -20,6 +24,7 @@ export const chassisConfigFragment = {
       description: 'Comma-separated host names (or IP addresses, without a port) a request line\'s Host shows as sent; any other is [REDACTED] (localhost and the address connected to are always shown)'
     },
     LOG_LEVEL: { type: 'string', default: 'info', enum: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], description: 'pino log level' },
+    LOG_REQUESTS: { type: 'string', default: 'answered', enum: REQUEST_LINE_MODES, description: 'The lines logged at info for each request: answered (one, when it is answered, with the request, status and time), received-and-answered (one when it arrives, one when it is answered) or off; errors are logged in every mode' },
     BODY_LIMIT_BYTES: { type: 'integer', default: 1048576, minimum: 1024, description: 'Largest request body accepted; larger bodies get 413' },
     REQUEST_TIMEOUT_MS: { type: 'integer', default: 60000, minimum: 100, description: 'A request whose headers and body take longer than this many ms to arrive is answered 408 and its connection closed' },
     HEALTH_CHECK_TIMEOUT_MS: { type: 'integer', default: 2000, minimum: 1, description: 'Time budget of each dependency check in /health/ready' },

@@ -24,7 +24,7 @@ async function service (t: { after: (fn: () => unknown) => void }, routes: Regis
 }
 
 const urlsLogged = (logged: Array<Record<string, unknown>>): string[] =>
-  logged.filter((l) => l.msg === 'incoming request').map((l) => (l.req as { url: string }).url)
+  logged.filter((l) => l.msg === 'request completed').map((l) => (l.req as { url: string }).url)
 
 const closed = (properties: Record<string, unknown>): Record<string, unknown> => ({ type: 'object', additionalProperties: false, properties })
 

@@ -4,9 +4,10 @@ import type { Bindings, ChildLoggerOptions } from 'pino'
 type LogFn = (...args: unknown[]) => void
 
 /**
- * The per-request logger, created only when a request actually logs at an enabled level. Fastify builds a pino
- * child for every request; at `warn` and above most requests never log, and that child was measurable per request.
- * Methods live on the prototype so a request costs one small object.
+ * The per-request logger. Fastify builds a pino child for every request, measurable per request; this one writes a
+ * request's lines through the service's logger with the request's bindings in them, and makes the child only when
+ * asked for one, for its level, or for a line that starts with an Error. Methods live on the prototype so a request
+ * costs one small object.
  */
 class LazyLogger {
   readonly #parent: FastifyBaseLogger
@@ -27,6 +28,20 @@ class LazyLogger {
   #log (level: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace', args: unknown[]): void {
     const enabled = (this.#parent as { isLevelEnabled?: (l: string) => boolean }).isLevelEnabled
     if (enabled && !enabled.call(this.#parent, level)) return
+    if (this.#child === undefined) {
+      // The parent writes the line with the request's bindings as its first fields, the line the child would write,
+      // without a child per request: a pino child serializes its bindings and builds a logger, and most requests log
+      // once (their request line). An Error first is left to the child: spread, it would lose its message and stack.
+      const first = args[0]
+      if (typeof first === 'string') {
+        ;(this.#parent[level] as LogFn)({ ...this.#bindings }, ...args)
+        return
+      }
+      if (isPlainObject(first)) {
+        ;(this.#parent[level] as LogFn)({ ...this.#bindings, ...first }, ...args.slice(1))
+        return
+      }
+    }
     ;(this.#real()[level] as LogFn)(...args)
   }
 
@@ -42,9 +57,15 @@ class LazyLogger {
   child (bindings: Bindings, options?: ChildLoggerOptions): FastifyBaseLogger { return this.#real().child(bindings, options) }
 }
 
+function isPlainObject (value: unknown): value is Record<string, unknown> {
+  if (typeof value !== 'object' || value === null) return false
+  const proto = Object.getPrototypeOf(value) as unknown
+  return proto === Object.prototype || proto === null
+}
+
 export function lazyChildLogger (parent: FastifyBaseLogger, bindings: Bindings, options: ChildLoggerOptions): FastifyBaseLogger {
-  // A route or plugin with a log level of its own logs at that level, which the service's level does not tell: its
-  // requests get the real child.
-  if (options.level !== undefined && options.level !== parent.level) return parent.child(bindings, options)
+  // A route or plugin with a log level or serializers of its own logs with them, which the service's logger does not
+  // have: its requests get the real child.
+  if ((options.level !== undefined && options.level !== parent.level) || options.serializers !== undefined) return parent.child(bindings, options)
   return new LazyLogger(parent, bindings, options) as unknown as FastifyBaseLogger
 }

@@ -92,7 +92,7 @@ test('a service logs no lead field a route or a plugin hands to its request logg
   t.after(() => app.close())
   assert.equal((await app.inject({ url: '/things', headers: { 'x-api-key': 'lck_secret' } })).statusCode, 200)
   const logged = out.read()
-  assert.deepEqual(logged.map((l) => l.msg).filter((m) => m !== 'Server listening at'), ['incoming request', 'loaded', 'listed', 'request completed'])
+  assert.deepEqual(logged.map((l) => l.msg).filter((m) => m !== 'Server listening at'), ['loaded', 'listed', 'request completed'])
   const text = JSON.stringify(logged)
   for (const value of [...PERSONAL, 'lck_secret']) assert.ok(!text.includes(value), `${value} reached a log line: ${text}`)
   assert.match(text, /"email":"\[redacted\]"/)
@@ -137,7 +137,7 @@ test('a phone or name a caller puts in a URL (path segment, unknown query parame
   const logged = out.read()
   const text = JSON.stringify(logged)
   for (const value of ['Ann', 'Lee', '5551234567', '15551234567']) assert.ok(!text.includes(value), `${value} reached a log line: ${text}`)
-  const urls = logged.filter((l) => l.msg === 'incoming request').map((l) => (l.req as { url: string }).url)
+  const urls = logged.filter((l) => l.msg === 'request completed').map((l) => (l.req as { url: string }).url)
   assert.deepEqual(urls, [
     '/leads/[REDACTED]',
     '/leads/[REDACTED]/[REDACTED]/[REDACTED]',
@@ -180,7 +180,7 @@ async function headerService (t: { after: (fn: () => unknown) => void }, env: Re
   return { app, read: out.read }
 }
 
-const incomingOf = (logged: Array<Record<string, unknown>>): Array<Record<string, unknown>> => logged.filter((l) => l.msg === 'incoming request').map((l) => l.req as Record<string, unknown>)
+const requestLinesOf = (logged: Array<Record<string, unknown>>): Array<Record<string, unknown>> => logged.filter((l) => l.msg === 'request completed').map((l) => l.req as Record<string, unknown>)
 
 test('a name or phone a caller sends as Host or Accept-Version reaches no log line: a version, localhost and its port are shown', async (t) => {
   const { app, read } = await headerService(t)
@@ -196,7 +196,7 @@ test('a name or phone a caller sends as Host or Accept-Version reaches no log li
   const logged = read()
   const text = JSON.stringify(logged)
   for (const value of ['Ann', 'Lee', '5551', '234567', '55.51']) assert.ok(!text.includes(value), `${value} reached a log line: ${text}`)
-  assert.deepEqual(incomingOf(logged).map((r) => [r.host, r.version]), [
+  assert.deepEqual(requestLinesOf(logged).map((r) => [r.host, r.version]), [
     ['[REDACTED]', '[REDACTED]'],
     ['[REDACTED]', '[REDACTED]'],
     ['[REDACTED]', '[REDACTED]'],
@@ -212,8 +212,8 @@ test('LOG_HOSTS shows the host names it lists as sent in a request line; any oth
   for (const { app } of [listed, unlisted]) {
     for (const host of ['api.example.com', 'API.Example.com:8443', '10.0.0.7:3000', 'ann.lee.example.com']) await app.inject({ url: '/things', headers: { host } })
   }
-  assert.deepEqual(incomingOf(listed.read()).map((r) => r.host), ['api.example.com', 'API.Example.com:8443', '10.0.0.7:3000', '[REDACTED]'])
-  assert.deepEqual(incomingOf(unlisted.read()).map((r) => r.host), ['[REDACTED]', '[REDACTED]', '[REDACTED]', '[REDACTED]'])
+  assert.deepEqual(requestLinesOf(listed.read()).map((r) => r.host), ['api.example.com', 'API.Example.com:8443', '10.0.0.7:3000', '[REDACTED]'])
+  assert.deepEqual(requestLinesOf(unlisted.read()).map((r) => r.host), ['[REDACTED]', '[REDACTED]', '[REDACTED]', '[REDACTED]'])
   assert.throws(() => loadConfig<ChassisConfig>(composeSchema(chassisConfigFragment), { env: { LOG_HOSTS: 'api.example.com/leads' }, dotenv: false }), /LOG_HOSTS/)
 })
 
@@ -227,7 +227,7 @@ test('the address a caller connected to is shown as the Host of its request line
   })
   assert.equal(await get(`127.0.0.1:${port}`), 200)
   assert.equal(await get(`127.0.0.2:${port}`), 200)
-  assert.deepEqual(incomingOf(read()).map((r) => r.host), [`127.0.0.1:${port}`, '[REDACTED]'])
+  assert.deepEqual(requestLinesOf(read()).map((r) => r.host), [`127.0.0.1:${port}`, '[REDACTED]'])
 })
 
 test('a Host shown for the address one connection reached is not shown for the same Host on a connection to another address', async (t) => {
@@ -242,7 +242,7 @@ test('a Host shown for the address one connection reached is not shown for the s
   assert.equal(await get('127.0.0.1'), 200)
   assert.equal(await get('127.0.0.3'), 200)
   assert.equal(await get('127.0.0.1'), 200)
-  assert.deepEqual(incomingOf(read()).map((r) => r.host), [`127.0.0.1:${port}`, '[REDACTED]', `127.0.0.1:${port}`])
+  assert.deepEqual(requestLinesOf(read()).map((r) => r.host), [`127.0.0.1:${port}`, '[REDACTED]', `127.0.0.1:${port}`])
 })
 
 test('a Host one service lists is not shown by another service in the same process that does not list it', async (t) => {
@@ -252,8 +252,8 @@ test('a Host one service lists is not shown by another service in the same proce
   for (let i = 0; i < 2; i++) {
     for (const app of [listing.app, other.app]) assert.equal((await app.inject({ url: '/things', headers: { host: 'ann.lee.example' } })).statusCode, 200)
   }
-  assert.deepEqual(incomingOf(listing.read()).map((r) => r.host), ['ann.lee.example', 'ann.lee.example'])
-  assert.deepEqual(incomingOf(other.read()).map((r) => r.host), ['[REDACTED]', '[REDACTED]'])
+  assert.deepEqual(requestLinesOf(listing.read()).map((r) => r.host), ['ann.lee.example', 'ann.lee.example'])
+  assert.deepEqual(requestLinesOf(other.read()).map((r) => r.host), ['[REDACTED]', '[REDACTED]'])
 })
 
 test('a name or phone behind a trusted proxy, in X-Forwarded-Host or X-Forwarded-For, reaches no log line', async (t) => {
@@ -265,7 +265,7 @@ test('a name or phone behind a trusted proxy, in X-Forwarded-Host or X-Forwarded
   const logged = read()
   const text = JSON.stringify(logged)
   for (const value of ['Ann', 'Lee', '5551234567']) assert.ok(!text.includes(value), `${value} reached a log line: ${text}`)
-  assert.deepEqual(incomingOf(logged).map((r) => [r.host, r.remoteAddress]), [['[REDACTED]', '[REDACTED]'], ['localhost:80', '203.0.113.9']])
+  assert.deepEqual(requestLinesOf(logged).map((r) => [r.host, r.remoteAddress]), [['[REDACTED]', '[REDACTED]'], ['localhost:80', '203.0.113.9']])
 })
 
 test('a name or phone sent as x-request-id reaches no log line: the request\'s lines carry a fresh uuid, NGINX\'s id is kept', async (t) => {
@@ -289,7 +289,7 @@ test('a name or phone written as the zone of an IPv6 address in X-Forwarded-For 
   const logged = read()
   const text = JSON.stringify(logged)
   for (const value of ['Ann', 'Lee', '5551234567']) assert.ok(!text.includes(value), `${value} reached a log line: ${text}`)
-  assert.deepEqual(incomingOf(logged).map((r) => r.remoteAddress), ['fe80::1', 'fe80::2'])
+  assert.deepEqual(requestLinesOf(logged).map((r) => r.remoteAddress), ['fe80::1', 'fe80::2'])
 })
 
 test('a LOG_HOSTS entry with a port (api.example.com:443), which no Host would ever match, is refused at start with what the setting takes; IPv6 addresses are taken', async (t) => {
@@ -300,7 +300,7 @@ test('a LOG_HOSTS entry with a port (api.example.com:443), which no Host would e
   for (const value of ['::1', 'fe80::1, ::ffff:10.0.0.7', '1:2:3:4:5:6:7:8', ' api.example.com , 10.0.0.7 ', '']) assert.equal(load(value).LOG_HOSTS, value)
   const { app, read } = await headerService(t, { LOG_HOSTS: '::1' })
   await app.inject({ url: '/things', headers: { host: '[::1]:3000' } })
-  assert.deepEqual(incomingOf(read()).map((r) => r.host), ['[::1]:3000'])
+  assert.deepEqual(requestLinesOf(read()).map((r) => r.host), ['[::1]:3000'])
 })
 
 test('an error carrying the Redis command it failed (an ioredis ReplyError) is logged with the command\'s name, never its arguments', () => {

@@ -21,7 +21,7 @@ test('a key sent in a query string is written to no log line: the request line k
   await app.inject(`/missing?token=s3cr3t-token&x=${key}`)
   const text = JSON.stringify(log.lines())
   assert.ok(!text.includes(key) && !text.includes('s3cr3t-token'), text)
-  const urls = log.lines().filter((l) => l.msg === 'incoming request').map((l) => (l.req as { url: string }).url)
+  const urls = log.lines().filter((l) => l.msg === 'request completed').map((l) => (l.req as { url: string }).url)
   // `limit` is declared, so its value is shown; `/missing` is no route's word, and `x` is declared by none.
   assert.deepEqual(urls, ['/things?api_key=[REDACTED]&limit=5', '/[REDACTED]?token=[REDACTED]&[REDACTED]=[REDACTED]'])
 })

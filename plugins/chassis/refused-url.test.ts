@@ -41,7 +41,7 @@ test('a URL the router refuses runs the hooks every request runs and is logged a
   const lines = log.lines()
   const completed = lines.filter((l) => l.msg === 'request completed')
   assert.deepEqual(completed.map((l) => [l.reqId, (l.res as { statusCode: number }).statusCode]), [[bad.headers['x-request-id'], 400], [over.headers['x-request-id'], 414]])
-  assert.deepEqual(lines.filter((l) => l.msg === 'incoming request').map((l) => (l.req as { url: string }).url), [REFUSED_URL_PATH, REFUSED_URL_PATH])
+  assert.deepEqual(lines.filter((l) => l.msg === 'request completed').map((l) => (l.req as { url: string }).url), [REFUSED_URL_PATH, REFUSED_URL_PATH])
   const text = JSON.stringify(lines)
   assert.ok(!text.includes('%zz') && !text.includes(KEY) && !text.includes(long), text)
 })

@@ -11,6 +11,7 @@ import { formatSchemaErrors, installErrorHandling, routerErrorHandler } from './
 import { healthPlugin } from './health.js'
 import { refuseJsonInOtherCharsets } from './json-body.js'
 import { lazyChildLogger } from './lazy-logger.js'
+import { RequestLines } from './request-lines.js'
 import { openApiRoutes, registerOpenApiCollector, type OpenApiOptions } from './openapi.js'
 import { censorChildBindings, logRedaction } from './log-redaction.js'
 import { setLoggedHosts } from './log-serializers.js'
@@ -44,19 +45,12 @@ export interface ServiceDefinition {
 // (`00000000000000000000005551234567`), where NGINX's are random.
 const REQUEST_ID = /^(?:[0-9a-fA-F]{32}|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})$/
 
-// The levels at which Fastify writes a line for every request received and answered.
-const REQUEST_LINE_LEVELS: ReadonlySet<string> = new Set(['info', 'debug', 'trace'])
-
 /**
- * The lazy request logger where it spares a child per request: at a level above `info`, where most requests never
- * log. At `info` and below every request logs, so its child is made anyway, and the lazy one only added its own
- * object and the check Fastify runs on the logger of a factory not its own (seven method lookups per request);
- * without a logger Fastify makes no child at all with its own factory.
+ * The lazy request logger (lazy-logger.ts): a request's lines go through the service's logger with its bindings, and
+ * no child is made per request; without a logger Fastify makes no child at all with its own factory.
  */
 function childLoggerFactory (def: ServiceDefinition): Pick<FastifyServerOptions, 'childLoggerFactory'> {
-  if (def.logger === false) return {}
-  const level = (def.logger as { level?: unknown } | undefined)?.level ?? def.config.LOG_LEVEL
-  return typeof level === 'string' && REQUEST_LINE_LEVELS.has(level) ? {} : { childLoggerFactory: lazyChildLogger }
+  return def.logger === false ? {} : { childLoggerFactory: lazyChildLogger }
 }
 
 function loggerOptions (def: ServiceDefinition): Pick<FastifyServerOptions, 'logger' | 'loggerInstance'> {
@@ -115,6 +109,7 @@ export async function buildService (def: ServiceDefinition): Promise<FastifyInst
     ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', useDefaults: true, allErrors: false }, plugins: [addFormats.default as (ajv: Ajv) => Ajv, addSchemaRules] },
     schemaErrorFormatter: formatSchemaErrors,
     ...childLoggerFactory(def),
+    logController: new RequestLines(config.LOG_REQUESTS),
     return503OnClosing: true,
     schemaController: { compilersFactory: { buildValidator: validatorsByPart() } },
     // The client address comes from X-Forwarded-For only when the direct peer is a trusted proxy.

@@ -33,6 +33,8 @@ const { values: args } = parseArgs({
     concurrency: { type: 'string', default: '4' },
     // The shipped level (deploy/k8s/base/config.yaml) writes a line per request received and answered.
     'log-level': { type: 'string', default: 'info' },
+    // The request lines the api writes at info (LOG_REQUESTS): its default, one per request, or received-and-answered.
+    'log-requests': { type: 'string', default: 'answered' },
     // Seconds counted with no request in flight: what the process's timers cost per second, see `net`.
     idle: { type: 'string', default: '10' },
     // Which servers, by name: api, ceiling, alternative.
@@ -66,7 +68,7 @@ try {
   throw error
 }
 const redisPrefix = (name: string): Record<string, string> => ({ CACHE_PREFIX: `${name}:c:`, RATE_LIMIT_PREFIX: `${name}:rl:` })
-const apiEnv = { ...apiEnvironment, DATABASE_URL, REDIS_URL, DB_SCHEMA: 'public', QUERY_STATS_ENABLED: 'false', LOG_LEVEL: args['log-level'] }
+const apiEnv = { ...apiEnvironment, DATABASE_URL, REDIS_URL, DB_SCHEMA: 'public', QUERY_STATS_ENABLED: 'false', LOG_LEVEL: args['log-level'], LOG_REQUESTS: args['log-requests'] }
 
 interface Target { name: string, label: string, entry: string, env: () => Promise<Record<string, string>>, preload: boolean }
 // The ceiling copies the bytes and headers of an api it fetches once at start: an uncounted api of its own.
@@ -162,7 +164,7 @@ const api = targets[0] as Target
 const of = (t: Target): number => medianOf(counts.get(t)?.net)
 const ofSettled = (t: Target): number => medianOf(settledOf(t))
 const settledOf = (t: Target): number[] => { const c = counts.get(t); return c === undefined ? [] : settledBatches(c) }
-console.log(`\nInstructions per request (callgrind) on the main thread, median of ${args.samples} batches of ${args.requests} requests after ${args.warmup} warm-up requests, ${args.concurrency} in flight; GET ${ROUTE} (cached) with an API key, api at LOG_LEVEL=${args['log-level']}:\n`)
+console.log(`\nInstructions per request (callgrind) on the main thread, median of ${args.samples} batches of ${args.requests} requests after ${args.warmup} warm-up requests, ${args.concurrency} in flight; GET ${ROUTE} (cached) with an API key, api at LOG_LEVEL=${args['log-level']} LOG_REQUESTS=${args['log-requests']}:\n`)
 console.log(table(chosen.map((t) => ({
   server: t.label,
   'instructions/request, net of the idle rate': of(t).toFixed(0),

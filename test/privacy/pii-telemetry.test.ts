@@ -219,7 +219,7 @@ test('every path was taken: the marked lead was served, patched, imported and ro
   })
   for (const service of ['api', 'data-service', 'orchestrator']) {
     assert.ok(spans.some((r) => r.service === service && r.span.kind === 2), `${service} exported its server spans`)
-    assert.match(logs[service] ?? '', /"msg":"incoming request"/, `${service} logged at every level`)
+    assert.match(logs[service] ?? '', /"msg":"request completed"/, `${service} logged at every level`)
   }
   assert.match(logs['data-service'] ?? '', /import interrupted/, 'the interrupted import was logged')
 })
@@ -292,8 +292,8 @@ test('a name or phone sent as Host, Accept-Version or X-Request-Id reaches no lo
   assert.equal(answeredRequestIds.length, 3)
   for (const id of answeredRequestIds) assert.match(id, /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[0-9a-f]{4}-[0-9a-f]{12}$/)
   for (const [service, text] of Object.entries(logs)) {
-    const incoming = text.split('\n').filter((l) => l.includes('"msg":"incoming request"')).map((l) => JSON.parse(l) as { reqId: string, req: Record<string, unknown> })
-    const sent = incoming.filter((l) => answeredRequestIds.includes(l.reqId))
+    const answered = text.split('\n').filter((l) => l.includes('"msg":"request completed"')).map((l) => JSON.parse(l) as { reqId: string, req: Record<string, unknown> })
+    const sent = answered.filter((l) => answeredRequestIds.includes(l.reqId))
     assert.equal(sent.length, 1, `${service} logged the request that sent them`)
     assert.deepEqual([sent[0]?.req.host, sent[0]?.req.version], ['[REDACTED]', '[REDACTED]'], `${service}: ${JSON.stringify(sent[0])}`)
   }
