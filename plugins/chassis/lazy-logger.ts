@@ -2,6 +2,12 @@ import type { FastifyBaseLogger } from 'fastify'
 import type { Bindings, ChildLoggerOptions } from 'pino'
 
 type LogFn = (...args: unknown[]) => void
+interface PinoExtras {
+  bindings: () => Bindings
+  setBindings: (bindings: Bindings) => void
+  flush: (callback?: (error?: Error) => void) => void
+  levels: unknown
+}
 
 /**
  * The per-request logger. Fastify builds a pino child for every request, measurable per request; this one writes a
@@ -26,8 +32,7 @@ class LazyLogger {
   }
 
   #log (level: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace', args: unknown[]): void {
-    const enabled = (this.#parent as { isLevelEnabled?: (l: string) => boolean }).isLevelEnabled
-    if (enabled && !enabled.call(this.#parent, level)) return
+    if (!this.isLevelEnabled(level)) return
     if (this.#child === undefined) {
       // The parent writes the line with the request's bindings as its first fields, the line the child would write,
       // without a child per request: a pino child serializes its bindings and builds a logger, and most requests log
@@ -38,7 +43,8 @@ class LazyLogger {
         return
       }
       if (isPlainObject(first)) {
-        ;(this.#parent[level] as LogFn)({ ...this.#bindings, ...first }, ...args.slice(1))
+        // The bindings again last: a logged object's own `reqId` (a request body logged whole) must not replace it.
+        ;(this.#parent[level] as LogFn)({ ...this.#bindings, ...first, ...this.#bindings }, ...args.slice(1))
         return
       }
     }
@@ -54,6 +60,16 @@ class LazyLogger {
   debug (...args: unknown[]): void { this.#log('debug', args) }
   trace (...args: unknown[]): void { this.#log('trace', args) }
   silent (): void {}
+  // The rest of pino's logger that code holding `request.log` may call, each answered as the child would answer it.
+  isLevelEnabled (level: string): boolean {
+    const logger = (this.#child ?? this.#parent) as { isLevelEnabled?: (l: string) => boolean }
+    return logger.isLevelEnabled?.(level) ?? true
+  }
+
+  bindings (): Bindings { return (this.#real() as unknown as PinoExtras).bindings() }
+  setBindings (bindings: Bindings): void { (this.#real() as unknown as PinoExtras).setBindings(bindings) }
+  flush (callback?: (error?: Error) => void): void { (this.#parent as unknown as Partial<PinoExtras>).flush?.(callback) }
+  get levels (): unknown { return (this.#parent as unknown as Partial<PinoExtras>).levels }
   child (bindings: Bindings, options?: ChildLoggerOptions): FastifyBaseLogger { return this.#real().child(bindings, options) }
 }
 

@@ -1,6 +1,8 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { Writable } from 'node:stream'
+import { connect } from 'node:net'
+import { Readable, Writable } from 'node:stream'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { buildService } from './service.js'
 import { composeSchema, loadConfig } from './config.js'
 import { chassisConfigFragment, type ChassisConfig } from './config-schema.js'
@@ -18,6 +20,11 @@ async function service (t: { after: (fn: () => unknown) => void }, env: Record<s
       a.get('/things', async () => ({ ok: true }))
       a.get('/noted', async (request) => { request.log.info({ step: 'loaded' }, 'noted'); request.log.info('plain'); return { ok: true } })
       a.get('/failing', async () => { throw new Error('the store is gone') })
+      a.get('/slow', async () => { await sleep(300); return { ok: true } })
+      // A body sent in pieces, the last long after the first.
+      a.get('/stream', async (_request, reply) => reply.type('text/plain').send(Readable.from((async function * () { yield 'a'.repeat(1024); await sleep(300); yield 'b' })())))
+      a.get('/debugging', async (request) => { request.log.level = 'debug'; request.log.debug('looked closer'); const log = request.log as unknown as { isLevelEnabled: (level: string) => boolean, bindings: () => unknown }; return { debug: log.isLevelEnabled('debug'), bindings: log.bindings() } })
+      a.post('/echoed', async (request) => { request.log.info(request.body as Record<string, unknown>, 'body'); request.log.info({ reqId: undefined }, 'unset'); return { ok: true } })
     }]
   })
   t.after(() => app.close())
@@ -83,4 +90,59 @@ test('a request that logs at info makes no pino child logger of its own: its lin
   for (let i = 0; i < 10; i++) assert.equal((await app.inject(i % 2 === 0 ? '/things' : '/noted')).statusCode, 200)
   assert.equal(children, 0, 'a child logger was made per request')
   assert.equal(requestLines(read()).length, 20)
+})
+
+/** Sends `request` on a raw connection and hangs up after `afterMs`. */
+async function hangUp (app: Awaited<ReturnType<typeof buildService>>, request: string, afterMs: number): Promise<void> {
+  const address = app.server.address()
+  const port = typeof address === 'object' && address !== null ? address.port : 0
+  const socket = connect(port, '127.0.0.1', () => socket.write(request))
+  socket.on('error', () => {})
+  socket.on('data', () => {})
+  await sleep(afterMs)
+  socket.destroy()
+}
+
+test('a request whose client hangs up before it is answered still writes its line, with its request', async (t) => {
+  const { app, read } = await service(t, {})
+  await app.listen({ host: '127.0.0.1', port: 0 })
+  await hangUp(app, 'GET /slow?name=AnnLee HTTP/1.1\r\nHost: localhost\r\n\r\n', 50)
+  let line: Record<string, unknown> | undefined
+  for (let i = 0; i < 50 && line === undefined; i++) {
+    await sleep(20)
+    line = read().find((l) => (l.req as { url?: string } | undefined)?.url?.startsWith('/slow') === true)
+  }
+  assert.equal(line?.msg, 'request aborted', JSON.stringify(read()))
+  assert.equal((line?.req as { url: string }).url, '/slow?[REDACTED]=[REDACTED]')
+  assert.equal(typeof line?.reqId, 'string')
+})
+
+test('a response its client hangs up on halfway still writes the request\'s line, with its request', async (t) => {
+  const { app, read } = await service(t, {})
+  await app.listen({ host: '127.0.0.1', port: 0 })
+  await hangUp(app, 'GET /stream HTTP/1.1\r\nHost: localhost\r\n\r\n', 100)
+  let line: Record<string, unknown> | undefined
+  for (let i = 0; i < 50 && line === undefined; i++) {
+    await sleep(20)
+    line = read().find((l) => (l.req as { url?: string } | undefined)?.url === '/stream')
+  }
+  assert.ok(line, JSON.stringify(read()))
+  assert.deepEqual([line.msg, (line.res as { statusCode: number }).statusCode], ['stream closed prematurely', 200])
+})
+
+test('a request logger answers as pino\'s child would: its level set to debug lets the request log at debug, isLevelEnabled and bindings answer', async (t) => {
+  const { app, read } = await service(t, {})
+  const answer = await app.inject('/debugging')
+  assert.equal(answer.statusCode, 200, answer.body)
+  assert.deepEqual(answer.json(), { debug: true, bindings: { service: 'test', reqId: answer.headers['x-request-id'] } })
+  assert.ok(read().some((l) => l.msg === 'looked closer' && l.reqId === answer.headers['x-request-id']), JSON.stringify(read()))
+})
+
+test('an object a request logs cannot replace or remove the request\'s reqId', async (t) => {
+  const { app, read } = await service(t, {})
+  const answer = await app.inject({ method: 'POST', url: '/echoed', payload: { reqId: 'spoofed', step: 1 } })
+  assert.equal(answer.statusCode, 200)
+  const lines = read().filter((l) => l.msg === 'body' || l.msg === 'unset')
+  assert.deepEqual(lines.map((l) => [l.msg, l.reqId]), [['body', answer.headers['x-request-id']], ['unset', answer.headers['x-request-id']]])
+  assert.equal(lines[0]?.step, 1)
 })

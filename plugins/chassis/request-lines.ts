@@ -21,6 +21,24 @@ export class RequestLines extends LogController {
 
   override incomingRequest (request: FastifyRequest, reply: FastifyReply, metadata?: Record<string, unknown>): void {
     if (this.#mode === 'received-and-answered') super.incomingRequest(request, reply, metadata)
+    // An upgrade (a WebSocket) is never answered through Fastify's reply: its one line is written when it arrives.
+    else if (this.#mode === 'answered' && request.raw.headers.upgrade !== undefined) request.log.info({ req: request }, 'incoming request')
+  }
+
+  /** The line of a request its client hung up on before it was answered (an `onRequestAbort` hook), which writes no other. */
+  requestAborted (request: FastifyRequest): void {
+    if (this.#mode === 'answered') request.log.info({ req: request }, 'request aborted')
+  }
+
+  override streamError (error: Error, request: FastifyRequest, reply: FastifyReply, metadata?: Record<string, unknown>): void {
+    if (this.#mode !== 'answered') {
+      super.streamError(error, request, reply, metadata)
+    } else if ((error as { code?: unknown }).code === 'ERR_STREAM_PREMATURE_CLOSE') {
+      // The request's one line then, since its answer was cut off before `request completed`.
+      reply.log.info({ req: request, res: reply, responseTime: reply.elapsedTime }, 'stream closed prematurely')
+    } else {
+      reply.log.warn({ req: request, err: error }, 'response terminated with an error with headers already sent')
+    }
   }
 
   override requestCompleted (error: Error | null | undefined, request: FastifyRequest, reply: FastifyReply, metadata?: Record<string, unknown>): void {

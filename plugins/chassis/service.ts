@@ -79,6 +79,7 @@ export async function buildService (def: ServiceDefinition): Promise<FastifyInst
   const proxies = config.TRUST_PROXY.split(',').map((s) => s.trim()).filter(Boolean)
   const trusted = proxyAddr.compile(proxies)
   const fromProxy = (address: string | undefined): boolean => address !== undefined && trusted(address, 0)
+  const requestLines = new RequestLines(config.LOG_REQUESTS)
   const app = Fastify({
     ...loggerOptions(def),
     bodyLimit: config.BODY_LIMIT_BYTES,
@@ -109,7 +110,7 @@ export async function buildService (def: ServiceDefinition): Promise<FastifyInst
     ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', useDefaults: true, allErrors: false }, plugins: [addFormats.default as (ajv: Ajv) => Ajv, addSchemaRules] },
     schemaErrorFormatter: formatSchemaErrors,
     ...childLoggerFactory(def),
-    logController: new RequestLines(config.LOG_REQUESTS),
+    logController: requestLines,
     return503OnClosing: true,
     schemaController: { compilersFactory: { buildValidator: validatorsByPart() } },
     // The client address comes from X-Forwarded-For only when the direct peer is a trusted proxy.
@@ -119,6 +120,8 @@ export async function buildService (def: ServiceDefinition): Promise<FastifyInst
   app.server.on('connect', refuseConnect)
   app.server.on('checkExpectation', refuseExpectation)
   censorChildBindings(app.log)
+  // A request its client hangs up on before its answer is never answered: its line is written then (request-lines.ts).
+  if (config.LOG_REQUESTS === 'answered') app.addHook('onRequestAbort', (request, done) => { requestLines.requestAborted(request); done() })
   setLoggedHosts(app, config.LOG_HOSTS.split(','))
 
   const openapi = def.openapi ? { ...def.openapi, ui: config.OPENAPI_UI_ENABLED } : undefined
