@@ -76,6 +76,29 @@ test('a logged request never carries its credentials, and an object with nothing
   assert.equal(completed?.responseTime, 1.5)
 })
 
+test('a handler that logs its request\'s headers writes no credential: authorization, cookie, x-api-key and x-service-key are censored in the first three levels of a logged object', async (t) => {
+  const out = lines()
+  const config = loadConfig<ChassisConfig>(composeSchema(chassisConfigFragment), { env: { LOG_LEVEL: 'info' }, dotenv: false })
+  const app = await buildService({
+    name: 'test',
+    config,
+    logger: { stream: out.stream },
+    routes: [(a) => a.get('/things', async (request) => {
+      request.log.info({ headers: request.headers }, 'headers')
+      request.log.child({ upstream: { headers: request.headers } }).info({ call: { headers: request.headers } }, 'nested')
+      return { ok: true }
+    })]
+  })
+  t.after(() => app.close())
+  const secrets = { authorization: 'Bearer s3cret-bearer', cookie: 'sid=s3cret-cookie', 'x-api-key': 'lck_s3cretkey', 'x-service-key': 's3cret-service' }
+  assert.equal((await app.inject({ url: '/things', headers: secrets })).statusCode, 200)
+  const logged = out.read()
+  const text = JSON.stringify(logged)
+  for (const value of Object.values(secrets)) assert.ok(!text.includes(value), `${value} reached a log line: ${text}`)
+  const headers = logged.find((l) => l.msg === 'headers')?.headers as Record<string, unknown>
+  assert.deepEqual([headers.authorization, headers.cookie, headers['x-api-key'], headers['x-service-key'], headers.host], ['[redacted]', '[redacted]', '[redacted]', '[redacted]', 'localhost:80'])
+})
+
 test('a service logs no lead field a route or a plugin hands to its request logger', async (t) => {
   const out = lines()
   const config = loadConfig<ChassisConfig>(composeSchema(chassisConfigFragment), { env: { LOG_LEVEL: 'info' }, dotenv: false })

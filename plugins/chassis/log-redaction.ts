@@ -5,10 +5,10 @@ import { requestLogValue } from './log-serializers.js'
 /** What replaces a redacted value in a log line. */
 const LOG_CENSOR = '[redacted]'
 
-/** Personal data: a property of this name is censored in the first three levels of anything logged. */
-const PERSONAL_FIELDS: ReadonlySet<string> = new Set(['email', 'phone', 'firstName', 'lastName', 'first_name', 'last_name'])
-/** Credentials, censored under `req.headers`. */
+/** Credentials, censored under `req.headers`, and as any property so named (a handler that logs its request's headers). */
 const SECRET_HEADERS: readonly string[] = ['authorization', 'cookie', 'x-api-key', 'x-service-key']
+/** Personal data and credentials: a property of this name is censored in the first three levels of anything logged. */
+const PERSONAL_FIELDS: ReadonlySet<string> = new Set(['email', 'phone', 'firstName', 'lastName', 'first_name', 'last_name', ...SECRET_HEADERS])
 
 type Bag = Record<string, unknown>
 
