@@ -113,7 +113,8 @@ test('a request whose client hangs up before it is answered still writes its lin
     line = read().find((l) => (l.req as { url?: string } | undefined)?.url?.startsWith('/slow') === true)
   }
   assert.equal(line?.msg, 'request aborted', JSON.stringify(read()))
-  assert.equal((line?.req as { url: string }).url, '/slow?[REDACTED]=[REDACTED]')
+  assert.deepEqual(line?.req, { method: 'GET', url: '/slow?[REDACTED]=[REDACTED]', host: 'localhost', remoteAddress: '127.0.0.1', remotePort: (line?.req as { remotePort?: unknown }).remotePort })
+  assert.equal(typeof (line?.req as { remotePort?: unknown }).remotePort, 'number', 'the address it came from, though its socket is gone')
   assert.equal(typeof line?.reqId, 'string')
 })
 

@@ -102,8 +102,11 @@ export async function buildService (def: ServiceDefinition): Promise<FastifyInst
     routerOptions: { maxParamLength: MAX_PARAM_LENGTH, ...refusedUrls.routerOptions },
     requestIdHeader: false,
     genReqId: (req) => {
+      // Read on every request, not only with an id to check: the socket keeps the address once read, so a request
+      // whose client hangs up before its answer is still logged with the address it came from (request-lines.ts).
+      const peer = req.socket.remoteAddress
       const incoming = req.headers['x-request-id']
-      return typeof incoming === 'string' && REQUEST_ID.test(incoming) && fromProxy(req.socket.remoteAddress) ? incoming : randomUUID()
+      return typeof incoming === 'string' && REQUEST_ID.test(incoming) && fromProxy(peer) ? incoming : randomUUID()
     },
     // ajv-formats first and by name: Fastify's compiler adds it after the plugins unless one of them is it, and it
     // would then replace the dates addSchemaRules narrows.
