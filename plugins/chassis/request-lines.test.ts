@@ -1,11 +1,15 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
+import { EventEmitter, once } from 'node:events'
 import { connect } from 'node:net'
 import { Readable, Writable } from 'node:stream'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { buildService } from './service.js'
 import { composeSchema, loadConfig } from './config.js'
 import { chassisConfigFragment, type ChassisConfig } from './config-schema.js'
+
+// Tells a test that /slow's handler is running: its request has reached the route.
+const handlerStarted = new EventEmitter()
 
 /** A service with a route that answers, one that logs a line of its own and one that fails, logging into `read`. */
 async function service (t: { after: (fn: () => unknown) => void }, env: Record<string, string>): Promise<{ app: Awaited<ReturnType<typeof buildService>>, read: () => Array<Record<string, unknown>> }> {
@@ -20,7 +24,7 @@ async function service (t: { after: (fn: () => unknown) => void }, env: Record<s
       a.get('/things', async () => ({ ok: true }))
       a.get('/noted', async (request) => { request.log.info({ step: 'loaded' }, 'noted'); request.log.info('plain'); return { ok: true } })
       a.get('/failing', async () => { throw new Error('the store is gone') })
-      a.get('/slow', async () => { await sleep(300); return { ok: true } })
+      a.get('/slow', async () => { handlerStarted.emit('started'); await sleep(300); return { ok: true } })
       // A body sent in pieces, the last long after the first.
       a.get('/stream', async (_request, reply) => reply.type('text/plain').send(Readable.from((async function * () { yield 'a'.repeat(1024); await sleep(300); yield 'b' })())))
       a.get('/debugging', async (request) => { request.log.level = 'debug'; request.log.debug('looked closer'); const log = request.log as unknown as { isLevelEnabled: (level: string) => boolean, bindings: () => unknown }; return { debug: log.isLevelEnabled('debug'), bindings: log.bindings() } })
@@ -92,26 +96,32 @@ test('a request that logs at info makes no pino child logger of its own: its lin
   assert.equal(requestLines(read()).length, 20)
 })
 
-/** Sends `request` on a raw connection and hangs up after `afterMs`. */
-async function hangUp (app: Awaited<ReturnType<typeof buildService>>, request: string, afterMs: number): Promise<void> {
+/**
+ * Sends `GET path` on a raw connection, hangs up once `moment` (given the socket) has come, and gives the line then
+ * logged for a URL starting with `path` (waiting up to a second for it).
+ */
+async function hangUp (app: Awaited<ReturnType<typeof buildService>>, read: () => Array<Record<string, unknown>>, path: string, moment: (socket: ReturnType<typeof connect>) => Promise<unknown>): Promise<Record<string, unknown> | undefined> {
+  await app.listen({ host: '127.0.0.1', port: 0 })
   const address = app.server.address()
   const port = typeof address === 'object' && address !== null ? address.port : 0
-  const socket = connect(port, '127.0.0.1', () => socket.write(request))
+  const socket = connect(port, '127.0.0.1', () => socket.write(`GET ${path} HTTP/1.1\r\nHost: localhost\r\n\r\n`))
   socket.on('error', () => {})
-  socket.on('data', () => {})
-  await sleep(afterMs)
+  const hangUpNow = moment(socket)
+  socket.resume()
+  await hangUpNow
   socket.destroy()
+  const bare = path.split('?')[0] ?? path
+  for (let i = 0; i < 50; i++) {
+    const line = read().find((l) => (l.req as { url?: string } | undefined)?.url?.startsWith(bare) === true)
+    if (line) return line
+    await sleep(20)
+  }
+  return undefined
 }
 
 test('a request whose client hangs up before it is answered still writes its line, with its request', async (t) => {
   const { app, read } = await service(t, {})
-  await app.listen({ host: '127.0.0.1', port: 0 })
-  await hangUp(app, 'GET /slow?name=AnnLee HTTP/1.1\r\nHost: localhost\r\n\r\n', 50)
-  let line: Record<string, unknown> | undefined
-  for (let i = 0; i < 50 && line === undefined; i++) {
-    await sleep(20)
-    line = read().find((l) => (l.req as { url?: string } | undefined)?.url?.startsWith('/slow') === true)
-  }
+  const line = await hangUp(app, read, '/slow?name=AnnLee', async () => await once(handlerStarted, 'started'))
   assert.equal(line?.msg, 'request aborted', JSON.stringify(read()))
   assert.deepEqual(line?.req, { method: 'GET', url: '/slow?[REDACTED]=[REDACTED]', host: 'localhost', remoteAddress: '127.0.0.1', remotePort: (line?.req as { remotePort?: unknown }).remotePort })
   assert.equal(typeof (line?.req as { remotePort?: unknown }).remotePort, 'number', 'the address it came from, though its socket is gone')
@@ -120,13 +130,8 @@ test('a request whose client hangs up before it is answered still writes its lin
 
 test('a response its client hangs up on halfway still writes the request\'s line, with its request', async (t) => {
   const { app, read } = await service(t, {})
-  await app.listen({ host: '127.0.0.1', port: 0 })
-  await hangUp(app, 'GET /stream HTTP/1.1\r\nHost: localhost\r\n\r\n', 100)
-  let line: Record<string, unknown> | undefined
-  for (let i = 0; i < 50 && line === undefined; i++) {
-    await sleep(20)
-    line = read().find((l) => (l.req as { url?: string } | undefined)?.url === '/stream')
-  }
+  // Once the answer's first bytes have arrived: its headers and first piece are sent, its last is 300 ms away.
+  const line = await hangUp(app, read, '/stream', async (socket) => await once(socket, 'data'))
   assert.ok(line, JSON.stringify(read()))
   assert.deepEqual([line.msg, (line.res as { statusCode: number }).statusCode], ['stream closed prematurely', 200])
 })
