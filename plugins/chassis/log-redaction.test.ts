@@ -2,6 +2,7 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { request } from 'node:http'
 import { Writable } from 'node:stream'
+import type { RouteHandlerMethod } from 'fastify'
 import pino from 'pino'
 import { buildService } from './service.js'
 import { composeSchema, loadConfig } from './config.js'
@@ -77,22 +78,14 @@ test('a logged request never carries its credentials, and an object with nothing
 })
 
 test('a handler that logs its request\'s headers writes no credential: authorization, cookie, x-api-key and x-service-key are censored in the first three levels of a logged object', async (t) => {
-  const out = lines()
-  const config = loadConfig<ChassisConfig>(composeSchema(chassisConfigFragment), { env: { LOG_LEVEL: 'info' }, dotenv: false })
-  const app = await buildService({
-    name: 'test',
-    config,
-    logger: { stream: out.stream },
-    routes: [(a) => a.get('/things', async (request) => {
-      request.log.info({ headers: request.headers }, 'headers')
-      request.log.child({ upstream: { headers: request.headers } }).info({ call: { headers: request.headers } }, 'nested')
-      return { ok: true }
-    })]
+  const { app, read } = await headerService(t, {}, async (request) => {
+    request.log.info({ headers: request.headers }, 'headers')
+    request.log.child({ upstream: { headers: request.headers } }).info({ call: { headers: request.headers } }, 'nested')
+    return { ok: true }
   })
-  t.after(() => app.close())
   const secrets = { authorization: 'Bearer s3cret-bearer', cookie: 'sid=s3cret-cookie', 'x-api-key': 'lck_s3cretkey', 'x-service-key': 's3cret-service' }
   assert.equal((await app.inject({ url: '/things', headers: secrets })).statusCode, 200)
-  const logged = out.read()
+  const logged = read()
   const text = JSON.stringify(logged)
   for (const value of Object.values(secrets)) assert.ok(!text.includes(value), `${value} reached a log line: ${text}`)
   const headers = logged.find((l) => l.msg === 'headers')?.headers as Record<string, unknown>
@@ -194,11 +187,11 @@ test('a phone in the name of a query parameter or body field a route does not al
   assert.ok(!text.includes('5551234567'), `a phone reached a log line or an error: ${text}`)
 })
 
-/** A service with one route, logging at `info` into `out`, configured by `env`. */
-async function headerService (t: { after: (fn: () => unknown) => void }, env: Record<string, string> = {}): Promise<{ app: Awaited<ReturnType<typeof buildService>>, read: () => Array<Record<string, unknown>> }> {
+/** A service with one route, `/things` answered by `handler`, logging at `info` into `out`, configured by `env`. */
+async function headerService (t: { after: (fn: () => unknown) => void }, env: Record<string, string> = {}, handler: RouteHandlerMethod = async () => ({ ok: true })): Promise<{ app: Awaited<ReturnType<typeof buildService>>, read: () => Array<Record<string, unknown>> }> {
   const out = lines()
   const config = loadConfig<ChassisConfig>(composeSchema(chassisConfigFragment), { env: { LOG_LEVEL: 'info', ...env }, dotenv: false })
-  const app = await buildService({ name: 'test', config, logger: { stream: out.stream }, routes: [(a) => a.get('/things', async () => ({ ok: true }))] })
+  const app = await buildService({ name: 'test', config, logger: { stream: out.stream }, routes: [(a) => a.get('/things', handler)] })
   t.after(() => app.close())
   return { app, read: out.read }
 }
