@@ -25,7 +25,7 @@ const FORMER_PATHS = [
   ...['email', 'phone', 'firstName', 'lastName', 'first_name', 'last_name'].flatMap((f) => [f, `*.${f}`, `*.*.${f}`])
 ]
 
-test('a lead\'s names, email and phone in the first three levels of a logged object, in arrays, child bindings and errors, are censored as pino\'s redact paths did', () => {
+test('a lead\'s names, email and phone in a logged object, in arrays, child bindings and errors, are censored where pino\'s redact paths did, and deeper', () => {
   const ours = lines()
   const former = lines()
   const oursLog = pino({ level: 'info', ...logRedaction }, ours.stream)
@@ -49,11 +49,79 @@ test('a lead\'s names, email and phone in the first three levels of a logged obj
     const { time: _time, ...rest } = l
     return rest
   }
-  assert.deepEqual(ours.read().map(strip), former.read().map(strip))
-  // Line 4 holds the lead four levels deep (batch.rows[0].email), below what either reaches.
-  const text = JSON.stringify(ours.read().filter((_l, i) => i !== 4))
+  // Line 4 holds the lead four levels deep (batch.rows[0].email), below what the paths reached: only there do the two differ.
+  const oursLines = ours.read()
+  const formerLines = former.read()
+  assert.deepEqual(oursLines.filter((_l, i) => i !== 4).map(strip), formerLines.filter((_l, i) => i !== 4).map(strip))
+  assert.ok(JSON.stringify(formerLines[4]).includes('ann@example.com'), 'the paths left the fourth level as it was')
+  const text = JSON.stringify(oursLines)
   for (const value of PERSONAL) assert.ok(!text.includes(value), `${value} reached a log line: ${text}`)
   assert.equal(lead.email, 'ann@example.com', 'the logged object itself is left unchanged')
+})
+
+test('a lead nested deeper than three levels (a page of leads in a result, a property of an error) is censored at any depth; an object too deep or too large to check is cut short, not written unchecked', () => {
+  const out = lines()
+  const log = pino({ level: 'info', ...logRedaction }, out.stream)
+  censorChildBindings(log)
+  log.info({ result: { page: { items: [lead] } } }, 'page')
+  log.error({ err: Object.assign(new Error('update failed'), { detail: { row: { before: lead } } }) }, 'failed')
+  log.child({ job: { batch: { rows: [lead] } } }).info('child')
+  let deep: Record<string, unknown> = { lead }
+  for (let i = 0; i < 40; i++) deep = { deeper: deep }
+  log.info({ deep }, 'too deep')
+  const wide = { rows: Array.from({ length: 20_000 }, (_v, i) => ({ id: i, nested: { lead } })) }
+  log.info(wide, 'too large')
+  const [page, failed, child, tooDeep, tooLarge] = out.read()
+  const text = JSON.stringify(out.read())
+  for (const value of PERSONAL) assert.ok(!text.includes(value), `${value} reached a log line`)
+  assert.deepEqual((page?.result as { page: { items: Array<Record<string, unknown>> } }).page.items[0], { ...lead, firstName: '[redacted]', lastName: '[redacted]', first_name: '[redacted]', last_name: '[redacted]', email: '[redacted]', phone: '[redacted]' })
+  assert.equal(((failed?.err as { detail: { row: { before: { email: string } } } }).detail.row.before.email), '[redacted]')
+  assert.equal(((child?.job as { batch: { rows: Array<{ state: string, email: string }> } }).batch.rows[0]?.email), '[redacted]')
+  assert.equal(((child?.job as { batch: { rows: Array<{ state: string }> } }).batch.rows[0]?.state), 'CA', 'what is not personal is written')
+  // 42 levels: the objects of the first 32 are walked, and the one at level 33 is written as the censor.
+  let level: unknown = tooDeep?.deep
+  let depth = 1
+  while (level !== null && typeof level === 'object') { level = (level as { deeper: unknown }).deeper; depth++ }
+  assert.equal(level, '[redacted]')
+  assert.equal(depth, 33)
+  // 20,000 rows of three properties each: those met after the first 100,000 properties are censored whole.
+  const rows = (tooLarge?.rows as unknown[])
+  assert.equal(rows.length, 20_000)
+  assert.deepEqual(rows[0], { id: 0, nested: { lead: { id: 'l1', firstName: '[redacted]', lastName: '[redacted]', first_name: '[redacted]', last_name: '[redacted]', email: '[redacted]', phone: '[redacted]', state: 'CA' } } })
+  assert.equal(rows.at(-1), '[redacted]')
+})
+
+test('a circular object is logged without hanging: the reference back is written as [Circular], and what it holds is censored', () => {
+  const out = lines()
+  const log = pino({ level: 'info', ...logRedaction }, out.stream)
+  const node: Record<string, unknown> = { name: 'node', lead: { ...lead } }
+  node.self = node
+  ;(node.lead as Record<string, unknown>).owner = node
+  log.info({ node }, 'cyclic')
+  const [line] = out.read()
+  assert.deepEqual(line?.node, { name: 'node', lead: { ...lead, firstName: '[redacted]', lastName: '[redacted]', first_name: '[redacted]', last_name: '[redacted]', email: '[redacted]', phone: '[redacted]', owner: '[Circular]' }, self: '[Circular]' })
+})
+
+test('a lead a message interpolates (%j, %o, %O) is censored as a logged object is, through a request\'s logger too', async (t) => {
+  const out = lines()
+  const log = pino({ level: 'info', ...logRedaction }, out.stream)
+  log.info('created %j', lead)
+  log.info({ id: 'l1' }, 'patched %o from %O', { after: lead }, [lead])
+  log.warn('%s then %j', 'text', { rows: [{ lead }] })
+  const text = JSON.stringify(out.read())
+  for (const value of PERSONAL) assert.ok(!text.includes(value), `${value} reached a log line: ${text}`)
+  assert.match(String(out.read()[0]?.msg), /^created \{"id":"l1","firstName":"\[redacted\]"/)
+  assert.equal(lead.email, 'ann@example.com', 'the interpolated object itself is left unchanged')
+
+  const { app, read } = await headerService(t, {}, async (request) => {
+    request.log.info('lead %j', lead)
+    request.log.info({ step: 'saved' }, 'lead %O', { lead })
+    return { ok: true }
+  })
+  assert.equal((await app.inject({ url: '/things' })).statusCode, 200)
+  const served = JSON.stringify(read())
+  assert.ok(served.includes('lead {') && served.includes('saved'), `the handler's lines were written: ${served}`)
+  for (const value of PERSONAL) assert.ok(!served.includes(value), `${value} reached a request's line: ${served}`)
 })
 
 test('an object holding bytes is logged (pino\'s redact paths threw on a Buffer)', () => {
@@ -77,7 +145,7 @@ test('a logged request never carries its credentials, and an object with nothing
   assert.equal(completed?.responseTime, 1.5)
 })
 
-test('a handler that logs its request\'s headers writes no credential: authorization, cookie, x-api-key and x-service-key are censored in the first three levels of a logged object', async (t) => {
+test('a handler that logs its request\'s headers writes no credential: authorization, cookie, x-api-key and x-service-key are censored in a logged object', async (t) => {
   const { app, read } = await headerService(t, {}, async (request) => {
     request.log.info({ headers: request.headers }, 'headers')
     request.log.child({ upstream: { headers: request.headers } }).info({ call: { headers: request.headers } }, 'nested')

@@ -7,8 +7,18 @@ const LOG_CENSOR = '[redacted]'
 
 /** Credentials, censored under `req.headers`, and as any property so named (a handler that logs its request's headers). */
 const SECRET_HEADERS: readonly string[] = ['authorization', 'cookie', 'x-api-key', 'x-service-key']
-/** Personal data and credentials: a property of this name is censored in the first three levels of anything logged. */
+/** Personal data and credentials: a property of this name is censored at any depth of anything logged. */
 const PERSONAL_FIELDS: ReadonlySet<string> = new Set(['email', 'phone', 'firstName', 'lastName', 'first_name', 'last_name', ...SECRET_HEADERS])
+/**
+ * The bounds of one line's walk: objects nested deeper than MAX_DEPTH, and every object met once MAX_PROPERTIES
+ * properties were looked at, are written as the censor instead of walked, so a line whose object is too deep or too
+ * large to check is cut short rather than written unchecked (and an object graph with shared parts cannot make the
+ * walk exponential).
+ */
+const MAX_DEPTH = 32
+const MAX_PROPERTIES = 100_000
+/** What replaces a reference back to an object the walk is inside: the copy it makes must not be circular. */
+const CIRCULAR = '[Circular]'
 
 type Bag = Record<string, unknown>
 
@@ -17,39 +27,62 @@ function copyOf (value: object): Bag {
   return Array.isArray(value) ? [...value] as unknown as Bag : Object.assign(Object.create(Object.getPrototypeOf(value) as object | null) as Bag, value)
 }
 
+/** The walk of one line: the objects it is inside, and how many more properties it may look at. */
+const path: object[] = []
+let propertiesLeft = MAX_PROPERTIES
+
 /**
- * `value` with every personal field in its next `levels` levels censored; the same object when it holds none (the
- * usual case: nothing is allocated). Bytes (Buffers, typed arrays) hold no property names and are not walked.
+ * `value` with every personal field in it censored, `depth` levels below the logged object; the same object when
+ * it holds none (the usual case: nothing is allocated). Bytes (Buffers, typed arrays) hold no property names and
+ * are not walked.
  */
-function scrubbed (value: unknown, levels: number): unknown {
-  if (levels === 0 || value === null || typeof value !== 'object' || ArrayBuffer.isView(value)) return value
+function scrubbed (value: unknown, depth: number): unknown {
+  if (value === null || typeof value !== 'object' || ArrayBuffer.isView(value)) return value
+  if (depth > MAX_DEPTH || propertiesLeft <= 0) return LOG_CENSOR
+  if (path.includes(value)) return CIRCULAR
   let copy: Bag | undefined
   const source = value as Bag
-  for (const key in source) {
-    if (!Object.hasOwn(source, key)) continue
-    const before = source[key]
-    const after = PERSONAL_FIELDS.has(key) && before !== undefined ? LOG_CENSOR : scrubbed(before, levels - 1)
-    if (after !== before) (copy ??= copyOf(source))[key] = after
+  path.push(value)
+  try {
+    for (const key in source) {
+      if (!Object.hasOwn(source, key)) continue
+      propertiesLeft--
+      const before = source[key]
+      const after = PERSONAL_FIELDS.has(key) && before !== undefined ? LOG_CENSOR : scrubbed(before, depth + 1)
+      if (after !== before) (copy ??= copyOf(source))[key] = after
+    }
+  } finally {
+    path.pop()
   }
   return copy ?? value
 }
 
-/** A logged object (or a child logger's bindings): personal fields at its top level and the two below it censored. */
+/**
+ * Starts the walk of a line's value (a logged object, or what a serializer made): the line's budget of properties is
+ * set anew unless this runs inside another walk (a getter that logs), whose budget it then shares.
+ */
+function startWalk (): void {
+  if (path.length === 0) propertiesLeft = MAX_PROPERTIES
+}
+
+/** A logged object (or a child logger's bindings): personal fields at any depth censored. */
 function scrubLogObject (object: Bag): Bag {
+  startWalk()
   let copy: Bag | undefined
   for (const key in object) {
     if (!Object.hasOwn(object, key)) continue
     const before = object[key]
     // These are turned into plain values by their serializers, which scrub what they produce.
     if (SERIALIZED.has(key)) continue
-    const after = PERSONAL_FIELDS.has(key) && before !== undefined ? LOG_CENSOR : scrubbed(before, 2)
+    const after = PERSONAL_FIELDS.has(key) && before !== undefined ? LOG_CENSOR : scrubbed(before, 1)
     if (after !== before) (copy ??= { ...object })[key] = after
   }
   return copy ?? object
 }
 
 function scrubRequest (value: Bag): Bag {
-  const scrubbedValue = scrubbed(value, 2) as Bag
+  startWalk()
+  const scrubbedValue = scrubbed(value, 1) as Bag
   const headers = scrubbedValue.headers
   if (headers === null || typeof headers !== 'object' || !SECRET_HEADERS.some((h) => Object.hasOwn(headers, h))) return scrubbedValue
   const censored = copyOf(headers)
@@ -71,7 +104,10 @@ const SERIALIZERS = {
   req: (request: Parameters<typeof requestLogValue>[0]) => scrubRequest(requestLogValue(request)),
   // Fastify's own: the status only.
   res: (reply: { statusCode: number }) => ({ statusCode: reply.statusCode }),
-  err: (error: Error) => scrubbed(withoutCommandArgs(pino.stdSerializers.err(error)), 2)
+  err: (error: Error) => {
+    startWalk()
+    return scrubbed(withoutCommandArgs(pino.stdSerializers.err(error)), 1)
+  }
 }
 const SERIALIZED: ReadonlySet<string> = new Set(Object.keys(SERIALIZERS))
 
@@ -91,17 +127,34 @@ export function censorChildBindings (logger: object): void {
   })
 }
 
+type LogMethod = (this: unknown, ...args: unknown[]) => void
+
+/**
+ * The values a message interpolates (`log.info('lead %j', lead)`, `%o`, `%O`), scrubbed as a logged object is: pino
+ * writes them into `msg`, which no formatter or serializer sees. They follow the message, which is the first
+ * argument or, after a logged object, the second.
+ */
+function scrubInterpolated (this: unknown, args: unknown[], method: LogMethod): void {
+  for (let i = typeof args[0] === 'string' ? 1 : 2; i < args.length; i++) {
+    startWalk()
+    args[i] = scrubbed(args[i], 1)
+  }
+  method.apply(this, args)
+}
+
 /**
  * The pino options that keep personal data (a lead's names, email, phone) and credentials out of every log line:
- * those fields in the first three levels of a logged object or the logger's bindings, and the credential headers of
- * a logged request, become `[redacted]` (a child's bindings with `censorChildBindings`). Written by hand instead of pino's `redact` paths: pino 10's
+ * those fields at any depth of a logged object, of the values its message interpolates and of the logger's
+ * bindings, and the credential headers of a logged request, become `[redacted]` (a child's bindings with
+ * `censorChildBindings`). Written by hand instead of pino's `redact` paths: pino 10's
  * redactor clones and walks every path for each value of each line, the message included, and the wildcard paths
  * this needs made the two lines a request logs at `info` cost about four times what writing them did; here a line
  * with nothing to censor is walked once and copied never.
  */
-export const logRedaction: Pick<LoggerOptions, 'formatters' | 'serializers' | 'mixinMergeStrategy'> = Object.freeze({
+export const logRedaction: Pick<LoggerOptions, 'formatters' | 'serializers' | 'mixinMergeStrategy' | 'hooks'> = Object.freeze({
   formatters: Object.freeze({ log: scrubLogObject, bindings: scrubLogObject }),
   serializers: Object.freeze(SERIALIZERS),
+  hooks: Object.freeze({ logMethod: scrubInterpolated as NonNullable<LoggerOptions['hooks']>['logMethod'] }),
   // Not redaction, but every logger the chassis makes gets these options: see log-mixin.ts.
   mixinMergeStrategy: mergeMixinFields
 })
