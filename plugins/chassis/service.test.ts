@@ -3,6 +3,8 @@ import assert from 'node:assert/strict'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { createConnection } from 'node:net'
 import { once } from 'node:events'
+import { gzipSync } from 'node:zlib'
+import { request as httpRequest } from 'node:http'
 import Fastify, { type FastifyInstance } from 'fastify'
 import { buildService } from './service.js'
 import { composeSchema, loadConfig } from './config.js'
@@ -68,6 +70,45 @@ test('validation errors name the offending field, and a property it does not all
     assert.equal(res.json().code, 'VALIDATION_ERROR')
     assert.match(res.json().message, message)
   }
+})
+
+test('a body sent in a content coding (Content-Encoding: gzip, br) is refused 415 with Accept-Encoding: identity before it is read; identity, and a request without a body, pass', async (t) => {
+  let handled = 0
+  const app = await build(t, (a) => {
+    a.post('/echo', async (req) => { handled++; return req.body })
+    a.get('/ping', async () => ({ ok: true }))
+  })
+  const json = JSON.stringify({ name: 'x' })
+  for (const coding of ['gzip', 'GZIP', 'br', 'gzip, identity', 'x-unknown-coding']) {
+    const res = await app.inject({ method: 'POST', url: '/echo', headers: { 'content-type': 'application/json', 'content-encoding': coding }, payload: gzipSync(json) })
+    assert.equal(res.statusCode, 415, coding)
+    assert.equal(res.json().code, 'UNSUPPORTED_MEDIA_TYPE')
+    assert.equal(res.headers['accept-encoding'], 'identity')
+    assert.ok(!res.body.includes(coding), 'the coding is not echoed')
+  }
+  assert.equal(handled, 0, 'no refused body reached the handler')
+  for (const coding of ['identity', 'Identity ', '']) {
+    const res = await app.inject({ method: 'POST', url: '/echo', headers: { 'content-type': 'application/json', 'content-encoding': coding }, payload: json })
+    assert.equal(res.statusCode, 200, `"${coding}": ${res.body}`)
+    assert.deepEqual(res.json(), { name: 'x' })
+  }
+  const bodiless = await app.inject({ url: '/ping', headers: { 'content-encoding': 'gzip' } })
+  assert.equal(bodiless.statusCode, 200)
+  // A chunked body, over a real socket: refused before a byte of it is read.
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  const { port } = app.server.address() as { port: number }
+  const chunked = await new Promise<{ status: number, body: string }>((resolve, reject) => {
+    const req = httpRequest({ port, host: '127.0.0.1', method: 'POST', path: '/echo', headers: { 'content-type': 'application/json', 'content-encoding': 'gzip', 'transfer-encoding': 'chunked' } }, (res) => {
+      let body = ''
+      res.on('data', (c: Buffer) => { body += c.toString() })
+      res.on('end', () => { resolve({ status: res.statusCode ?? 0, body }) })
+    })
+    req.on('error', reject)
+    req.end(gzipSync(json))
+  })
+  assert.equal(chunked.status, 415)
+  assert.equal((JSON.parse(chunked.body) as { code: string }).code, 'UNSUPPORTED_MEDIA_TYPE')
+  assert.equal(handled, 3)
 })
 
 test('malformed JSON and oversized bodies get 400 and 413 with codes', async (t) => {

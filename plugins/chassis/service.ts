@@ -9,6 +9,7 @@ import { clientErrorHandler, refuseConnect, refuseExpectation } from './client-e
 import { ChassisErrors } from './errors.js'
 import { formatSchemaErrors, installErrorHandling, routerErrorHandler } from './error-handler.js'
 import { healthPlugin } from './health.js'
+import { encodedBodyRefusal } from './content-encoding.js'
 import { refuseJsonInOtherCharsets } from './json-body.js'
 import { lazyChildLogger } from './lazy-logger.js'
 import { RequestLines } from './request-lines.js'
@@ -143,7 +144,7 @@ export async function buildService (def: ServiceDefinition): Promise<FastifyInst
     setEveryResponseHeaders(request, reply)
     // HTTP/1.1 requires a Host header (RFC 9112 3.2); HTTP/1.0 does not.
     if (request.headers.host === undefined && request.raw.httpVersion === '1.1') return done(new ChassisErrors.MALFORMED_REQUEST())
-    done()
+    done(encodedBodyRefusal(request, reply))
   })
   // Keep-alive connections would hold close() open after their in-flight request: ask clients to hang up.
   app.addHook('onSend', (_request, reply, payload, done) => {

@@ -5,6 +5,7 @@ import { createTestSchema, testEnv, uniqueName, SERVICE_HEADERS, type TestSchema
 import { buildDataService } from './app.js'
 import { loadDataServiceConfig } from './config.js'
 import { Readable, Writable } from 'node:stream'
+import { gzipSync } from 'node:zlib'
 import { pino } from 'pino'
 import { DatabaseError, type ConnectionPool } from '@lead-chassis/plugins/db-pool'
 import { ImportInterruptedError, importLeads, type Rejection } from './lead-import.js'
@@ -37,6 +38,19 @@ test('a CSV import inserts, a re-import changes nothing, a changed row updates',
   assert.deepEqual([changed.json().updated, changed.json().unchanged], [1, 1])
   const [row] = await db.sql<{ n: number, state: string }>("SELECT count(*)::int AS n, max(state) AS state FROM leads WHERE email = 'ann1@example.com'")
   assert.deepEqual(row, { n: 1, state: 'TX' })
+})
+
+test('an import sent compressed (Content-Encoding: gzip) is refused 415, not read as rows of text that is not UTF-8 and answered 200', async (t) => {
+  const { app, db } = await setup(t)
+  const csv = [CSV_HEADER, csvRow(1), csvRow(2)].join('\n')
+  const res = await app.inject({ method: 'POST', url: '/data/v1/imports/leads', headers: { ...SERVICE_HEADERS, 'content-type': 'text/csv', 'content-encoding': 'gzip' }, payload: gzipSync(csv) })
+  assert.equal(res.statusCode, 415, res.body)
+  assert.equal(res.json().code, 'UNSUPPORTED_MEDIA_TYPE')
+  assert.equal(res.headers['accept-encoding'], 'identity')
+  const [row] = await db.sql<{ n: number }>('SELECT count(*)::int AS n FROM leads')
+  assert.equal(row?.n, 0)
+  const plain = await post(app, csv)
+  assert.equal(plain.json().inserted, 2, 'the same rows sent unencoded are imported')
 })
 
 test('each rejected row is reported with its line and reason; nothing is dropped silently', async (t) => {
