@@ -268,6 +268,94 @@ test('during a Redis outage three instances together admit at most the limit (ea
   assert.ok(admitted <= policy.limit)
 })
 
+/**
+ * Instances on a private Redis behind a fault proxy: `proxy.reset()` is an outage in which nothing they send reaches
+ * Redis (a paused Redis would run the timed-out calls once it wakes, and count them after all), `proxy.heal()` its end.
+ */
+async function fleetBehindProxy (t: { after: (fn: () => unknown) => void }, size: number, options: { breakerThreshold?: number } = {}) {
+  const redis = await startPrivateRedis()
+  t.after(() => redis.destroy())
+  const proxy = await startFaultProxy({ port: redis.port })
+  t.after(() => proxy.close())
+  const prefix = `${uniqueName('rl')}:`
+  const clients: Array<ReturnType<typeof createRedisClient>> = []
+  const instances = await Promise.all(Array.from({ length: size }, async () => {
+    const c = createRedisClient({ url: proxy.rewrite(redis.url), commandTimeoutMs: 50 })
+    c.on('error', () => {})
+    t.after(() => c.disconnect())
+    clients.push(c)
+    await new Promise((resolve) => c.once('ready', resolve))
+    const limiter = new RateLimiter(c, { prefix, timeoutMs: 50, presenceIntervalMs: 50, breakerCooldownMs: 100, ...options })
+    t.after(() => limiter.close())
+    return limiter
+  }))
+  await eventually(() => instances.every((l) => l.getStats().instances === size), `every instance sees ${size} in the presence set`)
+  const admin = new Redis(redis.url)
+  t.after(() => admin.quit())
+  /** The entries Redis holds for a client's key. */
+  const counted = async (identity: string): Promise<number> => {
+    const [key] = await admin.keys(`*${identity}*`)
+    return key === undefined ? 0 : await admin.llen(key)
+  }
+  return { proxy, instances, clients, counted }
+}
+
+test('a window that spans the start of a Redis outage admits at most the limit: the fallback starts a key from the count Redis last gave, not from zero', async (t) => {
+  const { proxy, instances, counted } = await fleetBehindProxy(t, 3)
+  const policy = { name: 'shared', limit: 30, windowMs: 60000 }
+  // 12 through Redis, one instance after the other: the last counts they were given are 10, 11 and 12.
+  let admitted = 0
+  for (let i = 0; i < 12; i++) {
+    const d = await (instances[i % 3] as RateLimiter).check('handover-client', [policy])
+    assert.equal(d.source, 'store')
+    if (d.allowed) admitted++
+  }
+  assert.equal(admitted, 12)
+  proxy.reset()
+  const decisions = await Promise.all(Array.from({ length: 300 }, (_, i) => (instances[i % 3] as RateLimiter).check('handover-client', [policy])))
+  assert.ok(decisions.every((d) => d.source === 'fallback' || d.source === 'fast-path'), decisions.map((d) => d.source).join())
+  const inFallback = decisions.filter((d) => d.allowed).length
+  // Each admits a third of what the limit left as it last saw it: floor(20 / 3), floor(19 / 3), floor(18 / 3).
+  assert.equal(inFallback, 18)
+  assert.ok(admitted + inFallback <= policy.limit, `${admitted} through Redis and ${inFallback} in fallback, against a limit of ${policy.limit}`)
+  proxy.heal()
+  assert.equal(await counted('handover-client'), 12, 'nothing sent during the outage reached Redis')
+})
+
+test('a window that spans the end of a Redis outage admits at most the limit: what the fallback admitted is charged to Redis once it answers again', async (t) => {
+  const { proxy, instances, counted } = await fleetBehindProxy(t, 3)
+  const policy = { name: 'shared', limit: 30, windowMs: 60000 }
+  proxy.reset()
+  const during = await Promise.all(Array.from({ length: 300 }, (_, i) => (instances[i % 3] as RateLimiter).check('recovery-client', [policy])))
+  assert.equal(during.filter((d) => d.allowed).length, 30, 'each of the three admits its 10')
+  proxy.heal()
+  // The heartbeats that Redis answers again charge it, with no request needed.
+  await eventually(async () => await counted('recovery-client') >= 30, 'Redis holds the 30 admitted during the outage')
+  assert.equal(await counted('recovery-client'), 30)
+  const after = await Promise.all(Array.from({ length: 300 }, (_, i) => (instances[i % 3] as RateLimiter).check('recovery-client', [policy])))
+  assert.ok(after.every((d) => d.source === 'store' || d.source === 'fast-path'), after.map((d) => d.source).join())
+  assert.equal(after.filter((d) => d.allowed).length, 0, 'the window is full')
+})
+
+test('the first request an instance decides in Redis after an outage is refused when what it admitted in fallback filled the window', async (t) => {
+  // A breaker that never opens: once the link is back, the next request goes to Redis, not to the fallback.
+  const { proxy, instances, clients, counted } = await fleetBehindProxy(t, 1, { breakerThreshold: 1_000_000 })
+  const limiter = instances[0] as RateLimiter
+  const policy = { name: 'alone', limit: 20, windowMs: 60000 }
+  proxy.reset()
+  // Exactly the limit, none refused: no refusal is remembered to answer the next request from memory.
+  const during = await Promise.all(Array.from({ length: 20 }, () => limiter.check('carried-client', [policy])))
+  assert.deepEqual([during.filter((d) => d.allowed).length, during.every((d) => d.source === 'fallback')], [20, true])
+  await eventually(() => clients[0]?.status !== 'ready', 'the client saw the link drop')
+  proxy.heal()
+  await eventually(() => clients[0]?.status === 'ready', 'the client is connected again')
+  // The request goes with the 20 this instance owes, or after the reconnection's heartbeat charged them: refused either way.
+  const next = await limiter.check('carried-client', [policy])
+  assert.deepEqual([next.source, next.allowed], ['store', false], 'the 20 admitted in fallback fill the window')
+  await eventually(async () => await counted('carried-client') >= 20, 'Redis holds the 20')
+  assert.equal(await counted('carried-client'), 20)
+})
+
 test('an instance that leaves the presence set is no longer counted: the others\' share grows', async (t) => {
   const prefix = `${uniqueName('rl')}:`
   const limiters = [0, 1].map(() => new RateLimiter(client(), { prefix, timeoutMs: 1000, presenceIntervalMs: 50 }))

@@ -14,6 +14,20 @@ export class MemoryStore implements RateLimitStore {
     this.#now = options.now ?? Date.now
   }
 
+  /** Whether a count of `key` is kept. */
+  has (key: string): boolean {
+    return this.#logs.has(key)
+  }
+
+  /** Starts `key`, which has no count here, with `count` requests made at `at`. */
+  seed (key: string, count: number, at: number, windowMs: number): void {
+    this.#logs.set(key, new Array<number>(count).fill(at), { ttl: windowMs })
+  }
+
+  forget (key: string): void {
+    this.#logs.delete(key)
+  }
+
   async check ({ keys, policies, cost, consume }: StoreCheck): Promise<PolicyResult[]> {
     const now = this.#now()
     const results: PolicyResult[] = []

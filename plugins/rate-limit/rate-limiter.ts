@@ -1,16 +1,20 @@
 import { randomUUID } from 'node:crypto'
 import { LRUCache } from 'lru-cache'
 import { CircuitBreaker, withBudget, type RedisClient } from '../redis/index.js'
+import { Handover, type Owed } from './handover.js'
 import { MemoryStore } from './memory-store.js'
 import { resolveRateLimiterOptions } from './options.js'
 import { presets, validatePolicy, type RateLimitPolicy } from './policies.js'
 import { Presence } from './presence.js'
 import { RedisStore, type Decided } from './redis-store.js'
-import type { PolicyResult, RateLimitStore } from './store.js'
+import type { PolicyResult, RateLimitStore, StoreCheck } from './store.js'
 
 // Keyed by the client: the limiters of one instance share its client, and were each counted as an instance of their
 // own, which divided every limit during an outage by twice the instances there were.
 const instanceIds = new WeakMap<RedisClient, string>()
+
+/** Owed keys charged to the store at a time after an outage. */
+const CHARGE_SLICE = 256
 
 function instanceIdOf (redis: RedisClient): string {
   let id = instanceIds.get(redis)
@@ -106,6 +110,11 @@ export class RateLimiter {
   readonly #redis: RedisClient | undefined
   readonly #log: FallbackLog | undefined
   readonly #shares = new WeakMap<RateLimitPolicy, RateLimitPolicy>()
+  /** With a shared store: what carries a key's count into the fallback and back. */
+  readonly #handover: Handover | undefined
+  /** The fallback admitted something since the last charge began: the next store answer or heartbeat charges it. */
+  #chargeDue = false
+  #charging = false
   #episode: Episode | undefined
 
   constructor (redis: RedisClient | undefined, rawOptions: RateLimiterOptions = {}) {
@@ -120,12 +129,18 @@ export class RateLimiter {
       : undefined
     this.#store = options.store ?? this.#batched ?? this.#fallback
     this.#shared = this.#store !== this.#fallback
+    this.#handover = this.#shared ? new Handover(options.maxKeys) : undefined
     this.#overUntil = new LRUCache({ max: options.maxKeys })
     this.#log = options.log
     this.#redis = options.store === undefined ? redis : undefined
     if (redis && options.store === undefined) {
+      // A heartbeat Redis answered says it is back, also to an instance no request has reached since the outage.
       this.#presence = new Presence(redis, `${this.#prefix}instances`, options.instanceId ?? instanceIdOf(redis), options.presenceIntervalMs,
-        (call) => withBudget(this.#breaker, this.#timeoutMs, call))
+        async (call) => {
+          const answered = await withBudget(this.#breaker, this.#timeoutMs, call)
+          this.#chargeOwed()
+          return answered
+        })
     }
   }
 
@@ -205,10 +220,19 @@ export class RateLimiter {
     const now = Date.now()
     const fast = this.#overUntil.size > 0 ? this.#fastPath(keys, policies, now) : undefined
     if (fast) return then(fast, 'fast-path')
-    const check = { keys, policies, cost, consume: true }
+    const handover = this.#handover
+    // What this instance admitted in fallback for these keys goes to the store with this request, which the store
+    // then decides as if it cost that much more.
+    const owed = handover ? handover.owed(keys, policies, now) : 0
+    const check = { keys, policies, cost: cost + owed, consume: true }
     const answer: Decided = (error, results) => {
       if (results === undefined) return this.#fellBack(error, keys, policies, cost, now, then)
       if (this.#episode) this.#endEpisode()
+      if (this.#chargeDue) this.#chargeOwed()
+      if (handover) {
+        handover.counted(keys, results, now)
+        if (owed > 0 && results.every((r) => r.allowed)) handover.charged(this.#fallback, keys)
+      }
       this.#noteRefusals(keys, results, cost, now)
       then(results, 'store')
     }
@@ -228,7 +252,17 @@ export class RateLimiter {
     if (policies.some((p) => p.onStoreFailure === 'closed')) {
       return then(policies.map((policy) => ({ policy, allowed: policy.onStoreFailure !== 'closed', remaining: 0, resetMs: 0, retryAfterMs: policy.onStoreFailure === 'closed' ? 1000 : 0 })), 'closed')
     }
-    void this.#fallback.check({ keys, policies: policies.map((p) => this.#share(p)), cost, consume: true }).then((results) => {
+    const shares = policies.map((p) => this.#share(p))
+    const handover = this.#handover
+    if (handover) {
+      const live = this.#presence?.live ?? 1
+      for (let i = 0; i < keys.length; i++) handover.seed(this.#fallback, keys[i] as string, policies[i] as RateLimitPolicy, shares[i] as RateLimitPolicy, live, now)
+    }
+    void this.#fallback.check({ keys, policies: shares, cost, consume: true }).then((results) => {
+      if (handover && results.every((r) => r.allowed)) {
+        handover.admitted(keys, policies, cost, now)
+        this.#chargeDue = true
+      }
       this.#noteRefusals(keys, results, cost, now)
       then(results, 'fallback')
     })
@@ -240,6 +274,43 @@ export class RateLimiter {
       const r = results[i] as PolicyResult
       if (!r.allowed && r.retryAfterMs > 0 && cost <= r.policy.limit && !r.policy.shadow) this.#overUntil.set(keys[i] as string, now + r.retryAfterMs, { ttl: r.retryAfterMs })
     }
+  }
+
+  /**
+   * Once the store answers again, charges it with what this instance admitted in fallback, key by key, as requests
+   * of that cost (so that it counts them until they leave the window); what it refuses, the key being over its limit
+   * meanwhile, stays owed and goes with the key's next request here. Once per outage: a run that ends with
+   * something refused is not retried by the next heartbeat.
+   */
+  #chargeOwed (): void {
+    const handover = this.#handover
+    if (!handover || !this.#chargeDue || this.#charging) return
+    this.#chargeDue = false
+    if (!handover.owing) return
+    this.#charging = true
+    const owed = handover.take(Date.now())
+    const charge = async (o: Owed): Promise<void> => {
+      try {
+        const results = await this.#ask({ keys: [o.key], policies: [o.policy], cost: o.times.length, consume: true })
+        if (results.every((r) => r.allowed)) this.#fallback.forget(o.key)
+        else handover.giveBack(o)
+      } catch {
+        handover.giveBack(o)
+      }
+    }
+    void (async () => {
+      // In slices: a long outage may leave many keys owed, and their charges share the store with live requests.
+      for (let i = 0; i < owed.length; i += CHARGE_SLICE) await Promise.all(owed.slice(i, i + CHARGE_SLICE).map(charge))
+    })().finally(() => { this.#charging = false })
+  }
+
+  /** One check in the shared store, under the budget. */
+  #ask (check: StoreCheck): Promise<PolicyResult[]> {
+    if (this.#batched) {
+      const batched = this.#batched
+      return new Promise((resolve, reject) => { batched.decide(check, (error, results) => { if (results === undefined) reject(error ?? new Error('rate-limit store call failed')); else resolve(results) }) })
+    }
+    return withBudget(this.#breaker, this.#timeoutMs, () => this.#store.check(check))
   }
 
   /** Units left for `identity` under `policy` (the configured default policy), without consuming any. */
