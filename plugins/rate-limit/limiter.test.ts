@@ -349,11 +349,56 @@ test('the first request an instance decides in Redis after an outage is refused 
   await eventually(() => clients[0]?.status !== 'ready', 'the client saw the link drop')
   proxy.heal()
   await eventually(() => clients[0]?.status === 'ready', 'the client is connected again')
-  // The request goes with the 20 this instance owes, or after the reconnection's heartbeat charged them: refused either way.
+  // The reconnection charges the 20 before any request it carries is decided.
   const next = await limiter.check('carried-client', [policy])
   assert.deepEqual([next.source, next.allowed], ['store', false], 'the 20 admitted in fallback fill the window')
   await eventually(async () => await counted('carried-client') >= 20, 'Redis holds the 20')
   assert.equal(await counted('carried-client'), 20)
+})
+
+test('what the fallback admitted is charged to Redis once, and only to the keys of the policies that admitted it', async (t) => {
+  const { proxy, instances, clients, counted } = await fleetBehindProxy(t, 1, { breakerThreshold: 1_000_000 })
+  const limiter = instances[0] as RateLimiter
+  const global = { name: 'global', limit: 100, windowMs: 60000 }
+  const strict = { name: 'strict', limit: 10, windowMs: 60000 }
+  proxy.reset()
+  const during = await Promise.all(Array.from({ length: 10 }, () => limiter.check('charged-once', [global])))
+  assert.equal(during.filter((d) => d.allowed).length, 10)
+  await eventually(() => clients[0]?.status !== 'ready', 'the client saw the link drop')
+  // A request sent the moment the link is back, beside the charge the reconnection sends.
+  const first = new Promise<Awaited<ReturnType<RateLimiter['check']>>>((resolve) => { clients[0]?.once('ready', () => { resolve(limiter.check('charged-once', [global, strict])) }) })
+  proxy.heal()
+  const both = await first
+  assert.deepEqual([both.source, both.allowed], ['store', true], 'the strict policy was never used')
+  const more = await Promise.all(Array.from({ length: 5 }, () => limiter.check('charged-once', [global])))
+  assert.ok(more.every((d) => d.allowed))
+  await eventually(async () => await counted('charged-once}:global') >= 16, 'Redis holds what was admitted under global')
+  await sleep(200)
+  assert.equal(await counted('charged-once}:global'), 16, '10 in fallback, charged once, then 1 and 5')
+  assert.equal(await counted('charged-once}:strict'), 1)
+})
+
+test('a Redis that flaps within one window: a second outage starts a key from Redis\'s newer count, not from the first outage\'s', async (t) => {
+  const { proxy, instances, clients } = await fleetBehindProxy(t, 1, { breakerThreshold: 1_000_000 })
+  const limiter = instances[0] as RateLimiter
+  const policy = { name: 'flap', limit: 10, windowMs: 1500 }
+  const started = Date.now()
+  const through = async (n: number): Promise<number> => (await Promise.all(Array.from({ length: n }, () => limiter.check('flapping', [policy])))).filter((d) => d.allowed).length
+  const outage = async (during: () => Promise<number>): Promise<number> => {
+    proxy.reset()
+    const admitted = await during()
+    await eventually(() => clients[0]?.status !== 'ready', 'the client saw the link drop')
+    proxy.heal()
+    await eventually(() => clients[0]?.status === 'ready', 'the client is connected again')
+    return admitted
+  }
+  assert.equal(await through(10), 10)
+  // Late in the window, so that the fallback's count of the first outage would still be kept at the second.
+  await sleep(Math.max(0, started + 1100 - Date.now()))
+  assert.equal(await outage(() => through(1)), 0, 'the first outage starts from the 10 Redis counted')
+  await sleep(Math.max(0, started + policy.windowMs + 100 - Date.now()))
+  assert.equal(await through(10), 10, 'the first 10 left the window')
+  assert.equal(await outage(() => through(20)), 0, 'the second outage starts from the 10 Redis counted since')
 })
 
 test('an instance that leaves the presence set is no longer counted: the others\' share grows', async (t) => {

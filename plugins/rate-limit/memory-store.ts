@@ -24,8 +24,8 @@ export class MemoryStore implements RateLimitStore {
     this.#logs.set(key, new Array<number>(count).fill(at), { ttl: windowMs })
   }
 
-  forget (key: string): void {
-    this.#logs.delete(key)
+  clear (): void {
+    this.#logs.clear()
   }
 
   async check ({ keys, policies, cost, consume }: StoreCheck): Promise<PolicyResult[]> {

@@ -115,6 +115,8 @@ export class RateLimiter {
   /** The fallback admitted something since the last charge began: the next store answer or heartbeat charges it. */
   #chargeDue = false
   #charging = false
+  /** A reconnected client charges what is owed before any request it carries is decided. */
+  readonly #onReady = (): void => { this.#chargeOwed() }
   #episode: Episode | undefined
 
   constructor (redis: RedisClient | undefined, rawOptions: RateLimiterOptions = {}) {
@@ -134,6 +136,7 @@ export class RateLimiter {
     this.#log = options.log
     this.#redis = options.store === undefined ? redis : undefined
     if (redis && options.store === undefined) {
+      redis.on('ready', this.#onReady)
       // A heartbeat Redis answered says it is back, also to an instance no request has reached since the outage.
       this.#presence = new Presence(redis, `${this.#prefix}instances`, options.instanceId ?? instanceIdOf(redis), options.presenceIntervalMs,
         async (call) => {
@@ -168,6 +171,7 @@ export class RateLimiter {
 
   /** Stops the presence heartbeat and leaves the presence set (the client stays open: its owner closes it). */
   async close (): Promise<void> {
+    this.#redis?.off('ready', this.#onReady)
     await this.#presence?.close()
   }
 
@@ -220,18 +224,13 @@ export class RateLimiter {
     const now = Date.now()
     const fast = this.#overUntil.size > 0 ? this.#fastPath(keys, policies, now) : undefined
     if (fast) return then(fast, 'fast-path')
-    const handover = this.#handover
-    // What this instance admitted in fallback for these keys goes to the store with this request, which the store
-    // then decides as if it cost that much more.
-    const owed = handover ? handover.owed(keys, policies, now) : 0
-    const check = { keys, policies, cost: cost + owed, consume: true }
+    const check = { keys, policies, cost, consume: true }
     const answer: Decided = (error, results) => {
       if (results === undefined) return this.#fellBack(error, keys, policies, cost, now, then)
       if (this.#episode) this.#endEpisode()
-      if (this.#chargeDue) this.#chargeOwed()
-      if (handover) {
-        handover.counted(keys, results, now)
-        if (owed > 0 && results.every((r) => r.allowed)) handover.charged(this.#fallback, keys)
+      if (this.#handover) {
+        if (this.#chargeDue) this.#chargeOwed()
+        this.#handover.counted(keys, results, now)
       }
       this.#noteRefusals(keys, results, cost, now)
       then(results, 'store')
@@ -278,9 +277,9 @@ export class RateLimiter {
 
   /**
    * Once the store answers again, charges it with what this instance admitted in fallback, key by key, as requests
-   * of that cost (so that it counts them until they leave the window); what it refuses, the key being over its limit
-   * meanwhile, stays owed and goes with the key's next request here. Once per outage: a run that ends with
-   * something refused is not retried by the next heartbeat.
+   * of that cost made now (so that it counts them until they leave the window, up to the outage's length later than
+   * they would have). A key the store has no room for left takes what room there is, which fills its window. What
+   * the store could not take (it failed again) stays owed, for the next answer or heartbeat.
    */
   #chargeOwed (): void {
     const handover = this.#handover
@@ -291,11 +290,11 @@ export class RateLimiter {
     const owed = handover.take(Date.now())
     const charge = async (o: Owed): Promise<void> => {
       try {
-        const results = await this.#ask({ keys: [o.key], policies: [o.policy], cost: o.times.length, consume: true })
-        if (results.every((r) => r.allowed)) this.#fallback.forget(o.key)
-        else handover.giveBack(o)
+        const [result] = await this.#ask({ keys: [o.key], policies: [o.policy], cost: o.times.length, consume: true })
+        if (result && !result.allowed && result.remaining > 0) await this.#ask({ keys: [o.key], policies: [o.policy], cost: result.remaining, consume: true })
       } catch {
         handover.giveBack(o)
+        this.#chargeDue = true
       }
     }
     void (async () => {
@@ -359,6 +358,9 @@ export class RateLimiter {
   #endEpisode (): void {
     const episode = this.#episode as Episode
     this.#episode = undefined
+    // What the fallback counted is owed to the store (and charged to it) or was seeded from it: the next outage
+    // starts each key again from the store's count, which is then newer.
+    if (this.#handover) this.#fallback.clear()
     this.#log?.info({ durationMs: Date.now() - episode.startedAt, decisions: episode.decisions }, 'rate-limit store answers again: fallback episode over')
   }
 
