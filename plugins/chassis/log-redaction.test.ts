@@ -84,11 +84,13 @@ test('a lead nested deeper than three levels (a page of leads in a result, a pro
   while (level !== null && typeof level === 'object') { level = (level as { deeper: unknown }).deeper; depth++ }
   assert.equal(level, '[redacted]')
   assert.equal(depth, 33)
-  // 20,000 rows of three properties each: those met after the first 100,000 properties are censored whole.
-  const rows = (tooLarge?.rows as unknown[])
-  assert.equal(rows.length, 20_000)
-  assert.deepEqual(rows[0], { id: 0, nested: { lead: { id: 'l1', firstName: '[redacted]', lastName: '[redacted]', first_name: '[redacted]', last_name: '[redacted]', email: '[redacted]', phone: '[redacted]', state: 'CA' } } })
-  assert.equal(rows.at(-1), '[redacted]')
+  // 20,000 rows of a dozen properties each, past the line's 10,000: the object being walked then is censored whole.
+  assert.ok(tooLarge?.rows === '[redacted]', 'the rows were cut short')
+  // Below the budget, a large object is walked whole.
+  log.info({ rows: Array.from({ length: 500 }, (_v, i) => ({ id: i, nested: { lead } })) }, 'large')
+  const large = out.read().at(-1)?.rows as Array<{ id: number, nested: { lead: Record<string, unknown> } }>
+  assert.equal(large.length, 500)
+  assert.deepEqual(large.at(-1), { id: 499, nested: { lead: { id: 'l1', firstName: '[redacted]', lastName: '[redacted]', first_name: '[redacted]', last_name: '[redacted]', email: '[redacted]', phone: '[redacted]', state: 'CA' } } })
 })
 
 test('a circular object is logged without hanging: the reference back is written as [Circular], and what it holds is censored', () => {
@@ -100,6 +102,45 @@ test('a circular object is logged without hanging: the reference back is written
   log.info({ node }, 'cyclic')
   const [line] = out.read()
   assert.deepEqual(line?.node, { name: 'node', lead: { ...lead, firstName: '[redacted]', lastName: '[redacted]', first_name: '[redacted]', last_name: '[redacted]', email: '[redacted]', phone: '[redacted]', owner: '[Circular]' }, self: '[Circular]' })
+})
+
+test('a value whose walk throws (a getter, a revoked Proxy) is written as [redacted]: the line is written and the log call does not throw', () => {
+  const out = lines()
+  const log = pino({ level: 'info', ...logRedaction }, out.stream)
+  const { proxy, revoke } = Proxy.revocable({}, {})
+  revoke()
+  const throwing = Object.defineProperty({}, 'x', { enumerable: true, get () { throw new Error('boom') } })
+  const frozenProto = Object.create(Object.freeze({ name: 'proto' }), { name: { value: 'own', enumerable: true }, email: { value: 'ann@example.com', enumerable: true } }) as object
+  assert.doesNotThrow(() => { log.info({ a: { b: { c: { d: proxy } } } }, 'revoked') })
+  assert.doesNotThrow(() => { log.info({ a: { b: { c: { d: throwing } } } }, 'getter') })
+  assert.doesNotThrow(() => { log.info({ a: { b: { frozenProto } } }, 'frozen prototype') })
+  const [revoked, getter, frozen] = out.read()
+  assert.equal((revoked?.a as { b: { c: { d: unknown } } }).b.c.d, '[redacted]')
+  assert.equal((getter?.a as { b: { c: { d: unknown } } }).b.c.d, '[redacted]')
+  assert.deepEqual((frozen?.a as { b: { frozenProto: unknown } }).b.frozenProto, { name: 'own', email: '[redacted]' })
+})
+
+test('what a value\'s toJSON gives, a message that is an object, and bindings set later are censored too', () => {
+  const out = lines()
+  const log = pino({ level: 'info', ...logRedaction }, out.stream)
+  censorChildBindings(log)
+  class Person {
+    readonly #email: string
+    constructor (email: string) { this.#email = email }
+    toJSON (): Record<string, unknown> { return { id: 1, email: this.#email } }
+  }
+  log.info({ person: new Person('ann@example.com'), when: new Date(0), at: new URL('https://example.com/a') }, 'toJSON')
+  log.info('interpolated %j', new Person('ann@example.com'))
+  log.info({ a: 1 }, { email: 'ann@example.com' } as unknown as string)
+  const child = log.child({ job: 'import' })
+  child.setBindings({ row: { email: 'ann@example.com' } })
+  child.info('bound later')
+  const text = JSON.stringify(out.read())
+  assert.ok(!text.includes('ann@example.com'), text)
+  const [shown] = out.read()
+  assert.deepEqual(shown?.person, { id: 1, email: '[redacted]' })
+  assert.equal(shown?.when, '1970-01-01T00:00:00.000Z', 'a Date is written as it was')
+  assert.equal(shown?.at, 'https://example.com/a')
 })
 
 test('a lead a message interpolates (%j, %o, %O) is censored as a logged object is, through a request\'s logger too', async (t) => {

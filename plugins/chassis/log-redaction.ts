@@ -10,13 +10,13 @@ const SECRET_HEADERS: readonly string[] = ['authorization', 'cookie', 'x-api-key
 /** Personal data and credentials: a property of this name is censored at any depth of anything logged. */
 const PERSONAL_FIELDS: ReadonlySet<string> = new Set(['email', 'phone', 'firstName', 'lastName', 'first_name', 'last_name', ...SECRET_HEADERS])
 /**
- * The bounds of one line's walk: objects nested deeper than MAX_DEPTH, and every object met once MAX_PROPERTIES
- * properties were looked at, are written as the censor instead of walked, so a line whose object is too deep or too
- * large to check is cut short rather than written unchecked (and an object graph with shared parts cannot make the
- * walk exponential).
+ * The bounds of one line's walk: objects nested deeper than MAX_DEPTH, and the object being walked when the line's
+ * MAX_PROPERTIES properties are spent, are written as the censor instead of walked, so a line whose object is too
+ * deep or too large to check is cut short rather than written unchecked (and an object graph with shared parts
+ * cannot make the walk exponential). The budget bounds the walk's time too: about a millisecond of walking.
  */
 const MAX_DEPTH = 32
-const MAX_PROPERTIES = 100_000
+const MAX_PROPERTIES = 10_000
 /** What replaces a reference back to an object the walk is inside: the copy it makes must not be circular. */
 const CIRCULAR = '[Circular]'
 
@@ -24,7 +24,11 @@ type Bag = Record<string, unknown>
 
 /** A copy of `value` (same prototype, so `toJSON` still applies) that may be changed. */
 function copyOf (value: object): Bag {
-  return Array.isArray(value) ? [...value] as unknown as Bag : Object.assign(Object.create(Object.getPrototypeOf(value) as object | null) as Bag, value)
+  if (Array.isArray(value)) return [...value] as unknown as Bag
+  const copy = Object.create(Object.getPrototypeOf(value) as object | null) as Bag
+  // Defined, not assigned: an own property shadowing a frozen one of the prototype cannot be assigned.
+  for (const key of Object.keys(value)) Object.defineProperty(copy, key, { value: (value as Bag)[key], enumerable: true, writable: true, configurable: true })
+  return copy
 }
 
 /** The walk of one line: the objects it is inside, and how many more properties it may look at. */
@@ -34,27 +38,40 @@ let propertiesLeft = MAX_PROPERTIES
 /**
  * `value` with every personal field in it censored, `depth` levels below the logged object; the same object when
  * it holds none (the usual case: nothing is allocated). Bytes (Buffers, typed arrays) hold no property names and
- * are not walked.
+ * are not walked. An object with a `toJSON` (other than a Date's) is walked as what it gives, which is what the
+ * line would show. A value whose walk throws (a getter, a revoked Proxy) is written as the censor: the line is
+ * written, never the value unchecked.
  */
 function scrubbed (value: unknown, depth: number): unknown {
-  if (value === null || typeof value !== 'object' || ArrayBuffer.isView(value)) return value
+  if (value === null || typeof value !== 'object') return value
   if (depth > MAX_DEPTH || propertiesLeft <= 0) return LOG_CENSOR
   if (path.includes(value)) return CIRCULAR
-  let copy: Bag | undefined
-  const source = value as Bag
   path.push(value)
   try {
-    for (const key in source) {
-      if (!Object.hasOwn(source, key)) continue
-      propertiesLeft--
-      const before = source[key]
-      const after = PERSONAL_FIELDS.has(key) && before !== undefined ? LOG_CENSOR : scrubbed(before, depth + 1)
-      if (after !== before) (copy ??= copyOf(source))[key] = after
+    if (ArrayBuffer.isView(value) || value instanceof Date) return value
+    const toJSON = (value as { toJSON?: unknown }).toJSON
+    if (typeof toJSON === 'function') {
+      const shown: unknown = toJSON.call(value)
+      return shown === value ? walked(value as Bag, depth) : scrubbed(shown, depth)
     }
+    return walked(value as Bag, depth)
+  } catch {
+    return LOG_CENSOR
   } finally {
     path.pop()
   }
-  return copy ?? value
+}
+
+function walked (source: Bag, depth: number): unknown {
+  let copy: Bag | undefined
+  for (const key in source) {
+    if (!Object.hasOwn(source, key)) continue
+    if (--propertiesLeft < 0) return LOG_CENSOR
+    const before = source[key]
+    const after = PERSONAL_FIELDS.has(key) && before !== undefined ? LOG_CENSOR : scrubbed(before, depth + 1)
+    if (after !== before) (copy ??= copyOf(source))[key] = after
+  }
+  return copy ?? source
 }
 
 /**
@@ -125,6 +142,15 @@ export function censorChildBindings (logger: object): void {
     writable: true,
     configurable: true
   })
+  // Bindings set later (`request.log.setBindings`) are censored the same way.
+  const setBindings = (logger as { setBindings?: (this: unknown, bindings: Bag) => void }).setBindings
+  if (typeof setBindings === 'function') {
+    Object.defineProperty(logger, 'setBindings', {
+      value: function censoredSetBindings (this: unknown, bindings: Bag) { setBindings.call(this, scrubLogObject(bindings)) },
+      writable: true,
+      configurable: true
+    })
+  }
 }
 
 type LogMethod = (this: unknown, ...args: unknown[]) => void
@@ -135,7 +161,9 @@ type LogMethod = (this: unknown, ...args: unknown[]) => void
  * argument or, after a logged object, the second.
  */
 function scrubInterpolated (this: unknown, args: unknown[], method: LogMethod): void {
-  for (let i = typeof args[0] === 'string' ? 1 : 2; i < args.length; i++) {
+  // After a logged object, a message that is not a string (JavaScript callers can pass one) is scrubbed as well.
+  const first = typeof args[0] === 'string' ? 1 : typeof args[1] === 'string' ? 2 : 1
+  for (let i = first; i < args.length; i++) {
     startWalk()
     args[i] = scrubbed(args[i], 1)
   }
