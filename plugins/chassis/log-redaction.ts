@@ -64,6 +64,16 @@ function scrubbed (value: unknown, depth: number): unknown {
 
 function walked (source: Bag, depth: number): unknown {
   let copy: Bag | undefined
+  if (Array.isArray(source)) {
+    // By index: for...in lists every index of an array as a string before its first turn.
+    for (let i = 0; i < source.length; i++) {
+      if (--propertiesLeft < 0) return LOG_CENSOR
+      const before: unknown = source[i]
+      const after = scrubbed(before, depth + 1)
+      if (after !== before) (copy ??= copyOf(source))[i] = after
+    }
+    return copy ?? source
+  }
   for (const key in source) {
     if (!Object.hasOwn(source, key)) continue
     if (--propertiesLeft < 0) return LOG_CENSOR
