@@ -13,9 +13,9 @@ export function encodedBodyRefusal (request: FastifyRequest, reply: FastifyReply
   const coding = headers['content-encoding']
   if (coding === undefined) return undefined
   const length = headers['content-length']
-  if (headers['transfer-encoding'] === undefined && (length === undefined || length === '0')) return undefined
-  const named = coding.trim().toLowerCase()
-  if (named === '' || named === 'identity') return undefined
+  if (headers['transfer-encoding'] === undefined && (length === undefined || Number(length) === 0)) return undefined
+  // A list of codings (`gzip, identity`): refused if any is one; empty entries and identity are none.
+  if (coding.split(',').every((named) => { const name = named.trim().toLowerCase(); return name === '' || name === 'identity' })) return undefined
   void reply.header('accept-encoding', 'identity')
   return new ChassisErrors.UNSUPPORTED_MEDIA_TYPE('the body is sent in a content coding (Content-Encoding); send it unencoded')
 }
