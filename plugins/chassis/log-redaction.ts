@@ -5,7 +5,7 @@ import { requestLogValue } from './log-serializers.js'
 /** What replaces a redacted value in a log line. */
 const LOG_CENSOR = '[redacted]'
 
-/** Credentials, censored under `req.headers`, and as any property so named (a handler that logs its request's headers). */
+/** Credentials: a logged request's headers, or any property so named (a handler that logs its request's headers). */
 const SECRET_HEADERS: readonly string[] = ['authorization', 'cookie', 'x-api-key', 'x-service-key']
 /** Personal data and credentials: a property of this name is censored at any depth of anything logged. */
 const PERSONAL_FIELDS: ReadonlySet<string> = new Set(['email', 'phone', 'firstName', 'lastName', 'first_name', 'last_name', ...SECRET_HEADERS])
@@ -107,14 +107,10 @@ function scrubLogObject (object: Bag): Bag {
   return copy ?? object
 }
 
-function scrubRequest (value: Bag): Bag {
+/** A logged request, walked as any value: its credential headers are censored by their names. */
+function scrubRequest (value: Bag): unknown {
   startWalk()
-  const scrubbedValue = scrubbed(value, 1) as Bag
-  const headers = scrubbedValue.headers
-  if (headers === null || typeof headers !== 'object' || !SECRET_HEADERS.some((h) => Object.hasOwn(headers, h))) return scrubbedValue
-  const censored = copyOf(headers)
-  for (const h of SECRET_HEADERS) if (Object.hasOwn(censored, h)) censored[h] = LOG_CENSOR
-  return { ...scrubbedValue, headers: censored }
+  return scrubbed(value, 1)
 }
 
 /**

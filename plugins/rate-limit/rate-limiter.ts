@@ -303,22 +303,17 @@ export class RateLimiter {
     })().finally(() => { this.#charging = false })
   }
 
-  /** One check in the shared store, under the budget. */
+  /** One check in the shared store, under the budget (the limiter's own Redis store runs its batches under it). */
   #ask (check: StoreCheck): Promise<PolicyResult[]> {
-    if (this.#batched) {
-      const batched = this.#batched
-      return new Promise((resolve, reject) => { batched.decide(check, (error, results) => { if (results === undefined) reject(error ?? new Error('rate-limit store call failed')); else resolve(results) }) })
-    }
-    return withBudget(this.#breaker, this.#timeoutMs, () => this.#store.check(check))
+    return this.#batched ? this.#batched.check(check) : withBudget(this.#breaker, this.#timeoutMs, () => this.#store.check(check))
   }
 
   /** Units left for `identity` under `policy` (the configured default policy), without consuming any. */
   async getRemainingRequests (identity: string, policy: RateLimitPolicy = this.#defaultPolicy): Promise<number> {
     const keys = this.#keys(identity, [policy])
     try {
-      const [result] = this.#shared && !this.#batched
-        ? await withBudget(this.#breaker, this.#timeoutMs, () => this.#store.check({ keys, policies: [policy], cost: 0, consume: false }))
-        : await this.#store.check({ keys, policies: [policy], cost: 0, consume: false })
+      const check = { keys, policies: [policy], cost: 0, consume: false }
+      const [result] = this.#shared ? await this.#ask(check) : await this.#store.check(check)
       return result?.remaining ?? policy.limit
     } catch {
       const [result] = await this.#fallback.check({ keys, policies: [policy], cost: 0, consume: false })
