@@ -1,4 +1,5 @@
 import { test } from 'node:test'
+import { randomBytes, randomUUID } from 'node:crypto'
 import assert from 'node:assert/strict'
 import { spawn, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
@@ -42,6 +43,8 @@ test('npm start with nothing configured: embedded PostgreSQL, seeded leads, clea
   const first = await runStart(env, async (out) => {
     assert.match(out(), /initialising an embedded PostgreSQL/)
     assert.match(out(), /seeded 150 demo leads/)
+    // postmaster.pid's fourth line is the port: the database is in EMBEDDED_PG_DATA_DIR and listens on EMBEDDED_PG_PORT.
+    assert.equal(readFileSync(join(projectRoot, dataDir, 'postmaster.pid'), 'utf8').split('\n')[3], env.EMBEDDED_PG_PORT)
     assert.equal(out().match(/REDIS_URL is unset: single-instance mode/g)?.length, 1)
     assert.match(out(), new RegExp(`api: ${api}`))
     assert.match(out(), new RegExp(`data-service: http://127.0.0.1:${env.DATA_SERVICE_PORT}/`))
@@ -205,6 +208,36 @@ test('the npm process of npm start killed with SIGKILL: start.js notices its par
   assert.match(output(), /the parent process \(pid \d+\) is gone; stopping everything/)
   assert.equal(output().match(/shut down cleanly/g)?.length, 3, `each service drained: ${output()}`)
   assert.doesNotMatch(output(), /CHASSIS_SHUTDOWN_INTERRUPTED/)
+})
+
+test('npm start takes SERVICE_API_KEY and DATA_SERVICE_URL from .env as from the environment: the services share that key, and the orchestrator calls that origin', { timeout: 120000 }, async (t) => {
+  const db = await createTestSchema()
+  t.after(() => db.drop())
+  const dir = mkdtempSync(join(tmpdir(), 'npm-start-env-'))
+  t.after(() => rmSync(dir, { recursive: true, force: true }))
+  const key = randomBytes(32).toString('base64url')
+  const nowhere = `http://127.0.0.1:${await freePort()}`
+  writeFileSync(join(dir, '.env'), `SERVICE_API_KEY=${key}\nDATA_SERVICE_URL=${nowhere}\n`)
+  const ports = { API_PORT: String(await freePort()), DATA_SERVICE_PORT: String(await freePort()), ORCHESTRATOR_PORT: String(await freePort()) }
+  // start.js reads .env from its working folder, as npm start in a checkout does.
+  const child = spawn(process.execPath, [join(projectRoot, 'dist', 'scripts', 'start.js')], {
+    cwd: dir,
+    env: { PATH: process.env.PATH ?? '', DATABASE_URL: db.url, DB_SCHEMA: db.schema, SEED_COUNT: '0', ...ports },
+    stdio: ['ignore', 'pipe', 'pipe']
+  })
+  const { output, exit } = await untilReady(child, 60_000)
+  try {
+    const leads = await fetch(`http://127.0.0.1:${ports.API_PORT}/api/v1/leads`, { headers: { 'x-service-key': key } })
+    assert.equal(leads.status, 200, `the api takes the service key of .env: ${await leads.clone().text()}`)
+    const score = await fetch(`http://127.0.0.1:${ports.ORCHESTRATOR_PORT}/orchestrator/v1/leads/${randomUUID()}/score`, { headers: { 'x-service-key': key } })
+    const body = await score.json() as { code: string }
+    assert.equal(score.status, 503, `the orchestrator called the origin of .env, where nothing listens (not the data-service npm start runs, which would say 404): ${JSON.stringify(body)}`)
+    assert.equal(body.code, 'UPSTREAM_UNAVAILABLE')
+  } finally {
+    child.kill('SIGINT')
+    await exit
+  }
+  assert.doesNotMatch(output(), new RegExp(key), 'the key reaches no line of the output')
 })
 
 test('npm start killed with SIGKILL: the embedded PostgreSQL it started stops once the services have drained, instead of running on', { timeout: 180000 }, async (t) => {

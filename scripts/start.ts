@@ -28,7 +28,7 @@ const SERVICES = [
 ]
 // The services call each other with a shared service key: one is made up for this run unless one is given (an
 // empty one, as a .env copied from .env.example has, is none: the orchestrator refuses to start without one).
-const serviceKey = process.env.SERVICE_API_KEY || randomBytes(24).toString('base64url')
+const serviceKey = config.SERVICE_API_KEY || randomBytes(24).toString('base64url')
 const DEMO_SCOPES = ['leads:read', 'leads:write', 'leads:import', 'reports:read', 'routing']
 const db = await openDatabase({ databaseUrl: config.DATABASE_URL, port: config.EMBEDDED_PG_PORT, dataDir: config.EMBEDDED_PG_DATA_DIR, log })
 // Stops the embedded PostgreSQL this run started should this process die without doing it (SIGKILL, a crash):
@@ -131,7 +131,7 @@ for (const service of SERVICES) {
       PORT: String(service.port),
       NODE_ENV: process.env.NODE_ENV ?? 'development',
       SERVICE_API_KEY: serviceKey,
-      DATA_SERVICE_URL: process.env.DATA_SERVICE_URL ?? `http://127.0.0.1:${config.DATA_SERVICE_PORT}`,
+      DATA_SERVICE_URL: config.DATA_SERVICE_URL ?? `http://127.0.0.1:${config.DATA_SERVICE_PORT}`,
       OTEL_SERVICE_NAME: process.env.OTEL_SERVICE_NAME ?? service.name
     }
   })
