@@ -292,7 +292,30 @@ const settings: Record<string, Setting> = {
       assert.equal(isCluster((await api(t, { REDIS_URL })).redis as NonNullable<typeof app.redis>), false)
     }
   },
-  REDIS_COMMAND_TIMEOUT_MS: { testedBy: { file: 'services/api/cache.test.ts', test: 'a Redis outage (stop, hang, restart) under load: zero 5xx and bounded latency' } },
+  REDIS_COMMAND_TIMEOUT_MS: {
+    test: 'REDIS_COMMAND_TIMEOUT_MS bounds the wait on a hung Redis: a cache read gives up after about 600 ms with 600, well before with 50',
+    run: async (t) => {
+      const redis = await startPrivateRedis()
+      t.after(() => redis.destroy())
+      const waited = async (timeoutMs: string): Promise<number> => {
+        // A breaker that stays closed: every read waits its budget, none is skipped.
+        const app = await api(t, { REDIS_URL: redis.url, REDIS_COMMAND_TIMEOUT_MS: timeoutMs, CACHE_BREAKER_THRESHOLD: '1000' })
+        await app.cache.ready()
+        redis.pause()
+        try {
+          const started = performance.now()
+          assert.equal(await cacheSource(app, `budget-${timeoutMs}`), 'loader')
+          return performance.now() - started
+        } finally {
+          redis.resume()
+        }
+      }
+      const slow = await waited('600')
+      const fast = await waited('50')
+      assert.ok(slow >= 550 && slow < 3000, `with 600 ms the read gave Redis up after ${slow.toFixed(0)} ms`)
+      assert.ok(fast < 450, `with 50 ms the read gave Redis up after ${fast.toFixed(0)} ms`)
+    }
+  },
   CACHE_ENABLED: {
     test: 'CACHE_ENABLED=false sends every read to PostgreSQL; true serves the second from the cache',
     run: async (t) => {
@@ -668,11 +691,12 @@ function unobservableParagraph (): string {
   return start < 0 ? '' : configurationPage.slice(start, configurationPage.indexOf('\n\n', start))
 }
 
-/** Each top-level test of a file, by name, with its source up to the next one. */
+/** Each top-level test of a file, by name, with its source after its title up to the next test. */
 function testsOf (file: string): Map<string, string> {
   const source = readFileSync(join(projectRoot, file), 'utf8')
   const starts = [...source.matchAll(/^test\((['"])((?:\\.|(?!\1).)*)\1/gm)]
-  return new Map(starts.map((m, i) => [m[2]?.replace(/\\(.)/g, '$1') as string, source.slice(m.index, starts[i + 1]?.index ?? source.length)]))
+  // The body without the title: a test that only names a variable in its title does not set it.
+  return new Map(starts.map((m, i) => [m[2]?.replace(/\\(.)/g, '$1') as string, source.slice(m.index + m[0].length, starts[i + 1]?.index ?? source.length)]))
 }
 
 test('every variable of the configuration table has a test that changes it', () => {

@@ -8,6 +8,7 @@ import { createCacheManager, type CacheManager, type CacheSource } from './cache
 import type { CacheOptions } from './options.js'
 import { uniqueName } from '../../test/helpers/database.js'
 import { startPrivateRedis } from '../../test/helpers/private-redis.js'
+import { cacheOptionFromEnv } from '../../test/helpers/cache-options.js'
 import { createRedisClient } from '../redis/index.js'
 
 const REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379'
@@ -143,7 +144,7 @@ test('a loader that fails during a refresh leaves the current value served until
 })
 
 test('a key outside the CACHE_REFRESH_AHEAD_MAX_KEYS hottest is not reloaded in the background', async () => {
-  const [m] = await fleet(1, { ttl: 2, refreshAheadRatio: 0.5, refreshAheadMaxKeys: 1 }) as [CacheManager]
+  const [m] = await fleet(1, { ttl: 2, refreshAheadRatio: 0.5, ...cacheOptionFromEnv('refreshAheadMaxKeys', { CACHE_REFRESH_AHEAD_MAX_KEYS: '1' }) }) as [CacheManager]
   const { calls, loader } = loaders()
   for (let i = 0; i < 200; i++) await read(m, 'hot', loader('hot'))
   await read(m, 'cold', loader('cold'))
@@ -174,7 +175,7 @@ test('a hot key nobody reads any more is reloaded at most once more', async () =
 test('CACHE_REFRESH_AHEAD_CONCURRENCY bounds the background reloads running at once on an instance', async () => {
   async function maxRunning (concurrency: number): Promise<{ max: number, misses: number }> {
     // Four keys due together, a 1.5 s window: four 100 ms reloads one after the other fit in it.
-    const [m] = await fleet(1, { ttl: 3, refreshAheadRatio: 0.5, refreshAheadConcurrency: concurrency }) as [CacheManager]
+    const [m] = await fleet(1, { ttl: 3, refreshAheadRatio: 0.5, ...cacheOptionFromEnv('refreshAheadConcurrency', { CACHE_REFRESH_AHEAD_CONCURRENCY: String(concurrency) }) }) as [CacheManager]
     let running = 0
     let max = 0
     let misses = 0

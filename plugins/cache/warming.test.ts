@@ -17,6 +17,7 @@ import { Warmer } from './warmer.js'
 import { uniqueName } from '../../test/helpers/database.js'
 import { startPrivateRedis, type PrivateRedis } from '../../test/helpers/private-redis.js'
 import { eventually } from '../../test/helpers/eventually.js'
+import { cacheOptionFromEnv } from '../../test/helpers/cache-options.js'
 
 const REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379'
 const clients: Redis[] = []
@@ -100,7 +101,7 @@ test('warming with a Redis client that still refuses commands (connecting, no of
 test('with warming off (CACHE_WARM_ENABLED=false) a restarted instance starts with an empty local tier', async () => {
   const prefix = newPrefix()
   await populate(await instance(prefix), 10)
-  const restarted = await instance(prefix, { warmEnabled: false })
+  const restarted = await instance(prefix, cacheOptionFromEnv('warmEnabled', { CACHE_WARM_ENABLED: 'false' }))
   assert.equal(await restarted.warm(), 0)
   assert.equal(restarted.getStats().local.entries, 0)
   assert.equal(restarted.peek('k0'), undefined)
@@ -109,7 +110,7 @@ test('with warming off (CACHE_WARM_ENABLED=false) a restarted instance starts wi
 test('warming copies at most CACHE_WARM_MAX_ENTRIES entries, the hottest ones', async () => {
   const prefix = newPrefix()
   const keys = await populate(await instance(prefix), 30)
-  const restarted = await instance(prefix, { warmMaxEntries: 10 })
+  const restarted = await instance(prefix, cacheOptionFromEnv('warmMaxEntries', { CACHE_WARM_MAX_ENTRIES: '10' }))
   assert.equal(await restarted.warm(), 10)
   assert.equal(restarted.getStats().local.entries, 10)
   for (const key of keys.slice(0, 10)) assert.deepEqual(restarted.peek(key), { key })
@@ -121,7 +122,7 @@ test('warming gives up after CACHE_WARM_TIMEOUT_MS when Redis hangs, so a start 
   t.after(() => redis.destroy())
   const prefix = 'hang:'
   await populate(await instance(prefix, {}, redis.url), 10)
-  const restarted = await instance(prefix, { warmTimeoutMs: 300, redisTimeoutMs: 20_000 }, redis.url)
+  const restarted = await instance(prefix, { ...cacheOptionFromEnv('warmTimeoutMs', { CACHE_WARM_TIMEOUT_MS: '300' }), redisTimeoutMs: 20_000 }, redis.url)
   redis.pause()
   t.after(() => redis.resume())
   const started = performance.now()
@@ -143,11 +144,11 @@ test('the warming variables reach the cache options, and a ratio of 1 or more is
 
 test('hot-key counts reach Redis every CACHE_HOT_KEYS_INTERVAL_MS without an explicit flush', async () => {
   const prefix = newPrefix()
-  const m = await instance(prefix, { hotKeysIntervalMs: 100 })
+  const m = await instance(prefix, cacheOptionFromEnv('hotKeysIntervalMs', { CACHE_HOT_KEYS_INTERVAL_MS: '100' }))
   await m.getOrSet('popular', async () => 1)
   await eventually(async () => Number(await admin.zscore(`${prefix}__hot`, 'popular')) >= 1, 'the key is counted hot')
   const slow = newPrefix()
-  const idle = await instance(slow, { hotKeysIntervalMs: 60_000 })
+  const idle = await instance(slow, cacheOptionFromEnv('hotKeysIntervalMs', { CACHE_HOT_KEYS_INTERVAL_MS: '60000' }))
   await idle.getOrSet('popular', async () => 1)
   await sleep(500)
   assert.equal(await admin.exists(`${slow}__hot`), 0, 'nothing is written before the interval')
@@ -155,7 +156,7 @@ test('hot-key counts reach Redis every CACHE_HOT_KEYS_INTERVAL_MS without an exp
 
 test('with CACHE_HOT_KEYS_MAX=0 nothing is counted, so a restarted instance has nothing to warm', async () => {
   const prefix = newPrefix()
-  const m = await instance(prefix, { hotKeysMax: 0 })
+  const m = await instance(prefix, cacheOptionFromEnv('hotKeysMax', { CACHE_HOT_KEYS_MAX: '0' }))
   for (let i = 0; i < 100; i++) await m.getOrSet('k', async () => 1)
   await m.flushHotKeys()
   await m.close()
@@ -302,7 +303,7 @@ test('a hot key read near its expiry is refreshed in the background and never mi
 })
 
 test('with CACHE_REFRESH_AHEAD_RATIO=0 nothing is reloaded in the background and a hot key misses at expiry', async () => {
-  const { sources, instances } = await readAcrossExpiry({ refreshAheadRatio: 0 }, 3000)
+  const { sources, instances } = await readAcrossExpiry(cacheOptionFromEnv('refreshAheadRatio', { CACHE_REFRESH_AHEAD_RATIO: '0' }), 3000)
   assert.ok(sources.slice(1).includes('loader'), 'a read after expiry waited for the loader')
   assert.equal(instances.reduce((n, m) => n + m.getStats().warming.refreshes, 0), 0)
 })
