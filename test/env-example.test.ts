@@ -44,3 +44,11 @@ test('the configuration table of docs/configuration.md names every variable', ()
     for (const name of Object.keys(schema.properties)) assert.match(readme, new RegExp(`\\| \`${name}\` \\|`), `${name} is missing from the docs/configuration.md table`)
   }
 })
+
+test('each service listens on a port of its own when PORT is unset, the ports docs/configuration.md gives, and .env.example leaves PORT unset', () => {
+  const ports = Object.fromEntries((['api', 'data-service', 'orchestrator'] as const).map((name) => [name, (schemas[name].properties as { PORT?: { default?: number } }).PORT?.default]))
+  assert.deepEqual(ports, { api: 3000, 'data-service': 3001, orchestrator: 3002 })
+  const row = readFileSync(join(projectRoot, 'docs', 'configuration.md'), 'utf8').split('\n').find((line) => line.startsWith('| `PORT` |')) ?? ''
+  for (const [name, port] of Object.entries(ports)) assert.match(row, new RegExp(`the ${name}'s (default is )?${port}`), `${name}: ${row}`)
+  assert.ok(readFileSync(join(projectRoot, '.env.example'), 'utf8').split('\n').every((line) => !line.startsWith('PORT=')), 'a copy of .env.example would give every service one port')
+})
