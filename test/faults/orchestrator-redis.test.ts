@@ -32,7 +32,7 @@ function logLines (): { stream: Writable, read: () => Array<Record<string, unkno
 }
 
 /** A data-service (no Redis) and an orchestrator on a Redis of the test's own, one agent licensed for CA auto. */
-async function orchestratorOnPrivateRedis (t: TestContext): Promise<{ app: FastifyInstance, redis: PrivateRedis, log: ReturnType<typeof logLines>, leads: (n: number) => Promise<string[]> }> {
+async function orchestratorOnPrivateRedis (t: TestContext, env: Record<string, string> = {}): Promise<{ app: FastifyInstance, redis: PrivateRedis, log: ReturnType<typeof logLines>, leads: (n: number) => Promise<string[]> }> {
   const { db, redis } = await schemaAndPrivateRedis(t)
   const data = await startDataService(t, db)
   await insertAgents(db, [{ name: AGENT_NAME, capacity: 100 }])
@@ -46,7 +46,8 @@ async function orchestratorOnPrivateRedis (t: TestContext): Promise<{ app: Fasti
       CACHE_ENABLED: 'true',
       CACHE_ACK_TIMEOUT_MS: String(ACK_TIMEOUT_MS),
       CACHE_PREFIX: `${uniqueName('orc-redis')}:`,
-      EVENTS_CHANNEL: uniqueName('events')
+      EVENTS_CHANNEL: uniqueName('events'),
+      ...env
     })
   })
   const app = await buildOrchestrator(config, { logger: { level: 'warn', stream: log.stream } })
@@ -87,6 +88,28 @@ test('with the orchestrator\'s Redis hung (SIGSTOP), routing a lead and a batch 
   assert.deepEqual(unpublished.map((l) => [l.leadId, l.msg]), [[one, 'event publish timed out; delivered to this instance now, other instances may receive it late or not at all']], log.text())
   assert.match((await app.inject('/metrics')).body, /^orchestrator_events_total\{reach="instance",service="orchestrator"\} 4$/m)
   assert.ok(!log.text().includes(AGENT_NAME), log.text())
+})
+
+test('CACHE_BREAKER_THRESHOLD and CACHE_BREAKER_COOLDOWN_MS set the orchestrator\'s event publishing breaker with its cache\'s: at 1, the second lead routed while Redis hangs waits for Redis not at all, until the cooldown lets a probe through', async (t) => {
+  const { app, redis, leads } = await orchestratorOnPrivateRedis(t, { CACHE_BREAKER_THRESHOLD: '1', CACHE_BREAKER_COOLDOWN_MS: '1500' })
+  const route = async (id: string | undefined): Promise<number> => {
+    const { ms, value } = await timed(() => app.inject({ method: 'POST', url: `/orchestrator/v1/leads/${id ?? ''}/route`, headers: SERVICE_HEADERS }))
+    assert.equal(value.statusCode, 200, value.body)
+    return ms
+  }
+  const [warm, first, second, third] = await leads(4)
+  await route(warm)
+  redis.pause()
+  // The first waits out a budget: the cache's invalidation and the event's publish each fail once, which opens both.
+  const waited = await route(first)
+  assert.ok(waited >= COMMAND_TIMEOUT_MS, `the first lead waited ${waited.toFixed(0)} ms`)
+  // Either breaker still closed would wait a budget (COMMAND_TIMEOUT_MS) for Redis here.
+  const skipped = await route(second)
+  assert.ok(skipped < COMMAND_TIMEOUT_MS, `the second lead waited ${skipped.toFixed(0)} ms`)
+  // Past the cooldown each breaker lets one probe through, which waits its budget.
+  await sleep(1600)
+  const probed = await route(third)
+  assert.ok(probed >= COMMAND_TIMEOUT_MS, `after the cooldown the third lead waited ${probed.toFixed(0)} ms`)
 })
 
 test('an event publish Redis refuses (ACL) is logged without the command\'s arguments: no event JSON, no agent name', async (t) => {
