@@ -26,8 +26,6 @@ const otherSignal = (name: string): boolean => exporters(name).some((s) => s !==
 const configured = !disabled && (tracesExported || (endpoint && (otherSignal('OTEL_METRICS_EXPORTER') || otherSignal('OTEL_LOGS_EXPORTER'))))
 
 if (configured) {
-  // Stable semantic conventions for HTTP and database spans (db.query.text, db.system.name, ...).
-  process.env.OTEL_SEMCONV_STABILITY_OPT_IN ??= 'http,database'
   // Traces only, unless other signals are asked for by name: logs go to stdout and metrics to Prometheus (/metrics),
   // and the collector has a traces pipeline alone. The SDK's defaults (otlp for both) would send every log line as
   // an OTLP log record, whether or not its request was sampled (`npm run bench:tracing` measures what that adds;
