@@ -201,6 +201,23 @@ test('a handler that logs its request\'s headers writes no credential: authoriza
   assert.deepEqual([headers.authorization, headers.cookie, headers['x-api-key'], headers['x-service-key'], headers.host], ['[redacted]', '[redacted]', '[redacted]', '[redacted]', 'localhost:80'])
 })
 
+test('a credential header of another name (a custom API key header, x-auth-token, proxy-authorization) is censored when a handler logs its request\'s headers; a cache key and other headers are not', async (t) => {
+  const { app, read } = await headerService(t, {}, async (request) => {
+    request.log.info({ headers: request.headers, key: 'http:leads:list', cache_key_count: 3 }, 'headers')
+    return { ok: true }
+  })
+  const secrets = { 'x-lead-key': 'lck_s3cret-custom', 'x-auth-token': 's3cret-token', 'proxy-authorization': 'Basic s3cret-proxy', 'x-client_secret': 's3cret-client', 'X-Upstream-Password': 's3cret-password' }
+  assert.equal((await app.inject({ url: '/things', headers: { ...secrets, 'x-request-id': 'rid-1', 'surrogate-control': 'max-age=5' } })).statusCode, 200)
+  const logged = read()
+  const text = JSON.stringify(logged)
+  for (const value of Object.values(secrets)) assert.ok(!text.includes(value), `${value} reached a log line: ${text}`)
+  const line = logged.find((l) => l.msg === 'headers') as Record<string, unknown>
+  const headers = line.headers as Record<string, unknown>
+  for (const name of Object.keys(secrets)) assert.equal(headers[name.toLowerCase()], '[redacted]', name)
+  assert.equal(headers['surrogate-control'], 'max-age=5', 'a header that is no credential is written')
+  assert.deepEqual([line.key, line.cache_key_count], ['http:leads:list', 3], 'a cache key, and a count named after keys, are written')
+})
+
 test('a service logs no lead field a route or a plugin hands to its request logger', async (t) => {
   const out = lines()
   const config = loadConfig<ChassisConfig>(composeSchema(chassisConfigFragment), { env: { LOG_LEVEL: 'info' }, dotenv: false })

@@ -6,9 +6,19 @@ import { requestLogValue } from './log-serializers.js'
 const LOG_CENSOR = '[redacted]'
 
 /** Credentials: a logged request's headers, or any property so named (a handler that logs its request's headers). */
-const SECRET_HEADERS: readonly string[] = ['authorization', 'cookie', 'x-api-key', 'x-service-key']
+const SECRET_HEADERS: readonly string[] = ['authorization', 'proxy-authorization', 'cookie', 'set-cookie', 'x-api-key', 'x-service-key']
 /** Personal data and credentials: a property of this name is censored at any depth of anything logged. */
 const PERSONAL_FIELDS: ReadonlySet<string> = new Set(['email', 'phone', 'firstName', 'lastName', 'first_name', 'last_name', ...SECRET_HEADERS])
+/**
+ * A credential by the end of its name, past a separator: an API key header of another name (the api-keys plugin's
+ * `header` option, `x-lead-key`), an `x-auth-token`, a `client_secret`. A name without a separator is not tested
+ * (the request line's own fields cost no regular expression), nor a bare `key` (a cache key).
+ */
+const CREDENTIAL_NAME = /[-_](?:key|token|secret|password|passwd|credentials?)$/i
+
+function censored (key: string): boolean {
+  return PERSONAL_FIELDS.has(key) || ((key.includes('-') || key.includes('_')) && CREDENTIAL_NAME.test(key))
+}
 /**
  * The bounds of one line's walk: objects nested deeper than MAX_DEPTH, and the object being walked when the line's
  * MAX_PROPERTIES properties are spent, are written as the censor instead of walked, so a line whose object is too
@@ -78,7 +88,7 @@ function walked (source: Bag, depth: number): unknown {
     if (!Object.hasOwn(source, key)) continue
     if (--propertiesLeft < 0) return LOG_CENSOR
     const before = source[key]
-    const after = PERSONAL_FIELDS.has(key) && before !== undefined ? LOG_CENSOR : scrubbed(before, depth + 1)
+    const after = censored(key) && before !== undefined ? LOG_CENSOR : scrubbed(before, depth + 1)
     if (after !== before) (copy ??= copyOf(source))[key] = after
   }
   return copy ?? source
@@ -101,7 +111,7 @@ function scrubLogObject (object: Bag): Bag {
     const before = object[key]
     // These are turned into plain values by their serializers, which scrub what they produce.
     if (SERIALIZED.has(key)) continue
-    const after = PERSONAL_FIELDS.has(key) && before !== undefined ? LOG_CENSOR : scrubbed(before, 1)
+    const after = censored(key) && before !== undefined ? LOG_CENSOR : scrubbed(before, 1)
     if (after !== before) (copy ??= { ...object })[key] = after
   }
   return copy ?? object
