@@ -1,4 +1,5 @@
 import pg from 'pg'
+import { MAX_TIMER_MS } from '../chassis/index.js'
 import { PoolErrors } from './errors.js'
 import type { PoolLogger } from './pool.js'
 
@@ -16,6 +17,20 @@ export interface NotificationListenerOptions {
 }
 
 export const listenerDefaults = Object.freeze({ reconnectDelayMs: 100, maxReconnectDelayMs: 2000, heartbeatMs: 5000 })
+
+/**
+ * What is wrong with `options`, one line each: a first delay of 0 would never grow (reconnecting at once, forever),
+ * a negative heartbeat would turn it off without a word, and Node fires a timer above MAX_TIMER_MS at once.
+ */
+export function listenerOptionProblems (options: NotificationListenerOptions): string[] {
+  const o = { ...listenerDefaults, ...Object.fromEntries(Object.entries(options).filter(([k, v]) => v !== undefined && k !== 'logger')) }
+  const problems: string[] = []
+  const within = (value: number, min: number): boolean => Number.isInteger(value) && value >= min && value <= MAX_TIMER_MS
+  if (!within(o.reconnectDelayMs, 1)) problems.push(`listener.reconnectDelayMs must be an integer from 1 to ${MAX_TIMER_MS}`)
+  if (!within(o.maxReconnectDelayMs, Math.max(1, o.reconnectDelayMs))) problems.push(`listener.maxReconnectDelayMs must be an integer from listener.reconnectDelayMs to ${MAX_TIMER_MS}`)
+  if (!within(o.heartbeatMs, 0)) problems.push(`listener.heartbeatMs must be an integer from 0 (off) to ${MAX_TIMER_MS}`)
+  return problems
+}
 
 /** What a subscriber hears: each payload, and each change of the link (a reconnect means notifications may be lost). */
 export interface NotificationHandlers {
@@ -65,6 +80,8 @@ export class NotificationListener {
   #delay: number
 
   constructor (config: pg.ClientConfig, options: NotificationListenerOptions = {}) {
+    const problems = listenerOptionProblems(options)
+    if (problems.length > 0) throw new PoolErrors.DB_POOL_INVALID_OPTIONS(problems.join('; '))
     this.#options = { ...listenerDefaults, ...Object.fromEntries(Object.entries(options).filter(([k, v]) => v !== undefined && k !== 'logger')) }
     this.#config = { ...config, keepAlive: true, ...(this.#options.heartbeatMs > 0 ? { query_timeout: this.#options.heartbeatMs } : {}) }
     this.#log = options.logger ?? noopLogger

@@ -231,8 +231,26 @@ test('contradictory options throw one coded error naming each problem', () => {
   assert.throws(() => createConnectionPool({ min: 10, max: 2, idleTimeoutMillis: -1 }), (e: Error & { code: string }) => {
     assert.equal(e.code, 'DB_POOL_INVALID_OPTIONS')
     assert.match(e.message, /min \(10\) must not exceed max \(2\)/)
-    assert.match(e.message, /idleTimeoutMillis must be a non-negative integer/)
+    assert.match(e.message, /idleTimeoutMillis must be a positive integer/)
     return true
   })
   assert.throws(() => createConnectionPool({ schema: 'x; DROP TABLE y' }), /schema must be a plain identifier/)
+})
+
+test('a timeout of 0, which pg-pool reads as never, or past what a Node timer holds (it would fire at once), and a listener that would reconnect without backing off are refused at creation', () => {
+  const refused = (options: ConnectionPoolOptions, why: RegExp): void => {
+    assert.throws(() => createConnectionPool(options), (e: Error & { code: string }) => e.code === 'DB_POOL_INVALID_OPTIONS' && why.test(e.message), JSON.stringify(options))
+  }
+  refused({ idleTimeoutMillis: 0 }, /idleTimeoutMillis must be a positive integer/)
+  refused({ connectionTimeoutMillis: 0 }, /connectionTimeoutMillis must be a positive integer/)
+  refused({ connectionTimeoutMillis: 2 ** 31 }, /connectionTimeoutMillis must be at most 2147483647/)
+  refused({ queryTimeoutMillis: 2 ** 31 - 100 }, /queryTimeoutMillis must be at most 2147483147/)
+  refused({ healthCheckInterval: 3e9 }, /healthCheckInterval must be at most/)
+  refused({ replicas: { urls: [], pollMillis: 3e9 } }, /replicas.pollMillis must be a positive integer up to/)
+  refused({ listener: { reconnectDelayMs: 0 } }, /listener.reconnectDelayMs must be an integer from 1/)
+  refused({ listener: { heartbeatMs: -1 } }, /listener.heartbeatMs must be an integer from 0 \(off\)/)
+  refused({ listener: { reconnectDelayMs: 500, maxReconnectDelayMs: 100 } }, /listener.maxReconnectDelayMs must be an integer from listener.reconnectDelayMs/)
+  // The bounds themselves are taken.
+  const pool = createConnectionPool({ min: 0, idleTimeoutMillis: 1, connectionTimeoutMillis: 2 ** 31 - 1, queryTimeoutMillis: 2 ** 31 - 1 - 500, healthCheckInterval: 0, listener: { heartbeatMs: 0, reconnectDelayMs: 1, maxReconnectDelayMs: 1 } })
+  void pool.close()
 })

@@ -2,7 +2,8 @@ import pg from 'pg'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { queryChannel, type QueryContext } from './channel.js'
 import { DatabaseError, PoolErrors, isConnectionError, toDatabaseError } from './errors.js'
-import { NotificationListener, type NotificationListenerOptions } from './listener.js'
+import { MAX_TIMER_MS } from '../chassis/index.js'
+import { NotificationListener, listenerOptionProblems, type NotificationListenerOptions } from './listener.js'
 import { formatLsn, newReadContext, parseLsn, readContext, type ReadContext } from './read-context.js'
 import { ReplicaSet, replicaAddress, type ReadReason, type ReadTarget, type ReplicaState } from './replicas.js'
 
@@ -161,15 +162,21 @@ const noopLogger: PoolLogger = { info () {}, warn () {}, error () {} }
 function validate (options: ConnectionPoolOptions): ResolvedPoolOptions {
   const o = { ...poolDefaults, ...Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined)) } as ResolvedPoolOptions
   const problems: string[] = []
-  const nonNegative = ['min', 'idleTimeoutMillis', 'connectionTimeoutMillis', 'queryTimeoutMillis', 'healthCheckInterval', 'transactionRetries'] as const
+  const nonNegative = ['min', 'queryTimeoutMillis', 'healthCheckInterval', 'transactionRetries'] as const
   for (const key of nonNegative) if (!Number.isInteger(o[key]) || o[key] < 0) problems.push(`${key} must be a non-negative integer`)
+  // pg-pool reads 0 as "never": an idle connection never closed, a wait for a connection never bounded.
+  for (const key of ['idleTimeoutMillis', 'connectionTimeoutMillis'] as const) if (!Number.isInteger(o[key]) || o[key] < 1) problems.push(`${key} must be a positive integer`)
+  // Node fires a timer set above MAX_TIMER_MS at once: every query would time out, every check run in a loop.
+  const timers = { idleTimeoutMillis: o.idleTimeoutMillis, connectionTimeoutMillis: o.connectionTimeoutMillis, queryTimeoutMillis: o.queryTimeoutMillis + CLIENT_TIMEOUT_MARGIN_MS, healthCheckInterval: o.healthCheckInterval }
+  for (const [key, ms] of Object.entries(timers)) if (ms > MAX_TIMER_MS) problems.push(`${key} must be at most ${key === 'queryTimeoutMillis' ? MAX_TIMER_MS - CLIENT_TIMEOUT_MARGIN_MS : MAX_TIMER_MS}`)
+  if (options.listener) problems.push(...listenerOptionProblems(options.listener))
   if (!Number.isInteger(o.max) || o.max < 1) problems.push('max must be a positive integer')
   if (o.min > o.max) problems.push(`min (${o.min}) must not exceed max (${o.max})`)
   if (options.schema !== undefined && !SCHEMA_NAME.test(options.schema)) problems.push('schema must be a plain identifier')
   const r = options.replicas
   if (r) {
-    for (const key of ['waitMillis', 'healthCheckInterval'] as const) if (r[key] !== undefined && (!Number.isInteger(r[key]) || r[key] < 0)) problems.push(`replicas.${key} must be a non-negative integer`)
-    for (const key of ['max', 'pollMillis'] as const) if (r[key] !== undefined && (!Number.isInteger(r[key]) || r[key] < 1)) problems.push(`replicas.${key} must be a positive integer`)
+    for (const key of ['waitMillis', 'healthCheckInterval'] as const) if (r[key] !== undefined && (!Number.isInteger(r[key]) || r[key] < 0 || r[key] > MAX_TIMER_MS)) problems.push(`replicas.${key} must be an integer from 0 to ${MAX_TIMER_MS}`)
+    for (const key of ['max', 'pollMillis'] as const) if (r[key] !== undefined && (!Number.isInteger(r[key]) || r[key] < 1 || (key === 'pollMillis' && r[key] > MAX_TIMER_MS))) problems.push(`replicas.${key} must be a positive integer${key === 'pollMillis' ? ` up to ${MAX_TIMER_MS}` : ''}`)
     for (const url of r.urls) if (!/^postgres(ql)?:\/\//.test(url)) problems.push('replicas.urls must be postgres:// URLs')
   }
   if (problems.length > 0) throw new PoolErrors.DB_POOL_INVALID_OPTIONS(problems.join('; '))
