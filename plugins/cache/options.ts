@@ -1,4 +1,6 @@
 import { randomUUID } from 'node:crypto'
+import { MAX_TIMER_MS } from '../chassis/index.js'
+import { MAX_BUDGET_MS } from '../redis/index.js'
 import { CacheErrors } from './errors.js'
 
 export interface GetOrSetOptions {
@@ -111,6 +113,9 @@ export function resolveCacheOptions (options: CacheOptions): ResolvedCacheOption
   if (!(Number.isFinite(o.refreshAheadRatio) && o.refreshAheadRatio >= 0 && o.refreshAheadRatio < 1)) problems.push('refreshAheadRatio must be in [0, 1)')
   if (typeof o.prefix !== 'string') problems.push('prefix must be a string')
   if (typeof o.clock !== 'function') problems.push('clock must be a function')
+  // Node fires a timer above MAX_TIMER_MS at once: every wait would end at once, every interval run in a loop.
+  if (o.redisTimeoutMs > MAX_BUDGET_MS) problems.push(`redisTimeoutMs must be at most ${MAX_BUDGET_MS}`)
+  for (const key of ['breakerCooldownMs', 'ackTimeoutMs', 'warmTimeoutMs', 'hotKeysIntervalMs'] as const) if (o[key] > MAX_TIMER_MS) problems.push(`${key} must be at most ${MAX_TIMER_MS}`)
   if (problems.length > 0) throw new CacheErrors.CACHE_INVALID_OPTIONS(problems.join('; '))
   return Object.freeze(o)
 }

@@ -142,6 +142,14 @@ test('the warming variables reach the cache options, and a ratio of 1 or more is
   assert.throws(() => createCacheManager(undefined, { refreshAheadRatio: 1 }), { code: 'CACHE_INVALID_OPTIONS' })
 })
 
+test('a cache timer past what a Node timer holds (fired at once: every wait over at once, the hot-key flush in a loop) is refused', () => {
+  assert.throws(() => createCacheManager(undefined, { redisTimeoutMs: 2 ** 31, breakerCooldownMs: 2 ** 31, ackTimeoutMs: 3e9, warmTimeoutMs: 3e9, hotKeysIntervalMs: 3e9 }), (e: Error & { code: string }) => {
+    assert.equal(e.code, 'CACHE_INVALID_OPTIONS')
+    for (const problem of ['redisTimeoutMs must be at most 107374182', 'breakerCooldownMs must be at most 2147483647', 'ackTimeoutMs must be at most', 'warmTimeoutMs must be at most', 'hotKeysIntervalMs must be at most']) assert.match(e.message, new RegExp(problem))
+    return true
+  })
+})
+
 test('hot-key counts reach Redis every CACHE_HOT_KEYS_INTERVAL_MS without an explicit flush', async () => {
   const prefix = newPrefix()
   const m = await instance(prefix, cacheOptionFromEnv('hotKeysIntervalMs', { CACHE_HOT_KEYS_INTERVAL_MS: '100' }))

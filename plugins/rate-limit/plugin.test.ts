@@ -227,6 +227,15 @@ test('getRemainingRequests answers against the configured default limit', async 
   assert.equal(await app.rateLimiter.getRemainingRequests(clientAddressKey('198.51.100.7')), 499)
 })
 
+test('a rate limiter timer past what a Node timer holds (it would fire at once: every call timed out, the heartbeat in a loop) is refused', () => {
+  assert.throws(() => new RateLimiter(undefined, { timeoutMs: 2 ** 31, breakerCooldownMs: 2 ** 31, presenceIntervalMs: 3e9 }), (e: Error & { code: string }) => {
+    assert.equal(e.code, 'RATE_LIMIT_INVALID_OPTIONS')
+    for (const problem of ['timeoutMs must be a positive number up to 107374182', 'breakerCooldownMs must be a non-negative number up to 2147483647', 'presenceIntervalMs must be a positive number up to 2147483647']) assert.match(e.message, new RegExp(problem))
+    return true
+  })
+  assert.doesNotThrow(() => new RateLimiter(undefined, { timeoutMs: 107374182, breakerCooldownMs: 2 ** 31 - 1, presenceIntervalMs: 2 ** 31 - 1 }))
+})
+
 test('invalid rate limiter options throw one coded error naming each problem', () => {
   assert.throws(() => new RateLimiter(undefined, { breakerThreshold: 0, timeoutMs: -1, maxKeys: 0, breakerCooldownMs: Number.NaN }), (e: Error & { code: string }) => {
     assert.equal(e.code, 'RATE_LIMIT_INVALID_OPTIONS')

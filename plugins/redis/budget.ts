@@ -1,9 +1,15 @@
-import type { CircuitBreaker } from '../chassis/index.js'
+import { MAX_TIMER_MS, type CircuitBreaker } from '../chassis/index.js'
 import { RedisErrors } from './errors.js'
 import { afterTickWrites } from './tick-end.js'
 
 /** The longest a budget stretches while the process itself is late, as a multiple of the budget. */
 export const BUDGET_HARD_CAP_FACTOR = 10
+
+/**
+ * The longest budget: stretched BUDGET_HARD_CAP_FACTOR times, and ioredis's backstop at twice that, it must stay a
+ * timer Node keeps (a longer one fires at once: every command would fail at once).
+ */
+export const MAX_BUDGET_MS = Math.floor(MAX_TIMER_MS / (2 * BUDGET_HARD_CAP_FACTOR))
 
 /** The most a call under `withBudget(…, budgetMs, …)` can wait for an answer, however late the process runs. */
 export function budgetHardCapMs (budgetMs: number): number {

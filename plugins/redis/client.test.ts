@@ -13,6 +13,8 @@ test('invalid Redis client options throw one coded error naming each problem, ne
     return true
   })
   assert.throws(() => createRedisClient({ url: 'redis://127.0.0.1:6379', commandTimeoutMs: 0 }), /commandTimeoutMs must be a positive number/)
+  // Stretched ten times, and the backstop twice that, a larger budget is past what a Node timer holds (fired at once).
+  assert.throws(() => createRedisClient({ url: 'redis://127.0.0.1:6379', commandTimeoutMs: 107374183 }), /commandTimeoutMs must be a positive number up to 107374182/)
 })
 
 test('closing a client of a hung Redis (SIGSTOP) releases its socket within a second, so a CLI exits instead of lingering', async (t) => {

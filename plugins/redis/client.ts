@@ -1,6 +1,6 @@
 import { Cluster, Redis, type ClusterOptions, type RedisOptions } from 'ioredis'
 import { RedisErrors } from './errors.js'
-import { budgetHardCapMs } from './budget.js'
+import { MAX_BUDGET_MS, budgetHardCapMs } from './budget.js'
 
 /** A standalone or cluster client; the cache and the rate limiter work with either. */
 export type RedisClient = Redis | Cluster
@@ -39,7 +39,7 @@ export function resolveRedisClientOptions (options: RedisClientOptions): Resolve
   const o = { ...redisClientDefaults, ...defined } as ResolvedRedisClientOptions
   const problems: string[] = []
   if (typeof o.url !== 'string' || !URL.canParse(o.url) || !/^rediss?:$/.test(new URL(o.url).protocol)) problems.push('url must be a redis:// or rediss:// URL')
-  if (!(Number.isFinite(o.commandTimeoutMs) && o.commandTimeoutMs > 0)) problems.push('commandTimeoutMs must be a positive number')
+  if (!(Number.isFinite(o.commandTimeoutMs) && o.commandTimeoutMs > 0 && o.commandTimeoutMs <= MAX_BUDGET_MS)) problems.push(`commandTimeoutMs must be a positive number up to ${MAX_BUDGET_MS}`)
   for (const key of ['cluster', 'autoPipelining'] as const) if (typeof o[key] !== 'boolean') problems.push(`${key} must be a boolean`)
   if (problems.length > 0) throw new RedisErrors.REDIS_INVALID_OPTIONS(problems.join('; '))
   return Object.freeze(o)

@@ -2,7 +2,7 @@ export { closeRedisClient, createRedisClient, duplicateClient, isCluster, redisD
 export { redisConfigFragment, type RedisConfig } from './config.js'
 export { redisPlugin, type RedisPluginOptions } from './plugin.js'
 export { CircuitBreaker, type BreakerState } from '../chassis/index.js'
-export { withBudget, budgetHardCapMs, settlesWithin, BUDGET_HARD_CAP_FACTOR } from './budget.js'
+export { withBudget, budgetHardCapMs, settlesWithin, BUDGET_HARD_CAP_FACTOR, MAX_BUDGET_MS } from './budget.js'
 export { holdUntilTickEnd } from './tick-end.js'
 export { RedisErrors } from './errors.js'
 export { defineScript, type ScriptDefinition } from './scripts.js'
