@@ -10,9 +10,11 @@ export interface RedisClientOptions {
   /** Treat `url` as one seed node of a Redis Cluster. @default false */
   cluster?: boolean
   /**
-   * Time budget of one command, which the callers enforce with `withBudget`. The client's own command timeout is
-   * only a backstop, at least 10 s, because ioredis's timer, like any timer, fires before the poll phase and would
-   * fail a reply that is already waiting in the socket. @default 100
+   * The budget of one command this client's backstop is set from: ioredis's own command timeout, at least 10 s
+   * (20 times this), since ioredis's timer, like any timer, fires before the poll phase and would fail a reply that
+   * is already waiting in the socket. The budgets themselves are the callers', enforced with `withBudget` and set
+   * by their own options (the cache's `redisTimeoutMs`, the rate limiter's `timeoutMs`, the api-keys lookup
+   * budget's `timeoutMs`), not read from here: a service sets them all from REDIS_COMMAND_TIMEOUT_MS. @default 100
    */
   commandTimeoutMs?: number
   /** Client name shown by CLIENT LIST. */
