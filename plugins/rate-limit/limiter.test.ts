@@ -32,6 +32,22 @@ test('three instances sharing one Redis, 1000 concurrent requests against 100: e
   assert.equal(await (limiters[0] as RateLimiter).getRemainingRequests('client-1', policy), 0)
 })
 
+test('a cost that is no count (negative, NaN, infinite) is counted as one request and a fraction rounded up, in Redis and in memory: a cost function fed by a caller buys no uncounted requests', async () => {
+  const policy = { name: 'cost', limit: 3, windowMs: 60000 }
+  for (const limiter of [new RateLimiter(client(), { prefix: `${uniqueName('rl')}:` }), new RateLimiter(undefined)]) {
+    for (const cost of [-5, Number.NaN, Number.POSITIVE_INFINITY, -Number.MAX_VALUE]) {
+      const id = `caller-${String(cost)}`
+      const admitted = []
+      for (let i = 0; i < 6; i++) admitted.push((await limiter.check(id, [policy], cost)).allowed)
+      assert.deepEqual(admitted, [true, true, true, false, false, false], `cost ${cost}`)
+    }
+    const fractions = []
+    for (let i = 0; i < 3; i++) fractions.push((await limiter.check('fractions', [policy], 0.4)).allowed)
+    assert.deepEqual(fractions, [true, true, true])
+    assert.equal((await limiter.check('fractions', [policy], 0.4)).allowed, false, 'each 0.4 counted one')
+  }
+})
+
 test('a key known to be over its limit is answered from memory until it frees', async () => {
   let calls = 0
   const inner = new MemoryStore()

@@ -89,6 +89,16 @@ function escapeIdentity (identity: string): string {
 }
 
 /**
+ * A request's cost as units to count: a fraction rounded up, and a value that is no count (NaN, negative, infinite)
+ * taken as 1, so that a cost function fed by a caller's input (a batch's size) can never buy requests that are not
+ * counted, or make room by counting less than nothing. 0 is a request the route declared free.
+ */
+function units (cost: number): number {
+  if (cost === 0) return 0
+  return Number.isFinite(cost) && cost > 0 ? Math.ceil(cost) : 1
+}
+
+/**
  * Sliding-window rate limiting decided in the store in one atomic call per request for all its policies. When the
  * store fails or hangs, each policy fails open (an in-process limiter per instance admitting its share of the limit:
  * the limit divided by the live instances of the presence set) or closed, within the budget.
@@ -183,7 +193,8 @@ export class RateLimiter {
   }
 
   /**
-   * Decides one request: every enforced policy must admit `cost` units, and then all of them record it. Shadow
+   * Decides one request: every enforced policy must admit `cost` units, and then all of them record it (a cost that
+   * is not a number of units is counted as `units` reads it: never as free, never as negative). Shadow
    * policies are decided on their own (in the same call when there are no others), so they never hold back a count.
    */
   check (identity: string, policies: RateLimitPolicy[], cost = 1): Promise<Decision> {
@@ -196,6 +207,7 @@ export class RateLimiter {
    */
   checkWith (identity: string, policies: RateLimitPolicy[], cost: number, answer: (decision: Decision) => void): void {
     if (policies.length === 0) return answer({ allowed: true, source: 'store', results: [], binding: undefined, shadowLimited: false })
+    cost = units(cost)
     let shadows = 0
     for (const p of policies) if (p.shadow) shadows++
     if (shadows === 0 || shadows === policies.length) {
