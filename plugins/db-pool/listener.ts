@@ -27,7 +27,7 @@ export function listenerOptionProblems (options: NotificationListenerOptions): s
   const problems: string[] = []
   const within = (value: number, min: number): boolean => Number.isInteger(value) && value >= min && value <= MAX_TIMER_MS
   if (!within(o.reconnectDelayMs, 1)) problems.push(`listener.reconnectDelayMs must be an integer from 1 to ${MAX_TIMER_MS}`)
-  if (!within(o.maxReconnectDelayMs, Math.max(1, o.reconnectDelayMs))) problems.push(`listener.maxReconnectDelayMs must be an integer from listener.reconnectDelayMs to ${MAX_TIMER_MS}`)
+  if (!within(o.maxReconnectDelayMs, 1)) problems.push(`listener.maxReconnectDelayMs must be an integer from 1 to ${MAX_TIMER_MS}`)
   if (!within(o.heartbeatMs, 0)) problems.push(`listener.heartbeatMs must be an integer from 0 (off) to ${MAX_TIMER_MS}`)
   return problems
 }
