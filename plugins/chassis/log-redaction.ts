@@ -7,14 +7,16 @@ const LOG_CENSOR = '[redacted]'
 
 /** Credentials: a logged request's headers, or any property so named (a handler that logs its request's headers). */
 const SECRET_HEADERS: readonly string[] = ['authorization', 'proxy-authorization', 'cookie', 'set-cookie', 'x-api-key', 'x-service-key']
+/** Credentials as a handler's own objects name them, where no separator gives them away (see CREDENTIAL_NAME). */
+const SECRET_FIELDS: readonly string[] = ['password', 'passwd', 'secret', 'token', 'apikey', 'apiKey', 'accessToken', 'refreshToken', 'idToken', 'clientSecret', 'privateKey', 'sessionToken']
 /** Personal data and credentials: a property of this name is censored at any depth of anything logged. */
-const PERSONAL_FIELDS: ReadonlySet<string> = new Set(['email', 'phone', 'firstName', 'lastName', 'first_name', 'last_name', ...SECRET_HEADERS])
+const PERSONAL_FIELDS: ReadonlySet<string> = new Set(['email', 'phone', 'firstName', 'lastName', 'first_name', 'last_name', ...SECRET_HEADERS, ...SECRET_FIELDS])
 /**
  * A credential by the end of its name, past a separator: an API key header of another name (the api-keys plugin's
- * `header` option, `x-lead-key`), an `x-auth-token`, a `client_secret`. A name without a separator is not tested
+ * `header` option, `x-lead-key`, `x-apikey`), an `x-auth-token`, a `client_secret`, an `x-amz-security-token`. A name without a separator is not tested
  * (the request line's own fields cost no regular expression), nor a bare `key` (a cache key).
  */
-const CREDENTIAL_NAME = /[-_](?:key|token|secret|password|passwd|credentials?)$/i
+const CREDENTIAL_NAME = /[-_](?:api[-_]?)?(?:key|token|secret|password|passwd|credentials?|auth|authorization)$/i
 
 function censored (key: string): boolean {
   return PERSONAL_FIELDS.has(key) || ((key.includes('-') || key.includes('_')) && CREDENTIAL_NAME.test(key))
