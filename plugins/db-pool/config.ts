@@ -7,7 +7,7 @@ export const dbPoolConfigFragment = {
     DB_SCHEMA: { type: 'string', default: 'public', description: 'Schema first on the search_path of every connection' },
     DB_POOL_MIN: { type: 'integer', default: poolDefaults.min, minimum: 0, maxOf: 'DB_POOL_MAX', description: 'Connections opened at start and kept open' },
     DB_POOL_MAX: { type: 'integer', default: poolDefaults.max, minimum: 1, description: 'Connections never exceeded' },
-    DB_POOL_IDLE_TIMEOUT: { type: 'integer', unit: 'ms', default: poolDefaults.idleTimeoutMillis, minimum: 0, description: 'Idle connection above the minimum closed after this many ms' },
+    DB_POOL_IDLE_TIMEOUT: { type: 'integer', unit: 'ms', default: poolDefaults.idleTimeoutMillis, minimum: 0, description: 'Idle connection above the minimum closed after this many ms; 0 never closes one' },
     DB_CONNECTION_TIMEOUT: { type: 'integer', unit: 'ms', default: poolDefaults.connectionTimeoutMillis, minimum: 1, description: 'Waiting longer than this many ms for a connection fails with 503 (capped by the client-side bound of DB_QUERY_TIMEOUT)' },
     // The client-side bound adds the margin, and must stay a timer Node.js keeps.
     DB_QUERY_TIMEOUT: { type: 'integer', unit: 'ms', default: poolDefaults.queryTimeoutMillis, minimum: 0, maximum: MAX_TIMER_MS - CLIENT_TIMEOUT_MARGIN_MS, description: 'Server-side statement_timeout in ms; plus 500 ms, also the client-side bound on waiting for a connection plus a statement (503 DB_UNAVAILABLE, connection destroyed); 0 disables both' },

@@ -231,17 +231,16 @@ test('contradictory options throw one coded error naming each problem', () => {
   assert.throws(() => createConnectionPool({ min: 10, max: 2, idleTimeoutMillis: -1 }), (e: Error & { code: string }) => {
     assert.equal(e.code, 'DB_POOL_INVALID_OPTIONS')
     assert.match(e.message, /min \(10\) must not exceed max \(2\)/)
-    assert.match(e.message, /idleTimeoutMillis must be a positive integer/)
+    assert.match(e.message, /idleTimeoutMillis must be a non-negative integer/)
     return true
   })
   assert.throws(() => createConnectionPool({ schema: 'x; DROP TABLE y' }), /schema must be a plain identifier/)
 })
 
-test('a timeout of 0, which pg-pool reads as never, or past what a Node timer holds (it would fire at once), and a listener that would reconnect without backing off are refused at creation', () => {
+test('a connection timeout of 0, which pg-pool reads as never, a timer past what a Node timer holds (it would fire at once), and a listener that would reconnect without backing off are refused at creation', () => {
   const refused = (options: ConnectionPoolOptions, why: RegExp): void => {
     assert.throws(() => createConnectionPool(options), (e: Error & { code: string }) => e.code === 'DB_POOL_INVALID_OPTIONS' && why.test(e.message), JSON.stringify(options))
   }
-  refused({ idleTimeoutMillis: 0 }, /idleTimeoutMillis must be a positive integer/)
   refused({ connectionTimeoutMillis: 0 }, /connectionTimeoutMillis must be a positive integer/)
   refused({ connectionTimeoutMillis: 2 ** 31 }, /connectionTimeoutMillis must be at most 2147483647/)
   refused({ queryTimeoutMillis: 2 ** 31 - 100 }, /queryTimeoutMillis must be at most 2147483147/)
@@ -251,6 +250,6 @@ test('a timeout of 0, which pg-pool reads as never, or past what a Node timer ho
   refused({ listener: { heartbeatMs: -1 } }, /listener.heartbeatMs must be an integer from 0 \(off\)/)
   refused({ listener: { maxReconnectDelayMs: 0 } }, /listener.maxReconnectDelayMs must be an integer from 1/)
   // The bounds themselves are taken.
-  const pool = createConnectionPool({ min: 0, idleTimeoutMillis: 1, connectionTimeoutMillis: 2 ** 31 - 1, queryTimeoutMillis: 2 ** 31 - 1 - 500, healthCheckInterval: 0, listener: { heartbeatMs: 0, reconnectDelayMs: 1, maxReconnectDelayMs: 1 } })
+  const pool = createConnectionPool({ min: 0, idleTimeoutMillis: 0, connectionTimeoutMillis: 2 ** 31 - 1, queryTimeoutMillis: 2 ** 31 - 1 - 500, healthCheckInterval: 0, listener: { heartbeatMs: 0, reconnectDelayMs: 1, maxReconnectDelayMs: 1 } })
   void pool.close()
 })

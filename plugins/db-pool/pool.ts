@@ -29,7 +29,7 @@ export interface ConnectionPoolOptions {
   min?: number
   /** Connections never exceeded. @default 20 */
   max?: number
-  /** An idle connection above `min` is closed after this long. @default 30000 */
+  /** An idle connection above `min` is closed after this long; 0 never closes one. @default 30000 */
   idleTimeoutMillis?: number
   /**
    * Waiting for a connection (from the pool, or a new one's TCP connect and startup) longer than this fails with
@@ -162,10 +162,10 @@ const noopLogger: PoolLogger = { info () {}, warn () {}, error () {} }
 function validate (options: ConnectionPoolOptions): ResolvedPoolOptions {
   const o = { ...poolDefaults, ...Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined)) } as ResolvedPoolOptions
   const problems: string[] = []
-  const nonNegative = ['min', 'queryTimeoutMillis', 'healthCheckInterval', 'transactionRetries'] as const
+  const nonNegative = ['min', 'idleTimeoutMillis', 'queryTimeoutMillis', 'healthCheckInterval', 'transactionRetries'] as const
   for (const key of nonNegative) if (!Number.isInteger(o[key]) || o[key] < 0) problems.push(`${key} must be a non-negative integer`)
-  // pg-pool reads 0 as "never": an idle connection never closed, a wait for a connection never bounded.
-  for (const key of ['idleTimeoutMillis', 'connectionTimeoutMillis'] as const) if (!Number.isInteger(o[key]) || o[key] < 1) problems.push(`${key} must be a positive integer`)
+  // pg-pool reads 0 as "never": a wait for a connection would never be bounded.
+  if (!Number.isInteger(o.connectionTimeoutMillis) || o.connectionTimeoutMillis < 1) problems.push('connectionTimeoutMillis must be a positive integer')
   // Node fires a timer set above MAX_TIMER_MS at once: every query would time out, every check run in a loop.
   const timers = { idleTimeoutMillis: o.idleTimeoutMillis, connectionTimeoutMillis: o.connectionTimeoutMillis, queryTimeoutMillis: o.queryTimeoutMillis + CLIENT_TIMEOUT_MARGIN_MS, healthCheckInterval: o.healthCheckInterval }
   for (const [key, ms] of Object.entries(timers)) if (ms > MAX_TIMER_MS) problems.push(`${key} must be at most ${key === 'queryTimeoutMillis' ? MAX_TIMER_MS - CLIENT_TIMEOUT_MARGIN_MS : MAX_TIMER_MS}`)

@@ -89,13 +89,15 @@ function escapeIdentity (identity: string): string {
 }
 
 /**
- * A request's cost as units to count: a fraction rounded up, and a value that is no count (NaN, negative, infinite)
- * taken as 1, so that a cost function fed by a caller's input (a batch's size) can never buy requests that are not
- * counted, or make room by counting less than nothing. 0 is a request the route declared free.
+ * A request's cost as units to count, never fewer than it asks for: a fraction rounded up, a cost that is not a
+ * number or is infinite taken as more than any limit (refused, as the stores refused it), and a negative one as 1
+ * (it was admitted and counted nothing). A cost function fed by a caller's input (a batch's size, a header) can
+ * then never buy requests that are not counted. 0 is a request the route declared free.
  */
 function units (cost: number): number {
   if (cost === 0) return 0
-  return Number.isFinite(cost) && cost > 0 ? Math.ceil(cost) : 1
+  if (Number.isNaN(cost) || cost === Number.POSITIVE_INFINITY) return Number.MAX_SAFE_INTEGER
+  return cost > 0 ? Math.ceil(cost) : 1
 }
 
 /**
