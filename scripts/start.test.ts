@@ -210,7 +210,7 @@ test('the npm process of npm start killed with SIGKILL: start.js notices its par
   assert.doesNotMatch(output(), /CHASSIS_SHUTDOWN_INTERRUPTED/)
 })
 
-test('npm start takes SERVICE_API_KEY and DATA_SERVICE_URL from .env as from the environment: the services share that key, and the orchestrator calls that origin', { timeout: 120000 }, async (t) => {
+test('npm start takes SERVICE_API_KEY from .env as from the environment: the services share that key; a DATA_SERVICE_URL in .env (an older .env.example set one) does not turn the orchestrator from the data-service npm start runs', { timeout: 120000 }, async (t) => {
   const db = await createTestSchema()
   t.after(() => db.drop())
   const dir = mkdtempSync(join(tmpdir(), 'npm-start-env-'))
@@ -231,8 +231,8 @@ test('npm start takes SERVICE_API_KEY and DATA_SERVICE_URL from .env as from the
     assert.equal(leads.status, 200, `the api takes the service key of .env: ${await leads.clone().text()}`)
     const score = await fetch(`http://127.0.0.1:${ports.ORCHESTRATOR_PORT}/orchestrator/v1/leads/${randomUUID()}/score`, { headers: { 'x-service-key': key } })
     const body = await score.json() as { code: string }
-    assert.equal(score.status, 503, `the orchestrator called the origin of .env, where nothing listens (not the data-service npm start runs, which would say 404): ${JSON.stringify(body)}`)
-    assert.equal(body.code, 'UPSTREAM_UNAVAILABLE')
+    assert.equal(score.status, 404, `the orchestrator reached the data-service npm start runs, which knows no such lead, with the key of .env: ${JSON.stringify(body)}`)
+    assert.equal(body.code, 'LEAD_NOT_FOUND')
   } finally {
     child.kill('SIGINT')
     await exit

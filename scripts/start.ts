@@ -10,7 +10,7 @@ import { createConnectionPool } from '@lead-chassis/plugins/db-pool'
 import { migrate } from '../services/domain/migrate.js'
 import { projectRoot } from '../services/platform/paths.js'
 import { seed } from '../services/domain/seed.js'
-import { loadScriptsConfig } from './lib/config.js'
+import { loadStartConfig } from './lib/start-config.js'
 import { openDatabase } from './lib/database.js'
 import type { WatchdogMessage } from './lib/pg-watchdog.js'
 
@@ -18,7 +18,7 @@ const started = performance.now()
 // Read first: npm may be killed while the database starts.
 const parentPid = process.ppid
 const log = (message: string): void => console.log(`[start] ${message}`)
-const config = loadScriptsConfig()
+const config = loadStartConfig()
 
 /** The services `npm start` runs, each from its own listening entry, as production does. */
 const SERVICES = [
@@ -131,7 +131,7 @@ for (const service of SERVICES) {
       PORT: String(service.port),
       NODE_ENV: process.env.NODE_ENV ?? 'development',
       SERVICE_API_KEY: serviceKey,
-      DATA_SERVICE_URL: config.DATA_SERVICE_URL ?? `http://127.0.0.1:${config.DATA_SERVICE_PORT}`,
+      DATA_SERVICE_URL: process.env.DATA_SERVICE_URL ?? `http://127.0.0.1:${config.DATA_SERVICE_PORT}`,
       OTEL_SERVICE_NAME: process.env.OTEL_SERVICE_NAME ?? service.name
     }
   })

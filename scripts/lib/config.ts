@@ -1,9 +1,4 @@
 import { composeSchema, loadConfig, type ConfigFragment } from '@lead-chassis/plugins/chassis'
-import { apiKeysConfigFragment } from '@lead-chassis/plugins/api-keys'
-import { orchestratorFragment } from '../../services/orchestrator/config.js'
-
-// npm start's own default follows DATA_SERVICE_PORT; the rule is the orchestrator's.
-const { default: _dataServiceDefault, ...dataServiceUrl } = orchestratorFragment.properties.DATA_SERVICE_URL
 
 export const scriptsConfigFragment = {
   properties: {
@@ -16,11 +11,7 @@ export const scriptsConfigFragment = {
     ORCHESTRATOR_PORT: { type: 'integer', default: 3002, minimum: 1, maximum: 65535, description: 'Port `npm start` gives the orchestrator' },
     SEED_COUNT: { type: 'integer', default: 10000, minimum: 0, description: 'Demo leads seeded by `npm start` when the leads table is empty' },
     CACHE_PREFIX: { type: 'string', default: 'app:', description: 'Prefix of every cache key and channel in Redis' },
-    REDIS_URL: { type: 'string', format: 'redis-url', description: 'Redis URL shared by cache and rate limiter; unset runs single-instance with in-process stores' },
-    // Read here, not from process.env alone, so that a .env sets what npm start hands every service as the real
-    // environment does: the services are given these explicitly, which wins over their own reading of .env.
-    SERVICE_API_KEY: apiKeysConfigFragment.properties.SERVICE_API_KEY,
-    DATA_SERVICE_URL: { ...dataServiceUrl, description: 'Origin of the data-service the orchestrator calls; unset with `npm start`, the one it starts (http://127.0.0.1:DATA_SERVICE_PORT)' }
+    REDIS_URL: { type: 'string', format: 'redis-url', description: 'Redis URL shared by cache and rate limiter; unset runs single-instance with in-process stores' }
   }
 } as const satisfies ConfigFragment
 
@@ -35,8 +26,6 @@ export interface ScriptsConfig {
   ORCHESTRATOR_PORT: number
   REDIS_URL?: string
   CACHE_PREFIX: string
-  SERVICE_API_KEY: string
-  DATA_SERVICE_URL?: string
 }
 
 export function loadScriptsConfig (): Readonly<ScriptsConfig> {

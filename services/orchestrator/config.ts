@@ -2,7 +2,7 @@ import { composeSchema, loadConfig, type ConfigFragment, type ConfigOf, type Loa
 import { serviceKeyRule } from '@lead-chassis/plugins/api-keys'
 import { platformConfigFragments, type PlatformConfig } from '../platform/platform.js'
 
-export const orchestratorFragment = {
+const orchestratorFragment = {
   properties: {
     PORT: { type: 'integer', default: 3002, minimum: 0, maximum: 65535, description: 'Port of the orchestrator' },
     DATA_SERVICE_URL: { type: 'string', default: 'http://127.0.0.1:3001', pattern: '^https?://[^\\s/]+$', patternMessage: 'must be an origin like http://host:3001', description: 'Origin of the data-service the orchestrator calls' },
