@@ -8,7 +8,12 @@ const LOG_CENSOR = '[redacted]'
 /** Credentials: a logged request's headers, or any property so named (a handler that logs its request's headers). */
 const SECRET_HEADERS: readonly string[] = ['authorization', 'proxy-authorization', 'cookie', 'set-cookie', 'x-api-key', 'x-service-key']
 /** Credentials as a handler's own objects name them, where no separator gives them away (see CREDENTIAL_NAME). */
-const SECRET_FIELDS: readonly string[] = ['password', 'passwd', 'secret', 'token', 'apikey', 'apiKey', 'accessToken', 'refreshToken', 'idToken', 'clientSecret', 'privateKey', 'sessionToken']
+const SECRET_FIELDS: readonly string[] = [
+  'password', 'passwd', 'secret', 'token', 'apikey', 'apiKey', 'accessToken', 'refreshToken', 'idToken', 'clientSecret',
+  'privateKey', 'sessionToken', 'serviceKey', 'previousServiceKey', 'secretAccessKey', 'credentials', 'SERVICE_API_KEY_PREVIOUS',
+  // Headers as a handler spells them in an object of its own (a request's headers arrive in lower case).
+  'Authorization', 'Proxy-Authorization', 'Cookie', 'Set-Cookie', 'Password'
+]
 /** Personal data and credentials: a property of this name is censored at any depth of anything logged. */
 const PERSONAL_FIELDS: ReadonlySet<string> = new Set(['email', 'phone', 'firstName', 'lastName', 'first_name', 'last_name', ...SECRET_HEADERS, ...SECRET_FIELDS])
 /**

@@ -1,7 +1,6 @@
 import { randomUUID } from 'node:crypto'
 import proxyAddr from '@fastify/proxy-addr'
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify'
-import type { LoggerOptions } from 'pino'
 import underPressure from '@fastify/under-pressure'
 import type { Ajv } from 'ajv'
 import addFormats from 'ajv-formats'
@@ -37,9 +36,10 @@ export interface ServiceDefinition {
   /** Publish an OpenAPI document of every route (and a reference page unless OPENAPI_UI_ENABLED is false). */
   openapi?: Omit<OpenApiOptions, 'ui'>
   /**
-   * Overrides for the pino logger, e.g. a destination stream in tests. Its formatters, serializers and hooks are
-   * merged under the chassis's redaction, which they cannot replace; a pino instance given here logs as it was
-   * made (make it with `logRedaction`).
+   * Overrides for the pino logger, e.g. a destination stream in tests. Its formatters, serializers, hooks and
+   * mixinMergeStrategy are the redaction's (`logRedaction`) and are refused here (CHASSIS_CONFIG_INVALID): given,
+   * they replaced it, and a lead's email was logged as given. A pino instance given here logs as it was made:
+   * make it with `logRedaction`.
    */
   logger?: FastifyServerOptions['loggerInstance'] | Record<string, unknown> | false
 }
@@ -64,18 +64,16 @@ function loggerOptions (def: ServiceDefinition): Pick<FastifyServerOptions, 'log
   if (def.logger && 'info' in def.logger && typeof def.logger.info === 'function') {
     return { loggerInstance: def.logger as FastifyServerOptions['loggerInstance'] }
   }
-  const own = (def.logger ?? {}) as Pick<LoggerOptions, 'formatters' | 'serializers' | 'hooks'>
+  const own = def.logger ?? {}
+  const replaced = Object.keys(logRedaction).filter((key) => key in own)
+  if (replaced.length > 0) throw new ChassisErrors.CHASSIS_CONFIG_INVALID(`logger.${replaced.join(', logger.')} would replace the log redaction; pass a pino instance made with logRedaction instead`)
   return {
     logger: {
       level: def.config.LOG_LEVEL,
       base: { service: def.name },
-      ...own,
-      // Credentials and personal data never reach the logs, wherever an object carrying them is logged: a service's
-      // own formatters, serializers and hooks are kept beside the redaction's, never in their place.
-      formatters: { ...own.formatters, ...logRedaction.formatters },
-      serializers: { ...own.serializers, ...logRedaction.serializers },
-      hooks: { ...own.hooks, ...logRedaction.hooks },
-      mixinMergeStrategy: logRedaction.mixinMergeStrategy
+      // Credentials and personal data never reach the logs, wherever an object carrying them is logged.
+      ...logRedaction,
+      ...own
     }
   }
 }
