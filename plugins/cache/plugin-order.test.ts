@@ -67,3 +67,15 @@ test('a redis decorator of the application\'s own added after the cache is not r
   await app.ready()
   assert.equal(app.cache.getStats().redis.connected, false)
 })
+
+test('a manager given with options it would ignore (a ttl, a prefix) is refused at registration, naming them', async (t) => {
+  const { createCacheManager } = await import('./index.js')
+  const manager = createCacheManager(undefined, {})
+  t.after(() => manager.close())
+  const app = Fastify()
+  t.after(() => app.close())
+  await assert.rejects(async () => { await app.register(cachePlugin, { manager, ttl: 5, prefix: 'other:' }) }, {
+    code: 'CACHE_INVALID_OPTIONS',
+    message: 'Invalid cache options: ttl, prefix cannot be given with manager, which keeps the options it was made with'
+  })
+})

@@ -3,6 +3,7 @@ import type { FastifyInstance } from 'fastify'
 import { optionalDependency } from '../chassis/index.js'
 import { redisDecorator } from '../redis/index.js'
 import { CacheManager } from './cache-manager.js'
+import { CacheErrors } from './errors.js'
 import type { CacheOptions } from './options.js'
 
 declare module 'fastify' {
@@ -27,6 +28,9 @@ export const cacheDecorator = { check: (value: unknown): boolean => value instan
  */
 export const cachePlugin = fp(async (app: FastifyInstance, opts: CachePluginOptions) => {
   const { manager, redis: redisOption, ...options } = opts
+  // A manager given is used as it was made: options beside it would be ignored without a word.
+  const ignored = manager ? Object.keys(options).filter((key) => (options as Record<string, unknown>)[key] !== undefined) : []
+  if (ignored.length > 0) throw new CacheErrors.CACHE_INVALID_OPTIONS(`${ignored.join(', ')} cannot be given with manager, which keeps the options it was made with`)
   const redis = optionalDependency(app, { plugin: 'cache', decorator: 'redis', provider: '@lead-chassis/plugins/redis', option: manager ? false : redisOption, accepts: redisDecorator })
   const cache = manager ?? new CacheManager(redis, { logger: app.log, ...options })
   app.decorate('cache', cache)

@@ -30,3 +30,15 @@ test('the pool registered after the health plugin adds its readiness check; heal
     assert.equal('postgres:order' in checks, health === undefined)
   }
 })
+
+test('a pool given with options it would ignore (max, a query timeout) is refused at registration, naming them', async (t) => {
+  const { createConnectionPool } = await import('./index.js')
+  const injected = createConnectionPool({ connectionString: TEST_DATABASE_URL, min: 0, max: 1, healthCheckInterval: 0 })
+  t.after(() => injected.close())
+  const app = Fastify()
+  t.after(() => app.close())
+  await assert.rejects(async () => { await app.register(dbPoolPlugin, { pool: injected, max: 50, queryTimeoutMillis: 5, health: false }) }, {
+    code: 'DB_POOL_INVALID_OPTIONS',
+    message: 'Invalid connection pool options: max, queryTimeoutMillis cannot be given with pool, which keeps the options it was made with'
+  })
+})

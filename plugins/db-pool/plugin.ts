@@ -1,6 +1,7 @@
 import fp from 'fastify-plugin'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import { optionalDependency } from '../chassis/index.js'
+import { PoolErrors } from './errors.js'
 import { ConnectionPool, type ConnectionPoolOptions } from './pool.js'
 import { newReadContext, parseLsn, readContext, type ReadContext } from './read-context.js'
 
@@ -30,6 +31,9 @@ export type DbPoolPluginOptions = ConnectionPoolOptions & {
  */
 export const dbPoolPlugin = fp(async (app: FastifyInstance, opts: DbPoolPluginOptions) => {
   const { pool: injected, closeInjected = false, health: healthOption, ...options } = opts
+  // A pool given is used as it was made: options beside it would be ignored without a word.
+  const ignored = injected ? Object.keys(options).filter((key) => (options as Record<string, unknown>)[key] !== undefined) : []
+  if (ignored.length > 0) throw new PoolErrors.DB_POOL_INVALID_OPTIONS(`${ignored.join(', ')} cannot be given with pool, which keeps the options it was made with`)
   const health = optionalDependency(app, { plugin: 'db-pool', decorator: 'health', provider: 'the chassis health plugin (buildService does)', option: healthOption })
   const pool = injected ?? new ConnectionPool({ logger: app.log, ...options })
   if (!injected) await pool.start()

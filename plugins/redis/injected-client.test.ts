@@ -27,3 +27,14 @@ test('an app that closed a client it was given (closeInjected) leaves no error l
   client.emit('error', new Error('after every app closed'))
   assert.deepEqual(logged, [], 'no closed app logs the error')
 })
+
+test('a client given with options it would ignore (a url, a command timeout) is refused at registration, naming them', async (t) => {
+  const client = createRedisClient({ url: REDIS_URL, name: 'injected-options-test' })
+  t.after(() => closeRedisClient(client))
+  const app = Fastify()
+  t.after(() => app.close())
+  await assert.rejects(async () => { await app.register(redisPlugin, { client, url: 'redis://127.0.0.1:1', commandTimeoutMs: 5 }) }, {
+    code: 'REDIS_INVALID_OPTIONS',
+    message: 'Invalid Redis client options: url, commandTimeoutMs cannot be given with client, which keeps the options it was made with'
+  })
+})

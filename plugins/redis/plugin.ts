@@ -2,6 +2,7 @@ import fp from 'fastify-plugin'
 import type { FastifyInstance } from 'fastify'
 import { optionalDependency } from '../chassis/index.js'
 import { closeRedisClient, createRedisClient, type RedisClient, type RedisClientOptions } from './client.js'
+import { RedisErrors } from './errors.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -24,6 +25,9 @@ export interface RedisPluginOptions extends Partial<RedisClientOptions> {
  */
 export const redisPlugin = fp(async (app: FastifyInstance, opts: RedisPluginOptions) => {
   const { client: injected, closeInjected = false, url, health: healthOption, ...rest } = opts
+  // A client given is used as it was made: options beside it would be ignored without a word.
+  const ignored = injected ? Object.entries({ url, ...rest }).filter(([, value]) => value !== undefined).map(([key]) => key) : []
+  if (ignored.length > 0) throw new RedisErrors.REDIS_INVALID_OPTIONS(`${ignored.join(', ')} cannot be given with client, which keeps the options it was made with`)
   const health = optionalDependency(app, { plugin: 'redis', decorator: 'health', provider: 'the chassis health plugin (buildService does)', option: healthOption })
   const client = injected ?? (url ? createRedisClient({ url, name: 'chassis', ...rest }) : undefined)
   app.decorate<RedisClient | undefined>('redis', client)
