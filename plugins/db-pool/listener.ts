@@ -23,13 +23,17 @@ export const listenerDefaults = Object.freeze({ reconnectDelayMs: 100, maxReconn
  * a negative heartbeat would turn it off without a word, and Node fires a timer above MAX_TIMER_MS at once.
  */
 export function listenerOptionProblems (options: NotificationListenerOptions): string[] {
-  const o = { ...listenerDefaults, ...Object.fromEntries(Object.entries(options).filter(([k, v]) => v !== undefined && k !== 'logger')) }
+  const o = withDefaults(options)
   const problems: string[] = []
   const within = (value: number, min: number): boolean => Number.isInteger(value) && value >= min && value <= MAX_TIMER_MS
   if (!within(o.reconnectDelayMs, 1)) problems.push(`listener.reconnectDelayMs must be an integer from 1 to ${MAX_TIMER_MS}`)
   if (!within(o.maxReconnectDelayMs, 1)) problems.push(`listener.maxReconnectDelayMs must be an integer from 1 to ${MAX_TIMER_MS}`)
   if (!within(o.heartbeatMs, 0)) problems.push(`listener.heartbeatMs must be an integer from 0 (off) to ${MAX_TIMER_MS}`)
   return problems
+}
+
+function withDefaults (options: NotificationListenerOptions): Required<Omit<NotificationListenerOptions, 'logger'>> {
+  return { ...listenerDefaults, ...Object.fromEntries(Object.entries(options).filter(([k, v]) => v !== undefined && k !== 'logger')) }
 }
 
 /** What a subscriber hears: each payload, and each change of the link (a reconnect means notifications may be lost). */
@@ -82,7 +86,7 @@ export class NotificationListener {
   constructor (config: pg.ClientConfig, options: NotificationListenerOptions = {}) {
     const problems = listenerOptionProblems(options)
     if (problems.length > 0) throw new PoolErrors.DB_POOL_INVALID_OPTIONS(problems.join('; '))
-    this.#options = { ...listenerDefaults, ...Object.fromEntries(Object.entries(options).filter(([k, v]) => v !== undefined && k !== 'logger')) }
+    this.#options = withDefaults(options)
     this.#config = { ...config, keepAlive: true, ...(this.#options.heartbeatMs > 0 ? { query_timeout: this.#options.heartbeatMs } : {}) }
     this.#log = options.logger ?? noopLogger
     this.#delay = this.#options.reconnectDelayMs
