@@ -14,6 +14,8 @@ const SERVICE_IDENTITY: ApiKeyIdentity = Object.freeze({ id: 'internal-service',
 declare module 'fastify' {
   interface FastifyInstance {
     apiKeys: ApiKeyStore
+    /** The header a key is read from (lower case), as the OpenAPI document names it. */
+    apiKeyHeader: string
   }
   interface FastifyRequest {
     /** The verified key of this request, if it carried a valid one (or the internal service identity). */
@@ -117,6 +119,7 @@ export const apiKeysPlugin = fp(async (app: FastifyInstance, opts: ApiKeysPlugin
   const store = new ApiKeyStore(app.db, cache, opts.cacheTtl ?? 30)
   // Hashing both sides gives equal lengths, which timingSafeEqual needs, without revealing the secret's length.
   app.decorate('apiKeys', store)
+  app.decorate('apiKeyHeader', header)
   if (opts.followChanges !== false) {
     const unfollow = await followKeyChanges(store, app.db, app.log)
     app.addHook('onClose', async () => unfollow())

@@ -39,12 +39,27 @@ export const DOCS_CSP = "default-src 'none'; script-src 'self'; style-src 'self'
 const INPUT_CODES = ['VALIDATION_ERROR', 'INVALID_JSON', 'BAD_REQUEST']
 const DATABASE_CODES = ['DB_UNAVAILABLE', 'DB_POOL_CLOSED', 'DB_QUERY_TIMEOUT', 'DB_SERIALIZATION_FAILURE', 'DB_DEADLOCK', 'DB_COMMIT_OUTCOME_UNKNOWN']
 
-const rateLimitHeaders = {
+const X_RATELIMIT_HEADERS = {
   'X-RateLimit-Limit': { $ref: '#/components/headers/X-RateLimit-Limit' },
   'X-RateLimit-Remaining': { $ref: '#/components/headers/X-RateLimit-Remaining' },
-  'X-RateLimit-Reset': { $ref: '#/components/headers/X-RateLimit-Reset' },
+  'X-RateLimit-Reset': { $ref: '#/components/headers/X-RateLimit-Reset' }
+}
+const DRAFT_HEADERS = {
   'RateLimit-Policy': { $ref: '#/components/headers/RateLimit-Policy' },
   RateLimit: { $ref: '#/components/headers/RateLimit' }
+}
+
+/**
+ * What the plugins registered on the app say of themselves, read when the document is first built (they register
+ * after the collector): the header api-keys reads a key from, and the rate-limit fields every answer carries, none
+ * when no limiter is registered. Read by name, not imported: the chassis does not depend on either plugin.
+ */
+function describedByPlugins (app: FastifyInstance): { keyHeader: string, limitHeaders: Record<string, unknown> | undefined } {
+  const { apiKeyHeader, rateLimitHeaders } = app as { apiKeyHeader?: unknown, rateLimitHeaders?: unknown }
+  const limitHeaders = rateLimitHeaders === 'both'
+    ? { ...X_RATELIMIT_HEADERS, ...DRAFT_HEADERS }
+    : rateLimitHeaders === 'x-ratelimit' ? X_RATELIMIT_HEADERS : rateLimitHeaders === 'draft' ? DRAFT_HEADERS : undefined
+  return { keyHeader: typeof apiKeyHeader === 'string' ? apiKeyHeader : 'x-api-key', limitHeaders }
 }
 
 const components = {
@@ -144,17 +159,23 @@ type Operation = Record<string, unknown> & { responses: Record<string, Record<st
 
 const ERROR_BODY = JSON.stringify(errorBodySchema)
 
+type OpenApiObject = Record<string, unknown> & { components: { schemas?: Record<string, unknown>, securitySchemes?: Record<string, Record<string, unknown>> } }
+
 /**
  * Moves each route's error codes onto its responses, names the platform's error body once (components.schemas
- * ErrorBody) and adds the rate-limit headers where the limiter answers.
+ * ErrorBody), names the header the key is read from, and adds the rate-limit headers the limiter sends where it
+ * answers.
  */
-function transformObject ({ openapiObject }: { openapiObject: Record<string, unknown> & { components: { schemas?: Record<string, unknown> } } }): Record<string, unknown> {
+function transformObject (app: FastifyInstance, openapiObject: OpenApiObject): Record<string, unknown> {
+  const { keyHeader, limitHeaders } = describedByPlugins(app)
   openapiObject.components.schemas = { ...openapiObject.components.schemas, ErrorBody: errorBodySchema }
+  const schemes = openapiObject.components.securitySchemes
+  if (schemes?.apiKey) schemes.apiKey = { ...schemes.apiKey, name: keyHeader }
   const paths = (openapiObject.paths ?? {}) as Record<string, Record<string, Operation>>
   for (const item of Object.values(paths)) {
     for (const operation of Object.values(item)) {
       const codes = (operation['x-error-codes'] ?? {}) as Record<string, string[]>
-      const limited = operation['x-rate-limited'] === true
+      const limited = operation['x-rate-limited'] === true && limitHeaders !== undefined
       delete operation['x-error-codes']
       delete operation['x-rate-limited']
       for (const [status, answer] of Object.entries(operation.responses)) {
@@ -165,8 +186,9 @@ function transformObject ({ openapiObject }: { openapiObject: Record<string, unk
           answer['x-error-codes'] = listed
           if (answer.description === 'Default Response') answer.description = listed.length > 0 ? `Error: ${listed.join(', ')}` : 'Error'
         }
-        if (limited) {
-          answer.headers = { ...(answer.headers as object | undefined), ...rateLimitHeaders, ...(status === '429' ? { 'Retry-After': { $ref: '#/components/headers/Retry-After' } } : {}) }
+        // A 429 (the limiter's or the key lookups' refusal) always says when to come back.
+        if (limited || status === '429') {
+          answer.headers = { ...(answer.headers as object | undefined), ...(limited ? limitHeaders : {}), ...(status === '429' ? { 'Retry-After': { $ref: '#/components/headers/Retry-After' } } : {}) }
         }
       }
     }
@@ -186,7 +208,7 @@ export async function registerOpenApiCollector (app: FastifyInstance, opts: Open
       components: components as never
     },
     transform: transform as never,
-    transformObject: transformObject as never
+    transformObject: (({ openapiObject }: { openapiObject: OpenApiObject }) => transformObject(app, openapiObject)) as never
   })
 }
 

@@ -15,6 +15,8 @@ export type RouteRateLimit = false | PolicyLike | PolicyLike[]
 declare module 'fastify' {
   interface FastifyInstance {
     rateLimiter: RateLimiter
+    /** The rate-limit fields every answer carries (the `headers` option), as the OpenAPI document lists them. */
+    rateLimitHeaders: RateLimitHeaders
   }
   interface FastifyContextConfig {
     rateLimit?: RouteRateLimit
@@ -86,6 +88,7 @@ export const rateLimitPlugin = fp(async (app: FastifyInstance, opts: RateLimitPl
     return key
   }
   app.decorate('rateLimiter', limiter)
+  app.decorate('rateLimitHeaders', fields)
   app.decorateRequest('rateLimit', undefined)
 
   const resolveSetting = (setting: RouteRateLimit): RateLimitPolicy[] | false => {
