@@ -3,6 +3,7 @@ import { trace } from '@opentelemetry/api'
 import type { FastifyInstance } from 'fastify'
 import type { ConfigFragment, ConfigOf } from '../chassis/index.js'
 import { loadQueryParser } from './query-normalizer.js'
+import { TelemetryErrors } from './errors.js'
 import { queryStatistics, type QueryStatistics } from './query-stats.js'
 import { trackQueries } from './query-tracking.js'
 
@@ -25,10 +26,33 @@ export type QueryStatsConfig = ConfigOf<typeof queryStatsConfigFragment>
 export interface QueryStatsPluginOptions {
   /** Subscribe to the query seam; false leaves the seam without this subscriber (queries are not measured). @default true */
   enabled?: boolean
-  /** Sets the statistics' slow-query threshold, in ms. @default the statistics' own (1000) */
+  /**
+   * Sets the statistics' slow-query threshold, in ms. The threshold is the statistics', shared by every app that
+   * uses them (the process's by default): an app that asks for another one while an open app holds its own is
+   * refused (QUERY_STATS_INVALID_OPTIONS); give it `statistics` of its own. @default the statistics' own (1000)
+   */
   slowThresholdMs?: number
   /** @default the process's `queryStatistics` */
   statistics?: QueryStatistics
+}
+
+// Which threshold the open apps of the process set on each statistics, and how many hold it.
+const heldThresholds = new WeakMap<QueryStatistics, { ms: number, apps: number }>()
+
+/**
+ * Sets the threshold unless an open app holds another: a second app in the process (a test, two services in one)
+ * would otherwise change the first one's silently.
+ */
+function holdThreshold (app: FastifyInstance, statistics: QueryStatistics, ms: number): void {
+  const held = heldThresholds.get(statistics)
+  if (held !== undefined && held.apps > 0 && held.ms !== ms) {
+    throw new TelemetryErrors.QUERY_STATS_INVALID_OPTIONS(`slowThresholdMs ${ms} conflicts with ${held.ms}, which another open app set on the same statistics; pass statistics of its own (new QueryStatistics())`)
+  }
+  statistics.slowThresholdMs = ms
+  const holding = held !== undefined && held.apps > 0 ? held : { ms, apps: 0 }
+  holding.apps++
+  heldThresholds.set(statistics, holding)
+  app.addHook('onClose', async () => { holding.apps-- })
 }
 
 /**
@@ -37,7 +61,7 @@ export interface QueryStatsPluginOptions {
  */
 export const queryStatsPlugin = fp(async (app: FastifyInstance, opts: QueryStatsPluginOptions) => {
   const statistics = opts.statistics ?? queryStatistics
-  if (opts.slowThresholdMs !== undefined) statistics.slowThresholdMs = opts.slowThresholdMs
+  if (opts.slowThresholdMs !== undefined) holdThreshold(app, statistics, opts.slowThresholdMs)
   app.decorate('queries', statistics)
   if (opts.enabled === false) return
   await loadQueryParser()

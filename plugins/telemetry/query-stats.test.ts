@@ -1,8 +1,10 @@
 import { test, before } from 'node:test'
 import assert from 'node:assert/strict'
+import Fastify from 'fastify'
 import { createConnectionPool } from '../db-pool/index.js'
 import { QueryStatistics, QueryTracking, queryStatistics } from './query-stats.js'
 import { loadQueryParser } from './query-normalizer.js'
+import { queryStatsPlugin } from './query-stats-plugin.js'
 import { trackQueries } from './query-tracking.js'
 import { TEST_DATABASE_URL, uniqueName } from '../../test/helpers/database.js'
 
@@ -106,4 +108,31 @@ test('invalid query statistics options throw one coded error naming each problem
   const q = new QueryStatistics()
   assert.throws(() => { q.slowThresholdMs = -5 }, { code: 'QUERY_STATS_INVALID_OPTIONS' })
   assert.equal(q.slowThresholdMs, 1000)
+})
+
+test('a second app asking for another slow-query threshold on the same statistics is refused, not silently changing the first one\'s', async (t) => {
+  const statistics = new QueryStatistics()
+  const first = Fastify()
+  t.after(() => first.close())
+  await first.register(queryStatsPlugin, { statistics, slowThresholdMs: 50, enabled: false })
+  await first.ready()
+
+  const second = Fastify()
+  t.after(() => second.close())
+  await assert.rejects(async () => {
+    await second.register(queryStatsPlugin, { statistics, slowThresholdMs: 80, enabled: false })
+  }, (e: Error & { code: string }) => e.code === 'QUERY_STATS_INVALID_OPTIONS' && /slowThresholdMs 80 conflicts with 50/.test(e.message))
+  assert.equal(statistics.slowThresholdMs, 50)
+
+  // The same threshold is shared; once every app holding it has closed, another may be set.
+  const same = Fastify()
+  await same.register(queryStatsPlugin, { statistics, slowThresholdMs: 50, enabled: false })
+  await same.ready()
+  await first.close()
+  await same.close()
+  const later = Fastify()
+  t.after(() => later.close())
+  await later.register(queryStatsPlugin, { statistics, slowThresholdMs: 80, enabled: false })
+  await later.ready()
+  assert.equal(statistics.slowThresholdMs, 80)
 })
