@@ -16,6 +16,8 @@ declare module 'fastify' {
     apiKeys: ApiKeyStore
     /** The header a key is read from (lower case), as the OpenAPI document names it. */
     apiKeyHeader: string
+    /** Key lookups are charged to the caller's address (`lookupBudget`), which may be refused them with 429. */
+    apiKeyLookupBudget: boolean
   }
   interface FastifyRequest {
     /** The verified key of this request, if it carried a valid one (or the internal service identity). */
@@ -96,7 +98,8 @@ function lookupBudgetCharge (app: FastifyInstance, opts: false | LookupBudgetOpt
     if (opts?.exempt?.(request)) return
     const decision = await limiter.check(keyOf(request), [policy])
     if (decision.allowed) return
-    setRateLimitHeaders(reply, decision)
+    // The fields the limiter sends, when one is registered (after this plugin: read here, not at registration).
+    setRateLimitHeaders(reply, decision, Date.now(), app.hasDecorator('rateLimitHeaders') ? app.rateLimitHeaders : 'both')
     throw new ApiKeyErrors.API_KEY_LOOKUPS_EXCEEDED(policy.limit, Math.ceil(policy.windowMs / 1000), Math.max(1, Math.ceil((decision.binding?.retryAfterMs ?? 0) / 1000)))
   }
 }
@@ -120,6 +123,7 @@ export const apiKeysPlugin = fp(async (app: FastifyInstance, opts: ApiKeysPlugin
   // Hashing both sides gives equal lengths, which timingSafeEqual needs, without revealing the secret's length.
   app.decorate('apiKeys', store)
   app.decorate('apiKeyHeader', header)
+  app.decorate('apiKeyLookupBudget', opts.lookupBudget !== false)
   if (opts.followChanges !== false) {
     const unfollow = await followKeyChanges(store, app.db, app.log)
     app.addHook('onClose', async () => unfollow())

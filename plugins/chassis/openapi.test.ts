@@ -11,7 +11,7 @@ import { chassisConfigFragment, type ChassisConfig } from './config-schema.js'
 
 interface Doc {
   components: { securitySchemes: Record<string, { name: string }> }
-  paths: Record<string, Record<string, { responses: Record<string, { headers?: Record<string, unknown> }> }>>
+  paths: Record<string, Record<string, { responses: Record<string, { headers?: Record<string, unknown>, 'x-error-codes'?: string[] }> }>>
 }
 
 const config = loadConfig<ChassisConfig>(composeSchema(chassisConfigFragment), { env: { LOG_LEVEL: 'silent' }, dotenv: false })
@@ -32,7 +32,7 @@ async function documented (t: { after: (fn: () => Promise<void>) => void }, plug
   return res.json<Doc>()
 }
 
-const keys = (app: FastifyInstance, header?: string): unknown => app.register(apiKeysPlugin, { followChanges: false, cache: false, lookupBudget: false, ...(header ? { header } : {}) })
+const keys = (app: FastifyInstance, header?: string, lookupBudget = false): unknown => app.register(apiKeysPlugin, { followChanges: false, cache: false, ...(lookupBudget ? {} : { lookupBudget: false }), ...(header ? { header } : {}) })
 const limiter = (app: FastifyInstance, headers?: RateLimitPluginOptions['headers']): unknown => app.register(rateLimitPlugin, { redis: false, ...(headers ? { headers } : {}) })
 
 test('the OpenAPI document names the header api-keys reads the key from, not always x-api-key', async (t) => {
@@ -43,22 +43,58 @@ test('the OpenAPI document names the header api-keys reads the key from, not alw
 })
 
 test('the OpenAPI document lists the rate-limit fields the limiter sends, and none without a limiter', async (t) => {
-  const headersOf = (doc: Doc, status: string): string[] => Object.keys(doc.paths['/v1/things']?.get?.responses[status]?.headers ?? {}).sort()
+  const answer = (doc: Doc, status: string) => doc.paths['/v1/things']?.get?.responses[status]
+  const headersOf = (doc: Doc, status: string): string[] => Object.keys(answer(doc, status)?.headers ?? {}).sort()
   const xRateLimit = ['X-RateLimit-Limit', 'X-RateLimit-Remaining', 'X-RateLimit-Reset']
   const draft = ['RateLimit', 'RateLimit-Policy']
+  const all = [...draft, ...xRateLimit].sort()
 
   const both = await documented(t, [(app) => keys(app), (app) => limiter(app)])
-  assert.deepEqual(headersOf(both, '200'), [...draft, ...xRateLimit].sort())
-  assert.deepEqual(headersOf(both, '429'), [...draft, 'Retry-After', ...xRateLimit].sort())
+  assert.deepEqual(headersOf(both, '200'), all)
+  assert.deepEqual(headersOf(both, '429'), [...all, 'Retry-After'].sort())
+  assert.deepEqual(answer(both, '429')?.['x-error-codes'], ['RATE_LIMITED'])
 
   const trio = await documented(t, [(app) => keys(app), (app) => limiter(app, 'x-ratelimit')])
   assert.deepEqual(headersOf(trio, '200'), xRateLimit)
+  assert.deepEqual(headersOf(trio, '429'), [...xRateLimit, 'Retry-After'].sort())
 
   const onlyDraft = await documented(t, [(app) => keys(app), (app) => limiter(app, 'draft')])
   assert.deepEqual(headersOf(onlyDraft, '200'), draft)
 
-  // No limiter: no rate-limit field is promised; a 429 (the key lookups' refusal) still says when to come back.
+  // Neither a limiter nor a lookup budget: nothing of the platform's answers 429, nor sends a rate-limit field.
   const none = await documented(t, [(app) => keys(app)])
   assert.deepEqual(headersOf(none, '200'), [])
-  assert.deepEqual(headersOf(none, '429'), ['Retry-After'])
+  assert.deepEqual(headersOf(none, '429'), [])
+  assert.deepEqual(answer(none, '429')?.['x-error-codes'], [])
+})
+
+test('without a limiter, the key lookups\' 429 is documented with the fields it sends: all five and Retry-After', async (t) => {
+  const doc = await documented(t, [(app) => keys(app, undefined, true)])
+  const answer = (status: string) => doc.paths['/v1/things']?.get?.responses[status]
+  assert.deepEqual(Object.keys(answer('200')?.headers ?? {}), [])
+  assert.deepEqual(Object.keys(answer('429')?.headers ?? {}).sort(), ['RateLimit', 'RateLimit-Policy', 'Retry-After', 'X-RateLimit-Limit', 'X-RateLimit-Remaining', 'X-RateLimit-Reset'])
+  assert.deepEqual(answer('429')?.['x-error-codes'], ['API_KEY_LOOKUPS_EXCEEDED'])
+})
+
+test('the key lookups\' 429 sends the limiter\'s fields, as the document says', async (t) => {
+  const app = await buildService({
+    name: 'openapi-test',
+    config,
+    plugins: [
+      (app) => app.register(dbPoolPlugin, { connectionString: TEST_DATABASE_URL, name: 'openapi', min: 0 }),
+      (app) => app.register(apiKeysPlugin, { followChanges: false, cache: false, lookupBudget: { limit: 1, windowMs: 60_000, prefix: `openapi-test:${process.pid}:` } }),
+      (app) => limiter(app, 'x-ratelimit')
+    ],
+    routes: [(app: FastifyInstance) => app.get('/v1/things', { config: { requiredScope: 'things:read' } }, async () => ({}))]
+  })
+  t.after(() => app.close())
+  // Two invented keys from one address: the second lookup is over the budget of one.
+  const invented = (n: string): string => `lck_inventedkey${n}_${'a'.repeat(43)}`
+  await app.inject({ url: '/v1/things', headers: { 'x-api-key': invented('1') } })
+  const refused = await app.inject({ url: '/v1/things', headers: { 'x-api-key': invented('2') } })
+  assert.equal(refused.json<{ code: string }>().code, 'API_KEY_LOOKUPS_EXCEEDED')
+  assert.equal(refused.statusCode, 429)
+  assert.ok(refused.headers['x-ratelimit-limit'] !== undefined && refused.headers['retry-after'] !== undefined)
+  assert.equal(refused.headers.ratelimit, undefined)
+  assert.equal(refused.headers['ratelimit-policy'], undefined)
 })

@@ -49,17 +49,35 @@ const DRAFT_HEADERS = {
   RateLimit: { $ref: '#/components/headers/RateLimit' }
 }
 
+/** What the api-keys and rate-limit plugins registered on the app say of themselves, for the document. */
+interface Described {
+  /** The header a key is read from. */
+  keyHeader: string
+  /** The fields the limiter sends on every answer; undefined when no limiter is registered. */
+  limitHeaders: Record<string, unknown> | undefined
+  /** An address is refused key lookups over its budget (429, with the limiter's fields, or all five without one). */
+  lookupBudget: boolean
+}
+
+function fieldsOf (choice: unknown): Record<string, unknown> | undefined {
+  if (choice === 'both') return { ...X_RATELIMIT_HEADERS, ...DRAFT_HEADERS }
+  return choice === 'x-ratelimit' ? X_RATELIMIT_HEADERS : choice === 'draft' ? DRAFT_HEADERS : undefined
+}
+
 /**
- * What the plugins registered on the app say of themselves, read when the document is first built (they register
- * after the collector): the header api-keys reads a key from, and the rate-limit fields every answer carries, none
- * when no limiter is registered. Read by name, not imported: the chassis does not depend on either plugin.
+ * Read when the document is first built, once every plugin has registered, from the decorations the plugins add
+ * (`apiKeyHeader`, `apiKeyLookupBudget`, `rateLimitHeaders`): by name, not imported, since the chassis does not
+ * depend on either plugin. They are read on the root instance, where the platform and the examples register both
+ * (through fastify-plugin): a plugin registered inside an encapsulated context is not seen, and the document then
+ * names `x-api-key` and no rate-limit field.
  */
-function describedByPlugins (app: FastifyInstance): { keyHeader: string, limitHeaders: Record<string, unknown> | undefined } {
-  const { apiKeyHeader, rateLimitHeaders } = app as { apiKeyHeader?: unknown, rateLimitHeaders?: unknown }
-  const limitHeaders = rateLimitHeaders === 'both'
-    ? { ...X_RATELIMIT_HEADERS, ...DRAFT_HEADERS }
-    : rateLimitHeaders === 'x-ratelimit' ? X_RATELIMIT_HEADERS : rateLimitHeaders === 'draft' ? DRAFT_HEADERS : undefined
-  return { keyHeader: typeof apiKeyHeader === 'string' ? apiKeyHeader : 'x-api-key', limitHeaders }
+function describedByPlugins (app: FastifyInstance): Described {
+  const { apiKeyHeader, apiKeyLookupBudget, rateLimitHeaders } = app as { apiKeyHeader?: unknown, apiKeyLookupBudget?: unknown, rateLimitHeaders?: unknown }
+  return {
+    keyHeader: typeof apiKeyHeader === 'string' ? apiKeyHeader : 'x-api-key',
+    limitHeaders: fieldsOf(rateLimitHeaders),
+    lookupBudget: apiKeyLookupBudget === true
+  }
 }
 
 const components = {
@@ -80,7 +98,7 @@ const components = {
 type Responses = Record<string, unknown>
 
 /** What the platform answers on this route besides what the route declares: status -> codes. */
-function platformErrors (route: RouteOptions, schema: FastifySchema): Map<number, string[]> {
+function platformErrors (route: RouteOptions, schema: FastifySchema, described: Described): Map<number, string[]> {
   const config = (route.config ?? {}) as FastifyContextConfig
   const errors = new Map<number, string[]>()
   const add = (status: number, ...codes: string[]): void => { errors.set(status, [...new Set([...(errors.get(status) ?? []), ...codes])]) }
@@ -100,12 +118,12 @@ function platformErrors (route: RouteOptions, schema: FastifySchema): Map<number
     add(413, 'BODY_TOO_LARGE')
     add(415, 'UNSUPPORTED_MEDIA_TYPE')
   }
-  if (config.rateLimit !== false) {
+  if (config.rateLimit !== false && described.limitHeaders !== undefined) {
     add(429, 'RATE_LIMITED')
-    // A key the instance has not verified is charged to the caller's address before any lookup.
-    add(429, 'API_KEY_LOOKUPS_EXCEEDED')
     add(503, 'RATE_LIMIT_UNAVAILABLE')
   }
+  // A key the instance has not verified is charged to the caller's address before any lookup.
+  if (config.rateLimit !== false && described.lookupBudget) add(429, 'API_KEY_LOOKUPS_EXCEEDED')
   if (config.pressureHandler === undefined) add(503, 'FST_UNDER_PRESSURE')
   if (config.requiredScope) add(503, ...DATABASE_CODES)
   add(500, 'INTERNAL_ERROR')
@@ -114,7 +132,7 @@ function platformErrors (route: RouteOptions, schema: FastifySchema): Map<number
 }
 
 /** The route as the document shows it: its tag, who may call it, and every answer it can give. */
-function transform ({ schema, url, route }: { schema: FastifySchema, url: string, route: RouteOptions }): { schema: FastifySchema, url: string } {
+function transform (described: Described, { schema, url, route }: { schema: FastifySchema, url: string, route: RouteOptions }): { schema: FastifySchema, url: string } {
   const config = (route.config ?? {}) as FastifyContextConfig
   const websocket = (route as { websocket?: boolean }).websocket === true
   const declared = (schema ?? {}) as FastifySchema & { response?: Responses, hide?: boolean, tags?: string[] }
@@ -122,7 +140,7 @@ function transform ({ schema, url, route }: { schema: FastifySchema, url: string
   if (declared.hide && !websocket) return { schema: declared, url }
   const { hide: _hide, ...given } = declared
   if (websocket) given.response = { ...given.response, 101: { description: 'Switching Protocols: the connection is upgraded to a WebSocket (send `Connection: Upgrade`, `Upgrade: websocket`)', type: 'null' } }
-  const errors = platformErrors(route, given)
+  const errors = platformErrors(route, given, described)
   const response: Responses = { ...(given.response ?? {}) }
   // A route that declares no answer of its own still succeeds: its body is not described (text, HTML, files).
   if (!Object.keys(response).some((status) => Number(status) < 400)) response[200] = { description: 'Success (the body is not JSON-described)', type: 'null' }
@@ -166,16 +184,21 @@ type OpenApiObject = Record<string, unknown> & { components: { schemas?: Record<
  * ErrorBody), names the header the key is read from, and adds the rate-limit headers the limiter sends where it
  * answers.
  */
-function transformObject (app: FastifyInstance, openapiObject: OpenApiObject): Record<string, unknown> {
-  const { keyHeader, limitHeaders } = describedByPlugins(app)
+function transformObject (described: Described, openapiObject: OpenApiObject): Record<string, unknown> {
+  const { keyHeader, limitHeaders, lookupBudget } = described
+  // A refusal of key lookups sends the limiter's fields, or all five without a limiter (plugins/api-keys).
+  const refusalHeaders = { ...(lookupBudget ? limitHeaders ?? fieldsOf('both') : {}), ...limitHeaders, 'Retry-After': { $ref: '#/components/headers/Retry-After' } }
   openapiObject.components.schemas = { ...openapiObject.components.schemas, ErrorBody: errorBodySchema }
+  // A copy: the components given to @fastify/swagger are this module's, shared by every app of the process.
   const schemes = openapiObject.components.securitySchemes
-  if (schemes?.apiKey) schemes.apiKey = { ...schemes.apiKey, name: keyHeader }
+  if (schemes?.apiKey) openapiObject.components.securitySchemes = { ...schemes, apiKey: { ...schemes.apiKey, name: keyHeader } }
   const paths = (openapiObject.paths ?? {}) as Record<string, Record<string, Operation>>
   for (const item of Object.values(paths)) {
     for (const operation of Object.values(item)) {
       const codes = (operation['x-error-codes'] ?? {}) as Record<string, string[]>
-      const limited = operation['x-rate-limited'] === true && limitHeaders !== undefined
+      const rateLimited = operation['x-rate-limited'] === true
+      const limited = rateLimited && limitHeaders !== undefined
+      const refused = rateLimited && (limitHeaders !== undefined || lookupBudget)
       delete operation['x-error-codes']
       delete operation['x-rate-limited']
       for (const [status, answer] of Object.entries(operation.responses)) {
@@ -186,10 +209,8 @@ function transformObject (app: FastifyInstance, openapiObject: OpenApiObject): R
           answer['x-error-codes'] = listed
           if (answer.description === 'Default Response') answer.description = listed.length > 0 ? `Error: ${listed.join(', ')}` : 'Error'
         }
-        // A 429 (the limiter's or the key lookups' refusal) always says when to come back.
-        if (limited || status === '429') {
-          answer.headers = { ...(answer.headers as object | undefined), ...(limited ? limitHeaders : {}), ...(status === '429' ? { 'Retry-After': { $ref: '#/components/headers/Retry-After' } } : {}) }
-        }
+        if (status === '429' && refused) answer.headers = { ...(answer.headers as object | undefined), ...refusalHeaders }
+        else if (limited) answer.headers = { ...(answer.headers as object | undefined), ...limitHeaders }
       }
     }
   }
@@ -207,8 +228,9 @@ export async function registerOpenApiCollector (app: FastifyInstance, opts: Open
       info: { title: opts.title, description: opts.description, version: '1' },
       components: components as never
     },
-    transform: transform as never,
-    transformObject: (({ openapiObject }: { openapiObject: OpenApiObject }) => transformObject(app, openapiObject)) as never
+    // Both run when the document is first built, after every plugin has registered (@fastify/swagger builds it on demand).
+    transform: ((route: Parameters<typeof transform>[1]) => transform(describedByPlugins(app), route)) as never,
+    transformObject: (({ openapiObject }: { openapiObject: OpenApiObject }) => transformObject(describedByPlugins(app), openapiObject)) as never
   })
 }
 

@@ -22,7 +22,8 @@ before(async () => {
   db = await createTestSchema()
   app = await build({})
   tight = await build({ RATE_LIMIT_ENABLED: 'true', RATE_LIMIT_MAX_REQUESTS: '1', RATE_LIMIT_PREFIX: `${uniqueName('oarl')}:` })
-  const served = await app.inject('/data/v1/openapi.json')
+  // The document of the service as deployed, with its rate limiter: one without it lists no rate-limit answer.
+  const served = await tight.inject('/data/v1/openapi.json')
   assert.equal(served.statusCode, 200)
   contract = new ContractChecker(served.json<OpenApiDocument>())
   for (const [name, scopes] of Object.entries({ importer: ['leads:import'], reports: ['reports:read'], reader: ['leads:read'], none: ['admin'] })) {
