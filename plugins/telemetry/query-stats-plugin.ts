@@ -28,31 +28,46 @@ export interface QueryStatsPluginOptions {
   enabled?: boolean
   /**
    * Sets the statistics' slow-query threshold, in ms. The threshold is the statistics', shared by every app that
-   * uses them (the process's by default): an app that asks for another one while an open app holds its own is
-   * refused (QUERY_STATS_INVALID_OPTIONS); give it `statistics` of its own. @default the statistics' own (1000)
+   * uses them (the process's by default), with `enabled: false` too (`@QueryTracking` still records into them): an
+   * app that asks for another one while an open app holds its own is refused (QUERY_STATS_INVALID_OPTIONS, at
+   * registration or at ready); give it `statistics` of its own. @default the statistics' own (1000)
    */
   slowThresholdMs?: number
   /** @default the process's `queryStatistics` */
   statistics?: QueryStatistics
 }
 
-// Which threshold the open apps of the process set on each statistics, and how many hold it.
+// Which threshold the ready apps of the process hold on each statistics, and how many hold it.
 const heldThresholds = new WeakMap<QueryStatistics, { ms: number, apps: number }>()
 
-/**
- * Sets the threshold unless an open app holds another: a second app in the process (a test, two services in one)
- * would otherwise change the first one's silently.
- */
-function holdThreshold (app: FastifyInstance, statistics: QueryStatistics, ms: number): void {
+function refuseConflict (statistics: QueryStatistics, ms: number): void {
   const held = heldThresholds.get(statistics)
   if (held !== undefined && held.apps > 0 && held.ms !== ms) {
     throw new TelemetryErrors.QUERY_STATS_INVALID_OPTIONS(`slowThresholdMs ${ms} conflicts with ${held.ms}, which another open app set on the same statistics; pass statistics of its own (new QueryStatistics())`)
   }
+}
+
+/**
+ * Refuses a threshold another open app holds otherwise, at registration and again when the app is ready (two apps
+ * may register before either is ready); held from ready until close, so an app whose boot failed holds nothing. A
+ * second app in the process (a test, two services in one) would otherwise change the first one's silently.
+ */
+function holdThreshold (app: FastifyInstance, statistics: QueryStatistics, ms: number): void {
+  refuseConflict(statistics, ms)
   statistics.slowThresholdMs = ms
-  const holding = held !== undefined && held.apps > 0 ? held : { ms, apps: 0 }
-  holding.apps++
-  heldThresholds.set(statistics, holding)
-  app.addHook('onClose', async () => { holding.apps-- })
+  let holding: { ms: number, apps: number } | undefined
+  app.addHook('onReady', async () => {
+    refuseConflict(statistics, ms)
+    const held = heldThresholds.get(statistics)
+    holding = held !== undefined && held.apps > 0 ? held : { ms, apps: 0 }
+    holding.apps++
+    heldThresholds.set(statistics, holding)
+    statistics.slowThresholdMs = ms
+  })
+  app.addHook('onClose', async () => {
+    if (holding !== undefined) holding.apps--
+    holding = undefined
+  })
 }
 
 /**
@@ -61,8 +76,8 @@ function holdThreshold (app: FastifyInstance, statistics: QueryStatistics, ms: n
  */
 export const queryStatsPlugin = fp(async (app: FastifyInstance, opts: QueryStatsPluginOptions) => {
   const statistics = opts.statistics ?? queryStatistics
-  if (opts.slowThresholdMs !== undefined) holdThreshold(app, statistics, opts.slowThresholdMs)
   app.decorate('queries', statistics)
+  if (opts.slowThresholdMs !== undefined) holdThreshold(app, statistics, opts.slowThresholdMs)
   if (opts.enabled === false) return
   await loadQueryParser()
   const stopLogging = statistics.onSlowQuery((slow) => app.log.warn({ fingerprint: slow.fingerprint, query: slow.query, durationMs: Math.round(slow.durationMs), traceId: slow.traceId }, 'slow query'))
