@@ -19,7 +19,7 @@ import { apiEnvironment } from './tracing-setup.js'
 /**
  * The chassis's own cost on the api's hottest path, in instructions per request under callgrind (load-independent,
  * unlike req/s, with V8 on one thread: see V8_FLAGS): GET /api/v1/leads served from the cache, with an API key,
- * through the rate limiter, tracing off (bench:tracing-instructions' configuration (a)). Beside it, under the same
+ * through the rate limiter (`--rate-limit off`: without it), tracing off (bench:tracing-instructions' configuration (a)). Beside it, under the same
  * harness, the floors: bench:cache's ceiling (a bare Fastify app sending the same bytes and headers from memory) and
  * bench:cache's alternative server (@fastify/rate-limit auto-pipelined + bentocache, `logger: false`). Each server
  * starts with counting off, is warmed (V8 is slow to deliver optimized code under valgrind), then counted over
@@ -27,7 +27,9 @@ import { apiEnvironment } from './tracing-setup.js'
  */
 const { values: args } = parseArgs({
   options: {
-    warmup: { type: 'string', default: '4000' },
+    // Under callgrind V8 is slow to deliver optimized code: after 4,000 requests the api without its rate limiter was
+    // still compiling (its batches 354k, 266k, 160k instructions per request), after 12,000 it had settled.
+    warmup: { type: 'string', default: '12000' },
     requests: { type: 'string', default: '1000' },
     samples: { type: 'string', default: '3' },
     concurrency: { type: 'string', default: '4' },
@@ -35,6 +37,10 @@ const { values: args } = parseArgs({
     'log-level': { type: 'string', default: 'info' },
     // The request lines the api writes at info (LOG_REQUESTS): its default, one per request, or received-and-answered.
     'log-requests': { type: 'string', default: 'answered' },
+    // The api's Redis rate limiter, on as deployed; off as in bench:cache's HTTP half (which also runs the api with
+    // the lookup budget, load shedding and query statistics at their defaults, here off). The alternative server
+    // keeps @fastify/rate-limit either way.
+    'rate-limit': { type: 'string', default: 'on' },
     // Seconds counted with no request in flight: what the process's timers cost per second, see `net`.
     idle: { type: 'string', default: '10' },
     // Which servers, by name: api, ceiling, alternative.
@@ -47,6 +53,8 @@ const { values: args } = parseArgs({
   }
 })
 const functionsShown = args.functions === undefined ? 0 : Number(args.functions)
+if (!['on', 'off'].includes(args['rate-limit'])) throw new Error(`--rate-limit is on or off, not ${args['rate-limit']}`)
+const rateLimited = args['rate-limit'] === 'on'
 const log = (m: string): void => console.log(`[bench:api-instructions] ${m}`)
 const ROUTE = '/api/v1/leads'
 
@@ -68,13 +76,13 @@ try {
   throw error
 }
 const redisPrefix = (name: string): Record<string, string> => ({ CACHE_PREFIX: `${name}:c:`, RATE_LIMIT_PREFIX: `${name}:rl:` })
-const apiEnv = { ...apiEnvironment, DATABASE_URL, REDIS_URL, DB_SCHEMA: 'public', QUERY_STATS_ENABLED: 'false', LOG_LEVEL: args['log-level'], LOG_REQUESTS: args['log-requests'] }
+const apiEnv = { ...apiEnvironment, DATABASE_URL, REDIS_URL, DB_SCHEMA: 'public', QUERY_STATS_ENABLED: 'false', LOG_LEVEL: args['log-level'], LOG_REQUESTS: args['log-requests'], RATE_LIMIT_ENABLED: String(rateLimited) }
 
 interface Target { name: string, label: string, entry: string, env: () => Promise<Record<string, string>>, preload: boolean }
 // The ceiling copies the bytes and headers of an api it fetches once at start: an uncounted api of its own.
 let source: Awaited<ReturnType<typeof startService>> | undefined
 const targets: Target[] = [
-  { name: 'api', label: 'api (cache + rate limiter + API key)', entry: 'dist/services/api/main.js', preload: true, env: async () => ({ ...apiEnv, ...redisPrefix('api') }) },
+  { name: 'api', label: rateLimited ? 'api (cache + rate limiter + API key)' : 'api (cache + API key, no rate limiter)', entry: 'dist/services/api/main.js', preload: true, env: async () => ({ ...apiEnv, ...redisPrefix('api') }) },
   {
     name: 'ceiling', label: 'ceiling (bare Fastify, bytes in memory)', entry: 'dist/scripts/bench/ceiling-server.js', preload: false,
     env: async () => {
@@ -164,7 +172,7 @@ const api = targets[0] as Target
 const of = (t: Target): number => medianOf(counts.get(t)?.net)
 const ofSettled = (t: Target): number => medianOf(settledOf(t))
 const settledOf = (t: Target): number[] => { const c = counts.get(t); return c === undefined ? [] : settledBatches(c) }
-console.log(`\nInstructions per request (callgrind) on the main thread, median of ${args.samples} batches of ${args.requests} requests after ${args.warmup} warm-up requests, ${args.concurrency} in flight; GET ${ROUTE} (cached) with an API key, api at LOG_LEVEL=${args['log-level']} LOG_REQUESTS=${args['log-requests']}:\n`)
+console.log(`\nInstructions per request (callgrind) on the main thread, median of ${args.samples} batches of ${args.requests} requests after ${args.warmup} warm-up requests, ${args.concurrency} in flight; GET ${ROUTE} (cached) with an API key, api at LOG_LEVEL=${args['log-level']} LOG_REQUESTS=${args['log-requests']}, rate limiter ${args['rate-limit']}:\n`)
 console.log(table(chosen.map((t) => ({
   server: t.label,
   'instructions/request, net of the idle rate': of(t).toFixed(0),

@@ -1,5 +1,6 @@
-import { spawn } from 'node:child_process'
+import { execFileSync, spawn } from 'node:child_process'
 import { mkdirSync, writeFileSync } from 'node:fs'
+import { availableParallelism } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
@@ -15,9 +16,16 @@ import { load, median, processCpuMs, startService, table, type LoadResult, type 
 
 const { values: args } = parseArgs({
   options: {
-    duration: { type: 'string', default: '5' },
+    duration: { type: 'string', default: '2' },
     connections: { type: 'string', default: '100' },
-    rounds: { type: 'string', default: '3' },
+    // Even: every other round runs in reverse, and both orders weigh the same in the median.
+    rounds: { type: 'string', default: '10' },
+    // The routes' servers on the last CPU, the bench (its load generator) on the others. Off by default: on two CPUs
+    // the one left to the load generator bounded the ceiling's throughput (its server 0.79 cores busy, ours 0.96),
+    // which flattered our route against it.
+    pin: { type: 'boolean', default: false },
+    // Seconds each route is loaded, uncounted, before the first round: V8 has compiled every server's hot path first.
+    warmup: { type: 'string', default: '10' },
     // Rounds of the micro rows, each row in a new process per round; even, so that both orders weigh the same.
     'micro-rounds': { type: 'string', default: '8' },
     leads: { type: 'string', default: '10000' },
@@ -25,7 +33,8 @@ const { values: args } = parseArgs({
     only: { type: 'string', default: '' },
     // With --only micro: the rows of one group (local, redis, decode, mget).
     group: { type: 'string', default: '' }
-  }
+  },
+  allowNegative: true
 })
 const DATABASE_URL = process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres'
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379'
@@ -37,6 +46,8 @@ const microRounds = Number(args['micro-rounds'])
 // A row under 90% of the raw read and parse of the same value is reported as not credible.
 const FLOOR_TOLERANCE = 0.9
 const log = (m: string): void => console.log(`[bench:cache] ${m}`)
+// Read before the bench pins itself: the count of CPUs it may use then shrinks.
+const serverCpu = args.pin ? String(availableParallelism() - 1) : undefined
 
 interface RowResult { ns: number, cpuNs: number, mainCpuNs: number, youngGcs: number, fullGcs: number, note: string }
 
@@ -132,10 +143,16 @@ async function http (): Promise<{ rows: Array<Record<string, string | number>>, 
   await pool.close()
   const headers = { 'x-api-key': key }
   const env = { DATABASE_URL, DB_SCHEMA: SCHEMA, REDIS_URL, CACHE_PREFIX: `bench:${process.pid}:http:`, RATE_LIMIT_ENABLED: 'false' }
-  const cached = await startService('dist/services/api/main.js', { ...env, CACHE_ENABLED: 'true' }, await freePort())
-  const uncached = await startService('dist/services/api/main.js', { ...env, CACHE_ENABLED: 'false' }, await freePort())
-  const bento = await startService('dist/scripts/bench/bentocache-server.js', { ...env, CACHE_PREFIX: `bench:${process.pid}:bento:` }, await freePort())
-  const ceiling = await startService('dist/scripts/bench/ceiling-server.js', { BENCH_SOURCE_URL: `${cached.url}/api/v1/leads`, BENCH_API_KEY: key }, await freePort())
+  // Pinned (--pin), the servers share the last CPU, each loaded alone, and the load generator has the others.
+  // PostgreSQL and Redis stay unpinned: the cached routes do not reach them.
+  if (serverCpu !== undefined) {
+    execFileSync('taskset', ['-a', '-p', '-c', `0-${Number(serverCpu) - 1}`, String(process.pid)], { stdio: 'ignore' })
+    log(`pinned: the servers on CPU ${serverCpu}, the load generator on CPU 0-${Number(serverCpu) - 1}`)
+  }
+  const cached = await startService('dist/services/api/main.js', { ...env, CACHE_ENABLED: 'true' }, await freePort(), [], serverCpu)
+  const uncached = await startService('dist/services/api/main.js', { ...env, CACHE_ENABLED: 'false' }, await freePort(), [], serverCpu)
+  const bento = await startService('dist/scripts/bench/bentocache-server.js', { ...env, CACHE_PREFIX: `bench:${process.pid}:bento:` }, await freePort(), [], serverCpu)
+  const ceiling = await startService('dist/scripts/bench/ceiling-server.js', { BENCH_SOURCE_URL: `${cached.url}/api/v1/leads`, BENCH_API_KEY: key }, await freePort(), [], serverCpu)
   const configs: Record<string, Service> = { [OURS]: cached, [BENTO]: bento, [UNCACHED]: uncached, [CEILING]: ceiling }
   // Run with our route between the two it is compared with most closely, so each ratio's sides run back to back:
   // the machine's speed drifts over minutes (docs/benchmarks.md). The table keeps the order above.
@@ -146,6 +163,13 @@ async function http (): Promise<{ rows: Array<Record<string, string | number>>, 
   // The service process's CPU per request: on a busy machine throughput moves with the neighbours, this much less.
   const cpuPerRequest: Record<string, number[]> = {}
   try {
+    // A round measures a server after V8 has compiled its hot path: a 1 s load before the first round left our route,
+    // which runs more code than the bare one (its hooks), still compiling in it (under callgrind, with V8 on one
+    // thread, the route took 12,000 requests to settle: `npm run bench:api-instructions -- --warmup`).
+    for (const [name, service] of runOrder) {
+      const w = await load(`${service.url}/api/v1/leads`, connections, Number(args.warmup), headers)
+      log(`warm-up ${name}: ${w.rps.toFixed(0)} req/s`)
+    }
     for (let round = 1; round <= rounds; round++) {
       // Every other round in reverse order: no configuration always follows the same neighbour's load.
       for (const [name, service] of round % 2 === 1 ? runOrder : [...runOrder].reverse()) {
@@ -156,7 +180,9 @@ async function http (): Promise<{ rows: Array<Record<string, string | number>>, 
         if (r.errors + r.non2xx > 0) throw new Error(`${name}: ${r.errors} errors and ${r.non2xx} non-2xx answers; the comparison would be meaningless`)
         ;(results[name] ??= []).push(r)
         if (cpuBefore !== undefined && cpuAfter !== undefined) (cpuPerRequest[name] ??= []).push((cpuAfter - cpuBefore) * 1000 / Math.max(1, r.requests))
-        log(`round ${round} ${name}: ${r.rps.toFixed(0)} req/s, p99 ${r.p99Ms} ms, service CPU ${(cpuPerRequest[name]?.at(-1) ?? Number.NaN).toFixed(0)} µs/request`)
+        // Near 1, the server's CPU bounded its throughput; below, the load generator or the machine did.
+        const busy = (cpuPerRequest[name]?.at(-1) ?? Number.NaN) * r.rps / 1e6
+        log(`round ${round} ${name}: ${r.rps.toFixed(0)} req/s, p99 ${r.p99Ms} ms, service CPU ${(cpuPerRequest[name]?.at(-1) ?? Number.NaN).toFixed(0)} µs/request, service cores busy ${busy.toFixed(2)}`)
       }
     }
   } finally {
@@ -193,7 +219,7 @@ const microRows = args.only === 'http' ? [] : await micro()
 if (microRows.length > 0) console.log(`\n${table(microRows)}\n`)
 if (args.only === 'micro') process.exit(0)
 const web = await http()
-console.log(`\nGET /api/v1/leads, autocannon ${connections} connections, ${duration} s x ${rounds} rounds interleaved, medians:\n`)
+console.log(`\nGET /api/v1/leads, autocannon ${connections} connections, ${args.warmup} s of warm-up each, then ${duration} s x ${rounds} rounds interleaved${serverCpu !== undefined ? `, the servers alone on CPU ${serverCpu}` : ''}, medians:\n`)
 console.log(table(web.rows))
 const each = (values: number[], f: (x: number) => string): string => ` (rounds ${values.map(f).join(', ')})`
 const times = (x: number): string => `${x.toFixed(2)}x`

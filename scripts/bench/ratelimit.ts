@@ -1,5 +1,6 @@
-import { spawnSync } from 'node:child_process'
+import { execFileSync, spawnSync } from 'node:child_process'
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { availableParallelism } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import autocannon from 'autocannon'
@@ -13,10 +14,19 @@ const { values: args } = parseArgs({
   options: {
     duration: { type: 'string', default: '5' },
     connections: { type: 'string', default: '100' },
-    rounds: { type: 'string', default: '7' },
-    clients: { type: 'string', default: '1000' }
+    // Even: every other round runs in reverse, and both orders weigh the same in the median.
+    rounds: { type: 'string', default: '8' },
+    clients: { type: 'string', default: '1000' },
+    // The servers on the last CPU, the bench (its load generator) and its Redis on the others. Off by default: on two
+    // CPUs the one left to the load generator and Redis bounds the throughput (server cores busy 0.76-0.92), and a
+    // server that is not saturated finds fewer requests per turn of its event loop, so ours batches fewer decisions
+    // per script call; a regime of its own (docs/benchmarks.md).
+    pin: { type: 'boolean', default: false }
   }
 })
+// Pinned before the bench's Redis starts, which inherits the bench's CPUs.
+const serverCpu = args.pin ? String(availableParallelism() - 1) : undefined
+if (serverCpu !== undefined) execFileSync('taskset', ['-a', '-p', '-c', `0-${Number(serverCpu) - 1}`, String(process.pid)], { stdio: 'ignore' })
 // A Redis of the bench's own unless REDIS_URL names one: then its command counts and CPU are the bench's alone.
 const privateRedis: PrivateRedis | undefined = process.env.REDIS_URL ? undefined : await startPrivateRedis()
 const REDIS_URL = process.env.REDIS_URL ?? (privateRedis as PrivateRedis).url
@@ -76,11 +86,23 @@ const configs: Record<string, Record<string, string>> = {
   [THEIRS_PIPELINED]: { BENCH_LIMITER: 'fastify', BENCH_AUTOPIPELINING: '1' }
 }
 const services = Object.fromEntries(await Promise.all(Object.entries(configs).map(async ([name, env]) =>
-  [name, await startService('dist/scripts/bench/ratelimit-server.js', { ...env, REDIS_URL }, await freePort())] as const)))
+  [name, await startService('dist/scripts/bench/ratelimit-server.js', { ...env, REDIS_URL }, await freePort(), [], serverCpu)] as const)))
+// One key's size, read right after a round of its limiter: by the end of the run a window (10 s) may have expired it.
+const keySize = { ours: { bytes: 0, members: 0 }, theirs: 0 }
+async function noteKeySizes (name: string): Promise<void> {
+  if (name === OURS) {
+    const key = (await redis.keys('bench-ours:*'))[0]
+    if (key) keySize.ours = { bytes: Number(await redis.memory('USAGE', key)), members: await redis.llen(key) }
+  } else if (name === THEIRS) {
+    const key = (await redis.keys('bench-fastify:*'))[0]
+    if (key) keySize.theirs = Number(await redis.memory('USAGE', key))
+  }
+}
 const results: Record<string, Array<{ rps: number, p99: number, cpuUs: number, redisCpuUs: number, callsPerRequest: number, tripsPerRequest: number, non2xx: number, errors: number }>> = {}
 try {
   for (let round = 1; round <= rounds; round++) {
-    for (const name of Object.keys(configs)) {
+    // Every other round in reverse order: ours and the auto-pipelined store, two apart, take each other's place.
+    for (const name of round % 2 === 1 ? Object.keys(configs) : Object.keys(configs).reverse()) {
       const service = services[name]
       if (!service) continue
       await run(service.url, 1)
@@ -91,11 +113,12 @@ try {
       const cpuUs = (cpuSeconds(service.child.pid) - cpu) / Math.max(1, r.total) * 1e6
       const redisCpuUs = (await redisCpuSeconds() - redisCpu) / Math.max(1, r.total) * 1e6
       const after = await commandCalls()
+      await noteKeySizes(name)
       // The three INFO calls between the two readings count as commands.
       const calls = after.commands - before.commands - 3
       const trips = after.trips - before.trips
       ;(results[name] ??= []).push({ rps: r.rps, p99: r.p99, cpuUs, redisCpuUs, callsPerRequest: calls / r.total, tripsPerRequest: trips / r.total, non2xx: r.non2xx, errors: r.errors })
-      log(`round ${round} ${name}: ${r.rps.toFixed(0)} req/s, p99 ${r.p99} ms, ${cpuUs.toFixed(1)} µs server CPU and ${redisCpuUs.toFixed(1)} µs Redis CPU per request, ${(trips / r.total).toFixed(2)} script calls and ${(calls / r.total).toFixed(2)} Redis commands per request`)
+      log(`round ${round} ${name}: ${r.rps.toFixed(0)} req/s, p99 ${r.p99} ms, server cores busy ${(cpuUs * r.rps / 1e6).toFixed(2)}, ${cpuUs.toFixed(1)} µs server CPU and ${redisCpuUs.toFixed(1)} µs Redis CPU per request, ${(trips / r.total).toFixed(2)} script calls and ${(calls / r.total).toFixed(2)} Redis commands per request`)
     }
   }
 } catch (error) {
@@ -105,11 +128,6 @@ try {
   await Promise.all(Object.values(services).map((s) => s.stop()))
 }
 
-const ourKey = (await redis.keys('bench-ours:*'))[0]
-const theirKey = (await redis.keys('bench-fastify:*'))[0]
-const ourBytes = ourKey ? Number(await redis.memory('USAGE', ourKey)) : 0
-const ourMembers = ourKey ? await redis.llen(ourKey) : 0
-const theirBytes = theirKey ? Number(await redis.memory('USAGE', theirKey)) : 0
 const med = (name: string, f: 'rps' | 'p99' | 'cpuUs' | 'redisCpuUs' | 'callsPerRequest' | 'tripsPerRequest'): number => median((results[name] ?? []).map((r) => r[f]))
 const rows = Object.keys(configs).map((name) => ({
   configuration: name,
@@ -125,7 +143,7 @@ const ours = med(OURS, 'rps')
 const theirs = med(THEIRS, 'rps')
 const theirsPipelined = med(THEIRS_PIPELINED, 'rps')
 const none = med('no limiter', 'rps')
-console.log(`\nGET /hello, ${clients} clients, autocannon ${connections} connections, ${duration} s x ${rounds} rounds interleaved, medians:\n`)
+console.log(`\nGET /hello, ${clients} clients, autocannon ${connections} connections, ${duration} s x ${rounds} rounds interleaved${serverCpu !== undefined ? `, the servers alone on CPU ${serverCpu}` : ''}, medians:\n`)
 console.log(table(rows))
 const wins = (results[OURS] ?? []).filter((r, i) => r.rps >= (results[THEIRS_PIPELINED]?.[i]?.rps ?? Infinity)).length
 console.log(`\nours / @fastify/rate-limit = ${(ours / theirs).toFixed(2)} (target >= 0.95); ours / @fastify/rate-limit auto-pipelined = ${(ours / theirsPipelined).toFixed(2)} (at or above it in ${wins} of ${rounds} rounds); ours / no limiter = ${(ours / none).toFixed(2)}`)
@@ -136,9 +154,9 @@ const totalCpu = (name: string, i: number): number => (results[name]?.[i]?.cpuUs
 const cpuRatios = Array.from({ length: rounds }, (_, i) => totalCpu(THEIRS_PIPELINED, i) / totalCpu(OURS, i))
 const cheaper = cpuRatios.filter((x) => x >= 1).length
 console.log(`server + Redis CPU per request: ours ${(med(OURS, 'cpuUs') + med(OURS, 'redisCpuUs')).toFixed(1)} µs, auto-pipelined ${(med(THEIRS_PIPELINED, 'cpuUs') + med(THEIRS_PIPELINED, 'redisCpuUs')).toFixed(1)} µs; auto-pipelined / ours per round: ${cpuRatios.map((x) => x.toFixed(2)).join(' ')} (ours as cheap or cheaper in ${cheaper} of ${rounds} rounds)`)
-console.log(`bytes per key: ours ${ourBytes} (a list holding ${ourMembers} request times), @fastify/rate-limit ${theirBytes} (one counter)`)
+console.log(`bytes per key: ours ${keySize.ours.bytes} (a list holding ${keySize.ours.members} request times), @fastify/rate-limit ${keySize.theirs} (one counter)`)
 await redis.del(...(await redis.keys('bench-ours:*')), ...(await redis.keys('bench-fastify:*'))).catch(() => 0)
 await redis.quit()
 await privateRedis?.destroy()
 mkdirSync(join(projectRoot, 'bench-results'), { recursive: true })
-writeFileSync(join(projectRoot, 'bench-results', 'ratelimit.json'), JSON.stringify({ when: new Date().toISOString(), args, rows, ourBytes, ourMembers, theirBytes }, null, 2))
+writeFileSync(join(projectRoot, 'bench-results', 'ratelimit.json'), JSON.stringify({ when: new Date().toISOString(), args, rows, ourBytes: keySize.ours.bytes, ourMembers: keySize.ours.members, theirBytes: keySize.theirs }, null, 2))
