@@ -53,7 +53,7 @@ const DRAFT_HEADERS = {
 interface Described {
   /** The header a key is read from. */
   keyHeader: string
-  /** The fields the limiter sends on every answer; undefined when no limiter is registered. */
+  /** The fields the limiter sends on the answers it counted; undefined when no limiter is registered. */
   limitHeaders: Record<string, unknown> | undefined
   /** An address is refused key lookups over its budget (429, with the limiter's fields, or all five without one). */
   lookupBudget: boolean
@@ -187,7 +187,7 @@ type OpenApiObject = Record<string, unknown> & { components: { schemas?: Record<
 function transformObject (described: Described, openapiObject: OpenApiObject): Record<string, unknown> {
   const { keyHeader, limitHeaders, lookupBudget } = described
   // A refusal of key lookups sends the limiter's fields, or all five without a limiter (plugins/api-keys).
-  const refusalHeaders = { ...(lookupBudget ? limitHeaders ?? fieldsOf('both') : {}), ...limitHeaders, 'Retry-After': { $ref: '#/components/headers/Retry-After' } }
+  const refusalHeaders = { ...(limitHeaders ?? (lookupBudget ? fieldsOf('both') : {})), 'Retry-After': { $ref: '#/components/headers/Retry-After' } }
   openapiObject.components.schemas = { ...openapiObject.components.schemas, ErrorBody: errorBodySchema }
   // A copy: the components given to @fastify/swagger are this module's, shared by every app of the process.
   const schemes = openapiObject.components.securitySchemes
@@ -210,7 +210,8 @@ function transformObject (described: Described, openapiObject: OpenApiObject): R
           if (answer.description === 'Default Response') answer.description = listed.length > 0 ? `Error: ${listed.join(', ')}` : 'Error'
         }
         if (status === '429' && refused) answer.headers = { ...(answer.headers as object | undefined), ...refusalHeaders }
-        else if (limited) answer.headers = { ...(answer.headers as object | undefined), ...limitHeaders }
+        // A WebSocket upgrade's 101 is written by the WebSocket server, with none of the limiter's fields.
+        else if (limited && status !== '101') answer.headers = { ...(answer.headers as object | undefined), ...limitHeaders }
       }
     }
   }

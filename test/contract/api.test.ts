@@ -22,7 +22,8 @@ before(async () => {
   app = await buildApp(testApiConfig(db, { REDIS_URL, CACHE_PREFIX: `${uniqueName('oa')}:`, TRUST_PROXY: '127.0.0.1/32' }))
   // The same service with a limit of one request a minute: every later request is answered 429.
   tight = await buildApp(testApiConfig(db, { REDIS_URL, CACHE_PREFIX: `${uniqueName('oa')}:`, RATE_LIMIT_ENABLED: 'true', RATE_LIMIT_MAX_REQUESTS: '1', RATE_LIMIT_PREFIX: `${uniqueName('oarl')}:` }))
-  // The document of the service as deployed, with its rate limiter: one without it lists no rate-limit answer.
+  // The document of the service as deployed, with its rate limiter: without one, the limiter's codes and fields are
+  // not listed, and the answers of `tight` carry them.
   const served = await tight.inject('/api/v1/openapi.json')
   assert.equal(served.statusCode, 200)
   contract = new ContractChecker(served.json<OpenApiDocument>())

@@ -25,7 +25,8 @@ before(async () => {
   const env = { REDIS_URL, CACHE_PREFIX: `${uniqueName('oa')}:`, EVENTS_CHANNEL: uniqueName('oa-events') }
   ;({ app, url } = await startOrchestrator(t, db, data.url, env, true))
   ;({ app: tight } = await startOrchestrator(t, db, data.url, { ...env, RATE_LIMIT_ENABLED: 'true', RATE_LIMIT_MAX_REQUESTS: '1', RATE_LIMIT_PREFIX: `${uniqueName('oarl')}:` }))
-  // The document of the service as deployed, with its rate limiter: one without it lists no rate-limit answer.
+  // The document of the service as deployed, with its rate limiter: without one, the limiter's codes and fields are
+  // not listed, and the answers of `tight` carry them.
   const served = await tight.inject('/orchestrator/v1/openapi.json')
   assert.equal(served.statusCode, 200)
   contract = new ContractChecker(served.json<OpenApiDocument>())
