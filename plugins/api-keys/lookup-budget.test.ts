@@ -4,7 +4,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import Fastify from 'fastify'
 import { dbPoolPlugin } from '../db-pool/index.js'
 import { closeRedisClient, createRedisClient, redisPlugin } from '../redis/index.js'
-import { TEST_DATABASE_URL, uniqueName } from '../../test/helpers/database.js'
+import { TEST_DATABASE_URL, createTestSchema, uniqueName } from '../../test/helpers/database.js'
 import { apiKeysPlugin } from './index.js'
 
 const REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379'
@@ -36,4 +36,24 @@ test('a closed app leaves the lookup budget\'s presence set and keeps no heartbe
   await sleep(1500)
   assert.equal(await members(), 0, 'no heartbeat after close')
   assert.deepEqual({ ready: client.listenerCount('ready'), error: client.listenerCount('error') }, listeners)
+})
+
+test('lookupBudget.key charges the lookups to what it returns: one tenant over its budget leaves another, from the same address, its own', async (t) => {
+  const db = await createTestSchema()
+  t.after(() => db.drop())
+  const app = Fastify()
+  t.after(() => app.close())
+  await app.register(dbPoolPlugin, { connectionString: db.url, schema: db.schema, name: 'lookup-budget-key', min: 0 })
+  await app.register(apiKeysPlugin, {
+    followChanges: false,
+    cache: false,
+    lookupBudget: { limit: 1, windowMs: 60_000, prefix: `${uniqueName('lookups')}:`, key: (request) => `tenant:${String(request.headers['x-tenant'])}` }
+  })
+  app.get('/things', { config: { requiredScope: 'things:read' } }, async () => ({}))
+  const invented = (n: number): string => `lck_inventedkey${n}_${'b'.repeat(43)}`
+  const ask = async (tenant: string, n: number): Promise<number> => (await app.inject({ url: '/things', headers: { 'x-tenant': tenant, 'x-api-key': invented(n) } })).statusCode
+  // Every injected request comes from 127.0.0.1: charged by address (the default), the third would be refused too.
+  assert.equal(await ask('a', 1), 401)
+  assert.equal(await ask('a', 2), 429)
+  assert.equal(await ask('b', 3), 401)
 })

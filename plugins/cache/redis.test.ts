@@ -313,3 +313,23 @@ test('the fresh and grace periods come from the entry\'s own expiry, not from ho
   assert.deepEqual(await a.mget(['fresh', 'grace', 'gone']), ['fresh', 'reloaded', undefined])
   assert.equal(a.getStats().decodeErrors, 0)
 })
+
+test('tombstoneTtl is how long a deleted key\'s tombstone stays in Redis', async () => {
+  for (const [tombstoneTtl, expectedMs] of [[undefined, 60_000], [5, 5_000]] as const) {
+    const [a] = await instances(1, tombstoneTtl === undefined ? {} : { tombstoneTtl }) as [CacheManager]
+    await a.set('lead:1', { name: 'Ann' })
+    await a.invalidate({ keys: ['lead:1'] })
+    const pttl = await admin.pttl(`${a.options.prefix}lead:1`)
+    assert.ok(pttl > expectedMs - 2_000 && pttl <= expectedMs, `tombstoneTtl ${String(tombstoneTtl)}: the tombstone lives ${pttl} ms`)
+  }
+})
+
+test('instanceId names the instance on the invalidation bus: its acknowledgements channel carries it', async () => {
+  const instanceId = `named-${process.pid}`
+  const [a] = await instances(1, { instanceId }) as [CacheManager]
+  const channel = `${a.options.prefix}__invalidate:ack:${instanceId}`
+  await eventually(async () => {
+    const [, subscribers] = await admin.pubsub('NUMSUB', channel) as [string, number]
+    return subscribers === 1
+  }, `one subscriber on ${channel}`)
+})

@@ -121,3 +121,19 @@ test('a deploy purges the files whose content changed or that are gone, never ne
     { '/index.html': 'a2', '/static/app.3f2c.js': 'b', '/static/app.9d1e.js': 'd' }
   ), ['/index.html', '/old.html'])
 })
+
+test('retryBaseMs spaces the retries: with the jitter at its top, the wait before the second attempt is the base', async (t) => {
+  // Full jitter draws the wait in [0, base); held at its top, the wait is the base itself.
+  t.mock.method(Math, 'random', () => 0.999)
+  const attemptGap = async (retryBaseMs: number): Promise<number> => {
+    const f = await fakes(t, TOKEN, [{ status: 503, body: 'upstream unavailable' }])
+    const started = performance.now()
+    const result = await createCdnPurger(base(f.url, { provider: 'fastly', apiKey: TOKEN, retryBaseMs })).purge({ tags: ['x'] })
+    assert.equal(result.requests[0]?.attempts, 2)
+    return performance.now() - started
+  }
+  const slow = await attemptGap(400)
+  const fast = await attemptGap(1)
+  assert.ok(slow >= 395, `retryBaseMs 400: the purge of two attempts took ${slow} ms`)
+  assert.ok(fast < 300, `retryBaseMs 1: the purge of two attempts took ${fast} ms`)
+})

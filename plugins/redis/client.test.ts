@@ -56,3 +56,11 @@ test('closing a client of a Redis that hung before it answered (never ready) is 
     assert.ok(ms < 200, `closed in ${ms.toFixed(0)} ms`)
   }
 })
+
+test('the client\'s name option is the connection name Redis lists (CLIENT LIST), so an operator can tell whose it is', async (t) => {
+  const client = createRedisClient({ url: process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379', name: `named-client-${process.pid}` })
+  t.after(() => closeRedisClient(client))
+  await once(client, 'ready')
+  const list = String(await client.call('CLIENT', 'LIST'))
+  assert.ok(list.split('\n').some((line) => line.includes(`name=named-client-${process.pid} `)), 'the connection is listed by its name')
+})

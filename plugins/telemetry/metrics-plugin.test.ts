@@ -70,3 +70,14 @@ test('an invalidation Redis refuses shows in /metrics as cache_invalidations_pen
   await admin.config('SET', 'maxmemory', '0')
   await eventually(async () => (await scrape()).get(pending) === 0, 'the gauge falls to zero once Redis takes it')
 })
+
+test('the metrics plugin\'s path option serves the exposition there, and nothing at /metrics', async (t) => {
+  const config = loadConfig<ChassisConfig>(composeSchema(chassisConfigFragment), { env: { LOG_LEVEL: 'silent' }, dotenv: false })
+  const app = await buildService({ name: 'metrics-path-test', config, plugins: [(a) => a.register(metricsPlugin, { service: 'mp', path: '/internal/prometheus' })] })
+  t.after(() => app.close())
+  const served = await app.inject('/internal/prometheus')
+  assert.equal(served.statusCode, 200)
+  assert.match(served.headers['content-type'] as string, /^text\/plain/)
+  assert.match(served.body, /^# HELP http_requests_total /m)
+  assert.equal((await app.inject('/metrics')).statusCode, 404)
+})
