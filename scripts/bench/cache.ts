@@ -47,6 +47,7 @@ const microRounds = Number(args['micro-rounds'])
 const FLOOR_TOLERANCE = 0.9
 const log = (m: string): void => console.log(`[bench:cache] ${m}`)
 // Read before the bench pins itself: the count of CPUs it may use then shrinks.
+if (args.pin && availableParallelism() < 2) throw new Error('--pin needs two CPUs or more: the servers on the last, the bench on the others')
 const serverCpu = args.pin ? String(availableParallelism() - 1) : undefined
 
 interface RowResult { ns: number, cpuNs: number, mainCpuNs: number, youngGcs: number, fullGcs: number, note: string }
@@ -163,9 +164,9 @@ async function http (): Promise<{ rows: Array<Record<string, string | number>>, 
   // The service process's CPU per request: on a busy machine throughput moves with the neighbours, this much less.
   const cpuPerRequest: Record<string, number[]> = {}
   try {
-    // A round measures a server after V8 has compiled its hot path: a 1 s load before the first round left our route,
-    // which runs more code than the bare one (its hooks), still compiling in it (under callgrind, with V8 on one
-    // thread, the route took 12,000 requests to settle: `npm run bench:api-instructions -- --warmup`).
+    // A round measures a server after V8 has compiled its hot path: our route runs more code than the bare one (its
+    // hooks), and a 1 s load leaves it compiling (under callgrind, with V8 on one thread, it takes about 12,000
+    // requests to settle: `npm run bench:api-instructions -- --warmup`).
     for (const [name, service] of runOrder) {
       const w = await load(`${service.url}/api/v1/leads`, connections, Number(args.warmup), headers)
       log(`warm-up ${name}: ${w.rps.toFixed(0)} req/s`)

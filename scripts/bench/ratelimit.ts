@@ -22,9 +22,11 @@ const { values: args } = parseArgs({
     // server that is not saturated finds fewer requests per turn of its event loop, so ours batches fewer decisions
     // per script call; a regime of its own (docs/benchmarks.md).
     pin: { type: 'boolean', default: false }
-  }
+  },
+  allowNegative: true
 })
 // Pinned before the bench's Redis starts, which inherits the bench's CPUs.
+if (args.pin && availableParallelism() < 2) throw new Error('--pin needs two CPUs or more: the servers on the last, the bench on the others')
 const serverCpu = args.pin ? String(availableParallelism() - 1) : undefined
 if (serverCpu !== undefined) execFileSync('taskset', ['-a', '-p', '-c', `0-${Number(serverCpu) - 1}`, String(process.pid)], { stdio: 'ignore' })
 // A Redis of the bench's own unless REDIS_URL names one: then its command counts and CPU are the bench's alone.
