@@ -15,7 +15,7 @@ export type RouteRateLimit = false | PolicyLike | PolicyLike[]
 declare module 'fastify' {
   interface FastifyInstance {
     rateLimiter: RateLimiter
-    /** The rate-limit fields every answer carries (the `headers` option), as the OpenAPI document lists them. */
+    /** The rate-limit fields the limiter sets on the answers it counted (the `headers` option), as the OpenAPI document lists them. */
     rateLimitHeaders: RateLimitHeaders
   }
   interface FastifyContextConfig {
