@@ -1,6 +1,6 @@
 import type { FastifyInstance } from 'fastify'
 import { buildService, type ServiceDefinition } from '@lead-chassis/plugins/chassis'
-import { platformPlugins, type PlatformOptions } from '../platform/platform.js'
+import { platformPlugins, preparePlatform, type PlatformOptions } from '../platform/platform.js'
 import type { ApiConfig } from './config.js'
 import { leadRoutes } from './routes/leads.js'
 import { adminRoutes } from './routes/admin.js'
@@ -13,6 +13,7 @@ export interface BuildApiOptions extends PlatformOptions {
 
 /** The api service, not listening: use `inject` in tests, `runService` in the entry. */
 export async function buildApp (config: ApiConfig, options: BuildApiOptions = {}): Promise<FastifyInstance> {
+  await preparePlatform(config)
   return buildService({
     name: 'api',
     config,

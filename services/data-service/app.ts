@@ -1,6 +1,6 @@
 import type { FastifyInstance } from 'fastify'
 import { buildService, type ServiceDefinition } from '@lead-chassis/plugins/chassis'
-import { platformPlugins, type PlatformOptions } from '../platform/platform.js'
+import { platformPlugins, preparePlatform, type PlatformOptions } from '../platform/platform.js'
 import type { DataServiceConfig } from './config.js'
 import { importRoutes } from './routes/imports.js'
 import { leadLookupRoutes } from './routes/leads.js'
@@ -12,6 +12,7 @@ export interface BuildDataServiceOptions extends PlatformOptions {
 
 /** The data-service (imports, reports, lookups), not listening: `inject` in tests, `runService` in the entry. */
 export async function buildDataService (config: DataServiceConfig, options: BuildDataServiceOptions = {}): Promise<FastifyInstance> {
+  await preparePlatform(config)
   return buildService({
     name: 'data-service',
     config,

@@ -4,7 +4,7 @@ import websocket from '@fastify/websocket'
 import { Counter } from 'prom-client'
 import { answerOnSocket, buildService, type ServiceDefinition } from '@lead-chassis/plugins/chassis'
 import { httpClientPlugin } from '@lead-chassis/plugins/http-client'
-import { platformPlugins, type PlatformOptions } from '../platform/platform.js'
+import { platformPlugins, preparePlatform, type PlatformOptions } from '../platform/platform.js'
 import type { OrchestratorConfig } from './config.js'
 import { OrchestratorErrors } from './errors.js'
 import { EventHub } from './events.js'
@@ -18,6 +18,7 @@ export interface BuildOrchestratorOptions extends PlatformOptions {
 
 /** The orchestrator (scoring, routing, live events), not listening: `inject` in tests, `runService` in the entry. */
 export async function buildOrchestrator (config: OrchestratorConfig, options: BuildOrchestratorOptions = {}): Promise<FastifyInstance> {
+  await preparePlatform(config)
   let events: EventHub | undefined
   let sockets: KeySockets | undefined
   const app = await buildService({
