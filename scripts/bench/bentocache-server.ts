@@ -4,7 +4,7 @@ import { loadApiConfig } from '../../services/api/config.js'
 import { ALL_LISTS_TAG, listKey, listTagFor } from '../../services/domain/lead-cache.js'
 import { LeadsRepository } from '../../services/domain/leads-repository.js'
 import { leadPageSchema, listLeadsQuerySchema, type LeadListQuery } from '../../services/domain/lead-schemas.js'
-import { platformPlugins } from '../../services/platform/platform.js'
+import { platformPlugins, preparePlatform } from '../../services/platform/platform.js'
 import { createBentoCache, sendThroughBento } from './bentocache.js'
 
 // bench:cache's cached route served through bentocache instead of our cache: the api's own platform (API key
@@ -22,9 +22,13 @@ async function bentoLeadRoutes (app: FastifyInstance): Promise<void> {
   app.addHook('onClose', close)
 }
 
-await startService('api', () => config, async (c) => buildService({
-  name: 'api-bentocache',
-  config: c,
-  plugins: platformPlugins('api', c),
-  routes: [(app) => app.register(bentoLeadRoutes, { prefix: '/api/v1/leads' })]
-}))
+// As the api is built (services/api/app.ts): the platform's one-time loads before the app.
+await startService('api', () => config, async (c) => {
+  await preparePlatform(c)
+  return buildService({
+    name: 'api-bentocache',
+    config: c,
+    plugins: platformPlugins('api', c),
+    routes: [(app) => app.register(bentoLeadRoutes, { prefix: '/api/v1/leads' })]
+  })
+})

@@ -9,7 +9,7 @@ import { buildOrchestrator } from '../../services/orchestrator/app.js'
 import { loadOrchestratorConfig } from '../../services/orchestrator/config.js'
 
 // Prints whether PostgreSQL's parser was loaded when the service's Fastify instance was created (Fastify publishes
-// `fastify.initialization` then): `node parser-at-init.js <service>`, QUERY_STATS_ENABLED from the environment.
+// `fastify.initialization` then), and once the service was built: `node parser-at-init.js <service>`, QUERY_STATS_ENABLED from the environment.
 const env = { DATABASE_URL: 'postgres://none@127.0.0.1:1/none', SERVICE_API_KEY: 'parser-at-init-never-sent-anywhere', QUERY_STATS_ENABLED: process.env.QUERY_STATS_ENABLED ?? 'true' }
 let loaded: boolean | undefined
 channel('fastify.initialization').subscribe(() => { loaded ??= normalizeQuery('SELECT 1 WHERE a = 2').parsed })
@@ -23,4 +23,4 @@ const app = service === 'api'
     : await buildOrchestrator(loadOrchestratorConfig({ dotenv: false, env }), options)
 await app.close()
 await pool.close()
-console.log(JSON.stringify({ loaded }))
+console.log(JSON.stringify({ loaded, built: normalizeQuery('SELECT 1 WHERE a = 2').parsed }))
