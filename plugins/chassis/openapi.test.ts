@@ -3,7 +3,7 @@ import assert from 'node:assert/strict'
 import type { FastifyInstance } from 'fastify'
 import { apiKeysPlugin } from '../api-keys/index.js'
 import { dbPoolPlugin } from '../db-pool/index.js'
-import { rateLimitPlugin, type RateLimitPluginOptions } from '../rate-limit/index.js'
+import { MemoryStore, rateLimitPlugin, type RateLimitPluginOptions } from '../rate-limit/index.js'
 import { TEST_DATABASE_URL } from '../../test/helpers/database.js'
 import { buildService, type Registrar } from './service.js'
 import { composeSchema, loadConfig } from './config.js'
@@ -18,13 +18,13 @@ const config = loadConfig<ChassisConfig>(composeSchema(chassisConfigFragment), {
 const errorBody = { type: 'object', properties: { code: { type: 'string' } } }
 
 /** A service with one route that needs a key, documented at /v1/openapi.json, and the plugins given. */
-async function documented (t: { after: (fn: () => Promise<void>) => void }, plugins: Registrar[]): Promise<Doc> {
+async function documented (t: { after: (fn: () => Promise<void>) => void }, plugins: Registrar[], routes: Registrar[] = []): Promise<Doc> {
   const app = await buildService({
     name: 'openapi-test',
     config,
     openapi: { prefix: '/v1', title: 'test', description: 'test' },
     plugins: [(app) => app.register(dbPoolPlugin, { connectionString: TEST_DATABASE_URL, name: 'openapi', min: 0 }), ...plugins],
-    routes: [(app: FastifyInstance) => app.get('/v1/things', { config: { requiredScope: 'things:read' }, schema: { response: { 200: { type: 'object' }, 429: errorBody } } }, async () => ({}))]
+    routes: [(app: FastifyInstance) => app.get('/v1/things', { config: { requiredScope: 'things:read' }, schema: { response: { 200: { type: 'object' }, 429: errorBody } } }, async () => ({})), ...routes]
   })
   t.after(() => app.close())
   const res = await app.inject('/v1/openapi.json')
@@ -33,7 +33,9 @@ async function documented (t: { after: (fn: () => Promise<void>) => void }, plug
 }
 
 const keys = (app: FastifyInstance, header?: string, lookupBudget = false): unknown => app.register(apiKeysPlugin, { followChanges: false, cache: false, ...(lookupBudget ? {} : { lookupBudget: false }), ...(header ? { header } : {}) })
-const limiter = (app: FastifyInstance, headers?: RateLimitPluginOptions['headers']): unknown => app.register(rateLimitPlugin, { redis: false, ...(headers ? { headers } : {}) })
+const limiter = (app: FastifyInstance, headers?: RateLimitPluginOptions['headers'], more: Partial<RateLimitPluginOptions> = {}): unknown => app.register(rateLimitPlugin, { redis: false, ...(headers ? { headers } : {}), ...more })
+const codesOf = (doc: Doc, path: string, status: string): string[] | undefined => doc.paths[path]?.get?.responses[status]?.['x-error-codes']
+const fieldsOf = (doc: Doc, path: string, status: string): string[] => Object.keys(doc.paths[path]?.get?.responses[status]?.headers ?? {}).sort()
 
 test('the OpenAPI document names the header api-keys reads the key from, not always x-api-key', async (t) => {
   const doc = await documented(t, [(app) => keys(app, 'X-Partner-Key')])
@@ -97,4 +99,90 @@ test('the key lookups\' 429 sends the limiter\'s fields, as the document says', 
   assert.ok(refused.headers['x-ratelimit-limit'] !== undefined && refused.headers['retry-after'] !== undefined)
   assert.equal(refused.headers.ratelimit, undefined)
   assert.equal(refused.headers['ratelimit-policy'], undefined)
+})
+
+test('RATE_LIMIT_UNAVAILABLE is listed only where a policy fails closed on a store that can fail, not wherever a limiter is registered', async (t) => {
+  const closed = { name: 'closedOwn', limit: 5, windowMs: 1000, onStoreFailure: 'closed' as const }
+  const routes: Registrar[] = [
+    (app) => app.get('/v1/own-closed', { config: { rateLimit: closed } }, async () => ({})),
+    (app) => app.get('/v1/open', async () => ({}))
+  ]
+  // A shared store (one given: it can fail) and the shipped default, every policy failing open.
+  const open = await documented(t, [(app) => keys(app), (app) => limiter(app, 'both', { store: new MemoryStore() })], routes)
+  assert.equal(codesOf(open, '/v1/things', '503')?.includes('RATE_LIMIT_UNAVAILABLE'), false)
+  assert.equal(codesOf(open, '/v1/open', '503')?.includes('RATE_LIMIT_UNAVAILABLE'), false)
+  assert.equal(codesOf(open, '/v1/own-closed', '503')?.includes('RATE_LIMIT_UNAVAILABLE'), true)
+
+  // A global policy that fails closed: every limited route may answer it.
+  const closedGlobal = await documented(t, [(app) => keys(app), (app) => limiter(app, 'both', { store: new MemoryStore(), global: { ...closed, name: 'closedGlobal' } })], routes)
+  assert.equal(codesOf(closedGlobal, '/v1/things', '503')?.includes('RATE_LIMIT_UNAVAILABLE'), true)
+  assert.equal(codesOf(closedGlobal, '/v1/open', '503')?.includes('RATE_LIMIT_UNAVAILABLE'), true)
+
+  // A shadow policy refuses nothing, not even when its store fails: its route is counted (the fields), never refused.
+  const shadow = await documented(t, [(app) => keys(app), (app) => limiter(app, 'x-ratelimit', { store: new MemoryStore(), global: false })], [
+    (app) => app.get('/v1/shadow', { config: { rateLimit: { ...closed, name: 'shadowOwn', shadow: true } } }, async () => ({}))
+  ])
+  assert.equal(codesOf(shadow, '/v1/shadow', '503')?.includes('RATE_LIMIT_UNAVAILABLE'), false)
+  assert.equal(shadow.paths['/v1/shadow']?.get?.responses['429'], undefined)
+  assert.deepEqual(fieldsOf(shadow, '/v1/shadow', '200'), ['X-RateLimit-Limit', 'X-RateLimit-Remaining', 'X-RateLimit-Reset'])
+
+  // Counted in process, the store cannot fail: nothing answers it.
+  const inProcess = await documented(t, [(app) => keys(app), (app) => limiter(app, 'both', { global: { ...closed, name: 'closedGlobal' } })], routes)
+  assert.equal(codesOf(inProcess, '/v1/things', '503')?.includes('RATE_LIMIT_UNAVAILABLE'), false)
+  assert.equal(codesOf(inProcess, '/v1/own-closed', '503')?.includes('RATE_LIMIT_UNAVAILABLE'), false)
+})
+
+test('with global: false, a route without a policy of its own is documented with no rate-limit code or field', async (t) => {
+  const own = { name: 'ownPolicy', limit: 5, windowMs: 1000 }
+  const doc = await documented(t, [(app) => keys(app), (app) => limiter(app, 'x-ratelimit', { global: false })], [
+    (app) => app.get('/v1/own', { config: { rateLimit: own } }, async () => ({}))
+  ])
+  assert.deepEqual(codesOf(doc, '/v1/things', '429'), [])
+  assert.deepEqual(fieldsOf(doc, '/v1/things', '200'), [])
+  assert.deepEqual(codesOf(doc, '/v1/own', '429'), ['RATE_LIMITED'])
+  assert.deepEqual(fieldsOf(doc, '/v1/own', '200'), ['X-RateLimit-Limit', 'X-RateLimit-Remaining', 'X-RateLimit-Reset'])
+  // As the limiter answers: no field where the document lists none.
+  const app = await buildService({
+    name: 'openapi-test',
+    config,
+    plugins: [(app) => limiter(app, 'x-ratelimit', { global: false })],
+    routes: [(app) => app.get('/v1/none', async () => ({})), (app) => app.get('/v1/own', { config: { rateLimit: own } }, async () => ({}))]
+  })
+  t.after(() => app.close())
+  assert.equal((await app.inject('/v1/none')).headers['x-ratelimit-limit'], undefined)
+  assert.equal((await app.inject('/v1/own')).headers['x-ratelimit-limit'], '5')
+  // A globalFor may pick a policy for any request: every route may be counted.
+  const picked = await documented(t, [(app) => keys(app), (app) => limiter(app, 'x-ratelimit', { global: false, globalFor: () => 'apiKey' })])
+  assert.deepEqual(codesOf(picked, '/v1/things', '429'), ['RATE_LIMITED'])
+})
+
+test('the key lookups\' 429 is listed, and answered, on a route the limiter skips', async (t) => {
+  const skipped: Registrar = (app) => app.get('/v1/skipped', { config: { rateLimit: false } }, async () => ({}))
+  const doc = await documented(t, [(app) => keys(app, undefined, true), (app) => limiter(app, 'x-ratelimit')], [skipped])
+  assert.deepEqual(codesOf(doc, '/v1/skipped', '429'), ['API_KEY_LOOKUPS_EXCEEDED'])
+  assert.deepEqual(fieldsOf(doc, '/v1/skipped', '429'), ['Retry-After', 'X-RateLimit-Limit', 'X-RateLimit-Remaining', 'X-RateLimit-Reset'])
+  assert.deepEqual(fieldsOf(doc, '/v1/skipped', '200'), [])
+  // A route that answers the refusal with another status of its own (NGINX's auth subrequest: 403) lists no 429.
+  const otherwise = await documented(t, [(app) => keys(app, undefined, true)], [
+    (app) => app.get('/v1/auth', { config: { rateLimit: false, errorCodes: { 403: ['API_KEY_LOOKUPS_EXCEEDED'] } } }, async () => ({}))
+  ])
+  assert.equal(otherwise.paths['/v1/auth']?.get?.responses['429'], undefined)
+
+  const app = await buildService({
+    name: 'openapi-test',
+    config,
+    plugins: [
+      (app) => app.register(dbPoolPlugin, { connectionString: TEST_DATABASE_URL, name: 'openapi', min: 0 }),
+      (app) => app.register(apiKeysPlugin, { followChanges: false, cache: false, lookupBudget: { limit: 1, windowMs: 60_000, prefix: `openapi-skip:${process.pid}:` } }),
+      (app) => limiter(app, 'x-ratelimit')
+    ],
+    routes: [skipped]
+  })
+  t.after(() => app.close())
+  const invented = (n: string): string => `lck_inventedkey${n}_${'b'.repeat(43)}`
+  await app.inject({ url: '/v1/skipped', headers: { 'x-api-key': invented('1') } })
+  const refused = await app.inject({ url: '/v1/skipped', headers: { 'x-api-key': invented('2') } })
+  assert.equal(refused.statusCode, 429)
+  assert.equal(refused.json<{ code: string }>().code, 'API_KEY_LOOKUPS_EXCEEDED')
+  assert.ok(refused.headers['x-ratelimit-limit'] !== undefined && refused.headers['retry-after'] !== undefined)
 })

@@ -57,7 +57,13 @@ interface Described {
   limitHeaders: Record<string, unknown> | undefined
   /** An address is refused key lookups over its budget (429, with the limiter's fields, or all five without one). */
   lookupBudget: boolean
+  /** Whether the limiter may count a route's requests (its fields), refuse them (429), and when its store fails (503). */
+  limitsOf: (config: FastifyContextConfig) => RouteLimits
 }
+
+/** The rate-limit plugin's `rateLimitRoute` answer, by shape: the chassis does not import the plugin. */
+interface RouteLimits { counted: boolean, limited: boolean, failsClosed: boolean }
+const NOT_LIMITED: RouteLimits = { counted: false, limited: false, failsClosed: false }
 
 function fieldsOf (choice: unknown): Record<string, unknown> | undefined {
   if (choice === 'both') return { ...X_RATELIMIT_HEADERS, ...DRAFT_HEADERS }
@@ -66,17 +72,19 @@ function fieldsOf (choice: unknown): Record<string, unknown> | undefined {
 
 /**
  * Read when the document is first built, once every plugin has registered, from the decorations the plugins add
- * (`apiKeyHeader`, `apiKeyLookupBudget`, `rateLimitHeaders`): by name, not imported, since the chassis does not
+ * (`apiKeyHeader`, `apiKeyLookupBudget`, `rateLimitHeaders`, `rateLimitRoute`): by name, not imported, since the chassis does not
  * depend on either plugin. They are read on the root instance, where the platform and the examples register both
  * (through fastify-plugin): a plugin registered inside an encapsulated context is not seen, and the document then
  * names `x-api-key` and no rate-limit field.
  */
 function describedByPlugins (app: FastifyInstance): Described {
-  const { apiKeyHeader, apiKeyLookupBudget, rateLimitHeaders } = app as { apiKeyHeader?: unknown, apiKeyLookupBudget?: unknown, rateLimitHeaders?: unknown }
+  const { apiKeyHeader, apiKeyLookupBudget, rateLimitHeaders, rateLimitRoute } = app as { apiKeyHeader?: unknown, apiKeyLookupBudget?: unknown, rateLimitHeaders?: unknown, rateLimitRoute?: unknown }
+  const limitHeaders = fieldsOf(rateLimitHeaders)
   return {
     keyHeader: typeof apiKeyHeader === 'string' ? apiKeyHeader : 'x-api-key',
-    limitHeaders: fieldsOf(rateLimitHeaders),
-    lookupBudget: apiKeyLookupBudget === true
+    limitHeaders,
+    lookupBudget: apiKeyLookupBudget === true,
+    limitsOf: limitHeaders !== undefined && typeof rateLimitRoute === 'function' ? rateLimitRoute as Described['limitsOf'] : () => NOT_LIMITED
   }
 }
 
@@ -118,12 +126,13 @@ function platformErrors (route: RouteOptions, schema: FastifySchema, described: 
     add(413, 'BODY_TOO_LARGE')
     add(415, 'UNSUPPORTED_MEDIA_TYPE')
   }
-  if (config.rateLimit !== false && described.limitHeaders !== undefined) {
-    add(429, 'RATE_LIMITED')
-    add(503, 'RATE_LIMIT_UNAVAILABLE')
-  }
-  // A key the instance has not verified is charged to the caller's address before any lookup.
-  if (config.rateLimit !== false && described.lookupBudget) add(429, 'API_KEY_LOOKUPS_EXCEEDED')
+  const limits = described.limitsOf(config)
+  if (limits.limited) add(429, 'RATE_LIMITED')
+  if (limits.failsClosed) add(503, 'RATE_LIMIT_UNAVAILABLE')
+  // A key the instance has not verified is charged to the caller's address before any lookup, on every route, those
+  // the limiter skips too; a route that answers the refusal with another status declares it in its errorCodes.
+  const answeredOtherwise = Object.values(config.errorCodes ?? {}).some((codes) => codes?.includes('API_KEY_LOOKUPS_EXCEEDED'))
+  if (described.lookupBudget && !answeredOtherwise) add(429, 'API_KEY_LOOKUPS_EXCEEDED')
   if (config.pressureHandler === undefined) add(503, 'FST_UNDER_PRESSURE')
   if (config.requiredScope) add(503, ...DATABASE_CODES)
   add(500, 'INTERNAL_ERROR')
@@ -167,7 +176,7 @@ function transform (described: Described, { schema, url, route }: { schema: Fast
       security,
       response,
       ...(scope ? { 'x-required-scope': scope } : {}),
-      'x-rate-limited': config.rateLimit !== false,
+      'x-rate-limited': described.limitsOf(config).counted,
       'x-error-codes': errorCodes
     } as FastifySchema
   }
@@ -196,9 +205,9 @@ function transformObject (described: Described, openapiObject: OpenApiObject): R
   for (const item of Object.values(paths)) {
     for (const operation of Object.values(item)) {
       const codes = (operation['x-error-codes'] ?? {}) as Record<string, string[]>
-      const rateLimited = operation['x-rate-limited'] === true
-      const limited = rateLimited && limitHeaders !== undefined
-      const refused = rateLimited && (limitHeaders !== undefined || lookupBudget)
+      const limited = operation['x-rate-limited'] === true && limitHeaders !== undefined
+      // A 429 of the limiter's or of the key lookups' carries the refusal's fields; one a route answers itself, not.
+      const refused = (codes['429'] ?? []).some((code) => code === 'RATE_LIMITED' || code === 'API_KEY_LOOKUPS_EXCEEDED')
       delete operation['x-error-codes']
       delete operation['x-rate-limited']
       for (const [status, answer] of Object.entries(operation.responses)) {

@@ -17,6 +17,8 @@ declare module 'fastify' {
     rateLimiter: RateLimiter
     /** The rate-limit fields the limiter sets on the answers it counted (the `headers` option), as the OpenAPI document lists them. */
     rateLimitHeaders: RateLimitHeaders
+    /** What the limiter may answer on a route of this config, as the OpenAPI document lists it. */
+    rateLimitRoute: (config: { rateLimit?: RouteRateLimit }) => RouteLimits
   }
   interface FastifyContextConfig {
     rateLimit?: RouteRateLimit
@@ -25,6 +27,14 @@ declare module 'fastify' {
     rateLimit?: Decision
   }
 }
+
+/**
+ * `counted`: a request to the route may be counted, its answer then carrying the limiter's fields: a policy of its
+ * own, a global policy, or a `globalFor`. `limited`: it may be refused 429, by one of those that is not `shadow`.
+ * `failsClosed`: it may be refused 503 RATE_LIMIT_UNAVAILABLE, since one of those (any preset, with a `globalFor`)
+ * that is not `shadow` has `onStoreFailure: 'closed'` and the store is one that can fail (Redis or a store given).
+ */
+export interface RouteLimits { counted: boolean, limited: boolean, failsClosed: boolean }
 
 export interface RateLimitPluginOptions extends RateLimiterOptions {
   /** Applied to every route unless a route says `rateLimit: false`. @default 'default' preset */
@@ -99,6 +109,20 @@ export const rateLimitPlugin = fp(async (app: FastifyInstance, opts: RateLimitPl
     }
     return list.map(resolve)
   }
+
+  // A `globalFor` may pick any preset for a request (or a policy of its own, which cannot be known here).
+  const basePolicies = opts.globalFor ? [...globalList, ...Object.values(resolvedPresets)] : globalList
+  const storeCanFail = redis !== undefined || opts.store !== undefined
+  app.decorate('rateLimitRoute', (config: { rateLimit?: RouteRateLimit }): RouteLimits => {
+    const own = config.rateLimit === undefined ? [] : resolveSetting(config.rateLimit)
+    if (own === false) return { counted: false, limited: false, failsClosed: false }
+    const enforced = [...basePolicies, ...own].filter((p) => p.shadow !== true)
+    return {
+      counted: basePolicies.length > 0 || own.length > 0 || opts.globalFor !== undefined,
+      limited: enforced.length > 0 || opts.globalFor !== undefined,
+      failsClosed: storeCanFail && enforced.some((p) => p.onStoreFailure === 'closed')
+    }
+  })
 
   // A bad setting fails here, when the route is added, so `ready()` names it instead of every request answering 500.
   app.addHook('onRoute', (route) => {

@@ -146,7 +146,7 @@ export interface paths {
                         "application/json": components["schemas"]["ErrorBody"];
                     };
                 };
-                /** @description Error: RATE_LIMIT_UNAVAILABLE, FST_UNDER_PRESSURE, DB_UNAVAILABLE, DB_POOL_CLOSED, DB_QUERY_TIMEOUT, DB_SERIALIZATION_FAILURE, DB_DEADLOCK, DB_COMMIT_OUTCOME_UNKNOWN, IMPORT_INTERRUPTED */
+                /** @description Error: FST_UNDER_PRESSURE, DB_UNAVAILABLE, DB_POOL_CLOSED, DB_QUERY_TIMEOUT, DB_SERIALIZATION_FAILURE, DB_DEADLOCK, DB_COMMIT_OUTCOME_UNKNOWN, IMPORT_INTERRUPTED */
                 503: {
                     headers: {
                         RateLimit: components["headers"]["RateLimit"];
@@ -303,7 +303,7 @@ export interface paths {
                         "application/json": components["schemas"]["ErrorBody"];
                     };
                 };
-                /** @description Error: RATE_LIMIT_UNAVAILABLE, FST_UNDER_PRESSURE, DB_UNAVAILABLE, DB_POOL_CLOSED, DB_QUERY_TIMEOUT, DB_SERIALIZATION_FAILURE, DB_DEADLOCK, DB_COMMIT_OUTCOME_UNKNOWN */
+                /** @description Error: FST_UNDER_PRESSURE, DB_UNAVAILABLE, DB_POOL_CLOSED, DB_QUERY_TIMEOUT, DB_SERIALIZATION_FAILURE, DB_DEADLOCK, DB_COMMIT_OUTCOME_UNKNOWN */
                 503: {
                     headers: {
                         RateLimit: components["headers"]["RateLimit"];
@@ -466,7 +466,7 @@ export interface paths {
                         "application/json": components["schemas"]["ErrorBody"];
                     };
                 };
-                /** @description Error: RATE_LIMIT_UNAVAILABLE, FST_UNDER_PRESSURE, DB_UNAVAILABLE, DB_POOL_CLOSED, DB_QUERY_TIMEOUT, DB_SERIALIZATION_FAILURE, DB_DEADLOCK, DB_COMMIT_OUTCOME_UNKNOWN */
+                /** @description Error: FST_UNDER_PRESSURE, DB_UNAVAILABLE, DB_POOL_CLOSED, DB_QUERY_TIMEOUT, DB_SERIALIZATION_FAILURE, DB_DEADLOCK, DB_COMMIT_OUTCOME_UNKNOWN */
                 503: {
                     headers: {
                         RateLimit: components["headers"]["RateLimit"];
@@ -608,7 +608,7 @@ export interface paths {
                         "application/json": components["schemas"]["ErrorBody"];
                     };
                 };
-                /** @description Error: RATE_LIMIT_UNAVAILABLE, FST_UNDER_PRESSURE, DB_UNAVAILABLE, DB_POOL_CLOSED, DB_QUERY_TIMEOUT, DB_SERIALIZATION_FAILURE, DB_DEADLOCK, DB_COMMIT_OUTCOME_UNKNOWN */
+                /** @description Error: FST_UNDER_PRESSURE, DB_UNAVAILABLE, DB_POOL_CLOSED, DB_QUERY_TIMEOUT, DB_SERIALIZATION_FAILURE, DB_DEADLOCK, DB_COMMIT_OUTCOME_UNKNOWN */
                 503: {
                     headers: {
                         RateLimit: components["headers"]["RateLimit"];
@@ -750,7 +750,7 @@ export interface paths {
                         "application/json": components["schemas"]["ErrorBody"];
                     };
                 };
-                /** @description Error: RATE_LIMIT_UNAVAILABLE, FST_UNDER_PRESSURE, DB_UNAVAILABLE, DB_POOL_CLOSED, DB_QUERY_TIMEOUT, DB_SERIALIZATION_FAILURE, DB_DEADLOCK, DB_COMMIT_OUTCOME_UNKNOWN */
+                /** @description Error: FST_UNDER_PRESSURE, DB_UNAVAILABLE, DB_POOL_CLOSED, DB_QUERY_TIMEOUT, DB_SERIALIZATION_FAILURE, DB_DEADLOCK, DB_COMMIT_OUTCOME_UNKNOWN */
                 503: {
                     headers: {
                         RateLimit: components["headers"]["RateLimit"];
@@ -890,7 +890,7 @@ export interface paths {
                         "application/json": components["schemas"]["ErrorBody"];
                     };
                 };
-                /** @description Error: RATE_LIMIT_UNAVAILABLE, FST_UNDER_PRESSURE, DB_UNAVAILABLE, DB_POOL_CLOSED, DB_QUERY_TIMEOUT, DB_SERIALIZATION_FAILURE, DB_DEADLOCK, DB_COMMIT_OUTCOME_UNKNOWN */
+                /** @description Error: FST_UNDER_PRESSURE, DB_UNAVAILABLE, DB_POOL_CLOSED, DB_QUERY_TIMEOUT, DB_SERIALIZATION_FAILURE, DB_DEADLOCK, DB_COMMIT_OUTCOME_UNKNOWN */
                 503: {
                     headers: {
                         RateLimit: components["headers"]["RateLimit"];
@@ -940,6 +940,21 @@ export interface paths {
                 /** @description Error: INVALID_API_KEY */
                 401: {
                     headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["ErrorBody"];
+                    };
+                };
+                /** @description Error: API_KEY_LOOKUPS_EXCEEDED */
+                429: {
+                    headers: {
+                        RateLimit: components["headers"]["RateLimit"];
+                        "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                        "Retry-After": components["headers"]["Retry-After"];
+                        "X-RateLimit-Limit": components["headers"]["X-RateLimit-Limit"];
+                        "X-RateLimit-Remaining": components["headers"]["X-RateLimit-Remaining"];
+                        "X-RateLimit-Reset": components["headers"]["X-RateLimit-Reset"];
                         [name: string]: unknown;
                     };
                     content: {
@@ -1004,6 +1019,21 @@ export interface paths {
                 /** @description Error: INVALID_API_KEY */
                 401: {
                     headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["ErrorBody"];
+                    };
+                };
+                /** @description Error: API_KEY_LOOKUPS_EXCEEDED */
+                429: {
+                    headers: {
+                        RateLimit: components["headers"]["RateLimit"];
+                        "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                        "Retry-After": components["headers"]["Retry-After"];
+                        "X-RateLimit-Limit": components["headers"]["X-RateLimit-Limit"];
+                        "X-RateLimit-Remaining": components["headers"]["X-RateLimit-Remaining"];
+                        "X-RateLimit-Reset": components["headers"]["X-RateLimit-Reset"];
                         [name: string]: unknown;
                     };
                     content: {
@@ -1075,6 +1105,21 @@ export interface paths {
                 /** @description Error: INVALID_API_KEY */
                 401: {
                     headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["ErrorBody"];
+                    };
+                };
+                /** @description Error: API_KEY_LOOKUPS_EXCEEDED */
+                429: {
+                    headers: {
+                        RateLimit: components["headers"]["RateLimit"];
+                        "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                        "Retry-After": components["headers"]["Retry-After"];
+                        "X-RateLimit-Limit": components["headers"]["X-RateLimit-Limit"];
+                        "X-RateLimit-Remaining": components["headers"]["X-RateLimit-Remaining"];
+                        "X-RateLimit-Reset": components["headers"]["X-RateLimit-Reset"];
                         [name: string]: unknown;
                     };
                     content: {

@@ -21,7 +21,7 @@ before(async () => {
   // Loopback is the trusted proxy here, as NGINX is in the cluster: the edge auth route answers it.
   app = await buildApp(testApiConfig(db, { REDIS_URL, CACHE_PREFIX: `${uniqueName('oa')}:`, TRUST_PROXY: '127.0.0.1/32' }))
   // The same service with a limit of one request a minute: every later request is answered 429.
-  tight = await buildApp(testApiConfig(db, { REDIS_URL, CACHE_PREFIX: `${uniqueName('oa')}:`, RATE_LIMIT_ENABLED: 'true', RATE_LIMIT_MAX_REQUESTS: '1', RATE_LIMIT_PREFIX: `${uniqueName('oarl')}:` }))
+  tight = await buildApp(testApiConfig(db, { REDIS_URL, CACHE_PREFIX: `${uniqueName('oa')}:`, RATE_LIMIT_ENABLED: 'true', RATE_LIMIT_MAX_REQUESTS: '1', API_KEY_LOOKUP_LIMIT: '1', RATE_LIMIT_PREFIX: `${uniqueName('oarl')}:` }))
   // The document of the service as deployed, with its rate limiter: without one, the limiter's codes and fields are
   // not listed, and the answers of `tight` carry them.
   const served = await tight.inject('/api/v1/openapi.json')
@@ -105,6 +105,8 @@ test('every answer of every api route, success and error, matches the api\'s Ope
     const res = await contract.inject(tight, { method, url, ...(method === 'GET' ? {} : { payload: { status: 'lost' } }) })
     assert.equal(res.statusCode, 429, `${method} ${url}`)
   }
+  // The routes the limiter skips still refuse key lookups over the address's budget.
+  await contract.refuseLookups(tight, [['GET', '/health/live'], ['GET', '/health/ready'], ['GET', '/metrics'], ['GET', '/quote'], ['GET', '/quote/'], ['GET', `/static/${asset}`]])
 })
 
 test('a route the contract test does not drive fails it: every api operation answered its success and its client errors', { }, async () => {

@@ -17,6 +17,13 @@ interface Operation {
   responses: Record<string, DocumentedResponse>
 }
 
+let invented = 0
+/** A well-formed key no instance has issued: each one is looked up, and charged to the caller's lookup budget. */
+export function inventedKey (): string {
+  invented++
+  return `lck_${`inv${invented}`.padEnd(12, 'x')}_${'c'.repeat(43)}`
+}
+
 /**
  * Checks real answers against a service's OpenAPI document: the status must be documented for the operation, the
  * body must match the documented schema of that status, an error's code must be one the document lists, and a 429
@@ -77,6 +84,19 @@ export class ContractChecker {
     for (const header of Object.keys(documented.headers ?? {})) {
       // Rate-limit headers are sent only when a limiter counted the request (not for the platform's own calls).
       if (header === 'Retry-After' || (res.statusCode === 429)) assert.ok(res.headers[header.toLowerCase()] !== undefined, `${where}: documented header ${header} missing`)
+    }
+  }
+
+  /**
+   * Drives the key lookups' 429 on each route given, through an app whose lookup budget (API_KEY_LOOKUP_LIMIT) is
+   * one: the first invented key spends it, and every route then refuses the next one before any lookup.
+   */
+  async refuseLookups (app: FastifyInstance, routes: Array<readonly [string, string]>, headerName = 'x-api-key'): Promise<void> {
+    await app.inject({ url: '/health/live', headers: { [headerName]: inventedKey() } })
+    for (const [method, url] of routes) {
+      const res = await this.inject(app, { method: method as 'GET', url, headers: { [headerName]: inventedKey() } })
+      assert.equal(res.statusCode, 429, `${method} ${url}`)
+      assert.equal(res.json<{ code: string }>().code, 'API_KEY_LOOKUPS_EXCEEDED', `${method} ${url}`)
     }
   }
 

@@ -21,7 +21,7 @@ const build = async (env: Record<string, string>): Promise<FastifyInstance> =>
 before(async () => {
   db = await createTestSchema()
   app = await build({})
-  tight = await build({ RATE_LIMIT_ENABLED: 'true', RATE_LIMIT_MAX_REQUESTS: '1', RATE_LIMIT_PREFIX: `${uniqueName('oarl')}:` })
+  tight = await build({ RATE_LIMIT_ENABLED: 'true', RATE_LIMIT_MAX_REQUESTS: '1', API_KEY_LOOKUP_LIMIT: '1', RATE_LIMIT_PREFIX: `${uniqueName('oarl')}:` })
   // The document of the service as deployed, with its rate limiter: without one, the limiter's codes and fields are
   // not listed, and the answers of `tight` carry them.
   const served = await tight.inject('/data/v1/openapi.json')
@@ -81,6 +81,8 @@ test('every answer of every data-service route, success and error, matches the d
     const res = await contract.inject(tight, { method, url, ...(method === 'POST' ? { payload: CSV, headers: csv } : {}) })
     assert.equal(res.statusCode, 429, `${method} ${url}`)
   }
+  // The routes the limiter skips still refuse key lookups over the address's budget.
+  await contract.refuseLookups(tight, [['GET', '/health/live'], ['GET', '/health/ready'], ['GET', '/metrics']])
 })
 
 test('a route the contract test does not drive fails it: every data-service operation answered its success and its client errors', async () => {

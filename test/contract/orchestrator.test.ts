@@ -24,7 +24,7 @@ before(async () => {
   const data = await startDataService(t, db)
   const env = { REDIS_URL, CACHE_PREFIX: `${uniqueName('oa')}:`, EVENTS_CHANNEL: uniqueName('oa-events') }
   ;({ app, url } = await startOrchestrator(t, db, data.url, env, true))
-  ;({ app: tight } = await startOrchestrator(t, db, data.url, { ...env, RATE_LIMIT_ENABLED: 'true', RATE_LIMIT_MAX_REQUESTS: '1', RATE_LIMIT_PREFIX: `${uniqueName('oarl')}:` }))
+  ;({ app: tight } = await startOrchestrator(t, db, data.url, { ...env, RATE_LIMIT_ENABLED: 'true', RATE_LIMIT_MAX_REQUESTS: '1', API_KEY_LOOKUP_LIMIT: '1', RATE_LIMIT_PREFIX: `${uniqueName('oarl')}:` }))
   // The document of the service as deployed, with its rate limiter: without one, the limiter's codes and fields are
   // not listed, and the answers of `tight` carry them.
   const served = await tight.inject('/orchestrator/v1/openapi.json')
@@ -104,6 +104,8 @@ test('every answer of every orchestrator route, success and error, matches the o
     const res = await contract.inject(tight, { method, url: path })
     assert.equal(res.statusCode, 429, `${method} ${path}`)
   }
+  // The routes the limiter skips still refuse key lookups over the address's budget.
+  await contract.refuseLookups(tight, [['GET', '/health/live'], ['GET', '/health/ready'], ['GET', '/metrics']])
 })
 
 test('a route the contract test does not drive fails it: every orchestrator operation answered its success and its client errors', async () => {
