@@ -146,3 +146,17 @@ export function processCpuMs (service: Service, mainThread = false): number | un
     return undefined
   }
 }
+
+/** perf's report (`--sort sym`, a CPU clock) as CPU microseconds per request by symbol. */
+export function cpuPerRequest (report: string, requests: number): Map<string, number> {
+  // The event count of the cpu-clock event is in nanoseconds.
+  const nanos = Number(/Event count \(approx\.\): (\d+)/.exec(report)?.[1] ?? Number.NaN)
+  const out = new Map<string, number>()
+  for (const line of report.split('\n')) {
+    const m = /^\s+([\d.]+)%\s+\[.\]\s+(.*)$/.exec(line)
+    if (m === null) continue
+    const name = (m[2] ?? '').trim()
+    out.set(name, (out.get(name) ?? 0) + Number(m[1]) / 100 * nanos / 1000 / requests)
+  }
+  return out
+}

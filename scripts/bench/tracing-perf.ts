@@ -6,7 +6,7 @@ import { parseArgs } from 'node:util'
 import { freePort } from '../../test/helpers/ports.js'
 import { startPrivatePostgres } from '../../test/helpers/private-postgres.js'
 import { startPrivateRedis } from '../../test/helpers/private-redis.js'
-import { startService, table } from './lib.js'
+import { cpuPerRequest, startService, table } from './lib.js'
 import { startOtlpSink } from './otlp-sink.js'
 import { apiEnvironment, driveTracingRequests, prepareTracingBench, tracingConfigs } from './tracing-setup.js'
 
@@ -94,18 +94,4 @@ for (const profile of profiles.slice(1)) {
     .sort((x, y) => Math.abs(y.this - y.base) - Math.abs(x.this - x.base)).slice(0, functions)
   console.log(`\n${profile.label}: CPU per request ${total(profile.perRequest).toFixed(1)} µs against ${total(base.perRequest).toFixed(1)} in ${base.label}; the ${functions} functions that differ most (µs per request):\n`)
   console.log(table(diffs.map((d) => ({ function: d.name.slice(0, 120), [base.label.slice(0, 3)]: d.base.toFixed(2), [profile.label.slice(0, 3)]: d.this.toFixed(2), difference: (d.this - d.base).toFixed(2) }))))
-}
-
-/** perf's report (`--sort sym`, a CPU clock) as CPU microseconds per request by symbol. */
-function cpuPerRequest (report: string, requests: number): Map<string, number> {
-  // The event count of the cpu-clock event is in nanoseconds.
-  const nanos = Number(/Event count \(approx\.\): (\d+)/.exec(report)?.[1] ?? Number.NaN)
-  const out = new Map<string, number>()
-  for (const line of report.split('\n')) {
-    const m = /^\s+([\d.]+)%\s+\[.\]\s+(.*)$/.exec(line)
-    if (m === null) continue
-    const name = (m[2] ?? '').trim()
-    out.set(name, (out.get(name) ?? 0) + Number(m[1]) / 100 * nanos / 1000 / requests)
-  }
-  return out
 }

@@ -14,7 +14,12 @@ export interface BuildApiOptions extends PlatformOptions {
 /** The api service, not listening: use `inject` in tests, `runService` in the entry. */
 export async function buildApp (config: ApiConfig, options: BuildApiOptions = {}): Promise<FastifyInstance> {
   await preparePlatform(config)
-  return buildService({
+  return buildService(apiDefinition(config, options))
+}
+
+/** What the api is built from; `buildApp` loads what the platform needs first (`preparePlatform`). */
+export function apiDefinition (config: ApiConfig, options: BuildApiOptions = {}): ServiceDefinition {
+  return {
     name: 'api',
     config,
     openapi: { prefix: '/api/v1', title: 'Leads API', description: 'Partners post insurance leads and read them back; the lead-capture page posts here anonymously.' },
@@ -26,5 +31,5 @@ export async function buildApp (config: ApiConfig, options: BuildApiOptions = {}
       (app) => app.register(edgeRoutes, { prefix: '/api/v1/edge', trustedProxies: config.TRUST_PROXY }),
       (app) => app.register(pageRoutes)
     ]
-  })
+  }
 }
