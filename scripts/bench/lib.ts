@@ -147,8 +147,34 @@ export function processCpuMs (service: Service, mainThread = false): number | un
   }
 }
 
-/** perf's report (`--sort sym`, a CPU clock) as CPU microseconds per request by symbol. */
+/**
+ * `perf record` of one process with a CPU clock (whose event count is in nanoseconds, as `cpuPerRequest` reads it;
+ * perf's default event is the CPU's cycles where it has counters) until `stop()`, which fails when perf ended early
+ * or wrote nothing: a profile that is not there must not read as one without the symbols looked for.
+ */
+export function recordPerf (pid: number, out: string, frequency = 1999): { stop: () => Promise<void> } {
+  const perf = spawn('perf', ['record', '-e', 'cpu-clock', '-F', String(frequency), '-p', String(pid), '-o', out], { stdio: ['ignore', 'ignore', 'pipe'] })
+  let stderr = ''
+  perf.stderr?.on('data', (chunk: Buffer) => { stderr += chunk.toString() })
+  // Listened for from the start: perf that could not attach exits before anyone waits for it.
+  const exited = new Promise<void>((resolve) => {
+    perf.once('exit', () => { resolve() })
+    perf.once('error', (error) => { stderr += String(error); resolve() })
+  })
+  return {
+    stop: async () => {
+      const early = perf.exitCode !== null || perf.signalCode !== null || perf.pid === undefined
+      if (!early) perf.kill('SIGINT')
+      await exited
+      if (early || !stderr.includes('Captured and wrote')) throw new Error(`perf record of process ${pid} failed: ${stderr.trim().slice(-500)}`)
+    }
+  }
+}
+
+/** perf's report (`--sort sym`, of a `recordPerf` profile) as CPU microseconds per request by symbol. */
 export function cpuPerRequest (report: string, requests: number): Map<string, number> {
+  if (!/of event 'cpu-clock/.test(report)) throw new Error('the profile is not of the cpu-clock event: its counts are not nanoseconds')
+  if (!(requests > 0)) throw new Error('no request in the profiled window')
   // The event count of the cpu-clock event is in nanoseconds.
   const nanos = Number(/Event count \(approx\.\): (\d+)/.exec(report)?.[1] ?? Number.NaN)
   const out = new Map<string, number>()

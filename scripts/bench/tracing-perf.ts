@@ -1,4 +1,4 @@
-import { spawn, spawnSync } from 'node:child_process'
+import { spawnSync } from 'node:child_process'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -6,7 +6,7 @@ import { parseArgs } from 'node:util'
 import { freePort } from '../../test/helpers/ports.js'
 import { startPrivatePostgres } from '../../test/helpers/private-postgres.js'
 import { startPrivateRedis } from '../../test/helpers/private-redis.js'
-import { cpuPerRequest, startService, table } from './lib.js'
+import { cpuPerRequest, recordPerf, startService, table } from './lib.js'
 import { startOtlpSink } from './otlp-sink.js'
 import { apiEnvironment, driveTracingRequests, prepareTracingBench, tracingConfigs } from './tracing-setup.js'
 
@@ -58,11 +58,12 @@ try {
         const from = { sent: 0 }
         const drive = async (n: number): Promise<void> => { await driveTracingRequests(api.url, ids, key, n, Number(args.concurrency), from) }
         await drive(Number(args.warmup))
-        const perf = spawn('perf', ['record', '-F', '1999', '-p', String(api.child.pid), '-o', out], { stdio: 'ignore' })
-        await drive(Number(args.requests))
-        const stopped = new Promise((resolve) => perf.once('exit', resolve))
-        perf.kill('SIGINT')
-        await stopped
+        const perf = recordPerf(api.child.pid as number, out)
+        try {
+          await drive(Number(args.requests))
+        } finally {
+          await perf.stop()
+        }
       } finally {
         await api.stop()
         sink?.close()

@@ -17,7 +17,7 @@ export async function buildApp (config: ApiConfig, options: BuildApiOptions = {}
   return buildService(apiDefinition(config, options))
 }
 
-/** What the api is built from; `buildApp` loads what the platform needs first (`preparePlatform`). */
+/** What the api is built from; `buildApp` loads what the platform needs first (`preparePlatform`), bench:next-tick does not. */
 export function apiDefinition (config: ApiConfig, options: BuildApiOptions = {}): ServiceDefinition {
   return {
     name: 'api',

@@ -28,9 +28,8 @@ export interface PlatformOptions {
 
 /**
  * What the platform's plugins load once per process, loaded before the app is built. PostgreSQL's parser
- * (WebAssembly, for the query statistics) loaded while the app registered left Node's `process.nextTick` on V8's
- * slow path for the life of the process in 8 of 12 processes (about 3.5 µs per request on the cached route; none of
- * 9 loaded first): `docs/benchmarks.md`, "The cached route".
+ * (WebAssembly, for the query statistics) loaded while the app registers can leave Node's `process.nextTick` on V8's
+ * slow path for the life of the process (`npm run bench:next-tick`; docs/benchmarks.md, Cache).
  */
 export async function preparePlatform (config: PlatformConfig): Promise<void> {
   if (config.QUERY_STATS_ENABLED) await loadQueryParser()

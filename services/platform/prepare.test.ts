@@ -13,7 +13,7 @@ function parserLoaded (service: string, queryStats: boolean): { loaded: boolean,
 }
 
 for (const service of ['api', 'data-service', 'orchestrator']) {
-  test(`${service}: PostgreSQL's parser is loaded before Fastify starts, not while the app registers (which left nextTick on V8's slow path)`, () => {
+  test(`${service}: PostgreSQL's parser is loaded before Fastify starts, not while the app registers (which can leave nextTick on V8's slow path)`, () => {
     assert.deepEqual(parserLoaded(service, true), { loaded: true, built: true })
   })
 }
