@@ -1,6 +1,5 @@
 import { execFileSync, spawn } from 'node:child_process'
 import { mkdirSync, writeFileSync } from 'node:fs'
-import { availableParallelism } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
@@ -12,7 +11,7 @@ import { projectRoot } from '../../services/platform/paths.js'
 import { seed } from '../../services/domain/seed.js'
 import { freePort } from '../../test/helpers/ports.js'
 import { bentoNames, rows } from './cache-rows.js'
-import { load, median, processCpuMs, startService, table, type LoadResult, type Service } from './lib.js'
+import { load, median, pinning, processCpuMs, startService, table, type LoadResult, type Service } from './lib.js'
 
 const { values: args } = parseArgs({
   options: {
@@ -46,9 +45,9 @@ const microRounds = Number(args['micro-rounds'])
 // A row under 90% of the raw read and parse of the same value is reported as not credible.
 const FLOOR_TOLERANCE = 0.9
 const log = (m: string): void => console.log(`[bench:cache] ${m}`)
-// Read before the bench pins itself: the count of CPUs it may use then shrinks.
-if (args.pin && availableParallelism() < 2) throw new Error('--pin needs two CPUs or more: the servers on the last, the bench on the others')
-const serverCpu = args.pin ? String(availableParallelism() - 1) : undefined
+// Read before the bench pins itself: the CPUs it may use then shrink.
+const pinned = args.pin ? pinning() : undefined
+const serverCpu = pinned?.servers
 
 interface RowResult { ns: number, cpuNs: number, mainCpuNs: number, youngGcs: number, fullGcs: number, note: string }
 
@@ -146,9 +145,9 @@ async function http (): Promise<{ rows: Array<Record<string, string | number>>, 
   const env = { DATABASE_URL, DB_SCHEMA: SCHEMA, REDIS_URL, CACHE_PREFIX: `bench:${process.pid}:http:`, RATE_LIMIT_ENABLED: 'false' }
   // Pinned (--pin), the servers share the last CPU, each loaded alone, and the load generator has the others.
   // PostgreSQL and Redis stay unpinned: the cached routes do not reach them.
-  if (serverCpu !== undefined) {
-    execFileSync('taskset', ['-a', '-p', '-c', `0-${Number(serverCpu) - 1}`, String(process.pid)], { stdio: 'ignore' })
-    log(`pinned: the servers on CPU ${serverCpu}, the load generator on CPU 0-${Number(serverCpu) - 1}`)
+  if (pinned !== undefined) {
+    execFileSync('taskset', ['-a', '-p', '-c', pinned.bench, String(process.pid)], { stdio: 'ignore' })
+    log(`pinned: the servers on CPU ${pinned.servers}, the load generator on CPU ${pinned.bench}`)
   }
   const cached = await startService('dist/services/api/main.js', { ...env, CACHE_ENABLED: 'true' }, await freePort(), [], serverCpu)
   const uncached = await startService('dist/services/api/main.js', { ...env, CACHE_ENABLED: 'false' }, await freePort(), [], serverCpu)

@@ -186,3 +186,27 @@ export function cpuPerRequest (report: string, requests: number): Map<string, nu
   }
   return out
 }
+
+/** A `taskset -c` / cpuset list (`0-2,5`) as the CPUs it names, in order. */
+export function parseCpuList (list: string): number[] {
+  return list.trim().split(',').filter(Boolean).flatMap((part) => {
+    const [from, to] = part.split('-').map(Number)
+    if (from === undefined || !Number.isInteger(from) || (to !== undefined && !Number.isInteger(to))) throw new Error(`not a CPU list: ${list}`)
+    return to === undefined ? [from] : Array.from({ length: to - from + 1 }, (_v, i) => from + i)
+  })
+}
+
+/**
+ * How a pinned benchmark splits the CPUs this process may use (its affinity, read from /proc: under `taskset -c 2,3`
+ * or a container's cpuset they are not 0..N-1): the last for the servers, the others for the bench, its load
+ * generator and what it starts after pinning itself (`taskset -a -p -c <bench> <pid>`).
+ */
+export function pinning (allowed = allowedCpus()): { servers: string, bench: string } {
+  if (allowed.length < 2) throw new Error(`--pin needs two CPUs or more (this process may use ${allowed.join(',') || 'none'}): the servers on the last, the bench on the others`)
+  return { servers: String(allowed.at(-1)), bench: allowed.slice(0, -1).join(',') }
+}
+
+/** The CPUs this process may run on (its affinity), in order. */
+export function allowedCpus (): number[] {
+  return parseCpuList(/^Cpus_allowed_list:\s*(.+)$/m.exec(readFileSync('/proc/self/status', 'utf8'))?.[1] ?? '')
+}

@@ -1,6 +1,5 @@
 import { execFileSync, spawnSync } from 'node:child_process'
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
-import { availableParallelism } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import autocannon from 'autocannon'
@@ -8,7 +7,7 @@ import { Redis } from 'ioredis'
 import { projectRoot } from '../../services/platform/paths.js'
 import { freePort } from '../../test/helpers/ports.js'
 import { startPrivateRedis, type PrivateRedis } from '../../test/helpers/private-redis.js'
-import { median, startService, table } from './lib.js'
+import { median, pinning, startService, table } from './lib.js'
 
 const { values: args } = parseArgs({
   options: {
@@ -26,9 +25,9 @@ const { values: args } = parseArgs({
   allowNegative: true
 })
 // Pinned before the bench's Redis starts, which inherits the bench's CPUs.
-if (args.pin && availableParallelism() < 2) throw new Error('--pin needs two CPUs or more: the servers on the last, the bench on the others')
-const serverCpu = args.pin ? String(availableParallelism() - 1) : undefined
-if (serverCpu !== undefined) execFileSync('taskset', ['-a', '-p', '-c', `0-${Number(serverCpu) - 1}`, String(process.pid)], { stdio: 'ignore' })
+const pinned = args.pin ? pinning() : undefined
+const serverCpu = pinned?.servers
+if (pinned !== undefined) execFileSync('taskset', ['-a', '-p', '-c', pinned.bench, String(process.pid)], { stdio: 'ignore' })
 // A Redis of the bench's own unless REDIS_URL names one: then its command counts and CPU are the bench's alone.
 const privateRedis: PrivateRedis | undefined = process.env.REDIS_URL ? undefined : await startPrivateRedis()
 const REDIS_URL = process.env.REDIS_URL ?? (privateRedis as PrivateRedis).url

@@ -1,11 +1,10 @@
 import { execFileSync } from 'node:child_process'
-import { availableParallelism } from 'node:os'
 import autocannon from 'autocannon'
 import { Redis } from 'ioredis'
 import { freePort } from '../../test/helpers/ports.js'
 import { startPrivatePostgres, type PrivatePostgres } from '../../test/helpers/private-postgres.js'
 import { startPrivateRedis, type PrivateRedis } from '../../test/helpers/private-redis.js'
-import { loadResult, startService, type LoadResult, type Service } from './lib.js'
+import { loadResult, pinning, startService, type LoadResult, type Service } from './lib.js'
 import { startOtlpSink, type OtlpSink } from './otlp-sink.js'
 import { apiEnvironment, DATABASE_URL, prepareTracingBench, REDIS_URL, type TracingConfig, tracingPath } from './tracing-setup.js'
 
@@ -33,16 +32,17 @@ export interface TracingServices {
  */
 export async function startTracingServices (name: string, configs: TracingConfig[], options: { pin: boolean, connections: number }, log: (m: string) => void): Promise<TracingServices> {
   const tag = `${name.replace(':', '-')}-${process.pid}`
-  const apiCpu = String(availableParallelism() - 1)
+  const pinned = options.pin ? pinning() : undefined
+  const apiCpu = pinned?.servers ?? ''
   let privatePostgres: PrivatePostgres | undefined
   let privateRedis: PrivateRedis | undefined
-  if (options.pin) {
-    execFileSync('taskset', ['-a', '-p', '-c', `0-${Number(apiCpu) - 1}`, String(process.pid)], { stdio: 'ignore' })
+  if (pinned !== undefined) {
+    execFileSync('taskset', ['-a', '-p', '-c', pinned.bench, String(process.pid)], { stdio: 'ignore' })
     // bench:tracing-paired runs every configuration's api at once, each with a pool of up to 20 connections
     // (DB_POOL_MAX's default) and a notifications listener: five of them went past initdb's 100, and were refused.
     privatePostgres = await startPrivatePostgres({ maxConnections: 20 + configs.length * 25 })
     privateRedis = await startPrivateRedis()
-    log(`pinned: the api on CPU ${apiCpu}; the load generator, the sinks, PostgreSQL and Redis on CPU 0-${Number(apiCpu) - 1}`)
+    log(`pinned: the api on CPU ${apiCpu}; the load generator, the sinks, PostgreSQL and Redis on CPU ${pinned.bench}`)
   }
   const databaseUrl = privatePostgres?.url ?? DATABASE_URL
   const redisUrl = privateRedis?.url ?? REDIS_URL
