@@ -4,6 +4,7 @@ import { basename, join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import autocannon from 'autocannon'
 import { projectRoot } from '../../services/platform/paths.js'
+import { profiledSymbols } from './perf-profile.js'
 
 // Every benchmark measures the runtime the project pins (the `node` devDependency): `node dist/scripts/bench/...` with
 // another Node on the PATH would start the services on it too, and print figures of that runtime as this project's.
@@ -173,17 +174,8 @@ export function recordPerf (pid: number, out: string, frequency = 1999): { stop:
 
 /** perf's report (`--sort sym`, of a `recordPerf` profile) as CPU microseconds per request by symbol. */
 export function cpuPerRequest (report: string, requests: number): Map<string, number> {
-  if (!/of event 'cpu-clock/.test(report)) throw new Error('the profile is not of the cpu-clock event: its counts are not nanoseconds')
-  if (!(requests > 0)) throw new Error('no request in the profiled window')
-  // The event count of the cpu-clock event is in nanoseconds.
-  const nanos = Number(/Event count \(approx\.\): (\d+)/.exec(report)?.[1] ?? Number.NaN)
   const out = new Map<string, number>()
-  for (const line of report.split('\n')) {
-    const m = /^\s+([\d.]+)%\s+\[.\]\s+(.*)$/.exec(line)
-    if (m === null) continue
-    const name = (m[2] ?? '').trim()
-    out.set(name, (out.get(name) ?? 0) + Number(m[1]) / 100 * nanos / 1000 / requests)
-  }
+  for (const { symbol, us } of profiledSymbols(report, requests)) out.set(symbol, (out.get(symbol) ?? 0) + us)
   return out
 }
 

@@ -1,0 +1,133 @@
+import { spawnSync } from 'node:child_process'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { parseArgs } from 'node:util'
+import { ApiKeyStore } from '@lead-chassis/plugins/api-keys'
+import { projectRoot } from '../../services/platform/paths.js'
+import { freePort } from '../../test/helpers/ports.js'
+import { load, median, processCpuMs, recordPerf, startService, table, type Service } from './lib.js'
+import { byCategory, profiledSymbols, type ProfiledSymbol } from './perf-profile.js'
+import { seededSchema } from './seeded-schema.js'
+
+/**
+ * `npm run bench:route-profile [-- --processes 3]`: what bench:cache's cached route (GET /api/v1/leads from the cache,
+ * API key checked, rate limiter off, `LOG_LEVEL=warn`) pays over its ceiling (bare Fastify sending the same bytes and
+ * headers from memory), by where the CPU goes. Each of `--processes` pairs of new processes (the api and the ceiling,
+ * both with `--perf-basic-prof`, which names JavaScript functions with their files) is loaded for `--warmup` seconds,
+ * then each is sampled by `perf record` (a CPU clock) for `--duration` seconds of the same load, the two in turn, the
+ * first of the pair alternating. Printed: each pair's throughput and CPU per request, the CPU per request by category
+ * (the kernel, V8's parts, Node's native parts, JavaScript by package or chassis plugin) for each and their difference,
+ * and the symbols whose CPU per request differs most. Medians over the pairs; perf counts a function's inlined callees
+ * as its own, so a category holds what was compiled into its functions.
+ */
+const { values: args } = parseArgs({
+  options: {
+    processes: { type: 'string', default: '3' },
+    warmup: { type: 'string', default: '8' },
+    duration: { type: 'string', default: '6' },
+    connections: { type: 'string', default: '100' },
+    symbols: { type: 'string', default: '25' }
+  }
+})
+if (spawnSync('perf', ['--version']).status !== 0) {
+  console.error('[bench:route-profile] needs linux perf (apt-get install linux-perf)')
+  process.exit(1)
+}
+const log = (m: string): void => console.log(`[bench:route-profile] ${m}`)
+const DATABASE_URL = process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres'
+const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379'
+const SCHEMA = 'bench_cache'
+const OURS = 'cached route (ours)'
+const CEILING = 'ceiling (bare Fastify, bytes in memory)'
+
+/** A symbol as one function whatever tier compiled it (`JS:*'f`, `JS:~'f` are the same `f`), its path made relative. */
+const functionOf = (symbol: string): string => symbol.replace(/^JS:[*+~^]?/, 'JS:').replaceAll(`file://${projectRoot}/`, '').replaceAll(`${projectRoot}/`, '')
+const bySymbol = (symbols: ProfiledSymbol[]): Map<string, number> => {
+  const out = new Map<string, number>()
+  for (const s of symbols) out.set(functionOf(s.symbol), (out.get(functionOf(s.symbol)) ?? 0) + s.us)
+  return out
+}
+
+const pool = await seededSchema(DATABASE_URL, SCHEMA, 10_000, log)
+const { key } = await new ApiKeyStore(pool).mint('bench:route-profile', ['leads:read'])
+await pool.close()
+const headers = { 'x-api-key': key }
+const dir = mkdtempSync(join(tmpdir(), 'bench-route-profile-'))
+interface Profiled { rps: number, cpu: number, categories: Map<string, number>, symbols: Map<string, number> }
+const pairs: Array<Record<string, Profiled>> = []
+
+async function profile (name: string, service: Service, out: string): Promise<Profiled> {
+  const url = `${service.url}/api/v1/leads`
+  const perf = recordPerf(service.child.pid as number, out)
+  let measured: { requests: number, rps: number, cpu: number }
+  try {
+    // perf's attaching takes a moment: the load starts after it, so the profile spans the whole load.
+    await sleep(300)
+    const before = processCpuMs(service)
+    const r = await load(url, Number(args.connections), Number(args.duration), headers)
+    const after = processCpuMs(service)
+    if (r.errors + r.non2xx > 0 || r.requests === 0) throw new Error(`${name}: ${r.requests} requests, ${r.errors} errors, ${r.non2xx} not 2xx (${r.statuses})`)
+    measured = { requests: r.requests, rps: r.rps, cpu: before !== undefined && after !== undefined ? (after - before) * 1000 / r.requests : Number.NaN }
+  } finally {
+    await perf.stop()
+  }
+  const report = spawnSync('perf', ['report', '-i', out, '--no-children', '--sort', 'sym', '--stdio'], { encoding: 'utf8', maxBuffer: 256 * 1024 * 1024 }).stdout
+  // perf sampled a little longer than the load it is divided by (300 ms before it): each figure an upper bound.
+  const symbols = profiledSymbols(report, measured.requests)
+  return { rps: measured.rps, cpu: measured.cpu, categories: byCategory(symbols), symbols: bySymbol(symbols) }
+}
+
+try {
+  for (let p = 0; p < Number(args.processes); p++) {
+    const env = { DATABASE_URL, DB_SCHEMA: SCHEMA, REDIS_URL, CACHE_PREFIX: `bench:${process.pid}:rp${p}:`, RATE_LIMIT_ENABLED: 'false', CACHE_ENABLED: 'true' }
+    const ours = await startService('dist/services/api/main.js', env, await freePort(), ['--perf-basic-prof'])
+    const ceiling = await startService('dist/scripts/bench/ceiling-server.js', { BENCH_SOURCE_URL: `${ours.url}/api/v1/leads`, BENCH_API_KEY: key }, await freePort(), ['--perf-basic-prof'])
+    const services: Array<[string, Service]> = [[OURS, ours], [CEILING, ceiling]]
+    try {
+      for (const [, service] of services) await load(`${service.url}/api/v1/leads`, Number(args.connections), Number(args.warmup), headers)
+      const pair: Record<string, Profiled> = {}
+      for (const [name, service] of p % 2 === 0 ? services : [...services].reverse()) {
+        pair[name] = await profile(name, service, join(dir, `${p}-${name === OURS ? 'ours' : 'ceiling'}.data`))
+        log(`pair ${p + 1}, ${name}: ${pair[name].rps.toFixed(0)} req/s, ${pair[name].cpu.toFixed(1)} µs of CPU per request`)
+      }
+      pairs.push(pair)
+    } finally {
+      await Promise.all(services.map(([, s]) => s.stop()))
+      // The perf maps --perf-basic-prof wrote, read by perf report above.
+      for (const [, s] of services) rmSync(`/tmp/perf-${s.child.pid ?? 0}.map`, { force: true })
+    }
+  }
+} finally {
+  rmSync(dir, { recursive: true, force: true })
+}
+
+const get = (pair: Record<string, Profiled>, name: string): Profiled => pair[name] as Profiled
+console.log(`\nGET /api/v1/leads from the cache against the ceiling, autocannon ${args.connections} connections, ${args.warmup} s of warm-up, then ${args.duration} s sampled by perf record -F 1999 (a CPU clock) each, in turn; CPU per request from /proc over the load:\n`)
+console.log(table(pairs.map((pair, i) => ({
+  pair: i + 1,
+  'ours req/s': get(pair, OURS).rps.toFixed(0),
+  'ceiling req/s': get(pair, CEILING).rps.toFixed(0),
+  'ours CPU µs/request': get(pair, OURS).cpu.toFixed(1),
+  'ceiling CPU µs/request': get(pair, CEILING).cpu.toFixed(1),
+  "ceiling's share of our CPU": `${(get(pair, CEILING).cpu / get(pair, OURS).cpu * 100).toFixed(0)}%`
+}))))
+
+/** Per key, the median over the pairs of ours, the ceiling's and their difference (each pair's own). */
+function compared (pick: (p: Profiled) => Map<string, number>): Array<{ key: string, ours: number, ceiling: number, difference: number }> {
+  const keys = new Set(pairs.flatMap((pair) => [...pick(get(pair, OURS)).keys(), ...pick(get(pair, CEILING)).keys()]))
+  return [...keys].map((key) => {
+    const o = pairs.map((pair) => pick(get(pair, OURS)).get(key) ?? 0)
+    const c = pairs.map((pair) => pick(get(pair, CEILING)).get(key) ?? 0)
+    return { key, ours: median(o), ceiling: median(c), difference: median(o.map((v, i) => v - (c[i] ?? 0))) }
+  })
+}
+const categories = compared((p) => p.categories).sort((a, b) => b.difference - a.difference)
+const total = (name: string): number => median(pairs.map((pair) => [...get(pair, name).categories.values()].reduce((s, v) => s + v, 0)))
+const gap = median(pairs.map((pair) => [...get(pair, OURS).categories.values()].reduce((s, v) => s + v, 0) - [...get(pair, CEILING).categories.values()].reduce((s, v) => s + v, 0)))
+console.log(`\nCPU µs per request by category, from perf (medians over ${pairs.length} pairs; all of perf's samples: ours ${total(OURS).toFixed(1)}, the ceiling ${total(CEILING).toFixed(1)}, the difference ${gap.toFixed(1)}):\n`)
+console.log(table(categories.map((c) => ({ category: c.key, ours: c.ours.toFixed(2), ceiling: c.ceiling.toFixed(2), difference: c.difference.toFixed(2) }))))
+const symbols = compared((p) => p.symbols).sort((a, b) => Math.abs(b.difference) - Math.abs(a.difference)).slice(0, Number(args.symbols))
+console.log(`\nThe ${symbols.length} symbols whose CPU per request differs most (µs, medians over the pairs):\n`)
+console.log(table(symbols.map((s) => ({ symbol: s.key.slice(0, 140), ours: s.ours.toFixed(2), ceiling: s.ceiling.toFixed(2), difference: s.difference.toFixed(2) }))))
