@@ -16,17 +16,18 @@ import { seededSchema } from './seeded-schema.js'
  * API key checked, rate limiter off, `LOG_LEVEL=warn`) pays over its ceiling (bare Fastify sending the same bytes and
  * headers from memory), by where the CPU goes. Each of `--processes` pairs of new processes (the api and the ceiling,
  * both with `--perf-basic-prof`, which names JavaScript functions with their files) is loaded for `--warmup` seconds,
- * then each is sampled by `perf record` (a CPU clock) for `--duration` seconds of the same load, the two in turn, the
- * first of the pair alternating. Printed: each pair's throughput and CPU per request, the CPU per request by category
- * (the kernel, V8's parts, Node's native parts, JavaScript by package or chassis plugin) for each and their difference,
- * and the symbols whose CPU per request differs most. Medians over the pairs; perf counts a function's inlined callees
+ * then sampled by `perf record` (a CPU clock) in `--windows` windows of `--duration` seconds of the same load each, the
+ * two processes in turn, which one goes first alternating from window to window. Printed: each pair's throughput and
+ * CPU per request, the CPU per request by category (the kernel, V8's parts, Node's native parts, JavaScript by package
+ * or chassis plugin) for each and their difference, and the symbols whose CPU per request differs most. Medians over the pairs; perf counts a function's inlined callees
  * as its own, so a category holds what was compiled into its functions.
  */
 const { values: args } = parseArgs({
   options: {
     processes: { type: 'string', default: '3' },
     warmup: { type: 'string', default: '8' },
-    duration: { type: 'string', default: '6' },
+    duration: { type: 'string', default: '3' },
+    windows: { type: 'string', default: '4' },
     connections: { type: 'string', default: '100' },
     symbols: { type: 'string', default: '25' }
   }
@@ -56,12 +57,13 @@ await pool.close()
 const headers = { 'x-api-key': key }
 const dir = mkdtempSync(join(tmpdir(), 'bench-route-profile-'))
 interface Profiled { rps: number, cpu: number, categories: Map<string, number>, symbols: Map<string, number> }
+interface Window { requests: number, seconds: number, cpuMs: number, symbols: ProfiledSymbol[] }
 const pairs: Array<Record<string, Profiled>> = []
 
-async function profile (name: string, service: Service, out: string): Promise<Profiled> {
+async function profile (name: string, service: Service, out: string): Promise<Window> {
   const url = `${service.url}/api/v1/leads`
   const perf = recordPerf(service.child.pid as number, out)
-  let measured: { requests: number, rps: number, cpu: number }
+  let measured: { requests: number, cpuMs: number }
   try {
     // perf's attaching takes a moment: the load starts after it, so the profile spans the whole load.
     await sleep(300)
@@ -69,14 +71,25 @@ async function profile (name: string, service: Service, out: string): Promise<Pr
     const r = await load(url, Number(args.connections), Number(args.duration), headers)
     const after = processCpuMs(service)
     if (r.errors + r.non2xx > 0 || r.requests === 0) throw new Error(`${name}: ${r.requests} requests, ${r.errors} errors, ${r.non2xx} not 2xx (${r.statuses})`)
-    measured = { requests: r.requests, rps: r.rps, cpu: before !== undefined && after !== undefined ? (after - before) * 1000 / r.requests : Number.NaN }
+    measured = { requests: r.requests, cpuMs: before !== undefined && after !== undefined ? after - before : Number.NaN }
   } finally {
     await perf.stop()
   }
   const report = spawnSync('perf', ['report', '-i', out, '--no-children', '--sort', 'sym', '--stdio'], { encoding: 'utf8', maxBuffer: 256 * 1024 * 1024 }).stdout
   // perf sampled a little longer than the load it is divided by (300 ms before it): each figure an upper bound.
-  const symbols = profiledSymbols(report, measured.requests)
-  return { rps: measured.rps, cpu: measured.cpu, categories: byCategory(symbols), symbols: bySymbol(symbols) }
+  return { requests: measured.requests, seconds: Number(args.duration), cpuMs: measured.cpuMs, symbols: profiledSymbols(report, measured.requests) }
+}
+
+/** A process's windows as one profile: each symbol's CPU over all of them, per request of all of them. */
+function merged (windows: Window[]): Profiled {
+  const requests = windows.reduce((n, w) => n + w.requests, 0)
+  const symbols = windows.flatMap((w) => w.symbols.map((s) => ({ ...s, us: s.us * w.requests / requests })))
+  return {
+    rps: requests / windows.reduce((n, w) => n + w.seconds, 0),
+    cpu: windows.reduce((n, w) => n + w.cpuMs, 0) * 1000 / requests,
+    categories: byCategory(symbols),
+    symbols: bySymbol(symbols)
+  }
 }
 
 try {
@@ -87,11 +100,17 @@ try {
     const services: Array<[string, Service]> = [[OURS, ours], [CEILING, ceiling]]
     try {
       for (const [, service] of services) await load(`${service.url}/api/v1/leads`, Number(args.connections), Number(args.warmup), headers)
-      const pair: Record<string, Profiled> = {}
-      for (const [name, service] of p % 2 === 0 ? services : [...services].reverse()) {
-        pair[name] = await profile(name, service, join(dir, `${p}-${name === OURS ? 'ours' : 'ceiling'}.data`))
-        log(`pair ${p + 1}, ${name}: ${pair[name].rps.toFixed(0)} req/s, ${pair[name].cpu.toFixed(1)} µs of CPU per request`)
+      // The pair's windows alternate (ours first in even windows of even pairs): a drift of the machine over seconds
+      // reaches both.
+      const windows = new Map<string, Window[]>([[OURS, []], [CEILING, []]])
+      for (let w = 0; w < Number(args.windows); w++) {
+        for (const [name, service] of (p + w) % 2 === 0 ? services : [...services].reverse()) {
+          const window = await profile(name, service, join(dir, `${p}-${w}-${name === OURS ? 'ours' : 'ceiling'}.data`))
+          windows.get(name)?.push(window)
+        }
       }
+      const pair: Record<string, Profiled> = { [OURS]: merged(windows.get(OURS) ?? []), [CEILING]: merged(windows.get(CEILING) ?? []) }
+      for (const name of [OURS, CEILING]) log(`pair ${p + 1}, ${name}: ${pair[name]?.rps.toFixed(0) ?? ''} req/s, ${pair[name]?.cpu.toFixed(1) ?? ''} µs of CPU per request`)
       pairs.push(pair)
     } finally {
       await Promise.all(services.map(([, s]) => s.stop()))
@@ -104,7 +123,7 @@ try {
 }
 
 const get = (pair: Record<string, Profiled>, name: string): Profiled => pair[name] as Profiled
-console.log(`\nGET /api/v1/leads from the cache against the ceiling, autocannon ${args.connections} connections, ${args.warmup} s of warm-up, then ${args.duration} s sampled by perf record -F 1999 (a CPU clock) each, in turn; CPU per request from /proc over the load:\n`)
+console.log(`\nGET /api/v1/leads from the cache against the ceiling, autocannon ${args.connections} connections, ${args.warmup} s of warm-up, then ${args.windows} windows of ${args.duration} s each, the two in turn, sampled by perf record -F 1999 (a CPU clock); CPU per request from /proc over the load:\n`)
 console.log(table(pairs.map((pair, i) => ({
   pair: i + 1,
   'ours req/s': get(pair, OURS).rps.toFixed(0),
