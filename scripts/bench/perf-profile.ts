@@ -2,8 +2,10 @@
 export interface ProfiledSymbol { symbol: string, kernel: boolean, us: number }
 
 /**
- * perf's report (`perf report --no-children --sort sym --stdio`, of a `recordPerf` profile: the cpu-clock event, whose
- * counts are nanoseconds) as CPU microseconds per request by symbol.
+ * perf's report of a `recordPerf` profile (the cpu-clock event, whose counts are nanoseconds) as CPU microseconds per
+ * request by symbol. Either form of `perf report --no-children --sort sym --stdio`: with each symbol's period
+ * (`-F period,sym`, exact) or its share of the event count (the default, to two decimals: one sample of a few seconds'
+ * profile is 0.02%, so the long tail of rare symbols is read coarsely).
  */
 export function profiledSymbols (report: string, requests: number): ProfiledSymbol[] {
   if (!/of event 'cpu-clock/.test(report)) throw new Error('the profile is not of the cpu-clock event: its counts are not nanoseconds')
@@ -11,39 +13,56 @@ export function profiledSymbols (report: string, requests: number): ProfiledSymb
   const nanos = Number(/Event count \(approx\.\): (\d+)/.exec(report)?.[1] ?? Number.NaN)
   const out: ProfiledSymbol[] = []
   for (const line of report.split('\n')) {
-    const m = /^\s+([\d.]+)%\s+\[(.)\]\s+(.*)$/.exec(line)
+    const period = /^\s+(\d+)\s+\[(.)\]\s+(.*)$/.exec(line)
+    const share = period === null ? /^\s+([\d.]+)%\s+\[(.)\]\s+(.*)$/.exec(line) : null
+    const m = period ?? share
     if (m === null) continue
-    out.push({ symbol: (m[3] ?? '').trim(), kernel: m[2] === 'k', us: Number(m[1]) / 100 * nanos / 1000 / requests })
+    if (share !== null && !Number.isFinite(nanos)) throw new Error('perf\'s report gives shares without its event count')
+    const ns = period !== null ? Number(m[1]) : Number(m[1]) / 100 * nanos
+    out.push({ symbol: (m[3] ?? '').trim(), kernel: m[2] === 'k', us: ns / 1000 / requests })
   }
   return out
 }
 
 /**
+ * A JavaScript symbol as one function whatever tier compiled it: `--perf-basic-prof` marks the tier before the name
+ * (`JS:~f` interpreted or baseline, `JS:^f` Maglev, `JS:*f` TurboFan, with `'` after the mark for code specialised to
+ * its context), so one function has several names. Paths under `root` are made relative.
+ */
+export function functionOf (symbol: string, root = ''): string {
+  const named = symbol.replace(/^JS:[*+~^]?'?/, 'JS:')
+  return root === '' ? named : named.replaceAll(`file://${root}/`, '').replaceAll(`${root}/`, '')
+}
+
+/**
  * What a symbol of a Node process's profile belongs to, as a reader of "where does the CPU go" asks it: the kernel;
- * V8's garbage collector, its compilers, its builtins (property access, calls, strings) and the rest of its runtime; Node's native
- * parts (HTTP parser, libuv); JavaScript by where it comes from (`--perf-basic-prof` names a function with its file):
- * Node's own modules, a package under node_modules, a chassis plugin, the services; regular expressions; the rest.
+ * V8's compilers, garbage collector, builtins (property access, calls, strings) and the rest of its runtime; Node's
+ * native parts (HTTP parser, libuv, its bundled libraries); JavaScript by where it comes from (`--perf-basic-prof`
+ * names a function with its file): Node's own modules, a package under node_modules (the innermost), a chassis
+ * plugin, the services, the benches' own servers; regular expressions; the rest. Interpreted JavaScript runs in V8's
+ * bytecode handlers and is counted there, not with its package.
  */
 export function categoryOf (symbol: string, kernel: boolean): string {
   if (kernel) return 'kernel (sockets, scheduling, system calls)'
   if (symbol.startsWith('RegExp')) return 'regular expressions'
-  if (/^(JS|Function|LazyCompile):/.test(symbol) || symbol.startsWith("'")) {
+  if (/^JS:/.test(symbol)) {
     const plugin = /plugins\/dist\/([^/]+)\//.exec(symbol)
     if (plugin !== null) return `JS: chassis ${plugin[1] ?? ''}`
-    const pkg = /node_modules\/((?:@[^/]+\/)?[^/]+)\//.exec(symbol)
-    if (pkg !== null) return `JS: ${pkg[1] ?? ''}`
-    if (/\/dist\/(services|scripts)\//.test(symbol)) return 'JS: services'
+    const packages = [...symbol.matchAll(/node_modules\/((?:@[^/]+\/)?[^/]+)\//g)]
+    if (packages.length > 0) return `JS: ${packages.at(-1)?.[1] ?? ''}`
+    if (/\/dist\/services\//.test(symbol)) return 'JS: services'
+    if (/\/dist\/scripts\//.test(symbol)) return 'JS: the bench\'s own servers'
     if (/ node:/.test(symbol)) return 'JS: Node.js core'
     return 'JS: other (eval\'d, generated)'
   }
-  if (symbol.startsWith('v8::')) {
-    if (/Scaveng|Mark|Sweep|Evacuat|GCTracer|Heap::|RememberedSet|SlotSet|Collector|CollectionBarrier|PointersUpdating|ArrayBufferSweeper|SizeFromMap/.test(symbol)) return 'V8: garbage collector and heap'
-    if (/::(compiler|maglev|baseline|wasm)::|turboshaft|Compiler::|Zone/.test(symbol)) return 'V8: compilers'
+  if (symbol.startsWith('v8::') || symbol.startsWith('cppgc::') || symbol.startsWith('heap::base::')) {
+    if (/::(compiler|maglev|baseline|wasm|turboshaft)::|Compiler::|::Zone|Pipeline/.test(symbol)) return 'V8: compilers'
+    if (symbol.startsWith('cppgc::') || symbol.startsWith('heap::base::') || /::(Scavenger|ScavengerCollector|ScavengeVisitor|MarkCompactCollector|MinorMarkSweepCollector|ConcurrentMarking|IncrementalMarking|Sweeper|GCTracer|Heap|MemoryAllocator|PagedSpace|SemiSpace|SemiSpaceNewSpace|LargeObjectSpace|ArrayBufferSweeper|EvacuationAllocator|RememberedSet|SlotSet|MemoryChunk)::|MarkingVisitor|Evacuat|PointersUpdating/.test(symbol)) return 'V8: garbage collector and heap'
     return 'V8: runtime (objects, strings, calls into C++)'
   }
-  if (/^Builtins_.*IC/.test(symbol)) return 'V8: builtins, property access (inline caches)'
-  if (symbol.startsWith('Builtins_') || symbol.startsWith('BytecodeHandler')) return 'V8: builtins, other (calls, strings, promises)'
-  if (/^(node::|uv_|uv__|llhttp|std::)/.test(symbol)) return 'Node.js native (HTTP parser, libuv, bindings)'
+  if (/^Builtins_\w*IC(_|Trampoline|Baseline|$)/.test(symbol)) return 'V8: builtins, property access (inline caches)'
+  if (symbol.startsWith('Builtins_') || symbol.startsWith('BytecodeHandler')) return 'V8: builtins, other (calls, strings, promises, interpreter)'
+  if (/^(node::|uv_|uv__|llhttp|std::|simdutf::|ada::|napi_)/.test(symbol)) return 'Node.js native (HTTP parser, libuv, bindings)'
   return 'libc and other native'
 }
 

@@ -8,7 +8,7 @@ import { ApiKeyStore } from '@lead-chassis/plugins/api-keys'
 import { projectRoot } from '../../services/platform/paths.js'
 import { freePort } from '../../test/helpers/ports.js'
 import { load, median, processCpuMs, recordPerf, startService, table, type Service } from './lib.js'
-import { byCategory, profiledSymbols, type ProfiledSymbol } from './perf-profile.js'
+import { byCategory, functionOf, profiledSymbols, type ProfiledSymbol } from './perf-profile.js'
 import { seededSchema } from './seeded-schema.js'
 
 /**
@@ -36,6 +36,9 @@ if (spawnSync('perf', ['--version']).status !== 0) {
   console.error('[bench:route-profile] needs linux perf (apt-get install linux-perf)')
   process.exit(1)
 }
+for (const name of ['processes', 'warmup', 'duration', 'windows', 'connections', 'symbols'] as const) {
+  if (!(Number(args[name]) > 0 && Number.isInteger(Number(args[name])))) throw new Error(`--${name}: a whole number above 0, not ${args[name]}`)
+}
 const log = (m: string): void => console.log(`[bench:route-profile] ${m}`)
 const DATABASE_URL = process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres'
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379'
@@ -43,11 +46,9 @@ const SCHEMA = 'bench_cache'
 const OURS = 'cached route (ours)'
 const CEILING = 'ceiling (bare Fastify, bytes in memory)'
 
-/** A symbol as one function whatever tier compiled it (`JS:*'f`, `JS:~'f` are the same `f`), its path made relative. */
-const functionOf = (symbol: string): string => symbol.replace(/^JS:[*+~^]?/, 'JS:').replaceAll(`file://${projectRoot}/`, '').replaceAll(`${projectRoot}/`, '')
 const bySymbol = (symbols: ProfiledSymbol[]): Map<string, number> => {
   const out = new Map<string, number>()
-  for (const s of symbols) out.set(functionOf(s.symbol), (out.get(functionOf(s.symbol)) ?? 0) + s.us)
+  for (const s of symbols) out.set(functionOf(s.symbol, projectRoot), (out.get(functionOf(s.symbol, projectRoot)) ?? 0) + s.us)
   return out
 }
 
@@ -75,9 +76,9 @@ async function profile (name: string, service: Service, out: string): Promise<Wi
   } finally {
     await perf.stop()
   }
-  const report = spawnSync('perf', ['report', '-i', out, '--no-children', '--sort', 'sym', '--stdio'], { encoding: 'utf8', maxBuffer: 256 * 1024 * 1024 }).stdout
-  // perf sampled a little longer than the load it is divided by (300 ms before it): each figure an upper bound.
-  return { requests: measured.requests, seconds: Number(args.duration), cpuMs: measured.cpuMs, symbols: profiledSymbols(report, measured.requests) }
+  const report = spawnSync('perf', ['report', '-i', out, '--no-children', '--sort', 'sym', '-F', 'period,sym', '--stdio'], { encoding: 'utf8', maxBuffer: 256 * 1024 * 1024 })
+  if (report.status !== 0) throw new Error(`perf report of ${name} failed: ${report.stderr.trim().slice(-500)}`)
+  return { requests: measured.requests, seconds: Number(args.duration), cpuMs: measured.cpuMs, symbols: profiledSymbols(report.stdout, measured.requests) }
 }
 
 /** A process's windows as one profile: each symbol's CPU over all of them, per request of all of them. */
@@ -95,10 +96,12 @@ function merged (windows: Window[]): Profiled {
 try {
   for (let p = 0; p < Number(args.processes); p++) {
     const env = { DATABASE_URL, DB_SCHEMA: SCHEMA, REDIS_URL, CACHE_PREFIX: `bench:${process.pid}:rp${p}:`, RATE_LIMIT_ENABLED: 'false', CACHE_ENABLED: 'true' }
-    const ours = await startService('dist/services/api/main.js', env, await freePort(), ['--perf-basic-prof'])
-    const ceiling = await startService('dist/scripts/bench/ceiling-server.js', { BENCH_SOURCE_URL: `${ours.url}/api/v1/leads`, BENCH_API_KEY: key }, await freePort(), ['--perf-basic-prof'])
-    const services: Array<[string, Service]> = [[OURS, ours], [CEILING, ceiling]]
+    // Each kept as it starts, so that a failure to start the second still stops the first.
+    const services: Array<[string, Service]> = []
     try {
+      const ours = await startService('dist/services/api/main.js', env, await freePort(), ['--perf-basic-prof'])
+      services.push([OURS, ours])
+      services.push([CEILING, await startService('dist/scripts/bench/ceiling-server.js', { BENCH_SOURCE_URL: `${ours.url}/api/v1/leads`, BENCH_API_KEY: key }, await freePort(), ['--perf-basic-prof'])])
       for (const [, service] of services) await load(`${service.url}/api/v1/leads`, Number(args.connections), Number(args.warmup), headers)
       // The pair's windows alternate (ours first in even windows of even pairs): a drift of the machine over seconds
       // reaches both.
@@ -123,6 +126,7 @@ try {
 }
 
 const get = (pair: Record<string, Profiled>, name: string): Profiled => pair[name] as Profiled
+const perfTotal = (p: Profiled): number => [...p.categories.values()].reduce((sum, us) => sum + us, 0)
 console.log(`\nGET /api/v1/leads from the cache against the ceiling, autocannon ${args.connections} connections, ${args.warmup} s of warm-up, then ${args.windows} windows of ${args.duration} s each, the two in turn, sampled by perf record -F 1999 (a CPU clock); CPU per request from /proc over the load:\n`)
 console.log(table(pairs.map((pair, i) => ({
   pair: i + 1,
@@ -130,23 +134,29 @@ console.log(table(pairs.map((pair, i) => ({
   'ceiling req/s': get(pair, CEILING).rps.toFixed(0),
   'ours CPU µs/request': get(pair, OURS).cpu.toFixed(1),
   'ceiling CPU µs/request': get(pair, CEILING).cpu.toFixed(1),
+  // perf's own total beside /proc's: well under it, perf missed part of the load.
+  'perf µs/request, ours / ceiling': `${perfTotal(get(pair, OURS)).toFixed(1)} / ${perfTotal(get(pair, CEILING)).toFixed(1)}`,
   "ceiling's share of our CPU": `${(get(pair, CEILING).cpu / get(pair, OURS).cpu * 100).toFixed(0)}%`
 }))))
 
-/** Per key, the median over the pairs of ours, the ceiling's and their difference (each pair's own). */
-function compared (pick: (p: Profiled) => Map<string, number>): Array<{ key: string, ours: number, ceiling: number, difference: number }> {
+/**
+ * Per key, the median over the pairs of ours, the ceiling's and their difference (each pair's own, so the difference
+ * need not be the difference of the two medians), and the range of the pairs' differences.
+ */
+function compared (pick: (p: Profiled) => Map<string, number>): Array<{ key: string, ours: number, ceiling: number, difference: number, range: string }> {
   const keys = new Set(pairs.flatMap((pair) => [...pick(get(pair, OURS)).keys(), ...pick(get(pair, CEILING)).keys()]))
   return [...keys].map((key) => {
     const o = pairs.map((pair) => pick(get(pair, OURS)).get(key) ?? 0)
     const c = pairs.map((pair) => pick(get(pair, CEILING)).get(key) ?? 0)
-    return { key, ours: median(o), ceiling: median(c), difference: median(o.map((v, i) => v - (c[i] ?? 0))) }
+    const differences = o.map((v, i) => v - (c[i] ?? 0))
+    return { key, ours: median(o), ceiling: median(c), difference: median(differences), range: `${Math.min(...differences).toFixed(2)}..${Math.max(...differences).toFixed(2)}` }
   })
 }
 const categories = compared((p) => p.categories).sort((a, b) => b.difference - a.difference)
-const total = (name: string): number => median(pairs.map((pair) => [...get(pair, name).categories.values()].reduce((s, v) => s + v, 0)))
-const gap = median(pairs.map((pair) => [...get(pair, OURS).categories.values()].reduce((s, v) => s + v, 0) - [...get(pair, CEILING).categories.values()].reduce((s, v) => s + v, 0)))
-console.log(`\nCPU µs per request by category, from perf (medians over ${pairs.length} pairs; all of perf's samples: ours ${total(OURS).toFixed(1)}, the ceiling ${total(CEILING).toFixed(1)}, the difference ${gap.toFixed(1)}):\n`)
-console.log(table(categories.map((c) => ({ category: c.key, ours: c.ours.toFixed(2), ceiling: c.ceiling.toFixed(2), difference: c.difference.toFixed(2) }))))
+const total = (name: string): number => median(pairs.map((pair) => perfTotal(get(pair, name))))
+const gap = median(pairs.map((pair) => perfTotal(get(pair, OURS)) - perfTotal(get(pair, CEILING))))
+console.log(`\nCPU µs per request by category, from perf (medians over ${pairs.length} pairs; all of perf's samples per request: ours ${total(OURS).toFixed(1)}, the ceiling ${total(CEILING).toFixed(1)}, the difference ${gap.toFixed(1)}):\n`)
+console.log(table(categories.map((c) => ({ category: c.key, ours: c.ours.toFixed(2), ceiling: c.ceiling.toFixed(2), difference: c.difference.toFixed(2), 'difference, per pair': c.range }))))
 const symbols = compared((p) => p.symbols).sort((a, b) => Math.abs(b.difference) - Math.abs(a.difference)).slice(0, Number(args.symbols))
 console.log(`\nThe ${symbols.length} symbols whose CPU per request differs most (µs, medians over the pairs):\n`)
-console.log(table(symbols.map((s) => ({ symbol: s.key.slice(0, 140), ours: s.ours.toFixed(2), ceiling: s.ceiling.toFixed(2), difference: s.difference.toFixed(2) }))))
+console.log(table(symbols.map((s) => ({ symbol: s.key.slice(0, 140), ours: s.ours.toFixed(2), ceiling: s.ceiling.toFixed(2), difference: s.difference.toFixed(2), 'difference, per pair': s.range }))))
