@@ -26,8 +26,8 @@ export function profiledSymbols (report: string, requests: number): ProfiledSymb
 
 /**
  * A JavaScript symbol as one function whatever tier compiled it: `--perf-basic-prof` marks the tier before the name
- * (`JS:~f` interpreted or baseline, `JS:^f` Maglev, `JS:*f` TurboFan, with `'` after the mark for code specialised to
- * its context), so one function has several names. Paths under `root` are made relative.
+ * (`JS:~f` interpreted, `JS:^f` baseline, `JS:+f` Maglev, `JS:*f` TurboFan, with `'` after the mark for code
+ * specialised to its context), so one function has several names. Paths under `root` are made relative.
  */
 export function functionOf (symbol: string, root = ''): string {
   const named = symbol.replace(/^JS:[*+~^]?'?/, 'JS:')
@@ -37,7 +37,7 @@ export function functionOf (symbol: string, root = ''): string {
 /**
  * What a symbol of a Node process's profile belongs to, as a reader of "where does the CPU go" asks it: the kernel;
  * V8's compilers, garbage collector, builtins (property access, calls, strings) and the rest of its runtime; Node's
- * native parts (HTTP parser, libuv, its bundled libraries); JavaScript by where it comes from (`--perf-basic-prof`
+ * native parts (HTTP parser, libuv, bindings, simdutf and ada; OpenSSL, zlib and ICU count as other native); JavaScript by where it comes from (`--perf-basic-prof`
  * names a function with its file): Node's own modules, a package under node_modules (the innermost), a chassis
  * plugin, the services, the benches' own servers; regular expressions; the rest. Interpreted JavaScript runs in V8's
  * bytecode handlers and is counted there, not with its package.
@@ -57,7 +57,7 @@ export function categoryOf (symbol: string, kernel: boolean): string {
   }
   if (symbol.startsWith('v8::') || symbol.startsWith('cppgc::') || symbol.startsWith('heap::base::')) {
     if (/::(compiler|maglev|baseline|wasm|turboshaft)::|Compiler::|::Zone|Pipeline/.test(symbol)) return 'V8: compilers'
-    if (symbol.startsWith('cppgc::') || symbol.startsWith('heap::base::') || /::(Scavenger|ScavengerCollector|ScavengeVisitor|MarkCompactCollector|MinorMarkSweepCollector|ConcurrentMarking|IncrementalMarking|Sweeper|GCTracer|Heap|MemoryAllocator|PagedSpace|SemiSpace|SemiSpaceNewSpace|LargeObjectSpace|ArrayBufferSweeper|EvacuationAllocator|RememberedSet|SlotSet|MemoryChunk)::|MarkingVisitor|Evacuat|PointersUpdating/.test(symbol)) return 'V8: garbage collector and heap'
+    if (symbol.startsWith('cppgc::') || symbol.startsWith('heap::base::') || /::(Scavenger|ScavengerCollector|ScavengeVisitor|ScavengeJob|MarkCompactCollector|MinorMarkSweepCollector|ConcurrentMarking|IncrementalMarking|Sweeper|GCTracer|Heap|HeapAllocator|MainAllocator|MemoryAllocator|PagedSpace|PagedSpaceBase|SemiSpace|SemiSpaceNewSpace|LargeObjectSpace|OldLargeObjectSpace|ArrayBufferSweeper|EvacuationAllocator|RememberedSet|SlotSet|MemoryChunk|MutablePageMetadata|CollectionBarrier)(::|<)|MarkingVisitor|Evacuat|PointersUpdating|SizeFromMap/.test(symbol)) return 'V8: garbage collector and heap'
     return 'V8: runtime (objects, strings, calls into C++)'
   }
   if (/^Builtins_\w*IC(_|Trampoline|Baseline|$)/.test(symbol)) return 'V8: builtins, property access (inline caches)'

@@ -77,7 +77,7 @@ async function profile (name: string, service: Service, out: string): Promise<Wi
     await perf.stop()
   }
   const report = spawnSync('perf', ['report', '-i', out, '--no-children', '--sort', 'sym', '-F', 'period,sym', '--stdio'], { encoding: 'utf8', maxBuffer: 256 * 1024 * 1024 })
-  if (report.status !== 0) throw new Error(`perf report of ${name} failed: ${report.stderr.trim().slice(-500)}`)
+  if (report.status !== 0) throw new Error(`perf report of ${name} failed: ${report.error?.message ?? ''} ${report.stderr.trim().slice(-500)}`)
   return { requests: measured.requests, seconds: Number(args.duration), cpuMs: measured.cpuMs, symbols: profiledSymbols(report.stdout, measured.requests) }
 }
 

@@ -32,8 +32,16 @@ test('a report of periods (-F period,sym) reads each symbol\'s nanoseconds as th
   const periods = `# Samples: 40K of event 'cpu-clock:ppp'
 # Event count (approx.): 1000000000
 #
+#       Period  Symbol
+# ............  ......
+#
         500250  [.] Builtins_Add
      100000000  [k] tcp_sendmsg_locked
+
+
+#
+# (Tip: perf report --sort sym shows symbols)
+#
 `
   assert.deepEqual(profiledSymbols(periods, 1000), [
     { symbol: 'Builtins_Add', kernel: false, us: 0.50025 },
@@ -57,6 +65,9 @@ test('a symbol is counted where it comes from: kernel, V8\'s parts, a package, a
   assert.equal(categoryOf('v8::internal::Scavenger::ScavengePage', false), 'V8: garbage collector and heap')
   assert.equal(categoryOf('v8::internal::MarkingVisitorBase<v8::internal::ConcurrentMarkingVisitor>::ProcessStrongHeapObject', false), 'V8: garbage collector and heap')
   assert.equal(categoryOf('cppgc::internal::MarkerBase::ProcessWorklistsWithDeadline', false), 'V8: garbage collector and heap')
+  // A templated class of the collector's is the collector's too.
+  assert.equal(categoryOf('v8::internal::RememberedSet<(v8::internal::RememberedSetType)0>::Iterate', false), 'V8: garbage collector and heap')
+  assert.equal(categoryOf('v8::internal::MainAllocator::AllocateRawSlow', false), 'V8: garbage collector and heap')
   assert.equal(categoryOf('v8::internal::compiler::turboshaft::Assembler::Emit', false), 'V8: compilers')
   // A compiler's Mark* is the compiler's, not the collector's marking.
   assert.equal(categoryOf('v8::internal::compiler::InstructionSelectorT::MarkAsUsed', false), 'V8: compilers')
