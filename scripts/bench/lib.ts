@@ -153,8 +153,8 @@ export function processCpuMs (service: Service, mainThread = false): number | un
  * perf's default event is the CPU's cycles where it has counters) until `stop()`, which fails when perf ended early
  * or wrote nothing: a profile that is not there must not read as one without the symbols looked for.
  */
-export function recordPerf (pid: number, out: string, frequency = 1999): { stop: () => Promise<void> } {
-  const perf = spawn('perf', ['record', '-e', 'cpu-clock', '-F', String(frequency), '-p', String(pid), '-o', out], { stdio: ['ignore', 'ignore', 'pipe'] })
+export function recordPerf (pid: number, out: string, frequency = 1999, callChains = false): { stop: () => Promise<void> } {
+  const perf = spawn('perf', ['record', '-e', 'cpu-clock', '-F', String(frequency), ...(callChains ? ['-g'] : []), '-p', String(pid), '-o', out], { stdio: ['ignore', 'ignore', 'pipe'] })
   let stderr = ''
   perf.stderr?.on('data', (chunk: Buffer) => { stderr += chunk.toString() })
   // Listened for from the start: perf that could not attach exits before anyone waits for it.

@@ -66,6 +66,21 @@ export function categoryOf (symbol: string, kernel: boolean): string {
   return 'libc and other native'
 }
 
+/**
+ * From `perf report --no-children --sort parent --parent <regex> -F period,parent -g none` (a profile recorded with
+ * call chains): the nanoseconds of the samples with a frame matching the regex in their chain, whatever runs at the
+ * top; perf puts every other sample under `[other]`.
+ */
+export function chainNanos (report: string): number {
+  if (!/of event 'cpu-clock/.test(report)) throw new Error('the profile is not of the cpu-clock event: its counts are not nanoseconds')
+  let ns = 0
+  for (const line of report.split('\n')) {
+    const m = /^\s+(\d+)\s+(\S.*?)\s*$/.exec(line)
+    if (m !== null && m[2] !== '[other]') ns += Number(m[1])
+  }
+  return ns
+}
+
 /** A profile's microseconds per request summed by `categoryOf`. */
 export function byCategory (symbols: ProfiledSymbol[]): Map<string, number> {
   const out = new Map<string, number>()

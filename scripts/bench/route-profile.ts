@@ -8,7 +8,7 @@ import { ApiKeyStore } from '@lead-chassis/plugins/api-keys'
 import { projectRoot } from '../../services/platform/paths.js'
 import { freePort } from '../../test/helpers/ports.js'
 import { load, median, processCpuMs, recordPerf, startService, table, type Service } from './lib.js'
-import { byCategory, functionOf, profiledSymbols, type ProfiledSymbol } from './perf-profile.js'
+import { byCategory, chainNanos, functionOf, profiledSymbols, type ProfiledSymbol } from './perf-profile.js'
 import { seededSchema } from './seeded-schema.js'
 
 /**
@@ -29,7 +29,11 @@ const { values: args } = parseArgs({
     duration: { type: 'string', default: '3' },
     windows: { type: 'string', default: '4' },
     connections: { type: 'string', default: '100' },
-    symbols: { type: 'string', default: '25' }
+    symbols: { type: 'string', default: '25' },
+    // Kernel functions whose call chains are summed (perf records call chains when any is named; '' for none): the
+    // samples with sock_def_readable in their chain are the kernel waking the peer of a socket written to (on loopback,
+    // the reader's wake-up runs in the writer's system call).
+    chains: { type: 'string', default: 'sock_def_readable' }
   }
 })
 if (spawnSync('perf', ['--version']).status !== 0) {
@@ -57,13 +61,14 @@ const { key } = await new ApiKeyStore(pool).mint('bench:route-profile', ['leads:
 await pool.close()
 const headers = { 'x-api-key': key }
 const dir = mkdtempSync(join(tmpdir(), 'bench-route-profile-'))
-interface Profiled { rps: number, cpu: number, categories: Map<string, number>, symbols: Map<string, number> }
-interface Window { requests: number, seconds: number, cpuMs: number, symbols: ProfiledSymbol[] }
+interface Profiled { rps: number, cpu: number, categories: Map<string, number>, symbols: Map<string, number>, chains: Map<string, number> }
+interface Window { requests: number, seconds: number, cpuMs: number, symbols: ProfiledSymbol[], chains: Map<string, number> }
+const chains = args.chains.split(',').map((c) => c.trim()).filter((c) => c !== '')
 const pairs: Array<Record<string, Profiled>> = []
 
 async function profile (name: string, service: Service, out: string): Promise<Window> {
   const url = `${service.url}/api/v1/leads`
-  const perf = recordPerf(service.child.pid as number, out)
+  const perf = recordPerf(service.child.pid as number, out, 1999, chains.length > 0)
   let measured: { requests: number, cpuMs: number }
   try {
     // perf's attaching takes a moment: the load starts after it, so the profile spans the whole load.
@@ -78,7 +83,13 @@ async function profile (name: string, service: Service, out: string): Promise<Wi
   }
   const report = spawnSync('perf', ['report', '-i', out, '--no-children', '--sort', 'sym', '-F', 'period,sym', '--stdio'], { encoding: 'utf8', maxBuffer: 256 * 1024 * 1024 })
   if (report.status !== 0) throw new Error(`perf report of ${name} failed: ${report.error?.message ?? ''} ${report.stderr.trim().slice(-500)}`)
-  return { requests: measured.requests, seconds: Number(args.duration), cpuMs: measured.cpuMs, symbols: profiledSymbols(report.stdout, measured.requests) }
+  const inChains = new Map<string, number>()
+  for (const parent of chains) {
+    const chained = spawnSync('perf', ['report', '-i', out, '--no-children', '--sort', 'parent', '--parent', parent, '-F', 'period,parent', '-g', 'none', '--stdio'], { encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 })
+    if (chained.status !== 0) throw new Error(`perf report of ${name}'s chains through ${parent} failed: ${chained.error?.message ?? ''} ${chained.stderr.trim().slice(-500)}`)
+    inChains.set(parent, chainNanos(chained.stdout) / 1000 / measured.requests)
+  }
+  return { requests: measured.requests, seconds: Number(args.duration), cpuMs: measured.cpuMs, symbols: profiledSymbols(report.stdout, measured.requests), chains: inChains }
 }
 
 /** A process's windows as one profile: each symbol's CPU over all of them, per request of all of them. */
@@ -89,7 +100,8 @@ function merged (windows: Window[]): Profiled {
     rps: requests / windows.reduce((n, w) => n + w.seconds, 0),
     cpu: windows.reduce((n, w) => n + w.cpuMs, 0) * 1000 / requests,
     categories: byCategory(symbols),
-    symbols: bySymbol(symbols)
+    symbols: bySymbol(symbols),
+    chains: new Map(chains.map((parent) => [parent, windows.reduce((sum, w) => sum + (w.chains.get(parent) ?? 0) * w.requests, 0) / requests]))
   }
 }
 
@@ -160,3 +172,7 @@ console.log(table(categories.map((c) => ({ category: c.key, ours: c.ours.toFixed
 const symbols = compared((p) => p.symbols).sort((a, b) => Math.abs(b.difference) - Math.abs(a.difference)).slice(0, Number(args.symbols))
 console.log(`\nThe ${symbols.length} symbols whose CPU per request differs most (µs, medians over the pairs):\n`)
 console.log(table(symbols.map((s) => ({ symbol: s.key.slice(0, 140), ours: s.ours.toFixed(2), ceiling: s.ceiling.toFixed(2), difference: s.difference.toFixed(2), 'difference, per pair': s.range }))))
+if (chains.length > 0) {
+  console.log('\nCPU µs per request of the samples with the function in their call chain, whatever runs at the top (medians over the pairs):\n')
+  console.log(table(compared((p) => p.chains).map((c) => ({ 'in the chain': c.key, ours: c.ours.toFixed(2), ceiling: c.ceiling.toFixed(2), difference: c.difference.toFixed(2), 'difference, per pair': c.range }))))
+}

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
-import { byCategory, categoryOf, functionOf, profiledSymbols } from '../../scripts/bench/perf-profile.js'
+import { byCategory, categoryOf, chainNanos, functionOf, profiledSymbols } from '../../scripts/bench/perf-profile.js'
 
 // The head and lines of `perf report --no-children --sort sym --stdio` of a cpu-clock profile (counts in nanoseconds).
 const report = `# Samples: 40K of event 'cpu-clock:ppp'
@@ -93,4 +93,19 @@ test('a profile sums by category', () => {
   assert.equal(categories.get('JS: fastify'), 40)
   assert.equal(categories.get('JS: chassis cache'), 30)
   assert.equal([...categories.values()].reduce((a, b) => a + b, 0), 250)
+})
+
+test('the samples with a function in their call chain are summed from perf\'s parent report, the others left out', () => {
+  const parents = `# Samples: 11K of event 'cpu-clock'
+# Event count (approx.): 5764881000
+#
+#       Period  Parent symbol
+# ............  .................
+#
+     250625250  sock_def_readable
+    5514255750  [other]
+`
+  assert.equal(chainNanos(parents), 250625250)
+  assert.equal(chainNanos(parents.replace(/.*sock_def_readable\n/, '')), 0)
+  assert.throws(() => chainNanos(parents.replace('cpu-clock', 'cycles')), /not of the cpu-clock event/)
 })
