@@ -89,6 +89,8 @@ async function profile (name: string, service: Service, out: string): Promise<Wi
     if (chained.status !== 0) throw new Error(`perf report of ${name}'s chains through ${parent} failed: ${chained.error?.message ?? ''} ${chained.stderr.trim().slice(-500)}`)
     inChains.set(parent, chainNanos(chained.stdout) / 1000 / measured.requests)
   }
+  // Read: a window's profile with call chains runs to tens of megabytes, and a run has dozens of windows.
+  rmSync(out, { force: true })
   return { requests: measured.requests, seconds: Number(args.duration), cpuMs: measured.cpuMs, symbols: profiledSymbols(report.stdout, measured.requests), chains: inChains }
 }
 
