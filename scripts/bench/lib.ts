@@ -1,10 +1,10 @@
-import { spawn, type ChildProcess } from 'node:child_process'
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { closeSync, openSync, readdirSync, readFileSync } from 'node:fs'
 import { basename, join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import autocannon from 'autocannon'
 import { projectRoot } from '../../services/platform/paths.js'
-import { profiledSymbols } from './perf-profile.js'
+import { profiledSymbols, sumBy } from './perf-profile.js'
 
 // Every benchmark measures the runtime the project pins (the `node` devDependency): `node dist/scripts/bench/...` with
 // another Node on the PATH would start the services on it too, and print figures of that runtime as this project's.
@@ -174,9 +174,24 @@ export function recordPerf (pid: number, out: string, frequency = 1999, callChai
 
 /** perf's report (`--sort sym`, of a `recordPerf` profile) as CPU microseconds per request by symbol. */
 export function cpuPerRequest (report: string, requests: number): Map<string, number> {
-  const out = new Map<string, number>()
-  for (const { symbol, us } of profiledSymbols(report, requests)) out.set(symbol, (out.get(symbol) ?? 0) + us)
-  return out
+  return sumBy(profiledSymbols(report, requests), (s) => s.symbol)
+}
+
+/** Ends the bench `name` with a clear line when linux perf is not installed, before it starts anything. */
+export function requirePerf (name: string): void {
+  if (spawnSync('perf', ['--version']).status === 0) return
+  console.error(`[${name}] needs linux perf (apt-get install linux-perf)`)
+  process.exit(1)
+}
+
+/**
+ * `perf report --no-children --stdio` of the profile `data` with `options` (`--sort sym` unless given), as text; a
+ * report perf could not write throws, rather than reading as a profile without the symbols looked for.
+ */
+export function perfReport (data: string, options: string[] = ['--sort', 'sym']): string {
+  const report = spawnSync('perf', ['report', '-i', data, '--no-children', ...options, '--stdio'], { encoding: 'utf8', maxBuffer: 256 * 1024 * 1024 })
+  if (report.status !== 0) throw new Error(`perf report of ${data} failed: ${report.error?.message ?? ''} ${report.stderr.trim().slice(-500)}`)
+  return report.stdout
 }
 
 /** A `taskset -c` / cpuset list (`0-2,5`) as the CPUs it names, in order. */

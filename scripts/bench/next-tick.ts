@@ -1,4 +1,3 @@
-import { spawnSync } from 'node:child_process'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -6,7 +5,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { parseArgs } from 'node:util'
 import { ApiKeyStore } from '@lead-chassis/plugins/api-keys'
 import { freePort } from '../../test/helpers/ports.js'
-import { cpuPerRequest, load, median, processCpuMs, recordPerf, startService, table } from './lib.js'
+import { cpuPerRequest, load, median, perfReport, processCpuMs, recordPerf, requirePerf, startService, table } from './lib.js'
 import { seededSchema } from './seeded-schema.js'
 
 /**
@@ -26,10 +25,7 @@ const { values: args } = parseArgs({
     connections: { type: 'string', default: '100' }
   }
 })
-if (spawnSync('perf', ['--version']).status !== 0) {
-  console.error('[bench:next-tick] needs linux perf (apt-get install linux-perf)')
-  process.exit(1)
-}
+requirePerf('bench:next-tick')
 const log = (m: string): void => console.log(`[bench:next-tick] ${m}`)
 const DATABASE_URL = process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres'
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379'
@@ -78,7 +74,7 @@ try {
     } finally {
       await service.stop()
     }
-    const report = spawnSync('perf', ['report', '-i', out, '--no-children', '--sort', 'sym', '--stdio'], { encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 }).stdout
+    const report = perfReport(out)
     const line = report.split('\n').find((l) => l.includes(SLOW_CALL))
     const share = line === undefined ? 0 : Number(/([\d.]+)%/.exec(line)?.[1] ?? Number.NaN)
     // perf sampled a little longer than the load it is divided by (300 ms before it): an upper bound.

@@ -37,8 +37,8 @@ export function functionOf (symbol: string, root = ''): string {
 /**
  * What a symbol of a Node process's profile belongs to, as a reader of "where does the CPU go" asks it: the kernel;
  * V8's compilers, garbage collector, builtins (property access, calls, strings) and the rest of its runtime; Node's
- * native parts (HTTP parser, libuv, bindings, simdutf and ada; OpenSSL, zlib and ICU count as other native); JavaScript by where it comes from (`--perf-basic-prof`
- * names a function with its file): Node's own modules, a package under node_modules (the innermost), a chassis
+ * native parts (HTTP parser, libuv, bindings, simdutf and ada; OpenSSL, zlib and ICU count as other native);
+ * JavaScript by where it comes from (`--perf-basic-prof` names a function with its file): Node's own modules, a package under node_modules (the innermost), a chassis
  * plugin, the services, the benches' own servers; regular expressions; the rest. Interpreted JavaScript runs in V8's
  * bytecode handlers and is counted there, not with its package.
  */
@@ -81,12 +81,17 @@ export function chainNanos (report: string): number {
   return ns
 }
 
-/** A profile's microseconds per request summed by `categoryOf`. */
-export function byCategory (symbols: ProfiledSymbol[]): Map<string, number> {
+/** A profile's microseconds per request summed by `key` (a symbol's name, its function, its category). */
+export function sumBy (symbols: ProfiledSymbol[], key: (s: ProfiledSymbol) => string): Map<string, number> {
   const out = new Map<string, number>()
   for (const s of symbols) {
-    const category = categoryOf(s.symbol, s.kernel)
-    out.set(category, (out.get(category) ?? 0) + s.us)
+    const k = key(s)
+    out.set(k, (out.get(k) ?? 0) + s.us)
   }
   return out
+}
+
+/** A profile's microseconds per request summed by `categoryOf`. */
+export function byCategory (symbols: ProfiledSymbol[]): Map<string, number> {
+  return sumBy(symbols, (s) => categoryOf(s.symbol, s.kernel))
 }

@@ -1,4 +1,3 @@
-import { spawnSync } from 'node:child_process'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -7,8 +6,8 @@ import { parseArgs } from 'node:util'
 import { ApiKeyStore } from '@lead-chassis/plugins/api-keys'
 import { projectRoot } from '../../services/platform/paths.js'
 import { freePort } from '../../test/helpers/ports.js'
-import { load, median, processCpuMs, recordPerf, startService, table, type Service } from './lib.js'
-import { byCategory, chainNanos, functionOf, profiledSymbols, type ProfiledSymbol } from './perf-profile.js'
+import { load, median, perfReport, processCpuMs, recordPerf, requirePerf, type Service, startService, table } from './lib.js'
+import { byCategory, chainNanos, functionOf, profiledSymbols, sumBy, type ProfiledSymbol } from './perf-profile.js'
 import { seededSchema } from './seeded-schema.js'
 
 /**
@@ -36,10 +35,7 @@ const { values: args } = parseArgs({
     chains: { type: 'string', default: 'sock_def_readable' }
   }
 })
-if (spawnSync('perf', ['--version']).status !== 0) {
-  console.error('[bench:route-profile] needs linux perf (apt-get install linux-perf)')
-  process.exit(1)
-}
+requirePerf('bench:route-profile')
 for (const name of ['processes', 'warmup', 'duration', 'windows', 'connections', 'symbols'] as const) {
   if (!(Number(args[name]) > 0 && Number.isInteger(Number(args[name])))) throw new Error(`--${name}: a whole number above 0, not ${args[name]}`)
 }
@@ -49,12 +45,6 @@ const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379'
 const SCHEMA = 'bench_cache'
 const OURS = 'cached route (ours)'
 const CEILING = 'ceiling (bare Fastify, bytes in memory)'
-
-const bySymbol = (symbols: ProfiledSymbol[]): Map<string, number> => {
-  const out = new Map<string, number>()
-  for (const s of symbols) out.set(functionOf(s.symbol, projectRoot), (out.get(functionOf(s.symbol, projectRoot)) ?? 0) + s.us)
-  return out
-}
 
 const pool = await seededSchema(DATABASE_URL, SCHEMA, 10_000, log)
 const { key } = await new ApiKeyStore(pool).mint('bench:route-profile', ['leads:read'])
@@ -81,17 +71,12 @@ async function profile (name: string, service: Service, out: string): Promise<Wi
   } finally {
     await perf.stop()
   }
-  const report = spawnSync('perf', ['report', '-i', out, '--no-children', '--sort', 'sym', '-F', 'period,sym', '--stdio'], { encoding: 'utf8', maxBuffer: 256 * 1024 * 1024 })
-  if (report.status !== 0) throw new Error(`perf report of ${name} failed: ${report.error?.message ?? ''} ${report.stderr.trim().slice(-500)}`)
+  const report = perfReport(out, ['--sort', 'sym', '-F', 'period,sym'])
   const inChains = new Map<string, number>()
-  for (const parent of chains) {
-    const chained = spawnSync('perf', ['report', '-i', out, '--no-children', '--sort', 'parent', '--parent', parent, '-F', 'period,parent', '-g', 'none', '--stdio'], { encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 })
-    if (chained.status !== 0) throw new Error(`perf report of ${name}'s chains through ${parent} failed: ${chained.error?.message ?? ''} ${chained.stderr.trim().slice(-500)}`)
-    inChains.set(parent, chainNanos(chained.stdout) / 1000 / measured.requests)
-  }
+  for (const parent of chains) inChains.set(parent, chainNanos(perfReport(out, ['--sort', 'parent', '--parent', parent, '-F', 'period,parent', '-g', 'none'])) / 1000 / measured.requests)
   // Read: a window's profile with call chains runs to tens of megabytes, and a run has dozens of windows.
   rmSync(out, { force: true })
-  return { requests: measured.requests, seconds: Number(args.duration), cpuMs: measured.cpuMs, symbols: profiledSymbols(report.stdout, measured.requests), chains: inChains }
+  return { requests: measured.requests, seconds: Number(args.duration), cpuMs: measured.cpuMs, symbols: profiledSymbols(report, measured.requests), chains: inChains }
 }
 
 /** A process's windows as one profile: each symbol's CPU over all of them, per request of all of them. */
@@ -102,7 +87,7 @@ function merged (windows: Window[]): Profiled {
     rps: requests / windows.reduce((n, w) => n + w.seconds, 0),
     cpu: windows.reduce((n, w) => n + w.cpuMs, 0) * 1000 / requests,
     categories: byCategory(symbols),
-    symbols: bySymbol(symbols),
+    symbols: sumBy(symbols, (s) => functionOf(s.symbol, projectRoot)),
     chains: new Map(chains.map((parent) => [parent, windows.reduce((sum, w) => sum + (w.chains.get(parent) ?? 0) * w.requests, 0) / requests]))
   }
 }

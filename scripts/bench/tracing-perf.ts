@@ -1,4 +1,3 @@
-import { spawnSync } from 'node:child_process'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -6,7 +5,7 @@ import { parseArgs } from 'node:util'
 import { freePort } from '../../test/helpers/ports.js'
 import { startPrivatePostgres } from '../../test/helpers/private-postgres.js'
 import { startPrivateRedis } from '../../test/helpers/private-redis.js'
-import { cpuPerRequest, recordPerf, startService, table } from './lib.js'
+import { cpuPerRequest, perfReport, recordPerf, requirePerf, startService, table } from './lib.js'
 import { startOtlpSink } from './otlp-sink.js'
 import { apiEnvironment, driveTracingRequests, prepareTracingBench, tracingConfigs } from './tracing-setup.js'
 
@@ -32,10 +31,7 @@ const { values: args } = parseArgs({
     functions: { type: 'string', default: '0' }
   }
 })
-if (spawnSync('perf', ['--version']).status !== 0) {
-  console.error('[bench:tracing-perf] needs linux perf (apt-get install linux-perf)')
-  process.exit(1)
-}
+requirePerf('bench:tracing-perf')
 const log = (m: string): void => console.log(`[bench:tracing-perf] ${m}`)
 const symbols = args.symbols.split(',')
 const postgres = await startPrivatePostgres()
@@ -68,7 +64,7 @@ try {
         await api.stop()
         sink?.close()
       }
-      const report = spawnSync('perf', ['report', '-i', out, '--no-children', '--sort', 'sym', '--stdio'], { encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 }).stdout
+      const report = perfReport(out)
       const share = (symbol: string): string => {
         const line = report.split('\n').find((l) => l.includes(symbol))
         return line === undefined ? '0%' : (/([\d.]+%)/.exec(line)?.[1] ?? '?')
