@@ -132,6 +132,58 @@ test('RATE_LIMIT_UNAVAILABLE is listed only where a policy fails closed on a sto
   assert.equal(codesOf(inProcess, '/v1/own-closed', '503')?.includes('RATE_LIMIT_UNAVAILABLE'), false)
 })
 
+test('a globalFor that may return a closed policy of its own is documented as answering RATE_LIMIT_UNAVAILABLE, unless its policies are declared', async (t) => {
+  const closedOwn = { name: 'partnerClosed', limit: 5, windowMs: 1000, onStoreFailure: 'closed' as const }
+  const failing = { check: async () => { throw new Error('store down') } }
+  const unavailableOn = (doc: Doc): boolean | undefined => codesOf(doc, '/v1/things', '503')?.includes('RATE_LIMIT_UNAVAILABLE')
+  // Not known: any policy may come back, so the route may fail closed.
+  const unknown = await documented(t, [(app) => keys(app), (app) => limiter(app, 'both', { store: new MemoryStore(), globalFor: () => closedOwn })])
+  assert.equal(unavailableOn(unknown), true)
+  // Declared: a closed one is listed, open ones are not.
+  const declaredClosed = await documented(t, [(app) => keys(app), (app) => limiter(app, 'both', { store: new MemoryStore(), globalFor: () => closedOwn, globalForPolicies: [closedOwn] })])
+  assert.equal(unavailableOn(declaredClosed), true)
+  const declaredOpen = await documented(t, [(app) => keys(app), (app) => limiter(app, 'both', { store: new MemoryStore(), globalFor: () => 'apiKey', globalForPolicies: [] })])
+  assert.equal(unavailableOn(declaredOpen), false)
+  // And the limiter answers so: the custom policy refuses 503 when its store fails, with Retry-After.
+  const warnings: unknown[] = []
+  const app = await buildService({
+    name: 'openapi-test',
+    config,
+    plugins: [(app) => limiter(app, 'both', { store: failing, global: false, globalFor: () => closedOwn, globalForPolicies: [] })],
+    routes: [(app) => app.get('/v1/picked', async () => ({}))]
+  })
+  t.after(() => app.close())
+  const originalWarn = app.log.warn.bind(app.log)
+  app.log.warn = ((obj: unknown, ...rest: unknown[]) => { warnings.push(obj); return (originalWarn as (...a: unknown[]) => void)(obj, ...rest) }) as typeof app.log.warn
+  for (let i = 0; i < 2; i++) {
+    const res = await app.inject('/v1/picked')
+    assert.equal(res.statusCode, 503)
+    assert.equal(res.json<{ code: string }>().code, 'RATE_LIMIT_UNAVAILABLE')
+    assert.ok(Number(res.headers['retry-after']) >= 1)
+  }
+  // Declared as none, yet returned: said once.
+  assert.equal(warnings.filter((w) => (w as { code?: string }).code === 'RATE_LIMIT_UNDECLARED_POLICY').length, 1)
+})
+
+test('every 503 in the OpenAPI document lists Retry-After, since every 503 the platform answers carries it', async (t) => {
+  const closed = { name: 'closedOwn', limit: 5, windowMs: 1000, onStoreFailure: 'closed' as const }
+  const doc = await documented(t, [(app) => keys(app), (app) => limiter(app, 'x-ratelimit', { store: new MemoryStore() })], [
+    (app) => app.get('/v1/own-closed', { config: { rateLimit: closed } }, async () => ({}))
+  ])
+  let seen = 0
+  for (const item of Object.values(doc.paths)) {
+    for (const operation of Object.values(item)) {
+      const unavailable = operation.responses['503']
+      if (unavailable === undefined) continue
+      seen++
+      assert.ok(Object.keys(unavailable.headers ?? {}).includes('Retry-After'), JSON.stringify(unavailable))
+    }
+  }
+  assert.ok(seen >= 3, `${seen} operations with a 503`)
+  assert.deepEqual(codesOf(doc, '/v1/own-closed', '503')?.includes('RATE_LIMIT_UNAVAILABLE'), true)
+  assert.deepEqual(fieldsOf(doc, '/v1/own-closed', '503'), ['Retry-After', 'X-RateLimit-Limit', 'X-RateLimit-Remaining', 'X-RateLimit-Reset'])
+})
+
 test('with global: false, a route without a policy of its own is documented with no rate-limit code or field', async (t) => {
   const own = { name: 'ownPolicy', limit: 5, windowMs: 1000 }
   const doc = await documented(t, [(app) => keys(app), (app) => limiter(app, 'x-ratelimit', { global: false })], [

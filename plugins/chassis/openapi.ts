@@ -218,6 +218,8 @@ function transformObject (described: Described, openapiObject: OpenApiObject): R
           answer['x-error-codes'] = listed
           if (answer.description === 'Default Response') answer.description = listed.length > 0 ? `Error: ${listed.join(', ')}` : 'Error'
         }
+        // Every 503 carries Retry-After: the error handler adds it where the error did not (plugins/chassis/error-handler.ts).
+        if (status === '503') answer.headers = { ...(answer.headers as object | undefined), 'Retry-After': { $ref: '#/components/headers/Retry-After' } }
         if (status === '429' && refused) answer.headers = { ...(answer.headers as object | undefined), ...refusalHeaders }
         // A WebSocket upgrade's 101 is written by the WebSocket server, with none of the limiter's fields.
         else if (limited && status !== '101') answer.headers = { ...(answer.headers as object | undefined), ...limitHeaders }

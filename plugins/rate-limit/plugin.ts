@@ -31,8 +31,9 @@ declare module 'fastify' {
 /**
  * `counted`: a request to the route may be counted, its answer then carrying the limiter's fields: a policy of its
  * own, a global policy, or a `globalFor`. `limited`: it may be refused 429, by one of those that is not `shadow`.
- * `failsClosed`: it may be refused 503 RATE_LIMIT_UNAVAILABLE, since one of those (any preset, with a `globalFor`)
- * that is not `shadow` has `onStoreFailure: 'closed'` and the store is one that can fail (Redis or a store given).
+ * `failsClosed`: it may be refused 503 RATE_LIMIT_UNAVAILABLE, since one of those (any preset and each of
+ * `globalForPolicies`, with a `globalFor`; any policy at all when `globalForPolicies` is not given) that is not
+ * `shadow` has `onStoreFailure: 'closed'` and the store is one that can fail (Redis or a store given).
  */
 export interface RouteLimits { counted: boolean, limited: boolean, failsClosed: boolean }
 
@@ -45,6 +46,13 @@ export interface RateLimitPluginOptions extends RateLimiterOptions {
   keyGenerator?: (request: FastifyRequest) => string
   /** Replaces the global policy for a request, e.g. the apiKey preset for a caller with a valid key. */
   globalFor?: (request: FastifyRequest) => PolicyLike | undefined
+  /**
+   * The policies of its own (not presets) `globalFor` may return, so the OpenAPI document knows whether a route may
+   * answer 503 RATE_LIMIT_UNAVAILABLE. Without it, a `globalFor` may return any policy, and with a store that can
+   * fail every route is documented as possibly answering it. One returned that is not listed is logged once
+   * (RATE_LIMIT_UNDECLARED_POLICY). @default undefined (not known)
+   */
+  globalForPolicies?: RateLimitPolicy[]
   /** Trusted sources skip limiting: CIDRs or addresses, or a function. */
   allowList?: string[] | ((request: FastifyRequest) => boolean)
   /** Units a request costs. @default 1 */
@@ -97,6 +105,13 @@ export const rateLimitPlugin = fp(async (app: FastifyInstance, opts: RateLimitPl
     }
     return key
   }
+  // Said once: the OpenAPI document was built without this policy, and a request for each would flood the log.
+  let undeclaredNoted = false
+  const undeclared = (name: string): void => {
+    if (undeclaredNoted) return
+    undeclaredNoted = true
+    app.log.warn({ code: 'RATE_LIMIT_UNDECLARED_POLICY', policy: name }, 'globalFor returned a policy not in globalForPolicies: the OpenAPI document does not count it')
+  }
   app.decorate('rateLimiter', limiter)
   app.decorate('rateLimitHeaders', fields)
   app.decorateRequest('rateLimit', undefined)
@@ -110,8 +125,12 @@ export const rateLimitPlugin = fp(async (app: FastifyInstance, opts: RateLimitPl
     return list.map(resolve)
   }
 
-  // A `globalFor` may pick any preset for a request (or a policy of its own, which cannot be known here).
-  const basePolicies = opts.globalFor ? [...globalList, ...Object.values(resolvedPresets)] : globalList
+  if (opts.globalForPolicies !== undefined && !Array.isArray(opts.globalForPolicies)) throw new RateLimitErrors.RATE_LIMIT_INVALID_OPTIONS('globalForPolicies must be a list of policies')
+  const declared = opts.globalForPolicies?.map((p) => validatePolicy(p))
+  const declaredNames = new Set(declared?.map((p) => p.name))
+  // A `globalFor` may pick any preset for a request, or a policy of its own: those declared, or any when none are.
+  const basePolicies = opts.globalFor ? [...globalList, ...Object.values(resolvedPresets), ...(declared ?? [])] : globalList
+  const anyPolicy = opts.globalFor !== undefined && declared === undefined
   const storeCanFail = redis !== undefined || opts.store !== undefined
   app.decorate('rateLimitRoute', (config: { rateLimit?: RouteRateLimit }): RouteLimits => {
     const own = config.rateLimit === undefined ? [] : resolveSetting(config.rateLimit)
@@ -120,7 +139,7 @@ export const rateLimitPlugin = fp(async (app: FastifyInstance, opts: RateLimitPl
     return {
       counted: basePolicies.length > 0 || own.length > 0 || opts.globalFor !== undefined,
       limited: enforced.length > 0 || opts.globalFor !== undefined,
-      failsClosed: storeCanFail && enforced.some((p) => p.onStoreFailure === 'closed')
+      failsClosed: storeCanFail && (anyPolicy || enforced.some((p) => p.onStoreFailure === 'closed'))
     }
   })
 
@@ -162,6 +181,7 @@ export const rateLimitPlugin = fp(async (app: FastifyInstance, opts: RateLimitPl
     const own = routeSetting(routeConfigOf(request))
     if (own === false || isTrusted(request)) return done()
     const base = opts.globalFor?.(request)
+    if (declared !== undefined && typeof base === 'object' && !declaredNames.has(base.name)) undeclared(base.name)
     const first = base !== undefined ? resolve(base) : global
     const policies = own === undefined ? (first === global ? globalList : first ? [first] : []) : first ? [first, ...own] : own
     if (policies.length === 0) return done()

@@ -74,7 +74,8 @@ export function platformPlugins (service: string, config: PlatformConfig, option
       ...rateLimitOptionsFromConfig(config),
       allowList: (request) => request.internalService === true || allowListed(request),
       keyGenerator: (request) => (request.apiKey ? `key:${request.apiKey.id}` : clientAddressKey(request.ip)),
-      globalFor: (request) => (request.apiKey ? 'apiKey' : undefined)
+      globalFor: (request) => (request.apiKey ? 'apiKey' : undefined),
+      globalForPolicies: []
     })
   ]
 }
