@@ -5,7 +5,9 @@ import { parseArgs } from 'node:util'
 import { freePort } from '../../test/helpers/ports.js'
 import { startPrivatePostgres } from '../../test/helpers/private-postgres.js'
 import { startPrivateRedis } from '../../test/helpers/private-redis.js'
-import { cpuPerRequest, perfReport, recordPerf, requirePerf, startService, table } from './lib.js'
+import { projectRoot } from '../../services/platform/paths.js'
+import { perfReport, recordPerf, requirePerf, startService, table } from './lib.js'
+import { functionOf, profiledSymbols, sumBy } from './perf-profile.js'
 import { startOtlpSink } from './otlp-sink.js'
 import { apiEnvironment, driveTracingRequests, prepareTracingBench, tracingConfigs } from './tracing-setup.js'
 
@@ -70,7 +72,8 @@ try {
         return line === undefined ? '0%' : (/([\d.]+%)/.exec(line)?.[1] ?? '?')
       }
       const samples = /# Samples: (\S+)/.exec(report)?.[1] ?? '?'
-      if (functions > 0 && run === 1) profiles.push({ label: config.label, perRequest: cpuPerRequest(report, Number(args.requests)) })
+      // One row per JavaScript function whichever tier compiled it, paths relative to the project.
+      if (functions > 0 && run === 1) profiles.push({ label: config.label, perRequest: sumBy(profiledSymbols(report, Number(args.requests)), (sym) => functionOf(sym.symbol, projectRoot)) })
       rows.push({ configuration: config.label, process: String(run), samples, ...Object.fromEntries(symbols.map((s) => [s, share(s)])) })
       log(`${config.label}, process ${run}: ${symbols.map((s) => `${s} ${share(s)}`).join(', ')} of ${samples} samples`)
     }
