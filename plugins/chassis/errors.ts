@@ -13,6 +13,7 @@ export const ChassisErrors = {
     'CHASSIS_PLUGIN_ORDER', '%s was registered before %s: register %s first, or pass %s: false', 500),
   CHASSIS_DECORATOR_CONFLICT: createError<'CHASSIS_DECORATOR_CONFLICT', 500, [string, string, string, string, string]>(
     'CHASSIS_DECORATOR_CONFLICT', '%s found app.%s, which is not %s as %s adds: rename that decorator, or pass %s: false', 500),
+  SERVICE_CLOSING: createError<'SERVICE_CLOSING', 503, []>('SERVICE_CLOSING', 'The service is shutting down: send the request again, to another instance', 503),
   REQUEST_TIMEOUT: createError<'REQUEST_TIMEOUT', 408, [number]>('REQUEST_TIMEOUT', 'The request did not arrive within %d ms', 408),
   HEADERS_TOO_LARGE: createError<'HEADERS_TOO_LARGE', 431, []>('HEADERS_TOO_LARGE', 'The request headers are too large', 431),
   MALFORMED_REQUEST: createError<'MALFORMED_REQUEST', 400, []>('MALFORMED_REQUEST', 'The request is not valid HTTP', 400),

@@ -134,6 +134,8 @@ function platformErrors (route: RouteOptions, schema: FastifySchema, described: 
   const answeredOtherwise = Object.values(config.errorCodes ?? {}).some((codes) => codes?.includes('API_KEY_LOOKUPS_EXCEEDED'))
   if (described.lookupBudget && !answeredOtherwise) add(429, 'API_KEY_LOOKUPS_EXCEEDED')
   if (config.pressureHandler === undefined) add(503, 'FST_UNDER_PRESSURE')
+  // Any request that arrives once the service has begun to close (service.ts).
+  add(503, 'SERVICE_CLOSING')
   if (config.requiredScope) add(503, ...DATABASE_CODES)
   add(500, 'INTERNAL_ERROR')
   for (const [status, codes] of Object.entries(config.errorCodes ?? {})) add(Number(status), ...(codes ?? []))

@@ -240,6 +240,37 @@ async function raw (app: FastifyInstance, bytes: string): Promise<string> {
   return received
 }
 
+test('a request that arrives on a kept-alive connection once the service has begun to close is answered 503 SERVICE_CLOSING with Retry-After and the error body, not Fastify\'s bare 503', async (t) => {
+  // Holds close() between its start and the server's close, where a connection kept alive may still send.
+  let open!: () => void
+  const gate = new Promise<void>((resolve) => { open = resolve })
+  const app = await build(t, (a) => {
+    a.addHook('preClose', () => gate)
+    a.get('/things', async () => ({ ok: true }))
+  })
+  const url = new URL(await app.listen({ host: '127.0.0.1', port: 0 }))
+  const socket = createConnection({ host: url.hostname, port: Number(url.port) })
+  let received = ''
+  socket.on('data', (chunk: Buffer) => { received += chunk.toString() })
+  socket.on('error', () => {})
+  socket.write('GET /things HTTP/1.1\r\nHost: x\r\n\r\n')
+  while (!received.includes('{"ok":true}')) await sleep(1)
+  const closed = app.close()
+  while (!app.health.shuttingDown) await sleep(1)
+  socket.write('GET /things HTTP/1.1\r\nHost: x\r\n\r\n')
+  await once(socket, 'close')
+  open()
+  await closed
+  assert.match(received, /^HTTP\/1\.1 200 /)
+  const second = received.slice(received.indexOf('HTTP/1.1', 1))
+  assert.match(second, /^HTTP\/1\.1 503 /)
+  const [head = '', body = ''] = second.split('\r\n\r\n')
+  assert.match(head, /\r\nretry-after: 1\r\n/i)
+  assert.match(head, /\r\nx-request-id: /i)
+  assert.match(head, /\r\nconnection: close\r\n/i)
+  assert.deepEqual(JSON.parse(body), { statusCode: 503, code: 'SERVICE_CLOSING', error: 'Service Unavailable', message: 'The service is shutting down: send the request again, to another instance' })
+})
+
 test('what the HTTP parser refuses (broken HTTP, oversized headers) gets the platform error body with a code, not Fastify\'s bare one', async (t) => {
   const app = await build(t)
   const broken = await raw(app, 'NOT HTTP AT ALL\r\n\r\n')

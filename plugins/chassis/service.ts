@@ -123,7 +123,9 @@ export async function buildService (def: ServiceDefinition): Promise<FastifyInst
     schemaErrorFormatter: formatSchemaErrors,
     ...childLoggerFactory(def),
     logController: requestLines,
-    return503OnClosing: true,
+    // Fastify's own answer while closing skips the hooks and the error handler (no code, no Retry-After, no request
+    // id): requests that arrive then are refused by the first onRequest hook instead.
+    return503OnClosing: false,
     schemaController: { compilersFactory: { buildValidator: validatorsByPart() } },
     // The client address comes from X-Forwarded-For only when the direct peer is a trusted proxy.
     trustProxy: proxies.length === 0 ? false : proxies
@@ -146,10 +148,16 @@ export async function buildService (def: ServiceDefinition): Promise<FastifyInst
   // A route that would match the path refused URLs are routed on answers them with their refusal.
   app.addHook('onRoute', guardRefusedUrls)
 
+  // From close() on: a request that still arrives on a connection kept alive (before the server closes it) is not served.
+  let closing = false
   // Callback-style hooks: no promise per request on the hot path.
   // One hook for what every response carries: its request id and the security headers (also on errors).
   app.addHook('onRequest', (request, reply, done) => {
     setEveryResponseHeaders(request, reply)
+    if (closing) {
+      void reply.header('connection', 'close')
+      return done(new ChassisErrors.SERVICE_CLOSING())
+    }
     // HTTP/1.1 requires a Host header (RFC 9112 3.2); HTTP/1.0 does not.
     if (request.headers.host === undefined && request.raw.httpVersion === '1.1') return done(new ChassisErrors.MALFORMED_REQUEST())
     done(encodedBodyRefusal(request, reply))
@@ -171,7 +179,10 @@ export async function buildService (def: ServiceDefinition): Promise<FastifyInst
     retryAfter: config.PRESSURE_RETRY_AFTER_S
   })
   await app.register(healthPlugin, { timeoutMs: config.HEALTH_CHECK_TIMEOUT_MS })
-  app.addHook('preClose', async () => app.health.markShuttingDown())
+  app.addHook('preClose', async () => {
+    closing = true
+    app.health.markShuttingDown()
+  })
 
   for (const register of def.plugins ?? []) await register(app)
   for (const register of def.routes ?? []) await register(app)

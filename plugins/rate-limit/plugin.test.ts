@@ -2,7 +2,7 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import type { FastifyInstance } from 'fastify'
 import { buildService, chassisConfigFragment, composeSchema, loadConfig, type ChassisConfig } from '../chassis/index.js'
-import { rateLimitPlugin, type RateLimitPluginOptions } from './plugin.js'
+import { rateLimitPlugin, type PolicyLike, type RateLimitPluginOptions } from './plugin.js'
 import { RateLimiter } from './rate-limiter.js'
 import { clientAddressKey } from './identity.js'
 import { redisPlugin } from '../redis/index.js'
@@ -25,6 +25,46 @@ async function build (t: { after: (fn: () => Promise<void>) => void }, options: 
   t.after(() => app.close())
   return app
 }
+
+test('globalForPolicies is checked at registration: a list of valid policies of names of their own, with a globalFor', async (t) => {
+  const partner = { name: 'partner', limit: 5, windowMs: 1000 }
+  const globalFor = (): undefined => undefined
+  const refused = async (options: Partial<RateLimitPluginOptions>, message: RegExp): Promise<void> => {
+    await assert.rejects(build(t, options as RateLimitPluginOptions), { code: 'RATE_LIMIT_INVALID_OPTIONS', message })
+  }
+  await refused({ globalFor, globalForPolicies: partner as never }, /globalForPolicies must be a list of policies/)
+  await refused({ globalForPolicies: [partner] }, /globalForPolicies is given without a globalFor/)
+  await refused({ globalFor, globalForPolicies: [null as never] }, /globalForPolicies\[0\] must be a policy object/)
+  await refused({ globalFor, globalForPolicies: ['apiKey' as never] }, /globalForPolicies\[0\] must be a policy object/)
+  await refused({ globalFor, globalForPolicies: [partner, { ...partner, limit: 0 }] }, /globalForPolicies\[1\]: .*limit must be a positive integer/)
+  await refused({ globalFor, globalForPolicies: [partner, { ...partner }] }, /globalForPolicies\[1\]: "partner" is listed twice/)
+  await refused({ globalFor, globalForPolicies: [{ ...partner, name: 'apiKey' }] }, /globalForPolicies\[0\]: "apiKey" is a preset's name/)
+  const app = await build(t, { globalFor, globalForPolicies: [partner] })
+  assert.equal((await app.inject('/open')).statusCode, 200)
+})
+
+test('a policy globalFor returns that is not declared, or fails or reports otherwise than declared, is logged once per name as RATE_LIMIT_UNDECLARED_POLICY', async (t) => {
+  const declared = { name: 'partner', limit: 100, windowMs: 60000 }
+  let returned: PolicyLike = declared
+  const app = await build(t, { globalFor: () => returned, globalForPolicies: [declared] })
+  const warn = t.mock.method(app.log, 'warn')
+  const codes = (): string[] => warn.mock.calls.map((c) => (c.arguments[0] as { code?: string }).code ?? '')
+  const undeclared = (): number => codes().filter((c) => c === 'RATE_LIMIT_UNDECLARED_POLICY').length
+  await app.inject('/open')
+  returned = { ...declared }
+  await app.inject('/open')
+  returned = 'apiKey'
+  await app.inject('/open')
+  assert.equal(undeclared(), 0, 'the declared policy, a copy of it and a preset are declared')
+  returned = { ...declared, onStoreFailure: 'closed' }
+  await app.inject('/open')
+  await app.inject('/open')
+  assert.equal(undeclared(), 1, 'the same name failing otherwise than declared: said once')
+  returned = { name: 'other', limit: 100, windowMs: 60000 }
+  await app.inject('/open')
+  await app.inject('/open')
+  assert.equal(undeclared(), 2, 'another name: said once too')
+})
 
 test('headers on every answer; 429 with the real Retry-After and a body naming the policy', async (t) => {
   const app = await build(t)

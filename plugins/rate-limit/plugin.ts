@@ -49,15 +49,21 @@ export interface RateLimitPluginOptions extends RateLimiterOptions {
   /**
    * The policies of its own (not presets) `globalFor` may return, so the OpenAPI document knows whether a route may
    * answer 503 RATE_LIMIT_UNAVAILABLE. Without it, a `globalFor` may return any policy, and with a store that can
-   * fail every route is documented as possibly answering it. One returned that is not listed is logged once
-   * (RATE_LIMIT_UNDECLARED_POLICY). @default undefined (not known)
+   * fail every limited route is documented as possibly answering it. One returned that is not listed, or whose
+   * `onStoreFailure` or `shadow` differs from its listing, is logged once per name (RATE_LIMIT_UNDECLARED_POLICY).
+   * Checked at registration: policies with names of their own, not a preset's, and only with a `globalFor`.
+   * @default undefined (not known)
    */
   globalForPolicies?: RateLimitPolicy[]
   /** Trusted sources skip limiting: CIDRs or addresses, or a function. */
   allowList?: string[] | ((request: FastifyRequest) => boolean)
   /** Units a request costs. @default 1 */
   cost?: (request: FastifyRequest) => number
-  /** Called instead of the default 429 answer. */
+  /**
+   * Called instead of the default answer to a refusal: 429, or 503 RATE_LIMIT_UNAVAILABLE for a `closed` policy whose
+   * store failed (`decision.source === 'closed'`). One that answers itself sends its own headers; the default
+   * answers carry Retry-After.
+   */
   onExceeded?: (request: FastifyRequest, reply: FastifyReply, decision: Decision) => unknown
   /** `false`: counts in process even when the redis plugin is registered. Otherwise register it before this one. */
   redis?: false
@@ -83,6 +89,7 @@ export const rateLimitPlugin = fp(async (app: FastifyInstance, opts: RateLimitPl
   }
   const fields = opts.headers ?? 'both'
   if (!rateLimitHeaderChoices.includes(fields)) throw new RateLimitErrors.RATE_LIMIT_INVALID_OPTIONS(`headers must be one of ${rateLimitHeaderChoices.join(', ')}`)
+  const declared = declaredPolicies(opts)
   const global = opts.global === false ? undefined : resolve(opts.global ?? 'default')
   const globalList: RateLimitPolicy[] = global ? [global] : []
   const redis = optionalDependency(app, { plugin: 'rate-limit', decorator: 'redis', provider: '@lead-chassis/plugins/redis', option: opts.redis, accepts: redisDecorator })
@@ -105,12 +112,15 @@ export const rateLimitPlugin = fp(async (app: FastifyInstance, opts: RateLimitPl
     }
     return key
   }
-  // Said once: the OpenAPI document was built without this policy, and a request for each would flood the log.
-  let undeclaredNoted = false
-  const undeclared = (name: string): void => {
-    if (undeclaredNoted) return
-    undeclaredNoted = true
-    app.log.warn({ code: 'RATE_LIMIT_UNDECLARED_POLICY', policy: name }, 'globalFor returned a policy not in globalForPolicies: the OpenAPI document does not count it')
+  // Said once per policy name (a few names at most): the OpenAPI document was built without it, and a line per
+  // request would flood the log.
+  const noted = new Set<string>()
+  const checkDeclared = (policy: RateLimitPolicy): void => {
+    const known = declared?.get(policy.name)
+    if (known !== undefined && (known.onStoreFailure ?? 'open') === (policy.onStoreFailure ?? 'open') && (known.shadow === true) === (policy.shadow === true)) return
+    if (noted.has(policy.name) || noted.size >= 16) return
+    noted.add(policy.name)
+    app.log.warn({ code: 'RATE_LIMIT_UNDECLARED_POLICY', policy: String(policy.name).slice(0, 64) }, 'globalFor returned a policy that is not in globalForPolicies, or that fails or reports otherwise than declared: the OpenAPI document does not count it')
   }
   app.decorate('rateLimiter', limiter)
   app.decorate('rateLimitHeaders', fields)
@@ -125,11 +135,8 @@ export const rateLimitPlugin = fp(async (app: FastifyInstance, opts: RateLimitPl
     return list.map(resolve)
   }
 
-  if (opts.globalForPolicies !== undefined && !Array.isArray(opts.globalForPolicies)) throw new RateLimitErrors.RATE_LIMIT_INVALID_OPTIONS('globalForPolicies must be a list of policies')
-  const declared = opts.globalForPolicies?.map((p) => validatePolicy(p))
-  const declaredNames = new Set(declared?.map((p) => p.name))
   // A `globalFor` may pick any preset for a request, or a policy of its own: those declared, or any when none are.
-  const basePolicies = opts.globalFor ? [...globalList, ...Object.values(resolvedPresets), ...(declared ?? [])] : globalList
+  const basePolicies = opts.globalFor ? [...globalList, ...Object.values(resolvedPresets), ...(declared?.values() ?? [])] : globalList
   const anyPolicy = opts.globalFor !== undefined && declared === undefined
   const storeCanFail = redis !== undefined || opts.store !== undefined
   app.decorate('rateLimitRoute', (config: { rateLimit?: RouteRateLimit }): RouteLimits => {
@@ -181,7 +188,7 @@ export const rateLimitPlugin = fp(async (app: FastifyInstance, opts: RateLimitPl
     const own = routeSetting(routeConfigOf(request))
     if (own === false || isTrusted(request)) return done()
     const base = opts.globalFor?.(request)
-    if (declared !== undefined && typeof base === 'object' && !declaredNames.has(base.name)) undeclared(base.name)
+    if (declared !== undefined && typeof base === 'object' && base !== null) checkDeclared(base)
     const first = base !== undefined ? resolve(base) : global
     const policies = own === undefined ? (first === global ? globalList : first ? [first] : []) : first ? [first, ...own] : own
     if (policies.length === 0) return done()
@@ -199,3 +206,29 @@ export const rateLimitPlugin = fp(async (app: FastifyInstance, opts: RateLimitPl
     })
   })
 }, { name: 'rate-limit', fastify: '5.x' })
+
+/**
+ * `globalForPolicies` checked once, every entry a valid policy of a name of its own that is not a preset's, keyed by
+ * name; undefined when not given.
+ */
+function declaredPolicies (opts: RateLimitPluginOptions): Map<string, RateLimitPolicy> | undefined {
+  const given = opts.globalForPolicies
+  if (given === undefined) return undefined
+  const invalid = (problem: string): Error => new RateLimitErrors.RATE_LIMIT_INVALID_OPTIONS(`globalForPolicies${problem}`)
+  if (!Array.isArray(given)) throw invalid(' must be a list of policies')
+  if (opts.globalFor === undefined) throw invalid(' is given without a globalFor to return them')
+  const declared = new Map<string, RateLimitPolicy>()
+  given.forEach((entry: unknown, i) => {
+    if (typeof entry !== 'object' || entry === null || Array.isArray(entry)) throw invalid(`[${i}] must be a policy object (a preset is counted without being listed)`)
+    let policy: RateLimitPolicy
+    try {
+      policy = validatePolicy(entry as RateLimitPolicy)
+    } catch (error) {
+      throw invalid(`[${i}]: ${(error as Error).message}`)
+    }
+    if (Object.hasOwn(presets, policy.name)) throw invalid(`[${i}]: "${policy.name}" is a preset's name`)
+    if (declared.has(policy.name)) throw invalid(`[${i}]: "${policy.name}" is listed twice`)
+    declared.set(policy.name, policy)
+  })
+  return declared
+}

@@ -146,7 +146,7 @@ export interface paths {
                         "application/json": components["schemas"]["ErrorBody"];
                     };
                 };
-                /** @description Error: FST_UNDER_PRESSURE, DB_UNAVAILABLE, DB_POOL_CLOSED, DB_QUERY_TIMEOUT, DB_SERIALIZATION_FAILURE, DB_DEADLOCK, DB_COMMIT_OUTCOME_UNKNOWN, IMPORT_INTERRUPTED */
+                /** @description Error: FST_UNDER_PRESSURE, SERVICE_CLOSING, DB_UNAVAILABLE, DB_POOL_CLOSED, DB_QUERY_TIMEOUT, DB_SERIALIZATION_FAILURE, DB_DEADLOCK, DB_COMMIT_OUTCOME_UNKNOWN, IMPORT_INTERRUPTED */
                 503: {
                     headers: {
                         RateLimit: components["headers"]["RateLimit"];
@@ -304,7 +304,7 @@ export interface paths {
                         "application/json": components["schemas"]["ErrorBody"];
                     };
                 };
-                /** @description Error: FST_UNDER_PRESSURE, DB_UNAVAILABLE, DB_POOL_CLOSED, DB_QUERY_TIMEOUT, DB_SERIALIZATION_FAILURE, DB_DEADLOCK, DB_COMMIT_OUTCOME_UNKNOWN */
+                /** @description Error: FST_UNDER_PRESSURE, SERVICE_CLOSING, DB_UNAVAILABLE, DB_POOL_CLOSED, DB_QUERY_TIMEOUT, DB_SERIALIZATION_FAILURE, DB_DEADLOCK, DB_COMMIT_OUTCOME_UNKNOWN */
                 503: {
                     headers: {
                         RateLimit: components["headers"]["RateLimit"];
@@ -468,7 +468,7 @@ export interface paths {
                         "application/json": components["schemas"]["ErrorBody"];
                     };
                 };
-                /** @description Error: FST_UNDER_PRESSURE, DB_UNAVAILABLE, DB_POOL_CLOSED, DB_QUERY_TIMEOUT, DB_SERIALIZATION_FAILURE, DB_DEADLOCK, DB_COMMIT_OUTCOME_UNKNOWN */
+                /** @description Error: FST_UNDER_PRESSURE, SERVICE_CLOSING, DB_UNAVAILABLE, DB_POOL_CLOSED, DB_QUERY_TIMEOUT, DB_SERIALIZATION_FAILURE, DB_DEADLOCK, DB_COMMIT_OUTCOME_UNKNOWN */
                 503: {
                     headers: {
                         RateLimit: components["headers"]["RateLimit"];
@@ -611,7 +611,7 @@ export interface paths {
                         "application/json": components["schemas"]["ErrorBody"];
                     };
                 };
-                /** @description Error: FST_UNDER_PRESSURE, DB_UNAVAILABLE, DB_POOL_CLOSED, DB_QUERY_TIMEOUT, DB_SERIALIZATION_FAILURE, DB_DEADLOCK, DB_COMMIT_OUTCOME_UNKNOWN */
+                /** @description Error: FST_UNDER_PRESSURE, SERVICE_CLOSING, DB_UNAVAILABLE, DB_POOL_CLOSED, DB_QUERY_TIMEOUT, DB_SERIALIZATION_FAILURE, DB_DEADLOCK, DB_COMMIT_OUTCOME_UNKNOWN */
                 503: {
                     headers: {
                         RateLimit: components["headers"]["RateLimit"];
@@ -754,7 +754,7 @@ export interface paths {
                         "application/json": components["schemas"]["ErrorBody"];
                     };
                 };
-                /** @description Error: FST_UNDER_PRESSURE, DB_UNAVAILABLE, DB_POOL_CLOSED, DB_QUERY_TIMEOUT, DB_SERIALIZATION_FAILURE, DB_DEADLOCK, DB_COMMIT_OUTCOME_UNKNOWN */
+                /** @description Error: FST_UNDER_PRESSURE, SERVICE_CLOSING, DB_UNAVAILABLE, DB_POOL_CLOSED, DB_QUERY_TIMEOUT, DB_SERIALIZATION_FAILURE, DB_DEADLOCK, DB_COMMIT_OUTCOME_UNKNOWN */
                 503: {
                     headers: {
                         RateLimit: components["headers"]["RateLimit"];
@@ -895,7 +895,7 @@ export interface paths {
                         "application/json": components["schemas"]["ErrorBody"];
                     };
                 };
-                /** @description Error: FST_UNDER_PRESSURE, DB_UNAVAILABLE, DB_POOL_CLOSED, DB_QUERY_TIMEOUT, DB_SERIALIZATION_FAILURE, DB_DEADLOCK, DB_COMMIT_OUTCOME_UNKNOWN */
+                /** @description Error: FST_UNDER_PRESSURE, SERVICE_CLOSING, DB_UNAVAILABLE, DB_POOL_CLOSED, DB_QUERY_TIMEOUT, DB_SERIALIZATION_FAILURE, DB_DEADLOCK, DB_COMMIT_OUTCOME_UNKNOWN */
                 503: {
                     headers: {
                         RateLimit: components["headers"]["RateLimit"];
@@ -970,6 +970,16 @@ export interface paths {
                 /** @description Error: INTERNAL_ERROR */
                 500: {
                     headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["ErrorBody"];
+                    };
+                };
+                /** @description Error: SERVICE_CLOSING */
+                503: {
+                    headers: {
+                        "Retry-After": components["headers"]["Retry-After"];
                         [name: string]: unknown;
                     };
                     content: {
@@ -1055,7 +1065,7 @@ export interface paths {
                         "application/json": components["schemas"]["ErrorBody"];
                     };
                 };
-                /** @description Error: FST_UNDER_PRESSURE */
+                /** @description Error: FST_UNDER_PRESSURE, SERVICE_CLOSING */
                 503: {
                     headers: {
                         "Retry-After": components["headers"]["Retry-After"];
@@ -1142,7 +1152,7 @@ export interface paths {
                         "application/json": components["schemas"]["ErrorBody"];
                     };
                 };
-                /** @description Error: FST_UNDER_PRESSURE */
+                /** @description Error: FST_UNDER_PRESSURE, SERVICE_CLOSING */
                 503: {
                     headers: {
                         "Retry-After": components["headers"]["Retry-After"];
