@@ -4,6 +4,8 @@ import type { FastifyInstance } from 'fastify'
 import { buildService, chassisConfigFragment, composeSchema, loadConfig, type ChassisConfig } from '../chassis/index.js'
 import { rateLimitPlugin, type PolicyLike, type RateLimitPluginOptions } from './plugin.js'
 import { RateLimiter } from './rate-limiter.js'
+import { MemoryStore } from './memory-store.js'
+import type { RateLimitStore } from './store.js'
 import { clientAddressKey } from './identity.js'
 import { redisPlugin } from '../redis/index.js'
 import { uniqueName } from '../../test/helpers/database.js'
@@ -64,6 +66,17 @@ test('a policy globalFor returns that is not declared, or fails or reports other
   await app.inject('/open')
   await app.inject('/open')
   assert.equal(undeclared(), 2, 'another name: said once too')
+})
+
+test('a request refused by an enforced policy is answered 429, not 503, when a shadow policy that fails closed cannot reach its store', async (t) => {
+  const store = new MemoryStore()
+  // The store answers the enforced policies and fails the shadow one.
+  const shadowFails: RateLimitStore = { check: async (c) => { if (c.policies.some((p) => p.shadow === true)) throw new Error('store down'); return await store.check(c) } }
+  const app = await build(t, { store: shadowFails, global: { name: 'watch', limit: 1000, windowMs: 60000, shadow: true, onStoreFailure: 'closed' } })
+  assert.equal((await app.inject('/admin')).statusCode, 200)
+  const refused = await app.inject('/admin')
+  assert.equal(refused.json<{ code: string }>().code, 'RATE_LIMITED')
+  assert.equal(refused.statusCode, 429)
 })
 
 test('headers on every answer; 429 with the real Retry-After and a body naming the policy', async (t) => {

@@ -221,7 +221,8 @@ export class RateLimiter {
     let shadowed: Group | undefined
     const both = (): void => {
       if (!enforced || !shadowed) return
-      const source = enforced.source !== 'store' ? enforced.source : shadowed.source
+      // A shadow policy never refuses: its store failing closed does not make the enforced group's refusal a 503.
+      const source = enforced.source !== 'store' || shadowed.source === 'closed' ? enforced.source : shadowed.source
       answer(this.#decide([...enforced.results, ...shadowed.results], source))
     }
     this.#checkGroup(identity, policies.filter((p) => !p.shadow), cost, (results, source) => { enforced = { results, source }; both() })
