@@ -95,7 +95,8 @@ export function installErrorHandling (app: FastifyInstance): void {
     const named = deliberate || FASTIFY_CODES[err.code] !== undefined ? undefined : NAMED_STATUSES.get(statusCode)
     const code = FASTIFY_CODES[err.code] ?? (deliberate ? err.code : named?.code ?? (statusCode >= 500 ? 'INTERNAL_ERROR' : 'BAD_REQUEST'))
     const message = named?.message ?? (statusCode < 500 || deliberate ? err.message : 'Internal Server Error')
-    if (statusCode >= 500) request.log.error({ err }, 'request failed')
+    // A request refused because the service is closing is expected at every deploy: not an error with its stack.
+    if (statusCode >= 500 && code !== 'SERVICE_CLOSING') request.log.error({ err }, 'request failed')
     else request.log.info({ code, statusCode }, err.message)
     if (err.headers) void reply.headers(err.headers)
     if (statusCode === 503 && !reply.hasHeader('retry-after')) void reply.header('retry-after', String(err.retryAfterSeconds ?? 1))
@@ -103,8 +104,9 @@ export function installErrorHandling (app: FastifyInstance): void {
     const base = errorBody(statusCode, code, message)
     // The four fields come first and cannot be overridden by a detail of the same name.
     const body = details ? { ...base, ...details, ...base } : base
-    // A body with details is sent as text: the route's response schema for the status knows only the four fields.
-    void reply.code(statusCode).type('application/json; charset=utf-8').send(details ? JSON.stringify(body) : body)
+    // Sent as text, not through the route's response schema for the status: that schema may describe another body
+    // (the readiness probe's 503 is its report), which would drop the four fields, or only the four (not the details).
+    void reply.code(statusCode).type('application/json; charset=utf-8').send(JSON.stringify(body))
   })
 
   app.setNotFoundHandler((request, reply) => {

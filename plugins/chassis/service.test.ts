@@ -44,6 +44,14 @@ test('an unexpected error is a 500 that leaks nothing', async (t) => {
   assert.deepEqual(res.json(), { statusCode: 500, code: 'INTERNAL_ERROR', error: 'Internal Server Error', message: 'Internal Server Error' })
 })
 
+test('an error answered on a route whose schema for its status describes another body still carries the error body, not {}', async (t) => {
+  const report = { type: 'object', properties: { status: { type: 'string' } } }
+  const app = await build(t, (a) => a.get('/probe', { schema: { response: { 200: report, 503: report } } }, async () => { throw new HttpError(503, 'BUSY', 'busy') }))
+  const res = await app.inject('/probe')
+  assert.equal(res.statusCode, 503)
+  assert.deepEqual(res.json(), { statusCode: 503, code: 'BUSY', error: 'Service Unavailable', message: 'busy' })
+})
+
 test('a 503 always carries Retry-After', async (t) => {
   const app = await build(t, (a) => a.get('/busy', async () => { throw new HttpError(503, 'BUSY', 'busy') }))
   const res = await app.inject('/busy')
@@ -250,15 +258,24 @@ test('a request that arrives on a kept-alive connection once the service has beg
   })
   const url = new URL(await app.listen({ host: '127.0.0.1', port: 0 }))
   const socket = createConnection({ host: url.hostname, port: Number(url.port) })
+  // Whatever fails below, the gate opens and the socket goes, so close() and the file end.
+  t.after(() => { open(); socket.destroy() })
   let received = ''
   socket.on('data', (chunk: Buffer) => { received += chunk.toString() })
   socket.on('error', () => {})
+  const until = async (done: () => boolean, what: string): Promise<void> => {
+    const deadline = Date.now() + 5000
+    while (!done()) {
+      if (Date.now() > deadline) throw new Error(`not ${what} within 5 s`)
+      await sleep(1)
+    }
+  }
   socket.write('GET /things HTTP/1.1\r\nHost: x\r\n\r\n')
-  while (!received.includes('{"ok":true}')) await sleep(1)
+  await until(() => received.includes('{"ok":true}'), 'answered')
   const closed = app.close()
-  while (!app.health.shuttingDown) await sleep(1)
+  await until(() => app.health.shuttingDown, 'closing')
   socket.write('GET /things HTTP/1.1\r\nHost: x\r\n\r\n')
-  await once(socket, 'close')
+  await once(socket, 'close', { signal: AbortSignal.timeout(5000) })
   open()
   await closed
   assert.match(received, /^HTTP\/1\.1 200 /)

@@ -270,6 +270,8 @@ test('a route rate-limit policy with limit 0 fails ready()', async () => {
     return true
   })
   await assert.rejects(bootWithRoute({ rateLimit: true }), { code: 'RATE_LIMIT_INVALID_ROUTE_SETTING' })
+  // A shadow that is not a boolean: the limiter would read a truthy one as report-only, the OpenAPI document not.
+  await assert.rejects(bootWithRoute({ rateLimit: { name: 'reports', limit: 5, windowMs: 1000, shadow: 'yes' } }), /reports: shadow must be true or false/)
   await assert.rejects(bootWithRoute({ rateLimit: 'constructor' }), /Unknown rate-limit preset "constructor"/)
 })
 

@@ -31,6 +31,7 @@ export function validatePolicy (policy: RateLimitPolicy): RateLimitPolicy {
   if (!Number.isInteger(policy.limit) || policy.limit < 1) problems.push(`${policy.name}: limit must be a positive integer`)
   if (!Number.isInteger(policy.windowMs) || policy.windowMs < 1) problems.push(`${policy.name}: windowMs must be a positive integer`)
   if (policy.onStoreFailure !== undefined && policy.onStoreFailure !== 'open' && policy.onStoreFailure !== 'closed') problems.push(`${policy.name}: onStoreFailure must be open or closed`)
+  if (policy.shadow !== undefined && typeof policy.shadow !== 'boolean') problems.push(`${policy.name}: shadow must be true or false`)
   if (problems.length > 0) throw new RateLimitErrors.RATE_LIMIT_INVALID_POLICY(problems.join('; '))
   return Object.freeze({ ...policy })
 }
