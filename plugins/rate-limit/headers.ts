@@ -35,7 +35,9 @@ export const rateLimitHeaderChoices: readonly RateLimitHeaders[] = ['both', 'x-r
 
 /**
  * X-RateLimit-Limit/Remaining/Reset (Reset in Unix epoch seconds) for the binding policy, and the IETF draft's
- * RateLimit-Policy and RateLimit fields (draft-ietf-httpapi-ratelimit-headers) for every policy, as `fields` says.
+ * RateLimit-Policy and RateLimit fields (draft-ietf-httpapi-ratelimit-headers) for every enforced policy, as
+ * `fields` says. Shadow policies are left out: a caller that paced itself by one would be limited by it after all.
+ * With no enforced policy (the binding undefined) an answer carries none.
  * On refusal, Retry-After is the real number of seconds until the request would be admitted.
  */
 export function setRateLimitHeaders (reply: FastifyReply, decision: Decision, nowMs = Date.now(), fields: RateLimitHeaders = 'both'): void {
@@ -54,8 +56,9 @@ export function setRateLimitHeaders (reply: FastifyReply, decision: Decision, no
   }
   if (fields !== 'x-ratelimit') {
     const one = decision.results.length === 1
-    h['ratelimit-policy'] = one ? text.policy : decision.results.map((r) => textOf(r.policy).policy).join(', ')
-    h.ratelimit = one ? stateItem(b) : decision.results.map(stateItem).join(', ')
+    const shown = one ? decision.results : decision.results.filter((r) => r.policy.shadow !== true)
+    h['ratelimit-policy'] = shown.length === 1 ? text.policy : shown.map((r) => textOf(r.policy).policy).join(', ')
+    h.ratelimit = shown.length === 1 ? stateItem(b) : shown.map(stateItem).join(', ')
   }
   if (!decision.allowed) h['retry-after'] = Math.max(1, Math.ceil(b.retryAfterMs / 1000))
   if (own === undefined) void reply.headers(h)

@@ -22,6 +22,7 @@ async function build (t: { after: (fn: () => Promise<void>) => void }, options: 
       a.get('/open', async () => ({ ok: true }))
       a.get('/free', { config: { rateLimit: false } }, async () => ({ ok: true }))
       a.get('/admin', { config: { rateLimit: { name: 'admin', limit: 1, windowMs: 60000 } } }, async () => ({ ok: true }))
+      a.get('/roomy', { config: { rateLimit: { name: 'roomy', limit: 100, windowMs: 60000 } } }, async () => ({ ok: true }))
     }]
   })
   t.after(() => app.close())
@@ -77,6 +78,29 @@ test('a request refused by an enforced policy is answered 429, not 503, when a s
   const refused = await app.inject('/admin')
   assert.equal(refused.json<{ code: string }>().code, 'RATE_LIMITED')
   assert.equal(refused.statusCode, 429)
+})
+
+test('a shadow policy is left out of the rate-limit headers: an exhausted one, or one whose store is down, does not tell an admitted caller remaining 0', async (t) => {
+  const fields = (r: { headers: Record<string, unknown> }): unknown[] => ['x-ratelimit-limit', 'x-ratelimit-remaining', 'ratelimit-policy', 'ratelimit'].map((h) => r.headers[h])
+  const watch = { name: 'watch', limit: 1, windowMs: 60000, shadow: true }
+  const app = await build(t, { store: new MemoryStore(), global: watch })
+  for (let i = 0; i < 3; i++) {
+    const roomy = await app.inject('/roomy')
+    assert.equal(roomy.statusCode, 200)
+    assert.deepEqual(fields(roomy), ['100', String(99 - i), '"roomy";q=100;w=60', `"roomy";r=${99 - i};t=60`], `request ${i + 1}: the enforced policy's figures alone`)
+  }
+  const onlyShadow = await app.inject('/open')
+  assert.equal(onlyShadow.statusCode, 200, 'a shadow policy never refuses')
+  assert.deepEqual(fields(onlyShadow), [undefined, undefined, undefined, undefined], 'a route limited by shadow policies alone carries no rate-limit field')
+  assert.equal(app.rateLimiter.getStats().policies.watch?.shadowLimited, 3, 'the shadow policy still reports what it would have refused')
+
+  // The shadow policy fails closed and its store is down: the enforced policy's figures, not remaining 0.
+  const store = new MemoryStore()
+  const shadowFails: RateLimitStore = { check: async (c) => { if (c.policies.some((p) => p.shadow === true)) throw new Error('store down'); return await store.check(c) } }
+  const outage = await build(t, { store: shadowFails, global: { ...watch, limit: 1000, onStoreFailure: 'closed' } })
+  const admitted = await outage.inject('/roomy')
+  assert.equal(admitted.statusCode, 200)
+  assert.deepEqual(fields(admitted), ['100', '99', '"roomy";q=100;w=60', '"roomy";r=99;t=60'])
 })
 
 test('headers on every answer; 429 with the real Retry-After and a body naming the policy', async (t) => {

@@ -29,8 +29,10 @@ declare module 'fastify' {
 }
 
 /**
- * `counted`: a request to the route may be counted, its answer then carrying the limiter's fields: a policy of its
- * own, a global policy, or a `globalFor`. `limited`: it may be refused 429, by one of those that is not `shadow`.
+ * `counted`: an answer of the route may carry the limiter's fields, since a policy that is not `shadow` may apply to
+ * it: one of its own, a global policy, or one a `globalFor` returns (a route limited by shadow policies alone is
+ * counted for the operator's figures, but its answers carry no field). `limited`: it may be refused 429, by one of
+ * those.
  * `failsClosed`: it may be refused 503 RATE_LIMIT_UNAVAILABLE, since one of those (any preset and each of
  * `globalForPolicies`, with a `globalFor`; any policy at all when `globalForPolicies` is not given) that is not
  * `shadow` has `onStoreFailure: 'closed'` and the store is one that can fail (Redis or a store given).
@@ -144,7 +146,7 @@ export const rateLimitPlugin = fp(async (app: FastifyInstance, opts: RateLimitPl
     if (own === false) return { counted: false, limited: false, failsClosed: false }
     const enforced = [...basePolicies, ...own].filter((p) => p.shadow !== true)
     return {
-      counted: basePolicies.length > 0 || own.length > 0 || opts.globalFor !== undefined,
+      counted: enforced.length > 0 || opts.globalFor !== undefined,
       limited: enforced.length > 0 || opts.globalFor !== undefined,
       failsClosed: storeCanFail && (anyPolicy || enforced.some((p) => p.onStoreFailure === 'closed'))
     }

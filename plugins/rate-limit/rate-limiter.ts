@@ -29,7 +29,11 @@ export interface Decision {
   /** Where the decision came from: the shared store, the local record of a key known to be over, the in-process fallback, or a closed policy while the store is down. */
   source: DecisionSource
   results: PolicyResult[]
-  /** The result the headers describe: the refusing policy with the longest wait, or the one with the least room. */
+  /**
+   * The result the headers describe: the refusing policy with the longest wait, or the one with the least room; an
+   * enforced policy's only, since a shadow policy reports to the operator, not to the caller. Undefined when every
+   * policy is a shadow one.
+   */
   binding: PolicyResult | undefined
   /** True when only shadow policies would have refused. */
   shadowLimited: boolean
@@ -389,7 +393,7 @@ export class RateLimiter {
       // The common case, without the allocations of the general one.
       const only = results[0]
       this.#counter(only.policy.name).allowed++
-      return { allowed: true, source, results, binding: only, shadowLimited: false }
+      return { allowed: true, source, results, binding: only.policy.shadow === true ? undefined : only, shadowLimited: false }
     }
     const refusing = results.filter((r) => !r.allowed)
     const enforced = refusing.filter((r) => !r.policy.shadow)
@@ -403,7 +407,7 @@ export class RateLimiter {
       else c.allowed++
     }
     const binding = (allowed ? undefined : enforced.reduce<PolicyResult | undefined>((a, r) => (!a || r.retryAfterMs > a.retryAfterMs ? r : a), undefined)) ??
-      results.reduce<PolicyResult | undefined>((a, r) => (!a || r.remaining < a.remaining ? r : a), undefined)
+      results.reduce<PolicyResult | undefined>((a, r) => (r.policy.shadow === true || (a && a.remaining <= r.remaining) ? a : r), undefined)
     return { allowed, source, results, binding, shadowLimited: allowed && refusing.length > 0 }
   }
 
