@@ -28,7 +28,7 @@ test('a millisecond setting longer than a Node.js timer keeps (2^31-1 ms) stops 
     [loadDataServiceConfig, 'DB_POOL_IDLE_TIMEOUT'],
     [loadDataServiceConfig, 'CACHE_ACK_TIMEOUT_MS'],
     [loadDataServiceConfig, 'SLOW_QUERY_THRESHOLD_MS'],
-    [loadOrchestratorConfig, 'DATA_SERVICE_TIMEOUT_MS'],
+    [loadOrchestratorConfig, 'DATA_SERVICE_BREAKER_COOLDOWN_MS'],
     [loadOrchestratorConfig, 'DB_HEALTH_CHECK_INTERVAL']
   ] as const
   for (const [loader, name] of cases) {

@@ -50,3 +50,79 @@ test('an upstream that stays stalled still opens the circuit after threshold wav
   }
   await assert.rejects(client.request({ path: '/x' }), /circuit open/)
 })
+
+/** An upstream on a free port answering by `answer` (called with the request's ordinal), its calls counted. */
+async function upstreamOf (t: { after: (fn: () => void) => void }, answer: (n: number, res: ServerResponse) => void): Promise<{ url: string, calls: () => number }> {
+  let calls = 0
+  const held: ServerResponse[] = []
+  const server = createServer((_req, res) => { held.push(res); answer(++calls, res) })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  t.after(() => { for (const res of held) res.destroy(); server.close() })
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, calls: () => calls }
+}
+
+test('a stalled upstream costs a call its budget, retries and backoff included, not one budget per attempt', async (t) => {
+  const upstream = await upstreamOf(t, () => {})
+  const client = createServiceClient({ name: 'stalled', baseUrl: upstream.url, timeoutMs: 300, retries: 2, breakerCooldownMs: 60_000 })
+  t.after(() => client.close())
+  const started = performance.now()
+  await assert.rejects(client.request({ path: '/x' }), { code: 'UPSTREAM_UNAVAILABLE', message: /no answer within 300 ms/ })
+  const ms = performance.now() - started
+  // Before, each of the three attempts had 300 ms of its own: about 900 ms and three calls.
+  assert.ok(ms < 300 + 250, `settled in ${ms} ms`)
+  assert.equal(upstream.calls(), 1, 'no attempt starts once the budget is spent')
+})
+
+test('attemptTimeoutMs: a stalled attempt is retried on another connection within the call\'s budget', async (t) => {
+  // The first request stalls; the next one is answered.
+  const upstream = await upstreamOf(t, (n, res) => { if (n > 1) res.writeHead(200, { 'content-type': 'application/json' }).end('{"ok":true}') })
+  const client = createServiceClient({ name: 'one-stalls', baseUrl: upstream.url, timeoutMs: 2000, attemptTimeoutMs: 200, retries: 1, retryBaseMs: 1 })
+  t.after(() => client.close())
+  const started = performance.now()
+  const res = await client.request<{ ok: boolean }>({ path: '/x' })
+  const ms = performance.now() - started
+  assert.deepEqual(res.body, { ok: true })
+  assert.equal(upstream.calls(), 2)
+  assert.ok(ms >= 190 && ms < 2000, `answered in ${ms} ms, after the first attempt's 200`)
+  assert.throws(() => createServiceClient({ name: 'x', baseUrl: upstream.url, timeoutMs: 100, attemptTimeoutMs: 200 }), /attemptTimeoutMs must not be more than timeoutMs/)
+})
+
+test('an upstream\'s 503 with Retry-After is not retried and its wait is passed on, at most 300 s; a closing instance\'s 503 is retried', async (t) => {
+  let headers: Record<string, string> = { 'retry-after': '10' }
+  const upstream = await upstreamOf(t, (_n, res) => { res.writeHead(503, { 'content-type': 'application/json', ...headers }).end('{"code":"FST_UNDER_PRESSURE"}') })
+  const client = createServiceClient({ name: 'shedding', baseUrl: upstream.url, retries: 2, retryBaseMs: 1, breakerThreshold: 100 })
+  t.after(() => client.close())
+  await assert.rejects(client.request({ path: '/x' }), (e: { code: string, retryAfterSeconds: number, headers: Record<string, string> }) => {
+    assert.equal(e.code, 'UPSTREAM_UNAVAILABLE')
+    assert.equal(e.retryAfterSeconds, 10)
+    return true
+  })
+  assert.equal(upstream.calls(), 1, 'load shedding is not answered with more load')
+  headers = { 'retry-after': '86400' }
+  await assert.rejects(client.request({ path: '/x' }), { retryAfterSeconds: 300 })
+  assert.equal(upstream.calls(), 2)
+  // A 503 without Retry-After, or one that closes its connection (an instance shutting down), is retried.
+  headers = {}
+  await assert.rejects(client.request({ path: '/x' }), { retryAfterSeconds: 1 })
+  assert.equal(upstream.calls(), 2 + 3)
+  headers = { 'retry-after': '1', connection: 'close' }
+  await assert.rejects(client.request({ path: '/x' }), { code: 'UPSTREAM_UNAVAILABLE' })
+  assert.equal(upstream.calls(), 5 + 3)
+})
+
+test('a failed connection is told to the caller by its code, without the upstream\'s address', async (t) => {
+  const upstream = await upstreamOf(t, () => {})
+  const port = new URL(upstream.url).port
+  // A port nothing listens on: the upstream's own, once closed.
+  const closed = createServer()
+  await new Promise<void>((resolve) => closed.listen(0, '127.0.0.1', resolve))
+  const deadPort = (closed.address() as AddressInfo).port
+  await new Promise<void>((resolve) => closed.close(() => resolve()))
+  const client = createServiceClient({ name: 'gone', baseUrl: `http://127.0.0.1:${deadPort}`, retries: 0 })
+  t.after(() => client.close())
+  await assert.rejects(client.request({ path: '/x' }), (e: Error) => {
+    assert.match(e.message, /^gone is unavailable: request failed \(ECONNREFUSED\)$/)
+    assert.doesNotMatch(e.message, new RegExp(`127\\.0\\.0\\.1|${deadPort}|${port}`))
+    return true
+  })
+})

@@ -2,7 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { Pool, type Dispatcher } from 'undici'
 import { CircuitBreaker, type BreakerState } from '../chassis/index.js'
 import { UpstreamUnavailableError } from './errors.js'
-import { resolveServiceClientOptions, type ServiceClientOptions } from './options.js'
+import { MAX_UPSTREAM_RETRY_AFTER_S, resolveServiceClientOptions, type ServiceClientOptions } from './options.js'
 
 export type { ServiceClientOptions }
 
@@ -26,16 +26,19 @@ const IDEMPOTENT = new Set(['GET', 'HEAD', 'PUT', 'DELETE', 'OPTIONS'])
 const RETRYABLE_STATUS = new Set([502, 503, 504])
 
 /**
- * A keep-alive client for calls between the platform's services: per-attempt timeouts, retries with backoff for
- * idempotent calls only, and a circuit breaker, so a caller whose dependency is down gets UpstreamUnavailableError
- * (503 with Retry-After) within its budget and never hangs. W3C trace context is added by the undici
- * instrumentation when tracing runs. 4xx answers are returned, not thrown: they are the callee's answer.
+ * A keep-alive client for calls between the platform's services: one budget per call (`timeoutMs`, retries and
+ * backoff included) and per attempt, retries with backoff for idempotent calls only, and a circuit breaker, so a
+ * caller whose dependency is down gets UpstreamUnavailableError (503 with Retry-After) within the call's budget and
+ * never hangs. An upstream's own Retry-After on a 503 is honoured: not retried, and passed on. W3C trace context is
+ * added by the undici instrumentation when tracing runs. 4xx answers are returned, not thrown: they are the callee's
+ * answer.
  */
 export class ServiceClient {
   readonly name: string
   readonly #pool: Pool
   readonly #breaker: CircuitBreaker
   readonly #timeoutMs: number
+  readonly #attemptTimeoutMs: number
   readonly #retries: number
   readonly #retryBaseMs: number
   readonly #headers: Record<string, string>
@@ -48,15 +51,16 @@ export class ServiceClient {
     const options = resolveServiceClientOptions(rawOptions)
     this.name = options.name
     this.#timeoutMs = options.timeoutMs
+    this.#attemptTimeoutMs = options.attemptTimeoutMs
     this.#retries = options.retries
     this.#retryBaseMs = options.retryBaseMs
     this.#headers = options.headers
     this.#breaker = new CircuitBreaker(options.breakerThreshold, options.breakerCooldownMs)
     this.#pool = new Pool(new URL(options.baseUrl).origin, {
       connections: options.connections,
-      connectTimeout: this.#timeoutMs,
-      headersTimeout: this.#timeoutMs,
-      bodyTimeout: this.#timeoutMs,
+      connectTimeout: this.#attemptTimeoutMs,
+      headersTimeout: this.#attemptTimeoutMs,
+      bodyTimeout: this.#attemptTimeoutMs,
       keepAliveTimeout: 4000
     })
   }
@@ -73,16 +77,25 @@ export class ServiceClient {
     const method = req.method ?? 'GET'
     const idempotent = req.idempotent ?? IDEMPOTENT.has(method)
     const attempts = 1 + (idempotent ? this.#retries : 0)
+    const deadline = performance.now() + this.#timeoutMs
     let reason = 'no attempt made'
+    let upstreamRetryAfterS = 0
     for (let attempt = 0; attempt < attempts; attempt++) {
       if (attempt > 0) {
+        const backoff = Math.random() * this.#retryBaseMs * 2 ** (attempt - 1)
+        // A retry that could not start within the budget is not made: the call settles within it.
+        if (performance.now() + backoff >= deadline) break
         this.#retried++
-        await sleep(Math.random() * this.#retryBaseMs * 2 ** (attempt - 1))
+        await sleep(backoff)
       }
       if (!this.#breaker.allow()) {
         this.#rejected++
-        throw new UpstreamUnavailableError(this.name, 'circuit open after repeated failures', Math.max(1, Math.ceil(this.#breaker.retryAfterMs / 1000)))
+        throw new UpstreamUnavailableError(this.name, 'circuit open after repeated failures', this.#retryAfterS(upstreamRetryAfterS))
       }
+      // Whole milliseconds: AbortSignal.timeout takes no fraction.
+      const left = deadline - performance.now()
+      const budget = Math.floor(Math.min(this.#attemptTimeoutMs, left))
+      if (budget < 1) break
       this.#calls++
       const epoch = this.#breaker.epoch
       try {
@@ -91,22 +104,36 @@ export class ServiceClient {
           path: req.query ? `${req.path}?${queryString(req.query)}` : req.path,
           headers: { accept: 'application/json', ...this.#headers, ...(req.body !== undefined ? { 'content-type': 'application/json' } : {}), ...req.headers },
           ...(req.body !== undefined ? { body: JSON.stringify(req.body) } : {}),
-          signal: AbortSignal.timeout(this.#timeoutMs)
+          signal: AbortSignal.timeout(budget)
         })
         const text = await res.body.text()
-        if (RETRYABLE_STATUS.has(res.statusCode)) {
+        // An instance that is closing (its answer closes the connection) is retried at once: the next attempt's
+        // connection may reach another instance. Any other 503 with Retry-After is load shedding or an outage the
+        // upstream knows of: it said when to come back, so no retry sooner.
+        const retryAfterS = res.statusCode === 503 && !closesConnection(res.headers.connection) ? retryAfterSeconds(res.headers['retry-after']) : undefined
+        if (RETRYABLE_STATUS.has(res.statusCode) || retryAfterS !== undefined) {
           this.#failed(epoch)
           reason = `answered ${res.statusCode}`
+          if (retryAfterS !== undefined) {
+            upstreamRetryAfterS = retryAfterS
+            break
+          }
           continue
         }
         this.#breaker.success()
         return { status: res.statusCode, headers: res.headers, body: parseBody(text, res.headers['content-type']) as T }
       } catch (error) {
         this.#failed(epoch)
-        reason = (error as Error).name === 'TimeoutError' ? `no answer within ${this.#timeoutMs} ms` : (error as Error).message || (error as { code?: string }).code || 'request failed'
+        // The error's code, not its message: undici's names the upstream's address, which callers are not told.
+        reason = (error as Error).name === 'TimeoutError' ? `no answer within ${left <= this.#attemptTimeoutMs ? this.#timeoutMs : this.#attemptTimeoutMs} ms` : `request failed (${(error as { code?: string }).code ?? (error as Error).name})`
       }
     }
-    throw new UpstreamUnavailableError(this.name, reason, Math.max(1, Math.ceil(this.#breaker.retryAfterMs / 1000)))
+    throw new UpstreamUnavailableError(this.name, reason, this.#retryAfterS(upstreamRetryAfterS))
+  }
+
+  /** Seconds a caller is told to wait: the upstream's own Retry-After or the breaker's cooldown, whichever is later. */
+  #retryAfterS (upstreamS: number): number {
+    return Math.max(1, upstreamS, Math.ceil(this.#breaker.retryAfterMs / 1000))
   }
 
   async close (): Promise<void> {
@@ -118,6 +145,17 @@ export class ServiceClient {
     this.#failures++
     this.#breaker.failure(epoch)
   }
+}
+
+/** A Retry-After of whole seconds, at most MAX_UPSTREAM_RETRY_AFTER_S; undefined when absent or an HTTP date (not sent between the services). */
+function retryAfterSeconds (value: string | string[] | undefined): number | undefined {
+  const text = Array.isArray(value) ? value[0] : value
+  if (text === undefined || !/^\s*\d{1,9}\s*$/.test(text)) return undefined
+  return Math.min(MAX_UPSTREAM_RETRY_AFTER_S, Math.max(1, Number(text)))
+}
+
+function closesConnection (value: string | string[] | undefined): boolean {
+  return [value ?? []].flat().some((v) => /(^|,)\s*close\s*(,|$)/i.test(v))
 }
 
 /** JSON when the service says so (and it parses), the text otherwise: a non-JSON answer is still an answer. */

@@ -6,7 +6,8 @@ const orchestratorFragment = {
   properties: {
     PORT: { type: 'integer', default: 3002, minimum: 0, maximum: 65535, description: 'Port of the orchestrator' },
     DATA_SERVICE_URL: { type: 'string', default: 'http://127.0.0.1:3001', pattern: '^https?://[^\\s/]+$', patternMessage: 'must be an origin like http://host:3001', description: 'Origin of the data-service the orchestrator calls' },
-    DATA_SERVICE_TIMEOUT_MS: { type: 'integer', default: 2000, minimum: 1, description: 'Budget of one call to the data-service' },
+    // Less than the shutdown's bound: a request waiting on the data-service must be able to finish inside it.
+    DATA_SERVICE_TIMEOUT_MS: { type: 'integer', default: 2000, minimum: 1, lessThan: 'SHUTDOWN_TIMEOUT_MS', description: 'Budget of one call to the data-service, its retries and their backoff included: a caller waits at most this long for it; less than SHUTDOWN_TIMEOUT_MS' },
     DATA_SERVICE_RETRIES: { type: 'integer', default: 2, minimum: 0, maximum: 5, description: 'Retries of an idempotent call to the data-service' },
     DATA_SERVICE_BREAKER_THRESHOLD: { type: 'integer', default: 5, minimum: 1, description: 'Consecutive failed calls that open the circuit to the data-service (calls failing in one stall count once)' },
     DATA_SERVICE_BREAKER_COOLDOWN_MS: { type: 'integer', default: 5000, minimum: 0, description: 'Ms the circuit to the data-service stays open before a probe' },

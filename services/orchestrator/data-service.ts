@@ -1,5 +1,6 @@
 import type { ServiceClient } from '@lead-chassis/plugins/http-client'
 import type { paths } from './data-service-api.js'
+import { OrchestratorErrors } from './errors.js'
 
 type JsonOf<R> = R extends { content: { 'application/json': infer B } } ? B : undefined
 /** Every answer the data-service documents for an operation, as `{ status, body }`: checking the status narrows the body. */
@@ -30,11 +31,21 @@ export class DataServiceApi {
 
   async lead (id: LeadOperation['parameters']['path']['id']): Promise<Answer<LeadOperation>> {
     const res = await this.#client.request({ path: pathOf('/data/v1/leads/{id}', { id }) })
+    if (res.status === 200 && !(isObject(res.body) && typeof res.body.id === 'string')) throw unreadable(res.status)
     return { status: res.status, body: res.body } as Answer<LeadOperation>
   }
 
   async unassigned (query: UnassignedQuery): Promise<Answer<UnassignedOperation>> {
     const res = await this.#client.request({ path: pathOf('/data/v1/leads/unassigned'), query })
+    if (res.status === 200 && !(isObject(res.body) && Array.isArray(res.body.data))) throw unreadable(res.status)
     return { status: res.status, body: res.body } as Answer<UnassignedOperation>
   }
 }
+
+const isObject = (body: unknown): body is Record<string, unknown> => typeof body === 'object' && body !== null && !Array.isArray(body)
+
+/**
+ * A 200 that is not the documented JSON (a proxy's page, a service of another version): a 502, not a TypeError
+ * further on (a 500), nor an empty batch answered 200.
+ */
+const unreadable = (status: number): Error => new OrchestratorErrors.UPSTREAM_ERROR(status, 'an answer that is not the documented JSON')

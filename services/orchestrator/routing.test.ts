@@ -135,3 +135,58 @@ test('an upstream 400 caused by the caller\'s input is a 400 to the caller, not 
   assert.equal(batch.statusCode, 502, 'a 500 of the upstream is not the caller\'s doing')
   assert.equal(batch.json().code, 'UPSTREAM_ERROR')
 })
+
+test('a batch that fails on a lead after assigning others answers 200 with the leads it assigned and the lead that stopped it, not an error that hides them', async (t) => {
+  const db = await createTestSchema()
+  t.after(() => db.drop())
+  const prefix = { CACHE_PREFIX: `${uniqueName('orc')}:` }
+  const data = await startDataService(t, db, prefix)
+  const { app } = await startOrchestrator(t, db, data.url, prefix)
+  await insertAgents(db, [{ name: 'Many', capacity: 10 }])
+  const leads = await insertLeads(db, 3)
+  // PostgreSQL refuses every assignment after the first, as a full disk would.
+  await db.sql(`CREATE FUNCTION refuse_second_assignment () RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN IF (SELECT count(*) FROM lead_assignments) >= 1 THEN RAISE EXCEPTION 'could not extend file' USING ERRCODE = '53100'; END IF; RETURN NEW; END $$`)
+  await db.sql('CREATE TRIGGER refuse_second_assignment BEFORE INSERT ON lead_assignments FOR EACH ROW EXECUTE FUNCTION refuse_second_assignment()')
+  const res = await app.inject({ method: 'POST', url: '/orchestrator/v1/route-batch', headers: SERVICE_HEADERS, payload: { limit: 3 } })
+  assert.equal(res.statusCode, 200, res.body)
+  const body = res.json<{ assigned: Array<{ leadId: string }>, skipped: unknown[], stopped?: { leadId: string, code: string, message: string } }>()
+  const [stored] = await db.sql<{ lead_id: string }>('SELECT lead_id FROM lead_assignments')
+  assert.deepEqual(body.assigned.map((a) => a.leadId), [stored?.lead_id], 'the committed assignment is answered')
+  assert.ok(body.stopped !== undefined && leads.includes(body.stopped.leadId) && body.stopped.leadId !== stored?.lead_id, JSON.stringify(body.stopped))
+  assert.equal(typeof body.stopped.code, 'string')
+  assert.doesNotMatch(res.body, /could not extend file/, 'a server fault\'s text is not told')
+  // With nothing assigned yet, the failure is the answer.
+  const none = await app.inject({ method: 'POST', url: '/orchestrator/v1/route-batch', headers: SERVICE_HEADERS, payload: { limit: 3 } })
+  assert.ok(none.statusCode >= 500, none.body)
+  assert.equal(none.json().stopped, undefined)
+})
+
+test('a data-service 404 that is not its LEAD_NOT_FOUND, or a 200 that is not its JSON, is a 502 UPSTREAM_ERROR, not a missing lead or a 500', async (t) => {
+  const db = await createTestSchema()
+  t.after(() => db.drop())
+  // Another service at DATA_SERVICE_URL: 404 NOT_FOUND for the path; then a proxy's HTML page answered 200.
+  let html = false
+  const upstream = Fastify()
+  upstream.get('/*', async (_request, reply) => html
+    ? reply.code(200).type('text/html').send('<html>maintenance</html>')
+    : reply.code(404).send({ statusCode: 404, code: 'NOT_FOUND', error: 'Not Found', message: 'Route GET:/data/v1/leads/x not found' }))
+  const upstreamUrl = await upstream.listen({ host: '127.0.0.1', port: 0 })
+  t.after(() => upstream.close())
+  const { app } = await startOrchestrator(t, db, upstreamUrl, { CACHE_PREFIX: `${uniqueName('orc')}:` })
+  const id = '0a0a0a0a-0000-4000-8000-00000000000a'
+  const calls = async () => [
+    await app.inject({ url: `/orchestrator/v1/leads/${id}/score`, headers: SERVICE_HEADERS }),
+    await app.inject({ method: 'POST', url: `/orchestrator/v1/leads/${id}/route`, headers: SERVICE_HEADERS }),
+    await app.inject({ method: 'POST', url: '/orchestrator/v1/route-batch', headers: SERVICE_HEADERS, payload: { limit: 1 } })
+  ]
+  for (const res of await calls()) {
+    assert.equal(res.statusCode, 502, res.body)
+    assert.equal(res.json().code, 'UPSTREAM_ERROR')
+  }
+  html = true
+  for (const res of await calls()) {
+    assert.equal(res.statusCode, 502, res.body)
+    assert.deepEqual(res.json(), { statusCode: 502, code: 'UPSTREAM_ERROR', error: 'Bad Gateway', message: 'data-service answered 200: an answer that is not the documented JSON' })
+  }
+})

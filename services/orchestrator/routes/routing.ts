@@ -30,6 +30,15 @@ function upstreamFailure (status: number, body: UpstreamBody): Error {
   return new OrchestratorErrors.UPSTREAM_ERROR(status, message)
 }
 
+/** The code and message a caller is told for an error, as the error handler would answer it (a 500's text is not told). */
+function answeredError (error: unknown): { statusCode: number, code: string, message: string } {
+  const e = error as Partial<FastifyError>
+  const statusCode = typeof e.statusCode === 'number' ? e.statusCode : 500
+  if (statusCode >= 500 && statusCode !== 502 && statusCode !== 503 && statusCode !== 504) return { statusCode, code: 'INTERNAL_ERROR', message: 'Internal Server Error' }
+  return { statusCode, code: e.code ?? 'INTERNAL_ERROR', message: e.message ?? '' }
+}
+
+const outcomeSchema = { type: 'object', properties: { leadId: { type: 'string' }, code: { type: 'string' }, message: { type: 'string' } } } as const
 const errors = { 400: errorBodySchema, 401: errorBodySchema, 403: errorBodySchema, 404: errorBodySchema, 409: errorBodySchema, 429: errorBodySchema, 503: errorBodySchema }
 const ruleSchema = { type: 'object', properties: { rule: { type: 'string' }, points: { type: 'integer' } } } as const
 const assignmentSchema = {
@@ -56,7 +65,9 @@ export async function routingRoutes (instance: FastifyInstance, opts: RoutingRou
    */
   const fetchLead = async (id: string): Promise<DataServiceLead> => {
     const res = await dataService.lead(id)
-    if (res.status === 404) throw new LeadErrors.LEAD_NOT_FOUND(id)
+    // Its own LEAD_NOT_FOUND only: a 404 of a path it does not serve (a DATA_SERVICE_URL that names another service,
+    // or versions apart) is not news that the lead does not exist.
+    if (res.status === 404 && res.body?.code === 'LEAD_NOT_FOUND') throw new LeadErrors.LEAD_NOT_FOUND(id)
     if (res.status !== 200) throw upstreamFailure(res.status, res.body)
     return res.body
   }
@@ -96,7 +107,8 @@ export async function routingRoutes (instance: FastifyInstance, opts: RoutingRou
           type: 'object',
           properties: {
             assigned: { type: 'array', items: assignmentSchema },
-            skipped: { type: 'array', items: { type: 'object', properties: { leadId: { type: 'string' }, code: { type: 'string' }, message: { type: 'string' } } } }
+            skipped: { type: 'array', items: outcomeSchema },
+            stopped: { ...outcomeSchema, description: 'The lead whose failure stopped the batch after others were assigned; the leads after it were not tried' }
           }
         },
         ...errors
@@ -113,8 +125,16 @@ export async function routingRoutes (instance: FastifyInstance, opts: RoutingRou
       try {
         assigned.push(await route(request, lead))
       } catch (error) {
-        if (!skippable(error)) throw error
-        skipped.push({ leadId: lead.id, code: error.code, message: error.message })
+        if (skippable(error)) {
+          skipped.push({ leadId: lead.id, code: error.code, message: error.message })
+          continue
+        }
+        // Nothing committed yet: the failure is the answer. Otherwise the leads already assigned (committed, their
+        // events sent) are answered with the one that stopped the batch, not hidden behind an error status.
+        if (assigned.length === 0) throw error
+        const answered = answeredError(error)
+        if (answered.statusCode >= 500) request.log.error({ err: error, leadId: lead.id }, 'batch routing stopped after assigning some leads')
+        return { assigned, skipped, stopped: { leadId: lead.id, code: answered.code, message: answered.message } }
       }
     }
     return { assigned, skipped }
