@@ -180,6 +180,20 @@ test('redaction masks URL passwords and secrets', () => {
   assert.equal(safe.PORT, 1)
 })
 
+test('the configuration line masks a replica URL\'s password, a password passed as a query parameter, and a URL in a setting not named for one', () => {
+  const safe = redactConfig({
+    DATABASE_REPLICA_URLS: 'postgres://app:s3cret1@replica-1:5432/leads, postgres://app:s3cret2@replica-2:5432/leads',
+    DATABASE_URL: 'postgres://app@db.internal:5432/leads?password=s3cret3&sslmode=require',
+    REDIS_URL: 'rediss://default:s3cret4@cache:6380/0',
+    UPSTREAM: 'https://user:s3cret5@example.com/x?sslpassword=s3cret6',
+    PORT: 1
+  })
+  assert.doesNotMatch(JSON.stringify(safe), /s3cret/)
+  assert.equal(safe.DATABASE_REPLICA_URLS, 'postgres://app:***@replica-1:5432/leads,postgres://app:***@replica-2:5432/leads')
+  assert.equal(safe.DATABASE_URL, 'postgres://app@db.internal:5432/leads?password=[REDACTED]&sslmode=require')
+  assert.equal(redactConfig({ DATABASE_REPLICA_URLS: '' }).DATABASE_REPLICA_URLS, '')
+})
+
 /** True when A and B are the same type; a false here fails the build. */
 type Same<A, B> = (<T>() => T extends A ? 1 : 2) extends (<T>() => T extends B ? 1 : 2) ? true : false
 

@@ -1,9 +1,14 @@
-/** Replaces the password of a URL with `***`; returns a fixed marker when the text is not a URL. */
+/**
+ * Replaces the password of a URL with `***`, and the value of each credential query parameter (`?password=`, which
+ * PostgreSQL's driver reads as the password, `sslpassword`, `token`...) with `[REDACTED]`; returns a fixed marker when
+ * the text is not a URL.
+ */
 export function redactUrl (text: string | undefined): string | undefined {
   if (text === undefined) return undefined
   try {
     const url = new URL(text)
     if (url.password !== '') url.password = '***'
+    if (url.search.length > 1) url.search = scrubQuery(url.search.slice(1))
     return url.toString()
   } catch {
     return '[unparsable url]'
@@ -11,14 +16,17 @@ export function redactUrl (text: string | undefined): string | undefined {
 }
 
 const SECRET_KEY = /(PASSWORD|SECRET|TOKEN|API_KEY|_KEY$)/i
-const URL_KEY = /_URL$/
+const URL_KEY = /_URLS?$/
 
-/** A copy of a configuration object that is safe to log: URL passwords and secrets masked. */
+/**
+ * A copy of a configuration object that is safe to log: secrets masked, and every URL redacted (`redactUrl`), also in
+ * a comma-separated list (DATABASE_REPLICA_URLS) and in a setting whose name does not say it holds one.
+ */
 export function redactConfig (config: Record<string, unknown>): Record<string, unknown> {
   const out: Record<string, unknown> = {}
   for (const [key, value] of Object.entries(config)) {
-    if (typeof value === 'string' && URL_KEY.test(key)) out[key] = redactUrl(value)
-    else if (value !== undefined && SECRET_KEY.test(key)) out[key] = '***'
+    if (value !== undefined && SECRET_KEY.test(key)) out[key] = '***'
+    else if (typeof value === 'string' && (URL_KEY.test(key) || value.includes('://'))) out[key] = value.split(',').map((part) => part.trim() === '' ? part : redactUrl(part.trim())).join(',')
     else out[key] = value
   }
   return out
@@ -30,7 +38,7 @@ export function redactConfig (config: Record<string, unknown>): Record<string, u
  */
 export const SECRET_QUERY_PARAMS: ReadonlySet<string> = new Set([
   'api_key', 'apikey', 'api-key', 'key', 'x-api-key', 'x-service-key', 'token', 'access_token', 'refresh_token', 'id_token',
-  'auth', 'authorization', 'password', 'passwd', 'pwd', 'secret', 'client_secret', 'signature', 'sig', 'session'
+  'auth', 'authorization', 'password', 'passwd', 'pwd', 'sslpassword', 'secret', 'client_secret', 'signature', 'sig', 'session'
 ])
 
 export const REDACTED = '[REDACTED]'

@@ -82,7 +82,12 @@ test('SIGTERM while a slow request is in flight lets it finish with 200, then ex
   const port = await freePort()
   const url = new URL(db.url)
   url.password = 'hunter2'
-  const api = startApi({ SERVICE_API_KEY: TEST_SERVICE_KEY, DATABASE_URL: url.toString(), DB_SCHEMA: db.schema, DB_POOL_MIN: '1', DB_POOL_MAX: '3', PORT: String(port), SHUTDOWN_TIMEOUT_MS: '10000' })
+  // A replica that is down, with its password in the URL and as a query parameter: neither reaches the log.
+  const replica = new URL(db.url)
+  replica.password = 'hunter3'
+  replica.port = '1'
+  replica.search = '?password=hunter4'
+  const api = startApi({ SERVICE_API_KEY: TEST_SERVICE_KEY, DATABASE_URL: url.toString(), DATABASE_REPLICA_URLS: replica.toString(), DB_SCHEMA: db.schema, DB_POOL_MIN: '1', DB_POOL_MAX: '3', PORT: String(port), SHUTDOWN_TIMEOUT_MS: '10000' })
   t.after(() => { api.child.kill('SIGKILL') })
   const base = `http://127.0.0.1:${port}`
   for (let i = 0; i < 100; i++) {
@@ -114,7 +119,8 @@ test('SIGTERM while a slow request is in flight lets it finish with 200, then ex
   const out = api.output()
   assert.match(out, /shut down cleanly/)
   assert.match(out, /postgres:\*\*\*@/, 'the configuration log shows the URL with its password masked')
-  assert.doesNotMatch(out, /hunter2/)
+  assert.doesNotMatch(out, /hunter2|hunter3|hunter4/)
+  assert.match(out, /"DATABASE_REPLICA_URLS":"postgres:\/\/postgres:\*\*\*@/, 'the replica is in the configuration line, masked')
 })
 
 interface LogLine { level: number, code?: string, msg: string, err?: { message?: string } }
