@@ -18,6 +18,8 @@ export const ChassisErrors = {
   HEADERS_TOO_LARGE: createError<'HEADERS_TOO_LARGE', 431, []>('HEADERS_TOO_LARGE', 'The request headers are too large', 431),
   MALFORMED_REQUEST: createError<'MALFORMED_REQUEST', 400, []>('MALFORMED_REQUEST', 'The request is not valid HTTP', 400),
   EXPECTATION_FAILED: createError<'EXPECTATION_FAILED', 417, []>('EXPECTATION_FAILED', 'The only expectation met is 100-continue', 417),
+  /** A JSON body whose bytes are not UTF-8 (RFC 8259: JSON text is UTF-8), declared so or not. */
+  INVALID_JSON: createError<'INVALID_JSON', 400, [string]>('INVALID_JSON', 'Body is not valid JSON: %s', 400),
   UNSUPPORTED_MEDIA_TYPE: createError<'UNSUPPORTED_MEDIA_TYPE', 415, [string]>('UNSUPPORTED_MEDIA_TYPE', 'Unsupported Media Type: %s', 415),
   PRECONDITION_FAILED: createError<'PRECONDITION_FAILED', 412, []>(
     'PRECONDITION_FAILED', 'A precondition of the request (If-Match, If-Unmodified-Since) does not hold', 412),

@@ -1,8 +1,8 @@
 import { parse } from 'fast-content-type-parse'
 
 // The labels of UTF-8 in the WHATWG Encoding standard, which browsers send and honour, and US-ASCII's: ASCII is a
-// subset of UTF-8, so a body declared ASCII is read correctly as UTF-8 (and a byte over 0x7f in it is refused as
-// invalid UTF-8 by the reader, as it would be in a UTF-8 body).
+// subset of UTF-8, so a body declared ASCII is read correctly as UTF-8 (and a byte sequence in it that is not UTF-8
+// is refused by the JSON parser, json-body.ts, as it would be in a UTF-8 body).
 const UTF8_LABELS: ReadonlySet<string> = new Set([
   'utf-8', 'utf8', 'unicode-1-1-utf-8', 'unicode11utf8', 'unicode20utf8', 'x-unicode20utf8',
   'us-ascii', 'ascii'

@@ -175,6 +175,17 @@ test('a JSON body declared in another charset (utf-16, latin1) is refused 415 UN
   }
 })
 
+test('a JSON body whose bytes are not UTF-8 (a Latin-1 name sent with no charset, or declared UTF-8 or US-ASCII) is refused 400 INVALID_JSON, never stored with replacement characters', async () => {
+  for (const type of ['application/json', 'application/json; charset=utf-8', 'application/json; charset=us-ascii']) {
+    const lead = newLead({ lastName: 'Lée' })
+    const res = await api.inject({ method: 'POST', url: '/api/v1/leads', headers: { 'content-type': type }, payload: Buffer.from(JSON.stringify(lead), 'latin1') })
+    assert.equal(res.statusCode, 400, `${type}: ${res.body}`)
+    assert.deepEqual(res.json(), { statusCode: 400, code: 'INVALID_JSON', error: 'Bad Request', message: 'Body is not valid JSON: its bytes are not UTF-8' })
+    const [row] = await db.sql<{ n: number }>('SELECT count(*)::int AS n FROM leads WHERE email = $1', [lead.email])
+    assert.equal(row?.n, 0, type)
+  }
+})
+
 test('a charset= inside a quoted parameter value is not read as the charset, and US-ASCII (a subset of UTF-8) is read', async () => {
   for (const type of ['application/json; foo="a;charset=latin1"', 'application/json; boundary="x;charset=utf-16"', 'application/json; foo="a\\";charset=utf-16"', 'application/json; charset=us-ascii', 'application/json; charset="US-ASCII"', 'application/json; charset=ASCII']) {
     const lead = newLead()
