@@ -85,6 +85,10 @@ export class Invalidator {
    */
   async #invalidateAtOnce (tier: RedisTier, keys: string[], tags: string[]): Promise<void> {
     const core = this.#core
+    // This instance's copies go before the round trip: no read here after the call began is served the old value
+    // from memory while Redis takes its time (a hung Redis, its whole budget). Applied again after it, for a copy
+    // read from Redis meanwhile.
+    if (keys.length > 0) this.apply({ keys })
     const outgoing = this.#bus && tier.available ? this.#bus.prepare(keys.length > 0 ? { keys } : {}) : undefined
     let refusal: unknown
     const done = await tier.invalidate({

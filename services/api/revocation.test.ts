@@ -7,6 +7,7 @@ import { migrate } from '../domain/migrate.js'
 import { createTestSchema, testApiConfig, testEnv, uniqueName, type TestSchema } from '../../test/helpers/database.js'
 import { loadApiConfig } from './config.js'
 import { startPrivatePostgres } from '../../test/helpers/private-postgres.js'
+import { startPrivateRedis } from '../../test/helpers/private-redis.js'
 import { eventually } from '../../test/helpers/eventually.js'
 import { revokeWithCli } from '../../test/helpers/keys-cli.js'
 
@@ -106,6 +107,23 @@ test('a revocation made while the notification link is down is honoured at once,
   const revokedAt = performance.now()
   const refusedAt = await eventually(async () => (await status(app, kept.key)) === 401, 'revocation over the new link', 15000)
   assert.ok(refusedAt - revokedAt < 1000, `${Math.round(refusedAt - revokedAt)} ms`)
+})
+
+test('a revocation heard while Redis hangs is honoured by this instance at once, not once Redis takes the eviction', async (t) => {
+  const redis = await startPrivateRedis()
+  t.after(() => { redis.resume(); return redis.destroy() })
+  const db = await schema(t)
+  // A long command budget: before, the instance's own copy of the verdict went only once Redis answered or the
+  // budget ran out, and the key was let in meanwhile.
+  const app = await api(t, db, { REDIS_URL: redis.url, REDIS_COMMAND_TIMEOUT_MS: '3000', CACHE_PREFIX: `${uniqueName('revoke')}:`, API_KEY_CACHE_TTL: '300' })
+  const { id, key } = await app.apiKeys.mint('revoked-while-redis-hangs', ['leads:read'])
+  assert.equal(await status(app, key), 200)
+  assert.equal(await status(app, key), 200, 'answered from the cached verdict')
+  redis.pause()
+  await db.sql('UPDATE api_keys SET revoked_at = now() WHERE id = $1', [id])
+  const revokedAt = performance.now()
+  const refusedAt = await eventually(async () => (await status(app, key)) === 401, 'the revoked key refused', 15000)
+  assert.ok(refusedAt - revokedAt < 1000, `refused ${Math.round(refusedAt - revokedAt)} ms after the revocation, with Redis hung`)
 })
 
 test('with PostgreSQL down, a key is not let in on a verdict cached before the outage: 503, then 200 once it is back', async (t) => {
