@@ -44,6 +44,24 @@ test('PATCH through A, then GET through B: B returns the new value every time, o
   assert.equal(a.cache.getStats().invalidations.ackTimeouts, 0)
 })
 
+test('an instance with CACHE_ENABLED=false still invalidates what it writes: a PATCH or POST through it is seen by an instance serving from the cache', async (t) => {
+  const off = await buildApp(testApiConfig(db, { REDIS_URL, CACHE_PREFIX: a.cache.options.prefix, CACHE_ENABLED: 'false' }))
+  t.after(() => off.close())
+  const lead = await someLead()
+  await authed(b).inject(`/api/v1/leads/${lead.id}`)
+  assert.equal((await authed(b).inject(`/api/v1/leads/${lead.id}`)).headers['x-cache'], 'HIT-LOCAL', 'B serves the lead from its cache')
+  const patched = await authed(off).inject({ method: 'PATCH', url: `/api/v1/leads/${lead.id}`, payload: { score: 77 } })
+  assert.equal(patched.statusCode, 200)
+  assert.equal((await authed(b).inject(`/api/v1/leads/${lead.id}`)).json().score, 77, 'the write through the instance that serves nothing from the cache reached B\'s copy')
+  // A new lead appears in the lists B has cached.
+  const list = `/api/v1/leads?state=${lead.state}&product=${lead.product}&sort=-createdAt&limit=5`
+  const ids = async (): Promise<string[]> => (await authed(b).inject(list)).json<{ data: Array<{ id: string }> }>().data.map((l) => l.id)
+  await ids()
+  const created = await off.inject({ method: 'POST', url: '/api/v1/leads', payload: { firstName: 'Off', lastName: 'Line', email: `${uniqueName('off')}@example.com`, phone: '+14155550123', product: lead.product, state: lead.state } })
+  assert.equal(created.statusCode, 201, created.body)
+  assert.ok((await ids()).includes(created.json<{ id: string }>().id), 'the new lead is in B\'s cached list')
+})
+
 test('responses carry an ETag; a matching If-None-Match gets 304; x-cache tells the tier', async () => {
   const lead = await someLead()
   await a.cache.del(`http:leads:id:${lead.id}`)

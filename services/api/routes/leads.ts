@@ -65,7 +65,8 @@ export async function leadRoutes (instance: FastifyInstance, opts: LeadRoutesOpt
     schema: { body: createLeadBodySchema, response: { 201: leadSchema, ...errors } }
   }, async (request, reply) => {
     const lead = await leads.create(request.body, actorOf(request))
-    if (opts.cache) await app.cache.invalidateTags(changeTagsOf(lead))
+    // Whether or not this instance serves from the cache: others sharing its Redis may, and must not keep the old lists.
+    await app.cache.invalidateTags(changeTagsOf(lead))
     void reply.code(201).header('location', `/api/v1/leads/${lead.id}`)
     return lead
   })
@@ -78,7 +79,7 @@ export async function leadRoutes (instance: FastifyInstance, opts: LeadRoutesOpt
   }, async (request) => {
     const changed = await leads.update(request.params.id, request.body, actorOf(request))
     if (!changed) throw new LeadErrors.LEAD_NOT_FOUND(request.params.id)
-    if (opts.cache && changed.before !== changed.after) {
+    if (changed.before !== changed.after) {
       await app.cache.invalidate({ keys: [leadKey(request.params.id)], tags: changeTagsOf(changed.before, changed.after) })
     }
     return changed.after
