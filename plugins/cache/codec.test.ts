@@ -138,7 +138,8 @@ test('a corrupted, truncated or unknown entry decodes as a miss, never throws', 
   unknownKind[1] = 0x05
   assert.equal(decode(unknownKind), undefined, 'a kind a later version may add is a miss')
   const notAnEnvelope = (text: string) => Buffer.concat([json.subarray(0, TOKEN_BYTES + 16), Buffer.from(text)])
-  for (const text of ['null', '[]', '"v"', '{"v":1}', '{"v":1,"g":"0"}']) assert.equal(decode(notAnEnvelope(text)), undefined, text)
+  for (const text of ['null', '[]', '"v"', '{"v":1}', '{"v":1,"g":"0"}', '{"v":1,"g":0,"t":null}', '{"v":1,"g":0,"t":[1]}', '{"v":1,"g":0,"t":{"a":"1"}}']) assert.equal(decode(notAnEnvelope(text)), undefined, text)
+  assert.deepEqual(decode(notAnEnvelope('{"v":1,"g":0,"t":{"a":1}}'))?.t, { a: 1 })
 })
 
 test('values that would come back changed are refused with a clear error', () => {

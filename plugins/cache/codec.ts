@@ -190,6 +190,10 @@ export function decode (bytes: Buffer): Decoded | undefined {
     return undefined
   }
   if (typeof envelope !== 'object' || envelope === null || typeof envelope.g !== 'number') return undefined
+  // Tags, when present, are a name-to-generation record: anything else (`"t": null` from a foreign or corrupted
+  // writer) is a corrupt entry, a miss, not a TypeError in the read that meets it.
+  const t: unknown = envelope.t
+  if (t !== undefined && (typeof t !== 'object' || t === null || Array.isArray(t) || !Object.values(t).every((gen) => typeof gen === 'number'))) return undefined
   if (timed) {
     const freshUntil = bytes.readDoubleLE(TOKEN_BYTES)
     const graceUntil = bytes.readDoubleLE(TOKEN_BYTES + 8)

@@ -5,7 +5,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import v8 from 'node:v8'
 import { Redis } from 'ioredis'
 import { createCacheManager, type CacheManager } from './cache-manager.js'
-import { encode } from './codec.js'
+import { encode, TOKEN_BYTES } from './codec.js'
 import { cachePattern } from './glob.js'
 import type { CacheOptions } from './options.js'
 import { uniqueName } from '../../test/helpers/database.js'
@@ -293,6 +293,11 @@ test('a corrupted entry in Redis is a miss: the loader answers and its value rep
   assert.deepStrictEqual(await b.getOrSetWithSource('k', async () => 'reloaded'), { value: 'reloaded', source: 'loader' })
   assert.equal(b.getStats().decodeErrors, 1)
   assert.deepStrictEqual(await a.getOrSetWithSource('k', async () => 'not called'), { value: 'reloaded', source: 'redis' })
+  // An envelope whose tags are not a record (a foreign writer's "t": null): a miss for get too, not a TypeError.
+  const valid = await admin.getBuffer(`${a.options.prefix}k`) as Buffer
+  const nullTags = Buffer.concat([valid.subarray(0, TOKEN_BYTES + 16), Buffer.from('{"v":1,"g":0,"t":null}')])
+  await admin.set(`${a.options.prefix}t`, nullTags, 'PX', 60_000)
+  assert.equal(await b.get('t'), undefined)
 })
 
 test('the fresh and grace periods come from the entry\'s own expiry, not from how long Redis still keeps it', async () => {
