@@ -1,8 +1,8 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { once } from 'node:events'
-import { closeRedisClient, createRedisClient } from './client.js'
-import { startPrivateRedis } from '../../test/helpers/private-redis.js'
+import { closeRedisClient, createRedisClient, isCluster } from './client.js'
+import { startPrivateCluster, startPrivateRedis } from '../../test/helpers/private-redis.js'
 
 test('invalid Redis client options throw one coded error naming each problem, never the URL', () => {
   assert.throws(() => createRedisClient({ url: 'http://user:hunter2@127.0.0.1:6379', commandTimeoutMs: -1 }), (e: Error & { code: string }) => {
@@ -63,4 +63,31 @@ test('the client\'s name option is the connection name Redis lists (CLIENT LIST)
   await once(client, 'ready')
   const list = String(await client.call('CLIENT', 'LIST'))
   assert.ok(list.split('\n').some((line) => line.includes(`name=named-client-${process.pid} `)), 'the connection is listed by its name')
+})
+
+test('a cluster client keeps what its seed URL says: ?keyPrefix= prefixes its keys, rediss:// asks for TLS on every node; a database or another parameter is refused by name', async (t) => {
+  for (const [url, problem] of [['redis://:hunter2@127.0.0.1:1/2', /a cluster has database 0 only/], ['redis://:hunter2@127.0.0.1:1/?family=6', /the url's "family" parameter is not taken by a cluster client/]] as const) {
+    assert.throws(() => createRedisClient({ url, cluster: true }), (e: Error & { code: string }) => {
+      assert.equal(e.code, 'REDIS_INVALID_OPTIONS')
+      assert.match(e.message, problem)
+      assert.doesNotMatch(e.message, /hunter2/)
+      return true
+    })
+  }
+  // Before, a rediss:// seed gave the nodes no TLS option: plain text, the password included.
+  const tls = createRedisClient({ url: 'rediss://:hunter2@127.0.0.1:1', cluster: true })
+  tls.on('error', () => {})
+  assert.ok(isCluster(tls))
+  assert.deepEqual(tls.options.redisOptions?.tls, {})
+  tls.disconnect()
+
+  const cluster = await startPrivateCluster()
+  t.after(() => cluster.destroy())
+  const prefixed = createRedisClient({ url: `${cluster.url}/?keyPrefix=tenant-a:`, cluster: true, commandTimeoutMs: 2000 })
+  const plain = createRedisClient({ url: cluster.url, cluster: true, commandTimeoutMs: 2000 })
+  t.after(() => { prefixed.disconnect(); plain.disconnect() })
+  await Promise.all([once(prefixed, 'ready'), once(plain, 'ready')])
+  await prefixed.set('k', 'v')
+  assert.equal(await plain.get('tenant-a:k'), 'v')
+  assert.equal(await plain.get('k'), null)
 })

@@ -43,8 +43,22 @@ export function resolveRedisClientOptions (options: RedisClientOptions): Resolve
   if (typeof o.url !== 'string' || !URL.canParse(o.url) || !/^rediss?:$/.test(new URL(o.url).protocol)) problems.push('url must be a redis:// or rediss:// URL')
   if (!(Number.isFinite(o.commandTimeoutMs) && o.commandTimeoutMs > 0 && o.commandTimeoutMs <= MAX_BUDGET_MS)) problems.push(`commandTimeoutMs must be a positive number up to ${MAX_BUDGET_MS}`)
   for (const key of ['cluster', 'autoPipelining'] as const) if (typeof o[key] !== 'boolean') problems.push(`${key} must be a boolean`)
+  if (o.cluster === true && problems.length === 0) problems.push(...clusterUrlProblems(new URL(o.url)))
   if (problems.length > 0) throw new RedisErrors.REDIS_INVALID_OPTIONS(problems.join('; '))
   return Object.freeze(o)
+}
+
+/**
+ * What a cluster's seed URL may carry beyond its address and credentials: TLS (`rediss://`) and `?keyPrefix=`, as
+ * a standalone client takes them. A database (a cluster has only 0) or another parameter would be dropped without a
+ * word, so each is refused by name (never with the URL's text).
+ */
+function clusterUrlProblems (url: URL): string[] {
+  const problems: string[] = []
+  const db = url.pathname.replace(/^\//, '')
+  if (db !== '' && db !== '0') problems.push('a cluster has database 0 only: the url must not name another')
+  for (const name of url.searchParams.keys()) if (name !== 'keyPrefix') problems.push(`the url's ${JSON.stringify(name)} parameter is not taken by a cluster client (only keyPrefix)`)
+  return problems
 }
 
 /**
@@ -67,14 +81,24 @@ export function createRedisClient (rawOptions: RedisClientOptions): RedisClient 
   }
   if (!options.cluster) return new Redis(options.url, common)
   const url = new URL(options.url)
+  const keyPrefix = url.searchParams.get('keyPrefix')
   const clusterOptions: ClusterOptions = {
     enableOfflineQueue: false,
     // ioredis auto-pipelines custom scripts of different slots together and the cluster rejects them.
     enableAutoPipelining: false,
     clusterRetryStrategy: (times) => Math.min(50 * 2 ** times, 1000),
-    redisOptions: { ...common, enableAutoPipelining: false, ...(url.password ? { password: decodeURIComponent(url.password) } : {}), ...(url.username ? { username: decodeURIComponent(url.username) } : {}) }
+    // What a standalone client reads from its URL, and a Cluster takes only as options: a `rediss://` seed would
+    // otherwise reach every node in plain text, its password with it, and `?keyPrefix=` would be dropped.
+    ...(keyPrefix ? { keyPrefix } : {}),
+    redisOptions: {
+      ...common,
+      enableAutoPipelining: false,
+      ...(url.protocol === 'rediss:' ? { tls: {} } : {}),
+      ...(url.password ? { password: decodeURIComponent(url.password) } : {}),
+      ...(url.username ? { username: decodeURIComponent(url.username) } : {})
+    }
   }
-  return new Cluster([{ host: url.hostname, port: Number(url.port || 6379) }], clusterOptions)
+  return new Cluster([{ host: url.hostname, port: Number(url.port || (url.protocol === 'rediss:' ? 6380 : 6379)) }], clusterOptions)
 }
 
 /**
