@@ -40,7 +40,7 @@ export class CacheManager {
     // The breaker and the bus call back into `recovery` only once Redis fails or the link changes, after construction.
     this.#breaker = redis ? new CircuitBreaker(o.breakerThreshold, o.breakerCooldownMs, (state) => { recovery.onBreaker(state) }) : undefined
     const tier = redis && this.#breaker ? new RedisTier(redis, o.redisTimeoutMs, this.#breaker, stats) : undefined
-    const core: CacheCore = { options: o, local, tier, stats, tags: new TagGenerations(tier, o.prefix), history: new ChangeHistory(), pending: new PendingKeys(), warming: undefined, closed: false }
+    const core: CacheCore = { options: o, local, tier, stats, tags: new TagGenerations(tier, o.prefix), history: new ChangeHistory(), pending: new PendingKeys(), warming: undefined, closed: false, linked: () => this.#bus?.up ?? true }
     this.#core = core
     this.#loading = new Loading(core)
     if (redis && tier) {

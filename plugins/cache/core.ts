@@ -18,7 +18,15 @@ export interface CacheCore {
   readonly pending: PendingKeys
   warming: Warming | undefined
   closed: boolean
+  /** False while this instance's invalidation link is down: other instances' invalidations may not reach it. */
+  linked: () => boolean
 }
+
+/**
+ * How long a local copy may be served while the invalidation link is down: another instance's write is then seen
+ * here within this, not within the local TTL.
+ */
+export const UNLINKED_LOCAL_TTL_MS = 1000
 
 /** The Redis key; the local tier, the history and bus messages use keys without the prefix. */
 export function fullKey (core: CacheCore, key: string): string {

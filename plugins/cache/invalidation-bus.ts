@@ -12,6 +12,9 @@ export interface Invalidation {
 }
 
 const PRESENCE_BEAT_MS = 2000
+// How often a subscribed link is checked with a PING, and how often a refused SUBSCRIBE is tried again.
+const LINK_CHECK_MS = 2000
+const SUBSCRIBE_RETRY_MS = 1000
 
 interface Message extends Invalidation {
   id: string
@@ -43,6 +46,10 @@ export class InvalidationBus {
   #up = false
   #peers = 1
   #heartbeat: NodeJS.Timeout | undefined
+  readonly #linkCheck: NodeJS.Timeout
+  #checking = false
+  #subscribeFailing = false
+  #closed = false
 
   constructor (client: RedisClient, tier: RedisTier, stats: CacheCounters, options: BusOptions) {
     this.#o = options
@@ -58,6 +65,27 @@ export class InvalidationBus {
     this.#subscriber.on('close', () => this.#setUp(false))
     this.#subscriber.on('error', (err: Error) => this.#o.log('cache invalidation link error', err))
     if (tier.cluster) this.#heartbeat = setInterval(() => { void this.#announce() }, PRESENCE_BEAT_MS).unref()
+    this.#linkCheck = setInterval(() => { void this.#checkLink() }, LINK_CHECK_MS).unref()
+  }
+
+  /**
+   * A subscriber only listens, so a connection Redis dropped during a partition (its socket half-open, which TCP's
+   * keepalive notices after hours) looks up while no invalidation reaches it, and writers no longer wait for this
+   * instance. A PING unanswered within the link's budget (the ack timeout, at least 1 s) ends the connection: the
+   * link is down (the local tier flushed and kept short, `onLink`) until it reconnects and subscribes.
+   */
+  async #checkLink (): Promise<void> {
+    if (!this.#up || this.#checking || this.#subscriber.status !== 'ready') return
+    this.#checking = true
+    try {
+      const answered = await settlesWithin(this.#subscriber.ping().catch(() => undefined), Math.max(1000, this.#o.ackTimeoutMs))
+      if (!answered && !this.#closed) {
+        this.#o.log('cache invalidation link did not answer a PING: reconnecting', undefined)
+        this.#subscriber.disconnect(true)
+      }
+    } finally {
+      this.#checking = false
+    }
   }
 
   get #membersKey (): string {
@@ -80,9 +108,14 @@ export class InvalidationBus {
     try {
       await this.#subscriber.subscribe(this.#o.channel, this.#ackChannel)
       if (this.#tier.cluster) await this.#announce()
+      this.#subscribeFailing = false
       this.#setUp(true)
     } catch (error) {
-      this.#o.log('cache invalidation subscribe failed', error)
+      // Said once until it succeeds. A SUBSCRIBE refused on a connection that stays up (an ACL user without the
+      // channel's rights) is tried again: no new 'ready' would come to try it.
+      if (!this.#subscribeFailing) this.#o.log('cache invalidation subscribe failed: local copies kept at most 1 s until it succeeds', error)
+      this.#subscribeFailing = true
+      if (!this.#closed && this.#subscriber.status === 'ready') setTimeout(() => { if (!this.#up && !this.#closed && this.#subscriber.status === 'ready') void this.#subscribe() }, SUBSCRIBE_RETRY_MS).unref()
     }
   }
 
@@ -162,7 +195,9 @@ export class InvalidationBus {
   }
 
   async close (): Promise<void> {
+    this.#closed = true
     clearInterval(this.#heartbeat)
+    clearInterval(this.#linkCheck)
     if (this.#tier.cluster) await this.#tier.leave(this.#membersKey, this.#o.instanceId).catch(() => {})
     this.#subscriber.removeAllListeners('close')
     // This connection queues offline and has no command timeout: a hung Redis would hold QUIT, and close(), forever.

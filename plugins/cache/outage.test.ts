@@ -1,5 +1,6 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
+import { once } from 'node:events'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { budgetHardCapMs, createRedisClient } from '../redis/index.js'
 import { createCacheManager } from './cache-manager.js'
@@ -200,4 +201,59 @@ test('a connection cut while the bus\'s SUBSCRIBE is in flight raises no unhandl
   assert.equal(await cache.get('k'), 'new')
   await sleep(50)
   assert.deepEqual(rejected, [])
+})
+
+test('while its subscription is refused (an ACL user without channel rights) an instance keeps local copies at most 1 s, and subscribes once it may', async (t) => {
+  const redis = await startPrivateRedis()
+  t.after(() => redis.destroy())
+  const admin = createRedisClient({ url: redis.url, commandTimeoutMs: 1000 })
+  t.after(() => admin.disconnect())
+  await once(admin, 'ready')
+  // Every key and command, no channel: SUBSCRIBE is refused on a connection that stays up.
+  await admin.call('ACL', 'SETUSER', 'nochannels', 'on', 'nopass', '~*', '+@all', 'resetchannels')
+  const writerClient = createRedisClient({ url: redis.url, commandTimeoutMs: 500 })
+  const readerClient = createRedisClient({ url: redis.url.replace('redis://', 'redis://nochannels@'), commandTimeoutMs: 500 })
+  t.after(() => { writerClient.disconnect(); readerClient.disconnect() })
+  for (const c of [admin, writerClient, readerClient]) c.on('error', () => {})
+  await Promise.all([once(writerClient, 'ready'), once(readerClient, 'ready')])
+  const writer = createCacheManager(writerClient, { prefix: 'acl:', localEnabled: false })
+  const reader = createCacheManager(readerClient, { prefix: 'acl:', localTtl: 60 })
+  t.after(async () => { await writer.close(); await reader.close() })
+  assert.ok(await writer.ready(5000))
+  assert.equal(await reader.ready(1500), false, 'the subscription is refused')
+  await writer.set('k', 'old')
+  assert.equal(await reader.get('k'), 'old')
+  assert.equal(reader.peek('k'), 'old', 'kept locally')
+  await writer.set('k', 'new')
+  // Before, the local copy was served for the local TTL (60 s): no invalidation reaches this instance.
+  await sleep(1100)
+  assert.equal(await reader.get('k'), 'new', 'within a second of the write')
+
+  await admin.call('ACL', 'SETUSER', 'nochannels', 'allchannels')
+  await eventually(() => reader.getStats().redis.connected, 'subscribed once the user may', 5000)
+  assert.equal(await reader.get('k'), 'new')
+  await writer.set('k', 'newer')
+  assert.equal(reader.peek('k'), undefined, 'linked again: the write dropped the local copy before it was answered')
+  assert.equal(await reader.get('k'), 'newer')
+})
+
+test('a subscriber connection that stops answering (a partition that leaves its socket half-open) is found by its PING and ended: the link is down, then back once healed', async (t) => {
+  const redis = await startPrivateRedis()
+  t.after(() => redis.destroy())
+  const proxy = await startFaultProxy({ port: redis.port })
+  t.after(() => proxy.close())
+  const client = createRedisClient({ url: proxy.rewrite(redis.url), commandTimeoutMs: 200 })
+  client.on('error', () => {})
+  t.after(() => client.disconnect())
+  const cache = createCacheManager(client, { prefix: 'half:', ackTimeoutMs: 500, breakerCooldownMs: 200 })
+  t.after(() => cache.close())
+  assert.ok(await cache.ready(5000))
+  const flushes = cache.getStats().local.flushes
+  proxy.blackhole()
+  const cutAt = performance.now()
+  // Before, the subscriber looked subscribed for as long as TCP kept the socket (hours).
+  await eventually(() => cache.getStats().local.flushes > flushes && !cache.getStats().redis.connected, 'the link is seen down', 10000)
+  t.diagnostic(`link seen down ${Math.round(performance.now() - cutAt)} ms after the partition`)
+  proxy.heal()
+  await eventually(() => cache.getStats().redis.connected, 'subscribed again once healed', 15000)
 })

@@ -34,7 +34,7 @@ export const cachePlugin = fp(async (app: FastifyInstance, opts: CachePluginOpti
   const redis = optionalDependency(app, { plugin: 'cache', decorator: 'redis', provider: '@lead-chassis/plugins/redis', option: manager ? false : redisOption, accepts: redisDecorator })
   const cache = manager ?? new CacheManager(redis, { logger: app.log, ...options })
   app.decorate('cache', cache)
-  if (!manager && !(await cache.ready(2000))) app.log.warn('cache invalidation bus not subscribed (Redis unreachable?): local-only until it is')
+  if (!manager && !(await cache.ready(2000))) app.log.warn('cache invalidation bus not subscribed (Redis unreachable, or its subscription refused): local copies kept at most 1 s until it is')
   // Registration, and so `ready` and /health/ready, waits for warming (bounded by warmTimeoutMs).
   else if (!manager) app.log.info({ warmed: await cache.warm() }, 'cache local tier warmed from Redis')
   app.addHook('onClose', async () => { if (!manager) await cache.close() })

@@ -257,7 +257,7 @@ function fakeTier (): { tier: RedisTier, taken: string[], refused: string[], ref
 
 function invalidatorOver (tier: RedisTier, maxPendingInvalidations = 10_000, logger?: CacheLogger): { core: CacheCore, invalidator: Invalidator } {
   const options = resolveCacheOptions({ prefix: 'p:', maxPendingInvalidations, logger })
-  const core: CacheCore = { options, local: new LocalTier(100, 1e6, () => {}), tier, stats: new CacheCounters(), tags: new TagGenerations(tier, 'p:'), history: new ChangeHistory(), pending: new PendingKeys(), warming: undefined, closed: false }
+  const core: CacheCore = { options, local: new LocalTier(100, 1e6, () => {}), tier, stats: new CacheCounters(), tags: new TagGenerations(tier, 'p:'), history: new ChangeHistory(), pending: new PendingKeys(), warming: undefined, closed: false, linked: () => true }
   return { core, invalidator: new Invalidator(core, undefined) }
 }
 

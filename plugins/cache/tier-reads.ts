@@ -1,6 +1,6 @@
 import { decode, stateToken, type Decoded } from './codec.js'
 import type { RedisHit } from './redis-tier.js'
-import { fullKey, type CacheCore } from './core.js'
+import { fullKey, UNLINKED_LOCAL_TTL_MS, type CacheCore } from './core.js'
 import type { LocalEntry } from './local-tier.js'
 
 /** An entry read from Redis whose tags are current; `freshMs` may be 0 or less (within its grace). */
@@ -139,7 +139,7 @@ function served (core: CacheCore, key: string, hit: RedisHit | undefined, envelo
 export function storeLocal (core: CacheCore, key: string, entry: RedisEntry, startSeq: number, ttlSeconds?: number): boolean {
   const ahead = core.warming?.stored(key, entry.freshMs, ttlSeconds)
   if (!core.options.localEnabled || core.history.changedSince(key, entry.tags ? Object.keys(entry.tags) : undefined, startSeq)) return false
-  const fresh = Math.min(entry.freshMs, core.options.localTtl * 1000)
+  const fresh = Math.min(entry.freshMs, core.linked() ? core.options.localTtl * 1000 : UNLINKED_LOCAL_TTL_MS)
   const lifetime = Math.min(entry.pttl, fresh + (entry.pttl - entry.freshMs))
   core.local.set(key, { value: entry.value, staleUntil: Date.now() + lifetime, tags: entry.tags, ...(ahead ? { ahead } : {}) }, fresh, entry.size)
   return true
