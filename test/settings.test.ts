@@ -14,7 +14,8 @@ import WebSocket from 'ws'
 import { projectRoot } from '../services/platform/paths.js'
 import { buildApp } from '../services/api/app.js'
 import { isCluster } from '@lead-chassis/plugins/redis'
-import { SERVICE_HEADERS, TEST_SERVICE_KEY, createTestSchema, testApiConfig, uniqueName, type TestSchema } from './helpers/database.js'
+import { SERVICE_HEADERS, TEST_SERVICE_KEY, createTestSchema, testApiConfig, testEnv, uniqueName, type TestSchema } from './helpers/database.js'
+import { loadOrchestratorConfig } from '../services/orchestrator/config.js'
 import { eventually } from './helpers/eventually.js'
 import { freePort } from './helpers/ports.js'
 import { startPrivateRedis } from './helpers/private-redis.js'
@@ -94,6 +95,12 @@ async function recordingServer (t: TestContext, status: number): Promise<{ url: 
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
   t.after(() => { server.closeAllConnections(); server.close() })
   return { url: `http://127.0.0.1:${(server.address() as { port: number }).port}`, paths }
+}
+
+/** A lead as the data-service answers it. */
+function leadAnswer (id: string): Record<string, unknown> {
+  const at = new Date().toISOString()
+  return { id, firstName: 'Ada', lastName: 'Lovelace', email: 'ada@example.com', phone: null, product: 'auto', state: 'CA', status: 'new', score: 0, source: 'web', createdAt: at, updatedAt: at }
 }
 
 async function cacheSource (app: FastifyInstance, key: string, value = 'v'): Promise<string> {
@@ -598,6 +605,25 @@ const settings: Record<string, Setting> = {
     }
   },
   DATA_SERVICE_TIMEOUT_MS: { testedBy: { file: 'services/orchestrator/resilience.test.ts', test: 'a data-service that accepts connections and never answers costs a caller at most its budget' } },
+  DATA_SERVICE_ATTEMPT_TIMEOUT_MS: {
+    test: 'DATA_SERVICE_ATTEMPT_TIMEOUT_MS=300 retries an attempt the data-service stalls on, within DATA_SERVICE_TIMEOUT_MS; 0 gives the first attempt the whole budget',
+    run: async (t) => {
+      // The first request of each pair stalls, the second is answered.
+      let n = 0
+      const held: Array<{ destroy: () => void }> = []
+      const server = createServer((req, res) => { if (++n % 2 === 1) held.push(res); else res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(leadAnswer(leadId))) })
+      await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+      t.after(() => { for (const r of held) r.destroy(); server.closeAllConnections(); server.close() })
+      const url = `http://127.0.0.1:${(server.address() as { port: number }).port}`
+      const score = async (env: Record<string, string>): Promise<number> => {
+        const { app } = await startOrchestrator(t, db, url, { DATA_SERVICE_TIMEOUT_MS: '1500', ...env })
+        return (await app.inject({ url: `/orchestrator/v1/leads/${leadId}/score`, headers: SERVICE_HEADERS })).statusCode
+      }
+      assert.equal(await score({ DATA_SERVICE_ATTEMPT_TIMEOUT_MS: '300' }), 200)
+      assert.equal(await score({ DATA_SERVICE_ATTEMPT_TIMEOUT_MS: '0' }), 503, 'the stalled first attempt took the whole budget')
+      assert.throws(() => loadOrchestratorConfig({ dotenv: false, env: testEnv(db, { DATA_SERVICE_TIMEOUT_MS: '1000', DATA_SERVICE_ATTEMPT_TIMEOUT_MS: '1001' }) }), /DATA_SERVICE_ATTEMPT_TIMEOUT_MS must not exceed DATA_SERVICE_TIMEOUT_MS/)
+    }
+  },
   DATA_SERVICE_RETRIES: {
     test: 'DATA_SERVICE_RETRIES=3 makes four attempts of an idempotent call to a data-service answering 503',
     run: async (t) => {

@@ -8,6 +8,11 @@ interface Change {
 }
 
 const HISTORY = 1024
+/**
+ * A change naming more keys is remembered as touching every key: a load it overlaps is not stored here (it may be),
+ * and the history holds at most HISTORY times this many keys, not a thousand per import batch on every instance.
+ */
+export const MAX_KEYS_PER_CHANGE = 64
 
 /**
  * The last invalidations this instance applied, numbered: a load notes the number before it reads and, before it
@@ -23,6 +28,7 @@ export class ChangeHistory {
   }
 
   record (change: { keys?: string[], patterns?: RegExp[], tags?: string[], all?: boolean }): void {
+    if ((change.keys?.length ?? 0) + (change.patterns?.length ?? 0) > MAX_KEYS_PER_CHANGE) change = { all: true }
     this.#changes.push({ seq: ++this.#seq, ...(change.keys ? { keys: new Set(change.keys) } : {}), ...(change.patterns ? { patterns: change.patterns } : {}), ...(change.tags ? { tags: change.tags } : {}), ...(change.all ? { all: true } : {}) })
     if (this.#changes.length > HISTORY) this.#changes.shift()
   }

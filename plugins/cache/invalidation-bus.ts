@@ -15,6 +15,7 @@ const PRESENCE_BEAT_MS = 2000
 // How often a subscribed link is checked with a PING, and how often a refused SUBSCRIBE is tried again.
 const LINK_CHECK_MS = 2000
 const SUBSCRIBE_RETRY_MS = 1000
+const LINK_PING_MIN_MS = 3000
 
 interface Message extends Invalidation {
   id: string
@@ -49,6 +50,7 @@ export class InvalidationBus {
   readonly #linkCheck: NodeJS.Timeout
   #checking = false
   #subscribeFailing = false
+  #subscribeRetry: NodeJS.Timeout | undefined
   #closed = false
 
   constructor (client: RedisClient, tier: RedisTier, stats: CacheCounters, options: BusOptions) {
@@ -65,20 +67,22 @@ export class InvalidationBus {
     this.#subscriber.on('close', () => this.#setUp(false))
     this.#subscriber.on('error', (err: Error) => this.#o.log('cache invalidation link error', err))
     if (tier.cluster) this.#heartbeat = setInterval(() => { void this.#announce() }, PRESENCE_BEAT_MS).unref()
-    this.#linkCheck = setInterval(() => { void this.#checkLink() }, LINK_CHECK_MS).unref()
+    // On a standalone Redis only: a Cluster sends a PING to any node, not down the subscriber's connection.
+    this.#linkCheck = setInterval(() => { if (!tier.cluster) void this.#checkLink() }, LINK_CHECK_MS).unref()
   }
 
   /**
    * A subscriber only listens, so a connection Redis dropped during a partition (its socket half-open, which TCP's
    * keepalive notices after hours) looks up while no invalidation reaches it, and writers no longer wait for this
-   * instance. A PING unanswered within the link's budget (the ack timeout, at least 1 s) ends the connection: the
-   * link is down (the local tier flushed and kept short, `onLink`) until it reconnects and subscribes.
+   * instance. A PING unanswered within LINK_PING_MIN_MS, or twice the ack timeout if longer, ends the connection:
+   * the link is down (the local tier flushed and kept short, `onLink`) until it reconnects and subscribes. Long
+   * enough that Redis busy for a second (a fork, a slow script) does not flush every instance's local tier at once.
    */
   async #checkLink (): Promise<void> {
     if (!this.#up || this.#checking || this.#subscriber.status !== 'ready') return
     this.#checking = true
     try {
-      const answered = await settlesWithin(this.#subscriber.ping().catch(() => undefined), Math.max(1000, this.#o.ackTimeoutMs))
+      const answered = await settlesWithin(this.#subscriber.ping().catch(() => undefined), Math.max(LINK_PING_MIN_MS, 2 * this.#o.ackTimeoutMs))
       if (!answered && !this.#closed) {
         this.#o.log('cache invalidation link did not answer a PING: reconnecting', undefined)
         this.#subscriber.disconnect(true)
@@ -115,7 +119,13 @@ export class InvalidationBus {
       // channel's rights) is tried again: no new 'ready' would come to try it.
       if (!this.#subscribeFailing) this.#o.log('cache invalidation subscribe failed: local copies kept at most 1 s until it succeeds', error)
       this.#subscribeFailing = true
-      if (!this.#closed && this.#subscriber.status === 'ready') setTimeout(() => { if (!this.#up && !this.#closed && this.#subscriber.status === 'ready') void this.#subscribe() }, SUBSCRIBE_RETRY_MS).unref()
+      // One retry pending at a time, whatever the reconnects that each try once more.
+      if (!this.#closed && this.#subscribeRetry === undefined && this.#subscriber.status === 'ready') {
+        this.#subscribeRetry = setTimeout(() => {
+          this.#subscribeRetry = undefined
+          if (!this.#up && !this.#closed && this.#subscriber.status === 'ready') void this.#subscribe()
+        }, SUBSCRIBE_RETRY_MS).unref()
+      }
     }
   }
 
@@ -198,6 +208,7 @@ export class InvalidationBus {
     this.#closed = true
     clearInterval(this.#heartbeat)
     clearInterval(this.#linkCheck)
+    clearTimeout(this.#subscribeRetry)
     if (this.#tier.cluster) await this.#tier.leave(this.#membersKey, this.#o.instanceId).catch(() => {})
     this.#subscriber.removeAllListeners('close')
     // This connection queues offline and has no command timeout: a hung Redis would hold QUIT, and close(), forever.

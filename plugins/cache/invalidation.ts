@@ -7,6 +7,13 @@ import { StuckInvalidations } from './stuck-invalidations.js'
 
 /** The first retry of an invalidation Redis refused, and the longest wait between two (as docs/cache.md states). */
 const RETRY_FIRST_MS = 100
+/**
+ * Keys and patterns the queue holds at most, whatever the number of invalidations: one of an import batch names a
+ * thousand keys, and 10,000 of them would be ten million strings held through an outage. Past it, one flush of the
+ * prefix is owed instead, as past maxPendingInvalidations.
+ */
+export const MAX_PENDING_KEYS = 100_000
+const sizeOf = (inv: Invalidation): number => (inv.keys?.length ?? 0) + (inv.patterns?.length ?? 0)
 export const RETRY_MAX_MS = 2000
 
 export interface InvalidationRequest {
@@ -24,6 +31,8 @@ export class Invalidator {
   readonly #core: CacheCore
   readonly #bus: InvalidationBus | undefined
   #pending: Invalidation[] = []
+  /** The keys and patterns of `#pending`. */
+  #pendingKeys = 0
   #pendingOverflow = false
   #replaying = false
   #retry: NodeJS.Timeout | undefined
@@ -46,14 +55,20 @@ export class Invalidator {
     const keys = what.keys ?? []
     const patterns = what.patterns ?? []
     const tags = what.tags ?? []
-    if (core.tier && !core.tier.cluster && patterns.length === 0) return this.#invalidateAtOnce(core.tier, keys, tags)
+    // Each tag's next generation as this instance sees it: raised here at once, and Redis's floor for the count.
+    const floors = tags.map((t) => core.tags.next(t))
+    // This instance's copies go before any round trip: no read here after the call began is served the old value
+    // from memory while Redis takes its time (a hung Redis, its whole budget). A load begun before keeps the
+    // generations it read first, so it stays stale. Applied again once Redis answered, for a copy read meanwhile.
+    this.apply({ ...(keys.length > 0 ? { keys } : {}), ...(patterns.length > 0 ? { patterns } : {}), ...(tags.length > 0 ? { tags: Object.fromEntries(tags.map((t, i) => [t, floors[i] as number])) } : {}) })
+    if (core.tier && !core.tier.cluster && patterns.length === 0) return this.#invalidateAtOnce(core.tier, keys, tags, floors)
     const tagGens: Record<string, number> = {}
     if (tags.length > 0) {
       let next: number[] | undefined
       let refusal: unknown
-      if (core.tier) next = await core.tier.incr(tags.map((t) => core.tags.key(t)), tags.map((t) => core.tags.next(t))).catch((error: unknown) => { refusal = error; return undefined })
+      if (core.tier) next = await core.tier.incr(tags.map((t) => core.tags.key(t)), floors).catch((error: unknown) => { refusal = error; return undefined })
       tags.forEach((t, i) => {
-        const gen = Math.max(next?.[i] ?? 0, core.tags.next(t))
+        const gen = Math.max(next?.[i] ?? 0, floors[i] as number)
         tagGens[t] = gen
         core.tags.raise(t, gen)
       })
@@ -83,16 +98,12 @@ export class Invalidator {
    * Keys and tags on a standalone Redis: the generations, the tombstones and the bus message in one round trip
    * (RedisTier.invalidate), then applied here; what Redis could not take is queued, as on the other path.
    */
-  async #invalidateAtOnce (tier: RedisTier, keys: string[], tags: string[]): Promise<void> {
+  async #invalidateAtOnce (tier: RedisTier, keys: string[], tags: string[], floors: number[]): Promise<void> {
     const core = this.#core
-    // This instance's copies go before the round trip: no read here after the call began is served the old value
-    // from memory while Redis takes its time (a hung Redis, its whole budget). Applied again after it, for a copy
-    // read from Redis meanwhile.
-    if (keys.length > 0) this.apply({ keys })
     const outgoing = this.#bus && tier.available ? this.#bus.prepare(keys.length > 0 ? { keys } : {}) : undefined
     let refusal: unknown
     const done = await tier.invalidate({
-      tags: tags.map((t) => ({ key: core.tags.key(t), name: t, floor: core.tags.next(t) })),
+      tags: tags.map((t, i) => ({ key: core.tags.key(t), name: t, floor: floors[i] as number })),
       buried: keys.map((k) => ({ key: fullKey(core, k), payload: tombstone() })),
       pxMs: core.options.tombstoneTtl * 1000,
       channel: outgoing?.channel ?? '',
@@ -100,7 +111,7 @@ export class Invalidator {
     }).catch((error: unknown) => { refusal = error; return undefined })
     const tagGens: Record<string, number> = {}
     tags.forEach((t, i) => {
-      const gen = Math.max(done?.gens[i] ?? 0, core.tags.next(t))
+      const gen = Math.max(done?.gens[i] ?? 0, floors[i] as number)
       tagGens[t] = gen
       core.tags.raise(t, gen)
     })
@@ -142,12 +153,14 @@ export class Invalidator {
       this.#stuck.dropped(1)
       return
     }
-    if (this.#pending.length >= this.#core.options.maxPendingInvalidations) {
+    if (this.#pending.length >= this.#core.options.maxPendingInvalidations || this.#pendingKeys + sizeOf(inv) > MAX_PENDING_KEYS) {
       this.#pendingOverflow = true
       this.#pending = []
+      this.#pendingKeys = 0
       this.#core.pending.overflow()
     } else {
       this.#pending.push(inv)
+      this.#pendingKeys += sizeOf(inv)
       this.#core.pending.add(inv)
     }
     this.#stuck.refused(cause, this.pendingCount)
@@ -171,6 +184,7 @@ export class Invalidator {
     this.#retry = undefined
     this.#stuck.dropped(this.pendingCount)
     this.#pending = []
+    this.#pendingKeys = 0
     this.#pendingOverflow = false
   }
 
@@ -242,6 +256,7 @@ export class Invalidator {
           // An overflow meanwhile emptied the queue: the flush it asks for covers the rest of this one.
           if (this.#pending[0] !== head) continue
           core.pending.remove(head)
+          this.#pendingKeys -= sizeOf(head)
           // The keys are in; a failure of the tags below retries the tags alone.
           if (head.tags) this.#pending[0] = head = { tags: head.tags }
         }

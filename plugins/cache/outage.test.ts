@@ -257,3 +257,26 @@ test('a subscriber connection that stops answering (a partition that leaves its 
   proxy.heal()
   await eventually(() => cache.getStats().redis.connected, 'subscribed again once healed', 15000)
 })
+
+test('while Redis hangs, an invalidation stops this instance serving its old copies at once, by key, by tag and by pattern, not once Redis answers', async (t) => {
+  const redis = await startPrivateRedis()
+  t.after(() => { redis.resume(); return redis.destroy() })
+  const client = createRedisClient({ url: redis.url, commandTimeoutMs: 3000 })
+  client.on('error', () => {})
+  t.after(() => client.disconnect())
+  const cache = createCacheManager(client, { prefix: 'hang:', redisTimeoutMs: 3000, localTtl: 60 })
+  t.after(() => cache.close())
+  assert.ok(await cache.ready(5000))
+  await cache.set('by-key', 1)
+  await cache.set('by-tag', 2, undefined, { tags: ['list'] })
+  await cache.set('by-pattern:1', 3)
+  for (const key of ['by-key', 'by-tag', 'by-pattern:1']) assert.notEqual(cache.peek(key), undefined, key)
+  redis.pause()
+  // Each waits for the hung Redis (its budget, 3 s); this instance's copies must go before that.
+  const pending = [cache.invalidate({ keys: ['by-key'] }), cache.invalidateTags(['list']), cache.deletePattern('by-pattern:*')]
+  assert.equal(cache.peek('by-key'), undefined, 'by key')
+  assert.equal(cache.peek('by-tag'), undefined, 'by tag: before, only once Redis counted the tag on')
+  assert.equal(cache.peek('by-pattern:1'), undefined, 'by pattern')
+  redis.resume()
+  await Promise.all(pending)
+})

@@ -5,7 +5,7 @@ import { createRedisClient } from '../redis/index.js'
 import { createCacheManager, type CacheManager } from './cache-manager.js'
 import { ChangeHistory } from './change-history.js'
 import type { CacheCore } from './core.js'
-import { Invalidator, RETRY_MAX_MS } from './invalidation.js'
+import { Invalidator, MAX_PENDING_KEYS, RETRY_MAX_MS } from './invalidation.js'
 import { LocalTier } from './local-tier.js'
 import { resolveCacheOptions, type CacheLogger } from './options.js'
 import { PendingKeys } from './pending-keys.js'
@@ -392,4 +392,23 @@ test('a read while Redis takes a pattern invalidation leaves no copy of the old 
   take()
   await invalidating
   assert.equal(core.local.get('c:1'), undefined, 'the old value read meanwhile is not served from the local tier')
+})
+
+test('past MAX_PENDING_KEYS keys queued, however few invalidations hold them, the queue gives way to one flush of the prefix', async (t) => {
+  t.mock.timers.enable({ apis: ['setTimeout'] })
+  const { tier, taken, refuse } = fakeTier()
+  const { core, invalidator } = invalidatorOver(tier)
+  refuse.add('invalidate').add('bury').add('scan')
+  // Import batches of a thousand keys each, while Redis refuses writes: before, 10,000 of them were queued whole.
+  const batches = Math.ceil(MAX_PENDING_KEYS / 1000) + 1
+  for (let b = 0; b < batches; b++) await invalidator.invalidate({ keys: Array.from({ length: 1000 }, (_v, i) => `lead:${b}:${i}`) })
+  assert.equal(invalidator.pendingCount, 1, 'one flush of the prefix owed, not a hundred batches held')
+  assert.equal(core.pending.has('anything'), true, 'every key may be old in Redis until the flush')
+  refuse.clear()
+  t.mock.timers.tick(100)
+  await settle()
+  assert.deepEqual(taken, ['scan p:*'])
+  assert.equal(core.pending.empty, true)
+  core.closed = true
+  invalidator.close()
 })

@@ -192,6 +192,8 @@ test('the configuration line masks a replica URL\'s password, a password passed 
   assert.equal(safe.DATABASE_REPLICA_URLS, 'postgres://app:***@replica-1:5432/leads,postgres://app:***@replica-2:5432/leads')
   assert.equal(safe.DATABASE_URL, 'postgres://app@db.internal:5432/leads?password=[REDACTED]&sslmode=require')
   assert.equal(redactConfig({ DATABASE_REPLICA_URLS: '' }).DATABASE_REPLICA_URLS, '')
+  // A comma in the password of a single URL: not split into a part that looks like a host and port.
+  assert.doesNotMatch(JSON.stringify(redactConfig({ DATABASE_URL: 'postgres://app:12,s3cret7@db:5432/leads', HOOK: 'https://example.com/cb#access_token=s3cret8', LIST: ['postgres://a:s3cret9@x/y'] })), /s3cret|12,/)
 })
 
 /** True when A and B are the same type; a false here fails the build. */

@@ -84,17 +84,29 @@ export function routerErrorHandler (err: FastifyError, request: FastifyRequest, 
     .code(500).type('application/json; charset=utf-8').send(errorBody(500, 'INTERNAL_ERROR', 'Internal Server Error'))
 }
 
+/**
+ * The status, code and message the platform answers for an error: what the error handler sends, and what a route
+ * that reports an error inside a 2xx answer (a batch's item) tells its caller. An error that is not deliberate (a
+ * TypeError, a driver's error) is a 500 whose text is not told.
+ */
+export function errorAnswer (error: unknown): { statusCode: number, code: string, message: string } {
+  const err = (typeof error === 'object' && error !== null ? error : {}) as Partial<CodedError>
+  const fromError = err.validation ? 400 : (err.statusCode ?? 500)
+  const statusCode = fromError >= 400 && fromError < 600 ? fromError : 500
+  // Fastify's own codes (FST_ERR_*) name its internals and are documented nowhere: those not mapped to one of ours
+  // (FST_ERR_ROUTE_MISSING_CONTENT_TYPE for a QUERY without a content type) answer BAD_REQUEST or INTERNAL_ERROR.
+  const deliberate = typeof err.code === 'string' && typeof err.statusCode === 'number' && !err.code.startsWith('FST_ERR_')
+  // SyntaxError from the JSON parser carries statusCode 400 but its own code.
+  const mapped = typeof err.code === 'string' ? FASTIFY_CODES[err.code] : undefined
+  const named = deliberate || mapped !== undefined ? undefined : NAMED_STATUSES.get(statusCode)
+  const code = mapped ?? (deliberate ? err.code as string : named?.code ?? (statusCode >= 500 ? 'INTERNAL_ERROR' : 'BAD_REQUEST'))
+  const message = named?.message ?? (statusCode < 500 || deliberate ? String(err.message ?? '') : 'Internal Server Error')
+  return { statusCode, code, message }
+}
+
 export function installErrorHandling (app: FastifyInstance): void {
   app.setErrorHandler((err: CodedError, request: FastifyRequest, reply: FastifyReply) => {
-    const fromError = err.validation ? 400 : (err.statusCode ?? 500)
-    const statusCode = fromError >= 400 && fromError < 600 ? fromError : 500
-    // Fastify's own codes (FST_ERR_*) name its internals and are documented nowhere: those not mapped to one of ours
-    // (FST_ERR_ROUTE_MISSING_CONTENT_TYPE for a QUERY without a content type) answer BAD_REQUEST or INTERNAL_ERROR.
-    const deliberate = typeof err.code === 'string' && typeof err.statusCode === 'number' && !err.code.startsWith('FST_ERR_')
-    // SyntaxError from the JSON parser carries statusCode 400 but its own code.
-    const named = deliberate || FASTIFY_CODES[err.code] !== undefined ? undefined : NAMED_STATUSES.get(statusCode)
-    const code = FASTIFY_CODES[err.code] ?? (deliberate ? err.code : named?.code ?? (statusCode >= 500 ? 'INTERNAL_ERROR' : 'BAD_REQUEST'))
-    const message = named?.message ?? (statusCode < 500 || deliberate ? err.message : 'Internal Server Error')
+    const { statusCode, code, message } = errorAnswer(err)
     // A request refused because the service is closing is expected at every deploy: not an error with its stack.
     if (statusCode >= 500 && code !== 'SERVICE_CLOSING') request.log.error({ err }, 'request failed')
     else request.log.info({ code, statusCode }, err.message)

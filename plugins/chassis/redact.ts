@@ -9,6 +9,7 @@ export function redactUrl (text: string | undefined): string | undefined {
     const url = new URL(text)
     if (url.password !== '') url.password = '***'
     if (url.search.length > 1) url.search = scrubQuery(url.search.slice(1))
+    if (url.hash.length > 1) url.hash = scrubQuery(url.hash.slice(1))
     return url.toString()
   } catch {
     return '[unparsable url]'
@@ -16,17 +17,22 @@ export function redactUrl (text: string | undefined): string | undefined {
 }
 
 const SECRET_KEY = /(PASSWORD|SECRET|TOKEN|API_KEY|_KEY$)/i
-const URL_KEY = /_URLS?$/
+const URL_KEY = /_URL$/
+// A comma-separated list of URLs, split as its reader splits it (a comma inside a password must be escaped there too).
+const URL_LIST_KEY = /_URLS$/
 
 /**
- * A copy of a configuration object that is safe to log: secrets masked, and every URL redacted (`redactUrl`), also in
- * a comma-separated list (DATABASE_REPLICA_URLS) and in a setting whose name does not say it holds one.
+ * A copy of a configuration object that is safe to log: secrets masked, and every URL redacted (`redactUrl`), in a
+ * list (DATABASE_REPLICA_URLS) each, and in a setting whose name does not say it holds one. A value that is not a
+ * string (a list, an object) is left out: nothing here tells what it holds.
  */
 export function redactConfig (config: Record<string, unknown>): Record<string, unknown> {
   const out: Record<string, unknown> = {}
   for (const [key, value] of Object.entries(config)) {
     if (value !== undefined && SECRET_KEY.test(key)) out[key] = '***'
-    else if (typeof value === 'string' && (URL_KEY.test(key) || value.includes('://'))) out[key] = value.split(',').map((part) => part.trim() === '' ? part : redactUrl(part.trim())).join(',')
+    else if (typeof value === 'string' && URL_LIST_KEY.test(key)) out[key] = value.split(',').map((part) => part.trim() === '' ? part : redactUrl(part.trim())).join(',')
+    else if (typeof value === 'string' && (URL_KEY.test(key) || value.includes('://'))) out[key] = redactUrl(value.trim())
+    else if (typeof value === 'object' && value !== null) out[key] = '[not shown]'
     else out[key] = value
   }
   return out

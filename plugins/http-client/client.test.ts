@@ -24,9 +24,10 @@ test('one upstream stall under 20 concurrent calls does not open the circuit', a
   })
   await new Promise<void>((resolve) => upstream.listen(0, '127.0.0.1', resolve))
   t.after(() => { for (const res of held) res.destroy(); upstream.close() })
-  const client = createServiceClient({ name: 'stalling', baseUrl: `http://127.0.0.1:${(upstream.address() as AddressInfo).port}`, timeoutMs: 300, retries: 0, breakerThreshold: 5, breakerCooldownMs: 60_000, connections: 32 })
+  const client = createServiceClient({ name: 'stalling', baseUrl: `http://127.0.0.1:${(upstream.address() as AddressInfo).port}`, timeoutMs: 1000, retries: 0, breakerThreshold: 5, breakerCooldownMs: 60_000, connections: 32 })
   t.after(() => client.close())
-  assert.equal((await client.request({ path: '/x' })).status, 200)
+  // A busy machine may take the first call past its budget: the point is what follows.
+  await eventually(async () => (await client.request({ path: '/x' }).catch(() => undefined))?.status === 200, 'answered before the stall')
   stalled = true
   // All 20 time out together: one stall of the upstream, one failure, not 20 (which opened the circuit for its cooldown).
   const calls = await Promise.allSettled(Array.from({ length: 20 }, () => client.request({ path: '/x' })))
@@ -101,13 +102,17 @@ test('an upstream\'s 503 with Retry-After is not retried and its wait is passed 
   headers = { 'retry-after': '86400' }
   await assert.rejects(client.request({ path: '/x' }), { retryAfterSeconds: 300 })
   assert.equal(upstream.calls(), 2)
+  // As an HTTP date, 20 s ahead: the same.
+  headers = { 'retry-after': new Date(Date.now() + 20_000).toUTCString() }
+  await assert.rejects(client.request({ path: '/x' }), (e: { retryAfterSeconds: number }) => e.retryAfterSeconds >= 19 && e.retryAfterSeconds <= 21)
+  assert.equal(upstream.calls(), 3)
   // A 503 without Retry-After, or one that closes its connection (an instance shutting down), is retried.
   headers = {}
   await assert.rejects(client.request({ path: '/x' }), { retryAfterSeconds: 1 })
-  assert.equal(upstream.calls(), 2 + 3)
+  assert.equal(upstream.calls(), 3 + 3)
   headers = { 'retry-after': '1', connection: 'close' }
   await assert.rejects(client.request({ path: '/x' }), { code: 'UPSTREAM_UNAVAILABLE' })
-  assert.equal(upstream.calls(), 5 + 3)
+  assert.equal(upstream.calls(), 6 + 3)
 })
 
 test('a failed connection is told to the caller by its code, without the upstream\'s address', async (t) => {
@@ -123,6 +128,19 @@ test('a failed connection is told to the caller by its code, without the upstrea
   await assert.rejects(client.request({ path: '/x' }), (e: Error) => {
     assert.match(e.message, /^gone is unavailable: request failed \(ECONNREFUSED\)$/)
     assert.doesNotMatch(e.message, new RegExp(`127\\.0\\.0\\.1|${deadPort}|${port}`))
+    return true
+  })
+})
+
+test('a call budget under a millisecond still makes its one attempt', async (t) => {
+  const upstream = await upstreamOf(t, (_n, res) => { res.writeHead(200, { 'content-type': 'application/json' }).end('{}') })
+  // Before, the first attempt's budget floored to 0 ms and no attempt was ever made ('no attempt made'), and undici
+  // refused the pool's fractional timeouts (UND_ERR_INVALID_ARG) on every call.
+  const tiny = createServiceClient({ name: 'tiny', baseUrl: upstream.url, timeoutMs: 0.5, retries: 2 })
+  t.after(() => tiny.close())
+  await assert.rejects(tiny.request({ path: '/x' }), (e: Error) => {
+    assert.doesNotMatch(e.message, /no attempt made/)
+    assert.match(e.message, /no answer within 0.5 ms/)
     return true
   })
 })

@@ -58,9 +58,10 @@ export class ServiceClient {
     this.#breaker = new CircuitBreaker(options.breakerThreshold, options.breakerCooldownMs)
     this.#pool = new Pool(new URL(options.baseUrl).origin, {
       connections: options.connections,
-      connectTimeout: this.#attemptTimeoutMs,
-      headersTimeout: this.#attemptTimeoutMs,
-      bodyTimeout: this.#attemptTimeoutMs,
+      // Undici takes whole milliseconds; the attempt's signal holds the exact budget.
+      connectTimeout: Math.ceil(this.#attemptTimeoutMs),
+      headersTimeout: Math.ceil(this.#attemptTimeoutMs),
+      bodyTimeout: Math.ceil(this.#attemptTimeoutMs),
       keepAliveTimeout: 4000
     })
   }
@@ -88,14 +89,15 @@ export class ServiceClient {
         this.#retried++
         await sleep(backoff)
       }
+      const left = deadline - performance.now()
+      // Whole milliseconds (AbortSignal.timeout takes no fraction), and the first attempt is always made. Decided
+      // before the breaker: one that lets this call probe expects it to report, which a call that stops here would not.
+      const budget = attempt === 0 ? Math.max(1, Math.floor(Math.min(this.#attemptTimeoutMs, left))) : Math.floor(Math.min(this.#attemptTimeoutMs, left))
+      if (budget < 1) break
       if (!this.#breaker.allow()) {
         this.#rejected++
         throw new UpstreamUnavailableError(this.name, 'circuit open after repeated failures', this.#retryAfterS(upstreamRetryAfterS))
       }
-      // Whole milliseconds: AbortSignal.timeout takes no fraction.
-      const left = deadline - performance.now()
-      const budget = Math.floor(Math.min(this.#attemptTimeoutMs, left))
-      if (budget < 1) break
       this.#calls++
       const epoch = this.#breaker.epoch
       try {
@@ -147,11 +149,12 @@ export class ServiceClient {
   }
 }
 
-/** A Retry-After of whole seconds, at most MAX_UPSTREAM_RETRY_AFTER_S; undefined when absent or an HTTP date (not sent between the services). */
-function retryAfterSeconds (value: string | string[] | undefined): number | undefined {
-  const text = Array.isArray(value) ? value[0] : value
-  if (text === undefined || !/^\s*\d{1,9}\s*$/.test(text)) return undefined
-  return Math.min(MAX_UPSTREAM_RETRY_AFTER_S, Math.max(1, Number(text)))
+/** A Retry-After in whole seconds (given so, or as an HTTP date), from 1 to MAX_UPSTREAM_RETRY_AFTER_S; undefined when absent or unreadable. */
+function retryAfterSeconds (value: string | string[] | undefined, now = Date.now()): number | undefined {
+  const text = (Array.isArray(value) ? value[0] : value)?.trim()
+  if (text === undefined || text === '') return undefined
+  const seconds = /^\d{1,9}$/.test(text) ? Number(text) : Math.ceil((Date.parse(text) - now) / 1000)
+  return Number.isNaN(seconds) ? undefined : Math.min(MAX_UPSTREAM_RETRY_AFTER_S, Math.max(1, seconds))
 }
 
 function closesConnection (value: string | string[] | undefined): boolean {

@@ -33,6 +33,7 @@ export async function buildOrchestrator (config: OrchestratorConfig, options: Bu
           name: 'data-service',
           baseUrl: config.DATA_SERVICE_URL,
           timeoutMs: config.DATA_SERVICE_TIMEOUT_MS,
+          ...(config.DATA_SERVICE_ATTEMPT_TIMEOUT_MS > 0 ? { attemptTimeoutMs: config.DATA_SERVICE_ATTEMPT_TIMEOUT_MS } : {}),
           retries: config.DATA_SERVICE_RETRIES,
           breakerThreshold: config.DATA_SERVICE_BREAKER_THRESHOLD,
           breakerCooldownMs: config.DATA_SERVICE_BREAKER_COOLDOWN_MS,

@@ -8,6 +8,7 @@ const orchestratorFragment = {
     DATA_SERVICE_URL: { type: 'string', default: 'http://127.0.0.1:3001', pattern: '^https?://[^\\s/]+$', patternMessage: 'must be an origin like http://host:3001', description: 'Origin of the data-service the orchestrator calls' },
     // Less than the shutdown's bound: a request waiting on the data-service must be able to finish inside it.
     DATA_SERVICE_TIMEOUT_MS: { type: 'integer', default: 2000, minimum: 1, lessThan: 'SHUTDOWN_TIMEOUT_MS', description: 'Budget of one call to the data-service, its retries and their backoff included: a caller waits at most this long for it; less than SHUTDOWN_TIMEOUT_MS' },
+    DATA_SERVICE_ATTEMPT_TIMEOUT_MS: { type: 'integer', default: 0, minimum: 0, maxOf: 'DATA_SERVICE_TIMEOUT_MS', description: 'Budget of one attempt of a call to the data-service, within DATA_SERVICE_TIMEOUT_MS; shorter, a stalled attempt is retried on another connection (another instance behind a Kubernetes Service) within the call\'s budget. 0: the whole call\'s budget' },
     DATA_SERVICE_RETRIES: { type: 'integer', default: 2, minimum: 0, maximum: 5, description: 'Retries of an idempotent call to the data-service' },
     DATA_SERVICE_BREAKER_THRESHOLD: { type: 'integer', default: 5, minimum: 1, description: 'Consecutive failed calls that open the circuit to the data-service (calls failing in one stall count once)' },
     DATA_SERVICE_BREAKER_COOLDOWN_MS: { type: 'integer', default: 5000, minimum: 0, description: 'Ms the circuit to the data-service stays open before a probe' },

@@ -1,5 +1,8 @@
 import type { ServiceClient } from '@lead-chassis/plugins/http-client'
 import type { paths } from './data-service-api.js'
+import { Ajv } from 'ajv'
+import addFormats from 'ajv-formats'
+import { leadSchema } from '../domain/lead-schemas.js'
 import { OrchestratorErrors } from './errors.js'
 
 type JsonOf<R> = R extends { content: { 'application/json': infer B } } ? B : undefined
@@ -31,18 +34,22 @@ export class DataServiceApi {
 
   async lead (id: LeadOperation['parameters']['path']['id']): Promise<Answer<LeadOperation>> {
     const res = await this.#client.request({ path: pathOf('/data/v1/leads/{id}', { id }) })
-    if (res.status === 200 && !(isObject(res.body) && typeof res.body.id === 'string')) throw unreadable(res.status)
+    if (res.status === 200 && !isLead(res.body)) throw unreadable(res.status)
     return { status: res.status, body: res.body } as Answer<LeadOperation>
   }
 
   async unassigned (query: UnassignedQuery): Promise<Answer<UnassignedOperation>> {
     const res = await this.#client.request({ path: pathOf('/data/v1/leads/unassigned'), query })
-    if (res.status === 200 && !(isObject(res.body) && Array.isArray(res.body.data))) throw unreadable(res.status)
+    if (res.status === 200 && !(isObject(res.body) && Array.isArray(res.body.data) && res.body.data.every((lead) => isLead(lead)))) throw unreadable(res.status)
     return { status: res.status, body: res.body } as Answer<UnassignedOperation>
   }
 }
 
 const isObject = (body: unknown): body is Record<string, unknown> => typeof body === 'object' && body !== null && !Array.isArray(body)
+// A lead as the data-service's own response schema describes it: what scoring and routing read is there, of its type.
+const ajv = new Ajv({ allErrors: false, coerceTypes: false, removeAdditional: false })
+addFormats.default(ajv)
+const isLead = ajv.compile(leadSchema)
 
 /**
  * A 200 that is not the documented JSON (a proxy's page, a service of another version): a 502, not a TypeError

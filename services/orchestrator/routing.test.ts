@@ -166,11 +166,14 @@ test('a data-service 404 that is not its LEAD_NOT_FOUND, or a 200 that is not it
   const db = await createTestSchema()
   t.after(() => db.drop())
   // Another service at DATA_SERVICE_URL: 404 NOT_FOUND for the path; then a proxy's HTML page answered 200.
-  let html = false
+  let answer: 'not found' | 'html' | 'other shape' = 'not found'
   const upstream = Fastify()
-  upstream.get('/*', async (_request, reply) => html
-    ? reply.code(200).type('text/html').send('<html>maintenance</html>')
-    : reply.code(404).send({ statusCode: 404, code: 'NOT_FOUND', error: 'Not Found', message: 'Route GET:/data/v1/leads/x not found' }))
+  upstream.get('/*', async (request, reply) => {
+    if (answer === 'html') return reply.code(200).type('text/html').send('<html>maintenance</html>')
+    // Another version's JSON: snake_case fields, a null in the queue.
+    if (answer === 'other shape') return reply.code(200).send(request.url.includes('unassigned') ? { data: [null] } : { id: '0a0a0a0a-0000-4000-8000-00000000000a', first_name: 'A' })
+    return reply.code(404).send({ statusCode: 404, code: 'NOT_FOUND', error: 'Not Found', message: 'Route GET:/data/v1/leads/x not found' })
+  })
   const upstreamUrl = await upstream.listen({ host: '127.0.0.1', port: 0 })
   t.after(() => upstream.close())
   const { app } = await startOrchestrator(t, db, upstreamUrl, { CACHE_PREFIX: `${uniqueName('orc')}:` })
@@ -184,9 +187,11 @@ test('a data-service 404 that is not its LEAD_NOT_FOUND, or a 200 that is not it
     assert.equal(res.statusCode, 502, res.body)
     assert.equal(res.json().code, 'UPSTREAM_ERROR')
   }
-  html = true
-  for (const res of await calls()) {
-    assert.equal(res.statusCode, 502, res.body)
-    assert.deepEqual(res.json(), { statusCode: 502, code: 'UPSTREAM_ERROR', error: 'Bad Gateway', message: 'data-service answered 200: an answer that is not the documented JSON' })
+  for (const kind of ['html', 'other shape'] as const) {
+    answer = kind
+    for (const res of await calls()) {
+      assert.equal(res.statusCode, 502, `${kind}: ${res.body}`)
+      assert.deepEqual(res.json(), { statusCode: 502, code: 'UPSTREAM_ERROR', error: 'Bad Gateway', message: 'data-service answered 200: an answer that is not the documented JSON' })
+    }
   }
 })

@@ -1,5 +1,5 @@
 import type { FastifyError, FastifyInstance, FastifyRequest } from 'fastify'
-import { errorBodySchema } from '@lead-chassis/plugins/chassis'
+import { errorAnswer, errorBodySchema } from '@lead-chassis/plugins/chassis'
 import { LeadErrors } from '../../domain/errors.js'
 import { REPORT_TAGS, changeTagsOf, leadKey } from '../../domain/lead-cache.js'
 import { PRODUCTS, US_STATES, leadIdParamsSchema } from '../../domain/lead-schemas.js'
@@ -28,14 +28,6 @@ function upstreamFailure (status: number, body: UpstreamBody): Error {
   const message = typeof body === 'object' && typeof body?.message === 'string' ? body.message : ''
   if (status === 400 || status === 422) return new OrchestratorErrors.UPSTREAM_REFUSED_INPUT(message || `answered ${status}`)
   return new OrchestratorErrors.UPSTREAM_ERROR(status, message)
-}
-
-/** The code and message a caller is told for an error, as the error handler would answer it (a 500's text is not told). */
-function answeredError (error: unknown): { statusCode: number, code: string, message: string } {
-  const e = error as Partial<FastifyError>
-  const statusCode = typeof e.statusCode === 'number' ? e.statusCode : 500
-  if (statusCode >= 500 && statusCode !== 502 && statusCode !== 503 && statusCode !== 504) return { statusCode, code: 'INTERNAL_ERROR', message: 'Internal Server Error' }
-  return { statusCode, code: e.code ?? 'INTERNAL_ERROR', message: e.message ?? '' }
 }
 
 const outcomeSchema = { type: 'object', properties: { leadId: { type: 'string' }, code: { type: 'string' }, message: { type: 'string' } } } as const
@@ -132,7 +124,7 @@ export async function routingRoutes (instance: FastifyInstance, opts: RoutingRou
         // Nothing committed yet: the failure is the answer. Otherwise the leads already assigned (committed, their
         // events sent) are answered with the one that stopped the batch, not hidden behind an error status.
         if (assigned.length === 0) throw error
-        const answered = answeredError(error)
+        const answered = errorAnswer(error)
         if (answered.statusCode >= 500) request.log.error({ err: error, leadId: lead.id }, 'batch routing stopped after assigning some leads')
         return { assigned, skipped, stopped: { leadId: lead.id, code: answered.code, message: answered.message } }
       }
