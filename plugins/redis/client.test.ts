@@ -79,6 +79,7 @@ test('a cluster client keeps what its seed URL says: ?keyPrefix= prefixes its ke
   tls.on('error', () => {})
   assert.ok(isCluster(tls))
   assert.deepEqual(tls.options.redisOptions?.tls, {})
+  assert.equal(typeof tls.options.dnsLookup, 'function', 'node names kept for the certificate check')
   tls.disconnect()
 
   const cluster = await startPrivateCluster()

@@ -90,6 +90,9 @@ export function createRedisClient (rawOptions: RedisClientOptions): RedisClient 
     // What a standalone client reads from its URL, and a Cluster takes only as options: a `rediss://` seed would
     // otherwise reach every node in plain text, its password with it, and `?keyPrefix=` would be dropped.
     ...(keyPrefix ? { keyPrefix } : {}),
+    // With TLS, the nodes' names as the cluster announces them, not resolved to addresses first: a certificate names
+    // hosts, and verified against an address it would fail.
+    ...(url.protocol === 'rediss:' ? { dnsLookup: (address: string, callback: (error: Error | null, address: string) => void) => { callback(null, address) } } : {}),
     redisOptions: {
       ...common,
       enableAutoPipelining: false,
@@ -98,7 +101,7 @@ export function createRedisClient (rawOptions: RedisClientOptions): RedisClient 
       ...(url.username ? { username: decodeURIComponent(url.username) } : {})
     }
   }
-  return new Cluster([{ host: url.hostname, port: Number(url.port || (url.protocol === 'rediss:' ? 6380 : 6379)) }], clusterOptions)
+  return new Cluster([{ host: url.hostname, port: Number(url.port || 6379) }], clusterOptions)
 }
 
 /**
