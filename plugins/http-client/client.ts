@@ -92,7 +92,7 @@ export class ServiceClient {
       const left = deadline - performance.now()
       // Whole milliseconds (AbortSignal.timeout takes no fraction), and the first attempt is always made. Decided
       // before the breaker: one that lets this call probe expects it to report, which a call that stops here would not.
-      const budget = attempt === 0 ? Math.max(1, Math.floor(Math.min(this.#attemptTimeoutMs, left))) : Math.floor(Math.min(this.#attemptTimeoutMs, left))
+      const budget = Math.max(attempt === 0 ? 1 : 0, Math.floor(Math.min(this.#attemptTimeoutMs, left)))
       if (budget < 1) break
       if (!this.#breaker.allow()) {
         this.#rejected++
@@ -113,7 +113,7 @@ export class ServiceClient {
         // connection may reach another instance. Any other 503 with Retry-After is load shedding or an outage the
         // upstream knows of: it said when to come back, so no retry sooner.
         const retryAfterS = res.statusCode === 503 && !closesConnection(res.headers.connection) ? retryAfterSeconds(res.headers['retry-after']) : undefined
-        if (RETRYABLE_STATUS.has(res.statusCode) || retryAfterS !== undefined) {
+        if (RETRYABLE_STATUS.has(res.statusCode)) {
           this.#failed(epoch)
           reason = `answered ${res.statusCode}`
           if (retryAfterS !== undefined) {
