@@ -47,7 +47,7 @@ export class InvalidationBus {
   #up = false
   #peers = 1
   #heartbeat: NodeJS.Timeout | undefined
-  readonly #linkCheck: NodeJS.Timeout
+  readonly #linkCheck: NodeJS.Timeout | undefined
   #checking = false
   #subscribeFailing = false
   #subscribeRetry: NodeJS.Timeout | undefined
@@ -68,7 +68,7 @@ export class InvalidationBus {
     this.#subscriber.on('error', (err: Error) => this.#o.log('cache invalidation link error', err))
     if (tier.cluster) this.#heartbeat = setInterval(() => { void this.#announce() }, PRESENCE_BEAT_MS).unref()
     // On a standalone Redis only: a Cluster sends a PING to any node, not down the subscriber's connection.
-    this.#linkCheck = setInterval(() => { if (!tier.cluster) void this.#checkLink() }, LINK_CHECK_MS).unref()
+    if (!tier.cluster) this.#linkCheck = setInterval(() => { void this.#checkLink() }, LINK_CHECK_MS).unref()
   }
 
   /**

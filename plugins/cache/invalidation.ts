@@ -79,7 +79,8 @@ export class Invalidator {
       ...(patterns.length > 0 ? { patterns } : {}),
       ...(tags.length > 0 ? { tags: tagGens } : {})
     }
-    this.apply(invalidation)
+    // The keys and patterns went before the round trips (above); the tags take the generations Redis gave them.
+    if (tags.length > 0) this.apply({ tags: tagGens })
     if (core.tier) {
       try {
         await this.#invalidateRedis({ keys, patterns })

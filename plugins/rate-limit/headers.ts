@@ -55,8 +55,7 @@ export function setRateLimitHeaders (reply: FastifyReply, decision: Decision, no
     h['x-ratelimit-reset'] = Math.ceil((nowMs + waitMs) / 1000)
   }
   if (fields !== 'x-ratelimit') {
-    const one = decision.results.length === 1
-    const shown = one ? decision.results : decision.results.filter((r) => r.policy.shadow !== true)
+    const shown = decision.results.length === 1 ? decision.results : decision.results.filter((r) => r.policy.shadow !== true)
     h['ratelimit-policy'] = shown.length === 1 ? text.policy : shown.map((r) => textOf(r.policy).policy).join(', ')
     h.ratelimit = shown.length === 1 ? stateItem(b) : shown.map(stateItem).join(', ')
   }
