@@ -144,3 +144,43 @@ test('a call budget under a millisecond still makes its one attempt', async (t) 
     return true
   })
 })
+
+test('an upstream answer past maxResponseBytes fails 502 without being read whole or retried, by its length or as it streams; the default takes 8 MiB', async (t) => {
+  // 'declared': a Content-Length past the bound; 'streamed': chunked, no length, 64 KiB a write for as long as the
+  // client reads (before, the client read it all into memory, whatever its size).
+  let mode: 'declared' | 'streamed' | 'fits' = 'declared'
+  let sent = 0
+  const upstream = await upstreamOf(t, (_n, res) => {
+    if (mode === 'fits') { res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ data: 'x'.repeat(4000) })); return }
+    if (mode === 'declared') { res.writeHead(200, { 'content-type': 'application/json', 'content-length': String(64 * 1024 * 1024) }); res.write('['); return }
+    res.writeHead(200, { 'content-type': 'application/json' })
+    const chunk = Buffer.alloc(64 * 1024, 'x')
+    const more = (): void => { while (!res.destroyed && sent < 256 * 1024 * 1024 && res.write(chunk)) sent += chunk.length }
+    res.on('drain', more)
+    more()
+  })
+  const client = createServiceClient({ name: 'flooding', baseUrl: upstream.url, maxResponseBytes: 4096 + 100, retries: 2, retryBaseMs: 1, breakerThreshold: 1 })
+  t.after(() => client.close())
+  for (const m of ['declared', 'streamed'] as const) {
+    mode = m
+    const calls = upstream.calls()
+    await assert.rejects(client.request({ path: '/x' }), (e: { statusCode: number, code: string, message: string }) => {
+      assert.equal(e.statusCode, 502, m)
+      assert.equal(e.code, 'UPSTREAM_ERROR', m)
+      assert.equal(e.message, 'flooding answered more than 4196 bytes')
+      return true
+    })
+    assert.equal(upstream.calls(), calls + 1, `${m}: the same call would get the same answer, so it is not retried`)
+    assert.equal(client.breakerState, 'closed', `${m}: the upstream answered, so the breaker (threshold 1) stays closed`)
+  }
+  assert.ok(sent < 16 * 1024 * 1024, `the streamed answer was dropped early (${sent} bytes written)`)
+  mode = 'fits'
+  assert.equal((await client.request<{ data: string }>({ path: '/x' })).body.data.length, 4000)
+  // The default bound: 8 MiB taken, 8 MiB and a byte not.
+  const sized = await upstreamOf(t, (n, res) => { res.writeHead(200, { 'content-type': 'application/octet-stream' }).end(Buffer.alloc(8 * 1024 * 1024 + (n === 1 ? 0 : 1))) })
+  const byDefault = createServiceClient({ name: 'sized', baseUrl: sized.url, retries: 0 })
+  t.after(() => byDefault.close())
+  assert.equal((await byDefault.request<string>({ path: '/x' })).body.length, 8 * 1024 * 1024)
+  await assert.rejects(byDefault.request({ path: '/x' }), { code: 'UPSTREAM_ERROR', message: 'sized answered more than 8388608 bytes' })
+  assert.throws(() => createServiceClient({ name: 'x', baseUrl: sized.url, maxResponseBytes: 0 }), /maxResponseBytes must be a positive integer/)
+})

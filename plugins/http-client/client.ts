@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import { Pool, type Dispatcher } from 'undici'
 import { CircuitBreaker, type BreakerState } from '../chassis/index.js'
-import { UpstreamUnavailableError } from './errors.js'
+import { UpstreamAnswerError, UpstreamUnavailableError } from './errors.js'
 import { MAX_UPSTREAM_RETRY_AFTER_S, resolveServiceClientOptions, type ServiceClientOptions } from './options.js'
 
 export type { ServiceClientOptions }
@@ -29,9 +29,10 @@ const RETRYABLE_STATUS = new Set([502, 503, 504])
  * A keep-alive client for calls between the platform's services: one budget per call (`timeoutMs`, retries and
  * backoff included) and per attempt, retries with backoff for idempotent calls only, and a circuit breaker, so a
  * caller whose dependency is down gets UpstreamUnavailableError (503 with Retry-After) within the call's budget and
- * never hangs. An upstream's own Retry-After on a 503 is honoured: not retried, and passed on. W3C trace context is
- * added by the undici instrumentation when tracing runs. 4xx answers are returned, not thrown: they are the callee's
- * answer.
+ * never hangs. An upstream's own Retry-After on a 503 is honoured: not retried, and passed on. An answer longer
+ * than `maxResponseBytes` is dropped unread (502 UPSTREAM_ERROR): a faulty upstream cannot fill this process's
+ * memory. W3C trace context is added by the undici instrumentation when tracing runs. 4xx answers are returned, not
+ * thrown: they are the callee's answer.
  */
 export class ServiceClient {
   readonly name: string
@@ -42,6 +43,7 @@ export class ServiceClient {
   readonly #retries: number
   readonly #retryBaseMs: number
   readonly #headers: Record<string, string>
+  readonly #maxResponseBytes: number
   #calls = 0
   #failures = 0
   #retried = 0
@@ -55,6 +57,7 @@ export class ServiceClient {
     this.#retries = options.retries
     this.#retryBaseMs = options.retryBaseMs
     this.#headers = options.headers
+    this.#maxResponseBytes = options.maxResponseBytes
     this.#breaker = new CircuitBreaker(options.breakerThreshold, options.breakerCooldownMs)
     this.#pool = new Pool(new URL(options.baseUrl).origin, {
       connections: options.connections,
@@ -62,6 +65,7 @@ export class ServiceClient {
       connectTimeout: Math.ceil(this.#attemptTimeoutMs),
       headersTimeout: Math.ceil(this.#attemptTimeoutMs),
       bodyTimeout: Math.ceil(this.#attemptTimeoutMs),
+      maxResponseSize: options.maxResponseBytes,
       keepAliveTimeout: 4000
     })
   }
@@ -108,6 +112,11 @@ export class ServiceClient {
           ...(req.body !== undefined ? { body: JSON.stringify(req.body) } : {}),
           signal: AbortSignal.timeout(budget)
         })
+        // Undici counts the bytes as they come; a declared length past the bound is refused before any of them.
+        if (Number(res.headers['content-length']) > this.#maxResponseBytes) {
+          res.body.destroy()
+          throw Object.assign(new Error('answer too long'), { code: 'UND_ERR_RES_EXCEEDED_MAX_SIZE' })
+        }
         const text = await res.body.text()
         // An instance that is closing (its answer closes the connection) is retried at once: the next attempt's
         // connection may reach another instance. Any other 503 with Retry-After is load shedding or an outage the
@@ -125,6 +134,11 @@ export class ServiceClient {
         this.#breaker.success()
         return { status: res.statusCode, headers: res.headers, body: parseBody(text, res.headers['content-type']) as T }
       } catch (error) {
+        // The same call would get the same answer: not retried. The upstream did answer, so the breaker hears a success.
+        if ((error as { code?: string }).code === 'UND_ERR_RES_EXCEEDED_MAX_SIZE') {
+          this.#breaker.success()
+          throw new UpstreamAnswerError(this.name, `more than ${this.#maxResponseBytes} bytes`)
+        }
         this.#failed(epoch)
         // The error's code, not its message: undici's names the upstream's address, which callers are not told.
         reason = (error as Error).name === 'TimeoutError' ? `no answer within ${left <= this.#attemptTimeoutMs ? this.#timeoutMs : this.#attemptTimeoutMs} ms` : `request failed (${(error as { code?: string }).code ?? (error as Error).name})`

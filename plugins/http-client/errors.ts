@@ -20,3 +20,16 @@ export class UpstreamUnavailableError extends HttpError {
     this.retryAfterSeconds = retryAfterSeconds
   }
 }
+
+/**
+ * The error a route gets when a service it depends on answered what its client does not take (an answer longer than
+ * `maxResponseBytes`): 502 UPSTREAM_ERROR. Not retried, and not a failure of the breaker: the upstream answers.
+ */
+export class UpstreamAnswerError extends HttpError {
+  readonly upstream: string
+  constructor (upstream: string, reason: string) {
+    super(502, 'UPSTREAM_ERROR', `${upstream} answered ${reason}`)
+    this.name = 'UpstreamAnswerError'
+    this.upstream = upstream
+  }
+}

@@ -1,4 +1,4 @@
 export { createServiceClient, ServiceClient, type ServiceClientOptions, type ServiceRequest, type ServiceResponse } from './client.js'
-export { HttpClientErrors, UpstreamUnavailableError } from './errors.js'
+export { HttpClientErrors, UpstreamAnswerError, UpstreamUnavailableError } from './errors.js'
 export { resolveServiceClientOptions, serviceClientDefaults } from './options.js'
 export { httpClientPlugin, type HttpClientPluginOptions } from './plugin.js'
