@@ -26,7 +26,11 @@ const { values: args } = parseArgs({
     warmup: { type: 'string', default: '4' },
     // Each connection stands for its own client address (workload.ts, replay); 250 keep the 2,000 keys at 8 per
     // address, within what NGINX's key gate lets one address verify (2 a second, each verdict kept 5 s).
-    connections: { type: 'string', default: '250' },
+    connections: { type: 'string' },
+    // `skewed` (the default): the mix of lists, single leads and PATCHes below. `one-url`: the load of the feature
+    // list's own figures, `wrk -c400 -d30s http://localhost/api/v1/leads`: every request a GET of /api/v1/leads,
+    // no writes, 400 connections unless --connections says otherwise.
+    mix: { type: 'string', default: 'skewed' },
     // Rounds interleave the configurations, every other round in reverse order; each ratio is the median of the
     // rounds' own ratios. One round moved after / ceiling from 74% to 54% between two runs of the same commit.
     rounds: { type: 'string', default: '3' },
@@ -35,7 +39,7 @@ const { values: args } = parseArgs({
     writes: { type: 'string', default: '0.02' },
     scale: { type: 'string', default: SCALE },
     'scale-duration': { type: 'string', default: '8' },
-    out: { type: 'string', default: 'bench-results' },
+    out: { type: 'string' },
     // A comma-separated subset of the configurations to load (before, after, static, after-direct, ceiling, alternative).
     only: { type: 'string', default: '' },
     // A development run: 5 s per configuration after 2 s of warm-up, no scale runs (its figures are not for docs).
@@ -48,6 +52,13 @@ const { values: args } = parseArgs({
   }
 })
 if (args.quick) Object.assign(args, { duration: '5', warmup: '2', scale: '' })
+if (args.mix !== 'skewed' && args.mix !== 'one-url') throw new Error(`--mix must be skewed or one-url, not ${args.mix}`)
+const oneUrl = args.mix === 'one-url'
+// 400 connections keep the 2,000 keys at 5 per address, within the edge's key gate, as 250 keep them at 8.
+args.connections ??= oneUrl ? '400' : '250'
+if (oneUrl) Object.assign(args, { writes: '0', scale: '' })
+// The one-URL run's results do not replace the mix's.
+args.out ??= oneUrl ? 'bench-results/one-url' : 'bench-results'
 const DATABASE_URL = process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres'
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379'
 const SCHEMA = 'bench_full'
@@ -84,7 +95,7 @@ for (let i = 0; i < Number(args.keys); i += 50) {
 await pool.query('VACUUM (ANALYZE) leads, lead_activities, api_keys')
 const { rows: idRows } = await pool.query<{ id: string }>('SELECT id FROM leads ORDER BY md5(id::text) LIMIT 5000')
 await pool.close()
-const workload = buildWorkload({ ids: idRows.map((r) => r.id), size: 200000, writes: Number(args.writes) })
+const workload: BenchRequest[] = oneUrl ? [{ method: 'GET', path: '/api/v1/leads' }] : buildWorkload({ ids: idRows.map((r) => r.id), size: 200000, writes: Number(args.writes) })
 log(`${Number(args.leads)} leads, ${keys.length} API keys, a sequence of ${workload.length} requests (${(workload.filter((r) => r.method === 'PATCH').length / workload.length * 100).toFixed(1)}% writes)`)
 
 // --- The four configurations. ---
@@ -159,7 +170,7 @@ const configs: Array<{ id: string, name: string, url: string, sequence?: BenchRe
   { id: 'after', name: afterName, url: afterUrl },
   ...(staticUrl
     ? [
-        { id: 'after-cached', name: 'after, cached answers only (the 20 most read, 8 keys per connection)', url: afterUrl, sequence: hottest },
+        { id: 'after-cached', name: `after, cached answers only (the ${hottest.length} most read, ${Math.ceil(keys.length / Number(args.connections))} keys per connection)`, url: afterUrl, sequence: hottest },
         { id: 'static', name: 'static-file limit: the same NGINX, the same bytes from a file', url: staticUrl }
       ]
     : []),
@@ -369,9 +380,10 @@ const times2 = (x: number): string => `${Math.round(x * 100) / 100}x`
 const times1 = (x: number): string => `${Math.round(x * 10) / 10}x`
 const ratios = { afterOverBefore: ratio('after', 'before'), afterOverCeiling: ratio('after', 'ceiling'), afterOverAlternative: ratio('after', 'alternative') }
 const machine = { cpus: cpus().length, cpu: cpus()[0]?.model ?? 'unknown', memoryGb: Math.round(totalmem() / 1e9), node: process.version, date: new Date().toISOString() }
+const mixArg = oneUrl ? ' --mix one-url' : ''
 const command = args.quick
-  ? `npm run bench -- --quick --connections ${args.connections} --rounds ${args.rounds} --writes ${args.writes}${args.only ? ` --only ${args.only}` : ''}`
-  : `npm run bench -- --duration ${args.duration} --connections ${args.connections} --rounds ${args.rounds} --writes ${args.writes}${args.scale === SCALE ? '' : ` --scale '${args.scale ?? ''}'`}${args.only ? ` --only ${args.only}` : ''}`
+  ? `npm run bench --${mixArg} --quick --connections ${args.connections} --rounds ${args.rounds} --writes ${args.writes}${args.only ? ` --only ${args.only}` : ''}`
+  : `npm run bench --${mixArg} --duration ${args.duration} --connections ${args.connections} --rounds ${args.rounds}${oneUrl ? '' : ` --writes ${args.writes}`}${oneUrl || args.scale === SCALE ? '' : ` --scale '${args.scale ?? ''}'`}${args.only ? ` --only ${args.only}` : ''}`
 const times = (id: string): number => Math.round(medianRatio(id, 'static', 'edgeCpuUs') * 10) / 10
 // A row through the edge whose answers are mostly refusals (429s are cheap) says nothing of what an answer costs.
 const notOkShare = (id: string): number => median(id, 'non2xx') / Math.max(1, median(id, 'requests'))
@@ -383,7 +395,7 @@ const edgeCost = staticUrl
   : 'No static-file row: NGINX is not installed.'
 const markdown = [
   `Measured ${machine.date.slice(0, 10)} on ${machine.cpus} CPUs (${machine.cpu}), ${machine.memoryGb} GB, Node ${machine.node}; load generator on the same machine.`,
-  `Command: \`${command}\`. ${Number(args.leads)} leads; GET /api/v1/leads with a skewed mix of filters, single leads and ${Number(args.writes) * 100}% PATCHes; ${connections} connections, each from its own loopback address with ${Math.ceil(keys.length / connections)} of the ${keys.length} keys, ${duration} s per configuration${Number(args.rounds) > 1 ? `, median of ${args.rounds} rounds (every other round in reverse order; each ratio the median of the rounds' own ratios)` : ''}.`,
+  `Command: \`${command}\`. ${Number(args.leads)} leads; ${oneUrl ? 'every request GET /api/v1/leads (the first page), no writes' : `GET /api/v1/leads with a skewed mix of filters, single leads and ${Number(args.writes) * 100}% PATCHes`}; ${connections} connections, each from its own loopback address with ${Math.ceil(keys.length / connections)} of the ${keys.length} keys, ${duration} s per configuration${Number(args.rounds) > 1 ? `, median of ${args.rounds} rounds (every other round in reverse order; each ratio the median of the rounds' own ratios)` : ''}.`,
   '',
   table(rows),
   '',
@@ -403,5 +415,5 @@ const outDir = resolve(projectRoot, args.out ?? 'bench-results')
 mkdirSync(outDir, { recursive: true })
 writeFileSync(join(outDir, 'latest.json'), JSON.stringify({ machine, command, configurations: configs.map((c) => ({ ...c, runs: results[c.id] })), ratios, hitRates, scale }, null, 2) + '\n')
 writeFileSync(join(outDir, 'latest.md'), markdown + '\n')
-writeFileSync(join(outDir, 'latest.svg'), chartSvg(configs.map((c) => ({ name: c.id, rps: median(c.id, 'rps'), p50: median(c.id, 'p50'), p95: median(c.id, 'p95'), p99: median(c.id, 'p99') })), `GET /api/v1/leads mix, ${machine.cpus} CPUs, ${machine.date.slice(0, 10)}`) + '\n')
+writeFileSync(join(outDir, 'latest.svg'), chartSvg(configs.map((c) => ({ name: c.id, rps: median(c.id, 'rps'), p50: median(c.id, 'p50'), p95: median(c.id, 'p95'), p99: median(c.id, 'p99') })), `GET /api/v1/leads ${oneUrl ? 'alone' : 'mix'}, ${machine.cpus} CPUs, ${machine.date.slice(0, 10)}`) + '\n')
 console.log(`\n${markdown}\n\nwritten: ${join(outDir, 'latest.{json,md,svg}')} in ${((performance.now() - started) / 1000).toFixed(0)} s`)
