@@ -1,7 +1,8 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { createServer, type ServerResponse } from 'node:http'
-import type { AddressInfo } from 'node:net'
+import net, { type AddressInfo } from 'node:net'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { createServiceClient } from './client.js'
 import { eventually } from '../../test/helpers/eventually.js'
 
@@ -155,7 +156,12 @@ test('an upstream answer past maxResponseBytes fails 502 without being read whol
     if (mode === 'declared') { res.writeHead(200, { 'content-type': 'application/json', 'content-length': String(64 * 1024 * 1024) }); res.write('['); return }
     res.writeHead(200, { 'content-type': 'application/json' })
     const chunk = Buffer.alloc(64 * 1024, 'x')
-    const more = (): void => { while (!res.destroyed && sent < 256 * 1024 * 1024 && res.write(chunk)) sent += chunk.length }
+    const more = (): void => {
+      while (!res.destroyed && sent < 256 * 1024 * 1024) {
+        sent += chunk.length
+        if (!res.write(chunk)) break
+      }
+    }
     res.on('drain', more)
     more()
   })
@@ -173,7 +179,7 @@ test('an upstream answer past maxResponseBytes fails 502 without being read whol
     assert.equal(upstream.calls(), calls + 1, `${m}: the same call would get the same answer, so it is not retried`)
     assert.equal(client.breakerState, 'closed', `${m}: the upstream answered, so the breaker (threshold 1) stays closed`)
   }
-  assert.ok(sent < 16 * 1024 * 1024, `the streamed answer was dropped early (${sent} bytes written)`)
+  assert.ok(sent > 0 && sent < 16 * 1024 * 1024, `the streamed answer was dropped early (${sent} bytes written)`)
   mode = 'fits'
   assert.equal((await client.request<{ data: string }>({ path: '/x' })).body.data.length, 4000)
   // The default bound: 8 MiB taken, 8 MiB and a byte not.
@@ -183,4 +189,35 @@ test('an upstream answer past maxResponseBytes fails 502 without being read whol
   assert.equal((await byDefault.request<string>({ path: '/x' })).body.length, 8 * 1024 * 1024)
   await assert.rejects(byDefault.request({ path: '/x' }), { code: 'UPSTREAM_ERROR', message: 'sized answered more than 8388608 bytes' })
   assert.throws(() => createServiceClient({ name: 'x', baseUrl: sized.url, maxResponseBytes: 0 }), /maxResponseBytes must be a positive integer/)
+})
+
+test('an answer without a body (HEAD, 204) may declare any length; a 503 with a long body keeps its Retry-After and counts against the breaker', async (t) => {
+  // A raw server, so a 204 can declare a length (Node's own drops it). Before, the declared length of a HEAD or 204
+  // answer failed the call 502, and the stream destroyed after its end emitted an error nothing heard: an uncaught
+  // exception that ended the process.
+  const raw = net.createServer((socket) => {
+    socket.on('error', () => {})
+    socket.on('data', (data) => {
+      const head = data.toString('latin1')
+      if (head.startsWith('HEAD')) socket.write('HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 67108864\r\n\r\n')
+      else if (head.includes('/no-content')) socket.write('HTTP/1.1 204 No Content\r\ncontent-length: 99999999\r\n\r\n')
+      else socket.write(`HTTP/1.1 503 Service Unavailable\r\nretry-after: 30\r\ncontent-type: text/plain\r\ncontent-length: ${64 * 1024 * 1024}\r\n\r\n${'x'.repeat(1024)}`)
+    })
+  })
+  await new Promise<void>((resolve) => raw.listen(0, '127.0.0.1', resolve))
+  t.after(() => { raw.close() })
+  const uncaught: unknown[] = []
+  const hear = (e: unknown): void => { uncaught.push(e) }
+  process.on('uncaughtException', hear)
+  t.after(() => { process.off('uncaughtException', hear) })
+  const client = createServiceClient({ name: 'bodiless', baseUrl: `http://127.0.0.1:${(raw.address() as AddressInfo).port}`, maxResponseBytes: 1024, retries: 2, breakerThreshold: 1, breakerCooldownMs: 10_000 })
+  t.after(() => client.close())
+  assert.equal((await client.request({ method: 'HEAD', path: '/x' })).status, 200)
+  assert.equal((await client.request({ path: '/no-content' })).status, 204)
+  await sleep(50)
+  assert.deepEqual(uncaught, [])
+  // The 503's body is past the bound, but its status says what happened: 503 with the upstream's wait, not retried,
+  // and a failure the breaker (threshold 1) counts.
+  await assert.rejects(client.request({ path: '/shedding' }), { code: 'UPSTREAM_UNAVAILABLE', retryAfterSeconds: 30 })
+  assert.equal(client.breakerState, 'open')
 })

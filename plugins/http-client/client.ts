@@ -22,6 +22,9 @@ export interface ServiceResponse<T> {
   body: T
 }
 
+/** A declared length past `maxResponseBytes`, told apart from undici's own error for one that streams past it. */
+class AnswerTooLong extends Error {}
+
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'PUT', 'DELETE', 'OPTIONS'])
 const RETRYABLE_STATUS = new Set([502, 503, 504])
 
@@ -30,7 +33,7 @@ const RETRYABLE_STATUS = new Set([502, 503, 504])
  * backoff included) and per attempt, retries with backoff for idempotent calls only, and a circuit breaker, so a
  * caller whose dependency is down gets UpstreamUnavailableError (503 with Retry-After) within the call's budget and
  * never hangs. An upstream's own Retry-After on a 503 is honoured: not retried, and passed on. An answer longer
- * than `maxResponseBytes` is dropped unread (502 UPSTREAM_ERROR): a faulty upstream cannot fill this process's
+ * than `maxResponseBytes` is read no further than that (502 UPSTREAM_ERROR): a faulty upstream cannot fill this process's
  * memory. W3C trace context is added by the undici instrumentation when tracing runs. 4xx answers are returned, not
  * thrown: they are the callee's answer.
  */
@@ -112,17 +115,13 @@ export class ServiceClient {
           ...(req.body !== undefined ? { body: JSON.stringify(req.body) } : {}),
           signal: AbortSignal.timeout(budget)
         })
-        // Undici counts the bytes as they come; a declared length past the bound is refused before any of them.
-        if (Number(res.headers['content-length']) > this.#maxResponseBytes) {
-          res.body.destroy()
-          throw Object.assign(new Error('answer too long'), { code: 'UND_ERR_RES_EXCEEDED_MAX_SIZE' })
-        }
-        const text = await res.body.text()
         // An instance that is closing (its answer closes the connection) is retried at once: the next attempt's
         // connection may reach another instance. Any other 503 with Retry-After is load shedding or an outage the
         // upstream knows of: it said when to come back, so no retry sooner.
         const retryAfterS = res.statusCode === 503 && !closesConnection(res.headers.connection) ? retryAfterSeconds(res.headers['retry-after']) : undefined
         if (RETRYABLE_STATUS.has(res.statusCode)) {
+          // Its body is not used: read and dropped (past 128 KiB, with its connection), whatever its length.
+          await res.body.dump()
           this.#failed(epoch)
           reason = `answered ${res.statusCode}`
           if (retryAfterS !== undefined) {
@@ -131,11 +130,20 @@ export class ServiceClient {
           }
           continue
         }
+        // Undici counts the bytes as they come; a declared length past the bound is refused before any of them. An
+        // answer without a body (to HEAD, a 204 or 304) may declare any length.
+        if (method !== 'HEAD' && res.statusCode !== 204 && res.statusCode !== 304 && Number(res.headers['content-length']) > this.#maxResponseBytes) {
+          // A stream destroyed after its end was queued still emits its error: heard here, not as an uncaught one.
+          res.body.on('error', () => {}).destroy()
+          throw new AnswerTooLong()
+        }
+        const text = await res.body.text()
         this.#breaker.success()
         return { status: res.statusCode, headers: res.headers, body: parseBody(text, res.headers['content-type']) as T }
       } catch (error) {
-        // The same call would get the same answer: not retried. The upstream did answer, so the breaker hears a success.
-        if ((error as { code?: string }).code === 'UND_ERR_RES_EXCEEDED_MAX_SIZE') {
+        // The same call would get the same answer: not retried. The upstream did answer (not a 502-504), so the breaker
+        // hears a success.
+        if (error instanceof AnswerTooLong || (error as { code?: string }).code === 'UND_ERR_RES_EXCEEDED_MAX_SIZE') {
           this.#breaker.success()
           throw new UpstreamAnswerError(this.name, `more than ${this.#maxResponseBytes} bytes`)
         }

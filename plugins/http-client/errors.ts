@@ -1,7 +1,7 @@
 import createError from '@fastify/error'
 import { HttpError } from '../chassis/index.js'
 
-/** Every error the service client raises at start-up, keyed by its code (calls fail with UpstreamUnavailableError). */
+/** Every error the service client raises at start-up, keyed by its code (calls fail with UpstreamUnavailableError or UpstreamAnswerError). */
 export const HttpClientErrors = {
   HTTP_CLIENT_INVALID_OPTIONS: createError<'HTTP_CLIENT_INVALID_OPTIONS', [string]>('HTTP_CLIENT_INVALID_OPTIONS', 'Invalid service client options for %s')
 } as const
