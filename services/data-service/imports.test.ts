@@ -617,3 +617,39 @@ test('a client that drops its connection mid-import is IMPORT_ABORTED, its doing
   assert.equal(said.length, 1, JSON.stringify(said))
   assert.deepEqual([said[0]?.level, said[0]?.code, said[0]?.statusCode], [30, 'IMPORT_ABORTED', 400], JSON.stringify(said[0]))
 })
+
+test('a client that hangs up while a hook still waits (a slow key lookup or limiter) frees its import place: the next import is taken, not answered 429 for the life of the process', async (t) => {
+  const { app } = await setup(t, { IMPORT_MAX_CONCURRENT: '1' })
+  // Stands for a hook waiting on Redis or PostgreSQL: the import's request is held before its handler runs.
+  let release = (): void => {}
+  const held = new Promise<void>((resolve) => { release = resolve })
+  let holding = true
+  let reached = (): void => {}
+  const waiting = new Promise<void>((resolve) => { reached = resolve })
+  app.addHook('onRequest', async (request) => {
+    if (!holding || !request.url.startsWith('/data/v1/imports')) return
+    holding = false
+    reached()
+    await held
+  })
+  const url = await app.listen({ port: 0, host: '127.0.0.1' })
+  const { request } = await import('node:http')
+  const gone = request(`${url}/data/v1/imports/leads`, { method: 'POST', headers: { ...SERVICE_HEADERS, 'content-type': 'application/x-ndjson' } })
+  gone.on('error', () => {})
+  gone.write(JSON.stringify({ firstName: 'Gone', lastName: 'Lee', email: 'gone@example.com', product: 'life', state: 'NY' }) + '\n')
+  await waiting
+  gone.destroy()
+  // The server has seen the connection close before the handler runs.
+  await new Promise((resolve) => setTimeout(resolve, 200))
+  release()
+  // Before, the handler piped a request stream destroyed before it listened, which never ended: the import waited
+  // on it forever and its place was never given back.
+  let status = 0
+  for (let i = 0; i < 50 && status !== 200; i++) {
+    const res = await fetch(`${url}/data/v1/imports/leads`, { method: 'POST', headers: { ...SERVICE_HEADERS, 'content-type': 'application/x-ndjson' }, body: JSON.stringify({ firstName: 'Next', lastName: 'Lee', email: `next${i}@example.com`, product: 'auto', state: 'CA' }) })
+    status = res.status
+    await res.arrayBuffer()
+    if (status !== 200) await new Promise((resolve) => setTimeout(resolve, 100))
+  }
+  assert.equal(status, 200, 'the next import was taken')
+})

@@ -1,4 +1,4 @@
-import { Readable, Transform } from 'node:stream'
+import { Readable, Transform, finished } from 'node:stream'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { ChassisErrors, errorBodySchema, parseMediaType, withBodyDetails } from '@lead-chassis/plugins/chassis'
 import { ALL_LISTS_TAG, REPORT_TAGS, leadKey } from '../../domain/lead-cache.js'
@@ -92,8 +92,12 @@ export async function importRoutes (app: FastifyInstance, opts: ImportRoutesOpti
     const source = request.body as Readable
     const input = byteLimit(opts.maxBytes)
     // The request stream failing is the client's doing (it dropped the connection): not a fault of this service.
+    // finished() hears it even when it came before this handler listened (the client hung up while a hook waited on
+    // Redis or PostgreSQL): such a stream emits nothing more, and the import would wait on it, and hold its place
+    // under IMPORT_MAX_CONCURRENT, for the life of the process.
     let clientFailed = false
-    source.on('error', (error) => {
+    finished(source, (error) => {
+      if (error === undefined || error === null) return
       clientFailed = true
       input.destroy(error)
     })
