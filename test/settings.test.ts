@@ -646,6 +646,8 @@ const settings: Record<string, Setting> = {
     }
   },
   EVENTS_CHANNEL: { testedBy: { file: 'services/orchestrator/events.test.ts', test: 'EVENTS_CHANNEL separates fleets sharing one Redis: an instance on another channel does not see the events, one on the same channel does' } },
+  EVENTS_MAX_SOCKETS: { testedBy: { file: 'services/orchestrator/events.test.ts', test: 'an instance holds at most EVENTS_MAX_SOCKETS_PER_KEY event sockets of one key (429 TOO_MANY_SOCKETS) and EVENTS_MAX_SOCKETS in all (503 EVENTS_AT_CAPACITY), concurrent upgrades included; a closed socket frees its place' } },
+  EVENTS_MAX_SOCKETS_PER_KEY: { testedBy: { file: 'services/orchestrator/events.test.ts', test: 'an instance holds at most EVENTS_MAX_SOCKETS_PER_KEY event sockets of one key (429 TOO_MANY_SOCKETS) and EVENTS_MAX_SOCKETS in all (503 EVENTS_AT_CAPACITY), concurrent upgrades included; a closed socket frees its place' } },
   EVENTS_MAX_BUFFERED_BYTES: {
     test: 'EVENTS_MAX_BUFFERED_BYTES=1024 disconnects a client that stopped reading, where 64 MB keeps it',
     run: async (t) => {

@@ -73,7 +73,31 @@ export async function buildOrchestrator (config: OrchestratorConfig, options: Bu
       // The WebSocket plugin only where its route is: registered for the whole app, it took over every other route's
       // upgrade requests (101, then closed) and logged their URLs whole, query string and all.
       (app) => app.register(async (scope) => {
-        await scope.register(websocket, { options: { maxPayload: 4096 } })
+        // A socket closed by the server (too slow, key revoked, shutting down) whose client does not answer the close
+        // frame, or cannot reach it behind the events it has not read, is cut after a few seconds, not ws's 30: until
+        // then it holds its send buffer and a place under EVENTS_MAX_SOCKETS.
+        const shutdownGraceMs = Math.min(1000, Math.floor(config.SHUTDOWN_TIMEOUT_MS / 4))
+        // Not a literal in the call: ws 8.23 takes closeTimeout, its types (8.18) do not list it yet.
+        const wsOptions = { maxPayload: 4096, closeTimeout: 5000 }
+        await scope.register(websocket, {
+          options: wsOptions,
+          // Clients are told the instance is going away (1001: reconnect, another instance will take them), and any
+          // that has not closed within the grace is cut: the shutdown has a budget, and ws's close handshake waits 30 s.
+          preClose (done) {
+            const server = this.websocketServer
+            for (const client of server.clients) client.close(1001, 'shutting down')
+            if (server.clients.size > 0) setTimeout(() => { for (const client of server.clients) client.terminate() }, shutdownGraceMs).unref()
+            server.close()
+            done()
+          },
+          // A client's protocol error (invalid UTF-8, a frame past maxPayload, a reset) is the client's: the line
+          // names its code only, at info, as other refused input. ws is already closing such a socket with its code
+          // (1007, 1009), which cutting it now would lose; one still open failed in this service's handler.
+          errorHandler (error, socket, request) {
+            request.log.info({ code: (error as { code?: string }).code ?? error.name }, 'events WebSocket closed on a client error')
+            if (socket.readyState === socket.OPEN) socket.terminate()
+          }
+        })
         // The reply of each upgrade the route hands to ws, which has been through every hook (the limiter counted it).
         const upgrades = new WeakMap<IncomingMessage, FastifyReply>()
         scope.addHook('preHandler', (request, reply, done) => {
@@ -85,7 +109,7 @@ export async function buildOrchestrator (config: OrchestratorConfig, options: Bu
         scope.websocketServer.on('wsClientError', (error, socket, request) => {
           answerOnSocket(socket, new OrchestratorErrors.WEBSOCKET_HANDSHAKE_INVALID(error.message), upgrades.get(request)?.getHeaders())
         })
-        await scope.register(eventRoutes, { prefix: '/orchestrator/v1', events: events as EventHub, sockets: sockets as KeySockets, maxBufferedBytes: config.EVENTS_MAX_BUFFERED_BYTES })
+        await scope.register(eventRoutes, { prefix: '/orchestrator/v1', events: events as EventHub, sockets: sockets as KeySockets, maxBufferedBytes: config.EVENTS_MAX_BUFFERED_BYTES, maxSockets: config.EVENTS_MAX_SOCKETS, maxSocketsPerKey: config.EVENTS_MAX_SOCKETS_PER_KEY })
       })
     ]
   })

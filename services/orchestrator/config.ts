@@ -17,7 +17,11 @@ const orchestratorFragment = {
     // Overrides the api-keys fragment's "empty disables": every routing call reaches the data-service with this
     // identity, and without it each one answered 502 (the data-service's 401) behind a ready /health/ready.
     SERVICE_API_KEY: { type: 'string', default: '', ...serviceKeyRule({ required: true }), description: 'Shared secret services present in x-service-key when calling each other (from the Secret); the orchestrator refuses to start without it' },
-    EVENTS_MAX_BUFFERED_BYTES: { type: 'integer', default: 1048576, minimum: 1024, description: 'Bytes a WebSocket client may fall behind before it is disconnected' }
+    // Together they bound the events' send buffers: at most EVENTS_MAX_SOCKETS x (EVENTS_MAX_BUFFERED_BYTES + one
+    // event), 64 MiB and a few events by default, outside the JavaScript heap.
+    EVENTS_MAX_BUFFERED_BYTES: { type: 'integer', default: 131072, minimum: 1024, description: 'Bytes a WebSocket client may fall behind before it is disconnected (1013)' },
+    EVENTS_MAX_SOCKETS: { type: 'integer', default: 500, minimum: 1, description: 'Event WebSockets one instance holds at most, closing ones included; past it an upgrade is answered 503 EVENTS_AT_CAPACITY' },
+    EVENTS_MAX_SOCKETS_PER_KEY: { type: 'integer', default: 50, minimum: 1, maxOf: 'EVENTS_MAX_SOCKETS', description: 'Event WebSockets one API key holds at most on one instance; past it an upgrade is answered 429 TOO_MANY_SOCKETS' }
   }
 } as const satisfies ConfigFragment
 

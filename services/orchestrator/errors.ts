@@ -10,6 +10,10 @@ export const OrchestratorErrors = {
   WEBSOCKET_UPGRADE_REQUIRED: createError<'WEBSOCKET_UPGRADE_REQUIRED', 426, []>('WEBSOCKET_UPGRADE_REQUIRED', 'This route is a WebSocket: send the request as an upgrade', 426),
   /** A WebSocket upgrade the ws library refuses; its reason names the header, never the value. */
   WEBSOCKET_HANDSHAKE_INVALID: createError<'WEBSOCKET_HANDSHAKE_INVALID', 400, [string]>('WEBSOCKET_HANDSHAKE_INVALID', 'The WebSocket handshake is not valid: %s', 400),
+  /** An events WebSocket past the key's share of this instance's sockets (EVENTS_MAX_SOCKETS_PER_KEY). */
+  TOO_MANY_SOCKETS: createError<'TOO_MANY_SOCKETS', 429, [number]>('TOO_MANY_SOCKETS', 'This key holds %d event WebSockets on this instance, the most it may: close one first', 429),
+  /** An events WebSocket past what this instance holds (EVENTS_MAX_SOCKETS); another instance may take it. */
+  EVENTS_AT_CAPACITY: createError<'EVENTS_AT_CAPACITY', 503, [number]>('EVENTS_AT_CAPACITY', 'This instance holds %d event WebSockets, the most it may', 503),
   /** The data-service refused what the caller sent (its 400): the caller's input, so the caller's 4xx. */
   UPSTREAM_REFUSED_INPUT: createError<'UPSTREAM_REFUSED_INPUT', 400, [string]>('UPSTREAM_REFUSED_INPUT', 'The data-service refused the request: %s', 400),
   /** The data-service answered what it should not have: not the caller's doing. */

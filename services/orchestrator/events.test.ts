@@ -1,6 +1,7 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { EventEmitter, once } from 'node:events'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { connect } from 'node:net'
 import WebSocket from 'ws'
 import { Redis } from 'ioredis'
@@ -402,4 +403,83 @@ test('the recovery line after Redis hung counts the timed-out events Redis ran l
   const recovered = (): Array<Record<string, unknown>> => lines.filter((l) => l.level === 'info').map((l) => l.fields)
   await eventually(() => recovered().length === 1, 'the recovery line', 3000)
   assert.deepEqual(recovered(), [{ failed: 3, late: 3 }])
+})
+
+/** The status and JSON body of an events upgrade the service refuses, or 101 and the open socket. */
+async function upgrade (url: string, headers: Record<string, string>): Promise<{ status: number, body?: Record<string, unknown>, retryAfter?: string, ws: WebSocket }> {
+  const ws = new WebSocket(`${url.replace('http', 'ws')}/orchestrator/v1/events`, { headers })
+  ws.on('error', () => {})
+  return await new Promise((resolve) => {
+    ws.once('open', () => resolve({ status: 101, ws }))
+    ws.once('unexpected-response', (_req, res) => {
+      let text = ''
+      res.on('data', (chunk: Buffer) => { text += chunk.toString() })
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: JSON.parse(text) as Record<string, unknown>, ...(res.headers['retry-after'] ? { retryAfter: String(res.headers['retry-after']) } : {}), ws }))
+    })
+  })
+}
+
+test('an instance holds at most EVENTS_MAX_SOCKETS_PER_KEY event sockets of one key (429 TOO_MANY_SOCKETS) and EVENTS_MAX_SOCKETS in all (503 EVENTS_AT_CAPACITY), concurrent upgrades included; a closed socket frees its place', async (t) => {
+  // Before, nothing bounded them: each socket of a client that never reads holds up to EVENTS_MAX_BUFFERED_BYTES.
+  const env = { CACHE_PREFIX: `${uniqueName('ev')}:`, EVENTS_MAX_SOCKETS: '4', EVENTS_MAX_SOCKETS_PER_KEY: '2' }
+  const { db, dataUrl } = await setup(t, env)
+  const a = await startOrchestrator(t, db, dataUrl, env, true)
+  const { key } = await a.app.apiKeys.mint('feed', ['routing'])
+  const { key: other } = await a.app.apiKeys.mint('other feed', ['routing'])
+  const opened: WebSocket[] = []
+  t.after(async () => { for (const ws of opened) ws.terminate() })
+  const open = async (headers: Record<string, string>): Promise<Awaited<ReturnType<typeof upgrade>>> => {
+    const r = await upgrade(a.url, headers)
+    opened.push(r.ws)
+    return r
+  }
+  assert.equal((await open({ 'x-api-key': key })).status, 101)
+  const second = await open({ 'x-api-key': key })
+  assert.equal(second.status, 101)
+  const third = await open({ 'x-api-key': key })
+  assert.equal(third.status, 429)
+  assert.equal(third.body?.code, 'TOO_MANY_SOCKETS')
+  // Another key, and the platform's own services, are not held to the first key's share.
+  assert.equal((await open({ 'x-api-key': other })).status, 101)
+  assert.equal((await open(SERVICE_HEADERS)).status, 101)
+  const full = await open({ 'x-api-key': other })
+  assert.equal(full.status, 503)
+  assert.equal(full.body?.code, 'EVENTS_AT_CAPACITY')
+  assert.ok(Number(full.retryAfter) >= 1, 'a 503 says when to come back')
+  // A socket closed frees its place, for its key and for the instance.
+  second.ws.close()
+  await once(second.ws, 'close')
+  await eventually(async () => (await open({ 'x-api-key': key })).status === 101, 'the key opened a socket again')
+
+  // Upgrades in flight together pass the first check together: past the cap, the ones that came last are closed at once.
+  const b = await startOrchestrator(t, db, dataUrl, env, true)
+  const burst = await Promise.all(Array.from({ length: 12 }, async () => {
+    const ws = new WebSocket(`${b.url.replace('http', 'ws')}/orchestrator/v1/events`, { headers: SERVICE_HEADERS })
+    opened.push(ws)
+    ws.on('error', () => {})
+    const closed = once(ws, 'close').then(() => true)
+    await Promise.race([once(ws, 'open'), once(ws, 'unexpected-response'), closed])
+    return { ws, closed }
+  }))
+  await sleep(500)
+  const stillOpen = burst.filter((c) => c.ws.readyState === WebSocket.OPEN).length
+  assert.ok(stillOpen >= 1 && stillOpen <= 4, `${stillOpen} of 12 sockets stayed open, with EVENTS_MAX_SOCKETS=4`)
+})
+
+test('a shutdown tells reading WebSocket clients 1001 and cuts one that never answers the close frame within its grace, instead of waiting 30 s for it', async (t) => {
+  const env = { CACHE_PREFIX: `${uniqueName('ev')}:` }
+  const { db, dataUrl } = await setup(t, env)
+  const a = await startOrchestrator(t, db, dataUrl, env, true)
+  const reading = await listen(a.url)
+  const readingClosed = once(reading.ws, 'close').then(([code]) => code as number)
+  const silent = await listen(a.url)
+  t.after(() => { reading.ws.terminate(); silent.ws.terminate() })
+  // A client that stopped reading never sees the close frame, so never answers it.
+  silent.ws.pause()
+  const started = performance.now()
+  await a.app.close()
+  const took = performance.now() - started
+  assert.equal(await readingClosed, 1001)
+  // Before, the default close gave no code (1005) and the close waited ws's 30 s for the silent client.
+  assert.ok(took < 4000, `the close took ${Math.round(took)} ms`)
 })

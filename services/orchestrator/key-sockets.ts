@@ -45,6 +45,11 @@ export class KeySockets {
     })
   }
 
+  /** Sockets of `keyId` tracked here: open, or closing until their connection ends. */
+  count (keyId: string): number {
+    return this.#byKey.get(keyId)?.size ?? 0
+  }
+
   get size (): number {
     let n = 0
     for (const sockets of this.#byKey.values()) n += sockets.size
