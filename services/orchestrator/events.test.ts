@@ -203,7 +203,7 @@ test('an event hub started while Redis is unreachable subscribes once Redis is b
 
 test('the hub remembers at most 10,000 events delivered here while their publish is still queued: the oldest one\'s late copy is delivered again, the newest one\'s is dropped', async () => {
   // A publisher whose PUBLISH is never answered, as on a hung Redis, and a subscriber the test speaks for.
-  const subscriber = Object.assign(new EventEmitter(), { subscribe: async () => 1 })
+  const subscriber = Object.assign(new EventEmitter(), { subscribe: async () => 1, ping: async () => 'PONG', status: 'ready' })
   const redis = { duplicate: () => subscriber, publish: async () => new Promise(() => {}) }
   const hub = new EventHub(redis as never, 'events', { warn: () => {} } as never, { timeoutMs: 20, breakerThreshold: 1_000_000, breakerCooldownMs: 1000 })
   const heard: string[] = []
@@ -291,7 +291,7 @@ test('an event that reached this instance\'s clients only (Redis cut) is counted
 
 test('an event whose channel copy is heard before its PUBLISH\'s reply, the budget then running out, is delivered once and counted as published, not delivered a second time as unpublished', async () => {
   // Redis sends the subscriber's copy and the publisher's reply at once; here the copy arrives and the reply never does.
-  const subscriber = Object.assign(new EventEmitter(), { subscribe: async () => 1 })
+  const subscriber = Object.assign(new EventEmitter(), { subscribe: async () => 1, ping: async () => 'PONG', status: 'ready' })
   const redis = {
     duplicate: () => subscriber,
     publish: async (channel: string, message: string) => {
@@ -301,6 +301,9 @@ test('an event whose channel copy is heard before its PUBLISH\'s reply, the budg
   }
   const warnings: unknown[] = []
   const hub = new EventHub(redis as never, 'events', { warn: (fields: unknown) => warnings.push(fields), info: () => {} } as never, { timeoutMs: 20, breakerThreshold: 1_000_000, breakerCooldownMs: 1000 })
+  subscriber.emit('ready')
+  await hub.ready(1000)
+  assert.equal(hub.subscribed, true)
   const heard: string[] = []
   hub.listen((message) => heard.push(message))
   const event = { type: 'lead.assigned' as const, leadId: 'l', agentId: 'a', agentName: 'n', score: 1, assignedAt: new Date(0).toISOString() }
@@ -482,4 +485,46 @@ test('a shutdown tells reading WebSocket clients 1001 and cuts one that never an
   assert.equal(await readingClosed, 1001)
   // Before, the default close gave no code (1005) and the close waited ws's 30 s for the silent client.
   assert.ok(took < 4000, `the close took ${Math.round(took)} ms`)
+})
+
+test('a subscriber connection a partition leaves half-open is found by its PING and renewed; meanwhile this instance delivers its own events to its clients itself, and once subscribed again hears each event once', async (t) => {
+  const redis = await startPrivateRedis()
+  t.after(() => redis.destroy())
+  const proxy = await startFaultProxy({ port: redis.port })
+  t.after(() => proxy.close())
+  // The hub's subscriber goes through the proxy, its PUBLISH straight to Redis: the partition takes the subscriber's
+  // connection alone, as it may take one TCP connection and not another.
+  const client = createRedisClient({ url: proxy.rewrite(redis.url), commandTimeoutMs: 200 })
+  client.on('error', () => {})
+  t.after(() => client.disconnect())
+  const direct = createRedisClient({ url: redis.url, commandTimeoutMs: 200 })
+  t.after(() => direct.disconnect())
+  client.publish = direct.publish.bind(direct) as typeof client.publish
+  const channel = uniqueName('events')
+  const warnings: string[] = []
+  const hub = new EventHub(client, channel, { warn: (a: unknown, b?: unknown) => { warnings.push(String(typeof a === 'string' ? a : b)) }, info: () => {} } as never, { timeoutMs: 200, breakerThreshold: 5, breakerCooldownMs: 1000 })
+  t.after(() => hub.close())
+  const heard: string[] = []
+  hub.listen((message) => heard.push((JSON.parse(message) as { leadId: string }).leadId))
+  await hub.ready(5000)
+  assert.equal(hub.subscribed, true)
+  assert.equal(await hub.publish({ ...anEvent, leadId: 'before' }), true)
+  await eventually(() => heard.includes('before'), 'heard through the channel')
+
+  proxy.blackhole()
+  const cutAt = performance.now()
+  // Before, the subscriber looked subscribed for as long as TCP kept the socket (hours), and this instance's clients
+  // got none of its events, nor anyone's.
+  await eventually(() => !hub.subscribed, 'the half-open subscriber is found', 10000)
+  t.diagnostic(`found ${Math.round(performance.now() - cutAt)} ms after the partition`)
+  assert.ok(warnings.some((w) => w.startsWith('event subscriber did not answer a PING')), warnings.join('; '))
+  assert.equal(await hub.publish({ ...anEvent, leadId: 'during' }), true, 'the PUBLISH reached Redis: every other instance hears it')
+  assert.equal(heard.filter((id) => id === 'during').length, 1, 'delivered here at once')
+
+  proxy.heal()
+  await eventually(() => hub.subscribed, 'subscribed again once healed', 15000)
+  assert.equal(await hub.publish({ ...anEvent, leadId: 'after' }), true)
+  await eventually(() => heard.includes('after'), 'heard through the channel again')
+  await sleep(200)
+  assert.deepEqual(['during', 'after'].map((id) => heard.filter((h) => h === id).length), [1, 1], 'each once')
 })

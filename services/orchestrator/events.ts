@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto'
 import { EventEmitter } from 'node:events'
 import type { FastifyBaseLogger } from 'fastify'
-import { CircuitBreaker, RedisErrors, closeRedisClient, duplicateClient, withBudget, type RedisClient } from '@lead-chassis/plugins/redis'
+import { CircuitBreaker, RedisErrors, closeRedisClient, duplicateClient, settlesWithin, withBudget, type RedisClient } from '@lead-chassis/plugins/redis'
 
 export interface AssignmentEvent {
   type: 'lead.assigned'
@@ -42,6 +42,12 @@ const DELIVERED_HERE_GRACE_MS = 10_000
  * end writes if no publish does, and the recovery line gives the outage's total.
  */
 const PUBLISH_FAILURE_LOG_INTERVAL_MS = 10_000
+/** How often the subscriber's link is checked with a PING, on a standalone Redis. */
+const LINK_CHECK_MS = 2000
+/** The least time a link-check PING is given before the subscriber's connection is taken for dead. */
+const LINK_PING_MIN_MS = 3000
+/** How soon a refused SUBSCRIBE is tried again on a connection that stays up. */
+const SUBSCRIBE_RETRY_MS = 1000
 
 interface PublishOutage { failed: number, unlogged: number, leadId: string, err: unknown, late: number, recovered: boolean }
 
@@ -75,6 +81,13 @@ export class EventHub {
   readonly #failureLogIntervalMs: number
   readonly #breaker: CircuitBreaker
   #subscribed: Promise<void> | undefined
+  /** Whether the subscriber hears the channel now: while it does not, this instance delivers its own events itself. */
+  #up = false
+  #subscribeFailing = false
+  #subscribeRetry: NodeJS.Timeout | undefined
+  #linkCheck: NodeJS.Timeout | undefined
+  #checking = false
+  #closed = false
   /** The text of each event delivered here after its publish timed out, oldest first, with the timer that forgets it. */
   readonly #deliveredHere = new Map<string, NodeJS.Timeout | undefined>()
   /** The text of each event whose PUBLISH awaits its reply, and whether the channel's copy of it was heard meanwhile. */
@@ -109,14 +122,65 @@ export class EventHub {
       // before the first one succeeded would ever be sent again, leaving this instance deaf to the others.
       const subscriber = duplicateClient(redis, { enableOfflineQueue: true, commandTimeout: undefined, connectionName: 'orchestrator-events', autoResubscribe: false })
       this.#subscriber = subscriber
-      let subscribed = (): void => {}
-      this.#subscribed = new Promise((resolve) => { subscribed = resolve })
+      this.#subscribed = new Promise((resolve) => { this.#onSubscribed = resolve })
       subscriber.on('message', (_channel: string, message: string) => this.#heard(message))
       subscriber.on('error', (err: Error) => log.warn({ err }, 'event subscriber link error'))
-      subscriber.on('ready', () => {
-        subscriber.subscribe(channel).then(() => subscribed(), (err: unknown) => log.warn({ err }, 'event subscribe failed'))
-      })
+      subscriber.on('ready', () => { void this.#subscribe() })
+      subscriber.on('close', () => { this.#up = false })
+      // On a standalone Redis only: a Cluster sends a PING to any node, not down the subscriber's connection.
+      if ((redis as { isCluster?: boolean }).isCluster !== true) this.#linkCheck = setInterval(() => { void this.#checkLink() }, LINK_CHECK_MS).unref()
     }
+  }
+
+  #onSubscribed = (): void => {}
+
+  async #subscribe (): Promise<void> {
+    const subscriber = this.#subscriber
+    if (subscriber === undefined) return
+    try {
+      await subscriber.subscribe(this.#channel)
+      this.#subscribeFailing = false
+      this.#up = true
+      this.#onSubscribed()
+    } catch (err) {
+      // Said once until it succeeds. A SUBSCRIBE refused on a connection that stays up (an ACL user without the
+      // channel's rights) is tried again: no new 'ready' would come to try it.
+      if (!this.#subscribeFailing) this.#log.warn({ err }, 'event subscribe failed; this instance delivers its own events to its clients itself until it succeeds')
+      this.#subscribeFailing = true
+      if (!this.#closed && this.#subscribeRetry === undefined && subscriber.status === 'ready') {
+        this.#subscribeRetry = setTimeout(() => {
+          this.#subscribeRetry = undefined
+          if (!this.#up && !this.#closed && subscriber.status === 'ready') void this.#subscribe()
+        }, SUBSCRIBE_RETRY_MS).unref()
+      }
+    }
+  }
+
+  /**
+   * A subscriber only listens, so a connection a partition left half-open (which TCP's keepalive notices after
+   * hours) looks subscribed while no event reaches it, this instance's own included: a PING unanswered within
+   * LINK_PING_MIN_MS, or twice the publish budget if longer, ends the connection, and until it subscribes again this
+   * instance delivers its own events itself.
+   */
+  async #checkLink (): Promise<void> {
+    const subscriber = this.#subscriber
+    if (subscriber === undefined || !this.#up || this.#checking || subscriber.status !== 'ready') return
+    this.#checking = true
+    try {
+      const answered = await settlesWithin(subscriber.ping().catch(() => undefined), Math.max(LINK_PING_MIN_MS, 2 * this.#timeoutMs))
+      if (!answered && !this.#closed) {
+        this.#log.warn('event subscriber did not answer a PING: reconnecting; this instance delivers its own events itself meanwhile')
+        this.#up = false
+        subscriber.disconnect(true)
+      }
+    } finally {
+      this.#checking = false
+    }
+  }
+
+  /** Whether this instance hears the channel now (always true without Redis). */
+  get subscribed (): boolean {
+    return this.#subscriber === undefined || this.#up
   }
 
   /** Resolves once this instance hears the channel (at once without Redis), or after `timeoutMs` if Redis is down. */
@@ -140,9 +204,17 @@ export class EventHub {
       return true
     }
     let sent: Promise<unknown> | undefined
+    // Not subscribed (the link down or being checked): the channel's copy would not reach this instance's clients, so
+    // they get the event now, and a copy heard should the subscription come back meanwhile is dropped.
+    const deaf = !this.#up
+    if (deaf) {
+      this.#holdDeliveredHere(message)
+      this.#deliver(message)
+    }
     this.#inFlight.set(message, false)
     try {
       await withBudget(this.#breaker, this.#timeoutMs, async () => (sent = publisher.publish(this.#channel, message)))
+      if (deaf) this.#forgetAfter(message, sent)
       this.#published()
       return true
     } catch (err) {
@@ -156,8 +228,13 @@ export class EventHub {
       this.#noteFailure(event.leadId, err)
       // Redis may still run (or, on a link cut mid-flight, may have run) a PUBLISH that was sent and not refused by
       // a reply; one never tried (breaker open) or refused (ACL) never reaches the channel.
-      if (sent !== undefined && (err as { name?: unknown } | null)?.name !== 'ReplyError') this.#rememberDeliveredHere(message, sent)
-      this.#deliver(message)
+      const mayRun = (err as { name?: unknown } | null)?.name !== 'ReplyError' ? sent : undefined
+      if (deaf) {
+        this.#forgetAfter(message, mayRun)
+      } else {
+        if (mayRun !== undefined) this.#rememberDeliveredHere(message, mayRun)
+        this.#deliver(message)
+      }
       return false
     } finally {
       this.#inFlight.delete(message)
@@ -251,6 +328,9 @@ export class EventHub {
   }
 
   async close (): Promise<void> {
+    this.#closed = true
+    clearInterval(this.#linkCheck)
+    clearTimeout(this.#subscribeRetry)
     // The failures (or the recovery) held back for the interval's end are written now: nothing publishes after this.
     this.#flushLog()
     this.#local.removeAllListeners()
@@ -265,13 +345,13 @@ export class EventHub {
 
   /** A message from the channel: delivered, unless it is the late copy of one already delivered here. */
   #heard (message: string): void {
+    if (this.#inFlight.size > 0 && this.#inFlight.has(message)) this.#inFlight.set(message, true)
     if (this.#deliveredHere.size > 0 && this.#deliveredHere.has(message)) {
       clearTimeout(this.#deliveredHere.get(message))
       this.#deliveredHere.delete(message)
       if (this.#outage !== undefined) this.#outage.late++
       return
     }
-    if (this.#inFlight.size > 0 && this.#inFlight.has(message)) this.#inFlight.set(message, true)
     this.#deliver(message)
   }
 
@@ -280,12 +360,30 @@ export class EventHub {
    * command timeout fails `sent` but leaves the command queued, so only an answer or another failure starts the grace.
    */
   #rememberDeliveredHere (message: string, sent: Promise<unknown>): void {
+    this.#holdDeliveredHere(message)
+    this.#forgetAfter(message, sent)
+  }
+
+  #holdDeliveredHere (message: string): void {
     if (this.#deliveredHere.size >= DELIVERED_HERE_MAX) {
       const [oldest, timer] = this.#deliveredHere.entries().next().value as [string, NodeJS.Timeout | undefined]
       clearTimeout(timer)
       this.#deliveredHere.delete(oldest)
     }
     this.#deliveredHere.set(message, undefined)
+  }
+
+  #forget (message: string): void {
+    clearTimeout(this.#deliveredHere.get(message))
+    this.#deliveredHere.delete(message)
+  }
+
+  /** Forgets `message` DELIVERED_HERE_GRACE_MS after its PUBLISH (`sent`) is answered or fails otherwise than by timing out. */
+  #forgetAfter (message: string, sent: Promise<unknown> | undefined): void {
+    if (sent === undefined) {
+      this.#forget(message)
+      return
+    }
     const forgetLater = (): void => {
       if (!this.#deliveredHere.has(message)) return
       const timer = setTimeout(() => this.#deliveredHere.delete(message), DELIVERED_HERE_GRACE_MS)
