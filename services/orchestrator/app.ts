@@ -76,7 +76,8 @@ export async function buildOrchestrator (config: OrchestratorConfig, options: Bu
         // A socket closed by the server (too slow, key revoked, shutting down) whose client does not answer the close
         // frame, or cannot reach it behind the events it has not read, is cut after a few seconds, not ws's 30: until
         // then it holds its send buffer and a place under EVENTS_MAX_SOCKETS.
-        const shutdownGraceMs = Math.min(1000, Math.floor(config.SHUTDOWN_TIMEOUT_MS / 4))
+        // A quarter of what the shutdown has left once its delay is over, at most a second.
+        const shutdownGraceMs = Math.min(1000, Math.floor((config.SHUTDOWN_TIMEOUT_MS - config.SHUTDOWN_DELAY_MS) / 4))
         // Not a literal in the call: ws 8.23 takes closeTimeout, its types (8.18) do not list it yet.
         const wsOptions = { maxPayload: 4096, closeTimeout: 5000 }
         await scope.register(websocket, {

@@ -201,11 +201,16 @@ test('an event hub started while Redis is unreachable subscribes once Redis is b
   }, 'the hub hears the channel', 5000)
 })
 
-test('the hub remembers at most 10,000 events delivered here while their publish is still queued: the oldest one\'s late copy is delivered again, the newest one\'s is dropped', async () => {
+test('the hub remembers at most 10,000 events delivered here while their publish is still queued: the oldest one\'s late copy is delivered again, the newest one\'s is dropped', async (t) => {
   // A publisher whose PUBLISH is never answered, as on a hung Redis, and a subscriber the test speaks for.
-  const subscriber = Object.assign(new EventEmitter(), { subscribe: async () => 1, ping: async () => 'PONG', status: 'ready' })
-  const redis = { duplicate: () => subscriber, publish: async () => new Promise(() => {}) }
+  const subscriber = Object.assign(new EventEmitter(), { subscribe: async () => 1, ping: async () => 'PONG', status: 'ready', quit: async () => 'OK', disconnect: () => {} })
+  const redis = { duplicate: () => subscriber, publish: async () => new Promise(() => {}), ping: async () => 'PONG' }
   const hub = new EventHub(redis as never, 'events', { warn: () => {} } as never, { timeoutMs: 20, breakerThreshold: 1_000_000, breakerCooldownMs: 1000 })
+  t.after(() => hub.close())
+  // Subscribed: each copy is expected through the channel, so a timed-out publish is what holds it here.
+  subscriber.emit('ready')
+  await hub.ready(1000)
+  assert.equal(hub.subscribed, true)
   const heard: string[] = []
   hub.listen((message) => heard.push(message))
   const event = { type: 'lead.assigned' as const, leadId: 'l', agentId: 'a', agentName: 'n', score: 1, assignedAt: new Date(0).toISOString() }
@@ -500,6 +505,7 @@ test('a subscriber connection a partition leaves half-open is found by its PING 
   const direct = createRedisClient({ url: redis.url, commandTimeoutMs: 200 })
   t.after(() => direct.disconnect())
   client.publish = direct.publish.bind(direct) as typeof client.publish
+  client.ping = direct.ping.bind(direct) as typeof client.ping
   const channel = uniqueName('events')
   const warnings: string[] = []
   const hub = new EventHub(client, channel, { warn: (a: unknown, b?: unknown) => { warnings.push(String(typeof a === 'string' ? a : b)) }, info: () => {} } as never, { timeoutMs: 200, breakerThreshold: 5, breakerCooldownMs: 1000 })
@@ -527,4 +533,35 @@ test('a subscriber connection a partition leaves half-open is found by its PING 
   await eventually(() => heard.includes('after'), 'heard through the channel again')
   await sleep(200)
   assert.deepEqual(['during', 'after'].map((id) => heard.filter((h) => h === id).length), [1, 1], 'each once')
+})
+
+test('a Redis hung longer than the subscriber\'s link check keeps every subscription: the events whose PUBLISH timed out during the hang reach the other instances when it resumes, and this one\'s clients once', async (t) => {
+  const redis = await startPrivateRedis()
+  t.after(() => { redis.resume(); return redis.destroy() })
+  const channel = uniqueName('events')
+  const hubs = [0, 1].map(() => {
+    const client = createRedisClient({ url: redis.url, commandTimeoutMs: 200 })
+    client.on('error', () => {})
+    t.after(() => client.disconnect())
+    const hub = new EventHub(client, channel, { warn: () => {}, info: () => {} } as never, { timeoutMs: 200, breakerThreshold: 1000, breakerCooldownMs: 1000 })
+    t.after(() => hub.close())
+    const heard: string[] = []
+    hub.listen((message) => heard.push((JSON.parse(message) as { leadId: string }).leadId))
+    return { hub, heard }
+  })
+  const [a, b] = hubs as [typeof hubs[0], typeof hubs[0]]
+  for (const h of hubs) await h.hub.ready(5000)
+  redis.pause()
+  assert.equal(await a.hub.publish({ ...anEvent, leadId: 'during' }), false, 'timed out')
+  assert.deepEqual(a.heard, ['during'], 'delivered here at once')
+  // Past the link check's 2 s and its PING's 3 s: before, every subscriber was cut and renewed meanwhile, and subscribed
+  // again only after Redis had run the queued PUBLISH, which then reached no other instance.
+  await sleep(7000)
+  redis.resume()
+  await eventually(() => b.heard.includes('during'), 'the other instance heard it late', 5000)
+  await eventually(() => a.hub.subscribed && b.hub.subscribed, 'both taken as subscribed again', 10000)
+  await sleep(300)
+  assert.deepEqual(a.heard, ['during'], 'this instance\'s clients got it once')
+  assert.equal(await a.hub.publish({ ...anEvent, leadId: 'after' }), true)
+  await eventually(() => b.heard.includes('after') && a.heard.includes('after'), 'both hear the channel')
 })

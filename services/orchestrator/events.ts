@@ -83,13 +83,18 @@ export class EventHub {
   #subscribed: Promise<void> | undefined
   /** Whether the subscriber hears the channel now: while it does not, this instance delivers its own events itself. */
   #up = false
+  /** Whether the subscriber's connection holds a subscription, whatever a PING found of it. */
+  #hasSubscription = false
   #subscribeFailing = false
   #subscribeRetry: NodeJS.Timeout | undefined
   #linkCheck: NodeJS.Timeout | undefined
   #checking = false
   #closed = false
-  /** The text of each event delivered here after its publish timed out, oldest first, with the timer that forgets it. */
-  readonly #deliveredHere = new Map<string, NodeJS.Timeout | undefined>()
+  /**
+   * The text of each event delivered here after its publish timed out, or while the subscriber did not hear the
+   * channel (`deaf`), oldest first, with the timer that forgets it.
+   */
+  readonly #deliveredHere = new Map<string, { timer: NodeJS.Timeout | undefined, deaf: boolean }>()
   /** The text of each event whose PUBLISH awaits its reply, and whether the channel's copy of it was heard meanwhile. */
   readonly #inFlight = new Map<string, boolean>()
   readonly #counts: EventPublishCounts = { published: 0, localOnly: 0 }
@@ -126,7 +131,10 @@ export class EventHub {
       subscriber.on('message', (_channel: string, message: string) => this.#heard(message))
       subscriber.on('error', (err: Error) => log.warn({ err }, 'event subscriber link error'))
       subscriber.on('ready', () => { void this.#subscribe() })
-      subscriber.on('close', () => { this.#up = false })
+      subscriber.on('close', () => {
+        this.#up = false
+        this.#hasSubscription = false
+      })
       // On a standalone Redis only: a Cluster sends a PING to any node, not down the subscriber's connection.
       if ((redis as { isCluster?: boolean }).isCluster !== true) this.#linkCheck = setInterval(() => { void this.#checkLink() }, LINK_CHECK_MS).unref()
     }
@@ -141,6 +149,7 @@ export class EventHub {
       await subscriber.subscribe(this.#channel)
       this.#subscribeFailing = false
       this.#up = true
+      this.#hasSubscription = true
       this.#onSubscribed()
     } catch (err) {
       // Said once until it succeeds. A SUBSCRIBE refused on a connection that stays up (an ACL user without the
@@ -158,19 +167,28 @@ export class EventHub {
 
   /**
    * A subscriber only listens, so a connection a partition left half-open (which TCP's keepalive notices after
-   * hours) looks subscribed while no event reaches it, this instance's own included: a PING unanswered within
-   * LINK_PING_MIN_MS, or twice the publish budget if longer, ends the connection, and until it subscribes again this
-   * instance delivers its own events itself.
+   * hours) looks subscribed while no event reaches it, this instance's own included. A PING unanswered within
+   * LINK_PING_MIN_MS, or twice the publish budget if longer, makes this instance deliver its own events itself; then,
+   * if the publisher's connection answers a PING, the subscriber's alone is cut off and is renewed. If neither
+   * answers, Redis itself is stopped or hung: the subscription is kept, so that the PUBLISHes a hung Redis runs when
+   * it resumes still reach every instance, and it is taken as up again once a PING on it is answered.
    */
   async #checkLink (): Promise<void> {
     const subscriber = this.#subscriber
-    if (subscriber === undefined || !this.#up || this.#checking || subscriber.status !== 'ready') return
+    const publisher = this.#publisher
+    if (subscriber === undefined || publisher === undefined || !this.#hasSubscription || this.#checking || subscriber.status !== 'ready') return
     this.#checking = true
     try {
-      const answered = await settlesWithin(subscriber.ping().catch(() => undefined), Math.max(LINK_PING_MIN_MS, 2 * this.#timeoutMs))
-      if (!answered && !this.#closed) {
+      const budget = Math.max(LINK_PING_MIN_MS, 2 * this.#timeoutMs)
+      if (await settlesWithin(subscriber.ping().catch(() => undefined), budget)) {
+        this.#up = this.#hasSubscription
+        return
+      }
+      this.#up = false
+      let publisherAnswered = false
+      await settlesWithin(publisher.ping().then(() => { publisherAnswered = true }, () => {}), budget)
+      if (publisherAnswered && !this.#closed && this.#hasSubscription) {
         this.#log.warn('event subscriber did not answer a PING: reconnecting; this instance delivers its own events itself meanwhile')
-        this.#up = false
         subscriber.disconnect(true)
       }
     } finally {
@@ -204,11 +222,11 @@ export class EventHub {
       return true
     }
     let sent: Promise<unknown> | undefined
-    // Not subscribed (the link down or being checked): the channel's copy would not reach this instance's clients, so
-    // they get the event now, and a copy heard should the subscription come back meanwhile is dropped.
+    // Not subscribed, or its link found silent by a PING: the channel's copy may not reach this instance's clients, so
+    // they get the event now, and a copy heard after all is dropped. (While a PING waits, the link is taken as up.)
     const deaf = !this.#up
     if (deaf) {
-      this.#holdDeliveredHere(message)
+      this.#holdDeliveredHere(message, true)
       this.#deliver(message)
     }
     this.#inFlight.set(message, false)
@@ -334,7 +352,7 @@ export class EventHub {
     // The failures (or the recovery) held back for the interval's end are written now: nothing publishes after this.
     this.#flushLog()
     this.#local.removeAllListeners()
-    for (const timer of this.#deliveredHere.values()) clearTimeout(timer)
+    for (const { timer } of this.#deliveredHere.values()) clearTimeout(timer)
     this.#deliveredHere.clear()
     if (this.#subscriber) await closeRedisClient(this.#subscriber)
   }
@@ -346,10 +364,12 @@ export class EventHub {
   /** A message from the channel: delivered, unless it is the late copy of one already delivered here. */
   #heard (message: string): void {
     if (this.#inFlight.size > 0 && this.#inFlight.has(message)) this.#inFlight.set(message, true)
-    if (this.#deliveredHere.size > 0 && this.#deliveredHere.has(message)) {
-      clearTimeout(this.#deliveredHere.get(message))
+    const held = this.#deliveredHere.size > 0 ? this.#deliveredHere.get(message) : undefined
+    if (held !== undefined) {
+      clearTimeout(held.timer)
       this.#deliveredHere.delete(message)
-      if (this.#outage !== undefined) this.#outage.late++
+      // A timed-out PUBLISH that Redis ran after all; one sent while deaf was never late.
+      if (this.#outage !== undefined && !held.deaf) this.#outage.late++
       return
     }
     this.#deliver(message)
@@ -360,21 +380,21 @@ export class EventHub {
    * command timeout fails `sent` but leaves the command queued, so only an answer or another failure starts the grace.
    */
   #rememberDeliveredHere (message: string, sent: Promise<unknown>): void {
-    this.#holdDeliveredHere(message)
+    this.#holdDeliveredHere(message, false)
     this.#forgetAfter(message, sent)
   }
 
-  #holdDeliveredHere (message: string): void {
+  #holdDeliveredHere (message: string, deaf: boolean): void {
     if (this.#deliveredHere.size >= DELIVERED_HERE_MAX) {
-      const [oldest, timer] = this.#deliveredHere.entries().next().value as [string, NodeJS.Timeout | undefined]
-      clearTimeout(timer)
+      const [oldest, held] = this.#deliveredHere.entries().next().value as [string, { timer: NodeJS.Timeout | undefined }]
+      clearTimeout(held.timer)
       this.#deliveredHere.delete(oldest)
     }
-    this.#deliveredHere.set(message, undefined)
+    this.#deliveredHere.set(message, { timer: undefined, deaf })
   }
 
   #forget (message: string): void {
-    clearTimeout(this.#deliveredHere.get(message))
+    clearTimeout(this.#deliveredHere.get(message)?.timer)
     this.#deliveredHere.delete(message)
   }
 
@@ -385,10 +405,10 @@ export class EventHub {
       return
     }
     const forgetLater = (): void => {
-      if (!this.#deliveredHere.has(message)) return
-      const timer = setTimeout(() => this.#deliveredHere.delete(message), DELIVERED_HERE_GRACE_MS)
-      timer.unref()
-      this.#deliveredHere.set(message, timer)
+      const held = this.#deliveredHere.get(message)
+      if (held === undefined) return
+      held.timer = setTimeout(() => this.#deliveredHere.delete(message), DELIVERED_HERE_GRACE_MS)
+      held.timer.unref()
     }
     sent.then(forgetLater, (err: unknown) => {
       if ((err as { message?: unknown } | null)?.message !== 'Command timed out') forgetLater()
