@@ -128,3 +128,32 @@ test('a WebSocket whose key is revoked while the notification link is down is cl
   for (const c of [gone, changed]) assert.ok((c?.at ?? Infinity) - upAt < 1000, `closed ${Math.round((c?.at ?? Infinity) - upAt)} ms after the link was back`)
   assert.equal(clients[2]?.ws.readyState, WebSocket.OPEN, 'a socket of a key still valid stays open')
 })
+
+test('a WebSocket whose key\'s scopes or secret changed after its upgrade was verified, and before it was tracked, is closed on arrival; one verified after the change is kept', async (t) => {
+  const pool = createConnectionPool({ connectionString: TEST_DATABASE_URL, min: 0, healthCheckInterval: 0 })
+  t.after(() => pool.close())
+  const store = new ApiKeyStore(pool)
+  const sockets = new KeySockets(store, 'routing', (err) => { throw err })
+  t.after(async () => sockets.stop())
+  const socketOf = (): { socket: never, closed: Array<[number, string]> } => {
+    const closed: Array<[number, string]> = []
+    return { socket: Object.assign(new EventEmitter(), { close: (code: number, reason: string) => { closed.push([code, reason]) } }) as never, closed }
+  }
+  // Before, only a revocation was remembered: a key that lost `routing` in that instant kept its socket for good.
+  const verified = performance.now()
+  await store.keyChanged({ id: 'BBBBBBBBBBBB', revoked: false })
+  const narrowed = socketOf()
+  sockets.add('BBBBBBBBBBBB', narrowed.socket, verified)
+  assert.deepEqual(narrowed.closed, [[KEY_REVOKED_CLOSE_CODE, 'key changed']])
+  // Verified after the change: the new scopes were read, the socket stays.
+  const later = socketOf()
+  sockets.add('BBBBBBBBBBBB', later.socket, performance.now())
+  assert.deepEqual(later.closed, [])
+  // A change of every key (the table emptied) likewise.
+  const beforeAll = performance.now()
+  await store.keyChanged({ all: true })
+  const any = socketOf()
+  sockets.add('CCCCCCCCCCCC', any.socket, beforeAll)
+  assert.deepEqual(any.closed, [[KEY_REVOKED_CLOSE_CODE, 'key changed']])
+  assert.equal(sockets.size, 1)
+})

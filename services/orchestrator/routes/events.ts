@@ -1,4 +1,4 @@
-import type { FastifyInstance } from 'fastify'
+import type { FastifyInstance, FastifyRequest } from 'fastify'
 import { errorBodySchema } from '@lead-chassis/plugins/chassis'
 import { OrchestratorErrors } from '../errors.js'
 import type { EventHub } from '../events.js'
@@ -26,6 +26,8 @@ export interface EventRoutesOptions {
  * key is revoked, deleted or changed is closed with 4401 (`KEY_REVOKED_CLOSE_CODE`) within a second, on every instance.
  */
 export async function eventRoutes (app: FastifyInstance, opts: EventRoutesOptions): Promise<void> {
+  /** When each upgrade request began, before its key was verified: a key change heard since closes its socket. */
+  const began = new WeakMap<FastifyRequest, number>()
   /** The error an upgrade gets past a cap, counting `self` sockets of its own already held; undefined within them. */
   const beyondCaps = (keyId: string | undefined, internal: boolean, self = 0): Error | undefined => {
     if (app.websocketServer.clients.size - self >= opts.maxSockets) return new OrchestratorErrors.EVENTS_AT_CAPACITY(opts.maxSockets)
@@ -48,11 +50,13 @@ export async function eventRoutes (app: FastifyInstance, opts: EventRoutesOption
         done(new OrchestratorErrors.WEBSOCKET_UPGRADE_REQUIRED())
         return
       }
+      began.set(request, performance.now() - reply.elapsedTime)
       // Each socket may hold up to maxBufferedBytes of events it has not read: the caps bound that memory.
       done(beyondCaps(request.apiKey?.id, request.internalService === true))
     }
   }, (socket, request) => {
-    // Upgrades in flight together all passed the check above: the socket that goes past a cap is closed at once.
+    // The check above and this handler run in one turn of the event loop as ws completes the upgrade (no verifyClient,
+    // no compression), so this holds only should that change: a socket past a cap is then closed at once.
     if (beyondCaps(request.apiKey?.id, request.internalService === true, 1)) {
       socket.close(1013, 'too many sockets')
       return
@@ -70,6 +74,6 @@ export async function eventRoutes (app: FastifyInstance, opts: EventRoutesOption
     socket.on('close', stop)
     socket.on('error', stop)
     socket.send(JSON.stringify({ type: 'hello' }))
-    if (request.apiKey && !request.internalService) opts.sockets.add(request.apiKey.id, socket)
+    if (request.apiKey && !request.internalService) opts.sockets.add(request.apiKey.id, socket, began.get(request))
   })
 }
