@@ -626,9 +626,12 @@ test('a client that hangs up while a hook still waits (a slow key lookup or limi
   let holding = true
   let reached = (): void => {}
   const waiting = new Promise<void>((resolve) => { reached = resolve })
+  let hungUp = (): void => {}
+  const seenClosed = new Promise<void>((resolve) => { hungUp = resolve })
   app.addHook('onRequest', async (request) => {
     if (!holding || !request.url.startsWith('/data/v1/imports')) return
     holding = false
+    request.raw.socket.once('close', () => hungUp())
     reached()
     await held
   })
@@ -640,7 +643,8 @@ test('a client that hangs up while a hook still waits (a slow key lookup or limi
   await waiting
   gone.destroy()
   // The server has seen the connection close before the handler runs.
-  await new Promise((resolve) => setTimeout(resolve, 200))
+  await seenClosed
+  await new Promise((resolve) => setTimeout(resolve, 50))
   release()
   // Before, the handler piped a request stream destroyed before it listened, which never ended: the import waited
   // on it forever and its place was never given back.
