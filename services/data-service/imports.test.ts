@@ -657,3 +657,21 @@ test('a client that hangs up while a hook still waits (a slow key lookup or limi
   }
   assert.equal(status, 200, 'the next import was taken')
 })
+
+test('a stream that fails after its last batch was written names the line after the last row read as where to resume, not that batch\'s first line', async (t) => {
+  const { app, db } = await setup(t)
+  // Header on line 1, rows on lines 2 and 3: one batch of 2, written; then the stream fails.
+  async function * cut (): AsyncGenerator<Buffer> {
+    yield Buffer.from([CSV_HEADER, csvRow(1), csvRow(2)].join('\n') + '\n')
+    await new Promise((resolve) => setTimeout(resolve, 50))
+    throw Object.assign(new Error('the client went away'), { code: 'ECONNRESET' })
+  }
+  await assert.rejects(importLeads(app.db, Readable.from(cut()), 'csv', { batchSize: 2 }), (e: ImportInterruptedError) => {
+    // Before, line 2: the first line of the batch already written.
+    assert.equal(e.line, 4)
+    assert.deepEqual([e.report.inserted, e.report.rows], [2, 2])
+    return true
+  })
+  const [count] = await db.sql<{ n: number }>('SELECT count(*)::int AS n FROM leads')
+  assert.equal(count?.n, 2)
+})

@@ -229,6 +229,8 @@ export async function importLeads (db: ConnectionPool, input: Readable, format: 
   // Keyed by the natural key: a key seen twice flushes the batch first, so the second row updates the first.
   let batch = new Map<string, Pending>()
   let firstLine = 0
+  /** The line of the last row read, written or rejected: with no batch pending, the stream failed after it. */
+  let lastLine = 0
 
   // A batch is one statement, and each row it writes stays locked until it ends: rows are written in the order of
   // their natural key, so two imports of the same leads in other orders wait for each other instead of deadlocking.
@@ -279,6 +281,7 @@ export async function importLeads (db: ConnectionPool, input: Readable, format: 
   const rows = format === 'csv' ? csvRows(lines, tooLong) : ndjsonRows(lines, tooLong)
   try {
     for await (const row of rows) {
+      lastLine = row.line
       if (!row.record) {
         reject({ line: row.line, reason: row.error ?? 'unreadable' })
         continue
@@ -297,7 +300,9 @@ export async function importLeads (db: ConnectionPool, input: Readable, format: 
   } catch (error) {
     // The stream failed (too large, aborted by the client): the pending batch is dropped, never half written.
     if (error instanceof ImportInterruptedError) throw error
-    throw new ImportInterruptedError(finish(report), firstLine, error)
+    // The pending batch is dropped: resume at its first line. None pending (the last one written): the rows up to the
+    // last one read are done, written or rejected, so not at the written batch's first line.
+    throw new ImportInterruptedError(finish(report), batch.size > 0 || lastLine === 0 ? firstLine : lastLine + 1, error)
   }
   await flush()
   return finish(report)
@@ -322,7 +327,9 @@ function finish (report: ImportReport): ImportReport {
 
 /**
  * The import stopped: a batch could not be written, or the stream failed (its `cause`). The report holds what
- * earlier batches committed; nothing from `line` on was written.
+ * earlier batches committed; nothing from `line` on was written, unless the connection failed after PostgreSQL
+ * committed the batch at `line` and before its answer came (its outcome unknown here). A re-import from `line` is
+ * idempotent either way.
  */
 export class ImportInterruptedError extends Error {
   readonly report: ImportReport
