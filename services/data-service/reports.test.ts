@@ -93,3 +93,38 @@ test('a report date of year 0000 or one not on the calendar is refused by valida
   assert.equal(early.statusCode, 200, early.body)
   assert.deepEqual([early.json().from, early.json().to], ['0001-01-01', '0001-01-10'])
 })
+
+/** Every node of a JSON plan, depth first. */
+function planNodes (node: Record<string, unknown>): Array<Record<string, unknown>> {
+  return [node, ...((node.Plans as Array<Record<string, unknown>> | undefined) ?? []).flatMap(planNodes)]
+}
+
+test('the agents report over a short range reads the assignments of that range by index, not every assignment ever made', async (t) => {
+  const db = await createTestSchema()
+  t.after(() => db.drop())
+  // A year and more of history: 40 agents, 60,000 leads, each assigned once at a time of its own.
+  await db.sql(`INSERT INTO agents (name, email) SELECT 'Agent ' || i, 'agent' || i || '@agents.example' FROM generate_series(1, 40) AS i`)
+  await db.sql(`INSERT INTO leads (first_name, last_name, email, product, state) SELECT 'L', 'N' || i, 'l' || i || '@example.com', 'auto', 'CA' FROM generate_series(1, 60000) AS i`)
+  await db.sql(`INSERT INTO lead_assignments (lead_id, agent_id, status, assigned_at)
+    SELECT l.id, a.id, 'completed', now() - (n % 400) * interval '1 day' - (n % 997) * interval '1 minute'
+      FROM (SELECT id, row_number() OVER (ORDER BY id) AS n FROM leads) l
+      JOIN (SELECT id, row_number() OVER (ORDER BY id) - 1 AS k FROM agents) a ON a.k = l.n % 40`)
+  await db.sql('ANALYZE agents, leads, lead_assignments')
+  // The repository's own statement, explained: its pool runs EXPLAIN in front of what it is asked.
+  const { createConnectionPool } = await import('@lead-chassis/plugins/db-pool')
+  const { ReportsRepository } = await import('./reports-repository.js')
+  const pool = createConnectionPool({ connectionString: db.url, schema: db.schema, min: 0, max: 1, healthCheckInterval: 0 })
+  t.after(() => pool.close())
+  let plan: Record<string, unknown> | undefined
+  const explaining = { query: async (sql: string, params: unknown[]) => {
+    const { rows } = await pool.query<{ 'QUERY PLAN': Array<{ Plan: Record<string, unknown> }> }>(`EXPLAIN (FORMAT JSON) ${sql}`, params)
+    plan = rows[0]?.['QUERY PLAN'][0]?.Plan
+    return { rows: [] }
+  } }
+  await new ReportsRepository(explaining as never).agentPerformance({ from: today, to: today })
+  assert.ok(plan, 'explained')
+  const scans = planNodes(plan).filter((n) => n['Relation Name'] === 'lead_assignments')
+  // Before, a sequential scan of every assignment, whatever the range: a caller with reports:read could make each
+  // report (cached per range) read the whole history.
+  assert.ok(scans.length > 0 && scans.every((n) => n['Node Type'] !== 'Seq Scan'), JSON.stringify(scans.map((n) => [n['Node Type'], n['Index Name']])))
+})
