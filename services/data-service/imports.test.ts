@@ -675,21 +675,3 @@ test('a stream that fails after its last batch was written names the line after 
   const [count] = await db.sql<{ n: number }>('SELECT count(*)::int AS n FROM leads')
   assert.equal(count?.n, 2)
 })
-
-test('a file that repeats each lead at once is written in a statement per batch, not one per row, each lead\'s rows in file order', async (t) => {
-  const { app, db } = await setup(t)
-  let statements = 0
-  const counting = new Proxy(app.db, { get: (target, name, receiver) => name === 'query' ? (...args: unknown[]) => { statements++; return (target.query as (...a: unknown[]) => unknown)(...args) } : Reflect.get(target, name, receiver) })
-  const row = (i: number, last: string): string => JSON.stringify({ firstName: `R${i}`, lastName: last, email: `r${i}@example.com`, product: 'home', state: 'FL' })
-  // 300 leads, each on two lines in a row, the second changing it.
-  const pairs = Array.from({ length: 300 }, (_, i) => [row(i, 'First'), row(i, 'Second')]).flat()
-  const report = await importLeads(counting as never, Readable.from([Buffer.from(pairs.join('\n'))]), 'ndjson', { batchSize: 100 })
-  assert.deepEqual([report.rows, report.inserted, report.updated, report.rejected], [600, 300, 300, 0])
-  // Before, each repeat wrote the batch before it on its own: 300 statements.
-  assert.ok(statements <= 12, `${statements} statements`)
-  // One lead on 40 lines in a row: each row its own statement, in file order, and what is pending stays bounded.
-  const again = await importLeads(app.db, Readable.from([Buffer.from(Array.from({ length: 40 }, (_, k) => row(1000, `Take${k}`)).join('\n'))]), 'ndjson', { batchSize: 100 })
-  assert.deepEqual([again.inserted, again.updated], [1, 39])
-  const names = await db.sql<{ last_name: string }>("SELECT last_name FROM leads WHERE email IN ('r0@example.com', 'r299@example.com', 'r1000@example.com') ORDER BY email")
-  assert.deepEqual(names.map((n) => n.last_name), ['Second', 'Take39', 'Second'])
-})

@@ -48,9 +48,6 @@ type OptionalField = typeof OPTIONAL[number]
 interface Row { line: number, record?: Record<string, unknown>, error?: string, absent?: OptionalField[] }
 interface Pending { line: number, lead: LeadInput, absent: OptionalField[] }
 
-/** Layers of rows pending at most (a key repeated this often at once): past it, every layer is written. */
-const MAX_LAYERS = 16
-
 /** What a lead is unique by: its email, case-insensitive, and its product (the leads table's unique index). */
 function naturalKey (lead: LeadInput): string {
   return `${lead.email.toLowerCase()}|${lead.product}`
@@ -229,23 +226,11 @@ export async function importLeads (db: ConnectionPool, input: Readable, format: 
     if (report.rejections.length < maxRejections) report.rejections.push(r)
     else report.rejectionsTruncated = true
   }
-  // The rows not yet written, in layers keyed by the natural key: layer k holds the (k+1)-th row of its key since
-  // its earlier rows were written, so no statement holds a key twice and a key's rows are written in file order,
-  // layer after layer; a later row updates the earlier one. A file that repeats each lead still costs a statement per
-  // batch, not one per row.
-  const layers: Array<Map<string, Pending>> = []
-  /** Per key with rows pending, the number of its last layer, counted from the first layer ever (`written` of them written). */
-  const lastLayer = new Map<string, number>()
-  let written = 0
-  let pending = 0
-  /** The line of the last row read, written or rejected: with no row pending, the stream failed after it. */
+  // Keyed by the natural key: a key seen twice flushes the batch first, so the second row updates the first.
+  let batch = new Map<string, Pending>()
+  let firstLine = 0
+  /** The line of the last row read, written or rejected: with no batch pending, the stream failed after it. */
   let lastLine = 0
-  /** Where a re-import resumes: the first line of a row not written, or past the last row read. */
-  const resumeLine = (): number => {
-    let line = Infinity
-    for (const layer of layers) for (const p of layer.values()) if (p.line < line) line = p.line
-    return line !== Infinity ? line : lastLine === 0 ? 0 : lastLine + 1
-  }
 
   // A batch is one statement, and each row it writes stays locked until it ends: rows are written in the order of
   // their natural key, so two imports of the same leads in other orders wait for each other instead of deadlocking.
@@ -284,26 +269,13 @@ export async function importLeads (db: ConnectionPool, input: Readable, format: 
     }
   }
 
-  /** Writes the first layer. */
-  const flushFirst = async (): Promise<void> => {
-    const first = layers.shift()
-    if (first === undefined) return
-    written++
-    pending -= first.size
-    for (const key of first.keys()) if (lastLayer.get(key) === written - 1) lastLayer.delete(key)
-    if (first.size > 0) {
-      try {
-        await write([...first.values()])
-      } catch (error) {
-        // Rows of later layers may come before the failed part in the file: resume at the first of any of them.
-        if (error instanceof ImportInterruptedError) throw new ImportInterruptedError(error.report, Math.min(error.line, resumeLine()), error.cause)
-        throw error
-      }
-    }
+  const flush = async (): Promise<void> => {
+    if (batch.size === 0) return
+    const part = [...batch.values()]
+    batch = new Map()
+    await write(part)
   }
-  const flushAll = async (): Promise<void> => {
-    while (layers.length > 0) await flushFirst()
-  }
+
   const tooLong = `record longer than ${maxRecordBytes} bytes`
   const lines = withoutBom(boundedLines(input, maxRecordBytes))
   const rows = format === 'csv' ? csvRows(lines, tooLong) : ndjsonRows(lines, tooLong)
@@ -320,23 +292,19 @@ export async function importLeads (db: ConnectionPool, input: Readable, format: 
       }
       const lead = row.record
       const key = naturalKey(lead)
-      const layer = (lastLayer.get(key) ?? written - 1) + 1
-      lastLayer.set(key, layer)
-      const at = layer - written
-      ;(layers[at] ??= new Map()).set(key, { line: row.line, lead, absent: row.absent ?? [] })
-      pending++
-      if ((layers[0]?.size ?? 0) >= batchSize) await flushFirst()
-      // A few keys repeated many times fill layers, not the first: what is pending stays bounded all the same.
-      if (pending >= 2 * batchSize || layers.length > MAX_LAYERS) await flushAll()
+      if (batch.has(key)) await flush()
+      if (batch.size === 0) firstLine = row.line
+      batch.set(key, { line: row.line, lead, absent: row.absent ?? [] })
+      if (batch.size >= batchSize) await flush()
     }
   } catch (error) {
-    // The stream failed (too large, aborted by the client): the pending rows are dropped, never half written.
+    // The stream failed (too large, aborted by the client): the pending batch is dropped, never half written.
     if (error instanceof ImportInterruptedError) throw error
-    // The pending rows are dropped: resume at the first of them. None pending (the last written): the rows up to the
-    // last one read are done, written or rejected, so not at the first line of what was written last.
-    throw new ImportInterruptedError(finish(report), resumeLine(), error)
+    // The pending batch is dropped: resume at its first line. None pending (the last one written): the rows up to the
+    // last one read are done, written or rejected, so not at the written batch's first line.
+    throw new ImportInterruptedError(finish(report), batch.size > 0 || lastLine === 0 ? firstLine : lastLine + 1, error)
   }
-  await flushAll()
+  await flush()
   return finish(report)
 }
 
@@ -359,9 +327,9 @@ function finish (report: ImportReport): ImportReport {
 
 /**
  * The import stopped: a batch could not be written, or the stream failed (its `cause`). The report holds what
- * earlier batches committed; every row before `line` was written (or rejected), and of the rows from `line` on, only
- * those a repeated lead kept apart (a row of a lead whose earlier row was still pending) may have been, or the batch
- * whose answer a failed connection lost after PostgreSQL committed it. A re-import from `line` is idempotent.
+ * earlier batches committed; nothing from `line` on was written, unless the connection failed after PostgreSQL
+ * committed the batch at `line` and before its answer came (its outcome unknown here). A re-import from `line` is
+ * idempotent either way.
  */
 export class ImportInterruptedError extends Error {
   readonly report: ImportReport
