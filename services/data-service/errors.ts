@@ -8,9 +8,9 @@ export const DataServiceErrors = {
   IMPORT_TOO_LARGE: createError<'IMPORT_TOO_LARGE', 413, [number]>('IMPORT_TOO_LARGE', 'An import is at most %d bytes', 413),
   UNSUPPORTED_IMPORT_TYPE: createError<'UNSUPPORTED_IMPORT_TYPE', 415, [string]>('UNSUPPORTED_IMPORT_TYPE', 'Send text/csv or application/x-ndjson, not %s', 415),
   /** The import stopped on the service's side (database, stream): the body adds the line to resume from and the report. */
-  IMPORT_INTERRUPTED: createError<'IMPORT_INTERRUPTED', 503, [number, string]>('IMPORT_INTERRUPTED', 'the import stopped at the batch starting at line %d: %s', 503),
+  IMPORT_INTERRUPTED: createError<'IMPORT_INTERRUPTED', 503, [number, string]>('IMPORT_INTERRUPTED', 'the import stopped; resume it from line %d: %s', 503),
   /** The client's stream failed part-way: the body adds the line to resume from and the report. */
-  IMPORT_ABORTED: createError<'IMPORT_ABORTED', 400, [number, string]>('IMPORT_ABORTED', 'the import stopped at the batch starting at line %d: %s', 400),
+  IMPORT_ABORTED: createError<'IMPORT_ABORTED', 400, [number, string]>('IMPORT_ABORTED', 'the import stopped; resume it from line %d: %s', 400),
   INVALID_RANGE: createError<'INVALID_RANGE', 400, [string, string, number]>('INVALID_RANGE',
     'The range from %s to %s is not a report range: from comes first, and a report covers at most %d days', 400)
 } as const

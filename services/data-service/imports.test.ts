@@ -448,7 +448,7 @@ test('an import the database stops part-way answers 503 IMPORT_INTERRUPTED in th
   assert.deepEqual([body.statusCode, body.code, body.error], [503, 'IMPORT_INTERRUPTED', 'Service Unavailable'])
   // Row i is on line i + 2; the third batch (rows 100-149) holds the stopped row.
   assert.equal(body.line, 102)
-  assert.match(body.message, /^the import stopped at the batch starting at line 102: /)
+  assert.match(body.message, /^the import stopped; resume it from line 102: /)
   assert.deepEqual([body.report.inserted, body.report.rows], [100, 100])
   const [count] = await db.sql<{ n: number }>('SELECT count(*)::int AS n FROM leads')
   assert.equal(count?.n, 100)

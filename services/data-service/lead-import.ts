@@ -335,7 +335,7 @@ export class ImportInterruptedError extends Error {
   readonly report: ImportReport
   readonly line: number
   constructor (report: ImportReport, line: number, cause: unknown) {
-    super(`the import stopped at the batch starting at line ${line}: ${(cause as Error).message}`, { cause })
+    super(`the import stopped; resume it from line ${line}: ${(cause as Error).message}`, { cause })
     this.name = 'ImportInterruptedError'
     this.report = report
     this.line = line
