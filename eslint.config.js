@@ -18,7 +18,7 @@ const TEST_FILES = ['*.test.ts', '*.test.js']
  * Public entries beside index.js: modules that load none of the instrumented libraries (pg, ioredis, Fastify), for
  * the tracing set-up, which runs before those load (plugins/telemetry/otel-preload.ts, services/api/spans.test.ts).
  */
-const PRELOAD_ENTRIES = ['db-pool/channel', 'chassis/redact', 'chassis/request-url', 'chassis/route-context', 'telemetry/instrumentations']
+const PRELOAD_ENTRIES = ['db-pool/channel', 'chassis/redact', 'chassis/request-url', 'chassis/route-context', 'chassis/caller-trace', 'telemetry/instrumentations']
 const entry = `(?:[^/]+/index|${PRELOAD_ENTRIES.join('|')})\\.js$`
 
 /** A regex source matching exactly `n` leading `../`. */

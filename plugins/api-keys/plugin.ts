@@ -1,6 +1,6 @@
 import fp from 'fastify-plugin'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
-import { optionalDependency, routeConfigOf } from '../chassis/index.js'
+import { kTrustsCallerTrace, optionalDependency, routeConfigOf, type TrustsCallerTrace } from '../chassis/index.js'
 import { redisDecorator } from '../redis/index.js'
 import { cacheDecorator } from '../cache/index.js'
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto'
@@ -149,6 +149,14 @@ export const apiKeysPlugin = fp(async (app: FastifyInstance, opts: ApiKeysPlugin
     for (const key of serviceKeys) matched = (timingSafeEqual(presented, key.digest) && key.on) || matched
     return matched
   }
+
+  // A caller's trace context is continued only from the platform's own services: any other caller's would put ids it
+  // chose and free text in every span and log line of its request (caller-trace.ts). Without a service key, nobody's.
+  const trustsCallerTrace: TrustsCallerTrace = (request) => {
+    const presented = request.headers['x-service-key']
+    return presented !== undefined && isService(presented)
+  }
+  app.decorate(kTrustsCallerTrace, trustsCallerTrace)
 
   // Callback hooks: a key verified before is answered without a promise, which a cached route would feel.
   app.addHook('onRequest', (request, reply, done) => {

@@ -5,6 +5,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest, HookHandlerDoneFunc
 // The file, not the chassis's entry: the preload loads this before Fastify's instrumentation is in place.
 import { noteRoute, requestUrl } from '../chassis/request-url.js'
 import { routePatternOf } from '../chassis/route-context.js'
+import { trustsCallerTrace } from '../chassis/caller-trace.js'
 import { RootSampling, sdkTracer, startsTrace } from './root-sampling.js'
 import { contextWithSpan } from './span-context.js'
 import { parentBasedSampler } from './unsampled.js'
@@ -20,7 +21,8 @@ type TracedRequest = FastifyRequest & Traced
 /**
  * One SERVER span per request of every Fastify instance, named `METHOD /route` with `http.request.method`,
  * `url.path` (the request target as the chassis's `requestUrl` shows it: what the route does not allow is
- * `[REDACTED]`), `http.route` and `http.response.status_code`, errors recorded; the caller's W3C trace context continued.
+ * `[REDACTED]`), `http.route` and `http.response.status_code`, errors recorded; the caller's W3C trace context continued
+ * when the app trusts the caller with it (`kTrustsCallerTrace`: with `./api-keys`, callers presenting the service key).
  * Its `onRequest` hook is the instance's first (added when Fastify publishes `fastify.initialization`), and runs the
  * rest of the request in the span's context.
  *
@@ -77,9 +79,10 @@ export class ServerSpanInstrumentation extends InstrumentationBase {
     app.decorateRequest(kErrorRecorded, false)
     app.addHook('onRequest', (request: FastifyRequest, _reply: FastifyReply, done: HookHandlerDoneFunction) => {
       if (!this.isEnabled()) { done(); return }
-      // A request handled inside a span (app.inject in a traced job) is its child; any other continues its caller's.
+      // A request handled inside a span (app.inject in a traced job) is its child; any other continues its caller's
+      // trace if the caller is trusted with it (caller-trace.ts), and starts its own otherwise.
       const current = context.active()
-      const parent = trace.getSpan(current) === undefined ? propagation.extract(current, request.headers) : current
+      const parent = trace.getSpan(current) === undefined && trustsCallerTrace(app, request) ? propagation.extract(current, request.headers) : current
       let active: Context = parent
       // A new trace the sampler declines (nine in ten at the shipped sampling) needs its ids and flags, not the
       // SDK's span object (root-sampling.ts).

@@ -29,7 +29,7 @@ let accessLog = ''
 // NGINX's error log, at the shipped level, written under its prefix instead of to stderr.
 let errorLog = ''
 let status = ''
-const apis: Array<{ app: FastifyInstance, served: number, ips: string[], requestIds: string[] }> = []
+const apis: Array<{ app: FastifyInstance, served: number, ips: string[], requestIds: string[], traceHeaders: string[] }> = []
 let leadIds: string[] = []
 let others: FastifyInstance[] = []
 // A caller with an API key, as clients reach NGINX (the service key is for calls between services, not through it).
@@ -44,9 +44,10 @@ before(async () => {
   const ports: number[] = []
   for (let i = 0; i < 2; i++) {
     const app = await buildApp(testApiConfig(db, env))
-    const entry = { app, served: 0, ips: [] as string[], requestIds: [] as string[] }
+    const entry = { app, served: 0, ips: [] as string[], requestIds: [] as string[], traceHeaders: [] as string[] }
     app.addHook('onRequest', async (request) => {
       entry.served++
+      if (request.headers['x-test-trace']) entry.traceHeaders.push(JSON.stringify([request.headers.traceparent, request.headers.tracestate, request.headers.baggage]))
       if (request.headers['x-test-marker']) entry.ips.push(request.ip)
       if (request.headers['x-test-request-id']) entry.requestIds.push(request.id)
     })
@@ -665,6 +666,21 @@ test('NGINX\'s request id ($request_id) is the service\'s request id; one a call
   const edgeId = res.headers.get('x-request-id') ?? ''
   assert.match(edgeId, /^[0-9a-f]{32}$/)
   assert.deepEqual(apis.flatMap((a) => a.requestIds), [edgeId], 'the api took NGINX\'s id as its request id')
+})
+
+test('a caller\'s trace context (traceparent, tracestate, baggage), which may spell a name or phone, reaches no service through NGINX: every proxied location drops it', async () => {
+  const res = await fetch(`${edge}/api/v1/leads?limit=1&state=WA`, {
+    headers: { ...SERVICE_HEADERS, 'x-test-trace': '1', traceparent: '00-00000000000000000000005551234567-0000005551234567-01', tracestate: 'lead=Ann.Lee.5551234567', baggage: 'email=ann%40example.com' }
+  })
+  await res.arrayBuffer()
+  assert.equal(res.status, 200)
+  assert.deepEqual(apis.flatMap((a) => a.traceHeaders), [JSON.stringify([undefined, undefined, undefined])])
+  // Every location that proxies either takes proxy.conf, which drops them, or drops them itself.
+  const conf = readFileSync(join(NGINX_DIR, 'nginx.conf'), 'utf8')
+  const proxied = conf.split(/\n\s*location /).slice(1).map((block) => block.slice(0, block.search(/\n\s{4}\}/))).filter((block) => block.includes('proxy_pass'))
+  assert.ok(proxied.length >= 10)
+  for (const block of proxied) assert.ok(block.includes('include proxy.conf;') || ['traceparent', 'tracestate', 'baggage'].every((h) => block.includes(`proxy_set_header ${h} "";`)), block.split('\n')[0])
+  assert.match(readFileSync(join(NGINX_DIR, 'proxy.conf'), 'utf8'), /proxy_set_header traceparent "";\nproxy_set_header tracestate "";\nproxy_set_header baggage "";/)
 })
 
 test('a phone or name in a URL NGINX refuses (a body over its limit, a request over its rate limit) reaches no line of NGINX\'s error log', async () => {
