@@ -67,6 +67,9 @@ function readYourWrites (app: FastifyInstance, pool: ConnectionPool): void {
     readContext.run(context, done)
   })
   app.addHook('onSend', async (request, reply) => {
+    // A failed answer carries no position: when PostgreSQL cannot answer, asking the primary where this request's
+    // writes ended would make the failure wait a second bound.
+    if (reply.statusCode >= 500) return
     const position = await pool.readAfterPosition(contexts.get(request)).catch(() => undefined)
     if (position !== undefined) void reply.header(READ_AFTER_HEADER, position)
   })

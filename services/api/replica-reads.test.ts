@@ -225,3 +225,17 @@ test('a replica stopped under a stream of GETs fails no request', async (t) => {
   assert.ok(readsOf(metrics, 'replica', 'any') > 0, 'the replica served before it stopped')
   assert.ok(readsOf(metrics, 'primary', 'replica_failed') + readsOf(metrics, 'primary', 'no_healthy_replica') > 0, 'the primary served after')
 })
+
+test('a GET that only reads (a lead, its activities) carries no X-Read-After-LSN, as it read no position from the primary; a write\'s answer carries one', async (t) => {
+  const app = await api(t, { DATABASE_REPLICA_URLS: replicaUrl, DB_REPLICA_WAIT_MS: '5000' })
+  const id = await createLead(app)
+  for (const url of [`/api/v1/leads/${id}`, `/api/v1/leads/${id}/activities`]) {
+    const res = await app.inject({ url, headers: SERVICE_HEADERS })
+    assert.equal(res.statusCode, 200, res.body)
+    // Before, the activities' read was taken for a write: its answer carried a position read from the primary.
+    assert.equal(res.headers['x-read-after-lsn'], undefined, url)
+  }
+  const patched = await app.inject({ method: 'PATCH', url: `/api/v1/leads/${id}`, headers: SERVICE_HEADERS, payload: { status: 'contacted' } })
+  assert.equal(patched.statusCode, 200)
+  assert.match(String(patched.headers['x-read-after-lsn']), /^[0-9A-F]+\/[0-9A-F]+$/)
+})

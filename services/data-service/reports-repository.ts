@@ -31,7 +31,7 @@ export class ReportsRepository {
   async leadsBy (by: Grouping, range: DateRange): Promise<{ groupBy: Grouping, from: string, to: string, total: number, groups: Array<{ key: string, count: number }> }> {
     const { rows } = await this.#db.query<{ key: string, count: number }>(
       `SELECT ${GROUP_SQL[by]} AS key, count(*)::int AS count FROM leads WHERE ${IN_RANGE} GROUP BY 1 ORDER BY ${by === 'day' ? '1' : '2 DESC, 1'}`,
-      [range.from, range.to])
+      [range.from, range.to], { read: 'primary' })
     return { groupBy: by, ...range, total: rows.reduce((n, r) => n + r.count, 0), groups: rows }
   }
 
@@ -47,7 +47,7 @@ export class ReportsRepository {
               count(*) FILTER (WHERE status = 'converted')::int AS converted,
               count(*) FILTER (WHERE status = 'lost')::int AS lost
          FROM leads WHERE ${IN_RANGE} AND ($3::text IS NULL OR product = $3)`,
-      [range.from, range.to, product ?? null])
+      [range.from, range.to, product ?? null], { read: 'primary' })
     const total = c?.total ?? 0
     const rate = (n: number): number => (total === 0 ? 0 : Math.round((n / total) * 10000) / 10000)
     const stages = [['new', total], ['contacted', c?.contacted ?? 0], ['qualified', c?.qualified ?? 0], ['converted', c?.converted ?? 0]] as const
@@ -66,7 +66,7 @@ export class ReportsRepository {
               AND la.assigned_at >= ($1::date)::timestamp AT TIME ZONE 'UTC' AND la.assigned_at < ($2::date + 1)::timestamp AT TIME ZONE 'UTC'
          LEFT JOIN leads l ON l.id = la.lead_id
         GROUP BY a.id ORDER BY converted DESC, assigned DESC, a.name`,
-      [range.from, range.to])
+      [range.from, range.to], { read: 'primary' })
     return { ...range, agents: rows.map((r) => ({ ...r, conversionRate: r.assigned === 0 ? 0 : Math.round((r.converted / r.assigned) * 10000) / 10000 })) }
   }
 }

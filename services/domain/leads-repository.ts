@@ -72,7 +72,7 @@ export class LeadsRepository {
       `SELECT ${LEAD_COLUMNS} FROM leads l
         WHERE status = 'new' AND ($2::text IS NULL OR product = $2) AND ($3::text IS NULL OR state = $3)
           AND NOT EXISTS (SELECT 1 FROM lead_assignments a WHERE a.lead_id = l.id AND a.status = 'active')
-        ORDER BY created_at, id LIMIT $1`, [q.limit, q.product ?? null, q.state ?? null])
+        ORDER BY created_at, id LIMIT $1`, [q.limit, q.product ?? null, q.state ?? null], { read: 'primary' })
     return rows
   }
 
@@ -134,7 +134,7 @@ export class LeadsRepository {
       `SELECT l.id AS "leadId", a.id::text AS id, a.type, a.details, a.actor, a.created_at AS "createdAt"
        FROM leads l LEFT JOIN LATERAL (
          SELECT * FROM lead_activities WHERE lead_id = l.id ${after} ORDER BY id DESC LIMIT $${params.length}
-       ) a ON true WHERE l.id = $1`, params)
+       ) a ON true WHERE l.id = $1`, params, { read: 'primary' })
     if (rows.length === 0) return undefined
     const found = rows.filter((r) => r.id !== null)
     const more = found.length > page.limit

@@ -4,7 +4,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import type { FastifyInstance } from 'fastify'
 import { buildApp } from '../../services/api/app.js'
 import { CLIENT_TIMEOUT_MARGIN_MS } from '@lead-chassis/plugins/db-pool'
-import { createTestSchema, testApiConfig, type TestSchema } from '../helpers/database.js'
+import { SERVICE_HEADERS, createTestSchema, testApiConfig, type TestSchema } from '../helpers/database.js'
 import { startFaultProxy, type FaultProxy } from '../helpers/fault-proxy.js'
 import { eventually } from '../helpers/eventually.js'
 import { startLeadLoad, tally, touched, worstWait, type Answer, type LeadLoad } from '../helpers/lead-load.js'
@@ -138,4 +138,36 @@ test('latency on the link to PostgreSQL: below the bound nothing fails; above it
   assert.ok(worstWait(load.answers, 'too-slow', tooSlowAt) <= BOUND_MS + SLACK_MS, `worst wait ${worstWait(load.answers, 'too-slow', tooSlowAt).toFixed(0)} ms`)
   assertOnlyDatabase503s(load.answers)
   await assertRecovered(app, db, load)
+})
+
+test('with read replicas configured, a write PostgreSQL cannot answer gets its 503 within the bound, not after a second one spent asking the primary for the position to send back', async (t) => {
+  const db = await createTestSchema()
+  const proxy = await startFaultProxy({ port: Number(new URL(db.url).port || 5432) })
+  // The replica list names the same server, reached without the proxy: only the write's answer is looked at here.
+  const app = await buildApp(testApiConfig(db, {
+    DATABASE_URL: proxy.rewrite(db.url),
+    DATABASE_REPLICA_URLS: db.url,
+    DB_POOL_MIN: String(POOL_MIN),
+    DB_QUERY_TIMEOUT: String(QUERY_TIMEOUT_MS),
+    DB_CONNECTION_TIMEOUT: '10000',
+    CACHE_ENABLED: 'false'
+  }))
+  t.after(async () => {
+    proxy.heal()
+    await app.close()
+    await proxy.close()
+    await db.drop()
+  })
+  const create = async (i: number): Promise<{ status: number, code?: string, ms: number }> => {
+    const started = performance.now()
+    const res = await app.inject({ method: 'POST', url: '/api/v1/leads', headers: SERVICE_HEADERS, payload: { firstName: 'Ann', lastName: 'Lee', email: `ann.${i}@example.com`, product: 'auto', state: 'CA' } })
+    return { status: res.statusCode, code: (res.json() as { code?: string }).code, ms: performance.now() - started }
+  }
+  assert.equal((await create(0)).status, 201)
+  proxy.blackhole()
+  const failed = await create(1)
+  t.diagnostic(`answered ${failed.status} ${failed.code ?? ''} after ${Math.round(failed.ms)} ms (bound ${BOUND_MS} ms)`)
+  assert.deepEqual([failed.status, failed.code], [503, 'DB_UNAVAILABLE'])
+  // Before, about twice the bound: the answer asked the blackholed primary for its WAL position too.
+  assert.ok(failed.ms < BOUND_MS + 1000, `answered after ${Math.round(failed.ms)} ms`)
 })
