@@ -1,3 +1,4 @@
+import { once } from 'node:events'
 import { test, after, type TestContext } from 'node:test'
 import assert from 'node:assert/strict'
 import { setImmediate as turn } from 'node:timers/promises'
@@ -76,6 +77,9 @@ async function refusingPair (t: TestContext, prefix: string, clock?: () => numbe
   })
   assert.ok(await writer.ready())
   assert.ok(await reader.ready())
+  // The admin connection sends no command before it is ready: it has no offline queue (a command sent while it still
+  // connects fails at once: "Stream isn't writeable").
+  if (admin.status !== 'ready') await once(admin, 'ready')
   await admin.config('SET', 'maxmemory-policy', 'noeviction')
   const refuse = async (on: boolean): Promise<void> => { await admin.config('SET', 'maxmemory', on ? '1' : '0') }
   return { writer, reader, admin, lines, refuse }

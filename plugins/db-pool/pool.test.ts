@@ -253,3 +253,19 @@ test('a connection timeout of 0, which pg-pool reads as never, a timer past what
   const pool = createConnectionPool({ min: 0, idleTimeoutMillis: 0, connectionTimeoutMillis: 2 ** 31 - 1, queryTimeoutMillis: 2 ** 31 - 1 - 500, healthCheckInterval: 0, listener: { heartbeatMs: 0, reconnectDelayMs: 1, maxReconnectDelayMs: 1 } })
   void pool.close()
 })
+
+test('readiness probes of a PostgreSQL that does not answer share one health check: they queue one statement, not one each, ahead of the requests', async (t) => {
+  const proxy = await startFaultProxy({ port: Number(new URL(TEST_DATABASE_URL).port || 5432) })
+  t.after(() => { proxy.heal(); return proxy.close() })
+  const pool = await open({ connectionString: proxy.rewrite(TEST_DATABASE_URL), min: 1, max: 5, queryTimeoutMillis: 1000 })
+  proxy.blackhole()
+  const probes = Array.from({ length: 20 }, async () => pool.checkHealth())
+  await sleep(100)
+  const { activeConnections, waitingRequests } = pool.getMetrics()
+  // Before, 20 statements: five connections busy and fifteen waiting for one.
+  assert.ok(activeConnections + waitingRequests <= 1, JSON.stringify(pool.getMetrics()))
+  const results = await Promise.all(probes)
+  assert.ok(results.every((h) => !h.healthy))
+  proxy.heal()
+  assert.equal((await pool.checkHealth()).healthy, true)
+})

@@ -205,6 +205,7 @@ export class ConnectionPool {
   #healthTimer: NodeJS.Timeout | undefined
   #minTimer: NodeJS.Timeout | undefined
   #health: PoolHealth = { healthy: false, checkedAt: undefined, latencyMs: undefined, error: undefined }
+  #healthCheck: Promise<PoolHealth> | undefined
   readonly #replicas: ReplicaSet<ConnectionPool> | undefined
 
   constructor (options: ConnectionPoolOptions = {}) {
@@ -378,8 +379,9 @@ export class ConnectionPool {
    */
   async freshReads<T> (fn: () => Promise<T>): Promise<T> {
     if (this.#replicas === undefined) return fn()
-    const outer = readContext.getStore()
-    const scope = newReadContext(outer?.required ?? 0n)
+    // Not the caller's position: the primary's, read for this scope, covers every commit before it, the caller's
+    // included, and a position a caller made up (past any the primary has) would hold every request sharing the read.
+    const scope = newReadContext(0n)
     scope.wrote = true
     return readContext.run(scope, fn)
   }
@@ -505,8 +507,16 @@ export class ConnectionPool {
     return queryChannel.tracePromise(exec, context)
   }
 
-  /** Runs SELECT 1 and refills to `min`; the result feeds readiness. */
+  /**
+   * Runs SELECT 1 and refills to `min`; the result feeds readiness. Callers at once share one check: each probe of
+   * a PostgreSQL that does not answer would otherwise queue a statement of its own ahead of the requests.
+   */
   async checkHealth (): Promise<PoolHealth> {
+    this.#healthCheck ??= this.#checkHealthOnce().finally(() => { this.#healthCheck = undefined })
+    return this.#healthCheck
+  }
+
+  async #checkHealthOnce (): Promise<PoolHealth> {
     const started = performance.now()
     try {
       await this.#query('SELECT 1', [])
