@@ -54,6 +54,20 @@ export const dbPoolPlugin = fp(async (app: FastifyInstance, opts: DbPoolPluginOp
   })
 }, { name: 'db-pool', fastify: '5.x' })
 
+/** How long an answer of 5xx waits for the primary's position before it goes without one. */
+const FAILED_ANSWER_POSITION_WAIT_MS = 250
+
+/** What `promise` resolves with, or undefined if it has not within `ms`. */
+async function settledWithin<T> (promise: Promise<T | undefined>, ms: number): Promise<T | undefined> {
+  let timer: NodeJS.Timeout | undefined
+  const late = new Promise<undefined>((resolve) => { timer = setTimeout(() => { resolve(undefined) }, ms) })
+  try {
+    return await Promise.race([promise, late])
+  } finally {
+    clearTimeout(timer)
+  }
+}
+
 /**
  * Each request runs in a read context (AsyncLocalStorage, so repositories need no extra parameter) that starts at the
  * position the caller presented and records the request's own writes; a request that wrote answers with the position.
@@ -67,10 +81,11 @@ function readYourWrites (app: FastifyInstance, pool: ConnectionPool): void {
     readContext.run(context, done)
   })
   app.addHook('onSend', async (request, reply) => {
-    // A failed answer carries no position: when PostgreSQL cannot answer, asking the primary where this request's
-    // writes ended would make the failure wait a second bound.
-    if (reply.statusCode >= 500) return
-    const position = await pool.readAfterPosition(contexts.get(request)).catch(() => undefined)
+    const reading = pool.readAfterPosition(contexts.get(request)).catch(() => undefined)
+    // A failed answer waits for the position FAILED_ANSWER_POSITION_WAIT_MS at most: when PostgreSQL cannot answer,
+    // the position read would cost it a second bound; when it can, what the request committed before it failed (an
+    // import's earlier batches, a COMMIT whose answer was lost) still gets its position.
+    const position = reply.statusCode < 500 ? await reading : await settledWithin(reading, FAILED_ANSWER_POSITION_WAIT_MS)
     if (position !== undefined) void reply.header(READ_AFTER_HEADER, position)
   })
 }

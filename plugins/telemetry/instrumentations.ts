@@ -13,6 +13,7 @@ import { traceQueries } from './query-spans.js'
 import { redisStatement, unsampledSkipped } from './redis-statement.js'
 import { traceRedisCommands } from './redis-spans.js'
 import { ServerSpanInstrumentation } from './server-spans.js'
+import { dropUntrustedTraceHeaders } from './caller-trace-gate.js'
 
 // The scopes of the query and server spans, for whoever builds their own SDK with these instrumentations and filters spans.
 export { QUERY_SPANS_SCOPE } from './query-spans.js'
@@ -55,6 +56,8 @@ export async function createInstrumentations (): Promise<Instrumentation[]> {
   const pino = new PinoInstrumentation({ disableLogSending: (process.env.OTEL_LOGS_EXPORTER ?? 'none') === 'none' })
   // A sampled request's lines keep their trace and span ids; an unsampled one's carry none (log-correlation.ts).
   correlateSampledLogLines(pino)
+  // Before @fastify/otel subscribes, so its hook comes first (caller-trace-gate.ts).
+  if (detail) dropUntrustedTraceHeaders()
   const instrumentations: Instrumentation[] = [
     new HttpInstrumentation({ disableIncomingRequestInstrumentation: true }),
     new UndiciInstrumentation(),

@@ -42,31 +42,33 @@ test('a log line of an unsampled request carries no trace ids, while a sampled r
   for (const line of unsampled) assert.deepEqual([line.trace_id, line.span_id, line.trace_flags], [undefined, undefined, undefined], JSON.stringify(line))
 })
 
-test('a caller that does not present the service key starts a trace of its own: the ids and state it sends, which may spell a phone or name, reach no span and no log line', { timeout: 60000 }, async (t) => {
-  const otlp = await startOtlpReceiver(t)
-  const db = await createTestSchema()
-  t.after(() => db.drop())
-  const api = await startTracedService(t, 'api', 'dist/services/api/main.js', otlp.url, {
-    DATABASE_URL: db.url, DB_SCHEMA: db.schema, SERVICE_API_KEY: TEST_SERVICE_KEY, CACHE_ENABLED: 'false',
-    LOG_LEVEL: 'info', PRESSURE_MAX_EVENT_LOOP_DELAY_MS: '0'
+for (const detail of ['false', 'true']) {
+  test(`a caller that does not present the service key starts a trace of its own: the ids and state it sends, which may spell a phone or name, reach no span and no log line (OTEL_FASTIFY_DETAIL=${detail})`, { timeout: 60000 }, async (t) => {
+    const otlp = await startOtlpReceiver(t)
+    const db = await createTestSchema()
+    t.after(() => db.drop())
+    const api = await startTracedService(t, 'api', 'dist/services/api/main.js', otlp.url, {
+      DATABASE_URL: db.url, DB_SCHEMA: db.schema, SERVICE_API_KEY: TEST_SERVICE_KEY, CACHE_ENABLED: 'false',
+      LOG_LEVEL: 'info', PRESSURE_MAX_EVENT_LOOP_DELAY_MS: '0', OTEL_FASTIFY_DETAIL: detail
+    })
+    const phone = '5551234567'
+    // An API key that is not valid: any caller from outside, answered 401, traced all the same.
+    const res = await fetch(`${api.url}/api/v1/leads?limit=1`, {
+      headers: { 'x-api-key': 'lck_AAAAAAAAAAAA_notavalidsecretatall', traceparent: `00-0000000000000000000000${phone}-000000${phone}-01`, tracestate: `lead=Ann.Lee.${phone}`, baggage: 'email=ann%40example.com' }
+    })
+    assert.equal(res.status, 401, api.stderr())
+    await waitForSpans(otlp.received, (spans) => spans.some((s) => s.span.name === 'GET /api/v1/leads'))
+    for (let i = 0; i < 50 && !api.stdout().includes('request completed'); i++) await sleep(100)
+    const server = otlp.received.find((s) => s.span.name === 'GET /api/v1/leads')
+    assert.ok(server)
+    // Before, the caller's trace id, parent span id and state were continued into every span and log line.
+    assert.doesNotMatch(server.span.traceId, new RegExp(phone))
+    assert.equal(server.span.parentSpanId ?? '', '', 'a root span, not a child of the caller\'s')
+    const exported = otlp.exports.map((e) => e.body.toString('latin1')).join('\n')
+    for (const text of [phone, 'Ann.Lee', 'ann%40example.com']) assert.ok(!exported.includes(text), `${text} in an export`)
+    const completed = api.stdout().split('\n').filter((l) => l.includes('request completed')).map((l) => JSON.parse(l) as Record<string, unknown>)
+    assert.equal(completed.length, 1, api.stdout())
+    assert.equal(completed[0]?.trace_id, server.span.traceId, 'the line leads to the request\'s own trace')
+    for (const text of [phone, 'Ann.Lee']) assert.ok(!api.stdout().includes(text), `${text} in a log line`)
   })
-  const phone = '5551234567'
-  // An API key that is not valid: any caller from outside, answered 401, traced all the same.
-  const res = await fetch(`${api.url}/api/v1/leads?limit=1`, {
-    headers: { 'x-api-key': 'lck_AAAAAAAAAAAA_notavalidsecretatall', traceparent: `00-0000000000000000000000${phone}-000000${phone}-01`, tracestate: `lead=Ann.Lee.${phone}`, baggage: 'email=ann%40example.com' }
-  })
-  assert.equal(res.status, 401, api.stderr())
-  await waitForSpans(otlp.received, (spans) => spans.some((s) => s.span.name === 'GET /api/v1/leads'))
-  for (let i = 0; i < 50 && !api.stdout().includes('request completed'); i++) await sleep(100)
-  const server = otlp.received.find((s) => s.span.name === 'GET /api/v1/leads')
-  assert.ok(server)
-  // Before, the caller's trace id, parent span id and state were continued into every span and log line.
-  assert.doesNotMatch(server.span.traceId, new RegExp(phone))
-  assert.equal(server.span.parentSpanId ?? '', '', 'a root span, not a child of the caller\'s')
-  const exported = otlp.exports.map((e) => e.body.toString('latin1')).join('\n')
-  for (const text of [phone, 'Ann.Lee', 'ann%40example.com']) assert.ok(!exported.includes(text), `${text} in an export`)
-  const completed = api.stdout().split('\n').filter((l) => l.includes('request completed')).map((l) => JSON.parse(l) as Record<string, unknown>)
-  assert.equal(completed.length, 1, api.stdout())
-  assert.equal(completed[0]?.trace_id, server.span.traceId, 'the line leads to the request\'s own trace')
-  for (const text of [phone, 'Ann.Lee']) assert.ok(!api.stdout().includes(text), `${text} in a log line`)
-})
+}

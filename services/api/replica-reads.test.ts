@@ -254,3 +254,22 @@ test('a made-up X-Read-After-LSN past any position of the primary does not hold 
   // Before, the fill waited for the replica to reach the made-up position, 3 s, and so did the reader sharing it.
   assert.ok(took < 1500, `answered after ${Math.round(took)} ms`)
 })
+
+test('an answer of 5xx after its request committed writes (an import stopped part-way) still carries their position', async (t) => {
+  const data = await buildDataServiceFromEnv({
+    SERVICE_API_KEY: TEST_SERVICE_KEY, CACHE_ENABLED: 'false', RATE_LIMIT_ENABLED: 'false', PRESSURE_MAX_EVENT_LOOP_DELAY_MS: '0', DATABASE_URL: cluster.primary.url, DB_POOL_MIN: '1', LOG_LEVEL: 'silent', DATABASE_REPLICA_URLS: replicaUrl, IMPORT_BATCH_SIZE: '10'
+  })
+  t.after(() => data.close())
+  const stop = `stop.${process.pid}@example.com`
+  // Not a refusal of the row's data (P0001): the import cannot go on, and answers 503 with the batches it committed.
+  await cluster.primary.sql(`CREATE OR REPLACE FUNCTION stop_replica_import() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN IF NEW.email = '${stop}' THEN RAISE EXCEPTION 'stopped'; END IF; RETURN NEW; END $$`)
+  await cluster.primary.sql('CREATE TRIGGER stop_replica_import BEFORE INSERT ON leads FOR EACH ROW EXECUTE FUNCTION stop_replica_import()')
+  t.after(async () => { await cluster.primary.sql('DROP TRIGGER stop_replica_import ON leads') })
+  const rows = Array.from({ length: 25 }, (_, i) => JSON.stringify({ firstName: 'Im', lastName: 'Port', email: i === 20 ? stop : `imp.${i}.${process.pid}@example.com`, product: 'life', state: 'NY' }))
+  const res = await data.inject({ method: 'POST', url: '/data/v1/imports/leads', headers: { ...SERVICE_HEADERS, 'content-type': 'application/x-ndjson' }, payload: rows.join('\n') })
+  assert.equal(res.statusCode, 503, res.body)
+  assert.equal(res.json().report.inserted, 20)
+  // Before, a 5xx went without: a reader after it could be sent to a replica that had not replayed the 20 leads.
+  assert.match(String(res.headers['x-read-after-lsn']), /^[0-9A-F]+\/[0-9A-F]+$/)
+})
