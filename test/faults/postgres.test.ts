@@ -4,7 +4,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import type { FastifyInstance } from 'fastify'
 import { buildApp } from '../../services/api/app.js'
 import { CLIENT_TIMEOUT_MARGIN_MS } from '@lead-chassis/plugins/db-pool'
-import { SERVICE_HEADERS, createTestSchema, testApiConfig, type TestSchema } from '../helpers/database.js'
+import { SERVICE_HEADERS, TEST_DATABASE_URL, createTestSchema, testApiConfig, type TestSchema } from '../helpers/database.js'
 import { startFaultProxy, type FaultProxy } from '../helpers/fault-proxy.js'
 import { eventually } from '../helpers/eventually.js'
 import { startLeadLoad, tally, touched, worstWait, type Answer, type LeadLoad } from '../helpers/lead-load.js'
@@ -22,7 +22,7 @@ const SLACK_MS = 1500
 const FAULT_MS = 4500
 
 /** The api with its pool pointed at PostgreSQL through a fault proxy; DB_CONNECTION_TIMEOUT longer than the bound. */
-async function apiBehindProxy (t: TestContext): Promise<{ db: TestSchema, proxy: FaultProxy, app: FastifyInstance }> {
+async function apiBehindProxy (t: TestContext, env: Record<string, string> = {}): Promise<{ db: TestSchema, proxy: FaultProxy, app: FastifyInstance }> {
   const db = await createTestSchema()
   const proxy = await startFaultProxy({ port: Number(new URL(db.url).port || 5432) })
   const app = await buildApp(testApiConfig(db, {
@@ -31,7 +31,8 @@ async function apiBehindProxy (t: TestContext): Promise<{ db: TestSchema, proxy:
     DB_POOL_MAX: '10',
     DB_QUERY_TIMEOUT: String(QUERY_TIMEOUT_MS),
     DB_CONNECTION_TIMEOUT: '10000',
-    CACHE_ENABLED: 'false'
+    CACHE_ENABLED: 'false',
+    ...env
   }))
   t.after(async () => {
     proxy.heal()
@@ -141,23 +142,8 @@ test('latency on the link to PostgreSQL: below the bound nothing fails; above it
 })
 
 test('with read replicas configured, a write PostgreSQL cannot answer gets its 503 within the bound, not after a second one spent asking the primary for the position to send back', async (t) => {
-  const db = await createTestSchema()
-  const proxy = await startFaultProxy({ port: Number(new URL(db.url).port || 5432) })
   // The replica list names the same server, reached without the proxy: only the write's answer is looked at here.
-  const app = await buildApp(testApiConfig(db, {
-    DATABASE_URL: proxy.rewrite(db.url),
-    DATABASE_REPLICA_URLS: db.url,
-    DB_POOL_MIN: String(POOL_MIN),
-    DB_QUERY_TIMEOUT: String(QUERY_TIMEOUT_MS),
-    DB_CONNECTION_TIMEOUT: '10000',
-    CACHE_ENABLED: 'false'
-  }))
-  t.after(async () => {
-    proxy.heal()
-    await app.close()
-    await proxy.close()
-    await db.drop()
-  })
+  const { app, proxy } = await apiBehindProxy(t, { DATABASE_REPLICA_URLS: TEST_DATABASE_URL })
   const create = async (i: number): Promise<{ status: number, code?: string, ms: number }> => {
     const started = performance.now()
     const res = await app.inject({ method: 'POST', url: '/api/v1/leads', headers: SERVICE_HEADERS, payload: { firstName: 'Ann', lastName: 'Lee', email: `ann.${i}@example.com`, product: 'auto', state: 'CA' } })
