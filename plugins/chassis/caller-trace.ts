@@ -1,4 +1,4 @@
-import type { FastifyInstance, FastifyRequest } from 'fastify'
+import type { FastifyRequest } from 'fastify'
 
 /**
  * Whose W3C trace context a service continues, as said by a plugin that knows the platform's callers (`./api-keys`:
@@ -11,8 +11,12 @@ export const kTrustsCallerTrace = Symbol.for('lead-chassis.trusts-caller-trace')
 
 export type TrustsCallerTrace = (request: FastifyRequest) => boolean
 
-/** Whether `request`'s trace context is continued on `app`. */
-export function trustsCallerTrace (app: FastifyInstance, request: FastifyRequest): boolean {
-  const trusts = (app as unknown as Record<symbol, TrustsCallerTrace | undefined>)[kTrustsCallerTrace]
+/**
+ * Whether `request`'s trace context is continued. Read from the instance of the request's route, not from the one the
+ * telemetry hooks were added to: a plugin registered inside an encapsulated scope decorates that scope, and the root
+ * would not see its predicate and would continue every caller's context on the routes it guards.
+ */
+export function trustsCallerTrace (request: FastifyRequest): boolean {
+  const trusts = (request.server as unknown as Record<symbol, TrustsCallerTrace | undefined>)[kTrustsCallerTrace]
   return trusts === undefined || trusts(request)
 }

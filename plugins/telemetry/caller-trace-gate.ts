@@ -16,7 +16,7 @@ export function dropUntrustedTraceHeaders (): void {
   const onInitialization = (message: unknown): void => {
     const app = (message as { fastify: FastifyInstance }).fastify
     app.addHook('onRequest', (request: FastifyRequest, _reply: FastifyReply, done: HookHandlerDoneFunction) => {
-      if (!trustsCallerTrace(app, request)) {
+      if (!trustsCallerTrace(request)) {
         for (const name of Object.keys(request.headers)) if (TRACE_HEADERS.includes(name) || name.startsWith('uberctx-')) delete request.headers[name]
       }
       done()

@@ -2,12 +2,13 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { SpanStatusCode, context, trace, type Span, type SpanContext, type Tracer, type TracerProvider } from '@opentelemetry/api'
 import { node, tracing } from '@opentelemetry/sdk-node'
-import Fastify from 'fastify'
+import Fastify, { type FastifyRequest } from 'fastify'
+import fp from 'fastify-plugin'
 import { request as httpRequest } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { SERVER_SPANS_SCOPE, ServerSpanInstrumentation } from './server-spans.js'
-import { buildService, chassisConfigFragment, composeSchema, loadConfig, type ChassisConfig } from '../chassis/index.js'
+import { buildService, chassisConfigFragment, composeSchema, kTrustsCallerTrace, loadConfig, type ChassisConfig } from '../chassis/index.js'
 
 // The SDK's provider and context manager, with the sampler the services ship (parent-based, 10% of new traces).
 const exporter = new tracing.InMemorySpanExporter()
@@ -165,4 +166,23 @@ test('a URL the router refuses gets its server span, as a 404 does, with neither
   assert.equal(span?.attributes['http.response.status_code'], 400)
   assert.equal(span?.attributes['url.path'], '/.refused-url')
   assert.ok(!JSON.stringify(span?.attributes).includes('%zz') && !JSON.stringify(span?.attributes).includes('lck_secret'))
+})
+
+test('a caller-trust rule a plugin declares inside an encapsulated scope governs that scope\'s routes: a caller it does not trust starts a trace of its own there', async (t) => {
+  const scoped = Fastify()
+  t.after(() => scoped.close())
+  let inScope: SpanContext | undefined
+  await scoped.register(async (scope) => {
+    // What `./api-keys` does, registered inside a scope: its decoration is that scope's, not the root's.
+    await scope.register(fp(async (inner) => { inner.decorate(kTrustsCallerTrace, (request: FastifyRequest) => request.headers['x-service-key'] === 'the-service') }))
+    scope.get('/guarded', async () => {
+      inScope = trace.getSpanContext(context.active())
+      return { ok: true }
+    })
+  })
+  assert.equal((await scoped.inject({ url: '/guarded', headers: { traceparent: traceparent('01') } })).statusCode, 200)
+  // Before, the rule was read from the root, which had none, so every caller's context was continued.
+  assert.notEqual(inScope?.traceId, caller.traceId, 'a caller the scope does not trust starts a trace of its own')
+  assert.equal((await scoped.inject({ url: '/guarded', headers: { traceparent: traceparent('01'), 'x-service-key': 'the-service' } })).statusCode, 200)
+  assert.equal(inScope?.traceId, caller.traceId, 'a trusted caller\'s trace is continued')
 })

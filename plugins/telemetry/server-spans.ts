@@ -82,7 +82,7 @@ export class ServerSpanInstrumentation extends InstrumentationBase {
       // A request handled inside a span (app.inject in a traced job) is its child; any other continues its caller's
       // trace if the caller is trusted with it (caller-trace.ts), and starts its own otherwise.
       const current = context.active()
-      const parent = trace.getSpan(current) === undefined && trustsCallerTrace(app, request) ? propagation.extract(current, request.headers) : current
+      const parent = trace.getSpan(current) === undefined && trustsCallerTrace(request) ? propagation.extract(current, request.headers) : current
       let active: Context = parent
       // A new trace the sampler declines (nine in ten at the shipped sampling) needs its ids and flags, not the
       // SDK's span object (root-sampling.ts).
