@@ -11,6 +11,7 @@ import { LocalTier, type LocalEntry } from './local-tier.js'
 import { PendingKeys } from './pending-keys.js'
 import { resolveCacheOptions, type CacheOptions, type GetOrSetOptions, type ResolvedCacheOptions } from './options.js'
 import { RedisTier } from './redis-tier.js'
+import { SingleFlight } from './single-flight.js'
 import { CacheCounters, snapshot, type CacheStats } from './stats.js'
 import { TagGenerations } from './tag-generations.js'
 import { localFresh, localHit, readMany, readOne } from './tier-reads.js'
@@ -40,7 +41,7 @@ export class CacheManager {
     // The breaker and the bus call back into `recovery` only once Redis fails or the link changes, after construction.
     this.#breaker = redis ? new CircuitBreaker(o.breakerThreshold, o.breakerCooldownMs, (state) => { recovery.onBreaker(state) }) : undefined
     const tier = redis && this.#breaker ? new RedisTier(redis, o.redisTimeoutMs, this.#breaker, stats) : undefined
-    const core: CacheCore = { options: o, local, tier, stats, tags: new TagGenerations(tier, o.prefix), history: new ChangeHistory(), pending: new PendingKeys(), warming: undefined, closed: false, linked: () => this.#bus?.up ?? true }
+    const core: CacheCore = { options: o, local, tier, stats, tags: new TagGenerations(tier, o.prefix), history: new ChangeHistory(), pending: new PendingKeys(), reads: new SingleFlight(() => { stats.coalesced++ }), warming: undefined, closed: false, linked: () => this.#bus?.up ?? true }
     this.#core = core
     this.#loading = new Loading(core)
     if (redis && tier) {

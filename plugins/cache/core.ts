@@ -3,9 +3,13 @@ import type { LocalTier } from './local-tier.js'
 import type { PendingKeys } from './pending-keys.js'
 import type { ResolvedCacheOptions } from './options.js'
 import type { RedisTier } from './redis-tier.js'
+import type { SingleFlight } from './single-flight.js'
 import type { CacheCounters } from './stats.js'
 import type { TagGenerations } from './tag-generations.js'
 import type { Warming } from './warming.js'
+
+/** One key read from Redis: a hit's value, a miss, or no answer (Redis failed or is skipped). */
+export type KeyRead = { value: unknown } | 'miss' | 'unread'
 
 /** What the parts of a cache manager share: its tiers, its counters, its coherence state. */
 export interface CacheCore {
@@ -16,6 +20,8 @@ export interface CacheCore {
   readonly tags: TagGenerations
   readonly history: ChangeHistory
   readonly pending: PendingKeys
+  /** `get`'s reads of Redis in flight, by key, which a `get` of the same key shares while no change began since. */
+  readonly reads: SingleFlight<KeyRead>
   warming: Warming | undefined
   closed: boolean
   /** False while this instance's invalidation link is down: other instances' invalidations may not reach it. */

@@ -90,7 +90,8 @@ test('a hung Redis still fails a cache read within its budget with the shared de
   const reads = Array.from({ length: 5 }, async (_, i) => {
     await new Promise((resolve) => setTimeout(resolve, i * 15))
     const started = performance.now()
-    const value = await cache.get('k')
+    // A key each: reads of one key asked together share one Redis call, and its deadline.
+    const value = await cache.get(`k${i}`)
     return { value, afterMs: performance.now() - started }
   })
   for (const r of await Promise.all(reads)) {
@@ -121,9 +122,9 @@ test('one Redis stall under 200 concurrent reads does not open the cache breaker
   const { redis, cache } = await cacheOnPrivateRedis(t, 5)
   redis.pause()
   t.after(() => { redis.resume() })
-  // Each read is its own Redis call: 200 of them in flight time out together, one stall, one failure. Counted one by
-  // one they opened the breaker, and the cache went without Redis for its whole cooldown after a blip.
-  const reads = await Promise.all(Array.from({ length: 200 }, () => cache.get('k')))
+  // Each read of its own key is its own Redis call: 200 of them in flight time out together, one stall, one failure.
+  // Counted one by one they opened the breaker, and the cache went without Redis for its whole cooldown after a blip.
+  const reads = await Promise.all(Array.from({ length: 200 }, (_, i) => cache.get(`k${i}`)))
   assert.ok(reads.every((value) => value === undefined))
   assert.equal(cache.getStats().redis.timeouts, 200)
   assert.equal(cache.getStats().redis.breaker, 'closed')

@@ -45,6 +45,52 @@ test('a Redis hit is a single GET: no PTTL beside it and no Lua script, which co
   assert.deepEqual({ get: after.get - before.get, pttl: after.pttl - before.pttl, scripts: after.scripts - before.scripts }, { get: 100, pttl: 0, scripts: 0 })
 })
 
+test('gets of one key asked together share one GET and one decode: 64 reads of a hot page with the local tier off cost one round trip, each counted a hit', async (t) => {
+  const client = createRedisClient({ url: server.url }) as Redis
+  const cache = createCacheManager(client, { prefix: 'read-shared:', localEnabled: false })
+  t.after(async () => { await cache.close(); await client.quit() })
+  assert.ok(await cache.ready())
+  await cache.set('page', page)
+  const before = await counts(client)
+  const stats = cache.getStats()
+  const values = await Promise.all(Array.from({ length: 64 }, () => cache.get('page')))
+  for (const value of values) assert.deepEqual(value, page)
+  const after = await counts(client)
+  // Before, each read was a GET of its own and a JSON.parse of the page's 8 KB: 64 of both.
+  assert.equal(after.get - before.get, 1)
+  assert.equal(cache.getStats().redis.hits - stats.redis.hits, 64)
+  assert.equal(cache.getStats().coalescedWaits - stats.coalescedWaits, 63)
+  // Read one after the other, each read is its own.
+  for (let i = 0; i < 3; i++) assert.deepEqual(await cache.get('page'), page)
+  assert.equal((await counts(client)).get - after.get, 3)
+})
+
+for (const change of ['delete', 'set'] as const) {
+  test(`a get asked after a ${change} of its key began does not share a read of the key begun before it, and is not answered the old value`, async (t) => {
+    const redis = await startPrivateRedis()
+    t.after(() => redis.destroy())
+    const client = createRedisClient({ url: redis.url, commandTimeoutMs: 5000 }) as Redis
+    const cache = createCacheManager(client, { prefix: `read-after-${change}:`, localEnabled: false, redisTimeoutMs: 5000 })
+    t.after(async () => { redis.resume(); await cache.close(); client.disconnect() })
+    assert.ok(await cache.ready())
+    await cache.set('k', 'old')
+    // Paused, Redis answers nothing until resumed, then answers in the order the commands were sent.
+    redis.pause()
+    const before = cache.get('k')
+    await new Promise((resolve) => setTimeout(resolve, 20))
+    const changed = change === 'delete' ? cache.del('k') : cache.set('k', 'new')
+    const afterChange = cache.get('k')
+    await new Promise((resolve) => setTimeout(resolve, 20))
+    redis.resume()
+    assert.equal(await before, 'old', 'the read sent before the change sees the old value')
+    await changed
+    const now = change === 'delete' ? undefined : 'new'
+    // Before, it joined the read in flight and was answered 'old' after the change had begun.
+    assert.equal(await afterChange, now)
+    assert.equal(await cache.get('k'), now)
+  })
+}
+
 test('an mget of Redis hits is a single MGET: no script asking their TTLs', async (t) => {
   const client = createRedisClient({ url: server.url }) as Redis
   const cache = createCacheManager(client, { prefix: 'read-many:', localEnabled: false })

@@ -10,6 +10,7 @@ import { Invalidator, MAX_PENDING_KEYS, RETRY_MAX_MS } from './invalidation.js'
 import { LocalTier } from './local-tier.js'
 import { resolveCacheOptions, type CacheLogger } from './options.js'
 import { PendingKeys } from './pending-keys.js'
+import { SingleFlight } from './single-flight.js'
 import type { RedisTier } from './redis-tier.js'
 import { CacheCounters } from './stats.js'
 import { TagGenerations } from './tag-generations.js'
@@ -261,7 +262,7 @@ function fakeTier (): { tier: RedisTier, taken: string[], refused: string[], ref
 
 function invalidatorOver (tier: RedisTier, maxPendingInvalidations = 10_000, logger?: CacheLogger): { core: CacheCore, invalidator: Invalidator } {
   const options = resolveCacheOptions({ prefix: 'p:', maxPendingInvalidations, logger })
-  const core: CacheCore = { options, local: new LocalTier(100, 1e6, () => {}), tier, stats: new CacheCounters(), tags: new TagGenerations(tier, 'p:'), history: new ChangeHistory(), pending: new PendingKeys(), warming: undefined, closed: false, linked: () => true }
+  const core: CacheCore = { options, local: new LocalTier(100, 1e6, () => {}), tier, stats: new CacheCounters(), tags: new TagGenerations(tier, 'p:'), history: new ChangeHistory(), pending: new PendingKeys(), reads: new SingleFlight(() => {}), warming: undefined, closed: false, linked: () => true }
   return { core, invalidator: new Invalidator(core, undefined) }
 }
 

@@ -9,7 +9,7 @@
  * decoded page each.
  */
 export class SingleFlight<T> {
-  readonly #running = new Map<string, { load: Promise<T> | undefined }>()
+  readonly #running = new Map<string, { load: Promise<T> | undefined, stamp: number }>()
   readonly #onCoalesced: () => void
 
   constructor (onCoalesced: () => void) {
@@ -25,17 +25,28 @@ export class SingleFlight<T> {
     return this.#running.get(key)?.load
   }
 
-  /** Joins the load of `key` that is running, or starts `load`. */
-  run (key: string, load: () => Promise<T>): Promise<T> {
-    const running = this.#running.get(key)?.load
-    if (running) {
-      this.#onCoalesced()
-      return running
-    }
-    const holder: { load: Promise<T> | undefined } = { load: undefined }
+  /**
+   * The load of `key` running now if it began at `stamp`, counted as coalesced. A caller whose stamp differs (a
+   * change it must see came after that load began) starts a load of its own.
+   */
+  join (key: string, stamp: number): Promise<T> | undefined {
+    const running = this.#running.get(key)
+    if (running?.load === undefined || running.stamp !== stamp) return undefined
+    this.#onCoalesced()
+    return running.load
+  }
+
+  /**
+   * Joins the load of `key` that is running and began at `stamp`, or starts `load`. A load started over a running
+   * one of another stamp is the one later callers join; the older one still answers its own callers.
+   */
+  run (key: string, load: () => Promise<T>, stamp = 0): Promise<T> {
+    const running = this.join(key, stamp)
+    if (running) return running
+    const holder: { load: Promise<T> | undefined, stamp: number } = { load: undefined, stamp }
     const started = load().finally(() => {
       holder.load = undefined
-      this.#running.delete(key)
+      if (this.#running.get(key) === holder) this.#running.delete(key)
     })
     holder.load = started
     this.#running.set(key, holder)

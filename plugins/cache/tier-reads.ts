@@ -1,6 +1,6 @@
 import { decode, stateToken, type Decoded } from './codec.js'
-import type { RedisHit } from './redis-tier.js'
-import { fullKey, UNLINKED_LOCAL_TTL_MS, type CacheCore } from './core.js'
+import type { RedisHit, RedisTier } from './redis-tier.js'
+import { fullKey, UNLINKED_LOCAL_TTL_MS, type CacheCore, type KeyRead } from './core.js'
 import type { LocalEntry } from './local-tier.js'
 
 /** An entry read from Redis whose tags are current; `freshMs` may be 0 or less (within its grace). */
@@ -101,20 +101,37 @@ export async function readMany (core: CacheCore, keys: string[], startSeq: numbe
 
 /**
  * `readMany` of one key, as `get` asks: the same verdict, without the arrays and the tag set a batch needs (a
- * Redis hit is the common case of a read with the local tier off or cold).
+ * Redis hit is the common case of a read with the local tier off or cold). A read of the key already in flight is
+ * shared if no invalidation or write of this instance began since it did (its `startSeq`): a hot key asked by many
+ * requests at once costs one round trip and one decode, and the value, as a local hit's, is the same object for each
+ * of them. A read asked after a change began is written to Redis after that change's commands, on the same
+ * connection, so it sees what they left.
  */
 export async function readOne (core: CacheCore, key: string, startSeq: number): Promise<{ value: unknown } | undefined> {
   if (!core.tier || core.pending.has(key)) return undefined
+  const joined = core.reads.join(key, startSeq)
+  if (joined === undefined) return found(await core.reads.run(key, () => readOneNow(core, key, startSeq), startSeq))
+  const read = await joined
+  if (read === 'miss') core.stats.redisMisses++
+  else if (read !== 'unread') core.stats.redisHits++
+  return found(read)
+}
+
+function found (read: KeyRead): { value: unknown } | undefined {
+  return typeof read === 'object' ? read : undefined
+}
+
+async function readOneNow (core: CacheCore, key: string, startSeq: number): Promise<KeyRead> {
   let hit
   try {
-    hit = await core.tier.get(fullKey(core, key))
+    hit = await (core.tier as RedisTier).get(fullKey(core, key))
   } catch {
-    return undefined
+    return 'unread'
   }
   const envelope = hit ? decodeEntry(core, hit.bytes) : undefined
   const tags = envelope?.t === undefined ? undefined : Object.keys(envelope.t)
   const known = tags !== undefined && tags.length > 0 ? await core.tags.of(tags) : undefined
-  return served(core, key, hit, envelope, known, Date.now(), startSeq, undefined)
+  return served(core, key, hit, envelope, known, Date.now(), startSeq, undefined) ?? 'miss'
 }
 
 /** One key of a read: a fresh entry with current tags is a hit (copied to the local tier), anything else a miss. */
