@@ -14,8 +14,10 @@ import { median, table } from './lib.js'
 // Instructions per Redis hit, which a busy machine does not move (bench:cache's ns/op rows do):
 //   npm run bench:cache-redis-hit [-- --reads 3000 --in-flight 64 --rounds 3]
 // Each way runs in a process of its own under `valgrind --tool=callgrind --instr-atstart=no --separate-threads=yes`,
-// warms up uncounted, then counts `--reads` reads of one 5.7 KB page of 20 leads, local tiers off, auto-pipelining
-// off (the client's default). Main thread only: V8's background threads move with the machine's load.
+// warms up uncounted, then counts `--reads` reads of a 5.7 KB page of 20 leads, local tiers off, auto-pipelining
+// off (the client's default). The reads take 256 keys holding the page in turn, so the reads in flight ask different
+// keys and each is a read of its own (ours shares one read among gets of one key asked together).
+// Main thread only: V8's background threads move with the machine's load.
 const run = promisify(execFile)
 const { values: args } = parseArgs({
   options: {
@@ -32,6 +34,10 @@ type Way = typeof WAYS[number]
 const lead = (i: number) => ({ id: `00000000-0000-4000-8000-${String(i).padStart(12, '0')}`, firstName: 'Ann', lastName: 'Lee', email: `ann${i}@example.com`, phone: '(555) 010-2000', product: 'auto', state: 'CA', status: 'new', score: 50, source: 'web', createdAt: '2026-12-01T00:00:00.000Z', updatedAt: '2026-12-01T00:00:00.000Z' })
 const value = { data: Array.from({ length: 20 }, (_, i) => lead(i)), nextCursor: null }
 
+const KEYS = Array.from({ length: 256 }, (_, i) => `k${i}`)
+let turn = 0
+const nextKey = (): string => KEYS[turn++ % KEYS.length] as string
+
 async function inFlight (n: number, concurrency: number, op: () => Promise<unknown>): Promise<void> {
   let next = 0
   await Promise.all(Array.from({ length: concurrency }, async () => { while (next < n) { next++; await op() } }))
@@ -44,22 +50,22 @@ async function child (way: Way, reads: number, concurrency: number): Promise<voi
   let close: () => Promise<void>
   if (way === 'raw GET + JSON.parse') {
     const redis = new Redis(REDIS_URL)
-    await redis.set(`${prefix}raw`, JSON.stringify(value))
-    op = async () => JSON.parse((await redis.get(`${prefix}raw`)) ?? 'null')
-    close = async () => { await redis.del(`${prefix}raw`); await redis.quit() }
+    await redis.mset(Object.fromEntries(KEYS.map((k) => [`${prefix}${k}`, JSON.stringify(value)])))
+    op = async () => JSON.parse((await redis.get(`${prefix}${nextKey()}`)) ?? 'null')
+    close = async () => { await redis.del(...KEYS.map((k) => `${prefix}${k}`)); await redis.quit() }
   } else if (way === 'ours: cache.get') {
     const client = createRedisClient({ url: REDIS_URL })
     const cache = createCacheManager(client, { prefix, localEnabled: false, redisTimeoutMs: 10_000 })
     // Under callgrind a start takes many times its usual time: past ready()'s default 2 s the bus is not yet
     // subscribed, the cache serves without Redis, and its first read misses.
     if (!await cache.ready(120_000)) throw new Error(`${way}: the cache's invalidation bus did not subscribe`)
-    await cache.set('k', value)
-    op = () => cache.get('k')
+    await cache.mset(KEYS.map((k) => [k, value] as [string, unknown]))
+    op = () => cache.get(nextKey())
     close = async () => { await cache.deletePattern('*'); await cache.close(); await client.quit() }
   } else {
     const bento = createBentoCache({ redisUrl: REDIS_URL, prefix: `${prefix}bento`, local: false })
-    await bento.bento.set({ key: 'k', value })
-    op = () => bento.bento.get({ key: 'k' })
+    for (const key of KEYS) await bento.bento.set({ key, value })
+    op = () => bento.bento.get({ key: nextKey() })
     close = async () => { await bento.bento.clear(); await bento.close() }
   }
   const first = await op()

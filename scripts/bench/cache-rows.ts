@@ -52,6 +52,16 @@ const M = 20_000
 // the raw floor's and bentocache's medians 18-48% above theirs after 50,000 (docs/benchmarks.md#cache).
 const REDIS_WARMUP = 50_000
 const IN_FLIGHT = 64
+// The pages the spread rows read in turn: 64 reads in flight then ask 64 different keys, so each is a read of its own
+// (reads of one key asked together share one in our cache), and the rows compare what a read costs.
+const SPREAD = 256
+const spread = (name: string): string[] => Array.from({ length: SPREAD }, (_, i) => `${name}${i}`)
+const spreadKeys = spread('s')
+/** The next key of `keys`, in turn. */
+const inTurn = (keys: string[]): () => string => {
+  let i = 0
+  return () => keys[i++ % keys.length] as string
+}
 const FLOOR = 'Redis hit: raw GET + JSON.parse, the writes of a tick in one'
 const prefix = (): string => `bench:${process.pid}:`
 
@@ -86,48 +96,56 @@ async function localBento (): Promise<Prepared & { bento: ReturnType<typeof crea
   return { bento: made.bento, run: async () => undefined, close: async () => { await made.bento.clear(); await made.close() } }
 }
 
-/** Our cache over the client the redis plugin makes, local tier off, with the key `k` (and `dates`, `legacy`) in Redis. */
+/** Our cache over the client the redis plugin makes, local tier off, with the key `k` and the spreads `s`, `dates` and `legacy` in Redis. */
 async function ours (autoPipelining: boolean): Promise<{ cache: CacheManager, close: () => Promise<void> }> {
   const client = createRedisClient({ url: REDIS_URL, autoPipelining })
   const p = `${prefix()}${autoPipelining ? 'ap' : 'plain'}:`
   const cache = createCacheManager(client, { prefix: p, localEnabled: false, redisTimeoutMs: 1000 })
   if (!await cache.ready(30_000)) throw new Error('the cache\'s invalidation bus did not subscribe')
   await cache.set('k', value)
-  await cache.set('dates', withDates)
+  await cache.mset(spreadKeys.map((k) => [k, value] as [string, unknown]))
+  await cache.mset(spread('dates').map((k) => [k, withDates] as [string, unknown]))
   // The same page as the previous format stored it (kind 2, no expiry inside), as found during a rolling deploy.
-  await client.set(`${p}legacy`, encode({ v: value, g: 0 }), 'PX', 3_600_000)
+  const legacy = encode({ v: value, g: 0 })
+  for (const k of spread('legacy')) await client.set(`${p}${k}`, legacy, 'PX', 3_600_000)
   assert.deepEqual(await cache.get('k'), value)
   return { cache, close: async () => { await cache.deletePattern('*'); await cache.close(); await client.quit() } }
 }
 
-function oursRow (name: string, autoPipelining: boolean, key: string, versus?: string): Row {
+/**
+ * A row of our cache's Redis hits: `keys` read in turn (one hot key, whose reads in flight share one, or the spread,
+ * each read its own). Only a row of reads of their own is held to the raw read's floor.
+ */
+function oursRow (name: string, autoPipelining: boolean, keys: string[], versus?: string): Row {
   return {
     group: 'redis',
     name,
     ops: M,
     warmup: REDIS_WARMUP,
     ...(versus ? { versus } : {}),
-    floor: FLOOR,
+    ...(keys.length > 1 ? { floor: FLOOR } : {}),
     prepare: async () => {
       const { cache, close } = await ours(autoPipelining)
-      return { run: inFlight(() => cache.get(key)), close }
+      const next = inTurn(keys)
+      return { run: inFlight(() => cache.get(next())), close }
     }
   }
 }
 
-/** bentocache with Redis alone (no L1), over an ioredis client with or without auto-pipelining. */
-function bentoRedisRow (name: string, autoPipelining: boolean): Row {
+/** bentocache with Redis alone (no L1), over an ioredis client with or without auto-pipelining, reading `keys` in turn. */
+function bentoRedisRow (name: string, autoPipelining: boolean, keys: string[]): Row {
   return {
     group: 'redis',
     name,
     ops: M,
     warmup: REDIS_WARMUP,
-    floor: FLOOR,
+    ...(keys.length > 1 ? { floor: FLOOR } : {}),
     prepare: async () => {
       const made = createBentoCache({ redisUrl: REDIS_URL, prefix: `${prefix()}bento-l2`, local: false, autoPipelining })
-      await made.bento.set({ key: 'k', value })
-      assert.deepEqual(await made.bento.get({ key: 'k' }), value)
-      return { run: inFlight(() => made.bento.get({ key: 'k' })), close: async () => { await made.bento.clear(); await made.close() } }
+      for (const key of keys) await made.bento.set({ key, value })
+      assert.deepEqual(await made.bento.get({ key: keys[0] as string }), value)
+      const next = inTurn(keys)
+      return { run: inFlight(() => made.bento.get({ key: next() })), close: async () => { await made.bento.clear(); await made.close() } }
     }
   }
 }
@@ -168,13 +186,15 @@ export const rows: Row[] = [
   { group: 'redis', name: `Redis hit: raw ioredis GET, ${IN_FLIGHT} in flight`, ops: M, warmup: REDIS_WARMUP, prepare: async () => { const r = await raw(); return { run: inFlight(() => r.redis.get(r.key)), close: r.close } } },
   { group: 'redis', name: 'Redis hit: raw GET + JSON.parse, each written as it is asked', ops: M, warmup: REDIS_WARMUP, prepare: async () => { const r = await raw(); return { run: inFlight(async () => JSON.parse(await r.redis.get(r.key) as string)), close: r.close } } },
   { group: 'redis', name: FLOOR, ops: M, warmup: REDIS_WARMUP, prepare: async () => { const r = await raw(); const get = tickWrites(r.redis); return { run: inFlight(async () => JSON.parse(await get(r.key) as string)), close: r.close } } },
-  oursRow('Redis hit: cache.get, local tier off, auto-pipelining off (our default)', false, 'k', 'bento-redis'),
-  oursRow('Redis hit: cache.get, local tier off, auto-pipelining on', true, 'k', 'bento-redis-ap'),
-  oursRow('Redis hit: cache.get, an entry of the previous format (GET, then PTTL + GET), auto-pipelining off', false, 'legacy', 'bento-redis'),
-  oursRow('Redis hit: cache.get, an entry of the previous format (GET, then PTTL + GET), auto-pipelining on', true, 'legacy', 'bento-redis-ap'),
-  oursRow('Redis hit: cache.get, the same page with Date fields (V8 codec), auto-pipelining off', false, 'dates'),
-  bentoRedisRow('bento-redis', false),
-  bentoRedisRow('bento-redis-ap', true),
+  oursRow(`Redis hit: cache.get, local tier off, auto-pipelining off (our default), ${SPREAD} keys in turn`, false, spreadKeys, 'bento-redis'),
+  oursRow(`Redis hit: cache.get, local tier off, auto-pipelining on, ${SPREAD} keys in turn`, true, spreadKeys, 'bento-redis-ap'),
+  oursRow(`Redis hit: cache.get, local tier off, one hot key (${IN_FLIGHT} reads in flight share one), auto-pipelining off`, false, ['k'], 'bento-redis-hot'),
+  oursRow(`Redis hit: cache.get, an entry of the previous format (GET, then PTTL + GET), auto-pipelining off, ${SPREAD} keys in turn`, false, spread('legacy'), 'bento-redis'),
+  oursRow(`Redis hit: cache.get, an entry of the previous format (GET, then PTTL + GET), auto-pipelining on, ${SPREAD} keys in turn`, true, spread('legacy'), 'bento-redis-ap'),
+  oursRow(`Redis hit: cache.get, the same page with Date fields (V8 codec), auto-pipelining off, ${SPREAD} keys in turn`, false, spread('dates')),
+  bentoRedisRow('bento-redis', false, spreadKeys),
+  bentoRedisRow('bento-redis-ap', true, spreadKeys),
+  bentoRedisRow('bento-redis-hot', false, ['k']),
   { group: 'decode', name: 'decode alone: our entry as JSON text (kind 3)', ops: M, warmup: M, versus: 'bento-decode', prepare: async () => { const e = jsonEntry(); return { run: loop(() => decode(e)) } } },
   {
     group: 'decode',
@@ -246,7 +266,8 @@ export const rows: Row[] = [
 export const bentoNames: Record<string, string> = {
   'bento-get': 'local hit: bentocache await get (L1 memory, serialize: false)',
   'bento-getOrSet': 'local hit: bentocache await getOrSet (L1 memory, serialize: false)',
-  'bento-redis': 'Redis hit: bentocache get, Redis only (no L1), auto-pipelining off',
-  'bento-redis-ap': 'Redis hit: bentocache get, Redis only (no L1), auto-pipelining on',
+  'bento-redis': `Redis hit: bentocache get, Redis only (no L1), auto-pipelining off, ${SPREAD} keys in turn`,
+  'bento-redis-ap': `Redis hit: bentocache get, Redis only (no L1), auto-pipelining on, ${SPREAD} keys in turn`,
+  'bento-redis-hot': 'Redis hit: bentocache get, Redis only (no L1), one hot key, auto-pipelining off',
   'bento-decode': 'decode alone: bentocache\'s entry (UTF-8 bytes to text, JSON.parse)'
 }
