@@ -2,11 +2,12 @@ import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { subscribe, unsubscribe } from 'node:diagnostics_channel'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { createConnectionPool, type ConnectionPool, type ConnectionPoolOptions } from './pool.js'
+import { CLIENT_TIMEOUT_MARGIN_MS, createConnectionPool, type ConnectionPool, type ConnectionPoolOptions } from './pool.js'
 import { DatabaseError } from './errors.js'
 import { QUERY_CHANNEL_NAME, type QueryContext } from './channel.js'
 import { TEST_DATABASE_URL, uniqueName } from '../../test/helpers/database.js'
 import { startFaultProxy } from '../../test/helpers/fault-proxy.js'
+import { blockEventLoop } from '../../test/helpers/event-loop.js'
 import { execFileSync } from 'node:child_process'
 import pg from 'pg'
 
@@ -90,6 +91,23 @@ test('a query past the timeout is cancelled on the server, not just abandoned', 
   assert.equal(running.length, 0)
   // The connection stays usable after the cancel.
   assert.equal((await pool.query<{ one: number }>('SELECT 1 AS one')).rows[0]?.one, 1)
+})
+
+test('a connection obtained with its query\'s time already spent (the event loop blocked while it was handed over) is refused the statement unsent and kept, not destroyed by a statement timed out mid-answer', async () => {
+  const pool = await open({ queryTimeoutMillis: 100, min: 1, max: 1 })
+  const pid = async (): Promise<number> => (await pool.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]?.pid as number
+  const before = await pid()
+  const late = pool.query("SELECT pg_sleep(0.05), 'unsent-marker'")
+  // The bound is 100 ms + the client margin: the connection reaches the query after all of it.
+  blockEventLoop(100 + CLIENT_TIMEOUT_MARGIN_MS + 50)
+  await assert.rejects(late, (e: DatabaseError) => {
+    // Before, it was sent with a 1 ms read timeout: DB_UNAVAILABLE, and the connection destroyed mid-protocol.
+    assert.equal(e.code, 'DB_QUERY_TIMEOUT')
+    assert.equal(e.statusCode, 503)
+    assert.equal(e.retryable, true, 'never sent, so safe to send again')
+    return true
+  })
+  assert.equal(await pid(), before, 'the same connection serves the next query')
 })
 
 test('a transaction rolls back when its callback throws', async () => {

@@ -151,6 +151,8 @@ export interface TransactionClient {
  * 57014 that keeps the connection) answers first and the client-side bound only fires when the server cannot.
  */
 export const CLIENT_TIMEOUT_MARGIN_MS = 500
+/** A statement is sent only with at least this much of its bound left: a round trip to a loaded server. */
+const MIN_SEND_WINDOW_MS = 5
 /** TCP keepalive probes start after this much silence, so a peer that vanished is noticed on idle connections too. */
 export const KEEPALIVE_INITIAL_DELAY_MS = 10000
 /** How often the pool counts its connections against `min` (a count, no query). */
@@ -490,8 +492,15 @@ export class ConnectionPool {
   async #run<R extends object> (client: pg.PoolClient, text: string, params: readonly unknown[], deadline: number | undefined): Promise<QueryResult<R>> {
     this.#queries++
     const exec = async (): Promise<QueryResult<R>> => {
+      const left = deadline === undefined ? undefined : deadline - performance.now()
+      // Sent with less time than a round trip, a statement would time out in the middle of its answer and take its
+      // connection with it (a connection left mid-protocol is destroyed): refused unsent, the connection stays.
+      if (left !== undefined && left < MIN_SEND_WINDOW_MS) {
+        this.#errors++
+        throw new DatabaseError('DB_QUERY_TIMEOUT', 'The query\'s time ran out before it was sent', { retryable: true, statusCode: 503 })
+      }
       try {
-        const readTimeout = deadline === undefined ? undefined : Math.max(1, Math.ceil(deadline - performance.now()))
+        const readTimeout = left === undefined ? undefined : Math.ceil(left)
         const config = { text, values: params as unknown[], ...(readTimeout === undefined ? {} : { query_timeout: readTimeout }) }
         const result = await client.query<R>(config)
         return { rows: result.rows, rowCount: result.rowCount }
