@@ -2,7 +2,7 @@ import type { IncomingMessage } from 'node:http'
 import type { FastifyInstance, FastifyReply } from 'fastify'
 import websocket from '@fastify/websocket'
 import { Counter } from 'prom-client'
-import { answerOnSocket, buildService, type ServiceDefinition } from '@lead-chassis/plugins/chassis'
+import { ChassisErrors, answerOnSocket, buildService, type ServiceDefinition } from '@lead-chassis/plugins/chassis'
 import { httpClientPlugin } from '@lead-chassis/plugins/http-client'
 import { platformPlugins, preparePlatform, type PlatformOptions } from '../platform/platform.js'
 import type { OrchestratorConfig } from './config.js'
@@ -80,11 +80,15 @@ export async function buildOrchestrator (config: OrchestratorConfig, options: Bu
         const shutdownGraceMs = Math.min(1000, Math.floor((config.SHUTDOWN_TIMEOUT_MS - config.SHUTDOWN_DELAY_MS) / 4))
         // Not a literal in the call: ws 8.23 takes closeTimeout, its types (8.18) do not list it yet.
         const wsOptions = { maxPayload: 4096, closeTimeout: 5000 }
+        // Set as the WebSocket server closes: an upgrade still in its hooks then would reach a closed server, which
+        // answers with a plain-text 503 of its own.
+        let closing = false
         await scope.register(websocket, {
           options: wsOptions,
           // Clients are told the instance is going away (1001: reconnect, another instance will take them), and any
           // that has not closed within the grace is cut: the shutdown has a budget, and ws's close handshake waits 30 s.
           preClose (done) {
+            closing = true
             const server = this.websocketServer
             for (const client of server.clients) client.close(1001, 'shutting down')
             if (server.clients.size > 0) setTimeout(() => { for (const client of server.clients) client.terminate() }, shutdownGraceMs).unref()
@@ -101,8 +105,14 @@ export async function buildOrchestrator (config: OrchestratorConfig, options: Bu
         })
         // The reply of each upgrade the route hands to ws, which has been through every hook (the limiter counted it).
         const upgrades = new WeakMap<IncomingMessage, FastifyReply>()
+        // The last hook before the handler, which hands the request to ws in the same turn of the event loop.
         scope.addHook('preHandler', (request, reply, done) => {
-          if (request.ws) upgrades.set(request.raw, reply)
+          if (!request.ws) return done()
+          if (closing) {
+            void reply.header('connection', 'close')
+            return done(new ChassisErrors.SERVICE_CLOSING())
+          }
+          upgrades.set(request.raw, reply)
           done()
         })
         // A handshake ws refuses (a bad Sec-WebSocket-Key, Version or Protocol) gets the platform's body, not ws's

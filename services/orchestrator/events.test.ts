@@ -13,6 +13,7 @@ import { collectRejections, cutOnSubscribe } from '../../test/helpers/subscribe-
 import { eventually } from '../../test/helpers/eventually.js'
 import { createRedisClient } from '@lead-chassis/plugins/redis'
 import { EventHub } from './events.js'
+import { EVENTS_SCOPE } from './routes/events.js'
 
 const REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379'
 
@@ -490,6 +491,34 @@ test('a shutdown tells reading WebSocket clients 1001 and cuts one that never an
   assert.equal(await readingClosed, 1001)
   // Before, the default close gave no code (1005) and the close waited ws's 30 s for the silent client.
   assert.ok(took < 4000, `the close took ${Math.round(took)} ms`)
+})
+
+test('an upgrade still in its hooks when the shutdown closes the WebSocket server is answered 503 SERVICE_CLOSING in the platform\'s body, not with ws\'s plain text', async (t) => {
+  const env = { CACHE_PREFIX: `${uniqueName('ev')}:` }
+  const { db, dataUrl } = await setup(t, env)
+  const a = await startOrchestrator(t, db, dataUrl, env, true)
+  const { key } = await a.app.apiKeys.mint('ws shutdown', [EVENTS_SCOPE])
+  // The key's lookup is held until the shutdown has closed the WebSocket server.
+  const store = a.app.apiKeys
+  const verify = store.verify.bind(store)
+  let entered: () => void = () => {}
+  const inLookup = new Promise<void>((resolve) => { entered = resolve })
+  let release: () => void = () => {}
+  const held = new Promise<void>((resolve) => { release = resolve })
+  store.verify = async (...args: Parameters<typeof verify>) => { entered(); await held; return verify(...args) }
+  const answer = rawUpgrade(a.url, { 'x-api-key': key, upgrade: 'websocket', connection: 'Upgrade', 'sec-websocket-key': 'dGhlIHNhbXBsZSBub25jZQ==', 'sec-websocket-version': '13' })
+  await inLookup
+  const closed = a.app.close()
+  await sleep(100)
+  release()
+  const refused = await answer
+  await closed
+  // Before, ws answered it: `HTTP/1.1 503 Service Unavailable` with a text body.
+  assert.equal(refused.status, 503, JSON.stringify(refused))
+  assert.match(refused.headers['content-type'] ?? '', /^application\/json/)
+  const body = JSON.parse(refused.body) as Record<string, unknown>
+  assert.equal(body.code, 'SERVICE_CLOSING')
+  assert.ok(refused.headers['x-request-id'], 'the request id of every other answer')
 })
 
 test('a subscriber connection a partition leaves half-open is found by its PING and renewed; meanwhile this instance delivers its own events to its clients itself, and once subscribed again hears each event once', async (t) => {
