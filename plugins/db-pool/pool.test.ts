@@ -287,3 +287,28 @@ test('readiness probes of a PostgreSQL that does not answer share one health che
   proxy.heal()
   assert.equal((await pool.checkHealth()).healthy, true)
 })
+
+test('a pool whose every connection is busy answering requests is healthy at once on their answers, not after a SELECT 1 queued behind them; one whose busy connections stopped answering is checked with a statement, as before', async () => {
+  const pool = await open({ min: 2, max: 2, queryTimeoutMillis: 5000 })
+  // 40 statements of 100 ms on 2 connections: 2 s of queue.
+  const load = Array.from({ length: 40 }, async () => pool.query('SELECT pg_sleep(0.1)'))
+  await sleep(250)
+  const started = performance.now()
+  const health = await pool.checkHealth()
+  const took = performance.now() - started
+  assert.equal(health.healthy, true)
+  assert.equal(health.saturated, true)
+  // Before, the SELECT 1 waited behind the queue, about 1.5 s more: past a readiness probe's timeout, so every busy
+  // instance left the load balancer at once.
+  assert.ok(took < 500, `the check took ${took.toFixed(0)} ms`)
+  await Promise.all(load)
+  // Both connections in statements that do not answer for longer than the evidence lasts.
+  const stuck = [pool.query('SELECT pg_sleep(1.8)'), pool.query('SELECT pg_sleep(1.8)')]
+  await sleep(1200)
+  const checked = pool.checkHealth()
+  assert.equal(await Promise.race([checked.then(() => 'answered'), sleep(200).then(() => 'waiting')]), 'waiting', 'a statement waits for a connection')
+  await Promise.all(stuck)
+  const after = await checked
+  assert.equal(after.healthy, true)
+  assert.equal(after.saturated, undefined)
+})

@@ -111,6 +111,11 @@ export interface PoolHealth {
   checkedAt: Date | undefined
   latencyMs: number | undefined
   error: string | undefined
+  /**
+   * Every connection was busy and PostgreSQL had answered one of them within SATURATED_EVIDENCE_MS: healthy on that
+   * answer, without a SELECT 1 queued behind the requests.
+   */
+  saturated?: boolean
 }
 
 export type IsolationLevel = 'read committed' | 'repeatable read' | 'serializable'
@@ -151,6 +156,11 @@ export interface TransactionClient {
  * 57014 that keeps the connection) answers first and the client-side bound only fires when the server cannot.
  */
 export const CLIENT_TIMEOUT_MARGIN_MS = 500
+/**
+ * How recent an answer from PostgreSQL must be for a pool with no idle connection to count as healthy without a
+ * SELECT 1: a second, the probe's default period being several.
+ */
+const SATURATED_EVIDENCE_MS = 1000
 /** A statement is sent only with at least this much of its bound left: a round trip to a loaded server. */
 const MIN_SEND_WINDOW_MS = 5
 /** TCP keepalive probes start after this much silence, so a peer that vanished is noticed on idle connections too. */
@@ -207,6 +217,8 @@ export class ConnectionPool {
   #healthTimer: NodeJS.Timeout | undefined
   #minTimer: NodeJS.Timeout | undefined
   #health: PoolHealth = { healthy: false, checkedAt: undefined, latencyMs: undefined, error: undefined }
+  /** When PostgreSQL last answered a statement (a result or its own error): what a saturated pool is judged on. */
+  #answeredAt = Number.NEGATIVE_INFINITY
   #healthCheck: Promise<PoolHealth> | undefined
   readonly #replicas: ReplicaSet<ConnectionPool> | undefined
 
@@ -503,10 +515,13 @@ export class ConnectionPool {
         const readTimeout = left === undefined ? undefined : Math.ceil(left)
         const config = { text, values: params as unknown[], ...(readTimeout === undefined ? {} : { query_timeout: readTimeout }) }
         const result = await client.query<R>(config)
+        this.#answeredAt = performance.now()
         return { rows: result.rows, rowCount: result.rowCount }
       } catch (error) {
         this.#errors++
-        throw toDatabaseError(error)
+        const typed = toDatabaseError(error)
+        if (typed.code !== 'DB_UNAVAILABLE') this.#answeredAt = performance.now()
+        throw typed
       }
     }
     if (!queryChannel.hasSubscribers) return exec()
@@ -521,6 +536,12 @@ export class ConnectionPool {
    * a PostgreSQL that does not answer would otherwise queue a statement of its own ahead of the requests.
    */
   async checkHealth (): Promise<PoolHealth> {
+    // A pool whose every connection is busy and answered: a SELECT 1 would wait behind the requests past the probe's
+    // timeout, and readiness would take every busy instance out of the load balancer at once.
+    if (this.#pool.idleCount === 0 && this.#pool.totalCount >= this.options.max && performance.now() - this.#answeredAt < SATURATED_EVIDENCE_MS) {
+      this.#health = { healthy: true, checkedAt: new Date(), latencyMs: 0, error: undefined, saturated: true }
+      return { ...this.#health }
+    }
     this.#healthCheck ??= this.#checkHealthOnce().finally(() => { this.#healthCheck = undefined })
     return this.#healthCheck
   }
