@@ -164,6 +164,9 @@ export class Invalidator {
       this.#pendingKeys += sizeOf(inv)
       this.#core.pending.add(inv)
     }
+    // A read of these keys begun before they were pending may have read the old value: once Redis takes this and
+    // reads go there again, none of them may share that read (tier-reads.ts, readOne).
+    this.#core.history.record(this.#pendingOverflow ? { all: true } : { ...(inv.keys ? { keys: inv.keys } : {}), ...(inv.patterns ? { patterns: inv.patterns.map(globToRegExp) } : {}) })
     this.#stuck.refused(cause, this.pendingCount)
     this.#scheduleRetry()
   }

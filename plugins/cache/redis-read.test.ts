@@ -65,6 +65,32 @@ test('gets of one key asked together share one GET and one decode: 64 reads of a
   assert.equal((await counts(client)).get - after.get, 3)
 })
 
+test('a get that finds the read of its key in flight for half the Redis budget or more reads for itself: a caller that joins a read keeps at least half of its own budget', async (t) => {
+  const redis = await startPrivateRedis()
+  t.after(() => redis.destroy())
+  const client = createRedisClient({ url: redis.url, commandTimeoutMs: 5000 }) as Redis
+  client.on('error', () => {})
+  const cache = createCacheManager(client, { prefix: 'read-age:', localEnabled: false, redisTimeoutMs: 200, breakerThreshold: 1000 })
+  t.after(async () => { redis.resume(); await cache.close(); client.disconnect() })
+  assert.ok(await cache.ready())
+  await cache.set('k', 'v')
+  const timeouts = cache.getStats().redis.timeouts
+  redis.pause()
+  const timed = async (delayMs: number): Promise<{ value: unknown, afterMs: number }> => {
+    await new Promise((resolve) => setTimeout(resolve, delayMs))
+    const started = performance.now()
+    const value = await cache.get('k')
+    return { value, afterMs: performance.now() - started }
+  }
+  // The first read at 0; one asked at 30 ms joins it; one asked at 130 ms (past half of 200) reads for itself.
+  const [first, joined, late] = await Promise.all([timed(0), timed(30), timed(130)])
+  for (const r of [first, joined, late]) assert.equal(r.value, undefined)
+  assert.ok(joined.afterMs >= 100, `the joined read missed after ${joined.afterMs.toFixed(0)} ms, less than half its budget`)
+  // Before, it joined too, and missed some 70 ms after it asked.
+  assert.ok(late.afterMs >= 190, `the late read missed after ${late.afterMs.toFixed(0)} ms, not its own budget`)
+  assert.equal(cache.getStats().redis.timeouts - timeouts, 2, 'two reads of Redis: the first (shared) and the late one')
+})
+
 for (const change of ['delete', 'set'] as const) {
   test(`a get asked after a ${change} of its key began does not share a read of the key begun before it, and is not answered the old value`, async (t) => {
     const redis = await startPrivateRedis()

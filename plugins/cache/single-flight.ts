@@ -1,3 +1,10 @@
+interface Holder<T> {
+  load: Promise<T> | undefined
+  stamp: number
+  /** performance.now() when the load began, for a caller that joins only a load younger than its limit. */
+  startedAt: number
+}
+
 /**
  * One load per key at a time on this instance: a miss that finds a load of its key running waits for it (and shares
  * its value or its rejection) instead of calling the loader again.
@@ -9,7 +16,7 @@
  * decoded page each.
  */
 export class SingleFlight<T> {
-  readonly #running = new Map<string, { load: Promise<T> | undefined, stamp: number }>()
+  readonly #running = new Map<string, Holder<T>>()
   readonly #onCoalesced: () => void
 
   constructor (onCoalesced: () => void) {
@@ -26,12 +33,14 @@ export class SingleFlight<T> {
   }
 
   /**
-   * The load of `key` running now if it began at `stamp`, counted as coalesced. A caller whose stamp differs (a
-   * change it must see came after that load began) starts a load of its own.
+   * The load of `key` running now if it began at `stamp` and less than `maxAgeMs` ago, counted as coalesced. A caller
+   * whose stamp differs (a change it must see came after that load began) starts a load of its own, as does one that
+   * would get too little of its own budget from a load that has run long.
    */
-  join (key: string, stamp: number): Promise<T> | undefined {
+  join (key: string, stamp: number, maxAgeMs = Number.POSITIVE_INFINITY): Promise<T> | undefined {
     const running = this.#running.get(key)
     if (running?.load === undefined || running.stamp !== stamp) return undefined
+    if (maxAgeMs !== Number.POSITIVE_INFINITY && performance.now() - running.startedAt >= maxAgeMs) return undefined
     this.#onCoalesced()
     return running.load
   }
@@ -40,10 +49,10 @@ export class SingleFlight<T> {
    * Joins the load of `key` that is running and began at `stamp`, or starts `load`. A load started over a running
    * one of another stamp is the one later callers join; the older one still answers its own callers.
    */
-  run (key: string, load: () => Promise<T>, stamp = 0): Promise<T> {
-    const running = this.join(key, stamp)
+  run (key: string, load: () => Promise<T>, stamp = 0, maxAgeMs = Number.POSITIVE_INFINITY): Promise<T> {
+    const running = this.join(key, stamp, maxAgeMs)
     if (running) return running
-    const holder: { load: Promise<T> | undefined, stamp: number } = { load: undefined, stamp }
+    const holder: Holder<T> = { load: undefined, stamp, startedAt: maxAgeMs === Number.POSITIVE_INFINITY ? 0 : performance.now() }
     const started = this.#settled(key, holder, load())
     holder.load = started
     this.#running.set(key, holder)
@@ -51,7 +60,7 @@ export class SingleFlight<T> {
   }
 
   // An async function, not `.finally()`: a Redis hit goes through here, and `.finally()` costs it two promises more.
-  async #settled (key: string, holder: { load: Promise<T> | undefined }, load: Promise<T>): Promise<T> {
+  async #settled (key: string, holder: Holder<T>, load: Promise<T>): Promise<T> {
     try {
       return await load
     } finally {

@@ -102,15 +102,17 @@ export async function readMany (core: CacheCore, keys: string[], startSeq: numbe
 /**
  * `readMany` of one key, as `get` asks: the same verdict, without the arrays and the tag set a batch needs (a
  * Redis hit is the common case of a read with the local tier off or cold). A read of the key already in flight is
- * shared if no invalidation or write of this instance began since it did (its `startSeq`): a hot key asked by many
- * requests at once costs one round trip and one decode, and the value, as a local hit's, is the same object for each
- * of them. A read asked after a change began is written to Redis after that change's commands, on the same
- * connection, so it sees what they left.
+ * shared: a hot key asked by many requests at once costs one round trip and one decode, and the value, as a local
+ * hit's, is the same object for each of them. Only a read begun at the same `startSeq` is shared: every write,
+ * delete, invalidation (own or received) and refused write this instance records moves it, once as it begins and
+ * again once Redis answered, so a get asked after one of them resolved never shares a read begun before. And only
+ * one younger than half the Redis budget: a caller that joins keeps at least half of its own.
  */
 export async function readOne (core: CacheCore, key: string, startSeq: number): Promise<{ value: unknown } | undefined> {
   if (!core.tier || core.pending.has(key)) return undefined
-  const joined = core.reads.join(key, startSeq)
-  if (joined === undefined) return found(await core.reads.run(key, () => readOneNow(core, key, startSeq), startSeq))
+  const maxAgeMs = core.options.redisTimeoutMs / 2
+  const joined = core.reads.join(key, startSeq, maxAgeMs)
+  if (joined === undefined) return found(await core.reads.run(key, () => readOneNow(core, key, startSeq), startSeq, maxAgeMs))
   const read = await joined
   if (read === 'miss') core.stats.redisMisses++
   else if (read !== 'unread') core.stats.redisHits++

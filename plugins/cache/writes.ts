@@ -21,6 +21,9 @@ export async function writeMany (core: CacheCore, invalidator: Invalidator, list
     } catch (error) {
       invalidator.queue({ keys }, error)
     }
+    // Again once Redis answered: a read of these keys begun before that, which may have been sent ahead of the write
+    // (a cluster re-sends a pipeline answered MOVED later), is shared by no read asked after this write resolved.
+    core.history.record({ keys })
   }
   for (const e of encoded) storeLocal(core, e.local, { value: e.value, tags: gens, freshMs: ttlMs, pttl: ttlMs + graceMs, size: e.payload.length }, core.history.seq, ttlSeconds)
   await invalidator.publish({ keys })
