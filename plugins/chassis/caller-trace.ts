@@ -16,7 +16,10 @@ export type TrustsCallerTrace = (request: FastifyRequest) => boolean
  * telemetry hooks were added to: a plugin registered inside an encapsulated scope decorates that scope, and the root
  * would not see its predicate and would continue every caller's context on the routes it guards.
  */
-export function trustsCallerTrace (request: FastifyRequest): boolean {
+export function trustsCallerTrace (request: FastifyRequest, ...rest: never[]): boolean {
+  // A caller of the earlier (app, request) form would pass the app and read the rule of an http.Server, none: every
+  // caller trusted. Refused loudly instead.
+  if (rest.length > 0 || (request as { raw?: unknown }).raw === undefined) throw new TypeError('trustsCallerTrace takes the request alone')
   const trusts = (request.server as unknown as Record<symbol, TrustsCallerTrace | undefined>)[kTrustsCallerTrace]
   return trusts === undefined || trusts(request)
 }

@@ -44,7 +44,7 @@ export const dbPoolPlugin = fp(async (app: FastifyInstance, opts: DbPoolPluginOp
       check: async () => {
         const health = await pool.checkHealth()
         if (!health.healthy) throw new Error(health.error ?? 'unhealthy')
-        return pool.getMetrics()
+        return health.saturated === true ? { ...pool.getMetrics(), saturated: true } : pool.getMetrics()
       }
     })
   }

@@ -163,6 +163,8 @@ export const CLIENT_TIMEOUT_MARGIN_MS = 500
 const SATURATED_EVIDENCE_MS = 1000
 /** A statement is sent only with at least this much of its bound left: a round trip to a loaded server. */
 const MIN_SEND_WINDOW_MS = 5
+/** The cause of a statement refused unsent (MIN_SEND_WINDOW_MS). */
+const UNSENT = Object.freeze({ unsent: true })
 /** TCP keepalive probes start after this much silence, so a peer that vanished is noticed on idle connections too. */
 export const KEEPALIVE_INITIAL_DELAY_MS = 10000
 /** How often the pool counts its connections against `min` (a count, no query). */
@@ -365,11 +367,11 @@ export class ConnectionPool {
         result = await fn({ query: (text, params = []) => this.#run(client, text, params, this.#deadline()) })
       } catch (error) {
         if (isConnectionError(error)) broken = error as Error
-        else await this.#run(client, 'ROLLBACK', [], this.#deadline()).catch((e: Error) => { broken = e })
+        else await this.#run(client, 'ROLLBACK', [], this.#deadline(), false).catch((e: Error) => { broken = e })
         throw error
       }
       try {
-        await this.#run(client, 'COMMIT', [], this.#deadline())
+        await this.#run(client, 'COMMIT', [], this.#deadline(), false)
       } catch (error) {
         if (isConnectionError(error)) {
           broken = error as Error
@@ -465,7 +467,8 @@ export class ConnectionPool {
       return result
     } catch (error) {
       const connection = isConnectionError(error)
-      if (!connection && toDatabaseError(error).code !== 'DB_SERIALIZATION_FAILURE') throw error
+      // A read the replica's connection came too late to send runs on the primary, the replica kept in rotation.
+      if (!connection && toDatabaseError(error).code !== 'DB_SERIALIZATION_FAILURE' && (error as Error).cause !== UNSENT) throw error
       if (connection) set.markFailed(replica, error)
       set.count('primary', 'replica_failed')
       return onPrimary()
@@ -501,18 +504,19 @@ export class ConnectionPool {
    * Runs one statement with pg's own read timeout set to what is left until `deadline`. pg leaves a timed-out
    * connection mid-protocol, so the error counts as a connection error and the caller releases it as broken.
    */
-  async #run<R extends object> (client: pg.PoolClient, text: string, params: readonly unknown[], deadline: number | undefined): Promise<QueryResult<R>> {
+  async #run<R extends object> (client: pg.PoolClient, text: string, params: readonly unknown[], deadline: number | undefined, mayRefuse = true): Promise<QueryResult<R>> {
     this.#queries++
     const exec = async (): Promise<QueryResult<R>> => {
       const left = deadline === undefined ? undefined : deadline - performance.now()
       // Sent with less time than a round trip, a statement would time out in the middle of its answer and take its
-      // connection with it (a connection left mid-protocol is destroyed): refused unsent, the connection stays.
-      if (left !== undefined && left < MIN_SEND_WINDOW_MS) {
+      // connection with it (a connection left mid-protocol is destroyed): refused unsent, the connection stays. Never
+      // the end of a transaction, which would hand the connection back inside it.
+      if (mayRefuse && left !== undefined && left < MIN_SEND_WINDOW_MS) {
         this.#errors++
-        throw new DatabaseError('DB_QUERY_TIMEOUT', 'The query\'s time ran out before it was sent', { retryable: true, statusCode: 503 })
+        throw new DatabaseError('DB_QUERY_TIMEOUT', 'The query\'s time ran out before it was sent', { retryable: true, statusCode: 503, cause: UNSENT })
       }
       try {
-        const readTimeout = left === undefined ? undefined : Math.ceil(left)
+        const readTimeout = left === undefined ? undefined : Math.max(1, Math.ceil(left))
         const config = { text, values: params as unknown[], ...(readTimeout === undefined ? {} : { query_timeout: readTimeout }) }
         const result = await client.query<R>(config)
         this.#answeredAt = performance.now()
@@ -520,7 +524,8 @@ export class ConnectionPool {
       } catch (error) {
         this.#errors++
         const typed = toDatabaseError(error)
-        if (typed.code !== 'DB_UNAVAILABLE') this.#answeredAt = performance.now()
+        // An error of PostgreSQL's own (it has a SQLSTATE) is an answer; one of the client's is not.
+        if (typed.code !== 'DB_UNAVAILABLE' && typed.sqlState !== undefined) this.#answeredAt = performance.now()
         throw typed
       }
     }

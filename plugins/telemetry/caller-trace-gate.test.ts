@@ -3,7 +3,7 @@ import assert from 'node:assert/strict'
 import Fastify, { type FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
 import { dropUntrustedTraceHeaders } from './caller-trace-gate.js'
-import { kTrustsCallerTrace } from '../chassis/index.js'
+import { kTrustsCallerTrace, trustsCallerTrace } from '../chassis/index.js'
 
 // For every Fastify instance created from here on, as the preload does with OTEL_FASTIFY_DETAIL=true.
 dropUntrustedTraceHeaders()
@@ -41,4 +41,13 @@ test('a route outside any caller-trust rule keeps the caller\'s trace headers, a
   t.after(() => app.close())
   assert.equal((await app.inject({ url: '/open', headers: traceHeaders })).statusCode, 200)
   assert.deepEqual(seen(), Object.keys(traceHeaders).sort())
+})
+
+test('trustsCallerTrace called the earlier way, (app, request), throws instead of reading the rule of the app\'s http.Server and trusting every caller', async (t) => {
+  const { app } = await appWithScope()
+  t.after(() => app.close())
+  const call = trustsCallerTrace as unknown as (...args: unknown[]) => boolean
+  await app.ready()
+  assert.throws(() => call(app, { headers: {} }), /takes the request alone/)
+  assert.throws(() => call({ server: app, headers: {} }), /takes the request alone/, 'an object without the raw request is not a request')
 })
