@@ -60,10 +60,16 @@ const CONNECTION_MESSAGES = [
   'Query read timeout'
 ]
 
+/**
+ * The cause of a DB_UNAVAILABLE for a statement not sent: its connection came with too little of the query's time
+ * left. The connection is sound and is kept.
+ */
+export const UNSENT = Object.freeze({ unsent: true })
+
 /** True when the error means the connection (not the statement) failed. */
 export function isConnectionError (error: unknown): boolean {
   const e = error as PgLikeError
-  if (e instanceof DatabaseError) return e.code === 'DB_UNAVAILABLE'
+  if (e instanceof DatabaseError) return e.code === 'DB_UNAVAILABLE' && e.cause !== UNSENT
   if (typeof e?.code === 'string') {
     if (NETWORK_CODES.has(e.code)) return true
     // 08: connection exception; 57P01-57P03: admin shutdown, crash shutdown, cannot connect now; 53300: too many connections.

@@ -1,7 +1,7 @@
 import pg from 'pg'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { queryChannel, type QueryContext } from './channel.js'
-import { DatabaseError, PoolErrors, isConnectionError, toDatabaseError } from './errors.js'
+import { DatabaseError, PoolErrors, UNSENT, isConnectionError, toDatabaseError } from './errors.js'
 import { MAX_TIMER_MS } from '../chassis/index.js'
 import { NotificationListener, listenerOptionProblems, type NotificationListenerOptions } from './listener.js'
 import { formatLsn, newReadContext, parseLsn, readContext, type ReadContext } from './read-context.js'
@@ -163,8 +163,6 @@ export const CLIENT_TIMEOUT_MARGIN_MS = 500
 const SATURATED_EVIDENCE_MS = 1000
 /** A statement is sent only with at least this much of its bound left: a round trip to a loaded server. */
 const MIN_SEND_WINDOW_MS = 5
-/** The cause of a statement refused unsent (MIN_SEND_WINDOW_MS). */
-const UNSENT = Object.freeze({ unsent: true })
 /** TCP keepalive probes start after this much silence, so a peer that vanished is noticed on idle connections too. */
 export const KEEPALIVE_INITIAL_DELAY_MS = 10000
 /** How often the pool counts its connections against `min` (a count, no query). */
@@ -513,7 +511,7 @@ export class ConnectionPool {
       // the end of a transaction, which would hand the connection back inside it.
       if (mayRefuse && left !== undefined && left < MIN_SEND_WINDOW_MS) {
         this.#errors++
-        throw new DatabaseError('DB_QUERY_TIMEOUT', 'The query\'s time ran out before it was sent', { retryable: true, statusCode: 503, cause: UNSENT })
+        throw new DatabaseError('DB_UNAVAILABLE', 'The database did not answer in time: the statement was not sent', { retryable: true, statusCode: 503, cause: UNSENT })
       }
       try {
         const readTimeout = left === undefined ? undefined : Math.max(1, Math.ceil(left))
