@@ -20,7 +20,7 @@ export async function buildDataService (config: DataServiceConfig, options: Buil
     ...(options.logger !== undefined ? { logger: options.logger } : {}),
     plugins: platformPlugins('data-service', config, options),
     routes: [
-      (app) => app.register(importRoutes, { prefix: '/data/v1/imports', maxBytes: config.IMPORT_MAX_BYTES, batchSize: config.IMPORT_BATCH_SIZE, maxRejections: config.IMPORT_MAX_REJECTIONS, maxRecordBytes: config.IMPORT_MAX_RECORD_BYTES, maxConcurrent: config.IMPORT_MAX_CONCURRENT }),
+      (app) => app.register(importRoutes, { prefix: '/data/v1/imports', maxBytes: config.IMPORT_MAX_BYTES, batchSize: config.IMPORT_BATCH_SIZE, maxRejections: config.IMPORT_MAX_REJECTIONS, maxRecordBytes: config.IMPORT_MAX_RECORD_BYTES, maxConcurrent: config.IMPORT_MAX_CONCURRENT, requestTimeoutMs: config.REQUEST_TIMEOUT_MS }),
       (app) => app.register(reportRoutes, { prefix: '/data/v1/reports', ttl: config.REPORT_CACHE_TTL, cache: config.CACHE_ENABLED }),
       (app) => app.register(leadLookupRoutes, { prefix: '/data/v1/leads' })
     ]

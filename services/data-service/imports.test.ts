@@ -675,3 +675,66 @@ test('a stream that fails after its last batch was written names the line after 
   const [count] = await db.sql<{ n: number }>('SELECT count(*)::int AS n FROM leads')
   assert.equal(count?.n, 2)
 })
+
+/** An NDJSON import over a real socket: `send` writes leads, the body stays open; the answer comes when it comes. */
+async function streamingImport (url: string): Promise<{ send: (from: number, n: number) => void, answer: Promise<{ status: number, body: Record<string, unknown>, at: number }>, close: () => void }> {
+  const { request } = await import('node:http')
+  const req = request(`${url}/data/v1/imports/leads`, { method: 'POST', headers: { ...SERVICE_HEADERS, 'content-type': 'application/x-ndjson' } })
+  req.on('error', () => {})
+  const answer = new Promise<{ status: number, body: Record<string, unknown>, at: number }>((resolve) => {
+    req.on('response', (r) => {
+      let text = ''
+      r.on('data', (c: Buffer) => { text += c.toString() })
+      r.on('end', () => resolve({ status: r.statusCode ?? 0, body: JSON.parse(text) as Record<string, unknown>, at: performance.now() }))
+    })
+  })
+  const send = (from: number, n: number): void => {
+    for (let i = from; i < from + n; i++) req.write(JSON.stringify({ firstName: `Slow${i}`, lastName: 'Lee', email: `slow${i}@example.com`, product: 'life', state: 'NY' }) + '\n')
+  }
+  return { send, answer, close: () => { req.destroy() } }
+}
+
+test('an import the database slows past REQUEST_TIMEOUT_MS is answered 503 IMPORT_INTERRUPTED before it, with its report and the line to resume from, not 408 by Node with no report', async (t) => {
+  const { app, db } = await setup(t, { IMPORT_BATCH_SIZE: '5', REQUEST_TIMEOUT_MS: '4000' })
+  const url = await app.listen({ host: '127.0.0.1', port: 0 })
+  const started = performance.now()
+  const upload = await streamingImport(url)
+  t.after(() => { upload.close() })
+  upload.send(0, 5)
+  const committed = async (): Promise<number> => (await db.sql<{ n: number }>('SELECT count(*)::int AS n FROM leads'))[0]?.n ?? 0
+  for (let i = 0; i < 200 && await committed() < 5; i++) await new Promise((resolve) => setTimeout(resolve, 20))
+  // The next batch waits on a lock the test holds: the database takes no more rows.
+  const { default: pg } = await import('pg')
+  const locker = new pg.Client({ connectionString: db.url })
+  await locker.connect()
+  t.after(() => locker.end())
+  await locker.query('BEGIN')
+  await locker.query(`LOCK TABLE "${db.schema}".leads IN SHARE MODE`)
+  upload.send(5, 5)
+  const answer = await upload.answer
+  await locker.query('ROLLBACK')
+  // Before, Node answered 408 REQUEST_TIMEOUT at 4 s, without the report or the line.
+  assert.equal(answer.status, 503, JSON.stringify(answer.body))
+  assert.equal(answer.body.code, 'IMPORT_INTERRUPTED')
+  assert.ok(answer.at - started < 4000, `answered after ${Math.round(answer.at - started)} ms`)
+  const details = answer.body as { line: number, report: { inserted: number } }
+  assert.equal(details.report.inserted, 5)
+  assert.equal(details.line, 6, 'the first line of the batch being written')
+  assert.match(String(answer.body.message), /resume it from line 6/)
+})
+
+test('an import whose client sends too slowly is answered 408 REQUEST_TIMEOUT before Node\'s own, with its report and the line to resume from', async (t) => {
+  const { app, db } = await setup(t, { IMPORT_BATCH_SIZE: '5', REQUEST_TIMEOUT_MS: '3000' })
+  const url = await app.listen({ host: '127.0.0.1', port: 0 })
+  const upload = await streamingImport(url)
+  t.after(() => { upload.close() })
+  upload.send(0, 7)
+  const answer = await upload.answer
+  assert.equal(answer.status, 408, JSON.stringify(answer.body))
+  assert.equal(answer.body.code, 'REQUEST_TIMEOUT')
+  const details = answer.body as { line: number, report: { inserted: number } }
+  // Five rows written; the two of the batch not full yet are not, and are where to resume.
+  assert.equal(details.report.inserted, 5)
+  assert.equal(details.line, 6)
+  assert.equal((await db.sql<{ n: number }>('SELECT count(*)::int AS n FROM leads'))[0]?.n, 5)
+})

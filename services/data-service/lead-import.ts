@@ -36,6 +36,12 @@ export interface ImportOptions {
   onBatch?: (changedIds: string[]) => Promise<void>
   /** Who imports, recorded in the activity trail of each lead the import creates or changes (e.g. `key:<id>`). */
   actor?: string | null
+  /**
+   * Stops the import at once: it rejects with ImportInterruptedError (its cause the signal's reason) naming the first
+   * line not known to be written. A batch being written then goes on, and may commit after; the error's `background`
+   * settles when it has.
+   */
+  signal?: AbortSignal
 }
 
 /**
@@ -279,33 +285,65 @@ export async function importLeads (db: ConnectionPool, input: Readable, format: 
   const tooLong = `record longer than ${maxRecordBytes} bytes`
   const lines = withoutBom(boundedLines(input, maxRecordBytes))
   const rows = format === 'csv' ? csvRows(lines, tooLong) : ndjsonRows(lines, tooLong)
-  try {
-    for await (const row of rows) {
-      lastLine = row.line
-      if (!row.record) {
-        reject({ line: row.line, reason: row.error ?? 'unreadable' })
-        continue
-      }
-      if (!validateLead(row.record)) {
-        reject({ line: row.line, reason: describe(validateLead.errors, row.record) })
-        continue
-      }
-      const lead = row.record
-      const key = naturalKey(lead)
-      if (batch.has(key)) await flush()
-      if (batch.size === 0) firstLine = row.line
-      batch.set(key, { line: row.line, lead, absent: row.absent ?? [] })
-      if (batch.size >= batchSize) await flush()
+  /** The first line of the batch being written, if one is. */
+  let writingFrom: number | undefined
+  const flushing = async (): Promise<void> => {
+    writingFrom = batch.size > 0 ? firstLine : undefined
+    try {
+      await flush()
+    } finally {
+      writingFrom = undefined
     }
-  } catch (error) {
-    // The stream failed (too large, aborted by the client): the pending batch is dropped, never half written.
-    if (error instanceof ImportInterruptedError) throw error
-    // The pending batch is dropped: resume at its first line. None pending (the last one written): the rows up to the
-    // last one read are done, written or rejected, so not at the written batch's first line.
-    throw new ImportInterruptedError(finish(report), batch.size > 0 || lastLine === 0 ? firstLine : lastLine + 1, error)
   }
-  await flush()
-  return finish(report)
+  const run = async (): Promise<ImportReport> => {
+    try {
+      for await (const row of rows) {
+        lastLine = row.line
+        if (!row.record) {
+          reject({ line: row.line, reason: row.error ?? 'unreadable' })
+          continue
+        }
+        if (!validateLead(row.record)) {
+          reject({ line: row.line, reason: describe(validateLead.errors, row.record) })
+          continue
+        }
+        const lead = row.record
+        const key = naturalKey(lead)
+        if (batch.has(key)) await flushing()
+        if (batch.size === 0) firstLine = row.line
+        batch.set(key, { line: row.line, lead, absent: row.absent ?? [] })
+        if (batch.size >= batchSize) await flushing()
+      }
+    } catch (error) {
+      // The stream failed (too large, aborted by the client): the pending batch is dropped, never half written.
+      if (error instanceof ImportInterruptedError) throw error
+      throw new ImportInterruptedError(finish(report), resumeLine(), error)
+    }
+    await flushing()
+    return finish(report)
+  }
+  // The pending batch is dropped: resume at its first line. None pending (the last one written): the rows up to the
+  // last one read are done, written or rejected, so not at the written batch's first line.
+  const resumeLine = (): number => writingFrom ?? (batch.size > 0 || lastLine === 0 ? firstLine : lastLine + 1)
+  const signal = options.signal
+  if (signal === undefined) return run()
+  const running = run()
+  return await new Promise<ImportReport>((resolveRun, rejectRun) => {
+    const onAbort = (): void => {
+      // What is left of the run (a batch being written) goes on without anyone waiting for its verdict.
+      const background = writingFrom === undefined ? undefined : running.then(() => {}, () => {})
+      if (background === undefined) running.catch(() => {})
+      const error = new ImportInterruptedError(finish({ ...report, rejections: [...report.rejections] }), resumeLine(), signal.reason)
+      if (background !== undefined) error.background = background
+      rejectRun(error)
+    }
+    if (signal.aborted) {
+      onAbort()
+      return
+    }
+    signal.addEventListener('abort', onAbort, { once: true })
+    running.then(resolveRun, rejectRun).finally(() => { signal.removeEventListener('abort', onAbort) })
+  })
 }
 
 /**
@@ -328,12 +366,15 @@ function finish (report: ImportReport): ImportReport {
 /**
  * The import stopped: a batch could not be written, or the stream failed (its `cause`). The report holds what
  * earlier batches committed; nothing from `line` on was written, unless the connection failed after PostgreSQL
- * committed the batch at `line` and before its answer came (its outcome unknown here). A re-import from `line` is
- * idempotent either way.
+ * committed the batch at `line` and before its answer came (its outcome unknown here), or the import was stopped by
+ * its signal while that batch was being written (it goes on, `background`). A re-import from `line` is idempotent
+ * either way.
  */
 export class ImportInterruptedError extends Error {
   readonly report: ImportReport
   readonly line: number
+  /** Stopped by the signal while a batch was written: settles once that batch has committed or failed. */
+  background?: Promise<void>
   constructor (report: ImportReport, line: number, cause: unknown) {
     super(`the import stopped; resume it from line ${line}: ${(cause as Error).message}`, { cause })
     this.name = 'ImportInterruptedError'

@@ -13,10 +13,15 @@ export interface ImportRoutesOptions {
   maxRecordBytes: number
   /** Imports running at once on this instance at most. */
   maxConcurrent: number
+  /** The server's REQUEST_TIMEOUT_MS: an import whose body has not all arrived by then is answered before it. */
+  requestTimeoutMs: number
 }
 
 // What a busy instance asks the caller to wait: an import of 100,000 rows takes about 2.5 s here (bench:import).
 const BUSY_RETRY_AFTER_SECONDS = 5
+// Node answers a request whose body has not all arrived within REQUEST_TIMEOUT_MS 408 itself, checking every second:
+// an import still reading by then answers this long before, with its report.
+const ANSWER_BEFORE_TIMEOUT_MS = 2000
 
 const FORMATS: Record<string, ImportFormat> = { 'text/csv': 'csv', 'application/x-ndjson': 'ndjson', 'application/ndjson': 'ndjson' }
 
@@ -53,8 +58,8 @@ export async function importRoutes (app: FastifyInstance, opts: ImportRoutesOpti
   let running = 0
 
   app.post('/leads', {
-    config: { requiredScope: 'leads:import', errorCodes: { 400: ['IMPORT_ABORTED', 'IMPORT_BAD_HEADER', 'IMPORT_EMPTY'], 413: ['IMPORT_TOO_LARGE'], 415: ['UNSUPPORTED_IMPORT_TYPE', 'UNSUPPORTED_MEDIA_TYPE'], 429: ['IMPORT_BUSY'], 503: ['IMPORT_INTERRUPTED'] } },
-    schema: { response: { 200: reportSchema, 400: errorBodySchema, 401: errorBodySchema, 403: errorBodySchema, 413: errorBodySchema, 415: errorBodySchema, 429: errorBodySchema } }
+    config: { requiredScope: 'leads:import', errorCodes: { 400: ['IMPORT_ABORTED', 'IMPORT_BAD_HEADER', 'IMPORT_EMPTY'], 408: ['REQUEST_TIMEOUT'], 413: ['IMPORT_TOO_LARGE'], 415: ['UNSUPPORTED_IMPORT_TYPE', 'UNSUPPORTED_MEDIA_TYPE'], 429: ['IMPORT_BUSY'], 503: ['IMPORT_INTERRUPTED'] } },
+    schema: { response: { 200: reportSchema, 400: errorBodySchema, 401: errorBodySchema, 403: errorBodySchema, 408: errorBodySchema, 413: errorBodySchema, 415: errorBodySchema, 429: errorBodySchema } }
   }, async (request, reply) => {
     const header = request.headers['content-type'] ?? ''
     const mediaType = parseMediaType(header)
@@ -79,14 +84,17 @@ export async function importRoutes (app: FastifyInstance, opts: ImportRoutesOpti
       throw new DataServiceErrors.IMPORT_BUSY(opts.maxConcurrent)
     }
     running++
+    // An import answered while a batch was being written keeps its place until that batch is done.
+    const held: { background?: Promise<void> } = {}
     try {
-      return await runImport(request, reply, format)
+      return await runImport(request, reply, format, held)
     } finally {
-      running--
+      if (held.background) void held.background.finally(() => { running-- })
+      else running--
     }
   })
 
-  const runImport = async (request: FastifyRequest, reply: FastifyReply, format: ImportFormat): Promise<unknown> => {
+  const runImport = async (request: FastifyRequest, reply: FastifyReply, format: ImportFormat, held: { background?: Promise<void> }): Promise<unknown> => {
     // The source is never destroyed from here (an error on the request stream would go unheard): a failure reaches
     // the import through the limiter, and whatever the client still sends is drained.
     const source = request.body as Readable
@@ -103,8 +111,22 @@ export async function importRoutes (app: FastifyInstance, opts: ImportRoutesOpti
     })
     input.once('error', () => source.resume())
     source.pipe(input)
+    // Node would answer 408 on its own once REQUEST_TIMEOUT_MS has passed with the body still arriving (a database
+    // slow to take the batches holds the client back; so does a client slow to send), and the caller would get no
+    // report. Shortly before, the import stops and answers with what it wrote and the line to resume from: 503 when
+    // the service was behind (a batch being written, or input read and waiting), 408 when the client was.
+    const stop = new AbortController()
+    let waitingInput = false
+    const deadline = setTimeout(() => {
+      if (request.raw.complete) return
+      waitingInput = input.writableLength > 0 || input.readableLength > 0 || source.readableLength > 0
+      const reason = new ChassisErrors.REQUEST_TIMEOUT(opts.requestTimeoutMs)
+      stop.abort(reason)
+      input.destroy(reason)
+    }, Math.max(0, Math.max(opts.requestTimeoutMs - ANSWER_BEFORE_TIMEOUT_MS, opts.requestTimeoutMs / 2) - reply.elapsedTime))
     try {
       const report = await importLeads(app.db, input, format, {
+        signal: stop.signal,
         batchSize: opts.batchSize,
         maxRejections: opts.maxRejections,
         maxRecordBytes: opts.maxRecordBytes,
@@ -116,6 +138,7 @@ export async function importRoutes (app: FastifyInstance, opts: ImportRoutesOpti
       return report
     } catch (error) {
       if (!(error instanceof ImportInterruptedError)) throw error
+      if (error.background) held.background = error.background
       // What was committed stays (a re-import completes the rest); the answer says how far it got.
       const cause = error.cause as { statusCode?: number, code?: string, message?: string } | undefined
       // Neither the error (its report lists every rejection) nor its cause chain is logged whole: a cause from the
@@ -123,6 +146,14 @@ export async function importRoutes (app: FastifyInstance, opts: ImportRoutesOpti
       const { rejections: _listed, ...counts } = error.report
       request.log.warn({ line: error.line, cause: { type: (error.cause as Error | undefined)?.name, code: cause?.code }, import: counts }, `import interrupted: ${error.message}`)
       const details = { line: error.line, report: error.report }
+      if (stop.signal.aborted) {
+        // The rest of the body is not read: the connection closes after the answer.
+        void reply.header('connection', 'close')
+        if (error.background !== undefined || waitingInput) {
+          throw withBodyDetails(new DataServiceErrors.IMPORT_INTERRUPTED(error.line, 'the database took the rows more slowly than the request\'s time allows'), details)
+        }
+        throw withBodyDetails(new ChassisErrors.REQUEST_TIMEOUT(opts.requestTimeoutMs), details)
+      }
       // The client's doing (a stream over the size limit, a dropped connection) keeps its own code or is
       // IMPORT_ABORTED; anything else is this service's.
       const clientCode = cause?.statusCode !== undefined && cause.statusCode < 500
@@ -130,6 +161,8 @@ export async function importRoutes (app: FastifyInstance, opts: ImportRoutesOpti
         throw withBodyDetails(clientCode && cause?.code !== undefined ? cause as Error : new DataServiceErrors.IMPORT_ABORTED(error.line, cause?.message ?? ''), details)
       }
       throw withBodyDetails(new DataServiceErrors.IMPORT_INTERRUPTED(error.line, (error.cause as Error | undefined)?.message ?? ''), details)
+    } finally {
+      clearTimeout(deadline)
     }
   }
 }
