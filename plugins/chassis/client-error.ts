@@ -42,6 +42,12 @@ function answerAndClose (socket: Duplex, statusCode: number, code: string, messa
 export function clientErrorHandler (requestTimeoutMs: number): (err: NodeJS.ErrnoException, socket: Socket) => void {
   return (err, socket) => {
     if (err.code === 'ECONNRESET' || socket.destroyed) return
+    // A request timed out after its answer began (a route that answers before the body has arrived): a second
+    // answer would follow the first in the socket, and cutting the connection would cut the first short.
+    if ((socket as Socket & { _httpMessage?: { headersSent?: boolean } })._httpMessage?.headersSent === true) {
+      socket.end()
+      return
+    }
     const error = err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
       ? new ChassisErrors.REQUEST_TIMEOUT(requestTimeoutMs)
       : err.code === 'HPE_HEADER_OVERFLOW' ? new ChassisErrors.HEADERS_TOO_LARGE() : new ChassisErrors.MALFORMED_REQUEST()

@@ -688,8 +688,9 @@ async function streamingImport (url: string): Promise<{ send: (from: number, n: 
       r.on('end', () => resolve({ status: r.statusCode ?? 0, body: JSON.parse(text) as Record<string, unknown>, at: performance.now() }))
     })
   })
+  // In one write: the lines arrive in one chunk, which the import's line reader holds whole.
   const send = (from: number, n: number): void => {
-    for (let i = from; i < from + n; i++) req.write(JSON.stringify({ firstName: `Slow${i}`, lastName: 'Lee', email: `slow${i}@example.com`, product: 'life', state: 'NY' }) + '\n')
+    req.write(Array.from({ length: n }, (_, k) => JSON.stringify({ firstName: `Slow${from + k}`, lastName: 'Lee', email: `slow${from + k}@example.com`, product: 'life', state: 'NY' }) + '\n').join(''))
   }
   return { send, answer, close: () => { req.destroy() } }
 }
@@ -710,9 +711,14 @@ test('an import the database slows past REQUEST_TIMEOUT_MS is answered 503 IMPOR
   t.after(() => locker.end())
   await locker.query('BEGIN')
   await locker.query(`LOCK TABLE "${db.schema}".leads IN SHARE MODE`)
-  upload.send(5, 5)
+  // Two batches more: the first waits on the lock, the second is already read when the time runs out.
+  upload.send(5, 10)
   const answer = await upload.answer
   await locker.query('ROLLBACK')
+  // The batch being written commits once the lock goes; nothing after it is written, though its lines were read.
+  for (let i = 0; i < 100 && await committed() < 10; i++) await new Promise((resolve) => setTimeout(resolve, 20))
+  await new Promise((resolve) => setTimeout(resolve, 300))
+  assert.equal(await committed(), 10, 'no batch is written after the answer')
   // Before, Node answered 408 REQUEST_TIMEOUT at 4 s, without the report or the line.
   assert.equal(answer.status, 503, JSON.stringify(answer.body))
   assert.equal(answer.body.code, 'IMPORT_INTERRUPTED')

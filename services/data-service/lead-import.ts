@@ -285,19 +285,27 @@ export async function importLeads (db: ConnectionPool, input: Readable, format: 
   const tooLong = `record longer than ${maxRecordBytes} bytes`
   const lines = withoutBom(boundedLines(input, maxRecordBytes))
   const rows = format === 'csv' ? csvRows(lines, tooLong) : ndjsonRows(lines, tooLong)
-  /** The first line of the batch being written, if one is. */
+  /** The first line of the batch being written, if one is; since when; and the report before it. */
   let writingFrom: number | undefined
+  let writingSince = 0
+  let beforeWriting: ImportReport | undefined
   const flushing = async (): Promise<void> => {
+    // Stopped by the signal: nothing more is written, whatever lines the reader still holds.
+    if (options.signal?.aborted === true) throw new ImportInterruptedError(finish(report), resumeLine(), options.signal.reason)
     writingFrom = batch.size > 0 ? firstLine : undefined
+    writingSince = performance.now()
+    beforeWriting = { ...report, rejections: [...report.rejections] }
     try {
       await flush()
     } finally {
       writingFrom = undefined
+      beforeWriting = undefined
     }
   }
   const run = async (): Promise<ImportReport> => {
     try {
       for await (const row of rows) {
+        if (options.signal?.aborted === true) throw new ImportInterruptedError(finish(report), resumeLine(), options.signal.reason)
         lastLine = row.line
         if (!row.record) {
           reject({ line: row.line, reason: row.error ?? 'unreadable' })
@@ -324,7 +332,8 @@ export async function importLeads (db: ConnectionPool, input: Readable, format: 
   }
   // The pending batch is dropped: resume at its first line. None pending (the last one written): the rows up to the
   // last one read are done, written or rejected, so not at the written batch's first line.
-  const resumeLine = (): number => writingFrom ?? (batch.size > 0 || lastLine === 0 ? firstLine : lastLine + 1)
+  // Nothing read yet: from the top.
+  const resumeLine = (): number => writingFrom ?? (batch.size > 0 ? firstLine : lastLine === 0 ? 1 : lastLine + 1)
   const signal = options.signal
   if (signal === undefined) return run()
   const running = run()
@@ -333,8 +342,13 @@ export async function importLeads (db: ConnectionPool, input: Readable, format: 
       // What is left of the run (a batch being written) goes on without anyone waiting for its verdict.
       const background = writingFrom === undefined ? undefined : running.then(() => {}, () => {})
       if (background === undefined) running.catch(() => {})
-      const error = new ImportInterruptedError(finish({ ...report, rejections: [...report.rejections] }), resumeLine(), signal.reason)
-      if (background !== undefined) error.background = background
+      // With a batch being written, the report as it stood before it: halves of it written, or its rows counted
+      // before its cache invalidation, would be counted again by the re-import from its first line.
+      const error = new ImportInterruptedError(finish({ ...(beforeWriting ?? report), rejections: [...(beforeWriting ?? report).rejections] }), resumeLine(), signal.reason)
+      if (background !== undefined) {
+        error.background = background
+        error.writingForMs = performance.now() - writingSince
+      }
       rejectRun(error)
     }
     if (signal.aborted) {
@@ -375,6 +389,8 @@ export class ImportInterruptedError extends Error {
   readonly line: number
   /** Stopped by the signal while a batch was written: settles once that batch has committed or failed. */
   background?: Promise<void>
+  /** How long that batch had been written for. */
+  writingForMs?: number
   constructor (report: ImportReport, line: number, cause: unknown) {
     super(`the import stopped; resume it from line ${line}: ${(cause as Error).message}`, { cause })
     this.name = 'ImportInterruptedError'

@@ -22,6 +22,8 @@ const BUSY_RETRY_AFTER_SECONDS = 5
 // Node answers a request whose body has not all arrived within REQUEST_TIMEOUT_MS 408 itself, checking every second:
 // an import still reading by then answers this long before, with its report.
 const ANSWER_BEFORE_TIMEOUT_MS = 2000
+// A batch takes some 20 ms here; one written for this long when the time runs out is what held the upload back.
+const SLOW_BATCH_MS = 1000
 
 const FORMATS: Record<string, ImportFormat> = { 'text/csv': 'csv', 'application/x-ndjson': 'ndjson', 'application/ndjson': 'ndjson' }
 
@@ -118,7 +120,8 @@ export async function importRoutes (app: FastifyInstance, opts: ImportRoutesOpti
     const stop = new AbortController()
     let waitingInput = false
     const deadline = setTimeout(() => {
-      if (request.raw.complete) return
+      // `complete` is false while the body arrives (an injected request has none: it arrived whole).
+      if (request.raw.complete !== false) return
       waitingInput = input.writableLength > 0 || input.readableLength > 0 || source.readableLength > 0
       const reason = new ChassisErrors.REQUEST_TIMEOUT(opts.requestTimeoutMs)
       stop.abort(reason)
@@ -149,7 +152,9 @@ export async function importRoutes (app: FastifyInstance, opts: ImportRoutesOpti
       if (stop.signal.aborted) {
         // The rest of the body is not read: the connection closes after the answer.
         void reply.header('connection', 'close')
-        if (error.background !== undefined || waitingInput) {
+        // A batch written for a while, or read input waiting for the import: the service was behind. A batch just
+        // begun is the normal pace of an import whose client sends too slowly.
+        if ((error.writingForMs ?? 0) >= SLOW_BATCH_MS || waitingInput) {
           throw withBodyDetails(new DataServiceErrors.IMPORT_INTERRUPTED(error.line, 'the database took the rows more slowly than the request\'s time allows'), details)
         }
         throw withBodyDetails(new ChassisErrors.REQUEST_TIMEOUT(opts.requestTimeoutMs), details)
