@@ -289,9 +289,12 @@ export async function importLeads (db: ConnectionPool, input: Readable, format: 
   let writingFrom: number | undefined
   let writingSince = 0
   let beforeWriting: ImportReport | undefined
-  const flushing = async (): Promise<void> => {
-    // Stopped by the signal: nothing more is written, whatever lines the reader still holds.
+  // Stopped by the signal: nothing more is read or written, whatever lines the reader still holds.
+  const stopIfAborted = (): void => {
     if (options.signal?.aborted === true) throw new ImportInterruptedError(finish(report), resumeLine(), options.signal.reason)
+  }
+  const flushing = async (): Promise<void> => {
+    stopIfAborted()
     writingFrom = batch.size > 0 ? firstLine : undefined
     writingSince = performance.now()
     beforeWriting = { ...report, rejections: [...report.rejections] }
@@ -305,7 +308,7 @@ export async function importLeads (db: ConnectionPool, input: Readable, format: 
   const run = async (): Promise<ImportReport> => {
     try {
       for await (const row of rows) {
-        if (options.signal?.aborted === true) throw new ImportInterruptedError(finish(report), resumeLine(), options.signal.reason)
+        stopIfAborted()
         lastLine = row.line
         if (!row.record) {
           reject({ line: row.line, reason: row.error ?? 'unreadable' })

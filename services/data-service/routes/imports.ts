@@ -116,7 +116,8 @@ export async function importRoutes (app: FastifyInstance, opts: ImportRoutesOpti
     // Node would answer 408 on its own once REQUEST_TIMEOUT_MS has passed with the body still arriving (a database
     // slow to take the batches holds the client back; so does a client slow to send), and the caller would get no
     // report. Shortly before, the import stops and answers with what it wrote and the line to resume from: 503 when
-    // the service was behind (a batch being written, or input read and waiting), 408 when the client was.
+    // the service was behind (a batch written for SLOW_BATCH_MS or more, or input read and waiting), 408 when the
+    // client was.
     const stop = new AbortController()
     let waitingInput = false
     const deadline = setTimeout(() => {
