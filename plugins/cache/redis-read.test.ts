@@ -45,7 +45,7 @@ test('a Redis hit is a single GET: no PTTL beside it and no Lua script, which co
   assert.deepEqual({ get: after.get - before.get, pttl: after.pttl - before.pttl, scripts: after.scripts - before.scripts }, { get: 100, pttl: 0, scripts: 0 })
 })
 
-test('gets of one key asked together share one GET and one decode: 64 reads of a hot page with the local tier off cost one round trip, each counted a hit', async (t) => {
+test('gets of one key asked together share one GET and one decode: 64 reads of a hot page with the local tier off cost one round trip, each counted a hit (a miss)', async (t) => {
   const client = createRedisClient({ url: server.url }) as Redis
   const cache = createCacheManager(client, { prefix: 'read-shared:', localEnabled: false })
   t.after(async () => { await cache.close(); await client.quit() })
@@ -63,6 +63,12 @@ test('gets of one key asked together share one GET and one decode: 64 reads of a
   // Read one after the other, each read is its own.
   for (let i = 0; i < 3; i++) assert.deepEqual(await cache.get('page'), page)
   assert.equal((await counts(client)).get - after.get, 3)
+  // A shared miss is each caller's miss.
+  const missed = cache.getStats()
+  const absent = await Promise.all(Array.from({ length: 64 }, () => cache.get('absent')))
+  assert.deepEqual(new Set(absent), new Set([undefined]))
+  assert.equal(cache.getStats().redis.misses - missed.redis.misses, 64)
+  assert.equal(cache.getStats().redis.hits - missed.redis.hits, 0)
 })
 
 test('a get that finds the read of its key in flight for half the Redis budget or more reads for itself: a caller that joins a read keeps at least half of its own budget', async (t) => {
@@ -74,7 +80,7 @@ test('a get that finds the read of its key in flight for half the Redis budget o
   t.after(async () => { redis.resume(); await cache.close(); client.disconnect() })
   assert.ok(await cache.ready())
   await cache.set('k', 'v')
-  const timeouts = cache.getStats().redis.timeouts
+  const { timeouts, hits, misses } = cache.getStats().redis
   redis.pause()
   const timed = async (delayMs: number): Promise<{ value: unknown, afterMs: number }> => {
     await new Promise((resolve) => setTimeout(resolve, delayMs))
@@ -89,6 +95,8 @@ test('a get that finds the read of its key in flight for half the Redis budget o
   // Before, it joined too, and missed some 70 ms after it asked.
   assert.ok(late.afterMs >= 190, `the late read missed after ${late.afterMs.toFixed(0)} ms, not its own budget`)
   assert.equal(cache.getStats().redis.timeouts - timeouts, 2, 'two reads of Redis: the first (shared) and the late one')
+  // A read Redis did not answer is neither a hit nor a miss, for the caller that joined it as for the one that asked.
+  assert.deepEqual([cache.getStats().redis.hits - hits, cache.getStats().redis.misses - misses], [0, 0])
 })
 
 for (const change of ['delete', 'set'] as const) {
