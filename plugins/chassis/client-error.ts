@@ -34,6 +34,26 @@ function answerAndClose (socket: Duplex, statusCode: number, code: string, messa
   socket.destroy()
 }
 
+// How long a route that took a request's timeout has to begin its own answer before the connection gets the plain one.
+const TAKEN_TIMEOUT_GRACE_MS = 1000
+
+// The connections whose request in flight answers REQUEST_TIMEOUT_MS itself: a WeakMap, so a connection that closes
+// without its route letting go is not held.
+const takers = new WeakMap<Socket, () => void>()
+
+/**
+ * Hands Node's REQUEST_TIMEOUT_MS for `request` to the route: when its body is still arriving at the deadline,
+ * `onTimeout` is called instead of the plain 408 being written on the connection, and the route answers (with what
+ * it did so far, say). A route that has not begun its answer within a second gets the plain 408 after all. Node
+ * counts the deadline from the request's first byte, before any route sees it, so a route's own timer cannot be
+ * sure to come first. Returns the release, for when the route no longer needs it.
+ */
+export function takeRequestTimeout (request: IncomingMessage, onTimeout: () => void): () => void {
+  const socket = request.socket
+  takers.set(socket, onTimeout)
+  return () => { if (takers.get(socket) === onTimeout) takers.delete(socket) }
+}
+
 /**
  * Answers what Node's HTTP parser refuses before any route sees it (a request that took longer than
  * REQUEST_TIMEOUT_MS to arrive, oversized headers, broken HTTP) with the platform's error body, then closes the
@@ -46,6 +66,21 @@ export function clientErrorHandler (requestTimeoutMs: number): (err: NodeJS.Errn
     // answer would follow the first in the socket, and cutting the connection would cut the first short.
     if ((socket as Socket & { _httpMessage?: { headersSent?: boolean } })._httpMessage?.headersSent === true) {
       socket.end()
+      return
+    }
+    const taker = err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? takers.get(socket) : undefined
+    if (taker !== undefined) {
+      takers.delete(socket)
+      try {
+        taker()
+      } catch {
+        // Thrown from Node's own timer: it would end the process. The connection gets the plain answer below, later.
+      }
+      setTimeout(() => {
+        if (socket.destroyed || (socket as Socket & { _httpMessage?: { headersSent?: boolean } })._httpMessage?.headersSent === true) return
+        const error = new ChassisErrors.REQUEST_TIMEOUT(requestTimeoutMs)
+        answerAndClose(socket, error.statusCode, error.code, error.message)
+      }, TAKEN_TIMEOUT_GRACE_MS).unref()
       return
     }
     const error = err.code === 'ERR_HTTP_REQUEST_TIMEOUT'

@@ -1,7 +1,7 @@
 export { composeSchema, loadConfig, MAX_TIMER_MS, type ConfigFragment, type ConfigOf, type ConfigProperty, type ConfigValue, type RefusedPattern, type ConfigSchema, type LoadConfigOptions } from './config.js'
 export { chassisConfigFragment, type ChassisConfig } from './config-schema.js'
 export { ChassisErrors, HttpError } from './errors.js'
-export { answerOnSocket } from './client-error.js'
+export { answerOnSocket, takeRequestTimeout } from './client-error.js'
 export { errorBody, errorBodySchema, type ErrorBody } from './error-body.js'
 export { errorAnswer, formatSchemaErrors, withBodyDetails } from './error-handler.js'
 export { EARLIEST_DATE, NOT_WELL_FORMED, addSchemaRules, isStorableDate, isStorableDateTime, wellFormedKeyword } from './schema-rules.js'

@@ -7,6 +7,7 @@ import { gzipSync } from 'node:zlib'
 import { request as httpRequest } from 'node:http'
 import Fastify, { type FastifyInstance } from 'fastify'
 import { buildService } from './service.js'
+import { takeRequestTimeout } from './client-error.js'
 import { composeSchema, loadConfig } from './config.js'
 import { chassisConfigFragment, type ChassisConfig } from './config-schema.js'
 import { HttpError } from './errors.js'
@@ -298,6 +299,39 @@ test('what the HTTP parser refuses (broken HTTP, oversized headers) gets the pla
   const huge = await raw(app2, `GET / HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(20000)}\r\n\r\n`)
   assert.match(huge, /^HTTP\/1\.1 431 /)
   assert.equal(JSON.parse(huge.slice(huge.indexOf('\r\n\r\n') + 4)).code, 'HEADERS_TOO_LARGE')
+})
+
+test('a route that takes its request\'s timeout (takeRequestTimeout) is told when Node\'s deadline passes, and the connection still gets 408 a second later if the route never answers', async (t) => {
+  let told = 0
+  const app = await build(t, (a) => {
+    // The body as a stream, as an upload route reads it: the handler runs while it still arrives.
+    a.addContentTypeParser('application/octet-stream', (_request, payload, done) => { done(null, payload) })
+    // A route that took the timeout and then failed to use it: it answers nothing.
+    a.post('/upload', async (request) => {
+      takeRequestTimeout(request.raw, () => { told++ })
+      await new Promise(() => {})
+    })
+  }, { REQUEST_TIMEOUT_MS: '1000' })
+  const address = await app.listen({ host: '127.0.0.1', port: 0 })
+  const { port } = new URL(address)
+  const socket = createConnection({ host: '127.0.0.1', port: Number(port) })
+  await once(socket, 'connect')
+  const started = performance.now()
+  let received = ''
+  socket.on('data', (chunk: Buffer) => { received += chunk.toString() })
+  socket.on('error', () => {})
+  socket.write('POST /upload HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream\r\nContent-Length: 1000\r\n\r\n')
+  const drip = setInterval(() => { if (!socket.destroyed) socket.write('a') }, 100)
+  const giveUp = setTimeout(() => socket.destroy(), 6000)
+  await new Promise((resolve) => socket.once('close', resolve))
+  clearInterval(drip)
+  clearTimeout(giveUp)
+  const closedAfterMs = performance.now() - started
+  assert.equal(told, 1, 'the route was told once')
+  assert.match(received, /^HTTP\/1\.1 408 /)
+  assert.deepEqual(JSON.parse(received.slice(received.indexOf('\r\n\r\n') + 4)), { statusCode: 408, code: 'REQUEST_TIMEOUT', error: 'Request Timeout', message: 'The request did not arrive within 1000 ms' })
+  // Node's deadline (1 to 2 s: checked once a second), then the route's second.
+  assert.ok(closedAfterMs >= 1900 && closedAfterMs < 4500, `closed after ${closedAfterMs.toFixed(0)} ms`)
 })
 
 test('a path with a broken escape or an over-long parameter gets the platform error body, no-store and no echo of the URL or its key', async (t) => {

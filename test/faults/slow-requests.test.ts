@@ -101,6 +101,37 @@ test('a slow import upload and a slow routing request are cut after REQUEST_TIME
   await assertAllCut(orchestrator.app, orchestrator.url, '/orchestrator/v1/route-batch', 'application/json', 20)
 })
 
+test('an import whose head took most of REQUEST_TIMEOUT_MS to arrive still answers the timeout itself, with its report, when Node\'s deadline comes before its own', async (t) => {
+  // The import's own deadline counts from its handler: 1.5 s after it here. Node's counts from the first byte, so a
+  // head that arrives 2.9 s after it puts Node's (checked once a second: 3 to 4 s) before the import's (4.4 s).
+  const timeoutMs = 3000
+  const headAfterMs = 2900
+  const data = await startDataService(t, db, { REQUEST_TIMEOUT_MS: String(timeoutMs), CACHE_ENABLED: 'false' })
+  const { hostname, port } = new URL(data.url)
+  const socket = createConnection({ host: hostname, port: Number(port) })
+  await once(socket, 'connect')
+  const connectedAt = performance.now()
+  let received = ''
+  socket.on('data', (chunk: Buffer) => { received += chunk.toString() })
+  socket.on('error', () => {})
+  const head = `POST /data/v1/imports/leads HTTP/1.1\r\nHost: ${hostname}\r\nContent-Type: text/csv\r\nContent-Length: 1000\r\nX-Service-Key: ${SERVICE_HEADERS['x-service-key']}\r\n\r\n`
+  socket.write(head.slice(0, 10))
+  await new Promise((resolve) => setTimeout(resolve, headAfterMs))
+  socket.write(head.slice(10))
+  const drip = setInterval(() => { if (!socket.destroyed) socket.write('a') }, 200)
+  const giveUp = setTimeout(() => socket.destroy(), timeoutMs + 6000)
+  await new Promise((resolve) => socket.once('close', resolve))
+  clearInterval(drip)
+  clearTimeout(giveUp)
+  const closedAfterMs = performance.now() - connectedAt
+  assert.match(received, /^HTTP\/1\.1 408 /)
+  const body = JSON.parse(received.slice(received.indexOf('\r\n\r\n') + 4)) as Record<string, unknown>
+  // Before, Node's plain 408 came first: no line to resume from, no report.
+  assert.deepEqual(body, { statusCode: 408, code: 'REQUEST_TIMEOUT', error: 'Request Timeout', message: `The request did not arrive within ${timeoutMs} ms`, line: 1, report: { rows: 0, inserted: 0, updated: 0, unchanged: 0, rejected: 0, rejections: [], rejectionsTruncated: false } })
+  assert.equal(received.match(/HTTP\/1\.1 /g)?.length, 1, 'one answer on the connection')
+  t.diagnostic(`answered and closed ${closedAfterMs.toFixed(0)} ms after the first byte`)
+})
+
 test('REQUEST_TIMEOUT_MS is the bound: a body that takes longer than 1 s arrives whole when the setting allows 5 s', async (t) => {
   const app = await buildApp(testApiConfig(db, { REQUEST_TIMEOUT_MS: '5000', CACHE_ENABLED: 'false' }))
   const url = await listen(t, app)

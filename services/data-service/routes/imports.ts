@@ -1,6 +1,6 @@
 import { Readable, Transform, finished } from 'node:stream'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
-import { ChassisErrors, errorBodySchema, parseMediaType, withBodyDetails } from '@lead-chassis/plugins/chassis'
+import { ChassisErrors, errorBodySchema, parseMediaType, takeRequestTimeout, withBodyDetails } from '@lead-chassis/plugins/chassis'
 import { ALL_LISTS_TAG, REPORT_TAGS, leadKey } from '../../domain/lead-cache.js'
 import { DataServiceErrors } from '../errors.js'
 import { ImportInterruptedError, importLeads, type ImportFormat } from '../lead-import.js'
@@ -120,14 +120,18 @@ export async function importRoutes (app: FastifyInstance, opts: ImportRoutesOpti
     // client was.
     const stop = new AbortController()
     let waitingInput = false
-    const deadline = setTimeout(() => {
+    const timeUp = (): void => {
       // `complete` is false while the body arrives (an injected request has none: it arrived whole).
-      if (request.raw.complete !== false) return
+      if (request.raw.complete !== false || stop.signal.aborted) return
       waitingInput = input.writableLength > 0 || input.readableLength > 0 || source.readableLength > 0
       const reason = new ChassisErrors.REQUEST_TIMEOUT(opts.requestTimeoutMs)
       stop.abort(reason)
       input.destroy(reason)
-    }, Math.max(0, Math.max(opts.requestTimeoutMs - ANSWER_BEFORE_TIMEOUT_MS, opts.requestTimeoutMs / 2) - reply.elapsedTime))
+    }
+    const deadline = setTimeout(timeUp, Math.max(0, Math.max(opts.requestTimeoutMs - ANSWER_BEFORE_TIMEOUT_MS, opts.requestTimeoutMs / 2) - reply.elapsedTime))
+    // Counted from when this handler began, the deadline above can come after Node's, which counts from the request's
+    // first byte (headers sent slowly, a wait in the hooks): Node's then stops the import the same way.
+    const releaseTimeout = takeRequestTimeout(request.raw, timeUp)
     try {
       const report = await importLeads(app.db, input, format, {
         signal: stop.signal,
@@ -169,6 +173,7 @@ export async function importRoutes (app: FastifyInstance, opts: ImportRoutesOpti
       throw withBodyDetails(new DataServiceErrors.IMPORT_INTERRUPTED(error.line, (error.cause as Error | undefined)?.message ?? ''), details)
     } finally {
       clearTimeout(deadline)
+      releaseTimeout()
     }
   }
 }
