@@ -37,21 +37,49 @@ function answerAndClose (socket: Duplex, statusCode: number, code: string, messa
 // How long a route that took a request's timeout has to begin its own answer before the connection gets the plain one.
 const TAKEN_TIMEOUT_GRACE_MS = 1000
 
+interface Taken { request: IncomingMessage, response: ServerResponse, onTimeout: () => void }
+
 // The connections whose request in flight answers REQUEST_TIMEOUT_MS itself: a WeakMap, so a connection that closes
 // without its route letting go is not held.
-const takers = new WeakMap<Socket, () => void>()
+const takers = new WeakMap<Socket, Taken>()
 
 /**
  * Hands Node's REQUEST_TIMEOUT_MS for `request` to the route: when its body is still arriving at the deadline,
- * `onTimeout` is called instead of the plain 408 being written on the connection, and the route answers (with what
- * it did so far, say). A route that has not begun its answer within a second gets the plain 408 after all. Node
- * counts the deadline from the request's first byte, before any route sees it, so a route's own timer cannot be
- * sure to come first. Returns the release, for when the route no longer needs it.
+ * `onTimeout` is called instead of the plain 408 being written on the connection, and the route answers on
+ * `response` (with what it did so far, say). Node counts the deadline from the request's first byte, before any route
+ * sees it, so a route's own timer cannot be sure to come first. Whatever the route does, the connection closes: a
+ * second after the deadline with the plain 408 if the route has not begun its answer by then, else once that answer
+ * has been written (the rest of a late body is never read as a next request). Released when `response` closes, or by
+ * the function returned.
  */
-export function takeRequestTimeout (request: IncomingMessage, onTimeout: () => void): () => void {
+export function takeRequestTimeout (request: IncomingMessage, response: ServerResponse, onTimeout: () => void): () => void {
   const socket = request.socket
-  takers.set(socket, onTimeout)
-  return () => { if (takers.get(socket) === onTimeout) takers.delete(socket) }
+  const taken: Taken = { request, response, onTimeout }
+  takers.set(socket, taken)
+  const release = (): void => { if (takers.get(socket) === taken) takers.delete(socket) }
+  response.once('close', release)
+  return release
+}
+
+/** Calls the route that took the request's timeout, and closes the connection after its answer or in its stead. */
+function handOver (socket: Socket, taken: Taken, requestTimeoutMs: number): void {
+  takers.delete(socket)
+  try {
+    taken.onTimeout()
+  } catch {
+    // Thrown from Node's own timer, it would end the process: a route that throws here gets the plain answer below.
+  }
+  setTimeout(() => {
+    if (socket.destroyed) return
+    if (!taken.response.headersSent) {
+      const error = new ChassisErrors.REQUEST_TIMEOUT(requestTimeoutMs)
+      answerAndClose(socket, error.statusCode, error.code, error.message)
+    } else if (taken.response.writableFinished) {
+      socket.destroySoon()
+    } else {
+      taken.response.once('close', () => { socket.destroySoon() })
+    }
+  }, TAKEN_TIMEOUT_GRACE_MS).unref()
 }
 
 /**
@@ -68,19 +96,11 @@ export function clientErrorHandler (requestTimeoutMs: number): (err: NodeJS.Errn
       socket.end()
       return
     }
-    const taker = err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? takers.get(socket) : undefined
-    if (taker !== undefined) {
-      takers.delete(socket)
-      try {
-        taker()
-      } catch {
-        // Thrown from Node's own timer: it would end the process. The connection gets the plain answer below, later.
-      }
-      setTimeout(() => {
-        if (socket.destroyed || (socket as Socket & { _httpMessage?: { headersSent?: boolean } })._httpMessage?.headersSent === true) return
-        const error = new ChassisErrors.REQUEST_TIMEOUT(requestTimeoutMs)
-        answerAndClose(socket, error.statusCode, error.code, error.message)
-      }, TAKEN_TIMEOUT_GRACE_MS).unref()
+    // Only for the request that took it and is still arriving: a later request on the connection (pipelined behind
+    // it) that times out gets the plain answer.
+    const taken = err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? takers.get(socket) : undefined
+    if (taken !== undefined && !taken.request.complete) {
+      handOver(socket, taken, requestTimeoutMs)
       return
     }
     const error = err.code === 'ERR_HTTP_REQUEST_TIMEOUT'

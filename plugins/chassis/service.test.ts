@@ -301,18 +301,8 @@ test('what the HTTP parser refuses (broken HTTP, oversized headers) gets the pla
   assert.equal(JSON.parse(huge.slice(huge.indexOf('\r\n\r\n') + 4)).code, 'HEADERS_TOO_LARGE')
 })
 
-test('a route that takes its request\'s timeout (takeRequestTimeout) is told when Node\'s deadline passes, and the connection still gets 408 a second later if the route never answers', async (t) => {
-  let told = 0
-  const app = await build(t, (a) => {
-    // The body as a stream, as an upload route reads it: the handler runs while it still arrives.
-    a.addContentTypeParser('application/octet-stream', (_request, payload, done) => { done(null, payload) })
-    // A route that took the timeout and then failed to use it: it answers nothing.
-    a.post('/upload', async (request) => {
-      takeRequestTimeout(request.raw, () => { told++ })
-      await new Promise(() => {})
-    })
-  }, { REQUEST_TIMEOUT_MS: '1000' })
-  const address = await app.listen({ host: '127.0.0.1', port: 0 })
+/** A POST whose body (1,000 bytes declared) arrives a byte every 100 ms: what it received, and when it closed. */
+async function dripUpload (address: string, path: string): Promise<{ received: string, closedAfterMs: number }> {
   const { port } = new URL(address)
   const socket = createConnection({ host: '127.0.0.1', port: Number(port) })
   await once(socket, 'connect')
@@ -320,18 +310,86 @@ test('a route that takes its request\'s timeout (takeRequestTimeout) is told whe
   let received = ''
   socket.on('data', (chunk: Buffer) => { received += chunk.toString() })
   socket.on('error', () => {})
-  socket.write('POST /upload HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream\r\nContent-Length: 1000\r\n\r\n')
+  socket.write(`POST ${path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream\r\nContent-Length: 1000\r\n\r\n`)
   const drip = setInterval(() => { if (!socket.destroyed) socket.write('a') }, 100)
   const giveUp = setTimeout(() => socket.destroy(), 6000)
   await new Promise((resolve) => socket.once('close', resolve))
   clearInterval(drip)
   clearTimeout(giveUp)
-  const closedAfterMs = performance.now() - started
+  return { received, closedAfterMs: performance.now() - started }
+}
+
+test('a route that takes its request\'s timeout (takeRequestTimeout) is told when Node\'s deadline passes; if it never answers, the connection gets 408 a second later', async (t) => {
+  let told = 0
+  const app = await build(t, (a) => {
+    // The body as a stream, as an upload route reads it: the handler runs while it still arrives.
+    a.addContentTypeParser('application/octet-stream', (_request, payload, done) => { done(null, payload) })
+    // A route that took the timeout and then failed to use it: it answers nothing.
+    a.post('/upload', async (request, reply) => {
+      takeRequestTimeout(request.raw, reply.raw, () => { told++ })
+      await new Promise(() => {})
+    })
+  }, { REQUEST_TIMEOUT_MS: '1000' })
+  const { received, closedAfterMs } = await dripUpload(await app.listen({ host: '127.0.0.1', port: 0 }), '/upload')
   assert.equal(told, 1, 'the route was told once')
   assert.match(received, /^HTTP\/1\.1 408 /)
   assert.deepEqual(JSON.parse(received.slice(received.indexOf('\r\n\r\n') + 4)), { statusCode: 408, code: 'REQUEST_TIMEOUT', error: 'Request Timeout', message: 'The request did not arrive within 1000 ms' })
   // Node's deadline (1 to 2 s: checked once a second), then the route's second.
   assert.ok(closedAfterMs >= 1900 && closedAfterMs < 4500, `closed after ${closedAfterMs.toFixed(0)} ms`)
+})
+
+test('a route that took its request\'s timeout and answers it on a kept-alive connection gets no second answer after its own, and the connection closes instead of reading the rest of the late body', async (t) => {
+  const app = await build(t, (a) => {
+    a.addContentTypeParser('application/octet-stream', (_request, payload, done) => { done(null, payload) })
+    a.post('/upload', async (request, reply) => {
+      await new Promise<void>((resolve) => { takeRequestTimeout(request.raw, reply.raw, resolve) })
+      return { stopped: true }
+    })
+  }, { REQUEST_TIMEOUT_MS: '1000' })
+  const { received, closedAfterMs } = await dripUpload(await app.listen({ host: '127.0.0.1', port: 0 }), '/upload')
+  assert.match(received, /^HTTP\/1\.1 200 /)
+  // Before, the plain 408 followed a second later, read by the client as the answer to its next request.
+  assert.equal(received.match(/HTTP\/1\.1 /g)?.length, 1, `one answer on the connection: ${received}`)
+  assert.deepEqual(JSON.parse(received.slice(received.indexOf('\r\n\r\n') + 4)), { stopped: true })
+  assert.ok(closedAfterMs < 4500, `closed after ${closedAfterMs.toFixed(0)} ms, not held open by the drip`)
+})
+
+test('a request pipelined behind one that took its timeout, and that times out itself, is not handed to that route: it gets the plain 408 at once', async (t) => {
+  let told = 0
+  const app = await build(t, (a) => {
+    a.addContentTypeParser('application/octet-stream', (_request, payload, done) => { done(null, payload) })
+    // The first request's body arrives whole; its route keeps its answer (and its hold on the timeout) for 4 s.
+    a.post('/upload', async (request, reply) => {
+      takeRequestTimeout(request.raw, reply.raw, () => { told++ })
+      for await (const _chunk of request.body as AsyncIterable<Buffer>) { /* read it all */ }
+      await sleep(4000)
+      return { done: true }
+    })
+    // The second's route reads its body as it comes, and leaves the timeout to Node.
+    a.post('/other', async (request) => {
+      for await (const _chunk of request.body as AsyncIterable<Buffer>) { /* read it all */ }
+      return { done: true }
+    })
+  }, { REQUEST_TIMEOUT_MS: '1000' })
+  const { port } = new URL(await app.listen({ host: '127.0.0.1', port: 0 }))
+  const socket = createConnection({ host: '127.0.0.1', port: Number(port) })
+  await once(socket, 'connect')
+  const started = performance.now()
+  let received = ''
+  socket.on('data', (chunk: Buffer) => { received += chunk.toString() })
+  socket.on('error', () => {})
+  socket.write('POST /upload HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream\r\nContent-Length: 3\r\n\r\nabc')
+  // The second, behind it on the same connection, declares 1,000 bytes and sends a byte every 100 ms.
+  socket.write('POST /other HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream\r\nContent-Length: 1000\r\n\r\n')
+  const drip = setInterval(() => { if (!socket.destroyed) socket.write('a') }, 100)
+  const giveUp = setTimeout(() => socket.destroy(), 8000)
+  await new Promise((resolve) => socket.once('close', resolve))
+  clearInterval(drip)
+  clearTimeout(giveUp)
+  const closedAfterMs = performance.now() - started
+  assert.equal(told, 0, 'the first request\'s route was not told of the second\'s timeout')
+  assert.match(received, /HTTP\/1\.1 408 /)
+  assert.ok(closedAfterMs < 3000, `the second request's timeout closed the connection after ${closedAfterMs.toFixed(0)} ms`)
 })
 
 test('a path with a broken escape or an over-long parameter gets the platform error body, no-store and no echo of the URL or its key', async (t) => {

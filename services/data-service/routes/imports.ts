@@ -130,8 +130,10 @@ export async function importRoutes (app: FastifyInstance, opts: ImportRoutesOpti
     }
     const deadline = setTimeout(timeUp, Math.max(0, Math.max(opts.requestTimeoutMs - ANSWER_BEFORE_TIMEOUT_MS, opts.requestTimeoutMs / 2) - reply.elapsedTime))
     // Counted from when this handler began, the deadline above can come after Node's, which counts from the request's
-    // first byte (headers sent slowly, a wait in the hooks): Node's then stops the import the same way.
-    const releaseTimeout = takeRequestTimeout(request.raw, timeUp)
+    // first byte (headers sent slowly, a wait in the hooks): Node's then stops the import the same way. Held until the
+    // answer has gone (takeRequestTimeout releases it then): Node's coming between the import's stop and its answer
+    // would otherwise write the plain 408 in its place.
+    takeRequestTimeout(request.raw, reply.raw, timeUp)
     try {
       const report = await importLeads(app.db, input, format, {
         signal: stop.signal,
@@ -173,7 +175,6 @@ export async function importRoutes (app: FastifyInstance, opts: ImportRoutesOpti
       throw withBodyDetails(new DataServiceErrors.IMPORT_INTERRUPTED(error.line, (error.cause as Error | undefined)?.message ?? ''), details)
     } finally {
       clearTimeout(deadline)
-      releaseTimeout()
     }
   }
 }
