@@ -47,10 +47,10 @@ const takers = new WeakMap<Socket, Taken>()
  * Hands Node's REQUEST_TIMEOUT_MS for `request` to the route: when its body is still arriving at the deadline,
  * `onTimeout` is called instead of the plain 408 being written on the connection, and the route answers on
  * `response` (with what it did so far, say). Node counts the deadline from the request's first byte, before any route
- * sees it, so a route's own timer cannot be sure to come first. Whatever the route does, the connection closes: a
- * second after the deadline with the plain 408 if the route has not begun its answer by then, else once that answer
- * has been written (the rest of a late body is never read as a next request). Released when `response` closes, or by
- * the function returned.
+ * sees it, so a route's own timer cannot be sure to come first. Whatever the route does, the connection closes: its
+ * answer goes with Connection: close (the rest of a late body is never read as a next request), and a route that has
+ * not begun one a second after the deadline gets the plain 408 instead. Released when `response` closes, or by the
+ * function returned.
  */
 export function takeRequestTimeout (request: IncomingMessage, response: ServerResponse, onTimeout: () => void): () => void {
   const socket = request.socket
@@ -64,6 +64,9 @@ export function takeRequestTimeout (request: IncomingMessage, response: ServerRe
 /** Calls the route that took the request's timeout, and closes the connection after its answer or in its stead. */
 function handOver (socket: Socket, taken: Taken, requestTimeoutMs: number): void {
   takers.delete(socket)
+  // The route's answer closes the connection (Connection: close), so the rest of the late body is never read as a
+  // next request.
+  taken.response.shouldKeepAlive = false
   try {
     taken.onTimeout()
   } catch {

@@ -338,7 +338,7 @@ test('a route that takes its request\'s timeout (takeRequestTimeout) is told whe
   assert.ok(closedAfterMs >= 1900 && closedAfterMs < 4500, `closed after ${closedAfterMs.toFixed(0)} ms`)
 })
 
-test('a route that took its request\'s timeout and answers it on a kept-alive connection gets no second answer after its own, and the connection closes instead of reading the rest of the late body', async (t) => {
+test('a route that took its request\'s timeout and answers it on a kept-alive connection answers with Connection: close, gets no second answer after its own, and the connection closes instead of reading the rest of the late body', async (t) => {
   const app = await build(t, (a) => {
     a.addContentTypeParser('application/octet-stream', (_request, payload, done) => { done(null, payload) })
     a.post('/upload', async (request, reply) => {
@@ -351,6 +351,8 @@ test('a route that took its request\'s timeout and answers it on a kept-alive co
   // Before, the plain 408 followed a second later, read by the client as the answer to its next request.
   assert.equal(received.match(/HTTP\/1\.1 /g)?.length, 1, `one answer on the connection: ${received}`)
   assert.deepEqual(JSON.parse(received.slice(received.indexOf('\r\n\r\n') + 4)), { stopped: true })
+  // Said in the answer, so that a client does not send its next request on a connection about to close.
+  assert.match(received.slice(0, received.indexOf('\r\n\r\n') + 2), /\r\nconnection: close\r\n/i)
   assert.ok(closedAfterMs < 4500, `closed after ${closedAfterMs.toFixed(0)} ms, not held open by the drip`)
 })
 

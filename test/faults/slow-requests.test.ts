@@ -102,10 +102,10 @@ test('a slow import upload and a slow routing request are cut after REQUEST_TIME
 })
 
 test('an import whose head took most of REQUEST_TIMEOUT_MS to arrive still answers the timeout itself, with its report, when Node\'s deadline comes before its own', async (t) => {
-  // The import's own deadline counts from its handler: 3 s after it here. Node's counts from the first byte, so a
-  // head that arrives 4 s after it puts Node's (checked once a second: 5 to 6 s) a second before the import's (7 s).
-  const timeoutMs = 5000
-  const headAfterMs = 4000
+  // The import's own deadline counts from its handler: 6 s after it here. Node's counts from the first byte, so a head
+  // that arrives 6.5 s after it puts Node's (checked once a second: 8 to 9 s) 3.5 s or more before the import's (12.5 s).
+  const timeoutMs = 8000
+  const headAfterMs = 6500
   const data = await startDataService(t, db, { REQUEST_TIMEOUT_MS: String(timeoutMs), CACHE_ENABLED: 'false' })
   const { hostname, port } = new URL(data.url)
   const socket = createConnection({ host: hostname, port: Number(port) })
@@ -130,7 +130,7 @@ test('an import whose head took most of REQUEST_TIMEOUT_MS to arrive still answe
   assert.deepEqual(body, { statusCode: 408, code: 'REQUEST_TIMEOUT', error: 'Request Timeout', message: `The request did not arrive within ${timeoutMs} ms`, line: 1, report: { rows: 0, inserted: 0, updated: 0, unchanged: 0, rejected: 0, rejections: [], rejectionsTruncated: false } })
   assert.equal(received.match(/HTTP\/1\.1 /g)?.length, 1, 'one answer on the connection')
   // Answered at Node's deadline, within a second of REQUEST_TIMEOUT_MS (and its check), not at the import's own.
-  assert.ok(closedAfterMs < timeoutMs + 1000 + 800, `answered and closed ${closedAfterMs.toFixed(0)} ms after the first byte`)
+  assert.ok(closedAfterMs < timeoutMs + 2500, `answered and closed ${closedAfterMs.toFixed(0)} ms after the first byte`)
   t.diagnostic(`answered and closed ${closedAfterMs.toFixed(0)} ms after the first byte`)
 })
 
