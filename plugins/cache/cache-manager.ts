@@ -1,7 +1,7 @@
 import type { RedisClient } from '../redis/index.js'
 import { CircuitBreaker } from '../redis/index.js'
 import { ChangeHistory } from './change-history.js'
-import type { CacheCore } from './core.js'
+import type { CacheCore, KeyRead } from './core.js'
 import { CacheErrors } from './errors.js'
 import { InvalidationBus } from './invalidation-bus.js'
 import { Invalidator } from './invalidation.js'
@@ -41,7 +41,11 @@ export class CacheManager {
     // The breaker and the bus call back into `recovery` only once Redis fails or the link changes, after construction.
     this.#breaker = redis ? new CircuitBreaker(o.breakerThreshold, o.breakerCooldownMs, (state) => { recovery.onBreaker(state) }) : undefined
     const tier = redis && this.#breaker ? new RedisTier(redis, o.redisTimeoutMs, this.#breaker, stats) : undefined
-    const core: CacheCore = { options: o, local, tier, stats, tags: new TagGenerations(tier, o.prefix), history: new ChangeHistory(), pending: new PendingKeys(), reads: new SingleFlight(() => { stats.coalesced++ }), warming: undefined, closed: false, linked: () => this.#bus?.up ?? true }
+    const history = new ChangeHistory()
+    // A get shares a read of its key begun before any change that may touch the key: changes of other keys (an
+    // import's batches, writes elsewhere) do not stop a hot key's reads being shared.
+    const reads = new SingleFlight<KeyRead>(() => { stats.coalesced++ }, (key, began, stamp) => began === stamp || (began < stamp && history.untouchedSince(key, began)))
+    const core: CacheCore = { options: o, local, tier, stats, tags: new TagGenerations(tier, o.prefix), history, pending: new PendingKeys(), reads, warming: undefined, closed: false, linked: () => this.#bus?.up ?? true }
     this.#core = core
     this.#loading = new Loading(core)
     if (redis && tier) {

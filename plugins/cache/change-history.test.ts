@@ -17,3 +17,28 @@ test('a change naming more than MAX_KEYS_PER_CHANGE keys is remembered as touchi
   const after = history.seq
   assert.equal(history.changedSince('unrelated', undefined, after), false, 'a load begun after it is stored')
 })
+
+test('a key is untouched since a point only when no change after it names the key, a pattern it matches, any tag or everything, and the history reaches back to it', () => {
+  const history = new ChangeHistory()
+  const start = history.seq
+  assert.equal(history.untouchedSince('a', start), true, 'nothing recorded since')
+  history.record({ keys: ['b'] })
+  assert.equal(history.untouchedSince('a', start), true, 'another key changed')
+  assert.equal(history.untouchedSince('b', start), false)
+  const afterKey = history.seq
+  history.record({ patterns: [/^lead:/] })
+  assert.equal(history.untouchedSince('lead:1', afterKey), false, 'a pattern it matches')
+  assert.equal(history.untouchedSince('page:1', afterKey), true)
+  const afterPattern = history.seq
+  // Which tags a key carries is known only once its entry is read: any tag may be one of them.
+  history.record({ tags: ['leads'] })
+  assert.equal(history.untouchedSince('page:1', afterPattern), false, 'any tag')
+  const afterTag = history.seq
+  history.record({ all: true })
+  assert.equal(history.untouchedSince('page:1', afterTag), false, 'everything')
+  const afterAll = history.seq
+  // Past what the history holds, it cannot say: not untouched.
+  for (let i = 0; i < 2000; i++) history.record({ keys: [`other:${i}`] })
+  assert.equal(history.untouchedSince('page:1', afterAll), false, 'the history no longer reaches back')
+  assert.equal(history.untouchedSince('page:1', history.seq - 10), true)
+})

@@ -33,6 +33,22 @@ export class ChangeHistory {
     if (this.#changes.length > HISTORY) this.#changes.shift()
   }
 
+  /**
+   * True when nothing recorded after `seq` can have changed `key`, whatever its tags: no change of the key, of a
+   * pattern it matches, of any tag, or of everything (and the history still reaches back to `seq`).
+   */
+  untouchedSince (key: string, seq: number): boolean {
+    if (seq === this.#seq) return true
+    const oldest = this.#changes[0]
+    if (!oldest || oldest.seq > seq + 1) return false
+    for (let i = this.#changes.length - 1; i >= 0; i--) {
+      const c = this.#changes[i] as Change
+      if (c.seq <= seq) break
+      if (c.all || c.tags !== undefined || c.keys?.has(key) || c.patterns?.some((re) => re.test(key))) return false
+    }
+    return true
+  }
+
   /** True when an invalidation that touches `key` arrived after `seq` (or the history no longer reaches back). */
   changedSince (key: string, tags: string[] | undefined, seq: number): boolean {
     if (seq === this.#seq) return false

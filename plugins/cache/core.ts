@@ -20,7 +20,10 @@ export interface CacheCore {
   readonly tags: TagGenerations
   readonly history: ChangeHistory
   readonly pending: PendingKeys
-  /** `get`'s reads of Redis in flight, by key, which a `get` of the same key shares while no change began since. */
+  /**
+   * `get`'s reads of Redis in flight, by key, which a `get` of the same key shares while no change recorded since the
+   * read began may touch the key (`ChangeHistory.untouchedSince`).
+   */
   readonly reads: SingleFlight<KeyRead>
   warming: Warming | undefined
   closed: boolean

@@ -125,6 +125,54 @@ for (const change of ['delete', 'set'] as const) {
   })
 }
 
+test('gets of a hot key share the read in flight while other keys are written: a steady stream of writes elsewhere does not make each get a read of its own', async (t) => {
+  const redis = await startPrivateRedis()
+  t.after(() => redis.destroy())
+  const client = createRedisClient({ url: redis.url, commandTimeoutMs: 5000 }) as Redis
+  const cache = createCacheManager(client, { prefix: 'read-shared-writes:', localEnabled: false, redisTimeoutMs: 5000 })
+  t.after(async () => { redis.resume(); await cache.close(); client.disconnect() })
+  assert.ok(await cache.ready())
+  await cache.set('hot', page)
+  const before = await counts(client)
+  const coalesced = cache.getStats().coalescedWaits
+  // Paused, Redis answers nothing until resumed: the first get's read stays in flight while the others are asked.
+  redis.pause()
+  const gets = [cache.get('hot')]
+  const writes: Array<Promise<void>> = []
+  for (let i = 0; i < 10; i++) {
+    writes.push(cache.set(`other:${i}`, i), cache.del(`gone:${i}`))
+    gets.push(cache.get('hot'))
+  }
+  redis.resume()
+  for (const value of await Promise.all(gets)) assert.deepEqual(value, page)
+  await Promise.all(writes)
+  // Before, each write moved the one change number every read was stamped with: 11 GETs for 11 gets.
+  assert.equal((await counts(client)).get - before.get, 1)
+  assert.equal(cache.getStats().coalescedWaits - coalesced, 10)
+})
+
+test('a get asked after a tag was invalidated does not share a read begun before: the key may carry that tag', async (t) => {
+  const redis = await startPrivateRedis()
+  t.after(() => redis.destroy())
+  const client = createRedisClient({ url: redis.url, commandTimeoutMs: 5000 }) as Redis
+  const cache = createCacheManager(client, { prefix: 'read-after-tag:', localEnabled: false, redisTimeoutMs: 5000 })
+  t.after(async () => { redis.resume(); await cache.close(); client.disconnect() })
+  assert.ok(await cache.ready())
+  await cache.set('k', 'old', undefined, { tags: ['t'] })
+  const gets = (await counts(client)).get
+  redis.pause()
+  const before = cache.get('k')
+  await new Promise((resolve) => setTimeout(resolve, 20))
+  const invalidated = cache.invalidateTags(['t'])
+  const afterTag = cache.get('k')
+  await new Promise((resolve) => setTimeout(resolve, 20))
+  redis.resume()
+  await Promise.all([before, invalidated])
+  assert.equal(await afterTag, undefined, 'the get asked after the tag\'s invalidation began misses')
+  // A read of its own: which tags a key carries is known only once it is read.
+  assert.equal((await counts(client)).get - gets, 2)
+})
+
 test('an mget of Redis hits is a single MGET: no script asking their TTLs', async (t) => {
   const client = createRedisClient({ url: server.url }) as Redis
   const cache = createCacheManager(client, { prefix: 'read-many:', localEnabled: false })

@@ -18,9 +18,15 @@ interface Holder<T> {
 export class SingleFlight<T> {
   readonly #running = new Map<string, Holder<T>>()
   readonly #onCoalesced: () => void
+  readonly #sameAs: (key: string, began: number, stamp: number) => boolean
 
-  constructor (onCoalesced: () => void) {
+  /**
+   * `sameAs` says whether a caller at `stamp` may share a load of `key` begun at `began`; by default, only at the
+   * same stamp.
+   */
+  constructor (onCoalesced: () => void, sameAs: (key: string, began: number, stamp: number) => boolean = (_key, began, stamp) => began === stamp) {
     this.#onCoalesced = onCoalesced
+    this.#sameAs = sameAs
   }
 
   has (key: string): boolean {
@@ -33,13 +39,14 @@ export class SingleFlight<T> {
   }
 
   /**
-   * The load of `key` running now if it began at `stamp` and less than `maxAgeMs` ago, counted as coalesced. A caller
-   * whose stamp differs (a change it must see came after that load began) starts a load of its own, as does one that
-   * would get too little of its own budget from a load that has run long.
+   * The load of `key` running now if its stamp is the same as `stamp` (see the constructor) and it began less than
+   * `maxAgeMs` ago, counted as coalesced. A caller whose stamp differs (a change it must see came after that load
+   * began) starts a load of its own, as does one that would get too little of its own budget from a load that has run
+   * long.
    */
   join (key: string, stamp: number, maxAgeMs = Number.POSITIVE_INFINITY): Promise<T> | undefined {
     const running = this.#running.get(key)
-    if (running?.load === undefined || running.stamp !== stamp) return undefined
+    if (running?.load === undefined || !this.#sameAs(key, running.stamp, stamp)) return undefined
     if (maxAgeMs !== Number.POSITIVE_INFINITY && performance.now() - running.startedAt >= maxAgeMs) return undefined
     this.#onCoalesced()
     return running.load

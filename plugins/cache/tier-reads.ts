@@ -103,10 +103,11 @@ export async function readMany (core: CacheCore, keys: string[], startSeq: numbe
  * `readMany` of one key, as `get` asks: the same verdict, without the arrays and the tag set a batch needs (a
  * Redis hit is the common case of a read with the local tier off or cold). A read of the key already in flight is
  * shared: a hot key asked by many requests at once costs one round trip and one decode, and the value, as a local
- * hit's, is the same object for each of them. Only a read begun at the same `startSeq` is shared: every write,
- * delete, invalidation (own or received) and refused write this instance records moves it, once as it begins and
- * again once Redis answered, so a get asked after one of them resolved never shares a read begun before. And only
- * one younger than half the Redis budget: a caller that joins keeps at least half of its own.
+ * hit's, is the same object for each of them. Only a read that no change recorded since it began may touch is shared:
+ * every write, delete, invalidation (own or received) and refused write this instance records is a change, once as it
+ * begins and again once Redis answered, so a get asked after one of them resolved never shares a read begun before;
+ * a change of other keys only does not stop the sharing, one of any tag or of everything does (cache-manager.ts). And
+ * only one younger than half the Redis budget: a caller that joins keeps at least half of its own.
  */
 export async function readOne (core: CacheCore, key: string, startSeq: number): Promise<{ value: unknown } | undefined> {
   if (!core.tier || core.pending.has(key)) return undefined
