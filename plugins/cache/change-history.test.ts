@@ -18,7 +18,7 @@ test('a change naming more than MAX_KEYS_PER_CHANGE keys is remembered as touchi
   assert.equal(history.changedSince('unrelated', undefined, after), false, 'a load begun after it is stored')
 })
 
-test('a key is untouched since a point only when no change after it names the key, a pattern it matches, any tag or everything, and the history reaches back to it', () => {
+test('a key is untouched since a point only when no change after it names the key, any pattern, any tag or everything, and the history reaches back to it', () => {
   const history = new ChangeHistory()
   const start = history.seq
   assert.equal(history.untouchedSince('a', start), true, 'nothing recorded since')
@@ -28,7 +28,8 @@ test('a key is untouched since a point only when no change after it names the ke
   const afterKey = history.seq
   history.record({ patterns: [/^lead:/] })
   assert.equal(history.untouchedSince('lead:1', afterKey), false, 'a pattern it matches')
-  assert.equal(history.untouchedSince('page:1', afterKey), true)
+  // Redis matches a glob by bytes and the RegExp made of it by UTF-16 units: any pattern may have touched it.
+  assert.equal(history.untouchedSince('page:1', afterKey), false, 'any pattern')
   const afterPattern = history.seq
   // Which tags a key carries is known only once its entry is read: any tag may be one of them.
   history.record({ tags: ['leads'] })

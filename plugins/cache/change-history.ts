@@ -34,8 +34,9 @@ export class ChangeHistory {
   }
 
   /**
-   * True when nothing recorded after `seq` can have changed `key`, whatever its tags: no change of the key, of a
-   * pattern it matches, of any tag, or of everything (and the history still reaches back to `seq`).
+   * True when nothing recorded after `seq` can have changed `key`, whatever its tags: no change of the key, of any
+   * pattern, of any tag, or of everything (and the history still reaches back to `seq`). Any pattern, not only one
+   * the key matches here: Redis matches a glob by bytes (`?` is one byte), the RegExp made of it by UTF-16 units.
    */
   untouchedSince (key: string, seq: number): boolean {
     if (seq === this.#seq) return true
@@ -44,7 +45,7 @@ export class ChangeHistory {
     for (let i = this.#changes.length - 1; i >= 0; i--) {
       const c = this.#changes[i] as Change
       if (c.seq <= seq) break
-      if (c.all || c.tags !== undefined || c.keys?.has(key) || c.patterns?.some((re) => re.test(key))) return false
+      if (c.all || c.tags !== undefined || c.patterns !== undefined || c.keys?.has(key)) return false
     }
     return true
   }

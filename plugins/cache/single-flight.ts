@@ -39,10 +39,10 @@ export class SingleFlight<T> {
   }
 
   /**
-   * The load of `key` running now if its stamp is the same as `stamp` (see the constructor) and it began less than
-   * `maxAgeMs` ago, counted as coalesced. A caller whose stamp differs (a change it must see came after that load
-   * began) starts a load of its own, as does one that would get too little of its own budget from a load that has run
-   * long.
+   * The load of `key` running now if its stamp is the same as `stamp` (`sameAs`, see the constructor) and it began
+   * less than `maxAgeMs` ago, counted as coalesced. A caller whose stamp is not the same (a change it must see came
+   * after that load began) starts a load of its own, as does one that would get too little of its own budget from a
+   * load that has run long.
    */
   join (key: string, stamp: number, maxAgeMs = Number.POSITIVE_INFINITY): Promise<T> | undefined {
     const running = this.#running.get(key)
@@ -53,8 +53,8 @@ export class SingleFlight<T> {
   }
 
   /**
-   * Joins the load of `key` that is running and began at `stamp`, or starts `load`. A load started over a running
-   * one of another stamp is the one later callers join; the older one still answers its own callers.
+   * Joins the load of `key` that is running with the same stamp as `stamp` (see `join`), or starts `load`. A load
+   * started over a running one is the one later callers join; the older one still answers its own callers.
    */
   run (key: string, load: () => Promise<T>, stamp = 0, maxAgeMs = Number.POSITIVE_INFINITY): Promise<T> {
     const running = this.join(key, stamp, maxAgeMs)

@@ -106,7 +106,8 @@ export async function readMany (core: CacheCore, keys: string[], startSeq: numbe
  * hit's, is the same object for each of them. Only a read that no change recorded since it began may touch is shared:
  * every write, delete, invalidation (own or received) and refused write this instance records is a change, once as it
  * begins and again once Redis answered, so a get asked after one of them resolved never shares a read begun before;
- * a change of other keys only does not stop the sharing, one of any tag or of everything does (cache-manager.ts). And
+ * a change of other keys only does not stop the sharing, one of any pattern, tag or everything does
+ * (`ChangeHistory.untouchedSince`). And
  * only one younger than half the Redis budget: a caller that joins keeps at least half of its own.
  */
 export async function readOne (core: CacheCore, key: string, startSeq: number): Promise<{ value: unknown } | undefined> {
