@@ -107,8 +107,8 @@ export async function readMany (core: CacheCore, keys: string[], startSeq: numbe
  * every write, delete, invalidation (own or received) and refused write this instance records is a change, once as it
  * begins and again once Redis answered, so a get asked after one of them resolved never shares a read begun before;
  * a change of other keys only does not stop the sharing, one of any pattern, tag or everything does
- * (`ChangeHistory.untouchedSince`). And
- * only one younger than half the Redis budget: a caller that joins keeps at least half of its own.
+ * (`ChangeHistory.untouchedSince`). And only one younger than half the Redis budget: a caller that joins keeps at
+ * least half of its own.
  */
 export async function readOne (core: CacheCore, key: string, startSeq: number): Promise<{ value: unknown } | undefined> {
   if (!core.tier || core.pending.has(key)) return undefined

@@ -52,6 +52,8 @@ const M = 20_000
 // the raw floor's and bentocache's medians 18-48% above theirs after 50,000 (docs/benchmarks.md#cache).
 const REDIS_WARMUP = 50_000
 const IN_FLIGHT = 64
+// In the hot-key row with writes: one operation in this many writes another key.
+const WRITE_EVERY = 8
 // The pages the spread rows read in turn: 64 reads in flight then ask 64 different keys, so each is a read of its own
 // (reads of one key asked together share one in our cache), and the rows compare what a read costs.
 const SPREAD = 256
@@ -116,7 +118,7 @@ async function ours (autoPipelining: boolean): Promise<{ cache: CacheManager, cl
  * A row of our cache's Redis hits: `keys` read in turn (one hot key, whose reads in flight share one, or the spread,
  * each read its own). Only a row of reads of their own is held to the raw read's floor.
  */
-function oursRow (name: string, autoPipelining: boolean, keys: string[], versus?: string): Row {
+function oursRow (name: string, autoPipelining: boolean, keys: string[], versus?: string, writeEvery = 0): Row {
   return {
     group: 'redis',
     name,
@@ -127,13 +129,23 @@ function oursRow (name: string, autoPipelining: boolean, keys: string[], versus?
     prepare: async () => {
       const { cache, close } = await ours(autoPipelining)
       const next = inTurn(keys)
-      return { run: inFlight(() => cache.get(next())), close }
+      const write = otherWrites(writeEvery, (key) => cache.set(key, 1))
+      return { run: inFlight(() => write() ?? cache.get(next())), close }
     }
   }
 }
 
+/**
+ * With `every` above 0, one operation in `every` is a write of another key (64 of them in turn), as a busy service
+ * writes while it serves a hot page; undefined for the others, which read.
+ */
+function otherWrites (every: number, set: (key: string) => Promise<unknown>): () => Promise<unknown> | undefined {
+  let n = 0
+  return () => (every > 0 && ++n % every === 0 ? set(`other:${n % 64}`) : undefined)
+}
+
 /** bentocache with Redis alone (no L1), over an ioredis client with or without auto-pipelining, reading `keys` in turn. */
-function bentoRedisRow (name: string, autoPipelining: boolean, keys: string[]): Row {
+function bentoRedisRow (name: string, autoPipelining: boolean, keys: string[], writeEvery = 0): Row {
   return {
     group: 'redis',
     name,
@@ -145,7 +157,8 @@ function bentoRedisRow (name: string, autoPipelining: boolean, keys: string[]): 
       for (const key of keys) await made.bento.set({ key, value })
       assert.deepEqual(await made.bento.get({ key: keys[0] as string }), value)
       const next = inTurn(keys)
-      return { run: inFlight(() => made.bento.get({ key: next() })), close: async () => { await made.bento.clear(); await made.close() } }
+      const write = otherWrites(writeEvery, (key) => made.bento.set({ key, value: 1 }))
+      return { run: inFlight(() => write() ?? made.bento.get({ key: next() })), close: async () => { await made.bento.clear(); await made.close() } }
     }
   }
 }
@@ -189,12 +202,14 @@ export const rows: Row[] = [
   oursRow(`Redis hit: cache.get, local tier off, auto-pipelining off (our default), ${SPREAD} keys in turn`, false, spreadKeys, 'bento-redis'),
   oursRow(`Redis hit: cache.get, local tier off, auto-pipelining on, ${SPREAD} keys in turn`, true, spreadKeys, 'bento-redis-ap'),
   oursRow(`Redis hit: cache.get, local tier off, one hot key (${IN_FLIGHT} reads in flight share one), auto-pipelining off`, false, ['k'], 'bento-redis-hot'),
+  oursRow(`Redis hit: cache.get, local tier off, one hot key, one operation in ${WRITE_EVERY} a write of another key, auto-pipelining off`, false, ['k'], 'bento-redis-hot-writes', WRITE_EVERY),
   oursRow(`Redis hit: cache.get, an entry of the previous format (GET, then PTTL + GET), auto-pipelining off, ${SPREAD} keys in turn`, false, spread('legacy'), 'bento-redis'),
   oursRow(`Redis hit: cache.get, an entry of the previous format (GET, then PTTL + GET), auto-pipelining on, ${SPREAD} keys in turn`, true, spread('legacy'), 'bento-redis-ap'),
   oursRow(`Redis hit: cache.get, the same page with Date fields (V8 codec), auto-pipelining off, ${SPREAD} keys in turn`, false, spread('dates')),
   bentoRedisRow('bento-redis', false, spreadKeys),
   bentoRedisRow('bento-redis-ap', true, spreadKeys),
   bentoRedisRow('bento-redis-hot', false, ['k']),
+  bentoRedisRow('bento-redis-hot-writes', false, ['k'], WRITE_EVERY),
   { group: 'decode', name: 'decode alone: our entry as JSON text (kind 3)', ops: M, warmup: M, versus: 'bento-decode', prepare: async () => { const e = jsonEntry(); return { run: loop(() => decode(e)) } } },
   {
     group: 'decode',
@@ -269,5 +284,6 @@ export const bentoNames: Record<string, string> = {
   'bento-redis': `Redis hit: bentocache get, Redis only (no L1), auto-pipelining off, ${SPREAD} keys in turn`,
   'bento-redis-ap': `Redis hit: bentocache get, Redis only (no L1), auto-pipelining on, ${SPREAD} keys in turn`,
   'bento-redis-hot': 'Redis hit: bentocache get, Redis only (no L1), one hot key, auto-pipelining off',
+  'bento-redis-hot-writes': `Redis hit: bentocache get, Redis only (no L1), one hot key, one operation in ${WRITE_EVERY} a write of another key, auto-pipelining off`,
   'bento-decode': 'decode alone: bentocache\'s entry (UTF-8 bytes to text, JSON.parse)'
 }
