@@ -67,8 +67,18 @@ export class InvalidationBus {
     this.#subscriber.on('close', () => this.#setUp(false))
     this.#subscriber.on('error', (err: Error) => this.#o.log('cache invalidation link error', err))
     if (tier.cluster) this.#heartbeat = setInterval(() => { void this.#announce() }, PRESENCE_BEAT_MS).unref()
-    // On a standalone Redis only: a Cluster sends a PING to any node, not down the subscriber's connection.
-    if (!tier.cluster) this.#linkCheck = setInterval(() => { void this.#checkLink() }, LINK_CHECK_MS).unref()
+    this.#linkCheck = setInterval(() => { void this.#checkLink() }, LINK_CHECK_MS).unref()
+  }
+
+  /**
+   * The connection the subscriptions are on. A Cluster's own `ping()` goes to any node, not down that connection:
+   * its subscriber connection (one, to a node ioredis picked) is reached through `subscriber.getInstance()`, which
+   * the Cluster's types keep private.
+   */
+  #subscribedConnection (): { status: string, ping: () => Promise<unknown> } | undefined {
+    if (!this.#tier.cluster) return this.#subscriber
+    const picked = (this.#subscriber as unknown as { subscriber?: { getInstance?: () => { status: string, ping: () => Promise<unknown> } | null } }).subscriber
+    return picked?.getInstance?.() ?? undefined
   }
 
   /**
@@ -79,12 +89,16 @@ export class InvalidationBus {
    * enough that Redis busy for a second (a fork, a slow script) does not flush every instance's local tier at once.
    */
   async #checkLink (): Promise<void> {
-    if (!this.#up || this.#checking || this.#subscriber.status !== 'ready') return
+    const connection = this.#subscribedConnection()
+    if (!this.#up || this.#checking || this.#subscriber.status !== 'ready' || connection?.status !== 'ready') return
     this.#checking = true
     try {
-      const answered = await settlesWithin(this.#subscriber.ping().catch(() => undefined), Math.max(LINK_PING_MIN_MS, 2 * this.#o.ackTimeoutMs))
+      const answered = await settlesWithin(connection.ping().catch(() => undefined), Math.max(LINK_PING_MIN_MS, 2 * this.#o.ackTimeoutMs))
       if (!answered && !this.#closed) {
         this.#o.log('cache invalidation link did not answer a PING: reconnecting', undefined)
+        // A Cluster's 'close' comes only once all its connections are gone: the link is down from now, and the
+        // whole Cluster (it only subscribes) reconnects, to subscribe again on 'ready'.
+        this.#setUp(false)
         this.#subscriber.disconnect(true)
       }
     } finally {

@@ -4,7 +4,8 @@ import { once } from 'node:events'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { budgetHardCapMs, createRedisClient } from '../redis/index.js'
 import { createCacheManager } from './cache-manager.js'
-import { startPrivateRedis } from '../../test/helpers/private-redis.js'
+import { Redis } from 'ioredis'
+import { startPrivateCluster, startPrivateRedis } from '../../test/helpers/private-redis.js'
 import { startFaultProxy } from '../../test/helpers/fault-proxy.js'
 import { collectRejections, cutOnSubscribe } from '../../test/helpers/subscribe-cut.js'
 import { eventually } from '../../test/helpers/eventually.js'
@@ -257,6 +258,40 @@ test('a subscriber connection that stops answering (a partition that leaves its 
   t.diagnostic(`link seen down ${Math.round(performance.now() - cutAt)} ms after the partition`)
   proxy.heal()
   await eventually(() => cache.getStats().redis.connected, 'subscribed again once healed', 15000)
+})
+
+test('a cluster\'s subscriber connection that stops answering is found by a PING down that connection and the link ended: down, then back once the node answers again', async (t) => {
+  const cluster = await startPrivateCluster()
+  t.after(() => cluster.destroy())
+  const client = createRedisClient({ url: cluster.url, cluster: true, commandTimeoutMs: 500 })
+  client.on('error', () => {})
+  await once(client, 'ready')
+  t.after(() => client.disconnect())
+  const cache = createCacheManager(client, { prefix: 'cluster-half:', ackTimeoutMs: 500, breakerCooldownMs: 200 })
+  t.after(() => cache.close())
+  assert.ok(await cache.ready(10000))
+  // The node whose connection carries the bus's two subscriptions.
+  let subscribedOn: number | undefined
+  for (const port of cluster.ports) {
+    const node = new Redis({ port, lazyConnect: true })
+    await node.connect()
+    const list = String(await node.call('CLIENT', 'LIST'))
+    node.disconnect()
+    if (list.split('\n').some((line) => line.includes('chassis-cache-bus') && / sub=2 /.test(line))) subscribedOn = port
+  }
+  assert.ok(subscribedOn !== undefined, 'the bus subscribes on one of the masters')
+  const flushes = cache.getStats().local.flushes
+  // The node stops answering its clients (the subscriber's PING among them) without closing a connection, as a
+  // partition that leaves the socket half-open looks from here.
+  const admin = new Redis({ port: subscribedOn, lazyConnect: true })
+  await admin.connect()
+  await admin.call('CLIENT', 'PAUSE', '8000', 'ALL')
+  admin.disconnect()
+  const pausedAt = performance.now()
+  // Before, a Cluster's bus had no PING check: it looked subscribed while no invalidation could reach it.
+  await eventually(() => cache.getStats().local.flushes > flushes, 'the link is seen down', 8000)
+  t.diagnostic(`link seen down ${Math.round(performance.now() - pausedAt)} ms after the node stopped answering`)
+  await eventually(() => cache.getStats().redis.connected, 'subscribed again once the node answers', 30000)
 })
 
 test('while Redis hangs, an invalidation stops this instance serving its old copies at once, by key, by tag and by pattern, not once Redis answers', async (t) => {
